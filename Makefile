@@ -1,0 +1,124 @@
+# SwiftKernel build. `make run` and `make test` are all a fresh machine needs: both install
+# missing tools first. See README.md for the variables.
+
+# ---- Machine to emulate -------------------------------------------------------------------
+CPU      ?= cortex-a72
+MEMORY   ?= 1G
+SMP      ?= 1
+GIC      ?= 2
+# EL2=1 enters the kernel at EL2 (virtualization=on); the kernel drops to EL1 itself.
+EL2      ?= 0
+APPEND   ?=
+QEMU_EXTRA ?=
+GDB_PORT ?= 1234
+
+QEMU     ?= qemu-system-aarch64
+MACHINE  := virt,gic-version=$(GIC)$(if $(filter 1,$(EL2)),$(comma)virtualization=on)
+comma    := ,
+QEMU_ARGS = -M $(MACHINE) -cpu $(CPU) -m $(MEMORY) -smp $(SMP) -nographic \
+            -kernel $(IMAGE) $(if $(APPEND),-append "$(APPEND)") $(QEMU_EXTRA)
+
+# ---- Toolchain ----------------------------------------------------------------------------
+SWIFT_BIN ?= $(or $(patsubst %/swiftc,%,$(shell command -v swiftc 2>/dev/null)),/opt/swift/usr/bin)
+SWIFTC   := $(SWIFT_BIN)/swiftc
+CLANG    := $(SWIFT_BIN)/clang
+LD_LLD   := $(SWIFT_BIN)/ld.lld
+OBJCOPY  := $(SWIFT_BIN)/llvm-objcopy
+SWIFT    := $(SWIFT_BIN)/swift
+TARGET   := aarch64-none-none-elf
+
+# The kernel never touches FP/SIMD (user state is saved on switch instead) and runs its early
+# code with the MMU off, where unaligned accesses fault: hence general-regs-only, strict-align.
+SWIFT_FLAGS := -target $(TARGET) -enable-experimental-feature Embedded -wmo -parse-as-library \
+               -O -module-name Kernel -Xcc -mgeneral-regs-only -Xcc -mstrict-align \
+               -Xcc -ffreestanding -I kernel/arch/aarch64/include
+ASM_FLAGS   := --target=aarch64-none-elf -mgeneral-regs-only -Ikernel/arch/aarch64/include
+LD_FLAGS    := -T kernel/arch/aarch64/linker.ld --pie --no-dynamic-linker -z notext \
+               -z norelro --hash-style=sysv --no-undefined
+
+BUILD    := build
+IMAGE    := $(BUILD)/kernel.img
+ELF      := $(BUILD)/kernel.elf
+KERNEL_SWIFT := $(wildcard kernel/core/*.swift kernel/arch/aarch64/*.swift kernel/drivers/*.swift \
+                           kernel/runtime/*.swift kernel/*.swift)
+KERNEL_ASM   := $(wildcard kernel/arch/aarch64/*.S)
+ASM_OBJECTS  := $(patsubst kernel/arch/aarch64/%.S,$(BUILD)/%.o,$(KERNEL_ASM))
+
+APT_PACKAGES := qemu-system-arm gdb-multiarch device-tree-compiler cpio u-boot-qemu
+
+.PHONY: all build run debug test test-host test-boot bench clean install-deps check-deps fixtures
+
+all: build
+
+build: check-toolchain $(IMAGE) $(ELF)
+
+$(BUILD)/kernel.o: $(KERNEL_SWIFT) kernel/arch/aarch64/include/AArch64.h | $(BUILD)
+	$(SWIFTC) $(SWIFT_FLAGS) -c $(KERNEL_SWIFT) -o $@
+
+$(BUILD)/%.o: kernel/arch/aarch64/%.S | $(BUILD)
+	$(CLANG) $(ASM_FLAGS) -c $< -o $@
+
+$(ELF): $(BUILD)/kernel.o $(ASM_OBJECTS) kernel/arch/aarch64/linker.ld
+	$(LD_LLD) $(LD_FLAGS) -o $@ $(ASM_OBJECTS) $(BUILD)/kernel.o
+
+$(IMAGE): $(ELF)
+	$(OBJCOPY) -O binary $< $@
+
+$(BUILD):
+	mkdir -p $@
+
+run: install-deps build
+	@echo "Booting SwiftKernel: $(QEMU) $(QEMU_ARGS)   (Ctrl-A X quits)"
+	$(QEMU) $(QEMU_ARGS)
+
+# QEMU waits halted for GDB on port $(GDB_PORT); gdb-multiarch attaches with the kernel's symbols.
+debug: install-deps build
+	$(QEMU) $(QEMU_ARGS) -S -gdb tcp::$(GDB_PORT) -daemonize -display none -serial file:$(BUILD)/debug-console.log \
+	    -pidfile $(BUILD)/qemu-debug.pid -nographic 2>/dev/null || \
+	    $(QEMU) $(filter-out -nographic,$(QEMU_ARGS)) -S -gdb tcp::$(GDB_PORT) -display none \
+	    -serial file:$(BUILD)/debug-console.log -daemonize -pidfile $(BUILD)/qemu-debug.pid
+	@echo "QEMU is halted at the first instruction; console output goes to $(BUILD)/debug-console.log"
+	gdb-multiarch -q $(ELF) -ex "target remote :$(GDB_PORT)" -x tools/gdbinit; \
+	    kill $$(cat $(BUILD)/qemu-debug.pid) 2>/dev/null || true
+
+test: install-deps build
+	python3 tests/run.py
+
+test-host:
+	python3 tests/run.py --host-only
+
+test-boot: build
+	python3 tests/run.py --boot-only
+
+fixtures: install-deps
+	tools/dump-device-trees.sh
+
+clean:
+	rm -rf $(BUILD) .build
+
+# ---- Dependencies -------------------------------------------------------------------------
+check-toolchain:
+	@test -x $(SWIFTC) || { echo "error: swiftc not found (looked in $(SWIFT_BIN)); install Swift 6.3 or set SWIFT_BIN"; exit 1; }
+	@test -d $(SWIFT_BIN)/../lib/swift/embedded/$(TARGET) || \
+	    { echo "error: this Swift toolchain has no Embedded Swift standard library for $(TARGET)"; exit 1; }
+
+check-deps: check-toolchain
+	@missing=""; for tool in qemu-system-aarch64 gdb-multiarch dtc cpio python3; do \
+	    command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	for tool in $(CLANG) $(LD_LLD) $(OBJCOPY); do test -x $$tool || missing="$$missing $$tool"; done; \
+	test -f /usr/lib/u-boot/qemu_arm64/u-boot.bin || missing="$$missing u-boot(qemu_arm64)"; \
+	if [ -n "$$missing" ]; then echo "missing:$$missing (make install-deps installs them)"; exit 1; fi; \
+	echo "all dependencies present: $$($(QEMU) --version | head -1)"
+
+install-deps: check-toolchain
+	@if ! $(MAKE) -s check-deps >/dev/null 2>&1; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        echo "installing $(APT_PACKAGES)"; \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	    elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
+	        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	    else \
+	        echo "please install: $(APT_PACKAGES) (QEMU for aarch64, GDB for several architectures, dtc, cpio)"; exit 1; \
+	    fi; \
+	fi
+	@$(MAKE) -s check-deps

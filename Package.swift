@@ -1,0 +1,26 @@
+// swift-tools-version: 6.1
+// The portable kernel core as a host library, with its unit tests. The kernel image itself is
+// built by the Makefile, which compiles the same sources with Embedded Swift for
+// aarch64-none-none-elf together with the arch layer, drivers and boot sequence.
+import PackageDescription
+
+let package = Package(
+    name: "SwiftKernel",
+    products: [
+        .library(name: "KernelCore", targets: ["KernelCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+    ],
+    targets: [
+        .target(name: "KernelCore", path: "kernel/core"),
+        .testTarget(
+            name: "KernelCoreTests",
+            dependencies: [
+                "KernelCore",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            path: "tests/host"
+        ),
+    ]
+)

@@ -1,0 +1,82 @@
+// Boot self-tests, run when the command line contains "test". Each line states what was
+// measured; a check mark is printed only after the check passed.
+
+import AArch64
+
+struct SelfTestRun {
+    private(set) var passed = 0
+    private(set) var failed = 0
+
+    mutating func check(_ condition: Bool, _ description: FormattedText) {
+        var line = TextLine()
+        line.write(condition ? "Boot Test: \u{2713} " : "Boot Test: \u{2717} FAILED: ")
+        description.line.forEachByte { line.write(byte: $0) }
+        Console.write(line)
+        if condition { passed += 1 } else { failed += 1 }
+    }
+}
+
+func runBootSelfTests(tree: DeviceTree, platform: Platform, entryLevel: UInt, loadAddress: UInt) {
+    var run = SelfTestRun()
+
+    let probe = aarch64_read_relocation_probe()
+    run.check(probe == UInt64(loadAddress),
+              "Relocated to the load address (pointer in .data reads \(hex: probe), image at \(hex: loadAddress))")
+
+    run.check(CPU.exceptionLevel == 1 && entryLevel >= 1,
+              "Running at EL\(CPU.exceptionLevel) after entry at EL\(entryLevel)")
+
+    let masked = aarch64_read_daif() & 0x3C0 == 0x3C0
+    run.check(masked, "Interrupts masked during boot (DAIF \(hex: aarch64_read_daif(), digits: 3))")
+
+    run.check(CPU.identity.partName != nil, "CPU identified as \(CPU.identity) (MIDR \(hex: CPU.identity.mainID, digits: 8))")
+
+    let trapsBefore = Exceptions.selfTestTraps
+    aarch64_brk_self_test()
+    let trapsAfter = Exceptions.selfTestTraps
+    run.check(aarch64_read_vbar() == Exceptions.vectorTableAddress && trapsAfter == trapsBefore + 1,
+              "Exception vectors at \(hex: aarch64_read_vbar()): BRK trapped and resumed (\(trapsAfter - trapsBefore) trap)")
+
+    var regions = 0
+    var imageInRAM = false
+    var treeInRAM = false
+    let imageStart = PhysicalAddress(UInt64(loadAddress))
+    let imageLast = PhysicalAddress(KernelImage.end - 1)
+    let treeStart = PhysicalAddress(UInt64(UInt(bitPattern: tree.blob.baseAddress!)))
+    let treeLast = PhysicalAddress(treeStart.value + UInt64(tree.totalSize) - 1)
+    try? tree.forEachMemoryRegion { region in
+        regions += 1
+        if region.contains(imageStart) && region.contains(imageLast) { imageInRAM = true }
+        if region.contains(treeStart) && region.contains(treeLast) { treeInRAM = true }
+    }
+    run.check(regions > 0 && imageInRAM && treeInRAM,
+              "Kernel image and device tree lie inside the \(regions) RAM region(s) the tree describes")
+
+    var formatted = TextLine()
+    formatted.writeHex(0x9000000)
+    formatted.write(" ")
+    formatted.writeDecimal(signed: -1024)
+    formatted.write(" ")
+    formatted.writeByteSize(3 << 30)
+    run.check(formatted.equals("0x0000000009000000 -1024 3 GiB"),
+              "Console formatting of hex, decimal and sizes")
+
+    if let version = PSCI.version {
+        run.check(version.major >= 1 || version.minor >= 2, "PSCI \(version.major).\(version.minor) answers through the device tree's conduit")
+    } else {
+        run.check(false, "PSCI answers through the device tree's conduit")
+    }
+
+    log("Boot Test: \(run.passed) passed, \(run.failed) failed")
+}
+
+/// `selftest=panic` and `selftest=trap` end the boot in a kernel panic, so that boot tests can
+/// check the panic report itself.
+func runRequestedFault(_ arguments: BootArguments) {
+    guard let request = arguments.value(of: "selftest") else { return }
+    if request == DeviceTreeBytes("panic") {
+        kernelPanic("requested by selftest=panic")
+    } else if request == DeviceTreeBytes("trap") {
+        aarch64_undefined_instruction()
+    }
+}

@@ -1,0 +1,108 @@
+// Exception entry from vectors.S. For now every exception taken by the kernel is unexpected
+// and ends in a panic with a full report, except the deliberate BRK of the boot self-test.
+// Interrupts, system calls and user faults get their own paths as those subsystems arrive.
+
+import AArch64
+
+/// The register frame vectors.S saves; layout fixed by that file.
+struct ExceptionFrame {
+    let base: UnsafeMutablePointer<UInt64>
+
+    func register(_ index: Int) -> UInt64 { base[index] }
+    var stackPointerEL0: UInt64 { base[31] }
+    var exceptionLinkRegister: UInt64 {
+        get { base[32] }
+        nonmutating set { base[32] = newValue }
+    }
+    var savedProgramStatus: UInt64 { base[33] }
+    var syndrome: ExceptionSyndrome { ExceptionSyndrome(base[34]) }
+    var faultAddress: UInt64 { base[35] }
+}
+
+/// Which of the 16 vectors was taken (vectors.S passes 0...15).
+struct VectorKind {
+    let value: UInt64
+
+    static let names: (StaticString, StaticString, StaticString, StaticString) =
+        ("synchronous", "IRQ", "FIQ", "SError")
+
+    var typeName: StaticString {
+        switch value & 3 {
+        case 0: return Self.names.0
+        case 1: return Self.names.1
+        case 2: return Self.names.2
+        default: return Self.names.3
+        }
+    }
+
+    var originName: StaticString {
+        switch value >> 2 {
+        case 0: return "EL1 with SP_EL0"
+        case 1: return "EL1"
+        case 2: return "EL0 (AArch64)"
+        default: return "EL0 (AArch32)"
+        }
+    }
+
+    var isSynchronous: Bool { value & 3 == 0 }
+}
+
+enum Exceptions {
+    /// Number of BRK self-test traps handled; the boot self-test checks it moves.
+    nonisolated(unsafe) static var selfTestTraps = 0
+
+    static func install() {
+        aarch64_write_vbar(KernelImage.exceptionVectors)
+        aarch64_isb()
+    }
+
+    static var vectorTableAddress: UInt64 { KernelImage.exceptionVectors }
+}
+
+@_cdecl("exception_dispatch")
+func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: UInt64) {
+    let frame = ExceptionFrame(base: frameBase)
+    let kind = VectorKind(value: kindValue)
+    let syndrome = frame.syndrome
+    if kind.isSynchronous, syndrome.exceptionClass == .breakInstruction, syndrome.immediate == 0x5354 {
+        Exceptions.selfTestTraps += 1
+        frame.exceptionLinkRegister += 4 // resume after the BRK
+        return
+    }
+    exceptionPanic(frame: frame, kind: kind)
+}
+
+/// The kernel-fault report: what was taken and from where, the syndrome decoded, the saved
+/// registers, and a frame-pointer backtrace.
+func exceptionPanic(frame: ExceptionFrame, kind: VectorKind) -> Never {
+    Panic.begin()
+    var summary = TextLine()
+    summary.write("Kernel panic: unexpected ")
+    summary.write(kind.typeName)
+    summary.write(" exception from ")
+    summary.write(kind.originName)
+    summary.write(": ")
+    frame.syndrome.describe(into: &summary)
+    if kind.isSynchronous && frame.syndrome.exceptionClass == .breakInstruction && frame.syndrome.immediate == 1 {
+        summary.write(" (Swift runtime trap: overflow, bounds check or nil unwrap)")
+    }
+    Console.write(summary)
+    log("  ESR \(hex: frame.syndrome.value)  FAR \(hex: frame.faultAddress)  ELR \(hex: frame.exceptionLinkRegister)")
+    log("  SPSR \(hex: frame.savedProgramStatus)  SP_EL0 \(hex: frame.stackPointerEL0)")
+    var index = 0
+    while index < 31 {
+        var line = TextLine()
+        var column = 0
+        while column < 4 && index < 31 {
+            line.write(index < 10 ? "  x" : " x")
+            line.writeDecimal(UInt64(index))
+            line.write(" ")
+            line.writeHex(frame.register(index))
+            index += 1
+            column += 1
+        }
+        Console.write(line)
+    }
+    Panic.backtrace(from: frame.register(29))
+    Panic.end()
+}

@@ -1,0 +1,149 @@
+// Kernel entry. The image follows the arm64 Linux "Image" boot protocol, so QEMU -kernel,
+// U-Boot booti and UEFI-era loaders all enter at _start on the primary CPU with the MMU and
+// D-cache off and x0 = physical address of the device tree. Secondary CPUs stay with the
+// firmware (PSCI) until the kernel starts them.
+//
+// The kernel is linked at address 0 as a position-independent executable and relocates itself
+// (R_AARCH64_RELATIVE entries) to wherever it was loaded, so no load address is hard-wired.
+
+#define SCTLR_EL1_RES1      0x30d00800  // RES1 bits only: MMU, caches, alignment checks off, LE
+#define HCR_EL2_RW          (1 << 31)   // EL1 executes in AArch64
+#define CNTHCTL_EL1_ACCESS  0x3         // EL1PCTEN | EL1PCEN: EL1 may use the physical counter/timer
+#define CPTR_EL2_NO_TRAPS   0x33ff      // RES1 bits, TFP = 0: FP/SIMD is not trapped to EL2
+#define ICC_SRE_EL2         S3_4_C12_C9_5
+#define ICC_SRE_EL2_SRE     0x1         // system register interface at EL2
+#define ICC_SRE_EL2_ENABLE  0x8         // EL1 may use its own ICC_SRE_EL1.SRE
+#define SPSR_EL1H_MASKED    0x3c5       // return to EL1 using SP_EL1, D A I F masked
+#define R_AARCH64_RELATIVE  1027
+#define BOOT_STACK_SIZE     (16 * 1024)
+
+    .section .text.head, "ax"
+    .global _start
+_start:
+    b       primary_entry               // code0
+    .long   0                           // code1
+    .quad   0                           // text_offset: load at the 2 MiB aligned base itself
+    .quad   _kernel_size                // image_size: file plus BSS and boot stack
+    .quad   0xa                         // flags: little-endian, 4 KiB pages, anywhere in RAM
+    .quad   0, 0, 0                     // reserved
+    .ascii  "ARM\x64"                   // magic
+    .long   0                           // no PE/COFF header
+
+    .text
+// Register contract from here to kernel_main:
+//   x19 = device tree physical address, x20 = exception level at entry, x21 = load address
+primary_entry:
+    mov     x19, x0
+    mrs     x20, CurrentEL
+    lsr     x20, x20, #2
+    cmp     x20, #2
+    b.ne    1f
+    bl      leave_el2
+1:  msr     daifset, #0xf
+    ldr     x0, =SCTLR_EL1_RES1
+    msr     sctlr_el1, x0
+    isb
+
+    // Apply R_AARCH64_RELATIVE relocations: *(base + offset) = base + addend. The linker emits
+    // no other kind for a static PIE; anything else means a broken build, so stop.
+    adrp    x21, _start
+    add     x21, x21, :lo12:_start
+    adrp    x0, __rela_start
+    add     x0, x0, :lo12:__rela_start
+    adrp    x1, __rela_end
+    add     x1, x1, :lo12:__rela_end
+2:  cmp     x0, x1
+    b.hs    3f
+    ldp     x2, x3, [x0], #16           // r_offset, r_info
+    ldr     x4, [x0], #8                // r_addend
+    cmp     x3, #R_AARCH64_RELATIVE
+    b.ne    halt
+    add     x4, x4, x21
+    str     x4, [x2, x21]
+    b       2b
+
+3:  adrp    x0, __bss_start
+    add     x0, x0, :lo12:__bss_start
+    adrp    x1, __bss_end
+    add     x1, x1, :lo12:__bss_end
+4:  cmp     x0, x1
+    b.hs    5f
+    stp     xzr, xzr, [x0], #16
+    b       4b
+
+5:  adrp    x0, boot_stack_top
+    add     x0, x0, :lo12:boot_stack_top
+    mov     sp, x0
+    // Stack-protector canary: differs from boot to boot, set before any Swift function runs.
+    mrs     x0, cntpct_el0
+    ldr     x1, =0x5357494654b3e11e
+    eor     x0, x0, x1, ror #13
+    adrp    x1, __stack_chk_guard
+    str     x0, [x1, :lo12:__stack_chk_guard]
+    mov     x29, xzr                    // end of the frame-pointer chain for backtraces
+    mov     x30, xzr
+    mov     x0, x19
+    mov     x1, x20
+    mov     x2, x21
+    bl      kernel_main
+    .global halt
+halt:
+    msr     daifset, #0xf
+    wfe
+    b       halt
+
+// Drops from EL2 to EL1, returning to the caller (x30) at EL1 with SP_EL1 selected.
+// Clobbers x0. EL1 is given the physical timer, untrapped FP/SIMD and GICv3 system registers;
+// the virtual ID registers are made to report the real MIDR and MPIDR.
+leave_el2:
+    mov     x0, #HCR_EL2_RW
+    msr     hcr_el2, x0
+    mrs     x0, cnthctl_el2
+    orr     x0, x0, #CNTHCTL_EL1_ACCESS
+    msr     cnthctl_el2, x0
+    msr     cntvoff_el2, xzr
+    mrs     x0, midr_el1
+    msr     vpidr_el2, x0
+    mrs     x0, mpidr_el1
+    msr     vmpidr_el2, x0
+    mov     x0, #CPTR_EL2_NO_TRAPS
+    msr     cptr_el2, x0
+    msr     hstr_el2, xzr
+    mrs     x0, id_aa64pfr0_el1
+    ubfx    x0, x0, #24, #4             // GIC field: system register interface present
+    cbz     x0, 1f
+    mrs     x0, ICC_SRE_EL2
+    orr     x0, x0, #ICC_SRE_EL2_SRE
+    orr     x0, x0, #ICC_SRE_EL2_ENABLE
+    msr     ICC_SRE_EL2, x0
+    isb
+1:  ldr     x0, =SCTLR_EL1_RES1
+    msr     sctlr_el1, x0
+    mov     x0, #SPSR_EL1H_MASKED
+    msr     spsr_el2, x0
+    msr     elr_el2, x30
+    eret
+
+// The C library's free(), which the Swift runtime calls; Swift code may not define that
+// symbol itself, so it forwards to kernel_free (RuntimeSupport.swift).
+    .global free
+free:
+    b       kernel_free
+
+    .data
+    .balign 8
+    .global __stack_chk_guard
+__stack_chk_guard:
+    .quad   0
+// Holds the link-time address of _start until relocation rewrites it to the load address;
+// the boot self-test compares it with where the kernel really runs.
+    .global relocation_probe
+relocation_probe:
+    .quad   _start
+
+    .section .bss.boot_stack, "aw", %nobits
+    .balign 16
+boot_stack:
+    .space  BOOT_STACK_SIZE
+    .global boot_stack_top
+boot_stack_top:

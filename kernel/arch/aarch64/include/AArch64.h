@@ -1,0 +1,78 @@
+// Single instructions the Swift arch layer cannot emit itself: system register moves, barriers,
+// wait-for-event, PSCI conduits and deliberate traps. Each function compiles to one or two
+// instructions; Swift imports them through module.modulemap.
+#pragma once
+
+typedef unsigned long long aarch64_u64;
+
+#define AARCH64_READ(name, reg)                                       \
+    static inline aarch64_u64 aarch64_read_##name(void) {             \
+        aarch64_u64 value;                                             \
+        __asm__ volatile("mrs %0, " #reg : "=r"(value));              \
+        return value;                                                  \
+    }
+#define AARCH64_WRITE(name, reg)                                      \
+    static inline void aarch64_write_##name(aarch64_u64 value) {      \
+        __asm__ volatile("msr " #reg ", %0" ::"r"(value) : "memory");  \
+    }
+
+AARCH64_READ(current_el, CurrentEL)
+AARCH64_READ(midr, midr_el1)
+AARCH64_READ(mpidr, mpidr_el1)
+AARCH64_READ(vbar, vbar_el1)
+AARCH64_WRITE(vbar, vbar_el1)
+AARCH64_READ(sctlr, sctlr_el1)
+AARCH64_READ(daif, daif)
+AARCH64_READ(counter_frequency, cntfrq_el0)
+AARCH64_READ(physical_count, cntpct_el0)
+AARCH64_READ(id_aa64mmfr0, id_aa64mmfr0_el1)
+AARCH64_READ(id_aa64pfr0, id_aa64pfr0_el1)
+
+// The caller's frame pointer (x29), where a backtrace starts.
+static inline aarch64_u64 aarch64_frame_pointer(void) {
+    aarch64_u64 value;
+    __asm__ volatile("mov %0, x29" : "=r"(value));
+    return value;
+}
+
+static inline void aarch64_isb(void) { __asm__ volatile("isb" ::: "memory"); }
+static inline void aarch64_dsb_sy(void) { __asm__ volatile("dsb sy" ::: "memory"); }
+static inline void aarch64_wfe(void) { __asm__ volatile("wfe"); }
+static inline void aarch64_wfi(void) { __asm__ volatile("wfi"); }
+static inline void aarch64_mask_interrupts(void) { __asm__ volatile("msr daifset, #0xf" ::: "memory"); }
+
+// SMC Calling Convention (Arm DEN 0028): function id and arguments in x0-x3, result in x0;
+// x4-x17 may be clobbered by the callee.
+#define AARCH64_SMCCC(conduit)                                                              \
+    static inline aarch64_u64 aarch64_##conduit##_call(aarch64_u64 function, aarch64_u64 a1, \
+                                                       aarch64_u64 a2, aarch64_u64 a3) {      \
+        register aarch64_u64 x0 __asm__("x0") = function;                                     \
+        register aarch64_u64 x1 __asm__("x1") = a1;                                           \
+        register aarch64_u64 x2 __asm__("x2") = a2;                                           \
+        register aarch64_u64 x3 __asm__("x3") = a3;                                           \
+        __asm__ volatile(#conduit " #0"                                                       \
+                         : "+r"(x0), "+r"(x1), "+r"(x2), "+r"(x3)                            \
+                         :                                                                    \
+                         : "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13",   \
+                           "x14", "x15", "x16", "x17", "memory");                            \
+        return x0;                                                                            \
+    }
+AARCH64_SMCCC(hvc)
+AARCH64_SMCCC(smc)
+
+// Deliberate traps for the boot self-tests; the immediate identifies the test.
+static inline void aarch64_brk_self_test(void) { __asm__ volatile("brk #0x5354" ::: "memory"); }
+static inline void aarch64_undefined_instruction(void) { __asm__ volatile("udf #0" ::: "memory"); }
+
+// Symbols from boot.S, vectors.S and linker.ld, as run-time addresses (PC-relative, so they
+// are right wherever the image was loaded).
+extern char exception_vectors, _start_of_image, _etext, _edata, _end;
+extern aarch64_u64 relocation_probe;
+
+#define AARCH64_SYMBOL_ADDRESS(function, symbol) \
+    static inline aarch64_u64 aarch64_address_of_##function(void) { return (aarch64_u64)&symbol; }
+AARCH64_SYMBOL_ADDRESS(exception_vectors, exception_vectors)
+AARCH64_SYMBOL_ADDRESS(start_of_image, _start_of_image)
+AARCH64_SYMBOL_ADDRESS(end, _end)
+
+static inline aarch64_u64 aarch64_read_relocation_probe(void) { return *(volatile aarch64_u64 *)&relocation_probe; }

@@ -1,0 +1,94 @@
+// The exception vector table (Arm ARM D1.10.2): 16 entries of 0x80 bytes, for the current EL
+// with SP_EL0, the current EL with SP_ELx, a lower EL in AArch64 and a lower EL in AArch32, each
+// for synchronous, IRQ, FIQ and SError. Every entry saves a full ExceptionFrame on the current
+// stack and calls exception_dispatch(frame, kind); returning from it restores the frame.
+
+// ExceptionFrame layout (must match Exceptions.swift):
+//   0..240  x0..x30       248 sp_el0       256 elr_el1       264 spsr_el1
+//   272     esr_el1       280 far_el1      size 288 (16-byte aligned)
+#define FRAME_SIZE 288
+
+.macro vector_entry kind
+    .balign 0x80
+    sub     sp, sp, #FRAME_SIZE
+    stp     x0, x1, [sp, #0]
+    mov     x0, #\kind
+    b       exception_entry
+.endm
+
+    .text
+    .balign 0x800
+    .global exception_vectors
+exception_vectors:
+    vector_entry 0      // current EL, SP_EL0: synchronous
+    vector_entry 1      //                     IRQ
+    vector_entry 2      //                     FIQ
+    vector_entry 3      //                     SError
+    vector_entry 4      // current EL, SP_ELx: synchronous
+    vector_entry 5      //                     IRQ
+    vector_entry 6      //                     FIQ
+    vector_entry 7      //                     SError
+    vector_entry 8      // lower EL, AArch64:  synchronous
+    vector_entry 9      //                     IRQ
+    vector_entry 10     //                     FIQ
+    vector_entry 11     //                     SError
+    vector_entry 12     // lower EL, AArch32:  synchronous
+    vector_entry 13     //                     IRQ
+    vector_entry 14     //                     FIQ
+    vector_entry 15     //                     SError
+
+// In: x0 = vector kind, x0/x1 already saved. Saves the rest, calls the Swift dispatcher with
+// x0 = frame, x1 = kind, then restores everything (the handler may have edited the frame,
+// e.g. ELR to skip an instruction) and returns with eret.
+exception_entry:
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    stp     x18, x19, [sp, #144]
+    stp     x20, x21, [sp, #160]
+    stp     x22, x23, [sp, #176]
+    stp     x24, x25, [sp, #192]
+    stp     x26, x27, [sp, #208]
+    stp     x28, x29, [sp, #224]
+    mrs     x2, sp_el0
+    stp     x30, x2, [sp, #240]
+    mrs     x2, elr_el1
+    mrs     x3, spsr_el1
+    stp     x2, x3, [sp, #256]
+    mrs     x2, esr_el1
+    mrs     x3, far_el1
+    stp     x2, x3, [sp, #272]
+    // x29/x30 of the interrupted code sit side by side at +232, forming a frame record, so a
+    // frame-pointer backtrace from the handler continues into the interrupted code.
+    add     x29, sp, #232
+    mov     x1, x0
+    mov     x0, sp
+    bl      exception_dispatch
+
+    ldp     x2, x3, [sp, #256]
+    msr     elr_el1, x2
+    msr     spsr_el1, x3
+    ldp     x30, x2, [sp, #240]
+    msr     sp_el0, x2
+    ldp     x0, x1, [sp, #0]
+    ldp     x2, x3, [sp, #16]
+    ldp     x4, x5, [sp, #32]
+    ldp     x6, x7, [sp, #48]
+    ldp     x8, x9, [sp, #64]
+    ldp     x10, x11, [sp, #80]
+    ldp     x12, x13, [sp, #96]
+    ldp     x14, x15, [sp, #112]
+    ldp     x16, x17, [sp, #128]
+    ldp     x18, x19, [sp, #144]
+    ldp     x20, x21, [sp, #160]
+    ldp     x22, x23, [sp, #176]
+    ldp     x24, x25, [sp, #192]
+    ldp     x26, x27, [sp, #208]
+    ldp     x28, x29, [sp, #224]
+    add     sp, sp, #FRAME_SIZE
+    eret

@@ -1,0 +1,69 @@
+// Arm PrimeCell UART (PL011, Arm DDI 0183) as the kernel console: polled transmit, no
+// interrupts yet. The base address comes from the device tree; registers are accessed only
+// through volatile loads and stores.
+
+import _Volatile
+
+struct PL011 {
+    let base: UInt
+
+    /// UARTFR bits.
+    struct Flags: OptionSet {
+        let rawValue: UInt32
+        static let busy = Flags(rawValue: 1 << 3)
+        static let receiveFIFOEmpty = Flags(rawValue: 1 << 4)
+        static let transmitFIFOFull = Flags(rawValue: 1 << 5)
+    }
+
+    /// UARTLCR_H bits.
+    struct LineControl: OptionSet {
+        let rawValue: UInt32
+        static let enableFIFOs = LineControl(rawValue: 1 << 4)
+        static let eightBitWords = LineControl(rawValue: 0b11 << 5)
+    }
+
+    /// UARTCR bits.
+    struct Control: OptionSet {
+        let rawValue: UInt32
+        static let enable = Control(rawValue: 1 << 0)
+        static let transmitEnable = Control(rawValue: 1 << 8)
+        static let receiveEnable = Control(rawValue: 1 << 9)
+    }
+
+    private var data: VolatileMappedRegister<UInt32> { .init(unsafeBitPattern: base + 0x000) }
+    private var flagRegister: VolatileMappedRegister<UInt32> { .init(unsafeBitPattern: base + 0x018) }
+    private var lineControl: VolatileMappedRegister<UInt32> { .init(unsafeBitPattern: base + 0x02C) }
+    private var control: VolatileMappedRegister<UInt32> { .init(unsafeBitPattern: base + 0x030) }
+    private var interruptMask: VolatileMappedRegister<UInt32> { .init(unsafeBitPattern: base + 0x038) }
+    private var interruptClear: VolatileMappedRegister<UInt32> { .init(unsafeBitPattern: base + 0x044) }
+
+    var flags: Flags { Flags(rawValue: flagRegister.load()) }
+
+    /// Programs 8N1 with FIFOs, interrupts masked and cleared, transmitter and receiver on.
+    /// The baud rate divisors are left as the firmware set them, which keeps the speed the
+    /// loader's stdout-path asked for. The sequence follows the TRM: disable, drain, configure, enable.
+    func start() {
+        control.store(0)
+        while flags.contains(.busy) {}
+        lineControl.store(LineControl([.eightBitWords, .enableFIFOs]).rawValue)
+        interruptMask.store(0)
+        interruptClear.store(0x7FF)
+        control.store(Control([.enable, .transmitEnable, .receiveEnable]).rawValue)
+    }
+
+    func write(byte: UInt8) {
+        while flags.contains(.transmitFIFOFull) {}
+        data.store(UInt32(byte))
+    }
+
+    /// A received byte, or nil when none is waiting.
+    func read() -> UInt8? {
+        guard !flags.contains(.receiveFIFOEmpty) else { return nil }
+        return UInt8(truncatingIfNeeded: data.load())
+    }
+
+    /// Waits until the last byte has left the shift register (before power-off).
+    func flush() {
+        while flags.contains(.busy) {}
+    }
+}

@@ -1,0 +1,133 @@
+// SwiftKernel's boot sequence, entered from boot.S on the primary CPU at EL1 with the MMU off.
+//
+// Design principles (docs/ARCHITECTURE.md explains each):
+//  1. Minimal kernel: IPC, memory, scheduling and interrupts; everything else is a user process.
+//  2. Discover, never assume: every device and memory range comes from the device tree.
+//  3. Bad input is an error, never a crash: device trees, ELF files and user pointers are checked.
+//  4. Portable logic lives in kernel/core and is tested on the host; the arch layer stays thin.
+//  5. Simple, measured mechanisms: clear algorithms first, with their cost counted by `make bench`.
+//  6. Built for several cores: shared state sits behind a lock or in per-CPU storage.
+
+import AArch64
+
+let kernelVersion: StaticString = "0.1.0"
+/// The loader's device tree may sit anywhere; more than this is not a device tree we trust.
+let maximumDeviceTreeSize = 2 << 20
+
+@_cdecl("kernel_main")
+func kernelMain(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress: UInt) -> Never {
+    Exceptions.install()
+
+    // Until the device tree names a console there is nowhere to report a problem, so a missing
+    // or corrupt tree stops the CPU quietly (a debugger shows why: see docs/ARCHITECTURE.md).
+    guard let tree = openDeviceTree(at: deviceTreeAddress) else { CPU.halt() }
+    let platform: Platform
+    do {
+        platform = try Platform.discover(in: tree)
+    } catch {
+        reportBrokenPlatform(tree, error)
+    }
+    guard let console = platform.console else { CPU.halt() }
+    Console.device = PL011(base: UInt(console.registers.start.value))
+    Console.device?.start()
+    PSCI.conduit = platform.psciConduit
+    let arguments = BootArguments(platform.bootArguments)
+    let testMode = arguments.contains("test")
+    Panic.powerOffOnPanic = testMode
+
+    log("SwiftKernel v\(kernelVersion) - ARM64 Microkernel")
+    log("Boot: CPU primary core active (\(CPU.identity), MPIDR \(hex: CPU.affinity.multiprocessorID), entered at EL\(entryLevel))")
+    log("Boot: Device tree parsed successfully (version \(tree.version), \(tree.totalSize) bytes at \(hex: deviceTreeAddress))")
+    reportMemory(tree)
+    log("Boot: Console PL011 at \(console.registers.start)")
+    reportDevices(platform, tree: tree)
+    log("Boot: Kernel image at \(hex: KernelImage.start) - \(hex: KernelImage.end) (\(size: KernelImage.size))")
+    log("Boot: Exception vector table at \(hex: Exceptions.vectorTableAddress)")
+    if let text = platform.bootArguments, text.count > 0 { log("Boot: Command line: \(text)") }
+
+    if testMode {
+        runBootSelfTests(tree: tree, platform: platform, entryLevel: entryLevel, loadAddress: loadAddress)
+        runRequestedFault(arguments)
+        log("Boot: Test mode complete, powering off")
+        Console.flush()
+        PSCI.systemOff()
+        log("Boot: PSCI SYSTEM_OFF unavailable; halting")
+        CPU.halt()
+    }
+    log("Boot: Nothing to start yet; idling (Ctrl-A X quits QEMU)")
+    CPU.halt()
+}
+
+/// The blob at `address`, if its header is sane and its size plausible.
+func openDeviceTree(at address: UInt) -> DeviceTree? {
+    // The boot protocol requires 8-byte alignment; anything else is not a device tree.
+    guard address != 0, address & 7 == 0 else { return nil }
+    let header = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: address), count: DeviceTree.headerSize)
+    guard let size = try? DeviceTree.totalSize(ofHeaderAt: header), size <= maximumDeviceTreeSize else { return nil }
+    let blob = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: address), count: size)
+    return try? DeviceTree(blob: blob)
+}
+
+/// The tree is well formed but describes a device impossibly; say so if a console can still
+/// be found, then stop.
+func reportBrokenPlatform(_ tree: DeviceTree, _ error: DeviceTreeError) -> Never {
+    if let console = try? Platform.findConsole(in: tree, chosen: tree.node(atPath: "/chosen")) {
+        Console.device = PL011(base: UInt(console.registers.start.value))
+        Console.device?.start()
+        log("SwiftKernel v\(kernelVersion) - ARM64 Microkernel")
+        log("Boot: device tree describes the platform inconsistently; cannot continue")
+        Console.flush()
+    }
+    CPU.halt()
+}
+
+func reportMemory(_ tree: DeviceTree) {
+    do {
+        try tree.forEachMemoryRegion { region in
+            let end = region.end ?? PhysicalAddress(UInt64.max)
+            log("Boot: Memory region: \(region.start) - \(end) (\(megabytes: region.size) MB)")
+        }
+        try tree.forEachReservedRegion { region in
+            log("Boot: Reserved memory: \(region.start) (\(size: region.size))")
+        }
+    } catch {
+        log("Boot: memory description in the device tree is malformed; ignoring it")
+    }
+}
+
+func reportDevices(_ platform: Platform, tree: DeviceTree) {
+    if let gic = platform.interruptController {
+        switch gic.kind {
+        case .gicV2:
+            log("Boot: Interrupt controller GICv2, distributor \(gic.distributor.start), CPU interface \(gic.cpuInterfaceOrRedistributor.start)")
+        case .gicV3:
+            log("Boot: Interrupt controller GICv3, distributor \(gic.distributor.start), redistributors \(gic.cpuInterfaceOrRedistributor.start)")
+        }
+    } else {
+        log("Boot: No interrupt controller in the device tree")
+    }
+    if let timer = platform.timer {
+        log("Boot: Generic timer at \(aarch64_read_counter_frequency()) Hz, EL1 physical timer interrupt \(timer.physicalInterrupt)")
+    }
+    switch platform.psciConduit {
+    case .hvc, .smc:
+        if let version = PSCI.version {
+            log("Boot: PSCI \(version.major).\(version.minor) via \(platform.psciConduit == .hvc ? "hvc" : "smc")")
+        } else {
+            log("Boot: PSCI present but not answering")
+        }
+    case nil:
+        log("Boot: No PSCI in the device tree; power-off unavailable")
+    }
+    log("Boot: CPUs in device tree: \(platform.cpuCount) (secondary cores stay parked in PSCI firmware)")
+    if platform.virtioMMIOCount > 0 { log("Boot: \(platform.virtioMMIOCount) virtio-mmio transports") }
+    if let ramdisk = platform.initialRamdisk {
+        log("Boot: Initial ramdisk at \(ramdisk.start) (\(size: ramdisk.size))")
+    }
+}
+
+extension FormattedText.StringInterpolation {
+    mutating func appendInterpolation(_ identity: CPUIdentity) {
+        identity.describe(into: &line)
+    }
+}

@@ -1,0 +1,49 @@
+// The kernel log: whole lines formatted without allocation, written to the boot console under
+// a lock so that lines from different cores never interleave.
+
+import Synchronization
+
+enum Console {
+    /// Set once at boot, before any other core runs; nil until the device tree names a UART.
+    nonisolated(unsafe) static var device: PL011?
+
+    static let lock = SpinLock()
+
+    static func write(_ line: TextLine) {
+        guard let device else { return }
+        lock.withLock {
+            line.forEachByte { byte in
+                if byte == UInt8(ascii: "\n") { device.write(byte: UInt8(ascii: "\r")) }
+                device.write(byte: byte)
+            }
+            device.write(byte: UInt8(ascii: "\r"))
+            device.write(byte: UInt8(ascii: "\n"))
+        }
+    }
+
+    static func flush() { device?.flush() }
+}
+
+/// Prints one line to the kernel console.
+func log(_ text: FormattedText) {
+    Console.write(text.line)
+}
+
+/// A test-and-test-and-set lock for short critical sections. Interrupt masking is the caller's
+/// business until interrupts are taken in the kernel.
+struct SpinLock: ~Copyable, @unchecked Sendable {
+    private let held = Atomic<Bool>(false)
+
+    init() {}
+
+    func withLock<Result>(_ body: () -> Result) -> Result {
+        while true {
+            if !held.load(ordering: .relaxed),
+               held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
+                break
+            }
+        }
+        defer { held.store(false, ordering: .releasing) }
+        return body()
+    }
+}

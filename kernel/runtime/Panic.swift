@@ -1,0 +1,64 @@
+// Kernel panics: a message with its source location (or an exception report), a backtrace, then
+// the machine stops. In test mode it powers off so that a boot test ends at once.
+
+import AArch64
+
+enum Panic {
+    /// Set by the boot sequence when the command line asks for test mode.
+    nonisolated(unsafe) static var powerOffOnPanic = false
+    nonisolated(unsafe) static var inProgress = false
+
+    static func begin() {
+        aarch64_mask_interrupts()
+        if inProgress {
+            // A panic while reporting a panic: report nothing more, just stop.
+            finish()
+        }
+        inProgress = true
+    }
+
+    static func end() -> Never {
+        log("Kernel panic: system halted")
+        finish()
+    }
+
+    private static func finish() -> Never {
+        Console.flush()
+        if powerOffOnPanic { PSCI.systemOff() }
+        CPU.halt()
+    }
+
+    /// Walks AAPCS64 frame records {previous x29, x30} from `framePointer`, staying inside the
+    /// kernel image's stack area and stopping at the null record boot.S plants.
+    static func backtrace(from framePointer: UInt64) {
+        var frame = framePointer
+        var depth = 0
+        log("  backtrace:")
+        while frame != 0 && frame & 0xF == 0 && depth < 16 {
+            guard frame >= imageStart, frame < imageEnd else { break }
+            let record = UnsafePointer<UInt64>(bitPattern: UInt(frame))!
+            let returnAddress = record[1]
+            if returnAddress == 0 { break }
+            log("    #\(depth) \(hex: returnAddress)  (image offset \(hex: returnAddress &- imageStart, digits: 8))")
+            frame = record[0]
+            depth += 1
+        }
+    }
+
+    static var imageStart: UInt64 { KernelImage.start }
+    static var imageEnd: UInt64 { KernelImage.end }
+}
+
+/// Stops the kernel with a message. Only for kernel bugs: bad input from devices, loaders or
+/// users is an error value, never a panic.
+func kernelPanic(_ message: FormattedText, file: StaticString = #fileID, line: UInt = #line) -> Never {
+    Panic.begin()
+    var header = TextLine()
+    header.write("Kernel panic: ")
+    message.line.forEachByte { header.write(byte: $0) }
+    Console.write(header)
+    log("  at \(file):\(line)")
+    Panic.backtrace(from: aarch64_frame_pointer())
+    Panic.end()
+}
+

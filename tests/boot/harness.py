@@ -1,0 +1,159 @@
+"""Boot-test harness: boots the kernel in QEMU with given arguments, collects the serial console
+with a deadline, and always kills QEMU. Scenarios (scenarios.py) assert on the collected log.
+
+Used by tests/run.py; reusable from any script:
+    result = boot(["-cpu", "cortex-a53", "-m", "128M"], append="test")
+    result.expect_line(r"Boot: Memory region: .* \\(128 MB\\)")
+"""
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+KERNEL_IMAGE = ROOT / "build" / "kernel.img"
+QEMU = os.environ.get("QEMU", "qemu-system-aarch64")
+
+
+class BootFailure(AssertionError):
+    """An expectation about a boot log did not hold; the message carries the evidence."""
+
+
+@dataclass
+class BootResult:
+    command: list[str]
+    lines: list[str]
+    exit_code: int | None          # None when QEMU had to be killed
+    timed_out: bool
+    seconds: float
+    checks: int = field(default=0)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def _fail(self, message: str) -> None:
+        tail = "\n".join("    | " + line for line in self.lines[-40:])
+        raise BootFailure(f"{message}\n  command: {' '.join(self.command)}\n  console (last 40 lines):\n{tail}")
+
+    def expect_line(self, pattern: str) -> re.Match:
+        """A line matching `pattern` (a regular expression, searched) is in the log."""
+        self.checks += 1
+        compiled = re.compile(pattern)
+        for line in self.lines:
+            match = compiled.search(line)
+            if match:
+                return match
+        self._fail(f"no console line matches /{pattern}/")
+
+    def expect_no_line(self, pattern: str) -> None:
+        self.checks += 1
+        compiled = re.compile(pattern)
+        for line in self.lines:
+            if compiled.search(line):
+                self._fail(f"unexpected console line matching /{pattern}/: {line!r}")
+
+    def lines_matching(self, pattern: str) -> list[re.Match]:
+        compiled = re.compile(pattern)
+        return [m for m in (compiled.search(line) for line in self.lines) if m]
+
+    def expect_in_order(self, *patterns: str) -> None:
+        """Each pattern matches a line after the line the previous one matched."""
+        self.checks += 1
+        position = 0
+        for pattern in patterns:
+            compiled = re.compile(pattern)
+            while position < len(self.lines) and not compiled.search(self.lines[position]):
+                position += 1
+            if position == len(self.lines):
+                self._fail(f"/{pattern}/ not found in order after the previous expectations")
+            position += 1
+
+    def expect_powered_off(self) -> None:
+        """QEMU exited by itself (PSCI SYSTEM_OFF) with status 0, before the deadline."""
+        self.checks += 1
+        if self.timed_out or self.exit_code != 0:
+            self._fail(f"QEMU did not power off cleanly (exit code {self.exit_code}, timed out {self.timed_out})")
+
+    def expect_equal(self, actual, expected, what: str) -> None:
+        self.checks += 1
+        if actual != expected:
+            self._fail(f"{what}: expected {expected!r}, got {actual!r}")
+
+
+def qemu_command(machine: str = "virt", cpu: str = "cortex-a72", memory: str = "1G", smp: int = 1,
+                 append: str | None = "test", kernel: Path | None = KERNEL_IMAGE,
+                 extra: list[str] | None = None) -> list[str]:
+    command = [QEMU, "-M", machine, "-cpu", cpu, "-m", memory, "-smp", str(smp),
+               "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"]
+    if kernel is not None:
+        command += ["-kernel", str(kernel)]
+    if append is not None and kernel is not None:
+        command += ["-append", append]
+    return command + (extra or [])
+
+
+def boot(command: list[str], timeout: float = 60.0, stop_at: str | None = None,
+         interaction: list[tuple[str, str]] | None = None) -> BootResult:
+    """Runs `command` until QEMU exits, `stop_at` (a regex) appears on the console, or
+    `timeout` seconds pass. `interaction` is a list of (regex, text): when a console line or the
+    unfinished last line matches the regex, `text` is typed on the serial input (for loaders
+    with a prompt). QEMU is always killed before returning."""
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    output = bytearray()
+    pending = list(interaction or [])
+    stop = re.compile(stop_at) if stop_at else None
+    typed_up_to = 0  # console text before this offset has already triggered typing
+    timed_out = False
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        fd = process.stdout.fileno()
+        while True:
+            remaining = timeout - (time.monotonic() - started)
+            if remaining <= 0:
+                timed_out = True
+                break
+            ready, _, _ = select.select([fd], [], [], min(remaining, 0.5))
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                output += chunk
+                text = output.decode("utf-8", "replace")
+                while pending:
+                    match = re.compile(pending[0][0]).search(text, typed_up_to)
+                    if not match:
+                        break
+                    typed_up_to = match.end()
+                    process.stdin.write(pending.pop(0)[1].encode())
+                    process.stdin.flush()
+                if stop and stop.search(text):
+                    break
+            elif process.poll() is not None:
+                break
+    finally:
+        exit_code = process.poll()
+        if exit_code is None and not timed_out and not stop:
+            # End of output usually means QEMU is exiting; give it a moment to be reaped.
+            try:
+                exit_code = process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                exit_code = None
+        if exit_code is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        else:
+            # Drain anything written just before exit.
+            rest = process.stdout.read() if process.stdout else b""
+            output += rest or b""
+    text = output.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
+    return BootResult(command=command, lines=text.split("\n"), exit_code=exit_code,
+                      timed_out=timed_out, seconds=time.monotonic() - started)

@@ -1,0 +1,167 @@
+"""Boot scenarios: each boots the kernel in one QEMU configuration and asserts on what it
+prints. Every expectation is derived from the configuration QEMU was given (memory size, CPU
+model, GIC version, entry level), so a line that merely appears is not enough."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from harness import KERNEL_IMAGE, BootResult, boot, qemu_command
+
+RAM_BASE = 0x4000_0000
+SIZES = {"128M": 128 << 20, "1G": 1 << 30, "3G": 3 << 30, "4G": 4 << 30, "2G": 2 << 30}
+CPU_NAMES = {"cortex-a53": "Cortex-A53", "cortex-a57": "Cortex-A57", "cortex-a72": "Cortex-A72",
+             "max": "QEMU max"}
+
+
+@dataclass
+class Scenario:
+    name: str
+    run: Callable[[], BootResult]
+
+
+def expect_standard_boot(result: BootResult, cpu: str, memory: str, gic: int, entry_level: int,
+                         cpus: int = 1, conduit: str = "hvc") -> None:
+    """The boot log of a test-mode boot that ends in a clean power-off."""
+    result.expect_in_order(
+        r"^SwiftKernel v0\.1\.0 - ARM64 Microkernel$",
+        rf"^Boot: CPU primary core active \({CPU_NAMES[cpu]}, MPIDR 0x[0-9a-f]{{16}}, entered at EL{entry_level}\)$",
+        r"^Boot: Device tree parsed successfully",
+        r"^Boot: Memory region: ",
+        r"^Boot: Console PL011 at 0x0000000009000000$",
+    )
+    size = SIZES[memory]
+    regions = result.lines_matching(r"^Boot: Memory region: 0x([0-9a-f]{16}) - 0x([0-9a-f]{16}) \((\d+) MB\)$")
+    result.expect_equal([(int(m[1], 16), int(m[2], 16), int(m[3])) for m in regions],
+                        [(RAM_BASE, RAM_BASE + size, size >> 20)], "memory regions")
+    if gic == 2:
+        result.expect_line(r"^Boot: Interrupt controller GICv2, distributor 0x0000000008000000, CPU interface 0x0000000008010000$")
+    else:
+        result.expect_line(r"^Boot: Interrupt controller GICv3, distributor 0x0000000008000000, redistributors 0x00000000080a0000$")
+    result.expect_line(rf"^Boot: PSCI \d+\.\d+ via {conduit}$")
+    result.expect_line(rf"^Boot: CPUs in device tree: {cpus}")
+    result.expect_line(r"^Boot: Generic timer at 62500000 Hz")
+    result.expect_line(r"^Boot Test: ✓ Running at EL1 after entry at EL" + str(entry_level))
+    result.expect_no_line(r"FAILED|Kernel panic")
+    summary = result.expect_line(r"^Boot Test: (\d+) passed, (\d+) failed$")
+    result.expect_equal(int(summary[2]), 0, "failed boot self-tests")
+    result.expect_equal(int(summary[1]), len(result.lines_matching(r"^Boot Test: ✓ ")), "self-test count")
+    result.expect_line(r"^Boot: Test mode complete, powering off$")
+    result.expect_powered_off()
+
+
+def standard(name: str, cpu: str, memory: str, gic: int, smp: int = 1, el2: bool = False) -> Scenario:
+    def run() -> BootResult:
+        machine = f"virt,gic-version={gic}" + (",virtualization=on" if el2 else "")
+        result = boot(qemu_command(machine=machine, cpu=cpu, memory=memory, smp=smp))
+        expect_standard_boot(result, cpu, memory, gic, entry_level=2 if el2 else 1, cpus=smp,
+                             conduit="smc" if el2 else "hvc")
+        return result
+    return Scenario(name, run)
+
+
+def numa_two_regions() -> BootResult:
+    extra = ["-object", "memory-backend-ram,id=ram0,size=512M",
+             "-object", "memory-backend-ram,id=ram1,size=1536M",
+             "-numa", "node,nodeid=0,cpus=0,memdev=ram0", "-numa", "node,nodeid=1,cpus=1,memdev=ram1"]
+    result = boot(qemu_command(memory="2G", smp=2, extra=extra))
+    regions = result.lines_matching(r"^Boot: Memory region: 0x([0-9a-f]{16}) - 0x([0-9a-f]{16}) \((\d+) MB\)$")
+    # QEMU writes the NUMA memory nodes last-first; the kernel reports them in tree order.
+    result.expect_equal(sorted((int(m[1], 16), int(m[2], 16), int(m[3])) for m in regions),
+                        [(RAM_BASE, RAM_BASE + (512 << 20), 512),
+                         (RAM_BASE + (512 << 20), RAM_BASE + (2 << 30), 1536)], "memory regions")
+    result.expect_line(r"^Boot Test: \d+ passed, 0 failed$")
+    result.expect_powered_off()
+    return result
+
+
+def initial_ramdisk() -> BootResult:
+    with tempfile.TemporaryDirectory() as scratch:
+        ramdisk = Path(scratch) / "initrd"
+        ramdisk.write_bytes(os.urandom(12345))
+        result = boot(qemu_command(extra=["-initrd", str(ramdisk)]))
+    match = result.expect_line(r"^Boot: Initial ramdisk at 0x[0-9a-f]{16} \((\d+) bytes\)$")
+    result.expect_equal(int(match[1]), 12345, "ramdisk size")
+    result.expect_line(r"^Boot: Command line: test$")
+    result.expect_powered_off()
+    return result
+
+
+def panic_report() -> BootResult:
+    result = boot(qemu_command(append="test selftest=panic"))
+    result.expect_in_order(r"^Boot Test: \d+ passed, 0 failed$",
+                           r"^Kernel panic: requested by selftest=panic$",
+                           r"^  at Kernel/SelfTests\.swift:\d+$",
+                           r"^  backtrace:$",
+                           r"^    #0 0x[0-9a-f]{16}  \(image offset 0x[0-9a-f]{8}\)$",
+                           r"^Kernel panic: system halted$")
+    result.expect_powered_off()
+    return result
+
+
+def exception_report() -> BootResult:
+    result = boot(qemu_command(append="test selftest=trap"))
+    result.expect_line(r"^Kernel panic: unexpected synchronous exception from EL1: unknown reason \(undefined instruction\)$")
+    match = result.expect_line(r"^  ESR (0x[0-9a-f]{16})  FAR 0x[0-9a-f]{16}  ELR (0x[0-9a-f]{16})$")
+    result.expect_equal(int(match[1], 16) >> 26, 0, "exception class in ESR")
+    image = result.expect_line(r"^Boot: Kernel image at (0x[0-9a-f]{16}) - (0x[0-9a-f]{16})")
+    elr = int(match[2], 16)
+    result.expect_equal(int(image[1], 16) <= elr < int(image[2], 16), True, "ELR inside the kernel image")
+    result.expect_line(r" x29 0x[0-9a-f]{16} x30 0x[0-9a-f]{16}$")
+    result.expect_powered_off()
+    return result
+
+
+def interactive_idle() -> BootResult:
+    """Without "test" the kernel reports and idles; it must not power off or panic."""
+    result = boot(qemu_command(append=""), timeout=30, stop_at=r"Boot: Nothing to start yet")
+    result.expect_line(r"^Boot: Nothing to start yet; idling")
+    result.expect_no_line(r"Boot Test|Kernel panic")
+    result.expect_equal(result.exit_code, None, "QEMU still running (kernel idling)")
+    return result
+
+
+UBOOT = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
+UBOOT_LOAD_ADDRESS = 0x4040_0000
+
+
+def uboot_booti() -> BootResult:
+    """U-Boot loads nothing itself here: QEMU's generic loader puts the Image at an address
+    other than the one QEMU's -kernel uses, and U-Boot's `booti` starts it with U-Boot's own
+    device tree, exercising the Image header, x0 hand-off and self-relocation."""
+    extra = ["-bios", str(UBOOT),
+             "-device", f"loader,file={KERNEL_IMAGE},addr={UBOOT_LOAD_ADDRESS:#x},force-raw=on"]
+    command = qemu_command(kernel=None, extra=extra)
+    typed = [(r"Hit any key to stop autoboot", "\n"),
+             (r"=> ", "setenv bootargs test\n"),
+             (r"=> ", f"booti {UBOOT_LOAD_ADDRESS:#x} - ${{fdtcontroladdr}}\n")]
+    result = boot(command, timeout=90, interaction=typed)
+    result.expect_line(r"^SwiftKernel v0\.1\.0 - ARM64 Microkernel$")
+    result.expect_line(rf"^Boot: Kernel image at 0x{UBOOT_LOAD_ADDRESS:016x} - ")
+    result.expect_line(rf"^Boot Test: ✓ Relocated to the load address \(pointer in \.data reads 0x{UBOOT_LOAD_ADDRESS:016x}")
+    result.expect_line(r"^Boot: Memory region: 0x0000000040000000 - 0x0000000080000000 \(1024 MB\)$")
+    result.expect_line(r"^Boot Test: \d+ passed, 0 failed$")
+    result.expect_powered_off()
+    return result
+
+
+SCENARIOS: list[Scenario] = [
+    standard("cortex-a72, 1G, GICv2", "cortex-a72", "1G", 2),
+    standard("cortex-a72, 1G, GICv3, 4 cores", "cortex-a72", "1G", 3, smp=4),
+    standard("cortex-a53, 128M, GICv2", "cortex-a53", "128M", 2),
+    standard("cortex-a57, 3G, GICv3", "cortex-a57", "3G", 3),
+    standard("max, 4G, GICv3, 2 cores", "max", "4G", 3, smp=2),
+    standard("cortex-a72, EL2 entry (virtualization=on), GICv3", "cortex-a72", "1G", 3, el2=True),
+    standard("cortex-a53, EL2 entry (virtualization=on), GICv2", "cortex-a53", "128M", 2, el2=True),
+    standard("max, EL2 entry (virtualization=on), 4G", "max", "4G", 3, el2=True),
+    Scenario("two NUMA memory regions", numa_two_regions),
+    Scenario("initial ramdisk and command line from /chosen", initial_ramdisk),
+    Scenario("panic report (selftest=panic)", panic_report),
+    Scenario("exception report (selftest=trap)", exception_report),
+    Scenario("idle without test mode", interactive_idle),
+    Scenario("U-Boot booti at another load address", uboot_booti),
+]

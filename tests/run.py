@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""`make test`: the host unit tests (swift test) and the QEMU boot scenarios, ending with one
+summary line over both suites: `N passed, N failed`."""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "boot"))
+
+
+def run_host_tests() -> tuple[int, int]:
+    """Runs `swift test`; counts Swift Testing's per-test verdict lines."""
+    print("== host unit tests (swift test)", flush=True)
+    started = time.monotonic()
+    process = subprocess.run(["swift", "test"], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    output = process.stdout
+    verdict = re.compile(r"^\S+ Test (?!run with)(.+?) (passed|failed)\b", re.MULTILINE)
+    passed = failed = 0
+    for match in verdict.finditer(output):
+        if match[2] == "passed":
+            passed += 1
+        else:
+            failed += 1
+            print(f"  FAIL {match[1]}")
+    summary = re.search(r"Test run with (\d+) tests? .*", output)
+    if summary:
+        print("  " + summary[0].strip())
+    if process.returncode != 0 and failed == 0:
+        # A build failure or crash: show it and count the suite as one failure.
+        print(output[-6000:])
+        failed = 1
+    elif failed:
+        print("\n".join(line for line in output.splitlines() if "✘" in line or "error" in line.lower())[-6000:])
+    print(f"  host: {passed} passed, {failed} failed ({time.monotonic() - started:.0f} s)", flush=True)
+    return passed, failed
+
+
+def run_boot_tests(jobs: int) -> tuple[int, int]:
+    from harness import KERNEL_IMAGE, BootFailure
+    from scenarios import SCENARIOS
+
+    print(f"== boot tests in QEMU ({len(SCENARIOS)} scenarios, {jobs} at a time)", flush=True)
+    if not KERNEL_IMAGE.exists():
+        print(f"  {KERNEL_IMAGE} is missing: run `make build` first")
+        return 0, len(SCENARIOS)
+    passed = failed = 0
+
+    def attempt(scenario):
+        try:
+            result = scenario.run()
+            return scenario, None, result
+        except BootFailure as failure:
+            return scenario, str(failure), None
+        except Exception as error:  # a harness bug is a failure too, never a pass
+            return scenario, f"{type(error).__name__}: {error}", None
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        for scenario, failure, result in pool.map(attempt, SCENARIOS):
+            if failure is None:
+                passed += 1
+                print(f"  ok   {scenario.name} ({result.checks} checks, {result.seconds:.1f} s)", flush=True)
+            else:
+                failed += 1
+                print(f"  FAIL {scenario.name}\n{failure}", flush=True)
+    print(f"  boot: {passed} passed, {failed} failed", flush=True)
+    return passed, failed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host-only", action="store_true")
+    parser.add_argument("--boot-only", action="store_true")
+    parser.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)))
+    options = parser.parse_args()
+
+    totals = [0, 0]
+    if not options.boot_only:
+        for index, count in enumerate(run_host_tests()):
+            totals[index] += count
+    if not options.host_only:
+        for index, count in enumerate(run_boot_tests(options.jobs)):
+            totals[index] += count
+    print(f"{totals[0]} passed, {totals[1]} failed")
+    return 0 if totals[1] == 0 and totals[0] > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
