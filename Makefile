@@ -30,9 +30,9 @@ TARGET   := aarch64-none-none-elf
 # The kernel never touches FP/SIMD (user state is saved on switch instead) and runs its early
 # code with the MMU off, where unaligned accesses fault: hence general-regs-only, strict-align.
 SWIFT_FLAGS := -target $(TARGET) -enable-experimental-feature Embedded -wmo -parse-as-library \
-               -O -module-name Kernel -Xcc -mgeneral-regs-only -Xcc -mstrict-align \
+               -O -g -module-name Kernel -Xcc -mgeneral-regs-only -Xcc -mstrict-align \
                -Xcc -ffreestanding -I kernel/arch/aarch64/include
-ASM_FLAGS   := --target=aarch64-none-elf -mgeneral-regs-only -Ikernel/arch/aarch64/include
+ASM_FLAGS   := --target=aarch64-none-elf -g -mgeneral-regs-only -Ikernel/arch/aarch64/include
 LD_FLAGS    := -T kernel/arch/aarch64/linker.ld --pie --no-dynamic-linker -z notext \
                -z norelro --hash-style=sysv --no-undefined
 
@@ -46,16 +46,18 @@ ASM_OBJECTS  := $(patsubst kernel/arch/aarch64/%.S,$(BUILD)/%.o,$(KERNEL_ASM))
 
 APT_PACKAGES := qemu-system-arm gdb-multiarch device-tree-compiler cpio u-boot-qemu
 
-.PHONY: all build run debug test test-host test-boot bench clean install-deps check-deps fixtures
+.PHONY: all build run debug gdb test test-host test-boot bench clean install-deps check-deps fixtures
 
 all: build
 
 build: check-toolchain $(IMAGE) $(ELF)
 
-$(BUILD)/kernel.o: $(KERNEL_SWIFT) kernel/arch/aarch64/include/AArch64.h | $(BUILD)
+$(BUILD)/kernel.o: $(KERNEL_SWIFT) kernel/arch/aarch64/include/AArch64.h
+	@mkdir -p $(@D)
 	$(SWIFTC) $(SWIFT_FLAGS) -c $(KERNEL_SWIFT) -o $@
 
-$(BUILD)/%.o: kernel/arch/aarch64/%.S | $(BUILD)
+$(BUILD)/%.o: kernel/arch/aarch64/%.S
+	@mkdir -p $(@D)
 	$(CLANG) $(ASM_FLAGS) -c $< -o $@
 
 $(ELF): $(BUILD)/kernel.o $(ASM_OBJECTS) kernel/arch/aarch64/linker.ld
@@ -64,22 +66,22 @@ $(ELF): $(BUILD)/kernel.o $(ASM_OBJECTS) kernel/arch/aarch64/linker.ld
 $(IMAGE): $(ELF)
 	$(OBJCOPY) -O binary $< $@
 
-$(BUILD):
-	mkdir -p $@
-
 run: install-deps build
 	@echo "Booting SwiftKernel: $(QEMU) $(QEMU_ARGS)   (Ctrl-A X quits)"
 	$(QEMU) $(QEMU_ARGS)
 
-# QEMU waits halted for GDB on port $(GDB_PORT); gdb-multiarch attaches with the kernel's symbols.
+# QEMU starts halted at the first instruction with a GDB stub; `make gdb` (in a second terminal)
+# attaches gdb-multiarch with the kernel's symbols. The ELF is linked at 0 and relocates itself,
+# so GDB is told where it runs: QEMU -kernel puts an Image at RAM + 2 MiB (LOAD_ADDRESS).
+LOAD_ADDRESS ?= 0x40200000
+
 debug: install-deps build
-	$(QEMU) $(QEMU_ARGS) -S -gdb tcp::$(GDB_PORT) -daemonize -display none -serial file:$(BUILD)/debug-console.log \
-	    -pidfile $(BUILD)/qemu-debug.pid -nographic 2>/dev/null || \
-	    $(QEMU) $(filter-out -nographic,$(QEMU_ARGS)) -S -gdb tcp::$(GDB_PORT) -display none \
-	    -serial file:$(BUILD)/debug-console.log -daemonize -pidfile $(BUILD)/qemu-debug.pid
-	@echo "QEMU is halted at the first instruction; console output goes to $(BUILD)/debug-console.log"
-	gdb-multiarch -q $(ELF) -ex "target remote :$(GDB_PORT)" -x tools/gdbinit; \
-	    kill $$(cat $(BUILD)/qemu-debug.pid) 2>/dev/null || true
+	@echo "QEMU is halted, waiting for GDB on port $(GDB_PORT). In another terminal run:  make gdb"
+	$(QEMU) $(QEMU_ARGS) -S -gdb tcp::$(GDB_PORT)
+
+gdb:
+	gdb-multiarch -q -ex "set architecture aarch64" -ex "symbol-file -o $(LOAD_ADDRESS) $(ELF)" \
+	    -ex "target remote :$(GDB_PORT)" $(GDB_ARGS)
 
 test: install-deps build
 	python3 tests/run.py
