@@ -4,12 +4,16 @@
 import AArch64
 
 struct SelfTestRun {
+    let prefix: StaticString
     private(set) var passed = 0
     private(set) var failed = 0
 
+    init(prefix: StaticString) { self.prefix = prefix }
+
     mutating func check(_ condition: Bool, _ description: FormattedText) {
         var line = TextLine()
-        line.write(condition ? "Boot Test: \u{2713} " : "Boot Test: \u{2717} FAILED: ")
+        line.write(prefix)
+        line.write(condition ? ": \u{2713} " : ": \u{2717} FAILED: ")
         description.line.forEachByte { line.write(byte: $0) }
         Console.write(line)
         if condition { passed += 1 } else { failed += 1 }
@@ -17,11 +21,11 @@ struct SelfTestRun {
 }
 
 func runBootSelfTests(tree: DeviceTree, platform: Platform, entryLevel: UInt, loadAddress: UInt) {
-    var run = SelfTestRun()
+    var run = SelfTestRun(prefix: "Boot Test")
 
     let probe = aarch64_read_relocation_probe()
-    run.check(probe == UInt64(loadAddress),
-              "Relocated to the load address (pointer in .data reads \(hex: probe), image at \(hex: loadAddress))")
+    run.check(probe == KernelImage.start && KernelImage.physicalStart.value == UInt64(loadAddress),
+              "Relocated for the linear map (pointer in .data reads \(hex: probe), image at \(hex: KernelImage.start), loaded at \(hex: loadAddress))")
 
     run.check(CPU.exceptionLevel == 1 && entryLevel >= 1,
               "Running at EL\(CPU.exceptionLevel) after entry at EL\(entryLevel)")
@@ -40,9 +44,9 @@ func runBootSelfTests(tree: DeviceTree, platform: Platform, entryLevel: UInt, lo
     var regions = 0
     var imageInRAM = false
     var treeInRAM = false
-    let imageStart = PhysicalAddress(UInt64(loadAddress))
-    let imageLast = PhysicalAddress(KernelImage.end - 1)
-    let treeStart = PhysicalAddress(UInt64(UInt(bitPattern: tree.blob.baseAddress!)))
+    let imageStart = KernelImage.physicalStart
+    let imageLast = PhysicalAddress(imageStart.value + KernelImage.size - 1)
+    let treeStart = PhysicalAddress(UInt64(UInt(bitPattern: tree.blob.baseAddress!)) - PhysicalWindow.offset)
     let treeLast = PhysicalAddress(treeStart.value + UInt64(tree.totalSize) - 1)
     try? tree.forEachMemoryRegion { region in
         regions += 1

@@ -1,4 +1,7 @@
 // SwiftKernel's boot sequence, entered from boot.S on the primary CPU at EL1 with the MMU off.
+// It runs in two halves: kernelMain at the physical load address discovers the machine, starts
+// the frame allocator and builds the kernel's page tables; kernelMainHigh continues in the linear
+// map with the MMU on, starts the heap and runs the rest.
 //
 // Design principles (docs/ARCHITECTURE.md explains each):
 //  1. Minimal kernel: IPC, memory, scheduling and interrupts; everything else is a user process.
@@ -28,33 +31,78 @@ func kernelMain(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress: UI
         reportBrokenPlatform(tree, error)
     }
     guard let console = platform.console else { CPU.halt() }
-    Console.device = PL011(base: UInt(console.registers.start.value))
+    Console.device = PL011(registers: console.registers.start)
     Console.device?.start()
     PSCI.conduit = platform.psciConduit
-    let arguments = BootArguments(platform.bootArguments)
-    let testMode = arguments.contains("test")
-    Panic.powerOffOnPanic = testMode
+    Panic.powerOffOnPanic = BootArguments(platform.bootArguments).contains("test")
 
     log("SwiftKernel v\(kernelVersion) - ARM64 Microkernel")
     log("Boot: CPU primary core active (\(CPU.identity), MPIDR \(hex: CPU.affinity.multiprocessorID), entered at EL\(entryLevel))")
     log("Boot: Device tree parsed successfully (version \(tree.version), \(tree.totalSize) bytes at \(hex: deviceTreeAddress))")
     reportMemory(tree)
     log("Boot: Console PL011 at \(console.registers.start)")
+
+    log("Initializing memory management...")
+    startFrameAllocator(tree: tree, platform: platform)
+    let roots: KernelAddressSpace.Roots
+    do {
+        roots = try KernelAddressSpace.build(tree: tree, platform: platform)
+    } catch {
+        kernelPanic("cannot build the kernel page tables: \(error)")
+    }
+    KernelTableFrames.invalidateEarlyTables()
+    dcache_invalidate_range(KernelImage.startOfData, KernelImage.end - KernelImage.startOfData)
+    log("MMU: MAIR \(hex: MMU.memoryAttributes), TCR \(hex: MMU.translationControl(lowerHalfEnabled: false)), SCTLR \(hex: MMU.systemControl)")
+    log("MMU: 4 KiB granule, 4 levels, 48-bit virtual and \(MMU.physicalAddressBits)-bit physical addresses, \(MMU.hasSixteenBitASIDs ? "16" : "8")-bit ASIDs")
+    identityRoot = roots.identity
+    MMU.enterLinearMap(kernelRoot: roots.kernel, identityRoot: roots.identity, deviceTree: deviceTreeAddress,
+                       entryLevel: entryLevel, loadAddress: loadAddress)
+}
+
+/// The boot identity map, released once the kernel runs in the linear map.
+nonisolated(unsafe) var identityRoot = PhysicalAddress(0)
+
+@_cdecl("kernel_main_high")
+func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress: UInt) -> Never {
+    Exceptions.install()
+    MMU.disableLowerHalf()
+    KernelAddressSpace.releaseIdentityMap(identityRoot)
+    let deviceTreeVirtual = UInt(PhysicalWindow.virtualAddress(of: PhysicalAddress(UInt64(deviceTreeAddress))))
+    guard let tree = openDeviceTree(at: deviceTreeVirtual), let platform = try? Platform.discover(in: tree) else {
+        kernelPanic("device tree unreadable through the linear map")
+    }
+    log("MMU: on; kernel runs in the linear map at \(hex: PhysicalWindow.linearMapBase) + physical (image at \(hex: KernelImage.start))")
+    log("Memory: Kernel heap ready (slabs of 16 to 2048 bytes, page runs above; grows on demand)")
+
+    let arguments = BootArguments(platform.bootArguments)
+    let testMode = arguments.contains("test")
+    if testMode { runMemorySelfTests() }
+    reportMemoryUsage()
+    log("Memory: Memory management system initialized")
+
     reportDevices(platform, tree: tree)
-    log("Boot: Kernel image at \(hex: KernelImage.start) - \(hex: KernelImage.end) (\(size: KernelImage.size))")
+    log("Boot: Kernel image at \(hex: KernelImage.start) - \(hex: KernelImage.end) (\(size: KernelImage.size)), loaded at \(hex: loadAddress)")
     log("Boot: Exception vector table at \(hex: Exceptions.vectorTableAddress)")
     if let text = platform.bootArguments, text.count > 0 { log("Boot: Command line: \(text)") }
 
+    if arguments.contains("bench") {
+        runBenchmarks()
+        powerOff()
+    }
     if testMode {
         runBootSelfTests(tree: tree, platform: platform, entryLevel: entryLevel, loadAddress: loadAddress)
         runRequestedFault(arguments)
         log("Boot: Test mode complete, powering off")
-        Console.flush()
-        PSCI.systemOff()
-        log("Boot: PSCI SYSTEM_OFF unavailable; halting")
-        CPU.halt()
+        powerOff()
     }
     log("Boot: Nothing to start yet; idling (Ctrl-A X quits QEMU)")
+    CPU.halt()
+}
+
+func powerOff() -> Never {
+    Console.flush()
+    PSCI.systemOff()
+    log("Boot: PSCI SYSTEM_OFF unavailable; halting")
     CPU.halt()
 }
 
@@ -72,7 +120,7 @@ func openDeviceTree(at address: UInt) -> DeviceTree? {
 /// be found, then stop.
 func reportBrokenPlatform(_ tree: DeviceTree, _ error: DeviceTreeError) -> Never {
     if let console = try? Platform.findConsole(in: tree, chosen: tree.node(atPath: "/chosen")) {
-        Console.device = PL011(base: UInt(console.registers.start.value))
+        Console.device = PL011(registers: console.registers.start)
         Console.device?.start()
         log("SwiftKernel v\(kernelVersion) - ARM64 Microkernel")
         log("Boot: device tree describes the platform inconsistently; cannot continue")
@@ -93,6 +141,48 @@ func reportMemory(_ tree: DeviceTree) {
     } catch {
         log("Boot: memory description in the device tree is malformed; ignoring it")
     }
+}
+
+/// RAM from the device tree, minus the image, the device tree itself, the initial ramdisk and
+/// every firmware reservation.
+func startFrameAllocator(tree: DeviceTree, platform: Platform) {
+    var map = MemoryMap()
+    do throws(FrameAllocatorError) {
+        var failure: FrameAllocatorError?
+        try? tree.forEachMemoryRegion { region in
+            do throws(FrameAllocatorError) { try map.addRAM(region) } catch { failure = error }
+        }
+        try? tree.forEachReservedRegion { region in
+            do throws(FrameAllocatorError) { try map.reserve(region, for: .reserved) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        try map.reserve(PhysicalRange(start: KernelImage.physicalStart, size: KernelImage.size), for: .kernelImage)
+        let treeStart = PhysicalAddress(UInt64(UInt(bitPattern: tree.blob.baseAddress!)) - PhysicalWindow.offset)
+        try map.reserve(PhysicalRange(start: treeStart, size: UInt64(tree.totalSize)), for: .bootData)
+        if let ramdisk = platform.initialRamdisk { try map.reserve(ramdisk, for: .bootData) }
+        try PhysicalFrames.start(map: map)
+    } catch {
+        kernelPanic("cannot start the frame allocator: \(error)")
+    }
+    let statistics = PhysicalFrames.statistics
+    log("FrameAllocator: \(statistics.totalFrames) frames total, \(statistics.freeFrames) frames free")
+    log("Memory: Physical frame allocator ready (\(statistics.freeFrames) free / \(statistics.totalFrames) total frames)")
+}
+
+func reportMemoryUsage() {
+    let frames = PhysicalFrames.statistics
+    var line = TextLine()
+    line.write("Memory: frames in use by purpose:")
+    for purpose in FramePurpose.allCases where purpose != .free && frames.frames(for: purpose) > 0 {
+        line.write(" ")
+        line.write(purpose.name)
+        line.write(" ")
+        line.writeDecimal(frames.frames(for: purpose))
+        line.write(",")
+    }
+    Console.write(line)
+    let heap = Heap.statistics.counters
+    log("Memory: heap \(heap.blocksInUse) blocks, \(size: heap.bytesInUse) in use, \(heap.pagesHeld) pages held")
 }
 
 func reportDevices(_ platform: Platform, tree: DeviceTree) {
@@ -129,5 +219,9 @@ func reportDevices(_ platform: Platform, tree: DeviceTree) {
 extension FormattedText.StringInterpolation {
     mutating func appendInterpolation(_ identity: CPUIdentity) {
         identity.describe(into: &line)
+    }
+
+    mutating func appendInterpolation<Failure: Error>(_ error: Failure) {
+        line.write("error")
     }
 }

@@ -1,7 +1,7 @@
 // Physical addresses and ranges of physical memory. Kept distinct from plain integers so that a
 // physical address can never be passed where a size, a virtual address or a frame number is meant.
 
-public struct PhysicalAddress: Equatable, Comparable {
+public struct PhysicalAddress: Equatable, Comparable, Sendable {
     public var value: UInt64
 
     public init(_ value: UInt64) { self.value = value }
@@ -16,7 +16,7 @@ public struct PhysicalAddress: Equatable, Comparable {
 }
 
 /// A half-open range `[start, start + size)` of physical memory.
-public struct PhysicalRange: Equatable {
+public struct PhysicalRange: Equatable, Sendable {
     public var start: PhysicalAddress
     public var size: UInt64
 

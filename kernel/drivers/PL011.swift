@@ -5,7 +5,11 @@
 import _Volatile
 
 struct PL011 {
-    let base: UInt
+    /// The register block's physical address; reached through the physical window, so the same
+    /// value works before and after the MMU comes on.
+    let registers: PhysicalAddress
+
+    private var base: UInt { UInt(PhysicalWindow.virtualAddress(of: registers)) }
 
     /// UARTFR bits.
     struct Flags: OptionSet {

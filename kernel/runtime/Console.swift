@@ -36,7 +36,7 @@ struct SpinLock: ~Copyable, @unchecked Sendable {
 
     init() {}
 
-    func withLock<Result>(_ body: () -> Result) -> Result {
+    func withLock<Result, Failure: Error>(_ body: () throws(Failure) -> Result) throws(Failure) -> Result {
         while true {
             if !held.load(ordering: .relaxed),
                held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
@@ -44,6 +44,6 @@ struct SpinLock: ~Copyable, @unchecked Sendable {
             }
         }
         defer { held.store(false, ordering: .releasing) }
-        return body()
+        return try body()
     }
 }

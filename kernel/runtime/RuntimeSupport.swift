@@ -71,19 +71,23 @@ func stackCheckFail() -> Never {
     kernelPanic("stack smashing detected (stack protector canary overwritten)")
 }
 
-/// There is no kernel heap until memory management is initialised, so every request fails
-/// with ENOMEM: the boot path allocates nothing, and a stray allocation shows up as a clean
-/// error in the Swift runtime rather than as memory that was never really reserved.
+/// Every Swift allocation in the kernel lands here. Fails with ENOMEM before the heap exists
+/// (early boot allocates nothing) and when memory is exhausted; EINVAL for a bad alignment.
 @_cdecl("posix_memalign")
 func posixMemalign(_ result: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ alignment: Int, _ size: Int) -> Int32 {
-    result.pointee = nil
-    return 12 // ENOMEM
+    guard alignment >= MemoryLayout<UnsafeRawPointer>.size, alignment & (alignment - 1) == 0 else { return 22 } // EINVAL
+    guard let block = Heap.allocate(size: size, alignment: alignment) else {
+        result.pointee = nil
+        return 12 // ENOMEM
+    }
+    result.pointee = block
+    return 0
 }
 
 /// Reached through `free` in boot.S: Swift reserves the name `free` for its own runtime's use.
 @_cdecl("kernel_free")
 func kernelFree(_ pointer: UnsafeMutableRawPointer?) {
-    if pointer != nil { kernelPanic("free() of a pointer no allocator handed out") }
+    if let pointer { Heap.free(pointer) }
 }
 
 /// Seeds the standard library's per-boot hash randomisation (Hashable conformances reference

@@ -118,7 +118,7 @@ def exception_report() -> BootResult:
 
 def interactive_idle() -> BootResult:
     """Without "test" the kernel reports and idles; it must not power off or panic."""
-    result = boot(qemu_command(append=""), timeout=30, stop_at=r"Boot: Nothing to start yet")
+    result = boot(qemu_command(append=""), timeout=30, stop_at=r"Boot: Nothing to start yet; idling[^\n]*\n")
     result.expect_line(r"^Boot: Nothing to start yet; idling")
     result.expect_no_line(r"Boot Test|Kernel panic")
     result.expect_equal(result.exit_code, None, "QEMU still running (kernel idling)")
@@ -141,8 +141,8 @@ def uboot_booti() -> BootResult:
              (r"=> ", f"booti {UBOOT_LOAD_ADDRESS:#x} - ${{fdtcontroladdr}}\n")]
     result = boot(command, timeout=90, interaction=typed)
     result.expect_line(r"^SwiftKernel v0\.1\.0 - ARM64 Microkernel$")
-    result.expect_line(rf"^Boot: Kernel image at 0x{UBOOT_LOAD_ADDRESS:016x} - ")
-    result.expect_line(rf"^Boot Test: ✓ Relocated to the load address \(pointer in \.data reads 0x{UBOOT_LOAD_ADDRESS:016x}")
+    result.expect_line(rf"^Boot: Kernel image at 0xffff{UBOOT_LOAD_ADDRESS:012x} - 0x[0-9a-f]{{16}} \(\d+ KiB\), loaded at 0x{UBOOT_LOAD_ADDRESS:016x}$")
+    result.expect_line(rf"^Boot Test: ✓ Relocated for the linear map \(pointer in \.data reads 0xffff{UBOOT_LOAD_ADDRESS:012x}, image at 0xffff{UBOOT_LOAD_ADDRESS:012x}, loaded at 0x{UBOOT_LOAD_ADDRESS:016x}\)$")
     result.expect_line(r"^Boot: Memory region: 0x0000000040000000 - 0x0000000080000000 \(1024 MB\)$")
     result.expect_line(r"^Boot Test: \d+ passed, 0 failed$")
     result.expect_powered_off()

@@ -9,6 +9,7 @@ struct ExceptionFrame {
     let base: UnsafeMutablePointer<UInt64>
 
     func register(_ index: Int) -> UInt64 { base[index] }
+    func setRegister(_ index: Int, _ value: UInt64) { base[index] = value }
     var stackPointerEL0: UInt64 { base[31] }
     var exceptionLinkRegister: UInt64 {
         get { base[32] }
@@ -69,7 +70,40 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
         frame.exceptionLinkRegister += 4 // resume after the BRK
         return
     }
+    if kind.isSynchronous, syndrome.exceptionClass == .dataAbortSameLevel, MemoryProbe.recover(frame) {
+        return
+    }
     exceptionPanic(frame: frame, kind: kind)
+}
+
+/// Loads and stores that may fault, for the kernel's own checks of its address space (and later
+/// for copying from and to user memory): a fault at the probe instruction resumes at a fixup
+/// with the syndrome as the result instead of being a kernel fault.
+enum MemoryProbe {
+    nonisolated(unsafe) static var lastFaultAddress: UInt64 = 0
+
+    /// Reads 8 bytes at `address`; the fault's syndrome if the read faulted.
+    static func load(_ address: UInt64) -> (value: UInt64, fault: ExceptionSyndrome?) {
+        var value: UInt64 = 0
+        let result = memory_probe_load(address, &value)
+        return (value, result == 0 ? nil : ExceptionSyndrome(result))
+    }
+
+    static func store(_ address: UInt64, _ value: UInt64) -> ExceptionSyndrome? {
+        let result = memory_probe_store(address, value)
+        return result == 0 ? nil : ExceptionSyndrome(result)
+    }
+
+    /// True (and the frame redirected to the fixup) when the fault came from a probe instruction.
+    static func recover(_ frame: ExceptionFrame) -> Bool {
+        let faulting = frame.exceptionLinkRegister
+        guard faulting == aarch64_address_of_memory_probe_load_instruction()
+            || faulting == aarch64_address_of_memory_probe_store_instruction() else { return false }
+        lastFaultAddress = frame.faultAddress
+        frame.setRegister(0, frame.syndrome.value)
+        frame.exceptionLinkRegister = aarch64_address_of_memory_probe_fixup()
+        return true
+    }
 }
 
 /// The kernel-fault report: what was taken and from where, the syndrome decoded, the saved

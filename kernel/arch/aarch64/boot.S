@@ -15,7 +15,7 @@
 #define ICC_SRE_EL2_ENABLE  0x8         // EL1 may use its own ICC_SRE_EL1.SRE
 #define SPSR_EL1H_MASKED    0x3c5       // return to EL1 using SP_EL1, D A I F masked
 #define R_AARCH64_RELATIVE  1027
-#define BOOT_STACK_SIZE     (16 * 1024)
+#define BOOT_STACK_SIZE     (32 * 1024)
 
     .section .text.head, "ax"
     .global _start
@@ -124,6 +124,97 @@ leave_el2:
     msr     elr_el2, x30
     eret
 
+// enter_linear_map(configuration, a, b, c): turns the MMU on and continues in the kernel's linear
+// map at kernel_main_high(a, b, c). `configuration` points at six words: TTBR0 (an identity map of
+// the kernel text, used only for the next few instructions), TTBR1, MAIR, TCR, SCTLR, and the
+// offset from physical to linear-map addresses. Runs with the MMU off and never returns.
+// The Swift code that called it must not run again at its physical address: every relocated
+// pointer is moved to the linear map first.
+    .global enter_linear_map
+enter_linear_map:
+    ldp     x9, x10, [x0]               // TTBR0, TTBR1
+    ldp     x11, x12, [x0, #16]         // MAIR, TCR
+    ldp     x13, x14, [x0, #32]         // SCTLR, offset
+
+    adrp    x4, _start
+    add     x4, x4, :lo12:_start
+    adrp    x5, __rela_start
+    add     x5, x5, :lo12:__rela_start
+    adrp    x6, __rela_end
+    add     x6, x6, :lo12:__rela_end
+1:  cmp     x5, x6
+    b.hs    2f
+    ldr     x7, [x5], #24               // r_offset; types were checked at entry
+    ldr     x8, [x4, x7]
+    add     x8, x8, x14
+    str     x8, [x4, x7]
+    b       1b
+2:  adrp    x4, physical_window_offset
+    str     x14, [x4, :lo12:physical_window_offset]
+
+    msr     mair_el1, x11
+    msr     tcr_el1, x12
+    msr     ttbr0_el1, x9
+    msr     ttbr1_el1, x10
+    isb
+    tlbi    vmalle1
+    dsb     nsh
+    isb
+    msr     sctlr_el1, x13              // MMU and caches on; still fetching through TTBR0's identity map
+    isb
+
+    add     sp, sp, x14
+    mov     x0, x1
+    mov     x1, x2
+    mov     x2, x3
+    adrp    x4, kernel_main_high
+    add     x4, x4, :lo12:kernel_main_high
+    add     x4, x4, x14
+    mov     x29, xzr
+    mov     x30, xzr
+    br      x4
+
+// Invalidates data-cache lines covering [x0, x0 + x1) to the point of coherency (DC IVAC), so
+// lines a loader left in the cache cannot later overwrite what the kernel wrote with caches off.
+    .global dcache_invalidate_range
+dcache_invalidate_range:
+    mrs     x3, ctr_el0
+    ubfx    x3, x3, #16, #4             // DminLine: log2(words per line)
+    mov     x2, #4
+    lsl     x2, x2, x3                  // line size in bytes
+    add     x1, x0, x1
+    sub     x3, x2, #1
+    bic     x0, x0, x3
+1:  cmp     x0, x1
+    b.hs    2f
+    dc      ivac, x0
+    add     x0, x0, x2
+    b       1b
+2:  dsb     sy
+    ret
+
+// memory_probe_load(address, result) -> 0, or the ESR of the fault the load raised.
+// memory_probe_store(address, value) -> likewise. The exception handler recognises a fault at
+// the labelled instruction and resumes at memory_probe_fixup with x0 = ESR.
+    .global memory_probe_load
+    .global memory_probe_load_instruction
+    .global memory_probe_store
+    .global memory_probe_store_instruction
+    .global memory_probe_fixup
+memory_probe_load:
+memory_probe_load_instruction:
+    ldr     x2, [x0]
+    str     x2, [x1]
+    mov     x0, #0
+    ret
+memory_probe_store:
+memory_probe_store_instruction:
+    str     x1, [x0]
+    mov     x0, #0
+    ret
+memory_probe_fixup:
+    ret
+
 // The C library's free(), which the Swift runtime calls; Swift code may not define that
 // symbol itself, so it forwards to kernel_free (RuntimeSupport.swift).
     .global free
@@ -135,13 +226,18 @@ free:
     .global __stack_chk_guard
 __stack_chk_guard:
     .quad   0
+// Physical address + this = the address through which the kernel reaches that memory: 0 while
+// the MMU is off, the linear map's base afterwards. Written once, by enter_linear_map.
+    .global physical_window_offset
+physical_window_offset:
+    .quad   0
 // Holds the link-time address of _start until relocation rewrites it to the load address;
 // the boot self-test compares it with where the kernel really runs.
     .global relocation_probe
 relocation_probe:
     .quad   _start
 
-    .section .bss.boot_stack, "aw", %nobits
+    .section .boot_stack, "aw", %nobits
     .balign 16
 boot_stack:
     .space  BOOT_STACK_SIZE

@@ -26,7 +26,20 @@ AARCH64_READ(daif, daif)
 AARCH64_READ(counter_frequency, cntfrq_el0)
 AARCH64_READ(physical_count, cntpct_el0)
 AARCH64_READ(id_aa64mmfr0, id_aa64mmfr0_el1)
+AARCH64_READ(id_aa64mmfr1, id_aa64mmfr1_el1)
 AARCH64_READ(id_aa64pfr0, id_aa64pfr0_el1)
+AARCH64_READ(id_aa64dfr0, id_aa64dfr0_el1)
+AARCH64_READ(tcr, tcr_el1)
+AARCH64_WRITE(tcr, tcr_el1)
+AARCH64_READ(mair, mair_el1)
+AARCH64_READ(ttbr0, ttbr0_el1)
+AARCH64_WRITE(ttbr0, ttbr0_el1)
+AARCH64_READ(ttbr1, ttbr1_el1)
+AARCH64_READ(virtual_count, cntvct_el0)
+AARCH64_READ(cycle_count, pmccntr_el0)
+AARCH64_READ(pmcr, pmcr_el0)
+AARCH64_WRITE(pmcr, pmcr_el0)
+AARCH64_WRITE(pmcntenset, pmcntenset_el0)
 
 // The caller's frame pointer (x29), where a backtrace starts.
 static inline aarch64_u64 aarch64_frame_pointer(void) {
@@ -37,6 +50,15 @@ static inline aarch64_u64 aarch64_frame_pointer(void) {
 
 static inline void aarch64_isb(void) { __asm__ volatile("isb" ::: "memory"); }
 static inline void aarch64_dsb_sy(void) { __asm__ volatile("dsb sy" ::: "memory"); }
+static inline void aarch64_dsb_ishst(void) { __asm__ volatile("dsb ishst" ::: "memory"); }
+static inline void aarch64_dsb_ish(void) { __asm__ volatile("dsb ish" ::: "memory"); }
+
+// TLB maintenance for one kernel (global) page: every ASID, inner shareable domain.
+static inline void aarch64_tlbi_vaae1is(aarch64_u64 page_number) {
+    __asm__ volatile("tlbi vaae1is, %0" ::"r"(page_number) : "memory");
+}
+static inline void aarch64_tlbi_vmalle1(void) { __asm__ volatile("tlbi vmalle1" ::: "memory"); }
+
 static inline void aarch64_wfe(void) { __asm__ volatile("wfe"); }
 static inline void aarch64_wfi(void) { __asm__ volatile("wfi"); }
 static inline void aarch64_mask_interrupts(void) { __asm__ volatile("msr daifset, #0xf" ::: "memory"); }
@@ -64,15 +86,31 @@ AARCH64_SMCCC(smc)
 static inline void aarch64_brk_self_test(void) { __asm__ volatile("brk #0x5354" ::: "memory"); }
 static inline void aarch64_undefined_instruction(void) { __asm__ volatile("udf #0" ::: "memory"); }
 
+// Routines in boot.S.
+void enter_linear_map(const aarch64_u64 *configuration, aarch64_u64 a, aarch64_u64 b, aarch64_u64 c)
+    __attribute__((noreturn));
+void dcache_invalidate_range(aarch64_u64 start, aarch64_u64 size);
+aarch64_u64 memory_probe_load(aarch64_u64 address, aarch64_u64 *result);
+aarch64_u64 memory_probe_store(aarch64_u64 address, aarch64_u64 value);
+
 // Symbols from boot.S, vectors.S and linker.ld, as run-time addresses (PC-relative, so they
 // are right wherever the image was loaded).
-extern char exception_vectors, _start_of_image, _etext, _edata, _end;
-extern aarch64_u64 relocation_probe;
+extern char exception_vectors, _start_of_image, _etext, _sdata, _end, __boot_stack_guard;
+extern char memory_probe_load_instruction, memory_probe_store_instruction, memory_probe_fixup;
+extern aarch64_u64 relocation_probe, physical_window_offset;
 
 #define AARCH64_SYMBOL_ADDRESS(function, symbol) \
     static inline aarch64_u64 aarch64_address_of_##function(void) { return (aarch64_u64)&symbol; }
 AARCH64_SYMBOL_ADDRESS(exception_vectors, exception_vectors)
 AARCH64_SYMBOL_ADDRESS(start_of_image, _start_of_image)
 AARCH64_SYMBOL_ADDRESS(end, _end)
+AARCH64_SYMBOL_ADDRESS(end_of_text, _etext)
+AARCH64_SYMBOL_ADDRESS(start_of_data, _sdata)
+AARCH64_SYMBOL_ADDRESS(boot_stack_guard, __boot_stack_guard)
+AARCH64_SYMBOL_ADDRESS(memory_probe_load_instruction, memory_probe_load_instruction)
+AARCH64_SYMBOL_ADDRESS(memory_probe_store_instruction, memory_probe_store_instruction)
+AARCH64_SYMBOL_ADDRESS(memory_probe_fixup, memory_probe_fixup)
+
+static inline aarch64_u64 aarch64_physical_window_offset(void) { return *(volatile aarch64_u64 *)&physical_window_offset; }
 
 static inline aarch64_u64 aarch64_read_relocation_probe(void) { return *(volatile aarch64_u64 *)&relocation_probe; }

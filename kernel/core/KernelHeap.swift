@@ -1,0 +1,289 @@
+// The kernel heap behind every Swift allocation (posix_memalign/free). Small blocks come from
+// slabs: runs of pages carved into objects of one size class (16 B to 2 KiB), with a 64-byte
+// header holding the free list and an allocation bitmap. Larger or more strictly aligned blocks
+// get whole pages. Pages come from, and go back to, a `HeapBackend` (the frame allocator through
+// the linear map in the kernel, host memory in tests), so the heap grows on demand and shrinks
+// when slabs empty. Every free is checked against the bitmap or the page owner: a double free,
+// a pointer the heap never returned, or a damaged slab header is an error, not corruption.
+
+public enum HeapPageKind: Equatable, Sendable {
+    case slab
+    case large
+}
+
+/// Where the heap's pages come from.
+public protocol HeapBackend {
+    /// `count` contiguous pages aligned to `alignment` pages, or nil when memory is exhausted.
+    mutating func allocatePages(count: Int, alignment: Int, kind: HeapPageKind) -> UnsafeMutableRawPointer?
+    mutating func freePages(_ start: UnsafeMutableRawPointer)
+    /// The page run this backend handed the heap that contains `pointer`.
+    func pages(containing pointer: UnsafeMutableRawPointer) -> (start: UnsafeMutableRawPointer, count: Int, kind: HeapPageKind)?
+}
+
+public enum HeapError: Error, Equatable {
+    /// The pointer is not inside memory the heap owns.
+    case notHeapPointer
+    /// The pointer is inside heap memory but not at the start of a block.
+    case notBlockStart
+    case doubleFree
+    /// A slab header or a freed block's poison was overwritten.
+    case corrupted
+}
+
+public struct HeapStatistics: Equatable {
+    public var allocations: UInt64 = 0
+    public var frees: UInt64 = 0
+    public var failedAllocations: UInt64 = 0
+    /// Bytes of blocks handed out and not yet freed, rounded to their size class or page run.
+    public var bytesInUse: UInt64 = 0
+    public var slabPages: UInt64 = 0
+    public var largePages: UInt64 = 0
+
+    public var blocksInUse: UInt64 { allocations - frees }
+    public var pagesHeld: UInt64 { slabPages + largePages }
+}
+
+public struct KernelHeap<Backend: HeapBackend> {
+    /// Object sizes of the slab classes; anything larger is a page allocation.
+    public static var classSizes: InlineArray<8, Int> { [16, 32, 64, 128, 256, 512, 1024, 2048] }
+    static var pagesPerSlab: InlineArray<8, Int> { [1, 1, 1, 1, 1, 2, 4, 8] }
+    public static var largestSlabObject: Int { 2048 }
+    static var headerSize: Int { 64 }
+    static var slabMagic: UInt32 { 0x534C_4142 }
+    static var noObject: UInt16 { 0xFFFF }
+    static var poison: UInt8 { 0xA5 }
+
+    public private(set) var backend: Backend
+    /// Heads of each class's list of slabs with at least one free object (0 = empty list).
+    var partialSlabs = InlineArray<8, UInt>(repeating: 0)
+    public private(set) var statistics = HeapStatistics()
+    /// Fill freed blocks with a pattern and check it on reuse (debug builds).
+    public let poisoning: Bool
+    /// Set when a slab's free list or a freed block's poison was found damaged: a kernel bug
+    /// (a write after free or out of bounds) that the owner should report.
+    public private(set) var detectedCorruption = false
+
+    public init(backend: Backend, poisoning: Bool) {
+        self.backend = backend
+        self.poisoning = poisoning
+    }
+
+    // MARK: Slab header layout (64 bytes at the start of the slab)
+    //   0 magic u32 | 4 class u8 | 6 capacity u16 | 8 inUse u16 | 10 freeHead u16
+    //  16 next slab | 24 previous slab | 32..63 allocation bitmap (256 bits)
+
+    struct Slab {
+        let base: UnsafeMutableRawPointer
+
+        var magic: UInt32 {
+            get { base.load(fromByteOffset: 0, as: UInt32.self) }
+            nonmutating set { base.storeBytes(of: newValue, toByteOffset: 0, as: UInt32.self) }
+        }
+        var classIndex: Int {
+            get { Int(base.load(fromByteOffset: 4, as: UInt8.self)) }
+            nonmutating set { base.storeBytes(of: UInt8(newValue), toByteOffset: 4, as: UInt8.self) }
+        }
+        var capacity: Int {
+            get { Int(base.load(fromByteOffset: 6, as: UInt16.self)) }
+            nonmutating set { base.storeBytes(of: UInt16(newValue), toByteOffset: 6, as: UInt16.self) }
+        }
+        var inUse: Int {
+            get { Int(base.load(fromByteOffset: 8, as: UInt16.self)) }
+            nonmutating set { base.storeBytes(of: UInt16(newValue), toByteOffset: 8, as: UInt16.self) }
+        }
+        var freeHead: UInt16 {
+            get { base.load(fromByteOffset: 10, as: UInt16.self) }
+            nonmutating set { base.storeBytes(of: newValue, toByteOffset: 10, as: UInt16.self) }
+        }
+        var next: UInt {
+            get { base.load(fromByteOffset: 16, as: UInt.self) }
+            nonmutating set { base.storeBytes(of: newValue, toByteOffset: 16, as: UInt.self) }
+        }
+        var previous: UInt {
+            get { base.load(fromByteOffset: 24, as: UInt.self) }
+            nonmutating set { base.storeBytes(of: newValue, toByteOffset: 24, as: UInt.self) }
+        }
+
+        func isAllocated(_ index: Int) -> Bool {
+            base.load(fromByteOffset: 32 + (index / 64) * 8, as: UInt64.self) & (UInt64(1) << UInt64(index % 64)) != 0
+        }
+
+        func setAllocated(_ index: Int, _ allocated: Bool) {
+            let offset = 32 + (index / 64) * 8
+            var word = base.load(fromByteOffset: offset, as: UInt64.self)
+            if allocated { word |= UInt64(1) << UInt64(index % 64) } else { word &= ~(UInt64(1) << UInt64(index % 64)) }
+            base.storeBytes(of: word, toByteOffset: offset, as: UInt64.self)
+        }
+    }
+
+    static func firstObjectOffset(_ classIndex: Int) -> Int {
+        max(headerSize, classSizes[classIndex])
+    }
+
+    static func capacity(_ classIndex: Int) -> Int {
+        (pagesPerSlab[classIndex] * Int(pageSize) - firstObjectOffset(classIndex)) / classSizes[classIndex]
+    }
+
+    static func object(_ slab: Slab, _ index: Int) -> UnsafeMutableRawPointer {
+        slab.base + firstObjectOffset(slab.classIndex) + index * classSizes[slab.classIndex]
+    }
+
+    /// The slab class for a request, or nil when it needs whole pages.
+    static func classIndex(size: Int, alignment: Int) -> Int? {
+        let needed = max(size, alignment, 1)
+        guard needed <= largestSlabObject else { return nil }
+        for index in 0..<8 where classSizes[index] >= needed { return index }
+        return nil
+    }
+
+    // MARK: Allocation
+
+    /// A block of at least `size` bytes aligned to `alignment` (a power of two), or nil when the
+    /// request is invalid or memory is exhausted.
+    public mutating func allocate(size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        guard size >= 0, alignment > 0, alignment & (alignment - 1) == 0 else {
+            statistics.failedAllocations += 1
+            return nil
+        }
+        let block = Self.classIndex(size: size, alignment: alignment).map { allocateObject(classIndex: $0) }
+            ?? allocateLarge(size: size, alignment: alignment)
+        if block == nil { statistics.failedAllocations += 1 } else { statistics.allocations += 1 }
+        return block
+    }
+
+    private mutating func allocateObject(classIndex: Int) -> UnsafeMutableRawPointer? {
+        if partialSlabs[classIndex] == 0 {
+            guard let fresh = newSlab(classIndex: classIndex) else { return nil }
+            pushPartial(fresh)
+        }
+        let slab = Slab(base: UnsafeMutableRawPointer(bitPattern: partialSlabs[classIndex])!)
+        let index = Int(slab.freeHead)
+        guard slab.magic == Self.slabMagic, index < slab.capacity, !slab.isAllocated(index) else {
+            detectedCorruption = true
+            return nil
+        }
+        let object = Self.object(slab, index)
+        if poisoning {
+            // A freed block holds its free-list link, then poison; anything else was written after free.
+            for offset in 2..<Self.classSizes[classIndex] where object.load(fromByteOffset: offset, as: UInt8.self) != Self.poison {
+                detectedCorruption = true
+                return nil
+            }
+        }
+        slab.freeHead = object.load(as: UInt16.self)
+        slab.setAllocated(index, true)
+        slab.inUse += 1
+        if slab.inUse == slab.capacity { removePartial(slab) }
+        statistics.bytesInUse += UInt64(Self.classSizes[classIndex])
+        return object
+    }
+
+    private mutating func newSlab(classIndex: Int) -> Slab? {
+        let pages = Self.pagesPerSlab[classIndex]
+        guard let base = backend.allocatePages(count: pages, alignment: 1, kind: .slab) else { return nil }
+        statistics.slabPages += UInt64(pages)
+        let slab = Slab(base: base)
+        for offset in stride(from: 0, to: Self.headerSize, by: 8) { base.storeBytes(of: UInt64(0), toByteOffset: offset, as: UInt64.self) }
+        slab.magic = Self.slabMagic
+        slab.classIndex = classIndex
+        let capacity = Self.capacity(classIndex)
+        slab.capacity = capacity
+        for index in 0..<capacity {
+            let object = Self.object(slab, index)
+            if poisoning { fillPoison(object, size: Self.classSizes[classIndex]) }
+            object.storeBytes(of: index + 1 < capacity ? UInt16(index + 1) : Self.noObject, as: UInt16.self)
+        }
+        slab.freeHead = 0
+        return slab
+    }
+
+    private mutating func allocateLarge(size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        let pages = (size + Int(pageSize) - 1) / Int(pageSize)
+        let alignmentPages = max(1, alignment / Int(pageSize))
+        guard let start = backend.allocatePages(count: max(pages, 1), alignment: alignmentPages, kind: .large) else { return nil }
+        statistics.largePages += UInt64(max(pages, 1))
+        statistics.bytesInUse += UInt64(max(pages, 1)) * pageSize
+        return start
+    }
+
+    // MARK: Free
+
+    public mutating func free(_ pointer: UnsafeMutableRawPointer) throws(HeapError) {
+        guard let run = backend.pages(containing: pointer) else { throw .notHeapPointer }
+        switch run.kind {
+        case .large:
+            guard run.start == pointer else { throw .notBlockStart }
+            backend.freePages(run.start)
+            statistics.largePages -= UInt64(run.count)
+            statistics.bytesInUse -= UInt64(run.count) * pageSize
+        case .slab:
+            try freeObject(pointer, slab: Slab(base: run.start), pages: run.count)
+        }
+        statistics.frees += 1
+    }
+
+    private mutating func freeObject(_ pointer: UnsafeMutableRawPointer, slab: Slab, pages: Int) throws(HeapError) {
+        guard slab.magic == Self.slabMagic, slab.classIndex < 8,
+              Self.pagesPerSlab[slab.classIndex] == pages, slab.capacity == Self.capacity(slab.classIndex) else {
+            throw .corrupted
+        }
+        let size = Self.classSizes[slab.classIndex]
+        let offset = pointer - slab.base - Self.firstObjectOffset(slab.classIndex)
+        guard offset >= 0, offset % size == 0, offset / size < slab.capacity else { throw .notBlockStart }
+        let index = offset / size
+        guard slab.isAllocated(index) else { throw .doubleFree }
+        slab.setAllocated(index, false)
+        if poisoning { fillPoison(pointer, size: size) }
+        pointer.storeBytes(of: slab.freeHead, as: UInt16.self)
+        slab.freeHead = UInt16(index)
+        let wasFull = slab.inUse == slab.capacity
+        slab.inUse -= 1
+        statistics.bytesInUse -= UInt64(size)
+        if wasFull { pushPartial(slab) }
+        // Give an empty slab back unless it is its class's only partial slab, which keeps one
+        // slab ready so that alternating allocate/free of one block does not churn pages.
+        if slab.inUse == 0 && (slab.previous != 0 || slab.next != 0) {
+            removePartial(slab)
+            slab.magic = 0
+            backend.freePages(slab.base)
+            statistics.slabPages -= UInt64(pages)
+        }
+    }
+
+    private func fillPoison(_ object: UnsafeMutableRawPointer, size: Int) {
+        for offset in 0..<size { object.storeBytes(of: Self.poison, toByteOffset: offset, as: UInt8.self) }
+    }
+
+    // MARK: Partial lists
+
+    private mutating func pushPartial(_ slab: Slab) {
+        let head = partialSlabs[slab.classIndex]
+        slab.previous = 0
+        slab.next = head
+        if head != 0 { Slab(base: UnsafeMutableRawPointer(bitPattern: head)!).previous = UInt(bitPattern: slab.base) }
+        partialSlabs[slab.classIndex] = UInt(bitPattern: slab.base)
+    }
+
+    private mutating func removePartial(_ slab: Slab) {
+        if slab.previous != 0 {
+            Slab(base: UnsafeMutableRawPointer(bitPattern: slab.previous)!).next = slab.next
+        } else {
+            partialSlabs[slab.classIndex] = slab.next
+        }
+        if slab.next != 0 { Slab(base: UnsafeMutableRawPointer(bitPattern: slab.next)!).previous = slab.previous }
+        slab.next = 0
+        slab.previous = 0
+    }
+
+    /// Size of the block at `pointer` as the heap accounts it (its class size or page run).
+    public func usableSize(of pointer: UnsafeMutableRawPointer) -> Int? {
+        guard let run = backend.pages(containing: pointer) else { return nil }
+        switch run.kind {
+        case .large: return run.start == pointer ? run.count * Int(pageSize) : nil
+        case .slab:
+            let slab = Slab(base: run.start)
+            guard slab.magic == Self.slabMagic, slab.classIndex < 8 else { return nil }
+            return Self.classSizes[slab.classIndex]
+        }
+    }
+}

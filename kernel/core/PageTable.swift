@@ -1,0 +1,447 @@
+// VMSAv8-64 stage 1 translation tables, 4 KiB granule, four levels, 48-bit virtual addresses
+// (Arm ARM D8 "The AArch64 Virtual Memory System Architecture"). Map, unmap, change protection
+// and translate, using 1 GiB and 2 MiB blocks where alignment allows, splitting blocks when a
+// change covers part of one, and freeing tables that become empty. Portable: tables are reached
+// through `PhysicalMemory`, come from a `TableFrameSource`, and TLB maintenance is delegated to a
+// `TranslationMaintenance`, so host tests run all of it against simulated RAM.
+//
+// Each table descriptor keeps, in bits [11:2] (ignored by the walker), how many valid entries
+// its child table holds; so unmap knows in O(1) when a table has emptied.
+
+/// Memory types; the raw value is the MAIR_EL1 attribute index the arch layer programs.
+public enum MemoryType: UInt8, Equatable, Sendable {
+    /// Device-nGnRnE: no gathering, reordering or early acknowledgement.
+    case deviceStrict = 0
+    /// Device-nGnRE: the usual choice for MMIO.
+    case device = 1
+    case normalNonCacheable = 2
+    /// Normal, inner and outer write-back, read/write-allocate.
+    case normal = 3
+}
+
+public struct MappingPermissions: OptionSet, Equatable, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    /// Readable is implied by every mapping; these add to it.
+    public static let write = MappingPermissions(rawValue: 1 << 0)
+    public static let execute = MappingPermissions(rawValue: 1 << 1)
+    /// Accessible from EL0. Without it the mapping is the kernel's alone.
+    public static let user = MappingPermissions(rawValue: 1 << 2)
+
+    public static let readOnly: MappingPermissions = []
+    public static let readWrite: MappingPermissions = [.write]
+    public static let readExecute: MappingPermissions = [.execute]
+}
+
+public enum PageTableError: Error, Equatable {
+    case misaligned
+    /// The address is not in the half of the address space this table translates.
+    case addressOutOfRange(VirtualAddress)
+    case alreadyMapped(VirtualAddress)
+    case notMapped(VirtualAddress)
+    /// Writable and executable at once is never allowed (W^X).
+    case writableAndExecutable
+    case outOfMemory
+}
+
+/// Where translation tables come from and go back to.
+public protocol TableFrameSource {
+    mutating func allocateTable() -> PhysicalAddress?
+    mutating func freeTable(_ table: PhysicalAddress)
+}
+
+/// The architecture's ordering and TLB operations.
+public protocol TranslationMaintenance {
+    /// Makes table writes visible to the table walker (DSB ISHST).
+    func publishTableWrites()
+    /// Invalidates every cached translation, including walk-cache entries, for `address`
+    /// (TLBI VAE1IS / VAE1IS with ASID), and waits for completion (DSB ISH).
+    func invalidate(_ address: VirtualAddress)
+}
+
+/// A leaf translation, as `translate` reports it.
+public struct Translation: Equatable {
+    public var physical: PhysicalAddress
+    public var permissions: MappingPermissions
+    public var memoryType: MemoryType
+    /// 1 (1 GiB block), 2 (2 MiB block) or 3 (4 KiB page).
+    public var level: Int
+    public var isGlobal: Bool
+}
+
+/// Descriptor fields (Arm ARM D8.3) and the child count kept in ignored table-descriptor bits.
+enum DescriptorBits {
+    static let valid: UInt64 = 1 << 0
+    static let tableOrPage: UInt64 = 1 << 1
+    static let attributeIndexShift: UInt64 = 2
+    static let userAccessible: UInt64 = 1 << 6 // AP[1]
+    static let readOnly: UInt64 = 1 << 7 // AP[2]
+    static let innerShareable: UInt64 = 0b11 << 8
+    static let accessFlag: UInt64 = 1 << 10
+    static let notGlobal: UInt64 = 1 << 11
+    static let privilegedExecuteNever: UInt64 = 1 << 53
+    static let userExecuteNever: UInt64 = 1 << 54
+    static let outputAddress: UInt64 = 0x0000_FFFF_FFFF_F000
+    static let childCountShift: UInt64 = 2
+    static let childCountMask: UInt64 = 0x3FF << 2
+}
+
+/// A translation table hierarchy rooted at one level-0 table.
+public struct PageTable<Memory: PhysicalMemory> {
+    public enum Half: Sendable {
+        /// TTBR0: addresses with bits [63:48] clear (user space).
+        case lower
+        /// TTBR1: addresses with bits [63:48] set (the kernel).
+        case upper
+    }
+
+    public let root: PhysicalAddress
+    public let half: Half
+    let memory: Memory
+
+    static var entriesPerTable: Int { 512 }
+    static var levelShift: (UInt64, UInt64, UInt64, UInt64) { (39, 30, 21, 12) }
+
+    /// Takes a fresh, zeroed root table from `frames`.
+    public init<Frames: TableFrameSource>(half: Half, memory: Memory, frames: inout Frames) throws(PageTableError) {
+        guard let root = frames.allocateTable() else { throw .outOfMemory }
+        self.init(root: root, half: half, memory: memory)
+        zeroTable(root)
+    }
+
+    /// Wraps an existing hierarchy.
+    public init(root: PhysicalAddress, half: Half, memory: Memory) {
+        self.root = root
+        self.half = half
+        self.memory = memory
+    }
+
+    // MARK: Descriptor encoding (Arm ARM D8.3)
+
+
+    static func leafDescriptor(_ physical: PhysicalAddress, level: Int, permissions: MappingPermissions,
+                               type: MemoryType, global: Bool) -> UInt64 {
+        var descriptor = physical.value & DescriptorBits.outputAddress | DescriptorBits.valid | DescriptorBits.accessFlag
+        if level == 3 { descriptor |= DescriptorBits.tableOrPage }
+        descriptor |= UInt64(type.rawValue) << DescriptorBits.attributeIndexShift
+        if type == .normal || type == .normalNonCacheable { descriptor |= DescriptorBits.innerShareable }
+        if !permissions.contains(.write) { descriptor |= DescriptorBits.readOnly }
+        if permissions.contains(.user) {
+            descriptor |= DescriptorBits.userAccessible | DescriptorBits.privilegedExecuteNever
+            if !permissions.contains(.execute) { descriptor |= DescriptorBits.userExecuteNever }
+        } else {
+            descriptor |= DescriptorBits.userExecuteNever
+            if !permissions.contains(.execute) { descriptor |= DescriptorBits.privilegedExecuteNever }
+        }
+        if !global { descriptor |= DescriptorBits.notGlobal }
+        return descriptor
+    }
+
+    static func decode(_ descriptor: UInt64, level: Int, address: VirtualAddress) -> Translation {
+        let blockSize = UInt64(1) << shift(level)
+        var permissions: MappingPermissions = []
+        if descriptor & DescriptorBits.readOnly == 0 { permissions.insert(.write) }
+        if descriptor & DescriptorBits.userAccessible != 0 {
+            permissions.insert(.user)
+            if descriptor & DescriptorBits.userExecuteNever == 0 { permissions.insert(.execute) }
+        } else if descriptor & DescriptorBits.privilegedExecuteNever == 0 {
+            permissions.insert(.execute)
+        }
+        let type = MemoryType(rawValue: UInt8((descriptor >> DescriptorBits.attributeIndexShift) & 0x7)) ?? .deviceStrict
+        let base = descriptor & DescriptorBits.outputAddress & ~(blockSize - 1)
+        return Translation(physical: PhysicalAddress(base | (address.value & (blockSize - 1))),
+                           permissions: permissions, memoryType: type, level: level,
+                           isGlobal: descriptor & DescriptorBits.notGlobal == 0)
+    }
+
+    static func shift(_ level: Int) -> UInt64 {
+        switch level {
+        case 0: return levelShift.0
+        case 1: return levelShift.1
+        case 2: return levelShift.2
+        default: return levelShift.3
+        }
+    }
+
+    static func index(of address: VirtualAddress, level: Int) -> Int {
+        Int((address.value >> shift(level)) & 511)
+    }
+
+    static func isTable(_ descriptor: UInt64, level: Int) -> Bool {
+        level < 3 && descriptor & (DescriptorBits.valid | DescriptorBits.tableOrPage) == DescriptorBits.valid | DescriptorBits.tableOrPage
+    }
+
+    static func isValid(_ descriptor: UInt64) -> Bool { descriptor & DescriptorBits.valid != 0 }
+
+    // MARK: Table memory
+
+    func entryAddress(table: PhysicalAddress, index: Int) -> PhysicalAddress {
+        PhysicalAddress(table.value + UInt64(index) * 8)
+    }
+
+    func load(_ entry: PhysicalAddress) -> UInt64 {
+        memory.pointer(to: entry).load(as: UInt64.self)
+    }
+
+    func store(_ entry: PhysicalAddress, _ value: UInt64) {
+        memory.pointer(to: entry).storeBytes(of: value, as: UInt64.self)
+    }
+
+    func zeroTable(_ table: PhysicalAddress) {
+        let pointer = memory.pointer(to: table)
+        for index in 0..<Self.entriesPerTable { pointer.storeBytes(of: 0, toByteOffset: index * 8, as: UInt64.self) }
+    }
+
+    func checkRange(_ address: VirtualAddress) -> Bool {
+        let top = address.value >> 48
+        switch half {
+        case .lower: return top == 0
+        case .upper: return top == 0xFFFF
+        }
+    }
+
+    /// Adds `delta` to the child count kept in the table descriptor at `parentEntry`.
+    func adjustChildCount(_ parentEntry: PhysicalAddress?, by delta: Int) {
+        guard let parentEntry else { return }
+        let descriptor = load(parentEntry)
+        let count = Int((descriptor & DescriptorBits.childCountMask) >> DescriptorBits.childCountShift) + delta
+        store(parentEntry, descriptor & ~DescriptorBits.childCountMask | UInt64(count) << DescriptorBits.childCountShift)
+    }
+
+    func childCount(_ tableDescriptor: UInt64) -> Int {
+        Int((tableDescriptor & DescriptorBits.childCountMask) >> DescriptorBits.childCountShift)
+    }
+
+    // MARK: Walk
+
+    /// The entry for `address` at `level`, creating tables on the way when `create` is set.
+    /// Returns the entry and the table descriptor pointing at its table (nil at level 0).
+    /// Stops early (returning a shallower entry) when it meets a block.
+    func walk<Frames: TableFrameSource>(to address: VirtualAddress, level target: Int, create: Bool,
+                                        frames: inout Frames, maintenance: some TranslationMaintenance)
+        throws(PageTableError) -> (entry: PhysicalAddress, parent: PhysicalAddress?, level: Int)
+    {
+        var table = root
+        var parent: PhysicalAddress?
+        for level in 0..<target {
+            let entry = entryAddress(table: table, index: Self.index(of: address, level: level))
+            let descriptor = load(entry)
+            if Self.isTable(descriptor, level: level) {
+                parent = entry
+                table = PhysicalAddress(descriptor & DescriptorBits.outputAddress)
+                continue
+            }
+            if Self.isValid(descriptor) { return (entry, parent, level) } // a block
+            guard create else { return (entry, parent, level) }
+            guard let child = frames.allocateTable() else { throw .outOfMemory }
+            zeroTable(child)
+            maintenance.publishTableWrites()
+            store(entry, child.value | DescriptorBits.valid | DescriptorBits.tableOrPage)
+            adjustChildCount(parent, by: 1)
+            parent = entry
+            table = child
+        }
+        return (entryAddress(table: table, index: Self.index(of: address, level: target)), parent, target)
+    }
+
+    // MARK: Operations
+
+    /// Maps `[virtual, virtual + size)` to `[physical, physical + size)`. Uses the largest block
+    /// both addresses are aligned for (1 GiB, 2 MiB, else 4 KiB pages) unless `allowBlocks` is
+    /// false. All or nothing: on failure, whatever was mapped is unmapped again.
+    public mutating func map<Frames: TableFrameSource>(
+        _ virtual: VirtualAddress, to physical: PhysicalAddress, size: UInt64,
+        permissions: MappingPermissions, type: MemoryType, global: Bool = true, allowBlocks: Bool = true,
+        frames: inout Frames, maintenance: some TranslationMaintenance
+    ) throws(PageTableError) {
+        guard virtual.isPageAligned, physical.isPageAligned, size & (pageSize - 1) == 0, size > 0 else { throw .misaligned }
+        guard !(permissions.contains(.write) && permissions.contains(.execute)) else { throw .writableAndExecutable }
+        let (last, overflow) = virtual.value.addingReportingOverflow(size - 1)
+        guard !overflow, checkRange(virtual), checkRange(VirtualAddress(last)),
+              !physical.value.addingReportingOverflow(size).overflow else {
+            throw .addressOutOfRange(virtual)
+        }
+        var offset: UInt64 = 0
+        while offset < size {
+            let address = VirtualAddress(virtual.value + offset)
+            let target = physical.value + offset
+            let remaining = size - offset
+            var level = 3
+            if allowBlocks {
+                for candidate in 1...2 {
+                    let blockSize = UInt64(1) << Self.shift(candidate)
+                    if (address.value | target) & (blockSize - 1) == 0 && remaining >= blockSize {
+                        level = candidate
+                        break
+                    }
+                }
+            }
+            do throws(PageTableError) {
+                let (entry, parent, reached) = try walk(to: address, level: level, create: true, frames: &frames, maintenance: maintenance)
+                guard reached == level, !Self.isValid(load(entry)) else { throw PageTableError.alreadyMapped(address) }
+                store(entry, Self.leafDescriptor(PhysicalAddress(target), level: level, permissions: permissions,
+                                                 type: type, global: global))
+                adjustChildCount(parent, by: 1)
+            } catch {
+                if offset > 0 { try? unmap(virtual, size: offset, frames: &frames, maintenance: maintenance) }
+                throw error
+            }
+            offset += UInt64(1) << Self.shift(level)
+        }
+        maintenance.publishTableWrites()
+    }
+
+    /// Removes the translations of `[virtual, virtual + size)`, splitting blocks it covers only in
+    /// part and freeing tables that become empty. Stops with `.notMapped` at the first hole.
+    public mutating func unmap<Frames: TableFrameSource>(
+        _ virtual: VirtualAddress, size: UInt64, frames: inout Frames, maintenance: some TranslationMaintenance
+    ) throws(PageTableError) {
+        guard virtual.isPageAligned, size & (pageSize - 1) == 0 else { throw .misaligned }
+        guard checkRange(virtual), virtual.value.addingReportingOverflow(size).overflow == false || size == 0 else {
+            throw .addressOutOfRange(virtual)
+        }
+        var offset: UInt64 = 0
+        while offset < size {
+            let address = VirtualAddress(virtual.value + offset)
+            let remaining = size - offset
+            let (entry, level) = try leafForChange(at: address, covering: remaining, frames: &frames, maintenance: maintenance)
+            store(entry, 0)
+            maintenance.publishTableWrites()
+            maintenance.invalidate(address)
+            releaseEmptyTables(above: address, level: level, frames: &frames, maintenance: maintenance)
+            offset += UInt64(1) << Self.shift(level)
+        }
+    }
+
+    /// Changes permissions and memory type of `[virtual, virtual + size)`, keeping the physical
+    /// addresses. A changed memory type goes through break-before-make.
+    public mutating func protect<Frames: TableFrameSource>(
+        _ virtual: VirtualAddress, size: UInt64, permissions: MappingPermissions, type: MemoryType,
+        frames: inout Frames, maintenance: some TranslationMaintenance
+    ) throws(PageTableError) {
+        guard virtual.isPageAligned, size & (pageSize - 1) == 0 else { throw .misaligned }
+        guard !(permissions.contains(.write) && permissions.contains(.execute)) else { throw .writableAndExecutable }
+        guard checkRange(virtual) else { throw .addressOutOfRange(virtual) }
+        var offset: UInt64 = 0
+        while offset < size {
+            let address = VirtualAddress(virtual.value + offset)
+            let (entry, level) = try leafForChange(at: address, covering: size - offset, frames: &frames, maintenance: maintenance)
+            let old = load(entry)
+            let current = Self.decode(old, level: level, address: address)
+            let updated = Self.leafDescriptor(PhysicalAddress(old & DescriptorBits.outputAddress), level: level,
+                                              permissions: permissions, type: type, global: current.isGlobal)
+            if current.memoryType != type {
+                // Break-before-make (Arm ARM D8.16.1): invalidate and flush before the new entry.
+                store(entry, 0)
+                maintenance.publishTableWrites()
+                maintenance.invalidate(address)
+            }
+            store(entry, updated)
+            maintenance.publishTableWrites()
+            maintenance.invalidate(address)
+            offset += UInt64(1) << Self.shift(level)
+        }
+    }
+
+    /// The leaf translation of `virtual`, if mapped.
+    public func translate(_ virtual: VirtualAddress) -> Translation? {
+        guard checkRange(virtual) else { return nil }
+        var table = root
+        for level in 0...3 {
+            let descriptor = load(entryAddress(table: table, index: Self.index(of: virtual, level: level)))
+            guard Self.isValid(descriptor) else { return nil }
+            if Self.isTable(descriptor, level: level) {
+                table = PhysicalAddress(descriptor & DescriptorBits.outputAddress)
+                continue
+            }
+            if level == 0 { return nil } // level-0 blocks do not exist with a 4 KiB granule
+            return Self.decode(descriptor, level: level, address: virtual)
+        }
+        return nil
+    }
+
+    /// The leaf entry mapping `address`, after splitting a block that extends outside
+    /// `[address, address + length)`.
+    private func leafForChange<Frames: TableFrameSource>(
+        at address: VirtualAddress, covering length: UInt64, frames: inout Frames, maintenance: some TranslationMaintenance
+    ) throws(PageTableError) -> (PhysicalAddress, Int) {
+        while true {
+            let (entry, _, level) = try walk(to: address, level: 3, create: false, frames: &frames, maintenance: maintenance)
+            let descriptor = load(entry)
+            guard Self.isValid(descriptor), !(level == 0) else { throw .notMapped(address) }
+            let blockSize = UInt64(1) << Self.shift(level)
+            if level == 3 || (address.value & (blockSize - 1) == 0 && length >= blockSize) {
+                return (entry, level)
+            }
+            try split(entry: entry, level: level, address: address, frames: &frames, maintenance: maintenance)
+        }
+    }
+
+    /// Replaces the block at `entry` by a table of the next level mapping the same memory with
+    /// the same attributes, using break-before-make.
+    private func split<Frames: TableFrameSource>(entry: PhysicalAddress, level: Int, address: VirtualAddress,
+                                                 frames: inout Frames, maintenance: some TranslationMaintenance)
+        throws(PageTableError)
+    {
+        let block = load(entry)
+        guard let table = frames.allocateTable() else { throw .outOfMemory }
+        let childLevel = level + 1
+        let childSize = UInt64(1) << Self.shift(childLevel)
+        let base = block & DescriptorBits.outputAddress
+        // Same attribute bits; only the output address and, at level 3, the page bit differ.
+        let attributes = block & ~DescriptorBits.outputAddress & ~DescriptorBits.tableOrPage
+        let pointer = memory.pointer(to: table)
+        for index in 0..<Self.entriesPerTable {
+            var descriptor = (base + UInt64(index) * childSize) | attributes
+            if childLevel == 3 { descriptor |= DescriptorBits.tableOrPage }
+            pointer.storeBytes(of: descriptor, toByteOffset: index * 8, as: UInt64.self)
+        }
+        store(entry, 0)
+        maintenance.publishTableWrites()
+        maintenance.invalidate(address)
+        store(entry, table.value | DescriptorBits.valid | DescriptorBits.tableOrPage | UInt64(Self.entriesPerTable) << DescriptorBits.childCountShift)
+        maintenance.publishTableWrites()
+    }
+
+    /// After an entry at `level` was cleared, frees its table if empty, and so on upwards.
+    private func releaseEmptyTables<Frames: TableFrameSource>(above address: VirtualAddress, level: Int,
+                                                              frames: inout Frames, maintenance: some TranslationMaintenance) {
+        var currentLevel = level
+        while currentLevel > 0 {
+            // Find the descriptor that points at the table holding the cleared entry.
+            var table = root
+            var parentEntry = entryAddress(table: root, index: Self.index(of: address, level: 0))
+            for walkLevel in 0..<currentLevel {
+                parentEntry = entryAddress(table: table, index: Self.index(of: address, level: walkLevel))
+                table = PhysicalAddress(load(parentEntry) & DescriptorBits.outputAddress)
+            }
+            adjustChildCount(parentEntry, by: -1)
+            guard childCount(load(parentEntry)) == 0 else { return }
+            store(parentEntry, 0)
+            maintenance.publishTableWrites()
+            maintenance.invalidate(address)
+            frames.freeTable(table)
+            currentLevel -= 1
+        }
+    }
+
+    /// Frees every table below the root (not the leaves' memory). For tearing down an address
+    /// space whose TLB entries the caller invalidates by ASID.
+    public func freeTables<Frames: TableFrameSource>(frames: inout Frames, includingRoot: Bool) {
+        freeChildren(of: root, level: 0, frames: &frames)
+        if includingRoot { frames.freeTable(root) } else { zeroTable(root) }
+    }
+
+    private func freeChildren<Frames: TableFrameSource>(of table: PhysicalAddress, level: Int, frames: inout Frames) {
+        guard level < 3 else { return }
+        for index in 0..<Self.entriesPerTable {
+            let descriptor = load(entryAddress(table: table, index: index))
+            if Self.isTable(descriptor, level: level) {
+                let child = PhysicalAddress(descriptor & DescriptorBits.outputAddress)
+                freeChildren(of: child, level: level + 1, frames: &frames)
+                frames.freeTable(child)
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+// How portable code reaches physical memory it manages (allocator metadata, page tables, heap
+// slabs) without knowing how: the kernel goes through its linear map, host tests through a
+// simulated RAM. Also the vocabulary of pages and virtual addresses.
+
+public let pageSize: UInt64 = 4096
+public let pageShift: UInt64 = 12
+
+/// Access to physical memory by address. Implementations decide where it is mapped.
+public protocol PhysicalMemory {
+    /// A pointer through which `address` can be read and written; valid for the whole page.
+    func pointer(to address: PhysicalAddress) -> UnsafeMutableRawPointer
+}
+
+/// A page frame: the physical page with number `number` (address / 4096).
+public struct PageFrame: Equatable, Comparable, Sendable {
+    public var number: UInt64
+
+    public init(number: UInt64) { self.number = number }
+    public init(containing address: PhysicalAddress) { number = address.value >> pageShift }
+
+    public var address: PhysicalAddress { PhysicalAddress(number << pageShift) }
+
+    public static func < (lhs: PageFrame, rhs: PageFrame) -> Bool { lhs.number < rhs.number }
+}
+
+public struct VirtualAddress: Equatable, Comparable, Sendable {
+    public var value: UInt64
+
+    public init(_ value: UInt64) { self.value = value }
+
+    public static func < (lhs: VirtualAddress, rhs: VirtualAddress) -> Bool { lhs.value < rhs.value }
+
+    public var isPageAligned: Bool { value & (pageSize - 1) == 0 }
+}
+
+extension PhysicalAddress {
+    public var isPageAligned: Bool { value & (pageSize - 1) == 0 }
+}
+
+/// Rounds `value` up to a multiple of `alignment` (a power of two); nil on overflow.
+@inlinable
+public func alignUp(_ value: UInt64, to alignment: UInt64) -> UInt64? {
+    let (sum, overflow) = value.addingReportingOverflow(alignment - 1)
+    return overflow ? nil : sum & ~(alignment - 1)
+}
+
+@inlinable
+public func alignDown(_ value: UInt64, to alignment: UInt64) -> UInt64 {
+    value & ~(alignment - 1)
+}

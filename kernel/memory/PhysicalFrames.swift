@@ -1,0 +1,76 @@
+// The kernel's single frame allocator, behind a lock: every page of RAM the device tree describes,
+// minus what the image, the loader's data and the firmware already use.
+
+import AArch64
+
+enum PhysicalFrames {
+    /// Empty until early boot replaces it; only touched under `lock`. Not optional: testing an
+    /// optional this large for nil would copy it on every call.
+    nonisolated(unsafe) static var allocator = FrameAllocator(memory: LinearMap())
+    static let lock = SpinLock()
+
+    static func start(map: MemoryMap) throws(FrameAllocatorError) {
+        let created = try FrameAllocator(memory: LinearMap(), map: map)
+        lock.withLock { allocator = created }
+    }
+
+    static func allocate(_ purpose: FramePurpose) throws(FrameAllocatorError) -> PageFrame {
+        try lock.withLock { () throws(FrameAllocatorError) -> PageFrame in try allocator.allocate(purpose) }
+    }
+
+    static func allocate(count: Int, alignment: Int, _ purpose: FramePurpose) throws(FrameAllocatorError) -> PageFrame {
+        try lock.withLock { () throws(FrameAllocatorError) -> PageFrame in
+            try allocator.allocate(count: count, alignment: alignment, purpose)
+        }
+    }
+
+    static func free(_ frame: PageFrame) throws(FrameAllocatorError) {
+        try lock.withLock { () throws(FrameAllocatorError) in try allocator.free(frame) }
+    }
+
+    static func allocation(containing frame: PageFrame) -> (first: PageFrame, count: Int, purpose: FramePurpose)? {
+        lock.withLock {
+            guard let found = allocator.allocation(containing: frame),
+                  let purpose = allocator.purpose(of: found.first) else { return nil }
+            return (found.first, found.count, purpose)
+        }
+    }
+
+    static var statistics: FrameStatistics {
+        lock.withLock { allocator.statistics }
+    }
+}
+
+/// Translation tables for the kernel's own address spaces come from the frame allocator. Tables
+/// written while the MMU is still off are remembered, so their cache lines can be invalidated
+/// before the MMU (and with it the data cache) is turned on.
+struct KernelTableFrames: TableFrameSource {
+    nonisolated(unsafe) static var earlyTables = InlineArray<64, UInt64>(repeating: 0)
+    nonisolated(unsafe) static var earlyTableCount = 0
+
+    mutating func allocateTable() -> PhysicalAddress? {
+        guard let frame = try? PhysicalFrames.allocate(.pageTables) else { return nil }
+        if !PhysicalWindow.isLinearMapActive {
+            guard Self.earlyTableCount < 64 else {
+                try? PhysicalFrames.free(frame)
+                return nil
+            }
+            Self.earlyTables[Self.earlyTableCount] = frame.address.value
+            Self.earlyTableCount += 1
+        }
+        return frame.address
+    }
+
+    mutating func freeTable(_ table: PhysicalAddress) {
+        do {
+            try PhysicalFrames.free(PageFrame(containing: table))
+        } catch {
+            kernelPanic("page table frame \(table) could not be freed")
+        }
+    }
+
+    /// DC IVAC over every table written with the caches off.
+    static func invalidateEarlyTables() {
+        for index in 0..<earlyTableCount { dcache_invalidate_range(earlyTables[index], pageSize) }
+    }
+}
