@@ -32,6 +32,10 @@ TARGET   := aarch64-none-none-elf
 SWIFT_FLAGS := -target $(TARGET) -enable-experimental-feature Embedded -wmo -parse-as-library \
                -O -g -module-name Kernel -Xcc -mgeneral-regs-only -Xcc -mstrict-align \
                -Xcc -ffreestanding -I kernel/arch/aarch64/include
+# DEBUG=1 adds the kernel's debug checks (heap poisoning).
+ifeq ($(DEBUG),1)
+SWIFT_FLAGS += -D KERNEL_DEBUG
+endif
 ASM_FLAGS   := --target=aarch64-none-elf -g -mgeneral-regs-only -Ikernel/arch/aarch64/include
 LD_FLAGS    := -T kernel/arch/aarch64/linker.ld --pie --no-dynamic-linker -z notext \
                -z norelro --hash-style=sysv --no-undefined
@@ -46,7 +50,7 @@ ASM_OBJECTS  := $(patsubst kernel/arch/aarch64/%.S,$(BUILD)/%.o,$(KERNEL_ASM))
 
 APT_PACKAGES := qemu-system-arm gdb-multiarch device-tree-compiler cpio u-boot-qemu
 
-.PHONY: all build run debug gdb test test-host test-boot bench clean install-deps check-deps fixtures
+.PHONY: all build run debug gdb bench test test-host test-boot bench clean install-deps check-deps fixtures
 
 all: build
 
@@ -72,8 +76,10 @@ run: install-deps build
 
 # QEMU starts halted at the first instruction with a GDB stub; `make gdb` (in a second terminal)
 # attaches gdb-multiarch with the kernel's symbols. The ELF is linked at 0 and relocates itself,
-# so GDB is told where it runs: QEMU -kernel puts an Image at RAM + 2 MiB (LOAD_ADDRESS).
-LOAD_ADDRESS ?= 0x40200000
+# so GDB is told where it runs: QEMU -kernel loads an Image at RAM + 2 MiB (0x40200000) and the
+# kernel runs from the linear map, 0xffff000000000000 above that, once the MMU is on. For the
+# few instructions before, use LOAD_ADDRESS=0x40200000.
+LOAD_ADDRESS ?= 0xffff000040200000
 
 debug: install-deps build
 	@echo "QEMU is halted, waiting for GDB on port $(GDB_PORT). In another terminal run:  make gdb"
@@ -91,6 +97,10 @@ test-host:
 
 test-boot: build
 	python3 tests/run.py --boot-only
+
+# Instructions per operation under -icount shift=0 (see tools/bench.py and docs/BENCHMARKS.md).
+bench: install-deps build
+	python3 tools/bench.py
 
 fixtures: install-deps
 	tools/dump-device-trees.sh

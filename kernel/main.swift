@@ -123,7 +123,7 @@ func reportBrokenPlatform(_ tree: DeviceTree, _ error: DeviceTreeError) -> Never
         Console.device = PL011(registers: console.registers.start)
         Console.device?.start()
         log("SwiftKernel v\(kernelVersion) - ARM64 Microkernel")
-        log("Boot: device tree describes the platform inconsistently; cannot continue")
+        log("Boot: device tree describes the platform inconsistently (\(error)); cannot continue")
         Console.flush()
     }
     CPU.halt()
@@ -172,14 +172,20 @@ func startFrameAllocator(tree: DeviceTree, platform: Platform) {
 func reportMemoryUsage() {
     let frames = PhysicalFrames.statistics
     var line = TextLine()
-    line.write("Memory: frames in use by purpose:")
+    line.write("Memory: ")
+    line.writeDecimal(frames.usedFrames)
+    line.write(" of ")
+    line.writeDecimal(frames.totalFrames)
+    line.write(" frames in use (")
+    var first = true
     for purpose in FramePurpose.allCases where purpose != .free && frames.frames(for: purpose) > 0 {
-        line.write(" ")
+        if !first { line.write(", ") }
+        first = false
         line.write(purpose.name)
         line.write(" ")
         line.writeDecimal(frames.frames(for: purpose))
-        line.write(",")
     }
+    line.write(")")
     Console.write(line)
     let heap = Heap.statistics.counters
     log("Memory: heap \(heap.blocksInUse) blocks, \(size: heap.bytesInUse) in use, \(heap.pagesHeld) pages held")
@@ -216,12 +222,3 @@ func reportDevices(_ platform: Platform, tree: DeviceTree) {
     }
 }
 
-extension FormattedText.StringInterpolation {
-    mutating func appendInterpolation(_ identity: CPUIdentity) {
-        identity.describe(into: &line)
-    }
-
-    mutating func appendInterpolation<Failure: Error>(_ error: Failure) {
-        line.write("error")
-    }
-}

@@ -151,3 +151,14 @@ public struct FormattedText: ExpressibleByStringInterpolation {
         }
     }
 }
+
+/// Values that can describe themselves in the kernel log without allocating.
+public protocol TextDescribable {
+    func describe<Output: TextOutput>(into output: inout Output)
+}
+
+extension FormattedText.StringInterpolation {
+    public mutating func appendInterpolation<Value: TextDescribable>(_ value: Value) {
+        value.describe(into: &line)
+    }
+}

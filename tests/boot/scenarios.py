@@ -4,7 +4,7 @@ model, GIC version, entry level), so a line that merely appears is not enough.""
 from __future__ import annotations
 
 import os
-import shutil
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +13,7 @@ from typing import Callable
 from harness import KERNEL_IMAGE, BootResult, boot, qemu_command
 
 RAM_BASE = 0x4000_0000
-SIZES = {"128M": 128 << 20, "1G": 1 << 30, "3G": 3 << 30, "4G": 4 << 30, "2G": 2 << 30}
+SIZES = {"128M": 128 << 20, "1G": 1 << 30, "2G": 2 << 30, "3G": 3 << 30, "4G": 4 << 30, "8G": 8 << 30}
 CPU_NAMES = {"cortex-a53": "Cortex-A53", "cortex-a57": "Cortex-A57", "cortex-a72": "Cortex-A72",
              "max": "QEMU max"}
 
@@ -42,6 +42,7 @@ def expect_standard_boot(result: BootResult, cpu: str, memory: str, gic: int, en
         result.expect_line(r"^Boot: Interrupt controller GICv2, distributor 0x0000000008000000, CPU interface 0x0000000008010000$")
     else:
         result.expect_line(r"^Boot: Interrupt controller GICv3, distributor 0x0000000008000000, redistributors 0x00000000080a0000$")
+    expect_memory_management(result, total_frames=size // 4096)
     result.expect_line(rf"^Boot: PSCI \d+\.\d+ via {conduit}$")
     result.expect_line(rf"^Boot: CPUs in device tree: {cpus}")
     result.expect_line(r"^Boot: Generic timer at 62500000 Hz")
@@ -52,6 +53,28 @@ def expect_standard_boot(result: BootResult, cpu: str, memory: str, gic: int, en
     result.expect_equal(int(summary[1]), len(result.lines_matching(r"^Boot Test: ✓ ")), "self-test count")
     result.expect_line(r"^Boot: Test mode complete, powering off$")
     result.expect_powered_off()
+
+
+def expect_memory_management(result: BootResult, total_frames: int) -> None:
+    """Frame counts agree with the device tree and add up; the MMU and heap self-tests pass."""
+    line = result.expect_line(r"^FrameAllocator: (\d+) frames total, (\d+) frames free$")
+    result.expect_equal(int(line[1]), total_frames, "frames total (RAM from the device tree / 4 KiB)")
+    result.expect_equal(0 < int(line[2]) < total_frames, True, "some but not all frames free at start")
+    result.expect_line(rf"^Memory: Physical frame allocator ready \({line[2]} free / {line[1]} total frames\)$")
+    result.expect_line(r"^MMU: on; kernel runs in the linear map at 0xffff000000000000")
+    usage = result.expect_line(r"^Memory: (\d+) of (\d+) frames in use \((.*)\)$")
+    result.expect_equal(int(usage[2]), total_frames, "total in the usage line")
+    parts = dict((name, int(count)) for name, count in
+                 (re.match(r"(.*) (\d+)$", part).groups() for part in usage[3].split(", ")))
+    result.expect_equal(sum(parts.values()), int(usage[1]), "frames by purpose add up to frames in use")
+    image = result.expect_line(r"^Boot: Kernel image at 0x[0-9a-f]{16} - 0x[0-9a-f]{16} \((\d+) KiB\)")
+    result.expect_equal(parts.get("kernel image"), int(image[1]) // 4, "kernel image frames")
+    tree = result.expect_line(r"^Boot: Device tree parsed successfully \(version 17, (\d+) bytes")
+    result.expect_equal(parts.get("boot data"), (int(tree[1]) + 4095) // 4096, "boot data frames (device tree)")
+    tests = result.expect_line(r"^Memory Test: (\d+) passed, (\d+) failed$")
+    result.expect_equal((int(tests[1]), int(tests[2])), (len(result.lines_matching(r"^Memory Test: ✓ ")), 0),
+                        "memory self-tests")
+    result.expect_line(r"^Memory: heap 0 blocks, 0 bytes in use")
 
 
 def standard(name: str, cpu: str, memory: str, gic: int, smp: int = 1, el2: bool = False) -> Scenario:
@@ -74,6 +97,7 @@ def numa_two_regions() -> BootResult:
     result.expect_equal(sorted((int(m[1], 16), int(m[2], 16), int(m[3])) for m in regions),
                         [(RAM_BASE, RAM_BASE + (512 << 20), 512),
                          (RAM_BASE + (512 << 20), RAM_BASE + (2 << 30), 1536)], "memory regions")
+    expect_memory_management(result, total_frames=(2 << 30) // 4096)
     result.expect_line(r"^Boot Test: \d+ passed, 0 failed$")
     result.expect_powered_off()
     return result
@@ -86,6 +110,10 @@ def initial_ramdisk() -> BootResult:
         result = boot(qemu_command(extra=["-initrd", str(ramdisk)]))
     match = result.expect_line(r"^Boot: Initial ramdisk at 0x[0-9a-f]{16} \((\d+) bytes\)$")
     result.expect_equal(int(match[1]), 12345, "ramdisk size")
+    usage = result.expect_line(r"^Memory: \d+ of \d+ frames in use \(.*boot data (\d+)")
+    tree = result.expect_line(r"^Boot: Device tree parsed successfully \(version 17, (\d+) bytes")
+    result.expect_equal(int(usage[1]), (int(tree[1]) + 4095) // 4096 + (12345 + 4095) // 4096,
+                        "boot data frames (device tree and ramdisk reserved)")
     result.expect_line(r"^Boot: Command line: test$")
     result.expect_powered_off()
     return result
@@ -155,6 +183,7 @@ SCENARIOS: list[Scenario] = [
     standard("cortex-a53, 128M, GICv2", "cortex-a53", "128M", 2),
     standard("cortex-a57, 3G, GICv3", "cortex-a57", "3G", 3),
     standard("max, 4G, GICv3, 2 cores", "max", "4G", 3, smp=2),
+    standard("cortex-a72, 8G, GICv3", "cortex-a72", "8G", 3),
     standard("cortex-a72, EL2 entry (virtualization=on), GICv3", "cortex-a72", "1G", 3, el2=True),
     standard("cortex-a53, EL2 entry (virtualization=on), GICv2", "cortex-a53", "128M", 2, el2=True),
     standard("max, EL2 entry (virtualization=on), 4G", "max", "4G", 3, el2=True),

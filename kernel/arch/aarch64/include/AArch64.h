@@ -111,6 +111,9 @@ AARCH64_SYMBOL_ADDRESS(memory_probe_load_instruction, memory_probe_load_instruct
 AARCH64_SYMBOL_ADDRESS(memory_probe_store_instruction, memory_probe_store_instruction)
 AARCH64_SYMBOL_ADDRESS(memory_probe_fixup, memory_probe_fixup)
 
-static inline aarch64_u64 aarch64_physical_window_offset(void) { return *(volatile aarch64_u64 *)&physical_window_offset; }
+// Not volatile: it changes once, in enter_linear_map, which no Swift function runs across.
+__attribute__((always_inline)) static inline aarch64_u64 aarch64_physical_window_offset(void) {
+    return physical_window_offset;
+}
 
 static inline aarch64_u64 aarch64_read_relocation_probe(void) { return *(volatile aarch64_u64 *)&relocation_probe; }

@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""`make bench`: boots the kernel with `-append bench` under `-icount shift=0` at each memory size
+and prints its figures as `bench: NAME@MEMORY VALUE insns/op`.
+
+With -icount shift=0 QEMU advances virtual time by exactly 1 ns per guest instruction and derives
+the PMU cycle counter from that clock at 1 GHz, so PMCCNTR_EL0 counts guest instructions and the
+figures repeat exactly from run to run. The kernel (kernel/Benchmarks.swift) times a loop of each
+operation, subtracts an empty loop of the same length, and divides by the iterations."""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "boot"))
+from harness import boot, qemu_command  # noqa: E402
+
+LINE = re.compile(r"^bench: (\S+) (\d+) insns/op$")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--memory", nargs="+", default=["256M", "8G"])
+    parser.add_argument("--cpu", default="cortex-a72")
+    options = parser.parse_args()
+    failures = 0
+    for memory in options.memory:
+        result = boot(qemu_command(cpu=options.cpu, memory=memory, append="bench",
+                                   extra=["-icount", "shift=0"]), timeout=300)
+        figures = [LINE.match(line) for line in result.lines]
+        figures = [match for match in figures if match]
+        if not figures or not any(line == "bench: done" for line in result.lines):
+            print(f"bench: run at {memory} did not complete (exit {result.exit_code})")
+            print("\n".join(result.lines[-20:]))
+            failures += 1
+            continue
+        for match in figures:
+            print(f"bench: {match[1]}@{memory} {match[2]} insns/op", flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
