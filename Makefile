@@ -43,8 +43,7 @@ LD_FLAGS    := -T kernel/arch/aarch64/linker.ld --pie --no-dynamic-linker -z not
 BUILD    := build
 IMAGE    := $(BUILD)/kernel.img
 ELF      := $(BUILD)/kernel.elf
-KERNEL_SWIFT := $(wildcard kernel/core/*.swift kernel/arch/aarch64/*.swift kernel/drivers/*.swift kernel/memory/*.swift \
-                           kernel/runtime/*.swift kernel/*.swift)
+KERNEL_SWIFT := $(sort $(shell find kernel -name '*.swift'))
 KERNEL_ASM   := $(wildcard kernel/arch/aarch64/*.S)
 ASM_OBJECTS  := $(patsubst kernel/arch/aarch64/%.S,$(BUILD)/%.o,$(KERNEL_ASM))
 

@@ -34,9 +34,15 @@ func report(_ name: StaticString, _ iterations: Int, _ total: UInt64, overhead: 
 }
 
 func runBenchmarks() {
+    // No tick may land inside a measured loop.
+    aarch64_disable_interrupts()
     InstructionCounter.start()
     let iterations = 2000
     let overhead = measure(iterations, emptyBody)
+
+    report("null-syscall-el1", iterations, measure(iterations) {
+        _ = aarch64_system_call(SystemCallNumber.null.rawValue, 0, 0, 0)
+    }, overhead: overhead)
 
     report("frame-allocate-free", iterations, measure(iterations) {
         if let frame = try? PhysicalFrames.allocate(.general) { try? PhysicalFrames.free(frame) }

@@ -30,8 +30,8 @@ func runBootSelfTests(tree: DeviceTree, platform: Platform, entryLevel: UInt, lo
     run.check(CPU.exceptionLevel == 1 && entryLevel >= 1,
               "Running at EL\(CPU.exceptionLevel) after entry at EL\(entryLevel)")
 
-    let masked = aarch64_read_daif() & 0x3C0 == 0x3C0
-    run.check(masked, "Interrupts masked during boot (DAIF \(hex: aarch64_read_daif(), digits: 3))")
+    run.check(interruptMaskAtEntry & 0x3C0 == 0x3C0,
+              "Interrupts masked from entry until the interrupt controller is ready (DAIF \(hex: interruptMaskAtEntry, digits: 3) at kernel_main)")
 
     run.check(CPU.identity.partName != nil, "CPU identified as \(CPU.identity) (MIDR \(hex: CPU.identity.mainID, digits: 8))")
 

@@ -17,8 +17,12 @@ let kernelVersion: StaticString = "0.1.0"
 /// The loader's device tree may sit anywhere; more than this is not a device tree we trust.
 let maximumDeviceTreeSize = 2 << 20
 
+/// DAIF as kernel_main found it; the boot self-test checks every interrupt was masked.
+nonisolated(unsafe) var interruptMaskAtEntry: UInt64 = 0
+
 @_cdecl("kernel_main")
 func kernelMain(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress: UInt) -> Never {
+    interruptMaskAtEntry = aarch64_read_daif()
     Exceptions.install()
 
     // Until the device tree names a console there is nowhere to report a problem, so a missing
@@ -81,6 +85,8 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
     log("Memory: Memory management system initialized")
 
     reportDevices(platform, tree: tree)
+    startInterrupts(platform, arguments: arguments)
+    if testMode { runInterruptSelfTests() }
     log("Boot: Kernel image at \(hex: KernelImage.start) - \(hex: KernelImage.end) (\(size: KernelImage.size)), loaded at \(hex: loadAddress)")
     log("Boot: Exception vector table at \(hex: Exceptions.vectorTableAddress)")
     if let text = platform.bootArguments, text.count > 0 { log("Boot: Command line: \(text)") }
@@ -96,7 +102,27 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
         powerOff()
     }
     log("Boot: Nothing to start yet; idling (Ctrl-A X quits QEMU)")
-    CPU.halt()
+    CPU.idle()
+}
+
+/// GIC from the device tree, the generic timer's tick, and interrupts unmasked.
+func startInterrupts(_ platform: Platform, arguments: BootArguments) {
+    log("Interrupts: Initializing ARM64 interrupt handling...")
+    log("Interrupts: Exception vector table at \(hex: Exceptions.vectorTableAddress)")
+    guard let description = platform.interruptController, Interrupts.start(description),
+          let controller = Interrupts.controller else {
+        log("Interrupts: no usable interrupt controller; running without interrupts")
+        return
+    }
+    log("Interrupts: GICv\(controller.version) with \(Interrupts.lineCount) interrupt identifiers, distributor \(description.distributor.start)")
+    let hz = arguments.number(of: "tick") ?? 100
+    guard let timer = platform.timer, Clock.start(interrupt: timer.physicalInterrupt, hz: hz) else {
+        log("Interrupts: generic timer unavailable (tick=\(hz)); running without a tick")
+        return
+    }
+    log("Interrupts: Generic timer at \(Clock.frequency) Hz, configured for \(hz)Hz on interrupt \(timer.physicalInterrupt)")
+    aarch64_enable_interrupts()
+    log("Interrupts: ARM64 interrupt handling initialized")
 }
 
 func powerOff() -> Never {

@@ -25,6 +25,20 @@ public struct BootArguments {
         return nil
     }
 
+    /// The decimal value after `key=`; nil when absent, not a number, or too large.
+    public func number(of key: StaticString) -> UInt64? {
+        guard let digits = value(of: key), digits.count > 0 else { return nil }
+        var result: UInt64 = 0
+        for digit in digits {
+            guard digit >= UInt8(ascii: "0"), digit <= UInt8(ascii: "9") else { return nil }
+            let (times10, overflow1) = result.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = times10.addingReportingOverflow(UInt64(digit - UInt8(ascii: "0")))
+            guard !overflow1, !overflow2 else { return nil }
+            result = sum
+        }
+        return result
+    }
+
     public var words: WordSequence { WordSequence(text: text) }
 
     public struct WordSequence: Sequence {

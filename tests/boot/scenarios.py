@@ -43,6 +43,7 @@ def expect_standard_boot(result: BootResult, cpu: str, memory: str, gic: int, en
     else:
         result.expect_line(r"^Boot: Interrupt controller GICv3, distributor 0x0000000008000000, redistributors 0x00000000080a0000$")
     expect_memory_management(result, total_frames=size // 4096)
+    expect_interrupts(result, gic=gic, hz=100)
     result.expect_line(rf"^Boot: PSCI \d+\.\d+ via {conduit}$")
     result.expect_line(rf"^Boot: CPUs in device tree: {cpus}")
     result.expect_line(r"^Boot: Generic timer at 62500000 Hz")
@@ -75,6 +76,41 @@ def expect_memory_management(result: BootResult, total_frames: int) -> None:
     result.expect_equal((int(tests[1]), int(tests[2])), (len(result.lines_matching(r"^Memory Test: ✓ ")), 0),
                         "memory self-tests")
     result.expect_line(r"^Memory: heap 0 blocks, 0 bytes in use")
+
+
+def expect_interrupts(result: BootResult, gic: int, hz: int) -> None:
+    """GIC and timer found from the device tree; every interrupt self-test passed; the
+    statistics agree with the tick rate and the tests that ran."""
+    result.expect_in_order(
+        r"^Interrupts: Initializing ARM64 interrupt handling\.\.\.$",
+        r"^Interrupts: Exception vector table at 0xffff0000[0-9a-f]{8}$",
+        rf"^Interrupts: GICv{gic} with \d+ interrupt identifiers, distributor 0x0000000008000000$",
+        rf"^Interrupts: Generic timer at 62500000 Hz, configured for {hz}Hz on interrupt 30$",
+        r"^Interrupts: ARM64 interrupt handling initialized$")
+    for name in ("Interrupts disabled", "System call handling working",
+                 rf"Software-generated interrupt 1 delivered by the GICv{gic}",
+                 r"Timer interrupts working \(\d+\u2192\d+", "One-shot deadline between ticks"):
+        result.expect_line(r"^Interrupt Test: ✓ " + name)
+    summary = result.expect_line(r"^Interrupt Test: (\d+) passed, (\d+) failed$")
+    result.expect_equal((int(summary[1]), int(summary[2])), (5, 0), "interrupt self-tests")
+    timer = result.expect_line(r"^Interrupt Test: ✓ Timer interrupts working \(\d+\u2192\d+: (\d+) ticks in (\d+) ms at (\d+) Hz\)$")
+    result.expect_equal(int(timer[3]), hz, "tick rate")
+    expected = int(timer[2]) * hz // 1000
+    result.expect_equal(abs(int(timer[1]) - expected) <= 1, True, f"ticks counted ({timer[1]}) vs elapsed time ({expected})")
+    result.expect_line(r"^Interrupt Test: === Interrupt Statistics ===$")
+    ticks = result.expect_line(r"^Interrupt Test: Timer ticks: (\d+)$")
+    handled = result.expect_line(r"^Interrupt Test: Interrupts handled: (\d+) \(timer (\d+), software (\d+)\), spurious: (\d+)$")
+    result.expect_equal(int(handled[2]) >= int(ticks[1]) // 2 and int(handled[3]) == 1, True,
+                        "timer interrupts and the one software interrupt counted")
+    result.expect_equal(int(handled[1]), int(handled[2]) + int(handled[3]), "interrupts handled = timer + software")
+    result.expect_line(r"^Interrupt Test: System calls: 3$")
+
+
+def tick_rate() -> BootResult:
+    result = boot(qemu_command(append="test tick=250"))
+    expect_interrupts(result, gic=2, hz=250)
+    result.expect_powered_off()
+    return result
 
 
 def standard(name: str, cpu: str, memory: str, gic: int, smp: int = 1, el2: bool = False) -> Scenario:
@@ -181,6 +217,9 @@ SCENARIOS: list[Scenario] = [
     standard("cortex-a72, 1G, GICv2", "cortex-a72", "1G", 2),
     standard("cortex-a72, 1G, GICv3, 4 cores", "cortex-a72", "1G", 3, smp=4),
     standard("cortex-a53, 128M, GICv2", "cortex-a53", "128M", 2),
+    standard("cortex-a53, 1G, GICv3", "cortex-a53", "1G", 3),
+    standard("cortex-a57, 1G, GICv2", "cortex-a57", "1G", 2),
+    standard("max, 1G, GICv2", "max", "1G", 2),
     standard("cortex-a57, 3G, GICv3", "cortex-a57", "3G", 3),
     standard("max, 4G, GICv3, 2 cores", "max", "4G", 3, smp=2),
     standard("cortex-a72, 8G, GICv3", "cortex-a72", "8G", 3),
@@ -188,6 +227,7 @@ SCENARIOS: list[Scenario] = [
     standard("cortex-a53, EL2 entry (virtualization=on), GICv2", "cortex-a53", "128M", 2, el2=True),
     standard("max, EL2 entry (virtualization=on), 4G", "max", "4G", 3, el2=True),
     Scenario("two NUMA memory regions", numa_two_regions),
+    Scenario("tick=250 on the command line", tick_rate),
     Scenario("initial ramdisk and command line from /chosen", initial_ramdisk),
     Scenario("panic report (selftest=panic)", panic_report),
     Scenario("exception report (selftest=trap)", exception_report),

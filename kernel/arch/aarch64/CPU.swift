@@ -11,6 +11,12 @@ enum CPU {
 
     /// Masks every interrupt and waits forever. Other cores are still parked in the firmware
     /// (PSCI), so stopping this one stops the machine.
+    /// Waits for interrupts forever with them unmasked: the idle loop.
+    static func idle() -> Never {
+        aarch64_enable_interrupts()
+        while true { aarch64_wfi() }
+    }
+
     static func halt() -> Never {
         aarch64_mask_interrupts()
         while true { aarch64_wfe() }

@@ -1,6 +1,6 @@
-// Exception entry from vectors.S. For now every exception taken by the kernel is unexpected
-// and ends in a panic with a full report, except the deliberate BRK of the boot self-test.
-// Interrupts, system calls and user faults get their own paths as those subsystems arrive.
+// Exception entry from vectors.S: IRQs go to the interrupt dispatcher, SVCs to the system call
+// dispatcher, faults of the kernel's own memory probes to their fixup; anything else the kernel
+// did not expect ends in a panic with a full report. User faults will go to the process layer.
 
 import AArch64
 
@@ -69,6 +69,17 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
         Exceptions.selfTestTraps += 1
         frame.exceptionLinkRegister += 4 // resume after the BRK
         return
+    }
+    let isSystemCall = syndrome.exceptionClass == .supervisorCall
+    switch kindValue {
+    case 5, 9: // IRQ from EL1 or EL0
+        Interrupts.handleIRQ()
+        return
+    case 4 where isSystemCall, 8 where isSystemCall: // SVC from EL1 (self-tests) or EL0
+        SystemCalls.dispatch(frame)
+        return
+    default:
+        break
     }
     if kind.isSynchronous, syndrome.exceptionClass == .dataAbortSameLevel, MemoryProbe.recover(frame) {
         return

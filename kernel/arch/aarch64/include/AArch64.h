@@ -48,6 +48,40 @@ static inline aarch64_u64 aarch64_frame_pointer(void) {
     return value;
 }
 
+// Generic timer: the EL1 physical timer (CNTP_*), Arm ARM D11.
+AARCH64_READ(timer_control, cntp_ctl_el0)
+AARCH64_WRITE(timer_control, cntp_ctl_el0)
+AARCH64_READ(timer_compare, cntp_cval_el0)
+AARCH64_WRITE(timer_compare, cntp_cval_el0)
+
+// GICv3 CPU interface system registers (by encoding, so any assembler accepts them).
+AARCH64_READ(icc_sre, S3_0_C12_C12_5)
+AARCH64_WRITE(icc_sre, S3_0_C12_C12_5)
+AARCH64_WRITE(icc_pmr, S3_0_C4_C6_0)
+AARCH64_WRITE(icc_bpr1, S3_0_C12_C12_3)
+AARCH64_WRITE(icc_ctlr, S3_0_C12_C12_4)
+AARCH64_WRITE(icc_igrpen1, S3_0_C12_C12_7)
+AARCH64_READ(icc_iar1, S3_0_C12_C12_0)
+AARCH64_WRITE(icc_eoir1, S3_0_C12_C12_1)
+AARCH64_WRITE(icc_sgi1r, S3_0_C12_C11_5)
+
+static inline void aarch64_enable_interrupts(void) { __asm__ volatile("msr daifclr, #0x2\n\tisb" ::: "memory"); }
+static inline void aarch64_disable_interrupts(void) { __asm__ volatile("msr daifset, #0x2" ::: "memory"); }
+
+// A system call from EL1, for self-tests and benchmarks: number in x8, arguments in x0-x5,
+// status back in x0 and values in x1-x2 (the ABI of docs/SYSCALLS.md).
+typedef struct { aarch64_u64 status, value0, value1; } aarch64_system_call_result;
+static inline aarch64_system_call_result aarch64_system_call(aarch64_u64 number, aarch64_u64 a0, aarch64_u64 a1,
+                                                             aarch64_u64 a2) {
+    register aarch64_u64 x0 __asm__("x0") = a0;
+    register aarch64_u64 x1 __asm__("x1") = a1;
+    register aarch64_u64 x2 __asm__("x2") = a2;
+    register aarch64_u64 x8 __asm__("x8") = number;
+    __asm__ volatile("svc #0" : "+r"(x0), "+r"(x1), "+r"(x2) : "r"(x8) : "memory");
+    aarch64_system_call_result result = {x0, x1, x2};
+    return result;
+}
+
 static inline void aarch64_isb(void) { __asm__ volatile("isb" ::: "memory"); }
 static inline void aarch64_dsb_sy(void) { __asm__ volatile("dsb sy" ::: "memory"); }
 static inline void aarch64_dsb_ishst(void) { __asm__ volatile("dsb ishst" ::: "memory"); }

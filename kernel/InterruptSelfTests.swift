@@ -1,0 +1,87 @@
+// Interrupt, timer and system call self-tests, run in test mode after interrupts are on. Every
+// line reports what was measured.
+
+import AArch64
+
+/// Set by the self-test's deadline handler: the counter value when the deadline fired.
+nonisolated(unsafe) var deadlineFiredAt: UInt64 = 0
+nonisolated(unsafe) var softwareInterruptsSeen: UInt64 = 0
+
+func runInterruptSelfTests() {
+    var run = SelfTestRun(prefix: "Interrupt Test")
+    guard Interrupts.controller != nil, Clock.period > 0 else {
+        run.check(false, "Interrupt controller and timer running")
+        return
+    }
+
+    // Masked: a timer interrupt that becomes pending is not taken until unmasked.
+    aarch64_disable_interrupts()
+    let ticksMasked = Clock.ticks
+    let waitUntil = Clock.now + 2 * Clock.period
+    while Clock.now < waitUntil {}
+    let pending = aarch64_read_timer_control() & Clock.controlStatus != 0
+    let ticksWhileMasked = Clock.ticks - ticksMasked
+    let masked = aarch64_read_daif() & (1 << 7) != 0
+    aarch64_enable_interrupts()
+    let ticksAfterUnmask = Clock.ticks - ticksMasked
+    run.check(masked && pending && ticksWhileMasked == 0 && ticksAfterUnmask >= 2,
+              "Interrupts disabled (timer pending for \(2 * 1000 / Clock.tickHz) ms while masked: \(ticksWhileMasked) ticks taken; \(ticksAfterUnmask) caught up on unmask)")
+
+    // System calls from EL1 through the SVC path: numbers, arguments, results, unknown numbers.
+    let callsBefore = SystemCalls.count
+    let null = aarch64_system_call(SystemCallNumber.null.rawValue, 0, 0, 0)
+    let before = Clock.uptime
+    let clock = aarch64_system_call(SystemCallNumber.clock.rawValue, 0, 0, 0)
+    let after = Clock.uptime
+    let unknown = aarch64_system_call(999, 0, 0, 0)
+    run.check(null.status == KernelError.success.rawValue
+              && clock.status == KernelError.success.rawValue && before <= clock.value0 && clock.value0 <= after
+              && clock.value1 == Clock.frequency
+              && unknown.status == KernelError.unknownSystemCall.rawValue && SystemCalls.count == callsBefore + 3,
+              "System call handling working (null: success; clock: \(clock.value0) ticks at \(clock.value1) Hz; #999: unknown system call)")
+
+    // A software-generated interrupt to this CPU goes through acknowledge and end-of-interrupt.
+    let sgi: UInt32 = 1
+    let registered = Interrupts.register(sgi) { _ in softwareInterruptsSeen += 1 }
+    let seenBefore = softwareInterruptsSeen
+    Interrupts.controller?.sendToSelf(sgi)
+    let sgiDeadline = Clock.now + Clock.period
+    while softwareInterruptsSeen == seenBefore && Clock.now < sgiDeadline {}
+    Interrupts.unregister(sgi)
+    run.check(registered && softwareInterruptsSeen == seenBefore + 1 && Interrupts.count(of: sgi) == 1,
+              "Software-generated interrupt \(sgi) delivered by the GICv\(Interrupts.controller?.version ?? 0), acknowledged and ended")
+
+    // The periodic tick over 100 ms of counter time.
+    let startTicks = Clock.ticks
+    let startCount = Clock.now
+    let window = Clock.ticks(milliseconds: 100)
+    while Clock.now - startCount < window { aarch64_wfi() }
+    let elapsed = Clock.now - startCount
+    let counted = Clock.ticks - startTicks
+    let expected = elapsed / Clock.period
+    run.check(counted + 1 >= expected && counted <= expected + 1 && counted > 0,
+              "Timer interrupts working (\(startTicks)\u{2192}\(Clock.ticks): \(counted) ticks in \(elapsed * 1000 / Clock.frequency) ms at \(Clock.tickHz) Hz)")
+
+    // A one-shot deadline half a period after a tick: the compare register is programmed for the
+    // deadline itself, ahead of the next tick, and the deadline fires no earlier than due.
+    deadlineFiredAt = 0
+    Clock.deadlineHandler = { _ in deadlineFiredAt = Clock.now }
+    let tickSeen = Clock.ticks
+    while Clock.ticks == tickSeen { aarch64_wfi() }
+    let armedAt = Clock.now
+    let deadline = armedAt + Clock.period / 2
+    var armed = true
+    do throws(TimerQueue.Failure) { try Clock.addDeadline(at: deadline, token: 7) } catch { armed = false }
+    let programmed = aarch64_read_timer_compare()
+    while deadlineFiredAt == 0 && Clock.now - armedAt < 4 * Clock.period { aarch64_wfi() }
+    Clock.deadlineHandler = nil
+    let lateness = deadlineFiredAt >= deadline ? deadlineFiredAt - deadline : 0
+    run.check(armed && programmed == deadline && deadlineFiredAt >= deadline && Clock.pendingDeadlines == 0,
+              "One-shot deadline between ticks programmed into CNTP_CVAL and fired \(lateness * 1_000_000 / Clock.frequency) us after it was due")
+
+    log("Interrupt Test: \(run.passed) passed, \(run.failed) failed")
+    log("Interrupt Test: === Interrupt Statistics ===")
+    log("Interrupt Test: Timer ticks: \(Clock.ticks)")
+    log("Interrupt Test: Interrupts handled: \(Interrupts.handled) (timer \(Interrupts.count(of: Clock.interrupt)), software \(Interrupts.count(of: sgi))), spurious: \(Interrupts.spurious)")
+    log("Interrupt Test: System calls: \(SystemCalls.count)")
+}

@@ -1,0 +1,96 @@
+// Time: the EL1 physical generic timer (Arm ARM D11) drives a periodic tick (100 Hz unless
+// `tick=N` on the command line says otherwise) and one-shot deadlines from a timer queue, for
+// sleeps and timeouts. The compare value is always the sooner of the next tick and the earliest
+// deadline, so deadlines fire on time rather than at the next tick.
+
+import AArch64
+
+/// Called with interrupts masked when a deadline armed with `token` expires.
+typealias DeadlineHandler = @convention(c) (UInt64) -> Void
+
+enum Clock {
+    nonisolated(unsafe) static var frequency: UInt64 = 0
+    nonisolated(unsafe) static var tickHz: UInt64 = 100
+    nonisolated(unsafe) static var ticks: UInt64 = 0
+    nonisolated(unsafe) static var bootCount: UInt64 = 0
+    nonisolated(unsafe) static var period: UInt64 = 0
+    nonisolated(unsafe) static var nextTick: UInt64 = 0
+    nonisolated(unsafe) static var interrupt: UInt32 = 0
+    /// On the heap: an inline queue would be copied whole on access.
+    nonisolated(unsafe) static var queue: UnsafeMutablePointer<TimerQueue>?
+    nonisolated(unsafe) static var deadlineHandler: DeadlineHandler?
+    static let lock = SpinLock()
+
+    static let controlEnable: UInt64 = 1 << 0
+    static let controlMask: UInt64 = 1 << 1
+    static let controlStatus: UInt64 = 1 << 2
+
+    static var now: UInt64 { aarch64_read_physical_count() }
+
+    /// Counter ticks since `start`.
+    static var uptime: UInt64 { now - bootCount }
+
+    static func start(interrupt id: UInt32, hz: UInt64) -> Bool {
+        frequency = aarch64_read_counter_frequency()
+        guard frequency > 0, hz > 0, hz <= frequency else { return false }
+        tickHz = hz
+        period = frequency / hz
+        interrupt = id
+        let storage = UnsafeMutablePointer<TimerQueue>.allocate(capacity: 1)
+        storage.initialize(to: TimerQueue())
+        queue = storage
+        bootCount = now
+        nextTick = bootCount + period
+        aarch64_write_timer_compare(nextTick)
+        aarch64_write_timer_control(controlEnable)
+        return Interrupts.register(id, handleInterrupt)
+    }
+
+    /// Counter ticks in `milliseconds`.
+    static func ticks(milliseconds: UInt64) -> UInt64 { frequency * milliseconds / 1000 }
+
+    /// Arms a one-shot deadline; `.full` when too many are pending.
+    static func addDeadline(at deadline: UInt64, token: UInt64) throws(TimerQueue.Failure) {
+        try lock.withLock { () throws(TimerQueue.Failure) in
+            try queue!.pointee.insert(deadline: deadline, token: token)
+            reprogram()
+        }
+    }
+
+    static func cancelDeadline(token: UInt64) {
+        lock.withLock {
+            _ = queue?.pointee.cancel(token: token)
+            reprogram()
+        }
+    }
+
+    static var pendingDeadlines: Int { lock.withLock { queue?.pointee.count ?? 0 } }
+
+    private static func reprogram() {
+        var compare = nextTick
+        if let earliest = queue?.pointee.earliest, earliest.deadline < compare { compare = earliest.deadline }
+        aarch64_write_timer_compare(compare)
+    }
+
+    /// The timer interrupt: counts every tick period that has passed (so a late interrupt does
+    /// not lose ticks), fires due deadlines, and sets the next compare value.
+    static let handleInterrupt: InterruptHandler = { _ in
+        let current = Clock.now
+        while current >= Clock.nextTick {
+            Clock.ticks += 1
+            Clock.nextTick += Clock.period
+        }
+        var expired = InlineArray<8, UInt64>(repeating: 0)
+        var count = 0
+        Clock.lock.withLock {
+            while count < 8, let entry = Clock.queue?.pointee.popExpired(now: current) {
+                expired[count] = entry.token
+                count += 1
+            }
+            Clock.reprogram()
+        }
+        if let handler = Clock.deadlineHandler {
+            for index in 0..<count { handler(expired[index]) }
+        }
+    }
+}

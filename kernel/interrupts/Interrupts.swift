@@ -1,0 +1,90 @@
+// Interrupt dispatch: a handler per interrupt identifier, acknowledged and ended at the GIC
+// around each call, spurious identifiers ignored, and counts kept for the statistics. A
+// userspace driver will later be bound here by registering a handler that signals its
+// notification and leaves the line masked until the driver acknowledges.
+
+import AArch64
+
+/// Called with interrupts masked, with the interrupt identifier.
+typealias InterruptHandler = @convention(c) (UInt32) -> Void
+
+enum Interrupts {
+    struct Entry {
+        var handler: InterruptHandler?
+        var count: UInt64
+    }
+
+    /// Set once at boot before interrupts are unmasked.
+    nonisolated(unsafe) static var controller: InterruptControllerDriver?
+    /// One entry per interrupt identifier, on the heap (an inline table would be copied whole
+    /// on access).
+    nonisolated(unsafe) static var table: UnsafeMutablePointer<Entry>?
+    nonisolated(unsafe) static var lineCount = 0
+    nonisolated(unsafe) static var handled: UInt64 = 0
+    nonisolated(unsafe) static var spurious: UInt64 = 0
+    static let lock = SpinLock()
+
+    static let spuriousRange: ClosedRange<UInt32> = 1020...1023
+
+    static func start(_ description: Platform.InterruptController) -> Bool {
+        guard let driver = InterruptControllerDriver.make(description, affinity: CPU.affinity) else { return false }
+        driver.start()
+        lineCount = driver.lineCount
+        let entries = UnsafeMutablePointer<Entry>.allocate(capacity: lineCount)
+        entries.initialize(repeating: Entry(handler: nil, count: 0), count: lineCount)
+        table = entries
+        controller = driver
+        return true
+    }
+
+    /// Installs `handler` for `id` and unmasks it at the controller. False for an identifier the
+    /// controller does not have or one that already has a handler.
+    @discardableResult
+    static func register(_ id: UInt32, _ handler: @escaping InterruptHandler) -> Bool {
+        lock.withLock {
+            guard let table, let controller, Int(id) < lineCount, table[Int(id)].handler == nil else { return false }
+            table[Int(id)].handler = handler
+            controller.setEnabled(id, true)
+            return true
+        }
+    }
+
+    static func unregister(_ id: UInt32) {
+        lock.withLock {
+            guard let table, let controller, Int(id) < lineCount else { return }
+            controller.setEnabled(id, false)
+            table[Int(id)].handler = nil
+        }
+    }
+
+    static func count(of id: UInt32) -> UInt64 {
+        guard let table, Int(id) < lineCount else { return 0 }
+        return table[Int(id)].count
+    }
+
+    /// The IRQ exception path: drains every pending interrupt. An IRQ exception that finds
+    /// nothing to acknowledge is spurious; reading "none pending" after handling some is not.
+    static func handleIRQ() {
+        guard let controller, let table else { return }
+        var drained = 0
+        while true {
+            let acknowledged = controller.acknowledge()
+            let id = acknowledged & 0x3FF
+            if spuriousRange.contains(id) {
+                if drained == 0 { spurious += 1 }
+                return
+            }
+            drained += 1
+            handled += 1
+            if Int(id) < lineCount, let handler = table[Int(id)].handler {
+                table[Int(id)].count += 1
+                controller.endOfInterrupt(acknowledged)
+                handler(id)
+            } else {
+                // Enabled but unclaimed: mask it so it cannot storm.
+                controller.setEnabled(id, false)
+                controller.endOfInterrupt(acknowledged)
+            }
+        }
+    }
+}
