@@ -16,7 +16,7 @@ QEMU     ?= qemu-system-aarch64
 MACHINE  := virt,gic-version=$(GIC)$(if $(filter 1,$(EL2)),$(comma)virtualization=on)
 comma    := ,
 QEMU_ARGS = -M $(MACHINE) -cpu $(CPU) -m $(MEMORY) -smp $(SMP) -nographic \
-            -kernel $(IMAGE) $(if $(APPEND),-append "$(APPEND)") $(QEMU_EXTRA)
+            -kernel $(IMAGE) -initrd $(INITRD) $(if $(APPEND),-append "$(APPEND)") $(QEMU_EXTRA)
 
 # ---- Toolchain ----------------------------------------------------------------------------
 SWIFT_BIN ?= $(or $(patsubst %/swiftc,%,$(shell command -v swiftc 2>/dev/null)),/opt/swift/usr/bin)
@@ -36,16 +36,49 @@ SWIFT_FLAGS := -target $(TARGET) -enable-experimental-feature Embedded -wmo -par
 ifeq ($(DEBUG),1)
 SWIFT_FLAGS += -D KERNEL_DEBUG
 endif
-ASM_FLAGS   := --target=aarch64-none-elf -g -mgeneral-regs-only -Ikernel/arch/aarch64/include
+ASM_FLAGS   := --target=aarch64-none-elf -g -Ikernel/arch/aarch64/include
 LD_FLAGS    := -T kernel/arch/aarch64/linker.ld --pie --no-dynamic-linker -z notext \
                -z norelro --hash-style=sysv --no-undefined
 
 BUILD    := build
 IMAGE    := $(BUILD)/kernel.img
 ELF      := $(BUILD)/kernel.elf
-KERNEL_SWIFT := $(sort $(shell find kernel -name '*.swift'))
+KERNEL_SWIFT := $(sort $(shell find kernel -name '*.swift')) support/CRuntime.swift
 KERNEL_ASM   := $(wildcard kernel/arch/aarch64/*.S)
 ASM_OBJECTS  := $(patsubst kernel/arch/aarch64/%.S,$(BUILD)/%.o,$(KERNEL_ASM))
+
+# ---- User programs --------------------------------------------------------------------------
+# Every folder in userland/services is a program: its Swift files plus the runtime, built into
+# one Embedded Swift module, linked at 0x400000 and packed into the initial ramdisk.
+USER_PROGRAMS := $(notdir $(wildcard userland/services/*))
+USER_SHARED   := support/CRuntime.swift kernel/core/SystemCallABI.swift kernel/core/FormattedText.swift \
+                 kernel/core/DeviceTree.swift kernel/core/PhysicalAddress.swift kernel/core/PhysicalMemory.swift \
+                 kernel/core/KernelHeap.swift kernel/core/ErrorDescriptions.swift kernel/core/FrameAllocator.swift \
+                 kernel/core/PageTable.swift kernel/core/CPUIdentity.swift
+USER_RUNTIME  := $(wildcard userland/runtime/*.swift)
+USER_FLAGS    := -target $(TARGET) -enable-experimental-feature Embedded -wmo -parse-as-library -Osize -g \
+                 -Xfrontend -function-sections -I userland/runtime/include
+USER_ELVES    := $(patsubst %,$(BUILD)/user/%.elf,$(USER_PROGRAMS))
+INITRD        := $(BUILD)/initrd.cpio
+
+$(BUILD)/user/start.o: userland/runtime/start.S
+	@mkdir -p $(@D)
+	$(CLANG) --target=aarch64-none-elf -c $< -o $@
+
+.SECONDEXPANSION:
+$(BUILD)/user/%.o: $$(wildcard userland/services/%/*.swift) $(USER_RUNTIME) $(USER_SHARED) userland/runtime/include/UserSystemCall.h
+	@mkdir -p $(@D)
+	$(SWIFTC) $(USER_FLAGS) -module-name $(subst -,_,$*) -c $(USER_RUNTIME) $(USER_SHARED) $(wildcard userland/services/$*/*.swift) -o $@
+
+$(BUILD)/user/%.elf: $(BUILD)/user/%.o $(BUILD)/user/start.o userland/runtime/user.ld
+	$(LD_LLD) -T userland/runtime/user.ld -static --no-dynamic-linker --gc-sections --no-undefined \
+	    -z max-page-size=4096 -z norelro -o $@ $(BUILD)/user/start.o $<
+
+$(INITRD): $(USER_ELVES)
+	@rm -rf $(BUILD)/initrd && mkdir -p $(BUILD)/initrd
+	@for program in $(USER_PROGRAMS); do \
+	    $(OBJCOPY) --strip-debug $(BUILD)/user/$$program.elf $(BUILD)/initrd/$$program; done
+	cd $(BUILD)/initrd && ls | cpio --quiet -o -H newc > ../initrd.cpio
 
 APT_PACKAGES := qemu-system-arm gdb-multiarch device-tree-compiler cpio u-boot-qemu
 
@@ -53,7 +86,7 @@ APT_PACKAGES := qemu-system-arm gdb-multiarch device-tree-compiler cpio u-boot-q
 
 all: build
 
-build: check-toolchain $(IMAGE) $(ELF)
+build: check-toolchain $(IMAGE) $(ELF) $(INITRD)
 
 $(BUILD)/kernel.o: $(KERNEL_SWIFT) kernel/arch/aarch64/include/AArch64.h
 	@mkdir -p $(@D)

@@ -68,5 +68,4 @@ func runBenchmarks() {
     report("heap-allocate-free-4k", iterations, measure(iterations) {
         if let block = Heap.allocate(size: 4096, alignment: 16) { Heap.free(block) }
     }, overhead: overhead)
-    log("bench: done")
 }

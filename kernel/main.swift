@@ -91,18 +91,58 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
     log("Boot: Exception vector table at \(hex: Exceptions.vectorTableAddress)")
     if let text = platform.bootArguments, text.count > 0 { log("Boot: Command line: \(text)") }
 
-    if arguments.contains("bench") {
-        runBenchmarks()
-        powerOff()
-    }
+    let benchMode = arguments.contains("bench")
+    if benchMode { runBenchmarks() }
     if testMode {
         runBootSelfTests(tree: tree, platform: platform, entryLevel: entryLevel, loadAddress: loadAddress)
         runRequestedFault(arguments)
-        log("Boot: Test mode complete, powering off")
-        powerOff()
     }
-    log("Boot: Nothing to start yet; idling (Ctrl-A X quits QEMU)")
-    CPU.idle()
+    startUserSpace(platform, startArgument: (testMode ? 1 : 0) | (benchMode ? 2 : 0),
+                   powerOffAfterInit: testMode || benchMode)
+}
+
+/// Processes from here on: the boot thread becomes the idle thread and init is started from the
+/// initial ramdisk. In test and bench modes the machine powers off when init ends.
+func startUserSpace(_ platform: Platform, startArgument: UInt64, powerOffAfterInit: Bool) -> Never {
+    // FP/SIMD is not trapped (CPACR_EL1.FPEN): user code uses it, the kernel is built without it,
+    // and each thread's registers are switched with it.
+    aarch64_write_cpacr(aarch64_read_cpacr() | 0b11 << 20)
+    aarch64_isb()
+    let privilegedAccessNever = CPU.enablePrivilegedAccessNever()
+    // Bench mode only: user programs may read the cycle counter (PMUSERENR_EL0.EN, .CR).
+    if startArgument & 2 != 0 { aarch64_write_pmuserenr(0b101) }
+    guard NoAddressSpace.start() else { kernelPanic("no memory for the empty user translation table") }
+    Scheduler.start()
+    var ramdisk: UnsafeRawBufferPointer?
+    if let range = platform.initialRamdisk {
+        ramdisk = UnsafeRawBufferPointer(start: PhysicalWindow.pointer(to: range.start), count: Int(range.size))
+    }
+    Processes.start(ramdisk: ramdisk)
+    Processes.powerOffWhenInitEnds = powerOffAfterInit
+    Clock.deadlineHandler = { token in
+        guard let thread = Processes.thread(withID: token) else { return }
+        thread.sleepExpired = true
+        Scheduler.wake(thread)
+    }
+    Processes.onInitExit = { reason, code in
+        log("Boot: init ended (\(ExitReason(rawValue: reason) == .exited ? "exit" : "fault or kill") code \(code))")
+        if Processes.powerOffWhenInitEnds { finishRun() }
+    }
+    log("Boot: PAN \(privilegedAccessNever ? "enabled" : "not implemented by this CPU"); user memory is reached only through LDTR/STTR")
+    guard let ramdisk else {
+        log("Boot: No initial ramdisk; nothing to start")
+        if powerOffAfterInit { finishRun() }
+        Scheduler.idleLoop()
+    }
+    let (status, id) = Processes.spawn(name: UnsafeRawBufferPointer(start: ("init" as StaticString).utf8Start, count: 4),
+                                       argument: startArgument, parentID: 0)
+    if status == .success {
+        log("Boot: Started init (process \(id)) from the initial ramdisk (\(size: UInt64(ramdisk.count)))")
+    } else {
+        log("Boot: Cannot start init from the initial ramdisk: \(status)")
+        if powerOffAfterInit { finishRun() }
+    }
+    Scheduler.idleLoop()
 }
 
 /// GIC from the device tree, the generic timer's tick, and interrupts unmasked.
@@ -123,6 +163,12 @@ func startInterrupts(_ platform: Platform, arguments: BootArguments) {
     log("Interrupts: Generic timer at \(Clock.frequency) Hz, configured for \(hz)Hz on interrupt \(timer.physicalInterrupt)")
     aarch64_enable_interrupts()
     log("Interrupts: ARM64 interrupt handling initialized")
+}
+
+/// The end of a test or bench run: its closing line, then power off.
+func finishRun() -> Never {
+    log(Panic.powerOffOnPanic ? "Boot: Test mode complete, powering off" : "bench: done")
+    powerOff()
 }
 
 func powerOff() -> Never {

@@ -71,4 +71,21 @@ extension PageTableError: TextDescribable {
     }
 }
 
+extension KernelError: TextDescribable {
+    public func describe<Output: TextOutput>(into output: inout Output) {
+        switch self {
+        case .success: output.write("success")
+        case .unknownSystemCall: output.write("unknown system call")
+        case .invalidArgument: output.write("invalid argument")
+        case .outOfMemory: output.write("out of memory")
+        case .badAddress: output.write("bad address")
+        case .invalidHandle: output.write("invalid handle")
+        case .accessDenied: output.write("access denied")
+        case .queueFull: output.write("queue full")
+        case .timedOut: output.write("timed out")
+        case .notFound: output.write("not found")
+        }
+    }
+}
+
 extension CPUIdentity: TextDescribable {}

@@ -86,6 +86,13 @@ public struct TextLine: TextOutput {
         for index in 0..<count { body(storage[index]) }
     }
 
+    /// The line's bytes, for writing them out in one piece.
+    public func withUnsafeBytes<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result {
+        var copy = storage
+        let count = self.count
+        return Swift.withUnsafeBytes(of: &copy) { body(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+    }
+
     public func equals(_ string: StaticString) -> Bool {
         guard string.utf8CodeUnitCount == count else { return false }
         for index in 0..<count where string.utf8Start[index] != storage[index] { return false }

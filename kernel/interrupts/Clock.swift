@@ -92,5 +92,6 @@ enum Clock {
         if let handler = Clock.deadlineHandler {
             for index in 0..<count { handler(expired[index]) }
         }
+        Scheduler.tick()
     }
 }

@@ -21,6 +21,17 @@ enum Console {
         }
     }
 
+    /// Bytes as they are (a program's output), with "\n" sent as "\r\n".
+    static func writeRaw(_ bytes: UnsafeRawBufferPointer) {
+        guard let device else { return }
+        lock.withLock {
+            for byte in bytes {
+                if byte == UInt8(ascii: "\n") { device.write(byte: UInt8(ascii: "\r")) }
+                device.write(byte: byte)
+            }
+        }
+    }
+
     static func flush() { device?.flush() }
 }
 

@@ -3,69 +3,6 @@
 
 import AArch64
 
-/// memcpy, memmove and memset are written so LLVM cannot recognise their loops as calls to
-/// themselves (it skips functions with these names). Word-sized moves when both sides are
-/// 8-byte aligned; bytes otherwise, which also keeps them safe while the MMU is off and all
-/// memory is Device memory, where unaligned accesses fault.
-@_silgen_name("memcpy")
-func memcpy(_ destination: UnsafeMutableRawPointer, _ source: UnsafeRawPointer, _ count: Int) -> UnsafeMutableRawPointer {
-    copyForward(destination, source, count)
-    return destination
-}
-
-@_silgen_name("memmove")
-func memmove(_ destination: UnsafeMutableRawPointer, _ source: UnsafeRawPointer, _ count: Int) -> UnsafeMutableRawPointer {
-    let target = UInt(bitPattern: destination)
-    let origin = UInt(bitPattern: source)
-    if target <= origin || target >= origin + UInt(count) {
-        copyForward(destination, source, count)
-    } else {
-        var index = count
-        while index > 0 {
-            index -= 1
-            destination.storeBytes(of: source.load(fromByteOffset: index, as: UInt8.self), toByteOffset: index, as: UInt8.self)
-        }
-    }
-    return destination
-}
-
-@_silgen_name("memset")
-func memset(_ destination: UnsafeMutableRawPointer, _ value: Int32, _ count: Int) -> UnsafeMutableRawPointer {
-    let byte = UInt8(truncatingIfNeeded: value)
-    var index = 0
-    if UInt(bitPattern: destination) & 7 == 0 {
-        let word = UInt64(byte) &* 0x0101_0101_0101_0101
-        let words = destination.assumingMemoryBound(to: UInt64.self)
-        while index + 8 <= count {
-            words[index / 8] = word
-            index += 8
-        }
-    }
-    while index < count {
-        destination.storeBytes(of: byte, toByteOffset: index, as: UInt8.self)
-        index += 1
-    }
-    return destination
-}
-
-@inline(__always)
-private func copyForward(_ destination: UnsafeMutableRawPointer, _ source: UnsafeRawPointer, _ count: Int) {
-    var index = 0
-    if (UInt(bitPattern: destination) | UInt(bitPattern: source)) & 7 == 0 {
-        // Typed pointers tell the compiler the words are aligned, so they stay 8-byte moves.
-        let targetWords = destination.assumingMemoryBound(to: UInt64.self)
-        let sourceWords = source.assumingMemoryBound(to: UInt64.self)
-        while index + 8 <= count {
-            targetWords[index / 8] = sourceWords[index / 8]
-            index += 8
-        }
-    }
-    while index < count {
-        destination.storeBytes(of: source.load(fromByteOffset: index, as: UInt8.self), toByteOffset: index, as: UInt8.self)
-        index += 1
-    }
-}
-
 @_cdecl("__stack_chk_fail")
 func stackCheckFail() -> Never {
     kernelPanic("stack smashing detected (stack protector canary overwritten)")

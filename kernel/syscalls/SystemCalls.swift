@@ -1,23 +1,127 @@
 // System call dispatch: `svc #0` arrives here with the caller's registers in the exception frame.
 // The number is in x8, arguments in x0-x5; the status goes back in x0 and values in x1-x2
-// (kernel/core/SystemCallABI.swift, docs/SYSCALLS.md).
+// (kernel/core/SystemCallABI.swift, docs/SYSCALLS.md). Every argument is checked; a bad one is
+// an error status, never a kernel fault.
 
 enum SystemCalls {
     nonisolated(unsafe) static var count: UInt64 = 0
+    /// Longest program name `spawn` accepts.
+    static let maximumNameLength = 64
+    /// Largest single `map`.
+    static let maximumMapBytes: UInt64 = 1 << 30
 
     static func dispatch(_ frame: ExceptionFrame) {
         count += 1
-        guard let number = SystemCallNumber(rawValue: frame.register(8)) else {
-            frame.setRegister(0, KernelError.unknownSystemCall.rawValue)
-            return
+        let (status, value0, value1) = perform(frame)
+        frame.setRegister(0, status.rawValue)
+        if status == .success {
+            frame.setRegister(1, value0)
+            frame.setRegister(2, value1)
         }
+    }
+
+    private static func perform(_ frame: ExceptionFrame) -> (KernelError, UInt64, UInt64) {
+        guard let number = SystemCallNumber(rawValue: frame.register(8)) else { return (.unknownSystemCall, 0, 0) }
+        let process = Scheduler.current?.process
         switch number {
         case .null:
-            frame.setRegister(0, KernelError.success.rawValue)
+            return (.success, 0, 0)
         case .clock:
-            frame.setRegister(1, Clock.uptime)
-            frame.setRegister(2, Clock.frequency)
-            frame.setRegister(0, KernelError.success.rawValue)
+            return (.success, Clock.uptime, Clock.frequency)
+        case .debugWrite:
+            return debugWrite(address: frame.register(0), count: frame.register(1))
+        case .exit:
+            guard let process else { return (.accessDenied, 0, 0) }
+            Processes.end(process, reason: .exited, code: frame.register(0))
+            return (.success, 0, 0)
+        case .yield:
+            Scheduler.yield()
+            return (.success, 0, 0)
+        case .sleep:
+            return sleep(nanoseconds: frame.register(0))
+        case .processID:
+            guard let process else { return (.accessDenied, 0, 0) }
+            return (.success, process.id, process.parentID)
+        case .threadID:
+            return (.success, Scheduler.current?.id ?? 0, 0)
+        case .spawn:
+            return spawn(address: frame.register(0), count: frame.register(1), argument: frame.register(2), parent: process)
+        case .wait:
+            guard let process else { return (.accessDenied, 0, 0) }
+            return Processes.wait(for: frame.register(0), caller: process)
+        case .kill:
+            guard let process, let target = Processes.find(frame.register(0)),
+                  target.parentID == process.id || target === process else { return (.notFound, 0, 0) }
+            Processes.end(target, reason: .killed, code: 0)
+            return (.success, 0, 0)
+        case .map:
+            return map(size: frame.register(0), access: frame.register(1), space: process?.addressSpace)
+        case .unmap:
+            guard let space = process?.addressSpace else { return (.accessDenied, 0, 0) }
+            return (space.unmapRegion(start: frame.register(0), size: alignUp(frame.register(1), to: pageSize) ?? 0), 0, 0)
+        case .memoryStatistics:
+            let statistics = PhysicalFrames.statistics
+            return (.success, statistics.freeFrames, statistics.totalFrames)
+        case .processStatistics:
+            return (.success, UInt64(Processes.liveCount), process?.addressSpace?.mappedBytes ?? 0)
         }
+    }
+
+    /// Copies the text in pieces through a kernel buffer; stops at the first bad page.
+    private static func debugWrite(address: UInt64, count: UInt64) -> (KernelError, UInt64, UInt64) {
+        guard count <= 1 << 20, UserMemory.isUserRange(address, count) else { return (.badAddress, 0, 0) }
+        var buffer = InlineArray<256, UInt8>(repeating: 0)
+        var written: UInt64 = 0
+        while written < count {
+            let piece = min(count - written, 256)
+            let status = withUnsafeMutableBytes(of: &buffer) { bytes in
+                UserMemory.copyIn(to: bytes.baseAddress!, from: address + written, count: piece)
+            }
+            guard status == .success else { return (.badAddress, 0, 0) }
+            withUnsafeBytes(of: &buffer) { bytes in Console.writeRaw(UnsafeRawBufferPointer(rebasing: bytes[0..<Int(piece)])) }
+            written += piece
+        }
+        return (.success, written, 0)
+    }
+
+    private static func sleep(nanoseconds: UInt64) -> (KernelError, UInt64, UInt64) {
+        guard let thread = Scheduler.current, thread.process != nil else { return (.accessDenied, 0, 0) }
+        let (scaled, overflow) = nanoseconds.multipliedReportingOverflow(by: Clock.frequency)
+        let ticks = overflow ? UInt64.max / 2 : scaled / 1_000_000_000
+        guard ticks > 0 else { return (.success, 0, 0) }
+        thread.sleepExpired = false
+        do throws(TimerQueue.Failure) {
+            try Clock.addDeadline(at: Clock.now &+ min(ticks, UInt64.max / 4), token: thread.id)
+        } catch {
+            return (.outOfMemory, 0, 0)
+        }
+        while !thread.sleepExpired { Scheduler.block() }
+        return (.success, 0, 0)
+    }
+
+    private static func spawn(address: UInt64, count: UInt64, argument: UInt64, parent: Process?) -> (KernelError, UInt64, UInt64) {
+        guard count > 0, count <= UInt64(maximumNameLength) else { return (.invalidArgument, 0, 0) }
+        var name = InlineArray<64, UInt8>(repeating: 0)
+        let status = withUnsafeMutableBytes(of: &name) { UserMemory.copyIn(to: $0.baseAddress!, from: address, count: count) }
+        guard status == .success else { return (status, 0, 0) }
+        let (result, id) = withUnsafeBytes(of: &name) { bytes in
+            Processes.spawn(name: UnsafeRawBufferPointer(rebasing: bytes[0..<Int(count)]), argument: argument,
+                            parentID: parent?.id ?? 0)
+        }
+        return (result, id, 0)
+    }
+
+    private static func map(size: UInt64, access: UInt64, space: AddressSpace?) -> (KernelError, UInt64, UInt64) {
+        guard let space else { return (.accessDenied, 0, 0) }
+        let requested = MemoryAccess(rawValue: access)
+        guard size > 0, size <= maximumMapBytes, requested.rawValue & ~(MemoryAccess.write.rawValue | MemoryAccess.execute.rawValue) == 0,
+              !(requested.contains(.write) && requested.contains(.execute)),
+              let bytes = alignUp(size, to: pageSize) else { return (.invalidArgument, 0, 0) }
+        var permissions: MappingPermissions = []
+        if requested.contains(.write) { permissions.insert(.write) }
+        if requested.contains(.execute) { permissions.insert(.execute) }
+        guard let start = space.reserveMapAddress(size: bytes) else { return (.outOfMemory, 0, 0) }
+        let status = space.mapZeroed(at: start, size: bytes, permissions: permissions)
+        return (status, status == .success ? start : 0, 0)
     }
 }

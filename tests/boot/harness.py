@@ -18,6 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 KERNEL_IMAGE = ROOT / "build" / "kernel.img"
+INITRD = ROOT / "build" / "initrd.cpio"
 QEMU = os.environ.get("QEMU", "qemu-system-aarch64")
 
 
@@ -89,14 +90,29 @@ class BootResult:
 
 def qemu_command(machine: str = "virt", cpu: str = "cortex-a72", memory: str = "1G", smp: int = 1,
                  append: str | None = "test", kernel: Path | None = KERNEL_IMAGE,
-                 extra: list[str] | None = None) -> list[str]:
+                 initrd: Path | None = None, extra: list[str] | None = None) -> list[str]:
     command = [QEMU, "-M", machine, "-cpu", cpu, "-m", memory, "-smp", str(smp),
                "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"]
     if kernel is not None:
         command += ["-kernel", str(kernel)]
     if append is not None and kernel is not None:
         command += ["-append", append]
+    if initrd is not None:
+        command += ["-initrd", str(initrd)]
     return command + (extra or [])
+
+
+def newc_archive(files: dict[str, bytes]) -> bytes:
+    """A cpio "newc" archive of regular files, as the kernel's initial ramdisk expects."""
+    def entry(name: str, data: bytes, mode: int) -> bytes:
+        encoded = name.encode() + b"\0"
+        fields = [1, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(encoded), 0]
+        header = b"070701" + b"".join(b"%08x" % field for field in fields)
+        body = header + encoded
+        body += b"\0" * (-len(body) % 4)
+        return body + data + b"\0" * (-len(data) % 4)
+    archive = b"".join(entry(name, data, 0o100755) for name, data in files.items())
+    return archive + entry("TRAILER!!!", b"", 0)
 
 
 def boot(command: list[str], timeout: float = 60.0, stop_at: str | None = None,

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from harness import KERNEL_IMAGE, BootResult, boot, qemu_command
+from harness import INITRD, KERNEL_IMAGE, ROOT, BootResult, boot, newc_archive, qemu_command
+
+ROOT_BUILD = ROOT / "build"
 
 RAM_BASE = 0x4000_0000
 SIZES = {"128M": 128 << 20, "1G": 1 << 30, "2G": 2 << 30, "3G": 3 << 30, "4G": 4 << 30, "8G": 8 << 30}
@@ -181,12 +183,79 @@ def exception_report() -> BootResult:
 
 
 def interactive_idle() -> BootResult:
-    """Without "test" the kernel reports and idles; it must not power off or panic."""
-    result = boot(qemu_command(append=""), timeout=30, stop_at=r"Boot: Nothing to start yet; idling[^\n]*\n")
-    result.expect_line(r"^Boot: Nothing to start yet; idling")
+    """Without "test" and without a ramdisk the kernel reports and idles; no power-off, no panic."""
+    result = boot(qemu_command(append=""), timeout=30, stop_at=r"Boot: No initial ramdisk; nothing to start[^\n]*\n")
+    result.expect_line(r"^Boot: No initial ramdisk; nothing to start$")
     result.expect_no_line(r"Boot Test|Kernel panic")
     result.expect_equal(result.exit_code, None, "QEMU still running (kernel idling)")
     return result
+
+
+def user_space_tests() -> BootResult:
+    """init runs the user-space test suite at EL0; crashes are reported and isolated."""
+    result = boot(qemu_command(initrd=INITRD), timeout=120)
+    result.expect_in_order(r"^Boot: Started init \(process 1\) from the initial ramdisk \(\d+ KiB\)$",
+                           r"^init: running at EL0 as process 1; \d+ of \d+ frames free$",
+                           r"^tests: ✓ ",
+                           r"^tests: \d+ passed, \d+ failed$",
+                           r"^Boot: init ended \(exit code 0\)$",
+                           r"^Boot: Test mode complete, powering off$")
+    result.expect_no_line(r"FAILED|Kernel panic")
+    summary = result.expect_line(r"^tests: (\d+) passed, (\d+) failed$")
+    result.expect_equal((int(summary[1]), int(summary[2])), (len(result.lines_matching(r"^tests: ✓ ")), 0),
+                        "user-space tests")
+    result.expect_equal(int(summary[1]) >= 20, True, "at least 20 user-space cases ran")
+    reports = result.lines_matching(r"^Process (\d+) \(crasher\) killed: (.+) at 0x[0-9a-f]{16}, ELR 0x[0-9a-f]{16}$")
+    result.expect_equal(len(reports), 6, "one report per faulting crasher")
+    result.expect_line(r"^Process \d+ \(crasher\) killed: data abort from a lower level \(translation fault, level \d, read\) at 0x0000000000000000, ELR ")
+    result.expect_line(r"^Process \d+ \(crasher\) killed: unknown reason \(undefined instruction\)")
+    result.expect_powered_off()
+    return result
+
+
+def default_run() -> BootResult:
+    """What `make run` does: init starts from the ramdisk, reports, ends; the kernel idles on."""
+    result = boot(qemu_command(append="", initrd=INITRD), timeout=30, stop_at=r"Boot: init ended[^\n]*\n")
+    result.expect_in_order(r"^init: running at EL0 as process 1",
+                           r"^init: nothing more to start$",
+                           r"^Boot: init ended \(exit code 0\)$")
+    result.expect_no_line(r"Kernel panic|tests:")
+    result.expect_equal(result.exit_code, None, "QEMU still running (kernel idling)")
+    return result
+
+
+def hostile_init(name: str, archive: bytes, expected: str) -> BootResult:
+    with tempfile.TemporaryDirectory() as scratch:
+        ramdisk = Path(scratch) / "initrd.cpio"
+        ramdisk.write_bytes(archive)
+        result = boot(qemu_command(initrd=ramdisk))
+    result.expect_line(rf"^Boot: Cannot start init from the initial ramdisk: {expected}$")
+    result.expect_no_line(r"Kernel panic")
+    result.expect_line(r"^Boot: Test mode complete, powering off$")
+    result.expect_powered_off()
+    return result
+
+
+def corrupted_elf() -> BootResult:
+    """An init whose ELF header claims another machine is refused with an error, not loaded."""
+    image = bytearray((ROOT_BUILD / "initrd" / "init").read_bytes())
+    image[18:20] = (62).to_bytes(2, "little")  # EM_X86_64
+    return hostile_init("wrong machine", newc_archive({"init": bytes(image)}), "invalid argument")
+
+
+def writable_executable_elf() -> BootResult:
+    """A segment asking to be writable and executable is refused (W^X)."""
+    image = bytearray((ROOT_BUILD / "initrd" / "init").read_bytes())
+    program_headers = int.from_bytes(image[32:40], "little")
+    flags = program_headers + 4  # first PT_LOAD: text, R+X
+    image[flags:flags + 4] = (7).to_bytes(4, "little")
+    return hostile_init("W+X segment", newc_archive({"init": bytes(image)}), "invalid argument")
+
+
+def corrupted_ramdisk() -> BootResult:
+    archive = bytearray(newc_archive({"init": b"x" * 100}))
+    archive[0:6] = b"123456"
+    return hostile_init("bad cpio magic", bytes(archive), "not found")
 
 
 UBOOT = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
@@ -231,6 +300,11 @@ SCENARIOS: list[Scenario] = [
     Scenario("initial ramdisk and command line from /chosen", initial_ramdisk),
     Scenario("panic report (selftest=panic)", panic_report),
     Scenario("exception report (selftest=trap)", exception_report),
-    Scenario("idle without test mode", interactive_idle),
+    Scenario("idle without test mode or ramdisk", interactive_idle),
+    Scenario("user space: init runs the test suite at EL0", user_space_tests),
+    Scenario("user space: default run starts init and idles", default_run),
+    Scenario("user space: init with a wrong-machine ELF header is refused", corrupted_elf),
+    Scenario("user space: init with a writable+executable segment is refused", writable_executable_elf),
+    Scenario("user space: a corrupt ramdisk is refused", corrupted_ramdisk),
     Scenario("U-Boot booti at another load address", uboot_booti),
 ]

@@ -11,6 +11,16 @@ enum CPU {
 
     /// Masks every interrupt and waits forever. Other cores are still parked in the firmware
     /// (PSCI), so stopping this one stops the machine.
+    /// Privileged Access Never (FEAT_PAN, ID_AA64MMFR1_EL1.PAN): with it set, a kernel access to a
+    /// user-accessible page faults, so only the explicit user-copy routines reach user memory.
+    /// SCTLR_EL1.SPAN is cleared so every exception entry sets PSTATE.PAN again.
+    static func enablePrivilegedAccessNever() -> Bool {
+        guard (aarch64_read_id_aa64mmfr1() >> 20) & 0xF != 0 else { return false }
+        aarch64_write_sctlr(aarch64_read_sctlr() & ~(1 << 23))
+        aarch64_set_pan()
+        return true
+    }
+
     /// Waits for interrupts forever with them unmasked: the idle loop.
     static func idle() -> Never {
         aarch64_enable_interrupts()

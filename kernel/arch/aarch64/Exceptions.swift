@@ -6,6 +6,7 @@ import AArch64
 
 /// The register frame vectors.S saves; layout fixed by that file.
 struct ExceptionFrame {
+    static let size = 288
     let base: UnsafeMutablePointer<UInt64>
 
     func register(_ index: Int) -> UInt64 { base[index] }
@@ -74,14 +75,19 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
     switch kindValue {
     case 5, 9: // IRQ from EL1 or EL0
         Interrupts.handleIRQ()
+        Scheduler.preemptIfNeeded()
         return
     case 4 where isSystemCall, 8 where isSystemCall: // SVC from EL1 (self-tests) or EL0
         SystemCalls.dispatch(frame)
+        Scheduler.preemptIfNeeded()
         return
+    case 8...15: // anything else from EL0 is the program's fault, not the kernel's
+        Processes.fault(frame, kind: kind)
     default:
         break
     }
-    if kind.isSynchronous, syndrome.exceptionClass == .dataAbortSameLevel, MemoryProbe.recover(frame) {
+    if kind.isSynchronous, syndrome.exceptionClass == .dataAbortSameLevel,
+       MemoryProbe.recover(frame) || UserMemory.recover(frame) {
         return
     }
     exceptionPanic(frame: frame, kind: kind)

@@ -71,6 +71,17 @@ enum MMU {
         }
     }
 
+    /// Lets TTBR0 walks happen again, for user address spaces; `emptyRoot` (an all-invalid table)
+    /// is what TTBR0 holds whenever no process runs.
+    static func enableLowerHalf(emptyRoot: PhysicalAddress) {
+        aarch64_write_ttbr0(emptyRoot.value)
+        aarch64_write_tcr(translationControl(lowerHalfEnabled: true))
+        aarch64_isb()
+        aarch64_tlbi_vmalle1()
+        aarch64_dsb_ish()
+        aarch64_isb()
+    }
+
     /// Stops all TTBR0 walks (the boot identity map) until user address spaces exist.
     static func disableLowerHalf() {
         aarch64_write_tcr(translationControl(lowerHalfEnabled: false))

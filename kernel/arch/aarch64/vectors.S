@@ -70,6 +70,11 @@ exception_entry:
     mov     x0, sp
     bl      exception_dispatch
 
+// Restores the ExceptionFrame at sp and returns from the exception. A new thread's first
+// switch lands in thread_enter_user with sp at a frame built for its first entry to EL0.
+    .global thread_enter_user
+thread_enter_user:
+exception_return:
     ldp     x2, x3, [sp, #256]
     msr     elr_el1, x2
     msr     spsr_el1, x3

@@ -120,6 +120,30 @@ AARCH64_SMCCC(smc)
 static inline void aarch64_brk_self_test(void) { __asm__ volatile("brk #0x5354" ::: "memory"); }
 static inline void aarch64_undefined_instruction(void) { __asm__ volatile("udf #0" ::: "memory"); }
 
+// Routines in context.S.
+void switch_context(void *from, void *to);
+void fp_state_save(void *area);
+void fp_state_restore(void *area);
+aarch64_u64 copy_from_user(void *kernel, aarch64_u64 user, aarch64_u64 count);
+aarch64_u64 copy_to_user(aarch64_u64 user, const void *kernel, aarch64_u64 count);
+extern char thread_enter_user, user_copy_start, user_copy_end, user_copy_fixup;
+
+// TLB maintenance and translation base for user address spaces.
+static inline void aarch64_tlbi_aside1is(aarch64_u64 asid) {
+    __asm__ volatile("dsb ishst\n\ttlbi aside1is, %0\n\tdsb ish\n\tisb" ::"r"(asid << 48) : "memory");
+}
+static inline void aarch64_tlbi_vae1is(aarch64_u64 operand) {
+    __asm__ volatile("tlbi vae1is, %0" ::"r"(operand) : "memory");
+}
+AARCH64_WRITE(sctlr, sctlr_el1)
+// MSR PAN, #1, encoded directly so assemblers without FEAT_PAN accept it.
+static inline void aarch64_set_pan(void) { __asm__ volatile(".inst 0xd500419f\n\tisb" ::: "memory"); }
+AARCH64_READ(cpacr, cpacr_el1)
+AARCH64_WRITE(cpacr, cpacr_el1)
+AARCH64_WRITE(tpidr_el0, tpidr_el0)
+AARCH64_READ(tpidr_el0, tpidr_el0)
+AARCH64_WRITE(pmuserenr, pmuserenr_el0)
+
 // Routines in boot.S.
 void enter_linear_map(const aarch64_u64 *configuration, aarch64_u64 a, aarch64_u64 b, aarch64_u64 c)
     __attribute__((noreturn));
@@ -144,6 +168,10 @@ AARCH64_SYMBOL_ADDRESS(boot_stack_guard, __boot_stack_guard)
 AARCH64_SYMBOL_ADDRESS(memory_probe_load_instruction, memory_probe_load_instruction)
 AARCH64_SYMBOL_ADDRESS(memory_probe_store_instruction, memory_probe_store_instruction)
 AARCH64_SYMBOL_ADDRESS(memory_probe_fixup, memory_probe_fixup)
+AARCH64_SYMBOL_ADDRESS(thread_enter_user, thread_enter_user)
+AARCH64_SYMBOL_ADDRESS(user_copy_start, user_copy_start)
+AARCH64_SYMBOL_ADDRESS(user_copy_end, user_copy_end)
+AARCH64_SYMBOL_ADDRESS(user_copy_fixup, user_copy_fixup)
 
 // Not volatile: it changes once, in enter_linear_map, which no Swift function runs across.
 __attribute__((always_inline)) static inline aarch64_u64 aarch64_physical_window_offset(void) {

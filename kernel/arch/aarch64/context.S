@@ -1,0 +1,109 @@
+// Thread switching and user-memory access: the parts of the process layer that are single
+// instructions or register-exact sequences.
+
+// switch_context(from, to): saves the callee-saved registers, the frame pointer, the link
+// register and SP into *from (13 words: x19-x28, x29, x30, sp) and loads them from *to, so
+// the call returns in the other thread. Everything else is caller-saved by the AAPCS64.
+    .text
+    .global switch_context
+switch_context:
+    mov     x9, sp
+    stp     x19, x20, [x0, #0]
+    stp     x21, x22, [x0, #16]
+    stp     x23, x24, [x0, #32]
+    stp     x25, x26, [x0, #48]
+    stp     x27, x28, [x0, #64]
+    stp     x29, x30, [x0, #80]
+    str     x9, [x0, #96]
+    ldp     x19, x20, [x1, #0]
+    ldp     x21, x22, [x1, #16]
+    ldp     x23, x24, [x1, #32]
+    ldp     x25, x26, [x1, #48]
+    ldp     x27, x28, [x1, #64]
+    ldp     x29, x30, [x1, #80]
+    ldr     x9, [x1, #96]
+    mov     sp, x9
+    ret
+
+// fp_state_save(area) / fp_state_restore(area): q0-q31, FPCR and FPSR of user code; 528 bytes,
+// 16-byte aligned. The kernel itself is built without FP/SIMD, so only user state lives there.
+    .global fp_state_save
+fp_state_save:
+    stp     q0, q1, [x0, #0]
+    stp     q2, q3, [x0, #32]
+    stp     q4, q5, [x0, #64]
+    stp     q6, q7, [x0, #96]
+    stp     q8, q9, [x0, #128]
+    stp     q10, q11, [x0, #160]
+    stp     q12, q13, [x0, #192]
+    stp     q14, q15, [x0, #224]
+    stp     q16, q17, [x0, #256]
+    stp     q18, q19, [x0, #288]
+    stp     q20, q21, [x0, #320]
+    stp     q22, q23, [x0, #352]
+    stp     q24, q25, [x0, #384]
+    stp     q26, q27, [x0, #416]
+    stp     q28, q29, [x0, #448]
+    stp     q30, q31, [x0, #480]
+    mrs     x1, fpcr
+    mrs     x2, fpsr
+    add     x0, x0, #512
+    stp     x1, x2, [x0]
+    ret
+
+    .global fp_state_restore
+fp_state_restore:
+    ldp     q0, q1, [x0, #0]
+    ldp     q2, q3, [x0, #32]
+    ldp     q4, q5, [x0, #64]
+    ldp     q6, q7, [x0, #96]
+    ldp     q8, q9, [x0, #128]
+    ldp     q10, q11, [x0, #160]
+    ldp     q12, q13, [x0, #192]
+    ldp     q14, q15, [x0, #224]
+    ldp     q16, q17, [x0, #256]
+    ldp     q18, q19, [x0, #288]
+    ldp     q20, q21, [x0, #320]
+    ldp     q22, q23, [x0, #352]
+    ldp     q24, q25, [x0, #384]
+    ldp     q26, q27, [x0, #416]
+    ldp     q28, q29, [x0, #448]
+    ldp     q30, q31, [x0, #480]
+    add     x0, x0, #512
+    ldp     x1, x2, [x0]
+    msr     fpcr, x1
+    msr     fpsr, x2
+    ret
+
+// copy_from_user(kernel, user, count) and copy_to_user(user, kernel, count): byte copies whose
+// user side uses LDTRB/STTRB, the unprivileged forms, so the MMU checks EL0's permissions (a
+// kernel-only or read-only page faults exactly as it would for the program). Return 0, or the
+// ESR of the fault: the exception handler resumes a fault inside [user_copy_start,
+// user_copy_end) at user_copy_fixup with x0 = ESR.
+    .global copy_from_user
+    .global copy_to_user
+    .global user_copy_start
+    .global user_copy_end
+    .global user_copy_fixup
+user_copy_start:
+copy_from_user:
+    cbz     x2, 2f
+1:  ldtrb   w3, [x1]
+    strb    w3, [x0], #1
+    add     x1, x1, #1
+    subs    x2, x2, #1
+    b.ne    1b
+2:  mov     x0, #0
+    ret
+copy_to_user:
+    cbz     x2, 2f
+1:  ldrb    w3, [x1], #1
+    sttrb   w3, [x0]
+    add     x0, x0, #1
+    subs    x2, x2, #1
+    b.ne    1b
+2:  mov     x0, #0
+    ret
+user_copy_end:
+user_copy_fixup:
+    ret

@@ -1,0 +1,119 @@
+// Validation of static ELF64 AArch64 executables before they are loaded into a user address
+// space: header, program header table and every loadable segment are checked against the file
+// and against user space, so a hostile file is an `ELFError`, never a bad mapping.
+
+public enum ELFError: Error, Equatable {
+    case truncated
+    case badMagic
+    case notELF64
+    case notLittleEndian
+    case badVersion
+    case notExecutable
+    case wrongMachine
+    case badProgramHeaderTable
+    case tooManySegments
+    case noLoadableSegments
+    case segmentOutsideFile
+    case segmentOutsideUserSpace
+    case segmentsOverlap
+    case misalignedSegment
+    case fileSizeExceedsMemorySize
+    case writableAndExecutable
+    case entryNotExecutable
+}
+
+public struct ELFSegment: Equatable {
+    public var virtualAddress: VirtualAddress
+    public var memorySize: UInt64
+    public var fileOffset: UInt64
+    public var fileSize: UInt64
+    /// Always includes `.user`.
+    public var permissions: MappingPermissions
+}
+
+public struct ELFImage {
+    public static var maximumSegments: Int { 16 }
+    static var headerSize: Int { 64 }
+    static var programHeaderSize: Int { 56 }
+
+    public let entry: VirtualAddress
+    public private(set) var segmentCount = 0
+    var segments = InlineArray<16, ELFSegment>(repeating: ELFSegment(virtualAddress: VirtualAddress(0), memorySize: 0,
+                                                                      fileOffset: 0, fileSize: 0, permissions: []))
+
+    public func segment(_ index: Int) -> ELFSegment { segments[index] }
+
+    static func read16(_ file: UnsafeRawBufferPointer, _ offset: Int) -> UInt16 {
+        UInt16(file[offset]) | UInt16(file[offset + 1]) << 8
+    }
+
+    static func read32(_ file: UnsafeRawBufferPointer, _ offset: Int) -> UInt32 {
+        UInt32(read16(file, offset)) | UInt32(read16(file, offset + 2)) << 16
+    }
+
+    static func read64(_ file: UnsafeRawBufferPointer, _ offset: Int) -> UInt64 {
+        UInt64(read32(file, offset)) | UInt64(read32(file, offset + 4)) << 32
+    }
+
+    public init(_ file: UnsafeRawBufferPointer, userSpaceStart: UInt64 = 0x1000,
+                userSpaceEnd: UInt64 = 0x0000_8000_0000_0000) throws(ELFError) {
+        guard file.count >= Self.headerSize else { throw .truncated }
+        guard file[0] == 0x7F, file[1] == UInt8(ascii: "E"), file[2] == UInt8(ascii: "L"), file[3] == UInt8(ascii: "F") else {
+            throw .badMagic
+        }
+        guard file[4] == 2 else { throw .notELF64 }
+        guard file[5] == 1 else { throw .notLittleEndian }
+        guard file[6] == 1, Self.read32(file, 20) == 1 else { throw .badVersion }
+        guard Self.read16(file, 16) == 2 else { throw .notExecutable }
+        guard Self.read16(file, 18) == 183 else { throw .wrongMachine }
+        entry = VirtualAddress(Self.read64(file, 24))
+        let tableOffset = Self.read64(file, 32)
+        let entrySize = Int(Self.read16(file, 54))
+        let entryCount = Int(Self.read16(file, 56))
+        guard entrySize == Self.programHeaderSize,
+              tableOffset <= UInt64(file.count),
+              UInt64(entryCount * entrySize) <= UInt64(file.count) - tableOffset else { throw .badProgramHeaderTable }
+
+        for index in 0..<entryCount {
+            let header = Int(tableOffset) + index * entrySize
+            guard Self.read32(file, header) == 1 else { continue } // PT_LOAD only
+            let flags = Self.read32(file, header + 4)
+            let offset = Self.read64(file, header + 8)
+            let address = Self.read64(file, header + 16)
+            let fileSize = Self.read64(file, header + 32)
+            let memorySize = Self.read64(file, header + 40)
+            guard memorySize > 0 else { continue }
+            guard segmentCount < Self.maximumSegments else { throw .tooManySegments }
+            guard fileSize <= memorySize else { throw .fileSizeExceedsMemorySize }
+            let (fileEnd, fileOverflow) = offset.addingReportingOverflow(fileSize)
+            guard !fileOverflow, fileEnd <= UInt64(file.count) else { throw .segmentOutsideFile }
+            let (end, overflow) = address.addingReportingOverflow(memorySize)
+            guard !overflow, address >= userSpaceStart, end <= userSpaceEnd else { throw .segmentOutsideUserSpace }
+            guard address & (pageSize - 1) == offset & (pageSize - 1) else { throw .misalignedSegment }
+            let writable = flags & 0x2 != 0
+            let executable = flags & 0x1 != 0
+            guard !(writable && executable) else { throw .writableAndExecutable }
+            var permissions: MappingPermissions = [.user]
+            if writable { permissions.insert(.write) }
+            if executable { permissions.insert(.execute) }
+            let firstPage = alignDown(address, to: pageSize)
+            let lastPage = alignDown(end - 1, to: pageSize)
+            for other in 0..<segmentCount {
+                let existing = segments[other]
+                let otherFirst = alignDown(existing.virtualAddress.value, to: pageSize)
+                let otherLast = alignDown(existing.virtualAddress.value + existing.memorySize - 1, to: pageSize)
+                if firstPage <= otherLast && otherFirst <= lastPage { throw .segmentsOverlap }
+            }
+            segments[segmentCount] = ELFSegment(virtualAddress: VirtualAddress(address), memorySize: memorySize,
+                                                fileOffset: offset, fileSize: fileSize, permissions: permissions)
+            segmentCount += 1
+        }
+        guard segmentCount > 0 else { throw .noLoadableSegments }
+        for index in 0..<segmentCount {
+            let segment = segments[index]
+            if segment.permissions.contains(.execute), entry.value >= segment.virtualAddress.value,
+               entry.value - segment.virtualAddress.value < segment.memorySize { return }
+        }
+        throw .entryNotExecutable
+    }
+}

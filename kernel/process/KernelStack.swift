@@ -1,0 +1,59 @@
+// Kernel stacks for threads: 16 KiB each, mapped in their own slot of the kernel address space
+// with the page below left unmapped, so an overflow faults instead of corrupting a neighbour.
+
+enum KernelStacks {
+    static let base: UInt64 = 0xFFFF_E000_0000_0000
+    static let pages: UInt64 = 4
+    /// Stack plus guard, rounded to a power of two.
+    static let slotSize: UInt64 = 8 * pageSize
+    static let slotCount = 1024
+    nonisolated(unsafe) static var used = InlineArray<16, UInt64>(repeating: 0)
+    static let lock = SpinLock()
+
+    struct Stack {
+        let slot: Int
+        var bottom: UInt64 { KernelStacks.base + UInt64(slot) * KernelStacks.slotSize + pageSize }
+        var top: UInt64 { bottom + KernelStacks.pages * pageSize }
+    }
+
+    static func allocate() -> Stack? {
+        let slot: Int? = lock.withLock {
+            for word in 0..<16 where used[word] != .max {
+                let bit = (~used[word]).trailingZeroBitCount
+                used[word] |= 1 << UInt64(bit)
+                return word * 64 + bit
+            }
+            return nil
+        }
+        guard let slot else { return nil }
+        let stack = Stack(slot: slot)
+        for page in 0..<pages {
+            guard let frame = try? PhysicalFrames.allocate(.kernelStack) else {
+                release(stack, mappedPages: page)
+                return nil
+            }
+            do throws(PageTableError) {
+                try KernelAddressSpace.map(VirtualAddress(stack.bottom + page * pageSize), to: frame.address,
+                                           size: pageSize, permissions: .readWrite, type: .normal)
+            } catch {
+                try? PhysicalFrames.free(frame)
+                release(stack, mappedPages: page)
+                return nil
+            }
+        }
+        return stack
+    }
+
+    static func free(_ stack: Stack) { release(stack, mappedPages: pages) }
+
+    private static func release(_ stack: Stack, mappedPages: UInt64) {
+        for page in 0..<mappedPages {
+            let address = VirtualAddress(stack.bottom + page * pageSize)
+            if let translation = KernelAddressSpace.translate(address) {
+                try? KernelAddressSpace.unmap(address, size: pageSize)
+                try? PhysicalFrames.free(PageFrame(containing: translation.physical))
+            }
+        }
+        lock.withLock { used[stack.slot / 64] &= ~(1 << UInt64(stack.slot % 64)) }
+    }
+}

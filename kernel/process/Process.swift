@@ -1,0 +1,207 @@
+// Processes: an address space, a thread, a name, a parent. Programs come from the initial
+// ramdisk (cpio newc) and are validated as ELF64 executables before anything is mapped. A
+// process ends by exit, by kill, or by a fault, which is reported and isolated: its memory and
+// kernel objects are freed and its parent collects the reason with `wait`.
+
+import AArch64
+
+enum ProcessState: Equatable {
+    case alive
+    case zombie
+}
+
+final class Process {
+    let id: UInt64
+    var parentID: UInt64
+    var name = InlineArray<24, UInt8>(repeating: 0)
+    var nameLength = 0
+    var addressSpace: AddressSpace?
+    var thread: Thread?
+    var state = ProcessState.alive
+    var exitReason = ExitReason.exited
+    var exitCode: UInt64 = 0
+    /// The parent's thread, while it waits in `wait` for this process.
+    var waiter: Thread?
+
+    init(id: UInt64, parentID: UInt64, name: UnsafeRawBufferPointer, addressSpace: AddressSpace) {
+        self.id = id
+        self.parentID = parentID
+        self.addressSpace = addressSpace
+        for byte in name where nameLength < 24 {
+            self.name[nameLength] = byte
+            nameLength += 1
+        }
+    }
+
+    func describeName<Output: TextOutput>(into output: inout Output) {
+        for index in 0..<nameLength { output.write(byte: name[index]) }
+    }
+
+    /// Called when the process's thread has been released by the scheduler.
+    func threadReleased() { thread = nil }
+}
+
+enum Processes {
+    static let capacity = 256
+    nonisolated(unsafe) static var table: UnsafeMutablePointer<Process?>?
+    nonisolated(unsafe) static var nextID: UInt64 = 1
+    nonisolated(unsafe) static var nextThreadID: UInt64 = 1
+    nonisolated(unsafe) static var initialRamdisk: UnsafeRawBufferPointer?
+    /// Set in test and bench modes: the kernel powers off when init ends.
+    nonisolated(unsafe) static var powerOffWhenInitEnds = false
+    nonisolated(unsafe) static var onInitExit: (@convention(c) (UInt64, UInt64) -> Void)?
+
+    static func start(ramdisk: UnsafeRawBufferPointer?) {
+        let entries = UnsafeMutablePointer<Process?>.allocate(capacity: capacity)
+        entries.initialize(repeating: nil, count: capacity)
+        table = entries
+        initialRamdisk = ramdisk
+    }
+
+    static var liveCount: Int {
+        guard let table else { return 0 }
+        var count = 0
+        for index in 0..<capacity where table[index] != nil { count += 1 }
+        return count
+    }
+
+    static func find(_ id: UInt64) -> Process? {
+        guard let table else { return nil }
+        for index in 0..<capacity { if let process = table[index], process.id == id { return process } }
+        return nil
+    }
+
+    static func thread(withID id: UInt64) -> Thread? {
+        guard let table else { return nil }
+        for index in 0..<capacity { if let thread = table[index]?.thread, thread.id == id { return thread } }
+        return nil
+    }
+
+    private static func insert(_ process: Process) -> Bool {
+        guard let table else { return false }
+        for index in 0..<capacity where table[index] == nil {
+            table[index] = process
+            return true
+        }
+        return false
+    }
+
+    private static func remove(_ process: Process) {
+        guard let table else { return }
+        for index in 0..<capacity where table[index] === process { table[index] = nil }
+    }
+
+    // MARK: Starting programs
+
+    /// Loads `name` from the initial ramdisk into a new address space and makes it ready to run.
+    static func spawn(name: UnsafeRawBufferPointer, argument: UInt64, parentID: UInt64) -> (KernelError, UInt64) {
+        guard let ramdisk = initialRamdisk, let archive = try? CPIOArchive(ramdisk),
+              let file = archive.file(named: name) else { return (.notFound, 0) }
+        let image: ELFImage
+        do throws(ELFError) {
+            image = try ELFImage(file.data, userSpaceStart: UserSpace.start, userSpaceEnd: UserSpace.mapBase)
+        } catch {
+            return (.invalidArgument, 0)
+        }
+        guard let space = AddressSpace.create() else { return (.outOfMemory, 0) }
+        for index in 0..<image.segmentCount {
+            let segment = image.segment(index)
+            let start = alignDown(segment.virtualAddress.value, to: pageSize)
+            let end = alignUp(segment.virtualAddress.value + segment.memorySize, to: pageSize) ?? start
+            let status = space.mapZeroed(at: start, size: end - start, permissions: segment.permissions)
+            guard status == .success else {
+                space.destroy()
+                return (status, 0)
+            }
+            let bytes = UnsafeRawBufferPointer(rebasing: file.data[Int(segment.fileOffset)..<Int(segment.fileOffset + segment.fileSize)])
+            space.fill(at: segment.virtualAddress.value, from: bytes)
+        }
+        let stackStatus = space.mapZeroed(at: UserSpace.stackTop - UserSpace.stackSize, size: UserSpace.stackSize,
+                                          permissions: .readWrite)
+        guard stackStatus == .success, let stack = KernelStacks.allocate() else {
+            space.destroy()
+            return (.outOfMemory, 0)
+        }
+        let process = Process(id: nextID, parentID: parentID, name: name, addressSpace: space)
+        let thread = Thread(id: nextThreadID, process: process, stack: stack, priority: Scheduler.defaultPriority)
+        thread.prepareUserEntry(entry: image.entry.value, userStack: UserSpace.stackTop, argument: argument)
+        guard insert(process) else {
+            thread.release()
+            space.destroy()
+            return (.outOfMemory, 0)
+        }
+        nextID += 1
+        nextThreadID += 1
+        process.thread = thread
+        Scheduler.makeReady(thread)
+        return (.success, process.id)
+    }
+
+    // MARK: Ending processes
+
+    /// Ends `process` for `reason`: frees its memory, hands its children to no one (they are
+    /// reaped when they end), wakes a waiting parent. If it is the running process, never returns.
+    static func end(_ process: Process, reason: ExitReason, code: UInt64) {
+        guard process.state == .alive else { return }
+        process.state = .zombie
+        process.exitReason = reason
+        process.exitCode = code
+        let isCurrent = Scheduler.current?.process === process
+        if let thread = process.thread, !isCurrent {
+            if thread.state == .ready { Scheduler.removeFromQueue(thread) }
+            Clock.cancelDeadline(token: thread.id)
+            thread.state = .dead
+            thread.release()
+            process.thread = nil
+        }
+        if isCurrent {
+            // The space is live in TTBR0: leave it before freeing it.
+            NoAddressSpace.activate()
+        }
+        process.addressSpace?.destroy()
+        process.addressSpace = nil
+        if let table {
+            for index in 0..<capacity {
+                guard let child = table[index], child.parentID == process.id else { continue }
+                if child.state == .zombie { table[index] = nil } else { child.parentID = 0 }
+            }
+        }
+        if let waiter = process.waiter {
+            process.waiter = nil
+            Scheduler.wake(waiter)
+        }
+        if process.parentID == 0 || find(process.parentID) == nil { remove(process) }
+        if process.id == 1, let onInitExit { onInitExit(UInt64(reason.rawValue), code) }
+        if isCurrent { Scheduler.exitCurrent() }
+    }
+
+    /// A fault of user code: report it, end the process, run something else.
+    static func fault(_ frame: ExceptionFrame, kind: VectorKind) -> Never {
+        guard let process = Scheduler.current?.process else { exceptionPanic(frame: frame, kind: kind) }
+        var line = TextLine()
+        line.write("Process ")
+        line.writeDecimal(process.id)
+        line.write(" (")
+        process.describeName(into: &line)
+        line.write(") killed: ")
+        frame.syndrome.describe(into: &line)
+        line.write(" at ")
+        line.writeHex(frame.syndrome.isAbort ? frame.faultAddress : frame.exceptionLinkRegister)
+        line.write(", ELR ")
+        line.writeHex(frame.exceptionLinkRegister)
+        Console.write(line)
+        end(process, reason: .faulted, code: frame.syndrome.value)
+        kernelPanic("faulting process continued")
+    }
+
+    /// `wait`: blocks until child `id` of `caller` ends, then collects it.
+    static func wait(for id: UInt64, caller: Process) -> (KernelError, UInt64, UInt64) {
+        guard let child = find(id), child.parentID == caller.id, child.waiter == nil else { return (.notFound, 0, 0) }
+        while child.state != .zombie {
+            child.waiter = Scheduler.current
+            Scheduler.block()
+        }
+        remove(child)
+        return (.success, child.exitCode, child.exitReason.rawValue)
+    }
+}

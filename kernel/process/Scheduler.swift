@@ -1,0 +1,179 @@
+// Preemptive round-robin scheduling with priorities: one FIFO run queue per priority level, the
+// highest non-empty level runs first, a thread runs for a time slice of timer ticks and then
+// goes to the back of its queue. Blocking takes a thread off the queues until `wake`; the idle
+// thread (the boot thread) runs when nothing else can, waiting in WFI. The state is one CPU's,
+// kept together so a per-CPU copy can follow when secondary cores start; every entry point runs
+// with interrupts masked (exception context or the idle loop's masked sections).
+
+import AArch64
+
+enum Scheduler {
+    static let priorityLevels = 4
+    static let defaultPriority = 1
+    /// Time slice in timer ticks (20 ms at 100 Hz).
+    static let sliceTicks = 2
+
+    struct Queue {
+        var head: Thread?
+        var tail: Thread?
+    }
+
+    nonisolated(unsafe) static var current: Thread?
+    nonisolated(unsafe) static var idle: Thread?
+    nonisolated(unsafe) static var queues: UnsafeMutablePointer<Queue>?
+    /// Threads that died on their own stack; released after the switch away from them.
+    nonisolated(unsafe) static var dead: Thread?
+    nonisolated(unsafe) static var rescheduleNeeded = false
+    nonisolated(unsafe) static var switches: UInt64 = 0
+
+    /// Turns the calling (boot) thread into this CPU's idle thread.
+    static func start() {
+        let levels = UnsafeMutablePointer<Queue>.allocate(capacity: priorityLevels)
+        levels.initialize(repeating: Queue(head: nil, tail: nil), count: priorityLevels)
+        queues = levels
+        let boot = Thread(id: 0, process: nil, stack: nil, priority: 0)
+        boot.state = .running
+        idle = boot
+        current = boot
+    }
+
+    static func makeReady(_ thread: Thread) {
+        guard let queues, thread.state != .dead else { return }
+        thread.state = .ready
+        thread.next = nil
+        let level = min(max(thread.priority, 0), priorityLevels - 1)
+        if let tail = queues[level].tail { tail.next = thread } else { queues[level].head = thread }
+        queues[level].tail = thread
+        if let current, current !== thread, thread.priority > current.priority || current === idle {
+            rescheduleNeeded = true
+        }
+    }
+
+    /// Removes a ready thread from its queue (when its process is killed).
+    static func removeFromQueue(_ thread: Thread) {
+        guard let queues else { return }
+        let level = min(max(thread.priority, 0), priorityLevels - 1)
+        var previous: Thread?
+        var cursor = queues[level].head
+        while let candidate = cursor {
+            if candidate === thread {
+                if let previous { previous.next = candidate.next } else { queues[level].head = candidate.next }
+                if queues[level].tail === candidate { queues[level].tail = previous }
+                candidate.next = nil
+                return
+            }
+            previous = candidate
+            cursor = candidate.next
+        }
+    }
+
+    private static func takeNext() -> Thread? {
+        guard let queues else { return nil }
+        var level = priorityLevels - 1
+        while level >= 0 {
+            if let thread = queues[level].head {
+                queues[level].head = thread.next
+                if queues[level].head == nil { queues[level].tail = nil }
+                thread.next = nil
+                return thread
+            }
+            level -= 1
+        }
+        return nil
+    }
+
+    static var hasReadyThreads: Bool {
+        guard let queues else { return false }
+        for level in 0..<priorityLevels where queues[level].head != nil { return true }
+        return false
+    }
+
+    /// Runs the next ready thread (or idle). The caller has already put the current thread where
+    /// it belongs: on a queue (yield), blocked, or dead.
+    static func schedule() {
+        guard let previous = current, let idle else { return }
+        let next = takeNext() ?? (previous.state == .running ? previous : idle)
+        rescheduleNeeded = false
+        if next === previous {
+            previous.state = .running
+            return
+        }
+        if previous.process != nil && previous.state != .dead { fp_state_save(previous.floatingPoint) }
+        if let space = next.process?.addressSpace {
+            aarch64_write_ttbr0(space.translationBase)
+            aarch64_isb()
+        } else {
+            NoAddressSpace.activate()
+        }
+        if next.process != nil { fp_state_restore(next.floatingPoint) }
+        next.state = .running
+        next.sliceRemaining = sliceTicks
+        current = next
+        switches += 1
+        switch_context(previous.context, next.context)
+        // Running again as `previous`.
+        releaseDeadThreads()
+    }
+
+    static func yield() {
+        guard let thread = current else { return }
+        if thread !== idle { makeReady(thread) }
+        schedule()
+    }
+
+    /// Blocks the current thread until `wake`.
+    static func block() {
+        current?.state = .blocked
+        schedule()
+    }
+
+    static func wake(_ thread: Thread) {
+        if thread.state == .blocked { makeReady(thread) }
+    }
+
+    /// The current thread will never run again: release it once the switch is done.
+    static func exitCurrent() -> Never {
+        guard let thread = current else { CPU.halt() }
+        thread.state = .dead
+        thread.next = dead
+        dead = thread
+        schedule()
+        kernelPanic("a dead thread was scheduled")
+    }
+
+    static func releaseDeadThreads() {
+        while let thread = dead, thread !== current {
+            dead = thread.next
+            thread.process?.threadReleased()
+            thread.release()
+        }
+    }
+
+    /// The timer tick: charges the running thread's slice.
+    static func tick() {
+        guard let thread = current else { return }
+        if thread === idle {
+            if hasReadyThreads { rescheduleNeeded = true }
+            return
+        }
+        thread.sliceRemaining -= 1
+        if thread.sliceRemaining <= 0 && hasReadyThreads { rescheduleNeeded = true }
+    }
+
+    /// On the way out of an exception: switch if a tick or a wake asked for it.
+    static func preemptIfNeeded() {
+        guard rescheduleNeeded else { return }
+        yield()
+    }
+
+    /// The idle loop: waits for interrupts; the IRQ path switches to whatever became ready.
+    static func idleLoop() -> Never {
+        while true {
+            aarch64_disable_interrupts()
+            if hasReadyThreads { schedule() }
+            releaseDeadThreads()
+            aarch64_enable_interrupts()
+            aarch64_wfi()
+        }
+    }
+}

@@ -1,0 +1,71 @@
+// A thread: its saved kernel context (what switch_context keeps), its user FP/SIMD state, its
+// kernel stack and its scheduling state. A user thread's first switch lands in
+// thread_enter_user, which "returns" from an exception frame built to enter EL0.
+
+import AArch64
+
+/// Callee-saved registers, frame pointer, link register and stack pointer (context.S layout).
+struct SwitchContext {
+    var registers = InlineArray<13, UInt64>(repeating: 0)
+}
+
+enum ThreadState: Equatable {
+    case ready
+    case running
+    case blocked
+    case dead
+}
+
+final class Thread {
+    let id: UInt64
+    /// Nil for the idle thread, which runs only in the kernel.
+    let process: Process?
+    let context: UnsafeMutablePointer<SwitchContext>
+    /// 528 bytes, 16-byte aligned: q0-q31, FPCR, FPSR.
+    let floatingPoint: UnsafeMutableRawPointer
+    let stack: KernelStacks.Stack?
+    var state = ThreadState.ready
+    var priority: Int
+    var sliceRemaining = 0
+    /// Run-queue link.
+    var next: Thread?
+    /// Set by a deadline while sleeping.
+    var sleepExpired = false
+
+    static let floatingPointBytes = 528
+
+    init(id: UInt64, process: Process?, stack: KernelStacks.Stack?, priority: Int) {
+        self.id = id
+        self.process = process
+        self.stack = stack
+        self.priority = priority
+        context = UnsafeMutablePointer<SwitchContext>.allocate(capacity: 1)
+        context.initialize(to: SwitchContext())
+        floatingPoint = UnsafeMutableRawPointer.allocate(byteCount: Self.floatingPointBytes, alignment: 16)
+        for offset in stride(from: 0, to: Self.floatingPointBytes, by: 8) {
+            floatingPoint.storeBytes(of: UInt64(0), toByteOffset: offset, as: UInt64.self)
+        }
+    }
+
+    /// Builds, at the top of the kernel stack, the exception frame that enters EL0 at `entry`
+    /// with SP_EL0 = `userStack` and x0 = `argument`, and points the context at it.
+    func prepareUserEntry(entry: UInt64, userStack: UInt64, argument: UInt64) {
+        guard let stack else { return }
+        let frameAddress = stack.top - UInt64(ExceptionFrame.size)
+        let frame = UnsafeMutablePointer<UInt64>(bitPattern: UInt(frameAddress))!
+        for index in 0..<(ExceptionFrame.size / 8) { frame[index] = 0 }
+        frame[0] = argument
+        frame[31] = userStack      // SP_EL0
+        frame[32] = entry          // ELR_EL1
+        frame[33] = 0              // SPSR: EL0t, interrupts unmasked
+        context.pointee.registers[11] = aarch64_address_of_thread_enter_user() // x30
+        context.pointee.registers[12] = frameAddress                          // sp
+    }
+
+    func release() {
+        if let stack { KernelStacks.free(stack) }
+        context.deallocate()
+        floatingPoint.deallocate()
+        next = nil
+    }
+}

@@ -1,0 +1,36 @@
+// The one instruction a user program needs to reach the kernel: `svc #0` with the number in x8,
+// arguments in x0-x5, the status back in x0 and values in x1-x2 (docs/SYSCALLS.md).
+#pragma once
+
+typedef unsigned long long user_u64;
+typedef struct { user_u64 status, value0, value1; } user_system_call_result;
+
+static inline user_system_call_result user_system_call(user_u64 number, user_u64 a0, user_u64 a1, user_u64 a2,
+                                                       user_u64 a3, user_u64 a4, user_u64 a5) {
+    register user_u64 x0 __asm__("x0") = a0;
+    register user_u64 x1 __asm__("x1") = a1;
+    register user_u64 x2 __asm__("x2") = a2;
+    register user_u64 x3 __asm__("x3") = a3;
+    register user_u64 x4 __asm__("x4") = a4;
+    register user_u64 x5 __asm__("x5") = a5;
+    register user_u64 x8 __asm__("x8") = number;
+    __asm__ volatile("svc #0" : "+r"(x0), "+r"(x1), "+r"(x2) : "r"(x3), "r"(x4), "r"(x5), "r"(x8) : "memory");
+    user_system_call_result result = {x0, x1, x2};
+    return result;
+}
+
+// Deliberate faults, for the programs that test the kernel's fault isolation.
+static inline void user_illegal_instruction(void) { __asm__ volatile("udf #1"); }
+static inline user_u64 user_read(user_u64 address) { return *(volatile user_u64 *)address; }
+static inline void user_write(user_u64 address, user_u64 value) { *(volatile user_u64 *)address = value; }
+
+extern user_u64 user_start_argument;
+static inline user_u64 user_read_start_argument(void) { return user_start_argument; }
+
+// The PMU cycle counter, readable at EL0 only when the kernel runs in bench mode (PMUSERENR_EL0).
+// Under QEMU's -icount shift=0 it counts guest instructions.
+static inline user_u64 user_cycle_count(void) {
+    user_u64 value;
+    __asm__ volatile("isb\n\tmrs %0, pmccntr_el0" : "=r"(value)::"memory");
+    return value;
+}

@@ -1,0 +1,39 @@
+// crasher: fails on purpose, in the way its start argument names, so that tests can check the
+// kernel isolates the failure. 0 exits with code 42; the others fault.
+
+import UserSystemCall
+
+@main
+struct Crasher {
+    static func main() {
+        switch System.startArgument {
+        case 0: System.exit(42)
+        case 1: _ = user_read(0)                                // null pointer
+        case 2: _ = user_read(0xFFFF_0000_4020_0000)            // kernel memory
+        case 3: user_write(0x40_0000, 0)                        // its own text
+        case 4: user_illegal_instruction()
+        case 5: _ = overflow(1)                                 // its stack
+        case 6:
+            // Touch fresh memory and leave it mapped: the kernel must free it at the fault.
+            if let block = try? System.map(bytes: 1 << 20, access: .write) {
+                block.storeBytes(of: UInt64(1), as: UInt64.self)
+            }
+            _ = user_read(8)
+        default: System.exit(1)
+        }
+        System.exit(2)
+    }
+
+    /// Recursion with an end the compiler cannot see (a volatile read that never matches) and a
+    /// use of its frame after the call, so it really grows the stack until the guard page.
+    nonisolated(unsafe) static var limit = UInt64.max
+
+    @inline(never)
+    static func overflow(_ depth: UInt64) -> UInt64 {
+        var frame = InlineArray<64, UInt64>(repeating: depth)
+        let end = withUnsafeMutablePointer(to: &limit) { user_read(UInt64(UInt(bitPattern: $0))) }
+        if depth == end { return 0 }
+        withUnsafeMutablePointer(to: &frame) { pointer in user_write(UInt64(UInt(bitPattern: pointer)), depth) }
+        return overflow(depth &+ 1) &+ frame[5]
+    }
+}
