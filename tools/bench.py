@@ -5,7 +5,8 @@ and prints its figures as `bench: NAME@MEMORY VALUE insns/op`.
 With -icount shift=0 QEMU advances virtual time by exactly 1 ns per guest instruction and derives
 the PMU cycle counter from that clock at 1 GHz, so PMCCNTR_EL0 counts guest instructions and the
 figures repeat exactly from run to run. The kernel (kernel/Benchmarks.swift) times a loop of each
-operation, subtracts an empty loop of the same length, and divides by the iterations."""
+operation, subtracts an empty loop of the same length, and divides by the iterations; init then
+runs the user-space benchmarks (userland/services/bench), which read the same counter from EL0."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "boot"))
-from harness import boot, qemu_command  # noqa: E402
+from harness import INITRD, boot, qemu_command  # noqa: E402
 
 LINE = re.compile(r"^bench: (\S+) (\d+) insns/op$")
 
@@ -26,7 +27,7 @@ def main() -> int:
     options = parser.parse_args()
     failures = 0
     for memory in options.memory:
-        result = boot(qemu_command(cpu=options.cpu, memory=memory, append="bench",
+        result = boot(qemu_command(cpu=options.cpu, memory=memory, append="bench", initrd=INITRD,
                                    extra=["-icount", "shift=0"]), timeout=300)
         figures = [LINE.match(line) for line in result.lines]
         figures = [match for match in figures if match]

@@ -217,7 +217,9 @@ def default_run() -> BootResult:
     """What `make run` does: init starts from the ramdisk, reports, ends; the kernel idles on."""
     result = boot(qemu_command(append="", initrd=INITRD), timeout=30, stop_at=r"Boot: init ended[^\n]*\n")
     result.expect_in_order(r"^init: running at EL0 as process 1",
-                           r"^init: nothing more to start$",
+                           r"^hello: process 2, child of 1, at \d+ ms since boot$",
+                           r"^hello: the first ten squares add up to 385$",
+                           r"^init: hello ended with code 0; nothing more to start$",
                            r"^Boot: init ended \(exit code 0\)$")
     result.expect_no_line(r"Kernel panic|tests:")
     result.expect_equal(result.exit_code, None, "QEMU still running (kernel idling)")

@@ -8,7 +8,8 @@ struct Init {
         System.print("init: running at EL0 as process \(System.processID.value); \(memory.freeFrames) of \(memory.totalFrames) frames free")
         if System.startArgument & 1 != 0 { System.exit(run("tests")) }
         if System.startArgument & 2 != 0 { System.exit(run("bench")) }
-        System.print("init: nothing more to start")
+        let code = run("hello")
+        System.print("init: hello ended with code \(code); nothing more to start")
     }
 
     /// Runs a program to its end; its exit code, or 255 if it could not run or did not exit.
