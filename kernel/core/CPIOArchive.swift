@@ -18,8 +18,8 @@ public struct CPIOFile {
 
     public var isRegularFile: Bool { mode & 0o170000 == 0o100000 }
 
-    /// The name with a leading "./" removed.
-    var plainName: UnsafeRawBufferPointer {
+    /// `name` with a leading "./" removed: archives made with `find . | cpio` carry one.
+    static func withoutDotSlash(_ name: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
         if name.count >= 2 && name[0] == UInt8(ascii: ".") && name[1] == UInt8(ascii: "/") {
             return UnsafeRawBufferPointer(rebasing: name[2...])
         }
@@ -31,7 +31,8 @@ public struct CPIOFile {
     }
 
     public func nameEquals(_ other: UnsafeRawBufferPointer) -> Bool {
-        let mine = plainName
+        let mine = Self.withoutDotSlash(name)
+        let other = Self.withoutDotSlash(other)
         guard mine.count == other.count else { return false }
         for index in 0..<mine.count where mine[index] != other[index] { return false }
         return true

@@ -285,9 +285,9 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
     /// bottom-up from level 0.
     private mutating func initializeZone(_ index: Int, map: MemoryMap) {
         var zone = zone(index)
-        let records = memory.pointer(to: PhysicalAddress(zone.recordsAddress))
+        // One pointer per record: `PhysicalMemory` promises contiguity only within a page.
         for frame in 0..<zone.frameCount {
-            records.storeBytes(of: 0, toByteOffset: Int(frame) * 8, as: UInt64.self)
+            memory.pointer(to: PhysicalAddress(zone.recordsAddress + frame * 8)).storeBytes(of: 0, as: UInt64.self)
         }
         for level in 0..<zone.levelCount {
             let bits = level == 0 ? zone.frameCount : UInt64(zone.levelWords(level - 1))

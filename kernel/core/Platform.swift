@@ -3,7 +3,7 @@
 // Pure interpretation of `DeviceTree`; the arch layer turns it into running devices.
 
 public struct Platform {
-    public enum InterruptControllerKind: Equatable {
+    public enum InterruptControllerKind: Equatable, Sendable {
         case gicV2
         case gicV3
     }
@@ -23,7 +23,7 @@ public struct Platform {
         public var hypervisorInterrupt: UInt32
     }
 
-    public enum PSCIConduit: Equatable {
+    public enum PSCIConduit: Equatable, Sendable {
         case hvc
         case smc
     }
