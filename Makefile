@@ -65,6 +65,8 @@ $(BUILD)/user/start.o: userland/runtime/start.S
 	@mkdir -p $(@D)
 	$(CLANG) --target=aarch64-none-elf -c $< -o $@
 
+# Keep the per-program objects: they are intermediate files to make, but rebuilding them is slow.
+.SECONDARY:
 .SECONDEXPANSION:
 $(BUILD)/user/%.o: $$(wildcard userland/services/%/*.swift) $(USER_RUNTIME) $(USER_SHARED) userland/runtime/include/UserSystemCall.h
 	@mkdir -p $(@D)
