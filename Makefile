@@ -54,7 +54,7 @@ USER_PROGRAMS := $(notdir $(wildcard userland/services/*))
 USER_SHARED   := support/CRuntime.swift kernel/core/SystemCallABI.swift kernel/core/FormattedText.swift \
                  kernel/core/DeviceTree.swift kernel/core/PhysicalAddress.swift kernel/core/PhysicalMemory.swift \
                  kernel/core/KernelHeap.swift kernel/core/ErrorDescriptions.swift kernel/core/FrameAllocator.swift \
-                 kernel/core/PageTable.swift kernel/core/CPUIdentity.swift
+                 kernel/core/PageTable.swift kernel/core/CPUIdentity.swift kernel/core/HandleTable.swift
 USER_RUNTIME  := $(wildcard userland/runtime/*.swift)
 USER_FLAGS    := -target $(TARGET) -enable-experimental-feature Embedded -wmo -parse-as-library -Osize -g \
                  -Xfrontend -function-sections -I userland/runtime/include

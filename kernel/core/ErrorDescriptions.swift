@@ -84,6 +84,9 @@ extension KernelError: TextDescribable {
         case .queueFull: output.write("queue full")
         case .timedOut: output.write("timed out")
         case .notFound: output.write("not found")
+        case .peerClosed: output.write("peer closed")
+        case .wouldBlock: output.write("would block")
+        case .handleTableFull: output.write("handle table full")
         }
     }
 }

@@ -20,7 +20,8 @@ public enum SystemCallNumber: UInt64, CaseIterable {
     case processID = 6
     /// x1 = the caller's thread id.
     case threadID = 7
-    /// Starts the program named by bytes [x0, x0 + x1) from the initial ramdisk; x1 = its process id.
+    /// Starts the program named by bytes [x0, x0 + x1) from the initial ramdisk with start argument
+    /// x2, moving handle x3 (0: none) to it; x1 = its process id.
     case spawn = 8
     /// Waits for child x0 to end; x1 = exit code, x2 = `ExitReason`.
     case wait = 9
@@ -34,6 +35,28 @@ public enum SystemCallNumber: UInt64, CaseIterable {
     case memoryStatistics = 13
     /// x1 = live processes, x2 = the caller's mapped bytes.
     case processStatistics = 14
+    /// x1 = a handle to a new port with every right.
+    case portCreate = 15
+    /// x1 = a handle to a new notification with every right.
+    case notificationCreate = 16
+    /// Closes handle x0.
+    case handleClose = 17
+    /// x1 = a new handle to the object of handle x0 with `Rights` x1 (a subset of x0's).
+    case handleDuplicate = 18
+    /// Queues the `IPCMessage` at x0 on port x1 and returns at once; its handles move with it.
+    case send = 19
+    /// Takes the next message from port x0 into the `IPCMessage` at x1, waiting up to x2
+    /// nanoseconds (0: not at all, `UInt64.max`: for ever).
+    case receive = 20
+    /// Sends the `IPCMessage` at x1 to port x0 with a one-time reply handle and waits for the
+    /// reply, which overwrites the message.
+    case call = 21
+    /// Answers a call: reply handle x0, `IPCMessage` at x1. The reply handle is used up.
+    case reply = 22
+    /// Sets bits x1 of notification x0.
+    case notificationSignal = 23
+    /// Waits up to x1 nanoseconds for notification x0 to have bits set; x1 = the bits, now cleared.
+    case notificationWait = 24
 }
 
 /// Every error a system call can return. Shared with userland; values never change meaning.
@@ -50,6 +73,28 @@ public enum KernelError: UInt64, Error, Equatable {
     case queueFull = 7
     case timedOut = 8
     case notFound = 9
+    /// The other side is gone: the port has no receiver left, or the server died before replying.
+    case peerClosed = 10
+    /// Nothing to take and the caller asked not to wait.
+    case wouldBlock = 11
+    /// The caller's handle table has no free slot.
+    case handleTableFull = 12
+}
+
+/// A message as it crosses the system call boundary: 328 bytes at an 8-byte aligned address.
+/// The kernel fills `sender` (the sending process's id, which the receiver can trust) and
+/// `replyHandle` (for a call); handles listed in `handles` move from sender to receiver.
+public enum IPCMessageLayout {
+    public static let label = 0
+    public static let length = 8
+    public static let handleCount = 16
+    public static let sender = 24
+    public static let replyHandle = 32
+    public static let handles = 40
+    public static let payload = 72
+    public static let size = 328
+    public static let maximumPayload = 256
+    public static let maximumHandles = 4
 }
 
 /// How a process ended, as `wait` reports it in x2.

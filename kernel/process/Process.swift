@@ -22,6 +22,7 @@ final class Process {
     var exitCode: UInt64 = 0
     /// The parent's thread, while it waits in `wait` for this process.
     var waiter: Thread?
+    var handles = HandleTable<KernelObject>(capacity: IPC.handleTableCapacity)
 
     init(id: UInt64, parentID: UInt64, name: UnsafeRawBufferPointer, addressSpace: AddressSpace) {
         self.id = id
@@ -94,7 +95,8 @@ enum Processes {
     // MARK: Starting programs
 
     /// Loads `name` from the initial ramdisk into a new address space and makes it ready to run.
-    static func spawn(name: UnsafeRawBufferPointer, argument: UInt64, parentID: UInt64) -> (KernelError, UInt64) {
+    static func spawn(name: UnsafeRawBufferPointer, argument: UInt64, parentID: UInt64,
+                      handle: UInt64 = 0) -> (KernelError, UInt64) {
         guard let ramdisk = initialRamdisk, let archive = try? CPIOArchive(ramdisk),
               let file = archive.file(named: name) else { return (.notFound, 0) }
         let image: ELFImage
@@ -123,11 +125,23 @@ enum Processes {
             return (.outOfMemory, 0)
         }
         let process = Process(id: nextID, parentID: parentID, name: name, addressSpace: space)
+        // The handle moves only once everything else has succeeded.
+        var childHandle: UInt64 = 0
+        if handle != 0 {
+            guard let parent = find(parentID),
+                  let moved = try? IPC.uninstall(Handle(handle), from: parent, requiring: .transfer) else {
+                KernelStacks.free(stack)
+                space.destroy()
+                return (.invalidHandle, 0)
+            }
+            childHandle = (try? IPC.install(moved.object, rights: moved.rights, in: process))?.value ?? 0
+        }
         let thread = Thread(id: nextThreadID, process: process, stack: stack, priority: Scheduler.defaultPriority)
-        thread.prepareUserEntry(entry: image.entry.value, userStack: UserSpace.stackTop, argument: argument)
+        thread.prepareUserEntry(entry: image.entry.value, userStack: UserSpace.stackTop, argument: argument, handle: childHandle)
         guard insert(process) else {
             thread.release()
             space.destroy()
+            IPC.closeAll(in: process)
             return (.outOfMemory, 0)
         }
         nextID += 1
@@ -160,6 +174,7 @@ enum Processes {
         }
         process.addressSpace?.destroy()
         process.addressSpace = nil
+        IPC.closeAll(in: process)
         if let table {
             for index in 0..<capacity {
                 guard let child = table[index], child.parentID == process.id else { continue }

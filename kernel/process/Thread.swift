@@ -31,6 +31,8 @@ final class Thread {
     var next: Thread?
     /// Set by a deadline while sleeping.
     var sleepExpired = false
+    /// Link in a port's list of waiting receivers.
+    var ipcNext: Thread?
 
     static let floatingPointBytes = 528
 
@@ -48,13 +50,14 @@ final class Thread {
     }
 
     /// Builds, at the top of the kernel stack, the exception frame that enters EL0 at `entry`
-    /// with SP_EL0 = `userStack` and x0 = `argument`, and points the context at it.
-    func prepareUserEntry(entry: UInt64, userStack: UInt64, argument: UInt64) {
+    /// with SP_EL0 = `userStack`, x0 = `argument` and x1 = `handle`, and points the context at it.
+    func prepareUserEntry(entry: UInt64, userStack: UInt64, argument: UInt64, handle: UInt64) {
         guard let stack else { return }
         let frameAddress = stack.top - UInt64(ExceptionFrame.size)
         let frame = UnsafeMutablePointer<UInt64>(bitPattern: UInt(frameAddress))!
         for index in 0..<(ExceptionFrame.size / 8) { frame[index] = 0 }
         frame[0] = argument
+        frame[1] = handle
         frame[31] = userStack      // SP_EL0
         frame[32] = entry          // ELR_EL1
         frame[33] = 0              // SPSR: EL0t, interrupts unmasked
@@ -67,5 +70,6 @@ final class Thread {
         context.deallocate()
         floatingPoint.deallocate()
         next = nil
+        ipcNext = nil
     }
 }

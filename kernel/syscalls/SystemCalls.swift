@@ -45,7 +45,8 @@ enum SystemCalls {
         case .threadID:
             return (.success, Scheduler.current?.id ?? 0, 0)
         case .spawn:
-            return spawn(address: frame.register(0), count: frame.register(1), argument: frame.register(2), parent: process)
+            return spawn(address: frame.register(0), count: frame.register(1), argument: frame.register(2),
+                         handle: frame.register(3), parent: process)
         case .wait:
             guard let process else { return (.accessDenied, 0, 0) }
             return Processes.wait(for: frame.register(0), caller: process)
@@ -64,6 +65,49 @@ enum SystemCalls {
             return (.success, statistics.freeFrames, statistics.totalFrames)
         case .processStatistics:
             return (.success, UInt64(Processes.liveCount), process?.addressSpace?.mappedBytes ?? 0)
+        default:
+            guard let process else { return (.accessDenied, 0, 0) }
+            return ipc(number, frame, process)
+        }
+    }
+
+    private static func ipc(_ number: SystemCallNumber, _ frame: ExceptionFrame, _ process: Process) -> (KernelError, UInt64, UInt64) {
+        let a0 = frame.register(0), a1 = frame.register(1), a2 = frame.register(2)
+        switch number {
+        case .portCreate:
+            return created(.port(Port()), in: process)
+        case .notificationCreate:
+            return created(.notification(Notification()), in: process)
+        case .handleClose:
+            return (IPC.close(Handle(a0), in: process), 0, 0)
+        case .handleDuplicate:
+            let rights = Rights(rawValue: a1)
+            guard rights.rawValue & ~Rights.all.rawValue == 0 else { return (.invalidArgument, 0, 0) }
+            let (status, handle) = IPC.duplicate(Handle(a0), rights: rights, in: process)
+            return (status, handle, 0)
+        case .send:
+            return (IPC.send(port: a0, message: a1, sender: process), 0, 0)
+        case .receive:
+            return (IPC.receive(port: a0, message: a1, timeout: a2, receiver: process), 0, 0)
+        case .call:
+            return (IPC.call(port: a0, message: a1, caller: process), 0, 0)
+        case .reply:
+            return (IPC.reply(handle: a0, message: a1, server: process), 0, 0)
+        case .notificationSignal:
+            return (IPC.signal(a0, bits: a1, process: process), 0, 0)
+        case .notificationWait:
+            let (status, bits) = IPC.wait(a0, timeout: a1, process: process)
+            return (status, bits, 0)
+        default:
+            return (.unknownSystemCall, 0, 0)
+        }
+    }
+
+    private static func created(_ object: KernelObject, in process: Process) -> (KernelError, UInt64, UInt64) {
+        do throws(KernelError) {
+            return (.success, try IPC.install(object, rights: .all, in: process, isNew: true).value, 0)
+        } catch {
+            return (error, 0, 0)
         }
     }
 
@@ -99,14 +143,15 @@ enum SystemCalls {
         return (.success, 0, 0)
     }
 
-    private static func spawn(address: UInt64, count: UInt64, argument: UInt64, parent: Process?) -> (KernelError, UInt64, UInt64) {
+    private static func spawn(address: UInt64, count: UInt64, argument: UInt64, handle: UInt64,
+                              parent: Process?) -> (KernelError, UInt64, UInt64) {
         guard count > 0, count <= UInt64(maximumNameLength) else { return (.invalidArgument, 0, 0) }
         var name = InlineArray<64, UInt8>(repeating: 0)
         let status = withUnsafeMutableBytes(of: &name) { UserMemory.copyIn(to: $0.baseAddress!, from: address, count: count) }
         guard status == .success else { return (status, 0, 0) }
         let (result, id) = withUnsafeBytes(of: &name) { bytes in
             Processes.spawn(name: UnsafeRawBufferPointer(rebasing: bytes[0..<Int(count)]), argument: argument,
-                            parentID: parent?.id ?? 0)
+                            parentID: parent?.id ?? 0, handle: parent == nil ? 0 : handle)
         }
         return (result, id, 0)
     }

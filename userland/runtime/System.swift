@@ -50,10 +50,17 @@ public enum System {
     public static var parentID: ProcessID { ProcessID(call(.processID).value1) }
     public static var threadID: UInt64 { call(.threadID).value0 }
 
-    /// Starts `name` from the initial ramdisk with `argument` as its start argument.
-    public static func spawn(_ name: StaticString, argument: UInt64 = 0) throws(KernelError) -> ProcessID {
+    /// The handle the parent passed at spawn, if any.
+    public static var startHandle: Handle? {
+        let value = user_read_start_handle()
+        return value == 0 ? nil : Handle(value)
+    }
+
+    /// Starts `name` from the initial ramdisk with `argument` as its start argument, moving
+    /// `handle` (which needs the transfer right) to it.
+    public static func spawn(_ name: StaticString, argument: UInt64 = 0, handle: Handle? = nil) throws(KernelError) -> ProcessID {
         let result = user_system_call(SystemCallNumber.spawn.rawValue, UInt64(UInt(bitPattern: name.utf8Start)),
-                                      UInt64(name.utf8CodeUnitCount), argument, 0, 0, 0)
+                                      UInt64(name.utf8CodeUnitCount), argument, handle?.value ?? 0, 0, 0)
         guard result.status == 0 else { throw KernelError(rawValue: result.status) ?? .invalidArgument }
         return ProcessID(result.value0)
     }

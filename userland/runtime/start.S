@@ -1,11 +1,13 @@
 // Program entry. The kernel starts the first thread here with SP at the top of its stack, x0 =
-// the start argument its parent gave, other registers zero. Runs the program's `main` (Swift's
+// the start argument its parent gave, x1 = the handle it passed (0 if none), others zero. Runs the program's `main` (Swift's
 // @main), then exits with its result.
     .section .text.start, "ax"
     .global _start
 _start:
-    adrp    x1, user_start_argument
-    str     x0, [x1, :lo12:user_start_argument]
+    adrp    x2, user_start_argument
+    str     x0, [x2, :lo12:user_start_argument]
+    adrp    x2, user_start_handle
+    str     x1, [x2, :lo12:user_start_handle]
     mov     x29, xzr
     mov     x30, xzr
     bl      main
@@ -27,4 +29,7 @@ __stack_chk_guard:
     .quad   0x5357494654555345
     .global user_start_argument
 user_start_argument:
+    .quad   0
+    .global user_start_handle
+user_start_handle:
     .quad   0

@@ -129,7 +129,160 @@ struct Tests {
         suite.check(fpOK, "3 processes keep their FP registers across yields and preemption")
         suite.check(System.processes.live >= 2, "process table: \(System.processes.live) live (init and tests)")
 
+        testIPC(&suite)
+
         System.print("tests: \(suite.passed) passed, \(suite.failed) failed")
         System.exit(UInt64(suite.failed))
+    }
+}
+
+/// IPC: ports, rights, messages, handle transfer, calls, notifications, and every error.
+func testIPC(_ suite: inout Suite) {
+    let framesBefore = System.memory.freeFrames
+    guard let port = try? IPC.createPort() else {
+        suite.check(false, "port created")
+        return
+    }
+
+    // Asynchronous messages within one process: FIFO order, payloads intact, then empty.
+    var sent = true
+    for index in 0..<3 {
+        var message = IPCMessage(label: UInt64(100 + index))
+        message.fill(count: 10 * index) { UInt8(truncatingIfNeeded: $0 &+ index) }
+        sent = sent && (try? IPC.send(port, &message)) != nil
+    }
+    var inOrder = sent
+    for index in 0..<3 {
+        var message = IPCMessage()
+        inOrder = inOrder && (try? IPC.receive(port, into: &message, timeout: 0)) != nil && message.label == UInt64(100 + index)
+            && message.length == 10 * index && (0..<message.length).allSatisfy { message[byte: $0] == UInt8(truncatingIfNeeded: $0 &+ index) }
+            && message.sender == System.processID
+    }
+    var empty = IPCMessage()
+    let noWait = catching { () throws(KernelError) in try IPC.receive(port, into: &empty, timeout: 0) }
+    let clockBefore = System.clock
+    let waited = catching { () throws(KernelError) in try IPC.receive(port, into: &empty, timeout: 15_000_000) }
+    let waitedMilliseconds = (System.clock.ticks - clockBefore.ticks) * 1000 / clockBefore.frequency
+    suite.check(inOrder && noWait == .wouldBlock && waited == .timedOut && waitedMilliseconds >= 15,
+                "3 messages sent and received in order with sender id; empty port: would block, then timed out after \(waitedMilliseconds) ms")
+
+    // A flooding sender gets queueFull, and nothing queued is lost.
+    var queued = 0
+    var flood = IPCMessage(label: 7)
+    while (try? IPC.send(port, &flood)) != nil { queued += 1 }
+    let full = catching { () throws(KernelError) in try IPC.send(port, &flood) }
+    var drained = 0
+    while (try? IPC.receive(port, into: &empty, timeout: 0)) != nil { drained += 1 }
+    suite.check(queued == 16 && full == .queueFull && drained == 16, "queue holds \(queued) messages, then queue full; all \(drained) received")
+
+    // Bad messages and handles.
+    var oversized = IPCMessage()
+    oversized.setRawLength(300)
+    let tooLong = catching { () throws(KernelError) in try IPC.send(port, &oversized) }
+    let badPointer = UInt64(raw(SystemCallNumber.send.rawValue, port.value, 0x10).status)
+    let misaligned = UInt64(raw(SystemCallNumber.send.rawValue, port.value, 0x40_0004).status)
+    let bogus = catching { () throws(KernelError) in try IPC.send(Handle(0x1234_0005), &flood) }
+    suite.check(tooLong == .invalidArgument && badPointer == KernelError.badAddress.rawValue
+                && misaligned == KernelError.badAddress.rawValue && bogus == .invalidHandle,
+                "oversized message invalid, bad and misaligned message pointers bad address, made-up handle invalid")
+
+    // Rights: duplicates can only narrow, and are enforced.
+    let sendOnly = try? IPC.duplicate(port, rights: [.send])
+    let widen = sendOnly.flatMap { handle in catching { () throws(KernelError) in _ = try IPC.duplicate(handle, rights: [.send, .receive]) } }
+    let receiveWithSendOnly = sendOnly.flatMap { handle in catching { () throws(KernelError) in try IPC.receive(handle, into: &empty, timeout: 0) } }
+    let widening = catching { () throws(KernelError) in _ = try IPC.duplicate(port, rights: Rights(rawValue: 1 << 40)) }
+    suite.check(sendOnly != nil && widen == .accessDenied && receiveWithSendOnly == .accessDenied && widening == .invalidArgument,
+                "a send-only duplicate cannot receive or be widened; unknown rights refused")
+
+    // Handles move with messages: gone from the sender, usable by the receiver.
+    var transferOK = false
+    if let notification = try? IPC.createNotification() {
+        var carrier = IPCMessage(label: 9)
+        carrier.attach(notification)
+        let moved = (try? IPC.send(port, &carrier)) != nil
+        let staleAfterMove = catching { () throws(KernelError) in try IPC.signal(notification, bits: 1) }
+        var received = IPCMessage()
+        if moved, staleAfterMove == .invalidHandle, (try? IPC.receive(port, into: &received, timeout: 0)) != nil,
+           received.handleCount == 1 {
+            let handle = received.handle(0)
+            transferOK = (try? IPC.signal(handle, bits: 0b101)) != nil && (try? IPC.wait(handle, timeout: 0)) == 0b101
+                && catching({ () throws(KernelError) in _ = try IPC.wait(handle, timeout: 0) }) == .wouldBlock
+            try? IPC.close(handle)
+        }
+    }
+    var notHeld = IPCMessage()
+    notHeld.setRawHandle(0, 0x7_0000_0003)
+    notHeld.handleCount = 1
+    let transferUnheld = catching { () throws(KernelError) in try IPC.send(port, &notHeld) }
+    var withoutRight = IPCMessage()
+    if let sendOnly { withoutRight.attach(sendOnly) }
+    let transferWithoutRight = catching { () throws(KernelError) in try IPC.send(port, &withoutRight) }
+    suite.check(transferOK && transferUnheld == .invalidHandle && transferWithoutRight == .accessDenied,
+                "a notification handle moves with a message and works for the receiver; unheld or non-transferable handles refused")
+
+    // Calls to a server in another process: replies, trusted sender id, payload sizes.
+    var callsOK = false
+    if let server = try? IPC.duplicate(port, rights: [.receive, .transfer]), let echo = try? System.spawn("echo", handle: server) {
+        var who = IPCMessage(label: 2)
+        let asked = (try? IPC.call(port, &who)) != nil
+        var senderSeen: UInt64 = 0
+        for index in 0..<8 { senderSeen |= UInt64(who[byte: index]) << (8 * UInt64(index)) }
+        callsOK = asked && who.label == 3 && senderSeen == System.processID.value
+        for size in [0, 64, 256] {
+            var request = IPCMessage(label: 10)
+            request.fill(count: size) { UInt8(truncatingIfNeeded: $0 * 7 + size) }
+            callsOK = callsOK && (try? IPC.call(port, &request)) != nil && request.label == 11 && request.length == size
+                && (0..<size).allSatisfy { request[byte: $0] == UInt8(truncatingIfNeeded: $0 * 7 + size) }
+        }
+        var stop = IPCMessage(label: 0)
+        callsOK = callsOK && (try? IPC.call(port, &stop)) != nil && (try? System.wait(echo))?.code == 0
+    }
+    suite.check(callsOK, "calls to an echo server: replies with 0, 64 and 256-byte payloads, and the kernel-reported sender id")
+
+    // A server that dies mid-call: the caller gets an error, not a hang.
+    var deadServer = false
+    if let second = try? IPC.createPort(), let clientSide = try? IPC.duplicate(second, rights: [.send]),
+       let dying = try? System.spawn("echo", argument: 1, handle: second) {
+        // The only receive right moved to the server with `second`.
+        var request = IPCMessage(label: 5)
+        let result = catching { () throws(KernelError) in try IPC.call(clientSide, &request) }
+        let status = try? System.wait(dying)
+        // The receive right died with the server: sending again finds no receiver.
+        let afterDeath = catching { () throws(KernelError) in try IPC.send(clientSide, &request) }
+        deadServer = result == .peerClosed && status?.code == 3 && afterDeath == .peerClosed
+        try? IPC.close(clientSide)
+    }
+    suite.check(deadServer, "a server dies holding a call: the caller gets peer closed; later sends too")
+
+    try? IPC.close(port)
+    if let sendOnly { try? IPC.close(sendOnly) }
+
+    // Filling the handle table is an error; closing everything gives all memory back. Two equal
+    // rounds: the first also warms the kernel heap's slabs, so the second must end exactly where
+    // it began.
+    var rounds: [(created: Int, overflow: KernelError?, closedTwice: KernelError?, before: UInt64, after: UInt64)] = []
+    for _ in 0..<2 {
+        let before = System.memory.freeFrames
+        var created: [Handle] = []
+        while let handle = try? IPC.createPort() { created.append(handle) }
+        let overflow = catching { () throws(KernelError) in _ = try IPC.createNotification() }
+        for handle in created { try? IPC.close(handle) }
+        let closedTwice = catching { () throws(KernelError) in try IPC.close(created[0]) }
+        rounds.append((created.count, overflow, closedTwice, before, System.memory.freeFrames))
+    }
+    suite.check(rounds[1].overflow == .handleTableFull && rounds[1].created > 50 && rounds[1].closedTwice == .invalidHandle
+                && rounds[1].after == rounds[1].before,
+                "handle table full after \(rounds[1].created) ports; closing twice is invalid; free frames \(rounds[1].before) before, \(rounds[1].after) after")
+    suite.check(System.memory.freeFrames <= framesBefore && framesBefore - System.memory.freeFrames < 64,
+                "IPC objects freed: \(framesBefore) frames free before the IPC tests, \(System.memory.freeFrames) after (kernel heap keeps warm slabs)")
+}
+
+/// The error `body` threw, or nil if it succeeded.
+func catching(_ body: () throws(KernelError) -> Void) -> KernelError? {
+    do throws(KernelError) {
+        try body()
+        return nil
+    } catch {
+        return error
     }
 }

@@ -1,0 +1,119 @@
+// Capabilities: a process names kernel objects only through handles in its own table, each with
+// rights. A handle is a slot index plus the slot's generation, so a closed handle's number never
+// silently reaches the object that later takes its slot. Rights can only shrink when a handle is
+// duplicated. The table is fixed-size storage that never allocates after creation.
+
+public struct Rights: OptionSet, Equatable, Sendable {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    public static let send = Rights(rawValue: 1 << 0)
+    public static let receive = Rights(rawValue: 1 << 1)
+    /// May be copied with `duplicate`.
+    public static let duplicate = Rights(rawValue: 1 << 2)
+    /// May be moved to another process inside a message.
+    public static let transfer = Rights(rawValue: 1 << 3)
+    public static let signal = Rights(rawValue: 1 << 4)
+    public static let wait = Rights(rawValue: 1 << 5)
+    /// May be mapped (memory objects).
+    public static let map = Rights(rawValue: 1 << 6)
+    public static let write = Rights(rawValue: 1 << 7)
+    /// The one-time right to answer a call.
+    public static let reply = Rights(rawValue: 1 << 8)
+
+    public static let all = Rights(rawValue: 0x1FF)
+}
+
+public struct Handle: Equatable, Sendable {
+    public let value: UInt64
+    public init(_ value: UInt64) { self.value = value }
+
+    init(slot: Int, generation: UInt32) { value = UInt64(generation) << 32 | UInt64(slot) }
+    var slot: Int { Int(truncatingIfNeeded: value & 0xFFFF_FFFF) }
+    var generation: UInt32 { UInt32(truncatingIfNeeded: value >> 32) }
+}
+
+public enum HandleError: Error, Equatable {
+    case invalidHandle
+    case accessDenied
+    case tableFull
+}
+
+public struct HandleTable<Object> {
+    struct Entry {
+        var object: Object?
+        var rights: Rights
+        /// Bumped when the slot is freed, so old handle numbers stop matching.
+        var generation: UInt32
+    }
+
+    let entries: UnsafeMutablePointer<Entry>
+    public let capacity: Int
+    public private(set) var count = 0
+
+    public init(capacity: Int) {
+        self.capacity = capacity
+        entries = UnsafeMutablePointer<Entry>.allocate(capacity: capacity)
+        // Generations start at 1, so that no valid handle is 0.
+        entries.initialize(repeating: Entry(object: nil, rights: [], generation: 1), count: capacity)
+    }
+
+    /// Releases every object and the storage.
+    public mutating func destroy() {
+        entries.deinitialize(count: capacity)
+        entries.deallocate()
+        count = 0
+    }
+
+    public mutating func insert(_ object: Object, rights: Rights) throws(HandleError) -> Handle {
+        for slot in 0..<capacity where entries[slot].object == nil {
+            entries[slot].object = object
+            entries[slot].rights = rights
+            count += 1
+            return Handle(slot: slot, generation: entries[slot].generation)
+        }
+        throw .tableFull
+    }
+
+    func entryIndex(_ handle: Handle) throws(HandleError) -> Int {
+        let slot = handle.slot
+        guard slot < capacity, entries[slot].object != nil, entries[slot].generation == handle.generation else {
+            throw .invalidHandle
+        }
+        return slot
+    }
+
+    /// The object behind `handle` if the handle holds every right in `required`.
+    public func lookup(_ handle: Handle, requiring required: Rights) throws(HandleError) -> (object: Object, rights: Rights) {
+        let slot = try entryIndex(handle)
+        guard entries[slot].rights.isSuperset(of: required) else { throw .accessDenied }
+        return (entries[slot].object!, entries[slot].rights)
+    }
+
+    /// Removes `handle` (which must hold `required`) and gives back its object and rights.
+    @discardableResult
+    public mutating func remove(_ handle: Handle, requiring required: Rights = []) throws(HandleError) -> (object: Object, rights: Rights) {
+        let slot = try entryIndex(handle)
+        guard entries[slot].rights.isSuperset(of: required) else { throw .accessDenied }
+        let removed = (entries[slot].object!, entries[slot].rights)
+        entries[slot].object = nil
+        entries[slot].rights = []
+        entries[slot].generation &+= 1
+        if entries[slot].generation == 0 { entries[slot].generation = 1 }
+        count -= 1
+        return removed
+    }
+
+    /// A second handle to the same object with `rights`, which must be a subset of the original's;
+    /// the original must hold `.duplicate`.
+    public mutating func duplicate(_ handle: Handle, rights: Rights) throws(HandleError) -> Handle {
+        let (object, existing) = try lookup(handle, requiring: .duplicate)
+        guard existing.isSuperset(of: rights) else { throw .accessDenied }
+        return try insert(object, rights: rights)
+    }
+
+    /// Calls `body` with every object in the table (for teardown accounting).
+    public func forEach(_ body: (Object, Rights) -> Void) {
+        for slot in 0..<capacity { if let object = entries[slot].object { body(object, entries[slot].rights) } }
+    }
+}

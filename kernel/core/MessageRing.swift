@@ -1,0 +1,48 @@
+// A bounded FIFO of fixed-size elements in storage allocated once: a port's message queue.
+// Full is an error for the producer, never a wait inside the kernel and never a lost element.
+
+public struct MessageRing<Element> {
+    let storage: UnsafeMutablePointer<Element?>
+    public let capacity: Int
+    var head = 0
+    public private(set) var count = 0
+
+    public enum Failure: Error, Equatable {
+        case full
+    }
+
+    public init(capacity: Int) {
+        self.capacity = capacity
+        storage = UnsafeMutablePointer<Element?>.allocate(capacity: capacity)
+        storage.initialize(repeating: nil, count: capacity)
+    }
+
+    public mutating func destroy() {
+        storage.deinitialize(count: capacity)
+        storage.deallocate()
+        count = 0
+    }
+
+    public var isEmpty: Bool { count == 0 }
+    public var isFull: Bool { count == capacity }
+
+    public mutating func push(_ element: Element) throws(Failure) {
+        guard count < capacity else { throw .full }
+        storage[(head + count) % capacity] = element
+        count += 1
+    }
+
+    public mutating func pop() -> Element? {
+        guard count > 0 else { return nil }
+        let element = storage[head]
+        storage[head] = nil
+        head = (head + 1) % capacity
+        count -= 1
+        return element
+    }
+
+    /// Empties the ring, handing each element to `body` (for releasing what they hold).
+    public mutating func drain(_ body: (Element) -> Void) {
+        while let element = pop() { body(element) }
+    }
+}

@@ -1,0 +1,430 @@
+// Port-based IPC with capabilities. Ports are bounded message queues; notifications are bit sets
+// to signal and wait on; a call carries a one-time reply capability. Objects live as long as a
+// handle or a queued message refers to them (reference counting), and the death of the other side
+// is an error for whoever waits (`peerClosed`), never a hang.
+
+/// What a handle can name.
+enum KernelObject {
+    case port(Port)
+    case notification(Notification)
+    case reply(ReplyCapability)
+}
+
+/// A handle moved with a message: the object and the rights it had in the sender's table.
+struct TransferredHandle {
+    var object: KernelObject
+    var rights: Rights
+}
+
+/// A message inside the kernel, between the copy from the sender and the copy to the receiver.
+struct KernelMessage {
+    var label: UInt64 = 0
+    var length = 0
+    var sender: UInt64 = 0
+    var handles = InlineArray<4, TransferredHandle?>(repeating: nil)
+    var handleCount = 0
+    var payload = InlineArray<256, UInt8>(repeating: 0)
+    var reply: ReplyCapability?
+}
+
+final class Port {
+    static let queueCapacity = 16
+
+    var queue = MessageRing<KernelMessage>(capacity: Port.queueCapacity)
+    /// Threads blocked in `receive` (linked through `Thread.ipcNext`).
+    var receivers: Thread?
+    /// Handles with the receive right; when the last goes, the port is closed.
+    var receiveHandles = 0
+    var isClosed = false
+
+    /// No receiver is left: queued messages are dropped (their reply capabilities fail their
+    /// callers) and blocked receivers, if any, are woken to find the port closed.
+    func close() {
+        isClosed = true
+        queue.drain { message in
+            for index in 0..<message.handleCount { if let handle = message.handles[index] { IPC.released(handle) } }
+            message.reply?.finish(with: nil)
+        }
+        while let thread = receivers {
+            receivers = thread.ipcNext
+            thread.ipcNext = nil
+            Scheduler.wake(thread)
+        }
+    }
+
+    func wakeOneReceiver() {
+        guard let thread = receivers else { return }
+        receivers = thread.ipcNext
+        thread.ipcNext = nil
+        Scheduler.wake(thread)
+    }
+
+    deinit { queue.destroy() }
+}
+
+final class Notification {
+    var bits: UInt64 = 0
+    var waiter: Thread?
+}
+
+/// The caller's side of a call: the server answers through it once. If the server lets go of it
+/// unanswered (closes it, dies, or the message is dropped with its port), the caller wakes with
+/// `peerClosed`.
+final class ReplyCapability {
+    let caller: Thread
+    var response: KernelMessage?
+    var finished = false
+
+    init(caller: Thread) { self.caller = caller }
+
+    func finish(with response: KernelMessage?) {
+        guard !finished else { return }
+        self.response = response
+        finished = true
+        Scheduler.wake(caller)
+    }
+
+    deinit { finish(with: nil) }
+}
+
+enum IPC {
+    static let handleTableCapacity = 64
+
+    static func status(_ error: HandleError) -> KernelError {
+        switch error {
+        case .invalidHandle: return .invalidHandle
+        case .accessDenied: return .accessDenied
+        case .tableFull: return .handleTableFull
+        }
+    }
+
+    // MARK: Handles
+
+    /// Installs `object` in `process`'s table. A port counts its receive-right capabilities wherever
+    /// they are (in a table or moving inside a message), so only a new capability (created or
+    /// duplicated, not moved) adds to the count, and only a final release takes from it.
+    static func install(_ object: KernelObject, rights: Rights, in process: Process, isNew: Bool = false) throws(KernelError) -> Handle {
+        do throws(HandleError) {
+            let handle = try process.handles.insert(object, rights: rights)
+            if isNew, case .port(let port) = object, rights.contains(.receive) { port.receiveHandles += 1 }
+            return handle
+        } catch {
+            throw status(error)
+        }
+    }
+
+    /// Takes `handle` out of `process`'s table, closing a port whose last receiver this was.
+    static func uninstall(_ handle: Handle, from process: Process, requiring rights: Rights = []) throws(KernelError) -> TransferredHandle {
+        do throws(HandleError) {
+            let (object, held) = try process.handles.remove(handle, requiring: rights)
+            return TransferredHandle(object: object, rights: held)
+        } catch {
+            throw status(error)
+        }
+    }
+
+    /// A handle leaving every table for good (closed, dropped with a message, or with its
+    /// process): a port loses a receiver; an unanswered call fails.
+    static func released(_ transferred: TransferredHandle) {
+        switch transferred.object {
+        case .port(let port) where transferred.rights.contains(.receive):
+            port.receiveHandles -= 1
+            if port.receiveHandles == 0 { port.close() }
+        case .reply(let capability):
+            capability.finish(with: nil)
+        default:
+            break
+        }
+    }
+
+    /// A second handle to the same object with `rights`, a subset of the original's (which must
+    /// hold `.duplicate`): rights only ever shrink.
+    static func duplicate(_ handle: Handle, rights: Rights, in process: Process) -> (KernelError, UInt64) {
+        do throws(KernelError) {
+            let held: (object: KernelObject, rights: Rights)
+            do throws(HandleError) {
+                held = try process.handles.lookup(handle, requiring: .duplicate)
+            } catch {
+                throw status(error)
+            }
+            guard held.rights.isSuperset(of: rights) else { throw .accessDenied }
+            return (.success, try install(held.object, rights: rights, in: process, isNew: true).value)
+        } catch {
+            return (error, 0)
+        }
+    }
+
+    static func close(_ handle: Handle, in process: Process) -> KernelError {
+        do throws(KernelError) {
+            released(try uninstall(handle, from: process))
+            return .success
+        } catch {
+            return error
+        }
+    }
+
+    /// Closes every handle of an ending process.
+    static func closeAll(in process: Process) {
+        var held: [TransferredHandle] = []
+        process.handles.forEach { object, rights in held.append(TransferredHandle(object: object, rights: rights)) }
+        process.handles.destroy()
+        for handle in held { released(handle) }
+    }
+
+    // MARK: Messages
+
+    /// Reads a message from user memory and takes the handles it lists out of the sender's table.
+    /// All or nothing: on an error, the sender keeps every handle.
+    static func copyIn(from address: UInt64, sender: Process) throws(KernelError) -> KernelMessage {
+        guard address & 7 == 0 else { throw .badAddress }
+        var raw = InlineArray<41, UInt64>(repeating: 0) // 328 bytes
+        let status = withUnsafeMutableBytes(of: &raw) {
+            UserMemory.copyIn(to: $0.baseAddress!, from: address, count: UInt64(IPCMessageLayout.size))
+        }
+        guard status == .success else { throw status }
+        var message = KernelMessage()
+        message.label = raw[IPCMessageLayout.label / 8]
+        let length = raw[IPCMessageLayout.length / 8]
+        let count = raw[IPCMessageLayout.handleCount / 8]
+        guard length <= UInt64(IPCMessageLayout.maximumPayload), count <= UInt64(IPCMessageLayout.maximumHandles) else {
+            throw .invalidArgument
+        }
+        message.length = Int(length)
+        message.handleCount = Int(count)
+        message.sender = sender.id
+        withUnsafeBytes(of: &raw) { bytes in
+            for index in 0..<message.length { message.payload[index] = bytes[IPCMessageLayout.payload + index] }
+        }
+        // Check every handle first, then move them all.
+        for index in 0..<message.handleCount {
+            let handle = Handle(raw[IPCMessageLayout.handles / 8 + index])
+            for earlier in 0..<index where raw[IPCMessageLayout.handles / 8 + earlier] == handle.value { throw .invalidArgument }
+            do throws(HandleError) {
+                _ = try sender.handles.lookup(handle, requiring: .transfer)
+            } catch {
+                throw IPC.status(error)
+            }
+        }
+        for index in 0..<message.handleCount {
+            message.handles[index] = try uninstall(Handle(raw[IPCMessageLayout.handles / 8 + index]), from: sender)
+        }
+        return message
+    }
+
+    /// Gives a message's handles back to the sender after a failed send.
+    static func restore(_ message: inout KernelMessage, to sender: Process) {
+        for index in 0..<message.handleCount {
+            if let transferred = message.handles[index] { _ = try? install(transferred.object, rights: transferred.rights, in: sender) }
+            message.handles[index] = nil
+        }
+        message.handleCount = 0
+    }
+
+    /// Writes a message to user memory, installing its handles (and reply capability) in the
+    /// receiver's table first; if they do not fit, nothing changes and the error says why.
+    /// (Handles that reach the receiver were moved, so counts stay as they are.)
+    static func deliver(_ message: inout KernelMessage, to address: UInt64, receiver: Process) -> KernelError {
+        guard address & 7 == 0, UserMemory.isUserRange(address, UInt64(IPCMessageLayout.size)) else { return .badAddress }
+        let needed = message.handleCount + (message.reply == nil ? 0 : 1)
+        guard receiver.handles.capacity - receiver.handles.count >= needed else { return .handleTableFull }
+        var raw = InlineArray<41, UInt64>(repeating: 0)
+        raw[IPCMessageLayout.label / 8] = message.label
+        raw[IPCMessageLayout.length / 8] = UInt64(message.length)
+        raw[IPCMessageLayout.handleCount / 8] = UInt64(message.handleCount)
+        raw[IPCMessageLayout.sender / 8] = message.sender
+        for index in 0..<message.handleCount {
+            guard let transferred = message.handles[index],
+                  let handle = try? install(transferred.object, rights: transferred.rights, in: receiver) else { continue }
+            raw[IPCMessageLayout.handles / 8 + index] = handle.value
+            message.handles[index] = nil
+        }
+        if let reply = message.reply, let handle = try? install(.reply(reply), rights: .reply, in: receiver) {
+            raw[IPCMessageLayout.replyHandle / 8] = handle.value
+            message.reply = nil
+        }
+        let length = message.length
+        withUnsafeMutableBytes(of: &raw) { bytes in
+            for index in 0..<length { bytes[IPCMessageLayout.payload + index] = message.payload[index] }
+        }
+        let status = withUnsafeBytes(of: &raw) {
+            UserMemory.copyOut(to: address, from: $0.baseAddress!, count: UInt64(IPCMessageLayout.payload + length))
+        }
+        return status
+    }
+
+    // MARK: Calls
+
+    static func port(_ handle: UInt64, in process: Process, requiring rights: Rights) throws(KernelError) -> Port {
+        do throws(HandleError) {
+            guard case .port(let port) = try process.handles.lookup(Handle(handle), requiring: rights).object else {
+                throw HandleError.invalidHandle // a handle to something else
+            }
+            return port
+        } catch {
+            throw status(error)
+        }
+    }
+
+    static func send(port handle: UInt64, message address: UInt64, sender: Process) -> KernelError {
+        do throws(KernelError) {
+            let port = try port(handle, in: sender, requiring: .send)
+            guard !port.isClosed else { return .peerClosed }
+            guard !port.queue.isFull else { return .queueFull }
+            let message = try copyIn(from: address, sender: sender)
+            try? port.queue.push(message)
+            port.wakeOneReceiver()
+            return .success
+        } catch {
+            return error
+        }
+    }
+
+    /// Waits until `port` has a message or is closed, or the timeout passes.
+    static func waitForMessage(on port: Port, timeout: UInt64, thread: Thread) -> KernelError {
+        guard port.queue.isEmpty && !port.isClosed else { return .success }
+        guard timeout > 0 else { return .wouldBlock }
+        let armed = armTimeout(timeout, for: thread)
+        while port.queue.isEmpty && !port.isClosed && !thread.sleepExpired {
+            thread.ipcNext = port.receivers
+            port.receivers = thread
+            Scheduler.block()
+            removeWaiter(thread, from: port)
+        }
+        if armed { Clock.cancelDeadline(token: thread.id) }
+        return port.queue.isEmpty && !port.isClosed ? .timedOut : .success
+    }
+
+    static func receive(port handle: UInt64, message address: UInt64, timeout: UInt64, receiver: Process) -> KernelError {
+        guard let thread = Scheduler.current else { return .accessDenied }
+        do throws(KernelError) {
+            let port = try port(handle, in: receiver, requiring: .receive)
+            let waited = waitForMessage(on: port, timeout: timeout, thread: thread)
+            guard waited == .success else { return waited }
+            guard var message = port.queue.pop() else { return .peerClosed }
+            let status = deliver(&message, to: address, receiver: receiver)
+            if status != .success {
+                // Not taken: the message goes back (it came from the queue, so there is room).
+                try? port.queue.push(message)
+            }
+            return status
+        } catch {
+            return error
+        }
+    }
+
+    static func call(port handle: UInt64, message address: UInt64, caller: Process) -> KernelError {
+        guard let thread = Scheduler.current else { return .accessDenied }
+        do throws(KernelError) {
+            let port = try port(handle, in: caller, requiring: .send)
+            guard !port.isClosed else { return .peerClosed }
+            guard !port.queue.isFull else { return .queueFull }
+            var message = try copyIn(from: address, sender: caller)
+            let reply = ReplyCapability(caller: thread)
+            message.reply = reply
+            try? port.queue.push(message)
+            port.wakeOneReceiver()
+            while !reply.finished { Scheduler.block() }
+            guard var response = reply.response else { return .peerClosed }
+            return deliver(&response, to: address, receiver: caller)
+        } catch {
+            return error
+        }
+    }
+
+    static func reply(handle: UInt64, message address: UInt64, server: Process) -> KernelError {
+        do throws(KernelError) {
+            let lookup: (object: KernelObject, rights: Rights)
+            do throws(HandleError) {
+                lookup = try server.handles.lookup(Handle(handle), requiring: .reply)
+            } catch {
+                throw status(error)
+            }
+            guard case .reply(let capability) = lookup.object else { return .invalidHandle }
+            let message = try copyIn(from: address, sender: server)
+            _ = try uninstall(Handle(handle), from: server)
+            capability.finish(with: message)
+            return .success
+        } catch {
+            return error
+        }
+    }
+
+    static func notification(_ handle: UInt64, in process: Process, requiring rights: Rights) throws(KernelError) -> Notification {
+        do throws(HandleError) {
+            guard case .notification(let notification) = try process.handles.lookup(Handle(handle), requiring: rights).object else {
+                throw HandleError.invalidHandle // a handle to something else
+            }
+            return notification
+        } catch {
+            throw status(error)
+        }
+    }
+
+    static func signal(_ handle: UInt64, bits: UInt64, process: Process) -> KernelError {
+        do throws(KernelError) {
+            let notification = try notification(handle, in: process, requiring: .signal)
+            notification.bits |= bits
+            if let waiter = notification.waiter {
+                notification.waiter = nil
+                Scheduler.wake(waiter)
+            }
+            return .success
+        } catch {
+            return error
+        }
+    }
+
+    static func wait(_ handle: UInt64, timeout: UInt64, process: Process) -> (KernelError, UInt64) {
+        guard let thread = Scheduler.current else { return (.accessDenied, 0) }
+        do throws(KernelError) {
+            let notification = try notification(handle, in: process, requiring: .wait)
+            if notification.bits == 0 {
+                guard timeout > 0 else { return (.wouldBlock, 0) }
+                guard notification.waiter == nil else { return (.accessDenied, 0) }
+                let armed = armTimeout(timeout, for: thread)
+                while notification.bits == 0 && !thread.sleepExpired {
+                    notification.waiter = thread
+                    Scheduler.block()
+                }
+                notification.waiter = nil
+                if armed { Clock.cancelDeadline(token: thread.id) }
+                if notification.bits == 0 { return (.timedOut, 0) }
+            }
+            let bits = notification.bits
+            notification.bits = 0
+            return (.success, bits)
+        } catch {
+            return (error, 0)
+        }
+    }
+
+    // MARK: Waiting
+
+    /// Arms a deadline `nanoseconds` from now unless it is "for ever"; returns whether it did.
+    static func armTimeout(_ nanoseconds: UInt64, for thread: Thread) -> Bool {
+        thread.sleepExpired = false
+        guard nanoseconds != UInt64.max else { return false }
+        let (scaled, overflow) = nanoseconds.multipliedReportingOverflow(by: Clock.frequency)
+        let ticks = overflow ? UInt64.max / 4 : max(scaled / 1_000_000_000, 1)
+        do throws(TimerQueue.Failure) {
+            try Clock.addDeadline(at: Clock.now &+ min(ticks, UInt64.max / 4), token: thread.id)
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    static func removeWaiter(_ thread: Thread, from port: Port) {
+        var previous: Thread?
+        var cursor = port.receivers
+        while let candidate = cursor {
+            if candidate === thread {
+                if let previous { previous.ipcNext = candidate.ipcNext } else { port.receivers = candidate.ipcNext }
+                candidate.ipcNext = nil
+                return
+            }
+            previous = candidate
+            cursor = candidate.ipcNext
+        }
+    }
+}

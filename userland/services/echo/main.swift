@@ -1,0 +1,31 @@
+// echo: a small IPC server for the tests and benchmarks. It serves the port handle it was started
+// with: a call is answered with the same payload, label + 1, and the caller's process id in the
+// first payload word when the label asks for it; label 0 ends the server. With start argument 1 it
+// exits on its first call without replying, to show that callers of a dead server are not left
+// waiting.
+
+@main
+struct Echo {
+    static func main() {
+        guard let port = System.startHandle else { System.panic("echo: started without a port") }
+        var message = IPCMessage()
+        while true {
+            do throws(KernelError) {
+                try IPC.receive(port, into: &message)
+            } catch {
+                System.panic("echo: receive failed: \(error)")
+            }
+            if System.startArgument == 1 { System.exit(3) }
+            guard let reply = message.replyHandle else { continue } // a plain send: nothing to answer
+            let label = message.label
+            if label == 2 { // "who am I": the sender's id as the kernel reported it
+                let sender = message.sender.value
+                message.fill(count: 8) { UInt8(truncatingIfNeeded: sender >> (8 * UInt64($0))) }
+            }
+            message.label = label + 1
+            message.handleCount = 0
+            try? IPC.reply(reply, &message)
+            if label == 0 { System.exit(0) }
+        }
+    }
+}
