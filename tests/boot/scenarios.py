@@ -194,7 +194,7 @@ def interactive_idle() -> BootResult:
 def user_space_tests() -> BootResult:
     """init runs the user-space test suite at EL0; crashes are reported and isolated."""
     result = boot(qemu_command(initrd=INITRD), timeout=120)
-    result.expect_in_order(r"^Boot: Started init \(process 1\) from the initial ramdisk \(\d+ KiB\)$",
+    result.expect_in_order(r"^Boot: Started init \(process 1\) from the initial ramdisk \(\d+ (KiB|bytes)\)$",
                            r"^init: running at EL0 as process 1; \d+ of \d+ frames free$",
                            r"^tests: ✓ ",
                            r"^tests: \d+ passed, \d+ failed$",
