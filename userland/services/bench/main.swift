@@ -1,5 +1,6 @@
 // bench: user-space benchmarks in instructions per operation (make bench, -icount shift=0): a null
-// system call from EL0, a yield that switches between two processes, and spawn+exit+wait.
+// system call from EL0, a yield that switches between two processes, IPC (call+reply to a server
+// process, asynchronous send+receive, notification signal+wait), and spawn+exit+wait.
 // Started with argument 1 it is the partner for the yield benchmark instead.
 
 import UserSystemCall
@@ -36,11 +37,62 @@ struct Bench {
             _ = try? System.wait(partner)
         }
 
+        benchmarkIPC(overhead: overhead)
+
         let rounds = 50
         let spawnTotal = measure(rounds) {
             if let child = try? System.spawn("crasher", argument: 0) { _ = try? System.wait(child) }
         }
         report("spawn-exit-wait", spawnTotal, overhead: overhead * UInt64(rounds) / UInt64(iterations), operations: UInt64(rounds))
         System.exit(0)
+    }
+}
+
+func benchmarkIPC(overhead: UInt64) {
+    guard let port = try? IPC.createPort(), let serverSide = try? IPC.duplicate(port, rights: [.receive, .transfer]),
+          let server = try? System.spawn("echo", handle: serverSide) else {
+        System.print("bench: IPC setup failed")
+        return
+    }
+    let rounds = 500
+    for size in [0, 64, 256] {
+        var message = IPCMessage(label: 10)
+        message.fill(count: size) { UInt8(truncatingIfNeeded: $0) }
+        _ = try? IPC.call(port, &message) // warm up: server running, slabs allocated
+        let total = measure(rounds) {
+            message.label = 10
+            message.length = size
+            _ = try? IPC.call(port, &message)
+        }
+        switch size {
+        case 0: report("ipc-call-reply-0", total, overhead: overhead / 4, operations: UInt64(rounds))
+        case 64: report("ipc-call-reply-64", total, overhead: overhead / 4, operations: UInt64(rounds))
+        default: report("ipc-call-reply-256", total, overhead: overhead / 4, operations: UInt64(rounds))
+        }
+    }
+    var stop = IPCMessage(label: 0)
+    _ = try? IPC.call(port, &stop)
+    _ = try? System.wait(server)
+
+    // Asynchronous messages to a port this process also receives from: 16 sends fill the queue,
+    // 16 receives drain it.
+    if let local = try? IPC.createPort() {
+        var message = IPCMessage(label: 1)
+        message.fill(count: 64) { UInt8(truncatingIfNeeded: $0) }
+        let batches = 30
+        let total = measure(batches) {
+            for _ in 0..<16 { _ = try? IPC.send(local, &message) }
+            for _ in 0..<16 { _ = try? IPC.receive(local, into: &message, timeout: 0) }
+        }
+        report("ipc-send-receive-64", total, overhead: overhead * UInt64(batches) / 2000, operations: UInt64(batches * 16))
+        try? IPC.close(local)
+    }
+    if let notification = try? IPC.createNotification() {
+        let total = measure(rounds) {
+            _ = try? IPC.signal(notification, bits: 1)
+            _ = try? IPC.wait(notification, timeout: 0)
+        }
+        report("notification-signal-wait", total, overhead: overhead / 4, operations: UInt64(rounds))
+        try? IPC.close(notification)
     }
 }
