@@ -23,7 +23,8 @@ struct KernelMessage {
     var sender: UInt64 = 0
     var handles = InlineArray<4, TransferredHandle?>(repeating: nil)
     var handleCount = 0
-    var payload = InlineArray<256, UInt8>(repeating: 0)
+    /// 256 bytes, as words so whole-word user copies can fill it directly.
+    var payload = InlineArray<32, UInt64>(repeating: 0)
     var reply: ReplyCapability?
 }
 
@@ -177,28 +178,33 @@ enum IPC {
     /// All or nothing: on an error, the sender keeps every handle.
     static func copyIn(from address: UInt64, sender: Process) throws(KernelError) -> KernelMessage {
         guard address & 7 == 0 else { throw .badAddress }
-        var raw = InlineArray<41, UInt64>(repeating: 0) // 328 bytes
-        let status = withUnsafeMutableBytes(of: &raw) {
-            UserMemory.copyIn(to: $0.baseAddress!, from: address, count: UInt64(IPCMessageLayout.size))
+        // The header first; then only as much payload as the message says it carries.
+        var header = InlineArray<9, UInt64>(repeating: 0) // 72 bytes: up to the payload
+        let status = withUnsafeMutableBytes(of: &header) {
+            UserMemory.copyIn(to: $0.baseAddress!, from: address, count: UInt64(IPCMessageLayout.payload))
         }
         guard status == .success else { throw status }
         var message = KernelMessage()
-        message.label = raw[IPCMessageLayout.label / 8]
-        let length = raw[IPCMessageLayout.length / 8]
-        let count = raw[IPCMessageLayout.handleCount / 8]
+        message.label = header[IPCMessageLayout.label / 8]
+        let length = header[IPCMessageLayout.length / 8]
+        let count = header[IPCMessageLayout.handleCount / 8]
         guard length <= UInt64(IPCMessageLayout.maximumPayload), count <= UInt64(IPCMessageLayout.maximumHandles) else {
             throw .invalidArgument
         }
         message.length = Int(length)
         message.handleCount = Int(count)
         message.sender = sender.id
-        withUnsafeBytes(of: &raw) { bytes in
-            for index in 0..<message.length { message.payload[index] = bytes[IPCMessageLayout.payload + index] }
+        if length > 0 {
+            let padded = (length + 7) & ~7
+            let copied = withUnsafeMutableBytes(of: &message.payload) {
+                UserMemory.copyIn(to: $0.baseAddress!, from: address + UInt64(IPCMessageLayout.payload), count: padded)
+            }
+            guard copied == .success else { throw copied }
         }
         // Check every handle first, then move them all.
         for index in 0..<message.handleCount {
-            let handle = Handle(raw[IPCMessageLayout.handles / 8 + index])
-            for earlier in 0..<index where raw[IPCMessageLayout.handles / 8 + earlier] == handle.value { throw .invalidArgument }
+            let handle = Handle(header[IPCMessageLayout.handles / 8 + index])
+            for earlier in 0..<index where header[IPCMessageLayout.handles / 8 + earlier] == handle.value { throw .invalidArgument }
             do throws(HandleError) {
                 _ = try sender.handles.lookup(handle, requiring: .transfer)
             } catch {
@@ -206,7 +212,7 @@ enum IPC {
             }
         }
         for index in 0..<message.handleCount {
-            message.handles[index] = try uninstall(Handle(raw[IPCMessageLayout.handles / 8 + index]), from: sender)
+            message.handles[index] = try uninstall(Handle(header[IPCMessageLayout.handles / 8 + index]), from: sender)
         }
         return message
     }
@@ -227,27 +233,29 @@ enum IPC {
         guard address & 7 == 0, UserMemory.isUserRange(address, UInt64(IPCMessageLayout.size)) else { return .badAddress }
         let needed = message.handleCount + (message.reply == nil ? 0 : 1)
         guard receiver.handles.capacity - receiver.handles.count >= needed else { return .handleTableFull }
-        var raw = InlineArray<41, UInt64>(repeating: 0)
-        raw[IPCMessageLayout.label / 8] = message.label
-        raw[IPCMessageLayout.length / 8] = UInt64(message.length)
-        raw[IPCMessageLayout.handleCount / 8] = UInt64(message.handleCount)
-        raw[IPCMessageLayout.sender / 8] = message.sender
+        var header = InlineArray<9, UInt64>(repeating: 0)
+        header[IPCMessageLayout.label / 8] = message.label
+        header[IPCMessageLayout.length / 8] = UInt64(message.length)
+        header[IPCMessageLayout.handleCount / 8] = UInt64(message.handleCount)
+        header[IPCMessageLayout.sender / 8] = message.sender
         for index in 0..<message.handleCount {
             guard let transferred = message.handles[index],
                   let handle = try? install(transferred.object, rights: transferred.rights, in: receiver) else { continue }
-            raw[IPCMessageLayout.handles / 8 + index] = handle.value
+            header[IPCMessageLayout.handles / 8 + index] = handle.value
             message.handles[index] = nil
         }
         if let reply = message.reply, let handle = try? install(.reply(reply), rights: .reply, in: receiver) {
-            raw[IPCMessageLayout.replyHandle / 8] = handle.value
+            header[IPCMessageLayout.replyHandle / 8] = handle.value
             message.reply = nil
         }
-        let length = message.length
-        withUnsafeMutableBytes(of: &raw) { bytes in
-            for index in 0..<length { bytes[IPCMessageLayout.payload + index] = message.payload[index] }
+        var status = withUnsafeBytes(of: &header) {
+            UserMemory.copyOut(to: address, from: $0.baseAddress!, count: UInt64(IPCMessageLayout.payload))
         }
-        let status = withUnsafeBytes(of: &raw) {
-            UserMemory.copyOut(to: address, from: $0.baseAddress!, count: UInt64(IPCMessageLayout.payload + length))
+        if status == .success && message.length > 0 {
+            let padded = UInt64((message.length + 7) & ~7)
+            status = withUnsafeBytes(of: &message.payload) {
+                UserMemory.copyOut(to: address + UInt64(IPCMessageLayout.payload), from: $0.baseAddress!, count: padded)
+            }
         }
         return status
     }

@@ -85,24 +85,47 @@ fp_state_restore:
     .global user_copy_start
     .global user_copy_end
     .global user_copy_fixup
+// When both addresses and the count are multiples of 8 they move a word at a time (LDTR/STTR).
 user_copy_start:
 copy_from_user:
-    cbz     x2, 2f
-1:  ldtrb   w3, [x1]
+    orr     x3, x0, x1
+    orr     x3, x3, x2
+    tst     x3, #7
+    b.ne    2f
+    cbz     x2, 4f
+1:  ldtr    x3, [x1]
+    str     x3, [x0], #8
+    add     x1, x1, #8
+    subs    x2, x2, #8
+    b.ne    1b
+    b       4f
+2:  cbz     x2, 4f
+3:  ldtrb   w3, [x1]
     strb    w3, [x0], #1
     add     x1, x1, #1
     subs    x2, x2, #1
-    b.ne    1b
-2:  mov     x0, #0
+    b.ne    3b
+4:  mov     x0, #0
     ret
 copy_to_user:
-    cbz     x2, 2f
-1:  ldrb    w3, [x1], #1
+    orr     x3, x0, x1
+    orr     x3, x3, x2
+    tst     x3, #7
+    b.ne    2f
+    cbz     x2, 4f
+1:  ldr     x3, [x1], #8
+    sttr    x3, [x0]
+    add     x0, x0, #8
+    subs    x2, x2, #8
+    b.ne    1b
+    b       4f
+2:  cbz     x2, 4f
+3:  ldrb    w3, [x1], #1
     sttrb   w3, [x0]
     add     x0, x0, #1
     subs    x2, x2, #1
-    b.ne    1b
-2:  mov     x0, #0
+    b.ne    3b
+4:  mov     x0, #0
     ret
 user_copy_end:
 user_copy_fixup:
