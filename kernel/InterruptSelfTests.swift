@@ -90,9 +90,18 @@ func runInterruptSelfTests() {
     run.check(armed && programmed == deadline && deadlineFiredAt >= deadline && Clock.pendingDeadlines == 0,
               "One-shot deadline between ticks programmed into CNTP_CVAL and fired \(lateness * 1_000_000 / Clock.frequency) us after it was due")
 
+    // One consistent snapshot: a tick between reads would make the figures disagree.
+    aarch64_disable_interrupts()
+    let ticks = Clock.ticks
+    let handled = Interrupts.handled
+    let timerCount = Interrupts.count(of: Clock.interrupt)
+    let softwareCount = Interrupts.count(of: sgi)
+    let spurious = Interrupts.spurious
+    let systemCalls = SystemCalls.count
+    aarch64_enable_interrupts()
     log("Interrupt Test: \(run.passed) passed, \(run.failed) failed")
     log("Interrupt Test: === Interrupt Statistics ===")
-    log("Interrupt Test: Timer ticks: \(Clock.ticks)")
-    log("Interrupt Test: Interrupts handled: \(Interrupts.handled) (timer \(Interrupts.count(of: Clock.interrupt)), software \(Interrupts.count(of: sgi))), spurious: \(Interrupts.spurious)")
-    log("Interrupt Test: System calls: \(SystemCalls.count)")
+    log("Interrupt Test: Timer ticks: \(ticks)")
+    log("Interrupt Test: Interrupts handled: \(handled) (timer \(timerCount), software \(softwareCount)), spurious: \(spurious)")
+    log("Interrupt Test: System calls: \(systemCalls)")
 }
