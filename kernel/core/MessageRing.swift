@@ -24,6 +24,8 @@ public struct MessageRing<Element> {
     }
 
     public var isEmpty: Bool { count == 0 }
+    /// The slot index the next push fills (so a caller can keep data beside each slot).
+    public var nextIndex: Int { (head + count) % capacity }
     public var isFull: Bool { count == capacity }
 
     public mutating func push(_ element: Element) throws(Failure) {

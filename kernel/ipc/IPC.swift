@@ -23,8 +23,10 @@ struct KernelMessage {
     var sender: UInt64 = 0
     var handles = InlineArray<4, TransferredHandle?>(repeating: nil)
     var handleCount = 0
-    /// 256 bytes, as words so whole-word user copies can fill it directly.
-    var payload = InlineArray<32, UInt64>(repeating: 0)
+    /// The payload's bytes: a 256-byte buffer owned by the port's queue slot or the waiting
+    /// caller's thread, so the message itself stays a few words and user data is copied once in
+    /// and once out.
+    var payload: UnsafeMutableRawPointer?
     var reply: ReplyCapability?
 }
 
@@ -32,6 +34,12 @@ final class Port {
     static let queueCapacity = 16
 
     var queue = MessageRing<KernelMessage>(capacity: Port.queueCapacity)
+    /// One payload buffer per queue slot; a queued message points into the buffer of its slot.
+    let payloads = UnsafeMutableRawPointer.allocate(byteCount: Port.queueCapacity * IPCMessageLayout.maximumPayload,
+                                                    alignment: 16)
+
+    /// The buffer for the message the next push will queue.
+    var nextPayload: UnsafeMutableRawPointer { payloads + queue.nextIndex * IPCMessageLayout.maximumPayload }
     /// Threads blocked in `receive` (linked through `Thread.ipcNext`).
     var receivers: Thread?
     /// Handles with the receive right; when the last goes, the port is closed.
@@ -60,7 +68,10 @@ final class Port {
         Scheduler.wake(thread)
     }
 
-    deinit { queue.destroy() }
+    deinit {
+        queue.destroy()
+        payloads.deallocate()
+    }
 }
 
 final class Notification {
@@ -176,7 +187,7 @@ enum IPC {
 
     /// Reads a message from user memory and takes the handles it lists out of the sender's table.
     /// All or nothing: on an error, the sender keeps every handle.
-    static func copyIn(from address: UInt64, sender: Process) throws(KernelError) -> KernelMessage {
+    static func copyIn(from address: UInt64, sender: Process, payload: UnsafeMutableRawPointer) throws(KernelError) -> KernelMessage {
         guard address & 7 == 0 else { throw .badAddress }
         // The header first; then only as much payload as the message says it carries.
         var header = InlineArray<9, UInt64>(repeating: 0) // 72 bytes: up to the payload
@@ -194,11 +205,10 @@ enum IPC {
         message.length = Int(length)
         message.handleCount = Int(count)
         message.sender = sender.id
+        message.payload = payload
         if length > 0 {
             let padded = (length + 7) & ~7
-            let copied = withUnsafeMutableBytes(of: &message.payload) {
-                UserMemory.copyIn(to: $0.baseAddress!, from: address + UInt64(IPCMessageLayout.payload), count: padded)
-            }
+            let copied = UserMemory.copyIn(to: payload, from: address + UInt64(IPCMessageLayout.payload), count: padded)
             guard copied == .success else { throw copied }
         }
         // Check every handle first, then move them all.
@@ -251,11 +261,9 @@ enum IPC {
         var status = withUnsafeBytes(of: &header) {
             UserMemory.copyOut(to: address, from: $0.baseAddress!, count: UInt64(IPCMessageLayout.payload))
         }
-        if status == .success && message.length > 0 {
+        if status == .success && message.length > 0, let payload = message.payload {
             let padded = UInt64((message.length + 7) & ~7)
-            status = withUnsafeBytes(of: &message.payload) {
-                UserMemory.copyOut(to: address + UInt64(IPCMessageLayout.payload), from: $0.baseAddress!, count: padded)
-            }
+            status = UserMemory.copyOut(to: address + UInt64(IPCMessageLayout.payload), from: payload, count: padded)
         }
         return status
     }
@@ -278,7 +286,7 @@ enum IPC {
             let port = try port(handle, in: sender, requiring: .send)
             guard !port.isClosed else { return .peerClosed }
             guard !port.queue.isFull else { return .queueFull }
-            let message = try copyIn(from: address, sender: sender)
+            let message = try copyIn(from: address, sender: sender, payload: port.nextPayload)
             try? port.queue.push(message)
             port.wakeOneReceiver()
             return .success
@@ -311,7 +319,12 @@ enum IPC {
             guard var message = port.queue.pop() else { return .peerClosed }
             let status = deliver(&message, to: address, receiver: receiver)
             if status != .success {
-                // Not taken: the message goes back (it came from the queue, so there is room).
+                // Not taken: the message goes back (it came from the queue, so there is room),
+                // its payload into the buffer of the slot it now occupies.
+                if let payload = message.payload, payload != port.nextPayload {
+                    port.nextPayload.copyMemory(from: payload, byteCount: message.length)
+                    message.payload = port.nextPayload
+                }
                 try? port.queue.push(message)
             }
             return status
@@ -326,7 +339,7 @@ enum IPC {
             let port = try port(handle, in: caller, requiring: .send)
             guard !port.isClosed else { return .peerClosed }
             guard !port.queue.isFull else { return .queueFull }
-            var message = try copyIn(from: address, sender: caller)
+            var message = try copyIn(from: address, sender: caller, payload: port.nextPayload)
             let reply = ReplyCapability(caller: thread)
             message.reply = reply
             try? port.queue.push(message)
@@ -348,7 +361,13 @@ enum IPC {
                 throw status(error)
             }
             guard case .reply(let capability) = lookup.object else { return .invalidHandle }
-            let message = try copyIn(from: address, sender: server)
+            guard capability.caller.state != .dead else {
+                // The caller was killed while waiting: nobody to answer, and its buffer is gone.
+                released(try uninstall(Handle(handle), from: server))
+                return .peerClosed
+            }
+            // The answer goes straight into the waiting caller's own buffer.
+            let message = try copyIn(from: address, sender: server, payload: capability.caller.messageBuffer)
             _ = try uninstall(Handle(handle), from: server)
             capability.finish(with: message)
             return .success

@@ -33,6 +33,8 @@ final class Thread {
     var sleepExpired = false
     /// Link in a port's list of waiting receivers.
     var ipcNext: Thread?
+    /// Where a reply to this thread's call is copied (256 bytes).
+    let messageBuffer = UnsafeMutableRawPointer.allocate(byteCount: 256, alignment: 16)
 
     static let floatingPointBytes = 528
 
@@ -69,6 +71,7 @@ final class Thread {
         if let stack { KernelStacks.free(stack) }
         context.deallocate()
         floatingPoint.deallocate()
+        messageBuffer.deallocate()
         next = nil
         ipcNext = nil
     }
