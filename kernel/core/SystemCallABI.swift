@@ -57,6 +57,10 @@ public enum SystemCallNumber: UInt64, CaseIterable {
     case notificationSignal = 23
     /// Waits up to x1 nanoseconds for notification x0 to have bits set; x1 = the bits, now cleared.
     case notificationWait = 24
+    /// x1 = a handle to a new zeroed memory object of x0 bytes (rounded up to pages, at most 1 MiB).
+    case memoryCreate = 25
+    /// Maps memory object x0 with `MemoryAccess` x1 (never executable); x1 = its address.
+    case memoryMap = 26
 }
 
 /// Every error a system call can return. Shared with userland; values never change meaning.

@@ -8,6 +8,38 @@ enum KernelObject {
     case port(Port)
     case notification(Notification)
     case reply(ReplyCapability)
+    case memory(MemoryObject)
+}
+
+/// Physical memory that can be mapped into several address spaces: for data too large for a
+/// message. Its frames are freed when the last handle and the last mapping are gone.
+final class MemoryObject {
+    static let maximumPages = 256 // 1 MiB
+
+    let frames: UnsafeMutablePointer<UInt64>
+    let pageCount: Int
+
+    /// Zeroed frames for `pages` pages, or nil when memory is short (nothing is kept then).
+    init?(pages: Int) {
+        guard pages > 0, pages <= Self.maximumPages else { return nil }
+        frames = UnsafeMutablePointer<UInt64>.allocate(capacity: pages)
+        pageCount = pages
+        for page in 0..<pages {
+            guard let frame = try? PhysicalFrames.allocate(.user) else {
+                for earlier in 0..<page { try? PhysicalFrames.free(PageFrame(number: frames[earlier] >> pageShift)) }
+                frames.deallocate()
+                return nil
+            }
+            let pointer = PhysicalWindow.pointer(to: frame.address)
+            for word in 0..<Int(pageSize / 8) { pointer.storeBytes(of: UInt64(0), toByteOffset: word * 8, as: UInt64.self) }
+            frames[page] = frame.address.value
+        }
+    }
+
+    deinit {
+        for page in 0..<pageCount { try? PhysicalFrames.free(PageFrame(number: frames[page] >> pageShift)) }
+        frames.deallocate()
+    }
 }
 
 /// A handle moved with a message: the object and the rights it had in the sender's table.
@@ -384,6 +416,35 @@ enum IPC {
             return notification
         } catch {
             throw status(error)
+        }
+    }
+
+    static func createMemory(bytes: UInt64, in process: Process) -> (KernelError, UInt64) {
+        guard bytes > 0, let size = alignUp(bytes, to: pageSize), size / pageSize <= UInt64(MemoryObject.maximumPages) else {
+            return (.invalidArgument, 0)
+        }
+        guard let object = MemoryObject(pages: Int(size / pageSize)) else { return (.outOfMemory, 0) }
+        do throws(KernelError) {
+            return (.success, try install(.memory(object), rights: .all, in: process, isNew: true).value)
+        } catch {
+            return (error, 0)
+        }
+    }
+
+    /// Maps memory object `handle` (needs map; writable also needs write; never executable).
+    static func mapMemory(_ handle: UInt64, access: UInt64, in process: Process) -> (KernelError, UInt64) {
+        let requested = MemoryAccess(rawValue: access)
+        guard requested.rawValue & ~MemoryAccess.write.rawValue == 0, let space = process.addressSpace else {
+            return (.invalidArgument, 0)
+        }
+        let needed: Rights = requested.contains(.write) ? [.map, .write] : [.map]
+        do throws(HandleError) {
+            guard case .memory(let object) = try process.handles.lookup(Handle(handle), requiring: needed).object else {
+                return (.invalidHandle, 0)
+            }
+            return space.mapShared(object, permissions: requested.contains(.write) ? .readWrite : .readOnly)
+        } catch {
+            return (status(error), 0)
         }
     }
 

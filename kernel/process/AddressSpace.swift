@@ -62,6 +62,8 @@ final class AddressSpace {
     struct Region {
         var start: UInt64
         var size: UInt64
+        /// Set for a mapping of a memory object: its frames belong to the object, not the region.
+        var shared: MemoryObject?
     }
 
     static let maximumRegions = 64
@@ -77,6 +79,7 @@ final class AddressSpace {
         self.table = table
         self.asid = asid
         regions = UnsafeMutablePointer<Region>.allocate(capacity: Self.maximumRegions)
+        regions.initialize(repeating: Region(start: 0, size: 0, shared: nil), count: Self.maximumRegions)
     }
 
     static func create() -> AddressSpace? {
@@ -123,10 +126,32 @@ final class AddressSpace {
             }
             offset += pageSize
         }
-        regions[regionCount] = Region(start: start, size: size)
+        regions[regionCount] = Region(start: start, size: size, shared: nil)
         regionCount += 1
         mappedBytes += size
         return .success
+    }
+
+    /// Maps every page of `object` at a fresh address; the object's frames stay its own.
+    func mapShared(_ object: MemoryObject, permissions: MappingPermissions) -> (KernelError, UInt64) {
+        guard regionCount < Self.maximumRegions else { return (.outOfMemory, 0) }
+        let size = UInt64(object.pageCount) * pageSize
+        guard let start = reserveMapAddress(size: size) else { return (.outOfMemory, 0) }
+        var frames = KernelTableFrames()
+        for page in 0..<object.pageCount {
+            do throws(PageTableError) {
+                try table.map(VirtualAddress(start + UInt64(page) * pageSize), to: PhysicalAddress(object.frames[page]),
+                              size: pageSize, permissions: permissions.union(.user), type: .normal, global: false,
+                              frames: &frames, maintenance: maintenance)
+            } catch {
+                releasePages(start, UInt64(page) * pageSize, freeingFrames: false)
+                return (error == .writableAndExecutable ? .invalidArgument : .outOfMemory, 0)
+            }
+        }
+        regions[regionCount] = Region(start: start, size: size, shared: object)
+        regionCount += 1
+        mappedBytes += size
+        return (.success, start)
     }
 
     /// Copies `bytes` into the (mapped) page range starting at `address`, through the frames'
@@ -146,9 +171,10 @@ final class AddressSpace {
     /// Unmaps the region that starts at `start` with exactly `size` bytes and frees its frames.
     func unmapRegion(start: UInt64, size: UInt64) -> KernelError {
         for index in 0..<regionCount where regions[index].start == start && regions[index].size == size {
-            releasePages(start, size)
+            releasePages(start, size, freeingFrames: regions[index].shared == nil)
             regionCount -= 1
             regions[index] = regions[regionCount]
+            regions[regionCount] = Region(start: 0, size: 0, shared: nil)
             mappedBytes -= size
             return .success
         }
@@ -164,14 +190,14 @@ final class AddressSpace {
         return start
     }
 
-    private func releasePages(_ start: UInt64, _ size: UInt64) {
+    private func releasePages(_ start: UInt64, _ size: UInt64, freeingFrames: Bool = true) {
         var frames = KernelTableFrames()
         var offset: UInt64 = 0
         while offset < size {
             let address = VirtualAddress(start + offset)
             if let translation = table.translate(address) {
                 try? table.unmap(address, size: pageSize, frames: &frames, maintenance: maintenance)
-                try? PhysicalFrames.free(PageFrame(containing: translation.physical))
+                if freeingFrames { try? PhysicalFrames.free(PageFrame(containing: translation.physical)) }
             }
             offset += pageSize
         }
@@ -187,6 +213,7 @@ final class AddressSpace {
         table.freeTables(frames: &frames, includingRoot: true)
         aarch64_tlbi_aside1is(UInt64(asid))
         ASIDs.free(asid)
+        regions.deinitialize(count: Self.maximumRegions)
         regions.deallocate()
     }
 }

@@ -98,6 +98,12 @@ enum SystemCalls {
         case .notificationWait:
             let (status, bits) = IPC.wait(a0, timeout: a1, process: process)
             return (status, bits, 0)
+        case .memoryCreate:
+            let (status, handle) = IPC.createMemory(bytes: a0, in: process)
+            return (status, handle, 0)
+        case .memoryMap:
+            let (status, address) = IPC.mapMemory(a0, access: a1, in: process)
+            return (status, address, 0)
         default:
             return (.unknownSystemCall, 0, 0)
         }

@@ -90,6 +90,17 @@ public enum IPC {
         try withMessage(&message) { user_system_call(SystemCallNumber.reply.rawValue, handle.value, $0, 0, 0, 0, 0) }
     }
 
+    /// A zeroed memory object of `bytes` (rounded up to pages, at most 1 MiB) to share by handle.
+    public static func createMemory(bytes: UInt64) throws(KernelError) -> Handle {
+        Handle(try call(.memoryCreate, bytes))
+    }
+
+    /// Maps a memory object (the handle needs `map`, and `write` for a writable mapping).
+    public static func map(_ memory: Handle, writable: Bool) throws(KernelError) -> UnsafeMutableRawPointer {
+        let address = try call(.memoryMap, memory.value, writable ? MemoryAccess.write.rawValue : 0)
+        return UnsafeMutableRawPointer(bitPattern: UInt(address))!
+    }
+
     public static func signal(_ notification: Handle, bits: UInt64) throws(KernelError) {
         _ = try call(.notificationSignal, notification.value, bits)
     }

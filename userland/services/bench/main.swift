@@ -70,6 +70,22 @@ func benchmarkIPC(overhead: UInt64) {
         default: report("ipc-call-reply-256", total, overhead: overhead / 4, operations: UInt64(rounds))
         }
     }
+    // 4 KiB through shared memory: the client writes it, the server reads all of it (a sum).
+    if let memory = try? IPC.createMemory(bytes: 4096), let buffer = try? IPC.map(memory, writable: true),
+       let readOnly = try? IPC.duplicate(memory, rights: [.map, .transfer]) {
+        var hand = IPCMessage(label: 20)
+        hand.attach(readOnly)
+        _ = try? IPC.call(port, &hand)
+        let words = buffer.assumingMemoryBound(to: UInt64.self)
+        var ask = IPCMessage(label: 21)
+        let total = measure(rounds) {
+            for index in 0..<512 { words[index] = UInt64(index) }
+            ask.label = 21
+            ask.fill(count: 8) { UInt8(truncatingIfNeeded: 4096 >> (8 * $0)) }
+            _ = try? IPC.call(port, &ask)
+        }
+        report("shared-memory-4k", total, overhead: overhead / 4, operations: UInt64(rounds))
+    }
     var stop = IPCMessage(label: 0)
     _ = try? IPC.call(port, &stop)
     _ = try? System.wait(server)

@@ -1,6 +1,8 @@
 // echo: a small IPC server for the tests and benchmarks. It serves the port handle it was started
 // with: a call is answered with the same payload, label + 1, and the caller's process id in the
-// first payload word when the label asks for it; label 0 ends the server. With start argument 1 it
+// first payload word when the label asks for it; label 0 ends the server. Label 20 hands it a
+// memory object, which it maps; label 21 asks for the sum of the first N bytes of that memory
+// (N in the first payload word), answered in the first payload word. With start argument 1 it
 // exits on its first call without replying, to show that callers of a dead server are not left
 // waiting.
 
@@ -9,6 +11,7 @@ struct Echo {
     static func main() {
         guard let port = System.startHandle else { System.panic("echo: started without a port") }
         var message = IPCMessage()
+        var shared: UnsafeMutableRawPointer?
         while true {
             do throws(KernelError) {
                 try IPC.receive(port, into: &message)
@@ -21,6 +24,15 @@ struct Echo {
             if label == 2 { // "who am I": the sender's id as the kernel reported it
                 let sender = message.sender.value
                 message.fill(count: 8) { UInt8(truncatingIfNeeded: sender >> (8 * UInt64($0))) }
+            } else if label == 20, message.handleCount == 1 {
+                shared = try? IPC.map(message.handle(0), writable: false)
+            } else if label == 21, let shared {
+                var count = 0
+                for index in 0..<8 { count |= Int(message[byte: index]) << (8 * index) }
+                var sum: UInt64 = 0
+                let words = shared.assumingMemoryBound(to: UInt64.self)
+                for index in 0..<min(count, 1 << 20) / 8 { sum &+= words[index] }
+                message.fill(count: 8) { UInt8(truncatingIfNeeded: sum >> (8 * UInt64($0))) }
             }
             message.label = label + 1
             message.handleCount = 0

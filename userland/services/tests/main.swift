@@ -254,6 +254,39 @@ func testIPC(_ suite: inout Suite) {
     }
     suite.check(deadServer, "a server dies holding a call: the caller gets peer closed; later sends too")
 
+    // Shared memory: one object mapped twice here and once in the echo server, rights enforced.
+    var sharedOK = false
+    if let memory = try? IPC.createMemory(bytes: 8192), let writable = try? IPC.map(memory, writable: true),
+       let readOnly = try? IPC.map(memory, writable: false),
+       let mapOnly = try? IPC.duplicate(memory, rights: [.map, .transfer, .duplicate]) {
+        let words = writable.assumingMemoryBound(to: UInt64.self)
+        var expected: UInt64 = 0
+        for index in 0..<512 { words[index] = UInt64(index) &* 0x9E37_79B9; expected &+= words[index] }
+        let aliased = readOnly.load(fromByteOffset: 8 * 300, as: UInt64.self) == 300 &* 0x9E37_79B9
+        let writeDenied = catching { () throws(KernelError) in _ = try IPC.map(mapOnly, writable: true) }
+        let tooBig = catching { () throws(KernelError) in _ = try IPC.createMemory(bytes: 2 << 20) }
+        let empty = catching { () throws(KernelError) in _ = try IPC.createMemory(bytes: 0) }
+        var serverSum: UInt64 = 0
+        if let server = try? IPC.duplicate(port, rights: [.receive, .transfer]), let echo = try? System.spawn("echo", handle: server) {
+            var hand = IPCMessage(label: 20)
+            hand.attach(mapOnly)
+            _ = try? IPC.call(port, &hand)
+            var ask = IPCMessage(label: 21)
+            ask.fill(count: 8) { UInt8(truncatingIfNeeded: 4096 >> (8 * $0)) }
+            if (try? IPC.call(port, &ask)) != nil {
+                for index in 0..<8 { serverSum |= UInt64(ask[byte: index]) << (8 * UInt64(index)) }
+            }
+            var stop = IPCMessage(label: 0)
+            _ = try? IPC.call(port, &stop)
+            _ = try? System.wait(echo)
+        }
+        sharedOK = aliased && writeDenied == .accessDenied && tooBig == .invalidArgument && empty == .invalidArgument
+            && serverSum == expected
+            && (try? System.unmap(writable, bytes: 8192)) != nil && (try? System.unmap(readOnly, bytes: 8192)) != nil
+        try? IPC.close(memory)
+    }
+    suite.check(sharedOK, "a memory object maps twice here and read-only in another process (which sums 4 KiB correctly); write needs the right")
+
     try? IPC.close(port)
     if let sendOnly { try? IPC.close(sendOnly) }
 
