@@ -185,12 +185,7 @@ enum IPC {
     /// hold `.duplicate`): rights only ever shrink.
     static func duplicate(_ handle: Handle, rights: Rights, in process: Process) -> (KernelError, UInt64) {
         do throws(KernelError) {
-            let held: (object: KernelObject, rights: Rights)
-            do throws(HandleError) {
-                held = try process.handles.lookup(handle, requiring: .duplicate)
-            } catch {
-                throw status(error)
-            }
+            let held = try lookup(handle.value, in: process, requiring: .duplicate)
             guard held.rights.isSuperset(of: rights) else { throw .accessDenied }
             return (.success, try install(held.object, rights: rights, in: process, isNew: true).value)
         } catch {
@@ -247,11 +242,7 @@ enum IPC {
         for index in 0..<message.handleCount {
             let handle = Handle(header[IPCMessageLayout.handles / 8 + index])
             for earlier in 0..<index where header[IPCMessageLayout.handles / 8 + earlier] == handle.value { throw .invalidArgument }
-            do throws(HandleError) {
-                _ = try sender.handles.lookup(handle, requiring: .transfer)
-            } catch {
-                throw IPC.status(error)
-            }
+            _ = try lookup(handle.value, in: sender, requiring: .transfer)
         }
         for index in 0..<message.handleCount {
             message.handles[index] = try uninstall(Handle(header[IPCMessageLayout.handles / 8 + index]), from: sender)
@@ -302,15 +293,18 @@ enum IPC {
 
     // MARK: Calls
 
-    static func port(_ handle: UInt64, in process: Process, requiring rights: Rights) throws(KernelError) -> Port {
+    /// The object behind `handle` in `process`'s table and the handle's rights, if it holds `rights`.
+    static func lookup(_ handle: UInt64, in process: Process, requiring rights: Rights) throws(KernelError) -> (object: KernelObject, rights: Rights) {
         do throws(HandleError) {
-            guard case .port(let port) = try process.handles.lookup(Handle(handle), requiring: rights).object else {
-                throw HandleError.invalidHandle // a handle to something else
-            }
-            return port
+            return try process.handles.lookup(Handle(handle), requiring: rights)
         } catch {
             throw status(error)
         }
+    }
+
+    static func port(_ handle: UInt64, in process: Process, requiring rights: Rights) throws(KernelError) -> Port {
+        guard case .port(let port) = try lookup(handle, in: process, requiring: rights).object else { throw .invalidHandle }
+        return port
     }
 
     static func send(port handle: UInt64, message address: UInt64, sender: Process) -> KernelError {
@@ -386,13 +380,9 @@ enum IPC {
 
     static func reply(handle: UInt64, message address: UInt64, server: Process) -> KernelError {
         do throws(KernelError) {
-            let lookup: (object: KernelObject, rights: Rights)
-            do throws(HandleError) {
-                lookup = try server.handles.lookup(Handle(handle), requiring: .reply)
-            } catch {
-                throw status(error)
+            guard case .reply(let capability) = try lookup(handle, in: server, requiring: .reply).object else {
+                return .invalidHandle
             }
-            guard case .reply(let capability) = lookup.object else { return .invalidHandle }
             guard capability.caller.state != .dead else {
                 // The caller was killed while waiting: nobody to answer, and its buffer is gone.
                 released(try uninstall(Handle(handle), from: server))
@@ -409,14 +399,10 @@ enum IPC {
     }
 
     static func notification(_ handle: UInt64, in process: Process, requiring rights: Rights) throws(KernelError) -> Notification {
-        do throws(HandleError) {
-            guard case .notification(let notification) = try process.handles.lookup(Handle(handle), requiring: rights).object else {
-                throw HandleError.invalidHandle // a handle to something else
-            }
-            return notification
-        } catch {
-            throw status(error)
+        guard case .notification(let notification) = try lookup(handle, in: process, requiring: rights).object else {
+            throw .invalidHandle
         }
+        return notification
     }
 
     static func createMemory(bytes: UInt64, in process: Process) -> (KernelError, UInt64) {
@@ -438,13 +424,13 @@ enum IPC {
             return (.invalidArgument, 0)
         }
         let needed: Rights = requested.contains(.write) ? [.map, .write] : [.map]
-        do throws(HandleError) {
-            guard case .memory(let object) = try process.handles.lookup(Handle(handle), requiring: needed).object else {
+        do throws(KernelError) {
+            guard case .memory(let object) = try lookup(handle, in: process, requiring: needed).object else {
                 return (.invalidHandle, 0)
             }
             return space.mapShared(object, permissions: requested.contains(.write) ? .readWrite : .readOnly)
         } catch {
-            return (status(error), 0)
+            return (error, 0)
         }
     }
 
