@@ -290,6 +290,21 @@ func testIPC(_ suite: inout Suite) {
     try? IPC.close(port)
     if let sendOnly { try? IPC.close(sendOnly) }
 
+    // Stress: 3 servers and 6 clients in separate processes, 900 calls and a flood; twice, and the
+    // second round must leave free frames and live processes exactly as it found them.
+    var stress: [(errors: UInt64?, framesBefore: UInt64, framesAfter: UInt64, processesBefore: UInt64, processesAfter: UInt64)] = []
+    for _ in 0..<2 {
+        let framesBeforeStress = System.memory.freeFrames
+        let processesBefore = System.processes.live
+        let status = run("ipcstress")
+        stress.append((status?.reason == .exited ? status?.code : nil, framesBeforeStress, System.memory.freeFrames,
+                       processesBefore, System.processes.live))
+    }
+    let last = stress[1]
+    suite.check(stress[0].errors == 0 && last.errors == 0 && last.framesAfter == last.framesBefore
+                && last.processesAfter == last.processesBefore,
+                "IPC stress (3 servers, 6 clients, 900 calls, floods) twice without error; free frames \(last.framesBefore) before, \(last.framesAfter) after; processes \(last.processesBefore) before, \(last.processesAfter) after")
+
     // Filling the handle table is an error; closing everything gives all memory back. Two equal
     // rounds: the first also warms the kernel heap's slabs, so the second must end exactly where
     // it began.

@@ -1,0 +1,78 @@
+// ipcstress: several servers and clients at once. Started with argument 0 it is the conductor:
+// it starts 3 echo servers and 6 clients (this program with argument 1, each given a send handle
+// to one server), waits for all, and exits 0 only if every client verified every reply. As a
+// client it makes 150 calls with varying payloads and checks each answer, and floods its server's
+// port with asynchronous sends until the queue is full. The exit code is the number of errors.
+
+@main
+struct IPCStress {
+    static let servers = 3
+    static let clients = 6
+    static let callsPerClient = 150
+
+    static func main() {
+        if System.startArgument == 1 { System.exit(client()) }
+        var ports: [Handle] = []
+        var serverIDs: [ProcessID] = []
+        for _ in 0..<servers {
+            guard let port = try? IPC.createPort(), let serverSide = try? IPC.duplicate(port, rights: [.receive, .transfer]),
+                  let server = try? System.spawn("echo", handle: serverSide) else { System.exit(100) }
+            ports.append(port)
+            serverIDs.append(server)
+        }
+        var clientIDs: [ProcessID] = []
+        for index in 0..<clients {
+            guard let sendOnly = try? IPC.duplicate(ports[index % servers], rights: [.send, .transfer]),
+                  let client = try? System.spawn("ipcstress", argument: 1, handle: sendOnly) else { System.exit(101) }
+            clientIDs.append(client)
+        }
+        var errors: UInt64 = 0
+        for client in clientIDs {
+            guard let status = try? System.wait(client), status.reason == .exited else { errors += 1; continue }
+            errors += status.code
+        }
+        for (port, server) in zip(ports, serverIDs) {
+            var stop = IPCMessage(label: 0)
+            if (try? IPC.call(port, &stop)) == nil { errors += 1 }
+            if (try? System.wait(server))?.code != 0 { errors += 1 }
+            try? IPC.close(port)
+        }
+        System.exit(errors)
+    }
+
+    static func client() -> UInt64 {
+        guard let port = System.startHandle else { return 1 }
+        var errors: UInt64 = 0
+        let me = System.processID.value
+        for round in 0..<callsPerClient {
+            let size = (round * 37 + Int(me) * 11) % 257
+            var request = IPCMessage(label: 10)
+            request.fill(count: size) { UInt8(truncatingIfNeeded: $0 &* 3 &+ round &+ Int(me)) }
+            do throws(KernelError) {
+                try IPC.call(port, &request)
+            } catch {
+                errors += 1
+                continue
+            }
+            if request.label != 11 || request.length != size { errors += 1; continue }
+            for index in 0..<size where request[byte: index] != UInt8(truncatingIfNeeded: index &* 3 &+ round &+ Int(me)) {
+                errors += 1
+                break
+            }
+            if round % 50 == 49 { System.yield() }
+        }
+        // Flood: asynchronous sends until the queue is full; the server drains them.
+        var flood = IPCMessage(label: 99)
+        var sent = 0
+        while sent < 64 {
+            do throws(KernelError) {
+                try IPC.send(port, &flood)
+                sent += 1
+            } catch {
+                if error != .queueFull { errors += 1 }
+                break
+            }
+        }
+        return errors
+    }
+}
