@@ -61,6 +61,9 @@ public enum SystemCallNumber: UInt64, CaseIterable {
     case memoryCreate = 25
     /// Maps memory object x0 with `MemoryAccess` x1 (never executable); x1 = its address.
     case memoryMap = 26
+    /// Waits up to x2 nanoseconds until one of the x1 (1-8) ports and notifications whose handles
+    /// are at x0 is ready (a message queued or the port closed; bits set); x1 = its index.
+    case waitAny = 27
 }
 
 /// Every error a system call can return. Shared with userland; values never change meaning.

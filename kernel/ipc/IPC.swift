@@ -72,8 +72,9 @@ final class Port {
 
     /// The buffer for the message the next push will queue.
     var nextPayload: UnsafeMutableRawPointer { payloads + queue.nextIndex * IPCMessageLayout.maximumPayload }
-    /// Threads blocked in `receive` (linked through `Thread.ipcNext`).
-    var receivers: Thread?
+    /// Threads blocked in `receive` or `waitAny` on this port, oldest first. An array rather than
+    /// a list through the threads, because one thread may wait on several ports at once.
+    var receivers: [Thread] = []
     /// Handles with the receive right; when the last goes, the port is closed.
     var receiveHandles = 0
     var isClosed = false
@@ -86,18 +87,20 @@ final class Port {
             for index in 0..<message.handleCount { if let handle = message.handles[index] { IPC.released(handle) } }
             message.reply?.finish(with: nil)
         }
-        while let thread = receivers {
-            receivers = thread.ipcNext
-            thread.ipcNext = nil
-            Scheduler.wake(thread)
-        }
+        let waiting = receivers
+        receivers = []
+        for thread in waiting { Scheduler.wake(thread) }
     }
 
+    /// Wakes the oldest live waiter; threads killed while waiting are dropped on the way.
     func wakeOneReceiver() {
-        guard let thread = receivers else { return }
-        receivers = thread.ipcNext
-        thread.ipcNext = nil
-        Scheduler.wake(thread)
+        while !receivers.isEmpty {
+            let thread = receivers.removeFirst()
+            if thread.state != .dead {
+                Scheduler.wake(thread)
+                return
+            }
+        }
     }
 
     deinit {
@@ -327,8 +330,7 @@ enum IPC {
         guard timeout > 0 else { return .wouldBlock }
         let armed = armTimeout(timeout, for: thread)
         while port.queue.isEmpty && !port.isClosed && !thread.sleepExpired {
-            thread.ipcNext = port.receivers
-            port.receivers = thread
+            port.receivers.append(thread)
             Scheduler.block()
             removeWaiter(thread, from: port)
         }
@@ -474,6 +476,74 @@ enum IPC {
 
     // MARK: Waiting
 
+    static let maximumWaitHandles = 8
+
+    /// Whether `object` has something for the caller: a message (or a closed port), or bits.
+    static func isReady(_ object: KernelObject) -> Bool {
+        switch object {
+        case .port(let port): return !port.queue.isEmpty || port.isClosed
+        case .notification(let notification): return notification.bits != 0
+        default: return false
+        }
+    }
+
+    /// `waitAny`: the index of the first ready object among up to 8 handles (ports need receive,
+    /// notifications need wait), waiting up to `timeout` nanoseconds for one to become ready.
+    static func waitAny(handles address: UInt64, count: UInt64, timeout: UInt64, process: Process) -> (KernelError, UInt64) {
+        guard let thread = Scheduler.current else { return (.accessDenied, 0) }
+        guard count >= 1, count <= UInt64(maximumWaitHandles) else { return (.invalidArgument, 0) }
+        var values = InlineArray<8, UInt64>(repeating: 0)
+        let copied = withUnsafeMutableBytes(of: &values) { UserMemory.copyIn(to: $0.baseAddress!, from: address, count: count * 8) }
+        guard copied == .success else { return (copied, 0) }
+        var objects: [KernelObject] = []
+        do throws(KernelError) {
+            for index in 0..<Int(count) {
+                let (object, rights) = try lookup(values[index], in: process, requiring: [])
+                switch object {
+                case .port: guard rights.contains(.receive) else { throw .accessDenied }
+                case .notification(let notification):
+                    guard rights.contains(.wait) else { throw .accessDenied }
+                    guard notification.waiter == nil || notification.waiter === thread else { throw .accessDenied }
+                default: throw .invalidHandle
+                }
+                objects.append(object)
+            }
+        } catch {
+            return (error, 0)
+        }
+        func firstReady() -> Int? {
+            for (index, object) in objects.enumerated() where isReady(object) { return index }
+            return nil
+        }
+        if let ready = firstReady() { return (.success, UInt64(ready)) }
+        guard timeout > 0 else { return (.wouldBlock, 0) }
+        let armed = armTimeout(timeout, for: thread)
+        var ready = firstReady()
+        while ready == nil && !thread.sleepExpired {
+            // Wait on all of them; whichever becomes ready first wakes this thread.
+            for object in objects {
+                switch object {
+                case .port(let port):
+                    port.receivers.append(thread)
+                case .notification(let notification): notification.waiter = thread
+                default: break
+                }
+            }
+            Scheduler.block()
+            for object in objects {
+                switch object {
+                case .port(let port): removeWaiter(thread, from: port)
+                case .notification(let notification): if notification.waiter === thread { notification.waiter = nil }
+                default: break
+                }
+            }
+            ready = firstReady()
+        }
+        if armed { Clock.cancelDeadline(token: thread.id) }
+        guard let ready else { return (.timedOut, 0) }
+        return (.success, UInt64(ready))
+    }
+
     /// Arms a deadline `nanoseconds` from now unless it is "for ever"; returns whether it did.
     static func armTimeout(_ nanoseconds: UInt64, for thread: Thread) -> Bool {
         thread.sleepExpired = false
@@ -489,16 +559,6 @@ enum IPC {
     }
 
     static func removeWaiter(_ thread: Thread, from port: Port) {
-        var previous: Thread?
-        var cursor = port.receivers
-        while let candidate = cursor {
-            if candidate === thread {
-                if let previous { previous.ipcNext = candidate.ipcNext } else { port.receivers = candidate.ipcNext }
-                candidate.ipcNext = nil
-                return
-            }
-            previous = candidate
-            cursor = candidate.ipcNext
-        }
+        port.receivers.removeAll { $0 === thread }
     }
 }

@@ -31,8 +31,6 @@ final class Thread {
     var next: Thread?
     /// Set by a deadline while sleeping.
     var sleepExpired = false
-    /// Link in a port's list of waiting receivers.
-    var ipcNext: Thread?
     /// Where a reply to this thread's call is copied (256 bytes).
     let messageBuffer = UnsafeMutableRawPointer.allocate(byteCount: 256, alignment: 16)
 
@@ -73,6 +71,5 @@ final class Thread {
         floatingPoint.deallocate()
         messageBuffer.deallocate()
         next = nil
-        ipcNext = nil
     }
 }

@@ -104,6 +104,9 @@ enum SystemCalls {
         case .memoryMap:
             let (status, address) = IPC.mapMemory(a0, access: a1, in: process)
             return (status, address, 0)
+        case .waitAny:
+            let (status, index) = IPC.waitAny(handles: a0, count: a1, timeout: a2, process: process)
+            return (status, index, 0)
         default:
             return (.unknownSystemCall, 0, 0)
         }

@@ -101,6 +101,18 @@ public enum IPC {
         return UnsafeMutableRawPointer(bitPattern: UInt(address))!
     }
 
+    /// The index of the first of `handles` (ports and notifications, at most 8) that is ready,
+    /// waiting up to `timeout` nanoseconds; then `receive` or `wait` on it does not block.
+    public static func waitAny(_ handles: [Handle], timeout: UInt64 = .max) throws(KernelError) -> Int {
+        var values = InlineArray<8, UInt64>(repeating: 0)
+        for (index, handle) in handles.prefix(8).enumerated() { values[index] = handle.value }
+        let result = withUnsafeMutablePointer(to: &values) {
+            user_system_call(SystemCallNumber.waitAny.rawValue, UInt64(UInt(bitPattern: $0)), UInt64(handles.count), timeout, 0, 0, 0)
+        }
+        guard result.status == 0 else { throw KernelError(rawValue: result.status) ?? .invalidArgument }
+        return Int(result.value0)
+    }
+
     public static func signal(_ notification: Handle, bits: UInt64) throws(KernelError) {
         _ = try call(.notificationSignal, notification.value, bits)
     }

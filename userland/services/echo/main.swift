@@ -2,7 +2,8 @@
 // with: a call is answered with the same payload, label + 1, and the caller's process id in the
 // first payload word when the label asks for it; label 0 ends the server. Label 20 hands it a
 // memory object, which it maps; label 21 asks for the sum of the first N bytes of that memory
-// (N in the first payload word), answered in the first payload word. With start argument 1 it
+// (N in the first payload word), answered in the first payload word. With start argument 2 the
+// handle is a notification instead, which it signals (bit 1) after 20 ms. With start argument 1 it
 // exits on its first call without replying, to show that callers of a dead server are not left
 // waiting.
 
@@ -10,6 +11,12 @@
 struct Echo {
     static func main() {
         guard let port = System.startHandle else { System.panic("echo: started without a port") }
+        if System.startArgument == 2 {
+            // Signal mode: the handle is a notification; set bit 1 after 20 ms.
+            System.sleep(nanoseconds: 20_000_000)
+            try? IPC.signal(port, bits: 1 << 1)
+            System.exit(0)
+        }
         var message = IPCMessage()
         var shared: UnsafeMutableRawPointer?
         while true {

@@ -290,6 +290,29 @@ func testIPC(_ suite: inout Suite) {
     try? IPC.close(port)
     if let sendOnly { try? IPC.close(sendOnly) }
 
+    // Waiting on several objects at once.
+    var waitAnyOK = false
+    if let inbox = try? IPC.createPort(), let bell = try? IPC.createNotification(),
+       let bellForChild = try? IPC.duplicate(bell, rights: [.signal, .transfer]) {
+        let idle = catching { () throws(KernelError) in _ = try IPC.waitAny([inbox, bell], timeout: 0) }
+        let start = System.clock
+        let late = catching { () throws(KernelError) in _ = try IPC.waitAny([inbox, bell], timeout: 10_000_000) }
+        let lateMilliseconds = (System.clock.ticks - start.ticks) * 1000 / start.frequency
+        // Another process rings the bell after 20 ms while this one waits for ever on both.
+        let ringer = try? System.spawn("echo", argument: 2, handle: bellForChild)
+        let rung = try? IPC.waitAny([inbox, bell])
+        let bits = try? IPC.wait(bell, timeout: 0)
+        var note = IPCMessage(label: 1)
+        _ = try? IPC.send(inbox, &note)
+        let mail = try? IPC.waitAny([bell, inbox], timeout: 0)
+        let tooMany = catching { () throws(KernelError) in _ = try IPC.waitAny(Array(repeating: inbox, count: 9), timeout: 0) }
+        waitAnyOK = idle == .wouldBlock && late == .timedOut && lateMilliseconds >= 10 && rung == 1 && bits == 2 && mail == 1
+            && tooMany == .invalidArgument && ringer != nil && (try? System.wait(ringer!))?.code == 0
+        try? IPC.close(inbox)
+        try? IPC.close(bell)
+    }
+    suite.check(waitAnyOK, "waitAny on a port and a notification: would block, times out, wakes when another process signals, sees mail")
+
     // Stress: 3 servers and 6 clients in separate processes, 900 calls and a flood; twice, and the
     // second round must leave free frames and live processes exactly as it found them.
     var stress: [(errors: UInt64?, framesBefore: UInt64, framesAfter: UInt64, processesBefore: UInt64, processesAfter: UInt64)] = []
