@@ -58,7 +58,18 @@ public struct HandleTable<Object> {
         entries.initialize(repeating: Entry(object: nil, rights: [], generation: 1), count: capacity)
     }
 
-    /// Releases every object and the storage.
+    /// Empties the table (every object released); handles given out before stay invalid.
+    public mutating func removeAll() {
+        for slot in 0..<capacity where entries[slot].object != nil {
+            entries[slot].object = nil
+            entries[slot].rights = []
+            entries[slot].generation &+= 1
+            if entries[slot].generation == 0 { entries[slot].generation = 1 }
+        }
+        count = 0
+    }
+
+    /// Releases every object and the storage; the table must not be used afterwards.
     public mutating func destroy() {
         entries.deinitialize(count: capacity)
         entries.deallocate()

@@ -64,6 +64,14 @@ public enum SystemCallNumber: UInt64, CaseIterable {
     /// Waits up to x2 nanoseconds until one of the x1 (1-8) ports and notifications whose handles
     /// are at x0 is ready (a message queued or the port closed; bits set); x1 = its index.
     case waitAny = 27
+    /// Starts a thread in the calling process at x0 with SP = x1 (16-byte aligned, memory the
+    /// caller mapped) and x0 = x2, x1 = x3; x1 = its thread id.
+    case threadCreate = 28
+    /// Ends the calling thread; when it is the process's last, the process exits with code x0.
+    case threadExit = 29
+    /// x1 = kernel heap blocks in use (kernel objects and their storage), x2 = pages the kernel
+    /// heap holds: with `memoryStatistics`, every frame is accounted for.
+    case kernelStatistics = 30
 }
 
 /// Every error a system call can return. Shared with userland; values never change meaning.

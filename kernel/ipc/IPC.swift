@@ -209,7 +209,7 @@ enum IPC {
     static func closeAll(in process: Process) {
         var held: [TransferredHandle] = []
         process.handles.forEach { object, rights in held.append(TransferredHandle(object: object, rights: rights)) }
-        process.handles.destroy()
+        process.handles.removeAll()
         for handle in held { released(handle) }
     }
 
@@ -329,12 +329,13 @@ enum IPC {
         guard port.queue.isEmpty && !port.isClosed else { return .success }
         guard timeout > 0 else { return .wouldBlock }
         let armed = armTimeout(timeout, for: thread)
-        while port.queue.isEmpty && !port.isClosed && !thread.sleepExpired {
+        while port.queue.isEmpty && !port.isClosed && !thread.sleepExpired && !thread.killed {
             port.receivers.append(thread)
             Scheduler.block()
             removeWaiter(thread, from: port)
         }
         if armed { Clock.cancelDeadline(token: thread.id) }
+        if thread.killed { return .peerClosed }
         return port.queue.isEmpty && !port.isClosed ? .timedOut : .success
     }
 
@@ -372,7 +373,7 @@ enum IPC {
             message.reply = reply
             try? port.queue.push(message)
             port.wakeOneReceiver()
-            while !reply.finished { Scheduler.block() }
+            while !reply.finished && !thread.killed { Scheduler.block() }
             guard var response = reply.response else { return .peerClosed }
             return deliver(&response, to: address, receiver: caller)
         } catch {
@@ -458,7 +459,7 @@ enum IPC {
                 guard timeout > 0 else { return (.wouldBlock, 0) }
                 guard notification.waiter == nil else { return (.accessDenied, 0) }
                 let armed = armTimeout(timeout, for: thread)
-                while notification.bits == 0 && !thread.sleepExpired {
+                while notification.bits == 0 && !thread.sleepExpired && !thread.killed {
                     notification.waiter = thread
                     Scheduler.block()
                 }
@@ -519,7 +520,7 @@ enum IPC {
         guard timeout > 0 else { return (.wouldBlock, 0) }
         let armed = armTimeout(timeout, for: thread)
         var ready = firstReady()
-        while ready == nil && !thread.sleepExpired {
+        while ready == nil && !thread.sleepExpired && !thread.killed {
             // Wait on all of them; whichever becomes ready first wakes this thread.
             for object in objects {
                 switch object {

@@ -1,4 +1,4 @@
-// Processes: an address space, a thread, a name, a parent. Programs come from the initial
+// Processes: an address space, one or more threads, a handle table, a name, a parent. Programs come from the initial
 // ramdisk (cpio newc) and are validated as ELF64 executables before anything is mapped. A
 // process ends by exit, by kill, or by a fault, which is reported and isolated: its memory and
 // kernel objects are freed and its parent collects the reason with `wait`.
@@ -16,7 +16,8 @@ final class Process {
     var name = InlineArray<24, UInt8>(repeating: 0)
     var nameLength = 0
     var addressSpace: AddressSpace?
-    var thread: Thread?
+    /// Live threads; the first is the one the program started with.
+    var threads: [Thread] = []
     var state = ProcessState.alive
     var exitReason = ExitReason.exited
     var exitCode: UInt64 = 0
@@ -38,8 +39,10 @@ final class Process {
         for index in 0..<nameLength { output.write(byte: name[index]) }
     }
 
-    /// Called when the process's thread has been released by the scheduler.
-    func threadReleased() { thread = nil }
+    /// Called when one of the process's threads has been released by the scheduler.
+    func threadReleased(_ thread: Thread) { threads.removeAll { $0 === thread } }
+
+    deinit { handles.destroy() }
 }
 
 enum Processes {
@@ -74,7 +77,10 @@ enum Processes {
 
     static func thread(withID id: UInt64) -> Thread? {
         guard let table else { return nil }
-        for index in 0..<capacity { if let thread = table[index]?.thread, thread.id == id { return thread } }
+        for index in 0..<capacity {
+            guard let process = table[index] else { continue }
+            for thread in process.threads where thread.id == id { return thread }
+        }
         return nil
     }
 
@@ -146,7 +152,7 @@ enum Processes {
         }
         nextID += 1
         nextThreadID += 1
-        process.thread = thread
+        process.threads.append(thread)
         Scheduler.makeReady(thread)
         return (.success, process.id)
     }
@@ -154,20 +160,28 @@ enum Processes {
     // MARK: Ending processes
 
     /// Ends `process` for `reason`: frees its memory, hands its children to no one (they are
-    /// reaped when they end), wakes a waiting parent. If it is the running process, never returns.
+    /// reaped when they end), wakes a waiting parent. If it is the running process, its thread is
+    /// marked dead and the switch away happens when the exception returns.
     static func end(_ process: Process, reason: ExitReason, code: UInt64) {
         guard process.state == .alive else { return }
         process.state = .zombie
         process.exitReason = reason
         process.exitCode = code
         let isCurrent = Scheduler.current?.process === process
-        if let thread = process.thread, !isCurrent {
-            if thread.state == .ready { Scheduler.removeFromQueue(thread) }
+        for thread in process.threads where thread !== Scheduler.current {
             Clock.cancelDeadline(token: thread.id)
-            thread.state = .dead
-            thread.release()
-            process.thread = nil
+            if thread.inSystemCall {
+                // Its stack holds system call frames: let it wake and unwind, then it ends.
+                thread.killed = true
+                Scheduler.wake(thread)
+            } else {
+                // Preempted in user space: nothing on its stack to unwind.
+                if thread.state == .ready { Scheduler.removeFromQueue(thread) }
+                thread.state = .dead
+                thread.release()
+            }
         }
+        process.threads.removeAll { $0 !== Scheduler.current && $0.state == .dead }
         if isCurrent {
             // The space is live in TTBR0: leave it before freeing it.
             NoAddressSpace.activate()
@@ -187,11 +201,12 @@ enum Processes {
         }
         if process.parentID == 0 || find(process.parentID) == nil { remove(process) }
         if process.id == 1, let onInitExit { onInitExit(UInt64(reason.rawValue), code) }
-        if isCurrent { Scheduler.exitCurrent() }
+        if isCurrent { Scheduler.markCurrentDead() }
     }
 
-    /// A fault of user code: report it, end the process, run something else.
-    static func fault(_ frame: ExceptionFrame, kind: VectorKind) -> Never {
+    /// A fault of user code: report it and end the process; the exception path then runs
+    /// something else.
+    static func fault(_ frame: ExceptionFrame, kind: VectorKind) {
         guard let process = Scheduler.current?.process else { exceptionPanic(frame: frame, kind: kind) }
         var line = TextLine()
         line.write("Process ")
@@ -206,16 +221,47 @@ enum Processes {
         line.writeHex(frame.exceptionLinkRegister)
         Console.write(line)
         end(process, reason: .faulted, code: frame.syndrome.value)
-        kernelPanic("faulting process continued")
+    }
+
+    /// Starts a further thread in `process` at `entry` with SP = `stack`, x0 = `argument0`,
+    /// x1 = `argument1`; the caller provides (maps) the stack.
+    static func createThread(in process: Process, entry: UInt64, stack: UInt64, argument0: UInt64, argument1: UInt64) -> (KernelError, UInt64) {
+        guard UserMemory.isUserRange(entry, 4), UserMemory.isUserRange(stack - 16, 16), stack & 15 == 0 else {
+            return (.invalidArgument, 0)
+        }
+        guard process.threads.count < 64, let kernelStack = KernelStacks.allocate() else { return (.outOfMemory, 0) }
+        let thread = Thread(id: nextThreadID, process: process, stack: kernelStack, priority: Scheduler.defaultPriority)
+        nextThreadID += 1
+        thread.prepareUserEntry(entry: entry, userStack: stack, argument: argument0, handle: argument1)
+        process.threads.append(thread)
+        Scheduler.makeReady(thread)
+        return (.success, thread.id)
+    }
+
+    /// Ends the calling thread; the last thread to end ends its process with `code`.
+    static func exitThread(_ thread: Thread, code: UInt64) {
+        guard let process = thread.process else { return }
+        if process.threads.count <= 1 {
+            end(process, reason: .exited, code: code)
+            return
+        }
+        Clock.cancelDeadline(token: thread.id)
+        Scheduler.markCurrentDead()
     }
 
     /// `wait`: blocks until child `id` of `caller` ends, then collects it.
     static func wait(for id: UInt64, caller: Process) -> (KernelError, UInt64, UInt64) {
-        guard let child = find(id), child.parentID == caller.id, child.waiter == nil else { return (.notFound, 0, 0) }
-        while child.state != .zombie {
-            child.waiter = Scheduler.current
+        guard let child = find(id), child.parentID == caller.id, child.waiter == nil,
+              let thread = Scheduler.current else { return (.notFound, 0, 0) }
+        while child.state != .zombie && !thread.killed {
+            child.waiter = thread
             Scheduler.block()
         }
+        child.waiter = nil
+        guard !thread.killed else { return (.peerClosed, 0, 0) }
+        // Threads of the child still unwinding out of system calls finish first, so that when
+        // `wait` returns every resource of the child is back.
+        while !child.threads.isEmpty { Scheduler.yield() }
         remove(child)
         return (.success, child.exitCode, child.exitReason.rawValue)
     }

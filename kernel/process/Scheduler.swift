@@ -90,13 +90,25 @@ enum Scheduler {
 
     /// Runs the next ready thread (or idle). The caller has already put the current thread where
     /// it belongs: on a queue (yield), blocked, or dead.
+    ///
+    /// No class reference may live in this frame across `switch_context`: a thread that has ended
+    /// never comes back to release it, and its objects would leak. So the choice is made in
+    /// `prepareSwitch`, whose references are released when it returns, and only the two context
+    /// pointers cross the switch.
     static func schedule() {
-        guard let previous = current, let idle else { return }
+        guard let (from, to) = prepareSwitch() else { return }
+        switch_context(from, to)
+        // Running again as the thread that called schedule().
+        releaseDeadThreads()
+    }
+
+    private static func prepareSwitch() -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer)? {
+        guard let previous = current, let idle else { return nil }
         let next = takeNext() ?? (previous.state == .running ? previous : idle)
         rescheduleNeeded = false
         if next === previous {
             previous.state = .running
-            return
+            return nil
         }
         if previous.process != nil && previous.state != .dead { fp_state_save(previous.floatingPoint) }
         if let space = next.process?.addressSpace {
@@ -110,14 +122,12 @@ enum Scheduler {
         next.sliceRemaining = sliceTicks
         current = next
         switches += 1
-        switch_context(previous.context, next.context)
-        // Running again as `previous`.
-        releaseDeadThreads()
+        return (UnsafeMutableRawPointer(previous.context), UnsafeMutableRawPointer(next.context))
     }
 
     static func yield() {
-        guard let thread = current else { return }
-        if thread !== idle { makeReady(thread) }
+        // The reference is dropped before the switch (see schedule()).
+        if let thread = current, thread !== idle { makeReady(thread) }
         schedule()
     }
 
@@ -131,20 +141,21 @@ enum Scheduler {
         if thread.state == .blocked { makeReady(thread) }
     }
 
-    /// The current thread will never run again: release it once the switch is done.
-    static func exitCurrent() -> Never {
-        guard let thread = current else { CPU.halt() }
+    /// The current thread will never run again. It is marked dead and queued for release; the
+    /// switch away happens on the way out of the exception (`preemptIfNeeded`), once every
+    /// frame above the dispatcher, and the references it held, are gone.
+    static func markCurrentDead() {
+        guard let thread = current, thread !== idle else { return }
         thread.state = .dead
         thread.next = dead
         dead = thread
-        schedule()
-        kernelPanic("a dead thread was scheduled")
+        rescheduleNeeded = true
     }
 
     static func releaseDeadThreads() {
         while let thread = dead, thread !== current {
             dead = thread.next
-            thread.process?.threadReleased()
+            thread.process?.threadReleased(thread)
             thread.release()
         }
     }
@@ -160,9 +171,14 @@ enum Scheduler {
         if thread.sliceRemaining <= 0 && hasReadyThreads { rescheduleNeeded = true }
     }
 
-    /// On the way out of an exception: switch if a tick or a wake asked for it.
+    /// On the way out of an exception: switch if a tick or a wake asked for it, or away for good
+    /// from a thread that has ended.
     static func preemptIfNeeded() {
         guard rescheduleNeeded else { return }
+        if current?.state == .dead {
+            schedule()
+            kernelPanic("a dead thread was scheduled")
+        }
         yield()
     }
 

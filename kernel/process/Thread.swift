@@ -31,6 +31,11 @@ final class Thread {
     var next: Thread?
     /// Set by a deadline while sleeping.
     var sleepExpired = false
+    /// Inside a system call: its kernel stack holds frames that must unwind before it can go.
+    var inSystemCall = false
+    /// Its process ended while it was inside a system call: it wakes, unwinds, and ends on the
+    /// way out of the exception instead of returning to user space.
+    var killed = false
     /// Where a reply to this thread's call is copied (256 bytes).
     let messageBuffer = UnsafeMutableRawPointer.allocate(byteCount: 256, alignment: 16)
 

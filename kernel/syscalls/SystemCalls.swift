@@ -12,7 +12,10 @@ enum SystemCalls {
 
     static func dispatch(_ frame: ExceptionFrame) {
         count += 1
+        Scheduler.current?.inSystemCall = true
         let (status, value0, value1) = perform(frame)
+        Scheduler.current?.inSystemCall = false
+        if Scheduler.current?.killed == true { Scheduler.markCurrentDead() }
         frame.setRegister(0, status.rawValue)
         if status == .success {
             frame.setRegister(1, value0)
@@ -65,6 +68,9 @@ enum SystemCalls {
             return (.success, statistics.freeFrames, statistics.totalFrames)
         case .processStatistics:
             return (.success, UInt64(Processes.liveCount), process?.addressSpace?.mappedBytes ?? 0)
+        case .kernelStatistics:
+            let heap = Heap.statistics.counters
+            return (.success, heap.blocksInUse, heap.pagesHeld)
         default:
             guard let process else { return (.accessDenied, 0, 0) }
             return ipc(number, frame, process)
@@ -107,6 +113,14 @@ enum SystemCalls {
         case .waitAny:
             let (status, index) = IPC.waitAny(handles: a0, count: a1, timeout: a2, process: process)
             return (status, index, 0)
+        case .threadCreate:
+            let (status, id) = Processes.createThread(in: process, entry: a0, stack: a1, argument0: a2,
+                                                      argument1: frame.register(3))
+            return (status, id, 0)
+        case .threadExit:
+            guard let thread = Scheduler.current else { return (.accessDenied, 0, 0) }
+            Processes.exitThread(thread, code: a0)
+            return (.success, 0, 0)
         default:
             return (.unknownSystemCall, 0, 0)
         }
@@ -148,7 +162,7 @@ enum SystemCalls {
         } catch {
             return (.outOfMemory, 0, 0)
         }
-        while !thread.sleepExpired { Scheduler.block() }
+        while !thread.sleepExpired && !thread.killed { Scheduler.block() }
         return (.success, 0, 0)
     }
 

@@ -206,7 +206,7 @@ def user_space_tests() -> BootResult:
                         "user-space tests")
     result.expect_equal(int(summary[1]) >= 20, True, "at least 20 user-space cases ran")
     reports = result.lines_matching(r"^Process (\d+) \(crasher\) killed: (.+) at 0x[0-9a-f]{16}, ELR 0x[0-9a-f]{16}$")
-    result.expect_equal(len(reports), 6, "one report per faulting crasher")
+    result.expect_equal(len(reports), 9, "one report per faulting crasher (6 kinds, 3 leak-check rounds)")
     result.expect_line(r"^Process \d+ \(crasher\) killed: data abort from a lower level \(translation fault, level \d, read\) at 0x0000000000000000, ELR ")
     result.expect_line(r"^Process \d+ \(crasher\) killed: unknown reason \(undefined instruction\)")
     result.expect_powered_off()

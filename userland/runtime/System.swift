@@ -94,9 +94,38 @@ public enum System {
         return (result.value0, result.value1)
     }
 
+    /// Kernel heap blocks in use and pages the kernel heap holds.
+    public static var kernelHeap: (blocks: UInt64, pages: UInt64) {
+        let result = call(.kernelStatistics)
+        return (result.value0, result.value1)
+    }
+
     public static var processes: (live: UInt64, mappedBytes: UInt64) {
         let result = call(.processStatistics)
         return (result.value0, result.value1)
+    }
+
+    public typealias ThreadBody = @convention(c) (UInt64) -> Void
+
+    /// Starts `body(argument)` on a new thread of this process with a stack of `stackBytes`;
+    /// the thread ends when `body` returns. Returns its thread id.
+    public static func createThread(stackBytes: UInt64 = 64 * 1024, argument: UInt64 = 0,
+                                    _ body: ThreadBody) throws(KernelError) -> UInt64 {
+        let stack = try map(bytes: stackBytes, access: .write)
+        let top = UInt64(UInt(bitPattern: stack)) + stackBytes
+        let result = user_system_call(SystemCallNumber.threadCreate.rawValue, user_thread_start_address(), top, argument,
+                                      UInt64(UInt(bitPattern: unsafeBitCast(body, to: UnsafeRawPointer.self))), 0, 0)
+        guard result.status == 0 else {
+            try? unmap(stack, bytes: stackBytes)
+            throw KernelError(rawValue: result.status) ?? .invalidArgument
+        }
+        return result.value0
+    }
+
+    /// Ends the calling thread (the process too, if it is the last).
+    public static func exitThread() -> Never {
+        _ = call(.threadExit, 0)
+        while true {}
     }
 
     /// Ends the program with a message: the user-space panic.

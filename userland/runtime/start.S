@@ -15,6 +15,18 @@ _start:
     svc     #0
 1:  b       1b
 
+// A further thread starts here (System.createThread): x0 = its argument, x1 = the function to run.
+// When the function returns, the thread ends.
+    .global user_thread_start
+user_thread_start:
+    mov     x29, xzr
+    mov     x30, xzr
+    blr     x1
+    mov     x0, #0
+    mov     x8, #29                     // threadExit(0)
+    svc     #0
+1:  b       1b
+
 // The C library's free(), which the Swift runtime calls; Swift code may not define that symbol
 // itself, so it forwards to user_free (Heap.swift).
     .text

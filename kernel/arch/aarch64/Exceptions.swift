@@ -83,6 +83,8 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
         return
     case 8...15: // anything else from EL0 is the program's fault, not the kernel's
         Processes.fault(frame, kind: kind)
+        Scheduler.preemptIfNeeded()
+        return
     default:
         break
     }

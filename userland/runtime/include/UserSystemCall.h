@@ -35,3 +35,6 @@ static inline user_u64 user_cycle_count(void) {
     __asm__ volatile("isb\n\tmrs %0, pmccntr_el0" : "=r"(value)::"memory");
     return value;
 }
+
+extern char user_thread_start;
+static inline user_u64 user_thread_start_address(void) { return (user_u64)&user_thread_start; }

@@ -1,5 +1,6 @@
 // crasher: fails on purpose, in the way its start argument names, so that tests can check the
-// kernel isolates the failure. 0 exits with code 42; the others fault.
+// kernel isolates the failure. 0 exits with code 42; 7 exits while another thread spins; the
+// others fault.
 
 import UserSystemCall
 
@@ -13,6 +14,14 @@ struct Crasher {
         case 3: user_write(0x40_0000, 0)                        // its own text
         case 4: user_illegal_instruction()
         case 5: _ = overflow(1)                                 // its stack
+        case 7:
+            // A second thread spins; the first exits, which must end the whole process.
+            _ = try? System.createThread { _ in
+                var counter: UInt64 = 0
+                while true { counter &+= 1 }
+            }
+            System.yield()
+            System.exit(7)
         case 6:
             // Touch fresh memory and leave it mapped: the kernel must free it at the fault.
             if let block = try? System.map(bytes: 1 << 20, access: .write) {

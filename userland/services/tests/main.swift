@@ -129,6 +129,31 @@ struct Tests {
         suite.check(fpOK, "3 processes keep their FP registers across yields and preemption")
         suite.check(System.processes.live >= 2, "process table: \(System.processes.live) live (init and tests)")
 
+        // Kernel objects are freed however a process ends: exit, fault, killed while blocked in a
+        // system call, killed while running. (Two warm-up rounds first, so slabs exist.)
+        var blocks: [UInt64] = []
+        for _ in 0..<3 {
+            blocks.append(System.kernelHeap.blocks)
+            _ = run("crasher", 0)
+            _ = run("crasher", 1)
+            if let port = try? IPC.createPort(), let serverSide = try? IPC.duplicate(port, rights: [.receive, .transfer]),
+               let echo = try? System.spawn("echo", handle: serverSide) {
+                System.sleep(nanoseconds: 5_000_000) // it is now blocked in receive
+                try? System.kill(echo)
+                _ = try? System.wait(echo)
+                try? IPC.close(port)
+            }
+            if let spinning = try? System.spawn("spinner") {
+                System.sleep(nanoseconds: 5_000_000)
+                try? System.kill(spinning)
+                _ = try? System.wait(spinning)
+            }
+        }
+        blocks.append(System.kernelHeap.blocks)
+        suite.check(blocks[1] == blocks[2] && blocks[2] == blocks[3],
+                    "kernel objects freed after exit, fault, kill while blocked in receive and kill while running (heap blocks \(blocks[1]), \(blocks[2]), \(blocks[3]))")
+
+        testThreads(&suite)
         testIPC(&suite)
 
         System.print("tests: \(suite.passed) passed, \(suite.failed) failed")
@@ -313,20 +338,19 @@ func testIPC(_ suite: inout Suite) {
     }
     suite.check(waitAnyOK, "waitAny on a port and a notification: would block, times out, wakes when another process signals, sees mail")
 
-    // Stress: 3 servers and 6 clients in separate processes, 900 calls and a flood; twice, and the
-    // second round must leave free frames and live processes exactly as it found them.
-    var stress: [(errors: UInt64?, framesBefore: UInt64, framesAfter: UInt64, processesBefore: UInt64, processesAfter: UInt64)] = []
-    for _ in 0..<2 {
-        let framesBeforeStress = System.memory.freeFrames
-        let processesBefore = System.processes.live
-        let status = run("ipcstress")
-        stress.append((status?.reason == .exited ? status?.code : nil, framesBeforeStress, System.memory.freeFrames,
-                       processesBefore, System.processes.live))
-    }
-    let last = stress[1]
-    suite.check(stress[0].errors == 0 && last.errors == 0 && last.framesAfter == last.framesBefore
-                && last.processesAfter == last.processesBefore,
-                "IPC stress (3 servers, 6 clients, 900 calls, floods) twice without error; free frames \(last.framesBefore) before, \(last.framesAfter) after; processes \(last.processesBefore) before, \(last.processesAfter) after")
+    // Stress: 3 servers and 6 clients in separate processes, 900 calls and a flood. Afterwards every
+    // kernel object is gone (heap blocks back to where they were) and every frame is accounted
+    // for: free, or held by the kernel heap's slab cache.
+    let framesBeforeStress = System.memory.freeFrames
+    let heapBefore = System.kernelHeap
+    let processesBefore = System.processes.live
+    let stressStatus = run("ipcstress")
+    let framesAfterStress = System.memory.freeFrames
+    let heapAfter = System.kernelHeap
+    suite.check(stressStatus?.reason == .exited && stressStatus?.code == 0 && heapAfter.blocks == heapBefore.blocks
+                && framesBeforeStress + heapAfter.pages == framesAfterStress + heapBefore.pages
+                && System.processes.live == processesBefore,
+                "IPC stress (3 servers, 6 clients, 900 calls, floods) without error; kernel heap blocks \(heapBefore.blocks) before, \(heapAfter.blocks) after; free frames \(framesBeforeStress) + heap pages \(heapBefore.pages) before, \(framesAfterStress) + \(heapAfter.pages) after")
 
     // Filling the handle table is an error; closing everything gives all memory back. Two equal
     // rounds: the first also warms the kernel heap's slabs, so the second must end exactly where
@@ -356,4 +380,51 @@ func catching(_ body: () throws(KernelError) -> Void) -> KernelError? {
     } catch {
         return error
     }
+}
+
+/// Per-worker results, written by the worker threads through the pointer they are given.
+struct WorkerSlot {
+    var done: UInt64
+    var sum: Double
+    var thread: UInt64
+}
+
+/// Threads: several in one address space, each with its own registers and FP state.
+func testThreads(_ suite: inout Suite) {
+    guard let block = try? System.map(bytes: 4096, access: .write) else {
+        suite.check(false, "memory for worker results")
+        return
+    }
+    let slots = block.bindMemory(to: WorkerSlot.self, capacity: 4)
+    var ids: [UInt64] = []
+    for index in 0..<4 {
+        slots[index] = WorkerSlot(done: 0, sum: 0, thread: 0)
+        let id = try? System.createThread(argument: UInt64(UInt(bitPattern: slots + index))) { argument in
+            let slot = UnsafeMutablePointer<WorkerSlot>(bitPattern: UInt(argument))!
+            var sum = 0.0
+            for step in 1...20_000 {
+                sum += 1.0 / Double(step)
+                if step % 5000 == 0 { System.yield() }
+            }
+            slot.pointee.sum = sum
+            slot.pointee.thread = System.threadID
+            slot.pointee.done = 1
+        }
+        if let id { ids.append(id) }
+    }
+    let start = System.clock
+    while (0..<4).contains(where: { slots[$0].done == 0 }) && (System.clock.ticks - start.ticks) < start.frequency * 5 {
+        System.yield()
+    }
+    var expected = 0.0
+    for step in 1...20_000 { expected += 1.0 / Double(step) }
+    let distinct = Set(ids).count == 4 && !ids.contains(System.threadID)
+    let results = (0..<4).allSatisfy { slots[$0].done == 1 && slots[$0].sum == expected && ids.contains(slots[$0].thread) }
+    suite.check(distinct && results && ids.count == 4,
+                "4 threads in this process each computed the same FP sum, with their own thread ids (\(ids.first ?? 0) to \(ids.last ?? 0))")
+    try? System.unmap(block, bytes: 4096)
+
+    let status = run("crasher", 7)
+    suite.check(status?.reason == .exited && status?.code == 7,
+                "a process whose main thread exits while another thread spins ends with code 7")
 }
