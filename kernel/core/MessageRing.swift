@@ -28,16 +28,16 @@ public struct MessageRing<Element> {
     public var nextIndex: Int { (head + count) % capacity }
     public var isFull: Bool { count == capacity }
 
-    public mutating func push(_ element: Element) throws(Failure) {
+    public mutating func push(_ element: consuming Element) throws(Failure) {
         guard count < capacity else { throw .full }
-        storage[(head + count) % capacity] = element
+        (storage + (head + count) % capacity).pointee = consume element
         count += 1
     }
 
     public mutating func pop() -> Element? {
         guard count > 0 else { return nil }
-        let element = storage[head]
-        storage[head] = nil
+        // Moved out, not copied: the slot is left empty without a retain/release pair.
+        let element = (storage + head).pointee.take()
         head = (head + 1) % capacity
         count -= 1
         return element

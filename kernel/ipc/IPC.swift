@@ -48,12 +48,40 @@ struct TransferredHandle {
     var rights: Rights
 }
 
+/// Up to four handles moving with a message. Plain fields rather than an inline array: indexing
+/// an inline array stored in a struct can copy the whole array, on every access.
+struct HandleSlots {
+    var first: TransferredHandle?
+    var second: TransferredHandle?
+    var third: TransferredHandle?
+    var fourth: TransferredHandle?
+
+    subscript(index: Int) -> TransferredHandle? {
+        get {
+            switch index {
+            case 0: return first
+            case 1: return second
+            case 2: return third
+            default: return fourth
+            }
+        }
+        set {
+            switch index {
+            case 0: first = newValue
+            case 1: second = newValue
+            case 2: third = newValue
+            default: fourth = newValue
+            }
+        }
+    }
+}
+
 /// A message inside the kernel, between the copy from the sender and the copy to the receiver.
 struct KernelMessage {
     var label: UInt64 = 0
     var length = 0
     var sender: UInt64 = 0
-    var handles = InlineArray<4, TransferredHandle?>(repeating: nil)
+    var handles = HandleSlots()
     var handleCount = 0
     /// The payload's bytes: a 256-byte buffer owned by the port's queue slot or the waiting
     /// caller's thread, so the message itself stays a few words and user data is copied once in
@@ -118,6 +146,9 @@ final class Notification {
 /// unanswered (closes it, dies, or the message is dropped with its port), the caller wakes with
 /// `peerClosed`.
 final class ReplyCapability {
+    /// Strong: a server may hold the reply handle after the caller was killed and released, and
+    /// `reply` must still find the thread (dead) to refuse. The thread's own reference to this
+    /// capability is dropped when the thread is released, which breaks the cycle.
     let caller: Thread
     var response: KernelMessage?
     var finished = false
@@ -316,7 +347,7 @@ enum IPC {
             guard !port.isClosed else { return .peerClosed }
             guard !port.queue.isFull else { return .queueFull }
             let message = try copyIn(from: address, sender: sender, payload: port.nextPayload)
-            try? port.queue.push(message)
+            try? port.queue.push(consume message)
             port.wakeOneReceiver()
             return .success
         } catch {
@@ -369,7 +400,18 @@ enum IPC {
             guard !port.isClosed else { return .peerClosed }
             guard !port.queue.isFull else { return .queueFull }
             var message = try copyIn(from: address, sender: caller, payload: port.nextPayload)
-            let reply = ReplyCapability(caller: thread)
+            // A thread has at most one call outstanding, so its reply capability is reused: the
+            // server's handle to it is removed by `reply` (or fails the call when let go), and a
+            // stale handle number never matches again (generations).
+            let reply: ReplyCapability
+            if let reusable = thread.replyCapability {
+                reply = reusable
+                reply.response = nil
+                reply.finished = false
+            } else {
+                reply = ReplyCapability(caller: thread)
+                thread.replyCapability = reply
+            }
             message.reply = reply
             try? port.queue.push(message)
             port.wakeOneReceiver()

@@ -36,6 +36,8 @@ final class Thread {
     /// Its process ended while it was inside a system call: it wakes, unwinds, and ends on the
     /// way out of the exception instead of returning to user space.
     var killed = false
+    /// Reused for every call this thread makes (see IPC.call).
+    var replyCapability: ReplyCapability?
     /// Where a reply to this thread's call is copied (256 bytes).
     let messageBuffer = UnsafeMutableRawPointer.allocate(byteCount: 256, alignment: 16)
 
@@ -75,6 +77,7 @@ final class Thread {
         context.deallocate()
         floatingPoint.deallocate()
         messageBuffer.deallocate()
+        replyCapability = nil
         next = nil
     }
 }
