@@ -104,9 +104,10 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
 /// Processes from here on: the boot thread becomes the idle thread and init is started from the
 /// initial ramdisk. In test and bench modes the machine powers off when init ends.
 func startUserSpace(_ platform: Platform, startArgument: UInt64, powerOffAfterInit: Bool) -> Never {
-    // FP/SIMD is not trapped (CPACR_EL1.FPEN): user code uses it, the kernel is built without it,
-    // and each thread's registers are switched with it.
-    aarch64_write_cpacr(aarch64_read_cpacr() | 0b11 << 20)
+    // FP/SIMD: user code uses it, the kernel is built without it. It starts trapped for EL0
+    // (CPACR_EL1.FPEN), and each thread's registers move to it lazily on its first use
+    // (LazyFloatingPoint in process/Scheduler.swift).
+    aarch64_write_cpacr(aarch64_read_cpacr() & ~(0b11 << 20) | LazyFloatingPoint.trapEL0)
     aarch64_isb()
     let privilegedAccessNever = CPU.enablePrivilegedAccessNever()
     // Bench mode only: user programs may read the cycle counter (PMUSERENR_EL0.EN, .CR).

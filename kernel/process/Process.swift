@@ -178,6 +178,7 @@ enum Processes {
                 // Preempted in user space: nothing on its stack to unwind.
                 if thread.state == .ready { Scheduler.removeFromQueue(thread) }
                 thread.state = .dead
+                LazyFloatingPoint.forget(thread)
                 thread.release()
             }
         }

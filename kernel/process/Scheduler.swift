@@ -110,14 +110,13 @@ enum Scheduler {
             previous.state = .running
             return nil
         }
-        if previous.process != nil && previous.state != .dead { fp_state_save(previous.floatingPoint) }
         if let space = next.process?.addressSpace {
             aarch64_write_ttbr0(space.translationBase)
             aarch64_isb()
         } else {
             NoAddressSpace.activate()
         }
-        if next.process != nil { fp_state_restore(next.floatingPoint) }
+        LazyFloatingPoint.switched(to: next)
         next.state = .running
         next.sliceRemaining = sliceTicks
         current = next
@@ -155,6 +154,7 @@ enum Scheduler {
     static func releaseDeadThreads() {
         while let thread = dead, thread !== current {
             dead = thread.next
+            LazyFloatingPoint.forget(thread)
             thread.process?.threadReleased(thread)
             thread.release()
         }
@@ -191,5 +191,39 @@ enum Scheduler {
             aarch64_enable_interrupts()
             aarch64_wfi()
         }
+    }
+}
+
+/// Lazy FP/SIMD switching. The registers hold one thread's FP state (`owner`); a switch to any
+/// other thread only arms the trap (CPACR_EL1.FPEN = EL0 traps), and the first FP/SIMD instruction
+/// that thread executes traps here: the owner's registers are saved, the thread's restored, and
+/// the instruction runs again. Threads that never touch FP/SIMD, like most servers, cost nothing.
+enum LazyFloatingPoint {
+    nonisolated(unsafe) static var owner: Thread?
+    nonisolated(unsafe) static var restores: UInt64 = 0
+
+    static let trapEL0: UInt64 = 0b01 << 20
+    static let noTraps: UInt64 = 0b11 << 20
+
+    static func switched(to thread: Thread) {
+        let control = aarch64_read_cpacr() & ~(0b11 << 20)
+        aarch64_write_cpacr(control | (thread === owner ? noTraps : trapEL0))
+        aarch64_isb()
+    }
+
+    /// The FP/SIMD trap from EL0: hands the registers to the current thread.
+    static func claim() {
+        guard let thread = Scheduler.current, thread.process != nil else { return }
+        aarch64_write_cpacr(aarch64_read_cpacr() | noTraps)
+        aarch64_isb()
+        if let previous = owner, previous !== thread { fp_state_save(previous.floatingPoint) }
+        fp_state_restore(thread.floatingPoint)
+        owner = thread
+        restores += 1
+    }
+
+    /// A thread being released no longer owns anything (its save area is about to go).
+    static func forget(_ thread: Thread) {
+        if owner === thread { owner = nil }
     }
 }

@@ -81,6 +81,9 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
         SystemCalls.dispatch(frame)
         Scheduler.preemptIfNeeded()
         return
+    case 8 where syndrome.exceptionClass == .trappedFloatingPoint: // lazy FP/SIMD switch
+        LazyFloatingPoint.claim()
+        return
     case 8...15: // anything else from EL0 is the program's fault, not the kernel's
         Processes.fault(frame, kind: kind)
         Scheduler.preemptIfNeeded()
