@@ -119,6 +119,7 @@ func startUserSpace(_ platform: Platform, startArgument: UInt64, powerOffAfterIn
         ramdisk = UnsafeRawBufferPointer(start: PhysicalWindow.pointer(to: range.start), count: Int(range.size))
     }
     Processes.start(ramdisk: ramdisk)
+    DeviceAccess.console = platform.console
     Processes.powerOffWhenInitEnds = powerOffAfterInit
     Clock.deadlineHandler = { token in
         guard let thread = Processes.thread(withID: token) else { return }

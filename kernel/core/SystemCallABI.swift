@@ -72,6 +72,14 @@ public enum SystemCallNumber: UInt64, CaseIterable {
     /// x1 = kernel heap blocks in use (kernel objects and their storage), x2 = pages the kernel
     /// heap holds: with `memoryStatistics`, every frame is accounted for.
     case kernelStatistics = 30
+    /// Init only (the root of device access): opens device x0 (0 = the console UART) for a
+    /// userspace driver; x1 = a handle to a memory object of its registers, x2 = its interrupt.
+    case deviceOpen = 31
+    /// Init only: device interrupt x0 sets bit 0 of notification x1 (needs signal) and is masked
+    /// until `interruptAcknowledge`.
+    case interruptBind = 32
+    /// Unmasks device interrupt x0 once the driver has handled it (the binder only).
+    case interruptAcknowledge = 33
 }
 
 /// Every error a system call can return. Shared with userland; values never change meaning.

@@ -18,12 +18,25 @@ final class MemoryObject {
 
     let frames: UnsafeMutablePointer<UInt64>
     let pageCount: Int
+    /// Device registers rather than RAM: mapped as Device-nGnRE, and not the object's to free.
+    let isDevice: Bool
+
+    /// The MMIO pages of a device, for a userspace driver.
+    init(device registers: PhysicalRange) {
+        let first = alignDown(registers.start.value, to: pageSize)
+        let last = alignUp(registers.start.value + registers.size, to: pageSize) ?? first + pageSize
+        pageCount = Int((last - first) / pageSize)
+        frames = UnsafeMutablePointer<UInt64>.allocate(capacity: pageCount)
+        for page in 0..<pageCount { frames[page] = first + UInt64(page) * pageSize }
+        isDevice = true
+    }
 
     /// Zeroed frames for `pages` pages, or nil when memory is short (nothing is kept then).
     init?(pages: Int) {
         guard pages > 0, pages <= Self.maximumPages else { return nil }
         frames = UnsafeMutablePointer<UInt64>.allocate(capacity: pages)
         pageCount = pages
+        isDevice = false
         for page in 0..<pages {
             guard let frame = try? PhysicalFrames.allocate(.user) else {
                 for earlier in 0..<page { try? PhysicalFrames.free(PageFrame(number: frames[earlier] >> pageShift)) }
@@ -37,7 +50,9 @@ final class MemoryObject {
     }
 
     deinit {
-        for page in 0..<pageCount { try? PhysicalFrames.free(PageFrame(number: frames[page] >> pageShift)) }
+        if !isDevice {
+            for page in 0..<pageCount { try? PhysicalFrames.free(PageFrame(number: frames[page] >> pageShift)) }
+        }
         frames.deallocate()
     }
 }

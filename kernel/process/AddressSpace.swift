@@ -141,7 +141,8 @@ final class AddressSpace {
         for page in 0..<object.pageCount {
             do throws(PageTableError) {
                 try table.map(VirtualAddress(start + UInt64(page) * pageSize), to: PhysicalAddress(object.frames[page]),
-                              size: pageSize, permissions: permissions.union(.user), type: .normal, global: false,
+                              size: pageSize, permissions: permissions.union(.user),
+                              type: object.isDevice ? .device : .normal, global: false,
                               frames: &frames, maintenance: maintenance)
             } catch {
                 releasePages(start, UInt64(page) * pageSize, freeingFrames: false)

@@ -189,6 +189,7 @@ enum Processes {
         }
         process.addressSpace?.destroy()
         process.addressSpace = nil
+        DeviceAccess.processEnded(process)
         IPC.closeAll(in: process)
         if let table {
             for index in 0..<capacity {

@@ -117,6 +117,12 @@ enum SystemCalls {
             let (status, id) = Processes.createThread(in: process, entry: a0, stack: a1, argument0: a2,
                                                       argument1: frame.register(3))
             return (status, id, 0)
+        case .deviceOpen:
+            return DeviceAccess.open(a0, process: process)
+        case .interruptBind:
+            return (DeviceAccess.bind(a0, notification: a1, process: process), 0, 0)
+        case .interruptAcknowledge:
+            return (DeviceAccess.acknowledge(a0, process: process), 0, 0)
         case .threadExit:
             guard let thread = Scheduler.current else { return (.accessDenied, 0, 0) }
             Processes.exitThread(thread, code: a0)

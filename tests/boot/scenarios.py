@@ -214,13 +214,19 @@ def user_space_tests() -> BootResult:
 
 
 def default_run() -> BootResult:
-    """What `make run` does: init starts from the ramdisk, reports, ends; the kernel idles on."""
-    result = boot(qemu_command(append="", initrd=INITRD), timeout=30, stop_at=r"Boot: init ended[^\n]*\n")
+    """What `make run` does: init starts from the ramdisk, runs hello, then drives console input
+    from user space through the UART interrupt; two typed lines show the driver acknowledges and
+    is woken again."""
+    typed = [(r"type a line", "ping\r"), (r"console read 'ping'", "second line\r")]
+    result = boot(qemu_command(append="", initrd=INITRD), timeout=30,
+                  stop_at=r"init: console read 'second line'[^\n]*\n", interaction=typed)
     result.expect_in_order(r"^init: running at EL0 as process 1",
                            r"^hello: process 2, child of 1, at \d+ ms since boot$",
                            r"^hello: the first ten squares add up to 385$",
-                           r"^init: hello ended with code 0; nothing more to start$",
-                           r"^Boot: init ended \(exit code 0\)$")
+                           r"^init: hello ended with code 0$",
+                           r"^init: console input driver ready \(UART interrupt 33\); type a line$",
+                           r"^init: console read 'ping'$",
+                           r"^init: console read 'second line'$")
     result.expect_no_line(r"Kernel panic|tests:")
     result.expect_equal(result.exit_code, None, "QEMU still running (kernel idling)")
     return result
@@ -304,7 +310,7 @@ SCENARIOS: list[Scenario] = [
     Scenario("exception report (selftest=trap)", exception_report),
     Scenario("idle without test mode or ramdisk", interactive_idle),
     Scenario("user space: init runs the test suite at EL0", user_space_tests),
-    Scenario("user space: default run starts init and idles", default_run),
+    Scenario("user space: default run, init drives console input through the UART interrupt", default_run),
     Scenario("user space: init with a wrong-machine ELF header is refused", corrupted_elf),
     Scenario("user space: init with a writable+executable segment is refused", writable_executable_elf),
     Scenario("user space: a corrupt ramdisk is refused", corrupted_ramdisk),

@@ -128,6 +128,26 @@ public enum System {
         while true {}
     }
 
+    /// Init only: device `index` (0 = the console UART) for a userspace driver: a memory object of
+    /// its registers and its interrupt.
+    public static func openDevice(_ index: UInt64) throws(KernelError) -> (registers: Handle, interrupt: UInt64) {
+        let result = call(.deviceOpen, index)
+        guard result.status == .success else { throw result.status }
+        return (Handle(result.value0), result.value1)
+    }
+
+    /// Init only: the device interrupt sets bit 0 of `notification` and stays masked until
+    /// `acknowledgeInterrupt`.
+    public static func bindInterrupt(_ interrupt: UInt64, to notification: Handle) throws(KernelError) {
+        let status = call(.interruptBind, interrupt, notification.value).status
+        guard status == .success else { throw status }
+    }
+
+    public static func acknowledgeInterrupt(_ interrupt: UInt64) throws(KernelError) {
+        let status = call(.interruptAcknowledge, interrupt).status
+        guard status == .success else { throw status }
+    }
+
     /// Ends the program with a message: the user-space panic.
     public static func panic(_ message: FormattedText, code: UInt64 = 134) -> Never {
         var line = TextLine()

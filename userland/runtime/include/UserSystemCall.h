@@ -38,3 +38,7 @@ static inline user_u64 user_cycle_count(void) {
 
 extern char user_thread_start;
 static inline user_u64 user_thread_start_address(void) { return (user_u64)&user_thread_start; }
+
+// 32-bit volatile device register access, for userspace drivers.
+static inline unsigned int user_read32(user_u64 address) { return *(volatile unsigned int *)address; }
+static inline void user_write32(user_u64 address, unsigned int value) { *(volatile unsigned int *)address = value; }

@@ -1,5 +1,9 @@
-// init: the first user process. It reports itself, then, by its start argument, runs the user-space
-// test suite (bit 0) or the user-space benchmarks (bit 1), and ends with their result.
+// init: the first user process and the holder of device access. It reports itself, then, by its
+// start argument, runs the user-space test suite (bit 0) or the benchmarks (bit 1) and ends with
+// their result. Otherwise it runs hello and then drives console input: a userspace driver for
+// the UART's receive side, woken by the UART interrupt through a notification.
+
+import UserSystemCall
 
 @main
 struct Init {
@@ -9,7 +13,8 @@ struct Init {
         if System.startArgument & 1 != 0 { System.exit(run("tests")) }
         if System.startArgument & 2 != 0 { System.exit(run("bench")) }
         let code = run("hello")
-        System.print("init: hello ended with code \(code); nothing more to start")
+        System.print("init: hello ended with code \(code)")
+        ConsoleInput.serve()
     }
 
     /// Runs a program to its end; its exit code, or 255 if it could not run or did not exit.
@@ -21,6 +26,52 @@ struct Init {
         } catch {
             System.print("init: cannot run \(name): \(error)")
             return 255
+        }
+    }
+}
+
+/// The PL011's receive side, driven from user space (registers from Arm DDI 0183).
+enum ConsoleInput {
+    static let data = 0x000
+    static let flags = 0x018
+    static let interruptMask = 0x038
+    static let interruptClear = 0x044
+    static let receiveFIFOEmpty: UInt32 = 1 << 4
+    static let receiveInterrupts: UInt32 = 1 << 4 | 1 << 6 // RX, RX timeout
+
+    static func serve() {
+        let device: (registers: Handle, interrupt: UInt64)
+        let base: UInt64
+        let bell: Handle
+        do throws(KernelError) {
+            device = try System.openDevice(0)
+            base = UInt64(UInt(bitPattern: try IPC.map(device.registers, writable: true)))
+            bell = try IPC.createNotification()
+            try System.bindInterrupt(device.interrupt, to: bell)
+        } catch {
+            System.print("init: no console input driver: \(error)")
+            return
+        }
+        user_write32(base + UInt64(interruptMask), user_read32(base + UInt64(interruptMask)) | receiveInterrupts)
+        System.print("init: console input driver ready (UART interrupt \(device.interrupt)); type a line")
+        var line = TextLine()
+        while true {
+            _ = try? IPC.wait(bell)
+            while user_read32(base + UInt64(flags)) & receiveFIFOEmpty == 0 {
+                let byte = UInt8(truncatingIfNeeded: user_read32(base + UInt64(data)))
+                if byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\n") {
+                    var report = TextLine()
+                    report.write("init: console read '")
+                    line.forEachByte { report.write(byte: $0) }
+                    report.write("'")
+                    System.print(FormattedText(line: report))
+                    line = TextLine()
+                } else {
+                    line.write(byte: byte)
+                }
+            }
+            user_write32(base + UInt64(interruptClear), receiveInterrupts)
+            try? System.acknowledgeInterrupt(device.interrupt)
         }
     }
 }

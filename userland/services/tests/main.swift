@@ -338,6 +338,13 @@ func testIPC(_ suite: inout Suite) {
     }
     suite.check(waitAnyOK, "waitAny on a port and a notification: would block, times out, wakes when another process signals, sees mail")
 
+    // Device access belongs to init: other processes are refused.
+    let deviceRefused = catching { () throws(KernelError) in _ = try System.openDevice(0) }
+    let bindRefused = catching { () throws(KernelError) in try System.bindInterrupt(33, to: Handle(1)) }
+    let acknowledgeRefused = catching { () throws(KernelError) in try System.acknowledgeInterrupt(33) }
+    suite.check(deviceRefused == .accessDenied && bindRefused == .accessDenied && acknowledgeRefused == .notFound,
+                "device registers and interrupt binding are init's: refused here")
+
     // Stress: 3 servers and 6 clients in separate processes, 900 calls and a flood. Afterwards every
     // kernel object is gone (heap blocks back to where they were) and every frame is accounted
     // for: free, or held by the kernel heap's slab cache.

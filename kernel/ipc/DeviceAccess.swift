@@ -1,0 +1,73 @@
+// Devices for userspace drivers: init, the root task, may open a device the kernel does not keep
+// for itself (today the console UART's input side) as a memory object of its registers, and bind
+// the device's interrupt to a notification. The kernel masks the line when it fires and unmasks
+// it when the driver acknowledges, so a slow driver sees one signal, never an interrupt storm.
+
+enum DeviceAccess {
+    struct Binding {
+        var notification: Notification
+        var processID: UInt64
+        var interrupt: UInt32
+    }
+
+    /// Devices user space may open, by index; set from the platform at boot.
+    nonisolated(unsafe) static var console: Platform.Console?
+    nonisolated(unsafe) static var bindings: [Binding] = []
+
+    /// The registers and interrupt of device `index`, for process 1 only.
+    static func open(_ index: UInt64, process: Process) -> (KernelError, UInt64, UInt64) {
+        guard process.id == 1 else { return (.accessDenied, 0, 0) }
+        guard index == 0, let console, let interrupt = console.interrupt else { return (.notFound, 0, 0) }
+        do throws(KernelError) {
+            let handle = try IPC.install(.memory(MemoryObject(device: console.registers)),
+                                         rights: [.map, .write, .transfer, .duplicate], in: process, isNew: true)
+            return (.success, handle.value, UInt64(interrupt))
+        } catch {
+            return (error, 0, 0)
+        }
+    }
+
+    /// Binds an openable device's interrupt to a notification of process 1.
+    static func bind(_ interrupt: UInt64, notification handle: UInt64, process: Process) -> KernelError {
+        guard process.id == 1 else { return .accessDenied }
+        guard let id = console?.interrupt, interrupt == UInt64(id) else { return .notFound }
+        guard !bindings.contains(where: { $0.interrupt == id }) else { return .accessDenied }
+        do throws(KernelError) {
+            let notification = try IPC.notification(handle, in: process, requiring: .signal)
+            bindings.append(Binding(notification: notification, processID: process.id, interrupt: id))
+            guard Interrupts.register(id, deliver) else {
+                bindings.removeAll { $0.interrupt == id }
+                return .accessDenied
+            }
+            return .success
+        } catch {
+            return error
+        }
+    }
+
+    static func acknowledge(_ interrupt: UInt64, process: Process) -> KernelError {
+        guard bindings.contains(where: { UInt64($0.interrupt) == interrupt && $0.processID == process.id }) else {
+            return .notFound
+        }
+        Interrupts.controller?.setEnabled(UInt32(interrupt), true)
+        return .success
+    }
+
+    /// A bound interrupt: signal the driver, mask the line until it acknowledges.
+    static let deliver: InterruptHandler = { id in
+        Interrupts.controller?.setEnabled(id, false)
+        for binding in DeviceAccess.bindings where binding.interrupt == id {
+            binding.notification.bits |= 1
+            if let waiter = binding.notification.waiter {
+                binding.notification.waiter = nil
+                Scheduler.wake(waiter)
+            }
+        }
+    }
+
+    /// The binder ended: unbind its interrupts so nothing signals a dead driver.
+    static func processEnded(_ process: Process) {
+        for binding in bindings where binding.processID == process.id { Interrupts.unregister(binding.interrupt) }
+        bindings.removeAll { $0.processID == process.id }
+    }
+}
