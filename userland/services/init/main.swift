@@ -57,6 +57,9 @@ enum ConsoleInput {
         var line = TextLine()
         while true {
             _ = try? IPC.wait(bell)
+            // Clear the UART's interrupt status before draining: a character that arrives while
+            // draining raises it again, and the (level) interrupt fires once acknowledged.
+            user_write32(base + UInt64(interruptClear), receiveInterrupts)
             while user_read32(base + UInt64(flags)) & receiveFIFOEmpty == 0 {
                 let byte = UInt8(truncatingIfNeeded: user_read32(base + UInt64(data)))
                 if byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\n") {
@@ -70,7 +73,6 @@ enum ConsoleInput {
                     line.write(byte: byte)
                 }
             }
-            user_write32(base + UInt64(interruptClear), receiveInterrupts)
             try? System.acknowledgeInterrupt(device.interrupt)
         }
     }
