@@ -80,6 +80,10 @@ public enum SystemCallNumber: UInt64, CaseIterable {
     case interruptBind = 32
     /// Unmasks device interrupt x0 once the driver has handled it (the binder only).
     case interruptAcknowledge = 33
+    /// A server's loop in one call: answers reply handle x0 (0: nothing to answer) with the
+    /// `IPCMessage` at x1, then takes the next message from port x2 into the same buffer,
+    /// waiting up to x3 nanoseconds. A caller that died meanwhile is not an error.
+    case replyReceive = 34
 }
 
 /// Every error a system call can return. Shared with userland; values never change meaning.

@@ -128,11 +128,26 @@ final class Port {
         isClosed = true
         queue.drain { message in
             for index in 0..<message.handleCount { if let handle = message.handles[index] { IPC.released(handle) } }
-            message.reply?.finish(with: nil)
+            message.reply?.fail()
         }
         let waiting = receivers
         receivers = []
         for thread in waiting { Scheduler.wake(thread) }
+    }
+
+    /// The first thread blocked in a plain `receive` here, taken off the list: a message can go
+    /// straight into its buffer. (Threads in `waitAny` only learn that something is queued.)
+    func takeDirectReceiver() -> Thread? {
+        var index = 0
+        while index < receivers.count {
+            let thread = receivers[index]
+            if thread.state == .blocked && thread.receiveAddress != 0 && !thread.killed {
+                receivers.remove(at: index)
+                return thread
+            }
+            index += 1
+        }
+        return nil
     }
 
     /// Wakes the oldest live waiter; threads killed while waiting are dropped on the way.
@@ -157,27 +172,34 @@ final class Notification {
     var waiter: Thread?
 }
 
-/// The caller's side of a call: the server answers through it once. If the server lets go of it
-/// unanswered (closes it, dies, or the message is dropped with its port), the caller wakes with
-/// `peerClosed`.
+/// The caller's side of a call: the server answers through it once, straight into the caller's
+/// buffer. If the server lets go of it unanswered (closes it, dies, or the message is dropped
+/// with its port), the caller wakes with `peerClosed`.
 final class ReplyCapability {
     /// Strong: a server may hold the reply handle after the caller was killed and released, and
     /// `reply` must still find the thread (dead) to refuse. The thread's own reference to this
     /// capability is dropped when the thread is released, which breaks the cycle.
     let caller: Thread
-    var response: KernelMessage?
+    /// The call's result for the caller: how delivering the answer went.
+    var status = KernelError.success
     var finished = false
 
     init(caller: Thread) { self.caller = caller }
 
-    func finish(with response: KernelMessage?) {
+    /// Whether the caller still waits for this answer (it may have been killed meanwhile).
+    var isAwaited: Bool {
+        !finished && caller.callAddress != 0 && caller.state == .blocked && !caller.killed
+    }
+
+    /// Ends the call unanswered and wakes the caller.
+    func fail() {
         guard !finished else { return }
-        self.response = response
+        status = .peerClosed
         finished = true
         Scheduler.wake(caller)
     }
 
-    deinit { finish(with: nil) }
+    deinit { fail() }
 }
 
 enum IPC {
@@ -224,7 +246,7 @@ enum IPC {
             port.receiveHandles -= 1
             if port.receiveHandles == 0 { port.close() }
         case .reply(let capability):
-            capability.finish(with: nil)
+            capability.fail()
         default:
             break
         }
@@ -308,9 +330,10 @@ enum IPC {
         message.handleCount = 0
     }
 
-    /// Writes a message to user memory, installing its handles (and reply capability) in the
-    /// receiver's table first; if they do not fit, nothing changes and the error says why.
-    /// (Handles that reach the receiver were moved, so counts stay as they are.)
+    /// Writes a message to user memory (the current TTBR0's), installing its handles (and reply
+    /// capability) in the receiver's table. All or nothing: if they do not fit or the memory is
+    /// not writable, the message keeps everything and the error says why. (Handles that reach
+    /// the receiver were moved, so counts stay as they are.)
     static func deliver(_ message: inout KernelMessage, to address: UInt64, receiver: Process) -> KernelError {
         guard address & 7 == 0, UserMemory.isUserRange(address, UInt64(IPCMessageLayout.size)) else { return .badAddress }
         let needed = message.handleCount + (message.reply == nil ? 0 : 1)
@@ -320,13 +343,15 @@ enum IPC {
         header[IPCMessageLayout.length / 8] = UInt64(message.length)
         header[IPCMessageLayout.handleCount / 8] = UInt64(message.handleCount)
         header[IPCMessageLayout.sender / 8] = message.sender
+        // Room was checked, so every install succeeds.
         for index in 0..<message.handleCount {
             guard let transferred = message.handles[index],
                   let handle = try? install(transferred.object, rights: transferred.rights, in: receiver) else { continue }
             header[IPCMessageLayout.handles / 8 + index] = handle.value
             message.handles[index] = nil
         }
-        if let reply = message.reply, let handle = try? install(.reply(reply), rights: .reply, in: receiver) {
+        let reply = message.reply
+        if let reply, let handle = try? install(.reply(reply), rights: .reply, in: receiver) {
             header[IPCMessageLayout.replyHandle / 8] = handle.value
             message.reply = nil
         }
@@ -337,7 +362,46 @@ enum IPC {
             let padded = UInt64((message.length + 7) & ~7)
             status = UserMemory.copyOut(to: address + UInt64(IPCMessageLayout.payload), from: payload, count: padded)
         }
+        if status != .success {
+            // Not taken: the handles come back out of the receiver's table into the message.
+            for index in 0..<message.handleCount where header[IPCMessageLayout.handles / 8 + index] != 0 {
+                message.handles[index] = try? uninstall(Handle(header[IPCMessageLayout.handles / 8 + index]), from: receiver)
+            }
+            if header[IPCMessageLayout.replyHandle / 8] != 0 {
+                _ = try? uninstall(Handle(header[IPCMessageLayout.replyHandle / 8]), from: receiver)
+                message.reply = reply
+            }
+        }
         return status
+    }
+
+    /// Delivers `message` into `thread`'s memory at `address` while another thread runs.
+    static func deliver(_ message: inout KernelMessage, to address: UInt64, of thread: Thread) -> KernelError {
+        guard let process = thread.process else { return .peerClosed }
+        return UserMemory.inAddressSpace(of: process, fallback: KernelError.peerClosed) {
+            deliver(&message, to: address, receiver: process)
+        }
+    }
+
+    /// Gives a message to the first thread blocked in `receive` on `port`, straight into its
+    /// buffer, or else queues it (the caller checked there is room). Returns the receiver that
+    /// took it, still blocked, for the caller to hand the CPU to or wake.
+    static func post(_ message: inout KernelMessage, on port: Port) -> Thread? {
+        if port.queue.isEmpty, let receiver = port.takeDirectReceiver() {
+            let status = deliver(&message, to: receiver.receiveAddress, of: receiver)
+            receiver.receiveResult = status
+            receiver.receiveAddress = 0
+            if status == .success { return receiver }
+            // Its receive fails with the reason, and the message waits in the queue instead.
+            Scheduler.wake(receiver)
+        }
+        if message.length > 0, let payload = message.payload, payload != port.nextPayload {
+            port.nextPayload.copyMemory(from: payload, byteCount: message.length)
+        }
+        message.payload = port.nextPayload
+        try? port.queue.push(message)
+        port.wakeOneReceiver()
+        return nil
     }
 
     // MARK: Calls
@@ -361,50 +425,71 @@ enum IPC {
             let port = try port(handle, in: sender, requiring: .send)
             guard !port.isClosed else { return .peerClosed }
             guard !port.queue.isFull else { return .queueFull }
-            let message = try copyIn(from: address, sender: sender, payload: port.nextPayload)
-            try? port.queue.push(consume message)
-            port.wakeOneReceiver()
+            var message = try copyIn(from: address, sender: sender, payload: port.nextPayload)
+            if let receiver = post(&message, on: port) { Scheduler.wake(receiver) }
             return .success
         } catch {
             return error
         }
     }
 
-    /// Waits until `port` has a message or is closed, or the timeout passes.
-    static func waitForMessage(on port: Port, timeout: UInt64, thread: Thread) -> KernelError {
-        guard port.queue.isEmpty && !port.isClosed else { return .success }
-        guard timeout > 0 else { return .wouldBlock }
-        let armed = armTimeout(timeout, for: thread)
-        while port.queue.isEmpty && !port.isClosed && !thread.sleepExpired && !thread.killed {
-            port.receivers.append(thread)
-            Scheduler.block()
-            removeWaiter(thread, from: port)
-        }
-        if armed { Clock.cancelDeadline(token: thread.id) }
-        if thread.killed { return .peerClosed }
-        return port.queue.isEmpty && !port.isClosed ? .timedOut : .success
-    }
-
     static func receive(port handle: UInt64, message address: UInt64, timeout: UInt64, receiver: Process) -> KernelError {
-        guard let thread = Scheduler.current else { return .accessDenied }
         do throws(KernelError) {
             let port = try port(handle, in: receiver, requiring: .receive)
-            let waited = waitForMessage(on: port, timeout: timeout, thread: thread)
-            guard waited == .success else { return waited }
-            guard var message = port.queue.pop() else { return .peerClosed }
-            let status = deliver(&message, to: address, receiver: receiver)
-            if status != .success {
-                // Not taken: the message goes back (it came from the queue, so there is room),
-                // its payload into the buffer of the slot it now occupies.
-                if let payload = message.payload, payload != port.nextPayload {
-                    port.nextPayload.copyMemory(from: payload, byteCount: message.length)
-                    message.payload = port.nextPayload
-                }
-                try? port.queue.push(message)
-            }
-            return status
+            return receive(from: port, into: address, timeout: timeout, receiver: receiver)
         } catch {
             return error
+        }
+    }
+
+    /// Takes the next message from `port` into `address`, waiting up to `timeout` nanoseconds.
+    /// While the thread waits, a sender delivers straight into its buffer (`post`). `partner`, a
+    /// caller just answered by `replyReceive`, runs next if this thread waits, or is woken.
+    static func receive(from port: Port, into address: UInt64, timeout: UInt64, receiver: Process,
+                        handingOffTo partner: Thread? = nil) -> KernelError {
+        var partner = partner
+        defer { if let partner { Scheduler.wake(partner) } }
+        guard let thread = Scheduler.current else { return .accessDenied }
+        // An address that cannot be user memory is refused before waiting; one that is not
+        // mapped is found when a message is delivered, which then stays queued.
+        guard address & 7 == 0, UserMemory.isUserRange(address, UInt64(IPCMessageLayout.size)) else { return .badAddress }
+        var armed = false
+        defer { if armed { Clock.cancelDeadline(token: thread.id) } }
+        while true {
+            // A thread whose process ended only unwinds: its memory is gone.
+            if thread.killed { return .peerClosed }
+            if var message = port.queue.pop() {
+                let status = deliver(&message, to: address, receiver: receiver)
+                if status != .success {
+                    // Not taken: the message goes back (it came from the queue, so there is room),
+                    // its payload into the buffer of the slot it now occupies.
+                    if let payload = message.payload, payload != port.nextPayload {
+                        port.nextPayload.copyMemory(from: payload, byteCount: message.length)
+                        message.payload = port.nextPayload
+                    }
+                    try? port.queue.push(message)
+                }
+                return status
+            }
+            if port.isClosed { return .peerClosed }
+            guard timeout > 0 else { return .wouldBlock }
+            if !armed {
+                armed = armTimeout(timeout, for: thread)
+            } else if thread.sleepExpired {
+                return .timedOut
+            }
+            thread.receiveAddress = address
+            thread.receiveResult = nil
+            port.receivers.append(thread)
+            Scheduler.block(handingOffTo: partner)
+            partner = nil
+            thread.receiveAddress = 0
+            if let result = thread.receiveResult {
+                // A sender delivered (or tried to) straight into the buffer.
+                thread.receiveResult = nil
+                return result
+            }
+            removeWaiter(thread, from: port)
         }
     }
 
@@ -421,40 +506,78 @@ enum IPC {
             let reply: ReplyCapability
             if let reusable = thread.replyCapability {
                 reply = reusable
-                reply.response = nil
                 reply.finished = false
             } else {
                 reply = ReplyCapability(caller: thread)
                 thread.replyCapability = reply
             }
             message.reply = reply
-            try? port.queue.push(message)
-            port.wakeOneReceiver()
-            while !reply.finished && !thread.killed { Scheduler.block() }
-            guard var response = reply.response else { return .peerClosed }
-            return deliver(&response, to: address, receiver: caller)
+            thread.callAddress = address
+            // A server waiting in `receive` has the message already and runs next.
+            var server = post(&message, on: port)
+            while !reply.finished && !thread.killed {
+                Scheduler.block(handingOffTo: server)
+                server = nil
+            }
+            if let server { Scheduler.wake(server) }
+            thread.callAddress = 0
+            return reply.finished ? reply.status : .peerClosed
         } catch {
             return error
         }
     }
 
     static func reply(handle: UInt64, message address: UInt64, server: Process) -> KernelError {
+        let (status, caller) = answer(handle, message: address, server: server)
+        if let caller { Scheduler.wake(caller) }
+        return status
+    }
+
+    /// `replyReceive`: answers call `handle` (none if 0), then waits on `port` for the next
+    /// message into the same buffer. The answered caller runs while this thread waits, with no
+    /// pass through the run queue. With a bad port handle the call is not answered either; a
+    /// caller that died meanwhile is no error for the server, which goes on to receive.
+    static func replyReceive(reply handle: UInt64, message address: UInt64, port portHandle: UInt64, timeout: UInt64,
+                             server: Process) -> KernelError {
         do throws(KernelError) {
-            guard case .reply(let capability) = try lookup(handle, in: server, requiring: .reply).object else {
-                return .invalidHandle
+            let port = try port(portHandle, in: server, requiring: .receive)
+            var caller: Thread?
+            if handle != 0 {
+                let (status, answered) = answer(handle, message: address, server: server)
+                guard status == .success || status == .peerClosed else { return status }
+                caller = answered
             }
-            guard capability.caller.state != .dead else {
-                // The caller was killed while waiting: nobody to answer, and its buffer is gone.
-                released(try uninstall(Handle(handle), from: server))
-                return .peerClosed
-            }
-            // The answer goes straight into the waiting caller's own buffer.
-            let message = try copyIn(from: address, sender: server, payload: capability.caller.messageBuffer)
-            _ = try uninstall(Handle(handle), from: server)
-            capability.finish(with: message)
-            return .success
+            return receive(from: port, into: address, timeout: timeout, receiver: server, handingOffTo: caller)
         } catch {
             return error
+        }
+    }
+
+    /// Answers call `handle` with the message at `address`, written straight into the waiting
+    /// caller's buffer. Returns the caller, answered but not yet woken.
+    static func answer(_ handle: UInt64, message address: UInt64, server: Process) -> (KernelError, Thread?) {
+        do throws(KernelError) {
+            guard case .reply(let capability) = try lookup(handle, in: server, requiring: .reply).object else {
+                return (.invalidHandle, nil)
+            }
+            let caller = capability.caller
+            guard capability.isAwaited else {
+                // The caller was killed while waiting: nobody to answer, and its buffer is gone.
+                released(try uninstall(Handle(handle), from: server))
+                return (.peerClosed, nil)
+            }
+            var message = try copyIn(from: address, sender: server, payload: caller.messageBuffer)
+            _ = try uninstall(Handle(handle), from: server)
+            let status = deliver(&message, to: caller.callAddress, of: caller)
+            if status != .success {
+                // The caller gets the error; handles it could not take are closed.
+                for index in 0..<message.handleCount { if let handle = message.handles[index] { released(handle) } }
+            }
+            capability.status = status
+            capability.finished = true
+            return (.success, caller)
+        } catch {
+            return (error, nil)
         }
     }
 

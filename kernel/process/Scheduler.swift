@@ -82,9 +82,15 @@ enum Scheduler {
         return nil
     }
 
-    static var hasReadyThreads: Bool {
+    static var hasReadyThreads: Bool { hasReadyThreads(above: -1) }
+
+    static func hasReadyThreads(above priority: Int) -> Bool {
         guard let queues else { return false }
-        for level in 0..<priorityLevels where queues[level].head != nil { return true }
+        var level = priorityLevels - 1
+        while level > priority {
+            if queues[level].head != nil { return true }
+            level -= 1
+        }
         return false
     }
 
@@ -95,16 +101,30 @@ enum Scheduler {
     /// never comes back to release it, and its objects would leak. So the choice is made in
     /// `prepareSwitch`, whose references are released when it returns, and only the two context
     /// pointers cross the switch.
-    static func schedule() {
-        guard let (from, to) = prepareSwitch() else { return }
+    ///
+    /// `preferred`, a blocked thread the caller has just given work to (a server handed a call, a
+    /// caller handed its reply), runs next without passing through the run queue, unless a thread
+    /// of higher priority is ready; then it is queued like any woken thread.
+    static func schedule(preferring preferred: Thread? = nil) {
+        guard let (from, to) = prepareSwitch(preferring: preferred) else { return }
         switch_context(from, to)
         // Running again as the thread that called schedule().
         releaseDeadThreads()
     }
 
-    private static func prepareSwitch() -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer)? {
+    private static func prepareSwitch(preferring preferred: Thread?) -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer)? {
         guard let previous = current, let idle else { return nil }
-        let next = takeNext() ?? (previous.state == .running ? previous : idle)
+        let next: Thread
+        if let preferred, preferred.state == .blocked {
+            if hasReadyThreads(above: preferred.priority) {
+                makeReady(preferred)
+                next = takeNext() ?? idle
+            } else {
+                next = preferred
+            }
+        } else {
+            next = takeNext() ?? (previous.state == .running ? previous : idle)
+        }
         rescheduleNeeded = false
         if next === previous {
             previous.state = .running
@@ -130,10 +150,11 @@ enum Scheduler {
         schedule()
     }
 
-    /// Blocks the current thread until `wake`.
-    static func block() {
+    /// Blocks the current thread until `wake`; `target` (blocked, given work by the caller) runs
+    /// next if its priority allows (see `schedule`), and is woken in any case.
+    static func block(handingOffTo target: Thread? = nil) {
         current?.state = .blocked
-        schedule()
+        schedule(preferring: target)
     }
 
     static func wake(_ thread: Thread) {

@@ -38,8 +38,15 @@ final class Thread {
     var killed = false
     /// Reused for every call this thread makes (see IPC.call).
     var replyCapability: ReplyCapability?
-    /// Where a reply to this thread's call is copied (256 bytes).
+    /// Where the payload of a reply to this thread's call waits between the server's memory and
+    /// this thread's (256 bytes).
     let messageBuffer = UnsafeMutableRawPointer.allocate(byteCount: 256, alignment: 16)
+    /// While blocked in `receive`: the user address a sender may deliver a message straight
+    /// into (0 when not receiving). Its result is then `receiveResult`.
+    var receiveAddress: UInt64 = 0
+    var receiveResult: KernelError?
+    /// While waiting in `call`: the user address the reply is written to (0 when not calling).
+    var callAddress: UInt64 = 0
 
     static let floatingPointBytes = 528
 

@@ -99,6 +99,8 @@ enum SystemCalls {
             return (IPC.call(port: a0, message: a1, caller: process), 0, 0)
         case .reply:
             return (IPC.reply(handle: a0, message: a1, server: process), 0, 0)
+        case .replyReceive:
+            return (IPC.replyReceive(reply: a0, message: a1, port: a2, timeout: frame.register(3), server: process), 0, 0)
         case .notificationSignal:
             return (IPC.signal(a0, bits: a1, process: process), 0, 0)
         case .notificationWait:

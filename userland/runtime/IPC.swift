@@ -90,6 +90,16 @@ public enum IPC {
         try withMessage(&message) { user_system_call(SystemCallNumber.reply.rawValue, handle.value, $0, 0, 0, 0, 0) }
     }
 
+    /// A server's loop step: answers `reply` (if any) with `message`, then waits up to `timeout`
+    /// nanoseconds for the next message on `port`, which replaces it. The answered caller runs
+    /// while this thread waits.
+    public static func replyAndReceive(_ reply: Handle?, _ port: Handle, _ message: inout IPCMessage,
+                                       timeout: UInt64 = .max) throws(KernelError) {
+        try withMessage(&message) {
+            user_system_call(SystemCallNumber.replyReceive.rawValue, reply?.value ?? 0, $0, port.value, timeout, 0, 0)
+        }
+    }
+
     /// A zeroed memory object of `bytes` (rounded up to pages, at most 1 MiB) to share by handle.
     public static func createMemory(bytes: UInt64) throws(KernelError) -> Handle {
         Handle(try call(.memoryCreate, bytes))

@@ -155,6 +155,7 @@ struct Tests {
 
         testThreads(&suite)
         testIPC(&suite)
+        testDirectDelivery(&suite)
 
         System.print("tests: \(suite.passed) passed, \(suite.failed) failed")
         System.exit(UInt64(suite.failed))
@@ -434,4 +435,49 @@ func testThreads(_ suite: inout Suite) {
     let status = run("crasher", 7)
     suite.check(status?.reason == .exited && status?.code == 7,
                 "a process whose main thread exits while another thread spins ends with code 7")
+}
+
+/// A message for a receiver that is already waiting goes straight into its buffer; if that buffer
+/// is not mapped, its receive fails and the message stays queued. `replyReceive` answers a call and
+/// receives in one system call; with a bad port it does neither.
+func testDirectDelivery(_ suite: inout Suite) {
+    guard let port = try? IPC.createPort(), let callPort = try? IPC.createPort(),
+          let block = try? System.map(bytes: 4096, access: .write) else {
+        suite.check(false, "ports and memory for the direct delivery test")
+        return
+    }
+    let shared = block.bindMemory(to: UInt64.self, capacity: 8)
+    for index in 0..<8 { shared[index] = 0 }
+    shared[0] = port.value
+    shared[1] = callPort.value
+    let worker = try? System.createThread(argument: UInt64(UInt(bitPattern: shared))) { argument in
+        let shared = UnsafeMutablePointer<UInt64>(bitPattern: UInt(argument))!
+        // Waits with a buffer in user space that is not mapped.
+        shared[2] = raw(SystemCallNumber.receive.rawValue, shared[0], 0x7000_0000_0000, UInt64.max).status
+        var message = IPCMessage()
+        shared[3] = (try? IPC.receive(Handle(shared[0]), into: &message, timeout: 0)) != nil ? message.label : 0
+        var request = IPCMessage(label: 50)
+        shared[4] = (try? IPC.call(Handle(shared[1]), &request)) != nil ? request.label : 0
+        shared[5] = 1
+    }
+    for _ in 0..<3 { System.yield() } // the worker runs and waits in receive
+    var note = IPCMessage(label: 77)
+    let sent = (try? IPC.send(port, &note)) != nil
+    var incoming = IPCMessage()
+    let received = (try? IPC.receive(callPort, into: &incoming, timeout: 1_000_000_000)) != nil && incoming.label == 50
+    var badPort: KernelError?
+    var answered = false
+    if let reply = incoming.replyHandle {
+        badPort = catching { () throws(KernelError) in try IPC.replyAndReceive(reply, Handle(0xDEAD), &incoming) }
+        incoming.label = 51
+        answered = (try? IPC.reply(reply, &incoming)) != nil
+    }
+    let start = System.clock
+    while shared[5] == 0 && (System.clock.ticks - start.ticks) < start.frequency { System.yield() }
+    let idle = catching { () throws(KernelError) in try IPC.replyAndReceive(nil, port, &incoming, timeout: 0) }
+    suite.check(worker != nil && sent && shared[2] == KernelError.badAddress.rawValue && shared[3] == 77 && received
+                && badPort == .invalidHandle && answered && shared[4] == 51 && idle == .wouldBlock,
+                "a waiting receiver with an unmapped buffer fails and the message stays queued; replyReceive with a bad port answers nothing; the caller gets the reply")
+    try? IPC.close(port)
+    try? IPC.close(callPort)
 }
