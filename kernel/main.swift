@@ -109,6 +109,7 @@ func startUserSpace(_ platform: Platform, startArgument: UInt64, powerOffAfterIn
     // (LazyFloatingPoint in process/Scheduler.swift).
     aarch64_write_cpacr(aarch64_read_cpacr() & ~(0b11 << 20) | LazyFloatingPoint.trapEL0)
     aarch64_isb()
+    LazyFloatingPoint.trapping = true
     let privilegedAccessNever = CPU.enablePrivilegedAccessNever()
     // Bench mode only: user programs may read the cycle counter (PMUSERENR_EL0.EN, .CR).
     if startArgument & 2 != 0 { aarch64_write_pmuserenr(0b101) }

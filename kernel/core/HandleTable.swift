@@ -50,6 +50,8 @@ public struct HandleTable<Object> {
     let entries: UnsafeMutablePointer<Entry>
     public let capacity: Int
     public private(set) var count = 0
+    /// No slot below this one is free: where `insert` starts looking.
+    var firstFreeCandidate = 0
 
     public init(capacity: Int) {
         self.capacity = capacity
@@ -67,6 +69,7 @@ public struct HandleTable<Object> {
             if entries[slot].generation == 0 { entries[slot].generation = 1 }
         }
         count = 0
+        firstFreeCandidate = 0
     }
 
     /// Releases every object and the storage; the table must not be used afterwards.
@@ -77,12 +80,18 @@ public struct HandleTable<Object> {
     }
 
     public mutating func insert(_ object: Object, rights: Rights) throws(HandleError) -> Handle {
-        for slot in 0..<capacity where entries[slot].object == nil {
-            entries[slot].object = object
-            entries[slot].rights = rights
-            count += 1
-            return Handle(slot: slot, generation: entries[slot].generation)
+        var slot = firstFreeCandidate
+        while slot < capacity {
+            if entries[slot].object == nil {
+                entries[slot].object = object
+                entries[slot].rights = rights
+                count += 1
+                firstFreeCandidate = slot + 1
+                return Handle(slot: slot, generation: entries[slot].generation)
+            }
+            slot += 1
         }
+        firstFreeCandidate = capacity
         throw .tableFull
     }
 
@@ -112,6 +121,7 @@ public struct HandleTable<Object> {
         entries[slot].generation &+= 1
         if entries[slot].generation == 0 { entries[slot].generation = 1 }
         count -= 1
+        firstFreeCandidate = min(firstFreeCandidate, slot)
         return removed
     }
 

@@ -3,6 +3,8 @@
 // handle or a queued message refers to them (reference counting), and the death of the other side
 // is an error for whoever waits (`peerClosed`), never a hang.
 
+import AArch64
+
 /// What a handle can name.
 enum KernelObject {
     case port(Port)
@@ -284,41 +286,39 @@ enum IPC {
     // MARK: Messages
 
     /// Reads a message from user memory and takes the handles it lists out of the sender's table.
-    /// All or nothing: on an error, the sender keeps every handle.
-    static func copyIn(from address: UInt64, sender: Process, payload: UnsafeMutableRawPointer) throws(KernelError) -> KernelMessage {
+    /// All or nothing: on an error, the sender keeps every handle. The header passes through the
+    /// current thread's `messageHeader`; the payload goes to `payload`.
+    static func copyIn(_ message: inout KernelMessage, from address: UInt64, sender: Process, thread: Thread,
+                       payload: UnsafeMutableRawPointer) throws(KernelError) {
         guard address & 7 == 0 else { throw .badAddress }
         // The header first; then only as much payload as the message says it carries.
-        var header = InlineArray<9, UInt64>(repeating: 0) // 72 bytes: up to the payload
-        let status = withUnsafeMutableBytes(of: &header) {
-            UserMemory.copyIn(to: $0.baseAddress!, from: address, count: UInt64(IPCMessageLayout.payload))
-        }
+        let header = thread.messageHeader
+        let status = UserMemory.copyIn(to: header, from: address, count: UInt64(IPCMessageLayout.payload))
         guard status == .success else { throw status }
-        var message = KernelMessage()
-        message.label = header[IPCMessageLayout.label / 8]
         let length = header[IPCMessageLayout.length / 8]
         let count = header[IPCMessageLayout.handleCount / 8]
         guard length <= UInt64(IPCMessageLayout.maximumPayload), count <= UInt64(IPCMessageLayout.maximumHandles) else {
             throw .invalidArgument
         }
-        message.length = Int(length)
-        message.handleCount = Int(count)
-        message.sender = sender.id
-        message.payload = payload
         if length > 0 {
             let padded = (length + 7) & ~7
             let copied = UserMemory.copyIn(to: payload, from: address + UInt64(IPCMessageLayout.payload), count: padded)
             guard copied == .success else { throw copied }
         }
         // Check every handle first, then move them all.
-        for index in 0..<message.handleCount {
-            let handle = Handle(header[IPCMessageLayout.handles / 8 + index])
-            for earlier in 0..<index where header[IPCMessageLayout.handles / 8 + earlier] == handle.value { throw .invalidArgument }
-            _ = try lookup(handle.value, in: sender, requiring: .transfer)
+        let handles = header + IPCMessageLayout.handles / 8
+        for index in 0..<Int(count) {
+            for earlier in 0..<index where handles[earlier] == handles[index] { throw .invalidArgument }
+            _ = try lookup(handles[index], in: sender, requiring: .transfer)
         }
-        for index in 0..<message.handleCount {
-            message.handles[index] = try uninstall(Handle(header[IPCMessageLayout.handles / 8 + index]), from: sender)
+        for index in 0..<Int(count) {
+            message.handles[index] = try uninstall(Handle(handles[index]), from: sender)
         }
-        return message
+        message.label = header[IPCMessageLayout.label / 8]
+        message.length = Int(length)
+        message.handleCount = Int(count)
+        message.sender = sender.id
+        message.payload = payload
     }
 
     /// Gives a message's handles back to the sender after a failed send.
@@ -333,62 +333,67 @@ enum IPC {
     /// Writes a message to user memory (the current TTBR0's), installing its handles (and reply
     /// capability) in the receiver's table. All or nothing: if they do not fit or the memory is
     /// not writable, the message keeps everything and the error says why. (Handles that reach
-    /// the receiver were moved, so counts stay as they are.)
-    static func deliver(_ message: inout KernelMessage, to address: UInt64, receiver: Process) -> KernelError {
+    /// the receiver were moved, so counts stay as they are.) The header is built in the current
+    /// thread's `messageHeader`, `header`.
+    static func deliver(_ message: inout KernelMessage, to address: UInt64, receiver: Process,
+                        header: UnsafeMutablePointer<UInt64>) -> KernelError {
         guard address & 7 == 0, UserMemory.isUserRange(address, UInt64(IPCMessageLayout.size)) else { return .badAddress }
         let needed = message.handleCount + (message.reply == nil ? 0 : 1)
         guard receiver.handles.capacity - receiver.handles.count >= needed else { return .handleTableFull }
-        var header = InlineArray<9, UInt64>(repeating: 0)
         header[IPCMessageLayout.label / 8] = message.label
         header[IPCMessageLayout.length / 8] = UInt64(message.length)
         header[IPCMessageLayout.handleCount / 8] = UInt64(message.handleCount)
         header[IPCMessageLayout.sender / 8] = message.sender
+        header[IPCMessageLayout.replyHandle / 8] = 0
+        let handles = header + IPCMessageLayout.handles / 8
+        for index in 0..<IPCMessageLayout.maximumHandles { handles[index] = 0 }
         // Room was checked, so every install succeeds.
         for index in 0..<message.handleCount {
             guard let transferred = message.handles[index],
                   let handle = try? install(transferred.object, rights: transferred.rights, in: receiver) else { continue }
-            header[IPCMessageLayout.handles / 8 + index] = handle.value
+            handles[index] = handle.value
             message.handles[index] = nil
         }
-        let reply = message.reply
-        if let reply, let handle = try? install(.reply(reply), rights: .reply, in: receiver) {
+        if let reply = message.reply, let handle = try? install(.reply(reply), rights: .reply, in: receiver) {
             header[IPCMessageLayout.replyHandle / 8] = handle.value
-            message.reply = nil
         }
-        var status = withUnsafeBytes(of: &header) {
-            UserMemory.copyOut(to: address, from: $0.baseAddress!, count: UInt64(IPCMessageLayout.payload))
-        }
+        var status = UserMemory.copyOut(to: address, from: header, count: UInt64(IPCMessageLayout.payload))
         if status == .success && message.length > 0, let payload = message.payload {
             let padded = UInt64((message.length + 7) & ~7)
             status = UserMemory.copyOut(to: address + UInt64(IPCMessageLayout.payload), from: payload, count: padded)
         }
-        if status != .success {
+        if status == .success {
+            message.reply = nil
+        } else {
             // Not taken: the handles come back out of the receiver's table into the message.
-            for index in 0..<message.handleCount where header[IPCMessageLayout.handles / 8 + index] != 0 {
-                message.handles[index] = try? uninstall(Handle(header[IPCMessageLayout.handles / 8 + index]), from: receiver)
+            for index in 0..<message.handleCount where handles[index] != 0 {
+                message.handles[index] = try? uninstall(Handle(handles[index]), from: receiver)
             }
             if header[IPCMessageLayout.replyHandle / 8] != 0 {
                 _ = try? uninstall(Handle(header[IPCMessageLayout.replyHandle / 8]), from: receiver)
-                message.reply = reply
             }
         }
         return status
     }
 
-    /// Delivers `message` into `thread`'s memory at `address` while another thread runs.
-    static func deliver(_ message: inout KernelMessage, to address: UInt64, of thread: Thread) -> KernelError {
-        guard let process = thread.process else { return .peerClosed }
-        return UserMemory.inAddressSpace(of: process, fallback: KernelError.peerClosed) {
-            deliver(&message, to: address, receiver: process)
-        }
+    /// Delivers `message` into `target`'s memory at `address` while `thread` runs: with the
+    /// target's address space in TTBR0 for the copy.
+    static func deliver(_ message: inout KernelMessage, to address: UInt64, of target: Thread, by thread: Thread) -> KernelError {
+        guard let process = target.process, target.translationBase != 0 else { return .peerClosed }
+        aarch64_write_ttbr0(target.translationBase)
+        aarch64_isb()
+        let status = deliver(&message, to: address, receiver: process, header: thread.messageHeader)
+        aarch64_write_ttbr0(thread.translationBase)
+        aarch64_isb()
+        return status
     }
 
     /// Gives a message to the first thread blocked in `receive` on `port`, straight into its
     /// buffer, or else queues it (the caller checked there is room). Returns the receiver that
     /// took it, still blocked, for the caller to hand the CPU to or wake.
-    static func post(_ message: inout KernelMessage, on port: Port) -> Thread? {
+    static func post(_ message: inout KernelMessage, on port: Port, by thread: Thread) -> Thread? {
         if port.queue.isEmpty, let receiver = port.takeDirectReceiver() {
-            let status = deliver(&message, to: receiver.receiveAddress, of: receiver)
+            let status = deliver(&message, to: receiver.receiveAddress, of: receiver, by: thread)
             receiver.receiveResult = status
             receiver.receiveAddress = 0
             if status == .success { return receiver }
@@ -420,23 +425,25 @@ enum IPC {
         return port
     }
 
-    static func send(port handle: UInt64, message address: UInt64, sender: Process) -> KernelError {
+    static func send(port handle: UInt64, message address: UInt64, thread: Thread, sender: Process) -> KernelError {
         do throws(KernelError) {
             let port = try port(handle, in: sender, requiring: .send)
             guard !port.isClosed else { return .peerClosed }
             guard !port.queue.isFull else { return .queueFull }
-            var message = try copyIn(from: address, sender: sender, payload: port.nextPayload)
-            if let receiver = post(&message, on: port) { Scheduler.wake(receiver) }
+            var message = KernelMessage()
+            try copyIn(&message, from: address, sender: sender, thread: thread, payload: port.nextPayload)
+            if let receiver = post(&message, on: port, by: thread) { Scheduler.wake(receiver) }
             return .success
         } catch {
             return error
         }
     }
 
-    static func receive(port handle: UInt64, message address: UInt64, timeout: UInt64, receiver: Process) -> KernelError {
+    static func receive(port handle: UInt64, message address: UInt64, timeout: UInt64, thread: Thread,
+                        receiver: Process) -> KernelError {
         do throws(KernelError) {
             let port = try port(handle, in: receiver, requiring: .receive)
-            return receive(from: port, into: address, timeout: timeout, receiver: receiver)
+            return receive(from: port, into: address, timeout: timeout, thread: thread, receiver: receiver)
         } catch {
             return error
         }
@@ -445,11 +452,10 @@ enum IPC {
     /// Takes the next message from `port` into `address`, waiting up to `timeout` nanoseconds.
     /// While the thread waits, a sender delivers straight into its buffer (`post`). `partner`, a
     /// caller just answered by `replyReceive`, runs next if this thread waits, or is woken.
-    static func receive(from port: Port, into address: UInt64, timeout: UInt64, receiver: Process,
+    static func receive(from port: Port, into address: UInt64, timeout: UInt64, thread: Thread, receiver: Process,
                         handingOffTo partner: Thread? = nil) -> KernelError {
         var partner = partner
         defer { if let partner { Scheduler.wake(partner) } }
-        guard let thread = Scheduler.current else { return .accessDenied }
         // An address that cannot be user memory is refused before waiting; one that is not
         // mapped is found when a message is delivered, which then stays queued.
         guard address & 7 == 0, UserMemory.isUserRange(address, UInt64(IPCMessageLayout.size)) else { return .badAddress }
@@ -459,7 +465,7 @@ enum IPC {
             // A thread whose process ended only unwinds: its memory is gone.
             if thread.killed { return .peerClosed }
             if var message = port.queue.pop() {
-                let status = deliver(&message, to: address, receiver: receiver)
+                let status = deliver(&message, to: address, receiver: receiver, header: thread.messageHeader)
                 if status != .success {
                     // Not taken: the message goes back (it came from the queue, so there is room),
                     // its payload into the buffer of the slot it now occupies.
@@ -493,13 +499,13 @@ enum IPC {
         }
     }
 
-    static func call(port handle: UInt64, message address: UInt64, caller: Process) -> KernelError {
-        guard let thread = Scheduler.current else { return .accessDenied }
+    static func call(port handle: UInt64, message address: UInt64, thread: Thread, caller: Process) -> KernelError {
         do throws(KernelError) {
             let port = try port(handle, in: caller, requiring: .send)
             guard !port.isClosed else { return .peerClosed }
             guard !port.queue.isFull else { return .queueFull }
-            var message = try copyIn(from: address, sender: caller, payload: port.nextPayload)
+            var message = KernelMessage()
+            try copyIn(&message, from: address, sender: caller, thread: thread, payload: port.nextPayload)
             // A thread has at most one call outstanding, so its reply capability is reused: the
             // server's handle to it is removed by `reply` (or fails the call when let go), and a
             // stale handle number never matches again (generations).
@@ -514,7 +520,7 @@ enum IPC {
             message.reply = reply
             thread.callAddress = address
             // A server waiting in `receive` has the message already and runs next.
-            var server = post(&message, on: port)
+            var server = post(&message, on: port, by: thread)
             while !reply.finished && !thread.killed {
                 Scheduler.block(handingOffTo: server)
                 server = nil
@@ -527,8 +533,8 @@ enum IPC {
         }
     }
 
-    static func reply(handle: UInt64, message address: UInt64, server: Process) -> KernelError {
-        let (status, caller) = answer(handle, message: address, server: server)
+    static func reply(handle: UInt64, message address: UInt64, thread: Thread, server: Process) -> KernelError {
+        let (status, caller) = answer(handle, message: address, thread: thread, server: server)
         if let caller { Scheduler.wake(caller) }
         return status
     }
@@ -538,16 +544,16 @@ enum IPC {
     /// pass through the run queue. With a bad port handle the call is not answered either; a
     /// caller that died meanwhile is no error for the server, which goes on to receive.
     static func replyReceive(reply handle: UInt64, message address: UInt64, port portHandle: UInt64, timeout: UInt64,
-                             server: Process) -> KernelError {
+                             thread: Thread, server: Process) -> KernelError {
         do throws(KernelError) {
             let port = try port(portHandle, in: server, requiring: .receive)
             var caller: Thread?
             if handle != 0 {
-                let (status, answered) = answer(handle, message: address, server: server)
+                let (status, answered) = answer(handle, message: address, thread: thread, server: server)
                 guard status == .success || status == .peerClosed else { return status }
                 caller = answered
             }
-            return receive(from: port, into: address, timeout: timeout, receiver: server, handingOffTo: caller)
+            return receive(from: port, into: address, timeout: timeout, thread: thread, receiver: server, handingOffTo: caller)
         } catch {
             return error
         }
@@ -555,7 +561,7 @@ enum IPC {
 
     /// Answers call `handle` with the message at `address`, written straight into the waiting
     /// caller's buffer. Returns the caller, answered but not yet woken.
-    static func answer(_ handle: UInt64, message address: UInt64, server: Process) -> (KernelError, Thread?) {
+    static func answer(_ handle: UInt64, message address: UInt64, thread: Thread, server: Process) -> (KernelError, Thread?) {
         do throws(KernelError) {
             guard case .reply(let capability) = try lookup(handle, in: server, requiring: .reply).object else {
                 return (.invalidHandle, nil)
@@ -566,9 +572,10 @@ enum IPC {
                 released(try uninstall(Handle(handle), from: server))
                 return (.peerClosed, nil)
             }
-            var message = try copyIn(from: address, sender: server, payload: caller.messageBuffer)
+            var message = KernelMessage()
+            try copyIn(&message, from: address, sender: server, thread: thread, payload: caller.messageBuffer)
             _ = try uninstall(Handle(handle), from: server)
-            let status = deliver(&message, to: caller.callAddress, of: caller)
+            let status = deliver(&message, to: caller.callAddress, of: caller, by: thread)
             if status != .success {
                 // The caller gets the error; handles it could not take are closed.
                 for index in 0..<message.handleCount { if let handle = message.handles[index] { released(handle) } }

@@ -183,6 +183,7 @@ enum Processes {
             }
         }
         process.threads.removeAll { $0 !== Scheduler.current && $0.state == .dead }
+        for thread in process.threads { thread.translationBase = 0 }
         if isCurrent {
             // The space is live in TTBR0: leave it before freeing it.
             NoAddressSpace.activate()

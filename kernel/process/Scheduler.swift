@@ -113,25 +113,22 @@ enum Scheduler {
     }
 
     private static func prepareSwitch(preferring preferred: Thread?) -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer)? {
-        guard let previous = current, let idle else { return nil }
+        guard let previous = current else { return nil }
         let next: Thread
-        if let preferred, preferred.state == .blocked {
-            if hasReadyThreads(above: preferred.priority) {
-                makeReady(preferred)
-                next = takeNext() ?? idle
-            } else {
-                next = preferred
-            }
+        if let preferred, preferred.state == .blocked, !hasReadyThreads(above: preferred.priority) {
+            next = preferred
         } else {
-            next = takeNext() ?? (previous.state == .running ? previous : idle)
+            if let preferred, preferred.state == .blocked { makeReady(preferred) }
+            guard let chosen = takeNext() ?? (previous.state == .running ? previous : idle) else { return nil }
+            next = chosen
         }
         rescheduleNeeded = false
         if next === previous {
             previous.state = .running
             return nil
         }
-        if let space = next.process?.addressSpace {
-            aarch64_write_ttbr0(space.translationBase)
+        if next.translationBase != 0 {
+            aarch64_write_ttbr0(next.translationBase)
             aarch64_isb()
         } else {
             NoAddressSpace.activate()
@@ -139,9 +136,10 @@ enum Scheduler {
         LazyFloatingPoint.switched(to: next)
         next.state = .running
         next.sliceRemaining = sliceTicks
-        current = next
         switches += 1
-        return (UnsafeMutableRawPointer(previous.context), UnsafeMutableRawPointer(next.context))
+        let contexts = (UnsafeMutableRawPointer(previous.context), UnsafeMutableRawPointer(next.context))
+        current = next
+        return contexts
     }
 
     static func yield() {
@@ -220,16 +218,24 @@ enum Scheduler {
 /// that thread executes traps here: the owner's registers are saved, the thread's restored, and
 /// the instruction runs again. Threads that never touch FP/SIMD, like most servers, cost nothing.
 enum LazyFloatingPoint {
-    nonisolated(unsafe) static var owner: Thread?
+    /// The save area of the thread whose state the registers hold (an address, not a reference,
+    /// so that a switch costs no reference counting).
+    nonisolated(unsafe) static var ownerArea: UnsafeMutableRawPointer?
+    /// Whether EL0's FP/SIMD instructions trap now (CPACR_EL1.FPEN), so a switch between threads
+    /// that do not own the registers leaves the register alone.
+    nonisolated(unsafe) static var trapping = false
     nonisolated(unsafe) static var restores: UInt64 = 0
 
     static let trapEL0: UInt64 = 0b01 << 20
     static let noTraps: UInt64 = 0b11 << 20
 
     static func switched(to thread: Thread) {
+        let trap = thread.floatingPoint != ownerArea
+        guard trap != trapping else { return }
         let control = aarch64_read_cpacr() & ~(0b11 << 20)
-        aarch64_write_cpacr(control | (thread === owner ? noTraps : trapEL0))
+        aarch64_write_cpacr(control | (trap ? trapEL0 : noTraps))
         aarch64_isb()
+        trapping = trap
     }
 
     /// The FP/SIMD trap from EL0: hands the registers to the current thread.
@@ -237,14 +243,15 @@ enum LazyFloatingPoint {
         guard let thread = Scheduler.current, thread.process != nil else { return }
         aarch64_write_cpacr(aarch64_read_cpacr() | noTraps)
         aarch64_isb()
-        if let previous = owner, previous !== thread { fp_state_save(previous.floatingPoint) }
+        trapping = false
+        if let previous = ownerArea, previous != thread.floatingPoint { fp_state_save(previous) }
         fp_state_restore(thread.floatingPoint)
-        owner = thread
+        ownerArea = thread.floatingPoint
         restores += 1
     }
 
     /// A thread being released no longer owns anything (its save area is about to go).
     static func forget(_ thread: Thread) {
-        if owner === thread { owner = nil }
+        if ownerArea == thread.floatingPoint { ownerArea = nil }
     }
 }

@@ -25,6 +25,9 @@ final class Thread {
     let floatingPoint: UnsafeMutableRawPointer
     let stack: KernelStacks.Stack?
     var state = ThreadState.ready
+    /// TTBR0_EL1 for this thread (its process's tables and ASID); 0 once the process's address
+    /// space is gone, or for the idle thread.
+    var translationBase: UInt64
     var priority: Int
     var sliceRemaining = 0
     /// Run-queue link.
@@ -41,6 +44,9 @@ final class Thread {
     /// Where the payload of a reply to this thread's call waits between the server's memory and
     /// this thread's (256 bytes).
     let messageBuffer = UnsafeMutableRawPointer.allocate(byteCount: 256, alignment: 16)
+    /// The header of a message this thread sends or delivers, between user memory and the
+    /// kernel's message (9 words, `IPCMessageLayout` up to the payload).
+    let messageHeader = UnsafeMutablePointer<UInt64>.allocate(capacity: 9)
     /// While blocked in `receive`: the user address a sender may deliver a message straight
     /// into (0 when not receiving). Its result is then `receiveResult`.
     var receiveAddress: UInt64 = 0
@@ -55,6 +61,7 @@ final class Thread {
         self.process = process
         self.stack = stack
         self.priority = priority
+        translationBase = process?.addressSpace?.translationBase ?? 0
         context = UnsafeMutablePointer<SwitchContext>.allocate(capacity: 1)
         context.initialize(to: SwitchContext())
         floatingPoint = UnsafeMutableRawPointer.allocate(byteCount: Self.floatingPointBytes, alignment: 16)
@@ -84,6 +91,7 @@ final class Thread {
         context.deallocate()
         floatingPoint.deallocate()
         messageBuffer.deallocate()
+        messageHeader.deallocate()
         replyCapability = nil
         next = nil
     }

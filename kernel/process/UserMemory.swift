@@ -22,23 +22,6 @@ enum UserMemory {
         return copy_to_user(user, kernel, count) == 0 ? .success : .badAddress
     }
 
-    /// Runs `body` with `process`'s address space in TTBR0, so user copies reach that process
-    /// rather than the current one (a message delivered straight into a waiting receiver), then
-    /// returns to the current thread's space. `fallback` if the process has no address space left.
-    static func inAddressSpace<Result>(of process: Process, fallback: Result, _ body: () -> Result) -> Result {
-        guard let space = process.addressSpace else { return fallback }
-        aarch64_write_ttbr0(space.translationBase)
-        aarch64_isb()
-        let result = body()
-        if let own = Scheduler.current?.process?.addressSpace {
-            aarch64_write_ttbr0(own.translationBase)
-            aarch64_isb()
-        } else {
-            NoAddressSpace.activate()
-        }
-        return result
-    }
-
     /// The exception handler's hook: a fault inside the copy routines resumes at their fixup.
     static func recover(_ frame: ExceptionFrame) -> Bool {
         let faulting = frame.exceptionLinkRegister

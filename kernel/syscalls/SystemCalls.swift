@@ -12,10 +12,12 @@ enum SystemCalls {
 
     static func dispatch(_ frame: ExceptionFrame) {
         count += 1
-        Scheduler.current?.inSystemCall = true
-        let (status, value0, value1) = perform(frame)
-        Scheduler.current?.inSystemCall = false
-        if Scheduler.current?.killed == true { Scheduler.markCurrentDead() }
+        // No thread before the scheduler starts (the boot self-tests' system calls).
+        let thread = Scheduler.current
+        thread?.inSystemCall = true
+        let (status, value0, value1) = perform(frame, thread: thread)
+        thread?.inSystemCall = false
+        if thread?.killed == true { Scheduler.markCurrentDead() }
         frame.setRegister(0, status.rawValue)
         if status == .success {
             frame.setRegister(1, value0)
@@ -23,9 +25,9 @@ enum SystemCalls {
         }
     }
 
-    private static func perform(_ frame: ExceptionFrame) -> (KernelError, UInt64, UInt64) {
+    private static func perform(_ frame: ExceptionFrame, thread: Thread?) -> (KernelError, UInt64, UInt64) {
         guard let number = SystemCallNumber(rawValue: frame.register(8)) else { return (.unknownSystemCall, 0, 0) }
-        let process = Scheduler.current?.process
+        let process = thread?.process
         switch number {
         case .null:
             return (.success, 0, 0)
@@ -72,12 +74,13 @@ enum SystemCalls {
             let heap = Heap.statistics.counters
             return (.success, heap.blocksInUse, heap.pagesHeld)
         default:
-            guard let process else { return (.accessDenied, 0, 0) }
-            return ipc(number, frame, process)
+            guard let thread, let process else { return (.accessDenied, 0, 0) }
+            return ipc(number, frame, thread, process)
         }
     }
 
-    private static func ipc(_ number: SystemCallNumber, _ frame: ExceptionFrame, _ process: Process) -> (KernelError, UInt64, UInt64) {
+    private static func ipc(_ number: SystemCallNumber, _ frame: ExceptionFrame, _ thread: Thread,
+                            _ process: Process) -> (KernelError, UInt64, UInt64) {
         let a0 = frame.register(0), a1 = frame.register(1), a2 = frame.register(2)
         switch number {
         case .portCreate:
@@ -92,15 +95,15 @@ enum SystemCalls {
             let (status, handle) = IPC.duplicate(Handle(a0), rights: rights, in: process)
             return (status, handle, 0)
         case .send:
-            return (IPC.send(port: a0, message: a1, sender: process), 0, 0)
+            return (IPC.send(port: a0, message: a1, thread: thread, sender: process), 0, 0)
         case .receive:
-            return (IPC.receive(port: a0, message: a1, timeout: a2, receiver: process), 0, 0)
+            return (IPC.receive(port: a0, message: a1, timeout: a2, thread: thread, receiver: process), 0, 0)
         case .call:
-            return (IPC.call(port: a0, message: a1, caller: process), 0, 0)
+            return (IPC.call(port: a0, message: a1, thread: thread, caller: process), 0, 0)
         case .reply:
-            return (IPC.reply(handle: a0, message: a1, server: process), 0, 0)
+            return (IPC.reply(handle: a0, message: a1, thread: thread, server: process), 0, 0)
         case .replyReceive:
-            return (IPC.replyReceive(reply: a0, message: a1, port: a2, timeout: frame.register(3), server: process), 0, 0)
+            return (IPC.replyReceive(reply: a0, message: a1, port: a2, timeout: frame.register(3), thread: thread, server: process), 0, 0)
         case .notificationSignal:
             return (IPC.signal(a0, bits: a1, process: process), 0, 0)
         case .notificationWait:

@@ -64,8 +64,14 @@ enum Exceptions {
 @_cdecl("exception_dispatch")
 func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: UInt64) {
     let frame = ExceptionFrame(base: frameBase)
-    let kind = VectorKind(value: kindValue)
     let syndrome = frame.syndrome
+    // The hot path first: a system call from user space.
+    if kindValue == 8 && syndrome.exceptionClassValue == ExceptionSyndrome.ExceptionClass.supervisorCall.rawValue {
+        SystemCalls.dispatch(frame)
+        Scheduler.preemptIfNeeded()
+        return
+    }
+    let kind = VectorKind(value: kindValue)
     if kind.isSynchronous, syndrome.exceptionClass == .breakInstruction, syndrome.immediate == 0x5354 {
         Exceptions.selfTestTraps += 1
         frame.exceptionLinkRegister += 4 // resume after the BRK
