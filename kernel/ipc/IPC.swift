@@ -152,6 +152,12 @@ final class Port {
         return nil
     }
 
+    /// Drops the oldest waiter from the list (the fast path has just handed it a message).
+    func takeFirstReceiver() {
+        // With one waiter, the usual case, removing the last is the same and does not shift.
+        if receivers.count == 1 { receivers.removeLast() } else { receivers.removeFirst() }
+    }
+
     /// Wakes the oldest live waiter; threads killed while waiting are dropped on the way.
     func wakeOneReceiver() {
         while !receivers.isEmpty {

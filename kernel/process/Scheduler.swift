@@ -142,6 +142,28 @@ enum Scheduler {
         return contexts
     }
 
+    /// The IPC fast path's switch: the current thread has just blocked, and `next`, blocked until
+    /// now and given work by it (its priority checked against the ready threads), runs at once.
+    static func switchDirectly(from previous: Thread, to next: Thread) {
+        guard let (from, to) = prepareDirectSwitch(from: previous, to: next) else { return }
+        switch_context(from, to)
+        releaseDeadThreads()
+    }
+
+    private static func prepareDirectSwitch(from previous: Thread, to next: Thread) -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer)? {
+        guard next !== previous else { return nil }
+        aarch64_write_ttbr0(next.translationBase)
+        aarch64_isb()
+        LazyFloatingPoint.switched(to: next)
+        next.state = .running
+        next.sliceRemaining = sliceTicks
+        rescheduleNeeded = false
+        switches += 1
+        let contexts = (UnsafeMutableRawPointer(previous.context), UnsafeMutableRawPointer(next.context))
+        current = next
+        return contexts
+    }
+
     static func yield() {
         // The reference is dropped before the switch (see schedule()).
         if let thread = current, thread !== idle { makeReady(thread) }

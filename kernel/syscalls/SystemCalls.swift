@@ -15,7 +15,7 @@ enum SystemCalls {
         // No thread before the scheduler starts (the boot self-tests' system calls).
         let thread = Scheduler.current
         thread?.inSystemCall = true
-        let (status, value0, value1) = perform(frame, thread: thread)
+        let (status, value0, value1) = fastPath(frame, thread: thread) ?? perform(frame, thread: thread)
         thread?.inSystemCall = false
         if thread?.killed == true { Scheduler.markCurrentDead() }
         frame.setRegister(0, status.rawValue)
@@ -23,6 +23,18 @@ enum SystemCalls {
             frame.setRegister(1, value0)
             frame.setRegister(2, value1)
         }
+    }
+
+    /// The IPC fast path (ipc/FastPath.swift) for `call` and `replyReceive`, when it applies.
+    private static func fastPath(_ frame: ExceptionFrame, thread: Thread?) -> (KernelError, UInt64, UInt64)? {
+        let number = frame.register(8)
+        guard number == SystemCallNumber.call.rawValue || number == SystemCallNumber.replyReceive.rawValue,
+              let thread, let process = thread.process else { return nil }
+        let status = number == SystemCallNumber.call.rawValue
+            ? IPCFastPath.call(frame, thread: thread, process: process)
+            : IPCFastPath.replyReceive(frame, thread: thread, process: process)
+        guard let status else { return nil }
+        return (status, 0, 0)
     }
 
     private static func perform(_ frame: ExceptionFrame, thread: Thread?) -> (KernelError, UInt64, UInt64) {
