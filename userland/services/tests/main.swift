@@ -455,14 +455,20 @@ func testDirectDelivery(_ suite: inout Suite) {
         // Waits with a buffer in user space that is not mapped.
         shared[2] = raw(SystemCallNumber.receive.rawValue, shared[0], 0x7000_0000_0000, UInt64.max).status
         var message = IPCMessage()
-        shared[3] = (try? IPC.receive(Handle(shared[0]), into: &message, timeout: 0)) != nil ? message.label : 0
+        shared[3] = (try? IPC.receive(Handle(shared[0]), into: &message, timeout: 1_000_000_000)) != nil ? message.label : 0
+        if let reply = message.replyHandle {
+            message.label += 1
+            _ = try? IPC.reply(reply, &message)
+        }
         var request = IPCMessage(label: 50)
         shared[4] = (try? IPC.call(Handle(shared[1]), &request)) != nil ? request.label : 0
         shared[5] = 1
     }
     for _ in 0..<3 { System.yield() } // the worker runs and waits in receive
+    // The call finds the worker waiting but cannot write into its buffer: the worker's receive
+    // fails, the call waits in the queue until the worker receives it properly and answers.
     var note = IPCMessage(label: 77)
-    let sent = (try? IPC.send(port, &note)) != nil
+    let sent = (try? IPC.call(port, &note)) != nil && note.label == 78
     var incoming = IPCMessage()
     let received = (try? IPC.receive(callPort, into: &incoming, timeout: 1_000_000_000)) != nil && incoming.label == 50
     var badPort: KernelError?
@@ -477,7 +483,7 @@ func testDirectDelivery(_ suite: inout Suite) {
     let idle = catching { () throws(KernelError) in try IPC.replyAndReceive(nil, port, &incoming, timeout: 0) }
     suite.check(worker != nil && sent && shared[2] == KernelError.badAddress.rawValue && shared[3] == 77 && received
                 && badPort == .invalidHandle && answered && shared[4] == 51 && idle == .wouldBlock,
-                "a waiting receiver with an unmapped buffer fails and the message stays queued; replyReceive with a bad port answers nothing; the caller gets the reply")
+                "a call to a receiver waiting with an unmapped buffer: its receive fails, the call stays queued and is answered; replyReceive with a bad port answers nothing")
     try? IPC.close(port)
     try? IPC.close(callPort)
 }
