@@ -14,8 +14,8 @@ enum IPCFastPath {
     /// `call`: x0 = port, x1 = message. The status, or nil to take the general path.
     static func call(_ frame: ExceptionFrame, thread: Thread, process: Process) -> KernelError? {
         let address = frame.register(1)
-        guard let held = try? process.handles.lookup(Handle(frame.register(0)), requiring: .send),
-              case .port(let port) = held.object, !port.isClosed, port.queue.isEmpty,
+        guard let port = IPCFastPath.port(frame.register(0), in: process, requiring: .send),
+              !port.isClosed, port.queue.isEmpty,
               let server = port.receivers.first, server.state == .blocked, server.receiveAddress != 0,
               !server.killed, server.translationBase != 0, let serverProcess = server.process,
               serverProcess.handles.count < serverProcess.handles.capacity,
@@ -64,10 +64,9 @@ enum IPCFastPath {
     static func replyReceive(_ frame: ExceptionFrame, thread: Thread, process: Process) -> KernelError? {
         let address = frame.register(1)
         guard frame.register(3) == UInt64.max, frame.register(0) != 0,
-              let heldPort = try? process.handles.lookup(Handle(frame.register(2)), requiring: .receive),
-              case .port(let port) = heldPort.object, !port.isClosed, port.queue.isEmpty,
-              let heldReply = try? process.handles.lookup(Handle(frame.register(0)), requiring: .reply),
-              case .reply(let reply) = heldReply.object, reply.isAwaited,
+              let port = IPCFastPath.port(frame.register(2), in: process, requiring: .receive),
+              !port.isClosed, port.queue.isEmpty,
+              let reply = replyCapability(frame.register(0), in: process), reply.isAwaited,
               reply.caller.translationBase != 0,
               !Scheduler.hasReadyThreads(above: reply.caller.priority),
               let length = readHeader(at: address, into: thread.messageHeader) else { return nil }
@@ -104,6 +103,31 @@ enum IPCFastPath {
         thread.receiveAddress = 0
         IPC.removeWaiter(thread, from: port)
         return IPC.receive(from: port, into: address, timeout: .max, thread: thread, receiver: process)
+    }
+
+    /// The entry behind `handle` in `process`'s table if the handle is current and holds `rights`:
+    /// read in place rather than copied out, as `HandleTable.lookup` does.
+    private static func entry(_ handle: UInt64, in process: Process,
+                              requiring rights: Rights) -> UnsafeMutablePointer<HandleTable<KernelObject>.Entry>? {
+        let key = Handle(handle)
+        guard key.slot < process.handles.capacity else { return nil }
+        let entry = process.handles.entries + key.slot
+        guard entry.pointee.generation == key.generation, entry.pointee.rights.isSuperset(of: rights) else { return nil }
+        return entry
+    }
+
+    private static func port(_ handle: UInt64, in process: Process, requiring rights: Rights) -> Port? {
+        guard let entry = entry(handle, in: process, requiring: rights), case .port(let port)? = entry.pointee.object else {
+            return nil
+        }
+        return port
+    }
+
+    private static func replyCapability(_ handle: UInt64, in process: Process) -> ReplyCapability? {
+        guard let entry = entry(handle, in: process, requiring: .reply), case .reply(let reply)? = entry.pointee.object else {
+            return nil
+        }
+        return reply
     }
 
     /// Reads the label, length and handle count at `address` into `header`; the payload length
