@@ -12,23 +12,22 @@ enum Console {
     static func write(_ line: TextLine) {
         guard let device else { return }
         lock.withLock {
-            line.forEachByte { byte in
-                if byte == UInt8(ascii: "\n") { device.write(byte: UInt8(ascii: "\r")) }
-                device.write(byte: byte)
-            }
-            device.write(byte: UInt8(ascii: "\r"))
-            device.write(byte: UInt8(ascii: "\n"))
+            line.forEachByte { emit($0, to: device) }
+            emit(UInt8(ascii: "\n"), to: device)
         }
     }
 
     /// Bytes as they are (a program's output), with "\n" sent as "\r\n".
+    /// One byte for a terminal: a line feed goes out as CR LF.
+    private static func emit(_ byte: UInt8, to device: PL011) {
+        if byte == UInt8(ascii: "\n") { device.write(byte: UInt8(ascii: "\r")) }
+        device.write(byte: byte)
+    }
+
     static func writeRaw(_ bytes: UnsafeRawBufferPointer) {
         guard let device else { return }
         lock.withLock {
-            for byte in bytes {
-                if byte == UInt8(ascii: "\n") { device.write(byte: UInt8(ascii: "\r")) }
-                device.write(byte: byte)
-            }
+            for byte in bytes { emit(byte, to: device) }
         }
     }
 
