@@ -50,6 +50,13 @@ enum Clock {
     static func ticks(milliseconds: UInt64) -> UInt64 { frequency * milliseconds / 1000 }
 
     /// Arms a one-shot deadline; `.full` when too many are pending.
+    /// Counter ticks in `nanoseconds`, rounded down and capped at a quarter of the counter's
+    /// range, so that `now` plus the result never wraps.
+    static func ticks(forNanoseconds nanoseconds: UInt64) -> UInt64 {
+        let (scaled, overflow) = nanoseconds.multipliedReportingOverflow(by: frequency)
+        return overflow ? UInt64.max / 4 : min(scaled / 1_000_000_000, UInt64.max / 4)
+    }
+
     static func addDeadline(at deadline: UInt64, token: UInt64) throws(TimerQueue.Failure) {
         try lock.withLock { () throws(TimerQueue.Failure) in
             try queue!.pointee.insert(deadline: deadline, token: token)

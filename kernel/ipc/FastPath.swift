@@ -25,13 +25,7 @@ enum IPCFastPath {
         let payload = port.nextPayload
         guard copyPayload(from: address, length: length, to: payload) else { return nil }
 
-        let reply: ReplyCapability
-        if let reusable = thread.replyCapability {
-            reply = reusable
-        } else {
-            reply = ReplyCapability(caller: thread)
-            thread.replyCapability = reply
-        }
+        let reply = IPC.replyCapability(of: thread)
         guard let replyHandle = try? serverProcess.handles.insert(.reply(reply), rights: .reply) else { return nil }
         let header = thread.messageHeader
         header[IPCMessageLayout.handleCount / 8] = 0

@@ -512,17 +512,8 @@ enum IPC {
             guard !port.queue.isFull else { return .queueFull }
             var message = KernelMessage()
             try copyIn(&message, from: address, sender: caller, thread: thread, payload: port.nextPayload)
-            // A thread has at most one call outstanding, so its reply capability is reused: the
-            // server's handle to it is removed by `reply` (or fails the call when let go), and a
-            // stale handle number never matches again (generations).
-            let reply: ReplyCapability
-            if let reusable = thread.replyCapability {
-                reply = reusable
-                reply.finished = false
-            } else {
-                reply = ReplyCapability(caller: thread)
-                thread.replyCapability = reply
-            }
+            let reply = replyCapability(of: thread)
+            reply.finished = false
             message.reply = reply
             thread.callAddress = address
             // A server waiting in `receive` has the message already and runs next.
@@ -537,6 +528,16 @@ enum IPC {
         } catch {
             return error
         }
+    }
+
+    /// The reply capability for `thread`'s next call. A thread has at most one call outstanding,
+    /// so the capability is reused: the server's handle to it is removed by the answer (or fails
+    /// the call when let go), and a stale handle number never matches again (generations).
+    static func replyCapability(of thread: Thread) -> ReplyCapability {
+        if let reusable = thread.replyCapability { return reusable }
+        let reply = ReplyCapability(caller: thread)
+        thread.replyCapability = reply
+        return reply
     }
 
     static func reply(handle: UInt64, message address: UInt64, thread: Thread, server: Process) -> KernelError {
@@ -742,10 +743,9 @@ enum IPC {
     static func armTimeout(_ nanoseconds: UInt64, for thread: Thread) -> Bool {
         thread.sleepExpired = false
         guard nanoseconds != UInt64.max else { return false }
-        let (scaled, overflow) = nanoseconds.multipliedReportingOverflow(by: Clock.frequency)
-        let ticks = overflow ? UInt64.max / 4 : max(scaled / 1_000_000_000, 1)
+        let ticks = max(Clock.ticks(forNanoseconds: nanoseconds), 1)
         do throws(TimerQueue.Failure) {
-            try Clock.addDeadline(at: Clock.now &+ min(ticks, UInt64.max / 4), token: thread.id)
+            try Clock.addDeadline(at: Clock.now &+ ticks, token: thread.id)
             return true
         } catch {
             return false

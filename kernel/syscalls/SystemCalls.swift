@@ -176,12 +176,11 @@ enum SystemCalls {
 
     private static func sleep(nanoseconds: UInt64) -> (KernelError, UInt64, UInt64) {
         guard let thread = Scheduler.current, thread.process != nil else { return (.accessDenied, 0, 0) }
-        let (scaled, overflow) = nanoseconds.multipliedReportingOverflow(by: Clock.frequency)
-        let ticks = overflow ? UInt64.max / 2 : scaled / 1_000_000_000
+        let ticks = Clock.ticks(forNanoseconds: nanoseconds)
         guard ticks > 0 else { return (.success, 0, 0) }
         thread.sleepExpired = false
         do throws(TimerQueue.Failure) {
-            try Clock.addDeadline(at: Clock.now &+ min(ticks, UInt64.max / 4), token: thread.id)
+            try Clock.addDeadline(at: Clock.now &+ ticks, token: thread.id)
         } catch {
             return (.outOfMemory, 0, 0)
         }
