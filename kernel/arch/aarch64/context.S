@@ -85,19 +85,26 @@ fp_state_restore:
     .global user_copy_start
     .global user_copy_end
     .global user_copy_fixup
-// When both addresses and the count are multiples of 8 they move a word at a time (LDTR/STTR).
+// When both addresses and the count are multiples of 8 they move two words at a time (LDTR/STTR
+// with an offset), then a last word if one is left: after the loop x2 is -16 or -8, and bit 3 says
+// which.
 user_copy_start:
 copy_from_user:
     orr     x3, x0, x1
     orr     x3, x3, x2
     tst     x3, #7
     b.ne    2f
-    cbz     x2, 4f
+    subs    x2, x2, #16
+    b.lo    5f
 1:  ldtr    x3, [x1]
-    str     x3, [x0], #8
-    add     x1, x1, #8
-    subs    x2, x2, #8
-    b.ne    1b
+    ldtr    x4, [x1, #8]
+    add     x1, x1, #16
+    stp     x3, x4, [x0], #16
+    subs    x2, x2, #16
+    b.hs    1b
+5:  tbz     x2, #3, 4f
+    ldtr    x3, [x1]
+    str     x3, [x0]
     b       4f
 2:  cbz     x2, 4f
 3:  ldtrb   w3, [x1]
@@ -112,12 +119,17 @@ copy_to_user:
     orr     x3, x3, x2
     tst     x3, #7
     b.ne    2f
-    cbz     x2, 4f
-1:  ldr     x3, [x1], #8
+    subs    x2, x2, #16
+    b.lo    5f
+1:  ldp     x3, x4, [x1], #16
     sttr    x3, [x0]
-    add     x0, x0, #8
-    subs    x2, x2, #8
-    b.ne    1b
+    sttr    x4, [x0, #8]
+    add     x0, x0, #16
+    subs    x2, x2, #16
+    b.hs    1b
+5:  tbz     x2, #3, 4f
+    ldr     x3, [x1]
+    sttr    x3, [x0]
     b       4f
 2:  cbz     x2, 4f
 3:  ldrb    w3, [x1], #1
