@@ -45,6 +45,10 @@ public struct HandleTable<Object> {
         var rights: Rights
         /// Bumped when the slot is freed, so old handle numbers stop matching.
         var generation: UInt32
+        /// Fills the tail, so that an entry's size equals its stride: the compiler reads every
+        /// field of an element with tail padding byte by byte when the kernel is built with
+        /// strict alignment (as it is, for its MMU-off start).
+        var unused: UInt32 = 0
     }
 
     let entries: UnsafeMutablePointer<Entry>
