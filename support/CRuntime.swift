@@ -34,10 +34,18 @@ func memset(_ destination: UnsafeMutableRawPointer, _ value: Int32, _ count: Int
     if UInt(bitPattern: destination) & 7 == 0 {
         let word = UInt64(byte) &* 0x0101_0101_0101_0101
         let words = destination.assumingMemoryBound(to: UInt64.self)
-        while index + 8 <= count {
-            words[index / 8] = word
-            index += 8
+        let wordCount = count >> 3
+        var next = 0
+        while next &+ 2 <= wordCount {
+            words[next] = word
+            words[next &+ 1] = word
+            next &+= 2
         }
+        if next < wordCount {
+            words[next] = word
+            next &+= 1
+        }
+        index = next << 3
     }
     while index < count {
         destination.storeBytes(of: byte, toByteOffset: index, as: UInt8.self)
@@ -51,12 +59,22 @@ private func copyForward(_ destination: UnsafeMutableRawPointer, _ source: Unsaf
     var index = 0
     if (UInt(bitPattern: destination) | UInt(bitPattern: source)) & 7 == 0 {
         // Typed pointers tell the compiler the words are aligned, so they stay 8-byte moves.
+        // Two words a step (a load pair and a store pair), then a last word if one is left.
         let targetWords = destination.assumingMemoryBound(to: UInt64.self)
         let sourceWords = source.assumingMemoryBound(to: UInt64.self)
-        while index + 8 <= count {
-            targetWords[index / 8] = sourceWords[index / 8]
-            index += 8
+        let words = count >> 3
+        var word = 0
+        while word &+ 2 <= words {
+            let first = sourceWords[word], second = sourceWords[word &+ 1]
+            targetWords[word] = first
+            targetWords[word &+ 1] = second
+            word &+= 2
         }
+        if word < words {
+            targetWords[word] = sourceWords[word]
+            word &+= 1
+        }
+        index = word << 3
     }
     while index < count {
         destination.storeBytes(of: source.load(fromByteOffset: index, as: UInt8.self), toByteOffset: index, as: UInt8.self)
