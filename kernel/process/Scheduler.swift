@@ -19,6 +19,9 @@ enum Scheduler {
     }
 
     nonisolated(unsafe) static var current: Thread?
+    /// `current` again, unretained, for the system call entry: the thread is held by `current`
+    /// (and by its process) for as long as it runs a call, so the entry does not count it.
+    nonisolated(unsafe) static var running: Unmanaged<Thread>?
     nonisolated(unsafe) static var idle: Thread?
     nonisolated(unsafe) static var queues: UnsafeMutablePointer<Queue>?
     /// Threads that died on their own stack; released after the switch away from them.
@@ -35,6 +38,7 @@ enum Scheduler {
         boot.state = .running
         idle = boot
         current = boot
+        running = Unmanaged.passUnretained(boot)
     }
 
     static func makeReady(_ thread: Thread) {
@@ -109,7 +113,7 @@ enum Scheduler {
         guard let (from, to) = prepareSwitch(preferring: preferred) else { return }
         switch_context(from, to)
         // Running again as the thread that called schedule().
-        releaseDeadThreads()
+        if dead != nil { releaseDeadThreads() }
     }
 
     private static func prepareSwitch(preferring preferred: Thread?) -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer)? {
@@ -139,6 +143,7 @@ enum Scheduler {
         switches += 1
         let contexts = (UnsafeMutableRawPointer(previous.context), UnsafeMutableRawPointer(next.context))
         current = next
+        running = Unmanaged.passUnretained(next)
         return contexts
     }
 
@@ -147,7 +152,7 @@ enum Scheduler {
     static func switchDirectly(from previous: Thread, to next: Thread) {
         guard let (from, to) = prepareDirectSwitch(from: previous, to: next) else { return }
         switch_context(from, to)
-        releaseDeadThreads()
+        if dead != nil { releaseDeadThreads() }
     }
 
     private static func prepareDirectSwitch(from previous: Thread, to next: Thread) -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer)? {
@@ -161,6 +166,7 @@ enum Scheduler {
         switches += 1
         let contexts = (UnsafeMutableRawPointer(previous.context), UnsafeMutableRawPointer(next.context))
         current = next
+        running = Unmanaged.passUnretained(next)
         return contexts
     }
 
@@ -214,8 +220,12 @@ enum Scheduler {
 
     /// On the way out of an exception: switch if a tick or a wake asked for it, or away for good
     /// from a thread that has ended.
+    @inline(__always)
     static func preemptIfNeeded() {
-        guard rescheduleNeeded else { return }
+        if rescheduleNeeded { preempt() }
+    }
+
+    private static func preempt() {
         if current?.state == .dead {
             schedule()
             kernelPanic("a dead thread was scheduled")

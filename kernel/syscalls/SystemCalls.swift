@@ -11,17 +11,29 @@ enum SystemCalls {
     static let maximumMapBytes: UInt64 = 1 << 30
 
     static func dispatch(_ frame: ExceptionFrame) {
-        count += 1
-        // No thread before the scheduler starts (the boot self-tests' system calls).
-        let thread = Scheduler.current
-        thread?.inSystemCall = true
-        let (status, value0, value1) = fastPath(frame, thread: thread) ?? perform(frame, thread: thread)
-        thread?.inSystemCall = false
-        if thread?.killed == true { Scheduler.markCurrentDead() }
-        frame.setRegister(0, status.rawValue)
-        if status == .success {
-            frame.setRegister(1, value0)
-            frame.setRegister(2, value1)
+        count &+= 1
+        guard let running = Scheduler.running else {
+            // No thread before the scheduler starts (the boot self-tests' system calls).
+            finish(frame, perform(frame, thread: nil))
+            return
+        }
+        running._withUnsafeGuaranteedRef { thread in dispatch(frame, thread: thread) }
+    }
+
+    private static func dispatch(_ frame: ExceptionFrame, thread: Thread) {
+        thread.inSystemCall = true
+        let result = fastPath(frame, thread: thread) ?? perform(frame, thread: thread)
+        thread.inSystemCall = false
+        if thread.killed { Scheduler.markCurrentDead() }
+        finish(frame, result)
+    }
+
+    /// The status in x0 and, on success, the values in x1 and x2.
+    private static func finish(_ frame: ExceptionFrame, _ result: (KernelError, UInt64, UInt64)) {
+        frame.setRegister(0, result.0.rawValue)
+        if result.0 == .success {
+            frame.setRegister(1, result.1)
+            frame.setRegister(2, result.2)
         }
     }
 
