@@ -1,6 +1,7 @@
 // The kernel log: whole lines formatted without allocation, written to the boot console under
 // a lock so that lines from different cores never interleave.
 
+import AArch64
 import Synchronization
 
 enum Console {
@@ -39,21 +40,27 @@ func log(_ text: FormattedText) {
     Console.write(text.line)
 }
 
-/// A test-and-test-and-set lock for short critical sections. Interrupt masking is the caller's
-/// business until interrupts are taken in the kernel.
+/// A test-and-test-and-set lock for short critical sections, held with IRQs masked: the kernel
+/// takes interrupts while its boot and idle code runs, and an interrupt (or the switch it leads
+/// to) must never find a lock held by the code it interrupted on the same CPU.
 struct SpinLock: ~Copyable, @unchecked Sendable {
     private let held = Atomic<Bool>(false)
 
     init() {}
 
     func withLock<Result, Failure: Error>(_ body: () throws(Failure) -> Result) throws(Failure) -> Result {
+        let interruptMask = aarch64_read_daif()
+        aarch64_disable_interrupts()
         while true {
             if !held.load(ordering: .relaxed),
                held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
                 break
             }
         }
-        defer { held.store(false, ordering: .releasing) }
+        defer {
+            held.store(false, ordering: .releasing)
+            aarch64_write_daif(interruptMask)
+        }
         return try body()
     }
 }
