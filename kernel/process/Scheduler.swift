@@ -18,10 +18,14 @@ enum Scheduler {
         var tail: Thread?
     }
 
-    nonisolated(unsafe) static var current: Thread?
-    /// `current` again, unretained, for the system call entry: the thread is held by `current`
-    /// (and by its process) for as long as it runs a call, so the entry does not count it.
+    /// The running thread, not counted: every thread is held elsewhere while it runs (by its
+    /// process, by `idle`, or by `dead` once it has ended), so a switch and the system call entry
+    /// cost no reference counting.
     nonisolated(unsafe) static var running: Unmanaged<Thread>?
+    static var current: Thread? {
+        get { running?.takeUnretainedValue() }
+        set { running = newValue.map { Unmanaged.passUnretained($0) } }
+    }
     nonisolated(unsafe) static var idle: Thread?
     nonisolated(unsafe) static var queues: UnsafeMutablePointer<Queue>?
     /// Threads that died on their own stack; released after the switch away from them.
@@ -38,7 +42,6 @@ enum Scheduler {
         boot.state = .running
         idle = boot
         current = boot
-        running = Unmanaged.passUnretained(boot)
     }
 
     static func makeReady(_ thread: Thread) {
@@ -142,7 +145,6 @@ enum Scheduler {
         next.sliceRemaining = sliceTicks
         switches += 1
         let contexts = (UnsafeMutableRawPointer(previous.context), UnsafeMutableRawPointer(next.context))
-        current = next
         running = Unmanaged.passUnretained(next)
         return contexts
     }
@@ -165,7 +167,6 @@ enum Scheduler {
         rescheduleNeeded = false
         switches += 1
         let contexts = (UnsafeMutableRawPointer(previous.context), UnsafeMutableRawPointer(next.context))
-        current = next
         running = Unmanaged.passUnretained(next)
         return contexts
     }

@@ -20,6 +20,9 @@ final class Thread {
     let id: UInt64
     /// Nil for the idle thread, which runs only in the kernel.
     let process: Process?
+    /// `process` unretained, for the IPC fast path: the thread holds its process for its whole
+    /// life, so code running as this thread may use it without counting.
+    let processReference: Unmanaged<Process>?
     let context: UnsafeMutablePointer<SwitchContext>
     /// 528 bytes, 16-byte aligned: q0-q31, FPCR, FPSR.
     let floatingPoint: UnsafeMutableRawPointer
@@ -59,6 +62,7 @@ final class Thread {
     init(id: UInt64, process: Process?, stack: KernelStacks.Stack?, priority: Int) {
         self.id = id
         self.process = process
+        processReference = process.map { Unmanaged.passUnretained($0) }
         self.stack = stack
         self.priority = priority
         translationBase = process?.addressSpace?.translationBase ?? 0

@@ -38,13 +38,15 @@ enum SystemCalls {
     }
 
     /// The IPC fast path (ipc/FastPath.swift) for `call` and `replyReceive`, when it applies.
-    private static func fastPath(_ frame: ExceptionFrame, thread: Thread?) -> (KernelError, UInt64, UInt64)? {
+    private static func fastPath(_ frame: ExceptionFrame, thread: Thread) -> (KernelError, UInt64, UInt64)? {
         let number = frame.register(8)
         guard number == SystemCallNumber.call.rawValue || number == SystemCallNumber.replyReceive.rawValue,
-              let thread, let process = thread.process else { return nil }
-        let status = number == SystemCallNumber.call.rawValue
-            ? IPCFastPath.call(frame, thread: thread, process: process)
-            : IPCFastPath.replyReceive(frame, thread: thread, process: process)
+              let process = thread.processReference else { return nil }
+        let status = process._withUnsafeGuaranteedRef { process in
+            number == SystemCallNumber.call.rawValue
+                ? IPCFastPath.call(frame, thread: thread, process: process)
+                : IPCFastPath.replyReceive(frame, thread: thread, process: process)
+        }
         guard let status else { return nil }
         return (status, 0, 0)
     }
