@@ -1,7 +1,8 @@
 // The IPC fast path: `call` to a server already waiting in `receive`, and `replyReceive` to a
 // caller waiting for its answer, when the message carries no handles. The message goes straight
 // from one user buffer to the other through one kernel buffer, the CPU passes straight to the
-// other thread (no run queue), and nothing is allocated. Every check comes before any change:
+// other thread (no run queue), and nothing is allocated (a thread's reply capability is made on
+// its first call and reused after). Every check comes before any change:
 // when one fails the fast path returns nil, having changed nothing, and the general code in
 // IPC.swift does the work, with the same results. The state it leaves is the general code's.
 
