@@ -129,11 +129,28 @@ enum Scheduler {
             guard let chosen = takeNext() ?? (previous.state == .running ? previous : idle) else { return nil }
             next = chosen
         }
-        rescheduleNeeded = false
         if next === previous {
+            rescheduleNeeded = false
             previous.state = .running
             return nil
         }
+        return enter(next, leaving: previous)
+    }
+
+    /// The IPC fast path's switch: the current thread has just blocked, and `next`, blocked until
+    /// now and given work by it (its priority checked against the ready threads), runs at once.
+    static func switchDirectly(from previous: Thread, to next: Thread) {
+        guard next !== previous else { return }
+        let (from, to) = enter(next, leaving: previous)
+        switch_context(from, to)
+        if dead != nil { releaseDeadThreads() }
+    }
+
+    /// Makes `next` the running thread (its address space, FP trap, a fresh slice) and gives the
+    /// two contexts for `switch_context`; `previous` is already where it belongs.
+    @inline(__always)
+    private static func enter(_ next: Thread, leaving previous: Thread) -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer) {
+        rescheduleNeeded = false
         if next.translationBase != 0 {
             aarch64_write_ttbr0(next.translationBase)
             aarch64_isb()
@@ -144,31 +161,8 @@ enum Scheduler {
         next.state = .running
         next.sliceRemaining = sliceTicks
         switches += 1
-        let contexts = (UnsafeMutableRawPointer(previous.context), UnsafeMutableRawPointer(next.context))
         running = Unmanaged.passUnretained(next)
-        return contexts
-    }
-
-    /// The IPC fast path's switch: the current thread has just blocked, and `next`, blocked until
-    /// now and given work by it (its priority checked against the ready threads), runs at once.
-    static func switchDirectly(from previous: Thread, to next: Thread) {
-        guard let (from, to) = prepareDirectSwitch(from: previous, to: next) else { return }
-        switch_context(from, to)
-        if dead != nil { releaseDeadThreads() }
-    }
-
-    private static func prepareDirectSwitch(from previous: Thread, to next: Thread) -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer)? {
-        guard next !== previous else { return nil }
-        aarch64_write_ttbr0(next.translationBase)
-        aarch64_isb()
-        LazyFloatingPoint.switched(to: next)
-        next.state = .running
-        next.sliceRemaining = sliceTicks
-        rescheduleNeeded = false
-        switches += 1
-        let contexts = (UnsafeMutableRawPointer(previous.context), UnsafeMutableRawPointer(next.context))
-        running = Unmanaged.passUnretained(next)
-        return contexts
+        return (UnsafeMutableRawPointer(previous.context), UnsafeMutableRawPointer(next.context))
     }
 
     static func yield() {
