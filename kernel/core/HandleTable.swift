@@ -107,6 +107,13 @@ public struct HandleTable<Object> {
         return slot
     }
 
+    /// Where `handle`'s entry lives, if the handle is current and holds every right in
+    /// `required`: for reading an entry in place instead of copying its object out.
+    func entry(for handle: Handle, requiring required: Rights) -> UnsafeMutablePointer<Entry>? {
+        guard let slot = try? entryIndex(handle), entries[slot].rights.isSuperset(of: required) else { return nil }
+        return entries + slot
+    }
+
     /// The object behind `handle` if the handle holds every right in `required`.
     public func lookup(_ handle: Handle, requiring required: Rights) throws(HandleError) -> (object: Object, rights: Rights) {
         let slot = try entryIndex(handle)

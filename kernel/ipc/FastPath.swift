@@ -17,8 +17,8 @@ enum IPCFastPath {
         let address = frame.register(1)
         guard let port = IPCFastPath.port(frame.register(0), in: process, requiring: .send),
               !port.isClosed, port.queue.isEmpty,
-              let server = port.receivers.first, server.state == .blocked, server.receiveAddress != 0,
-              !server.killed, server.translationBase != 0, let serverProcess = server.process,
+              let server = port.receivers.first, server.isAwaitingDirectMessage,
+              server.translationBase != 0, let serverProcess = server.process,
               serverProcess.handles.count < serverProcess.handles.capacity,
               !Scheduler.hasReadyThreads(above: server.priority),
               let length = readHeader(at: address, into: thread.messageHeader) else { return nil }
@@ -42,8 +42,7 @@ enum IPCFastPath {
             return nil
         }
         port.takeFirstReceiver()
-        server.receiveAddress = 0
-        server.receiveResult = .success
+        server.finishReceive(.success)
         reply.finished = false
         thread.callAddress = address
         thread.state = .blocked
@@ -84,42 +83,27 @@ enum IPCFastPath {
         reply.status = .success
         reply.finished = true
         // Wait on the port for the next message, as `receive` does.
-        thread.receiveAddress = address
-        thread.receiveResult = nil
         thread.sleepExpired = false
-        port.receivers.append(thread)
+        port.addReceiver(thread, buffer: address)
         thread.state = .blocked
         Scheduler.switchDirectly(from: thread, to: caller)
-        if let result = thread.receiveResult {
-            thread.receiveResult = nil
-            return result
-        }
+        if let result = thread.takeReceiveResult() { return result }
         // Woken for another reason (the port closed, a message queued, the process ended).
-        thread.receiveAddress = 0
         IPC.removeWaiter(thread, from: port)
         return IPC.receive(from: port, into: address, timeout: .max, thread: thread, receiver: process)
     }
 
-    /// The entry behind `handle` in `process`'s table if the handle is current and holds `rights`:
-    /// read in place rather than copied out, as `HandleTable.lookup` does.
-    private static func entry(_ handle: UInt64, in process: Process,
-                              requiring rights: Rights) -> UnsafeMutablePointer<HandleTable<KernelObject>.Entry>? {
-        let key = Handle(handle)
-        guard key.slot < process.handles.capacity else { return nil }
-        let entry = process.handles.entries + key.slot
-        guard entry.pointee.generation == key.generation, entry.pointee.rights.isSuperset(of: rights) else { return nil }
-        return entry
-    }
-
     private static func port(_ handle: UInt64, in process: Process, requiring rights: Rights) -> Port? {
-        guard let entry = entry(handle, in: process, requiring: rights), case .port(let port)? = entry.pointee.object else {
+        guard let entry = process.handles.entry(for: Handle(handle), requiring: rights),
+              case .port(let port)? = entry.pointee.object else {
             return nil
         }
         return port
     }
 
     private static func replyCapability(_ handle: UInt64, in process: Process) -> ReplyCapability? {
-        guard let entry = entry(handle, in: process, requiring: .reply), case .reply(let reply)? = entry.pointee.object else {
+        guard let entry = process.handles.entry(for: Handle(handle), requiring: .reply),
+              case .reply(let reply)? = entry.pointee.object else {
             return nil
         }
         return reply
@@ -129,7 +113,7 @@ enum IPCFastPath {
     /// when the message is one for the fast path (no handles, a valid length, a buffer that lies
     /// in user space).
     private static func readHeader(at address: UInt64, into header: UnsafeMutablePointer<UInt64>) -> Int? {
-        guard address & 7 == 0, UserMemory.isUserRange(address, UInt64(IPCMessageLayout.size)),
+        guard IPC.isMessageAddress(address),
               copy_from_user(header, address, UInt64(headerWords * 8)) == 0,
               header[IPCMessageLayout.handleCount / 8] == 0,
               header[IPCMessageLayout.length / 8] <= UInt64(IPCMessageLayout.maximumPayload) else { return nil }

@@ -143,13 +143,30 @@ final class Port {
         var index = 0
         while index < receivers.count {
             let thread = receivers[index]
-            if thread.state == .blocked && thread.receiveAddress != 0 && !thread.killed {
+            if thread.isAwaitingDirectMessage {
                 receivers.remove(at: index)
                 return thread
             }
             index += 1
         }
         return nil
+    }
+
+    /// `thread` waits here in `receive`, ready to take a message straight into `address`.
+    func addReceiver(_ thread: Thread, buffer address: UInt64) {
+        thread.receiveAddress = address
+        thread.receiveResult = nil
+        receivers.append(thread)
+    }
+
+    /// Queues `message` (the caller checked there is room), its payload moved into the buffer
+    /// of the slot it takes.
+    func enqueue(_ message: inout KernelMessage) {
+        if message.length > 0, let payload = message.payload, payload != nextPayload {
+            nextPayload.copyMemory(from: payload, byteCount: message.length)
+        }
+        message.payload = nextPayload
+        try? queue.push(message)
     }
 
     /// Drops the oldest waiter from the list (the fast path has just handed it a message).
@@ -291,6 +308,11 @@ enum IPC {
 
     // MARK: Messages
 
+    /// Whether a whole `IPCMessage` at `address` lies in user space, 8-byte aligned.
+    static func isMessageAddress(_ address: UInt64) -> Bool {
+        address & 7 == 0 && UserMemory.isUserRange(address, UInt64(IPCMessageLayout.size))
+    }
+
     /// Reads a message from user memory and takes the handles it lists out of the sender's table.
     /// All or nothing: on an error, the sender keeps every handle. The header passes through the
     /// current thread's `messageHeader`; the payload goes to `payload`.
@@ -343,7 +365,7 @@ enum IPC {
     /// thread's `messageHeader`, `header`.
     static func deliver(_ message: inout KernelMessage, to address: UInt64, receiver: Process,
                         header: UnsafeMutablePointer<UInt64>) -> KernelError {
-        guard address & 7 == 0, UserMemory.isUserRange(address, UInt64(IPCMessageLayout.size)) else { return .badAddress }
+        guard isMessageAddress(address) else { return .badAddress }
         let needed = message.handleCount + (message.reply == nil ? 0 : 1)
         guard receiver.handles.capacity - receiver.handles.count >= needed else { return .handleTableFull }
         header[IPCMessageLayout.label / 8] = message.label
@@ -400,17 +422,12 @@ enum IPC {
     static func post(_ message: inout KernelMessage, on port: Port, by thread: Thread) -> Thread? {
         if port.queue.isEmpty, let receiver = port.takeDirectReceiver() {
             let status = deliver(&message, to: receiver.receiveAddress, of: receiver, by: thread)
-            receiver.receiveResult = status
-            receiver.receiveAddress = 0
+            receiver.finishReceive(status)
             if status == .success { return receiver }
             // Its receive fails with the reason, and the message waits in the queue instead.
             Scheduler.wake(receiver)
         }
-        if message.length > 0, let payload = message.payload, payload != port.nextPayload {
-            port.nextPayload.copyMemory(from: payload, byteCount: message.length)
-        }
-        message.payload = port.nextPayload
-        try? port.queue.push(message)
+        port.enqueue(&message)
         port.wakeOneReceiver()
         return nil
     }
@@ -431,11 +448,18 @@ enum IPC {
         return port
     }
 
+    /// The port behind send handle `handle`, if it can take one more message: a receiver is left
+    /// and the queue has room.
+    static func portForSending(_ handle: UInt64, in process: Process) throws(KernelError) -> Port {
+        let port = try port(handle, in: process, requiring: .send)
+        guard !port.isClosed else { throw .peerClosed }
+        guard !port.queue.isFull else { throw .queueFull }
+        return port
+    }
+
     static func send(port handle: UInt64, message address: UInt64, thread: Thread, sender: Process) -> KernelError {
         do throws(KernelError) {
-            let port = try port(handle, in: sender, requiring: .send)
-            guard !port.isClosed else { return .peerClosed }
-            guard !port.queue.isFull else { return .queueFull }
+            let port = try portForSending(handle, in: sender)
             var message = KernelMessage()
             try copyIn(&message, from: address, sender: sender, thread: thread, payload: port.nextPayload)
             if let receiver = post(&message, on: port, by: thread) { Scheduler.wake(receiver) }
@@ -464,7 +488,7 @@ enum IPC {
         defer { if let partner { Scheduler.wake(partner) } }
         // An address that cannot be user memory is refused before waiting; one that is not
         // mapped is found when a message is delivered, which then stays queued.
-        guard address & 7 == 0, UserMemory.isUserRange(address, UInt64(IPCMessageLayout.size)) else { return .badAddress }
+        guard isMessageAddress(address) else { return .badAddress }
         var armed = false
         defer { if armed { Clock.cancelDeadline(token: thread.id) } }
         while true {
@@ -472,15 +496,8 @@ enum IPC {
             if thread.killed { return .peerClosed }
             if var message = port.queue.pop() {
                 let status = deliver(&message, to: address, receiver: receiver, header: thread.messageHeader)
-                if status != .success {
-                    // Not taken: the message goes back (it came from the queue, so there is room),
-                    // its payload into the buffer of the slot it now occupies.
-                    if let payload = message.payload, payload != port.nextPayload {
-                        port.nextPayload.copyMemory(from: payload, byteCount: message.length)
-                        message.payload = port.nextPayload
-                    }
-                    try? port.queue.push(message)
-                }
+                // Not taken: the message goes back (it came from the queue, so there is room).
+                if status != .success { port.enqueue(&message) }
                 return status
             }
             if port.isClosed { return .peerClosed }
@@ -490,26 +507,18 @@ enum IPC {
             } else if thread.sleepExpired {
                 return .timedOut
             }
-            thread.receiveAddress = address
-            thread.receiveResult = nil
-            port.receivers.append(thread)
+            port.addReceiver(thread, buffer: address)
             Scheduler.block(handingOffTo: partner)
             partner = nil
-            thread.receiveAddress = 0
-            if let result = thread.receiveResult {
-                // A sender delivered (or tried to) straight into the buffer.
-                thread.receiveResult = nil
-                return result
-            }
+            // A sender delivered (or tried to) straight into the buffer.
+            if let result = thread.takeReceiveResult() { return result }
             removeWaiter(thread, from: port)
         }
     }
 
     static func call(port handle: UInt64, message address: UInt64, thread: Thread, caller: Process) -> KernelError {
         do throws(KernelError) {
-            let port = try port(handle, in: caller, requiring: .send)
-            guard !port.isClosed else { return .peerClosed }
-            guard !port.queue.isFull else { return .queueFull }
+            let port = try portForSending(handle, in: caller)
             var message = KernelMessage()
             try copyIn(&message, from: address, sender: caller, thread: thread, payload: port.nextPayload)
             let reply = replyCapability(of: thread)

@@ -20,9 +20,6 @@ final class Thread {
     let id: UInt64
     /// Nil for the idle thread, which runs only in the kernel.
     let process: Process?
-    /// `process` unretained, for the IPC fast path: the thread holds its process for its whole
-    /// life, so code running as this thread may use it without counting.
-    let processReference: Unmanaged<Process>?
     let context: UnsafeMutablePointer<SwitchContext>
     /// 528 bytes, 16-byte aligned: q0-q31, FPCR, FPSR.
     let floatingPoint: UnsafeMutableRawPointer
@@ -62,7 +59,6 @@ final class Thread {
     init(id: UInt64, process: Process?, stack: KernelStacks.Stack?, priority: Int) {
         self.id = id
         self.process = process
-        processReference = process.map { Unmanaged.passUnretained($0) }
         self.stack = stack
         self.priority = priority
         translationBase = process?.addressSpace?.translationBase ?? 0
@@ -89,6 +85,26 @@ final class Thread {
         context.pointee.registers[11] = aarch64_address_of_thread_enter_user() // x30
         context.pointee.registers[12] = frameAddress                          // sp
     }
+
+    /// Blocked in a plain `receive`, so a sender may write a message straight into its buffer.
+    var isAwaitingDirectMessage: Bool { state == .blocked && receiveAddress != 0 && !killed }
+
+    /// A sender wrote (or failed to write) a message into this waiting thread's buffer.
+    func finishReceive(_ status: KernelError) {
+        receiveAddress = 0
+        receiveResult = status
+    }
+
+    /// Once woken from a wait in `receive`: what a sender's direct delivery reported, if one did.
+    func takeReceiveResult() -> KernelError? {
+        receiveAddress = 0
+        defer { receiveResult = nil }
+        return receiveResult
+    }
+
+    /// `process` unretained, for the IPC fast path: the thread holds its process for its whole
+    /// life, so code running as this thread may use it without counting.
+    var processReference: Unmanaged<Process>? { process.map { Unmanaged.passUnretained($0) } }
 
     func release() {
         if let stack { KernelStacks.free(stack) }
