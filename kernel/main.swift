@@ -107,7 +107,8 @@ func startUserSpace(_ platform: Platform, startArgument: UInt64, powerOffAfterIn
     // FP/SIMD: user code uses it, the kernel is built without it. It starts trapped for EL0
     // (CPACR_EL1.FPEN), and each thread's registers move to it lazily on its first use
     // (LazyFloatingPoint in process/Scheduler.swift).
-    aarch64_write_cpacr(aarch64_read_cpacr() & ~(0b11 << 20) | LazyFloatingPoint.trapEL0)
+    // The register is written whole: FPEN only, no SVE, SME or trace traps that could linger.
+    aarch64_write_cpacr(LazyFloatingPoint.trapEL0)
     aarch64_isb()
     LazyFloatingPoint.trapping = true
     let privilegedAccessNever = CPU.enablePrivilegedAccessNever()

@@ -127,13 +127,24 @@ public struct HandleTable<Object> {
         let slot = try entryIndex(handle)
         guard entries[slot].rights.isSuperset(of: required) else { throw .accessDenied }
         let removed = (entries[slot].object!, entries[slot].rights)
+        vacate(slot)
+        return removed
+    }
+
+    /// Removes `handle`, if current, releasing its object: `remove` without handing it back.
+    public mutating func discard(_ handle: Handle) {
+        guard let slot = try? entryIndex(handle) else { return }
+        vacate(slot)
+    }
+
+    /// Frees a used slot: its object released, its generation moved on.
+    private mutating func vacate(_ slot: Int) {
         entries[slot].object = nil
         entries[slot].rights = []
         entries[slot].generation &+= 1
         if entries[slot].generation == 0 { entries[slot].generation = 1 }
         count -= 1
         firstFreeCandidate = min(firstFreeCandidate, slot)
-        return removed
     }
 
     /// A second handle to the same object with `rights`, which must be a subset of the original's;

@@ -13,58 +13,94 @@ enum IPCFastPath {
     static let headerWords = 3
 
     /// `call`: x0 = port, x1 = message. The status, or nil to take the general path.
+    ///
+    /// Objects are borrowed, not counted (`_withUnsafeGuaranteedRef`): the port is held by the
+    /// caller's handle table, the server by the port's waiter list, its process by the server
+    /// thread, and nothing else runs on this CPU meanwhile. After the switch only `thread` and
+    /// its own reply capability are touched.
     static func call(_ frame: ExceptionFrame, thread: Thread, process: Process) -> KernelError? {
+        guard let port = port(frame.register(0), in: process, requiring: .send) else { return nil }
+        return port._withUnsafeGuaranteedRef { port in
+            guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return nil }
+            return server._withUnsafeGuaranteedRef { server in
+                guard server.isAwaitingDirectMessage, server.translationBase != 0,
+                      let serverProcess = server.processReference else { return nil }
+                return serverProcess._withUnsafeGuaranteedRef { serverProcess in
+                    call(frame, thread: thread, process: process, port: port, server: server, serverProcess: serverProcess)
+                }
+            }
+        }
+    }
+
+    private static func call(_ frame: ExceptionFrame, thread: Thread, process: Process, port: Port, server: Thread,
+                             serverProcess: Process) -> KernelError? {
         let address = frame.register(1)
-        guard let port = IPCFastPath.port(frame.register(0), in: process, requiring: .send),
-              !port.isClosed, port.queue.isEmpty,
-              let server = port.receivers.first, server.isAwaitingDirectMessage,
-              server.translationBase != 0, let serverProcess = server.process,
-              serverProcess.handles.count < serverProcess.handles.capacity,
+        guard serverProcess.handles.count < serverProcess.handles.capacity,
               !Scheduler.hasReadyThreads(above: server.priority),
               let length = readHeader(at: address, into: thread.messageHeader) else { return nil }
         // The payload waits in the buffer of the queue slot the message would otherwise take.
         let payload = port.nextPayload
         guard copyPayload(from: address, length: length, to: payload) else { return nil }
-
-        let reply = IPC.replyCapability(of: thread)
-        guard let replyHandle = try? serverProcess.handles.insert(.reply(reply), rights: .reply) else { return nil }
-        let header = thread.messageHeader
-        header[IPCMessageLayout.handleCount / 8] = 0
-        header[IPCMessageLayout.sender / 8] = process.id
-        header[IPCMessageLayout.replyHandle / 8] = replyHandle.value
-        aarch64_write_ttbr0(server.translationBase)
-        aarch64_isb()
-        guard write(header: header, payload: payload, length: length, to: server.receiveAddress) else {
-            // The server's buffer is not writable: undo, and let the general path report it.
-            _ = try? serverProcess.handles.remove(replyHandle)
-            aarch64_write_ttbr0(thread.translationBase)
+        return IPC.reusableReplyCapability(of: thread)._withUnsafeGuaranteedRef { reply in
+            guard let replyHandle = try? serverProcess.handles.insert(.reply(reply), rights: .reply) else { return nil }
+            let header = thread.messageHeader
+            header[IPCMessageLayout.handleCount / 8] = 0
+            header[IPCMessageLayout.sender / 8] = process.id
+            header[IPCMessageLayout.replyHandle / 8] = replyHandle.value
+            aarch64_write_ttbr0(server.translationBase)
             aarch64_isb()
-            return nil
+            guard write(header: header, payload: payload, length: length, to: server.receiveAddress) else {
+                // The server's buffer is not writable: undo, and let the general path report it.
+                serverProcess.handles.discard(replyHandle)
+                aarch64_write_ttbr0(thread.translationBase)
+                aarch64_isb()
+                return nil
+            }
+            port.takeFirstReceiver()
+            server.finishReceive(.success)
+            reply.finished = false
+            thread.callAddress = address
+            thread.state = .blocked
+            Scheduler.switchDirectly(from: thread, to: server)
+            // Answered (by either path), or killed while waiting.
+            while !reply.finished && !thread.killed { Scheduler.block() }
+            thread.callAddress = 0
+            return reply.finished ? reply.status : .peerClosed
         }
-        port.takeFirstReceiver()
-        server.finishReceive(.success)
-        reply.finished = false
-        thread.callAddress = address
-        thread.state = .blocked
-        Scheduler.switchDirectly(from: thread, to: server)
-        // Answered (by either path), or killed while waiting.
-        while !reply.finished && !thread.killed { Scheduler.block() }
-        thread.callAddress = 0
-        return reply.finished ? reply.status : .peerClosed
     }
 
     /// `replyReceive`: x0 = reply handle, x1 = message, x2 = port, x3 = timeout. The status, or
-    /// nil to take the general path.
+    /// nil to take the general path. Objects are borrowed as in `call`: the port and the reply
+    /// capability are held by this process's table, the caller by the capability; after the
+    /// switch the port is looked up again, since it may have been closed meanwhile.
     static func replyReceive(_ frame: ExceptionFrame, thread: Thread, process: Process) -> KernelError? {
-        let address = frame.register(1)
         guard frame.register(3) == UInt64.max, frame.register(0) != 0,
-              let port = IPCFastPath.port(frame.register(2), in: process, requiring: .receive),
-              !port.isClosed, port.queue.isEmpty,
-              let reply = replyCapability(frame.register(0), in: process), reply.isAwaited,
-              reply.caller.translationBase != 0,
-              !Scheduler.hasReadyThreads(above: reply.caller.priority),
+              let port = port(frame.register(2), in: process, requiring: .receive),
+              let reply = replyCapability(frame.register(0), in: process) else { return nil }
+        let status: KernelError?? = port._withUnsafeGuaranteedRef { port in
+            reply._withUnsafeGuaranteedRef { reply in
+                guard !port.isClosed, port.queue.isEmpty, reply.isAwaited else { return nil }
+                return reply.unretainedCaller._withUnsafeGuaranteedRef { caller in
+                    replyReceive(frame, thread: thread, process: process, port: port, reply: reply, caller: caller)
+                }
+            }
+        }
+        guard let status else { return nil }
+        if let status { return status }
+        // Woken for another reason (the port closed, a message queued, the process ended).
+        guard let again = IPCFastPath.port(frame.register(2), in: process, requiring: .receive) else { return .peerClosed }
+        let reopened = again.takeUnretainedValue() // counted: it is held across the waits below
+        IPC.removeWaiter(thread, from: reopened)
+        return IPC.receive(from: reopened, into: frame.register(1), timeout: .max, thread: thread, receiver: process)
+    }
+
+    /// The answer and the wait: nil to take the general path (nothing changed), .some(nil) when
+    /// woken without a message delivered, else the receive's status.
+    private static func replyReceive(_ frame: ExceptionFrame, thread: Thread, process: Process, port: Port,
+                                     reply: ReplyCapability, caller: Thread) -> KernelError?? {
+        let address = frame.register(1)
+        guard caller.translationBase != 0, !Scheduler.hasReadyThreads(above: caller.priority),
               let length = readHeader(at: address, into: thread.messageHeader) else { return nil }
-        let caller = reply.caller
         let payload = caller.messageBuffer
         guard copyPayload(from: address, length: length, to: payload) else { return nil }
 
@@ -79,34 +115,25 @@ enum IPCFastPath {
             aarch64_isb()
             return nil
         }
-        _ = try? process.handles.remove(Handle(frame.register(0)))
         reply.status = .success
         reply.finished = true
+        // Drops the table's reference; the caller thread still holds its capability.
+        process.handles.discard(Handle(frame.register(0)))
         // Wait on the port for the next message, as `receive` does.
         thread.sleepExpired = false
         port.addReceiver(thread, buffer: address)
         thread.state = .blocked
         Scheduler.switchDirectly(from: thread, to: caller)
-        if let result = thread.takeReceiveResult() { return result }
-        // Woken for another reason (the port closed, a message queued, the process ended).
-        IPC.removeWaiter(thread, from: port)
-        return IPC.receive(from: port, into: address, timeout: .max, thread: thread, receiver: process)
+        return .some(thread.takeReceiveResult())
     }
 
-    private static func port(_ handle: UInt64, in process: Process, requiring rights: Rights) -> Port? {
-        guard let entry = process.handles.entry(for: Handle(handle), requiring: rights),
-              case .port(let port)? = entry.pointee.object else {
-            return nil
-        }
-        return port
+    /// The port `handle` names with `rights`, unretained: its table entry holds it.
+    private static func port(_ handle: UInt64, in process: Process, requiring rights: Rights) -> Unmanaged<Port>? {
+        process.handles.entry(for: Handle(handle), requiring: rights)?.pointee.object?.unretainedPort
     }
 
-    private static func replyCapability(_ handle: UInt64, in process: Process) -> ReplyCapability? {
-        guard let entry = process.handles.entry(for: Handle(handle), requiring: .reply),
-              case .reply(let reply)? = entry.pointee.object else {
-            return nil
-        }
-        return reply
+    private static func replyCapability(_ handle: UInt64, in process: Process) -> Unmanaged<ReplyCapability>? {
+        process.handles.entry(for: Handle(handle), requiring: .reply)?.pointee.object?.unretainedReply
     }
 
     /// Reads the label, length and handle count at `address` into `header`; the payload length

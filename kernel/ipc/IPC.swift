@@ -11,6 +11,18 @@ enum KernelObject {
     case notification(Notification)
     case reply(ReplyCapability)
     case memory(MemoryObject)
+
+    /// The port named, without counting a reference: for the fast path, which reads it in
+    /// place from a handle table entry that keeps holding it.
+    var unretainedPort: Unmanaged<Port>? {
+        if case .port(let port) = self { return Unmanaged.passUnretained(port) }
+        return nil
+    }
+
+    var unretainedReply: Unmanaged<ReplyCapability>? {
+        if case .reply(let reply) = self { return Unmanaged.passUnretained(reply) }
+        return nil
+    }
 }
 
 /// Physical memory that can be mapped into several address spaces: for data too large for a
@@ -117,9 +129,9 @@ final class Port {
 
     /// The buffer for the message the next push will queue.
     var nextPayload: UnsafeMutableRawPointer { payloads + queue.nextIndex * IPCMessageLayout.maximumPayload }
-    /// Threads blocked in `receive` or `waitAny` on this port, oldest first. An array rather than
-    /// a list through the threads, because one thread may wait on several ports at once.
-    var receivers: [Thread] = []
+    /// Threads blocked in `receive` or `waitAny` on this port, oldest first, linked through
+    /// their own wait links (one per port a thread can wait on at once, see `Thread.waitLinks`).
+    let receivers = WaitList<Thread>()
     /// Handles with the receive right; when the last goes, the port is closed.
     var receiveHandles = 0
     var isClosed = false
@@ -132,31 +144,24 @@ final class Port {
             for index in 0..<message.handleCount { if let handle = message.handles[index] { IPC.released(handle) } }
             message.reply?.fail()
         }
-        let waiting = receivers
-        receivers = []
-        for thread in waiting { Scheduler.wake(thread) }
+        receivers.removeAll { waiter in Scheduler.wake(waiter.takeUnretainedValue()) }
     }
 
     /// The first thread blocked in a plain `receive` here, taken off the list: a message can go
     /// straight into its buffer. (Threads in `waitAny` only learn that something is queued.)
     func takeDirectReceiver() -> Thread? {
-        var index = 0
-        while index < receivers.count {
-            let thread = receivers[index]
-            if thread.isAwaitingDirectMessage {
-                receivers.remove(at: index)
-                return thread
-            }
-            index += 1
+        guard let link = receivers.first(where: { $0._withUnsafeGuaranteedRef { $0.isAwaitingDirectMessage } }) else {
+            return nil
         }
-        return nil
+        receivers.remove(link)
+        return link.pointee.waiter.takeUnretainedValue()
     }
 
     /// `thread` waits here in `receive`, ready to take a message straight into `address`.
     func addReceiver(_ thread: Thread, buffer address: UInt64) {
         thread.receiveAddress = address
         thread.receiveResult = nil
-        receivers.append(thread)
+        receivers.append(thread.waitLinks)
     }
 
     /// Queues `message` (the caller checked there is room), its payload moved into the buffer
@@ -169,16 +174,18 @@ final class Port {
         try? queue.push(message)
     }
 
+    /// The oldest waiter, unretained (the list holds it), for the fast path.
+    var firstReceiver: Unmanaged<Thread>? { receivers.first?.pointee.waiter }
+
     /// Drops the oldest waiter from the list (the fast path has just handed it a message).
     func takeFirstReceiver() {
-        // With one waiter, the usual case, removing the last is the same and does not shift.
-        if receivers.count == 1 { receivers.removeLast() } else { receivers.removeFirst() }
+        _ = receivers.removeFirst()
     }
 
     /// Wakes the oldest live waiter; threads killed while waiting are dropped on the way.
     func wakeOneReceiver() {
-        while !receivers.isEmpty {
-            let thread = receivers.removeFirst()
+        while let waiter = receivers.removeFirst() {
+            let thread = waiter.takeUnretainedValue()
             if thread.state != .dead {
                 Scheduler.wake(thread)
                 return
@@ -188,6 +195,7 @@ final class Port {
 
     deinit {
         queue.destroy()
+        receivers.destroy()
         payloads.deallocate()
     }
 }
@@ -210,6 +218,9 @@ final class ReplyCapability {
     var finished = false
 
     init(caller: Thread) { self.caller = caller }
+
+    /// The caller, unretained (this capability holds it), for the fast path.
+    var unretainedCaller: Unmanaged<Thread> { Unmanaged.passUnretained(caller) }
 
     /// Whether the caller still waits for this answer (it may have been killed meanwhile).
     var isAwaited: Bool {
@@ -549,6 +560,12 @@ enum IPC {
         return reply
     }
 
+    /// `replyCapability(of:)` unretained (the thread holds it), for the fast path.
+    static func reusableReplyCapability(of thread: Thread) -> Unmanaged<ReplyCapability> {
+        if let reusable = thread.replyCapability { return Unmanaged.passUnretained(reusable) }
+        return Unmanaged.passUnretained(replyCapability(of: thread))
+    }
+
     static func reply(handle: UInt64, message address: UInt64, thread: Thread, server: Process) -> KernelError {
         let (status, caller) = answer(handle, message: address, thread: thread, server: server)
         if let caller { Scheduler.wake(caller) }
@@ -680,7 +697,7 @@ enum IPC {
 
     // MARK: Waiting
 
-    static let maximumWaitHandles = 8
+    static let maximumWaitHandles = Thread.waitLinkCount
 
     /// Whether `object` has something for the caller: a message (or a closed port), or bits.
     static func isReady(_ object: KernelObject) -> Bool {
@@ -725,10 +742,10 @@ enum IPC {
         var ready = firstReady()
         while ready == nil && !thread.sleepExpired && !thread.killed {
             // Wait on all of them; whichever becomes ready first wakes this thread.
-            for object in objects {
+            for (index, object) in objects.enumerated() {
                 switch object {
                 case .port(let port):
-                    port.receivers.append(thread)
+                    port.receivers.append(thread.waitLinks + index)
                 case .notification(let notification): notification.waiter = thread
                 default: break
                 }
@@ -762,6 +779,6 @@ enum IPC {
     }
 
     static func removeWaiter(_ thread: Thread, from port: Port) {
-        port.receivers.removeAll { $0 === thread }
+        for index in 0..<Thread.waitLinkCount { port.receivers.remove(thread.waitLinks + index) }
     }
 }

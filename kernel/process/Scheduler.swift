@@ -259,8 +259,8 @@ enum LazyFloatingPoint {
     static func switched(to thread: Thread) {
         let trap = thread.floatingPoint != ownerArea
         guard trap != trapping else { return }
-        let control = aarch64_read_cpacr() & ~(0b11 << 20)
-        aarch64_write_cpacr(control | (trap ? trapEL0 : noTraps))
+        // CPACR_EL1 holds nothing but FPEN here (ZEN and SMEN stay 0: no SVE or SME at EL0).
+        aarch64_write_cpacr(trap ? trapEL0 : noTraps)
         aarch64_isb()
         trapping = trap
     }
@@ -268,7 +268,7 @@ enum LazyFloatingPoint {
     /// The FP/SIMD trap from EL0: hands the registers to the current thread.
     static func claim() {
         guard let thread = Scheduler.current, thread.process != nil else { return }
-        aarch64_write_cpacr(aarch64_read_cpacr() | noTraps)
+        aarch64_write_cpacr(noTraps)
         aarch64_isb()
         trapping = false
         if let previous = ownerArea, previous != thread.floatingPoint { fp_state_save(previous) }

@@ -53,6 +53,12 @@ final class Thread {
     var receiveResult: KernelError?
     /// While waiting in `call`: the user address the reply is written to (0 when not calling).
     var callAddress: UInt64 = 0
+    /// This thread's places in ports' waiter lists: the first for `receive`, one per handle for
+    /// `waitAny`. Off every list before the thread is released.
+    let waitLinks: UnsafeMutablePointer<WaitLink<Thread>>
+
+    /// As many as `waitAny` takes handles.
+    static let waitLinkCount = 8
 
     static let floatingPointBytes = 528
 
@@ -68,6 +74,8 @@ final class Thread {
         for offset in stride(from: 0, to: Self.floatingPointBytes, by: 8) {
             floatingPoint.storeBytes(of: UInt64(0), toByteOffset: offset, as: UInt64.self)
         }
+        waitLinks = UnsafeMutablePointer<WaitLink<Thread>>.allocate(capacity: Self.waitLinkCount)
+        for index in 0..<Self.waitLinkCount { (waitLinks + index).initialize(to: WaitLink(waiter: self)) }
     }
 
     /// Builds, at the top of the kernel stack, the exception frame that enters EL0 at `entry`
@@ -112,6 +120,9 @@ final class Thread {
         floatingPoint.deallocate()
         messageBuffer.deallocate()
         messageHeader.deallocate()
+        for index in 0..<Self.waitLinkCount { WaitLink.unlink(waitLinks + index) }
+        waitLinks.deinitialize(count: Self.waitLinkCount)
+        waitLinks.deallocate()
         replyCapability = nil
         next = nil
     }

@@ -10,6 +10,9 @@ enum SystemCalls {
     /// Largest single `map`.
     static let maximumMapBytes: UInt64 = 1 << 30
 
+    /// Inlined into the exception dispatcher, with the two steps below: a system call costs one
+    /// Swift call frame on its way to the fast path.
+    @inline(__always)
     static func dispatch(_ frame: ExceptionFrame) {
         count &+= 1
         guard let running = Scheduler.running else {
@@ -20,6 +23,7 @@ enum SystemCalls {
         running._withUnsafeGuaranteedRef { thread in dispatch(frame, thread: thread) }
     }
 
+    @inline(__always)
     private static func dispatch(_ frame: ExceptionFrame, thread: Thread) {
         thread.inSystemCall = true
         let result = fastPath(frame, thread: thread) ?? perform(frame, thread: thread)
@@ -38,6 +42,7 @@ enum SystemCalls {
     }
 
     /// The IPC fast path (ipc/FastPath.swift) for `call` and `replyReceive`, when it applies.
+    @inline(__always)
     private static func fastPath(_ frame: ExceptionFrame, thread: Thread) -> (KernelError, UInt64, UInt64)? {
         let number = frame.register(8)
         guard number == SystemCallNumber.call.rawValue || number == SystemCallNumber.replyReceive.rawValue,

@@ -104,3 +104,80 @@ import PropertyBased
         }
     }
 }
+
+/// Waiter lists: several lists, waiters with several links each (as threads waiting in `waitAny`
+/// on several ports), against one array per list.
+@Suite struct WaitListTests {
+    final class Waiter {
+        let id: Int
+        let links: UnsafeMutablePointer<WaitLink<Waiter>>
+        init(id: Int, linkCount: Int) {
+            self.id = id
+            links = UnsafeMutablePointer<WaitLink<Waiter>>.allocate(capacity: linkCount)
+            for index in 0..<linkCount { (links + index).initialize(to: WaitLink(waiter: self)) }
+        }
+    }
+
+    @Test func fifoAndRemovalFromTheMiddle() {
+        let list = WaitList<Waiter>()
+        let waiters = (0..<3).map { Waiter(id: $0, linkCount: 1) }
+        for waiter in waiters { list.append(waiter.links) }
+        #expect(list.count == 3 && list.first?.pointee.waiter.takeUnretainedValue().id == 0)
+        list.remove(waiters[1].links)
+        #expect(!waiters[1].links.pointee.isLinked)
+        list.remove(waiters[1].links) // not on it any more: nothing happens
+        #expect(list.removeFirst()?.takeUnretainedValue().id == 0)
+        #expect(list.removeFirst()?.takeUnretainedValue().id == 2)
+        #expect(list.removeFirst() == nil && list.isEmpty)
+        list.destroy()
+    }
+
+    @Test func destroyingAListLetsGoOfItsLinks() {
+        let list = WaitList<Waiter>()
+        let waiter = Waiter(id: 7, linkCount: 1)
+        list.append(waiter.links)
+        list.destroy()
+        #expect(!waiter.links.pointee.isLinked)
+        WaitLink.unlink(waiter.links) // safe after the list is gone
+    }
+
+    @Test func matchesAModel() async {
+        await propertyCheck(count: 200, input: Gen.int(in: 0...1_000_000).array(of: 1...300)) { codes in
+            let lists = (0..<3).map { _ in WaitList<Waiter>() }
+            let waiters = (0..<5).map { Waiter(id: $0, linkCount: 2) }
+            // Each (waiter, link) pair is on at most one list; the model keeps each list's pairs in order.
+            var model: [[(waiter: Int, link: Int)]] = [[], [], []]
+            for code in codes {
+                let list = code % 3, waiter = (code / 3) % 5, link = (code / 15) % 2
+                let pointer = waiters[waiter].links + link
+                switch (code / 30) % 4 {
+                case 0, 1:
+                    lists[list].append(pointer) // moves it here from any other list
+                    for index in 0..<3 { model[index].removeAll { $0 == (waiter, link) } }
+                    model[list].append((waiter, link))
+                case 2:
+                    WaitLink.unlink(pointer)
+                    for index in 0..<3 { model[index].removeAll { $0 == (waiter, link) } }
+                default:
+                    #expect(lists[list].removeFirst()?.takeUnretainedValue().id == model[list].first?.waiter)
+                    if !model[list].isEmpty { model[list].removeFirst() }
+                }
+                for index in 0..<3 {
+                    var seen: [(waiter: Int, link: Int)] = []
+                    var cursor = lists[index].first
+                    while let node = cursor {
+                        let id = node.pointee.waiter.takeUnretainedValue().id
+                        seen.append((id, node == waiters[id].links ? 0 : 1))
+                        cursor = node.pointee.next
+                    }
+                    #expect(seen.count == model[index].count && lists[index].count == seen.count)
+                    #expect(zip(seen, model[index]).allSatisfy { $0 == $1 })
+                }
+            }
+            for list in lists { list.destroy() }
+            for waiter in waiters {
+                for link in 0..<2 { #expect(!(waiter.links + link).pointee.isLinked) }
+            }
+        }
+    }
+}

@@ -6,13 +6,13 @@
 typedef unsigned long long aarch64_u64;
 
 #define AARCH64_READ(name, reg)                                       \
-    static inline aarch64_u64 aarch64_read_##name(void) {             \
+    static inline __attribute__((always_inline)) aarch64_u64 aarch64_read_##name(void) {             \
         aarch64_u64 value;                                             \
         __asm__ volatile("mrs %0, " #reg : "=r"(value));              \
         return value;                                                  \
     }
 #define AARCH64_WRITE(name, reg)                                      \
-    static inline void aarch64_write_##name(aarch64_u64 value) {      \
+    static inline __attribute__((always_inline)) void aarch64_write_##name(aarch64_u64 value) {      \
         __asm__ volatile("msr " #reg ", %0" ::"r"(value) : "memory");  \
     }
 
@@ -43,7 +43,7 @@ AARCH64_WRITE(pmcr, pmcr_el0)
 AARCH64_WRITE(pmcntenset, pmcntenset_el0)
 
 // The caller's frame pointer (x29), where a backtrace starts.
-static inline aarch64_u64 aarch64_frame_pointer(void) {
+static inline __attribute__((always_inline)) aarch64_u64 aarch64_frame_pointer(void) {
     aarch64_u64 value;
     __asm__ volatile("mov %0, x29" : "=r"(value));
     return value;
@@ -66,13 +66,13 @@ AARCH64_READ(icc_iar1, S3_0_C12_C12_0)
 AARCH64_WRITE(icc_eoir1, S3_0_C12_C12_1)
 AARCH64_WRITE(icc_sgi1r, S3_0_C12_C11_5)
 
-static inline void aarch64_enable_interrupts(void) { __asm__ volatile("msr daifclr, #0x2\n\tisb" ::: "memory"); }
-static inline void aarch64_disable_interrupts(void) { __asm__ volatile("msr daifset, #0x2" ::: "memory"); }
+static inline __attribute__((always_inline)) void aarch64_enable_interrupts(void) { __asm__ volatile("msr daifclr, #0x2\n\tisb" ::: "memory"); }
+static inline __attribute__((always_inline)) void aarch64_disable_interrupts(void) { __asm__ volatile("msr daifset, #0x2" ::: "memory"); }
 
 // A system call from EL1, for self-tests and benchmarks: number in x8, arguments in x0-x5,
 // status back in x0 and values in x1-x2 (the ABI of docs/SYSCALLS.md).
 typedef struct { aarch64_u64 status, value0, value1; } aarch64_system_call_result;
-static inline aarch64_system_call_result aarch64_system_call(aarch64_u64 number, aarch64_u64 a0, aarch64_u64 a1,
+static inline __attribute__((always_inline)) aarch64_system_call_result aarch64_system_call(aarch64_u64 number, aarch64_u64 a0, aarch64_u64 a1,
                                                              aarch64_u64 a2) {
     register aarch64_u64 x0 __asm__("x0") = a0;
     register aarch64_u64 x1 __asm__("x1") = a1;
@@ -83,25 +83,25 @@ static inline aarch64_system_call_result aarch64_system_call(aarch64_u64 number,
     return result;
 }
 
-static inline void aarch64_isb(void) { __asm__ volatile("isb" ::: "memory"); }
-static inline void aarch64_dsb_sy(void) { __asm__ volatile("dsb sy" ::: "memory"); }
-static inline void aarch64_dsb_ishst(void) { __asm__ volatile("dsb ishst" ::: "memory"); }
-static inline void aarch64_dsb_ish(void) { __asm__ volatile("dsb ish" ::: "memory"); }
+static inline __attribute__((always_inline)) void aarch64_isb(void) { __asm__ volatile("isb" ::: "memory"); }
+static inline __attribute__((always_inline)) void aarch64_dsb_sy(void) { __asm__ volatile("dsb sy" ::: "memory"); }
+static inline __attribute__((always_inline)) void aarch64_dsb_ishst(void) { __asm__ volatile("dsb ishst" ::: "memory"); }
+static inline __attribute__((always_inline)) void aarch64_dsb_ish(void) { __asm__ volatile("dsb ish" ::: "memory"); }
 
 // TLB maintenance for one kernel (global) page: every ASID, inner shareable domain.
-static inline void aarch64_tlbi_vaae1is(aarch64_u64 page_number) {
+static inline __attribute__((always_inline)) void aarch64_tlbi_vaae1is(aarch64_u64 page_number) {
     __asm__ volatile("tlbi vaae1is, %0" ::"r"(page_number) : "memory");
 }
-static inline void aarch64_tlbi_vmalle1(void) { __asm__ volatile("tlbi vmalle1" ::: "memory"); }
+static inline __attribute__((always_inline)) void aarch64_tlbi_vmalle1(void) { __asm__ volatile("tlbi vmalle1" ::: "memory"); }
 
-static inline void aarch64_wfe(void) { __asm__ volatile("wfe"); }
-static inline void aarch64_wfi(void) { __asm__ volatile("wfi"); }
-static inline void aarch64_mask_interrupts(void) { __asm__ volatile("msr daifset, #0xf" ::: "memory"); }
+static inline __attribute__((always_inline)) void aarch64_wfe(void) { __asm__ volatile("wfe"); }
+static inline __attribute__((always_inline)) void aarch64_wfi(void) { __asm__ volatile("wfi"); }
+static inline __attribute__((always_inline)) void aarch64_mask_interrupts(void) { __asm__ volatile("msr daifset, #0xf" ::: "memory"); }
 
 // SMC Calling Convention (Arm DEN 0028): function id and arguments in x0-x3, result in x0;
 // x4-x17 may be clobbered by the callee.
 #define AARCH64_SMCCC(conduit)                                                              \
-    static inline aarch64_u64 aarch64_##conduit##_call(aarch64_u64 function, aarch64_u64 a1, \
+    static inline __attribute__((always_inline)) aarch64_u64 aarch64_##conduit##_call(aarch64_u64 function, aarch64_u64 a1, \
                                                        aarch64_u64 a2, aarch64_u64 a3) {      \
         register aarch64_u64 x0 __asm__("x0") = function;                                     \
         register aarch64_u64 x1 __asm__("x1") = a1;                                           \
@@ -118,8 +118,8 @@ AARCH64_SMCCC(hvc)
 AARCH64_SMCCC(smc)
 
 // Deliberate traps for the boot self-tests; the immediate identifies the test.
-static inline void aarch64_brk_self_test(void) { __asm__ volatile("brk #0x5354" ::: "memory"); }
-static inline void aarch64_undefined_instruction(void) { __asm__ volatile("udf #0" ::: "memory"); }
+static inline __attribute__((always_inline)) void aarch64_brk_self_test(void) { __asm__ volatile("brk #0x5354" ::: "memory"); }
+static inline __attribute__((always_inline)) void aarch64_undefined_instruction(void) { __asm__ volatile("udf #0" ::: "memory"); }
 
 // Routines in context.S.
 void switch_context(void *from, void *to);
@@ -130,15 +130,15 @@ aarch64_u64 copy_to_user(aarch64_u64 user, const void *kernel, aarch64_u64 count
 extern char thread_enter_user, user_copy_start, user_copy_end, user_copy_fixup;
 
 // TLB maintenance and translation base for user address spaces.
-static inline void aarch64_tlbi_aside1is(aarch64_u64 asid) {
+static inline __attribute__((always_inline)) void aarch64_tlbi_aside1is(aarch64_u64 asid) {
     __asm__ volatile("dsb ishst\n\ttlbi aside1is, %0\n\tdsb ish\n\tisb" ::"r"(asid << 48) : "memory");
 }
-static inline void aarch64_tlbi_vae1is(aarch64_u64 operand) {
+static inline __attribute__((always_inline)) void aarch64_tlbi_vae1is(aarch64_u64 operand) {
     __asm__ volatile("tlbi vae1is, %0" ::"r"(operand) : "memory");
 }
 AARCH64_WRITE(sctlr, sctlr_el1)
 // MSR PAN, #1, encoded directly so assemblers without FEAT_PAN accept it.
-static inline void aarch64_set_pan(void) { __asm__ volatile(".inst 0xd500419f\n\tisb" ::: "memory"); }
+static inline __attribute__((always_inline)) void aarch64_set_pan(void) { __asm__ volatile(".inst 0xd500419f\n\tisb" ::: "memory"); }
 AARCH64_READ(cpacr, cpacr_el1)
 AARCH64_WRITE(cpacr, cpacr_el1)
 AARCH64_WRITE(tpidr_el0, tpidr_el0)
@@ -159,7 +159,7 @@ extern char memory_probe_load_instruction, memory_probe_store_instruction, memor
 extern aarch64_u64 relocation_probe, physical_window_offset;
 
 #define AARCH64_SYMBOL_ADDRESS(function, symbol) \
-    static inline aarch64_u64 aarch64_address_of_##function(void) { return (aarch64_u64)&symbol; }
+    static inline __attribute__((always_inline)) aarch64_u64 aarch64_address_of_##function(void) { return (aarch64_u64)&symbol; }
 AARCH64_SYMBOL_ADDRESS(exception_vectors, exception_vectors)
 AARCH64_SYMBOL_ADDRESS(start_of_image, _start_of_image)
 AARCH64_SYMBOL_ADDRESS(end, _end)
@@ -175,8 +175,8 @@ AARCH64_SYMBOL_ADDRESS(user_copy_end, user_copy_end)
 AARCH64_SYMBOL_ADDRESS(user_copy_fixup, user_copy_fixup)
 
 // Not volatile: it changes once, in enter_linear_map, which no Swift function runs across.
-__attribute__((always_inline)) static inline aarch64_u64 aarch64_physical_window_offset(void) {
+__attribute__((always_inline)) static inline __attribute__((always_inline)) aarch64_u64 aarch64_physical_window_offset(void) {
     return physical_window_offset;
 }
 
-static inline aarch64_u64 aarch64_read_relocation_probe(void) { return *(volatile aarch64_u64 *)&relocation_probe; }
+static inline __attribute__((always_inline)) aarch64_u64 aarch64_read_relocation_probe(void) { return *(volatile aarch64_u64 *)&relocation_probe; }
