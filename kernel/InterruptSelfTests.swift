@@ -52,12 +52,18 @@ func runInterruptSelfTests() {
               "Software-generated interrupt \(sgi) delivered by the GICv\(Interrupts.controller?.version ?? 0), acknowledged and ended")
 
     // The periodic tick over 100 ms of counter time.
+    // Each pair of readings is taken with IRQs masked, so a tick cannot fall between the count
+    // and the counter and be charged to the wrong side of the window.
+    aarch64_disable_interrupts()
     let startTicks = Clock.ticks
     let startCount = Clock.now
+    aarch64_enable_interrupts()
     let window = Clock.ticks(milliseconds: 100)
     while Clock.now - startCount < window { aarch64_wfi() }
+    aarch64_disable_interrupts()
     let elapsed = Clock.now - startCount
     let counted = Clock.ticks - startTicks
+    aarch64_enable_interrupts()
     let expected = elapsed / Clock.period
     run.check(counted + 1 >= expected && counted <= expected + 1 && counted > 0,
               "Timer interrupts working (\(startTicks)\u{2192}\(Clock.ticks): \(counted) ticks in \(elapsed * 1000 / Clock.frequency) ms at \(Clock.tickHz) Hz)")

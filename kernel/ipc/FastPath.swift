@@ -9,9 +9,6 @@
 import AArch64
 
 enum IPCFastPath {
-    /// Words of a message header the fast path reads: label, length, handle count.
-    static let headerWords = 3
-
     /// `call`: x0 = port, x1 = message. The status, or nil to take the general path.
     ///
     /// Objects are borrowed, not counted (`_withUnsafeGuaranteedRef`): the port is held by the
@@ -32,6 +29,7 @@ enum IPCFastPath {
         }
     }
 
+    @inline(__always)
     private static func call(_ frame: ExceptionFrame, thread: Thread, process: Process, port: Port, server: Thread,
                              serverProcess: Process) -> KernelError? {
         let address = frame.register(1)
@@ -43,13 +41,10 @@ enum IPCFastPath {
         guard copyPayload(from: address, length: length, to: payload) else { return nil }
         return IPC.reusableReplyCapability(of: thread)._withUnsafeGuaranteedRef { reply in
             guard let replyHandle = try? serverProcess.handles.insert(.reply(reply), rights: .reply) else { return nil }
-            let header = thread.messageHeader
-            header[IPCMessageLayout.handleCount / 8] = 0
-            header[IPCMessageLayout.sender / 8] = process.id
-            header[IPCMessageLayout.replyHandle / 8] = replyHandle.value
             aarch64_write_ttbr0(server.translationBase)
             aarch64_isb()
-            guard write(header: header, payload: payload, length: length, to: server.receiveAddress) else {
+            guard write(label: thread.messageHeader[IPCMessageLayout.label / 8], sender: process.id,
+                        reply: replyHandle.value, payload: payload, length: length, to: server.receiveAddress) else {
                 // The server's buffer is not writable: undo, and let the general path report it.
                 serverProcess.handles.discard(replyHandle)
                 aarch64_write_ttbr0(thread.translationBase)
@@ -96,6 +91,7 @@ enum IPCFastPath {
 
     /// The answer and the wait: nil to take the general path (nothing changed), .some(nil) when
     /// woken without a message delivered, else the receive's status.
+    @inline(__always)
     private static func replyReceive(_ frame: ExceptionFrame, thread: Thread, process: Process, port: Port,
                                      reply: ReplyCapability, caller: Thread) -> KernelError?? {
         let address = frame.register(1)
@@ -104,13 +100,10 @@ enum IPCFastPath {
         let payload = caller.messageBuffer
         guard copyPayload(from: address, length: length, to: payload) else { return nil }
 
-        let header = thread.messageHeader
-        header[IPCMessageLayout.handleCount / 8] = 0
-        header[IPCMessageLayout.sender / 8] = process.id
-        header[IPCMessageLayout.replyHandle / 8] = 0
         aarch64_write_ttbr0(caller.translationBase)
         aarch64_isb()
-        guard write(header: header, payload: payload, length: length, to: caller.callAddress) else {
+        guard write(label: thread.messageHeader[IPCMessageLayout.label / 8], sender: process.id, reply: 0,
+                    payload: payload, length: length, to: caller.callAddress) else {
             aarch64_write_ttbr0(thread.translationBase)
             aarch64_isb()
             return nil
@@ -139,9 +132,10 @@ enum IPCFastPath {
     /// Reads the label, length and handle count at `address` into `header`; the payload length
     /// when the message is one for the fast path (no handles, a valid length, a buffer that lies
     /// in user space).
+    @inline(__always)
     private static func readHeader(at address: UInt64, into header: UnsafeMutablePointer<UInt64>) -> Int? {
         guard IPC.isMessageAddress(address),
-              copy_from_user(header, address, UInt64(headerWords * 8)) == 0,
+              read_message_header(header, address) == 0,
               header[IPCMessageLayout.handleCount / 8] == 0,
               header[IPCMessageLayout.length / 8] <= UInt64(IPCMessageLayout.maximumPayload) else { return nil }
         return Int(header[IPCMessageLayout.length / 8])
@@ -152,13 +146,11 @@ enum IPCFastPath {
         return copy_from_user(payload, address + UInt64(IPCMessageLayout.payload), UInt64((length + 7) & ~7)) == 0
     }
 
-    /// Writes the header (its unused handle words zeroed) and payload at `address` in the address
-    /// space in TTBR0.
-    private static func write(header: UnsafeMutablePointer<UInt64>, payload: UnsafeRawPointer, length: Int,
+    /// Writes a handle-less message (header straight from registers, then the payload) at
+    /// `address` in the address space in TTBR0.
+    private static func write(label: UInt64, sender: UInt64, reply: UInt64, payload: UnsafeRawPointer, length: Int,
                               to address: UInt64) -> Bool {
-        let handles = header + IPCMessageLayout.handles / 8
-        for index in 0..<IPCMessageLayout.maximumHandles { handles[index] = 0 }
-        guard copy_to_user(address, header, UInt64(IPCMessageLayout.payload)) == 0 else { return false }
+        guard write_message_header(address, label, UInt64(length), sender, reply) == 0 else { return false }
         guard length > 0 else { return true }
         return copy_to_user(address + UInt64(IPCMessageLayout.payload), payload, UInt64((length + 7) & ~7)) == 0
     }

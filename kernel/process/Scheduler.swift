@@ -28,6 +28,8 @@ enum Scheduler {
     }
     nonisolated(unsafe) static var idle: Thread?
     nonisolated(unsafe) static var queues: UnsafeMutablePointer<Queue>?
+    /// Bit n set when queue n is not empty: `hasReadyThreads(above:)` is one shift.
+    nonisolated(unsafe) static var readyLevels: UInt64 = 0
     /// Threads that died on their own stack; released after the switch away from them.
     nonisolated(unsafe) static var dead: Thread?
     nonisolated(unsafe) static var rescheduleNeeded = false
@@ -51,6 +53,7 @@ enum Scheduler {
         let level = min(max(thread.priority, 0), priorityLevels - 1)
         if let tail = queues[level].tail { tail.next = thread } else { queues[level].head = thread }
         queues[level].tail = thread
+        readyLevels |= 1 << UInt64(level)
         if let current, current !== thread, thread.priority > current.priority || current === idle {
             rescheduleNeeded = true
         }
@@ -66,6 +69,7 @@ enum Scheduler {
             if candidate === thread {
                 if let previous { previous.next = candidate.next } else { queues[level].head = candidate.next }
                 if queues[level].tail === candidate { queues[level].tail = previous }
+                if queues[level].head == nil { readyLevels &= ~(1 << UInt64(level)) }
                 candidate.next = nil
                 return
             }
@@ -80,7 +84,10 @@ enum Scheduler {
         while level >= 0 {
             if let thread = queues[level].head {
                 queues[level].head = thread.next
-                if queues[level].head == nil { queues[level].tail = nil }
+                if queues[level].head == nil {
+                    queues[level].tail = nil
+                    readyLevels &= ~(1 << UInt64(level))
+                }
                 thread.next = nil
                 return thread
             }
@@ -92,13 +99,7 @@ enum Scheduler {
     static var hasReadyThreads: Bool { hasReadyThreads(above: -1) }
 
     static func hasReadyThreads(above priority: Int) -> Bool {
-        guard let queues else { return false }
-        var level = priorityLevels - 1
-        while level > priority {
-            if queues[level].head != nil { return true }
-            level -= 1
-        }
-        return false
+        readyLevels >> UInt64(min(max(priority + 1, 0), priorityLevels)) != 0
     }
 
     /// Runs the next ready thread (or idle). The caller has already put the current thread where
@@ -160,7 +161,7 @@ enum Scheduler {
         LazyFloatingPoint.switched(to: next)
         next.state = .running
         next.sliceRemaining = sliceTicks
-        switches += 1
+        switches &+= 1
         running = Unmanaged.passUnretained(next)
         return (UnsafeMutableRawPointer(previous.context), UnsafeMutableRawPointer(next.context))
     }

@@ -82,20 +82,40 @@ fp_state_restore:
 // user_copy_end) at user_copy_fixup with x0 = ESR.
     .global copy_from_user
     .global copy_to_user
+    .global read_message_header
+    .global write_message_header
     .global user_copy_start
     .global user_copy_end
     .global user_copy_fixup
-// When both addresses and the count are multiples of 8 they move two words at a time (LDTR/STTR
-// with an offset), then a last word if one is left: after the loop x2 is -16 or -8, and bit 3 says
-// which.
+// When both addresses and the count are multiples of 8 they move eight words a step, then two at
+// a time (LDTR/STTR with an offset), then a last word if one is left: x2 runs 64 (then 16) below
+// the bytes left, so after the two-word loop it is -16 or -8, and bit 3 says which.
 user_copy_start:
 copy_from_user:
     orr     x3, x0, x1
     orr     x3, x3, x2
     tst     x3, #7
     b.ne    2f
-    subs    x2, x2, #16
-    b.lo    5f
+    subs    x2, x2, #64
+    b.lo    6f
+7:  ldtr    x3, [x1]
+    ldtr    x4, [x1, #8]
+    ldtr    x5, [x1, #16]
+    ldtr    x6, [x1, #24]
+    ldtr    x7, [x1, #32]
+    ldtr    x8, [x1, #40]
+    ldtr    x9, [x1, #48]
+    ldtr    x10, [x1, #56]
+    add     x1, x1, #64
+    stp     x3, x4, [x0]
+    stp     x5, x6, [x0, #16]
+    stp     x7, x8, [x0, #32]
+    stp     x9, x10, [x0, #48]
+    add     x0, x0, #64
+    subs    x2, x2, #64
+    b.hs    7b
+6:  add     x2, x2, #48
+    tbnz    x2, #63, 5f
 1:  ldtr    x3, [x1]
     ldtr    x4, [x1, #8]
     add     x1, x1, #16
@@ -119,8 +139,26 @@ copy_to_user:
     orr     x3, x3, x2
     tst     x3, #7
     b.ne    2f
-    subs    x2, x2, #16
-    b.lo    5f
+    subs    x2, x2, #64
+    b.lo    6f
+7:  ldp     x3, x4, [x1]
+    ldp     x5, x6, [x1, #16]
+    ldp     x7, x8, [x1, #32]
+    ldp     x9, x10, [x1, #48]
+    add     x1, x1, #64
+    sttr    x3, [x0]
+    sttr    x4, [x0, #8]
+    sttr    x5, [x0, #16]
+    sttr    x6, [x0, #24]
+    sttr    x7, [x0, #32]
+    sttr    x8, [x0, #40]
+    sttr    x9, [x0, #48]
+    sttr    x10, [x0, #56]
+    add     x0, x0, #64
+    subs    x2, x2, #64
+    b.hs    7b
+6:  add     x2, x2, #48
+    tbnz    x2, #63, 5f
 1:  ldp     x3, x4, [x1], #16
     sttr    x3, [x0]
     sttr    x4, [x0, #8]
@@ -138,6 +176,32 @@ copy_to_user:
     subs    x2, x2, #1
     b.ne    3b
 4:  mov     x0, #0
+    ret
+// read_message_header(kernel, user): the first three words of the IPC message at `user` (label,
+// length, handle count; 8-byte aligned, range checked by the caller) into `kernel`. The IPC fast
+// path's fixed-size read: no loop, no alignment tests.
+read_message_header:
+    ldtr    x2, [x1]
+    ldtr    x3, [x1, #8]
+    ldtr    x4, [x1, #16]
+    stp     x2, x3, [x0]
+    str     x4, [x0, #16]
+    mov     x0, #0
+    ret
+// write_message_header(user, label, length, sender, reply): the header of a message without
+// handles, straight from registers: handle count and the four handle words are zero
+// (IPCMessageLayout: label, length, handle count, sender, reply handle, handles[4]).
+write_message_header:
+    sttr    x1, [x0]
+    sttr    x2, [x0, #8]
+    sttr    xzr, [x0, #16]
+    sttr    x3, [x0, #24]
+    sttr    x4, [x0, #32]
+    sttr    xzr, [x0, #40]
+    sttr    xzr, [x0, #48]
+    sttr    xzr, [x0, #56]
+    sttr    xzr, [x0, #64]
+    mov     x0, #0
     ret
 user_copy_end:
 user_copy_fixup:

@@ -127,6 +127,10 @@ void fp_state_save(void *area);
 void fp_state_restore(void *area);
 aarch64_u64 copy_from_user(void *kernel, aarch64_u64 user, aarch64_u64 count);
 aarch64_u64 copy_to_user(aarch64_u64 user, const void *kernel, aarch64_u64 count);
+// The IPC fast path's fixed-size header moves (context.S); 0 or the ESR of the fault.
+aarch64_u64 read_message_header(void *kernel, aarch64_u64 user);
+aarch64_u64 write_message_header(aarch64_u64 user, aarch64_u64 label, aarch64_u64 length, aarch64_u64 sender,
+                                 aarch64_u64 reply);
 extern char thread_enter_user, user_copy_start, user_copy_end, user_copy_fixup;
 
 // TLB maintenance and translation base for user address spaces.
