@@ -82,10 +82,11 @@ enum IPCFastPath {
         }
         guard let status else { return nil }
         if let status { return status }
-        // Woken for another reason (the port closed, a message queued, the process ended).
+        // Woken for another reason (the port closed, a message queued, the process ended). Off
+        // the waiter list first: the handle may be gone while the port lives on elsewhere.
+        WaitLink.unlink(thread.receiveLink)
         guard let again = IPCFastPath.port(frame.register(2), in: process, requiring: .receive) else { return .peerClosed }
         let reopened = again.takeUnretainedValue() // counted: it is held across the waits below
-        IPC.removeWaiter(thread, from: reopened)
         return IPC.receive(from: reopened, into: frame.register(1), timeout: .max, thread: thread, receiver: process)
     }
 

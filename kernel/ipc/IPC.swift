@@ -161,7 +161,7 @@ final class Port {
     func addReceiver(_ thread: Thread, buffer address: UInt64) {
         thread.receiveAddress = address
         thread.receiveResult = nil
-        receivers.append(thread.waitLinks)
+        receivers.append(thread.receiveLink)
     }
 
     /// Queues `message` (the caller checked there is room), its payload moved into the buffer

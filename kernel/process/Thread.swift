@@ -59,6 +59,8 @@ final class Thread {
 
     /// As many as `waitAny` takes handles.
     static let waitLinkCount = 8
+    /// The link a plain `receive` waits with.
+    var receiveLink: UnsafeMutablePointer<WaitLink<Thread>> { waitLinks }
 
     static let floatingPointBytes = 528
 
