@@ -79,6 +79,13 @@ enum Clock {
         aarch64_write_timer_compare(compare)
     }
 
+    /// Tick periods that have passed by `now` but that the interrupt has not counted yet (it can
+    /// be late when the host running the machine is busy). Read with IRQs masked.
+    static func pendingTicks(at now: UInt64) -> UInt64 {
+        guard period > 0, now >= nextTick else { return 0 }
+        return (now - nextTick) / period + 1
+    }
+
     /// The timer interrupt: counts every tick period that has passed (so a late interrupt does
     /// not lose ticks), fires due deadlines, and sets the next compare value.
     static let handleInterrupt: InterruptHandler = { _ in

@@ -156,6 +156,7 @@ struct Tests {
         testThreads(&suite)
         testIPC(&suite)
         testDirectDelivery(&suite)
+        testServerPortClosedWhileWaiting(&suite)
 
         System.print("tests: \(suite.passed) passed, \(suite.failed) failed")
         System.exit(UInt64(suite.failed))
@@ -486,4 +487,38 @@ func testDirectDelivery(_ suite: inout Suite) {
                 "a call to a receiver waiting with an unmapped buffer: its receive fails, the call stays queued and is answered; replyReceive with a bad port answers nothing")
     try? IPC.close(port)
     try? IPC.close(callPort)
+}
+
+/// A server thread that answered on the fast path and waits there again (`replyReceive`) wakes
+/// with `peerClosed` when another thread closes the port's last receive handle.
+func testServerPortClosedWhileWaiting(_ suite: inout Suite) {
+    guard let port = try? IPC.createPort(), let block = try? System.map(bytes: 4096, access: .write) else {
+        suite.check(false, "port and memory for the closed-port test")
+        return
+    }
+    let shared = block.bindMemory(to: UInt64.self, capacity: 4)
+    shared[0] = port.value
+    shared[1] = 0
+    shared[2] = 0
+    let server = try? System.createThread(argument: UInt64(UInt(bitPattern: shared))) { argument in
+        let shared = UnsafeMutablePointer<UInt64>(bitPattern: UInt(argument))!
+        var message = IPCMessage()
+        guard (try? IPC.receive(Handle(shared[0]), into: &message)) != nil, let reply = message.replyHandle else {
+            shared[2] = 1
+            return
+        }
+        message.label += 1
+        // Answers, then waits on the port until it is closed under it.
+        let status = catching { () throws(KernelError) in try IPC.replyAndReceive(reply, Handle(shared[0]), &message) }
+        shared[1] = status?.rawValue ?? 0
+        shared[2] = 1
+    }
+    for _ in 0..<3 { System.yield() } // the server runs and waits in receive
+    var request = IPCMessage(label: 60)
+    let answered = (try? IPC.call(port, &request)) != nil && request.label == 61
+    let closed = (try? IPC.close(port)) != nil
+    let start = System.clock
+    while shared[2] == 0 && (System.clock.ticks - start.ticks) < start.frequency { System.yield() }
+    suite.check(server != nil && answered && closed && shared[2] == 1 && shared[1] == KernelError.peerClosed.rawValue,
+                "a server waiting in replyReceive after a fast-path answer wakes with peer closed when its port is closed")
 }
