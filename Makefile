@@ -43,18 +43,19 @@ LD_FLAGS    := -T kernel/arch/aarch64/linker.ld --pie --no-dynamic-linker -z not
 BUILD    := build
 IMAGE    := $(BUILD)/kernel.img
 ELF      := $(BUILD)/kernel.elf
-KERNEL_SWIFT := $(sort $(shell find kernel -name '*.swift')) support/CRuntime.swift
+ABI_SWIFT    := $(sort $(wildcard abi/*.swift))
+KERNEL_SWIFT := $(sort $(shell find kernel -name '*.swift')) $(ABI_SWIFT) support/CRuntime.swift
 KERNEL_ASM   := $(wildcard kernel/arch/aarch64/*.S)
 ASM_OBJECTS  := $(patsubst kernel/arch/aarch64/%.S,$(BUILD)/%.o,$(KERNEL_ASM))
 
 # ---- User programs --------------------------------------------------------------------------
-# Every folder in userland/services is a program: its Swift files plus the runtime, built into
-# one Embedded Swift module, linked at 0x400000 and packed into the initial ramdisk.
+# Every folder in userland/services is a program: its Swift files, the ABI and the runtime, built
+# into one Embedded Swift module, linked at 0x400000 and packed into the initial ramdisk. Of the
+# kernel's portable core, programs share only text formatting and the slab heap (with the page
+# size and alignment helpers they use).
 USER_PROGRAMS := $(notdir $(wildcard userland/services/*))
-USER_SHARED   := support/CRuntime.swift kernel/core/SystemCallABI.swift kernel/core/FormattedText.swift \
-                 kernel/core/DeviceTree.swift kernel/core/PhysicalAddress.swift kernel/core/PhysicalMemory.swift \
-                 kernel/core/KernelHeap.swift kernel/core/ErrorDescriptions.swift kernel/core/FrameAllocator.swift \
-                 kernel/core/PageTable.swift kernel/core/CPUIdentity.swift kernel/core/HandleTable.swift
+USER_SHARED   := $(ABI_SWIFT) support/CRuntime.swift kernel/core/FormattedText.swift kernel/core/KernelHeap.swift \
+                 kernel/core/PhysicalAddress.swift kernel/core/PhysicalMemory.swift
 USER_RUNTIME  := $(wildcard userland/runtime/*.swift)
 USER_FLAGS    := -target $(TARGET) -enable-experimental-feature Embedded -wmo -parse-as-library -Osize -g \
                  -Xfrontend -function-sections -I userland/runtime/include

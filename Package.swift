@@ -13,11 +13,14 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
-        .target(name: "KernelCore", path: "kernel/core"),
+        // The system call ABI, shared by kernel and user programs.
+        .target(name: "ABI", path: "abi"),
+        .target(name: "KernelCore", dependencies: ["ABI"], path: "kernel/core"),
         .testTarget(
             name: "KernelCoreTests",
             dependencies: [
                 "KernelCore",
+                "ABI",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             path: "tests/host"

@@ -34,8 +34,8 @@ func runInterruptSelfTests() {
     let clock = aarch64_system_call(SystemCallNumber.clock.rawValue, 0, 0, 0)
     let after = Clock.uptime
     let unknown = aarch64_system_call(999, 0, 0, 0)
-    run.check(null.status == KernelError.success.rawValue
-              && clock.status == KernelError.success.rawValue && before <= clock.value0 && clock.value0 <= after
+    run.check(null.status == systemCallSuccess
+              && clock.status == systemCallSuccess && before <= clock.value0 && clock.value0 <= after
               && clock.value1 == Clock.frequency
               && unknown.status == KernelError.unknownSystemCall.rawValue && SystemCalls.count == callsBefore + 3,
               "System call handling working (null: success; clock: \(clock.value0) ticks at \(clock.value1) Hz; #999: unknown system call)")

@@ -97,13 +97,15 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
         runBootSelfTests(tree: tree, platform: platform, entryLevel: entryLevel, loadAddress: loadAddress)
         runRequestedFault(arguments)
     }
-    startUserSpace(platform, startArgument: (testMode ? 1 : 0) | (benchMode ? 2 : 0),
-                   powerOffAfterInit: testMode || benchMode)
+    var startFlags: StartFlags = []
+    if testMode { startFlags.insert(.runTests) }
+    if benchMode { startFlags.insert(.runBenchmarks) }
+    startUserSpace(platform, startFlags: startFlags, powerOffAfterInit: testMode || benchMode)
 }
 
 /// Processes from here on: the boot thread becomes the idle thread and init is started from the
 /// initial ramdisk. In test and bench modes the machine powers off when init ends.
-func startUserSpace(_ platform: Platform, startArgument: UInt64, powerOffAfterInit: Bool) -> Never {
+func startUserSpace(_ platform: Platform, startFlags: StartFlags, powerOffAfterInit: Bool) -> Never {
     // FP/SIMD: user code uses it, the kernel is built without it. It starts trapped for EL0
     // (CPACR_EL1.FPEN), and each thread's registers move to it lazily on its first use
     // (LazyFloatingPoint in process/Scheduler.swift).
@@ -113,7 +115,7 @@ func startUserSpace(_ platform: Platform, startArgument: UInt64, powerOffAfterIn
     LazyFloatingPoint.trapping = true
     let privilegedAccessNever = CPU.enablePrivilegedAccessNever()
     // Bench mode only: user programs may read the cycle counter (PMUSERENR_EL0.EN, .CR).
-    if startArgument & 2 != 0 { aarch64_write_pmuserenr(0b101) }
+    if startFlags.contains(.runBenchmarks) { aarch64_write_pmuserenr(0b101) }
     guard NoAddressSpace.start() else { kernelPanic("no memory for the empty user translation table") }
     Scheduler.start()
     var ramdisk: UnsafeRawBufferPointer?
@@ -138,12 +140,12 @@ func startUserSpace(_ platform: Platform, startArgument: UInt64, powerOffAfterIn
         if powerOffAfterInit { finishRun() }
         Scheduler.idleLoop()
     }
-    let (status, id) = Processes.spawn(name: UnsafeRawBufferPointer(start: ("init" as StaticString).utf8Start, count: 4),
-                                       argument: startArgument, parentID: 0)
-    if status == .success {
+    do throws(KernelError) {
+        let id = try Processes.spawn(name: UnsafeRawBufferPointer(start: ("init" as StaticString).utf8Start, count: 4),
+                                     argument: startFlags.rawValue, parentID: 0)
         log("Boot: Started init (process \(id)) from the initial ramdisk (\(size: UInt64(ramdisk.count)))")
-    } else {
-        log("Boot: Cannot start init from the initial ramdisk: \(status)")
+    } catch {
+        log("Boot: Cannot start init from the initial ramdisk: \(error)")
         if powerOffAfterInit { finishRun() }
     }
     Scheduler.idleLoop()

@@ -690,3 +690,9 @@ public struct DeviceTreeBytes: Sequence, Equatable {
         return result
     }
 }
+
+extension FormattedText.StringInterpolation {
+    public mutating func appendInterpolation(_ bytes: DeviceTreeBytes) {
+        line.write(bytes: bytes)
+    }
+}

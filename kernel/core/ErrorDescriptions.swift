@@ -71,24 +71,4 @@ extension PageTableError: TextDescribable {
     }
 }
 
-extension KernelError: TextDescribable {
-    public func describe<Output: TextOutput>(into output: inout Output) {
-        switch self {
-        case .success: output.write("success")
-        case .unknownSystemCall: output.write("unknown system call")
-        case .invalidArgument: output.write("invalid argument")
-        case .outOfMemory: output.write("out of memory")
-        case .badAddress: output.write("bad address")
-        case .invalidHandle: output.write("invalid handle")
-        case .accessDenied: output.write("access denied")
-        case .queueFull: output.write("queue full")
-        case .timedOut: output.write("timed out")
-        case .notFound: output.write("not found")
-        case .peerClosed: output.write("peer closed")
-        case .wouldBlock: output.write("would block")
-        case .handleTableFull: output.write("handle table full")
-        }
-    }
-}
-
 extension CPUIdentity: TextDescribable {}

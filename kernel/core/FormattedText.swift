@@ -136,10 +136,6 @@ public struct FormattedText: ExpressibleByStringInterpolation {
             line.writeHex(UInt64(truncatingIfNeeded: value), digits: digits)
         }
 
-        public mutating func appendInterpolation(_ address: PhysicalAddress) {
-            line.writeHex(address.value)
-        }
-
         /// Whole mebibytes, as the boot log prints region sizes ("1024").
         public mutating func appendInterpolation(megabytes bytes: UInt64) {
             line.writeDecimal(bytes >> 20)
@@ -147,10 +143,6 @@ public struct FormattedText: ExpressibleByStringInterpolation {
 
         public mutating func appendInterpolation(size bytes: UInt64) {
             line.writeByteSize(bytes)
-        }
-
-        public mutating func appendInterpolation(_ bytes: DeviceTreeBytes) {
-            line.write(bytes: bytes)
         }
 
         public mutating func appendInterpolation(_ flag: Bool) {
@@ -168,4 +160,9 @@ extension FormattedText.StringInterpolation {
     public mutating func appendInterpolation<Value: TextDescribable>(_ value: Value) {
         value.describe(into: &line)
     }
+}
+
+/// System call errors print as their summary (abi/KernelError.swift).
+extension KernelError: TextDescribable {
+    public func describe<Output: TextOutput>(into output: inout Output) { output.write(summary) }
 }

@@ -3,32 +3,10 @@
 // silently reaches the object that later takes its slot. Rights can only shrink when a handle is
 // duplicated. The table is fixed-size storage that never allocates after creation.
 
-public struct Rights: OptionSet, Equatable, Sendable {
-    public let rawValue: UInt64
-    public init(rawValue: UInt64) { self.rawValue = rawValue }
-
-    public static let send = Rights(rawValue: 1 << 0)
-    public static let receive = Rights(rawValue: 1 << 1)
-    /// May be copied with `duplicate`.
-    public static let duplicate = Rights(rawValue: 1 << 2)
-    /// May be moved to another process inside a message.
-    public static let transfer = Rights(rawValue: 1 << 3)
-    public static let signal = Rights(rawValue: 1 << 4)
-    public static let wait = Rights(rawValue: 1 << 5)
-    /// May be mapped (memory objects).
-    public static let map = Rights(rawValue: 1 << 6)
-    public static let write = Rights(rawValue: 1 << 7)
-    /// The one-time right to answer a call.
-    public static let reply = Rights(rawValue: 1 << 8)
-
-    public static let all = Rights(rawValue: 0x1FF)
-}
-
-public struct Handle: Equatable, Sendable {
-    public let value: UInt64
-    public init(_ value: UInt64) { self.value = value }
-
-    init(slot: Int, generation: UInt32) { value = UInt64(generation) << 32 | UInt64(slot) }
+// `Handle` and `Rights` are ABI types (abi/Types.swift); a handle's value packs the slot index
+// in its low 32 bits and the slot's generation above.
+extension Handle {
+    init(slot: Int, generation: UInt32) { self.init(UInt64(generation) << 32 | UInt64(slot)) }
     var slot: Int { Int(truncatingIfNeeded: value & 0xFFFF_FFFF) }
     var generation: UInt32 { UInt32(truncatingIfNeeded: value >> 32) }
 }

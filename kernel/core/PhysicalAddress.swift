@@ -32,3 +32,9 @@ public struct PhysicalRange: Equatable, Sendable {
         address >= start && address.value - start.value < size
     }
 }
+
+extension FormattedText.StringInterpolation {
+    public mutating func appendInterpolation(_ address: PhysicalAddress) {
+        line.writeHex(address.value)
+    }
+}

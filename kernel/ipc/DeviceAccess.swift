@@ -15,42 +15,32 @@ enum DeviceAccess {
     nonisolated(unsafe) static var bindings: [Binding] = []
 
     /// The registers and interrupt of device `index`, for process 1 only.
-    static func open(_ index: UInt64, process: Process) -> (KernelError, UInt64, UInt64) {
-        guard process.id == 1 else { return (.accessDenied, 0, 0) }
-        guard index == 0, let console, let interrupt = console.interrupt else { return (.notFound, 0, 0) }
-        do throws(KernelError) {
-            let handle = try IPC.install(.memory(MemoryObject(device: console.registers)),
-                                         rights: [.map, .write, .transfer, .duplicate], in: process, isNew: true)
-            return (.success, handle.value, UInt64(interrupt))
-        } catch {
-            return (error, 0, 0)
-        }
+    static func open(_ index: UInt64, process: Process) throws(KernelError) -> (registers: Handle, interrupt: UInt64) {
+        guard process.id == 1 else { throw .accessDenied }
+        guard index == 0, let console, let interrupt = console.interrupt else { throw .notFound }
+        let handle = try IPC.install(.memory(MemoryObject(device: console.registers)),
+                                     rights: [.map, .write, .transfer, .duplicate], in: process, isNew: true)
+        return (handle, UInt64(interrupt))
     }
 
     /// Binds an openable device's interrupt to a notification of process 1.
-    static func bind(_ interrupt: UInt64, notification handle: UInt64, process: Process) -> KernelError {
-        guard process.id == 1 else { return .accessDenied }
-        guard let id = console?.interrupt, interrupt == UInt64(id) else { return .notFound }
-        guard !bindings.contains(where: { $0.interrupt == id }) else { return .accessDenied }
-        do throws(KernelError) {
-            let notification = try IPC.notification(handle, in: process, requiring: .signal)
-            bindings.append(Binding(notification: notification, processID: process.id, interrupt: id))
-            guard Interrupts.register(id, deliver) else {
-                bindings.removeAll { $0.interrupt == id }
-                return .accessDenied
-            }
-            return .success
-        } catch {
-            return error
+    static func bind(_ interrupt: UInt64, notification handle: Handle, process: Process) throws(KernelError) {
+        guard process.id == 1 else { throw .accessDenied }
+        guard let id = console?.interrupt, interrupt == UInt64(id) else { throw .notFound }
+        guard !bindings.contains(where: { $0.interrupt == id }) else { throw .accessDenied }
+        let notification = try IPC.notification(handle, in: process, requiring: .signal)
+        bindings.append(Binding(notification: notification, processID: process.id, interrupt: id))
+        guard Interrupts.register(id, deliver) else {
+            bindings.removeAll { $0.interrupt == id }
+            throw .accessDenied
         }
     }
 
-    static func acknowledge(_ interrupt: UInt64, process: Process) -> KernelError {
+    static func acknowledge(_ interrupt: UInt64, process: Process) throws(KernelError) {
         guard bindings.contains(where: { UInt64($0.interrupt) == interrupt && $0.processID == process.id }) else {
-            return .notFound
+            throw .notFound
         }
         Interrupts.controller?.setEnabled(UInt32(interrupt), true)
-        return .success
     }
 
     /// A bound interrupt: signal the driver, mask the line until it acknowledges.

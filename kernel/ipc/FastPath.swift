@@ -2,45 +2,58 @@
 // caller waiting for its answer, when the message carries no handles. The message goes straight
 // from one user buffer to the other through one kernel buffer, the CPU passes straight to the
 // other thread (no run queue), and nothing is allocated (a thread's reply capability is made on
-// its first call and reused after). Every check comes before any change:
-// when one fails the fast path returns nil, having changed nothing, and the general code in
-// IPC.swift does the work, with the same results. The state it leaves is the general code's.
+// its first call and reused after).
+//
+// Each operation reads straight down: every check first, each one falling back to the general
+// path (IPC.swift) having changed nothing; then the commit point, after which the operation
+// cannot fail back; then the transfer and the switch. The state it leaves is the general code's.
 
 import AArch64
 
+/// What the fast path did with a system call.
+enum FastPathOutcome {
+    /// It did not apply; nothing changed, and the general path does the call.
+    case notTaken
+    case completed
+    case failed(KernelError)
+}
+
 enum IPCFastPath {
-    /// `call`: x0 = port, x1 = message. The status, or nil to take the general path.
+    /// `call` to a server blocked in `receive`.
     ///
     /// Objects are borrowed, not counted (`_withUnsafeGuaranteedRef`): the port is held by the
     /// caller's handle table, the server by the port's waiter list, its process by the server
     /// thread, and nothing else runs on this CPU meanwhile. After the switch only `thread` and
     /// its own reply capability are touched.
-    static func call(_ frame: ExceptionFrame, thread: Thread, process: Process) -> KernelError? {
-        guard let port = port(frame.register(0), in: process, requiring: .send) else { return nil }
+    static func call(_ call: SystemCall.Call, thread: Thread, process: Process) -> FastPathOutcome {
+        guard let port = port(call.port, in: process, requiring: .send) else { return .notTaken }
         return port._withUnsafeGuaranteedRef { port in
-            guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return nil }
+            guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return .notTaken }
             return server._withUnsafeGuaranteedRef { server in
                 guard server.isAwaitingDirectMessage, server.translationBase != 0,
-                      let serverProcess = server.processReference else { return nil }
+                      let serverProcess = server.processReference else { return .notTaken }
                 return serverProcess._withUnsafeGuaranteedRef { serverProcess in
-                    call(frame, thread: thread, process: process, port: port, server: server, serverProcess: serverProcess)
+                    transferCall(call.message, thread: thread, process: process, port: port, server: server,
+                                 serverProcess: serverProcess)
                 }
             }
         }
     }
 
     @inline(__always)
-    private static func call(_ frame: ExceptionFrame, thread: Thread, process: Process, port: Port, server: Thread,
-                             serverProcess: Process) -> KernelError? {
-        let address = frame.register(1)
+    private static func transferCall(_ address: UserAddress, thread: Thread, process: Process, port: Port,
+                                     server: Thread, serverProcess: Process) -> FastPathOutcome {
+        // Checks.
         guard serverProcess.handles.count < serverProcess.handles.capacity,
               !Scheduler.hasReadyThreads(above: server.priority),
-              let length = readHeader(at: address, into: thread.messageHeader) else { return nil }
+              let length = readHeader(at: address, into: thread.messageHeader) else { return .notTaken }
         // The payload waits in the buffer of the queue slot the message would otherwise take.
         let payload = port.nextPayload
-        guard copyPayload(from: address, length: length, to: payload) else { return nil }
+        guard copyPayload(from: address, length: length, to: payload) else { return .notTaken }
         return IPC.reusableReplyCapability(of: thread)._withUnsafeGuaranteedRef { reply in
-            guard let replyHandle = try? serverProcess.handles.insert(.reply(reply), rights: .reply) else { return nil }
+            guard let replyHandle = try? serverProcess.handles.insert(.reply(reply), rights: .reply) else {
+                return .notTaken
+            }
             aarch64_write_ttbr0(server.translationBase)
             aarch64_isb()
             guard write(label: thread.messageHeader[IPCMessageLayout.label / 8], sender: process.id,
@@ -49,110 +62,129 @@ enum IPCFastPath {
                 serverProcess.handles.discard(replyHandle)
                 aarch64_write_ttbr0(thread.translationBase)
                 aarch64_isb()
-                return nil
+                return .notTaken
             }
+            // Commit point: the message is in the server's buffer.
             port.takeFirstReceiver()
-            server.finishReceive(.success)
-            reply.finished = false
+            server.finishReceive(.delivered)
+            reply.arm()
             thread.callAddress = address
             thread.state = .blocked
             Scheduler.switchDirectly(from: thread, to: server)
             // Answered (by either path), or killed while waiting.
             while !reply.finished && !thread.killed { Scheduler.block() }
-            thread.callAddress = 0
-            return reply.finished ? reply.status : .peerClosed
+            thread.callAddress = .none
+            guard reply.finished else { return .failed(.peerClosed) }
+            if let failure = reply.failure { return .failed(failure) }
+            return .completed
         }
     }
 
-    /// `replyReceive`: x0 = reply handle, x1 = message, x2 = port, x3 = timeout. The status, or
-    /// nil to take the general path. Objects are borrowed as in `call`: the port and the reply
-    /// capability are held by this process's table, the caller by the capability; after the
-    /// switch the port is looked up again, since it may have been closed meanwhile.
-    static func replyReceive(_ frame: ExceptionFrame, thread: Thread, process: Process) -> KernelError? {
-        guard frame.register(3) == UInt64.max, frame.register(0) != 0,
-              let port = port(frame.register(2), in: process, requiring: .receive),
-              let reply = replyCapability(frame.register(0), in: process) else { return nil }
-        let status: KernelError?? = port._withUnsafeGuaranteedRef { port in
+    /// `replyReceive` to a caller blocked in `call`, waiting for ever on a port with nothing
+    /// queued. Objects are borrowed as in `call`: the port and the reply capability are held by
+    /// this process's table, the caller by the capability; after the switch the port is looked
+    /// up again, since it may have been closed meanwhile.
+    static func replyReceive(_ call: SystemCall.ReplyReceive, thread: Thread, process: Process) -> FastPathOutcome {
+        guard call.timeout == UInt64.max, call.reply != .none,
+              let port = port(call.port, in: process, requiring: .receive),
+              let reply = replyCapability(call.reply, in: process) else { return .notTaken }
+        let answered: Bool = port._withUnsafeGuaranteedRef { port in
             reply._withUnsafeGuaranteedRef { reply in
-                guard !port.isClosed, port.queue.isEmpty, reply.isAwaited else { return nil }
+                guard !port.isClosed, port.queue.isEmpty, reply.isAwaited else { return false }
                 return reply.unretainedCaller._withUnsafeGuaranteedRef { caller in
-                    replyReceive(frame, thread: thread, process: process, port: port, reply: reply, caller: caller)
+                    transferReply(call, thread: thread, process: process, port: port, reply: reply, caller: caller)
                 }
             }
         }
-        guard let status else { return nil }
-        if let status { return status }
+        guard answered else { return .notTaken }
+        // Back from the wait that followed the answer.
+        switch thread.takeReceiveResult() {
+        case .delivered: return .completed
+        case .failed(let error): return .failed(error)
+        case nil: break
+        }
         // Woken for another reason (the port closed, a message queued, the process ended). Off
         // the waiter list first: the handle may be gone while the port lives on elsewhere.
         WaitLink.unlink(thread.receiveLink)
-        guard let again = IPCFastPath.port(frame.register(2), in: process, requiring: .receive) else { return .peerClosed }
+        guard let again = IPCFastPath.port(call.port, in: process, requiring: .receive) else {
+            return .failed(.peerClosed)
+        }
         let reopened = again.takeUnretainedValue() // counted: it is held across the waits below
-        return IPC.receive(from: reopened, into: frame.register(1), timeout: .max, thread: thread, receiver: process)
+        do throws(KernelError) {
+            try IPC.receive(from: reopened, into: call.message, timeout: .max, thread: thread, receiver: process)
+            return .completed
+        } catch {
+            return .failed(error)
+        }
     }
 
-    /// The answer and the wait: nil to take the general path (nothing changed), .some(nil) when
-    /// woken without a message delivered, else the receive's status.
+    /// The answer and the wait: false to take the general path (nothing changed); true once this
+    /// thread, having answered, waited on the port and was woken.
     @inline(__always)
-    private static func replyReceive(_ frame: ExceptionFrame, thread: Thread, process: Process, port: Port,
-                                     reply: ReplyCapability, caller: Thread) -> KernelError?? {
-        let address = frame.register(1)
+    private static func transferReply(_ call: SystemCall.ReplyReceive, thread: Thread, process: Process, port: Port,
+                                      reply: ReplyCapability, caller: Thread) -> Bool {
+        // Checks.
         guard caller.translationBase != 0, !Scheduler.hasReadyThreads(above: caller.priority),
-              let length = readHeader(at: address, into: thread.messageHeader) else { return nil }
+              let length = readHeader(at: call.message, into: thread.messageHeader) else { return false }
         let payload = caller.messageBuffer
-        guard copyPayload(from: address, length: length, to: payload) else { return nil }
-
+        guard copyPayload(from: call.message, length: length, to: payload) else { return false }
         aarch64_write_ttbr0(caller.translationBase)
         aarch64_isb()
         guard write(label: thread.messageHeader[IPCMessageLayout.label / 8], sender: process.id, reply: 0,
                     payload: payload, length: length, to: caller.callAddress) else {
             aarch64_write_ttbr0(thread.translationBase)
             aarch64_isb()
-            return nil
+            return false
         }
-        reply.status = .success
-        reply.finished = true
+        // Commit point: the answer is in the caller's buffer.
+        reply.finish(failure: nil)
         // Drops the table's reference; the caller thread still holds its capability.
-        process.handles.discard(Handle(frame.register(0)))
+        process.handles.discard(call.reply)
         // Wait on the port for the next message, as `receive` does.
         thread.sleepExpired = false
-        port.addReceiver(thread, buffer: address)
+        port.addReceiver(thread, buffer: call.message)
         thread.state = .blocked
         Scheduler.switchDirectly(from: thread, to: caller)
-        return .some(thread.takeReceiveResult())
+        return true
     }
 
     /// The port `handle` names with `rights`, unretained: its table entry holds it.
-    private static func port(_ handle: UInt64, in process: Process, requiring rights: Rights) -> Unmanaged<Port>? {
-        process.handles.entry(for: Handle(handle), requiring: rights)?.pointee.object?.unretainedPort
+    @inline(__always)
+    private static func port(_ handle: Handle, in process: Process, requiring rights: Rights) -> Unmanaged<Port>? {
+        process.handles.entry(for: handle, requiring: rights)?.pointee.object?.unretainedPort
     }
 
-    private static func replyCapability(_ handle: UInt64, in process: Process) -> Unmanaged<ReplyCapability>? {
-        process.handles.entry(for: Handle(handle), requiring: .reply)?.pointee.object?.unretainedReply
+    @inline(__always)
+    private static func replyCapability(_ handle: Handle, in process: Process) -> Unmanaged<ReplyCapability>? {
+        process.handles.entry(for: handle, requiring: .reply)?.pointee.object?.unretainedReply
     }
 
     /// Reads the label, length and handle count at `address` into `header`; the payload length
     /// when the message is one for the fast path (no handles, a valid length, a buffer that lies
     /// in user space).
     @inline(__always)
-    private static func readHeader(at address: UInt64, into header: UnsafeMutablePointer<UInt64>) -> Int? {
+    private static func readHeader(at address: UserAddress, into header: UnsafeMutablePointer<UInt64>) -> Int? {
         guard IPC.isMessageAddress(address),
-              read_message_header(header, address) == 0,
+              UserMemory.readMessageHeader(into: header, fromChecked: address),
               header[IPCMessageLayout.handleCount / 8] == 0,
               header[IPCMessageLayout.length / 8] <= UInt64(IPCMessageLayout.maximumPayload) else { return nil }
         return Int(header[IPCMessageLayout.length / 8])
     }
 
-    private static func copyPayload(from address: UInt64, length: Int, to payload: UnsafeMutableRawPointer) -> Bool {
+    private static func copyPayload(from address: UserAddress, length: Int, to payload: UnsafeMutableRawPointer) -> Bool {
         guard length > 0 else { return true }
-        return copy_from_user(payload, address + UInt64(IPCMessageLayout.payload), UInt64((length + 7) & ~7)) == 0
+        return UserMemory.copyIn(to: payload, fromChecked: address.advanced(by: UInt64(IPCMessageLayout.payload)),
+                                 count: UInt64((length + 7) & ~7))
     }
 
     /// Writes a handle-less message (header straight from registers, then the payload) at
     /// `address` in the address space in TTBR0.
     private static func write(label: UInt64, sender: UInt64, reply: UInt64, payload: UnsafeRawPointer, length: Int,
-                              to address: UInt64) -> Bool {
-        guard write_message_header(address, label, UInt64(length), sender, reply) == 0 else { return false }
+                              to address: UserAddress) -> Bool {
+        guard UserMemory.writeMessageHeader(toChecked: address, label: label, length: UInt64(length), sender: sender,
+                                            reply: reply) else { return false }
         guard length > 0 else { return true }
-        return copy_to_user(address + UInt64(IPCMessageLayout.payload), payload, UInt64((length + 7) & ~7)) == 0
+        return UserMemory.copyOut(toChecked: address.advanced(by: UInt64(IPCMessageLayout.payload)), from: payload,
+                                  count: UInt64((length + 7) & ~7))
     }
 }

@@ -158,7 +158,7 @@ final class Port {
     }
 
     /// `thread` waits here in `receive`, ready to take a message straight into `address`.
-    func addReceiver(_ thread: Thread, buffer address: UInt64) {
+    func addReceiver(_ thread: Thread, buffer address: UserAddress) {
         thread.receiveAddress = address
         thread.receiveResult = nil
         receivers.append(thread.receiveLink)
@@ -213,8 +213,8 @@ final class ReplyCapability {
     /// `reply` must still find the thread (dead) to refuse. The thread's own reference to this
     /// capability is dropped when the thread is released, which breaks the cycle.
     let caller: Thread
-    /// The call's result for the caller: how delivering the answer went.
-    var status = KernelError.success
+    /// Why the call failed, once finished: the answer could not be delivered, or never came.
+    var failure: KernelError?
     var finished = false
 
     init(caller: Thread) { self.caller = caller }
@@ -224,15 +224,32 @@ final class ReplyCapability {
 
     /// Whether the caller still waits for this answer (it may have been killed meanwhile).
     var isAwaited: Bool {
-        !finished && caller.callAddress != 0 && caller.state == .blocked && !caller.killed
+        !finished && caller.callAddress != .none && caller.state == .blocked && !caller.killed
+    }
+
+    /// Makes the capability ready for another call of its thread.
+    func arm() {
+        finished = false
+        failure = nil
+    }
+
+    /// Ends the call: answered (`failure` nil) or not. The caller is woken by whoever answered.
+    func finish(failure: KernelError?) {
+        self.failure = failure
+        finished = true
     }
 
     /// Ends the call unanswered and wakes the caller.
     func fail() {
         guard !finished else { return }
-        status = .peerClosed
-        finished = true
+        finish(failure: .peerClosed)
         Scheduler.wake(caller)
+    }
+
+    /// What the woken caller's `call` returns: nothing once answered, else why not.
+    func outcome() throws(KernelError) {
+        guard finished else { throw .peerClosed }
+        if let failure { throw failure }
     }
 
     deinit { fail() }
@@ -290,23 +307,14 @@ enum IPC {
 
     /// A second handle to the same object with `rights`, a subset of the original's (which must
     /// hold `.duplicate`): rights only ever shrink.
-    static func duplicate(_ handle: Handle, rights: Rights, in process: Process) -> (KernelError, UInt64) {
-        do throws(KernelError) {
-            let held = try lookup(handle.value, in: process, requiring: .duplicate)
-            guard held.rights.isSuperset(of: rights) else { throw .accessDenied }
-            return (.success, try install(held.object, rights: rights, in: process, isNew: true).value)
-        } catch {
-            return (error, 0)
-        }
+    static func duplicate(_ handle: Handle, rights: Rights, in process: Process) throws(KernelError) -> Handle {
+        let held = try lookup(handle, in: process, requiring: .duplicate)
+        guard held.rights.isSuperset(of: rights) else { throw .accessDenied }
+        return try install(held.object, rights: rights, in: process, isNew: true)
     }
 
-    static func close(_ handle: Handle, in process: Process) -> KernelError {
-        do throws(KernelError) {
-            released(try uninstall(handle, from: process))
-            return .success
-        } catch {
-            return error
-        }
+    static func close(_ handle: Handle, in process: Process) throws(KernelError) {
+        released(try uninstall(handle, from: process))
     }
 
     /// Closes every handle of an ending process.
@@ -320,20 +328,20 @@ enum IPC {
     // MARK: Messages
 
     /// Whether a whole `IPCMessage` at `address` lies in user space, 8-byte aligned.
-    static func isMessageAddress(_ address: UInt64) -> Bool {
-        address & 7 == 0 && UserMemory.isUserRange(address, UInt64(IPCMessageLayout.size))
+    @inline(__always)
+    static func isMessageAddress(_ address: UserAddress) -> Bool {
+        address.value & 7 == 0 && UserMemory.isUserRange(address, UInt64(IPCMessageLayout.size))
     }
 
     /// Reads a message from user memory and takes the handles it lists out of the sender's table.
     /// All or nothing: on an error, the sender keeps every handle. The header passes through the
     /// current thread's `messageHeader`; the payload goes to `payload`.
-    static func copyIn(_ message: inout KernelMessage, from address: UInt64, sender: Process, thread: Thread,
+    static func copyIn(_ message: inout KernelMessage, from address: UserAddress, sender: Process, thread: Thread,
                        payload: UnsafeMutableRawPointer) throws(KernelError) {
-        guard address & 7 == 0 else { throw .badAddress }
+        guard address.value & 7 == 0 else { throw .badAddress }
         // The header first; then only as much payload as the message says it carries.
         let header = thread.messageHeader
-        let status = UserMemory.copyIn(to: header, from: address, count: UInt64(IPCMessageLayout.payload))
-        guard status == .success else { throw status }
+        try UserMemory.copyIn(to: header, from: address, count: UInt64(IPCMessageLayout.payload))
         let length = header[IPCMessageLayout.length / 8]
         let count = header[IPCMessageLayout.handleCount / 8]
         guard length <= UInt64(IPCMessageLayout.maximumPayload), count <= UInt64(IPCMessageLayout.maximumHandles) else {
@@ -341,14 +349,13 @@ enum IPC {
         }
         if length > 0 {
             let padded = (length + 7) & ~7
-            let copied = UserMemory.copyIn(to: payload, from: address + UInt64(IPCMessageLayout.payload), count: padded)
-            guard copied == .success else { throw copied }
+            try UserMemory.copyIn(to: payload, from: address.advanced(by: UInt64(IPCMessageLayout.payload)), count: padded)
         }
         // Check every handle first, then move them all.
         let handles = header + IPCMessageLayout.handles / 8
         for index in 0..<Int(count) {
             for earlier in 0..<index where handles[earlier] == handles[index] { throw .invalidArgument }
-            _ = try lookup(handles[index], in: sender, requiring: .transfer)
+            _ = try lookup(Handle(handles[index]), in: sender, requiring: .transfer)
         }
         for index in 0..<Int(count) {
             message.handles[index] = try uninstall(Handle(handles[index]), from: sender)
@@ -360,25 +367,16 @@ enum IPC {
         message.payload = payload
     }
 
-    /// Gives a message's handles back to the sender after a failed send.
-    static func restore(_ message: inout KernelMessage, to sender: Process) {
-        for index in 0..<message.handleCount {
-            if let transferred = message.handles[index] { _ = try? install(transferred.object, rights: transferred.rights, in: sender) }
-            message.handles[index] = nil
-        }
-        message.handleCount = 0
-    }
-
     /// Writes a message to user memory (the current TTBR0's), installing its handles (and reply
     /// capability) in the receiver's table. All or nothing: if they do not fit or the memory is
     /// not writable, the message keeps everything and the error says why. (Handles that reach
     /// the receiver were moved, so counts stay as they are.) The header is built in the current
     /// thread's `messageHeader`, `header`.
-    static func deliver(_ message: inout KernelMessage, to address: UInt64, receiver: Process,
-                        header: UnsafeMutablePointer<UInt64>) -> KernelError {
-        guard isMessageAddress(address) else { return .badAddress }
+    static func deliver(_ message: inout KernelMessage, to address: UserAddress, receiver: Process,
+                        header: UnsafeMutablePointer<UInt64>) throws(KernelError) {
+        guard isMessageAddress(address) else { throw .badAddress }
         let needed = message.handleCount + (message.reply == nil ? 0 : 1)
-        guard receiver.handles.capacity - receiver.handles.count >= needed else { return .handleTableFull }
+        guard receiver.handles.capacity - receiver.handles.count >= needed else { throw .handleTableFull }
         header[IPCMessageLayout.label / 8] = message.label
         header[IPCMessageLayout.length / 8] = UInt64(message.length)
         header[IPCMessageLayout.handleCount / 8] = UInt64(message.handleCount)
@@ -396,14 +394,14 @@ enum IPC {
         if let reply = message.reply, let handle = try? install(.reply(reply), rights: .reply, in: receiver) {
             header[IPCMessageLayout.replyHandle / 8] = handle.value
         }
-        var status = UserMemory.copyOut(to: address, from: header, count: UInt64(IPCMessageLayout.payload))
-        if status == .success && message.length > 0, let payload = message.payload {
-            let padded = UInt64((message.length + 7) & ~7)
-            status = UserMemory.copyOut(to: address + UInt64(IPCMessageLayout.payload), from: payload, count: padded)
-        }
-        if status == .success {
-            message.reply = nil
-        } else {
+        do throws(KernelError) {
+            try UserMemory.copyOut(to: address, from: header, count: UInt64(IPCMessageLayout.payload))
+            if message.length > 0, let payload = message.payload {
+                let padded = UInt64((message.length + 7) & ~7)
+                try UserMemory.copyOut(to: address.advanced(by: UInt64(IPCMessageLayout.payload)), from: payload,
+                                       count: padded)
+            }
+        } catch {
             // Not taken: the handles come back out of the receiver's table into the message.
             for index in 0..<message.handleCount where handles[index] != 0 {
                 message.handles[index] = try? uninstall(Handle(handles[index]), from: receiver)
@@ -411,20 +409,23 @@ enum IPC {
             if header[IPCMessageLayout.replyHandle / 8] != 0 {
                 _ = try? uninstall(Handle(header[IPCMessageLayout.replyHandle / 8]), from: receiver)
             }
+            throw error
         }
-        return status
+        message.reply = nil
     }
 
     /// Delivers `message` into `target`'s memory at `address` while `thread` runs: with the
     /// target's address space in TTBR0 for the copy.
-    static func deliver(_ message: inout KernelMessage, to address: UInt64, of target: Thread, by thread: Thread) -> KernelError {
-        guard let process = target.process, target.translationBase != 0 else { return .peerClosed }
+    static func deliver(_ message: inout KernelMessage, to address: UserAddress, of target: Thread,
+                        by thread: Thread) throws(KernelError) {
+        guard let process = target.process, target.translationBase != 0 else { throw .peerClosed }
         aarch64_write_ttbr0(target.translationBase)
         aarch64_isb()
-        let status = deliver(&message, to: address, receiver: process, header: thread.messageHeader)
-        aarch64_write_ttbr0(thread.translationBase)
-        aarch64_isb()
-        return status
+        defer {
+            aarch64_write_ttbr0(thread.translationBase)
+            aarch64_isb()
+        }
+        try deliver(&message, to: address, receiver: process, header: thread.messageHeader)
     }
 
     /// Gives a message to the first thread blocked in `receive` on `port`, straight into its
@@ -432,11 +433,15 @@ enum IPC {
     /// took it, still blocked, for the caller to hand the CPU to or wake.
     static func post(_ message: inout KernelMessage, on port: Port, by thread: Thread) -> Thread? {
         if port.queue.isEmpty, let receiver = port.takeDirectReceiver() {
-            let status = deliver(&message, to: receiver.receiveAddress, of: receiver, by: thread)
-            receiver.finishReceive(status)
-            if status == .success { return receiver }
-            // Its receive fails with the reason, and the message waits in the queue instead.
-            Scheduler.wake(receiver)
+            do throws(KernelError) {
+                try deliver(&message, to: receiver.receiveAddress, of: receiver, by: thread)
+                receiver.finishReceive(.delivered)
+                return receiver
+            } catch {
+                // Its receive fails with the reason, and the message waits in the queue instead.
+                receiver.finishReceive(.failed(error))
+                Scheduler.wake(receiver)
+            }
         }
         port.enqueue(&message)
         port.wakeOneReceiver()
@@ -446,108 +451,102 @@ enum IPC {
     // MARK: Calls
 
     /// The object behind `handle` in `process`'s table and the handle's rights, if it holds `rights`.
-    static func lookup(_ handle: UInt64, in process: Process, requiring rights: Rights) throws(KernelError) -> (object: KernelObject, rights: Rights) {
+    static func lookup(_ handle: Handle, in process: Process, requiring rights: Rights) throws(KernelError) -> (object: KernelObject, rights: Rights) {
         do throws(HandleError) {
-            return try process.handles.lookup(Handle(handle), requiring: rights)
+            return try process.handles.lookup(handle, requiring: rights)
         } catch {
             throw status(error)
         }
     }
 
-    static func port(_ handle: UInt64, in process: Process, requiring rights: Rights) throws(KernelError) -> Port {
+    static func port(_ handle: Handle, in process: Process, requiring rights: Rights) throws(KernelError) -> Port {
         guard case .port(let port) = try lookup(handle, in: process, requiring: rights).object else { throw .invalidHandle }
         return port
     }
 
     /// The port behind send handle `handle`, if it can take one more message: a receiver is left
     /// and the queue has room.
-    static func portForSending(_ handle: UInt64, in process: Process) throws(KernelError) -> Port {
+    static func portForSending(_ handle: Handle, in process: Process) throws(KernelError) -> Port {
         let port = try port(handle, in: process, requiring: .send)
         guard !port.isClosed else { throw .peerClosed }
         guard !port.queue.isFull else { throw .queueFull }
         return port
     }
 
-    static func send(port handle: UInt64, message address: UInt64, thread: Thread, sender: Process) -> KernelError {
-        do throws(KernelError) {
-            let port = try portForSending(handle, in: sender)
-            var message = KernelMessage()
-            try copyIn(&message, from: address, sender: sender, thread: thread, payload: port.nextPayload)
-            if let receiver = post(&message, on: port, by: thread) { Scheduler.wake(receiver) }
-            return .success
-        } catch {
-            return error
-        }
+    static func send(port handle: Handle, message address: UserAddress, thread: Thread, sender: Process) throws(KernelError) {
+        let port = try portForSending(handle, in: sender)
+        var message = KernelMessage()
+        try copyIn(&message, from: address, sender: sender, thread: thread, payload: port.nextPayload)
+        if let receiver = post(&message, on: port, by: thread) { Scheduler.wake(receiver) }
     }
 
-    static func receive(port handle: UInt64, message address: UInt64, timeout: UInt64, thread: Thread,
-                        receiver: Process) -> KernelError {
-        do throws(KernelError) {
-            let port = try port(handle, in: receiver, requiring: .receive)
-            return receive(from: port, into: address, timeout: timeout, thread: thread, receiver: receiver)
-        } catch {
-            return error
-        }
+    static func receive(port handle: Handle, message address: UserAddress, timeout: UInt64, thread: Thread,
+                        receiver: Process) throws(KernelError) {
+        let port = try port(handle, in: receiver, requiring: .receive)
+        try receive(from: port, into: address, timeout: timeout, thread: thread, receiver: receiver)
     }
 
     /// Takes the next message from `port` into `address`, waiting up to `timeout` nanoseconds.
     /// While the thread waits, a sender delivers straight into its buffer (`post`). `partner`, a
     /// caller just answered by `replyReceive`, runs next if this thread waits, or is woken.
-    static func receive(from port: Port, into address: UInt64, timeout: UInt64, thread: Thread, receiver: Process,
-                        handingOffTo partner: Thread? = nil) -> KernelError {
+    static func receive(from port: Port, into address: UserAddress, timeout: UInt64, thread: Thread, receiver: Process,
+                        handingOffTo partner: Thread? = nil) throws(KernelError) {
         var partner = partner
         defer { if let partner { Scheduler.wake(partner) } }
         // An address that cannot be user memory is refused before waiting; one that is not
         // mapped is found when a message is delivered, which then stays queued.
-        guard isMessageAddress(address) else { return .badAddress }
+        guard isMessageAddress(address) else { throw .badAddress }
         var armed = false
         defer { if armed { Clock.cancelDeadline(token: thread.id) } }
         while true {
             // A thread whose process ended only unwinds: its memory is gone.
-            if thread.killed { return .peerClosed }
+            if thread.killed { throw .peerClosed }
             if var message = port.queue.pop() {
-                let status = deliver(&message, to: address, receiver: receiver, header: thread.messageHeader)
-                // Not taken: the message goes back (it came from the queue, so there is room).
-                if status != .success { port.enqueue(&message) }
-                return status
+                do throws(KernelError) {
+                    try deliver(&message, to: address, receiver: receiver, header: thread.messageHeader)
+                    return
+                } catch {
+                    // Not taken: the message goes back (it came from the queue, so there is room).
+                    port.enqueue(&message)
+                    throw error
+                }
             }
-            if port.isClosed { return .peerClosed }
-            guard timeout > 0 else { return .wouldBlock }
+            if port.isClosed { throw .peerClosed }
+            guard timeout > 0 else { throw .wouldBlock }
             if !armed {
                 armed = armTimeout(timeout, for: thread)
             } else if thread.sleepExpired {
-                return .timedOut
+                throw .timedOut
             }
             port.addReceiver(thread, buffer: address)
             Scheduler.block(handingOffTo: partner)
             partner = nil
             // A sender delivered (or tried to) straight into the buffer.
-            if let result = thread.takeReceiveResult() { return result }
-            removeWaiter(thread, from: port)
+            switch thread.takeReceiveResult() {
+            case .delivered: return
+            case .failed(let error): throw error
+            case nil: removeWaiter(thread, from: port)
+            }
         }
     }
 
-    static func call(port handle: UInt64, message address: UInt64, thread: Thread, caller: Process) -> KernelError {
-        do throws(KernelError) {
-            let port = try portForSending(handle, in: caller)
-            var message = KernelMessage()
-            try copyIn(&message, from: address, sender: caller, thread: thread, payload: port.nextPayload)
-            let reply = replyCapability(of: thread)
-            reply.finished = false
-            message.reply = reply
-            thread.callAddress = address
-            // A server waiting in `receive` has the message already and runs next.
-            var server = post(&message, on: port, by: thread)
-            while !reply.finished && !thread.killed {
-                Scheduler.block(handingOffTo: server)
-                server = nil
-            }
-            if let server { Scheduler.wake(server) }
-            thread.callAddress = 0
-            return reply.finished ? reply.status : .peerClosed
-        } catch {
-            return error
+    static func call(port handle: Handle, message address: UserAddress, thread: Thread, caller: Process) throws(KernelError) {
+        let port = try portForSending(handle, in: caller)
+        var message = KernelMessage()
+        try copyIn(&message, from: address, sender: caller, thread: thread, payload: port.nextPayload)
+        let reply = replyCapability(of: thread)
+        reply.arm()
+        message.reply = reply
+        thread.callAddress = address
+        // A server waiting in `receive` has the message already and runs next.
+        var server = post(&message, on: port, by: thread)
+        while !reply.finished && !thread.killed {
+            Scheduler.block(handingOffTo: server)
+            server = nil
         }
+        if let server { Scheduler.wake(server) }
+        thread.callAddress = .none
+        try reply.outcome()
     }
 
     /// The reply capability for `thread`'s next call. A thread has at most one call outstanding,
@@ -566,133 +565,107 @@ enum IPC {
         return Unmanaged.passUnretained(replyCapability(of: thread))
     }
 
-    static func reply(handle: UInt64, message address: UInt64, thread: Thread, server: Process) -> KernelError {
-        let (status, caller) = answer(handle, message: address, thread: thread, server: server)
-        if let caller { Scheduler.wake(caller) }
-        return status
+    static func reply(_ handle: Handle, message address: UserAddress, thread: Thread, server: Process) throws(KernelError) {
+        Scheduler.wake(try answer(handle, message: address, thread: thread, server: server))
     }
 
     /// `replyReceive`: answers call `handle` (none if 0), then waits on `port` for the next
     /// message into the same buffer. The answered caller runs while this thread waits, with no
     /// pass through the run queue. With a bad port handle the call is not answered either; a
     /// caller that died meanwhile is no error for the server, which goes on to receive.
-    static func replyReceive(reply handle: UInt64, message address: UInt64, port portHandle: UInt64, timeout: UInt64,
-                             thread: Thread, server: Process) -> KernelError {
-        do throws(KernelError) {
-            let port = try port(portHandle, in: server, requiring: .receive)
-            var caller: Thread?
-            if handle != 0 {
-                let (status, answered) = answer(handle, message: address, thread: thread, server: server)
-                guard status == .success || status == .peerClosed else { return status }
-                caller = answered
+    static func replyReceive(reply handle: Handle, message address: UserAddress, port portHandle: Handle,
+                             timeout: UInt64, thread: Thread, server: Process) throws(KernelError) {
+        let port = try port(portHandle, in: server, requiring: .receive)
+        var caller: Thread?
+        if handle != .none {
+            do throws(KernelError) {
+                caller = try answer(handle, message: address, thread: thread, server: server)
+            } catch where error != .peerClosed {
+                throw error
             }
-            return receive(from: port, into: address, timeout: timeout, thread: thread, receiver: server, handingOffTo: caller)
-        } catch {
-            return error
         }
+        try receive(from: port, into: address, timeout: timeout, thread: thread, receiver: server, handingOffTo: caller)
     }
 
     /// Answers call `handle` with the message at `address`, written straight into the waiting
-    /// caller's buffer. Returns the caller, answered but not yet woken.
-    static func answer(_ handle: UInt64, message address: UInt64, thread: Thread, server: Process) -> (KernelError, Thread?) {
-        do throws(KernelError) {
-            guard case .reply(let capability) = try lookup(handle, in: server, requiring: .reply).object else {
-                return (.invalidHandle, nil)
-            }
-            let caller = capability.caller
-            guard capability.isAwaited else {
-                // The caller was killed while waiting: nobody to answer, and its buffer is gone.
-                released(try uninstall(Handle(handle), from: server))
-                return (.peerClosed, nil)
-            }
-            var message = KernelMessage()
-            try copyIn(&message, from: address, sender: server, thread: thread, payload: caller.messageBuffer)
-            _ = try uninstall(Handle(handle), from: server)
-            let status = deliver(&message, to: caller.callAddress, of: caller, by: thread)
-            if status != .success {
-                // The caller gets the error; handles it could not take are closed.
-                for index in 0..<message.handleCount { if let handle = message.handles[index] { released(handle) } }
-            }
-            capability.status = status
-            capability.finished = true
-            return (.success, caller)
-        } catch {
-            return (error, nil)
+    /// caller's buffer. Returns the caller, answered but not yet woken; `peerClosed` when the
+    /// caller no longer waits (the capability is used up all the same).
+    static func answer(_ handle: Handle, message address: UserAddress, thread: Thread, server: Process) throws(KernelError) -> Thread {
+        guard case .reply(let capability) = try lookup(handle, in: server, requiring: .reply).object else {
+            throw .invalidHandle
         }
+        let caller = capability.caller
+        guard capability.isAwaited else {
+            // The caller was killed while waiting: nobody to answer, and its buffer is gone.
+            released(try uninstall(handle, from: server))
+            throw .peerClosed
+        }
+        var message = KernelMessage()
+        try copyIn(&message, from: address, sender: server, thread: thread, payload: caller.messageBuffer)
+        _ = try uninstall(handle, from: server)
+        do throws(KernelError) {
+            try deliver(&message, to: caller.callAddress, of: caller, by: thread)
+            capability.finish(failure: nil)
+        } catch {
+            // The caller gets the error; handles it could not take are closed.
+            for index in 0..<message.handleCount { if let handle = message.handles[index] { released(handle) } }
+            capability.finish(failure: error)
+        }
+        return caller
     }
 
-    static func notification(_ handle: UInt64, in process: Process, requiring rights: Rights) throws(KernelError) -> Notification {
+    static func notification(_ handle: Handle, in process: Process, requiring rights: Rights) throws(KernelError) -> Notification {
         guard case .notification(let notification) = try lookup(handle, in: process, requiring: rights).object else {
             throw .invalidHandle
         }
         return notification
     }
 
-    static func createMemory(bytes: UInt64, in process: Process) -> (KernelError, UInt64) {
+    static func createMemory(bytes: UInt64, in process: Process) throws(KernelError) -> Handle {
         guard bytes > 0, let size = alignUp(bytes, to: pageSize), size / pageSize <= UInt64(MemoryObject.maximumPages) else {
-            return (.invalidArgument, 0)
+            throw .invalidArgument
         }
-        guard let object = MemoryObject(pages: Int(size / pageSize)) else { return (.outOfMemory, 0) }
-        do throws(KernelError) {
-            return (.success, try install(.memory(object), rights: .all, in: process, isNew: true).value)
-        } catch {
-            return (error, 0)
-        }
+        guard let object = MemoryObject(pages: Int(size / pageSize)) else { throw .outOfMemory }
+        return try install(.memory(object), rights: .all, in: process, isNew: true)
     }
 
     /// Maps memory object `handle` (needs map; writable also needs write; never executable).
-    static func mapMemory(_ handle: UInt64, access: UInt64, in process: Process) -> (KernelError, UInt64) {
-        let requested = MemoryAccess(rawValue: access)
-        guard requested.rawValue & ~MemoryAccess.write.rawValue == 0, let space = process.addressSpace else {
-            return (.invalidArgument, 0)
+    static func mapMemory(_ handle: Handle, access: MemoryAccess, in process: Process) throws(KernelError) -> UserAddress {
+        guard access.isSubset(of: .write), let space = process.addressSpace else { throw .invalidArgument }
+        let needed: Rights = access.contains(.write) ? [.map, .write] : [.map]
+        guard case .memory(let object) = try lookup(handle, in: process, requiring: needed).object else {
+            throw .invalidHandle
         }
-        let needed: Rights = requested.contains(.write) ? [.map, .write] : [.map]
-        do throws(KernelError) {
-            guard case .memory(let object) = try lookup(handle, in: process, requiring: needed).object else {
-                return (.invalidHandle, 0)
-            }
-            return space.mapShared(object, permissions: requested.contains(.write) ? .readWrite : .readOnly)
-        } catch {
-            return (error, 0)
+        return try space.mapShared(object, permissions: access.contains(.write) ? .readWrite : .readOnly)
+    }
+
+    static func signal(_ handle: Handle, bits: UInt64, process: Process) throws(KernelError) {
+        let notification = try notification(handle, in: process, requiring: .signal)
+        notification.bits |= bits
+        if let waiter = notification.waiter {
+            notification.waiter = nil
+            Scheduler.wake(waiter)
         }
     }
 
-    static func signal(_ handle: UInt64, bits: UInt64, process: Process) -> KernelError {
-        do throws(KernelError) {
-            let notification = try notification(handle, in: process, requiring: .signal)
-            notification.bits |= bits
-            if let waiter = notification.waiter {
-                notification.waiter = nil
-                Scheduler.wake(waiter)
+    /// Waits up to `timeout` nanoseconds for bits on notification `handle`; returns them, now clear.
+    static func wait(_ handle: Handle, timeout: UInt64, thread: Thread, process: Process) throws(KernelError) -> UInt64 {
+        let notification = try notification(handle, in: process, requiring: .wait)
+        if notification.bits == 0 {
+            guard timeout > 0 else { throw .wouldBlock }
+            guard notification.waiter == nil else { throw .accessDenied }
+            let armed = armTimeout(timeout, for: thread)
+            while notification.bits == 0 && !thread.sleepExpired && !thread.killed {
+                notification.waiter = thread
+                Scheduler.block()
             }
-            return .success
-        } catch {
-            return error
+            notification.waiter = nil
+            if armed { Clock.cancelDeadline(token: thread.id) }
+            if notification.bits == 0 { throw .timedOut }
         }
-    }
-
-    static func wait(_ handle: UInt64, timeout: UInt64, process: Process) -> (KernelError, UInt64) {
-        guard let thread = Scheduler.current else { return (.accessDenied, 0) }
-        do throws(KernelError) {
-            let notification = try notification(handle, in: process, requiring: .wait)
-            if notification.bits == 0 {
-                guard timeout > 0 else { return (.wouldBlock, 0) }
-                guard notification.waiter == nil else { return (.accessDenied, 0) }
-                let armed = armTimeout(timeout, for: thread)
-                while notification.bits == 0 && !thread.sleepExpired && !thread.killed {
-                    notification.waiter = thread
-                    Scheduler.block()
-                }
-                notification.waiter = nil
-                if armed { Clock.cancelDeadline(token: thread.id) }
-                if notification.bits == 0 { return (.timedOut, 0) }
-            }
-            let bits = notification.bits
-            notification.bits = 0
-            return (.success, bits)
-        } catch {
-            return (error, 0)
-        }
+        let bits = notification.bits
+        notification.bits = 0
+        return bits
     }
 
     // MARK: Waiting
@@ -710,34 +683,31 @@ enum IPC {
 
     /// `waitAny`: the index of the first ready object among up to 8 handles (ports need receive,
     /// notifications need wait), waiting up to `timeout` nanoseconds for one to become ready.
-    static func waitAny(handles address: UInt64, count: UInt64, timeout: UInt64, process: Process) -> (KernelError, UInt64) {
-        guard let thread = Scheduler.current else { return (.accessDenied, 0) }
-        guard count >= 1, count <= UInt64(maximumWaitHandles) else { return (.invalidArgument, 0) }
+    static func waitAny(handles address: UserAddress, count: UInt64, timeout: UInt64, thread: Thread,
+                        process: Process) throws(KernelError) -> UInt64 {
+        guard count >= 1, count <= UInt64(maximumWaitHandles) else { throw .invalidArgument }
         var values = InlineArray<8, UInt64>(repeating: 0)
-        let copied = withUnsafeMutableBytes(of: &values) { UserMemory.copyIn(to: $0.baseAddress!, from: address, count: count * 8) }
-        guard copied == .success else { return (copied, 0) }
+        try withUnsafeMutableBytes(of: &values) { bytes throws(KernelError) in
+            try UserMemory.copyIn(to: bytes.baseAddress!, from: address, count: count * 8)
+        }
         var objects: [KernelObject] = []
-        do throws(KernelError) {
-            for index in 0..<Int(count) {
-                let (object, rights) = try lookup(values[index], in: process, requiring: [])
-                switch object {
-                case .port: guard rights.contains(.receive) else { throw .accessDenied }
-                case .notification(let notification):
-                    guard rights.contains(.wait) else { throw .accessDenied }
-                    guard notification.waiter == nil || notification.waiter === thread else { throw .accessDenied }
-                default: throw .invalidHandle
-                }
-                objects.append(object)
+        for index in 0..<Int(count) {
+            let (object, rights) = try lookup(Handle(values[index]), in: process, requiring: [])
+            switch object {
+            case .port: guard rights.contains(.receive) else { throw .accessDenied }
+            case .notification(let notification):
+                guard rights.contains(.wait) else { throw .accessDenied }
+                guard notification.waiter == nil || notification.waiter === thread else { throw .accessDenied }
+            default: throw .invalidHandle
             }
-        } catch {
-            return (error, 0)
+            objects.append(object)
         }
         func firstReady() -> Int? {
             for (index, object) in objects.enumerated() where isReady(object) { return index }
             return nil
         }
-        if let ready = firstReady() { return (.success, UInt64(ready)) }
-        guard timeout > 0 else { return (.wouldBlock, 0) }
+        if let ready = firstReady() { return UInt64(ready) }
+        guard timeout > 0 else { throw .wouldBlock }
         let armed = armTimeout(timeout, for: thread)
         var ready = firstReady()
         while ready == nil && !thread.sleepExpired && !thread.killed {
@@ -761,8 +731,8 @@ enum IPC {
             ready = firstReady()
         }
         if armed { Clock.cancelDeadline(token: thread.id) }
-        guard let ready else { return (.timedOut, 0) }
-        return (.success, UInt64(ready))
+        guard let ready else { throw .timedOut }
+        return UInt64(ready)
     }
 
     /// Arms a deadline `nanoseconds` from now unless it is "for ever"; returns whether it did.

@@ -98,20 +98,20 @@ final class AddressSpace {
     private var maintenance: UserTranslationMaintenance { UserTranslationMaintenance(asid: asid) }
 
     /// Maps `[start, start + size)` (page-aligned) to fresh zeroed frames. All or nothing.
-    func mapZeroed(at start: UInt64, size: UInt64, permissions: MappingPermissions) -> KernelError {
+    func mapZeroed(at start: UInt64, size: UInt64, permissions: MappingPermissions) throws(KernelError) {
         guard size > 0, start & (pageSize - 1) == 0, size & (pageSize - 1) == 0,
-              UserMemory.isUserRange(start, size) else { return .invalidArgument }
-        guard regionCount < Self.maximumRegions else { return .outOfMemory }
+              UserMemory.isUserRange(UserAddress(start), size) else { throw .invalidArgument }
+        guard regionCount < Self.maximumRegions else { throw .outOfMemory }
         for index in 0..<regionCount {
             let region = regions[index]
-            if start < region.start + region.size && region.start < start + size { return .invalidArgument }
+            if start < region.start + region.size && region.start < start + size { throw .invalidArgument }
         }
         var frames = KernelTableFrames()
         var offset: UInt64 = 0
         while offset < size {
             guard let frame = try? PhysicalFrames.allocate(.user) else {
                 releasePages(start, offset)
-                return .outOfMemory
+                throw .outOfMemory
             }
             let page = PhysicalWindow.pointer(to: frame.address)
             for word in 0..<Int(pageSize / 8) { page.storeBytes(of: UInt64(0), toByteOffset: word * 8, as: UInt64.self) }
@@ -122,21 +122,20 @@ final class AddressSpace {
             } catch {
                 try? PhysicalFrames.free(frame)
                 releasePages(start, offset)
-                return error == .writableAndExecutable ? .invalidArgument : .outOfMemory
+                throw error == .writableAndExecutable ? .invalidArgument : .outOfMemory
             }
             offset += pageSize
         }
         regions[regionCount] = Region(start: start, size: size, shared: nil)
         regionCount += 1
         mappedBytes += size
-        return .success
     }
 
     /// Maps every page of `object` at a fresh address; the object's frames stay its own.
-    func mapShared(_ object: MemoryObject, permissions: MappingPermissions) -> (KernelError, UInt64) {
-        guard regionCount < Self.maximumRegions else { return (.outOfMemory, 0) }
+    func mapShared(_ object: MemoryObject, permissions: MappingPermissions) throws(KernelError) -> UserAddress {
+        guard regionCount < Self.maximumRegions else { throw .outOfMemory }
         let size = UInt64(object.pageCount) * pageSize
-        guard let start = reserveMapAddress(size: size) else { return (.outOfMemory, 0) }
+        guard let start = reserveMapAddress(size: size) else { throw .outOfMemory }
         var frames = KernelTableFrames()
         for page in 0..<object.pageCount {
             do throws(PageTableError) {
@@ -146,13 +145,13 @@ final class AddressSpace {
                               frames: &frames, maintenance: maintenance)
             } catch {
                 releasePages(start, UInt64(page) * pageSize, freeingFrames: false)
-                return (error == .writableAndExecutable ? .invalidArgument : .outOfMemory, 0)
+                throw error == .writableAndExecutable ? .invalidArgument : .outOfMemory
             }
         }
         regions[regionCount] = Region(start: start, size: size, shared: object)
         regionCount += 1
         mappedBytes += size
-        return (.success, start)
+        return UserAddress(start)
     }
 
     /// Copies `bytes` into the (mapped) page range starting at `address`, through the frames'
@@ -170,16 +169,16 @@ final class AddressSpace {
     }
 
     /// Unmaps the region that starts at `start` with exactly `size` bytes and frees its frames.
-    func unmapRegion(start: UInt64, size: UInt64) -> KernelError {
+    func unmapRegion(start: UInt64, size: UInt64) throws(KernelError) {
         for index in 0..<regionCount where regions[index].start == start && regions[index].size == size {
             releasePages(start, size, freeingFrames: regions[index].shared == nil)
             regionCount -= 1
             regions[index] = regions[regionCount]
             regions[regionCount] = Region(start: 0, size: 0, shared: nil)
             mappedBytes -= size
-            return .success
+            return
         }
-        return .invalidArgument
+        throw .invalidArgument
     }
 
     /// A place for `size` bytes of anonymous memory, above everything `map` handed out before.
@@ -208,7 +207,7 @@ final class AddressSpace {
     func destroy() {
         while regionCount > 0 {
             let region = regions[regionCount - 1]
-            _ = unmapRegion(start: region.start, size: region.size)
+            try? unmapRegion(start: region.start, size: region.size)
         }
         var frames = KernelTableFrames()
         table.freeTables(frames: &frames, includingRoot: true)

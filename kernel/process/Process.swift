@@ -100,61 +100,64 @@ enum Processes {
 
     // MARK: Starting programs
 
-    /// Loads `name` from the initial ramdisk into a new address space and makes it ready to run.
+    /// Loads `name` from the initial ramdisk into a new address space and makes it ready to run,
+    /// moving `handle` (none: `.none`) from the parent to it. Returns the new process's id.
     static func spawn(name: UnsafeRawBufferPointer, argument: UInt64, parentID: UInt64,
-                      handle: UInt64 = 0) -> (KernelError, UInt64) {
+                      handle: Handle = .none) throws(KernelError) -> UInt64 {
         guard let ramdisk = initialRamdisk, let archive = try? CPIOArchive(ramdisk),
-              let file = archive.file(named: name) else { return (.notFound, 0) }
+              let file = archive.file(named: name) else { throw .notFound }
         let image: ELFImage
         do throws(ELFError) {
             image = try ELFImage(file.data, userSpaceStart: UserSpace.start, userSpaceEnd: UserSpace.mapBase)
         } catch {
-            return (.invalidArgument, 0)
+            throw .invalidArgument
         }
-        guard let space = AddressSpace.create() else { return (.outOfMemory, 0) }
-        for index in 0..<image.segmentCount {
-            let segment = image.segment(index)
-            let start = alignDown(segment.virtualAddress.value, to: pageSize)
-            let end = alignUp(segment.virtualAddress.value + segment.memorySize, to: pageSize) ?? start
-            let status = space.mapZeroed(at: start, size: end - start, permissions: segment.permissions)
-            guard status == .success else {
-                space.destroy()
-                return (status, 0)
+        guard let space = AddressSpace.create() else { throw .outOfMemory }
+        do throws(KernelError) {
+            for index in 0..<image.segmentCount {
+                let segment = image.segment(index)
+                let start = alignDown(segment.virtualAddress.value, to: pageSize)
+                let end = alignUp(segment.virtualAddress.value + segment.memorySize, to: pageSize) ?? start
+                try space.mapZeroed(at: start, size: end - start, permissions: segment.permissions)
+                let bytes = UnsafeRawBufferPointer(rebasing: file.data[Int(segment.fileOffset)..<Int(segment.fileOffset + segment.fileSize)])
+                space.fill(at: segment.virtualAddress.value, from: bytes)
             }
-            let bytes = UnsafeRawBufferPointer(rebasing: file.data[Int(segment.fileOffset)..<Int(segment.fileOffset + segment.fileSize)])
-            space.fill(at: segment.virtualAddress.value, from: bytes)
-        }
-        let stackStatus = space.mapZeroed(at: UserSpace.stackTop - UserSpace.stackSize, size: UserSpace.stackSize,
-                                          permissions: .readWrite)
-        guard stackStatus == .success, let stack = KernelStacks.allocate() else {
+            try space.mapZeroed(at: UserSpace.stackTop - UserSpace.stackSize, size: UserSpace.stackSize,
+                                permissions: .readWrite)
+        } catch {
             space.destroy()
-            return (.outOfMemory, 0)
+            throw error
+        }
+        guard let stack = KernelStacks.allocate() else {
+            space.destroy()
+            throw .outOfMemory
         }
         let process = Process(id: nextID, parentID: parentID, name: name, addressSpace: space)
         // The handle moves only once everything else has succeeded.
-        var childHandle: UInt64 = 0
-        if handle != 0 {
+        var childHandle = Handle.none
+        if handle != .none {
             guard let parent = find(parentID),
-                  let moved = try? IPC.uninstall(Handle(handle), from: parent, requiring: .transfer) else {
+                  let moved = try? IPC.uninstall(handle, from: parent, requiring: .transfer) else {
                 KernelStacks.free(stack)
                 space.destroy()
-                return (.invalidHandle, 0)
+                throw .invalidHandle
             }
-            childHandle = (try? IPC.install(moved.object, rights: moved.rights, in: process))?.value ?? 0
+            childHandle = (try? IPC.install(moved.object, rights: moved.rights, in: process)) ?? .none
         }
         let thread = Thread(id: nextThreadID, process: process, stack: stack, priority: Scheduler.defaultPriority)
-        thread.prepareUserEntry(entry: image.entry.value, userStack: UserSpace.stackTop, argument: argument, handle: childHandle)
+        thread.prepareUserEntry(entry: image.entry.value, userStack: UserSpace.stackTop, argument: argument,
+                                handle: childHandle.value)
         guard insert(process) else {
             thread.release()
             space.destroy()
             IPC.closeAll(in: process)
-            return (.outOfMemory, 0)
+            throw .outOfMemory
         }
         nextID += 1
         nextThreadID += 1
         process.threads.append(thread)
         Scheduler.makeReady(thread)
-        return (.success, process.id)
+        return process.id
     }
 
     // MARK: Ending processes
@@ -227,18 +230,18 @@ enum Processes {
     }
 
     /// Starts a further thread in `process` at `entry` with SP = `stack`, x0 = `argument0`,
-    /// x1 = `argument1`; the caller provides (maps) the stack.
-    static func createThread(in process: Process, entry: UInt64, stack: UInt64, argument0: UInt64, argument1: UInt64) -> (KernelError, UInt64) {
-        guard UserMemory.isUserRange(entry, 4), UserMemory.isUserRange(stack - 16, 16), stack & 15 == 0 else {
-            return (.invalidArgument, 0)
-        }
-        guard process.threads.count < 64, let kernelStack = KernelStacks.allocate() else { return (.outOfMemory, 0) }
+    /// x1 = `argument1`; the caller provides (maps) the stack. Returns the thread's id.
+    static func createThread(in process: Process, entry: UserAddress, stack: UserAddress, argument0: UInt64,
+                             argument1: UInt64) throws(KernelError) -> UInt64 {
+        guard UserMemory.isUserRange(entry, 4), stack.value & 15 == 0, stack.value >= 16,
+              UserMemory.isUserRange(UserAddress(stack.value - 16), 16) else { throw .invalidArgument }
+        guard process.threads.count < 64, let kernelStack = KernelStacks.allocate() else { throw .outOfMemory }
         let thread = Thread(id: nextThreadID, process: process, stack: kernelStack, priority: Scheduler.defaultPriority)
         nextThreadID += 1
-        thread.prepareUserEntry(entry: entry, userStack: stack, argument: argument0, handle: argument1)
+        thread.prepareUserEntry(entry: entry.value, userStack: stack.value, argument: argument0, handle: argument1)
         process.threads.append(thread)
         Scheduler.makeReady(thread)
-        return (.success, thread.id)
+        return thread.id
     }
 
     /// Ends the calling thread; the last thread to end ends its process with `code`.
@@ -253,19 +256,19 @@ enum Processes {
     }
 
     /// `wait`: blocks until child `id` of `caller` ends, then collects it.
-    static func wait(for id: UInt64, caller: Process) -> (KernelError, UInt64, UInt64) {
+    static func wait(for id: UInt64, caller: Process) throws(KernelError) -> (code: UInt64, reason: ExitReason) {
         guard let child = find(id), child.parentID == caller.id, child.waiter == nil,
-              let thread = Scheduler.current else { return (.notFound, 0, 0) }
+              let thread = Scheduler.current else { throw .notFound }
         while child.state != .zombie && !thread.killed {
             child.waiter = thread
             Scheduler.block()
         }
         child.waiter = nil
-        guard !thread.killed else { return (.peerClosed, 0, 0) }
+        guard !thread.killed else { throw .peerClosed }
         // Threads of the child still unwinding out of system calls finish first, so that when
         // `wait` returns every resource of the child is back.
         while !child.threads.isEmpty { Scheduler.yield() }
         remove(child)
-        return (.success, child.exitCode, child.exitReason.rawValue)
+        return (child.exitCode, child.exitReason)
     }
 }

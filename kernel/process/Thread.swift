@@ -9,6 +9,12 @@ struct SwitchContext {
     var registers = InlineArray<13, UInt64>(repeating: 0)
 }
 
+/// What a sender's direct delivery into a thread waiting in `receive` reported.
+enum DeliveryOutcome {
+    case delivered
+    case failed(KernelError)
+}
+
 enum ThreadState: Equatable {
     case ready
     case running
@@ -42,17 +48,17 @@ final class Thread {
     /// Reused for every call this thread makes (see IPC.call).
     var replyCapability: ReplyCapability?
     /// Where the payload of a reply to this thread's call waits between the server's memory and
-    /// this thread's (256 bytes).
-    let messageBuffer = UnsafeMutableRawPointer.allocate(byteCount: 256, alignment: 16)
+    /// this thread's.
+    let messageBuffer = UnsafeMutableRawPointer.allocate(byteCount: IPCMessageLayout.maximumPayload, alignment: 16)
     /// The header of a message this thread sends or delivers, between user memory and the
-    /// kernel's message (9 words, `IPCMessageLayout` up to the payload).
-    let messageHeader = UnsafeMutablePointer<UInt64>.allocate(capacity: 9)
+    /// kernel's message (`IPCMessageLayout` up to the payload).
+    let messageHeader = UnsafeMutablePointer<UInt64>.allocate(capacity: IPCMessageLayout.headerWords)
     /// While blocked in `receive`: the user address a sender may deliver a message straight
-    /// into (0 when not receiving). Its result is then `receiveResult`.
-    var receiveAddress: UInt64 = 0
-    var receiveResult: KernelError?
-    /// While waiting in `call`: the user address the reply is written to (0 when not calling).
-    var callAddress: UInt64 = 0
+    /// into (`.none` when not receiving). Its result is then `receiveResult`.
+    var receiveAddress = UserAddress.none
+    var receiveResult: DeliveryOutcome?
+    /// While waiting in `call`: the user address the reply is written to (`.none` when not calling).
+    var callAddress = UserAddress.none
     /// This thread's places in ports' waiter lists: the first for `receive`, one per handle for
     /// `waitAny`. Off every list before the thread is released.
     let waitLinks: UnsafeMutablePointer<WaitLink<Thread>>
@@ -97,17 +103,17 @@ final class Thread {
     }
 
     /// Blocked in a plain `receive`, so a sender may write a message straight into its buffer.
-    var isAwaitingDirectMessage: Bool { state == .blocked && receiveAddress != 0 && !killed }
+    var isAwaitingDirectMessage: Bool { state == .blocked && receiveAddress != .none && !killed }
 
     /// A sender wrote (or failed to write) a message into this waiting thread's buffer.
-    func finishReceive(_ status: KernelError) {
-        receiveAddress = 0
-        receiveResult = status
+    func finishReceive(_ outcome: DeliveryOutcome) {
+        receiveAddress = .none
+        receiveResult = outcome
     }
 
     /// Once woken from a wait in `receive`: what a sender's direct delivery reported, if one did.
-    func takeReceiveResult() -> KernelError? {
-        receiveAddress = 0
+    func takeReceiveResult() -> DeliveryOutcome? {
+        receiveAddress = .none
         defer { receiveResult = nil }
         return receiveResult
     }

@@ -1,25 +1,49 @@
-// Copies between kernel memory and a user address space. Every user pointer and length is
-// checked to lie in the user half before use, and the copy itself runs with EL0 permissions
-// (LDTRB/STTRB in context.S), so an unmapped, kernel-only or read-only page is a `badAddress`
-// error for the caller, never a kernel fault.
+// Copies between kernel memory and a user address space: the only way the kernel reaches memory
+// behind a `UserAddress`. Every user pointer and length is checked to lie in the user half before
+// use, and the copy itself runs with EL0 permissions (LDTR/STTR in context.S), so an unmapped,
+// kernel-only or read-only page is a `badAddress` error for the caller, never a kernel fault.
 
 import AArch64
 
 enum UserMemory {
     /// Whether `[address, address + count)` lies inside user space.
-    static func isUserRange(_ address: UInt64, _ count: UInt64) -> Bool {
-        let (end, overflow) = address.addingReportingOverflow(count)
-        return !overflow && address >= UserSpace.start && end <= UserSpace.end
+    @inline(__always)
+    static func isUserRange(_ address: UserAddress, _ count: UInt64) -> Bool {
+        let (end, overflow) = address.value.addingReportingOverflow(count)
+        return !overflow && address.value >= UserSpace.start && end <= UserSpace.end
     }
 
-    static func copyIn(to kernel: UnsafeMutableRawPointer, from user: UInt64, count: UInt64) -> KernelError {
-        guard isUserRange(user, count) else { return .badAddress }
-        return copy_from_user(kernel, user, count) == 0 ? .success : .badAddress
+    static func copyIn(to kernel: UnsafeMutableRawPointer, from user: UserAddress, count: UInt64) throws(KernelError) {
+        guard isUserRange(user, count), copy_from_user(kernel, user.value, count) == 0 else { throw .badAddress }
     }
 
-    static func copyOut(to user: UInt64, from kernel: UnsafeRawPointer, count: UInt64) -> KernelError {
-        guard isUserRange(user, count) else { return .badAddress }
-        return copy_to_user(user, kernel, count) == 0 ? .success : .badAddress
+    static func copyOut(to user: UserAddress, from kernel: UnsafeRawPointer, count: UInt64) throws(KernelError) {
+        guard isUserRange(user, count), copy_to_user(user.value, kernel, count) == 0 else { throw .badAddress }
+    }
+
+    // The IPC fast path's copies, for a message address already checked with `isUserRange`.
+
+    /// Reads label, length and handle count of the message at `user` into `header`.
+    @inline(__always)
+    static func readMessageHeader(into header: UnsafeMutablePointer<UInt64>, fromChecked user: UserAddress) -> Bool {
+        read_message_header(header, user.value) == 0
+    }
+
+    /// Writes the header of a message without handles at `user`.
+    @inline(__always)
+    static func writeMessageHeader(toChecked user: UserAddress, label: UInt64, length: UInt64, sender: UInt64,
+                                   reply: UInt64) -> Bool {
+        write_message_header(user.value, label, length, sender, reply) == 0
+    }
+
+    @inline(__always)
+    static func copyIn(to kernel: UnsafeMutableRawPointer, fromChecked user: UserAddress, count: UInt64) -> Bool {
+        copy_from_user(kernel, user.value, count) == 0
+    }
+
+    @inline(__always)
+    static func copyOut(toChecked user: UserAddress, from kernel: UnsafeRawPointer, count: UInt64) -> Bool {
+        copy_to_user(user.value, kernel, count) == 0
     }
 
     /// The exception handler's hook: a fault inside the copy routines resumes at their fixup.

@@ -1,7 +1,9 @@
 // System call dispatch: `svc #0` arrives here with the caller's registers in the exception frame.
-// The number is in x8, arguments in x0-x5; the status goes back in x0 and values in x1-x2
-// (kernel/core/SystemCallABI.swift, docs/SYSCALLS.md). Every argument is checked; a bad one is
-// an error status, never a kernel fault.
+// Each call's argument struct (abi/SystemCallArguments.swift) is rebuilt from the saved registers, its
+// handler returns the call's result or throws a `KernelError`, and one place, `serve`, turns that
+// into the status in x0 and the values in x1-x2 (docs/SYSCALLS.md). Every argument is checked; a
+// bad one is an error, never a kernel fault. The switch over numbers has no default: a call
+// without a handler does not compile.
 
 enum SystemCalls {
     nonisolated(unsafe) static var count: UInt64 = 0
@@ -9,6 +11,8 @@ enum SystemCalls {
     static let maximumNameLength = 64
     /// Largest single `map`.
     static let maximumMapBytes: UInt64 = 1 << 30
+    /// Largest single `debugWrite`.
+    static let maximumWriteBytes: UInt64 = 1 << 20
 
     /// Inlined into the exception dispatcher, with the two steps below: a system call costs one
     /// Swift call frame on its way to the fast path.
@@ -17,7 +21,7 @@ enum SystemCalls {
         count &+= 1
         guard let running = Scheduler.running else {
             // No thread before the scheduler starts (the boot self-tests' system calls).
-            finish(frame, perform(frame, thread: nil))
+            perform(frame, thread: nil)
             return
         }
         running._withUnsafeGuaranteedRef { thread in dispatch(frame, thread: thread) }
@@ -26,211 +30,299 @@ enum SystemCalls {
     @inline(__always)
     private static func dispatch(_ frame: ExceptionFrame, thread: Thread) {
         thread.inSystemCall = true
-        let result = fastPath(frame, thread: thread) ?? perform(frame, thread: thread)
+        if !fastPath(frame, thread: thread) { perform(frame, thread: thread) }
         thread.inSystemCall = false
         if thread.killed { Scheduler.markCurrentDead() }
-        finish(frame, result)
     }
 
-    /// The status in x0 and, on success, the values in x1 and x2.
-    private static func finish(_ frame: ExceptionFrame, _ result: (KernelError, UInt64, UInt64)) {
-        frame.setRegister(0, result.0.rawValue)
-        if result.0 == .success {
-            frame.setRegister(1, result.1)
-            frame.setRegister(2, result.2)
-        }
-    }
-
-    /// The IPC fast path (ipc/FastPath.swift) for `call` and `replyReceive`, when it applies.
+    /// The IPC fast path (ipc/FastPath.swift) for `call` and `replyReceive`, when it applies:
+    /// whether it did the call.
     @inline(__always)
-    private static func fastPath(_ frame: ExceptionFrame, thread: Thread) -> (KernelError, UInt64, UInt64)? {
+    private static func fastPath(_ frame: ExceptionFrame, thread: Thread) -> Bool {
         let number = frame.register(8)
         guard number == SystemCallNumber.call.rawValue || number == SystemCallNumber.replyReceive.rawValue,
-              let process = thread.processReference else { return nil }
-        let status = process._withUnsafeGuaranteedRef { process in
+              let process = thread.processReference else { return false }
+        let outcome = process._withUnsafeGuaranteedRef { process in
             number == SystemCallNumber.call.rawValue
-                ? IPCFastPath.call(frame, thread: thread, process: process)
-                : IPCFastPath.replyReceive(frame, thread: thread, process: process)
+                ? IPCFastPath.call(SystemCall.Call(registers: frame.systemCallArguments), thread: thread, process: process)
+                : IPCFastPath.replyReceive(SystemCall.ReplyReceive(registers: frame.systemCallArguments),
+                                           thread: thread, process: process)
         }
-        guard let status else { return nil }
-        return (status, 0, 0)
+        switch outcome {
+        case .notTaken: return false
+        case .completed: frame.setStatus(systemCallSuccess)
+        case .failed(let error): frame.setStatus(error.rawValue)
+        }
+        return true
     }
 
-    private static func perform(_ frame: ExceptionFrame, thread: Thread?) -> (KernelError, UInt64, UInt64) {
-        guard let number = SystemCallNumber(rawValue: frame.register(8)) else { return (.unknownSystemCall, 0, 0) }
+    /// Runs `handler` on the call's arguments and leaves its outcome in the caller's registers:
+    /// x0 = 0 and the values in x1-x2, or x0 = the error (x1-x2 unchanged).
+    @inline(__always)
+    private static func serve<Call: SystemCallArguments>(
+        _ frame: ExceptionFrame, _: Call.Type, _ handler: (Call) throws(KernelError) -> Call.Result
+    ) {
+        do throws(KernelError) {
+            let values = try handler(Call(registers: frame.systemCallArguments)).registers
+            frame.setStatus(systemCallSuccess)
+            frame.setRegister(1, values.x1)
+            frame.setRegister(2, values.x2)
+        } catch {
+            frame.setStatus(error.rawValue)
+        }
+    }
+
+    private static func perform(_ frame: ExceptionFrame, thread: Thread?) {
+        guard let number = SystemCallNumber(rawValue: frame.register(8)) else {
+            frame.setStatus(KernelError.unknownSystemCall.rawValue)
+            return
+        }
         let process = thread?.process
+        /// The calling process: every call but a few needs one (the idle thread has none).
+        func caller() throws(KernelError) -> Process {
+            guard let process else { throw .accessDenied }
+            return process
+        }
+        func callingThread() throws(KernelError) -> Thread {
+            guard let thread, thread.process != nil else { throw .accessDenied }
+            return thread
+        }
         switch number {
         case .null:
-            return (.success, 0, 0)
+            serve(frame, SystemCall.Null.self) { _ in NoValues() }
         case .clock:
-            return (.success, Clock.uptime, Clock.frequency)
+            serve(frame, SystemCall.Clock.self) { _ in .init(ticks: Clock.uptime, frequency: Clock.frequency) }
         case .debugWrite:
-            return debugWrite(address: frame.register(0), count: frame.register(1))
+            serve(frame, SystemCall.DebugWrite.self) { call throws(KernelError) in
+                .init(written: try debugWrite(call.text, length: call.length))
+            }
         case .exit:
-            guard let process else { return (.accessDenied, 0, 0) }
-            Processes.end(process, reason: .exited, code: frame.register(0))
-            return (.success, 0, 0)
+            serve(frame, SystemCall.Exit.self) { call throws(KernelError) in
+                Processes.end(try caller(), reason: .exited, code: call.code)
+                return NoValues()
+            }
         case .yield:
-            Scheduler.yield()
-            return (.success, 0, 0)
+            serve(frame, SystemCall.Yield.self) { _ in
+                Scheduler.yield()
+                return NoValues()
+            }
         case .sleep:
-            return sleep(nanoseconds: frame.register(0))
+            serve(frame, SystemCall.Sleep.self) { call throws(KernelError) in
+                try sleep(try callingThread(), nanoseconds: call.nanoseconds)
+                return NoValues()
+            }
         case .processID:
-            guard let process else { return (.accessDenied, 0, 0) }
-            return (.success, process.id, process.parentID)
+            serve(frame, SystemCall.ProcessID.self) { _ throws(KernelError) in
+                let process = try caller()
+                return .init(process: process.id, parent: process.parentID)
+            }
         case .threadID:
-            return (.success, Scheduler.current?.id ?? 0, 0)
+            serve(frame, SystemCall.ThreadID.self) { _ in .init(thread: Scheduler.current?.id ?? 0) }
         case .spawn:
-            return spawn(address: frame.register(0), count: frame.register(1), argument: frame.register(2),
-                         handle: frame.register(3), parent: process)
+            serve(frame, SystemCall.Spawn.self) { call throws(KernelError) in
+                .init(process: try spawn(call, parent: process))
+            }
         case .wait:
-            guard let process else { return (.accessDenied, 0, 0) }
-            return Processes.wait(for: frame.register(0), caller: process)
+            serve(frame, SystemCall.Wait.self) { call throws(KernelError) in
+                let ended = try Processes.wait(for: call.process, caller: try caller())
+                return .init(code: ended.code, reason: ended.reason)
+            }
         case .kill:
-            guard let process, let target = Processes.find(frame.register(0)),
-                  target.parentID == process.id || target === process else { return (.notFound, 0, 0) }
-            Processes.end(target, reason: .killed, code: 0)
-            return (.success, 0, 0)
+            serve(frame, SystemCall.Kill.self) { call throws(KernelError) in
+                let process = try caller()
+                guard let target = Processes.find(call.process),
+                      target.parentID == process.id || target === process else { throw .notFound }
+                Processes.end(target, reason: .killed, code: 0)
+                return NoValues()
+            }
         case .map:
-            return map(size: frame.register(0), access: frame.register(1), space: process?.addressSpace)
+            serve(frame, SystemCall.Map.self) { call throws(KernelError) in
+                .init(address: try map(call, space: try addressSpace(of: caller())))
+            }
         case .unmap:
-            guard let space = process?.addressSpace else { return (.accessDenied, 0, 0) }
-            return (space.unmapRegion(start: frame.register(0), size: alignUp(frame.register(1), to: pageSize) ?? 0), 0, 0)
+            serve(frame, SystemCall.Unmap.self) { call throws(KernelError) in
+                try addressSpace(of: caller()).unmapRegion(start: call.address.value,
+                                                           size: alignUp(call.bytes, to: pageSize) ?? 0)
+                return NoValues()
+            }
         case .memoryStatistics:
-            let statistics = PhysicalFrames.statistics
-            return (.success, statistics.freeFrames, statistics.totalFrames)
+            serve(frame, SystemCall.MemoryStatistics.self) { _ in
+                let statistics = PhysicalFrames.statistics
+                return .init(freeFrames: statistics.freeFrames, totalFrames: statistics.totalFrames)
+            }
         case .processStatistics:
-            return (.success, UInt64(Processes.liveCount), process?.addressSpace?.mappedBytes ?? 0)
+            serve(frame, SystemCall.ProcessStatistics.self) { _ in
+                .init(liveProcesses: UInt64(Processes.liveCount), mappedBytes: process?.addressSpace?.mappedBytes ?? 0)
+            }
         case .kernelStatistics:
-            let heap = Heap.statistics.counters
-            return (.success, heap.blocksInUse, heap.pagesHeld)
-        default:
-            guard let thread, let process else { return (.accessDenied, 0, 0) }
-            return ipc(number, frame, thread, process)
-        }
-    }
-
-    private static func ipc(_ number: SystemCallNumber, _ frame: ExceptionFrame, _ thread: Thread,
-                            _ process: Process) -> (KernelError, UInt64, UInt64) {
-        let a0 = frame.register(0), a1 = frame.register(1), a2 = frame.register(2)
-        switch number {
+            serve(frame, SystemCall.KernelStatistics.self) { _ in
+                let heap = Heap.statistics.counters
+                return .init(heapBlocks: heap.blocksInUse, heapPages: heap.pagesHeld)
+            }
         case .portCreate:
-            return created(.port(Port()), in: process)
+            serve(frame, SystemCall.PortCreate.self) { _ throws(KernelError) in
+                .init(handle: try IPC.install(.port(Port()), rights: .all, in: try caller(), isNew: true))
+            }
         case .notificationCreate:
-            return created(.notification(Notification()), in: process)
+            serve(frame, SystemCall.NotificationCreate.self) { _ throws(KernelError) in
+                .init(handle: try IPC.install(.notification(Notification()), rights: .all, in: try caller(), isNew: true))
+            }
         case .handleClose:
-            return (IPC.close(Handle(a0), in: process), 0, 0)
+            serve(frame, SystemCall.HandleClose.self) { call throws(KernelError) in
+                try IPC.close(call.handle, in: try caller())
+                return NoValues()
+            }
         case .handleDuplicate:
-            let rights = Rights(rawValue: a1)
-            guard rights.rawValue & ~Rights.all.rawValue == 0 else { return (.invalidArgument, 0, 0) }
-            let (status, handle) = IPC.duplicate(Handle(a0), rights: rights, in: process)
-            return (status, handle, 0)
+            serve(frame, SystemCall.HandleDuplicate.self) { call throws(KernelError) in
+                guard call.rights.isSubset(of: .all) else { throw .invalidArgument }
+                return .init(handle: try IPC.duplicate(call.handle, rights: call.rights, in: try caller()))
+            }
         case .send:
-            return (IPC.send(port: a0, message: a1, thread: thread, sender: process), 0, 0)
+            serve(frame, SystemCall.Send.self) { call throws(KernelError) in
+                try IPC.send(port: call.port, message: call.message, thread: try callingThread(), sender: try caller())
+                return NoValues()
+            }
         case .receive:
-            return (IPC.receive(port: a0, message: a1, timeout: a2, thread: thread, receiver: process), 0, 0)
+            serve(frame, SystemCall.Receive.self) { call throws(KernelError) in
+                try IPC.receive(port: call.port, message: call.message, timeout: call.timeout,
+                                thread: try callingThread(), receiver: try caller())
+                return NoValues()
+            }
         case .call:
-            return (IPC.call(port: a0, message: a1, thread: thread, caller: process), 0, 0)
+            serve(frame, SystemCall.Call.self) { call throws(KernelError) in
+                try IPC.call(port: call.port, message: call.message, thread: try callingThread(), caller: try caller())
+                return NoValues()
+            }
         case .reply:
-            return (IPC.reply(handle: a0, message: a1, thread: thread, server: process), 0, 0)
+            serve(frame, SystemCall.Reply.self) { call throws(KernelError) in
+                try IPC.reply(call.reply, message: call.message, thread: try callingThread(), server: try caller())
+                return NoValues()
+            }
         case .replyReceive:
-            return (IPC.replyReceive(reply: a0, message: a1, port: a2, timeout: frame.register(3), thread: thread, server: process), 0, 0)
+            serve(frame, SystemCall.ReplyReceive.self) { call throws(KernelError) in
+                try IPC.replyReceive(reply: call.reply, message: call.message, port: call.port, timeout: call.timeout,
+                                     thread: try callingThread(), server: try caller())
+                return NoValues()
+            }
         case .notificationSignal:
-            return (IPC.signal(a0, bits: a1, process: process), 0, 0)
+            serve(frame, SystemCall.NotificationSignal.self) { call throws(KernelError) in
+                try IPC.signal(call.notification, bits: call.bits, process: try caller())
+                return NoValues()
+            }
         case .notificationWait:
-            let (status, bits) = IPC.wait(a0, timeout: a1, process: process)
-            return (status, bits, 0)
+            serve(frame, SystemCall.NotificationWait.self) { call throws(KernelError) in
+                .init(bits: try IPC.wait(call.notification, timeout: call.timeout, thread: try callingThread(),
+                                         process: try caller()))
+            }
         case .memoryCreate:
-            let (status, handle) = IPC.createMemory(bytes: a0, in: process)
-            return (status, handle, 0)
+            serve(frame, SystemCall.MemoryCreate.self) { call throws(KernelError) in
+                .init(handle: try IPC.createMemory(bytes: call.bytes, in: try caller()))
+            }
         case .memoryMap:
-            let (status, address) = IPC.mapMemory(a0, access: a1, in: process)
-            return (status, address, 0)
+            serve(frame, SystemCall.MemoryMap.self) { call throws(KernelError) in
+                .init(address: try IPC.mapMemory(call.memory, access: call.access, in: try caller()))
+            }
         case .waitAny:
-            let (status, index) = IPC.waitAny(handles: a0, count: a1, timeout: a2, process: process)
-            return (status, index, 0)
+            serve(frame, SystemCall.WaitAny.self) { call throws(KernelError) in
+                .init(index: try IPC.waitAny(handles: call.handles, count: call.count, timeout: call.timeout,
+                                             thread: try callingThread(), process: try caller()))
+            }
         case .threadCreate:
-            let (status, id) = Processes.createThread(in: process, entry: a0, stack: a1, argument0: a2,
-                                                      argument1: frame.register(3))
-            return (status, id, 0)
-        case .deviceOpen:
-            return DeviceAccess.open(a0, process: process)
-        case .interruptBind:
-            return (DeviceAccess.bind(a0, notification: a1, process: process), 0, 0)
-        case .interruptAcknowledge:
-            return (DeviceAccess.acknowledge(a0, process: process), 0, 0)
+            serve(frame, SystemCall.ThreadCreate.self) { call throws(KernelError) in
+                .init(thread: try Processes.createThread(in: try caller(), entry: call.entry, stack: call.stackTop,
+                                                         argument0: call.argument0, argument1: call.argument1))
+            }
         case .threadExit:
-            guard let thread = Scheduler.current else { return (.accessDenied, 0, 0) }
-            Processes.exitThread(thread, code: a0)
-            return (.success, 0, 0)
-        default:
-            return (.unknownSystemCall, 0, 0)
+            serve(frame, SystemCall.ThreadExit.self) { call throws(KernelError) in
+                Processes.exitThread(try callingThread(), code: call.code)
+                return NoValues()
+            }
+        case .deviceOpen:
+            serve(frame, SystemCall.DeviceOpen.self) { call throws(KernelError) in
+                let device = try DeviceAccess.open(call.device, process: try caller())
+                return .init(registerMemory: device.registers, interrupt: device.interrupt)
+            }
+        case .interruptBind:
+            serve(frame, SystemCall.InterruptBind.self) { call throws(KernelError) in
+                try DeviceAccess.bind(call.interrupt, notification: call.notification, process: try caller())
+                return NoValues()
+            }
+        case .interruptAcknowledge:
+            serve(frame, SystemCall.InterruptAcknowledge.self) { call throws(KernelError) in
+                try DeviceAccess.acknowledge(call.interrupt, process: try caller())
+                return NoValues()
+            }
         }
     }
 
-    private static func created(_ object: KernelObject, in process: Process) -> (KernelError, UInt64, UInt64) {
-        do throws(KernelError) {
-            return (.success, try IPC.install(object, rights: .all, in: process, isNew: true).value, 0)
-        } catch {
-            return (error, 0, 0)
-        }
+    private static func addressSpace(of process: Process) throws(KernelError) -> AddressSpace {
+        guard let space = process.addressSpace else { throw .accessDenied }
+        return space
     }
 
     /// Copies the text in pieces through a kernel buffer; stops at the first bad page.
-    private static func debugWrite(address: UInt64, count: UInt64) -> (KernelError, UInt64, UInt64) {
-        guard count <= 1 << 20, UserMemory.isUserRange(address, count) else { return (.badAddress, 0, 0) }
+    private static func debugWrite(_ text: UserAddress, length: UInt64) throws(KernelError) -> UInt64 {
+        guard length <= maximumWriteBytes, UserMemory.isUserRange(text, length) else { throw .badAddress }
         var buffer = InlineArray<256, UInt8>(repeating: 0)
         var written: UInt64 = 0
-        while written < count {
-            let piece = min(count - written, 256)
-            let status = withUnsafeMutableBytes(of: &buffer) { bytes in
-                UserMemory.copyIn(to: bytes.baseAddress!, from: address + written, count: piece)
+        while written < length {
+            let piece = min(length - written, 256)
+            try withUnsafeMutableBytes(of: &buffer) { bytes throws(KernelError) in
+                try UserMemory.copyIn(to: bytes.baseAddress!, from: text.advanced(by: written), count: piece)
             }
-            guard status == .success else { return (.badAddress, 0, 0) }
             withUnsafeBytes(of: &buffer) { bytes in Console.writeRaw(UnsafeRawBufferPointer(rebasing: bytes[0..<Int(piece)])) }
             written += piece
         }
-        return (.success, written, 0)
+        return written
     }
 
-    private static func sleep(nanoseconds: UInt64) -> (KernelError, UInt64, UInt64) {
-        guard let thread = Scheduler.current, thread.process != nil else { return (.accessDenied, 0, 0) }
+    private static func sleep(_ thread: Thread, nanoseconds: UInt64) throws(KernelError) {
         let ticks = Clock.ticks(forNanoseconds: nanoseconds)
-        guard ticks > 0 else { return (.success, 0, 0) }
+        guard ticks > 0 else { return }
         thread.sleepExpired = false
         do throws(TimerQueue.Failure) {
             try Clock.addDeadline(at: Clock.now &+ ticks, token: thread.id)
         } catch {
-            return (.outOfMemory, 0, 0)
+            throw .outOfMemory
         }
         while !thread.sleepExpired && !thread.killed { Scheduler.block() }
-        return (.success, 0, 0)
     }
 
-    private static func spawn(address: UInt64, count: UInt64, argument: UInt64, handle: UInt64,
-                              parent: Process?) -> (KernelError, UInt64, UInt64) {
-        guard count > 0, count <= UInt64(maximumNameLength) else { return (.invalidArgument, 0, 0) }
+    private static func spawn(_ call: SystemCall.Spawn, parent: Process?) throws(KernelError) -> UInt64 {
+        guard call.nameLength > 0, call.nameLength <= UInt64(maximumNameLength) else { throw .invalidArgument }
         var name = InlineArray<64, UInt8>(repeating: 0)
-        let status = withUnsafeMutableBytes(of: &name) { UserMemory.copyIn(to: $0.baseAddress!, from: address, count: count) }
-        guard status == .success else { return (status, 0, 0) }
-        let (result, id) = withUnsafeBytes(of: &name) { bytes in
-            Processes.spawn(name: UnsafeRawBufferPointer(rebasing: bytes[0..<Int(count)]), argument: argument,
-                            parentID: parent?.id ?? 0, handle: parent == nil ? 0 : handle)
+        try withUnsafeMutableBytes(of: &name) { bytes throws(KernelError) in
+            try UserMemory.copyIn(to: bytes.baseAddress!, from: call.name, count: call.nameLength)
         }
-        return (result, id, 0)
+        return try withUnsafeBytes(of: &name) { bytes throws(KernelError) in
+            try Processes.spawn(name: UnsafeRawBufferPointer(rebasing: bytes[0..<Int(call.nameLength)]),
+                                argument: call.argument, parentID: parent?.id ?? 0,
+                                handle: parent == nil ? .none : call.handle)
+        }
     }
 
-    private static func map(size: UInt64, access: UInt64, space: AddressSpace?) -> (KernelError, UInt64, UInt64) {
-        guard let space else { return (.accessDenied, 0, 0) }
-        let requested = MemoryAccess(rawValue: access)
-        guard size > 0, size <= maximumMapBytes, requested.rawValue & ~(MemoryAccess.write.rawValue | MemoryAccess.execute.rawValue) == 0,
-              !(requested.contains(.write) && requested.contains(.execute)),
-              let bytes = alignUp(size, to: pageSize) else { return (.invalidArgument, 0, 0) }
+    private static func map(_ call: SystemCall.Map, space: AddressSpace) throws(KernelError) -> UserAddress {
+        guard call.bytes > 0, call.bytes <= maximumMapBytes, call.access.isSubset(of: [.write, .execute]),
+              call.access != [.write, .execute],
+              let bytes = alignUp(call.bytes, to: pageSize) else { throw .invalidArgument }
         var permissions: MappingPermissions = []
-        if requested.contains(.write) { permissions.insert(.write) }
-        if requested.contains(.execute) { permissions.insert(.execute) }
-        guard let start = space.reserveMapAddress(size: bytes) else { return (.outOfMemory, 0, 0) }
-        let status = space.mapZeroed(at: start, size: bytes, permissions: permissions)
-        return (status, status == .success ? start : 0, 0)
+        if call.access.contains(.write) { permissions.insert(.write) }
+        if call.access.contains(.execute) { permissions.insert(.execute) }
+        guard let start = space.reserveMapAddress(size: bytes) else { throw .outOfMemory }
+        try space.mapZeroed(at: start, size: bytes, permissions: permissions)
+        return UserAddress(start)
     }
+}
+
+extension ExceptionFrame {
+    /// x0-x5 as the caller left them.
+    @inline(__always)
+    var systemCallArguments: ArgumentRegisters {
+        ArgumentRegisters(x0: register(0), x1: register(1), x2: register(2), x3: register(3), x4: register(4),
+                          x5: register(5))
+    }
+
+    /// The status the caller finds in x0.
+    @inline(__always)
+    func setStatus(_ status: UInt64) { setRegister(0, status) }
 }

@@ -1,12 +1,12 @@
 // Port-based IPC from user space: typed wrappers over the IPC system calls (docs/IPC.md) and the
-// message type whose layout the kernel reads (IPCMessageLayout in the shared ABI).
+// message type whose layout the kernel reads (IPCMessageLayout in the ABI).
 
 import UserSystemCall
 
 /// One message: a label, up to 256 payload bytes and up to 4 handles to move with it. The kernel
 /// fills `sender` and, for a call, `replyHandle`.
 public struct IPCMessage {
-    var words = InlineArray<41, UInt64>(repeating: 0)
+    var words = IPCMessageWords(repeating: 0)
 
     public init(label: UInt64 = 0) { self.label = label }
 
@@ -52,42 +52,48 @@ public struct IPCMessage {
 }
 
 public enum IPC {
-    static func call(_ number: SystemCallNumber, _ a0: UInt64, _ a1: UInt64 = 0, _ a2: UInt64 = 0) throws(KernelError) -> UInt64 {
-        let result = user_system_call(number.rawValue, a0, a1, a2, 0, 0, 0)
-        guard result.status == 0 else { throw KernelError(rawValue: result.status) ?? .invalidArgument }
-        return result.value0
+    /// Runs `body` with the address of `message`'s words, for the calls that read or write it.
+    @inline(__always)
+    static func withMessage<Result>(_ message: inout IPCMessage,
+                                    _ body: (UserAddress) throws(KernelError) -> Result) throws(KernelError) -> Result {
+        try withUnsafeMutablePointer(to: &message.words) { words throws(KernelError) in try body(UserAddress(words)) }
     }
 
-    static func withMessage(_ message: inout IPCMessage, _ body: (UInt64) -> user_system_call_result) throws(KernelError) {
-        let result = withUnsafeMutablePointer(to: &message.words) { body(UInt64(UInt(bitPattern: $0))) }
-        guard result.status == 0 else { throw KernelError(rawValue: result.status) ?? .invalidArgument }
+    public static func createPort() throws(KernelError) -> Handle { try System.invoke(SystemCall.PortCreate()).handle }
+    public static func createNotification() throws(KernelError) -> Handle {
+        try System.invoke(SystemCall.NotificationCreate()).handle
     }
-
-    public static func createPort() throws(KernelError) -> Handle { Handle(try call(.portCreate, 0)) }
-    public static func createNotification() throws(KernelError) -> Handle { Handle(try call(.notificationCreate, 0)) }
-    public static func close(_ handle: Handle) throws(KernelError) { _ = try call(.handleClose, handle.value) }
+    public static func close(_ handle: Handle) throws(KernelError) { _ = try System.invoke(SystemCall.HandleClose(handle: handle)) }
 
     public static func duplicate(_ handle: Handle, rights: Rights) throws(KernelError) -> Handle {
-        Handle(try call(.handleDuplicate, handle.value, rights.rawValue))
+        try System.invoke(SystemCall.HandleDuplicate(handle: handle, rights: rights)).handle
     }
 
     /// Queues `message` on `port`; `queueFull` if there is no room (nothing is sent then).
     public static func send(_ port: Handle, _ message: inout IPCMessage) throws(KernelError) {
-        try withMessage(&message) { user_system_call(SystemCallNumber.send.rawValue, port.value, $0, 0, 0, 0, 0) }
+        _ = try withMessage(&message) { address throws(KernelError) in
+            try System.invoke(SystemCall.Send(port: port, message: address))
+        }
     }
 
     /// The next message on `port`, waiting up to `timeout` nanoseconds (0: no wait; .max: for ever).
     public static func receive(_ port: Handle, into message: inout IPCMessage, timeout: UInt64 = .max) throws(KernelError) {
-        try withMessage(&message) { user_system_call(SystemCallNumber.receive.rawValue, port.value, $0, timeout, 0, 0, 0) }
+        _ = try withMessage(&message) { address throws(KernelError) in
+            try System.invoke(SystemCall.Receive(port: port, message: address, timeout: timeout))
+        }
     }
 
     /// Sends `message` and waits for the reply, which replaces it.
     public static func call(_ port: Handle, _ message: inout IPCMessage) throws(KernelError) {
-        try withMessage(&message) { user_system_call(SystemCallNumber.call.rawValue, port.value, $0, 0, 0, 0, 0) }
+        _ = try withMessage(&message) { address throws(KernelError) in
+            try System.invoke(SystemCall.Call(port: port, message: address))
+        }
     }
 
     public static func reply(_ handle: Handle, _ message: inout IPCMessage) throws(KernelError) {
-        try withMessage(&message) { user_system_call(SystemCallNumber.reply.rawValue, handle.value, $0, 0, 0, 0, 0) }
+        _ = try withMessage(&message) { address throws(KernelError) in
+            try System.invoke(SystemCall.Reply(reply: handle, message: address))
+        }
     }
 
     /// A server's loop step: answers `reply` (if any) with `message`, then waits up to `timeout`
@@ -95,20 +101,21 @@ public enum IPC {
     /// while this thread waits.
     public static func replyAndReceive(_ reply: Handle?, _ port: Handle, _ message: inout IPCMessage,
                                        timeout: UInt64 = .max) throws(KernelError) {
-        try withMessage(&message) {
-            user_system_call(SystemCallNumber.replyReceive.rawValue, reply?.value ?? 0, $0, port.value, timeout, 0, 0)
+        _ = try withMessage(&message) { address throws(KernelError) in
+            try System.invoke(SystemCall.ReplyReceive(reply: reply ?? .none, message: address, port: port, timeout: timeout))
         }
     }
 
     /// A zeroed memory object of `bytes` (rounded up to pages, at most 1 MiB) to share by handle.
     public static func createMemory(bytes: UInt64) throws(KernelError) -> Handle {
-        Handle(try call(.memoryCreate, bytes))
+        try System.invoke(SystemCall.MemoryCreate(bytes: bytes)).handle
     }
 
     /// Maps a memory object (the handle needs `map`, and `write` for a writable mapping).
     public static func map(_ memory: Handle, writable: Bool) throws(KernelError) -> UnsafeMutableRawPointer {
-        let address = try call(.memoryMap, memory.value, writable ? MemoryAccess.write.rawValue : 0)
-        return UnsafeMutableRawPointer(bitPattern: UInt(address))!
+        let address = try System.invoke(SystemCall.MemoryMap(memory: memory, access: writable ? .write : [])).address
+        guard let pointer = UnsafeMutableRawPointer(address) else { throw .outOfMemory }
+        return pointer
     }
 
     /// The index of the first of `handles` (ports and notifications, at most 8) that is ready,
@@ -116,18 +123,17 @@ public enum IPC {
     public static func waitAny(_ handles: [Handle], timeout: UInt64 = .max) throws(KernelError) -> Int {
         var values = InlineArray<8, UInt64>(repeating: 0)
         for (index, handle) in handles.prefix(8).enumerated() { values[index] = handle.value }
-        let result = withUnsafeMutablePointer(to: &values) {
-            user_system_call(SystemCallNumber.waitAny.rawValue, UInt64(UInt(bitPattern: $0)), UInt64(handles.count), timeout, 0, 0, 0)
+        let result = try withUnsafeMutablePointer(to: &values) { words throws(KernelError) in
+            try System.invoke(SystemCall.WaitAny(handles: UserAddress(words), count: UInt64(handles.count), timeout: timeout))
         }
-        guard result.status == 0 else { throw KernelError(rawValue: result.status) ?? .invalidArgument }
-        return Int(result.value0)
+        return Int(result.index)
     }
 
     public static func signal(_ notification: Handle, bits: UInt64) throws(KernelError) {
-        _ = try call(.notificationSignal, notification.value, bits)
+        _ = try System.invoke(SystemCall.NotificationSignal(notification: notification, bits: bits))
     }
 
     public static func wait(_ notification: Handle, timeout: UInt64 = .max) throws(KernelError) -> UInt64 {
-        try call(.notificationWait, notification.value, timeout)
+        try System.invoke(SystemCall.NotificationWait(notification: notification, timeout: timeout)).bits
     }
 }

@@ -1,5 +1,6 @@
-// The user runtime's view of the kernel: typed wrappers over the system calls of
-// kernel/core/SystemCallABI.swift, with errors as `KernelError` values.
+// The user runtime's view of the kernel: typed wrappers over the system calls of the ABI
+// (abi/), with errors thrown as `KernelError` values. Every wrapper goes through `invoke`, which
+// moves a call's argument struct to registers and its result back.
 
 import UserSystemCall
 
@@ -9,20 +10,25 @@ public struct ProcessID: Equatable {
 }
 
 public enum System {
+    /// Makes the system call `call` describes: its result, or the error the kernel returned.
     @inline(__always)
-    static func call(_ number: SystemCallNumber, _ a0: UInt64 = 0, _ a1: UInt64 = 0, _ a2: UInt64 = 0)
-        -> (status: KernelError, value0: UInt64, value1: UInt64)
-    {
-        let result = user_system_call(number.rawValue, a0, a1, a2, 0, 0, 0)
-        return (KernelError(rawValue: result.status) ?? .invalidArgument, result.value0, result.value1)
+    public static func invoke<Call: SystemCallArguments>(_ call: Call) throws(KernelError) -> Call.Result {
+        let arguments = call.registers
+        let result = user_system_call(Call.number.rawValue, arguments.x0, arguments.x1, arguments.x2, arguments.x3,
+                                      arguments.x4, arguments.x5)
+        if let error = KernelError(status: result.status) { throw error }
+        return Call.Result(registers: ResultRegisters(x1: result.value0, x2: result.value1))
     }
 
     /// The argument the parent passed when it started this program.
     public static var startArgument: UInt64 { user_read_start_argument() }
 
+    /// Init's start argument: what the kernel command line asked the system to do.
+    public static var startFlags: StartFlags { StartFlags(rawValue: startArgument) }
+
     public static func write(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress else { return }
-        _ = call(.debugWrite, UInt64(UInt(bitPattern: base)), UInt64(bytes.count))
+        _ = try? invoke(SystemCall.DebugWrite(text: UserAddress(base), length: UInt64(bytes.count)))
     }
 
     /// Prints one line.
@@ -33,22 +39,22 @@ public enum System {
     }
 
     public static func exit(_ code: UInt64) -> Never {
-        _ = call(.exit, code)
+        _ = try? invoke(SystemCall.Exit(code: code))
         while true {}
     }
 
-    public static func yield() { _ = call(.yield) }
+    public static func yield() { _ = try? invoke(SystemCall.Yield()) }
 
-    public static func sleep(nanoseconds: UInt64) { _ = call(.sleep, nanoseconds) }
+    public static func sleep(nanoseconds: UInt64) { _ = try? invoke(SystemCall.Sleep(nanoseconds: nanoseconds)) }
 
     public static var clock: (ticks: UInt64, frequency: UInt64) {
-        let result = call(.clock)
-        return (result.value0, result.value1)
+        guard let result = try? invoke(SystemCall.Clock()) else { return (0, 0) }
+        return (result.ticks, result.frequency)
     }
 
-    public static var processID: ProcessID { ProcessID(call(.processID).value0) }
-    public static var parentID: ProcessID { ProcessID(call(.processID).value1) }
-    public static var threadID: UInt64 { call(.threadID).value0 }
+    public static var processID: ProcessID { ProcessID((try? invoke(SystemCall.ProcessID()))?.process ?? 0) }
+    public static var parentID: ProcessID { ProcessID((try? invoke(SystemCall.ProcessID()))?.parent ?? 0) }
+    public static var threadID: UInt64 { (try? invoke(SystemCall.ThreadID()))?.thread ?? 0 }
 
     /// The handle the parent passed at spawn, if any.
     public static var startHandle: Handle? {
@@ -59,50 +65,44 @@ public enum System {
     /// Starts `name` from the initial ramdisk with `argument` as its start argument, moving
     /// `handle` (which needs the transfer right) to it.
     public static func spawn(_ name: StaticString, argument: UInt64 = 0, handle: Handle? = nil) throws(KernelError) -> ProcessID {
-        let result = user_system_call(SystemCallNumber.spawn.rawValue, UInt64(UInt(bitPattern: name.utf8Start)),
-                                      UInt64(name.utf8CodeUnitCount), argument, handle?.value ?? 0, 0, 0)
-        guard result.status == 0 else { throw KernelError(rawValue: result.status) ?? .invalidArgument }
-        return ProcessID(result.value0)
+        let call = SystemCall.Spawn(name: UserAddress(name.utf8Start), nameLength: UInt64(name.utf8CodeUnitCount),
+                                    argument: argument, handle: handle ?? .none)
+        return ProcessID(try invoke(call).process)
     }
 
     public static func wait(_ child: ProcessID) throws(KernelError) -> (reason: ExitReason, code: UInt64) {
-        let result = call(.wait, child.value)
-        guard result.status == .success else { throw result.status }
-        return (ExitReason(rawValue: result.value1) ?? .killed, result.value0)
+        let result = try invoke(SystemCall.Wait(process: child.value))
+        return (result.reason, result.code)
     }
 
     public static func kill(_ process: ProcessID) throws(KernelError) {
-        let status = call(.kill, process.value).status
-        guard status == .success else { throw status }
+        _ = try invoke(SystemCall.Kill(process: process.value))
     }
 
     public static func map(bytes: UInt64, access: MemoryAccess) throws(KernelError) -> UnsafeMutableRawPointer {
-        let result = call(.map, bytes, access.rawValue)
-        guard result.status == .success, let pointer = UnsafeMutableRawPointer(bitPattern: UInt(result.value0)) else {
-            throw result.status == .success ? .outOfMemory : result.status
-        }
+        let address = try invoke(SystemCall.Map(bytes: bytes, access: access)).address
+        guard let pointer = UnsafeMutableRawPointer(address) else { throw .outOfMemory }
         return pointer
     }
 
     public static func unmap(_ pointer: UnsafeMutableRawPointer, bytes: UInt64) throws(KernelError) {
-        let status = call(.unmap, UInt64(UInt(bitPattern: pointer)), bytes).status
-        guard status == .success else { throw status }
+        _ = try invoke(SystemCall.Unmap(address: UserAddress(pointer), bytes: bytes))
     }
 
     public static var memory: (freeFrames: UInt64, totalFrames: UInt64) {
-        let result = call(.memoryStatistics)
-        return (result.value0, result.value1)
+        guard let result = try? invoke(SystemCall.MemoryStatistics()) else { return (0, 0) }
+        return (result.freeFrames, result.totalFrames)
     }
 
     /// Kernel heap blocks in use and pages the kernel heap holds.
     public static var kernelHeap: (blocks: UInt64, pages: UInt64) {
-        let result = call(.kernelStatistics)
-        return (result.value0, result.value1)
+        guard let result = try? invoke(SystemCall.KernelStatistics()) else { return (0, 0) }
+        return (result.heapBlocks, result.heapPages)
     }
 
     public static var processes: (live: UInt64, mappedBytes: UInt64) {
-        let result = call(.processStatistics)
-        return (result.value0, result.value1)
+        guard let result = try? invoke(SystemCall.ProcessStatistics()) else { return (0, 0) }
+        return (result.liveProcesses, result.mappedBytes)
     }
 
     public typealias ThreadBody = @convention(c) (UInt64) -> Void
@@ -112,40 +112,38 @@ public enum System {
     public static func createThread(stackBytes: UInt64 = 64 * 1024, argument: UInt64 = 0,
                                     _ body: ThreadBody) throws(KernelError) -> UInt64 {
         let stack = try map(bytes: stackBytes, access: .write)
-        let top = UInt64(UInt(bitPattern: stack)) + stackBytes
-        let result = user_system_call(SystemCallNumber.threadCreate.rawValue, user_thread_start_address(), top, argument,
-                                      UInt64(UInt(bitPattern: unsafeBitCast(body, to: UnsafeRawPointer.self))), 0, 0)
-        guard result.status == 0 else {
+        let call = SystemCall.ThreadCreate(entry: UserAddress(user_thread_start_address()),
+                                           stackTop: UserAddress(stack).advanced(by: stackBytes), argument0: argument,
+                                           argument1: UInt64(UInt(bitPattern: unsafeBitCast(body, to: UnsafeRawPointer.self))))
+        do throws(KernelError) {
+            return try invoke(call).thread
+        } catch {
             try? unmap(stack, bytes: stackBytes)
-            throw KernelError(rawValue: result.status) ?? .invalidArgument
+            throw error
         }
-        return result.value0
     }
 
     /// Ends the calling thread (the process too, if it is the last).
     public static func exitThread() -> Never {
-        _ = call(.threadExit, 0)
+        _ = try? invoke(SystemCall.ThreadExit(code: 0))
         while true {}
     }
 
     /// Init only: device `index` (0 = the console UART) for a userspace driver: a memory object of
     /// its registers and its interrupt.
     public static func openDevice(_ index: UInt64) throws(KernelError) -> (registers: Handle, interrupt: UInt64) {
-        let result = call(.deviceOpen, index)
-        guard result.status == .success else { throw result.status }
-        return (Handle(result.value0), result.value1)
+        let result = try invoke(SystemCall.DeviceOpen(device: index))
+        return (result.registerMemory, result.interrupt)
     }
 
     /// Init only: the device interrupt sets bit 0 of `notification` and stays masked until
     /// `acknowledgeInterrupt`.
     public static func bindInterrupt(_ interrupt: UInt64, to notification: Handle) throws(KernelError) {
-        let status = call(.interruptBind, interrupt, notification.value).status
-        guard status == .success else { throw status }
+        _ = try invoke(SystemCall.InterruptBind(interrupt: interrupt, notification: notification))
     }
 
     public static func acknowledgeInterrupt(_ interrupt: UInt64) throws(KernelError) {
-        let status = call(.interruptAcknowledge, interrupt).status
-        guard status == .success else { throw status }
+        _ = try invoke(SystemCall.InterruptAcknowledge(interrupt: interrupt))
     }
 
     /// Ends the program with a message: the user-space panic.
@@ -163,4 +161,14 @@ extension FormattedText {
         self.init(stringLiteral: "")
         self.line = line
     }
+}
+
+extension UserAddress {
+    /// The address of `pointer` in this program.
+    public init(_ pointer: UnsafeRawPointer) { self.init(UInt64(UInt(bitPattern: pointer))) }
+}
+
+extension UnsafeMutableRawPointer {
+    /// The memory at `address` in this program, if not null.
+    public init?(_ address: UserAddress) { self.init(bitPattern: UInt(address.value)) }
 }

@@ -10,8 +10,8 @@ struct Init {
     static func main() {
         let memory = System.memory
         System.print("init: running at EL0 as process \(System.processID.value); \(memory.freeFrames) of \(memory.totalFrames) frames free")
-        if System.startArgument & 1 != 0 { System.exit(run("tests")) }
-        if System.startArgument & 2 != 0 { System.exit(run("bench")) }
+        if System.startFlags.contains(.runTests) { System.exit(run("tests")) }
+        if System.startFlags.contains(.runBenchmarks) { System.exit(run("bench")) }
         let code = run("hello")
         System.print("init: hello ended with code \(code)")
         ConsoleInput.serve()

@@ -1,0 +1,792 @@
+// Each system call's arguments and results as typed values, and the registers they travel in.
+// The user runtime builds an argument struct and sends its `registers`; the kernel rebuilds the
+// struct from the caller's saved registers, and the same in reverse for results. This file is the
+// one place that says which register carries what (docs/SYSCALLS.md shows it, and a host test
+// holds the two together).
+
+/// x0-x5 as a call's arguments (registers a call does not use are 0).
+public struct ArgumentRegisters: Equatable, Sendable {
+    public var x0, x1, x2, x3, x4, x5: UInt64
+    @inline(__always)
+    public init(x0: UInt64 = 0, x1: UInt64 = 0, x2: UInt64 = 0, x3: UInt64 = 0, x4: UInt64 = 0, x5: UInt64 = 0) {
+        (self.x0, self.x1, self.x2, self.x3, self.x4, self.x5) = (x0, x1, x2, x3, x4, x5)
+    }
+}
+
+/// x1-x2 as a successful call's values (x0 holds the status).
+public struct ResultRegisters: Equatable, Sendable {
+    public var x1, x2: UInt64
+    @inline(__always)
+    public init(x1: UInt64 = 0, x2: UInt64 = 0) { (self.x1, self.x2) = (x1, x2) }
+}
+
+/// A call's arguments: its number, and its fields to and from registers.
+public protocol SystemCallArguments {
+    associatedtype Result: SystemCallResult
+    static var number: SystemCallNumber { get }
+    init(registers: ArgumentRegisters)
+    var registers: ArgumentRegisters { get }
+}
+
+/// A call's values on success, to and from registers.
+public protocol SystemCallResult {
+    init(registers: ResultRegisters)
+    var registers: ResultRegisters { get }
+}
+
+/// The result of a call that returns nothing but its status.
+public struct NoValues: SystemCallResult {
+    @inline(__always) public init() {}
+    @inline(__always) public init(registers: ResultRegisters) {}
+    @inline(__always) public var registers: ResultRegisters { ResultRegisters() }
+}
+
+/// A new handle, for the calls that create or duplicate one.
+public struct NewHandle: SystemCallResult {
+    public var handle: Handle
+    @inline(__always) public init(handle: Handle) { self.handle = handle }
+    @inline(__always) public init(registers: ResultRegisters) { handle = Handle(registers.x1) }
+    @inline(__always) public var registers: ResultRegisters { ResultRegisters(x1: handle.value) }
+}
+
+/// Where new memory was mapped, for `map` and `memoryMap`.
+public struct MappedAddress: SystemCallResult {
+    public var address: UserAddress
+    @inline(__always) public init(address: UserAddress) { self.address = address }
+    @inline(__always) public init(registers: ResultRegisters) { address = UserAddress(registers.x1) }
+    @inline(__always) public var registers: ResultRegisters { ResultRegisters(x1: address.value) }
+}
+
+/// One argument struct per call, named after it.
+public enum SystemCall {
+    /// Does nothing and succeeds: the cost of entering and leaving the kernel.
+    public struct Null: SystemCallArguments {
+        public typealias Result = NoValues
+        public static let number = SystemCallNumber.null
+        @inline(__always) public init() {}
+        @inline(__always) public init(registers: ArgumentRegisters) {}
+        @inline(__always) public var registers: ArgumentRegisters { ArgumentRegisters() }
+    }
+
+    /// The counter's ticks since boot and its frequency.
+    public struct Clock: SystemCallArguments {
+        public static let number = SystemCallNumber.clock
+        @inline(__always) public init() {}
+        @inline(__always) public init(registers: ArgumentRegisters) {}
+        @inline(__always) public var registers: ArgumentRegisters { ArgumentRegisters() }
+
+        /// `ticks` since boot at `frequency` Hz.
+        public struct Result: SystemCallResult {
+            public var ticks: UInt64
+            public var frequency: UInt64
+            @inline(__always) public init(ticks: UInt64, frequency: UInt64) {
+                self.ticks = ticks
+                self.frequency = frequency
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(ticks: registers.x1, frequency: registers.x2)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: ticks, x2: frequency)
+            }
+        }
+    }
+
+    /// Writes `length` bytes (at most 1 MiB) at `text` to the console.
+    public struct DebugWrite: SystemCallArguments {
+        public static let number = SystemCallNumber.debugWrite
+        public var text: UserAddress
+        public var length: UInt64
+        @inline(__always) public init(text: UserAddress, length: UInt64) {
+            self.text = text
+            self.length = length
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(text: UserAddress(registers.x0), length: registers.x1)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: text.value, x1: length)
+        }
+
+        /// How many bytes reached the console.
+        public struct Result: SystemCallResult {
+            public var written: UInt64
+            @inline(__always) public init(written: UInt64) {
+                self.written = written
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(written: registers.x1)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: written)
+            }
+        }
+    }
+
+    /// Ends the calling process with `code`. Does not return.
+    public struct Exit: SystemCallArguments {
+        public typealias Result = NoValues
+        public static let number = SystemCallNumber.exit
+        public var code: UInt64
+        @inline(__always) public init(code: UInt64) {
+            self.code = code
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(code: registers.x0)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: code)
+        }
+    }
+
+    /// Gives up the rest of the time slice.
+    public struct Yield: SystemCallArguments {
+        public typealias Result = NoValues
+        public static let number = SystemCallNumber.yield
+        @inline(__always) public init() {}
+        @inline(__always) public init(registers: ArgumentRegisters) {}
+        @inline(__always) public var registers: ArgumentRegisters { ArgumentRegisters() }
+    }
+
+    /// Sleeps for at least `nanoseconds`.
+    public struct Sleep: SystemCallArguments {
+        public typealias Result = NoValues
+        public static let number = SystemCallNumber.sleep
+        public var nanoseconds: UInt64
+        @inline(__always) public init(nanoseconds: UInt64) {
+            self.nanoseconds = nanoseconds
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(nanoseconds: registers.x0)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: nanoseconds)
+        }
+    }
+
+    /// The caller's process id and its parent's.
+    public struct ProcessID: SystemCallArguments {
+        public static let number = SystemCallNumber.processID
+        @inline(__always) public init() {}
+        @inline(__always) public init(registers: ArgumentRegisters) {}
+        @inline(__always) public var registers: ArgumentRegisters { ArgumentRegisters() }
+
+        public struct Result: SystemCallResult {
+            public var process: UInt64
+            public var parent: UInt64
+            @inline(__always) public init(process: UInt64, parent: UInt64) {
+                self.process = process
+                self.parent = parent
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(process: registers.x1, parent: registers.x2)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: process, x2: parent)
+            }
+        }
+    }
+
+    /// The caller's thread id.
+    public struct ThreadID: SystemCallArguments {
+        public static let number = SystemCallNumber.threadID
+        @inline(__always) public init() {}
+        @inline(__always) public init(registers: ArgumentRegisters) {}
+        @inline(__always) public var registers: ArgumentRegisters { ArgumentRegisters() }
+
+        public struct Result: SystemCallResult {
+            public var thread: UInt64
+            @inline(__always) public init(thread: UInt64) {
+                self.thread = thread
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(thread: registers.x1)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: thread)
+            }
+        }
+    }
+
+    /// Starts the program named by the `nameLength` bytes (1-64) at `name` from the initial ramdisk
+    /// with start argument `argument`, moving `handle` (none: 0; needs transfer) to it.
+    public struct Spawn: SystemCallArguments {
+        public static let number = SystemCallNumber.spawn
+        public var name: UserAddress
+        public var nameLength: UInt64
+        public var argument: UInt64
+        public var handle: Handle
+        @inline(__always) public init(name: UserAddress, nameLength: UInt64, argument: UInt64, handle: Handle) {
+            self.name = name
+            self.nameLength = nameLength
+            self.argument = argument
+            self.handle = handle
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(name: UserAddress(registers.x0), nameLength: registers.x1, argument: registers.x2, handle: Handle(registers.x3))
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: name.value, x1: nameLength, x2: argument, x3: handle.value)
+        }
+
+        /// The new process's id.
+        public struct Result: SystemCallResult {
+            public var process: UInt64
+            @inline(__always) public init(process: UInt64) {
+                self.process = process
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(process: registers.x1)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: process)
+            }
+        }
+    }
+
+    /// Waits for child `process` to end.
+    public struct Wait: SystemCallArguments {
+        public static let number = SystemCallNumber.wait
+        public var process: UInt64
+        @inline(__always) public init(process: UInt64) {
+            self.process = process
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(process: registers.x0)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: process)
+        }
+
+        /// Its exit code (the ESR for a fault) and why it ended.
+        public struct Result: SystemCallResult {
+            public var code: UInt64
+            public var reason: ExitReason
+            @inline(__always) public init(code: UInt64, reason: ExitReason) {
+                self.code = code
+                self.reason = reason
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(code: registers.x1, reason: ExitReason(rawValue: registers.x2) ?? .killed)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: code, x2: reason.rawValue)
+            }
+        }
+    }
+
+    /// Ends `process` (a child of the caller, or the caller).
+    public struct Kill: SystemCallArguments {
+        public typealias Result = NoValues
+        public static let number = SystemCallNumber.kill
+        public var process: UInt64
+        @inline(__always) public init(process: UInt64) {
+            self.process = process
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(process: registers.x0)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: process)
+        }
+    }
+
+    /// Maps `bytes` (1 B to 1 GiB, rounded up to pages) of zeroed memory with `access`.
+    public struct Map: SystemCallArguments {
+        public typealias Result = MappedAddress
+        public static let number = SystemCallNumber.map
+        public var bytes: UInt64
+        public var access: MemoryAccess
+        @inline(__always) public init(bytes: UInt64, access: MemoryAccess) {
+            self.bytes = bytes
+            self.access = access
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(bytes: registers.x0, access: MemoryAccess(rawValue: registers.x1))
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: bytes, x1: access.rawValue)
+        }
+    }
+
+    /// Unmaps `bytes` at `address`, exactly what one `map` or `memoryMap` returned.
+    public struct Unmap: SystemCallArguments {
+        public typealias Result = NoValues
+        public static let number = SystemCallNumber.unmap
+        public var address: UserAddress
+        public var bytes: UInt64
+        @inline(__always) public init(address: UserAddress, bytes: UInt64) {
+            self.address = address
+            self.bytes = bytes
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(address: UserAddress(registers.x0), bytes: registers.x1)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: address.value, x1: bytes)
+        }
+    }
+
+    /// Free and total physical frames.
+    public struct MemoryStatistics: SystemCallArguments {
+        public static let number = SystemCallNumber.memoryStatistics
+        @inline(__always) public init() {}
+        @inline(__always) public init(registers: ArgumentRegisters) {}
+        @inline(__always) public var registers: ArgumentRegisters { ArgumentRegisters() }
+
+        public struct Result: SystemCallResult {
+            public var freeFrames: UInt64
+            public var totalFrames: UInt64
+            @inline(__always) public init(freeFrames: UInt64, totalFrames: UInt64) {
+                self.freeFrames = freeFrames
+                self.totalFrames = totalFrames
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(freeFrames: registers.x1, totalFrames: registers.x2)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: freeFrames, x2: totalFrames)
+            }
+        }
+    }
+
+    /// Live processes and the bytes the caller has mapped.
+    public struct ProcessStatistics: SystemCallArguments {
+        public static let number = SystemCallNumber.processStatistics
+        @inline(__always) public init() {}
+        @inline(__always) public init(registers: ArgumentRegisters) {}
+        @inline(__always) public var registers: ArgumentRegisters { ArgumentRegisters() }
+
+        public struct Result: SystemCallResult {
+            public var liveProcesses: UInt64
+            public var mappedBytes: UInt64
+            @inline(__always) public init(liveProcesses: UInt64, mappedBytes: UInt64) {
+                self.liveProcesses = liveProcesses
+                self.mappedBytes = mappedBytes
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(liveProcesses: registers.x1, mappedBytes: registers.x2)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: liveProcesses, x2: mappedBytes)
+            }
+        }
+    }
+
+    /// A new port, with every right.
+    public struct PortCreate: SystemCallArguments {
+        public typealias Result = NewHandle
+        public static let number = SystemCallNumber.portCreate
+        @inline(__always) public init() {}
+        @inline(__always) public init(registers: ArgumentRegisters) {}
+        @inline(__always) public var registers: ArgumentRegisters { ArgumentRegisters() }
+    }
+
+    /// A new notification, with every right.
+    public struct NotificationCreate: SystemCallArguments {
+        public typealias Result = NewHandle
+        public static let number = SystemCallNumber.notificationCreate
+        @inline(__always) public init() {}
+        @inline(__always) public init(registers: ArgumentRegisters) {}
+        @inline(__always) public var registers: ArgumentRegisters { ArgumentRegisters() }
+    }
+
+    /// Closes `handle`.
+    public struct HandleClose: SystemCallArguments {
+        public typealias Result = NoValues
+        public static let number = SystemCallNumber.handleClose
+        public var handle: Handle
+        @inline(__always) public init(handle: Handle) {
+            self.handle = handle
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(handle: Handle(registers.x0))
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: handle.value)
+        }
+    }
+
+    /// A second handle to the object of `handle` (needs duplicate) with `rights`, a subset of its
+    /// own.
+    public struct HandleDuplicate: SystemCallArguments {
+        public typealias Result = NewHandle
+        public static let number = SystemCallNumber.handleDuplicate
+        public var handle: Handle
+        public var rights: Rights
+        @inline(__always) public init(handle: Handle, rights: Rights) {
+            self.handle = handle
+            self.rights = rights
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(handle: Handle(registers.x0), rights: Rights(rawValue: registers.x1))
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: handle.value, x1: rights.rawValue)
+        }
+    }
+
+    /// Queues the `IPCMessage` at `message` on `port` (needs send) and returns at once; its handles
+    /// move with it.
+    public struct Send: SystemCallArguments {
+        public typealias Result = NoValues
+        public static let number = SystemCallNumber.send
+        public var port: Handle
+        public var message: UserAddress
+        @inline(__always) public init(port: Handle, message: UserAddress) {
+            self.port = port
+            self.message = message
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(port: Handle(registers.x0), message: UserAddress(registers.x1))
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: port.value, x1: message.value)
+        }
+    }
+
+    /// Takes the next message from `port` (needs receive) into the `IPCMessage` at `message`,
+    /// waiting up to `timeout` nanoseconds (0: not at all, all ones: for ever).
+    public struct Receive: SystemCallArguments {
+        public typealias Result = NoValues
+        public static let number = SystemCallNumber.receive
+        public var port: Handle
+        public var message: UserAddress
+        public var timeout: UInt64
+        @inline(__always) public init(port: Handle, message: UserAddress, timeout: UInt64) {
+            self.port = port
+            self.message = message
+            self.timeout = timeout
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(port: Handle(registers.x0), message: UserAddress(registers.x1), timeout: registers.x2)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: port.value, x1: message.value, x2: timeout)
+        }
+    }
+
+    /// Sends the `IPCMessage` at `message` to `port` (needs send) with a one-time reply handle and
+    /// waits for the reply, which overwrites the message.
+    public struct Call: SystemCallArguments {
+        public typealias Result = NoValues
+        public static let number = SystemCallNumber.call
+        public var port: Handle
+        public var message: UserAddress
+        @inline(__always) public init(port: Handle, message: UserAddress) {
+            self.port = port
+            self.message = message
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(port: Handle(registers.x0), message: UserAddress(registers.x1))
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: port.value, x1: message.value)
+        }
+    }
+
+    /// Answers a call through `reply` (used up) with the `IPCMessage` at `message`.
+    public struct Reply: SystemCallArguments {
+        public typealias Result = NoValues
+        public static let number = SystemCallNumber.reply
+        public var reply: Handle
+        public var message: UserAddress
+        @inline(__always) public init(reply: Handle, message: UserAddress) {
+            self.reply = reply
+            self.message = message
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(reply: Handle(registers.x0), message: UserAddress(registers.x1))
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: reply.value, x1: message.value)
+        }
+    }
+
+    /// Sets `bits` of `notification` (needs signal).
+    public struct NotificationSignal: SystemCallArguments {
+        public typealias Result = NoValues
+        public static let number = SystemCallNumber.notificationSignal
+        public var notification: Handle
+        public var bits: UInt64
+        @inline(__always) public init(notification: Handle, bits: UInt64) {
+            self.notification = notification
+            self.bits = bits
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(notification: Handle(registers.x0), bits: registers.x1)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: notification.value, x1: bits)
+        }
+    }
+
+    /// Waits up to `timeout` nanoseconds for `notification` (needs wait) to have bits set.
+    public struct NotificationWait: SystemCallArguments {
+        public static let number = SystemCallNumber.notificationWait
+        public var notification: Handle
+        public var timeout: UInt64
+        @inline(__always) public init(notification: Handle, timeout: UInt64) {
+            self.notification = notification
+            self.timeout = timeout
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(notification: Handle(registers.x0), timeout: registers.x1)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: notification.value, x1: timeout)
+        }
+
+        /// The bits that were set, now clear.
+        public struct Result: SystemCallResult {
+            public var bits: UInt64
+            @inline(__always) public init(bits: UInt64) {
+                self.bits = bits
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(bits: registers.x1)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: bits)
+            }
+        }
+    }
+
+    /// A new zeroed memory object of `bytes` (rounded up to pages, 4 KiB to 1 MiB), with every
+    /// right.
+    public struct MemoryCreate: SystemCallArguments {
+        public typealias Result = NewHandle
+        public static let number = SystemCallNumber.memoryCreate
+        public var bytes: UInt64
+        @inline(__always) public init(bytes: UInt64) {
+            self.bytes = bytes
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(bytes: registers.x0)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: bytes)
+        }
+    }
+
+    /// Maps memory object `memory` (needs map; write too for a writable mapping) with `access`
+    /// (never executable).
+    public struct MemoryMap: SystemCallArguments {
+        public typealias Result = MappedAddress
+        public static let number = SystemCallNumber.memoryMap
+        public var memory: Handle
+        public var access: MemoryAccess
+        @inline(__always) public init(memory: Handle, access: MemoryAccess) {
+            self.memory = memory
+            self.access = access
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(memory: Handle(registers.x0), access: MemoryAccess(rawValue: registers.x1))
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: memory.value, x1: access.rawValue)
+        }
+    }
+
+    /// Waits up to `timeout` nanoseconds until one of the `count` (1-8) ports and notifications
+    /// whose handles are at `handles` is ready (a message queued or the port closed; bits set).
+    public struct WaitAny: SystemCallArguments {
+        public static let number = SystemCallNumber.waitAny
+        public var handles: UserAddress
+        public var count: UInt64
+        public var timeout: UInt64
+        @inline(__always) public init(handles: UserAddress, count: UInt64, timeout: UInt64) {
+            self.handles = handles
+            self.count = count
+            self.timeout = timeout
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(handles: UserAddress(registers.x0), count: registers.x1, timeout: registers.x2)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: handles.value, x1: count, x2: timeout)
+        }
+
+        /// The index of the first ready one.
+        public struct Result: SystemCallResult {
+            public var index: UInt64
+            @inline(__always) public init(index: UInt64) {
+                self.index = index
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(index: registers.x1)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: index)
+            }
+        }
+    }
+
+    /// Starts a thread in the calling process at `entry` with SP = `stackTop` (16-byte aligned,
+    /// memory the caller mapped), x0 = `argument0` and x1 = `argument1`.
+    public struct ThreadCreate: SystemCallArguments {
+        public static let number = SystemCallNumber.threadCreate
+        public var entry: UserAddress
+        public var stackTop: UserAddress
+        public var argument0: UInt64
+        public var argument1: UInt64
+        @inline(__always) public init(entry: UserAddress, stackTop: UserAddress, argument0: UInt64, argument1: UInt64) {
+            self.entry = entry
+            self.stackTop = stackTop
+            self.argument0 = argument0
+            self.argument1 = argument1
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(entry: UserAddress(registers.x0), stackTop: UserAddress(registers.x1), argument0: registers.x2, argument1: registers.x3)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: entry.value, x1: stackTop.value, x2: argument0, x3: argument1)
+        }
+
+        /// The new thread's id.
+        public struct Result: SystemCallResult {
+            public var thread: UInt64
+            @inline(__always) public init(thread: UInt64) {
+                self.thread = thread
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(thread: registers.x1)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: thread)
+            }
+        }
+    }
+
+    /// Ends the calling thread; when it is the process's last, the process exits with `code`. Does
+    /// not return.
+    public struct ThreadExit: SystemCallArguments {
+        public typealias Result = NoValues
+        public static let number = SystemCallNumber.threadExit
+        public var code: UInt64
+        @inline(__always) public init(code: UInt64) {
+            self.code = code
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(code: registers.x0)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: code)
+        }
+    }
+
+    /// Kernel heap blocks in use (kernel objects and their storage) and pages the kernel heap
+    /// holds: with `memoryStatistics`, every frame is accounted for.
+    public struct KernelStatistics: SystemCallArguments {
+        public static let number = SystemCallNumber.kernelStatistics
+        @inline(__always) public init() {}
+        @inline(__always) public init(registers: ArgumentRegisters) {}
+        @inline(__always) public var registers: ArgumentRegisters { ArgumentRegisters() }
+
+        public struct Result: SystemCallResult {
+            public var heapBlocks: UInt64
+            public var heapPages: UInt64
+            @inline(__always) public init(heapBlocks: UInt64, heapPages: UInt64) {
+                self.heapBlocks = heapBlocks
+                self.heapPages = heapPages
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(heapBlocks: registers.x1, heapPages: registers.x2)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: heapBlocks, x2: heapPages)
+            }
+        }
+    }
+
+    /// Init only (the root of device access): opens `device` (0 = the console UART) for a user-
+    /// space driver.
+    public struct DeviceOpen: SystemCallArguments {
+        public static let number = SystemCallNumber.deviceOpen
+        public var device: UInt64
+        @inline(__always) public init(device: UInt64) {
+            self.device = device
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(device: registers.x0)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: device)
+        }
+
+        /// A memory object of its registers (map, write, transfer, duplicate) and its interrupt.
+        public struct Result: SystemCallResult {
+            public var registerMemory: Handle
+            public var interrupt: UInt64
+            @inline(__always) public init(registerMemory: Handle, interrupt: UInt64) {
+                self.registerMemory = registerMemory
+                self.interrupt = interrupt
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(registerMemory: Handle(registers.x1), interrupt: registers.x2)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: registerMemory.value, x2: interrupt)
+            }
+        }
+    }
+
+    /// Init only: device `interrupt` sets bit 0 of `notification` (needs signal) and is masked
+    /// until `interruptAcknowledge`.
+    public struct InterruptBind: SystemCallArguments {
+        public typealias Result = NoValues
+        public static let number = SystemCallNumber.interruptBind
+        public var interrupt: UInt64
+        public var notification: Handle
+        @inline(__always) public init(interrupt: UInt64, notification: Handle) {
+            self.interrupt = interrupt
+            self.notification = notification
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(interrupt: registers.x0, notification: Handle(registers.x1))
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: interrupt, x1: notification.value)
+        }
+    }
+
+    /// Unmasks device `interrupt` once its driver has handled it (the binder only).
+    public struct InterruptAcknowledge: SystemCallArguments {
+        public typealias Result = NoValues
+        public static let number = SystemCallNumber.interruptAcknowledge
+        public var interrupt: UInt64
+        @inline(__always) public init(interrupt: UInt64) {
+            self.interrupt = interrupt
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(interrupt: registers.x0)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: interrupt)
+        }
+    }
+
+    /// A server's loop in one call: answers `reply` (none: 0) with the `IPCMessage` at `message`,
+    /// then takes the next message from `port` (needs receive) into the same buffer, waiting up to
+    /// `timeout` nanoseconds. A caller that died meanwhile is not an error.
+    public struct ReplyReceive: SystemCallArguments {
+        public typealias Result = NoValues
+        public static let number = SystemCallNumber.replyReceive
+        public var reply: Handle
+        public var message: UserAddress
+        public var port: Handle
+        public var timeout: UInt64
+        @inline(__always) public init(reply: Handle, message: UserAddress, port: Handle, timeout: UInt64) {
+            self.reply = reply
+            self.message = message
+            self.port = port
+            self.timeout = timeout
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(reply: Handle(registers.x0), message: UserAddress(registers.x1), port: Handle(registers.x2), timeout: registers.x3)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: reply.value, x1: message.value, x2: port.value, x3: timeout)
+        }
+    }
+}

@@ -1,0 +1,109 @@
+// The values that cross the system call boundary besides numbers and errors: handles and their
+// rights, user addresses, message layout, memory access, exit reasons, start flags and where
+// user programs live.
+
+/// A process's name for a kernel object: a slot in its handle table and the slot's generation.
+/// 0 is never a valid handle, so it stands for "none" in arguments.
+public struct Handle: Equatable, Sendable {
+    public let value: UInt64
+    public init(_ value: UInt64) { self.value = value }
+    public static let none = Handle(0)
+}
+
+/// What a handle allows. Rights only shrink when a handle is duplicated.
+public struct Rights: OptionSet, Equatable, Sendable {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    public static let send = Rights(rawValue: 1 << 0)
+    public static let receive = Rights(rawValue: 1 << 1)
+    /// May be copied with `duplicate`.
+    public static let duplicate = Rights(rawValue: 1 << 2)
+    /// May be moved to another process inside a message.
+    public static let transfer = Rights(rawValue: 1 << 3)
+    public static let signal = Rights(rawValue: 1 << 4)
+    public static let wait = Rights(rawValue: 1 << 5)
+    /// May be mapped (memory objects).
+    public static let map = Rights(rawValue: 1 << 6)
+    public static let write = Rights(rawValue: 1 << 7)
+    /// The one-time right to answer a call.
+    public static let reply = Rights(rawValue: 1 << 8)
+
+    public static let all = Rights(rawValue: 0x1FF)
+}
+
+/// An address in the caller's address space, as a system call argument or result. The kernel
+/// reaches the memory behind it only through its user-memory copies, which check it.
+public struct UserAddress: Equatable, Sendable {
+    public let value: UInt64
+    public init(_ value: UInt64) { self.value = value }
+    public static let none = UserAddress(0)
+    /// The address `bytes` further on (wrapping; the copies check the range).
+    @inline(__always)
+    public func advanced(by bytes: UInt64) -> UserAddress { UserAddress(value &+ bytes) }
+}
+
+/// A message as it crosses the system call boundary: 328 bytes at an 8-byte aligned address.
+/// The kernel fills `sender` (the sending process's id, which the receiver can trust) and
+/// `replyHandle` (for a call); handles listed in `handles` move from sender to receiver.
+/// The offsets the kernel's assembly uses are checked against these at boot.
+public enum IPCMessageLayout {
+    public static let label = 0
+    public static let length = 8
+    public static let handleCount = 16
+    public static let sender = 24
+    public static let replyHandle = 32
+    public static let handles = 40
+    public static let payload = 72
+    public static let size = 328
+    public static let maximumPayload = 256
+    public static let maximumHandles = 4
+    /// The header (everything before the payload) in words.
+    public static let headerWords = payload / 8
+    /// The whole message in words.
+    public static let words = size / 8
+}
+
+/// Storage for one whole message, for user programs' message buffers (a host test checks its
+/// size against `IPCMessageLayout.size`).
+public typealias IPCMessageWords = InlineArray<41, UInt64>
+
+/// How a process ended, as `wait` reports it.
+public enum ExitReason: UInt64, Equatable, Sendable {
+    /// It called `exit`; the code is its exit code.
+    case exited = 0
+    /// The kernel ended it for a fault; the code is the ESR of the fault.
+    case faulted = 1
+    /// Another process ended it with `kill`.
+    case killed = 2
+}
+
+/// Access for `map` and `memoryMap`: readable always; these bits add to it. Never writable and
+/// executable.
+public struct MemoryAccess: OptionSet, Equatable, Sendable {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    public static let write = MemoryAccess(rawValue: 1 << 0)
+    public static let execute = MemoryAccess(rawValue: 1 << 1)
+}
+
+/// The start argument the kernel gives init: what the kernel command line asked the system to do.
+public struct StartFlags: OptionSet, Equatable, Sendable {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    /// `test` on the command line: run the user-space test suite and end with its result.
+    public static let runTests = StartFlags(rawValue: 1 << 0)
+    /// `bench` on the command line: run the benchmarks (the PMU cycle counter is readable at EL0).
+    public static let runBenchmarks = StartFlags(rawValue: 1 << 1)
+}
+
+/// Where user programs live: the lower half of the address space, above the first page.
+public enum UserSpace {
+    public static let start: UInt64 = 0x1000
+    public static let end: UInt64 = 0x0000_8000_0000_0000
+    /// Initial stack of a program's first thread: 64 KiB below this address.
+    public static let stackTop: UInt64 = 0x0000_7FFF_FFFF_0000
+    public static let stackSize: UInt64 = 64 * 1024
+    /// Where `map` places anonymous memory, growing upwards.
+    public static let mapBase: UInt64 = 0x0000_1000_0000_0000
+}
