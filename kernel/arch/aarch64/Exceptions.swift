@@ -1,6 +1,7 @@
 // Exception entry from vectors.S: IRQs go to the interrupt dispatcher, SVCs to the system call
-// dispatcher, faults of the kernel's own memory probes to their fixup; anything else the kernel
-// did not expect ends in a panic with a full report. User faults will go to the process layer.
+// dispatcher, an FP/SIMD trap from EL0 to the lazy FP/SIMD switch, any other exception from EL0
+// to the process layer as the program's fault, and faults of the kernel's memory probes and
+// user-memory copies to their fixups; anything else ends in a panic with a full report.
 
 import AArch64
 
@@ -115,9 +116,9 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
     exceptionPanic(frame: frame, kind: kind)
 }
 
-/// Loads and stores that may fault, for the kernel's own checks of its address space (and later
-/// for copying from and to user memory): a fault at the probe instruction resumes at a fixup
-/// with the syndrome as the result instead of being a kernel fault.
+/// Loads and stores that may fault, for the kernel's own checks of its address space: a fault at
+/// the probe instruction resumes at a fixup with the syndrome as the result instead of being a
+/// kernel fault. (User-memory copies have their own fixup, `UserMemory.recover`.)
 enum MemoryProbe {
     nonisolated(unsafe) static var lastFaultAddress: UInt64 = 0
 
