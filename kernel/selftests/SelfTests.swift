@@ -89,10 +89,7 @@ func exceptionFrameMatchesLayouts() -> Bool {
     defer { scratch.deallocate() }
     for index in 0..<wordCount { scratch[index] = UInt64(index * MemoryLayout<UInt64>.size) }
     let frame = ExceptionFrame(base: scratch)
-    var registersMatch = true
-    for index in 0...30 where frame.register(index) != UInt64(Int(EXCEPTION_FRAME_REGISTERS) + 8 * index) {
-        registersMatch = false
-    }
+    let registersMatch = (0...30).allSatisfy { frame.register($0) == UInt64(Int(EXCEPTION_FRAME_REGISTERS) + 8 * $0) }
     return ExceptionFrame.size == Int(EXCEPTION_FRAME_SIZE) && registersMatch
         && frame.stackPointerEL0 == UInt64(EXCEPTION_FRAME_SP_EL0)
         && frame.exceptionLinkRegister == UInt64(EXCEPTION_FRAME_ELR)
