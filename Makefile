@@ -46,6 +46,7 @@ ELF      := $(BUILD)/kernel.elf
 ABI_SWIFT    := $(sort $(wildcard abi/*.swift))
 KERNEL_SWIFT := $(sort $(shell find kernel -name '*.swift')) $(ABI_SWIFT) support/CRuntime.swift
 KERNEL_ASM   := $(wildcard kernel/arch/aarch64/*.S)
+KERNEL_HEADERS := $(wildcard kernel/arch/aarch64/include/*)
 ASM_OBJECTS  := $(patsubst kernel/arch/aarch64/%.S,$(BUILD)/%.o,$(KERNEL_ASM))
 
 # ---- User programs --------------------------------------------------------------------------
@@ -91,11 +92,11 @@ all: build
 
 build: check-toolchain $(IMAGE) $(ELF) $(INITRD)
 
-$(BUILD)/kernel.o: $(KERNEL_SWIFT) kernel/arch/aarch64/include/AArch64.h
+$(BUILD)/kernel.o: $(KERNEL_SWIFT) $(KERNEL_HEADERS)
 	@mkdir -p $(@D)
 	$(SWIFTC) $(SWIFT_FLAGS) -c $(KERNEL_SWIFT) -o $@
 
-$(BUILD)/%.o: kernel/arch/aarch64/%.S
+$(BUILD)/%.o: kernel/arch/aarch64/%.S $(KERNEL_HEADERS)
 	@mkdir -p $(@D)
 	$(CLANG) $(ASM_FLAGS) -c $< -o $@
 

@@ -1,7 +1,9 @@
 // SwiftKernel's boot sequence, entered from boot.S on the primary CPU at EL1 with the MMU off.
 // It runs in two halves: kernelMain at the physical load address discovers the machine, starts
 // the frame allocator and builds the kernel's page tables; kernelMainHigh continues in the linear
-// map with the MMU on, starts the heap and runs the rest.
+// map with the MMU on, starts the heap and runs the rest. The self-tests and benchmarks the
+// command line asks for live in kernel/selftests; the boot log's descriptions of the machine in
+// BootReport.swift.
 //
 // Design principles (docs/ARCHITECTURE.md explains each):
 //  1. Minimal kernel: IPC, memory, scheduling and interrupts; everything else is a user process.
@@ -194,33 +196,6 @@ func openDeviceTree(at address: UInt) -> DeviceTree? {
     return try? DeviceTree(blob: blob)
 }
 
-/// The tree is well formed but describes a device impossibly; say so if a console can still
-/// be found, then stop.
-func reportBrokenPlatform(_ tree: DeviceTree, _ error: DeviceTreeError) -> Never {
-    if let console = try? Platform.findConsole(in: tree, chosen: tree.node(atPath: "/chosen")) {
-        Console.device = PL011(registers: console.registers.start)
-        Console.device?.start()
-        log("SwiftKernel v\(kernelVersion) - ARM64 Microkernel")
-        log("Boot: device tree describes the platform inconsistently (\(error)); cannot continue")
-        Console.flush()
-    }
-    CPU.halt()
-}
-
-func reportMemory(_ tree: DeviceTree) {
-    do {
-        try tree.forEachMemoryRegion { region in
-            let end = region.end ?? PhysicalAddress(UInt64.max)
-            log("Boot: Memory region: \(region.start) - \(end) (\(megabytes: region.size) MB)")
-        }
-        try tree.forEachReservedRegion { region in
-            log("Boot: Reserved memory: \(region.start) (\(size: region.size))")
-        }
-    } catch {
-        log("Boot: memory description in the device tree is malformed; ignoring it")
-    }
-}
-
 /// RAM from the device tree, minus the image, the device tree itself, the initial ramdisk and
 /// every firmware reservation.
 func startFrameAllocator(tree: DeviceTree, platform: Platform) {
@@ -246,57 +221,3 @@ func startFrameAllocator(tree: DeviceTree, platform: Platform) {
     log("FrameAllocator: \(statistics.totalFrames) frames total, \(statistics.freeFrames) frames free")
     log("Memory: Physical frame allocator ready (\(statistics.freeFrames) free / \(statistics.totalFrames) total frames)")
 }
-
-func reportMemoryUsage() {
-    let frames = PhysicalFrames.statistics
-    var line = TextLine()
-    line.write("Memory: ")
-    line.writeDecimal(frames.usedFrames)
-    line.write(" of ")
-    line.writeDecimal(frames.totalFrames)
-    line.write(" frames in use (")
-    var first = true
-    for purpose in FramePurpose.allCases where purpose != .free && frames.frames(for: purpose) > 0 {
-        if !first { line.write(", ") }
-        first = false
-        line.write(purpose.name)
-        line.write(" ")
-        line.writeDecimal(frames.frames(for: purpose))
-    }
-    line.write(")")
-    Console.write(line)
-    let heap = Heap.statistics.counters
-    log("Memory: heap \(heap.blocksInUse) blocks, \(size: heap.bytesInUse) in use, \(heap.pagesHeld) pages held")
-}
-
-func reportDevices(_ platform: Platform, tree: DeviceTree) {
-    if let gic = platform.interruptController {
-        switch gic.kind {
-        case .gicV2:
-            log("Boot: Interrupt controller GICv2, distributor \(gic.distributor.start), CPU interface \(gic.cpuInterfaceOrRedistributor.start)")
-        case .gicV3:
-            log("Boot: Interrupt controller GICv3, distributor \(gic.distributor.start), redistributors \(gic.cpuInterfaceOrRedistributor.start)")
-        }
-    } else {
-        log("Boot: No interrupt controller in the device tree")
-    }
-    if let timer = platform.timer {
-        log("Boot: Generic timer at \(aarch64_read_counter_frequency()) Hz, EL1 physical timer interrupt \(timer.physicalInterrupt)")
-    }
-    switch platform.psciConduit {
-    case .hvc, .smc:
-        if let version = PSCI.version {
-            log("Boot: PSCI \(version.major).\(version.minor) via \(platform.psciConduit == .hvc ? "hvc" : "smc")")
-        } else {
-            log("Boot: PSCI present but not answering")
-        }
-    case nil:
-        log("Boot: No PSCI in the device tree; power-off unavailable")
-    }
-    log("Boot: CPUs in device tree: \(platform.cpuCount) (secondary cores stay parked in PSCI firmware)")
-    if platform.virtioMMIOCount > 0 { log("Boot: \(platform.virtioMMIOCount) virtio-mmio transports") }
-    if let ramdisk = platform.initialRamdisk {
-        log("Boot: Initial ramdisk at \(ramdisk.start) (\(size: ramdisk.size))")
-    }
-}
-

@@ -4,9 +4,10 @@ and prints its figures as `bench: NAME@MEMORY VALUE insns/op`.
 
 With -icount shift=0 QEMU advances virtual time by exactly 1 ns per guest instruction and derives
 the PMU cycle counter from that clock at 1 GHz, so PMCCNTR_EL0 counts guest instructions and the
-figures repeat exactly from run to run. The kernel (kernel/Benchmarks.swift) times a loop of each
-operation, subtracts an empty loop of the same length, and divides by the iterations; init then
-runs the user-space benchmarks (userland/services/bench), which read the same counter from EL0."""
+figures repeat exactly from run to run. The kernel (kernel/selftests/Benchmarks.swift) times a
+loop of each operation, subtracts an empty loop of the same length, and divides by the
+iterations; init then runs the user-space benchmarks (userland/services/bench), which read the
+same counter from EL0."""
 from __future__ import annotations
 
 import argparse

@@ -1,7 +1,7 @@
 // Interrupt dispatch: a handler per interrupt identifier, acknowledged and ended at the GIC
 // around each call, spurious identifiers ignored, and counts kept for the statistics. A
-// userspace driver will later be bound here by registering a handler that signals its
-// notification and leaves the line masked until the driver acknowledges.
+// userspace driver is bound here (kernel/ipc/DeviceAccess.swift) by registering a handler that
+// signals its notification and leaves the line masked until the driver acknowledges.
 
 import AArch64
 

@@ -4,9 +4,24 @@
 
 import AArch64
 
-/// Callee-saved registers, frame pointer, link register and stack pointer (context.S layout).
+/// Callee-saved registers, frame pointer, link register and stack pointer, laid out as
+/// include/Layouts.h defines for switch_context. The word count is a generic argument, which must
+/// be a literal; the boot self-test checks it against SWITCH_CONTEXT_WORDS.
 struct SwitchContext {
     var registers = InlineArray<13, UInt64>(repeating: 0)
+
+    /// Where switch_context returns to in this thread.
+    var linkRegister: UInt64 {
+        get { registers[Self.slot(SWITCH_CONTEXT_X30)] }
+        set { registers[Self.slot(SWITCH_CONTEXT_X30)] = newValue }
+    }
+    var stackPointer: UInt64 {
+        get { registers[Self.slot(SWITCH_CONTEXT_SP)] }
+        set { registers[Self.slot(SWITCH_CONTEXT_SP)] = newValue }
+    }
+
+    /// The register slot at a byte offset from Layouts.h.
+    private static func slot(_ offset: Int32) -> Int { Int(offset) / MemoryLayout<UInt64>.size }
 }
 
 /// What a sender's direct delivery into a thread waiting in `receive` reported.
@@ -91,15 +106,15 @@ final class Thread {
     func prepareUserEntry(entry: UInt64, userStack: UInt64, argument: UInt64, handle: UInt64) {
         guard let stack else { return }
         let frameAddress = stack.top - UInt64(ExceptionFrame.size)
-        let frame = UnsafeMutablePointer<UInt64>(bitPattern: UInt(frameAddress))!
-        for index in 0..<(ExceptionFrame.size / 8) { frame[index] = 0 }
-        frame[0] = argument
-        frame[1] = handle
-        frame[31] = userStack      // SP_EL0
-        frame[32] = entry          // ELR_EL1
-        frame[33] = 0              // SPSR: EL0t, interrupts unmasked
-        context.pointee.registers[11] = aarch64_address_of_thread_enter_user() // x30
-        context.pointee.registers[12] = frameAddress                          // sp
+        let frame = ExceptionFrame(base: UnsafeMutablePointer<UInt64>(bitPattern: UInt(frameAddress))!)
+        frame.base.initialize(repeating: 0, count: ExceptionFrame.size / MemoryLayout<UInt64>.size)
+        frame.setRegister(0, argument)
+        frame.setRegister(1, handle)
+        frame.stackPointerEL0 = userStack
+        frame.exceptionLinkRegister = entry
+        frame.savedProgramStatus = 0 // EL0t, interrupts unmasked
+        context.pointee.linkRegister = aarch64_address_of_thread_enter_user()
+        context.pointee.stackPointer = frameAddress
     }
 
     /// Blocked in a plain `receive`, so a sender may write a message straight into its buffer.

@@ -1,24 +1,36 @@
 // Exception entry from vectors.S: IRQs go to the interrupt dispatcher, SVCs to the system call
-// dispatcher, faults of the kernel's own memory probes to their fixup; anything else the kernel
-// did not expect ends in a panic with a full report. User faults will go to the process layer.
+// dispatcher, an FP/SIMD trap from EL0 to the lazy FP/SIMD switch, any other exception from EL0
+// to the process layer as the program's fault, and faults of the kernel's memory probes and
+// user-memory copies to their fixups; anything else ends in a panic with a full report.
 
 import AArch64
 
-/// The register frame vectors.S saves; layout fixed by that file.
+/// The register frame vectors.S saves, laid out as include/Layouts.h defines.
 struct ExceptionFrame {
-    static let size = 288
+    static var size: Int { Int(EXCEPTION_FRAME_SIZE) }
     let base: UnsafeMutablePointer<UInt64>
 
-    func register(_ index: Int) -> UInt64 { base[index] }
-    func setRegister(_ index: Int, _ value: UInt64) { base[index] = value }
-    var stackPointerEL0: UInt64 { base[31] }
-    var exceptionLinkRegister: UInt64 {
-        get { base[32] }
-        nonmutating set { base[32] = newValue }
+    /// The frame's word at a byte offset from Layouts.h.
+    private func word(at offset: Int32) -> UnsafeMutablePointer<UInt64> {
+        base + Int(offset) / MemoryLayout<UInt64>.size
     }
-    var savedProgramStatus: UInt64 { base[33] }
-    var syndrome: ExceptionSyndrome { ExceptionSyndrome(base[34]) }
-    var faultAddress: UInt64 { base[35] }
+
+    func register(_ index: Int) -> UInt64 { word(at: EXCEPTION_FRAME_REGISTERS)[index] }
+    func setRegister(_ index: Int, _ value: UInt64) { word(at: EXCEPTION_FRAME_REGISTERS)[index] = value }
+    var stackPointerEL0: UInt64 {
+        get { word(at: EXCEPTION_FRAME_SP_EL0).pointee }
+        nonmutating set { word(at: EXCEPTION_FRAME_SP_EL0).pointee = newValue }
+    }
+    var exceptionLinkRegister: UInt64 {
+        get { word(at: EXCEPTION_FRAME_ELR).pointee }
+        nonmutating set { word(at: EXCEPTION_FRAME_ELR).pointee = newValue }
+    }
+    var savedProgramStatus: UInt64 {
+        get { word(at: EXCEPTION_FRAME_SPSR).pointee }
+        nonmutating set { word(at: EXCEPTION_FRAME_SPSR).pointee = newValue }
+    }
+    var syndrome: ExceptionSyndrome { ExceptionSyndrome(word(at: EXCEPTION_FRAME_ESR).pointee) }
+    var faultAddress: UInt64 { word(at: EXCEPTION_FRAME_FAR).pointee }
 }
 
 /// Which of the 16 vectors was taken (vectors.S passes 0...15).
@@ -104,9 +116,9 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
     exceptionPanic(frame: frame, kind: kind)
 }
 
-/// Loads and stores that may fault, for the kernel's own checks of its address space (and later
-/// for copying from and to user memory): a fault at the probe instruction resumes at a fixup
-/// with the syndrome as the result instead of being a kernel fault.
+/// Loads and stores that may fault, for the kernel's own checks of its address space: a fault at
+/// the probe instruction resumes at a fixup with the syndrome as the result instead of being a
+/// kernel fault. (User-memory copies have their own fixup, `UserMemory.recover`.)
 enum MemoryProbe {
     nonisolated(unsafe) static var lastFaultAddress: UInt64 = 0
 

@@ -1,27 +1,29 @@
 // Thread switching and user-memory access: the parts of the process layer that are single
 // instructions or register-exact sequences.
 
+#include "Layouts.h"
+
 // switch_context(from, to): saves the callee-saved registers, the frame pointer, the link
-// register and SP into *from (13 words: x19-x28, x29, x30, sp) and loads them from *to, so
-// the call returns in the other thread. Everything else is caller-saved by the AAPCS64.
+// register and SP into *from (a SwitchContext: x19-x28, x29, x30, sp) and loads them from *to,
+// so the call returns in the other thread. Everything else is caller-saved by the AAPCS64.
     .text
     .global switch_context
 switch_context:
     mov     x9, sp
-    stp     x19, x20, [x0, #0]
-    stp     x21, x22, [x0, #16]
-    stp     x23, x24, [x0, #32]
-    stp     x25, x26, [x0, #48]
-    stp     x27, x28, [x0, #64]
-    stp     x29, x30, [x0, #80]
-    str     x9, [x0, #96]
-    ldp     x19, x20, [x1, #0]
-    ldp     x21, x22, [x1, #16]
-    ldp     x23, x24, [x1, #32]
-    ldp     x25, x26, [x1, #48]
-    ldp     x27, x28, [x1, #64]
-    ldp     x29, x30, [x1, #80]
-    ldr     x9, [x1, #96]
+    stp     x19, x20, [x0, #SWITCH_CONTEXT_REGISTER(19)]
+    stp     x21, x22, [x0, #SWITCH_CONTEXT_REGISTER(21)]
+    stp     x23, x24, [x0, #SWITCH_CONTEXT_REGISTER(23)]
+    stp     x25, x26, [x0, #SWITCH_CONTEXT_REGISTER(25)]
+    stp     x27, x28, [x0, #SWITCH_CONTEXT_REGISTER(27)]
+    stp     x29, x30, [x0, #SWITCH_CONTEXT_X29]
+    str     x9, [x0, #SWITCH_CONTEXT_SP]
+    ldp     x19, x20, [x1, #SWITCH_CONTEXT_REGISTER(19)]
+    ldp     x21, x22, [x1, #SWITCH_CONTEXT_REGISTER(21)]
+    ldp     x23, x24, [x1, #SWITCH_CONTEXT_REGISTER(23)]
+    ldp     x25, x26, [x1, #SWITCH_CONTEXT_REGISTER(25)]
+    ldp     x27, x28, [x1, #SWITCH_CONTEXT_REGISTER(27)]
+    ldp     x29, x30, [x1, #SWITCH_CONTEXT_X29]
+    ldr     x9, [x1, #SWITCH_CONTEXT_SP]
     mov     sp, x9
     ret
 
@@ -181,26 +183,26 @@ copy_to_user:
 // length, handle count; 8-byte aligned, range checked by the caller) into `kernel`. The IPC fast
 // path's fixed-size read: no loop, no alignment tests.
 read_message_header:
-    ldtr    x2, [x1]
-    ldtr    x3, [x1, #8]
-    ldtr    x4, [x1, #16]
-    stp     x2, x3, [x0]
-    str     x4, [x0, #16]
+    ldtr    x2, [x1, #IPC_MESSAGE_LABEL]
+    ldtr    x3, [x1, #IPC_MESSAGE_LENGTH]
+    ldtr    x4, [x1, #IPC_MESSAGE_HANDLE_COUNT]
+    stp     x2, x3, [x0, #IPC_MESSAGE_LABEL]
+    str     x4, [x0, #IPC_MESSAGE_HANDLE_COUNT]
     mov     x0, #0
     ret
 // write_message_header(user, label, length, sender, reply): the header of a message without
 // handles, straight from registers: handle count and the four handle words are zero
 // (IPCMessageLayout: label, length, handle count, sender, reply handle, handles[4]).
 write_message_header:
-    sttr    x1, [x0]
-    sttr    x2, [x0, #8]
-    sttr    xzr, [x0, #16]
-    sttr    x3, [x0, #24]
-    sttr    x4, [x0, #32]
-    sttr    xzr, [x0, #40]
-    sttr    xzr, [x0, #48]
-    sttr    xzr, [x0, #56]
-    sttr    xzr, [x0, #64]
+    sttr    x1, [x0, #IPC_MESSAGE_LABEL]
+    sttr    x2, [x0, #IPC_MESSAGE_LENGTH]
+    sttr    xzr, [x0, #IPC_MESSAGE_HANDLE_COUNT]
+    sttr    x3, [x0, #IPC_MESSAGE_SENDER]
+    sttr    x4, [x0, #IPC_MESSAGE_REPLY_HANDLE]
+    sttr    xzr, [x0, #IPC_MESSAGE_HANDLE(0)]
+    sttr    xzr, [x0, #IPC_MESSAGE_HANDLE(1)]
+    sttr    xzr, [x0, #IPC_MESSAGE_HANDLE(2)]
+    sttr    xzr, [x0, #IPC_MESSAGE_HANDLE(3)]
     mov     x0, #0
     ret
 user_copy_end:

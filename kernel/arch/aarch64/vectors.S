@@ -3,15 +3,13 @@
 // for synchronous, IRQ, FIQ and SError. Every entry saves a full ExceptionFrame on the current
 // stack and calls exception_dispatch(frame, kind); returning from it restores the frame.
 
-// ExceptionFrame layout (must match Exceptions.swift):
-//   0..240  x0..x30       248 sp_el0       256 elr_el1       264 spsr_el1
-//   272     esr_el1       280 far_el1      size 288 (16-byte aligned)
-#define FRAME_SIZE 288
+// The frame's layout is defined once, in include/Layouts.h.
+#include "Layouts.h"
 
 .macro vector_entry kind
     .balign 0x80
-    sub     sp, sp, #FRAME_SIZE
-    stp     x0, x1, [sp, #0]
+    sub     sp, sp, #EXCEPTION_FRAME_SIZE
+    stp     x0, x1, [sp, #EXCEPTION_FRAME_REGISTER(0)]
     mov     x0, #\kind
     b       exception_entry
 .endm
@@ -41,31 +39,31 @@ exception_vectors:
 // x0 = frame, x1 = kind, then restores everything (the handler may have edited the frame,
 // e.g. ELR to skip an instruction) and returns with eret.
 exception_entry:
-    stp     x2, x3, [sp, #16]
-    stp     x4, x5, [sp, #32]
-    stp     x6, x7, [sp, #48]
-    stp     x8, x9, [sp, #64]
-    stp     x10, x11, [sp, #80]
-    stp     x12, x13, [sp, #96]
-    stp     x14, x15, [sp, #112]
-    stp     x16, x17, [sp, #128]
-    stp     x18, x19, [sp, #144]
-    stp     x20, x21, [sp, #160]
-    stp     x22, x23, [sp, #176]
-    stp     x24, x25, [sp, #192]
-    stp     x26, x27, [sp, #208]
-    stp     x28, x29, [sp, #224]
+    stp     x2, x3, [sp, #EXCEPTION_FRAME_REGISTER(2)]
+    stp     x4, x5, [sp, #EXCEPTION_FRAME_REGISTER(4)]
+    stp     x6, x7, [sp, #EXCEPTION_FRAME_REGISTER(6)]
+    stp     x8, x9, [sp, #EXCEPTION_FRAME_REGISTER(8)]
+    stp     x10, x11, [sp, #EXCEPTION_FRAME_REGISTER(10)]
+    stp     x12, x13, [sp, #EXCEPTION_FRAME_REGISTER(12)]
+    stp     x14, x15, [sp, #EXCEPTION_FRAME_REGISTER(14)]
+    stp     x16, x17, [sp, #EXCEPTION_FRAME_REGISTER(16)]
+    stp     x18, x19, [sp, #EXCEPTION_FRAME_REGISTER(18)]
+    stp     x20, x21, [sp, #EXCEPTION_FRAME_REGISTER(20)]
+    stp     x22, x23, [sp, #EXCEPTION_FRAME_REGISTER(22)]
+    stp     x24, x25, [sp, #EXCEPTION_FRAME_REGISTER(24)]
+    stp     x26, x27, [sp, #EXCEPTION_FRAME_REGISTER(26)]
+    stp     x28, x29, [sp, #EXCEPTION_FRAME_REGISTER(28)]
     mrs     x2, sp_el0
-    stp     x30, x2, [sp, #240]
+    stp     x30, x2, [sp, #EXCEPTION_FRAME_REGISTER(30)]
     mrs     x2, elr_el1
     mrs     x3, spsr_el1
-    stp     x2, x3, [sp, #256]
+    stp     x2, x3, [sp, #EXCEPTION_FRAME_ELR]
     mrs     x2, esr_el1
     mrs     x3, far_el1
-    stp     x2, x3, [sp, #272]
-    // x29/x30 of the interrupted code sit side by side at +232, forming a frame record, so a
+    stp     x2, x3, [sp, #EXCEPTION_FRAME_ESR]
+    // x29/x30 of the interrupted code sit side by side, forming a frame record, so a
     // frame-pointer backtrace from the handler continues into the interrupted code.
-    add     x29, sp, #232
+    add     x29, sp, #EXCEPTION_FRAME_REGISTER(29)
     mov     x1, x0
     mov     x0, sp
     bl      exception_dispatch
@@ -75,25 +73,25 @@ exception_entry:
     .global thread_enter_user
 thread_enter_user:
 exception_return:
-    ldp     x2, x3, [sp, #256]
+    ldp     x2, x3, [sp, #EXCEPTION_FRAME_ELR]
     msr     elr_el1, x2
     msr     spsr_el1, x3
-    ldp     x30, x2, [sp, #240]
+    ldp     x30, x2, [sp, #EXCEPTION_FRAME_REGISTER(30)]
     msr     sp_el0, x2
-    ldp     x0, x1, [sp, #0]
-    ldp     x2, x3, [sp, #16]
-    ldp     x4, x5, [sp, #32]
-    ldp     x6, x7, [sp, #48]
-    ldp     x8, x9, [sp, #64]
-    ldp     x10, x11, [sp, #80]
-    ldp     x12, x13, [sp, #96]
-    ldp     x14, x15, [sp, #112]
-    ldp     x16, x17, [sp, #128]
-    ldp     x18, x19, [sp, #144]
-    ldp     x20, x21, [sp, #160]
-    ldp     x22, x23, [sp, #176]
-    ldp     x24, x25, [sp, #192]
-    ldp     x26, x27, [sp, #208]
-    ldp     x28, x29, [sp, #224]
-    add     sp, sp, #FRAME_SIZE
+    ldp     x0, x1, [sp, #EXCEPTION_FRAME_REGISTER(0)]
+    ldp     x2, x3, [sp, #EXCEPTION_FRAME_REGISTER(2)]
+    ldp     x4, x5, [sp, #EXCEPTION_FRAME_REGISTER(4)]
+    ldp     x6, x7, [sp, #EXCEPTION_FRAME_REGISTER(6)]
+    ldp     x8, x9, [sp, #EXCEPTION_FRAME_REGISTER(8)]
+    ldp     x10, x11, [sp, #EXCEPTION_FRAME_REGISTER(10)]
+    ldp     x12, x13, [sp, #EXCEPTION_FRAME_REGISTER(12)]
+    ldp     x14, x15, [sp, #EXCEPTION_FRAME_REGISTER(14)]
+    ldp     x16, x17, [sp, #EXCEPTION_FRAME_REGISTER(16)]
+    ldp     x18, x19, [sp, #EXCEPTION_FRAME_REGISTER(18)]
+    ldp     x20, x21, [sp, #EXCEPTION_FRAME_REGISTER(20)]
+    ldp     x22, x23, [sp, #EXCEPTION_FRAME_REGISTER(22)]
+    ldp     x24, x25, [sp, #EXCEPTION_FRAME_REGISTER(24)]
+    ldp     x26, x27, [sp, #EXCEPTION_FRAME_REGISTER(26)]
+    ldp     x28, x29, [sp, #EXCEPTION_FRAME_REGISTER(28)]
+    add     sp, sp, #EXCEPTION_FRAME_SIZE
     eret

@@ -65,6 +65,13 @@ func runBootSelfTests(tree: DeviceTree, platform: Platform, entryLevel: UInt, lo
     run.check(formatted.equals("0x0000000009000000 -1024 3 GiB"),
               "Console formatting of hex, decimal and sizes")
 
+    run.check(exceptionFrameMatchesLayouts(),
+              "Exception frame: \(ExceptionFrame.size) bytes, each ExceptionFrame accessor at its Layouts.h offset")
+    run.check(switchContextMatchesLayouts(),
+              "Switch context: SwitchContext is \(MemoryLayout<SwitchContext>.size) bytes, link register and SP at their Layouts.h offsets")
+    run.check(messageHeaderMatchesLayouts(),
+              "IPC message header: the Layouts.h offsets context.S uses match IPCMessageLayout")
+
     if let version = PSCI.version {
         run.check(version.major >= 1 || version.minor >= 2, "PSCI \(version.major).\(version.minor) answers through the device tree's conduit")
     } else {
@@ -72,6 +79,48 @@ func runBootSelfTests(tree: DeviceTree, platform: Platform, entryLevel: UInt, lo
     }
 
     log("Boot Test: \(run.passed) passed, \(run.failed) failed")
+}
+
+/// Every ExceptionFrame accessor reads the word Layouts.h gives vectors.S: in a scratch frame whose
+/// words hold their own byte offsets, each accessor must report its header offset.
+func exceptionFrameMatchesLayouts() -> Bool {
+    let wordCount = ExceptionFrame.size / MemoryLayout<UInt64>.size
+    let scratch = UnsafeMutablePointer<UInt64>.allocate(capacity: wordCount)
+    defer { scratch.deallocate() }
+    for index in 0..<wordCount { scratch[index] = UInt64(index * MemoryLayout<UInt64>.size) }
+    let frame = ExceptionFrame(base: scratch)
+    let registersMatch = (0...30).allSatisfy { frame.register($0) == UInt64(Int(EXCEPTION_FRAME_REGISTERS) + 8 * $0) }
+    return ExceptionFrame.size == Int(EXCEPTION_FRAME_SIZE) && registersMatch
+        && frame.stackPointerEL0 == UInt64(EXCEPTION_FRAME_SP_EL0)
+        && frame.exceptionLinkRegister == UInt64(EXCEPTION_FRAME_ELR)
+        && frame.savedProgramStatus == UInt64(EXCEPTION_FRAME_SPSR)
+        && frame.syndrome.value == UInt64(EXCEPTION_FRAME_ESR)
+        && frame.faultAddress == UInt64(EXCEPTION_FRAME_FAR)
+}
+
+/// SwitchContext's word count is a literal generic argument, so only this run-time check ties it
+/// to SWITCH_CONTEXT_WORDS; the two slots Swift writes must land where switch_context loads them.
+func switchContextMatchesLayouts() -> Bool {
+    var context = SwitchContext()
+    context.linkRegister = 0x3030
+    context.stackPointer = 0x5050
+    return MemoryLayout<SwitchContext>.size == Int(SWITCH_CONTEXT_SIZE)
+        && withUnsafeBytes(of: context) { bytes in
+            bytes.load(fromByteOffset: Int(SWITCH_CONTEXT_X30), as: UInt64.self) == 0x3030
+                && bytes.load(fromByteOffset: Int(SWITCH_CONTEXT_SP), as: UInt64.self) == 0x5050
+        }
+}
+
+/// read_message_header and write_message_header move the header at the offsets of Layouts.h;
+/// the ABI's own description of the message is IPCMessageLayout.
+func messageHeaderMatchesLayouts() -> Bool {
+    IPCMessageLayout.label == Int(IPC_MESSAGE_LABEL)
+        && IPCMessageLayout.length == Int(IPC_MESSAGE_LENGTH)
+        && IPCMessageLayout.handleCount == Int(IPC_MESSAGE_HANDLE_COUNT)
+        && IPCMessageLayout.sender == Int(IPC_MESSAGE_SENDER)
+        && IPCMessageLayout.replyHandle == Int(IPC_MESSAGE_REPLY_HANDLE)
+        && IPCMessageLayout.handles == Int(IPC_MESSAGE_HANDLES)
+        && IPCMessageLayout.payload == Int(IPC_MESSAGE_PAYLOAD)
 }
 
 /// `selftest=panic` and `selftest=trap` end the boot in a kernel panic, so that boot tests can

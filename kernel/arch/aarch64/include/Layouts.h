@@ -1,0 +1,58 @@
+// Memory layouts that assembly and Swift both rely on: the exception frame vectors.S saves, the
+// context switch_context swaps, and the IPC message header context.S moves. Plain integer
+// #defines, so clang's preprocessor serves them to the .S files and Swift imports them (module
+// AArch64) as constants. Offsets are in bytes; Swift divides by 8 to index words.
+#ifndef LAYOUTS_H
+#define LAYOUTS_H
+
+// ---- Exception frame: vectors.S, ExceptionFrame in Exceptions.swift ----------------------------
+// x0-x30, then the registers an exception overwrites or reports. Pairs that one STP/LDP moves sit
+// side by side: x30 and SP_EL0, ELR and SPSR, ESR and FAR.
+#define EXCEPTION_FRAME_SIZE 288
+#define EXCEPTION_FRAME_REGISTERS 0
+#define EXCEPTION_FRAME_SP_EL0 248
+#define EXCEPTION_FRAME_ELR 256
+#define EXCEPTION_FRAME_SPSR 264
+#define EXCEPTION_FRAME_ESR 272
+#define EXCEPTION_FRAME_FAR 280
+// General register xN (assembly only; Swift indexes the registers from EXCEPTION_FRAME_REGISTERS).
+#define EXCEPTION_FRAME_REGISTER(n) (EXCEPTION_FRAME_REGISTERS + 8 * (n))
+
+// ---- Switch context: switch_context in context.S, SwitchContext in Thread.swift ---------------
+// The registers the AAPCS64 makes a callee keep: x19-x28, the frame record x29/x30, and SP.
+#define SWITCH_CONTEXT_WORDS 13
+#define SWITCH_CONTEXT_SIZE (SWITCH_CONTEXT_WORDS * 8)
+#define SWITCH_CONTEXT_X19 0
+#define SWITCH_CONTEXT_X29 80
+#define SWITCH_CONTEXT_X30 88
+#define SWITCH_CONTEXT_SP 96
+// Callee-saved register xN, for N in 19...28 (assembly only).
+#define SWITCH_CONTEXT_REGISTER(n) (SWITCH_CONTEXT_X19 + 8 * ((n) - 19))
+
+// ---- IPC message header: read_message_header and write_message_header in context.S ------------
+// The fixed part of IPCMessageLayout (kernel/core/SystemCallABI.swift), which the boot self-test
+// compares with these.
+#define IPC_MESSAGE_LABEL 0
+#define IPC_MESSAGE_LENGTH 8
+#define IPC_MESSAGE_HANDLE_COUNT 16
+#define IPC_MESSAGE_SENDER 24
+#define IPC_MESSAGE_REPLY_HANDLE 32
+#define IPC_MESSAGE_HANDLES 40
+#define IPC_MESSAGE_PAYLOAD 72
+// Handle word N, for N in 0...3 (assembly only).
+#define IPC_MESSAGE_HANDLE(n) (IPC_MESSAGE_HANDLES + 8 * (n))
+
+// The assembly's pairing and alignment assumptions, checked whenever Swift imports this file.
+#ifndef __ASSEMBLER__
+_Static_assert(EXCEPTION_FRAME_SIZE % 16 == 0, "SP stays 16-byte aligned below the frame");
+_Static_assert(EXCEPTION_FRAME_REGISTER(31) == EXCEPTION_FRAME_SP_EL0, "x30 and SP_EL0 are one pair");
+_Static_assert(EXCEPTION_FRAME_SPSR == EXCEPTION_FRAME_ELR + 8, "ELR and SPSR are one pair");
+_Static_assert(EXCEPTION_FRAME_FAR == EXCEPTION_FRAME_ESR + 8, "ESR and FAR are one pair");
+_Static_assert(EXCEPTION_FRAME_FAR + 8 <= EXCEPTION_FRAME_SIZE, "FAR lies inside the frame");
+_Static_assert(SWITCH_CONTEXT_REGISTER(29) == SWITCH_CONTEXT_X29, "x29 follows x28");
+_Static_assert(SWITCH_CONTEXT_X30 == SWITCH_CONTEXT_X29 + 8, "x29 and x30 are one pair");
+_Static_assert(SWITCH_CONTEXT_SP + 8 == SWITCH_CONTEXT_SIZE, "SP is the last word");
+_Static_assert(IPC_MESSAGE_HANDLE(4) == IPC_MESSAGE_PAYLOAD, "four handle words before the payload");
+#endif
+
+#endif
