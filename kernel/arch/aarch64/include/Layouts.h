@@ -30,7 +30,7 @@
 #define SWITCH_CONTEXT_REGISTER(n) (SWITCH_CONTEXT_X19 + 8 * ((n) - 19))
 
 // ---- IPC message header: read_message_header and write_message_header in context.S ------------
-// The fixed part of IPCMessageLayout (kernel/core/SystemCallABI.swift), which the boot self-test
+// The fixed part of IPCMessageLayout (abi/Types.swift), which the boot self-test
 // compares with these.
 #define IPC_MESSAGE_LABEL 0
 #define IPC_MESSAGE_LENGTH 8
