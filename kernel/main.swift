@@ -108,13 +108,9 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
 /// Processes from here on: the boot thread becomes the idle thread and init is started from the
 /// initial ramdisk. In test and bench modes the machine powers off when init ends.
 func startUserSpace(_ platform: Platform, startFlags: StartFlags, powerOffAfterInit: Bool) -> Never {
-    // FP/SIMD: user code uses it, the kernel is built without it. It starts trapped for EL0
-    // (CPACR_EL1.FPEN), and each thread's registers move to it lazily on its first use
-    // (LazyFloatingPoint in process/Scheduler.swift).
-    // The register is written whole: FPEN only, no SVE, SME or trace traps that could linger.
-    aarch64_write_cpacr(LazyFloatingPoint.trapEL0)
-    aarch64_isb()
-    LazyFloatingPoint.trapping = true
+    // FP/SIMD: user code uses it, the kernel is built without it. It starts trapped for EL0, and
+    // each thread's registers move to it lazily on its first use (arch/aarch64/FloatingPoint.swift).
+    LazyFloatingPoint.start()
     let privilegedAccessNever = CPU.enablePrivilegedAccessNever()
     // Bench mode only: user programs may read the cycle counter (PMUSERENR_EL0.EN, .CR).
     if startFlags.contains(.runBenchmarks) { aarch64_write_pmuserenr(0b101) }

@@ -8,8 +8,6 @@
 // path (IPC.swift) having changed nothing; then the commit point, after which the operation
 // cannot fail back; then the transfer and the switch. The state it leaves is the general code's.
 
-import AArch64
-
 /// What the fast path did with a system call.
 enum FastPathOutcome {
     /// It did not apply; nothing changed, and the general path does the call.
@@ -30,7 +28,7 @@ enum IPCFastPath {
         return port._withUnsafeGuaranteedRef { port in
             guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return .notTaken }
             return server._withUnsafeGuaranteedRef { server in
-                guard server.isAwaitingDirectMessage, server.translationBase != 0,
+                guard server.isAwaitingDirectMessage, server.translationBase != .none,
                       let serverProcess = server.processReference else { return .notTaken }
                 return serverProcess._withUnsafeGuaranteedRef { serverProcess in
                     transferCall(call.message, thread: thread, process: process, port: port, server: server,
@@ -54,14 +52,12 @@ enum IPCFastPath {
             guard let replyHandle = try? serverProcess.handles.insert(.reply(reply), rights: .reply) else {
                 return .notTaken
             }
-            aarch64_write_ttbr0(server.translationBase)
-            aarch64_isb()
+            server.translationBase.activate()
             guard write(label: thread.messageHeader[IPCMessageLayout.label / 8], sender: process.id,
                         reply: replyHandle.value, payload: payload, length: length, to: server.receiveAddress) else {
                 // The server's buffer is not writable: undo, and let the general path report it.
                 serverProcess.handles.discard(replyHandle)
-                aarch64_write_ttbr0(thread.translationBase)
-                aarch64_isb()
+                thread.translationBase.activate()
                 return .notTaken
             }
             // Commit point: the message is in the server's buffer.
@@ -124,16 +120,14 @@ enum IPCFastPath {
     private static func transferReply(_ call: SystemCall.ReplyReceive, thread: Thread, process: Process, port: Port,
                                       reply: ReplyCapability, caller: Thread) -> Bool {
         // Checks.
-        guard caller.translationBase != 0, !Scheduler.hasReadyThreads(above: caller.priority),
+        guard caller.translationBase != .none, !Scheduler.hasReadyThreads(above: caller.priority),
               let length = readHeader(at: call.message, into: thread.messageHeader) else { return false }
         let payload = caller.messageBuffer
         guard copyPayload(from: call.message, length: length, to: payload) else { return false }
-        aarch64_write_ttbr0(caller.translationBase)
-        aarch64_isb()
+        caller.translationBase.activate()
         guard write(label: thread.messageHeader[IPCMessageLayout.label / 8], sender: process.id, reply: 0,
                     payload: payload, length: length, to: caller.callAddress) else {
-            aarch64_write_ttbr0(thread.translationBase)
-            aarch64_isb()
+            thread.translationBase.activate()
             return false
         }
         // Commit point: the answer is in the caller's buffer.

@@ -3,8 +3,6 @@
 // handle or a queued message refers to them (reference counting), and the death of the other side
 // is an error for whoever waits (`peerClosed`), never a hang.
 
-import AArch64
-
 /// What a handle can name.
 enum KernelObject {
     case port(Port)
@@ -418,13 +416,9 @@ enum IPC {
     /// target's address space in TTBR0 for the copy.
     static func deliver(_ message: inout KernelMessage, to address: UserAddress, of target: Thread,
                         by thread: Thread) throws(KernelError) {
-        guard let process = target.process, target.translationBase != 0 else { throw .peerClosed }
-        aarch64_write_ttbr0(target.translationBase)
-        aarch64_isb()
-        defer {
-            aarch64_write_ttbr0(thread.translationBase)
-            aarch64_isb()
-        }
+        guard let process = target.process, target.translationBase != .none else { throw .peerClosed }
+        target.translationBase.activate()
+        defer { thread.translationBase.activate() }
         try deliver(&message, to: address, receiver: process, header: thread.messageHeader)
     }
 

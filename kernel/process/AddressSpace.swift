@@ -3,8 +3,6 @@
 // `.user` that the address space owns and frees when the region is unmapped or the space is
 // destroyed, so a process's memory always returns to the allocator.
 
-import AArch64
-
 /// Address-space identifiers: 8-bit on every CPU here, 16-bit where available; 0 is never used.
 enum ASIDs {
     nonisolated(unsafe) static var inUse = InlineArray<4, UInt64>(repeating: 1) // ASID 0 reserved
@@ -26,20 +24,6 @@ enum ASIDs {
     }
 }
 
-/// TLB maintenance for one address space: by address within its ASID.
-struct UserTranslationMaintenance: TranslationMaintenance {
-    let asid: UInt16
-
-    func publishTableWrites() { aarch64_dsb_ishst() }
-
-    func invalidate(_ address: VirtualAddress) {
-        aarch64_dsb_ishst()
-        aarch64_tlbi_vae1is(UInt64(asid) << 48 | (address.value >> pageShift) & 0x0000_0FFF_FFFF_FFFF)
-        aarch64_dsb_ish()
-        aarch64_isb()
-    }
-}
-
 /// TTBR0 when no user address space is live: a table with no valid entry, tagged ASID 0.
 enum NoAddressSpace {
     nonisolated(unsafe) static var root = PhysicalAddress(0)
@@ -52,10 +36,9 @@ enum NoAddressSpace {
         return true
     }
 
-    static func activate() {
-        aarch64_write_ttbr0(root.value)
-        aarch64_isb()
-    }
+    static var base: TranslationBase { TranslationBase(value: root.value) }
+
+    static func activate() { base.activate() }
 }
 
 final class AddressSpace {
@@ -92,8 +75,8 @@ final class AddressSpace {
         return AddressSpace(table: table, asid: asid)
     }
 
-    /// TTBR0_EL1 value: the root table tagged with the ASID.
-    var translationBase: UInt64 { table.root.value | UInt64(asid) << 48 }
+    /// What TTBR0_EL1 holds while this space is live.
+    var translationBase: TranslationBase { TranslationBase(root: table.root, asid: asid) }
 
     private var maintenance: UserTranslationMaintenance { UserTranslationMaintenance(asid: asid) }
 
@@ -211,7 +194,7 @@ final class AddressSpace {
         }
         var frames = KernelTableFrames()
         table.freeTables(frames: &frames, includingRoot: true)
-        aarch64_tlbi_aside1is(UInt64(asid))
+        maintenance.invalidateAll()
         ASIDs.free(asid)
         regions.deinitialize(count: Self.maximumRegions)
         regions.deallocate()

@@ -181,12 +181,12 @@ enum Processes {
                 // Preempted in user space: nothing on its stack to unwind.
                 if thread.state == .ready { Scheduler.removeFromQueue(thread) }
                 thread.state = .dead
-                LazyFloatingPoint.forget(thread)
+                LazyFloatingPoint.forget(thread.floatingPoint)
                 thread.release()
             }
         }
         process.threads.removeAll { $0 !== Scheduler.current && $0.state == .dead }
-        for thread in process.threads { thread.translationBase = 0 }
+        for thread in process.threads { thread.translationBase = .none }
         if isCurrent {
             // The space is live in TTBR0: leave it before freeing it.
             NoAddressSpace.activate()

@@ -152,13 +152,12 @@ enum Scheduler {
     @inline(__always)
     private static func enter(_ next: Thread, leaving previous: Thread) -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer) {
         rescheduleNeeded = false
-        if next.translationBase != 0 {
-            aarch64_write_ttbr0(next.translationBase)
-            aarch64_isb()
+        if next.translationBase != .none {
+            next.translationBase.activate()
         } else {
             NoAddressSpace.activate()
         }
-        LazyFloatingPoint.switched(to: next)
+        LazyFloatingPoint.switched(to: next.floatingPoint)
         next.state = .running
         next.sliceRemaining = sliceTicks
         switches &+= 1
@@ -197,7 +196,7 @@ enum Scheduler {
     static func releaseDeadThreads() {
         while let thread = dead, thread !== current {
             dead = thread.next
-            LazyFloatingPoint.forget(thread)
+            LazyFloatingPoint.forget(thread.floatingPoint)
             thread.process?.threadReleased(thread)
             thread.release()
         }
@@ -238,48 +237,5 @@ enum Scheduler {
             aarch64_enable_interrupts()
             aarch64_wfi()
         }
-    }
-}
-
-/// Lazy FP/SIMD switching. The registers hold one thread's FP state (`owner`); a switch to any
-/// other thread only arms the trap (CPACR_EL1.FPEN = EL0 traps), and the first FP/SIMD instruction
-/// that thread executes traps here: the owner's registers are saved, the thread's restored, and
-/// the instruction runs again. Threads that never touch FP/SIMD, like most servers, cost nothing.
-enum LazyFloatingPoint {
-    /// The save area of the thread whose state the registers hold (an address, not a reference,
-    /// so that a switch costs no reference counting).
-    nonisolated(unsafe) static var ownerArea: UnsafeMutableRawPointer?
-    /// Whether EL0's FP/SIMD instructions trap now (CPACR_EL1.FPEN), so a switch between threads
-    /// that do not own the registers leaves the register alone.
-    nonisolated(unsafe) static var trapping = false
-    nonisolated(unsafe) static var restores: UInt64 = 0
-
-    static let trapEL0: UInt64 = 0b01 << 20
-    static let noTraps: UInt64 = 0b11 << 20
-
-    static func switched(to thread: Thread) {
-        let trap = thread.floatingPoint != ownerArea
-        guard trap != trapping else { return }
-        // CPACR_EL1 holds nothing but FPEN here (ZEN and SMEN stay 0: no SVE or SME at EL0).
-        aarch64_write_cpacr(trap ? trapEL0 : noTraps)
-        aarch64_isb()
-        trapping = trap
-    }
-
-    /// The FP/SIMD trap from EL0: hands the registers to the current thread.
-    static func claim() {
-        guard let thread = Scheduler.current, thread.process != nil else { return }
-        aarch64_write_cpacr(noTraps)
-        aarch64_isb()
-        trapping = false
-        if let previous = ownerArea, previous != thread.floatingPoint { fp_state_save(previous) }
-        fp_state_restore(thread.floatingPoint)
-        ownerArea = thread.floatingPoint
-        restores += 1
-    }
-
-    /// A thread being released no longer owns anything (its save area is about to go).
-    static func forget(_ thread: Thread) {
-        if ownerArea == thread.floatingPoint { ownerArea = nil }
     }
 }

@@ -42,13 +42,13 @@ final class Thread {
     /// Nil for the idle thread, which runs only in the kernel.
     let process: Process?
     let context: UnsafeMutablePointer<SwitchContext>
-    /// 528 bytes, 16-byte aligned: q0-q31, FPCR, FPSR.
+    /// Its user FP/SIMD registers while another thread's are live (see LazyFloatingPoint).
     let floatingPoint: UnsafeMutableRawPointer
     let stack: KernelStacks.Stack?
     var state = ThreadState.ready
     /// TTBR0_EL1 for this thread (its process's tables and ASID); 0 once the process's address
     /// space is gone, or for the idle thread.
-    var translationBase: UInt64
+    var translationBase: TranslationBase
     var priority: Int
     var sliceRemaining = 0
     /// Run-queue link.
@@ -83,18 +83,16 @@ final class Thread {
     /// The link a plain `receive` waits with.
     var receiveLink: UnsafeMutablePointer<WaitLink<Thread>> { waitLinks }
 
-    static let floatingPointBytes = 528
-
     init(id: UInt64, process: Process?, stack: KernelStacks.Stack?, priority: Int) {
         self.id = id
         self.process = process
         self.stack = stack
         self.priority = priority
-        translationBase = process?.addressSpace?.translationBase ?? 0
+        translationBase = process?.addressSpace?.translationBase ?? .none
         context = UnsafeMutablePointer<SwitchContext>.allocate(capacity: 1)
         context.initialize(to: SwitchContext())
-        floatingPoint = UnsafeMutableRawPointer.allocate(byteCount: Self.floatingPointBytes, alignment: 16)
-        for offset in stride(from: 0, to: Self.floatingPointBytes, by: 8) {
+        floatingPoint = UnsafeMutableRawPointer.allocate(byteCount: LazyFloatingPoint.saveAreaBytes, alignment: 16)
+        for offset in stride(from: 0, to: LazyFloatingPoint.saveAreaBytes, by: 8) {
             floatingPoint.storeBytes(of: UInt64(0), toByteOffset: offset, as: UInt64.self)
         }
         waitLinks = UnsafeMutablePointer<WaitLink<Thread>>.allocate(capacity: Self.waitLinkCount)

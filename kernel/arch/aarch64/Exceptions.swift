@@ -100,7 +100,7 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
         Scheduler.preemptIfNeeded()
         return
     case 8 where syndrome.exceptionClass == .trappedFloatingPoint: // lazy FP/SIMD switch
-        LazyFloatingPoint.claim()
+        if let thread = Scheduler.current, thread.process != nil { LazyFloatingPoint.claim(for: thread.floatingPoint) }
         return
     case 8...15: // anything else from EL0 is the program's fault, not the kernel's
         Processes.fault(frame, kind: kind)

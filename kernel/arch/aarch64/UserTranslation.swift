@@ -1,0 +1,42 @@
+// The lower half of the address space, as the MMU sees it: which user address space TTBR0_EL1
+// names, and the TLB maintenance of one address space. Processes and IPC switch spaces only
+// through `TranslationBase.activate()`.
+
+import AArch64
+
+/// A user address space as the MMU names it: the physical address of its root table tagged with
+/// its ASID in bits 48-63 (TTBR0_EL1's format). `.none` stands for no space.
+struct TranslationBase: Equatable {
+    let value: UInt64
+
+    static let none = TranslationBase(value: 0)
+
+    init(value: UInt64) { self.value = value }
+
+    init(root: PhysicalAddress, asid: UInt16) { value = root.value | UInt64(asid) << 48 }
+
+    /// Makes user addresses translate through this space from the next instruction on. TLB
+    /// entries are tagged with the ASID, so nothing needs invalidating.
+    @inline(__always)
+    func activate() {
+        aarch64_write_ttbr0(value)
+        aarch64_isb()
+    }
+}
+
+/// TLB maintenance for one address space: by address within its ASID.
+struct UserTranslationMaintenance: TranslationMaintenance {
+    let asid: UInt16
+
+    func publishTableWrites() { aarch64_dsb_ishst() }
+
+    func invalidate(_ address: VirtualAddress) {
+        aarch64_dsb_ishst()
+        aarch64_tlbi_vae1is(UInt64(asid) << 48 | (address.value >> pageShift) & 0x0000_0FFF_FFFF_FFFF)
+        aarch64_dsb_ish()
+        aarch64_isb()
+    }
+
+    /// Drops every TLB entry of the ASID, on every core: before the ASID is used again.
+    func invalidateAll() { aarch64_tlbi_aside1is(UInt64(asid)) }
+}
