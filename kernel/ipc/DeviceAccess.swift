@@ -46,13 +46,7 @@ enum DeviceAccess {
     /// A bound interrupt: signal the driver, mask the line until it acknowledges.
     static let deliver: InterruptHandler = { id in
         Interrupts.controller?.setEnabled(id, false)
-        for binding in DeviceAccess.bindings where binding.interrupt == id {
-            binding.notification.bits |= 1
-            if let waiter = binding.notification.waiter {
-                binding.notification.waiter = nil
-                Scheduler.wake(waiter)
-            }
-        }
+        for binding in DeviceAccess.bindings where binding.interrupt == id { binding.notification.signal(1) }
     }
 
     /// The binder ended: unbind its interrupts so nothing signals a dead driver.

@@ -198,9 +198,21 @@ final class Port {
     }
 }
 
+/// A word of bits to signal and wait on: for events without data (device interrupts, wake-ups).
 final class Notification {
     var bits: UInt64 = 0
+    /// The one thread waiting for bits, if any.
     var waiter: Thread?
+
+    /// Sets `bits` and wakes the waiter: the one signal of `notificationSignal` and of a device
+    /// interrupt bound to this notification.
+    func signal(_ bits: UInt64) {
+        self.bits |= bits
+        if let waiter {
+            self.waiter = nil
+            Scheduler.wake(waiter)
+        }
+    }
 }
 
 /// The caller's side of a call: the server answers through it once, straight into the caller's
@@ -634,12 +646,7 @@ enum IPC {
     }
 
     static func signal(_ handle: Handle, bits: UInt64, process: Process) throws(KernelError) {
-        let notification = try notification(handle, in: process, requiring: .signal)
-        notification.bits |= bits
-        if let waiter = notification.waiter {
-            notification.waiter = nil
-            Scheduler.wake(waiter)
-        }
+        try notification(handle, in: process, requiring: .signal).signal(bits)
     }
 
     /// Waits up to `timeout` nanoseconds for bits on notification `handle`; returns them, now clear.
