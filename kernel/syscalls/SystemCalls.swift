@@ -216,11 +216,11 @@ enum SystemCalls {
             }
         case .memoryCreate:
             serve(frame, SystemCall.MemoryCreate.self) { call throws(KernelError) in
-                .init(handle: try IPC.createMemory(bytes: call.bytes, in: try caller()))
+                .init(handle: try MemoryObject.create(bytes: call.bytes, in: try caller()))
             }
         case .memoryMap:
             serve(frame, SystemCall.MemoryMap.self) { call throws(KernelError) in
-                .init(address: try IPC.mapMemory(call.memory, access: call.access, in: try caller()))
+                .init(address: try MemoryObject.map(call.memory, access: call.access, in: try caller()))
             }
         case .waitAny:
             serve(frame, SystemCall.WaitAny.self) { call throws(KernelError) in

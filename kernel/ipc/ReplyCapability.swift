@@ -1,0 +1,70 @@
+// Reply capabilities: the one-time right to answer a call, made for the caller and handed to the
+// server with the message. A thread makes one on its first call and reuses it.
+
+/// The caller's side of a call: the server answers through it once, straight into the caller's
+/// buffer. If the server lets go of it unanswered (closes it, dies, or the message is dropped
+/// with its port), the caller wakes with `peerClosed`.
+final class ReplyCapability {
+    /// Strong: a server may hold the reply handle after the caller was killed and released, and
+    /// `reply` must still find the thread (dead) to refuse. The thread's own reference to this
+    /// capability is dropped when the thread is released, which breaks the cycle.
+    let caller: Thread
+    /// Why the call failed, once finished: the answer could not be delivered, or never came.
+    var failure: KernelError?
+    var finished = false
+
+    init(caller: Thread) { self.caller = caller }
+
+    /// The caller, unretained (this capability holds it), for the fast path.
+    var unretainedCaller: Unmanaged<Thread> { Unmanaged.passUnretained(caller) }
+
+    /// Whether the caller still waits for this answer (it may have been killed meanwhile).
+    var isAwaited: Bool {
+        !finished && caller.callAddress != .none && caller.state == .blocked && !caller.killed
+    }
+
+    /// Makes the capability ready for another call of its thread.
+    func arm() {
+        finished = false
+        failure = nil
+    }
+
+    /// Ends the call: answered (`failure` nil) or not. The caller is woken by whoever answered.
+    func finish(failure: KernelError?) {
+        self.failure = failure
+        finished = true
+    }
+
+    /// Ends the call unanswered and wakes the caller.
+    func fail() {
+        guard !finished else { return }
+        finish(failure: .peerClosed)
+        Scheduler.wake(caller)
+    }
+
+    /// What the woken caller's `call` returns: nothing once answered, else why not.
+    func outcome() throws(KernelError) {
+        guard finished else { throw .peerClosed }
+        if let failure { throw failure }
+    }
+
+    deinit { fail() }
+}
+
+extension IPC {
+    /// The reply capability for `thread`'s next call. A thread has at most one call outstanding,
+    /// so the capability is reused: the server's handle to it is removed by the answer (or fails
+    /// the call when let go), and a stale handle number never matches again (generations).
+    static func replyCapability(of thread: Thread) -> ReplyCapability {
+        if let reusable = thread.replyCapability { return reusable }
+        let reply = ReplyCapability(caller: thread)
+        thread.replyCapability = reply
+        return reply
+    }
+
+    /// `replyCapability(of:)` unretained (the thread holds it), for the fast path.
+    static func reusableReplyCapability(of thread: Thread) -> Unmanaged<ReplyCapability> {
+        if let reusable = thread.replyCapability { return Unmanaged.passUnretained(reusable) }
+        return Unmanaged.passUnretained(replyCapability(of: thread))
+    }
+}

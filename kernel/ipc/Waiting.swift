@@ -1,0 +1,85 @@
+// Waiting on several objects at once (`waitAny`) and the timeouts every wait shares.
+
+extension IPC {
+    static let maximumWaitHandles = Thread.waitLinkCount
+
+    /// Whether `object` has something for the caller: a message (or a closed port), or bits.
+    static func isReady(_ object: KernelObject) -> Bool {
+        switch object {
+        case .port(let port): return !port.queue.isEmpty || port.isClosed
+        case .notification(let notification): return notification.bits != 0
+        default: return false
+        }
+    }
+
+    /// `waitAny`: the index of the first ready object among up to 8 handles (ports need receive,
+    /// notifications need wait), waiting up to `timeout` nanoseconds for one to become ready.
+    static func waitAny(handles address: UserAddress, count: UInt64, timeout: UInt64, thread: Thread,
+                        process: Process) throws(KernelError) -> UInt64 {
+        guard count >= 1, count <= UInt64(maximumWaitHandles) else { throw .invalidArgument }
+        var values = InlineArray<8, UInt64>(repeating: 0)
+        try withUnsafeMutableBytes(of: &values) { bytes throws(KernelError) in
+            try UserMemory.copyIn(to: bytes.baseAddress!, from: address, count: count * 8)
+        }
+        var objects: [KernelObject] = []
+        for index in 0..<Int(count) {
+            let (object, rights) = try lookup(Handle(values[index]), in: process, requiring: [])
+            switch object {
+            case .port: guard rights.contains(.receive) else { throw .accessDenied }
+            case .notification(let notification):
+                guard rights.contains(.wait) else { throw .accessDenied }
+                guard notification.waiter == nil || notification.waiter === thread else { throw .accessDenied }
+            default: throw .invalidHandle
+            }
+            objects.append(object)
+        }
+        func firstReady() -> Int? {
+            for (index, object) in objects.enumerated() where isReady(object) { return index }
+            return nil
+        }
+        if let ready = firstReady() { return UInt64(ready) }
+        guard timeout > 0 else { throw .wouldBlock }
+        let armed = armTimeout(timeout, for: thread)
+        var ready = firstReady()
+        while ready == nil && !thread.sleepExpired && !thread.killed {
+            // Wait on all of them; whichever becomes ready first wakes this thread.
+            for (index, object) in objects.enumerated() {
+                switch object {
+                case .port(let port):
+                    port.receivers.append(thread.waitLinks + index)
+                case .notification(let notification): notification.waiter = thread
+                default: break
+                }
+            }
+            Scheduler.block()
+            for object in objects {
+                switch object {
+                case .port(let port): removeWaiter(thread, from: port)
+                case .notification(let notification): if notification.waiter === thread { notification.waiter = nil }
+                default: break
+                }
+            }
+            ready = firstReady()
+        }
+        if armed { Clock.cancelDeadline(token: thread.id) }
+        guard let ready else { throw .timedOut }
+        return UInt64(ready)
+    }
+
+    /// Arms a deadline `nanoseconds` from now unless it is "for ever"; returns whether it did.
+    static func armTimeout(_ nanoseconds: UInt64, for thread: Thread) -> Bool {
+        thread.sleepExpired = false
+        guard nanoseconds != UInt64.max else { return false }
+        let ticks = max(Clock.ticks(forNanoseconds: nanoseconds), 1)
+        do throws(TimerQueue.Failure) {
+            try Clock.addDeadline(at: Clock.now &+ ticks, token: thread.id)
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    static func removeWaiter(_ thread: Thread, from port: Port) {
+        for index in 0..<Thread.waitLinkCount { port.receivers.remove(thread.waitLinks + index) }
+    }
+}
