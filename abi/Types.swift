@@ -106,4 +106,11 @@ public enum UserSpace {
     public static let stackSize: UInt64 = 64 * 1024
     /// Where `map` places anonymous memory, growing upwards.
     public static let mapBase: UInt64 = 0x0000_1000_0000_0000
+
+    /// Whether `[address, address + count)` lies inside user space.
+    @inline(__always)
+    public static func contains(_ address: UserAddress, count: UInt64) -> Bool {
+        let (end, overflow) = address.value.addingReportingOverflow(count)
+        return !overflow && address.value >= start && end <= self.end
+    }
 }

@@ -27,10 +27,21 @@ public struct MessageRing<Element> {
     /// The slot index the next push fills (so a caller can keep data beside each slot).
     public var nextIndex: Int { (head + count) % capacity }
     public var isFull: Bool { count == capacity }
+    /// The slot index `pushFront` fills: the one the last `pop` emptied.
+    public var frontIndex: Int { (head + capacity - 1) % capacity }
 
     public mutating func push(_ element: consuming Element) throws(Failure) {
         guard count < capacity else { throw .full }
         (storage + (head + count) % capacity).pointee = consume element
+        count += 1
+    }
+
+    /// Puts `element` before every other: for an element taken with `pop` and given back, so
+    /// the order of the rest is kept.
+    public mutating func pushFront(_ element: consuming Element) throws(Failure) {
+        guard count < capacity else { throw .full }
+        head = frontIndex
+        (storage + head).pointee = consume element
         count += 1
     }
 

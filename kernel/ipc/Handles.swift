@@ -24,21 +24,10 @@ enum KernelObject {
 }
 
 /// A handle moved with a message: the object and the rights it had in the sender's table.
-struct TransferredHandle {
-    var object: KernelObject
-    var rights: Rights
-}
+typealias TransferredHandle = MovedHandle<KernelObject>
 
 enum IPC {
     static let handleTableCapacity = 64
-
-    static func status(_ error: HandleError) -> KernelError {
-        switch error {
-        case .invalidHandle: return .invalidHandle
-        case .accessDenied: return .accessDenied
-        case .tableFull: return .handleTableFull
-        }
-    }
 
     /// Installs `object` in `process`'s table. A port counts its receive-right capabilities wherever
     /// they are (in a table or moving inside a message), so only a new capability (created or
@@ -46,10 +35,10 @@ enum IPC {
     static func install(_ object: KernelObject, rights: Rights, in process: Process, isNew: Bool = false) throws(KernelError) -> Handle {
         do throws(HandleError) {
             let handle = try process.handles.insert(object, rights: rights)
-            if isNew, case .port(let port) = object, rights.contains(.receive) { port.receiveHandles += 1 }
+            if isNew, case .port(let port) = object, rights.contains(.receive) { port.receiveRightAdded() }
             return handle
         } catch {
-            throw status(error)
+            throw KernelError(error)
         }
     }
 
@@ -59,7 +48,7 @@ enum IPC {
             let (object, held) = try process.handles.remove(handle, requiring: rights)
             return TransferredHandle(object: object, rights: held)
         } catch {
-            throw status(error)
+            throw KernelError(error)
         }
     }
 
@@ -68,8 +57,7 @@ enum IPC {
     static func released(_ transferred: TransferredHandle) {
         switch transferred.object {
         case .port(let port) where transferred.rights.contains(.receive):
-            port.receiveHandles -= 1
-            if port.receiveHandles == 0 { port.close() }
+            port.receiveRightReleased(releasing: released)
         case .reply(let capability):
             capability.fail()
         default:
@@ -102,7 +90,7 @@ enum IPC {
         do throws(HandleError) {
             return try process.handles.lookup(handle, requiring: rights)
         } catch {
-            throw status(error)
+            throw KernelError(error)
         }
     }
 }

@@ -9,9 +9,8 @@ final class ReplyCapability {
     /// `reply` must still find the thread (dead) to refuse. The thread's own reference to this
     /// capability is dropped when the thread is released, which breaks the cycle.
     let caller: Thread
-    /// Why the call failed, once finished: the answer could not be delivered, or never came.
-    var failure: KernelError?
-    var finished = false
+    /// The call's life (core/CallState.swift).
+    var call = CallState()
 
     init(caller: Thread) { self.caller = caller }
 
@@ -23,30 +22,22 @@ final class ReplyCapability {
         !finished && caller.callAddress != .none && caller.state == .blocked && !caller.killed
     }
 
+    var finished: Bool { call.finished }
+    var failure: KernelError? { call.failure }
+
     /// Makes the capability ready for another call of its thread.
-    func arm() {
-        finished = false
-        failure = nil
-    }
+    func arm() { call.arm() }
 
     /// Ends the call: answered (`failure` nil) or not. The caller is woken by whoever answered.
-    func finish(failure: KernelError?) {
-        self.failure = failure
-        finished = true
-    }
+    func finish(failure: KernelError?) { call.finish(failure: failure) }
 
-    /// Ends the call unanswered and wakes the caller.
+    /// Ends the call unanswered, if it had not ended, and wakes the caller.
     func fail() {
-        guard !finished else { return }
-        finish(failure: .peerClosed)
-        Scheduler.wake(caller)
+        if call.failUnanswered() { Scheduler.wake(caller) }
     }
 
-    /// What the woken caller's `call` returns: nothing once answered, else why not.
-    func outcome() throws(KernelError) {
-        guard finished else { throw .peerClosed }
-        if let failure { throw failure }
-    }
+    /// What the woken caller's `call` returns.
+    func outcome() throws(KernelError) { try call.outcome() }
 
     deinit { fail() }
 }

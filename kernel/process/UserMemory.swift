@@ -9,8 +9,7 @@ enum UserMemory {
     /// Whether `[address, address + count)` lies inside user space.
     @inline(__always)
     static func isUserRange(_ address: UserAddress, _ count: UInt64) -> Bool {
-        let (end, overflow) = address.value.addingReportingOverflow(count)
-        return !overflow && address.value >= UserSpace.start && end <= UserSpace.end
+        UserSpace.contains(address, count: count)
     }
 
     static func copyIn(to kernel: UnsafeMutableRawPointer, from user: UserAddress, count: UInt64) throws(KernelError) {

@@ -202,6 +202,18 @@ func testIPC(_ suite: inout Suite) {
     while (try? IPC.receive(port, into: &empty, timeout: 0)) != nil { drained += 1 }
     suite.check(queued == 16 && full == .queueFull && drained == 16, "queue holds \(queued) messages, then queue full; all \(drained) received")
 
+    // A message its receiver cannot take (the buffer is not mapped) stays first in the queue.
+    var first = IPCMessage(label: 61)
+    var second = IPCMessage(label: 62)
+    let bothSent = (try? IPC.send(port, &first)) != nil && (try? IPC.send(port, &second)) != nil
+    let unmappedBuffer = raw(SystemCallNumber.receive.rawValue, port.value, 0x7000_0000_0000, 0).status
+    var takenFirst = IPCMessage()
+    var takenSecond = IPCMessage()
+    let orderKept = (try? IPC.receive(port, into: &takenFirst, timeout: 0)) != nil && takenFirst.label == 61
+        && (try? IPC.receive(port, into: &takenSecond, timeout: 0)) != nil && takenSecond.label == 62
+    suite.check(bothSent && unmappedBuffer == KernelError.badAddress.rawValue && orderKept,
+                "a message whose receiver's buffer is unmapped stays first: bad address, then received in order")
+
     // Bad messages and handles.
     var oversized = IPCMessage()
     oversized.setRawLength(300)

@@ -4,134 +4,43 @@
 // system calls that move messages (send, receive, call, reply, replyReceive) are here too;
 // IPCFastPath does call and replyReceive without the general machinery when it can.
 
-/// Up to four handles moving with a message. Plain fields rather than an inline array: indexing
-/// an inline array stored in a struct can copy the whole array, on every access.
-struct HandleSlots {
-    var first: TransferredHandle?
-    var second: TransferredHandle?
-    var third: TransferredHandle?
-    var fourth: TransferredHandle?
-
-    subscript(index: Int) -> TransferredHandle? {
-        get {
-            switch index {
-            case 0: return first
-            case 1: return second
-            case 2: return third
-            default: return fourth
-            }
-        }
-        set {
-            switch index {
-            case 0: first = newValue
-            case 1: second = newValue
-            case 2: third = newValue
-            default: fourth = newValue
-            }
-        }
-    }
-}
-
 /// A message inside the kernel, between the copy from the sender and the copy to the receiver.
-struct KernelMessage {
-    var label: UInt64 = 0
-    var length = 0
-    var sender: UInt64 = 0
-    var handles = HandleSlots()
-    var handleCount = 0
-    /// The payload's bytes: a 256-byte buffer owned by the port's queue slot or the waiting
-    /// caller's thread, so the message itself stays a few words and user data is copied once in
-    /// and once out.
-    var payload: UnsafeMutableRawPointer?
-    var reply: ReplyCapability?
+typealias KernelMessage = InFlightMessage<KernelObject>
+
+/// The current address space's user memory (TTBR0), reached with unprivileged copies.
+struct CurrentUserMemory: UserMemoryAccess {
+    @inline(__always)
+    func copyIn(to kernel: UnsafeMutableRawPointer, from user: UserAddress, count: UInt64) throws(KernelError) {
+        try UserMemory.copyIn(to: kernel, from: user, count: count)
+    }
+
+    @inline(__always)
+    func copyOut(to user: UserAddress, from kernel: UnsafeRawPointer, count: UInt64) throws(KernelError) {
+        try UserMemory.copyOut(to: user, from: kernel, count: count)
+    }
 }
 
 extension IPC {
     /// Whether a whole `IPCMessage` at `address` lies in user space, 8-byte aligned.
     @inline(__always)
-    static func isMessageAddress(_ address: UserAddress) -> Bool {
-        address.value & 7 == 0 && UserMemory.isUserRange(address, UInt64(IPCMessageLayout.size))
-    }
+    static func isMessageAddress(_ address: UserAddress) -> Bool { MessageTransfer.isMessageAddress(address) }
 
-    /// Reads a message from user memory and takes the handles it lists out of the sender's table.
-    /// All or nothing: on an error, the sender keeps every handle. The header passes through the
+    /// Reads a message from the current user memory and takes the handles it lists out of the
+    /// sender's table, all or nothing (MessageTransfer.readIn). The header passes through the
     /// current thread's `messageHeader`; the payload goes to `payload`.
     static func copyIn(_ message: inout KernelMessage, from address: UserAddress, sender: Process, thread: Thread,
                        payload: UnsafeMutableRawPointer) throws(KernelError) {
-        guard address.value & 7 == 0 else { throw .badAddress }
-        // The header first; then only as much payload as the message says it carries.
-        let header = thread.messageHeader
-        try UserMemory.copyIn(to: header, from: address, count: UInt64(IPCMessageLayout.payload))
-        let length = header[IPCMessageLayout.length / 8]
-        let count = header[IPCMessageLayout.handleCount / 8]
-        guard length <= UInt64(IPCMessageLayout.maximumPayload), count <= UInt64(IPCMessageLayout.maximumHandles) else {
-            throw .invalidArgument
-        }
-        if length > 0 {
-            let padded = (length + 7) & ~7
-            try UserMemory.copyIn(to: payload, from: address.advanced(by: UInt64(IPCMessageLayout.payload)), count: padded)
-        }
-        // Check every handle first, then move them all.
-        let handles = header + IPCMessageLayout.handles / 8
-        for index in 0..<Int(count) {
-            for earlier in 0..<index where handles[earlier] == handles[index] { throw .invalidArgument }
-            _ = try lookup(Handle(handles[index]), in: sender, requiring: .transfer)
-        }
-        for index in 0..<Int(count) {
-            message.handles[index] = try uninstall(Handle(handles[index]), from: sender)
-        }
-        message.label = header[IPCMessageLayout.label / 8]
-        message.length = Int(length)
-        message.handleCount = Int(count)
-        message.sender = sender.id
-        message.payload = payload
+        try MessageTransfer.readIn(&message, from: address, memory: CurrentUserMemory(), sender: &sender.handles,
+                                   senderID: sender.id, header: thread.messageHeader, payload: payload)
     }
 
-    /// Writes a message to user memory (the current TTBR0's), installing its handles (and reply
-    /// capability) in the receiver's table. All or nothing: if they do not fit or the memory is
-    /// not writable, the message keeps everything and the error says why. (Handles that reach
-    /// the receiver were moved, so counts stay as they are.) The header is built in the current
-    /// thread's `messageHeader`, `header`.
+    /// Writes a message to the current user memory, installing its handles (and reply
+    /// capability) in the receiver's table, all or nothing (MessageTransfer.writeOut). Handles
+    /// that reach the receiver were moved, so receive-right counts stay as they are.
     static func deliver(_ message: inout KernelMessage, to address: UserAddress, receiver: Process,
                         header: UnsafeMutablePointer<UInt64>) throws(KernelError) {
-        guard isMessageAddress(address) else { throw .badAddress }
-        let needed = message.handleCount + (message.reply == nil ? 0 : 1)
-        guard receiver.handles.capacity - receiver.handles.count >= needed else { throw .handleTableFull }
-        header[IPCMessageLayout.label / 8] = message.label
-        header[IPCMessageLayout.length / 8] = UInt64(message.length)
-        header[IPCMessageLayout.handleCount / 8] = UInt64(message.handleCount)
-        header[IPCMessageLayout.sender / 8] = message.sender
-        header[IPCMessageLayout.replyHandle / 8] = 0
-        let handles = header + IPCMessageLayout.handles / 8
-        for index in 0..<IPCMessageLayout.maximumHandles { handles[index] = 0 }
-        // Room was checked, so every install succeeds.
-        for index in 0..<message.handleCount {
-            guard let transferred = message.handles[index],
-                  let handle = try? install(transferred.object, rights: transferred.rights, in: receiver) else { continue }
-            handles[index] = handle.value
-            message.handles[index] = nil
-        }
-        if let reply = message.reply, let handle = try? install(.reply(reply), rights: .reply, in: receiver) {
-            header[IPCMessageLayout.replyHandle / 8] = handle.value
-        }
-        do throws(KernelError) {
-            try UserMemory.copyOut(to: address, from: header, count: UInt64(IPCMessageLayout.payload))
-            if message.length > 0, let payload = message.payload {
-                let padded = UInt64((message.length + 7) & ~7)
-                try UserMemory.copyOut(to: address.advanced(by: UInt64(IPCMessageLayout.payload)), from: payload,
-                                       count: padded)
-            }
-        } catch {
-            // Not taken: the handles come back out of the receiver's table into the message.
-            for index in 0..<message.handleCount where handles[index] != 0 {
-                message.handles[index] = try? uninstall(Handle(handles[index]), from: receiver)
-            }
-            if header[IPCMessageLayout.replyHandle / 8] != 0 {
-                _ = try? uninstall(Handle(header[IPCMessageLayout.replyHandle / 8]), from: receiver)
-            }
-            throw error
-        }
-        message.reply = nil
+        try MessageTransfer.writeOut(&message, to: address, memory: CurrentUserMemory(), receiver: &receiver.handles,
+                                     header: header)
     }
 
     /// Delivers `message` into `target`'s memory at `address` while `thread` runs: with the
@@ -197,8 +106,9 @@ extension IPC {
                     try deliver(&message, to: address, receiver: receiver, header: thread.messageHeader)
                     return
                 } catch {
-                    // Not taken: the message goes back (it came from the queue, so there is room).
-                    port.enqueue(&message)
+                    // Not taken: the message goes back to the head, so the port's order is kept
+                    // (it came from the queue, so there is room).
+                    port.putBack(&message)
                     throw error
                 }
             }
@@ -227,7 +137,7 @@ extension IPC {
         try copyIn(&message, from: address, sender: caller, thread: thread, payload: port.nextPayload)
         let reply = replyCapability(of: thread)
         reply.arm()
-        message.reply = reply
+        message.reply = .reply(reply)
         thread.callAddress = address
         // A server waiting in `receive` has the message already and runs next.
         var server = post(&message, on: port, by: thread)
@@ -283,7 +193,7 @@ extension IPC {
             capability.finish(failure: nil)
         } catch {
             // The caller gets the error; handles it could not take are closed.
-            for index in 0..<message.handleCount { if let handle = message.handles[index] { released(handle) } }
+            message.releaseAll(released)
             capability.finish(failure: error)
         }
         return caller

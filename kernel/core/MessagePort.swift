@@ -1,0 +1,127 @@
+// The rules of a port, apart from threads and scheduling: a bounded FIFO of messages, each with
+// its payload in the buffer of its queue slot; the threads waiting to receive, oldest first; and
+// the port's life, which ends (it closes) when the last handle with the receive right is
+// released. Closing drops the queued messages, releasing every handle they carry (so their
+// calls fail and their ports may close in turn), and wakes every waiter to find it closed.
+
+/// How the IPC rules wake a waiting thread: the scheduler in the kernel, a counter in tests.
+public protocol WaiterWaking {
+    associatedtype Waiter: AnyObject
+    static func wake(_ waiter: Waiter)
+}
+
+/// How many messages a port queues before `send` and `call` get `queueFull`.
+public let portQueueCapacity = 16
+
+public final class MessagePort<Object, Waking: WaiterWaking> {
+    public typealias Waiter = Waking.Waiter
+    public typealias Message = InFlightMessage<Object>
+
+    public var queue = MessageRing<Message>(capacity: portQueueCapacity)
+    /// One payload buffer per queue slot; a queued message points into the buffer of its slot.
+    let payloads = UnsafeMutableRawPointer.allocate(byteCount: portQueueCapacity * IPCMessageLayout.maximumPayload,
+                                                    alignment: 16)
+    /// Threads blocked in `receive` or `waitAny` here, oldest first, linked through their own
+    /// wait links.
+    public let receivers = WaitList<Waiter>()
+    /// Capabilities with the receive right, wherever they are (in a table or moving inside a
+    /// message); when the last is released, the port closes.
+    public private(set) var receiveRights = 0
+    public private(set) var isClosed = false
+
+    public init() {}
+
+    /// The buffer for the message the next `enqueue` will queue.
+    @inline(__always)
+    public var nextPayload: UnsafeMutableRawPointer { payload(ofSlot: queue.nextIndex) }
+
+    @inline(__always)
+    func payload(ofSlot slot: Int) -> UnsafeMutableRawPointer { payloads + slot * IPCMessageLayout.maximumPayload }
+
+    /// Whether one more message may be sent: a receiver is left and the queue has room.
+    public func checkCanSend() throws(KernelError) {
+        guard !isClosed else { throw .peerClosed }
+        guard !queue.isFull else { throw .queueFull }
+    }
+
+    /// Whether a receiver has something to take without waiting: a message, or the news that
+    /// the port closed (what `waitAny` waits for).
+    public var isReady: Bool { !queue.isEmpty || isClosed }
+
+    /// Queues `message` (the caller checked there is room) at the tail, its payload moved into
+    /// the buffer of the slot it takes.
+    public func enqueue(_ message: inout Message) {
+        let slotPayload = nextPayload
+        if message.length > 0, let payload = message.payload, payload != slotPayload {
+            slotPayload.copyMemory(from: payload, byteCount: message.length)
+        }
+        message.payload = slotPayload
+        try? queue.push(message)
+    }
+
+    /// Gives back a message taken with `queue.pop()` that its receiver could not take: it goes
+    /// back to the head, so the port's order is kept and the next receive gets it again.
+    public func putBack(_ message: inout Message) {
+        let slotPayload = payload(ofSlot: queue.frontIndex)
+        if message.length > 0, let payload = message.payload, payload != slotPayload {
+            slotPayload.copyMemory(from: payload, byteCount: message.length)
+        }
+        message.payload = slotPayload
+        try? queue.pushFront(message)
+    }
+
+    /// A new capability with the receive right (created or duplicated; moving one changes nothing).
+    public func receiveRightAdded() { receiveRights += 1 }
+
+    /// A capability with the receive right left every table for good; the last one closes the port.
+    public func receiveRightReleased(releasing release: (MovedHandle<Object>) -> Void) {
+        receiveRights -= 1
+        if receiveRights == 0 { close(releasing: release) }
+    }
+
+    /// No receiver is left: queued messages are dropped, their handles handed to `release`, and
+    /// every waiter is woken to find the port closed.
+    public func close(releasing release: (MovedHandle<Object>) -> Void) {
+        isClosed = true
+        queue.drain { message in
+            var message = message
+            message.releaseAll(release)
+        }
+        receivers.removeAll { waiter in Waking.wake(waiter.takeUnretainedValue()) }
+    }
+
+    /// The oldest waiter that `isDirect` accepts, taken off the list (a message can go straight
+    /// into its buffer; the others only learn that something is queued).
+    public func takeReceiver(where isDirect: (Waiter) -> Bool) -> Waiter? {
+        guard let link = receivers.first(where: { $0._withUnsafeGuaranteedRef(isDirect) }) else { return nil }
+        receivers.remove(link)
+        return link.pointee.waiter.takeUnretainedValue()
+    }
+
+    /// The oldest waiter, unretained (the list holds it), for the fast path.
+    @inline(__always)
+    public var firstReceiver: Unmanaged<Waiter>? { receivers.first?.pointee.waiter }
+
+    /// Drops the oldest waiter from the list (the fast path has just handed it a message).
+    public func takeFirstReceiver() {
+        _ = receivers.removeFirst()
+    }
+
+    /// Wakes the oldest waiter that `isGone` does not reject; the rejected ones (threads that
+    /// ended while waiting) are dropped on the way.
+    public func wakeOneReceiver(skipping isGone: (Waiter) -> Bool) {
+        while let link = receivers.removeFirst() {
+            let waiter = link.takeUnretainedValue()
+            if !isGone(waiter) {
+                Waking.wake(waiter)
+                return
+            }
+        }
+    }
+
+    deinit {
+        queue.destroy()
+        receivers.destroy()
+        payloads.deallocate()
+    }
+}
