@@ -1,9 +1,7 @@
 // How portable code reaches physical memory it manages (allocator metadata, page tables, heap
 // slabs) without knowing how: the kernel goes through its linear map, host tests through a
-// simulated RAM. Also the vocabulary of pages and virtual addresses.
-
-public let pageSize: UInt64 = 4096
-public let pageShift: UInt64 = 12
+// simulated RAM. Also the vocabulary of pages and virtual addresses (the page size itself is the
+// ABI's: abi/Pages.swift).
 
 /// Access to physical memory by address. Implementations decide where it is mapped.
 public protocol PhysicalMemory {
@@ -35,16 +33,4 @@ public struct VirtualAddress: Equatable, Comparable, Sendable {
 
 extension PhysicalAddress {
     public var isPageAligned: Bool { value & (pageSize - 1) == 0 }
-}
-
-/// Rounds `value` up to a multiple of `alignment` (a power of two); nil on overflow.
-@inlinable
-public func alignUp(_ value: UInt64, to alignment: UInt64) -> UInt64? {
-    let (sum, overflow) = value.addingReportingOverflow(alignment - 1)
-    return overflow ? nil : sum & ~(alignment - 1)
-}
-
-@inlinable
-public func alignDown(_ value: UInt64, to alignment: UInt64) -> UInt64 {
-    value & ~(alignment - 1)
 }

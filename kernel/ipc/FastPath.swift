@@ -48,7 +48,7 @@ enum IPCFastPath {
         // The payload waits in the buffer of the queue slot the message would otherwise take.
         let payload = port.nextPayload
         guard copyPayload(from: address, length: length, to: payload) else { return .notTaken }
-        return IPC.reusableReplyCapability(of: thread)._withUnsafeGuaranteedRef { reply in
+        return reusableReplyCapability(of: thread)._withUnsafeGuaranteedRef { reply in
             guard let replyHandle = try? serverProcess.handles.insert(.reply(reply), rights: .reply) else {
                 return .notTaken
             }
@@ -140,6 +140,12 @@ enum IPCFastPath {
         thread.state = .blocked
         Scheduler.switchDirectly(from: thread, to: caller)
         return true
+    }
+
+    /// `IPC.replyCapability(of:)` unretained (the thread holds it).
+    private static func reusableReplyCapability(of thread: Thread) -> Unmanaged<ReplyCapability> {
+        if let reusable = thread.replyCapability { return Unmanaged.passUnretained(reusable) }
+        return Unmanaged.passUnretained(IPC.replyCapability(of: thread))
     }
 
     /// The port `handle` names with `rights`, unretained: its table entry holds it.

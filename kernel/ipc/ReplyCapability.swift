@@ -52,10 +52,4 @@ extension IPC {
         thread.replyCapability = reply
         return reply
     }
-
-    /// `replyCapability(of:)` unretained (the thread holds it), for the fast path.
-    static func reusableReplyCapability(of thread: Thread) -> Unmanaged<ReplyCapability> {
-        if let reusable = thread.replyCapability { return Unmanaged.passUnretained(reusable) }
-        return Unmanaged.passUnretained(replyCapability(of: thread))
-    }
 }
