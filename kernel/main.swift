@@ -140,7 +140,7 @@ func startUserSpace(_ platform: Platform, startFlags: StartFlags, powerOffAfterI
     }
     do throws(KernelError) {
         let id = try Processes.spawn(name: UnsafeRawBufferPointer(start: ("init" as StaticString).utf8Start, count: 4),
-                                     argument: startFlags.rawValue, parentID: 0)
+                                     argument: startFlags.rawValue, parentID: 0, start: .none)
         log("Boot: Started init (process \(id)) from the initial ramdisk (\(size: UInt64(ramdisk.count)))")
     } catch {
         log("Boot: Cannot start init from the initial ramdisk: \(error)")

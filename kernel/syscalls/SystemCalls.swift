@@ -297,7 +297,7 @@ enum SystemCalls {
         return try withUnsafeBytes(of: &name) { bytes throws(KernelError) in
             try Processes.spawn(name: UnsafeRawBufferPointer(rebasing: bytes[0..<Int(call.nameLength)]),
                                 argument: call.argument, parentID: parent?.id ?? 0,
-                                handle: parent == nil ? .none : call.handle)
+                                start: parent == nil || call.handle == .none ? .none : .moved(call.handle))
         }
     }
 
