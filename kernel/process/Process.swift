@@ -45,11 +45,12 @@ final class Process {
     deinit { handles.destroy() }
 }
 
-/// What a new process's first thread finds in x1: nothing, or a handle moved out of its parent's
-/// table.
+/// What a new process's first thread finds in x1: nothing, a handle moved out of its parent's
+/// table, or a capability the kernel grants itself (init's device access).
 enum StartHandle {
     case none
     case moved(Handle)
+    case granted(TransferredHandle)
 }
 
 enum Processes {
@@ -153,6 +154,8 @@ enum Processes {
                 throw .invalidHandle
             }
             childHandle = (try? IPC.install(moved.object, rights: moved.rights, in: process)) ?? .none
+        case .granted(let capability):
+            childHandle = (try? IPC.install(capability.object, rights: capability.rights, in: process)) ?? .none
         }
         let thread = Thread(id: nextThreadID, process: process, stack: stack, priority: Scheduler.defaultPriority)
         thread.prepareUserEntry(entry: image.entry.value, userStack: UserSpace.stackTop, argument: argument,
@@ -203,7 +206,6 @@ enum Processes {
         }
         process.addressSpace?.destroy()
         process.addressSpace = nil
-        DeviceAccess.processEnded(process)
         IPC.closeAll(in: process)
         if let table {
             for index in 0..<capacity {
