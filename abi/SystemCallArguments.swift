@@ -699,70 +699,88 @@ public enum SystemCall {
         }
     }
 
-    /// Init only (the root of device access): opens `device` (0 = the console UART) for a user-
-    /// space driver.
+    /// Opens `device` (0 = the console UART) through device-access capability `access` (needs
+    /// open), for a user-space driver.
     public struct DeviceOpen: SystemCallArguments {
         public static let number = SystemCallNumber.deviceOpen
+        public var access: Handle
         public var device: UInt64
-        @inline(__always) public init(device: UInt64) {
+        @inline(__always) public init(access: Handle, device: UInt64) {
+            self.access = access
             self.device = device
         }
         @inline(__always) public init(registers: ArgumentRegisters) {
-            self.init(device: registers.x0)
+            self.init(access: Handle(registers.x0), device: registers.x1)
         }
         @inline(__always) public var registers: ArgumentRegisters {
-            ArgumentRegisters(x0: device)
+            ArgumentRegisters(x0: access.value, x1: device)
         }
 
-        /// A memory object of its registers (map, write, transfer, duplicate) and its interrupt.
+        /// A memory object of its registers (map, write, transfer, duplicate) and its interrupt
+        /// (bind, transfer, duplicate): two handles a driver can be given without the authority
+        /// to open anything else.
         public struct Result: SystemCallResult {
             public var registerMemory: Handle
-            public var interrupt: UInt64
-            @inline(__always) public init(registerMemory: Handle, interrupt: UInt64) {
+            public var interrupt: Handle
+            @inline(__always) public init(registerMemory: Handle, interrupt: Handle) {
                 self.registerMemory = registerMemory
                 self.interrupt = interrupt
             }
             @inline(__always) public init(registers: ResultRegisters) {
-                self.init(registerMemory: Handle(registers.x1), interrupt: registers.x2)
+                self.init(registerMemory: Handle(registers.x1), interrupt: Handle(registers.x2))
             }
             @inline(__always) public var registers: ResultRegisters {
-                ResultRegisters(x1: registerMemory.value, x2: interrupt)
+                ResultRegisters(x1: registerMemory.value, x2: interrupt.value)
             }
         }
     }
 
-    /// Init only: device `interrupt` sets bit 0 of `notification` (needs signal) and is masked
-    /// until `interruptAcknowledge`.
+    /// Makes `interrupt` (an interrupt handle; needs bind) set bit 0 of `notification` (needs
+    /// signal); the line is masked at each signal until `interruptAcknowledge`. One binding per line.
     public struct InterruptBind: SystemCallArguments {
-        public typealias Result = NoValues
         public static let number = SystemCallNumber.interruptBind
-        public var interrupt: UInt64
+        public var interrupt: Handle
         public var notification: Handle
-        @inline(__always) public init(interrupt: UInt64, notification: Handle) {
+        @inline(__always) public init(interrupt: Handle, notification: Handle) {
             self.interrupt = interrupt
             self.notification = notification
         }
         @inline(__always) public init(registers: ArgumentRegisters) {
-            self.init(interrupt: registers.x0, notification: Handle(registers.x1))
+            self.init(interrupt: Handle(registers.x0), notification: Handle(registers.x1))
         }
         @inline(__always) public var registers: ArgumentRegisters {
-            ArgumentRegisters(x0: interrupt, x1: notification.value)
+            ArgumentRegisters(x0: interrupt.value, x1: notification.value)
+        }
+
+        /// The line's identifier at the interrupt controller, for reports: a driver needs only
+        /// its handle.
+        public struct Result: SystemCallResult {
+            public var identifier: UInt64
+            @inline(__always) public init(identifier: UInt64) {
+                self.identifier = identifier
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(identifier: registers.x1)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: identifier)
+            }
         }
     }
 
-    /// Unmasks device `interrupt` once its driver has handled it (the binder only).
+    /// Unmasks bound interrupt `interrupt` (needs bind) once its driver has handled it.
     public struct InterruptAcknowledge: SystemCallArguments {
         public typealias Result = NoValues
         public static let number = SystemCallNumber.interruptAcknowledge
-        public var interrupt: UInt64
-        @inline(__always) public init(interrupt: UInt64) {
+        public var interrupt: Handle
+        @inline(__always) public init(interrupt: Handle) {
             self.interrupt = interrupt
         }
         @inline(__always) public init(registers: ArgumentRegisters) {
-            self.init(interrupt: registers.x0)
+            self.init(interrupt: Handle(registers.x0))
         }
         @inline(__always) public var registers: ArgumentRegisters {
-            ArgumentRegisters(x0: interrupt)
+            ArgumentRegisters(x0: interrupt.value)
         }
     }
 

@@ -10,7 +10,9 @@ public struct Handle: Equatable, Sendable {
     public static let none = Handle(0)
 }
 
-/// What a handle allows. Rights only shrink when a handle is duplicated.
+/// What a handle allows. Rights only shrink when a handle is duplicated. Each call checks the
+/// rights it needs on the handles it is given; a right means nothing on an object no call checks
+/// it for.
 public struct Rights: OptionSet, Equatable, Sendable {
     public let rawValue: UInt64
     public init(rawValue: UInt64) { self.rawValue = rawValue }
@@ -28,8 +30,14 @@ public struct Rights: OptionSet, Equatable, Sendable {
     public static let write = Rights(rawValue: 1 << 7)
     /// The one-time right to answer a call.
     public static let reply = Rights(rawValue: 1 << 8)
+    /// May open the devices a device-access capability names (`deviceOpen`): the authority to
+    /// drive hardware, which the kernel gives only to init.
+    public static let open = Rights(rawValue: 1 << 9)
+    /// May bind an interrupt to a notification and acknowledge it (`interruptBind`,
+    /// `interruptAcknowledge`): what a driver needs of its device's interrupt.
+    public static let bind = Rights(rawValue: 1 << 10)
 
-    public static let all = Rights(rawValue: 0x1FF)
+    public static let all = Rights(rawValue: 0x7FF)
 }
 
 /// An address in the caller's address space, as a system call argument or result. The kernel

@@ -121,7 +121,6 @@ func startUserSpace(_ platform: Platform, startFlags: StartFlags, powerOffAfterI
         ramdisk = UnsafeRawBufferPointer(start: PhysicalWindow.pointer(to: range.start), count: Int(range.size))
     }
     Processes.start(ramdisk: ramdisk)
-    DeviceAccess.console = platform.console
     Processes.powerOffWhenInitEnds = powerOffAfterInit
     Clock.deadlineHandler = { token in
         guard let thread = Processes.thread(withID: token) else { return }
@@ -139,9 +138,16 @@ func startUserSpace(_ platform: Platform, startFlags: StartFlags, powerOffAfterI
         Scheduler.idleLoop()
     }
     do throws(KernelError) {
-        let id = try Processes.spawn(name: UnsafeRawBufferPointer(start: ("init" as StaticString).utf8Start, count: 4),
-                                     argument: startFlags.rawValue, parentID: 0)
-        log("Boot: Started init (process \(id)) from the initial ramdisk (\(size: UInt64(ramdisk.count)))")
+        // Init's start handle is the authority over the devices user space may drive; every
+        // driver's access derives from it.
+        let deviceAccess = TransferredHandle(object: .deviceAccess(DeviceAccess.capability(for: platform)),
+                                             rights: DeviceAccess.capabilityRights)
+        // Masked until the line is out: a tick in between would let init print first.
+        try CPU.withInterruptsMasked { () throws(KernelError) in
+            let id = try Processes.spawn(name: UnsafeRawBufferPointer(start: ("init" as StaticString).utf8Start, count: 4),
+                                         argument: startFlags.rawValue, parentID: 0, start: .granted(deviceAccess))
+            log("Boot: Started init (process \(id)) from the initial ramdisk (\(size: UInt64(ramdisk.count)))")
+        }
     } catch {
         log("Boot: Cannot start init from the initial ramdisk: \(error)")
         if powerOffAfterInit { finishRun() }

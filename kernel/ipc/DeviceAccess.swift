@@ -1,46 +1,120 @@
-// Devices for userspace drivers: init, the root task, may open a device the kernel does not keep
-// for itself (today the console UART's input side) as a memory object of its registers, and bind
-// the device's interrupt to a notification. The kernel masks the line when it fires and unmasks
-// it when the driver acknowledges, so a slow driver sees one signal, never an interrupt storm.
+// Devices for userspace drivers, by capability. The kernel gives init, at start, a device-access
+// capability naming the devices it does not keep for itself (today the console UART, whose receive
+// side init drives). Opening a device through it gives two narrower capabilities: its registers as
+// a memory object and its interrupt as an interrupt line, which init can keep or hand on to a
+// driver process. A line bound to a notification is masked when it fires and unmasked when the
+// driver acknowledges, so a slow driver sees one signal, never an interrupt storm. A binding lasts
+// as long as the line object bound: when its last handle goes, closed or with its process, the
+// line is masked and unbound.
+
+/// A device user space may drive: its registers and its interrupt.
+struct UserDevice {
+    let registers: PhysicalRange
+    let interrupt: UInt32
+}
+
+/// The authority to open devices (`deviceOpen`, with the open right): the devices it names, by
+/// index.
+final class DeviceAccessCapability {
+    let devices: [UserDevice]
+
+    init(devices: [UserDevice]) { self.devices = devices }
+}
+
+/// A device's interrupt as a capability: a handle with the bind right may bind it to a
+/// notification and acknowledge it. Each `deviceOpen` makes a new one; of the objects for one
+/// line, one at a time may be bound.
+final class InterruptLine {
+    let identifier: UInt32
+    /// Whether `interruptBind` went through this object, so its end must unbind the line.
+    fileprivate(set) var isBound = false
+
+    init(identifier: UInt32) { self.identifier = identifier }
+
+    /// The last handle went (closed, dropped with a message, or with its process): nothing may
+    /// signal a driver that let go of its interrupt.
+    deinit {
+        if isBound { DeviceAccess.unbind(identifier) }
+    }
+}
 
 enum DeviceAccess {
+    /// Init's capability: it opens devices and can pass a copy to a process it trusts.
+    static let capabilityRights: Rights = [.open, .duplicate, .transfer]
+    /// What `deviceOpen` gives: enough to drive the device, or to hand it on to a driver.
+    static let registerRights: Rights = [.map, .write, .transfer, .duplicate]
+    static let interruptRights: Rights = [.bind, .transfer, .duplicate]
+
     struct Binding {
-        var notification: Notification
-        var processID: UInt64
         var interrupt: UInt32
+        var notification: Notification
     }
 
-    /// Devices user space may open, by index; set from the platform at boot.
-    nonisolated(unsafe) static var console: Platform.Console?
+    /// At most one per line a capability names; room for all of them is reserved when the
+    /// capability is made, so binding never allocates.
     nonisolated(unsafe) static var bindings: [Binding] = []
 
-    /// The registers and interrupt of device `index`, for process 1 only.
-    static func open(_ index: UInt64, process: Process) throws(KernelError) -> (registers: Handle, interrupt: UInt64) {
-        guard process.id == 1 else { throw .accessDenied }
-        guard index == 0, let console, let interrupt = console.interrupt else { throw .notFound }
-        let handle = try IPC.install(.memory(MemoryObject(device: console.registers)),
-                                     rights: [.map, .write, .transfer, .duplicate], in: process, isNew: true)
-        return (handle, UInt64(interrupt))
+    /// The capability for init: the platform's devices the kernel leaves to user space (the
+    /// console UART, when the device tree names its interrupt).
+    static func capability(for platform: Platform) -> DeviceAccessCapability {
+        var devices: [UserDevice] = []
+        if let console = platform.console, let interrupt = console.interrupt {
+            devices.append(UserDevice(registers: console.registers, interrupt: interrupt))
+        }
+        bindings.reserveCapacity(devices.count)
+        return DeviceAccessCapability(devices: devices)
     }
 
-    /// Binds an openable device's interrupt to a notification of process 1.
-    static func bind(_ interrupt: UInt64, notification handle: Handle, process: Process) throws(KernelError) {
-        guard process.id == 1 else { throw .accessDenied }
-        guard let id = console?.interrupt, interrupt == UInt64(id) else { throw .notFound }
-        guard !bindings.contains(where: { $0.interrupt == id }) else { throw .accessDenied }
-        let notification = try IPC.notification(handle, in: process, requiring: .signal)
-        bindings.append(Binding(notification: notification, processID: process.id, interrupt: id))
-        guard Interrupts.register(id, deliver) else {
-            bindings.removeAll { $0.interrupt == id }
-            throw .accessDenied
+    /// The registers and interrupt of device `index` of the capability behind `handle`, as new
+    /// handles in `process`.
+    static func open(_ index: UInt64, through handle: Handle, process: Process) throws(KernelError)
+        -> (registers: Handle, interrupt: Handle) {
+        let (object, rights) = try IPC.lookup(handle, in: process, requiring: [])
+        guard case .deviceAccess(let capability) = object else { throw .invalidHandle }
+        guard rights.contains(.open) else { throw .accessDenied }
+        guard index < UInt64(capability.devices.count) else { throw .notFound }
+        let device = capability.devices[Int(index)]
+        let registers = try IPC.install(.memory(MemoryObject(device: device.registers)), rights: registerRights,
+                                        in: process)
+        do throws(KernelError) {
+            let interrupt = try IPC.install(.interrupt(InterruptLine(identifier: device.interrupt)),
+                                            rights: interruptRights, in: process)
+            return (registers, interrupt)
+        } catch {
+            try? IPC.close(registers, in: process)
+            throw error
         }
     }
 
-    static func acknowledge(_ interrupt: UInt64, process: Process) throws(KernelError) {
-        guard bindings.contains(where: { UInt64($0.interrupt) == interrupt && $0.processID == process.id }) else {
-            throw .notFound
-        }
-        Interrupts.controller?.setEnabled(UInt32(interrupt), true)
+    /// Binds the line behind `handle` to notification `notificationHandle`; returns the line's
+    /// identifier.
+    static func bind(_ handle: Handle, notification notificationHandle: Handle,
+                     process: Process) throws(KernelError) -> UInt32 {
+        let line = try interruptLine(handle, in: process)
+        let notification = try IPC.notification(notificationHandle, in: process, requiring: .signal)
+        // The kernel runs with interrupts masked, so the line cannot fire before the binding is
+        // recorded.
+        guard !bindings.contains(where: { $0.interrupt == line.identifier }),
+              Interrupts.register(line.identifier, deliver) else { throw .accessDenied }
+        bindings.append(Binding(interrupt: line.identifier, notification: notification))
+        line.isBound = true
+        return line.identifier
+    }
+
+    /// Unmasks the line behind `handle`, which must be the object bound.
+    static func acknowledge(_ handle: Handle, process: Process) throws(KernelError) {
+        let line = try interruptLine(handle, in: process)
+        guard line.isBound else { throw .notFound }
+        Interrupts.controller?.setEnabled(line.identifier, true)
+    }
+
+    /// The interrupt line behind `handle`: invalid if it names anything else, denied without the
+    /// bind right.
+    private static func interruptLine(_ handle: Handle, in process: Process) throws(KernelError) -> InterruptLine {
+        let (object, rights) = try IPC.lookup(handle, in: process, requiring: [])
+        guard case .interrupt(let line) = object else { throw .invalidHandle }
+        guard rights.contains(.bind) else { throw .accessDenied }
+        return line
     }
 
     /// A bound interrupt: signal the driver, mask the line until it acknowledges.
@@ -49,9 +123,9 @@ enum DeviceAccess {
         for binding in DeviceAccess.bindings where binding.interrupt == id { binding.notification.signal(1) }
     }
 
-    /// The binder ended: unbind its interrupts so nothing signals a dead driver.
-    static func processEnded(_ process: Process) {
-        for binding in bindings where binding.processID == process.id { Interrupts.unregister(binding.interrupt) }
-        bindings.removeAll { $0.processID == process.id }
+    /// The bound line object ended: the line is masked and signals no one.
+    fileprivate static func unbind(_ id: UInt32) {
+        Interrupts.unregister(id)
+        bindings.removeAll { $0.interrupt == id }
     }
 }

@@ -9,6 +9,8 @@ enum KernelObject {
     case notification(Notification)
     case reply(ReplyCapability)
     case memory(MemoryObject)
+    case deviceAccess(DeviceAccessCapability)
+    case interrupt(InterruptLine)
 
     /// The port named, without counting a reference: for the fast path, which reads it in
     /// place from a handle table entry that keeps holding it.

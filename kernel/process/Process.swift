@@ -45,6 +45,14 @@ final class Process {
     deinit { handles.destroy() }
 }
 
+/// What a new process's first thread finds in x1: nothing, a handle moved out of its parent's
+/// table, or a capability the kernel grants itself (init's device access).
+enum StartHandle {
+    case none
+    case moved(Handle)
+    case granted(TransferredHandle)
+}
+
 enum Processes {
     static let capacity = 256
     nonisolated(unsafe) static var table: UnsafeMutablePointer<Process?>?
@@ -101,9 +109,9 @@ enum Processes {
     // MARK: Starting programs
 
     /// Loads `name` from the initial ramdisk into a new address space and makes it ready to run,
-    /// moving `handle` (none: `.none`) from the parent to it. Returns the new process's id.
+    /// with `start` as its start handle. Returns the new process's id.
     static func spawn(name: UnsafeRawBufferPointer, argument: UInt64, parentID: UInt64,
-                      handle: Handle = .none) throws(KernelError) -> UInt64 {
+                      start: StartHandle) throws(KernelError) -> UInt64 {
         guard let ramdisk = initialRamdisk, let archive = try? CPIOArchive(ramdisk),
               let file = archive.file(named: name) else { throw .notFound }
         let image: ELFImage
@@ -135,7 +143,10 @@ enum Processes {
         let process = Process(id: nextID, parentID: parentID, name: name, addressSpace: space)
         // The handle moves only once everything else has succeeded.
         var childHandle = Handle.none
-        if handle != .none {
+        switch start {
+        case .none:
+            break
+        case .moved(let handle):
             guard let parent = find(parentID),
                   let moved = try? IPC.uninstall(handle, from: parent, requiring: .transfer) else {
                 KernelStacks.free(stack)
@@ -143,6 +154,8 @@ enum Processes {
                 throw .invalidHandle
             }
             childHandle = (try? IPC.install(moved.object, rights: moved.rights, in: process)) ?? .none
+        case .granted(let capability):
+            childHandle = (try? IPC.install(capability.object, rights: capability.rights, in: process)) ?? .none
         }
         let thread = Thread(id: nextThreadID, process: process, stack: stack, priority: Scheduler.defaultPriority)
         thread.prepareUserEntry(entry: image.entry.value, userStack: UserSpace.stackTop, argument: argument,
@@ -193,7 +206,6 @@ enum Processes {
         }
         process.addressSpace?.destroy()
         process.addressSpace = nil
-        DeviceAccess.processEnded(process)
         IPC.closeAll(in: process)
         if let table {
             for index in 0..<capacity {

@@ -239,13 +239,13 @@ enum SystemCalls {
             }
         case .deviceOpen:
             serve(frame, SystemCall.DeviceOpen.self) { call throws(KernelError) in
-                let device = try DeviceAccess.open(call.device, process: try caller())
+                let device = try DeviceAccess.open(call.device, through: call.access, process: try caller())
                 return .init(registerMemory: device.registers, interrupt: device.interrupt)
             }
         case .interruptBind:
             serve(frame, SystemCall.InterruptBind.self) { call throws(KernelError) in
-                try DeviceAccess.bind(call.interrupt, notification: call.notification, process: try caller())
-                return NoValues()
+                .init(identifier: UInt64(try DeviceAccess.bind(call.interrupt, notification: call.notification,
+                                                               process: try caller())))
             }
         case .interruptAcknowledge:
             serve(frame, SystemCall.InterruptAcknowledge.self) { call throws(KernelError) in
@@ -297,7 +297,7 @@ enum SystemCalls {
         return try withUnsafeBytes(of: &name) { bytes throws(KernelError) in
             try Processes.spawn(name: UnsafeRawBufferPointer(rebasing: bytes[0..<Int(call.nameLength)]),
                                 argument: call.argument, parentID: parent?.id ?? 0,
-                                handle: parent == nil ? .none : call.handle)
+                                start: parent == nil || call.handle == .none ? .none : .moved(call.handle))
         }
     }
 

@@ -212,6 +212,15 @@ def user_space_tests() -> BootResult:
     result.expect_equal(len(reports), 9, "one report per faulting crasher (6 kinds, 3 leak-check rounds)")
     result.expect_line(r"^Process \d+ \(crasher\) killed: data abort from a lower level \(translation fault, level \d, read\) at 0x0000000000000000, ELR ")
     result.expect_line(r"^Process \d+ \(crasher\) killed: unknown reason \(undefined instruction\)")
+    # Device access by capability. virt wires the UART to SPI 1: interrupt identifier 32 + 1.
+    result.expect_line(r"^tests: ✓ deviceOpen needs the device-access capability")
+    result.expect_line(r"^tests: ✓ interruptBind and interruptAcknowledge need an interrupt handle")
+    result.expect_line(r"^tests: ✓ the console UART opens through the capability init passed; its interrupt 33 signals once")
+    result.expect_line(r"^tests: ✓ without the bind right an interrupt handle neither binds nor acknowledges")
+    result.expect_line(r"^tests: ✓ closing the last handle to the bound interrupt unbinds it")
+    result.expect_line(r"^tests: ✓ a driver process given only a bind\+transfer interrupt handle")
+    leak = result.expect_line(r"^tests: ✓ device access leaves nothing behind: kernel heap blocks (\d+) before, (\d+) after")
+    result.expect_equal(leak[1], leak[2], "kernel heap blocks before and after the device access tests")
     result.expect_powered_off()
     return result
 

@@ -129,20 +129,25 @@ public enum System {
         while true {}
     }
 
-    /// Init only: device `index` (0 = the console UART) for a userspace driver: a memory object of
-    /// its registers and its interrupt.
-    public static func openDevice(_ index: UInt64) throws(KernelError) -> (registers: Handle, interrupt: UInt64) {
-        let result = try invoke(SystemCall.DeviceOpen(device: index))
+    /// Device `index` (0 = the console UART) opened through device-access capability `access`
+    /// (needs open) for a userspace driver: a memory object of its registers and its interrupt,
+    /// each a handle that can be handed on to a driver process.
+    public static func openDevice(_ index: UInt64, through access: Handle) throws(KernelError)
+        -> (registers: Handle, interrupt: Handle) {
+        let result = try invoke(SystemCall.DeviceOpen(access: access, device: index))
         return (result.registerMemory, result.interrupt)
     }
 
-    /// Init only: the device interrupt sets bit 0 of `notification` and stays masked until
-    /// `acknowledgeInterrupt`.
-    public static func bindInterrupt(_ interrupt: UInt64, to notification: Handle) throws(KernelError) {
-        _ = try invoke(SystemCall.InterruptBind(interrupt: interrupt, notification: notification))
+    /// Makes `interrupt` (needs bind) set bit 0 of `notification`; after each signal the line
+    /// stays masked until `acknowledgeInterrupt`. Returns the line's interrupt identifier, for
+    /// reports.
+    @discardableResult
+    public static func bindInterrupt(_ interrupt: Handle, to notification: Handle) throws(KernelError) -> UInt64 {
+        try invoke(SystemCall.InterruptBind(interrupt: interrupt, notification: notification)).identifier
     }
 
-    public static func acknowledgeInterrupt(_ interrupt: UInt64) throws(KernelError) {
+    /// Unmasks bound interrupt `interrupt` (needs bind) once the driver has handled it.
+    public static func acknowledgeInterrupt(_ interrupt: Handle) throws(KernelError) {
         _ = try invoke(SystemCall.InterruptAcknowledge(interrupt: interrupt))
     }
 

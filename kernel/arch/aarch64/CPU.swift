@@ -9,8 +9,6 @@ enum CPU {
     /// CurrentEL.EL, bits [3:2].
     static var exceptionLevel: UInt64 { (aarch64_read_current_el() >> 2) & 0x3 }
 
-    /// Masks every interrupt and waits forever. Other cores are still parked in the firmware
-    /// (PSCI), so stopping this one stops the machine.
     /// Privileged Access Never (FEAT_PAN, ID_AA64MMFR1_EL1.PAN): with it set, a kernel access to a
     /// user-accessible page faults, so only the explicit user-copy routines reach user memory.
     /// SCTLR_EL1.SPAN is cleared so every exception entry sets PSTATE.PAN again.
@@ -27,6 +25,17 @@ enum CPU {
         while true { aarch64_wfi() }
     }
 
+    /// Runs `body` with IRQs masked, then restores the mask as it was: for a step that must be
+    /// over before an interrupt can switch to another thread.
+    static func withInterruptsMasked<Result, Failure: Error>(_ body: () throws(Failure) -> Result) throws(Failure) -> Result {
+        let mask = aarch64_read_daif()
+        aarch64_disable_interrupts()
+        defer { aarch64_write_daif(mask) }
+        return try body()
+    }
+
+    /// Masks every interrupt and waits forever. Other cores are still parked in the firmware
+    /// (PSCI), so stopping this one stops the machine.
     static func halt() -> Never {
         aarch64_mask_interrupts()
         while true { aarch64_wfe() }

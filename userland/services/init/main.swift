@@ -1,7 +1,9 @@
-// init: the first user process and the holder of device access. It reports itself, then, by its
-// start argument, runs the user-space test suite (bit 0) or the benchmarks (bit 1) and ends with
-// their result. Otherwise it runs hello and then drives console input: a userspace driver for
-// the UART's receive side, woken by the UART interrupt through a notification.
+// init: the first user process and the holder of device access: the kernel starts it with a
+// device-access capability as its start handle. It reports itself, then, by its start argument,
+// runs the user-space test suite (bit 0, handing it the capability, whose checks need one) or the
+// benchmarks (bit 1) and ends with their result. Otherwise it runs hello and then drives console
+// input: a userspace driver for the UART's receive side, woken by the UART interrupt through a
+// notification.
 
 import UserSystemCall
 
@@ -10,17 +12,23 @@ struct Init {
     static func main() {
         let memory = System.memory
         System.print("init: running at EL0 as process \(System.processID.value); \(memory.freeFrames) of \(memory.totalFrames) frames free")
-        if System.startFlags.contains(.runTests) { System.exit(run("tests")) }
+        let deviceAccess = System.startHandle
+        if System.startFlags.contains(.runTests) { System.exit(run("tests", handle: deviceAccess)) }
         if System.startFlags.contains(.runBenchmarks) { System.exit(run("bench")) }
         let code = run("hello")
         System.print("init: hello ended with code \(code)")
-        ConsoleInput.serve()
+        guard let deviceAccess else {
+            System.print("init: no console input driver: started without device access")
+            return
+        }
+        ConsoleInput.serve(through: deviceAccess)
     }
 
-    /// Runs a program to its end; its exit code, or 255 if it could not run or did not exit.
-    static func run(_ name: StaticString) -> UInt64 {
+    /// Runs a program to its end, moving `handle` to it; its exit code, or 255 if it could not run
+    /// or did not exit.
+    static func run(_ name: StaticString, handle: Handle? = nil) -> UInt64 {
         do throws(KernelError) {
-            let child = try System.spawn(name)
+            let child = try System.spawn(name, handle: handle)
             let status = try System.wait(child)
             return status.reason == .exited ? status.code : 255
         } catch {
@@ -39,21 +47,23 @@ enum ConsoleInput {
     static let receiveFIFOEmpty: UInt32 = 1 << 4
     static let receiveInterrupts: UInt32 = 1 << 4 | 1 << 6 // RX, RX timeout
 
-    static func serve() {
-        let device: (registers: Handle, interrupt: UInt64)
+    /// Drives the console UART, device 0 of device-access capability `access`.
+    static func serve(through access: Handle) {
+        let device: (registers: Handle, interrupt: Handle)
         let base: UInt64
         let bell: Handle
+        let identifier: UInt64
         do throws(KernelError) {
-            device = try System.openDevice(0)
+            device = try System.openDevice(0, through: access)
             base = UInt64(UInt(bitPattern: try IPC.map(device.registers, writable: true)))
             bell = try IPC.createNotification()
-            try System.bindInterrupt(device.interrupt, to: bell)
+            identifier = try System.bindInterrupt(device.interrupt, to: bell)
         } catch {
             System.print("init: no console input driver: \(error)")
             return
         }
         user_write32(base + UInt64(interruptMask), user_read32(base + UInt64(interruptMask)) | receiveInterrupts)
-        System.print("init: console input driver ready (UART interrupt \(device.interrupt)); type a line")
+        System.print("init: console input driver ready (UART interrupt \(identifier)); type a line")
         var line = TextLine()
         while true {
             _ = try? IPC.wait(bell)
