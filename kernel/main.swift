@@ -25,6 +25,7 @@ nonisolated(unsafe) var interruptMaskAtEntry: UInt64 = 0
 @_cdecl("kernel_main")
 func kernelMain(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress: UInt) -> Never {
     interruptMaskAtEntry = aarch64_read_daif()
+    PerCPU.clearCurrent()
     Exceptions.install()
 
     // Until the device tree names a console there is nowhere to report a problem, so a missing
@@ -77,6 +78,7 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
     guard let tree = openDeviceTree(at: deviceTreeVirtual), let platform = try? Platform.discover(in: tree) else {
         kernelPanic("device tree unreadable through the linear map")
     }
+    PerCPU.start(cpuCount: platform.cpuCount)
     log("MMU: on; kernel runs in the linear map at \(hex: PhysicalWindow.linearMapBase) + physical (image at \(hex: KernelImage.start))")
     log("Memory: Kernel heap ready (slabs of 16 to 2048 bytes, page runs above; grows on demand)")
 
