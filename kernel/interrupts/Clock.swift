@@ -28,7 +28,9 @@ enum Clock {
     nonisolated(unsafe) static var queue: UnsafeMutablePointer<TimerQueue>?
     /// Set at boot, before any other core runs (the self-tests set their own first).
     nonisolated(unsafe) static var deadlineHandler: DeadlineHandler?
-    static let lock = SpinLock()
+    /// `queue` and this CPU's compare value. A leaf in the lock order (LockOrder.deadlines):
+    /// deadline handlers run after it is released.
+    static let lock = SpinLock(.deadlines)
 
     /// Tick periods this CPU has counted.
     static var ticks: UInt64 { PerCPU.current.clock.ticks }

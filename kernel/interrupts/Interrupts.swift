@@ -34,7 +34,9 @@ enum Interrupts {
     /// on access).
     nonisolated(unsafe) static var table: UnsafeMutablePointer<Entry>?
     nonisolated(unsafe) static var lineCount = 0
-    static let lock = SpinLock()
+    /// The handlers of `table`. A leaf in the lock order (LockOrder.interruptTable): nothing else
+    /// is taken under it but the console's.
+    static let lock = SpinLock(.interruptTable)
 
     /// Interrupts this CPU has handled, and IRQ exceptions it took with none pending.
     static var handled: UInt64 { PerCPU.current.interrupts.handled }

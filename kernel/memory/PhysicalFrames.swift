@@ -7,7 +7,9 @@ enum PhysicalFrames {
     /// Empty until early boot replaces it; only touched under `lock`. Not optional: testing an
     /// optional this large for nil would copy it on every call.
     nonisolated(unsafe) static var allocator = FrameAllocator(memory: LinearMap())
-    static let lock = SpinLock()
+    /// `allocator`. In the lock order after Heap.lock (LockOrder.physicalFrames); nothing is
+    /// taken under it but the console's.
+    static let lock = SpinLock(.physicalFrames)
 
     static func start(map: MemoryMap) throws(FrameAllocatorError) {
         let created = try FrameAllocator(memory: LinearMap(), map: map)

@@ -55,8 +55,9 @@ enum Processes {
     /// The IDs the next process and thread get. Under `lock`.
     nonisolated(unsafe) static var nextID: UInt64 = 1
     nonisolated(unsafe) static var nextThreadID: UInt64 = 1
-    /// The process table's entries, `slotsInUse` and the ID counters.
-    static let lock = SpinLock()
+    /// The process table's entries, `slotsInUse` and the ID counters. First in the lock order
+    /// (LockOrder.processTable): a process is made or freed under it, which takes Heap.lock.
+    static let lock = SpinLock(.processTable)
     // Written once at boot, before any other core runs.
     nonisolated(unsafe) static var initialRamdisk: UnsafeRawBufferPointer?
     /// Set in test and bench modes: the kernel powers off when init ends.

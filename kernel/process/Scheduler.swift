@@ -167,6 +167,10 @@ enum Scheduler {
     /// two contexts for `switch_context`; `previous` is already where it belongs.
     @inline(__always)
     private static func enter(_ next: Thread, leaving previous: Thread) -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer) {
+        #if KERNEL_DEBUG
+        // The next thread would run with them held, and this CPU could wait on its own lock.
+        if PerCPU.current.locksHeld != 0 { kernelPanic("thread switch with spin locks held") }
+        #endif
         if next.translationBase != .none {
             next.translationBase.activate()
         } else {

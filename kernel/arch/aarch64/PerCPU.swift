@@ -16,6 +16,10 @@ struct PerCPU {
     var exceptions = Exceptions.CPUState()
     /// System calls taken on this CPU.
     var systemCalls: UInt64 = 0
+    #if KERNEL_DEBUG
+    /// The locks this CPU holds, one bit per `LockOrder` case, for the lock-order check.
+    var locksHeld: UInt32 = 0
+    #endif
 
     init(index: Int) { self.index = index }
 
