@@ -19,7 +19,8 @@ let kernelVersion: StaticString = "0.1.0"
 /// The loader's device tree may sit anywhere; more than this is not a device tree we trust.
 let maximumDeviceTreeSize = 2 << 20
 
-/// DAIF as kernel_main found it; the boot self-test checks every interrupt was masked.
+/// DAIF as kernel_main found it; the boot self-test checks every interrupt was masked. Written
+/// once at boot.
 nonisolated(unsafe) var interruptMaskAtEntry: UInt64 = 0
 
 @_cdecl("kernel_main")
@@ -66,7 +67,7 @@ func kernelMain(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress: UI
                        entryLevel: entryLevel, loadAddress: loadAddress)
 }
 
-/// The boot identity map, released once the kernel runs in the linear map.
+/// The boot identity map, released once the kernel runs in the linear map. Written once at boot.
 nonisolated(unsafe) var identityRoot = PhysicalAddress(0)
 
 @_cdecl("kernel_main_high")

@@ -47,6 +47,7 @@ enum PhysicalFrames {
 /// written while the MMU is still off are remembered, so their cache lines can be invalidated
 /// before the MMU (and with it the data cache) is turned on.
 struct KernelTableFrames: TableFrameSource {
+    // Written only at boot, while the MMU is off and no other core runs.
     nonisolated(unsafe) static var earlyTables = InlineArray<64, UInt64>(repeating: 0)
     nonisolated(unsafe) static var earlyTableCount = 0
 

@@ -28,6 +28,7 @@ enum ASIDs {
 
 /// TTBR0 when no user address space is live: a table with no valid entry, tagged ASID 0.
 enum NoAddressSpace {
+    /// Written once at boot by `start`, before any other core runs.
     nonisolated(unsafe) static var root = PhysicalAddress(0)
 
     static func start() -> Bool {

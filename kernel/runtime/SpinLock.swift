@@ -94,7 +94,7 @@ extension LockOrder {
     /// Panics if this CPU already holds this lock, a later one, or a leaf (unless this is the
     /// console's). Not checked before the CPU has its block, nor while a panic is reported.
     func willTake() {
-        guard aarch64_read_tpidr_el1() != 0, !Panic.inProgress else { return }
+        guard aarch64_read_tpidr_el1() != 0, !Panic.started.load(ordering: .relaxed) else { return }
         let held = PerCPU.current.locksHeld
         if held & bit != 0 {
             kernelPanic("\(name) taken twice on CPU \(PerCPU.current.index)")
