@@ -19,12 +19,14 @@ let kernelVersion: StaticString = "0.1.0"
 /// The loader's device tree may sit anywhere; more than this is not a device tree we trust.
 let maximumDeviceTreeSize = 2 << 20
 
-/// DAIF as kernel_main found it; the boot self-test checks every interrupt was masked.
+/// DAIF as kernel_main found it; the boot self-test checks every interrupt was masked. Written
+/// once at boot.
 nonisolated(unsafe) var interruptMaskAtEntry: UInt64 = 0
 
 @_cdecl("kernel_main")
 func kernelMain(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress: UInt) -> Never {
     interruptMaskAtEntry = aarch64_read_daif()
+    PerCPU.clearCurrent()
     Exceptions.install()
 
     // Until the device tree names a console there is nowhere to report a problem, so a missing
@@ -65,7 +67,7 @@ func kernelMain(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress: UI
                        entryLevel: entryLevel, loadAddress: loadAddress)
 }
 
-/// The boot identity map, released once the kernel runs in the linear map.
+/// The boot identity map, released once the kernel runs in the linear map. Written once at boot.
 nonisolated(unsafe) var identityRoot = PhysicalAddress(0)
 
 @_cdecl("kernel_main_high")
@@ -77,6 +79,7 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
     guard let tree = openDeviceTree(at: deviceTreeVirtual), let platform = try? Platform.discover(in: tree) else {
         kernelPanic("device tree unreadable through the linear map")
     }
+    PerCPU.start(cpuCount: platform.cpuCount)
     log("MMU: on; kernel runs in the linear map at \(hex: PhysicalWindow.linearMapBase) + physical (image at \(hex: KernelImage.start))")
     log("Memory: Kernel heap ready (slabs of 16 to 2048 bytes, page runs above; grows on demand)")
 

@@ -1,7 +1,8 @@
 // Time: the EL1 physical generic timer (Arm ARM D11) drives a periodic tick (100 Hz unless
 // `tick=N` on the command line says otherwise) and one-shot deadlines from a timer queue, for
 // sleeps and timeouts. The compare value is always the sooner of the next tick and the earliest
-// deadline, so deadlines fire on time rather than at the next tick.
+// deadline, so deadlines fire on time rather than at the next tick. Each CPU has its own timer,
+// so the tick count and the next tick are per-CPU; the deadline queue is shared, under `lock`.
 
 import AArch64
 
@@ -9,17 +10,32 @@ import AArch64
 typealias DeadlineHandler = @convention(c) (UInt64) -> Void
 
 enum Clock {
+    /// One CPU's tick, in its per-CPU block.
+    struct CPUState {
+        /// Tick periods this CPU's timer has counted.
+        var ticks: UInt64 = 0
+        /// The counter value of this CPU's next tick.
+        var nextTick: UInt64 = 0
+    }
+
+    // Written once at boot by `start`, before any other core runs.
     nonisolated(unsafe) static var frequency: UInt64 = 0
     nonisolated(unsafe) static var tickHz: UInt64 = 100
-    nonisolated(unsafe) static var ticks: UInt64 = 0
     nonisolated(unsafe) static var bootCount: UInt64 = 0
     nonisolated(unsafe) static var period: UInt64 = 0
-    nonisolated(unsafe) static var nextTick: UInt64 = 0
     nonisolated(unsafe) static var interrupt: UInt32 = 0
-    /// On the heap: an inline queue would be copied whole on access.
+    /// Under `lock`. On the heap: an inline queue would be copied whole on access.
     nonisolated(unsafe) static var queue: UnsafeMutablePointer<TimerQueue>?
+    /// Set at boot, before any other core runs (the self-tests set their own first).
     nonisolated(unsafe) static var deadlineHandler: DeadlineHandler?
-    static let lock = SpinLock()
+    /// `queue` and this CPU's compare value. A leaf in the lock order (LockOrder.deadlines):
+    /// deadline handlers run after it is released.
+    static let lock = SpinLock(.deadlines)
+
+    /// Tick periods this CPU has counted.
+    static var ticks: UInt64 { PerCPU.current.clock.ticks }
+    /// The counter value of this CPU's next tick.
+    static var nextTick: UInt64 { PerCPU.current.clock.nextTick }
 
     static let controlEnable: UInt64 = 1 << 0
     static let controlMask: UInt64 = 1 << 1
@@ -40,8 +56,8 @@ enum Clock {
         storage.initialize(to: TimerQueue())
         queue = storage
         bootCount = now
-        nextTick = bootCount + period
-        aarch64_write_timer_compare(nextTick)
+        PerCPU.current.clock.nextTick = bootCount + period
+        aarch64_write_timer_compare(PerCPU.current.clock.nextTick)
         aarch64_write_timer_control(controlEnable)
         return Interrupts.register(id, handleInterrupt)
     }
@@ -73,8 +89,9 @@ enum Clock {
 
     static var pendingDeadlines: Int { lock.withLock { queue?.pointee.count ?? 0 } }
 
+    /// Sets this CPU's compare value: its next tick or the earliest deadline, whichever is sooner.
     private static func reprogram() {
-        var compare = nextTick
+        var compare = PerCPU.current.clock.nextTick
         if let earliest = queue?.pointee.earliest, earliest.deadline < compare { compare = earliest.deadline }
         aarch64_write_timer_compare(compare)
     }
@@ -90,9 +107,9 @@ enum Clock {
     /// not lose ticks), fires due deadlines, and sets the next compare value.
     static let handleInterrupt: InterruptHandler = { _ in
         let current = Clock.now
-        while current >= Clock.nextTick {
-            Clock.ticks += 1
-            Clock.nextTick += Clock.period
+        while current >= PerCPU.current.clock.nextTick {
+            PerCPU.current.clock.ticks += 1
+            PerCPU.current.clock.nextTick += Clock.period
         }
         var expired = InlineArray<8, UInt64>(repeating: 0)
         var count = 0

@@ -1,5 +1,6 @@
 // Interrupt dispatch: a handler per interrupt identifier, acknowledged and ended at the GIC
-// around each call, spurious identifiers ignored, and counts kept for the statistics. A
+// around each call, spurious identifiers ignored, and counts kept for the statistics (per CPU
+// where the interrupt is per CPU, see `CPUState`). A
 // userspace driver is bound here (kernel/ipc/DeviceAccess.swift) by registering a handler that
 // signals its notification and leaves the line masked until the driver acknowledges.
 
@@ -10,19 +11,36 @@ typealias InterruptHandler = @convention(c) (UInt32) -> Void
 
 enum Interrupts {
     struct Entry {
+        /// Written under `lock`; the IRQ path reads it without, one word.
         var handler: InterruptHandler?
+        /// For shared peripheral interrupts only: written by the CPU that acknowledged the
+        /// interrupt, before it ends it, and the GIC delivers an active interrupt to no other CPU.
         var count: UInt64
     }
 
-    /// Set once at boot before interrupts are unmasked.
+    /// One CPU's interrupt counts, in its per-CPU block. SGIs and PPIs (identifiers below 32)
+    /// are banked: each CPU has its own, so their counts are per CPU too.
+    struct CPUState {
+        var handled: UInt64 = 0
+        var spurious: UInt64 = 0
+        var privateCounts = InlineArray<32, UInt64>(repeating: 0)
+    }
+
+    static let privateInterrupts: UInt32 = 32
+
+    // Written once at boot by `start`, before interrupts are unmasked and any other core runs.
     nonisolated(unsafe) static var controller: InterruptControllerDriver?
     /// One entry per interrupt identifier, on the heap (an inline table would be copied whole
     /// on access).
     nonisolated(unsafe) static var table: UnsafeMutablePointer<Entry>?
     nonisolated(unsafe) static var lineCount = 0
-    nonisolated(unsafe) static var handled: UInt64 = 0
-    nonisolated(unsafe) static var spurious: UInt64 = 0
-    static let lock = SpinLock()
+    /// The handlers of `table`. A leaf in the lock order (LockOrder.interruptTable): nothing else
+    /// is taken under it but the console's.
+    static let lock = SpinLock(.interruptTable)
+
+    /// Interrupts this CPU has handled, and IRQ exceptions it took with none pending.
+    static var handled: UInt64 { PerCPU.current.interrupts.handled }
+    static var spurious: UInt64 { PerCPU.current.interrupts.spurious }
 
     static let spuriousRange: ClosedRange<UInt32> = 1020...1023
 
@@ -57,9 +75,10 @@ enum Interrupts {
         }
     }
 
+    /// How often `id` was handled: on this CPU for an SGI or PPI, on all CPUs for an SPI.
     static func count(of id: UInt32) -> UInt64 {
         guard let table, Int(id) < lineCount else { return 0 }
-        return table[Int(id)].count
+        return id < privateInterrupts ? PerCPU.current.interrupts.privateCounts[Int(id)] : table[Int(id)].count
     }
 
     /// The IRQ exception path: drains every pending interrupt. An IRQ exception that finds
@@ -71,13 +90,17 @@ enum Interrupts {
             let acknowledged = controller.acknowledge()
             let id = acknowledged & 0x3FF
             if spuriousRange.contains(id) {
-                if drained == 0 { spurious += 1 }
+                if drained == 0 { PerCPU.current.interrupts.spurious += 1 }
                 return
             }
             drained += 1
-            handled += 1
+            PerCPU.current.interrupts.handled += 1
             if Int(id) < lineCount, let handler = table[Int(id)].handler {
-                table[Int(id)].count += 1
+                if id < privateInterrupts {
+                    PerCPU.current.interrupts.privateCounts[Int(id)] += 1
+                } else {
+                    table[Int(id)].count += 1
+                }
                 controller.endOfInterrupt(acknowledged)
                 handler(id)
             } else {

@@ -36,7 +36,9 @@ struct FrameHeapBackend: HeapBackend {
 enum Heap {
     /// Usable once the linear map is on (the backend refuses pages before); touched under `lock`.
     nonisolated(unsafe) static var heap = KernelHeap(backend: FrameHeapBackend(), poisoning: poisoning)
-    static let lock = SpinLock()
+    /// `heap`. In the lock order after KernelAddressSpace.lock and before PhysicalFrames.lock
+    /// (LockOrder.heap): slabs and page runs come from the frame allocator.
+    static let lock = SpinLock(.heap)
 
     #if KERNEL_DEBUG
     static let poisoning = true

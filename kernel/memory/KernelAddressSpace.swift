@@ -7,8 +7,11 @@
 import AArch64
 
 enum KernelAddressSpace {
+    /// Built at boot before the MMU is on; from then on touched only under `lock`.
     nonisolated(unsafe) static var table: PageTable<LinearMap>?
-    static let lock = SpinLock()
+    /// `table`. In the lock order after Processes.lock and before Heap.lock
+    /// (LockOrder.kernelAddressSpace): new translation tables take PhysicalFrames.lock.
+    static let lock = SpinLock(.kernelAddressSpace)
 
     struct Roots {
         var kernel: PhysicalAddress

@@ -7,7 +7,9 @@ enum PhysicalFrames {
     /// Empty until early boot replaces it; only touched under `lock`. Not optional: testing an
     /// optional this large for nil would copy it on every call.
     nonisolated(unsafe) static var allocator = FrameAllocator(memory: LinearMap())
-    static let lock = SpinLock()
+    /// `allocator`. In the lock order after Heap.lock (LockOrder.physicalFrames); nothing is
+    /// taken under it but the console's.
+    static let lock = SpinLock(.physicalFrames)
 
     static func start(map: MemoryMap) throws(FrameAllocatorError) {
         let created = try FrameAllocator(memory: LinearMap(), map: map)
@@ -45,6 +47,7 @@ enum PhysicalFrames {
 /// written while the MMU is still off are remembered, so their cache lines can be invalidated
 /// before the MMU (and with it the data cache) is turned on.
 struct KernelTableFrames: TableFrameSource {
+    // Written only at boot, while the MMU is off and no other core runs.
     nonisolated(unsafe) static var earlyTables = InlineArray<64, UInt64>(repeating: 0)
     nonisolated(unsafe) static var earlyTableCount = 0
 

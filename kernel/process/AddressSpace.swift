@@ -5,8 +5,10 @@
 
 /// Address-space identifiers: 8-bit on every CPU here, 16-bit where available; 0 is never used.
 enum ASIDs {
-    nonisolated(unsafe) static var inUse = InlineArray<4, UInt64>(repeating: 1) // ASID 0 reserved
-    static let lock = SpinLock()
+    /// One bit per ASID, set while an address space has it (ASID 0 is reserved). Under `lock`.
+    nonisolated(unsafe) static var inUse = InlineArray<4, UInt64>(repeating: 1)
+    /// `inUse`. A leaf in the lock order (LockOrder.asids).
+    static let lock = SpinLock(.asids)
 
     static func allocate() -> UInt16? {
         lock.withLock {
@@ -26,6 +28,7 @@ enum ASIDs {
 
 /// TTBR0 when no user address space is live: a table with no valid entry, tagged ASID 0.
 enum NoAddressSpace {
+    /// Written once at boot by `start`, before any other core runs.
     nonisolated(unsafe) static var root = PhysicalAddress(0)
 
     static func start() -> Bool {

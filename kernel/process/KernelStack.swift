@@ -7,8 +7,11 @@ enum KernelStacks {
     /// Stack plus guard, rounded to a power of two.
     static let slotSize: UInt64 = 8 * pageSize
     static let slotCount = 1024
+    /// One bit per slot, set while the slot holds a stack. Under `lock`.
     nonisolated(unsafe) static var used = InlineArray<16, UInt64>(repeating: 0)
-    static let lock = SpinLock()
+    /// `used`. A leaf in the lock order (LockOrder.kernelStacks): mapping and unmapping a stack
+    /// happen outside it.
+    static let lock = SpinLock(.kernelStacks)
 
     struct Stack {
         let slot: Int

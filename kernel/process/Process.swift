@@ -55,9 +55,18 @@ enum StartHandle {
 
 enum Processes {
     static let capacity = 256
+    /// The table's storage; the pointer is written once at boot, the entries under `lock`.
     nonisolated(unsafe) static var table: UnsafeMutablePointer<Process?>?
+    /// Slots at and above this index have never held a process, so scans of the table stop
+    /// here. Under `lock`.
+    nonisolated(unsafe) static var slotsInUse = 0
+    /// The IDs the next process and thread get. Under `lock`.
     nonisolated(unsafe) static var nextID: UInt64 = 1
     nonisolated(unsafe) static var nextThreadID: UInt64 = 1
+    /// The process table's entries, `slotsInUse` and the ID counters. First in the lock order
+    /// (LockOrder.processTable): a process is made or freed under it, which takes Heap.lock.
+    static let lock = SpinLock(.processTable)
+    // Written once at boot, before any other core runs.
     nonisolated(unsafe) static var initialRamdisk: UnsafeRawBufferPointer?
     /// Set in test and bench modes: the kernel powers off when init ends.
     nonisolated(unsafe) static var powerOffWhenInitEnds = false
@@ -71,39 +80,73 @@ enum Processes {
     }
 
     static var liveCount: Int {
-        guard let table else { return 0 }
-        var count = 0
-        for index in 0..<capacity where table[index] != nil { count += 1 }
-        return count
+        lock.withLock {
+            guard let table else { return 0 }
+            var count = 0
+            for index in 0..<slotsInUse where table[index] != nil { count += 1 }
+            return count
+        }
     }
 
     static func find(_ id: UInt64) -> Process? {
+        lock.withLock { findLocked(id) }
+    }
+
+    private static func findLocked(_ id: UInt64) -> Process? {
         guard let table else { return nil }
-        for index in 0..<capacity { if let process = table[index], process.id == id { return process } }
+        for index in 0..<slotsInUse { if let process = table[index], process.id == id { return process } }
         return nil
     }
 
     static func thread(withID id: UInt64) -> Thread? {
-        guard let table else { return nil }
-        for index in 0..<capacity {
-            guard let process = table[index] else { continue }
-            for thread in process.threads where thread.id == id { return thread }
+        lock.withLock {
+            guard let table else { return nil }
+            for index in 0..<slotsInUse {
+                guard let process = table[index] else { continue }
+                for thread in process.threads where thread.id == id { return thread }
+            }
+            return nil
         }
-        return nil
     }
 
-    private static func insert(_ process: Process) -> Bool {
-        guard let table else { return false }
-        for index in 0..<capacity where table[index] == nil {
-            table[index] = process
-            return true
+    /// A new process in a free slot, and the ID for its first thread; nil when the table is
+    /// full. The IDs are taken here, under the lock, so a spawn that fails uses none.
+    private static func insert(parentID: UInt64, name: UnsafeRawBufferPointer,
+                               addressSpace: AddressSpace) -> (process: Process, threadID: UInt64)? {
+        lock.withLock {
+            guard let table else { return nil }
+            for index in 0..<capacity where table[index] == nil {
+                let process = Process(id: nextID, parentID: parentID, name: name, addressSpace: addressSpace)
+                table[index] = process
+                slotsInUse = max(slotsInUse, index + 1)
+                defer {
+                    nextID += 1
+                    nextThreadID += 1
+                }
+                return (process, nextThreadID)
+            }
+            return nil
         }
-        return false
+    }
+
+    private static func takeThreadID() -> UInt64 {
+        lock.withLock {
+            defer { nextThreadID += 1 }
+            return nextThreadID
+        }
     }
 
     private static func remove(_ process: Process) {
+        lock.withLock { removeLocked(process) }
+    }
+
+    /// A process holds one slot at most.
+    private static func removeLocked(_ process: Process) {
         guard let table else { return }
-        for index in 0..<capacity where table[index] === process { table[index] = nil }
+        for index in 0..<slotsInUse where table[index] === process {
+            table[index] = nil
+            return
+        }
     }
 
     // MARK: Starting programs
@@ -140,34 +183,34 @@ enum Processes {
             space.destroy()
             throw .outOfMemory
         }
-        let process = Process(id: nextID, parentID: parentID, name: name, addressSpace: space)
-        // The handle moves only once everything else has succeeded.
-        var childHandle = Handle.none
+        // The handle leaves the parent only once everything else has succeeded; if the table
+        // then has no room, it is closed.
+        var moved: TransferredHandle?
         switch start {
         case .none:
             break
         case .moved(let handle):
             guard let parent = find(parentID),
-                  let moved = try? IPC.uninstall(handle, from: parent, requiring: .transfer) else {
+                  let taken = try? IPC.uninstall(handle, from: parent, requiring: .transfer) else {
                 KernelStacks.free(stack)
                 space.destroy()
                 throw .invalidHandle
             }
-            childHandle = (try? IPC.install(moved.object, rights: moved.rights, in: process)) ?? .none
+            moved = taken
         case .granted(let capability):
-            childHandle = (try? IPC.install(capability.object, rights: capability.rights, in: process)) ?? .none
+            moved = capability
         }
-        let thread = Thread(id: nextThreadID, process: process, stack: stack, priority: Scheduler.defaultPriority)
-        thread.prepareUserEntry(entry: image.entry.value, userStack: UserSpace.stackTop, argument: argument,
-                                handle: childHandle.value)
-        guard insert(process) else {
-            thread.release()
+        guard let (process, threadID) = insert(parentID: parentID, name: name, addressSpace: space) else {
+            KernelStacks.free(stack)
             space.destroy()
-            IPC.closeAll(in: process)
+            if let moved { IPC.released(moved) }
             throw .outOfMemory
         }
-        nextID += 1
-        nextThreadID += 1
+        var childHandle = Handle.none
+        if let moved { childHandle = (try? IPC.install(moved.object, rights: moved.rights, in: process)) ?? .none }
+        let thread = Thread(id: threadID, process: process, stack: stack, priority: Scheduler.defaultPriority)
+        thread.prepareUserEntry(entry: image.entry.value, userStack: UserSpace.stackTop, argument: argument,
+                                handle: childHandle.value)
         process.threads.append(thread)
         Scheduler.makeReady(thread)
         return process.id
@@ -207,17 +250,21 @@ enum Processes {
         process.addressSpace?.destroy()
         process.addressSpace = nil
         IPC.closeAll(in: process)
-        if let table {
-            for index in 0..<capacity {
+        // Its children lose their parent (zombies among them are reaped), and it leaves the table
+        // now if no parent will wait for it. A zombie freed here under the lock only gives back
+        // heap memory: its handles were closed when it ended.
+        lock.withLock {
+            guard let table else { return }
+            for index in 0..<slotsInUse {
                 guard let child = table[index], child.parentID == process.id else { continue }
                 if child.state == .zombie { table[index] = nil } else { child.parentID = 0 }
             }
+            if process.parentID == 0 || findLocked(process.parentID) == nil { removeLocked(process) }
         }
         if let waiter = process.waiter {
             process.waiter = nil
             Scheduler.wake(waiter)
         }
-        if process.parentID == 0 || find(process.parentID) == nil { remove(process) }
         if process.id == 1, let onInitExit { onInitExit(UInt64(reason.rawValue), code) }
         if isCurrent { Scheduler.markCurrentDead() }
     }
@@ -248,8 +295,7 @@ enum Processes {
         guard UserMemory.isUserRange(entry, 4), stack.value & 15 == 0, stack.value >= 16,
               UserMemory.isUserRange(UserAddress(stack.value - 16), 16) else { throw .invalidArgument }
         guard process.threads.count < 64, let kernelStack = KernelStacks.allocate() else { throw .outOfMemory }
-        let thread = Thread(id: nextThreadID, process: process, stack: kernelStack, priority: Scheduler.defaultPriority)
-        nextThreadID += 1
+        let thread = Thread(id: takeThreadID(), process: process, stack: kernelStack, priority: Scheduler.defaultPriority)
         thread.prepareUserEntry(entry: entry.value, userStack: stack.value, argument: argument0, handle: argument1)
         process.threads.append(thread)
         Scheduler.makeReady(thread)

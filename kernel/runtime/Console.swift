@@ -2,13 +2,14 @@
 // a lock so that lines from different cores never interleave.
 
 import AArch64
-import Synchronization
 
 enum Console {
     /// Set once at boot, before any other core runs; nil until the device tree names a UART.
     nonisolated(unsafe) static var device: PL011?
 
-    static let lock = SpinLock()
+    /// Last in the lock order (LockOrder.console): any lock may be held while a line is written,
+    /// so that a panic can report under any of them.
+    static let lock = SpinLock(.console)
 
     static func write(_ line: TextLine) {
         guard let device else { return }
@@ -38,29 +39,4 @@ enum Console {
 /// Prints one line to the kernel console.
 func log(_ text: FormattedText) {
     Console.write(text.line)
-}
-
-/// A test-and-test-and-set lock for short critical sections, held with IRQs masked: the kernel
-/// takes interrupts while its boot and idle code runs, and an interrupt (or the switch it leads
-/// to) must never find a lock held by the code it interrupted on the same CPU.
-struct SpinLock: ~Copyable, @unchecked Sendable {
-    private let held = Atomic<Bool>(false)
-
-    init() {}
-
-    func withLock<Result, Failure: Error>(_ body: () throws(Failure) -> Result) throws(Failure) -> Result {
-        let interruptMask = aarch64_read_daif()
-        aarch64_disable_interrupts()
-        while true {
-            if !held.load(ordering: .relaxed),
-               held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
-                break
-            }
-        }
-        defer {
-            held.store(false, ordering: .releasing)
-            aarch64_write_daif(interruptMask)
-        }
-        return try body()
-    }
 }

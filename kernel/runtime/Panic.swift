@@ -2,19 +2,21 @@
 // the machine stops. In test mode it powers off so that a boot test ends at once.
 
 import AArch64
+import Synchronization
 
 enum Panic {
-    /// Set by the boot sequence when the command line asks for test mode.
+    /// Set once by the boot sequence, before any other core runs, when the command line asks
+    /// for test mode.
     nonisolated(unsafe) static var powerOffOnPanic = false
-    nonisolated(unsafe) static var inProgress = false
+    /// Set by the first panic on any CPU.
+    static let started = Atomic<Bool>(false)
 
     static func begin() {
         aarch64_mask_interrupts()
-        if inProgress {
+        if started.exchange(true, ordering: .relaxed) {
             // A panic while reporting a panic: report nothing more, just stop.
             finish()
         }
-        inProgress = true
     }
 
     static func end() -> Never {

@@ -2,10 +2,12 @@
 // line reports what was measured.
 
 import AArch64
+import Synchronization
 
 /// Set by the self-test's deadline handler: the counter value when the deadline fired.
-nonisolated(unsafe) var deadlineFiredAt: UInt64 = 0
-nonisolated(unsafe) var softwareInterruptsSeen: UInt64 = 0
+let deadlineFiredAt = Atomic<UInt64>(0)
+/// Counted by the self-test's handler of a software-generated interrupt.
+let softwareInterruptsSeen = Atomic<UInt64>(0)
 
 func runInterruptSelfTests() {
     var run = SelfTestRun(prefix: "Interrupt Test")
@@ -42,13 +44,13 @@ func runInterruptSelfTests() {
 
     // A software-generated interrupt to this CPU goes through acknowledge and end-of-interrupt.
     let sgi: UInt32 = 1
-    let registered = Interrupts.register(sgi) { _ in softwareInterruptsSeen += 1 }
-    let seenBefore = softwareInterruptsSeen
+    let registered = Interrupts.register(sgi) { _ in softwareInterruptsSeen.wrappingAdd(1, ordering: .relaxed) }
+    let seenBefore = softwareInterruptsSeen.load(ordering: .relaxed)
     Interrupts.controller?.sendToSelf(sgi)
     let sgiDeadline = Clock.now + Clock.period
-    while softwareInterruptsSeen == seenBefore && Clock.now < sgiDeadline {}
+    while softwareInterruptsSeen.load(ordering: .relaxed) == seenBefore && Clock.now < sgiDeadline {}
     Interrupts.unregister(sgi)
-    run.check(registered && softwareInterruptsSeen == seenBefore + 1 && Interrupts.count(of: sgi) == 1,
+    run.check(registered && softwareInterruptsSeen.load(ordering: .relaxed) == seenBefore + 1 && Interrupts.count(of: sgi) == 1,
               "Software-generated interrupt \(sgi) delivered by the GICv\(Interrupts.controller?.version ?? 0), acknowledged and ended")
 
     // The periodic tick over 100 ms of counter time.
@@ -68,8 +70,8 @@ func runInterruptSelfTests() {
     // deadline itself, ahead of the next tick, and the deadline fires no earlier than due.
     // (The deadline is placed between now and the next tick; if the host delayed this code so
     // that no room is left, it waits for the next tick and tries again.)
-    deadlineFiredAt = 0
-    Clock.deadlineHandler = { _ in deadlineFiredAt = Clock.now }
+    deadlineFiredAt.store(0, ordering: .relaxed)
+    Clock.deadlineHandler = { _ in deadlineFiredAt.store(Clock.now, ordering: .relaxed) }
     var armed = false
     var deadline: UInt64 = 0
     var programmed: UInt64 = 0
@@ -86,10 +88,11 @@ func runInterruptSelfTests() {
         aarch64_enable_interrupts()
     }
     let armedAt = Clock.now
-    while deadlineFiredAt == 0 && Clock.now - armedAt < 4 * Clock.period { aarch64_wfi() }
+    while deadlineFiredAt.load(ordering: .relaxed) == 0 && Clock.now - armedAt < 4 * Clock.period { aarch64_wfi() }
     Clock.deadlineHandler = nil
-    let lateness = deadlineFiredAt >= deadline ? deadlineFiredAt - deadline : 0
-    run.check(armed && programmed == deadline && deadlineFiredAt >= deadline && Clock.pendingDeadlines == 0,
+    let firedAt = deadlineFiredAt.load(ordering: .relaxed)
+    let lateness = firedAt >= deadline ? firedAt - deadline : 0
+    run.check(armed && programmed == deadline && firedAt >= deadline && Clock.pendingDeadlines == 0,
               "One-shot deadline between ticks programmed into CNTP_CVAL and fired \(lateness * 1_000_000 / Clock.frequency) us after it was due")
 
     // One consistent snapshot: a tick between reads would make the figures disagree.

@@ -72,6 +72,10 @@ func runBootSelfTests(tree: DeviceTree, platform: Platform, entryLevel: UInt, lo
     run.check(messageHeaderMatchesLayouts(),
               "IPC message header: the Layouts.h offsets context.S uses match IPCMessageLayout")
 
+    let cpus = min(max(platform.cpuCount, 1), PerCPU.maximumCPUs)
+    run.check(perCPUBlocksMatch(cpuCount: cpus),
+              "Per-CPU blocks: \(PerCPU.storage?.count ?? 0) for the \(platform.cpuCount) CPU(s) in the device tree, \(PerCPU.storage?.stride ?? 0) bytes apart; TPIDR_EL1 holds the boot CPU's")
+
     if let version = PSCI.version {
         run.check(version.major >= 1 || version.minor >= 2, "PSCI \(version.major).\(version.minor) answers through the device tree's conduit")
     } else {
@@ -109,6 +113,20 @@ func switchContextMatchesLayouts() -> Bool {
             bytes.load(fromByteOffset: Int(SWITCH_CONTEXT_X30), as: UInt64.self) == 0x3030
                 && bytes.load(fromByteOffset: Int(SWITCH_CONTEXT_SP), as: UInt64.self) == 0x5050
         }
+}
+
+/// One block per CPU, each on its own cache writeback granules and knowing its index, and
+/// `PerCPU.current` on the boot CPU is block 0.
+func perCPUBlocksMatch(cpuCount: Int) -> Bool {
+    guard let storage = PerCPU.storage, storage.count == cpuCount else { return false }
+    let granule = CPU.cacheWritebackGranule
+    let blocksMatch = (0..<storage.count).allSatisfy { index in
+        let block = PerCPU.block(index)
+        return block.pointee.index == index && UInt(bitPattern: block) % UInt(granule) == 0
+    }
+    let current = withUnsafeMutablePointer(to: &PerCPU.current) { UInt(bitPattern: $0) }
+    return blocksMatch && storage.stride % granule == 0 && storage.stride >= MemoryLayout<PerCPU>.size
+        && aarch64_read_tpidr_el1() == UInt64(UInt(bitPattern: PerCPU.block(0))) && current == UInt(bitPattern: PerCPU.block(0))
 }
 
 /// read_message_header and write_message_header move the header at the offsets of Layouts.h;

@@ -6,7 +6,8 @@
 // without a handler does not compile.
 
 enum SystemCalls {
-    nonisolated(unsafe) static var count: UInt64 = 0
+    /// System calls taken on this CPU.
+    static var count: UInt64 { PerCPU.current.systemCalls }
     /// Longest program name `spawn` accepts.
     static let maximumNameLength = 64
     /// Largest single `map`.
@@ -18,7 +19,7 @@ enum SystemCalls {
     /// Swift call frame on its way to the fast path.
     @inline(__always)
     static func dispatch(_ frame: ExceptionFrame) {
-        count &+= 1
+        PerCPU.current.systemCalls &+= 1
         guard let running = Scheduler.running else {
             // No thread before the scheduler starts (the boot self-tests' system calls).
             perform(frame, thread: nil)

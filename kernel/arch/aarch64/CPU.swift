@@ -6,6 +6,13 @@ enum CPU {
     static var identity: CPUIdentity { CPUIdentity(mainID: aarch64_read_midr()) }
     static var affinity: CPUAffinity { CPUAffinity(multiprocessorID: aarch64_read_mpidr()) }
 
+    /// The largest block of memory a cache line write-back can touch, in bytes: CTR_EL0.CWG,
+    /// log2 of the size in words; 0 means not reported, so the architecture's maximum, 2 KiB.
+    static var cacheWritebackGranule: Int {
+        let log2Words = (aarch64_read_cache_type() >> 24) & 0xF
+        return log2Words == 0 ? 2048 : 4 << Int(log2Words)
+    }
+
     /// CurrentEL.EL, bits [3:2].
     static var exceptionLevel: UInt64 { (aarch64_read_current_el() >> 2) & 0x3 }
 

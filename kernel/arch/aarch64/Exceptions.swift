@@ -62,8 +62,15 @@ struct VectorKind {
 }
 
 enum Exceptions {
-    /// Number of BRK self-test traps handled; the boot self-test checks it moves.
-    nonisolated(unsafe) static var selfTestTraps = 0
+    /// What one CPU's exceptions leave for the self-tests, in its per-CPU block.
+    struct CPUState {
+        /// BRK self-test traps handled on this CPU; the boot self-test checks it moves.
+        var selfTestTraps = 0
+        /// The fault address of this CPU's last faulting memory probe.
+        var probeFaultAddress: UInt64 = 0
+    }
+
+    static var selfTestTraps: Int { PerCPU.current.exceptions.selfTestTraps }
 
     static func install() {
         aarch64_write_vbar(KernelImage.exceptionVectors)
@@ -85,7 +92,7 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
     }
     let kind = VectorKind(value: kindValue)
     if kind.isSynchronous, syndrome.exceptionClass == .breakInstruction, syndrome.immediate == 0x5354 {
-        Exceptions.selfTestTraps += 1
+        PerCPU.current.exceptions.selfTestTraps += 1
         frame.exceptionLinkRegister += 4 // resume after the BRK
         return
     }
@@ -120,7 +127,8 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
 /// the probe instruction resumes at a fixup with the syndrome as the result instead of being a
 /// kernel fault. (User-memory copies have their own fixup, `UserMemory.recover`.)
 enum MemoryProbe {
-    nonisolated(unsafe) static var lastFaultAddress: UInt64 = 0
+    /// The fault address of the last probe on this CPU that faulted.
+    static var lastFaultAddress: UInt64 { PerCPU.current.exceptions.probeFaultAddress }
 
     /// Reads 8 bytes at `address`; the fault's syndrome if the read faulted.
     static func load(_ address: UInt64) -> (value: UInt64, fault: ExceptionSyndrome?) {
@@ -139,7 +147,7 @@ enum MemoryProbe {
         let faulting = frame.exceptionLinkRegister
         guard faulting == aarch64_address_of_memory_probe_load_instruction()
             || faulting == aarch64_address_of_memory_probe_store_instruction() else { return false }
-        lastFaultAddress = frame.faultAddress
+        PerCPU.current.exceptions.probeFaultAddress = frame.faultAddress
         frame.setRegister(0, frame.syndrome.value)
         frame.exceptionLinkRegister = aarch64_address_of_memory_probe_fixup()
         return true

@@ -148,6 +148,24 @@ AARCH64_WRITE(cpacr, cpacr_el1)
 AARCH64_WRITE(tpidr_el0, tpidr_el0)
 AARCH64_READ(tpidr_el0, tpidr_el0)
 AARCH64_WRITE(pmuserenr, pmuserenr_el0)
+AARCH64_READ(cache_type, ctr_el0)
+
+// TPIDR_EL1 holds the address of this CPU's per-CPU block (arch/aarch64/PerCPU.swift), or 0
+// before the block exists.
+AARCH64_READ(tpidr_el1, tpidr_el1)
+AARCH64_WRITE(tpidr_el1, tpidr_el1)
+
+// This CPU's per-CPU block, for the accessor PerCPU.current. Not volatile, and pure, so that the
+// reads of one function can share one MRS and the reference counting around them optimizes as
+// around a global's; the dummy input, the memory at the stack pointer, makes the compiler read
+// TPIDR_EL1 again after any call or store, one of which may have switched threads (and, once
+// threads move between cores, CPUs). Linux's __kern_my_cpu_offset does the same.
+register aarch64_u64 aarch64_stack_pointer __asm__("sp");
+static inline __attribute__((always_inline, returns_nonnull, pure)) void *aarch64_per_cpu_block(void) {
+    void *block;
+    __asm__("mrs %0, tpidr_el1" : "=r"(block) : "Q"(*(const char *)aarch64_stack_pointer));
+    return block;
+}
 
 // Routines in boot.S.
 void enter_linear_map(const aarch64_u64 *configuration, aarch64_u64 a, aarch64_u64 b, aarch64_u64 c)
