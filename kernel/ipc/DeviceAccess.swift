@@ -51,8 +51,11 @@ enum DeviceAccess {
     }
 
     /// At most one per line a capability names; room for all of them is reserved when the
-    /// capability is made, so binding never allocates.
+    /// capability is made, so binding never allocates. Behind `lock`: drivers on any CPU bind
+    /// and unbind, and a line's interrupt may arrive on any CPU.
     nonisolated(unsafe) static var bindings: [Binding] = []
+    /// Its place in the lock order: LockOrder.deviceBindings.
+    static let lock = SpinLock(.deviceBindings)
 
     /// The capability for init: the platform's devices the kernel leaves to user space (the
     /// console UART, when the device tree names its interrupt).
@@ -61,7 +64,7 @@ enum DeviceAccess {
         if let console = platform.console, let interrupt = console.interrupt {
             devices.append(UserDevice(registers: console.registers, interrupt: interrupt))
         }
-        bindings.reserveCapacity(devices.count)
+        lock.withLock { bindings.reserveCapacity(devices.count) }
         return DeviceAccessCapability(devices: devices)
     }
 
@@ -94,9 +97,11 @@ enum DeviceAccess {
         let notification = try IPC.notification(notificationHandle, in: process, requiring: .signal)
         // The kernel runs with interrupts masked, so the line cannot fire before the binding is
         // recorded.
-        guard !bindings.contains(where: { $0.interrupt == line.identifier }),
-              Interrupts.register(line.identifier, deliver) else { throw .accessDenied }
-        bindings.append(Binding(interrupt: line.identifier, notification: notification))
+        try lock.withLock { () throws(KernelError) in
+            guard !bindings.contains(where: { $0.interrupt == line.identifier }),
+                  Interrupts.register(line.identifier, deliver) else { throw .accessDenied }
+            bindings.append(Binding(interrupt: line.identifier, notification: notification))
+        }
         line.isBound = true
         return line.identifier
     }
@@ -120,12 +125,16 @@ enum DeviceAccess {
     /// A bound interrupt: signal the driver, mask the line until it acknowledges.
     static let deliver: InterruptHandler = { id in
         Interrupts.controller?.setEnabled(id, false)
-        for binding in DeviceAccess.bindings where binding.interrupt == id { binding.notification.signal(1) }
+        DeviceAccess.lock.withLock {
+            for binding in DeviceAccess.bindings where binding.interrupt == id { binding.notification.signal(1) }
+        }
     }
 
     /// The bound line object ended: the line is masked and signals no one.
     fileprivate static func unbind(_ id: UInt32) {
-        Interrupts.unregister(id)
-        bindings.removeAll { $0.interrupt == id }
+        lock.withLock {
+            Interrupts.unregister(id)
+            bindings.removeAll { $0.interrupt == id }
+        }
     }
 }

@@ -14,6 +14,10 @@ enum LockOrder: UInt32 {
     case processTable
     /// KernelAddressSpace.lock: the kernel's translation tables; new tables take frames.
     case kernelAddressSpace
+    /// DeviceAccess.lock: which interrupt lines are bound to which notifications. Binding and
+    /// unbinding register handlers (the interrupt table's lock) and may grow or shrink the list
+    /// (the heap's).
+    case deviceBindings
     /// Heap.lock: the kernel heap; slabs and page runs take and give back frames.
     case heap
     /// PhysicalFrames.lock: the frame allocator.
@@ -82,6 +86,7 @@ extension LockOrder {
         case .processTable: return "Processes.lock"
         case .kernelAddressSpace: return "KernelAddressSpace.lock"
         case .heap: return "Heap.lock"
+        case .deviceBindings: return "DeviceAccess.lock"
         case .physicalFrames: return "PhysicalFrames.lock"
         case .kernelStacks: return "KernelStacks.lock"
         case .asids: return "ASIDs.lock"
