@@ -2,8 +2,6 @@
 // found, the memory in use once the heap is up, and a device tree the kernel cannot run on. Apart
 // from main.swift so that the boot sequence reads on its own.
 
-import AArch64
-
 /// The tree is well formed but describes a device impossibly; say so if a console can still
 /// be found, then stop.
 func reportBrokenPlatform(_ tree: DeviceTree, _ error: DeviceTreeError) -> Never {
@@ -65,7 +63,7 @@ func reportDevices(_ platform: Platform, tree: DeviceTree) {
         log("Boot: No interrupt controller in the device tree")
     }
     if let timer = platform.timer {
-        log("Boot: Generic timer at \(aarch64_read_counter_frequency()) Hz, EL1 physical timer interrupt \(timer.physicalInterrupt)")
+        log("Boot: Generic timer at \(GenericTimer.frequency) Hz, EL1 physical timer interrupt \(timer.physicalInterrupt)")
     }
     switch platform.psciConduit {
     case .hvc, .smc:

@@ -25,7 +25,7 @@ nonisolated(unsafe) var interruptMaskAtEntry: UInt64 = 0
 
 @_cdecl("kernel_main")
 func kernelMain(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress: UInt) -> Never {
-    interruptMaskAtEntry = aarch64_read_daif()
+    interruptMaskAtEntry = CPU.interruptMask
     PerCPU.clearCurrent()
     Exceptions.install()
 
@@ -116,7 +116,7 @@ func startUserSpace(_ platform: Platform, startFlags: StartFlags, powerOffAfterI
     LazyFloatingPoint.start()
     let privilegedAccessNever = CPU.enablePrivilegedAccessNever()
     // Bench mode only: user programs may read the cycle counter (PMUSERENR_EL0.EN, .CR).
-    if startFlags.contains(.runBenchmarks) { aarch64_write_pmuserenr(0b101) }
+    if startFlags.contains(.runBenchmarks) { CPU.allowUserCycleCounter() }
     guard NoAddressSpace.start() else { kernelPanic("no memory for the empty user translation table") }
     Scheduler.start()
     var ramdisk: UnsafeRawBufferPointer?
@@ -174,7 +174,7 @@ func startInterrupts(_ platform: Platform, arguments: BootArguments) {
         return
     }
     log("Interrupts: Generic timer at \(Clock.frequency) Hz, configured for \(hz)Hz on interrupt \(timer.physicalInterrupt)")
-    aarch64_enable_interrupts()
+    CPU.enableInterrupts()
     log("Interrupts: ARM64 interrupt handling initialized")
 }
 

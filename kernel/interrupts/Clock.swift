@@ -4,8 +4,6 @@
 // deadline, so deadlines fire on time rather than at the next tick. Each CPU has its own timer,
 // so the tick count and the next tick are per-CPU; the deadline queue is shared, under `lock`.
 
-import AArch64
-
 /// Called with interrupts masked when a deadline armed with `token` expires.
 typealias DeadlineHandler = @convention(c) (UInt64) -> Void
 
@@ -37,17 +35,13 @@ enum Clock {
     /// The counter value of this CPU's next tick.
     static var nextTick: UInt64 { PerCPU.current.clock.nextTick }
 
-    static let controlEnable: UInt64 = 1 << 0
-    static let controlMask: UInt64 = 1 << 1
-    static let controlStatus: UInt64 = 1 << 2
-
-    static var now: UInt64 { aarch64_read_physical_count() }
+    static var now: UInt64 { GenericTimer.count }
 
     /// Counter ticks since `start`.
     static var uptime: UInt64 { now - bootCount }
 
     static func start(interrupt id: UInt32, hz: UInt64) -> Bool {
-        frequency = aarch64_read_counter_frequency()
+        frequency = GenericTimer.frequency
         guard frequency > 0, hz > 0, hz <= frequency else { return false }
         tickHz = hz
         period = frequency / hz
@@ -57,15 +51,14 @@ enum Clock {
         queue = storage
         bootCount = now
         PerCPU.current.clock.nextTick = bootCount + period
-        aarch64_write_timer_compare(PerCPU.current.clock.nextTick)
-        aarch64_write_timer_control(controlEnable)
+        GenericTimer.setCompare(PerCPU.current.clock.nextTick)
+        GenericTimer.enable()
         return Interrupts.register(id, handleInterrupt)
     }
 
     /// Counter ticks in `milliseconds`.
     static func ticks(milliseconds: UInt64) -> UInt64 { frequency * milliseconds / 1000 }
 
-    /// Arms a one-shot deadline; `.full` when too many are pending.
     /// Counter ticks in `nanoseconds`, rounded down and capped at a quarter of the counter's
     /// range, so that `now` plus the result never wraps.
     static func ticks(forNanoseconds nanoseconds: UInt64) -> UInt64 {
@@ -73,6 +66,7 @@ enum Clock {
         return overflow ? UInt64.max / 4 : min(scaled / 1_000_000_000, UInt64.max / 4)
     }
 
+    /// Arms a one-shot deadline; `.full` when too many are pending.
     static func addDeadline(at deadline: UInt64, token: UInt64) throws(TimerQueue.Failure) {
         try lock.withLock { () throws(TimerQueue.Failure) in
             try queue!.pointee.insert(deadline: deadline, token: token)
@@ -93,7 +87,7 @@ enum Clock {
     private static func reprogram() {
         var compare = PerCPU.current.clock.nextTick
         if let earliest = queue?.pointee.earliest, earliest.deadline < compare { compare = earliest.deadline }
-        aarch64_write_timer_compare(compare)
+        GenericTimer.setCompare(compare)
     }
 
     /// Tick periods that have passed by `now` but that the interrupt has not counted yet (it can

@@ -4,8 +4,6 @@
 // userspace driver is bound here (kernel/ipc/DeviceAccess.swift) by registering a handler that
 // signals its notification and leaves the line masked until the driver acknowledges.
 
-import AArch64
-
 /// Called with interrupts masked, with the interrupt identifier.
 typealias InterruptHandler = @convention(c) (UInt32) -> Void
 

@@ -1,8 +1,6 @@
 // The kernel heap instance behind posix_memalign/free: slabs and page runs from the frame
 // allocator, used through the linear map. Before the MMU is on there is no heap, and requests fail.
 
-import AArch64
-
 /// Heap pages are frames of purpose `.heap` (slabs) or `.heapPages` (large blocks); the frame
 /// allocator's records tell the two apart and give a run's start and length on free.
 struct FrameHeapBackend: HeapBackend {

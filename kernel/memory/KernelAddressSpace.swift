@@ -4,8 +4,6 @@
 // stack), and the MMIO of the devices the kernel drives as Device-nGnRE. TTBR0 belongs to user
 // address spaces; during boot it briefly holds an identity map of the kernel text.
 
-import AArch64
-
 enum KernelAddressSpace {
     /// Built at boot before the MMU is on; from then on touched only under `lock`.
     nonisolated(unsafe) static var table: PageTable<LinearMap>?

@@ -3,8 +3,6 @@
 // process ends by exit, by kill, or by a fault, which is reported and isolated: its memory and
 // kernel objects are freed and its parent collects the reason with `wait`.
 
-import AArch64
-
 enum ProcessState: Equatable {
     case alive
     case zombie

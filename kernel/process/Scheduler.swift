@@ -255,11 +255,11 @@ enum Scheduler {
     /// The idle loop: waits for interrupts; the IRQ path switches to whatever became ready.
     static func idleLoop() -> Never {
         while true {
-            aarch64_disable_interrupts()
+            CPU.disableInterrupts()
             if hasReadyThreads { schedule() }
             releaseDeadThreads()
-            aarch64_enable_interrupts()
-            aarch64_wfi()
+            CPU.enableInterrupts()
+            CPU.waitForInterrupt()
         }
     }
 }

@@ -1,8 +1,6 @@
 // The kernel log: whole lines formatted without allocation, written to the boot console under
 // a lock so that lines from different cores never interleave.
 
-import AArch64
-
 enum Console {
     /// Set once at boot, before any other core runs; nil until the device tree names a UART.
     nonisolated(unsafe) static var device: PL011?

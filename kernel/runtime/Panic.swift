@@ -1,7 +1,6 @@
 // Kernel panics: a message with its source location (or an exception report), a backtrace, then
 // the machine stops. In test mode it powers off so that a boot test ends at once.
 
-import AArch64
 import Synchronization
 
 enum Panic {
@@ -12,7 +11,7 @@ enum Panic {
     static let started = Atomic<Bool>(false)
 
     static func begin() {
-        aarch64_mask_interrupts()
+        CPU.maskAllExceptions()
         if started.exchange(true, ordering: .relaxed) {
             // A panic while reporting a panic: report nothing more, just stop.
             finish()
@@ -60,7 +59,7 @@ func kernelPanic(_ message: FormattedText, file: StaticString = #fileID, line: U
     message.line.forEachByte { header.write(byte: $0) }
     Console.write(header)
     log("  at \(file):\(line)")
-    Panic.backtrace(from: aarch64_frame_pointer())
+    Panic.backtrace(from: CPU.framePointer)
     Panic.end()
 }
 

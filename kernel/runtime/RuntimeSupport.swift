@@ -1,8 +1,6 @@
 // The C-level functions the Embedded Swift runtime and LLVM's code generation call: memory
 // copies and fills, the stack protector's failure hook, and the allocator entry points.
 
-import AArch64
-
 @_cdecl("__stack_chk_fail")
 func stackCheckFail() -> Never {
     kernelPanic("stack smashing detected (stack protector canary overwritten)")
@@ -32,7 +30,7 @@ func kernelFree(_ pointer: UnsafeMutableRawPointer?) {
 /// between boots, and not a source of cryptographic randomness.
 @_cdecl("arc4random_buf")
 func arc4randomBuffer(_ buffer: UnsafeMutableRawPointer, _ count: Int) {
-    var state = aarch64_read_physical_count()
+    var state = GenericTimer.count
     for index in 0..<count {
         state &+= 0x9E37_79B9_7F4A_7C15
         var mixed = state

@@ -1,7 +1,6 @@
 // Spin locks and the order they are taken in. Shared state that more than one CPU can reach sits
 // behind one of these; docs/ARCHITECTURE.md ("Per-CPU state and locks") says what each protects.
 
-import AArch64
 import Synchronization
 
 /// Every spin lock of the kernel, in the one order a CPU may take them: while holding a lock, a
@@ -51,8 +50,7 @@ struct SpinLock: ~Copyable, @unchecked Sendable {
     }
 
     func withLock<Result, Failure: Error>(_ body: () throws(Failure) -> Result) throws(Failure) -> Result {
-        let interruptMask = aarch64_read_daif()
-        aarch64_disable_interrupts()
+        let interruptMask = CPU.maskInterrupts()
         #if KERNEL_DEBUG
         order.willTake()
         #endif
@@ -67,7 +65,7 @@ struct SpinLock: ~Copyable, @unchecked Sendable {
             #if KERNEL_DEBUG
             order.released()
             #endif
-            aarch64_write_daif(interruptMask)
+            CPU.restoreInterruptMask(interruptMask)
         }
         return try body()
     }
@@ -99,7 +97,7 @@ extension LockOrder {
     /// Panics if this CPU already holds this lock, a later one, or a leaf (unless this is the
     /// console's). Not checked before the CPU has its block, nor while a panic is reported.
     func willTake() {
-        guard aarch64_read_tpidr_el1() != 0, !Panic.started.load(ordering: .relaxed) else { return }
+        guard PerCPU.isStarted, !Panic.started.load(ordering: .relaxed) else { return }
         let held = PerCPU.current.locksHeld
         if held & bit != 0 {
             kernelPanic("\(name) taken twice on CPU \(PerCPU.current.index)")
@@ -111,7 +109,7 @@ extension LockOrder {
     }
 
     func released() {
-        guard aarch64_read_tpidr_el1() != 0 else { return }
+        guard PerCPU.isStarted else { return }
         PerCPU.current.locksHeld &= ~bit
     }
 }

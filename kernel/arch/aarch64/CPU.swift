@@ -1,4 +1,5 @@
-// The running CPU: identity (MIDR, MPIDR), exception level, and stopping it.
+// The running CPU: identity (MIDR, MPIDR), exception level, its interrupt mask, waiting, and
+// stopping it.
 
 import AArch64
 
@@ -32,6 +33,38 @@ enum CPU {
         while true { aarch64_wfi() }
     }
 
+    /// DAIF, the exception mask bits, as they are now.
+    @inline(__always)
+    static var interruptMask: UInt64 { aarch64_read_daif() }
+
+    /// Masks IRQs; returns the mask as it was, for `restoreInterruptMask`.
+    @inline(__always)
+    static func maskInterrupts() -> UInt64 {
+        let mask = aarch64_read_daif()
+        aarch64_disable_interrupts()
+        return mask
+    }
+
+    @inline(__always)
+    static func restoreInterruptMask(_ mask: UInt64) { aarch64_write_daif(mask) }
+
+    @inline(__always)
+    static func disableInterrupts() { aarch64_disable_interrupts() }
+
+    @inline(__always)
+    static func enableInterrupts() { aarch64_enable_interrupts() }
+
+    /// Sleeps until an interrupt is pending (WFI).
+    @inline(__always)
+    static func waitForInterrupt() { aarch64_wfi() }
+
+    /// The frame pointer (x29) of the caller, where a backtrace starts.
+    @inline(__always)
+    static var framePointer: UInt64 { aarch64_frame_pointer() }
+
+    /// Lets EL0 read the cycle counter (PMUSERENR_EL0.EN and .CR): for the user-space benchmarks.
+    static func allowUserCycleCounter() { aarch64_write_pmuserenr(0b101) }
+
     /// Runs `body` with IRQs masked, then restores the mask as it was: for a step that must be
     /// over before an interrupt can switch to another thread.
     static func withInterruptsMasked<Result, Failure: Error>(_ body: () throws(Failure) -> Result) throws(Failure) -> Result {
@@ -43,8 +76,12 @@ enum CPU {
 
     /// Masks every interrupt and waits forever. Other cores are still parked in the firmware
     /// (PSCI), so stopping this one stops the machine.
+    /// Masks debug, SError, IRQ and FIQ: nothing may interrupt what follows.
+    @inline(__always)
+    static func maskAllExceptions() { aarch64_mask_interrupts() }
+
     static func halt() -> Never {
-        aarch64_mask_interrupts()
+        maskAllExceptions()
         while true { aarch64_wfe() }
     }
 }

@@ -47,6 +47,9 @@ struct PerCPU {
     /// be up first), so that a use before then faults at address 0.
     static func clearCurrent() { aarch64_write_tpidr_el1(0) }
 
+    /// Whether this CPU has its block yet (TPIDR_EL1 is cleared at entry until it does).
+    static var isStarted: Bool { aarch64_read_tpidr_el1() != 0 }
+
     /// Allocates a block for each of `cpuCount` CPUs (at most `maximumCPUs`) and makes block 0
     /// the calling boot CPU's. Each block starts on a cache writeback granule and fills whole
     /// granules, so that no two CPUs ever write to the same cache line. The blocks live for
