@@ -5,7 +5,7 @@
 // its first call and reused after).
 //
 // Each operation reads straight down: every check first, each one falling back to the general
-// path (IPC.swift) having changed nothing; then the commit point, after which the operation
+// path (Messages.swift) having changed nothing; then the commit point, after which the operation
 // cannot fail back; then the transfer and the switch. The state it leaves is the general code's.
 
 /// What the fast path did with a system call.
