@@ -413,6 +413,13 @@ func testThreads(_ suite: inout Suite) {
         suite.check(false, "memory for worker results")
         return
     }
+    // Bad thread starts are refused, never a kernel fault: a stack below 16 bytes (whose 16-byte
+    // frame would wrap), a misaligned stack, an entry outside user space.
+    let threadCreate = SystemCallNumber.threadCreate.rawValue
+    let badStarts = [raw(threadCreate, 0x40_0001, 0), raw(threadCreate, 0x40_0001, 8),
+                     raw(threadCreate, 0x40_0000, 0x7000_0000_0008), raw(threadCreate, 0xFFFF_0000_0000_0000, 0x7000_0000_0000)]
+    suite.check(badStarts.allSatisfy { $0.status == KernelError.invalidArgument.rawValue },
+                "threadCreate with stack 0, stack 8, a misaligned stack or a kernel entry: invalid argument")
     let slots = block.bindMemory(to: WorkerSlot.self, capacity: 4)
     var ids: [UInt64] = []
     for index in 0..<4 {
