@@ -1,8 +1,8 @@
 // Interrupt dispatch: a handler per interrupt identifier, acknowledged and ended at the GIC
 // around each call, spurious identifiers ignored, and counts kept for the statistics (per CPU
-// where the interrupt is per CPU, see `CPUState`). A
-// userspace driver is bound here (kernel/ipc/DeviceAccess.swift) by registering a handler that
-// signals its notification and leaves the line masked until the driver acknowledges.
+// where the interrupt is per CPU, see `CPUState`). A userspace driver is bound here
+// (kernel/ipc/DeviceAccess.swift) by registering a handler that signals its notification and
+// leaves the line masked until the driver acknowledges.
 
 /// Called with interrupts masked, with the interrupt identifier.
 typealias InterruptHandler = @convention(c) (UInt32) -> Void

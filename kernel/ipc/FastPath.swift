@@ -63,16 +63,19 @@ enum IPCFastPath {
             // Commit point: the message is in the server's buffer.
             port.takeFirstReceiver()
             server.finishReceive(.delivered)
-            reply.arm()
+            reply.call.arm()
             thread.callAddress = address
             thread.state = .blocked
             Scheduler.switchDirectly(from: thread, to: server)
             // Answered (by either path), or killed while waiting.
-            while !reply.finished && !thread.killed { Scheduler.block() }
+            while !reply.call.finished && !thread.killed { Scheduler.block() }
             thread.callAddress = .none
-            guard reply.finished else { return .failed(.peerClosed) }
-            if let failure = reply.failure { return .failed(failure) }
-            return .completed
+            do throws(KernelError) {
+                try reply.call.outcome()
+                return .completed
+            } catch {
+                return .failed(error)
+            }
         }
     }
 
@@ -131,7 +134,7 @@ enum IPCFastPath {
             return false
         }
         // Commit point: the answer is in the caller's buffer.
-        reply.finish(failure: nil)
+        reply.call.finish(failure: nil)
         // Drops the table's reference; the caller thread still holds its capability.
         process.handles.discard(call.reply)
         // Wait on the port for the next message, as `receive` does.
@@ -164,7 +167,7 @@ enum IPCFastPath {
     /// in user space).
     @inline(__always)
     private static func readHeader(at address: UserAddress, into header: UnsafeMutablePointer<UInt64>) -> Int? {
-        guard IPC.isMessageAddress(address),
+        guard MessageTransfer.isMessageAddress(address),
               UserMemory.readMessageHeader(into: header, fromChecked: address),
               header[IPCMessageLayout.handleCount / 8] == 0,
               header[IPCMessageLayout.length / 8] <= UInt64(IPCMessageLayout.maximumPayload) else { return nil }

@@ -21,10 +21,6 @@ struct CurrentUserMemory: UserMemoryAccess {
 }
 
 extension IPC {
-    /// Whether a whole `IPCMessage` at `address` lies in user space, 8-byte aligned.
-    @inline(__always)
-    static func isMessageAddress(_ address: UserAddress) -> Bool { MessageTransfer.isMessageAddress(address) }
-
     /// Reads a message from the current user memory and takes the handles it lists out of the
     /// sender's table, all or nothing (MessageTransfer.readIn). The header passes through the
     /// current thread's `messageHeader`; the payload goes to `payload`.
@@ -95,7 +91,7 @@ extension IPC {
         defer { if let partner { Scheduler.wake(partner) } }
         // An address that cannot be user memory is refused before waiting; one that is not
         // mapped is found when a message is delivered, which then stays queued.
-        guard isMessageAddress(address) else { throw .badAddress }
+        guard MessageTransfer.isMessageAddress(address) else { throw .badAddress }
         var armed = false
         defer { if armed { Clock.cancelDeadline(token: thread.id) } }
         while true {
@@ -136,18 +132,18 @@ extension IPC {
         var message = KernelMessage()
         try copyIn(&message, from: address, sender: caller, thread: thread, payload: port.nextPayload)
         let reply = replyCapability(of: thread)
-        reply.arm()
+        reply.call.arm()
         message.reply = .reply(reply)
         thread.callAddress = address
         // A server waiting in `receive` has the message already and runs next.
         var server = post(&message, on: port, by: thread)
-        while !reply.finished && !thread.killed {
+        while !reply.call.finished && !thread.killed {
             Scheduler.block(handingOffTo: server)
             server = nil
         }
         if let server { Scheduler.wake(server) }
         thread.callAddress = .none
-        try reply.outcome()
+        try reply.call.outcome()
     }
 
     static func reply(_ handle: Handle, message address: UserAddress, thread: Thread, server: Process) throws(KernelError) {
@@ -190,11 +186,11 @@ extension IPC {
         _ = try uninstall(handle, from: server)
         do throws(KernelError) {
             try deliver(&message, to: caller.callAddress, of: caller, by: thread)
-            capability.finish(failure: nil)
+            capability.call.finish(failure: nil)
         } catch {
             // The caller gets the error; handles it could not take are closed.
             message.releaseAll(released)
-            capability.finish(failure: error)
+            capability.call.finish(failure: error)
         }
         return caller
     }

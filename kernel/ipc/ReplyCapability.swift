@@ -19,25 +19,13 @@ final class ReplyCapability {
 
     /// Whether the caller still waits for this answer (it may have been killed meanwhile).
     var isAwaited: Bool {
-        !finished && caller.callAddress != .none && caller.state == .blocked && !caller.killed
+        !call.finished && caller.callAddress != .none && caller.state == .blocked && !caller.killed
     }
-
-    var finished: Bool { call.finished }
-    var failure: KernelError? { call.failure }
-
-    /// Makes the capability ready for another call of its thread.
-    func arm() { call.arm() }
-
-    /// Ends the call: answered (`failure` nil) or not. The caller is woken by whoever answered.
-    func finish(failure: KernelError?) { call.finish(failure: failure) }
 
     /// Ends the call unanswered, if it had not ended, and wakes the caller.
     func fail() {
         if call.failUnanswered() { Scheduler.wake(caller) }
     }
-
-    /// What the woken caller's `call` returns.
-    func outcome() throws(KernelError) { try call.outcome() }
 
     deinit { fail() }
 }
