@@ -51,7 +51,7 @@ func reportMemoryUsage() {
     log("Memory: heap \(heap.blocksInUse) blocks, \(size: heap.bytesInUse) in use, \(heap.pagesHeld) pages held")
 }
 
-func reportDevices(_ platform: Platform, tree: DeviceTree) {
+func reportDevices(_ platform: Platform) {
     if let gic = platform.interruptController {
         switch gic.kind {
         case .gicV2:

@@ -89,7 +89,7 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
     reportMemoryUsage()
     log("Memory: Memory management system initialized")
 
-    reportDevices(platform, tree: tree)
+    reportDevices(platform)
     startInterrupts(platform, arguments: arguments)
     if testMode { runInterruptSelfTests() }
     log("Boot: Kernel image at \(hex: KernelImage.start) - \(hex: KernelImage.end) (\(size: KernelImage.size)), loaded at \(hex: loadAddress)")
