@@ -32,9 +32,14 @@ TARGET   := aarch64-none-none-elf
 SWIFT_FLAGS := -target $(TARGET) -enable-experimental-feature Embedded -wmo -parse-as-library \
                -O -g -module-name Kernel -Xcc -mgeneral-regs-only -Xcc -mstrict-align \
                -Xcc -ffreestanding -I kernel/arch/aarch64/include
-# DEBUG=1 adds the kernel's debug checks (heap poisoning).
+# DEBUG=1 adds the kernel's debug checks (heap poisoning, lock order).
 ifeq ($(DEBUG),1)
 SWIFT_FLAGS += -D KERNEL_DEBUG
+endif
+# FAULTS=1 builds a kernel that fails requests for memory on purpose when booted with faults=N
+# (docs/ARCHITECTURE.md, "Kernel memory"); `make test` builds one in build/faults.
+ifeq ($(FAULTS),1)
+SWIFT_FLAGS += -D KERNEL_FAULT_INJECTION
 endif
 ASM_FLAGS   := --target=aarch64-none-elf -g -Ikernel/arch/aarch64/include
 LD_FLAGS    := -T kernel/arch/aarch64/linker.ld --pie --no-dynamic-linker -z notext \
@@ -84,7 +89,7 @@ $(INITRD): $(USER_ELVES)
 
 APT_PACKAGES := qemu-system-arm gdb-multiarch device-tree-compiler cpio u-boot-qemu
 
-.PHONY: all build run debug gdb bench test test-host test-boot bench clean install-deps check-deps fixtures
+.PHONY: all build run debug gdb bench test test-host test-boot bench clean install-deps check-deps fixtures fault-kernel
 
 all: build
 
@@ -103,6 +108,13 @@ $(ELF): $(BUILD)/kernel.o $(ASM_OBJECTS) kernel/arch/aarch64/linker.ld
 
 $(IMAGE): $(ELF)
 	$(OBJCOPY) -O binary $< $@
+
+# The same kernel built with FAULTS=1, for the fault-injection boot scenario.
+FAULT_IMAGE := $(BUILD)/faults/kernel.img
+$(FAULT_IMAGE): $(KERNEL_SWIFT) $(KERNEL_HEADERS) $(KERNEL_ASM) kernel/arch/aarch64/linker.ld
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/faults FAULTS=1 $(BUILD)/faults/kernel.img
+
+fault-kernel: check-toolchain $(FAULT_IMAGE)
 
 run: install-deps build
 	@echo "Booting SwiftKernel: $(QEMU) $(QEMU_ARGS)   (Ctrl-A X quits)"
@@ -123,7 +135,7 @@ gdb:
 	gdb-multiarch -q -ex "set architecture aarch64" -ex "symbol-file -o $(LOAD_ADDRESS) $(ELF)" \
 	    -ex "target remote :$(GDB_PORT)" $(GDB_ARGS)
 
-test: install-deps build
+test: install-deps build fault-kernel
 	python3 tests/run.py
 
 test-host:

@@ -216,17 +216,21 @@ public enum SystemCall {
         public var nameLength: UInt64
         public var argument: UInt64
         public var handle: Handle
-        @inline(__always) public init(name: UserAddress, nameLength: UInt64, argument: UInt64, handle: Handle) {
+        public var memoryLimit: UInt64
+        @inline(__always) public init(name: UserAddress, nameLength: UInt64, argument: UInt64, handle: Handle,
+                                      memoryLimit: UInt64 = 0) {
             self.name = name
             self.nameLength = nameLength
             self.argument = argument
             self.handle = handle
+            self.memoryLimit = memoryLimit
         }
         @inline(__always) public init(registers: ArgumentRegisters) {
-            self.init(name: UserAddress(registers.x0), nameLength: registers.x1, argument: registers.x2, handle: Handle(registers.x3))
+            self.init(name: UserAddress(registers.x0), nameLength: registers.x1, argument: registers.x2, handle: Handle(registers.x3),
+                      memoryLimit: registers.x4)
         }
         @inline(__always) public var registers: ArgumentRegisters {
-            ArgumentRegisters(x0: name.value, x1: nameLength, x2: argument, x3: handle.value)
+            ArgumentRegisters(x0: name.value, x1: nameLength, x2: argument, x3: handle.value, x4: memoryLimit)
         }
 
         /// The new process's id.
@@ -695,6 +699,52 @@ public enum SystemCall {
             }
             @inline(__always) public var registers: ResultRegisters {
                 ResultRegisters(x1: heapBlocks, x2: heapPages)
+            }
+        }
+    }
+
+    /// The caller's memory account: what the kernel holds for it and its descendants, and the limit.
+    public struct MemoryAccount: SystemCallArguments {
+        public static let number = SystemCallNumber.memoryAccount
+        @inline(__always) public init() {}
+        @inline(__always) public init(registers: ArgumentRegisters) {}
+        @inline(__always) public var registers: ArgumentRegisters { ArgumentRegisters() }
+
+        public struct Result: SystemCallResult {
+            public var used: UInt64
+            public var limit: UInt64
+            @inline(__always) public init(used: UInt64, limit: UInt64) {
+                self.used = used
+                self.limit = limit
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(used: registers.x1, limit: registers.x2)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: used, x2: limit)
+            }
+        }
+    }
+
+    /// Kernel objects alive machine-wide and the bytes charged to all processes: leak checks.
+    public struct KernelObjects: SystemCallArguments {
+        public static let number = SystemCallNumber.kernelObjects
+        @inline(__always) public init() {}
+        @inline(__always) public init(registers: ArgumentRegisters) {}
+        @inline(__always) public var registers: ArgumentRegisters { ArgumentRegisters() }
+
+        public struct Result: SystemCallResult {
+            public var objects: UInt64
+            public var chargedBytes: UInt64
+            @inline(__always) public init(objects: UInt64, chargedBytes: UInt64) {
+                self.objects = objects
+                self.chargedBytes = chargedBytes
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(objects: registers.x1, chargedBytes: registers.x2)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: objects, x2: chargedBytes)
             }
         }
     }

@@ -41,6 +41,8 @@ public enum SystemCallNumber: UInt64, CaseIterable, Sendable {
     case interruptBind = 32
     case interruptAcknowledge = 33
     case replyReceive = 34
+    case memoryAccount = 35
+    case kernelObjects = 36
 }
 
 /// The status a successful call leaves in x0; any other value is a `KernelError`.

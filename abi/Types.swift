@@ -38,6 +38,12 @@ public struct Rights: OptionSet, Equatable, Sendable {
     public static let bind = Rights(rawValue: 1 << 10)
 
     public static let all = Rights(rawValue: 0x7FF)
+
+    /// What the handle a creating call returns holds, by kind of object: every right that means
+    /// something for it.
+    public static let newPort: Rights = [.send, .receive, .duplicate, .transfer]
+    public static let newNotification: Rights = [.signal, .wait, .duplicate, .transfer]
+    public static let newMemory: Rights = [.map, .write, .duplicate, .transfer]
 }
 
 /// An address in the caller's address space, as a system call argument or result. The kernel

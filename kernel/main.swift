@@ -96,6 +96,7 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
     log("Boot: Exception vector table at \(hex: Exceptions.vectorTableAddress)")
     if let text = platform.bootArguments, text.count > 0 { log("Boot: Command line: \(text)") }
 
+    FaultInjection.start(arguments)
     let benchMode = arguments.contains("bench")
     if benchMode { runBenchmarks() }
     if testMode {
@@ -147,9 +148,16 @@ func startUserSpace(_ platform: Platform, startFlags: StartFlags, powerOffAfterI
                                              rights: DeviceAccess.capabilityRights)
         // Masked until the line is out: a tick in between would let init print first.
         try CPU.withInterruptsMasked { () throws(KernelError) in
+            let heapBefore = Heap.statistics.counters
             let id = try Processes.spawn(name: UnsafeRawBufferPointer(start: ("init" as StaticString).utf8Start, count: 4),
-                                         argument: startFlags.rawValue, parentID: 0, start: .granted(deviceAccess))
+                                         argument: startFlags.rawValue, parentID: 0, memoryLimit: 0,
+                                         start: .granted(deviceAccess))
+            let heapAfter = Heap.statistics.counters
             log("Boot: Started init (process \(id)) from the initial ramdisk (\(size: UInt64(ramdisk.count)))")
+            if startFlags.contains(.runTests) {
+                // What a process and its first thread really take, against their prices (KernelMemory).
+                log("Boot: init's process and thread took \(heapAfter.bytesInUse - heapBefore.bytesInUse) heap bytes (price \(ObjectCost.process.bytes + ObjectCost.thread.bytes)) and \(heapAfter.pagesHeld - heapBefore.pagesHeld) new heap pages (bound \(ObjectCost.process.heapPages + ObjectCost.thread.heapPages))")
+            }
         }
     } catch {
         log("Boot: Cannot start init from the initial ramdisk: \(error)")
@@ -180,6 +188,13 @@ func startInterrupts(_ platform: Platform, arguments: BootArguments) {
 
 /// The end of a test or bench run: its closing line, then power off.
 func finishRun() -> Never {
+    // Everything processes held is back by now but init's own process and thread, and what
+    // processes still alive hold: a leak shows here.
+    log("Memory: at the end: \(KernelMemory.root.objects) kernel objects, \(KernelMemory.root.used) bytes charged to processes")
+    Processes.reportSurvivors()
+    if FaultInjection.oneIn > 0 {
+        log("Memory: fault injection: \(FaultInjection.injected) of \(FaultInjection.requests) requests for memory failed on purpose")
+    }
     log(Panic.powerOffOnPanic ? "Boot: Test mode complete, powering off" : "bench: done")
     powerOff()
 }

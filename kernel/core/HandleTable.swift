@@ -109,6 +109,18 @@ public struct HandleTable<Object> {
         return removed
     }
 
+    /// Takes some handle out of the table and gives back its object and rights; nil when the
+    /// table is empty. For emptying a table one handle at a time without allocating.
+    public mutating func removeAny() -> (object: Object, rights: Rights)? {
+        guard count > 0 else { return nil }
+        for slot in 0..<capacity where entries[slot].object != nil {
+            let removed = (entries[slot].object!, entries[slot].rights)
+            vacate(slot)
+            return removed
+        }
+        return nil
+    }
+
     /// Removes `handle`, if current, releasing its object: `remove` without handing it back.
     public mutating func discard(_ handle: Handle) {
         guard let slot = try? entryIndex(handle) else { return }

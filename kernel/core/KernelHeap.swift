@@ -1,5 +1,5 @@
 // The kernel heap behind every Swift allocation (posix_memalign/free). Small blocks come from
-// slabs: runs of pages carved into objects of one size class (16 B to 2 KiB), with a 64-byte
+// slabs: single pages carved into objects of one size class (16 B to 2 KiB), with a 64-byte
 // header holding the free list and an allocation bitmap. Larger or more strictly aligned blocks
 // get whole pages. Pages come from, and go back to, a `HeapBackend` (the frame allocator through
 // the linear map in the kernel, host memory in tests), so the heap grows on demand and shrinks
@@ -46,7 +46,9 @@ public struct HeapStatistics: Equatable {
 public struct KernelHeap<Backend: HeapBackend> {
     /// Object sizes of the slab classes; anything larger is a page allocation.
     public static var classSizes: InlineArray<8, Int> { [16, 32, 64, 128, 256, 512, 1024, 2048] }
-    static var pagesPerSlab: InlineArray<8, Int> { [1, 1, 1, 1, 1, 2, 4, 8] }
+    /// One page per slab, for every class: the heap then never needs contiguous frames for small
+    /// blocks, so any free frame lets it grow (KernelMemory counts on that when it admits an object).
+    static var pagesPerSlab: InlineArray<8, Int> { [1, 1, 1, 1, 1, 1, 1, 1] }
     public static var largestSlabObject: Int { 2048 }
     static var headerSize: Int { 64 }
     static var slabMagic: UInt32 { 0x534C_4142 }

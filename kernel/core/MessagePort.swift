@@ -3,6 +3,9 @@
 // the port's life, which ends (it closes) when the last handle with the receive right is
 // released. Closing drops the queued messages, releasing every handle they carry (so their
 // calls fail and their ports may close in turn), and wakes every waiter to find it closed.
+// Because receive rights live only in handle tables, never in a queue, a port cannot keep
+// itself (or a ring of ports) alive through its own messages: closing the receive handles
+// always closes it and drains what it holds.
 
 /// How the IPC rules wake a waiting thread: the scheduler in the kernel, a counter in tests.
 public protocol WaiterWaking {
@@ -24,10 +27,12 @@ public final class MessagePort<Object, Waking: WaiterWaking> {
     /// Threads blocked in `receive` or `waitAny` here, oldest first, linked through their own
     /// wait links.
     public let receivers = WaitList<Waiter>()
-    /// Capabilities with the receive right, wherever they are (in a table or moving inside a
-    /// message); when the last is released, the port closes.
+    /// Capabilities with the receive right, all in handle tables (a receive right never travels in
+    /// a message: MessageTransfer.readIn); when the last is released, the port closes.
     public private(set) var receiveRights = 0
     public private(set) var isClosed = false
+    /// What the port's creator paid for it (given back when the port goes).
+    public var charge = MemoryCharge()
 
     public init() {}
 
@@ -125,5 +130,6 @@ public final class MessagePort<Object, Waking: WaiterWaking> {
         queue.destroy()
         receivers.destroy()
         payloads.deallocate()
+        charge.release()
     }
 }

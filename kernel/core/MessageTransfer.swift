@@ -99,7 +99,9 @@ public enum MessageTransfer {
     }
 
     /// Reads the message at `address` into `message` and takes the handles it lists out of
-    /// `sender` (each needs the transfer right; none listed twice). All or nothing: on an error
+    /// `sender` (each needs the transfer right and must not hold the receive right; none listed
+    /// twice). A receive right stays in its table: in a queue it could keep its own port alive
+    /// (its handle queued on itself, or two ports' handles on each other). All or nothing: on an error
     /// the sender keeps every handle. The header passes through `header` (scratch for
     /// `IPCMessageLayout.headerWords` words); the payload goes to `payload`.
     @inline(__always)
@@ -124,11 +126,13 @@ public enum MessageTransfer {
         let handles = header + IPCMessageLayout.handles / 8
         for index in 0..<Int(count) {
             for earlier in 0..<index where handles[earlier] == handles[index] { throw .invalidArgument }
+            let rights: Rights
             do throws(HandleError) {
-                _ = try sender.lookup(Handle(handles[index]), requiring: .transfer)
+                rights = try sender.lookup(Handle(handles[index]), requiring: .transfer).rights
             } catch {
                 throw KernelError(error)
             }
+            guard !rights.contains(.receive) else { throw .accessDenied }
         }
         for index in 0..<Int(count) {
             guard let (object, rights) = try? sender.remove(Handle(handles[index])) else { continue }

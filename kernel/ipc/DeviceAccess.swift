@@ -24,10 +24,12 @@ final class DeviceAccessCapability {
 /// A device's interrupt as a capability: a handle with the bind right may bind it to a
 /// notification and acknowledge it. Each `deviceOpen` makes a new one; of the objects for one
 /// line, one at a time may be bound.
-final class InterruptLine {
+final class InterruptLine: ChargedObject {
     let identifier: UInt32
     /// Whether `interruptBind` went through this object, so its end must unbind the line.
     fileprivate(set) var isBound = false
+    /// What the opener paid for it.
+    var charge = MemoryCharge()
 
     init(identifier: UInt32) { self.identifier = identifier }
 
@@ -35,6 +37,7 @@ final class InterruptLine {
     /// signal a driver that let go of its interrupt.
     deinit {
         if isBound { DeviceAccess.unbind(identifier) }
+        charge.release()
     }
 }
 
@@ -77,11 +80,14 @@ enum DeviceAccess {
         guard rights.contains(.open) else { throw .accessDenied }
         guard index < UInt64(capability.devices.count) else { throw .notFound }
         let device = capability.devices[Int(index)]
-        let registers = try IPC.install(.memory(MemoryObject(device: device.registers)), rights: registerRights,
-                                        in: process)
+        let line = try KernelMemory.make(.interruptLine, for: process.account) {
+            InterruptLine(identifier: device.interrupt)
+        }
+        let window = try KernelMemory.make(.memoryObject(pages: MemoryObject.pageCount(of: device.registers)),
+                                           for: process.account) { MemoryObject(device: device.registers) }
+        let registers = try IPC.install(.memory(window), rights: registerRights, in: process)
         do throws(KernelError) {
-            let interrupt = try IPC.install(.interrupt(InterruptLine(identifier: device.interrupt)),
-                                            rights: interruptRights, in: process)
+            let interrupt = try IPC.install(.interrupt(line), rights: interruptRights, in: process)
             return (registers, interrupt)
         } catch {
             try? IPC.close(registers, in: process)

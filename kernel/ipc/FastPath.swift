@@ -147,8 +147,7 @@ enum IPCFastPath {
 
     /// `IPC.replyCapability(of:)` unretained (the thread holds it).
     private static func reusableReplyCapability(of thread: Thread) -> Unmanaged<ReplyCapability> {
-        if let reusable = thread.replyCapability { return Unmanaged.passUnretained(reusable) }
-        return Unmanaged.passUnretained(IPC.replyCapability(of: thread))
+        Unmanaged.passUnretained(IPC.replyCapability(of: thread))
     }
 
     /// The port `handle` names with `rights`, unretained: its table entry holds it.

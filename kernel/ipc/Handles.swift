@@ -32,8 +32,9 @@ enum IPC {
     static let handleTableCapacity = 64
 
     /// Installs `object` in `process`'s table. A port counts its receive-right capabilities wherever
-    /// they are (in a table or moving inside a message), so only a new capability (created or
-    /// duplicated, not moved) adds to the count, and only a final release takes from it.
+    /// they are (in a table, or on the way to a new process as its start handle), so only a new
+    /// capability (created or duplicated, not moved) adds to the count, and only a final release
+    /// takes from it.
     static func install(_ object: KernelObject, rights: Rights, in process: Process, isNew: Bool = false) throws(KernelError) -> Handle {
         do throws(HandleError) {
             let handle = try process.handles.insert(object, rights: rights)
@@ -79,12 +80,12 @@ enum IPC {
         released(try uninstall(handle, from: process))
     }
 
-    /// Closes every handle of an ending process.
+    /// Closes every handle of an ending process, one at a time: ending a process must not need
+    /// memory.
     static func closeAll(in process: Process) {
-        var held: [TransferredHandle] = []
-        process.handles.forEach { object, rights in held.append(TransferredHandle(object: object, rights: rights)) }
-        process.handles.removeAll()
-        for handle in held { released(handle) }
+        while let (object, rights) = process.handles.removeAny() {
+            released(TransferredHandle(object: object, rights: rights))
+        }
     }
 
     /// The object behind `handle` in `process`'s table and the handle's rights, if it holds `rights`.

@@ -59,9 +59,11 @@ extension IPC {
                 receiver.finishReceive(.delivered)
                 return receiver
             } catch {
-                // Its receive fails with the reason, and the message waits in the queue instead.
+                // Its receive fails with the reason, and the message waits in the queue instead
+                // (unless it is a call the receiver has no room for, which fails now).
                 receiver.finishReceive(.failed(error))
                 Scheduler.wake(receiver)
+                if refuseCall(&message, because: error) { return nil }
             }
         }
         port.enqueue(&message)
@@ -103,8 +105,9 @@ extension IPC {
                     return
                 } catch {
                     // Not taken: the message goes back to the head, so the port's order is kept
-                    // (it came from the queue, so there is room).
-                    port.putBack(&message)
+                    // (it came from the queue, so there is room); a call the receiver has no
+                    // room for fails instead.
+                    if !refuseCall(&message, because: error) { port.putBack(&message) }
                     throw error
                 }
             }
@@ -125,6 +128,21 @@ extension IPC {
             case nil: removeWaiter(thread, from: port)
             }
         }
+    }
+
+    /// A call whose receiver's handle table has no room for it (its handles and the reply
+    /// capability) fails at once with `handleTableFull`, and the handles it carried are closed:
+    /// otherwise its caller would wait for as long as that table stays full. Whether `message`
+    /// was such a call; any other message is left to wait in the queue.
+    static func refuseCall(_ message: inout KernelMessage, because error: KernelError) -> Bool {
+        guard error == .handleTableFull, case .reply(let capability)? = message.reply else { return false }
+        message.reply = nil
+        message.releaseAll(released)
+        if !capability.call.finished {
+            capability.call.finish(failure: error)
+            Scheduler.wake(capability.caller)
+        }
+        return true
     }
 
     static func call(port handle: Handle, message address: UserAddress, thread: Thread, caller: Process) throws(KernelError) {

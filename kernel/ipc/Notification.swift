@@ -2,10 +2,14 @@
 // bound to a notification signal it too (DeviceAccess.swift).
 
 /// A word of bits to signal and wait on: for events without data (device interrupts, wake-ups).
-final class Notification {
+final class Notification: ChargedObject {
     var bits: UInt64 = 0
     /// The one thread waiting for bits, if any.
     var waiter: Thread?
+    /// What its creator paid for it.
+    var charge = MemoryCharge()
+
+    deinit { charge.release() }
 
     /// Sets `bits` and wakes the waiter: the one signal of `notificationSignal` and of a device
     /// interrupt bound to this notification. Inlined: out of line, `notificationSignal` also pays

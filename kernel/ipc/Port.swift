@@ -3,6 +3,8 @@
 
 typealias Port = MessagePort<KernelObject, SchedulerWaking>
 
+extension MessagePort: ChargedObject where Waking == SchedulerWaking {}
+
 /// Wakes a waiting thread for the IPC rules of the core.
 enum SchedulerWaking: WaiterWaking {
     @inline(__always)

@@ -34,10 +34,9 @@ extension IPC {
     /// The reply capability for `thread`'s next call. A thread has at most one call outstanding,
     /// so the capability is reused: the server's handle to it is removed by the answer (or fails
     /// the call when let go), and a stale handle number never matches again (generations).
+    /// It is made with the thread (Thread.init), so a call never allocates, and dropped only when
+    /// the thread is released, after which it never calls again.
     static func replyCapability(of thread: Thread) -> ReplyCapability {
-        if let reusable = thread.replyCapability { return reusable }
-        let reply = ReplyCapability(caller: thread)
-        thread.replyCapability = reply
-        return reply
+        thread.replyCapability.unsafelyUnwrapped
     }
 }

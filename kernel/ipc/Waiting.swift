@@ -21,8 +21,10 @@ extension IPC {
         try withUnsafeMutableBytes(of: &values) { bytes throws(KernelError) in
             try UserMemory.copyIn(to: bytes.baseAddress!, from: address, count: count * 8)
         }
-        var objects: [KernelObject] = []
-        for index in 0..<Int(count) {
+        // Fixed storage: a wait must not allocate.
+        var objects = InlineArray<8, KernelObject?>(repeating: nil)
+        let count = Int(count)
+        for index in 0..<count {
             let (object, rights) = try lookup(Handle(values[index]), in: process, requiring: [])
             switch object {
             case .port: guard rights.contains(.receive) else { throw .accessDenied }
@@ -31,10 +33,10 @@ extension IPC {
                 guard notification.waiter == nil || notification.waiter === thread else { throw .accessDenied }
             default: throw .invalidHandle
             }
-            objects.append(object)
+            objects[index] = object
         }
         func firstReady() -> Int? {
-            for (index, object) in objects.enumerated() where isReady(object) { return index }
+            for index in 0..<count where isReady(objects[index]!) { return index }
             return nil
         }
         if let ready = firstReady() { return UInt64(ready) }
@@ -43,8 +45,8 @@ extension IPC {
         var ready = firstReady()
         while ready == nil && !thread.sleepExpired && !thread.killed {
             // Wait on all of them; whichever becomes ready first wakes this thread.
-            for (index, object) in objects.enumerated() {
-                switch object {
+            for index in 0..<count {
+                switch objects[index]! {
                 case .port(let port):
                     port.receivers.append(thread.waitLinks + index)
                 case .notification(let notification): notification.waiter = thread
@@ -52,8 +54,8 @@ extension IPC {
                 }
             }
             Scheduler.block()
-            for object in objects {
-                switch object {
+            for index in 0..<count {
+                switch objects[index]! {
                 case .port(let port): removeWaiter(thread, from: port)
                 case .notification(let notification): if notification.waiter === thread { notification.waiter = nil }
                 default: break

@@ -2,47 +2,66 @@
 
 /// Physical memory that can be mapped into several address spaces: for data too large for a
 /// message. Its frames are freed when the last handle and the last mapping are gone.
-final class MemoryObject {
+final class MemoryObject: ChargedObject {
     static let maximumPages = 256 // 1 MiB
 
     let frames: UnsafeMutablePointer<UInt64>
     let pageCount: Int
     /// Device registers rather than RAM: mapped as Device-nGnRE, and not the object's to free.
     let isDevice: Bool
+    /// The object's own cost, paid by its creator; its frames are charged to the same account.
+    var charge = MemoryCharge()
+
+    /// The pages a device's registers cover.
+    static func pageCount(of registers: PhysicalRange) -> Int {
+        let first = alignDown(registers.start.value, to: pageSize)
+        let last = alignUp(registers.start.value + registers.size, to: pageSize) ?? first + pageSize
+        return Int((last - first) / pageSize)
+    }
 
     /// The MMIO pages of a device, for a userspace driver.
     init(device registers: PhysicalRange) {
         let first = alignDown(registers.start.value, to: pageSize)
-        let last = alignUp(registers.start.value + registers.size, to: pageSize) ?? first + pageSize
-        pageCount = Int((last - first) / pageSize)
+        pageCount = Self.pageCount(of: registers)
         frames = UnsafeMutablePointer<UInt64>.allocate(capacity: pageCount)
         for page in 0..<pageCount { frames[page] = first + UInt64(page) * pageSize }
         isDevice = true
     }
 
-    /// Zeroed frames for `pages` pages, or nil when memory is short (nothing is kept then).
-    init?(pages: Int) {
-        guard pages > 0, pages <= Self.maximumPages else { return nil }
-        frames = UnsafeMutablePointer<UInt64>.allocate(capacity: pages)
+    private init(frames: UnsafeMutablePointer<UInt64>, pages: Int, charge: MemoryCharge) {
+        self.frames = frames
         pageCount = pages
         isDevice = false
+        self.charge = charge
+    }
+
+    /// Zeroed frames for `pages` pages, charged to `charge`'s account, which the object keeps;
+    /// nil when the account or memory is short (nothing is kept then, and the caller still holds
+    /// the charge). The frames are gathered before the object exists: a failing initializer
+    /// would still run the deinit, which frees every frame the object names.
+    static func allocate(pages: Int, charge: MemoryCharge) -> MemoryObject? {
+        guard pages > 0, pages <= maximumPages, let account = charge.account,
+              (try? KernelMemory.chargeFrames(UInt64(pages), to: account)) != nil else { return nil }
+        let frames = UnsafeMutablePointer<UInt64>.allocate(capacity: pages)
         for page in 0..<pages {
-            guard let frame = try? PhysicalFrames.allocate(.user) else {
-                for earlier in 0..<page { try? PhysicalFrames.free(PageFrame(number: frames[earlier] >> pageShift)) }
+            guard let frame = try? KernelMemory.allocatePaidFrame(.user) else {
+                account.release(UInt64(pages - page) * pageSize)
+                for earlier in 0..<page { KernelMemory.freeFrame(PageFrame(number: frames[earlier] >> pageShift), for: account) }
                 frames.deallocate()
                 return nil
             }
-            let pointer = PhysicalWindow.pointer(to: frame.address)
-            for word in 0..<Int(pageSize / 8) { pointer.storeBytes(of: UInt64(0), toByteOffset: word * 8, as: UInt64.self) }
+            PhysicalWindow.zero(frame)
             frames[page] = frame.address.value
         }
+        return MemoryObject(frames: frames, pages: pages, charge: charge)
     }
 
     deinit {
-        if !isDevice {
-            for page in 0..<pageCount { try? PhysicalFrames.free(PageFrame(number: frames[page] >> pageShift)) }
+        if !isDevice, let account = charge.account {
+            for page in 0..<pageCount { KernelMemory.freeFrame(PageFrame(number: frames[page] >> pageShift), for: account) }
         }
         frames.deallocate()
+        charge.release()
     }
 }
 
@@ -52,8 +71,13 @@ extension MemoryObject {
         guard bytes > 0, let size = alignUp(bytes, to: pageSize), size / pageSize <= UInt64(MemoryObject.maximumPages) else {
             throw .invalidArgument
         }
-        guard let object = MemoryObject(pages: Int(size / pageSize)) else { throw .outOfMemory }
-        return try IPC.install(.memory(object), rights: .all, in: process, isNew: true)
+        let pages = Int(size / pageSize)
+        var charge = try KernelMemory.charge(.memoryObject(pages: pages), to: process.account)
+        guard let object = MemoryObject.allocate(pages: pages, charge: charge) else {
+            charge.release()
+            throw .outOfMemory
+        }
+        return try IPC.install(.memory(object), rights: .newMemory, in: process, isNew: true)
     }
 
     /// Maps memory object `handle` (needs map; writable also needs write; never executable).

@@ -20,6 +20,15 @@ enum PhysicalFrames {
         try lock.withLock { () throws(FrameAllocatorError) -> PageFrame in try allocator.allocate(purpose) }
     }
 
+    /// A frame for `purpose`, but only while more than `reserve` frames are free: requests made for
+    /// processes leave the reserve to the kernel (KernelMemory).
+    static func allocate(_ purpose: FramePurpose, keepingFree reserve: UInt64) throws(FrameAllocatorError) -> PageFrame {
+        try lock.withLock { () throws(FrameAllocatorError) -> PageFrame in
+            guard allocator.statistics.freeFrames > reserve else { throw .outOfMemory }
+            return try allocator.allocate(purpose)
+        }
+    }
+
     static func allocate(count: Int, alignment: Int, _ purpose: FramePurpose) throws(FrameAllocatorError) -> PageFrame {
         try lock.withLock { () throws(FrameAllocatorError) -> PageFrame in
             try allocator.allocate(count: count, alignment: alignment, purpose)
@@ -36,6 +45,10 @@ enum PhysicalFrames {
                   let purpose = allocator.purpose(of: found.first) else { return nil }
             return (found.first, found.count, purpose)
         }
+    }
+
+    static var freeFrames: UInt64 {
+        lock.withLock { allocator.statistics.freeFrames }
     }
 
     static var statistics: FrameStatistics {

@@ -29,6 +29,12 @@ enum PhysicalWindow {
         PhysicalAddress(UInt64(UInt(bitPattern: pointer)) &- offset)
     }
 
+    /// Fills `frame` with zeros, a word at a time.
+    static func zero(_ frame: PageFrame) {
+        let page = pointer(to: frame.address)
+        for word in 0..<Int(pageSize / 8) { page.storeBytes(of: UInt64(0), toByteOffset: word * 8, as: UInt64.self) }
+    }
+
     static func heapPointer(to address: PhysicalAddress) -> UnsafeMutableRawPointer {
         UnsafeMutableRawPointer(bitPattern: UInt(address.value &+ heapAliasBase))!
     }

@@ -46,36 +46,50 @@ enum NoAddressSpace {
 
 final class AddressSpace {
     struct Region {
+        enum Kind {
+            /// Program segments and the initial stack, placed by the kernel: `unmap` leaves them.
+            case program
+            /// Zeroed memory from `map`.
+            case anonymous
+            /// A mapping of a memory object: its frames belong to the object, not the region.
+            case shared(MemoryObject)
+        }
         var start: UInt64
         var size: UInt64
-        /// Set for a mapping of a memory object: its frames belong to the object, not the region.
-        var shared: MemoryObject?
+        var kind: Kind
+        var writable: Bool
+
+        var end: UInt64 { start + size }
     }
 
     static let maximumRegions = 64
 
     var table: PageTable<LinearMap>
     let asid: UInt16
+    /// Pays for the pages and translation tables: the process's account.
+    let account: MemoryAccount
     let regions: UnsafeMutablePointer<Region>
     var regionCount = 0
     var nextMapAddress = UserSpace.mapBase
     private(set) var mappedBytes: UInt64 = 0
 
-    private init(table: PageTable<LinearMap>, asid: UInt16) {
+    private init(table: PageTable<LinearMap>, asid: UInt16, account: MemoryAccount) {
         self.table = table
         self.asid = asid
+        self.account = account
         regions = UnsafeMutablePointer<Region>.allocate(capacity: Self.maximumRegions)
-        regions.initialize(repeating: Region(start: 0, size: 0, shared: nil), count: Self.maximumRegions)
+        regions.initialize(repeating: Region(start: 0, size: 0, kind: .anonymous, writable: false), count: Self.maximumRegions)
     }
 
-    static func create() -> AddressSpace? {
+    /// An empty address space whose tables and pages `account` pays for.
+    static func create(account: MemoryAccount) -> AddressSpace? {
         guard let asid = ASIDs.allocate() else { return nil }
-        var frames = KernelTableFrames()
+        var frames = UserTableFrames(account: account)
         guard let table = try? PageTable(half: .lower, memory: LinearMap(), frames: &frames) else {
             ASIDs.free(asid)
             return nil
         }
-        return AddressSpace(table: table, asid: asid)
+        return AddressSpace(table: table, asid: asid, account: account)
     }
 
     /// What TTBR0_EL1 holds while this space is live.
@@ -84,35 +98,40 @@ final class AddressSpace {
     private var maintenance: UserTranslationMaintenance { UserTranslationMaintenance(asid: asid) }
 
     /// Maps `[start, start + size)` (page-aligned) to fresh zeroed frames. All or nothing.
-    func mapZeroed(at start: UInt64, size: UInt64, permissions: MappingPermissions) throws(KernelError) {
+    func mapZeroed(at start: UInt64, size: UInt64, permissions: MappingPermissions,
+                   kind: Region.Kind = .anonymous) throws(KernelError) {
         guard size > 0, start & (pageSize - 1) == 0, size & (pageSize - 1) == 0,
               UserMemory.isUserRange(UserAddress(start), size) else { throw .invalidArgument }
         guard regionCount < Self.maximumRegions else { throw .outOfMemory }
         for index in 0..<regionCount {
             let region = regions[index]
-            if start < region.start + region.size && region.start < start + size { throw .invalidArgument }
+            if start < region.end && region.start < start + size { throw .invalidArgument }
         }
-        var frames = KernelTableFrames()
+        // The pages are charged at once; each mapped one is given back when it is freed, the
+        // others here if the mapping fails.
+        try KernelMemory.chargeFrames(size / pageSize, to: account)
+        var frames = UserTableFrames(account: account)
         var offset: UInt64 = 0
         while offset < size {
-            guard let frame = try? PhysicalFrames.allocate(.user) else {
+            guard let frame = try? KernelMemory.allocatePaidFrame(.user) else {
+                account.release(size - offset)
                 releasePages(start, offset)
                 throw .outOfMemory
             }
-            let page = PhysicalWindow.pointer(to: frame.address)
-            for word in 0..<Int(pageSize / 8) { page.storeBytes(of: UInt64(0), toByteOffset: word * 8, as: UInt64.self) }
+            PhysicalWindow.zero(frame)
             do throws(PageTableError) {
                 try table.map(VirtualAddress(start + offset), to: frame.address, size: pageSize,
                               permissions: permissions.union(.user), type: .normal, global: false,
                               frames: &frames, maintenance: maintenance)
             } catch {
-                try? PhysicalFrames.free(frame)
+                KernelMemory.freeFrame(frame, for: account)
+                account.release(size - offset - pageSize)
                 releasePages(start, offset)
                 throw error == .writableAndExecutable ? .invalidArgument : .outOfMemory
             }
             offset += pageSize
         }
-        regions[regionCount] = Region(start: start, size: size, shared: nil)
+        regions[regionCount] = Region(start: start, size: size, kind: kind, writable: permissions.contains(.write))
         regionCount += 1
         mappedBytes += size
     }
@@ -122,7 +141,7 @@ final class AddressSpace {
         guard regionCount < Self.maximumRegions else { throw .outOfMemory }
         let size = UInt64(object.pageCount) * pageSize
         guard let start = reserveMapAddress(size: size) else { throw .outOfMemory }
-        var frames = KernelTableFrames()
+        var frames = UserTableFrames(account: account)
         for page in 0..<object.pageCount {
             do throws(PageTableError) {
                 try table.map(VirtualAddress(start + UInt64(page) * pageSize), to: PhysicalAddress(object.frames[page]),
@@ -134,7 +153,8 @@ final class AddressSpace {
                 throw error == .writableAndExecutable ? .invalidArgument : .outOfMemory
             }
         }
-        regions[regionCount] = Region(start: start, size: size, shared: object)
+        regions[regionCount] = Region(start: start, size: size, kind: .shared(object),
+                                      writable: permissions.contains(.write))
         regionCount += 1
         mappedBytes += size
         return UserAddress(start)
@@ -154,17 +174,40 @@ final class AddressSpace {
         }
     }
 
-    /// Unmaps the region that starts at `start` with exactly `size` bytes and frees its frames.
+    /// `unmap`: removes the region that `map` or `memoryMap` returned at `start` with exactly
+    /// `size` bytes (rounded up to pages), freeing its frames unless a memory object owns them.
+    /// The program's own segments and initial stack are not the caller's to unmap.
     func unmapRegion(start: UInt64, size: UInt64) throws(KernelError) {
-        for index in 0..<regionCount where regions[index].start == start && regions[index].size == size {
-            releasePages(start, size, freeingFrames: regions[index].shared == nil)
-            regionCount -= 1
-            regions[index] = regions[regionCount]
-            regions[regionCount] = Region(start: 0, size: 0, shared: nil)
-            mappedBytes -= size
-            return
+        guard let index = regionIndex(start: start, size: size) else { throw .invalidArgument }
+        if case .program = regions[index].kind { throw .invalidArgument }
+        removeRegion(index)
+    }
+
+    private func regionIndex(start: UInt64, size: UInt64) -> Int? {
+        for index in 0..<regionCount where regions[index].start == start && regions[index].size == size { return index }
+        return nil
+    }
+
+    private func removeRegion(_ index: Int) {
+        let region = regions[index]
+        if case .shared = region.kind {
+            releasePages(region.start, region.size, freeingFrames: false)
+        } else {
+            releasePages(region.start, region.size)
         }
-        throw .invalidArgument
+        regionCount -= 1
+        regions[index] = regions[regionCount]
+        regions[regionCount] = Region(start: 0, size: 0, kind: .anonymous, writable: false)
+        mappedBytes -= region.size
+    }
+
+    /// Whether `[start, start + size)` lies inside one writable region (a thread's stack must).
+    func isWritable(start: UInt64, size: UInt64) -> Bool {
+        for index in 0..<regionCount where regions[index].writable {
+            let region = regions[index]
+            if start >= region.start && start < region.end && size <= region.end - start { return true }
+        }
+        return false
     }
 
     /// A place for `size` bytes of anonymous memory, above everything `map` handed out before.
@@ -177,25 +220,28 @@ final class AddressSpace {
     }
 
     private func releasePages(_ start: UInt64, _ size: UInt64, freeingFrames: Bool = true) {
-        var frames = KernelTableFrames()
+        var frames = UserTableFrames(account: account)
         var offset: UInt64 = 0
+        var freed: UInt64 = 0
         while offset < size {
             let address = VirtualAddress(start + offset)
             if let translation = table.translate(address) {
                 try? table.unmap(address, size: pageSize, frames: &frames, maintenance: maintenance)
-                if freeingFrames { try? PhysicalFrames.free(PageFrame(containing: translation.physical)) }
+                if freeingFrames {
+                    KernelMemory.freePaidFrame(PageFrame(containing: translation.physical))
+                    freed += 1
+                }
             }
             offset += pageSize
         }
+        // Given back to the account in one step, as `mapZeroed` charged them.
+        account.release(freed * pageSize)
     }
 
     /// Frees every page, every table and the ASID. The space must not be live in TTBR0.
     func destroy() {
-        while regionCount > 0 {
-            let region = regions[regionCount - 1]
-            try? unmapRegion(start: region.start, size: region.size)
-        }
-        var frames = KernelTableFrames()
+        while regionCount > 0 { removeRegion(regionCount - 1) }
+        var frames = UserTableFrames(account: account)
         table.freeTables(frames: &frames, includingRoot: true)
         maintenance.invalidateAll()
         ASIDs.free(asid)

@@ -19,7 +19,8 @@ enum KernelStacks {
         var top: UInt64 { bottom + KernelStacks.pages * pageSize }
     }
 
-    static func allocate() -> Stack? {
+    /// A stack for a thread of the process with `account`, which pays for its pages.
+    static func allocate(for account: MemoryAccount) -> Stack? {
         let slot: Int? = lock.withLock {
             for word in 0..<16 where used[word] != .max {
                 let bit = (~used[word]).trailingZeroBitCount
@@ -30,31 +31,38 @@ enum KernelStacks {
         }
         guard let slot else { return nil }
         let stack = Stack(slot: slot)
+        // Charged at once; each page is given back as it is freed, those never taken here.
+        guard (try? KernelMemory.chargeFrames(pages, to: account)) != nil else {
+            release(stack, mappedPages: 0, account: account)
+            return nil
+        }
         for page in 0..<pages {
-            guard let frame = try? PhysicalFrames.allocate(.kernelStack) else {
-                release(stack, mappedPages: page)
+            guard let frame = try? KernelMemory.allocatePaidFrame(.kernelStack) else {
+                account.release((pages - page) * pageSize)
+                release(stack, mappedPages: page, account: account)
                 return nil
             }
             do throws(PageTableError) {
                 try KernelAddressSpace.map(VirtualAddress(stack.bottom + page * pageSize), to: frame.address,
                                            size: pageSize, permissions: .readWrite, type: .normal)
             } catch {
-                try? PhysicalFrames.free(frame)
-                release(stack, mappedPages: page)
+                KernelMemory.freeFrame(frame, for: account)
+                account.release((pages - page - 1) * pageSize)
+                release(stack, mappedPages: page, account: account)
                 return nil
             }
         }
         return stack
     }
 
-    static func free(_ stack: Stack) { release(stack, mappedPages: pages) }
+    static func free(_ stack: Stack, for account: MemoryAccount) { release(stack, mappedPages: pages, account: account) }
 
-    private static func release(_ stack: Stack, mappedPages: UInt64) {
+    private static func release(_ stack: Stack, mappedPages: UInt64, account: MemoryAccount) {
         for page in 0..<mappedPages {
             let address = VirtualAddress(stack.bottom + page * pageSize)
             if let translation = KernelAddressSpace.translate(address) {
                 try? KernelAddressSpace.unmap(address, size: pageSize)
-                try? PhysicalFrames.free(PageFrame(containing: translation.physical))
+                KernelMemory.freeFrame(PageFrame(containing: translation.physical), for: account)
             }
         }
         lock.withLock { used[stack.slot / 64] &= ~(1 << UInt64(stack.slot % 64)) }

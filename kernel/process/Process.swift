@@ -8,7 +8,7 @@ enum ProcessState: Equatable {
     case zombie
 }
 
-final class Process {
+final class Process: ChargedObject {
     let id: UInt64
     var parentID: UInt64
     var name = InlineArray<24, UInt8>(repeating: 0)
@@ -22,11 +22,18 @@ final class Process {
     /// The parent's thread, while it waits in `wait` for this process.
     var waiter: Thread?
     var handles = HandleTable<KernelObject>(capacity: IPC.handleTableCapacity)
+    /// Pays for everything the kernel holds for this process and its descendants.
+    let account: MemoryAccount
+    /// What the process object itself cost (`ObjectCost.process`), charged to its own account.
+    var charge = MemoryCharge()
+
+    static let maximumThreads = 64
 
     init(id: UInt64, parentID: UInt64, name: UnsafeRawBufferPointer, addressSpace: AddressSpace) {
         self.id = id
         self.parentID = parentID
         self.addressSpace = addressSpace
+        account = addressSpace.account
         for byte in name where nameLength < 24 {
             self.name[nameLength] = byte
             nameLength += 1
@@ -40,7 +47,10 @@ final class Process {
     /// Called when one of the process's threads has been released by the scheduler.
     func threadReleased(_ thread: Thread) { threads.removeAll { $0 === thread } }
 
-    deinit { handles.destroy() }
+    deinit {
+        handles.destroy()
+        charge.release()
+    }
 }
 
 /// What a new process's first thread finds in x1: nothing, a handle moved out of its parent's
@@ -147,11 +157,27 @@ enum Processes {
         }
     }
 
+    /// Logs every process still alive whose parent is gone (their accounts hold their
+    /// descendants' charges too), with what its account holds: for the leak check at the end of
+    /// a test run, where all else must be back.
+    static func reportSurvivors() {
+        lock.withLock {
+            guard let table else { return }
+            for index in 0..<slotsInUse {
+                guard let process = table[index], process.id != 1, process.state == .alive,
+                      process.parentID <= 1 || findLocked(process.parentID) == nil else { continue }
+                log("Memory: still alive: process \(process.id), \(process.account.objects) kernel objects, \(process.account.used) bytes")
+            }
+        }
+    }
+
     // MARK: Starting programs
 
     /// Loads `name` from the initial ramdisk into a new address space and makes it ready to run,
-    /// with `start` as its start handle. Returns the new process's id.
-    static func spawn(name: UnsafeRawBufferPointer, argument: UInt64, parentID: UInt64,
+    /// with `start` as its start handle. The new process gets a memory account under its
+    /// parent's (the root's for init) limited to `memoryLimit` bytes (0: only the ancestors'
+    /// limits), which pays for everything below, its own objects first. Returns its id.
+    static func spawn(name: UnsafeRawBufferPointer, argument: UInt64, parentID: UInt64, memoryLimit: UInt64,
                       start: StartHandle) throws(KernelError) -> UInt64 {
         guard let ramdisk = initialRamdisk, let archive = try? CPIOArchive(ramdisk),
               let file = archive.file(named: name) else { throw .notFound }
@@ -161,24 +187,45 @@ enum Processes {
         } catch {
             throw .invalidArgument
         }
-        guard let space = AddressSpace.create() else { throw .outOfMemory }
+        let parent = parentID == 0 ? nil : find(parentID)
+        try KernelMemory.checkRoom(for: .process)
+        let account = MemoryAccount(limit: memoryLimit == 0 ? MemoryAccount.unlimited : memoryLimit,
+                                    parent: parent?.account ?? KernelMemory.root)
+        var processCharge = try MemoryCharge(ObjectCost.process.bytes, to: account)
+        var threadCharge: MemoryCharge
+        do throws(KernelError) {
+            threadCharge = try KernelMemory.charge(.thread, to: account)
+        } catch {
+            processCharge.release()
+            throw error
+        }
+        func giveBack(_ space: AddressSpace?, _ stack: KernelStacks.Stack? = nil) {
+            if let stack { KernelStacks.free(stack, for: account) }
+            space?.destroy()
+            threadCharge.release()
+            processCharge.release()
+        }
+        guard let space = AddressSpace.create(account: account) else {
+            giveBack(nil)
+            throw .outOfMemory
+        }
         do throws(KernelError) {
             for index in 0..<image.segmentCount {
                 let segment = image.segment(index)
                 let start = alignDown(segment.virtualAddress.value, to: pageSize)
                 let end = alignUp(segment.virtualAddress.value + segment.memorySize, to: pageSize) ?? start
-                try space.mapZeroed(at: start, size: end - start, permissions: segment.permissions)
+                try space.mapZeroed(at: start, size: end - start, permissions: segment.permissions, kind: .program)
                 let bytes = UnsafeRawBufferPointer(rebasing: file.data[Int(segment.fileOffset)..<Int(segment.fileOffset + segment.fileSize)])
                 space.fill(at: segment.virtualAddress.value, from: bytes)
             }
             try space.mapZeroed(at: UserSpace.stackTop - UserSpace.stackSize, size: UserSpace.stackSize,
-                                permissions: .readWrite)
+                                permissions: .readWrite, kind: .program)
         } catch {
-            space.destroy()
+            giveBack(space)
             throw error
         }
-        guard let stack = KernelStacks.allocate() else {
-            space.destroy()
+        guard let stack = KernelStacks.allocate(for: account) else {
+            giveBack(space)
             throw .outOfMemory
         }
         // The handle leaves the parent only once everything else has succeeded; if the table
@@ -188,10 +235,8 @@ enum Processes {
         case .none:
             break
         case .moved(let handle):
-            guard let parent = find(parentID),
-                  let taken = try? IPC.uninstall(handle, from: parent, requiring: .transfer) else {
-                KernelStacks.free(stack)
-                space.destroy()
+            guard let parent, let taken = try? IPC.uninstall(handle, from: parent, requiring: .transfer) else {
+                giveBack(space, stack)
                 throw .invalidHandle
             }
             moved = taken
@@ -199,14 +244,15 @@ enum Processes {
             moved = capability
         }
         guard let (process, threadID) = insert(parentID: parentID, name: name, addressSpace: space) else {
-            KernelStacks.free(stack)
-            space.destroy()
+            giveBack(space, stack)
             if let moved { IPC.released(moved) }
             throw .outOfMemory
         }
+        process.charge = processCharge
         var childHandle = Handle.none
         if let moved { childHandle = (try? IPC.install(moved.object, rights: moved.rights, in: process)) ?? .none }
         let thread = Thread(id: threadID, process: process, stack: stack, priority: Scheduler.defaultPriority)
+        thread.charge = threadCharge
         thread.prepareUserEntry(entry: image.entry.value, userStack: UserSpace.stackTop, argument: argument,
                                 handle: childHandle.value)
         process.threads.append(thread)
@@ -290,10 +336,19 @@ enum Processes {
     /// x1 = `argument1`; the caller provides (maps) the stack. Returns the thread's id.
     static func createThread(in process: Process, entry: UserAddress, stack: UserAddress, argument0: UInt64,
                              argument1: UInt64) throws(KernelError) -> UInt64 {
-        guard UserMemory.isUserRange(entry, 4), stack.value & 15 == 0, stack.value >= 16,
-              UserMemory.isUserRange(UserAddress(stack.value - 16), 16) else { throw .invalidArgument }
-        guard process.threads.count < 64, let kernelStack = KernelStacks.allocate() else { throw .outOfMemory }
+        // An entry must be an instruction's address; the stack's top 16 bytes must be mapped
+        // and writable, where the thread's first pushes go.
+        guard entry.value & 3 == 0, UserMemory.isUserRange(entry, 4), stack.value & 15 == 0, stack.value >= 16,
+              UserMemory.isUserRange(UserAddress(stack.value - 16), 16), let space = process.addressSpace,
+              space.isWritable(start: stack.value - 16, size: 16) else { throw .invalidArgument }
+        guard process.threads.count < Process.maximumThreads else { throw .outOfMemory }
+        var charge = try KernelMemory.charge(.thread, to: process.account)
+        guard let kernelStack = KernelStacks.allocate(for: process.account) else {
+            charge.release()
+            throw .outOfMemory
+        }
         let thread = Thread(id: takeThreadID(), process: process, stack: kernelStack, priority: Scheduler.defaultPriority)
+        thread.charge = charge
         thread.prepareUserEntry(entry: entry.value, userStack: stack.value, argument: argument0, handle: argument1)
         process.threads.append(thread)
         Scheduler.makeReady(thread)

@@ -37,7 +37,7 @@ enum ThreadState: Equatable {
     case dead
 }
 
-final class Thread {
+final class Thread: ChargedObject {
     let id: UInt64
     /// Nil for the idle thread, which runs only in the kernel.
     let process: Process?
@@ -60,8 +60,11 @@ final class Thread {
     /// Its process ended while it was inside a system call: it wakes, unwinds, and ends on the
     /// way out of the exception instead of returning to user space.
     var killed = false
-    /// Reused for every call this thread makes (see IPC.call).
+    /// Reused for every call this thread makes (see IPC.call); made with the thread, dropped
+    /// when it is released (the capability holds the thread, so this breaks the cycle).
     var replyCapability: ReplyCapability?
+    /// What the thread's process paid for its heap part; its kernel stack is charged by the page.
+    var charge = MemoryCharge()
     /// Where the payload of a reply to this thread's call waits between the server's memory and
     /// this thread's.
     let messageBuffer = UnsafeMutableRawPointer.allocate(byteCount: IPCMessageLayout.maximumPayload, alignment: 16)
@@ -97,6 +100,7 @@ final class Thread {
         }
         waitLinks = UnsafeMutablePointer<WaitLink<Thread>>.allocate(capacity: Self.waitLinkCount)
         for index in 0..<Self.waitLinkCount { (waitLinks + index).initialize(to: WaitLink(waiter: self)) }
+        replyCapability = ReplyCapability(caller: self)
     }
 
     /// Builds, at the top of the kernel stack, the exception frame that enters EL0 at `entry`
@@ -136,7 +140,7 @@ final class Thread {
     var processReference: Unmanaged<Process>? { process.map { Unmanaged.passUnretained($0) } }
 
     func release() {
-        if let stack { KernelStacks.free(stack) }
+        if let stack, let account = process?.account { KernelStacks.free(stack, for: account) }
         context.deallocate()
         floatingPoint.deallocate()
         messageBuffer.deallocate()
@@ -147,4 +151,6 @@ final class Thread {
         replyCapability = nil
         next = nil
     }
+
+    deinit { charge.release() }
 }

@@ -120,7 +120,35 @@ func runMemorySelfTests() {
     run.check(hugeResult == 12 && huge == nil && tooMany && PhysicalFrames.statistics == framesBefore,
               "Exhaustion is reported: a 1 TiB heap request gets ENOMEM, 4 TiB of frames gets out-of-memory")
 
+    checkObjectPrices(&run)
     log("Memory Test: \(run.passed) passed, \(run.failed) failed")
+}
+
+/// The heap bytes and new heap pages making `make()`'s object took, measured while it lives.
+func heapGrowth(_ make: () -> AnyObject) -> (bytes: UInt64, pages: UInt64) {
+    let before = Heap.statistics.counters
+    let object = make()
+    let after = Heap.statistics.counters
+    _ = object
+    return (after.bytesInUse - before.bytesInUse, after.pagesHeld - before.pagesHeld)
+}
+
+/// KernelMemory admits an object by its price: what it really takes must never be more, in heap
+/// bytes or in new heap pages (a page more than admitted could be the reserve's last).
+func checkObjectPrices(_ run: inout SelfTestRun) {
+    let account = MemoryAccount(limit: MemoryAccount.unlimited, parent: nil)
+    let port = heapGrowth { Port() }
+    let notification = heapGrowth { Notification() }
+    let line = heapGrowth { InterruptLine(identifier: 0) }
+    let largest = heapGrowth {
+        MemoryObject.allocate(pages: MemoryObject.maximumPages, charge: try! MemoryCharge(0, to: account))!
+    }
+    let within = { (measured: (bytes: UInt64, pages: UInt64), price: ObjectCost) in
+        measured.bytes <= price.bytes && measured.pages <= price.heapPages
+    }
+    run.check(within(port, .port) && within(notification, .notification) && within(line, .interruptLine)
+              && within(largest, .memoryObject(pages: MemoryObject.maximumPages)) && account.used == 0,
+              "Object prices cover the heap: port \(port.bytes) of \(ObjectCost.port.bytes) bytes, notification \(notification.bytes), interrupt line \(line.bytes), 1 MiB memory object \(largest.bytes) of \(ObjectCost.memoryObject(pages: MemoryObject.maximumPages).bytes)")
 }
 
 extension FormattedText.StringInterpolation {

@@ -142,8 +142,8 @@ enum SystemCalls {
             }
         case .unmap:
             serve(frame, SystemCall.Unmap.self) { call throws(KernelError) in
-                try addressSpace(of: caller()).unmapRegion(start: call.address.value,
-                                                           size: alignUp(call.bytes, to: pageSize) ?? 0)
+                guard call.bytes > 0, let size = alignUp(call.bytes, to: pageSize) else { throw .invalidArgument }
+                try addressSpace(of: caller()).unmapRegion(start: call.address.value, size: size)
                 return NoValues()
             }
         case .memoryStatistics:
@@ -162,11 +162,15 @@ enum SystemCalls {
             }
         case .portCreate:
             serve(frame, SystemCall.PortCreate.self) { _ throws(KernelError) in
-                .init(handle: try IPC.install(.port(Port()), rights: .all, in: try caller(), isNew: true))
+                let process = try caller()
+                let port = try KernelMemory.make(.port, for: process.account) { Port() }
+                return .init(handle: try IPC.install(.port(port), rights: .newPort, in: process, isNew: true))
             }
         case .notificationCreate:
             serve(frame, SystemCall.NotificationCreate.self) { _ throws(KernelError) in
-                .init(handle: try IPC.install(.notification(Notification()), rights: .all, in: try caller(), isNew: true))
+                let process = try caller()
+                let notification = try KernelMemory.make(.notification, for: process.account) { Notification() }
+                return .init(handle: try IPC.install(.notification(notification), rights: .newNotification, in: process, isNew: true))
             }
         case .handleClose:
             serve(frame, SystemCall.HandleClose.self) { call throws(KernelError) in
@@ -238,6 +242,15 @@ enum SystemCalls {
                 Processes.exitThread(try callingThread(), code: call.code)
                 return NoValues()
             }
+        case .memoryAccount:
+            serve(frame, SystemCall.MemoryAccount.self) { _ throws(KernelError) in
+                let account = try caller().account
+                return .init(used: account.used, limit: account.limit)
+            }
+        case .kernelObjects:
+            serve(frame, SystemCall.KernelObjects.self) { _ in
+                .init(objects: KernelMemory.root.objects, chargedBytes: KernelMemory.root.used)
+            }
         case .deviceOpen:
             serve(frame, SystemCall.DeviceOpen.self) { call throws(KernelError) in
                 let device = try DeviceAccess.open(call.device, through: call.access, process: try caller())
@@ -297,7 +310,7 @@ enum SystemCalls {
         }
         return try withUnsafeBytes(of: &name) { bytes throws(KernelError) in
             try Processes.spawn(name: UnsafeRawBufferPointer(rebasing: bytes[0..<Int(call.nameLength)]),
-                                argument: call.argument, parentID: parent?.id ?? 0,
+                                argument: call.argument, parentID: parent?.id ?? 0, memoryLimit: call.memoryLimit,
                                 start: parent == nil || call.handle == .none ? .none : .moved(call.handle))
         }
     }

@@ -221,8 +221,62 @@ def user_space_tests() -> BootResult:
     result.expect_line(r"^tests: ✓ a driver process given only a bind\+transfer interrupt handle")
     leak = result.expect_line(r"^tests: ✓ device access leaves nothing behind: kernel heap blocks (\d+) before, (\d+) after")
     result.expect_equal(leak[1], leak[2], "kernel heap blocks before and after the device access tests")
+    # Reliability: the issue's attacks each get their error, and memory comes back.
+    result.expect_line(r"^tests: ✓ receive handles stay out of messages; ports queuing their own or each other's send handles")
+    result.expect_line(r"^tests: ✓ a call queued for a server whose handle table is full \(\d+ handles added\) fails with handle table full")
+    result.expect_line(r"^tests: ✓ unmap refuses the program's stack and text")
+    result.expect_line(r"^tests: ✓ threadCreate refuses a misaligned entry and a stack that is unmapped, read-only or in the program text")
+    result.expect_line(r"^tests: ✓ memory limits: 32 KiB refuses spawn; under 1 MiB a child mapped \d+ KiB, then out of memory")
+    exhausted = result.expect_line(r"^tests: ✓ memory exhausted \((\d+) KiB mapped, (\d+) frames left\)")
+    result.expect_equal(int(exhausted[2]), 256, "frames left when map is refused (the kernel's reserve)")
+    result.expect_equal(int(exhausted[1]) > 900 * 1024, True, "most of the 1 GiB was mapped before the refusals")
+    expect_prices_and_no_leak(result)
     result.expect_powered_off()
     return result
+
+
+# What init's process and first thread are charged (ObjectCost.process + .thread, and a 16 KiB
+# kernel stack): all that may remain charged when init ends, apart from processes still alive.
+INIT_CHARGE = 8192 + 4096 + 16384
+
+
+def expect_prices_and_no_leak(result: BootResult) -> None:
+    """Object prices cover what the heap really gives out, and at the end everything charged to
+    processes is init's own or held by a process still alive."""
+    price = result.expect_line(r"^Boot: init's process and thread took (\d+) heap bytes \(price (\d+)\) and (\d+) new heap pages \(bound (\d+)\)$")
+    result.expect_equal(int(price[1]) <= int(price[2]) and int(price[3]) <= int(price[4]), True,
+                        "a process and thread within their price")
+    end = result.expect_line(r"^Memory: at the end: (\d+) kernel objects, (\d+) bytes charged to processes$")
+    alive = result.lines_matching(r"^Memory: still alive: process \d+, (\d+) kernel objects, (\d+) bytes$")
+    result.expect_equal((int(end[1]), int(end[2])),
+                        (2 + sum(int(m[1]) for m in alive), INIT_CHARGE + sum(int(m[2]) for m in alive)),
+                        "kernel objects and bytes charged at the end (init's, and those of processes still alive)")
+
+
+FAULT_IMAGE = ROOT_BUILD / "faults" / "kernel.img"
+
+
+def fault_injection(rate: int, seed: int) -> Scenario:
+    """The kernel built with FAULTS=1 refuses one request for memory in `rate` made by the test
+    suite: no panic, no hang, every failed case follows an out-of-memory result the suite got,
+    and at the end nothing is left charged but init's own."""
+    def run() -> BootResult:
+        result = boot(qemu_command(kernel=FAULT_IMAGE, initrd=INITRD, append=f"test faults={rate} faultseed={seed}"),
+                      timeout=120)
+        result.expect_line(rf"^Memory: fault injection on: one request for memory in {rate} fails")
+        result.expect_no_line(r"Kernel panic")
+        injected = result.expect_line(r"^Memory: fault injection: (\d+) of (\d+) requests for memory failed on purpose$")
+        result.expect_equal(int(injected[1]) > 0, True, "faults injected")
+        summary = result.expect_line(r"^tests: (\d+) passed, (\d+) failed$")
+        failures = result.lines_matching(r"^tests: ✗ FAILED: (.*)$")
+        result.expect_equal(len(failures), int(summary[2]), "failed cases counted")
+        unexplained = [m[1] for m in failures if not m[1].startswith("(out of memory ×")]
+        result.expect_equal(unexplained, [], "failed cases without an out-of-memory result before them")
+        result.expect_line(rf"^Boot: init ended \(exit code {summary[2]}\)$")
+        expect_prices_and_no_leak(result)
+        result.expect_powered_off()
+        return result
+    return Scenario(f"fault injection: the test suite with 1 in {rate} requests for memory refused (seed {seed})", run)
 
 
 def default_run() -> BootResult:
@@ -322,6 +376,9 @@ SCENARIOS: list[Scenario] = [
     Scenario("exception report (selftest=trap)", exception_report),
     Scenario("idle without test mode or ramdisk", interactive_idle),
     Scenario("user space: init runs the test suite at EL0", user_space_tests),
+    fault_injection(20, 1),
+    fault_injection(50, 2),
+    fault_injection(100, 3),
     Scenario("user space: default run, init drives console input through the UART interrupt", default_run),
     Scenario("user space: init with a wrong-machine ELF header is refused", corrupted_elf),
     Scenario("user space: init with a writable+executable segment is refused", writable_executable_elf),

@@ -59,16 +59,18 @@ func sameContents(_ a: [UInt64: (object: Int, rights: Rights)], _ b: [UInt64: (o
 }
 
 @Suite struct MessageTransferTests {
-    /// Random senders, handle lists (forged, repeated, without the transfer right), lengths and
-    /// unmapped ranges: every failure leaves the sender's table exactly as it was and says the
-    /// first rule the message broke; a success moves exactly the listed handles, in order.
+    /// Random senders, handle lists (forged, repeated, without the transfer right, with the receive
+    /// right), lengths and unmapped ranges: every failure leaves the sender's table exactly as it
+    /// was and says the first rule the message broke; a success moves exactly the listed handles,
+    /// in order.
     @Test func readingInIsAllOrNothing() async {
         await propertyCheck(count: 400, input: Gen.int(in: 0...Int.max).array(of: 12)) { codes in
             var table = HandleTable<Int>(capacity: 8)
             defer { table.destroy() }
             var held: [Handle] = []
             for object in 0..<(codes[0] % 9) {
-                let rights: Rights = codes[1] >> object & 1 == 0 ? [.transfer, .send] : [.send]
+                let kinds: [Rights] = [[.transfer, .send], [.send], [.transfer, .receive], [.transfer, .send, .duplicate]]
+                let rights = kinds[codes[1] >> (2 * object) & 3]
                 if let handle = try? table.insert(100 + object, rights: rights) { held.append(handle) }
             }
             let memory = FakeUserMemory(size: 4096)
@@ -113,7 +115,8 @@ func sameContents(_ a: [UInt64: (object: Int, rights: Rights)], _ b: [UInt64: (o
                     if listed[..<index].contains(value) {
                         expected = .invalidArgument
                     } else if let entry = before[value] {
-                        if !entry.rights.contains(.transfer) { expected = .accessDenied }
+                        // A receive right never travels: it could keep its own port alive.
+                        if !entry.rights.contains(.transfer) || entry.rights.contains(.receive) { expected = .accessDenied }
                     } else {
                         expected = .invalidHandle
                     }

@@ -33,7 +33,8 @@ import ABI
         SystemCall.NotificationSignal.self, SystemCall.NotificationWait.self, SystemCall.MemoryCreate.self,
         SystemCall.MemoryMap.self, SystemCall.WaitAny.self, SystemCall.ThreadCreate.self, SystemCall.ThreadExit.self,
         SystemCall.KernelStatistics.self, SystemCall.DeviceOpen.self, SystemCall.InterruptBind.self,
-        SystemCall.InterruptAcknowledge.self, SystemCall.ReplyReceive.self,
+        SystemCall.InterruptAcknowledge.self, SystemCall.ReplyReceive.self, SystemCall.MemoryAccount.self,
+        SystemCall.KernelObjects.self,
     ]
 
     /// The word a field puts in its register.

@@ -3,30 +3,67 @@
 
 import UserSystemCall
 
-/// Page runs obtained with `map`, recorded in a table that is itself mapped on first use.
+/// Page runs obtained with `map`, recorded in a table that is itself mapped on first use. Runs
+/// come first from a pool a program may map up front (`UserHeap.reserve`), so that once it has
+/// reserved enough its heap never needs the kernel again.
 struct MappedPages: HeapBackend {
+    typealias Run = (start: UInt, pages: Int, kind: HeapPageKind)
     static let tableEntries = 1024
-    nonisolated(unsafe) static var table: UnsafeMutablePointer<(start: UInt, pages: Int, kind: HeapPageKind)>?
+    nonisolated(unsafe) static var table: UnsafeMutablePointer<Run>?
     nonisolated(unsafe) static var used = 0
+    /// The reserved pool: up to 64 pages from `poolStart`, a bit set for each page in use.
+    nonisolated(unsafe) static var poolStart: UInt = 0
+    nonisolated(unsafe) static var poolPages = 0
+    nonisolated(unsafe) static var poolInUse: UInt64 = 0
+
+    static func mapTable() -> Bool {
+        if table != nil { return true }
+        let bytes = UInt64(tableEntries * MemoryLayout<Run>.stride)
+        guard let raw = try? System.map(bytes: alignUp(bytes, to: pageSize) ?? bytes, access: .write) else { return false }
+        table = raw.bindMemory(to: Run.self, capacity: tableEntries)
+        return true
+    }
 
     mutating func allocatePages(count: Int, alignment: Int, kind: HeapPageKind) -> UnsafeMutableRawPointer? {
-        if Self.table == nil {
-            let bytes = UInt64(Self.tableEntries * MemoryLayout<(start: UInt, pages: Int, kind: HeapPageKind)>.stride)
-            guard let raw = try? System.map(bytes: alignUp(bytes, to: pageSize) ?? bytes, access: .write) else { return nil }
-            Self.table = raw.bindMemory(to: (start: UInt, pages: Int, kind: HeapPageKind).self, capacity: Self.tableEntries)
+        guard Self.mapTable(), alignment <= 1, Self.used < Self.tableEntries else { return nil }
+        let start: UnsafeMutableRawPointer
+        if let run = Self.takePoolRun(count) {
+            start = run
+        } else {
+            // `map` returns page-aligned memory; stricter alignment is refused above.
+            guard let mapped = try? System.map(bytes: UInt64(count) * pageSize, access: .write) else { return nil }
+            start = mapped
         }
-        // `map` returns page-aligned memory; stricter alignment is obtained by over-allocating.
-        guard alignment <= 1, Self.used < Self.tableEntries,
-              let start = try? System.map(bytes: UInt64(count) * pageSize, access: .write) else { return nil }
         Self.table![Self.used] = (UInt(bitPattern: start), count, kind)
         Self.used += 1
         return start
     }
 
+    /// `count` contiguous free pool pages, marked in use; nil when the pool has no such run.
+    static func takePoolRun(_ count: Int) -> UnsafeMutableRawPointer? {
+        guard count > 0, count <= poolPages else { return nil }
+        let mask: UInt64 = count == 64 ? .max : (1 << UInt64(count)) - 1
+        for first in 0...(poolPages - count) where poolInUse & (mask << UInt64(first)) == 0 {
+            poolInUse |= mask << UInt64(first)
+            return UnsafeMutableRawPointer(bitPattern: poolStart + UInt(first) * UInt(pageSize))
+        }
+        return nil
+    }
+
+    /// Gives a run of pool pages back; false when `start` is not in the pool.
+    static func returnPoolRun(_ start: UInt, pages count: Int) -> Bool {
+        guard poolPages > 0, start >= poolStart, start < poolStart + UInt(poolPages) * UInt(pageSize) else { return false }
+        let mask: UInt64 = count == 64 ? .max : (1 << UInt64(count)) - 1
+        poolInUse &= ~(mask << UInt64((start - poolStart) / UInt(pageSize)))
+        return true
+    }
+
     mutating func freePages(_ start: UnsafeMutableRawPointer) {
         guard let table = Self.table else { return }
         for index in 0..<Self.used where table[index].start == UInt(bitPattern: start) {
-            try? System.unmap(start, bytes: UInt64(table[index].pages) * pageSize)
+            if !Self.returnPoolRun(table[index].start, pages: table[index].pages) {
+                try? System.unmap(start, bytes: UInt64(table[index].pages) * pageSize)
+            }
             Self.used -= 1
             table[index] = table[Self.used]
             return
@@ -46,8 +83,19 @@ struct MappedPages: HeapBackend {
     }
 }
 
-enum UserHeap {
+public enum UserHeap {
     nonisolated(unsafe) static var heap = KernelHeap(backend: MappedPages(), poisoning: false)
+
+    /// Maps `pages` (at most 64) single heap pages now, to be used before the heap asks the kernel
+    /// for more: a program that must keep working under memory pressure reserves what it needs
+    /// at its start. Once only.
+    public static func reserve(pages: Int) throws(KernelError) {
+        guard pages > 0, pages <= 64, MappedPages.poolPages == 0 else { throw .invalidArgument }
+        guard MappedPages.mapTable() else { throw .outOfMemory }
+        let start = try System.map(bytes: UInt64(pages) * pageSize, access: .write)
+        MappedPages.poolStart = UInt(bitPattern: start)
+        MappedPages.poolPages = pages
+    }
 }
 
 @_cdecl("posix_memalign")
@@ -55,8 +103,9 @@ func posixMemalign(_ result: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ a
     guard alignment >= MemoryLayout<UnsafeRawPointer>.size, alignment & (alignment - 1) == 0,
           alignment <= Int(pageSize) else { return 22 } // EINVAL
     guard let block = UserHeap.heap.allocate(size: size, alignment: alignment) else {
-        result.pointee = nil
-        return 12 // ENOMEM
+        // Swift cannot go on without the memory it asked for: end clearly rather than fault on a
+        // null object later.
+        System.panic("out of memory: the heap could not grow by \(size) bytes", code: System.outOfMemoryExitCode)
     }
     result.pointee = block
     return 0

@@ -10,13 +10,20 @@ public struct ProcessID: Equatable {
 }
 
 public enum System {
+    /// How many calls the kernel refused with `outOfMemory` in this process: a program can tell
+    /// a failure caused by memory pressure from any other.
+    nonisolated(unsafe) public static var outOfMemoryResults: UInt64 = 0
+
     /// Makes the system call `call` describes: its result, or the error the kernel returned.
     @inline(__always)
     public static func invoke<Call: SystemCallArguments>(_ call: Call) throws(KernelError) -> Call.Result {
         let arguments = call.registers
         let result = user_system_call(Call.number.rawValue, arguments.x0, arguments.x1, arguments.x2, arguments.x3,
                                       arguments.x4, arguments.x5)
-        if let error = KernelError(status: result.status) { throw error }
+        if let error = KernelError(status: result.status) {
+            if error == .outOfMemory { outOfMemoryResults &+= 1 }
+            throw error
+        }
         return Call.Result(registers: ResultRegisters(x1: result.value0, x2: result.value1))
     }
 
@@ -31,11 +38,15 @@ public enum System {
         _ = try? invoke(SystemCall.DebugWrite(text: UserAddress(base), length: UInt64(bytes.count)))
     }
 
-    /// Prints one line.
+    /// Prints one line (cut at `TextLine.capacity` bytes, still ending in a newline).
     public static func print(_ text: FormattedText) {
         var line = text.line
         line.write(byte: UInt8(ascii: "\n"))
         line.withUnsafeBytes { write($0) }
+        if line.truncated {
+            var newline = UInt8(ascii: "\n")
+            withUnsafeBytes(of: &newline) { write($0) }
+        }
     }
 
     public static func exit(_ code: UInt64) -> Never {
@@ -64,9 +75,12 @@ public enum System {
 
     /// Starts `name` from the initial ramdisk with `argument` as its start argument, moving
     /// `handle` (which needs the transfer right) to it.
-    public static func spawn(_ name: StaticString, argument: UInt64 = 0, handle: Handle? = nil) throws(KernelError) -> ProcessID {
+    /// Starts program `name` from the initial ramdisk. `memoryLimit` caps what the kernel may hold
+    /// for it and its descendants, in bytes (0: no cap of its own; this process's still applies).
+    public static func spawn(_ name: StaticString, argument: UInt64 = 0, handle: Handle? = nil,
+                             memoryLimit: UInt64 = 0) throws(KernelError) -> ProcessID {
         let call = SystemCall.Spawn(name: UserAddress(name.utf8Start), nameLength: UInt64(name.utf8CodeUnitCount),
-                                    argument: argument, handle: handle ?? .none)
+                                    argument: argument, handle: handle ?? .none, memoryLimit: memoryLimit)
         return ProcessID(try invoke(call).process)
     }
 
@@ -98,6 +112,19 @@ public enum System {
     public static var kernelHeap: (blocks: UInt64, pages: UInt64) {
         guard let result = try? invoke(SystemCall.KernelStatistics()) else { return (0, 0) }
         return (result.heapBlocks, result.heapPages)
+    }
+
+    /// What the kernel holds for this process and its descendants, and their limit in bytes
+    /// (UInt64.max: none of its own).
+    public static var memoryAccount: (used: UInt64, limit: UInt64) {
+        guard let result = try? invoke(SystemCall.MemoryAccount()) else { return (0, 0) }
+        return (result.used, result.limit)
+    }
+
+    /// Kernel objects alive machine-wide, and the bytes charged to all processes.
+    public static var kernelObjects: (objects: UInt64, chargedBytes: UInt64) {
+        guard let result = try? invoke(SystemCall.KernelObjects()) else { return (0, 0) }
+        return (result.objects, result.chargedBytes)
     }
 
     public static var processes: (live: UInt64, mappedBytes: UInt64) {
@@ -152,6 +179,9 @@ public enum System {
     }
 
     /// Ends the program with a message: the user-space panic.
+    /// The exit code of a program whose heap could not grow: the kernel refused it memory.
+    public static let outOfMemoryExitCode: UInt64 = 12
+
     public static func panic(_ message: FormattedText, code: UInt64 = 134) -> Never {
         var line = TextLine()
         line.write("panic: ")

@@ -1,6 +1,7 @@
 // crasher: fails on purpose, in the way its start argument names, so that tests can check the
-// kernel isolates the failure. 0 exits with code 42; 7 exits while another thread spins; the
-// others fault.
+// kernel isolates the failure. 0 exits with code 42; 7 exits while another thread spins; 8 maps
+// memory until refused and exits with the KiB it got; 9 exits leaving a port that holds its own
+// send handle in its queue; the others fault.
 
 import UserSystemCall
 
@@ -28,6 +29,26 @@ struct Crasher {
                 block.storeBytes(of: UInt64(1), as: UInt64.self)
             }
             _ = user_read(8)
+        case 8:
+            // Until the kernel says no: its exit code is the KiB it mapped, or 0 if the refusal
+            // was anything but out-of-memory.
+            var kibibytes: UInt64 = 0
+            while true {
+                do throws(KernelError) {
+                    _ = try System.map(bytes: 64 * 1024, access: .write)
+                    kibibytes += 64
+                } catch {
+                    System.exit(error == .outOfMemory ? kibibytes : 0)
+                }
+            }
+        case 9:
+            // A port whose queue holds a send handle to itself, left for the kernel to free.
+            if let port = try? IPC.createPort(), let sender = try? IPC.duplicate(port, rights: [.send, .transfer]) {
+                var message = IPCMessage(label: 9)
+                message.attach(sender)
+                _ = try? IPC.send(port, &message)
+            }
+            System.exit(9)
         default: System.exit(1)
         }
         System.exit(2)

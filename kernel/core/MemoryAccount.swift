@@ -1,0 +1,105 @@
+// Memory accounts: who pays for the memory the kernel holds on a process's behalf. Every process
+// has an account with a limit, set by whoever created it, and its account is a child of its
+// creator's: a charge is taken from the account and from every ancestor at once, or from none,
+// so a process can never hold more than any ancestor's limit allows for its whole subtree.
+// User pages, translation tables, kernel stacks and kernel objects are all charged, by size;
+// each is released when the memory goes back.
+
+public final class MemoryAccount {
+    /// Keeps the parent alive as long as this account (a descendant's charges pass through it).
+    public let parent: MemoryAccount?
+    /// The same parent, for walking up without counting references on every step: a charge
+    /// walks the whole chain, and counting cost more than the walk.
+    let parentLink: Unmanaged<MemoryAccount>?
+    /// The most this account and its descendants may hold, in bytes (`unlimited`: only the
+    /// ancestors' limits apply).
+    public let limit: UInt64
+    public private(set) var used: UInt64 = 0
+    /// Kernel objects charged here and below that are still alive.
+    public private(set) var objects: UInt64 = 0
+    /// The most `used` has been.
+    public private(set) var peak: UInt64 = 0
+
+    public static let unlimited = UInt64.max
+
+    public init(limit: UInt64, parent: MemoryAccount?) {
+        self.limit = limit
+        self.parent = parent
+        parentLink = parent.map { Unmanaged.passUnretained($0) }
+    }
+
+    /// Calls `body` with this account and each ancestor, nearest first, until it returns false.
+    @inline(__always)
+    func forEachLevel(_ body: (MemoryAccount) -> Bool) {
+        var level: Unmanaged<MemoryAccount>? = Unmanaged.passUnretained(self)
+        while let current = level {
+            let goOn = current._withUnsafeGuaranteedRef { account in body(account) }
+            guard goOn else { return }
+            level = current._withUnsafeGuaranteedRef { $0.parentLink }
+        }
+    }
+
+    /// Takes `bytes` (and `objects` kernel objects) from this account and every ancestor, or
+    /// throws `outOfMemory` and takes nothing when one of them would pass its limit.
+    public func charge(_ bytes: UInt64, objects: UInt64 = 0) throws(KernelError) {
+        var fits = true
+        forEachLevel { account in
+            fits = bytes <= account.limit - account.used
+            return fits
+        }
+        guard fits else { throw .outOfMemory }
+        forEachLevel { account in
+            account.used += bytes
+            account.objects += objects
+            account.peak = max(account.peak, account.used)
+            return true
+        }
+    }
+
+    /// Gives back `bytes` taken by `charge`. Giving back more than was taken is a kernel bug.
+    public func release(_ bytes: UInt64, objects: UInt64 = 0) {
+        forEachLevel { account in
+            precondition(account.used >= bytes && account.objects >= objects,
+                         "memory account released more than it was charged")
+            account.used -= bytes
+            account.objects -= objects
+            return true
+        }
+    }
+
+    /// What may still be charged here: the smallest room left on the way to the root.
+    public var available: UInt64 {
+        var room = UInt64.max
+        forEachLevel { account in
+            room = min(room, account.limit - account.used)
+            return true
+        }
+        return room
+    }
+}
+
+/// What a kernel object paid for itself, kept with the object and given back when it goes (each
+/// charged object's deinit calls `release`). It counts as one object in its account.
+public struct MemoryCharge {
+    public private(set) var account: MemoryAccount?
+    public private(set) var bytes: UInt64
+
+    public init() {
+        account = nil
+        bytes = 0
+    }
+
+    /// Charges `bytes` to `account` (and its ancestors).
+    public init(_ bytes: UInt64, to account: MemoryAccount) throws(KernelError) {
+        try account.charge(bytes, objects: 1)
+        self.account = account
+        self.bytes = bytes
+    }
+
+    /// Gives the charge back; a second call does nothing.
+    public mutating func release() {
+        account?.release(bytes, objects: 1)
+        account = nil
+        bytes = 0
+    }
+}

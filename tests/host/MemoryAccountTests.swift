@@ -1,0 +1,74 @@
+import Testing
+import PropertyBased
+@testable import KernelCore
+
+@Suite struct MemoryAccountTests {
+    /// A charge is taken from the account and every ancestor, or from none; releases give back
+    /// exactly what was taken; no account ever goes past its limit. Checked against a model of
+    /// three levels under random charges and releases.
+    @Test func chargesMatchAModel() async {
+        await propertyCheck(count: 300, input: Gen.int(in: 0...Int.max).array(of: 40)) { codes in
+            let root = MemoryAccount(limit: 10_000, parent: nil)
+            let middle = MemoryAccount(limit: 6_000, parent: root)
+            let leaf = MemoryAccount(limit: MemoryAccount.unlimited, parent: middle)
+            let sibling = MemoryAccount(limit: 5_000, parent: root)
+            let accounts = [root, middle, leaf, sibling]
+            let limits: [UInt64] = [10_000, 6_000, .max, 5_000]
+            let chains = [[0], [1, 0], [2, 1, 0], [3, 0]]
+            var used: [UInt64] = [0, 0, 0, 0]
+            var taken: [(account: Int, bytes: UInt64)] = []
+            for code in codes {
+                if code % 3 == 0, !taken.isEmpty {
+                    let (index, bytes) = taken.remove(at: code / 3 % taken.count)
+                    accounts[index].release(bytes)
+                    for level in chains[index] { used[level] -= bytes }
+                } else {
+                    let index = code % 4
+                    let bytes = UInt64(code / 4 % 3_000)
+                    let fits = chains[index].allSatisfy { used[$0] + bytes <= limits[$0] }
+                    do throws(KernelError) {
+                        try accounts[index].charge(bytes)
+                        #expect(fits)
+                        taken.append((index, bytes))
+                        for level in chains[index] { used[level] += bytes }
+                    } catch {
+                        #expect(!fits && error == .outOfMemory)
+                    }
+                }
+                #expect(accounts.map(\.used) == used)
+                #expect(leaf.available == chains[2].map { limits[$0] - used[$0] }.min())
+            }
+        }
+    }
+
+    /// An object's charge counts one object up the chain and goes back once, however often it
+    /// is released.
+    @Test func anObjectChargeIsReleasedOnce() throws {
+        let root = MemoryAccount(limit: MemoryAccount.unlimited, parent: nil)
+        let child = MemoryAccount(limit: 4096, parent: root)
+        var charge = try MemoryCharge(1000, to: child)
+        #expect(child.used == 1000 && child.objects == 1 && root.used == 1000 && root.objects == 1)
+        #expect(throws: KernelError.outOfMemory) { _ = try MemoryCharge(4000, to: child) }
+        #expect(child.used == 1000 && root.objects == 1)
+        charge.release()
+        charge.release()
+        #expect(child.used == 0 && child.objects == 0 && root.used == 0 && root.objects == 0)
+        #expect(child.peak == 1000)
+    }
+}
+
+@Suite struct HandleTableEmptyingTests {
+    /// `removeAny` hands back every handle once, with its rights, and leaves old numbers invalid.
+    @Test func removeAnyEmptiesTheTable() throws {
+        var table = HandleTable<Int>(capacity: 8)
+        defer { table.destroy() }
+        var handles: [Handle] = []
+        for value in 0..<6 { handles.append(try table.insert(value, rights: value % 2 == 0 ? .send : .receive)) }
+        try table.remove(handles[2])
+        var seen: [Int: Rights] = [:]
+        while let (object, rights) = table.removeAny() { seen[object] = rights }
+        #expect(seen == [0: .send, 1: .receive, 3: .receive, 4: .send, 5: .receive])
+        #expect(table.count == 0)
+        for handle in handles { #expect(throws: HandleError.invalidHandle) { try table.lookup(handle, requiring: []) } }
+    }
+}

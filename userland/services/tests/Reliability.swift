@@ -1,0 +1,209 @@
+// Reliability: what a hostile or careless program can do to the kernel, and what it gets back.
+// Memory exhausted machine-wide or within a limit is `outOfMemory` for the caller with nothing
+// changed; ports that hold each other's handles are freed once their receivers close; a call to
+// a server with no room for it fails instead of waiting; `unmap` and `threadCreate` keep to
+// their contracts. Every case ends by checking that the kernel holds what it held before.
+
+import UserSystemCall
+
+/// What the kernel holds: compared before and after a case to find leaks.
+struct KernelHoldings: Equatable {
+    var objects: UInt64
+    var chargedBytes: UInt64
+    var freeFrames: UInt64
+    var heapBlocks: UInt64
+
+    static var now: KernelHoldings {
+        let objects = System.kernelObjects
+        return KernelHoldings(objects: objects.objects, chargedBytes: objects.chargedBytes,
+                              freeFrames: System.memory.freeFrames, heapBlocks: System.kernelHeap.blocks)
+    }
+}
+
+/// Free frames plus the pages the kernel heap keeps: whether a process gave back all its memory,
+/// without counting the heap's warm slabs (whose number depends on what ran before) against it.
+func framesAvailable() -> UInt64 { System.memory.freeFrames + System.kernelHeap.pages }
+
+func testReliability(_ suite: inout Suite) {
+    testPortCycles(&suite)
+    testCallToFullServer(&suite)
+    testMappingContracts(&suite)
+    testMemoryLimits(&suite)
+    testMemoryExhaustion(&suite)
+}
+
+/// A receive right never travels in a message, so no port can keep itself alive: a port whose
+/// queue holds its own send handle, or two ports holding each other's, are freed when their
+/// receive handles close, also when a process leaves one behind.
+func testPortCycles(_ suite: inout Suite) {
+    // Warm up the slabs these objects use, so that the figures compare like with like.
+    if let port = try? IPC.createPort() { try? IPC.close(port) }
+    let before = KernelHoldings.now
+    var selfCycle = false
+    var receiveRefused: KernelError?
+    if let port = try? IPC.createPort(), let sender = try? IPC.duplicate(port, rights: [.send, .transfer]) {
+        var carrier = IPCMessage(label: 1)
+        carrier.attach(port)
+        receiveRefused = catching { () throws(KernelError) in try IPC.send(port, &carrier) }
+        var own = IPCMessage(label: 2)
+        own.attach(sender)
+        selfCycle = (try? IPC.send(port, &own)) != nil
+        try? IPC.close(port)
+    }
+    var mutualCycle = false
+    if let first = try? IPC.createPort(), let second = try? IPC.createPort(),
+       let toFirst = try? IPC.duplicate(first, rights: [.send, .transfer]),
+       let toSecond = try? IPC.duplicate(second, rights: [.send, .transfer]) {
+        var a = IPCMessage(label: 3)
+        a.attach(toSecond)
+        var b = IPCMessage(label: 4)
+        b.attach(toFirst)
+        mutualCycle = (try? IPC.send(first, &a)) != nil && (try? IPC.send(second, &b)) != nil
+        try? IPC.close(first)
+        try? IPC.close(second)
+    }
+    let child = run("crasher", 9)
+    let after = KernelHoldings.now
+    suite.check(receiveRefused == .accessDenied && selfCycle && mutualCycle && child?.code == 9 && after == before,
+                "receive handles stay out of messages; ports queuing their own or each other's send handles, or left so by a child, are freed (objects \(before.objects) → \(after.objects), heap blocks \(before.heapBlocks) → \(after.heapBlocks))")
+}
+
+/// The server's handle table is full, so it cannot take a call (whose reply capability needs a
+/// slot): the call fails with handleTableFull instead of waiting for ever, whether the server
+/// was already waiting or receives later, and the server's receive says why.
+func testCallToFullServer(_ suite: inout Suite) {
+    guard let port = try? IPC.createPort(), let block = try? System.map(bytes: 4096, access: .write) else {
+        suite.check(false, "port and memory for the full-table case")
+        return
+    }
+    let shared = block.bindMemory(to: UInt64.self, capacity: 8)
+    // [0] the port, [1] 1 once the call returned, [2] its status.
+    shared[0] = port.value
+    var fillers: [Handle] = []
+    while let filler = try? IPC.duplicate(port, rights: [.send]) { fillers.append(filler) }
+    // Nobody receives yet: the call waits in the queue, and this thread's receive then has no room.
+    let caller = try? System.createThread(argument: UInt64(UInt(bitPattern: shared))) { argument in
+        let shared = UnsafeMutablePointer<UInt64>(bitPattern: UInt(argument))!
+        var request = IPCMessage(label: 77)
+        let status = catching { () throws(KernelError) in try IPC.call(Handle(shared[0]), &request) }
+        shared[2] = status?.rawValue ?? 0
+        shared[1] = 1
+    }
+    for _ in 0..<3 { System.yield() }
+    var incoming = IPCMessage()
+    let serverError = catching { () throws(KernelError) in try IPC.receive(port, into: &incoming, timeout: 0) }
+    let start = System.clock
+    while shared[1] == 0 && System.clock.ticks - start.ticks < start.frequency { System.yield() }
+    let queuedCall = caller != nil && serverError == .handleTableFull && shared[1] == 1
+        && shared[2] == KernelError.handleTableFull.rawValue
+    for filler in fillers { try? IPC.close(filler) }
+    let slots = fillers.count
+    try? IPC.close(port)
+    try? System.unmap(block, bytes: 4096)
+    suite.check(queuedCall && slots > 0,
+                "a call queued for a server whose handle table is full (\(slots) handles added) fails with handle table full, as does the server's receive")
+}
+
+/// `unmap` takes exactly what `map` or `memoryMap` returned, never the program's own segments or
+/// stack; `threadCreate` wants an aligned entry and a stack mapped writable.
+func testMappingContracts(_ suite: inout Suite) {
+    let unmap = SystemCallNumber.unmap.rawValue
+    let stackBase = UserSpace.stackTop - UserSpace.stackSize
+    let programStack = raw(unmap, stackBase, UserSpace.stackSize).status
+    let programText = raw(unmap, 0x40_0000, 4096).status
+    var partial: UInt64 = 0
+    var whole: UInt64 = 1
+    var twice: UInt64 = 0
+    if let block = try? System.map(bytes: 8192, access: .write) {
+        let address = UInt64(UInt(bitPattern: block))
+        partial = raw(unmap, address, 4096).status
+        whole = raw(unmap, address, 8192).status
+        twice = raw(unmap, address, 8192).status
+    }
+    let invalid = KernelError.invalidArgument.rawValue
+    suite.check(programStack == invalid && programText == invalid && partial == invalid && whole == 0 && twice == invalid,
+                "unmap refuses the program's stack and text, part of a mapping and a mapping already gone; takes a whole one")
+
+    let threadCreate = SystemCallNumber.threadCreate.rawValue
+    var starts: [UInt64] = []
+    if let stack = try? System.map(bytes: 16384, access: .write), let readOnly = try? System.map(bytes: 4096, access: []) {
+        let top = UInt64(UInt(bitPattern: stack)) + 16384
+        starts.append(raw(threadCreate, 0x40_0002, top).status)                            // misaligned entry
+        starts.append(raw(threadCreate, 0x40_0000, 0x7000_0000_0000).status)               // unmapped stack
+        starts.append(raw(threadCreate, 0x40_0000, UInt64(UInt(bitPattern: readOnly)) + 4096).status) // read-only stack
+        starts.append(raw(threadCreate, 0x40_0000, 0x40_1000).status)                      // stack in the program text
+        try? System.unmap(stack, bytes: 16384)
+        try? System.unmap(readOnly, bytes: 4096)
+    }
+    suite.check(starts.count == 4 && starts.allSatisfy { $0 == invalid },
+                "threadCreate refuses a misaligned entry and a stack that is unmapped, read-only or in the program text")
+}
+
+/// A limit given at spawn caps what the kernel holds for the child: too small a limit refuses the
+/// spawn, and a child under a limit gets outOfMemory when it reaches it; either way everything
+/// comes back.
+func testMemoryLimits(_ suite: inout Suite) {
+    _ = run("crasher", 0) // warm-up
+    let before = KernelHoldings.now
+    let own = System.memoryAccount
+    let tooSmall = catching { () throws(KernelError) in _ = try System.spawn("hello", memoryLimit: 32 * 1024) }
+    var mapped: UInt64 = 0
+    if let child = try? System.spawn("crasher", argument: 8, memoryLimit: 1 << 20),
+       let status = try? System.wait(child), status.reason == .exited {
+        mapped = status.code
+    }
+    let after = KernelHoldings.now
+    suite.check(own.used > 0 && own.limit == UInt64.max && tooSmall == .outOfMemory && mapped > 0 && mapped < 1024
+                && after == before,
+                "memory limits: 32 KiB refuses spawn; under 1 MiB a child mapped \(mapped) KiB, then out of memory; all returned (charged \(before.chargedBytes) → \(after.chargedBytes) bytes, this process \(own.used))")
+}
+
+/// Memory exhausted machine-wide: `map` stops short of the kernel's reserve, and every call that
+/// would need kernel memory then fails with outOfMemory, changing nothing; once the memory is
+/// given back the same calls succeed and every frame and object is accounted for.
+func testMemoryExhaustion(_ suite: inout Suite) {
+    let before = KernelHoldings.now
+    // A stack for the threadCreate attempt, mapped while memory is still there.
+    let spareStack = try? System.map(bytes: 16384, access: .write)
+    var blocks: [(UnsafeMutableRawPointer, UInt64)] = []
+    blocks.reserveCapacity(40)
+    var size: UInt64 = 1 << 30
+    while size >= 4096 {
+        if let block = try? System.map(bytes: size, access: .write) {
+            blocks.append((block, size))
+        } else {
+            size /= 2
+        }
+    }
+    let exhausted = KernelHoldings.now
+    let mapRefused = catching { () throws(KernelError) in _ = try System.map(bytes: 4096, access: .write) }
+    let portRefused = catching { () throws(KernelError) in _ = try IPC.createPort() }
+    let notificationRefused = catching { () throws(KernelError) in _ = try IPC.createNotification() }
+    let memoryRefused = catching { () throws(KernelError) in _ = try IPC.createMemory(bytes: 1 << 20) }
+    let spawnRefused = catching { () throws(KernelError) in _ = try System.spawn("hello") }
+    let threadRefused = catching { () throws(KernelError) in
+        guard let spareStack else { throw .outOfMemory }
+        let body: System.ThreadBody = { _ in }
+        _ = try System.invoke(SystemCall.ThreadCreate(entry: UserAddress(user_thread_start_address()),
+                                                      stackTop: UserAddress(spareStack).advanced(by: 16384), argument0: 0,
+                                                      argument1: UInt64(UInt(bitPattern: unsafeBitCast(body, to: UnsafeRawPointer.self)))))
+    }
+    let unchanged = KernelHoldings.now == exhausted
+    var mappedKiB: UInt64 = 0
+    for (block, bytes) in blocks {
+        mappedKiB += bytes / 1024
+        try? System.unmap(block, bytes: bytes)
+    }
+    // (Should the thread have started after all, it has ended by now.)
+    for _ in 0..<3 { System.yield() }
+    if let spareStack { try? System.unmap(spareStack, bytes: 16384) }
+    var recovered = false
+    if let port = try? IPC.createPort() {
+        recovered = true
+        try? IPC.close(port)
+    }
+    let after = KernelHoldings.now
+    let refusals = [mapRefused, portRefused, notificationRefused, memoryRefused, spawnRefused, threadRefused]
+    suite.check(refusals.allSatisfy { $0 == .outOfMemory } && unchanged && recovered && after == before,
+                "memory exhausted (\(mappedKiB) KiB mapped, \(exhausted.freeFrames) frames left): 6 kinds of call get out of memory, change nothing; all back (frames free \(before.freeFrames) → \(after.freeFrames))")
+}
