@@ -30,12 +30,13 @@ func kernelMain(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress: UI
     Exceptions.install()
 
     // Until the device tree names a console there is nowhere to report a problem, so a missing
-    // or corrupt tree, or one without a usable PL011, stops the CPU quietly in a low-power wait
-    // (a debugger shows why: see docs/ARCHITECTURE.md). Once there is a console, every later
+    // or corrupt tree, or one without a PL011 where it says, stops the CPU quietly in a low-power
+    // wait (a debugger shows why: see docs/ARCHITECTURE.md). Once there is a console, every later
     // problem with the tree is reported before the machine stops.
     guard let tree = openDeviceTree(at: deviceTreeAddress),
           let consoleRegisters = Platform.consoleRegisters(in: tree) else { CPU.halt() }
     let console = PL011(registers: consoleRegisters.start)
+    guard console.identifies else { CPU.halt() }
     Console.device = console
     console.start()
     PSCI.conduit = Platform.findPSCIConduit(in: tree)
