@@ -46,7 +46,7 @@ MACHINE = ["-M", "virt", "-cpu", "cortex-a72", "-m", "1G", "-smp", "1"]
 DEADLINE = 8.0          # seconds per boot; only a failing boot runs this long
 QUIET_BEFORE_SAMPLING = 0.4   # seconds without console output before the vCPU is sampled
 SAMPLE_SECONDS = 0.3
-JOBS = 2
+JOBS = 1               # the runner boots another scenario beside this one, on two cores
 
 # Raw delivery: where the stub, the kernel and the tree go (virt RAM starts at 0x40000000, and
 # QEMU keeps its own 1 MiB tree at the bottom).
@@ -54,6 +54,7 @@ STUB_ADDRESS = 0x4018_0000
 KERNEL_ADDRESS = 0x4020_0000
 TREE_ADDRESS = 0x4800_0000
 
+INITRD_SIZE = 12345
 CLEAR_STOP = re.compile(r"^Boot: device tree: (.+); stopping$")
 TEST_COMPLETE = "Boot: Test mode complete, powering off"
 NO_POWER_OFF = "Boot: PSCI SYSTEM_OFF unavailable; halting"
@@ -262,6 +263,11 @@ def mutations() -> list[Mutation]:
     memory = next(node for node in base.root.children if node.get("device_type") == text("memory"))
     paths = {"uart": "/" + uart.name, "gic": "/" + gic.name, "timer": "/" + timer.name,
              "memory": "/" + memory.name, "psci": "/psci", "chosen": "/chosen", "cpus": "/cpus", "root": "/"}
+    ram_base, ram_size = struct.unpack(">QQ", memory.get("reg") or b"")
+    gic_base = struct.unpack(">Q", (gic.get("reg") or b"")[:8])[0]
+
+    def reg(address: int, size: int) -> bytes:
+        return cells(address >> 32, address & 0xFFFF_FFFF, size >> 32, size & 0xFFFF_FFFF)
     result: list[Mutation] = []
 
     def edit(name: str, node: str, change, delivery: str = "dtb", expect: str | None = None,
@@ -284,40 +290,32 @@ def mutations() -> list[Mutation]:
     # QEMU's loader rewrites /memory and /psci, so their damage goes in raw.
     remove("memory", "reg", delivery="raw", expect=stop, message=memory_path)
     empty("memory", "reg", delivery="raw", expect=stop, message=memory_path)
-    replace("memory", "reg", cells(0, 0x4000_0000, 0), "cut to three cells", delivery="raw", expect=stop,
+    replace("memory", "reg", reg(ram_base, ram_size)[:12], "cut to three cells", delivery="raw", expect=stop,
             message=memory_path)
-    replace("memory", "reg", cells(0, 0x4000_0000, 0, 0), "of size zero", delivery="raw", expect=stop,
-            message=memory_path)
-    replace("memory", "reg", cells(0, 0x4000_0000, 0, 0x10_0000), "too small to hold the kernel",
-            delivery="raw", expect=stop, message="memory")
+    replace("memory", "reg", reg(ram_base, 0), "of size zero", delivery="raw", expect=stop, message=memory_path)
+    replace("memory", "reg", reg(ram_base, 1 << 20), "too small to hold the kernel", delivery="raw", expect=stop,
+            message="kernel image")
     remove("memory", "device_type", delivery="raw", expect=stop, message="memory")
     remove("psci", "method", delivery="raw", expect=booted)
-    empty("psci", "method", delivery="raw", expect=booted)
     edit("/psci removed", "root", lambda n: n.children.remove(n.find("/psci")), delivery="raw", expect=booted)
     replace("root", "#address-cells", cells(3), "of 3", delivery="raw", expect=silent)
-    replace("root", "#size-cells", cells(3), "of 3", delivery="raw", expect=silent)
     # The console: without a usable PL011 there is nowhere to report.
     remove("uart", "reg", expect=silent)
     empty("uart", "reg", expect=silent)
-    replace("uart", "reg", cells(0, 0x900_0000, 0), "cut to three cells", expect=silent)
+    replace("uart", "reg", (uart.get("reg") or b"")[:12], "cut to three cells", expect=silent)
     remove("uart", "compatible", expect=silent)
-    empty("uart", "compatible", expect=silent)
     replace("uart", "status", text("disabled"), "disabled", expect=silent)
     # A wrong address: another PrimeCell device, RAM, nothing at all.
-    gic_base = struct.unpack(">Q", (gic.get("reg") or b"")[:8])[0]
-    ram_base, ram_size = struct.unpack(">QQ", memory.get("reg") or b"")
     for where, address in (("at the interrupt controller", gic_base), ("in RAM", ram_base + (ram_size >> 1)),
                            ("past the end of RAM", ram_base + ram_size + (16 << 20))):
-        replace("uart", "reg", cells(address >> 32, address & 0xFFFF_FFFF, 0, 0x1000), where, expect=silent)
+        replace("uart", "reg", reg(address, 0x1000), where, expect=silent)
     replace("uart", "interrupts", cells(0, 1), "cut to two cells", expect=stop, message=re.escape(paths["uart"]))
     # Interrupt controller and timer: the console works, so the kernel must say what is wrong.
     gic_path, timer_path = re.escape(paths["gic"]), re.escape(paths["timer"])
     remove("gic", "reg", expect=stop, message=gic_path)
     empty("gic", "reg", expect=stop, message=gic_path)
-    replace("gic", "reg", cells(0, 0x800_0000, 0, 0x10000), "with one register block", expect=stop,
-            message=gic_path)
+    replace("gic", "reg", (gic.get("reg") or b"")[:16], "with one register block", expect=stop, message=gic_path)
     remove("gic", "compatible", expect=stop, message="interrupt controller")
-    empty("gic", "compatible", expect=stop, message="interrupt controller")
     remove("gic", "#interrupt-cells", expect=stop, message=gic_path)
     remove("timer", "interrupts", expect=stop, message=timer_path)
     empty("timer", "interrupts", expect=stop, message=timer_path)
@@ -345,16 +343,13 @@ def mutations() -> list[Mutation]:
     header("magic flipped", 0, 0xD00DFEED ^ 0x0100_0000)
     header("totalsize below the header", 4, 32)
     header("totalsize 4 GiB - 1", 4, 0xFFFF_FFFF)
-    header("totalsize short of the strings", 4, off_strings + 8)
     header("off_dt_struct past the end", 8, total + 64)
     header("off_dt_struct misaligned", 8, off_struct + 2)
-    header("off_dt_struct into the strings", 8, off_strings)
     header("off_dt_strings past the end", 12, total + 4096)
     header("version 1", 20, 1)
     header("last_comp_version 18", 24, 18)
-    header("size_dt_struct past totalsize", 36, total)
 
-    for fraction in (0.1, 0.5, 0.97):
+    for fraction in (0.3, 0.97):
         # What lies past the cut reads as zeros. Inside the structure block that is a bad token;
         # inside the strings block it only empties the last names, which may leave a tree that
         # still parses.
@@ -372,7 +367,7 @@ def mutations() -> list[Mutation]:
     generator = random.Random(SEED)
     for delivery, tree in (("dtb", base), ("raw", raw_base)):
         built = build_tree(tree)
-        for kind, block, count in (("structure flip", built.structure, 8), ("strings flip", built.strings, 3)):
+        for kind, block, count in (("structure flip", built.structure, 6), ("strings flip", built.strings, 2)):
             for _ in range(count):
                 offset = generator.randrange(block.start, block.stop)
                 while built.place(offset) == "/chosen bootargs":
@@ -510,12 +505,19 @@ def boot_one(mutation: Mutation, scratch: Path, initrd: Path) -> Outcome:
             if process.poll() is not None:
                 break
             if time.monotonic() - last_output >= QUIET_BEFORE_SAMPLING:
-                monitor = monitor or Monitor(qmp)
-                halted, state = halted_in_wfi(monitor, process.pid)
-                if halted:
-                    # Sampled a second time: a CPU that merely paused would have moved on.
+                try:
+                    monitor = monitor or Monitor(qmp)
                     halted, state = halted_in_wfi(monitor, process.pid)
-                    break
+                    if halted:
+                        # Sampled a second time: a CPU that merely paused would have moved on.
+                        halted, state = halted_in_wfi(monitor, process.pid)
+                        break
+                except (OSError, ValueError, RuntimeError) as error:
+                    # QEMU not listening yet, or exiting: its exit or the deadline decides.
+                    halted, state = False, f"no sample ({type(error).__name__})"
+                    if monitor:
+                        monitor.close()
+                        monitor = None
                 if time.monotonic() - started > DEADLINE - 1:
                     break
     finally:
@@ -544,6 +546,10 @@ def boot_one(mutation: Mutation, scratch: Path, initrd: Path) -> Outcome:
         verdict = "FAIL: QEMU refused a tree this test relies on"
     elif not verdict.startswith("FAIL") and mutation.expect and verdict != mutation.expect:
         verdict = f"FAIL: expected {mutation.expect}, got {verdict}"
+    elif verdict == "booted" and mutation.delivery == "dtb" and not any(
+            re.fullmatch(rf"Boot: Initial ramdisk at 0x[0-9a-f]{{16}} \({INITRD_SIZE} bytes\)", line) for line in console):
+        # QEMU's loader writes /chosen linux,initrd-start/end into the tree it was given.
+        verdict = "FAIL: booted without the initrd QEMU's loader should have added to /chosen"
     if verdict == "clear stop" and mutation.message and not re.search(mutation.message, detail):
         verdict = f"FAIL: the stop message does not name /{mutation.message}/"
     return Outcome(mutation, verdict, detail, console, seconds)
@@ -581,7 +587,7 @@ def run(selected: list[Mutation] | None = None, jobs: int = JOBS,
     chosen = selected if selected is not None else mutations()
     with tempfile.TemporaryDirectory() as scratch:
         initrd = Path(scratch) / "initrd"
-        initrd.write_bytes(random.Random(SEED).randbytes(12345))
+        initrd.write_bytes(random.Random(SEED).randbytes(INITRD_SIZE))
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
             outcomes = []
             for outcome in pool.map(lambda m: boot_one(m, Path(scratch), initrd), chosen):
