@@ -9,12 +9,12 @@ booted once. Every boot must end in one of three acceptable ways:
               interrupts masked.
 
 A spinning vCPU, a kernel panic, or any other ending fails, naming the mutation. QEMU refusing a
-tree is counted, not failed.
+byte-flipped tree is counted, not failed; refusing a targeted one fails, as it hides the test.
 
 Two ways to hand a tree to the kernel:
   dtb  QEMU's -dtb: its loader adds /chosen bootargs and the initrd, but it also rewrites the
        memory and /psci nodes and repacks the header, and refuses what libfdt cannot open;
-  raw  the blob is placed in RAM byte for byte and a four-instruction stub enters the kernel
+  raw  the blob is placed in RAM byte for byte and an eight-instruction stub enters the kernel
        with x0 pointing at it, so header, memory and PSCI damage reaches the kernel as made.
 
 Standalone: python3 tests/boot/devicetree_mutation.py [-v] [--only SUBSTRING] [--list]
