@@ -2,17 +2,20 @@
 // found, the memory in use once the heap is up, and a device tree the kernel cannot run on. Apart
 // from main.swift so that the boot sequence reads on its own.
 
-/// The tree is well formed but describes a device impossibly; say so if a console can still
-/// be found, then stop.
-func reportBrokenPlatform(_ tree: DeviceTree, _ error: DeviceTreeError) -> Never {
-    if let console = try? Platform.findConsole(in: tree, chosen: tree.node(atPath: "/chosen")) {
-        Console.device = PL011(registers: console.registers.start)
-        Console.device?.start()
-        log("SwiftKernel v\(kernelVersion) - ARM64 Microkernel")
-        log("Boot: device tree describes the platform inconsistently (\(error)); cannot continue")
-        Console.flush()
-    }
-    CPU.halt()
+/// The tree named a console but the kernel cannot run on the rest of it: one line saying what is
+/// wrong, then the machine stops as after a panic (bad input is not a kernel bug, so no
+/// backtrace). Boot tests recognise the line by its "Boot: device tree: ...; stopping" form.
+func stopBooting(_ defect: PlatformDefect) -> Never {
+    stopBooting("\(defect)")
+}
+
+func stopBooting(_ reason: FormattedText) -> Never {
+    var line = TextLine()
+    line.write("Boot: device tree: ")
+    reason.line.forEachByte { line.write(byte: $0) }
+    line.write("; stopping")
+    Console.write(line)
+    Panic.stop()
 }
 
 func reportMemory(_ tree: DeviceTree) {

@@ -30,25 +30,32 @@ func kernelMain(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress: UI
     Exceptions.install()
 
     // Until the device tree names a console there is nowhere to report a problem, so a missing
-    // or corrupt tree stops the CPU quietly (a debugger shows why: see docs/ARCHITECTURE.md).
-    guard let tree = openDeviceTree(at: deviceTreeAddress) else { CPU.halt() }
-    let platform: Platform
-    do {
-        platform = try Platform.discover(in: tree)
-    } catch {
-        reportBrokenPlatform(tree, error)
-    }
-    guard let console = platform.console else { CPU.halt() }
-    Console.device = PL011(registers: console.registers.start)
-    Console.device?.start()
-    PSCI.conduit = platform.psciConduit
-    Panic.powerOffOnPanic = BootArguments(platform.bootArguments).contains("test")
+    // or corrupt tree, or one without a PL011 where it says, stops the CPU quietly in a low-power
+    // wait (a debugger shows why: see docs/ARCHITECTURE.md). Once there is a console, every later
+    // problem with the tree is reported before the machine stops.
+    guard let tree = openDeviceTree(at: deviceTreeAddress),
+          let consoleRegisters = Platform.consoleRegisters(in: tree) else { CPU.halt() }
+    let console = PL011(registers: consoleRegisters.start)
+    guard console.identifies else { CPU.halt() }
+    Console.device = console
+    console.start()
+    PSCI.conduit = Platform.findPSCIConduit(in: tree)
+    Panic.powerOffOnPanic = BootArguments(Platform.bootArguments(in: tree)).contains("test")
 
     log("SwiftKernel v\(kernelVersion) - ARM64 Microkernel")
     log("Boot: CPU primary core active (\(CPU.identity), MPIDR \(hex: CPU.affinity.multiprocessorID), entered at EL\(entryLevel))")
     log("Boot: Device tree parsed successfully (version \(tree.version), \(tree.totalSize) bytes at \(hex: deviceTreeAddress))")
+    let image = PhysicalRange(start: KernelImage.physicalStart, size: KernelImage.size)
+    let treeRange = PhysicalRange(start: PhysicalAddress(UInt64(deviceTreeAddress)), size: UInt64(tree.totalSize))
+    let platform: Platform
+    do throws(PlatformDefect) {
+        platform = try Platform.discover(in: tree)
+        try platform.checkRequirements(in: tree, kernelImage: image, deviceTree: treeRange)
+    } catch {
+        stopBooting(error)
+    }
     reportMemory(tree)
-    log("Boot: Console PL011 at \(console.registers.start)")
+    log("Boot: Console PL011 at \(consoleRegisters.start)")
 
     log("Initializing memory management...")
     startFrameAllocator(tree: tree, platform: platform)
@@ -56,7 +63,8 @@ func kernelMain(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress: UI
     do {
         roots = try KernelAddressSpace.build(tree: tree, platform: platform)
     } catch {
-        kernelPanic("cannot build the kernel page tables: \(error)")
+        // The tables map what the tree describes: RAM and the device windows.
+        stopBooting("cannot map the memory and devices it describes (\(error))")
     }
     KernelTableFrames.invalidateEarlyTables()
     dcache_invalidate_range(KernelImage.startOfData, KernelImage.end - KernelImage.startOfData)
@@ -235,7 +243,8 @@ func startFrameAllocator(tree: DeviceTree, platform: Platform) {
         if let ramdisk = platform.initialRamdisk { try map.reserve(ramdisk, for: .bootData) }
         try PhysicalFrames.start(map: map)
     } catch {
-        kernelPanic("cannot start the frame allocator: \(error)")
+        // Its input is the tree's memory and reservations, checked for form but not for sense.
+        stopBooting("its memory map is unusable (\(error))")
     }
     let statistics = PhysicalFrames.statistics
     log("FrameAllocator: \(statistics.totalFrames) frames total, \(statistics.freeFrames) frames free")

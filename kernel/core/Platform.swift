@@ -1,6 +1,7 @@
 // What the kernel needs to know about the machine, read from the device tree: RAM, reserved
 // memory, console, interrupt controller, timer, PSCI, CPUs, boot arguments and initial ramdisk.
-// Pure interpretation of `DeviceTree`; the arch layer turns it into running devices.
+// Pure interpretation of `DeviceTree`; the arch layer turns it into running devices. A tree the
+// kernel cannot run on yields a `PlatformDefect` naming the node at fault, for the boot log.
 
 public struct Platform {
     public enum InterruptControllerKind: Equatable, Sendable {
@@ -47,8 +48,8 @@ public struct Platform {
 
     public init() {}
 
-    /// Interprets `tree`. Missing devices stay nil; a present but malformed node is an error.
-    public static func discover(in tree: DeviceTree) throws(DeviceTreeError) -> Platform {
+    /// Interprets `tree`. Missing devices stay nil; a present but malformed node is a defect.
+    public static func discover(in tree: DeviceTree) throws(PlatformDefect) -> Platform {
         var platform = Platform()
         let chosen = tree.node(atPath: "/chosen")
         if let chosen {
@@ -69,9 +70,30 @@ public struct Platform {
         return platform
     }
 
+    /// /chosen bootargs, without its terminator.
+    public static func bootArguments(in tree: DeviceTree) -> DeviceTreeBytes? {
+        tree.node(atPath: "/chosen")?.property("bootargs")?.string
+    }
+
+    /// The console's registers, trusting nothing else in the tree: the kernel needs a console
+    /// before it can say what is wrong with the rest. Nil without a PL011 whose first `reg` entry
+    /// is readable and of non-zero size.
+    public static func consoleRegisters(in tree: DeviceTree) -> PhysicalRange? {
+        guard let node = consoleNode(in: tree, chosen: tree.node(atPath: "/chosen")),
+              let registers = try? node.firstRegister(), registers.size > 0 else { return nil }
+        return registers
+    }
+
+    static func findConsole(in tree: DeviceTree, chosen: DeviceTreeNode?) throws(PlatformDefect) -> Console? {
+        guard let node = consoleNode(in: tree, chosen: chosen) else { return nil }
+        var registers = try registers(of: node).makeIterator()
+        guard let first = registers.next(), first.size > 0 else { return nil }
+        return Console(registers: first, interrupt: try firstInterrupt(of: node, in: tree))
+    }
+
     /// The UART named by /chosen stdout-path (options after ':' dropped; aliases followed) if it
     /// is a PL011, otherwise the first enabled PL011 in the tree.
-    static func findConsole(in tree: DeviceTree, chosen: DeviceTreeNode?) throws(DeviceTreeError) -> Console? {
+    static func consoleNode(in tree: DeviceTree, chosen: DeviceTreeNode?) -> DeviceTreeNode? {
         var candidate: DeviceTreeNode?
         if let path = chosen?.property("stdout-path")?.string,
            let node = tree.node(atPathOrAlias: path.prefix(upTo: UInt8(ascii: ":"))),
@@ -84,33 +106,30 @@ public struct Platform {
                 return true
             }
         }
-        guard let node = candidate, let registers = try node.firstRegister() else { return nil }
-        return Console(registers: registers, interrupt: try firstInterrupt(of: node, in: tree))
+        return candidate
     }
 
-    static func findInterruptController(in tree: DeviceTree) throws(DeviceTreeError) -> InterruptController? {
-        if let gic = tree.firstNode(compatibleWith: "arm,gic-v3") {
-            var registers = try gic.registers().makeIterator()
-            guard let distributor = registers.next(), let redistributor = registers.next() else {
-                throw .malformedValue
-            }
-            return InterruptController(kind: .gicV3, distributor: distributor, cpuInterfaceOrRedistributor: redistributor)
+    static func findInterruptController(in tree: DeviceTree) throws(PlatformDefect) -> InterruptController? {
+        var kind = InterruptControllerKind.gicV3
+        var node = tree.firstNode(compatibleWith: "arm,gic-v3")
+        if node == nil {
+            // Arrays would allocate; the three GICv2 compatibles in use are tried in turn.
+            kind = .gicV2
+            node = tree.firstNode(compatibleWith: "arm,cortex-a15-gic")
+                ?? tree.firstNode(compatibleWith: "arm,gic-400")
+                ?? tree.firstNode(compatibleWith: "arm,cortex-a9-gic")
         }
-        // Arrays would allocate; the three GICv2 compatibles in use are tried in turn.
-        let gicV2 = tree.firstNode(compatibleWith: "arm,cortex-a15-gic")
-            ?? tree.firstNode(compatibleWith: "arm,gic-400")
-            ?? tree.firstNode(compatibleWith: "arm,cortex-a9-gic")
-        if let gic = gicV2 {
-            var registers = try gic.registers().makeIterator()
-            guard let distributor = registers.next(), let cpuInterface = registers.next() else {
-                throw .malformedValue
-            }
-            return InterruptController(kind: .gicV2, distributor: distributor, cpuInterfaceOrRedistributor: cpuInterface)
+        guard let gic = node else { return nil }
+        // GICv2: distributor, CPU interface. GICv3: distributor, first redistributor region.
+        var registers = try registers(of: gic).makeIterator()
+        guard let distributor = registers.next(), let second = registers.next() else {
+            throw PlatformDefect(gic, .tooFewRegisterBlocks(needed: 2))
         }
-        return nil
+        guard distributor.size > 0, second.size > 0 else { throw PlatformDefect(gic, .noUsableRegisters) }
+        return InterruptController(kind: kind, distributor: distributor, cpuInterfaceOrRedistributor: second)
     }
 
-    static func findTimer(in tree: DeviceTree) throws(DeviceTreeError) -> Timer? {
+    static func findTimer(in tree: DeviceTree) throws(PlatformDefect) -> Timer? {
         guard let node = tree.firstNode(compatibleWith: "arm,armv8-timer")
             ?? tree.firstNode(compatibleWith: "arm,armv7-timer") else { return nil }
         var identifiers = InlineArray<4, UInt32>(repeating: 0)
@@ -119,12 +138,12 @@ public struct Platform {
             if found < 4 { identifiers[found] = identifier }
             found += 1
         }
-        guard found >= 4 else { throw .malformedValue }
+        guard found >= 4 else { throw PlatformDefect(node, .tooFewInterrupts(needed: 4)) }
         return Timer(securePhysicalInterrupt: identifiers[0], physicalInterrupt: identifiers[1],
                      virtualInterrupt: identifiers[2], hypervisorInterrupt: identifiers[3])
     }
 
-    static func findPSCIConduit(in tree: DeviceTree) -> PSCIConduit? {
+    public static func findPSCIConduit(in tree: DeviceTree) -> PSCIConduit? {
         let node = tree.firstNode(compatibleWith: "arm,psci-1.0")
             ?? tree.firstNode(compatibleWith: "arm,psci-0.2")
             ?? tree.firstNode(compatibleWith: "arm,psci")
@@ -134,7 +153,7 @@ public struct Platform {
         return nil
     }
 
-    static func firstInterrupt(of node: DeviceTreeNode, in tree: DeviceTree) throws(DeviceTreeError) -> UInt32? {
+    static func firstInterrupt(of node: DeviceTreeNode, in tree: DeviceTree) throws(PlatformDefect) -> UInt32? {
         var first: UInt32?
         try forEachInterrupt(of: node, in: tree) { identifier in
             if first == nil { first = identifier }
@@ -145,19 +164,203 @@ public struct Platform {
     /// Decodes `interrupts` with the GIC binding (#interrupt-cells = 3: type, number, flags) into
     /// GIC interrupt identifiers: SPI n is 32+n, PPI n is 16+n. Other controllers are skipped.
     static func forEachInterrupt(of node: DeviceTreeNode, in tree: DeviceTree,
-                                 _ body: (UInt32) -> Void) throws(DeviceTreeError) {
+                                 _ body: (UInt32) -> Void) throws(PlatformDefect) {
         guard let interrupts = node.property("interrupts") else { return }
         guard let phandle = node.interruptParent, let parent = tree.node(withPhandle: phandle) else { return }
-        guard let cellCount = parent.property("#interrupt-cells")?.u32 else { throw .malformedValue }
+        guard let cellCount = parent.property("#interrupt-cells")?.u32 else {
+            throw PlatformDefect(parent, .missingProperty(DeviceTreeBytes("#interrupt-cells")))
+        }
         guard cellCount == 3, parent.property("interrupt-controller") != nil else { return }
-        guard interrupts.value.count % 12 == 0 else { throw .malformedValue }
+        guard interrupts.value.count % 12 == 0 else {
+            throw PlatformDefect(node, .notWholeEntries(DeviceTreeBytes("interrupts"), cells: 3))
+        }
         var cells = interrupts.cells.makeIterator()
         while let type = cells.next(), let number = cells.next(), cells.next() != nil {
             switch type {
             case 0 where number < 988: body(32 + number)
             case 1 where number < 16: body(16 + number)
-            default: throw .malformedValue
+            default: throw PlatformDefect(node, .unsupportedInterrupt(type: type, number: number))
             }
+        }
+    }
+
+    /// `node`'s `reg`, its decoding problems as defects of `node`.
+    static func registers(of node: DeviceTreeNode) throws(PlatformDefect) -> RegisterSequence {
+        do {
+            return try node.registers()
+        } catch .malformedValue {
+            let cells = Int(node.context.addressCells + node.context.sizeCells)
+            throw PlatformDefect(node, .notWholeEntries(DeviceTreeBytes("reg"), cells: cells))
+        } catch {
+            throw PlatformDefect(node, .unreadable(DeviceTreeBytes("reg"), error))
+        }
+    }
+}
+
+// MARK: - Requirements
+
+extension Platform {
+    /// What the kernel cannot run without, beyond what `discover` checks: RAM that holds the
+    /// kernel image, the device tree and the initial ramdisk; readable reservations; an
+    /// interrupt controller and the generic timer (scheduling and timeouts need the tick).
+    public func checkRequirements(in tree: DeviceTree, kernelImage: PhysicalRange,
+                                  deviceTree: PhysicalRange) throws(PlatformDefect) {
+        try Self.checkMemory(in: tree)
+        try Self.checkPlacement(of: kernelImage, .kernelImage, in: tree)
+        try Self.checkPlacement(of: deviceTree, .deviceTree, in: tree)
+        if let initialRamdisk { try Self.checkPlacement(of: initialRamdisk, .initialRamdisk, in: tree) }
+        try Self.checkReservations(in: tree)
+        guard interruptController != nil else { throw PlatformDefect(nil, .missing(.interruptController)) }
+        guard timer != nil else { throw PlatformDefect(nil, .missing(.timer)) }
+    }
+
+    /// Every enabled memory node's `reg` must be readable, and RAM must not be empty. When it is,
+    /// the first memory node without a usable region is the one to blame.
+    static func checkMemory(in tree: DeviceTree) throws(PlatformDefect) {
+        var empty: DeviceTreeNode?
+        var usable = false
+        for node in tree.root.children where node.hasDeviceType("memory") && node.isEnabled {
+            var nodeUsable = false
+            for region in try registers(of: node) where region.size > 0 { nodeUsable = true }
+            if !nodeUsable && empty == nil { empty = node }
+            usable = usable || nodeUsable
+        }
+        guard usable else {
+            if let empty { throw PlatformDefect(empty, .noUsableRegisters) }
+            throw PlatformDefect(nil, .missing(.memory))
+        }
+    }
+
+    /// `range` must lie in RAM: the kernel reaches it through the linear map, which covers RAM only.
+    /// Its first and last bytes are checked, so adjacent regions (NUMA nodes) may share it.
+    static func checkPlacement(of range: PhysicalRange, _ what: PlatformDefect.Placed,
+                               in tree: DeviceTree) throws(PlatformDefect) {
+        guard range.size > 0 else { return }
+        let last = PhysicalAddress(range.start.value &+ (range.size - 1))
+        var firstInRAM = false
+        var lastInRAM = false
+        try? tree.forEachMemoryRegion { region in
+            if region.contains(range.start) { firstInRAM = true }
+            if region.contains(last) { lastInRAM = true }
+        }
+        guard firstInRAM && lastInRAM else { throw PlatformDefect(nil, .outsideMemory(what, range)) }
+    }
+
+    /// /reserved-memory children must be readable: an unreadable one would hand firmware memory
+    /// to the frame allocator.
+    static func checkReservations(in tree: DeviceTree) throws(PlatformDefect) {
+        guard let reserved = tree.node(atPath: "/reserved-memory") else { return }
+        for child in reserved.children where child.isEnabled { _ = try registers(of: child) }
+    }
+}
+
+/// Why the kernel cannot run on a device tree, naming the node at fault when there is one.
+public struct PlatformDefect: Error {
+    public enum Requirement: Equatable, Sendable {
+        case memory
+        case interruptController
+        case timer
+    }
+
+    public enum Placed: Equatable, Sendable {
+        case kernelImage
+        case deviceTree
+        case initialRamdisk
+    }
+
+    public enum Problem: Equatable {
+        /// No node of this kind at all.
+        case missing(Requirement)
+        /// A single-cell property the node needs is absent or not one cell.
+        case missingProperty(DeviceTreeBytes)
+        /// A property the parser cannot decode.
+        case unreadable(DeviceTreeBytes, DeviceTreeError)
+        /// A property whose length is not a whole number of `cells`-cell entries.
+        case notWholeEntries(DeviceTreeBytes, cells: Int)
+        /// `reg` absent, empty, or of size zero only.
+        case noUsableRegisters
+        case tooFewRegisterBlocks(needed: Int)
+        /// Fewer interrupts routed to the GIC than the device raises.
+        case tooFewInterrupts(needed: Int)
+        /// An `interrupts` entry that is neither an SPI nor a PPI.
+        case unsupportedInterrupt(type: UInt32, number: UInt32)
+        /// A range the kernel must reach that no memory region holds.
+        case outsideMemory(Placed, PhysicalRange)
+    }
+
+    /// The node at fault, or nil when the problem is something missing from the whole tree.
+    public let node: DeviceTreeNode?
+    public let problem: Problem
+
+    public init(_ node: DeviceTreeNode?, _ problem: Problem) {
+        self.node = node
+        self.problem = problem
+    }
+}
+
+extension PlatformDefect: TextDescribable {
+    public func describe<Output: TextOutput>(into output: inout Output) {
+        node?.writePath(into: &output)
+        switch problem {
+        case .missing(.memory): output.write("no memory node (device_type \"memory\")")
+        case .missing(.interruptController): output.write("no interrupt controller (GICv2 or GICv3)")
+        case .missing(.timer): output.write("no generic timer (arm,armv8-timer)")
+        case .missingProperty(let name):
+            output.write(" has no usable ")
+            output.write(bytes: name)
+        case .unreadable(let name, let error):
+            output.write(" ")
+            output.write(bytes: name)
+            output.write(": ")
+            error.describe(into: &output)
+        case .notWholeEntries(let name, let cells):
+            output.write(" ")
+            output.write(bytes: name)
+            output.write(" is not a whole number of ")
+            output.writeDecimal(UInt64(cells))
+            output.write("-cell entries")
+        case .noUsableRegisters: output.write(" has no usable reg")
+        case .tooFewRegisterBlocks(let needed):
+            output.write(" reg has fewer than ")
+            output.writeDecimal(UInt64(needed))
+            output.write(" register blocks")
+        case .tooFewInterrupts(let needed):
+            output.write(" has fewer than ")
+            output.writeDecimal(UInt64(needed))
+            output.write(" interrupts routed to the GIC")
+        case .unsupportedInterrupt(let type, let number):
+            output.write(" names interrupt type ")
+            output.writeDecimal(UInt64(type))
+            output.write(" number ")
+            output.writeDecimal(UInt64(number))
+            output.write(", neither an SPI nor a PPI")
+        case .outsideMemory(let what, let range):
+            switch what {
+            case .kernelImage: output.write("no memory region holds the kernel image ")
+            case .deviceTree: output.write("no memory region holds the device tree itself ")
+            case .initialRamdisk: output.write("no memory region holds the initial ramdisk ")
+            }
+            output.writeHex(range.start.value)
+            output.write(" - ")
+            output.writeHex(range.start.value &+ range.size)
+        }
+    }
+}
+
+extension DeviceTreeNode {
+    /// Writes the node's full path ("/soc/uart@1000"). Each level descends into the last child
+    /// that begins at or before this node: a subtree's nodes lie between its own BEGIN_NODE and
+    /// its next sibling's.
+    public func writePath<Output: TextOutput>(into output: inout Output) {
+        var current = tree.root
+        guard current.offset != offset else { return output.write("/") }
+        while current.offset != offset {
+            var next: DeviceTreeNode?
+            for child in current.children where child.offset <= offset { next = child }
+            guard let child = next else { return }
+            output.write("/")
+            output.write(bytes: child.name)
+            current = child
         }
     }
 }

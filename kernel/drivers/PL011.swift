@@ -43,6 +43,19 @@ struct PL011 {
 
     var flags: Flags { Flags(rawValue: flagRegister.load()) }
 
+    /// Whether the block identifies as a PL011 (TRM 3.3.14-15): part number 0x011 in
+    /// UARTPeriphID0-1 and the PrimeCell component ID 0xB105F00D in UARTPCellID0-3, one byte
+    /// per register. A device tree with a wrong UART address points at RAM or another device,
+    /// whose flags could keep `start` and `write` waiting for good.
+    var identifies: Bool {
+        func byte(_ offset: UInt) -> UInt32 {
+            VolatileMappedRegister<UInt32>(unsafeBitPattern: base + offset).load() & 0xFF
+        }
+        let part = byte(0xFE0) | (byte(0xFE4) & 0xF) << 8
+        let component = byte(0xFF0) | byte(0xFF4) << 8 | byte(0xFF8) << 16 | byte(0xFFC) << 24
+        return part == 0x011 && component == 0xB105_F00D
+    }
+
     /// Programs 8N1 with FIFOs, interrupts masked and cleared, transmitter and receiver on.
     /// The baud rate divisors are left as the firmware set them, which keeps the speed the
     /// loader's stdout-path asked for. The sequence follows the TRM: disable, drain, configure, enable.

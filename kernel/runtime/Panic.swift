@@ -13,17 +13,21 @@ enum Panic {
     static func begin() {
         CPU.maskAllExceptions()
         if started.exchange(true, ordering: .relaxed) {
-            // A panic while reporting a panic: report nothing more, just stop.
-            finish()
+            // A panic while reporting a panic: report nothing more, not even a flush, since the
+            // console may be what faults. Just stop.
+            if powerOffOnPanic { PSCI.systemOff() }
+            CPU.halt()
         }
     }
 
     static func end() -> Never {
         log("Kernel panic: system halted")
-        finish()
+        stop()
     }
 
-    private static func finish() -> Never {
+    /// Stops the machine once a report is out: powered off in test mode, so that a boot test
+    /// ends at once; otherwise halted, the report left on the console.
+    static func stop() -> Never {
         Console.flush()
         if powerOffOnPanic { PSCI.systemOff() }
         CPU.halt()

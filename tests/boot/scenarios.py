@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from harness import INITRD, KERNEL_IMAGE, ROOT, BootResult, boot, newc_archive, qemu_command
+import devicetree_mutation
+from harness import INITRD, KERNEL_IMAGE, ROOT, BootFailure, BootResult, boot, newc_archive, qemu_command
 
 ROOT_BUILD = ROOT / "build"
 
@@ -356,7 +357,31 @@ def uboot_booti() -> BootResult:
     return result
 
 
+def device_tree_mutations() -> BootResult:
+    """QEMU's own tree damaged in a fixed, seeded set of ways (devicetree_mutation.py): every boot
+    completes, stops with a line naming the problem, or, with no console to name it on, halts
+    silently in WFI. Never a spin, never a panic."""
+    outcomes, seconds = devicetree_mutation.run()
+    lines = [f"{outcome.verdict}: {outcome.mutation.name}: {outcome.detail}" for outcome in outcomes]
+    result = BootResult(command=["tests/boot/devicetree_mutation.py"], lines=lines + devicetree_mutation.summary(outcomes),
+                        exit_code=0, timed_out=False, seconds=seconds, checks=len(outcomes))
+    failures = [outcome for outcome in outcomes if outcome.failed]
+    if failures:
+        report = []
+        for outcome in failures:
+            report.append(f"  {outcome.mutation.name} ({outcome.mutation.kind}, {outcome.mutation.delivery}): "
+                          f"{outcome.verdict}; {outcome.detail}")
+            report += ["    | " + line for line in outcome.console[-8:]]
+        raise BootFailure(f"{len(failures)} of {len(outcomes)} mutated device trees ended badly:\n" + "\n".join(report)
+                          + "\n  " + "\n  ".join(devicetree_mutation.summary(outcomes)))
+    # Every acceptable ending is reached by some tree, so a harness that misreads them all fails.
+    verdicts = {outcome.verdict for outcome in outcomes}
+    result.expect_equal({"booted", "clear stop", "silent WFI"} <= verdicts, True, "each acceptable ending seen")
+    return result
+
+
 SCENARIOS: list[Scenario] = [
+    Scenario("device tree mutations: booted, a clear stop, or silent in WFI", device_tree_mutations),
     standard("cortex-a72, 1G, GICv2", "cortex-a72", "1G", 2),
     standard("cortex-a72, 1G, GICv3, 4 cores", "cortex-a72", "1G", 3, smp=4),
     standard("cortex-a53, 128M, GICv2", "cortex-a53", "128M", 2),

@@ -74,14 +74,17 @@ enum CPU {
         return try body()
     }
 
-    /// Masks every interrupt and waits forever. Other cores are still parked in the firmware
-    /// (PSCI), so stopping this one stops the machine.
     /// Masks debug, SError, IRQ and FIQ: nothing may interrupt what follows.
     @inline(__always)
     static func maskAllExceptions() { aarch64_mask_interrupts() }
 
+    /// Masks every exception and sleeps for good. Other cores are still parked in the firmware
+    /// (PSCI), so stopping this one stops the machine. WFI, not WFE: WFE may return at once
+    /// (an emulator treats it as a yield), turning the stop into a spin. A masked interrupt that
+    /// is pending still ends WFI, so the timer, the one source that keeps firing, is stopped first.
     static func halt() -> Never {
         maskAllExceptions()
-        while true { aarch64_wfe() }
+        aarch64_write_timer_control(0)
+        while true { aarch64_wfi() }
     }
 }

@@ -89,7 +89,7 @@ primary_entry:
     .global halt
 halt:
     msr     daifset, #0xf
-    wfe
+    wfi
     b       halt
 
 // Drops from EL2 to EL1, returning to the caller (x30) at EL1 with SP_EL1 selected.
