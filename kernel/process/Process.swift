@@ -228,25 +228,24 @@ enum Processes {
             giveBack(space)
             throw .outOfMemory
         }
-        // The handle leaves the parent only once everything else has succeeded; if the table
-        // then has no room, it is closed.
-        var moved: TransferredHandle?
-        switch start {
-        case .none:
-            break
-        case .moved(let handle):
-            guard let parent, let taken = try? IPC.uninstall(handle, from: parent, requiring: .transfer) else {
+        // The handle leaves the parent only once everything else has succeeded, the process's
+        // slot included: a spawn that fails leaves it where it was. (Checked first, so taking it
+        // then cannot fail.) If the child's table has no room for it, it is closed.
+        if case .moved(let handle) = start {
+            guard let parent, (try? IPC.lookup(handle, in: parent, requiring: .transfer)) != nil else {
                 giveBack(space, stack)
                 throw .invalidHandle
             }
-            moved = taken
-        case .granted(let capability):
-            moved = capability
         }
         guard let (process, threadID) = insert(parentID: parentID, name: name, addressSpace: space) else {
             giveBack(space, stack)
-            if let moved { IPC.released(moved) }
             throw .outOfMemory
+        }
+        var moved: TransferredHandle?
+        switch start {
+        case .none: break
+        case .moved(let handle): moved = parent.flatMap { try? IPC.uninstall(handle, from: $0, requiring: .transfer) }
+        case .granted(let capability): moved = capability
         }
         process.charge = processCharge
         var childHandle = Handle.none
