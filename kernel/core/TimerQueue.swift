@@ -1,9 +1,12 @@
 // Pending one-shot deadlines (sleeps, timeouts), ordered by expiry: a binary min-heap in fixed
 // storage, so arming and firing never allocate and can run with interrupts masked.
-// Deadlines are counter ticks; tokens identify the waiter to the caller.
+// Deadlines are counter ticks; tokens identify the waiter to the caller. A thread has at most one
+// deadline at a time (its sleep or its timed wait), and there are at most 1024 threads (one per
+// kernel stack slot), so the queue, with room for more, is never full in the kernel: one process
+// cannot take every deadline and make the others' timeouts fail.
 
 public struct TimerQueue {
-    public static let capacity = 256
+    public static let capacity = 1040
 
     public struct Entry: Equatable {
         public var deadline: UInt64
@@ -14,7 +17,7 @@ public struct TimerQueue {
         case full
     }
 
-    var entries = InlineArray<256, Entry>(repeating: Entry(deadline: 0, token: 0))
+    var entries = InlineArray<1040, Entry>(repeating: Entry(deadline: 0, token: 0))
     public private(set) var count = 0
 
     public init() {}

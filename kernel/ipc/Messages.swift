@@ -114,7 +114,7 @@ extension IPC {
             if port.isClosed { throw .peerClosed }
             guard timeout > 0 else { throw .wouldBlock }
             if !armed {
-                armed = armTimeout(timeout, for: thread)
+                armed = try armTimeout(timeout, for: thread)
             } else if thread.sleepExpired {
                 throw .timedOut
             }

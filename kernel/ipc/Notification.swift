@@ -42,7 +42,7 @@ extension IPC {
         if notification.bits == 0 {
             guard timeout > 0 else { throw .wouldBlock }
             guard notification.waiter == nil else { throw .accessDenied }
-            let armed = armTimeout(timeout, for: thread)
+            let armed = try armTimeout(timeout, for: thread)
             while notification.bits == 0 && !thread.sleepExpired && !thread.killed {
                 notification.waiter = thread
                 Scheduler.block()

@@ -41,7 +41,7 @@ extension IPC {
         }
         if let ready = firstReady() { return UInt64(ready) }
         guard timeout > 0 else { throw .wouldBlock }
-        let armed = armTimeout(timeout, for: thread)
+        let armed = try armTimeout(timeout, for: thread)
         var ready = firstReady()
         while ready == nil && !thread.sleepExpired && !thread.killed {
             // Wait on all of them; whichever becomes ready first wakes this thread.
@@ -69,7 +69,9 @@ extension IPC {
     }
 
     /// Arms a deadline `nanoseconds` from now unless it is "for ever"; returns whether it did.
-    static func armTimeout(_ nanoseconds: UInt64, for thread: Thread) -> Bool {
+    /// A deadline that cannot be armed fails the wait (`outOfMemory`) instead of letting it
+    /// wait for ever; the queue has room for every thread's, so this does not happen.
+    static func armTimeout(_ nanoseconds: UInt64, for thread: Thread) throws(KernelError) -> Bool {
         thread.sleepExpired = false
         guard nanoseconds != UInt64.max else { return false }
         let ticks = max(Clock.ticks(forNanoseconds: nanoseconds), 1)
@@ -77,7 +79,7 @@ extension IPC {
             try Clock.addDeadline(at: Clock.now &+ ticks, token: thread.id)
             return true
         } catch {
-            return false
+            throw .outOfMemory
         }
     }
 
