@@ -382,7 +382,7 @@ func testIPC(_ suite: inout Suite) {
     let framesAfterStress = System.memory.freeFrames
     let heapAfter = System.kernelHeap
     suite.check(stressStatus?.reason == .exited && stressStatus?.code == 0 && heapAfter.blocks == heapBefore.blocks
-                && framesBeforeStress + heapAfter.pages == framesAfterStress + heapBefore.pages
+                && framesBeforeStress + heapBefore.pages == framesAfterStress + heapAfter.pages
                 && System.processes.live == processesBefore,
                 "IPC stress (3 servers, 6 clients, 900 calls, floods) without error; kernel heap blocks \(heapBefore.blocks) before, \(heapAfter.blocks) after; free frames \(framesBeforeStress) + heap pages \(heapBefore.pages) before, \(framesAfterStress) + \(heapAfter.pages) after")
 
@@ -697,7 +697,7 @@ func testDeviceAccess(_ suite: inout Suite) {
     try? IPC.close(port)
     let framesAfter = System.memory.freeFrames
     let heapAfter = System.kernelHeap
-    suite.check(heapAfter.blocks == heapBefore.blocks && framesBefore + heapAfter.pages == framesAfter + heapBefore.pages,
+    suite.check(heapAfter.blocks == heapBefore.blocks && framesBefore + heapBefore.pages == framesAfter + heapAfter.pages,
                 "device access leaves nothing behind: kernel heap blocks \(heapBefore.blocks) before, \(heapAfter.blocks) after (objects \(objectsBefore), \(System.kernelObjects.objects)); free frames \(framesBefore) + heap pages \(heapBefore.pages) before, \(framesAfter) + \(heapAfter.pages) after")
 }
 
