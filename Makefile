@@ -87,6 +87,13 @@ $(INITRD): $(USER_ELVES)
 	    $(OBJCOPY) --strip-debug $(BUILD)/user/$$program.elf $(BUILD)/initrd/$$program; done
 	cd $(BUILD)/initrd && ls | cpio --quiet -o -H newc > ../initrd.cpio
 
+# ---- EL0 system call fuzzer (userland/services/fuzz, docs/FUZZING.md) ----------------------
+# The fuzzer's register checks are inline assembly in a header of its own.
+$(BUILD)/user/fuzz.o: USER_FLAGS += -I userland/services/fuzz/include
+$(BUILD)/user/fuzz.o: $(wildcard userland/services/fuzz/include/*)
+
+# ---- end of the EL0 system call fuzzer -----------------------------------------------------
+
 APT_PACKAGES := qemu-system-arm gdb-multiarch device-tree-compiler cpio u-boot-qemu
 
 .PHONY: all build run debug gdb bench test test-host test-boot bench clean install-deps check-deps fixtures fault-kernel

@@ -1,0 +1,454 @@
+// A worker's threads and child processes, its raw calls, and the episodes that recreate
+// situations the kernel once got wrong (each can be left out with a flag, FuzzOptions).
+
+import FuzzRegisters
+import UserSystemCall
+
+extension Worker {
+    // MARK: Threads
+
+    mutating func threadAction() {
+        if random.oneIn(3) {
+            hostileThread()
+            return
+        }
+        guard let slot = ThreadSlots.freeSlot() else { return }
+        let stackBytes = ThreadSlots.stackBytes
+        let mapped = caller.make(SystemCallNumber.map.rawValue, stackBytes, 1, expect: .successUnlessShort)
+        guard mapped.succeeded else { return }
+        ThreadSlots.begin(slot, stack: mapped.value1, seed: random.next(), calls: random.between(1, 40))
+        let body = unsafeBitCast(fuzzThreadBody as @convention(c) (UInt64) -> Void, to: UInt64.self)
+        let created = caller.make(SystemCallNumber.threadCreate.rawValue, user_thread_start_address(),
+                                  mapped.value1 + stackBytes, UInt64(slot), body, expect: .successUnlessShort)
+        if created.succeeded {
+            if created.value1 == mainThread || created.value1 == 0 {
+                Report.violation("threadCreate returned thread id \(created.value1)")
+            }
+        } else {
+            ThreadSlots.abandon(slot)
+            _ = caller.make(SystemCallNumber.unmap.rawValue, mapped.value1, stackBytes, expect: .success)
+        }
+    }
+
+    /// Entries and stacks the kernel must refuse: outside user space, misaligned, too low. (An
+    /// entry or stack inside user space but unmapped is accepted, and the thread then faults,
+    /// ending this worker: that is not asked for.)
+    mutating func hostileThread() {
+        var entry = user_thread_start_address()
+        var stack = messageArea + Self.messageAreaBytes
+        if random.oneIn(2) {
+            let entries: InlineArray<5, UInt64> = [0, UserSpace.end, UserSpace.end - 2, 0xFFFF_0000_4020_0000, UInt64.max - 3]
+            entry = entries[random.below(5)]
+        } else {
+            let stacks: InlineArray<6, UInt64> = [0, 8, 16, stack + 8, UserSpace.end + 16, 0xFFFF_0000_4020_0000]
+            stack = stacks[random.below(6)]
+        }
+        _ = caller.make(SystemCallNumber.threadCreate.rawValue, entry, stack, random.next(), 0, expect: .failure)
+    }
+
+    /// Unmaps the stacks of threads that have finished (all of them, waiting, if `waiting`).
+    mutating func reapThreads(waiting: Bool) {
+        for slot in 0..<ThreadSlots.count where ThreadSlots.stacks[slot] != 0 {
+            while waiting && ThreadSlots.done[slot] == 0 { _ = caller.make(SystemCallNumber.yield.rawValue, expect: .success) }
+            guard ThreadSlots.done[slot] != 0 else { continue }
+            _ = caller.make(SystemCallNumber.unmap.rawValue, ThreadSlots.stacks[slot], ThreadSlots.stackBytes, expect: .success)
+            model.unmappedAddress = ThreadSlots.stacks[slot]
+            ThreadSlots.finish(slot)
+        }
+    }
+
+    // MARK: Children
+
+    mutating func childAction() {
+        if model.childCount > 0 && random.oneIn(2) {
+            endChild(at: random.below(model.childCount))
+        } else if random.oneIn(4) || model.childCount == Model.childCapacity {
+            hostileProcessCall()
+        } else {
+            spawnChild()
+        }
+    }
+
+    mutating func spawnChild() {
+        let roll = random.below(20)
+        if roll < 4 {
+            startServer()
+            return
+        }
+        var kind = ChildKind.hello
+        var argument: UInt64 = random.next()
+        if roll < 7 {
+            let code = random.below(UInt64(8))
+            kind = .crasher(code)
+            argument = code
+        } else if roll < 13 {
+            kind = .victim
+            argument = FuzzOptions(role: .child, flags: [], calls: Child.victim, seed: random.below(UInt64(5))).argument
+        }
+        // Now and then the child takes a handle with it (never a receive right: its port would
+        // close when the child ends, at a moment the model cannot know).
+        var moved: Int?
+        if random.oneIn(3), let index = pickHandle(nil, rights: .transfer, service: nil),
+           !(model.objects[model.handles[index].object].kind == .port && model.handles[index].rights.contains(.receive)) {
+            moved = index
+        }
+        let value = moved.map { model.handles[$0].value } ?? 0
+        let outcome: Outcome
+        switch kind {
+        case .hello: outcome = spawn("hello", argument: argument, handle: value, expect: .successUnlessShort)
+        case .crasher: outcome = spawn("crasher", argument: argument, handle: value, expect: .successUnlessShort)
+        default: outcome = spawn("fuzz", argument: argument, handle: value, expect: .successUnlessShort)
+        }
+        guard outcome.succeeded else { return }
+        processes += 1
+        var child = ChildRecord(pid: outcome.value1, kind: kind)
+        if let moved {
+            let handle = model.takeHandle(at: moved)
+            child.held[0] = Int16(handle.object)
+            child.heldCount = 1
+        }
+        model.addChild(child)
+    }
+
+    /// A server child on a new port: the child takes the port (every right), the worker keeps a
+    /// send handle; the port closes when the child ends.
+    mutating func startServer() {
+        guard model.freeSlots >= 2 else { return }
+        let created = caller.make(SystemCallNumber.portCreate.rawValue, expect: .successUnlessShort)
+        guard created.succeeded else { return }
+        adopt(created.value1, kind: .port, rights: .all, pages: 0)
+        guard let original = model.handleIndex(created.value1) else { return }
+        let port = model.handles[original].object
+        let rights: Rights = [.send, .transfer, .duplicate]
+        let duplicated = caller.make(SystemCallNumber.handleDuplicate.rawValue, created.value1, rights.rawValue,
+                                     expect: .success)
+        guard duplicated.succeeded else { return }
+        model.addHandle(duplicated.value1, object: port, rights: rights, isNew: true)
+        let argument = FuzzOptions(role: .child, flags: [], calls: Child.server, seed: 0).argument
+        let outcome = spawn("fuzz", argument: argument, handle: created.value1, expect: .successUnlessShort)
+        guard outcome.succeeded, let moved = model.handleIndex(created.value1) else { return }
+        processes += 1
+        _ = model.takeHandle(at: moved)
+        model.objects[port].service = .child
+        var child = ChildRecord(pid: outcome.value1, kind: .server)
+        child.port = port
+        child.held[0] = Int16(port)
+        child.heldCount = 1
+        model.addChild(child)
+    }
+
+    /// `spawn` of `name` (a static string, so its bytes are readable where they are).
+    mutating func spawn(_ name: StaticString, argument: UInt64, handle: UInt64, expect: Expectation) -> Outcome {
+        caller.make(SystemCallNumber.spawn.rawValue, UInt64(UInt(bitPattern: name.utf8Start)),
+                    UInt64(name.utf8CodeUnitCount), argument, handle, expect: expect)
+    }
+
+    /// Ends child `index`: kills it unless it ends by itself, waits for it, and checks how it
+    /// ended.
+    mutating func endChild(at index: Int) {
+        let child = model.children[index]
+        var killed = false
+        switch child.kind {
+        case .victim, .server:
+            if child.kind == .server && random.oneIn(2), let send = model.handle(of: child.port) {
+                // Label 0 asks the server to stop; it may be gone already.
+                let buffer = UnsafeMutablePointer<UInt64>(bitPattern: UInt(messageArea))!
+                for word in 0..<IPCMessageLayout.headerWords { buffer[word] = 0 }
+                _ = caller.make(SystemCallNumber.call.rawValue, send, messageArea, expect: .any)
+            }
+            _ = caller.make(SystemCallNumber.kill.rawValue, child.pid, expect: .success)
+            killed = true
+        case .probe:
+            break
+        case .hello, .crasher:
+            if random.oneIn(6) {
+                _ = caller.make(SystemCallNumber.kill.rawValue, child.pid, expect: .success)
+                killed = true
+            }
+        }
+        let outcome = caller.make(SystemCallNumber.wait.rawValue, child.pid, expect: .success)
+        model.removeChild(at: index)
+        guard outcome.succeeded else { return }
+        let (code, reason) = (outcome.value1, outcome.value2)
+        let exited = ExitReason.exited.rawValue
+        var expected: Bool
+        switch child.kind {
+        case .hello: expected = reason == exited && code == 0
+        case .crasher(let kind):
+            switch kind {
+            case 0: expected = reason == exited && code == 42
+            case 7: expected = reason == exited && code == 7
+            default: expected = reason == ExitReason.faulted.rawValue
+            }
+        case .victim, .server: expected = reason == exited && code == 0
+        case .probe(let kind):
+            if reason != exited || code != 0 {
+                Report.violation("probe \(kind) (\(Child.probeName(kind))) ended with reason \(reason), code \(hex: code): the kernel unmapped a range map never returned")
+                return
+            }
+            expected = true
+        }
+        // A kill may come first, or after the child ended by itself.
+        if killed && reason == ExitReason.killed.rawValue && code == 0 { expected = true }
+        if !expected {
+            Report.violation("child \(child.pid) ended with reason \(reason), code \(hex: code), not as it should")
+        }
+    }
+
+    /// Spawns and waits and kills that must fail: bad names, foreign handles, other processes.
+    mutating func hostileProcessCall() {
+        switch random.below(9) {
+        case 0: _ = caller.make(SystemCallNumber.spawn.rawValue, invalidAddress(), random.between(1, 64), 0, 0, expect: .failure)
+        case 1:
+            let lengths: InlineArray<5, UInt64> = [0, 65, 4096, 1 << 40, UInt64.max]
+            let name: StaticString = "hello"
+            _ = caller.make(SystemCallNumber.spawn.rawValue, UInt64(UInt(bitPattern: name.utf8Start)),
+                            lengths[random.below(5)], 0, 0, expect: .failure)
+        case 2: _ = spawn("nonexistent", argument: 0, handle: 0, expect: .failure)
+        case 3:
+            // The name runs into the unmapped page after the message area.
+            let start = messageArea + Self.messageAreaBytes - 3
+            let bytes = UnsafeMutablePointer<UInt8>(bitPattern: UInt(start))!
+            bytes[0] = UInt8(ascii: "h"); bytes[1] = UInt8(ascii: "e"); bytes[2] = UInt8(ascii: "l")
+            _ = caller.make(SystemCallNumber.spawn.rawValue, start, 5, 0, 0, expect: .failure)
+        case 4:
+            let withoutTransfer = pickHandle(nil, service: nil).flatMap { model.handles[$0].rights.contains(.transfer) ? nil : $0 }
+            let value = withoutTransfer.map { model.handles[$0].value } ?? foreignHandle()
+            _ = spawn("hello", argument: 0, handle: value == 0 ? 1 : value, expect: .failure)
+        case 5: _ = spawn("hello\0", argument: 0, handle: 0, expect: .failure)
+        case 6, 7: _ = caller.make(SystemCallNumber.wait.rawValue, foreignProcess(includingSelf: true), expect: .failure)
+        default: _ = caller.make(SystemCallNumber.kill.rawValue, foreignProcess(includingSelf: false), expect: .failure)
+        }
+    }
+
+    // MARK: Raw calls
+
+    /// A random number with random registers. Numbers the kernel does not know must say so;
+    /// known ones get registers that name nothing of this worker's (so the call must fail, or
+    /// succeed without touching anything the model keeps), except the calls that create: their
+    /// results join the model.
+    mutating func rawCall() {
+        var registers = InlineArray<6, UInt64>(repeating: 0)
+        for index in 0..<6 {
+            // Lengths like 1 << 32 are handle values too (slot 0, generation 1).
+            registers[index] = rawRegister()
+            if model.isLive(registers[index]) { registers[index] = 0 }
+        }
+        var number = UInt64(random.below(40))
+        if random.oneIn(3) {
+            let unknown: InlineArray<6, UInt64> = [35, 36, 255, 1 << 32, 1 << 63, UInt64.max]
+            number = random.oneIn(2) ? unknown[random.below(6)] : random.next() | 64
+        }
+        guard let call = SystemCallNumber(rawValue: number) else {
+            _ = caller.make(number, registers[0], registers[1], registers[2], registers[3], registers[4], registers[5],
+                            expect: .error(.unknownSystemCall))
+            return
+        }
+        var expectation = Expectation.failure
+        switch call {
+        case .null, .clock, .yield, .processID, .threadID, .memoryStatistics, .processStatistics, .kernelStatistics:
+            expectation = .success
+        case .exit, .threadExit:
+            // Would end this worker: made a number nobody knows instead.
+            number = 1000 + number
+            expectation = .error(.unknownSystemCall)
+        case .sleep:
+            registers[0] %= Self.shortTimeout
+            expectation = .success
+        case .debugWrite:
+            registers[0] = invalidAddress()
+            if registers[1] == 0 { expectation = .any }
+        case .receive, .notificationWait:
+            registers[2] %= Self.shortTimeout
+            registers[1] %= Self.shortTimeout
+        case .waitAny:
+            registers[0] = invalidAddress()
+            registers[2] %= Self.shortTimeout
+        case .replyReceive:
+            registers[3] %= Self.shortTimeout
+            if registers[0] == 0 { registers[0] = 1 }
+        case .threadCreate:
+            registers[0] = invalidAddress() | 1 << 63
+        case .spawn:
+            registers[0] = invalidAddress()
+        case .wait:
+            registers[0] = foreignProcess(includingSelf: true)
+        case .kill:
+            registers[0] = foreignProcess(includingSelf: false)
+        case .map:
+            registers[1] = random.oneIn(2) ? registers[1] : random.below(UInt64(3))
+            if registers[0] >= 1 && registers[0] <= 1 << 30 && registers[1] <= 2 {
+                registers[0] = registers[0] % Self.wholeCheckBytes + 1
+                expectation = .successUnlessShort
+            }
+        case .unmap:
+            if model.mappingIndex(startingAt: registers[0]) != nil { registers[0] = invalidAddress() }
+        case .portCreate, .notificationCreate:
+            expectation = model.freeSlots > 0 ? .successUnlessShort : .failure
+        case .memoryCreate:
+            if registers[0] >= 1 && registers[0] <= 1 << 20 { expectation = model.freeSlots > 0 ? .successUnlessShort : .failure }
+        default:
+            break
+        }
+        let outcome = caller.make(number, registers[0], registers[1], registers[2], registers[3], registers[4], registers[5],
+                                  expect: expectation)
+        guard outcome.succeeded else { return }
+        switch call {
+        case .portCreate: adopt(outcome.value1, kind: .port, rights: .all, pages: 0)
+        case .notificationCreate: adopt(outcome.value1, kind: .notification, rights: .all, pages: 0)
+        case .memoryCreate:
+            adopt(outcome.value1, kind: .memory, rights: .all, pages: Int((alignUp(registers[0], to: pageSize) ?? 0) / pageSize))
+        case .map: adoptMapping(outcome.value1, bytes: registers[0], writable: registers[1] == 1, object: -1)
+        default: break
+        }
+    }
+
+    // MARK: Episodes
+
+    /// A port's receive right queued on the port itself, and two ports' receive rights queued on
+    /// each other, every other handle then closed: nothing can reach those ports any more, and a
+    /// kernel that counts references keeps them for ever (the driver sees their heap blocks).
+    mutating func cycleEpisode() {
+        guard model.freeSlots >= 4 else { return }
+        let twoPorts = random.oneIn(2)
+        var ports = InlineArray<2, UInt64>(repeating: 0)
+        var senders = InlineArray<2, UInt64>(repeating: 0)
+        for index in 0..<(twoPorts ? 2 : 1) {
+            let created = caller.make(SystemCallNumber.portCreate.rawValue, expect: .successUnlessShort)
+            guard created.succeeded else { return }
+            ports[index] = created.value1
+            let sender = caller.make(SystemCallNumber.handleDuplicate.rawValue, created.value1, Rights.send.rawValue,
+                                     expect: .success)
+            senders[index] = sender.value1
+        }
+        let count = twoPorts ? 2 : 1
+        let message = UnsafeMutablePointer<UInt64>(bitPattern: UInt(messageArea))!
+        for index in 0..<count {
+            // Port index's receive right goes into the other port's queue (its own, alone).
+            let target = twoPorts ? senders[1 - index] : senders[index]
+            for word in 0..<IPCMessageLayout.headerWords { message[word] = 0 }
+            message[0] = newLabel()
+            message[2] = 1
+            message[5] = ports[index]
+            let sent = caller.make(SystemCallNumber.send.rawValue, target, messageArea, expect: .any)
+            if !sent.succeeded { _ = caller.make(SystemCallNumber.handleClose.rawValue, ports[index], expect: .success) }
+        }
+        for index in 0..<count {
+            _ = caller.make(SystemCallNumber.handleClose.rawValue, senders[index], expect: .success)
+            model.markStale(ports[index])
+            model.markStale(senders[index])
+        }
+    }
+
+    /// Runs memory out with mappings of halving sizes until even a page fails, makes the calls
+    /// that allocate in the kernel meanwhile (ports, notifications, memory objects, duplicates,
+    /// a process, a thread), and gives everything back.
+    mutating func exhaustionEpisode() {
+        // The worker's own mappings go first: the kernel's limit on regions must not end the
+        // episode before memory does.
+        while model.mappingCount > 0 {
+            let mapping = model.mappings[0]
+            _ = caller.make(SystemCallNumber.unmap.rawValue, mapping.address, mapping.bytes, expect: .success)
+            model.removeMapping(at: 0)
+        }
+        var held = InlineArray<32, (address: UInt64, bytes: UInt64)>(repeating: (0, 0))
+        var count = 0
+        let free = caller.make(SystemCallNumber.memoryStatistics.rawValue, expect: .success).value1 * pageSize
+        var size: UInt64 = 1 << 30
+        while size > free { size /= 2 }
+        while size >= pageSize && count < 32 {
+            let outcome = caller.make(SystemCallNumber.map.rawValue, size, 1, expect: .successUnlessShort)
+            if outcome.succeeded {
+                held[count] = (outcome.value1, size)
+                count += 1
+                // Only the ends: zeroing was the kernel's job, reading it all would take seconds.
+                checkContents(outcome.value1, pageSize, 0, "exhaustion mapping")
+            } else {
+                size /= 2
+            }
+        }
+        let left = caller.make(SystemCallNumber.memoryStatistics.rawValue, expect: .success).value1
+        System.print("fuzz: seed \(options.seed) holds \(count) mappings; \(left) frames are left")
+        for _ in 0..<8 {
+            createPortOrNotification(.portCreate, .port)
+            createPortOrNotification(.notificationCreate, .notification)
+            let object = caller.make(SystemCallNumber.memoryCreate.rawValue, pageSize,
+                                     expect: model.freeSlots > 0 ? .successUnlessShort : .failure)
+            if object.succeeded { adopt(object.value1, kind: .memory, rights: .all, pages: 1) }
+            duplicateHandle()
+            sendMessage(call: false)
+            sendMessage(call: true)
+        }
+        spawnChild()
+        threadAction()
+        for index in 0..<count {
+            _ = caller.make(SystemCallNumber.unmap.rawValue, held[index].address, held[index].bytes, expect: .success)
+            model.unmappedAddress = held[index].address
+        }
+    }
+
+    /// Fills the handle table the server thread shares, then calls it: the server cannot take
+    /// the call (no slot for its reply handle), and a kernel that leaves such a call queued
+    /// leaves this worker waiting for ever (the driver counts a hang).
+    mutating func fullServerEpisode() {
+        var extra = InlineArray<64, UInt64>(repeating: 0)
+        var count = 0
+        while count < 64 {
+            let outcome = caller.make(SystemCallNumber.notificationCreate.rawValue, expect: .any)
+            guard outcome.succeeded else { break }
+            extra[count] = outcome.value1
+            count += 1
+        }
+        let message = UnsafeMutablePointer<UInt64>(bitPattern: UInt(messageArea))!
+        for word in 0..<IPCMessageLayout.headerWords { message[word] = 0 }
+        message[0] = newLabel()
+        _ = caller.make(SystemCallNumber.call.rawValue, serverPort, messageArea, expect: .any)
+        for index in 0..<count {
+            _ = caller.make(SystemCallNumber.handleClose.rawValue, extra[index], expect: .success)
+            model.markStale(extra[index])
+        }
+    }
+
+    /// A child that unmaps ranges of its own that `map` never returned (its initial stack, its
+    /// text): the kernel must refuse, and the child exits 0; if it does not, the child faults.
+    mutating func probeEpisode() {
+        guard model.childCount < Model.childCapacity else { return }
+        let kind = random.below(UInt64(Child.probeKinds))
+        let argument = FuzzOptions(role: .child, flags: [], calls: Child.probe, seed: kind).argument
+        let outcome = spawn("fuzz", argument: argument, handle: 0, expect: .successUnlessShort)
+        guard outcome.succeeded else { return }
+        processes += 1
+        model.addChild(ChildRecord(pid: outcome.value1, kind: .probe(kind)))
+        endChild(at: model.childCount - 1)
+    }
+}
+
+/// The body of a worker's extra threads (ThreadSlots): a few calls of their own, under the same
+/// oracles, then the end, flagged so the stack can be unmapped.
+@_cdecl("fuzz_thread_body")
+func fuzzThreadBody(_ slot: UInt64) {
+    let index = Int(slot)
+    var caller = Caller(words: ThreadSlots.records + index * Caller.recordWords, seed: ThreadSlots.seeds[index], tag: "thread")
+    var random = Random(seed: ThreadSlots.seeds[index] ^ 0x7468_7265_6164)
+    for _ in 0..<ThreadSlots.calls[index] {
+        switch random.below(10) {
+        case 0: _ = caller.make(SystemCallNumber.null.rawValue, expect: .success)
+        case 1: _ = caller.make(SystemCallNumber.yield.rawValue, expect: .success)
+        case 2:
+            let outcome = caller.make(SystemCallNumber.threadID.rawValue, expect: .success)
+            if outcome.value1 == ThreadSlots.mainThread { Report.violation("threadID on another thread says \(outcome.value1), the main thread's") }
+        case 3:
+            let outcome = caller.make(SystemCallNumber.processID.rawValue, expect: .success)
+            if outcome.value1 != ThreadSlots.pid { Report.violation("processID on another thread says \(outcome.value1)") }
+        case 4: _ = caller.make(SystemCallNumber.sleep.rawValue, random.below(UInt64(1_000_000)), expect: .success)
+        case 5: _ = caller.make(SystemCallNumber.handleClose.rawValue, ThreadSlots.staleHandle(random.below(32)), expect: .failure)
+        case 6: _ = caller.make(SystemCallNumber.notificationWait.rawValue, ThreadSlots.staleHandle(random.below(32)),
+                                random.below(UInt64(1_000_000)), expect: .failure)
+        case 7: _ = caller.make(random.between(35, 1 << 20), random.next(), random.next(), expect: .error(.unknownSystemCall))
+        case 8: _ = caller.make(SystemCallNumber.debugWrite.rawValue, 0xFFFF_0000_4020_0000 + random.below(UInt64(4096)),
+                                random.between(1, 100), expect: .failure)
+        default: _ = caller.make(SystemCallNumber.memoryStatistics.rawValue, expect: .success)
+        }
+    }
+    fuzz_finish_thread(ThreadSlots.done + index, UInt64(caller.count) + 1)
+}
