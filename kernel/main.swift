@@ -115,10 +115,10 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
     if testMode { startFlags.insert(.runTests) }
     if benchMode { startFlags.insert(.runBenchmarks) }
     if arguments.contains("fuzz") || arguments.value(of: "fuzz") != nil {
-        // The fuzzer's options ride above the flags: bits 8-13 its flags, 14-41 calls, 42-63 seed.
+        // The fuzzer's options ride above the flags: bits 8-15 its flags, 16-43 calls, 44-63 seed.
         let calls = min(arguments.number(of: "fuzz") ?? 100_000, (1 << 28) - 1)
-        let options = (arguments.number(of: "fuzzflags") ?? 0) & 0x3F | calls << 6
-            | ((arguments.number(of: "seed") ?? 1) & ((1 << 22) - 1)) << 34
+        let options = (arguments.number(of: "fuzzflags") ?? 0) & 0xFF | calls << 8
+            | ((arguments.number(of: "seed") ?? 1) & ((1 << 20) - 1)) << 36
         startFlags = StartFlags(rawValue: startFlags.rawValue | StartFlags.runFuzzer.rawValue | options << 8)
     }
     startUserSpace(platform, startFlags: startFlags, powerOffAfterInit: testMode || benchMode)

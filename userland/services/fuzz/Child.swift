@@ -1,6 +1,6 @@
 // The children a worker starts from this program: victims that block in the kernel until they
-// are killed, servers that answer calls on the port they were given, and probes that unmap
-// ranges of their own that `map` never returned. Every child ends by itself once orphaned (its
+// are killed, servers that answer calls on the port they were given, probes that unmap ranges of
+// their own that `map` never returned, and floods of sleeping threads (Flood.swift). Every child ends by itself once orphaned (its
 // parent id reads 0: a worker that was killed for hanging), so none outlives a campaign.
 
 import UserSystemCall
@@ -9,6 +9,7 @@ enum Child {
     static let victim: UInt64 = 1
     static let server: UInt64 = 2
     static let probe: UInt64 = 3
+    static let flood: UInt64 = 4
     static let probeKinds = 3
     /// How long a victim lives if nobody kills it.
     static let victimLifetime: UInt64 = 3_000_000_000
@@ -19,6 +20,7 @@ enum Child {
         case victim: return victim(mode: options.seed)
         case server: return serve()
         case probe: return probe(options.seed)
+        case flood: return Flood.child(sleeping: options.seed * 1_000_000)
         default: return 1
         }
     }
@@ -38,12 +40,26 @@ enum Child {
         return (clock.ticks - start) * 1000 / max(clock.frequency / 1_000_000, 1)
     }
 
-    /// Blocks in one way or another (mode 0-4) until killed, orphaned, or its lifetime is over.
+    /// Blocks in one way or another (mode 0-5) until killed, orphaned, or its lifetime is over.
     static func victim(mode: UInt64) -> UInt64 {
         let start = System.clock.ticks
         let bell = try? IPC.createNotification()
         let port = try? IPC.createPort()
         var message = IPCMessage()
+        if mode == 5, let port {
+            // A call on its own port, which nobody serves: it waits until killed, or until a
+            // second thread closes the port at the end of the victim's life.
+            victimPort = port
+            _ = try? System.createThread(stackBytes: 16 << 10) { _ in
+                let start = System.clock.ticks
+                while !Child.orphaned && Child.nanoseconds(since: start) < Child.victimLifetime {
+                    System.sleep(nanoseconds: Child.poll)
+                }
+                try? IPC.close(Child.victimPort)
+            }
+            try? IPC.call(port, &message)
+            return 0
+        }
         while !orphaned && nanoseconds(since: start) < victimLifetime {
             switch mode {
             case 0: System.sleep(nanoseconds: poll)
@@ -61,7 +77,8 @@ enum Child {
     }
 
     /// Answers calls on its start handle with label + 1 and the same payload, closing the handles
-    /// that arrive; label 0 ends it.
+    /// that arrive; label 0 ends it, and a label with `Worker.dropLabel` is not answered (its reply
+    /// handle is closed).
     static func serve() -> UInt64 {
         guard let port = System.startHandle else { return 2 }
         var message = IPCMessage()
@@ -78,6 +95,10 @@ enum Child {
             for index in 0..<min(message.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(message.handle(index)) }
             guard let reply = message.replyHandle else { continue }
             let label = message.label
+            if label & Worker.dropLabel != 0 {
+                try? IPC.close(reply)
+                continue
+            }
             message.label = label &+ 1
             message.handleCount = 0
             if label == 0 {
@@ -116,6 +137,8 @@ enum Child {
         }
     }
 
+    /// The port a victim in mode 5 calls, for its second thread to close.
+    nonisolated(unsafe) static var victimPort = Handle.none
     /// A variable in the program's data, for the data probe.
     nonisolated(unsafe) static var probeData: UInt64 = 0
 }

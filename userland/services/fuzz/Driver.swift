@@ -16,14 +16,18 @@ struct Driver {
         case argument1
         case argument2
         case argument3
+        /// Calls the worker's main thread has made: it stalls when this stops growing.
+        case progress
     }
 
     static let slots = 4
     static let callsPerWorker: UInt64 = 25_000
-    /// A worker's time budget: a fixed part and a part per call for each worker running at
-    /// once, about twice what a worker needs (measured: docs/FUZZING.md).
-    static let budgetSeconds: UInt64 = 15
-    static let budgetMicrosecondsPerCall: UInt64 = 300
+    /// A worker hangs when its main thread makes no call for this long (no call it makes takes
+    /// more than a few seconds), or when it overruns its budget: a fixed part and a part per call
+    /// for each worker running at once, several times what a worker needs (docs/FUZZING.md).
+    static let stallSeconds: UInt64 = 10
+    static let budgetSeconds: UInt64 = 30
+    static let budgetMicrosecondsPerCall: UInt64 = 1000
 
     // Shared with the waiter threads; each slot's entries are written by one side at a time.
     nonisolated(unsafe) static var pids = InlineArray<4, UInt64>(repeating: 0)
@@ -44,6 +48,8 @@ struct Driver {
     var workerCalls = InlineArray<4, UInt64>(repeating: 0)
     var workerFlags = InlineArray<4, FuzzFlags>(repeating: [])
     var deadlines = InlineArray<4, UInt64>(repeating: 0)
+    var lastProgress = InlineArray<4, UInt64>(repeating: 0)
+    var progressAt = InlineArray<4, UInt64>(repeating: 0)
     var killed = InlineArray<4, Bool>(repeating: false)
     var calls: UInt64 = 0
     var processes: UInt64 = 0
@@ -83,18 +89,20 @@ struct Driver {
                 next += 1
             }
             guard running > 0 else { continue }
-            let now = System.clock.ticks
-            var earliest = UInt64.max
-            for slot in 0..<slotCount where Self.pids[slot] != 0 && !killed[slot] { earliest = min(earliest, deadlines[slot]) }
-            let timeout = earliest == .max ? UInt64.max
-                : earliest <= now ? 1 : max((earliest - now) * 1000 / (frequency / 1_000_000), 1)
-            let finished = (try? IPC.wait(Self.done, timeout: timeout)) ?? 0
+            // Wakes at least once a second to watch the workers' progress.
+            let finished = (try? IPC.wait(Self.done, timeout: 1_000_000_000)) ?? 0
             for slot in 0..<slotCount where finished & 1 << UInt64(slot) != 0 {
                 collect(slot)
                 running -= 1
             }
-            let later = System.clock.ticks
-            for slot in 0..<slotCount where Self.pids[slot] != 0 && !killed[slot] && later >= deadlines[slot] {
+            let now = System.clock.ticks
+            for slot in 0..<slotCount where Self.pids[slot] != 0 && !killed[slot] {
+                let progress = statusPages[slot]![StatusWord.progress.rawValue]
+                if progress != lastProgress[slot] {
+                    lastProgress[slot] = progress
+                    progressAt[slot] = now
+                }
+                guard now >= deadlines[slot] || now - progressAt[slot] >= Self.stallSeconds * frequency else { continue }
                 reportHang(slot)
                 killed[slot] = true
                 try? System.kill(ProcessID(Self.pids[slot]))
@@ -173,6 +181,8 @@ struct Driver {
             workerCalls[slot] = share
             workerFlags[slot] = flags
             killed[slot] = false
+            lastProgress[slot] = 0
+            progressAt[slot] = System.clock.ticks
             deadlines[slot] = System.clock.ticks
                 + (Self.budgetSeconds * 1_000_000 + share * UInt64(slotCount) * Self.budgetMicrosecondsPerCall)
                 * (frequency / 1_000_000)

@@ -9,7 +9,8 @@ enum Role: UInt64 {
     case child = 2
 }
 
-/// Classes of calls that can be left out of a campaign, and switches for replaying one.
+/// Classes of calls that can be left out of a campaign, and switches for replaying one. Each
+/// class makes situations a kernel has got wrong (docs/FUZZING.md).
 struct FuzzFlags: OptionSet {
     let rawValue: UInt64
     /// No memory exhaustion: mapping until `outOfMemory`, then creating kernel objects.
@@ -19,15 +20,20 @@ struct FuzzFlags: OptionSet {
     static let noCycles = FuzzFlags(rawValue: 1 << 1)
     /// No calls to the worker's own server while the handle table it shares is full.
     static let noFullServer = FuzzFlags(rawValue: 1 << 2)
-    /// No probes that unmap ranges `map` never returned (a fresh process's stack or text).
+    /// No probes that unmap ranges `map` never returned (a fresh process's stack, text, data).
     static let noStrayUnmap = FuzzFlags(rawValue: 1 << 3)
+    /// No floods of sleeping threads, here and in children, that fill the kernel's queue of
+    /// pending deadlines while the worker waits with a timeout.
+    static let noDeadlineFlood = FuzzFlags(rawValue: 1 << 4)
+    /// No memory objects created while memory is out (in the exhaustion episode).
+    static let noMemoryObjectsWhenOut = FuzzFlags(rawValue: 1 << 5)
     /// Print every call a worker makes, for replaying a failure.
-    static let trace = FuzzFlags(rawValue: 1 << 4)
+    static let trace = FuzzFlags(rawValue: 1 << 6)
     /// The driver runs one worker, seeded with the driver's own seed: a replay of that worker.
-    static let singleWorker = FuzzFlags(rawValue: 1 << 5)
+    static let singleWorker = FuzzFlags(rawValue: 1 << 7)
 }
 
-/// Bits 0-5 flags, 6-33 calls, 34-61 seed, 62-63 role. For a child, `calls` names its kind and
+/// Bits 0-7 flags, 8-35 calls, 36-61 seed, 62-63 role. For a child, `calls` names its kind and
 /// `seed` carries its parameter.
 struct FuzzOptions {
     var role: Role
@@ -36,10 +42,10 @@ struct FuzzOptions {
     var seed: UInt64
 
     static let callBits: UInt64 = 28
-    static let seedBits: UInt64 = 28
-    /// Seeds a worker gets, and the seeds the kernel command line can give: 22 bits, so that a
+    static let seedBits: UInt64 = 26
+    /// Seeds a worker gets, and the seeds the kernel command line can give: 20 bits, so that a
     /// worker's seed replays as `seed=N`.
-    static let replayableSeedMask: UInt64 = (1 << 22) - 1
+    static let replayableSeedMask: UInt64 = (1 << 20) - 1
 
     init(role: Role, flags: FuzzFlags, calls: UInt64, seed: UInt64) {
         self.role = role
@@ -49,9 +55,9 @@ struct FuzzOptions {
     }
 
     init(argument: UInt64) {
-        self.init(role: Role(rawValue: argument >> 62) ?? .driver, flags: FuzzFlags(rawValue: argument & 0x3F),
-                  calls: argument >> 6, seed: argument >> 34)
+        self.init(role: Role(rawValue: argument >> 62) ?? .driver, flags: FuzzFlags(rawValue: argument & 0xFF),
+                  calls: argument >> 8, seed: argument >> 36)
     }
 
-    var argument: UInt64 { role.rawValue << 62 | seed << 34 | calls << 6 | flags.rawValue }
+    var argument: UInt64 { role.rawValue << 62 | seed << 36 | calls << 8 | flags.rawValue }
 }

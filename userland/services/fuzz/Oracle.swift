@@ -109,6 +109,7 @@ struct Caller {
             page[Driver.StatusWord.argument1.rawValue] = a1
             page[Driver.StatusWord.argument2.rawValue] = a2
             page[Driver.StatusWord.argument3.rawValue] = a3
+            page[Driver.StatusWord.progress.rawValue] = UInt64(count)
         }
         fuzz_recorded_system_call(UnsafeMutablePointer<fuzz_register_record>(OpaquePointer(words)))
         let outcome = Outcome(status: after[0], value1: after[1], value2: after[2])

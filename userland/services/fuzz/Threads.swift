@@ -67,9 +67,9 @@ enum ThreadSlots {
 }
 
 /// The worker's own server: answers every call on its port with the request's label + 1 and
-/// payload, closing whatever handles the message brought. Now and then it first tries replies the
-/// kernel must refuse (a bad buffer, a bad length, a used-up reply handle), which must leave the
-/// call unanswered.
+/// payload, closing whatever handles the message brought; a label with `Worker.dropLabel` gets
+/// its reply handle closed instead. Now and then it first tries replies the kernel must refuse (a
+/// bad buffer, a bad length, a used-up reply handle), which must leave the call unanswered.
 enum ServerThread {
     nonisolated(unsafe) static var port: UInt64 = 0
     nonisolated(unsafe) static var buffer: UInt64 = 0
@@ -106,7 +106,7 @@ enum ServerThread {
                 if outcome.status != KernelError.handleTableFull.rawValue {
                     Report.violation("the server thread's replyReceive failed with \(outcome.status)")
                 }
-                _ = caller.make(SystemCallNumber.sleep.rawValue, 1_000_000, expect: .success)
+                _ = caller.make(SystemCallNumber.sleep.rawValue, 1_000_000, expect: .successUnlessShort)
                 continue
             }
             let count = min(Int(words[2]), IPCMessageLayout.maximumHandles)
@@ -116,6 +116,12 @@ enum ServerThread {
             let reply = words[4]
             guard reply != 0 else {
                 handled += 1
+                continue
+            }
+            if words[0] & Worker.dropLabel != 0 {
+                // Asked to let the call go: closing the reply handle fails it.
+                _ = caller.make(SystemCallNumber.handleClose.rawValue, reply, expect: .success)
+                usedReply = reply
                 continue
             }
             if random.oneIn(4) {

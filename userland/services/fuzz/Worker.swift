@@ -27,6 +27,8 @@ struct Worker {
     let readOnlyMessage: UInt64
     let readOnlyBacking: UInt64
     static let readOnlyLabel: UInt64 = 0x0F0F_0000_0000_0001
+    /// A label bit that asks a server (thread or child) to close the reply handle unanswered.
+    static let dropLabel: UInt64 = 1 << 62
     /// Where programs are linked (docs/SYSCALLS.md): the first page of text.
     static let textStart: UInt64 = 0x40_0000
     /// The port the server thread answers on (every right; outside the model).
@@ -38,6 +40,7 @@ struct Worker {
     /// Call counts at which the episodes happen (0: never).
     var exhaustionAt: UInt64 = 0
     var fullServerAt: UInt64 = 0
+    var floodAt: UInt64 = 0
 
     static func run(_ options: FuzzOptions) -> UInt64 {
         guard var worker = Worker(options) else {
@@ -80,10 +83,15 @@ struct Worker {
         words[0] = Self.readOnlyLabel
         words[1] = 16
         ThreadSlots.prepare(stale: model.stale, pid: pid, mainThread: mainThread, seed: options.seed)
+        Flood.prepare()
         guard ServerThread.start(port: port.value, seed: derivedSeed(options.seed, 2)) else { return nil }
         let calls = options.calls
-        if !options.flags.contains(.noExhaustion) && calls >= 1000 { exhaustionAt = calls / 4 + random.below(calls / 2) }
-        if !options.flags.contains(.noFullServer) && calls >= 1000 { fullServerAt = calls - calls / 10 + random.below(calls / 20) }
+        // Once each, late, because they can end the campaign early: memory exhaustion has
+        // panicked the kernel, and a call to a full server or a wait among too many deadlines has
+        // never returned.
+        if !options.flags.contains(.noExhaustion) && calls >= 1000 { exhaustionAt = calls * 3 / 4 + random.below(calls / 10) }
+        if !options.flags.contains(.noFullServer) && calls >= 1000 { fullServerAt = calls * 9 / 10 + random.below(calls / 20) }
+        if !options.flags.contains(.noDeadlineFlood) && calls >= 1000 { floodAt = calls * 11 / 20 + random.below(calls / 10) }
     }
 
     mutating func fuzz() {
@@ -98,6 +106,10 @@ struct Worker {
             if fullServerAt > 0 && totalCalls >= fullServerAt {
                 fullServerAt = 0
                 fullServerEpisode()
+            }
+            if floodAt > 0 && totalCalls >= floodAt {
+                floodAt = 0
+                deadlineFlood()
             }
             publish()
         }
@@ -280,8 +292,9 @@ struct Worker {
         if random.oneIn(2) {
             _ = caller.make(SystemCallNumber.yield.rawValue, expect: .success)
         } else {
+            // A sleep needs a pending deadline, and the kernel keeps a limited number of them.
             _ = caller.make(SystemCallNumber.sleep.rawValue, random.oneIn(3) ? 0 : random.below(Self.shortTimeout / 2),
-                            expect: .success)
+                            expect: .successUnlessShort)
         }
     }
 

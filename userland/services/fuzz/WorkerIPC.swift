@@ -243,10 +243,20 @@ extension Worker {
         if case .child(let child) = destination { room = call ? 0 : 8 - model.children[child].heldCount }
         var plan = plan(for: destination, call: call, room: room)
         // A call the server cannot take (no slot for the reply handle) waits for ever while the
-        // kernel leaves it queued: only the full-server class makes one.
-        if case .server = destination, call, model.freeSlots < 1, options.flags.contains(.noFullServer) {
+        // kernel leaves it queued: only the full-server episode makes one, late in the campaign.
+        if case .server = destination, call, model.freeSlots < 1 {
             destination = .unusable
             sendHandle = foreignHandle()
+        }
+        // Now and then the server is asked to let the call go unanswered: it fails.
+        var dropped = false
+        if call && random.oneIn(10) {
+            switch destination {
+            case .server, .child:
+                plan.label |= Self.dropLabel
+                dropped = true
+            default: break
+            }
         }
         var buffer = pickBuffer(hostile: random.below(5) == 0)
         if buffer == .text, case .modelled = destination { buffer = .invalid(invalidAddress()) }
@@ -261,16 +271,25 @@ extension Worker {
         case .modelled(let port):
             if model.objects[port].closed || model.queueIsFull(port) { expectation = .failure }
         case .server:
-            // The listed handles leave the table before the server takes them with the reply
-            // handle: one free slot is what the call needs.
-            if call && model.freeSlots < 1 { expectation = .any }
+            break
         case .child: expectation = .any
         }
         if !plan.acceptable || !isReadable(plan, at: buffer) { expectation = .failure }
         if buffer == .text { expectation = call ? .failure : .any }
         if call, case .success = expectation, !isWritable(buffer, length: plan.length) { expectation = .failure }
+        var delivered = false
+        if dropped, case .success = expectation {
+            // The server takes the message (and closes its handles), then lets the call go.
+            expectation = .failure
+            delivered = true
+        }
         let number = call ? SystemCallNumber.call : SystemCallNumber.send
         let outcome = caller.make(number.rawValue, sendHandle, address(of: buffer), expect: expectation)
+        if delivered, case .server = destination, !outcome.succeeded {
+            for slot in 0..<Int(plan.count) {
+                if let index = model.handleIndex(plan.values[slot]) { model.closeHandle(at: index) }
+            }
+        }
         guard outcome.succeeded else { return }
         if buffer == .text {
             if case .server = destination, !call { awaitServer() }

@@ -160,8 +160,16 @@ extension Worker {
         _ = caller.make(SystemCallNumber.unmap.rawValue, address, bytes, expect: .failure)
     }
 
+    /// Whether memory objects may be created now: with the class left out, not while memory is
+    /// nearly out (another worker's exhaustion episode may be under way).
+    mutating func mayCreateMemoryObject() -> Bool {
+        guard options.flags.contains(.noMemoryObjectsWhenOut) else { return true }
+        return caller.make(SystemCallNumber.memoryStatistics.rawValue, expect: .success).value1 >= 4096
+    }
+
     mutating func memoryObject() {
         if random.below(5) < 2 || model.handleCount == 0 {
+            guard mayCreateMemoryObject() else { return }
             var bytes: UInt64 = random.oneIn(4) ? random.between(1, 1 << 20) : random.between(1, Self.wholeCheckBytes)
             if random.oneIn(6) { bytes = edgeLength(limit: 1 << 20) }
             let valid = bytes >= 1 && bytes <= 1 << 20

@@ -83,7 +83,7 @@ extension Worker {
             argument = code
         } else if roll < 13 {
             kind = .victim
-            argument = FuzzOptions(role: .child, flags: [], calls: Child.victim, seed: random.below(UInt64(5))).argument
+            argument = FuzzOptions(role: .child, flags: [], calls: Child.victim, seed: random.below(UInt64(6))).argument
         }
         // Now and then the child takes a handle with it (never a receive right: its port would
         // close when the child ends, at a moment the model cannot know).
@@ -254,7 +254,7 @@ extension Worker {
             expectation = .error(.unknownSystemCall)
         case .sleep:
             registers[0] %= Self.shortTimeout
-            expectation = .success
+            expectation = .successUnlessShort
         case .debugWrite:
             registers[0] = invalidAddress()
             if registers[1] == 0 { expectation = .any }
@@ -286,7 +286,10 @@ extension Worker {
         case .portCreate, .notificationCreate:
             expectation = model.freeSlots > 0 ? .successUnlessShort : .failure
         case .memoryCreate:
-            if registers[0] >= 1 && registers[0] <= 1 << 20 { expectation = model.freeSlots > 0 ? .successUnlessShort : .failure }
+            if registers[0] >= 1 && registers[0] <= 1 << 20 {
+                guard mayCreateMemoryObject() else { return }
+                expectation = model.freeSlots > 0 ? .successUnlessShort : .failure
+            }
         default:
             break
         }
@@ -372,9 +375,11 @@ extension Worker {
         for _ in 0..<8 {
             createPortOrNotification(.portCreate, .port)
             createPortOrNotification(.notificationCreate, .notification)
-            let object = caller.make(SystemCallNumber.memoryCreate.rawValue, pageSize,
-                                     expect: model.freeSlots > 0 ? .successUnlessShort : .failure)
-            if object.succeeded { adopt(object.value1, kind: .memory, rights: .all, pages: 1) }
+            if !options.flags.contains(.noMemoryObjectsWhenOut) {
+                let object = caller.make(SystemCallNumber.memoryCreate.rawValue, pageSize,
+                                         expect: model.freeSlots > 0 ? .successUnlessShort : .failure)
+                if object.succeeded { adopt(object.value1, kind: .memory, rights: .all, pages: 1) }
+            }
             duplicateHandle()
             sendMessage(call: false)
             sendMessage(call: true)
@@ -409,6 +414,53 @@ extension Worker {
         }
     }
 
+    /// Sleeping threads here and in four children, more than the kernel has deadlines for, and
+    /// meanwhile waits with timeouts here: each must time out, or fail, but return.
+    mutating func deadlineFlood() {
+        var children = InlineArray<4, UInt64>(repeating: 0)
+        let argument = FuzzOptions(role: .child, flags: [], calls: Child.flood, seed: 300).argument
+        for index in 0..<4 {
+            let outcome = spawn("fuzz", argument: argument, handle: 0, expect: .successUnlessShort)
+            if outcome.succeeded {
+                children[index] = outcome.value1
+                processes += 1
+            }
+        }
+        // The children's threads first: they sleep long enough for this flood to join them.
+        _ = caller.make(SystemCallNumber.sleep.rawValue, 20_000_000, expect: .successUnlessShort)
+        let bytes = UInt64(Flood.threads + 1) * Flood.stackBytes
+        let mapped = caller.make(SystemCallNumber.map.rawValue, bytes, 1, expect: .successUnlessShort)
+        var started = 0
+        if mapped.succeeded {
+            started = Flood.start(stacks: mapped.value1, sleeping: 100_000_000) { top, index in
+                caller.make(SystemCallNumber.threadCreate.rawValue, user_thread_start_address(), top, index, Flood.body,
+                            expect: .successUnlessShort).succeeded
+            }
+        }
+        // Nothing will signal this notification: each wait must end by its timeout.
+        let bell = caller.make(SystemCallNumber.notificationCreate.rawValue, expect: .successUnlessShort)
+        if bell.succeeded {
+            for _ in 0..<4 {
+                _ = caller.make(SystemCallNumber.notificationWait.rawValue, bell.value1, random.between(1, Self.shortTimeout),
+                                expect: .failure)
+            }
+            _ = caller.make(SystemCallNumber.handleClose.rawValue, bell.value1, expect: .success)
+            model.markStale(bell.value1)
+        }
+        for _ in 0..<4 { receiveMessage() }
+        if mapped.succeeded {
+            while !Flood.finished(started) { _ = caller.make(SystemCallNumber.yield.rawValue, expect: .success) }
+            _ = caller.make(SystemCallNumber.unmap.rawValue, mapped.value1, bytes, expect: .success)
+            model.unmappedAddress = mapped.value1
+        }
+        for index in 0..<4 where children[index] != 0 {
+            let outcome = caller.make(SystemCallNumber.wait.rawValue, children[index], expect: .success)
+            if outcome.succeeded && (outcome.value2 != ExitReason.exited.rawValue || outcome.value1 != 0) {
+                Report.violation("flood child \(children[index]) ended with reason \(outcome.value2), code \(hex: outcome.value1)")
+            }
+        }
+    }
+
     /// A child that unmaps ranges of its own that `map` never returned (its initial stack, its
     /// text): the kernel must refuse, and the child exits 0; if it does not, the child faults.
     mutating func probeEpisode() {
@@ -440,7 +492,7 @@ func fuzzThreadBody(_ slot: UInt64) {
         case 3:
             let outcome = caller.make(SystemCallNumber.processID.rawValue, expect: .success)
             if outcome.value1 != ThreadSlots.pid { Report.violation("processID on another thread says \(outcome.value1)") }
-        case 4: _ = caller.make(SystemCallNumber.sleep.rawValue, random.below(UInt64(1_000_000)), expect: .success)
+        case 4: _ = caller.make(SystemCallNumber.sleep.rawValue, random.below(UInt64(1_000_000)), expect: .successUnlessShort)
         case 5: _ = caller.make(SystemCallNumber.handleClose.rawValue, ThreadSlots.staleHandle(random.below(32)), expect: .failure)
         case 6: _ = caller.make(SystemCallNumber.notificationWait.rawValue, ThreadSlots.staleHandle(random.below(32)),
                                 random.below(UInt64(1_000_000)), expect: .failure)
