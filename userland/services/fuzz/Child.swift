@@ -11,6 +11,9 @@ enum Child {
     static let probe: UInt64 = 3
     static let flood: UInt64 = 4
     static let probeKinds = 3
+    /// The victim mode that waits on a notification nobody signals, without a timeout: only a
+    /// kill ends it.
+    static let waitForEver: UInt64 = 7
     /// How long a victim lives if nobody kills it.
     static let victimLifetime: UInt64 = 3_000_000_000
     static let poll: UInt64 = 20_000_000
@@ -40,7 +43,8 @@ enum Child {
         return (clock.ticks - start) * 1000 / max(clock.frequency / 1_000_000, 1)
     }
 
-    /// Blocks in one way or another (mode 0-5) until killed, orphaned, or its lifetime is over.
+    /// Blocks in one way or another (mode 0-6) until killed, orphaned, or its lifetime is over;
+    /// mode 7 (`waitForEver`) until killed.
     static func victim(mode: UInt64) -> UInt64 {
         let start = System.clock.ticks
         let bell = try? IPC.createNotification()
@@ -60,6 +64,17 @@ enum Child {
             try? IPC.call(port, &message)
             return 0
         }
+        if mode == waitForEver {
+            _ = try? IPC.wait(bell ?? .none)
+            return 0
+        }
+        if mode == 6 {
+            // Waits for a victim of its own, which outlives it if it is killed first (and then
+            // ends, orphaned).
+            let argument = FuzzOptions(role: .child, flags: [], calls: victim, seed: 0).argument
+            if let child = try? System.spawn("fuzz", argument: argument) { _ = try? System.wait(child) }
+            return 0
+        }
         while !orphaned && nanoseconds(since: start) < victimLifetime {
             switch mode {
             case 0: System.sleep(nanoseconds: poll)
@@ -77,8 +92,8 @@ enum Child {
     }
 
     /// Answers calls on its start handle with label + 1 and the same payload, closing the handles
-    /// that arrive; label 0 ends it, and a label with `Worker.dropLabel` is not answered (its reply
-    /// handle is closed).
+    /// that arrive (after mapping the memory objects among them); label 0 ends it, and a label
+    /// with `Worker.dropLabel` is not answered (its reply handle is closed).
     static func serve() -> UInt64 {
         guard let port = System.startHandle else { return 2 }
         var message = IPCMessage()
@@ -92,7 +107,14 @@ enum Child {
                 return 3
             }
             answer = nil
-            for index in 0..<min(message.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(message.handle(index)) }
+            // Memory objects stay mapped until this child ends: their frames must outlive the
+            // handles, here and in the worker, and go when the last mapping does.
+            for index in 0..<min(message.handleCount, IPCMessageLayout.maximumHandles) {
+                if let mapped = try? IPC.map(message.handle(index), writable: false) {
+                    _ = mapped.load(as: UInt64.self)
+                }
+                try? IPC.close(message.handle(index))
+            }
             guard let reply = message.replyHandle else { continue }
             let label = message.label
             if label & Worker.dropLabel != 0 {

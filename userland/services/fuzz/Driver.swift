@@ -20,6 +20,14 @@ struct Driver {
         case progress
     }
 
+    /// Where in the status page the last calls of the main thread are kept: entries of number,
+    /// four arguments and status, the call numbered n at n % recorderEntries.
+    static let recorderStart = 16
+    static let recorderEntries = 32
+    static let recorderWords = 6
+    /// How many of them a report shows.
+    static let reportedCalls = 12
+
     static let slots = 4
     static let callsPerWorker: UInt64 = 25_000
     /// A worker hangs when its main thread makes no call for this long (no call it makes takes
@@ -172,7 +180,7 @@ struct Driver {
         if index % UInt64(Self.slots) != 0 { flags.insert(.noExhaustion) }
         let argument = FuzzOptions(role: .worker, flags: flags, calls: share, seed: seed).argument
         guard let page = statusPages[slot] else { return false }
-        for word in 0..<16 { page[word] = 0 }
+        for word in 0..<Self.recorderStart + Self.recorderEntries * Self.recorderWords { page[word] = 0 }
         do throws(KernelError) {
             let handle = try IPC.duplicate(statusMemory[slot], rights: [.map, .write, .transfer])
             let pid = try System.spawn("fuzz", argument: argument, handle: handle)
@@ -212,6 +220,7 @@ struct Driver {
             hangs += 1
         } else if reason == ExitReason.faulted.rawValue {
             System.print("fuzz: worker seed \(seed) (\(share) calls) faulted, ESR \(hex: code), at call \(page[StatusWord.calls.rawValue]): \(callText(page)); \(replay(slot))")
+            printRecorder(page)
             failures += 1
         } else if reason != ExitReason.exited.rawValue || code != 0 || violations != 0 {
             System.print("fuzz: worker seed \(seed) (\(share) calls) ended with reason \(reason), code \(code), \(violations) violations; \(replay(slot))")
@@ -224,6 +233,19 @@ struct Driver {
         let page = statusPages[slot]!
         let (seed, share) = (workerSeeds[slot], workerCalls[slot])
         System.print("fuzz: worker seed \(seed) (\(share) calls) hung at call \(page[StatusWord.calls.rawValue]): \(callText(page)); \(replay(slot))")
+        printRecorder(page)
+    }
+
+    /// The last calls of a worker's main thread, oldest first, the unfinished one last.
+    func printRecorder(_ page: UnsafeMutablePointer<UInt64>) {
+        let made = page[StatusWord.progress.rawValue]
+        let first = made > UInt64(Self.reportedCalls) ? made - UInt64(Self.reportedCalls) + 1 : 1
+        guard made >= first else { return }
+        for number in first...made {
+            let entry = page + Self.recorderStart + Int(number % UInt64(Self.recorderEntries)) * Self.recorderWords
+            let status: FormattedText = number == made && entry[5] == UInt64.max ? "(in progress)" : "\(entry[5])"
+            System.print("fuzz:   main \(number) \(name(of: entry[0]))(\(hex: entry[1]), \(hex: entry[2]), \(hex: entry[3]), \(hex: entry[4])) = \(status)")
+        }
     }
 
     /// The kernel command line that runs this slot's worker alone.

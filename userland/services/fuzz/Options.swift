@@ -27,13 +27,17 @@ struct FuzzFlags: OptionSet {
     static let noDeadlineFlood = FuzzFlags(rawValue: 1 << 4)
     /// No memory objects created while memory is out (in the exhaustion episode).
     static let noMemoryObjectsWhenOut = FuzzFlags(rawValue: 1 << 5)
+    /// No floods of processes that fill the kernel's process table.
+    static let noProcessFlood = FuzzFlags(rawValue: 1 << 6)
+    /// Every class above: a campaign of the calls no known kernel bug stops.
+    static let allClasses = FuzzFlags(rawValue: 0x7F)
     /// Print every call a worker makes, for replaying a failure.
-    static let trace = FuzzFlags(rawValue: 1 << 6)
+    static let trace = FuzzFlags(rawValue: 1 << 10)
     /// The driver runs one worker, seeded with the driver's own seed: a replay of that worker.
-    static let singleWorker = FuzzFlags(rawValue: 1 << 7)
+    static let singleWorker = FuzzFlags(rawValue: 1 << 11)
 }
 
-/// Bits 0-7 flags, 8-35 calls, 36-61 seed, 62-63 role. For a child, `calls` names its kind and
+/// Bits 0-11 flags, 12-35 calls, 36-61 seed, 62-63 role. For a child, `calls` names its kind and
 /// `seed` carries its parameter.
 struct FuzzOptions {
     var role: Role
@@ -41,7 +45,7 @@ struct FuzzOptions {
     var calls: UInt64
     var seed: UInt64
 
-    static let callBits: UInt64 = 28
+    static let callBits: UInt64 = 24
     static let seedBits: UInt64 = 26
     /// Seeds a worker gets, and the seeds the kernel command line can give: 20 bits, so that a
     /// worker's seed replays as `seed=N`.
@@ -55,9 +59,9 @@ struct FuzzOptions {
     }
 
     init(argument: UInt64) {
-        self.init(role: Role(rawValue: argument >> 62) ?? .driver, flags: FuzzFlags(rawValue: argument & 0xFF),
-                  calls: argument >> 8, seed: argument >> 36)
+        self.init(role: Role(rawValue: argument >> 62) ?? .driver, flags: FuzzFlags(rawValue: argument & 0xFFF),
+                  calls: argument >> 12, seed: argument >> 36)
     }
 
-    var argument: UInt64 { role.rawValue << 62 | seed << 36 | calls << 8 | flags.rawValue }
+    var argument: UInt64 { role.rawValue << 62 | seed << 36 | calls << 12 | flags.rawValue }
 }

@@ -110,11 +110,18 @@ struct Caller {
             page[Driver.StatusWord.argument2.rawValue] = a2
             page[Driver.StatusWord.argument3.rawValue] = a3
             page[Driver.StatusWord.progress.rawValue] = UInt64(count)
+            let entry = page + Driver.recorderStart + count % Driver.recorderEntries * Driver.recorderWords
+            (entry[0], entry[1], entry[2], entry[3], entry[4], entry[5]) = (number, a0, a1, a2, a3, UInt64.max)
         }
         fuzz_recorded_system_call(UnsafeMutablePointer<fuzz_register_record>(OpaquePointer(words)))
         let outcome = Outcome(status: after[0], value1: after[1], value2: after[2])
+        if publishes, let page = Report.statusPage {
+            // The flight recorder: the driver prints the last calls of a worker that failed.
+            let entry = page + Driver.recorderStart + count % Driver.recorderEntries * Driver.recorderWords
+            (entry[0], entry[1], entry[2], entry[3], entry[4], entry[5]) = (number, a0, a1, a2, a3, outcome.status)
+        }
         if Report.tracing {
-            System.print("fuzz: \(tag) \(count) \(name(of: number))(\(hex: a0), \(hex: a1), \(hex: a2), \(hex: a3)) = \(outcome.status) \(hex: outcome.value1) \(hex: outcome.value2)")
+            System.print("fuzz: \(Report.seed) \(tag) \(count) \(name(of: number))(\(hex: a0), \(hex: a1), \(hex: a2), \(hex: a3)) = \(outcome.status) \(hex: outcome.value1) \(hex: outcome.value2)")
         }
         check(number, outcome, expect)
         return outcome

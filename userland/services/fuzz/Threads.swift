@@ -19,13 +19,23 @@ enum ThreadSlots {
     nonisolated(unsafe) static var calls = UnsafeMutablePointer<UInt64>(bitPattern: 8)!
     /// The model's ring of closed handles: values that stay invalid, safe to use from any thread.
     nonisolated(unsafe) static var stale = UnsafeMutablePointer<UInt64>(bitPattern: 8)!
+    /// A notification and a port (outside the model) that these threads wait on, several at
+    /// once, and the main thread signals and sends to; a message buffer per slot.
+    nonisolated(unsafe) static var bell: UInt64 = 0
+    nonisolated(unsafe) static var port: UInt64 = 0
+    nonisolated(unsafe) static var buffers = UnsafeMutablePointer<UInt64>(bitPattern: 8)!
+    static let bufferWords = 64
+    static let pokeLabel: UInt64 = 0x706F_6B65
     nonisolated(unsafe) static var pid: UInt64 = 0
     nonisolated(unsafe) static var mainThread: UInt64 = 0
     /// Calls made by threads that have ended.
     nonisolated(unsafe) static var finishedCalls: UInt64 = 0
 
-    static func prepare(stale: UnsafeMutablePointer<UInt64>, pid: UInt64, mainThread: UInt64, seed: UInt64) {
+    static func prepare(stale: UnsafeMutablePointer<UInt64>, pid: UInt64, mainThread: UInt64, bell: UInt64, port: UInt64) {
         records = Caller.allocateRecords(count)
+        buffers = UnsafeMutablePointer<UInt64>.allocate(capacity: count * bufferWords)
+        self.bell = bell
+        self.port = port
         done = zeroed(count)
         stacks = zeroed(count)
         seeds = zeroed(count)

@@ -82,7 +82,11 @@ struct Worker {
         let words = writable.assumingMemoryBound(to: UInt64.self)
         words[0] = Self.readOnlyLabel
         words[1] = 16
-        ThreadSlots.prepare(stale: model.stale, pid: pid, mainThread: mainThread, seed: options.seed)
+        guard let threadBell = try? IPC.createNotification(), let threadPort = try? IPC.createPort() else { return nil }
+        model.reserve(threadBell.value)
+        model.reserve(threadPort.value)
+        ThreadSlots.prepare(stale: model.stale, pid: pid, mainThread: mainThread, bell: threadBell.value,
+                            port: threadPort.value)
         Flood.prepare()
         guard ServerThread.start(port: port.value, seed: derivedSeed(options.seed, 2)) else { return nil }
         let calls = options.calls
@@ -166,7 +170,8 @@ struct Worker {
         case 900..<920: debugWrite()
         case 920..<945: hostileReply()
         case 945..<960: deviceCalls()
-        case 960..<975: sleepOrYield()
+        case 960..<970: sleepOrYield()
+        case 970..<975: pokeThreads()
         case 975..<990: if !options.flags.contains(.noCycles) { cycleEpisode() } else { information() }
         default: if !options.flags.contains(.noStrayUnmap) { probeEpisode() } else { information() }
         }

@@ -518,6 +518,13 @@ extension Worker {
         switch random.below(12) {
         case 0: count = random.oneIn(2) ? 0 : random.between(9, 100); acceptable = false
         case 1: address = invalidAddress(); acceptable = false
+        case 3 where count > 1:
+            // The handles run into the unmapped page after the message area.
+            let readable = 8 * random.between(1, count - 1)
+            address = messageArea + Self.messageAreaBytes - readable
+            let straddling = UnsafeMutablePointer<UInt64>(bitPattern: UInt(address))!
+            for slot in 0..<Int(readable / 8) { straddling[slot] = words[slot] }
+            acceptable = false
         case 2:
             // Unaligned but readable: the kernel copies the handles in whatever their alignment.
             var values = InlineArray<8, UInt64>(repeating: 0)

@@ -46,10 +46,18 @@ extension Worker {
         _ = caller.make(SystemCallNumber.threadCreate.rawValue, entry, stack, random.next(), 0, expect: .failure)
     }
 
+    /// Lets other threads run for a millisecond or so: a sleep, or a yield if the kernel has no
+    /// deadline to spare.
+    mutating func pause() {
+        if !caller.make(SystemCallNumber.sleep.rawValue, 1_000_000, expect: .successUnlessShort).succeeded {
+            _ = caller.make(SystemCallNumber.yield.rawValue, expect: .success)
+        }
+    }
+
     /// Unmaps the stacks of threads that have finished (all of them, waiting, if `waiting`).
     mutating func reapThreads(waiting: Bool) {
         for slot in 0..<ThreadSlots.count where ThreadSlots.stacks[slot] != 0 {
-            while waiting && ThreadSlots.done[slot] == 0 { _ = caller.make(SystemCallNumber.yield.rawValue, expect: .success) }
+            while waiting && ThreadSlots.done[slot] == 0 { pause() }
             guard ThreadSlots.done[slot] != 0 else { continue }
             _ = caller.make(SystemCallNumber.unmap.rawValue, ThreadSlots.stacks[slot], ThreadSlots.stackBytes, expect: .success)
             model.unmappedAddress = ThreadSlots.stacks[slot]
@@ -59,8 +67,50 @@ extension Worker {
 
     // MARK: Children
 
+    /// Something for the extra threads to wake to: bits on their notification or a message on
+    /// their port (which may be full: they take messages only now and then).
+    mutating func pokeThreads() {
+        if random.oneIn(2) {
+            _ = caller.make(SystemCallNumber.notificationSignal.rawValue, ThreadSlots.bell, random.next() | 1, expect: .success)
+            return
+        }
+        let buffer = UnsafeMutablePointer<UInt64>(bitPattern: UInt(messageArea + 6 * 512))!
+        for word in 0..<IPCMessageLayout.headerWords { buffer[word] = 0 }
+        buffer[0] = ThreadSlots.pokeLabel
+        let outcome = caller.make(SystemCallNumber.send.rawValue, ThreadSlots.port, messageArea + 6 * 512)
+        if !outcome.succeeded && outcome.status != KernelError.queueFull.rawValue {
+            Report.violation("a send to the threads' port failed with \(outcome.status)")
+        }
+    }
+
+    /// Victims spawned until the kernel refuses one (its process table, address-space ids or
+    /// memory run out, or 300 are enough), then all killed and waited for. They wait without a
+    /// deadline: a flood of deadlines is another class.
+    mutating func processFlood() {
+        var pids = InlineArray<300, UInt64>(repeating: 0)
+        var count = 0
+        let argument = FuzzOptions(role: .child, flags: [], calls: Child.victim, seed: Child.waitForEver).argument
+        while count < 300 {
+            let outcome = spawn("fuzz", argument: argument, handle: 0, expect: .successUnlessShort)
+            guard outcome.succeeded else { break }
+            pids[count] = outcome.value1
+            count += 1
+        }
+        processes += UInt64(count)
+        for index in 0..<count { _ = caller.make(SystemCallNumber.kill.rawValue, pids[index], expect: .success) }
+        for index in 0..<count {
+            let outcome = caller.make(SystemCallNumber.wait.rawValue, pids[index], expect: .success)
+            if outcome.succeeded && outcome.value2 != ExitReason.killed.rawValue
+                && !(outcome.value2 == ExitReason.exited.rawValue && outcome.value1 == 0) {
+                Report.violation("flooding victim \(pids[index]) ended with reason \(outcome.value2), code \(hex: outcome.value1)")
+            }
+        }
+    }
+
     mutating func childAction() {
-        if model.childCount > 0 && random.oneIn(2) {
+        if random.oneIn(150) && !options.flags.contains(.noProcessFlood) {
+            processFlood()
+        } else if model.childCount > 0 && random.oneIn(2) {
             endChild(at: random.below(model.childCount))
         } else if random.oneIn(4) || model.childCount == Model.childCapacity {
             hostileProcessCall()
@@ -83,7 +133,7 @@ extension Worker {
             argument = code
         } else if roll < 13 {
             kind = .victim
-            argument = FuzzOptions(role: .child, flags: [], calls: Child.victim, seed: random.below(UInt64(6))).argument
+            argument = FuzzOptions(role: .child, flags: [], calls: Child.victim, seed: random.below(UInt64(7))).argument
         }
         // Now and then the child takes a handle with it (never a receive right: its port would
         // close when the child ends, at a moment the model cannot know).
@@ -99,7 +149,10 @@ extension Worker {
         case .crasher: outcome = spawn("crasher", argument: argument, handle: value, expect: .successUnlessShort)
         default: outcome = spawn("fuzz", argument: argument, handle: value, expect: .successUnlessShort)
         }
-        guard outcome.succeeded else { return }
+        guard outcome.succeeded else {
+            if value != 0 { checkStillHeld(value, outcome) }
+            return
+        }
         processes += 1
         var child = ChildRecord(pid: outcome.value1, kind: kind)
         if let moved {
@@ -126,7 +179,10 @@ extension Worker {
         model.addHandle(duplicated.value1, object: port, rights: rights, isNew: true)
         let argument = FuzzOptions(role: .child, flags: [], calls: Child.server, seed: 0).argument
         let outcome = spawn("fuzz", argument: argument, handle: created.value1, expect: .successUnlessShort)
-        guard outcome.succeeded, let moved = model.handleIndex(created.value1) else { return }
+        guard outcome.succeeded, let moved = model.handleIndex(created.value1) else {
+            checkStillHeld(created.value1, outcome)
+            return
+        }
         processes += 1
         _ = model.takeHandle(at: moved)
         model.objects[port].service = .child
@@ -135,6 +191,20 @@ extension Worker {
         child.held[0] = Int16(port)
         child.heldCount = 1
         model.addChild(child)
+    }
+
+    /// A spawn that failed must leave the handle it was to move where it was. (A duplicate
+    /// with no rights finds out: it fails with invalidHandle only if the handle is gone.)
+    mutating func checkStillHeld(_ value: UInt64, _ failed: Outcome) {
+        guard let index = model.handleIndex(value) else { return }
+        let probe = caller.make(SystemCallNumber.handleDuplicate.rawValue, value, 0)
+        if probe.succeeded {
+            _ = caller.make(SystemCallNumber.handleClose.rawValue, probe.value1, expect: .success)
+            model.markStale(probe.value1)
+        } else if probe.status == KernelError.invalidHandle.rawValue {
+            Report.violation("a spawn that failed (status \(failed.status)) took handle \(hex: value) all the same")
+            model.closeHandle(at: index)
+        }
     }
 
     /// `spawn` of `name` (a static string, so its bytes are readable where they are).
@@ -214,7 +284,8 @@ extension Worker {
         case 4:
             let withoutTransfer = pickHandle(nil, service: nil).flatMap { model.handles[$0].rights.contains(.transfer) ? nil : $0 }
             let value = withoutTransfer.map { model.handles[$0].value } ?? foreignHandle()
-            _ = spawn("hello", argument: 0, handle: value == 0 ? 1 : value, expect: .failure)
+            let outcome = spawn("hello", argument: 0, handle: value == 0 ? 1 : value, expect: .failure)
+            if !outcome.succeeded { checkStillHeld(value, outcome) }
         case 5: _ = spawn("hello\0", argument: 0, handle: 0, expect: .failure)
         case 6, 7: _ = caller.make(SystemCallNumber.wait.rawValue, foreignProcess(includingSelf: true), expect: .failure)
         default: _ = caller.make(SystemCallNumber.kill.rawValue, foreignProcess(includingSelf: false), expect: .failure)
@@ -449,7 +520,7 @@ extension Worker {
         }
         for _ in 0..<4 { receiveMessage() }
         if mapped.succeeded {
-            while !Flood.finished(started) { _ = caller.make(SystemCallNumber.yield.rawValue, expect: .success) }
+            while !Flood.finished(started) { pause() }
             _ = caller.make(SystemCallNumber.unmap.rawValue, mapped.value1, bytes, expect: .success)
             model.unmappedAddress = mapped.value1
         }
@@ -482,8 +553,25 @@ func fuzzThreadBody(_ slot: UInt64) {
     let index = Int(slot)
     var caller = Caller(words: ThreadSlots.records + index * Caller.recordWords, seed: ThreadSlots.seeds[index], tag: "thread")
     var random = Random(seed: ThreadSlots.seeds[index] ^ 0x7468_7265_6164)
+    let buffer = ThreadSlots.buffers + index * ThreadSlots.bufferWords
+    let address = UInt64(UInt(bitPattern: buffer))
     for _ in 0..<ThreadSlots.calls[index] {
-        switch random.below(10) {
+        // Waits on what the main thread pokes, several threads at once; any outcome is allowed
+        // (another thread may be the notification's one waiter), but each must return.
+        let timeout = random.between(1, 20_000_000)
+        switch random.below(13) {
+        case 10:
+            _ = caller.make(SystemCallNumber.notificationWait.rawValue, ThreadSlots.bell, timeout)
+        case 11:
+            let outcome = caller.make(SystemCallNumber.receive.rawValue, ThreadSlots.port, address, timeout)
+            if outcome.succeeded && (buffer[0] != ThreadSlots.pokeLabel || buffer[3] != ThreadSlots.pid || buffer[2] != 0) {
+                Report.violation("a thread received label \(hex: buffer[0]) from \(buffer[3]) with \(buffer[2]) handles")
+            }
+        case 12:
+            buffer[48] = ThreadSlots.port
+            buffer[49] = ThreadSlots.bell
+            let outcome = caller.make(SystemCallNumber.waitAny.rawValue, address + 384, 2, timeout)
+            if outcome.succeeded && outcome.value1 > 1 { Report.violation("waitAny on two handles chose \(outcome.value1)") }
         case 0: _ = caller.make(SystemCallNumber.null.rawValue, expect: .success)
         case 1: _ = caller.make(SystemCallNumber.yield.rawValue, expect: .success)
         case 2:
