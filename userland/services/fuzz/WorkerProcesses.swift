@@ -416,7 +416,8 @@ extension Worker {
 
     /// Runs memory out with mappings of halving sizes until even a page fails, makes the calls
     /// that allocate in the kernel meanwhile (ports, notifications, memory objects, duplicates,
-    /// a process, a thread), and gives everything back.
+    /// messages, a process, a thread), taking again before each round whatever other processes
+    /// gave back, and gives everything back.
     mutating func exhaustionEpisode() {
         // The worker's own mappings go first: the kernel's limit on regions must not end the
         // episode before memory does.
@@ -425,26 +426,29 @@ extension Worker {
             _ = caller.make(SystemCallNumber.unmap.rawValue, mapping.address, mapping.bytes, expect: .success)
             model.removeMapping(at: 0)
         }
-        var held = InlineArray<32, (address: UInt64, bytes: UInt64)>(repeating: (0, 0))
+        var held = InlineArray<40, (address: UInt64, bytes: UInt64)>(repeating: (0, 0))
         var count = 0
-        let free = caller.make(SystemCallNumber.memoryStatistics.rawValue, expect: .success).value1 * pageSize
-        var size: UInt64 = 1 << 30
-        while size > free { size /= 2 }
-        while size >= pageSize && count < 32 {
-            let outcome = caller.make(SystemCallNumber.map.rawValue, size, 1, expect: .successUnlessShort)
-            if outcome.succeeded {
-                held[count] = (outcome.value1, size)
-                count += 1
-                // Only the ends: zeroing was the kernel's job, reading it all would take seconds.
-                checkContents(outcome.value1, pageSize, 0, "exhaustion mapping")
-            } else {
-                size /= 2
+        for round in 0..<8 {
+            let free = caller.make(SystemCallNumber.memoryStatistics.rawValue, expect: .success).value1 * pageSize
+            var size: UInt64 = 1 << 30
+            while size > free && size > pageSize { size /= 2 }
+            while size >= pageSize && count < 40 {
+                let outcome = caller.make(SystemCallNumber.map.rawValue, size, 1, expect: .successUnlessShort)
+                if outcome.succeeded {
+                    held[count] = (outcome.value1, size)
+                    count += 1
+                    // Only the first page: reading all of it would take seconds.
+                    checkContents(outcome.value1, pageSize, 0, "exhaustion mapping")
+                } else {
+                    size /= 2
+                }
             }
-        }
-        let left = caller.make(SystemCallNumber.memoryStatistics.rawValue, expect: .success).value1
-        System.print("fuzz: seed \(options.seed) holds \(count) mappings; \(left) frames are left")
-        for _ in 0..<8 {
-            createPortOrNotification(.portCreate, .port)
+            if round == 0 {
+                let left = caller.make(SystemCallNumber.memoryStatistics.rawValue, expect: .success).value1
+                System.print("fuzz: seed \(options.seed) holds \(count) mappings; \(left) frames are left")
+            }
+            // A port needs a page of its own for its queue's payloads.
+            for _ in 0..<4 { createPortOrNotification(.portCreate, .port) }
             createPortOrNotification(.notificationCreate, .notification)
             if !options.flags.contains(.noMemoryObjectsWhenOut) {
                 let object = caller.make(SystemCallNumber.memoryCreate.rawValue, pageSize,
@@ -454,6 +458,11 @@ extension Worker {
             duplicateHandle()
             sendMessage(call: false)
             sendMessage(call: true)
+            // Room in the table for the next round's objects.
+            for _ in 0..<4 where model.handleCount > 0 {
+                _ = caller.make(SystemCallNumber.handleClose.rawValue, model.handles[0].value, expect: .success)
+                model.closeHandle(at: 0)
+            }
         }
         spawnChild()
         threadAction()
