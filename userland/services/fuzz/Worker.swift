@@ -173,7 +173,7 @@ struct Worker {
         case 960..<970: sleepOrYield()
         case 970..<975: pokeThreads()
         case 975..<990: if !options.flags.contains(.noCycles) { cycleEpisode() } else { information() }
-        default: if !options.flags.contains(.noStrayUnmap) { probeEpisode() } else { information() }
+        default: if !options.flags.contains(.noStrayUnmap) && random.oneIn(3) { probeEpisode() } else { information() }
         }
     }
 
