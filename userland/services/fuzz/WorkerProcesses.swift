@@ -54,19 +54,6 @@ extension Worker {
         }
     }
 
-    /// Unmaps the stacks of threads that have finished (all of them, waiting, if `waiting`).
-    mutating func reapThreads(waiting: Bool) {
-        for slot in 0..<ThreadSlots.count where ThreadSlots.stacks[slot] != 0 {
-            while waiting && ThreadSlots.done[slot] == 0 { pause() }
-            guard ThreadSlots.done[slot] != 0 else { continue }
-            _ = caller.make(SystemCallNumber.unmap.rawValue, ThreadSlots.stacks[slot], ThreadSlots.stackBytes, expect: .success)
-            model.unmappedAddress = ThreadSlots.stacks[slot]
-            ThreadSlots.finish(slot)
-        }
-    }
-
-    // MARK: Children
-
     /// Something for the extra threads to wake to: bits on their notification or a message on
     /// their port (which may be full: they take messages only now and then).
     mutating func pokeThreads() {
@@ -82,6 +69,19 @@ extension Worker {
             Report.violation("a send to the threads' port failed with \(outcome.status)")
         }
     }
+
+    /// Unmaps the stacks of threads that have finished (all of them, waiting, if `waiting`).
+    mutating func reapThreads(waiting: Bool) {
+        for slot in 0..<ThreadSlots.count where ThreadSlots.stacks[slot] != 0 {
+            while waiting && ThreadSlots.done[slot] == 0 { pause() }
+            guard ThreadSlots.done[slot] != 0 else { continue }
+            _ = caller.make(SystemCallNumber.unmap.rawValue, ThreadSlots.stacks[slot], ThreadSlots.stackBytes, expect: .success)
+            model.unmappedAddress = ThreadSlots.stacks[slot]
+            ThreadSlots.finish(slot)
+        }
+    }
+
+    // MARK: Children
 
     /// Victims spawned until the kernel refuses one (its process table, address-space ids or
     /// memory run out, or 300 are enough), then all killed and waited for. They wait without a
