@@ -87,6 +87,7 @@ struct Driver {
         let framesBefore = System.memory.freeFrames
         let heapBefore = System.kernelHeap
         let processesBefore = System.processes.live
+        let objectsBefore = Self.kernelObjects()
         let started = System.clock.ticks
 
         var next: UInt64 = 0
@@ -127,13 +128,22 @@ struct Driver {
         let framesAfter = System.memory.freeFrames
         let heapAfter = System.kernelHeap
         let processesAfter = System.processes.live
+        let objectsAfter = Self.kernelObjects()
         // A frame is free or held by the kernel heap (as warm slabs, say): any other is leaked.
         let leakedFrames = Int64(bitPattern: framesBefore &+ heapBefore.pages &- framesAfter &- heapAfter.pages)
         let leakedObjects = Int64(bitPattern: heapAfter.blocks &- heapBefore.blocks)
         System.print("fuzz: \(workers) workers in \(elapsed) ms; free frames \(framesBefore) + heap pages \(heapBefore.pages) before, \(framesAfter) + \(heapAfter.pages) after; heap blocks \(heapBefore.blocks) before, \(heapAfter.blocks) after; live processes \(processesBefore) before, \(processesAfter) after")
+        System.print("fuzz: kernel objects \(objectsBefore.objects) before, \(objectsAfter.objects) after; bytes charged \(objectsBefore.charged) before, \(objectsAfter.charged) after")
         System.print("fuzz: \(calls) calls, \(processes) processes, 0 kernel panics, \(hangs) hangs, leaked frames \(leakedFrames), leaked objects \(leakedObjects)")
         let clean = failures == 0 && hangs == 0 && leakedFrames == 0 && leakedObjects == 0 && processesAfter == processesBefore
+            && objectsAfter.objects == objectsBefore.objects && objectsAfter.charged == objectsBefore.charged
         return clean ? 0 : 1
+    }
+
+    /// The kernel's own count of live objects and of bytes charged to processes.
+    static func kernelObjects() -> (objects: UInt64, charged: UInt64) {
+        guard let result = try? System.invoke(SystemCall.KernelObjects()) else { return (0, 0) }
+        return (result.objects, result.chargedBytes)
     }
 
     /// Per slot: a status memory object mapped here, a notification to start its waiter, and

@@ -208,10 +208,6 @@ final class Model {
         if objects[object].references <= 0 { objects[object].live = false }
     }
 
-    /// Whether a receive right may be queued on `port` without making a cycle: every receive
-    /// right of `port` sits in a table, so nothing queued can lead back to it.
-    func isRoot(_ port: Int) -> Bool { objects[port].receiveQueued == 0 }
-
     // MARK: Messages
 
     func newMessage() -> Int? {

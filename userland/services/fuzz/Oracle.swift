@@ -207,6 +207,8 @@ func name(of number: UInt64) -> StaticString {
     case .interruptBind: return "interruptBind"
     case .interruptAcknowledge: return "interruptAcknowledge"
     case .replyReceive: return "replyReceive"
+    case .memoryAccount: return "memoryAccount"
+    case .kernelObjects: return "kernelObjects"
     }
 }
 

@@ -256,7 +256,7 @@ struct Worker {
     // MARK: Simple calls
 
     mutating func information() {
-        switch random.below(8) {
+        switch random.below(10) {
         case 0: _ = caller.make(SystemCallNumber.null.rawValue, expect: .success)
         case 1:
             let outcome = caller.make(SystemCallNumber.clock.rawValue, expect: .success)
@@ -288,6 +288,17 @@ struct Worker {
             }
             if outcome.succeeded && (outcome.value2 < modelled || outcome.value1 < 2) {
                 Report.violation("processStatistics: \(outcome.value1) processes, \(outcome.value2) bytes mapped, at least \(modelled) expected")
+            }
+        case 7:
+            let outcome = caller.make(SystemCallNumber.memoryAccount.rawValue, expect: .success)
+            // This worker runs without a limit of its own, and holds at least its own pages.
+            if outcome.succeeded && (outcome.value2 != UInt64.max || outcome.value1 == 0) {
+                Report.violation("memoryAccount: \(outcome.value1) bytes used, limit \(hex: outcome.value2)")
+            }
+        case 8:
+            let outcome = caller.make(SystemCallNumber.kernelObjects.rawValue, expect: .success)
+            if outcome.succeeded && (outcome.value1 == 0 || outcome.value2 == 0) {
+                Report.violation("kernelObjects: \(outcome.value1) objects, \(outcome.value2) bytes charged")
             }
         default: _ = caller.make(SystemCallNumber.kernelStatistics.rawValue, expect: .success)
         }

@@ -17,7 +17,7 @@ extension Worker {
     mutating func createPortOrNotification(_ number: SystemCallNumber, _ kind: ObjectKind) {
         let outcome = caller.make(number.rawValue, expect: model.freeSlots > 0 ? .successUnlessShort : .failure)
         guard outcome.succeeded else { return }
-        adopt(outcome.value1, kind: kind, rights: .all, pages: 0)
+        adopt(outcome.value1, kind: kind, rights: kind == .port ? .newPort : .newNotification, pages: 0)
     }
 
     /// Takes a handle a call just created into the model (or closes it if the model is full).
@@ -90,23 +90,15 @@ extension Worker {
         var acceptable = true
     }
 
-    /// Whether handle `index` may travel to `destination` in a message that must be accepted:
-    /// it needs the transfer right, and a receive right goes only where it cannot close a cycle
-    /// (a port whose receive rights are all in tables, other than its own) or where it is
-    /// closed at once (the server thread, through a call).
-    func mayAttach(_ index: Int, to destination: Destination, call: Bool) -> Bool {
+    /// Whether handle `index` may travel in a message that must be accepted: it needs the
+    /// transfer right, and it must not hold the receive right (only the send side of a port
+    /// moves in messages, docs/SYSCALLS.md).
+    func mayAttach(_ index: Int) -> Bool {
         let handle = model.handles[index]
-        guard handle.rights.contains(.transfer) else { return false }
-        let isReceive = model.objects[handle.object].kind == .port && handle.rights.contains(.receive)
-        switch destination {
-        case .modelled(let port): return !isReceive || (model.isRoot(port) && handle.object != port)
-        case .server: return !isReceive || call
-        case .child: return !isReceive
-        case .unusable: return true
-        }
+        return handle.rights.contains(.transfer) && !handle.rights.contains(.receive)
     }
 
-    mutating func plan(for destination: Destination, call: Bool, room: Int) -> Plan {
+    mutating func plan(room: Int) -> Plan {
         var plan = Plan()
         plan.label = newLabel()
         plan.seed = random.next() | 1
@@ -129,13 +121,13 @@ extension Worker {
         for slot in 0..<Int(plan.count) {
             var value: UInt64 = 0
             if random.below(6) != 0 {
-                if let index = pickAttachable(to: destination, call: call, excluding: plan, upTo: slot) {
+                if let index = pickAttachable(excluding: plan, upTo: slot) {
                     value = model.handles[index].value
                 }
             }
             if value == 0 {
                 plan.acceptable = false
-                switch random.below(3) {
+                switch random.below(4) {
                 case 0 where slot > 0: value = plan.values[random.below(slot)]
                 case 1:
                     if let index = pickHandle(nil, service: nil), !model.handles[index].rights.contains(.transfer) {
@@ -143,6 +135,9 @@ extension Worker {
                     } else {
                         value = foreignHandle()
                     }
+                case 2:
+                    // A receive right: never movable in a message.
+                    value = pickHandle(.port, rights: .receive).map { model.handles[$0].value } ?? foreignHandle()
                 default: value = foreignHandle()
                 }
             }
@@ -151,14 +146,14 @@ extension Worker {
         return plan
     }
 
-    mutating func pickAttachable(to destination: Destination, call: Bool, excluding plan: Plan, upTo count: Int) -> Int? {
+    mutating func pickAttachable(excluding plan: Plan, upTo count: Int) -> Int? {
         guard model.handleCount > 0 else { return nil }
         let start = random.below(model.handleCount)
         for offset in 0..<model.handleCount {
             let index = (start + offset) % model.handleCount
             var listed = false
             for slot in 0..<count where plan.values[slot] == model.handles[index].value { listed = true }
-            if !listed && mayAttach(index, to: destination, call: call) { return index }
+            if !listed && mayAttach(index) { return index }
         }
         return nil
     }
@@ -241,16 +236,22 @@ extension Worker {
         }
         var room = 4
         if case .child(let child) = destination { room = call ? 0 : 8 - model.children[child].heldCount }
-        var plan = plan(for: destination, call: call, room: room)
-        // A call the server cannot take (no slot for the reply handle) waits for ever while the
-        // kernel leaves it queued: only the full-server episode makes one, late in the campaign.
+        var plan = plan(room: room)
+        // A call the server cannot take (no slot left for the reply handle once the message's
+        // handles have left the shared table) fails with handleTableFull, and its handles are
+        // closed; the class can be left out, since a kernel once left such a call waiting.
+        var full = false
         if case .server = destination, call, model.freeSlots < 1 {
-            destination = .unusable
-            sendHandle = foreignHandle()
+            if options.flags.contains(.noFullServer) {
+                destination = .unusable
+                sendHandle = foreignHandle()
+            } else {
+                full = true
+            }
         }
         // Now and then the server is asked to let the call go unanswered: it fails.
         var dropped = false
-        if call && random.oneIn(10) {
+        if call && !full && random.oneIn(10) {
             switch destination {
             case .server, .child:
                 plan.label |= Self.dropLabel
@@ -281,6 +282,10 @@ extension Worker {
         if dropped, case .success = expectation {
             // The server takes the message (and closes its handles), then lets the call go.
             expectation = .failure
+            delivered = true
+        }
+        if full, case .success = expectation {
+            expectation = .error(.handleTableFull)
             delivered = true
         }
         let number = call ? SystemCallNumber.call : SystemCallNumber.send

@@ -176,7 +176,7 @@ extension Worker {
             let outcome = caller.make(SystemCallNumber.memoryCreate.rawValue, bytes,
                                       expect: valid && model.freeSlots > 0 ? .successUnlessShort : .failure)
             guard outcome.succeeded else { return }
-            adopt(outcome.value1, kind: .memory, rights: .all, pages: Int((alignUp(bytes, to: pageSize) ?? 0) / pageSize))
+            adopt(outcome.value1, kind: .memory, rights: .newMemory, pages: Int((alignUp(bytes, to: pageSize) ?? 0) / pageSize))
             return
         }
         let access = randomAccess(executableAllowed: false)

@@ -30,18 +30,21 @@ extension Worker {
         }
     }
 
-    /// Entries and stacks the kernel must refuse: outside user space, misaligned, too low. (An
-    /// entry or stack inside user space but unmapped is accepted, and the thread then faults,
-    /// ending this worker: that is not asked for.)
+    /// Entries and stacks the kernel must refuse: outside user space, misaligned, too low, and
+    /// stacks whose last 16 bytes are not mapped writable (unmapped, read-only). (An aligned
+    /// entry in user space that is not code is accepted, and the thread faults, ending this
+    /// worker: that is not asked for.)
     mutating func hostileThread() {
         var entry = user_thread_start_address()
         var stack = messageArea + Self.messageAreaBytes
         if random.oneIn(2) {
-            let entries: InlineArray<5, UInt64> = [0, UserSpace.end, UserSpace.end - 2, 0xFFFF_0000_4020_0000, UInt64.max - 3]
-            entry = entries[random.below(5)]
+            let entries: InlineArray<7, UInt64> = [0, UserSpace.end, UserSpace.end - 2, 0xFFFF_0000_4020_0000, UInt64.max - 3,
+                                                   entry + 2, entry + 1]
+            entry = entries[random.below(7)]
         } else {
-            let stacks: InlineArray<6, UInt64> = [0, 8, 16, stack + 8, UserSpace.end + 16, 0xFFFF_0000_4020_0000]
-            stack = stacks[random.below(6)]
+            let stacks: InlineArray<9, UInt64> = [0, 8, 16, stack + 8, UserSpace.end + 16, 0xFFFF_0000_4020_0000,
+                                                  stack + pageSize, readOnlyMessage + pageSize, UserSpace.start + 16]
+            stack = stacks[random.below(9)]
         }
         _ = caller.make(SystemCallNumber.threadCreate.rawValue, entry, stack, random.next(), 0, expect: .failure)
     }
@@ -101,7 +104,8 @@ extension Worker {
         for index in 0..<count {
             let outcome = caller.make(SystemCallNumber.wait.rawValue, pids[index], expect: .success)
             if outcome.succeeded && outcome.value2 != ExitReason.killed.rawValue
-                && !(outcome.value2 == ExitReason.exited.rawValue && outcome.value1 == 0) {
+                && !(outcome.value2 == ExitReason.exited.rawValue
+                     && (outcome.value1 == 0 || outcome.value1 == System.outOfMemoryExitCode)) {
                 Report.violation("flooding victim \(pids[index]) ended with reason \(outcome.value2), code \(hex: outcome.value1)")
             }
         }
@@ -143,11 +147,13 @@ extension Worker {
             moved = index
         }
         let value = moved.map { model.handles[$0].value } ?? 0
+        // Some children run within a limit of their own, ample for what they do.
+        let limit: UInt64 = random.oneIn(4) ? random.between(4 << 20, 16 << 20) : 0
         let outcome: Outcome
         switch kind {
-        case .hello: outcome = spawn("hello", argument: argument, handle: value, expect: .successUnlessShort)
-        case .crasher: outcome = spawn("crasher", argument: argument, handle: value, expect: .successUnlessShort)
-        default: outcome = spawn("fuzz", argument: argument, handle: value, expect: .successUnlessShort)
+        case .hello: outcome = spawn("hello", argument: argument, handle: value, memoryLimit: limit, expect: .successUnlessShort)
+        case .crasher: outcome = spawn("crasher", argument: argument, handle: value, memoryLimit: limit, expect: .successUnlessShort)
+        default: outcome = spawn("fuzz", argument: argument, handle: value, memoryLimit: limit, expect: .successUnlessShort)
         }
         guard outcome.succeeded else {
             if value != 0 { checkStillHeld(value, outcome) }
@@ -169,7 +175,7 @@ extension Worker {
         guard model.freeSlots >= 2 else { return }
         let created = caller.make(SystemCallNumber.portCreate.rawValue, expect: .successUnlessShort)
         guard created.succeeded else { return }
-        adopt(created.value1, kind: .port, rights: .all, pages: 0)
+        adopt(created.value1, kind: .port, rights: .newPort, pages: 0)
         guard let original = model.handleIndex(created.value1) else { return }
         let port = model.handles[original].object
         let rights: Rights = [.send, .transfer, .duplicate]
@@ -208,9 +214,11 @@ extension Worker {
     }
 
     /// `spawn` of `name` (a static string, so its bytes are readable where they are).
-    mutating func spawn(_ name: StaticString, argument: UInt64, handle: UInt64, expect: Expectation) -> Outcome {
+    /// `memoryLimit` caps what the kernel may hold for the child (0: no limit of its own).
+    mutating func spawn(_ name: StaticString, argument: UInt64, handle: UInt64, memoryLimit: UInt64 = 0,
+                        expect: Expectation) -> Outcome {
         caller.make(SystemCallNumber.spawn.rawValue, UInt64(UInt(bitPattern: name.utf8Start)),
-                    UInt64(name.utf8CodeUnitCount), argument, handle, expect: expect)
+                    UInt64(name.utf8CodeUnitCount), argument, handle, memoryLimit, expect: expect)
     }
 
     /// Ends child `index`: kills it unless it ends by itself, waits for it, and checks how it
@@ -252,7 +260,7 @@ extension Worker {
             }
         case .victim, .server: expected = reason == exited && code == 0
         case .probe(let kind):
-            if reason != exited || code != 0 {
+            if reason != exited || (code != 0 && code != System.outOfMemoryExitCode) {
                 Report.violation("probe \(kind) (\(Child.probeName(kind))) ended with reason \(reason), code \(hex: code): the kernel unmapped a range map never returned")
                 return
             }
@@ -260,6 +268,9 @@ extension Worker {
         }
         // A kill may come first, or after the child ended by itself.
         if killed && reason == ExitReason.killed.rawValue && code == 0 { expected = true }
+        // A child whose heap the kernel would not grow (memory out, or its own limit) ends with
+        // the runtime's code for it: the kernel said no, as it may.
+        if reason == exited && code == System.outOfMemoryExitCode { expected = true }
         if !expected {
             Report.violation("child \(child.pid) ended with reason \(reason), code \(hex: code), not as it should")
         }
@@ -267,7 +278,7 @@ extension Worker {
 
     /// Spawns and waits and kills that must fail: bad names, foreign handles, other processes.
     mutating func hostileProcessCall() {
-        switch random.below(9) {
+        switch random.below(10) {
         case 0: _ = caller.make(SystemCallNumber.spawn.rawValue, invalidAddress(), random.between(1, 64), 0, 0, expect: .failure)
         case 1:
             let lengths: InlineArray<5, UInt64> = [0, 65, 4096, 1 << 40, UInt64.max]
@@ -287,6 +298,24 @@ extension Worker {
             let outcome = spawn("hello", argument: 0, handle: value == 0 ? 1 : value, expect: .failure)
             if !outcome.succeeded { checkStillHeld(value, outcome) }
         case 5: _ = spawn("hello\0", argument: 0, handle: 0, expect: .failure)
+        case 9:
+            // A memory limit smaller than the program needs: refused, and nothing changes (a
+            // handle it was to move stays).
+            let limits: InlineArray<4, UInt64> = [1, pageSize - 1, pageSize, 32 << 10]
+            let movable = pickHandle(nil, rights: .transfer, service: nil).flatMap { mayAttach($0) ? $0 : nil }
+            let value = movable.map { model.handles[$0].value } ?? 0
+            let outcome = spawn("hello", argument: 0, handle: value, memoryLimit: limits[random.below(4)], expect: .failure)
+            if outcome.succeeded {
+                processes += 1
+                var child = ChildRecord(pid: outcome.value1, kind: .hello)
+                if let movable {
+                    child.held[0] = Int16(model.takeHandle(at: movable).object)
+                    child.heldCount = 1
+                }
+                if model.childCount < Model.childCapacity { model.addChild(child) }
+            } else if value != 0 {
+                checkStillHeld(value, outcome)
+            }
         case 6, 7: _ = caller.make(SystemCallNumber.wait.rawValue, foreignProcess(includingSelf: true), expect: .failure)
         default: _ = caller.make(SystemCallNumber.kill.rawValue, foreignProcess(includingSelf: false), expect: .failure)
         }
@@ -307,7 +336,7 @@ extension Worker {
         }
         var number = UInt64(random.below(40))
         if random.oneIn(3) {
-            let unknown: InlineArray<6, UInt64> = [35, 36, 255, 1 << 32, 1 << 63, UInt64.max]
+            let unknown: InlineArray<6, UInt64> = [37, 38, 255, 1 << 32, 1 << 63, UInt64.max]
             number = random.oneIn(2) ? unknown[random.below(6)] : random.next() | 64
         }
         guard let call = SystemCallNumber(rawValue: number) else {
@@ -317,7 +346,8 @@ extension Worker {
         }
         var expectation = Expectation.failure
         switch call {
-        case .null, .clock, .yield, .processID, .threadID, .memoryStatistics, .processStatistics, .kernelStatistics:
+        case .null, .clock, .yield, .processID, .threadID, .memoryStatistics, .processStatistics, .kernelStatistics,
+             .memoryAccount, .kernelObjects:
             expectation = .success
         case .exit, .threadExit:
             // Would end this worker: made a number nobody knows instead.
@@ -368,10 +398,10 @@ extension Worker {
                                   expect: expectation)
         guard outcome.succeeded else { return }
         switch call {
-        case .portCreate: adopt(outcome.value1, kind: .port, rights: .all, pages: 0)
-        case .notificationCreate: adopt(outcome.value1, kind: .notification, rights: .all, pages: 0)
+        case .portCreate: adopt(outcome.value1, kind: .port, rights: .newPort, pages: 0)
+        case .notificationCreate: adopt(outcome.value1, kind: .notification, rights: .newNotification, pages: 0)
         case .memoryCreate:
-            adopt(outcome.value1, kind: .memory, rights: .all, pages: Int((alignUp(registers[0], to: pageSize) ?? 0) / pageSize))
+            adopt(outcome.value1, kind: .memory, rights: .newMemory, pages: Int((alignUp(registers[0], to: pageSize) ?? 0) / pageSize))
         case .map: adoptMapping(outcome.value1, bytes: registers[0], writable: registers[1] == 1, object: -1)
         default: break
         }
@@ -379,35 +409,45 @@ extension Worker {
 
     // MARK: Episodes
 
-    /// A port's receive right queued on the port itself, and two ports' receive rights queued on
-    /// each other, every other handle then closed: nothing can reach those ports any more, and a
-    /// kernel that counts references keeps them for ever (the driver sees their heap blocks).
+    /// A port's receive right sent into its own queue, or two ports' into each other's, every
+    /// other handle then closed. The kernel must refuse: a receive right never travels in a
+    /// message (`accessDenied`). A kernel that took them kept the ports for ever, their queues
+    /// holding the only ways in (the driver sees their heap blocks).
     mutating func cycleEpisode() {
         guard model.freeSlots >= 4 else { return }
-        let twoPorts = random.oneIn(2)
+        let count = random.oneIn(2) ? 2 : 1
         var ports = InlineArray<2, UInt64>(repeating: 0)
         var senders = InlineArray<2, UInt64>(repeating: 0)
-        for index in 0..<(twoPorts ? 2 : 1) {
+        var made = 0
+        while made < count {
             let created = caller.make(SystemCallNumber.portCreate.rawValue, expect: .successUnlessShort)
-            guard created.succeeded else { return }
-            ports[index] = created.value1
+            guard created.succeeded else { break }
             let sender = caller.make(SystemCallNumber.handleDuplicate.rawValue, created.value1, Rights.send.rawValue,
                                      expect: .success)
-            senders[index] = sender.value1
+            guard sender.succeeded else {
+                _ = caller.make(SystemCallNumber.handleClose.rawValue, created.value1, expect: .success)
+                model.markStale(created.value1)
+                break
+            }
+            (ports[made], senders[made]) = (created.value1, sender.value1)
+            made += 1
         }
-        let count = twoPorts ? 2 : 1
         let message = UnsafeMutablePointer<UInt64>(bitPattern: UInt(messageArea))!
-        for index in 0..<count {
-            // Port index's receive right goes into the other port's queue (its own, alone).
-            let target = twoPorts ? senders[1 - index] : senders[index]
+        var taken = InlineArray<2, Bool>(repeating: false)
+        for index in 0..<made where made == count {
+            let target = count == 2 ? senders[1 - index] : senders[index]
             for word in 0..<IPCMessageLayout.headerWords { message[word] = 0 }
             message[0] = newLabel()
             message[2] = 1
             message[5] = ports[index]
-            let sent = caller.make(SystemCallNumber.send.rawValue, target, messageArea, expect: .any)
-            if !sent.succeeded { _ = caller.make(SystemCallNumber.handleClose.rawValue, ports[index], expect: .success) }
+            taken[index] = caller.make(SystemCallNumber.send.rawValue, target, messageArea, expect: .error(.accessDenied)).succeeded
         }
-        for index in 0..<count {
+        // Closed only now: a port closed before the other's send would make that send fail for
+        // another reason.
+        for index in 0..<made where !taken[index] {
+            _ = caller.make(SystemCallNumber.handleClose.rawValue, ports[index], expect: .success)
+        }
+        for index in 0..<made {
             _ = caller.make(SystemCallNumber.handleClose.rawValue, senders[index], expect: .success)
             model.markStale(ports[index])
             model.markStale(senders[index])
@@ -453,7 +493,7 @@ extension Worker {
             if !options.flags.contains(.noMemoryObjectsWhenOut) {
                 let object = caller.make(SystemCallNumber.memoryCreate.rawValue, pageSize,
                                          expect: model.freeSlots > 0 ? .successUnlessShort : .failure)
-                if object.succeeded { adopt(object.value1, kind: .memory, rights: .all, pages: 1) }
+                if object.succeeded { adopt(object.value1, kind: .memory, rights: .newMemory, pages: 1) }
             }
             duplicateHandle()
             sendMessage(call: false)
@@ -473,21 +513,25 @@ extension Worker {
     }
 
     /// Fills the handle table the server thread shares, then calls it: the server cannot take
-    /// the call (no slot for its reply handle), and a kernel that leaves such a call queued
-    /// leaves this worker waiting for ever (the driver counts a hang).
+    /// the call (no slot for its reply handle), which must fail with handleTableFull. A kernel
+    /// that left such a call queued left this worker waiting for ever (the driver counts a hang).
     mutating func fullServerEpisode() {
         var extra = InlineArray<64, UInt64>(repeating: 0)
         var count = 0
+        var full = false
         while count < 64 {
             let outcome = caller.make(SystemCallNumber.notificationCreate.rawValue, expect: .any)
-            guard outcome.succeeded else { break }
+            guard outcome.succeeded else {
+                full = outcome.status == KernelError.handleTableFull.rawValue
+                break
+            }
             extra[count] = outcome.value1
             count += 1
         }
         let message = UnsafeMutablePointer<UInt64>(bitPattern: UInt(messageArea))!
         for word in 0..<IPCMessageLayout.headerWords { message[word] = 0 }
         message[0] = newLabel()
-        _ = caller.make(SystemCallNumber.call.rawValue, serverPort, messageArea, expect: .any)
+        _ = caller.make(SystemCallNumber.call.rawValue, serverPort, messageArea, expect: full ? .error(.handleTableFull) : .any)
         for index in 0..<count {
             _ = caller.make(SystemCallNumber.handleClose.rawValue, extra[index], expect: .success)
             model.markStale(extra[index])
@@ -535,7 +579,8 @@ extension Worker {
         }
         for index in 0..<4 where children[index] != 0 {
             let outcome = caller.make(SystemCallNumber.wait.rawValue, children[index], expect: .success)
-            if outcome.succeeded && (outcome.value2 != ExitReason.exited.rawValue || outcome.value1 != 0) {
+            if outcome.succeeded && (outcome.value2 != ExitReason.exited.rawValue
+                                     || (outcome.value1 != 0 && outcome.value1 != System.outOfMemoryExitCode)) {
                 Report.violation("flood child \(children[index]) ended with reason \(outcome.value2), code \(hex: outcome.value1)")
             }
         }
@@ -568,7 +613,7 @@ func fuzzThreadBody(_ slot: UInt64) {
         // Waits on what the main thread pokes, several threads at once; any outcome is allowed
         // (another thread may be the notification's one waiter), but each must return.
         let timeout = random.between(1, 20_000_000)
-        switch random.below(13) {
+        switch random.below(14) {
         case 10:
             _ = caller.make(SystemCallNumber.notificationWait.rawValue, ThreadSlots.bell, timeout)
         case 11:
@@ -596,7 +641,8 @@ func fuzzThreadBody(_ slot: UInt64) {
         case 7: _ = caller.make(random.between(35, 1 << 20), random.next(), random.next(), expect: .error(.unknownSystemCall))
         case 8: _ = caller.make(SystemCallNumber.debugWrite.rawValue, 0xFFFF_0000_4020_0000 + random.below(UInt64(4096)),
                                 random.between(1, 100), expect: .failure)
-        default: _ = caller.make(SystemCallNumber.memoryStatistics.rawValue, expect: .success)
+        case 9: _ = caller.make(SystemCallNumber.memoryStatistics.rawValue, expect: .success)
+        default: _ = caller.make(SystemCallNumber.memoryAccount.rawValue, expect: .success)
         }
     }
     fuzz_finish_thread(ThreadSlots.done + index, UInt64(caller.count) + 1)
