@@ -298,6 +298,7 @@ final class Model {
 
     // MARK: Children
 
+    /// Callers check there is room (`childCapacity`).
     func addChild(_ child: ChildRecord) {
         children[childCount] = child
         childCount += 1

@@ -124,6 +124,9 @@ extension Worker {
     }
 
     mutating func spawnChild() {
+        // The model keeps Model.childCapacity children (the exhaustion episode calls in here
+        // whatever the count).
+        guard model.childCount < Model.childCapacity else { return }
         let roll = random.below(20)
         if roll < 4 {
             startServer()
@@ -312,7 +315,12 @@ extension Worker {
                     child.held[0] = Int16(model.takeHandle(at: movable).object)
                     child.heldCount = 1
                 }
-                if model.childCount < Model.childCapacity { model.addChild(child) }
+                if model.childCount < Model.childCapacity {
+                    model.addChild(child)
+                } else {
+                    _ = caller.make(SystemCallNumber.wait.rawValue, child.pid, expect: .success)
+                    if child.heldCount > 0 { model.capabilityEnded(object: Int(child.held[0]), rights: []) }
+                }
             } else if value != 0 {
                 checkStillHeld(value, outcome)
             }
