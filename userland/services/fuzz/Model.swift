@@ -24,10 +24,9 @@ struct ObjectRecord {
     /// Capabilities to it anywhere (this table, queued messages, children) and mappings of it;
     /// the kernel object lives while this is above 0.
     var references = 0
-    /// Ports: capabilities with the receive right, wherever they are, and those of them inside
-    /// queued messages.
+    /// Ports: capabilities with the receive right (in this table or with a child: never in a
+    /// message); the last one's end closes the port.
     var receiveRights = 0
-    var receiveQueued = 0
     var closed = false
     var service = Service.worker
     /// Ports: message slots (MessageRecord indices) in queue order.
@@ -226,12 +225,6 @@ final class Model {
         let slot = (objects[port].queueHead + objects[port].queueCount) % Worker.queueCapacity
         objects[port].queue[slot] = Int16(message)
         objects[port].queueCount += 1
-        for index in 0..<messages[message].handleCount {
-            let object = Int(messages[message].objects[index])
-            if objects[object].kind == .port && Rights(rawValue: messages[message].rights[index]).contains(.receive) {
-                objects[object].receiveQueued += 1
-            }
-        }
     }
 
     func headMessage(_ port: Int) -> Int? {
@@ -239,17 +232,11 @@ final class Model {
         return Int(objects[port].queue[objects[port].queueHead])
     }
 
-    /// Takes the head message off `port`'s queue; its capabilities are no longer queued.
+    /// Takes the head message off `port`'s queue.
     func popMessage(_ port: Int) -> Int? {
         guard let message = headMessage(port) else { return nil }
         objects[port].queueHead = (objects[port].queueHead + 1) % Worker.queueCapacity
         objects[port].queueCount -= 1
-        for index in 0..<messages[message].handleCount {
-            let object = Int(messages[message].objects[index])
-            if objects[object].kind == .port && Rights(rawValue: messages[message].rights[index]).contains(.receive) {
-                objects[object].receiveQueued -= 1
-            }
-        }
         return message
     }
 
