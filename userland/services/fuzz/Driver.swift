@@ -98,8 +98,18 @@ struct Driver {
                 next += 1
             }
             guard running > 0 else { continue }
-            // Wakes at least once a second to watch the workers' progress.
-            let finished = (try? IPC.wait(Self.done, timeout: 1_000_000_000)) ?? 0
+            // Looks every 100 ms at the workers. Not with a timed wait: when the kernel's queue
+            // of deadlines is full, a timed wait may never end (a deadline flood makes it so),
+            // where a sleep says it could not be armed and returns.
+            var finished = (try? IPC.wait(Self.done, timeout: 0)) ?? 0
+            if finished == 0 {
+                do throws(KernelError) {
+                    _ = try System.invoke(SystemCall.Sleep(nanoseconds: 100_000_000))
+                } catch {
+                    System.yield()
+                }
+                finished = (try? IPC.wait(Self.done, timeout: 0)) ?? 0
+            }
             for slot in 0..<slotCount where finished & 1 << UInt64(slot) != 0 {
                 collect(slot)
                 running -= 1
