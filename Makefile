@@ -87,9 +87,31 @@ $(INITRD): $(USER_ELVES)
 	    $(OBJCOPY) --strip-debug $(BUILD)/user/$$program.elf $(BUILD)/initrd/$$program; done
 	cd $(BUILD)/initrd && ls | cpio --quiet -o -H newc > ../initrd.cpio
 
+# ---- EL0 system call fuzzer (userland/services/fuzz, docs/FUZZING.md) ----------------------
+# The fuzzer's register checks are inline assembly in a header of its own.
+$(BUILD)/user/fuzz.o: USER_FLAGS += -I userland/services/fuzz/include
+$(BUILD)/user/fuzz.o: $(wildcard userland/services/fuzz/include/*)
+
+FUZZ_CALLS   ?= 10000000
+FUZZ_SEED    ?= 1
+FUZZ_FLAGS   ?= 0
+FUZZ_TIMEOUT ?= 36000
+
+# A long campaign: a test-mode boot in which init runs the fuzzer instead of the tests. The whole
+# console goes to build/fuzz.log; the fuzzer's own lines (its summary last) and any kernel panic
+# with its report are shown, and the target fails unless the fuzzer ended with code 0. FUZZ_FLAGS
+# leaves out classes of calls, FUZZ_TIMEOUT (seconds) bounds the run (docs/FUZZING.md).
+fuzz: APPEND = test fuzz=$(FUZZ_CALLS) seed=$(FUZZ_SEED) fuzzflags=$(FUZZ_FLAGS)
+fuzz: install-deps build
+	@echo "Fuzzing: $(FUZZ_CALLS) calls from seed $(FUZZ_SEED), flags $(FUZZ_FLAGS); console in $(BUILD)/fuzz.log"
+	@timeout $(FUZZ_TIMEOUT) $(QEMU) $(QEMU_ARGS) </dev/null >$(BUILD)/fuzz.log 2>&1; \
+	    grep -aE '^fuzz:|^Kernel panic|^  ' $(BUILD)/fuzz.log; \
+	    grep -aq 'init ended (exit code 0)' $(BUILD)/fuzz.log
+# ---- end of the EL0 system call fuzzer -----------------------------------------------------
+
 APT_PACKAGES := qemu-system-arm gdb-multiarch device-tree-compiler cpio u-boot-qemu
 
-.PHONY: all build run debug gdb bench test test-host test-boot bench clean install-deps check-deps fixtures fault-kernel
+.PHONY: all build run debug gdb bench test test-host test-boot bench clean install-deps check-deps fixtures fault-kernel fuzz
 
 all: build
 

@@ -109,6 +109,9 @@ public struct StartFlags: OptionSet, Equatable, Sendable {
     public static let runTests = StartFlags(rawValue: 1 << 0)
     /// `bench` on the command line: run the benchmarks (the PMU cycle counter is readable at EL0).
     public static let runBenchmarks = StartFlags(rawValue: 1 << 1)
+    /// `fuzz` (or `fuzz=CALLS`) on the command line: run the system call fuzzer and end with its
+    /// result; bits 8-63 of the start argument then carry its options (docs/FUZZING.md).
+    public static let runFuzzer = StartFlags(rawValue: 1 << 2)
 }
 
 /// Where user programs live: the lower half of the address space, above the first page.

@@ -114,6 +114,13 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
     var startFlags: StartFlags = []
     if testMode { startFlags.insert(.runTests) }
     if benchMode { startFlags.insert(.runBenchmarks) }
+    if arguments.contains("fuzz") || arguments.value(of: "fuzz") != nil {
+        // The fuzzer's options ride above the flags: bits 8-19 its flags, 20-43 calls, 44-63 seed.
+        let calls = min(arguments.number(of: "fuzz") ?? 100_000, (1 << 24) - 1)
+        let options = (arguments.number(of: "fuzzflags") ?? 0) & 0xFFF | calls << 12
+            | ((arguments.number(of: "seed") ?? 1) & ((1 << 20) - 1)) << 36
+        startFlags = StartFlags(rawValue: startFlags.rawValue | StartFlags.runFuzzer.rawValue | options << 8)
+    }
     startUserSpace(platform, startFlags: startFlags, powerOffAfterInit: testMode || benchMode)
 }
 

@@ -333,6 +333,34 @@ def corrupted_ramdisk() -> BootResult:
     return hostile_init("bad cpio magic", bytes(archive), "not found")
 
 
+# The short EL0 fuzzing campaign, with every class of calls (FUZZ_FLAGS 0; docs/FUZZING.md says
+# which bit leaves out which class).
+FUZZ_CALLS = 100_000
+FUZZ_SEED = 1
+FUZZ_FLAGS = 0
+
+
+def fuzz_campaign() -> BootResult:
+    """init runs the system call fuzzer: four workers at once, about 100,000 calls in all; no
+    oracle may fail, no worker hang, no frame, kernel object or process be left behind."""
+    result = boot(qemu_command(append=f"test fuzz={FUZZ_CALLS} seed={FUZZ_SEED} fuzzflags={FUZZ_FLAGS}", initrd=INITRD),
+                  timeout=150)
+    result.expect_no_line(r"Kernel panic")
+    result.expect_line(rf"^fuzz: seed {FUZZ_SEED}, {FUZZ_CALLS} calls in 4 workers, 4 at a time, flags 0x{FUZZ_FLAGS:02x}$")
+    result.expect_no_line(r"^fuzz: (VIOLATION|worker)")
+    summary = result.expect_line(r"^fuzz: (\d+) calls, (\d+) processes, 0 kernel panics, (\d+) hangs, "
+                                 r"leaked frames (-?\d+), leaked objects (-?\d+)$")
+    result.expect_equal(int(summary[1]) >= FUZZ_CALLS, True, f"at least {FUZZ_CALLS} calls made ({summary[1]})")
+    result.expect_equal(int(summary[2]) > 4, True, f"children spawned besides the 4 workers ({summary[2]} processes)")
+    result.expect_equal((int(summary[3]), int(summary[4]), int(summary[5])), (0, 0, 0),
+                        "hangs, leaked frames, leaked objects")
+    counts = result.expect_line(r"^fuzz: kernel objects (\d+) before, (\d+) after; bytes charged (\d+) before, (\d+) after$")
+    result.expect_equal((counts[1], counts[3]), (counts[2], counts[4]), "kernel objects and bytes charged before and after")
+    result.expect_line(r"^Boot: init ended \(exit code 0\)$")
+    result.expect_powered_off()
+    return result
+
+
 UBOOT = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
 UBOOT_LOAD_ADDRESS = 0x4040_0000
 
@@ -408,5 +436,6 @@ SCENARIOS: list[Scenario] = [
     Scenario("user space: init with a wrong-machine ELF header is refused", corrupted_elf),
     Scenario("user space: init with a writable+executable segment is refused", writable_executable_elf),
     Scenario("user space: a corrupt ramdisk is refused", corrupted_ramdisk),
+    Scenario("user space: the short system call fuzzing campaign (fuzz=100000)", fuzz_campaign),
     Scenario("U-Boot booti at another load address", uboot_booti),
 ]

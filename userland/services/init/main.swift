@@ -1,9 +1,9 @@
 // init: the first user process and the holder of device access: the kernel starts it with a
 // device-access capability as its start handle. It reports itself, then, by its start argument,
-// runs the user-space test suite (bit 0, handing it the capability, whose checks need one) or the
-// benchmarks (bit 1) and ends with their result. Otherwise it runs hello and then drives console
-// input: a userspace driver for the UART's receive side, woken by the UART interrupt through a
-// notification.
+// runs the system call fuzzer (bit 2, its options above the flags), the user-space test suite
+// (bit 0, handing it the capability, whose checks need one) or the benchmarks (bit 1) and ends
+// with their result. Otherwise it runs hello and then drives console input: a userspace driver
+// for the UART's receive side, woken by the UART interrupt through a notification.
 
 import UserSystemCall
 
@@ -13,6 +13,7 @@ struct Init {
         let memory = System.memory
         System.print("init: running at EL0 as process \(System.processID.value); \(memory.freeFrames) of \(memory.totalFrames) frames free")
         let deviceAccess = System.startHandle
+        if System.startFlags.contains(.runFuzzer) { System.exit(run("fuzz", argument: System.startArgument >> 8)) }
         if System.startFlags.contains(.runTests) { System.exit(run("tests", handle: deviceAccess)) }
         if System.startFlags.contains(.runBenchmarks) { System.exit(run("bench")) }
         let code = run("hello")
@@ -26,9 +27,9 @@ struct Init {
 
     /// Runs a program to its end, moving `handle` to it; its exit code, or 255 if it could not run
     /// or did not exit.
-    static func run(_ name: StaticString, handle: Handle? = nil) -> UInt64 {
+    static func run(_ name: StaticString, argument: UInt64 = 0, handle: Handle? = nil) -> UInt64 {
         do throws(KernelError) {
-            let child = try System.spawn(name, handle: handle)
+            let child = try System.spawn(name, argument: argument, handle: handle)
             let status = try System.wait(child)
             return status.reason == .exited ? status.code : 255
         } catch {
