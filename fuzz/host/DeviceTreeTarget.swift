@@ -1,0 +1,168 @@
+// Fuzz target for the device tree reader and for what the kernel reads from a tree at boot. An
+// input is the blob a boot loader hands over: it is opened as kernel_main opens it, then every
+// node, property, register and reservation is visited, Platform.discover interprets the tree and
+// the results are formatted as the boot log formats them.
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzDeviceTree(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
+    let input = UnsafeRawBufferPointer(start: data, count: count)
+    let header = UnsafeRawBufferPointer(rebasing: input[0..<min(count, DeviceTree.headerSize)])
+    guard let size = try? DeviceTree.totalSize(ofHeaderAt: header), size <= count else {
+        // What the header check refuses, the reader refuses too.
+        expect((try? DeviceTree(blob: input)) == nil, "a blob with a bad header or totalsize was accepted")
+        return 0
+    }
+    // The kernel maps exactly totalsize bytes; a buffer of that size catches a read past them.
+    withExactCopy(of: UnsafeRawBufferPointer(rebasing: input[0..<size])) { blob in
+        do throws(DeviceTreeError) {
+            visit(try DeviceTree(blob: blob))
+        } catch {
+            consume("Boot: device tree unreadable (\(error))")
+        }
+    }
+    return 0
+}
+
+/// Path and phandle lookups walk the tree, so only this many per input keep a run fast.
+let lookupsPerInput = 8
+
+func visit(_ tree: DeviceTree) {
+    expect(tree.totalSize >= DeviceTree.headerSize, "totalsize below the header size")
+    let structure = UnsafeRawBufferPointer(rebasing: tree.blob[tree.structureStart..<tree.structureEnd])
+    let strings = UnsafeRawBufferPointer(rebasing: tree.blob[tree.stringsStart..<tree.stringsEnd])
+    consume("Boot: Device tree parsed successfully (version \(tree.version), \(tree.totalSize) bytes)")
+    consume(UInt64(tree.bootCPUPhysicalID))
+    for reservation in tree.memoryReservations {
+        consume("\(reservation.start) \(size: reservation.size) \(reservation.end != nil)")
+    }
+
+    var nodeCount = 0
+    var pathLookups = 0
+    var phandles: [UInt32] = []
+    tree.forEachNode { node in
+        nodeCount += 1
+        expect(isInside(node.name.buffer, structure), "node name outside the structure block")
+        consume(bytes: node.name)
+        for property in node.properties {
+            expect(isInside(property.name.buffer, strings), "property name outside the strings block")
+            expect(isInside(property.value.buffer, structure), "property value outside the structure block")
+            consume(bytes: property.name)
+            consume(bytes: property.value)
+            consume(UInt64(property.u32 ?? 0) &+ (property.u64 ?? 0))
+            if let text = property.string {
+                expect(text.count < property.value.count, "a string property's string includes its terminator")
+                consume("\(text)")
+                // stdout-path and /aliases hold paths; any string is tried as one.
+                if pathLookups < lookupsPerInput {
+                    pathLookups += 1
+                    consume(bytes: tree.node(atPathOrAlias: text)?.name ?? DeviceTreeBytes(""))
+                    consume(bytes: tree.node(atPath: text)?.name ?? DeviceTreeBytes(""))
+                }
+            }
+            var listBytes = 0
+            for entry in property.strings {
+                expect(isInside(entry.buffer, property.value.buffer), "string list entry outside its value")
+                listBytes += entry.count + 1
+                consume(bytes: entry)
+            }
+            expect(listBytes <= property.value.count, "string list longer than its value")
+            var cellCount = 0
+            for cell in property.cells {
+                cellCount += 1
+                consume(UInt64(cell))
+            }
+            expect(cellCount == property.value.count / 4, "cells do not cover the value")
+        }
+        visitRegisters(of: node)
+        let inherited = node.contextForChildren
+        for child in node.children {
+            expect(child.context == inherited, "a child does not inherit its parent's context")
+        }
+        consume(UInt64(node.interruptParent ?? 0))
+        consume(node.isEnabled && node.hasDeviceType("memory") && node.isCompatible(with: "arm,pl011") ? 1 : 0)
+        if let phandle = node.phandle, phandles.count < lookupsPerInput { phandles.append(phandle) }
+        return true
+    }
+    for phandle in phandles {
+        expect(tree.node(withPhandle: phandle)?.phandle == phandle, "a phandle in the tree is not found")
+    }
+    consume(UInt64(tree.countNodes(compatibleWith: "virtio,mmio")))
+    consume(bytes: tree.firstNode(compatibleWith: "arm,pl011")?.name ?? DeviceTreeBytes(""))
+    visitPlatform(tree, nodeCount: nodeCount)
+    visitMemory(tree)
+}
+
+func visitRegisters(of node: DeviceTreeNode) {
+    do throws(DeviceTreeError) {
+        let registers = try node.registers()
+        var count = 0
+        for region in registers {
+            count += 1
+            consume("\(region.start) \(size: region.size) \(region.end != nil)")
+        }
+        expect(count == registers.count, "reg entries differ from their count")
+        expect((try node.firstRegister() != nil) == (count > 0), "firstRegister disagrees with registers")
+    } catch {
+        consume("\(error)")
+    }
+}
+
+/// Platform.discover as kernel_main calls it, then what the boot sequence does with the result.
+func visitPlatform(_ tree: DeviceTree, nodeCount: Int) {
+    let platform: Platform
+    do throws(DeviceTreeError) {
+        platform = try Platform.discover(in: tree)
+    } catch {
+        // reportBrokenPlatform still looks for a console to report on.
+        let console = try? Platform.findConsole(in: tree, chosen: tree.node(atPath: "/chosen"))
+        consume("Boot: device tree describes the platform inconsistently (\(error)) \(console?.registers.start.value ?? 0)")
+        return
+    }
+    expect(platform.cpuCount <= nodeCount && platform.virtioMMIOCount <= nodeCount, "more devices than nodes")
+    if let console = platform.console {
+        consume("Boot: Console PL011 at \(console.registers.start) \(console.interrupt ?? 0)")
+    }
+    if let controller = platform.interruptController {
+        consume("\(controller.distributor.start) \(controller.cpuInterfaceOrRedistributor.start)")
+    }
+    if let timer = platform.timer {
+        for identifier in [timer.securePhysicalInterrupt, timer.physicalInterrupt, timer.virtualInterrupt,
+                           timer.hypervisorInterrupt] {
+            expect(identifier >= 16 && identifier < 1020, "timer interrupt is not a GIC interrupt identifier")
+        }
+    }
+    if let ramdisk = platform.initialRamdisk {
+        expect(ramdisk.size > 0, "empty initial ramdisk range")
+    }
+    consume(platform.psciConduit == .hvc ? 1 : 2)
+    let arguments = BootArguments(platform.bootArguments)
+    if let text = platform.bootArguments, text.count > 0 { consume("Boot: Command line: \(text)") }
+    for word in arguments.words {
+        expect(word.count > 0, "an empty boot argument")
+        consume(bytes: word)
+    }
+    consume(arguments.contains("test") ? 1 : 0)
+    consume(arguments.number(of: "tick") ?? 100)
+    consume(bytes: arguments.value(of: "selftest") ?? DeviceTreeBytes(""))
+}
+
+/// The memory map as startFrameAllocator and reportMemory build and print it.
+func visitMemory(_ tree: DeviceTree) {
+    var map = MemoryMap()
+    do throws(DeviceTreeError) {
+        try tree.forEachMemoryRegion { region in
+            expect(region.size > 0, "an empty memory region")
+            let end = region.end ?? PhysicalAddress(UInt64.max)
+            consume("Boot: Memory region: \(region.start) - \(end) (\(megabytes: region.size) MB)")
+            try? map.addRAM(region)
+        }
+        try tree.forEachReservedRegion { region in
+            expect(region.size > 0, "an empty reserved region")
+            consume("Boot: Reserved memory: \(region.start) (\(size: region.size))")
+            try? map.reserve(region, for: .reserved)
+        }
+    } catch {
+        consume("Boot: memory description in the device tree is malformed (\(error))")
+    }
+    consume(UInt64(map.regionCount + map.reservationCount))
+}
