@@ -7,9 +7,14 @@ public func fuzzCPIOArchive(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt
     let bytes = UnsafeRawBufferPointer(start: data, count: count)
     guard let archive = try? CPIOArchive(bytes) else { return 0 }
     var files = 0
+    var previousEnd = bytes.baseAddress
     for file in archive {
         files += 1
         expect(isInside(file.name, bytes) && isInside(file.data, bytes), "a file outside the archive")
+        // Entries follow one another: a header, the name, then the data.
+        expect(file.name.baseAddress! >= previousEnd! + CPIOArchive.headerSize
+               && file.data.baseAddress! >= file.name.baseAddress! + file.name.count + 1, "entries overlap")
+        previousEnd = file.data.baseAddress! + file.data.count
         expect(!file.nameEquals("TRAILER!!!"), "the trailer listed as a file")
         expect(file.nameEquals(file.name), "a name unequal to itself")
         consume(bytes: file.name)

@@ -36,12 +36,28 @@ func visit(_ tree: DeviceTree) {
         consume("\(reservation.start) \(size: reservation.size) \(reservation.end != nil)")
     }
 
+    let reference = referenceWalk(tree)
     var nodeCount = 0
     var pathLookups = 0
     var phandles: [UInt32] = []
     tree.forEachNode { node in
+        expect(nodeCount < reference.count, "more nodes visited than the structure block holds")
+        let expected = reference[nodeCount]
         nodeCount += 1
+        expect(node.offset == expected.offset, "nodes visited out of document order")
         expect(isInside(node.name.buffer, structure), "node name outside the structure block")
+        var propertyIndex = 0
+        for property in node.properties {
+            expect(propertyIndex < expected.properties.count, "more properties than the node holds")
+            let (offset, length) = expected.properties[propertyIndex]
+            expect(property.value.buffer.baseAddress == tree.blob.baseAddress! + offset + 12 && property.value.count == length,
+                   "a property's value is not where its header says")
+            propertyIndex += 1
+        }
+        expect(propertyIndex == expected.properties.count, "a property of the node was skipped")
+        var childCount = 0
+        for _ in node.children { childCount += 1 }
+        expect(childCount == expected.childCount, "a child of the node was skipped")
         consume(bytes: node.name)
         for property in node.properties {
             expect(isInside(property.name.buffer, strings), "property name outside the strings block")
@@ -83,6 +99,7 @@ func visit(_ tree: DeviceTree) {
         if let phandle = node.phandle, phandles.count < lookupsPerInput { phandles.append(phandle) }
         return true
     }
+    expect(nodeCount == reference.count, "a node of the structure block was not visited")
     for phandle in phandles {
         expect(tree.node(withPhandle: phandle)?.phandle == phandle, "a phandle in the tree is not found")
     }
@@ -90,6 +107,51 @@ func visit(_ tree: DeviceTree) {
     consume(bytes: tree.firstNode(compatibleWith: "arm,pl011")?.name ?? DeviceTreeBytes(""))
     visitPlatform(tree, nodeCount: nodeCount)
     visitMemory(tree)
+}
+
+/// A node as a plain token-by-token reading of the structure block sees it, independently of the
+/// reader's iterators: where it begins, its properties before its first child, and its children.
+struct ReferenceNode {
+    var offset: Int
+    var properties: [(offset: Int, length: Int)] = []
+    var childCount = 0
+}
+
+/// Every node in document order, which is the order forEachNode promises. Only called on a tree
+/// the reader accepted, so the grammar holds.
+func referenceWalk(_ tree: DeviceTree) -> [ReferenceNode] {
+    let blob = tree.blob
+    func bigEndian32(_ offset: Int) -> Int {
+        Int(blob[offset]) << 24 | Int(blob[offset + 1]) << 16 | Int(blob[offset + 2]) << 8 | Int(blob[offset + 3])
+    }
+    var nodes: [ReferenceNode] = []
+    var open: [Int] = []
+    var offset = tree.structureStart
+    while offset + 4 <= tree.structureEnd {
+        switch bigEndian32(offset) {
+        case 1:
+            if let parent = open.last { nodes[parent].childCount += 1 }
+            nodes.append(ReferenceNode(offset: offset))
+            open.append(nodes.count - 1)
+            var end = offset + 4
+            while blob[end] != 0 { end += 1 }
+            offset = (end + 1 + 3) & ~3
+        case 2:
+            open.removeLast()
+            offset += 4
+        case 3:
+            let length = bigEndian32(offset + 4)
+            if let current = open.last, nodes[current].childCount == 0 {
+                nodes[current].properties.append((offset, length))
+            }
+            offset = (offset + 12 + length + 3) & ~3
+        case 4:
+            offset += 4
+        default:
+            return nodes
+        }
+    }
+    return nodes
 }
 
 func visitRegisters(of node: DeviceTreeNode) {

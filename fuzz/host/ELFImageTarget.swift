@@ -42,4 +42,31 @@ func load(_ file: UnsafeRawBufferPointer, userSpaceStart: UInt64, userSpaceEnd: 
         }
     }
     expect(entryIsExecutable, "the entry point is in no executable segment")
+    expectEveryLoadableSegment(of: file, in: image)
+}
+
+/// Reads the program header table directly: every PT_LOAD with a memory size is a segment of
+/// the image, in table order, with its fields unchanged. Only called on an accepted file.
+func expectEveryLoadableSegment(of file: UnsafeRawBufferPointer, in image: ELFImage) {
+    func little(_ offset: Int, _ width: Int) -> UInt64 {
+        var value: UInt64 = 0
+        for index in (0..<width).reversed() { value = value << 8 | UInt64(file[offset + index]) }
+        return value
+    }
+    let table = Int(little(32, 8))
+    var found = 0
+    for index in 0..<Int(little(56, 2)) {
+        let header = table + index * 56
+        guard little(header, 4) == 1, little(header + 40, 8) > 0 else { continue }
+        expect(found < image.segmentCount, "a loadable segment is missing from the image")
+        let segment = image.segment(found)
+        expect(segment.fileOffset == little(header + 8, 8) && segment.virtualAddress.value == little(header + 16, 8)
+               && segment.fileSize == little(header + 32, 8) && segment.memorySize == little(header + 40, 8),
+               "a segment differs from its program header")
+        let flags = little(header + 4, 4)
+        expect(segment.permissions.contains(.execute) == (flags & 1 != 0)
+               && segment.permissions.contains(.write) == (flags & 2 != 0), "a segment's permissions differ from its flags")
+        found += 1
+    }
+    expect(found == image.segmentCount, "the image has a segment the table does not")
 }

@@ -59,8 +59,11 @@ TARGETS = [
 SWIFT_FLAGS = ["-parse-as-library", "-O", "-assert-config", "Debug", "-g", "-sanitize=fuzzer,address",
                "-use-ld=lld"]
 
-# A libFuzzer report's first line that names the failure.
-FAILURE = re.compile(r"^(Fatal error.*|.*ERROR: (AddressSanitizer|libFuzzer): .*|==\d+== ERROR: .*)$", re.MULTILINE)
+# What failed: a Swift runtime trap names itself; otherwise the sanitizer's or libFuzzer's report.
+TRAP = re.compile(r"^(.*Fatal error.*)$", re.MULTILINE)
+REPORT = re.compile(r"^==\d+==\s*ERROR: (.*)$", re.MULTILINE)
+# The innermost stack frame in the project's own sources.
+FRAME = re.compile(r"^\s*#\d+ 0x[0-9a-f]+ in \S+ \S*?/((?:kernel|abi|fuzz)/\S+:\d+)", re.MULTILINE)
 
 
 def swiftc() -> str:
@@ -116,9 +119,12 @@ def environment() -> dict[str, str]:
 
 
 def failure_summary(log: str) -> str:
-    reason = FAILURE.search(log)
+    reason = TRAP.search(log) or REPORT.search(log)
+    frame = FRAME.search(log)
     artifact = re.search(r"Test unit written to (\S+)", log)
     text = reason[1].strip() if reason else "crashed"
+    if frame:
+        text += f" at {frame[1]}"
     if artifact:
         text += f"; input saved to {Path(artifact[1]).resolve().relative_to(ROOT)}"
     return text
@@ -165,9 +171,7 @@ def regress(target: Target) -> tuple[bool, str]:
     if process.returncode != 0:
         running = re.findall(r"^Running: (\S+)", text, re.MULTILINE)
         culprit = f" on {Path(running[-1]).relative_to(ROOT)}" if running else ""
-        reason = FAILURE.search(text)
-        return False, (f"CRASH{culprit}: {reason[1].strip() if reason else 'crashed'} "
-                       f"(log {log_path.relative_to(ROOT)})")
+        return False, f"CRASH{culprit}: {failure_summary(text)} (log {log_path.relative_to(ROOT)})"
     return True, f"ok, {len(files)} inputs ({regressions} saved regressions), no crash"
 
 
