@@ -26,87 +26,103 @@ public func fuzzDeviceTree(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt 
 /// Path and phandle lookups walk the tree, so only this many per input keep a run fast.
 let lookupsPerInput = 8
 
+/// The blocks of an accepted tree, and the lookups left for this input.
+struct Walk {
+    let tree: DeviceTree
+    let structure: UnsafeRawBufferPointer
+    let strings: UnsafeRawBufferPointer
+    var pathLookups = 0
+    var phandles: [UInt32] = []
+
+    init(_ tree: DeviceTree) {
+        self.tree = tree
+        structure = UnsafeRawBufferPointer(rebasing: tree.blob[tree.structureStart..<tree.structureEnd])
+        strings = UnsafeRawBufferPointer(rebasing: tree.blob[tree.stringsStart..<tree.stringsEnd])
+    }
+}
+
 func visit(_ tree: DeviceTree) {
     expect(tree.totalSize >= DeviceTree.headerSize, "totalsize below the header size")
-    let structure = UnsafeRawBufferPointer(rebasing: tree.blob[tree.structureStart..<tree.structureEnd])
-    let strings = UnsafeRawBufferPointer(rebasing: tree.blob[tree.stringsStart..<tree.stringsEnd])
     consume("Boot: Device tree parsed successfully (version \(tree.version), \(tree.totalSize) bytes)")
     consume(UInt64(tree.bootCPUPhysicalID))
     for reservation in tree.memoryReservations {
         consume("\(reservation.start) \(size: reservation.size) \(reservation.end != nil)")
     }
-
     let reference = referenceWalk(tree)
+    var walk = Walk(tree)
     var nodeCount = 0
-    var pathLookups = 0
-    var phandles: [UInt32] = []
     tree.forEachNode { node in
         expect(nodeCount < reference.count, "more nodes visited than the structure block holds")
-        let expected = reference[nodeCount]
+        visit(node, expected: reference[nodeCount], &walk)
         nodeCount += 1
-        expect(node.offset == expected.offset, "nodes visited out of document order")
-        expect(isInside(node.name.buffer, structure), "node name outside the structure block")
-        var propertyIndex = 0
-        for property in node.properties {
-            expect(propertyIndex < expected.properties.count, "more properties than the node holds")
-            let (offset, length) = expected.properties[propertyIndex]
-            expect(property.value.buffer.baseAddress == tree.blob.baseAddress! + offset + 12 && property.value.count == length,
-                   "a property's value is not where its header says")
-            propertyIndex += 1
-        }
-        expect(propertyIndex == expected.properties.count, "a property of the node was skipped")
-        var childCount = 0
-        for _ in node.children { childCount += 1 }
-        expect(childCount == expected.childCount, "a child of the node was skipped")
-        consume(bytes: node.name)
-        for property in node.properties {
-            expect(isInside(property.name.buffer, strings), "property name outside the strings block")
-            expect(isInside(property.value.buffer, structure), "property value outside the structure block")
-            consume(bytes: property.name)
-            consume(bytes: property.value)
-            consume(UInt64(property.u32 ?? 0) &+ (property.u64 ?? 0))
-            if let text = property.string {
-                expect(text.count < property.value.count, "a string property's string includes its terminator")
-                consume("\(text)")
-                // stdout-path and /aliases hold paths; any string is tried as one.
-                if pathLookups < lookupsPerInput {
-                    pathLookups += 1
-                    consume(bytes: tree.node(atPathOrAlias: text)?.name ?? DeviceTreeBytes(""))
-                    consume(bytes: tree.node(atPath: text)?.name ?? DeviceTreeBytes(""))
-                }
-            }
-            var listBytes = 0
-            for entry in property.strings {
-                expect(isInside(entry.buffer, property.value.buffer), "string list entry outside its value")
-                listBytes += entry.count + 1
-                consume(bytes: entry)
-            }
-            expect(listBytes <= property.value.count, "string list longer than its value")
-            var cellCount = 0
-            for cell in property.cells {
-                cellCount += 1
-                consume(UInt64(cell))
-            }
-            expect(cellCount == property.value.count / 4, "cells do not cover the value")
-        }
-        visitRegisters(of: node)
-        let inherited = node.contextForChildren
-        for child in node.children {
-            expect(child.context == inherited, "a child does not inherit its parent's context")
-        }
-        consume(UInt64(node.interruptParent ?? 0))
-        consume(node.isEnabled && node.hasDeviceType("memory") && node.isCompatible(with: "arm,pl011") ? 1 : 0)
-        if let phandle = node.phandle, phandles.count < lookupsPerInput { phandles.append(phandle) }
         return true
     }
     expect(nodeCount == reference.count, "a node of the structure block was not visited")
-    for phandle in phandles {
+    for phandle in walk.phandles {
         expect(tree.node(withPhandle: phandle)?.phandle == phandle, "a phandle in the tree is not found")
     }
     consume(UInt64(tree.countNodes(compatibleWith: "virtio,mmio")))
     consume(bytes: tree.firstNode(compatibleWith: "arm,pl011")?.name ?? DeviceTreeBytes(""))
     visitPlatform(tree, nodeCount: nodeCount)
     visitMemory(tree)
+}
+
+func visit(_ node: DeviceTreeNode, expected: ReferenceNode, _ walk: inout Walk) {
+    expect(node.offset == expected.offset, "nodes visited out of document order")
+    expect(isInside(node.name.buffer, walk.structure), "node name outside the structure block")
+    consume(bytes: node.name)
+    var propertyCount = 0
+    for property in node.properties {
+        expect(propertyCount < expected.properties.count, "more properties than the node holds")
+        let (offset, length) = expected.properties[propertyCount]
+        propertyCount += 1
+        expect(property.value.buffer.baseAddress == walk.tree.blob.baseAddress! + offset + 12
+               && property.value.count == length, "a property's value is not where its header says")
+        visit(property, &walk)
+    }
+    expect(propertyCount == expected.properties.count, "a property of the node was skipped")
+    let inherited = node.contextForChildren
+    var childCount = 0
+    for child in node.children {
+        childCount += 1
+        expect(child.context == inherited, "a child does not inherit its parent's context")
+    }
+    expect(childCount == expected.childCount, "a child of the node was skipped")
+    visitRegisters(of: node)
+    consume(UInt64(node.interruptParent ?? 0))
+    consume(node.isEnabled && node.hasDeviceType("memory") && node.isCompatible(with: "arm,pl011") ? 1 : 0)
+    if let phandle = node.phandle, walk.phandles.count < lookupsPerInput { walk.phandles.append(phandle) }
+}
+
+func visit(_ property: DeviceTreeProperty, _ walk: inout Walk) {
+    expect(isInside(property.name.buffer, walk.strings), "property name outside the strings block")
+    expect(isInside(property.value.buffer, walk.structure), "property value outside the structure block")
+    consume(bytes: property.name)
+    consume(bytes: property.value)
+    consume(UInt64(property.u32 ?? 0) &+ (property.u64 ?? 0))
+    if let text = property.string {
+        expect(text.count < property.value.count, "a string property's string includes its terminator")
+        consume("\(text)")
+        // stdout-path and /aliases hold paths; any string is tried as one.
+        if walk.pathLookups < lookupsPerInput {
+            walk.pathLookups += 1
+            consume(bytes: walk.tree.node(atPathOrAlias: text)?.name ?? DeviceTreeBytes(""))
+            consume(bytes: walk.tree.node(atPath: text)?.name ?? DeviceTreeBytes(""))
+        }
+    }
+    var listBytes = 0
+    for entry in property.strings {
+        expect(isInside(entry.buffer, property.value.buffer), "string list entry outside its value")
+        listBytes += entry.count + 1
+        consume(bytes: entry)
+    }
+    expect(listBytes <= property.value.count, "string list longer than its value")
+    var cellCount = 0
+    for cell in property.cells {
+        cellCount += 1
+        consume(UInt64(cell))
+    }
+    expect(cellCount == property.value.count / 4, "cells do not cover the value")
 }
 
 /// A node as a plain token-by-token reading of the structure block sees it, independently of the
