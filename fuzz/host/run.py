@@ -126,7 +126,7 @@ def failure_summary(log: str) -> str:
     if frame:
         text += f" at {frame[1]}"
     if artifact:
-        text += f"; input saved to {Path(artifact[1]).resolve().relative_to(ROOT)}"
+        text += f"; input saved to {os.path.relpath(artifact[1], ROOT)}"
     return text
 
 
