@@ -32,6 +32,7 @@ struct Walk {
     let structure: UnsafeRawBufferPointer
     let strings: UnsafeRawBufferPointer
     var pathLookups = 0
+    var pathsWritten = 0
     var phandles: [UInt32] = []
 
     init(_ tree: DeviceTree) {
@@ -92,6 +93,14 @@ func visit(_ node: DeviceTreeNode, expected: ReferenceNode, _ walk: inout Walk) 
     consume(UInt64(node.interruptParent ?? 0))
     consume(node.isEnabled && node.hasDeviceType("memory") && node.isCompatible(with: "arm,pl011") ? 1 : 0)
     if let phandle = node.phandle, walk.phandles.count < lookupsPerInput { walk.phandles.append(phandle) }
+    // A defect names its node by path, found by walking down from the root.
+    if walk.pathsWritten < lookupsPerInput {
+        walk.pathsWritten += 1
+        var line = TextLine()
+        node.writePath(into: &line)
+        expect(line.count > 0, "a node without a path")
+        line.forEachByte { consume(UInt64($0)) }
+    }
 }
 
 func visit(_ property: DeviceTreeProperty, _ walk: inout Walk) {
@@ -185,18 +194,31 @@ func visitRegisters(of node: DeviceTreeNode) {
     }
 }
 
-/// Platform.discover as kernel_main calls it, then what the boot sequence does with the result.
+/// Where QEMU's virt machine puts the kernel image (RAM + 2 MiB) and the device tree, for
+/// checkRequirements; the fuzzer moves RAM around them.
+let kernelImage = PhysicalRange(start: PhysicalAddress(0x4020_0000), size: 0x20_0000)
+let treeAddress = PhysicalAddress(0x4800_0000)
+
+/// The platform as kernel_main reads it: the console and boot arguments first, trusting nothing
+/// else, then Platform.discover and checkRequirements, a defect reported by node path.
 func visitPlatform(_ tree: DeviceTree, nodeCount: Int) {
+    if let console = Platform.consoleRegisters(in: tree) {
+        expect(console.size > 0, "a console without registers")
+        consume("Boot: Console PL011 at \(console.start)")
+    }
+    consume(Platform.findPSCIConduit(in: tree) == .hvc ? 1 : 2)
+    visitBootArguments(Platform.bootArguments(in: tree))
     let platform: Platform
-    do throws(DeviceTreeError) {
+    do throws(PlatformDefect) {
         platform = try Platform.discover(in: tree)
+        try platform.checkRequirements(in: tree, kernelImage: kernelImage,
+                                       deviceTree: PhysicalRange(start: treeAddress, size: UInt64(tree.totalSize)))
     } catch {
-        // reportBrokenPlatform still looks for a console to report on.
-        let console = try? Platform.findConsole(in: tree, chosen: tree.node(atPath: "/chosen"))
-        consume("Boot: device tree describes the platform inconsistently (\(error)) \(console?.registers.start.value ?? 0)")
+        consume("Boot: device tree: \(error); stopping")
         return
     }
     expect(platform.cpuCount <= nodeCount && platform.virtioMMIOCount <= nodeCount, "more devices than nodes")
+    expect(platform.interruptController != nil && platform.timer != nil, "requirements passed without a GIC or timer")
     if let console = platform.console {
         consume("Boot: Console PL011 at \(console.registers.start) \(console.interrupt ?? 0)")
     }
@@ -212,9 +234,12 @@ func visitPlatform(_ tree: DeviceTree, nodeCount: Int) {
     if let ramdisk = platform.initialRamdisk {
         expect(ramdisk.size > 0, "empty initial ramdisk range")
     }
-    consume(platform.psciConduit == .hvc ? 1 : 2)
-    let arguments = BootArguments(platform.bootArguments)
-    if let text = platform.bootArguments, text.count > 0 { consume("Boot: Command line: \(text)") }
+    visitBootArguments(platform.bootArguments)
+}
+
+func visitBootArguments(_ text: DeviceTreeBytes?) {
+    let arguments = BootArguments(text)
+    if let text, text.count > 0 { consume("Boot: Command line: \(text)") }
     for word in arguments.words {
         expect(word.count > 0, "an empty boot argument")
         consume(bytes: word)
