@@ -202,3 +202,17 @@ install-deps: check-toolchain
 	    fi; \
 	fi
 	@$(MAKE) -s check-deps
+
+# ---- Host fuzzing ---------------------------------------------------------------------------
+# One libFuzzer + AddressSanitizer target per parser of untrusted bytes (device tree, ELF, cpio),
+# built into build/fuzz-host/ and run FUZZ_SECONDS each from the fixtures as seeds; fails on any
+# crash. fuzz-host-regress replays the seeds and fuzz/regressions/ once. See docs/FUZZING.md.
+FUZZ_SECONDS ?= 60
+
+.PHONY: fuzz-host fuzz-host-regress
+
+fuzz-host:
+	SWIFTC=$(SWIFTC) python3 fuzz/host/run.py --seconds $(FUZZ_SECONDS)
+
+fuzz-host-regress:
+	SWIFTC=$(SWIFTC) python3 fuzz/host/run.py --regress
