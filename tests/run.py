@@ -44,6 +44,25 @@ def run_host_tests() -> tuple[int, int]:
     return passed, failed
 
 
+def run_host_fuzzing(seconds: int) -> tuple[int, int]:
+    """A short libFuzzer run of each parser target (fuzz/host/run.py), from the seeds and the saved
+    regressions: one test per target, failed if it crashed (or did not build)."""
+    print(f"== host fuzzing of the parsers ({seconds} s per target)", flush=True)
+    process = subprocess.run([sys.executable, str(ROOT / "fuzz" / "host" / "run.py"), "--seconds", str(seconds)],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    verdicts = re.findall(r"^fuzz-host (\S+): (\w+)", process.stdout, re.MULTILINE)
+    passed = sum(1 for _, verdict in verdicts if verdict == "ok")
+    failed = len(verdicts) - passed
+    for line in process.stdout.splitlines():
+        if line.startswith("fuzz-host "):
+            print("  " + line)
+    if process.returncode != 0 and failed == 0:
+        print(process.stdout[-4000:])
+        failed = 1
+    print(f"  host fuzzing: {passed} passed, {failed} failed", flush=True)
+    return passed, failed
+
+
 def run_boot_tests(jobs: int) -> tuple[int, int]:
     from harness import KERNEL_IMAGE, BootFailure
     from scenarios import SCENARIOS
@@ -85,6 +104,8 @@ def main() -> int:
     totals = [0, 0]
     if not options.boot_only:
         for index, count in enumerate(run_host_tests()):
+            totals[index] += count
+        for index, count in enumerate(run_host_fuzzing(seconds=5)):
             totals[index] += count
     if not options.host_only:
         for index, count in enumerate(run_boot_tests(options.jobs)):
