@@ -24,11 +24,12 @@ public struct CallState: Equatable, Sendable {
         finished = true
     }
 
-    /// The capability was let go unanswered. Whether that ended the call (its caller is to be
-    /// woken); false when it had ended already.
-    public mutating func failUnanswered() -> Bool {
+    /// The call ends unanswered, with `failure`: `peerClosed` when the capability was let go,
+    /// `handleTableFull` when the server had no room for it. Whether that ended the call (its
+    /// caller is to be woken); false when it had ended already.
+    public mutating func failUnanswered(_ failure: KernelError = .peerClosed) -> Bool {
         guard !finished else { return false }
-        finish(failure: .peerClosed)
+        finish(failure: failure)
         return true
     }
 

@@ -42,18 +42,6 @@ public struct HandleTable<Object> {
         entries.initialize(repeating: Entry(object: nil, rights: [], generation: 1), count: capacity)
     }
 
-    /// Empties the table (every object released); handles given out before stay invalid.
-    public mutating func removeAll() {
-        for slot in 0..<capacity where entries[slot].object != nil {
-            entries[slot].object = nil
-            entries[slot].rights = []
-            entries[slot].generation &+= 1
-            if entries[slot].generation == 0 { entries[slot].generation = 1 }
-        }
-        count = 0
-        firstFreeCandidate = 0
-    }
-
     /// Releases every object and the storage; the table must not be used afterwards.
     public mutating func destroy() {
         entries.deinitialize(count: capacity)
@@ -143,10 +131,5 @@ public struct HandleTable<Object> {
         let (object, existing) = try lookup(handle, requiring: .duplicate)
         guard existing.isSuperset(of: rights) else { throw .accessDenied }
         return try insert(object, rights: rights)
-    }
-
-    /// Calls `body` with every object in the table (for teardown accounting).
-    public func forEach(_ body: (Object, Rights) -> Void) {
-        for slot in 0..<capacity { if let object = entries[slot].object { body(object, entries[slot].rights) } }
     }
 }

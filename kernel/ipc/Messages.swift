@@ -138,10 +138,7 @@ extension IPC {
         guard error == .handleTableFull, case .reply(let capability)? = message.reply else { return false }
         message.reply = nil
         message.releaseAll(released)
-        if !capability.call.finished {
-            capability.call.finish(failure: error)
-            Scheduler.wake(capability.caller)
-        }
+        capability.fail(error)
         return true
     }
 

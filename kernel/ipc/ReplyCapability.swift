@@ -22,9 +22,9 @@ final class ReplyCapability {
         !call.finished && caller.callAddress != .none && caller.state == .blocked && !caller.killed
     }
 
-    /// Ends the call unanswered, if it had not ended, and wakes the caller.
-    func fail() {
-        if call.failUnanswered() { Scheduler.wake(caller) }
+    /// Ends the call unanswered with `failure`, if it had not ended, and wakes the caller.
+    func fail(_ failure: KernelError = .peerClosed) {
+        if call.failUnanswered(failure) { Scheduler.wake(caller) }
     }
 
     deinit { fail() }
