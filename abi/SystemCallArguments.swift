@@ -858,3 +858,203 @@ public enum SystemCall {
         }
     }
 }
+
+// MARK: Building processes
+// The primitives a user-space loader needs (docs/ARCHITECTURE.md, "Who decides what"): the kernel
+// makes an empty process, maps memory objects into it where the loader says, and starts its first
+// thread; which program, where its segments go and what it is given are the loader's decisions.
+
+extension SystemCall {
+    /// A new, empty process named by the `nameLength` bytes (1-64) at `name`, a child of the
+    /// caller, whose kernel memory is capped at `memoryLimit` bytes (0: only the caller's caps).
+    /// It has no memory and no thread until `processMap` and `processStart`; if every handle to
+    /// it is closed before it starts, it ends.
+    public struct ProcessCreate: SystemCallArguments {
+        public static let number = SystemCallNumber.processCreate
+        public var name: UserAddress
+        public var nameLength: UInt64
+        public var memoryLimit: UInt64
+        @inline(__always) public init(name: UserAddress, nameLength: UInt64, memoryLimit: UInt64 = 0) {
+            self.name = name
+            self.nameLength = nameLength
+            self.memoryLimit = memoryLimit
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(name: UserAddress(registers.x0), nameLength: registers.x1, memoryLimit: registers.x2)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: name.value, x1: nameLength, x2: memoryLimit)
+        }
+
+        /// A process handle (`Rights.newProcess`) and the new process's id, for reports.
+        public struct Result: SystemCallResult {
+            public var handle: Handle
+            public var process: UInt64
+            @inline(__always) public init(handle: Handle, process: UInt64) {
+                self.handle = handle
+                self.process = process
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(handle: Handle(registers.x1), process: registers.x2)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: handle.value, x2: process)
+            }
+        }
+    }
+
+    /// Maps every page of memory object `memory` (needs map; writable also needs write) at
+    /// page-aligned `address` in `process` (needs control) with `access` (never writable and
+    /// executable). The process cannot unmap it itself: it is part of its program.
+    public struct ProcessMap: SystemCallArguments {
+        public typealias Result = NoValues
+        public static let number = SystemCallNumber.processMap
+        public var process: Handle
+        public var memory: Handle
+        public var address: UserAddress
+        public var access: MemoryAccess
+        @inline(__always) public init(process: Handle, memory: Handle, address: UserAddress, access: MemoryAccess) {
+            self.process = process
+            self.memory = memory
+            self.address = address
+            self.access = access
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(process: Handle(registers.x0), memory: Handle(registers.x1), address: UserAddress(registers.x2),
+                      access: MemoryAccess(rawValue: registers.x3))
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: process.value, x1: memory.value, x2: address.value, x3: access.rawValue)
+        }
+    }
+
+    /// Starts the first thread of `process` (needs control; not yet started) at `entry` with
+    /// SP = `stackTop` (16-byte aligned, in a writable mapping), x0 = `argument` and x1 = the
+    /// value in the new process of `handle` (none: 0; needs transfer), which moves there.
+    public struct ProcessStart: SystemCallArguments {
+        public static let number = SystemCallNumber.processStart
+        public var process: Handle
+        public var entry: UserAddress
+        public var stackTop: UserAddress
+        public var argument: UInt64
+        public var handle: Handle
+        @inline(__always) public init(process: Handle, entry: UserAddress, stackTop: UserAddress, argument: UInt64,
+                                      handle: Handle) {
+            self.process = process
+            self.entry = entry
+            self.stackTop = stackTop
+            self.argument = argument
+            self.handle = handle
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(process: Handle(registers.x0), entry: UserAddress(registers.x1), stackTop: UserAddress(registers.x2),
+                      argument: registers.x3, handle: Handle(registers.x4))
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: process.value, x1: entry.value, x2: stackTop.value, x3: argument, x4: handle.value)
+        }
+
+        /// The first thread's id.
+        public struct Result: SystemCallResult {
+            public var thread: UInt64
+            @inline(__always) public init(thread: UInt64) {
+                self.thread = thread
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(thread: registers.x1)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: thread)
+            }
+        }
+    }
+
+    /// Moves `handle` (needs transfer) from the caller's table into `process`'s (needs control):
+    /// how a loader gives a program more than its start handle. Returns the handle's value there.
+    public struct ProcessGive: SystemCallArguments {
+        public static let number = SystemCallNumber.processGive
+        public var process: Handle
+        public var handle: Handle
+        @inline(__always) public init(process: Handle, handle: Handle) {
+            self.process = process
+            self.handle = handle
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(process: Handle(registers.x0), handle: Handle(registers.x1))
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: process.value, x1: handle.value)
+        }
+
+        public struct Result: SystemCallResult {
+            public var given: Handle
+            @inline(__always) public init(given: Handle) {
+                self.given = given
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(given: Handle(registers.x1))
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: given.value)
+            }
+        }
+    }
+
+    /// How `process` (needs wait) ended: waits for it unless `poll` is 1 (then `wouldBlock` if it
+    /// is still running). The caller's own child is collected, as by `wait`.
+    public struct ProcessWait: SystemCallArguments {
+        public static let number = SystemCallNumber.processWait
+        public var process: Handle
+        public var poll: Bool
+        @inline(__always) public init(process: Handle, poll: Bool = false) {
+            self.process = process
+            self.poll = poll
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(process: Handle(registers.x0), poll: registers.x1 != 0)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: process.value, x1: poll ? 1 : 0)
+        }
+
+        public typealias Result = Wait.Result
+    }
+
+    /// Ends `process` (needs control).
+    public struct ProcessKill: SystemCallArguments {
+        public typealias Result = NoValues
+        public static let number = SystemCallNumber.processKill
+        public var process: Handle
+        @inline(__always) public init(process: Handle) {
+            self.process = process
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(process: Handle(registers.x0))
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: process.value)
+        }
+    }
+
+    /// Makes the end of `process` (needs wait) signal `bits` (not 0) on `notification` (needs
+    /// signal), at once if it has ended already: how a supervisor learns of many ends with one
+    /// wait. One binding per process; a new one replaces the old.
+    public struct ProcessNotify: SystemCallArguments {
+        public typealias Result = NoValues
+        public static let number = SystemCallNumber.processNotify
+        public var process: Handle
+        public var notification: Handle
+        public var bits: UInt64
+        @inline(__always) public init(process: Handle, notification: Handle, bits: UInt64) {
+            self.process = process
+            self.notification = notification
+            self.bits = bits
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(process: Handle(registers.x0), notification: Handle(registers.x1), bits: registers.x2)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: process.value, x1: notification.value, x2: bits)
+        }
+    }
+}

@@ -43,6 +43,13 @@ public enum SystemCallNumber: UInt64, CaseIterable, Sendable {
     case replyReceive = 34
     case memoryAccount = 35
     case kernelObjects = 36
+    case processCreate = 37
+    case processMap = 38
+    case processStart = 39
+    case processGive = 40
+    case processWait = 41
+    case processKill = 42
+    case processNotify = 43
 }
 
 /// The status a successful call leaves in x0; any other value is a `KernelError`.

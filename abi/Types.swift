@@ -36,14 +36,18 @@ public struct Rights: OptionSet, Equatable, Sendable {
     /// May bind an interrupt to a notification and acknowledge it (`interruptBind`,
     /// `interruptAcknowledge`): what a driver needs of its device's interrupt.
     public static let bind = Rights(rawValue: 1 << 10)
+    /// May build and end a process (`processMap`, `processStart`, `processGive`, `processKill`):
+    /// what its loader and supervisor hold. Waiting for its end needs `wait`.
+    public static let control = Rights(rawValue: 1 << 11)
 
-    public static let all = Rights(rawValue: 0x7FF)
+    public static let all = Rights(rawValue: 0xFFF)
 
     /// What the handle a creating call returns holds, by kind of object: every right that means
     /// something for it.
     public static let newPort: Rights = [.send, .receive, .duplicate, .transfer]
     public static let newNotification: Rights = [.signal, .wait, .duplicate, .transfer]
     public static let newMemory: Rights = [.map, .write, .duplicate, .transfer]
+    public static let newProcess: Rights = [.control, .wait, .duplicate, .transfer]
 }
 
 /// An address in the caller's address space, as a system call argument or result. The kernel
