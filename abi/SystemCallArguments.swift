@@ -929,8 +929,9 @@ extension SystemCall {
     }
 
     /// Starts the first thread of `process` (needs control; not yet started) at `entry` with
-    /// SP = `stackTop` (16-byte aligned, in a writable mapping), x0 = `argument` and x1 = the
-    /// value in the new process of `handle` (none: 0; needs transfer), which moves there.
+    /// SP = `stackTop` (16-byte aligned, in a writable mapping), x0 = `argument`, x1 = the value
+    /// in the new process of `handle` (none: 0; needs transfer), which moves there, and x2 =
+    /// `startBlock` (the address of the loader's start block there, or 0).
     public struct ProcessStart: SystemCallArguments {
         public static let number = SystemCallNumber.processStart
         public var process: Handle
@@ -938,20 +939,23 @@ extension SystemCall {
         public var stackTop: UserAddress
         public var argument: UInt64
         public var handle: Handle
+        public var startBlock: UserAddress
         @inline(__always) public init(process: Handle, entry: UserAddress, stackTop: UserAddress, argument: UInt64,
-                                      handle: Handle) {
+                                      handle: Handle, startBlock: UserAddress = .none) {
             self.process = process
             self.entry = entry
             self.stackTop = stackTop
             self.argument = argument
             self.handle = handle
+            self.startBlock = startBlock
         }
         @inline(__always) public init(registers: ArgumentRegisters) {
             self.init(process: Handle(registers.x0), entry: UserAddress(registers.x1), stackTop: UserAddress(registers.x2),
-                      argument: registers.x3, handle: Handle(registers.x4))
+                      argument: registers.x3, handle: Handle(registers.x4), startBlock: UserAddress(registers.x5))
         }
         @inline(__always) public var registers: ArgumentRegisters {
-            ArgumentRegisters(x0: process.value, x1: entry.value, x2: stackTop.value, x3: argument, x4: handle.value)
+            ArgumentRegisters(x0: process.value, x1: entry.value, x2: stackTop.value, x3: argument, x4: handle.value,
+                              x5: startBlock.value)
         }
 
         /// The first thread's id.

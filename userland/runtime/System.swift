@@ -73,6 +73,20 @@ public enum System {
         return value == 0 ? nil : Handle(value)
     }
 
+    /// The start block, if the loader said it mapped one where the convention puts it.
+    static var startBlockMapping: UnsafeRawPointer? {
+        let address = user_read_start_block()
+        guard address == ProgramStart.blockAddress else { return nil }
+        return UnsafeRawPointer(bitPattern: UInt(address))
+    }
+
+    /// Init's initial ramdisk: a read-only memory object of the whole archive, which the kernel
+    /// gives only to init.
+    public static var initialRamdisk: Handle? {
+        let value = user_read_start_ramdisk()
+        return value == 0 ? nil : Handle(value)
+    }
+
     /// Starts `name` from the initial ramdisk with `argument` as its start argument, moving
     /// `handle` (which needs the transfer right) to it.
     /// Starts program `name` from the initial ramdisk. `memoryLimit` caps what the kernel may hold

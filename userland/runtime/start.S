@@ -1,13 +1,18 @@
-// Program entry. The kernel starts the first thread here with SP at the top of its stack, x0 =
-// the start argument its parent gave, x1 = the handle it passed (0 if none), others zero. Runs the program's `main` (Swift's
-// @main), then exits with its result.
+// Program entry. The first thread starts here with SP at the top of its stack, x0 = the start
+// argument its parent gave, x1 = the handle it passed (0 if none), x2 = the address of its start
+// block (ProgramStart.swift; 0 if none) and, for init only, x3 = the initial ramdisk (a memory
+// object handle). Runs the program's `main` (Swift's @main), then exits with its result.
     .section .text.start, "ax"
     .global _start
 _start:
-    adrp    x2, user_start_argument
-    str     x0, [x2, :lo12:user_start_argument]
-    adrp    x2, user_start_handle
-    str     x1, [x2, :lo12:user_start_handle]
+    adrp    x9, user_start_argument
+    str     x0, [x9, :lo12:user_start_argument]
+    adrp    x9, user_start_handle
+    str     x1, [x9, :lo12:user_start_handle]
+    adrp    x9, user_start_block
+    str     x2, [x9, :lo12:user_start_block]
+    adrp    x9, user_start_ramdisk
+    str     x3, [x9, :lo12:user_start_ramdisk]
     mov     x29, xzr
     mov     x30, xzr
     bl      main
@@ -44,4 +49,10 @@ user_start_argument:
     .quad   0
     .global user_start_handle
 user_start_handle:
+    .quad   0
+    .global user_start_block
+user_start_block:
+    .quad   0
+    .global user_start_ramdisk
+user_start_ramdisk:
     .quad   0

@@ -24,9 +24,11 @@ static inline void user_illegal_instruction(void) { __asm__ volatile("udf #1"); 
 static inline user_u64 user_read(user_u64 address) { return *(volatile user_u64 *)address; }
 static inline void user_write(user_u64 address, user_u64 value) { *(volatile user_u64 *)address = value; }
 
-extern user_u64 user_start_argument, user_start_handle;
+extern user_u64 user_start_argument, user_start_handle, user_start_block, user_start_ramdisk;
 static inline user_u64 user_read_start_argument(void) { return user_start_argument; }
 static inline user_u64 user_read_start_handle(void) { return user_start_handle; }
+static inline user_u64 user_read_start_block(void) { return user_start_block; }
+static inline user_u64 user_read_start_ramdisk(void) { return user_start_ramdisk; }
 
 // The PMU cycle counter, readable at EL0 only when the kernel runs in bench mode (PMUSERENR_EL0).
 // Under QEMU's -icount shift=0 it counts guest instructions.
