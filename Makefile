@@ -57,9 +57,12 @@ ASM_OBJECTS  := $(patsubst kernel/arch/aarch64/%.S,$(BUILD)/%.o,$(KERNEL_ASM))
 # ---- User programs --------------------------------------------------------------------------
 # Every folder in userland/services is a program: its Swift files, the ABI and the runtime, built
 # into one Embedded Swift module, linked at 0x400000 and packed into the initial ramdisk. Of the
-# kernel's portable core, programs share only two libraries: text formatting and the slab heap.
+# kernel's portable core, programs share text formatting, the slab heap, and for the program
+# loader the cpio reader and the ELF validator (with the address and permission types it uses).
 USER_PROGRAMS := $(notdir $(wildcard userland/services/*))
-USER_SHARED   := $(ABI_SWIFT) support/CRuntime.swift kernel/core/FormattedText.swift kernel/core/KernelHeap.swift
+USER_SHARED   := $(ABI_SWIFT) support/CRuntime.swift kernel/core/FormattedText.swift kernel/core/KernelHeap.swift \
+                 kernel/core/CPIOArchive.swift kernel/core/ELFImage.swift kernel/core/PhysicalMemory.swift \
+                 kernel/core/PhysicalAddress.swift kernel/core/PageTable.swift
 USER_RUNTIME  := $(wildcard userland/runtime/*.swift)
 USER_FLAGS    := -target $(TARGET) -enable-experimental-feature Embedded -wmo -parse-as-library -Osize -g \
                  -Xfrontend -function-sections -I userland/runtime/include

@@ -1,0 +1,194 @@
+// The program loader: builds a new process from a static ELF64 program in the initial ramdisk
+// (or any bytes), using only the process-building calls. The kernel makes the empty process and
+// maps what it is given; which file, where each segment goes, the stack and the start block
+// (ProgramStart.swift) are decided here. Every file is validated by `ELFImage` before anything is
+// made, and a failure at any step ends the half-built process: nothing is left behind.
+
+/// Up to `ProgramStart.maximumHandles` handles for a new program, each under its tag.
+public struct StartHandles {
+    var tags = InlineArray<8, UInt64>(repeating: 0)
+    var handles = InlineArray<8, UInt64>(repeating: 0)
+    public private(set) var count = 0
+
+    public init() {}
+
+    public init(_ tag: StartTag, _ handle: Handle) { append(tag, handle) }
+
+    /// Adds `handle` under `tag`; ignored past `ProgramStart.maximumHandles` (the loader then
+    /// refuses the set).
+    public mutating func append(_ tag: StartTag, _ handle: Handle) { appendRaw(tag.rawValue, handle) }
+
+    mutating func appendRaw(_ tag: UInt64, _ handle: Handle) {
+        if count < 8 {
+            tags[count] = tag
+            handles[count] = handle.value
+        }
+        count += 1
+    }
+
+    public func tag(_ index: Int) -> UInt64 { tags[index] }
+    public func handle(_ index: Int) -> Handle { Handle(handles[index]) }
+}
+
+public struct ProgramLoader {
+    /// The most memory one program's segments may span: a bound on what a hostile file can make
+    /// the loader ask for.
+    public static let maximumImageBytes: UInt64 = 16 << 20
+    /// The largest memory object the kernel makes; bigger segments take several.
+    public static let maximumObjectBytes: UInt64 = 1 << 20
+
+    /// The archive's bytes, mapped read-only in this process.
+    public let ramdisk: UnsafeRawBufferPointer
+    let archive: CPIOArchive
+
+    /// Maps the initial ramdisk (a memory object handle; needs map) and validates its archive.
+    public init(ramdisk handle: Handle) throws(KernelError) {
+        // The call returns only the address: the mapping's size is what it added to this
+        // process's mapped bytes.
+        let before = System.processes.mappedBytes
+        let base = try IPC.map(handle, writable: false)
+        let size = System.processes.mappedBytes &- before
+        let bytes = UnsafeRawBufferPointer(start: base, count: Int(size))
+        guard size > 0, size < 1 << 40, let archive = try? CPIOArchive(bytes) else {
+            try? System.unmap(base, bytes: size)
+            throw .invalidArgument
+        }
+        self.ramdisk = bytes
+        self.archive = archive
+    }
+
+    /// Unmaps the ramdisk; the loader may not be used afterwards.
+    public func close() {
+        guard let base = ramdisk.baseAddress else { return }
+        try? System.unmap(UnsafeMutableRawPointer(mutating: base), bytes: UInt64(ramdisk.count))
+    }
+
+    /// The bytes of program `name` in the ramdisk, if it holds one.
+    public func file(named name: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        archive.file(named: name)?.data
+    }
+
+    /// Checks `file` as a static ELF64 AArch64 program this loader can place: its segments below
+    /// the map area (the stack and start block lie above it) and within `maximumImageBytes`.
+    public static func validate(_ file: UnsafeRawBufferPointer) throws(ELFError) -> ELFImage {
+        let image = try ELFImage(file, userSpaceStart: UserSpace.start, userSpaceEnd: UserSpace.mapBase)
+        var total: UInt64 = 0
+        for index in 0..<image.segmentCount {
+            total += pageSpan(image.segment(index)).bytes
+            if total > maximumImageBytes { throw .segmentOutsideUserSpace }
+        }
+        return image
+    }
+
+    /// The whole pages a segment occupies (validation guarantees no overflow).
+    static func pageSpan(_ segment: ELFSegment) -> (start: UInt64, bytes: UInt64) {
+        let start = alignDown(segment.virtualAddress.value, to: pageSize)
+        let end = alignUp(segment.virtualAddress.value + segment.memorySize, to: pageSize) ?? start
+        return (start, end - start)
+    }
+
+    /// Starts program `name` from the ramdisk as a new child of this process: `argument` in its
+    /// x0, `startHandle` (moved; needs transfer) in its x1, `handles` (moved) in its start block
+    /// with `arguments` as its argument text. Returns a process handle (control, wait,
+    /// duplicate, transfer) and its id. `notFound` if the ramdisk has no such program,
+    /// `invalidArgument` if it is not a program this loader can place.
+    public func spawn(_ name: UnsafeRawBufferPointer, argument: UInt64 = 0, startHandle: Handle? = nil,
+                      handles: StartHandles = StartHandles(),
+                      arguments: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+                      memoryLimit: UInt64 = 0) throws(KernelError) -> (process: Handle, id: UInt64) {
+        guard let file = file(named: name) else { throw .notFound }
+        return try Self.spawn(file: file, name: name, argument: argument, startHandle: startHandle, handles: handles,
+                              arguments: arguments, memoryLimit: memoryLimit)
+    }
+
+    public func spawn(_ name: StaticString, argument: UInt64 = 0, startHandle: Handle? = nil,
+                      handles: StartHandles = StartHandles(), memoryLimit: UInt64 = 0) throws(KernelError)
+        -> (process: Handle, id: UInt64) {
+        try spawn(UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount), argument: argument,
+                  startHandle: startHandle, handles: handles, memoryLimit: memoryLimit)
+    }
+
+    /// Starts the program in `file` (any bytes: they are validated first) under `name`.
+    public static func spawn(file: UnsafeRawBufferPointer, name: UnsafeRawBufferPointer, argument: UInt64 = 0,
+                             startHandle: Handle? = nil, handles: StartHandles = StartHandles(),
+                             arguments: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+                             memoryLimit: UInt64 = 0) throws(KernelError) -> (process: Handle, id: UInt64) {
+        let image: ELFImage
+        do throws(ELFError) {
+            image = try validate(file)
+        } catch {
+            throw .invalidArgument
+        }
+        guard handles.count <= ProgramStart.maximumHandles, arguments.count <= ProgramStart.maximumArgumentsLength,
+              name.count >= 1, name.count <= 64 else { throw .invalidArgument }
+        let (process, id) = try ProcessControl.create(name: name, memoryLimit: memoryLimit)
+        do throws(KernelError) {
+            for index in 0..<image.segmentCount { try load(image.segment(index), from: file, into: process) }
+            try mapZeroed(UserSpace.stackSize, at: UserSpace.stackTop - UserSpace.stackSize, access: .write, in: process)
+            try giveStartBlock(handles: handles, arguments: arguments, to: process)
+            try ProcessControl.start(process, entry: image.entry.value, stackTop: UserSpace.stackTop, argument: argument,
+                                     handle: startHandle, startBlock: ProgramStart.blockAddress)
+        } catch {
+            ProcessControl.discard(process)
+            throw error
+        }
+        return (process, id)
+    }
+
+    /// Places one segment: a memory object per megabyte of its pages, each filled here with its
+    /// share of the file bytes (the rest stays zero) and then mapped in `process` only.
+    static func load(_ segment: ELFSegment, from file: UnsafeRawBufferPointer, into process: Handle) throws(KernelError) {
+        let (start, bytes) = pageSpan(segment)
+        let access: MemoryAccess = segment.permissions.contains(.write) ? .write
+            : segment.permissions.contains(.execute) ? .execute : []
+        let dataStart = segment.virtualAddress.value
+        let dataEnd = dataStart + segment.fileSize
+        var chunk = start
+        while chunk < start + bytes {
+            let chunkBytes = min(maximumObjectBytes, start + bytes - chunk)
+            let memory = try IPC.createMemory(bytes: chunkBytes)
+            defer { try? IPC.close(memory) }
+            let copyStart = max(chunk, dataStart)
+            let copyEnd = min(chunk + chunkBytes, dataEnd)
+            if copyStart < copyEnd {
+                let window = try IPC.map(memory, writable: true)
+                let source = file.baseAddress! + Int(segment.fileOffset + (copyStart - dataStart))
+                (window + Int(copyStart - chunk)).copyMemory(from: source, byteCount: Int(copyEnd - copyStart))
+                try System.unmap(window, bytes: chunkBytes)
+            }
+            try ProcessControl.map(process, memory, at: chunk, access: access)
+            chunk += chunkBytes
+        }
+    }
+
+    /// Maps `bytes` of fresh zeroed memory at `address` in `process`.
+    static func mapZeroed(_ bytes: UInt64, at address: UInt64, access: MemoryAccess, in process: Handle) throws(KernelError) {
+        let memory = try IPC.createMemory(bytes: bytes)
+        defer { try? IPC.close(memory) }
+        try ProcessControl.map(process, memory, at: address, access: access)
+    }
+
+    /// Writes the start block and maps it read-only in `process`, then moves `handles` there,
+    /// writing each one's value in the new process: the moves come last, so a failure before
+    /// them leaves the caller its handles.
+    static func giveStartBlock(handles: StartHandles, arguments: UnsafeRawBufferPointer,
+                               to process: Handle) throws(KernelError) {
+        let memory = try IPC.createMemory(bytes: UInt64(ProgramStart.blockSize))
+        defer { try? IPC.close(memory) }
+        let block = try IPC.map(memory, writable: true)
+        defer { try? System.unmap(block, bytes: UInt64(ProgramStart.blockSize)) }
+        block.storeBytes(of: ProgramStart.magic, toByteOffset: ProgramStart.magicOffset, as: UInt64.self)
+        block.storeBytes(of: UInt64(arguments.count), toByteOffset: ProgramStart.argumentsLengthOffset, as: UInt64.self)
+        if let text = arguments.baseAddress {
+            (block + ProgramStart.argumentsOffset).copyMemory(from: text, byteCount: arguments.count)
+        }
+        try ProcessControl.map(process, memory, at: ProgramStart.blockAddress, access: [])
+        for index in 0..<handles.count {
+            let given = try ProcessControl.give(process, handles.handle(index))
+            let offset = ProgramStart.handlesOffset + index * 16
+            block.storeBytes(of: handles.tag(index), toByteOffset: offset, as: UInt64.self)
+            block.storeBytes(of: given.value, toByteOffset: offset + 8, as: UInt64.self)
+            block.storeBytes(of: UInt64(index + 1), toByteOffset: ProgramStart.handleCountOffset, as: UInt64.self)
+        }
+    }
+}
