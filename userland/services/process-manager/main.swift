@@ -1,0 +1,658 @@
+// process-manager: starts programs from the initial ramdisk for its clients (with the program
+// loader), tells them when those end, ends them on request, lists them, and supervises services:
+// programs restarted by policy, with a growing delay and a cap on how often. It serves the port
+// whose receive right its start block gives under `.service`; the ramdisk comes under `.ramdisk`,
+// and a send right for registering service names, if any, under `.registration`. The protocol is
+// in userland/runtime/ProcessManagerProtocol.swift; docs/ARCHITECTURE.md, "Process manager",
+// gives the policy. A client's request can be refused, never end this server.
+
+@main
+struct ProcessManagerService {
+    static func main() {
+        guard let port = ProgramStart.handle(.service) else { System.panic("process-manager: no service port") }
+        guard let ramdisk = ProgramStart.handle(.ramdisk) else { System.panic("process-manager: no ramdisk") }
+        do throws(KernelError) {
+            Manager.loader = try ProgramLoader(ramdisk: ramdisk)
+            Manager.bell = try IPC.createNotification()
+        } catch {
+            System.panic("process-manager: cannot start: \(error)")
+        }
+        Manager.port = port
+        Manager.registration = ProgramStart.handle(.registration)
+        Manager.serve()
+    }
+}
+
+/// A process this server started: for a client (`owner`), or as a service's instance.
+struct Slot {
+    var process = Handle.none
+    var id: UInt64 = 0
+    var owner: UInt64 = 0
+    var name = InlineArray<24, UInt8>(repeating: 0)
+    var nameLength = 0
+    var state = ManagedState.running
+    var reason = ExitReason.exited
+    var code: UInt64 = 0
+    /// A client's pending `wait`: the reply capability to answer when the process ends.
+    var waiter = Handle.none
+    /// The service this is an instance of, or -1.
+    var service = -1
+    var mappedBytes: UInt64 = 0
+    var memoryLimit: UInt64 = 0
+    var inUse: Bool { id != 0 }
+}
+
+/// A supervised service: what to start, how to restart it, and its current instance.
+struct Service {
+    var owner: UInt64 = 0
+    var name = InlineArray<24, UInt8>(repeating: 0)
+    var nameLength = 0
+    var program = InlineArray<64, UInt8>(repeating: 0)
+    var programLength = 0
+    var text = InlineArray<192, UInt8>(repeating: 0)
+    var textLength = 0
+    var argument: UInt64 = 0
+    var memoryLimit: UInt64 = 0
+    var policy = RestartPolicy.never
+    /// Handles for every instance (duplicated at each start), with the rights to duplicate them with.
+    var handles = StartHandles()
+    var rights = InlineArray<4, Rights>(repeating: [])
+    /// A send right to the current instance's port.
+    var port = Handle.none
+    var slot = -1
+    var lastID: UInt64 = 0
+    var state = ManagedState.stopped
+    var restarts = 0
+    /// When the last `Supervision.maximumRestarts` restarts happened (ticks), oldest first.
+    var recent = InlineArray<5, UInt64>(repeating: 0)
+    var recentCount = 0
+    var nextDelay = Supervision.firstDelay
+    var lastDelay: UInt64 = 0
+    var due: UInt64 = 0
+    var startedAt: UInt64 = 0
+    var mappedBytes: UInt64 = 0
+    var inUse: Bool { owner != 0 }
+}
+
+/// The restart policy's numbers (docs/ARCHITECTURE.md, "Process manager").
+enum Supervision {
+    /// The first restart waits this long (ms); each further one twice as long, up to `longestDelay`.
+    static let firstDelay: UInt64 = 10
+    static let longestDelay: UInt64 = 1000
+    /// More than `maximumRestarts` restarts within `window` ms and the service is left stopped;
+    /// an instance that ran for `window` ms starts the delays afresh.
+    static let maximumRestarts = 5
+    static let window: UInt64 = 10_000
+}
+
+enum Manager {
+    static let slotCapacity = 16
+    static let serviceCapacity = 6
+    static let waiterCapacity = 8
+    nonisolated(unsafe) static var loader: ProgramLoader!
+    nonisolated(unsafe) static var port = Handle.none
+    /// Every started process signals bit `slot` here when it ends.
+    nonisolated(unsafe) static var bell = Handle.none
+    nonisolated(unsafe) static var registration: Handle?
+    nonisolated(unsafe) static var slots = [Slot](repeating: Slot(), count: slotCapacity)
+    nonisolated(unsafe) static var services = [Service](repeating: Service(), count: serviceCapacity)
+    nonisolated(unsafe) static var frequency: UInt64 = 1
+
+    static var now: UInt64 { System.clock.ticks }
+    static func ticks(milliseconds: UInt64) -> UInt64 { milliseconds * frequency / 1000 }
+
+    // MARK: The loop
+
+    /// Answers each request with the wait for the next (the IPC fast path); when none is queued,
+    /// collects ended processes, restarts services that are due and waits for a request, an end
+    /// or the next restart.
+    static func serve() {
+        frequency = max(System.clock.frequency, 1)
+        var message = IPCMessage()
+        var answer: Handle?
+        while true {
+            do throws(KernelError) {
+                try IPC.replyAndReceive(answer, port, &message, timeout: 0)
+            } catch {
+                answer = nil
+                collectEnds()
+                restartDue()
+                waitForWork()
+                continue
+            }
+            answer = handle(&message)
+            collectEnds()
+            restartDue()
+        }
+    }
+
+    static func waitForWork() {
+        var timeout = UInt64.max
+        let time = now
+        for service in services where service.inUse && service.state == .restartPending {
+            let ticks = service.due > time ? service.due - time : 0
+            timeout = min(timeout, ticks * 1_000_000_000 / frequency + 1)
+        }
+        var handles = InlineArray<2, UInt64>(repeating: 0)
+        handles[0] = port.value
+        handles[1] = bell.value
+        _ = try? withUnsafeMutablePointer(to: &handles) { words throws(KernelError) in
+            try System.invoke(SystemCall.WaitAny(handles: UserAddress(words), count: 2, timeout: timeout))
+        }
+    }
+
+    // MARK: Requests
+
+    /// Handles one request in `message` and leaves the reply there; returns the reply
+    /// capability to answer now (nil: a plain send, or an answer that comes later).
+    static func handle(_ message: inout IPCMessage) -> Handle? {
+        var attached = InlineArray<4, Handle>(repeating: .none)
+        let count = min(message.handleCount, IPCMessageLayout.maximumHandles)
+        for index in 0..<count { attached[index] = message.handle(index) }
+        guard let reply = message.replyHandle else {
+            for index in 0..<count { try? IPC.close(attached[index]) }
+            return nil
+        }
+        var taken = false
+        var result = Result.done
+        do throws(KernelError) {
+            switch ProcessManagerRequest(rawValue: message.label) {
+            case .spawn: result = try spawn(&message, attached, count, taken: &taken)
+            case .wait: result = try wait(&message, reply: reply)
+            case .kill: try kill(&message)
+            case .list: list(&message)
+            case .startService: try startService(&message, attached, count, taken: &taken)
+            case .serviceEndpoint: try serviceEndpoint(&message)
+            case .stopService: try stopService(&message)
+            case nil: throw .invalidArgument
+            }
+        } catch {
+            clear(&message, label: error.rawValue)
+            result = .done
+        }
+        if !taken { for index in 0..<count { try? IPC.close(attached[index]) } }
+        return result == .done ? reply : nil
+    }
+
+    enum Result { case done, later }
+
+    static func clear(_ message: inout IPCMessage, label: UInt64) {
+        message.label = label
+        message.length = 0
+        message.handleCount = 0
+    }
+
+    /// Splits attached handles by their tags (byte i of `tags` for handle i): the start handle
+    /// (tag 0, at most one) and tagged ones (valid `StartTag`s).
+    static func sortHandles(_ attached: InlineArray<4, Handle>, _ count: Int,
+                            tags: UInt64) throws(KernelError) -> (start: Handle?, tagged: StartHandles) {
+        var start: Handle?
+        var tagged = StartHandles()
+        for index in 0..<count {
+            let tag = tags >> (8 * UInt64(index)) & 0xFF
+            if tag == 0 {
+                guard start == nil else { throw .invalidArgument }
+                start = attached[index]
+            } else {
+                guard let known = StartTag(rawValue: tag) else { throw .invalidArgument }
+                tagged.append(known, attached[index])
+            }
+        }
+        guard tags >> (8 * UInt64(count)) == 0 else { throw .invalidArgument }
+        return (start, tagged)
+    }
+
+    static func spawn(_ message: inout IPCMessage, _ attached: InlineArray<4, Handle>, _ count: Int,
+                      taken: inout Bool) throws(KernelError) -> Result {
+        let argument = message.word(atByte: 0)
+        let memoryLimit = message.word(atByte: 8)
+        let options = message.word(atByte: 16)
+        let (start, tagged) = try sortHandles(attached, count, tags: message.word(atByte: 24))
+        let nameLength = message.word(atByte: 32)
+        let textLength = message.word(atByte: 40)
+        guard nameLength >= 1, nameLength <= 64, textLength <= 208, options & ~1 == 0,
+              message.length == 48 + Int(nameLength + textLength) else { throw .invalidArgument }
+        var name = InlineArray<64, UInt8>(repeating: 0)
+        var text = InlineArray<208, UInt8>(repeating: 0)
+        for index in 0..<Int(nameLength) { name[index] = message[byte: 48 + index] }
+        for index in 0..<Int(textLength) { text[index] = message[byte: 48 + Int(nameLength) + index] }
+        let owner = message.sender.value
+        let slot = try withBytes(&name, Int(nameLength)) { program throws(KernelError) in
+            try withBytes(&text, Int(textLength)) { arguments throws(KernelError) in
+                try launch(program, argument: argument, start: start, handles: tagged, arguments: arguments,
+                           memoryLimit: memoryLimit, owner: owner, service: -1, taken: &taken)
+            }
+        }
+        clear(&message, label: 0)
+        message.setWord(atByte: 0, slots[slot].id)
+        message.length = 8
+        if options & 1 != 0, let handle = try? IPC.duplicate(slots[slot].process, rights: [.wait, .transfer]) {
+            message.attach(handle)
+        }
+        return .done
+    }
+
+    static func withBytes<Size: BitwiseCopyable, Value>(_ storage: inout Size, _ count: Int,
+                                                        _ body: (UnsafeRawBufferPointer) throws(KernelError) -> Value)
+        throws(KernelError) -> Value {
+        try withUnsafeBytes(of: &storage) { bytes throws(KernelError) in
+            try body(UnsafeRawBufferPointer(rebasing: bytes[0..<count]))
+        }
+    }
+
+    /// Starts `program` in a free slot (one whose process ended and was never waited for is
+    /// reused if none is free) and asks for its end to ring `bell`. Returns the slot.
+    static func launch(_ program: UnsafeRawBufferPointer, argument: UInt64, start: Handle?, handles: StartHandles,
+                       arguments: UnsafeRawBufferPointer, memoryLimit: UInt64, owner: UInt64, service: Int,
+                       taken: inout Bool) throws(KernelError) -> Int {
+        guard let slot = freeSlot() else { throw .queueFull }
+        guard let file = loader.file(named: program) else { throw .notFound }
+        let footprint = footprint(of: file)
+        // On failure the caller closes the handles: those the loader already moved are stale by then.
+        let (process, id) = try ProgramLoader.spawn(file: file, name: program, argument: argument, startHandle: start,
+                                                    handles: handles, arguments: arguments, memoryLimit: memoryLimit)
+        taken = true
+        do throws(KernelError) {
+            try ProcessControl.notify(process, bell, bits: 1 << UInt64(slot))
+        } catch {
+            ProcessControl.discard(process)
+            throw error
+        }
+        var entry = Slot()
+        entry.process = process
+        entry.id = id
+        entry.owner = owner
+        for byte in program where entry.nameLength < 24 {
+            entry.name[entry.nameLength] = byte
+            entry.nameLength += 1
+        }
+        entry.service = service
+        entry.mappedBytes = footprint
+        entry.memoryLimit = memoryLimit
+        slots[slot] = entry
+        return slot
+    }
+
+    static func footprint(of file: UnsafeRawBufferPointer) -> UInt64 {
+        guard let image = try? ProgramLoader.validate(file) else { return 0 }
+        var bytes = UserSpace.stackSize + UInt64(ProgramStart.blockSize)
+        for index in 0..<image.segmentCount { bytes += ProgramLoader.pageSpan(image.segment(index)).bytes }
+        return bytes
+    }
+
+    static func freeSlot() -> Int? {
+        if let free = slots.firstIndex(where: { !$0.inUse }) { return free }
+        guard let ended = slots.firstIndex(where: { $0.service < 0 && $0.state != .running && $0.waiter == .none }) else {
+            return nil
+        }
+        slots[ended] = Slot()
+        return ended
+    }
+
+    /// The slot of process `id` if `owner` spawned it.
+    static func owned(_ id: UInt64, by owner: UInt64) throws(KernelError) -> Int {
+        guard id != 0, let slot = slots.firstIndex(where: { $0.id == id && $0.service < 0 && $0.owner == owner }) else {
+            throw .notFound
+        }
+        return slot
+    }
+
+    static func wait(_ message: inout IPCMessage, reply: Handle) throws(KernelError) -> Result {
+        guard message.length == 8 else { throw .invalidArgument }
+        let slot = try owned(message.word(atByte: 0), by: message.sender.value)
+        guard slots[slot].waiter == .none else { throw .invalidArgument }
+        if slots[slot].state != .running {
+            fillEnd(&message, slot)
+            slots[slot] = Slot()
+            return .done
+        }
+        guard slots.filter({ $0.waiter != .none }).count < waiterCapacity else { throw .queueFull }
+        slots[slot].waiter = reply
+        return .later
+    }
+
+    static func fillEnd(_ message: inout IPCMessage, _ slot: Int) {
+        clear(&message, label: 0)
+        message.setWord(atByte: 0, slots[slot].code)
+        message.setWord(atByte: 8, slots[slot].reason.rawValue)
+        message.length = 16
+    }
+
+    static func kill(_ message: inout IPCMessage) throws(KernelError) {
+        guard message.length == 8 else { throw .invalidArgument }
+        let slot = try owned(message.word(atByte: 0), by: message.sender.value)
+        if slots[slot].state == .running { try ProcessControl.kill(slots[slot].process) }
+        clear(&message, label: 0)
+    }
+
+    static func list(_ message: inout IPCMessage) {
+        let first = message.length == 8 ? Int(clamping: message.word(atByte: 0)) : 0
+        var entries = InlineArray<4, ProcessEntry>(repeating: ProcessEntry())
+        var index = 0
+        var count = 0
+        func add(_ entry: ProcessEntry) {
+            if index >= first && count < ProcessEntry.perReply {
+                entries[count] = entry
+                count += 1
+            }
+            index += 1
+        }
+        for slot in slots where slot.inUse && slot.service < 0 {
+            var entry = ProcessEntry()
+            entry.id = slot.id
+            entry.mappedBytes = slot.mappedBytes
+            entry.memoryLimit = slot.memoryLimit
+            entry.state = slot.state
+            entry.name = slot.name
+            entry.nameLength = slot.nameLength
+            add(entry)
+        }
+        for service in services where service.inUse {
+            var entry = ProcessEntry()
+            entry.id = service.lastID
+            entry.mappedBytes = service.mappedBytes
+            entry.memoryLimit = service.memoryLimit
+            entry.state = service.state
+            entry.restarts = service.restarts
+            entry.isService = true
+            entry.restartDelayMilliseconds = service.lastDelay
+            entry.name = service.name
+            entry.nameLength = service.nameLength
+            add(entry)
+        }
+        clear(&message, label: 0)
+        message.setWord(atByte: 0, UInt64(index))
+        message.setWord(atByte: 8, UInt64(count))
+        for entry in 0..<count { entries[entry].write(into: &message, at: 16 + entry * ProcessEntry.size) }
+        message.length = 16 + count * ProcessEntry.size
+    }
+
+    // MARK: Ends
+
+    /// Collects every process whose end rang the bell: answers its waiter, or for a service's
+    /// instance applies the restart policy.
+    static func collectEnds() {
+        guard let bits = try? IPC.wait(bell, timeout: 0) else { return }
+        for slot in 0..<slotCapacity where bits & (1 << UInt64(slot)) != 0 && slots[slot].inUse
+            && slots[slot].state == .running {
+            guard let end = try? ProcessControl.wait(slots[slot].process, poll: true) else { continue }
+            try? IPC.close(slots[slot].process)
+            slots[slot].process = .none
+            slots[slot].reason = end.reason
+            slots[slot].code = end.code
+            slots[slot].state = end.reason == .exited ? .exited : end.reason == .faulted ? .faulted : .killed
+            if slots[slot].service >= 0 {
+                let service = slots[slot].service
+                slots[slot] = Slot()
+                serviceEnded(service, end.reason, end.code)
+            } else if slots[slot].owner == 0 {
+                slots[slot] = Slot()
+            } else if slots[slot].waiter != .none {
+                var message = IPCMessage()
+                fillEnd(&message, slot)
+                try? IPC.reply(slots[slot].waiter, &message)
+                slots[slot] = Slot()
+            }
+        }
+    }
+
+    // MARK: Services
+
+    static func startService(_ message: inout IPCMessage, _ attached: InlineArray<4, Handle>, _ count: Int,
+                             taken: inout Bool) throws(KernelError) {
+        let (start, tagged) = try sortHandles(attached, count, tags: message.word(atByte: 24))
+        let nameLength = Int(clamping: message.word(atByte: 32))
+        let programLength = Int(clamping: message.word(atByte: 40))
+        let textLength = Int(clamping: message.word(atByte: 48))
+        guard let policy = RestartPolicy(rawValue: message.word(atByte: 16)), start == nil,
+              nameLength >= 1, nameLength <= 24, programLength >= 1, programLength <= 64, textLength <= 192,
+              message.length == 56 + nameLength + programLength + textLength else { throw .invalidArgument }
+        var service = Service()
+        service.owner = message.sender.value
+        service.argument = message.word(atByte: 0)
+        service.memoryLimit = message.word(atByte: 8)
+        service.policy = policy
+        for index in 0..<nameLength { service.name[index] = message[byte: 56 + index] }
+        for index in 0..<programLength { service.program[index] = message[byte: 56 + nameLength + index] }
+        for index in 0..<textLength { service.text[index] = message[byte: 56 + nameLength + programLength + index] }
+        (service.nameLength, service.programLength, service.textLength) = (nameLength, programLength, textLength)
+        guard findService(service.name, nameLength) == nil else { throw .invalidArgument }
+        guard let index = services.firstIndex(where: { !$0.inUse }) else { throw .queueFull }
+        for handle in 0..<tagged.count {
+            service.rights[handle] = try rights(of: tagged.handle(handle))
+        }
+        service.handles = tagged
+        taken = true
+        services[index] = service
+        do throws(KernelError) {
+            try startInstance(index)
+        } catch {
+            forget(index)
+            throw error
+        }
+        clear(&message, label: 0)
+        message.setWord(atByte: 0, services[index].lastID)
+        message.length = 8
+        message.attach(try IPC.duplicate(services[index].port, rights: [.send, .duplicate, .transfer]))
+    }
+
+    /// The rights `handle` holds, found by duplicating it with one right at a time (it needs
+    /// duplicate: each instance of a service gets its own copy).
+    static func rights(of handle: Handle) throws(KernelError) -> Rights {
+        var held: Rights = []
+        for bit in 0..<12 {
+            let right = Rights(rawValue: 1 << UInt64(bit))
+            if let copy = try? IPC.duplicate(handle, rights: right) {
+                try? IPC.close(copy)
+                held.insert(right)
+            }
+        }
+        guard held.contains(.duplicate) else { throw .accessDenied }
+        return held
+    }
+
+    static func findService(_ name: InlineArray<24, UInt8>, _ length: Int) -> Int? {
+        services.firstIndex { service in
+            guard service.inUse, service.nameLength == length else { return false }
+            for index in 0..<length where service.name[index] != name[index] { return false }
+            return true
+        }
+    }
+
+    /// Starts an instance of service `index` with a fresh port: its receive right goes to the
+    /// instance (`.service`), a send right stays here (and is registered, if this server can).
+    static func startInstance(_ index: Int) throws(KernelError) {
+        let port = try IPC.createPort()
+        defer { try? IPC.close(port) }
+        let serverSide = try IPC.duplicate(port, rights: [.receive, .transfer])
+        var handles = StartHandles()
+        handles.append(.service, serverSide)
+        defer {
+            // Whatever did not reach the instance.
+            if handles.count > 0 && services[index].slot < 0 {
+                for copy in 0..<handles.count { try? IPC.close(handles.handle(copy)) }
+            }
+        }
+        let kept = services[index].handles
+        for handle in 0..<kept.count {
+            let copy = try IPC.duplicate(kept.handle(handle), rights: services[index].rights[handle])
+            handles.appendRaw(kept.tag(handle), copy)
+        }
+        let clientSide = try IPC.duplicate(port, rights: [.send, .duplicate, .transfer])
+        var service = services[index]
+        var taken = false
+        let slot: Int
+        do throws(KernelError) {
+            slot = try withBytes(&service.program, service.programLength) { program throws(KernelError) in
+                try withBytes(&service.text, service.textLength) { text throws(KernelError) in
+                    try launch(program, argument: service.argument, start: nil, handles: handles, arguments: text,
+                               memoryLimit: service.memoryLimit, owner: 0, service: index, taken: &taken)
+                }
+            }
+        } catch {
+            try? IPC.close(clientSide)
+            throw error
+        }
+        if services[index].port != .none { try? IPC.close(services[index].port) }
+        services[index].port = clientSide
+        services[index].slot = slot
+        services[index].lastID = slots[slot].id
+        services[index].mappedBytes = slots[slot].mappedBytes
+        services[index].state = .running
+        services[index].startedAt = now
+        log(index, "started", id: slots[slot].id)
+        if let registration { _ = register(service: index, port: clientSide, through: registration) }
+    }
+
+    /// Tells the name service that service `index` is now reached through `port` (a send right,
+    /// of which a copy moves there): a call labelled `NameRegistration.register` with the name's
+    /// length in word 0 and the name from byte 8. True if it answered with success.
+    static func register(service index: Int, port: Handle, through registration: Handle) -> Bool {
+        guard let copy = try? IPC.duplicate(port, rights: [.send, .duplicate, .transfer]) else { return false }
+        var message = IPCMessage(label: NameRegistration.register)
+        message.setWord(atByte: 0, UInt64(services[index].nameLength))
+        for byte in 0..<services[index].nameLength { message[byte: 8 + byte] = services[index].name[byte] }
+        message.length = 8 + services[index].nameLength
+        message.attach(copy)
+        guard (try? IPC.call(registration, &message)) != nil else {
+            try? IPC.close(copy)
+            return false
+        }
+        for handle in 0..<min(message.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(message.handle(handle)) }
+        return message.label == 0
+    }
+
+    /// Applies service `index`'s policy to the end of its instance.
+    static func serviceEnded(_ index: Int, _ reason: ExitReason, _ code: UInt64) {
+        let id = services[index].lastID
+        services[index].slot = -1
+        let failed = reason != .exited || code != 0
+        let policy = services[index].policy
+        var line = TextLine()
+        line.write("process-manager: ")
+        for byte in 0..<services[index].nameLength { line.write(byte: services[index].name[byte]) }
+        line.write(" (process ")
+        line.writeDecimal(id)
+        switch reason {
+        case .exited:
+            line.write(") ended with code ")
+            line.writeDecimal(code)
+        case .faulted:
+            line.write(") faulted (ESR ")
+            line.writeHex(code)
+            line.write(")")
+        case .killed: line.write(") was killed")
+        }
+        guard policy == .always || (policy == .onFailure && failed) else {
+            services[index].state = .stopped
+            line.write("; not restarted")
+            System.print(FormattedText(line: line))
+            return
+        }
+        let time = now
+        let tooOften = services[index].recentCount == Supervision.maximumRestarts
+            && time - services[index].recent[0] < ticks(milliseconds: Supervision.window)
+        if tooOften {
+            System.print(FormattedText(line: line))
+            services[index].state = .stopped
+            log(index, "restarted too often; left stopped", id: nil)
+            return
+        }
+        if time - services[index].startedAt >= ticks(milliseconds: Supervision.window) {
+            services[index].nextDelay = Supervision.firstDelay
+        }
+        let delay = services[index].nextDelay
+        line.write("; restarting in ")
+        line.writeDecimal(delay)
+        line.write(" ms")
+        System.print(FormattedText(line: line))
+        services[index].lastDelay = delay
+        services[index].nextDelay = min(delay * 2, Supervision.longestDelay)
+        services[index].due = time + ticks(milliseconds: delay)
+        services[index].state = .restartPending
+    }
+
+    /// Starts every service whose delay is over; a start that fails counts as an end.
+    static func restartDue() {
+        let time = now
+        for index in 0..<serviceCapacity where services[index].inUse && services[index].state == .restartPending
+            && services[index].due <= time {
+            if services[index].recentCount == Supervision.maximumRestarts {
+                for older in 1..<Supervision.maximumRestarts { services[index].recent[older - 1] = services[index].recent[older] }
+                services[index].recentCount -= 1
+            }
+            services[index].recent[services[index].recentCount] = time
+            services[index].recentCount += 1
+            services[index].restarts += 1
+            do throws(KernelError) {
+                try startInstance(index)
+            } catch {
+                log(index, "could not be restarted", id: nil)
+                serviceEnded(index, .killed, 0)
+            }
+        }
+    }
+
+    static func serviceEndpoint(_ message: inout IPCMessage) throws(KernelError) {
+        let index = try namedService(message)
+        guard services[index].state == .running else { throw .notFound }
+        let copy = try IPC.duplicate(services[index].port, rights: [.send, .duplicate, .transfer])
+        clear(&message, label: 0)
+        message.setWord(atByte: 0, services[index].lastID)
+        message.length = 8
+        message.attach(copy)
+    }
+
+    static func stopService(_ message: inout IPCMessage) throws(KernelError) {
+        let index = try namedService(message)
+        guard services[index].owner == message.sender.value else { throw .accessDenied }
+        forget(index)
+        clear(&message, label: 0)
+    }
+
+    /// Ends service `index`'s instance (its slot then only waits to be collected) and forgets it.
+    static func forget(_ index: Int) {
+        let slot = services[index].slot
+        if slot >= 0 {
+            slots[slot].service = -1
+            slots[slot].owner = 0
+            try? ProcessControl.kill(slots[slot].process)
+        }
+        if services[index].port != .none { try? IPC.close(services[index].port) }
+        for handle in 0..<services[index].handles.count { try? IPC.close(services[index].handles.handle(handle)) }
+        services[index] = Service()
+    }
+
+    static func namedService(_ message: IPCMessage) throws(KernelError) -> Int {
+        let length = Int(clamping: message.word(atByte: 0))
+        guard length >= 1, length <= 24, message.length == 8 + length else { throw .invalidArgument }
+        var name = InlineArray<24, UInt8>(repeating: 0)
+        for index in 0..<length { name[index] = message[byte: 8 + index] }
+        guard let index = findService(name, length) else { throw .notFound }
+        return index
+    }
+
+    static func log(_ index: Int, _ what: StaticString, id: UInt64?) {
+        var line = TextLine()
+        line.write("process-manager: ")
+        if id != nil {
+            line.write(what)
+            line.write(" ")
+        }
+        for byte in 0..<services[index].nameLength { line.write(byte: services[index].name[byte]) }
+        if let id {
+            line.write(" (process ")
+            line.writeDecimal(id)
+            line.write(")")
+        } else {
+            line.write(" ")
+            line.write(what)
+        }
+        System.print(FormattedText(line: line))
+    }
+}
+
+/// The name service's registration request, as this server sends it.
+enum NameRegistration {
+    static let register: UInt64 = 1
+}
