@@ -210,7 +210,12 @@ def user_space_tests() -> BootResult:
                         "user-space tests")
     result.expect_equal(int(summary[1]) >= 20, True, "at least 20 user-space cases ran")
     reports = result.lines_matching(r"^Process (\d+) \(crasher\) killed: (.+) at 0x[0-9a-f]{16}, ELR 0x[0-9a-f]{16}$")
-    result.expect_equal(len(reports), 9, "one report per faulting crasher (6 kinds, 3 leak-check rounds)")
+    result.expect_equal(len(reports), 17, "one report per faulting crasher (6 kinds, 3 leak-check rounds; through "
+                        "process-manager: 1 spawned, 6 instances of a supervised service, 1 service faulting in a call)")
+    result.expect_line(r"^process-manager: started flaky \(process \d+\)$")
+    result.expect_line(r"^process-manager: flaky \(process \d+\) faulted \(ESR 0x[0-9a-f]{16}\); restarting in 10 ms$")
+    result.expect_line(r"^process-manager: flaky \(process \d+\) faulted \(ESR 0x[0-9a-f]{16}\); restarting in 160 ms$")
+    result.expect_line(r"^process-manager: flaky restarted too often; left stopped$")
     result.expect_line(r"^Process \d+ \(crasher\) killed: data abort from a lower level \(translation fault, level \d, read\) at 0x0000000000000000, ELR ")
     result.expect_line(r"^Process \d+ \(crasher\) killed: unknown reason \(undefined instruction\)")
     # Device access by capability. virt wires the UART to SPI 1: interrupt identifier 32 + 1.

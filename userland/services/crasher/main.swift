@@ -1,7 +1,8 @@
 // crasher: fails on purpose, in the way its start argument names, so that tests can check the
 // kernel isolates the failure. 0 exits with code 42; 7 exits while another thread spins; 8 maps
 // memory until refused and exits with the KiB it got; 9 exits leaving a port that holds its own
-// send handle in its queue; the others fault.
+// send handle in its queue; 10 serves its start block's service port until a call labelled 3
+// makes it fault; the others fault.
 
 import UserSystemCall
 
@@ -49,6 +50,20 @@ struct Crasher {
                 _ = try? IPC.send(port, &message)
             }
             System.exit(9)
+        case 10:
+            // A service: answers calls on the port its start block gives under `.service` with
+            // label + 1; label 3 makes it fault while holding the call.
+            guard let port = ProgramStart.handle(.service) else { System.exit(10) }
+            var message = IPCMessage()
+            var answer: Handle?
+            while true {
+                guard (try? IPC.replyAndReceive(answer, port, &message)) != nil else { System.exit(10) }
+                answer = message.replyHandle
+                if message.label == 3 { _ = user_read(0) }
+                message.label += 1
+                message.length = 0
+                message.handleCount = 0
+            }
         default: System.exit(1)
         }
         System.exit(2)

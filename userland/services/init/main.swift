@@ -1,8 +1,8 @@
 // init: the first user process and the holder of device access: the kernel starts it with a
 // device-access capability as its start handle. It reports itself, then, by its start argument,
 // runs the system call fuzzer (bit 2, its options above the flags), the user-space test suite
-// (bit 0, handing it the capability, whose checks need one) or the benchmarks (bit 1) and ends
-// with their result. Otherwise it runs hello and then drives console input: a userspace driver
+// (bit 0, started with the program loader and handed the capability, whose checks need one, and
+// a copy of the ramdisk) or the benchmarks (bit 1) and ends with their result. Otherwise it runs hello and then drives console input: a userspace driver
 // for the UART's receive side, woken by the UART interrupt through a notification.
 
 import UserSystemCall
@@ -14,7 +14,7 @@ struct Init {
         System.print("init: running at EL0 as process \(System.processID.value); \(memory.freeFrames) of \(memory.totalFrames) frames free")
         let deviceAccess = System.startHandle
         if System.startFlags.contains(.runFuzzer) { System.exit(run("fuzz", argument: System.startArgument >> 8)) }
-        if System.startFlags.contains(.runTests) { System.exit(run("tests", handle: deviceAccess)) }
+        if System.startFlags.contains(.runTests) { System.exit(runTests(deviceAccess: deviceAccess)) }
         if System.startFlags.contains(.runBenchmarks) { System.exit(run("bench")) }
         let code = run("hello")
         System.print("init: hello ended with code \(code)")
@@ -34,6 +34,34 @@ struct Init {
             return status.reason == .exited ? status.code : 255
         } catch {
             System.print("init: cannot run \(name): \(error)")
+            return 255
+        }
+    }
+}
+
+extension Init {
+    /// Runs the test suite with the program loader: device access as its start handle, and a
+    /// copy of the ramdisk under `.ramdisk` so that it can load programs itself. Its exit code,
+    /// or 255 if it could not run or did not exit.
+    static func runTests(deviceAccess: Handle?) -> UInt64 {
+        guard let ramdisk = System.initialRamdisk else { return run("tests", handle: deviceAccess) }
+        do throws(KernelError) {
+            let loader = try ProgramLoader(ramdisk: ramdisk)
+            // Unmapped when the suite has ended: what init holds at the end is only its own.
+            defer { loader.close() }
+            let copy = try IPC.duplicate(ramdisk, rights: [.map, .duplicate, .transfer])
+            let tests: (process: Handle, id: UInt64)
+            do throws(KernelError) {
+                tests = try loader.spawn("tests", startHandle: deviceAccess, handles: StartHandles(.ramdisk, copy))
+            } catch {
+                try? IPC.close(copy)
+                throw error
+            }
+            let status = try ProcessControl.wait(tests.process)
+            try? IPC.close(tests.process)
+            return status.reason == .exited ? status.code : 255
+        } catch {
+            System.print("init: cannot run tests: \(error)")
             return 255
         }
     }

@@ -175,6 +175,7 @@ struct Tests {
         testDirectDelivery(&suite)
         testServerPortClosedWhileWaiting(&suite)
         testDeviceAccess(&suite)
+        testProcessManager(&suite)
         testReliability(&suite)
 
         System.print("tests: \(suite.passed) passed, \(suite.failed) failed")

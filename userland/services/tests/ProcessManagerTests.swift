@@ -1,0 +1,261 @@
+// The program loader and the process manager, from the ramdisk init hands this suite: hostile
+// ELF data is refused, programs started through the manager are waited for, killed and listed,
+// hostile requests get errors, a supervised service is restarted with growing delays and then
+// left stopped, and at the end the kernel holds what it held before.
+
+func testProcessManager(_ suite: inout Suite) {
+    guard let ramdisk = ProgramStart.handle(.ramdisk) else {
+        suite.check(false, "started with the ramdisk under its start block's .ramdisk tag")
+        return
+    }
+    let framesBefore = System.memory.freeFrames
+    let heapBefore = System.kernelHeap
+    let objectsBefore = System.kernelObjects.objects
+    guard let loader = try? ProgramLoader(ramdisk: ramdisk) else {
+        suite.check(false, "the program loader maps the ramdisk")
+        return
+    }
+    testHostileProgram(&suite, loader)
+    var loaded = false
+    if let hello = try? loader.spawn("hello"), let status = try? ProcessControl.wait(hello.process) {
+        loaded = status.reason == .exited && status.code == 0 && hello.id > 0
+        try? IPC.close(hello.process)
+    }
+    suite.check(loaded, "the program loader starts hello from the ramdisk with the process-building calls; it exits 0")
+
+    if let manager = startProcessManager(loader, ramdisk: ramdisk) {
+        let client = ProcessManager(manager.port)
+        testManagedPrograms(&suite, client)
+        testHostileRequests(&suite, client)
+        testSupervision(&suite, client)
+        ProcessControl.discard(manager.process)
+        try? IPC.close(manager.port)
+    } else {
+        suite.check(false, "process-manager started with its service port and the ramdisk")
+    }
+    loader.close()
+    let heapAfter = System.kernelHeap
+    let framesAfter = System.memory.freeFrames
+    let objectsAfter = System.kernelObjects.objects
+    suite.check(objectsAfter == objectsBefore && framesBefore + heapBefore.pages == framesAfter + heapAfter.pages,
+                "the loader and process manager leave nothing behind: kernel objects \(objectsBefore) before, \(objectsAfter) after; free frames \(framesBefore) + heap pages \(heapBefore.pages) before, \(framesAfter) + \(heapAfter.pages) after")
+}
+
+/// Truncated, garbage and damaged ELF data, placed in a memory object, is refused by the loader
+/// with the validator's reason and nothing made.
+func testHostileProgram(_ suite: inout Suite, _ loader: ProgramLoader) {
+    guard let hello = loader.file(named: UnsafeRawBufferPointer("hello")), hello.count <= 1 << 20,
+          let memory = try? IPC.createMemory(bytes: 1 << 20) else {
+        suite.check(false, "hello in the ramdisk and a memory object for hostile ELF data")
+        return
+    }
+    defer { try? IPC.close(memory) }
+    guard let window = try? IPC.map(memory, writable: true) else {
+        suite.check(false, "a memory object for hostile ELF data maps")
+        return
+    }
+    defer { try? System.unmap(window, bytes: 1 << 20) }
+    let objects = System.kernelObjects.objects
+    func attempt(_ count: Int, _ damage: (UnsafeMutableRawPointer) -> Void) -> (ELFError?, KernelError?) {
+        window.copyMemory(from: hello.baseAddress!, byteCount: hello.count)
+        damage(window)
+        let bytes = UnsafeRawBufferPointer(start: window, count: count)
+        var reason: ELFError?
+        do throws(ELFError) { _ = try ProgramLoader.validate(bytes) } catch { reason = error }
+        var refusal: KernelError?
+        do throws(KernelError) {
+            let started = try ProgramLoader.spawn(file: bytes, name: UnsafeRawBufferPointer("hostile"))
+            ProcessControl.discard(started.process)
+        } catch {
+            refusal = error
+        }
+        return (reason, refusal)
+    }
+    let truncated = attempt(40) { _ in }
+    let cut = attempt(hello.count / 2) { _ in }
+    let garbage = attempt(4096) { window in
+        for index in 0..<4096 { window.storeBytes(of: UInt8(truncatingIfNeeded: index &* 131 &+ 7), toByteOffset: index, as: UInt8.self) }
+    }
+    let machine = attempt(hello.count) { window in window.storeBytes(of: UInt16(62), toByteOffset: 18, as: UInt16.self) }
+    let table = attempt(hello.count) { window in window.storeBytes(of: UInt64.max - 8, toByteOffset: 32, as: UInt64.self) }
+    let invalid = KernelError.invalidArgument
+    suite.check(truncated == (.truncated, invalid) && cut.0 == .segmentOutsideFile && cut.1 == invalid
+                && garbage == (.badMagic, invalid) && machine == (.wrongMachine, invalid)
+                && table == (.badProgramHeaderTable, invalid) && System.kernelObjects.objects == objects,
+                "the loader refuses truncated, cut, garbage, wrong-machine and bad-table ELF data in a memory object; nothing made")
+}
+
+/// The process manager, started with the loader: a port's receive right under `.service`, a
+/// copy of the ramdisk under `.ramdisk`. Returns its process handle and a send right to it.
+func startProcessManager(_ loader: ProgramLoader, ramdisk: Handle) -> (process: Handle, port: Handle)? {
+    guard let port = try? IPC.createPort() else { return nil }
+    defer { try? IPC.close(port) }
+    guard let serverSide = try? IPC.duplicate(port, rights: [.receive, .transfer]) else { return nil }
+    guard let copy = try? IPC.duplicate(ramdisk, rights: [.map, .duplicate, .transfer]) else {
+        try? IPC.close(serverSide)
+        return nil
+    }
+    var handles = StartHandles(.service, serverSide)
+    handles.append(.ramdisk, copy)
+    guard let manager = try? loader.spawn("process-manager", handles: handles) else {
+        try? IPC.close(serverSide)
+        try? IPC.close(copy)
+        return nil
+    }
+    guard let client = try? IPC.duplicate(port, rights: [.send, .duplicate]) else {
+        ProcessControl.discard(manager.process)
+        return nil
+    }
+    return (manager.process, client)
+}
+
+func testManagedPrograms(_ suite: inout Suite, _ manager: ProcessManager) {
+    var helloOK = false
+    if let hello = try? manager.spawn("hello"), let status = try? manager.wait(hello) {
+        helloOK = status.reason == .exited && status.code == 0
+    }
+    var crashOK = false
+    if let crasher = try? manager.spawn("crasher", argument: 1), let status = try? manager.wait(crasher) {
+        crashOK = status.reason == .faulted && status.code >> 26 & 0x3F == 0x24
+    }
+    suite.check(helloOK && crashOK, "process-manager spawns hello (exits 0) and crasher (faults, ESR class 0x24) and answers waits")
+
+    var listed = false
+    var killed = false
+    if let spinner = try? manager.spawn("spinner", memoryLimit: 1 << 20) {
+        System.sleep(nanoseconds: 20_000_000)
+        if let entry = try? manager.entry(named: "spinner") {
+            listed = entry.id == spinner && entry.state == .running && !entry.isService
+                && entry.memoryLimit == 1 << 20 && entry.mappedBytes > UserSpace.stackSize
+        }
+        killed = (try? manager.kill(spinner)) != nil && (try? manager.wait(spinner))?.reason == .killed
+    }
+    let gone = absent(manager, "spinner")
+    suite.check(listed && killed && gone, "process-manager lists a spinner (running, its limit and mapped bytes), kills it, reports the kill, then lists it no more")
+
+    var handleOK = false
+    if let started = try? manager.spawn(UnsafeRawBufferPointer("crasher"), wantHandle: true), let process = started.process {
+        let direct = try? ProcessControl.wait(process)
+        let managed = try? manager.wait(started.id)
+        handleOK = direct?.reason == .exited && direct?.code == 42 && managed?.code == 42
+        try? IPC.close(process)
+    }
+    suite.check(handleOK, "a spawn can return a process handle: waiting on it and through process-manager both see exit code 42")
+}
+
+/// Requests a client can get wrong: each gets its error reply, and the server goes on.
+func testHostileRequests(_ suite: inout Suite, _ manager: ProcessManager) {
+    func status(_ message: inout IPCMessage) -> UInt64 {
+        guard (try? IPC.call(manager.port, &message)) != nil else { return .max }
+        return message.label
+    }
+    let invalid = KernelError.invalidArgument.rawValue
+    var unknown = IPCMessage(label: 99)
+    var overlong = IPCMessage(label: ProcessManagerRequest.spawn.rawValue)
+    overlong.setWord(atByte: 32, 300)
+    overlong.length = 48
+    var mismatched = IPCMessage(label: ProcessManagerRequest.spawn.rawValue)
+    mismatched.setWord(atByte: 32, 5)
+    mismatched.length = 200
+    var shortWait = IPCMessage(label: ProcessManagerRequest.wait.rawValue)
+    shortWait.length = 3
+    let objects = System.kernelObjects.objects
+    var badTag = IPCMessage(label: ProcessManagerRequest.spawn.rawValue)
+    if let notification = try? IPC.createNotification() { badTag.attach(notification) }
+    badTag.setWord(atByte: 24, 77)
+    badTag.setWord(atByte: 32, 5)
+    _ = badTag.setBytes(atByte: 48, UnsafeRawBufferPointer("hello"))
+    badTag.length = 53
+    let statuses = (status(&unknown), status(&overlong), status(&mismatched), status(&shortWait), status(&badTag))
+    let missing = catching { () throws(KernelError) in _ = try manager.spawn("no-such-program") }
+    let notMine = catching { () throws(KernelError) in _ = try manager.wait(1) }
+    let killOther = catching { () throws(KernelError) in try manager.kill(1) }
+    let noService = catching { () throws(KernelError) in _ = try manager.serviceEndpoint(UnsafeRawBufferPointer("nothing")) }
+    let alive = absent(manager, "nothing")
+    suite.check(statuses == (invalid, invalid, invalid, invalid, invalid) && missing == .notFound && notMine == .notFound
+                && killOther == .notFound && noService == .notFound && alive && System.kernelObjects.objects == objects,
+                "process-manager refuses an unknown label, bad lengths, a bad handle tag (closing the handle), a missing program, others' processes and a missing service; it keeps serving")
+}
+
+/// A service that faults at once is restarted after 10, 20, 40, 80 and 160 ms, then left
+/// stopped; a service that faults while holding a call is restarted with a fresh port.
+func testSupervision(_ suite: inout Suite, _ manager: ProcessManager) {
+    let frequency = System.clock.frequency
+    func milliseconds() -> UInt64 { System.clock.ticks * 1000 / frequency }
+    var seen = InlineArray<8, UInt64>(repeating: 0)
+    var seenCount = 0
+    var last: UInt64 = 0
+    var final: ProcessEntry?
+    if let (_, port) = try? manager.startService(UnsafeRawBufferPointer("flaky"), program: UnsafeRawBufferPointer("crasher"),
+                                                   argument: 1, policy: .onFailure) {
+        try? IPC.close(port)
+        let start = milliseconds()
+        while milliseconds() - start < 3000 {
+            guard let entry = try? manager.entry(named: "flaky") else { break }
+            if entry.id != last && seenCount < 8 {
+                last = entry.id
+                seen[seenCount] = milliseconds()
+                seenCount += 1
+            }
+            if entry.state == .stopped {
+                final = entry
+                break
+            }
+            System.sleep(nanoseconds: 1_000_000)
+        }
+        try? manager.stopService(UnsafeRawBufferPointer("flaky"))
+    }
+    var growing = seenCount == 6
+    var intervals = TextLine()
+    if growing {
+        for index in 1..<6 {
+            let interval = seen[index] - seen[index - 1]
+            intervals.writeDecimal(interval)
+            intervals.write(index < 5 ? ", " : " ms")
+            let delay = UInt64(10) << UInt64(index - 1)
+            if interval + 2 < delay || (index > 1 && interval <= seen[index - 1] - seen[index - 2]) { growing = false }
+        }
+    }
+    var description = TextLine()
+    description.write("a faulting service is restarted 5 times with growing delays (")
+    intervals.forEachByte { description.write(byte: $0) }
+    description.write("), then left stopped")
+    suite.check(growing && final?.restarts == 5 && final?.restartDelayMilliseconds == 160, FormattedText(line: description))
+
+    var restartedOK = false
+    if let (first, port) = try? manager.startService(UnsafeRawBufferPointer("answering"),
+                                                       program: UnsafeRawBufferPointer("crasher"), argument: 10,
+                                                       policy: .always) {
+        var message = IPCMessage(label: 1)
+        let answered = (try? IPC.call(port, &message)) != nil && message.label == 2
+        message = IPCMessage(label: 3)
+        let died = catching { () throws(KernelError) in try IPC.call(port, &message) }
+        message = IPCMessage(label: 1)
+        let stale = catching { () throws(KernelError) in try IPC.call(port, &message) }
+        try? IPC.close(port)
+        var endpoint: (id: UInt64, port: Handle)?
+        for _ in 0..<100 where endpoint == nil {
+            System.sleep(nanoseconds: 5_000_000)
+            endpoint = try? manager.serviceEndpoint(UnsafeRawBufferPointer("answering"))
+        }
+        if let endpoint {
+            message = IPCMessage(label: 1)
+            restartedOK = answered && died == .peerClosed && stale == .peerClosed && endpoint.id != first
+                && (try? IPC.call(endpoint.port, &message)) != nil && message.label == 2
+            try? IPC.close(endpoint.port)
+        }
+        try? manager.stopService(UnsafeRawBufferPointer("answering"))
+    }
+    let forgotten = absent(manager, "answering")
+    suite.check(restartedOK && forgotten,
+                "a service that faults holding a call: the caller and the old port get peer closed; the new instance answers on a fresh port; stopped, it is forgotten")
+}
+
+/// Whether the manager answers a list and has no entry named `name`.
+func absent(_ manager: ProcessManager, _ name: StaticString) -> Bool {
+    do throws(KernelError) {
+        return try manager.entry(named: name) == nil
+    } catch {
+        return false
+    }
+}
