@@ -49,11 +49,14 @@ public enum ProcessControl {
         _ = try System.invoke(SystemCall.ProcessNotify(process: process, notification: notification, bits: bits))
     }
 
-    /// Ends `process` if it still runs, collects it if it is the caller's child, and closes the
-    /// handle: nothing of it is left behind.
+    /// Ends `process` if it still runs, waits until it has (collecting it if it is the caller's
+    /// child) and closes the handle: nothing of it is left behind. The handle needs control and
+    /// wait, as `create` gives it.
     public static func discard(_ process: Handle) {
-        try? kill(process)
-        _ = try? wait(process, poll: true)
+        // Only a process this kill ended is sure to end: otherwise look, and leave it to the
+        // close (which ends one that never started).
+        let killed = (try? kill(process)) != nil
+        _ = try? wait(process, poll: !killed)
         try? IPC.close(process)
     }
 }

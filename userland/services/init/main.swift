@@ -49,12 +49,15 @@ extension Init {
             let loader = try ProgramLoader(ramdisk: ramdisk)
             // Unmapped when the suite has ended: what init holds at the end is only its own.
             defer { loader.close() }
-            let copy = try IPC.duplicate(ramdisk, rights: [.map, .duplicate, .transfer])
+            // Without a copy the suite still runs; its loader cases then fail.
+            var handles = StartHandles()
+            let copy = try? IPC.duplicate(ramdisk, rights: [.map, .duplicate, .transfer])
+            if let copy { handles.append(.ramdisk, copy) }
             let tests: (process: Handle, id: UInt64)
             do throws(KernelError) {
-                tests = try loader.spawn("tests", startHandle: deviceAccess, handles: StartHandles(.ramdisk, copy))
+                tests = try loader.spawn("tests", startHandle: deviceAccess, handles: handles)
             } catch {
-                try? IPC.close(copy)
+                if let copy { try? IPC.close(copy) }
                 throw error
             }
             let status = try ProcessControl.wait(tests.process)

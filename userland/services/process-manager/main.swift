@@ -306,7 +306,9 @@ enum Manager {
             slots[slot] = Slot()
             return .done
         }
-        guard slots.filter({ $0.waiter != .none }).count < waiterCapacity else { throw .queueFull }
+        var waiting = 0
+        for other in slots where other.waiter != .none { waiting += 1 }
+        guard waiting < waiterCapacity else { throw .queueFull }
         slots[slot].waiter = reply
         return .later
     }
@@ -375,7 +377,17 @@ enum Manager {
         guard let bits = try? IPC.wait(bell, timeout: 0) else { return }
         for slot in 0..<slotCapacity where bits & (1 << UInt64(slot)) != 0 && slots[slot].inUse
             && slots[slot].state == .running {
-            guard let end = try? ProcessControl.wait(slots[slot].process, poll: true) else { continue }
+            let end: (reason: ExitReason, code: UInt64)
+            do throws(KernelError) {
+                end = try ProcessControl.wait(slots[slot].process, poll: true)
+            } catch {
+                // Ended, but its threads are still leaving the kernel: ring again and look later.
+                if error == .wouldBlock {
+                    try? IPC.signal(bell, bits: 1 << UInt64(slot))
+                    System.yield()
+                }
+                continue
+            }
             try? IPC.close(slots[slot].process)
             slots[slot].process = .none
             slots[slot].reason = end.reason
