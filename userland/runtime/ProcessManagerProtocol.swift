@@ -142,7 +142,8 @@ public struct ProcessManager {
         if reply.label != 0 { throw KernelError(rawValue: reply.label) ?? .invalidArgument }
     }
 
-    /// Sends `message` (attaching `handles`, which move to the process manager) and checks the reply.
+    /// Sends `message` (attaching `handles`, which move to the process manager, with their tags
+    /// in word 3) and checks the reply.
     func call(_ message: inout IPCMessage, _ handles: StartHandles) throws(KernelError) -> IPCMessage {
         guard handles.count <= IPCMessageLayout.maximumHandles else { throw .invalidArgument }
         var tags: UInt64 = 0
@@ -150,7 +151,7 @@ public struct ProcessManager {
             message.attach(handles.handle(index))
             tags |= (handles.tag(index) & 0xFF) << (8 * UInt64(index))
         }
-        message.setWord(atByte: 24, tags)
+        if handles.count > 0 { message.setWord(atByte: 24, tags) }
         try IPC.call(port, &message)
         try Self.check(message)
         return message
