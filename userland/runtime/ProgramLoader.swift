@@ -121,18 +121,18 @@ public struct ProgramLoader {
         }
         guard handles.count <= ProgramStart.maximumHandles, arguments.count <= ProgramStart.maximumArgumentsLength,
               name.count >= 1, name.count <= 64 else { throw .invalidArgument }
-        let (process, id) = try ProcessControl.create(name: name, memoryLimit: memoryLimit)
+        let (process, id) = try ProcessHandles.create(name, memoryLimit: memoryLimit)
         do throws(KernelError) {
             for index in 0..<image.segmentCount { try load(image.segment(index), from: file, into: process) }
             try mapZeroed(UserSpace.stackSize, at: UserSpace.stackTop - UserSpace.stackSize, access: .write, in: process)
             try giveStartBlock(handles: handles, arguments: arguments, to: process)
-            try ProcessControl.start(process, entry: image.entry.value, stackTop: UserSpace.stackTop, argument: argument,
+            try ProcessHandles.start(process, entry: image.entry.value, stackTop: UserSpace.stackTop, argument: argument,
                                      handle: startHandle, startBlock: ProgramStart.blockAddress)
         } catch {
-            ProcessControl.discard(process)
+            ProcessHandles.discard(process)
             throw error
         }
-        return (process, id)
+        return (process, id.value)
     }
 
     /// Places one segment: a memory object per megabyte of its pages, each filled here with its
@@ -156,7 +156,7 @@ public struct ProgramLoader {
                 (window + Int(copyStart - chunk)).copyMemory(from: source, byteCount: Int(copyEnd - copyStart))
                 try System.unmap(window, bytes: chunkBytes)
             }
-            try ProcessControl.map(process, memory, at: chunk, access: access)
+            try ProcessHandles.map(memory, into: process, at: chunk, access: access)
             chunk += chunkBytes
         }
     }
@@ -165,7 +165,7 @@ public struct ProgramLoader {
     static func mapZeroed(_ bytes: UInt64, at address: UInt64, access: MemoryAccess, in process: Handle) throws(KernelError) {
         let memory = try IPC.createMemory(bytes: bytes)
         defer { try? IPC.close(memory) }
-        try ProcessControl.map(process, memory, at: address, access: access)
+        try ProcessHandles.map(memory, into: process, at: address, access: access)
     }
 
     /// Writes the start block and maps it read-only in `process`, then moves `handles` there,
@@ -182,13 +182,26 @@ public struct ProgramLoader {
         if let text = arguments.baseAddress {
             (block + ProgramStart.argumentsOffset).copyMemory(from: text, byteCount: arguments.count)
         }
-        try ProcessControl.map(process, memory, at: ProgramStart.blockAddress, access: [])
+        try ProcessHandles.map(memory, into: process, at: ProgramStart.blockAddress, access: [])
         for index in 0..<handles.count {
-            let given = try ProcessControl.give(process, handles.handle(index))
+            let given = try ProcessHandles.give(handles.handle(index), to: process)
             let offset = ProgramStart.handlesOffset + index * 16
             block.storeBytes(of: handles.tag(index), toByteOffset: offset, as: UInt64.self)
             block.storeBytes(of: given.value, toByteOffset: offset + 8, as: UInt64.self)
             block.storeBytes(of: UInt64(index + 1), toByteOffset: ProgramStart.handleCountOffset, as: UInt64.self)
         }
+    }
+}
+
+extension ProcessHandles {
+    /// Ends `process` if it still runs, waits until it has (collecting it if it is the caller's
+    /// child) and closes the handle: nothing of it is left behind. The handle needs control and
+    /// wait, as `create` gives it.
+    public static func discard(_ process: Handle) {
+        // Only a process this kill ended is sure to end: otherwise look, and leave it to the
+        // close (which ends one that never started).
+        let killed = (try? kill(process)) != nil
+        _ = try? wait(process, poll: !killed)
+        try? IPC.close(process)
     }
 }

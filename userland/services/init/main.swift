@@ -60,7 +60,7 @@ extension Init {
                 if let copy { try? IPC.close(copy) }
                 throw error
             }
-            let status = try ProcessControl.wait(tests.process)
+            let status = try ProcessHandles.wait(tests.process)
             try? IPC.close(tests.process)
             return status.reason == .exited ? status.code : 255
         } catch {

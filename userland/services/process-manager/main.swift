@@ -253,9 +253,9 @@ enum Manager {
                                                     handles: handles, arguments: arguments, memoryLimit: memoryLimit)
         taken = true
         do throws(KernelError) {
-            try ProcessControl.notify(process, bell, bits: 1 << UInt64(slot))
+            try ProcessHandles.notify(bell, bits: 1 << UInt64(slot), whenEnds: process)
         } catch {
-            ProcessControl.discard(process)
+            ProcessHandles.discard(process)
             throw error
         }
         var entry = Slot()
@@ -323,7 +323,7 @@ enum Manager {
     static func kill(_ message: inout IPCMessage) throws(KernelError) {
         guard message.length == 8 else { throw .invalidArgument }
         let slot = try owned(message.word(atByte: 0), by: message.sender.value)
-        if slots[slot].state == .running { try ProcessControl.kill(slots[slot].process) }
+        if slots[slot].state == .running { try ProcessHandles.kill(slots[slot].process) }
         clear(&message, label: 0)
     }
 
@@ -379,7 +379,7 @@ enum Manager {
             && slots[slot].state == .running {
             let end: (reason: ExitReason, code: UInt64)
             do throws(KernelError) {
-                end = try ProcessControl.wait(slots[slot].process, poll: true)
+                end = try ProcessHandles.wait(slots[slot].process, poll: true)
             } catch {
                 // Ended, but its threads are still leaving the kernel: ring again and look later.
                 if error == .wouldBlock {
@@ -628,7 +628,7 @@ enum Manager {
         if slot >= 0 {
             slots[slot].service = -1
             slots[slot].owner = 0
-            try? ProcessControl.kill(slots[slot].process)
+            try? ProcessHandles.kill(slots[slot].process)
         }
         if services[index].port != .none { try? IPC.close(services[index].port) }
         for handle in 0..<services[index].handles.count { try? IPC.close(services[index].handles.handle(handle)) }

@@ -17,7 +17,7 @@ func testProcessManager(_ suite: inout Suite) {
     }
     testHostileProgram(&suite, loader)
     var loaded = false
-    if let hello = try? loader.spawn("hello"), let status = try? ProcessControl.wait(hello.process) {
+    if let hello = try? loader.spawn("hello"), let status = try? ProcessHandles.wait(hello.process) {
         loaded = status.reason == .exited && status.code == 0 && hello.id > 0
         try? IPC.close(hello.process)
     }
@@ -28,7 +28,7 @@ func testProcessManager(_ suite: inout Suite) {
         testManagedPrograms(&suite, client)
         testHostileRequests(&suite, client)
         testSupervision(&suite, client)
-        ProcessControl.discard(manager.process)
+        ProcessHandles.discard(manager.process)
         try? IPC.close(manager.port)
     } else {
         suite.check(false, "process-manager started with its service port and the ramdisk")
@@ -65,7 +65,7 @@ func testHostileProgram(_ suite: inout Suite, _ loader: ProgramLoader) {
         var refusal: KernelError?
         do throws(KernelError) {
             let started = try ProgramLoader.spawn(file: bytes, name: UnsafeRawBufferPointer("hostile"))
-            ProcessControl.discard(started.process)
+            ProcessHandles.discard(started.process)
         } catch {
             refusal = error
         }
@@ -103,7 +103,7 @@ func startProcessManager(_ loader: ProgramLoader, ramdisk: Handle) -> (process: 
         return nil
     }
     guard let client = try? IPC.duplicate(port, rights: [.send, .duplicate]) else {
-        ProcessControl.discard(manager.process)
+        ProcessHandles.discard(manager.process)
         return nil
     }
     return (manager.process, client)
@@ -135,7 +135,7 @@ func testManagedPrograms(_ suite: inout Suite, _ manager: ProcessManager) {
 
     var handleOK = false
     if let started = try? manager.spawn(UnsafeRawBufferPointer("crasher"), wantHandle: true), let process = started.process {
-        let direct = try? ProcessControl.wait(process)
+        let direct = try? ProcessHandles.wait(process)
         let managed = try? manager.wait(started.id)
         handleOK = direct?.reason == .exited && direct?.code == 42 && managed?.code == 42
         try? IPC.close(process)
