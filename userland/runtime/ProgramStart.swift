@@ -23,6 +23,9 @@ public enum StartTag: UInt64, CaseIterable, Sendable {
     case memoryManager = 7
     /// A send right for registering names (held by the process manager).
     case registration = 8
+    /// The program's own process handle with the account right (and wait, duplicate, transfer):
+    /// what it hands the memory manager so that the memory it asks for is charged to it.
+    case ownProcess = 9
 }
 
 /// The layout of the start block. All fields are little-endian 64-bit words, except the

@@ -178,6 +178,7 @@ struct Tests {
         testProcessManager(&suite)
         testReliability(&suite)
         testProcessBuilding(&suite)
+        testMemoryManager(&suite)
 
         System.print("tests: \(suite.passed) passed, \(suite.failed) failed")
         System.exit(UInt64(suite.failed))

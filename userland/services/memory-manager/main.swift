@@ -1,0 +1,175 @@
+// memory-manager: gives processes memory beyond their image (the user heap grows through it) and
+// keeps account of what each client was given (userland/runtime/MemoryManagerProtocol.swift).
+// The policy is here; the kernel enforces it: every object it hands out is charged to the
+// client's own memory account, through the process handle (account right) that comes with the
+// request, so a client over its limit (the manifest's, set when the process manager made it) gets
+// `outOfMemory` and nothing changes. Nothing it gives out depends on it staying alive: a client's
+// memory is the client's, so when this service crashes and is restarted every mapping stays valid,
+// no frame is lost, and the accounts, kept by the kernel, are as right as before; the new instance
+// learns its clients again from their next requests.
+//
+// It serves its start block's `.service` port, or its start handle when started directly.
+
+struct Client {
+    var process: UInt64 = 0
+    /// The client's process handle (account, wait): to read its account and see it end.
+    var handle = Handle.none
+    var grants: UInt64 = 0
+    var grantedBytes: UInt64 = 0
+}
+
+struct MemoryManagerService {
+    static let capacity = 48
+    static let largestObject: UInt64 = 1 << 20
+    var clients = InlineArray<48, Client>(repeating: Client())
+    var count = 0
+
+    /// Forgets clients that have ended, closing their handles.
+    mutating func sweep() {
+        var index = 0
+        while index < count {
+            let ended: Bool
+            do throws(KernelError) {
+                _ = try ProcessHandles.wait(clients[index].handle, poll: true)
+                ended = true
+            } catch {
+                ended = error != .wouldBlock
+            }
+            if ended {
+                try? IPC.close(clients[index].handle)
+                count -= 1
+                clients[index] = clients[count]
+                clients[count] = Client()
+            } else {
+                index += 1
+            }
+        }
+    }
+
+    /// The client record of `process`, made with `handle` if it is new (the handle is kept, or
+    /// closed when the record exists or there is no room); nil when there is no room.
+    mutating func record(for process: UInt64, handle: Handle) -> Int? {
+        for index in 0..<count where clients[index].process == process {
+            try? IPC.close(handle)
+            return index
+        }
+        if count == Self.capacity { sweep() }
+        guard count < Self.capacity else {
+            try? IPC.close(handle)
+            return nil
+        }
+        clients[count] = Client(process: process, handle: handle)
+        count += 1
+        return count - 1
+    }
+
+    /// Answers one request in `message`, in place.
+    mutating func serve(_ message: inout IPCMessage) {
+        let request = MemoryManagerRequest(rawValue: message.label)
+        let handles = message.handleCount
+        var status = KernelError?.none
+        switch request {
+        case .allocate:
+            let bytes = message.word(atByte: 0)
+            guard handles == 1, message.length == 8, bytes > 0, bytes <= Self.largestObject else {
+                status = .invalidArgument
+                break
+            }
+            let account = message.handle(0)
+            let sender = message.sender.value
+            message = IPCMessage()
+            do throws(KernelError) {
+                let object = try System.invoke(SystemCall.MemoryCreate(bytes: bytes, account: account)).handle
+                if let index = record(for: sender, handle: account) {
+                    clients[index].grants += 1
+                    clients[index].grantedBytes += alignUp(bytes, to: pageSize) ?? bytes
+                }
+                message.attach(object)
+                return
+            } catch {
+                try? IPC.close(account)
+                status = error
+            }
+        case .statistics:
+            guard handles == 0, message.length == 8 else {
+                status = .invalidArgument
+                break
+            }
+            sweep()
+            let first = message.word(atByte: 0)
+            message = IPCMessage()
+            message.length = 16 + MemoryClientEntry.perAnswer * MemoryClientEntry.size
+            message.setWord(atByte: 0, UInt64(count))
+            var placed = 0
+            var index = Int(min(first, UInt64(count)))
+            while index < count && placed < MemoryClientEntry.perAnswer {
+                var entry = MemoryClientEntry()
+                entry.process = clients[index].process
+                entry.grants = clients[index].grants
+                entry.grantedBytes = clients[index].grantedBytes
+                if let account = try? System.invoke(SystemCall.MemoryAccount(process: clients[index].handle)) {
+                    entry.accountUsed = account.used
+                    entry.accountLimit = account.limit
+                }
+                MemoryClientEntry.place(entry, at: placed, in: &message)
+                placed += 1
+                index += 1
+            }
+            message.setWord(atByte: 8, UInt64(placed))
+            return
+        case .account:
+            guard handles == 1, message.length == 0 else {
+                status = .invalidArgument
+                break
+            }
+            let process = message.handle(0)
+            message = IPCMessage()
+            do throws(KernelError) {
+                let account = try System.invoke(SystemCall.MemoryAccount(process: process))
+                message.length = 16
+                message.setWord(atByte: 0, account.used)
+                message.setWord(atByte: 8, account.limit)
+            } catch {
+                status = error
+            }
+            try? IPC.close(process)
+        case nil:
+            status = .invalidArgument
+        }
+        // A refusal: handles still in the request (none once it was taken apart) are closed.
+        if let status {
+            for index in 0..<min(message.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(message.handle(index)) }
+            message = IPCMessage(label: status.rawValue)
+        }
+    }
+}
+
+@main
+struct MemoryManagerProgram {
+    static func main() {
+        guard let port = ProgramStart.handle(.service) ?? System.startHandle else {
+            System.panic("memory-manager: started without a port")
+        }
+        var service = MemoryManagerService()
+        System.print("memory-manager: ready (\(MemoryManagerService.capacity) clients, objects up to 1 MiB)")
+        var message = IPCMessage()
+        var answer: Handle?
+        while true {
+            do throws(KernelError) {
+                try IPC.replyAndReceive(answer, port, &message)
+            } catch {
+                // The port is gone (its last receive right closed): nothing left to serve.
+                if error == .peerClosed || error == .invalidHandle { System.exit(0) }
+                answer = nil
+                continue
+            }
+            answer = message.replyHandle
+            guard answer != nil else {
+                // A send, not a call: nothing to answer; its handles are not kept.
+                for index in 0..<min(message.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(message.handle(index)) }
+                continue
+            }
+            service.serve(&message)
+        }
+    }
+}

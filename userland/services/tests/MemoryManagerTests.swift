@@ -1,0 +1,137 @@
+// The memory manager (userland/services/memory-manager), started here on a port of the suite's
+// own: memory it hands out is charged to the process whose handle comes with the request, within
+// that process's limit; statistics name each client; bad requests get errors and their handles
+// are closed; and when it is killed, memory it gave stays mapped and intact, calls to the dead
+// instance get peer closed, a new instance serves at once, and nothing leaks.
+
+import UserSystemCall
+
+/// A memory manager started on a fresh port: the send right to it, and its process id.
+func startMemoryManager() -> (port: Handle, process: ProcessID)? {
+    guard let port = try? IPC.createPort() else { return nil }
+    guard let send = try? IPC.duplicate(port, rights: [.send, .duplicate, .transfer]) else {
+        try? IPC.close(port)
+        return nil
+    }
+    guard let process = try? System.spawn("memory-manager", handle: port) else {
+        try? IPC.close(port)
+        try? IPC.close(send)
+        return nil
+    }
+    return (send, process)
+}
+
+func testMemoryManager(_ suite: inout Suite) {
+    let error = { (code: KernelError) in code.rawValue }
+    let before = KernelHoldings.now
+    guard let first = startMemoryManager() else {
+        suite.check(false, "the memory manager starts")
+        return
+    }
+    let manager = MemoryManager(first.port)
+    var served = false
+    var statisticsRight = false
+    var intactAfterCrash = false
+    var refusals = false
+    if let client = try? ProcessHandles.create("mm-client", memoryLimit: 256 * 1024).handle {
+        let startUsed = (try? System.invoke(SystemCall.MemoryAccount(process: client)))?.used ?? 0
+        var region: UnsafeMutableRawPointer?
+        if let payer = try? IPC.duplicate(client, rights: [.account, .wait, .transfer]),
+           let object = try? manager.allocate(bytes: 64 * 1024, account: payer) {
+            region = try? IPC.map(object, writable: true)
+            try? IPC.close(object)
+        }
+        let used = (try? System.invoke(SystemCall.MemoryAccount(process: client)))?.used ?? 0
+        var overLimit = false
+        if let payer = try? IPC.duplicate(client, rights: [.account, .wait, .transfer]) {
+            do throws(KernelError) {
+                _ = try manager.allocate(bytes: 512 * 1024, account: payer)
+            } catch {
+                overLimit = error == .outOfMemory
+            }
+        }
+        let usedAfterRefusal = (try? System.invoke(SystemCall.MemoryAccount(process: client)))?.used ?? 0
+        if let region {
+            for index in 0..<(64 * 1024 / 8) { region.storeBytes(of: UInt64(index) &* 0x9E37_79B9, toByteOffset: index * 8, as: UInt64.self) }
+        }
+        served = region != nil && used >= startUsed + 64 * 1024 && overLimit && usedAfterRefusal == used
+
+        var entries = InlineArray<6, MemoryClientEntry>(repeating: MemoryClientEntry())
+        if let listed = try? manager.statistics(from: 0, into: &entries), listed.count >= 1 {
+            var found = false
+            for index in 0..<listed.count where entries[index].grants == 1 {
+                found = entries[index].grantedBytes == 64 * 1024 && entries[index].accountLimit == 256 * 1024
+                    && entries[index].accountUsed == used
+            }
+            statisticsRight = found
+        }
+
+        // Hostile requests: each an error, every handle that came with it closed.
+        let objectsBefore = System.kernelObjects.objects
+        func status(_ label: UInt64, length: Int = 8, word: UInt64 = 4096, attach: Handle? = nil) -> UInt64 {
+            var message = IPCMessage(label: label)
+            message.length = length
+            message.setWord(atByte: 0, word)
+            if let attach { message.attach(attach) }
+            guard (try? IPC.call(first.port, &message)) != nil else { return 0xDEAD }
+            return message.label
+        }
+        let port = try? IPC.createPort()
+        let portSend = port.flatMap { try? IPC.duplicate($0, rights: [.send, .transfer]) }
+        let bell = try? IPC.createNotification()
+        refusals = status(99) == error(.invalidArgument)
+            && status(1) == error(.invalidArgument)                                               // no handle to pay
+            && status(1, word: 0, attach: try? IPC.duplicate(client, rights: [.account, .transfer])) == error(.invalidArgument)
+            && status(1, word: 2 << 20, attach: try? IPC.duplicate(client, rights: [.account, .transfer])) == error(.invalidArgument)
+            && status(1, attach: portSend) == error(.accessDenied)                                  // not a process
+            && status(1, attach: try? IPC.duplicate(client, rights: [.wait, .transfer])) == error(.accessDenied)
+            && status(3, length: 0, attach: bell.flatMap { try? IPC.duplicate($0, rights: [.signal, .transfer]) }) == error(.accessDenied)
+            && status(2, length: 3) == error(.invalidArgument)
+        for handle in [port, bell] { if let handle { try? IPC.close(handle) } }
+        refusals = refusals && System.kernelObjects.objects == objectsBefore
+
+        // Kill it: the memory it gave stays, intact; the dead instance answers peer closed; a new
+        // one serves at once.
+        try? System.kill(first.process)
+        _ = try? System.wait(first.process)
+        var intact = region != nil
+        if let region {
+            for index in 0..<(64 * 1024 / 8) where region.load(fromByteOffset: index * 8, as: UInt64.self) != UInt64(index) &* 0x9E37_79B9 {
+                intact = false
+            }
+        }
+        var deadAnswer = KernelError?.none
+        if let payer = try? IPC.duplicate(client, rights: [.account, .wait, .transfer]) {
+            do throws(KernelError) {
+                _ = try manager.allocate(bytes: 4096, account: payer)
+            } catch {
+                deadAnswer = error
+            }
+        }
+        var newInstance = false
+        if let second = startMemoryManager() {
+            if let payer = try? IPC.duplicate(client, rights: [.account, .wait, .transfer]),
+               let object = try? MemoryManager(second.port).allocate(bytes: 4096, account: payer) {
+                newInstance = ((try? System.invoke(SystemCall.MemoryAccount(process: client)))?.used ?? 0) >= used + 4096
+                try? IPC.close(object)
+            }
+            try? System.kill(second.process)
+            _ = try? System.wait(second.process)
+            try? IPC.close(second.port)
+        }
+        intactAfterCrash = intact && deadAnswer == .peerClosed && newInstance
+        if let region { try? System.unmap(region, bytes: 64 * 1024) }
+        try? IPC.close(client)
+    } else {
+        try? System.kill(first.process)
+        _ = try? System.wait(first.process)
+    }
+    try? IPC.close(first.port)
+    suite.check(served, "the memory manager gives memory charged to the process whose handle comes with the request; over its limit: out of memory, nothing charged")
+    suite.check(statisticsRight, "the memory manager's statistics name the client: one grant of 64 KiB, its account's use and limit")
+    suite.check(refusals, "the memory manager refuses bad labels, sizes, missing or wrong handles, and closes every handle it does not keep")
+    suite.check(intactAfterCrash, "killed, the memory manager leaves given memory mapped and intact; its dead port answers peer closed; a new instance serves at once")
+    let after = KernelHoldings.now
+    suite.check(after.holdsNoMoreThan(before),
+                "the memory manager leaves nothing behind (objects \(before.objects) → \(after.objects), free frames \(before.freeFrames) → \(after.freeFrames))")
+}
