@@ -104,12 +104,6 @@ public struct ProcessEntry {
 }
 
 extension IPCMessage {
-    /// The payload word at byte `offset` (a multiple of 8).
-    public func word(atByte offset: Int) -> UInt64 { words[(IPCMessageLayout.payload + offset) / 8] }
-    public mutating func setWord(atByte offset: Int, _ value: UInt64) {
-        words[(IPCMessageLayout.payload + offset) / 8] = value
-    }
-
     /// Copies `bytes` into the payload at byte `offset`; false if they do not fit.
     public mutating func setBytes(atByte offset: Int, _ bytes: UnsafeRawBufferPointer) -> Bool {
         guard offset >= 0, bytes.count <= IPCMessageLayout.maximumPayload - offset else { return false }
