@@ -146,7 +146,7 @@ public struct ProgramLoader {
         var chunk = start
         while chunk < start + bytes {
             let chunkBytes = min(maximumObjectBytes, start + bytes - chunk)
-            let memory = try IPC.createMemory(bytes: chunkBytes)
+            let memory = try createMemory(bytes: chunkBytes, for: process)
             defer { try? IPC.close(memory) }
             let copyStart = max(chunk, dataStart)
             let copyEnd = min(chunk + chunkBytes, dataEnd)
@@ -161,9 +161,16 @@ public struct ProgramLoader {
         }
     }
 
+    /// A zeroed memory object charged to `process`'s own account (the process handle's account
+    /// right): a program pays for its image and stack, within the limit it was made with, and
+    /// the loader pays nothing once it has closed its handles.
+    static func createMemory(bytes: UInt64, for process: Handle) throws(KernelError) -> Handle {
+        try System.invoke(SystemCall.MemoryCreate(bytes: bytes, account: process)).handle
+    }
+
     /// Maps `bytes` of fresh zeroed memory at `address` in `process`.
     static func mapZeroed(_ bytes: UInt64, at address: UInt64, access: MemoryAccess, in process: Handle) throws(KernelError) {
-        let memory = try IPC.createMemory(bytes: bytes)
+        let memory = try createMemory(bytes: bytes, for: process)
         defer { try? IPC.close(memory) }
         try ProcessHandles.map(memory, into: process, at: address, access: access)
     }
@@ -173,7 +180,7 @@ public struct ProgramLoader {
     /// them leaves the caller its handles.
     static func giveStartBlock(handles: StartHandles, arguments: UnsafeRawBufferPointer,
                                to process: Handle) throws(KernelError) {
-        let memory = try IPC.createMemory(bytes: UInt64(ProgramStart.blockSize))
+        let memory = try createMemory(bytes: UInt64(ProgramStart.blockSize), for: process)
         defer { try? IPC.close(memory) }
         let block = try IPC.map(memory, writable: true)
         defer { try? System.unmap(block, bytes: UInt64(ProgramStart.blockSize)) }

@@ -133,6 +133,10 @@ func testManagedPrograms(_ suite: inout Suite, _ manager: ProcessManager) {
     let gone = absent(manager, "spinner")
     suite.check(listed && killed && gone, "process-manager lists a spinner (running, its limit and mapped bytes), kills it, reports the kill, then lists it no more")
 
+    // The loader charges a program's image, stack and start block to the program's own account.
+    let tooSmall = catching { () throws(KernelError) in _ = try manager.spawn("hello", memoryLimit: 32 * 1024) }
+    suite.check(tooSmall == .outOfMemory, "a program whose image does not fit its memory limit (32 KiB) is refused with out of memory")
+
     var handleOK = false
     if let started = try? manager.spawn(UnsafeRawBufferPointer("crasher"), wantHandle: true), let process = started.process {
         let direct = try? ProcessHandles.wait(process)
