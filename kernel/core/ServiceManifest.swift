@@ -105,6 +105,18 @@ public enum RestartPolicy: UInt8, Equatable, Sendable {
     case always
 }
 
+extension RestartPolicy {
+    /// Whether a service under this policy is started again after its process ended for `reason`
+    /// (with exit code `code` when it exited).
+    public func restarts(after reason: ExitReason, code: UInt64) -> Bool {
+        switch self {
+        case .never: return false
+        case .always: return true
+        case .onFailure: return reason != .exited || code != 0
+        }
+    }
+}
+
 /// The devices a service's process is given access to. Bit n is device n of the device-access
 /// capability (`deviceOpen`'s index).
 public struct DeviceSet: OptionSet, Equatable, Sendable {

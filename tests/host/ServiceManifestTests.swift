@@ -229,6 +229,15 @@ private func describe(_ problem: ManifestProblem) -> String {
         #expect(describe(manifest.problem(0)) == "line 3: unknown key 'colour'")
     }
 
+    @Test func restartPolicies() {
+        #expect(!RestartPolicy.never.restarts(after: .faulted, code: 0x9200_0045))
+        #expect(RestartPolicy.always.restarts(after: .exited, code: 0))
+        #expect(!RestartPolicy.onFailure.restarts(after: .exited, code: 0))
+        #expect(RestartPolicy.onFailure.restarts(after: .exited, code: 1))
+        #expect(RestartPolicy.onFailure.restarts(after: .faulted, code: 0))
+        #expect(RestartPolicy.onFailure.restarts(after: .killed, code: 0))
+    }
+
     @Test func validNames() {
         func valid(_ name: String) -> Bool { Array(name.utf8).withUnsafeBytes { ServiceManifest.isValidName($0) } }
         #expect(valid("names") && valid("a") && valid("console-2.log_x") && valid(String(repeating: "z", count: 32)))
