@@ -28,7 +28,7 @@ public func fuzzServiceManifest(_ data: UnsafePointer<UInt8>?, _ count: Int) -> 
             expect(entry.program.withBytes { ServiceManifest.isValidName($0) }, "a service with a bad program")
             expect(entry.dependencies >> UInt64(manifest.count) == 0, "a dependency on no service")
             expect(entry.name.withBytes { manifest.index(of: $0) } == index, "a name defined twice")
-            consume(UInt64(entry.line) &+ entry.memoryLimit &+ entry.devices.rawValue &+ UInt64(entry.restart.rawValue))
+            consume(UInt64(entry.line) &+ entry.memoryLimit &+ entry.devices.rawValue &+ entry.restart.rawValue)
             consume(bytes: (0..<entry.arguments.count).map { entry.arguments[$0] })
             names &+= UInt64(entry.name.count)
         }

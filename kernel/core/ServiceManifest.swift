@@ -95,14 +95,15 @@ extension ServiceManifest {
     }
 }
 
-/// What happens when a service's process ends.
-public enum RestartPolicy: UInt8, Equatable, Sendable {
+/// What happens when a service's process ends (the values are those the process manager's
+/// protocol carries).
+public enum RestartPolicy: UInt64, Equatable, Sendable {
     /// It stays ended.
-    case never
+    case never = 0
     /// It is started again if it faulted, was killed, or exited with a code other than 0.
-    case onFailure
+    case onFailure = 1
     /// It is started again however it ended.
-    case always
+    case always = 2
 }
 
 extension RestartPolicy {
