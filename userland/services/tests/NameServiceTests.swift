@@ -39,11 +39,23 @@ private func failure(_ body: () throws(KernelError) -> Void) -> UInt64 {
     catching(body)?.rawValue ?? NamesProtocol.success
 }
 
+/// The status of a lookup of `name`; a send right it gives is closed.
+private func lookupStatus(_ names: Names, _ name: StaticString) -> UInt64 {
+    failure { () throws(KernelError) in try IPC.close(try names.lookup(name).port) }
+}
+
+/// Closes each of `handles` that exists: what a case made before one of its requests was refused.
+private func closeAll(_ handles: Handle?...) {
+    for handle in handles { if let handle { try? IPC.close(handle) } }
+}
+
 func testNameService(_ suite: inout Suite) {
     let objectsBefore = System.kernelObjects
     let framesBefore = framesAvailable()
-    guard let port = try? IPC.createPort(), let serverSide = try? IPC.duplicate(port, rights: [.receive, .transfer]),
-          let server = try? System.spawn("names", handle: serverSide) else {
+    let port = try? IPC.createPort()
+    let serverSide = port.flatMap { try? IPC.duplicate($0, rights: [.receive, .transfer]) }
+    guard let port, let serverSide, let server = try? System.spawn("names", handle: serverSide) else {
+        closeAll(port, serverSide)
         suite.check(false, "names started with one port")
         return
     }
@@ -52,16 +64,17 @@ func testNameService(_ suite: inout Suite) {
     var listed: [NameRecord] = []
 
     // An empty table.
-    let unknown = failure { () throws(KernelError) in _ = try names.lookup("alpha") }
+    let unknown = lookupStatus(names, "alpha")
     let emptyList = catching { () throws(KernelError) in try names.list { listed.append($0) } }
     suite.check(unknown == KernelError.notFound.rawValue && emptyList == nil && listed.isEmpty,
                 "names: a lookup of a name nobody registered is not found; the list is empty")
 
     // Register, look up, and reach the service through the handle the lookup gave.
     var registered = false
-    if let first = try? IPC.createPort(), let second = try? IPC.createPort(),
-       let toFirst = try? IPC.duplicate(first, rights: NamesProtocol.portRights),
-       let toSecond = try? IPC.duplicate(second, rights: NamesProtocol.portRights) {
+    let first = try? IPC.createPort(), second = try? IPC.createPort()
+    let toFirst = first.flatMap { try? IPC.duplicate($0, rights: NamesProtocol.portRights) }
+    let toSecond = second.flatMap { try? IPC.duplicate($0, rights: NamesProtocol.portRights) }
+    if let first, let second, let toFirst, let toSecond {
         let generation = try? registrar.register("alpha", port: toFirst)
         var found = false
         if let answer = try? names.lookup("alpha") {
@@ -76,16 +89,18 @@ func testNameService(_ suite: inout Suite) {
             try? IPC.close(answer.port)
         }
         registered = generation == 1 && found && again == 2 && foundAgain
-        try? IPC.close(first)
-        try? IPC.close(second)
+    } else {
+        closeAll(toFirst, toSecond)
     }
+    closeAll(first, second)
     suite.check(registered, "names: register gives generation 1, lookup a send right reaching the service's port; a second register generation 2 and the new port")
 
     // Marked down: the name stays, lookups say "would block" until the next registration.
     var downCase = false
-    if let service = try? IPC.createPort(), let toService = try? IPC.duplicate(service, rights: NamesProtocol.portRights) {
+    let restarted = try? IPC.createPort()
+    if let service = restarted, let toService = try? IPC.duplicate(service, rights: NamesProtocol.portRights) {
         let ended = try? registrar.markDown("alpha")
-        let whileDown = failure { () throws(KernelError) in _ = try names.lookup("alpha") }
+        let whileDown = lookupStatus(names, "alpha")
         listed = []
         try? names.list { listed.append($0) }
         let listedDown = listed.count == 1 && listed[0].name.equals("alpha") && listed[0].state == .restarting
@@ -98,13 +113,13 @@ func testNameService(_ suite: inout Suite) {
             try? IPC.close(answer.port)
         }
         downCase = ended == 2 && whileDown == KernelError.wouldBlock.rawValue && listedDown && twice == 2 && back == 3 && reachedBack
-        try? IPC.close(service)
     }
+    closeAll(restarted)
     suite.check(downCase, "names: a service marked down keeps its name (listed restarting, lookups would block) and comes back as generation 3")
 
     // Removed: gone for lookups and for the registrar; a new registration starts at 1 again.
     let removed = failure { () throws(KernelError) in try registrar.unregister("alpha") }
-    let afterRemoval = failure { () throws(KernelError) in _ = try names.lookup("alpha") }
+    let afterRemoval = lookupStatus(names, "alpha")
     let removedTwice = failure { () throws(KernelError) in try registrar.unregister("alpha") }
     let downUnknown = failure { () throws(KernelError) in _ = try registrar.markDown("alpha") }
     var fresh: UInt64?
@@ -194,7 +209,13 @@ private func testHostileNameRequests(_ suite: inout Suite, _ port: Handle, _ nam
     var attempts = 0
     for round in 0..<20 {
         var request = nameRequest(round % 2 == 0 ? NamesProtocol.lookup : NamesProtocol.register, "beta")
-        for _ in 0..<(round % 2 == 0 ? 4 : 2) { if let lone = loneSendRight() { request.attach(lone) } }
+        let wanted = round % 2 == 0 ? 4 : 2
+        for _ in 0..<wanted { if let lone = loneSendRight() { request.attach(lone) } }
+        // Short of handles (memory refused), the request would mean something else: not sent.
+        guard request.handleCount == wanted else {
+            for index in 0..<request.handleCount { try? IPC.close(request.handle(index)) }
+            continue
+        }
         attempts += 1
         if answerStatus(port, &request) == invalid { refusals += 1 }
     }
@@ -207,12 +228,13 @@ private func testHostileNameRequests(_ suite: inout Suite, _ port: Handle, _ nam
         notifying.attach(notification)
         notificationStatus = answerStatus(port, &notifying)
     }
-    if let target = try? IPC.createPort(), let sendOnly = try? IPC.duplicate(target, rights: [.send, .transfer]) {
+    let target = try? IPC.createPort()
+    if let target, let sendOnly = try? IPC.duplicate(target, rights: [.send, .transfer]) {
         var request = nameRequest(NamesProtocol.register, "beta")
         request.attach(sendOnly)
         sendOnlyStatus = answerStatus(port, &request)
-        try? IPC.close(target)
     }
+    closeAll(target)
     // Plain sends expect no answer: their handles are closed all the same.
     var sent = 0
     for _ in 0..<8 {
@@ -220,8 +242,8 @@ private func testHostileNameRequests(_ suite: inout Suite, _ port: Handle, _ nam
         if let lone = loneSendRight() { message.attach(lone) }
         if (try? IPC.send(port, &message)) != nil { sent += 1 }
     }
-    let stillServes = failure { () throws(KernelError) in _ = try names.lookup("beta") } == KernelError.notFound.rawValue
-    suite.check(refusals == attempts && noHandle == invalid && notificationStatus == KernelError.accessDenied.rawValue
+    let stillServes = lookupStatus(names, "beta") == KernelError.notFound.rawValue
+    suite.check(attempts > 0 && refusals == attempts && noHandle == invalid && notificationStatus == KernelError.accessDenied.rawValue
                 && sendOnlyStatus == KernelError.accessDenied.rawValue && sent == 8 && stillServes
                 && System.kernelObjects.objects == objectsBefore,
                 "names: handles on a lookup, two or none on a register, a notification or a send right without duplicate are refused; plain sends ignored; every handle closed (objects \(objectsBefore) → \(System.kernelObjects.objects))")
@@ -229,13 +251,14 @@ private func testHostileNameRequests(_ suite: inout Suite, _ port: Handle, _ nam
     // A client whose handle table is full cannot take the send right it asked for: its call fails
     // with handleTableFull, the right is closed, and the service goes on.
     var fullTable = false
-    if let service = try? IPC.createPort(), let toService = try? IPC.duplicate(service, rights: NamesProtocol.portRights),
+    let service = try? IPC.createPort()
+    if let service, let toService = try? IPC.duplicate(service, rights: NamesProtocol.portRights),
        (try? registrar.register("gamma", port: toService)) != nil {
         let objects = System.kernelObjects.objects
         var fillers: [Handle] = []
         fillers.reserveCapacity(64)
         while let filler = try? IPC.duplicate(service, rights: [.send]) { fillers.append(filler) }
-        let refused = catching { () throws(KernelError) in _ = try names.lookup("gamma") }
+        let refused = catching { () throws(KernelError) in try IPC.close(try names.lookup("gamma").port) }
         for filler in fillers { try? IPC.close(filler) }
         var reachedAfter = false
         if let answer = try? names.lookup("gamma") {
@@ -244,7 +267,7 @@ private func testHostileNameRequests(_ suite: inout Suite, _ port: Handle, _ nam
         }
         fullTable = refused == .handleTableFull && reachedAfter && System.kernelObjects.objects == objects
         try? registrar.unregister("gamma")
-        try? IPC.close(service)
     }
+    closeAll(service)
     suite.check(fullTable, "names: a client with a full handle table gets handle table full for a lookup; the service goes on")
 }
