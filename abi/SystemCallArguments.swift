@@ -1004,21 +1004,21 @@ extension SystemCall {
         }
     }
 
-    /// How `process` (needs wait) ended: waits for it unless `poll` is 1 (then `wouldBlock` if it
-    /// is still running). The caller's own child is collected, as by `wait`.
+    /// How `process` (needs wait) ended: waits for it, unless `options` has `.poll` (then
+    /// `wouldBlock` while it runs). The caller's own child is collected, as by `wait`.
     public struct ProcessWait: SystemCallArguments {
         public static let number = SystemCallNumber.processWait
         public var process: Handle
-        public var poll: Bool
-        @inline(__always) public init(process: Handle, poll: Bool = false) {
+        public var options: ProcessWaitOptions
+        @inline(__always) public init(process: Handle, options: ProcessWaitOptions = []) {
             self.process = process
-            self.poll = poll
+            self.options = options
         }
         @inline(__always) public init(registers: ArgumentRegisters) {
-            self.init(process: Handle(registers.x0), poll: registers.x1 != 0)
+            self.init(process: Handle(registers.x0), options: ProcessWaitOptions(rawValue: registers.x1))
         }
         @inline(__always) public var registers: ArgumentRegisters {
-            ArgumentRegisters(x0: process.value, x1: poll ? 1 : 0)
+            ArgumentRegisters(x0: process.value, x1: options.rawValue)
         }
 
         public typealias Result = Wait.Result

@@ -96,6 +96,13 @@ public enum ExitReason: UInt64, Equatable, Sendable {
     case killed = 2
 }
 
+/// How `processWait` waits: bit 0 `poll`, do not wait. Any other bit is `invalidArgument`.
+public struct ProcessWaitOptions: OptionSet, Equatable, Sendable {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    public static let poll = ProcessWaitOptions(rawValue: 1 << 0)
+}
+
 /// Access for `map` and `memoryMap`: readable always; these bits add to it. Never writable and
 /// executable.
 public struct MemoryAccess: OptionSet, Equatable, Sendable {

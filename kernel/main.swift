@@ -165,8 +165,8 @@ func startUserSpace(_ platform: Platform, startFlags: StartFlags, powerOffAfterI
         try CPU.withInterruptsMasked { () throws(KernelError) in
             let heapBefore = Heap.statistics.counters
             let id = try Processes.spawn(name: UnsafeRawBufferPointer(start: ("init" as StaticString).utf8Start, count: 4),
-                                         argument: startFlags.rawValue, parentID: 0, memoryLimit: 0,
-                                         start: .granted(deviceAccess))
+                                         argument: startFlags.rawValue, parent: nil, memoryLimit: 0,
+                                         start: .granted(deviceAccess), ramdisk: ramdiskObject(platform))
             let heapAfter = Heap.statistics.counters
             log("Boot: Started init (process \(id)) from the initial ramdisk (\(size: UInt64(ramdisk.count)))")
             if startFlags.contains(.runTests) {
@@ -179,6 +179,16 @@ func startUserSpace(_ platform: Platform, startFlags: StartFlags, powerOffAfterI
         if powerOffAfterInit { finishRun() }
     }
     Scheduler.idleLoop()
+}
+
+/// The initial ramdisk as a read-only memory object, init's to load programs from (nil if it
+/// does not start on a page, where a mapping would show what lies before it).
+func ramdiskObject(_ platform: Platform) -> TransferredHandle? {
+    guard let range = platform.initialRamdisk, range.start.value & (pageSize - 1) == 0, range.size > 0 else {
+        log("Boot: the initial ramdisk does not start on a page; init gets no ramdisk object")
+        return nil
+    }
+    return TransferredHandle(object: .memory(MemoryObject(ramdisk: range)), rights: [.map, .duplicate, .transfer])
 }
 
 /// GIC from the device tree, the generic timer's tick, and interrupts unmasked.

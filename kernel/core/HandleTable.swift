@@ -32,6 +32,8 @@ public struct HandleTable<Object> {
     let entries: UnsafeMutablePointer<Entry>
     public let capacity: Int
     public private(set) var count = 0
+    /// Slots an insert could still take.
+    public var freeSlots: Int { capacity - count }
     /// No slot below this one is free: where `insert` starts looking.
     var firstFreeCandidate = 0
 

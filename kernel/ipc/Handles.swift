@@ -11,6 +11,7 @@ enum KernelObject {
     case memory(MemoryObject)
     case deviceAccess(DeviceAccessCapability)
     case interrupt(InterruptLine)
+    case process(Process)
 
     /// The port named, without counting a reference: for the fast path, which reads it in
     /// place from a handle table entry that keeps holding it.
@@ -39,6 +40,7 @@ enum IPC {
         do throws(HandleError) {
             let handle = try process.handles.insert(object, rights: rights)
             if isNew, case .port(let port) = object, rights.contains(.receive) { port.receiveRightAdded() }
+            if isNew, case .process(let target) = object { target.handleCount += 1 }
             return handle
         } catch {
             throw KernelError(error)
@@ -63,6 +65,8 @@ enum IPC {
             port.receiveRightReleased(releasing: released)
         case .reply(let capability):
             capability.fail()
+        case .process(let target):
+            target.handleReleased()
         default:
             break
         }

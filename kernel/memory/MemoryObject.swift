@@ -9,6 +9,8 @@ final class MemoryObject: ChargedObject {
     let pageCount: Int
     /// Device registers rather than RAM: mapped as Device-nGnRE, and not the object's to free.
     let isDevice: Bool
+    /// Whether the frames are the object's, freed with it (not a device's or the ramdisk's).
+    let ownsFrames: Bool
     /// The object's own cost, paid by its creator; its frames are charged to the same account.
     var charge = MemoryCharge()
 
@@ -26,12 +28,24 @@ final class MemoryObject: ChargedObject {
         frames = UnsafeMutablePointer<UInt64>.allocate(capacity: pageCount)
         for page in 0..<pageCount { frames[page] = first + UInt64(page) * pageSize }
         isDevice = true
+        ownsFrames = false
+    }
+
+    /// The initial ramdisk's pages (`range` starts on a page), for init to read programs from:
+    /// memory the kernel reserved at boot and never frees.
+    init(ramdisk range: PhysicalRange) {
+        pageCount = Self.pageCount(of: range)
+        frames = UnsafeMutablePointer<UInt64>.allocate(capacity: pageCount)
+        for page in 0..<pageCount { frames[page] = range.start.value + UInt64(page) * pageSize }
+        isDevice = false
+        ownsFrames = false
     }
 
     private init(frames: UnsafeMutablePointer<UInt64>, pages: Int, charge: MemoryCharge) {
         self.frames = frames
         pageCount = pages
         isDevice = false
+        ownsFrames = true
         self.charge = charge
     }
 
@@ -57,7 +71,7 @@ final class MemoryObject: ChargedObject {
     }
 
     deinit {
-        if !isDevice, let account = charge.account {
+        if ownsFrames, let account = charge.account {
             for page in 0..<pageCount { KernelMemory.freeFrame(PageFrame(number: frames[page] >> pageShift), for: account) }
         }
         frames.deallocate()

@@ -53,6 +53,17 @@ final class AddressSpace {
             case anonymous
             /// A mapping of a memory object: its frames belong to the object, not the region.
             case shared(MemoryObject)
+            /// A memory object placed by the process's builder (`processMap`): part of the
+            /// program, so `unmap` leaves it; its frames are the object's.
+            case placed(MemoryObject)
+
+            /// Whether the frames belong to a memory object rather than to the region.
+            var isObject: Bool {
+                switch self {
+                case .shared, .placed: return true
+                case .program, .anonymous: return false
+                }
+            }
         }
         var start: UInt64
         var size: UInt64
@@ -100,13 +111,7 @@ final class AddressSpace {
     /// Maps `[start, start + size)` (page-aligned) to fresh zeroed frames. All or nothing.
     func mapZeroed(at start: UInt64, size: UInt64, permissions: MappingPermissions,
                    kind: Region.Kind = .anonymous) throws(KernelError) {
-        guard size > 0, start & (pageSize - 1) == 0, size & (pageSize - 1) == 0,
-              UserMemory.isUserRange(UserAddress(start), size) else { throw .invalidArgument }
-        guard regionCount < Self.maximumRegions else { throw .outOfMemory }
-        for index in 0..<regionCount {
-            let region = regions[index]
-            if start < region.end && region.start < start + size { throw .invalidArgument }
-        }
+        try checkFree(start: start, size: size)
         // The pages are charged at once; each mapped one is given back when it is freed, the
         // others here if the mapping fails.
         try KernelMemory.chargeFrames(size / pageSize, to: account)
@@ -136,11 +141,41 @@ final class AddressSpace {
         mappedBytes += size
     }
 
+    /// Whether a new region may take `[start, start + size)`: page-aligned, in user space, clear
+    /// of every region, and a region is free.
+    private func checkFree(start: UInt64, size: UInt64) throws(KernelError) {
+        guard size > 0, start & (pageSize - 1) == 0, size & (pageSize - 1) == 0,
+              UserMemory.isUserRange(UserAddress(start), size) else { throw .invalidArgument }
+        guard regionCount < Self.maximumRegions else { throw .outOfMemory }
+        for index in 0..<regionCount {
+            let region = regions[index]
+            if start < region.end && region.start < start + size { throw .invalidArgument }
+        }
+    }
+
     /// Maps every page of `object` at a fresh address; the object's frames stay its own.
     func mapShared(_ object: MemoryObject, permissions: MappingPermissions) throws(KernelError) -> UserAddress {
         guard regionCount < Self.maximumRegions else { throw .outOfMemory }
         let size = UInt64(object.pageCount) * pageSize
         guard let start = reserveMapAddress(size: size) else { throw .outOfMemory }
+        try mapObject(object, at: start, permissions: permissions, kind: .shared(object))
+        return UserAddress(start)
+    }
+
+    /// `processMap`: every page of `object` at `start`, chosen by the process's builder, as part of
+    /// the program. Not inside the range `map` hands out, so the two never meet.
+    func place(_ object: MemoryObject, at start: UInt64, permissions: MappingPermissions) throws(KernelError) {
+        let size = UInt64(object.pageCount) * pageSize
+        try checkFree(start: start, size: size)
+        guard start + size <= UserSpace.mapBase || start >= UserSpace.stackTop - UserSpace.stackSize else {
+            throw .invalidArgument
+        }
+        try mapObject(object, at: start, permissions: permissions, kind: .placed(object))
+    }
+
+    private func mapObject(_ object: MemoryObject, at start: UInt64, permissions: MappingPermissions,
+                           kind: Region.Kind) throws(KernelError) {
+        let size = UInt64(object.pageCount) * pageSize
         var frames = UserTableFrames(account: account)
         for page in 0..<object.pageCount {
             do throws(PageTableError) {
@@ -153,11 +188,9 @@ final class AddressSpace {
                 throw error == .writableAndExecutable ? .invalidArgument : .outOfMemory
             }
         }
-        regions[regionCount] = Region(start: start, size: size, kind: .shared(object),
-                                      writable: permissions.contains(.write))
+        regions[regionCount] = Region(start: start, size: size, kind: kind, writable: permissions.contains(.write))
         regionCount += 1
         mappedBytes += size
-        return UserAddress(start)
     }
 
     /// Copies `bytes` into the (mapped) page range starting at `address`, through the frames'
@@ -179,7 +212,10 @@ final class AddressSpace {
     /// The program's own segments and initial stack are not the caller's to unmap.
     func unmapRegion(start: UInt64, size: UInt64) throws(KernelError) {
         guard let index = regionIndex(start: start, size: size) else { throw .invalidArgument }
-        if case .program = regions[index].kind { throw .invalidArgument }
+        switch regions[index].kind {
+        case .program, .placed: throw .invalidArgument
+        case .anonymous, .shared: break
+        }
         removeRegion(index)
     }
 
@@ -190,11 +226,7 @@ final class AddressSpace {
 
     private func removeRegion(_ index: Int) {
         let region = regions[index]
-        if case .shared = region.kind {
-            releasePages(region.start, region.size, freeingFrames: false)
-        } else {
-            releasePages(region.start, region.size)
-        }
+        releasePages(region.start, region.size, freeingFrames: !region.kind.isObject)
         regionCount -= 1
         regions[index] = regions[regionCount]
         regions[regionCount] = Region(start: 0, size: 0, kind: .anonymous, writable: false)
@@ -208,6 +240,17 @@ final class AddressSpace {
             if start >= region.start && start < region.end && size <= region.end - start { return true }
         }
         return false
+    }
+
+    /// Makes instructions the kernel wrote into `[start, start + size)` fetchable.
+    func synchronizeInstructions(start: UInt64, size: UInt64) {
+        var page = alignDown(start, to: pageSize)
+        while page < start + size {
+            if let translation = table.translate(VirtualAddress(page)) {
+                CPU.synchronizeInstructionCache(PhysicalWindow.pointer(to: translation.physical), size: Int(pageSize))
+            }
+            page += pageSize
+        }
     }
 
     /// A place for `size` bytes of anonymous memory, above everything `map` handed out before.

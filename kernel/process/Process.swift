@@ -26,6 +26,15 @@ final class Process: ChargedObject {
     let account: MemoryAccount
     /// What the process object itself cost (`ObjectCost.process`), charged to its own account.
     var charge = MemoryCharge()
+    /// Whether its first thread has been started: until then its builder may still map memory
+    /// into it, and closing every handle to it ends it.
+    var started = false
+    /// Made by `processCreate`: its handles, not its parent's `wait`, decide when it leaves the table.
+    var createdByHandle = false
+    /// Process handles naming it, wherever they are: the last one closed before it started ends it.
+    var handleCount = 0
+    /// What its end signals (`processNotify`).
+    var endNotification: (notification: Notification, bits: UInt64)?
 
     static let maximumThreads = 64
 
@@ -50,6 +59,18 @@ final class Process: ChargedObject {
     deinit {
         handles.destroy()
         charge.release()
+    }
+}
+
+extension Process {
+    /// A process handle left every table. With the last one, a process that never started ends
+    /// (nobody could start it any more), and one that has ended leaves the table (nobody could
+    /// ask how it ended).
+    func handleReleased() {
+        handleCount -= 1
+        guard handleCount == 0 else { return }
+        if !started && state == .alive { Processes.end(self, reason: .killed, code: 0) }
+        if state == .zombie { Processes.remove(self) }
     }
 }
 
@@ -117,21 +138,16 @@ enum Processes {
         }
     }
 
-    /// A new process in a free slot, and the ID for its first thread; nil when the table is
-    /// full. The IDs are taken here, under the lock, so a spawn that fails uses none.
-    private static func insert(parentID: UInt64, name: UnsafeRawBufferPointer,
-                               addressSpace: AddressSpace) -> (process: Process, threadID: UInt64)? {
+    /// A new process in a free slot; nil when the table is full.
+    private static func insert(parentID: UInt64, name: UnsafeRawBufferPointer, addressSpace: AddressSpace) -> Process? {
         lock.withLock {
             guard let table else { return nil }
             for index in 0..<capacity where table[index] == nil {
                 let process = Process(id: nextID, parentID: parentID, name: name, addressSpace: addressSpace)
                 table[index] = process
                 slotsInUse = max(slotsInUse, index + 1)
-                defer {
-                    nextID += 1
-                    nextThreadID += 1
-                }
-                return (process, nextThreadID)
+                nextID += 1
+                return process
             }
             return nil
         }
@@ -144,7 +160,7 @@ enum Processes {
         }
     }
 
-    private static func remove(_ process: Process) {
+    static func remove(_ process: Process) {
         lock.withLock { removeLocked(process) }
     }
 
@@ -173,13 +189,86 @@ enum Processes {
 
     // MARK: Starting programs
 
-    /// Loads `name` from the initial ramdisk into a new address space and makes it ready to run,
-    /// with `start` as its start handle. The new process gets a memory account under its
-    /// parent's (the root's for init) limited to `memoryLimit` bytes (0: only the ancestors'
-    /// limits), which pays for everything below, its own objects first. Returns its id.
-    static func spawn(name: UnsafeRawBufferPointer, argument: UInt64, parentID: UInt64, memoryLimit: UInt64,
-                      start: StartHandle) throws(KernelError) -> UInt64 {
-        guard let ramdisk = initialRamdisk, let archive = try? CPIOArchive(ramdisk),
+    /// A new process named `name`, a child of `parent` (none: init), with an empty address space
+    /// and no thread. It gets a memory account under its parent's (the root's for init) limited
+    /// to `memoryLimit` bytes (0: only the ancestors' limits), which pays for everything it
+    /// holds, the process object first.
+    static func create(name: UnsafeRawBufferPointer, parent: Process?, memoryLimit: UInt64) throws(KernelError) -> Process {
+        try KernelMemory.checkRoom(for: .process)
+        let account = MemoryAccount(limit: memoryLimit == 0 ? MemoryAccount.unlimited : memoryLimit,
+                                    parent: parent?.account ?? KernelMemory.root)
+        var charge = try MemoryCharge(ObjectCost.process.bytes, to: account)
+        guard let space = AddressSpace.create(account: account) else {
+            charge.release()
+            throw .outOfMemory
+        }
+        guard let process = insert(parentID: parent?.id ?? 0, name: name, addressSpace: space) else {
+            space.destroy()
+            charge.release()
+            throw .outOfMemory
+        }
+        process.charge = charge
+        return process
+    }
+
+    /// Takes back a process that never started (its building failed): its memory, its slot.
+    /// The object itself goes with its last reference.
+    static func discard(_ process: Process) {
+        process.state = .zombie
+        process.addressSpace?.destroy()
+        process.addressSpace = nil
+        IPC.closeAll(in: process)
+        remove(process)
+    }
+
+    /// Starts the first thread of `process` at `entry` with SP = `stack`, x0 = `argument`, x1 =
+    /// the start handle's value in the process, x2 = `startBlock` and x3 = `ramdisk` (init's).
+    /// The start handle leaves its holder only once everything else has succeeded: a start that
+    /// fails leaves it where it was. Returns the thread's id.
+    static func startFirstThread(of process: Process, entry: UInt64, stack: UInt64, argument: UInt64,
+                                 start: StartHandle, from holder: Process?, startBlock: UInt64 = 0,
+                                 ramdisk: Handle = .none) throws(KernelError) -> UInt64 {
+        guard process.state == .alive, !process.started else { throw .invalidArgument }
+        if case .moved(let handle) = start {
+            guard let holder, (try? IPC.lookup(handle, in: holder, requiring: .transfer)) != nil else { throw .invalidHandle }
+        }
+        var charge = try KernelMemory.charge(.thread, to: process.account)
+        guard let kernelStack = KernelStacks.allocate(for: process.account) else {
+            charge.release()
+            throw .outOfMemory
+        }
+        var moved: TransferredHandle?
+        switch start {
+        case .none: break
+        case .moved(let handle): moved = holder.flatMap { try? IPC.uninstall(handle, from: $0, requiring: .transfer) }
+        case .granted(let capability): moved = capability
+        }
+        var startHandle = Handle.none
+        if let moved {
+            // No room in the new table: the handle is closed, as a message's would be.
+            do throws(KernelError) {
+                startHandle = try IPC.install(moved.object, rights: moved.rights, in: process)
+            } catch {
+                IPC.released(moved)
+            }
+        }
+        let thread = Thread(id: takeThreadID(), process: process, stack: kernelStack, priority: Scheduler.defaultPriority)
+        thread.charge = charge
+        thread.prepareUserEntry(entry: entry, userStack: stack, argument: argument, handle: startHandle.value,
+                                startBlock: startBlock, ramdisk: ramdisk.value)
+        process.started = true
+        process.threads.append(thread)
+        Scheduler.makeReady(thread)
+        return thread.id
+    }
+
+    /// Loads `name` from the initial ramdisk into a new process and starts it, with `start` as
+    /// its start handle: how the kernel starts init, and the `spawn` call that user space keeps
+    /// until its own loader serves every program. Returns the new process's id.
+    /// Init alone also gets `ramdisk`, installed in its table and passed in x3.
+    static func spawn(name: UnsafeRawBufferPointer, argument: UInt64, parent: Process?, memoryLimit: UInt64,
+                      start: StartHandle, ramdisk: TransferredHandle? = nil) throws(KernelError) -> UInt64 {
+        guard let ramdiskBytes = initialRamdisk, let archive = try? CPIOArchive(ramdiskBytes),
               let file = archive.file(named: name) else { throw .notFound }
         let image: ELFImage
         do throws(ELFError) {
@@ -187,29 +276,9 @@ enum Processes {
         } catch {
             throw .invalidArgument
         }
-        let parent = parentID == 0 ? nil : find(parentID)
-        try KernelMemory.checkRoom(for: .process)
-        let account = MemoryAccount(limit: memoryLimit == 0 ? MemoryAccount.unlimited : memoryLimit,
-                                    parent: parent?.account ?? KernelMemory.root)
-        var processCharge = try MemoryCharge(ObjectCost.process.bytes, to: account)
-        var threadCharge: MemoryCharge
+        let process = try create(name: name, parent: parent, memoryLimit: memoryLimit)
         do throws(KernelError) {
-            threadCharge = try KernelMemory.charge(.thread, to: account)
-        } catch {
-            processCharge.release()
-            throw error
-        }
-        func giveBack(_ space: AddressSpace?, _ stack: KernelStacks.Stack? = nil) {
-            if let stack { KernelStacks.free(stack, for: account) }
-            space?.destroy()
-            threadCharge.release()
-            processCharge.release()
-        }
-        guard let space = AddressSpace.create(account: account) else {
-            giveBack(nil)
-            throw .outOfMemory
-        }
-        do throws(KernelError) {
+            guard let space = process.addressSpace else { throw .outOfMemory }
             for index in 0..<image.segmentCount {
                 let segment = image.segment(index)
                 let start = alignDown(segment.virtualAddress.value, to: pageSize)
@@ -217,45 +286,19 @@ enum Processes {
                 try space.mapZeroed(at: start, size: end - start, permissions: segment.permissions, kind: .program)
                 let bytes = UnsafeRawBufferPointer(rebasing: file.data[Int(segment.fileOffset)..<Int(segment.fileOffset + segment.fileSize)])
                 space.fill(at: segment.virtualAddress.value, from: bytes)
+                if segment.permissions.contains(.execute) { space.synchronizeInstructions(start: start, size: end - start) }
             }
             try space.mapZeroed(at: UserSpace.stackTop - UserSpace.stackSize, size: UserSpace.stackSize,
                                 permissions: .readWrite, kind: .program)
+            let ramdiskHandle = try ramdisk.map { ramdisk throws(KernelError) in
+                try IPC.install(ramdisk.object, rights: ramdisk.rights, in: process)
+            } ?? .none
+            _ = try startFirstThread(of: process, entry: image.entry.value, stack: UserSpace.stackTop,
+                                     argument: argument, start: start, from: parent, ramdisk: ramdiskHandle)
         } catch {
-            giveBack(space)
+            discard(process)
             throw error
         }
-        guard let stack = KernelStacks.allocate(for: account) else {
-            giveBack(space)
-            throw .outOfMemory
-        }
-        // The handle leaves the parent only once everything else has succeeded, the process's
-        // slot included: a spawn that fails leaves it where it was. (Checked first, so taking it
-        // then cannot fail.) If the child's table has no room for it, it is closed.
-        if case .moved(let handle) = start {
-            guard let parent, (try? IPC.lookup(handle, in: parent, requiring: .transfer)) != nil else {
-                giveBack(space, stack)
-                throw .invalidHandle
-            }
-        }
-        guard let (process, threadID) = insert(parentID: parentID, name: name, addressSpace: space) else {
-            giveBack(space, stack)
-            throw .outOfMemory
-        }
-        var moved: TransferredHandle?
-        switch start {
-        case .none: break
-        case .moved(let handle): moved = parent.flatMap { try? IPC.uninstall(handle, from: $0, requiring: .transfer) }
-        case .granted(let capability): moved = capability
-        }
-        process.charge = processCharge
-        var childHandle = Handle.none
-        if let moved { childHandle = (try? IPC.install(moved.object, rights: moved.rights, in: process)) ?? .none }
-        let thread = Thread(id: threadID, process: process, stack: stack, priority: Scheduler.defaultPriority)
-        thread.charge = threadCharge
-        thread.prepareUserEntry(entry: image.entry.value, userStack: UserSpace.stackTop, argument: argument,
-                                handle: childHandle.value)
-        process.threads.append(thread)
-        Scheduler.makeReady(thread)
         return process.id
     }
 
@@ -302,11 +345,16 @@ enum Processes {
                 guard let child = table[index], child.parentID == process.id else { continue }
                 if child.state == .zombie { table[index] = nil } else { child.parentID = 0 }
             }
-            if process.parentID == 0 || findLocked(process.parentID) == nil { removeLocked(process) }
+            if process.parentID == 0 || findLocked(process.parentID) == nil
+                || (process.createdByHandle && process.handleCount == 0) { removeLocked(process) }
         }
         if let waiter = process.waiter {
             process.waiter = nil
             Scheduler.wake(waiter)
+        }
+        if let (notification, bits) = process.endNotification {
+            process.endNotification = nil
+            notification.signal(bits)
         }
         if process.id == 1, let onInitExit { onInitExit(UInt64(reason.rawValue), code) }
         if isCurrent { Scheduler.markCurrentDead() }
@@ -367,18 +415,29 @@ enum Processes {
 
     /// `wait`: blocks until child `id` of `caller` ends, then collects it.
     static func wait(for id: UInt64, caller: Process) throws(KernelError) -> (code: UInt64, reason: ExitReason) {
-        guard let child = find(id), child.parentID == caller.id, child.waiter == nil,
-              let thread = Scheduler.current else { throw .notFound }
-        while child.state != .zombie && !thread.killed {
-            child.waiter = thread
-            Scheduler.block()
+        guard let child = find(id), child.parentID == caller.id, let thread = Scheduler.current else { throw .notFound }
+        return try wait(for: child, thread: thread, collecting: true)
+    }
+
+    /// Blocks `thread` until `process` ends, then reports how; a child of the waiting process is
+    /// collected (it leaves the table). One thread waits for a process at a time.
+    static func wait(for process: Process, thread: Thread,
+                     collecting: Bool) throws(KernelError) -> (code: UInt64, reason: ExitReason) {
+        if process.state != .zombie {
+            guard process.waiter == nil else { throw .notFound }
+            while process.state != .zombie && !thread.killed {
+                process.waiter = thread
+                Scheduler.block()
+            }
+            process.waiter = nil
+            guard !thread.killed else { throw .peerClosed }
         }
-        child.waiter = nil
-        guard !thread.killed else { throw .peerClosed }
-        // Threads of the child still unwinding out of system calls finish first, so that when
-        // `wait` returns every resource of the child is back.
-        while !child.threads.isEmpty { Scheduler.yield() }
-        remove(child)
-        return (child.exitCode, child.exitReason)
+        if collecting {
+            // Threads of the child still unwinding out of system calls finish first, so that when
+            // `wait` returns every resource of the child is back.
+            while !process.threads.isEmpty { Scheduler.yield() }
+            remove(process)
+        }
+        return (process.exitCode, process.exitReason)
     }
 }

@@ -104,14 +104,18 @@ final class Thread: ChargedObject {
     }
 
     /// Builds, at the top of the kernel stack, the exception frame that enters EL0 at `entry`
-    /// with SP_EL0 = `userStack`, x0 = `argument` and x1 = `handle`, and points the context at it.
-    func prepareUserEntry(entry: UInt64, userStack: UInt64, argument: UInt64, handle: UInt64) {
+    /// with SP_EL0 = `userStack`, x0 = `argument`, x1 = `handle`, x2 = `startBlock` and x3 =
+    /// `ramdisk` (the program start convention, userland/runtime/start.S), and points the context at it.
+    func prepareUserEntry(entry: UInt64, userStack: UInt64, argument: UInt64, handle: UInt64, startBlock: UInt64 = 0,
+                          ramdisk: UInt64 = 0) {
         guard let stack else { return }
         let frameAddress = stack.top - UInt64(ExceptionFrame.size)
         let frame = ExceptionFrame(base: UnsafeMutablePointer<UInt64>(bitPattern: UInt(frameAddress))!)
         frame.base.initialize(repeating: 0, count: ExceptionFrame.size / MemoryLayout<UInt64>.size)
         frame.setRegister(0, argument)
         frame.setRegister(1, handle)
+        frame.setRegister(2, startBlock)
+        frame.setRegister(3, ramdisk)
         frame.stackPointerEL0 = userStack
         frame.exceptionLinkRegister = entry
         frame.savedProgramStatus = 0 // EL0t, interrupts unmasked

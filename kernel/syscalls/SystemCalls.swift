@@ -251,6 +251,39 @@ enum SystemCalls {
             serve(frame, SystemCall.KernelObjects.self) { _ in
                 .init(objects: KernelMemory.root.objects, chargedBytes: KernelMemory.root.used)
             }
+        case .processCreate:
+            serve(frame, SystemCall.ProcessCreate.self) { call throws(KernelError) in
+                try ProcessCalls.create(call, caller: try caller())
+            }
+        case .processMap:
+            serve(frame, SystemCall.ProcessMap.self) { call throws(KernelError) in
+                try ProcessCalls.map(call, caller: try caller())
+                return NoValues()
+            }
+        case .processStart:
+            serve(frame, SystemCall.ProcessStart.self) { call throws(KernelError) in
+                .init(thread: try ProcessCalls.start(call, caller: try caller()))
+            }
+        case .processGive:
+            serve(frame, SystemCall.ProcessGive.self) { call throws(KernelError) in
+                .init(given: try ProcessCalls.give(call, caller: try caller()))
+            }
+        case .processWait:
+            serve(frame, SystemCall.ProcessWait.self) { call throws(KernelError) in
+                let ended = try ProcessCalls.wait(call, thread: try callingThread(), caller: try caller())
+                return .init(code: ended.code, reason: ended.reason)
+            }
+        case .processKill:
+            serve(frame, SystemCall.ProcessKill.self) { call throws(KernelError) in
+                Processes.end(try ProcessCalls.process(call.process, in: try caller(), requiring: .control),
+                              reason: .killed, code: 0)
+                return NoValues()
+            }
+        case .processNotify:
+            serve(frame, SystemCall.ProcessNotify.self) { call throws(KernelError) in
+                try ProcessCalls.notify(call, caller: try caller())
+                return NoValues()
+            }
         case .deviceOpen:
             serve(frame, SystemCall.DeviceOpen.self) { call throws(KernelError) in
                 let device = try DeviceAccess.open(call.device, through: call.access, process: try caller())
@@ -310,7 +343,7 @@ enum SystemCalls {
         }
         return try withUnsafeBytes(of: &name) { bytes throws(KernelError) in
             try Processes.spawn(name: UnsafeRawBufferPointer(rebasing: bytes[0..<Int(call.nameLength)]),
-                                argument: call.argument, parentID: parent?.id ?? 0, memoryLimit: call.memoryLimit,
+                                argument: call.argument, parent: parent, memoryLimit: call.memoryLimit,
                                 start: parent == nil || call.handle == .none ? .none : .moved(call.handle))
         }
     }

@@ -35,6 +35,8 @@ import ABI
         SystemCall.KernelStatistics.self, SystemCall.DeviceOpen.self, SystemCall.InterruptBind.self,
         SystemCall.InterruptAcknowledge.self, SystemCall.ReplyReceive.self, SystemCall.MemoryAccount.self,
         SystemCall.KernelObjects.self,
+        SystemCall.ProcessCreate.self, SystemCall.ProcessMap.self, SystemCall.ProcessStart.self, SystemCall.ProcessGive.self,
+        SystemCall.ProcessWait.self, SystemCall.ProcessKill.self, SystemCall.ProcessNotify.self,
     ]
 
     /// The word a field puts in its register.
@@ -46,6 +48,7 @@ import ABI
         case let value as Rights: return value.rawValue
         case let value as MemoryAccess: return value.rawValue
         case let value as ExitReason: return value.rawValue
+        case let value as ProcessWaitOptions: return value.rawValue
         default: return nil
         }
     }

@@ -14,6 +14,31 @@ enum CPU {
         return log2Words == 0 ? 2048 : 4 << Int(log2Words)
     }
 
+    /// Makes instructions written as data to `[start, start + size)` (kernel addresses) visible to
+    /// instruction fetches on every CPU: clean each data cache line to the point of unification,
+    /// then invalidate each instruction cache line (CTR_EL0.DminLine and IminLine give the
+    /// smallest line sizes, so no line is skipped).
+    static func synchronizeInstructionCache(_ start: UnsafeRawPointer, size: Int) {
+        let cacheType = aarch64_read_cache_type()
+        let dataLine = UInt64(4) << ((cacheType >> 16) & 0xF)
+        let instructionLine = UInt64(4) << (cacheType & 0xF)
+        let first = UInt64(UInt(bitPattern: start))
+        let end = first + UInt64(size)
+        var line = first & ~(dataLine - 1)
+        while line < end {
+            aarch64_dc_cvau(line)
+            line += dataLine
+        }
+        aarch64_dsb_ish()
+        line = first & ~(instructionLine - 1)
+        while line < end {
+            aarch64_ic_ivau(line)
+            line += instructionLine
+        }
+        aarch64_dsb_ish()
+        aarch64_isb()
+    }
+
     /// CurrentEL.EL, bits [3:2].
     static var exceptionLevel: UInt64 { (aarch64_read_current_el() >> 2) & 0x3 }
 

@@ -209,6 +209,13 @@ func name(of number: UInt64) -> StaticString {
     case .replyReceive: return "replyReceive"
     case .memoryAccount: return "memoryAccount"
     case .kernelObjects: return "kernelObjects"
+    case .processCreate: return "processCreate"
+    case .processMap: return "processMap"
+    case .processStart: return "processStart"
+    case .processGive: return "processGive"
+    case .processWait: return "processWait"
+    case .processKill: return "processKill"
+    case .processNotify: return "processNotify"
     }
 }
 

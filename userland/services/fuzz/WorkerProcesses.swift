@@ -342,9 +342,10 @@ extension Worker {
             registers[index] = rawRegister()
             if model.isLive(registers[index]) { registers[index] = 0 }
         }
-        var number = UInt64(random.below(40))
+        let known = UInt64(SystemCallNumber.allCases.count)
+        var number = random.below(known + 3)
         if random.oneIn(3) {
-            let unknown: InlineArray<6, UInt64> = [37, 38, 255, 1 << 32, 1 << 63, UInt64.max]
+            let unknown: InlineArray<6, UInt64> = [known, known + 1, 255, 1 << 32, 1 << 63, UInt64.max]
             number = random.oneIn(2) ? unknown[random.below(6)] : random.next() | 64
         }
         guard let call = SystemCallNumber(rawValue: number) else {
@@ -378,7 +379,7 @@ extension Worker {
             if registers[0] == 0 { registers[0] = 1 }
         case .threadCreate:
             registers[0] = invalidAddress() | 1 << 63
-        case .spawn:
+        case .spawn, .processCreate:
             registers[0] = invalidAddress()
         case .wait:
             registers[0] = foreignProcess(includingSelf: true)

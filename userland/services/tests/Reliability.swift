@@ -13,6 +13,13 @@ struct KernelHoldings: Equatable {
     var freeFrames: UInt64
     var heapBlocks: UInt64
 
+    /// Whether the kernel holds nothing more than `earlier` did: under fault injection, what an
+    /// earlier failed case left behind may be freed meanwhile, which is no leak of the case's.
+    func holdsNoMoreThan(_ earlier: KernelHoldings) -> Bool {
+        objects <= earlier.objects && chargedBytes <= earlier.chargedBytes && freeFrames >= earlier.freeFrames
+            && heapBlocks <= earlier.heapBlocks
+    }
+
     static var now: KernelHoldings {
         let objects = System.kernelObjects
         return KernelHoldings(objects: objects.objects, chargedBytes: objects.chargedBytes,

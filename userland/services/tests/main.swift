@@ -177,6 +177,7 @@ struct Tests {
         testServerPortClosedWhileWaiting(&suite)
         testDeviceAccess(&suite)
         testReliability(&suite)
+        testProcessBuilding(&suite)
 
         System.print("tests: \(suite.passed) passed, \(suite.failed) failed")
         System.exit(UInt64(suite.failed))

@@ -150,6 +150,15 @@ AARCH64_READ(tpidr_el0, tpidr_el0)
 AARCH64_WRITE(pmuserenr, pmuserenr_el0)
 AARCH64_READ(cache_type, ctr_el0)
 
+// Data cache clean and instruction cache invalidate of one line, to the point of unification
+// (Arm ARM D7.5.9): after writing instructions through a data mapping.
+static inline __attribute__((always_inline)) void aarch64_dc_cvau(aarch64_u64 address) {
+    __asm__ volatile("dc cvau, %0" ::"r"(address) : "memory");
+}
+static inline __attribute__((always_inline)) void aarch64_ic_ivau(aarch64_u64 address) {
+    __asm__ volatile("ic ivau, %0" ::"r"(address) : "memory");
+}
+
 // TPIDR_EL1 holds the address of this CPU's per-CPU block (arch/aarch64/PerCPU.swift), or 0
 // before the block exists.
 AARCH64_READ(tpidr_el1, tpidr_el1)

@@ -1,0 +1,101 @@
+// The calls that build, watch and end a process through a process handle: what a user-space
+// loader and supervisor need (docs/SYSCALLS.md, "Building processes"). The kernel checks the
+// handle's rights and every address; which program goes where is the caller's business.
+
+enum ProcessCalls {
+    /// The process `handle` names in `caller`'s table, if the handle holds `rights`.
+    static func process(_ handle: Handle, in caller: Process, requiring rights: Rights) throws(KernelError) -> Process {
+        guard case .process(let process) = try IPC.lookup(handle, in: caller, requiring: rights).object else {
+            throw .invalidHandle
+        }
+        return process
+    }
+
+    static func create(_ call: SystemCall.ProcessCreate, caller: Process) throws(KernelError) -> SystemCall.ProcessCreate.Result {
+        guard call.nameLength > 0, call.nameLength <= UInt64(SystemCalls.maximumNameLength) else { throw .invalidArgument }
+        var name = InlineArray<64, UInt8>(repeating: 0)
+        try withUnsafeMutableBytes(of: &name) { bytes throws(KernelError) in
+            try UserMemory.copyIn(to: bytes.baseAddress!, from: call.name, count: call.nameLength)
+        }
+        // Room in the caller's table first: a process nobody holds would be made for nothing.
+        guard caller.handles.freeSlots > 0 else { throw .handleTableFull }
+        let process = try withUnsafeBytes(of: &name) { bytes throws(KernelError) in
+            try Processes.create(name: UnsafeRawBufferPointer(rebasing: bytes[0..<Int(call.nameLength)]), parent: caller,
+                                 memoryLimit: call.memoryLimit)
+        }
+        process.createdByHandle = true
+        do throws(KernelError) {
+            let handle = try IPC.install(.process(process), rights: .newProcess, in: caller, isNew: true)
+            return .init(handle: handle, process: process.id)
+        } catch {
+            Processes.discard(process)
+            throw error
+        }
+    }
+
+    static func map(_ call: SystemCall.ProcessMap, caller: Process) throws(KernelError) {
+        guard call.access.isSubset(of: [.write, .execute]), call.access != [.write, .execute] else { throw .invalidArgument }
+        let target = try process(call.process, in: caller, requiring: .control)
+        let needed: Rights = call.access.contains(.write) ? [.map, .write] : [.map]
+        guard case .memory(let object) = try IPC.lookup(call.memory, in: caller, requiring: needed).object, !object.isDevice else {
+            throw .invalidHandle
+        }
+        guard target.state == .alive, let space = target.addressSpace else { throw .notFound }
+        var permissions: MappingPermissions = []
+        if call.access.contains(.write) { permissions.insert(.write) }
+        if call.access.contains(.execute) { permissions.insert(.execute) }
+        try space.place(object, at: call.address.value, permissions: permissions)
+        if call.access.contains(.execute) {
+            // Its builder wrote the instructions through a data mapping of its own.
+            for page in 0..<object.pageCount {
+                CPU.synchronizeInstructionCache(PhysicalWindow.pointer(to: PhysicalAddress(object.frames[page])),
+                                                size: Int(pageSize))
+            }
+        }
+    }
+
+    static func start(_ call: SystemCall.ProcessStart, caller: Process) throws(KernelError) -> UInt64 {
+        let target = try process(call.process, in: caller, requiring: .control)
+        // As for any thread: an instruction's address, and the top 16 bytes of the stack mapped
+        // and writable, where the first pushes go.
+        guard call.entry.value & 3 == 0, UserMemory.isUserRange(call.entry, 4), call.stackTop.value & 15 == 0,
+              call.stackTop.value >= 16, UserMemory.isUserRange(UserAddress(call.stackTop.value - 16), 16),
+              let space = target.addressSpace, space.isWritable(start: call.stackTop.value - 16, size: 16) else {
+            throw .invalidArgument
+        }
+        return try Processes.startFirstThread(of: target, entry: call.entry.value, stack: call.stackTop.value,
+                                              argument: call.argument,
+                                              start: call.handle == .none ? .none : .moved(call.handle), from: caller,
+                                              startBlock: call.startBlock.value)
+    }
+
+    /// Moves a handle into the process, receive rights included (as a start handle may be).
+    static func give(_ call: SystemCall.ProcessGive, caller: Process) throws(KernelError) -> Handle {
+        let target = try process(call.process, in: caller, requiring: .control)
+        guard target.state == .alive else { throw .notFound }
+        _ = try IPC.lookup(call.handle, in: caller, requiring: .transfer)
+        guard target.handles.freeSlots > 0 else { throw .handleTableFull }
+        let moved = try IPC.uninstall(call.handle, from: caller, requiring: .transfer)
+        return try IPC.install(moved.object, rights: moved.rights, in: target)
+    }
+
+    static func wait(_ call: SystemCall.ProcessWait, thread: Thread,
+                     caller: Process) throws(KernelError) -> (code: UInt64, reason: ExitReason) {
+        guard call.options.isSubset(of: .poll) else { throw .invalidArgument }
+        let target = try process(call.process, in: caller, requiring: .wait)
+        guard target !== caller else { throw .invalidArgument }
+        if call.options.contains(.poll) && target.state != .zombie { throw .wouldBlock }
+        return try Processes.wait(for: target, thread: thread, collecting: target.parentID == caller.id)
+    }
+
+    static func notify(_ call: SystemCall.ProcessNotify, caller: Process) throws(KernelError) {
+        guard call.bits != 0 else { throw .invalidArgument }
+        let target = try process(call.process, in: caller, requiring: .wait)
+        let notification = try IPC.notification(call.notification, in: caller, requiring: .signal)
+        if target.state == .zombie {
+            notification.signal(call.bits)
+        } else {
+            target.endNotification = (notification, call.bits)
+        }
+    }
+}

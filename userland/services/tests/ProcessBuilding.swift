@@ -1,0 +1,177 @@
+// Building processes by handle (docs/SYSCALLS.md, "Building processes"): the kernel primitives a
+// user-space loader uses, tried with a program assembled here by hand (a few instructions in a
+// memory object), so that each call's contract is checked on its own: what is mapped where, what
+// the first thread finds in its registers, how the process ends, and that every refusal changes
+// nothing and leaks nothing.
+
+import UserSystemCall
+
+/// A code page of small programs, each a few instructions at its own offset.
+enum HandBuiltProgram {
+    static let codeAddress: UInt64 = 0x40_0000
+    static let stackTop: UInt64 = UserSpace.stackTop
+    /// exit(x0): ends with its start argument.
+    static let exitWithArgument: UInt64 = 0
+    /// exit(x1): ends with its start handle's value.
+    static let exitWithStartHandle: UInt64 = 8
+    /// exit(x2): ends with its start block's address.
+    static let exitWithStartBlock: UInt64 = 20
+    /// Spins for ever.
+    static let spin: UInt64 = 32
+
+    static let instructions: [UInt32] = [
+        0xD280_0068, 0xD400_0001,              // mov x8, #3; svc #0
+        0xAA01_03E0, 0xD280_0068, 0xD400_0001, // mov x0, x1; mov x8, #3; svc #0
+        0xAA02_03E0, 0xD280_0068, 0xD400_0001, // mov x0, x2; mov x8, #3; svc #0
+        0x1400_0000,                           // b .
+    ]
+
+    /// A memory object holding the instructions (map, duplicate, transfer only: no write).
+    static func code() throws(KernelError) -> Handle {
+        let memory = try System.invoke(SystemCall.MemoryCreate(bytes: 4096)).handle
+        let base = try IPC.map(memory, writable: true)
+        for (index, word) in instructions.enumerated() { base.storeBytes(of: word, toByteOffset: index * 4, as: UInt32.self) }
+        try System.unmap(base, bytes: 4096)
+        return memory
+    }
+
+    /// A new process with the code and a one-page stack mapped, not yet started.
+    static func build(_ name: StaticString = "handmade") throws(KernelError) -> Handle {
+        let process = try ProcessHandles.create(name).handle
+        do throws(KernelError) {
+            let code = try code()
+            defer { try? IPC.close(code) }
+            try ProcessHandles.map(code, into: process, at: codeAddress, access: .execute)
+            let stack = try System.invoke(SystemCall.MemoryCreate(bytes: 4096)).handle
+            defer { try? IPC.close(stack) }
+            try ProcessHandles.map(stack, into: process, at: stackTop - 4096, access: .write)
+        } catch {
+            try? IPC.close(process)
+            throw error
+        }
+        return process
+    }
+}
+
+func testProcessBuilding(_ suite: inout Suite) {
+    let error = { (code: KernelError) in code.rawValue }
+    // Warm the slabs these objects come from.
+    if let process = try? HandBuiltProgram.build() { try? IPC.close(process) }
+    let before = KernelHoldings.now
+    let liveBefore = System.processes.live
+
+    // A hand-built program runs and ends with what it was given.
+    var ran = false
+    if let process = try? HandBuiltProgram.build() {
+        let started = (try? ProcessHandles.start(process, entry: HandBuiltProgram.codeAddress, stackTop: HandBuiltProgram.stackTop,
+                                                  argument: 0x5EED)) != nil
+        // (Waiting for a process that never started would wait for ever.)
+        let status = started ? try? ProcessHandles.wait(process) : nil
+        let again = started ? try? ProcessHandles.wait(process, poll: true) : nil
+        ran = started && status?.reason == .exited && status?.code == 0x5EED && again?.code == 0x5EED
+        try? IPC.close(process)
+    }
+    suite.check(ran, "a process built by hand (code and stack objects mapped by handle) runs and exits with its start argument")
+
+    // Its start handle and start block arrive in x1 and x2; a given handle lands in its table.
+    var registers = false
+    let (process2, token, given) = (try? HandBuiltProgram.build(), try? IPC.createNotification(), try? IPC.createNotification())
+    if let process = process2, let token, let given {
+        let value = try? ProcessHandles.give(given, to: process)
+        let gone = raw(SystemCallNumber.handleClose.rawValue, given.value).status == error(.invalidHandle)
+        let started = (try? ProcessHandles.start(process, entry: HandBuiltProgram.codeAddress + HandBuiltProgram.exitWithStartHandle,
+                                                  stackTop: HandBuiltProgram.stackTop, handle: token)) != nil
+        let code = started ? (try? ProcessHandles.wait(process))?.code ?? 0 : 0
+        let tokenMoved = raw(SystemCallNumber.handleClose.rawValue, token.value).status == error(.invalidHandle)
+        try? IPC.close(process)
+        var blockSeen = false
+        if let second = try? HandBuiltProgram.build() {
+            blockSeen = (try? ProcessHandles.start(second, entry: HandBuiltProgram.codeAddress + HandBuiltProgram.exitWithStartBlock,
+                                                   stackTop: HandBuiltProgram.stackTop, startBlock: ProgramStart.blockAddress)) != nil
+                && (try? ProcessHandles.wait(second))?.code == ProgramStart.blockAddress
+            try? IPC.close(second)
+        }
+        registers = value != nil && gone && started && tokenMoved && code != 0 && code != value?.value && blockSeen
+    } else {
+        // Under memory pressure some were not made: give back the others.
+        for handle in [process2, token, given] { if let handle { try? IPC.close(handle) } }
+    }
+    suite.check(registers, "processGive moves a handle into the new process; its start handle arrives in x1 and its start block in x2")
+
+    // Refusals: each changes nothing. The first that does not get its error is named.
+    var refusals = false
+    var firstWrong: UInt64 = 0xFF00
+    let made = (try? ProcessHandles.create("refusals").handle, try? HandBuiltProgram.code(), try? IPC.createPort(),
+                try? IPC.createNotification())
+    let readOnly3 = made.1.flatMap { try? IPC.duplicate($0, rights: [.map]) }
+    let waitOnly3 = made.0.flatMap { try? IPC.duplicate($0, rights: [.wait]) }
+    if let process = made.0, let code = made.1, let port = made.2, let bell = made.3, let readOnly = readOnly3,
+       let waitOnly = waitOnly3 {
+        let map = SystemCallNumber.processMap.rawValue
+        let start = SystemCallNumber.processStart.rawValue
+        let stackTop = UserSpace.stackTop
+        let cases: [(status: UInt64, expected: KernelError?)] = [
+            (user_system_call(map, process.value, code.value, 0x40_0000, 3, 0, 0).status, .invalidArgument), // writable and executable
+            (user_system_call(map, process.value, code.value, 0x40_0800, 2, 0, 0).status, .invalidArgument), // unaligned
+            (user_system_call(map, process.value, code.value, UserSpace.mapBase, 0, 0, 0).status, .invalidArgument), // `map`'s range
+            (user_system_call(map, process.value, code.value, 0, 0, 0, 0).status, .invalidArgument),        // below user space
+            (user_system_call(map, process.value, port.value, 0x40_0000, 0, 0, 0).status, .accessDenied),   // a port: no map right
+            (user_system_call(map, process.value, readOnly.value, 0x40_0000, 1, 0, 0).status, .accessDenied), // no write right
+            (user_system_call(map, waitOnly.value, code.value, 0x40_0000, 2, 0, 0).status, .accessDenied),  // no control
+            (user_system_call(map, code.value, code.value, 0x40_0000, 2, 0, 0).status, .accessDenied),      // memory: no control right
+            (user_system_call(map, process.value, code.value, 0x40_0000, 2, 0, 0).status, nil),
+            (user_system_call(map, process.value, code.value, 0x40_0000, 2, 0, 0).status, .invalidArgument), // overlaps
+            (user_system_call(start, process.value, 0x40_0002, stackTop, 0, 0, 0).status, .invalidArgument), // unaligned entry
+            (user_system_call(start, process.value, 0x40_0000, stackTop, 0, 0, 0).status, .invalidArgument), // no stack there
+            (user_system_call(start, waitOnly.value, 0x40_0000, stackTop, 0, 0, 0).status, .accessDenied),
+            (user_system_call(start, process.value, 0x40_0000, 0x40_1000, 0, 0, 0).status, .invalidArgument), // stack not writable
+            (raw(SystemCallNumber.processKill.rawValue, waitOnly.value).status, .accessDenied),
+            (raw(SystemCallNumber.processWait.rawValue, process.value, 2).status, .invalidArgument),
+            (raw(SystemCallNumber.processWait.rawValue, process.value, 1).status, .wouldBlock),
+            (raw(SystemCallNumber.processNotify.rawValue, process.value, port.value, 1).status, .accessDenied), // no signal right
+            (raw(SystemCallNumber.processWait.rawValue, bell.value, 1).status, .invalidHandle),     // has wait, not a process
+            (raw(SystemCallNumber.processGive.rawValue, waitOnly.value, port.value).status, .accessDenied),
+            (raw(SystemCallNumber.processCreate.rawValue, 0x10, 4).status, .badAddress),
+            (raw(SystemCallNumber.processCreate.rawValue, 0x40_0000, 0).status, .invalidArgument),
+            (raw(SystemCallNumber.processCreate.rawValue, 0x40_0000, 65).status, .invalidArgument),
+        ]
+        refusals = true
+        for (index, refusal) in cases.enumerated() where refusal.status != (refusal.expected?.rawValue ?? systemCallSuccess) {
+            if refusals { firstWrong = UInt64(index) << 8 | refusal.status }
+            refusals = false
+        }
+    }
+    for handle in [made.0, made.1, made.2, made.3, readOnly3, waitOnly3] { if let handle { try? IPC.close(handle) } }
+    suite.check(refusals, "processMap, processStart, processKill, processWait, processNotify, processGive and processCreate refuse bad arguments, handles and rights (first wrong: case \(firstWrong >> 8), status \(firstWrong & 0xFF))")
+
+    // A process closed before it starts ends; one killed while running is reported killed, and
+    // its end signals a notification; a started one cannot be started again.
+    var ends = false
+    let (unstarted4, spinner4, bell4) = (try? HandBuiltProgram.build(), try? HandBuiltProgram.build(), try? IPC.createNotification())
+    if let unstarted = unstarted4, let spinner = spinner4, let bell = bell4 {
+        let liveWithBoth = System.processes.live
+        try? IPC.close(unstarted)
+        let unstartedEnded = System.processes.live == liveWithBoth - 1
+        try? ProcessHandles.notify(bell, bits: 0b100, whenEnds: spinner)
+        let started = (try? ProcessHandles.start(spinner, entry: HandBuiltProgram.codeAddress + HandBuiltProgram.spin,
+                                                  stackTop: HandBuiltProgram.stackTop)) != nil
+        let startedTwice = raw(SystemCallNumber.processStart.rawValue, spinner.value, HandBuiltProgram.codeAddress,
+                               HandBuiltProgram.stackTop).status == error(.invalidArgument)
+        System.sleep(nanoseconds: 20_000_000)
+        let stillRunning = raw(SystemCallNumber.processWait.rawValue, spinner.value, 1).status == error(.wouldBlock)
+        let quiet = raw(SystemCallNumber.notificationWait.rawValue, bell.value, 0).status == error(.wouldBlock)
+        try? ProcessHandles.kill(spinner)
+        let bits = try? IPC.wait(bell)
+        let status = try? ProcessHandles.wait(spinner)
+        ends = unstartedEnded && started && startedTwice && stillRunning && quiet && bits == 0b100 && status?.reason == .killed
+        try? IPC.close(spinner)
+        try? IPC.close(bell)
+    } else {
+        for handle in [unstarted4, spinner4, bell4] { if let handle { try? IPC.close(handle) } }
+    }
+    suite.check(ends, "a process closed before it starts ends; a running one is killed by handle and its end signals a notification")
+
+    let after = KernelHoldings.now
+    suite.check(after.holdsNoMoreThan(before) && System.processes.live <= liveBefore,
+                "building processes by handle leaks nothing (objects \(before.objects) → \(after.objects), free frames \(before.freeFrames) → \(after.freeFrames))")
+}
