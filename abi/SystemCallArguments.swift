@@ -562,14 +562,17 @@ public enum SystemCall {
         public typealias Result = NewHandle
         public static let number = SystemCallNumber.memoryCreate
         public var bytes: UInt64
-        @inline(__always) public init(bytes: UInt64) {
+        /// The process whose memory account pays for the object (needs account), or none: the caller.
+        public var account: Handle
+        @inline(__always) public init(bytes: UInt64, account: Handle = .none) {
             self.bytes = bytes
+            self.account = account
         }
         @inline(__always) public init(registers: ArgumentRegisters) {
-            self.init(bytes: registers.x0)
+            self.init(bytes: registers.x0, account: Handle(registers.x1))
         }
         @inline(__always) public var registers: ArgumentRegisters {
-            ArgumentRegisters(x0: bytes)
+            ArgumentRegisters(x0: bytes, x1: account.value)
         }
     }
 
@@ -703,12 +706,20 @@ public enum SystemCall {
         }
     }
 
-    /// The caller's memory account: what the kernel holds for it and its descendants, and the limit.
+    /// A memory account: what the kernel holds for a process and its descendants, and the limit.
+    /// `process` names the process (needs account); none: the caller.
     public struct MemoryAccount: SystemCallArguments {
         public static let number = SystemCallNumber.memoryAccount
-        @inline(__always) public init() {}
-        @inline(__always) public init(registers: ArgumentRegisters) {}
-        @inline(__always) public var registers: ArgumentRegisters { ArgumentRegisters() }
+        public var process: Handle
+        @inline(__always) public init(process: Handle = .none) {
+            self.process = process
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(process: Handle(registers.x0))
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: process.value)
+        }
 
         public struct Result: SystemCallResult {
             public var used: UInt64

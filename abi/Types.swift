@@ -39,15 +39,18 @@ public struct Rights: OptionSet, Equatable, Sendable {
     /// May build and end a process (`processMap`, `processStart`, `processGive`, `processKill`):
     /// what its loader and supervisor hold. Waiting for its end needs `wait`.
     public static let control = Rights(rawValue: 1 << 11)
+    /// May charge memory objects to the process's memory account and read the account
+    /// (`memoryCreate`, `memoryAccount`): what a memory manager holds for each client.
+    public static let account = Rights(rawValue: 1 << 12)
 
-    public static let all = Rights(rawValue: 0xFFF)
+    public static let all = Rights(rawValue: 0x1FFF)
 
     /// What the handle a creating call returns holds, by kind of object: every right that means
     /// something for it.
     public static let newPort: Rights = [.send, .receive, .duplicate, .transfer]
     public static let newNotification: Rights = [.signal, .wait, .duplicate, .transfer]
     public static let newMemory: Rights = [.map, .write, .duplicate, .transfer]
-    public static let newProcess: Rights = [.control, .wait, .duplicate, .transfer]
+    public static let newProcess: Rights = [.control, .wait, .account, .duplicate, .transfer]
 }
 
 /// An address in the caller's address space, as a system call argument or result. The kernel

@@ -80,13 +80,15 @@ final class MemoryObject: ChargedObject {
 }
 
 extension MemoryObject {
-    /// A zeroed memory object of `bytes` (rounded up to pages), installed in `process`'s table.
-    static func create(bytes: UInt64, in process: Process) throws(KernelError) -> Handle {
+    /// A zeroed memory object of `bytes` (rounded up to pages), installed in `process`'s table and
+    /// paid for by `payer`'s account (a memory manager's clients pay for what it gives them).
+    static func create(bytes: UInt64, in process: Process, chargedTo payer: Process) throws(KernelError) -> Handle {
         guard bytes > 0, let size = alignUp(bytes, to: pageSize), size / pageSize <= UInt64(MemoryObject.maximumPages) else {
             throw .invalidArgument
         }
         let pages = Int(size / pageSize)
-        var charge = try KernelMemory.charge(.memoryObject(pages: pages), to: process.account)
+        guard payer.state == .alive else { throw .notFound }
+        var charge = try KernelMemory.charge(.memoryObject(pages: pages), to: payer.account)
         guard let object = MemoryObject.allocate(pages: pages, charge: charge) else {
             charge.release()
             throw .outOfMemory

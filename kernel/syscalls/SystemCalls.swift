@@ -221,7 +221,9 @@ enum SystemCalls {
             }
         case .memoryCreate:
             serve(frame, SystemCall.MemoryCreate.self) { call throws(KernelError) in
-                .init(handle: try MemoryObject.create(bytes: call.bytes, in: try caller()))
+                let process = try caller()
+                let payer = call.account == .none ? process : try ProcessCalls.process(call.account, in: process, requiring: .account)
+                return .init(handle: try MemoryObject.create(bytes: call.bytes, in: process, chargedTo: payer))
             }
         case .memoryMap:
             serve(frame, SystemCall.MemoryMap.self) { call throws(KernelError) in
@@ -243,8 +245,10 @@ enum SystemCalls {
                 return NoValues()
             }
         case .memoryAccount:
-            serve(frame, SystemCall.MemoryAccount.self) { _ throws(KernelError) in
-                let account = try caller().account
+            serve(frame, SystemCall.MemoryAccount.self) { call throws(KernelError) in
+                let process = try caller()
+                let account = call.process == .none ? process.account
+                    : try ProcessCalls.process(call.process, in: process, requiring: .account).account
                 return .init(used: account.used, limit: account.limit)
             }
         case .kernelObjects:

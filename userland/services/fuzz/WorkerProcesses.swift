@@ -356,8 +356,12 @@ extension Worker {
         var expectation = Expectation.failure
         switch call {
         case .null, .clock, .yield, .processID, .threadID, .memoryStatistics, .processStatistics, .kernelStatistics,
-             .memoryAccount, .kernelObjects:
+             .kernelObjects:
             expectation = .success
+        case .memoryAccount:
+            // This process's own account, or another handle's (not a process: refused).
+            if random.oneIn(2) { registers[0] = 0 }
+            expectation = registers[0] == 0 ? .success : .failure
         case .exit, .threadExit:
             // Would end this worker: made a number nobody knows instead.
             number = 1000 + number
@@ -397,6 +401,7 @@ extension Worker {
             expectation = model.freeSlots > 0 ? .successUnlessShort : .failure
         case .memoryCreate:
             if registers[0] >= 1 && registers[0] <= 1 << 20 {
+                registers[1] = 0 // paid by this process
                 guard mayCreateMemoryObject() else { return }
                 expectation = model.freeSlots > 0 ? .successUnlessShort : .failure
             }

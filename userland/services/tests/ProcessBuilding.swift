@@ -171,6 +171,26 @@ func testProcessBuilding(_ suite: inout Suite) {
     }
     suite.check(ends, "a process closed before it starts ends; a running one is killed by handle and its end signals a notification")
 
+    // The account right: memory charged to another process, and its account read.
+    var charged = false
+    if let process = try? ProcessHandles.create("payer", memoryLimit: 256 * 1024).handle {
+        let start = try? System.invoke(SystemCall.MemoryAccount(process: process))
+        let object = try? System.invoke(SystemCall.MemoryCreate(bytes: 64 * 1024, account: process)).handle
+        let during = try? System.invoke(SystemCall.MemoryAccount(process: process))
+        let tooMuch = raw(SystemCallNumber.memoryCreate.rawValue, 512 * 1024, process.value).status == error(.outOfMemory)
+        let noRight = (try? IPC.duplicate(process, rights: [.wait, .control])).map { handle in
+            defer { try? IPC.close(handle) }
+            return raw(SystemCallNumber.memoryCreate.rawValue, 4096, handle.value).status == error(.accessDenied)
+                && raw(SystemCallNumber.memoryAccount.rawValue, handle.value).status == error(.accessDenied)
+        } ?? false
+        if let object { try? IPC.close(object) }
+        let end = try? System.invoke(SystemCall.MemoryAccount(process: process))
+        charged = object != nil && start?.limit == 256 * 1024 && during.map { $0.used >= (start?.used ?? 0) + 64 * 1024 } == true
+            && end?.used == start?.used && tooMuch && noRight
+        try? IPC.close(process)
+    }
+    suite.check(charged, "with the account right a memory object is charged to another process, within its limit, and its account is read")
+
     let after = KernelHoldings.now
     suite.check(after.holdsNoMoreThan(before) && System.processes.live <= liveBefore,
                 "building processes by handle leaks nothing (objects \(before.objects) → \(after.objects), free frames \(before.freeFrames) → \(after.freeFrames))")
