@@ -57,12 +57,13 @@ ASM_OBJECTS  := $(patsubst kernel/arch/aarch64/%.S,$(BUILD)/%.o,$(KERNEL_ASM))
 # ---- User programs --------------------------------------------------------------------------
 # Every folder in userland/services is a program: its Swift files, the ABI and the runtime, built
 # into one Embedded Swift module, linked at 0x400000 and packed into the initial ramdisk. Of the
-# kernel's portable core, programs share text formatting, the slab heap, and for the program
-# loader the cpio reader and the ELF validator (with the address and permission types it uses).
+# kernel's portable core, programs share text formatting, the slab heap, the service manifest's
+# reader, and for the program loader the cpio reader and the ELF validator (with the address and
+# permission types it uses).
 USER_PROGRAMS := $(notdir $(wildcard userland/services/*))
 USER_SHARED   := $(ABI_SWIFT) support/CRuntime.swift kernel/core/FormattedText.swift kernel/core/KernelHeap.swift \
-                 kernel/core/CPIOArchive.swift kernel/core/ELFImage.swift kernel/core/PhysicalMemory.swift \
-                 kernel/core/PhysicalAddress.swift kernel/core/PageTable.swift
+                 kernel/core/ServiceManifest.swift kernel/core/CPIOArchive.swift kernel/core/ELFImage.swift \
+                 kernel/core/PhysicalMemory.swift kernel/core/PhysicalAddress.swift kernel/core/PageTable.swift
 USER_RUNTIME  := $(wildcard userland/runtime/*.swift)
 USER_FLAGS    := -target $(TARGET) -enable-experimental-feature Embedded -wmo -parse-as-library -Osize -g \
                  -Xfrontend -function-sections -I userland/runtime/include
@@ -84,10 +85,12 @@ $(BUILD)/user/%.elf: $(BUILD)/user/%.o $(BUILD)/user/start.o userland/runtime/us
 	$(LD_LLD) -T userland/runtime/user.ld -static --no-dynamic-linker --gc-sections --no-undefined \
 	    -z max-page-size=4096 -z norelro -o $@ $(BUILD)/user/start.o $<
 
-$(INITRD): $(USER_ELVES)
+# Beside the programs, the ramdisk holds the service manifest (userland/manifest) as `manifest`.
+$(INITRD): $(USER_ELVES) userland/manifest
 	@rm -rf $(BUILD)/initrd && mkdir -p $(BUILD)/initrd
 	@for program in $(USER_PROGRAMS); do \
 	    $(OBJCOPY) --strip-debug $(BUILD)/user/$$program.elf $(BUILD)/initrd/$$program; done
+	@cp userland/manifest $(BUILD)/initrd/manifest
 	cd $(BUILD)/initrd && ls | cpio --quiet -o -H newc > ../initrd.cpio
 
 # ---- EL0 system call fuzzer (userland/services/fuzz, docs/FUZZING.md) ----------------------

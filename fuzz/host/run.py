@@ -52,6 +52,8 @@ TARGETS = [
     Target("cpio", "CPIOArchiveTarget.swift",
            ["CPIOArchive", "ELFImage", "PhysicalAddress", "PhysicalMemory", "PageTable", "FormattedText"],
            ["tests/fixtures/cpio/*.cpio", "build/initrd.cpio"], 65536),
+    Target("manifest", "ServiceManifestTarget.swift", ["ServiceManifest", "FormattedText"],
+           ["userland/manifest"], 4096),
 ]
 
 # -O keeps the fuzzers fast; `-assert-config Debug` keeps the bounds checks of unsafe buffer

@@ -98,4 +98,17 @@ enum ProcessCalls {
             target.endNotification = (notification, call.bits)
         }
     }
+
+    /// `memoryCreate`: the object is paid for by the caller, or by the process its account handle names.
+    @inline(never)
+    static func createMemory(_ call: SystemCall.MemoryCreate, caller: Process) throws(KernelError) -> Handle {
+        let payer = call.account == .none ? caller : try process(call.account, in: caller, requiring: .account)
+        return try MemoryObject.create(bytes: call.bytes, in: caller, chargedTo: payer)
+    }
+
+    /// `memoryAccount`: the caller's account, or that of the process its handle names.
+    @inline(never)
+    static func account(_ call: SystemCall.MemoryAccount, caller: Process) throws(KernelError) -> MemoryAccount {
+        call.process == .none ? caller.account : try process(call.process, in: caller, requiring: .account).account
+    }
 }

@@ -221,9 +221,7 @@ enum SystemCalls {
             }
         case .memoryCreate:
             serve(frame, SystemCall.MemoryCreate.self) { call throws(KernelError) in
-                let process = try caller()
-                let payer = call.account == .none ? process : try ProcessCalls.process(call.account, in: process, requiring: .account)
-                return .init(handle: try MemoryObject.create(bytes: call.bytes, in: process, chargedTo: payer))
+                .init(handle: try ProcessCalls.createMemory(call, caller: try caller()))
             }
         case .memoryMap:
             serve(frame, SystemCall.MemoryMap.self) { call throws(KernelError) in
@@ -246,9 +244,7 @@ enum SystemCalls {
             }
         case .memoryAccount:
             serve(frame, SystemCall.MemoryAccount.self) { call throws(KernelError) in
-                let process = try caller()
-                let account = call.process == .none ? process.account
-                    : try ProcessCalls.process(call.process, in: process, requiring: .account).account
+                let account = try ProcessCalls.account(call, caller: try caller())
                 return .init(used: account.used, limit: account.limit)
             }
         case .kernelObjects:

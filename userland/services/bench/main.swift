@@ -44,6 +44,7 @@ struct Bench {
             if let child = try? System.spawn("crasher", argument: 0) { _ = try? System.wait(child) }
         }
         report("spawn-exit-wait", spawnTotal, overhead: overhead * UInt64(rounds) / UInt64(iterations), operations: UInt64(rounds))
+        benchmarkMemoryManager(overhead: overhead)
         System.exit(0)
     }
 }
@@ -111,4 +112,38 @@ func benchmarkIPC(overhead: UInt64) {
         report("notification-signal-wait", total, overhead: overhead / 4, operations: UInt64(rounds))
         try? IPC.close(notification)
     }
+}
+
+/// A heap growth through the memory manager: one 64 KiB run asked for (with the process handle
+/// that pays), mapped, its handle closed, and later unmapped; against the same run from `map`.
+func benchmarkMemoryManager(overhead: UInt64) {
+    guard let port = try? IPC.createPort(), let send = try? IPC.duplicate(port, rights: [.send, .transfer]),
+          let server = try? System.spawn("memory-manager", handle: port),
+          let payer = try? ProcessHandles.create("bench-payer").handle else {
+        System.print("bench: memory manager setup failed")
+        return
+    }
+    let manager = MemoryManager(send)
+    let rounds = 200
+    let bytes: UInt64 = 64 * 1024
+    let total = measure(rounds) {
+        guard let account = try? IPC.duplicate(payer, rights: [.account, .transfer]),
+              let object = try? manager.allocate(bytes: bytes, account: account) else { return }
+        if let pointer = try? IPC.map(object, writable: true) {
+            try? IPC.close(object)
+            try? System.unmap(pointer, bytes: bytes)
+        } else {
+            try? IPC.close(object)
+        }
+    }
+    report("heap-grow-memory-manager-64k", total, overhead: overhead * UInt64(rounds) / UInt64(Bench.iterations),
+           operations: UInt64(rounds))
+    let direct = measure(rounds) {
+        if let pointer = try? System.map(bytes: bytes, access: .write) { try? System.unmap(pointer, bytes: bytes) }
+    }
+    report("heap-grow-map-64k", direct, overhead: overhead * UInt64(rounds) / UInt64(Bench.iterations), operations: UInt64(rounds))
+    try? System.kill(server)
+    _ = try? System.wait(server)
+    try? IPC.close(send)
+    try? IPC.close(payer)
 }

@@ -2,8 +2,9 @@
 // device-access capability as its start handle. It reports itself, then, by its start argument,
 // runs the system call fuzzer (bit 2, its options above the flags), the user-space test suite
 // (bit 0, started with the program loader and handed the capability, whose checks need one, and
-// a copy of the ramdisk) or the benchmarks (bit 1) and ends with their result. Otherwise it runs hello and then drives console input: a userspace driver
-// for the UART's receive side, woken by the UART interrupt through a notification.
+// a copy of the ramdisk) or the benchmarks (bit 1) and ends with their result. Otherwise it runs
+// hello and then drives console input: a userspace driver for the UART's receive side, woken by
+// the UART interrupt through a notification.
 
 import UserSystemCall
 

@@ -513,25 +513,30 @@ enum Manager {
         services[index].state = .running
         services[index].startedAt = now
         log(index, "started", id: slots[slot].id)
-        if let registration { _ = register(service: index, port: clientSide, through: registration) }
+        register(service: index, port: clientSide)
     }
 
-    /// Tells the name service that service `index` is now reached through `port` (a send right,
-    /// of which a copy moves there): a call labelled `NameRegistration.register` with the name's
-    /// length in word 0 and the name from byte 8. True if it answered with success.
-    static func register(service index: Int, port: Handle, through registration: Handle) -> Bool {
-        guard let copy = try? IPC.duplicate(port, rights: [.send, .duplicate, .transfer]) else { return false }
-        var message = IPCMessage(label: NameRegistration.register)
-        message.setWord(atByte: 0, UInt64(services[index].nameLength))
-        for byte in 0..<services[index].nameLength { message[byte: 8 + byte] = services[index].name[byte] }
-        message.length = 8 + services[index].nameLength
-        message.attach(copy)
-        guard (try? IPC.call(registration, &message)) != nil else {
-            try? IPC.close(copy)
-            return false
+    /// Registers service `index`'s new port (a copy of the send right moves there) with the
+    /// name service, if this server was given its registrar port. True if the name service took it.
+    @discardableResult
+    static func register(service index: Int, port: Handle) -> Bool {
+        guard let registration, let copy = try? IPC.duplicate(port, rights: NamesProtocol.portRights) else { return false }
+        return (try? withBytes(&services[index].name, services[index].nameLength) { name throws(KernelError) in
+            try NameRegistrar(registration).register(name, port: copy)
+        }) != nil
+    }
+
+    /// Tells the name service that service `index` is down: restarting (`restarting`: lookups
+    /// wait for the next registration) or gone for good (its name is removed).
+    static func deregister(service index: Int, restarting: Bool) {
+        guard let registration else { return }
+        _ = try? withBytes(&services[index].name, services[index].nameLength) { name throws(KernelError) in
+            if restarting {
+                try NameRegistrar(registration).markDown(name)
+            } else {
+                try NameRegistrar(registration).unregister(name)
+            }
         }
-        for handle in 0..<min(message.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(message.handle(handle)) }
-        return message.label == 0
     }
 
     /// Applies service `index`'s policy to the end of its instance.
@@ -556,6 +561,7 @@ enum Manager {
         case .killed: line.write(") was killed")
         }
         guard policy == .always || (policy == .onFailure && failed) else {
+            deregister(service: index, restarting: false)
             services[index].state = .stopped
             line.write("; not restarted")
             System.print(FormattedText(line: line))
@@ -566,6 +572,7 @@ enum Manager {
             && time - services[index].recent[0] < ticks(milliseconds: Supervision.window)
         if tooOften {
             System.print(FormattedText(line: line))
+            deregister(service: index, restarting: false)
             services[index].state = .stopped
             log(index, "restarted too often; left stopped", id: nil)
             return
@@ -573,6 +580,7 @@ enum Manager {
         if time - services[index].startedAt >= ticks(milliseconds: Supervision.window) {
             services[index].nextDelay = Supervision.firstDelay
         }
+        deregister(service: index, restarting: true)
         let delay = services[index].nextDelay
         line.write("; restarting in ")
         line.writeDecimal(delay)
@@ -624,6 +632,7 @@ enum Manager {
 
     /// Ends service `index`'s instance (its slot then only waits to be collected) and forgets it.
     static func forget(_ index: Int) {
+        if services[index].state != .stopped { deregister(service: index, restarting: false) }
         let slot = services[index].slot
         if slot >= 0 {
             slots[slot].service = -1
@@ -662,9 +671,4 @@ enum Manager {
         }
         System.print(FormattedText(line: line))
     }
-}
-
-/// The name service's registration request, as this server sends it.
-enum NameRegistration {
-    static let register: UInt64 = 1
 }

@@ -172,6 +172,7 @@ struct Tests {
 
         testThreads(&suite)
         testIPC(&suite)
+        testNameService(&suite)
         testDirectDelivery(&suite)
         testServerPortClosedWhileWaiting(&suite)
         testDeviceAccess(&suite)
