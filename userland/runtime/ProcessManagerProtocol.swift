@@ -30,15 +30,6 @@ public enum ProcessManagerRequest: UInt64, Sendable {
     case stopService = 7
 }
 
-/// When the process manager starts a service's program again after it ends.
-public enum RestartPolicy: UInt64, Sendable {
-    case never = 0
-    /// After a fault, a kill it did not ask for, or an exit with a code other than 0.
-    case onFailure = 1
-    /// After any end it did not ask for.
-    case always = 2
-}
-
 /// What a list entry says of a process or service.
 public enum ManagedState: UInt8, Sendable {
     case running = 1

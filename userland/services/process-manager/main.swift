@@ -543,8 +543,7 @@ enum Manager {
     static func serviceEnded(_ index: Int, _ reason: ExitReason, _ code: UInt64) {
         let id = services[index].lastID
         services[index].slot = -1
-        let failed = reason != .exited || code != 0
-        let policy = services[index].policy
+
         var line = TextLine()
         line.write("process-manager: ")
         for byte in 0..<services[index].nameLength { line.write(byte: services[index].name[byte]) }
@@ -560,7 +559,7 @@ enum Manager {
             line.write(")")
         case .killed: line.write(") was killed")
         }
-        guard policy == .always || (policy == .onFailure && failed) else {
+        guard services[index].policy.restarts(after: reason, code: code) else {
             deregister(service: index, restarting: false)
             services[index].state = .stopped
             line.write("; not restarted")
