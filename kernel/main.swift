@@ -121,6 +121,10 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
             | ((arguments.number(of: "seed") ?? 1) & ((1 << 20) - 1)) << 36
         startFlags = StartFlags(rawValue: startFlags.rawValue | StartFlags.runFuzzer.rawValue | options << 8)
     }
+    if testMode, let restarts = arguments.number(of: "soak") {
+        // `test soak=N`: N kills of a service in the services' stage of the test run (bits 8-63).
+        startFlags = StartFlags(rawValue: startFlags.rawValue | (restarts & ((1 << 56) - 1)) << 8)
+    }
     startUserSpace(platform, startFlags: startFlags, powerOffAfterInit: testMode || benchMode)
 }
 

@@ -115,7 +115,10 @@ enum HeapPageSource {
                     if error != .peerClosed && error != .invalidHandle { break }
                     // Restarting: find the new instance, after a pause that doubles.
                     System.sleep(nanoseconds: 1_000_000 << UInt64(min(attempt, 7)))
-                    manager = MemoryManager.reconnect() ?? current
+                    if let found = MemoryManager.reconnect() {
+                        try? IPC.close(current.port)
+                        manager = found
+                    }
                 }
             }
         }
@@ -126,8 +129,11 @@ enum HeapPageSource {
 }
 
 extension MemoryManager {
-    /// The running instance, found again after a restart (through the name service), if any.
-    static func reconnect() -> MemoryManager? { nil }
+    /// The running instance, found again after a restart through the name service (a few tries:
+    /// the caller waits between its own), if any.
+    static func reconnect() -> MemoryManager? {
+        (try? SystemServices.lookup("memory-manager", attempts: 3)).map { MemoryManager($0.port) }
+    }
 }
 
 public enum UserHeap {

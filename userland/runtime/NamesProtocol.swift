@@ -50,6 +50,8 @@ public enum NamesProtocol {
     public static let register: UInt64 = 16
     public static let markDown: UInt64 = 17
     public static let unregister: UInt64 = 18
+    /// As register, with the generation given by the registrar: word 0, then the name from byte 8.
+    public static let registerGeneration: UInt64 = 19
 
     /// The status label of a successful answer.
     public static let success: UInt64 = 0
@@ -193,6 +195,25 @@ public struct NameRegistrar {
         } catch {
             // Still here if the request never left; if it did, the handle's generation has moved on
             // and this fails harmlessly.
+            try? IPC.close(port)
+            throw error
+        }
+    }
+
+    /// Registers `port` as `name`'s instance number `generation` (not 0), which the registrar
+    /// counts itself: the numbers then keep growing when the name service restarts.
+    @discardableResult
+    public func register(_ name: UnsafeRawBufferPointer, port: Handle, generation: UInt64) throws(KernelError) -> UInt64 {
+        do throws(KernelError) {
+            var message = IPCMessage(label: NamesProtocol.registerGeneration)
+            guard name.count >= 1, name.count <= NamesProtocol.maximumNameLength else { throw .invalidArgument }
+            message.fill(count: 8 + name.count) { index in
+                index < 8 ? UInt8(truncatingIfNeeded: generation >> (8 * UInt64(index))) : name[index - 8]
+            }
+            message.attach(port)
+            try NamesProtocol.call(handle, &message)
+            return NamesProtocol.word(message, at: 0)
+        } catch {
             try? IPC.close(port)
             throw error
         }

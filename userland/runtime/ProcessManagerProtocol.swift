@@ -28,6 +28,10 @@ public enum ProcessManagerRequest: UInt64, Sendable {
     case serviceEndpoint = 6
     /// As serviceEndpoint; ends the service (only its starter may) and forgets it.
     case stopService = 7
+    /// As serviceEndpoint; ends the service's running instance on purpose, to show a restart:
+    /// it is started again at once, whatever its policy, and the restart counts against no cap.
+    /// Reply: word 0 the id of the instance ended.
+    case crashService = 8
 }
 
 /// What a list entry says of a process or service.
@@ -240,6 +244,14 @@ public struct ProcessManager {
     public func stopService(_ name: UnsafeRawBufferPointer) throws(KernelError) {
         var message = IPCMessage(label: ProcessManagerRequest.stopService.rawValue)
         _ = try serviceCall(&message, name)
+    }
+
+    /// Ends service `name`'s running instance on purpose (it is started again at once); the id
+    /// of the instance ended.
+    @discardableResult
+    public func crashService(_ name: UnsafeRawBufferPointer) throws(KernelError) -> UInt64 {
+        var message = IPCMessage(label: ProcessManagerRequest.crashService.rawValue)
+        return try serviceCall(&message, name).word(atByte: 0)
     }
 
     func serviceCall(_ message: inout IPCMessage, _ name: UnsafeRawBufferPointer) throws(KernelError) -> IPCMessage {

@@ -122,13 +122,23 @@ public struct ProgramLoader {
         guard handles.count <= ProgramStart.maximumHandles, arguments.count <= ProgramStart.maximumArgumentsLength,
               name.count >= 1, name.count <= 64 else { throw .invalidArgument }
         let (process, id) = try ProcessHandles.create(name, memoryLimit: memoryLimit)
+        // The program's own process handle, to pay the memory manager with (`ownProcess`), where
+        // the start block has room for it.
+        var given = handles
+        var own: Handle?
         do throws(KernelError) {
+            if given.count < ProgramStart.maximumHandles {
+                own = try IPC.duplicate(process, rights: [.account, .wait, .duplicate, .transfer])
+                if let own { given.append(.ownProcess, own) }
+            }
             for index in 0..<image.segmentCount { try load(image.segment(index), from: file, into: process) }
             try mapZeroed(UserSpace.stackSize, at: UserSpace.stackTop - UserSpace.stackSize, access: .write, in: process)
-            try giveStartBlock(handles: handles, arguments: arguments, to: process)
+            try giveStartBlock(handles: given, arguments: arguments, to: process)
             try ProcessHandles.start(process, entry: image.entry.value, stackTop: UserSpace.stackTop, argument: argument,
                                      handle: startHandle, startBlock: ProgramStart.blockAddress)
         } catch {
+            // Its own handle, if it did not reach it (a stale value is refused), then the process.
+            if let own { try? IPC.close(own) }
             ProcessHandles.discard(process)
             throw error
         }

@@ -10,7 +10,8 @@
 @main
 struct Echo {
     static func main() {
-        guard let port = System.startHandle else { System.panic("echo: started without a port") }
+        // As a service its port comes in the start block; the tests start it with the port as start handle.
+        guard let port = ProgramStart.handle(.service) ?? System.startHandle else { System.panic("echo: started without a port") }
         if System.startArgument == 2 {
             // Signal mode: the handle is a notification; set bit 1 after 20 ms.
             System.sleep(nanoseconds: 20_000_000)

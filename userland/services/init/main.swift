@@ -15,8 +15,16 @@ struct Init {
         System.print("init: running at EL0 as process \(System.processID.value); \(memory.freeFrames) of \(memory.totalFrames) frames free")
         let deviceAccess = System.startHandle
         if System.startFlags.contains(.runFuzzer) { System.exit(run("fuzz", argument: System.startArgument >> 8)) }
-        if System.startFlags.contains(.runTests) { System.exit(runTests(deviceAccess: deviceAccess)) }
+        if System.startFlags.contains(.runTests) {
+            // The kernel's suite first, on a quiet system; then the services, and their own tests.
+            let failures = runTests(deviceAccess: deviceAccess)
+            SystemStart.start(deviceAccess: deviceAccess)
+            let serviceFailures = runServiceTests(restarts: System.startArgument >> 8)
+            SystemStart.stop()
+            System.exit(failures + serviceFailures)
+        }
         if System.startFlags.contains(.runBenchmarks) { System.exit(run("bench")) }
+        SystemStart.start(deviceAccess: deviceAccess)
         let code = run("hello")
         System.print("init: hello ended with code \(code)")
         guard let deviceAccess else {
@@ -41,6 +49,24 @@ struct Init {
 }
 
 extension Init {
+    /// Runs the services' tests (the `restarts` program) through the process manager, with
+    /// `restarts` rounds of killing a service (0: its default); its exit code, 255 if it could
+    /// not run.
+    static func runServiceTests(restarts: UInt64) -> UInt64 {
+        guard let manager = SystemStart.processManager else {
+            System.print("init: no process manager: the services' tests cannot run")
+            return 255
+        }
+        do throws(KernelError) {
+            let id = try manager.spawn("restarts", argument: restarts)
+            let status = try manager.wait(id)
+            return status.reason == .exited ? status.code : 255
+        } catch {
+            System.print("init: cannot run restarts: \(error)")
+            return 255
+        }
+    }
+
     /// Runs the test suite with the program loader: device access as its start handle, and a
     /// copy of the ramdisk under `.ramdisk` so that it can load programs itself. Its exit code,
     /// or 255 if it could not run or did not exit.

@@ -87,9 +87,21 @@ struct NameService {
             let cursor = request.length == 0 ? 0 : NamesProtocol.word(request, at: 0)
             list(from: cursor, into: &answer)
             return nil
-        case NamesProtocol.register:
+        case NamesProtocol.register, NamesProtocol.registerGeneration:
             guard mayRegister else { throw .accessDenied }
             guard handles.count == 1 else { throw .invalidArgument }
+            // registerGeneration: the registrar says which generation this is (word 0, not 0), so
+            // that numbers keep growing across restarts of this service too; the name follows.
+            var given: UInt64 = 0
+            if request.label == NamesProtocol.registerGeneration {
+                guard request.length > 8 else { throw .invalidArgument }
+                given = NamesProtocol.word(request, at: 0)
+                guard given != 0 else { throw .invalidArgument }
+                var named = IPCMessage(label: request.label)
+                let original = request
+                named.fill(count: request.length - 8) { original[byte: 8 + $0] }
+                request = named
+            }
             let name = try validName(&request)
             // The port must be a send right the service can hand out copies of.
             guard let probe = try? IPC.duplicate(handles.handles[0], rights: NamesProtocol.portRights) else {
@@ -106,6 +118,7 @@ struct NameService {
                 index = free
                 table.slots[index] = NameSlot(used: true, name: name, port: .none, generation: 1, state: .up)
             }
+            if given != 0 { table.slots[index].generation = given }
             table.slots[index].port = handles.keep(0)
             table.slots[index].state = .up
             NamesProtocol.setWord(&answer, at: 0, table.slots[index].generation)

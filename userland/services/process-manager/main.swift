@@ -19,6 +19,7 @@ struct ProcessManagerService {
         }
         Manager.port = port
         Manager.registration = ProgramStart.handle(.registration)
+        Manager.ownSendRight = ProgramStart.handle(.processManager)
         Manager.serve()
     }
 }
@@ -71,6 +72,10 @@ struct Service {
     var due: UInt64 = 0
     var startedAt: UInt64 = 0
     var mappedBytes: UInt64 = 0
+    /// Its instance was ended on request (`crashService`): start it again at once, uncounted.
+    var crashRequested = false
+    /// The next restart is one `crashService` asked for: no delay, outside the rate cap.
+    var uncountedRestart = false
     var inUse: Bool { owner != 0 }
 }
 
@@ -94,6 +99,9 @@ enum Manager {
     /// Every started process signals bit `slot` here when it ends.
     nonisolated(unsafe) static var bell = Handle.none
     nonisolated(unsafe) static var registration: Handle?
+    /// A send right to this server's own port, whose copies every program it starts gets
+    /// (`.processManager`).
+    nonisolated(unsafe) static var ownSendRight: Handle?
     nonisolated(unsafe) static var slots = [Slot](repeating: Slot(), count: slotCapacity)
     nonisolated(unsafe) static var services = [Service](repeating: Service(), count: serviceCapacity)
     nonisolated(unsafe) static var frequency: UInt64 = 1
@@ -164,6 +172,7 @@ enum Manager {
             case .startService: try startService(&message, attached, count, taken: &taken)
             case .serviceEndpoint: try serviceEndpoint(&message)
             case .stopService: try stopService(&message)
+            case .crashService: try crashService(&message)
             case nil: throw .invalidArgument
             }
         } catch {
@@ -248,9 +257,31 @@ enum Manager {
         guard let slot = freeSlot() else { throw .queueFull }
         guard let file = loader.file(named: program) else { throw .notFound }
         let footprint = footprint(of: file)
+        // The system's own services, where the start block has room: this server, the name
+        // service and the memory manager (not to the name service, nor to the memory manager
+        // itself, whose own heap must not wait for it).
+        var given = handles
+        var added = StartHandles()
+        func add(_ tag: StartTag, _ port: Handle?) {
+            guard let port, given.count + 1 < ProgramStart.maximumHandles,
+                  let copy = try? IPC.duplicate(port, rights: [.send, .duplicate, .transfer]) else { return }
+            given.append(tag, copy)
+            added.append(tag, copy)
+        }
+        let role = SystemRole(program: program)
+        add(.processManager, ownSendRight)
+        if role == .other || role == .memoryManager { add(.names, runningPort(of: .names)) }
+        if role == .other { add(.memoryManager, runningPort(of: .memoryManager)) }
         // On failure the caller closes the handles: those the loader already moved are stale by then.
-        let (process, id) = try ProgramLoader.spawn(file: file, name: program, argument: argument, startHandle: start,
-                                                    handles: handles, arguments: arguments, memoryLimit: memoryLimit)
+        let process: Handle
+        let id: UInt64
+        do throws(KernelError) {
+            (process, id) = try ProgramLoader.spawn(file: file, name: program, argument: argument, startHandle: start,
+                                                    handles: given, arguments: arguments, memoryLimit: memoryLimit)
+        } catch {
+            for index in 0..<added.count { try? IPC.close(added.handle(index)) }
+            throw error
+        }
         taken = true
         do throws(KernelError) {
             try ProcessHandles.notify(bell, bits: 1 << UInt64(slot), whenEnds: process)
@@ -479,6 +510,16 @@ enum Manager {
         let serverSide = try IPC.duplicate(port, rights: [.receive, .transfer])
         var handles = StartHandles()
         handles.append(.service, serverSide)
+        // The name service also gets a fresh registrar port, whose send right this server keeps.
+        var registrar: Handle?
+        defer { if let registrar { try? IPC.close(registrar) } }
+        var newRegistration: Handle?
+        if SystemRole(program: services[index].program, services[index].programLength) == .names {
+            let made = try IPC.createPort()
+            registrar = made
+            newRegistration = try IPC.duplicate(made, rights: [.send, .duplicate, .transfer])
+            handles.append(.registrar, try IPC.duplicate(made, rights: [.receive, .transfer]))
+        }
         defer {
             // Whatever did not reach the instance.
             if handles.count > 0 && services[index].slot < 0 {
@@ -503,7 +544,12 @@ enum Manager {
             }
         } catch {
             try? IPC.close(clientSide)
+            if let newRegistration { try? IPC.close(newRegistration) }
             throw error
+        }
+        if let newRegistration {
+            if let registration { try? IPC.close(registration) }
+            registration = newRegistration
         }
         if services[index].port != .none { try? IPC.close(services[index].port) }
         services[index].port = clientSide
@@ -513,7 +559,15 @@ enum Manager {
         services[index].state = .running
         services[index].startedAt = now
         log(index, "started", id: slots[slot].id)
-        register(service: index, port: clientSide)
+        if newRegistration != nil {
+            // A new name service knows nothing yet: every running service is registered again.
+            for other in 0..<serviceCapacity where other != index && services[other].inUse
+                && services[other].state == .running {
+                register(service: other, port: services[other].port)
+            }
+        } else {
+            register(service: index, port: clientSide)
+        }
     }
 
     /// Registers service `index`'s new port (a copy of the send right moves there) with the
@@ -522,14 +576,18 @@ enum Manager {
     static func register(service index: Int, port: Handle) -> Bool {
         guard let registration, let copy = try? IPC.duplicate(port, rights: NamesProtocol.portRights) else { return false }
         return (try? withBytes(&services[index].name, services[index].nameLength) { name throws(KernelError) in
-            try NameRegistrar(registration).register(name, port: copy)
+            // The instance's number, which this server keeps: it grows across restarts of the name
+            // service too.
+            try NameRegistrar(registration).register(name, port: copy, generation: UInt64(services[index].restarts + 1))
         }) != nil
     }
 
     /// Tells the name service that service `index` is down: restarting (`restarting`: lookups
     /// wait for the next registration) or gone for good (its name is removed).
     static func deregister(service index: Int, restarting: Bool) {
-        guard let registration else { return }
+        guard let registration, SystemRole(program: services[index].program, services[index].programLength) != .names else {
+            return
+        }
         _ = try? withBytes(&services[index].name, services[index].nameLength) { name throws(KernelError) in
             if restarting {
                 try NameRegistrar(registration).markDown(name)
@@ -558,6 +616,18 @@ enum Manager {
             line.writeHex(code)
             line.write(")")
         case .killed: line.write(") was killed")
+        }
+        if services[index].crashRequested {
+            // Ended on request: back at once, counted against nothing.
+            services[index].crashRequested = false
+            deregister(service: index, restarting: true)
+            line.write(" on request; restarting now")
+            System.print(FormattedText(line: line))
+            services[index].due = now
+            services[index].state = .restartPending
+            services[index].restarts += 1
+            services[index].uncountedRestart = true
+            return
         }
         guard services[index].policy.restarts(after: reason, code: code) else {
             deregister(service: index, restarting: false)
@@ -596,6 +666,16 @@ enum Manager {
         let time = now
         for index in 0..<serviceCapacity where services[index].inUse && services[index].state == .restartPending
             && services[index].due <= time {
+            if services[index].uncountedRestart {
+                services[index].uncountedRestart = false
+                do throws(KernelError) {
+                    try startInstance(index)
+                } catch {
+                    log(index, "could not be restarted", id: nil)
+                    serviceEnded(index, .killed, 0)
+                }
+                continue
+            }
             if services[index].recentCount == Supervision.maximumRestarts {
                 for older in 1..<Supervision.maximumRestarts { services[index].recent[older - 1] = services[index].recent[older] }
                 services[index].recentCount -= 1
@@ -620,6 +700,26 @@ enum Manager {
         message.setWord(atByte: 0, services[index].lastID)
         message.length = 8
         message.attach(copy)
+    }
+
+    static func crashService(_ message: inout IPCMessage) throws(KernelError) {
+        let index = try namedService(message)
+        let slot = services[index].slot
+        guard services[index].state == .running, slot >= 0 else { throw .notFound }
+        try ProcessHandles.kill(slots[slot].process)
+        services[index].crashRequested = true
+        clear(&message, label: 0)
+        message.setWord(atByte: 0, slots[slot].id)
+        message.length = 8
+    }
+
+    /// A send right to the running instance of the system service `role`, if one runs.
+    static func runningPort(of role: SystemRole) -> Handle? {
+        for index in 0..<serviceCapacity where services[index].inUse && services[index].state == .running
+            && SystemRole(program: services[index].program, services[index].programLength) == role {
+            return services[index].port
+        }
+        return nil
     }
 
     static func stopService(_ message: inout IPCMessage) throws(KernelError) {
@@ -669,5 +769,35 @@ enum Manager {
             line.write(what)
         }
         System.print(FormattedText(line: line))
+    }
+}
+
+/// The two programs this server knows by name: the name service, which gets the registrar port
+/// (whose send right this server keeps, to register every service), and the memory manager, whose
+/// port every later program gets. Any other program is only what the manifest says it is.
+enum SystemRole: Equatable {
+    case names
+    case memoryManager
+    case other
+
+    init(program: UnsafeRawBufferPointer) {
+        if Self.equal(program, "names") {
+            self = .names
+        } else if Self.equal(program, "memory-manager") {
+            self = .memoryManager
+        } else {
+            self = .other
+        }
+    }
+
+    init(program: InlineArray<64, UInt8>, _ length: Int) {
+        var copy = program
+        self = withUnsafeBytes(of: &copy) { SystemRole(program: UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
+    }
+
+    static func equal(_ bytes: UnsafeRawBufferPointer, _ name: StaticString) -> Bool {
+        guard bytes.count == name.utf8CodeUnitCount else { return false }
+        for index in 0..<bytes.count where bytes[index] != name.utf8Start[index] { return false }
+        return true
     }
 }

@@ -1,0 +1,133 @@
+// init starts the system's services: the process manager, loaded here with the program loader,
+// then, through it, every service of the manifest (`manifest` in the initial ramdisk) in
+// dependency order. Each start is reported on the boot log; each manifest line that cannot be used
+// is reported with its number and reason, and the valid entries still start.
+
+enum SystemStart {
+    /// The process manager, once started: init's send right to it and its process handle.
+    nonisolated(unsafe) static var processManager: ProcessManager?
+    nonisolated(unsafe) static var processManagerProcess = Handle.none
+
+    nonisolated(unsafe) static var deviceAccess: Handle?
+    /// The services started, to stop them at the end of a test run.
+    nonisolated(unsafe) static var startedNames = InlineArray<32, ServiceName>(repeating: ServiceName())
+    nonisolated(unsafe) static var startedCount = 0
+
+    /// Stops every service and then the process manager, so that a test run ends with nothing
+    /// of theirs left (each service's process ends with its stop).
+    static func stop() {
+        guard let manager = processManager else { return }
+        for index in (0..<startedCount).reversed() {
+            _ = try? startedNames[index].withBytes { name throws(KernelError) in try manager.stopService(name) }
+        }
+        try? ProcessHandles.kill(processManagerProcess)
+        _ = try? ProcessHandles.wait(processManagerProcess)
+        try? IPC.close(processManagerProcess)
+        try? IPC.close(manager.port)
+        processManager = nil
+    }
+    nonisolated(unsafe) static var done = Handle.none
+
+    /// Starts the process manager and the manifest's services, on a thread with a stack large
+    /// enough for the manifest reader's fixed storage (init's own stack is 64 KiB), and waits
+    /// for it. A service that cannot start is reported and the others still start.
+    static func start(deviceAccess: Handle?) {
+        self.deviceAccess = deviceAccess
+        do throws(KernelError) {
+            done = try IPC.createNotification()
+            _ = try System.createThread(stackBytes: 512 * 1024) { _ in
+                SystemStart.start()
+                try? IPC.signal(SystemStart.done, bits: 1)
+            }
+            _ = try IPC.wait(done)
+            try? IPC.close(done)
+        } catch {
+            System.print("init: cannot start the services: \(error)")
+        }
+    }
+
+    /// The work of `start(deviceAccess:)`; false if the process manager could not be started.
+    @discardableResult
+    static func start() -> Bool {
+        guard let ramdisk = System.initialRamdisk else {
+            System.print("init: no ramdisk object: no services started")
+            return false
+        }
+        let loader: ProgramLoader
+        do throws(KernelError) {
+            loader = try ProgramLoader(ramdisk: ramdisk)
+        } catch {
+            System.print("init: the ramdisk cannot be read: \(error)")
+            return false
+        }
+        defer { loader.close() }
+        guard let manager = startProcessManager(loader, ramdisk: ramdisk) else { return false }
+        processManager = manager
+        guard let text = loader.file(named: UnsafeRawBufferPointer(start: ("manifest" as StaticString).utf8Start, count: 8)) else {
+            System.print("init: no manifest in the ramdisk: no services started")
+            return true
+        }
+        let manifest = ServiceManifest(parsing: text)
+        for index in 0..<manifest.problemCount { System.print("init: manifest \(manifest.problem(index))") }
+        if manifest.problemsLeftOut > 0 { System.print("init: manifest: \(manifest.problemsLeftOut) more problems") }
+        let order = manifest.startOrder()
+        for index in 0..<order.problemCount { System.print("init: manifest \(order.problem(index))") }
+        for position in 0..<order.count {
+            startService(manifest[order[position]], through: manager, deviceAccess: deviceAccess)
+        }
+        return true
+    }
+
+    /// The process manager on a port of its own: the receive right and a send right (to hand to
+    /// the programs it starts) in its start block with a copy of the ramdisk.
+    static func startProcessManager(_ loader: ProgramLoader, ramdisk: Handle) -> ProcessManager? {
+        var made = InlineArray<4, Handle>(repeating: .none)
+        do throws(KernelError) {
+            let port = try IPC.createPort()
+            defer { try? IPC.close(port) }
+            made[0] = try IPC.duplicate(port, rights: [.send, .duplicate, .transfer])
+            made[1] = try IPC.duplicate(port, rights: [.receive, .transfer])
+            made[2] = try IPC.duplicate(made[0], rights: [.send, .duplicate, .transfer])
+            made[3] = try IPC.duplicate(ramdisk, rights: [.map, .duplicate, .transfer])
+            var handles = StartHandles()
+            handles.append(.service, made[1])
+            handles.append(.processManager, made[2])
+            handles.append(.ramdisk, made[3])
+            let started = try loader.spawn("process-manager", handles: handles)
+            processManagerProcess = started.process
+            System.print("init: started process-manager (process \(started.id))")
+            return ProcessManager(made[0])
+        } catch {
+            // Values the loader moved are stale now, and their close refused.
+            for index in 0..<4 where made[index] != .none { try? IPC.close(made[index]) }
+            System.print("init: cannot start process-manager: \(error)")
+            return nil
+        }
+    }
+
+    static func startService(_ entry: ServiceEntry, through manager: ProcessManager, deviceAccess: Handle?) {
+        var handles = ClientHandles()
+        if entry.devices.contains(.console), let deviceAccess,
+           let copy = try? IPC.duplicate(deviceAccess, rights: [.open, .duplicate, .transfer]) {
+            handles.append(.deviceAccess, copy)
+        }
+        do throws(KernelError) {
+            let started = try entry.name.withBytes { name throws(KernelError) in
+                try entry.program.withBytes { program throws(KernelError) in
+                    try entry.arguments.withBytes { arguments throws(KernelError) in
+                        try manager.startService(name, program: program, arguments: arguments, policy: entry.restart,
+                                                 handles: handles, memoryLimit: entry.memoryLimit)
+                    }
+                }
+            }
+            try? IPC.close(started.port)
+            if startedCount < startedNames.count {
+                startedNames[startedCount] = entry.name
+                startedCount += 1
+            }
+            System.print("init: started \(entry.name) (process \(started.id))")
+        } catch {
+            System.print("init: cannot start \(entry.name): \(error)")
+        }
+    }
+}

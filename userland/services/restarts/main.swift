@@ -1,0 +1,197 @@
+// restarts: the services' test, run by init (through the process manager) once the manifest's
+// services are up, and the `make soak` campaign. It shows the services running (the process
+// manager's list), then kills the memory manager, the name service and the echo service in turn
+// while using each: after every kill the old port answers `peerClosed` (never a hang), the name
+// is looked up again, its generation has grown, and the new instance does the work. At the end
+// the kernel holds what it held before the first kill. Start argument: the number of kills (0:
+// 100). Last lines: "soak: N restarts, N recovered, leaked frames N, leaked objects N" and
+// "restarts: N passed, N failed"; the exit code is the number of failures.
+
+struct Checks {
+    var passed = 0
+    var failed = 0
+
+    mutating func check(_ condition: Bool, _ description: FormattedText) {
+        var line = TextLine()
+        line.write(condition ? "restarts: \u{2713} " : "restarts: \u{2717} FAILED: ")
+        description.line.forEachByte { line.write(byte: $0) }
+        System.print(FormattedText(line: line))
+        if condition { passed += 1 } else { failed += 1 }
+    }
+}
+
+/// The three services this test kills, and how it uses each.
+enum Target: Int {
+    case memoryManager = 0
+    case names = 1
+    case echo = 2
+
+    var name: StaticString {
+        switch self {
+        case .memoryManager: return "memory-manager"
+        case .names: return "names"
+        case .echo: return "echo"
+        }
+    }
+}
+
+/// What the kernel holds: frames (with the kernel heap's pages, which stay warm) and objects.
+struct Holdings: Equatable {
+    var frames: UInt64
+    var objects: UInt64
+    static var now: Holdings {
+        Holdings(frames: System.memory.freeFrames + System.kernelHeap.pages, objects: System.kernelObjects.objects)
+    }
+}
+
+@main
+struct Restarts {
+    static func main() {
+        let rounds = System.startArgument == 0 ? 100 : Int(System.startArgument)
+        var checks = Checks()
+        guard let manager = SystemServices.processManager, ProgramStart.handle(.ownProcess) != nil else {
+            System.panic("restarts: started without the process manager or its own process handle")
+        }
+
+        // The services run: the process manager's list, as `ps` shows it.
+        var running = 0
+        var entries = InlineArray<4, ProcessEntry>(repeating: ProcessEntry())
+        var first = 0
+        while let listed = try? manager.list(from: first, into: &entries), listed.count > 0 {
+            for index in 0..<listed.count {
+                let entry = entries[index]
+                var line = TextLine()
+                line.write("restarts: ps: ")
+                line.writeDecimal(entry.id)
+                line.write(" ")
+                for byte in 0..<entry.nameLength { line.write(byte: entry.name[byte]) }
+                line.write(entry.isService ? " service " : " program ")
+                line.write(entry.state == .running ? "running" : "not running")
+                System.print(FormattedText(line: line))
+                if entry.isService && entry.state == .running { running += 1 }
+            }
+            first += listed.count
+            if first >= listed.total { break }
+        }
+        checks.check(running >= 3, "the process manager lists \(running) services running")
+
+        var generations = InlineArray<3, UInt64>(repeating: 0)
+        var ports = InlineArray<3, Handle>(repeating: .none)
+        var allFound = true
+        for index in 0..<3 {
+            let target = Target(rawValue: index)!
+            guard let found = find(target, newerThan: 0) else {
+                allFound = false
+                continue
+            }
+            ports[index] = found.port
+            generations[index] = found.generation
+            allFound = allFound && use(target, found.port)
+        }
+        checks.check(allFound, "memory-manager, names and echo are found by name and answer")
+
+        // One kill of each first, so that what the kernel holds afterwards is the steady state.
+        var recovered = 0
+        for index in 0..<3 { if restart(Target(rawValue: index)!, manager, &ports, &generations) { recovered += 1 } }
+        let before = Holdings.now
+        var kills = 0
+        for round in 0..<rounds {
+            kills += 1
+            if restart(Target(rawValue: round % 3)!, manager, &ports, &generations) { recovered += 1 }
+        }
+        // Every service back and answering, then what the kernel holds.
+        var back = true
+        for index in 0..<3 { back = back && use(Target(rawValue: index)!, ports[index]) }
+        let after = Holdings.now
+        let leakedFrames = after.frames < before.frames ? before.frames - after.frames : 0
+        let leakedObjects = after.objects > before.objects ? after.objects - before.objects : 0
+        System.print("soak: \(kills + 3) restarts, \(recovered) recovered, leaked frames \(leakedFrames), leaked objects \(leakedObjects)")
+        checks.check(back && recovered == kills + 3,
+                     "\(kills + 3) kills of a service in use: each time the old port answered peer closed, the name came back with a new generation and the new instance did the work")
+        checks.check(leakedFrames == 0 && leakedObjects == 0,
+                     "nothing leaked across the restarts (frames \(before.frames) → \(after.frames), objects \(before.objects) → \(after.objects))")
+        for index in 0..<3 where ports[index] != .none { try? IPC.close(ports[index]) }
+        System.print("restarts: \(checks.passed) passed, \(checks.failed) failed")
+        System.exit(UInt64(checks.failed))
+    }
+
+    /// Kills `target` through the process manager while holding its port, then checks the old
+    /// port answers `peerClosed` and that the name leads to a new instance that works.
+    static func restart(_ target: Target, _ manager: ProcessManager, _ ports: inout InlineArray<3, Handle>,
+                        _ generations: inout InlineArray<3, UInt64>) -> Bool {
+        let index = target.rawValue
+        let name = target.name
+        guard (try? manager.crashService(UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))) != nil else {
+            return false
+        }
+        // The old instance is gone: its port says so, whatever the request.
+        let oldAnswer = answer(target, ports[index])
+        guard oldAnswer == .peerClosed else {
+            System.print("restarts: the old \(name) answered \(oldAnswer.map { $0.summary } ?? "success")")
+            return false
+        }
+        guard let found = find(target, newerThan: generations[index]) else {
+            System.print("restarts: \(name) did not come back")
+            return false
+        }
+        try? IPC.close(ports[index])
+        ports[index] = found.port
+        generations[index] = found.generation
+        return use(target, found.port)
+    }
+
+    /// The new instance of `target`: through the name service, the registration newer than
+    /// `generation` (until the process manager has registered it, a lookup may still answer the
+    /// old one, or say it is restarting); the name service itself, which registers no one but the
+    /// others, through the process manager.
+    static func find(_ target: Target, newerThan generation: UInt64) -> (port: Handle, generation: UInt64)? {
+        for attempt in 0..<40 {
+            if target == .names {
+                if let endpoint = try? SystemServices.processManager?.serviceEndpoint(
+                    UnsafeRawBufferPointer(start: target.name.utf8Start, count: target.name.utf8CodeUnitCount)) {
+                    return (endpoint.port, endpoint.id)
+                }
+            } else if let found = try? SystemServices.lookup(target.name) {
+                if found.generation > generation { return found }
+                try? IPC.close(found.port)
+            }
+            System.sleep(nanoseconds: 1_000_000 << UInt64(min(attempt, 6)))
+        }
+        return nil
+    }
+
+    /// Whether the service at `port` does its work.
+    static func use(_ target: Target, _ port: Handle) -> Bool { answer(target, port) == nil }
+
+    /// The error a piece of work on `port` met, or nil.
+    static func answer(_ target: Target, _ port: Handle) -> KernelError? {
+        do throws(KernelError) {
+            switch target {
+            case .memoryManager:
+                guard let own = ProgramStart.handle(.ownProcess) else { return .invalidHandle }
+                let payer = try IPC.duplicate(own, rights: [.account, .wait, .transfer])
+                let object = try MemoryManager(port).allocate(bytes: 16 * 1024, account: payer)
+                defer { try? IPC.close(object) }
+                let block = try IPC.map(object, writable: true)
+                for word in 0..<2048 { block.storeBytes(of: UInt64(word) &* 31, toByteOffset: word * 8, as: UInt64.self) }
+                var intact = true
+                for word in 0..<2048 where block.load(fromByteOffset: word * 8, as: UInt64.self) != UInt64(word) &* 31 { intact = false }
+                try System.unmap(block, bytes: 16 * 1024)
+                return intact ? nil : .invalidArgument
+            case .names:
+                let found = try Names(port).lookup("echo")
+                try? IPC.close(found.port)
+                return nil
+            case .echo:
+                var message = IPCMessage(label: 10)
+                message.fill(count: 32) { UInt8(truncatingIfNeeded: $0 &* 7) }
+                try IPC.call(port, &message)
+                var same = message.label == 11 && message.length == 32
+                for index in 0..<32 where message[byte: index] != UInt8(truncatingIfNeeded: index &* 7) { same = false }
+                return same ? nil : .invalidArgument
+            }
+        } catch {
+            return error
+        }
+    }
+}
