@@ -187,33 +187,33 @@ public struct NameRegistrar {
     /// is used up whatever the result (moved to the service, or closed).
     @discardableResult
     public func register(_ name: UnsafeRawBufferPointer, port: Handle) throws(KernelError) -> UInt64 {
-        do throws(KernelError) {
-            var message = try NamesProtocol.request(NamesProtocol.register, name: name)
-            message.attach(port)
-            try NamesProtocol.call(handle, &message)
-            return NamesProtocol.word(message, at: 0)
-        } catch {
-            // Still here if the request never left; if it did, the handle's generation has moved on
-            // and this fails harmlessly.
-            try? IPC.close(port)
-            throw error
-        }
+        try register(port) { () throws(KernelError) in try NamesProtocol.request(NamesProtocol.register, name: name) }
     }
 
     /// Registers `port` as `name`'s instance number `generation` (not 0), which the registrar
     /// counts itself: the numbers then keep growing when the name service restarts.
     @discardableResult
     public func register(_ name: UnsafeRawBufferPointer, port: Handle, generation: UInt64) throws(KernelError) -> UInt64 {
-        do throws(KernelError) {
-            var message = IPCMessage(label: NamesProtocol.registerGeneration)
+        try register(port) { () throws(KernelError) in
             guard name.count >= 1, name.count <= NamesProtocol.maximumNameLength else { throw .invalidArgument }
+            var message = IPCMessage(label: NamesProtocol.registerGeneration)
             message.fill(count: 8 + name.count) { index in
                 index < 8 ? UInt8(truncatingIfNeeded: generation >> (8 * UInt64(index))) : name[index - 8]
             }
+            return message
+        }
+    }
+
+    /// Sends the registration `request` makes with `port` attached; the generation answered.
+    private func register(_ port: Handle, _ request: () throws(KernelError) -> IPCMessage) throws(KernelError) -> UInt64 {
+        do throws(KernelError) {
+            var message = try request()
             message.attach(port)
             try NamesProtocol.call(handle, &message)
             return NamesProtocol.word(message, at: 0)
         } catch {
+            // Still here if the request never left; if it did, the handle's generation has moved on
+            // and this fails harmlessly.
             try? IPC.close(port)
             throw error
         }

@@ -10,6 +10,9 @@
 struct ProcessManagerService {
     static func main() {
         guard let port = ProgramStart.handle(.service) else { System.panic("process-manager: no service port") }
+        // Its heap, mapped now: what it keeps grows little after its start, and a refusal of
+        // memory later must fail a request, not end the server. (Asked again while refused.)
+        for _ in 0..<100 where (try? UserHeap.reserve(pages: 48)) == nil {}
         guard let ramdisk = ProgramStart.handle(.ramdisk) else { System.panic("process-manager: no ramdisk") }
         do throws(KernelError) {
             Manager.loader = try ProgramLoader(ramdisk: ramdisk)

@@ -89,6 +89,11 @@ struct Restarts {
             allFound = allFound && use(target, found.port)
         }
         checks.check(allFound, "memory-manager, names and echo are found by name and answer")
+        guard allFound else {
+            // Without all three there is nothing to kill and bring back.
+            System.print("restarts: \(checks.passed) passed, \(checks.failed) failed")
+            System.exit(UInt64(checks.failed))
+        }
 
         // One kill of each first, so that what the kernel holds afterwards is the steady state.
         var recovered = 0
@@ -151,7 +156,7 @@ struct Restarts {
                     UnsafeRawBufferPointer(start: target.name.utf8Start, count: target.name.utf8CodeUnitCount)) {
                     return (endpoint.port, endpoint.id)
                 }
-            } else if let found = try? SystemServices.lookup(target.name) {
+            } else if let found = try? SystemServices.lookup(target.name, attempts: 2) {
                 if found.generation > generation { return found }
                 try? IPC.close(found.port)
             }

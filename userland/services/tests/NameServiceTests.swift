@@ -117,6 +117,31 @@ func testNameService(_ suite: inout Suite) {
     closeAll(restarted)
     suite.check(downCase, "names: a service marked down keeps its name (listed restarting, lookups would block) and comes back as generation 3")
 
+    // The registrar may say the generation itself (the process manager counts instances): it
+    // then holds across a restart of the name service; 0 is refused.
+    var given: UInt64?
+    var zeroRefused = false
+    var lookedUp: UInt64?
+    if let lone = loneSendRight() {
+        given = try? registrar.register(UnsafeRawBufferPointer(start: ("gamma" as StaticString).utf8Start, count: 5),
+                                        port: lone, generation: 41)
+        lookedUp = (try? names.lookup("gamma")).map { answer in
+            try? IPC.close(answer.port)
+            return answer.generation
+        }
+    }
+    if let lone = loneSendRight() {
+        do throws(KernelError) {
+            _ = try registrar.register(UnsafeRawBufferPointer(start: ("gamma" as StaticString).utf8Start, count: 5),
+                                       port: lone, generation: 0)
+        } catch {
+            zeroRefused = error == .invalidArgument
+        }
+    }
+    try? registrar.unregister("gamma")
+    suite.check(given == 41 && lookedUp == 41 && zeroRefused,
+                "names: a registration with the registrar's own generation (41) is answered with it; generation 0 is refused")
+
     // Removed: gone for lookups and for the registrar; a new registration starts at 1 again.
     let removed = failure { () throws(KernelError) in try registrar.unregister("alpha") }
     let afterRemoval = lookupStatus(names, "alpha")
