@@ -68,15 +68,6 @@ public enum NamesProtocol {
     /// The rights of a registered send right, and of the copies lookups hand out.
     public static let portRights: Rights = [.send, .duplicate, .transfer]
 
-    /// Payload word `offset / 8` (`offset` a multiple of 8).
-    public static func word(_ message: IPCMessage, at offset: Int) -> UInt64 {
-        message.words[(IPCMessageLayout.payload + offset) / 8]
-    }
-
-    public static func setWord(_ message: inout IPCMessage, at offset: Int, _ value: UInt64) {
-        message.words[(IPCMessageLayout.payload + offset) / 8] = value
-    }
-
     /// Calls `body` with the payload as it was received (its length).
     public static func withPayload<Result>(_ message: inout IPCMessage,
                                            _ body: (UnsafeMutableRawBufferPointer) -> Result) -> Result {
@@ -127,7 +118,7 @@ public struct Names {
             for index in 0..<min(message.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(message.handle(index)) }
             throw .invalidArgument
         }
-        return (message.handle(0), NamesProtocol.word(message, at: 0))
+        return (message.handle(0), message.word(atByte: 0))
     }
 
     public func lookup(_ name: StaticString) throws(KernelError) -> (port: Handle, generation: UInt64) {
@@ -145,10 +136,10 @@ public struct Names {
         while cursor != NamesProtocol.endOfList {
             var message = IPCMessage(label: NamesProtocol.list)
             message.length = 8
-            NamesProtocol.setWord(&message, at: 0, cursor)
+            message.setWord(atByte: 0, cursor)
             try NamesProtocol.call(handle, &message)
-            let next = NamesProtocol.word(message, at: 0)
-            let count = NamesProtocol.word(message, at: 8)
+            let next = message.word(atByte: 0)
+            let count = message.word(atByte: 8)
             guard message.length >= NamesProtocol.recordsOffset, next > cursor else { throw .invalidArgument }
             let found = NamesProtocol.withPayload(&message) { payload -> Int in
                 var offset = NamesProtocol.recordsOffset
@@ -210,7 +201,7 @@ public struct NameRegistrar {
             var message = try request()
             message.attach(port)
             try NamesProtocol.call(handle, &message)
-            return NamesProtocol.word(message, at: 0)
+            return message.word(atByte: 0)
         } catch {
             // Still here if the request never left; if it did, the handle's generation has moved on
             // and this fails harmlessly.
@@ -235,7 +226,7 @@ public struct NameRegistrar {
     public func markDown(_ name: UnsafeRawBufferPointer) throws(KernelError) -> UInt64 {
         var message = try NamesProtocol.request(NamesProtocol.markDown, name: name)
         try NamesProtocol.call(handle, &message)
-        return NamesProtocol.word(message, at: 0)
+        return message.word(atByte: 0)
     }
 
     @discardableResult

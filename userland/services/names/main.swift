@@ -75,8 +75,8 @@ struct NameService {
             guard handles.count == 0 else { throw .invalidArgument }
             let index = try find(&request)
             let slot = table.slots[index]
-            NamesProtocol.setWord(&answer, at: 0, slot.generation)
-            NamesProtocol.setWord(&answer, at: 8, slot.state.rawValue)
+            answer.setWord(atByte: 0, slot.generation)
+            answer.setWord(atByte: 8, slot.state.rawValue)
             answer.length = 16
             guard slot.state == .up else { throw .wouldBlock }
             let copy = try IPC.duplicate(slot.port, rights: NamesProtocol.portRights)
@@ -84,7 +84,7 @@ struct NameService {
             return copy
         case NamesProtocol.list:
             guard handles.count == 0, request.length == 0 || request.length == 8 else { throw .invalidArgument }
-            let cursor = request.length == 0 ? 0 : NamesProtocol.word(request, at: 0)
+            let cursor = request.length == 0 ? 0 : request.word(atByte: 0)
             list(from: cursor, into: &answer)
             return nil
         case NamesProtocol.register, NamesProtocol.registerGeneration:
@@ -95,7 +95,7 @@ struct NameService {
             var given: UInt64 = 0
             if request.label == NamesProtocol.registerGeneration {
                 guard request.length > 8 else { throw .invalidArgument }
-                given = NamesProtocol.word(request, at: 0)
+                given = request.word(atByte: 0)
                 guard given != 0 else { throw .invalidArgument }
                 var named = IPCMessage(label: request.label)
                 let original = request
@@ -121,7 +121,7 @@ struct NameService {
             if given != 0 { table.slots[index].generation = given }
             table.slots[index].port = handles.keep(0)
             table.slots[index].state = .up
-            NamesProtocol.setWord(&answer, at: 0, table.slots[index].generation)
+            answer.setWord(atByte: 0, table.slots[index].generation)
             answer.length = 8
             return nil
         case NamesProtocol.markDown:
@@ -130,7 +130,7 @@ struct NameService {
             let index = try find(&request)
             table.dropPort(index)
             table.slots[index].state = .restarting
-            NamesProtocol.setWord(&answer, at: 0, table.slots[index].generation)
+            answer.setWord(atByte: 0, table.slots[index].generation)
             answer.length = 8
             return nil
         case NamesProtocol.unregister:
@@ -188,8 +188,8 @@ struct NameService {
                 count += 1
             }
         }
-        NamesProtocol.setWord(&answer, at: 0, next)
-        NamesProtocol.setWord(&answer, at: 8, count)
+        answer.setWord(atByte: 0, next)
+        answer.setWord(atByte: 8, count)
         answer.length = offset
     }
 }

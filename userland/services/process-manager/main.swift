@@ -486,7 +486,7 @@ enum Manager {
     /// duplicate: each instance of a service gets its own copy).
     static func rights(of handle: Handle) throws(KernelError) -> Rights {
         var held: Rights = []
-        for bit in 0..<12 {
+        for bit in 0..<(64 - Rights.all.rawValue.leadingZeroBitCount) {
             let right = Rights(rawValue: 1 << UInt64(bit))
             if let copy = try? IPC.duplicate(handle, rights: right) {
                 try? IPC.close(copy)

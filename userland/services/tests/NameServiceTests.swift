@@ -224,8 +224,8 @@ private func testHostileNameRequests(_ suite: inout Suite, _ port: Handle, _ nam
                 && answerStatus(port, &longName) == invalid && answerStatus(port, &spaced) == invalid
                 && answerStatus(port, &slashed) == invalid && answerStatus(port, &fullPayload) == invalid
                 && answerStatus(port, &shortCursor) == invalid && lyingRefused == .invalidArgument
-                && farAnswer == 0 && NamesProtocol.word(farCursor, at: 0) == NamesProtocol.endOfList
-                && NamesProtocol.word(farCursor, at: 8) == 0,
+                && farAnswer == 0 && farCursor.word(atByte: 0) == NamesProtocol.endOfList
+                && farCursor.word(atByte: 8) == 0,
                 "names: unknown labels, empty, long and malformed names, bad list cursors are invalid arguments; a length past 256 never leaves")
 
     // Handles where none belong, too many or too few, and rights that will not do.
