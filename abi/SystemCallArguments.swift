@@ -208,46 +208,6 @@ public enum SystemCall {
         }
     }
 
-    /// Starts the program named by the `nameLength` bytes (1-64) at `name` from the initial ramdisk
-    /// with start argument `argument`, moving `handle` (none: 0; needs transfer) to it.
-    public struct Spawn: SystemCallArguments {
-        public static let number = SystemCallNumber.spawn
-        public var name: UserAddress
-        public var nameLength: UInt64
-        public var argument: UInt64
-        public var handle: Handle
-        public var memoryLimit: UInt64
-        @inline(__always) public init(name: UserAddress, nameLength: UInt64, argument: UInt64, handle: Handle,
-                                      memoryLimit: UInt64 = 0) {
-            self.name = name
-            self.nameLength = nameLength
-            self.argument = argument
-            self.handle = handle
-            self.memoryLimit = memoryLimit
-        }
-        @inline(__always) public init(registers: ArgumentRegisters) {
-            self.init(name: UserAddress(registers.x0), nameLength: registers.x1, argument: registers.x2, handle: Handle(registers.x3),
-                      memoryLimit: registers.x4)
-        }
-        @inline(__always) public var registers: ArgumentRegisters {
-            ArgumentRegisters(x0: name.value, x1: nameLength, x2: argument, x3: handle.value, x4: memoryLimit)
-        }
-
-        /// The new process's id.
-        public struct Result: SystemCallResult {
-            public var process: UInt64
-            @inline(__always) public init(process: UInt64) {
-                self.process = process
-            }
-            @inline(__always) public init(registers: ResultRegisters) {
-                self.init(process: registers.x1)
-            }
-            @inline(__always) public var registers: ResultRegisters {
-                ResultRegisters(x1: process)
-            }
-        }
-    }
-
     /// Waits for child `process` to end.
     public struct Wait: SystemCallArguments {
         public static let number = SystemCallNumber.wait

@@ -14,7 +14,10 @@ public enum SystemCallNumber: UInt64, CaseIterable, Sendable {
     case sleep = 5
     case processID = 6
     case threadID = 7
-    case spawn = 8
+    /// Retired: it loaded a program by name in the kernel. Programs are loaded in user space
+    /// now (ProgramLoader, the process manager); the number answers unknownSystemCall. It stays
+    /// a case so that the numbers remain one range, which the dispatch checks with one compare.
+    case retired8 = 8
     case wait = 9
     case kill = 10
     case map = 11

@@ -64,13 +64,13 @@ final class Process: ChargedObject {
 
 extension Process {
     /// A process handle left every table. With the last one, a process that never started ends
-    /// (nobody could start it any more), and one that has ended leaves the table (nobody could
-    /// ask how it ended).
+    /// (nobody could start it any more), and one that has ended leaves the table unless its
+    /// parent may still collect it by id (`wait`): then it stays until the parent does, or ends.
     func handleReleased() {
         handleCount -= 1
         guard handleCount == 0 else { return }
         if !started && state == .alive { Processes.end(self, reason: .killed, code: 0) }
-        if state == .zombie { Processes.remove(self) }
+        if state == .zombie && (parentID == 0 || !started) { Processes.remove(self) }
     }
 }
 
@@ -263,9 +263,9 @@ enum Processes {
     }
 
     /// Loads `name` from the initial ramdisk into a new process and starts it, with `start` as
-    /// its start handle: how the kernel starts init, and the `spawn` call that user space keeps
-    /// until its own loader serves every program. Returns the new process's id.
-    /// Init alone also gets `ramdisk`, installed in its table and passed in x3.
+    /// its start handle: how the kernel starts init, the one program it loads (every other is
+    /// loaded in user space, with the process-building calls). Returns the new process's id.
+    /// Init also gets `ramdisk`, installed in its table and passed in x3.
     static func spawn(name: UnsafeRawBufferPointer, argument: UInt64, parent: Process?, memoryLimit: UInt64,
                       start: StartHandle, ramdisk: TransferredHandle? = nil) throws(KernelError) -> UInt64 {
         guard let ramdiskBytes = initialRamdisk, let archive = try? CPIOArchive(ramdiskBytes),
@@ -346,7 +346,9 @@ enum Processes {
                 if child.state == .zombie { table[index] = nil } else { child.parentID = 0 }
             }
             if process.parentID == 0 || findLocked(process.parentID) == nil
-                || (process.createdByHandle && process.handleCount == 0) { removeLocked(process) }
+                || (process.createdByHandle && !process.started && process.handleCount == 0) {
+                removeLocked(process)
+            }
         }
         if let waiter = process.waiter {
             process.waiter = nil

@@ -8,7 +8,7 @@
 enum SystemCalls {
     /// System calls taken on this CPU.
     static var count: UInt64 { PerCPU.current.systemCalls }
-    /// Longest program name `spawn` accepts.
+    /// Longest process name `processCreate` accepts.
     static let maximumNameLength = 64
     /// Largest single `map`.
     static let maximumMapBytes: UInt64 = 1 << 30
@@ -119,10 +119,8 @@ enum SystemCalls {
             }
         case .threadID:
             serve(frame, SystemCall.ThreadID.self) { _ in .init(thread: Scheduler.current?.id ?? 0) }
-        case .spawn:
-            serve(frame, SystemCall.Spawn.self) { call throws(KernelError) in
-                .init(process: try spawn(call, parent: process))
-            }
+        case .retired8:
+            frame.setStatus(KernelError.unknownSystemCall.rawValue)
         case .wait:
             serve(frame, SystemCall.Wait.self) { call throws(KernelError) in
                 let ended = try Processes.wait(for: call.process, caller: try caller())
@@ -333,19 +331,6 @@ enum SystemCalls {
             throw .outOfMemory
         }
         while !thread.sleepExpired && !thread.killed { Scheduler.block() }
-    }
-
-    private static func spawn(_ call: SystemCall.Spawn, parent: Process?) throws(KernelError) -> UInt64 {
-        guard call.nameLength > 0, call.nameLength <= UInt64(maximumNameLength) else { throw .invalidArgument }
-        var name = InlineArray<64, UInt8>(repeating: 0)
-        try withUnsafeMutableBytes(of: &name) { bytes throws(KernelError) in
-            try UserMemory.copyIn(to: bytes.baseAddress!, from: call.name, count: call.nameLength)
-        }
-        return try withUnsafeBytes(of: &name) { bytes throws(KernelError) in
-            try Processes.spawn(name: UnsafeRawBufferPointer(rebasing: bytes[0..<Int(call.nameLength)]),
-                                argument: call.argument, parent: parent, memoryLimit: call.memoryLimit,
-                                start: parent == nil || call.handle == .none ? .none : .moved(call.handle))
-        }
     }
 
     private static func map(_ call: SystemCall.Map, space: AddressSpace) throws(KernelError) -> UserAddress {

@@ -26,7 +26,7 @@ import ABI
     static let calls: [any SystemCallArguments.Type] = [
         SystemCall.Null.self, SystemCall.Clock.self, SystemCall.DebugWrite.self, SystemCall.Exit.self,
         SystemCall.Yield.self, SystemCall.Sleep.self, SystemCall.ProcessID.self, SystemCall.ThreadID.self,
-        SystemCall.Spawn.self, SystemCall.Wait.self, SystemCall.Kill.self, SystemCall.Map.self, SystemCall.Unmap.self,
+        SystemCall.Wait.self, SystemCall.Kill.self, SystemCall.Map.self, SystemCall.Unmap.self,
         SystemCall.MemoryStatistics.self, SystemCall.ProcessStatistics.self, SystemCall.PortCreate.self,
         SystemCall.NotificationCreate.self, SystemCall.HandleClose.self, SystemCall.HandleDuplicate.self,
         SystemCall.Send.self, SystemCall.Receive.self, SystemCall.Call.self, SystemCall.Reply.self,
@@ -112,8 +112,12 @@ import ABI
         #expect(documented.map { $0.1.first ?? "" } == defined.map(\.1))
     }
 
+    /// Numbers kept only so that the numbers stay one range; the kernel answers them with
+    /// unknownSystemCall.
+    static let retired: [SystemCallNumber] = [.retired8]
+
     @Test func everyCallHasOneArgumentStruct() {
-        #expect(Self.calls.map { $0.number } == SystemCallNumber.allCases)
+        #expect(Self.calls.map { $0.number } == SystemCallNumber.allCases.filter { !Self.retired.contains($0) })
     }
 
     @Test func argumentAndResultRegistersMatchTheDocument() {

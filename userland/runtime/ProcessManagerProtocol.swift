@@ -1,24 +1,24 @@
 // The process manager's protocol (docs/ARCHITECTURE.md, "Process manager"): request labels, the
 // payload layout of each request and reply, and `ProcessManager`, the typed client. Every request
 // is a call; the reply's label is 0 for success or the `KernelError` that refused it. Payload
-// words are little-endian 64-bit values at the byte offsets given here.
+// words are little-endian 64-bit values at the byte offsets given here. Authority is by
+// capability: a spawned program's process handle (wait, control) goes to whoever asked for it,
+// and only requests arriving on the control port (`.serviceControl`) may start, stop or crash
+// services.
 
 public enum ProcessManagerRequest: UInt64, Sendable {
-    /// Starts a program. Words: 0 start argument, 1 memory limit, 2 options (bit 0: reply with a
-    /// process handle), 3 the tags of the attached handles (byte i for handle i: 0 makes it the
-    /// start handle, else a `StartTag`), 4 name length, 5 argument text length; the name, then
-    /// the text, from byte 48. Reply: word 0 the process id; the process handle (wait) if asked.
+    /// Starts a program. Words: 0 start argument, 1 memory limit, 2 options (0), 3 the tags of
+    /// the attached handles (byte i for handle i: 0 makes it the start handle, else a
+    /// `StartTag`), 4 name length, 5 argument text length; the name, then the text, from byte
+    /// 48. Reply: word 0 the process id, and the process handle (wait, control, transfer): the
+    /// caller waits for the program and ends it with that. (Labels 2 and 3, wait and kill by
+    /// process id, are retired: they took the sender's id as authority.)
     case spawn = 1
-    /// Word 0: the id of a process the caller spawned. The reply comes when it ends: word 0 its
-    /// exit code (the ESR for a fault), word 1 its `ExitReason`.
-    case wait = 2
-    /// Word 0: the id of a process the caller spawned. Ends it.
-    case kill = 3
     /// Word 0: the index of the first entry wanted. Reply: word 0 the number of entries, word 1
     /// how many follow (at most `ProcessEntry.perReply`), from byte 16, `ProcessEntry.size`
     /// bytes each: the spawned processes, then the supervised services.
     case list = 4
-    /// Starts a supervised service. Words: 0 start argument, 1 memory limit, 2 `RestartPolicy`,
+    /// Starts a supervised service (control port only). Words: 0 start argument, 1 memory limit, 2 `RestartPolicy`,
     /// 3 tags of the attached handles (as for spawn; each handle needs duplicate, for restarts),
     /// 4 service name length (1-24), 5 program name length, 6 argument text length; the three
     /// texts from byte 56. Reply: word 0 the process id; a send right to the service's port.
@@ -26,12 +26,20 @@ public enum ProcessManagerRequest: UInt64, Sendable {
     /// Word 0 the service name's length, the name from byte 8. Reply: word 0 the id of its
     /// running instance, and a send right to that instance's port; `notFound` if none runs.
     case serviceEndpoint = 6
-    /// As serviceEndpoint; ends the service (only its starter may) and forgets it.
+    /// As serviceEndpoint; ends the service and forgets it. Control port only.
     case stopService = 7
     /// As serviceEndpoint; ends the service's running instance on purpose, to show a restart:
     /// it is started again at once, whatever its policy, and the restart counts against no cap.
-    /// Reply: word 0 the id of the instance ended.
+    /// Reply: word 0 the id of the instance ended. Control port only.
     case crashService = 8
+
+    /// Whether only the control port takes the request: startService (5) is one too.
+    public var needsControl: Bool {
+        switch self {
+        case .startService, .stopService, .crashService: return true
+        case .spawn, .list, .serviceEndpoint: return false
+        }
+    }
 }
 
 /// What a list entry says of a process or service.
@@ -124,7 +132,50 @@ extension UnsafeRawBufferPointer {
 /// A client of the process manager, through a send right to its port.
 public struct ProcessManager {
     public let port: Handle
-    public init(_ port: Handle) { self.port = port }
+    /// A send right to the control port, if this client has that authority.
+    public let control: Handle?
+    public init(_ port: Handle, control: Handle? = nil) {
+        self.port = port
+        self.control = control
+    }
+
+    /// Starts the process manager with `loader`, on two ports of its own: the receive rights
+    /// under `.service` and `.serviceControl`, a send right under `.processManager` (which it
+    /// hands to the programs it starts) and a copy of `ramdisk` under `.ramdisk`. Its process
+    /// handle, its id, and a client holding send rights (duplicate, transfer) to both ports.
+    public static func start(with loader: ProgramLoader, ramdisk: Handle) throws(KernelError)
+        -> (process: Handle, id: UInt64, client: ProcessManager) {
+        var made = InlineArray<6, Handle>(repeating: .none)
+        do throws(KernelError) {
+            let port = try IPC.createPort()
+            defer { try? IPC.close(port) }
+            let controlPort = try IPC.createPort()
+            defer { try? IPC.close(controlPort) }
+            made[0] = try IPC.duplicate(port, rights: [.send, .duplicate, .transfer])
+            made[1] = try IPC.duplicate(port, rights: [.receive, .transfer])
+            made[2] = try IPC.duplicate(made[0], rights: [.send, .duplicate, .transfer])
+            made[3] = try IPC.duplicate(ramdisk, rights: [.map, .duplicate, .transfer])
+            made[4] = try IPC.duplicate(controlPort, rights: [.send, .duplicate, .transfer])
+            made[5] = try IPC.duplicate(controlPort, rights: [.receive, .transfer])
+            var handles = StartHandles()
+            handles.append(.service, made[1])
+            handles.append(.processManager, made[2])
+            handles.append(.ramdisk, made[3])
+            handles.append(.serviceControl, made[5])
+            let started = try loader.spawn("process-manager", handles: handles)
+            return (started.process, started.id, ProcessManager(made[0], control: made[4]))
+        } catch {
+            // Values the loader moved are stale now, and their close refused.
+            for index in 0..<6 where made[index] != .none { try? IPC.close(made[index]) }
+            throw error
+        }
+    }
+
+    /// Closes this client's send rights.
+    public func close() {
+        try? IPC.close(port)
+        if let control { try? IPC.close(control) }
+    }
 
     /// The reply's status as an error.
     static func check(_ reply: IPCMessage) throws(KernelError) {
@@ -132,8 +183,9 @@ public struct ProcessManager {
     }
 
     /// Sends `message` (attaching `handles`, which move to the process manager, with their tags
-    /// in word 3) and checks the reply.
-    func call(_ message: inout IPCMessage, _ handles: StartHandles) throws(KernelError) -> IPCMessage {
+    /// in word 3) to the control port if `control` (refused without one), else to the manager's
+    /// port, and checks the reply.
+    func call(_ message: inout IPCMessage, _ handles: StartHandles, control: Bool = false) throws(KernelError) -> IPCMessage {
         guard handles.count <= IPCMessageLayout.maximumHandles else { throw .invalidArgument }
         var tags: UInt64 = 0
         for index in 0..<handles.count {
@@ -141,22 +193,28 @@ public struct ProcessManager {
             tags |= (handles.tag(index) & 0xFF) << (8 * UInt64(index))
         }
         if handles.count > 0 { message.setWord(atByte: 24, tags) }
-        try IPC.call(port, &message)
+        if control {
+            guard let controlPort = self.control else {
+                for index in 0..<handles.count { try? IPC.close(handles.handle(index)) }
+                throw .accessDenied
+            }
+            try IPC.call(controlPort, &message)
+        } else {
+            try IPC.call(port, &message)
+        }
         try Self.check(message)
         return message
     }
 
     /// Starts `program` with `argument` in x0, `arguments` as its argument text, and `handles`
-    /// (at most 4, moved; `startHandle` ones become x1) as its tagged handles. Returns its id
-    /// and, if `wantHandle`, a process handle to wait on.
+    /// (at most 4, moved; `startHandle` ones become x1) as its tagged handles. Returns the child:
+    /// `System.wait` and `System.kill` take it, as they take one `System.spawn` started.
     public func spawn(_ program: UnsafeRawBufferPointer, argument: UInt64 = 0,
                       arguments: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
-                      handles: ClientHandles = ClientHandles(), memoryLimit: UInt64 = 0,
-                      wantHandle: Bool = false) throws(KernelError) -> (id: UInt64, process: Handle?) {
+                      handles: ClientHandles = ClientHandles(), memoryLimit: UInt64 = 0) throws(KernelError) -> ChildProcess {
         var message = IPCMessage(label: ProcessManagerRequest.spawn.rawValue)
         message.setWord(atByte: 0, argument)
         message.setWord(atByte: 8, memoryLimit)
-        message.setWord(atByte: 16, wantHandle ? 1 : 0)
         message.setWord(atByte: 32, UInt64(program.count))
         message.setWord(atByte: 40, UInt64(arguments.count))
         guard message.setBytes(atByte: 48, program), message.setBytes(atByte: 48 + program.count, arguments) else {
@@ -164,28 +222,16 @@ public struct ProcessManager {
         }
         message.length = 48 + program.count + arguments.count
         let reply = try call(&message, handles.tagged)
-        return (reply.word(atByte: 0), reply.handleCount > 0 ? reply.handle(0) : nil)
+        guard reply.handleCount == 1 else {
+            for index in 0..<min(reply.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(reply.handle(index)) }
+            throw .invalidArgument
+        }
+        return ChildProcess(process: reply.handle(0), id: ProcessID(reply.word(atByte: 0)))
     }
 
     public func spawn(_ program: StaticString, argument: UInt64 = 0, handles: ClientHandles = ClientHandles(),
-                      memoryLimit: UInt64 = 0) throws(KernelError) -> UInt64 {
-        try spawn(UnsafeRawBufferPointer(program), argument: argument, handles: handles, memoryLimit: memoryLimit).id
-    }
-
-    /// Waits for process `id` (one the caller spawned) to end.
-    public func wait(_ id: UInt64) throws(KernelError) -> (reason: ExitReason, code: UInt64) {
-        var message = IPCMessage(label: ProcessManagerRequest.wait.rawValue)
-        message.setWord(atByte: 0, id)
-        message.length = 8
-        let reply = try call(&message, StartHandles())
-        return (ExitReason(rawValue: reply.word(atByte: 8)) ?? .killed, reply.word(atByte: 0))
-    }
-
-    public func kill(_ id: UInt64) throws(KernelError) {
-        var message = IPCMessage(label: ProcessManagerRequest.kill.rawValue)
-        message.setWord(atByte: 0, id)
-        message.length = 8
-        _ = try call(&message, StartHandles())
+                      memoryLimit: UInt64 = 0) throws(KernelError) -> ChildProcess {
+        try spawn(UnsafeRawBufferPointer(program), argument: argument, handles: handles, memoryLimit: memoryLimit)
     }
 
     /// Up to `ProcessEntry.perReply` entries from index `first`, and the number of entries.
@@ -228,7 +274,7 @@ public struct ProcessManager {
         guard message.setBytes(atByte: 56, name), message.setBytes(atByte: 56 + name.count, program),
               message.setBytes(atByte: 56 + name.count + program.count, arguments) else { throw .invalidArgument }
         message.length = 56 + name.count + program.count + arguments.count
-        let reply = try call(&message, handles.tagged)
+        let reply = try call(&message, handles.tagged, control: true)
         guard reply.handleCount == 1 else { throw .invalidArgument }
         return (reply.word(atByte: 0), reply.handle(0))
     }
@@ -243,7 +289,7 @@ public struct ProcessManager {
 
     public func stopService(_ name: UnsafeRawBufferPointer) throws(KernelError) {
         var message = IPCMessage(label: ProcessManagerRequest.stopService.rawValue)
-        _ = try serviceCall(&message, name)
+        _ = try serviceCall(&message, name, control: true)
     }
 
     /// Ends service `name`'s running instance on purpose (it is started again at once); the id
@@ -251,14 +297,15 @@ public struct ProcessManager {
     @discardableResult
     public func crashService(_ name: UnsafeRawBufferPointer) throws(KernelError) -> UInt64 {
         var message = IPCMessage(label: ProcessManagerRequest.crashService.rawValue)
-        return try serviceCall(&message, name).word(atByte: 0)
+        return try serviceCall(&message, name, control: true).word(atByte: 0)
     }
 
-    func serviceCall(_ message: inout IPCMessage, _ name: UnsafeRawBufferPointer) throws(KernelError) -> IPCMessage {
+    func serviceCall(_ message: inout IPCMessage, _ name: UnsafeRawBufferPointer,
+                     control: Bool = false) throws(KernelError) -> IPCMessage {
         message.setWord(atByte: 0, UInt64(name.count))
         guard message.setBytes(atByte: 8, name) else { throw .invalidArgument }
         message.length = 8 + name.count
-        return try call(&message, StartHandles())
+        return try call(&message, StartHandles(), control: control)
     }
 }
 

@@ -87,22 +87,14 @@ public enum System {
         return value == 0 ? nil : Handle(value)
     }
 
-    /// Starts `name` from the initial ramdisk with `argument` as its start argument, moving
-    /// `handle` (which needs the transfer right) to it.
-    /// Starts program `name` from the initial ramdisk. `memoryLimit` caps what the kernel may hold
-    /// for it and its descendants, in bytes (0: no cap of its own; this process's still applies).
-    public static func spawn(_ name: StaticString, argument: UInt64 = 0, handle: Handle? = nil,
-                             memoryLimit: UInt64 = 0) throws(KernelError) -> ProcessID {
-        let call = SystemCall.Spawn(name: UserAddress(name.utf8Start), nameLength: UInt64(name.utf8CodeUnitCount),
-                                    argument: argument, handle: handle ?? .none, memoryLimit: memoryLimit)
-        return ProcessID(try invoke(call).process)
-    }
-
+    /// Waits for child `child`, which has no handle here, to end, and collects it (`spawn` in
+    /// ChildProcesses.swift returns a handle: wait with that).
     public static func wait(_ child: ProcessID) throws(KernelError) -> (reason: ExitReason, code: UInt64) {
         let result = try invoke(SystemCall.Wait(process: child.value))
         return (result.reason, result.code)
     }
 
+    /// Ends this process or a child of it.
     public static func kill(_ process: ProcessID) throws(KernelError) {
         _ = try invoke(SystemCall.Kill(process: process.value))
     }

@@ -9,7 +9,9 @@ public enum SystemServices {
     nonisolated(unsafe) static var names: Handle? = ProgramStart.handle(.names)
 
     /// The process manager this program was given, if any.
-    public static var processManager: ProcessManager? { ProgramStart.handle(.processManager).map { ProcessManager($0) } }
+    public static var processManager: ProcessManager? {
+        ProgramStart.handle(.processManager).map { ProcessManager($0, control: ProgramStart.handle(.serviceControl)) }
+    }
 
     /// A send right to `name`'s running instance and the generation of its registration (one
     /// more at each restart). Waits out a restart and a restarted name service, retrying up to

@@ -44,6 +44,7 @@ struct Bench {
             if let child = try? System.spawn("crasher", argument: 0) { _ = try? System.wait(child) }
         }
         report("spawn-exit-wait", spawnTotal, overhead: overhead * UInt64(rounds) / UInt64(iterations), operations: UInt64(rounds))
+        benchmarkProcessManager(overhead: overhead, rounds: rounds)
         benchmarkMemoryManager(overhead: overhead)
         System.exit(0)
     }
@@ -146,4 +147,25 @@ func benchmarkMemoryManager(overhead: UInt64) {
     _ = try? System.wait(server)
     try? IPC.close(send)
     try? IPC.close(payer)
+}
+
+/// spawn+exit+wait of the same program through the process manager, started here with the
+/// loader: the requests' IPC and the manager's bookkeeping on top of the loading.
+func benchmarkProcessManager(overhead: UInt64, rounds: Int) {
+    guard let ramdisk = ProgramStart.handle(.ramdisk), let loader = try? ProgramLoader(ramdisk: ramdisk),
+          let started = try? ProcessManager.start(with: loader, ramdisk: ramdisk) else {
+        System.print("bench: process manager setup failed")
+        return
+    }
+    let manager = started.client
+    // One round first: the manager maps its ramdisk and heap on its first request.
+    if let child = try? manager.spawn("crasher") { _ = try? System.wait(child) }
+    let total = measure(rounds) {
+        if let child = try? manager.spawn("crasher") { _ = try? System.wait(child) }
+    }
+    report("spawn-exit-wait-process-manager", total, overhead: overhead * UInt64(rounds) / UInt64(Bench.iterations),
+           operations: UInt64(rounds))
+    ProcessHandles.discard(started.process)
+    manager.close()
+    loader.close()
 }

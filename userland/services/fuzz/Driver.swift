@@ -203,7 +203,9 @@ struct Driver {
         for word in 0..<Self.recorderStart + Self.recorderEntries * Self.recorderWords { page[word] = 0 }
         do throws(KernelError) {
             let handle = try IPC.duplicate(statusMemory[slot], rights: [.map, .write, .transfer])
-            let pid = try System.spawn("fuzz", argument: argument, handle: handle)
+            let worker = try System.spawn("fuzz", argument: argument, handle: handle)
+            // Known by id from here: the waiter threads collect workers with `wait`.
+            try? IPC.close(worker.process)
             workerIndex[slot] = index
             workerSeeds[slot] = seed
             workerCalls[slot] = share
@@ -214,7 +216,7 @@ struct Driver {
             deadlines[slot] = System.clock.ticks
                 + (Self.budgetSeconds * 1_000_000 + share * UInt64(slotCount) * Self.budgetMicrosecondsPerCall)
                 * (frequency / 1_000_000)
-            Self.pids[slot] = pid.value
+            Self.pids[slot] = worker.id.value
             try IPC.signal(Self.bells[slot], bits: 1)
             return true
         } catch {

@@ -27,17 +27,18 @@ extension Worker {
 
     /// An address where no byte may be read or written: outside user space, at its edges, in the
     /// kernel, or unmapped (the first page, the guard page after the message area, a page that
-    /// was unmapped, the page below the initial stack).
+    /// was unmapped, the page below the initial stack, the gap between the initial stack and the
+    /// start block, the read-only page the loader maps at the top of user space).
     mutating func invalidAddress() -> UInt64 {
         switch random.below(15) {
         case 0: return 0
         case 1: return 1
         case 2: return UserSpace.start - 8
         case 3: return UserSpace.start
-        case 4: return UserSpace.end - 8
+        case 4: return ProgramStart.blockAddress - 8
         case 5: return UserSpace.end
         case 6: return UserSpace.end + pageSize
-        case 7: return UserSpace.end - UInt64(IPCMessageLayout.size)
+        case 7: return ProgramStart.blockAddress - UInt64(IPCMessageLayout.size)
         case 8: return 0xFFFF_0000_4020_0000
         case 9: return 0xFFFF_FFFF_FFFF_F000
         case 10: return messageArea + Self.messageAreaBytes

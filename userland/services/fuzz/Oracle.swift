@@ -127,6 +127,24 @@ struct Caller {
         return outcome
     }
 
+    /// Judges a request that is no single call (`spawn`, which the runtime's loader makes of
+    /// several) against `expect`, as `make` judges a call's status.
+    mutating func judge(_ what: StaticString, _ outcome: Outcome, _ expect: Expectation) {
+        count += 1
+        let status = outcome.status
+        var problem: StaticString?
+        switch expect {
+        case .any: break
+        case .success: if status != systemCallSuccess { problem = "expected success" }
+        case .successUnlessShort:
+            if status != systemCallSuccess && status != KernelError.outOfMemory.rawValue
+                && status != KernelError.handleTableFull.rawValue { problem = "expected success or a shortage" }
+        case .failure: if status == systemCallSuccess { problem = "an impossible request succeeded" }
+        case .error(let error): if status != error.rawValue { problem = "expected another error" }
+        }
+        if let problem { Report.violation("\(what) = \(status): \(problem)") }
+    }
+
     private func check(_ number: UInt64, _ outcome: Outcome, _ expect: Expectation) {
         let before = words
         let after = words + 32
@@ -180,7 +198,7 @@ func name(of number: UInt64) -> StaticString {
     case .sleep: return "sleep"
     case .processID: return "processID"
     case .threadID: return "threadID"
-    case .spawn: return "spawn"
+    case .retired8: return "retired8"
     case .wait: return "wait"
     case .kill: return "kill"
     case .map: return "map"

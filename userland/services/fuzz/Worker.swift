@@ -68,6 +68,11 @@ struct Worker {
             Report.statusPage = status.assumingMemoryBound(to: UInt64.self)
             model.reserve(page.value)
         }
+        // What the loader that started this worker put in its start block stays outside the
+        // model; the ramdisk `spawn` loads from is mapped now, before the model knows any mapping.
+        if let ramdisk = ProgramStart.handle(.ramdisk) { model.reserve(ramdisk.value) }
+        if let own = ProgramStart.handle(.ownProcess) { model.reserve(own.value) }
+        System.prepareSpawn()
         guard let area = try? System.map(bytes: Self.messageAreaBytes, access: .write),
               let backing = try? IPC.createMemory(bytes: pageSize),
               let writable = try? IPC.map(backing, writable: true),

@@ -23,7 +23,7 @@ enum SystemStart {
         try? ProcessHandles.kill(processManagerProcess)
         _ = try? ProcessHandles.wait(processManagerProcess)
         try? IPC.close(processManagerProcess)
-        try? IPC.close(manager.port)
+        manager.close()
         processManager = nil
     }
     nonisolated(unsafe) static var done = Handle.none
@@ -78,28 +78,14 @@ enum SystemStart {
         return true
     }
 
-    /// The process manager on a port of its own: the receive right and a send right (to hand to
-    /// the programs it starts) in its start block with a copy of the ramdisk.
+    /// The process manager, started with the loader (ProcessManager.start).
     static func startProcessManager(_ loader: ProgramLoader, ramdisk: Handle) -> ProcessManager? {
-        var made = InlineArray<4, Handle>(repeating: .none)
         do throws(KernelError) {
-            let port = try IPC.createPort()
-            defer { try? IPC.close(port) }
-            made[0] = try IPC.duplicate(port, rights: [.send, .duplicate, .transfer])
-            made[1] = try IPC.duplicate(port, rights: [.receive, .transfer])
-            made[2] = try IPC.duplicate(made[0], rights: [.send, .duplicate, .transfer])
-            made[3] = try IPC.duplicate(ramdisk, rights: [.map, .duplicate, .transfer])
-            var handles = StartHandles()
-            handles.append(.service, made[1])
-            handles.append(.processManager, made[2])
-            handles.append(.ramdisk, made[3])
-            let started = try loader.spawn("process-manager", handles: handles)
+            let started = try ProcessManager.start(with: loader, ramdisk: ramdisk)
             processManagerProcess = started.process
             System.print("init: started process-manager (process \(started.id))")
-            return ProcessManager(made[0])
+            return started.client
         } catch {
-            // Values the loader moved are stale now, and their close refused.
-            for index in 0..<4 where made[index] != .none { try? IPC.close(made[index]) }
             System.print("init: cannot start process-manager: \(error)")
             return nil
         }

@@ -38,6 +38,8 @@ struct Init {
     /// or did not exit.
     static func run(_ name: StaticString, argument: UInt64 = 0, handle: Handle? = nil) -> UInt64 {
         do throws(KernelError) {
+            // The ramdisk that spawn maps is let go afterwards: init keeps nothing for it.
+            defer { System.releaseSpawn() }
             let child = try System.spawn(name, argument: argument, handle: handle)
             let status = try System.wait(child)
             return status.reason == .exited ? status.code : 255
@@ -58,8 +60,13 @@ extension Init {
             return 255
         }
         do throws(KernelError) {
-            let id = try manager.spawn("restarts", argument: restarts)
-            let status = try manager.wait(id)
+            // It crashes services on purpose: it needs the control right.
+            var handles = ClientHandles()
+            if let control = manager.control, let copy = try? IPC.duplicate(control, rights: [.send, .transfer]) {
+                handles.append(.serviceControl, copy)
+            }
+            let child = try manager.spawn("restarts", argument: restarts, handles: handles)
+            let status = try System.wait(child)
             return status.reason == .exited ? status.code : 255
         } catch {
             System.print("init: cannot run restarts: \(error)")

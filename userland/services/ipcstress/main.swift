@@ -16,14 +16,14 @@ struct IPCStress {
     static func main() {
         if System.startArgument == 1 { System.exit(client()) }
         var ports: [Handle] = []
-        var serverIDs: [ProcessID] = []
+        var serverIDs: [ChildProcess] = []
         for _ in 0..<servers {
             guard let port = try? IPC.createPort(), let serverSide = try? IPC.duplicate(port, rights: [.receive, .transfer]),
                   let server = try? System.spawn("echo", handle: serverSide) else { System.exit(100) }
             ports.append(port)
             serverIDs.append(server)
         }
-        var clientIDs: [ProcessID] = []
+        var clientIDs: [ChildProcess] = []
         for index in 0..<clients {
             guard let sendOnly = try? IPC.duplicate(ports[index % servers], rights: [.send, .transfer]),
                   let client = try? System.spawn("ipcstress", argument: 1, handle: sendOnly) else { System.exit(101) }

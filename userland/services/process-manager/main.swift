@@ -1,10 +1,12 @@
 // process-manager: starts programs from the initial ramdisk for its clients (with the program
 // loader), tells them when those end, ends them on request, lists them, and supervises services:
 // programs restarted by policy, with a growing delay and a cap on how often. It serves the port
-// whose receive right its start block gives under `.service`; the ramdisk comes under `.ramdisk`,
-// and a send right for registering service names, if any, under `.registration`. The protocol is
-// in userland/runtime/ProcessManagerProtocol.swift; docs/ARCHITECTURE.md, "Process manager",
-// gives the policy. A client's request can be refused, never end this server.
+// whose receive right its start block gives under `.service` (programs, lists, service
+// endpoints) and the one under `.serviceControl` (starting, stopping and crashing services: who
+// holds a send right to it has that authority; nobody's process id does). The ramdisk comes under
+// `.ramdisk`, and a send right for registering service names, if any, under `.registration`. The
+// protocol is in userland/runtime/ProcessManagerProtocol.swift; docs/ARCHITECTURE.md, "Process
+// manager", gives the policy. A client's request can be refused, never end this server.
 
 @main
 struct ProcessManagerService {
@@ -21,24 +23,23 @@ struct ProcessManagerService {
             System.panic("process-manager: cannot start: \(error)")
         }
         Manager.port = port
+        Manager.controlPort = ProgramStart.handle(.serviceControl) ?? .none
         Manager.registration = ProgramStart.handle(.registration)
         Manager.ownSendRight = ProgramStart.handle(.processManager)
         Manager.serve()
     }
 }
 
-/// A process this server started: for a client (`owner`), or as a service's instance.
+/// A process this server started: for a client, or as a service's instance. The client holds
+/// the process handle it was given; this server only watches for the end.
 struct Slot {
     var process = Handle.none
     var id: UInt64 = 0
-    var owner: UInt64 = 0
     var name = InlineArray<24, UInt8>(repeating: 0)
     var nameLength = 0
     var state = ManagedState.running
     var reason = ExitReason.exited
     var code: UInt64 = 0
-    /// A client's pending `wait`: the reply capability to answer when the process ends.
-    var waiter = Handle.none
     /// The service this is an instance of, or -1.
     var service = -1
     var mappedBytes: UInt64 = 0
@@ -48,7 +49,6 @@ struct Slot {
 
 /// A supervised service: what to start, how to restart it, and its current instance.
 struct Service {
-    var owner: UInt64 = 0
     var name = InlineArray<24, UInt8>(repeating: 0)
     var nameLength = 0
     var program = InlineArray<64, UInt8>(repeating: 0)
@@ -79,7 +79,7 @@ struct Service {
     var crashRequested = false
     /// The next restart is one `crashService` asked for: no delay, outside the rate cap.
     var uncountedRestart = false
-    var inUse: Bool { owner != 0 }
+    var inUse: Bool { nameLength != 0 }
 }
 
 /// The restart policy's numbers (docs/ARCHITECTURE.md, "Process manager").
@@ -96,9 +96,10 @@ enum Supervision {
 enum Manager {
     static let slotCapacity = 16
     static let serviceCapacity = 6
-    static let waiterCapacity = 8
     nonisolated(unsafe) static var loader: ProgramLoader!
     nonisolated(unsafe) static var port = Handle.none
+    /// Where the requests that start, stop and crash services arrive (none: nobody may).
+    nonisolated(unsafe) static var controlPort = Handle.none
     /// Every started process signals bit `slot` here when it ends.
     nonisolated(unsafe) static var bell = Handle.none
     nonisolated(unsafe) static var registration: Handle?
@@ -115,8 +116,8 @@ enum Manager {
     // MARK: The loop
 
     /// Answers each request with the wait for the next (the IPC fast path); when none is queued,
-    /// collects ended processes, restarts services that are due and waits for a request, an end
-    /// or the next restart.
+    /// takes one from the control port, or else collects ended processes, restarts services that
+    /// are due and waits for a request, an end or the next restart.
     static func serve() {
         frequency = max(System.clock.frequency, 1)
         var message = IPCMessage()
@@ -124,14 +125,18 @@ enum Manager {
         while true {
             do throws(KernelError) {
                 try IPC.replyAndReceive(answer, port, &message, timeout: 0)
+                answer = handle(&message, control: false)
             } catch {
                 answer = nil
-                collectEnds()
-                restartDue()
-                waitForWork()
-                continue
+                if controlPort != .none, (try? IPC.receive(controlPort, into: &message, timeout: 0)) != nil {
+                    answer = handle(&message, control: true)
+                } else {
+                    collectEnds()
+                    restartDue()
+                    waitForWork()
+                    continue
+                }
             }
-            answer = handle(&message)
             collectEnds()
             restartDue()
         }
@@ -144,19 +149,21 @@ enum Manager {
             let ticks = service.due > time ? service.due - time : 0
             timeout = min(timeout, ticks * 1_000_000_000 / frequency + 1)
         }
-        var handles = InlineArray<2, UInt64>(repeating: 0)
+        var handles = InlineArray<3, UInt64>(repeating: 0)
         handles[0] = port.value
         handles[1] = bell.value
+        handles[2] = controlPort.value
+        let count: UInt64 = controlPort == .none ? 2 : 3
         _ = try? withUnsafeMutablePointer(to: &handles) { words throws(KernelError) in
-            try System.invoke(SystemCall.WaitAny(handles: UserAddress(words), count: 2, timeout: timeout))
+            try System.invoke(SystemCall.WaitAny(handles: UserAddress(words), count: count, timeout: timeout))
         }
     }
 
     // MARK: Requests
 
-    /// Handles one request in `message` and leaves the reply there; returns the reply
-    /// capability to answer now (nil: a plain send, or an answer that comes later).
-    static func handle(_ message: inout IPCMessage) -> Handle? {
+    /// Handles one request in `message`, which came on the control port if `control`, and
+    /// leaves the reply there; returns the reply capability to answer (nil: a plain send).
+    static func handle(_ message: inout IPCMessage, control: Bool) -> Handle? {
         var attached = InlineArray<4, Handle>(repeating: .none)
         let count = min(message.handleCount, IPCMessageLayout.maximumHandles)
         for index in 0..<count { attached[index] = message.handle(index) }
@@ -165,12 +172,11 @@ enum Manager {
             return nil
         }
         var taken = false
-        var result = Result.done
         do throws(KernelError) {
-            switch ProcessManagerRequest(rawValue: message.label) {
-            case .spawn: result = try spawn(&message, attached, count, taken: &taken)
-            case .wait: result = try wait(&message, reply: reply)
-            case .kill: try kill(&message)
+            let request = ProcessManagerRequest(rawValue: message.label)
+            if let request, request.needsControl, !control { throw .accessDenied }
+            switch request {
+            case .spawn: try spawn(&message, attached, count, taken: &taken)
             case .list: list(&message)
             case .startService: try startService(&message, attached, count, taken: &taken)
             case .serviceEndpoint: try serviceEndpoint(&message)
@@ -180,13 +186,10 @@ enum Manager {
             }
         } catch {
             clear(&message, label: error.rawValue)
-            result = .done
         }
         if !taken { for index in 0..<count { try? IPC.close(attached[index]) } }
-        return result == .done ? reply : nil
+        return reply
     }
-
-    enum Result { case done, later }
 
     static func clear(_ message: inout IPCMessage, label: UInt64) {
         message.label = label
@@ -215,33 +218,39 @@ enum Manager {
     }
 
     static func spawn(_ message: inout IPCMessage, _ attached: InlineArray<4, Handle>, _ count: Int,
-                      taken: inout Bool) throws(KernelError) -> Result {
+                      taken: inout Bool) throws(KernelError) {
         let argument = message.word(atByte: 0)
         let memoryLimit = message.word(atByte: 8)
         let options = message.word(atByte: 16)
         let (start, tagged) = try sortHandles(attached, count, tags: message.word(atByte: 24))
         let nameLength = message.word(atByte: 32)
         let textLength = message.word(atByte: 40)
-        guard nameLength >= 1, nameLength <= 64, textLength <= 208, options & ~1 == 0,
+        guard nameLength >= 1, nameLength <= 64, textLength <= 208, options == 0,
               message.length == 48 + Int(nameLength + textLength) else { throw .invalidArgument }
         var name = InlineArray<64, UInt8>(repeating: 0)
         var text = InlineArray<208, UInt8>(repeating: 0)
         for index in 0..<Int(nameLength) { name[index] = message[byte: 48 + index] }
         for index in 0..<Int(textLength) { text[index] = message[byte: 48 + Int(nameLength) + index] }
-        let owner = message.sender.value
+        // The client's authority over the child is the handle it gets back, made first so that
+        // a spawn that cannot answer with one is undone.
         let slot = try withBytes(&name, Int(nameLength)) { program throws(KernelError) in
             try withBytes(&text, Int(textLength)) { arguments throws(KernelError) in
                 try launch(program, argument: argument, start: start, handles: tagged, arguments: arguments,
-                           memoryLimit: memoryLimit, owner: owner, service: -1, taken: &taken)
+                           memoryLimit: memoryLimit, service: -1, taken: &taken)
             }
+        }
+        let handle: Handle
+        do throws(KernelError) {
+            handle = try IPC.duplicate(slots[slot].process, rights: [.wait, .control, .transfer])
+        } catch {
+            // Its end is collected like any other.
+            try? ProcessHandles.kill(slots[slot].process)
+            throw error
         }
         clear(&message, label: 0)
         message.setWord(atByte: 0, slots[slot].id)
         message.length = 8
-        if options & 1 != 0, let handle = try? IPC.duplicate(slots[slot].process, rights: [.wait, .transfer]) {
-            message.attach(handle)
-        }
-        return .done
+        message.attach(handle)
     }
 
     static func withBytes<Size: BitwiseCopyable, Value>(_ storage: inout Size, _ count: Int,
@@ -255,7 +264,7 @@ enum Manager {
     /// Starts `program` in a free slot (one whose process ended and was never waited for is
     /// reused if none is free) and asks for its end to ring `bell`. Returns the slot.
     static func launch(_ program: UnsafeRawBufferPointer, argument: UInt64, start: Handle?, handles: StartHandles,
-                       arguments: UnsafeRawBufferPointer, memoryLimit: UInt64, owner: UInt64, service: Int,
+                       arguments: UnsafeRawBufferPointer, memoryLimit: UInt64, service: Int,
                        taken: inout Bool) throws(KernelError) -> Int {
         guard let slot = freeSlot() else { throw .queueFull }
         guard let file = loader.file(named: program) else { throw .notFound }
@@ -295,7 +304,6 @@ enum Manager {
         var entry = Slot()
         entry.process = process
         entry.id = id
-        entry.owner = owner
         for byte in program where entry.nameLength < 24 {
             entry.name[entry.nameLength] = byte
             entry.nameLength += 1
@@ -314,52 +322,7 @@ enum Manager {
         return bytes
     }
 
-    static func freeSlot() -> Int? {
-        if let free = slots.firstIndex(where: { !$0.inUse }) { return free }
-        guard let ended = slots.firstIndex(where: { $0.service < 0 && $0.state != .running && $0.waiter == .none }) else {
-            return nil
-        }
-        slots[ended] = Slot()
-        return ended
-    }
-
-    /// The slot of process `id` if `owner` spawned it.
-    static func owned(_ id: UInt64, by owner: UInt64) throws(KernelError) -> Int {
-        guard id != 0, let slot = slots.firstIndex(where: { $0.id == id && $0.service < 0 && $0.owner == owner }) else {
-            throw .notFound
-        }
-        return slot
-    }
-
-    static func wait(_ message: inout IPCMessage, reply: Handle) throws(KernelError) -> Result {
-        guard message.length == 8 else { throw .invalidArgument }
-        let slot = try owned(message.word(atByte: 0), by: message.sender.value)
-        guard slots[slot].waiter == .none else { throw .invalidArgument }
-        if slots[slot].state != .running {
-            fillEnd(&message, slot)
-            slots[slot] = Slot()
-            return .done
-        }
-        var waiting = 0
-        for other in slots where other.waiter != .none { waiting += 1 }
-        guard waiting < waiterCapacity else { throw .queueFull }
-        slots[slot].waiter = reply
-        return .later
-    }
-
-    static func fillEnd(_ message: inout IPCMessage, _ slot: Int) {
-        clear(&message, label: 0)
-        message.setWord(atByte: 0, slots[slot].code)
-        message.setWord(atByte: 8, slots[slot].reason.rawValue)
-        message.length = 16
-    }
-
-    static func kill(_ message: inout IPCMessage) throws(KernelError) {
-        guard message.length == 8 else { throw .invalidArgument }
-        let slot = try owned(message.word(atByte: 0), by: message.sender.value)
-        if slots[slot].state == .running { try ProcessHandles.kill(slots[slot].process) }
-        clear(&message, label: 0)
-    }
+    static func freeSlot() -> Int? { slots.firstIndex { !$0.inUse } }
 
     static func list(_ message: inout IPCMessage) {
         let first = message.length == 8 ? Int(clamping: message.word(atByte: 0)) : 0
@@ -405,8 +368,8 @@ enum Manager {
 
     // MARK: Ends
 
-    /// Collects every process whose end rang the bell: answers its waiter, or for a service's
-    /// instance applies the restart policy.
+    /// Collects every process whose end rang the bell, and for a service's instance applies the
+    /// restart policy.
     static func collectEnds() {
         guard let bits = try? IPC.wait(bell, timeout: 0) else { return }
         for slot in 0..<slotCapacity where bits & (1 << UInt64(slot)) != 0 && slots[slot].inUse
@@ -427,18 +390,9 @@ enum Manager {
             slots[slot].reason = end.reason
             slots[slot].code = end.code
             slots[slot].state = end.reason == .exited ? .exited : end.reason == .faulted ? .faulted : .killed
-            if slots[slot].service >= 0 {
-                let service = slots[slot].service
-                slots[slot] = Slot()
-                serviceEnded(service, end.reason, end.code)
-            } else if slots[slot].owner == 0 {
-                slots[slot] = Slot()
-            } else if slots[slot].waiter != .none {
-                var message = IPCMessage()
-                fillEnd(&message, slot)
-                try? IPC.reply(slots[slot].waiter, &message)
-                slots[slot] = Slot()
-            }
+            let service = slots[slot].service
+            slots[slot] = Slot()
+            if service >= 0 { serviceEnded(service, end.reason, end.code) }
         }
     }
 
@@ -454,7 +408,6 @@ enum Manager {
               nameLength >= 1, nameLength <= 24, programLength >= 1, programLength <= 64, textLength <= 192,
               message.length == 56 + nameLength + programLength + textLength else { throw .invalidArgument }
         var service = Service()
-        service.owner = message.sender.value
         service.argument = message.word(atByte: 0)
         service.memoryLimit = message.word(atByte: 8)
         service.policy = policy
@@ -542,7 +495,7 @@ enum Manager {
             slot = try withBytes(&service.program, service.programLength) { program throws(KernelError) in
                 try withBytes(&service.text, service.textLength) { text throws(KernelError) in
                     try launch(program, argument: service.argument, start: nil, handles: handles, arguments: text,
-                               memoryLimit: service.memoryLimit, owner: 0, service: index, taken: &taken)
+                               memoryLimit: service.memoryLimit, service: index, taken: &taken)
                 }
             }
         } catch {
@@ -727,7 +680,6 @@ enum Manager {
 
     static func stopService(_ message: inout IPCMessage) throws(KernelError) {
         let index = try namedService(message)
-        guard services[index].owner == message.sender.value else { throw .accessDenied }
         forget(index)
         clear(&message, label: 0)
     }
@@ -738,7 +690,6 @@ enum Manager {
         let slot = services[index].slot
         if slot >= 0 {
             slots[slot].service = -1
-            slots[slot].owner = 0
             try? ProcessHandles.kill(slots[slot].process)
         }
         if services[index].port != .none { try? IPC.close(services[index].port) }

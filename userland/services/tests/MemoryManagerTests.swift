@@ -6,8 +6,8 @@
 
 import UserSystemCall
 
-/// A memory manager started on a fresh port: the send right to it, and its process id.
-func startMemoryManager() -> (port: Handle, process: ProcessID)? {
+/// A memory manager started on a fresh port: the send right to it, and its process.
+func startMemoryManager() -> (port: Handle, process: ChildProcess)? {
     guard let port = try? IPC.createPort() else { return nil }
     guard let send = try? IPC.duplicate(port, rights: [.send, .duplicate, .transfer]) else {
         try? IPC.close(port)

@@ -29,9 +29,15 @@ enum HandBuiltProgram {
     /// A memory object holding the instructions (map, duplicate, transfer only: no write).
     static func code() throws(KernelError) -> Handle {
         let memory = try System.invoke(SystemCall.MemoryCreate(bytes: 4096)).handle
-        let base = try IPC.map(memory, writable: true)
-        for (index, word) in instructions.enumerated() { base.storeBytes(of: word, toByteOffset: index * 4, as: UInt32.self) }
-        try System.unmap(base, bytes: 4096)
+        do throws(KernelError) {
+            let base = try IPC.map(memory, writable: true)
+            for (index, word) in instructions.enumerated() { base.storeBytes(of: word, toByteOffset: index * 4, as: UInt32.self) }
+            try System.unmap(base, bytes: 4096)
+        } catch {
+            // Refused memory for the mapping: the object must not outlive the failure.
+            try? IPC.close(memory)
+            throw error
+        }
         return memory
     }
 

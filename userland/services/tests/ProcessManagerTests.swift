@@ -23,13 +23,13 @@ func testProcessManager(_ suite: inout Suite) {
     }
     suite.check(loaded, "the program loader starts hello from the ramdisk with the process-building calls; it exits 0")
 
-    if let manager = startProcessManager(loader, ramdisk: ramdisk) {
-        let client = ProcessManager(manager.port)
+    if let manager = try? ProcessManager.start(with: loader, ramdisk: ramdisk) {
+        let client = manager.client
         testManagedPrograms(&suite, client)
         testHostileRequests(&suite, client)
         testSupervision(&suite, client)
         ProcessHandles.discard(manager.process)
-        try? IPC.close(manager.port)
+        client.close()
     } else {
         suite.check(false, "process-manager started with its service port and the ramdisk")
     }
@@ -85,66 +85,53 @@ func testHostileProgram(_ suite: inout Suite, _ loader: ProgramLoader) {
                 "the loader refuses truncated, cut, garbage, wrong-machine and bad-table ELF data in a memory object; nothing made")
 }
 
-/// The process manager, started with the loader: a port's receive right under `.service`, a
-/// copy of the ramdisk under `.ramdisk`. Returns its process handle and a send right to it.
-func startProcessManager(_ loader: ProgramLoader, ramdisk: Handle) -> (process: Handle, port: Handle)? {
-    guard let port = try? IPC.createPort() else { return nil }
-    defer { try? IPC.close(port) }
-    guard let serverSide = try? IPC.duplicate(port, rights: [.receive, .transfer]) else { return nil }
-    guard let copy = try? IPC.duplicate(ramdisk, rights: [.map, .duplicate, .transfer]) else {
-        try? IPC.close(serverSide)
-        return nil
-    }
-    var handles = StartHandles(.service, serverSide)
-    handles.append(.ramdisk, copy)
-    guard let manager = try? loader.spawn("process-manager", handles: handles) else {
-        try? IPC.close(serverSide)
-        try? IPC.close(copy)
-        return nil
-    }
-    guard let client = try? IPC.duplicate(port, rights: [.send, .duplicate]) else {
-        ProcessHandles.discard(manager.process)
-        return nil
-    }
-    return (manager.process, client)
-}
-
 func testManagedPrograms(_ suite: inout Suite, _ manager: ProcessManager) {
     var helloOK = false
-    if let hello = try? manager.spawn("hello"), let status = try? manager.wait(hello) {
+    if let hello = try? manager.spawn("hello"), let status = try? System.wait(hello) {
         helloOK = status.reason == .exited && status.code == 0
     }
     var crashOK = false
-    if let crasher = try? manager.spawn("crasher", argument: 1), let status = try? manager.wait(crasher) {
+    if let crasher = try? manager.spawn("crasher", argument: 1), let status = try? System.wait(crasher) {
         crashOK = status.reason == .faulted && status.code >> 26 & 0x3F == 0x24
     }
-    suite.check(helloOK && crashOK, "process-manager spawns hello (exits 0) and crasher (faults, ESR class 0x24) and answers waits")
+    suite.check(helloOK && crashOK, "process-manager spawns hello (exits 0) and crasher (faults, ESR class 0x24); their process handles report how they ended")
 
     var listed = false
     var killed = false
     if let spinner = try? manager.spawn("spinner", memoryLimit: 1 << 20) {
         System.sleep(nanoseconds: 20_000_000)
         if let entry = try? manager.entry(named: "spinner") {
-            listed = entry.id == spinner && entry.state == .running && !entry.isService
+            listed = entry.id == spinner.id.value && entry.state == .running && !entry.isService
                 && entry.memoryLimit == 1 << 20 && entry.mappedBytes > UserSpace.stackSize
         }
-        killed = (try? manager.kill(spinner)) != nil && (try? manager.wait(spinner))?.reason == .killed
+        killed = (try? System.kill(spinner)) != nil && (try? System.wait(spinner))?.reason == .killed
     }
-    let gone = absent(manager, "spinner")
-    suite.check(listed && killed && gone, "process-manager lists a spinner (running, its limit and mapped bytes), kills it, reports the kill, then lists it no more")
+    // The manager collects the end on its own, a moment later.
+    var gone = false
+    for _ in 0..<100 where !gone {
+        gone = absent(manager, "spinner")
+        if !gone { System.sleep(nanoseconds: 1_000_000) }
+    }
+    suite.check(listed && killed && gone, "process-manager lists a spinner (running, its limit and mapped bytes); its process handle kills it and reports the kill; then it is listed no more")
 
     // The loader charges a program's image, stack and start block to the program's own account.
     let tooSmall = catching { () throws(KernelError) in _ = try manager.spawn("hello", memoryLimit: 32 * 1024) }
     suite.check(tooSmall == .outOfMemory, "a program whose image does not fit its memory limit (32 KiB) is refused with out of memory")
 
+    // The handle is the whole authority over the child: no request names a process by id.
     var handleOK = false
-    if let started = try? manager.spawn(UnsafeRawBufferPointer("crasher"), wantHandle: true), let process = started.process {
-        let direct = try? ProcessHandles.wait(process)
-        let managed = try? manager.wait(started.id)
-        handleOK = direct?.reason == .exited && direct?.code == 42 && managed?.code == 42
-        try? IPC.close(process)
+    if let started = try? manager.spawn("crasher") {
+        let status = try? System.wait(started)
+        let retiredWait = catching { () throws(KernelError) in
+            var message = IPCMessage(label: 2)
+            message.setWord(atByte: 0, started.id.value)
+            message.length = 8
+            try IPC.call(manager.port, &message)
+            if message.label != 0 { throw KernelError(rawValue: message.label) ?? .invalidArgument }
+        }
+        handleOK = status?.reason == .exited && status?.code == 42 && retiredWait == .invalidArgument
     }
-    suite.check(handleOK, "a spawn can return a process handle: waiting on it and through process-manager both see exit code 42")
+    suite.check(handleOK, "a spawn's process handle sees exit code 42; a wait by process id (label 2, retired) is refused")
 }
 
 /// Requests a client can get wrong: each gets its error reply, and the server goes on.
@@ -161,8 +148,8 @@ func testHostileRequests(_ suite: inout Suite, _ manager: ProcessManager) {
     var mismatched = IPCMessage(label: ProcessManagerRequest.spawn.rawValue)
     mismatched.setWord(atByte: 32, 5)
     mismatched.length = 200
-    var shortWait = IPCMessage(label: ProcessManagerRequest.wait.rawValue)
-    shortWait.length = 3
+    var shortList = IPCMessage(label: ProcessManagerRequest.serviceEndpoint.rawValue)
+    shortList.length = 3
     let objects = System.kernelObjects.objects
     var badTag = IPCMessage(label: ProcessManagerRequest.spawn.rawValue)
     if let notification = try? IPC.createNotification() { badTag.attach(notification) }
@@ -170,15 +157,27 @@ func testHostileRequests(_ suite: inout Suite, _ manager: ProcessManager) {
     badTag.setWord(atByte: 32, 5)
     _ = badTag.setBytes(atByte: 48, UnsafeRawBufferPointer("hello"))
     badTag.length = 53
-    let statuses = (status(&unknown), status(&overlong), status(&mismatched), status(&shortWait), status(&badTag))
+    let statuses = (status(&unknown), status(&overlong), status(&mismatched), status(&shortList), status(&badTag))
     let missing = catching { () throws(KernelError) in _ = try manager.spawn("no-such-program") }
-    let notMine = catching { () throws(KernelError) in _ = try manager.wait(1) }
-    let killOther = catching { () throws(KernelError) in try manager.kill(1) }
     let noService = catching { () throws(KernelError) in _ = try manager.serviceEndpoint(UnsafeRawBufferPointer("nothing")) }
-    let alive = absent(manager, "nothing")
-    suite.check(statuses == (invalid, invalid, invalid, invalid, invalid) && missing == .notFound && notMine == .notFound
-                && killOther == .notFound && noService == .notFound && alive && System.kernelObjects.objects == objects,
-                "process-manager refuses an unknown label, bad lengths, a bad handle tag (closing the handle), a missing program, others' processes and a missing service; it keeps serving")
+    // Services are started, stopped and crashed only through the control port: on the client
+    // port those requests are refused, whoever sends them.
+    // (A client that takes the client port for the control port, so that the request is sent.)
+    let uncontrolled = ProcessManager(manager.port, control: manager.port)
+    let startRefused = catching { () throws(KernelError) in
+        _ = try uncontrolled.startService(UnsafeRawBufferPointer("sneaky"), program: UnsafeRawBufferPointer("hello"),
+                                          policy: .never)
+    }
+    var crashOnClientPort = IPCMessage(label: ProcessManagerRequest.crashService.rawValue)
+    crashOnClientPort.setWord(atByte: 0, 5)
+    _ = crashOnClientPort.setBytes(atByte: 8, UnsafeRawBufferPointer("flaky"))
+    crashOnClientPort.length = 13
+    let crashRefused = status(&crashOnClientPort)
+    let alive = absent(manager, "nothing") && absent(manager, "sneaky")
+    suite.check(statuses == (invalid, invalid, invalid, invalid, invalid) && missing == .notFound && noService == .notFound
+                && startRefused == .accessDenied && crashRefused == KernelError.accessDenied.rawValue
+                && alive && System.kernelObjects.objects == objects,
+                "process-manager refuses an unknown label, bad lengths, a bad handle tag (closing the handle), a missing program and a missing service, and service control on the client port; it keeps serving")
 }
 
 /// A service that faults at once is restarted after 10, 20, 40, 80 and 160 ms, then left
