@@ -1072,4 +1072,28 @@ extension SystemCall {
             ArgumentRegisters(x0: process.value, x1: notification.value, x2: bits)
         }
     }
+
+    /// The kernel's IPC counters since boot: messages delivered to a receiver (by any path) and
+    /// calls made. For figures such as the shell's `ipc`; they never go down.
+    public struct IPCStatistics: SystemCallArguments {
+        public static let number = SystemCallNumber.ipcStatistics
+        @inline(__always) public init() {}
+        @inline(__always) public init(registers: ArgumentRegisters) {}
+        @inline(__always) public var registers: ArgumentRegisters { ArgumentRegisters() }
+
+        public struct Result: SystemCallResult {
+            public var messages: UInt64
+            public var calls: UInt64
+            @inline(__always) public init(messages: UInt64, calls: UInt64) {
+                self.messages = messages
+                self.calls = calls
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(messages: registers.x1, calls: registers.x2)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: messages, x2: calls)
+            }
+        }
+    }
 }
