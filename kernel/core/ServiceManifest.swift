@@ -125,10 +125,14 @@ public struct DeviceSet: OptionSet, Equatable, Sendable {
     public init(rawValue: UInt64) { self.rawValue = rawValue }
     /// The console UART (device 0).
     public static let console = DeviceSet(rawValue: 1 << 0)
+    /// Not a device of the capability: init's power control (a send right to its port), the
+    /// authority to power the machine off.
+    public static let power = DeviceSet(rawValue: 1 << 63)
 
     /// The device a manifest names `name`, if there is one.
     public static func named(_ name: UnsafeRawBufferPointer) -> DeviceSet? {
         if matches(name, "console") { return .console }
+        if matches(name, "power") { return .power }
         return nil
     }
 }
