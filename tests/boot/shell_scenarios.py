@@ -117,6 +117,15 @@ def shell_at_the_terminal() -> BootResult:
         ended = session.expect(r"shell: Ctrl-C: ending process (\d+)\r?\n")
         session.expect(rf"\[{ended[1]}\] spinner was killed")
 
+        # A background program that ends is collected and reported at the next prompt.
+        job = background(session, "spawn chatter print 3 &\r", "chatter")
+        session.expect(r"chatter: printed 3 lines")
+        time.sleep(0.5)  # its exit follows its last line
+        session.type("jobs\r")  # the prompt came before the program's last lines
+        session.expect(rf"\[{job}\] exited chatter")
+        session.expect(rf"\[{job}\] chatter exited with code 0")
+        command(session, "jobs\r", r"jobs: none")
+
         # A program reading lines gets the console's line discipline: echo, backspace, Ctrl-U, Ctrl-D.
         command(session, "spawn chatter read\r", r"chatter: reading lines; Ctrl-D ends\r?\n")
         session.type("abc" + BACKSPACE + "d\r")

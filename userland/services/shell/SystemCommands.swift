@@ -79,7 +79,7 @@ enum SystemCommands {
             System.print("bench: no echo service; IPC not measured")
         }
         if let manager = SystemServices.processManager {
-            report("spawn, exit and wait of hello-sized program (spinner killed)", 10) {
+            report("spawn, kill and wait of spinner", 10) {
                 if let id = try? manager.spawn("spinner") {
                     try? manager.kill(id)
                     _ = try? manager.wait(id)

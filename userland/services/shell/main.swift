@@ -11,6 +11,7 @@ struct Shell {
         ShellState.connect()
         System.print("shell: SwiftKernel shell; type help for the commands")
         while true {
+            ProcessCommands.collectEndedJobs()
             System.write(UnsafeRawBufferPointer("swiftkernel> "))
             guard ShellState.readLine() else { continue }
             var words = Words(ShellState.editor.bytes, ShellState.editor.length)
