@@ -126,6 +126,13 @@ def shell_at_the_terminal() -> BootResult:
         session.expect(rf"\[{job}\] chatter exited with code 0")
         command(session, "jobs\r", r"jobs: none")
 
+        # bench measures in user space: each figure a positive time per operation.
+        timings = command(session, "bench\r", r"bench: null system call: (\d+) ns/op", r"bench: yield: (\d+) ns/op",
+                          r"bench: IPC call to echo, 8 bytes: (\d+) ns/op", r"bench: spawn, kill and wait of spinner: (\d+) ns/op")
+        session.checks += 1
+        if not all(int(m[1]) > 0 for m in timings) or not int(timings[3][1]) > int(timings[0][1]):
+            session.fail(f"bench figures: {[m[0] for m in timings]}")
+
         # A program reading lines gets the console's line discipline: echo, backspace, Ctrl-U, Ctrl-D.
         command(session, "spawn chatter read\r", r"chatter: reading lines; Ctrl-D ends\r?\n")
         session.type("abc" + BACKSPACE + "d\r")
