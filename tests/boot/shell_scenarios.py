@@ -54,8 +54,9 @@ def background(session: Session, text: str, name: str) -> int:
 
 
 def shell_at_the_terminal() -> BootResult:
-    """Boot to the prompt; help, ps, spawn, kill, mem, ipc, uptime, bad input, Ctrl-C and
-    shutdown, typed with backspace, cursor keys and history."""
+    """Boot to the prompt; help, ps, spawn, kill, jobs, mem, ipc, uptime, bench, bad input,
+    Ctrl-C, a program reading lines, a restart of the shell itself and shutdown, typed with
+    backspace, cursor keys and history."""
     with default_session() as session:
         services = {m[1]: int(m[2]) for m in (session.expect(rf"init: started ({name}) \(process (\d+)\)")
                                               for name in ("names", "memory-manager", "echo", "console", "shell"))}
@@ -143,6 +144,15 @@ def shell_at_the_terminal() -> BootResult:
         session.type("\x04")
         session.expect(r"chatter: end of input after 2 lines")
         session.expect(r"\[\d+\] chatter exited with code 0")
+
+        # The shell itself restarts: a new one answers, hears Ctrl-C and still holds power control.
+        command(session, "crash shell\r", r"process-manager: started shell \(process \d+\)",
+                r"shell: SwiftKernel shell; type help for the commands")
+        command(session, "spawn spinner\r")
+        time.sleep(1.0)
+        session.type(CTRL_C)
+        ended = session.expect(r"shell: Ctrl-C: ending process (\d+)\r?\n")
+        session.expect(rf"\[{ended[1]}\] spinner was killed")
 
         command(session, "shutdown\r", r"init: shutdown requested by process \d+; stopping the services",
                 r"Boot: shutdown, powering off")
