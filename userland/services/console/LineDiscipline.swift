@@ -13,7 +13,6 @@ struct LineDiscipline {
 
     enum Effect {
         case none
-        case echo(StaticString)
         case echoByte(UInt8)
         /// Erase this many characters on the terminal.
         case erase(Int)

@@ -214,7 +214,6 @@ struct ConsoleServer {
             let byte = takeInput()
             switch line.take(byte) {
             case .none: break
-            case .echo(let text): writeOut(text)
             case .echoByte(let typed): uart.put(typed)
             case .erase(let count):
                 for _ in 0..<count { writeOut("\u{8} \u{8}") }

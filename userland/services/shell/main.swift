@@ -74,6 +74,7 @@ enum ShellState {
 
     /// Finds the console (waiting while it restarts) and gives it our interrupt notification.
     static func connect(replacing stale: Handle? = nil) {
+        var reported = false
         while true {
             if let port = ConsoleOutput.reconnect(replacing: stale) {
                 if port != registered, let copy = try? IPC.duplicate(interrupt, rights: [.signal, .transfer]) {
@@ -81,6 +82,11 @@ enum ShellState {
                     registered = port
                 }
                 return
+            }
+            if !reported {
+                // No console answers: this goes to the kernel's debug write.
+                System.print("shell: waiting for the console service")
+                reported = true
             }
             System.sleep(nanoseconds: 100_000_000)
         }
