@@ -53,8 +53,8 @@ struct Words {
         var value: UInt64 = 0
         for offset in 0..<lengths[index] {
             let digit = bytes[starts[index] + offset]
-            guard digit >= 0x30 && digit <= 0x39 else { return nil }
-            value = value * 10 + UInt64(digit - 0x30)
+            guard digit >= UInt8(ascii: "0") && digit <= UInt8(ascii: "9") else { return nil }
+            value = value * 10 + UInt64(digit - UInt8(ascii: "0"))
         }
         return value
     }

@@ -4,6 +4,20 @@
 // so one cut between two reads, or never finished, does no harm. The terminal is redrawn with
 // backspaces and plain text only.
 
+/// The bytes the editor gives a meaning to.
+enum TerminalKey {
+    static let ctrlA: UInt8 = 0x01
+    static let ctrlC: UInt8 = 0x03
+    static let ctrlE: UInt8 = 0x05
+    static let bell: UInt8 = 0x07
+    static let backspace: UInt8 = 0x08
+    static let ctrlU: UInt8 = 0x15
+    static let escape: UInt8 = 0x1B
+    static let delete: UInt8 = 0x7F
+    /// The bytes that end an escape sequence (ECMA-48 final bytes).
+    static let sequenceFinal: ClosedRange<UInt8> = 0x40...0x7E
+}
+
 struct LineEditor {
     static let capacity = 200
     static let historyDepth = 16
@@ -52,32 +66,32 @@ struct LineEditor {
             }
             if byte == UInt8(ascii: ";") { return .editing }
             escape = 0
-            // A sequence ends with a byte from 0x40 to 0x7E; anything else cuts it short and counts as typed.
-            if byte >= 0x40 && byte <= 0x7E {
+            // Any byte but a final one cuts the sequence short and counts as typed.
+            if TerminalKey.sequenceFinal.contains(byte) {
                 runSequence(byte, &terminal)
                 return .editing
             }
         }
         switch byte {
-        case 0x1B:
+        case TerminalKey.escape:
             escape = 1
         case UInt8(ascii: "\r"), UInt8(ascii: "\n"):
             terminal.add(UInt8(ascii: "\n"))
             remember()
             return .line
-        case 0x03:
+        case TerminalKey.ctrlC:
             terminal.add("^C\n")
             return .cancelled
-        case 0x08, 0x7F:
+        case TerminalKey.backspace, TerminalKey.delete:
             guard cursor > 0 else { break }
             moveLeft(&terminal)
             deleteAtCursor(&terminal)
-        case 0x15:
+        case TerminalKey.ctrlU:
             while cursor > 0 { moveLeft(&terminal) }
             replace(with: nil, 0, &terminal)
-        case 0x01: // Ctrl-A
+        case TerminalKey.ctrlA:
             while cursor > 0 { moveLeft(&terminal) }
-        case 0x05: // Ctrl-E
+        case TerminalKey.ctrlE:
             while cursor < length { moveRight(&terminal) }
         case 0..<0x20:
             break
@@ -103,7 +117,7 @@ struct LineEditor {
 
     mutating func insert(_ byte: UInt8, _ terminal: inout Terminal) {
         guard length < Self.capacity else {
-            terminal.add(0x07)
+            terminal.add(TerminalKey.bell)
             return
         }
         var index = length
@@ -115,7 +129,7 @@ struct LineEditor {
         length += 1
         for index in cursor..<length { terminal.add(bytes[index]) }
         cursor += 1
-        for _ in cursor..<length { terminal.add(0x08) }
+        for _ in cursor..<length { terminal.add(TerminalKey.backspace) }
     }
 
     mutating func deleteAtCursor(_ terminal: inout Terminal) {
@@ -124,13 +138,13 @@ struct LineEditor {
         length -= 1
         for index in cursor..<length { terminal.add(bytes[index]) }
         terminal.add(UInt8(ascii: " "))
-        for _ in cursor...length { terminal.add(0x08) }
+        for _ in cursor...length { terminal.add(TerminalKey.backspace) }
     }
 
     mutating func moveLeft(_ terminal: inout Terminal) {
         guard cursor > 0 else { return }
         cursor -= 1
-        terminal.add(0x08)
+        terminal.add(TerminalKey.backspace)
     }
 
     mutating func moveRight(_ terminal: inout Terminal) {
@@ -160,7 +174,7 @@ struct LineEditor {
         for index in 0..<length { terminal.add(bytes[index]) }
         if old > length {
             for _ in length..<old { terminal.add(UInt8(ascii: " ")) }
-            for _ in length..<old { terminal.add(0x08) }
+            for _ in length..<old { terminal.add(TerminalKey.backspace) }
         }
         cursor = length
     }

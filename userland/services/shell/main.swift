@@ -136,7 +136,7 @@ enum ShellState {
                 var terminal = Terminal()
                 terminal.add("\n(console restarted)\nswiftkernel> ")
                 for index in 0..<editor.length { terminal.add(editor.bytes[index]) }
-                for _ in editor.cursor..<editor.length { terminal.add(0x08) }
+                for _ in editor.cursor..<editor.length { terminal.add(TerminalKey.backspace) }
                 terminal.flush()
             } else {
                 System.sleep(nanoseconds: 10_000_000)
