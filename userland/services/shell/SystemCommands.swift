@@ -30,18 +30,40 @@ enum SystemCommands {
         System.print("mem: frames \(frames.freeFrames) free of \(frames.totalFrames) (\(megabytes: (frames.totalFrames - frames.freeFrames) * 4096) MiB in use)")
         System.print("mem: kernel objects \(objects.objects), \(objects.chargedBytes) bytes charged to processes")
         System.print("mem: kernel heap \(heap.blocks) blocks in \(heap.pages) pages; \(processes.live) processes, \(processes.mappedBytes >> 10) KiB mapped")
-        guard answered else {
-            System.print("mem: the memory manager did not answer; no per-process figures")
-            return
+        if !answered { System.print("mem: the memory manager did not answer; its figures are left out") }
+        // Per process: what the process manager says it mapped and its limit, and, for the memory
+        // manager's clients, what it granted and what their account holds.
+        guard let manager = ProcessCommands.manager else { return }
+        System.print("  PID  NAME            MAPPED KiB  LIMIT KiB  GRANTS  GRANTED KiB  ACCOUNT KiB")
+        var listed = false
+        try? ProcessCommands.forEachEntry(manager) { entry in
+            guard entry.state == .running else { return }
+            listed = true
+            var name = Printable(entry.name, entry.nameLength)
+            while name.count < 14 { name.add(0x20) }
+            let limit = entry.memoryLimit == 0 || entry.memoryLimit == .max ? ProcessCommands.padded("     none", 9)
+                : ProcessCommands.pad(entry.memoryLimit >> 10, 9)
+            var line = TextLine()
+            line.write("  ")
+            ProcessCommands.pad(entry.id, 3).describe(into: &line)
+            line.write("  ")
+            name.describe(into: &line)
+            line.write("  ")
+            ProcessCommands.pad(entry.mappedBytes >> 10, 10).describe(into: &line)
+            line.write("  ")
+            limit.describe(into: &line)
+            for index in 0..<clientCount where clients[index].process == entry.id {
+                let client = clients[index]
+                line.write("  ")
+                ProcessCommands.pad(client.grants, 6).describe(into: &line)
+                line.write("  ")
+                ProcessCommands.pad(client.grantedBytes >> 10, 11).describe(into: &line)
+                line.write("  ")
+                ProcessCommands.pad(client.accountUsed >> 10, 11).describe(into: &line)
+            }
+            System.print(FormattedText(line: line))
         }
-        System.print("mem: \(clientCount) clients of the memory manager")
-        System.print("  PID  GRANTS  GRANTED KiB  ACCOUNT KiB  LIMIT KiB")
-        for index in 0..<clientCount {
-            let entry = clients[index]
-            let limit = entry.accountLimit == .max ? ProcessCommands.padded("none", 9)
-                : ProcessCommands.pad(entry.accountLimit >> 10, 9)
-            System.print("  \(ProcessCommands.pad(entry.process, 3))  \(ProcessCommands.pad(entry.grants, 6))  \(ProcessCommands.pad(entry.grantedBytes >> 10, 11))  \(ProcessCommands.pad(entry.accountUsed >> 10, 11))  \(limit)")
-        }
+        if !listed { System.print("mem: the process manager did not answer; no per-process figures") }
     }
 
     static func ipc(_ words: inout Words) {
