@@ -85,6 +85,8 @@ def shell_at_the_terminal() -> BootResult:
         spinner = background(session, "spawn spinner &\r", "spinner")
         during = figures(session)
         command(session, "ps\r", rf"(?m)^ +{spinner}  running +\d+ KiB  program  spinner\r?\n")
+        command(session, "mem\r", rf"(?m)^ +{spinner}  spinner +[1-9]\d* +none\r?\n",
+                r"(?m)^ +\d+  memory-manager +[1-9]\d* +2048\r?\n")
         command(session, f"kill {spinner}\r", rf"\[{spinner}\] +was killed")
         after = figures(session)
         session.checks += 1
