@@ -1013,7 +1013,8 @@ extension SystemCall {
 
     /// Makes the end of `process` (needs wait) signal `bits` (not 0) on `notification` (needs
     /// signal), at once if it has ended already: how a supervisor learns of many ends with one
-    /// wait. One binding per process; a new one replaces the old.
+    /// wait. Up to 4 notifications per process (`queueFull` beyond); binding one again changes
+    /// its bits.
     public struct ProcessNotify: SystemCallArguments {
         public typealias Result = NoValues
         public static let number = SystemCallNumber.processNotify
@@ -1030,6 +1031,30 @@ extension SystemCall {
         }
         @inline(__always) public var registers: ArgumentRegisters {
             ArgumentRegisters(x0: process.value, x1: notification.value, x2: bits)
+        }
+    }
+
+    /// The kernel's IPC counters since boot: messages delivered to a receiver (by any path) and
+    /// calls made. For figures such as the shell's `ipc`; they never go down.
+    public struct IPCStatistics: SystemCallArguments {
+        public static let number = SystemCallNumber.ipcStatistics
+        @inline(__always) public init() {}
+        @inline(__always) public init(registers: ArgumentRegisters) {}
+        @inline(__always) public var registers: ArgumentRegisters { ArgumentRegisters() }
+
+        public struct Result: SystemCallResult {
+            public var messages: UInt64
+            public var calls: UInt64
+            @inline(__always) public init(messages: UInt64, calls: UInt64) {
+                self.messages = messages
+                self.calls = calls
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(messages: registers.x1, calls: registers.x2)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: messages, x2: calls)
+            }
         }
     }
 }

@@ -53,6 +53,7 @@ public enum SystemCallNumber: UInt64, CaseIterable, Sendable {
     case processWait = 41
     case processKill = 42
     case processNotify = 43
+    case ipcStatistics = 44
 }
 
 /// The status a successful call leaves in x0; any other value is a `KernelError`.

@@ -153,6 +153,11 @@ func startUserSpace(_ platform: Platform, startFlags: StartFlags, powerOffAfterI
     Processes.onInitExit = { reason, code in
         log("Boot: init ended (\(ExitReason(rawValue: reason) == .exited ? "exit" : "fault or kill") code \(code))")
         if Processes.powerOffWhenInitEnds { finishRun() }
+        // Otherwise init ends with code 0 only when asked to shut down (its power control port).
+        if ExitReason(rawValue: reason) == .exited && code == 0 {
+            log("Boot: shutdown, powering off")
+            powerOff()
+        }
     }
     log("Boot: PAN \(privilegedAccessNever ? "enabled" : "not implemented by this CPU"); user memory is reached only through LDTR/STTR")
     guard let ramdisk else {

@@ -125,10 +125,18 @@ public struct DeviceSet: OptionSet, Equatable, Sendable {
     public init(rawValue: UInt64) { self.rawValue = rawValue }
     /// The console UART (device 0).
     public static let console = DeviceSet(rawValue: 1 << 0)
+    /// Not a device of the capability: init's power control (a send right to its port), the
+    /// authority to power the machine off.
+    public static let power = DeviceSet(rawValue: 1 << 63)
+    /// Not a device either: a send right to the process manager's control port, the authority
+    /// to start, stop and crash services.
+    public static let services = DeviceSet(rawValue: 1 << 62)
 
     /// The device a manifest names `name`, if there is one.
     public static func named(_ name: UnsafeRawBufferPointer) -> DeviceSet? {
         if matches(name, "console") { return .console }
+        if matches(name, "power") { return .power }
+        if matches(name, "services") { return .services }
         return nil
     }
 }

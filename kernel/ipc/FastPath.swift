@@ -62,6 +62,8 @@ enum IPCFastPath {
             }
             // Commit point: the message is in the server's buffer.
             port.takeFirstReceiver()
+            IPCStatistics.messages &+= 1
+            IPCStatistics.calls &+= 1
             server.finishReceive(.delivered)
             reply.call.arm()
             thread.callAddress = address
@@ -135,6 +137,7 @@ enum IPCFastPath {
         }
         // Commit point: the answer is in the caller's buffer.
         reply.call.finish(failure: nil)
+        IPCStatistics.messages &+= 1
         // Drops the table's reference; the caller thread still holds its capability.
         process.handles.discard(call.reply)
         // Wait on the port for the next message, as `receive` does.

@@ -37,6 +37,7 @@ extension IPC {
                         header: UnsafeMutablePointer<UInt64>) throws(KernelError) {
         try MessageTransfer.writeOut(&message, to: address, memory: CurrentUserMemory(), receiver: &receiver.handles,
                                      header: header)
+        IPCStatistics.messages &+= 1
     }
 
     /// Delivers `message` into `target`'s memory at `address` while `thread` runs: with the
@@ -151,6 +152,7 @@ extension IPC {
         let reply = replyCapability(of: thread)
         reply.call.arm()
         message.reply = .reply(reply)
+        IPCStatistics.calls &+= 1
         thread.callAddress = address
         // A server waiting in `receive` has the message already and runs next.
         var server = post(&message, on: port, by: thread)

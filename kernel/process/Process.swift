@@ -33,8 +33,10 @@ final class Process: ChargedObject {
     var createdByHandle = false
     /// Process handles naming it, wherever they are: the last one closed before it started ends it.
     var handleCount = 0
-    /// What its end signals (`processNotify`).
-    var endNotification: (notification: Notification, bits: UInt64)?
+    /// What its end signals (`processNotify`): a binding per notification, so that a client
+    /// given a process handle cannot take away its supervisor's.
+    static let maximumEndNotifications = 4
+    var endNotifications = InlineArray<4, (notification: Notification, bits: UInt64)?>(repeating: nil)
 
     static let maximumThreads = 64
 
@@ -354,8 +356,9 @@ enum Processes {
             process.waiter = nil
             Scheduler.wake(waiter)
         }
-        if let (notification, bits) = process.endNotification {
-            process.endNotification = nil
+        for index in 0..<Process.maximumEndNotifications {
+            guard let (notification, bits) = process.endNotifications[index] else { continue }
+            process.endNotifications[index] = nil
             notification.signal(bits)
         }
         if process.id == 1, let onInitExit { onInitExit(UInt64(reason.rawValue), code) }

@@ -95,7 +95,20 @@ enum ProcessCalls {
         if target.state == .zombie {
             notification.signal(call.bits)
         } else {
-            target.endNotification = (notification, call.bits)
+            // The same notification again changes its bits; another takes a free binding.
+            var free: Int?
+            for index in 0..<Process.maximumEndNotifications {
+                guard let bound = target.endNotifications[index] else {
+                    if free == nil { free = index }
+                    continue
+                }
+                if bound.notification === notification {
+                    target.endNotifications[index] = (notification, call.bits)
+                    return
+                }
+            }
+            guard let free else { throw .queueFull }
+            target.endNotifications[free] = (notification, call.bits)
         }
     }
 

@@ -249,6 +249,10 @@ enum SystemCalls {
             serve(frame, SystemCall.KernelObjects.self) { _ in
                 .init(objects: KernelMemory.root.objects, chargedBytes: KernelMemory.root.used)
             }
+        case .ipcStatistics:
+            serve(frame, SystemCall.IPCStatistics.self) { _ in
+                .init(messages: IPCStatistics.messages, calls: IPCStatistics.calls)
+            }
         case .processCreate:
             serve(frame, SystemCall.ProcessCreate.self) { call throws(KernelError) in
                 try ProcessCalls.create(call, caller: try caller())

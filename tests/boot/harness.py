@@ -173,3 +173,121 @@ def boot(command: list[str], timeout: float = 60.0, stop_at: str | None = None,
     text = output.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
     return BootResult(command=command, lines=text.split("\n"), exit_code=exit_code,
                       timed_out=timed_out, seconds=time.monotonic() - started)
+
+
+class Session:
+    """An interactive boot: QEMU runs while a test types on the serial input and waits for
+    console text, as a person at the terminal would. `expect` searches the console text after
+    the last match (not line by line: a prompt has no newline); `close` always kills QEMU and
+    returns the whole console as a BootResult. Use as a context manager."""
+
+    def __init__(self, command: list[str], deadline: float = 120.0):
+        self.command = command
+        self.started = time.monotonic()
+        self.deadline = self.started + deadline
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.output = bytearray()
+        self.position = 0   # console text before this offset is already matched
+        self.exit_code: int | None = None
+        self.checks = 0
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+    @property
+    def text(self) -> str:
+        return self.output.decode("utf-8", "replace")
+
+    def _read(self, wait: float) -> bool:
+        """Reads what QEMU wrote within `wait` seconds; false once it has exited."""
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout.fileno()], [], [], max(0.0, wait))
+        if ready:
+            chunk = os.read(self.process.stdout.fileno(), 65536)
+            if not chunk:
+                self.exit_code = self.process.wait()
+                return False
+            self.output += chunk
+        return True
+
+    def result(self) -> BootResult:
+        text = self.text.replace("\r\n", "\n").replace("\r", "\n")
+        return BootResult(command=self.command, lines=text.split("\n"), exit_code=self.exit_code,
+                          timed_out=False, seconds=time.monotonic() - self.started, checks=self.checks)
+
+    def fail(self, message: str) -> None:
+        self.close()
+        log = ROOT / "build" / f"session-{os.getpid()}-{int(self.started)}.log"
+        try:
+            log.write_text(self.text)
+            message += f"\n  whole console in {log}"
+        except OSError:
+            pass
+        self.result()._fail(message)
+
+    def expect(self, pattern: str, timeout: float = 20.0) -> re.Match:
+        """Waits for `pattern` (a regex) in the console text after the previous match."""
+        self.checks += 1
+        compiled = re.compile(pattern)
+        until = min(time.monotonic() + timeout, self.deadline)
+        while True:
+            match = compiled.search(self.text, self.position)
+            if match:
+                self.position = match.end()
+                return match
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                self.fail(f"/{pattern}/ did not appear within {timeout:.0f} s")
+            if not self._read(min(remaining, 0.5)):
+                match = compiled.search(self.text, self.position)
+                if match:
+                    self.position = match.end()
+                    return match
+                self.fail(f"QEMU exited (code {self.exit_code}) before /{pattern}/ appeared")
+
+    def type(self, text: str | bytes, pause: float = 0.0) -> None:
+        """Types `text` on the serial input (a pause between bytes if `pause`)."""
+        assert self.process.stdin is not None
+        data = text.encode("latin-1") if isinstance(text, str) else text
+        try:
+            if pause:
+                for byte in data:
+                    self.process.stdin.write(bytes([byte]))
+                    self.process.stdin.flush()
+                    time.sleep(pause)
+            else:
+                self.process.stdin.write(data)
+                self.process.stdin.flush()
+        except BrokenPipeError:
+            self.fail("QEMU stopped reading the serial input")
+
+    def wait_exit(self, timeout: float = 20.0) -> int | None:
+        """Reads until QEMU exits by itself; its exit code (None if it did not within `timeout`)."""
+        until = time.monotonic() + timeout
+        while self.exit_code is None and time.monotonic() < until:
+            if not self._read(min(until - time.monotonic(), 0.5)):
+                break
+        return self.exit_code
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        else:
+            self.exit_code = self.process.returncode
+        if self.process.stdout is not None and not self.process.stdout.closed:
+            try:
+                while True:
+                    ready, _, _ = select.select([self.process.stdout.fileno()], [], [], 0)
+                    if not ready:
+                        break
+                    chunk = os.read(self.process.stdout.fileno(), 65536)
+                    if not chunk:
+                        break
+                    self.output += chunk
+            except OSError:
+                pass

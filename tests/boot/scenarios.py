@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 import devicetree_mutation
+import shell_scenarios
 from harness import INITRD, KERNEL_IMAGE, ROOT, BootFailure, BootResult, boot, newc_archive, qemu_command
 
 ROOT_BUILD = ROOT / "build"
@@ -300,29 +301,6 @@ def fault_injection(rate: int, seed: int) -> Scenario:
     return Scenario(f"fault injection: the test suite with 1 in {rate} requests for memory refused (seed {seed})", run)
 
 
-def default_run() -> BootResult:
-    """What `make run` does: init starts from the ramdisk, runs hello, then drives console input
-    from user space through the UART interrupt; two typed lines show the driver acknowledges and
-    is woken again."""
-    typed = [(r"type a line", "ping\r"), (r"console read 'ping'", "second line\r")]
-    result = boot(qemu_command(append="", initrd=INITRD), timeout=30,
-                  stop_at=r"init: console read 'second line'[^\n]*\n", interaction=typed)
-    result.expect_in_order(r"^init: running at EL0 as process 1",
-                           r"^init: started process-manager \(process 2\)$",
-                           r"^init: started names \(process 3\)$",
-                           r"^init: started memory-manager \(process 4\)$",
-                           r"^init: started echo \(process 5\)$",
-                           r"^hello: process \d+, child of 1, at \d+ ms since boot$",
-                           r"^hello: the first ten squares add up to 385$",
-                           r"^init: hello ended with code 0$",
-                           r"^init: console input driver ready \(UART interrupt 33\); type a line$",
-                           r"^init: console read 'ping'$",
-                           r"^init: console read 'second line'$")
-    result.expect_no_line(r"Kernel panic|tests:")
-    result.expect_equal(result.exit_code, None, "QEMU still running (kernel idling)")
-    return result
-
-
 def hostile_init(name: str, archive: bytes, expected: str) -> BootResult:
     with tempfile.TemporaryDirectory() as scratch:
         ramdisk = Path(scratch) / "initrd.cpio"
@@ -456,7 +434,12 @@ SCENARIOS: list[Scenario] = [
     fault_injection(20, 1),
     fault_injection(50, 2),
     fault_injection(100, 3),
-    Scenario("user space: default run, init drives console input through the UART interrupt", default_run),
+    Scenario("shell: help, ps, spawn, kill, mem, ipc, bad input, Ctrl-C and shutdown, typed with editing keys",
+             shell_scenarios.shell_at_the_terminal),
+    Scenario("shell: 50 crashes of the console while a program prints, 50 of the memory manager while one "
+             "allocates; nothing leaks", lambda: shell_scenarios.restarts_under_use(50)),
+    Scenario("shell: garbage on the serial line (random bytes, long lines, cut escape sequences)",
+             shell_scenarios.garbage_on_the_line),
     Scenario("user space: init with a wrong-machine ELF header is refused", corrupted_elf),
     Scenario("user space: init with a writable+executable segment is refused", writable_executable_elf),
     Scenario("user space: a corrupt ramdisk is refused", corrupted_ramdisk),

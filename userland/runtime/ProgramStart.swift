@@ -26,9 +26,13 @@ public enum StartTag: UInt64, CaseIterable, Sendable {
     /// The program's own process handle with the account right (and wait, duplicate, transfer):
     /// what it hands the memory manager so that the memory it asks for is charged to it.
     case ownProcess = 9
+    /// A send right to the console service: the program's output goes there (ConsoleProtocol.swift).
+    case console = 10
+    /// A send right to init's power control port: what `shutdown` needs (docs/SHELL.md).
+    case powerControl = 11
     /// The process manager's control port: a send right is the authority to start, stop and
     /// crash services (the process manager itself gets the receive right).
-    case serviceControl = 10
+    case serviceControl = 12
 }
 
 /// The layout of the start block. All fields are little-endian 64-bit words, except the

@@ -33,8 +33,11 @@ public enum System {
     /// Init's start argument: what the kernel command line asked the system to do.
     public static var startFlags: StartFlags { StartFlags(rawValue: startArgument) }
 
+    /// Writes `bytes` to the console service if the program has one (ConsoleOutput), else, or
+    /// when it does not answer, with the kernel's debug write.
     public static func write(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress else { return }
+        if ConsoleOutput.write(bytes) { return }
         _ = try? invoke(SystemCall.DebugWrite(text: UserAddress(base), length: UInt64(bytes.count)))
     }
 

@@ -234,6 +234,7 @@ func name(of number: UInt64) -> StaticString {
     case .processWait: return "processWait"
     case .processKill: return "processKill"
     case .processNotify: return "processNotify"
+    case .ipcStatistics: return "ipcStatistics"
     }
 }
 

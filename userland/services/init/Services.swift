@@ -9,6 +9,11 @@ enum SystemStart {
     nonisolated(unsafe) static var processManagerProcess = Handle.none
 
     nonisolated(unsafe) static var deviceAccess: Handle?
+    /// Whether the console belongs to the services (not in test mode, where it carries the test
+    /// log): services given the console device or power control start only then.
+    nonisolated(unsafe) static var interactive = false
+    /// The receive right of init's power control port, made when a service asks for power.
+    nonisolated(unsafe) static var powerControl: Handle?
     /// The services started, to stop them at the end of a test run.
     nonisolated(unsafe) static var startedNames = InlineArray<32, ServiceName>(repeating: ServiceName())
     nonisolated(unsafe) static var startedCount = 0
@@ -31,8 +36,9 @@ enum SystemStart {
     /// Starts the process manager and the manifest's services, on a thread with a stack large
     /// enough for the manifest reader's fixed storage (init's own stack is 64 KiB), and waits
     /// for it. A service that cannot start is reported and the others still start.
-    static func start(deviceAccess: Handle?) {
+    static func start(deviceAccess: Handle?, interactive: Bool) {
         self.deviceAccess = deviceAccess
+        self.interactive = interactive
         do throws(KernelError) {
             done = try IPC.createNotification()
             _ = try System.createThread(stackBytes: 512 * 1024) { _ in
@@ -73,7 +79,9 @@ enum SystemStart {
         let order = manifest.startOrder()
         for index in 0..<order.problemCount { System.print("init: manifest \(order.problem(index))") }
         for position in 0..<order.count {
-            startService(manifest[order[position]], through: manager, deviceAccess: deviceAccess)
+            let entry = manifest[order[position]]
+            if !interactive && (entry.devices.contains(.console) || entry.devices.contains(.power)) { continue }
+            startService(entry, through: manager, deviceAccess: deviceAccess)
         }
         return true
     }
@@ -97,6 +105,14 @@ enum SystemStart {
            let copy = try? IPC.duplicate(deviceAccess, rights: [.open, .duplicate, .transfer]) {
             handles.append(.deviceAccess, copy)
         }
+        if entry.devices.contains(.services), let control = processManager?.control,
+           let copy = try? IPC.duplicate(control, rights: [.send, .duplicate, .transfer]) {
+            handles.append(.serviceControl, copy)
+        }
+        if entry.devices.contains(.power), let port = powerControlPort(),
+           let copy = try? IPC.duplicate(port, rights: [.send, .duplicate, .transfer]) {
+            handles.append(.powerControl, copy)
+        }
         do throws(KernelError) {
             let started = try entry.name.withBytes { name throws(KernelError) in
                 try entry.program.withBytes { program throws(KernelError) in
@@ -115,5 +131,12 @@ enum SystemStart {
         } catch {
             System.print("init: cannot start \(entry.name): \(error)")
         }
+    }
+
+    /// Init's power control port (its receive right kept here), made on first use.
+    static func powerControlPort() -> Handle? {
+        if let powerControl { return powerControl }
+        powerControl = try? IPC.createPort()
+        return powerControl
     }
 }

@@ -2,9 +2,10 @@
 // device-access capability as its start handle. It reports itself, then, by its start argument,
 // runs the system call fuzzer (bit 2, its options above the flags), the user-space test suite
 // (bit 0, started with the program loader and handed the capability, whose checks need one, and
-// a copy of the ramdisk) or the benchmarks (bit 1) and ends with their result. Otherwise it runs
-// hello and then drives console input: a userspace driver for the UART's receive side, woken by
-// the UART interrupt through a notification.
+// a copy of the ramdisk) or the benchmarks (bit 1) and ends with their result. Otherwise it
+// starts the manifest's services (among them the console driver and the shell) and serves its
+// power control port: asked to shut down, it stops the services and ends with code 0, and the
+// kernel powers the machine off.
 
 import UserSystemCall
 
@@ -18,20 +19,14 @@ struct Init {
         if System.startFlags.contains(.runTests) {
             // The kernel's suite first, on a quiet system; then the services, and their own tests.
             let failures = runTests(deviceAccess: deviceAccess)
-            SystemStart.start(deviceAccess: deviceAccess)
+            SystemStart.start(deviceAccess: deviceAccess, interactive: false)
             let serviceFailures = runServiceTests(restarts: System.startArgument >> 8)
             SystemStart.stop()
             System.exit(failures + serviceFailures)
         }
         if System.startFlags.contains(.runBenchmarks) { System.exit(run("bench")) }
-        SystemStart.start(deviceAccess: deviceAccess)
-        let code = run("hello")
-        System.print("init: hello ended with code \(code)")
-        guard let deviceAccess else {
-            System.print("init: no console input driver: started without device access")
-            return
-        }
-        ConsoleInput.serve(through: deviceAccess)
+        SystemStart.start(deviceAccess: deviceAccess, interactive: true)
+        servePowerControl()
     }
 
     /// Runs a program to its end, moving `handle` to it; its exit code, or 255 if it could not run
@@ -104,52 +99,33 @@ extension Init {
     }
 }
 
-/// The PL011's receive side, driven from user space (registers from Arm DDI 0183).
-enum ConsoleInput {
-    static let data = 0x000
-    static let flags = 0x018
-    static let interruptMask = 0x038
-    static let interruptClear = 0x044
-    static let receiveFIFOEmpty: UInt32 = 1 << 4
-    static let receiveInterrupts: UInt32 = 1 << 4 | 1 << 6 // RX, RX timeout
-
-    /// Drives the console UART, device 0 of device-access capability `access`.
-    static func serve(through access: Handle) {
-        let device: (registers: Handle, interrupt: Handle)
-        let base: UInt64
-        let bell: Handle
-        let identifier: UInt64
-        do throws(KernelError) {
-            device = try System.openDevice(0, through: access)
-            base = UInt64(UInt(bitPattern: try IPC.map(device.registers, writable: true)))
-            bell = try IPC.createNotification()
-            identifier = try System.bindInterrupt(device.interrupt, to: bell)
-        } catch {
-            System.print("init: no console input driver: \(error)")
-            return
+extension Init {
+    /// Answers requests on the power control port (PowerControl.swift) until one asks for a
+    /// shutdown; then stops the services and ends, and the kernel powers off.
+    static func servePowerControl() {
+        guard let port = SystemStart.powerControl else {
+            System.print("init: no power control port; the services run on")
+            while true { System.sleep(nanoseconds: .max) }
         }
-        user_write32(base + UInt64(interruptMask), user_read32(base + UInt64(interruptMask)) | receiveInterrupts)
-        System.print("init: console input driver ready (UART interrupt \(identifier)); type a line")
-        var line = TextLine()
+        var message = IPCMessage()
         while true {
-            _ = try? IPC.wait(bell)
-            // Clear the UART's interrupt status before draining: a character that arrives while
-            // draining raises it again, and the (level) interrupt fires once acknowledged.
-            user_write32(base + UInt64(interruptClear), receiveInterrupts)
-            while user_read32(base + UInt64(flags)) & receiveFIFOEmpty == 0 {
-                let byte = UInt8(truncatingIfNeeded: user_read32(base + UInt64(data)))
-                if byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\n") {
-                    var report = TextLine()
-                    report.write("init: console read '")
-                    line.forEachByte { report.write(byte: $0) }
-                    report.write("'")
-                    System.print(FormattedText(line: report))
-                    line = TextLine()
-                } else {
-                    line.write(byte: byte)
-                }
+            do throws(KernelError) {
+                try IPC.receive(port, into: &message)
+            } catch {
+                System.sleep(nanoseconds: 10_000_000)
+                continue
             }
-            try? System.acknowledgeInterrupt(device.interrupt)
+            for index in 0..<min(message.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(message.handle(index)) }
+            let shutdown = message.label == PowerControl.shutdown
+            if let reply = message.replyHandle {
+                var answer = IPCMessage(label: shutdown ? 0 : KernelError.invalidArgument.rawValue)
+                try? IPC.reply(reply, &answer)
+            }
+            if shutdown {
+                System.print("init: shutdown requested by process \(message.sender.value); stopping the services")
+                SystemStart.stop()
+                System.exit(0)
+            }
         }
     }
 }

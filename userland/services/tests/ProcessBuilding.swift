@@ -151,14 +151,23 @@ func testProcessBuilding(_ suite: inout Suite) {
     suite.check(refusals, "processMap, processStart, processKill, processWait, processNotify, processGive and processCreate refuse bad arguments, handles and rights (first wrong: case \(firstWrong >> 8), status \(firstWrong & 0xFF))")
 
     // A process closed before it starts ends; one killed while running is reported killed, and
-    // its end signals a notification; a started one cannot be started again.
+    // its end signals every notification bound to it (a second binding does not displace the
+    // first; a fifth is refused); a started one cannot be started again.
     var ends = false
     let (unstarted4, spinner4, bell4) = (try? HandBuiltProgram.build(), try? HandBuiltProgram.build(), try? IPC.createNotification())
-    if let unstarted = unstarted4, let spinner = spinner4, let bell = bell4 {
+    let others = [try? IPC.createNotification(), try? IPC.createNotification(), try? IPC.createNotification(),
+                  try? IPC.createNotification()]
+    if let unstarted = unstarted4, let spinner = spinner4, let bell = bell4, let second = others[0], let third = others[1],
+       let fourth = others[2], let fifth = others[3] {
         let liveWithBoth = System.processes.live
         try? IPC.close(unstarted)
         let unstartedEnded = System.processes.live == liveWithBoth - 1
-        try? ProcessHandles.notify(bell, bits: 0b100, whenEnds: spinner)
+        try? ProcessHandles.notify(bell, bits: 0b1, whenEnds: spinner)
+        try? ProcessHandles.notify(second, bits: 0b10, whenEnds: spinner)
+        try? ProcessHandles.notify(bell, bits: 0b100, whenEnds: spinner) // again: new bits, same binding
+        try? ProcessHandles.notify(third, bits: 1, whenEnds: spinner)
+        try? ProcessHandles.notify(fourth, bits: 1, whenEnds: spinner)
+        let fifthRefused = catching { () throws(KernelError) in try ProcessHandles.notify(fifth, bits: 1, whenEnds: spinner) }
         let started = (try? ProcessHandles.start(spinner, entry: HandBuiltProgram.codeAddress + HandBuiltProgram.spin,
                                                   stackTop: HandBuiltProgram.stackTop)) != nil
         let startedTwice = raw(SystemCallNumber.processStart.rawValue, spinner.value, HandBuiltProgram.codeAddress,
@@ -168,14 +177,17 @@ func testProcessBuilding(_ suite: inout Suite) {
         let quiet = raw(SystemCallNumber.notificationWait.rawValue, bell.value, 0).status == error(.wouldBlock)
         try? ProcessHandles.kill(spinner)
         let bits = try? IPC.wait(bell)
+        let secondBits = try? IPC.wait(second, timeout: 0)
         let status = try? ProcessHandles.wait(spinner)
-        ends = unstartedEnded && started && startedTwice && stillRunning && quiet && bits == 0b100 && status?.reason == .killed
+        ends = unstartedEnded && started && startedTwice && stillRunning && quiet && bits == 0b100 && secondBits == 0b10
+            && fifthRefused == .queueFull && status?.reason == .killed
         try? IPC.close(spinner)
         try? IPC.close(bell)
     } else {
         for handle in [unstarted4, spinner4, bell4] { if let handle { try? IPC.close(handle) } }
     }
-    suite.check(ends, "a process closed before it starts ends; a running one is killed by handle and its end signals a notification")
+    for other in others { if let other { try? IPC.close(other) } }
+    suite.check(ends, "a process closed before it starts ends; a running one is killed by handle and its end signals each of the 4 notifications bound to it (rebinding one changes its bits; a fifth is refused)")
 
     // The account right: memory charged to another process, and its account read.
     var charged = false

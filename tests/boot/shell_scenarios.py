@@ -1,0 +1,245 @@
+"""Boot scenarios of the default run (`make run`): the console driver and the shell, driven as a
+person would through QEMU's serial input, with real keystrokes (backspace, cursor keys, history),
+restarts of the console and the memory manager while programs use them, and garbage on the line.
+Every check reads what the shell printed."""
+from __future__ import annotations
+
+import random
+import re
+import time
+
+from harness import INITRD, BootResult, Session, qemu_command
+
+PROMPT = r"swiftkernel> "
+LEFT, RIGHT, UP, DOWN = "\x1b[D", "\x1b[C", "\x1b[A", "\x1b[B"
+BACKSPACE, CTRL_C, CTRL_U = "\x7f", "\x03", "\x15"
+
+
+def default_session(deadline: float = 120.0) -> Session:
+    return Session(qemu_command(append="", initrd=INITRD), deadline=deadline)
+
+
+def command(session: Session, text: str, *patterns: str, timeout: float = 20.0) -> list[re.Match]:
+    """Types `text` at the prompt (waited for first), then waits for each pattern in turn."""
+    session.expect(PROMPT, timeout)
+    session.type(text)
+    return [session.expect(pattern, timeout) for pattern in patterns]
+
+
+def figures(session: Session) -> dict[str, int]:
+    """The kernel's figures from `mem`, once two readings in a row agree (a process that just
+    ended may still be being torn down): kernel objects, bytes charged, and free frames counted
+    with the pages the kernel heap holds (which it takes and gives back as it needs)."""
+    previous: dict[str, int] = {}
+    for _ in range(6):
+        frames, objects, heap = command(session, "mem\r", r"mem: frames (\d+) free of (\d+)",
+                                        r"mem: kernel objects (\d+), (\d+) bytes charged to processes",
+                                        r"mem: kernel heap \d+ blocks in (\d+) pages")
+        reading = {"free frames": int(frames[1]) + int(heap[1]), "objects": int(objects[1]),
+                   "charged": int(objects[2])}
+        if reading == previous:
+            break
+        previous = reading
+    return previous
+
+
+def ipc_counters(session: Session) -> tuple[int, int]:
+    counters, = command(session, "ipc\r", r"ipc: messages delivered (\d+), calls (\d+)\r?\n")
+    return int(counters[1]), int(counters[2])
+
+
+def background(session: Session, text: str, name: str) -> int:
+    started, = command(session, text, rf"\[(\d+)\] {name} running in the background")
+    return int(started[1])
+
+
+def shell_at_the_terminal() -> BootResult:
+    """Boot to the prompt; help, ps, spawn, kill, jobs, mem, ipc, uptime, bench, bad input,
+    Ctrl-C, a program reading lines, a restart of the shell itself and shutdown, typed with
+    backspace, cursor keys and history."""
+    with default_session() as session:
+        services = {m[1]: int(m[2]) for m in (session.expect(rf"init: started ({name}) \(process (\d+)\)")
+                                              for name in ("names", "memory-manager", "echo", "console", "shell"))}
+        command(session, "help\r", r"  ps +the processes", r"  shutdown +stop the services and power off", r"  keys: ")
+        # ps lists every service, running, with the id init reported.
+        session.expect(PROMPT)
+        session.type("ps\r")
+        for name, pid in services.items():
+            session.expect(rf"(?m)^ +{pid}  running +\d+ KiB  service  {name}\r?\n")
+        # Cursor keys: "hlp", two left, "e" in the middle, Enter: help.
+        command(session, "hlp" + LEFT + LEFT + "e" + RIGHT + RIGHT + "\r", r"  keys: ")
+        # Backspace: "spawn hellx" corrected.
+        ran = command(session, "spawn hellx" + BACKSPACE + "o\r", r"hello: process (\d+), child of \d+",
+                      r"hello: the first ten squares add up to 385", r"\[(\d+)\] hello exited with code 0")
+        session.checks += 1
+        if ran[0][1] != ran[2][1]:
+            session.fail(f"hello's own id {ran[0][1]} and the shell's report {ran[2][1]} differ")
+        # History: up runs the last line again; up, up, up, down is the line before it (help).
+        command(session, UP + "\r", r"hello: the first ten squares add up to 385", r"\[\d+\] hello exited with code 0")
+        command(session, UP + UP + UP + DOWN + "\r", r"  keys: ")
+        # Ctrl-U drops what was typed.
+        command(session, "shutdown" + CTRL_U + "uptime\r", r"uptime: \d+\.\d{3} s since boot")
+
+        # A background program holds kernel objects and frames until it is killed.
+        before = figures(session)
+        spinner = background(session, "spawn spinner &\r", "spinner")
+        during = figures(session)
+        command(session, "ps\r", rf"(?m)^ +{spinner}  running +\d+ KiB  program  spinner\r?\n")
+        command(session, "mem\r", rf"(?m)^ +{spinner}  spinner +[1-9]\d* +none\r?\n",
+                r"(?m)^ +\d+  memory-manager +[1-9]\d* +2048\r?\n")
+        command(session, f"kill {spinner}\r", rf"\[{spinner}\] spinner was killed")
+        after = figures(session)
+        session.checks += 1
+        if not (during["objects"] > before["objects"] and during["free frames"] < before["free frames"]):
+            session.fail(f"a running spinner shows in the figures: before {before}, during {during}")
+        session.checks += 1
+        if after != before:
+            session.fail(f"the figures come back once the spinner is killed: before {before}, after {after}")
+
+        # The kernel's IPC counters grow with IPC: a program's output and its wait are calls.
+        first = ipc_counters(session)
+        command(session, "spawn hello\r", r"\[\d+\] hello exited with code 0")
+        second = ipc_counters(session)
+        session.checks += 1
+        if not (second[0] > first[0] + 4 and second[1] > first[1] + 4):
+            session.fail(f"IPC counters after spawn hello: {first} then {second}")
+
+        # Bad input gets a clear message, and the shell carries on.
+        command(session, "frobnicate now\r", r"shell: unknown command 'frobnicate'; type help for the list")
+        command(session, "kill\r", r"usage: kill PID")
+        command(session, "kill 1\r", r"kill: 1 is not a program this shell started")
+        command(session, "kill 99x\r", r"usage: kill PID")
+        command(session, "spawn no-such-program\r", r"spawn: no-such-program: no such program")
+        command(session, "crash nothing\r", r"crash: nothing: no such service running")
+        command(session, "spawn\r", r"usage: spawn NAME")
+
+        # Ctrl-C ends the foreground program.
+        command(session, "spawn spinner\r")
+        time.sleep(1.0)  # typed ahead, Ctrl-C would be input for the line editor, not an interrupt
+        session.type(CTRL_C)
+        ended = session.expect(r"shell: Ctrl-C: ending process (\d+)\r?\n")
+        session.expect(rf"\[{ended[1]}\] spinner was killed")
+
+        # A background program that ends is collected and reported at the next prompt.
+        job = background(session, "spawn chatter print 3 &\r", "chatter")
+        session.expect(r"chatter: printed 3 lines")
+        time.sleep(0.5)  # its exit follows its last line
+        session.type("jobs\r")  # the prompt came before the program's last lines
+        session.expect(rf"\[{job}\] exited chatter")
+        session.expect(rf"\[{job}\] chatter exited with code 0")
+        command(session, "jobs\r", r"jobs: none")
+
+        # bench measures in user space: each figure a positive time per operation.
+        timings = command(session, "bench\r", r"bench: null system call: (\d+) ns/op", r"bench: yield: (\d+) ns/op",
+                          r"bench: IPC call to echo, 8 bytes: (\d+) ns/op", r"bench: spawn, kill and wait of spinner: (\d+) ns/op")
+        session.checks += 1
+        if not all(int(m[1]) > 0 for m in timings) or not int(timings[3][1]) > int(timings[0][1]):
+            session.fail(f"bench figures: {[m[0] for m in timings]}")
+
+        # A program reading lines gets the console's line discipline: echo, backspace, Ctrl-U, Ctrl-D.
+        command(session, "spawn chatter read\r", r"chatter: reading lines; Ctrl-D ends\r?\n")
+        session.type("abc" + BACKSPACE + "d\r")
+        session.expect(r"abc\x08 \x08d\r?\n")
+        session.expect(r"chatter: read 'abd'")
+        session.type("xx" + CTRL_U + "yy\r")
+        session.expect(r"chatter: read 'yy'")
+        session.type("\x04")
+        session.expect(r"chatter: end of input after 2 lines")
+        session.expect(r"\[\d+\] chatter exited with code 0")
+
+        # The shell itself restarts: a new one answers, hears Ctrl-C and still holds power control.
+        command(session, "crash shell\r", r"process-manager: started shell \(process \d+\)",
+                r"shell: SwiftKernel shell; type help for the commands")
+        command(session, "spawn spinner\r")
+        time.sleep(1.0)
+        session.type(CTRL_C)
+        ended = session.expect(r"shell: Ctrl-C: ending process (\d+)\r?\n")
+        session.expect(rf"\[{ended[1]}\] spinner was killed")
+
+        command(session, "shutdown\r", r"init: shutdown requested by process \d+; stopping the services",
+                r"Boot: shutdown, powering off")
+        code = session.wait_exit()
+        session.checks += 1
+        if code != 0:
+            session.fail(f"QEMU did not power off (exit code {code})")
+    result = session.result()
+    result.expect_in_order(r"^console: ready \(PL011, interrupt 33\)$", r"^init: started console \(process \d+\)$",
+                           r"^init: started shell \(process \d+\)$", r"^shell: SwiftKernel shell; type help for the commands$")
+    result.expect_no_line(r"Kernel panic|faulted")
+    return result
+
+
+def restarts_under_use(rounds: int) -> BootResult:
+    """`crash console` while a program prints and `crash memory-manager` while a program allocates,
+    `rounds` times each: every instance comes back, the shell answers, the programs run on and
+    no printed line is lost, and the kernel holds at the end exactly what it held before.
+
+    Before the baseline, each service is crashed twice in the same order: a long-lived service
+    keeps its send right to a memory manager that has ended (a closed port, one per holder) until
+    it next needs memory, so the first restarts raise the count of ports once; a leak grows with
+    the restarts instead."""
+    with default_session(deadline=60 + rounds * 6) as session:
+        for _ in range(2):
+            command(session, "crash console\r", r"crash: ended console \(process \d+\)")
+            command(session, "crash memory-manager\r", r"crash: ended memory-manager \(process \d+\)")
+        baseline = figures(session)
+        for mode, service in (("print", "console"), ("alloc", "memory-manager")):
+            pid = background(session, f"spawn chatter {mode} &\r", "chatter")
+            ended = set()
+            for _ in range(rounds):
+                ended.add(command(session, f"crash {service}\r", rf"crash: ended {service} \(process (\d+)\)")[0][1])
+            session.checks += 1
+            if len(ended) != rounds:
+                session.fail(f"{rounds} crashes of {service} ended {len(ended)} different instances")
+            restarted, = command(session, "services\r", rf"  {service} +\d+  running +(\d+)  ")
+            session.checks += 1
+            if int(restarted[1]) != min(rounds + 2, 255):
+                session.fail(f"services reports {restarted[1]} restarts of {service}, not {rounds + 2}")
+            command(session, f"kill {pid}\r", rf"\[{pid}\] chatter was killed")
+        after = figures(session)
+        session.checks += 1
+        if after != baseline:
+            session.fail(f"kernel figures before and after {rounds} restarts of each: {baseline}, then {after}")
+        command(session, "shutdown\r", r"Boot: shutdown, powering off")
+        session.wait_exit()
+    result = session.result()
+    # No line of the printing programs is lost across the console's restarts (one may repeat:
+    # a line written just as the console ended is written again).
+    numbers = sorted({int(m[1]) for m in result.lines_matching(r"chatter: line (\d+)$")})
+    result.expect_equal(len(numbers) >= 5, True, "the printing program printed across the restarts")
+    missing = sorted(set(range(1, numbers[-1] + 1)) - set(numbers))
+    result.expect_equal(missing, [], "line numbers of the printing program not seen")
+    result.expect_no_line(r"Kernel panic")
+    result.expect_equal(result.exit_code, 0, "QEMU powered off")
+    return result
+
+
+def garbage_on_the_line() -> BootResult:
+    """Random bytes, very long lines and escape sequences cut in half: the console driver and the
+    shell survive (same processes) and the shell still answers."""
+    generator = random.Random(20261203)
+    with default_session() as session:
+        console = int(session.expect(r"init: started console \(process (\d+)\)")[1])
+        shell = int(session.expect(r"init: started shell \(process (\d+)\)")[1])
+        session.expect(PROMPT)
+        # Random bytes, in bursts (a Ctrl-C or Enter among them is fine: each is just input).
+        for _ in range(8):
+            session.type(bytes(generator.randrange(256) for _ in range(300)))
+        session.type("\x15\r")
+        # A line far longer than the editor holds, and one of many words.
+        session.type("x" * 3000 + "\r")
+        session.type("a " * 400 + "\r")
+        # Escape sequences cut short, by other keys or by the end of a read.
+        for piece in ("\x1b", "[", "\x1b[", "1;", "\x1b[12", "\r", "\x1bO", "\x1b[3", "x", "\x1b[99999999~", "\x1b\x1b[[A"):
+            session.type(piece)
+        session.type("\x15\r")
+        session.expect(r"shell: too many words")
+        command(session, CTRL_U + "help\r", r"  keys: ", timeout=30)
+        command(session, "ps\r", rf"(?m)^ +{console}  running +\d+ KiB  service  console\r?\n",
+                rf"(?m)^ +{shell}  running +\d+ KiB  service  shell\r?\n")
+        command(session, "shutdown\r", r"Boot: shutdown, powering off")
+        session.wait_exit()
+    result = session.result()
+    result.expect_no_line(r"Kernel panic|faulted|restarting in")
+    result.expect_equal(result.exit_code, 0, "QEMU powered off")
+    return result

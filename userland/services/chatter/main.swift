@@ -1,0 +1,114 @@
+// chatter: a busy client for the tests of restarts from the shell. `chatter print [N]` prints a
+// numbered line every 10 ms (through the console service, when started by the shell);
+// `chatter alloc [N]` takes 16 KiB from the memory manager, writes it and gives it back, every
+// 2 ms. N rounds (without N: until killed); at the end a summary line. `chatter read` reads
+// lines from the console (its line discipline: echo, backspace, Ctrl-U) and prints each, until
+// Ctrl-D.
+
+@main
+struct Chatter {
+    static func main() {
+        let words = Arguments(ProgramStart.arguments)
+        let rounds = words.number(1) ?? UInt64.max
+        if words.equals(0, "print") {
+            var line: UInt64 = 0
+            while line < rounds {
+                line += 1
+                System.print("chatter: line \(line)")
+                System.sleep(nanoseconds: 10_000_000)
+            }
+            System.print("chatter: printed \(line) lines")
+        } else if words.equals(0, "alloc") {
+            var round: UInt64 = 0
+            var failed: UInt64 = 0
+            while round < rounds {
+                round += 1
+                if let run = HeapPageSource.obtain(bytes: 16384) {
+                    for offset in stride(from: 0, to: 16384, by: 4096) { run.storeBytes(of: round, toByteOffset: offset, as: UInt64.self) }
+                    try? System.unmap(run, bytes: 16384)
+                } else {
+                    failed += 1
+                }
+                System.sleep(nanoseconds: 2_000_000)
+            }
+            System.print("chatter: \(round) allocations, \(HeapPageSource.managedRuns) from the memory manager, \(HeapPageSource.directRuns) mapped directly, \(failed) refused")
+        } else if words.equals(0, "read") {
+            readLines()
+        } else {
+            System.print("usage: chatter print|alloc [N] or chatter read")
+            System.exit(2)
+        }
+    }
+}
+
+/// Reads lines until the end of input, printing each.
+func readLines() {
+    guard let port = ConsoleOutput.current else {
+        System.print("chatter: no console to read from")
+        System.exit(1)
+    }
+    var buffer = InlineArray<248, UInt8>(repeating: 0)
+    var lines = 0
+    System.print("chatter: reading lines; Ctrl-D ends")
+    while true {
+        let result: ConsoleReadResult
+        let count: Int
+        do throws(KernelError) {
+            (result, count) = try Console(port).read(raw: false, into: &buffer)
+        } catch {
+            System.print("chatter: read failed: \(error)")
+            System.exit(1)
+        }
+        switch result {
+        case .endOfInput:
+            System.print("chatter: end of input after \(lines) lines")
+            return
+        case .interrupted:
+            System.print("chatter: interrupted")
+        case .data:
+            lines += 1
+            var line = TextLine()
+            line.write("chatter: read '")
+            for index in 0..<count { line.write(byte: buffer[index]) }
+            line.write("'")
+            System.print(FormattedText(line: line))
+        }
+    }
+}
+
+/// The words of the argument text.
+struct Arguments {
+    let text: UnsafeRawBufferPointer
+    var starts = InlineArray<4, Int>(repeating: 0)
+    var ends = InlineArray<4, Int>(repeating: 0)
+    var count = 0
+
+    init(_ text: UnsafeRawBufferPointer) {
+        self.text = text
+        var index = 0
+        while index < text.count && count < 4 {
+            while index < text.count && text[index] == 0x20 { index += 1 }
+            guard index < text.count else { break }
+            starts[count] = index
+            while index < text.count && text[index] != 0x20 { index += 1 }
+            ends[count] = index
+            count += 1
+        }
+    }
+
+    func equals(_ word: Int, _ expected: StaticString) -> Bool {
+        guard word < count, ends[word] - starts[word] == expected.utf8CodeUnitCount else { return false }
+        for index in 0..<expected.utf8CodeUnitCount where text[starts[word] + index] != expected.utf8Start[index] { return false }
+        return true
+    }
+
+    func number(_ word: Int) -> UInt64? {
+        guard word < count, ends[word] - starts[word] <= 18 else { return nil }
+        var value: UInt64 = 0
+        for index in starts[word]..<ends[word] {
+            guard text[index] >= 0x30 && text[index] <= 0x39 else { return nil }
+            value = value * 10 + UInt64(text[index] - 0x30)
+        }
+        return value
+    }
+}

@@ -1,0 +1,51 @@
+// The line discipline of a line read: what each typed byte does to the line being edited and
+// what the terminal is shown. Backspace and DEL erase a character, Ctrl-U the whole line, Ctrl-D
+// on an empty line ends the input, Enter ends the line; other control bytes are ignored, and
+// bytes past the line's capacity are dropped. (Ctrl-C never gets here: the driver takes it.)
+
+struct LineDiscipline {
+    static let interrupt: UInt8 = 0x03
+    static let endOfInput: UInt8 = 0x04
+    static let backspace: UInt8 = 0x08
+    static let killLine: UInt8 = 0x15
+    static let delete: UInt8 = 0x7F
+    static let capacity = 240
+
+    enum Effect {
+        case none
+        case echoByte(UInt8)
+        /// Erase this many characters on the terminal.
+        case erase(Int)
+        case complete
+        case endOfInput
+    }
+
+    var bytes = InlineArray<240, UInt8>(repeating: 0)
+    var length = 0
+
+    mutating func clear() { length = 0 }
+
+    mutating func take(_ byte: UInt8) -> Effect {
+        switch byte {
+        case UInt8(ascii: "\r"), UInt8(ascii: "\n"):
+            return .complete
+        case Self.backspace, Self.delete:
+            guard length > 0 else { return .none }
+            length -= 1
+            return .erase(1)
+        case Self.killLine:
+            let erased = length
+            length = 0
+            return .erase(erased)
+        case Self.endOfInput:
+            return length == 0 ? .endOfInput : .none
+        case 0..<0x20:
+            return .none
+        default:
+            guard length < Self.capacity else { return .none }
+            bytes[length] = byte
+            length += 1
+            return .echoByte(byte)
+        }
+    }
+}

@@ -1,0 +1,263 @@
+// console: the console driver, a user-space PL011 driver (registers from Arm DDI 0183). The
+// manifest gives it the console device (`devices=console`): a device-access capability through
+// which it opens the UART's registers (a memory object) and receive interrupt (a handle bound to
+// a notification). It serves the console protocol (userland/runtime/ConsoleProtocol.swift) on its
+// service port: writes, each written whole, and reads of a line (echoed, with the line discipline
+// of `LineDiscipline.swift`) or of raw bytes. It never allocates: its state is fixed storage, so
+// it keeps working while the memory manager restarts.
+
+import UserSystemCall
+
+/// The UART's registers, mapped in this process.
+struct PL011 {
+    static let data = 0x000
+    static let flags = 0x018
+    static let interruptMask = 0x038
+    static let interruptClear = 0x044
+    static let transmitFIFOFull: UInt32 = 1 << 5
+    static let receiveFIFOEmpty: UInt32 = 1 << 4
+    /// Receive and receive-timeout interrupts.
+    static let receiveInterrupts: UInt32 = 1 << 4 | 1 << 6
+
+    let base: UInt64
+
+    func read(_ register: Int) -> UInt32 { user_read32(base + UInt64(register)) }
+    func write(_ register: Int, _ value: UInt32) { user_write32(base + UInt64(register), value) }
+
+    func enableReceiveInterrupts() { write(Self.interruptMask, read(Self.interruptMask) | Self.receiveInterrupts) }
+    func clearReceiveInterrupts() { write(Self.interruptClear, Self.receiveInterrupts) }
+
+    /// The next received byte, if the receive FIFO holds one.
+    func receive() -> UInt8? {
+        guard read(Self.flags) & Self.receiveFIFOEmpty == 0 else { return nil }
+        return UInt8(truncatingIfNeeded: read(Self.data))
+    }
+
+    /// Sends `byte`, waiting while the transmit FIFO is full.
+    func send(_ byte: UInt8) {
+        while read(Self.flags) & Self.transmitFIFOFull != 0 {}
+        write(Self.data, UInt32(byte))
+    }
+
+    /// Sends `byte`, a newline as "\r\n" (as the kernel's console does).
+    func put(_ byte: UInt8) {
+        if byte == UInt8(ascii: "\n") { send(UInt8(ascii: "\r")) }
+        send(byte)
+    }
+}
+
+@main
+struct ConsoleService {
+    static func main() {
+        guard let port = ProgramStart.handle(.service) else { System.panic("console: started without a port") }
+        guard let access = ProgramStart.handle(.deviceAccess) else {
+            System.panic("console: started without device access (the manifest gives it with devices=console)")
+        }
+        let device: (registers: Handle, interrupt: Handle)
+        let uart: PL011
+        let bell: Handle
+        let identifier: UInt64
+        do throws(KernelError) {
+            device = try System.openDevice(0, through: access)
+            uart = PL011(base: UInt64(UInt(bitPattern: try IPC.map(device.registers, writable: true))))
+            bell = try IPC.createNotification()
+            identifier = try System.bindInterrupt(device.interrupt, to: bell)
+        } catch {
+            System.panic("console: cannot open the UART: \(error)")
+        }
+        uart.enableReceiveInterrupts()
+        System.print("console: ready (PL011, interrupt \(identifier))")
+        var server = ConsoleServer(uart: uart)
+        server.serve(port: port, bell: bell, interrupt: device.interrupt)
+    }
+}
+
+/// The driver's state: typed input not yet read, the read waiting, who hears Ctrl-C.
+struct ConsoleServer {
+    static let inputCapacity = 1024
+    let uart: PL011
+    var input = InlineArray<1024, UInt8>(repeating: 0)
+    var inputStart = 0
+    var inputCount = 0
+    var line = LineDiscipline()
+    /// The reply capability of the read waiting, and whether it is raw.
+    var reader: Handle?
+    var readerRaw = false
+    var interruptNotification: Handle?
+    var bytesWritten: UInt64 = 0
+    var bytesRead: UInt64 = 0
+    var interrupts: UInt64 = 0
+    var requests: UInt64 = 0
+
+    init(uart: PL011) { self.uart = uart }
+
+    mutating func serve(port: Handle, bell: Handle, interrupt: Handle) {
+        var message = IPCMessage()
+        // Bytes typed while no driver ran (before this one, or between instances) wait in the FIFO.
+        drain()
+        while true {
+            var handles = InlineArray<2, UInt64>(repeating: 0)
+            handles[0] = port.value
+            handles[1] = bell.value
+            let ready = (try? withUnsafeMutablePointer(to: &handles) { words throws(KernelError) in
+                try System.invoke(SystemCall.WaitAny(handles: UserAddress(words), count: 2, timeout: .max))
+            })?.index ?? 0
+            if ready == 1 {
+                _ = try? IPC.wait(bell, timeout: 0)
+                interrupts &+= 1
+                // Clear the interrupt before draining: a byte that arrives meanwhile raises it again.
+                uart.clearReceiveInterrupts()
+                drain()
+                try? System.acknowledgeInterrupt(interrupt)
+                continue
+            }
+            do throws(KernelError) {
+                try IPC.receive(port, into: &message, timeout: 0)
+            } catch {
+                continue
+            }
+            requests &+= 1
+            handle(&message)
+        }
+    }
+
+    /// Moves received bytes into the input queue; Ctrl-C, unless a raw read waits, interrupts.
+    mutating func drain() {
+        while let byte = uart.receive() {
+            bytesRead &+= 1
+            if byte == LineDiscipline.interrupt && !(reader != nil && readerRaw) {
+                interruptTyped()
+                continue
+            }
+            if inputCount < Self.inputCapacity {
+                input[(inputStart + inputCount) % Self.inputCapacity] = byte
+                inputCount += 1
+            }
+        }
+        serveReader()
+    }
+
+    /// Ctrl-C: the typed input is dropped, a waiting line read is told, and so is the holder of
+    /// the interrupt notification (the shell, which ends its foreground program).
+    mutating func interruptTyped() {
+        inputCount = 0
+        if reader != nil && !readerRaw {
+            line.clear()
+            writeOut("^C\n")
+            answerReader(.interrupted, raw: false)
+        }
+        if let notification = interruptNotification { try? IPC.signal(notification, bits: 1) }
+    }
+
+    mutating func handle(_ message: inout IPCMessage) {
+        guard let reply = message.replyHandle else {
+            closeHandles(message)
+            return
+        }
+        let request = ConsoleRequest(rawValue: message.label)
+        if request != .setInterrupt { closeHandles(message) }
+        switch request {
+        case .write:
+            let count = min(max(message.length, 0), IPCMessageLayout.maximumPayload)
+            for index in 0..<count { uart.put(message[byte: index]) }
+            bytesWritten &+= UInt64(count)
+            answer(reply, &message, label: 0)
+        case .readLine, .readRaw:
+            if let older = reader {
+                var refusal = IPCMessage(label: KernelError.wouldBlock.rawValue)
+                try? IPC.reply(older, &refusal)
+            }
+            reader = reply
+            readerRaw = request == .readRaw
+            if !readerRaw { line.clear() }
+            serveReader()
+        case .setInterrupt:
+            guard message.handleCount == 1 else {
+                closeHandles(message)
+                answer(reply, &message, label: KernelError.invalidArgument.rawValue)
+                return
+            }
+            if let old = interruptNotification { try? IPC.close(old) }
+            interruptNotification = message.handle(0)
+            answer(reply, &message, label: 0)
+        case .statistics:
+            message = IPCMessage(label: 0)
+            message.length = 32
+            message.setWord(atByte: 0, bytesWritten)
+            message.setWord(atByte: 8, bytesRead)
+            message.setWord(atByte: 16, interrupts)
+            message.setWord(atByte: 24, requests)
+            try? IPC.reply(reply, &message)
+        case nil:
+            answer(reply, &message, label: KernelError.invalidArgument.rawValue)
+        }
+    }
+
+    func closeHandles(_ message: IPCMessage) {
+        for index in 0..<min(message.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(message.handle(index)) }
+    }
+
+    func answer(_ reply: Handle, _ message: inout IPCMessage, label: UInt64) {
+        message = IPCMessage(label: label)
+        try? IPC.reply(reply, &message)
+    }
+
+    /// Gives the waiting read what the input queue holds for it, if enough.
+    mutating func serveReader() {
+        guard reader != nil else { return }
+        if readerRaw {
+            guard inputCount > 0 else { return }
+            answerReader(.data, raw: true)
+            return
+        }
+        while inputCount > 0 {
+            let byte = takeInput()
+            switch line.take(byte) {
+            case .none: break
+            case .echoByte(let typed): uart.put(typed)
+            case .erase(let count):
+                for _ in 0..<count { writeOut("\u{8} \u{8}") }
+            case .complete:
+                writeOut("\n")
+                answerReader(.data, raw: false)
+                return
+            case .endOfInput:
+                answerReader(.endOfInput, raw: false)
+                return
+            }
+        }
+    }
+
+    mutating func takeInput() -> UInt8 {
+        let byte = input[inputStart]
+        inputStart = (inputStart + 1) % Self.inputCapacity
+        inputCount -= 1
+        return byte
+    }
+
+    /// Answers the waiting read: for a raw read, the queued bytes; for a line read, the line.
+    mutating func answerReader(_ result: ConsoleReadResult, raw: Bool) {
+        guard let reply = reader else { return }
+        var message = IPCMessage(label: 0)
+        message.setWord(atByte: 0, result.rawValue)
+        var count = 0
+        if raw {
+            while inputCount > 0 && count < Console.maximumRead {
+                message[byte: Console.dataOffset + count] = takeInput()
+                count += 1
+            }
+        } else if result == .data {
+            count = line.length
+            for index in 0..<count { message[byte: Console.dataOffset + index] = line.bytes[index] }
+            line.clear()
+        }
+        message.length = Console.dataOffset + count
+        reader = nil
+        // A reader that went away (its caller ended) is simply forgotten.
+        try? IPC.reply(reply, &message)
+    }
+
+    func writeOut(_ text: StaticString) {
+        for index in 0..<text.utf8CodeUnitCount { uart.put(text.utf8Start[index]) }
+    }
+}

@@ -1,0 +1,175 @@
+// shell: the interactive shell, a service (`userland/manifest`) that talks to the console service.
+// It reads raw bytes, edits the line itself (LineEditor.swift), splits it into words and runs a
+// command (Commands.swift). Programs it starts get a send right to the console for their output;
+// a foreground program is waited for on a second thread while the main thread listens for Ctrl-C.
+// A console that restarts is found again by name; no input ends the shell. docs/SHELL.md.
+
+@main
+struct Shell {
+    static func main() {
+        guard ShellState.start() else { System.panic("shell: cannot make its notifications") }
+        ShellState.connect()
+        System.print("shell: SwiftKernel shell; type help for the commands")
+        while true {
+            ProcessCommands.collectEndedJobs()
+            System.write(UnsafeRawBufferPointer("swiftkernel> "))
+            guard ShellState.readLine() else { continue }
+            var words = Words(ShellState.editor.bytes, ShellState.editor.length)
+            Commands.run(&words)
+        }
+    }
+}
+
+/// Output for the terminal, gathered and written in one go.
+struct Terminal {
+    var bytes = InlineArray<256, UInt8>(repeating: 0)
+    var count = 0
+
+    mutating func add(_ byte: UInt8) {
+        if count == 256 { flush() }
+        bytes[count] = byte
+        count += 1
+    }
+
+    mutating func add(_ text: StaticString) {
+        for index in 0..<text.utf8CodeUnitCount { add(text.utf8Start[index]) }
+    }
+
+    mutating func flush() {
+        guard count > 0 else { return }
+        withUnsafeBytes(of: &bytes) { System.write(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+        count = 0
+    }
+}
+
+/// The shell's state: the console connection, the line editor, typed bytes not used yet, and the
+/// notification a foreground program's end rings.
+enum ShellState {
+    nonisolated(unsafe) static var editor = LineEditor()
+    /// The console port that has our interrupt notification.
+    nonisolated(unsafe) static var registered: Handle?
+    /// Set (bit 0) by the console when Ctrl-C is typed.
+    nonisolated(unsafe) static var interrupt = Handle.none
+    nonisolated(unsafe) static var pending = InlineArray<248, UInt8>(repeating: 0)
+    nonisolated(unsafe) static var pendingStart = 0
+    nonisolated(unsafe) static var pendingCount = 0
+
+    /// Rung (bit 0) by the end of the foreground program (`processNotify`).
+    nonisolated(unsafe) static var ended = Handle.none
+
+    static func start() -> Bool {
+        do throws(KernelError) {
+            interrupt = try IPC.createNotification()
+            ended = try IPC.createNotification()
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// Finds the console (waiting while it restarts) and gives it our interrupt notification.
+    static func connect(replacing stale: Handle? = nil) {
+        var reported = false
+        while true {
+            if let port = ConsoleOutput.reconnect(replacing: stale) {
+                if port != registered, let copy = try? IPC.duplicate(interrupt, rights: [.signal, .transfer]) {
+                    try? Console(port).setInterrupt(copy)
+                    registered = port
+                }
+                return
+            }
+            if !reported {
+                // No console answers: this goes to the kernel's debug write.
+                System.print("shell: waiting for the console service")
+                reported = true
+            }
+            System.sleep(nanoseconds: 100_000_000)
+        }
+    }
+
+    /// Reads and edits a line; false if it was abandoned (Ctrl-C).
+    static func readLine() -> Bool {
+        editor.start()
+        while true {
+            if pendingCount == 0 { fill() }
+            var terminal = Terminal()
+            while pendingCount > 0 {
+                let byte = pending[pendingStart]
+                pendingStart += 1
+                pendingCount -= 1
+                switch editor.take(byte, &terminal) {
+                case .editing: continue
+                case .line:
+                    terminal.flush()
+                    return true
+                case .cancelled:
+                    terminal.flush()
+                    return false
+                }
+            }
+            terminal.flush()
+        }
+    }
+
+    /// Waits for typed bytes; a console that went away is found again and the line redrawn.
+    static func fill() {
+        guard let port = ConsoleOutput.current else {
+            connect()
+            return
+        }
+        // Output found a restarted console: it needs our interrupt notification too.
+        if port != registered { connect(replacing: registered) }
+        var buffer = InlineArray<248, UInt8>(repeating: 0)
+        do throws(KernelError) {
+            let (_, count) = try Console(port).read(raw: true, into: &buffer)
+            pending = buffer
+            pendingStart = 0
+            pendingCount = count
+        } catch {
+            if error == .peerClosed || error == .invalidHandle {
+                connect(replacing: port)
+                var terminal = Terminal()
+                terminal.add("\n(console restarted)\nswiftkernel> ")
+                for index in 0..<editor.length { terminal.add(editor.bytes[index]) }
+                for _ in editor.cursor..<editor.length { terminal.add(TerminalKey.backspace) }
+                terminal.flush()
+            } else {
+                System.sleep(nanoseconds: 10_000_000)
+            }
+        }
+    }
+
+    /// Waits for foreground program `child` to end; Ctrl-C kills it. Its end, if known; its
+    /// process handle is closed.
+    static func waitForeground(_ child: ChildProcess) -> (reason: ExitReason, code: UInt64)? {
+        _ = try? IPC.wait(interrupt, timeout: 0) // a Ctrl-C typed earlier is not for this program
+        _ = try? IPC.wait(ended, timeout: 0)
+        guard (try? ProcessHandles.notify(ended, bits: 1, whenEnds: child.process)) != nil else {
+            // Without the notification Ctrl-C cannot be watched for: just wait.
+            return try? System.wait(child)
+        }
+        var killed = false
+        while true {
+            var handles = InlineArray<2, UInt64>(repeating: 0)
+            handles[0] = ended.value
+            handles[1] = interrupt.value
+            let ready = (try? withUnsafeMutablePointer(to: &handles) { words throws(KernelError) in
+                try System.invoke(SystemCall.WaitAny(handles: UserAddress(words), count: 2, timeout: 1_000_000_000))
+            })?.index
+            if ready == 0 {
+                _ = try? IPC.wait(ended, timeout: 0)
+                return try? System.wait(child)
+            }
+            if ready == 1 {
+                _ = try? IPC.wait(interrupt, timeout: 0)
+                if !killed {
+                    System.print("shell: Ctrl-C: ending process \(child.id.value)")
+                    try? System.kill(child)
+                    killed = true
+                }
+            }
+            // The console may have restarted meanwhile; the new one needs our notification.
+            if ConsoleOutput.current != registered { connect(replacing: registered) }
+        }
+    }
+}
