@@ -1034,6 +1034,38 @@ extension SystemCall {
         }
     }
 
+    /// What `process` (needs wait) is doing: its live threads and its CPU time, sampled: one
+    /// timer tick's worth of nanoseconds for each tick that found one of its threads running.
+    /// For figures such as `ps`.
+    public struct ProcessInfo: SystemCallArguments {
+        public static let number = SystemCallNumber.processInfo
+        public var process: Handle
+        @inline(__always) public init(process: Handle) {
+            self.process = process
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(process: Handle(registers.x0))
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: process.value)
+        }
+
+        public struct Result: SystemCallResult {
+            public var threads: UInt64
+            public var cpuNanoseconds: UInt64
+            @inline(__always) public init(threads: UInt64, cpuNanoseconds: UInt64) {
+                self.threads = threads
+                self.cpuNanoseconds = cpuNanoseconds
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(threads: registers.x1, cpuNanoseconds: registers.x2)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: threads, x2: cpuNanoseconds)
+            }
+        }
+    }
+
     /// The kernel's IPC counters since boot: messages delivered to a receiver (by any path) and
     /// calls made. For figures such as the shell's `ipc`; they never go down.
     public struct IPCStatistics: SystemCallArguments {

@@ -54,6 +54,7 @@ public enum SystemCallNumber: UInt64, CaseIterable, Sendable {
     case processKill = 42
     case processNotify = 43
     case ipcStatistics = 44
+    case processInfo = 45
 }
 
 /// The status a successful call leaves in x0; any other value is a `KernelError`.

@@ -16,6 +16,8 @@ final class Process: ChargedObject {
     var addressSpace: AddressSpace?
     /// Live threads; the first is the one the program started with.
     var threads: [Thread] = []
+    /// Timer ticks that found a thread of it running: its CPU time, sampled.
+    var ticks: UInt64 = 0
     var state = ProcessState.alive
     var exitReason = ExitReason.exited
     var exitCode: UInt64 = 0

@@ -231,6 +231,7 @@ enum Scheduler {
             if hasReadyThreads { PerCPU.current.scheduler.rescheduleNeeded = true }
             return
         }
+        thread.process?.ticks &+= 1
         thread.sliceRemaining -= 1
         if thread.sliceRemaining <= 0 && hasReadyThreads { PerCPU.current.scheduler.rescheduleNeeded = true }
     }

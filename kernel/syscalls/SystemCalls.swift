@@ -253,6 +253,12 @@ enum SystemCalls {
             serve(frame, SystemCall.IPCStatistics.self) { _ in
                 .init(messages: IPCStatistics.messages, calls: IPCStatistics.calls)
             }
+        case .processInfo:
+            serve(frame, SystemCall.ProcessInfo.self) { call throws(KernelError) in
+                let target = try ProcessCalls.process(call.process, in: try caller(), requiring: .wait)
+                return .init(threads: UInt64(target.threads.count),
+                             cpuNanoseconds: target.ticks &* (1_000_000_000 / max(Clock.tickHz, 1)))
+            }
         case .processCreate:
             serve(frame, SystemCall.ProcessCreate.self) { call throws(KernelError) in
                 try ProcessCalls.create(call, caller: try caller())

@@ -65,7 +65,7 @@ def shell_at_the_terminal() -> BootResult:
         session.expect(PROMPT)
         session.type("ps\r")
         for name, pid in services.items():
-            session.expect(rf"(?m)^ +{pid}  running +\d+ KiB  service  {name}\r?\n")
+            session.expect(rf"(?m)^ +{pid} +\d+  running +[1-9]\d* KiB +[1-9]\d* +\d+  service  {name}\r?\n")
         # Cursor keys: "hlp", two left, "e" in the middle, Enter: help.
         command(session, "hlp" + LEFT + LEFT + "e" + RIGHT + RIGHT + "\r", r"  keys: ")
         # Backspace: "spawn hellx" corrected.
@@ -84,7 +84,7 @@ def shell_at_the_terminal() -> BootResult:
         before = figures(session)
         spinner = background(session, "spawn spinner &\r", "spinner")
         during = figures(session)
-        command(session, "ps\r", rf"(?m)^ +{spinner}  running +\d+ KiB  program  spinner\r?\n")
+        command(session, "ps\r", rf"(?m)^ +{spinner} +\d+  running +[1-9]\d* KiB +1 +\d+  program  spinner\r?\n")
         command(session, "mem\r", rf"(?m)^ +{spinner}  spinner +[1-9]\d* +none\r?\n",
                 r"(?m)^ +\d+  memory-manager +[1-9]\d* +2048\r?\n")
         command(session, f"kill {spinner}\r", rf"\[{spinner}\] spinner was killed")
@@ -235,8 +235,8 @@ def garbage_on_the_line() -> BootResult:
         session.type("\x15\r")
         session.expect(r"shell: too many words")
         command(session, CTRL_U + "help\r", r"  keys: ", timeout=30)
-        command(session, "ps\r", rf"(?m)^ +{console}  running +\d+ KiB  service  console\r?\n",
-                rf"(?m)^ +{shell}  running +\d+ KiB  service  shell\r?\n")
+        command(session, "ps\r", rf"(?m)^ +{console} +\d+  running +[1-9]\d* KiB +[1-9]\d* +\d+  service  console\r?\n",
+                rf"(?m)^ +{shell} +\d+  running +[1-9]\d* KiB +[1-9]\d* +\d+  service  shell\r?\n")
         command(session, "shutdown\r", r"Boot: shutdown, powering off")
         session.wait_exit()
     result = session.result()

@@ -8,6 +8,12 @@
 // | 1 allocate | memory for the caller | word 0 bytes (1 B to 1 MiB) | the caller's process handle (account) | a memory object (map, write, transfer), charged to the caller |
 // | 2 statistics | what each client holds | word 0 the first client wanted | none | word 0 clients, word 1 entries here, then entries |
 // | 3 account | one client's account | nothing | a process handle (account) | word 0 bytes used, word 1 limit |
+// | 4 share | a named shared region | word 0 bytes (1 B to 1 MiB), word 1 name length (1-24), word 2 flags (bit 0: others may write), the name from byte 24 | the creator's process handle (account, wait) | a memory object (map, write, transfer), charged to the creator |
+// | 5 open | a named shared region | word 0 name length, the name from byte 8 | none | a memory object (map, transfer; write if the creator allowed it) |
+//
+// A shared region lives as long as its creator (the manager holds a copy of its object and
+// lets it go when the creator ends); mappings made from it stay valid after that, and after a
+// restart of the manager, which forgets the names: a creator shares again.
 //
 // The memory of `allocate` is paid for by the process whose handle comes with the request, so
 // the kernel enforces that process's limit (set from the manifest when it was made): an over-limit
@@ -18,6 +24,8 @@ public enum MemoryManagerRequest: UInt64, Sendable {
     case allocate = 1
     case statistics = 2
     case account = 3
+    case share = 4
+    case open = 5
 }
 
 /// One client in a statistics answer: 0 process id, 8 allocations granted, 16 bytes granted,
@@ -79,6 +87,45 @@ public struct MemoryManager {
             // Refused before it left (a dead port): the handle is still here. (If it had left,
             // its value names nothing now, and the close is refused.)
             try? IPC.close(account)
+            throw error
+        }
+        if let error = KernelError(status: message.label) { throw error }
+        guard message.handleCount == 1 else { throw .invalidArgument }
+        return message.handle(0)
+    }
+
+    /// A named shared region of `bytes`, charged to the process `account` names (needs the
+    /// account and wait rights; it goes with the request), which others may `open` while that
+    /// process lives. `writable`: whether they may write it.
+    public func share(_ name: UnsafeRawBufferPointer, bytes: UInt64, writable: Bool,
+                      account: Handle) throws(KernelError) -> Handle {
+        var message = IPCMessage(label: MemoryManagerRequest.share.rawValue)
+        message.setWord(atByte: 0, bytes)
+        message.setWord(atByte: 8, UInt64(name.count))
+        message.setWord(atByte: 16, writable ? 1 : 0)
+        guard name.count <= 24, message.setBytes(atByte: 24, name) else {
+            try? IPC.close(account)
+            throw .invalidArgument
+        }
+        message.length = 24 + name.count
+        message.attach(account)
+        return try callForObject(&message, carrying: account)
+    }
+
+    /// The shared region named `name`.
+    public func open(_ name: UnsafeRawBufferPointer) throws(KernelError) -> Handle {
+        var message = IPCMessage(label: MemoryManagerRequest.open.rawValue)
+        message.setWord(atByte: 0, UInt64(name.count))
+        guard name.count <= 24, message.setBytes(atByte: 8, name) else { throw .invalidArgument }
+        message.length = 8 + name.count
+        return try callForObject(&message, carrying: nil)
+    }
+
+    func callForObject(_ message: inout IPCMessage, carrying handle: Handle?) throws(KernelError) -> Handle {
+        do throws(KernelError) {
+            try IPC.call(port, &message)
+        } catch {
+            if let handle { try? IPC.close(handle) }
             throw error
         }
         if let error = KernelError(status: message.label) { throw error }

@@ -41,6 +41,12 @@ public enum ProcessHandles {
         return (result.reason, result.code)
     }
 
+    /// `process`'s live threads and its CPU time (sampled at each timer tick).
+    public static func info(_ process: Handle) throws(KernelError) -> (threads: UInt64, cpuNanoseconds: UInt64) {
+        let result = try System.invoke(SystemCall.ProcessInfo(process: process))
+        return (result.threads, result.cpuNanoseconds)
+    }
+
     public static func kill(_ process: Handle) throws(KernelError) {
         _ = try System.invoke(SystemCall.ProcessKill(process: process))
     }

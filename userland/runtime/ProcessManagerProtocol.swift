@@ -54,14 +54,16 @@ public enum ManagedState: UInt8, Sendable {
     case stopped = 6
 }
 
-/// One entry of a list reply. Layout: 0 process id, 8 bytes its program mapped, 16 memory
-/// limit, 24 state, 25 restarts, 26 name length, 27 flags (bit 0: a service), 28 the last
-/// restart delay in ms (32 bits), 32 the name (24 bytes).
+/// One entry of a list reply. Layout: 0 process id, 8 memory in use, 16 memory limit, 24 state,
+/// 25 restarts, 26 name length, 27 flags (bit 0: a service), 28 the last restart delay in ms (32
+/// bits), 32 the name (24 bytes), 56 the id of the process that asked for it, 64 CPU time in
+/// nanoseconds, 72 threads.
 public struct ProcessEntry {
-    public static let size = 56
-    public static let perReply = 4
+    public static let size = 80
+    public static let perReply = 3
     public var id: UInt64 = 0
-    public var mappedBytes: UInt64 = 0
+    /// What the kernel holds for it (its account: pages, tables, kernel objects), while it runs.
+    public var memoryInUse: UInt64 = 0
     public var memoryLimit: UInt64 = 0
     public var state = ManagedState.running
     public var restarts = 0
@@ -69,6 +71,12 @@ public struct ProcessEntry {
     public var restartDelayMilliseconds: UInt64 = 0
     public var name = InlineArray<24, UInt8>(repeating: 0)
     public var nameLength = 0
+    /// The process that asked for it (a spawn's client, a service's starter); the kernel's
+    /// parent of every program is the process manager.
+    public var requester: UInt64 = 0
+    /// CPU time, sampled at each timer tick, and live threads, while it runs.
+    public var cpuNanoseconds: UInt64 = 0
+    public var threads: UInt64 = 0
 
     public init() {}
 
@@ -80,7 +88,7 @@ public struct ProcessEntry {
 
     func write(into message: inout IPCMessage, at offset: Int) {
         message.setWord(atByte: offset, id)
-        message.setWord(atByte: offset + 8, mappedBytes)
+        message.setWord(atByte: offset + 8, memoryInUse)
         message.setWord(atByte: offset + 16, memoryLimit)
         message[byte: offset + 24] = state.rawValue
         message[byte: offset + 25] = UInt8(min(restarts, 255))
@@ -89,11 +97,14 @@ public struct ProcessEntry {
         let delay = UInt32(min(restartDelayMilliseconds, UInt64(UInt32.max)))
         for index in 0..<4 { message[byte: offset + 28 + index] = UInt8(truncatingIfNeeded: delay >> (8 * UInt32(index))) }
         for index in 0..<24 { message[byte: offset + 32 + index] = index < nameLength ? name[index] : 0 }
+        message.setWord(atByte: offset + 56, requester)
+        message.setWord(atByte: offset + 64, cpuNanoseconds)
+        message.setWord(atByte: offset + 72, threads)
     }
 
     init(from message: IPCMessage, at offset: Int) {
         id = message.word(atByte: offset)
-        mappedBytes = message.word(atByte: offset + 8)
+        memoryInUse = message.word(atByte: offset + 8)
         memoryLimit = message.word(atByte: offset + 16)
         state = ManagedState(rawValue: message[byte: offset + 24]) ?? .stopped
         restarts = Int(message[byte: offset + 25])
@@ -103,6 +114,9 @@ public struct ProcessEntry {
         for index in 0..<4 { delay |= UInt64(message[byte: offset + 28 + index]) << (8 * UInt64(index)) }
         restartDelayMilliseconds = delay
         for index in 0..<24 { name[index] = message[byte: offset + 32 + index] }
+        requester = message.word(atByte: offset + 56)
+        cpuNanoseconds = message.word(atByte: offset + 64)
+        threads = message.word(atByte: offset + 72)
     }
 }
 

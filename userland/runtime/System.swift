@@ -147,7 +147,15 @@ public enum System {
     /// the thread ends when `body` returns. Returns its thread id.
     public static func createThread(stackBytes: UInt64 = 64 * 1024, argument: UInt64 = 0,
                                     _ body: ThreadBody) throws(KernelError) -> UInt64 {
-        let stack = try map(bytes: stackBytes, access: .write)
+        // The stack comes from where the heap's pages come from: the memory manager when this
+        // program has one (on its books, charged to this process), else `map`, which also says
+        // why when neither can give it.
+        let stack: UnsafeMutableRawPointer
+        if let obtained = HeapPageSource.obtain(bytes: stackBytes) {
+            stack = obtained
+        } else {
+            stack = try map(bytes: stackBytes, access: .write)
+        }
         let call = SystemCall.ThreadCreate(entry: UserAddress(user_thread_start_address()),
                                            stackTop: UserAddress(stack).advanced(by: stackBytes), argument0: argument,
                                            argument1: UInt64(UInt(bitPattern: unsafeBitCast(body, to: UnsafeRawPointer.self))))

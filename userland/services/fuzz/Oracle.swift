@@ -235,6 +235,7 @@ func name(of number: UInt64) -> StaticString {
     case .processKill: return "processKill"
     case .processNotify: return "processNotify"
     case .ipcStatistics: return "ipcStatistics"
+    case .processInfo: return "processInfo"
     }
 }
 

@@ -6,7 +6,9 @@
 // `outOfMemory` and nothing changes. Nothing it gives out depends on it staying alive: a client's
 // memory is the client's, so when this service crashes and is restarted every mapping stays valid,
 // no frame is lost, and the accounts, kept by the kernel, are as right as before; the new instance
-// learns its clients again from their next requests.
+// learns its clients again from their next requests. Named shared regions are the exception
+// only in name: a restart forgets the names (their memory, mapped or not, is safe), and creators
+// share again.
 //
 // It serves its start block's `.service` port, or its start handle when started directly.
 
@@ -18,24 +20,67 @@ struct Client {
     var grantedBytes: UInt64 = 0
 }
 
+/// A named shared region: the manager's copy of its object, and its creator's process handle
+/// (wait), to let the region go when the creator ends.
+struct SharedRegion {
+    var name = InlineArray<24, UInt8>(repeating: 0)
+    var nameLength = 0
+    var object = Handle.none
+    var creator = Handle.none
+    var othersMayWrite = false
+}
+
 struct MemoryManagerService {
     static let capacity = 48
+    static let regionCapacity = 16
     static let largestObject: UInt64 = 1 << 20
     var clients = InlineArray<48, Client>(repeating: Client())
     var count = 0
+    var regions = InlineArray<16, SharedRegion>(repeating: SharedRegion())
+    var regionCount = 0
+
+    /// Whether the process `handle` names has ended (or the handle names none), asked without
+    /// waiting.
+    static func hasEnded(_ handle: Handle) -> Bool {
+        do throws(KernelError) {
+            _ = try ProcessHandles.wait(handle, poll: true)
+            return true
+        } catch {
+            return error != .wouldBlock
+        }
+    }
+
+    /// Lets go of the regions whose creators have ended.
+    mutating func sweepRegions() {
+        var index = 0
+        while index < regionCount {
+            if Self.hasEnded(regions[index].creator) {
+                try? IPC.close(regions[index].object)
+                try? IPC.close(regions[index].creator)
+                regionCount -= 1
+                regions[index] = regions[regionCount]
+                regions[regionCount] = SharedRegion()
+            } else {
+                index += 1
+            }
+        }
+    }
+
+    /// The region named by the `length` bytes at payload byte `offset`, if it exists.
+    func region(named message: IPCMessage, at offset: Int, length: Int) -> Int? {
+        for index in 0..<regionCount where regions[index].nameLength == length {
+            var same = true
+            for byte in 0..<length where regions[index].name[byte] != message[byte: offset + byte] { same = false }
+            if same { return index }
+        }
+        return nil
+    }
 
     /// Forgets clients that have ended, closing their handles.
     mutating func sweep() {
         var index = 0
         while index < count {
-            let ended: Bool
-            do throws(KernelError) {
-                _ = try ProcessHandles.wait(clients[index].handle, poll: true)
-                ended = true
-            } catch {
-                ended = error != .wouldBlock
-            }
-            if ended {
+            if Self.hasEnded(clients[index].handle) {
                 try? IPC.close(clients[index].handle)
                 count -= 1
                 clients[index] = clients[count]
@@ -133,6 +178,67 @@ struct MemoryManagerService {
                 status = error
             }
             try? IPC.close(process)
+        case .share:
+            let bytes = message.word(atByte: 0)
+            let length = Int(clamping: message.word(atByte: 8))
+            let flags = message.word(atByte: 16)
+            guard handles == 1, bytes > 0, bytes <= Self.largestObject, length >= 1, length <= 24, flags & ~1 == 0,
+                  message.length == 24 + length else {
+                status = .invalidArgument
+                break
+            }
+            sweepRegions()
+            guard region(named: message, at: 24, length: length) == nil else {
+                status = .invalidArgument
+                break
+            }
+            guard regionCount < Self.regionCapacity else {
+                status = .queueFull
+                break
+            }
+            var made = SharedRegion()
+            for byte in 0..<length { made.name[byte] = message[byte: 24 + byte] }
+            made.nameLength = length
+            made.othersMayWrite = flags & 1 != 0
+            let creator = message.handle(0)
+            message = IPCMessage()
+            do throws(KernelError) {
+                // The creator pays; the copy kept here only lets others open it.
+                let object = try System.invoke(SystemCall.MemoryCreate(bytes: bytes, account: creator)).handle
+                do throws(KernelError) {
+                    made.object = try IPC.duplicate(object, rights: [.map, .write, .duplicate, .transfer])
+                } catch {
+                    try? IPC.close(object)
+                    throw error
+                }
+                made.creator = creator
+                regions[regionCount] = made
+                regionCount += 1
+                message.attach(object)
+                return
+            } catch {
+                try? IPC.close(creator)
+                status = error
+            }
+        case .open:
+            let length = Int(clamping: message.word(atByte: 0))
+            guard handles == 0, length >= 1, length <= 24, message.length == 8 + length else {
+                status = .invalidArgument
+                break
+            }
+            sweepRegions()
+            guard let index = region(named: message, at: 8, length: length) else {
+                status = .notFound
+                break
+            }
+            message = IPCMessage()
+            let rights: Rights = regions[index].othersMayWrite ? [.map, .write, .transfer] : [.map, .transfer]
+            do throws(KernelError) {
+                message.attach(try IPC.duplicate(regions[index].object, rights: rights))
+                return
+            } catch {
+                status = error
+            }
         case nil:
             status = .invalidArgument
         }

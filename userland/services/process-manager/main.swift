@@ -35,6 +35,8 @@ struct ProcessManagerService {
 struct Slot {
     var process = Handle.none
     var id: UInt64 = 0
+    /// Who asked for it (for `list`; no authority comes of it).
+    var requester: UInt64 = 0
     var name = InlineArray<24, UInt8>(repeating: 0)
     var nameLength = 0
     var state = ManagedState.running
@@ -42,13 +44,14 @@ struct Slot {
     var code: UInt64 = 0
     /// The service this is an instance of, or -1.
     var service = -1
-    var mappedBytes: UInt64 = 0
     var memoryLimit: UInt64 = 0
     var inUse: Bool { id != 0 }
 }
 
 /// A supervised service: what to start, how to restart it, and its current instance.
 struct Service {
+    /// Who started it (for `list`).
+    var requester: UInt64 = 0
     var name = InlineArray<24, UInt8>(repeating: 0)
     var nameLength = 0
     var program = InlineArray<64, UInt8>(repeating: 0)
@@ -74,7 +77,6 @@ struct Service {
     var lastDelay: UInt64 = 0
     var due: UInt64 = 0
     var startedAt: UInt64 = 0
-    var mappedBytes: UInt64 = 0
     /// Its instance was ended on request (`crashService`): start it again at once, uncounted.
     var crashRequested = false
     /// The next restart is one `crashService` asked for: no delay, outside the rate cap.
@@ -94,8 +96,10 @@ enum Supervision {
 }
 
 enum Manager {
-    static let slotCapacity = 16
-    static let serviceCapacity = 6
+    /// Every slot is a bit of `bell` (64 at most); services take one each for their instance.
+    static let slotCapacity = 48
+    /// As many as a manifest may name.
+    static let serviceCapacity = 32
     nonisolated(unsafe) static var loader: ProgramLoader!
     nonisolated(unsafe) static var port = Handle.none
     /// Where the requests that start, stop and crash services arrive (none: nobody may).
@@ -239,6 +243,7 @@ enum Manager {
                            memoryLimit: memoryLimit, service: -1, taken: &taken)
             }
         }
+        slots[slot].requester = message.sender.value
         let handle: Handle
         do throws(KernelError) {
             handle = try IPC.duplicate(slots[slot].process, rights: [.wait, .control, .transfer])
@@ -268,7 +273,6 @@ enum Manager {
                        taken: inout Bool) throws(KernelError) -> Int {
         guard let slot = freeSlot() else { throw .queueFull }
         guard let file = loader.file(named: program) else { throw .notFound }
-        let footprint = footprint(of: file)
         // The system's own services, where the start block has room: this server, the name
         // service and the memory manager (not to the name service, nor to the memory manager
         // itself, whose own heap must not wait for it).
@@ -309,17 +313,9 @@ enum Manager {
             entry.nameLength += 1
         }
         entry.service = service
-        entry.mappedBytes = footprint
         entry.memoryLimit = memoryLimit
         slots[slot] = entry
         return slot
-    }
-
-    static func footprint(of file: UnsafeRawBufferPointer) -> UInt64 {
-        guard let image = try? ProgramLoader.validate(file) else { return 0 }
-        var bytes = UserSpace.stackSize + UInt64(ProgramStart.blockSize)
-        for index in 0..<image.segmentCount { bytes += ProgramLoader.pageSpan(image.segment(index)).bytes }
-        return bytes
     }
 
     static func freeSlot() -> Int? { slots.firstIndex { !$0.inUse } }
@@ -339,17 +335,19 @@ enum Manager {
         for slot in slots where slot.inUse && slot.service < 0 {
             var entry = ProcessEntry()
             entry.id = slot.id
-            entry.mappedBytes = slot.mappedBytes
+            entry.requester = slot.requester
             entry.memoryLimit = slot.memoryLimit
             entry.state = slot.state
             entry.name = slot.name
             entry.nameLength = slot.nameLength
+            if slot.state == .running { describeRunning(slot.process, &entry) }
             add(entry)
         }
         for service in services where service.inUse {
             var entry = ProcessEntry()
             entry.id = service.lastID
-            entry.mappedBytes = service.mappedBytes
+            entry.requester = service.requester
+            if service.state == .running && service.slot >= 0 { describeRunning(slots[service.slot].process, &entry) }
             entry.memoryLimit = service.memoryLimit
             entry.state = service.state
             entry.restarts = service.restarts
@@ -364,6 +362,16 @@ enum Manager {
         message.setWord(atByte: 8, UInt64(count))
         for entry in 0..<count { entries[entry].write(into: &message, at: 16 + entry * ProcessEntry.size) }
         message.length = 16 + count * ProcessEntry.size
+    }
+
+    /// What the kernel says of a running process through its handle: the memory its account
+    /// holds (the account right), its threads and CPU time (wait).
+    static func describeRunning(_ process: Handle, _ entry: inout ProcessEntry) {
+        if let account = try? System.invoke(SystemCall.MemoryAccount(process: process)) { entry.memoryInUse = account.used }
+        if let info = try? ProcessHandles.info(process) {
+            entry.threads = info.threads
+            entry.cpuNanoseconds = info.cpuNanoseconds
+        }
     }
 
     // MARK: Ends
@@ -408,6 +416,7 @@ enum Manager {
               nameLength >= 1, nameLength <= 24, programLength >= 1, programLength <= 64, textLength <= 192,
               message.length == 56 + nameLength + programLength + textLength else { throw .invalidArgument }
         var service = Service()
+        service.requester = message.sender.value
         service.argument = message.word(atByte: 0)
         service.memoryLimit = message.word(atByte: 8)
         service.policy = policy
@@ -511,7 +520,6 @@ enum Manager {
         services[index].port = clientSide
         services[index].slot = slot
         services[index].lastID = slots[slot].id
-        services[index].mappedBytes = slots[slot].mappedBytes
         services[index].state = .running
         services[index].startedAt = now
         log(index, "started", id: slots[slot].id)

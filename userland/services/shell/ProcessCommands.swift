@@ -41,11 +41,12 @@ enum ProcessCommands {
 
     static func ps(_ words: inout Words) {
         guard let manager else { return }
-        System.print("  PID  STATE       MAPPED  KIND     NAME")
+        // MEMORY is what the kernel holds for it; BY, who asked for it; CPU, sampled at each tick.
+        System.print("  PID   BY  STATE        MEMORY  THREADS  CPU ms  KIND     NAME")
         do throws(KernelError) {
             try forEachEntry(manager) { entry in
                 let kind: StaticString = entry.isService ? "service" : "program"
-                System.print("  \(pad(entry.id, 3))  \(padded(stateName(entry.state), 10))  \(pad(entry.mappedBytes >> 10, 4)) KiB  \(padded(kind, 7))  \(Printable(entry.name, entry.nameLength))")
+                System.print("  \(pad(entry.id, 3))  \(pad(entry.requester, 3))  \(padded(stateName(entry.state), 10))  \(pad(entry.memoryInUse >> 10, 5)) KiB  \(pad(entry.threads, 7))  \(pad(entry.cpuNanoseconds / 1_000_000, 6))  \(padded(kind, 7))  \(Printable(entry.name, entry.nameLength))")
             }
         } catch {
             System.print("ps: the process manager did not answer: \(error)")

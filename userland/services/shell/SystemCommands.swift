@@ -31,10 +31,10 @@ enum SystemCommands {
         System.print("mem: kernel objects \(objects.objects), \(objects.chargedBytes) bytes charged to processes")
         System.print("mem: kernel heap \(heap.blocks) blocks in \(heap.pages) pages; \(processes.live) processes, \(processes.mappedBytes >> 10) KiB mapped")
         if !answered { System.print("mem: the memory manager did not answer; its figures are left out") }
-        // Per process: what the process manager says it mapped and its limit, and, for the memory
+        // Per process: what the kernel holds for it (through the process manager) and its limit, and, for the memory
         // manager's clients, what it granted and what their account holds.
         guard let manager = ProcessCommands.manager else { return }
-        System.print("  PID  NAME            MAPPED KiB  LIMIT KiB  GRANTS  GRANTED KiB  ACCOUNT KiB")
+        System.print("  PID  NAME            MEMORY KiB  LIMIT KiB  GRANTS  GRANTED KiB  ACCOUNT KiB")
         var listed = false
         try? ProcessCommands.forEachEntry(manager) { entry in
             guard entry.state == .running else { return }
@@ -49,7 +49,7 @@ enum SystemCommands {
             line.write("  ")
             name.describe(into: &line)
             line.write("  ")
-            ProcessCommands.pad(entry.mappedBytes >> 10, 10).describe(into: &line)
+            ProcessCommands.pad(entry.memoryInUse >> 10, 10).describe(into: &line)
             line.write("  ")
             limit.describe(into: &line)
             for index in 0..<clientCount where clients[index].process == entry.id {

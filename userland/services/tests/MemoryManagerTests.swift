@@ -141,3 +141,76 @@ func checkServing(_ suite: inout Suite, _ served: Bool, _ statisticsRight: Bool,
     suite.check(statisticsRight, "the memory manager's statistics name the client: one grant of 64 KiB, its account's use and limit")
     suite.check(refusals, "the memory manager refuses bad labels, sizes, missing or wrong handles, and closes every handle it does not keep")
 }
+
+/// Named shared regions: a creator shares memory it pays for under a name, another client opens
+/// it and sees the same bytes, read-only when the creator says so; bad requests are refused; the
+/// name goes when its creator ends, while mappings stay valid; and nothing is left behind.
+func testSharedRegions(_ suite: inout Suite) {
+    let before = KernelHoldings.now
+    guard let manager = startMemoryManager() else {
+        suite.check(false, "a memory manager for shared regions starts")
+        return
+    }
+    let client = MemoryManager(manager.port)
+    var shared = false
+    var refused = false
+    var endsWithCreator = false
+    if let creator = try? ProcessHandles.create("mm-sharer", memoryLimit: 256 * 1024).handle {
+        func payer() -> Handle { (try? IPC.duplicate(creator, rights: [.account, .wait, .transfer])) ?? .none }
+        let used = (try? System.invoke(SystemCall.MemoryAccount(process: creator)))?.used ?? 0
+        let ring = UnsafeRawBufferPointer("ring")
+        if let made = try? client.share(ring, bytes: 8192, writable: true, account: payer()),
+           let opened = try? client.open(ring),
+           let readOnly = try? client.share(UnsafeRawBufferPointer("notes"), bytes: 4096, writable: false, account: payer()),
+           let notes = try? client.open(UnsafeRawBufferPointer("notes")),
+           let first = try? IPC.map(made, writable: true), let second = try? IPC.map(opened, writable: true) {
+            for index in 0..<1024 { first.storeBytes(of: UInt64(index) &* 0x9E37_79B9, toByteOffset: index * 8, as: UInt64.self) }
+            var same = true
+            for index in 0..<1024 where second.load(fromByteOffset: index * 8, as: UInt64.self) != UInt64(index) &* 0x9E37_79B9 {
+                same = false
+            }
+            second.storeBytes(of: 0x5EED, toByteOffset: 8000, as: UInt64.self)
+            let charged = ((try? System.invoke(SystemCall.MemoryAccount(process: creator)))?.used ?? 0) >= used + 12288
+            let noWrite = catching { () throws(KernelError) in _ = try IPC.map(notes, writable: true) }
+            let readable = (try? IPC.map(notes, writable: false)).map { pointer in
+                try? System.unmap(pointer, bytes: 4096)
+                return true
+            } ?? false
+            shared = same && first.load(fromByteOffset: 8000, as: UInt64.self) == 0x5EED && charged
+                && noWrite == .accessDenied && readable
+
+            let again = catching { () throws(KernelError) in _ = try client.share(ring, bytes: 4096, writable: true, account: payer()) }
+            let missing = catching { () throws(KernelError) in _ = try client.open(UnsafeRawBufferPointer("nothing")) }
+            let tooBig = catching { () throws(KernelError) in
+                _ = try client.share(UnsafeRawBufferPointer("big"), bytes: 1 << 20, writable: true, account: payer())
+            }
+            let noCreator = catching { () throws(KernelError) in
+                var message = IPCMessage(label: MemoryManagerRequest.share.rawValue)
+                message.setWord(atByte: 0, 4096)
+                message.setWord(atByte: 8, 3)
+                _ = message.setBytes(atByte: 24, UnsafeRawBufferPointer("odd"))
+                message.length = 27
+                try IPC.call(manager.port, &message)
+                if let error = KernelError(status: message.label) { throw error }
+            }
+            refused = again == .invalidArgument && missing == .notFound && tooBig == .outOfMemory && noCreator == .invalidArgument
+
+            // The creator ends: the names go, the memory mapped here stays.
+            try? ProcessHandles.kill(creator)
+            let gone = catching { () throws(KernelError) in _ = try client.open(ring) }
+            endsWithCreator = gone == .notFound && second.load(fromByteOffset: 8000, as: UInt64.self) == 0x5EED
+            try? System.unmap(first, bytes: 8192)
+            try? System.unmap(second, bytes: 8192)
+            for handle in [made, opened, readOnly, notes] { try? IPC.close(handle) }
+        }
+        try? IPC.close(creator)
+    }
+    try? System.kill(manager.process)
+    _ = try? System.wait(manager.process)
+    try? IPC.close(manager.port)
+    let after = KernelHoldings.now
+    suite.check(shared, "a named shared region: the opener sees the creator's bytes and the creator its writes; charged to the creator; read-only when it says so")
+    suite.check(refused, "shared regions refuse a name in use, a missing name, a region over the creator's limit and a share without a creator")
+    suite.check(endsWithCreator && after.holdsNoMoreThan(before),
+                "a shared region's name goes with its creator while mappings stay valid; nothing is left behind (objects \(before.objects) → \(after.objects), free frames \(before.freeFrames) → \(after.freeFrames))")
+}

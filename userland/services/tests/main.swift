@@ -182,6 +182,7 @@ struct Tests {
         testReliability(&suite)
         testProcessBuilding(&suite)
         testMemoryManager(&suite)
+        testSharedRegions(&suite)
 
         System.print("tests: \(suite.passed) passed, \(suite.failed) failed")
         System.exit(UInt64(suite.failed))
