@@ -15,6 +15,22 @@
 // no raw read waits is not input: it sets bit 0 of the interrupt notification, drops the typed
 // input and answers a waiting line read `.interrupted`.
 
+/// The terminal's control bytes that the console's line discipline and the shell's line editor
+/// give a meaning to.
+public enum TerminalKey {
+    public static let ctrlA: UInt8 = 0x01
+    public static let ctrlC: UInt8 = 0x03
+    public static let ctrlD: UInt8 = 0x04
+    public static let ctrlE: UInt8 = 0x05
+    public static let bell: UInt8 = 0x07
+    public static let backspace: UInt8 = 0x08
+    public static let ctrlU: UInt8 = 0x15
+    public static let escape: UInt8 = 0x1B
+    public static let delete: UInt8 = 0x7F
+    /// The bytes that end an escape sequence (ECMA-48 final bytes).
+    public static let sequenceFinal: ClosedRange<UInt8> = 0x40...0x7E
+}
+
 public enum ConsoleRequest: UInt64, Sendable {
     case write = 1
     case readLine = 2

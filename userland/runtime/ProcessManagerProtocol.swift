@@ -185,6 +185,14 @@ public struct ProcessManager {
         }
     }
 
+    /// Adds a copy of this client's control right (`rights`, which need transfer) to `handles`
+    /// under `.serviceControl`, for a program it starts that controls services; nothing if this
+    /// client has none or no copy can be made.
+    public func grantControl(to handles: inout ClientHandles, rights: Rights = [.send, .transfer]) {
+        guard let control, let copy = try? IPC.duplicate(control, rights: rights) else { return }
+        handles.append(.serviceControl, copy)
+    }
+
     /// Closes this client's send rights.
     public func close() {
         try? IPC.close(port)

@@ -4,11 +4,6 @@
 // bytes past the line's capacity are dropped. (Ctrl-C never gets here: the driver takes it.)
 
 struct LineDiscipline {
-    static let interrupt: UInt8 = 0x03
-    static let endOfInput: UInt8 = 0x04
-    static let backspace: UInt8 = 0x08
-    static let killLine: UInt8 = 0x15
-    static let delete: UInt8 = 0x7F
     static let capacity = 240
 
     enum Effect {
@@ -29,15 +24,15 @@ struct LineDiscipline {
         switch byte {
         case UInt8(ascii: "\r"), UInt8(ascii: "\n"):
             return .complete
-        case Self.backspace, Self.delete:
+        case TerminalKey.backspace, TerminalKey.delete:
             guard length > 0 else { return .none }
             length -= 1
             return .erase(1)
-        case Self.killLine:
+        case TerminalKey.ctrlU:
             let erased = length
             length = 0
             return .erase(erased)
-        case Self.endOfInput:
+        case TerminalKey.ctrlD:
             return length == 0 ? .endOfInput : .none
         case 0..<0x20:
             return .none

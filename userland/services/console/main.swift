@@ -125,7 +125,7 @@ struct ConsoleServer {
     mutating func drain() {
         while let byte = uart.receive() {
             bytesRead &+= 1
-            if byte == LineDiscipline.interrupt && !(reader != nil && readerRaw) {
+            if byte == TerminalKey.ctrlC && !(reader != nil && readerRaw) {
                 interruptTyped()
                 continue
             }

@@ -131,18 +131,26 @@ struct Caller {
     /// several) against `expect`, as `make` judges a call's status.
     mutating func judge(_ what: StaticString, _ outcome: Outcome, _ expect: Expectation) {
         count += 1
-        let status = outcome.status
-        var problem: StaticString?
-        switch expect {
-        case .any: break
-        case .success: if status != systemCallSuccess { problem = "expected success" }
-        case .successUnlessShort:
-            if status != systemCallSuccess && status != KernelError.outOfMemory.rawValue
-                && status != KernelError.handleTableFull.rawValue { problem = "expected success or a shortage" }
-        case .failure: if status == systemCallSuccess { problem = "an impossible request succeeded" }
-        case .error(let error): if status != error.rawValue { problem = "expected another error" }
+        if let problem = Self.unmet(expect, status: outcome.status) {
+            Report.violation("\(what) = \(outcome.status): \(problem)")
         }
-        if let problem { Report.violation("\(what) = \(status): \(problem)") }
+    }
+
+    /// What is wrong with `status` if `expect` does not allow it.
+    static func unmet(_ expect: Expectation, status: UInt64) -> FormattedText? {
+        switch expect {
+        case .any:
+            return nil
+        case .success:
+            return status != systemCallSuccess ? "expected success" : nil
+        case .successUnlessShort:
+            return status != systemCallSuccess && status != KernelError.outOfMemory.rawValue
+                && status != KernelError.handleTableFull.rawValue ? "expected success or a shortage" : nil
+        case .failure:
+            return status == systemCallSuccess ? "an impossible request succeeded" : nil
+        case .error(let error):
+            return status != error.rawValue ? "expected \(error)" : nil
+        }
     }
 
     private func check(_ number: UInt64, _ outcome: Outcome, _ expect: Expectation) {
@@ -168,21 +176,7 @@ struct Caller {
                              "q\(index / 2) not preserved (\(index % 2 == 0 ? "low" : "high") half \(hex: words[64 + index]) before, \(hex: words[128 + index]) after)")
             break
         }
-        switch expect {
-        case .any:
-            break
-        case .success:
-            if status != systemCallSuccess { Report.violation(count, number, before, status, "expected success") }
-        case .successUnlessShort:
-            if status != systemCallSuccess && status != KernelError.outOfMemory.rawValue
-                && status != KernelError.handleTableFull.rawValue {
-                Report.violation(count, number, before, status, "expected success or a shortage")
-            }
-        case .failure:
-            if status == systemCallSuccess { Report.violation(count, number, before, status, "an impossible request succeeded") }
-        case .error(let error):
-            if status != error.rawValue { Report.violation(count, number, before, status, "expected \(error)") }
-        }
+        if let problem = Self.unmet(expect, status: status) { Report.violation(count, number, before, status, problem) }
     }
 }
 

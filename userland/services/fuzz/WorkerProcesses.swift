@@ -297,7 +297,7 @@ extension Worker {
             // The retired spawn-by-name number, with a name or without: the kernel no longer
             // knows it.
             let name: StaticString = "hello"
-            _ = caller.make(8, random.oneIn(2) ? invalidAddress() : UInt64(UInt(bitPattern: name.utf8Start)), 5, 0, 0,
+            _ = caller.make(SystemCallNumber.retired8.rawValue, random.oneIn(2) ? invalidAddress() : UInt64(UInt(bitPattern: name.utf8Start)), 5, 0, 0,
                             expect: .error(.unknownSystemCall))
         case 2: _ = spawn("nonexistent", argument: 0, handle: 0, expect: .error(.notFound))
         case 4:

@@ -105,10 +105,8 @@ enum SystemStart {
            let copy = try? IPC.duplicate(deviceAccess, rights: [.open, .duplicate, .transfer]) {
             handles.append(.deviceAccess, copy)
         }
-        if entry.devices.contains(.services), let control = processManager?.control,
-           let copy = try? IPC.duplicate(control, rights: [.send, .duplicate, .transfer]) {
-            handles.append(.serviceControl, copy)
-        }
+        // Services keep what they are given across restarts: their copy needs duplicate too.
+        if entry.devices.contains(.services) { manager.grantControl(to: &handles, rights: [.send, .duplicate, .transfer]) }
         if entry.devices.contains(.power), let port = powerControlPort(),
            let copy = try? IPC.duplicate(port, rights: [.send, .duplicate, .transfer]) {
             handles.append(.powerControl, copy)

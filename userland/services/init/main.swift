@@ -57,9 +57,7 @@ extension Init {
         do throws(KernelError) {
             // It crashes services on purpose: it needs the control right.
             var handles = ClientHandles()
-            if let control = manager.control, let copy = try? IPC.duplicate(control, rights: [.send, .transfer]) {
-                handles.append(.serviceControl, copy)
-            }
+            manager.grantControl(to: &handles)
             let child = try manager.spawn("restarts", argument: restarts, handles: handles)
             let status = try System.wait(child)
             return status.reason == .exited ? status.code : 255

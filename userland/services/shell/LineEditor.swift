@@ -4,20 +4,6 @@
 // so one cut between two reads, or never finished, does no harm. The terminal is redrawn with
 // backspaces and plain text only.
 
-/// The bytes the editor gives a meaning to.
-enum TerminalKey {
-    static let ctrlA: UInt8 = 0x01
-    static let ctrlC: UInt8 = 0x03
-    static let ctrlE: UInt8 = 0x05
-    static let bell: UInt8 = 0x07
-    static let backspace: UInt8 = 0x08
-    static let ctrlU: UInt8 = 0x15
-    static let escape: UInt8 = 0x1B
-    static let delete: UInt8 = 0x7F
-    /// The bytes that end an escape sequence (ECMA-48 final bytes).
-    static let sequenceFinal: ClosedRange<UInt8> = 0x40...0x7E
-}
-
 struct LineEditor {
     static let capacity = 200
     static let historyDepth = 16

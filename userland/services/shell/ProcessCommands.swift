@@ -229,9 +229,7 @@ enum ProcessCommands {
         }
         do throws(KernelError) {
             // It crashes services on purpose: it gets this shell's control right, if it has one.
-            if let control = manager.control, let copy = try? IPC.duplicate(control, rights: [.send, .transfer]) {
-                handles.append(.serviceControl, copy)
-            }
+            manager.grantControl(to: &handles)
             let child = try manager.spawn("restarts", argument: 100, handles: handles)
             if let end = ShellState.waitForeground(child) { report(child.id.value, padded("restarts", 0), end) }
         } catch {
