@@ -16,11 +16,15 @@ let package = Package(
         // The system call ABI, shared by kernel and user programs.
         .target(name: "ABI", path: "abi"),
         .target(name: "KernelCore", dependencies: ["ABI"], path: "kernel/core"),
+        // What typed bytes mean: the decoder of escape sequences and the console's line discipline.
+        .target(name: "TerminalInput", path: "userland",
+                sources: ["runtime/TerminalInput.swift", "services/console/LineDiscipline.swift"]),
         .testTarget(
             name: "KernelCoreTests",
             dependencies: [
                 "KernelCore",
                 "ABI",
+                "TerminalInput",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             path: "tests/host"

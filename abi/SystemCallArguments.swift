@@ -1089,4 +1089,75 @@ extension SystemCall {
             }
         }
     }
+
+    /// Takes over the kernel log (kernel/ipc/KernelLog.swift) through the device-access
+    /// capability `access` (needs open): from now on the kernel's lines and programs' debug
+    /// writes queue for the returned reader, and `notification` (needs signal) gets `bits` when
+    /// records wait. One reader at a time; when its last handle goes, the kernel writes to the
+    /// UART directly again.
+    public struct LogOpen: SystemCallArguments {
+        public static let number = SystemCallNumber.logOpen
+        public var access: Handle
+        public var notification: Handle
+        public var bits: UInt64
+        @inline(__always) public init(access: Handle, notification: Handle, bits: UInt64) {
+            self.access = access
+            self.notification = notification
+            self.bits = bits
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(access: Handle(registers.x0), notification: Handle(registers.x1), bits: registers.x2)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: access.value, x1: notification.value, x2: bits)
+        }
+
+        /// The reader (receive, duplicate, transfer).
+        public struct Result: SystemCallResult {
+            public var reader: Handle
+            @inline(__always) public init(reader: Handle) {
+                self.reader = reader
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(reader: Handle(registers.x1))
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: reader.value)
+            }
+        }
+    }
+
+    /// Moves the kernel log's waiting records, oldest first and each whole, into `buffer`
+    /// (`capacity` bytes, at least `logRecordMaximum`) through `reader` (needs receive).
+    public struct LogRead: SystemCallArguments {
+        public static let number = SystemCallNumber.logRead
+        public var reader: Handle
+        public var buffer: UserAddress
+        public var capacity: UInt64
+        @inline(__always) public init(reader: Handle, buffer: UserAddress, capacity: UInt64) {
+            self.reader = reader
+            self.buffer = buffer
+            self.capacity = capacity
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(reader: Handle(registers.x0), buffer: UserAddress(registers.x1), capacity: registers.x2)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: reader.value, x1: buffer.value, x2: capacity)
+        }
+
+        /// The bytes moved: 0 when nothing waits.
+        public struct Result: SystemCallResult {
+            public var length: UInt64
+            @inline(__always) public init(length: UInt64) {
+                self.length = length
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(length: registers.x1)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: length)
+            }
+        }
+    }
 }

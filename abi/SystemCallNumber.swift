@@ -55,6 +55,8 @@ public enum SystemCallNumber: UInt64, CaseIterable, Sendable {
     case processNotify = 43
     case ipcStatistics = 44
     case processInfo = 45
+    case logOpen = 46
+    case logRead = 47
 }
 
 /// The status a successful call leaves in x0; any other value is a `KernelError`.

@@ -145,3 +145,6 @@ public enum UserSpace {
         return !overflow && address.value >= start && end <= self.end
     }
 }
+
+/// The longest record of the kernel log: `logRead` needs a buffer at least this large.
+public let logRecordMaximum = 512

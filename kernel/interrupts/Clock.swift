@@ -118,5 +118,7 @@ enum Clock {
             for index in 0..<count { handler(expired[index]) }
         }
         Scheduler.tick()
+        // Lines the kernel queued for the console service since the last tick.
+        KernelLog.deliverPending()
     }
 }

@@ -12,6 +12,7 @@ enum KernelObject {
     case deviceAccess(DeviceAccessCapability)
     case interrupt(InterruptLine)
     case process(Process)
+    case kernelLog(KernelLogReader)
 
     /// The port named, without counting a reference: for the fast path, which reads it in
     /// place from a handle table entry that keeps holding it.

@@ -30,6 +30,8 @@ struct ObjectCost {
     /// are charged as they are mapped).
     static let process = ObjectCost(bytes: 8 * 1024, heapPages: 8)
     static let interruptLine = ObjectCost(bytes: 64, heapPages: 1)
+    /// The kernel log's reader: the object and its queue, a run of pages.
+    static let kernelLogReader = ObjectCost(bytes: UInt64(KernelLogReader.queueBytes) + 4 * 1024, heapPages: 6)
 
     /// A memory object of `pages` pages: the object and its frame list (the frames themselves are
     /// charged by the page).

@@ -140,6 +140,7 @@ func checkObjectPrices(_ run: inout SelfTestRun) {
     let port = heapGrowth { Port() }
     let notification = heapGrowth { Notification() }
     let line = heapGrowth { InterruptLine(identifier: 0) }
+    let logReader = heapGrowth { KernelLogReader(notification: Notification(), bits: 1) }
     let largest = heapGrowth {
         MemoryObject.allocate(pages: MemoryObject.maximumPages, charge: try! MemoryCharge(0, to: account))!
     }
@@ -147,8 +148,9 @@ func checkObjectPrices(_ run: inout SelfTestRun) {
         measured.bytes <= price.bytes && measured.pages <= price.heapPages
     }
     run.check(within(port, .port) && within(notification, .notification) && within(line, .interruptLine)
+              && within(logReader, .kernelLogReader)
               && within(largest, .memoryObject(pages: MemoryObject.maximumPages)) && account.used == 0,
-              "Object prices cover the heap: port \(port.bytes) of \(ObjectCost.port.bytes) bytes, notification \(notification.bytes), interrupt line \(line.bytes), 1 MiB memory object \(largest.bytes) of \(ObjectCost.memoryObject(pages: MemoryObject.maximumPages).bytes)")
+              "Object prices cover the heap: port \(port.bytes) of \(ObjectCost.port.bytes) bytes, notification \(notification.bytes), interrupt line \(line.bytes), log reader \(logReader.bytes) of \(ObjectCost.kernelLogReader.bytes), 1 MiB memory object \(largest.bytes) of \(ObjectCost.memoryObject(pages: MemoryObject.maximumPages).bytes)")
 }
 
 extension FormattedText.StringInterpolation {

@@ -302,6 +302,15 @@ enum SystemCalls {
                 .init(identifier: UInt64(try DeviceAccess.bind(call.interrupt, notification: call.notification,
                                                                process: try caller())))
             }
+        case .logOpen:
+            serve(frame, SystemCall.LogOpen.self) { call throws(KernelError) in
+                .init(reader: try KernelLog.open(through: call.access, notification: call.notification, bits: call.bits,
+                                                 process: try caller()))
+            }
+        case .logRead:
+            serve(frame, SystemCall.LogRead.self) { call throws(KernelError) in
+                .init(length: try KernelLog.read(call.reader, into: call.buffer, capacity: call.capacity, process: try caller()))
+            }
         case .interruptAcknowledge:
             serve(frame, SystemCall.InterruptAcknowledge.self) { call throws(KernelError) in
                 try DeviceAccess.acknowledge(call.interrupt, process: try caller())
@@ -328,6 +337,8 @@ enum SystemCalls {
             withUnsafeBytes(of: &buffer) { bytes in Console.writeRaw(UnsafeRawBufferPointer(rebasing: bytes[0..<Int(piece)])) }
             written += piece
         }
+        // Queued for the console service: it hears of it now (a system call is a safe place).
+        KernelLog.deliverPending()
         return written
     }
 

@@ -115,8 +115,16 @@ def shell_at_the_terminal() -> BootResult:
 
         # Ctrl-C ends the foreground program.
         command(session, "spawn spinner\r")
-        time.sleep(1.0)  # typed ahead, Ctrl-C would be input for the line editor, not an interrupt
+        time.sleep(1.0)
         session.type(CTRL_C)
+        ended = session.expect(r"shell: Ctrl-C: ending process (\d+)\r?\n")
+        session.expect(rf"\[{ended[1]}\] spinner was killed")
+        # A Ctrl-C typed in the same burst as the command is for the program (typed once the
+        # shell reads: a Ctrl-C typed ahead of any read drops the input before it, as a
+        # terminal's interrupt does).
+        session.expect(PROMPT)
+        time.sleep(0.5)
+        session.type("spawn spinner\r" + CTRL_C)
         ended = session.expect(r"shell: Ctrl-C: ending process (\d+)\r?\n")
         session.expect(rf"\[{ended[1]}\] spinner was killed")
 
@@ -163,7 +171,7 @@ def shell_at_the_terminal() -> BootResult:
         if code != 0:
             session.fail(f"QEMU did not power off (exit code {code})")
     result = session.result()
-    result.expect_in_order(r"^console: ready \(PL011, interrupt 33\)$", r"^init: started console \(process \d+\)$",
+    result.expect_in_order(r"^console: ready \(PL011, interrupt 33, kernel log\)$", r"^init: started console \(process \d+\)$",
                            r"^init: started shell \(process \d+\)$", r"^shell: SwiftKernel shell; type help for the commands$")
     result.expect_no_line(r"Kernel panic|faulted")
     return result
@@ -209,6 +217,9 @@ def restarts_under_use(rounds: int) -> BootResult:
     result.expect_equal(len(numbers) >= 5, True, "the printing program printed across the restarts")
     missing = sorted(set(range(1, numbers[-1] + 1)) - set(numbers))
     result.expect_equal(missing, [], "line numbers of the printing program not seen")
+    # The process manager's reports (through the kernel log, which the console writes between
+    # its own lines) and the printing program's lines never share a line.
+    result.expect_no_line(r"^.+(process-manager|memory-manager|names|init): |chatter: line \d+.*chatter: ")
     result.expect_no_line(r"Kernel panic")
     result.expect_equal(result.exit_code, 0, "QEMU powered off")
     return result

@@ -6,30 +6,15 @@
 // | label | request | payload in | handles in | answer |
 // |---|---|---|---|---|
 // | 1 write | bytes to the terminal, written whole before any other client's | the bytes (up to 256) | none | nothing |
-// | 2 read line | a line, edited with echo (backspace, Ctrl-U; Ctrl-C, Ctrl-D) | nothing | none | word 0 `ConsoleReadResult`, the line from byte 8 |
-// | 3 read raw | bytes as typed (at least one), no echo | nothing | none | word 0 `.data`, the bytes from byte 8 |
+// | 2 read line | a line, edited with echo (backspace, Ctrl-U; Ctrl-C, Ctrl-D) | nothing | none | word 0 `ConsoleReadResult`, word 1 the Ctrl-C count, the line from byte 16 |
+// | 3 read raw | bytes as typed (at least one), no echo | nothing | none | word 0 `.data`, word 1 the Ctrl-C count, the bytes from byte 16 |
 // | 4 set interrupt | who hears Ctrl-C | nothing | a notification (signal) | nothing |
-// | 5 statistics | the driver's counters | nothing | none | words 0-3: bytes written, bytes read, interrupts, requests |
+// | 5 statistics | the driver's counters | nothing | none | words 0-4: bytes written, bytes read, interrupts, requests, the Ctrl-C count |
 //
 // One read waits at a time: a newer read answers the older one `wouldBlock`. Ctrl-C typed while
 // no raw read waits is not input: it sets bit 0 of the interrupt notification, drops the typed
-// input and answers a waiting line read `.interrupted`.
-
-/// The terminal's control bytes that the console's line discipline and the shell's line editor
-/// give a meaning to.
-public enum TerminalKey {
-    public static let ctrlA: UInt8 = 0x01
-    public static let ctrlC: UInt8 = 0x03
-    public static let ctrlD: UInt8 = 0x04
-    public static let ctrlE: UInt8 = 0x05
-    public static let bell: UInt8 = 0x07
-    public static let backspace: UInt8 = 0x08
-    public static let ctrlU: UInt8 = 0x15
-    public static let escape: UInt8 = 0x1B
-    public static let delete: UInt8 = 0x7F
-    /// The bytes that end an escape sequence (ECMA-48 final bytes).
-    public static let sequenceFinal: ClosedRange<UInt8> = 0x40...0x7E
-}
+// input and answers a waiting line read `.interrupted`. The Ctrl-C count (of those signalled, since
+// the driver started) in every read's answer tells a shell whether one came after the line.
 
 public enum ConsoleRequest: UInt64, Sendable {
     case write = 1
@@ -50,8 +35,8 @@ public enum ConsoleReadResult: UInt64, Sendable {
 
 /// A client of the console service at `port`.
 public struct Console {
-    /// Where the bytes of a read's answer start.
-    public static let dataOffset = 8
+    /// Where the bytes of a read's answer start: after the result and the Ctrl-C count.
+    public static let dataOffset = 16
     public static let maximumRead = IPCMessageLayout.maximumPayload - dataOffset
     public let port: Handle
     public init(_ port: Handle) { self.port = port }
@@ -77,16 +62,17 @@ public struct Console {
     }
 
     /// A line (`raw` false) or the bytes typed (`raw` true), copied to `buffer`; what ended the
-    /// read and how many bytes it holds.
+    /// read, how many bytes it holds, and how many Ctrl-C the console had signalled when it
+    /// answered.
     public func read(raw: Bool, into buffer: inout InlineArray<248, UInt8>) throws(KernelError)
-        -> (result: ConsoleReadResult, count: Int) {
+        -> (result: ConsoleReadResult, count: Int, interruptsTyped: UInt64) {
         var message = IPCMessage(label: (raw ? ConsoleRequest.readRaw : ConsoleRequest.readLine).rawValue)
         try IPC.call(port, &message)
         try Self.check(message)
         guard message.length >= Self.dataOffset else { throw .invalidArgument }
         let count = min(message.length - Self.dataOffset, Self.maximumRead)
         for index in 0..<count { buffer[index] = message[byte: Self.dataOffset + index] }
-        return (ConsoleReadResult(rawValue: message.word(atByte: 0)) ?? .data, count)
+        return (ConsoleReadResult(rawValue: message.word(atByte: 0)) ?? .data, count, message.word(atByte: 8))
     }
 
     /// Makes the console set bit 0 of `notification` (moved with the request; needs signal and
@@ -104,11 +90,12 @@ public struct Console {
     }
 
     public func statistics() throws(KernelError)
-        -> (written: UInt64, read: UInt64, interrupts: UInt64, requests: UInt64) {
+        -> (written: UInt64, read: UInt64, interrupts: UInt64, requests: UInt64, interruptsTyped: UInt64) {
         var message = IPCMessage(label: ConsoleRequest.statistics.rawValue)
         try IPC.call(port, &message)
         try Self.check(message)
-        return (message.word(atByte: 0), message.word(atByte: 8), message.word(atByte: 16), message.word(atByte: 24))
+        return (message.word(atByte: 0), message.word(atByte: 8), message.word(atByte: 16), message.word(atByte: 24),
+                message.word(atByte: 32))
     }
 }
 

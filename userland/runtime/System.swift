@@ -195,6 +195,20 @@ public enum System {
         _ = try invoke(SystemCall.InterruptAcknowledge(interrupt: interrupt))
     }
 
+    /// Takes over the kernel log through device-access capability `access`: the kernel's lines
+    /// and programs' debug writes then wait for this program, which reads them with `readLog`
+    /// and is told of them by `bits` on `notification`. Returns the reader.
+    public static func openLog(through access: Handle, notification: Handle, bits: UInt64) throws(KernelError) -> Handle {
+        try invoke(SystemCall.LogOpen(access: access, notification: notification, bits: bits)).reader
+    }
+
+    /// Moves waiting kernel log records, each whole, into `buffer` (at least `logRecordMaximum`
+    /// bytes); the bytes moved, 0 when none wait.
+    public static func readLog(_ reader: Handle, into buffer: UnsafeMutableRawBufferPointer) throws(KernelError) -> Int {
+        guard let base = buffer.baseAddress else { throw .badAddress }
+        return Int(try invoke(SystemCall.LogRead(reader: reader, buffer: UserAddress(UnsafeRawPointer(base)), capacity: UInt64(buffer.count))).length)
+    }
+
     /// Ends the program with a message: the user-space panic.
     /// The exit code of a program whose heap could not grow: the kernel refused it memory.
     public static let outOfMemoryExitCode: UInt64 = 12

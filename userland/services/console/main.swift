@@ -4,7 +4,10 @@
 // a notification). It serves the console protocol (userland/runtime/ConsoleProtocol.swift) on its
 // service port: writes, each written whole, and reads of a line (echoed, with the line discipline
 // of `LineDiscipline.swift`) or of raw bytes. It never allocates: its state is fixed storage, so
-// it keeps working while the memory manager restarts.
+// it keeps working while the memory manager restarts. It also takes over the kernel log: the
+// kernel's lines and the debug writes of programs without a console (the services started before
+// it, init) wait in the kernel until it writes them out between the lines it writes itself; a line
+// it was in the middle of (a prompt, a line being typed) is written again below them.
 
 import UserSystemCall
 
@@ -66,8 +69,13 @@ struct ConsoleService {
             System.panic("console: cannot open the UART: \(error)")
         }
         uart.enableReceiveInterrupts()
-        System.print("console: ready (PL011, interrupt \(identifier))")
         var server = ConsoleServer(uart: uart)
+        do throws(KernelError) {
+            server.kernelLog = try System.openLog(through: access, notification: bell, bits: ConsoleServer.logBit)
+        } catch {
+            System.print("console: the kernel log stays with the kernel: \(error)")
+        }
+        System.print("console: ready (PL011, interrupt \(identifier)\(server.kernelLog != nil ? ", kernel log" : ""))")
         server.serve(port: port, bell: bell, interrupt: device.interrupt)
     }
 }
@@ -75,7 +83,17 @@ struct ConsoleService {
 /// The driver's state: typed input not yet read, the read waiting, who hears Ctrl-C.
 struct ConsoleServer {
     static let inputCapacity = 1024
+    /// The bell's bits: the UART's interrupt sets the first, records in the kernel log the second.
+    static let interruptBit: UInt64 = 1
+    static let logBit: UInt64 = 2
+    static let lineCapacity = 256
     let uart: PL011
+    /// The kernel log's reader, if this instance got it.
+    var kernelLog: Handle?
+    /// What went out since the last newline (the prompt, the echo of a line being typed), to be
+    /// written again after kernel log records interrupted it; not if it grew past the capacity.
+    var currentLine = InlineArray<256, UInt8>(repeating: 0)
+    var currentLineLength = 0
     var input = InlineArray<1024, UInt8>(repeating: 0)
     var inputStart = 0
     var inputCount = 0
@@ -88,6 +106,8 @@ struct ConsoleServer {
     var bytesRead: UInt64 = 0
     var interrupts: UInt64 = 0
     var requests: UInt64 = 0
+    /// Ctrl-C signalled (typed while no raw read waited), in every read's answer.
+    var interruptsTyped: UInt64 = 0
 
     init(uart: PL011) { self.uart = uart }
 
@@ -103,12 +123,15 @@ struct ConsoleServer {
                 try System.invoke(SystemCall.WaitAny(handles: UserAddress(words), count: 2, timeout: .max))
             })?.index ?? 0
             if ready == 1 {
-                _ = try? IPC.wait(bell, timeout: 0)
-                interrupts &+= 1
-                // Clear the interrupt before draining: a byte that arrives meanwhile raises it again.
-                uart.clearReceiveInterrupts()
-                drain()
-                try? System.acknowledgeInterrupt(interrupt)
+                let bits = (try? IPC.wait(bell, timeout: 0)) ?? 0
+                if bits & Self.logBit != 0 { writeKernelLog() }
+                if bits & Self.interruptBit != 0 {
+                    interrupts &+= 1
+                    // Clear the interrupt before draining: a byte that arrives meanwhile raises it again.
+                    uart.clearReceiveInterrupts()
+                    drain()
+                    try? System.acknowledgeInterrupt(interrupt)
+                }
                 continue
             }
             do throws(KernelError) {
@@ -146,6 +169,7 @@ struct ConsoleServer {
             writeOut("^C\n")
             answerReader(.interrupted, raw: false)
         }
+        interruptsTyped &+= 1
         if let notification = interruptNotification { try? IPC.signal(notification, bits: 1) }
     }
 
@@ -159,7 +183,7 @@ struct ConsoleServer {
         switch request {
         case .write:
             let count = min(max(message.length, 0), IPCMessageLayout.maximumPayload)
-            for index in 0..<count { uart.put(message[byte: index]) }
+            for index in 0..<count { emit(message[byte: index]) }
             bytesWritten &+= UInt64(count)
             answer(reply, &message, label: 0)
         case .readLine, .readRaw:
@@ -182,11 +206,12 @@ struct ConsoleServer {
             answer(reply, &message, label: 0)
         case .statistics:
             message = IPCMessage(label: 0)
-            message.length = 32
+            message.length = 40
             message.setWord(atByte: 0, bytesWritten)
             message.setWord(atByte: 8, bytesRead)
             message.setWord(atByte: 16, interrupts)
             message.setWord(atByte: 24, requests)
+            message.setWord(atByte: 32, interruptsTyped)
             try? IPC.reply(reply, &message)
         case nil:
             answer(reply, &message, label: KernelError.invalidArgument.rawValue)
@@ -214,7 +239,7 @@ struct ConsoleServer {
             let byte = takeInput()
             switch line.take(byte) {
             case .none: break
-            case .echoByte(let typed): uart.put(typed)
+            case .echoByte(let typed): emit(typed)
             case .erase(let count):
                 for _ in 0..<count { writeOut("\u{8} \u{8}") }
             case .complete:
@@ -240,6 +265,7 @@ struct ConsoleServer {
         guard let reply = reader else { return }
         var message = IPCMessage(label: 0)
         message.setWord(atByte: 0, result.rawValue)
+        message.setWord(atByte: 8, interruptsTyped)
         var count = 0
         if raw {
             while inputCount > 0 && count < Console.maximumRead {
@@ -257,7 +283,45 @@ struct ConsoleServer {
         try? IPC.reply(reply, &message)
     }
 
-    func writeOut(_ text: StaticString) {
-        for index in 0..<text.utf8CodeUnitCount { uart.put(text.utf8Start[index]) }
+    mutating func writeOut(_ text: StaticString) {
+        for index in 0..<text.utf8CodeUnitCount { emit(text.utf8Start[index]) }
+    }
+
+    /// Writes a byte of the console's own output, keeping the line it is on.
+    mutating func emit(_ byte: UInt8) {
+        uart.put(byte)
+        if byte == UInt8(ascii: "\n") {
+            currentLineLength = 0
+        } else if currentLineLength < Self.lineCapacity {
+            currentLine[currentLineLength] = byte
+            currentLineLength += 1
+        } else {
+            currentLineLength = Self.lineCapacity + 1
+        }
+    }
+
+    /// Writes out the kernel log's waiting records, on lines of their own: below the line the
+    /// console was on, which is then written again.
+    mutating func writeKernelLog() {
+        guard let kernelLog else { return }
+        var buffer = InlineArray<512, UInt8>(repeating: 0)
+        var movedDown = false
+        var lastByte = UInt8(ascii: "\n")
+        while true {
+            let count = (try? withUnsafeMutableBytes(of: &buffer) { bytes throws(KernelError) in
+                try System.readLog(kernelLog, into: bytes)
+            }) ?? 0
+            guard count > 0 else { break }
+            if !movedDown && currentLineLength > 0 {
+                uart.put(UInt8(ascii: "\n"))
+                movedDown = true
+            }
+            for index in 0..<count { uart.put(buffer[index]) }
+            lastByte = buffer[count - 1]
+        }
+        if lastByte != UInt8(ascii: "\n") { uart.put(UInt8(ascii: "\n")) }
+        if movedDown && currentLineLength <= Self.lineCapacity {
+            for index in 0..<currentLineLength { uart.put(currentLine[index]) }
+        }
     }
 }

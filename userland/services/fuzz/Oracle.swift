@@ -230,6 +230,8 @@ func name(of number: UInt64) -> StaticString {
     case .processNotify: return "processNotify"
     case .ipcStatistics: return "ipcStatistics"
     case .processInfo: return "processInfo"
+    case .logOpen: return "logOpen"
+    case .logRead: return "logRead"
     }
 }
 

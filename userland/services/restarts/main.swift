@@ -4,7 +4,7 @@
 // while using each: after every kill the old port answers `peerClosed` (never a hang), the name
 // is looked up again, its generation has grown, and the new instance does the work. At the end
 // the kernel holds what it held before the first kill. Start argument: the number of kills (0:
-// 100). Last lines: "soak: N restarts, N recovered, leaked frames N, leaked objects N" and
+// 100), rounded up to whole cycles of the three. Last lines: "soak: N restarts, N recovered, leaked frames N, leaked objects N" and
 // "restarts: N passed, N failed"; the exit code is the number of failures.
 
 struct Checks {
@@ -47,7 +47,13 @@ struct Holdings: Equatable {
 @main
 struct Restarts {
     static func main() {
-        let rounds = System.startArgument == 0 ? 100 : Int(System.startArgument)
+        // Whole cycles of the three kills: the kernel is compared at the point of the cycle where
+        // it was first measured, when every idle client of the memory manager (the shell, the
+        // console) still holds the send right it held then. Elsewhere in the cycle a client
+        // started since (names, echo) holds a right to an instance that has ended since, a closed
+        // port that lives until it next needs memory: one object more, but no leak.
+        let requested = System.startArgument == 0 ? 100 : Int(System.startArgument)
+        let rounds = (requested + 2) / 3 * 3
         var checks = Checks()
         guard let manager = SystemServices.processManager, ProgramStart.handle(.ownProcess) != nil else {
             System.panic("restarts: started without the process manager or its own process handle")

@@ -1,8 +1,8 @@
 // The shell's line editor: raw bytes from the console in, a line out. Left and right move the
 // cursor, backspace and DEL erase before it, up and down walk the history, Ctrl-U clears the line,
-// Ctrl-C abandons it. Escape sequences (ESC [ X, ESC O X, ESC [ digits ~) are parsed byte by byte,
-// so one cut between two reads, or never finished, does no harm. The terminal is redrawn with
-// backspaces and plain text only.
+// Ctrl-C abandons it. Escape sequences (ESC [ X, ESC O X, ESC [ digits ~) are taken apart byte by
+// byte (TerminalDecoder), so one cut between two reads, or never finished, does no harm. The
+// terminal is redrawn with backspaces and plain text only.
 
 struct LineEditor {
     static let capacity = 200
@@ -24,43 +24,28 @@ struct LineEditor {
     var historyCount = 0
     /// How far back the line shown is (0: the line being typed).
     var browsing = 0
-    /// Escape sequence state: 0 none, 1 after ESC, 2 after ESC [ or ESC O (then `parameter`).
-    var escape = 0
-    var parameter = 0
+    var decoder = TerminalDecoder()
 
     mutating func start() {
         length = 0
         cursor = 0
         browsing = 0
-        escape = 0
+        decoder.reset()
     }
 
     /// Takes one typed byte; output for the terminal goes to `terminal`.
-    mutating func take(_ byte: UInt8, _ terminal: inout Terminal) -> Outcome {
-        if escape == 1 {
-            escape = 0
-            if byte == UInt8(ascii: "[") || byte == UInt8(ascii: "O") {
-                escape = 2
-                parameter = 0
-                return .editing
-            }
-            // Not a sequence after all: the byte counts as typed.
-        } else if escape == 2 {
-            if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
-                parameter = min(parameter * 10 + Int(byte - UInt8(ascii: "0")), 1000)
-                return .editing
-            }
-            if byte == UInt8(ascii: ";") { return .editing }
-            escape = 0
-            // Any byte but a final one cuts the sequence short and counts as typed.
-            if TerminalKey.sequenceFinal.contains(byte) {
-                runSequence(byte, &terminal)
-                return .editing
-            }
+    mutating func take(_ typed: UInt8, _ terminal: inout Terminal) -> Outcome {
+        let byte: UInt8
+        switch decoder.take(typed) {
+        case .pending:
+            return .editing
+        case .sequence(let final, let parameter):
+            runSequence(final, parameter: parameter, &terminal)
+            return .editing
+        case .byte(let plain):
+            byte = plain
         }
         switch byte {
-        case TerminalKey.escape:
-            escape = 1
         case UInt8(ascii: "\r"), UInt8(ascii: "\n"):
             terminal.add(UInt8(ascii: "\n"))
             remember()
@@ -88,7 +73,7 @@ struct LineEditor {
     }
 
     /// The final byte of an escape sequence: a cursor key, Home, End or Delete; others are ignored.
-    mutating func runSequence(_ byte: UInt8, _ terminal: inout Terminal) {
+    mutating func runSequence(_ byte: UInt8, parameter: Int, _ terminal: inout Terminal) {
         switch byte {
         case UInt8(ascii: "A"): showHistory(browsing + 1, &terminal)
         case UInt8(ascii: "B"): showHistory(browsing - 1, &terminal)

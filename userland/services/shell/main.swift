@@ -54,6 +54,10 @@ enum ShellState {
     nonisolated(unsafe) static var pendingStart = 0
     nonisolated(unsafe) static var pendingCount = 0
 
+    /// The console's count of Ctrl-C signalled when it answered the last read: one signalled
+    /// after that came while no read waited, after the line in hand was typed.
+    nonisolated(unsafe) static var interruptsBeforeInput: UInt64 = 0
+
     /// Rung (bit 0) by the end of the foreground program (`processNotify`).
     nonisolated(unsafe) static var ended = Handle.none
 
@@ -121,7 +125,8 @@ enum ShellState {
         if port != registered { connect(replacing: registered) }
         var buffer = InlineArray<248, UInt8>(repeating: 0)
         do throws(KernelError) {
-            let (_, count) = try Console(port).read(raw: true, into: &buffer)
+            let (_, count, interruptsTyped) = try Console(port).read(raw: true, into: &buffer)
+            interruptsBeforeInput = interruptsTyped
             pending = buffer
             pendingStart = 0
             pendingCount = count
@@ -139,16 +144,40 @@ enum ShellState {
         }
     }
 
+    /// Whether the bytes typed ahead hold a Ctrl-C; if so, it and what was typed before it are
+    /// dropped, as a terminal's interrupt drops its input.
+    static func takeTypedInterrupt() -> Bool {
+        for offset in 0..<pendingCount where pending[pendingStart + offset] == TerminalKey.ctrlC {
+            pendingStart += offset + 1
+            pendingCount -= offset + 1
+            return true
+        }
+        return false
+    }
+
     /// Waits for foreground program `child` to end; Ctrl-C kills it. Its end, if known; its
     /// process handle is closed.
     static func waitForeground(_ child: ChildProcess) -> (reason: ExitReason, code: UInt64)? {
-        _ = try? IPC.wait(interrupt, timeout: 0) // a Ctrl-C typed earlier is not for this program
         _ = try? IPC.wait(ended, timeout: 0)
+        var killed = false
+        // A Ctrl-C typed after the command's line is for its program: one in the same burst came
+        // in raw behind the line; one typed later was signalled, and counted by the console after
+        // the count that came with the line. The notification is cleared before the count is
+        // asked for, so a Ctrl-C between the two is counted, and one after rings it again.
+        _ = try? IPC.wait(interrupt, timeout: 0)
+        var typedAfterLine = false
+        if let port = ConsoleOutput.current, let figures = try? Console(port).statistics() {
+            typedAfterLine = figures.interruptsTyped > interruptsBeforeInput
+        }
+        if takeTypedInterrupt() || typedAfterLine {
+            System.print("shell: Ctrl-C: ending process \(child.id.value)")
+            try? System.kill(child)
+            killed = true
+        }
         guard (try? ProcessHandles.notify(ended, bits: 1, whenEnds: child.process)) != nil else {
             // Without the notification Ctrl-C cannot be watched for: just wait.
             return try? System.wait(child)
         }
-        var killed = false
         while true {
             var handles = InlineArray<2, UInt64>(repeating: 0)
             handles[0] = ended.value

@@ -178,6 +178,7 @@ struct Tests {
         testDirectDelivery(&suite)
         testServerPortClosedWhileWaiting(&suite)
         testDeviceAccess(&suite)
+        testKernelLog(&suite)
         testProcessManager(&suite)
         testReliability(&suite)
         testProcessBuilding(&suite)
