@@ -26,6 +26,7 @@ LD_LLD   := $(SWIFT_BIN)/ld.lld
 OBJCOPY  := $(SWIFT_BIN)/llvm-objcopy
 SWIFT    := $(SWIFT_BIN)/swift
 TARGET   := aarch64-none-none-elf
+SYMBOL_TABLE := python3 tools/symbol-table.py --bin $(SWIFT_BIN)
 
 # The kernel never touches FP/SIMD (user state is saved on switch instead) and runs its early
 # code with the MMU off, where unaligned accesses fault: hence general-regs-only, strict-align.
@@ -138,15 +139,25 @@ $(BUILD)/%.o: kernel/arch/aarch64/%.S $(KERNEL_HEADERS)
 	@mkdir -p $(@D)
 	$(CLANG) $(ASM_FLAGS) -c $< -o $@
 
-$(ELF): $(BUILD)/kernel.o $(ASM_OBJECTS) kernel/arch/aarch64/linker.ld
+# The kernel is linked twice: the first ELF gives tools/symbol-table.py the functions' names,
+# sizes and lines; the second carries that table in .kernel_symbols, which lies after .text, so
+# no function moves (--check makes sure). docs/ARCHITECTURE.md, "Symbol tables".
+$(BUILD)/kernel-unsymbolized.elf: $(BUILD)/kernel.o $(ASM_OBJECTS) kernel/arch/aarch64/linker.ld
 	$(LD_LLD) $(LD_FLAGS) -o $@ $(ASM_OBJECTS) $(BUILD)/kernel.o
+
+$(BUILD)/kernel-symbols.o: $(BUILD)/kernel-unsymbolized.elf tools/symbol-table.py
+	$(SYMBOL_TABLE) --object $@ $<
+
+$(ELF): $(BUILD)/kernel-unsymbolized.elf $(BUILD)/kernel-symbols.o
+	$(LD_LLD) $(LD_FLAGS) -o $@ $(ASM_OBJECTS) $(BUILD)/kernel.o $(BUILD)/kernel-symbols.o
+	$(SYMBOL_TABLE) --check $@ || { rm -f $@; exit 1; }
 
 $(IMAGE): $(ELF)
 	$(OBJCOPY) -O binary $< $@
 
 # The same kernel built with FAULTS=1, for the fault-injection boot scenario.
 FAULT_IMAGE := $(BUILD)/faults/kernel.img
-$(FAULT_IMAGE): $(KERNEL_SWIFT) $(KERNEL_HEADERS) $(KERNEL_ASM) kernel/arch/aarch64/linker.ld
+$(FAULT_IMAGE): $(KERNEL_SWIFT) $(KERNEL_HEADERS) $(KERNEL_ASM) kernel/arch/aarch64/linker.ld tools/symbol-table.py
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/faults FAULTS=1 $(BUILD)/faults/kernel.img
 
 fault-kernel: check-toolchain $(FAULT_IMAGE)
