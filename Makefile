@@ -87,10 +87,13 @@ $(BUILD)/user/%.elf: $(BUILD)/user/%.o $(BUILD)/user/start.o userland/runtime/us
 	    -z max-page-size=4096 -z norelro -o $@ $(BUILD)/user/start.o $<
 
 # Beside the programs, the ramdisk holds the service manifest (userland/manifest) as `manifest`.
-$(INITRD): $(USER_ELVES) userland/manifest
+# Each program is stripped of its debug information and followed by its symbol table, which the
+# kernel's fault report reads there (never loaded into the process; docs/ARCHITECTURE.md).
+$(INITRD): $(USER_ELVES) userland/manifest tools/symbol-table.py
 	@rm -rf $(BUILD)/initrd && mkdir -p $(BUILD)/initrd
 	@for program in $(USER_PROGRAMS); do \
-	    $(OBJCOPY) --strip-debug $(BUILD)/user/$$program.elf $(BUILD)/initrd/$$program; done
+	    $(OBJCOPY) --strip-debug $(BUILD)/user/$$program.elf $(BUILD)/initrd/$$program && \
+	    $(SYMBOL_TABLE) --append $(BUILD)/initrd/$$program $(BUILD)/user/$$program.elf || exit 1; done
 	@cp userland/manifest $(BUILD)/initrd/manifest
 	cd $(BUILD)/initrd && ls | cpio --quiet -o -H newc > ../initrd.cpio
 

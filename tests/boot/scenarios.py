@@ -246,7 +246,9 @@ def user_space_tests() -> BootResult:
     result.expect_equal((int(summary[1]), int(summary[2])), (len(result.lines_matching(r"^tests: ✓ ")), 0),
                         "user-space tests")
     result.expect_equal(int(summary[1]) >= 20, True, "at least 20 user-space cases ran")
-    reports = result.lines_matching(r"^Process (\d+) \(crasher\) killed: (.+) at 0x[0-9a-f]{16}, ELR 0x[0-9a-f]{16}$")
+    reports = result.lines_matching(r"^Process (\d+) \(crasher\) killed: (.+) at 0x[0-9a-f]{16}, ELR 0x[0-9a-f]{16}"
+                                     r" in static Crasher\.(main\(\)|overflow\(_:\))\+0x[0-9a-f]+"
+                                     r" \(userland/services/crasher/main\.swift:\d+\)$")
     result.expect_equal(len(reports), 17, "one report per faulting crasher (6 kinds, 3 leak-check rounds; through "
                         "process-manager: 1 spawned, 6 instances of a supervised service, 1 service faulting in a call)")
     result.expect_line(r"^process-manager: started flaky \(process \d+\)$")
@@ -255,6 +257,13 @@ def user_space_tests() -> BootResult:
     result.expect_line(r"^process-manager: flaky restarted too often; left stopped$")
     result.expect_line(r"^Process \d+ \(crasher\) killed: data abort from a lower level \(translation fault, level \d, read\) at 0x0000000000000000, ELR ")
     result.expect_line(r"^Process \d+ \(crasher\) killed: unknown reason \(undefined instruction\)")
+    # The faulting function is named from the program's symbol table: the stack overflow in the
+    # recursive function, the others in main.
+    result.expect_line(r"^Process \d+ \(crasher\) killed: data abort from a lower level \(translation fault, level 3, write\) "
+                       r"at 0x[0-9a-f]{16}, ELR 0x[0-9a-f]{16} in static Crasher\.overflow\(_:\)\+0x[0-9a-f]+ "
+                       r"\(userland/services/crasher/main\.swift:\d+\)$")
+    result.expect_line(r"^Process \d+ \(crasher\) killed: unknown reason \(undefined instruction\) at (0x[0-9a-f]{16}), "
+                       r"ELR \1 in static Crasher\.main\(\)\+0x[0-9a-f]+ ")
     # Device access by capability. virt wires the UART to SPI 1: interrupt identifier 32 + 1.
     result.expect_line(r"^tests: ✓ deviceOpen needs the device-access capability")
     result.expect_line(r"^tests: ✓ interruptBind and interruptAcknowledge need an interrupt handle")
