@@ -87,15 +87,17 @@ $(BUILD)/user/%.elf: $(BUILD)/user/%.o $(BUILD)/user/start.o userland/runtime/us
 	    -z max-page-size=4096 -z norelro -o $@ $(BUILD)/user/start.o $<
 
 # Beside the programs, the ramdisk holds the service manifest (userland/manifest) as `manifest`.
-# Each program is stripped of its debug information and followed by its symbol table, which the
-# kernel's fault report reads there (never loaded into the process; docs/ARCHITECTURE.md).
+# The programs are stripped of their debug information; their symbol tables, for the kernel's
+# fault reports, follow the archive in one of their own (docs/ARCHITECTURE.md, "Symbol tables").
 $(INITRD): $(USER_ELVES) userland/manifest tools/symbol-table.py
-	@rm -rf $(BUILD)/initrd && mkdir -p $(BUILD)/initrd
+	@rm -rf $(BUILD)/initrd $(BUILD)/symbols && mkdir -p $(BUILD)/initrd $(BUILD)/symbols
 	@for program in $(USER_PROGRAMS); do \
 	    $(OBJCOPY) --strip-debug $(BUILD)/user/$$program.elf $(BUILD)/initrd/$$program && \
-	    $(SYMBOL_TABLE) --append $(BUILD)/initrd/$$program $(BUILD)/user/$$program.elf || exit 1; done
+	    $(SYMBOL_TABLE) --blob $(BUILD)/symbols/$$program $(BUILD)/user/$$program.elf || exit 1; done
 	@cp userland/manifest $(BUILD)/initrd/manifest
 	cd $(BUILD)/initrd && ls | cpio --quiet -o -H newc > ../initrd.cpio
+	cd $(BUILD)/symbols && ls | cpio --quiet -o -H newc > ../symbols.cpio
+	$(SYMBOL_TABLE) --bundle $@ $(BUILD)/symbols.cpio
 
 # ---- EL0 system call fuzzer (userland/services/fuzz, docs/FUZZING.md) ----------------------
 # The fuzzer's register checks are inline assembly in a header of its own.

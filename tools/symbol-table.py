@@ -18,12 +18,15 @@ the ELF has line tables (llvm-symbolizer), and writes one little-endian blob:
 
 Modes:
   --object OUT.o ELF     the kernel's table, as a relocatable object whose one section,
-                         .kernel_symbols, the kernel's linker script places after .rodata
+                         .kernel_symbols, the kernel's linker script places after .text
   --check ELF            the table inside a linked kernel equals a fresh one from that ELF: the
                          second link moved no function
-  --append FILE ELF      the user program's table, appended to FILE (the program as packed into
-                         the ramdisk), followed by a 16-byte trailer: size (8 bytes), "SKSYMTAB"
-  --blob OUT ELF         the bare blob (host tests)
+  --blob OUT ELF         the table alone (a user program's, which the Makefile packs into a cpio
+                         archive of tables, one file per program named like it)
+  --bundle RAMDISK TABLES  appends the archive of tables to the ramdisk's archive of programs,
+                         then a 16-byte trailer: the appended size (8 bytes) and "SKSYMTAB". The
+                         kernel finds the tables by the trailer; the memory object init gets
+                         covers the programs' archive only, so loaders never map the tables
 """
 from __future__ import annotations
 
@@ -230,12 +233,18 @@ def main() -> int:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--object", type=Path)
     mode.add_argument("--check", action="store_true")
-    mode.add_argument("--append", type=Path)
     mode.add_argument("--blob", type=Path)
+    mode.add_argument("--bundle", type=Path, metavar="RAMDISK")
     parser.add_argument("--no-lines", action="store_true", help="leave out files and lines")
-    parser.add_argument("elf", type=Path)
+    parser.add_argument("input", type=Path, help="the linked ELF; with --bundle, the archive of tables")
     options = parser.parse_args()
 
+    if options.bundle:
+        tables = options.input.read_bytes()
+        with options.bundle.open("ab") as file:
+            file.write(tables + struct.pack("<Q", len(tables)) + TRAILER_MAGIC)
+        return 0
+    options.elf = options.input
     blob = build(options.elf, options.bin, with_lines=not options.no_lines)
     if options.check:
         embedded = section_contents(options.elf, ".kernel_symbols")
@@ -245,9 +254,6 @@ def main() -> int:
         return 0
     if options.blob:
         options.blob.write_bytes(blob)
-    elif options.append:
-        with options.append.open("ab") as file:
-            file.write(blob + struct.pack("<Q", len(blob)) + TRAILER_MAGIC)
     else:
         with tempfile.TemporaryDirectory() as scratch:
             raw = Path(scratch) / "symbols.bin"

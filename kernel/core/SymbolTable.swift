@@ -9,7 +9,7 @@ public struct SymbolTable {
     public static let version: UInt16 = 1
     static let headerSize = 48
     static let entrySize = 16
-    /// What `--append` puts after a program's table: its size, then "SKSYMTAB".
+    /// What ends a ramdisk that carries tables (`splitRamdisk`): "SKSYMTAB".
     static let trailerMagic: UInt64 = 0x4241_544D_5953_4B53
     static let trailerSize = 16
     /// Longest name, path and token written; more is cut off.
@@ -67,16 +67,20 @@ public struct SymbolTable {
               Self.fits(stringsOffset, stringsSize, in: total) else { return nil }
     }
 
-    /// The table a program carries after its ELF file (the ramdisk's copy): nil if `file` does
-    /// not end in the trailer or the table it names is not one.
-    public init?(trailing file: UnsafeRawBufferPointer) {
-        guard file.count >= Self.trailerSize + Self.headerSize else { return nil }
-        let trailer = file.count - Self.trailerSize
-        guard Self.read64(file, trailer + 8) == Self.trailerMagic else { return nil }
-        let size = Self.read64(file, trailer)
-        guard size >= UInt64(Self.headerSize), size <= UInt64(trailer) else { return nil }
+    /// A ramdisk as the build makes it: the programs' cpio archive, then a cpio archive of their
+    /// symbol tables (one file per program, named like it), then a 16-byte trailer, the second
+    /// archive's size and "SKSYMTAB". Nil tables when `ramdisk` does not end in the trailer or
+    /// the size it gives does not fit: then all of it is programs.
+    public static func splitRamdisk(_ ramdisk: UnsafeRawBufferPointer)
+        -> (programs: UnsafeRawBufferPointer, tables: UnsafeRawBufferPointer?) {
+        guard ramdisk.count >= trailerSize else { return (ramdisk, nil) }
+        let trailer = ramdisk.count - trailerSize
+        guard read64(ramdisk, trailer + 8) == trailerMagic else { return (ramdisk, nil) }
+        let size = read64(ramdisk, trailer)
+        guard size <= UInt64(trailer) else { return (ramdisk, nil) }
         let start = trailer - Int(size)
-        self.init(UnsafeRawBufferPointer(rebasing: file[start..<trailer]))
+        return (UnsafeRawBufferPointer(rebasing: ramdisk[0..<start]),
+                UnsafeRawBufferPointer(rebasing: ramdisk[start..<trailer]))
     }
 
     static func fits(_ offset: Int, _ length: Int, in total: Int) -> Bool {

@@ -1,9 +1,10 @@
-// Names the function of a user program a fault happened in, for the fault report. A program's
-// symbol table travels after its ELF file in the initial ramdisk (tools/symbol-table.py --append)
-// and is never loaded into the process, so spawning costs nothing more. The kernel finds the file
-// by the process's name and names a function only if that function's first bytes in the file are
-// the bytes the process has at its address: a process named after a program it does not run
-// gets no name rather than a wrong one. Everything read is checked (the table by SymbolTable, the
+// Names the function of a user program a fault happened in, for the fault report. The programs'
+// symbol tables follow the programs' archive in the initial ramdisk (tools/symbol-table.py
+// --bundle) and are never loaded into a process, nor mapped by loaders, so spawning costs nothing
+// more. The kernel finds a program's table and file by the process's name and names a function
+// only if that function's first bytes in the file are the bytes the process has at its address:
+// a process named after a program it does not run gets no name rather than a wrong one.
+// Everything read is checked (the archives by CPIOArchive, the table by SymbolTable, the
 // process's memory through UserMemory), and the work is bounded by the ramdisk's file count.
 
 enum ProgramSymbols {
@@ -13,12 +14,18 @@ enum ProgramSymbols {
     /// Writes `function+0xoffset (file:line)` for `address` in `process`, the process whose
     /// address space is live; false, with nothing written, when it cannot be named.
     static func describe(_ address: UInt64, in process: Process, into line: inout TextLine) -> Bool {
-        guard let ramdisk = Processes.initialRamdisk, let archive = try? CPIOArchive(ramdisk) else { return false }
+        guard let ramdisk = Processes.initialRamdisk else { return false }
+        let (programBytes, tableBytes) = SymbolTable.splitRamdisk(ramdisk)
+        guard let tableBytes, let programs = try? CPIOArchive(programBytes), let tables = try? CPIOArchive(tableBytes)
+        else { return false }
         var name = process.name
         let nameLength = process.nameLength
-        let found = withUnsafeBytes(of: &name) { archive.file(named: UnsafeRawBufferPointer(rebasing: $0[0..<nameLength])) }
-        guard let file = found, let table = SymbolTable(trailing: file.data), let symbol = table.lookup(address),
-              matches(symbol, file: file.data) else { return false }
+        let (found, foundTable) = withUnsafeBytes(of: &name) { bytes in
+            let name = UnsafeRawBufferPointer(rebasing: bytes[0..<nameLength])
+            return (programs.file(named: name), tables.file(named: name))
+        }
+        guard let file = found, let tableFile = foundTable, let table = SymbolTable(tableFile.data),
+              let symbol = table.lookup(address), matches(symbol, file: file.data) else { return false }
         table.describe(symbol, into: &line)
         return true
     }

@@ -126,21 +126,28 @@ private func handMadeBlob(base: UInt64 = 0x40_0000) -> [UInt8] {
         }
     }
 
-    /// A program as packed into the ramdisk: its ELF file, the table, then the trailer.
-    @Test func tableAfterAProgram() {
-        var file = Array(repeating: UInt8(0x7F), count: 100) + Self.crasher
-        for value in [UInt64(Self.crasher.count), 0x4241_544D_5953_4B53] {
-            for index in 0..<8 { file.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(index)))) }
+    /// A ramdisk as the build makes it: the programs' archive, the tables' archive, the trailer.
+    @Test func tablesAfterTheRamdisk() {
+        let programs = Array(repeating: UInt8(0x30), count: 1000)
+        let tables = Self.crasher
+        var ramdisk = programs + tables
+        for value in [UInt64(tables.count), 0x4241_544D_5953_4B53] {
+            for index in 0..<8 { ramdisk.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(index)))) }
         }
-        file.withUnsafeBytes { bytes in
-            let table = SymbolTable(trailing: bytes)
-            #expect(table?.count == SymbolTable(UnsafeRawBufferPointer(rebasing: bytes[100..<(bytes.count - 16)]))?.count)
-            #expect(table.map { name($0, 0x40_0000) } == "_start")
-            // A size that reaches before the file, or no trailer, finds nothing.
+        ramdisk.withUnsafeBytes { bytes in
+            let (programPart, tablePart) = SymbolTable.splitRamdisk(bytes)
+            #expect(programPart.count == programs.count)
+            #expect(tablePart.map { Array($0) } == tables)
+            // A size reaching before the start, a missing trailer, or too few bytes: all programs.
             var damaged = Array(bytes)
             damaged[damaged.count - 16 + 7] = 0x10
-            damaged.withUnsafeBytes { #expect(SymbolTable(trailing: $0) == nil) }
-            #expect(SymbolTable(trailing: UnsafeRawBufferPointer(rebasing: bytes[0..<(bytes.count - 1)])) == nil)
+            damaged.withUnsafeBytes {
+                let split = SymbolTable.splitRamdisk($0)
+                #expect(split.tables == nil && split.programs.count == damaged.count)
+            }
+            let cut = UnsafeRawBufferPointer(rebasing: bytes[0..<(bytes.count - 1)])
+            #expect(SymbolTable.splitRamdisk(cut).tables == nil)
+            #expect(SymbolTable.splitRamdisk(UnsafeRawBufferPointer(rebasing: bytes[0..<7])).programs.count == 7)
         }
     }
 
