@@ -24,9 +24,10 @@ Modes:
   --blob OUT ELF         the table alone (a user program's, which the Makefile packs into a cpio
                          archive of tables, one file per program named like it)
   --bundle RAMDISK TABLES  appends the archive of tables to the ramdisk's archive of programs,
-                         then a 16-byte trailer: the appended size (8 bytes) and "SKSYMTAB". The
-                         kernel finds the tables by the trailer; the memory object init gets
-                         covers the programs' archive only, so loaders never map the tables
+                         zeros to end on a page, then a 16-byte trailer: the appended size (8
+                         bytes) and "SKSYMTAB". The kernel finds the tables by the trailer; the
+                         memory object init gets covers the programs' archive only, so loaders
+                         never map the tables
 """
 from __future__ import annotations
 
@@ -240,7 +241,10 @@ def main() -> int:
     options = parser.parse_args()
 
     if options.bundle:
+        # Zeros after the tables' archive (a reader stops at its TRAILER!!! entry) end the whole
+        # ramdisk on a page, so that the boot log gives its size in KiB.
         tables = options.input.read_bytes()
+        tables += b"\0" * (-(options.bundle.stat().st_size + len(tables) + 16) % 4096)
         with options.bundle.open("ab") as file:
             file.write(tables + struct.pack("<Q", len(tables)) + TRAILER_MAGIC)
         return 0
