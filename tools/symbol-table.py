@@ -106,10 +106,13 @@ def shorten(name: str) -> str:
 def locations(elf: Path, addresses: list[int], bin_dir: str) -> list[tuple[str, int] | None]:
     """The file (relative to the source tree when inside it) and line of each address, from the
     ELF's line tables; None where there are none."""
-    process = subprocess.run([tool(bin_dir, "llvm-symbolizer"), f"--obj={elf}", "--no-inlines",
-                              "--functions=none", "--output-style=GNU"],
-                             input="".join(f"0x{address:x}\n" for address in addresses),
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        process = subprocess.run([tool(bin_dir, "llvm-symbolizer"), f"--obj={elf}", "--no-inlines",
+                                  "--functions=none", "--output-style=GNU"],
+                                 input="".join(f"0x{address:x}\n" for address in addresses),
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    except OSError:  # no llvm-symbolizer: names without files and lines
+        return [None] * len(addresses)
     if process.returncode != 0:
         return [None] * len(addresses)
     results: list[tuple[str, int] | None] = []
