@@ -68,7 +68,7 @@ enum Panic {
     @discardableResult
     static func describe(_ address: UInt64, into line: inout TextLine, isReturnAddress: Bool = false) -> Bool {
         guard address >= imageStart, address < imageEnd, let table = SymbolTable(KernelImage.symbols) else { return false }
-        let linkAddress = address - imageStart + table.base
+        let linkAddress = (address - imageStart) &+ table.base // the base is the table's word: no trap on overflow
         guard let symbol = isReturnAddress ? table.lookup(returnAddress: linkAddress) : table.lookup(linkAddress) else {
             return false
         }
