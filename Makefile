@@ -26,6 +26,7 @@ LD_LLD   := $(SWIFT_BIN)/ld.lld
 OBJCOPY  := $(SWIFT_BIN)/llvm-objcopy
 SWIFT    := $(SWIFT_BIN)/swift
 TARGET   := aarch64-none-none-elf
+SYMBOL_TABLE := python3 tools/symbol-table.py --bin $(SWIFT_BIN)
 
 # The kernel never touches FP/SIMD (user state is saved on switch instead) and runs its early
 # code with the MMU off, where unaligned accesses fault: hence general-regs-only, strict-align.
@@ -86,12 +87,17 @@ $(BUILD)/user/%.elf: $(BUILD)/user/%.o $(BUILD)/user/start.o userland/runtime/us
 	    -z max-page-size=4096 -z norelro -o $@ $(BUILD)/user/start.o $<
 
 # Beside the programs, the ramdisk holds the service manifest (userland/manifest) as `manifest`.
-$(INITRD): $(USER_ELVES) userland/manifest
-	@rm -rf $(BUILD)/initrd && mkdir -p $(BUILD)/initrd
+# The programs are stripped of their debug information; their symbol tables, for the kernel's
+# fault reports, follow the archive in one of their own (docs/ARCHITECTURE.md, "Symbol tables").
+$(INITRD): $(USER_ELVES) userland/manifest tools/symbol-table.py
+	@rm -rf $(BUILD)/initrd $(BUILD)/symbols && mkdir -p $(BUILD)/initrd $(BUILD)/symbols
 	@for program in $(USER_PROGRAMS); do \
-	    $(OBJCOPY) --strip-debug $(BUILD)/user/$$program.elf $(BUILD)/initrd/$$program; done
+	    $(OBJCOPY) --strip-debug $(BUILD)/user/$$program.elf $(BUILD)/initrd/$$program && \
+	    $(SYMBOL_TABLE) --blob $(BUILD)/symbols/$$program $(BUILD)/user/$$program.elf || exit 1; done
 	@cp userland/manifest $(BUILD)/initrd/manifest
 	cd $(BUILD)/initrd && ls | cpio --quiet -o -H newc > ../initrd.cpio
+	cd $(BUILD)/symbols && ls | cpio --quiet -o -H newc > ../symbols.cpio
+	$(SYMBOL_TABLE) --bundle $@ $(BUILD)/symbols.cpio
 
 # ---- EL0 system call fuzzer (userland/services/fuzz, docs/FUZZING.md) ----------------------
 # The fuzzer's register checks are inline assembly in a header of its own.
@@ -138,15 +144,25 @@ $(BUILD)/%.o: kernel/arch/aarch64/%.S $(KERNEL_HEADERS)
 	@mkdir -p $(@D)
 	$(CLANG) $(ASM_FLAGS) -c $< -o $@
 
-$(ELF): $(BUILD)/kernel.o $(ASM_OBJECTS) kernel/arch/aarch64/linker.ld
+# The kernel is linked twice: the first ELF gives tools/symbol-table.py the functions' names,
+# sizes and lines; the second carries that table in .kernel_symbols, which lies after .text, so
+# no function moves (--check makes sure). docs/ARCHITECTURE.md, "Symbol tables".
+$(BUILD)/kernel-unsymbolized.elf: $(BUILD)/kernel.o $(ASM_OBJECTS) kernel/arch/aarch64/linker.ld
 	$(LD_LLD) $(LD_FLAGS) -o $@ $(ASM_OBJECTS) $(BUILD)/kernel.o
+
+$(BUILD)/kernel-symbols.o: $(BUILD)/kernel-unsymbolized.elf tools/symbol-table.py
+	$(SYMBOL_TABLE) --object $@ $<
+
+$(ELF): $(BUILD)/kernel-unsymbolized.elf $(BUILD)/kernel-symbols.o
+	$(LD_LLD) $(LD_FLAGS) -o $@ $(ASM_OBJECTS) $(BUILD)/kernel.o $(BUILD)/kernel-symbols.o
+	$(SYMBOL_TABLE) --check $@ || { rm -f $@; exit 1; }
 
 $(IMAGE): $(ELF)
 	$(OBJCOPY) -O binary $< $@
 
 # The same kernel built with FAULTS=1, for the fault-injection boot scenario.
 FAULT_IMAGE := $(BUILD)/faults/kernel.img
-$(FAULT_IMAGE): $(KERNEL_SWIFT) $(KERNEL_HEADERS) $(KERNEL_ASM) kernel/arch/aarch64/linker.ld
+$(FAULT_IMAGE): $(KERNEL_SWIFT) $(KERNEL_HEADERS) $(KERNEL_ASM) kernel/arch/aarch64/linker.ld tools/symbol-table.py
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/faults FAULTS=1 $(BUILD)/faults/kernel.img
 
 fault-kernel: check-toolchain $(FAULT_IMAGE)

@@ -191,11 +191,17 @@ func startUserSpace(_ platform: Platform, startFlags: StartFlags, powerOffAfterI
 }
 
 /// The initial ramdisk as a read-only memory object, init's to load programs from (nil if it
-/// does not start on a page, where a mapping would show what lies before it).
+/// does not start on a page, where a mapping would show what lies before it). It ends with the
+/// programs' archive: the symbol tables after it are the kernel's, for fault reports, and
+/// loaders need not map them.
 func ramdiskObject(_ platform: Platform) -> TransferredHandle? {
-    guard let range = platform.initialRamdisk, range.start.value & (pageSize - 1) == 0, range.size > 0 else {
+    guard var range = platform.initialRamdisk, range.start.value & (pageSize - 1) == 0, range.size > 0 else {
         log("Boot: the initial ramdisk does not start on a page; init gets no ramdisk object")
         return nil
+    }
+    if let ramdisk = Processes.initialRamdisk {
+        let programs = UInt64(SymbolTable.splitRamdisk(ramdisk).programs.count)
+        if programs > 0 { range.size = min(range.size, (programs + pageSize - 1) & ~(pageSize - 1)) }
     }
     return TransferredHandle(object: .memory(MemoryObject(ramdisk: range)), rights: [.map, .duplicate, .transfer])
 }

@@ -367,8 +367,8 @@ enum Processes {
         if isCurrent { Scheduler.markCurrentDead() }
     }
 
-    /// A fault of user code: report it and end the process; the exception path then runs
-    /// something else.
+    /// A fault of user code: report it, naming the program's function where its symbol table
+    /// allows, and end the process; the exception path then runs something else.
     static func fault(_ frame: ExceptionFrame, kind: VectorKind) {
         guard let process = Scheduler.current?.process else { exceptionPanic(frame: frame, kind: kind) }
         var line = TextLine()
@@ -382,6 +382,11 @@ enum Processes {
         line.writeHex(frame.syndrome.isAbort ? frame.faultAddress : frame.exceptionLinkRegister)
         line.write(", ELR ")
         line.writeHex(frame.exceptionLinkRegister)
+        var function = TextLine()
+        if ProgramSymbols.describe(frame.exceptionLinkRegister, in: process, into: &function) {
+            line.write(" in ")
+            function.forEachByte { line.write(byte: $0) }
+        }
         Console.write(line)
         end(process, reason: .faulted, code: frame.syndrome.value)
     }

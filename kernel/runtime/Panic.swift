@@ -34,7 +34,8 @@ enum Panic {
     }
 
     /// Walks AAPCS64 frame records {previous x29, x30} from `framePointer`, staying inside the
-    /// kernel image's stack area and stopping at the null record boot.S plants.
+    /// kernel image's stack area and stopping at the null record boot.S plants. Each frame is
+    /// named from the image's symbol table: `#1 0x…  Scheduler.tick()+0x18 (kernel/…:40)`.
     static func backtrace(from framePointer: UInt64) {
         var frame = framePointer
         var depth = 0
@@ -44,10 +45,35 @@ enum Panic {
             let record = UnsafePointer<UInt64>(bitPattern: UInt(frame))!
             let returnAddress = record[1]
             if returnAddress == 0 { break }
-            log("    #\(depth) \(hex: returnAddress)  (image offset \(hex: returnAddress &- imageStart, digits: 8))")
+            var line = TextLine()
+            line.write("    #")
+            line.writeDecimal(UInt64(depth))
+            line.write(" ")
+            line.writeHex(returnAddress)
+            line.write("  ")
+            if !describe(returnAddress, into: &line, isReturnAddress: true) {
+                line.write("(image offset ")
+                line.writeHex(returnAddress &- imageStart, digits: 8)
+                line.write(")")
+            }
+            Console.write(line)
             frame = record[0]
             depth += 1
         }
+    }
+
+    /// Writes `function+0xoffset (file:line)` for a kernel code address from the symbol table
+    /// linked into the image; false, with nothing written, if no function holds it (or the
+    /// table is missing or damaged: it is read with bounds checks only, never trusted).
+    @discardableResult
+    static func describe(_ address: UInt64, into line: inout TextLine, isReturnAddress: Bool = false) -> Bool {
+        guard address >= imageStart, address < imageEnd, let table = SymbolTable(KernelImage.symbols) else { return false }
+        let linkAddress = (address - imageStart) &+ table.base // the base is the table's word: no trap on overflow
+        guard let symbol = isReturnAddress ? table.lookup(returnAddress: linkAddress) : table.lookup(linkAddress) else {
+            return false
+        }
+        table.describe(symbol, into: &line)
+        return true
     }
 
     static var imageStart: UInt64 { KernelImage.start }

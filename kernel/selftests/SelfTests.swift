@@ -142,7 +142,8 @@ func messageHeaderMatchesLayouts() -> Bool {
 }
 
 /// `selftest=panic` and `selftest=trap` end the boot in a kernel panic, so that boot tests can
-/// check the panic report itself.
+/// check the panic report itself. Never inlined, so that the report names this function.
+@inline(never)
 func runRequestedFault(_ arguments: BootArguments) {
     guard let request = arguments.value(of: "selftest") else { return }
     if request == DeviceTreeBytes("panic") {

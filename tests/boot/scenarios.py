@@ -168,10 +168,26 @@ def panic_report() -> BootResult:
                            r"^Kernel panic: requested by selftest=panic$",
                            r"^  at Kernel/SelfTests\.swift:\d+$",
                            r"^  backtrace:$",
-                           r"^    #0 0x[0-9a-f]{16}  \(image offset 0x[0-9a-f]{8}\)$",
+                           r"^    #0 0x[0-9a-f]{16}  runRequestedFault\(_:\)\+0x[0-9a-f]+ "
+                           r"\(kernel/selftests/SelfTests\.swift:\d+\)$",
+                           r"^    #1 0x[0-9a-f]{16}  kernelMainHigh\(_:_:_:\)\+0x[0-9a-f]+ \(kernel/main\.swift:\d+\)$",
+                           r"^    #2 0x[0-9a-f]{16}  kernel_main_high\+0x[0-9a-f]+$",
                            r"^Kernel panic: system halted$")
+    expect_frames_in_image(result)
     result.expect_powered_off()
     return result
+
+
+def expect_frames_in_image(result: BootResult) -> None:
+    """Each backtrace frame is named from the image's symbol table, and lies inside the image."""
+    image = result.expect_line(r"^Boot: Kernel image at (0x[0-9a-f]{16}) - (0x[0-9a-f]{16})")
+    frames = result.lines_matching(r"^    #\d+ (0x[0-9a-f]{16})  (.*)$")
+    result.expect_equal(len(frames) > 0, True, "backtrace frames")
+    for frame in frames:
+        result.expect_equal(int(image[1], 16) <= int(frame[1], 16) < int(image[2], 16), True,
+                            f"frame {frame[1]} inside the kernel image")
+        result.expect_equal(re.match(r"^\S.*\+0x[0-9a-f]+( \(\S+:\d+\))?$", frame[2]) is not None, True,
+                            f"frame {frame[1]} named function+offset: {frame[2]!r}")
 
 
 def exception_report() -> BootResult:
@@ -183,6 +199,14 @@ def exception_report() -> BootResult:
     elr = int(match[2], 16)
     result.expect_equal(int(image[1], 16) <= elr < int(image[2], 16), True, "ELR inside the kernel image")
     result.expect_line(r" x29 0x[0-9a-f]{16} x30 0x[0-9a-f]{16}$")
+    # The faulting instruction and the frames are named from the image's symbol table.
+    result.expect_in_order(r"^  ESR ",
+                           r"^  at runRequestedFault\(_:\)\+0x[0-9a-f]+ \(kernel/selftests/SelfTests\.swift:\d+\)$",
+                           r"^  SPSR ",
+                           r"^  backtrace:$",
+                           r"^    #0 0x[0-9a-f]{16}  kernelMainHigh\(_:_:_:\)\+0x[0-9a-f]+ \(kernel/main\.swift:\d+\)$",
+                           r"^Kernel panic: system halted$")
+    expect_frames_in_image(result)
     result.expect_powered_off()
     return result
 
@@ -222,7 +246,9 @@ def user_space_tests() -> BootResult:
     result.expect_equal((int(summary[1]), int(summary[2])), (len(result.lines_matching(r"^tests: ✓ ")), 0),
                         "user-space tests")
     result.expect_equal(int(summary[1]) >= 20, True, "at least 20 user-space cases ran")
-    reports = result.lines_matching(r"^Process (\d+) \(crasher\) killed: (.+) at 0x[0-9a-f]{16}, ELR 0x[0-9a-f]{16}$")
+    reports = result.lines_matching(r"^Process (\d+) \(crasher\) killed: (.+) at 0x[0-9a-f]{16}, ELR 0x[0-9a-f]{16}"
+                                     r" in static Crasher\.(main\(\)|overflow\(_:\))\+0x[0-9a-f]+"
+                                     r" \(userland/services/crasher/main\.swift:\d+\)$")
     result.expect_equal(len(reports), 17, "one report per faulting crasher (6 kinds, 3 leak-check rounds; through "
                         "process-manager: 1 spawned, 6 instances of a supervised service, 1 service faulting in a call)")
     result.expect_line(r"^process-manager: started flaky \(process \d+\)$")
@@ -231,6 +257,13 @@ def user_space_tests() -> BootResult:
     result.expect_line(r"^process-manager: flaky restarted too often; left stopped$")
     result.expect_line(r"^Process \d+ \(crasher\) killed: data abort from a lower level \(translation fault, level \d, read\) at 0x0000000000000000, ELR ")
     result.expect_line(r"^Process \d+ \(crasher\) killed: unknown reason \(undefined instruction\)")
+    # The faulting function is named from the program's symbol table: the stack overflow in the
+    # recursive function, the others in main.
+    result.expect_line(r"^Process \d+ \(crasher\) killed: data abort from a lower level \(translation fault, level 3, write\) "
+                       r"at 0x[0-9a-f]{16}, ELR 0x[0-9a-f]{16} in static Crasher\.overflow\(_:\)\+0x[0-9a-f]+ "
+                       r"\(userland/services/crasher/main\.swift:\d+\)$")
+    result.expect_line(r"^Process \d+ \(crasher\) killed: unknown reason \(undefined instruction\) at (0x[0-9a-f]{16}), "
+                       r"ELR \1 in static Crasher\.main\(\)\+0x[0-9a-f]+ ")
     # Device access by capability. virt wires the UART to SPI 1: interrupt identifier 32 + 1.
     result.expect_line(r"^tests: ✓ deviceOpen needs the device-access capability")
     result.expect_line(r"^tests: ✓ interruptBind and interruptAcknowledge need an interrupt handle")

@@ -154,8 +154,8 @@ enum MemoryProbe {
     }
 }
 
-/// The kernel-fault report: what was taken and from where, the syndrome decoded, the saved
-/// registers, and a frame-pointer backtrace.
+/// The kernel-fault report: what was taken and from where, the syndrome decoded, the function
+/// the exception was taken in, the saved registers, and a frame-pointer backtrace.
 func exceptionPanic(frame: ExceptionFrame, kind: VectorKind) -> Never {
     Panic.begin()
     var summary = TextLine()
@@ -170,6 +170,9 @@ func exceptionPanic(frame: ExceptionFrame, kind: VectorKind) -> Never {
     }
     Console.write(summary)
     log("  ESR \(hex: frame.syndrome.value)  FAR \(hex: frame.faultAddress)  ELR \(hex: frame.exceptionLinkRegister)")
+    var location = TextLine()
+    location.write("  at ")
+    if Panic.describe(frame.exceptionLinkRegister, into: &location) { Console.write(location) }
     log("  SPSR \(hex: frame.savedProgramStatus)  SP_EL0 \(hex: frame.stackPointerEL0)")
     var index = 0
     while index < 31 {

@@ -15,6 +15,12 @@ enum KernelImage {
     /// The unmapped page below the boot stack.
     static var bootStackGuard: UInt64 { aarch64_address_of_boot_stack_guard() }
     static var exceptionVectors: UInt64 { aarch64_address_of_exception_vectors() }
+    /// The function symbol table linked into the image (empty in a first-pass link).
+    static var symbols: UnsafeRawBufferPointer {
+        let start = aarch64_address_of_kernel_symbols_start()
+        let end = aarch64_address_of_kernel_symbols_end()
+        return UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: UInt(start)), count: Int(end - start))
+    }
 
     static var physicalStart: PhysicalAddress { PhysicalAddress(start - PhysicalWindow.offset) }
 }

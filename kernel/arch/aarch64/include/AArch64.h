@@ -186,6 +186,7 @@ aarch64_u64 memory_probe_store(aarch64_u64 address, aarch64_u64 value);
 // Symbols from boot.S, vectors.S and linker.ld, as run-time addresses (PC-relative, so they
 // are right wherever the image was loaded).
 extern char exception_vectors, _start_of_image, _etext, _sdata, _end, __boot_stack_guard;
+extern char __kernel_symbols_start, __kernel_symbols_end;
 extern char memory_probe_load_instruction, memory_probe_store_instruction, memory_probe_fixup;
 extern aarch64_u64 relocation_probe, physical_window_offset;
 
@@ -197,6 +198,8 @@ AARCH64_SYMBOL_ADDRESS(end, _end)
 AARCH64_SYMBOL_ADDRESS(end_of_text, _etext)
 AARCH64_SYMBOL_ADDRESS(start_of_data, _sdata)
 AARCH64_SYMBOL_ADDRESS(boot_stack_guard, __boot_stack_guard)
+AARCH64_SYMBOL_ADDRESS(kernel_symbols_start, __kernel_symbols_start)
+AARCH64_SYMBOL_ADDRESS(kernel_symbols_end, __kernel_symbols_end)
 AARCH64_SYMBOL_ADDRESS(memory_probe_load_instruction, memory_probe_load_instruction)
 AARCH64_SYMBOL_ADDRESS(memory_probe_store_instruction, memory_probe_store_instruction)
 AARCH64_SYMBOL_ADDRESS(memory_probe_fixup, memory_probe_fixup)
