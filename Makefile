@@ -217,9 +217,15 @@ debug: install-deps build
 	@echo "QEMU is halted, waiting for GDB on port $(GDB_PORT). In another terminal run:  make gdb"
 	$(QEMU) $(QEMU_ARGS) -S -gdb tcp::$(GDB_PORT)
 
+# GDB 13 misreads the DWARF 5 name index LLVM writes (.debug_names) and then finds no source
+# lines; it gets a copy of the kernel's ELF without the index, and builds its own.
+GDB_ELF := $(BUILD)/kernel-gdb.elf
+$(GDB_ELF): $(ELF)
+	@$(OBJCOPY) --remove-section .debug_names $< $@
+
 ## gdb-multiarch with the kernel's symbols, attached to make debug's QEMU (in a second terminal)
-gdb:
-	gdb-multiarch -q -ex "set architecture aarch64" -ex "symbol-file -o $(LOAD_ADDRESS) $(ELF)" \
+gdb: $(GDB_ELF)
+	gdb-multiarch -q -ex "set architecture aarch64" -ex "symbol-file -o $(LOAD_ADDRESS) $(GDB_ELF)" \
 	    -ex "target remote :$(GDB_PORT)" $(GDB_ARGS)
 
 ## install, build, run every test suite; ends with one line, `N passed, N failed`
