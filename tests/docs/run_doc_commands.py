@@ -450,6 +450,50 @@ def check_help(docs: Docs) -> None:
     require(not extra, "README's tables have rows make help does not print:\n      " + "\n      ".join(extra))
 
 
+# A value for each documented variable, and the text that shows it reached a target's commands.
+VARIABLE_SAMPLES = {
+    "CPU": ("cortex-a53", "cortex-a53"), "MEMORY": ("2G", "2G"), "SMP": ("3", "smp 3"), "GIC": ("3", "gic-version=3"),
+    "EL2": ("1", "virtualization=on"), "APPEND": ("tick=250", "tick=250"), "QEMU_EXTRA": ("-d guest_errors", "-d guest_errors"),
+    "GDB_PORT": ("4321", "4321"), "QEMU": ("echo", "echo -M virt"), "SWIFT_BIN": ("/opt/swift/usr/../usr/bin", "/opt/swift/usr/../usr/bin/swiftc"),
+    "DEBUG": ("1", "-D KERNEL_DEBUG"), "FAULTS": ("1", "-D KERNEL_FAULT_INJECTION"), "FUZZ_CALLS": ("1234", "fuzz=1234"),
+    "FUZZ_SEED": ("77", "seed=77"), "FUZZ_FLAGS": ("5", "fuzzflags=5"), "FUZZ_TIMEOUT": ("99", "timeout 99"),
+    "SOAK_RESTARTS": ("55", "--restarts 55"), "SOAK_TIMEOUT": ("66", "--timeout 66"), "LOAD_ADDRESS": ("0x40200000", "-o 0x40200000"),
+    "GDB_ARGS": ("-batch", "-batch"), "FUZZ_SECONDS": ("3", "--seconds 3"),
+}
+
+
+def check_variables(docs: Docs) -> None:
+    """Each variable of the table reaches the commands of each target the table says uses it (a
+    dry run shows them; targets whose boots are Python's get QEMU=echo, which makes the boot print
+    the QEMU line it was given), and make test and make soak say which machine variables they do
+    not use."""
+    _, variables = make_help.read()
+    require({v.name for v in variables} == set(VARIABLE_SAMPLES),
+            f"VARIABLE_SAMPLES and the table differ: {sorted({v.name for v in variables} ^ set(VARIABLE_SAMPLES))}")
+    for variable in variables:
+        value, shown = VARIABLE_SAMPLES[variable.name]
+        for target in variable.used_by.split():
+            if target in ("test", "soak") and variable.name == "QEMU":
+                if target == "test":
+                    continue    # the same harness as soak's and bench's, checked there
+                words = ["make", "-s", target, "QEMU=echo", "SOAK_TIMEOUT=30"]
+            elif variable.name == "QEMU" and target == "bench":
+                words = ["make", "-s", target, "QEMU=echo"]
+            else:
+                with tempfile.TemporaryDirectory() as scratch:
+                    build = [f"BUILD={scratch}/build"] if target == "build" else []
+                    words = ["make", "-n", target, f"{variable.name}={value}"] + build
+                    code, output = run(words, timeout=120)
+                require(code == 0, f"{' '.join(words)}: exit code {code}", output)
+                require(shown in output, f"{variable.name}: {' '.join(words)} does not show {shown!r}", output)
+                continue
+            code, output = run(words, timeout=120)
+            require(code != 0 and "-M virt" in output, f"{variable.name}: {' '.join(words)} did not run the QEMU it names", output)
+    for target in ("test", "soak"):
+        code, output = run(["make", "-n", target, "CPU=max", "EL2=1"], timeout=120)
+        require(f"note: CPU EL2 not used by make {target}" in output, f"make {target} takes CPU and EL2 in silence", output)
+
+
 def check_bench(docs: Docs) -> None:
     """`make bench`: one figure per line at each size; README's lines among them."""
     code, output = run(["make", "-s", "bench"], timeout=400)
@@ -583,6 +627,7 @@ CHECKS: dict[str, Callable[[Docs], None]] = {
     "make debug, make gdb LOAD_ADDRESS=0x40200000: the first instruction": check_gdb_load_address,
     "cpio -t lists every program and the manifest": check_cpio,
     "make help and README's tables": check_help,
+    "each variable reaches the targets the table names": check_variables,
     "make bench, and README's figures": check_bench,
     f"make fuzz with FUZZ_CALLS={FUZZ_SMALL}, and the summary docs/FUZZING.md shows": check_fuzz,
     "the host fuzzing commands, 1 s per target": check_fuzz_host,
@@ -622,7 +667,7 @@ COMMANDS: dict[str, Check | NotRun] = {
     "bt": Check(GDB_CHECKS[0]),
     "make gdb LOAD_ADDRESS=0x40200000": Check(GDB_CHECKS[1]),
     "cpio -t < build/initrd.cpio": Check("cpio -t lists every program and the manifest"),
-    "make help": Check("make help and README's tables"),
+    "make help": Check("make help and README's tables", "each variable reaches the targets the table names"),
     "make bench": Check("make bench, and README's figures"),
     **{command: Check(FUZZ_CHECK) for command in FUZZ_COMMANDS},
     "make fuzz-host": Check("the host fuzzing commands, 1 s per target"),
