@@ -37,8 +37,8 @@ QEMU_ARGS = -M $(MACHINE) -cpu $(CPU) -m $(MEMORY) -smp $(SMP) -nographic \
 # tools/soak.py); rather than ignore a machine variable given to them, they say so.
 MACHINE_VARIABLES := CPU MEMORY SMP GIC EL2 APPEND QEMU_EXTRA
 MACHINE_GIVEN := $(strip $(foreach variable,$(MACHINE_VARIABLES),$(if $(filter command line,$(origin $(variable))),$(variable))))
-ifneq ($(and $(MACHINE_GIVEN),$(filter test test-boot soak,$(MAKECMDGOALS))),)
-$(info note: $(MACHINE_GIVEN) not used by make $(filter test test-boot soak,$(MAKECMDGOALS)): its boots choose their own machines (README, "Make targets and variables"))
+ifneq ($(and $(MACHINE_GIVEN),$(filter test test-boot test-docs soak,$(MAKECMDGOALS))),)
+$(info note: $(MACHINE_GIVEN) not used by make $(filter test test-boot test-docs soak,$(MAKECMDGOALS)): its boots choose their own machines (README, "Make targets and variables"))
 endif
 
 # ---- Toolchain ----------------------------------------------------------------------------

@@ -241,11 +241,8 @@ def replay(session: Session, blocks: list[Block]) -> list[str]:
         time.sleep(1.0)
         session._read(0.5)
     failures = []
-    text = session.text
     for offset, block, expected in checks:
-        # The boot's own lines may precede the start of this block's part: search from there.
-        failures += match_lines(expected, console_lines(text[offset if offset else 0:]) if offset else console_lines(text),
-                                block.path)
+        failures += match_lines(expected, console_lines(session.text[offset:]), block.path)
     return failures
 
 
@@ -284,7 +281,7 @@ def check_make_run_test_mode(command: str) -> Callable[[Docs], None]:
     ends as documented: every self-test summary clean, or the requested panic report, then a
     power-off that ends make."""
     def check(docs: Docs) -> None:
-        goals, variables = make_words(command)
+        _, variables = make_words(command)
         code, output = run(shlex.split(command), timeout=240)
         lines = console_lines(output)
         require(code == 0, f"exit code {code} (0 after the power-off)", output)
@@ -366,19 +363,23 @@ def debug_with_gdb(gdb_variables: list[str], gdb_input: str) -> str:
     """`make debug` in one process group, `make gdb` fed `gdb_input` on its standard input;
     returns GDB's output. The documented port is used when it is free, else GDB_PORT names another."""
     with DEBUG_SESSIONS:
-        port_words = [] if port_free(1234) else [f"GDB_PORT={free_port()}"]
-        port = port_words[0].split("=")[1] if port_words else "1234"
-        with make_session(["debug"] + port_words, deadline=60) as session:
-            try:
-                session.expect(rf"QEMU is halted, waiting for GDB on port {port}")
-            except AssertionError as error:
-                raise CheckFailed(str(error))
-            output = ""
-            for _ in range(20):     # until QEMU listens
-                time.sleep(0.5)
-                code, output = run(["make", "-s", "gdb"] + port_words + gdb_variables, timeout=60, stdin=gdb_input)
-                if "Connection refused" not in output:
-                    break
+        # If another program takes the port between the look and QEMU, once more on a free one.
+        for port_words in ([] if port_free(1234) else [f"GDB_PORT={free_port()}"], [f"GDB_PORT={free_port()}"]):
+            port = port_words[0].split("=")[1] if port_words else "1234"
+            with make_session(["debug"] + port_words, deadline=60) as session:
+                try:
+                    session.expect(rf"QEMU is halted, waiting for GDB on port {port}")
+                except AssertionError as error:
+                    raise CheckFailed(str(error))
+                output = ""
+                for _ in range(20):     # until QEMU listens
+                    time.sleep(0.5)
+                    code, output = run(["make", "-s", "gdb"] + port_words + gdb_variables, timeout=60, stdin=gdb_input)
+                    if "Connection refused" not in output:
+                        break
+                session._read(0.2)
+                if "Failed to find an available port" not in session.text:
+                    return output
         return output
 
 
@@ -599,10 +600,8 @@ def check_build(docs: Docs) -> None:
 
 # ---- What is run, and what is not ---------------------------------------------------------------
 
-@dataclass
 class Check:
-    """Run by these checks (names of CHECKS)."""
-    names: tuple[str, ...]
+    """Run by these checks (names in CHECKS)."""
 
     def __init__(self, *names: str):
         self.names = names
@@ -732,6 +731,11 @@ def main() -> int:
     options = parser.parse_args()
     VERBOSE = options.verbose
     started = time.monotonic()
+    # The commands run as a reader would paste them: not with the variables or flags of a make
+    # that started this runner (`make test CPU=max` exports CPU, and MAKEFLAGS carries it).
+    _, variables = make_help.read()
+    for name in ["MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"] + [variable.name for variable in variables]:
+        os.environ.pop(name, None)
     docs = extract()
 
     # What the docs hold against what this runner knows.
