@@ -2,23 +2,47 @@
 # missing tools first. See README.md for the variables.
 
 # ---- Machine to emulate -------------------------------------------------------------------
+# `make` alone builds everything (the first rule below is not that).
+.DEFAULT_GOAL := all
+
+# A line starting with `##` documents the variable or target below it: `make help` prints them
+# (tools/make_help.py) and README's tables are checked against that output (`make test`). For a
+# variable it reads `## TARGETS: meaning`, the targets that use it first.
+
+## run debug bench fuzz: `cortex-a53`, `cortex-a57`, `cortex-a72`, `max`, ...
 CPU      ?= cortex-a72
+## run debug bench fuzz: RAM size (`128M` ... `8G`), read by the kernel from the device tree; `bench` runs at `256M` and `8G` unless it is given
 MEMORY   ?= 1G
+## run debug bench fuzz: cores described to the kernel (secondary cores stay parked in firmware for now)
 SMP      ?= 1
+## run debug bench fuzz: interrupt controller version, `2` or `3`
 GIC      ?= 2
-# EL2=1 enters the kernel at EL2 (virtualization=on); the kernel drops to EL1 itself.
+## run debug bench fuzz: `1` enters the kernel at EL2 (`virtualization=on`); it drops to EL1 itself
 EL2      ?= 0
+## run debug bench fuzz: kernel command line: `test` runs the self-tests and powers off, `bench` the benchmarks, `tick=N` sets the timer tick (Hz, default 100); `bench` and `fuzz` add it after their own
 APPEND   ?=
+## run debug bench fuzz: any further QEMU arguments
 QEMU_EXTRA ?=
+## debug gdb: the TCP port of QEMU's GDB stub
 GDB_PORT ?= 1234
 
+## run debug bench fuzz test soak: the QEMU binary
 QEMU     ?= qemu-system-aarch64
-MACHINE  := virt,gic-version=$(GIC)$(if $(filter 1,$(EL2)),$(comma)virtualization=on)
 comma    := ,
+MACHINE   = virt,gic-version=$(GIC)$(if $(filter 1,$(EL2)),$(comma)virtualization=on)
 QEMU_ARGS = -M $(MACHINE) -cpu $(CPU) -m $(MEMORY) -smp $(SMP) -nographic \
             -kernel $(IMAGE) -initrd $(INITRD) $(if $(APPEND),-append "$(APPEND)") $(QEMU_EXTRA)
 
+# `make test` and `make soak` boot the machines their scenarios name (tests/boot/scenarios.py,
+# tools/soak.py); rather than ignore a machine variable given to them, they say so.
+MACHINE_VARIABLES := CPU MEMORY SMP GIC EL2 APPEND QEMU_EXTRA
+MACHINE_GIVEN := $(strip $(foreach variable,$(MACHINE_VARIABLES),$(if $(filter command line,$(origin $(variable))),$(variable))))
+ifneq ($(and $(MACHINE_GIVEN),$(filter test test-boot test-docs soak,$(MAKECMDGOALS))),)
+$(info note: $(MACHINE_GIVEN) not used by make $(filter test test-boot test-docs soak,$(MAKECMDGOALS)): its boots choose their own machines (README, "Make targets and variables"))
+endif
+
 # ---- Toolchain ----------------------------------------------------------------------------
+## build: the Swift toolchain's `bin` folder: where `swiftc` is on the `PATH`, else `/opt/swift/usr/bin`
 SWIFT_BIN ?= $(or $(patsubst %/swiftc,%,$(shell command -v swiftc 2>/dev/null)),/opt/swift/usr/bin)
 SWIFTC   := $(SWIFT_BIN)/swiftc
 CLANG    := $(SWIFT_BIN)/clang
@@ -34,11 +58,15 @@ SWIFT_FLAGS := -target $(TARGET) -enable-experimental-feature Embedded -wmo -par
                -O -g -module-name Kernel -Xcc -mgeneral-regs-only -Xcc -mstrict-align \
                -Xcc -ffreestanding -I kernel/arch/aarch64/include
 # DEBUG=1 adds the kernel's debug checks (heap poisoning, lock order).
+## build: `1` adds the kernel's debug checks such as heap poisoning (after `make clean`: the build does not track it)
+DEBUG    ?= 0
 ifeq ($(DEBUG),1)
 SWIFT_FLAGS += -D KERNEL_DEBUG
 endif
 # FAULTS=1 builds a kernel that fails requests for memory on purpose when booted with faults=N
 # (docs/ARCHITECTURE.md, "Kernel memory"); `make test` builds one in build/faults.
+## build: `1` builds a kernel that refuses requests for memory on purpose when booted with `faults=N` (after `make clean`)
+FAULTS   ?= 0
 ifeq ($(FAULTS),1)
 SWIFT_FLAGS += -D KERNEL_FAULT_INJECTION
 endif
@@ -104,9 +132,13 @@ $(INITRD): $(USER_ELVES) userland/manifest tools/symbol-table.py
 $(BUILD)/user/fuzz.o: USER_FLAGS += -I userland/services/fuzz/include
 $(BUILD)/user/fuzz.o: $(wildcard userland/services/fuzz/include/*)
 
+## fuzz: system calls in the campaign
 FUZZ_CALLS   ?= 10000000
+## fuzz: the campaign's seed (20 bits); the same seed replays the same campaign
 FUZZ_SEED    ?= 1
+## fuzz: classes of calls left out, one bit each (docs/FUZZING.md)
 FUZZ_FLAGS   ?= 0
+## fuzz: seconds before the campaign is stopped
 FUZZ_TIMEOUT ?= 36000
 
 # A long campaign: a test-mode boot in which init runs the fuzzer instead of the tests. The whole
@@ -115,12 +147,17 @@ FUZZ_TIMEOUT ?= 36000
 # leaves out classes of calls, FUZZ_TIMEOUT (seconds) bounds the run (docs/FUZZING.md).
 # `make soak`: the test run with SOAK_RESTARTS kills of a service in use (memory manager, name
 # service, echo in turn); ends with "soak: N restarts, N recovered, leaked frames 0, leaked objects 0".
+## soak: kills of a service in use
 SOAK_RESTARTS ?= 10000
+## soak: seconds before the run is stopped
 SOAK_TIMEOUT  ?= 7200
+## the test run with SOAK_RESTARTS kills of services in use; fails on a leak or a lost restart
 soak: install-deps build
 	python3 tools/soak.py --restarts $(SOAK_RESTARTS) --timeout $(SOAK_TIMEOUT)
 
-fuzz: APPEND = test fuzz=$(FUZZ_CALLS) seed=$(FUZZ_SEED) fuzzflags=$(FUZZ_FLAGS)
+# A command-line APPEND goes after the fuzzer's own words instead of replacing them.
+fuzz: override APPEND := test fuzz=$(FUZZ_CALLS) seed=$(FUZZ_SEED) fuzzflags=$(FUZZ_FLAGS) $(APPEND)
+## a long EL0 system call fuzzing campaign; console in build/fuzz.log, fails unless it ends clean
 fuzz: install-deps build
 	@echo "Fuzzing: $(FUZZ_CALLS) calls from seed $(FUZZ_SEED), flags $(FUZZ_FLAGS); console in $(BUILD)/fuzz.log"
 	@timeout $(FUZZ_TIMEOUT) $(QEMU) $(QEMU_ARGS) </dev/null >$(BUILD)/fuzz.log 2>&1; \
@@ -130,10 +167,18 @@ fuzz: install-deps build
 
 APT_PACKAGES := qemu-system-arm gdb-multiarch device-tree-compiler cpio u-boot-qemu
 
-.PHONY: soak all build run debug gdb bench test test-host test-boot bench clean install-deps check-deps fixtures fault-kernel fuzz
+# In this order `make help` lists the targets.
+.PHONY: help all build run debug gdb test test-host test-boot test-docs bench fuzz soak fixtures fault-kernel clean \
+        install-deps check-deps check-toolchain
 
+## the same as build
 all: build
 
+## the targets and the variables, one line each (README shows the same tables)
+help:
+	@python3 tools/make_help.py
+
+## the kernel image, its ELF with symbols, and the initial ramdisk of the user programs
 build: check-toolchain $(IMAGE) $(ELF) $(INITRD)
 
 $(BUILD)/kernel.o: $(KERNEL_SWIFT) $(KERNEL_HEADERS)
@@ -165,8 +210,10 @@ FAULT_IMAGE := $(BUILD)/faults/kernel.img
 $(FAULT_IMAGE): $(KERNEL_SWIFT) $(KERNEL_HEADERS) $(KERNEL_ASM) kernel/arch/aarch64/linker.ld tools/symbol-table.py
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/faults FAULTS=1 $(BUILD)/faults/kernel.img
 
+## the kernel built with FAULTS=1 in build/faults, for the fault-injection boot tests
 fault-kernel: check-toolchain $(FAULT_IMAGE)
 
+## build, then boot in QEMU with the machine variables; ends at the shell's prompt (Ctrl-A X quits)
 run: install-deps build
 	@echo "Booting SwiftKernel: $(QEMU) $(QEMU_ARGS)   (Ctrl-A X quits)"
 	$(QEMU) $(QEMU_ARGS)
@@ -176,41 +223,66 @@ run: install-deps build
 # so GDB is told where it runs: QEMU -kernel loads an Image at RAM + 2 MiB (0x40200000) and the
 # kernel runs from the linear map, 0xffff000000000000 above that, once the MMU is on. For the
 # few instructions before, use LOAD_ADDRESS=0x40200000.
+## gdb: where GDB places the kernel's symbols; `0x40200000` for the code before the MMU is on
 LOAD_ADDRESS ?= 0xffff000040200000
+## gdb: further gdb-multiarch arguments, e.g. `-batch -ex bt`
+GDB_ARGS ?=
 
+## as run, but QEMU waits before the first instruction with a GDB stub on GDB_PORT
 debug: install-deps build
 	@echo "QEMU is halted, waiting for GDB on port $(GDB_PORT). In another terminal run:  make gdb"
 	$(QEMU) $(QEMU_ARGS) -S -gdb tcp::$(GDB_PORT)
 
-gdb:
-	gdb-multiarch -q -ex "set architecture aarch64" -ex "symbol-file -o $(LOAD_ADDRESS) $(ELF)" \
+# GDB 13 misreads the DWARF 5 name index LLVM writes (.debug_names) and then finds no source
+# lines; it gets a copy of the kernel's ELF without the index, and builds its own.
+GDB_ELF := $(BUILD)/kernel-gdb.elf
+$(GDB_ELF): $(ELF)
+	@$(OBJCOPY) --remove-section .debug_names $< $@
+
+## gdb-multiarch with the kernel's symbols, attached to make debug's QEMU (in a second terminal)
+gdb: $(GDB_ELF)
+	gdb-multiarch -q -ex "set architecture aarch64" -ex "symbol-file -o $(LOAD_ADDRESS) $(GDB_ELF)" \
 	    -ex "target remote :$(GDB_PORT)" $(GDB_ARGS)
 
+## install, build, run every test suite; ends with one line, `N passed, N failed`
 test: install-deps build fault-kernel
 	python3 tests/run.py
 
+## the host unit tests and the host fuzzing suite only
 test-host:
 	python3 tests/run.py --host-only
 
-test-boot: build
+## the QEMU boot tests only
+test-boot: build fault-kernel
 	python3 tests/run.py --boot-only
 
-# Instructions per operation under -icount shift=0 (see tools/bench.py and docs/BENCHMARKS.md).
-bench: install-deps build
-	python3 tools/bench.py
+## the documentation's commands and expected output only (tests/docs)
+test-docs: install-deps build
+	python3 tests/run.py --docs-only
 
+# Instructions per operation under -icount shift=0 (see tools/bench.py and docs/BENCHMARKS.md).
+# The machine variables apply; MEMORY, when given, replaces the two default sizes.
+## guest instructions per kernel and IPC operation, under `-icount shift=0`, at 256 MiB and 8 GiB
+bench: install-deps build
+	python3 tools/bench.py --machine $(MACHINE) --cpu $(CPU) --smp $(SMP) --append "$(strip bench $(APPEND))" \
+	    $(if $(filter command line,$(origin MEMORY)),--memory $(MEMORY)) $(if $(QEMU_EXTRA),-- $(QEMU_EXTRA))
+
+## regenerate the device-tree fixtures from QEMU (tests/fixtures/dtb)
 fixtures: install-deps
 	tools/dump-device-trees.sh
 
+## remove build/ and the host build (.build)
 clean:
 	rm -rf $(BUILD) .build
 
 # ---- Dependencies -------------------------------------------------------------------------
+## check that the Swift toolchain has the Embedded Swift library for aarch64
 check-toolchain:
 	@test -x $(SWIFTC) || { echo "error: swiftc not found (looked in $(SWIFT_BIN)); install Swift 6.3 or set SWIFT_BIN"; exit 1; }
 	@test -d $(SWIFT_BIN)/../lib/swift/embedded/$(TARGET) || \
 	    { echo "error: this Swift toolchain has no Embedded Swift standard library for $(TARGET)"; exit 1; }
 
+## report missing tools (QEMU, U-Boot, GDB, dtc, cpio)
 check-deps: check-toolchain
 	@missing=""; for tool in qemu-system-aarch64 gdb-multiarch dtc cpio python3; do \
 	    command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
@@ -219,6 +291,7 @@ check-deps: check-toolchain
 	if [ -n "$$missing" ]; then echo "missing:$$missing (make install-deps installs them)"; exit 1; fi; \
 	echo "all dependencies present: $$($(QEMU) --version | head -1)"
 
+## install missing tools with apt-get (as root or through sudo)
 install-deps: check-toolchain
 	@if ! $(MAKE) -s check-deps >/dev/null 2>&1; then \
 	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -236,12 +309,15 @@ install-deps: check-toolchain
 # One libFuzzer + AddressSanitizer target per parser of untrusted bytes (device tree, ELF, cpio),
 # built into build/fuzz-host/ and run FUZZ_SECONDS each from the fixtures as seeds; fails on any
 # crash. fuzz-host-regress replays the seeds and fuzz/regressions/ once. See docs/FUZZING.md.
+## fuzz-host: seconds of fuzzing per parser target
 FUZZ_SECONDS ?= 60
 
 .PHONY: fuzz-host fuzz-host-regress
 
+## libFuzzer with AddressSanitizer on the device-tree, ELF, cpio and manifest parsers
 fuzz-host:
 	SWIFTC=$(SWIFTC) python3 fuzz/host/run.py --seconds $(FUZZ_SECONDS)
 
+## each seed and saved crash input through the parser targets once
 fuzz-host-regress:
 	SWIFTC=$(SWIFTC) python3 fuzz/host/run.py --regress

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""`make test`: the host unit tests (swift test) and the QEMU boot scenarios, ending with one
-summary line over both suites: `N passed, N failed`."""
+"""`make test`: the host unit tests (swift test), the host fuzzing, the QEMU boot scenarios and
+the documentation's commands (tests/docs), ending with one summary line over all of them:
+`N passed, N failed`."""
 from __future__ import annotations
 
 import argparse
@@ -94,21 +95,46 @@ def run_boot_tests(jobs: int) -> tuple[int, int]:
     return passed, failed
 
 
+def run_doc_tests() -> tuple[int, int]:
+    """The documentation's commands and expected output (tests/docs/run_doc_commands.py): its
+    own summary line gives the counts; no summary (the runner crashed) is one failure."""
+    process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "docs" / "run_doc_commands.py")], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    summary = None
+    for line in process.stdout:
+        print(line, end="", flush=True)
+        summary = re.match(r"^  docs: (\d+) passed, (\d+) failed", line) or summary
+    process.wait()
+    if summary is None:
+        return 0, 1
+    passed, failed = int(summary[1]), int(summary[2])
+    if process.returncode != 0 and failed == 0:
+        failed = 1
+    return passed, failed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host-only", action="store_true")
     parser.add_argument("--boot-only", action="store_true")
+    parser.add_argument("--docs-only", action="store_true")
     parser.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)))
     options = parser.parse_args()
 
     totals = [0, 0]
-    if not options.boot_only:
+    everything = not (options.host_only or options.boot_only or options.docs_only)
+    if everything or options.host_only:
         for index, count in enumerate(run_host_tests()):
             totals[index] += count
         for index, count in enumerate(run_host_fuzzing(seconds=5)):
             totals[index] += count
-    if not options.host_only:
+    if everything or options.boot_only:
         for index, count in enumerate(run_boot_tests(options.jobs)):
+            totals[index] += count
+    # Last: its commands boot QEMU and build nothing, with the build the other suites used.
+    if everything or options.docs_only:
+        for index, count in enumerate(run_doc_tests()):
             totals[index] += count
     print(f"{totals[0]} passed, {totals[1]} failed")
     return 0 if totals[1] == 0 and totals[0] > 0 else 1

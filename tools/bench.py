@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """`make bench`: boots the kernel with `-append bench` under `-icount shift=0` at each memory size
-and prints its figures as `bench: NAME@MEMORY VALUE insns/op`.
+and prints its figures as `bench: NAME@MEMORY VALUE insns/op`. The Makefile passes the machine
+variables (CPU, GIC, EL2, SMP, APPEND after `bench`, QEMU_EXTRA; MEMORY replaces the two sizes).
 
 With -icount shift=0 QEMU advances virtual time by exactly 1 ns per guest instruction and derives
 the PMU cycle counter from that clock at 1 GHz, so PMCCNTR_EL0 counts guest instructions and the
@@ -22,14 +23,19 @@ LINE = re.compile(r"^bench: (\S+) (\d+) insns/op$")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description="`make bench` passes the machine variables (README)")
     parser.add_argument("--memory", nargs="+", default=["256M", "8G"])
     parser.add_argument("--cpu", default="cortex-a72")
+    parser.add_argument("--machine", default="virt,gic-version=2")
+    parser.add_argument("--smp", type=int, default=1)
+    parser.add_argument("--append", default="bench", help="the kernel command line")
+    parser.add_argument("extra", nargs="*", help="further QEMU arguments (after --)")
     options = parser.parse_args()
     failures = 0
     for memory in options.memory:
-        result = boot(qemu_command(cpu=options.cpu, memory=memory, append="bench", initrd=INITRD,
-                                   extra=["-icount", "shift=0"]), timeout=300)
+        command = qemu_command(machine=options.machine, cpu=options.cpu, memory=memory, smp=options.smp,
+                               append=options.append, initrd=INITRD, extra=["-icount", "shift=0"] + options.extra)
+        result = boot(command, timeout=300)
         figures = [LINE.match(line) for line in result.lines]
         figures = [match for match in figures if match]
         if not figures or not any(line == "bench: done" for line in result.lines):
