@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import time
+from xml.etree import ElementTree
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,20 +19,26 @@ sys.path.insert(0, str(ROOT / "tests" / "boot"))
 
 
 def run_host_tests() -> tuple[int, int]:
-    """Runs `swift test`; counts Swift Testing's per-test verdict lines."""
+    """Runs `swift test`; counts the verdicts of its xUnit report (one <testcase> per test, failed
+    if it holds a <failure> or an <error>), which, unlike the console output of tests running in
+    parallel, cannot be garbled."""
     print("== host unit tests (swift test)", flush=True)
     started = time.monotonic()
-    process = subprocess.run(["swift", "test"], cwd=ROOT, stdout=subprocess.PIPE,
+    report = ROOT / "build" / "host-tests.xml"
+    written = ROOT / "build" / "host-tests-swift-testing.xml"
+    report.parent.mkdir(exist_ok=True)
+    written.unlink(missing_ok=True)
+    process = subprocess.run(["swift", "test", "--xunit-output", str(report)], cwd=ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     output = process.stdout
-    verdict = re.compile(r"^\S+ Test (?!run with)(.+?) (passed|failed)\b", re.MULTILINE)
     passed = failed = 0
-    for match in verdict.finditer(output):
-        if match[2] == "passed":
-            passed += 1
-        else:
-            failed += 1
-            print(f"  FAIL {match[1]}")
+    if written.exists():
+        for case in ElementTree.parse(written).getroot().iter("testcase"):
+            if case.find("failure") is not None or case.find("error") is not None:
+                failed += 1
+                print(f"  FAIL {case.get('classname')}.{case.get('name')}")
+            else:
+                passed += 1
     summary = re.search(r"Test run with (\d+) tests? .*", output)
     if summary:
         print("  " + summary[0].strip())

@@ -298,15 +298,18 @@ def check_make_run_test_mode(command: str) -> Callable[[Docs], None]:
             require(not any("Kernel panic" in line or "FAILED" in line for line in lines), "a panic or a failed test", output)
         for pattern in expected:
             require(any(re.search(pattern, line) for line in lines), f"no console line /{pattern}/", output)
-        block = docs.blocks.get(("README.md", TEST_MODE_BLOCK))
-        if block is not None and command == "make run APPEND=test":
-            missing = match_lines([(n, t) for n, t in block.lines if t.strip() not in ("", "...")], lines, block.path)
-            require(not missing, "\n    ".join(["README's test-mode output:"] + missing))
+        for wanted, key in (("make run APPEND=test", ("README.md", TEST_MODE_BLOCK)),
+                            ('make run APPEND="test selftest=panic"', ("README.md", PANIC_BLOCK))):
+            block = docs.blocks.get(key)
+            if block is not None and command == wanted:
+                missing = match_lines([(n, t) for n, t in block.lines if t.strip() not in ("", "...")], lines, block.path)
+                require(not missing, "\n    ".join([f"README's output of {wanted}:"] + missing))
     return check
 
 
 TEST_MODE_BLOCK = ("Memory Test: ✓ Heap allocation working correctly (48 blocks of 1-8999 bytes, alignments to 4 KiB, "
                    "patterns verified; Swift array of 1000 elements; all freed)")
+PANIC_BLOCK = "Kernel panic: requested by selftest=panic"
 BOOT_BLOCK = "SwiftKernel v0.1.0 - ARM64 Microkernel"
 SHELL_BLOCK = "swiftkernel> spawn hello"
 SHELL_MD_BLOCK = "shell: SwiftKernel shell; type help for the commands"
@@ -701,6 +704,11 @@ BLOCKS: dict[tuple[str, str], Check | NotRun] = {
     ("README.md", SHELL_BLOCK): Check(RUN_TRANSCRIPTS[0]),
     ("README.md", TEST_MODE_BLOCK): Check("make run APPEND=test, and README's test-mode output"),
     ("README.md", "bench: null-syscall-el1@256M 176 insns/op"): Check("make bench, and README's figures"),
+    ("README.md", PANIC_BLOCK): Check('make run APPEND="test selftest=panic"'),
+    ("ARCHITECTURE.md", PANIC_BLOCK):
+        NotRun("a panic report and a user program's fault report side by side, from two boots; README's panic "
+               "block is checked against make run APPEND=\"test selftest=panic\", and the boot suite's crasher "
+               "scenario checks the named fault reports"),
     ("README.md", "Package.swift              the portable kernel core as a host library, with its unit tests"):
         NotRun("the source tree's layout, not output"),
     ("ARCHITECTURE.md", "kernel/main.swift   boot sequence (BootReport.swift: what the boot log"):
