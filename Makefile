@@ -91,7 +91,7 @@ ASM_OBJECTS  := $(patsubst kernel/arch/aarch64/%.S,$(BUILD)/%.o,$(KERNEL_ASM))
 # permission types it uses).
 USER_PROGRAMS := $(notdir $(wildcard userland/services/*))
 USER_SHARED   := $(ABI_SWIFT) support/CRuntime.swift kernel/core/FormattedText.swift kernel/core/KernelHeap.swift \
-                 kernel/core/ServiceManifest.swift kernel/core/CPIOArchive.swift kernel/core/ELFImage.swift \
+                 kernel/core/ServiceManifest.swift kernel/core/CPIOArchive.swift kernel/core/ELFImage.swift kernel/core/LittleEndian.swift \
                  kernel/core/PhysicalMemory.swift kernel/core/PhysicalAddress.swift kernel/core/PageTable.swift
 USER_RUNTIME  := $(wildcard userland/runtime/*.swift)
 USER_FLAGS    := -target $(TARGET) -enable-experimental-feature Embedded -wmo -parse-as-library -Osize -g \

@@ -43,18 +43,6 @@ public struct ELFImage {
 
     public func segment(_ index: Int) -> ELFSegment { segments[index] }
 
-    static func read16(_ file: UnsafeRawBufferPointer, _ offset: Int) -> UInt16 {
-        UInt16(file[offset]) | UInt16(file[offset + 1]) << 8
-    }
-
-    static func read32(_ file: UnsafeRawBufferPointer, _ offset: Int) -> UInt32 {
-        UInt32(read16(file, offset)) | UInt32(read16(file, offset + 2)) << 16
-    }
-
-    static func read64(_ file: UnsafeRawBufferPointer, _ offset: Int) -> UInt64 {
-        UInt64(read32(file, offset)) | UInt64(read32(file, offset + 4)) << 32
-    }
-
     public init(_ file: UnsafeRawBufferPointer, userSpaceStart: UInt64 = 0x1000,
                 userSpaceEnd: UInt64 = 0x0000_8000_0000_0000) throws(ELFError) {
         guard file.count >= Self.headerSize else { throw .truncated }
@@ -63,25 +51,25 @@ public struct ELFImage {
         }
         guard file[4] == 2 else { throw .notELF64 }
         guard file[5] == 1 else { throw .notLittleEndian }
-        guard file[6] == 1, Self.read32(file, 20) == 1 else { throw .badVersion }
-        guard Self.read16(file, 16) == 2 else { throw .notExecutable }
-        guard Self.read16(file, 18) == 183 else { throw .wrongMachine }
-        entry = VirtualAddress(Self.read64(file, 24))
-        let tableOffset = Self.read64(file, 32)
-        let entrySize = Int(Self.read16(file, 54))
-        let entryCount = Int(Self.read16(file, 56))
+        guard file[6] == 1, file.littleEndian32(at: 20) == 1 else { throw .badVersion }
+        guard file.littleEndian16(at: 16) == 2 else { throw .notExecutable }
+        guard file.littleEndian16(at: 18) == 183 else { throw .wrongMachine }
+        entry = VirtualAddress(file.littleEndian64(at: 24))
+        let tableOffset = file.littleEndian64(at: 32)
+        let entrySize = Int(file.littleEndian16(at: 54))
+        let entryCount = Int(file.littleEndian16(at: 56))
         guard entrySize == Self.programHeaderSize,
               tableOffset <= UInt64(file.count),
               UInt64(entryCount * entrySize) <= UInt64(file.count) - tableOffset else { throw .badProgramHeaderTable }
 
         for index in 0..<entryCount {
             let header = Int(tableOffset) + index * entrySize
-            guard Self.read32(file, header) == 1 else { continue } // PT_LOAD only
-            let flags = Self.read32(file, header + 4)
-            let offset = Self.read64(file, header + 8)
-            let address = Self.read64(file, header + 16)
-            let fileSize = Self.read64(file, header + 32)
-            let memorySize = Self.read64(file, header + 40)
+            guard file.littleEndian32(at: header) == 1 else { continue } // PT_LOAD only
+            let flags = file.littleEndian32(at: header + 4)
+            let offset = file.littleEndian64(at: header + 8)
+            let address = file.littleEndian64(at: header + 16)
+            let fileSize = file.littleEndian64(at: header + 32)
+            let memorySize = file.littleEndian64(at: header + 40)
             guard memorySize > 0 else { continue }
             guard segmentCount < Self.maximumSegments else { throw .tooManySegments }
             guard fileSize <= memorySize else { throw .fileSizeExceedsMemorySize }

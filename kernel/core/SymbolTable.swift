@@ -48,17 +48,17 @@ public struct SymbolTable {
     public init?(_ bytes: UnsafeRawBufferPointer) {
         guard bytes.count >= Self.headerSize, bytes.count <= Int(Int32.max) else { return nil }
         self.bytes = bytes
-        guard Self.read32(bytes, 0) == Self.magic, Self.read16(bytes, 4) == Self.version else { return nil }
-        tokenCount = Int(Self.read16(bytes, 6))
-        count = Int(Self.read32(bytes, 8))
-        fileCount = Int(Self.read32(bytes, 12))
-        base = Self.read64(bytes, 16)
-        entriesOffset = Int(Self.read32(bytes, 24))
-        filesOffset = Int(Self.read32(bytes, 28))
-        tokensOffset = Int(Self.read32(bytes, 32))
-        stringsOffset = Int(Self.read32(bytes, 36))
-        stringsSize = Int(Self.read32(bytes, 40))
-        let total = Int(Self.read32(bytes, 44))
+        guard bytes.littleEndian32(at: 0) == Self.magic, bytes.littleEndian16(at: 4) == Self.version else { return nil }
+        tokenCount = Int(bytes.littleEndian16(at: 6))
+        count = Int(bytes.littleEndian32(at: 8))
+        fileCount = Int(bytes.littleEndian32(at: 12))
+        base = bytes.littleEndian64(at: 16)
+        entriesOffset = Int(bytes.littleEndian32(at: 24))
+        filesOffset = Int(bytes.littleEndian32(at: 28))
+        tokensOffset = Int(bytes.littleEndian32(at: 32))
+        stringsOffset = Int(bytes.littleEndian32(at: 36))
+        stringsSize = Int(bytes.littleEndian32(at: 40))
+        let total = Int(bytes.littleEndian32(at: 44))
         // Every count and offset is below 2^32, so these products and sums cannot overflow Int.
         guard tokenCount <= 128, total <= bytes.count,
               Self.fits(entriesOffset, count * Self.entrySize, in: total),
@@ -75,8 +75,8 @@ public struct SymbolTable {
         -> (programs: UnsafeRawBufferPointer, tables: UnsafeRawBufferPointer?) {
         guard ramdisk.count >= trailerSize else { return (ramdisk, nil) }
         let trailer = ramdisk.count - trailerSize
-        guard read64(ramdisk, trailer + 8) == trailerMagic else { return (ramdisk, nil) }
-        let size = read64(ramdisk, trailer)
+        guard ramdisk.littleEndian64(at: trailer + 8) == trailerMagic else { return (ramdisk, nil) }
+        let size = ramdisk.littleEndian64(at: trailer)
         guard size <= UInt64(trailer) else { return (ramdisk, nil) }
         let start = trailer - Int(size)
         return (UnsafeRawBufferPointer(rebasing: ramdisk[0..<start]),
@@ -87,20 +87,8 @@ public struct SymbolTable {
         offset >= 0 && length >= 0 && offset <= total && length <= total - offset
     }
 
-    static func read16(_ bytes: UnsafeRawBufferPointer, _ offset: Int) -> UInt16 {
-        UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
-    }
-
-    static func read32(_ bytes: UnsafeRawBufferPointer, _ offset: Int) -> UInt32 {
-        UInt32(read16(bytes, offset)) | UInt32(read16(bytes, offset + 2)) << 16
-    }
-
-    static func read64(_ bytes: UnsafeRawBufferPointer, _ offset: Int) -> UInt64 {
-        UInt64(read32(bytes, offset)) | UInt64(read32(bytes, offset + 4)) << 32
-    }
-
     func entryField(_ index: Int, _ field: Int) -> UInt32 {
-        Self.read32(bytes, entriesOffset + index * Self.entrySize + 4 * field)
+        bytes.littleEndian32(at: entriesOffset + index * Self.entrySize + 4 * field)
     }
 
     /// The function whose code holds link address `address`, or nil (before the first, between
@@ -147,7 +135,7 @@ public struct SymbolTable {
             if expanding && byte >= 0x80 {
                 let token = Int(byte) - 0x80
                 if token < tokenCount {
-                    let tokenOffset = Int(Self.read32(bytes, tokensOffset + 4 * token))
+                    let tokenOffset = Int(bytes.littleEndian32(at: tokensOffset + 4 * token))
                     // A token's text is plain: it expands only one level.
                     writeString(at: tokenOffset, expanding: false, limit: min(limit, written + Self.maximumTokenLength),
                                 written: &written, into: &output)
@@ -173,7 +161,7 @@ public struct SymbolTable {
     public func writeFile<Output: TextOutput>(of symbol: Symbol, into output: inout Output) -> Bool {
         guard let index = symbol.fileIndex, index < fileCount, symbol.line > 0 else { return false }
         var written = 0
-        writeString(at: Int(Self.read32(bytes, filesOffset + 4 * index)), expanding: false,
+        writeString(at: Int(bytes.littleEndian32(at: filesOffset + 4 * index)), expanding: false,
                     limit: Self.maximumNameLength, written: &written, into: &output)
         return written > 0
     }
