@@ -41,27 +41,27 @@ enum SecondaryCPUs {
     static func start(tree: DeviceTree, platform: Platform) {
         let described = platform.cpuCount
         guard let storage = PerCPU.storage, storage.count > 1 else {
-            log("Boot: CPUs: \(described) in device tree, 1 online")
+            log("Boot: CPUs in device tree: \(described) (1 online)")
             return
         }
         guard PSCI.version != nil else {
-            log("Boot: CPUs: \(described) in device tree, 1 online (no PSCI to start the others)")
+            log("Boot: CPUs in device tree: \(described) (1 online: no PSCI to start the others)")
             return
         }
         guard let controller = Interrupts.controller, let gic = platform.interruptController, Clock.period > 0 else {
-            log("Boot: CPUs: \(described) in device tree, 1 online (no interrupts or tick for the others)")
+            log("Boot: CPUs in device tree: \(described) (1 online: no interrupts or tick for the others)")
             return
         }
         let kernelRoot = KernelAddressSpace.lock.withLock { KernelAddressSpace.table?.root }
         guard let kernelRoot, let identityRoot = KernelAddressSpace.buildIdentityMap() else {
-            log("Boot: CPUs: \(described) in device tree, 1 online (no memory to start the others)")
+            log("Boot: CPUs in device tree: \(described) (1 online: no memory to start the others)")
             return
         }
         stride = max(Int(SECONDARY_START_SIZE), CPU.cacheWritebackGranule)
         let frames = (stride * storage.count + Int(pageSize) - 1) / Int(pageSize)
         guard let first = try? PhysicalFrames.allocate(count: frames, alignment: 1, .general) else {
             KernelAddressSpace.releaseIdentityMap(identityRoot)
-            log("Boot: CPUs: \(described) in device tree, 1 online (no memory to start the others)")
+            log("Boot: CPUs in device tree: \(described) (1 online: no memory to start the others)")
             return
         }
         records = PhysicalWindow.pointer(to: first.address)
@@ -141,14 +141,20 @@ enum SecondaryCPUs {
         }
         if !abandoned { KernelAddressSpace.releaseIdentityMap(identityRoot) }
         if beyondLimit > 0 {
-            log("Boot: CPUs: \(described) in device tree, \(online) online (at most \(PerCPU.maximumCPUs) are started)")
+            log("Boot: CPUs in device tree: \(described) (\(online) online: at most \(PerCPU.maximumCPUs) are started)")
         } else {
-            log("Boot: CPUs: \(described) in device tree, \(online) online")
+            log("Boot: CPUs in device tree: \(described) (\(online) online)")
         }
     }
 
-    /// What each secondary CPU has done: its timer ticks, for the end of a test run.
+    /// What each secondary CPU has done: its timer ticks, for the end of a test run. A CPU that
+    /// came online moments ago is given up to `checkInMilliseconds` for its first tick.
     static func reportTicks() {
+        let deadline = GenericTimer.count + GenericTimer.frequency * checkInMilliseconds / 1000
+        for index in 1..<max(recordCount, 1) {
+            guard let record = record(index), record.read(SECONDARY_START_ONLINE) != 0 else { continue }
+            while record.read(SECONDARY_START_TICKS) == 0 && GenericTimer.count < deadline {}
+        }
         var line = TextLine()
         line.write("Boot: secondary CPUs' timer ticks:")
         var any = false
