@@ -13,7 +13,7 @@
 CPU      ?= cortex-a72
 ## run debug bench fuzz: RAM size (`128M` ... `8G`), read by the kernel from the device tree; `bench` runs at `256M` and `8G` unless it is given
 MEMORY   ?= 1G
-## run debug bench fuzz: cores described to the kernel (secondary cores stay parked in firmware for now)
+## run debug bench fuzz: cores described to the kernel; every one comes online and idles (threads run on the boot core for now)
 SMP      ?= 1
 ## run debug bench fuzz: interrupt controller version, `2` or `3`
 GIC      ?= 2

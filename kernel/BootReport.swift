@@ -78,7 +78,6 @@ func reportDevices(_ platform: Platform) {
     case nil:
         log("Boot: No PSCI in the device tree; power-off unavailable")
     }
-    log("Boot: CPUs in device tree: \(platform.cpuCount) (secondary cores stay parked in PSCI firmware)")
     if platform.virtioMMIOCount > 0 { log("Boot: \(platform.virtioMMIOCount) virtio-mmio transports") }
     if let ramdisk = platform.initialRamdisk {
         log("Boot: Initial ramdisk at \(ramdisk.start) (\(size: ramdisk.size))")

@@ -100,6 +100,7 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
     reportDevices(platform)
     startInterrupts(platform, arguments: arguments)
     if testMode { runInterruptSelfTests() }
+    SecondaryCPUs.start(tree: tree, platform: platform)
     log("Boot: Kernel image at \(hex: KernelImage.start) - \(hex: KernelImage.end) (\(size: KernelImage.size)), loaded at \(hex: loadAddress)")
     log("Boot: Exception vector table at \(hex: Exceptions.vectorTableAddress)")
     if let text = platform.bootArguments, text.count > 0 { log("Boot: Command line: \(text)") }
@@ -232,6 +233,7 @@ func finishRun() -> Never {
     // processes still alive hold: a leak shows here.
     log("Memory: at the end: \(KernelMemory.root.objects) kernel objects, \(KernelMemory.root.used) bytes charged to processes")
     Processes.reportSurvivors()
+    SecondaryCPUs.reportTicks()
     if FaultInjection.oneIn > 0 {
         log("Memory: fault injection: \(FaultInjection.injected) of \(FaultInjection.requests) requests for memory failed on purpose")
     }

@@ -70,6 +70,17 @@ public struct Platform {
         return platform
     }
 
+    /// The MPIDR affinity (first `reg` address) of each enabled CPU node under /cpus, in the
+    /// tree's order; a node without a readable `reg` is skipped.
+    public static func forEachCPU(in tree: DeviceTree, _ body: (UInt64) -> Void) {
+        guard let cpus = tree.node(atPath: "/cpus") else { return }
+        for cpu in cpus.children where cpu.hasDeviceType("cpu") && cpu.isEnabled {
+            guard let registers = try? cpu.registers() else { continue }
+            var iterator = registers.makeIterator()
+            if let first = iterator.next() { body(first.start.value) }
+        }
+    }
+
     /// /chosen bootargs, without its terminator.
     public static func bootArguments(in tree: DeviceTree) -> DeviceTreeBytes? {
         tree.node(atPath: "/chosen")?.property("bootargs")?.string

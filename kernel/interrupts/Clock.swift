@@ -2,7 +2,8 @@
 // `tick=N` on the command line says otherwise) and one-shot deadlines from a timer queue, for
 // sleeps and timeouts. The compare value is always the sooner of the next tick and the earliest
 // deadline, so deadlines fire on time rather than at the next tick. Each CPU has its own timer,
-// so the tick count and the next tick are per-CPU; the deadline queue is shared, under `lock`.
+// so the tick count and the next tick are per-CPU; the deadline queue is shared, under `lock`,
+// and for now only the boot CPU's timer serves it (a secondary CPU's tick only counts).
 
 /// Called with interrupts masked when a deadline armed with `token` expires.
 typealias DeadlineHandler = @convention(c) (UInt64) -> Void
@@ -56,6 +57,26 @@ enum Clock {
         return Interrupts.register(id, handleInterrupt)
     }
 
+    /// A secondary CPU's tick, started on that CPU once `start` has run on the boot CPU. It only
+    /// counts: deadlines, the scheduler's slices and the kernel log stay with the boot CPU.
+    static func startSecondaryTick() {
+        PerCPU.current.clock.nextTick = now + period
+        GenericTimer.setCompare(PerCPU.current.clock.nextTick)
+        GenericTimer.enable()
+    }
+
+    /// A secondary CPU's timer interrupt: counts the periods that have passed and sets its
+    /// compare value to the next one, touching nothing outside its per-CPU block.
+    @inline(never)
+    static func countSecondaryTick() {
+        let current = now
+        while current >= PerCPU.current.clock.nextTick {
+            PerCPU.current.clock.ticks += 1
+            PerCPU.current.clock.nextTick += period
+        }
+        GenericTimer.setCompare(PerCPU.current.clock.nextTick)
+    }
+
     /// Counter ticks in `milliseconds`.
     static func ticks(milliseconds: UInt64) -> UInt64 { frequency * milliseconds / 1000 }
 
@@ -100,6 +121,10 @@ enum Clock {
     /// The timer interrupt: counts every tick period that has passed (so a late interrupt does
     /// not lose ticks), fires due deadlines, and sets the next compare value.
     static let handleInterrupt: InterruptHandler = { _ in
+        if PerCPU.current.index != 0 {
+            Clock.countSecondaryTick()
+            return
+        }
         let current = Clock.now
         while current >= PerCPU.current.clock.nextTick {
             PerCPU.current.clock.ticks += 1

@@ -86,6 +86,23 @@ enum KernelAddressSpace {
         return ranges
     }
 
+    /// A fresh identity map of the kernel text, for secondary CPUs to turn their MMU on through;
+    /// released with `releaseIdentityMap` once they run in the linear map. Nil without memory.
+    static func buildIdentityMap() -> PhysicalAddress? {
+        var frames = KernelTableFrames()
+        let start = KernelImage.physicalStart.value
+        let size = KernelImage.endOfText - KernelImage.start
+        guard var identity = try? PageTable(half: .lower, memory: LinearMap(), frames: &frames) else { return nil }
+        do throws(PageTableError) {
+            try identity.map(VirtualAddress(start), to: PhysicalAddress(start), size: size, permissions: .readExecute,
+                             type: .normal, frames: &frames, maintenance: KernelTranslationMaintenance())
+        } catch {
+            identity.freeTables(frames: &frames, includingRoot: true)
+            return nil
+        }
+        return identity.root
+    }
+
     /// After the switch: the boot identity map's tables go back to the allocator.
     static func releaseIdentityMap(_ root: PhysicalAddress) {
         var frames = KernelTableFrames()

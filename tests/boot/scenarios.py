@@ -49,7 +49,7 @@ def expect_standard_boot(result: BootResult, cpu: str, memory: str, gic: int, en
     expect_memory_management(result, total_frames=size // 4096)
     expect_interrupts(result, gic=gic, hz=100)
     result.expect_line(rf"^Boot: PSCI \d+\.\d+ via {conduit}$")
-    result.expect_line(rf"^Boot: CPUs in device tree: {cpus}")
+    expect_cores_online(result, cpus)
     result.expect_line(r"^Boot: Generic timer at 62500000 Hz")
     result.expect_line(r"^Boot Test: ✓ Running at EL1 after entry at EL" + str(entry_level))
     result.expect_line(r"^Boot Test: ✓ Exception frame: 288 bytes, each ExceptionFrame accessor at its Layouts\.h offset$")
@@ -118,6 +118,21 @@ def tick_rate() -> BootResult:
     expect_interrupts(result, gic=2, hz=250)
     result.expect_powered_off()
     return result
+
+
+def expect_cores_online(result: BootResult, cpus: int) -> None:
+    """Every core QEMU was given comes online, in the device tree's order, with the MPIDR it reads
+    itself; at the end of the run each secondary core has counted timer ticks of its own."""
+    online = result.lines_matching(r"^Boot: CPU (\d+) online \(MPIDR 0x([0-9a-f]{16})\)$")
+    result.expect_equal([(int(m[1]), int(m[2], 16) & 0xFF_00FF_FFFF) for m in online],
+                        [(index, index) for index in range(1, cpus)], "secondary cores online")
+    result.expect_line(rf"^Boot: CPUs in device tree: {cpus} \({cpus} online\)$")
+    result.expect_no_line(r"did not come online")
+    if cpus > 1:
+        ticks = result.expect_line(r"^Boot: secondary CPUs' timer ticks: (.*)$")
+        counts = re.findall(r"CPU (\d+) (\d+)", ticks[1])
+        result.expect_equal([int(index) for index, _ in counts], list(range(1, cpus)), "cores reporting ticks")
+        result.expect_equal(all(int(count) > 0 for _, count in counts), True, "every secondary core ticked")
 
 
 def standard(name: str, cpu: str, memory: str, gic: int, smp: int = 1, el2: bool = False) -> Scenario:
@@ -217,6 +232,24 @@ def interactive_idle() -> BootResult:
     result.expect_line(r"^Boot: No initial ramdisk; nothing to start$")
     result.expect_no_line(r"Boot Test|Kernel panic")
     result.expect_equal(result.exit_code, None, "QEMU still running (kernel idling)")
+    return result
+
+
+def user_space_tests_all_cores_online() -> BootResult:
+    """The EL0 test suite and the services' test pass with four cores online (GICv3): the
+    secondary cores idle and tick beside user space, which runs on the boot core."""
+    result = boot(qemu_command(machine="virt,gic-version=3", smp=4, initrd=INITRD), timeout=120)
+    expect_cores_online(result, 4)
+    result.expect_in_order(r"^Boot: CPUs in device tree: 4 \(4 online\)$",
+                           r"^Boot: Started init \(process 1\) from the initial ramdisk",
+                           r"^tests: \d+ passed, \d+ failed$",
+                           r"^restarts: \d+ passed, 0 failed$",
+                           r"^Boot: init ended \(exit code 0\)$",
+                           r"^Boot: secondary CPUs' timer ticks: ",
+                           r"^Boot: Test mode complete, powering off$")
+    result.expect_no_line(r"FAILED|Kernel panic")
+    summary = result.expect_line(r"^tests: (\d+) passed, (\d+) failed$")
+    result.expect_equal((int(summary[1]) >= 20, int(summary[2])), (True, 0), "user-space tests with 4 cores online")
     return result
 
 
@@ -449,13 +482,13 @@ SCENARIOS: list[Scenario] = [
     standard("cortex-a72, 1G, GICv3, 4 cores", "cortex-a72", "1G", 3, smp=4),
     standard("cortex-a53, 128M, GICv2", "cortex-a53", "128M", 2),
     standard("cortex-a53, 1G, GICv3", "cortex-a53", "1G", 3),
-    standard("cortex-a57, 1G, GICv2", "cortex-a57", "1G", 2),
-    standard("max, 1G, GICv2", "max", "1G", 2),
+    standard("cortex-a57, 1G, GICv2, 2 cores", "cortex-a57", "1G", 2, smp=2),
+    standard("max, 1G, GICv2, 4 cores", "max", "1G", 2, smp=4),
     standard("cortex-a57, 3G, GICv3", "cortex-a57", "3G", 3),
     standard("max, 4G, GICv3, 2 cores", "max", "4G", 3, smp=2),
-    standard("cortex-a72, 8G, GICv3", "cortex-a72", "8G", 3),
-    standard("cortex-a72, EL2 entry (virtualization=on), GICv3", "cortex-a72", "1G", 3, el2=True),
-    standard("cortex-a53, EL2 entry (virtualization=on), GICv2", "cortex-a53", "128M", 2, el2=True),
+    standard("cortex-a72, 8G, GICv3, 8 cores", "cortex-a72", "8G", 3, smp=8),
+    standard("cortex-a72, EL2 entry (virtualization=on), GICv3, 2 cores", "cortex-a72", "1G", 3, smp=2, el2=True),
+    standard("cortex-a53, EL2 entry (virtualization=on), GICv2, 2 cores", "cortex-a53", "128M", 2, smp=2, el2=True),
     standard("max, EL2 entry (virtualization=on), 4G", "max", "4G", 3, el2=True),
     Scenario("two NUMA memory regions", numa_two_regions),
     Scenario("tick=250 on the command line", tick_rate),
@@ -464,6 +497,7 @@ SCENARIOS: list[Scenario] = [
     Scenario("exception report (selftest=trap)", exception_report),
     Scenario("idle without test mode or ramdisk", interactive_idle),
     Scenario("user space: init runs the test suite at EL0", user_space_tests),
+    Scenario("user space: the EL0 test suite with 4 cores online, GICv3", user_space_tests_all_cores_online),
     fault_injection(20, 1),
     fault_injection(50, 2),
     fault_injection(100, 3),

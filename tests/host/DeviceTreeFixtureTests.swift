@@ -120,6 +120,9 @@ private func bigEndian32(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
         #expect(tree.countNodes(compatibleWith: "arm,pl011") == 1)
         let cpus = try #require(tree.node(atPath: "/cpus"))
         #expect(cpus.children.filter { $0.hasDeviceType("cpu") }.count == 4)
+        var affinities: [UInt64] = []
+        Platform.forEachCPU(in: tree) { affinities.append($0) }
+        #expect(affinities == [0, 1, 2, 3])
     }
 
     @Test func propertyDecoders() throws {

@@ -39,6 +39,19 @@ enum CPU {
         aarch64_isb()
     }
 
+    /// Cleans the data cache lines covering `[start, start + size)` to the point of coherency
+    /// (DC CVAC), for memory another CPU will read with its caches off.
+    static func cleanToPointOfCoherency(_ start: UnsafeRawPointer, size: Int) {
+        let dataLine = UInt64(4) << ((aarch64_read_cache_type() >> 16) & 0xF)
+        let first = UInt64(UInt(bitPattern: start))
+        var line = first & ~(dataLine - 1)
+        while line < first + UInt64(size) {
+            aarch64_dc_cvac(line)
+            line += dataLine
+        }
+        aarch64_dsb_sy()
+    }
+
     /// CurrentEL.EL, bits [3:2].
     static var exceptionLevel: UInt64 { (aarch64_read_current_el() >> 2) & 0x3 }
 
@@ -103,8 +116,8 @@ enum CPU {
     @inline(__always)
     static func maskAllExceptions() { aarch64_mask_interrupts() }
 
-    /// Masks every exception and sleeps for good. Other cores are still parked in the firmware
-    /// (PSCI), so stopping this one stops the machine. WFI, not WFE: WFE may return at once
+    /// Masks every exception and sleeps for good. Secondary cores only idle (they run no
+    /// threads), so stopping this one stops the machine's work. WFI, not WFE: WFE may return at once
     /// (an emulator treats it as a yield), turning the stop into a spin. A masked interrupt that
     /// is pending still ends WFI, so the timer, the one source that keeps firing, is stopped first.
     static func halt() -> Never {

@@ -69,6 +69,15 @@ struct GICv2 {
             if id >= 32 { distributor.write8(Distributor.targets + id, ownTarget) }
         }
         distributor.write32(Distributor.control, 1)
+        startCPUInterface()
+    }
+
+    /// This CPU's own part: the banked SGI and PPI enables and priorities, and its CPU interface.
+    /// The boot CPU's `start` ends with it; a secondary CPU runs only this.
+    func startCPUInterface() {
+        distributor.write32(Distributor.clearEnable, 0xFFFF_FFFF)
+        distributor.write32(Distributor.clearPending, 0xFFFF_FFFF)
+        for id in 0..<32 { distributor.write8(Distributor.priority + id, defaultInterruptPriority) }
         cpuInterface.write32(CPUInterface.priorityMask, priorityMaskAllowAll)
         cpuInterface.write32(CPUInterface.binaryPoint, 0)
         cpuInterface.write32(CPUInterface.control, 1)
@@ -148,7 +157,12 @@ struct GICv3 {
         }
         distributor.write32(Distributor.control, Self.affinityRouting | Self.enableGroup1)
         waitForDistributor()
+        startRedistributor()
+    }
 
+    /// This CPU's own part: its redistributor (SGIs and PPIs) and its ICC system registers. The
+    /// boot CPU's `start` ends with it; a secondary CPU runs only this, on its own redistributor.
+    func startRedistributor() {
         // Wake this CPU's redistributor: clear ProcessorSleep, wait for ChildrenAsleep to clear.
         redistributor.write32(Redistributor.waker, redistributor.read32(Redistributor.waker) & ~(1 << 1))
         while redistributor.read32(Redistributor.waker) & (1 << 2) != 0 {}
@@ -214,6 +228,23 @@ enum InterruptControllerDriver {
                 return nil
             }
             return .v3(GICv3(distributor: RegisterBlock(base: description.distributor.start), redistributor: redistributor))
+        }
+    }
+
+    /// The driver as the calling CPU uses it: the same registers for GICv2 (the CPU interface
+    /// and the SGI and PPI registers are banked per CPU), its own redistributor for GICv3.
+    func forCPU(redistributor: PhysicalAddress) -> InterruptControllerDriver {
+        switch self {
+        case .v2: return self
+        case .v3(let gic): return .v3(GICv3(distributor: gic.distributor, redistributor: RegisterBlock(base: redistributor)))
+        }
+    }
+
+    /// A secondary CPU's share of `start`: its CPU interface (GICv2) or redistributor (GICv3).
+    func startThisCPU() {
+        switch self {
+        case .v2(let gic): gic.startCPUInterface()
+        case .v3(let gic): gic.startRedistributor()
         }
     }
 

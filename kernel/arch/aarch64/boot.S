@@ -1,10 +1,12 @@
 // Kernel entry. The image follows the arm64 Linux "Image" boot protocol, so QEMU -kernel,
 // U-Boot booti and UEFI-era loaders all enter at _start on the primary CPU with the MMU and
 // D-cache off and x0 = physical address of the device tree. Secondary CPUs stay with the
-// firmware (PSCI) until the kernel starts them.
+// firmware (PSCI) until the kernel starts them with CPU_ON at secondary_entry.
 //
 // The kernel is linked at address 0 as a position-independent executable and relocates itself
 // (R_AARCH64_RELATIVE entries) to wherever it was loaded, so no load address is hard-wired.
+
+#include "Layouts.h"
 
 #define SCTLR_EL1_RES1      0x30d00800  // RES1 bits only: MMU, caches, alignment checks off, LE
 #define HCR_EL2_RW          (1 << 31)   // EL1 executes in AArch64
@@ -123,6 +125,50 @@ leave_el2:
     msr     spsr_el2, x0
     msr     elr_el2, x30
     eret
+
+// A secondary CPU's entry from PSCI CPU_ON: MMU and caches off, at EL2 or EL1, x0 = the physical
+// address of its start record (Layouts.h, written and cleaned to the point of coherency by the boot
+// CPU). It leaves EL2 as the boot CPU does, loads the boot CPU's MAIR, TCR, SCTLR and
+// translation tables (TTBR0 an identity map of the kernel text, for the switch only), points
+// TPIDR_EL1 at its per-CPU block, turns the MMU on and continues on its own stack at
+// kernel_secondary_main(record) in the linear map. Reads nothing but the record: the rest of
+// memory may still sit dirty in the boot CPU's cache.
+    .global secondary_entry
+secondary_entry:
+    mov     x19, x0
+    mrs     x0, CurrentEL
+    lsr     x0, x0, #2
+    cmp     x0, #2
+    b.ne    1f
+    bl      leave_el2
+1:  msr     daifset, #0xf
+    ldr     x0, =SCTLR_EL1_RES1
+    msr     sctlr_el1, x0
+    isb
+    ldp     x9, x10, [x19, #SECONDARY_START_TTBR0]
+    ldp     x11, x12, [x19, #SECONDARY_START_MAIR]
+    ldp     x13, x14, [x19, #SECONDARY_START_SCTLR]
+    ldp     x15, x16, [x19, #SECONDARY_START_PER_CPU] // per-CPU block, linear-map offset
+    ldr     x17, [x19, #SECONDARY_START_RECORD]
+    msr     mair_el1, x11
+    msr     tcr_el1, x12
+    msr     ttbr0_el1, x9
+    msr     ttbr1_el1, x10
+    msr     tpidr_el1, x15
+    isb
+    tlbi    vmalle1
+    dsb     nsh
+    isb
+    msr     sctlr_el1, x13              // MMU and caches on, fetching through the identity map
+    isb
+    mov     sp, x14
+    mov     x0, x17
+    adrp    x4, kernel_secondary_main
+    add     x4, x4, :lo12:kernel_secondary_main
+    add     x4, x4, x16
+    mov     x29, xzr                    // end of the frame-pointer chain for backtraces
+    mov     x30, xzr
+    br      x4
 
 // enter_linear_map(configuration, a, b, c): turns the MMU on and continues in the kernel's linear
 // map at kernel_main_high(a, b, c). `configuration` points at six words: TTBR0 (an identity map of

@@ -158,6 +158,11 @@ static inline __attribute__((always_inline)) void aarch64_dc_cvau(aarch64_u64 ad
 static inline __attribute__((always_inline)) void aarch64_ic_ivau(aarch64_u64 address) {
     __asm__ volatile("ic ivau, %0" ::"r"(address) : "memory");
 }
+// Data cache clean of one line to the point of coherency: for memory a CPU with its MMU and
+// caches still off is about to read.
+static inline __attribute__((always_inline)) void aarch64_dc_cvac(aarch64_u64 address) {
+    __asm__ volatile("dc cvac, %0" ::"r"(address) : "memory");
+}
 
 // TPIDR_EL1 holds the address of this CPU's per-CPU block (arch/aarch64/PerCPU.swift), or 0
 // before the block exists.
@@ -188,6 +193,7 @@ aarch64_u64 memory_probe_store(aarch64_u64 address, aarch64_u64 value);
 extern char exception_vectors, _start_of_image, _etext, _sdata, _end, __boot_stack_guard;
 extern char __kernel_symbols_start, __kernel_symbols_end;
 extern char memory_probe_load_instruction, memory_probe_store_instruction, memory_probe_fixup;
+extern char secondary_entry;
 extern aarch64_u64 relocation_probe, physical_window_offset;
 
 #define AARCH64_SYMBOL_ADDRESS(function, symbol) \
@@ -203,6 +209,7 @@ AARCH64_SYMBOL_ADDRESS(kernel_symbols_end, __kernel_symbols_end)
 AARCH64_SYMBOL_ADDRESS(memory_probe_load_instruction, memory_probe_load_instruction)
 AARCH64_SYMBOL_ADDRESS(memory_probe_store_instruction, memory_probe_store_instruction)
 AARCH64_SYMBOL_ADDRESS(memory_probe_fixup, memory_probe_fixup)
+AARCH64_SYMBOL_ADDRESS(secondary_entry, secondary_entry)
 AARCH64_SYMBOL_ADDRESS(thread_enter_user, thread_enter_user)
 AARCH64_SYMBOL_ADDRESS(user_copy_start, user_copy_start)
 AARCH64_SYMBOL_ADDRESS(user_copy_end, user_copy_end)

@@ -1,0 +1,198 @@
+// Secondary CPUs: every CPU the device tree describes besides the boot CPU is started with PSCI
+// CPU_ON and given its own stack, per-CPU block, exception vectors, GIC interface and timer tick,
+// then idles in WFI. In this step a secondary CPU runs no threads and touches no shared kernel
+// state: docs/ARCHITECTURE.md ("Secondary CPUs") says what it does and does not do yet.
+
+import AArch64
+import _Volatile
+
+enum SecondaryCPUs {
+    /// Each secondary CPU's stack (16 KiB), whole frames reached through the linear map.
+    static let stackPages = 4
+    /// How long the boot CPU waits for a started CPU to check in, measured with the counter.
+    static let checkInMilliseconds: UInt64 = 100
+
+    /// One CPU's start record (include/Layouts.h), in frames the boot CPU took for them.
+    struct Record {
+        let base: UnsafeMutableRawPointer
+
+        private func register(_ offset: Int32) -> VolatileMappedRegister<UInt64> {
+            VolatileMappedRegister<UInt64>(unsafeBitPattern: UInt(bitPattern: base + Int(offset)))
+        }
+        func read(_ offset: Int32) -> UInt64 { register(offset).load() }
+        func write(_ offset: Int32, _ value: UInt64) { register(offset).store(value) }
+    }
+
+    /// The start records, one per per-CPU block (index 0, the boot CPU's, unused), `stride` bytes
+    /// apart so that no two CPUs write the same cache line. Written once by `start` on the boot
+    /// CPU; afterwards each secondary CPU writes only its own record's ONLINE and TICKS words.
+    nonisolated(unsafe) static var records: UnsafeMutableRawPointer?
+    nonisolated(unsafe) static var stride = 0
+    nonisolated(unsafe) static var recordCount = 0
+
+    static func record(_ index: Int) -> Record? {
+        guard let records, index > 0, index < recordCount else { return nil }
+        return Record(base: records + index * stride)
+    }
+
+    /// Starts every other CPU of the device tree, one at a time, and logs each one's outcome and
+    /// the total. A CPU that PSCI refuses, or that does not check in within
+    /// `checkInMilliseconds`, is reported and left out; the boot carries on without it.
+    static func start(tree: DeviceTree, platform: Platform) {
+        let described = platform.cpuCount
+        guard let storage = PerCPU.storage, storage.count > 1 else {
+            log("Boot: CPUs in device tree: \(described) (1 online)")
+            return
+        }
+        guard PSCI.version != nil else {
+            log("Boot: CPUs in device tree: \(described) (1 online: no PSCI to start the others)")
+            return
+        }
+        guard let controller = Interrupts.controller, let gic = platform.interruptController, Clock.period > 0 else {
+            log("Boot: CPUs in device tree: \(described) (1 online: no interrupts or tick for the others)")
+            return
+        }
+        let kernelRoot = KernelAddressSpace.lock.withLock { KernelAddressSpace.table?.root }
+        guard let kernelRoot, let identityRoot = KernelAddressSpace.buildIdentityMap() else {
+            log("Boot: CPUs in device tree: \(described) (1 online: no memory to start the others)")
+            return
+        }
+        stride = max(Int(SECONDARY_START_SIZE), CPU.cacheWritebackGranule)
+        let frames = (stride * storage.count + Int(pageSize) - 1) / Int(pageSize)
+        guard let first = try? PhysicalFrames.allocate(count: frames, alignment: 1, .general) else {
+            KernelAddressSpace.releaseIdentityMap(identityRoot)
+            log("Boot: CPUs in device tree: \(described) (1 online: no memory to start the others)")
+            return
+        }
+        records = PhysicalWindow.pointer(to: first.address)
+        recordCount = storage.count
+        for offset in stride..<(stride * storage.count) where offset % 8 == 0 {
+            records!.storeBytes(of: UInt64(0), toByteOffset: offset, as: UInt64.self)
+        }
+
+        // The device tree's CPUs in its order, the boot CPU left out; indices follow that order.
+        let bootAffinity = CPU.affinity.affinity
+        var targets = InlineArray<8, UInt64>(repeating: 0)
+        var targetCount = 0
+        var beyondLimit = 0
+        Platform.forEachCPU(in: tree) { target in
+            guard target != bootAffinity else { return }
+            if targetCount + 1 < storage.count {
+                targets[targetCount] = target
+                targetCount += 1
+            } else {
+                beyondLimit += 1
+            }
+        }
+
+        var online = 1
+        var abandoned = false
+        for position in 0..<targetCount {
+            let index = position + 1
+            let target = targets[position]
+            guard let record = record(index) else { break }
+            var redistributor: UInt64 = 0
+            if case .v3 = controller {
+                guard let block = GICv3.findRedistributor(in: gic.cpuInterfaceOrRedistributor,
+                                                           affinity: CPUAffinity(multiprocessorID: target)) else {
+                    log("Boot: CPU \(index) did not come online (no GICv3 redistributor for MPIDR \(hex: target))")
+                    continue
+                }
+                redistributor = block.base.value
+            }
+            guard let stack = try? PhysicalFrames.allocate(count: stackPages, alignment: 1, .kernelStack) else {
+                log("Boot: CPU \(index) did not come online (no memory for its stack)")
+                continue
+            }
+            let stackTop = PhysicalWindow.virtualAddress(of: stack.address) + UInt64(stackPages) * pageSize
+            record.write(SECONDARY_START_TTBR0, identityRoot.value)
+            record.write(SECONDARY_START_TTBR1, kernelRoot.value)
+            record.write(SECONDARY_START_MAIR, MMU.memoryAttributes)
+            record.write(SECONDARY_START_TCR, MMU.translationControl(lowerHalfEnabled: true))
+            record.write(SECONDARY_START_SCTLR, MMU.systemControl)
+            record.write(SECONDARY_START_STACK, stackTop)
+            record.write(SECONDARY_START_PER_CPU, UInt64(UInt(bitPattern: PerCPU.block(index))))
+            record.write(SECONDARY_START_OFFSET, PhysicalWindow.offset)
+            record.write(SECONDARY_START_RECORD, UInt64(UInt(bitPattern: record.base)))
+            record.write(SECONDARY_START_REDISTRIBUTOR, redistributor)
+            record.write(SECONDARY_START_INDEX, UInt64(index))
+            // The CPU reads the record with its caches off.
+            CPU.cleanToPointOfCoherency(UnsafeRawPointer(record.base), size: Int(SECONDARY_START_SIZE))
+
+            let entry = PhysicalAddress(aarch64_address_of_secondary_entry() - PhysicalWindow.offset)
+            let context = PhysicalWindow.physicalAddress(of: record.base).value
+            let status = PSCI.cpuOn(target: target, entry: entry, context: context) ?? -1
+            guard status == 0 else {
+                try? PhysicalFrames.free(stack)
+                log("Boot: CPU \(index) did not come online (PSCI CPU_ON: \(PSCI.describe(status)))")
+                continue
+            }
+            let deadline = GenericTimer.count + GenericTimer.frequency * checkInMilliseconds / 1000
+            while record.read(SECONDARY_START_ONLINE) == 0 && GenericTimer.count < deadline {}
+            let reported = record.read(SECONDARY_START_ONLINE)
+            guard reported != 0 else {
+                // It may still be on its way: its stack and the identity map stay where they are.
+                abandoned = true
+                log("Boot: CPU \(index) did not come online (PSCI CPU_ON succeeded, no check-in within \(checkInMilliseconds) ms)")
+                continue
+            }
+            online += 1
+            log("Boot: CPU \(index) online (MPIDR \(hex: reported))")
+        }
+        if !abandoned { KernelAddressSpace.releaseIdentityMap(identityRoot) }
+        if beyondLimit > 0 {
+            log("Boot: CPUs in device tree: \(described) (\(online) online: at most \(PerCPU.maximumCPUs) are started)")
+        } else {
+            log("Boot: CPUs in device tree: \(described) (\(online) online)")
+        }
+    }
+
+    /// What each secondary CPU has done: its timer ticks, for the end of a test run. A CPU that
+    /// came online moments ago is given up to `checkInMilliseconds` for its first tick.
+    static func reportTicks() {
+        let deadline = GenericTimer.count + GenericTimer.frequency * checkInMilliseconds / 1000
+        for index in 1..<max(recordCount, 1) {
+            guard let record = record(index), record.read(SECONDARY_START_ONLINE) != 0 else { continue }
+            while record.read(SECONDARY_START_TICKS) == 0 && GenericTimer.count < deadline {}
+        }
+        var line = TextLine()
+        line.write("Boot: secondary CPUs' timer ticks:")
+        var any = false
+        for index in 1..<max(recordCount, 1) {
+            guard let record = record(index), record.read(SECONDARY_START_ONLINE) != 0 else { continue }
+            line.write(any ? ", CPU " : " CPU ")
+            line.writeDecimal(UInt64(index))
+            line.write(" ")
+            line.writeDecimal(record.read(SECONDARY_START_TICKS))
+            any = true
+        }
+        if any { Console.write(line) }
+    }
+
+    /// A secondary CPU from secondary_entry: MMU on, in the linear map, on its own stack, with
+    /// TPIDR_EL1 at its per-CPU block and IRQs masked. Starts its vectors, GIC interface and
+    /// tick, checks in with its MPIDR, and idles, publishing its tick count after each wake.
+    static func run(_ record: Record) -> Never {
+        Exceptions.install()
+        MMU.disableLowerHalf()
+        guard let controller = Interrupts.controller else { CPU.halt() }
+        let driver = controller.forCPU(redistributor: PhysicalAddress(record.read(SECONDARY_START_REDISTRIBUTOR)))
+        driver.startThisCPU()
+        driver.setPriority(Clock.interrupt, defaultInterruptPriority)
+        driver.setEnabled(Clock.interrupt, true)
+        Clock.startSecondaryTick()
+        aarch64_dsb_ish()
+        record.write(SECONDARY_START_ONLINE, aarch64_read_mpidr())
+        while true {
+            CPU.disableInterrupts()
+            record.write(SECONDARY_START_TICKS, PerCPU.current.clock.ticks)
+            CPU.enableInterrupts()
+            CPU.waitForInterrupt()
+        }
+    }
+}
+
+@_cdecl("kernel_secondary_main")
+func kernelSecondaryMain(_ record: UnsafeMutableRawPointer) -> Never {
+    SecondaryCPUs.run(SecondaryCPUs.Record(base: record))
+}
