@@ -6,15 +6,17 @@
 // | label | request | payload in | handles in | answer |
 // |---|---|---|---|---|
 // | 1 write | bytes to the terminal, written whole before any other client's | the bytes (up to 256) | none | nothing |
-// | 2 read line | a line, edited with echo (backspace, Ctrl-U; Ctrl-C, Ctrl-D) | nothing | none | word 0 `ConsoleReadResult`, word 1 the Ctrl-C count, the line from byte 16 |
-// | 3 read raw | bytes as typed (at least one), no echo | nothing | none | word 0 `.data`, word 1 the Ctrl-C count, the bytes from byte 16 |
+// | 2 read line | a line, edited with echo (backspace, Ctrl-U; Ctrl-C, Ctrl-D) | nothing | none | word 0 `ConsoleReadResult`, the line from byte 8 |
+// | 3 read raw | bytes as typed (at least one), no echo; the terminal is raw until a line read or 6 | nothing | none | word 0 `.data`, the bytes from byte 8 |
 // | 4 set interrupt | who hears Ctrl-C | nothing | a notification (signal) | nothing |
-// | 5 statistics | the driver's counters | nothing | none | words 0-4: bytes written, bytes read, interrupts, requests, the Ctrl-C count |
+// | 5 statistics | the driver's counters | nothing | none | words 0-4: bytes written, bytes read, interrupts, requests, Ctrl-C interrupts |
+// | 6 foreground | the terminal goes to a program: Ctrl-C interrupts again | nothing | none | nothing |
 //
-// One read waits at a time: a newer read answers the older one `wouldBlock`. Ctrl-C typed while
-// no raw read waits is not input: it sets bit 0 of the interrupt notification, drops the typed
-// input and answers a waiting line read `.interrupted`. The Ctrl-C count (of those signalled, since
-// the driver started) in every read's answer tells a shell whether one came after the line.
+// One read waits at a time: a newer read answers the older one `wouldBlock`. While the terminal
+// is raw (from a raw read until a line read or `foreground`), Ctrl-C is a byte like any other,
+// kept in order with what is typed around it. Otherwise it is not input: it sets bit 0 of the
+// interrupt notification, drops the typed input and answers a waiting line read `.interrupted`;
+// and `foreground` turns a Ctrl-C typed while the terminal was raw, still unread, into one.
 
 public enum ConsoleRequest: UInt64, Sendable {
     case write = 1
@@ -22,6 +24,7 @@ public enum ConsoleRequest: UInt64, Sendable {
     case readRaw = 3
     case setInterrupt = 4
     case statistics = 5
+    case foreground = 6
 }
 
 public enum ConsoleReadResult: UInt64, Sendable {
@@ -35,8 +38,8 @@ public enum ConsoleReadResult: UInt64, Sendable {
 
 /// A client of the console service at `port`.
 public struct Console {
-    /// Where the bytes of a read's answer start: after the result and the Ctrl-C count.
-    public static let dataOffset = 16
+    /// Where the bytes of a read's answer start.
+    public static let dataOffset = 8
     public static let maximumRead = IPCMessageLayout.maximumPayload - dataOffset
     public let port: Handle
     public init(_ port: Handle) { self.port = port }
@@ -62,17 +65,16 @@ public struct Console {
     }
 
     /// A line (`raw` false) or the bytes typed (`raw` true), copied to `buffer`; what ended the
-    /// read, how many bytes it holds, and how many Ctrl-C the console had signalled when it
-    /// answered.
+    /// read and how many bytes it holds.
     public func read(raw: Bool, into buffer: inout InlineArray<248, UInt8>) throws(KernelError)
-        -> (result: ConsoleReadResult, count: Int, interruptsTyped: UInt64) {
+        -> (result: ConsoleReadResult, count: Int) {
         var message = IPCMessage(label: (raw ? ConsoleRequest.readRaw : ConsoleRequest.readLine).rawValue)
         try IPC.call(port, &message)
         try Self.check(message)
         guard message.length >= Self.dataOffset else { throw .invalidArgument }
         let count = min(message.length - Self.dataOffset, Self.maximumRead)
         for index in 0..<count { buffer[index] = message[byte: Self.dataOffset + index] }
-        return (ConsoleReadResult(rawValue: message.word(atByte: 0)) ?? .data, count, message.word(atByte: 8))
+        return (ConsoleReadResult(rawValue: message.word(atByte: 0)) ?? .data, count)
     }
 
     /// Makes the console set bit 0 of `notification` (moved with the request; needs signal and
@@ -86,6 +88,14 @@ public struct Console {
             try? IPC.close(notification)
             throw error
         }
+        try Self.check(message)
+    }
+
+    /// Gives the terminal to a foreground program: Ctrl-C interrupts from now until the next raw
+    /// read, and one typed while the terminal was raw and not read yet interrupts now.
+    public func foreground() throws(KernelError) {
+        var message = IPCMessage(label: ConsoleRequest.foreground.rawValue)
+        try IPC.call(port, &message)
         try Self.check(message)
     }
 

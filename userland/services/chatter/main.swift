@@ -54,7 +54,7 @@ func readLines() {
         let result: ConsoleReadResult
         let count: Int
         do throws(KernelError) {
-            (result, count, _) = try Console(port).read(raw: false, into: &buffer)
+            (result, count) = try Console(port).read(raw: false, into: &buffer)
         } catch {
             System.print("chatter: read failed: \(error)")
             System.exit(1)

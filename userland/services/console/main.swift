@@ -101,12 +101,15 @@ struct ConsoleServer {
     /// The reply capability of the read waiting, and whether it is raw.
     var reader: Handle?
     var readerRaw = false
+    /// Whether the terminal is raw: from a raw read until a line read or `foreground`. Ctrl-C is
+    /// then a byte like any other.
+    var rawMode = false
     var interruptNotification: Handle?
     var bytesWritten: UInt64 = 0
     var bytesRead: UInt64 = 0
     var interrupts: UInt64 = 0
     var requests: UInt64 = 0
-    /// Ctrl-C signalled (typed while no raw read waited), in every read's answer.
+    /// Ctrl-C interrupts signalled.
     var interruptsTyped: UInt64 = 0
 
     init(uart: PL011) { self.uart = uart }
@@ -148,7 +151,7 @@ struct ConsoleServer {
     mutating func drain() {
         while let byte = uart.receive() {
             bytesRead &+= 1
-            if byte == TerminalKey.ctrlC && !(reader != nil && readerRaw) {
+            if byte == TerminalKey.ctrlC && !rawMode {
                 interruptTyped()
                 continue
             }
@@ -193,6 +196,7 @@ struct ConsoleServer {
             }
             reader = reply
             readerRaw = request == .readRaw
+            rawMode = readerRaw
             if !readerRaw { line.clear() }
             serveReader()
         case .setInterrupt:
@@ -213,6 +217,14 @@ struct ConsoleServer {
             message.setWord(atByte: 24, requests)
             message.setWord(atByte: 32, interruptsTyped)
             try? IPC.reply(reply, &message)
+        case .foreground:
+            rawMode = false
+            var typedAhead = false
+            for index in 0..<inputCount where input[(inputStart + index) % Self.inputCapacity] == TerminalKey.ctrlC {
+                typedAhead = true
+            }
+            if typedAhead { interruptTyped() }
+            answer(reply, &message, label: 0)
         case nil:
             answer(reply, &message, label: KernelError.invalidArgument.rawValue)
         }
@@ -265,7 +277,6 @@ struct ConsoleServer {
         guard let reply = reader else { return }
         var message = IPCMessage(label: 0)
         message.setWord(atByte: 0, result.rawValue)
-        message.setWord(atByte: 8, interruptsTyped)
         var count = 0
         if raw {
             while inputCount > 0 && count < Console.maximumRead {

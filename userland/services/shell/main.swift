@@ -54,10 +54,6 @@ enum ShellState {
     nonisolated(unsafe) static var pendingStart = 0
     nonisolated(unsafe) static var pendingCount = 0
 
-    /// The console's count of Ctrl-C signalled when it answered the last read: one signalled
-    /// after that came while no read waited, after the line in hand was typed.
-    nonisolated(unsafe) static var interruptsBeforeInput: UInt64 = 0
-
     /// Rung (bit 0) by the end of the foreground program (`processNotify`).
     nonisolated(unsafe) static var ended = Handle.none
 
@@ -125,8 +121,7 @@ enum ShellState {
         if port != registered { connect(replacing: registered) }
         var buffer = InlineArray<248, UInt8>(repeating: 0)
         do throws(KernelError) {
-            let (_, count, interruptsTyped) = try Console(port).read(raw: true, into: &buffer)
-            interruptsBeforeInput = interruptsTyped
+            let (_, count) = try Console(port).read(raw: true, into: &buffer)
             pending = buffer
             pendingStart = 0
             pendingCount = count
@@ -160,16 +155,13 @@ enum ShellState {
     static func waitForeground(_ child: ChildProcess) -> (reason: ExitReason, code: UInt64)? {
         _ = try? IPC.wait(ended, timeout: 0)
         var killed = false
-        // A Ctrl-C typed after the command's line is for its program: one in the same burst came
-        // in raw behind the line; one typed later was signalled, and counted by the console after
-        // the count that came with the line. The notification is cleared before the count is
-        // asked for, so a Ctrl-C between the two is counted, and one after rings it again.
+        // The terminal goes to the program. A Ctrl-C typed after the command's line is for it:
+        // while the shell's terminal was raw, Ctrl-C came as a byte in order, either read already
+        // (in the typed-ahead bytes) or still in the console, which `foreground` turns into an
+        // interrupt; from now on Ctrl-C is one. What was signalled before is not for this program.
         _ = try? IPC.wait(interrupt, timeout: 0)
-        var typedAfterLine = false
-        if let port = ConsoleOutput.current, let figures = try? Console(port).statistics() {
-            typedAfterLine = figures.interruptsTyped > interruptsBeforeInput
-        }
-        if takeTypedInterrupt() || typedAfterLine {
+        if let port = ConsoleOutput.current { try? Console(port).foreground() }
+        if takeTypedInterrupt() {
             System.print("shell: Ctrl-C: ending process \(child.id.value)")
             try? System.kill(child)
             killed = true
