@@ -7,6 +7,10 @@
 //
 // Each table descriptor keeps, in bits [11:2] (ignored by the walker), how many valid entries
 // its child table holds; so unmap knows in O(1) when a table has emptied.
+//
+// `unmapPresent` clears a range however large by walking only the tables that exist: an absent
+// table skips its whole span (512 GiB, 1 GiB or 2 MiB), so its cost follows what is mapped, not
+// the size of the range.
 
 /// Memory types; the raw value is the MAIR_EL1 attribute index the arch layer programs.
 public enum MemoryType: UInt8, Equatable, Sendable {
@@ -58,6 +62,9 @@ public protocol TranslationMaintenance {
     /// Invalidates every cached translation, including walk-cache entries, for `address`
     /// (TLBI VAE1IS / VAE1IS with ASID), and waits for completion (DSB ISH).
     func invalidate(_ address: VirtualAddress)
+    /// Invalidates every cached translation this table hierarchy can have supplied (TLBI
+    /// ASIDE1IS for one user address space, VMALLE1IS for the kernel's), and waits for it.
+    func invalidateAll()
 }
 
 /// A leaf translation, as `translate` reports it.
@@ -284,7 +291,8 @@ public struct PageTable<Memory: PhysicalMemory> {
                                                  type: type, global: global))
                 adjustChildCount(parent, by: 1)
             } catch {
-                if offset > 0 { try? unmap(virtual, size: offset, frames: &frames, maintenance: maintenance) }
+                // Only what this call mapped lies in `[virtual, virtual + offset)`, all of it whole leaves.
+                if offset > 0 { _ = try? unmapPresent(virtual, size: offset, frames: &frames, maintenance: maintenance) { _, _ in } }
                 throw error
             }
             offset += UInt64(1) << Self.shift(level)
@@ -312,6 +320,139 @@ public struct PageTable<Memory: PhysicalMemory> {
             releaseEmptyTables(above: address, level: level, frames: &frames, maintenance: maintenance)
             offset += UInt64(1) << Self.shift(level)
         }
+    }
+
+    /// Up to this many leaves a removal invalidates one by one (TLBI by address, as `unmap`);
+    /// beyond, it invalidates the whole hierarchy once per `RemovalBatch.capacity` entries.
+    public static var leavesInvalidatedOneByOne: Int { 16 }
+
+    /// Removes every translation in `[virtual, virtual + size)`, leaving holes as they are:
+    /// absent tables are skipped whole, blocks the range covers in part are split, and tables that
+    /// empty are freed. Each removed leaf's memory goes to `released` (its physical base and size)
+    /// once no TLB can still hold it. Returns how many leaves it removed. Throws only if a block
+    /// needs splitting and no table is left (what was removed so far stays removed).
+    @discardableResult
+    public mutating func unmapPresent<Frames: TableFrameSource>(
+        _ virtual: VirtualAddress, size: UInt64, frames: inout Frames, maintenance: some TranslationMaintenance,
+        released: (PhysicalAddress, UInt64) -> Void
+    ) throws(PageTableError) -> Int {
+        guard virtual.isPageAligned, size & (pageSize - 1) == 0 else { throw .misaligned }
+        guard size > 0 else { return 0 }
+        let (last, overflow) = virtual.value.addingReportingOverflow(size - 1)
+        guard !overflow, checkRange(virtual), checkRange(VirtualAddress(last)) else { throw .addressOutOfRange(virtual) }
+        var removal = RemovalBatch()
+        do throws(PageTableError) {
+            try clear(table: root, level: 0, parent: nil, first: virtual.value, last: last, removal: &removal,
+                      frames: &frames, maintenance: maintenance, released: released)
+        } catch {
+            flush(&removal, frames: &frames, maintenance: maintenance, released: released)
+            throw error
+        }
+        flush(&removal, frames: &frames, maintenance: maintenance, released: released)
+        return removal.leaves
+    }
+
+    /// Clears the entries of `table` (at `level`) that `[first, last]` touches; both lie in the
+    /// span `table` translates. `parent` is the descriptor pointing at `table`, nil for the root.
+    private func clear<Frames: TableFrameSource>(
+        table: PhysicalAddress, level: Int, parent: PhysicalAddress?, first: UInt64, last: UInt64,
+        removal: inout RemovalBatch, frames: inout Frames, maintenance: some TranslationMaintenance,
+        released: (PhysicalAddress, UInt64) -> Void
+    ) throws(PageTableError) {
+        let span = UInt64(1) << Self.shift(level)
+        let lastIndex = Self.index(of: VirtualAddress(last), level: level)
+        var index = Self.index(of: VirtualAddress(first), level: level)
+        var entryStart = first & ~(span - 1)
+        while index <= lastIndex {
+            let entryLast = entryStart + (span - 1)
+            let entry = entryAddress(table: table, index: index)
+            var descriptor = load(entry)
+            if level > 0, Self.isValid(descriptor), !Self.isTable(descriptor, level: level),
+               first > entryStart || entryLast > last {
+                // A block the range covers in part: only its pages inside go.
+                try split(entry: entry, level: level, address: VirtualAddress(entryStart), frames: &frames,
+                          maintenance: maintenance)
+                descriptor = load(entry)
+            }
+            if Self.isTable(descriptor, level: level) {
+                let child = PhysicalAddress(descriptor & DescriptorBits.outputAddress)
+                try clear(table: child, level: level + 1, parent: entry, first: max(first, entryStart),
+                          last: min(last, entryLast), removal: &removal, frames: &frames, maintenance: maintenance,
+                          released: released)
+                if childCount(load(entry)) == 0 {
+                    store(entry, 0)
+                    adjustChildCount(parent, by: -1)
+                    remove(table: child, at: VirtualAddress(entryStart), removal: &removal, frames: &frames,
+                           maintenance: maintenance, released: released)
+                }
+            } else if level > 0 && Self.isValid(descriptor) {
+                store(entry, 0)
+                adjustChildCount(parent, by: -1)
+                remove(leaf: PhysicalAddress(descriptor & DescriptorBits.outputAddress & ~(span - 1)), size: span,
+                       at: VirtualAddress(entryStart), removal: &removal, frames: &frames, maintenance: maintenance,
+                       released: released)
+            }
+            // An absent entry (or a level-0 block, which cannot exist) skips its whole span.
+            if entryLast >= last { break }
+            entryStart = entryLast + 1
+            index += 1
+        }
+    }
+
+    /// A cleared leaf: invalidated now while the removal is small, else queued for one
+    /// invalidation of the whole hierarchy.
+    private func remove<Frames: TableFrameSource>(
+        leaf physical: PhysicalAddress, size: UInt64, at address: VirtualAddress, removal: inout RemovalBatch,
+        frames: inout Frames, maintenance: some TranslationMaintenance, released: (PhysicalAddress, UInt64) -> Void
+    ) {
+        removal.leaves += 1
+        if removal.leaves <= Self.leavesInvalidatedOneByOne {
+            maintenance.publishTableWrites()
+            maintenance.invalidate(address)
+            released(physical, size)
+            return
+        }
+        if removal.isFull { flush(&removal, frames: &frames, maintenance: maintenance, released: released) }
+        removal.append(physical.value | UInt64(Self.levelOfSize(size)))
+    }
+
+    /// A table emptied and unlinked: freed once no walk cache can still hold it.
+    private func remove<Frames: TableFrameSource>(
+        table: PhysicalAddress, at address: VirtualAddress, removal: inout RemovalBatch,
+        frames: inout Frames, maintenance: some TranslationMaintenance, released: (PhysicalAddress, UInt64) -> Void
+    ) {
+        if removal.leaves <= Self.leavesInvalidatedOneByOne {
+            maintenance.publishTableWrites()
+            maintenance.invalidate(address)
+            frames.freeTable(table)
+            return
+        }
+        if removal.isFull { flush(&removal, frames: &frames, maintenance: maintenance, released: released) }
+        removal.append(table.value | RemovalBatch.tableMark)
+    }
+
+    /// Invalidates the hierarchy once, then hands out what was queued.
+    private func flush<Frames: TableFrameSource>(
+        _ removal: inout RemovalBatch, frames: inout Frames, maintenance: some TranslationMaintenance,
+        released: (PhysicalAddress, UInt64) -> Void
+    ) {
+        guard removal.count > 0 else { return }
+        maintenance.publishTableWrites()
+        maintenance.invalidateAll()
+        for position in 0..<removal.count {
+            let item = removal.items[position]
+            let physical = PhysicalAddress(item & DescriptorBits.outputAddress)
+            if item & RemovalBatch.tableMark != 0 {
+                frames.freeTable(physical)
+            } else {
+                released(physical, UInt64(1) << Self.shift(Int(item & 0x3)))
+            }
+        }
+        removal.count = 0
+    }
+
+    static func levelOfSize(_ size: UInt64) -> Int {
+        size == UInt64(1) << shift(1) ? 1 : (size == UInt64(1) << shift(2) ? 2 : 3)
     }
 
     /// Changes permissions and memory type of `[virtual, virtual + size)`, keeping the physical
@@ -443,5 +584,23 @@ public struct PageTable<Memory: PhysicalMemory> {
                 frames.freeTable(child)
             }
         }
+    }
+}
+
+/// Leaves and tables a large removal has unlinked but not yet invalidated: page-aligned physical
+/// addresses, a leaf's level in bits [1:0], `tableMark` on a table.
+struct RemovalBatch {
+    static let capacity = 64
+    static let tableMark: UInt64 = 1 << 2
+    var items = InlineArray<64, UInt64>(repeating: 0)
+    var count = 0
+    /// Leaves removed so far, invalidated or queued.
+    var leaves = 0
+
+    var isFull: Bool { count == Self.capacity }
+
+    mutating func append(_ item: UInt64) {
+        items[count] = item
+        count += 1
     }
 }

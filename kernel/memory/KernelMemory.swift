@@ -93,8 +93,11 @@ enum KernelMemory {
 
     /// Charges `count` frames to `account` at once, for a caller about to take them with
     /// `allocatePaidFrame` (each is given back by `freeFrame`; any not taken, with `release`).
+    /// Refuses at once when the machine has fewer free outside the reserve: a request that
+    /// cannot be met should not zero and map most of it before finding out.
     static func chargeFrames(_ count: UInt64, to account: MemoryAccount) throws(KernelError) {
         try FaultInjection.check()
+        guard PhysicalFrames.freeFrames >= reserveFrames + count else { throw .outOfMemory }
         try account.charge(count * pageSize)
     }
 

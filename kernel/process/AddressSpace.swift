@@ -262,20 +262,18 @@ final class AddressSpace {
         return start
     }
 
+    /// Unmaps what is mapped in `[start, start + size)`, visiting only the tables that exist, and
+    /// frees the pages unless a memory object owns them. Regions are mapped page by page, so no
+    /// block needs splitting and nothing here can fail.
     private func releasePages(_ start: UInt64, _ size: UInt64, freeingFrames: Bool = true) {
+        guard size > 0 else { return }
         var frames = UserTableFrames(account: account)
-        var offset: UInt64 = 0
         var freed: UInt64 = 0
-        while offset < size {
-            let address = VirtualAddress(start + offset)
-            if let translation = table.translate(address) {
-                try? table.unmap(address, size: pageSize, frames: &frames, maintenance: maintenance)
-                if freeingFrames {
-                    KernelMemory.freePaidFrame(PageFrame(containing: translation.physical))
-                    freed += 1
-                }
-            }
-            offset += pageSize
+        _ = try? table.unmapPresent(VirtualAddress(start), size: size, frames: &frames, maintenance: maintenance) {
+            physical, _ in
+            guard freeingFrames else { return }
+            KernelMemory.freePaidFrame(PageFrame(containing: physical))
+            freed += 1
         }
         // Given back to the account in one step, as `mapZeroed` charged them.
         account.release(freed * pageSize)

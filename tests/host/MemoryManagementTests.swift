@@ -6,8 +6,11 @@ import PropertyBased
 /// the pages the allocator's metadata and the tables actually use.
 private final class SparseRAM: PhysicalMemory {
     var pages: [UInt64: UnsafeMutableRawPointer] = [:]
+    /// Accesses so far: a walk's cost.
+    var accesses = 0
 
     func pointer(to address: PhysicalAddress) -> UnsafeMutableRawPointer {
+        accesses += 1
         let page = address.value >> 12
         if pages[page] == nil {
             let storage = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
@@ -190,6 +193,8 @@ private final class Invalidations: TranslationMaintenance {
     var publishes = 0
     func publishTableWrites() { publishes += 1 }
     func invalidate(_ address: VirtualAddress) { addresses.append(address.value) }
+    var wholeInvalidations = 0
+    func invalidateAll() { wholeInvalidations += 1 }
 }
 
 @Suite struct PageTableTests {
@@ -309,6 +314,117 @@ private final class Invalidations: TranslationMaintenance {
         #expect(frames.allocated == before)
     }
 
+    /// Pages and blocks scattered over the whole lower half, on both sides of 2 MiB, 1 GiB and
+    /// 512 GiB boundaries and at its very top.
+    fileprivate static let scattered: [(virtual: UInt64, size: UInt64)] = [
+        (0x1000, 0x1000),
+        (0x1F_E000, 0x4000),                 // crosses a 2 MiB boundary
+        (0x3FFF_F000, 0x2000),               // crosses a 1 GiB boundary
+        (0x80_0000_0000 - 0x1000, 0x2000),   // crosses a 512 GiB boundary
+        (0x1_0000_0000, 0x20_0000),          // a 2 MiB block
+        (0xFFFF_FFFF_E000, 0x2000),          // the last two pages of the lower half
+    ]
+
+    fileprivate static func mapScattered(_ table: inout PageTable<RAM>, _ frames: inout TableFrames,
+                                         _ tlb: Invalidations) throws {
+        for (index, mapping) in scattered.enumerated() {
+            try table.map(VirtualAddress(mapping.virtual), to: PhysicalAddress(0x4000_0000 + UInt64(index) << 24),
+                          size: mapping.size, permissions: .readWrite, type: .normal, frames: &frames, maintenance: tlb)
+        }
+    }
+
+    @Test func unmapPresentSkipsAbsentTables() throws {
+        let ram = SparseRAM()
+        var map = MemoryMap()
+        try map.addRAM(range(0x4000_0000, 64 << 20))
+        var frames = TableFrames(allocator: try FrameAllocator(memory: RAM(storage: ram), map: map))
+        var table = try PageTable(half: .lower, memory: RAM(storage: ram), frames: &frames)
+        let tlb = Invalidations()
+        let tablesAtStart = frames.allocated
+        try Self.mapScattered(&table, &frames, tlb)
+        // Everything but the first page and the last: 256 TiB, 2^36 pages, so only a walk that
+        // skips absent tables can finish.
+        var released: [UInt64: UInt64] = [:]
+        ram.accesses = 0
+        let removed = try table.unmapPresent(VirtualAddress(0x2000), size: 0x1_0000_0000_0000 - 0x3000, frames: &frames,
+                                             maintenance: tlb) { physical, size in released[physical.value] = size }
+        #expect(ram.accesses < 20_000)
+        #expect(removed == 10) // 4 + 2 + 2 + 1 pages and the 2 MiB block, one leaf
+        let releasedBytes: UInt64 = 0x4000 + 0x2000 + 0x2000 + 0x20_0000 + 0x1000
+        let blockBase: UInt64 = 0x4000_0000 + 4 << 24
+        #expect(released.values.reduce(0, +) == releasedBytes)
+        #expect(released[blockBase] == 0x20_0000)
+        #expect(table.translate(VirtualAddress(0x1000)) != nil)
+        #expect(table.translate(VirtualAddress(0xFFFF_FFFF_F000)) != nil)
+        for (mapping) in Self.scattered.dropFirst() {
+            #expect(table.translate(VirtualAddress(mapping.virtual)) == nil)
+        }
+        #expect(table.translate(VirtualAddress(0xFFFF_FFFF_E000)) == nil)
+        #expect(tlb.wholeInvalidations == 0) // ten leaves: invalidated one by one
+        // The rest, from the top down: nothing mapped is left and every table but the root is free.
+        try table.unmapPresent(VirtualAddress(0xFFFF_FFFF_F000), size: 0x1000, frames: &frames, maintenance: tlb) { _, _ in }
+        try table.unmapPresent(VirtualAddress(0), size: 0x1_0000_0000_0000, frames: &frames, maintenance: tlb) { _, _ in }
+        #expect(table.translate(VirtualAddress(0x1000)) == nil)
+        #expect(frames.allocated == tablesAtStart)
+        // A second pass over nothing reads the root's 512 entries and nothing else.
+        ram.accesses = 0
+        #expect(try table.unmapPresent(VirtualAddress(0), size: 0x1_0000_0000_0000, frames: &frames, maintenance: tlb) { _, _ in } == 0)
+        #expect(ram.accesses == 512)
+    }
+
+    @Test func unmapPresentRefusesWhatUnmapWould() throws {
+        var (table, frames, tlb) = try Self.setUp()
+        #expect(throws: PageTableError.misaligned) {
+            try table.unmapPresent(VirtualAddress(0x1800), size: 0x1000, frames: &frames, maintenance: tlb) { _, _ in }
+        }
+        #expect(throws: PageTableError.addressOutOfRange(VirtualAddress(0xFFFF_FFFF_F000))) {
+            try table.unmapPresent(VirtualAddress(0xFFFF_FFFF_F000), size: 0x2000, frames: &frames, maintenance: tlb) { _, _ in }
+        }
+        #expect(throws: PageTableError.addressOutOfRange(VirtualAddress(0xFFFF_FFFF_FFFF_F000))) {
+            try table.unmapPresent(VirtualAddress(0xFFFF_FFFF_FFFF_F000), size: 0x2000, frames: &frames, maintenance: tlb) { _, _ in }
+        }
+        #expect(try table.unmapPresent(VirtualAddress(0x1000), size: 0, frames: &frames, maintenance: tlb) { _, _ in } == 0)
+    }
+
+    @Test func largeRemovalsInvalidateTheWholeSpaceInBatches() throws {
+        var (table, frames, tlb) = try Self.setUp()
+        let tablesAtStart = frames.allocated
+        let pages: UInt64 = 1500 // three level-3 tables
+        try table.map(VirtualAddress(0x40_0000), to: PhysicalAddress(0x4000_0000), size: pages * 4096, permissions: .readWrite,
+                      type: .normal, allowBlocks: false, frames: &frames, maintenance: tlb)
+        tlb.addresses = []
+        var released = Set<UInt64>()
+        var invalidationsAtRelease: [Int] = []
+        let removed = try table.unmapPresent(VirtualAddress(0), size: 0x4000_0000, frames: &frames, maintenance: tlb) { physical, size in
+            #expect(size == 4096)
+            released.insert(physical.value)
+            invalidationsAtRelease.append(tlb.wholeInvalidations + tlb.addresses.count)
+        }
+        #expect(removed == Int(pages))
+        #expect(released == Set((0..<pages).map { 0x4000_0000 + $0 * 4096 }))
+        // The first few one by one; then one whole invalidation per batch, each before its pages are released.
+        #expect(tlb.addresses.count == PageTable<RAM>.leavesInvalidatedOneByOne)
+        let batches = (Int(pages) - PageTable<RAM>.leavesInvalidatedOneByOne + RemovalBatch.capacity - 1) / RemovalBatch.capacity
+        #expect(tlb.wholeInvalidations >= batches && tlb.wholeInvalidations <= batches + 1)
+        #expect(invalidationsAtRelease.enumerated().allSatisfy { $0.element >= min($0.offset + 1, 16) + ($0.offset >= 16 ? 1 : 0) })
+        #expect(frames.allocated == tablesAtStart)
+    }
+
+    @Test func unmapPresentSplitsBlocksAtTheEdges() throws {
+        var (table, frames, tlb) = try Self.setUp()
+        try table.map(VirtualAddress(0x4000_0000), to: PhysicalAddress(0x8000_0000), size: 0x4000_0000, permissions: .readWrite,
+                      type: .normal, frames: &frames, maintenance: tlb)
+        var released: UInt64 = 0
+        // From the middle of the 1 GiB block to past its end.
+        try table.unmapPresent(VirtualAddress(0x7FE0_1000), size: 0x10_0000_0000, frames: &frames, maintenance: tlb) { _, size in
+            released += size
+        }
+        #expect(released == 0x8000_0000 - 0x7FE0_1000)
+        #expect(table.translate(VirtualAddress(0x7FE0_0FF8))?.physical == PhysicalAddress(0xBFE0_0FF8))
+        #expect(table.translate(VirtualAddress(0x4000_0000))?.level == 2)
+        #expect(table.translate(VirtualAddress(0x7FE0_1000)) == nil)
+    }
+
     /// Random map/unmap/protect of page ranges against a model of every page's translation.
     @Test func matchesAModel() async throws {
         let operations = Gen.int(in: 0...1_000_000).array(of: 1...60)
@@ -339,10 +455,18 @@ private final class Invalidations: TranslationMaintenance {
                     }
                 case 2:
                     let mapped = (0..<pages).allSatisfy { model[first + $0] != nil }
-                    if mapped {
+                    if mapped && code % 5 != 0 {
                         #expect((try? table.unmap(VirtualAddress(virtual), size: pages * 4096, frames: &frames, maintenance: tlb)) != nil)
-                        for page in 0..<pages { model[first + page] = nil }
+                    } else {
+                        var released: UInt64 = 0
+                        let present = (0..<pages).filter { model[first + $0] != nil }.count
+                        #expect((try? table.unmapPresent(VirtualAddress(virtual), size: pages * 4096, frames: &frames,
+                                                         maintenance: tlb) { _, size in released += size }) != nil)
+                        // Blocks reach past the range only before they are split, so what comes back
+                        // is exactly the pages that were there.
+                        #expect(released == UInt64(present) * 4096)
                     }
+                    for page in 0..<pages { model[first + page] = nil }
                 default:
                     let mapped = (0..<pages).allSatisfy { model[first + $0] != nil }
                     if mapped {

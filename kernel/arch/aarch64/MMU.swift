@@ -104,4 +104,12 @@ struct KernelTranslationMaintenance: TranslationMaintenance {
         aarch64_dsb_ish()
         aarch64_isb()
     }
+
+    /// Kernel entries are global, so nothing narrower than every entry covers them all.
+    func invalidateAll() {
+        aarch64_dsb_ishst()
+        aarch64_tlbi_vmalle1is()
+        aarch64_dsb_ish()
+        aarch64_isb()
+    }
 }

@@ -37,6 +37,7 @@ struct UserTranslationMaintenance: TranslationMaintenance {
         aarch64_isb()
     }
 
-    /// Drops every TLB entry of the ASID, on every core: before the ASID is used again.
+    /// Drops every TLB entry of the ASID, on every core: before the ASID is used again, and
+    /// once per batch when a large range is unmapped.
     func invalidateAll() { aarch64_tlbi_aside1is(UInt64(asid)) }
 }

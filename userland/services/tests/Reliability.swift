@@ -45,6 +45,7 @@ func testReliability(_ suite: inout Suite) {
     testPortCycles(&suite)
     testCallToFullServer(&suite)
     testMappingContracts(&suite)
+    testLargeUnmap(&suite)
     testMemoryLimits(&suite)
     testMemoryExhaustion(&suite)
 }
@@ -174,6 +175,46 @@ func testMappingContracts(_ suite: inout Suite) {
     }
     suite.check(starts.count == 4 && starts.allSatisfy { $0 == invalid },
                 "threadCreate refuses a misaligned entry and a stack that is unmapped, read-only or in the program text")
+}
+
+/// `unmap` of a large region between two small ones: the region's pages are gone (the kernel
+/// refuses them as buffers), its neighbours keep theirs, and every frame and table comes back.
+/// The kernel visits only the tables that exist and invalidates the ASID once per batch of pages,
+/// not once per page, so it is quick; the time is reported, not judged.
+func testLargeUnmap(_ suite: inout Suite) {
+    if let warm = try? System.map(bytes: 4096, access: .write) { try? System.unmap(warm, bytes: 4096) }
+    let before = KernelHoldings.now
+    let bytes: UInt64 = 16 << 20
+    let debugWrite = SystemCallNumber.debugWrite.rawValue
+    var neighboursKept = false
+    var pagesGone = false
+    var returned = false
+    var microseconds: UInt64 = 0
+    if let low = try? System.map(bytes: 4096, access: .write),
+       let large = try? System.map(bytes: bytes, access: .write),
+       let high = try? System.map(bytes: 4096, access: .write) {
+        let largeAddress = UInt64(UInt(bitPattern: large))
+        low.storeBytes(of: 0x10, as: UInt64.self)
+        high.storeBytes(of: 0x20, as: UInt64.self)
+        var page: UInt64 = 0
+        while page < bytes {
+            (large + Int(page)).storeBytes(of: page, as: UInt64.self)
+            page += 4096
+        }
+        let start = System.clock
+        let unmapped = (try? System.unmap(large, bytes: bytes)) != nil
+        let end = System.clock.ticks
+        microseconds = (end - start.ticks) * 1_000_000 / start.frequency
+        pagesGone = unmapped && raw(debugWrite, largeAddress, 8).status == KernelError.badAddress.rawValue
+            && raw(debugWrite, largeAddress + bytes / 2, 8).status == KernelError.badAddress.rawValue
+            && raw(debugWrite, largeAddress + bytes - 8, 8).status == KernelError.badAddress.rawValue
+        neighboursKept = low.load(as: UInt64.self) == 0x10 && high.load(as: UInt64.self) == 0x20
+        try? System.unmap(low, bytes: 4096)
+        try? System.unmap(high, bytes: 4096)
+        returned = KernelHoldings.now == before
+    }
+    suite.check(pagesGone && neighboursKept && returned,
+                "unmap of 16 MiB between two pages: its pages gone, the neighbours intact, every frame back (\(microseconds) µs)")
 }
 
 /// A limit given at spawn caps what the kernel holds for the child: too small a limit refuses the

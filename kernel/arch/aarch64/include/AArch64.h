@@ -93,6 +93,8 @@ static inline __attribute__((always_inline)) void aarch64_tlbi_vaae1is(aarch64_u
     __asm__ volatile("tlbi vaae1is, %0" ::"r"(page_number) : "memory");
 }
 static inline __attribute__((always_inline)) void aarch64_tlbi_vmalle1(void) { __asm__ volatile("tlbi vmalle1" ::: "memory"); }
+// Every stage 1 EL1&0 entry, every ASID, inner shareable domain.
+static inline __attribute__((always_inline)) void aarch64_tlbi_vmalle1is(void) { __asm__ volatile("tlbi vmalle1is" ::: "memory"); }
 
 static inline __attribute__((always_inline)) void aarch64_wfe(void) { __asm__ volatile("wfe"); }
 static inline __attribute__((always_inline)) void aarch64_wfi(void) { __asm__ volatile("wfi"); }
