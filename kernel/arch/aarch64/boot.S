@@ -32,19 +32,26 @@ _start:
     .long   0                           // no PE/COFF header
 
     .text
+// What every CPU does first: leave EL2 if it entered there (leave_el2), mask exceptions, and
+// reset SCTLR_EL1 (MMU and caches off). Leaves the exception level at entry in \level; clobbers x0.
+.macro enter_el1 level
+    mrs     \level, CurrentEL
+    lsr     \level, \level, #2
+    cmp     \level, #2
+    b.ne    .Lat_el1_\@
+    bl      leave_el2
+.Lat_el1_\@:
+    msr     daifset, #0xf
+    ldr     x0, =SCTLR_EL1_RES1
+    msr     sctlr_el1, x0
+    isb
+.endm
+
 // Register contract from here to kernel_main:
 //   x19 = device tree physical address, x20 = exception level at entry, x21 = load address
 primary_entry:
     mov     x19, x0
-    mrs     x20, CurrentEL
-    lsr     x20, x20, #2
-    cmp     x20, #2
-    b.ne    1f
-    bl      leave_el2
-1:  msr     daifset, #0xf
-    ldr     x0, =SCTLR_EL1_RES1
-    msr     sctlr_el1, x0
-    isb
+    enter_el1 x20
 
     // Apply R_AARCH64_RELATIVE relocations: *(base + offset) = base + addend. The linker emits
     // no other kind for a static PIE; anything else means a broken build, so stop.
@@ -136,15 +143,7 @@ leave_el2:
     .global secondary_entry
 secondary_entry:
     mov     x19, x0
-    mrs     x0, CurrentEL
-    lsr     x0, x0, #2
-    cmp     x0, #2
-    b.ne    1f
-    bl      leave_el2
-1:  msr     daifset, #0xf
-    ldr     x0, =SCTLR_EL1_RES1
-    msr     sctlr_el1, x0
-    isb
+    enter_el1 x0
     ldp     x9, x10, [x19, #SECONDARY_START_TTBR0]
     ldp     x11, x12, [x19, #SECONDARY_START_MAIR]
     ldp     x13, x14, [x19, #SECONDARY_START_SCTLR]

@@ -53,25 +53,6 @@ _Static_assert(SWITCH_CONTEXT_REGISTER(29) == SWITCH_CONTEXT_X29, "x29 follows x
 _Static_assert(SWITCH_CONTEXT_X30 == SWITCH_CONTEXT_X29 + 8, "x29 and x30 are one pair");
 _Static_assert(SWITCH_CONTEXT_SP + 8 == SWITCH_CONTEXT_SIZE, "SP is the last word");
 _Static_assert(IPC_MESSAGE_HANDLE(4) == IPC_MESSAGE_PAYLOAD, "four handle words before the payload");
-// ---- Secondary CPU start record: secondary_entry in boot.S, SecondaryCPUs.swift ---------------
-// What a secondary CPU needs before its MMU is on, read with the MMU and caches off (the boot CPU
-// cleans the record to the point of coherency first). Pairs that one LDP moves sit side by side.
-#define SECONDARY_START_TTBR0 0      // identity map of the kernel text, for the switch only
-#define SECONDARY_START_TTBR1 8      // the kernel's translation tables
-#define SECONDARY_START_MAIR 16
-#define SECONDARY_START_TCR 24
-#define SECONDARY_START_SCTLR 32
-#define SECONDARY_START_STACK 40     // stack top, linear-map address
-#define SECONDARY_START_PER_CPU 48   // the CPU's per-CPU block, linear-map address (TPIDR_EL1)
-#define SECONDARY_START_OFFSET 56    // linear-map address minus physical address
-#define SECONDARY_START_RECORD 64    // this record, linear-map address (kernel_secondary_main's x0)
-// Swift only: the CPU's redistributor (GICv3), its index, and what it reports once running.
-#define SECONDARY_START_REDISTRIBUTOR 72
-#define SECONDARY_START_INDEX 80
-#define SECONDARY_START_ONLINE 88    // written by the secondary CPU: its MPIDR_EL1 once it runs
-#define SECONDARY_START_TICKS 96     // written by the secondary CPU: its timer ticks so far
-#define SECONDARY_START_SIZE 128
-
 #endif
 
 // ---- Secondary CPU start record: secondary_entry in boot.S, SecondaryCPUs.swift ---------------
