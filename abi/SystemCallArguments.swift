@@ -1160,4 +1160,76 @@ extension SystemCall {
             }
         }
     }
+
+    /// Where a thread of the caller's process may run: `thread` is its id (0: the calling
+    /// thread), `cpus` one bit per CPU index (0: leave it, only read it). A mask naming no CPU
+    /// that runs threads is `invalidArgument`; a thread not of the caller's process `notFound`.
+    /// New threads start with their creator's mask; a new process's first thread with all CPUs.
+    public struct ThreadAffinity: SystemCallArguments {
+        public static let number = SystemCallNumber.threadAffinity
+        public var thread: UInt64
+        public var cpus: UInt64
+        @inline(__always) public init(thread: UInt64, cpus: UInt64) {
+            self.thread = thread
+            self.cpus = cpus
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(thread: registers.x0, cpus: registers.x1)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: thread, x1: cpus)
+        }
+
+        /// The mask before the call, and the CPUs that run threads.
+        public struct Result: SystemCallResult {
+            public var previous: UInt64
+            public var online: UInt64
+            @inline(__always) public init(previous: UInt64, online: UInt64) {
+                self.previous = previous
+                self.online = online
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(previous: registers.x1, online: registers.x2)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: previous, x2: online)
+            }
+        }
+    }
+
+    /// One CPU's figures (`CPUStatistics`, `CPUStatistics.size` bytes) written to `buffer`
+    /// (`capacity` bytes, at least that many). A CPU that does not run threads is `notFound`.
+    public struct CPUStatisticsRead: SystemCallArguments {
+        public static let number = SystemCallNumber.cpuStatistics
+        public var cpu: UInt64
+        public var buffer: UserAddress
+        public var capacity: UInt64
+        @inline(__always) public init(cpu: UInt64, buffer: UserAddress, capacity: UInt64) {
+            self.cpu = cpu
+            self.buffer = buffer
+            self.capacity = capacity
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(cpu: registers.x0, buffer: UserAddress(registers.x1), capacity: registers.x2)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: cpu, x1: buffer.value, x2: capacity)
+        }
+
+        /// The CPUs that run threads, and how many the kernel started.
+        public struct Result: SystemCallResult {
+            public var online: UInt64
+            public var count: UInt64
+            @inline(__always) public init(online: UInt64, count: UInt64) {
+                self.online = online
+                self.count = count
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(online: registers.x1, count: registers.x2)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: online, x2: count)
+            }
+        }
+    }
 }

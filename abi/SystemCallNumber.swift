@@ -57,6 +57,8 @@ public enum SystemCallNumber: UInt64, CaseIterable, Sendable {
     case processInfo = 45
     case logOpen = 46
     case logRead = 47
+    case threadAffinity = 48
+    case cpuStatistics = 49
 }
 
 /// The status a successful call leaves in x0; any other value is a `KernelError`.

@@ -148,3 +148,52 @@ public enum UserSpace {
 
 /// The longest record of the kernel log: `logRead` needs a buffer at least this large.
 public let logRecordMaximum = 512
+
+/// What `cpuStatistics` writes for one CPU: `CPUStatistics.size` bytes, eight words in this order,
+/// each counted since the CPU came online.
+public struct CPUStatistics: Equatable, Sendable {
+    public static let words = 8
+    public static let size = words * 8
+    /// Timer ticks the CPU counted.
+    public var ticks: UInt64
+    /// Ticks that found its idle thread running: idle time, sampled.
+    public var idleTicks: UInt64
+    /// Thread switches on it.
+    public var switches: UInt64
+    /// System calls it took.
+    public var systemCalls: UInt64
+    /// Interrupts it handled (timer, devices and reschedule requests).
+    public var interrupts: UInt64
+    /// Reschedule interrupts it sent to other CPUs, and received from them.
+    public var reschedulesSent: UInt64
+    public var reschedulesReceived: UInt64
+    /// Threads it took from other CPUs' run queues.
+    public var steals: UInt64
+
+    public init(ticks: UInt64 = 0, idleTicks: UInt64 = 0, switches: UInt64 = 0, systemCalls: UInt64 = 0,
+                interrupts: UInt64 = 0, reschedulesSent: UInt64 = 0, reschedulesReceived: UInt64 = 0, steals: UInt64 = 0) {
+        (self.ticks, self.idleTicks, self.switches, self.systemCalls) = (ticks, idleTicks, switches, systemCalls)
+        (self.interrupts, self.reschedulesSent, self.reschedulesReceived, self.steals) =
+            (interrupts, reschedulesSent, reschedulesReceived, steals)
+    }
+
+    /// Word `index` in the order above.
+    public func word(_ index: Int) -> UInt64 {
+        switch index {
+        case 0: return ticks
+        case 1: return idleTicks
+        case 2: return switches
+        case 3: return systemCalls
+        case 4: return interrupts
+        case 5: return reschedulesSent
+        case 6: return reschedulesReceived
+        default: return steals
+        }
+    }
+
+    /// From the words in the order above (`words` of them at `base`).
+    public init(words base: UnsafePointer<UInt64>) {
+        self.init(ticks: base[0], idleTicks: base[1], switches: base[2], systemCalls: base[3], interrupts: base[4],
+                  reschedulesSent: base[5], reschedulesReceived: base[6], steals: base[7])
+    }
+}

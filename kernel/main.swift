@@ -140,6 +140,8 @@ func startUserSpace(_ platform: Platform, startFlags: StartFlags, powerOffAfterI
     if startFlags.contains(.runBenchmarks) { CPU.allowUserCycleCounter() }
     guard NoAddressSpace.start() else { kernelPanic("no memory for the empty user translation table") }
     Scheduler.start()
+    // Threads run on every CPU that came online (docs/ARCHITECTURE.md, "Multiprocessing").
+    if SecondaryCPUs.onlineMask != 1 { Scheduler.startMultiprocessing() }
     var ramdisk: UnsafeRawBufferPointer?
     if let range = platform.initialRamdisk {
         ramdisk = UnsafeRawBufferPointer(start: PhysicalWindow.pointer(to: range.start), count: Int(range.size))

@@ -3,7 +3,8 @@
 // sleeps and timeouts. The compare value is always the sooner of the next tick and the earliest
 // deadline, so deadlines fire on time rather than at the next tick. Each CPU has its own timer,
 // so the tick count and the next tick are per-CPU; the deadline queue is shared, under `lock`,
-// and for now only the boot CPU's timer serves it (a secondary CPU's tick only counts).
+// and only the boot CPU's timer serves it. Every CPU's tick charges its running thread's slice.
+// The kernel log is delivered from the boot CPU's tick.
 
 /// Called with interrupts masked when a deadline armed with `token` expires.
 typealias DeadlineHandler = @convention(c) (UInt64) -> Void
@@ -57,8 +58,8 @@ enum Clock {
         return Interrupts.register(id, handleInterrupt)
     }
 
-    /// A secondary CPU's tick, started on that CPU once `start` has run on the boot CPU. It only
-    /// counts: deadlines, the scheduler's slices and the kernel log stay with the boot CPU.
+    /// A secondary CPU's tick, started on that CPU once `start` has run on the boot CPU. It counts
+    /// and drives the scheduler's slices; deadlines and the kernel log stay with the boot CPU.
     static func startSecondaryTick() {
         PerCPU.current.clock.nextTick = now + period
         GenericTimer.setCompare(PerCPU.current.clock.nextTick)
@@ -123,6 +124,7 @@ enum Clock {
     static let handleInterrupt: InterruptHandler = { _ in
         if PerCPU.current.index != 0 {
             Clock.countSecondaryTick()
+            Scheduler.tick()
             return
         }
         let current = Clock.now

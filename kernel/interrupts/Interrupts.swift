@@ -22,6 +22,9 @@ enum Interrupts {
         var handled: UInt64 = 0
         var spurious: UInt64 = 0
         var privateCounts = InlineArray<32, UInt64>(repeating: 0)
+        /// How other CPUs address a software-generated interrupt to this one (its GICv2 target
+        /// bit or GICv3 MPIDR), written by this CPU when it starts its interface.
+        var sgiAddress: UInt64 = 0
     }
 
     static let privateInterrupts: UInt32 = 32

@@ -14,6 +14,9 @@ final class Process: ChargedObject {
     var name = InlineArray<24, UInt8>(repeating: 0)
     var nameLength = 0
     var addressSpace: AddressSpace?
+    /// The address space of an ended process whose threads were running on other CPUs when it
+    /// ended: freed with the last of them, once no CPU can walk its tables any more.
+    var retiredAddressSpace: AddressSpace?
     /// Live threads; the first is the one the program started with.
     var threads: [Thread] = []
     /// Timer ticks that found a thread of it running: its CPU time, sampled.
@@ -58,7 +61,13 @@ final class Process: ChargedObject {
     }
 
     /// Called when one of the process's threads has been released by the scheduler.
-    func threadReleased(_ thread: Thread) { threads.removeAll { $0 === thread } }
+    func threadReleased(_ thread: Thread) {
+        threads.removeAll { $0 === thread }
+        if threads.isEmpty, let space = retiredAddressSpace {
+            retiredAddressSpace = nil
+            space.destroy()
+        }
+    }
 
     deinit {
         handles.destroy()
@@ -129,6 +138,12 @@ enum Processes {
         guard let table else { return nil }
         for index in 0..<slotsInUse { if let process = table[index], process.id == id { return process } }
         return nil
+    }
+
+    /// Thread `id` of `process`, for calls that name a thread of the caller's own process.
+    static func thread(_ id: UInt64, of process: Process) throws(KernelError) -> Thread {
+        guard let thread = process.threads.first(where: { $0.id == id && $0.state != .dead }) else { throw .notFound }
+        return thread
     }
 
     static func thread(withID id: UInt64) -> Thread? {
@@ -258,6 +273,8 @@ enum Processes {
         }
         let thread = Thread(id: takeThreadID(), process: process, stack: kernelStack, priority: Scheduler.defaultPriority)
         thread.charge = charge
+        // Where its creator may run, it may (`threadAffinity`).
+        if let creator = Scheduler.current, creator.process === process { thread.affinity = creator.affinity }
         thread.prepareUserEntry(entry: entry, userStack: stack, argument: argument, handle: startHandle.value,
                                 startBlock: startBlock, ramdisk: ramdisk.value)
         process.started = true
@@ -317,12 +334,19 @@ enum Processes {
         process.exitReason = reason
         process.exitCode = code
         let isCurrent = Scheduler.current?.process === process
+        var runningElsewhere = false
         for thread in process.threads where thread !== Scheduler.current {
             Clock.cancelDeadline(token: thread.id)
             if thread.inSystemCall {
                 // Its stack holds system call frames: let it wake and unwind, then it ends.
                 thread.killed = true
                 Scheduler.wake(thread)
+            } else if thread.state == .running {
+                // In user space on another CPU (or waiting there for the big kernel lock): it ends
+                // as that CPU enters the kernel, which the reschedule interrupt makes it do now.
+                thread.killed = true
+                runningElsewhere = true
+                Scheduler.requestReschedule(of: thread.cpu, from: PerCPU.current.index)
             } else {
                 // Preempted in user space: nothing on its stack to unwind.
                 if thread.state == .ready { Scheduler.removeFromQueue(thread) }
@@ -337,7 +361,12 @@ enum Processes {
             // The space is live in TTBR0: leave it before freeing it.
             NoAddressSpace.activate()
         }
-        process.addressSpace?.destroy()
+        if runningElsewhere {
+            // Other CPUs may still walk its tables until those threads are gone.
+            process.retiredAddressSpace = process.addressSpace
+        } else {
+            process.addressSpace?.destroy()
+        }
         process.addressSpace = nil
         IPC.closeAll(in: process)
         // Its children lose their parent (zombies among them are reaped), and it leaves the table
@@ -408,6 +437,8 @@ enum Processes {
         }
         let thread = Thread(id: takeThreadID(), process: process, stack: kernelStack, priority: Scheduler.defaultPriority)
         thread.charge = charge
+        // Where its creator may run, it may (`threadAffinity`).
+        if let creator = Scheduler.current, creator.process === process { thread.affinity = creator.affinity }
         thread.prepareUserEntry(entry: entry.value, userStack: stack.value, argument: argument0, handle: argument1)
         process.threads.append(thread)
         Scheduler.makeReady(thread)
@@ -444,12 +475,11 @@ enum Processes {
             process.waiter = nil
             guard !thread.killed else { throw .peerClosed }
         }
-        if collecting {
-            // Threads of the child still unwinding out of system calls finish first, so that when
-            // `wait` returns every resource of the child is back.
-            while !process.threads.isEmpty { Scheduler.yield() }
-            remove(process)
-        }
+        // Threads still unwinding out of system calls, or still running on another CPU until it
+        // enters the kernel, finish first, so that when `wait` returns every resource of the
+        // process is back.
+        while !process.threads.isEmpty { Scheduler.yield() }
+        if collecting { remove(process) }
         return (process.exitCode, process.exitReason)
     }
 }

@@ -1,9 +1,16 @@
 // Preemptive round-robin scheduling with priorities: one FIFO run queue per priority level, the
 // highest non-empty level runs first, a thread runs for a time slice of timer ticks and then
 // goes to the back of its queue. Blocking takes a thread off the queues until `wake`; the idle
-// thread (the boot thread) runs when nothing else can, waiting in WFI. All of it is one CPU's
-// state, in that CPU's per-CPU block (`PerCPU.current.scheduler`); every entry point runs with
-// interrupts masked (exception context or the idle loop's masked sections).
+// thread (the CPU's boot thread) runs when nothing else can, waiting in WFI. Each CPU has its
+// own queues and idle thread, in its per-CPU block (`PerCPU.current.scheduler`); every entry
+// point runs with interrupts masked (exception context or the idle loop's masked sections).
+//
+// With more than one CPU (`multiprocessor`), all of this runs under the big kernel lock, which
+// makes the other CPUs' queues safe to reach. A woken thread goes back to the queue of the CPU it
+// last ran on, whose caches still hold its data; that CPU is interrupted (the reschedule SGI) if
+// the thread should preempt what it runs, and otherwise an idle CPU is, which then takes the
+// thread. A CPU whose own queue is empty takes the oldest thread of the highest priority from
+// another CPU's queue (work stealing); a thread's affinity mask limits where it may go.
 
 import AArch64
 
@@ -12,6 +19,15 @@ enum Scheduler {
     static let defaultPriority = 1
     /// Time slice in timer ticks (20 ms at 100 Hz).
     static let sliceTicks = 2
+    /// The software-generated interrupt that makes another CPU look at its run queue; its
+    /// handler does nothing, the switch happens on the way out of the interrupt.
+    static let rescheduleInterrupt: UInt32 = 0
+
+    /// The CPUs that run threads, one bit per CPU index. Set once, by `startMultiprocessing`.
+    nonisolated(unsafe) static var onlineCPUs: UInt64 = 1
+    /// Whether more than one CPU runs threads. Set once, under the big kernel lock, by
+    /// `startMultiprocessing`; a single CPU never pays for the paths it guards.
+    nonisolated(unsafe) static var multiprocessor = false
 
     struct Queue {
         var head: Thread?
@@ -35,6 +51,12 @@ enum Scheduler {
         var dead: Thread?
         var rescheduleNeeded = false
         var switches: UInt64 = 0
+        /// Ticks this CPU counted while its idle thread ran.
+        var idleTicks: UInt64 = 0
+        /// Threads this CPU took from other CPUs' queues.
+        var steals: UInt64 = 0
+        /// Reschedule interrupts this CPU sent to others.
+        var reschedulesSent: UInt64 = 0
 
         /// `next` runs from now on, and no switch is pending. One method, so that the three
         /// writes share one read of TPIDR_EL1.
@@ -61,6 +83,16 @@ enum Scheduler {
     }
 
     static func makeReady(_ thread: Thread) {
+        if multiprocessor {
+            makeReadyOnItsCPU(thread)
+        } else {
+            makeReadyHere(thread)
+        }
+    }
+
+    /// `makeReady` with one CPU: this CPU's queue.
+    @inline(__always)
+    private static func makeReadyHere(_ thread: Thread) {
         guard let queues = PerCPU.current.scheduler.queues, thread.state != .dead else { return }
         thread.state = .ready
         thread.next = nil
@@ -74,17 +106,122 @@ enum Scheduler {
         }
     }
 
+    /// The multiprocessor `makeReady`: the thread goes to the queue of the CPU it last ran on (or
+    /// one it may run on), and a CPU is interrupted to run it if one should (see the top).
+    private static func makeReadyOnItsCPU(_ thread: Thread) {
+        guard thread.state != .dead else { return }
+        let here = PerCPU.current.index
+        let home = homeCPU(of: thread, here: here)
+        let block = PerCPU.block(home)
+        guard let queues = block.pointee.scheduler.queues else { return }
+        thread.state = .ready
+        thread.next = nil
+        thread.cpu = home
+        let level = min(max(thread.priority, 0), priorityLevels - 1)
+        if let tail = queues[level].tail { tail.next = thread } else { queues[level].head = thread }
+        queues[level].tail = thread
+        block.pointee.scheduler.readyLevels |= 1 << UInt64(level)
+        if let running = block.pointee.scheduler.running?.takeUnretainedValue(), running !== thread,
+           thread.priority > running.priority || running === block.pointee.scheduler.idle {
+            requestReschedule(of: home, from: here)
+        } else {
+            wakeIdleCPU(for: thread, besides: home, from: here)
+        }
+    }
+
+    /// Where a woken thread is queued: the CPU it last ran on if its affinity allows, else this
+    /// one if allowed, else the first CPU it may run on.
+    static func homeCPU(of thread: Thread, here: Int) -> Int {
+        let allowed = thread.affinity & onlineCPUs
+        if allowed & (1 << UInt64(thread.cpu)) != 0 { return thread.cpu }
+        if allowed & (1 << UInt64(here)) != 0 || allowed == 0 { return here }
+        return allowed.trailingZeroBitCount
+    }
+
+    /// Makes CPU `cpu` switch on its way out of the kernel: at once if it is this CPU, through
+    /// the reschedule interrupt if it is another.
+    static func requestReschedule(of cpu: Int, from here: Int) {
+        let block = PerCPU.block(cpu)
+        block.pointee.scheduler.rescheduleNeeded = true
+        guard cpu != here, let controller = Interrupts.controller else { return }
+        PerCPU.current.scheduler.reschedulesSent &+= 1
+        controller.send(rescheduleInterrupt, toCPUAddressedBy: block.pointee.interrupts.sgiAddress)
+    }
+
+    /// A thread was queued behind others on a busy CPU: an idle CPU it may run on, if there is
+    /// one, is interrupted and takes it (`steal`).
+    private static func wakeIdleCPU(for thread: Thread, besides home: Int, from here: Int) {
+        var candidates = thread.affinity & onlineCPUs & ~(1 << UInt64(home))
+        while candidates != 0 {
+            let cpu = candidates.trailingZeroBitCount
+            candidates &= candidates - 1
+            let block = PerCPU.block(cpu)
+            if block.pointee.scheduler.running?.takeUnretainedValue() === block.pointee.scheduler.idle,
+               !block.pointee.scheduler.rescheduleNeeded {
+                requestReschedule(of: cpu, from: here)
+                return
+            }
+        }
+    }
+
+    /// Work stealing: the oldest thread of the highest priority waiting on another CPU's queue
+    /// that may run on this one, taken off that queue; nil if there is none.
+    private static func steal() -> Thread? {
+        let here = PerCPU.current.index
+        guard onlineCPUs & (1 << UInt64(here)) != 0 else { return nil }
+        let others = onlineCPUs & ~(1 << UInt64(here))
+        var level = priorityLevels - 1
+        while level >= 0 {
+            var remaining = others
+            while remaining != 0 {
+                let cpu = remaining.trailingZeroBitCount
+                remaining &= remaining - 1
+                let block = PerCPU.block(cpu)
+                guard block.pointee.scheduler.readyLevels & (1 << UInt64(level)) != 0,
+                      let queues = block.pointee.scheduler.queues else { continue }
+                var cursor = queues[level].head
+                while let candidate = cursor {
+                    if candidate.affinity & (1 << UInt64(here)) != 0 {
+                        unlink(candidate, level: level, from: block)
+                        candidate.cpu = here
+                        PerCPU.current.scheduler.steals &+= 1
+                        return candidate
+                    }
+                    cursor = candidate.next
+                }
+            }
+            level -= 1
+        }
+        return nil
+    }
+
+    /// Whether another CPU's queue holds a thread (for an idle CPU's tick).
+    private static var workElsewhere: Bool {
+        let here = PerCPU.current.index
+        guard onlineCPUs & (1 << UInt64(here)) != 0 else { return false }
+        var others = onlineCPUs & ~(1 << UInt64(here))
+        while others != 0 {
+            let cpu = others.trailingZeroBitCount
+            others &= others - 1
+            if PerCPU.block(cpu).pointee.scheduler.readyLevels != 0 { return true }
+        }
+        return false
+    }
+
     /// Removes a ready thread from its queue (when its process is killed).
     static func removeFromQueue(_ thread: Thread) {
-        guard let queues = PerCPU.current.scheduler.queues else { return }
-        let level = min(max(thread.priority, 0), priorityLevels - 1)
+        unlink(thread, level: min(max(thread.priority, 0), priorityLevels - 1), from: PerCPU.block(thread.cpu))
+    }
+
+    private static func unlink(_ thread: Thread, level: Int, from block: UnsafeMutablePointer<PerCPU>) {
+        guard let queues = block.pointee.scheduler.queues else { return }
         var previous: Thread?
         var cursor = queues[level].head
         while let candidate = cursor {
             if candidate === thread {
                 if let previous { previous.next = candidate.next } else { queues[level].head = candidate.next }
                 if queues[level].tail === candidate { queues[level].tail = previous }
-                if queues[level].head == nil { PerCPU.current.scheduler.readyLevels &= ~(1 << UInt64(level)) }
+                if queues[level].head == nil { block.pointee.scheduler.readyLevels &= ~(1 << UInt64(level)) }
                 candidate.next = nil
                 return
             }
@@ -142,7 +279,8 @@ enum Scheduler {
             next = preferred
         } else {
             if let preferred, preferred.state == .blocked { makeReady(preferred) }
-            guard let chosen = takeNext() ?? (previous.state == .running ? previous : PerCPU.current.scheduler.idle)
+            guard let chosen = takeNext() ?? (multiprocessor ? steal() : nil)
+                    ?? (previous.state == .running ? previous : PerCPU.current.scheduler.idle)
             else { return nil }
             next = chosen
         }
@@ -169,24 +307,47 @@ enum Scheduler {
     private static func enter(_ next: Thread, leaving previous: Thread) -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer) {
         #if KERNEL_DEBUG
         // The next thread would run with them held, and this CPU could wait on its own lock.
-        if PerCPU.current.locksHeld != 0 { kernelPanic("thread switch with spin locks held") }
+        if PerCPU.current.locksHeld & ~LockOrder.bigKernel.bit != 0 { kernelPanic("thread switch with spin locks held") }
         #endif
         if next.translationBase != .none {
             next.translationBase.activate()
         } else {
             NoAddressSpace.activate()
         }
-        LazyFloatingPoint.switched(to: next.floatingPoint)
+        if LazyFloatingPoint.switched(to: next.floatingPoint) { switchCarefully(from: previous, to: next) }
         next.state = .running
         next.sliceRemaining = sliceTicks
         PerCPU.current.scheduler.recordSwitch(to: next)
         return (UnsafeMutableRawPointer(previous.context), UnsafeMutableRawPointer(next.context))
     }
 
+    /// A switch's multiprocessor part, out of line, which a single CPU's switch never reaches
+    /// (LazyFloatingPoint.CPUState.trapping says how): `previous` may run on another CPU next,
+    /// so its FP/SIMD state goes to memory now, and `next` is recorded as running here.
+    @inline(never)
+    private static func switchCarefully(from previous: Thread, to next: Thread) {
+        LazyFloatingPoint.leave(previous.floatingPoint)
+        next.cpu = PerCPU.current.index
+        LazyFloatingPoint.switchedCarefully(to: next.floatingPoint)
+    }
+
     static func yield() {
+        if multiprocessor {
+            yieldOnMultiprocessor()
+            return
+        }
         // The reference is dropped before the switch (see schedule()).
-        if let thread = current, thread !== PerCPU.current.scheduler.idle { makeReady(thread) }
+        if let thread = current, thread !== PerCPU.current.scheduler.idle { makeReadyHere(thread) }
         schedule()
+    }
+
+    @inline(never)
+    private static func yieldOnMultiprocessor() {
+        if let thread = current, thread !== PerCPU.current.scheduler.idle { makeReadyOnItsCPU(thread) }
+        schedule()
+        // A thread that yields in a loop inside the kernel waits for something another CPU does
+        // there (a killed thread ending): let the CPUs waiting for the lock in first.
+        BigKernelLock.letWaitersIn()
     }
 
     /// Blocks the current thread until `wake`; `target` (blocked, given work by the caller) runs
@@ -201,6 +362,22 @@ enum Scheduler {
 
     static func wake(_ thread: Thread) {
         if thread.state == .blocked { makeReady(thread) }
+    }
+
+    /// Whether the running thread was killed by another CPU while it ran in user space (a thread
+    /// killed inside a system call unwinds it instead). Its references end with the call.
+    @inline(never)
+    static var currentKilledInUserSpace: Bool {
+        guard let thread = current else { return false }
+        return thread.killed && !thread.inSystemCall
+    }
+
+    /// The running thread, killed while it ran in user space, has entered the kernel: it ends
+    /// here, before anything it came in for is done.
+    static func endKilledThread() -> Never {
+        markCurrentDead()
+        schedule()
+        kernelPanic("a killed thread was scheduled")
     }
 
     /// The current thread will never run again. It is marked dead and queued for release; the
@@ -228,7 +405,8 @@ enum Scheduler {
     static func tick() {
         guard let thread = current else { return }
         if thread === PerCPU.current.scheduler.idle {
-            if hasReadyThreads { PerCPU.current.scheduler.rescheduleNeeded = true }
+            PerCPU.current.scheduler.idleTicks &+= 1
+            if hasReadyThreads || (multiprocessor && workElsewhere) { PerCPU.current.scheduler.rescheduleNeeded = true }
             return
         }
         thread.process?.ticks &+= 1
@@ -253,14 +431,83 @@ enum Scheduler {
         yield()
     }
 
-    /// The idle loop: waits for interrupts; the IRQ path switches to whatever became ready.
+    /// The idle loop: waits for interrupts; the IRQ path switches to whatever became ready. With
+    /// more than one CPU it looks at the queues under the big kernel lock, which the boot CPU
+    /// already holds when it first comes here (`startMultiprocessing`).
     static func idleLoop() -> Never {
         while true {
             CPU.disableInterrupts()
-            if hasReadyThreads { schedule() }
+            // Read once: it turns on while a secondary CPU waits here.
+            let locked = multiprocessor
+            if locked { _ = BigKernelLock.acquireUnlessHeld() }
+            if hasReadyThreads || (locked && workElsewhere) { schedule() }
             releaseDeadThreads()
+            if locked { BigKernelLock.release() }
             CPU.enableInterrupts()
             CPU.waitForInterrupt()
+        }
+    }
+
+    /// The boot CPU, when it starts user space with other CPUs online: takes the big kernel lock
+    /// (its idle loop releases it), moves to the vector table that takes it (the other CPUs use
+    /// it already), and turns on the multiprocessor paths. Each other CPU then `join`s.
+    static func startMultiprocessing() {
+        CPU.disableInterrupts()
+        BigKernelLock.acquire()
+        Exceptions.install(multiprocessor: true)
+        LazyFloatingPoint.examineEverySwitch()
+        multiprocessor = true
+    }
+
+    /// A secondary CPU, its registers ready for user space, under the big kernel lock: from now
+    /// on threads are queued on it and it takes work from the others.
+    static func join() {
+        onlineCPUs |= 1 << UInt64(PerCPU.current.index)
+    }
+}
+
+// MARK: Affinity and per-CPU figures (system calls)
+
+extension Scheduler {
+    /// `threadAffinity`: restricts `thread` to the CPUs in `cpus` (0: leaves it) and returns the
+    /// mask it had. A thread now on the wrong CPU moves: queued, it is queued again; running, its
+    /// CPU switches away from it on the way out of the kernel, and it is queued where it may run.
+    static func setAffinity(of thread: Thread, to cpus: UInt64) throws(KernelError) -> UInt64 {
+        let previous = thread.affinity
+        guard cpus != 0 else { return previous }
+        guard cpus & onlineCPUs != 0 else { throw .invalidArgument }
+        thread.affinity = cpus
+        guard cpus & (1 << UInt64(thread.cpu)) == 0 else { return previous }
+        switch thread.state {
+        case .ready:
+            removeFromQueue(thread)
+            thread.state = .blocked
+            makeReady(thread)
+        case .running:
+            requestReschedule(of: thread.cpu, from: PerCPU.current.index)
+        case .blocked, .dead:
+            break // woken, it goes where it may run (`homeCPU`)
+        }
+        return previous
+    }
+
+    /// `cpuStatistics`: CPU `cpu`'s figures (`CPUStatistics`) to user memory.
+    static func copyStatistics(of cpu: UInt64, to buffer: UserAddress, capacity: UInt64) throws(KernelError) {
+        guard cpu < 64, onlineCPUs & (1 << cpu) != 0, let storage = PerCPU.storage, Int(cpu) < storage.count else {
+            throw .notFound
+        }
+        guard capacity >= UInt64(CPUStatistics.size) else { throw .invalidArgument }
+        let block = PerCPU.block(Int(cpu))
+        let figures = CPUStatistics(
+            ticks: block.pointee.clock.ticks, idleTicks: block.pointee.scheduler.idleTicks,
+            switches: block.pointee.scheduler.switches, systemCalls: block.pointee.systemCalls,
+            interrupts: block.pointee.interrupts.handled, reschedulesSent: block.pointee.scheduler.reschedulesSent,
+            reschedulesReceived: block.pointee.interrupts.privateCounts[Int(rescheduleInterrupt)],
+            steals: block.pointee.scheduler.steals)
+        var words = InlineArray<8, UInt64>(repeating: 0)
+        for index in 0..<CPUStatistics.words { words[index] = figures.word(index) }
+        try withUnsafeBytes(of: &words) { bytes throws(KernelError) in
+            try UserMemory.copyOut(to: buffer, from: bytes.baseAddress!, count: UInt64(CPUStatistics.size))
         }
     }
 }

@@ -80,6 +80,10 @@ final class Thread: ChargedObject {
     /// This thread's places in ports' waiter lists: the first for `receive`, one per handle for
     /// `waitAny`. Off every list before the thread is released.
     let waitLinks: UnsafeMutablePointer<WaitLink<Thread>>
+    /// The CPU whose run queue holds it, or that it last ran on: woken, it goes back there.
+    var cpu = 0
+    /// The CPUs it may run on, one bit per CPU index (`threadAffinity`); all of them by default.
+    var affinity = UInt64.max
 
     /// As many as `waitAny` takes handles.
     static let waitLinkCount = 8
@@ -91,6 +95,7 @@ final class Thread: ChargedObject {
         self.process = process
         self.stack = stack
         self.priority = priority
+        cpu = PerCPU.current.index
         translationBase = process?.addressSpace?.translationBase ?? .none
         context = UnsafeMutablePointer<SwitchContext>.allocate(capacity: 1)
         context.initialize(to: SwitchContext())

@@ -8,6 +8,10 @@ import Synchronization
 /// never nest with each other or with anything but the console. A DEBUG=1 build checks this on
 /// every acquisition.
 enum LockOrder: UInt32 {
+    /// BigKernelLock: threads, processes and IPC objects once more than one CPU runs threads.
+    /// First: a CPU takes it on entry from user space, before anything else. Unlike the others
+    /// it stays held across a thread switch (BigKernelLock.swift).
+    case bigKernel
     /// Processes.lock: the process table and the process and thread IDs. A process is made and
     /// freed under it, which takes the heap's lock.
     case processTable
@@ -74,13 +78,14 @@ struct SpinLock: ~Copyable, @unchecked Sendable {
 #if KERNEL_DEBUG
 /// The lock-order check: each CPU's block records the locks it holds.
 extension LockOrder {
-    private var bit: UInt32 { 1 << rawValue }
+    var bit: UInt32 { 1 << rawValue }
 
     private static let leaves: UInt32 =
         kernelStacks.bit | asids.bit | interruptTable.bit | deadlines.bit
 
     var name: StaticString {
         switch self {
+        case .bigKernel: return "BigKernelLock"
         case .processTable: return "Processes.lock"
         case .kernelAddressSpace: return "KernelAddressSpace.lock"
         case .heap: return "Heap.lock"

@@ -311,6 +311,16 @@ enum SystemCalls {
             serve(frame, SystemCall.LogRead.self) { call throws(KernelError) in
                 .init(length: try KernelLog.read(call.reader, into: call.buffer, capacity: call.capacity, process: try caller()))
             }
+        case .threadAffinity:
+            serve(frame, SystemCall.ThreadAffinity.self) { call throws(KernelError) in
+                let thread = call.thread == 0 ? try callingThread() : try Processes.thread(call.thread, of: try caller())
+                return .init(previous: try Scheduler.setAffinity(of: thread, to: call.cpus), online: Scheduler.onlineCPUs)
+            }
+        case .cpuStatistics:
+            serve(frame, SystemCall.CPUStatisticsRead.self) { call throws(KernelError) in
+                try Scheduler.copyStatistics(of: call.cpu, to: call.buffer, capacity: call.capacity)
+                return .init(online: Scheduler.onlineCPUs, count: UInt64(PerCPU.storage?.count ?? 1))
+            }
         case .interruptAcknowledge:
             serve(frame, SystemCall.InterruptAcknowledge.self) { call throws(KernelError) in
                 try DeviceAccess.acknowledge(call.interrupt, process: try caller())

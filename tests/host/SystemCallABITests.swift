@@ -38,6 +38,7 @@ import ABI
         SystemCall.ProcessCreate.self, SystemCall.ProcessMap.self, SystemCall.ProcessStart.self, SystemCall.ProcessGive.self,
         SystemCall.ProcessWait.self, SystemCall.ProcessKill.self, SystemCall.ProcessNotify.self,
         SystemCall.IPCStatistics.self, SystemCall.ProcessInfo.self, SystemCall.LogOpen.self, SystemCall.LogRead.self,
+        SystemCall.ThreadAffinity.self, SystemCall.CPUStatisticsRead.self,
     ]
 
     /// The word a field puts in its register.

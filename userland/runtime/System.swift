@@ -209,6 +209,28 @@ public enum System {
         return Int(try invoke(SystemCall.LogRead(reader: reader, buffer: UserAddress(UnsafeRawPointer(base)), capacity: UInt64(buffer.count))).length)
     }
 
+    /// Restricts thread `thread` of this process (0: the calling thread) to the CPUs in `cpus`,
+    /// one bit per CPU index (0: only reads it). Returns the mask it had and the CPUs that run
+    /// threads.
+    @discardableResult
+    public static func setAffinity(_ cpus: UInt64, thread: UInt64 = 0) throws(KernelError) -> (previous: UInt64, online: UInt64) {
+        let result = try invoke(SystemCall.ThreadAffinity(thread: thread, cpus: cpus))
+        return (result.previous, result.online)
+    }
+
+    /// The CPUs that run threads, one bit per CPU index.
+    public static var onlineCPUs: UInt64 { (try? setAffinity(0))?.online ?? 1 }
+
+    /// CPU `cpu`'s figures since it came online.
+    public static func cpuStatistics(_ cpu: Int) throws(KernelError) -> CPUStatistics {
+        var words = InlineArray<8, UInt64>(repeating: 0)
+        try withUnsafeMutableBytes(of: &words) { bytes throws(KernelError) in
+            _ = try invoke(SystemCall.CPUStatisticsRead(cpu: UInt64(cpu), buffer: UserAddress(UnsafeRawPointer(bytes.baseAddress!)),
+                                                        capacity: UInt64(bytes.count)))
+        }
+        return withUnsafeBytes(of: &words) { CPUStatistics(words: $0.baseAddress!.assumingMemoryBound(to: UInt64.self)) }
+    }
+
     /// Ends the program with a message: the user-space panic.
     /// The exit code of a program whose heap could not grow: the kernel refused it memory.
     public static let outOfMemoryExitCode: UInt64 = 12

@@ -101,7 +101,12 @@ enum CPU {
     static var framePointer: UInt64 { aarch64_frame_pointer() }
 
     /// Lets EL0 read the cycle counter (PMUSERENR_EL0.EN and .CR): for the user-space benchmarks.
-    static func allowUserCycleCounter() { aarch64_write_pmuserenr(0b101) }
+    /// Remembered, so that the CPUs that join later allow it too.
+    static func allowUserCycleCounter() {
+        aarch64_write_pmuserenr(0b101)
+        userCycleCounterAllowed = true
+    }
+    nonisolated(unsafe) static var userCycleCounterAllowed = false
 
     /// Runs `body` with IRQs masked, then restores the mask as it was: for a step that must be
     /// over before an interrupt can switch to another thread.

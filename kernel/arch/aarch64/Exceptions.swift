@@ -72,8 +72,10 @@ enum Exceptions {
 
     static var selfTestTraps: Int { PerCPU.current.exceptions.selfTestTraps }
 
-    static func install() {
-        aarch64_write_vbar(KernelImage.exceptionVectors)
+    /// This CPU's vector table: the single-CPU one, or once other CPUs run threads the one whose
+    /// exceptions take the big kernel lock (vectors.S).
+    static func install(multiprocessor: Bool = false) {
+        aarch64_write_vbar(multiprocessor ? aarch64_address_of_exception_vectors_smp() : KernelImage.exceptionVectors)
         aarch64_isb()
     }
 
@@ -98,6 +100,9 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
     }
     let isSystemCall = syndrome.exceptionClass == .supervisorCall
     switch kindValue {
+    case 16...31: // the multiprocessor table: the same, under the big kernel lock
+        lockedExceptionDispatch(frameBase, kindValue - 16)
+        return
     case 5, 9: // IRQ from EL1 or EL0
         Interrupts.handleIRQ()
         Scheduler.preemptIfNeeded()

@@ -15,11 +15,18 @@ enum LazyFloatingPoint {
         /// The save area of the thread whose state the registers hold (an address, not a
         /// reference, so that a switch costs no reference counting).
         var ownerArea: UnsafeMutableRawPointer?
-        /// Whether EL0's FP/SIMD instructions trap now (CPACR_EL1.FPEN), so a switch between
-        /// threads that do not own the registers leaves the register alone.
-        var trapping = false
+        /// Whether EL0's FP/SIMD instructions trap now (CPACR_EL1.FPEN): 0 no, 1 yes, so a
+        /// switch between threads that do not own the registers leaves the register alone. On a
+        /// CPU of a multiprocessor it is `everySwitch` for good, which no switch matches:
+        /// every switch then takes the multiprocessor path (`switchedCarefully`), and a single
+        /// CPU's switch pays nothing for it.
+        var trapping: UInt8 = 0
+        /// Whether EL0's FP/SIMD instructions trap now, once `trapping` is `everySwitch`.
+        var trapArmed = false
         var restores: UInt64 = 0
     }
+
+    static let everySwitch: UInt8 = 2
 
     static let trapEL0: UInt64 = 0b01 << 20
     static let noTraps: UInt64 = 0b11 << 20
@@ -29,17 +36,37 @@ enum LazyFloatingPoint {
     static func start() {
         aarch64_write_cpacr(trapEL0)
         aarch64_isb()
-        PerCPU.current.floatingPoint.trapping = true
+        PerCPU.current.floatingPoint.trapping = 1
     }
 
-    /// A switch to a thread whose save area is `area` (nil: a kernel-only thread).
+    /// From now on every switch on this CPU takes the multiprocessor path (see `trapping`).
+    static func examineEverySwitch() {
+        PerCPU.current.floatingPoint.trapArmed = PerCPU.current.floatingPoint.trapping == 1
+        PerCPU.current.floatingPoint.trapping = everySwitch
+    }
+
+    /// A switch to the thread whose save area is `area` (nil: a kernel-only thread): arms or
+    /// disarms the trap if that changes. True on a multiprocessor, where the caller takes its
+    /// own path, which ends in `switchedCarefully`.
     @inline(__always)
-    static func switched(to area: UnsafeMutableRawPointer?) {
-        let trap = area != PerCPU.current.floatingPoint.ownerArea
-        guard trap != PerCPU.current.floatingPoint.trapping else { return }
-        aarch64_write_cpacr(trap ? trapEL0 : noTraps)
+    static func switched(to area: UnsafeMutableRawPointer?) -> Bool {
+        let trap: UInt8 = area != PerCPU.current.floatingPoint.ownerArea ? 1 : 0
+        let state = PerCPU.current.floatingPoint.trapping
+        guard trap != state else { return false }
+        guard state != everySwitch else { return true }
+        aarch64_write_cpacr(trap != 0 ? trapEL0 : noTraps)
         aarch64_isb()
         PerCPU.current.floatingPoint.trapping = trap
+        return false
+    }
+
+    /// `switched` on a multiprocessor.
+    static func switchedCarefully(to area: UnsafeMutableRawPointer?) {
+        let trap = area != PerCPU.current.floatingPoint.ownerArea
+        guard trap != PerCPU.current.floatingPoint.trapArmed else { return }
+        aarch64_write_cpacr(trap ? trapEL0 : noTraps)
+        aarch64_isb()
+        PerCPU.current.floatingPoint.trapArmed = trap
     }
 
     /// The FP/SIMD trap from EL0: hands this CPU's registers to the thread whose save area is
@@ -47,15 +74,27 @@ enum LazyFloatingPoint {
     static func claim(for area: UnsafeMutableRawPointer) {
         aarch64_write_cpacr(noTraps)
         aarch64_isb()
-        PerCPU.current.floatingPoint.trapping = false
+        if PerCPU.current.floatingPoint.trapping != everySwitch { PerCPU.current.floatingPoint.trapping = 0 }
+        PerCPU.current.floatingPoint.trapArmed = false
         if let previous = PerCPU.current.floatingPoint.ownerArea, previous != area { fp_state_save(previous) }
         fp_state_restore(area)
         PerCPU.current.floatingPoint.ownerArea = area
         PerCPU.current.floatingPoint.restores += 1
     }
 
-    /// A save area about to be freed no longer owns the registers. (Threads run only on the boot
-    /// CPU so far; once they move between CPUs, the owner to clear may be another CPU's.)
+    /// With more than one CPU, a thread switched away from may next run on another CPU: if it
+    /// owns this CPU's registers, they are saved to its area and this CPU forgets it, so its
+    /// next FP/SIMD instruction, wherever it runs, traps and restores from memory. So no CPU
+    /// ever owns the area of a thread that is not running on it.
+    @inline(__always)
+    static func leave(_ area: UnsafeMutableRawPointer) {
+        guard PerCPU.current.floatingPoint.ownerArea == area else { return }
+        fp_state_save(area)
+        PerCPU.current.floatingPoint.ownerArea = nil
+    }
+
+    /// A save area about to be freed no longer owns the registers. Only this CPU's can: with
+    /// more than one CPU, no other CPU keeps the area of a thread that is not running (`leave`).
     static func forget(_ area: UnsafeMutableRawPointer) {
         if PerCPU.current.floatingPoint.ownerArea == area { PerCPU.current.floatingPoint.ownerArea = nil }
     }

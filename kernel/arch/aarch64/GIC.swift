@@ -102,6 +102,15 @@ struct GICv2 {
         aarch64_dsb_ish()
         distributor.write32(Distributor.softwareInterrupt, 0b10 << 24 | (id & 0xF))
     }
+
+    /// The calling CPU's bit in an SGI target list: ITARGETSR0 is banked and reads as it.
+    var ownTargetBit: UInt8 { UInt8(truncatingIfNeeded: distributor.read32(Distributor.targets)) }
+
+    /// SGI `id` to the CPU interfaces in `targets` (TargetListFilter 0b00: the list as given).
+    func send(_ id: UInt32, targets: UInt8) {
+        aarch64_dsb_ish()
+        distributor.write32(Distributor.softwareInterrupt, UInt32(targets) << 16 | (id & 0xF))
+    }
 }
 
 struct GICv3 {
@@ -201,7 +210,9 @@ struct GICv3 {
 
     func endOfInterrupt(_ acknowledged: UInt32) { aarch64_write_icc_eoir1(UInt64(acknowledged)) }
 
-    func sendToSelf(_ id: UInt32, affinity: CPUAffinity) {
+    /// SGI `id` to the CPU whose MPIDR is in `affinity` (ICC_SGI1R_EL1: its Aff3.Aff2.Aff1 and
+    /// its Aff0 as a bit of the target list; QEMU's Aff0 values are below 16).
+    func send(_ id: UInt32, to affinity: CPUAffinity) {
         let mpidr = affinity.multiprocessorID
         var value = UInt64(id & 0xF) << 24 | UInt64(1) << (mpidr & 0xF)  // INTID, TargetList bit Aff0
         value |= (mpidr >> 8 & 0xFF) << 16                               // Aff1
@@ -300,7 +311,24 @@ enum InterruptControllerDriver {
     func sendToSelf(_ id: UInt32) {
         switch self {
         case .v2(let gic): gic.sendToSelf(id)
-        case .v3(let gic): gic.sendToSelf(id, affinity: CPU.affinity)
+        case .v3(let gic): gic.send(id, to: CPU.affinity)
+        }
+    }
+
+    /// How other CPUs address an SGI to the calling CPU: its target-list bit (GICv2) or its MPIDR
+    /// (GICv3). Kept in its per-CPU block for `send(_:toCPUAddressedBy:)`.
+    var ownSGIAddress: UInt64 {
+        switch self {
+        case .v2(let gic): return UInt64(gic.ownTargetBit)
+        case .v3: return CPU.affinity.multiprocessorID
+        }
+    }
+
+    /// SGI `id` to the CPU whose `ownSGIAddress` is `address`.
+    func send(_ id: UInt32, toCPUAddressedBy address: UInt64) {
+        switch self {
+        case .v2(let gic): gic.send(id, targets: UInt8(truncatingIfNeeded: address))
+        case .v3(let gic): gic.send(id, to: CPUAffinity(multiprocessorID: address))
         }
     }
 }

@@ -1,7 +1,7 @@
 // Secondary CPUs: every CPU the device tree describes besides the boot CPU is started with PSCI
-// CPU_ON and given its own stack, per-CPU block, exception vectors, GIC interface and timer tick,
-// then idles in WFI. In this step a secondary CPU runs no threads and touches no shared kernel
-// state: docs/ARCHITECTURE.md ("Secondary CPUs") says what it does and does not do yet.
+// CPU_ON and given its own stack, per-CPU block, exception vectors, GIC interface, timer tick,
+// run queues and idle thread. Once the boot CPU starts user space, each prepares its own
+// registers for user space and joins the scheduler (docs/ARCHITECTURE.md, "Multiprocessing").
 
 import AArch64
 import _Volatile
@@ -25,7 +25,7 @@ enum SecondaryCPUs {
 
     /// The start records, one per per-CPU block (index 0, the boot CPU's, unused), `stride` bytes
     /// apart so that no two CPUs write the same cache line. Written once by `start` on the boot
-    /// CPU; afterwards each secondary CPU writes only its own record's ONLINE and TICKS words.
+    /// CPU; afterwards each secondary CPU writes only its own record's ONLINE word.
     nonisolated(unsafe) static var records: UnsafeMutableRawPointer?
     nonisolated(unsafe) static var stride = 0
     nonisolated(unsafe) static var recordCount = 0
@@ -64,6 +64,9 @@ enum SecondaryCPUs {
             log("Boot: CPUs in device tree: \(described) (1 online: no memory to start the others)")
             return
         }
+        // The boot CPU's answer to the reschedule interrupt, before any other CPU can send it.
+        PerCPU.current.interrupts.sgiAddress = controller.ownSGIAddress
+        Interrupts.register(Scheduler.rescheduleInterrupt) { _ in }
         records = PhysicalWindow.pointer(to: first.address)
         recordCount = storage.count
         for offset in stride..<(stride * storage.count) where offset % 8 == 0 {
@@ -147,48 +150,77 @@ enum SecondaryCPUs {
         }
     }
 
-    /// What each secondary CPU has done: its timer ticks, for the end of a test run. A CPU that
-    /// came online moments ago is given up to `checkInMilliseconds` for its first tick.
+    /// The CPUs that came online, one bit per index, the boot CPU's included.
+    static var onlineMask: UInt64 {
+        var mask: UInt64 = 1
+        for index in 1..<max(recordCount, 1) {
+            if let record = record(index), record.read(SECONDARY_START_ONLINE) != 0 { mask |= 1 << UInt64(index) }
+        }
+        return mask
+    }
+
+    /// What each secondary CPU has done, for the end of a test run: its timer ticks, and the
+    /// ticks its idle thread ran. A CPU that came online moments ago is given up to
+    /// `checkInMilliseconds` for its first tick.
     static func reportTicks() {
         let deadline = GenericTimer.count + GenericTimer.frequency * checkInMilliseconds / 1000
-        for index in 1..<max(recordCount, 1) {
-            guard let record = record(index), record.read(SECONDARY_START_ONLINE) != 0 else { continue }
-            while record.read(SECONDARY_START_TICKS) == 0 && GenericTimer.count < deadline {}
+        let online = onlineMask & ~1
+        for index in 0..<PerCPU.maximumCPUs where online & (1 << UInt64(index)) != 0 {
+            while ticks(of: index) == 0 && GenericTimer.count < deadline {}
         }
         var line = TextLine()
         line.write("Boot: secondary CPUs' timer ticks:")
-        var any = false
-        for index in 1..<max(recordCount, 1) {
-            guard let record = record(index), record.read(SECONDARY_START_ONLINE) != 0 else { continue }
-            line.write(any ? ", CPU " : " CPU ")
+        for index in 0..<PerCPU.maximumCPUs where online & (1 << UInt64(index)) != 0 {
+            line.write(index == online.trailingZeroBitCount ? " CPU " : ", CPU ")
             line.writeDecimal(UInt64(index))
             line.write(" ")
-            line.writeDecimal(record.read(SECONDARY_START_TICKS))
-            any = true
+            line.writeDecimal(ticks(of: index))
         }
-        if any { Console.write(line) }
+        if online != 0 { Console.write(line) }
+    }
+
+    /// CPU `index`'s tick count, which that CPU writes: one aligned word, read whole (the
+    /// barrier makes each call read it again).
+    private static func ticks(of index: Int) -> UInt64 {
+        aarch64_dsb_ish()
+        return PerCPU.block(index).pointee.clock.ticks
     }
 
     /// A secondary CPU from secondary_entry: MMU on, in the linear map, on its own stack, with
-    /// TPIDR_EL1 at its per-CPU block and IRQs masked. Starts its vectors, GIC interface and
-    /// tick, checks in with its MPIDR, and idles, publishing its tick count after each wake.
+    /// TPIDR_EL1 at its per-CPU block and IRQs masked. Starts its vectors (the table that takes
+    /// the big kernel lock), GIC interface, run queues, idle thread and tick, checks in with its
+    /// MPIDR, and idles until the boot CPU starts user space; then it readies its own registers
+    /// for user space and joins the scheduler.
     static func run(_ record: Record) -> Never {
-        Exceptions.install()
+        Exceptions.install(multiprocessor: true)
         MMU.disableLowerHalf()
         guard let controller = Interrupts.controller else { CPU.halt() }
         let driver = controller.forCPU(redistributor: PhysicalAddress(record.read(SECONDARY_START_REDISTRIBUTOR)))
         driver.startThisCPU()
-        driver.setPriority(Clock.interrupt, defaultInterruptPriority)
-        driver.setEnabled(Clock.interrupt, true)
+        for id in [Clock.interrupt, Scheduler.rescheduleInterrupt] {
+            driver.setPriority(id, defaultInterruptPriority)
+            driver.setEnabled(id, true)
+        }
+        PerCPU.current.interrupts.sgiAddress = driver.ownSGIAddress
+        Scheduler.start()
         Clock.startSecondaryTick()
         aarch64_dsb_ish()
         record.write(SECONDARY_START_ONLINE, aarch64_read_mpidr())
-        while true {
-            CPU.disableInterrupts()
-            record.write(SECONDARY_START_TICKS, PerCPU.current.clock.ticks)
+        while !Scheduler.multiprocessor {
             CPU.enableInterrupts()
             CPU.waitForInterrupt()
+            CPU.disableInterrupts()
         }
+        // The user-space registers the boot CPU set for itself in startUserSpace.
+        MMU.enableLowerHalf(emptyRoot: NoAddressSpace.root)
+        LazyFloatingPoint.start()
+        LazyFloatingPoint.examineEverySwitch()
+        _ = CPU.enablePrivilegedAccessNever()
+        if CPU.userCycleCounterAllowed { CPU.allowUserCycleCounter() }
+        BigKernelLock.acquire()
+        Scheduler.join()
+        BigKernelLock.release()
+        Scheduler.idleLoop()
     }
 }
 

@@ -1,7 +1,12 @@
-// The exception vector table (Arm ARM D1.10.2): 16 entries of 0x80 bytes, for the current EL
+// The exception vector tables (Arm ARM D1.10.2): 16 entries of 0x80 bytes, for the current EL
 // with SP_EL0, the current EL with SP_ELx, a lower EL in AArch64 and a lower EL in AArch32, each
 // for synchronous, IRQ, FIQ and SError. Every entry saves a full ExceptionFrame on the current
 // stack and calls exception_dispatch(frame, kind); returning from it restores the frame.
+//
+// There are two tables, alike but for the kind they pass: exception_vectors while one CPU runs,
+// and exception_vectors_smp, whose kinds are 16 higher, once more CPUs are online; the dispatcher
+// takes the big kernel lock for those (BigKernelLock.swift). So a single CPU pays nothing for
+// the lock, not even a test.
 
 // The frame's layout is defined once, in include/Layouts.h.
 #include "Layouts.h"
@@ -34,6 +39,13 @@ exception_vectors:
     vector_entry 13     //                     IRQ
     vector_entry 14     //                     FIQ
     vector_entry 15     //                     SError
+
+    .balign 0x800
+    .global exception_vectors_smp
+exception_vectors_smp:
+    .irp kind, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31
+    vector_entry \kind
+    .endr
 
 // In: x0 = vector kind, x0/x1 already saved. Saves the rest, calls the Swift dispatcher with
 // x0 = frame, x1 = kind, then restores everything (the handler may have edited the frame,
@@ -68,10 +80,7 @@ exception_entry:
     mov     x0, sp
     bl      exception_dispatch
 
-// Restores the ExceptionFrame at sp and returns from the exception. A new thread's first
-// switch lands in thread_enter_user with sp at a frame built for its first entry to EL0.
-    .global thread_enter_user
-thread_enter_user:
+// Restores the ExceptionFrame at sp and returns from the exception.
 exception_return:
     ldp     x2, x3, [sp, #EXCEPTION_FRAME_ELR]
     msr     elr_el1, x2
@@ -95,3 +104,11 @@ exception_return:
     ldp     x28, x29, [sp, #EXCEPTION_FRAME_REGISTER(28)]
     add     sp, sp, #EXCEPTION_FRAME_SIZE
     eret
+
+// A new thread's first switch lands in thread_enter_user with sp at a frame built for its first
+// entry to EL0; it releases what the switch left (thread_first_entry), then returns from that
+// frame like any exception.
+    .global thread_enter_user
+thread_enter_user:
+    bl      thread_first_entry
+    b       exception_return

@@ -23,6 +23,15 @@ static inline user_system_call_result user_system_call(user_u64 number, user_u64
 static inline void user_illegal_instruction(void) { __asm__ volatile("udf #1"); }
 static inline user_u64 user_read(user_u64 address) { return *(volatile user_u64 *)address; }
 static inline void user_write(user_u64 address, user_u64 value) { *(volatile user_u64 *)address = value; }
+// For words threads of one process share across CPUs: a store that other CPUs see only after
+// every earlier store of this thread (release), and a load after which this thread's later loads
+// see what the storing thread wrote before (acquire).
+static inline void user_store_release(user_u64 address, user_u64 value) {
+    __atomic_store_n((volatile user_u64 *)address, value, __ATOMIC_RELEASE);
+}
+static inline user_u64 user_load_acquire(user_u64 address) {
+    return __atomic_load_n((volatile user_u64 *)address, __ATOMIC_ACQUIRE);
+}
 
 extern user_u64 user_start_argument, user_start_handle, user_start_block, user_start_ramdisk;
 static inline user_u64 user_read_start_argument(void) { return user_start_argument; }

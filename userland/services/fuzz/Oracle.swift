@@ -232,6 +232,8 @@ func name(of number: UInt64) -> StaticString {
     case .processInfo: return "processInfo"
     case .logOpen: return "logOpen"
     case .logRead: return "logRead"
+    case .threadAffinity: return "threadAffinity"
+    case .cpuStatistics: return "cpuStatistics"
     }
 }
 

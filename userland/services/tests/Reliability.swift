@@ -43,11 +43,11 @@ func framesAvailable() -> UInt64 { System.memory.freeFrames + System.kernelHeap.
 
 func testReliability(_ suite: inout Suite) {
     testPortCycles(&suite)
-    testCallToFullServer(&suite)
+    onOneCPU { testCallToFullServer(&suite) }
     testMappingContracts(&suite)
     testLargeUnmap(&suite)
     testMemoryLimits(&suite)
-    testMemoryExhaustion(&suite)
+    onOneCPU { testMemoryExhaustion(&suite) }
 }
 
 /// A receive right never travels in a message, so no port can keep itself alive: a port whose

@@ -175,8 +175,8 @@ struct Tests {
         testThreads(&suite)
         testIPC(&suite)
         testNameService(&suite)
-        testDirectDelivery(&suite)
-        testServerPortClosedWhileWaiting(&suite)
+        onOneCPU { testDirectDelivery(&suite) }
+        onOneCPU { testServerPortClosedWhileWaiting(&suite) }
         testDeviceAccess(&suite)
         testKernelLog(&suite)
         testProcessManager(&suite)
@@ -184,6 +184,7 @@ struct Tests {
         testProcessBuilding(&suite)
         testMemoryManager(&suite)
         testSharedRegions(&suite)
+        testMultiprocessor(&suite)
 
         System.print("tests: \(suite.passed) passed, \(suite.failed) failed")
         System.exit(UInt64(suite.failed))

@@ -97,6 +97,8 @@ static inline __attribute__((always_inline)) void aarch64_tlbi_vmalle1(void) { _
 static inline __attribute__((always_inline)) void aarch64_tlbi_vmalle1is(void) { __asm__ volatile("tlbi vmalle1is" ::: "memory"); }
 
 static inline __attribute__((always_inline)) void aarch64_wfe(void) { __asm__ volatile("wfe"); }
+// A hint that this CPU is spinning, so that a host running it lets another vCPU go first.
+static inline __attribute__((always_inline)) void aarch64_yield(void) { __asm__ volatile("yield" ::: "memory"); }
 static inline __attribute__((always_inline)) void aarch64_wfi(void) { __asm__ volatile("wfi"); }
 static inline __attribute__((always_inline)) void aarch64_mask_interrupts(void) { __asm__ volatile("msr daifset, #0xf" ::: "memory"); }
 
@@ -192,7 +194,7 @@ aarch64_u64 memory_probe_store(aarch64_u64 address, aarch64_u64 value);
 
 // Symbols from boot.S, vectors.S and linker.ld, as run-time addresses (PC-relative, so they
 // are right wherever the image was loaded).
-extern char exception_vectors, _start_of_image, _etext, _sdata, _end, __boot_stack_guard;
+extern char exception_vectors, exception_vectors_smp, _start_of_image, _etext, _sdata, _end, __boot_stack_guard;
 extern char __kernel_symbols_start, __kernel_symbols_end;
 extern char memory_probe_load_instruction, memory_probe_store_instruction, memory_probe_fixup;
 extern char secondary_entry;
@@ -201,6 +203,7 @@ extern aarch64_u64 relocation_probe, physical_window_offset;
 #define AARCH64_SYMBOL_ADDRESS(function, symbol) \
     static inline __attribute__((always_inline)) aarch64_u64 aarch64_address_of_##function(void) { return (aarch64_u64)&symbol; }
 AARCH64_SYMBOL_ADDRESS(exception_vectors, exception_vectors)
+AARCH64_SYMBOL_ADDRESS(exception_vectors_smp, exception_vectors_smp)
 AARCH64_SYMBOL_ADDRESS(start_of_image, _start_of_image)
 AARCH64_SYMBOL_ADDRESS(end, _end)
 AARCH64_SYMBOL_ADDRESS(end_of_text, _etext)

@@ -71,7 +71,6 @@ _Static_assert(IPC_MESSAGE_HANDLE(4) == IPC_MESSAGE_PAYLOAD, "four handle words 
 #define SECONDARY_START_REDISTRIBUTOR 72
 #define SECONDARY_START_INDEX 80
 #define SECONDARY_START_ONLINE 88    // written by the secondary CPU: its MPIDR_EL1 once it runs
-#define SECONDARY_START_TICKS 96     // written by the secondary CPU: its timer ticks so far
 #define SECONDARY_START_SIZE 128
 
 #endif

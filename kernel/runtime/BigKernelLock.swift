@@ -1,0 +1,105 @@
+// The big kernel lock: with more than one CPU online, kernel code that touches threads, processes
+// and IPC objects runs on one CPU at a time, while user code runs on all of them. seL4's
+// multicore kernel makes the same choice: a microkernel's system calls are short, so one lock costs
+// little, and every rule of the single-CPU kernel stays true without a lock per object. The leaf
+// locks (heap, frames, console, ...) stay, because boot code and the self-tests use them before
+// and outside this one.
+//
+// Who holds it: a CPU that came in from EL0 (taken in `lockedExceptionDispatch`, released on the
+// way back), a CPU in its idle loop while it picks a thread, and the boot CPU while it starts user
+// space. A thread switch happens with it held, and the thread switched to releases it: on its way
+// out of the exception it came in by, or in `threadFirstEntry` on its first entry to EL0. So it
+// belongs to a CPU, not to a thread. docs/ARCHITECTURE.md ("Multiprocessing") has the whole story.
+//
+// With one CPU online it is never taken: the single-CPU vector table does not take it, and the
+// idle loop skips it (`Scheduler.multiprocessor`).
+
+import AArch64
+import Synchronization
+
+enum BigKernelLock {
+    /// A ticket lock: CPUs are served in the order they arrived, so none waits forever while
+    /// others take turns.
+    private static let nextTicket = Atomic<UInt32>(0)
+    private static let nowServing = Atomic<UInt32>(0)
+    /// The index of the CPU holding it, or -1. Each CPU compares it only with its own index,
+    /// which no other CPU writes, so `isHeldHere` needs no ordering.
+    private static let holder = Atomic<Int>(-1)
+    /// How many times a CPU found it taken, for the statistics.
+    private static let contended = Atomic<UInt64>(0)
+
+    static var contentions: UInt64 { contended.load(ordering: .relaxed) }
+
+    /// Whether the calling CPU holds it. IRQs must be masked (the answer is about this CPU).
+    static var isHeldHere: Bool { holder.load(ordering: .relaxed) == PerCPU.current.index }
+
+    /// Takes it, waiting in line. IRQs are masked by the caller and stay masked while it is held.
+    static func acquire() {
+        #if KERNEL_DEBUG
+        LockOrder.bigKernel.willTake()
+        #endif
+        let ticket = nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
+        if nowServing.load(ordering: .acquiring) != ticket {
+            contended.wrappingAdd(1, ordering: .relaxed)
+            while nowServing.load(ordering: .acquiring) != ticket { aarch64_yield() }
+        }
+        holder.store(PerCPU.current.index, ordering: .relaxed)
+    }
+
+    /// Takes it unless this CPU holds it already (an exception taken in kernel code that holds
+    /// it); true when it was taken here and must be released by the caller.
+    static func acquireUnlessHeld() -> Bool {
+        if isHeldHere { return false }
+        acquire()
+        return true
+    }
+
+    static func release() {
+        holder.store(-1, ordering: .relaxed)
+        #if KERNEL_DEBUG
+        LockOrder.bigKernel.released()
+        #endif
+        nowServing.wrappingAdd(1, ordering: .releasing)
+    }
+
+    /// Releases it and takes it again if other CPUs wait for it, so that they go first (the
+    /// ticket order guarantees it): for code that waits, under it, for what they will do.
+    static func letWaitersIn() {
+        guard isHeldHere,
+              nextTicket.load(ordering: .relaxed) != nowServing.load(ordering: .relaxed) &+ 1 else { return }
+        release()
+        acquire()
+    }
+
+    /// For a path that may or may not run under it (a new thread's first entry to EL0).
+    static func releaseIfHeld() {
+        if isHeldHere { release() }
+    }
+}
+
+/// The exception path of the multiprocessor vector table (vectors.S passes the vector kind plus
+/// 16): the same dispatch, under the big kernel lock. A thread that another CPU killed while it
+/// ran in user space ends here: before a system call or fault of its is handled, or after the
+/// interrupt that brought it in (the reschedule interrupt, usually) has been.
+@inline(never)
+func lockedExceptionDispatch(_ frame: UnsafeMutablePointer<UInt64>, _ kind: UInt64) {
+    let taken = BigKernelLock.acquireUnlessHeld()
+    let fromUserSpace = kind >= 8
+    // No thread reference in this frame: it never returns for a thread that ends (see
+    // Scheduler.schedule).
+    if fromUserSpace && kind & 3 == 0 && Scheduler.currentKilledInUserSpace { Scheduler.endKilledThread() }
+    exceptionDispatch(frame, kind)
+    if fromUserSpace && Scheduler.currentKilledInUserSpace { Scheduler.endKilledThread() }
+    // Possibly on another CPU than the one that took it: the lock belongs to the CPU, and this
+    // CPU holds it (every switch happens under it).
+    if taken { BigKernelLock.release() }
+}
+
+/// A new thread's first instructions in the kernel (vectors.S, thread_enter_user). Like a thread
+/// resuming in `Scheduler.schedule`, it releases the threads that ended on this CPU (the one
+/// switched away from may be one), then gives up the big kernel lock it was switched to under.
+@_cdecl("thread_first_entry")
+func threadFirstEntry() {
+    if PerCPU.current.scheduler.dead != nil { Scheduler.releaseDeadThreads() }
+    BigKernelLock.releaseIfHeld()
+}

@@ -1,0 +1,180 @@
+// smpstress: every CPU busy with kernel work at once, for the multiprocessor tests. Threads of this
+// one process, free to run on any CPU: two servers answering calls on two ports, two callers per
+// CPU making calls and checking every answer, and one mapper per CPU mapping, filling, checking
+// and unmapping memory; meanwhile the main thread spawns children and kills them while they run
+// (wherever that is), and runs others to their exit. Every count is checked at the end: calls
+// made = calls answered = messages the servers received, every round of memory intact, every
+// child ended as it should. The exit code is the number of errors (0: all well).
+//
+// The worker threads touch no heap (the runtime's heap is the main thread's alone): they share
+// one mapped page, `Shared`, and their bodies capture nothing.
+
+import UserSystemCall
+
+@main
+struct SMPStress {
+    static let callsPerCaller: UInt64 = 300
+    static let mapRounds: UInt64 = 60
+    static let killRounds = 12
+    static let exitRounds = 12
+
+    static func main() {
+        let cpus = max(System.onlineCPUs.nonzeroBitCount, 1)
+        guard let page = try? System.map(bytes: 4096, access: .write),
+              let first = try? IPC.createPort(), let second = try? IPC.createPort() else { System.exit(200) }
+        let shared = Shared(base: page.bindMemory(to: UInt64.self, capacity: 512))
+        shared.ports = (first.value, second.value)
+        let callers = 2 * cpus
+        let mappers = cpus
+        var errors: UInt64 = 0
+        var started = 0
+        for server in 0..<2 {
+            if (try? System.createThread(argument: shared.argument(server)) { SMPStress.serve(Shared(argument: $0)) }) != nil { started += 1 }
+        }
+        for index in 0..<callers {
+            if (try? System.createThread(argument: shared.argument(2 + index)) { SMPStress.callServer(Shared(argument: $0)) }) != nil {
+                started += 1
+            }
+        }
+        for index in 0..<mappers {
+            if (try? System.createThread(argument: shared.argument(2 + callers + index)) { SMPStress.mapMemory(Shared(argument: $0)) }) != nil {
+                started += 1
+            }
+        }
+        if started != 2 + callers + mappers { errors += 100 }
+
+        // The main thread's share: children killed while they run, and children that exit.
+        for _ in 0..<killRounds {
+            guard let spinner = try? System.spawn("spinner") else {
+                errors += 1
+                continue
+            }
+            System.sleep(nanoseconds: 2_000_000)
+            if (try? System.kill(spinner)) == nil || (try? System.wait(spinner))?.reason != .killed { errors += 1 }
+        }
+        for _ in 0..<exitRounds {
+            guard let child = try? System.spawn("crasher", argument: 9), let status = try? System.wait(child),
+                  status.reason == .exited, status.code == 9 else {
+                errors += 1
+                continue
+            }
+        }
+
+        // Every worker but the servers reports done; then the servers are told to stop.
+        let deadline = System.clock.ticks + System.clock.frequency * 60
+        while (2..<(2 + callers + mappers)).contains(where: { shared.done($0) == 0 }) && System.clock.ticks < deadline {
+            System.sleep(nanoseconds: 1_000_000)
+        }
+        for port in [first, second] {
+            var stop = IPCMessage(label: Shared.stopLabel)
+            if (try? IPC.send(port, &stop)) == nil { errors += 1 }
+        }
+        while (shared.done(0) == 0 || shared.done(1) == 0) && System.clock.ticks < deadline {
+            System.sleep(nanoseconds: 1_000_000)
+        }
+        for index in 0..<(2 + callers + mappers) where shared.done(index) == 0 { errors += 1 }
+
+        var answered: UInt64 = 0
+        for index in 0..<callers { answered += shared.count(2 + index) }
+        let received = shared.count(0) + shared.count(1)
+        let expected = UInt64(callers) * callsPerCaller
+        if answered != expected || received != expected { errors += 1 }
+        for index in 0..<mappers where shared.count(2 + callers + index) != mapRounds { errors += 1 }
+        for index in 0..<(2 + callers + mappers) { errors += shared.errors(index) }
+        System.print("smpstress: \(callers) callers, \(mappers) mappers on \(cpus) CPUs: \(answered) calls answered, \(received) received, \(killRounds) children killed while running, \(exitRounds) exited; \(errors) errors")
+        try? IPC.close(first)
+        try? IPC.close(second)
+        System.exit(errors)
+    }
+
+    /// A server: answers each call with its label plus one until the stop message.
+    static func serve(_ shared: Shared) {
+        let port = Handle(shared.index == 0 ? shared.ports.0 : shared.ports.1)
+        while true {
+            var message = IPCMessage()
+            guard (try? IPC.receive(port, into: &message, timeout: 30_000_000_000)) != nil else {
+                shared.addError()
+                break
+            }
+            if message.label == Shared.stopLabel { break }
+            shared.addCount()
+            guard let reply = message.replyHandle else {
+                shared.addError()
+                continue
+            }
+            message.label += 1
+            if (try? IPC.reply(reply, &message)) == nil { shared.addError() }
+        }
+        shared.markDone()
+    }
+
+    /// A caller: calls one of the two servers, alternating, and checks every answer.
+    static func callServer(_ shared: Shared) {
+        let port = Handle(shared.index % 2 == 0 ? shared.ports.0 : shared.ports.1)
+        for call in 0..<callsPerCaller {
+            let label = UInt64(shared.index) << 32 | (call + 1)
+            var message = IPCMessage(label: label)
+            if (try? IPC.call(port, &message)) != nil && message.label == label + 1 {
+                shared.addCount()
+            } else {
+                shared.addError()
+            }
+        }
+        shared.markDone()
+    }
+
+    /// A mapper: maps 16 KiB, fills it with a pattern of its own, checks it and unmaps it.
+    static func mapMemory(_ shared: Shared) {
+        let bytes: UInt64 = 16 * 1024
+        for round in 0..<mapRounds {
+            guard let block = try? System.map(bytes: bytes, access: .write) else {
+                shared.addError()
+                continue
+            }
+            let words = block.bindMemory(to: UInt64.self, capacity: Int(bytes / 8))
+            let seed = UInt64(shared.index) &* 0x9E37_79B9_7F4A_7C15 &+ round
+            for index in 0..<Int(bytes / 8) { words[index] = seed &+ UInt64(index) }
+            var intact = true
+            for index in 0..<Int(bytes / 8) where words[index] != seed &+ UInt64(index) { intact = false }
+            if (try? System.unmap(block, bytes: bytes)) == nil { intact = false }
+            if intact { shared.addCount() } else { shared.addError() }
+        }
+        shared.markDone()
+    }
+}
+
+/// The page the threads share, and a thread's place in it: its argument is the page's address
+/// with the thread's index in the low bits. Words: 0-1 the ports; 64 + i thread i's done flag;
+/// 128 + i its count; 192 + i its errors. Each thread writes only its own words.
+struct Shared {
+    static let stopLabel: UInt64 = 0x5709
+    let base: UnsafeMutablePointer<UInt64>
+    let index: Int
+
+    init(base: UnsafeMutablePointer<UInt64>, index: Int = 0) {
+        self.base = base
+        self.index = index
+    }
+
+    init(argument: UInt64) {
+        self.init(base: UnsafeMutablePointer<UInt64>(bitPattern: UInt(argument & ~0xFFF))!, index: Int(argument & 0xFFF))
+    }
+
+    func argument(_ index: Int) -> UInt64 { UInt64(UInt(bitPattern: base)) | UInt64(index) }
+
+    var ports: (UInt64, UInt64) {
+        get { (base[0], base[1]) }
+        nonmutating set { (base[0], base[1]) = newValue }
+    }
+
+    /// Thread `thread`'s done flag; once it reads 1, its count and errors are final and seen.
+    func done(_ thread: Int) -> UInt64 { user_load_acquire(address(64 + thread)) }
+    func count(_ thread: Int) -> UInt64 { base[128 + thread] }
+    func errors(_ thread: Int) -> UInt64 { base[192 + thread] }
+
+    func addCount() { base[128 + index] += 1 }
+    func addError() { base[192 + index] += 1 }
+    func markDone() { user_store_release(address(64 + index), 1) }
+
+    private func address(_ word: Int) -> UInt64 { UInt64(UInt(bitPattern: base + word)) }
+}

@@ -1,0 +1,61 @@
+// Threads on every CPU: a thread goes where its affinity says and each CPU counts what it ran;
+// bad affinity and statistics requests are refused; and many threads doing kernel work on all
+// CPUs at once (smpstress) get every answer right and leave nothing behind. With one CPU the
+// same cases run on it alone.
+
+import UserSystemCall
+
+func testMultiprocessor(_ suite: inout Suite) {
+    guard let (original, online) = try? System.setAffinity(0) else {
+        suite.check(false, "threadAffinity reads the calling thread's mask")
+        return
+    }
+    let cpus = (0..<64).filter { online & (1 << UInt64($0)) != 0 }
+
+    // Pinned to each CPU in turn, this thread's system calls are counted there.
+    var countedThere = true
+    for cpu in cpus {
+        guard (try? System.setAffinity(1 << UInt64(cpu))) != nil, let before = try? System.cpuStatistics(cpu) else {
+            countedThere = false
+            continue
+        }
+        for _ in 0..<500 { _ = System.threadID }
+        guard let after = try? System.cpuStatistics(cpu), after.systemCalls &- before.systemCalls >= 500 else {
+            countedThere = false
+            continue
+        }
+    }
+    let restored = (try? System.setAffinity(original))?.previous == 1 << UInt64(cpus.last ?? 0)
+    suite.check(countedThere && restored && original == UInt64.max && cpus.first == 0,
+                "pinned to each of the \(cpus.count) CPUs in turn (threadAffinity), this thread's 500 system calls are counted on that CPU (cpuStatistics)")
+
+    let noCPU = catching { () throws(KernelError) in _ = try System.setAffinity(~online) }
+    let absent = catching { () throws(KernelError) in _ = try System.cpuStatistics(63) }
+    let unknownThread = catching { () throws(KernelError) in _ = try System.setAffinity(1, thread: UInt64.max - 1) }
+    var word: UInt64 = 0
+    let short = withUnsafeMutablePointer(to: &word) { pointer in
+        raw(SystemCallNumber.cpuStatistics.rawValue, 0, UInt64(UInt(bitPattern: pointer)), 8).status
+    }
+    let kernelBuffer = raw(SystemCallNumber.cpuStatistics.rawValue, 0, 0xFFFF_0000_4000_0000, 64).status
+    suite.check(noCPU == .invalidArgument && absent == .notFound && unknownThread == .notFound
+                && short == KernelError.invalidArgument.rawValue && kernelBuffer == KernelError.badAddress.rawValue,
+                "affinity naming no running CPU: invalid argument; statistics of CPU 63 or thread \(UInt64.max - 1): not found; an 8-byte or kernel buffer: refused")
+
+    // Many threads doing IPC and memory work on every CPU while children are spawned and killed.
+    let before = KernelHoldings.now
+    let callsBefore = cpus.map { (try? System.cpuStatistics($0))?.systemCalls ?? 0 }
+    let status = run("smpstress")
+    let callsAfter = cpus.map { (try? System.cpuStatistics($0))?.systemCalls ?? 0 }
+    let after = KernelHoldings.now
+    let everyCPUWorked = zip(callsBefore, callsAfter).allSatisfy { $1 > $0 }
+    suite.check(status?.reason == .exited && status?.code == 0 && everyCPUWorked && after.holdsNoMoreThan(before),
+                "smpstress on \(cpus.count) CPUs: every call answered and counted, memory intact, children killed while running; every CPU took system calls; nothing left behind (objects \(before.objects) → \(after.objects), free frames \(before.freeFrames) → \(after.freeFrames))")
+}
+
+/// Runs `body` with this thread, and the threads it creates, on CPU 0 alone: for cases whose
+/// order rests on "the other thread runs when this one yields", which holds on one CPU only.
+func onOneCPU(_ body: () -> Void) {
+    let previous = (try? System.setAffinity(1))?.previous
+    body()
+    if let previous { _ = try? System.setAffinity(previous) }
+}
