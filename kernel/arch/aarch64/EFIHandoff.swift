@@ -61,4 +61,33 @@ enum UEFIBoot {
         keptFrames = kept
         log("Memory: UEFI memory map: \(handoff.memoryMap.usableBytes / pageSize) frames usable, \(kept) frames of RAM kept by the firmware")
     }
+
+    /// For the memory self-test: the descriptors of the UEFI map that are not usable and lie in
+    /// RAM, their frames, and whether the allocator holds every one of those frames at boot's
+    /// reservation (never free, never handed out).
+    static func firmwareFramesKept(_ handoff: UEFIHandoff) -> (descriptors: Int, frames: UInt64, allKept: Bool) {
+        let map = handoff.memoryMap
+        var descriptors = 0
+        var frames: UInt64 = 0
+        var allKept = true
+        PhysicalFrames.lock.withLock {
+            for index in 0..<map.count {
+                let entry = map.descriptor(index)
+                guard !entry.isUsable else { continue }
+                var inRAM = false
+                var address = entry.range.start.value
+                while address - entry.range.start.value < entry.range.size {
+                    if let purpose = PhysicalFrames.allocator.purpose(of: PageFrame(containing: PhysicalAddress(address))) {
+                        inRAM = true
+                        frames += 1
+                        // The device tree may sit in memory the firmware keeps; then it is boot data.
+                        if purpose != .reserved && purpose != .bootData { allKept = false }
+                    }
+                    address += pageSize
+                }
+                if inRAM { descriptors += 1 }
+            }
+        }
+        return (descriptors, frames, allKept)
+    }
 }
