@@ -564,6 +564,34 @@ def uefi_without_device_tree() -> BootResult:
     return result
 
 
+def uboot_bootefi() -> BootResult:
+    """U-Boot's `bootefi` starts the same image as an EFI application from memory: the command
+    line arrives as load options (U-Boot passes bootargs), the device tree and memory map are
+    U-Boot's, and with no boot volume there is no ramdisk, which the EFI entry says."""
+    extra = ["-bios", str(UBOOT),
+             "-device", f"loader,file={KERNEL_IMAGE},addr={UBOOT_LOAD_ADDRESS:#x},force-raw=on"]
+    size = KERNEL_IMAGE.stat().st_size
+    typed = [(r"Hit any key to stop autoboot", "\n"),
+             (r"=> ", "setenv bootargs test\n"),
+             (r"=> ", f"bootefi {UBOOT_LOAD_ADDRESS:#x}:{size:#x} ${{fdtcontroladdr}}\n")]
+    result = boot(qemu_command(kernel=None, extra=extra), timeout=90, interaction=typed)
+    result.expect_in_order(r"^SwiftKernel: started as an EFI application$",
+                           r"^SwiftKernel: no \\initrd\.cpio on the boot volume; the kernel starts without an initial ramdisk$",
+                           r"^SwiftKernel v0\.1\.0 - ARM64 Microkernel$",
+                           r"^Boot: started by UEFI firmware \(Das U-Boot\), memory map: \d+ entries, \d+ MiB usable$")
+    uefi = result.expect_line(r"^Memory: UEFI memory map: (\d+) frames usable, (\d+) frames of RAM kept by the firmware$")
+    result.expect_equal(int(uefi[1]) + int(uefi[2]), (1 << 30) // 4096, "usable and kept frames make up the RAM")
+    frames = result.expect_line(r"^FrameAllocator: (\d+) frames total, (\d+) frames free$")
+    result.expect_equal(int(frames[1]), (1 << 30) // 4096, "frames total")
+    result.expect_line(r"^Memory Test: ✓ UEFI memory the firmware keeps is never free or allocated")
+    result.expect_line(r"^Boot: Command line: test$")
+    result.expect_line(r"^Boot Test: \d+ passed, 0 failed$")
+    result.expect_no_line(r"FAILED|Kernel panic")
+    result.expect_line(r"^Boot: Test mode complete, powering off$")
+    result.expect_powered_off()
+    return result
+
+
 SCENARIOS: list[Scenario] = [
     Scenario("device tree mutations: booted, a clear stop, or silent in WFI", device_tree_mutations),
     standard("cortex-a72, 1G, GICv2", "cortex-a72", "1G", 2),
@@ -604,4 +632,5 @@ SCENARIOS: list[Scenario] = [
     uefi_user_space("UEFI: edk2, GICv3, 4G, 2 cores; the EL0 test suite", "4G", 3, smp=2),
     Scenario("UEFI: no initrd.cpio on the system partition", uefi_without_ramdisk),
     Scenario("UEFI: a firmware without a device tree (ACPI) is told why and gets control back", uefi_without_device_tree),
+    Scenario("UEFI: U-Boot bootefi starts the same image, bootargs as load options", uboot_bootefi),
 ]
