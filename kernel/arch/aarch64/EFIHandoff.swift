@@ -52,9 +52,15 @@ enum UEFIBoot {
         guard let handoff, let address = recordAddress else { return }
         var kept: UInt64 = 0
         for index in 0..<map.regionCount {
-            try handoff.memoryMap.forEachUnusableRange(in: map.region(index)) { (range: PhysicalRange) throws(FrameAllocatorError) in
-                try map.reserve(range, for: .reserved)
-                kept += range.size / pageSize
+            do throws(FrameAllocatorError) {
+                try handoff.memoryMap.forEachUnusableRange(in: map.region(index)) { (range: PhysicalRange) throws(FrameAllocatorError) in
+                    try map.reserve(range, for: .reserved)
+                    kept += range.size / pageSize
+                }
+            } catch {
+                // Bad input, not a kernel bug: say what, and stop as for a device tree the kernel cannot use.
+                log("Boot: the UEFI memory map splits RAM into more pieces kept by the firmware than the \(MemoryMap.maximumReservations) reservations the frame allocator holds; stopping")
+                Panic.stop()
             }
         }
         try map.reserve(PhysicalRange(start: address, size: handoff.size), for: .bootData)
