@@ -285,33 +285,42 @@ func efiMain(_ imageHandle: UnsafeMutableRawPointer?, _ systemTable: UnsafeMutab
     let alignment: UInt64 = 2 << 20
     let imageSize = KernelImage.size
     let imagePages = UInt((imageSize + alignment + 4095) / 4096)
+    // What to give back when the kernel cannot start: a failed start leaves the firmware as it was.
+    func release() {
+        if let ramdisk { firmware.freePages(ramdisk.address, UInt((ramdisk.size + 4095) / 4096)) }
+        firmware.freePages(recordAddress, recordPages)
+    }
     guard let imageRegion = firmware.allocatePages(imagePages, memoryType: UEFIMemoryType.loaderCode) else {
         firmware.say("no memory for the kernel image")
+        release()
         return EFIStatusCode.outOfResources
     }
     let imageBase = (imageRegion + alignment - 1) & ~(alignment - 1)
 
     // The final memory map, and the end of boot services. A failure means the map changed
-    // (its key is stale): read it again and retry.
+    // (its key is stale): read it again and retry. Once ExitBootServices has been called, even
+    // in vain, the firmware may have shut part of itself down and only GetMemoryMap may be
+    // called again: a failure after that is returned without a word or a release.
     let map = record + UEFIHandoff.memoryMapOffset
     var exitStatus = EFIStatusCode.loadError
     var attempt = 0
     while attempt < efiExitAttempts {
-        attempt += 1
         mapSize = mapCapacity
         let status = getMemoryMap(&mapSize, map, &mapKey, &descriptorSize, &descriptorVersion)
         guard status == EFIStatusCode.success else {
-            firmware.say(status == EFIStatusCode.bufferTooSmall ? "the firmware's memory map does not fit the room kept for it"
-                                                                : "cannot read the firmware's memory map", status: status)
+            if attempt == 0 {
+                firmware.say(status == EFIStatusCode.bufferTooSmall ? "the firmware's memory map does not fit the room kept for it"
+                                                                    : "cannot read the firmware's memory map", status: status)
+                firmware.freePages(imageRegion, imagePages)
+                release()
+            }
             return status
         }
+        attempt += 1
         exitStatus = firmware.bootService(EFILayout.bootExitBootServices, as: EFIExitBootServices.self)(imageHandle, mapKey)
         if exitStatus == EFIStatusCode.success { break }
     }
-    guard exitStatus == EFIStatusCode.success else {
-        firmware.say("ExitBootServices kept failing", status: exitStatus)
-        return exitStatus
-    }
+    guard exitStatus == EFIStatusCode.success else { return exitStatus }
 
     // Boot services are over: no firmware calls from here on.
     let recordSize = UInt64(UEFIHandoff.memoryMapOffset) + UInt64(mapSize)
