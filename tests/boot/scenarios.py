@@ -12,7 +12,7 @@ from typing import Callable
 
 import devicetree_mutation
 import shell_scenarios
-from harness import INITRD, KERNEL_IMAGE, ROOT, BootFailure, BootResult, boot, newc_archive, qemu_command, uefi_command
+from harness import INITRD, KERNEL_IMAGE, ROOT, BootFailure, BootResult, boot, newc_archive, qemu_command, uefi_command, UEFI_CODE, UEFI_VARS
 
 ROOT_BUILD = ROOT / "build"
 
@@ -543,7 +543,7 @@ def uefi_without_ramdisk() -> BootResult:
     kernel starts without one."""
     with tempfile.TemporaryDirectory() as scratch:
         result = boot(uefi_command(Path(scratch), initrd=None), timeout=120)
-    result.expect_line(r"^SwiftKernel: no \\initrd\.cpio on the boot volume; the kernel starts without an initial ramdisk$")
+    result.expect_line(r"^SwiftKernel: no \\initrd\.cpio on the boot volume and no initial ramdisk offered \(LoadFile2\); the kernel starts without one$")
     expect_uefi_boot(result, "1G")
     result.expect_no_line(r"^Boot: Initial ramdisk")
     result.expect_line(r"^Boot: No initial ramdisk; nothing to start$")
@@ -576,7 +576,7 @@ def uboot_bootefi() -> BootResult:
              (r"=> ", f"bootefi {UBOOT_LOAD_ADDRESS:#x}:{size:#x} ${{fdtcontroladdr}}\n")]
     result = boot(qemu_command(kernel=None, extra=extra), timeout=90, interaction=typed)
     result.expect_in_order(r"^SwiftKernel: started as an EFI application$",
-                           r"^SwiftKernel: no \\initrd\.cpio on the boot volume; the kernel starts without an initial ramdisk$",
+                           r"^SwiftKernel: no \\initrd\.cpio on the boot volume and no initial ramdisk offered \(LoadFile2\); the kernel starts without one$",
                            r"^SwiftKernel v0\.1\.0 - ARM64 Microkernel$",
                            r"^Boot: started by UEFI firmware \(Das U-Boot\), memory map: \d+ entries, \d+ MiB usable$")
     uefi = result.expect_line(r"^Memory: UEFI memory map: (\d+) frames usable, (\d+) frames of RAM kept by the firmware$")
@@ -588,6 +588,30 @@ def uboot_bootefi() -> BootResult:
     result.expect_line(r"^Boot Test: \d+ passed, 0 failed$")
     result.expect_no_line(r"FAILED|Kernel panic")
     result.expect_line(r"^Boot: Test mode complete, powering off$")
+    result.expect_powered_off()
+    return result
+
+
+def uefi_kernel_loader() -> BootResult:
+    """edk2 given the kernel by QEMU's -kernel, -initrd and -append starts it as an EFI
+    application itself: the command line arrives as load options, the initial ramdisk through
+    the LoadFile2 protocol; the EL0 test suite passes."""
+    with tempfile.TemporaryDirectory() as scratch:
+        variables = Path(scratch) / "vars.fd"
+        variables.write_bytes(UEFI_VARS.read_bytes())
+        firmware = ["-drive", f"if=pflash,format=raw,readonly=on,file={UEFI_CODE}",
+                    "-drive", f"if=pflash,format=raw,file={variables}"]
+        result = boot(qemu_command(machine="virt,acpi=off", initrd=INITRD, extra=firmware), timeout=240)
+    result.expect_line(r"SwiftKernel: started as an EFI application$")
+    result.expect_line(r"^Boot: started by UEFI firmware \(EDK II\), memory map: \d+ entries, \d+ MiB usable$")
+    ramdisk = result.expect_line(r"^Boot: Initial ramdisk at 0x[0-9a-f]{16} \((\d+) KiB\)$")
+    result.expect_equal(int(ramdisk[1]), (INITRD.stat().st_size + 1023) // 1024, "ramdisk size (offered through LoadFile2)")
+    result.expect_line(r"^Boot: Command line: (.* )?test( .*)?$")
+    result.expect_in_order(r"^Boot: Started init \(process 1\) from the initial ramdisk",
+                           r"^tests: \d+ passed, 0 failed$",
+                           r"^Boot: init ended \(exit code 0\)$",
+                           r"^Boot: Test mode complete, powering off$")
+    result.expect_no_line(r"FAILED|Kernel panic")
     result.expect_powered_off()
     return result
 
@@ -633,4 +657,5 @@ SCENARIOS: list[Scenario] = [
     Scenario("UEFI: no initrd.cpio on the system partition", uefi_without_ramdisk),
     Scenario("UEFI: a firmware without a device tree (ACPI) is told why and gets control back", uefi_without_device_tree),
     Scenario("UEFI: U-Boot bootefi starts the same image, bootargs as load options", uboot_bootefi),
+    Scenario("UEFI: edk2 loads the kernel from QEMU -kernel; the ramdisk through LoadFile2", uefi_kernel_loader),
 ]

@@ -22,6 +22,23 @@ struct EFIGUID {
                                           data4: (0x8E, 0x39, 0x00, 0xA0, 0xC9, 0x69, 0x72, 0x3B))
     static let deviceTree = EFIGUID(data1: 0xB1B6_21D5, data2: 0xF19C, data3: 0x41A5,
                                     data4: (0x83, 0x0B, 0xD9, 0x15, 0x2C, 0x69, 0xAA, 0xE0))
+    static let loadFile2 = EFIGUID(data1: 0x4006_C0C1, data2: 0xFCB3, data3: 0x403E,
+                                   data4: (0x99, 0x6D, 0x4A, 0x6C, 0x87, 0x24, 0xE0, 0x6D))
+    /// The vendor media device path under which firmware and loaders offer an initial ramdisk
+    /// through LoadFile2 (the convention Linux's EFI entry set; edk2 and U-Boot follow it).
+    static let initialRamdiskMedia = EFIGUID(data1: 0x5568_E427, data2: 0x68FC, data3: 0x4F3D,
+                                             data4: (0xAC, 0x74, 0xCA, 0x55, 0x52, 0x31, 0xCC, 0x68))
+
+    /// The 16 bytes of the GUID as the specification lays them out, at `bytes`.
+    func write(to bytes: UnsafeMutableRawPointer) {
+        let data4 = [self.data4.0, self.data4.1, self.data4.2, self.data4.3, self.data4.4, self.data4.5, self.data4.6, self.data4.7]
+        for index in 0..<4 { bytes.storeBytes(of: UInt8(truncatingIfNeeded: data1 >> (8 * UInt32(index))), toByteOffset: index, as: UInt8.self) }
+        for index in 0..<2 {
+            bytes.storeBytes(of: UInt8(truncatingIfNeeded: data2 >> (8 * UInt16(index))), toByteOffset: 4 + index, as: UInt8.self)
+            bytes.storeBytes(of: UInt8(truncatingIfNeeded: data3 >> (8 * UInt16(index))), toByteOffset: 6 + index, as: UInt8.self)
+        }
+        for index in 0..<8 { bytes.storeBytes(of: data4[index], toByteOffset: 8 + index, as: UInt8.self) }
+    }
 
     func matches(_ bytes: UnsafeRawPointer) -> Bool {
         bytes.loadUnaligned(as: UInt32.self) == data1 && bytes.loadUnaligned(fromByteOffset: 4, as: UInt16.self) == data2
@@ -52,6 +69,10 @@ typealias EFIGetMemoryMap = @convention(c) (UnsafeMutablePointer<UInt>, UnsafeMu
 typealias EFIHandleProtocol = @convention(c) (UnsafeMutableRawPointer?, UnsafeRawPointer,
                                               UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> EFIStatus
 typealias EFIExitBootServices = @convention(c) (UnsafeMutableRawPointer?, UInt) -> EFIStatus
+typealias EFILocateDevicePath = @convention(c) (UnsafeRawPointer, UnsafeMutablePointer<UnsafeMutableRawPointer?>,
+                                                UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> EFIStatus
+typealias EFILoadFile = @convention(c) (UnsafeMutableRawPointer, UnsafeMutableRawPointer?, UInt8,
+                                        UnsafeMutablePointer<UInt>, UnsafeMutableRawPointer?) -> EFIStatus
 typealias EFIOpenVolume = @convention(c) (UnsafeMutableRawPointer, UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> EFIStatus
 typealias EFIFileOpen = @convention(c) (UnsafeMutableRawPointer, UnsafeMutablePointer<UnsafeMutableRawPointer?>,
                                         UnsafePointer<UInt16>, UInt64, UInt64) -> EFIStatus
@@ -74,6 +95,7 @@ enum EFILayout {
     static let bootFreePages = 48
     static let bootGetMemoryMap = 56
     static let bootHandleProtocol = 152
+    static let bootLocateDevicePath = 184
     static let bootExitBootServices = 232
     static let loadedImageDeviceHandle = 24
     static let loadedImageOptionsSize = 48
@@ -223,6 +245,41 @@ extension Firmware {
     }
 }
 
+extension Firmware {
+    /// The initial ramdisk a firmware or loader offers through the LoadFile2 protocol on the
+    /// initial-ramdisk media device path (edk2 for QEMU -kernel/-initrd, U-Boot), read into
+    /// pages of loader data; nil when none is offered or it cannot be read.
+    func offeredRamdisk(limit: UInt64) -> LoadedFile? {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { storage -> LoadedFile? in
+            // One vendor media node (type 4, subtype 3, 20 bytes, the GUID), then the end node.
+            let path = UnsafeMutableRawPointer(storage.baseAddress!)
+            let header: [UInt8] = [4, 3, 20, 0]
+            for index in 0..<4 { path.storeBytes(of: header[index], toByteOffset: index, as: UInt8.self) }
+            EFIGUID.initialRamdiskMedia.write(to: path + 4)
+            let end: [UInt8] = [0x7F, 0xFF, 4, 0]
+            for index in 0..<4 { path.storeBytes(of: end[index], toByteOffset: 20 + index, as: UInt8.self) }
+            var remaining: UnsafeMutableRawPointer? = path
+            var device: UnsafeMutableRawPointer?
+            var guid = EFIGUID.loadFile2
+            let locate = bootService(EFILayout.bootLocateDevicePath, as: EFILocateDevicePath.self)
+            guard withUnsafePointer(to: &guid, { locate(UnsafeRawPointer($0), &remaining, &device) }) == EFIStatusCode.success,
+                  let device, let loader = handleProtocol(device, .loadFile2) else { return nil }
+            let load = loader.load(as: EFILoadFile.self)
+            var size: UInt = 0
+            guard load(loader, remaining, 0, &size, nil) == EFIStatusCode.bufferTooSmall, size > 0, UInt64(size) <= limit else { return nil }
+            let pages = (size + 4095) / 4096
+            guard let address = allocatePages(pages, memoryType: UEFIMemoryType.loaderData) else { return nil }
+            var loaded = size
+            guard load(loader, remaining, 0, &loaded, UnsafeMutableRawPointer(bitPattern: UInt(address))) == EFIStatusCode.success,
+                  loaded == size else {
+                freePages(address, pages)
+                return nil
+            }
+            return LoadedFile(address: address, size: UInt64(size))
+        }
+    }
+}
+
 /// The largest initial ramdisk the EFI entry reads.
 let efiRamdiskLimit: UInt64 = 1 << 30
 /// Attempts at ExitBootServices: each failure means the memory map changed since it was read.
@@ -268,16 +325,17 @@ func efiMain(_ imageHandle: UnsafeMutableRawPointer?, _ systemTable: UnsafeMutab
     recordFirmwareVendor(firmware, into: record)
     recordCommandLine(firmware, into: record)
 
-    // The initial ramdisk, if the boot volume has one.
+    // The initial ramdisk: the boot volume's, else one the firmware or loader offers.
     var ramdisk: LoadedFile?
     if let root = firmware.bootVolume() {
         ramdisk = firmware.readFile("\\initrd.cpio", in: root, limit: efiRamdiskLimit)
     }
+    if ramdisk == nil { ramdisk = firmware.offeredRamdisk(limit: efiRamdiskLimit) }
     if let ramdisk {
         record.storeBytes(of: ramdisk.address, toByteOffset: UEFIHandoff.initialRamdiskStartOffset, as: UInt64.self)
         record.storeBytes(of: ramdisk.size, toByteOffset: UEFIHandoff.initialRamdiskSizeOffset, as: UInt64.self)
     } else {
-        firmware.say("no \\initrd.cpio on the boot volume; the kernel starts without an initial ramdisk")
+        firmware.say("no \\initrd.cpio on the boot volume and no initial ramdisk offered (LoadFile2); the kernel starts without one")
     }
 
     // Where the kernel will run: the Image protocol's 2 MiB-aligned base, in loader code (which
