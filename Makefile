@@ -9,24 +9,24 @@
 # (tools/make_help.py) and README's tables are checked against that output (`make test`). For a
 # variable it reads `## TARGETS: meaning`, the targets that use it first.
 
-## run debug bench fuzz: `cortex-a53`, `cortex-a57`, `cortex-a72`, `max`, ...
+## run run-uefi debug bench fuzz: `cortex-a53`, `cortex-a57`, `cortex-a72`, `max`, ...
 CPU      ?= cortex-a72
-## run debug bench fuzz: RAM size (`128M` ... `8G`), read by the kernel from the device tree; `bench` runs at `256M` and `8G` unless it is given
+## run run-uefi debug bench fuzz: RAM size (`128M` ... `8G`), read by the kernel from the device tree; `bench` runs at `256M` and `8G` unless it is given
 MEMORY   ?= 1G
-## run debug bench fuzz: cores described to the kernel; every one comes online and idles (threads run on the boot core for now)
+## run run-uefi debug bench fuzz: cores described to the kernel; every one comes online and idles (threads run on the boot core for now)
 SMP      ?= 1
-## run debug bench fuzz: interrupt controller version, `2` or `3`
+## run run-uefi debug bench fuzz: interrupt controller version, `2` or `3`
 GIC      ?= 2
-## run debug bench fuzz: `1` enters the kernel at EL2 (`virtualization=on`); it drops to EL1 itself
+## run run-uefi debug bench fuzz: `1` enters the kernel at EL2 (`virtualization=on`); it drops to EL1 itself
 EL2      ?= 0
-## run debug bench fuzz: kernel command line: `test` runs the self-tests and powers off, `bench` the benchmarks, `tick=N` sets the timer tick (Hz, default 100); `bench` and `fuzz` add it after their own
+## run run-uefi debug bench fuzz: kernel command line: `test` runs the self-tests and powers off, `bench` the benchmarks, `tick=N` sets the timer tick (Hz, default 100); `bench` and `fuzz` add it after their own
 APPEND   ?=
-## run debug bench fuzz: any further QEMU arguments
+## run run-uefi debug bench fuzz: any further QEMU arguments
 QEMU_EXTRA ?=
 ## debug gdb: the TCP port of QEMU's GDB stub
 GDB_PORT ?= 1234
 
-## run debug bench fuzz test soak: the QEMU binary
+## run run-uefi debug bench fuzz test soak: the QEMU binary
 QEMU     ?= qemu-system-aarch64
 comma    := ,
 MACHINE   = virt,gic-version=$(GIC)$(if $(filter 1,$(EL2)),$(comma)virtualization=on)
@@ -165,10 +165,10 @@ fuzz: install-deps build
 	    grep -aq 'init ended (exit code 0)' $(BUILD)/fuzz.log
 # ---- end of the EL0 system call fuzzer -----------------------------------------------------
 
-APT_PACKAGES := qemu-system-arm gdb-multiarch device-tree-compiler cpio u-boot-qemu
+APT_PACKAGES := qemu-system-arm gdb-multiarch device-tree-compiler cpio u-boot-qemu qemu-efi-aarch64 mtools dosfstools
 
 # In this order `make help` lists the targets.
-.PHONY: help all build run debug gdb test test-host test-boot test-docs bench fuzz soak fixtures fault-kernel clean \
+.PHONY: help all build run run-uefi debug gdb test test-host test-boot test-docs bench fuzz soak fixtures fault-kernel clean \
         install-deps check-deps check-toolchain
 
 ## the same as build
@@ -217,6 +217,38 @@ fault-kernel: check-toolchain $(FAULT_IMAGE)
 run: install-deps build
 	@echo "Booting SwiftKernel: $(QEMU) $(QEMU_ARGS)   (Ctrl-A X quits)"
 	$(QEMU) $(QEMU_ARGS)
+
+# ---- UEFI boot ------------------------------------------------------------------------------
+# The same kernel.img is an EFI application (docs/ARCHITECTURE.md, "UEFI boot"). run-uefi boots
+# Debian's edk2 build for QEMU (qemu-efi-aarch64) from flash, with its variable store copied to
+# build/, and a FAT EFI system partition on a virtio block device: EFI/BOOT/BOOTAA64.EFI (the
+# kernel, the firmware's default for removable media), initrd.cpio and, from APPEND, cmdline.txt.
+# acpi=off: edk2 publishes QEMU's device tree only when QEMU gives it no ACPI tables.
+UEFI_CODE := /usr/share/AAVMF/AAVMF_CODE.fd
+UEFI_VARS := $(BUILD)/uefi-vars.fd
+ESP       := $(BUILD)/esp.img
+MTOOLS    := MTOOLS_SKIP_CHECK=1
+UEFI_QEMU_ARGS = -M $(MACHINE),acpi=off -cpu $(CPU) -m $(MEMORY) -smp $(SMP) -nographic \
+            -drive if=pflash,format=raw,readonly=on,file=$(UEFI_CODE) -drive if=pflash,format=raw,file=$(UEFI_VARS) \
+            -drive if=none,format=raw,file=$(ESP),id=esp -device virtio-blk-device,drive=esp $(QEMU_EXTRA)
+
+$(ESP): $(IMAGE) $(INITRD)
+	@rm -f $@
+	mkfs.fat -C -F 16 -n SWIFTKERNEL $@ 16384 >/dev/null
+	$(MTOOLS) mmd -i $@ ::/EFI ::/EFI/BOOT
+	$(MTOOLS) mcopy -i $@ $(IMAGE) ::/EFI/BOOT/BOOTAA64.EFI
+	$(MTOOLS) mcopy -i $@ $(INITRD) ::/initrd.cpio
+
+$(UEFI_VARS):
+	@mkdir -p $(@D)
+	cp /usr/share/AAVMF/AAVMF_VARS.fd $@
+
+## build, then boot the kernel as an EFI application under edk2 UEFI firmware, from a FAT system partition (Ctrl-A X quits)
+run-uefi: install-deps build $(ESP) $(UEFI_VARS)
+	printf '%s\n' "$(APPEND)" > $(BUILD)/cmdline.txt
+	$(MTOOLS) mcopy -o -i $(ESP) $(BUILD)/cmdline.txt ::/cmdline.txt
+	@echo "Booting SwiftKernel under UEFI: $(QEMU) $(UEFI_QEMU_ARGS)   (Ctrl-A X quits)"
+	$(QEMU) $(UEFI_QEMU_ARGS)
 
 # QEMU starts halted at the first instruction with a GDB stub; `make gdb` (in a second terminal)
 # attaches gdb-multiarch with the kernel's symbols. The ELF is linked at 0 and relocates itself,
@@ -282,12 +314,13 @@ check-toolchain:
 	@test -d $(SWIFT_BIN)/../lib/swift/embedded/$(TARGET) || \
 	    { echo "error: this Swift toolchain has no Embedded Swift standard library for $(TARGET)"; exit 1; }
 
-## report missing tools (QEMU, U-Boot, GDB, dtc, cpio)
+## report missing tools (QEMU, U-Boot, edk2, GDB, dtc, cpio, mtools)
 check-deps: check-toolchain
-	@missing=""; for tool in qemu-system-aarch64 gdb-multiarch dtc cpio python3; do \
+	@missing=""; for tool in qemu-system-aarch64 gdb-multiarch dtc cpio python3 mcopy mkfs.fat; do \
 	    command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	for tool in $(CLANG) $(LD_LLD) $(OBJCOPY); do test -x $$tool || missing="$$missing $$tool"; done; \
 	test -f /usr/lib/u-boot/qemu_arm64/u-boot.bin || missing="$$missing u-boot(qemu_arm64)"; \
+	test -f $(UEFI_CODE) || missing="$$missing edk2(qemu-efi-aarch64)"; \
 	if [ -n "$$missing" ]; then echo "missing:$$missing (make install-deps installs them)"; exit 1; fi; \
 	echo "all dependencies present: $$($(QEMU) --version | head -1)"
 
@@ -300,7 +333,7 @@ install-deps: check-toolchain
 	    elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
 	        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	    else \
-	        echo "please install: $(APT_PACKAGES) (QEMU for aarch64, GDB for several architectures, dtc, cpio)"; exit 1; \
+	        echo "please install: $(APT_PACKAGES) (QEMU for aarch64, GDB for several architectures, dtc, cpio, edk2 firmware, mtools)"; exit 1; \
 	    fi; \
 	fi
 	@$(MAKE) -s check-deps

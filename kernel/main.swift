@@ -40,16 +40,17 @@ func kernelMain(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress: UI
     Console.device = console
     console.start()
     PSCI.conduit = Platform.findPSCIConduit(in: tree)
-    Panic.powerOffOnPanic = BootArguments(Platform.bootArguments(in: tree)).contains("test")
+    Panic.powerOffOnPanic = BootArguments(UEFIBoot.bootArguments(in: tree)).contains("test")
 
     log("SwiftKernel v\(kernelVersion) - ARM64 Microkernel")
     log("Boot: CPU primary core active (\(CPU.identity), MPIDR \(hex: CPU.affinity.multiprocessorID), entered at EL\(entryLevel))")
     log("Boot: Device tree parsed successfully (version \(tree.version), \(tree.totalSize) bytes at \(hex: deviceTreeAddress))")
+    UEFIBoot.report()
     let image = PhysicalRange(start: KernelImage.physicalStart, size: KernelImage.size)
     let treeRange = PhysicalRange(start: PhysicalAddress(UInt64(deviceTreeAddress)), size: UInt64(tree.totalSize))
     let platform: Platform
     do throws(PlatformDefect) {
-        platform = try Platform.discover(in: tree)
+        platform = try UEFIBoot.amended(Platform.discover(in: tree))
         try platform.checkRequirements(in: tree, kernelImage: image, deviceTree: treeRange)
     } catch {
         stopBooting(error)
@@ -84,7 +85,7 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
     MMU.disableLowerHalf()
     KernelAddressSpace.releaseIdentityMap(identityRoot)
     let deviceTreeVirtual = UInt(PhysicalWindow.virtualAddress(of: PhysicalAddress(UInt64(deviceTreeAddress))))
-    guard let tree = openDeviceTree(at: deviceTreeVirtual), let platform = try? Platform.discover(in: tree) else {
+    guard let tree = openDeviceTree(at: deviceTreeVirtual), let platform = try? UEFIBoot.amended(Platform.discover(in: tree)) else {
         kernelPanic("device tree unreadable through the linear map")
     }
     PerCPU.start(cpuCount: platform.cpuCount)
@@ -273,6 +274,7 @@ func startFrameAllocator(tree: DeviceTree, platform: Platform) {
             do throws(FrameAllocatorError) { try map.reserve(region, for: .reserved) } catch { failure = error }
         }
         if let failure { throw failure }
+        try UEFIBoot.reserveFirmwareMemory(in: &map)
         try map.reserve(PhysicalRange(start: KernelImage.physicalStart, size: KernelImage.size), for: .kernelImage)
         let treeStart = PhysicalAddress(UInt64(UInt(bitPattern: tree.blob.baseAddress!)) - PhysicalWindow.offset)
         try map.reserve(PhysicalRange(start: treeStart, size: UInt64(tree.totalSize)), for: .bootData)

@@ -85,8 +85,14 @@ struct KernelTableFrames: TableFrameSource {
         }
     }
 
-    /// DC IVAC over every table written with the caches off.
+    /// DC IVAC over every table written with the caches off, and over the frame allocator's
+    /// metadata (one run of frames from its zone table on), written with them off too: a loader
+    /// that ran with caches on (UEFI firmware) may have left lines of that memory in the cache.
     static func invalidateEarlyTables() {
         for index in 0..<earlyTableCount { dcache_invalidate_range(earlyTables[index], pageSize) }
+        let metadata = PhysicalFrames.lock.withLock {
+            (PhysicalFrames.allocator.zoneTable, PhysicalFrames.allocator.statistics.frames(for: .allocatorMetadata))
+        }
+        dcache_invalidate_range(metadata.0, metadata.1 * pageSize)
     }
 }

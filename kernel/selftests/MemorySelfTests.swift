@@ -121,6 +121,14 @@ func runMemorySelfTests() {
               "Exhaustion is reported: a 1 TiB heap request gets ENOMEM, 4 TiB of frames gets out-of-memory")
 
     checkObjectPrices(&run)
+    // Under UEFI: none of what the firmware keeps (runtime services, ACPI, reserved) may be free
+    // or allocated. (The boot tests check that edk2 and U-Boot keep some RAM, so that this checks
+    // something.)
+    if let handoff = UEFIBoot.handoff {
+        let kept = UEFIBoot.firmwareFramesKept(handoff)
+        run.check(kept.allKept && kept.frames <= UEFIBoot.keptFrames,
+                  "UEFI memory the firmware keeps is never free or allocated (\(kept.frames) frames in \(kept.descriptors) descriptors, all reserved)")
+    }
     log("Memory Test: \(run.passed) passed, \(run.failed) failed")
 }
 

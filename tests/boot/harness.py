@@ -291,3 +291,50 @@ class Session:
                     self.output += chunk
             except OSError:
                 pass
+
+
+# ---- UEFI boot -------------------------------------------------------------------------------
+# The kernel as an EFI application under Debian's edk2 build for QEMU (qemu-efi-aarch64): the
+# firmware in flash, a fresh copy of its variable store, and a FAT system partition on a virtio
+# block device, as `make run-uefi` boots it.
+UEFI_CODE = Path("/usr/share/AAVMF/AAVMF_CODE.fd")
+UEFI_VARS = Path("/usr/share/AAVMF/AAVMF_VARS.fd")
+
+
+def uefi_system_partition(image: Path, files: dict[str, Path | bytes]) -> None:
+    """A 16 MiB FAT image at `image` holding `files`, by their paths on it (`EFI/BOOT/BOOTAA64.EFI`)."""
+    subprocess.run(["mkfs.fat", "-C", "-F", "16", "-n", "SWIFTKERNEL", str(image), "16384"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    environment = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+    folders = sorted({"/".join(name.split("/")[:depth]) for name in files for depth in range(1, name.count("/") + 1)})
+    for folder in folders:
+        subprocess.run(["mmd", "-i", str(image), f"::/{folder}"], check=True, env=environment)
+    for name, content in files.items():
+        source = content
+        if isinstance(content, bytes):
+            source = image.with_name(name.replace("/", "_"))
+            source.write_bytes(content)
+        subprocess.run(["mcopy", "-i", str(image), str(source), f"::/{name}"], check=True, env=environment)
+
+
+def uefi_command(scratch: Path, machine: str = "virt", cpu: str = "cortex-a72", memory: str = "1G", smp: int = 1,
+                 append: str | None = "test", kernel: Path = KERNEL_IMAGE, initrd: Path | None = INITRD,
+                 acpi: bool = False, extra: list[str] | None = None) -> list[str]:
+    """The QEMU command of a UEFI boot, its files made in `scratch`: the kernel as the firmware's
+    default for removable media, the initial ramdisk as initrd.cpio and the command line as
+    cmdline.txt (each left out when None). With `acpi`, QEMU gives the firmware ACPI tables and
+    the firmware then publishes no device tree."""
+    files: dict[str, Path | bytes] = {"EFI/BOOT/BOOTAA64.EFI": kernel}
+    if initrd is not None:
+        files["initrd.cpio"] = initrd
+    if append is not None:
+        files["cmdline.txt"] = (append + "\n").encode()
+    partition = scratch / "esp.img"
+    uefi_system_partition(partition, files)
+    variables = scratch / "vars.fd"
+    variables.write_bytes(UEFI_VARS.read_bytes())
+    firmware = ["-drive", f"if=pflash,format=raw,readonly=on,file={UEFI_CODE}",
+                "-drive", f"if=pflash,format=raw,file={variables}",
+                "-drive", f"if=none,format=raw,file={partition},id=esp", "-device", "virtio-blk-device,drive=esp"]
+    return qemu_command(machine=machine + ("" if acpi else ",acpi=off"), cpu=cpu, memory=memory, smp=smp,
+                        kernel=None, extra=firmware + (extra or []))

@@ -12,7 +12,7 @@ from typing import Callable
 
 import devicetree_mutation
 import shell_scenarios
-from harness import INITRD, KERNEL_IMAGE, ROOT, BootFailure, BootResult, boot, newc_archive, qemu_command
+from harness import INITRD, KERNEL_IMAGE, ROOT, BootFailure, BootResult, boot, newc_archive, qemu_command, uefi_command, UEFI_CODE, UEFI_VARS
 
 ROOT_BUILD = ROOT / "build"
 
@@ -493,6 +493,147 @@ def device_tree_mutations() -> BootResult:
     return result
 
 
+# ---- UEFI boot: edk2 starts the kernel as an EFI application (harness.uefi_command) ----------
+
+def expect_uefi_boot(result: BootResult, memory: str) -> None:
+    """A test-mode boot through edk2: started by the EFI entry, the firmware named, its memory
+    map's usable frames and the frames it keeps adding up to the RAM of the device tree, every
+    frame it keeps reserved (the memory self-test checks each one), and every self-test clean."""
+    result.expect_in_order(r"^SwiftKernel: started as an EFI application$",
+                           r"^SwiftKernel v0\.1\.0 - ARM64 Microkernel$",
+                           r"^Boot: Device tree parsed successfully",
+                           r"^Boot: started by UEFI firmware \(EDK II\), memory map: \d+ entries, \d+ MiB usable$",
+                           r"^Boot: Console PL011 at 0x0000000009000000$")
+    size = SIZES[memory]
+    regions = result.lines_matching(r"^Boot: Memory region: 0x([0-9a-f]{16}) - 0x([0-9a-f]{16}) \((\d+) MB\)$")
+    result.expect_equal([(int(m[1], 16), int(m[2], 16)) for m in regions], [(RAM_BASE, RAM_BASE + size)], "memory regions")
+    started = result.expect_line(r"^Boot: started by UEFI firmware \(EDK II\), memory map: (\d+) entries, (\d+) MiB usable$")
+    uefi = result.expect_line(r"^Memory: UEFI memory map: (\d+) frames usable, (\d+) frames of RAM kept by the firmware$")
+    usable, kept = int(uefi[1]), int(uefi[2])
+    result.expect_equal(usable * 4096 >> 20, int(started[2]), "MiB usable in the boot line")
+    result.expect_equal(usable + kept, size // 4096, "usable and kept frames make up the RAM")
+    result.expect_equal(0 < kept < size // 4096 // 8, True, "edk2 keeps some RAM (runtime services) and little of it")
+    frames = result.expect_line(r"^FrameAllocator: (\d+) frames total, (\d+) frames free$")
+    result.expect_equal(int(frames[1]), size // 4096, "frames total (RAM from the device tree / 4 KiB)")
+    result.expect_equal(0 < int(frames[2]) < usable, True, "free frames at start are among the usable ones")
+    usage = result.expect_line(r"^Memory: (\d+) of (\d+) frames in use \((.*)\)$")
+    parts = dict((name, int(count)) for name, count in
+                 (re.match(r"(.*) (\d+)$", part).groups() for part in usage[3].split(", ")))
+    result.expect_equal(parts.get("reserved"), kept, "reserved frames are the firmware's")
+    check = result.expect_line(r"^Memory Test: ✓ UEFI memory the firmware keeps is never free or allocated "
+                               r"\((\d+) frames in (\d+) descriptors, all reserved\)$")
+    result.expect_equal(0 < int(check[1]) <= kept and int(check[2]) > 0, True, "firmware frames checked")
+    tests = result.expect_line(r"^Memory Test: (\d+) passed, (\d+) failed$")
+    result.expect_equal(int(tests[2]), 0, "failed memory self-tests")
+    result.expect_line(r"^Boot: Command line: test$")
+    summary = result.expect_line(r"^Boot Test: (\d+) passed, (\d+) failed$")
+    result.expect_equal(int(summary[2]), 0, "failed boot self-tests")
+    result.expect_no_line(r"FAILED|Kernel panic")
+
+
+def uefi_user_space(name: str, memory: str, gic: int, smp: int = 1) -> Scenario:
+    """edk2 boots the kernel from the system partition with the initial ramdisk beside it; the
+    EL0 test suite and the services' test pass."""
+    def run() -> BootResult:
+        with tempfile.TemporaryDirectory() as scratch:
+            command = uefi_command(Path(scratch), machine=f"virt,gic-version={gic}", memory=memory, smp=smp)
+            result = boot(command, timeout=240)
+        expect_uefi_boot(result, memory)
+        result.expect_line(rf"^Boot: Interrupt controller GICv{gic}, distributor 0x0000000008000000")
+        expect_cores_online(result, smp)
+        ramdisk = result.expect_line(r"^Boot: Initial ramdisk at 0x[0-9a-f]{16} \((\d+) KiB\)$")
+        result.expect_equal(int(ramdisk[1]), (INITRD.stat().st_size + 1023) // 1024, "ramdisk size (initrd.cpio read from the partition)")
+        result.expect_in_order(r"^Boot: Started init \(process 1\) from the initial ramdisk",
+                               r"^tests: \d+ passed, 0 failed$",
+                               r"^restarts: \d+ passed, 0 failed$",
+                               r"^Boot: init ended \(exit code 0\)$",
+                               r"^Boot: Test mode complete, powering off$")
+        summary = result.expect_line(r"^tests: (\d+) passed, (\d+) failed$")
+        result.expect_equal((int(summary[1]) >= 20, int(summary[2])), (True, 0), "user-space tests under UEFI")
+        result.expect_powered_off()
+        return result
+    return Scenario(name, run)
+
+
+def uefi_without_ramdisk() -> BootResult:
+    """No initrd.cpio on the partition: the EFI entry says so on the firmware's console and the
+    kernel starts without one."""
+    with tempfile.TemporaryDirectory() as scratch:
+        result = boot(uefi_command(Path(scratch), initrd=None), timeout=120)
+    result.expect_line(r"^SwiftKernel: no \\initrd\.cpio on the boot volume and no initial ramdisk offered \(LoadFile2\); the kernel starts without one$")
+    expect_uefi_boot(result, "1G")
+    result.expect_no_line(r"^Boot: Initial ramdisk")
+    result.expect_line(r"^Boot: No initial ramdisk; nothing to start$")
+    result.expect_line(r"^Boot: Test mode complete, powering off$")
+    result.expect_powered_off()
+    return result
+
+
+def uefi_without_device_tree() -> BootResult:
+    """With ACPI tables edk2 publishes no device tree: the EFI entry says why on the firmware's
+    console and returns to it, which goes on to its next boot option."""
+    with tempfile.TemporaryDirectory() as scratch:
+        message = r"SwiftKernel: the firmware publishes no device tree, which the kernel needs \(QEMU: -machine acpi=off\)"
+        result = boot(uefi_command(Path(scratch), acpi=True), timeout=90, stop_at=message)
+    result.expect_line(r"^SwiftKernel: started as an EFI application$")
+    result.expect_line("^" + message + "$")
+    result.expect_no_line(r"SwiftKernel v0\.1\.0|Kernel panic")
+    return result
+
+
+def uboot_bootefi() -> BootResult:
+    """U-Boot's `bootefi` starts the same image as an EFI application from memory: the command
+    line arrives as load options (U-Boot passes bootargs), the device tree and memory map are
+    U-Boot's, and with no boot volume there is no ramdisk, which the EFI entry says."""
+    extra = ["-bios", str(UBOOT),
+             "-device", f"loader,file={KERNEL_IMAGE},addr={UBOOT_LOAD_ADDRESS:#x},force-raw=on"]
+    size = KERNEL_IMAGE.stat().st_size
+    typed = [(r"Hit any key to stop autoboot", "\n"),
+             (r"=> ", "setenv bootargs test\n"),
+             (r"=> ", f"bootefi {UBOOT_LOAD_ADDRESS:#x}:{size:#x} ${{fdtcontroladdr}}\n")]
+    result = boot(qemu_command(kernel=None, extra=extra), timeout=90, interaction=typed)
+    result.expect_in_order(r"^SwiftKernel: started as an EFI application$",
+                           r"^SwiftKernel: no \\initrd\.cpio on the boot volume and no initial ramdisk offered \(LoadFile2\); the kernel starts without one$",
+                           r"^SwiftKernel v0\.1\.0 - ARM64 Microkernel$",
+                           r"^Boot: started by UEFI firmware \(Das U-Boot\), memory map: \d+ entries, \d+ MiB usable$")
+    uefi = result.expect_line(r"^Memory: UEFI memory map: (\d+) frames usable, (\d+) frames of RAM kept by the firmware$")
+    result.expect_equal(int(uefi[1]) + int(uefi[2]), (1 << 30) // 4096, "usable and kept frames make up the RAM")
+    frames = result.expect_line(r"^FrameAllocator: (\d+) frames total, (\d+) frames free$")
+    result.expect_equal(int(frames[1]), (1 << 30) // 4096, "frames total")
+    check = result.expect_line(r"^Memory Test: ✓ UEFI memory the firmware keeps is never free or allocated \((\d+) frames")
+    result.expect_equal(0 < int(check[1]) <= int(uefi[2]), True, "U-Boot keeps some RAM, all of it checked")
+    result.expect_line(r"^Boot: Command line: test$")
+    result.expect_line(r"^Boot Test: \d+ passed, 0 failed$")
+    result.expect_no_line(r"FAILED|Kernel panic")
+    result.expect_line(r"^Boot: Test mode complete, powering off$")
+    result.expect_powered_off()
+    return result
+
+
+def uefi_kernel_loader() -> BootResult:
+    """edk2 given the kernel by QEMU's -kernel, -initrd and -append starts it as an EFI
+    application itself: the command line arrives as load options, the initial ramdisk through
+    the LoadFile2 protocol; the EL0 test suite passes."""
+    with tempfile.TemporaryDirectory() as scratch:
+        variables = Path(scratch) / "vars.fd"
+        variables.write_bytes(UEFI_VARS.read_bytes())
+        firmware = ["-drive", f"if=pflash,format=raw,readonly=on,file={UEFI_CODE}",
+                    "-drive", f"if=pflash,format=raw,file={variables}"]
+        result = boot(qemu_command(machine="virt,acpi=off", initrd=INITRD, extra=firmware), timeout=240)
+    result.expect_line(r"SwiftKernel: started as an EFI application$")
+    result.expect_line(r"^Boot: started by UEFI firmware \(EDK II\), memory map: \d+ entries, \d+ MiB usable$")
+    ramdisk = result.expect_line(r"^Boot: Initial ramdisk at 0x[0-9a-f]{16} \((\d+) KiB\)$")
+    result.expect_equal(int(ramdisk[1]), (INITRD.stat().st_size + 1023) // 1024, "ramdisk size (offered through LoadFile2)")
+    result.expect_line(r"^Boot: Command line: (.* )?test( .*)?$")
+    result.expect_in_order(r"^Boot: Started init \(process 1\) from the initial ramdisk",
+                           r"^tests: \d+ passed, 0 failed$",
+                           r"^Boot: init ended \(exit code 0\)$",
+                           r"^Boot: Test mode complete, powering off$")
+    result.expect_no_line(r"FAILED|Kernel panic")
+    result.expect_powered_off()
+    return result
+
+
 SCENARIOS: list[Scenario] = [
     Scenario("device tree mutations: booted, a clear stop, or silent in WFI", device_tree_mutations),
     standard("cortex-a72, 1G, GICv2", "cortex-a72", "1G", 2),
@@ -531,4 +672,10 @@ SCENARIOS: list[Scenario] = [
     Scenario("user space: a corrupt ramdisk is refused", corrupted_ramdisk),
     Scenario("user space: the short system call fuzzing campaign (fuzz=100000)", fuzz_campaign),
     Scenario("U-Boot booti at another load address", uboot_booti),
+    uefi_user_space("UEFI: edk2 starts the kernel from its system partition, GICv2, 1G; the EL0 test suite", "1G", 2),
+    uefi_user_space("UEFI: edk2, GICv3, 4G, 2 cores; the EL0 test suite", "4G", 3, smp=2),
+    Scenario("UEFI: no initrd.cpio on the system partition", uefi_without_ramdisk),
+    Scenario("UEFI: a firmware without a device tree (ACPI) is told why and gets control back", uefi_without_device_tree),
+    Scenario("UEFI: U-Boot bootefi starts the same image, bootargs as load options", uboot_bootefi),
+    Scenario("UEFI: edk2 loads the kernel from QEMU -kernel; the ramdisk through LoadFile2", uefi_kernel_loader),
 ]

@@ -299,7 +299,9 @@ def check_make_run_test_mode(command: str) -> Callable[[Docs], None]:
         for pattern in expected:
             require(any(re.search(pattern, line) for line in lines), f"no console line /{pattern}/", output)
         for wanted, key in (("make run APPEND=test", ("README.md", TEST_MODE_BLOCK)),
-                            ('make run APPEND="test selftest=panic"', ("README.md", PANIC_BLOCK))):
+                            ('make run APPEND="test selftest=panic"', ("README.md", PANIC_BLOCK)),
+                            ("make run-uefi APPEND=test", ("README.md", UEFI_BLOCK)),
+                            ("make run-uefi APPEND=test", ("ARCHITECTURE.md", UEFI_ARCHITECTURE_BLOCK))):
             block = docs.blocks.get(key)
             if block is not None and command == wanted:
                 missing = match_lines([(n, t) for n, t in block.lines if t.strip() not in ("", "...")], lines, block.path)
@@ -313,6 +315,8 @@ PANIC_BLOCK = "Kernel panic: requested by selftest=panic"
 BOOT_BLOCK = "SwiftKernel v0.1.0 - ARM64 Microkernel"
 SHELL_BLOCK = "swiftkernel> spawn hello"
 SHELL_MD_BLOCK = "shell: SwiftKernel shell; type help for the commands"
+UEFI_BLOCK = "SwiftKernel: started as an EFI application"
+UEFI_ARCHITECTURE_BLOCK = "Boot: started by UEFI firmware (EDK II), memory map: 29 entries, 1017 MiB usable"
 
 
 def check_run_transcripts(*keys: tuple[str, str]) -> Callable[[Docs], None]:
@@ -624,6 +628,7 @@ CHECKS: dict[str, Callable[[Docs], None]] = {
     "make run APPEND=test, and README's test-mode output": check_make_run_test_mode("make run APPEND=test"),
     "make run CPU=max MEMORY=4G SMP=4 GIC=3 EL2=1 APPEND=test": check_make_run_test_mode("make run CPU=max MEMORY=4G SMP=4 GIC=3 EL2=1 APPEND=test"),
     'make run APPEND="test selftest=panic"': check_make_run_test_mode('make run APPEND="test selftest=panic"'),
+    "make run-uefi APPEND=test, and the UEFI boot lines of README and docs/ARCHITECTURE.md": check_make_run_test_mode("make run-uefi APPEND=test"),
     'make run APPEND="test selftest=trap"': check_make_run_test_mode('make run APPEND="test selftest=trap"'),
     "make debug, make gdb: break kernel_main_high, bt, source lines": check_gdb_symbols,
     "make debug, make gdb LOAD_ADDRESS=0x40200000: the first instruction": check_gdb_load_address,
@@ -638,6 +643,7 @@ CHECKS: dict[str, Callable[[Docs], None]] = {
     "make -n test-boot": dry_run(["test-boot"], "python3 tests/run.py --boot-only"),
     "make -n test-docs": dry_run(["test-docs"], "python3 tests/run.py --docs-only"),
     "make -n clean": dry_run(["clean"], "rm -rf build .build"),
+    "make -n run-uefi": dry_run(["run-uefi"], "mcopy -o -i build/esp.img build/cmdline.txt ::/cmdline.txt"),
     "make -n fixtures": dry_run(["fixtures"], "tools/dump-device-trees.sh"),
     "make -n soak": dry_run(["soak"], "python3 tools/soak.py --restarts 10000"),
     "make -n build DEBUG=1 (in an empty folder): the flag reaches the compiler": dry_run(["build", "DEBUG=1"], "-D KERNEL_DEBUG", scratch_build=True),
@@ -653,6 +659,7 @@ RUN_TRANSCRIPTS = ("make run: README's boot log, then its shell session typed", 
 GDB_CHECKS = ("make debug, make gdb: break kernel_main_high, bt, source lines",
               "make debug, make gdb LOAD_ADDRESS=0x40200000: the first instruction")
 FUZZ_CHECK = f"make fuzz with FUZZ_CALLS={FUZZ_SMALL}, and the summary docs/FUZZING.md shows"
+UEFI_CHECK = "make run-uefi APPEND=test, and the UEFI boot lines of README and docs/ARCHITECTURE.md"
 
 COMMANDS: dict[str, Check | NotRun] = {
     "make": Check("make and make build (the build the other commands use)"),
@@ -661,6 +668,9 @@ COMMANDS: dict[str, Check | NotRun] = {
     "make run APPEND=test": Check("make run APPEND=test, and README's test-mode output"),
     "make run CPU=max MEMORY=4G SMP=4 GIC=3 EL2=1 APPEND=test": Check("make run CPU=max MEMORY=4G SMP=4 GIC=3 EL2=1 APPEND=test"),
     'make run APPEND="test selftest=panic"': Check('make run APPEND="test selftest=panic"'),
+    "make run-uefi APPEND=test": Check(UEFI_CHECK),
+    "make run-uefi": NotRun("the boot of make run-uefi APPEND=test, which is run, ending at the shell's prompt instead of a "
+                            "power-off", "make -n run-uefi"),
     'make run APPEND="test selftest=trap"': Check('make run APPEND="test selftest=trap"'),
     "qemu-system-aarch64 -M virt ... -nographic": Check("make run: the QEMU line it prints, and Ctrl-A X quits"),
     "make debug": Check(*GDB_CHECKS),
@@ -705,6 +715,8 @@ BLOCKS: dict[tuple[str, str], Check | NotRun] = {
     ("README.md", TEST_MODE_BLOCK): Check("make run APPEND=test, and README's test-mode output"),
     ("README.md", "bench: null-syscall-el1@256M 176 insns/op"): Check("make bench, and README's figures"),
     ("README.md", PANIC_BLOCK): Check('make run APPEND="test selftest=panic"'),
+    ("README.md", UEFI_BLOCK): Check(UEFI_CHECK),
+    ("ARCHITECTURE.md", UEFI_ARCHITECTURE_BLOCK): Check(UEFI_CHECK),
     ("ARCHITECTURE.md", PANIC_BLOCK):
         NotRun("a panic report and a user program's fault report side by side, from two boots; README's panic "
                "block is checked against make run APPEND=\"test selftest=panic\", and the boot suite's crasher "

@@ -22,14 +22,71 @@
     .section .text.head, "ax"
     .global _start
 _start:
-    b       primary_entry               // code0
-    .long   0                           // code1
+    // code0: the PE/COFF "MZ" signature in its low half, and as an instruction a harmless
+    // conditional compare (CCMP x18, #0, #0xd, PL): it changes only the flags.
+    .long   0xfa405a4d
+    b       primary_entry               // code1
     .quad   0                           // text_offset: load at the 2 MiB aligned base itself
     .quad   _kernel_size                // image_size: file plus BSS and boot stack
     .quad   0xa                         // flags: little-endian, 4 KiB pages, anywhere in RAM
     .quad   0, 0, 0                     // reserved
     .ascii  "ARM\x64"                   // magic
-    .long   0                           // no PE/COFF header
+    .long   pe_header - _start          // at 0x3c, where a DOS header keeps its PE header's offset
+
+// The PE/COFF header that makes the same file an EFI application (PE32+, AArch64). Its two
+// sections map the image as it is linked: .text from the end of these headers to _etext, and
+// .data from there (read-only data, relocations, data) to _end, BSS and boot stack included.
+// The firmware enters at efi_entry (EFIStub.swift explains the path from there). No base
+// relocations: the code before the EFI entry has relocated the image runs position-independent.
+    .balign 8
+pe_header:
+    .ascii  "PE\0\0"
+    .short  0xaa64                      // machine: AArch64
+    .short  2                           // sections
+    .long   0                           // time stamp
+    .long   0, 0                        // no COFF symbol table
+    .short  pe_sections - pe_optional_header
+    .short  0x0222                      // executable, large-address aware, debug stripped
+pe_optional_header:
+    .short  0x20b                       // PE32+
+    .byte   0, 0                        // linker version
+    .long   _pe_text_size               // code
+    .long   _pe_data_file_size          // initialized data
+    .long   _pe_bss_size                // uninitialized data
+    .long   _pe_entry                   // entry point
+    .long   _pe_headers_size            // base of code
+    .quad   0                           // image base: linked at 0
+    .long   4096                        // section alignment
+    .long   4096                        // file alignment
+    .short  0, 0, 0, 0                  // operating system and image versions
+    .short  0, 0                        // subsystem version
+    .long   0                           // reserved
+    .long   _kernel_size                // size of image
+    .long   _pe_headers_size            // size of headers
+    .long   0                           // checksum
+    .short  10                          // subsystem: EFI application
+    .short  0                           // DLL characteristics
+    .quad   0, 0, 0, 0                  // stack and heap reserve and commit: the firmware's
+    .long   0                           // loader flags
+    .long   6                           // data directories
+    .quad   0, 0, 0, 0, 0, 0            // export, import, resource, exception, security, relocations
+pe_sections:
+    .ascii  ".text\0\0\0"
+    .long   _pe_text_size               // size in memory
+    .long   _pe_headers_size            // address
+    .long   _pe_text_size               // size in the file
+    .long   _pe_headers_size            // offset in the file
+    .long   0, 0                        // no COFF relocations or line numbers
+    .short  0, 0
+    .long   0x60000020                  // code, executable, readable
+    .ascii  ".data\0\0\0"
+    .long   _pe_data_size
+    .long   _pe_data_offset
+    .long   _pe_data_file_size
+    .long   _pe_data_offset
+    .long   0, 0
+    .short  0, 0
+    .long   0xc0000040                  // initialized data, readable, writable
 
     .text
 // What every CPU does first: leave EL2 if it entered there (leave_el2), mask exceptions, and
@@ -53,23 +110,10 @@ primary_entry:
     mov     x19, x0
     enter_el1 x20
 
-    // Apply R_AARCH64_RELATIVE relocations: *(base + offset) = base + addend. The linker emits
-    // no other kind for a static PIE; anything else means a broken build, so stop.
     adrp    x21, _start
     add     x21, x21, :lo12:_start
-    adrp    x0, __rela_start
-    add     x0, x0, :lo12:__rela_start
-    adrp    x1, __rela_end
-    add     x1, x1, :lo12:__rela_end
-2:  cmp     x0, x1
-    b.hs    3f
-    ldp     x2, x3, [x0], #16           // r_offset, r_info
-    ldr     x4, [x0], #8                // r_addend
-    cmp     x3, #R_AARCH64_RELATIVE
-    b.ne    halt
-    add     x4, x4, x21
-    str     x4, [x2, x21]
-    b       2b
+    mov     x0, x21
+    bl      apply_relocations
 
 3:  adrp    x0, __bss_start
     add     x0, x0, :lo12:__bss_start
@@ -100,6 +144,83 @@ halt:
     msr     daifset, #0xf
     wfi
     b       halt
+
+// apply_relocations(base): the R_AARCH64_RELATIVE relocations for an image at `base`,
+// *(base + offset) = base + addend. Idempotent, so an image that already ran elsewhere (the EFI
+// entry's, copied) is relocated again simply. The linker emits no other kind for a static PIE;
+// anything else means a broken build, so stop. Uses no stack; clobbers x1-x5.
+apply_relocations:
+    adrp    x1, __rela_start
+    add     x1, x1, :lo12:__rela_start
+    adrp    x2, __rela_end
+    add     x2, x2, :lo12:__rela_end
+1:  cmp     x1, x2
+    b.hs    2f
+    ldp     x3, x4, [x1], #16           // r_offset, r_info
+    ldr     x5, [x1], #8                // r_addend
+    cmp     x4, #R_AARCH64_RELATIVE
+    b.ne    halt
+    add     x5, x5, x0
+    str     x5, [x3, x0]
+    b       1b
+2:  ret
+
+// The firmware's entry into the EFI application (PE header above): x0 = image handle, x1 =
+// system table, x30 = where to return an error status, on the firmware's stack with its MMU and
+// caches on. Relocates the image where the firmware put it, so that Swift code can run, then
+// efi_main (EFIStub.swift) reads what the kernel needs from the firmware and, on success, leaves
+// through efi_start_kernel and never returns.
+    .global efi_entry
+efi_entry:
+    stp     x29, x30, [sp, #-32]!
+    mov     x29, sp
+    stp     x0, x1, [sp, #16]
+    adrp    x0, _start
+    add     x0, x0, :lo12:_start
+    bl      apply_relocations
+    ldp     x0, x1, [sp, #16]
+    bl      efi_main
+    ldp     x29, x30, [sp], #32
+    ret
+
+// efi_start_kernel(image, deviceTree): enters the copy of the kernel at `image` (2 MiB aligned)
+// the way any Image loader would, at its first byte with x0 = the device tree and x1-x3 = 0.
+// Boot services have ended; the caller cleaned to the point of coherency everything the kernel
+// will read with its caches off. The instruction cache may hold lines of what was at `image`
+// before the copy, hence the invalidation. The MMU is still on (an identity map): primary_entry
+// turns it off.
+    .global efi_start_kernel
+efi_start_kernel:
+    msr     daifset, #0xf
+    dsb     sy
+    ic      iallu
+    dsb     sy
+    isb
+    mov     x4, x0
+    mov     x0, x1
+    mov     x1, xzr
+    mov     x2, xzr
+    mov     x3, xzr
+    br      x4
+
+// Cleans and invalidates data-cache lines covering [x0, x0 + x1) to the point of coherency
+// (DC CIVAC), for memory written with caches on that code running with caches off will read.
+    .global dcache_clean_range
+dcache_clean_range:
+    mrs     x3, ctr_el0
+    ubfx    x3, x3, #16, #4             // DminLine: log2(words per line)
+    mov     x2, #4
+    lsl     x2, x2, x3
+    add     x1, x0, x1
+    sub     x3, x2, #1
+    bic     x0, x0, x3
+1:  cmp     x0, x1
+    b.hs    2f
+    dc      civac, x0
+    add     x0, x0, x2
+    b       1b
+2:  dsb     sy
+    ret
 
 // Drops from EL2 to EL1, returning to the caller (x30) at EL1 with SP_EL1 selected.
 // Clobbers x0. EL1 is given the physical timer, untrapped FP/SIMD and GICv3 system registers;
@@ -275,6 +396,11 @@ __stack_chk_guard:
 // the MMU is off, the linear map's base afterwards. Written once, by enter_linear_map.
     .global physical_window_offset
 physical_window_offset:
+    .quad   0
+// The physical address of the record the EFI entry leaves for the kernel (UEFIHandoff), or 0
+// when another loader started it. Written by the EFI entry before it copies the image.
+    .global efi_handoff_address
+efi_handoff_address:
     .quad   0
 // Holds the link-time address of _start until relocation rewrites it to the load address;
 // the boot self-test compares it with where the kernel really runs.
