@@ -439,13 +439,29 @@ enum Scheduler {
             CPU.disableInterrupts()
             // Read once: it turns on while a secondary CPU waits here.
             let locked = multiprocessor
-            if locked { _ = BigKernelLock.acquireUnlessHeld() }
-            if hasReadyThreads || (locked && workElsewhere) { schedule() }
-            releaseDeadThreads()
-            if locked { BigKernelLock.release() }
+            // Without the lock, the queues are only a hint (read again under it): an idle CPU
+            // takes the lock only when there may be work, so idle CPUs do not crowd the lock.
+            if !locked || BigKernelLock.isHeldHere || hasWork {
+                if locked { _ = BigKernelLock.acquireUnlessHeld() }
+                if hasReadyThreads || (locked && workElsewhere) { schedule() }
+                releaseDeadThreads()
+                if locked { BigKernelLock.release() }
+            }
             CPU.enableInterrupts()
             CPU.waitForInterrupt()
         }
+    }
+
+    /// Whether this idle CPU may have something to do: a ready thread here or elsewhere, a
+    /// switch asked for, or ended threads to release.
+    private static var hasWork: Bool {
+        hasReadyThreads || workElsewhere || PerCPU.current.scheduler.rescheduleNeeded || PerCPU.current.scheduler.dead != nil
+    }
+
+    /// Whether this CPU runs its idle thread (for an interrupt that found it waiting).
+    static var isIdle: Bool { running?.toOpaque() == idleThread?.toOpaque() }
+    private static var idleThread: Unmanaged<Thread>? {
+        PerCPU.current.scheduler.idle.map { Unmanaged.passUnretained($0) }
     }
 
     /// The boot CPU, when it starts user space with other CPUs online: takes the big kernel lock

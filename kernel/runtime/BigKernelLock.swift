@@ -83,6 +83,14 @@ enum BigKernelLock {
 /// interrupt that brought it in (the reschedule interrupt, usually) has been.
 @inline(never)
 func lockedExceptionDispatch(_ frame: UnsafeMutablePointer<UInt64>, _ kind: UInt64) {
+    // A secondary CPU woken in its idle loop by its tick or a reschedule interrupt (the only
+    // interrupts routed to it) touches only its own per-CPU block: it handles them without the
+    // lock, and its idle loop, not the interrupt, switches to what it finds. So waiting CPUs
+    // do not crowd the lock a hundred times a second each.
+    if kind == 5 && PerCPU.current.index != 0 && !BigKernelLock.isHeldHere && Scheduler.isIdle {
+        Interrupts.handleIRQ()
+        return
+    }
     let taken = BigKernelLock.acquireUnlessHeld()
     let fromUserSpace = kind >= 8
     // No thread reference in this frame: it never returns for a thread that ends (see
