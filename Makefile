@@ -13,7 +13,7 @@
 CPU      ?= cortex-a72
 ## run run-uefi debug bench fuzz: RAM size (`128M` ... `8G`), read by the kernel from the device tree; `bench` runs at `256M` and `8G` unless it is given
 MEMORY   ?= 1G
-## run run-uefi debug bench fuzz: cores described to the kernel; every one comes online and idles (threads run on the boot core for now)
+## run run-uefi debug bench fuzz: cores described to the kernel; every one comes online and runs threads
 SMP      ?= 1
 ## run run-uefi debug bench fuzz: interrupt controller version, `2` or `3`
 GIC      ?= 2

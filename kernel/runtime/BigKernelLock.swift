@@ -18,14 +18,17 @@ import AArch64
 import Synchronization
 
 enum BigKernelLock {
-    /// A ticket lock: CPUs are served in the order they arrived, so none waits forever while
-    /// others take turns.
-    private static let nextTicket = Atomic<UInt32>(0)
-    private static let nowServing = Atomic<UInt32>(0)
+    /// A test-and-test-and-set lock rather than a ticket lock: when the CPUs are virtual and
+    /// outnumber the host's (QEMU on a small machine), a ticket lock hands the lock to the next
+    /// CPU in line even while the host has descheduled it, and every other CPU waits for that
+    /// one; here whichever CPU is running takes it. Kernel sections are short, so no CPU waits
+    /// long in practice; `letWaitersIn` gives waiting CPUs their turn where it matters.
+    private static let held = Atomic<Bool>(false)
     /// The index of the CPU holding it, or -1. Each CPU compares it only with its own index,
     /// which no other CPU writes, so `isHeldHere` needs no ordering.
     private static let holder = Atomic<Int>(-1)
-    /// How many times a CPU found it taken, for the statistics.
+    /// CPUs spinning for it now, and how many times a CPU found it taken, for the statistics.
+    private static let waiting = Atomic<Int>(0)
     private static let contended = Atomic<UInt64>(0)
 
     static var contentions: UInt64 { contended.load(ordering: .relaxed) }
@@ -33,15 +36,19 @@ enum BigKernelLock {
     /// Whether the calling CPU holds it. IRQs must be masked (the answer is about this CPU).
     static var isHeldHere: Bool { holder.load(ordering: .relaxed) == PerCPU.current.index }
 
-    /// Takes it, waiting in line. IRQs are masked by the caller and stay masked while it is held.
+    /// Takes it. IRQs are masked by the caller and stay masked while it is held.
     static func acquire() {
         #if KERNEL_DEBUG
         LockOrder.bigKernel.willTake()
         #endif
-        let ticket = nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
-        if nowServing.load(ordering: .acquiring) != ticket {
+        if !held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
             contended.wrappingAdd(1, ordering: .relaxed)
-            while nowServing.load(ordering: .acquiring) != ticket { aarch64_yield() }
+            waiting.wrappingAdd(1, ordering: .relaxed)
+            while true {
+                while held.load(ordering: .relaxed) { aarch64_yield() }
+                if held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged { break }
+            }
+            waiting.wrappingSubtract(1, ordering: .relaxed)
         }
         holder.store(PerCPU.current.index, ordering: .relaxed)
     }
@@ -59,15 +66,20 @@ enum BigKernelLock {
         #if KERNEL_DEBUG
         LockOrder.bigKernel.released()
         #endif
-        nowServing.wrappingAdd(1, ordering: .releasing)
+        held.store(false, ordering: .releasing)
     }
 
-    /// Releases it and takes it again if other CPUs wait for it, so that they go first (the
-    /// ticket order guarantees it): for code that waits, under it, for what they will do.
+    /// Releases it and takes it again, giving CPUs that wait for it the chance to go first: for
+    /// code that waits, under it, for what they will do (a killed thread ending on its CPU).
     static func letWaitersIn() {
-        guard isHeldHere,
-              nextTicket.load(ordering: .relaxed) != nowServing.load(ordering: .relaxed) &+ 1 else { return }
+        guard isHeldHere, waiting.load(ordering: .relaxed) > 0 else { return }
         release()
+        // Until a waiting CPU has taken it, or a while has passed.
+        var spins = 0
+        while !held.load(ordering: .relaxed) && spins < 10_000 {
+            aarch64_yield()
+            spins += 1
+        }
         acquire()
     }
 

@@ -245,7 +245,7 @@ def user_space_tests_on_cores(cpus: int, gic: int) -> Scenario:
 
 
 def user_space_tests_with_cores(cpus: int, gic: int) -> BootResult:
-    result = boot(qemu_command(machine=f"virt,gic-version={gic}", smp=cpus, initrd=INITRD), timeout=240)
+    result = boot(qemu_command(machine=f"virt,gic-version={gic}", smp=cpus, initrd=INITRD), timeout=420)
     expect_cores_online(result, cpus)
     result.expect_line(rf"^tests: ✓ pinned to each of the {cpus} CPUs in turn \(threadAffinity\), this thread's 500 "
                        r"system calls are counted on that CPU \(cpuStatistics\)$")
@@ -657,6 +657,7 @@ SCENARIOS: list[Scenario] = [
     Scenario("user space: init runs the test suite at EL0", user_space_tests),
     user_space_tests_on_cores(2, 2),
     user_space_tests_on_cores(4, 3),
+    user_space_tests_on_cores(8, 2),
     fault_injection(20, 1),
     fault_injection(50, 2),
     fault_injection(100, 3),

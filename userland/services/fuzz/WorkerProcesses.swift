@@ -388,6 +388,13 @@ extension Worker {
             if registers[0] == 0 { registers[0] = 1 }
         case .threadCreate:
             registers[0] = invalidAddress() | 1 << 63
+        case .threadAffinity:
+            // Reads only: a worker pinned by chance would change what the campaign does. Its own
+            // thread (0) answers; another number is a thread of another process, or of this one.
+            registers[1] = 0
+            expectation = registers[0] == 0 ? .success : .any
+        case .cpuStatistics:
+            registers[1] = invalidAddress()
         case .processCreate:
             registers[0] = invalidAddress()
         case .wait:
@@ -657,7 +664,8 @@ func fuzzThreadBody(_ slot: UInt64) {
         case 5: _ = caller.make(SystemCallNumber.handleClose.rawValue, ThreadSlots.staleHandle(random.below(32)), expect: .failure)
         case 6: _ = caller.make(SystemCallNumber.notificationWait.rawValue, ThreadSlots.staleHandle(random.below(32)),
                                 random.below(UInt64(1_000_000)), expect: .failure)
-        case 7: _ = caller.make(random.between(35, 1 << 20), random.next(), random.next(), expect: .error(.unknownSystemCall))
+        case 7: _ = caller.make(random.between(UInt64(SystemCallNumber.allCases.count), 1 << 20), random.next(), random.next(),
+                                expect: .error(.unknownSystemCall))
         case 8: _ = caller.make(SystemCallNumber.debugWrite.rawValue, 0xFFFF_0000_4020_0000 + random.below(UInt64(4096)),
                                 random.between(1, 100), expect: .failure)
         case 9: _ = caller.make(SystemCallNumber.memoryStatistics.rawValue, expect: .success)
