@@ -31,13 +31,15 @@ struct EFIGUID {
 
     /// The 16 bytes of the GUID as the specification lays them out, at `bytes`.
     func write(to bytes: UnsafeMutableRawPointer) {
-        let data4 = [self.data4.0, self.data4.1, self.data4.2, self.data4.3, self.data4.4, self.data4.5, self.data4.6, self.data4.7]
+        // Before the kernel's heap exists: no array, the tuple's bytes in place.
+        withUnsafeBytes(of: data4) { tail in
+            for index in 0..<8 { bytes.storeBytes(of: tail[index], toByteOffset: 8 + index, as: UInt8.self) }
+        }
         for index in 0..<4 { bytes.storeBytes(of: UInt8(truncatingIfNeeded: data1 >> (8 * UInt32(index))), toByteOffset: index, as: UInt8.self) }
         for index in 0..<2 {
             bytes.storeBytes(of: UInt8(truncatingIfNeeded: data2 >> (8 * UInt16(index))), toByteOffset: 4 + index, as: UInt8.self)
             bytes.storeBytes(of: UInt8(truncatingIfNeeded: data3 >> (8 * UInt16(index))), toByteOffset: 6 + index, as: UInt8.self)
         }
-        for index in 0..<8 { bytes.storeBytes(of: data4[index], toByteOffset: 8 + index, as: UInt8.self) }
     }
 
     func matches(_ bytes: UnsafeRawPointer) -> Bool {
