@@ -273,8 +273,6 @@ enum Processes {
         }
         let thread = Thread(id: takeThreadID(), process: process, stack: kernelStack, priority: Scheduler.defaultPriority)
         thread.charge = charge
-        // Where its creator may run, it may (`threadAffinity`).
-        if let creator = Scheduler.current, creator.process === process { thread.affinity = creator.affinity }
         thread.prepareUserEntry(entry: entry, userStack: stack, argument: argument, handle: startHandle.value,
                                 startBlock: startBlock, ramdisk: ramdisk.value)
         process.started = true
