@@ -27,11 +27,8 @@ enum BigKernelLock {
     /// The index of the CPU holding it, or -1. Each CPU compares it only with its own index,
     /// which no other CPU writes, so `isHeldHere` needs no ordering.
     private static let holder = Atomic<Int>(-1)
-    /// CPUs spinning for it now, and how many times a CPU found it taken, for the statistics.
+    /// CPUs spinning for it now, for `letWaitersIn`.
     private static let waiting = Atomic<Int>(0)
-    private static let contended = Atomic<UInt64>(0)
-
-    static var contentions: UInt64 { contended.load(ordering: .relaxed) }
 
     /// Whether the calling CPU holds it. IRQs must be masked (the answer is about this CPU).
     static var isHeldHere: Bool { holder.load(ordering: .relaxed) == PerCPU.current.index }
@@ -42,7 +39,6 @@ enum BigKernelLock {
         LockOrder.bigKernel.willTake()
         #endif
         if !held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
-            contended.wrappingAdd(1, ordering: .relaxed)
             waiting.wrappingAdd(1, ordering: .relaxed)
             while true {
                 while held.load(ordering: .relaxed) { aarch64_yield() }
