@@ -29,10 +29,9 @@ enum PhysicalWindow {
         PhysicalAddress(UInt64(UInt(bitPattern: pointer)) &- offset)
     }
 
-    /// Fills `frame` with zeros, a word at a time.
+    /// Fills `frame` with zeros (through the linear map, so as Normal memory).
     static func zero(_ frame: PageFrame) {
-        let page = pointer(to: frame.address)
-        for word in 0..<Int(pageSize / 8) { page.storeBytes(of: UInt64(0), toByteOffset: word * 8, as: UInt64.self) }
+        CPU.zeroPages(pointer(to: frame.address), size: Int(pageSize))
     }
 
     static func heapPointer(to address: PhysicalAddress) -> UnsafeMutableRawPointer {

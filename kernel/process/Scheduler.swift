@@ -441,8 +441,9 @@ enum Scheduler {
             let locked = multiprocessor
             // Without the lock, the queues are only a hint (read again under it): an idle CPU
             // takes the lock only when there may be work, so idle CPUs do not crowd the lock.
-            if !locked || BigKernelLock.isHeldHere || hasWork {
-                if locked { _ = BigKernelLock.acquireUnlessHeld() }
+            // When another CPU keeps the lock a while, this one waits for its next interrupt
+            // (a tick at the latest) rather than spin for it.
+            if !locked || BigKernelLock.isHeldHere || (hasWork && BigKernelLock.tryAcquire(patience: idlePatience)) {
                 if hasReadyThreads || (locked && workElsewhere) { schedule() }
                 releaseDeadThreads()
                 if locked { BigKernelLock.release() }
@@ -451,6 +452,10 @@ enum Scheduler {
             CPU.waitForInterrupt()
         }
     }
+
+    /// How many times an idle CPU looks for the big kernel lock before it waits for its next
+    /// interrupt: long enough for a system call or a switch on another CPU to end.
+    private static let idlePatience = 20_000
 
     /// Whether this idle CPU may have something to do: a ready thread here or elsewhere, a
     /// switch asked for, or ended threads to release.

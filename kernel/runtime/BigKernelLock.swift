@@ -49,6 +49,31 @@ enum BigKernelLock {
         holder.store(PerCPU.current.index, ordering: .relaxed)
     }
 
+    /// Takes it if it comes free within about `patience` looks; false when it did not. For an
+    /// idle CPU, which has nothing to lose by waiting for its next interrupt instead: a CPU in a
+    /// long system call (mapping a gigabyte) would otherwise have every idle CPU spinning beside
+    /// it, and virtual CPUs that spin take the host's time from the one that works.
+    /// It counts among the waiters while it looks, so a holder that waits for it (in
+    /// `letWaitersIn`) lets it in.
+    static func tryAcquire(patience: Int) -> Bool {
+        waiting.wrappingAdd(1, ordering: .relaxed)
+        defer { waiting.wrappingSubtract(1, ordering: .relaxed) }
+        var looks = 0
+        while looks < patience {
+            if !held.load(ordering: .relaxed)
+                && held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
+                #if KERNEL_DEBUG
+                LockOrder.bigKernel.willTake()
+                #endif
+                holder.store(PerCPU.current.index, ordering: .relaxed)
+                return true
+            }
+            aarch64_yield()
+            looks += 1
+        }
+        return false
+    }
+
     /// Takes it unless this CPU holds it already (an exception taken in kernel code that holds
     /// it); true when it was taken here and must be released by the caller.
     static func acquireUnlessHeld() -> Bool {

@@ -657,6 +657,7 @@ SCENARIOS: list[Scenario] = [
     Scenario("user space: init runs the test suite at EL0", user_space_tests),
     user_space_tests_on_cores(2, 2),
     user_space_tests_on_cores(4, 3),
+    user_space_tests_on_cores(8, 2),
     fault_injection(20, 1),
     fault_injection(50, 2),
     fault_injection(100, 3),

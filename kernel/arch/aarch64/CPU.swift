@@ -52,6 +52,31 @@ enum CPU {
         aarch64_dsb_sy()
     }
 
+    /// Writes zeros over `[start, start + size)` of Normal memory, both multiples of 4 KiB. DC ZVA
+    /// zeroes a whole block per instruction (DCZID_EL0.BS gives log2 of its size in words, at most
+    /// 2 KiB, so a page is always a whole number of blocks); where DCZID_EL0.DZP forbids it, stores
+    /// of pairs of words do.
+    static func zeroPages(_ start: UnsafeMutableRawPointer, size: Int) {
+        let identification = aarch64_read_dczid()
+        let first = UInt64(UInt(bitPattern: start))
+        let end = first + UInt64(size)
+        if identification & 0x10 == 0 {
+            let block = UInt64(4) << (identification & 0xF)
+            var address = first
+            while address < end {
+                aarch64_dc_zva(address)
+                address += block
+            }
+        } else {
+            var offset = 0
+            while offset < size {
+                start.storeBytes(of: UInt64(0), toByteOffset: offset, as: UInt64.self)
+                start.storeBytes(of: UInt64(0), toByteOffset: offset + 8, as: UInt64.self)
+                offset += 16
+            }
+        }
+    }
+
     /// CurrentEL.EL, bits [3:2].
     static var exceptionLevel: UInt64 { (aarch64_read_current_el() >> 2) & 0x3 }
 
