@@ -66,6 +66,13 @@ def shell_at_the_terminal() -> BootResult:
         session.type("ps\r")
         for name, pid in services.items():
             session.expect(rf"(?m)^ +{pid} +\d+  running +[1-9]\d* KiB +[1-9]\d* +\d+  service  {name}\r?\n")
+        # Then the one CPU's figures: it has ticked, switched threads and taken system calls, and
+        # its idle share is a percentage.
+        cpu = session.expect(r"(?m)^ +0 +(\d+) +(\d+)% +(\d+) +(\d+) +(\d+) +(\d+)\r?\n")
+        ticks, idle, switches, calls, interrupts = (int(cpu[index]) for index in range(1, 6))
+        session.checks += 1
+        if not (ticks > 0 and idle <= 100 and switches > 0 and calls > 0 and interrupts > 0):
+            session.fail(f"ps: CPU 0's figures do not add up: {cpu[0].strip()}")
         # Cursor keys: "hlp", two left, "e" in the middle, Enter: help.
         command(session, "hlp" + LEFT + LEFT + "e" + RIGHT + RIGHT + "\r", r"  keys: ")
         # Backspace: "spawn hellx" corrected.

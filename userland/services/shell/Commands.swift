@@ -99,7 +99,7 @@ struct Command {
 enum Commands {
     static let table: [Command] = [
         Command(name: "help", usage: "help", summary: "this list", run: help),
-        Command(name: "ps", usage: "ps", summary: "the processes the process manager runs", run: ProcessCommands.ps),
+        Command(name: "ps", usage: "ps", summary: "the processes the process manager runs, and each CPU's figures", run: ProcessCommands.ps),
         Command(name: "services", usage: "services", summary: "the services: state, restarts, last delay",
                 run: ProcessCommands.services),
         Command(name: "spawn", usage: "spawn NAME [ARGS] [&]", summary: "start a program; wait for it unless &",

@@ -51,6 +51,25 @@ enum ProcessCommands {
         } catch {
             System.print("ps: the process manager did not answer: \(error)")
         }
+        cpus()
+    }
+
+    /// One line per online CPU, from the kernel's own counts (`cpuStatistics`): ticks, the share
+    /// of them that found the CPU idle, thread switches, system calls, interrupts, threads it
+    /// took from other CPUs' queues.
+    static func cpus() {
+        System.print("  CPU   TICKS  IDLE  SWITCHES  SYSCALLS  INTERRUPTS  STOLEN")
+        var online = System.onlineCPUs
+        while online != 0 {
+            let cpu = online.trailingZeroBitCount
+            online &= online - 1
+            guard let figures = try? System.cpuStatistics(cpu) else {
+                System.print("  \(pad(UInt64(cpu), 3))  figures refused")
+                continue
+            }
+            let idle = figures.ticks == 0 ? 0 : figures.idleTicks * 100 / figures.ticks
+            System.print("  \(pad(UInt64(cpu), 3))  \(pad(figures.ticks, 6))  \(pad(idle, 3))%  \(pad(figures.switches, 8))  \(pad(figures.systemCalls, 8))  \(pad(figures.interrupts, 10))  \(pad(figures.steals, 6))")
+        }
     }
 
     static func services(_ words: inout Words) {
