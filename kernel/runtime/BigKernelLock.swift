@@ -40,13 +40,16 @@ enum BigKernelLock {
         #endif
         if !held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
             waiting.wrappingAdd(1, ordering: .relaxed)
-            while true {
-                while held.load(ordering: .relaxed) { aarch64_yield() }
-                if held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged { break }
-            }
+            while !takeIfFree() { aarch64_yield() }
             waiting.wrappingSubtract(1, ordering: .relaxed)
         }
         holder.store(PerCPU.current.index, ordering: .relaxed)
+    }
+
+    /// One look while waiting: takes it if it is free, reading before writing so that waiting
+    /// CPUs do not fight over the cache line while it is held.
+    private static func takeIfFree() -> Bool {
+        !held.load(ordering: .relaxed) && held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
     }
 
     /// Takes it if it comes free within about `patience` looks; false when it did not. For an
@@ -58,20 +61,17 @@ enum BigKernelLock {
     static func tryAcquire(patience: Int) -> Bool {
         waiting.wrappingAdd(1, ordering: .relaxed)
         defer { waiting.wrappingSubtract(1, ordering: .relaxed) }
-        var looks = 0
-        while looks < patience {
-            if !held.load(ordering: .relaxed)
-                && held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
-                #if KERNEL_DEBUG
-                LockOrder.bigKernel.willTake()
-                #endif
-                holder.store(PerCPU.current.index, ordering: .relaxed)
-                return true
-            }
+        var looks = 1
+        while !takeIfFree() {
+            guard looks < patience else { return false }
             aarch64_yield()
             looks += 1
         }
-        return false
+        #if KERNEL_DEBUG
+        LockOrder.bigKernel.willTake()
+        #endif
+        holder.store(PerCPU.current.index, ordering: .relaxed)
+        return true
     }
 
     /// Takes it unless this CPU holds it already (an exception taken in kernel code that holds
