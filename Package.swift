@@ -19,12 +19,18 @@ let package = Package(
         // What typed bytes mean: the decoder of escape sequences and the console's line discipline.
         .target(name: "TerminalInput", path: "userland",
                 sources: ["runtime/TerminalInput.swift", "services/console/LineDiscipline.swift"]),
+        // The virtio-blk driver's queue and request bookkeeping, over the driver's header of
+        // volatile loads, stores and the barrier (a module map only, nothing to link).
+        .systemLibrary(name: "VirtioMemory", path: "userland/services/virtio-blk/include"),
+        .target(name: "Virtio", dependencies: ["VirtioMemory"], path: "userland",
+                sources: ["services/virtio-blk/Virtqueue.swift", "services/virtio-blk/BlockRequests.swift"]),
         .testTarget(
             name: "KernelCoreTests",
             dependencies: [
                 "KernelCore",
                 "ABI",
                 "TerminalInput",
+                "Virtio",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             path: "tests/host"
