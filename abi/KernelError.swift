@@ -19,6 +19,9 @@ public enum KernelError: UInt64, Error, Equatable, CaseIterable, Sendable {
     case wouldBlock = 11
     /// The caller's handle table has no free slot.
     case handleTableFull = 12
+    /// A device reported that it could not carry out the request: the answer of services that
+    /// drive devices (the block service); no system call returns it.
+    case deviceFailed = 13
 
     /// The error a status in x0 reports, or nil for success. A status no error has (never sent
     /// by this kernel) reads as `invalidArgument`.
@@ -43,6 +46,7 @@ public enum KernelError: UInt64, Error, Equatable, CaseIterable, Sendable {
         case .peerClosed: return "peer closed"
         case .wouldBlock: return "would block"
         case .handleTableFull: return "handle table full"
+        case .deviceFailed: return "device failed"
         }
     }
 }

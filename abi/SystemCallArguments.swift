@@ -539,7 +539,6 @@ public enum SystemCall {
     /// Maps memory object `memory` (needs map; write too for a writable mapping) with `access`
     /// (never executable).
     public struct MemoryMap: SystemCallArguments {
-        public typealias Result = MappedAddress
         public static let number = SystemCallNumber.memoryMap
         public var memory: Handle
         public var access: MemoryAccess
@@ -552,6 +551,24 @@ public enum SystemCall {
         }
         @inline(__always) public var registers: ArgumentRegisters {
             ArgumentRegisters(x0: memory.value, x1: access.rawValue)
+        }
+
+        /// Where the mapping is and how long: the object's size, which a holder of the handle
+        /// cannot learn otherwise (a server mapping a client's buffer must not trust a size the
+        /// client claims).
+        public struct Result: SystemCallResult {
+            public var address: UserAddress
+            public var bytes: UInt64
+            @inline(__always) public init(address: UserAddress, bytes: UInt64) {
+                self.address = address
+                self.bytes = bytes
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(address: UserAddress(registers.x1), bytes: registers.x2)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: address.value, x2: bytes)
+            }
         }
     }
 
@@ -1229,6 +1246,81 @@ extension SystemCall {
             }
             @inline(__always) public var registers: ResultRegisters {
                 ResultRegisters(x1: online, x2: count)
+            }
+        }
+    }
+
+    /// What device `device` of device-access capability `access` (needs open) is, and where its
+    /// registers are: a driver finds its device by kind and reaches its registers at
+    /// `registers % 4096` into the mapping of `deviceOpen`'s memory object (devices may share a
+    /// page).
+    public struct DeviceInfo: SystemCallArguments {
+        public static let number = SystemCallNumber.deviceInfo
+        public var access: Handle
+        public var device: UInt64
+        @inline(__always) public init(access: Handle, device: UInt64) {
+            self.access = access
+            self.device = device
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(access: Handle(registers.x0), device: registers.x1)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: access.value, x1: device)
+        }
+
+        /// A `DeviceKind` raw value, and the physical address of the device's registers.
+        public struct Result: SystemCallResult {
+            public var kind: UInt64
+            public var registerAddress: UInt64
+            @inline(__always) public init(kind: UInt64, registerAddress: UInt64) {
+                self.kind = kind
+                self.registerAddress = registerAddress
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(kind: registers.x1, registerAddress: registers.x2)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: kind, x2: registerAddress)
+            }
+        }
+    }
+
+    /// `bytes` (rounded up to pages, at most 1 MiB) of zeroed, physically contiguous memory for
+    /// device `device` of device-access capability `access` (needs open) to read and write,
+    /// charged to the caller. Mapped non-cacheable. When the object ends, the kernel stops the
+    /// device (a virtio device is reset) before the memory is reused.
+    public struct DMACreate: SystemCallArguments {
+        public static let number = SystemCallNumber.dmaCreate
+        public var access: Handle
+        public var device: UInt64
+        public var bytes: UInt64
+        @inline(__always) public init(access: Handle, device: UInt64, bytes: UInt64) {
+            self.access = access
+            self.device = device
+            self.bytes = bytes
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(access: Handle(registers.x0), device: registers.x1, bytes: registers.x2)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: access.value, x1: device, x2: bytes)
+        }
+
+        /// The memory object (map, write, duplicate, transfer) and the physical address of its
+        /// first byte, which the device uses.
+        public struct Result: SystemCallResult {
+            public var memory: Handle
+            public var deviceAddress: UInt64
+            @inline(__always) public init(memory: Handle, deviceAddress: UInt64) {
+                self.memory = memory
+                self.deviceAddress = deviceAddress
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(memory: Handle(registers.x1), deviceAddress: registers.x2)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: memory.value, x2: deviceAddress)
             }
         }
     }

@@ -59,6 +59,8 @@ public enum SystemCallNumber: UInt64, CaseIterable, Sendable {
     case logRead = 47
     case threadAffinity = 48
     case cpuStatistics = 49
+    case deviceInfo = 50
+    case dmaCreate = 51
 }
 
 /// The status a successful call leaves in x0; any other value is a `KernelError`.

@@ -53,6 +53,15 @@ public struct Rights: OptionSet, Equatable, Sendable {
     public static let newProcess: Rights = [.control, .wait, .account, .duplicate, .transfer]
 }
 
+/// What kind of device a device-access capability names at an index (`deviceInfo`).
+public enum DeviceKind: UInt64, Sendable {
+    /// An Arm PL011 UART (the console).
+    case uart = 1
+    /// A virtio-mmio transport (virtio 1.x over MMIO); its registers say which device, if any,
+    /// sits behind it.
+    case virtioMMIO = 2
+}
+
 /// An address in the caller's address space, as a system call argument or result. The kernel
 /// reaches the memory behind it only through its user-memory copies, which check it.
 public struct UserAddress: Equatable, Sendable {

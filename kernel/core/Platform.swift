@@ -35,12 +35,59 @@ public struct Platform {
         public var interrupt: UInt32?
     }
 
+    /// A device user space may drive: its registers and its interrupt.
+    public struct Device: Equatable, Sendable {
+        public var registers: PhysicalRange
+        public var interrupt: UInt32
+        public init(registers: PhysicalRange, interrupt: UInt32) {
+            self.registers = registers
+            self.interrupt = interrupt
+        }
+    }
+
+    /// Up to `capacity` devices in order of their register address, with no allocation (the
+    /// platform is read before the kernel has a heap).
+    public struct DeviceList: Equatable, Sendable {
+        public static let capacity = 32
+        private var storage = InlineArray<32, Device>(repeating: Device(registers: PhysicalRange(start: PhysicalAddress(0), size: 0),
+                                                                         interrupt: 0))
+        public private(set) var count = 0
+
+        public init() {}
+
+        public subscript(index: Int) -> Device { storage[index] }
+
+        /// Adds `device` in address order; false when the list is full.
+        @discardableResult
+        public mutating func insert(_ device: Device) -> Bool {
+            guard count < Self.capacity else { return false }
+            var slot = count
+            while slot > 0 && storage[slot - 1].registers.start.value > device.registers.start.value {
+                storage[slot] = storage[slot - 1]
+                slot -= 1
+            }
+            storage[slot] = device
+            count += 1
+            return true
+        }
+
+        public static func == (left: DeviceList, right: DeviceList) -> Bool {
+            guard left.count == right.count else { return false }
+            for index in 0..<left.count where left[index] != right[index] { return false }
+            return true
+        }
+    }
+
     public var console: Console?
     public var interruptController: InterruptController?
     public var timer: Timer?
     public var psciConduit: PSCIConduit?
     public var cpuCount = 0
     public var virtioMMIOCount = 0
+    /// The virtio-mmio transports user-space drivers may use: those whose `reg` and
+    /// `interrupts` read well (the kernel needs none of them, so a malformed one is left out,
+    /// not a defect).
+    public var virtioTransports = DeviceList()
     /// /chosen bootargs, without its terminator.
     public var bootArguments: DeviceTreeBytes?
     /// /chosen linux,initrd-start .. linux,initrd-end.
@@ -67,6 +114,7 @@ public struct Platform {
             for cpu in cpus.children where cpu.hasDeviceType("cpu") && cpu.isEnabled { platform.cpuCount += 1 }
         }
         platform.virtioMMIOCount = tree.countNodes(compatibleWith: "virtio,mmio")
+        platform.virtioTransports = findVirtioTransports(in: tree)
         return platform
     }
 
@@ -152,6 +200,17 @@ public struct Platform {
         guard found >= 4 else { throw PlatformDefect(node, .tooFewInterrupts(needed: 4)) }
         return Timer(securePhysicalInterrupt: identifiers[0], physicalInterrupt: identifiers[1],
                      virtualInterrupt: identifiers[2], hypervisorInterrupt: identifiers[3])
+    }
+
+    static func findVirtioTransports(in tree: DeviceTree) -> DeviceList {
+        var transports = DeviceList()
+        tree.forEachNode { node in
+            guard node.isCompatible(with: "virtio,mmio"), node.isEnabled,
+                  let registers = try? node.firstRegister(), registers.size > 0,
+                  let interrupt = try? firstInterrupt(of: node, in: tree) else { return true }
+            return transports.insert(Device(registers: registers, interrupt: interrupt))
+        }
+        return transports
     }
 
     public static func findPSCIConduit(in tree: DeviceTree) -> PSCIConduit? {

@@ -118,13 +118,15 @@ extension RestartPolicy {
     }
 }
 
-/// The devices a service's process is given access to. Bit n is device n of the device-access
-/// capability (`deviceOpen`'s index).
+/// The devices a service's process is given access to: a copy of init's device-access
+/// capability (`deviceOpen`), for the kinds of device named.
 public struct DeviceSet: OptionSet, Equatable, Sendable {
     public let rawValue: UInt64
     public init(rawValue: UInt64) { self.rawValue = rawValue }
     /// The console UART (device 0).
     public static let console = DeviceSet(rawValue: 1 << 0)
+    /// The virtio-mmio transports (the devices after the console; `deviceInfo` tells them apart).
+    public static let virtio = DeviceSet(rawValue: 1 << 1)
     /// Not a device of the capability: init's power control (a send right to its port), the
     /// authority to power the machine off.
     public static let power = DeviceSet(rawValue: 1 << 63)
@@ -135,6 +137,7 @@ public struct DeviceSet: OptionSet, Equatable, Sendable {
     /// The device a manifest names `name`, if there is one.
     public static func named(_ name: UnsafeRawBufferPointer) -> DeviceSet? {
         if matches(name, "console") { return .console }
+        if matches(name, "virtio") { return .virtio }
         if matches(name, "power") { return .power }
         if matches(name, "services") { return .services }
         return nil

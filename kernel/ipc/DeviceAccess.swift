@@ -1,14 +1,23 @@
 // Devices for userspace drivers, by capability. The kernel gives init, at start, a device-access
-// capability naming the devices it does not keep for itself (today the console UART, whose receive
-// side init drives). Opening a device through it gives two narrower capabilities: its registers as
+// capability naming the devices it does not keep for itself: the console UART, whose receive side
+// a user-space driver runs, then the virtio-mmio transports in address order. Opening a device through it gives two narrower capabilities: its registers as
 // a memory object and its interrupt as an interrupt line, which init can keep or hand on to a
 // driver process. A line bound to a notification is masked when it fires and unmasked when the
 // driver acknowledges, so a slow driver sees one signal, never an interrupt storm. A binding lasts
 // as long as the line object bound: when its last handle goes, closed or with its process, the
 // line is masked and unbound.
 
+// Memory a device reads and writes (`dmaCreate`) is physically contiguous and mapped
+// non-cacheable. The kernel cannot see what a device still does with it, so when such an object
+// ends it first stops the device (a virtio device is reset, which ends its use of every buffer
+// it was given), then frees the frames: a driver that crashes mid-transfer cannot make the device
+// write into memory that belongs to someone else by then.
+
+import _Volatile
+
 /// A device user space may drive: its registers and its interrupt.
 struct UserDevice {
+    let kind: DeviceKind
     let registers: PhysicalRange
     let interrupt: UInt32
 }
@@ -65,21 +74,30 @@ enum DeviceAccess {
     static func capability(for platform: Platform) -> DeviceAccessCapability {
         var devices: [UserDevice] = []
         if let console = platform.console, let interrupt = console.interrupt {
-            devices.append(UserDevice(registers: console.registers, interrupt: interrupt))
+            devices.append(UserDevice(kind: .uart, registers: console.registers, interrupt: interrupt))
+        }
+        for index in 0..<platform.virtioTransports.count {
+            let transport = platform.virtioTransports[index]
+            devices.append(UserDevice(kind: .virtioMMIO, registers: transport.registers, interrupt: transport.interrupt))
         }
         lock.withLock { bindings.reserveCapacity(devices.count) }
         return DeviceAccessCapability(devices: devices)
+    }
+
+    /// Device `index` of the capability behind `handle`, which must have the open right.
+    static func device(_ index: UInt64, through handle: Handle, process: Process) throws(KernelError) -> UserDevice {
+        let (object, rights) = try IPC.lookup(handle, in: process, requiring: [])
+        guard case .deviceAccess(let capability) = object else { throw .invalidHandle }
+        guard rights.contains(.open) else { throw .accessDenied }
+        guard index < UInt64(capability.devices.count) else { throw .notFound }
+        return capability.devices[Int(index)]
     }
 
     /// The registers and interrupt of device `index` of the capability behind `handle`, as new
     /// handles in `process`.
     static func open(_ index: UInt64, through handle: Handle, process: Process) throws(KernelError)
         -> (registers: Handle, interrupt: Handle) {
-        let (object, rights) = try IPC.lookup(handle, in: process, requiring: [])
-        guard case .deviceAccess(let capability) = object else { throw .invalidHandle }
-        guard rights.contains(.open) else { throw .accessDenied }
-        guard index < UInt64(capability.devices.count) else { throw .notFound }
-        let device = capability.devices[Int(index)]
+        let device = try device(index, through: handle, process: process)
         let line = try KernelMemory.make(.interruptLine, for: process.account) {
             InterruptLine(identifier: device.interrupt)
         }
@@ -93,6 +111,37 @@ enum DeviceAccess {
             try? IPC.close(registers, in: process)
             throw error
         }
+    }
+
+    /// Zeroed, physically contiguous memory of `bytes` for device `index` to transfer to and
+    /// from, charged to `process`: its handle and the address the device sees.
+    static func createDMA(bytes: UInt64, for index: UInt64, through handle: Handle,
+                          process: Process) throws(KernelError) -> (memory: Handle, deviceAddress: UInt64) {
+        let device = try device(index, through: handle, process: process)
+        guard bytes > 0, let size = alignUp(bytes, to: pageSize),
+              size / pageSize <= UInt64(MemoryObject.maximumPages) else { throw .invalidArgument }
+        let pages = Int(size / pageSize)
+        var charge = try KernelMemory.charge(.memoryObject(pages: pages), to: process.account)
+        guard let object = MemoryObject.allocateForDevice(device, pages: pages, charge: charge) else {
+            charge.release()
+            throw .outOfMemory
+        }
+        let memory = try IPC.install(.memory(object), rights: .newMemory, in: process, isNew: true)
+        return (memory, object.physicalStart)
+    }
+
+    /// Stops `device` from reading or writing memory: called before memory given to it is
+    /// freed. A virtio device is reset (status 0, virtio 1.x section 4.2.2.1), which the
+    /// specification says ends its use of every buffer; the kernel reaches the transport through
+    /// its own mapping of the virtio-mmio pages (KernelAddressSpace).
+    static func quiesce(_ device: UserDevice) {
+        guard device.kind == .virtioMMIO else { return }
+        let base = UInt(PhysicalWindow.linearMapBase + device.registers.start.value)
+        let status = VolatileMappedRegister<UInt32>(unsafeBitPattern: base + 0x070)
+        status.store(0)
+        // QEMU resets at once; a device that takes its time gets a bounded wait.
+        var patience = 1_000_000
+        while status.load() != 0 && patience > 0 { patience -= 1 }
     }
 
     /// Binds the line behind `handle` to notification `notificationHandle`; returns the line's

@@ -1,7 +1,7 @@
 // The kernel's address space (TTBR1): a linear map of all RAM at PhysicalWindow.linearMapBase + P,
 // with the kernel image inside it mapped section by section (text read-execute, read-only data
 // read-only, data and BSS read-write and never executable, an unmapped guard page below the boot
-// stack), and the MMIO of the devices the kernel drives as Device-nGnRE. TTBR0 belongs to user
+// stack), and the MMIO of the devices the kernel drives or stops (virtio) as Device-nGnRE. TTBR0 belongs to user
 // address spaces; during boot it briefly holds an identity map of the kernel text.
 
 enum KernelAddressSpace {
@@ -65,6 +65,18 @@ enum KernelAddressSpace {
             let start = alignDown(device.start.value, to: pageSize)
             guard let end = alignUp(device.start.value &+ device.size, to: pageSize) else { continue }
             try mapLinear(start, end, .readWrite, .device)
+        }
+        // The virtio-mmio transports, which user-space drivers run: the kernel writes to one only
+        // to stop the device before memory it was given is freed (DeviceAccess.quiesce). They
+        // come in address order, often several to a page; each page is mapped once.
+        var lastPage: UInt64?
+        for index in 0..<platform.virtioTransports.count {
+            let registers = platform.virtioTransports[index].registers
+            let start = alignDown(registers.start.value, to: pageSize)
+            guard let end = alignUp(registers.start.value &+ registers.size, to: pageSize), end > start else { continue }
+            let first = start == lastPage ? start + pageSize : start
+            try mapLinear(first, end, .readWrite, .device)
+            lastPage = end - pageSize
         }
 
         var identity = try PageTable(half: .lower, memory: LinearMap(), frames: &frames)

@@ -110,6 +110,16 @@ enum KernelMemory {
         }
     }
 
+    /// `count` physically contiguous frames already charged with `chargeFrames`, never the
+    /// reserve's: one allocation, freed by its first frame with `freePaidFrame`.
+    static func allocatePaidFrames(count: Int, _ purpose: FramePurpose) throws(KernelError) -> PageFrame {
+        do throws(FrameAllocatorError) {
+            return try PhysicalFrames.allocate(count: count, alignment: 1, purpose, keepingFree: reserveFrames)
+        } catch {
+            throw .outOfMemory
+        }
+    }
+
     /// Frees a frame `allocateFrame` gave out and gives its page back to `account`.
     static func freeFrame(_ frame: PageFrame, for account: MemoryAccount) {
         freePaidFrame(frame)

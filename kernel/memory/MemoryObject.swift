@@ -1,16 +1,27 @@
-// Memory objects: physical memory, or a device's registers, that processes map by handle.
+// Memory objects: physical memory, a device's registers, or memory a device reads and writes
+// (DMA), that processes map by handle.
 
 /// Physical memory that can be mapped into several address spaces: for data too large for a
 /// message. Its frames are freed when the last handle and the last mapping are gone.
 final class MemoryObject: ChargedObject {
     static let maximumPages = 256 // 1 MiB
 
+    enum Kind {
+        /// Frames of RAM, the object's own.
+        case memory
+        /// RAM the kernel keeps (the initial ramdisk): never freed.
+        case ramdisk
+        /// A device's registers: mapped as Device-nGnRE, and not the object's to free.
+        case deviceRegisters
+        /// Physically contiguous frames a device reads and writes: mapped non-cacheable, and
+        /// freed as one allocation only after the device was stopped (`DeviceAccess.quiesce`),
+        /// so that no transfer still under way lands in memory given to someone else.
+        case dma(UserDevice)
+    }
+
     let frames: UnsafeMutablePointer<UInt64>
     let pageCount: Int
-    /// Device registers rather than RAM: mapped as Device-nGnRE, and not the object's to free.
-    let isDevice: Bool
-    /// Whether the frames are the object's, freed with it (not a device's or the ramdisk's).
-    let ownsFrames: Bool
+    let kind: Kind
     /// The object's own cost, paid by its creator; its frames are charged to the same account.
     var charge = MemoryCharge()
 
@@ -27,8 +38,7 @@ final class MemoryObject: ChargedObject {
         pageCount = Self.pageCount(of: registers)
         frames = UnsafeMutablePointer<UInt64>.allocate(capacity: pageCount)
         for page in 0..<pageCount { frames[page] = first + UInt64(page) * pageSize }
-        isDevice = true
-        ownsFrames = false
+        kind = .deviceRegisters
     }
 
     /// The initial ramdisk's pages (`range` starts on a page), for init to read programs from:
@@ -37,17 +47,41 @@ final class MemoryObject: ChargedObject {
         pageCount = Self.pageCount(of: range)
         frames = UnsafeMutablePointer<UInt64>.allocate(capacity: pageCount)
         for page in 0..<pageCount { frames[page] = range.start.value + UInt64(page) * pageSize }
-        isDevice = false
-        ownsFrames = false
+        kind = .ramdisk
     }
 
-    private init(frames: UnsafeMutablePointer<UInt64>, pages: Int, charge: MemoryCharge) {
+    private init(frames: UnsafeMutablePointer<UInt64>, pages: Int, kind: Kind, charge: MemoryCharge) {
         self.frames = frames
         pageCount = pages
-        isDevice = false
-        ownsFrames = true
+        self.kind = kind
         self.charge = charge
     }
+
+    /// Device registers, which only their own mapping may reach.
+    var isDevice: Bool {
+        if case .deviceRegisters = kind { return true }
+        return false
+    }
+
+    /// Plain RAM (its own or the ramdisk's): what a program may be built from.
+    var isRAM: Bool {
+        switch kind {
+        case .memory, .ramdisk: return true
+        case .deviceRegisters, .dma: return false
+        }
+    }
+
+    /// How its pages are mapped.
+    var memoryType: MemoryType {
+        switch kind {
+        case .memory, .ramdisk: return .normal
+        case .deviceRegisters: return .device
+        case .dma: return .normalNonCacheable
+        }
+    }
+
+    /// The physical address of its first page; for DMA memory, where the device sees it.
+    var physicalStart: UInt64 { frames[0] }
 
     /// Zeroed frames for `pages` pages, charged to `charge`'s account, which the object keeps;
     /// nil when the account or memory is short (nothing is kept then, and the caller still holds
@@ -67,12 +101,40 @@ final class MemoryObject: ChargedObject {
             PhysicalWindow.zero(frame)
             frames[page] = frame.address.value
         }
-        return MemoryObject(frames: frames, pages: pages, charge: charge)
+        return MemoryObject(frames: frames, pages: pages, kind: .memory, charge: charge)
+    }
+
+    /// `pages` zeroed, physically contiguous pages for `device`'s transfers, charged like
+    /// `allocate`'s; nil when the account or memory is short, or no run of free frames is long
+    /// enough.
+    static func allocateForDevice(_ device: UserDevice, pages: Int, charge: MemoryCharge) -> MemoryObject? {
+        guard pages > 0, pages <= maximumPages, let account = charge.account,
+              (try? KernelMemory.chargeFrames(UInt64(pages), to: account)) != nil else { return nil }
+        guard let first = try? KernelMemory.allocatePaidFrames(count: pages, .user) else {
+            account.release(UInt64(pages) * pageSize)
+            return nil
+        }
+        let frames = UnsafeMutablePointer<UInt64>.allocate(capacity: pages)
+        for page in 0..<pages {
+            let frame = PageFrame(number: first.number + UInt64(page))
+            PhysicalWindow.zero(frame)
+            frames[page] = frame.address.value
+        }
+        return MemoryObject(frames: frames, pages: pages, kind: .dma(device), charge: charge)
     }
 
     deinit {
-        if ownsFrames, let account = charge.account {
-            for page in 0..<pageCount { KernelMemory.freeFrame(PageFrame(number: frames[page] >> pageShift), for: account) }
+        if let account = charge.account {
+            switch kind {
+            case .memory:
+                for page in 0..<pageCount { KernelMemory.freeFrame(PageFrame(number: frames[page] >> pageShift), for: account) }
+            case .dma(let device):
+                DeviceAccess.quiesce(device)
+                KernelMemory.freePaidFrame(PageFrame(number: frames[0] >> pageShift))
+                account.release(UInt64(pageCount) * pageSize)
+            case .ramdisk, .deviceRegisters:
+                break
+            }
         }
         frames.deallocate()
         charge.release()
@@ -96,13 +158,16 @@ extension MemoryObject {
         return try IPC.install(.memory(object), rights: .newMemory, in: process, isNew: true)
     }
 
-    /// Maps memory object `handle` (needs map; writable also needs write; never executable).
-    static func map(_ handle: Handle, access: MemoryAccess, in process: Process) throws(KernelError) -> UserAddress {
+    /// Maps memory object `handle` (needs map; writable also needs write; never executable):
+    /// where, and how many bytes.
+    static func map(_ handle: Handle, access: MemoryAccess, in process: Process) throws(KernelError)
+        -> (address: UserAddress, bytes: UInt64) {
         guard access.isSubset(of: .write), let space = process.addressSpace else { throw .invalidArgument }
         let needed: Rights = access.contains(.write) ? [.map, .write] : [.map]
         guard case .memory(let object) = try IPC.lookup(handle, in: process, requiring: needed).object else {
             throw .invalidHandle
         }
-        return try space.mapShared(object, permissions: access.contains(.write) ? .readWrite : .readOnly)
+        let address = try space.mapShared(object, permissions: access.contains(.write) ? .readWrite : .readOnly)
+        return (address, UInt64(object.pageCount) * pageSize)
     }
 }

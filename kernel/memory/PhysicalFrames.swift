@@ -35,6 +35,15 @@ enum PhysicalFrames {
         }
     }
 
+    /// `count` contiguous frames, but only while more than `reserve` frames stay free after.
+    static func allocate(count: Int, alignment: Int, _ purpose: FramePurpose,
+                         keepingFree reserve: UInt64) throws(FrameAllocatorError) -> PageFrame {
+        try lock.withLock { () throws(FrameAllocatorError) -> PageFrame in
+            guard allocator.statistics.freeFrames >= reserve + UInt64(count) else { throw .outOfMemory }
+            return try allocator.allocate(count: count, alignment: alignment, purpose)
+        }
+    }
+
     static func free(_ frame: PageFrame) throws(FrameAllocatorError) {
         try lock.withLock { () throws(FrameAllocatorError) in try allocator.free(frame) }
     }

@@ -181,7 +181,7 @@ final class AddressSpace {
             do throws(PageTableError) {
                 try table.map(VirtualAddress(start + UInt64(page) * pageSize), to: PhysicalAddress(object.frames[page]),
                               size: pageSize, permissions: permissions.union(.user),
-                              type: object.isDevice ? .device : .normal, global: false,
+                              type: object.memoryType, global: false,
                               frames: &frames, maintenance: maintenance)
             } catch {
                 releasePages(start, UInt64(page) * pageSize, freeingFrames: false)

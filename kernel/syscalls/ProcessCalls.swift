@@ -37,7 +37,7 @@ enum ProcessCalls {
         guard call.access.isSubset(of: [.write, .execute]), call.access != [.write, .execute] else { throw .invalidArgument }
         let target = try process(call.process, in: caller, requiring: .control)
         let needed: Rights = call.access.contains(.write) ? [.map, .write] : [.map]
-        guard case .memory(let object) = try IPC.lookup(call.memory, in: caller, requiring: needed).object, !object.isDevice else {
+        guard case .memory(let object) = try IPC.lookup(call.memory, in: caller, requiring: needed).object, object.isRAM else {
             throw .invalidHandle
         }
         guard target.state == .alive, let space = target.addressSpace else { throw .notFound }

@@ -223,7 +223,8 @@ enum SystemCalls {
             }
         case .memoryMap:
             serve(frame, SystemCall.MemoryMap.self) { call throws(KernelError) in
-                .init(address: try MemoryObject.map(call.memory, access: call.access, in: try caller()))
+                let mapped = try MemoryObject.map(call.memory, access: call.access, in: try caller())
+                return .init(address: mapped.address, bytes: mapped.bytes)
             }
         case .waitAny:
             serve(frame, SystemCall.WaitAny.self) { call throws(KernelError) in
@@ -296,6 +297,17 @@ enum SystemCalls {
             serve(frame, SystemCall.DeviceOpen.self) { call throws(KernelError) in
                 let device = try DeviceAccess.open(call.device, through: call.access, process: try caller())
                 return .init(registerMemory: device.registers, interrupt: device.interrupt)
+            }
+        case .deviceInfo:
+            serve(frame, SystemCall.DeviceInfo.self) { call throws(KernelError) in
+                let device = try DeviceAccess.device(call.device, through: call.access, process: try caller())
+                return .init(kind: device.kind.rawValue, registerAddress: device.registers.start.value)
+            }
+        case .dmaCreate:
+            serve(frame, SystemCall.DMACreate.self) { call throws(KernelError) in
+                let dma = try DeviceAccess.createDMA(bytes: call.bytes, for: call.device, through: call.access,
+                                                     process: try caller())
+                return .init(memory: dma.memory, deviceAddress: dma.deviceAddress)
             }
         case .interruptBind:
             serve(frame, SystemCall.InterruptBind.self) { call throws(KernelError) in

@@ -85,6 +85,14 @@ private func bigEndian32(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
         #expect(platform.psciConduit == conduit)
         #expect(platform.cpuCount == cpus)
         #expect(platform.virtioMMIOCount == 32)
+        // QEMU lists the transports from the highest address down; the platform keeps them in
+        // address order, each with its SPI (16 upwards, as GIC identifiers 48 upwards).
+        #expect(platform.virtioTransports.count == 32)
+        for index in 0..<platform.virtioTransports.count {
+            let transport = platform.virtioTransports[index]
+            #expect(transport.registers == PhysicalRange(start: PhysicalAddress(0xA00_0000 + 0x200 * UInt64(index)), size: 0x200))
+            #expect(transport.interrupt == 48 + UInt32(index))
+        }
     }
 
     @Test func chosenCarriesBootargsAndInitrd() throws {

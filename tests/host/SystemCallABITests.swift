@@ -38,7 +38,8 @@ import ABI
         SystemCall.ProcessCreate.self, SystemCall.ProcessMap.self, SystemCall.ProcessStart.self, SystemCall.ProcessGive.self,
         SystemCall.ProcessWait.self, SystemCall.ProcessKill.self, SystemCall.ProcessNotify.self,
         SystemCall.IPCStatistics.self, SystemCall.ProcessInfo.self, SystemCall.LogOpen.self, SystemCall.LogRead.self,
-        SystemCall.ThreadAffinity.self, SystemCall.CPUStatisticsRead.self,
+        SystemCall.ThreadAffinity.self, SystemCall.CPUStatisticsRead.self, SystemCall.DeviceInfo.self,
+        SystemCall.DMACreate.self,
     ]
 
     /// The word a field puts in its register.

@@ -119,9 +119,15 @@ public enum IPC {
 
     /// Maps a memory object (the handle needs `map`, and `write` for a writable mapping).
     public static func map(_ memory: Handle, writable: Bool) throws(KernelError) -> UnsafeMutableRawPointer {
-        let address = try System.invoke(SystemCall.MemoryMap(memory: memory, access: writable ? .write : [])).address
-        guard let pointer = UnsafeMutableRawPointer(address) else { throw .outOfMemory }
-        return pointer
+        try mapWithSize(memory, writable: writable).address
+    }
+
+    /// As `map`, with the mapping's size: the object's, whatever its sender said.
+    public static func mapWithSize(_ memory: Handle, writable: Bool) throws(KernelError)
+        -> (address: UnsafeMutableRawPointer, bytes: Int) {
+        let mapped = try System.invoke(SystemCall.MemoryMap(memory: memory, access: writable ? .write : []))
+        guard let pointer = UnsafeMutableRawPointer(bitPattern: UInt(mapped.address.value)) else { throw .outOfMemory }
+        return (pointer, Int(mapped.bytes))
     }
 
     /// The index of the first of `handles` (ports and notifications, at most 8) that is ready,

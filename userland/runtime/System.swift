@@ -182,6 +182,23 @@ public enum System {
         return (result.registerMemory, result.interrupt)
     }
 
+    /// What device `index` of device-access capability `access` is (nil for a kind this
+    /// runtime does not know), and the physical address of its registers.
+    public static func deviceInfo(_ index: UInt64, through access: Handle) throws(KernelError)
+        -> (kind: DeviceKind?, registerAddress: UInt64) {
+        let result = try invoke(SystemCall.DeviceInfo(access: access, device: index))
+        return (DeviceKind(rawValue: result.kind), result.registerAddress)
+    }
+
+    /// `bytes` of zeroed, physically contiguous memory for device `index` of `access` to read
+    /// and write: its memory object and the address the device sees. When the object ends, the
+    /// kernel stops the device before the memory is reused.
+    public static func createDMA(_ bytes: UInt64, forDevice index: UInt64, through access: Handle) throws(KernelError)
+        -> (memory: Handle, deviceAddress: UInt64) {
+        let result = try invoke(SystemCall.DMACreate(access: access, device: index, bytes: bytes))
+        return (result.memory, result.deviceAddress)
+    }
+
     /// Makes `interrupt` (needs bind) set bit 0 of `notification`; after each signal the line
     /// stays masked until `acknowledgeInterrupt`. Returns the line's interrupt identifier, for
     /// reports.

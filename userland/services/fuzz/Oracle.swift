@@ -234,6 +234,8 @@ func name(of number: UInt64) -> StaticString {
     case .logRead: return "logRead"
     case .threadAffinity: return "threadAffinity"
     case .cpuStatistics: return "cpuStatistics"
+    case .deviceInfo: return "deviceInfo"
+    case .dmaCreate: return "dmaCreate"
     }
 }
 

@@ -613,10 +613,56 @@ func testDeviceAccess(_ suite: inout Suite) {
     let openForged = catching { () throws(KernelError) in _ = try System.openDevice(0, through: forged) }
     let openPort = catching { () throws(KernelError) in _ = try System.openDevice(0, through: port) }
     let openWithoutRight = catching { () throws(KernelError) in _ = try System.openDevice(0, through: withoutOpen) }
-    let openMissing = catching { () throws(KernelError) in _ = try System.openDevice(1, through: access) }
+    let openMissing = catching { () throws(KernelError) in _ = try System.openDevice(1000, through: access) }
     suite.check(openForged == .invalidHandle && openPort == .invalidHandle && openWithoutRight == .accessDenied
                 && openMissing == .notFound,
-                "deviceOpen needs the device-access capability: forged handle and port invalid, a copy without the open right denied; no device 1")
+                "deviceOpen needs the device-access capability: forged handle and port invalid, a copy without the open right denied; no device 1000")
+
+    // What the capability names: the UART first, then the virtio-mmio transports, each once.
+    let uartInfo = try? System.deviceInfo(0, through: access)
+    var transports = 0
+    var transportsInOrder = true
+    var previous: UInt64 = 0
+    var index: UInt64 = 1
+    while let info = try? System.deviceInfo(index, through: access) {
+        transportsInOrder = transportsInOrder && info.kind == .virtioMMIO && info.registerAddress > previous
+        previous = info.registerAddress
+        transports += 1
+        index += 1
+    }
+    let infoForged = catching { () throws(KernelError) in _ = try System.deviceInfo(0, through: forged) }
+    let infoWithoutRight = catching { () throws(KernelError) in _ = try System.deviceInfo(0, through: withoutOpen) }
+    let infoMissing = catching { () throws(KernelError) in _ = try System.deviceInfo(index, through: access) }
+    suite.check(uartInfo?.kind == .uart && uartInfo?.registerAddress == 0x900_0000 && transports == 32 && transportsInOrder
+                && infoForged == .invalidHandle && infoWithoutRight == .accessDenied && infoMissing == .notFound,
+                "deviceInfo: device 0 is the PL011 at 0x9000000, then \(transports) virtio-mmio transports in address order; forged handle invalid, no open right denied, device \(index) not found")
+
+    // Memory for a device: contiguous, mapped, charged and given back; only through the capability.
+    let dmaFramesBefore = System.memory.freeFrames
+    let dma = try? System.createDMA(3 * 4096 + 1, forDevice: 1, through: access)
+    var dmaMapped = false
+    if let dma, let mapped = try? IPC.mapWithSize(dma.memory, writable: true) {
+        let words = mapped.address.assumingMemoryBound(to: UInt64.self)
+        var zeroed = true
+        for word in 0..<(mapped.bytes / 8) where words[word] != 0 { zeroed = false }
+        for word in 0..<(mapped.bytes / 8) { words[word] = UInt64(word) &* 0x9E37_79B9 }
+        var kept = true
+        for word in 0..<(mapped.bytes / 8) where words[word] != UInt64(word) &* 0x9E37_79B9 { kept = false }
+        dmaMapped = mapped.bytes == 4 * 4096 && zeroed && kept
+        try? System.unmap(mapped.address, bytes: UInt64(mapped.bytes))
+    }
+    let dmaFramesHeld = System.memory.freeFrames
+    if let dma { try? IPC.close(dma.memory) }
+    let dmaFramesAfter = System.memory.freeFrames
+    let dmaWithoutRight = catching { () throws(KernelError) in _ = try System.createDMA(4096, forDevice: 1, through: withoutOpen) }
+    let dmaForged = catching { () throws(KernelError) in _ = try System.createDMA(4096, forDevice: 1, through: forged) }
+    let dmaEmpty = catching { () throws(KernelError) in _ = try System.createDMA(0, forDevice: 1, through: access) }
+    let dmaHuge = catching { () throws(KernelError) in _ = try System.createDMA(2 << 20, forDevice: 1, through: access) }
+    let dmaMissing = catching { () throws(KernelError) in _ = try System.createDMA(4096, forDevice: 1000, through: access) }
+    suite.check(dmaMapped && (dma?.deviceAddress ?? 1) % 4096 == 0 && dmaFramesBefore - dmaFramesHeld >= 4
+                && dmaFramesAfter + 64 > dmaFramesBefore && dmaWithoutRight == .accessDenied && dmaForged == .invalidHandle
+                && dmaEmpty == .invalidArgument && dmaHuge == .invalidArgument && dmaMissing == .notFound,
+                "dmaCreate: 4 zeroed pages at device address \(dma?.deviceAddress ?? 0), mapped (the mapping says its size) and written; freed on close (free frames \(dmaFramesBefore), \(dmaFramesHeld) held, \(dmaFramesAfter) after); without the open right denied, forged invalid, 0 bytes and 2 MiB invalid, device 1000 not found")
 
     // Without an interrupt handle: nothing else binds or acknowledges in its place.
     let bindForged = catching { () throws(KernelError) in _ = try System.bindInterrupt(forged, to: bell) }
