@@ -23,6 +23,8 @@ EL2      ?= 0
 APPEND   ?=
 ## run run-uefi debug bench fuzz: any further QEMU arguments
 QEMU_EXTRA ?=
+## run debug fuzz: the disk image attached as a virtio block device (a missing one is made: 16 MiB of zeros); empty: no disk
+DISK     ?= $(BUILD)/disk.img
 ## debug gdb: the TCP port of QEMU's GDB stub
 GDB_PORT ?= 1234
 
@@ -31,7 +33,10 @@ QEMU     ?= qemu-system-aarch64
 comma    := ,
 MACHINE   = virt,gic-version=$(GIC)$(if $(filter 1,$(EL2)),$(comma)virtualization=on)
 QEMU_ARGS = -M $(MACHINE) -cpu $(CPU) -m $(MEMORY) -smp $(SMP) -nographic \
-            -kernel $(IMAGE) -initrd $(INITRD) $(if $(APPEND),-append "$(APPEND)") $(QEMU_EXTRA)
+            -kernel $(IMAGE) -initrd $(INITRD) $(if $(APPEND),-append "$(APPEND)") $(DISK_ARGS) $(QEMU_EXTRA)
+# The disk, on a modern (virtio 1.x) transport: QEMU's virtio-mmio is legacy unless told.
+DISK_ARGS = $(if $(DISK),-global virtio-mmio.force-legacy=false \
+            -drive if=none$(comma)format=raw$(comma)file=$(DISK)$(comma)id=disk -device virtio-blk-device$(comma)drive=disk)
 
 # `make test` and `make soak` boot the machines their scenarios name (tests/boot/scenarios.py,
 # tools/soak.py); rather than ignore a machine variable given to them, they say so.
@@ -127,6 +132,10 @@ $(INITRD): $(USER_ELVES) userland/manifest tools/symbol-table.py
 	cd $(BUILD)/symbols && ls | cpio --quiet -o -H newc > ../symbols.cpio
 	$(SYMBOL_TABLE) --bundle $@ $(BUILD)/symbols.cpio
 
+# The disk driver's volatile access to memory its device shares (userland/services/virtio-blk).
+$(BUILD)/user/virtio-blk.o: USER_FLAGS += -I userland/services/virtio-blk/include
+$(BUILD)/user/virtio-blk.o: $(wildcard userland/services/virtio-blk/include/*)
+
 # ---- EL0 system call fuzzer (userland/services/fuzz, docs/FUZZING.md) ----------------------
 # The fuzzer's register checks are inline assembly in a header of its own.
 $(BUILD)/user/fuzz.o: USER_FLAGS += -I userland/services/fuzz/include
@@ -158,7 +167,7 @@ soak: install-deps build
 # A command-line APPEND goes after the fuzzer's own words instead of replacing them.
 fuzz: override APPEND := test fuzz=$(FUZZ_CALLS) seed=$(FUZZ_SEED) fuzzflags=$(FUZZ_FLAGS) $(APPEND)
 ## a long EL0 system call fuzzing campaign; console in build/fuzz.log, fails unless it ends clean
-fuzz: install-deps build
+fuzz: install-deps build $(DISK)
 	@echo "Fuzzing: $(FUZZ_CALLS) calls from seed $(FUZZ_SEED), flags $(FUZZ_FLAGS); console in $(BUILD)/fuzz.log"
 	@timeout $(FUZZ_TIMEOUT) $(QEMU) $(QEMU_ARGS) </dev/null >$(BUILD)/fuzz.log 2>&1; \
 	    grep -aE '^fuzz:|^Kernel panic|^  ' $(BUILD)/fuzz.log; \
@@ -214,9 +223,14 @@ $(FAULT_IMAGE): $(KERNEL_SWIFT) $(KERNEL_HEADERS) $(KERNEL_ASM) kernel/arch/aarc
 fault-kernel: check-toolchain $(FAULT_IMAGE)
 
 ## build, then boot in QEMU with the machine variables; ends at the shell's prompt (Ctrl-A X quits)
-run: install-deps build
+run: install-deps build $(DISK)
 	@echo "Booting SwiftKernel: $(QEMU) $(QEMU_ARGS)   (Ctrl-A X quits)"
 	$(QEMU) $(QEMU_ARGS)
+
+# A disk for `make run` when none is there yet (the block service, docs/ARCHITECTURE.md "The disk").
+$(BUILD)/disk.img:
+	@mkdir -p $(@D)
+	truncate -s 16M $@
 
 # ---- UEFI boot ------------------------------------------------------------------------------
 # The same kernel.img is an EFI application (docs/ARCHITECTURE.md, "UEFI boot"). run-uefi boots
@@ -261,7 +275,7 @@ LOAD_ADDRESS ?= 0xffff000040200000
 GDB_ARGS ?=
 
 ## as run, but QEMU waits before the first instruction with a GDB stub on GDB_PORT
-debug: install-deps build
+debug: install-deps build $(DISK)
 	@echo "QEMU is halted, waiting for GDB on port $(GDB_PORT). In another terminal run:  make gdb"
 	$(QEMU) $(QEMU_ARGS) -S -gdb tcp::$(GDB_PORT)
 

@@ -2,7 +2,9 @@
 """`make soak`: the test run with many kills of a service in use. The services' stage
 (userland/services/restarts) kills the memory manager, the name service and the echo service in
 turn while using each, and ends with "soak: N restarts, N recovered, leaked frames N, leaked
-objects N". Succeeds when every restart recovered and nothing leaked."""
+objects N". With a disk attached, the disk test (userland/services/disktest) crashes its driver as
+many times under a copy. Succeeds when every restart recovered, the disk test passed and nothing
+leaked."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "boot"))
-from harness import INITRD, boot, qemu_command  # noqa: E402
+import tempfile  # noqa: E402
+
+from harness import INITRD, boot, disk_arguments, qemu_command  # noqa: E402
 
 SUMMARY = re.compile(r"^soak: (\d+) restarts, (\d+) recovered, leaked frames (\d+), leaked objects (\d+)$")
 
@@ -22,7 +26,18 @@ def main() -> int:
     parser.add_argument("--restarts", type=int, default=10000)
     parser.add_argument("--timeout", type=float, default=7200)
     options = parser.parse_args()
-    result = boot(qemu_command(append=f"test soak={options.restarts}", initrd=INITRD), timeout=options.timeout)
+    # A disk too: the disk test crashes its driver as many times under a copy.
+    with tempfile.TemporaryDirectory() as directory:
+        image = Path(directory) / "disk.img"
+        with open(image, "wb") as disk:
+            disk.truncate(8 << 20)
+        result = boot(qemu_command(append=f"test soak={options.restarts}", initrd=INITRD, extra=disk_arguments(image)),
+                      timeout=options.timeout)
+    disk = [line for line in result.lines if line.startswith("disk: ")]
+    print(disk[-1] if disk else "soak: the disk test printed no summary")
+    if not disk or not any(line.startswith("disktest: 5 passed, 0 failed") for line in result.lines):
+        print("soak: the disk test FAILED")
+        return 1
     summaries = [SUMMARY.match(line) for line in result.lines]
     summaries = [match for match in summaries if match]
     if not summaries:

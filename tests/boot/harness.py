@@ -102,6 +102,40 @@ def qemu_command(machine: str = "virt", cpu: str = "cortex-a72", memory: str = "
     return command + (extra or [])
 
 
+def disk_arguments(image: Path) -> list[str]:
+    """QEMU arguments attaching `image` as a modern (virtio 1.x) block device, as `make run` does."""
+    return ["-global", "virtio-mmio.force-legacy=false",
+            "-drive", f"if=none,format=raw,file={image},id=disk", "-device", "virtio-blk-device,drive=disk"]
+
+
+SECTOR = 512
+
+
+def disk_pattern_word(sector: int, index: int) -> int:
+    """Word `index` (0-63) of sector `sector` as the disk test writes it (userland/services/disktest)."""
+    return 0xD15C_0000_0000_0000 | sector << 8 | index
+
+
+def check_disk_image(image: Path, copied_sectors: int, counter: int) -> str | None:
+    """What is wrong with the image the disk test left, or None: every sector holds its pattern,
+    except the copy in the second half (the pattern of the first sectors) and the last sector,
+    whose first word is the counter."""
+    data = image.read_bytes()
+    sectors = len(data) // SECTOR
+    half = sectors // 2
+    for sector in range(sectors):
+        block = data[sector * SECTOR:(sector + 1) * SECTOR]
+        if sector == sectors - 1:
+            if int.from_bytes(block[:8], "little") != counter:
+                return f"the last sector's counter reads {int.from_bytes(block[:8], 'little')}, not {counter}"
+            continue
+        source = sector - half if half <= sector < half + copied_sectors else sector
+        expected = b"".join(disk_pattern_word(source, index).to_bytes(8, "little") for index in range(64))
+        if block != expected:
+            return f"sector {sector} does not hold the pattern of sector {source}"
+    return None
+
+
 def newc_archive(files: dict[str, bytes]) -> bytes:
     """A cpio "newc" archive of regular files, as the kernel's initial ramdisk expects."""
     def entry(name: str, data: bytes, mode: int) -> bytes:

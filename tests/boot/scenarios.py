@@ -12,7 +12,7 @@ from typing import Callable
 
 import devicetree_mutation
 import shell_scenarios
-from harness import INITRD, KERNEL_IMAGE, ROOT, BootFailure, BootResult, boot, newc_archive, qemu_command, uefi_command, UEFI_CODE, UEFI_VARS
+from harness import INITRD, KERNEL_IMAGE, ROOT, BootFailure, BootResult, boot, check_disk_image, disk_arguments, newc_archive, qemu_command, uefi_command, UEFI_CODE, UEFI_VARS
 
 ROOT_BUILD = ROOT / "build"
 
@@ -271,8 +271,15 @@ def user_space_tests_with_cores(cpus: int, gic: int) -> BootResult:
 
 
 def user_space_tests() -> BootResult:
-    """init runs the user-space test suite at EL0; crashes are reported and isolated."""
-    result = boot(qemu_command(initrd=INITRD), timeout=120)
+    """init runs the user-space test suite at EL0; crashes are reported and isolated. A disk is
+    attached: the disk test writes and checks all of it, then crashes its driver 100 times under a
+    copy, and the image is checked here after power-off."""
+    with tempfile.TemporaryDirectory() as directory:
+        image = Path(directory) / "disk.img"
+        with open(image, "wb") as disk:
+            disk.truncate(8 << 20)
+        result = boot(qemu_command(initrd=INITRD, extra=disk_arguments(image)), timeout=180)
+        check_disk_test(result, image)
     result.expect_in_order(r"^Boot: Started init \(process 1\) from the initial ramdisk \(\d+ (KiB|bytes)\)$",
                            r"^init: running at EL0 as process 1; \d+ of \d+ frames free$",
                            r"^tests: ✓ ",
@@ -341,6 +348,22 @@ def user_space_tests() -> BootResult:
 # kernel stack): all that may remain charged when init ends, apart from processes still alive.
 INIT_CHARGE = 8192 + 4096 + 16384
 
+
+
+def check_disk_test(result: BootResult, image: Path) -> None:
+    """The disk test's lines, and the image it left behind."""
+    result.expect_in_order(r"^virtio-blk: 16384 sectors \(8 MiB\), write cache, queue of 128$",
+                           r"^disktest: disk of 16384 sectors \(8 MiB\)$",
+                           r"^disktest: ✓ all 16384 sectors written, flushed and read back",
+                           r"^disktest: ✓ refused with invalid argument",
+                           r"^disktest: 5 passed, 0 failed$")
+    summary = result.expect_line(r"^disk: (\d+) crashes, (\d+) requests sent again, counter (\d+), "
+                                 r"leaked frames (\d+), leaked objects (\d+)$")
+    result.expect_equal((summary[1], int(summary[2]) > 0, summary[4], summary[5]), ("100", True, "0", "0"),
+                        "100 driver crashes under a copy: requests sent again, nothing leaked")
+    copied = int(summary[3])
+    result.expect_equal(check_disk_image(image, min(copied, 16) * 64, copied), None,
+                        "the image after power-off: the pattern, the copy and the counter")
 
 def expect_prices_and_no_leak(result: BootResult) -> None:
     """Object prices cover what the heap really gives out, and at the end everything charged to

@@ -101,7 +101,7 @@ enum SystemStart {
 
     static func startService(_ entry: ServiceEntry, through manager: ProcessManager, deviceAccess: Handle?) {
         var handles = ClientHandles()
-        if entry.devices.contains(.console), let deviceAccess,
+        if !entry.devices.intersection([.console, .virtio]).isEmpty, let deviceAccess,
            let copy = try? IPC.duplicate(deviceAccess, rights: [.open, .duplicate, .transfer]) {
             handles.append(.deviceAccess, copy)
         }

@@ -20,9 +20,10 @@ struct Init {
             // The kernel's suite first, on a quiet system; then the services, and their own tests.
             let failures = runTests(deviceAccess: deviceAccess)
             SystemStart.start(deviceAccess: deviceAccess, interactive: false)
-            let serviceFailures = runServiceTests(restarts: System.startArgument >> 8)
+            let serviceFailures = runServiceTests("restarts", rounds: System.startArgument >> 8)
+            let diskFailures = runServiceTests("disktest", rounds: System.startArgument >> 8)
             SystemStart.stop()
-            System.exit(failures + serviceFailures)
+            System.exit(failures + serviceFailures + diskFailures)
         }
         if System.startFlags.contains(.runBenchmarks) { System.exit(run("bench")) }
         SystemStart.start(deviceAccess: deviceAccess, interactive: true)
@@ -46,10 +47,9 @@ struct Init {
 }
 
 extension Init {
-    /// Runs the services' tests (the `restarts` program) through the process manager, with
-    /// `restarts` rounds of killing a service (0: its default); its exit code, 255 if it could
-    /// not run.
-    static func runServiceTests(restarts: UInt64) -> UInt64 {
+    /// Runs a test of the services (`restarts`, `disktest`) through the process manager, with
+    /// `rounds` kills of a service (0: its default); its exit code, 255 if it could not run.
+    static func runServiceTests(_ program: StaticString, rounds: UInt64) -> UInt64 {
         guard let manager = SystemStart.processManager else {
             System.print("init: no process manager: the services' tests cannot run")
             return 255
@@ -58,11 +58,11 @@ extension Init {
             // It crashes services on purpose: it needs the control right.
             var handles = ClientHandles()
             manager.grantControl(to: &handles)
-            let child = try manager.spawn("restarts", argument: restarts, handles: handles)
+            let child = try manager.spawn(program, argument: rounds, handles: handles)
             let status = try System.wait(child)
             return status.reason == .exited ? status.code : 255
         } catch {
-            System.print("init: cannot run restarts: \(error)")
+            System.print("init: cannot run \(program): \(error)")
             return 255
         }
     }
@@ -71,6 +71,8 @@ extension Init {
     /// copy of the ramdisk under `.ramdisk` so that it can load programs itself. Its exit code,
     /// or 255 if it could not run or did not exit.
     static func runTests(deviceAccess: Handle?) -> UInt64 {
+        // The suite gets a copy: the services started after it need the capability too.
+        let deviceAccess = deviceAccess.flatMap { try? IPC.duplicate($0, rights: [.open, .duplicate, .transfer]) }
         guard let ramdisk = System.initialRamdisk else { return run("tests", handle: deviceAccess) }
         do throws(KernelError) {
             let loader = try ProgramLoader(ramdisk: ramdisk)

@@ -92,13 +92,16 @@ struct MemoryManagerService {
     }
 
     /// The client record of `process`, made with `handle` if it is new (the handle is kept, or
-    /// closed when the record exists or there is no room); nil when there is no room.
+    /// closed when the record exists or there is no room); nil when there is no room. A new
+    /// client first clears out the records of clients that have ended: each holds a handle that
+    /// keeps its ended process in the kernel, and a service restarted again and again (a driver
+    /// that crashes) would otherwise leave one behind per instance until the table filled.
     mutating func record(for process: UInt64, handle: Handle) -> Int? {
         for index in 0..<count where clients[index].process == process {
             try? IPC.close(handle)
             return index
         }
-        if count == Self.capacity { sweep() }
+        sweep()
         guard count < Self.capacity else {
             try? IPC.close(handle)
             return nil

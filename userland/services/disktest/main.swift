@@ -1,0 +1,308 @@
+// disktest: the disk's test, run by init (through the process manager, with the right to crash
+// services) once the services are up, and the driver-crash part of `make soak`. Without a disk it
+// says so and passes. With one:
+//
+// 1. Every sector of the disk is written with a pattern (`DiskPattern`) in 64 KiB requests, then
+//    read back and compared. The pattern stays on the disk for the harness, which checks the image
+//    file after power-off.
+// 2. Requests the service must refuse are refused: sectors past the end, a count of 0, bytes
+//    past the buffer.
+// 3. A worker thread copies the first 512 KiB of the disk to its second half, chunk by chunk,
+//    reading each copy back, and adds one to a counter kept in the disk's last sector with every
+//    chunk (read, add, write): while the main thread crashes the driver (the process manager's
+//    crashService) N times (start argument; 0: 100) at random points of the worker's requests.
+//    Every byte is compared; the counter must equal the chunks copied (no update lost or applied
+//    twice); the kernel must hold afterwards what it held before.
+//
+// Last lines: "disk: N crashes, N requests sent again, counter N, leaked frames N, leaked objects
+// N" and "disktest: N passed, N failed"; the exit code is the number of failures.
+
+import UserSystemCall
+
+struct Checks {
+    var passed = 0
+    var failed = 0
+
+    mutating func check(_ condition: Bool, _ description: FormattedText) {
+        var line = TextLine()
+        line.write(condition ? "disktest: \u{2713} " : "disktest: \u{2717} FAILED: ")
+        description.line.forEachByte { line.write(byte: $0) }
+        System.print(FormattedText(line: line))
+        if condition { passed += 1 } else { failed += 1 }
+    }
+}
+
+/// What every sector holds after the first pass: word k (0-63) of sector s is
+/// 0xD15C_0000_0000_0000 | s << 8 | k. tests/boot/scenarios.py computes the same.
+enum DiskPattern {
+    static func word(sector: UInt64, index: Int) -> UInt64 { 0xD15C_0000_0000_0000 | sector << 8 | UInt64(index) }
+
+    static func fill(_ buffer: UnsafeMutableRawPointer, sector first: UInt64, count: Int) {
+        let words = buffer.assumingMemoryBound(to: UInt64.self)
+        for sector in 0..<count {
+            for index in 0..<64 { words[sector * 64 + index] = word(sector: first + UInt64(sector), index: index) }
+        }
+    }
+
+    /// The first sector in `buffer` that differs from the pattern of sectors from `first`, if any.
+    static func firstDifference(_ buffer: UnsafeMutableRawPointer, sector first: UInt64, count: Int) -> UInt64? {
+        let words = buffer.assumingMemoryBound(to: UInt64.self)
+        for sector in 0..<count {
+            for index in 0..<64 where words[sector * 64 + index] != word(sector: first + UInt64(sector), index: index) {
+                return first + UInt64(sector)
+            }
+        }
+        return nil
+    }
+}
+
+/// What the kernel holds: free frames (with the kernel heap's pages, which stay warm) and objects.
+struct Holdings {
+    var frames: UInt64
+    var objects: UInt64
+    static var now: Holdings {
+        Holdings(frames: System.memory.freeFrames + System.kernelHeap.pages, objects: System.kernelObjects.objects)
+    }
+}
+
+/// The copy's shape: chunks of 64 sectors from sector 0 to the disk's second half.
+enum Copy {
+    static let chunkSectors = 64
+    static let chunks = 16
+}
+
+/// Words the two threads share (each written by one, read by the other, with release/acquire).
+enum Shared {
+    nonisolated(unsafe) static let words = UnsafeMutablePointer<UInt64>.allocate(capacity: 10)
+    static let chunksCopied = 0
+    static let failures = 1
+    static let stop = 2
+    static let done = 3
+    static let reissued = 4
+    static let half = 5
+    static let firstFailure = 6
+    static let ready = 7
+    static let go = 8
+    static let release = 9
+
+    static func load(_ index: Int) -> UInt64 { user_load_acquire(UInt64(UInt(bitPattern: words + index))) }
+    static func store(_ index: Int, _ value: UInt64) { user_store_release(UInt64(UInt(bitPattern: words + index)), value) }
+}
+
+@main
+struct DiskTest {
+    static func main() {
+        var checks = Checks()
+        var disk: BlockDevice
+        do throws(KernelError) {
+            disk = try BlockDevice(lookingFor: 3)
+        } catch {
+            System.print("disktest: no disk (\(error)): nothing to test")
+            System.print("disktest: 0 passed, 0 failed")
+            System.exit(0)
+        }
+        guard let info = try? disk.info() else { System.panic("disktest: the block service does not answer info") }
+        System.print("disktest: disk of \(info.sectors) sectors (\(info.sectors / 2048) MiB)")
+        let chunk = BlockProtocol.maximumTransfer / BlockProtocol.sectorSize
+        guard info.sectors >= UInt64(2 * Copy.chunks * Copy.chunkSectors + 1) else {
+            System.panic("disktest: the disk is too small for the test")
+        }
+
+        // 1. The whole disk, written and read back.
+        var sector: UInt64 = 0
+        var written = true
+        while sector < info.sectors && written {
+            let count = Int(min(UInt64(chunk), info.sectors - sector))
+            DiskPattern.fill(disk.buffer, sector: sector, count: count)
+            written = (try? disk.write(sector: sector, count: count)) != nil
+            sector += UInt64(count)
+        }
+        let flushed = !info.features.contains(.flush) || (try? disk.flush()) != nil
+        sector = 0
+        var mismatch: UInt64?
+        var readBack = true
+        while sector < info.sectors && readBack && mismatch == nil {
+            let count = Int(min(UInt64(chunk), info.sectors - sector))
+            disk.buffer.initializeMemory(as: UInt8.self, repeating: 0, count: count * BlockProtocol.sectorSize)
+            readBack = (try? disk.read(sector: sector, count: count)) != nil
+            mismatch = DiskPattern.firstDifference(disk.buffer, sector: sector, count: count)
+            sector += UInt64(count)
+        }
+        checks.check(written && flushed && readBack && mismatch == nil,
+                     "all \(info.sectors) sectors written, flushed and read back in 64 KiB requests: every byte as written")
+
+        // 2. Refusals.
+        let pastEnd = refusal { () throws(KernelError) in try disk.read(sector: info.sectors, count: 1) }
+        let straddling = refusal { () throws(KernelError) in try disk.write(sector: info.sectors - 1, count: 2) }
+        var raw = IPCMessage(label: BlockServiceRequest.read.rawValue)
+        raw.setWord(atByte: 8, 0)
+        raw.length = 24
+        let noSectors = refusal { () throws(KernelError) in _ = try disk.perform(raw) }
+        raw.setWord(atByte: 8, 1)
+        raw.setWord(atByte: 16, UInt64(disk.bufferBytes))
+        let pastBuffer = refusal { () throws(KernelError) in _ = try disk.perform(raw) }
+        checks.check(pastEnd == .invalidArgument && straddling == .invalidArgument && noSectors == .invalidArgument
+                     && pastBuffer == .invalidArgument,
+                     "refused with invalid argument: a read past the end, a write across it, 0 sectors, bytes past the buffer")
+        disk.close()
+
+        // 3. Crashes under a copy.
+        crashesUnderCopy(sectors: info.sectors, &checks)
+        System.print("disktest: \(checks.passed) passed, \(checks.failed) failed")
+        System.exit(UInt64(checks.failed))
+    }
+
+    static func refusal(_ body: () throws(KernelError) -> Void) -> KernelError? {
+        do throws(KernelError) {
+            try body()
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    static func crashesUnderCopy(sectors: UInt64, _ checks: inout Checks) {
+        let requested = System.startArgument == 0 ? 100 : Int(System.startArgument)
+        guard let manager = SystemServices.processManager else { System.panic("disktest: no process manager") }
+        let name: StaticString = "block"
+        let nameBytes = UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+        // The copying thread starts and connects first: its stack and its connection are the same
+        // at both measurements.
+        Shared.store(Shared.half, sectors / 2)
+        for index in [Shared.chunksCopied, Shared.failures, Shared.stop, Shared.done, Shared.reissued, Shared.ready,
+                      Shared.go, Shared.release] { Shared.store(index, 0) }
+        Shared.store(Shared.firstFailure, .max)
+        guard (try? System.createThread(stackBytes: 64 * 1024, worker)) != nil else {
+            checks.check(false, "the copying thread starts")
+            return
+        }
+        while Shared.load(Shared.ready) == 0 { System.yield() }
+        // The kernel is measured twice at the same point: just after a crash and a new instance's
+        // first answer (so every service has let go of what the instance before held).
+        guard let before = crashAndMeasure(manager, nameBytes) else {
+            checks.check(false, "the block service comes back after a crash")
+            return
+        }
+        Shared.store(Shared.go, 1)
+
+        var random: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ System.clock.ticks
+        var crashes = 0
+        while crashes < requested && Shared.load(Shared.done) == 0 {
+            // Wait for the copy to move on, then a random while more: the kill lands before,
+            // during or after one of its requests.
+            let seen = Shared.load(Shared.chunksCopied)
+            var patience = 0
+            while Shared.load(Shared.chunksCopied) == seen && Shared.load(Shared.done) == 0 && patience < 20_000 {
+                System.yield()
+                patience += 1
+            }
+            random ^= random << 13
+            random ^= random >> 7
+            random ^= random << 17
+            for _ in 0..<(random % 64) { System.yield() }
+            if (try? manager.crashService(nameBytes)) != nil { crashes += 1 }
+        }
+        Shared.store(Shared.stop, 1)
+        while Shared.load(Shared.done) == 0 { System.sleep(nanoseconds: 1_000_000) }
+
+        // The copy and the counter, read through a fresh connection.
+        let copied = Shared.load(Shared.chunksCopied)
+        var counter: UInt64 = .max
+        var copyIntact = false
+        if var disk = try? BlockDevice(lookingFor: 40) {
+            if (try? disk.read(sector: sectors - 1, count: 1)) != nil {
+                counter = disk.buffer.load(as: UInt64.self)
+            }
+            copyIntact = true
+            for index in 0..<Copy.chunks {
+                let source = UInt64(index * Copy.chunkSectors)
+                guard (try? disk.read(sector: sectors / 2 + source, count: Copy.chunkSectors)) != nil,
+                      DiskPattern.firstDifference(disk.buffer, sector: source, count: Copy.chunkSectors) == nil else {
+                    copyIntact = false
+                    break
+                }
+            }
+            disk.close()
+        }
+        let after = crashAndMeasure(manager, nameBytes) ?? Holdings(frames: 0, objects: .max)
+        Shared.store(Shared.release, 1)
+        let leakedFrames = after.frames < before.frames ? before.frames - after.frames : 0
+        let leakedObjects = after.objects > before.objects ? after.objects - before.objects : 0
+        System.print("disk: \(crashes) crashes, \(Shared.load(Shared.reissued)) requests sent again, counter \(counter), leaked frames \(leakedFrames), leaked objects \(leakedObjects)")
+        let failures = Shared.load(Shared.failures)
+        checks.check(crashes == requested && failures == 0 && copyIntact && copied >= UInt64(Copy.chunks),
+                     "\(crashes) crashes of the driver while \(copied) chunks of 32 KiB were copied and read back: \(failures) errors, every byte as expected (first failing step: \(Shared.load(Shared.firstFailure) == .max ? 0 : Shared.load(Shared.firstFailure)), 0 for none)")
+        checks.check(counter == copied,
+                     "the counter updated with every chunk reads \(counter) for \(copied) chunks: no update lost or applied twice")
+        checks.check(leakedFrames == 0 && leakedObjects == 0,
+                     "nothing leaked across the crashes (frames \(before.frames) → \(after.frames), objects \(before.objects) → \(after.objects))")
+    }
+
+    /// Crashes the driver, has the new instance answer once, and measures what the kernel holds.
+    static func crashAndMeasure(_ manager: ProcessManager, _ name: UnsafeRawBufferPointer) -> Holdings? {
+        guard (try? manager.crashService(name)) != nil, var probe = try? BlockDevice(lookingFor: 40),
+              (try? probe.info()) != nil else { return nil }
+        probe.close()
+        return Holdings.now
+    }
+
+    /// The copying thread: until told to stop (and at least one pass), copies chunk after chunk
+    /// to the second half, reads each copy back, and adds one to the counter.
+    static let worker: System.ThreadBody = { _ in
+        let half = Shared.load(Shared.half)
+        let counterSector = half * 2 - 1
+        func fail(_ step: UInt64) {
+            if Shared.load(Shared.failures) == 0 { Shared.store(Shared.firstFailure, step) }
+            Shared.store(Shared.failures, Shared.load(Shared.failures) + 1)
+        }
+        guard var disk = try? BlockDevice(lookingFor: 40) else {
+            fail(7)
+            Shared.store(Shared.ready, 1)
+            Shared.store(Shared.done, 1)
+            return
+        }
+        Shared.store(Shared.ready, 1)
+        while Shared.load(Shared.go) == 0 { System.yield() }
+        // The counter starts at 0.
+        disk.buffer.initializeMemory(as: UInt8.self, repeating: 0, count: BlockProtocol.sectorSize)
+        if (try? disk.write(sector: counterSector, count: 1)) == nil { fail(1) }
+        var copied: UInt64 = 0
+        let bytes = Copy.chunkSectors * BlockProtocol.sectorSize
+        while Shared.load(Shared.stop) == 0 || copied < UInt64(Copy.chunks) {
+            let source = (copied % UInt64(Copy.chunks)) * UInt64(Copy.chunkSectors)
+            guard (try? disk.read(sector: source, count: Copy.chunkSectors)) != nil,
+                  DiskPattern.firstDifference(disk.buffer, sector: source, count: Copy.chunkSectors) == nil else {
+                fail(2)
+                break
+            }
+            guard (try? disk.write(sector: half + source, count: Copy.chunkSectors)) != nil else {
+                fail(3)
+                break
+            }
+            disk.buffer.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+            guard (try? disk.read(sector: half + source, count: Copy.chunkSectors)) != nil,
+                  DiskPattern.firstDifference(disk.buffer, sector: source, count: Copy.chunkSectors) == nil else {
+                fail(4)
+                break
+            }
+            // Read, add one, write: an update sent twice or lost would show in the count.
+            guard (try? disk.read(sector: counterSector, count: 1)) != nil else {
+                fail(5)
+                break
+            }
+            let counter = disk.buffer.load(as: UInt64.self)
+            disk.buffer.storeBytes(of: counter + 1, as: UInt64.self)
+            guard (try? disk.write(sector: counterSector, count: 1)) != nil else {
+                fail(6)
+                break
+            }
+            copied += 1
+            Shared.store(Shared.chunksCopied, copied)
+        }
+        Shared.store(Shared.reissued, disk.reissued)
+        Shared.store(Shared.done, 1)
+        // Connected until the main thread has measured.
+        while Shared.load(Shared.release) == 0 { System.yield() }
+        disk.close()
+    }
+}
