@@ -58,7 +58,7 @@ func benchmarkIPC(overhead: UInt64) {
         return
     }
     let rounds = 500
-    for size in [0, 64, 256] {
+    for size in [0, 32, 64, 256] {
         var message = IPCMessage(label: 10)
         message.fill(count: size) { UInt8(truncatingIfNeeded: $0) }
         _ = try? IPC.call(port, &message) // warm up: server running, slabs allocated
@@ -69,6 +69,7 @@ func benchmarkIPC(overhead: UInt64) {
         }
         switch size {
         case 0: report("ipc-call-reply-0", total, overhead: overhead / 4, operations: UInt64(rounds))
+        case 32: report("ipc-call-reply-32", total, overhead: overhead / 4, operations: UInt64(rounds))
         case 64: report("ipc-call-reply-64", total, overhead: overhead / 4, operations: UInt64(rounds))
         default: report("ipc-call-reply-256", total, overhead: overhead / 4, operations: UInt64(rounds))
         }
