@@ -1,7 +1,8 @@
 // bench: user-space benchmarks in instructions per operation (make bench, -icount shift=0): a null
 // system call from EL0, a yield that switches between two processes, IPC (call+reply to a server
-// process, asynchronous send+receive, notification signal+wait), and spawn+exit+wait.
-// Started with argument 1 it is the partner for the yield benchmark instead.
+// process, asynchronous send+receive, notification signal+wait), a device interrupt delivered to a
+// handler thread (with the device-access capability init passes in bench mode), and
+// spawn+exit+wait. Started with argument 1 it is the partner for the yield benchmark instead.
 
 import UserSystemCall
 
@@ -47,6 +48,9 @@ struct Bench {
         benchmarkProcessManager(overhead: overhead, rounds: rounds)
         benchmarkMemoryManager(overhead: overhead)
         benchmarkLargeUnmap()
+        // Last: its handler thread's stack stays mapped, and nothing measured after it should
+        // see a larger address space.
+        benchmarkInterrupt()
         System.exit(0)
     }
 }
@@ -58,7 +62,7 @@ func benchmarkIPC(overhead: UInt64) {
         return
     }
     let rounds = 500
-    for size in [0, 64, 256] {
+    for size in [0, 32, 64, 256] {
         var message = IPCMessage(label: 10)
         message.fill(count: size) { UInt8(truncatingIfNeeded: $0) }
         _ = try? IPC.call(port, &message) // warm up: server running, slabs allocated
@@ -69,6 +73,7 @@ func benchmarkIPC(overhead: UInt64) {
         }
         switch size {
         case 0: report("ipc-call-reply-0", total, overhead: overhead / 4, operations: UInt64(rounds))
+        case 32: report("ipc-call-reply-32", total, overhead: overhead / 4, operations: UInt64(rounds))
         case 64: report("ipc-call-reply-64", total, overhead: overhead / 4, operations: UInt64(rounds))
         default: report("ipc-call-reply-256", total, overhead: overhead / 4, operations: UInt64(rounds))
         }
@@ -184,4 +189,123 @@ func benchmarkLargeUnmap() {
         total += user_cycle_count() - begin
     }
     report("unmap-16m", total, overhead: 0, operations: UInt64(rounds))
+}
+
+/// What the interrupt benchmark's two threads share: the UART's registers, the handles, the time
+/// the interrupt was raised and the handler's sum of delays.
+enum InterruptBench {
+    static let interruptMask: UInt64 = 0x038
+    static let interruptClear: UInt64 = 0x044
+    /// UARTIMSC's TXIM and UARTICR's TXIC: the transmit interrupt.
+    static let transmitInterrupt: UInt32 = 1 << 5
+    /// The notification's bits: the bound interrupt sets the first; the second tells the handler
+    /// to end.
+    static let interruptBit: UInt64 = 1
+    static let stopBit: UInt64 = 2
+
+    nonisolated(unsafe) static var uart: UInt64 = 0
+    nonisolated(unsafe) static var restingMask: UInt32 = 0
+    nonisolated(unsafe) static var bell = Handle.none
+    nonisolated(unsafe) static var line = Handle.none
+    nonisolated(unsafe) static var raisedAt: UInt64 = 0
+    nonisolated(unsafe) static var total: UInt64 = 0
+    nonisolated(unsafe) static var handled = 0
+    nonisolated(unsafe) static var ended = false
+}
+
+/// The handler thread: waits on the notification the UART's interrupt is bound to; on each
+/// wake it reads the counter at once, then masks the transmit interrupt at the UART again and
+/// acknowledges the line at the kernel, as a driver would.
+let interruptHandler: System.ThreadBody = { _ in
+    while true {
+        let bits = (try? IPC.wait(InterruptBench.bell, timeout: .max)) ?? 0
+        let now = user_cycle_count()
+        if bits & InterruptBench.interruptBit != 0 {
+            InterruptBench.total &+= now &- InterruptBench.raisedAt
+            user_write32(InterruptBench.uart + InterruptBench.interruptMask, InterruptBench.restingMask)
+            try? System.acknowledgeInterrupt(InterruptBench.line)
+            // Last: the next round may raise it again.
+            InterruptBench.handled += 1
+        }
+        if bits & InterruptBench.stopBit != 0 {
+            InterruptBench.ended = true
+            System.exitThread()
+        }
+    }
+}
+
+/// A device interrupt to a user-space handler thread: the PL011's transmit interrupt, raised
+/// through the GIC by unmasking it at the UART while its raw status is set (QEMU's PL011 sets it
+/// with every byte written and keeps it until cleared, as a real one does while its transmit
+/// FIFO is below the trigger level). The counter is read just before that store, and by the
+/// handler just after its notification wait returns. The handler thread has the priority of
+/// the thread that raised the interrupt, so it runs when that thread yields, which it does
+/// right after the store. Needs the device-access capability (init gives it in bench mode);
+/// the console's interrupt is left masked, cleared and unbound afterwards.
+func benchmarkInterrupt() {
+    guard let access = System.startHandle else {
+        System.print("bench: interrupt-to-user-handler not measured: no device access")
+        return
+    }
+    let device: (registers: Handle, interrupt: Handle)
+    let window: UnsafeMutableRawPointer
+    do throws(KernelError) {
+        device = try System.openDevice(0, through: access)
+        window = try IPC.map(device.registers, writable: true)
+        InterruptBench.bell = try IPC.createNotification()
+        try System.bindInterrupt(device.interrupt, to: InterruptBench.bell)
+    } catch {
+        System.print("bench: interrupt-to-user-handler not measured: \(error)")
+        return
+    }
+    let uart = UInt64(UInt(bitPattern: window))
+    InterruptBench.uart = uart
+    InterruptBench.line = device.interrupt
+    InterruptBench.restingMask = user_read32(uart + InterruptBench.interruptMask) & ~InterruptBench.transmitInterrupt
+    defer {
+        user_write32(uart + InterruptBench.interruptMask, InterruptBench.restingMask)
+        user_write32(uart + InterruptBench.interruptClear, InterruptBench.transmitInterrupt)
+        // Closing the line's only handle unbinds it; the console driver can bind it again.
+        try? IPC.close(device.interrupt)
+        try? IPC.close(InterruptBench.bell)
+        try? System.unmap(window, bytes: 4096)
+        try? IPC.close(device.registers)
+    }
+    // The cost of reading the counter twice in a row, taken off each delay.
+    var clock = UInt64.max
+    for _ in 0..<8 {
+        let first = user_cycle_count()
+        clock = min(clock, user_cycle_count() - first)
+    }
+    guard (try? System.createThread(stackBytes: 16 * 1024, interruptHandler)) != nil else {
+        System.print("bench: interrupt-to-user-handler not measured: no handler thread")
+        return
+    }
+    // Let the handler reach its wait; the raw status is set by the last byte written out.
+    System.yield()
+    let rounds = 500
+    // A first round warms up the path and is not counted.
+    for round in 0...rounds {
+        let before = InterruptBench.handled
+        InterruptBench.raisedAt = user_cycle_count()
+        user_write32(uart + InterruptBench.interruptMask, InterruptBench.restingMask | InterruptBench.transmitInterrupt)
+        // With one CPU the first yield runs the handler to its next wait; with more, it may run
+        // elsewhere.
+        var yields = 0
+        while InterruptBench.handled == before && yields < 1000 {
+            System.yield()
+            yields += 1
+        }
+        if InterruptBench.handled == before { break }
+        if round == 0 { InterruptBench.total = 0 }
+    }
+    let handled = InterruptBench.handled
+    let total = InterruptBench.total
+    try? IPC.signal(InterruptBench.bell, bits: InterruptBench.stopBit)
+    for _ in 0..<16 where !InterruptBench.ended { System.yield() }
+    guard handled == rounds + 1 else {
+        System.print("bench: interrupt-to-user-handler not measured: \(handled) of \(rounds + 1) interrupts arrived")
+        return
+    }
+    report("interrupt-to-user-handler", total, overhead: clock * UInt64(rounds), operations: UInt64(rounds))
 }

@@ -2,10 +2,10 @@
 // device-access capability as its start handle. It reports itself, then, by its start argument,
 // runs the system call fuzzer (bit 2, its options above the flags), the user-space test suite
 // (bit 0, started with the program loader and handed the capability, whose checks need one, and
-// a copy of the ramdisk) or the benchmarks (bit 1) and ends with their result. Otherwise it
-// starts the manifest's services (among them the console driver and the shell) and serves its
-// power control port: asked to shut down, it stops the services and ends with code 0, and the
-// kernel powers the machine off.
+// a copy of the ramdisk) or the benchmarks (bit 1, handed the capability too: one of them drives
+// the UART's interrupt) and ends with their result. Otherwise it starts the manifest's services
+// (among them the console driver and the shell) and serves its power control port: asked to shut
+// down, it stops the services and ends with code 0, and the kernel powers the machine off.
 
 import UserSystemCall
 
@@ -25,7 +25,7 @@ struct Init {
             SystemStart.stop()
             System.exit(failures + serviceFailures + diskFailures)
         }
-        if System.startFlags.contains(.runBenchmarks) { System.exit(run("bench")) }
+        if System.startFlags.contains(.runBenchmarks) { System.exit(run("bench", handle: deviceAccess)) }
         SystemStart.start(deviceAccess: deviceAccess, interactive: true)
         servePowerControl()
     }
