@@ -24,7 +24,7 @@ APPEND   ?=
 ## run run-uefi debug bench fuzz: any further QEMU arguments
 QEMU_EXTRA ?=
 ## run debug fuzz: the disk image attached as a virtio block device (a missing one is made: 16 MiB of zeros); empty: no disk
-DISK     ?= $(BUILD)/disk.img
+DISK     ?= build/disk.img
 ## debug gdb: the TCP port of QEMU's GDB stub
 GDB_PORT ?= 1234
 
@@ -228,7 +228,7 @@ run: install-deps build $(DISK)
 	$(QEMU) $(QEMU_ARGS)
 
 # A disk for `make run` when none is there yet (the block service, docs/ARCHITECTURE.md "The disk").
-$(BUILD)/disk.img:
+build/disk.img:
 	@mkdir -p $(@D)
 	truncate -s 16M $@
 

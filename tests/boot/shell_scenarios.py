@@ -4,11 +4,14 @@ restarts of the console and the memory manager while programs use them, and garb
 Every check reads what the shell printed."""
 from __future__ import annotations
 
+import atexit
+import os
 import random
 import re
+import tempfile
 import time
 
-from harness import INITRD, BootResult, Session, qemu_command
+from harness import INITRD, BootResult, Session, disk_arguments, qemu_command
 
 PROMPT = r"swiftkernel> "
 LEFT, RIGHT, UP, DOWN = "\x1b[D", "\x1b[C", "\x1b[A", "\x1b[B"
@@ -16,7 +19,12 @@ BACKSPACE, CTRL_C, CTRL_U = "\x7f", "\x03", "\x15"
 
 
 def default_session(deadline: float = 120.0) -> Session:
-    return Session(qemu_command(append="", initrd=INITRD), deadline=deadline)
+    """`make run`'s machine: no command line, and a fresh 4 MiB disk (removed at exit)."""
+    descriptor, name = tempfile.mkstemp(suffix=".img")
+    os.ftruncate(descriptor, 4 << 20)
+    os.close(descriptor)
+    atexit.register(os.remove, name)
+    return Session(qemu_command(append="", initrd=INITRD, extra=disk_arguments(name)), deadline=deadline)
 
 
 def command(session: Session, text: str, *patterns: str, timeout: float = 20.0) -> list[re.Match]:
@@ -59,7 +67,7 @@ def shell_at_the_terminal() -> BootResult:
     backspace, cursor keys and history."""
     with default_session() as session:
         services = {m[1]: int(m[2]) for m in (session.expect(rf"init: started ({name}) \(process (\d+)\)")
-                                              for name in ("names", "memory-manager", "echo", "console", "shell"))}
+                                              for name in ("names", "memory-manager", "echo", "console", "block", "shell"))}
         command(session, "help\r", r"  ps +the processes", r"  shutdown +stop the services and power off", r"  keys: ")
         # ps lists every service, running, with the id init reported.
         session.expect(PROMPT)
@@ -119,6 +127,16 @@ def shell_at_the_terminal() -> BootResult:
         command(session, "spawn no-such-program\r", r"spawn: no-such-program: no such program")
         command(session, "crash nothing\r", r"crash: nothing: no such service running")
         command(session, "spawn\r", r"usage: spawn NAME")
+
+        # The disk: a sector written, read back, still there after the block service restarted.
+        command(session, "disk\r", r"disk: 8192 sectors of 512 bytes \(4 MiB\), write cache",
+                r"disk: block service restarted 0 times; this instance served \d+ requests")
+        command(session, "disk write 7 hello, disk\r", r"disk: wrote 11 bytes to sector 7")
+        command(session, "disk read 7\r", r"  68 65 6c 6c 6f 2c 20 64 69 73 6b 00 00 00 00 00   hello, disk\.{5}")
+        command(session, "crash block\r", r"crash: ended block \(process \d+\)")
+        command(session, "disk read 7\r", r"  68 65 6c 6c 6f 2c 20 64 69 73 6b 00 00 00 00 00   hello, disk\.{5}")
+        command(session, "disk\r", r"disk: block service restarted 1 times")
+        command(session, "disk read 8192\r", r"disk: usage: disk \| disk read SECTOR \| disk write SECTOR TEXT \(SECTOR below 8192\)")
 
         # Ctrl-C ends the foreground program.
         command(session, "spawn spinner\r")

@@ -111,6 +111,8 @@ enum Commands {
         Command(name: "mem", usage: "mem", summary: "memory: the kernel's figures and each client's", run: SystemCommands.mem),
         Command(name: "ipc", usage: "ipc", summary: "the kernel's IPC counters", run: SystemCommands.ipc),
         Command(name: "uptime", usage: "uptime", summary: "time since boot", run: SystemCommands.uptime),
+        Command(name: "disk", usage: "disk [read N | write N TEXT]", summary: "the disk: size, restarts; read or write a sector",
+                run: DiskCommands.disk),
         Command(name: "test", usage: "test", summary: "the services' test: kills services in use, checks for leaks",
                 run: ProcessCommands.test),
         Command(name: "bench", usage: "bench", summary: "timings of system calls, IPC and spawn", run: SystemCommands.bench),
