@@ -19,19 +19,6 @@
 
 import UserSystemCall
 
-struct Checks {
-    var passed = 0
-    var failed = 0
-
-    mutating func check(_ condition: Bool, _ description: FormattedText) {
-        var line = TextLine()
-        line.write(condition ? "disktest: \u{2713} " : "disktest: \u{2717} FAILED: ")
-        description.line.forEachByte { line.write(byte: $0) }
-        System.print(FormattedText(line: line))
-        if condition { passed += 1 } else { failed += 1 }
-    }
-}
-
 /// What every sector holds after the first pass: word k (0-63) of sector s is
 /// 0xD15C_0000_0000_0000 | s << 8 | k. tests/boot/scenarios.py computes the same.
 enum DiskPattern {
@@ -53,15 +40,6 @@ enum DiskPattern {
             }
         }
         return nil
-    }
-}
-
-/// What the kernel holds: free frames (with the kernel heap's pages, which stay warm) and objects.
-struct Holdings {
-    var frames: UInt64
-    var objects: UInt64
-    static var now: Holdings {
-        Holdings(frames: System.memory.freeFrames + System.kernelHeap.pages, objects: System.kernelObjects.objects)
     }
 }
 
@@ -92,14 +70,13 @@ enum Shared {
 @main
 struct DiskTest {
     static func main() {
-        var checks = Checks()
+        var checks = TestChecks("disktest")
         var disk: BlockDevice
         do throws(KernelError) {
             disk = try BlockDevice(lookingFor: 3)
         } catch {
             System.print("disktest: no disk (\(error)): nothing to test")
-            System.print("disktest: 0 passed, 0 failed")
-            System.exit(0)
+            checks.finish()
         }
         guard let info = try? disk.info() else { System.panic("disktest: the block service does not answer info") }
         System.print("disktest: disk of \(info.sectors) sectors (\(info.sectors / 2048) MiB)")
@@ -148,8 +125,7 @@ struct DiskTest {
 
         // 3. Crashes under a copy.
         crashesUnderCopy(sectors: info.sectors, &checks)
-        System.print("disktest: \(checks.passed) passed, \(checks.failed) failed")
-        System.exit(UInt64(checks.failed))
+        checks.finish()
     }
 
     static func refusal(_ body: () throws(KernelError) -> Void) -> KernelError? {
@@ -161,7 +137,7 @@ struct DiskTest {
         }
     }
 
-    static func crashesUnderCopy(sectors: UInt64, _ checks: inout Checks) {
+    static func crashesUnderCopy(sectors: UInt64, _ checks: inout TestChecks) {
         let requested = System.startArgument == 0 ? 100 : Int(System.startArgument)
         guard let manager = SystemServices.processManager else { System.panic("disktest: no process manager") }
         let name: StaticString = "block"
@@ -224,7 +200,7 @@ struct DiskTest {
             }
             disk.close()
         }
-        let after = crashAndMeasure(manager, nameBytes) ?? Holdings(frames: 0, objects: .max)
+        let after = crashAndMeasure(manager, nameBytes) ?? KernelHoldings(frames: 0, objects: .max)
         Shared.store(Shared.release, 1)
         let leakedFrames = after.frames < before.frames ? before.frames - after.frames : 0
         let leakedObjects = after.objects > before.objects ? after.objects - before.objects : 0
@@ -239,11 +215,11 @@ struct DiskTest {
     }
 
     /// Crashes the driver, has the new instance answer once, and measures what the kernel holds.
-    static func crashAndMeasure(_ manager: ProcessManager, _ name: UnsafeRawBufferPointer) -> Holdings? {
+    static func crashAndMeasure(_ manager: ProcessManager, _ name: UnsafeRawBufferPointer) -> KernelHoldings? {
         guard (try? manager.crashService(name)) != nil, var probe = try? BlockDevice(lookingFor: 40),
               (try? probe.info()) != nil else { return nil }
         probe.close()
-        return Holdings.now
+        return KernelHoldings.now
     }
 
     /// The copying thread: until told to stop (and at least one pass), copies chunk after chunk

@@ -7,19 +7,6 @@
 // 100), rounded up to whole cycles of the three. Last lines: "soak: N restarts, N recovered, leaked frames N, leaked objects N" and
 // "restarts: N passed, N failed"; the exit code is the number of failures.
 
-struct Checks {
-    var passed = 0
-    var failed = 0
-
-    mutating func check(_ condition: Bool, _ description: FormattedText) {
-        var line = TextLine()
-        line.write(condition ? "restarts: \u{2713} " : "restarts: \u{2717} FAILED: ")
-        description.line.forEachByte { line.write(byte: $0) }
-        System.print(FormattedText(line: line))
-        if condition { passed += 1 } else { failed += 1 }
-    }
-}
-
 /// The three services this test kills, and how it uses each.
 enum Target: Int {
     case memoryManager = 0
@@ -35,15 +22,6 @@ enum Target: Int {
     }
 }
 
-/// What the kernel holds: frames (with the kernel heap's pages, which stay warm) and objects.
-struct Holdings: Equatable {
-    var frames: UInt64
-    var objects: UInt64
-    static var now: Holdings {
-        Holdings(frames: System.memory.freeFrames + System.kernelHeap.pages, objects: System.kernelObjects.objects)
-    }
-}
-
 @main
 struct Restarts {
     static func main() {
@@ -54,7 +32,7 @@ struct Restarts {
         // port that lives until it next needs memory: one object more, but no leak.
         let requested = System.startArgument == 0 ? 100 : Int(System.startArgument)
         let rounds = (requested + 2) / 3 * 3
-        var checks = Checks()
+        var checks = TestChecks("restarts")
         guard let manager = SystemServices.processManager, ProgramStart.handle(.ownProcess) != nil else {
             System.panic("restarts: started without the process manager or its own process handle")
         }
@@ -97,8 +75,7 @@ struct Restarts {
         checks.check(allFound, "memory-manager, names and echo are found by name and answer")
         guard allFound else {
             // Without all three there is nothing to kill and bring back.
-            System.print("restarts: \(checks.passed) passed, \(checks.failed) failed")
-            System.exit(UInt64(checks.failed))
+            checks.finish()
         }
 
         // Two kills of each first, so that what the kernel holds afterwards is the steady state.
@@ -107,7 +84,7 @@ struct Restarts {
         // second; growth from one cycle to the next still fails.
         var recovered = 0
         for round in 0..<6 { if restart(Target(rawValue: round % 3)!, manager, &ports, &generations) { recovered += 1 } }
-        let before = Holdings.now
+        let before = KernelHoldings.now
         var kills = 0
         for round in 0..<rounds {
             kills += 1
@@ -116,7 +93,7 @@ struct Restarts {
         // Every service back and answering, then what the kernel holds.
         var back = true
         for index in 0..<3 { back = back && use(Target(rawValue: index)!, ports[index]) }
-        let after = Holdings.now
+        let after = KernelHoldings.now
         let leakedFrames = after.frames < before.frames ? before.frames - after.frames : 0
         let leakedObjects = after.objects > before.objects ? after.objects - before.objects : 0
         System.print("soak: \(kills + 6) restarts, \(recovered) recovered, leaked frames \(leakedFrames), leaked objects \(leakedObjects)")
@@ -125,8 +102,7 @@ struct Restarts {
         checks.check(leakedFrames == 0 && leakedObjects == 0,
                      "nothing leaked across the restarts (frames \(before.frames) → \(after.frames), objects \(before.objects) → \(after.objects))")
         for index in 0..<3 where ports[index] != .none { try? IPC.close(ports[index]) }
-        System.print("restarts: \(checks.passed) passed, \(checks.failed) failed")
-        System.exit(UInt64(checks.failed))
+        checks.finish()
     }
 
     /// Kills `target` through the process manager while holding its port, then checks the old

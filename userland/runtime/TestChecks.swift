@@ -1,0 +1,42 @@
+// What the services' test programs (restarts, disktest) share: checks printed one per line under
+// the program's name, and what the kernel holds, for leak checks.
+
+/// Checks that print "NAME: ✓ what" or "NAME: ✗ FAILED: what" and count both.
+public struct TestChecks {
+    public let program: StaticString
+    public private(set) var passed = 0
+    public private(set) var failed = 0
+
+    public init(_ program: StaticString) { self.program = program }
+
+    public mutating func check(_ condition: Bool, _ description: FormattedText) {
+        var line = TextLine()
+        line.write(program)
+        line.write(condition ? ": \u{2713} " : ": \u{2717} FAILED: ")
+        description.line.forEachByte { line.write(byte: $0) }
+        System.print(FormattedText(line: line))
+        if condition { passed += 1 } else { failed += 1 }
+    }
+
+    /// The last line, "NAME: N passed, N failed", and the exit code: the failures.
+    public func finish() -> Never {
+        System.print("\(program): \(passed) passed, \(failed) failed")
+        System.exit(UInt64(failed))
+    }
+}
+
+/// What the kernel holds: free frames (with the kernel heap's pages, which it keeps warm) and
+/// kernel objects. Equal before and after means nothing leaked.
+public struct KernelHoldings: Equatable {
+    public var frames: UInt64
+    public var objects: UInt64
+
+    public init(frames: UInt64, objects: UInt64) {
+        self.frames = frames
+        self.objects = objects
+    }
+
+    public static var now: KernelHoldings {
+        KernelHoldings(frames: System.memory.freeFrames + System.kernelHeap.pages, objects: System.kernelObjects.objects)
+    }
+}
