@@ -202,11 +202,34 @@ public struct Platform {
                      virtualInterrupt: identifiers[2], hypervisorInterrupt: identifiers[3])
     }
 
+    /// The end of the physical addresses a transport's registers may lie below: the MMU's 44 bits
+    /// (MMU.swift), which the kernel's linear map of them must reach.
+    public static let transportAddressLimit: UInt64 = 1 << 44
+
+    /// Whether `range` touches RAM the tree describes (or the RAM cannot be read): device
+    /// registers there would give a driver memory that is not its own.
+    static func overlapsMemory(_ range: PhysicalRange, in tree: DeviceTree) -> Bool {
+        var overlaps = false
+        do {
+            try tree.forEachMemoryRegion { region in
+                if range.start.value < region.start.value &+ region.size && region.start.value < range.start.value + range.size {
+                    overlaps = true
+                }
+            }
+        } catch {
+            return true
+        }
+        return overlaps
+    }
+
     static func findVirtioTransports(in tree: DeviceTree) -> DeviceList {
         var transports = DeviceList()
         tree.forEachNode { node in
+            // A transport is a few hundred bytes of registers; anything else is a broken node.
             guard node.isCompatible(with: "virtio,mmio"), node.isEnabled,
-                  let registers = try? node.firstRegister(), registers.size > 0,
+                  let registers = try? node.firstRegister(), registers.size > 0, registers.size <= 0x1000,
+                  registers.start.value <= transportAddressLimit - registers.size,
+                  !overlapsMemory(registers, in: tree),
                   let interrupt = try? firstInterrupt(of: node, in: tree) else { return true }
             return transports.insert(Device(registers: registers, interrupt: interrupt))
         }

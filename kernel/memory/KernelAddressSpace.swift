@@ -68,15 +68,15 @@ enum KernelAddressSpace {
         }
         // The virtio-mmio transports, which user-space drivers run: the kernel writes to one only
         // to stop the device before memory it was given is freed (DeviceAccess.quiesce). They
-        // come in address order, often several to a page; each page is mapped once.
-        var lastPage: UInt64?
+        // come in address order, often several to a page (and a broken tree may overlap them);
+        // each page is mapped once.
+        var mappedUpTo: UInt64 = 0
         for index in 0..<platform.virtioTransports.count {
             let registers = platform.virtioTransports[index].registers
-            let start = alignDown(registers.start.value, to: pageSize)
+            let start = max(alignDown(registers.start.value, to: pageSize), mappedUpTo)
             guard let end = alignUp(registers.start.value &+ registers.size, to: pageSize), end > start else { continue }
-            let first = start == lastPage ? start + pageSize : start
-            try mapLinear(first, end, .readWrite, .device)
-            lastPage = end - pageSize
+            try mapLinear(start, end, .readWrite, .device)
+            mappedUpTo = end
         }
 
         var identity = try PageTable(half: .lower, memory: LinearMap(), frames: &frames)

@@ -215,12 +215,12 @@ class Session:
     the last match (not line by line: a prompt has no newline); `close` always kills QEMU and
     returns the whole console as a BootResult. Use as a context manager."""
 
-    def __init__(self, command: list[str], deadline: float = 120.0):
+    def __init__(self, command: list[str], deadline: float = 120.0, env: dict[str, str] | None = None):
         self.command = command
         self.started = time.monotonic()
         self.deadline = self.started + deadline
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+                                        stderr=subprocess.STDOUT, start_new_session=True, env=env)
         self.output = bytearray()
         self.position = 0   # console text before this offset is already matched
         self.exit_code: int | None = None

@@ -25,10 +25,12 @@ Prints one line per command and block, `ok`, `FAIL` or `not run: reason`, and en
 from __future__ import annotations
 
 import argparse
+import atexit
 import concurrent.futures
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -143,10 +145,25 @@ class CheckFailed(Exception):
     pass
 
 
+# Where the commands' disk images go; removed when the runner ends.
+SCRATCH = tempfile.mkdtemp(prefix="doc-disks-")
+atexit.register(shutil.rmtree, SCRATCH, True)
+
+
+def own_disk() -> dict[str, str]:
+    """The environment for one command: a disk image of its own in DISK (16 MiB of zeros, like
+    the one `make run` makes), removed at the end. Commands run in parallel here, and QEMU lets
+    only one machine write an image."""
+    descriptor, name = tempfile.mkstemp(prefix="disk-", suffix=".img", dir=SCRATCH)
+    os.ftruncate(descriptor, 16 << 20)
+    os.close(descriptor)
+    return {**os.environ, "DISK": name}
+
+
 def run(command: str | list[str], timeout: float, stdin: str | None = None, shell: bool = False) -> tuple[int | None, str]:
     """Runs a command in the repository with a deadline; its exit code (None if killed) and its
     output. The whole process group is killed at the deadline."""
-    process = subprocess.Popen(command, cwd=ROOT, shell=shell, text=True, start_new_session=True,
+    process = subprocess.Popen(command, cwd=ROOT, shell=shell, text=True, start_new_session=True, env=own_disk(),
                                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -165,7 +182,7 @@ def require(condition: bool, message: str, output: str = "") -> None:
 
 
 def make_session(arguments: list[str], deadline: float) -> Session:
-    session = Session(["make", "-s", "-C", str(ROOT)] + arguments, deadline=deadline)
+    session = Session(["make", "-s", "-C", str(ROOT)] + arguments, deadline=deadline, env=own_disk())
     return session
 
 
