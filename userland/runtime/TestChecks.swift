@@ -27,7 +27,7 @@ public struct TestChecks {
 
 /// What the kernel holds: free frames (with the kernel heap's pages, which it keeps warm) and
 /// kernel objects. Equal before and after means nothing leaked.
-public struct KernelHoldings: Equatable {
+public struct KernelFootprint: Equatable {
     public var frames: UInt64
     public var objects: UInt64
 
@@ -36,7 +36,7 @@ public struct KernelHoldings: Equatable {
         self.objects = objects
     }
 
-    public static var now: KernelHoldings {
-        KernelHoldings(frames: System.memory.freeFrames + System.kernelHeap.pages, objects: System.kernelObjects.objects)
+    public static var now: KernelFootprint {
+        KernelFootprint(frames: System.memory.freeFrames + System.kernelHeap.pages, objects: System.kernelObjects.objects)
     }
 }

@@ -200,7 +200,7 @@ struct DiskTest {
             }
             disk.close()
         }
-        let after = crashAndMeasure(manager, nameBytes) ?? KernelHoldings(frames: 0, objects: .max)
+        let after = crashAndMeasure(manager, nameBytes) ?? KernelFootprint(frames: 0, objects: .max)
         Shared.store(Shared.release, 1)
         let leakedFrames = after.frames < before.frames ? before.frames - after.frames : 0
         let leakedObjects = after.objects > before.objects ? after.objects - before.objects : 0
@@ -215,11 +215,11 @@ struct DiskTest {
     }
 
     /// Crashes the driver, has the new instance answer once, and measures what the kernel holds.
-    static func crashAndMeasure(_ manager: ProcessManager, _ name: UnsafeRawBufferPointer) -> KernelHoldings? {
+    static func crashAndMeasure(_ manager: ProcessManager, _ name: UnsafeRawBufferPointer) -> KernelFootprint? {
         guard (try? manager.crashService(name)) != nil, var probe = try? BlockDevice(lookingFor: 40),
               (try? probe.info()) != nil else { return nil }
         probe.close()
-        return KernelHoldings.now
+        return KernelFootprint.now
     }
 
     /// The copying thread: until told to stop (and at least one pass), copies chunk after chunk

@@ -84,7 +84,7 @@ struct Restarts {
         // second; growth from one cycle to the next still fails.
         var recovered = 0
         for round in 0..<6 { if restart(Target(rawValue: round % 3)!, manager, &ports, &generations) { recovered += 1 } }
-        let before = KernelHoldings.now
+        let before = KernelFootprint.now
         var kills = 0
         for round in 0..<rounds {
             kills += 1
@@ -93,7 +93,7 @@ struct Restarts {
         // Every service back and answering, then what the kernel holds.
         var back = true
         for index in 0..<3 { back = back && use(Target(rawValue: index)!, ports[index]) }
-        let after = KernelHoldings.now
+        let after = KernelFootprint.now
         let leakedFrames = after.frames < before.frames ? before.frames - after.frames : 0
         let leakedObjects = after.objects > before.objects ? after.objects - before.objects : 0
         System.print("soak: \(kills + 6) restarts, \(recovered) recovered, leaked frames \(leakedFrames), leaked objects \(leakedObjects)")
