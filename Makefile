@@ -4,6 +4,9 @@
 # ---- Machine to emulate -------------------------------------------------------------------
 # `make` alone builds everything (the first rule below is not that).
 .DEFAULT_GOAL := all
+# A recipe that fails part way (a missing tool, say) leaves no half-made target behind to be
+# taken for a good one by the next make.
+.DELETE_ON_ERROR:
 
 # A line starting with `##` documents the variable or target below it: `make help` prints them
 # (tools/make_help.py) and README's tables are checked against that output (`make test`). For a
@@ -228,9 +231,11 @@ run: install-deps build $(DISK)
 	$(QEMU) $(QEMU_ARGS)
 
 # A disk for `make run` when none is there yet (the block service, docs/ARCHITECTURE.md "The disk").
-build/disk.img:
+ifneq ($(DISK),)
+$(DISK):
 	@mkdir -p $(@D)
 	truncate -s 16M $@
+endif
 
 # ---- UEFI boot ------------------------------------------------------------------------------
 # The same kernel.img is an EFI application (docs/ARCHITECTURE.md, "UEFI boot"). run-uefi boots

@@ -132,9 +132,9 @@ def shell_at_the_terminal() -> BootResult:
         command(session, "disk\r", r"disk: 8192 sectors of 512 bytes \(4 MiB\), write cache",
                 r"disk: block service restarted 0 times; this instance served \d+ requests")
         command(session, "disk write 7 hello, disk\r", r"disk: wrote 11 bytes to sector 7")
-        command(session, "disk read 7\r", r"  68 65 6c 6c 6f 2c 20 64 69 73 6b 00 00 00 00 00   hello, disk\.{5}")
+        command(session, "disk read 7\r", r"  68 65 6c 6c 6f 2c 20 64 69 73 6b 00 00 00 00 00 +hello, disk\.{5}")
         command(session, "crash block\r", r"crash: ended block \(process \d+\)")
-        command(session, "disk read 7\r", r"  68 65 6c 6c 6f 2c 20 64 69 73 6b 00 00 00 00 00   hello, disk\.{5}")
+        command(session, "disk read 7\r", r"  68 65 6c 6c 6f 2c 20 64 69 73 6b 00 00 00 00 00 +hello, disk\.{5}")
         command(session, "disk\r", r"disk: block service restarted 1 times")
         command(session, "disk read 8192\r", r"disk: usage: disk \| disk read SECTOR \| disk write SECTOR TEXT \(SECTOR below 8192\)")
 

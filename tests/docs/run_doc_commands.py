@@ -484,6 +484,7 @@ VARIABLE_SAMPLES = {
     "FUZZ_SEED": ("77", "seed=77"), "FUZZ_FLAGS": ("5", "fuzzflags=5"), "FUZZ_TIMEOUT": ("99", "timeout 99"),
     "SOAK_RESTARTS": ("55", "--restarts 55"), "SOAK_TIMEOUT": ("66", "--timeout 66"), "LOAD_ADDRESS": ("0x40200000", "-o 0x40200000"),
     "GDB_ARGS": ("-batch", "-batch"), "FUZZ_SECONDS": ("3", "--seconds 3"),
+    "DISK": ("build/sample-disk.img", "file=build/sample-disk.img"),
 }
 
 

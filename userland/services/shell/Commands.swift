@@ -111,7 +111,7 @@ enum Commands {
         Command(name: "mem", usage: "mem", summary: "memory: the kernel's figures and each client's", run: SystemCommands.mem),
         Command(name: "ipc", usage: "ipc", summary: "the kernel's IPC counters", run: SystemCommands.ipc),
         Command(name: "uptime", usage: "uptime", summary: "time since boot", run: SystemCommands.uptime),
-        Command(name: "disk", usage: "disk [read N | write N TEXT]", summary: "the disk: size, restarts; read or write a sector",
+        Command(name: "disk", usage: "disk [read|write N]", summary: "the disk: size, restarts; read or write a sector",
                 run: DiskCommands.disk),
         Command(name: "test", usage: "test", summary: "the services' test: kills services in use, checks for leaks",
                 run: ProcessCommands.test),
@@ -137,7 +137,7 @@ enum Commands {
             var line = TextLine()
             line.write("  ")
             line.write(command.usage)
-            for _ in command.usage.utf8CodeUnitCount..<24 { line.write(byte: 0x20) }
+            for _ in 0..<max(1, 24 - command.usage.utf8CodeUnitCount) { line.write(byte: 0x20) }
             line.write(command.summary)
             System.print(FormattedText(line: line))
         }

@@ -8,7 +8,7 @@ enum DiskCommands {
         do throws(KernelError) {
             device = try BlockDevice(bufferBytes: BlockProtocol.sectorSize, lookingFor: 3)
         } catch {
-            System.print("disk: no block service (\(error)): is a disk attached (make run DISK=...)?")
+            System.print("disk: no block service (\(error)): is a disk attached?")
             return
         }
         defer { device.close() }
