@@ -11,7 +11,12 @@
 // non-cacheable. The kernel cannot see what a device still does with it, so when such an object
 // ends it first stops the device (a virtio device is reset, which ends its use of every buffer
 // it was given), then frees the frames: a driver that crashes mid-transfer cannot make the device
-// write into memory that belongs to someone else by then.
+// write into memory that belongs to someone else by then. A device's DMA memory has an owner (the
+// process that made it) and an epoch, one more each time a new owner makes some: the device is
+// reset when memory passes to a new owner, and memory of an earlier epoch ends without a reset (the
+// device works for the new owner by then; the reset at the hand-over already stopped it using the
+// old memory). A crashed driver's memory can outlive it briefly (its address space is freed once
+// its threads on other CPUs are gone), and must not reset the device under its successor.
 
 import _Volatile
 
@@ -66,6 +71,15 @@ enum DeviceAccess {
     /// capability is made, so binding never allocates. Behind `lock`: drivers on any CPU bind
     /// and unbind, and a line's interrupt may arrive on any CPU.
     nonisolated(unsafe) static var bindings: [Binding] = []
+
+    /// Who made DMA memory for a device last, and in which epoch; one entry per device, by
+    /// register address, made with the capability. Behind `lock`.
+    struct DMAOwnership {
+        var registers: UInt64
+        var owner: UInt64 = 0
+        var epoch: UInt64 = 0
+    }
+    nonisolated(unsafe) static var ownership: [DMAOwnership] = []
     /// Its place in the lock order: LockOrder.deviceBindings.
     static let lock = SpinLock(.deviceBindings)
 
@@ -80,7 +94,10 @@ enum DeviceAccess {
             let transport = platform.virtioTransports[index]
             devices.append(UserDevice(kind: .virtioMMIO, registers: transport.registers, interrupt: transport.interrupt))
         }
-        lock.withLock { bindings.reserveCapacity(devices.count) }
+        lock.withLock {
+            bindings.reserveCapacity(devices.count)
+            ownership = devices.map { DMAOwnership(registers: $0.registers.start.value) }
+        }
         return DeviceAccessCapability(devices: devices)
     }
 
@@ -122,12 +139,36 @@ enum DeviceAccess {
               size / pageSize <= UInt64(MemoryObject.maximumPages) else { throw .invalidArgument }
         let pages = Int(size / pageSize)
         var charge = try KernelMemory.charge(.memoryObject(pages: pages), to: process.account)
-        guard let object = MemoryObject.allocateForDevice(device, pages: pages, charge: charge) else {
+        let epoch = takeOwnership(of: device, for: process)
+        guard let object = MemoryObject.allocateForDevice(device, epoch: epoch, pages: pages, charge: charge) else {
             charge.release()
             throw .outOfMemory
         }
         let memory = try IPC.install(.memory(object), rights: .newMemory, in: process, isNew: true)
         return (memory, object.physicalStart)
+    }
+
+    /// The epoch of `process`'s DMA memory for `device`: the current one if it made the last, else
+    /// a new one, after the device was stopped using the previous owner's memory.
+    static func takeOwnership(of device: UserDevice, for process: Process) -> UInt64 {
+        lock.withLock {
+            guard let index = ownership.firstIndex(where: { $0.registers == device.registers.start.value }) else { return 0 }
+            if ownership[index].owner != process.id {
+                if ownership[index].owner != 0 { quiesce(device) }
+                ownership[index].owner = process.id
+                ownership[index].epoch += 1
+            }
+            return ownership[index].epoch
+        }
+    }
+
+    /// DMA memory of `device` from `epoch` is about to be freed: stop the device first, unless
+    /// the memory is from an earlier owner (the device was stopped when it changed hands).
+    static func releasingMemory(of device: UserDevice, epoch: UInt64) {
+        lock.withLock {
+            let current = ownership.first(where: { $0.registers == device.registers.start.value })?.epoch
+            if current == nil || current == epoch { quiesce(device) }
+        }
     }
 
     /// Stops `device` from reading or writing memory: called before memory given to it is

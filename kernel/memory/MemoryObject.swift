@@ -16,7 +16,7 @@ final class MemoryObject: ChargedObject {
         /// Physically contiguous frames a device reads and writes: mapped non-cacheable, and
         /// freed as one allocation only after the device was stopped (`DeviceAccess.quiesce`),
         /// so that no transfer still under way lands in memory given to someone else.
-        case dma(UserDevice)
+        case dma(UserDevice, epoch: UInt64)
     }
 
     let frames: UnsafeMutablePointer<UInt64>
@@ -107,7 +107,7 @@ final class MemoryObject: ChargedObject {
     /// `pages` zeroed, physically contiguous pages for `device`'s transfers, charged like
     /// `allocate`'s; nil when the account or memory is short, or no run of free frames is long
     /// enough.
-    static func allocateForDevice(_ device: UserDevice, pages: Int, charge: MemoryCharge) -> MemoryObject? {
+    static func allocateForDevice(_ device: UserDevice, epoch: UInt64, pages: Int, charge: MemoryCharge) -> MemoryObject? {
         guard pages > 0, pages <= maximumPages, let account = charge.account,
               (try? KernelMemory.chargeFrames(UInt64(pages), to: account)) != nil else { return nil }
         guard let first = try? KernelMemory.allocatePaidFrames(count: pages, .user) else {
@@ -120,7 +120,7 @@ final class MemoryObject: ChargedObject {
             PhysicalWindow.zero(frame)
             frames[page] = frame.address.value
         }
-        return MemoryObject(frames: frames, pages: pages, kind: .dma(device), charge: charge)
+        return MemoryObject(frames: frames, pages: pages, kind: .dma(device, epoch: epoch), charge: charge)
     }
 
     deinit {
@@ -128,8 +128,8 @@ final class MemoryObject: ChargedObject {
             switch kind {
             case .memory:
                 for page in 0..<pageCount { KernelMemory.freeFrame(PageFrame(number: frames[page] >> pageShift), for: account) }
-            case .dma(let device):
-                DeviceAccess.quiesce(device)
+            case .dma(let device, let epoch):
+                DeviceAccess.releasingMemory(of: device, epoch: epoch)
                 KernelMemory.freePaidFrame(PageFrame(number: frames[0] >> pageShift))
                 account.release(UInt64(pageCount) * pageSize)
             case .ramdisk, .deviceRegisters:
