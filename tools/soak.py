@@ -35,7 +35,7 @@ def main() -> int:
                       timeout=options.timeout)
     disk = [line for line in result.lines if line.startswith("disk: ")]
     print(disk[-1] if disk else "soak: the disk test printed no summary")
-    if not disk or not any(line.startswith("disktest: 5 passed, 0 failed") for line in result.lines):
+    if not disk or not any(line.startswith("disktest: 6 passed, 0 failed") for line in result.lines):
         print("soak: the disk test FAILED")
         return 1
     summaries = [SUMMARY.match(line) for line in result.lines]

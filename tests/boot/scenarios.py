@@ -355,8 +355,9 @@ def check_disk_test(result: BootResult, image: Path) -> None:
     result.expect_in_order(r"^virtio-blk: 16384 sectors \(8 MiB\), write cache, queue of 128$",
                            r"^disktest: disk of 16384 sectors \(8 MiB\)$",
                            r"^disktest: ✓ all 16384 sectors written, flushed and read back",
+                           r"^disktest: ✓ the device got each of the 257 requests once: 257 chains handed over, 257 returned$",
                            r"^disktest: ✓ refused with invalid argument",
-                           r"^disktest: 5 passed, 0 failed$")
+                           r"^disktest: 6 passed, 0 failed$")
     summary = result.expect_line(r"^disk: (\d+) crashes, (\d+) requests sent again, counter (\d+), "
                                  r"leaked frames (\d+), leaked objects (\d+)$")
     result.expect_equal((summary[1], int(summary[2]) > 0, summary[4], summary[5]), ("100", True, "0", "0"),

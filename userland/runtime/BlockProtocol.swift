@@ -5,7 +5,7 @@
 //
 // | label | request | payload in | handles in | answer payload |
 // |---|---|---|---|---|
-// | 1 info | what the disk is | nothing | none | words: capacity (sectors), `BlockFeatures`, requests served, device resets |
+// | 1 info | what the disk is | nothing | none | words: capacity (sectors), `BlockFeatures`, requests served, device resets, chains handed to the device, chains it returned |
 // | 2 attach | the caller's transfer buffer | nothing | a memory object (map, write) | word 0: its size in bytes |
 // | 3 read | sectors into the buffer | words: first sector, count, buffer offset | none | nothing |
 // | 4 write | sectors from the buffer | words: first sector, count, buffer offset | none | nothing |
@@ -57,6 +57,10 @@ public struct BlockInfo: Equatable, Sendable {
     public var served: UInt64
     /// Times this instance reset the device after it misbehaved.
     public var resets: UInt64
+    /// Descriptor chains this instance handed to the device and took back: one per read, write
+    /// or flush, and one more per request handed over again after a reset.
+    public var chainsSubmitted: UInt64
+    public var chainsCompleted: UInt64
 }
 
 /// A client of the block service, with a transfer buffer of its own.
@@ -105,7 +109,8 @@ public struct BlockDevice {
     public mutating func info() throws(KernelError) -> BlockInfo {
         let answer = try perform(IPCMessage(label: BlockServiceRequest.info.rawValue))
         return BlockInfo(sectors: answer.word(atByte: 0), features: BlockFeatures(rawValue: answer.word(atByte: 8)),
-                         served: answer.word(atByte: 16), resets: answer.word(atByte: 24))
+                         served: answer.word(atByte: 16), resets: answer.word(atByte: 24),
+                         chainsSubmitted: answer.word(atByte: 32), chainsCompleted: answer.word(atByte: 40))
     }
 
     /// Reads `count` sectors from `sector` into the buffer at `offset`.
@@ -156,6 +161,14 @@ public struct BlockDevice {
                 guard lostConnections < 100 else { throw error }
                 continue
             }
+            if message.label == KernelError.peerClosed.rawValue && lostConnections < 100 {
+                // The service never answers this itself: the instance went away with the request.
+                try? IPC.close(port)
+                self.port = nil
+                lostConnections += 1
+                reissued += 1
+                continue
+            }
             if message.label != 0 { throw KernelError(rawValue: message.label) ?? .invalidArgument }
             return message
         }
@@ -175,8 +188,12 @@ public struct BlockDevice {
             } catch {
                 try? IPC.close(copy)
                 try? IPC.close(found.port)
-                // Died again before it answered: look once more, a few times.
+                // Died again before it answered: look once more, a few times. The name service
+                // names the dead instance until the process manager has registered the next one,
+                // so wait between looks as `lookup` does (1 ms, growing to 64 ms); without the
+                // pause a client on another CPU used up its looks within that moment.
                 guard (error == .peerClosed || error == .invalidHandle) && attempts < 100 else { throw error }
+                System.sleep(nanoseconds: 1_000_000 << UInt64(min(attempts, 6)))
                 continue
             }
             if message.label != 0 {

@@ -88,25 +88,54 @@ struct DiskTest {
         // 1. The whole disk, written and read back.
         var sector: UInt64 = 0
         var written = true
+        // Requests that go to the device: each must be handed to it once and come back once.
+        var requests: UInt64 = 0
         while sector < info.sectors && written {
             let count = Int(min(UInt64(chunk), info.sectors - sector))
             DiskPattern.fill(disk.buffer, sector: sector, count: count)
-            written = (try? disk.write(sector: sector, count: count)) != nil
+            requests += 1
+            do throws(KernelError) { try disk.write(sector: sector, count: count) } catch {
+                written = false
+                System.print("disktest: writing \(count) sectors at \(sector) failed: \(error)")
+            }
             sector += UInt64(count)
         }
-        let flushed = !info.features.contains(.flush) || (try? disk.flush()) != nil
+        var flushed = true
+        if info.features.contains(.flush) {
+            requests += 1
+            do throws(KernelError) { try disk.flush() } catch {
+                flushed = false
+                System.print("disktest: flush failed: \(error)")
+            }
+        }
         sector = 0
         var mismatch: UInt64?
         var readBack = true
         while sector < info.sectors && readBack && mismatch == nil {
             let count = Int(min(UInt64(chunk), info.sectors - sector))
             disk.buffer.initializeMemory(as: UInt8.self, repeating: 0, count: count * BlockProtocol.sectorSize)
-            readBack = (try? disk.read(sector: sector, count: count)) != nil
+            requests += 1
+            do throws(KernelError) { try disk.read(sector: sector, count: count) } catch {
+                readBack = false
+                System.print("disktest: reading \(count) sectors at \(sector) failed: \(error)")
+            }
             mismatch = DiskPattern.firstDifference(disk.buffer, sector: sector, count: count)
+            if let mismatch {
+                let words = disk.buffer.assumingMemoryBound(to: UInt64.self)
+                let at = Int(mismatch - sector) * 64
+                System.print("disktest: sector \(mismatch) of a read of \(count) at \(sector) differs: word 0 is \(hex: UInt(words[at])), expected \(hex: UInt(DiskPattern.word(sector: mismatch, index: 0)))")
+            }
             sector += UInt64(count)
         }
         checks.check(written && flushed && readBack && mismatch == nil,
                      "all \(info.sectors) sectors written, flushed and read back in 64 KiB requests: every byte as written")
+        // A request handed to the device twice would let the device read a transfer buffer the
+        // driver has refilled for the next request (as a miscompiled request table once did).
+        let after = try? disk.info()
+        let submitted = after.map { $0.chainsSubmitted &- info.chainsSubmitted } ?? 0
+        let completed = after.map { $0.chainsCompleted &- info.chainsCompleted } ?? 0
+        checks.check(submitted == requests && completed == requests && after?.resets == info.resets,
+                     "the device got each of the \(requests) requests once: \(submitted) chains handed over, \(completed) returned")
 
         // 2. Refusals.
         let pastEnd = refusal { () throws(KernelError) in try disk.read(sector: info.sectors, count: 1) }
@@ -241,35 +270,43 @@ struct DiskTest {
         while Shared.load(Shared.go) == 0 { System.yield() }
         // The counter starts at 0.
         disk.buffer.initializeMemory(as: UInt8.self, repeating: 0, count: BlockProtocol.sectorSize)
-        if (try? disk.write(sector: counterSector, count: 1)) == nil { fail(1) }
+        /// Runs one request of step `step`; false (the failure counted and its error printed) if it failed.
+        func attempt(_ step: UInt64, _ request: () throws(KernelError) -> Void) -> Bool {
+            do throws(KernelError) {
+                try request()
+                return true
+            } catch {
+                System.print("disktest: the copy's step \(step) failed: \(error)")
+                fail(step)
+                return false
+            }
+        }
+        _ = attempt(1, { () throws(KernelError) in try disk.write(sector: counterSector, count: 1) })
         var copied: UInt64 = 0
         let bytes = Copy.chunkSectors * BlockProtocol.sectorSize
         while Shared.load(Shared.stop) == 0 || copied < UInt64(Copy.chunks) {
             let source = (copied % UInt64(Copy.chunks)) * UInt64(Copy.chunkSectors)
-            guard (try? disk.read(sector: source, count: Copy.chunkSectors)) != nil,
+            guard attempt(2, { () throws(KernelError) in try disk.read(sector: source, count: Copy.chunkSectors) }),
                   DiskPattern.firstDifference(disk.buffer, sector: source, count: Copy.chunkSectors) == nil else {
                 fail(2)
                 break
             }
-            guard (try? disk.write(sector: half + source, count: Copy.chunkSectors)) != nil else {
-                fail(3)
+            guard attempt(3, { () throws(KernelError) in try disk.write(sector: half + source, count: Copy.chunkSectors) }) else {
                 break
             }
             disk.buffer.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
-            guard (try? disk.read(sector: half + source, count: Copy.chunkSectors)) != nil,
+            guard attempt(4, { () throws(KernelError) in try disk.read(sector: half + source, count: Copy.chunkSectors) }),
                   DiskPattern.firstDifference(disk.buffer, sector: source, count: Copy.chunkSectors) == nil else {
                 fail(4)
                 break
             }
             // Read, add one, write: an update sent twice or lost would show in the count.
-            guard (try? disk.read(sector: counterSector, count: 1)) != nil else {
-                fail(5)
+            guard attempt(5, { () throws(KernelError) in try disk.read(sector: counterSector, count: 1) }) else {
                 break
             }
             let counter = disk.buffer.load(as: UInt64.self)
             disk.buffer.storeBytes(of: counter + 1, as: UInt64.self)
-            guard (try? disk.write(sector: counterSector, count: 1)) != nil else {
-                fail(6)
+            guard attempt(6, { () throws(KernelError) in try disk.write(sector: counterSector, count: 1) }) else {
                 break
             }
             copied += 1

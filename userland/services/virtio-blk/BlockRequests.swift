@@ -98,14 +98,16 @@ public struct BlockRequestBuffers: RandomAccessCollection {
 public struct BlockRequestTable {
     public static let capacity = 64
 
-    private enum Phase: Equatable {
+    private enum Phase: UInt8 {
         case free
         case waiting
-        case inFlight(head: UInt16)
+        case inFlight
     }
 
     private struct Slot {
         var phase = Phase.free
+        /// The chain's head while `inFlight`.
+        var head: UInt16 = 0
         var request = BlockRequest(kind: .flush, sector: 0, count: 0, tag: 0)
         /// Arrival number: the order requests are handed to the queue, the first time and after a reset.
         var arrival: UInt64 = 0
@@ -135,7 +137,8 @@ public struct BlockRequestTable {
     public mutating func submitWaiting(_ submit: (_ slot: Int, _ request: BlockRequest) -> UInt16?) -> Int {
         var submitted = 0
         while let index = earliestWaiting(), let head = submit(index, slots[index].request) {
-            slots[index].phase = .inFlight(head: head)
+            slots[index].phase = .inFlight
+            slots[index].head = head
             submitted += 1
         }
         return submitted
@@ -144,7 +147,7 @@ public struct BlockRequestTable {
     /// The request served by the chain at `head`, which leaves the table; nil when no request is
     /// in flight there.
     public mutating func complete(head: UInt16) -> BlockRequest? {
-        guard let index = slots.indices.first(where: { slots[$0].phase == .inFlight(head: head) }) else { return nil }
+        guard let index = slot(head: head) else { return nil }
         slots[index].phase = .free
         count -= 1
         return slots[index].request
@@ -156,7 +159,7 @@ public struct BlockRequestTable {
     public mutating func requeueInFlight() -> Int {
         var requeued = 0
         for index in slots.indices {
-            guard case .inFlight = slots[index].phase else { continue }
+            guard slots[index].phase == .inFlight else { continue }
             slots[index].phase = .waiting
             requeued += 1
         }
@@ -175,12 +178,16 @@ public struct BlockRequestTable {
 
     /// The slot of the request in flight at `head`, if any.
     public func slot(head: UInt16) -> Int? {
-        slots.indices.first(where: { slots[$0].phase == .inFlight(head: head) })
+        slots.indices.first(where: { slots[$0].phase == .inFlight && slots[$0].head == head })
     }
 
-    private func earliestWaiting() -> Int? { earliest(where: { $0 == .waiting }) }
+    private mutating func earliestWaiting() -> Int? { earliest(where: { $0 == .waiting }) }
 
-    private func earliest(where matches: (Phase) -> Bool) -> Int? {
+    /// `mutating` though it only reads: the loops above change `slots` between calls, and the
+    /// embedded optimizer (Swift 6.3, -Osize) passed a non-mutating call a copy of a global
+    /// table made once before the loop, so `submitWaiting` handed one request to the queue until
+    /// the queue was full. A mutating call gets the table's address and reads what is there now.
+    private mutating func earliest(where matches: (Phase) -> Bool) -> Int? {
         var found: Int?
         for index in slots.indices where matches(slots[index].phase) {
             if let best = found, slots[best].arrival < slots[index].arrival { continue }

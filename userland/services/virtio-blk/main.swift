@@ -74,6 +74,10 @@ enum Driver {
     nonisolated(unsafe) static var features = BlockFeatures()
     nonisolated(unsafe) static var served: UInt64 = 0
     nonisolated(unsafe) static var resets: UInt64 = 0
+    /// Chains handed to the device and taken back from it: one per request, and one more for
+    /// each request handed over again after a reset (`info` reports them; disktest checks them).
+    nonisolated(unsafe) static var chainsSubmitted: UInt64 = 0
+    nonisolated(unsafe) static var chainsCompleted: UInt64 = 0
 }
 
 @main
@@ -219,15 +223,21 @@ extension VirtioBlock {
             closeHandles(of: message)
             return
         }
+        let request = BlockServiceRequest(rawValue: message.label)
+        // Only attach brings a handle the service keeps; any other is closed at once, so a
+        // client cannot fill the service's handle table.
+        if request != .attach { closeHandles(of: message) }
         var answer = IPCMessage(label: 0)
         do throws(KernelError) {
-            switch BlockServiceRequest(rawValue: message.label) {
+            switch request {
             case .info:
                 answer.setWord(atByte: 0, Driver.capacity)
                 answer.setWord(atByte: 8, Driver.features.rawValue)
                 answer.setWord(atByte: 16, Driver.served)
                 answer.setWord(atByte: 24, Driver.resets)
-                answer.length = 32
+                answer.setWord(atByte: 32, Driver.chainsSubmitted)
+                answer.setWord(atByte: 40, Driver.chainsCompleted)
+                answer.length = 48
             case .attach:
                 answer.setWord(atByte: 0, UInt64(try attach(&message)))
                 answer.length = 8
@@ -245,7 +255,7 @@ extension VirtioBlock {
                 throw .invalidArgument
             }
         } catch {
-            closeHandles(of: message)
+            if request == .attach { closeHandles(of: message) }
             answer = IPCMessage(label: error.rawValue)
         }
         Driver.served += 1
@@ -338,6 +348,7 @@ extension VirtioBlock {
                                                 status: address + UInt64(header + Layout.statusInSlot)) else { return nil }
             return Driver.queue.submit(buffers)
         }
+        Driver.chainsSubmitted += UInt64(submitted)
         if submitted > 0 && Driver.queue.publish() { Driver.registers.write(.queueNotify, 0) }
     }
 
@@ -347,6 +358,7 @@ extension VirtioBlock {
         while let event = Driver.queue.nextCompletion() {
             switch event {
             case .completed(let head, _):
+                Driver.chainsCompleted += 1
                 let slot = Driver.table.slot(head: head)
                 guard let request = Driver.table.complete(head: head), let slot else { continue }
                 let status = BlockStatus(deviceByte: UInt8(truncatingIfNeeded: virtio_load16(
@@ -390,3 +402,4 @@ extension VirtioBlock {
         try? IPC.reply(pending.reply, &answer)
     }
 }
+
