@@ -34,9 +34,14 @@ def main() -> int:
         result = boot(qemu_command(append=f"test soak={options.restarts}", initrd=INITRD, extra=disk_arguments(image)),
                       timeout=options.timeout)
     disk = [line for line in result.lines if line.startswith("disk: ")]
-    print(disk[-1] if disk else "soak: the disk test printed no summary")
-    if not disk or not any(line.startswith("disktest: 6 passed, 0 failed") for line in result.lines):
-        print("soak: the disk test FAILED")
+    if not disk:
+        print("soak: the disk test printed no summary; the last lines were:")
+        print("\n".join(result.lines[-30:]))
+        return 1
+    print(disk[-1])
+    if not any(line.startswith("disktest: 6 passed, 0 failed") for line in result.lines):
+        print("soak: the disk test FAILED; its lines were:")
+        print("\n".join(line for line in result.lines if line.startswith("disktest: ")))
         return 1
     summaries = [SUMMARY.match(line) for line in result.lines]
     summaries = [match for match in summaries if match]

@@ -1,8 +1,8 @@
 // bench: user-space benchmarks in instructions per operation (make bench, -icount shift=0): a null
 // system call from EL0, a yield that switches between two processes, IPC (call+reply to a server
 // process, asynchronous send+receive, notification signal+wait), a device interrupt delivered to a
-// handler thread (with the device-access capability init passes in bench mode), and
-// spawn+exit+wait. Started with argument 1 it is the partner for the yield benchmark instead.
+// handler thread (with the device-access capability init passes in bench mode), spawn+exit+wait,
+// and 4 KiB reads and writes through the block service when a disk is attached. Started with argument 1 it is the partner for the yield benchmark instead.
 
 import UserSystemCall
 
@@ -10,6 +10,14 @@ import UserSystemCall
 func measure(_ iterations: Int, _ body: () -> Void) -> UInt64 {
     let begin = user_cycle_count()
     for _ in 0..<iterations { body() }
+    return user_cycle_count() - begin
+}
+
+/// `measure` for a body that needs the iteration's index.
+@inline(never)
+func measure(_ iterations: Int, _ body: (Int) -> Void) -> UInt64 {
+    let begin = user_cycle_count()
+    for index in 0..<iterations { body(index) }
     return user_cycle_count() - begin
 }
 
@@ -48,6 +56,7 @@ struct Bench {
         benchmarkProcessManager(overhead: overhead, rounds: rounds)
         benchmarkMemoryManager(overhead: overhead)
         benchmarkLargeUnmap()
+        benchmarkBlock(overhead: overhead)
         // Last: its handler thread's stack stays mapped, and nothing measured after it should
         // see a larger address space.
         benchmarkInterrupt()
@@ -174,6 +183,76 @@ func benchmarkProcessManager(overhead: UInt64, rounds: Int) {
     ProcessHandles.discard(started.process)
     manager.close()
     loader.close()
+}
+
+/// Sequential 4 KiB reads, then writes, through the block service (userland/services/virtio-blk),
+/// started here with a copy of the device access and a port of its own: each request is a call
+/// in which the driver copies between this buffer and its transfer buffer, hands the request to
+/// the device and answers when the device's interrupt says it is done. The counter runs on while
+/// the CPU waits for the device (icount time passes then too), so each figure is the virtual
+/// nanoseconds of one request, and 10^9 divided by it is requests per second.
+func benchmarkBlock(overhead: UInt64) {
+    guard let access = System.startHandle, let ramdisk = ProgramStart.handle(.ramdisk),
+          let loader = try? ProgramLoader(ramdisk: ramdisk) else {
+        System.print("bench: block-read-4k not measured: no device access or ramdisk")
+        return
+    }
+    defer { loader.close() }
+    // The driver gets the only receive right: if it ends (no disk), calls fail instead of waiting.
+    guard let receiver = try? IPC.createPort(), let port = try? IPC.duplicate(receiver, rights: [.send]),
+          let devices = try? IPC.duplicate(access, rights: [.open, .duplicate, .transfer]) else {
+        System.print("bench: block-read-4k not measured: no port")
+        return
+    }
+    defer { try? IPC.close(port) }
+    var handles = StartHandles(.deviceAccess, devices)
+    handles.append(.service, receiver)
+    guard let driver = try? loader.spawn("virtio-blk", handles: handles) else {
+        System.print("bench: block-read-4k not measured: the driver did not start")
+        return
+    }
+    defer {
+        try? ProcessHandles.kill(driver.process)
+        _ = try? ProcessHandles.wait(driver.process)
+        try? IPC.close(driver.process)
+    }
+    let bytes = 4096
+    guard let memory = try? IPC.createMemory(bytes: UInt64(bytes)), let buffer = try? IPC.map(memory, writable: true) else {
+        System.print("bench: block-read-4k not measured: no buffer")
+        return
+    }
+    defer {
+        try? System.unmap(buffer, bytes: UInt64(bytes))
+        try? IPC.close(memory)
+    }
+    var attach = IPCMessage(label: BlockServiceRequest.attach.rawValue)
+    guard let lent = try? IPC.duplicate(memory, rights: [.map, .write, .transfer]) else { return }
+    attach.attach(lent)
+    // A machine without a disk: the driver ends at once and the call finds the port unanswered.
+    guard (try? IPC.call(port, &attach)) != nil, attach.label == 0 else {
+        System.print("bench: block-read-4k not measured: no disk (the driver did not attach the buffer)")
+        return
+    }
+    let sectors = UInt64(bytes / BlockProtocol.sectorSize)
+    func request(_ kind: BlockServiceRequest, _ index: Int) -> Bool {
+        var message = IPCMessage(label: kind.rawValue)
+        message.setWord(atByte: 0, UInt64(index) * sectors)
+        message.setWord(atByte: 8, sectors)
+        message.setWord(atByte: 16, 0)
+        message.length = 24
+        return (try? IPC.call(port, &message)) != nil && message.label == 0
+    }
+    let rounds = 200
+    var failed = !request(.read, 0)
+    let reads = measure(rounds) { index in if !request(.read, index) { failed = true } }
+    let writes = measure(rounds) { index in if !request(.write, index) { failed = true } }
+    guard !failed else {
+        System.print("bench: block-read-4k not measured: a request failed")
+        return
+    }
+    let loop = overhead * UInt64(rounds) / UInt64(Bench.iterations)
+    report("block-read-4k", reads, overhead: loop, operations: UInt64(rounds))
+    report("block-write-4k", writes, overhead: loop, operations: UInt64(rounds))
 }
 
 /// `unmap` of a 16 MiB region (4096 pages) that `map` made, timed alone: the kernel's walk over

@@ -176,8 +176,9 @@ public struct BlockRequestTable {
         }
     }
 
-    /// The slot of the request in flight at `head`, if any.
-    public func slot(head: UInt16) -> Int? {
+    /// The slot of the request in flight at `head`, if any. `mutating` for the reason `earliest`
+    /// is: the driver calls it in its completion loop, between calls that change the table.
+    public mutating func slot(head: UInt16) -> Int? {
         slots.indices.first(where: { slots[$0].phase == .inFlight && slots[$0].head == head })
     }
 
