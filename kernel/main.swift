@@ -138,7 +138,7 @@ func startUserSpace(_ platform: Platform, startFlags: StartFlags, powerOffAfterI
     LazyFloatingPoint.start()
     let privilegedAccessNever = CPU.enablePrivilegedAccessNever()
     // Bench mode only: user programs may read the cycle counter (PMUSERENR_EL0.EN, .CR).
-    if startFlags.contains(.runBenchmarks) { CPU.allowUserCycleCounter() }
+    if startFlags.contains(.runBenchmarks) { CPU.allowUserCounters() }
     guard NoAddressSpace.start() else { kernelPanic("no memory for the empty user translation table") }
     Scheduler.start()
     // Threads run on every CPU that came online (docs/ARCHITECTURE.md, "Multiprocessing").

@@ -125,13 +125,17 @@ enum CPU {
     @inline(__always)
     static var framePointer: UInt64 { aarch64_frame_pointer() }
 
-    /// Lets EL0 read the cycle counter (PMUSERENR_EL0.EN and .CR): for the user-space benchmarks.
-    /// Remembered, so that the CPUs that join later allow it too.
-    static func allowUserCycleCounter() {
+    /// Lets EL0 read the cycle counter and event counter 0 (PMUSERENR_EL0.EN and .CR), which
+    /// counts instructions retired (event 0x08, INST_RETIRED; QEMU implements it under icount,
+    /// where, unlike the cycle counter, it stands still while the CPU waits in WFI): for the
+    /// user-space benchmarks. Remembered, so that the CPUs that join later allow it too.
+    static func allowUserCounters() {
+        aarch64_write_pmevtyper0(0x08)
+        aarch64_write_pmcntenset(aarch64_read_pmcntenset() | 1)
         aarch64_write_pmuserenr(0b101)
-        userCycleCounterAllowed = true
+        userCountersAllowed = true
     }
-    nonisolated(unsafe) static var userCycleCounterAllowed = false
+    nonisolated(unsafe) static var userCountersAllowed = false
 
     /// Runs `body` with IRQs masked, then restores the mask as it was: for a step that must be
     /// over before an interrupt can switch to another thread.

@@ -216,7 +216,7 @@ enum SecondaryCPUs {
         LazyFloatingPoint.start()
         LazyFloatingPoint.examineEverySwitch()
         _ = CPU.enablePrivilegedAccessNever()
-        if CPU.userCycleCounterAllowed { CPU.allowUserCycleCounter() }
+        if CPU.userCountersAllowed { CPU.allowUserCounters() }
         BigKernelLock.acquire()
         Scheduler.join()
         BigKernelLock.release()

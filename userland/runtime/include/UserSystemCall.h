@@ -47,6 +47,14 @@ static inline user_u64 user_cycle_count(void) {
     return value;
 }
 
+// Instructions retired, on event counter 0 (the kernel sets it up in bench mode): under icount
+// the same as the cycle counter while the CPU runs, but it stands still while the CPU waits.
+static inline user_u64 user_instruction_count(void) {
+    user_u64 value;
+    __asm__ volatile("isb\n\tmrs %0, pmevcntr0_el0" : "=r"(value)::"memory");
+    return value;
+}
+
 extern char user_thread_start;
 static inline user_u64 user_thread_start_address(void) { return (user_u64)&user_thread_start; }
 

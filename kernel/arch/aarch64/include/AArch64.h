@@ -152,6 +152,8 @@ AARCH64_WRITE(cpacr, cpacr_el1)
 AARCH64_WRITE(tpidr_el0, tpidr_el0)
 AARCH64_READ(tpidr_el0, tpidr_el0)
 AARCH64_WRITE(pmuserenr, pmuserenr_el0)
+AARCH64_WRITE(pmevtyper0, pmevtyper0_el0)
+AARCH64_READ(pmcntenset, pmcntenset_el0)
 AARCH64_READ(cache_type, ctr_el0)
 
 // Data cache clean and instruction cache invalidate of one line, to the point of unification
