@@ -158,12 +158,13 @@ FUZZ_TIMEOUT ?= 36000
 # with its report are shown, and the target fails unless the fuzzer ended with code 0. FUZZ_FLAGS
 # leaves out classes of calls, FUZZ_TIMEOUT (seconds) bounds the run (docs/FUZZING.md).
 # `make soak`: the test run with SOAK_RESTARTS kills of a service in use (memory manager, name
-# service, echo in turn); ends with "soak: N restarts, N recovered, leaked frames 0, leaked objects 0".
-## soak: kills of a service in use
+# service, echo in turn) and as many crashes of the disk driver under a copy (on a disk of its
+# own); ends with "soak: N restarts, N recovered, leaked frames 0, leaked objects 0".
+## soak: kills of a service in use, and crashes of the disk driver
 SOAK_RESTARTS ?= 10000
 ## soak: seconds before the run is stopped
 SOAK_TIMEOUT  ?= 7200
-## the test run with SOAK_RESTARTS kills of services in use; fails on a leak or a lost restart
+## the test run with SOAK_RESTARTS kills of services in use and crashes of the disk driver; fails on a leak, a lost restart or a wrong byte
 soak: install-deps build
 	python3 tools/soak.py --restarts $(SOAK_RESTARTS) --timeout $(SOAK_TIMEOUT)
 

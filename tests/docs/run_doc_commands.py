@@ -711,8 +711,9 @@ COMMANDS: dict[str, Check | NotRun] = {
     "make test-docs": NotRun("it is this suite", "make -n test-docs"),
     "make clean": NotRun("it deletes build/, which the other suites are using", "make -n clean"),
     "make fixtures": NotRun("it rewrites the tracked fixtures in tests/fixtures/dtb", "make -n fixtures"),
-    "make soak": NotRun("a long campaign (3 minutes for its 10,000 kills, and the whole test suite before them even when "
-                        "small); the boot tests run the same path with 100 kills", "make -n soak"),
+    "make soak": NotRun("a long campaign (9 minutes for its 10,000 kills of services and 10,000 crashes of the disk "
+                        "driver, and the whole test suite before them even when small); the boot tests run the same "
+                        "paths with 100 of each", "make -n soak"),
     "make build DEBUG=1": NotRun("it needs make clean first and would replace the build the other suites use",
                                  "make -n build DEBUG=1 (in an empty folder): the flag reaches the compiler"),
     "make FAULTS=1": NotRun("it would replace the build the other suites use; make test builds this kernel in build/faults "
