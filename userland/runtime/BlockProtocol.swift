@@ -150,6 +150,8 @@ public struct BlockDevice {
             var message = request
             do throws(KernelError) {
                 try IPC.call(port, &message)
+                // The service never answers this itself: the instance went away with the request.
+                if message.label == KernelError.peerClosed.rawValue { throw .peerClosed }
             } catch {
                 guard error == .peerClosed || error == .invalidHandle else { throw error }
                 // The instance died with the request (or before it): find the next one.
@@ -159,14 +161,6 @@ public struct BlockDevice {
                 reissued += 1
                 // A service that dies at every request is not coming back.
                 guard lostConnections < 100 else { throw error }
-                continue
-            }
-            if message.label == KernelError.peerClosed.rawValue && lostConnections < 100 {
-                // The service never answers this itself: the instance went away with the request.
-                try? IPC.close(port)
-                self.port = nil
-                lostConnections += 1
-                reissued += 1
                 continue
             }
             if message.label != 0 { throw KernelError(rawValue: message.label) ?? .invalidArgument }

@@ -2,7 +2,8 @@
 // system call from EL0, a yield that switches between two processes, IPC (call+reply to a server
 // process, asynchronous send+receive, notification signal+wait), a device interrupt delivered to a
 // handler thread (with the device-access capability init passes in bench mode), spawn+exit+wait,
-// and 4 KiB reads and writes through the block service when a disk is attached. Started with argument 1 it is the partner for the yield benchmark instead.
+// and 4 KiB reads and writes through the block service when a disk is attached. Started with
+// argument 1 it is the partner for the yield benchmark instead.
 
 import UserSystemCall
 

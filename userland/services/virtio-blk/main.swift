@@ -402,4 +402,3 @@ extension VirtioBlock {
         try? IPC.reply(pending.reply, &answer)
     }
 }
-
