@@ -28,6 +28,7 @@ struct PL011 {
     func write(_ register: Int, _ value: UInt32) { user_write32(base + UInt64(register), value) }
 
     func enableReceiveInterrupts() { write(Self.interruptMask, read(Self.interruptMask) | Self.receiveInterrupts) }
+    func disableReceiveInterrupts() { write(Self.interruptMask, read(Self.interruptMask) & ~Self.receiveInterrupts) }
     func clearReceiveInterrupts() { write(Self.interruptClear, Self.receiveInterrupts) }
 
     /// The next received byte, if the receive FIFO holds one.
@@ -81,8 +82,16 @@ struct ConsoleService {
 }
 
 /// The driver's state: typed input not yet read, the read waiting, who hears Ctrl-C.
+///
+/// Flow control: when the input queue is full, the driver leaves received bytes in the UART and
+/// masks its receive interrupt, so the sender is held back (QEMU stops reading its input while the
+/// UART's FIFO is full; a real line does the same with RTS/CTS) and a fast typist or a paste loses
+/// nothing while the reader catches up. A queue nobody takes from for `holdBackLimit` would also
+/// hold back a Ctrl-C behind the waiting bytes, so then the driver reads on, dropping what does not
+/// fit (counted in `bytesDropped`) and acting on Ctrl-C, until a read makes room again.
 struct ConsoleServer {
     static let inputCapacity = 1024
+    static let holdBackLimit: UInt64 = 1_000_000_000
     /// The bell's bits: the UART's interrupt sets the first, records in the kernel log the second.
     static let interruptBit: UInt64 = 1
     static let logBit: UInt64 = 2
@@ -111,6 +120,11 @@ struct ConsoleServer {
     var requests: UInt64 = 0
     /// Ctrl-C interrupts signalled.
     var interruptsTyped: UInt64 = 0
+    /// Whether received bytes wait in the UART, its receive interrupt masked, for room in the queue.
+    var holdingBack = false
+    /// Whether the queue stayed full for `holdBackLimit`: bytes that do not fit are then dropped.
+    var overflowing = false
+    var bytesDropped: UInt64 = 0
 
     init(uart: PL011) { self.uart = uart }
 
@@ -122,9 +136,24 @@ struct ConsoleServer {
             var handles = InlineArray<2, UInt64>(repeating: 0)
             handles[0] = port.value
             handles[1] = bell.value
-            let ready = (try? withUnsafeMutablePointer(to: &handles) { words throws(KernelError) in
-                try System.invoke(SystemCall.WaitAny(handles: UserAddress(words), count: 2, timeout: .max))
-            })?.index ?? 0
+            let ready: UInt64?
+            do throws(KernelError) {
+                ready = try withUnsafeMutablePointer(to: &handles) { words throws(KernelError) in
+                    try System.invoke(SystemCall.WaitAny(handles: UserAddress(words), count: 2,
+                                                         timeout: holdingBack ? Self.holdBackLimit : .max))
+                }.index
+            } catch {
+                ready = nil
+            }
+            guard let ready else {
+                // Held back for a whole `holdBackLimit` with no read: read on, dropping what does
+                // not fit, so that a Ctrl-C behind it still gets through.
+                if holdingBack {
+                    overflowing = true
+                    drain()
+                }
+                continue
+            }
             if ready == 1 {
                 let bits = (try? IPC.wait(bell, timeout: 0)) ?? 0
                 if bits & Self.logBit != 0 { writeKernelLog() }
@@ -144,23 +173,39 @@ struct ConsoleServer {
             }
             requests &+= 1
             handle(&message)
+            // A read made room: take what waits in the UART.
+            if holdingBack && inputCount < Self.inputCapacity { drain() }
         }
     }
 
-    /// Moves received bytes into the input queue; Ctrl-C, unless a raw read waits, interrupts.
+    /// Moves received bytes into the input queue, as many as fit (all, dropping the rest, when
+    /// overflowing); Ctrl-C, unless a raw read waits, interrupts. Then serves a waiting read, and
+    /// goes on while that made room; holds back what still waits in the UART when the queue is full.
     mutating func drain() {
-        while let byte = uart.receive() {
-            bytesRead &+= 1
-            if byte == TerminalKey.ctrlC && !rawMode {
-                interruptTyped()
-                continue
+        while true {
+            while inputCount < Self.inputCapacity || overflowing, let byte = uart.receive() {
+                bytesRead &+= 1
+                if byte == TerminalKey.ctrlC && !rawMode {
+                    interruptTyped()
+                    continue
+                }
+                if inputCount < Self.inputCapacity {
+                    input[(inputStart + inputCount) % Self.inputCapacity] = byte
+                    inputCount += 1
+                } else {
+                    bytesDropped &+= 1
+                }
             }
-            if inputCount < Self.inputCapacity {
-                input[(inputStart + inputCount) % Self.inputCapacity] = byte
-                inputCount += 1
-            }
+            let queued = inputCount
+            serveReader()
+            guard inputCount < queued && inputCount < Self.inputCapacity else { break }
         }
-        serveReader()
+        if inputCount < Self.inputCapacity { overflowing = false }
+        let holdBack = inputCount == Self.inputCapacity && !overflowing
+        if holdBack != holdingBack {
+            holdingBack = holdBack
+            if holdBack { uart.disableReceiveInterrupts() } else { uart.enableReceiveInterrupts() }
+        }
     }
 
     /// Ctrl-C: the typed input is dropped, a waiting line read is told, and so is the holder of
@@ -210,12 +255,13 @@ struct ConsoleServer {
             answer(reply, &message, label: 0)
         case .statistics:
             message = IPCMessage(label: 0)
-            message.length = 40
+            message.length = 48
             message.setWord(atByte: 0, bytesWritten)
             message.setWord(atByte: 8, bytesRead)
             message.setWord(atByte: 16, interrupts)
             message.setWord(atByte: 24, requests)
             message.setWord(atByte: 32, interruptsTyped)
+            message.setWord(atByte: 40, bytesDropped)
             try? IPC.reply(reply, &message)
         case .foreground:
             rawMode = false
