@@ -135,6 +135,20 @@ public struct StartFlags: OptionSet, Equatable, Sendable {
     /// `fuzz` (or `fuzz=CALLS`) on the command line: run the system call fuzzer and end with its
     /// result; bits 8-63 of the start argument then carry its options (docs/FUZZING.md).
     public static let runFuzzer = StartFlags(rawValue: 1 << 2)
+
+    /// With `runBenchmarks`: which benchmarks, from bits 8-15 (`bench=NAME` on the command line).
+    public var benchmarks: BenchmarkSelection { BenchmarkSelection(rawValue: rawValue >> 8 & 0xFF) ?? .operations }
+}
+
+/// The benchmarks a `bench` boot runs (docs/BENCHMARKS.md).
+public enum BenchmarkSelection: UInt64, Sendable {
+    /// `bench`: the kernel's and user space's operations, in instructions per operation.
+    case operations = 0
+    /// `bench=cores`: call+reply between threads on two cores (needs two).
+    case crossCore = 1
+    /// `bench=scaling`: the same CPU-bound work in 1, 2 and 4 processes, in wall time (meant to
+    /// run without icount, where the cores run in parallel).
+    case scaling = 2
 }
 
 /// Where user programs live: the lower half of the address space, above the first page.

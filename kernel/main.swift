@@ -107,15 +107,18 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
     if let text = platform.bootArguments, text.count > 0 { log("Boot: Command line: \(text)") }
 
     FaultInjection.start(arguments)
-    let benchMode = arguments.contains("bench")
-    if benchMode { runBenchmarks() }
+    let benchmarks = benchmarkSelection(arguments)
+    let benchMode = benchmarks != nil
+    if benchmarks == .operations { runBenchmarks() }
     if testMode {
         runBootSelfTests(tree: tree, platform: platform, entryLevel: entryLevel, loadAddress: loadAddress)
         runRequestedFault(arguments)
     }
     var startFlags: StartFlags = []
     if testMode { startFlags.insert(.runTests) }
-    if benchMode { startFlags.insert(.runBenchmarks) }
+    if let benchmarks {
+        startFlags = StartFlags(rawValue: startFlags.rawValue | StartFlags.runBenchmarks.rawValue | benchmarks.rawValue << 8)
+    }
     if arguments.contains("fuzz") || arguments.value(of: "fuzz") != nil {
         // The fuzzer's options ride above the flags: bits 8-19 its flags, 20-43 calls, 44-63 seed.
         let calls = min(arguments.number(of: "fuzz") ?? 100_000, (1 << 24) - 1)
@@ -128,6 +131,17 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
         startFlags = StartFlags(rawValue: startFlags.rawValue | (restarts & ((1 << 56) - 1)) << 8)
     }
     startUserSpace(platform, startFlags: startFlags, powerOffAfterInit: testMode || benchMode)
+}
+
+/// The benchmarks the command line asks for: `bench` (the kernel's, then user space's
+/// operations), `bench=cores` or `bench=scaling` (user space's multi-core figures only).
+func benchmarkSelection(_ arguments: BootArguments) -> BenchmarkSelection? {
+    if arguments.contains("bench") { return .operations }
+    guard let name = arguments.value(of: "bench") else { return nil }
+    if name == DeviceTreeBytes("cores") { return .crossCore }
+    if name == DeviceTreeBytes("scaling") { return .scaling }
+    log("Boot: bench=\(name) is not a benchmark selection (cores, scaling); running bench")
+    return .operations
 }
 
 /// Processes from here on: the boot thread becomes the idle thread and init is started from the

@@ -9,7 +9,13 @@ the PMU cycle counter from that clock at 1 GHz, so PMCCNTR_EL0 counts guest inst
 figures repeat exactly from run to run. The kernel (kernel/selftests/Benchmarks.swift) times a
 loop of each operation, subtracts an empty loop of the same length, and divides by the
 iterations; init then runs the user-space benchmarks (userland/services/bench), which read the
-same counter from EL0. A 4 MiB disk (build/bench-disk.img) is attached for the block service's rows."""
+same counter from EL0. A 4 MiB disk (build/bench-disk.img) is attached for the block service's rows.
+
+Two figures need more than one core. `bench=cores` at -smp 2 (or SMP), still under icount, gives
+the instructions of a call+reply between two cores. `bench=scaling` times the same CPU-bound work in
+1, 2 and 4 processes without icount, where QEMU runs each core in a host thread, once at -smp 1
+and once at -smp 2; the ratio of the two wall times is reported (it depends on the host's free
+cores, so nothing asserts it)."""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "boot"
 from harness import INITRD, ROOT, boot, disk_arguments, qemu_command  # noqa: E402
 
 LINE = re.compile(r"^bench: (\S+) (\d+) (insns/op|ns/op)$")
+SCALING = re.compile(r"^bench: scaling-(\d+) (\d+) us$")
 
 
 def main() -> int:
@@ -52,7 +59,47 @@ def main() -> int:
             continue
         for match in figures:
             print(f"bench: {match[1]}@{memory} {match[2]} {match[3]}", flush=True)
+    words = [word for word in options.append.split() if word != "bench"]
+    failures += run_cross_core(options, words)
+    failures += run_scaling(options, words)
     return 1 if failures else 0
+
+
+def run_cross_core(options: argparse.Namespace, words: list[str]) -> int:
+    """The call+reply between two cores, under icount at -smp 2 (or more, if SMP asks)."""
+    memory = options.memory[0]
+    command = qemu_command(machine=options.machine, cpu=options.cpu, memory=memory, smp=max(2, options.smp),
+                           append=" ".join(["bench=cores"] + words), initrd=INITRD,
+                           extra=["-icount", "shift=0"] + options.extra)
+    result = boot(command, timeout=300)
+    figures = [match for match in map(LINE.match, result.lines) if match]
+    if not figures or "bench: done" not in result.lines:
+        print(f"bench: the cross-core run did not complete (exit {result.exit_code})")
+        print("\n".join(result.lines[-20:]))
+        return 1
+    for match in figures:
+        print(f"bench: {match[1]}@{memory} {match[2]} {match[3]}", flush=True)
+    return 0
+
+
+def run_scaling(options: argparse.Namespace, words: list[str]) -> int:
+    """The same work in 1, 2 and 4 processes, timed at -smp 1 and -smp 2 without icount."""
+    times: dict[int, dict[int, int]] = {}
+    for cores in (1, 2):
+        command = qemu_command(machine=options.machine, cpu=options.cpu, memory=options.memory[0], smp=cores,
+                               append=" ".join(["bench=scaling"] + words), initrd=INITRD, extra=options.extra)
+        result = boot(command, timeout=300)
+        times[cores] = {int(match[1]): int(match[2]) for match in map(SCALING.match, result.lines) if match}
+        if not times[cores]:
+            print(f"bench: the scaling run at -smp {cores} did not complete (exit {result.exit_code})")
+            print("\n".join(result.lines[-20:]))
+            return 1
+    for processes in sorted(set(times[1]) & set(times[2])):
+        one, two = times[1][processes], times[2][processes]
+        name = f"scaling-{processes}-process{'es' if processes > 1 else ''}"
+        print(f"bench: {name} {one / max(two, 1):.2f}x on 2 cores ({one // 1000} ms on 1 core, {two // 1000} ms on 2; "
+              "wall time, varies with the host)", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

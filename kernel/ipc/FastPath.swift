@@ -1,8 +1,8 @@
 // The IPC fast path: `call` to a server already waiting in `receive`, and `replyReceive` to a
 // caller waiting for its answer, when the message carries no handles. The message goes straight
 // from one user buffer to the other through one kernel buffer, the CPU passes straight to the
-// other thread (no run queue), and nothing is allocated (a thread's reply capability is made on
-// its first call and reused after).
+// other thread (no run queue; only when that thread's affinity allows this CPU), and nothing is
+// allocated (a thread's reply capability is made on its first call and reused after).
 //
 // Each operation reads straight down: every check first, each one falling back to the general
 // path (Messages.swift) having changed nothing; then the commit point, after which the operation
@@ -28,7 +28,7 @@ enum IPCFastPath {
         return port._withUnsafeGuaranteedRef { port in
             guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return .notTaken }
             return server._withUnsafeGuaranteedRef { server in
-                guard server.isAwaitingDirectMessage, server.translationBase != .none,
+                guard server.isAwaitingDirectMessage, server.translationBase != .none, Scheduler.mayRunHere(server),
                       let serverProcess = server.processReference else { return .notTaken }
                 return serverProcess._withUnsafeGuaranteedRef { serverProcess in
                     transferCall(call.message, thread: thread, process: process, port: port, server: server,
@@ -126,6 +126,7 @@ enum IPCFastPath {
                                       reply: ReplyCapability, caller: Thread) -> Bool {
         // Checks.
         guard caller.translationBase != .none, !Scheduler.hasReadyThreads(above: caller.priority),
+              Scheduler.mayRunHere(caller),
               let length = readHeader(at: call.message, into: thread.messageHeader) else { return false }
         let payload = caller.messageBuffer
         guard copyPayload(from: call.message, length: length, to: payload) else { return false }

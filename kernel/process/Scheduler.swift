@@ -254,6 +254,14 @@ enum Scheduler {
         PerCPU.current.scheduler.readyLevels >> UInt64(min(max(priority + 1, 0), priorityLevels)) != 0
     }
 
+    /// Whether `thread`'s affinity lets it run on this CPU: for the switches that take a blocked
+    /// thread straight to this CPU (the IPC fast path, `schedule(preferring:)`) instead of
+    /// queueing it where it may run. Every CPU (the default) is tested first, without the CPU's index.
+    @inline(__always)
+    static func mayRunHere(_ thread: Thread) -> Bool {
+        thread.affinity == .max || thread.affinity & 1 << UInt64(PerCPU.current.index) != 0
+    }
+
     /// Runs the next ready thread (or idle). The caller has already put the current thread where
     /// it belongs: on a queue (yield), blocked, or dead.
     ///
@@ -275,7 +283,7 @@ enum Scheduler {
     private static func prepareSwitch(preferring preferred: Thread?) -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer)? {
         guard let previous = current else { return nil }
         let next: Thread
-        if let preferred, preferred.state == .blocked, !hasReadyThreads(above: preferred.priority) {
+        if let preferred, preferred.state == .blocked, !hasReadyThreads(above: preferred.priority), mayRunHere(preferred) {
             next = preferred
         } else {
             if let preferred, preferred.state == .blocked { makeReady(preferred) }

@@ -125,13 +125,15 @@ enum CPU {
     @inline(__always)
     static var framePointer: UInt64 { aarch64_frame_pointer() }
 
-    /// Lets EL0 read the cycle counter and event counter 0 (PMUSERENR_EL0.EN and .CR), which
-    /// counts instructions retired (event 0x08, INST_RETIRED; QEMU implements it under icount,
-    /// where, unlike the cycle counter, it stands still while the CPU waits in WFI): for the
-    /// user-space benchmarks. Remembered, so that the CPUs that join later allow it too.
+    /// Starts the cycle counter and event counter 0 and lets EL0 read them (PMUSERENR_EL0.EN and
+    /// .CR); event counter 0 counts instructions retired (event 0x08, INST_RETIRED; QEMU
+    /// implements it under icount, where, unlike the cycle counter, it stands still while the CPU
+    /// waits in WFI): for the user-space benchmarks. Remembered, so that the CPUs that join later
+    /// allow it too (each CPU has its own counters and enables).
     static func allowUserCounters() {
         aarch64_write_pmevtyper0(0x08)
-        aarch64_write_pmcntenset(aarch64_read_pmcntenset() | 1)
+        aarch64_write_pmcr(aarch64_read_pmcr() | 1 | 1 << 6)                    // E, LC (64-bit cycles)
+        aarch64_write_pmcntenset(aarch64_read_pmcntenset() | 1 | 1 << 31)      // event counter 0, cycles
         aarch64_write_pmuserenr(0b101)
         userCountersAllowed = true
     }

@@ -2,8 +2,11 @@
 // system call from EL0, a yield that switches between two processes, IPC (call+reply to a server
 // process, asynchronous send+receive, notification signal+wait), a device interrupt delivered to a
 // handler thread (with the device-access capability init passes in bench mode), spawn+exit+wait,
-// and 4 KiB reads and writes through the block service when a disk is attached. Started with
-// argument 1 it is the partner for the yield benchmark instead.
+// and 4 KiB reads and writes through the block service when a disk is attached. Bits 8-15 of its
+// start argument select other benchmarks instead (`BenchmarkSelection`, from `bench=NAME`):
+// call+reply between two cores, or CPU-bound work in several processes timed for scaling. The low
+// byte gives the other roles of this program: 1, the partner for the yield benchmark; 2, one
+// process of the CPU-bound work (its rounds in bits 8-63).
 
 import UserSystemCall
 
@@ -23,9 +26,25 @@ struct Bench {
     static let iterations = 2000
 
     static func main() {
-        if System.startArgument == 1 {
+        let argument = System.startArgument
+        switch argument & 0xFF {
+        case 1:
             for _ in 0..<iterations { System.yield() }
             System.exit(0)
+        case 2:
+            System.exit(cpuBoundWork(rounds: argument >> 8))
+        default:
+            break
+        }
+        switch BenchmarkSelection(rawValue: argument >> 8 & 0xFF) ?? .operations {
+        case .crossCore:
+            benchmarkCrossCore()
+            System.exit(0)
+        case .scaling:
+            benchmarkScaling()
+            System.exit(0)
+        case .operations:
+            break
         }
         let overhead = measure(iterations) {}
         report("null-syscall-el0", measure(iterations) { _ = user_system_call(0, 0, 0, 0, 0, 0, 0) },
@@ -389,4 +408,99 @@ func benchmarkInterrupt() {
         return
     }
     report("interrupt-to-user-handler", total, overhead: clock * UInt64(rounds), operations: UInt64(rounds))
+}
+
+/// Call+reply between this thread on CPU 0 and the echo server on CPU 1 (`bench=cores`, which
+/// `make bench` runs at -smp 2 under icount). QEMU then runs the cores in turn on one host thread
+/// and the cycle counter follows virtual time, so a round's count is the instructions both cores
+/// ran for it: the call, the wake-up of the server's core by an interrupt between processors, the
+/// server's receive and reply, the same back, and each core's way into and out of its idle wait.
+func benchmarkCrossCore() {
+    guard waitForCores(0b11), (try? System.setAffinity(1 << 0)) != nil else {
+        System.print("bench: ipc-call-reply-cross-core not measured: CPUs 0 and 1 do not both run threads")
+        return
+    }
+    guard let port = try? IPC.createPort(), let serverSide = try? IPC.duplicate(port, rights: [.receive, .transfer]),
+          let server = try? System.spawn("echo", argument: 3, handle: serverSide) else {
+        System.print("bench: ipc-call-reply-cross-core not measured: no server")
+        return
+    }
+    let overhead = measure(Bench.iterations) {}
+    let rounds = 500
+    for size in [0, 64] {
+        var message = IPCMessage(label: 10)
+        message.fill(count: size) { UInt8(truncatingIfNeeded: $0) }
+        // Warm up: the server on its core and waiting.
+        for _ in 0..<4 { _ = try? IPC.call(port, &message) }
+        var failed = false
+        let total = measure(rounds) {
+            message.label = 10
+            message.length = size
+            if (try? IPC.call(port, &message)) == nil || message.label != 11 { failed = true }
+        }
+        guard !failed else {
+            System.print("bench: ipc-call-reply-cross-core not measured: a call failed")
+            break
+        }
+        if size == 0 {
+            report("ipc-call-reply-cross-core-0", total, overhead: overhead / 4, operations: UInt64(rounds))
+        } else {
+            report("ipc-call-reply-cross-core-64", total, overhead: overhead / 4, operations: UInt64(rounds))
+        }
+    }
+    var stop = IPCMessage(label: 0)
+    _ = try? IPC.call(port, &stop)
+    _ = try? System.wait(server)
+    try? IPC.close(port)
+}
+
+/// The same CPU-bound work, 2^28 rounds of a xorshift generator, split over 1, 2 and 4 processes
+/// that start together; the wall time until all have ended (`bench=scaling`). `make bench` runs it
+/// without icount at -smp 1 and -smp 2, where QEMU gives each core a host thread, and reports the
+/// ratio: how much a second core speeds up work spread over processes (the scheduler's balancing
+/// included). The clock is the generic timer, which follows host time then.
+func benchmarkScaling() {
+    let work: UInt64 = 1 << 28
+    let clock = System.clock
+    guard clock.frequency > 0 else { return }
+    _ = waitForCores(0b11)
+    // A first small round is not timed: the emulator translates the loop's code once.
+    if let child = try? System.spawn("bench", argument: 2 | (work >> 6) << 8) { _ = try? System.wait(child) }
+    for processes in [1, 2, 4] {
+        var children = InlineArray<4, ChildProcess?>(repeating: nil)
+        let begin = System.clock.ticks
+        for index in 0..<processes {
+            children[index] = try? System.spawn("bench", argument: 2 | (work / UInt64(processes)) << 8)
+        }
+        var ended = 0
+        for index in 0..<processes {
+            if let child = children[index], let status = try? System.wait(child), status.reason == .exited { ended += 1 }
+        }
+        let elapsed = System.clock.ticks - begin
+        guard ended == processes else {
+            System.print("bench: scaling-\(processes) not measured: \(processes - ended) of the processes did not run to the end")
+            return
+        }
+        System.print("bench: scaling-\(processes) \(elapsed * 1_000_000 / clock.frequency) us")
+    }
+}
+
+/// Whether the CPUs in `cpus` run threads, waiting up to about a second for them: a secondary
+/// core joins the scheduler when it next wakes (its timer tick) once the boot core starts
+/// multiprocessing, which may be after init has started.
+func waitForCores(_ cpus: UInt64) -> Bool {
+    for _ in 0..<100 where System.onlineCPUs & cpus != cpus { System.sleep(nanoseconds: 10_000_000) }
+    return System.onlineCPUs & cpus == cpus
+}
+
+/// One process's share of the scaling work; the generator's last value's low byte is its exit
+/// code, so the loop cannot be left out.
+func cpuBoundWork(rounds: UInt64) -> UInt64 {
+    var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+    for _ in 0..<rounds {
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+    }
+    return state & 0xFF
 }

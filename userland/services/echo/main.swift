@@ -5,7 +5,7 @@
 // (N in the first payload word), answered in the first payload word. With start argument 2 the
 // handle is a notification instead, which it signals (bit 1) after 20 ms. With start argument 1 it
 // exits on its first call without replying, to show that callers of a dead server are not left
-// waiting.
+// waiting. With start argument 3 it serves from CPU 1 (the cross-core benchmark's server).
 
 @main
 struct Echo {
@@ -17,6 +17,9 @@ struct Echo {
             System.sleep(nanoseconds: 20_000_000)
             try? IPC.signal(port, bits: 1 << 1)
             System.exit(0)
+        }
+        if System.startArgument == 3 && (try? System.setAffinity(1 << 1)) == nil {
+            System.panic("echo: CPU 1 does not run threads")
         }
         var message = IPCMessage()
         var shared: UnsafeMutableRawPointer?

@@ -3,7 +3,7 @@
 // runs the system call fuzzer (bit 2, its options above the flags), the user-space test suite
 // (bit 0, started with the program loader and handed the capability, whose checks need one, and
 // a copy of the ramdisk) or the benchmarks (bit 1, handed the capability too: one of them drives
-// the UART's interrupt) and ends with their result. Otherwise it starts the manifest's services
+// the UART's interrupt; bits 8-15 say which) and ends with their result. Otherwise it starts the manifest's services
 // (among them the console driver and the shell) and serves its power control port: asked to shut
 // down, it stops the services and ends with code 0, and the kernel powers the machine off.
 
@@ -25,7 +25,10 @@ struct Init {
             SystemStart.stop()
             System.exit(failures + serviceFailures + diskFailures)
         }
-        if System.startFlags.contains(.runBenchmarks) { System.exit(run("bench", handle: deviceAccess)) }
+        if System.startFlags.contains(.runBenchmarks) {
+            // The selection rides in bits 8-15 of bench's argument, as in init's.
+            System.exit(run("bench", argument: System.startFlags.benchmarks.rawValue << 8, handle: deviceAccess))
+        }
         SystemStart.start(deviceAccess: deviceAccess, interactive: true)
         servePowerControl()
     }

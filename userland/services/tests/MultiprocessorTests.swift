@@ -29,6 +29,14 @@ func testMultiprocessor(_ suite: inout Suite) {
     suite.check(countedThere && restored && original == UInt64.max && cpus.first == 0,
                 "pinned to each of the \(cpus.count) CPUs in turn (threadAffinity), this thread's 500 system calls are counted on that CPU (cpuStatistics)")
 
+    // Calls from CPU 0 to a server pinned to CPU 1 are served there: the IPC fast path, which
+    // hands this CPU straight to the thread it wakes, passes over a thread pinned elsewhere (and
+    // the answer comes back to CPU 0, where this thread is pinned).
+    if cpus.count >= 2 {
+        suite.check(pinnedServerStaysPinned(),
+                    "200 calls from CPU 0 to an echo server pinned to CPU 1: each answered, the server's 200 receives counted on CPU 1, this thread's calls on CPU 0")
+    }
+
     let noCPU = catching { () throws(KernelError) in _ = try System.setAffinity(~online) }
     let absent = catching { () throws(KernelError) in _ = try System.cpuStatistics(63) }
     let unknownThread = catching { () throws(KernelError) in _ = try System.setAffinity(1, thread: UInt64.max - 1) }
@@ -58,4 +66,31 @@ func onOneCPU(_ body: () -> Void) {
     let previous = (try? System.setAffinity(1))?.previous
     body()
     if let previous { _ = try? System.setAffinity(previous) }
+}
+
+/// Calls from this thread, pinned to CPU 0, to echo pinned to CPU 1 (its start argument 3): each
+/// answered, each of the server's `replyReceive` calls made on CPU 1.
+func pinnedServerStaysPinned() -> Bool {
+    guard let previous = (try? System.setAffinity(1))?.previous else { return false }
+    defer { _ = try? System.setAffinity(previous) }
+    guard let port = try? IPC.createPort(), let serverSide = try? IPC.duplicate(port, rights: [.receive, .transfer]),
+          let server = try? System.spawn("echo", argument: 3, handle: serverSide) else { return false }
+    defer { try? IPC.close(port) }
+    var message = IPCMessage(label: 10)
+    // The first call waits until the server has moved and is receiving.
+    guard (try? IPC.call(port, &message)) != nil, message.label == 11 else { return false }
+    let rounds: UInt64 = 200
+    guard let serverBefore = try? System.cpuStatistics(1), let clientBefore = try? System.cpuStatistics(0) else { return false }
+    var answered: UInt64 = 0
+    for _ in 0..<rounds {
+        message.label = 10
+        message.length = 0
+        if (try? IPC.call(port, &message)) != nil && message.label == 11 { answered += 1 }
+    }
+    guard let serverAfter = try? System.cpuStatistics(1), let clientAfter = try? System.cpuStatistics(0) else { return false }
+    var stop = IPCMessage(label: 0)
+    _ = try? IPC.call(port, &stop)
+    let ended = (try? System.wait(server))?.code == 0
+    return answered == rounds && ended && serverAfter.systemCalls &- serverBefore.systemCalls >= rounds
+        && clientAfter.systemCalls &- clientBefore.systemCalls >= rounds
 }
