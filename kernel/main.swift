@@ -113,6 +113,7 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
     if testMode {
         runBootSelfTests(tree: tree, platform: platform, entryLevel: entryLevel, loadAddress: loadAddress)
         runRequestedFault(arguments)
+        RequestedPanic.start(arguments)
     }
     var startFlags: StartFlags = []
     if testMode { startFlags.insert(.runTests) }

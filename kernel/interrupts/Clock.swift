@@ -128,6 +128,7 @@ enum Clock {
             return
         }
         let current = Clock.now
+        RequestedPanic.check(current)
         while current >= PerCPU.current.clock.nextTick {
             PerCPU.current.clock.ticks += 1
             PerCPU.current.clock.nextTick += Clock.period

@@ -40,7 +40,11 @@ enum BigKernelLock {
         #endif
         if !held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
             waiting.wrappingAdd(1, ordering: .relaxed)
-            while !takeIfFree() { aarch64_yield() }
+            while !takeIfFree() {
+                // The holder may have panicked: then this CPU stops here.
+                Panic.stopIfAnotherPanicked()
+                aarch64_yield()
+            }
             waiting.wrappingSubtract(1, ordering: .relaxed)
         }
         holder.store(PerCPU.current.index, ordering: .relaxed)
@@ -63,6 +67,7 @@ enum BigKernelLock {
         defer { waiting.wrappingSubtract(1, ordering: .relaxed) }
         var looks = 1
         while !takeIfFree() {
+            Panic.stopIfAnotherPanicked()
             guard looks < patience else { return false }
             aarch64_yield()
             looks += 1

@@ -1,5 +1,8 @@
 // Kernel panics: a message with its source location (or an exception report), a backtrace, then
-// the machine stops. In test mode it powers off so that a boot test ends at once.
+// the machine stops. In test mode it powers off so that a boot test ends at once. The other CPUs
+// stop first: the panicking one sends each the stop SGI, and a CPU that waits for the big kernel
+// lock, which the panicking one may hold, finds the panic in its spin loop, so no user thread
+// runs on after it.
 
 import Synchronization
 
@@ -9,20 +12,57 @@ enum Panic {
     nonisolated(unsafe) static var powerOffOnPanic = false
     /// Set by the first panic on any CPU.
     static let started = Atomic<Bool>(false)
+    /// The index of the CPU that panicked first (-1 until then).
+    static let panickingCPU = Atomic<Int>(-1)
+    /// SGI 1, sent by a panicking CPU to the others: stop (`stopIfAnotherPanicked`).
+    static let stopInterrupt: UInt32 = 1
+    /// The other CPUs told to stop, and those that did, one bit per index.
+    nonisolated(unsafe) static var stopsSent: UInt64 = 0
+    static let stoppedCPUs = Atomic<UInt64>(0)
 
     static func begin() {
         CPU.maskAllExceptions()
         if started.exchange(true, ordering: .relaxed) {
+            if panickingCPU.load(ordering: .relaxed) != cpuIndex { stopHere() }
             // A panic while reporting a panic: report nothing more, not even a flush, since the
             // console may be what faults. Just stop.
             if powerOffOnPanic { PSCI.systemOff() }
             CPU.halt()
         }
+        panickingCPU.store(cpuIndex, ordering: .relaxed)
+        stopsSent = SecondaryCPUs.interruptOthers(with: stopInterrupt)
     }
 
     static func end() -> Never {
+        reportStoppedCPUs()
         log("Kernel panic: system halted")
         stop()
+    }
+
+    /// For code that waits on another CPU (the big kernel lock's spin loops, the stop SGI's
+    /// handler): when a panic has begun on another CPU, this one stops here, whatever it was doing.
+    @inline(__always)
+    static func stopIfAnotherPanicked() {
+        if started.load(ordering: .relaxed) && panickingCPU.load(ordering: .relaxed) != cpuIndex { stopHere() }
+    }
+
+    /// This CPU's index; 0 before the per-CPU blocks exist (only the boot CPU runs then).
+    static var cpuIndex: Int { PerCPU.isStarted ? PerCPU.current.index : 0 }
+
+    /// Records that this CPU stopped for another's panic, and halts.
+    static func stopHere() -> Never {
+        CPU.maskAllExceptions()
+        stoppedCPUs.bitwiseOr(1 << UInt64(cpuIndex), ordering: .releasing)
+        CPU.halt()
+    }
+
+    /// Says how many of the CPUs sent the stop SGI have stopped, giving them up to 100 ms.
+    static func reportStoppedCPUs() {
+        guard stopsSent != 0 else { return }
+        let deadline = GenericTimer.count + GenericTimer.frequency / 10
+        while stoppedCPUs.load(ordering: .acquiring) & stopsSent != stopsSent && GenericTimer.count < deadline {}
+        let stopped = stoppedCPUs.load(ordering: .acquiring) & stopsSent
+        log("Kernel panic: other CPUs stopped: \(stopped.nonzeroBitCount) of \(stopsSent.nonzeroBitCount)")
     }
 
     /// Stops the machine once a report is out: powered off in test mode, so that a boot test

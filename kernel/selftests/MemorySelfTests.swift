@@ -127,7 +127,7 @@ func runMemorySelfTests() {
     if let handoff = UEFIBoot.handoff {
         let kept = UEFIBoot.firmwareFramesKept(handoff)
         run.check(kept.allKept && kept.frames <= UEFIBoot.keptFrames,
-                  "UEFI memory the firmware keeps is never free or allocated (\(kept.frames) frames in \(kept.descriptors) descriptors, all reserved)")
+                  "UEFI memory the firmware keeps is never free or allocated (\(kept.frames) frames in \(kept.descriptors) descriptors: runtime services \(kept.runtimeServices), ACPI \(kept.acpi), reserved \(kept.reserved), other \(kept.other); all reserved)")
     }
     log("Memory Test: \(run.passed) passed, \(run.failed) failed")
 }

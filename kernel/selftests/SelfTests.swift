@@ -141,6 +141,29 @@ func messageHeaderMatchesLayouts() -> Bool {
         && IPCMessageLayout.payload == Int(IPC_MESSAGE_PAYLOAD)
 }
 
+/// `panicafter=MS` in test mode: a kernel panic from the boot CPU's timer interrupt MS
+/// milliseconds after the request, while user space runs on every core; the boot scenario that
+/// checks that a panic stops the other CPUs wherever they are.
+enum RequestedPanic {
+    /// The counter value at which to panic; 0: none requested.
+    nonisolated(unsafe) static var deadline: UInt64 = 0
+    nonisolated(unsafe) static var milliseconds: UInt64 = 0
+
+    static func start(_ arguments: BootArguments) {
+        guard let requested = arguments.number(of: "panicafter") else { return }
+        milliseconds = requested
+        deadline = max(Clock.now + Clock.ticks(milliseconds: requested), 1)
+    }
+
+    /// From the boot CPU's timer interrupt.
+    @inline(__always)
+    static func check(_ now: UInt64) {
+        guard deadline != 0, now >= deadline else { return }
+        deadline = 0
+        kernelPanic("requested by panicafter=\(milliseconds)")
+    }
+}
+
 /// `selftest=panic` and `selftest=trap` end the boot in a kernel panic, so that boot tests can
 /// check the panic report itself. Never inlined, so that the report names this function.
 @inline(never)

@@ -193,6 +193,22 @@ def panic_report() -> BootResult:
     return result
 
 
+def panic_on_every_core() -> BootResult:
+    """A panic while the EL0 test suite and smpstress run threads on 4 cores (`panicafter`, from
+    the boot CPU's timer interrupt): the other three stop (the stop SGI, or the lock they wait
+    for) before the report ends, and nothing runs on after it."""
+    result = boot(qemu_command(append="test panicafter=2500", smp=4, machine="virt,gic-version=3", initrd=INITRD), timeout=120)
+    result.expect_line(r"^Boot: CPUs in device tree: 4 \(4 online\)$")
+    result.expect_in_order(r"^Boot: Started init \(process 1\)",
+                           r"^Kernel panic: requested by panicafter=2500$",
+                           r"^  backtrace:$",
+                           r"^Kernel panic: other CPUs stopped: 3 of 3$",
+                           r"^Kernel panic: system halted$")
+    result.expect_no_line(r"^Boot: Test mode complete")
+    result.expect_powered_off()
+    return result
+
+
 def expect_frames_in_image(result: BootResult) -> None:
     """Each backtrace frame is named from the image's symbol table, and lies inside the image."""
     image = result.expect_line(r"^Boot: Kernel image at (0x[0-9a-f]{16}) - (0x[0-9a-f]{16})")
@@ -519,6 +535,17 @@ def device_tree_mutations() -> BootResult:
 
 # ---- UEFI boot: edk2 starts the kernel as an EFI application (harness.uefi_command) ----------
 
+def expect_firmware_memory_checked(result: BootResult) -> re.Match:
+    """The memory self-test's line on the UEFI map's memory in RAM that the firmware keeps, its
+    frames by type adding up: groups 1 frames, 2 descriptors, 3 runtime services, 4 ACPI,
+    5 reserved, 6 other."""
+    check = result.expect_line(r"^Memory Test: ✓ UEFI memory the firmware keeps is never free or allocated "
+                               r"\((\d+) frames in (\d+) descriptors: runtime services (\d+), ACPI (\d+), "
+                               r"reserved (\d+), other (\d+); all reserved\)$")
+    result.expect_equal(sum(int(check[group]) for group in range(3, 7)), int(check[1]), "the kept frames by type add up")
+    return check
+
+
 def expect_uefi_boot(result: BootResult, memory: str) -> None:
     """A test-mode boot through edk2: started by the EFI entry, the firmware named, its memory
     map's usable frames and the frames it keeps adding up to the RAM of the device tree, every
@@ -544,9 +571,9 @@ def expect_uefi_boot(result: BootResult, memory: str) -> None:
     parts = dict((name, int(count)) for name, count in
                  (re.match(r"(.*) (\d+)$", part).groups() for part in usage[3].split(", ")))
     result.expect_equal(parts.get("reserved"), kept, "reserved frames are the firmware's")
-    check = result.expect_line(r"^Memory Test: ✓ UEFI memory the firmware keeps is never free or allocated "
-                               r"\((\d+) frames in (\d+) descriptors, all reserved\)$")
+    check = expect_firmware_memory_checked(result)
     result.expect_equal(0 < int(check[1]) <= kept and int(check[2]) > 0, True, "firmware frames checked")
+    result.expect_equal(int(check[3]) > 0, True, "edk2 keeps runtime services memory in RAM, and all of it is checked")
     tests = result.expect_line(r"^Memory Test: (\d+) passed, (\d+) failed$")
     result.expect_equal(int(tests[2]), 0, "failed memory self-tests")
     result.expect_line(r"^Boot: Command line: test$")
@@ -605,16 +632,28 @@ def uefi_without_device_tree() -> BootResult:
     return result
 
 
+# A region of RAM the device tree handed to U-Boot's bootefi reserves (/memreserve/): U-Boot's
+# memory map then calls it reserved (EFI_RESERVED_MEMORY_TYPE).
+UBOOT_RESERVED = (0x5000_0000, 0x10_0000)
+UBOOT_TREE_COPY = 0x4800_0000
+
+
 def uboot_bootefi() -> BootResult:
     """U-Boot's `bootefi` starts the same image as an EFI application from memory: the command
     line arrives as load options (U-Boot passes bootargs), the device tree and memory map are
-    U-Boot's, and with no boot volume there is no ramdisk, which the EFI entry says."""
+    U-Boot's, and with no boot volume there is no ramdisk, which the EFI entry says. The tree is
+    a copy of U-Boot's with a /memreserve/ entry added, so the memory map holds reserved memory
+    inside RAM as well as runtime services memory: none of it becomes a free frame."""
     extra = ["-bios", str(UBOOT),
              "-device", f"loader,file={KERNEL_IMAGE},addr={UBOOT_LOAD_ADDRESS:#x},force-raw=on"]
     size = KERNEL_IMAGE.stat().st_size
+    start, length = UBOOT_RESERVED
     typed = [(r"Hit any key to stop autoboot", "\n"),
              (r"=> ", "setenv bootargs test\n"),
-             (r"=> ", f"bootefi {UBOOT_LOAD_ADDRESS:#x}:{size:#x} ${{fdtcontroladdr}}\n")]
+             (r"=> ", "fdt addr ${fdtcontroladdr}\n"),
+             (r"=> ", f"fdt move ${{fdtcontroladdr}} {UBOOT_TREE_COPY:#x} 0x100000\n"),
+             (r"=> ", f"fdt rsvmem add {start:#x} {length:#x}\n"),
+             (r"=> ", f"bootefi {UBOOT_LOAD_ADDRESS:#x}:{size:#x} {UBOOT_TREE_COPY:#x}\n")]
     result = boot(qemu_command(kernel=None, extra=extra), timeout=90, interaction=typed)
     result.expect_in_order(r"^SwiftKernel: started as an EFI application$",
                            r"^SwiftKernel: no \\initrd\.cpio on the boot volume and no initial ramdisk offered \(LoadFile2\); the kernel starts without one$",
@@ -624,8 +663,10 @@ def uboot_bootefi() -> BootResult:
     result.expect_equal(int(uefi[1]) + int(uefi[2]), (1 << 30) // 4096, "usable and kept frames make up the RAM")
     frames = result.expect_line(r"^FrameAllocator: (\d+) frames total, (\d+) frames free$")
     result.expect_equal(int(frames[1]), (1 << 30) // 4096, "frames total")
-    check = result.expect_line(r"^Memory Test: ✓ UEFI memory the firmware keeps is never free or allocated \((\d+) frames")
+    check = expect_firmware_memory_checked(result)
     result.expect_equal(0 < int(check[1]) <= int(uefi[2]), True, "U-Boot keeps some RAM, all of it checked")
+    result.expect_equal((int(check[3]) > 0, int(check[5]) >= length // 4096), (True, True),
+                        "runtime services memory and the reserved region among the frames checked")
     result.expect_line(r"^Boot: Command line: test$")
     result.expect_line(r"^Boot Test: \d+ passed, 0 failed$")
     result.expect_no_line(r"FAILED|Kernel panic")
@@ -677,6 +718,7 @@ SCENARIOS: list[Scenario] = [
     Scenario("initial ramdisk and command line from /chosen", initial_ramdisk),
     Scenario("panic report (selftest=panic)", panic_report),
     Scenario("exception report (selftest=trap)", exception_report),
+    Scenario("a panic while threads run on 4 cores (panicafter) stops the other three", panic_on_every_core),
     Scenario("idle without test mode or ramdisk", interactive_idle),
     Scenario("user space: init runs the test suite at EL0", user_space_tests),
     user_space_tests_on_cores(2, 2),
@@ -700,6 +742,6 @@ SCENARIOS: list[Scenario] = [
     uefi_user_space("UEFI: edk2, GICv3, 4G, 2 cores; the EL0 test suite", "4G", 3, smp=2),
     Scenario("UEFI: no initrd.cpio on the system partition", uefi_without_ramdisk),
     Scenario("UEFI: a firmware without a device tree (ACPI) is told why and gets control back", uefi_without_device_tree),
-    Scenario("UEFI: U-Boot bootefi starts the same image, bootargs as load options", uboot_bootefi),
+    Scenario("UEFI: U-Boot bootefi starts the same image, bootargs as load options; reserved and runtime memory in RAM kept", uboot_bootefi),
     Scenario("UEFI: edk2 loads the kernel from QEMU -kernel; the ramdisk through LoadFile2", uefi_kernel_loader),
 ]

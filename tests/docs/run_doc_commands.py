@@ -306,6 +306,10 @@ def check_make_run_test_mode(command: str) -> Callable[[Docs], None]:
         words = variables.get("APPEND", "").split()
         if "selftest=panic" in words:
             expected = [r"^Kernel panic: requested by selftest=panic$", r"^  backtrace:$", r"^Kernel panic: system halted$"]
+        elif any(word.startswith("panicafter=") for word in words):
+            others = int(variables.get("SMP", "1")) - 1
+            expected = [r"^Kernel panic: requested by panicafter=\d+$", r"^  backtrace:$",
+                        rf"^Kernel panic: other CPUs stopped: {others} of {others}$", r"^Kernel panic: system halted$"]
         elif "selftest=trap" in words:
             expected = [r"^Kernel panic: unexpected synchronous exception from EL1", r"^  ESR 0x[0-9a-f]{16}  FAR"]
         else:
@@ -648,6 +652,7 @@ CHECKS: dict[str, Callable[[Docs], None]] = {
     'make run APPEND="test selftest=panic"': check_make_run_test_mode('make run APPEND="test selftest=panic"'),
     "make run-uefi APPEND=test, and the UEFI boot lines of README and docs/ARCHITECTURE.md": check_make_run_test_mode("make run-uefi APPEND=test"),
     'make run APPEND="test selftest=trap"': check_make_run_test_mode('make run APPEND="test selftest=trap"'),
+    'make run SMP=4 APPEND="test panicafter=2500"': check_make_run_test_mode('make run SMP=4 APPEND="test panicafter=2500"'),
     "make debug, make gdb: break kernel_main_high, bt, source lines": check_gdb_symbols,
     "make debug, make gdb LOAD_ADDRESS=0x40200000: the first instruction": check_gdb_load_address,
     "cpio -t lists every program and the manifest": check_cpio,
@@ -690,6 +695,7 @@ COMMANDS: dict[str, Check | NotRun] = {
     "make run-uefi": NotRun("the boot of make run-uefi APPEND=test, which is run, ending at the shell's prompt instead of a "
                             "power-off", "make -n run-uefi"),
     'make run APPEND="test selftest=trap"': Check('make run APPEND="test selftest=trap"'),
+    'make run SMP=4 APPEND="test panicafter=2500"': Check('make run SMP=4 APPEND="test panicafter=2500"'),
     "qemu-system-aarch64 -M virt ... -nographic": Check("make run: the QEMU line it prints, and Ctrl-A X quits"),
     "make debug": Check(*GDB_CHECKS),
     "make gdb": Check(GDB_CHECKS[0]),

@@ -68,32 +68,53 @@ enum UEFIBoot {
         log("Memory: UEFI memory map: \(handoff.memoryMap.usableBytes / pageSize) frames usable, \(kept) frames of RAM kept by the firmware")
     }
 
-    /// For the memory self-test: the descriptors of the UEFI map that are not usable and lie in
-    /// RAM, their frames, and whether the allocator holds every one of those frames at boot's
-    /// reservation (never free, never handed out).
-    static func firmwareFramesKept(_ handoff: UEFIHandoff) -> (descriptors: Int, frames: UInt64, allKept: Bool) {
-        let map = handoff.memoryMap
+    /// What the memory self-test finds of the firmware's memory in RAM.
+    struct KeptMemory {
+        /// Descriptors not usable that lie in RAM, and their frames.
         var descriptors = 0
         var frames: UInt64 = 0
+        /// Those frames by type: runtime services (code and data), ACPI (reclaimable and NVS),
+        /// reserved (type 0), and every other type.
+        var runtimeServices: UInt64 = 0
+        var acpi: UInt64 = 0
+        var reserved: UInt64 = 0
+        var other: UInt64 = 0
+        /// Whether the allocator holds every one of them at boot's reservation (never free,
+        /// never handed out).
         var allKept = true
+    }
+
+    /// For the memory self-test: the descriptors of the UEFI map that are not usable and lie in
+    /// RAM, their frames by type, and whether the allocator holds every one of those frames at
+    /// boot's reservation.
+    static func firmwareFramesKept(_ handoff: UEFIHandoff) -> KeptMemory {
+        let map = handoff.memoryMap
+        var kept = KeptMemory()
         PhysicalFrames.lock.withLock {
             for index in 0..<map.count {
                 let entry = map.descriptor(index)
                 guard !entry.isUsable else { continue }
-                var inRAM = false
+                var frames: UInt64 = 0
                 var address = entry.range.start.value
                 while address - entry.range.start.value < entry.range.size {
                     if let purpose = PhysicalFrames.allocator.purpose(of: PageFrame(containing: PhysicalAddress(address))) {
-                        inRAM = true
                         frames += 1
                         // The device tree may sit in memory the firmware keeps; then it is boot data.
-                        if purpose != .reserved && purpose != .bootData { allKept = false }
+                        if purpose != .reserved && purpose != .bootData { kept.allKept = false }
                     }
                     address += pageSize
                 }
-                if inRAM { descriptors += 1 }
+                guard frames > 0 else { continue }
+                kept.descriptors += 1
+                kept.frames += frames
+                switch entry.type {
+                case UEFIMemoryType.runtimeServicesCode, UEFIMemoryType.runtimeServicesData: kept.runtimeServices += frames
+                case UEFIMemoryType.acpiReclaim, UEFIMemoryType.acpiNonVolatile: kept.acpi += frames
+                case UEFIMemoryType.reserved: kept.reserved += frames
+                default: kept.other += frames
+                }
             }
         }
-        return (descriptors, frames, allKept)
+        return kept
     }
 }

@@ -64,9 +64,11 @@ enum SecondaryCPUs {
             log("Boot: CPUs in device tree: \(described) (1 online: no memory to start the others)")
             return
         }
-        // The boot CPU's answer to the reschedule interrupt, before any other CPU can send it.
+        // The boot CPU's answers to the reschedule and stop interrupts, before any other CPU can
+        // send them.
         PerCPU.current.interrupts.sgiAddress = controller.ownSGIAddress
         Interrupts.register(Scheduler.rescheduleInterrupt) { _ in }
+        Interrupts.register(Panic.stopInterrupt) { _ in Panic.stopIfAnotherPanicked() }
         records = PhysicalWindow.pointer(to: first.address)
         recordCount = storage.count
         for offset in stride..<(stride * storage.count) where offset % 8 == 0 {
@@ -150,6 +152,19 @@ enum SecondaryCPUs {
         }
     }
 
+    /// Sends SGI `id` to every CPU that came online but this one (a panic's stop); returns them.
+    static func interruptOthers(with id: UInt32) -> UInt64 {
+        guard let controller = Interrupts.controller, PerCPU.storage != nil, PerCPU.isStarted else { return 0 }
+        let others = onlineMask & ~(1 << UInt64(PerCPU.current.index))
+        var remaining = others
+        while remaining != 0 {
+            let index = remaining.trailingZeroBitCount
+            remaining &= remaining - 1
+            controller.send(id, toCPUAddressedBy: PerCPU.block(index).pointee.interrupts.sgiAddress)
+        }
+        return others
+    }
+
     /// The CPUs that came online, one bit per index, the boot CPU's included.
     static var onlineMask: UInt64 {
         var mask: UInt64 = 1
@@ -197,7 +212,7 @@ enum SecondaryCPUs {
         guard let controller = Interrupts.controller else { CPU.halt() }
         let driver = controller.forCPU(redistributor: PhysicalAddress(record.read(SECONDARY_START_REDISTRIBUTOR)))
         driver.startThisCPU()
-        for id in [Clock.interrupt, Scheduler.rescheduleInterrupt] {
+        for id in [Clock.interrupt, Scheduler.rescheduleInterrupt, Panic.stopInterrupt] {
             driver.setPriority(id, defaultInterruptPriority)
             driver.setEnabled(id, true)
         }
