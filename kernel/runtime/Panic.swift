@@ -74,14 +74,20 @@ enum Panic {
     }
 
     /// Walks AAPCS64 frame records {previous x29, x30} from `framePointer`, staying inside the
-    /// kernel image's stack area and stopping at the null record boot.S plants. Each frame is
-    /// named from the image's symbol table: `#1 0x…  Scheduler.tick()+0x18 (kernel/…:40)`.
+    /// stack it starts on (the boot stack in the kernel image, or a thread's kernel stack, whose
+    /// pages are all mapped), each record above the last, and stopping at the null record boot.S
+    /// plants or where a record leads off the stack (an exception from EL0 leaves the user's
+    /// x29 in the first record). Each frame is named from the image's symbol table:
+    /// `#1 0x…  Scheduler.tick()+0x18 (kernel/…:40)`.
     static func backtrace(from framePointer: UInt64) {
         var frame = framePointer
         var depth = 0
         log("  backtrace:")
+        let stack = stackBounds(containing: framePointer)
+        var previous: UInt64 = 0
         while frame != 0 && frame & 0xF == 0 && depth < 16 {
-            guard frame >= imageStart, frame < imageEnd else { break }
+            guard stack.contains(frame), stack.upperBound - frame >= 16, frame > previous else { break }
+            previous = frame
             let record = UnsafePointer<UInt64>(bitPattern: UInt(frame))!
             let returnAddress = record[1]
             if returnAddress == 0 { break }
@@ -114,6 +120,16 @@ enum Panic {
         }
         table.describe(symbol, into: &line)
         return true
+    }
+
+    /// The stack that holds `address`: the kernel image (its boot stack) or a thread's kernel
+    /// stack slot (its mapped pages, not the guard below); empty for anything else.
+    static func stackBounds(containing address: UInt64) -> Range<UInt64> {
+        if address >= imageStart && address < imageEnd { return imageStart..<imageEnd }
+        let slots = KernelStacks.base..<(KernelStacks.base + UInt64(KernelStacks.slotCount) * KernelStacks.slotSize)
+        guard slots.contains(address) else { return 0..<0 }
+        let stack = KernelStacks.Stack(slot: Int((address - KernelStacks.base) / KernelStacks.slotSize))
+        return stack.bottom..<stack.top
     }
 
     static var imageStart: UInt64 { KernelImage.start }

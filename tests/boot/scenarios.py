@@ -205,6 +205,11 @@ def panic_on_every_core() -> BootResult:
                            r"^Kernel panic: other CPUs stopped: 3 of 3$",
                            r"^Kernel panic: system halted$")
     result.expect_no_line(r"^Boot: Test mode complete")
+    # The backtrace walks the kernel stack of the thread the tick interrupted, up to where the
+    # exception came in from EL0.
+    result.expect_in_order(r"^  backtrace:$", r"^    #0 0x[0-9a-f]{16}  .*Clock.*\+0x[0-9a-f]+",
+                           r"^    #\d+ 0x[0-9a-f]{16}  .*handleIRQ.*\+0x[0-9a-f]+")
+    expect_frames_in_image(result)
     result.expect_powered_off()
     return result
 
