@@ -101,6 +101,7 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
     reportDevices(platform)
     startInterrupts(platform, arguments: arguments)
     if testMode { runInterruptSelfTests() }
+    if testMode, let late = arguments.number(of: "latecpu") { SecondaryCPUs.lateForTest = Int(min(late, 64)) }
     SecondaryCPUs.start(tree: tree, platform: platform)
     log("Boot: Kernel image at \(hex: KernelImage.start) - \(hex: KernelImage.end) (\(size: KernelImage.size)), loaded at \(hex: loadAddress)")
     log("Boot: Exception vector table at \(hex: Exceptions.vectorTableAddress)")

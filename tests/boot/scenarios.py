@@ -214,6 +214,26 @@ def panic_on_every_core() -> BootResult:
     return result
 
 
+def late_cpu() -> BootResult:
+    """CPU 2 of 4 checks in only after the boot CPU has given up on it (`latecpu=2`, test mode):
+    it is reported as not online, finds itself given up when it arrives, says so and turns itself
+    off with PSCI CPU_OFF; the EL0 test suite runs on the other three."""
+    result = boot(qemu_command(append="test latecpu=2", smp=4, initrd=INITRD), timeout=180)
+    result.expect_in_order(r"^Boot: CPU 1 online \(MPIDR 0x0000000080000001\)$",
+                           r"^Boot: CPU 2 did not come online \(PSCI CPU_ON succeeded, no check-in within 100 ms\)$",
+                           r"^Boot: CPU 3 online \(MPIDR 0x0000000080000003\)$",
+                           r"^Boot: CPUs in device tree: 4 \(3 online\)$")
+    result.expect_line(r"^Boot: CPU 2 came online after the boot CPU gave up on it; turning it off \(PSCI CPU_OFF\)$")
+    result.expect_line(r"^tests: ✓ pinned to each of the 3 CPUs in turn")
+    result.expect_line(r"^tests: \d+ passed, 0 failed$")
+    ticks = result.expect_line(r"^Boot: secondary CPUs' timer ticks: (.*)$")
+    result.expect_equal(re.findall(r"CPU (\d+) \d+", ticks[1]), ["1", "3"], "the CPUs that tick")
+    result.expect_no_line(r"Kernel panic|FAILED")
+    result.expect_line(r"^Boot: Test mode complete, powering off$")
+    result.expect_powered_off()
+    return result
+
+
 def expect_frames_in_image(result: BootResult) -> None:
     """Each backtrace frame is named from the image's symbol table, and lies inside the image."""
     image = result.expect_line(r"^Boot: Kernel image at (0x[0-9a-f]{16}) - (0x[0-9a-f]{16})")
@@ -724,6 +744,7 @@ SCENARIOS: list[Scenario] = [
     Scenario("panic report (selftest=panic)", panic_report),
     Scenario("exception report (selftest=trap)", exception_report),
     Scenario("a panic while threads run on 4 cores (panicafter) stops the other three", panic_on_every_core),
+    Scenario("a CPU that checks in after the boot CPU gave up on it turns itself off (latecpu=2 of 4)", late_cpu),
     Scenario("idle without test mode or ramdisk", interactive_idle),
     Scenario("user space: init runs the test suite at EL0", user_space_tests),
     user_space_tests_on_cores(2, 2),

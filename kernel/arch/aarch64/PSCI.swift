@@ -1,11 +1,12 @@
-// Power State Coordination Interface (Arm DEN 0022): power off, reset, starting a secondary CPU
-// and the firmware's version, through the conduit (HVC or SMC) that the device tree's /psci node names.
+// Power State Coordination Interface (Arm DEN 0022): power off, reset, starting a secondary CPU,
+// turning the calling CPU off, and the firmware's version, through the conduit (HVC or SMC) that the device tree's /psci node names.
 
 import AArch64
 
 enum PSCI {
     enum Function: UInt64 {
         case version = 0x8400_0000
+        case cpuOff = 0x8400_0002
         case systemOff = 0x8400_0008
         case systemReset = 0x8400_0009
         case cpuOn = 0xC400_0003 // SMC64: target MPIDR, entry point, context ID
@@ -51,6 +52,9 @@ enum PSCI {
         guard let result = call(.version), result >> 31 == 0 else { return nil }
         return (result >> 16, result & 0xFFFF)
     }
+
+    /// Turns the calling CPU off; returns only if there is no PSCI or the firmware refused.
+    static func cpuOff() { _ = call(.cpuOff) }
 
     /// Turns the machine off; returns only if there is no PSCI or the firmware refused.
     static func systemOff() { _ = call(.systemOff) }

@@ -21,7 +21,27 @@ enum SecondaryCPUs {
         }
         func read(_ offset: Int32) -> UInt64 { register(offset).load() }
         func write(_ offset: Int32, _ value: UInt64) { register(offset).store(value) }
+
+        /// The ONLINE word's value once the boot CPU has given up on the CPU.
+        static let abandoned = UInt64.max
+
+        /// Claims the ONLINE word, 0 until then, for `value`: the CPU checking in (its MPIDR) or
+        /// the boot CPU giving up on it (`abandoned`). Whichever comes first decides; false for
+        /// the other. Both run with caches on when they do.
+        func claimOnline(_ value: UInt64) -> Bool {
+            aarch64_compare_and_swap_u64((base + Int(SECONDARY_START_ONLINE)).assumingMemoryBound(to: UInt64.self), 0, value)
+        }
+
+        /// Whether the CPU checked in (and was not given up on first).
+        var isOnline: Bool {
+            let value = read(SECONDARY_START_ONLINE)
+            return value != 0 && value != Self.abandoned
+        }
     }
+
+    /// `latecpu=N` in test mode: CPU N waits twice the check-in time before it checks in, for
+    /// the boot scenario of a CPU that comes too late. Written once, before any other CPU runs.
+    nonisolated(unsafe) static var lateForTest = 0
 
     /// The start records, one per per-CPU block (index 0, the boot CPU's, unused), `stride` bytes
     /// apart so that no two CPUs write the same cache line. Written once by `start` on the boot
@@ -134,8 +154,11 @@ enum SecondaryCPUs {
             }
             let deadline = GenericTimer.count + GenericTimer.frequency * checkInMilliseconds / 1000
             while record.read(SECONDARY_START_ONLINE) == 0 && GenericTimer.count < deadline {}
+            // Given up on unless it checked in meanwhile; if it comes later, it finds the word
+            // taken and turns itself off.
+            _ = record.claimOnline(Record.abandoned)
             let reported = record.read(SECONDARY_START_ONLINE)
-            guard reported != 0 else {
+            guard reported != Record.abandoned else {
                 // It may still be on its way: its stack and the identity map stay where they are.
                 abandoned = true
                 log("Boot: CPU \(index) did not come online (PSCI CPU_ON succeeded, no check-in within \(checkInMilliseconds) ms)")
@@ -169,7 +192,7 @@ enum SecondaryCPUs {
     static var onlineMask: UInt64 {
         var mask: UInt64 = 1
         for index in 1..<max(recordCount, 1) {
-            if let record = record(index), record.read(SECONDARY_START_ONLINE) != 0 { mask |= 1 << UInt64(index) }
+            if let record = record(index), record.isOnline { mask |= 1 << UInt64(index) }
         }
         return mask
     }
@@ -220,7 +243,20 @@ enum SecondaryCPUs {
         Scheduler.start()
         Clock.startSecondaryTick()
         aarch64_dsb_ish()
-        record.write(SECONDARY_START_ONLINE, aarch64_read_mpidr())
+        let index = Int(record.read(SECONDARY_START_INDEX))
+        if index == lateForTest {
+            let late = GenericTimer.count + 2 * GenericTimer.frequency * checkInMilliseconds / 1000
+            while GenericTimer.count < late {}
+        }
+        guard record.claimOnline(aarch64_read_mpidr()) else {
+            // The boot CPU gave up waiting and reported this CPU as not online: it stays out,
+            // and what it set up for itself (its idle thread, a few pages) stays unused.
+            CPU.maskAllExceptions()
+            aarch64_write_timer_control(0)
+            log("Boot: CPU \(index) came online after the boot CPU gave up on it; turning it off (PSCI CPU_OFF)")
+            PSCI.cpuOff()
+            CPU.halt()
+        }
         while !Scheduler.multiprocessor {
             CPU.enableInterrupts()
             CPU.waitForInterrupt()

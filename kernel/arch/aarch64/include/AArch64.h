@@ -99,6 +99,13 @@ static inline __attribute__((always_inline)) void aarch64_tlbi_vmalle1is(void) {
 static inline __attribute__((always_inline)) void aarch64_wfe(void) { __asm__ volatile("wfe"); }
 // A hint that this CPU is spinning, so that a host running it lets another vCPU go first.
 static inline __attribute__((always_inline)) void aarch64_yield(void) { __asm__ volatile("yield" ::: "memory"); }
+
+/// Compare-and-swap of an aligned 64-bit word of normal memory, between CPUs that both run with
+/// the MMU and caches on: true when `*word` held `expected` and now holds `desired`.
+static inline __attribute__((always_inline)) _Bool aarch64_compare_and_swap_u64(aarch64_u64 *word, aarch64_u64 expected,
+                                                                                aarch64_u64 desired) {
+    return __atomic_compare_exchange_n(word, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
 static inline __attribute__((always_inline)) void aarch64_wfi(void) { __asm__ volatile("wfi"); }
 static inline __attribute__((always_inline)) void aarch64_mask_interrupts(void) { __asm__ volatile("msr daifset, #0xf" ::: "memory"); }
 

@@ -70,7 +70,7 @@ _Static_assert(IPC_MESSAGE_HANDLE(4) == IPC_MESSAGE_PAYLOAD, "four handle words 
 // Swift only: the CPU's redistributor (GICv3), its index, and what it reports once running.
 #define SECONDARY_START_REDISTRIBUTOR 72
 #define SECONDARY_START_INDEX 80
-#define SECONDARY_START_ONLINE 88    // written by the secondary CPU: its MPIDR_EL1 once it runs
+#define SECONDARY_START_ONLINE 88    // its MPIDR_EL1 once it runs, or ~0 once the boot CPU gave up on it
 #define SECONDARY_START_SIZE 128
 
 #endif
