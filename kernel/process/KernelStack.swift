@@ -13,6 +13,12 @@ enum KernelStacks {
     /// happen outside it.
     static let lock = SpinLock(.kernelStacks)
 
+    /// Whether `slot` holds a stack now (all its pages mapped). Read without the lock: for a
+    /// panic's backtrace, which must not wait.
+    static func isInUse(_ slot: Int) -> Bool {
+        slot >= 0 && slot < slotCount && used[slot / 64] & (1 << UInt64(slot % 64)) != 0
+    }
+
     struct Stack {
         let slot: Int
         var bottom: UInt64 { KernelStacks.base + UInt64(slot) * KernelStacks.slotSize + pageSize }

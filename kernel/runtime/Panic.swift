@@ -122,13 +122,17 @@ enum Panic {
         return true
     }
 
-    /// The stack that holds `address`: the kernel image (its boot stack) or a thread's kernel
-    /// stack slot (its mapped pages, not the guard below); empty for anything else.
+    /// The stack that holds `address`: the kernel image (the boot CPU's boot stack) or a thread's
+    /// kernel stack slot in use (its mapped pages, not the guard below); empty for anything else
+    /// (a secondary CPU's own stack, in the linear map, gives no frames).
     static func stackBounds(containing address: UInt64) -> Range<UInt64> {
         if address >= imageStart && address < imageEnd { return imageStart..<imageEnd }
         let slots = KernelStacks.base..<(KernelStacks.base + UInt64(KernelStacks.slotCount) * KernelStacks.slotSize)
         guard slots.contains(address) else { return 0..<0 }
-        let stack = KernelStacks.Stack(slot: Int((address - KernelStacks.base) / KernelStacks.slotSize))
+        let slot = Int((address - KernelStacks.base) / KernelStacks.slotSize)
+        // A free slot's pages are unmapped: a damaged frame pointer there must not fault.
+        guard KernelStacks.isInUse(slot) else { return 0..<0 }
+        let stack = KernelStacks.Stack(slot: slot)
         return stack.bottom..<stack.top
     }
 

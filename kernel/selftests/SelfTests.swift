@@ -151,8 +151,8 @@ enum RequestedPanic {
 
     static func start(_ arguments: BootArguments) {
         guard let requested = arguments.number(of: "panicafter") else { return }
-        milliseconds = requested
-        deadline = max(Clock.now + Clock.ticks(milliseconds: requested), 1)
+        milliseconds = min(requested, 1_000_000_000)  // about 11 days: no overflow in the ticks
+        deadline = max(Clock.now + Clock.ticks(milliseconds: milliseconds), 1)
     }
 
     /// From the boot CPU's timer interrupt.

@@ -9,7 +9,7 @@
 // | 2 read line | a line, edited with echo (backspace, Ctrl-U; Ctrl-C, Ctrl-D) | nothing | none | word 0 `ConsoleReadResult`, the line from byte 8 |
 // | 3 read raw | bytes as typed (at least one), no echo; the terminal is raw until a line read or 6 | nothing | none | word 0 `.data`, the bytes from byte 8 |
 // | 4 set interrupt | who hears Ctrl-C | nothing | a notification (signal) | nothing |
-// | 5 statistics | the driver's counters | nothing | none | words 0-5: bytes written, bytes read, interrupts, requests, Ctrl-C interrupts, bytes dropped |
+// | 5 statistics | the driver's counters | nothing | none | words 0-6: bytes written, bytes read, interrupts, requests, Ctrl-C interrupts, bytes dropped, hold-backs |
 // | 6 foreground | the terminal goes to a program: Ctrl-C interrupts again | nothing | none | nothing |
 //
 // One read waits at a time: a newer read answers the older one `wouldBlock`. While the terminal
@@ -18,7 +18,8 @@
 // interrupt notification, drops the typed input and answers a waiting line read `.interrupted`;
 // and `foreground` turns a Ctrl-C typed while the terminal was raw, still unread, into one.
 // Typed input waits in a queue of 1 KiB; while it is full the driver holds the sender back, and
-// drops what does not fit only when no read has taken from it for a second.
+// drops what does not fit (never a Ctrl-C) only when it has stayed full, no read taking from it,
+// for a second.
 
 public enum ConsoleRequest: UInt64, Sendable {
     case write = 1
@@ -103,12 +104,12 @@ public struct Console {
 
     public func statistics() throws(KernelError)
         -> (written: UInt64, read: UInt64, interrupts: UInt64, requests: UInt64, interruptsTyped: UInt64,
-            dropped: UInt64) {
+            dropped: UInt64, heldBack: UInt64) {
         var message = IPCMessage(label: ConsoleRequest.statistics.rawValue)
         try IPC.call(port, &message)
         try Self.check(message)
         return (message.word(atByte: 0), message.word(atByte: 8), message.word(atByte: 16), message.word(atByte: 24),
-                message.word(atByte: 32), message.word(atByte: 40))
+                message.word(atByte: 32), message.word(atByte: 40), message.word(atByte: 48))
     }
 }
 

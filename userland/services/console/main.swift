@@ -88,7 +88,8 @@ struct ConsoleService {
 /// UART's FIFO is full; a real line does the same with RTS/CTS) and a fast typist or a paste loses
 /// nothing while the reader catches up. A queue nobody takes from for `holdBackLimit` would also
 /// hold back a Ctrl-C behind the waiting bytes, so then the driver reads on, dropping what does not
-/// fit (counted in `bytesDropped`) and acting on Ctrl-C, until a read makes room again.
+/// fit (counted in `bytesDropped`; never a Ctrl-C) and acting on Ctrl-C, until a read makes room
+/// again. The limit counts from when the queue filled, whatever else the driver serves meanwhile.
 struct ConsoleServer {
     static let inputCapacity = 1024
     static let holdBackLimit: UInt64 = 1_000_000_000
@@ -122,9 +123,13 @@ struct ConsoleServer {
     var interruptsTyped: UInt64 = 0
     /// Whether received bytes wait in the UART, its receive interrupt masked, for room in the queue.
     var holdingBack = false
+    /// When holding back began (clock ticks); a read that makes room ends it.
+    var holdingBackSince: UInt64 = 0
     /// Whether the queue stayed full for `holdBackLimit`: bytes that do not fit are then dropped.
     var overflowing = false
     var bytesDropped: UInt64 = 0
+    /// How often the queue filled and the sender was held back.
+    var holdBacks: UInt64 = 0
 
     init(uart: PL011) { self.uart = uart }
 
@@ -133,27 +138,21 @@ struct ConsoleServer {
         // Bytes typed while no driver ran (before this one, or between instances) wait in the FIFO.
         drain()
         while true {
+            // Held back for a whole `holdBackLimit` with no read (whatever else came meanwhile:
+            // writes, log records): read on, dropping what does not fit, so that a Ctrl-C behind
+            // it still gets through.
+            let holdBackLeft = holdingBack ? remainingHoldBack() : .max
+            if holdBackLeft == 0 {
+                overflowing = true
+                drain()
+                continue
+            }
             var handles = InlineArray<2, UInt64>(repeating: 0)
             handles[0] = port.value
             handles[1] = bell.value
-            let ready: UInt64?
-            do throws(KernelError) {
-                ready = try withUnsafeMutablePointer(to: &handles) { words throws(KernelError) in
-                    try System.invoke(SystemCall.WaitAny(handles: UserAddress(words), count: 2,
-                                                         timeout: holdingBack ? Self.holdBackLimit : .max))
-                }.index
-            } catch {
-                ready = nil
-            }
-            guard let ready else {
-                // Held back for a whole `holdBackLimit` with no read: read on, dropping what does
-                // not fit, so that a Ctrl-C behind it still gets through.
-                if holdingBack {
-                    overflowing = true
-                    drain()
-                }
-                continue
-            }
+            guard let ready = try? withUnsafeMutablePointer(to: &handles, { words throws(KernelError) in
+                try System.invoke(SystemCall.WaitAny(handles: UserAddress(words), count: 2, timeout: holdBackLeft))
+            }).index else { continue }
             if ready == 1 {
                 let bits = (try? IPC.wait(bell, timeout: 0)) ?? 0
                 if bits & Self.logBit != 0 { writeKernelLog() }
@@ -173,9 +172,22 @@ struct ConsoleServer {
             }
             requests &+= 1
             handle(&message)
-            // A read made room: take what waits in the UART.
-            if holdingBack && inputCount < Self.inputCapacity { drain() }
+            // A read made room: take what waits in the UART, held back again (not dropped) if
+            // the queue fills once more.
+            if (holdingBack || overflowing) && inputCount < Self.inputCapacity {
+                overflowing = false
+                drain()
+            }
         }
+    }
+
+    /// Nanoseconds left before holding back turns into dropping.
+    func remainingHoldBack() -> UInt64 {
+        let clock = System.clock
+        guard clock.frequency > 0 else { return 0 }
+        let elapsed = (clock.ticks &- holdingBackSince) / clock.frequency * 1_000_000_000
+            + (clock.ticks &- holdingBackSince) % clock.frequency * 1_000_000_000 / clock.frequency
+        return elapsed >= Self.holdBackLimit ? 0 : Self.holdBackLimit - elapsed
     }
 
     /// Moves received bytes into the input queue, as many as fit (all, dropping the rest, when
@@ -192,6 +204,11 @@ struct ConsoleServer {
                 if inputCount < Self.inputCapacity {
                     input[(inputStart + inputCount) % Self.inputCapacity] = byte
                     inputCount += 1
+                } else if byte == TerminalKey.ctrlC {
+                    // Raw, overflowing: a Ctrl-C is never the byte dropped (`foreground` looks
+                    // for it in the queue); the newest queued byte makes way.
+                    input[(inputStart + inputCount - 1) % Self.inputCapacity] = byte
+                    bytesDropped &+= 1
                 } else {
                     bytesDropped &+= 1
                 }
@@ -204,7 +221,13 @@ struct ConsoleServer {
         let holdBack = inputCount == Self.inputCapacity && !overflowing
         if holdBack != holdingBack {
             holdingBack = holdBack
-            if holdBack { uart.disableReceiveInterrupts() } else { uart.enableReceiveInterrupts() }
+            if holdBack {
+                uart.disableReceiveInterrupts()
+                holdingBackSince = System.clock.ticks
+                holdBacks &+= 1
+            } else {
+                uart.enableReceiveInterrupts()
+            }
         }
     }
 
@@ -255,13 +278,14 @@ struct ConsoleServer {
             answer(reply, &message, label: 0)
         case .statistics:
             message = IPCMessage(label: 0)
-            message.length = 48
+            message.length = 56
             message.setWord(atByte: 0, bytesWritten)
             message.setWord(atByte: 8, bytesRead)
             message.setWord(atByte: 16, interrupts)
             message.setWord(atByte: 24, requests)
             message.setWord(atByte: 32, interruptsTyped)
             message.setWord(atByte: 40, bytesDropped)
+            message.setWord(atByte: 48, holdBacks)
             try? IPC.reply(reply, &message)
         case .foreground:
             rawMode = false

@@ -73,7 +73,7 @@ enum SystemCommands {
         }
         System.print("ipc: messages delivered \(counters.messages), calls \(counters.calls)")
         if let console = ConsoleOutput.current, let figures = try? Console(console).statistics() {
-            System.print("ipc: console service: \(figures.requests) requests, \(figures.written) bytes written, \(figures.read) bytes read (\(figures.dropped) dropped), \(figures.interrupts) interrupts")
+            System.print("ipc: console service: \(figures.requests) requests, \(figures.written) bytes written, \(figures.read) bytes read (held back \(figures.heldBack) times, \(figures.dropped) dropped), \(figures.interrupts) interrupts")
         }
     }
 
