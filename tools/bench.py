@@ -46,35 +46,23 @@ def main() -> int:
         with open(disk, "wb") as image:
             image.truncate(4 << 20)
     for memory in options.memory:
-        command = qemu_command(machine=options.machine, cpu=options.cpu, memory=memory, smp=options.smp,
-                               append=options.append, initrd=INITRD,
-                               extra=["-icount", "shift=0"] + disk_arguments(disk) + options.extra)
-        result = boot(command, timeout=300)
-        figures = [LINE.match(line) for line in result.lines]
-        figures = [match for match in figures if match]
-        if not figures or not any(line == "bench: done" for line in result.lines):
-            print(f"bench: run at {memory} did not complete (exit {result.exit_code})")
-            print("\n".join(result.lines[-20:]))
-            failures += 1
-            continue
-        for match in figures:
-            print(f"bench: {match[1]}@{memory} {match[2]} {match[3]}", flush=True)
+        failures += run_icount(options, memory, options.smp, options.append, disk_arguments(disk))
     words = [word for word in options.append.split() if word != "bench"]
-    failures += run_cross_core(options, words)
+    # The call+reply between two cores, at -smp 2 (or more, if SMP asks).
+    failures += run_icount(options, options.memory[0], max(2, options.smp), " ".join(["bench=cores"] + words), [])
     failures += run_scaling(options, words)
     return 1 if failures else 0
 
 
-def run_cross_core(options: argparse.Namespace, words: list[str]) -> int:
-    """The call+reply between two cores, under icount at -smp 2 (or more, if SMP asks)."""
-    memory = options.memory[0]
-    command = qemu_command(machine=options.machine, cpu=options.cpu, memory=memory, smp=max(2, options.smp),
-                           append=" ".join(["bench=cores"] + words), initrd=INITRD,
-                           extra=["-icount", "shift=0"] + options.extra)
+def run_icount(options: argparse.Namespace, memory: str, smp: int, append: str, extra: list[str]) -> int:
+    """One boot under icount: prints its figures as `bench: NAME@MEMORY VALUE UNIT`; 1 if it did
+    not complete."""
+    command = qemu_command(machine=options.machine, cpu=options.cpu, memory=memory, smp=smp, append=append,
+                           initrd=INITRD, extra=["-icount", "shift=0"] + extra + options.extra)
     result = boot(command, timeout=300)
     figures = [match for match in map(LINE.match, result.lines) if match]
     if not figures or "bench: done" not in result.lines:
-        print(f"bench: the cross-core run did not complete (exit {result.exit_code})")
+        print(f"bench: run of {append!r} at {memory} did not complete (exit {result.exit_code})")
         print("\n".join(result.lines[-20:]))
         return 1
     for match in figures:

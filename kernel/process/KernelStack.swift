@@ -13,10 +13,13 @@ enum KernelStacks {
     /// happen outside it.
     static let lock = SpinLock(.kernelStacks)
 
-    /// Whether `slot` holds a stack now (all its pages mapped). Read without the lock: for a
-    /// panic's backtrace, which must not wait.
-    static func isInUse(_ slot: Int) -> Bool {
-        slot >= 0 && slot < slotCount && used[slot / 64] & (1 << UInt64(slot % 64)) != 0
+    /// The stack whose slot holds `address`, if that slot holds a stack now (all its pages
+    /// mapped). Read without the lock: for a panic's backtrace, which must not wait.
+    static func stackInUse(containing address: UInt64) -> Stack? {
+        guard address >= base, address - base < UInt64(slotCount) * slotSize else { return nil }
+        let slot = Int((address - base) / slotSize)
+        guard used[slot / 64] & (1 << UInt64(slot % 64)) != 0 else { return nil }
+        return Stack(slot: slot)
     }
 
     struct Stack {

@@ -23,7 +23,8 @@ enum Panic {
     static func begin() {
         CPU.maskAllExceptions()
         if started.exchange(true, ordering: .relaxed) {
-            if panickingCPU.load(ordering: .relaxed) != cpuIndex { stopHere() }
+            // Another CPU panicked first: this one is just stopped.
+            stopIfAnotherPanicked()
             // A panic while reporting a panic: report nothing more, not even a flush, since the
             // console may be what faults. Just stop.
             if powerOffOnPanic { PSCI.systemOff() }
@@ -127,12 +128,8 @@ enum Panic {
     /// (a secondary CPU's own stack, in the linear map, gives no frames).
     static func stackBounds(containing address: UInt64) -> Range<UInt64> {
         if address >= imageStart && address < imageEnd { return imageStart..<imageEnd }
-        let slots = KernelStacks.base..<(KernelStacks.base + UInt64(KernelStacks.slotCount) * KernelStacks.slotSize)
-        guard slots.contains(address) else { return 0..<0 }
-        let slot = Int((address - KernelStacks.base) / KernelStacks.slotSize)
         // A free slot's pages are unmapped: a damaged frame pointer there must not fault.
-        guard KernelStacks.isInUse(slot) else { return 0..<0 }
-        let stack = KernelStacks.Stack(slot: slot)
+        guard let stack = KernelStacks.stackInUse(containing: address) else { return 0..<0 }
         return stack.bottom..<stack.top
     }
 
