@@ -24,7 +24,7 @@ final class Process: ChargedObject {
     var state = ProcessState.alive
     var exitReason = ExitReason.exited
     var exitCode: UInt64 = 0
-    /// The parent's thread, while it waits in `wait` for this process.
+    /// The parent's thread, while it waits in `wait` for this process to end.
     var waiter: Thread?
     var handles = HandleTable<KernelObject>(capacity: IPC.handleTableCapacity)
     /// Pays for everything the kernel holds for this process and its descendants.
@@ -63,10 +63,12 @@ final class Process: ChargedObject {
     /// Called when one of the process's threads has been released by the scheduler.
     func threadReleased(_ thread: Thread) {
         threads.removeAll { $0 === thread }
-        if threads.isEmpty, let space = retiredAddressSpace {
+        guard threads.isEmpty else { return }
+        if let space = retiredAddressSpace {
             retiredAddressSpace = nil
             space.destroy()
         }
+        if state == .zombie { Processes.wakeThreadsAwaitingRelease() }
     }
 
     deinit {
@@ -114,11 +116,24 @@ enum Processes {
     nonisolated(unsafe) static var powerOffWhenInitEnds = false
     nonisolated(unsafe) static var onInitExit: (@convention(c) (UInt64, UInt64) -> Void)?
 
+    /// Threads in `wait` for an ended process whose last threads have not been released yet
+    /// (on their way out of system calls, or running on other CPUs). Whenever some ended
+    /// process loses its last thread they are all woken, and each looks at its own again: such
+    /// waits are short and rare, so one list serves every process. Under the big kernel lock.
+    nonisolated(unsafe) static var awaitingRelease: WaitList<Thread>?
+
     static func start(ramdisk: UnsafeRawBufferPointer?) {
         let entries = UnsafeMutablePointer<Process?>.allocate(capacity: capacity)
         entries.initialize(repeating: nil, count: capacity)
         table = entries
         initialRamdisk = ramdisk
+        awaitingRelease = WaitList()
+    }
+
+    /// An ended process has lost its last thread: the threads waiting for that look again.
+    static func wakeThreadsAwaitingRelease() {
+        guard let awaitingRelease else { return }
+        while let waiter = awaitingRelease.removeFirst() { Scheduler.wake(waiter.takeUnretainedValue()) }
     }
 
     static var liveCount: Int {
@@ -475,8 +490,15 @@ enum Processes {
         }
         // Threads still unwinding out of system calls, or still running on another CPU until it
         // enters the kernel, finish first, so that when `wait` returns every resource of the
-        // process is back.
-        while !process.threads.isEmpty { Scheduler.yield() }
+        // process is back. The waiter sleeps until the last is released (`threadReleased`): a
+        // loop that yielded here would hold the big kernel lock that those threads' CPUs need.
+        // (Any number of threads may wait here: holders of process handles as well as the parent.)
+        while !process.threads.isEmpty && !thread.killed, let awaitingRelease {
+            awaitingRelease.append(thread.receiveLink)
+            Scheduler.block()
+            awaitingRelease.remove(thread.receiveLink)
+        }
+        guard !thread.killed else { throw .peerClosed }
         if collecting { remove(process) }
         return (process.exitCode, process.exitReason)
     }

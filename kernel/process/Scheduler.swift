@@ -353,9 +353,6 @@ enum Scheduler {
     private static func yieldOnMultiprocessor() {
         if let thread = current, thread !== PerCPU.current.scheduler.idle { makeReadyOnItsCPU(thread) }
         schedule()
-        // A thread that yields in a loop inside the kernel waits for something another CPU does
-        // there (a killed thread ending): let the CPUs waiting for the lock in first.
-        BigKernelLock.letWaitersIn()
     }
 
     /// Blocks the current thread until `wake`; `target` (blocked, given work by the caller) runs
@@ -400,6 +397,9 @@ enum Scheduler {
         PerCPU.current.scheduler.dead = thread
     }
 
+    /// Out of line: the switch paths that call it when `dead` is set would otherwise carry its
+    /// body, and pay for the registers it needs on every switch (4 instructions a call+reply).
+    @inline(never)
     static func releaseDeadThreads() {
         while let thread = PerCPU.current.scheduler.dead, thread !== current {
             PerCPU.current.scheduler.dead = thread.next

@@ -22,13 +22,12 @@ enum BigKernelLock {
     /// outnumber the host's (QEMU on a small machine), a ticket lock hands the lock to the next
     /// CPU in line even while the host has descheduled it, and every other CPU waits for that
     /// one; here whichever CPU is running takes it. Kernel sections are short, so no CPU waits
-    /// long in practice; `letWaitersIn` gives waiting CPUs their turn where it matters.
+    /// long in practice. Nothing waits under it for what another CPU does: such a wait (`wait`
+    /// for a process whose threads run elsewhere) blocks the thread, which gives the lock up.
     private static let held = Atomic<Bool>(false)
     /// The index of the CPU holding it, or -1. Each CPU compares it only with its own index,
     /// which no other CPU writes, so `isHeldHere` needs no ordering.
     private static let holder = Atomic<Int>(-1)
-    /// CPUs spinning for it now, for `letWaitersIn`.
-    private static let waiting = Atomic<Int>(0)
 
     /// Whether the calling CPU holds it. IRQs must be masked (the answer is about this CPU).
     static var isHeldHere: Bool { holder.load(ordering: .relaxed) == PerCPU.current.index }
@@ -39,13 +38,11 @@ enum BigKernelLock {
         LockOrder.bigKernel.willTake()
         #endif
         if !held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
-            waiting.wrappingAdd(1, ordering: .relaxed)
             while !takeIfFree() {
                 // The holder may have panicked: then this CPU stops here.
                 Panic.stopIfAnotherPanicked()
                 aarch64_yield()
             }
-            waiting.wrappingSubtract(1, ordering: .relaxed)
         }
         holder.store(PerCPU.current.index, ordering: .relaxed)
     }
@@ -60,11 +57,7 @@ enum BigKernelLock {
     /// idle CPU, which has nothing to lose by waiting for its next interrupt instead: a CPU in a
     /// long system call (mapping a gigabyte) would otherwise have every idle CPU spinning beside
     /// it, and virtual CPUs that spin take the host's time from the one that works.
-    /// It counts among the waiters while it looks, so a holder that waits for it (in
-    /// `letWaitersIn`) lets it in.
     static func tryAcquire(patience: Int) -> Bool {
-        waiting.wrappingAdd(1, ordering: .relaxed)
-        defer { waiting.wrappingSubtract(1, ordering: .relaxed) }
         var looks = 1
         while !takeIfFree() {
             Panic.stopIfAnotherPanicked()
@@ -93,20 +86,6 @@ enum BigKernelLock {
         LockOrder.bigKernel.released()
         #endif
         held.store(false, ordering: .releasing)
-    }
-
-    /// Releases it and takes it again, giving CPUs that wait for it the chance to go first: for
-    /// code that waits, under it, for what they will do (a killed thread ending on its CPU).
-    static func letWaitersIn() {
-        guard isHeldHere, waiting.load(ordering: .relaxed) > 0 else { return }
-        release()
-        // Until a waiting CPU has taken it, or a while has passed.
-        var spins = 0
-        while !held.load(ordering: .relaxed) && spins < 10_000 {
-            aarch64_yield()
-            spins += 1
-        }
-        acquire()
     }
 
     /// For a path that may or may not run under it (a new thread's first entry to EL0).

@@ -41,6 +41,8 @@ class BootResult:
 
     def _fail(self, message: str) -> None:
         tail = "\n".join("    | " + line for line in self.lines[-40:])
+        if self.timed_out:
+            message += f"\n  (QEMU was stopped: the scenario's time ran out after {self.seconds:.0f} s)"
         raise BootFailure(f"{message}\n  command: {' '.join(self.command)}\n  console (last 40 lines):\n{tail}")
 
     def expect_line(self, pattern: str) -> re.Match:
