@@ -125,6 +125,7 @@ enum Clock {
         if PerCPU.current.index != 0 {
             Clock.countSecondaryTick()
             Scheduler.tick()
+            RequestedPanic.checkOnSecondary()
             return
         }
         let current = Clock.now

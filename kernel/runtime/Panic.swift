@@ -75,10 +75,12 @@ enum Panic {
     }
 
     /// Walks AAPCS64 frame records {previous x29, x30} from `framePointer`, staying inside the
-    /// stack it starts on (the boot stack in the kernel image, or a thread's kernel stack, whose
-    /// pages are all mapped), each record above the last, and stopping at the null record boot.S
-    /// plants or where a record leads off the stack (an exception from EL0 leaves the user's
-    /// x29 in the first record). Each frame is named from the image's symbol table:
+    /// stack it starts on (the boot stack in the kernel image, a secondary CPU's own stack, or a
+    /// thread's kernel stack, whose pages are all mapped), each record above the last, through
+    /// the record an exception frame holds into the interrupted kernel code, and stopping at the
+    /// null record boot.S plants or where a record leads off the stack or out of the kernel (an
+    /// exception from EL0 leaves the user's x29 and x30 in its record). Each frame is named from
+    /// the image's symbol table:
     /// `#1 0x…  Scheduler.tick()+0x18 (kernel/…:40)`.
     static func backtrace(from framePointer: UInt64) {
         var frame = framePointer
@@ -86,12 +88,16 @@ enum Panic {
         log("  backtrace:")
         let stack = stackBounds(containing: framePointer)
         var previous: UInt64 = 0
-        while frame != 0 && frame & 0xF == 0 && depth < 16 {
+        // 8-byte aligned, not 16: the record an exception frame holds (the interrupted code's
+        // x29 and x30, side by side at register 29) lies 8 bytes off a 16-byte boundary.
+        while frame != 0 && frame & 0x7 == 0 && depth < 16 {
             guard stack.contains(frame), stack.upperBound - frame >= 16, frame > previous else { break }
             previous = frame
             let record = UnsafePointer<UInt64>(bitPattern: UInt(frame))!
             let returnAddress = record[1]
-            if returnAddress == 0 { break }
+            // Kernel code returns into the image: anything else is where an exception from EL0
+            // came in (its record holds the user's x29 and x30), or garbage.
+            guard returnAddress >= imageStart && returnAddress < imageEnd else { break }
             var line = TextLine()
             line.write("    #")
             line.writeDecimal(UInt64(depth))
@@ -123,11 +129,12 @@ enum Panic {
         return true
     }
 
-    /// The stack that holds `address`: the kernel image (the boot CPU's boot stack) or a thread's
-    /// kernel stack slot in use (its mapped pages, not the guard below); empty for anything else
-    /// (a secondary CPU's own stack, in the linear map, gives no frames).
+    /// The stack that holds `address`: the kernel image (the boot CPU's boot stack), this CPU's
+    /// own stack (a secondary CPU's, which its idle loop runs on), or a thread's kernel stack
+    /// slot in use (its mapped pages, not the guard below); empty for anything else.
     static func stackBounds(containing address: UInt64) -> Range<UInt64> {
         if address >= imageStart && address < imageEnd { return imageStart..<imageEnd }
+        if PerCPU.isStarted && PerCPU.current.ownStack.contains(address) { return PerCPU.current.ownStack }
         // A free slot's pages are unmapped: a damaged frame pointer there must not fault.
         guard let stack = KernelStacks.stackInUse(containing: address) else { return 0..<0 }
         return stack.bottom..<stack.top

@@ -143,24 +143,37 @@ func messageHeaderMatchesLayouts() -> Bool {
 
 /// `panicafter=MS` in test mode: a kernel panic from the boot CPU's timer interrupt MS
 /// milliseconds after the request, while user space runs on every core; the boot scenario that
-/// checks that a panic stops the other CPUs wherever they are.
+/// checks that a panic stops the other CPUs wherever they are. With `panicon=N` (N > 0) the
+/// panic comes instead from secondary CPU N's first timer interrupt after that time that finds
+/// it idle: a panic on that CPU's own stack, whose backtrace a boot scenario checks.
 enum RequestedPanic {
     /// The counter value at which to panic; 0: none requested.
     nonisolated(unsafe) static var deadline: UInt64 = 0
     nonisolated(unsafe) static var milliseconds: UInt64 = 0
+    /// The CPU whose tick panics.
+    nonisolated(unsafe) static var cpu = 0
 
     static func start(_ arguments: BootArguments) {
         guard let requested = arguments.number(of: "panicafter") else { return }
         milliseconds = min(requested, 1_000_000_000)  // about 11 days: no overflow in the ticks
+        cpu = Int(min(arguments.number(of: "panicon") ?? 0, UInt64(PerCPU.maximumCPUs)))
         deadline = max(Clock.now + Clock.ticks(milliseconds: milliseconds), 1)
     }
 
     /// From the boot CPU's timer interrupt.
     @inline(__always)
     static func check(_ now: UInt64) {
-        guard deadline != 0, now >= deadline else { return }
+        guard deadline != 0, now >= deadline, cpu == 0 else { return }
         deadline = 0
         kernelPanic("requested by panicafter=\(milliseconds)")
+    }
+
+    /// From a secondary CPU's timer interrupt.
+    @inline(__always)
+    static func checkOnSecondary() {
+        guard deadline != 0, cpu == PerCPU.current.index, Scheduler.isIdle, Clock.now >= deadline else { return }
+        deadline = 0
+        kernelPanic("requested by panicafter=\(milliseconds) panicon=\(cpu), on CPU \(cpu) while idle")
     }
 }
 

@@ -214,6 +214,30 @@ def panic_on_every_core() -> BootResult:
     return result
 
 
+def panic_on_secondary_idle() -> BootResult:
+    """A panic from CPU 1's timer interrupt while it idles (`panicafter` with `panicon=1`): the
+    backtrace walks that CPU's own stack (in the linear map, not a thread's kernel stack) from
+    the tick handler through the exception frame into the idle loop (inlined into
+    `SecondaryCPUs.run`) and the secondary entry. The boot CPU may be inside a long system call
+    with interrupts masked at that moment (the EL0 suite maps a gigabyte), so whether it stopped
+    within the report's 100 ms is not asserted here; the 4-core panic scenario checks that."""
+    result = boot(qemu_command(append="test panicafter=1500 panicon=1", smp=2, initrd=INITRD), timeout=120)
+    result.expect_in_order(r"^Boot: Started init \(process 1\)",
+                           r"^Kernel panic: requested by panicafter=1500 panicon=1, on CPU 1 while idle$",
+                           r"^  backtrace:$",
+                           r"^    #0 0x[0-9a-f]{16}  .*Clock.*\+0x[0-9a-f]+",
+                           r"^    #\d+ 0x[0-9a-f]{16}  .*handleIRQ.*\+0x[0-9a-f]+",
+                           r"^    #\d+ 0x[0-9a-f]{16}  exception_entry\+0x[0-9a-f]+",
+                           r"^    #\d+ 0x[0-9a-f]{16}  .*(idleLoop|SecondaryCPUs\.run).*\+0x[0-9a-f]+",
+                           r"^    #\d+ 0x[0-9a-f]{16}  kernel_secondary_main\+0x[0-9a-f]+",
+                           r"^Kernel panic: other CPUs stopped: [01] of 1$",
+                           r"^Kernel panic: system halted$")
+    result.expect_no_line(r"^Boot: Test mode complete")
+    expect_frames_in_image(result)
+    result.expect_powered_off()
+    return result
+
+
 def late_cpu() -> BootResult:
     """CPU 2 of 4 checks in only after the boot CPU has given up on it (`latecpu=2`, test mode):
     it is reported as not online, finds itself given up when it arrives, says so and turns itself
@@ -758,6 +782,7 @@ SCENARIOS: list[Scenario] = [
     Scenario("panic report (selftest=panic)", panic_report),
     Scenario("exception report (selftest=trap)", exception_report),
     Scenario("a panic while threads run on 4 cores (panicafter) stops the other three", panic_on_every_core),
+    Scenario("a panic on a secondary CPU's own stack (panicafter, panicon=1) names its frames", panic_on_secondary_idle),
     Scenario("a CPU that checks in after the boot CPU gave up on it turns itself off (latecpu=2 of 4)", late_cpu),
     Scenario("idle without test mode or ramdisk", interactive_idle),
     Scenario("user space: init runs the test suite at EL0", user_space_tests),

@@ -16,6 +16,9 @@ struct PerCPU {
     var exceptions = Exceptions.CPUState()
     /// System calls taken on this CPU.
     var systemCalls: UInt64 = 0
+    /// A secondary CPU's own stack (its idle thread's, in the linear map), for panic
+    /// backtraces; empty for the boot CPU, whose boot stack lies in the kernel image.
+    var ownStack: Range<UInt64> = 0..<0
     #if KERNEL_DEBUG
     /// The locks this CPU holds, one bit per `LockOrder` case, for the lock-order check.
     var locksHeld: UInt32 = 0

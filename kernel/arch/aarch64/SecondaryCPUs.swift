@@ -130,6 +130,7 @@ enum SecondaryCPUs {
                 continue
             }
             let stackTop = PhysicalWindow.virtualAddress(of: stack.address) + UInt64(stackPages) * pageSize
+            PerCPU.block(index).pointee.ownStack = PhysicalWindow.virtualAddress(of: stack.address)..<stackTop
             record.write(SECONDARY_START_TTBR0, identityRoot.value)
             record.write(SECONDARY_START_TTBR1, kernelRoot.value)
             record.write(SECONDARY_START_MAIR, MMU.memoryAttributes)
