@@ -353,8 +353,7 @@ private func payload(of request: BlockRequest) -> [UInt8] {
                         Issue.record("honest device reported as \(event)")
                         return
                     }
-                    let slot = table.slot(head: head)
-                    guard let request = table.complete(head: head), let slot else {
+                    guard let (request, slot) = table.complete(head: head) else {
                         Issue.record("completion of head \(head) serves no request")
                         continue
                     }
@@ -734,8 +733,7 @@ private struct WriteOnceDisk {
                         if case .deviceFault(let fault) = event { return fault }
                         return nil
                     }
-                    let slot = table.slot(head: head)
-                    guard let request = table.complete(head: head), let slot else {
+                    guard let (request, slot) = table.complete(head: head) else {
                         Issue.record("completion of head \(head) serves no request")
                         continue
                     }
@@ -873,7 +871,7 @@ private struct WriteOnceDisk {
                     let inFlight = model.indices.filter { model[$0].head != nil }
                     let head = inFlight.isEmpty || codes.next(4) == 0
                         ? nextHead &+ 1 &+ UInt16(codes.next(100)) : model[inFlight[codes.next(inFlight.count)]].head!
-                    let request = table.complete(head: head)
+                    let request = table.complete(head: head)?.request
                     let index = model.firstIndex { $0.head == head }
                     #expect(request == index.map { model[$0].request })
                     if let index { completed.append(model.remove(at: index).request.tag) }

@@ -144,13 +144,13 @@ public struct BlockRequestTable {
         return submitted
     }
 
-    /// The request served by the chain at `head`, which leaves the table; nil when no request is
-    /// in flight there.
-    public mutating func complete(head: UInt16) -> BlockRequest? {
+    /// The request served by the chain at `head`, which leaves the table, and the slot it had
+    /// (whose DMA buffers hold its status); nil when no request is in flight there.
+    public mutating func complete(head: UInt16) -> (request: BlockRequest, slot: Int)? {
         guard let index = slot(head: head) else { return nil }
         slots[index].phase = .free
         count -= 1
-        return slots[index].request
+        return (slots[index].request, index)
     }
 
     /// After the device and queue were reset: every request in flight waits again, keeping its
@@ -177,8 +177,8 @@ public struct BlockRequestTable {
     }
 
     /// The slot of the request in flight at `head`, if any. `mutating` for the reason `earliest`
-    /// is: the driver calls it in its completion loop, between calls that change the table.
-    public mutating func slot(head: UInt16) -> Int? {
+    /// is: the driver's completion loop reaches it between calls that change the table.
+    private mutating func slot(head: UInt16) -> Int? {
         slots.indices.first(where: { slots[$0].phase == .inFlight && slots[$0].head == head })
     }
 

@@ -359,8 +359,7 @@ extension VirtioBlock {
             switch event {
             case .completed(let head, _):
                 Driver.chainsCompleted += 1
-                let slot = Driver.table.slot(head: head)
-                guard let request = Driver.table.complete(head: head), let slot else { continue }
+                guard let (request, slot) = Driver.table.complete(head: head) else { continue }
                 let status = BlockStatus(deviceByte: UInt8(truncatingIfNeeded: virtio_load16(
                     Driver.dma + Layout.slotsOffset + slot * Layout.slotBytes + Layout.statusInSlot)))
                 finish(request, status: status)
