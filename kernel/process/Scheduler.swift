@@ -454,7 +454,11 @@ enum Scheduler {
             if !locked || BigKernelLock.isHeldHere || (hasWork && BigKernelLock.tryAcquire(patience: idlePatience)) {
                 if hasReadyThreads || (locked && workElsewhere) { schedule() }
                 releaseDeadThreads()
+                // Releasing them (here or in `schedule` on its way back) may have woken a thread
+                // onto this CPU's queue, a parent in `wait` say, with no interrupt to say so.
+                let wokenHere = hasReadyThreads
                 if locked { BigKernelLock.release() }
+                if wokenHere { continue }
             }
             CPU.enableInterrupts()
             CPU.waitForInterrupt()

@@ -156,14 +156,15 @@ enum RequestedPanic {
     static func start(_ arguments: BootArguments) {
         guard let requested = arguments.number(of: "panicafter") else { return }
         milliseconds = min(requested, 1_000_000_000)  // about 11 days: no overflow in the ticks
-        cpu = Int(min(arguments.number(of: "panicon") ?? 0, UInt64(PerCPU.maximumCPUs)))
+        cpu = Int(min(arguments.number(of: "panicon") ?? 0, UInt64(PerCPU.maximumCPUs - 1)))
         deadline = max(Clock.now + Clock.ticks(milliseconds: milliseconds), 1)
     }
 
-    /// From the boot CPU's timer interrupt.
+    /// From the boot CPU's timer interrupt; also for a `panicon` CPU that is not running
+    /// threads, so that a requested panic always comes.
     @inline(__always)
     static func check(_ now: UInt64) {
-        guard deadline != 0, now >= deadline, cpu == 0 else { return }
+        guard deadline != 0, now >= deadline, cpu == 0 || Scheduler.onlineCPUs & (1 << UInt64(cpu)) == 0 else { return }
         deadline = 0
         kernelPanic("requested by panicafter=\(milliseconds)")
     }
