@@ -136,6 +136,11 @@ public struct StartFlags: OptionSet, Equatable, Sendable {
     /// result; bits 8-63 of the start argument then carry its options (docs/FUZZING.md).
     public static let runFuzzer = StartFlags(rawValue: 1 << 2)
 
+    /// `runBenchmarks` with `selection` in bits 8-15, which `benchmarks` reads back.
+    public static func benchmarking(_ selection: BenchmarkSelection) -> StartFlags {
+        StartFlags(rawValue: runBenchmarks.rawValue | selection.rawValue << 8)
+    }
+
     /// With `runBenchmarks`: which benchmarks, from bits 8-15 (`bench=NAME` on the command line).
     public var benchmarks: BenchmarkSelection { BenchmarkSelection(rawValue: rawValue >> 8 & 0xFF) ?? .operations }
 }

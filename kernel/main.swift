@@ -118,9 +118,7 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
     }
     var startFlags: StartFlags = []
     if testMode { startFlags.insert(.runTests) }
-    if let benchmarks {
-        startFlags = StartFlags(rawValue: startFlags.rawValue | StartFlags.runBenchmarks.rawValue | benchmarks.rawValue << 8)
-    }
+    if let benchmarks { startFlags.formUnion(.benchmarking(benchmarks)) }
     if arguments.contains("fuzz") || arguments.value(of: "fuzz") != nil {
         // The fuzzer's options ride above the flags: bits 8-19 its flags, 20-43 calls, 44-63 seed.
         let calls = min(arguments.number(of: "fuzz") ?? 100_000, (1 << 24) - 1)
