@@ -216,7 +216,27 @@ enum Processes {
             for index in 0..<slotsInUse {
                 guard let process = table[index], process.id != 1, process.state == .alive,
                       process.parentID <= 1 || findLocked(process.parentID) == nil else { continue }
-                log("Memory: still alive: process \(process.id), \(process.account.objects) kernel objects, \(process.account.used) bytes")
+                // Named, with its threads' states, so that a survivor says what it was doing.
+                var line = TextLine()
+                line.write("Memory: still alive: process ")
+                line.writeDecimal(process.id)
+                line.write(" (")
+                process.describeName(into: &line)
+                line.write("; threads:")
+                for thread in process.threads {
+                    switch thread.state {
+                    case .running: line.write(" running")
+                    case .ready: line.write(" ready")
+                    case .blocked: line.write(" blocked")
+                    case .dead: line.write(" ended")
+                    }
+                }
+                line.write("), ")
+                line.writeDecimal(process.account.objects)
+                line.write(" kernel objects, ")
+                line.writeDecimal(process.account.used)
+                line.write(" bytes")
+                Console.write(line)
             }
         }
     }

@@ -452,7 +452,7 @@ def expect_prices_and_no_leak(result: BootResult) -> None:
     result.expect_equal(int(price[1]) <= int(price[2]) and int(price[3]) <= int(price[4]), True,
                         "a process and thread within their price")
     end = result.expect_line(r"^Memory: at the end: (\d+) kernel objects, (\d+) bytes charged to processes$")
-    alive = result.lines_matching(r"^Memory: still alive: process \d+, (\d+) kernel objects, (\d+) bytes$")
+    alive = result.lines_matching(r"^Memory: still alive: process \d+ \([^;()]+; threads:(?: (?:running|ready|blocked|ended))*\), (\d+) kernel objects, (\d+) bytes$")
     result.expect_equal((int(end[1]), int(end[2])),
                         (2 + sum(int(m[1]) for m in alive), INIT_CHARGE + sum(int(m[2]) for m in alive)),
                         "kernel objects and bytes charged at the end (init's, and those of processes still alive)")
