@@ -66,7 +66,7 @@ func runBootSelfTests(tree: DeviceTree, platform: Platform, entryLevel: UInt, lo
               "Console formatting of hex, decimal and sizes")
 
     run.check(exceptionFrameMatchesLayouts(),
-              "Exception frame: \(ExceptionFrame.size) bytes, each ExceptionFrame accessor at its Layouts.h offset")
+              "Exception frame: \(ExceptionFrame.size) bytes, each ExceptionFrame accessor at its Layouts.h offset, the SVC class vectors.S tests")
     run.check(switchContextMatchesLayouts(),
               "Switch context: SwitchContext is \(MemoryLayout<SwitchContext>.size) bytes, link register and SP at their Layouts.h offsets")
     run.check(messageHeaderMatchesLayouts(),
@@ -100,6 +100,8 @@ func exceptionFrameMatchesLayouts() -> Bool {
         && frame.savedProgramStatus == UInt64(EXCEPTION_FRAME_SPSR)
         && frame.syndrome.value == UInt64(EXCEPTION_FRAME_ESR)
         && frame.faultAddress == UInt64(EXCEPTION_FRAME_FAR)
+        && ExceptionSyndrome(UInt64(ESR_EXCEPTION_CLASS_SVC64) << UInt64(ESR_EXCEPTION_CLASS_SHIFT)).exceptionClass
+            == .supervisorCall
 }
 
 /// SwitchContext's word count is a literal generic argument, so only this run-time check ties it

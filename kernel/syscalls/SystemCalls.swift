@@ -78,11 +78,13 @@ enum SystemCalls {
             frame.setStatus(KernelError.unknownSystemCall.rawValue)
             return
         }
-        let process = thread?.process
+        // Not counted: the thread holds its process for its whole life (Thread.processReference),
+        // so calls that need no process pay nothing for it.
+        let process = thread?.processReference
         /// The calling process: every call but a few needs one (the idle thread has none).
         func caller() throws(KernelError) -> Process {
             guard let process else { throw .accessDenied }
-            return process
+            return process.takeUnretainedValue()
         }
         func callingThread() throws(KernelError) -> Thread {
             guard let thread, thread.process != nil else { throw .accessDenied }
@@ -151,7 +153,7 @@ enum SystemCalls {
             }
         case .processStatistics:
             serve(frame, SystemCall.ProcessStatistics.self) { _ in
-                .init(liveProcesses: UInt64(Processes.liveCount), mappedBytes: process?.addressSpace?.mappedBytes ?? 0)
+                .init(liveProcesses: UInt64(Processes.liveCount), mappedBytes: process?.takeUnretainedValue().addressSpace?.mappedBytes ?? 0)
             }
         case .kernelStatistics:
             serve(frame, SystemCall.KernelStatistics.self) { _ in

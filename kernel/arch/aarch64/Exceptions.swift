@@ -59,6 +59,9 @@ struct VectorKind {
     }
 
     var isSynchronous: Bool { value & 3 == 0 }
+
+    /// A synchronous exception from EL0 in AArch64: system calls and the program's faults.
+    static let lowerSynchronous: UInt64 = 8
 }
 
 enum Exceptions {
@@ -80,6 +83,20 @@ enum Exceptions {
     }
 
     static var vectorTableAddress: UInt64 { KernelImage.exceptionVectors }
+}
+
+/// A system call from EL0 (vectors.S, system_call_entry): the frame holds x0-x18, x29 and x30,
+/// with x19-x28 still in their registers.
+@_cdecl("system_call_dispatch")
+func systemCallDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
+    SystemCalls.dispatch(ExceptionFrame(base: frameBase))
+    Scheduler.preemptIfNeeded()
+}
+
+/// The same from the multiprocessor table: under the big kernel lock, as any exception from EL0.
+@_cdecl("locked_system_call_dispatch")
+func lockedSystemCallDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
+    lockedExceptionDispatch(frameBase, VectorKind.lowerSynchronous)
 }
 
 @_cdecl("exception_dispatch")

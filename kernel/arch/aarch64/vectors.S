@@ -7,6 +7,9 @@
 // and exception_vectors_smp, whose kinds are 16 higher, once more CPUs are online; the dispatcher
 // takes the big kernel lock for those (BigKernelLock.swift). So a single CPU pays nothing for
 // the lock, not even a test.
+//
+// A system call from EL0 takes a shorter path (system_call_entry below): it saves only the
+// registers the Swift code it calls may change, not the callee-saved x19-x28.
 
 // The frame's layout is defined once, in include/Layouts.h.
 #include "Layouts.h"
@@ -17,6 +20,66 @@
     stp     x0, x1, [sp, #EXCEPTION_FRAME_REGISTER(0)]
     mov     x0, #\kind
     b       exception_entry
+.endm
+
+// A synchronous exception from EL0: an SVC (exception class 0x15 in ESR_EL1) goes to
+// `system_call`, anything else (a fault, a trapped FP/SIMD access) the full way.
+.macro lower_synchronous_entry kind, system_call
+    .balign 0x80
+    sub     sp, sp, #EXCEPTION_FRAME_SIZE
+    stp     x0, x1, [sp, #EXCEPTION_FRAME_REGISTER(0)]
+    mrs     x0, esr_el1
+    lsr     x1, x0, #ESR_EXCEPTION_CLASS_SHIFT
+    cmp     x1, #ESR_EXCEPTION_CLASS_SVC64
+    b.eq    \system_call
+    mov     x0, #\kind
+    b       exception_entry
+.endm
+
+// The system call path, in: x0 = ESR, x0/x1 saved. The frame gets x0-x18, x29, x30, SP_EL0,
+// ELR, SPSR and ESR; x19-x28 stay in their registers, because the AAPCS64 makes every function
+// the dispatcher calls give them back as it found them, and a thread switch in between keeps
+// them in the thread's SwitchContext. So the frame's x19-x28 words mean nothing here, and nothing
+// reads them. The dispatcher (SystemCalls.swift) reads the arguments from x0-x8 and writes
+// results to x0-x2; FAR means nothing for an SVC.
+.macro system_call_path dispatcher
+    stp     x2, x3, [sp, #EXCEPTION_FRAME_REGISTER(2)]
+    stp     x4, x5, [sp, #EXCEPTION_FRAME_REGISTER(4)]
+    stp     x6, x7, [sp, #EXCEPTION_FRAME_REGISTER(6)]
+    stp     x8, x9, [sp, #EXCEPTION_FRAME_REGISTER(8)]
+    stp     x10, x11, [sp, #EXCEPTION_FRAME_REGISTER(10)]
+    stp     x12, x13, [sp, #EXCEPTION_FRAME_REGISTER(12)]
+    stp     x14, x15, [sp, #EXCEPTION_FRAME_REGISTER(14)]
+    stp     x16, x17, [sp, #EXCEPTION_FRAME_REGISTER(16)]
+    str     x18, [sp, #EXCEPTION_FRAME_REGISTER(18)]
+    str     x29, [sp, #EXCEPTION_FRAME_REGISTER(29)]
+    mrs     x1, sp_el0
+    stp     x30, x1, [sp, #EXCEPTION_FRAME_REGISTER(30)]
+    mrs     x2, elr_el1
+    mrs     x3, spsr_el1
+    stp     x2, x3, [sp, #EXCEPTION_FRAME_ELR]
+    str     x0, [sp, #EXCEPTION_FRAME_ESR]
+    add     x29, sp, #EXCEPTION_FRAME_REGISTER(29)
+    mov     x0, sp
+    bl      \dispatcher
+    ldp     x2, x3, [sp, #EXCEPTION_FRAME_ELR]
+    msr     elr_el1, x2
+    msr     spsr_el1, x3
+    ldp     x30, x2, [sp, #EXCEPTION_FRAME_REGISTER(30)]
+    msr     sp_el0, x2
+    ldr     x29, [sp, #EXCEPTION_FRAME_REGISTER(29)]
+    ldp     x0, x1, [sp, #EXCEPTION_FRAME_REGISTER(0)]
+    ldp     x2, x3, [sp, #EXCEPTION_FRAME_REGISTER(2)]
+    ldp     x4, x5, [sp, #EXCEPTION_FRAME_REGISTER(4)]
+    ldp     x6, x7, [sp, #EXCEPTION_FRAME_REGISTER(6)]
+    ldp     x8, x9, [sp, #EXCEPTION_FRAME_REGISTER(8)]
+    ldp     x10, x11, [sp, #EXCEPTION_FRAME_REGISTER(10)]
+    ldp     x12, x13, [sp, #EXCEPTION_FRAME_REGISTER(12)]
+    ldp     x14, x15, [sp, #EXCEPTION_FRAME_REGISTER(14)]
+    ldp     x16, x17, [sp, #EXCEPTION_FRAME_REGISTER(16)]
+    ldr     x18, [sp, #EXCEPTION_FRAME_REGISTER(18)]
+    add     sp, sp, #EXCEPTION_FRAME_SIZE
+    eret
 .endm
 
     .text
@@ -31,7 +94,7 @@ exception_vectors:
     vector_entry 5      //                     IRQ
     vector_entry 6      //                     FIQ
     vector_entry 7      //                     SError
-    vector_entry 8      // lower EL, AArch64:  synchronous
+    lower_synchronous_entry 8, system_call_entry   // lower EL, AArch64: synchronous
     vector_entry 9      //                     IRQ
     vector_entry 10     //                     FIQ
     vector_entry 11     //                     SError
@@ -43,7 +106,11 @@ exception_vectors:
     .balign 0x800
     .global exception_vectors_smp
 exception_vectors_smp:
-    .irp kind, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31
+    .irp kind, 16, 17, 18, 19, 20, 21, 22, 23
+    vector_entry \kind
+    .endr
+    lower_synchronous_entry 24, system_call_entry_smp
+    .irp kind, 25, 26, 27, 28, 29, 30, 31
     vector_entry \kind
     .endr
 
@@ -104,6 +171,12 @@ exception_return:
     ldp     x28, x29, [sp, #EXCEPTION_FRAME_REGISTER(28)]
     add     sp, sp, #EXCEPTION_FRAME_SIZE
     eret
+
+// System calls from EL0: with one CPU online, and under the big kernel lock.
+system_call_entry:
+    system_call_path system_call_dispatch
+system_call_entry_smp:
+    system_call_path locked_system_call_dispatch
 
 // A new thread's first switch lands in thread_enter_user with sp at a frame built for its first
 // entry to EL0; it releases what the switch left (thread_first_entry), then returns from that

@@ -18,6 +18,11 @@
 // General register xN (assembly only; Swift indexes the registers from EXCEPTION_FRAME_REGISTERS).
 #define EXCEPTION_FRAME_REGISTER(n) (EXCEPTION_FRAME_REGISTERS + 8 * (n))
 
+// ---- Exception syndrome: the test vectors.S makes to send an SVC from EL0 the short way -------
+// ESR_EL1.EC, bits 31:26 (Arm ARM D24.2.40); ExceptionSyndrome.ExceptionClass in Swift.
+#define ESR_EXCEPTION_CLASS_SHIFT 26
+#define ESR_EXCEPTION_CLASS_SVC64 0x15
+
 // ---- Switch context: switch_context in context.S, SwitchContext in Thread.swift ---------------
 // The registers the AAPCS64 makes a callee keep: x19-x28, the frame record x29/x30, and SP.
 #define SWITCH_CONTEXT_WORDS 13
