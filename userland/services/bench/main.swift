@@ -1,12 +1,14 @@
 // bench: user-space benchmarks in instructions per operation (make bench, -icount shift=0): a null
 // system call from EL0, a yield that switches between two processes, IPC (call+reply to a server
-// process, asynchronous send+receive, notification signal+wait), a device interrupt delivered to a
+// process, asynchronous send+receive, notification signal+wait by one thread and a signal waking
+// another process), a device interrupt delivered to a
 // handler thread (with the device-access capability init passes in bench mode), spawn+exit+wait,
 // and 4 KiB reads and writes through the block service when a disk is attached. Bits 8-15 of its
 // start argument select other benchmarks instead (`BenchmarkSelection`, from `bench=NAME`):
 // call+reply between two cores, or CPU-bound work in several processes timed for scaling. The low
 // byte gives the other roles of this program: 1, the partner for the yield benchmark; 2, one
-// process of the CPU-bound work (its rounds in bits 8-63).
+// process of the CPU-bound work (its rounds in bits 8-63); 3, the waiting side of the notification
+// wake-up benchmark.
 
 import UserSystemCall
 
@@ -33,6 +35,8 @@ struct Bench {
             System.exit(0)
         case 2:
             System.exit(cpuBoundWork(rounds: argument >> 8))
+        case NotificationPartner.role:
+            NotificationPartner.run()
         default:
             break
         }
@@ -139,6 +143,62 @@ func benchmarkIPC(overhead: UInt64) {
         }
         report("notification-signal-wait", total, overhead: overhead / 4, operations: UInt64(rounds))
         try? IPC.close(notification)
+    }
+    benchmarkNotificationWake(overhead: overhead, rounds: rounds)
+}
+
+/// A signal that wakes a thread of another process waiting on a notification, and the switch to
+/// it: this process signals `ping` and waits on `pong`; the partner (role 3) waits on `ping` and
+/// signals `pong`. A round is two such wake-ups (each a signal, the waiter's wait returning, and a
+/// switch between address spaces when the signaller blocks in its own wait).
+func benchmarkNotificationWake(overhead: UInt64, rounds: Int) {
+    guard let ping = try? IPC.createNotification(), let pong = try? IPC.createNotification(),
+          let port = try? IPC.createPort(), let partnerPort = try? IPC.duplicate(port, rights: [.receive, .transfer]),
+          let pingThere = try? IPC.duplicate(ping, rights: [.wait, .transfer]),
+          let pongThere = try? IPC.duplicate(pong, rights: [.signal, .transfer]),
+          let partner = try? System.spawn("bench", argument: NotificationPartner.role, handle: partnerPort) else {
+        System.print("bench: notification setup failed")
+        return
+    }
+    defer {
+        for handle in [ping, pong, port] { try? IPC.close(handle) }
+    }
+    var hand = IPCMessage(label: 0)
+    hand.attach(pingThere)
+    hand.attach(pongThere)
+    guard (try? IPC.send(port, &hand)) != nil else {
+        System.print("bench: notification setup failed")
+        return
+    }
+    // One round not counted: the partner has started and waits on `ping`.
+    _ = try? IPC.signal(ping, bits: NotificationPartner.wake)
+    _ = try? IPC.wait(pong)
+    let total = measure(rounds) {
+        _ = try? IPC.signal(ping, bits: NotificationPartner.wake)
+        _ = try? IPC.wait(pong)
+    }
+    report("notification-signal-wake", total, overhead: overhead / 4, operations: UInt64(2 * rounds))
+    _ = try? IPC.signal(ping, bits: NotificationPartner.stop)
+    _ = try? System.wait(partner)
+}
+
+/// Role 3 of this program: the other side of `benchmarkNotificationWake`. Its start handle is a
+/// port on which the two notifications arrive.
+enum NotificationPartner {
+    static let role: UInt64 = 3
+    static let wake: UInt64 = 1
+    static let stop: UInt64 = 2
+
+    static func run() -> Never {
+        var message = IPCMessage()
+        guard let port = System.startHandle, (try? IPC.receive(port, into: &message)) != nil,
+              message.handleCount == 2 else { System.exit(1) }
+        let ping = message.handle(0)
+        let pong = message.handle(1)
+        while true {
+            guard let bits = try? IPC.wait(ping), bits & stop == 0 else { System.exit(0) }
+            _ = try? IPC.signal(pong, bits: wake)
+        }
     }
 }
 
