@@ -95,12 +95,12 @@ ASM_OBJECTS  := $(patsubst kernel/arch/aarch64/%.S,$(BUILD)/%.o,$(KERNEL_ASM))
 # Every folder in userland/services is a program: its Swift files, the ABI and the runtime, built
 # into one Embedded Swift module, linked at 0x400000 and packed into the initial ramdisk. Of the
 # kernel's portable core, programs share text formatting, the slab heap, the service manifest's
-# reader, and for the program loader the cpio reader and the ELF validator (with the address and
-# permission types it uses).
+# reader, and for the program loader the cpio reader and the ELF validator (with the virtual
+# address and permission types it uses, VirtualMemory.swift; nothing of the page tables).
 USER_PROGRAMS := $(notdir $(wildcard userland/services/*))
 USER_SHARED   := $(ABI_SWIFT) support/CRuntime.swift kernel/core/FormattedText.swift kernel/core/KernelHeap.swift \
                  kernel/core/ServiceManifest.swift kernel/core/CPIOArchive.swift kernel/core/ELFImage.swift kernel/core/LittleEndian.swift \
-                 kernel/core/PhysicalMemory.swift kernel/core/PhysicalAddress.swift kernel/core/PageTable.swift
+                 kernel/core/VirtualMemory.swift
 USER_RUNTIME  := $(wildcard userland/runtime/*.swift)
 USER_FLAGS    := -target $(TARGET) -enable-experimental-feature Embedded -wmo -parse-as-library -Osize -g \
                  -Xfrontend -function-sections -I userland/runtime/include

@@ -143,6 +143,47 @@ public struct StartFlags: OptionSet, Equatable, Sendable {
 
     /// With `runBenchmarks`: which benchmarks, from bits 8-15 (`bench=NAME` on the command line).
     public var benchmarks: BenchmarkSelection { BenchmarkSelection(rawValue: rawValue >> 8 & 0xFF) ?? .operations }
+
+    /// `runFuzzer` with the campaign the command line asks for in bits 8-63.
+    public static func fuzzing(_ request: FuzzerRequest) -> StartFlags {
+        StartFlags(rawValue: runFuzzer.rawValue | request.packed << 8)
+    }
+
+    /// With `runFuzzer`: the campaign, packed as the fuzzer's start argument (`FuzzerRequest`).
+    public var fuzzerArgument: UInt64 { rawValue >> 8 }
+
+    /// `runTests` with `soak=N` on the command line: N kills of a service in the services' stage
+    /// of the test run, in bits 8-63.
+    public static func testing(serviceKills: UInt64) -> StartFlags {
+        StartFlags(rawValue: runTests.rawValue | min(serviceKills, (1 << 56) - 1) << 8)
+    }
+
+    /// With `runTests`: the service kills asked for (0 without `soak=N`).
+    public var serviceKills: UInt64 { rawValue >> 8 }
+}
+
+/// The fuzzing campaign `fuzz=CALLS seed=N fuzzflags=F` asks for (docs/FUZZING.md), packed into
+/// one word that init passes on as the fuzzer's start argument: bits 0-11 flags, 12-35 calls,
+/// 36-55 seed. The fuzzer's own argument (userland/services/fuzz/Options.swift) has the same
+/// fields and adds a role above them, 0 (the driver) here.
+public struct FuzzerRequest: Equatable, Sendable {
+    public static let flagBits: UInt64 = 12
+    public static let callBits: UInt64 = 24
+    /// 20 bits: every seed a worker is given can be replayed as `seed=N`.
+    public static let seedBits: UInt64 = 20
+
+    public var flags: UInt64
+    public var calls: UInt64
+    public var seed: UInt64
+
+    /// Flags and seed keep their low bits; a larger call count is cut to the largest there is.
+    public init(flags: UInt64, calls: UInt64, seed: UInt64) {
+        self.flags = flags & ((1 << Self.flagBits) - 1)
+        self.calls = min(calls, (1 << Self.callBits) - 1)
+        self.seed = seed & ((1 << Self.seedBits) - 1)
+    }
+
+    public var packed: UInt64 { seed << (Self.flagBits + Self.callBits) | calls << Self.flagBits | flags }
 }
 
 /// The benchmarks a `bench` boot runs (docs/BENCHMARKS.md).

@@ -117,18 +117,12 @@ func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress
         RequestedPanic.start(arguments)
     }
     var startFlags: StartFlags = []
-    if testMode { startFlags.insert(.runTests) }
+    if testMode { startFlags.formUnion(.testing(serviceKills: arguments.number(of: "soak") ?? 0)) }
     if let benchmarks { startFlags.formUnion(.benchmarking(benchmarks)) }
     if arguments.contains("fuzz") || arguments.value(of: "fuzz") != nil {
-        // The fuzzer's options ride above the flags: bits 8-19 its flags, 20-43 calls, 44-63 seed.
-        let calls = min(arguments.number(of: "fuzz") ?? 100_000, (1 << 24) - 1)
-        let options = (arguments.number(of: "fuzzflags") ?? 0) & 0xFFF | calls << 12
-            | ((arguments.number(of: "seed") ?? 1) & ((1 << 20) - 1)) << 36
-        startFlags = StartFlags(rawValue: startFlags.rawValue | StartFlags.runFuzzer.rawValue | options << 8)
-    }
-    if testMode, let restarts = arguments.number(of: "soak") {
-        // `test soak=N`: N kills of a service in the services' stage of the test run (bits 8-63).
-        startFlags = StartFlags(rawValue: startFlags.rawValue | (restarts & ((1 << 56) - 1)) << 8)
+        startFlags.formUnion(.fuzzing(FuzzerRequest(flags: arguments.number(of: "fuzzflags") ?? 0,
+                                                    calls: arguments.number(of: "fuzz") ?? 100_000,
+                                                    seed: arguments.number(of: "seed") ?? 1)))
     }
     startUserSpace(platform, startFlags: startFlags, powerOffAfterInit: testMode || benchMode)
 }

@@ -23,21 +23,6 @@ public enum MemoryType: UInt8, Equatable, Sendable {
     case normal = 3
 }
 
-public struct MappingPermissions: OptionSet, Equatable, Sendable {
-    public let rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
-
-    /// Readable is implied by every mapping; these add to it.
-    public static let write = MappingPermissions(rawValue: 1 << 0)
-    public static let execute = MappingPermissions(rawValue: 1 << 1)
-    /// Accessible from EL0. Without it the mapping is the kernel's alone.
-    public static let user = MappingPermissions(rawValue: 1 << 2)
-
-    public static let readOnly: MappingPermissions = []
-    public static let readWrite: MappingPermissions = [.write]
-    public static let readExecute: MappingPermissions = [.execute]
-}
-
 public enum PageTableError: Error, Equatable {
     case misaligned
     /// The address is not in the half of the address space this table translates.

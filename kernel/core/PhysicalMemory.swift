@@ -1,7 +1,7 @@
 // How portable code reaches physical memory it manages (allocator metadata, page tables, heap
 // slabs) without knowing how: the kernel goes through its linear map, host tests through a
-// simulated RAM. Also the vocabulary of pages and virtual addresses (the page size itself is the
-// ABI's: abi/Pages.swift).
+// simulated RAM. Also the vocabulary of page frames (the page size itself is the ABI's:
+// abi/Pages.swift; virtual addresses are in VirtualMemory.swift).
 
 /// Access to physical memory by address. Implementations decide where it is mapped.
 public protocol PhysicalMemory {
@@ -19,16 +19,6 @@ public struct PageFrame: Equatable, Comparable, Sendable {
     public var address: PhysicalAddress { PhysicalAddress(number << pageShift) }
 
     public static func < (lhs: PageFrame, rhs: PageFrame) -> Bool { lhs.number < rhs.number }
-}
-
-public struct VirtualAddress: Equatable, Comparable, Sendable {
-    public var value: UInt64
-
-    public init(_ value: UInt64) { self.value = value }
-
-    public static func < (lhs: VirtualAddress, rhs: VirtualAddress) -> Bool { lhs.value < rhs.value }
-
-    public var isPageAligned: Bool { value & (pageSize - 1) == 0 }
 }
 
 extension PhysicalAddress {

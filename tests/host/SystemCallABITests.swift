@@ -161,6 +161,24 @@ import ABI
         #expect(KernelError.allCases.allSatisfy { KernelError(status: $0.rawValue) == $0 })
     }
 
+    /// init's start argument, as docs/SYSCALLS.md gives it: each setting read back as it was made.
+    @Test func startFlagsCarryWhatTheCommandLineAsked() {
+        let request = FuzzerRequest(flags: 0x3FF, calls: 100_000, seed: 610_563)
+        let fuzzing = StartFlags.fuzzing(request)
+        #expect(fuzzing.contains(.runFuzzer) && !fuzzing.contains(.runTests))
+        #expect(fuzzing.rawValue == (1 << 2 | 0x3FF << 8 | 100_000 << 20 | 610_563 << 44) as UInt64)
+        #expect(fuzzing.fuzzerArgument == request.packed)
+        // Out of range: flags and seed keep their low bits, the call count is cut to the largest.
+        let wide = FuzzerRequest(flags: 0x1_2345, calls: 1 << 30, seed: 1 << 20 | 7)
+        #expect(wide == FuzzerRequest(flags: 0x345, calls: (1 << 24) - 1, seed: 7))
+        #expect(StartFlags.fuzzing(wide).rawValue >> 8 == 7 << 36 | ((1 << 24) - 1) << 12 | 0x345)
+        let soak = StartFlags.testing(serviceKills: 50)
+        #expect(soak.contains(.runTests) && soak.serviceKills == 50)
+        #expect(StartFlags.testing(serviceKills: .max).serviceKills == (1 << 56) - 1)
+        let cores = StartFlags.benchmarking(.crossCore)
+        #expect(cores.contains(.runBenchmarks) && cores.benchmarks == .crossCore)
+    }
+
     @Test func messageStorageHoldsTheLayout() {
         #expect(MemoryLayout<IPCMessageWords>.size == IPCMessageLayout.size)
         #expect(IPCMessageLayout.headerWords * 8 == IPCMessageLayout.payload)

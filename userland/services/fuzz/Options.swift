@@ -1,6 +1,7 @@
 // The fuzzer's start argument: one word that says which role this copy plays and how. init
-// passes the kernel command line's `fuzz=CALLS seed=N fuzzflags=F` here (kernel/main.swift packs
-// them), and the driver and workers pass the same layout on to their own children.
+// passes the kernel command line's `fuzz=CALLS seed=N fuzzflags=F` here (the kernel packs them as
+// the ABI's `FuzzerRequest`), and the driver and workers pass the same layout on to their own
+// children.
 
 /// Which copy of the fuzzer this is.
 enum Role: UInt64 {
@@ -37,19 +38,22 @@ struct FuzzFlags: OptionSet {
     static let singleWorker = FuzzFlags(rawValue: 1 << 11)
 }
 
-/// Bits 0-11 flags, 12-35 calls, 36-61 seed, 62-63 role. For a child, `calls` names its kind and
-/// `seed` carries its parameter.
+/// Bits 0-11 flags, 12-35 calls, 36-61 seed, 62-63 role: the ABI's `FuzzerRequest`, which the
+/// kernel packs from its command line, with room for a child's wider parameter in `seed` and the
+/// role above. For a child, `calls` names its kind and `seed` carries its parameter.
 struct FuzzOptions {
     var role: Role
     var flags: FuzzFlags
     var calls: UInt64
     var seed: UInt64
 
-    static let callBits: UInt64 = 24
+    static let callBits = FuzzerRequest.callBits
     static let seedBits: UInt64 = 26
-    /// Seeds a worker gets, and the seeds the kernel command line can give: 20 bits, so that a
-    /// worker's seed replays as `seed=N`.
-    static let replayableSeedMask: UInt64 = (1 << 20) - 1
+    private static let callShift = FuzzerRequest.flagBits
+    private static let seedShift = FuzzerRequest.flagBits + FuzzerRequest.callBits
+    /// Seeds a worker gets, and the seeds the kernel command line can give, so that a worker's
+    /// seed replays as `seed=N`.
+    static let replayableSeedMask: UInt64 = (1 << FuzzerRequest.seedBits) - 1
 
     init(role: Role, flags: FuzzFlags, calls: UInt64, seed: UInt64) {
         self.role = role
@@ -59,9 +63,10 @@ struct FuzzOptions {
     }
 
     init(argument: UInt64) {
-        self.init(role: Role(rawValue: argument >> 62) ?? .driver, flags: FuzzFlags(rawValue: argument & 0xFFF),
-                  calls: argument >> 12, seed: argument >> 36)
+        self.init(role: Role(rawValue: argument >> 62) ?? .driver,
+                  flags: FuzzFlags(rawValue: argument & ((1 << FuzzerRequest.flagBits) - 1)),
+                  calls: argument >> Self.callShift, seed: argument >> Self.seedShift)
     }
 
-    var argument: UInt64 { role.rawValue << 62 | seed << 36 | calls << 12 | flags.rawValue }
+    var argument: UInt64 { role.rawValue << 62 | seed << Self.seedShift | calls << Self.callShift | flags.rawValue }
 }

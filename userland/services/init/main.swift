@@ -15,13 +15,13 @@ struct Init {
         let memory = System.memory
         System.print("init: running at EL0 as process \(System.processID.value); \(memory.freeFrames) of \(memory.totalFrames) frames free")
         let deviceAccess = System.startHandle
-        if System.startFlags.contains(.runFuzzer) { System.exit(run("fuzz", argument: System.startArgument >> 8)) }
+        if System.startFlags.contains(.runFuzzer) { System.exit(run("fuzz", argument: System.startFlags.fuzzerArgument)) }
         if System.startFlags.contains(.runTests) {
             // The kernel's suite first, on a quiet system; then the services, and their own tests.
             let failures = runTests(deviceAccess: deviceAccess)
             SystemStart.start(deviceAccess: deviceAccess, interactive: false)
-            let serviceFailures = runServiceTests("restarts", rounds: System.startArgument >> 8)
-            let diskFailures = runServiceTests("disktest", rounds: System.startArgument >> 8)
+            let serviceFailures = runServiceTests("restarts", rounds: System.startFlags.serviceKills)
+            let diskFailures = runServiceTests("disktest", rounds: System.startFlags.serviceKills)
             SystemStart.stop()
             System.exit(failures + serviceFailures + diskFailures)
         }
