@@ -79,6 +79,7 @@ enum DeviceAccess {
         var owner: UInt64 = 0
         var epoch: UInt64 = 0
     }
+    /// Shared, behind `lock`: written once at boot (`start`), then read and updated under it.
     nonisolated(unsafe) static var ownership: [DMAOwnership] = []
     /// Its place in the lock order: LockOrder.deviceBindings.
     static let lock = SpinLock(.deviceBindings)

@@ -8,6 +8,8 @@
 // to the UART, and the kernel writes there directly again. A panic always writes directly, after
 // the records queued before it.
 
+import Synchronization
+
 /// The reader of the kernel log and its queue.
 final class KernelLogReader: ChargedObject {
     /// Room for about a hundred lines written while the console service is busy.
@@ -33,7 +35,8 @@ enum KernelLog {
     static let readerRights: Rights = [.receive, .duplicate, .transfer]
     /// The notification bits to signal once the timer tick or a debug write comes by: records were
     /// queued where waking a thread is not safe (under other locks, in the scheduler).
-    nonisolated(unsafe) static var signalPending = false
+    /// Atomic: set under `Console.lock` on any CPU, taken by `deliverPending` without it.
+    static let signalPending = Atomic<Bool>(false)
 
     /// Makes the log's reader, bound to `notificationHandle` with `bits`, through the
     /// device-access capability behind `accessHandle` (open right).
@@ -81,8 +84,7 @@ enum KernelLog {
 
     /// Signals the reader if records were queued where it could not be (see `signalPending`).
     static func deliverPending() {
-        guard signalPending else { return }
-        signalPending = false
+        guard signalPending.exchange(false, ordering: .acquiringAndReleasing) else { return }
         if let (notification, bits) = Console.readerNotification() { notification.signal(bits) }
     }
 }

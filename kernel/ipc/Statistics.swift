@@ -1,6 +1,7 @@
-// The kernel's IPC counters, read by the `ipcStatistics` call (the shell's `ipc`). One core
-// runs the kernel with interrupts masked, so plain increments suffice; a second core would give
-// each its own counters, summed when read.
+// The kernel's IPC counters, read by the `ipcStatistics` call (the shell's `ipc`). Shared, behind
+// the big kernel lock: every path that counts is a system call, which runs under it once more
+// than one CPU runs threads (with one CPU, interrupts are masked in the kernel). So plain
+// increments suffice.
 
 enum IPCStatistics {
     /// Messages written into a receiver's buffer, by the general path or a fast path.

@@ -6,7 +6,7 @@ extension IPC {
     /// Whether `object` has something for the caller: a message (or a closed port), or bits.
     static func isReady(_ object: KernelObject) -> Bool {
         switch object {
-        case .port(let port): return !port.queue.isEmpty || port.isClosed
+        case .port(let port): return port.isReady
         case .notification(let notification): return notification.bits != 0
         default: return false
         }

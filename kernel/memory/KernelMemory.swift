@@ -165,6 +165,9 @@ enum FaultInjection {
     #endif
     /// One failure in this many requests; 0: off. Set once at boot.
     nonisolated(unsafe) static var oneIn: UInt64 = 0
+    /// The generator and the counts: shared, behind the big kernel lock. `check` counts only
+    /// requests made for a process, which come from its system calls, and those run under it
+    /// once more than one CPU runs threads.
     nonisolated(unsafe) static var state: UInt64 = 0x9E37_79B9_7F4A_7C15
     nonisolated(unsafe) static var requests: UInt64 = 0
     nonisolated(unsafe) static var injected: UInt64 = 0

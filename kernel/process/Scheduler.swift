@@ -23,7 +23,8 @@ enum Scheduler {
     /// handler does nothing, the switch happens on the way out of the interrupt.
     static let rescheduleInterrupt: UInt32 = 0
 
-    /// The CPUs that run threads, one bit per CPU index. Set once, by `startMultiprocessing`.
+    /// The CPUs that run threads, one bit per CPU index. Shared, behind the big kernel lock: each
+    /// secondary CPU sets its own bit as it joins (`join`).
     nonisolated(unsafe) static var onlineCPUs: UInt64 = 1
     /// Whether more than one CPU runs threads. Set once, under the big kernel lock, by
     /// `startMultiprocessing`; a single CPU never pays for the paths it guards.

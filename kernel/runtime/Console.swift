@@ -47,7 +47,7 @@ enum Console {
     private static func enqueue(_ bytes: UnsafeRawBufferPointer, terminator: UInt8?) -> Bool {
         guard let reader else { return false }
         if !Panic.started.load(ordering: .relaxed) && reader.queue.append(bytes, terminator: terminator) {
-            KernelLog.signalPending = true
+            KernelLog.signalPending.store(true, ordering: .releasing)
             return true
         }
         writeQueued(of: reader)

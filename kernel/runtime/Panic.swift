@@ -16,7 +16,8 @@ enum Panic {
     static let panickingCPU = Atomic<Int>(-1)
     /// SGI 1, sent by a panicking CPU to the others: stop (`stopIfAnotherPanicked`).
     static let stopInterrupt: UInt32 = 1
-    /// The other CPUs told to stop, and those that did, one bit per index.
+    /// The other CPUs told to stop, and those that did, one bit per index. `stopsSent` is written
+    /// and read only by the CPU that panicked first (the one `started` let through).
     nonisolated(unsafe) static var stopsSent: UInt64 = 0
     static let stoppedCPUs = Atomic<UInt64>(0)
 

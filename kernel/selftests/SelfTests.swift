@@ -149,6 +149,7 @@ func messageHeaderMatchesLayouts() -> Bool {
 /// panic comes instead from secondary CPU N's first timer interrupt after that time that finds
 /// it idle: a panic on that CPU's own stack, whose backtrace a boot scenario checks.
 enum RequestedPanic {
+    // Written once at boot (`start`), before the other CPUs run; only read afterwards.
     /// The counter value at which to panic; 0: none requested.
     nonisolated(unsafe) static var deadline: UInt64 = 0
     nonisolated(unsafe) static var milliseconds: UInt64 = 0

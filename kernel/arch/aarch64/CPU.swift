@@ -137,6 +137,8 @@ enum CPU {
         aarch64_write_pmuserenr(0b101)
         userCountersAllowed = true
     }
+    /// Whether `allowUserCounters` ran on the boot CPU. Written once at boot (startUserSpace),
+    /// before the other CPUs join the scheduler and read it to do the same.
     nonisolated(unsafe) static var userCountersAllowed = false
 
     /// Runs `body` with IRQs masked, then restores the mask as it was: for a step that must be
