@@ -194,3 +194,23 @@ enum IPCFastPath {
                                   count: UInt64((length + 7) & ~7))
     }
 }
+
+// What only the fast path uses: objects borrowed in place, without counting a reference.
+
+extension KernelObject {
+    /// The port named: the handle table entry it is read from keeps holding it.
+    fileprivate var unretainedPort: Unmanaged<Port>? {
+        if case .port(let port) = self { return Unmanaged.passUnretained(port) }
+        return nil
+    }
+
+    fileprivate var unretainedReply: Unmanaged<ReplyCapability>? {
+        if case .reply(let reply) = self { return Unmanaged.passUnretained(reply) }
+        return nil
+    }
+}
+
+extension ReplyCapability {
+    /// The caller: this capability holds it.
+    fileprivate var unretainedCaller: Unmanaged<Thread> { Unmanaged.passUnretained(caller) }
+}

@@ -13,18 +13,6 @@ enum KernelObject {
     case interrupt(InterruptLine)
     case process(Process)
     case kernelLog(KernelLogReader)
-
-    /// The port named, without counting a reference: for the fast path, which reads it in
-    /// place from a handle table entry that keeps holding it.
-    var unretainedPort: Unmanaged<Port>? {
-        if case .port(let port) = self { return Unmanaged.passUnretained(port) }
-        return nil
-    }
-
-    var unretainedReply: Unmanaged<ReplyCapability>? {
-        if case .reply(let reply) = self { return Unmanaged.passUnretained(reply) }
-        return nil
-    }
 }
 
 /// A handle moved with a message: the object and the rights it had in the sender's table.

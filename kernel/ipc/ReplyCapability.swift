@@ -14,9 +14,6 @@ final class ReplyCapability {
 
     init(caller: Thread) { self.caller = caller }
 
-    /// The caller, unretained (this capability holds it), for the fast path.
-    var unretainedCaller: Unmanaged<Thread> { Unmanaged.passUnretained(caller) }
-
     /// Whether the caller still waits for this answer (it may have been killed meanwhile).
     var isAwaited: Bool {
         !call.finished && caller.callAddress != .none && caller.state == .blocked && !caller.killed
