@@ -3,12 +3,12 @@
 // (CPACR_EL1.FPEN = EL0 traps), and the first FP/SIMD instruction that thread executes traps to
 // `claim`: the owner's registers are saved, the thread's restored, and the instruction runs
 // again. Threads that never touch FP/SIMD, like most servers, cost nothing. Save areas are 528
-// bytes, 16-byte aligned: q0-q31, FPCR, FPSR.
+// bytes, 16-byte aligned: q0-q31, FPCR, FPSR (FP_STATE_SIZE, include/Layouts.h).
 
 import AArch64
 
 enum LazyFloatingPoint {
-    static let saveAreaBytes = 528
+    static let saveAreaBytes = Int(FP_STATE_SIZE)
 
     /// One CPU's FP/SIMD registers and trap, in its per-CPU block.
     struct CPUState {

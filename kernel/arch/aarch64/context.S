@@ -27,8 +27,9 @@ switch_context:
     mov     sp, x9
     ret
 
-// fp_state_save(area) / fp_state_restore(area): q0-q31, FPCR and FPSR of user code; 528 bytes,
-// 16-byte aligned. The kernel itself is built without FP/SIMD, so only user state lives there.
+// fp_state_save(area) / fp_state_restore(area): q0-q31, FPCR and FPSR of user code; FP_STATE_SIZE
+// bytes (Layouts.h), 16-byte aligned. The kernel itself is built without FP/SIMD, so only user
+// state lives there.
     .global fp_state_save
 fp_state_save:
     stp     q0, q1, [x0, #0]
@@ -49,7 +50,7 @@ fp_state_save:
     stp     q30, q31, [x0, #480]
     mrs     x1, fpcr
     mrs     x2, fpsr
-    add     x0, x0, #512
+    add     x0, x0, #FP_STATE_FPCR      // past STP's reach as an offset
     stp     x1, x2, [x0]
     ret
 
@@ -71,7 +72,7 @@ fp_state_restore:
     ldp     q26, q27, [x0, #416]
     ldp     q28, q29, [x0, #448]
     ldp     q30, q31, [x0, #480]
-    add     x0, x0, #512
+    add     x0, x0, #FP_STATE_FPCR
     ldp     x1, x2, [x0]
     msr     fpcr, x1
     msr     fpsr, x2

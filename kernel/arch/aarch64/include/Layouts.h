@@ -34,6 +34,11 @@
 // Callee-saved register xN, for N in 19...28 (assembly only).
 #define SWITCH_CONTEXT_REGISTER(n) (SWITCH_CONTEXT_X19 + 8 * ((n) - 19))
 
+// ---- FP/SIMD save area: fp_state_save and fp_state_restore in context.S, FloatingPoint.swift ----
+// q0-q31 (16 bytes each), then FPCR and FPSR as one pair; 16-byte aligned.
+#define FP_STATE_FPCR 512
+#define FP_STATE_SIZE 528
+
 // ---- IPC message header: read_message_header and write_message_header in context.S ------------
 // The fixed part of IPCMessageLayout (abi/Types.swift), which the boot self-test
 // compares with these.
@@ -58,6 +63,7 @@ _Static_assert(SWITCH_CONTEXT_REGISTER(29) == SWITCH_CONTEXT_X29, "x29 follows x
 _Static_assert(SWITCH_CONTEXT_X30 == SWITCH_CONTEXT_X29 + 8, "x29 and x30 are one pair");
 _Static_assert(SWITCH_CONTEXT_SP + 8 == SWITCH_CONTEXT_SIZE, "SP is the last word");
 _Static_assert(IPC_MESSAGE_HANDLE(4) == IPC_MESSAGE_PAYLOAD, "four handle words before the payload");
+_Static_assert(FP_STATE_FPCR == 32 * 16 && FP_STATE_SIZE == FP_STATE_FPCR + 16, "q0-q31, then FPCR and FPSR");
 #endif
 
 // ---- Secondary CPU start record: secondary_entry in boot.S, SecondaryCPUs.swift ---------------
