@@ -19,6 +19,8 @@ let package = Package(
         // What typed bytes mean: the decoder of escape sequences and the console's line discipline.
         .target(name: "TerminalInput", path: "userland",
                 sources: ["runtime/TerminalInput.swift", "services/console/LineDiscipline.swift"]),
+        // A reading of the system clock and its conversions between ticks and time.
+        .target(name: "UserClock", path: "userland", sources: ["runtime/ClockReading.swift"]),
         // The virtio-blk driver's queue and request bookkeeping, over the driver's header of
         // volatile loads, stores and the barrier (a module map only, nothing to link).
         .systemLibrary(name: "VirtioMemory", path: "userland/services/virtio-blk/include"),
@@ -30,6 +32,7 @@ let package = Package(
                 "KernelCore",
                 "ABI",
                 "TerminalInput",
+                "UserClock",
                 "Virtio",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],

@@ -43,14 +43,14 @@ class Target:
 
 TARGETS = [
     Target("device-tree", "DeviceTreeTarget.swift",
-           ["DeviceTree", "Platform", "BootArguments", "PhysicalAddress", "PhysicalMemory", "FormattedText",
-            "ErrorDescriptions", "FrameAllocator", "PageTable", "CPUIdentity"],
+           ["DeviceTree", "Platform", "BootArguments", "PhysicalAddress", "PhysicalMemory", "VirtualMemory",
+            "FormattedText", "ErrorDescriptions", "FrameAllocator", "PageTable", "CPUIdentity"],
            ["tests/fixtures/dtb/*.dtb"], 16384),
     Target("elf", "ELFImageTarget.swift",
-           ["ELFImage", "LittleEndian", "PhysicalAddress", "PhysicalMemory", "PageTable", "FormattedText"],
+           ["ELFImage", "LittleEndian", "VirtualMemory", "FormattedText"],
            ["tests/fixtures/elf/*", "build/initrd/*"], 131072),
     Target("cpio", "CPIOArchiveTarget.swift",
-           ["CPIOArchive", "ELFImage", "LittleEndian", "PhysicalAddress", "PhysicalMemory", "PageTable", "FormattedText"],
+           ["CPIOArchive", "ELFImage", "LittleEndian", "VirtualMemory", "FormattedText"],
            ["tests/fixtures/cpio/*.cpio", "build/initrd.cpio"], 65536),
     Target("manifest", "ServiceManifestTarget.swift", ["ServiceManifest", "FormattedText"],
            ["userland/manifest"], 4096),

@@ -163,7 +163,7 @@ public enum ConsoleOutput {
         let now = System.clock
         guard now.ticks >= retryAfter else { return false }
         guard let found = try? SystemServices.lookup("console", attempts: 6) else {
-            retryAfter = now.ticks + now.frequency
+            retryAfter = now.adding(milliseconds: 1000)
             return false
         }
         port = found.port

@@ -61,9 +61,10 @@ public enum System {
 
     public static func sleep(nanoseconds: UInt64) { _ = try? invoke(SystemCall.Sleep(nanoseconds: nanoseconds)) }
 
-    public static var clock: (ticks: UInt64, frequency: UInt64) {
-        guard let result = try? invoke(SystemCall.Clock()) else { return (0, 0) }
-        return (result.ticks, result.frequency)
+    /// The system clock now; a reading of 0 ticks at 0 Hz if it could not be read.
+    public static var clock: ClockReading {
+        guard let result = try? invoke(SystemCall.Clock()) else { return ClockReading(ticks: 0, frequency: 0) }
+        return ClockReading(ticks: result.ticks, frequency: result.frequency)
     }
 
     public static var processID: ProcessID { ProcessID((try? invoke(SystemCall.ProcessID()))?.process ?? 0) }

@@ -528,7 +528,7 @@ func benchmarkScaling() {
     if let child = try? System.spawn("bench", argument: 2 | (work >> 6) << 8) { _ = try? System.wait(child) }
     for processes in [1, 2, 4] {
         var children = InlineArray<4, ChildProcess?>(repeating: nil)
-        let begin = System.clock.ticks
+        let begin = System.clock
         for index in 0..<processes {
             children[index] = try? System.spawn("bench", argument: 2 | (work / UInt64(processes)) << 8)
         }
@@ -536,12 +536,12 @@ func benchmarkScaling() {
         for index in 0..<processes {
             if let child = children[index], let status = try? System.wait(child), status.reason == .exited { ended += 1 }
         }
-        let elapsed = System.clock.ticks - begin
+        let elapsed = System.clock.microseconds(since: begin)
         guard ended == processes else {
             System.print("bench: scaling-\(processes) not measured: \(processes - ended) of the processes did not run to the end")
             return
         }
-        System.print("bench: scaling-\(processes) \(elapsed * 1_000_000 / clock.frequency) us")
+        System.print("bench: scaling-\(processes) \(elapsed) us")
     }
 }
 

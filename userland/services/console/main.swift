@@ -183,10 +183,7 @@ struct ConsoleServer {
 
     /// Nanoseconds left before holding back turns into dropping.
     func remainingHoldBack() -> UInt64 {
-        let clock = System.clock
-        guard clock.frequency > 0 else { return 0 }
-        let elapsed = (clock.ticks &- holdingBackSince) / clock.frequency * 1_000_000_000
-            + (clock.ticks &- holdingBackSince) % clock.frequency * 1_000_000_000 / clock.frequency
+        let elapsed = System.clock.elapsed(sinceTicks: holdingBackSince, perSecond: 1_000_000_000)
         return elapsed >= Self.holdBackLimit ? 0 : Self.holdBackLimit - elapsed
     }
 

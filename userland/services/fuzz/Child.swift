@@ -39,8 +39,7 @@ enum Child {
     static var orphaned: Bool { System.parentID.value == 0 }
 
     static func nanoseconds(since start: UInt64) -> UInt64 {
-        let clock = System.clock
-        return (clock.ticks - start) * 1000 / max(clock.frequency / 1_000_000, 1)
+        System.clock.elapsed(sinceTicks: start, perSecond: 1_000_000_000)
     }
 
     /// Blocks in one way or another (mode 0-6) until killed, orphaned, or its lifetime is over;

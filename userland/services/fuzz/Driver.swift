@@ -127,7 +127,7 @@ struct Driver {
                 try? System.kill(ProcessID(Self.pids[slot]))
             }
         }
-        let elapsed = (System.clock.ticks - started) / (frequency / 1000)
+        let elapsed = System.clock.elapsed(sinceTicks: started, perSecond: 1000)
 
         // Children of killed workers end by themselves once orphaned; give them the time to.
         var waited = 0

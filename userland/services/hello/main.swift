@@ -6,7 +6,7 @@
 struct Hello {
     static func main() {
         let clock = System.clock
-        System.print("hello: process \(System.processID.value), child of \(System.parentID.value), at \(clock.ticks * 1000 / clock.frequency) ms since boot")
+        System.print("hello: process \(System.processID.value), child of \(System.parentID.value), at \(clock.milliseconds) ms since boot")
         var squares: [UInt64] = []
         for value: UInt64 in 1...10 { squares.append(value * value) }
         System.print("hello: the first ten squares add up to \(squares.reduce(0, +))")

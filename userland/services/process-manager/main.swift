@@ -112,10 +112,11 @@ enum Manager {
     nonisolated(unsafe) static var ownSendRight: Handle?
     nonisolated(unsafe) static var slots = [Slot](repeating: Slot(), count: slotCapacity)
     nonisolated(unsafe) static var services = [Service](repeating: Service(), count: serviceCapacity)
-    nonisolated(unsafe) static var frequency: UInt64 = 1
+    /// A reading of the clock from the start, for its frequency.
+    nonisolated(unsafe) static var clock = ClockReading(ticks: 0, frequency: 1)
 
     static var now: UInt64 { System.clock.ticks }
-    static func ticks(milliseconds: UInt64) -> UInt64 { milliseconds * frequency / 1000 }
+    static func ticks(milliseconds: UInt64) -> UInt64 { clock.ticks(milliseconds: milliseconds) }
 
     // MARK: The loop
 
@@ -123,7 +124,7 @@ enum Manager {
     /// takes one from the control port, or else collects ended processes, restarts services that
     /// are due and waits for a request, an end or the next restart.
     static func serve() {
-        frequency = max(System.clock.frequency, 1)
+        clock = System.clock
         var message = IPCMessage()
         var answer: Handle?
         while true {
@@ -151,7 +152,7 @@ enum Manager {
         let time = now
         for service in services where service.inUse && service.state == .restartPending {
             let ticks = service.due > time ? service.due - time : 0
-            timeout = min(timeout, ticks * 1_000_000_000 / frequency + 1)
+            timeout = min(timeout, ClockReading.convert(ticks, frequency: clock.frequency, perSecond: 1_000_000_000) + 1)
         }
         var handles = InlineArray<3, UInt64>(repeating: 0)
         handles[0] = port.value

@@ -80,7 +80,7 @@ enum SystemCommands {
     static func uptime(_ words: inout Words) {
         let clock = System.clock
         guard clock.frequency > 0 else { return }
-        let milliseconds = clock.ticks / (clock.frequency / 1000)
+        let milliseconds = clock.milliseconds
         System.print("uptime: \(milliseconds / 1000).\(ProcessCommands.zeroPadded(milliseconds % 1000, 3)) s since boot")
     }
 
@@ -115,7 +115,7 @@ enum SystemCommands {
         for _ in 0..<rounds { operation() }
         let end = System.clock
         guard start.frequency > 0 else { return }
-        let nanoseconds = (end.ticks - start.ticks) * (1_000_000_000 / start.frequency) / rounds
+        let nanoseconds = end.nanoseconds(since: start) / rounds
         System.print("bench: \(what): \(nanoseconds) ns/op (\(rounds) rounds)")
     }
 

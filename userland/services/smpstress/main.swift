@@ -61,7 +61,7 @@ struct SMPStress {
         }
 
         // Every worker but the servers reports done; then the servers are told to stop.
-        let deadline = System.clock.ticks + System.clock.frequency * 60
+        let deadline = System.clock.adding(milliseconds: 60_000)
         while (2..<(2 + callers + mappers)).contains(where: { shared.done($0) == 0 }) && System.clock.ticks < deadline {
             System.sleep(nanoseconds: 1_000_000)
         }

@@ -184,8 +184,7 @@ func testHostileRequests(_ suite: inout Suite, _ manager: ProcessManager) {
 /// A service that faults at once is restarted after 10, 20, 40, 80 and 160 ms, then left
 /// stopped; a service that faults while holding a call is restarted with a fresh port.
 func testSupervision(_ suite: inout Suite, _ manager: ProcessManager) {
-    let frequency = System.clock.frequency
-    func milliseconds() -> UInt64 { System.clock.ticks * 1000 / frequency }
+    func milliseconds() -> UInt64 { System.clock.milliseconds }
     var seen = InlineArray<8, UInt64>(repeating: 0)
     var seenCount = 0
     var last: UInt64 = 0

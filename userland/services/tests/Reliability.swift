@@ -116,7 +116,7 @@ func testCallToFullServer(_ suite: inout Suite) {
     var incoming = IPCMessage()
     let serverError = catching { () throws(KernelError) in try IPC.receive(port, into: &incoming, timeout: 0) }
     let start = System.clock
-    while shared[1] == 0 && System.clock.ticks - start.ticks < start.frequency { System.yield() }
+    while shared[1] == 0 && System.clock.milliseconds(since: start) < 1000 { System.yield() }
     let queuedCall = caller != nil && serverError == .handleTableFull && shared[1] == 1
         && shared[2] == KernelError.handleTableFull.rawValue
     for filler in fillers { try? IPC.close(filler) }
@@ -139,7 +139,7 @@ func testCallToFullServer(_ suite: inout Suite) {
     let callError = server == nil ? nil : catching { () throws(KernelError) in try IPC.call(port, &request) }
     for filler in fillers { try? IPC.close(filler) }
     let waited = System.clock
-    while shared[3] == 0 && System.clock.ticks - waited.ticks < waited.frequency * 3 { System.yield() }
+    while shared[3] == 0 && System.clock.milliseconds(since: waited) < 3000 { System.yield() }
     let waitingServer = callError == .handleTableFull && shared[3] == 1 && shared[4] == KernelError.handleTableFull.rawValue
     try? IPC.close(port)
     try? System.unmap(block, bytes: 4096)
@@ -208,8 +208,7 @@ func testLargeUnmap(_ suite: inout Suite) {
         }
         let start = System.clock
         let unmapped = (try? System.unmap(large, bytes: bytes)) != nil
-        let end = System.clock.ticks
-        microseconds = (end - start.ticks) * 1_000_000 / start.frequency
+        microseconds = System.clock.microseconds(since: start)
         pagesGone = unmapped && raw(debugWrite, largeAddress, 8).status == KernelError.badAddress.rawValue
             && raw(debugWrite, largeAddress + bytes / 2, 8).status == KernelError.badAddress.rawValue
             && raw(debugWrite, largeAddress + bytes - 8, 8).status == KernelError.badAddress.rawValue
