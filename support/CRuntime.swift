@@ -2,9 +2,10 @@
 // call, for every freestanding program in the tree: the kernel and each user program.
 
 /// memcpy, memmove and memset are written so LLVM cannot recognise their loops as calls to
-/// themselves (it skips functions with these names). Word-sized moves when both sides are
-/// 8-byte aligned; bytes otherwise, which also keeps them safe while the MMU is off and all
-/// memory is Device memory, where unaligned accesses fault.
+/// themselves (it skips functions with these names). They move words, and every access is
+/// aligned to its size: that keeps them safe while the MMU is off and all memory is Device
+/// memory, where unaligned accesses fault. A forward copy whose two sides are not aligned alike
+/// aligns the destination and builds each word from two aligned source words.
 @_silgen_name("memcpy")
 func memcpy(_ destination: UnsafeMutableRawPointer, _ source: UnsafeRawPointer, _ count: Int) -> UnsafeMutableRawPointer {
     copyForward(destination, source, count)
@@ -76,8 +77,44 @@ private func copyForward(_ destination: UnsafeMutableRawPointer, _ source: Unsaf
         }
         index = word << 3
     }
+    else if count >= 32 {
+        index = copyShifting(destination, source, count)
+    }
     while index < count {
         destination.storeBytes(of: source.load(fromByteOffset: index, as: UInt8.self), toByteOffset: index, as: UInt8.self)
         index += 1
     }
+}
+
+/// The bulk of a forward copy whose source and destination are not both 8-byte aligned: bytes
+/// until the destination is aligned, then whole words, each put together from the two aligned
+/// source words it straddles (little-endian: the earlier word's high bytes, the later word's low
+/// ones). The last aligned word read may extend past the source's end, but only within the
+/// aligned word that holds its last byte, so never onto another page. How many bytes it moved.
+@inline(__always)
+private func copyShifting(_ destination: UnsafeMutableRawPointer, _ source: UnsafeRawPointer, _ count: Int) -> Int {
+    var index = 0
+    while UInt(bitPattern: destination + index) & 7 != 0 {
+        destination.storeBytes(of: source.load(fromByteOffset: index, as: UInt8.self), toByteOffset: index, as: UInt8.self)
+        index += 1
+    }
+    let offset = UInt(bitPattern: source + index) & 7
+    let target = (destination + index).assumingMemoryBound(to: UInt64.self)
+    let words = (count - index) >> 3
+    if offset == 0 {
+        // Aligned alike after all, once the destination is.
+        let origin = (source + index).assumingMemoryBound(to: UInt64.self)
+        for word in 0..<words { target[word] = origin[word] }
+        return index + words << 3
+    }
+    let origin = (source + index - Int(offset)).assumingMemoryBound(to: UInt64.self)
+    let low = UInt64(offset) << 3
+    let high = 64 - low
+    var previous = origin[0]
+    for word in 0..<words {
+        let next = origin[word &+ 1]
+        target[word] = previous >> low | next << high
+        previous = next
+    }
+    return index + words << 3
 }

@@ -65,6 +65,8 @@ func runBootSelfTests(tree: DeviceTree, platform: Platform, entryLevel: UInt, lo
     run.check(formatted.equals("0x0000000009000000 -1024 3 GiB"),
               "Console formatting of hex, decimal and sizes")
 
+    run.check(memoryCopiesAtEveryAlignment(),
+              "memcpy and memmove at every alignment of source and destination (8 x 8 x 14 lengths) move exactly their bytes")
     run.check(exceptionFrameMatchesLayouts(),
               "Exception frame: \(ExceptionFrame.size) bytes, each ExceptionFrame accessor at its Layouts.h offset, the SVC class vectors.S tests")
     run.check(switchContextMatchesLayouts(),
@@ -83,6 +85,42 @@ func runBootSelfTests(tree: DeviceTree, platform: Platform, entryLevel: UInt, lo
     }
 
     log("Boot Test: \(run.passed) passed, \(run.failed) failed")
+}
+
+/// support/CRuntime.swift's copies, which the kernel and every program use: for each alignment of
+/// source and destination and lengths around the word size and the shifting copy's threshold,
+/// the destination gets exactly the source's bytes and nothing around them changes.
+func memoryCopiesAtEveryAlignment() -> Bool {
+    let size = 192
+    let source = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+    let target = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+    defer {
+        source.deallocate()
+        target.deallocate()
+    }
+    for index in 0..<size { source.storeBytes(of: UInt8(truncatingIfNeeded: index &* 7 &+ 1), toByteOffset: index, as: UInt8.self) }
+    let lengths = [0, 1, 7, 8, 9, 31, 32, 33, 40, 63, 64, 65, 100, 150]
+    for from in 0..<8 {
+        for to in 0..<8 {
+            for length in lengths {
+                for move in [false, true] {
+                    target.initializeMemory(as: UInt8.self, repeating: 0xEE, count: size)
+                    if move {
+                        _ = memmove(target + 16 + to, source + 16 + from, length)
+                    } else {
+                        (target + 16 + to).copyMemory(from: source + 16 + from, byteCount: length)
+                    }
+                    for index in 0..<size {
+                        let copied = index - 16 - to
+                        let expected = copied >= 0 && copied < length
+                            ? source.load(fromByteOffset: 16 + from + copied, as: UInt8.self) : 0xEE
+                        if target.load(fromByteOffset: index, as: UInt8.self) != expected { return false }
+                    }
+                }
+            }
+        }
+    }
+    return true
 }
 
 /// Every ExceptionFrame accessor reads the word Layouts.h gives vectors.S: in a scratch frame whose
