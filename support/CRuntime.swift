@@ -89,8 +89,9 @@ private func copyForward(_ destination: UnsafeMutableRawPointer, _ source: Unsaf
 /// The bulk of a forward copy whose source and destination are not both 8-byte aligned: bytes
 /// until the destination is aligned, then whole words, each put together from the two aligned
 /// source words it straddles (little-endian: the earlier word's high bytes, the later word's low
-/// ones). The last aligned word read may extend past the source's end, but only within the
-/// aligned word that holds its last byte, so never onto another page. How many bytes it moved.
+/// ones). The first aligned word read may begin before the source and the last may extend past
+/// its end, but only within the aligned words that hold its first and last bytes, so never onto
+/// another page. How many bytes it moved.
 @inline(__always)
 private func copyShifting(_ destination: UnsafeMutableRawPointer, _ source: UnsafeRawPointer, _ count: Int) -> Int {
     var index = 0

@@ -29,7 +29,7 @@
     sub     sp, sp, #EXCEPTION_FRAME_SIZE
     stp     x0, x1, [sp, #EXCEPTION_FRAME_REGISTER(0)]
     mrs     x0, esr_el1
-    lsr     x1, x0, #ESR_EXCEPTION_CLASS_SHIFT
+    ubfx    x1, x0, #ESR_EXCEPTION_CLASS_SHIFT, #ESR_EXCEPTION_CLASS_BITS
     cmp     x1, #ESR_EXCEPTION_CLASS_SVC64
     b.eq    \system_call
     mov     x0, #\kind

@@ -152,7 +152,8 @@ enum Manager {
         let time = now
         for service in services where service.inUse && service.state == .restartPending {
             let ticks = service.due > time ? service.due - time : 0
-            timeout = min(timeout, ClockReading.convert(ticks, frequency: clock.frequency, perSecond: 1_000_000_000) + 1)
+            let nanoseconds = ClockReading.convert(ticks, frequency: clock.frequency, perSecond: 1_000_000_000)
+            timeout = min(timeout, nanoseconds == .max ? .max : nanoseconds + 1)
         }
         var handles = InlineArray<3, UInt64>(repeating: 0)
         handles[0] = port.value

@@ -21,6 +21,7 @@
 // ---- Exception syndrome: the test vectors.S makes to send an SVC from EL0 the short way -------
 // ESR_EL1.EC, bits 31:26 (Arm ARM D24.2.40); ExceptionSyndrome.ExceptionClass in Swift.
 #define ESR_EXCEPTION_CLASS_SHIFT 26
+#define ESR_EXCEPTION_CLASS_BITS 6
 #define ESR_EXCEPTION_CLASS_SVC64 0x15
 
 // ---- Switch context: switch_context in context.S, SwitchContext in Thread.swift ---------------
