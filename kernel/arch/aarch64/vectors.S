@@ -14,6 +14,31 @@
 // The frame's layout is defined once, in include/Layouts.h.
 #include "Layouts.h"
 
+// x2-x17 into the frame at sp, and x0-x17 back from it: the part of the register frame that
+// the full exception path and the system call path move alike.
+.macro save_x2_to_x17
+    stp     x2, x3, [sp, #EXCEPTION_FRAME_REGISTER(2)]
+    stp     x4, x5, [sp, #EXCEPTION_FRAME_REGISTER(4)]
+    stp     x6, x7, [sp, #EXCEPTION_FRAME_REGISTER(6)]
+    stp     x8, x9, [sp, #EXCEPTION_FRAME_REGISTER(8)]
+    stp     x10, x11, [sp, #EXCEPTION_FRAME_REGISTER(10)]
+    stp     x12, x13, [sp, #EXCEPTION_FRAME_REGISTER(12)]
+    stp     x14, x15, [sp, #EXCEPTION_FRAME_REGISTER(14)]
+    stp     x16, x17, [sp, #EXCEPTION_FRAME_REGISTER(16)]
+.endm
+
+.macro load_x0_to_x17
+    ldp     x0, x1, [sp, #EXCEPTION_FRAME_REGISTER(0)]
+    ldp     x2, x3, [sp, #EXCEPTION_FRAME_REGISTER(2)]
+    ldp     x4, x5, [sp, #EXCEPTION_FRAME_REGISTER(4)]
+    ldp     x6, x7, [sp, #EXCEPTION_FRAME_REGISTER(6)]
+    ldp     x8, x9, [sp, #EXCEPTION_FRAME_REGISTER(8)]
+    ldp     x10, x11, [sp, #EXCEPTION_FRAME_REGISTER(10)]
+    ldp     x12, x13, [sp, #EXCEPTION_FRAME_REGISTER(12)]
+    ldp     x14, x15, [sp, #EXCEPTION_FRAME_REGISTER(14)]
+    ldp     x16, x17, [sp, #EXCEPTION_FRAME_REGISTER(16)]
+.endm
+
 .macro vector_entry kind
     .balign 0x80
     sub     sp, sp, #EXCEPTION_FRAME_SIZE
@@ -43,14 +68,7 @@
 // reads them. The dispatcher (SystemCalls.swift) reads the arguments from x0-x8 and writes
 // results to x0-x2; FAR means nothing for an SVC.
 .macro system_call_path dispatcher
-    stp     x2, x3, [sp, #EXCEPTION_FRAME_REGISTER(2)]
-    stp     x4, x5, [sp, #EXCEPTION_FRAME_REGISTER(4)]
-    stp     x6, x7, [sp, #EXCEPTION_FRAME_REGISTER(6)]
-    stp     x8, x9, [sp, #EXCEPTION_FRAME_REGISTER(8)]
-    stp     x10, x11, [sp, #EXCEPTION_FRAME_REGISTER(10)]
-    stp     x12, x13, [sp, #EXCEPTION_FRAME_REGISTER(12)]
-    stp     x14, x15, [sp, #EXCEPTION_FRAME_REGISTER(14)]
-    stp     x16, x17, [sp, #EXCEPTION_FRAME_REGISTER(16)]
+    save_x2_to_x17
     str     x18, [sp, #EXCEPTION_FRAME_REGISTER(18)]
     str     x29, [sp, #EXCEPTION_FRAME_REGISTER(29)]
     mrs     x1, sp_el0
@@ -68,15 +86,7 @@
     ldp     x30, x2, [sp, #EXCEPTION_FRAME_REGISTER(30)]
     msr     sp_el0, x2
     ldr     x29, [sp, #EXCEPTION_FRAME_REGISTER(29)]
-    ldp     x0, x1, [sp, #EXCEPTION_FRAME_REGISTER(0)]
-    ldp     x2, x3, [sp, #EXCEPTION_FRAME_REGISTER(2)]
-    ldp     x4, x5, [sp, #EXCEPTION_FRAME_REGISTER(4)]
-    ldp     x6, x7, [sp, #EXCEPTION_FRAME_REGISTER(6)]
-    ldp     x8, x9, [sp, #EXCEPTION_FRAME_REGISTER(8)]
-    ldp     x10, x11, [sp, #EXCEPTION_FRAME_REGISTER(10)]
-    ldp     x12, x13, [sp, #EXCEPTION_FRAME_REGISTER(12)]
-    ldp     x14, x15, [sp, #EXCEPTION_FRAME_REGISTER(14)]
-    ldp     x16, x17, [sp, #EXCEPTION_FRAME_REGISTER(16)]
+    load_x0_to_x17
     ldr     x18, [sp, #EXCEPTION_FRAME_REGISTER(18)]
     add     sp, sp, #EXCEPTION_FRAME_SIZE
     eret
@@ -118,14 +128,7 @@ exception_vectors_smp:
 // x0 = frame, x1 = kind, then restores everything (the handler may have edited the frame,
 // e.g. ELR to skip an instruction) and returns with eret.
 exception_entry:
-    stp     x2, x3, [sp, #EXCEPTION_FRAME_REGISTER(2)]
-    stp     x4, x5, [sp, #EXCEPTION_FRAME_REGISTER(4)]
-    stp     x6, x7, [sp, #EXCEPTION_FRAME_REGISTER(6)]
-    stp     x8, x9, [sp, #EXCEPTION_FRAME_REGISTER(8)]
-    stp     x10, x11, [sp, #EXCEPTION_FRAME_REGISTER(10)]
-    stp     x12, x13, [sp, #EXCEPTION_FRAME_REGISTER(12)]
-    stp     x14, x15, [sp, #EXCEPTION_FRAME_REGISTER(14)]
-    stp     x16, x17, [sp, #EXCEPTION_FRAME_REGISTER(16)]
+    save_x2_to_x17
     stp     x18, x19, [sp, #EXCEPTION_FRAME_REGISTER(18)]
     stp     x20, x21, [sp, #EXCEPTION_FRAME_REGISTER(20)]
     stp     x22, x23, [sp, #EXCEPTION_FRAME_REGISTER(22)]
@@ -154,15 +157,7 @@ exception_return:
     msr     spsr_el1, x3
     ldp     x30, x2, [sp, #EXCEPTION_FRAME_REGISTER(30)]
     msr     sp_el0, x2
-    ldp     x0, x1, [sp, #EXCEPTION_FRAME_REGISTER(0)]
-    ldp     x2, x3, [sp, #EXCEPTION_FRAME_REGISTER(2)]
-    ldp     x4, x5, [sp, #EXCEPTION_FRAME_REGISTER(4)]
-    ldp     x6, x7, [sp, #EXCEPTION_FRAME_REGISTER(6)]
-    ldp     x8, x9, [sp, #EXCEPTION_FRAME_REGISTER(8)]
-    ldp     x10, x11, [sp, #EXCEPTION_FRAME_REGISTER(10)]
-    ldp     x12, x13, [sp, #EXCEPTION_FRAME_REGISTER(12)]
-    ldp     x14, x15, [sp, #EXCEPTION_FRAME_REGISTER(14)]
-    ldp     x16, x17, [sp, #EXCEPTION_FRAME_REGISTER(16)]
+    load_x0_to_x17
     ldp     x18, x19, [sp, #EXCEPTION_FRAME_REGISTER(18)]
     ldp     x20, x21, [sp, #EXCEPTION_FRAME_REGISTER(20)]
     ldp     x22, x23, [sp, #EXCEPTION_FRAME_REGISTER(22)]
