@@ -50,11 +50,11 @@ func testMultiprocessor(_ suite: inout Suite) {
                 "affinity naming no running CPU: invalid argument; statistics of CPU 63 or thread \(UInt64.max - 1): not found; an 8-byte or kernel buffer: refused")
 
     // Many threads doing IPC and memory work on every CPU while children are spawned and killed.
-    let before = KernelHoldings.now
+    let before = KernelHoldings.steady
     let callsBefore = cpus.map { (try? System.cpuStatistics($0))?.systemCalls ?? 0 }
     let status = run("smpstress")
     let callsAfter = cpus.map { (try? System.cpuStatistics($0))?.systemCalls ?? 0 }
-    let after = KernelHoldings.now
+    let after = KernelHoldings.settled(toNoMoreThan: before)
     let everyCPUWorked = zip(callsBefore, callsAfter).allSatisfy { $1 > $0 }
     suite.check(status?.reason == .exited && status?.code == 0 && everyCPUWorked && after.holdsNoMoreThan(before),
                 "smpstress on \(cpus.count) CPUs: every call answered and counted, memory intact, children killed while running; every CPU took system calls; nothing left behind (objects \(before.objects) → \(after.objects), free frames \(before.freeFrames) → \(after.freeFrames))")
