@@ -44,7 +44,8 @@ class BootResult:
         if self.timed_out:
             message += f"\n  (QEMU was stopped: the scenario's time ran out after {self.seconds:.0f} s)"
         # Failed checks further up than the tail, and what a failing check printed about itself.
-        earlier = [line for line in self.lines[:-40] if "\u2717" in line or ": memory exhaustion:" in line]
+        earlier = [line for line in self.lines[:-40]
+                   if "\u2717" in line or (line.startswith("tests: ") and "kernel log record" not in line)]
         if earlier:
             message += "\n  failed checks before the tail:\n" + "\n".join("    | " + line for line in earlier)
         raise BootFailure(f"{message}\n  command: {' '.join(self.command)}\n  console (last 40 lines):\n{tail}")

@@ -1,7 +1,8 @@
 // smpstress: every CPU busy with kernel work at once, for the multiprocessor tests. Threads of this
-// one process, free to run on any CPU: two servers answering calls on two ports, two callers per
-// CPU making calls and checking every answer, and one mapper per CPU mapping, filling, checking
-// and unmapping memory; meanwhile the main thread spawns children and kills them while they run
+// one process: two servers answering calls on two ports and two callers per CPU making calls and
+// checking every answer, all free to run on any CPU, and one mapper kept to each CPU mapping,
+// filling, checking and unmapping memory (so that every CPU does kernel work, however the
+// scheduler spreads the others); meanwhile the main thread spawns children and kills them while they run
 // (wherever that is), and runs others to their exit. Every count is checked at the end: calls
 // made = calls answered = messages the servers received, every round of memory intact, every
 // child ended as it should. The exit code is the number of errors (0: all well).
@@ -123,8 +124,14 @@ struct SMPStress {
         shared.markDone()
     }
 
-    /// A mapper: maps 16 KiB, fills it with a pattern of its own, checks it and unmaps it.
+    /// A mapper: on a CPU of its own, maps 16 KiB, fills it with a pattern of its own, checks it
+    /// and unmaps it.
     static func mapMemory(_ shared: Shared) {
+        // Mapper m takes the m-th online CPU. Left to the scheduler, a CPU that its host runs
+        // seldom could see its threads taken by the others and do no work at all.
+        var online = System.onlineCPUs
+        for _ in 0..<(shared.index - 2 - 2 * online.nonzeroBitCount) { online &= online &- 1 }
+        if online == 0 || (try? System.setAffinity(online & (~online &+ 1))) == nil { shared.addError() }
         let bytes: UInt64 = 16 * 1024
         for round in 0..<mapRounds {
             guard let block = try? System.map(bytes: bytes, access: .write) else {

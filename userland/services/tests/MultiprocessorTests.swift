@@ -56,6 +56,10 @@ func testMultiprocessor(_ suite: inout Suite) {
     let callsAfter = cpus.map { (try? System.cpuStatistics($0))?.systemCalls ?? 0 }
     let after = KernelHoldings.settled(toNoMoreThan: before)
     let everyCPUWorked = zip(callsBefore, callsAfter).allSatisfy { $1 > $0 }
+    if !after.holdsNoMoreThan(before) { after.printChange(from: before, in: "smpstress") }
+    for (cpu, (callsBefore, callsAfter)) in zip(cpus, zip(callsBefore, callsAfter)) where callsAfter <= callsBefore {
+        System.print("tests: smpstress: CPU \(cpu) took no system calls (\(callsBefore) before and after)")
+    }
     suite.check(status?.reason == .exited && status?.code == 0 && everyCPUWorked && after.holdsNoMoreThan(before),
                 "smpstress on \(cpus.count) CPUs: every call answered and counted, memory intact, children killed while running; every CPU took system calls; nothing left behind (objects \(before.objects) → \(after.objects), free frames \(before.freeFrames) → \(after.freeFrames))")
 }

@@ -15,6 +15,9 @@ struct KernelHoldings: Equatable {
     /// The pages the kernel heap keeps: a case may leave it one warm slab page more (which
     /// page runs it needs depends on what ran before), and that is no leak.
     var heapPages: UInt64 = 0
+    /// What this process's own account holds (pages, tables, objects): not compared, but a
+    /// failed check shows it, to tell a leak from this process's own heap growing meanwhile.
+    var ownBytes: UInt64 = 0
 
     /// Whether the kernel holds nothing more than `earlier` did: under fault injection, what an
     /// earlier failed case left behind may be freed meanwhile, which is no leak of the case's.
@@ -29,6 +32,12 @@ struct KernelHoldings: Equatable {
     static func == (left: KernelHoldings, right: KernelHoldings) -> Bool {
         left.objects == right.objects && left.chargedBytes == right.chargedBytes
             && left.freeFrames + left.heapPages == right.freeFrames + right.heapPages && left.heapBlocks == right.heapBlocks
+    }
+
+    /// Prints every count next to `earlier`'s, for a failed check: which of them moved.
+    func printChange(from earlier: KernelHoldings, in label: StaticString) {
+        System.print("tests: \(label): objects \(earlier.objects) → \(objects), charged \(earlier.chargedBytes) → \(chargedBytes) bytes, this process \(earlier.ownBytes) → \(ownBytes) bytes")
+        System.print("tests: \(label): free frames \(earlier.freeFrames) → \(freeFrames), heap pages \(earlier.heapPages) → \(heapPages), heap blocks \(earlier.heapBlocks) → \(heapBlocks)")
     }
 
     /// Free frames plus the kernel heap's pages (see `==`).
@@ -64,7 +73,8 @@ struct KernelHoldings: Equatable {
         let objects = System.kernelObjects
         let heap = System.kernelHeap
         return KernelHoldings(objects: objects.objects, chargedBytes: objects.chargedBytes,
-                              freeFrames: System.memory.freeFrames, heapBlocks: heap.blocks, heapPages: heap.pages)
+                              freeFrames: System.memory.freeFrames, heapBlocks: heap.blocks, heapPages: heap.pages,
+                              ownBytes: System.memoryAccount.used)
     }
 }
 
@@ -317,7 +327,8 @@ func testMemoryExhaustion(_ suite: inout Suite) {
     if !passed {
         let codes = refusals.map { $0?.rawValue ?? 0 }
         System.print("tests: memory exhaustion: \(refused) of 6 refused with out of memory (map, port, notification, memory, spawn, thread: \(codes[0]) \(codes[1]) \(codes[2]) \(codes[3]) \(codes[4]) \(codes[5]))")
-        System.print("tests: memory exhaustion: unchanged while out \(unchanged ? 1 : 0), port after \(recovered ? 1 : 0); objects \(before.objects) → \(after.objects), charged \(before.chargedBytes) → \(after.chargedBytes), heap blocks \(before.heapBlocks) → \(after.heapBlocks)")
+        System.print("tests: memory exhaustion: unchanged while out \(unchanged ? 1 : 0), port after \(recovered ? 1 : 0)")
+        after.printChange(from: before, in: "memory exhaustion")
     }
     suite.check(passed,
                 "memory exhausted (\(mappedKiB) KiB mapped, \(exhausted.freeFrames) frames left): 6 kinds of call get out of memory, change nothing; all back (frames free \(before.freeFrames) → \(after.freeFrames))")
