@@ -181,7 +181,7 @@ fuzz: install-deps build $(DISK)
 APT_PACKAGES := qemu-system-arm gdb-multiarch device-tree-compiler cpio u-boot-qemu qemu-efi-aarch64 mtools dosfstools
 
 # In this order `make help` lists the targets.
-.PHONY: help all build run run-uefi debug gdb test test-host test-boot test-docs bench fuzz soak fixtures fault-kernel clean \
+.PHONY: help all build run run-uefi debug gdb test test-host test-boot test-docs bench fuzz soak fixtures fault-kernel debug-kernel clean \
         install-deps check-deps check-toolchain
 
 ## the same as build
@@ -225,6 +225,14 @@ $(FAULT_IMAGE): $(KERNEL_SWIFT) $(KERNEL_HEADERS) $(KERNEL_ASM) kernel/arch/aarc
 
 ## the kernel built with FAULTS=1 in build/faults, for the fault-injection boot tests
 fault-kernel: check-toolchain $(FAULT_IMAGE)
+
+# The same kernel built with DEBUG=1 (lock order and heap poisoning checked), for boot scenarios.
+DEBUG_IMAGE := $(BUILD)/debug/kernel.img
+$(DEBUG_IMAGE): $(KERNEL_SWIFT) $(KERNEL_HEADERS) $(KERNEL_ASM) kernel/arch/aarch64/linker.ld tools/symbol-table.py
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/debug DEBUG=1 $(BUILD)/debug/kernel.img
+
+## the kernel built with DEBUG=1 in build/debug, for the boot tests of its checks
+debug-kernel: check-toolchain $(DEBUG_IMAGE)
 
 ## build, then boot in QEMU with the machine variables; ends at the shell's prompt (Ctrl-A X quits)
 run: install-deps build $(DISK)
@@ -297,7 +305,7 @@ gdb: $(GDB_ELF)
 	    -ex "target remote :$(GDB_PORT)" $(GDB_ARGS)
 
 ## install, build, run every test suite; ends with one line, `N passed, N failed`
-test: install-deps build fault-kernel
+test: install-deps build fault-kernel debug-kernel
 	python3 tests/run.py
 
 ## the host unit tests and the host fuzzing suite only
@@ -305,7 +313,7 @@ test-host:
 	python3 tests/run.py --host-only
 
 ## the QEMU boot tests only
-test-boot: build fault-kernel
+test-boot: build fault-kernel debug-kernel
 	python3 tests/run.py --boot-only
 
 ## the documentation's commands and expected output only (tests/docs)

@@ -220,7 +220,10 @@ enum RequestedPanic {
 }
 
 /// `selftest=panic` and `selftest=trap` end the boot in a kernel panic, so that boot tests can
-/// check the panic report itself. Never inlined, so that the report names this function.
+/// check the panic report itself. Never inlined, so that the report names this function. A
+/// DEBUG=1 kernel also takes `selftest=lockorder` (the heap's lock while the frame allocator's is
+/// held, against the lock order) and `selftest=locktwice` (the heap's lock twice): its lock
+/// checks must stop both.
 @inline(never)
 func runRequestedFault(_ arguments: BootArguments) {
     guard let request = arguments.value(of: "selftest") else { return }
@@ -229,4 +232,13 @@ func runRequestedFault(_ arguments: BootArguments) {
     } else if request == DeviceTreeBytes("trap") {
         aarch64_undefined_instruction()
     }
+    #if KERNEL_DEBUG
+    if request == DeviceTreeBytes("lockorder") {
+        PhysicalFrames.lock.withLock { Heap.lock.withLock {} }
+        kernelPanic("selftest=lockorder: the lock order was not checked")
+    } else if request == DeviceTreeBytes("locktwice") {
+        Heap.lock.withLock { Heap.lock.withLock {} }
+        kernelPanic("selftest=locktwice: a lock taken twice was not noticed")
+    }
+    #endif
 }

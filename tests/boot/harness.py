@@ -45,7 +45,7 @@ class BootResult:
             message += f"\n  (QEMU was stopped: the scenario's time ran out after {self.seconds:.0f} s)"
         # Failed checks further up than the tail, and what a failing check printed about itself.
         earlier = [line for line in self.lines[:-40]
-                   if "\u2717" in line or (line.startswith("tests: ") and "kernel log record" not in line)]
+                   if "\u2717" in line or (line.startswith("tests: ") and "\u2713" not in line and "kernel log record" not in line)]
         if earlier:
             message += "\n  failed checks before the tail:\n" + "\n".join("    | " + line for line in earlier)
         raise BootFailure(f"{message}\n  command: {' '.join(self.command)}\n  console (last 40 lines):\n{tail}")

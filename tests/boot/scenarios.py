@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,6 +259,64 @@ def late_cpu() -> BootResult:
     return result
 
 
+def cpu_on_refused() -> BootResult:
+    """The device tree names a third CPU, MPIDR 7, that the machine (two cores) does not have:
+    PSCI CPU_ON refuses it, the kernel says so at once and leaves it out (no waiting on it), and
+    the EL0 test suite runs on the two that are there."""
+    with tempfile.TemporaryDirectory() as scratch:
+        dump = Path(scratch) / "virt.dtb"
+        subprocess.run(qemu_command(machine=f"virt,dumpdtb={dump}", smp=2, append=None, kernel=None),
+                       check=True, capture_output=True)
+        tree = devicetree_mutation.parse_tree(dump.read_bytes())
+        cpus = tree.root.find("/cpus")
+        ghost = cpus.find("cpu@1").copy()
+        ghost.name = "cpu@7"
+        ghost.set("reg", devicetree_mutation.cells(7))
+        cpus.children.append(ghost)
+        edited = Path(scratch) / "three-cpus.dtb"
+        edited.write_bytes(devicetree_mutation.build_tree(tree).data)
+        result = boot(qemu_command(smp=2, initrd=INITRD, extra=["-dtb", str(edited)]), timeout=180)
+    result.expect_in_order(r"^Boot: CPU 1 online \(MPIDR 0x0000000080000001\)$",
+                           r"^Boot: CPU 2 did not come online \(PSCI CPU_ON: INVALID_PARAMETERS\)$",
+                           r"^Boot: CPUs in device tree: 3 \(2 online\)$",
+                           r"^tests: ✓ pinned to each of the 2 CPUs in turn",
+                           r"^tests: \d+ passed, 0 failed$",
+                           r"^Boot: Test mode complete, powering off$")
+    ticks = result.expect_line(r"^Boot: secondary CPUs' timer ticks: (.*)$")
+    result.expect_equal(re.findall(r"CPU (\d+) \d+", ticks[1]), ["1"], "the CPUs that tick")
+    result.expect_no_line(r"Kernel panic|FAILED")
+    result.expect_powered_off()
+    return result
+
+
+DEBUG_IMAGE = ROOT_BUILD / "debug" / "kernel.img"
+
+
+def debug_kernel_on_cores() -> BootResult:
+    """The DEBUG=1 kernel (`make debug-kernel`): every spin lock taken is checked against the lock
+    order and for being taken twice, and freed heap blocks are poisoned; the EL0 test suite and
+    smpstress on 4 cores pass with none of those checks firing."""
+    result = user_space_tests_with_cores(4, 3, kernel=DEBUG_IMAGE)
+    result.expect_no_line(r"taken out of order|taken twice|heap corrupted")
+    return result
+
+
+def debug_lock_check(request: str, message: str) -> Callable[[], BootResult]:
+    """The DEBUG=1 kernel booted with `selftest=<request>`, which breaks the lock rules on
+    purpose: its check stops the kernel with a panic naming the lock, before the boot goes on."""
+    def run() -> BootResult:
+        result = boot(qemu_command(kernel=DEBUG_IMAGE, append=f"test selftest={request}"))
+        result.expect_in_order(r"^Boot Test: \d+ passed, 0 failed$",
+                               rf"^Kernel panic: {message}$",
+                               r"^  backtrace:$",
+                               r"^    #\d+ 0x[0-9a-f]{16}  runRequestedFault\(_:\)\+0x[0-9a-f]+ ",
+                               r"^Kernel panic: system halted$")
+        result.expect_no_line(r"was not (checked|noticed)")
+        result.expect_powered_off()
+        return result
+    return run
+
+
 def expect_frames_in_image(result: BootResult) -> None:
     """Each backtrace frame is named from the image's symbol table, and lies inside the image."""
     image = result.expect_line(r"^Boot: Kernel image at (0x[0-9a-f]{16}) - (0x[0-9a-f]{16})")
@@ -312,7 +371,8 @@ def user_space_tests_on_cores(cpus: int, gic: int, one_host_core: bool = False) 
     def run() -> BootResult:
         return user_space_tests_with_cores(cpus, gic, one_host_core)
     held = ", QEMU held to one host core" if one_host_core else ""
-    return Scenario(f"user space: the EL0 test suite and smpstress with threads on {cpus} cores, GICv{gic}{held}", run)
+    cores = "one core" if cpus == 1 else f"{cpus} cores"
+    return Scenario(f"user space: the EL0 test suite and smpstress with threads on {cores}, GICv{gic}{held}", run)
 
 
 def one_host_core() -> list[str]:
@@ -320,8 +380,9 @@ def one_host_core() -> list[str]:
     return ["taskset", "-c", str(max(os.sched_getaffinity(0)))]
 
 
-def user_space_tests_with_cores(cpus: int, gic: int, one_host_core_only: bool = False) -> BootResult:
-    command = qemu_command(machine=f"virt,gic-version={gic}", smp=cpus, initrd=INITRD)
+def user_space_tests_with_cores(cpus: int, gic: int, one_host_core_only: bool = False,
+                                kernel: Path = KERNEL_IMAGE) -> BootResult:
+    command = qemu_command(machine=f"virt,gic-version={gic}", smp=cpus, initrd=INITRD, kernel=kernel)
     if one_host_core_only:
         command = one_host_core() + command
     result = boot(command, timeout=420)
@@ -335,12 +396,13 @@ def user_space_tests_with_cores(cpus: int, gic: int, one_host_core_only: bool = 
     result.expect_equal((int(stress[4]), int(stress[5])), (2 * cpus * 300, 2 * cpus * 300),
                         "calls answered and received: 300 per caller")
     result.expect_line(rf"^tests: ✓ smpstress on {cpus} CPUs: every call answered and counted")
+    secondary_ticks = [r"^Boot: secondary CPUs' timer ticks: "] if cpus > 1 else []
     result.expect_in_order(rf"^Boot: CPUs in device tree: {cpus} \({cpus} online\)$",
                            r"^Boot: Started init \(process 1\) from the initial ramdisk",
                            r"^tests: \d+ passed, \d+ failed$",
                            r"^restarts: \d+ passed, 0 failed$",
                            r"^Boot: init ended \(exit code 0\)$",
-                           r"^Boot: secondary CPUs' timer ticks: ",
+                           *secondary_ticks,
                            r"^Boot: Test mode complete, powering off$")
     result.expect_no_line(r"FAILED|Kernel panic")
     summary = result.expect_line(r"^tests: (\d+) passed, (\d+) failed$")
@@ -784,11 +846,23 @@ SCENARIOS: list[Scenario] = [
     Scenario("a panic while threads run on 4 cores (panicafter) stops the other three", panic_on_every_core),
     Scenario("a panic on a secondary CPU's own stack (panicafter, panicon=1) names its frames", panic_on_secondary_idle),
     Scenario("a CPU that checks in after the boot CPU gave up on it turns itself off (latecpu=2 of 4)", late_cpu),
+    Scenario("a CPU in the device tree that PSCI CPU_ON refuses is reported and left out (MPIDR 7 of 2 cores)",
+             cpu_on_refused),
     Scenario("idle without test mode or ramdisk", interactive_idle),
     Scenario("user space: init runs the test suite at EL0", user_space_tests),
+    user_space_tests_on_cores(1, 3),
     user_space_tests_on_cores(2, 2),
+    user_space_tests_on_cores(2, 3),
+    user_space_tests_on_cores(4, 2),
     user_space_tests_on_cores(4, 3),
     user_space_tests_on_cores(8, 2, one_host_core=True),
+    user_space_tests_on_cores(8, 3),
+    Scenario("DEBUG=1 kernel: the EL0 test suite and smpstress on 4 cores, GICv3, with every lock's order checked",
+             debug_kernel_on_cores),
+    Scenario("DEBUG=1 kernel: a lock taken against the lock order panics, naming it (selftest=lockorder)",
+             debug_lock_check("lockorder", r"Heap\.lock taken out of order on CPU 0 \(locks held: 0x[0-9a-f]{3}\)")),
+    Scenario("DEBUG=1 kernel: a lock taken twice panics, naming it (selftest=locktwice)",
+             debug_lock_check("locktwice", r"Heap\.lock taken twice on CPU 0")),
     fault_injection(20, 1),
     fault_injection(50, 2),
     fault_injection(100, 3),

@@ -34,7 +34,9 @@ func testMultiprocessor(_ suite: inout Suite) {
     // the answer comes back to CPU 0, where this thread is pinned).
     if online & 0b11 == 0b11 {
         suite.check(pinnedServerStaysPinned(),
-                    "200 calls from CPU 0 to an echo server pinned to CPU 1: each answered, the server's 200 receives counted on CPU 1, this thread's calls on CPU 0")
+                    "200 calls from CPU 0 to an echo server pinned to CPU 1: each answered, the server's 200 receives counted on CPU 1, this thread's calls on CPU 0; each call woke idle CPU 1 with a reschedule interrupt")
+        suite.check(killedAcrossCPUs(online & ~1),
+                    "a process spinning on CPUs 1 to \(cpus.count - 1) at once, a thread kept to each, is killed from CPU 0: wait says killed, each of those CPUs goes idle again, nothing left behind")
     }
 
     let noCPU = catching { () throws(KernelError) in _ = try System.setAffinity(~online) }
@@ -95,6 +97,44 @@ func pinnedServerStaysPinned() -> Bool {
     var stop = IPCMessage(label: 0)
     _ = try? IPC.call(port, &stop)
     let ended = (try? System.wait(server))?.code == 0
-    return answered == rounds && ended && serverAfter.systemCalls &- serverBefore.systemCalls >= rounds
+    // The server blocks in its receive after each answer, so CPU 1 runs its idle thread (waits in
+    // WFI) until the next call: the call wakes it with a reschedule interrupt.
+    let woken = serverAfter.reschedulesReceived &- serverBefore.reschedulesReceived >= rounds
+        && clientAfter.reschedulesSent &- clientBefore.reschedulesSent >= rounds
+    return answered == rounds && ended && woken && serverAfter.systemCalls &- serverBefore.systemCalls >= rounds
         && clientAfter.systemCalls &- clientBefore.systemCalls >= rounds
+}
+
+/// Spinner with a thread kept to each CPU of `cpus` (not CPU 0, where this thread is pinned),
+/// each running (its CPU's ticks find no idle time) when it is killed; then every one of those
+/// CPUs is idle again and the kernel holds what it held before.
+func killedAcrossCPUs(_ cpus: UInt64) -> Bool {
+    guard cpus != 0, let previous = (try? System.setAffinity(1))?.previous else { return false }
+    defer { _ = try? System.setAffinity(previous) }
+    let indices = (0..<64).filter { cpus & (1 << UInt64($0)) != 0 }
+    var before = InlineArray<64, CPUStatistics>(repeating: CPUStatistics())
+    var after = before
+    let holdings = KernelHoldings.steady
+    guard let spinner = try? System.spawn("spinner", argument: cpus) else { return false }
+    // Busy: two readings 20 ms apart in which each CPU ticked and none of its ticks was idle.
+    var busy = false
+    for _ in 0..<50 where !busy {
+        for cpu in indices { before[cpu] = (try? System.cpuStatistics(cpu)) ?? CPUStatistics() }
+        System.sleep(nanoseconds: 20_000_000)
+        for cpu in indices { after[cpu] = (try? System.cpuStatistics(cpu)) ?? CPUStatistics() }
+        busy = indices.allSatisfy { after[$0].ticks > before[$0].ticks && after[$0].idleTicks == before[$0].idleTicks }
+    }
+    let killed = (try? System.kill(spinner)) != nil && (try? System.wait(spinner))?.reason == .killed
+    // Idle again: each CPU finds its idle thread running at a tick.
+    var idle = false
+    for cpu in indices { before[cpu] = (try? System.cpuStatistics(cpu)) ?? CPUStatistics() }
+    for _ in 0..<50 where !idle {
+        System.sleep(nanoseconds: 20_000_000)
+        for cpu in indices { after[cpu] = (try? System.cpuStatistics(cpu)) ?? CPUStatistics() }
+        idle = indices.allSatisfy { after[$0].idleTicks > before[$0].idleTicks }
+    }
+    let left = KernelHoldings.settled(toNoMoreThan: holdings)
+    if !busy || !killed || !idle { System.print("tests: kill across CPUs: busy \(busy), killed \(killed), idle again \(idle)") }
+    if !left.holdsNoMoreThan(holdings) { left.printChange(from: holdings, in: "kill across CPUs") }
+    return busy && killed && idle && left.holdsNoMoreThan(holdings)
 }
