@@ -67,15 +67,25 @@ enum Clock {
     }
 
     /// A secondary CPU's timer interrupt: counts the periods that have passed and sets its
-    /// compare value to the next one, touching nothing outside its per-CPU block.
+    /// compare value to the next one, touching nothing outside its per-CPU block. Returns how
+    /// many periods it counted.
     @inline(never)
-    static func countSecondaryTick() {
-        let current = now
+    static func countSecondaryTick() -> UInt64 {
+        let periods = countPeriods(until: now)
+        GenericTimer.setCompare(PerCPU.current.clock.nextTick)
+        return periods
+    }
+
+    /// Counts the tick periods that have passed by `current` on this CPU (so that a late
+    /// interrupt loses none) and moves its next tick past them.
+    private static func countPeriods(until current: UInt64) -> UInt64 {
+        var periods: UInt64 = 0
         while current >= PerCPU.current.clock.nextTick {
-            PerCPU.current.clock.ticks += 1
+            periods += 1
             PerCPU.current.clock.nextTick += period
         }
-        GenericTimer.setCompare(PerCPU.current.clock.nextTick)
+        PerCPU.current.clock.ticks += periods
+        return periods
     }
 
     /// Counter ticks in `milliseconds`.
@@ -123,17 +133,13 @@ enum Clock {
     /// not lose ticks), fires due deadlines, and sets the next compare value.
     static let handleInterrupt: InterruptHandler = { _ in
         if PerCPU.current.index != 0 {
-            Clock.countSecondaryTick()
-            Scheduler.tick()
+            Scheduler.tick(periods: Clock.countSecondaryTick())
             RequestedPanic.checkOnSecondary()
             return
         }
         let current = Clock.now
         RequestedPanic.check(current)
-        while current >= PerCPU.current.clock.nextTick {
-            PerCPU.current.clock.ticks += 1
-            PerCPU.current.clock.nextTick += Clock.period
-        }
+        let periods = Clock.countPeriods(until: current)
         var expired = InlineArray<8, UInt64>(repeating: 0)
         var count = 0
         Clock.lock.withLock {
@@ -146,7 +152,7 @@ enum Clock {
         if let handler = Clock.deadlineHandler {
             for index in 0..<count { handler(expired[index]) }
         }
-        Scheduler.tick()
+        Scheduler.tick(periods: periods)
         // Lines the kernel queued for the console service since the last tick.
         KernelLog.deliverPending()
     }

@@ -410,16 +410,19 @@ enum Scheduler {
         }
     }
 
-    /// The timer tick: charges the running thread's slice.
-    static func tick() {
+    /// The timer interrupt, after `periods` tick periods have passed (more than one when the
+    /// interrupt came late, none when it came for a deadline between ticks): charges them to the
+    /// running thread's slice and process, or to this CPU's idle time.
+    static func tick(periods: UInt64) {
         guard let thread = current else { return }
         if thread === PerCPU.current.scheduler.idle {
-            PerCPU.current.scheduler.idleTicks &+= 1
+            PerCPU.current.scheduler.idleTicks &+= periods
             if hasReadyThreads || (multiprocessor && workElsewhere) { PerCPU.current.scheduler.rescheduleNeeded = true }
             return
         }
-        thread.process?.ticks &+= 1
-        thread.sliceRemaining -= 1
+        guard periods > 0 else { return }
+        thread.process?.ticks &+= periods
+        thread.sliceRemaining -= Int(truncatingIfNeeded: min(periods, UInt64(sliceTicks)))
         if thread.sliceRemaining <= 0 && hasReadyThreads { PerCPU.current.scheduler.rescheduleNeeded = true }
     }
 

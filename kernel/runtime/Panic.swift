@@ -82,7 +82,7 @@ enum Panic {
     /// null record boot.S plants or where a record leads off the stack or out of the kernel (an
     /// exception from EL0 leaves the user's x29 and x30 in its record). Each frame is named from
     /// the image's symbol table:
-    /// `#1 0x…  Scheduler.tick()+0x18 (kernel/…:40)`.
+    /// `#1 0x…  Scheduler.tick(periods:)+0x18 (kernel/…:40)`.
     static func backtrace(from framePointer: UInt64) {
         var frame = framePointer
         var depth = 0

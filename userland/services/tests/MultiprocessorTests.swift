@@ -28,6 +28,16 @@ func testMultiprocessor(_ suite: inout Suite) {
     let restored = (try? System.setAffinity(original))?.previous == 1 << UInt64(cpus.last ?? 0)
     suite.check(countedThere && restored && original == UInt64.max && cpus.first == 0,
                 "pinned to each of the \(cpus.count) CPUs in turn (threadAffinity), this thread's 500 system calls are counted on that CPU (cpuStatistics)")
+    // Each CPU has counted its own ticks, switches and interrupts by now. (Whether it found time
+    // to idle depends on what ran there; the kill across CPUs below checks idle ticks.)
+    let figures = cpus.map { (try? System.cpuStatistics($0)) ?? CPUStatistics() }
+    let counted = figures.allSatisfy { $0.ticks > 0 && $0.idleTicks <= $0.ticks && $0.switches > 0 && $0.interrupts > 0 }
+    if !counted {
+        for (cpu, figure) in zip(cpus, figures) {
+            System.print("tests: CPU \(cpu): \(figure.ticks) ticks, \(figure.idleTicks) idle, \(figure.switches) switches, \(figure.interrupts) interrupts")
+        }
+    }
+    suite.check(counted, "each of the \(cpus.count) CPUs counts its own ticks, idle ticks (no more than its ticks), switches and interrupts")
 
     // Calls from CPU 0 to a server pinned to CPU 1 are served there: the IPC fast path, which
     // hands this CPU straight to the thread it wakes, passes over a thread pinned elsewhere (and
@@ -52,18 +62,23 @@ func testMultiprocessor(_ suite: inout Suite) {
                 "affinity naming no running CPU: invalid argument; statistics of CPU 63 or thread \(UInt64.max - 1): not found; an 8-byte or kernel buffer: refused")
 
     // Many threads doing IPC and memory work on every CPU while children are spawned and killed.
-    let before = KernelHoldings.steady
+    // The workers are made on this CPU: with more than one, the others take them (steal).
     let callsBefore = cpus.map { (try? System.cpuStatistics($0))?.systemCalls ?? 0 }
+    let stealsBefore = cpus.reduce(0) { $0 + ((try? System.cpuStatistics($1))?.steals ?? 0) }
+    let before = KernelHoldings.steady
     let status = run("smpstress")
     let callsAfter = cpus.map { (try? System.cpuStatistics($0))?.systemCalls ?? 0 }
+    let stealsAfter = cpus.reduce(0) { $0 + ((try? System.cpuStatistics($1))?.steals ?? 0) }
     let after = KernelHoldings.settled(toNoMoreThan: before)
     let everyCPUWorked = zip(callsBefore, callsAfter).allSatisfy { $1 > $0 }
+        && (cpus.count == 1 || stealsAfter > stealsBefore)
     if !after.holdsNoMoreThan(before) { after.printChange(from: before, in: "smpstress") }
     for (cpu, (callsBefore, callsAfter)) in zip(cpus, zip(callsBefore, callsAfter)) where callsAfter <= callsBefore {
         System.print("tests: smpstress: CPU \(cpu) took no system calls (\(callsBefore) before and after)")
     }
+    if cpus.count > 1 && stealsAfter == stealsBefore { System.print("tests: smpstress: no CPU took a thread from another") }
     suite.check(status?.reason == .exited && status?.code == 0 && everyCPUWorked && after.holdsNoMoreThan(before),
-                "smpstress on \(cpus.count) CPUs: every call answered and counted, memory intact, children killed while running; every CPU took system calls; nothing left behind (objects \(before.objects) → \(after.objects), free frames \(before.freeFrames) → \(after.freeFrames))")
+                "smpstress on \(cpus.count) CPUs: every call answered and counted, memory intact, children killed while running; every CPU took system calls, idle ones took threads from the others; nothing left behind (objects \(before.objects) → \(after.objects), free frames \(before.freeFrames) → \(after.freeFrames))")
 }
 
 /// Runs `body` with this thread, and the threads it creates, on CPU 0 alone: for cases whose
