@@ -64,19 +64,37 @@ extension TextOutput {
     }
 }
 
-/// A line of at most `capacity` bytes; what does not fit is dropped and `truncated` is set.
+/// A line of at most `capacity` bytes; what does not fit is dropped and `truncated` is set. A
+/// line cut short ends before the UTF-8 character the cut went through, not inside it (which a
+/// terminal shows as garbage and a reader of the log cannot decode).
 public struct TextLine: TextOutput {
     public static let capacity = 240
     var storage = InlineArray<240, UInt8>(repeating: 0)
-    public private(set) var count = 0
+    /// The bytes written that fit.
+    private var used = 0
     public private(set) var truncated = false
 
     public init() {}
 
     public mutating func write(byte: UInt8) {
-        guard count < Self.capacity else { truncated = true; return }
-        storage[count] = byte
-        count += 1
+        guard used < Self.capacity else { truncated = true; return }
+        storage[used] = byte
+        used += 1
+    }
+
+    /// The line's length: all it holds, or for a line cut short, up to the character the cut
+    /// went through (its first bytes are not part of the line).
+    public var count: Int { truncated ? Self.completeLength(of: storage, used: used) : used }
+
+    /// `used` less the bytes of a last UTF-8 character that did not arrive whole.
+    @inline(never)
+    private static func completeLength(of storage: InlineArray<240, UInt8>, used: Int) -> Int {
+        var lead = used
+        while lead > 0 && storage[lead - 1] & 0xC0 == 0x80 { lead -= 1 }   // continuation bytes
+        guard lead > 0, storage[lead - 1] >= 0xC0 else { return used }
+        let first = storage[lead - 1]
+        let length = first >= 0xF0 ? 4 : first >= 0xE0 ? 3 : 2
+        return used - (lead - 1) < length ? lead - 1 : used
     }
 
     public subscript(index: Int) -> UInt8 { storage[index] }

@@ -82,6 +82,28 @@ enum Interrupts {
         return id < privateInterrupts ? PerCPU.current.interrupts.privateCounts[Int(id)] : table[Int(id)].count
     }
 
+    /// Serves the interrupts that became pending while this CPU, in a long system call, works
+    /// with them masked (zeroing or freeing a gigabyte takes seconds under QEMU): its ticks,
+    /// deadlines, device and reschedule interrupts are handled now, not when the call ends.
+    /// Only where the call holds no spin lock. An interrupt taken at EL1 switches no thread but
+    /// the idle one, so the call goes on where it was, and switches on its way out if asked to.
+    @inline(never)
+    static func servePending() {
+        guard controller != nil else { return }
+        #if KERNEL_DEBUG
+        if PerCPU.current.locksHeld & ~LockOrder.bigKernel.bit != 0 { kernelPanic("interrupts served with a spin lock held") }
+        #endif
+        CPU.takePendingInterrupts()
+    }
+
+    /// How many pages a long loop over memory handles between two `servePending` calls (a power
+    /// of two, so that the test is a mask): about a million instructions, a millisecond or less.
+    static let pagesBetweenServing: UInt64 = 256
+
+    /// Whether a loop that has handled `pages` pages serves pending interrupts now.
+    @inline(__always)
+    static func isTimeToServe(afterPages pages: UInt64) -> Bool { pages & (pagesBetweenServing - 1) == 0 }
+
     /// The IRQ exception path: drains every pending interrupt. An IRQ exception that finds
     /// nothing to acknowledge is spurious; reading "none pending" after handling some is not.
     static func handleIRQ() {

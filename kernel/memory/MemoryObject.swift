@@ -100,6 +100,7 @@ final class MemoryObject: ChargedObject {
             }
             PhysicalWindow.zero(frame)
             frames[page] = frame.address.value
+            if Interrupts.isTimeToServe(afterPages: UInt64(page + 1)) { Interrupts.servePending() }
         }
         return MemoryObject(frames: frames, pages: pages, kind: .memory, charge: charge)
     }

@@ -135,6 +135,7 @@ final class AddressSpace {
                 throw error == .writableAndExecutable ? .invalidArgument : .outOfMemory
             }
             offset += pageSize
+            if Interrupts.isTimeToServe(afterPages: offset >> pageShift) { Interrupts.servePending() }
         }
         regions[regionCount] = Region(start: start, size: size, kind: kind, writable: permissions.contains(.write))
         regionCount += 1
@@ -274,6 +275,7 @@ final class AddressSpace {
             guard freeingFrames else { return }
             KernelMemory.freePaidFrame(PageFrame(containing: physical))
             freed += 1
+            if Interrupts.isTimeToServe(afterPages: freed) { Interrupts.servePending() }
         }
         // Given back to the account in one step, as `mapZeroed` charged them.
         account.release(freed * pageSize)

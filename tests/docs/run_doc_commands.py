@@ -671,6 +671,7 @@ CHECKS: dict[str, Callable[[Docs], None]] = {
     "make -n soak": dry_run(["soak"], "python3 tools/soak.py --restarts 10000"),
     "make -n build DEBUG=1 (in an empty folder): the flag reaches the compiler": dry_run(["build", "DEBUG=1"], "-D KERNEL_DEBUG", scratch_build=True),
     "make -n FAULTS=1 (in an empty folder): the flag reaches the compiler": dry_run(["FAULTS=1"], "-D KERNEL_FAULT_INJECTION", scratch_build=True),
+    "make -n debug-kernel (in an empty folder): the flag reaches the compiler": dry_run(["debug-kernel"], "-D KERNEL_DEBUG", scratch_build=True),
     "make -n build (in an empty folder): the compiler flags docs/ARCHITECTURE.md names": dry_run(
         ["build"], "swiftc -target aarch64-none-none-elf -enable-experimental-feature Embedded -wmo", scratch_build=True),
     "the manifest lines docs/SHELL.md shows are userland/manifest's": check_manifest_lines,
@@ -724,6 +725,8 @@ COMMANDS: dict[str, Check | NotRun] = {
                                  "make -n build DEBUG=1 (in an empty folder): the flag reaches the compiler"),
     "make FAULTS=1": NotRun("it would replace the build the other suites use; make test builds this kernel in build/faults "
                             "and boots it three times", "make -n FAULTS=1 (in an empty folder): the flag reaches the compiler"),
+    "make debug-kernel": NotRun("make test builds it (its prerequisite debug-kernel) and boots it in three scenarios",
+                                "make -n debug-kernel (in an empty folder): the flag reaches the compiler"),
     "swift test": NotRun("the host suite of make test runs it"),
     "swift build": NotRun("the host suite of make test builds the same package (swift test)"),
     "swiftc -target aarch64-none-none-elf -enable-experimental-feature Embedded -wmo": NotRun(

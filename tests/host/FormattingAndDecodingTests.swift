@@ -43,6 +43,24 @@ private func text(_ formatted: FormattedText) -> String { text { line in formatt
         #expect(line.count == TextLine.capacity && line.truncated)
         #expect(line.withUnsafeBytes { $0.count } == TextLine.capacity)
     }
+
+    /// Cut through a two-, three- or four-byte character at every offset, a line ends before it
+    /// and decodes as UTF-8; a character that fit whole stays.
+    @Test(arguments: ["é", "→", "✓", "𝄞"])
+    func longLinesAreCutBetweenCharacters(_ character: String) {
+        let encoded = Array(character.utf8)
+        for filler in (TextLine.capacity - encoded.count - 1)...TextLine.capacity {
+            var line = TextLine()
+            for _ in 0..<filler { line.write(byte: UInt8(ascii: "x")) }
+            for _ in 0..<3 { for byte in encoded { line.write(byte: byte) } }
+            var bytes: [UInt8] = []
+            line.forEachByte { bytes.append($0) }
+            #expect(String(validating: bytes, as: UTF8.self) != nil, "cut after \(filler) bytes of filler")
+            let whole = (TextLine.capacity - filler) / encoded.count
+            #expect(bytes.count == filler + min(whole, 3) * encoded.count)
+            #expect(line.truncated == (filler + 3 * encoded.count > TextLine.capacity))
+        }
+    }
 }
 
 @Suite struct CPUIdentityTests {

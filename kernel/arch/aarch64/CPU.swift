@@ -117,6 +117,15 @@ enum CPU {
     @inline(__always)
     static func enableInterrupts() { aarch64_enable_interrupts() }
 
+    /// Unmasks IRQs for a moment, if they are masked, so that one pending is taken here and now.
+    /// (The ISB makes the unmasking take effect before the mask goes back on.)
+    static func takePendingInterrupts() {
+        guard aarch64_read_daif() & (1 << 7) != 0 else { return }
+        aarch64_enable_interrupts()
+        aarch64_isb()
+        aarch64_disable_interrupts()
+    }
+
     /// Sleeps until an interrupt is pending (WFI).
     @inline(__always)
     static func waitForInterrupt() { aarch64_wfi() }

@@ -5,7 +5,8 @@
 // scheduler spreads the others); meanwhile the main thread spawns children and kills them while they run
 // (wherever that is), and runs others to their exit. Every count is checked at the end: calls
 // made = calls answered = messages the servers received, every round of memory intact, every
-// child ended as it should. The exit code is the number of errors (0: all well).
+// child ended as it should. The exit code is the number of errors (0: all well). Start argument 1
+// runs another check instead: a page unmapped while another CPU reads it (`unmapWhileRead`).
 //
 // The worker threads touch no heap (the runtime's heap is the main thread's alone): they share
 // one mapped page, `Shared`, and their bodies capture nothing.
@@ -20,6 +21,7 @@ struct SMPStress {
     static let exitRounds = 12
 
     static func main() {
+        if System.startArgument == 1 { unmapWhileRead() }
         let cpus = max(System.onlineCPUs.nonzeroBitCount, 1)
         guard let page = try? System.map(bytes: 4096, access: .write),
               let first = try? IPC.createPort(), let second = try? IPC.createPort() else { System.exit(200) }
@@ -86,6 +88,32 @@ struct SMPStress {
         try? IPC.close(first)
         try? IPC.close(second)
         System.exit(errors)
+    }
+
+    /// Start argument 1: a page unmapped on CPU 0 while a thread on CPU 1 reads it in a loop.
+    /// The kernel's TLB invalidation reaches CPU 1, and the reader's next read faults, which ends
+    /// the process. Exit code 97: no CPU 1; 98: the reader never ran; 99: it read on unharmed.
+    static func unmapWhileRead() -> Never {
+        guard System.onlineCPUs & 0b11 == 0b11, (try? System.setAffinity(1)) != nil else { System.exit(97) }
+        guard let shared = try? System.map(bytes: 4096, access: .write),
+              let page = try? System.map(bytes: 4096, access: .write) else { System.exit(96) }
+        // Word 0 of `shared`: the reader's count of reads; word 1: the page's address.
+        let counter = UInt64(UInt(bitPattern: shared))
+        user_write(counter + 8, UInt64(UInt(bitPattern: page)))
+        guard (try? System.createThread(argument: counter) { counter in
+            _ = try? System.setAffinity(2)
+            let page = user_read(counter + 8)
+            while true {
+                _ = user_read(page)
+                user_write(counter, user_read(counter) &+ 1)
+            }
+        }) != nil else { System.exit(96) }
+        // Reading for a while on CPU 1: its TLB holds the page.
+        for _ in 0..<2000 where user_read(counter) < 10_000 { System.sleep(nanoseconds: 1_000_000) }
+        guard user_read(counter) >= 10_000 else { System.exit(98) }
+        try? System.unmap(page, bytes: 4096)
+        System.sleep(nanoseconds: 200_000_000)
+        System.exit(99)
     }
 
     /// A server: answers each call with its label plus one until the stop message.

@@ -45,6 +45,12 @@ func testMultiprocessor(_ suite: inout Suite) {
     if online & 0b11 == 0b11 {
         suite.check(pinnedServerStaysPinned(),
                     "200 calls from CPU 0 to an echo server pinned to CPU 1: each answered, the server's 200 receives counted on CPU 1, this thread's calls on CPU 0; each call woke idle CPU 1 with a reschedule interrupt")
+        // A page one CPU unmaps faults at once for a thread of the same process on another.
+        var unmappedAcross: (reason: ExitReason, code: UInt64)?
+        if let child = try? System.spawn("smpstress", argument: 1) { unmappedAcross = try? System.wait(child) }
+        let syndrome = unmappedAcross?.code ?? 0
+        suite.check(unmappedAcross?.reason == .faulted && syndrome >> 26 == 0x24 && syndrome & 0x3F == 0x07,
+                    "a page unmapped on CPU 0 while a thread of the same process reads it on CPU 1: the reader faults (translation fault, level 3), its process is ended")
         suite.check(killedAcrossCPUs(online & ~1),
                     "a process spinning on CPUs 1 to \(cpus.count - 1) at once, a thread kept to each, is killed from CPU 0: wait says killed, each of those CPUs goes idle again, nothing left behind")
     }
@@ -78,7 +84,7 @@ func testMultiprocessor(_ suite: inout Suite) {
     }
     if cpus.count > 1 && stealsAfter == stealsBefore { System.print("tests: smpstress: no CPU took a thread from another") }
     suite.check(status?.reason == .exited && status?.code == 0 && everyCPUWorked && after.holdsNoMoreThan(before),
-                "smpstress on \(cpus.count) CPUs: every call answered and counted, memory intact, children killed while running; every CPU took system calls, idle ones took threads from the others; nothing left behind (objects \(before.objects) → \(after.objects), free frames \(before.freeFrames) → \(after.freeFrames))")
+                "smpstress on \(cpus.count) CPUs: calls answered and counted, memory intact, children killed running; each CPU made system calls, idle ones took threads; nothing left behind (objects \(before.objects) → \(after.objects), free frames \(before.freeFrames) → \(after.freeFrames))")
 }
 
 /// Runs `body` with this thread, and the threads it creates, on CPU 0 alone: for cases whose
