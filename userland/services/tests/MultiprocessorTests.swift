@@ -138,23 +138,26 @@ func killedAcrossCPUs(_ cpus: UInt64) -> Bool {
     let indices = (0..<64).filter { cpus & (1 << UInt64($0)) != 0 }
     var before = InlineArray<64, CPUStatistics>(repeating: CPUStatistics())
     var after = before
+    func read(into figures: inout InlineArray<64, CPUStatistics>) {
+        for cpu in indices { figures[cpu] = (try? System.cpuStatistics(cpu)) ?? CPUStatistics() }
+    }
     let holdings = KernelHoldings.steady
     guard let spinner = try? System.spawn("spinner", argument: cpus) else { return false }
     // Busy: two readings 20 ms apart in which each CPU ticked and none of its ticks was idle.
     var busy = false
     for _ in 0..<50 where !busy {
-        for cpu in indices { before[cpu] = (try? System.cpuStatistics(cpu)) ?? CPUStatistics() }
+        read(into: &before)
         System.sleep(nanoseconds: 20_000_000)
-        for cpu in indices { after[cpu] = (try? System.cpuStatistics(cpu)) ?? CPUStatistics() }
+        read(into: &after)
         busy = indices.allSatisfy { after[$0].ticks > before[$0].ticks && after[$0].idleTicks == before[$0].idleTicks }
     }
     let killed = (try? System.kill(spinner)) != nil && (try? System.wait(spinner))?.reason == .killed
     // Idle again: each CPU finds its idle thread running at a tick.
     var idle = false
-    for cpu in indices { before[cpu] = (try? System.cpuStatistics(cpu)) ?? CPUStatistics() }
+    read(into: &before)
     for _ in 0..<50 where !idle {
         System.sleep(nanoseconds: 20_000_000)
-        for cpu in indices { after[cpu] = (try? System.cpuStatistics(cpu)) ?? CPUStatistics() }
+        read(into: &after)
         idle = indices.allSatisfy { after[$0].idleTicks > before[$0].idleTicks }
     }
     let left = KernelHoldings.settled(toNoMoreThan: holdings)

@@ -223,31 +223,6 @@ func testMappingContracts(_ suite: inout Suite) {
 /// refuses them as buffers), its neighbours keep theirs, and every frame and table comes back.
 /// The kernel visits only the tables that exist and invalidates the ASID once per batch of pages,
 /// not once per page, so it is quick; the time is reported, not judged.
-/// A long system call serves the interrupts that come meanwhile: while `map` zeroes 256 MiB, each
-/// of this CPU's timer ticks is taken as an interrupt of its own, rather than all of them
-/// counted late in one when the call ends (the kernel takes pending interrupts every 256 pages).
-func testLongCallsServeInterrupts(_ suite: inout Suite) {
-    var outcome: (ticks: UInt64, interrupts: UInt64, mebibytes: UInt64)?
-    onOneCPU {
-        var bytes: UInt64 = 256 << 20
-        while bytes >= 16 << 20 && outcome == nil {
-            guard let before = try? System.cpuStatistics(0) else { return }
-            if let block = try? System.map(bytes: bytes, access: .write) {
-                let after = (try? System.cpuStatistics(0)) ?? before
-                try? System.unmap(block, bytes: bytes)
-                outcome = (after.ticks &- before.ticks, after.interrupts &- before.interrupts, bytes >> 20)
-            }
-            bytes /= 2
-        }
-    }
-    guard let outcome else {
-        suite.check(false, "a map of 16 to 256 MiB, to time a long system call")
-        return
-    }
-    suite.check(outcome.ticks >= 3 && outcome.interrupts * 2 >= outcome.ticks,
-                "a \(outcome.mebibytes) MiB map (each page zeroed) lasted \(outcome.ticks) ticks; this CPU took \(outcome.interrupts) interrupts meanwhile, not one when it ended")
-}
-
 func testLargeUnmap(_ suite: inout Suite) {
     if let warm = try? System.map(bytes: 4096, access: .write) { try? System.unmap(warm, bytes: 4096) }
     let before = KernelHoldings.now
@@ -281,6 +256,31 @@ func testLargeUnmap(_ suite: inout Suite) {
     }
     suite.check(pagesGone && neighboursKept && returned,
                 "unmap of 16 MiB between two pages: its pages gone, the neighbours intact, every frame back (\(microseconds) µs)")
+}
+
+/// A long system call serves the interrupts that come meanwhile: while `map` zeroes 256 MiB, each
+/// of this CPU's timer ticks is taken as an interrupt of its own, rather than all of them
+/// counted late in one when the call ends (the kernel takes pending interrupts every 256 pages).
+func testLongCallsServeInterrupts(_ suite: inout Suite) {
+    var outcome: (ticks: UInt64, interrupts: UInt64, mebibytes: UInt64)?
+    onOneCPU {
+        var bytes: UInt64 = 256 << 20
+        while bytes >= 16 << 20 && outcome == nil {
+            guard let before = try? System.cpuStatistics(0) else { return }
+            if let block = try? System.map(bytes: bytes, access: .write) {
+                let after = (try? System.cpuStatistics(0)) ?? before
+                try? System.unmap(block, bytes: bytes)
+                outcome = (after.ticks &- before.ticks, after.interrupts &- before.interrupts, bytes >> 20)
+            }
+            bytes /= 2
+        }
+    }
+    guard let outcome else {
+        suite.check(false, "a map of 16 to 256 MiB, to time a long system call")
+        return
+    }
+    suite.check(outcome.ticks >= 3 && outcome.interrupts * 2 >= outcome.ticks,
+                "a \(outcome.mebibytes) MiB map (each page zeroed) lasted \(outcome.ticks) ticks; this CPU took \(outcome.interrupts) interrupts meanwhile, not one when it ended")
 }
 
 /// A limit given at spawn caps what the kernel holds for the child: too small a limit refuses the
