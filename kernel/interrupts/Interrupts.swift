@@ -25,6 +25,8 @@ enum Interrupts {
         /// How other CPUs address a software-generated interrupt to this one (its GICv2 target
         /// bit or GICv3 MPIDR), written by this CPU when it starts its interface.
         var sgiAddress: UInt64 = 0
+        /// Set while `servePending` lets interrupts in: one taken then switches no thread.
+        var servingPending = false
     }
 
     static let privateInterrupts: UInt32 = 32
@@ -85,16 +87,22 @@ enum Interrupts {
     /// Serves the interrupts that became pending while this CPU, in a long system call, works
     /// with them masked (zeroing or freeing a gigabyte takes seconds under QEMU): its ticks,
     /// deadlines, device and reschedule interrupts are handled now, not when the call ends.
-    /// Only where the call holds no spin lock. An interrupt taken at EL1 switches no thread but
-    /// the idle one, so the call goes on where it was, and switches on its way out if asked to.
+    /// Only where the call holds no spin lock. An interrupt taken here switches no thread (not
+    /// even when the call runs on the idle thread, releasing ended threads), so the call goes on
+    /// where it was, and switches on its way out if asked to.
     @inline(never)
     static func servePending() {
         guard controller != nil else { return }
         #if KERNEL_DEBUG
         if PerCPU.current.locksHeld & ~LockOrder.bigKernel.bit != 0 { kernelPanic("interrupts served with a spin lock held") }
         #endif
+        PerCPU.current.interrupts.servingPending = true
         CPU.takePendingInterrupts()
+        PerCPU.current.interrupts.servingPending = false
     }
+
+    /// Whether this CPU is taking interrupts inside `servePending`, in the middle of a call.
+    static var isServingPending: Bool { PerCPU.current.interrupts.servingPending }
 
     /// How many pages a long loop over memory handles between two `servePending` calls (a power
     /// of two, so that the test is a mask): about a million instructions, a millisecond or less.

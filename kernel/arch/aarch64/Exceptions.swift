@@ -122,9 +122,10 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
         return
     case 5, 9: // IRQ from EL1 or EL0
         Interrupts.handleIRQ()
-        // At EL1 only the idle thread switches here: any other was interrupted inside a system
-        // call (Interrupts.servePending), which goes on and switches on its way out.
-        if kindValue == 9 || Scheduler.isIdle { Scheduler.preemptIfNeeded() }
+        // At EL1 only the idle thread switches here, and not inside Interrupts.servePending: that
+        // interrupted a system call (or the idle thread's releasing of ended threads), which goes
+        // on and switches on its way out.
+        if kindValue == 9 || (Scheduler.isIdle && !Interrupts.isServingPending) { Scheduler.preemptIfNeeded() }
         return
     case 4 where isSystemCall, 8 where isSystemCall: // SVC from EL1 (self-tests) or EL0
         SystemCalls.dispatch(frame)
