@@ -180,7 +180,7 @@ func startUserSpace(_ platform: Platform, startFlags: StartFlags, powerOffAfterI
     do throws(KernelError) {
         // Init's start handle is the authority over the devices user space may drive; every
         // driver's access derives from it.
-        let deviceAccess = TransferredHandle(object: .deviceAccess(DeviceAccess.capability(for: platform)),
+        let deviceAccess = TransferredHandle(object: DeviceAccess.capability(for: platform),
                                              rights: DeviceAccess.capabilityRights)
         // Masked until the line is out: a tick in between would let init print first.
         try CPU.withInterruptsMasked { () throws(KernelError) in
@@ -215,7 +215,7 @@ func ramdiskObject(_ platform: Platform) -> TransferredHandle? {
         let programs = UInt64(SymbolTable.splitRamdisk(ramdisk).programs.count)
         if programs > 0 { range.size = min(range.size, (programs + pageSize - 1) & ~(pageSize - 1)) }
     }
-    return TransferredHandle(object: .memory(MemoryObject(ramdisk: range)), rights: [.map, .duplicate, .transfer])
+    return TransferredHandle(object: MemoryObject(ramdisk: range), rights: [.map, .duplicate, .transfer])
 }
 
 /// GIC from the device tree, the generic timer's tick, and interrupts unmasked.

@@ -40,3 +40,33 @@ public struct CallState: Equatable, Sendable {
         if let failure { throw failure }
     }
 }
+
+/// The caller's side of a call: the one-time right to answer it, handed to the server with the
+/// message. The server answers through it once, straight into the caller's buffer; if it lets go
+/// unanswered (closes it, dies, or the message is dropped with its port), the caller wakes with
+/// `peerClosed`. A thread has at most one call outstanding, so its capability is made with it
+/// and reused for every call.
+public final class CallReply<Waking: WaiterWaking>: KernelObject, KernelObjectType {
+    public static var objectKind: KernelObjectKind { .reply }
+    /// Strong: a server may hold the reply handle after the caller was killed and released, and
+    /// its answer must still find the caller (ended) to refuse. The caller's own reference to
+    /// this capability is dropped when the caller is released, which breaks the cycle.
+    public let caller: Waking.Waiter
+    /// The call's life.
+    public var call = CallState()
+
+    public init(caller: Waking.Waiter) {
+        self.caller = caller
+        super.init(kind: Self.objectKind)
+    }
+
+    /// Ends the call unanswered with `failure`, if it had not ended, and wakes the caller.
+    public func fail(_ failure: KernelError = .peerClosed) {
+        if call.failUnanswered(failure) { Waking.wake(caller) }
+    }
+
+    /// Let go of unanswered: the call fails.
+    public override func capabilityReleased(rights: Rights) { fail() }
+
+    deinit { fail() }
+}

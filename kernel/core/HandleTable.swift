@@ -44,11 +44,19 @@ public struct HandleTable<Object> {
         entries.initialize(repeating: Entry(object: nil, rights: [], generation: 1), count: capacity)
     }
 
-    /// Releases every object and the storage; the table must not be used afterwards.
+    /// Releases every object and the storage; the table must not be used afterwards. Only the
+    /// entries still holding an object are visited (an ended process's table is empty by now):
+    /// an empty entry has nothing to release.
     public mutating func destroy() {
-        entries.deinitialize(count: capacity)
+        var slot = 0
+        while count > 0 && slot < capacity {
+            if entries[slot].object != nil {
+                entries[slot].object = nil
+                count -= 1
+            }
+            slot += 1
+        }
         entries.deallocate()
-        count = 0
     }
 
     public mutating func insert(_ object: Object, rights: Rights) throws(HandleError) -> Handle {
@@ -133,5 +141,18 @@ public struct HandleTable<Object> {
         let (object, existing) = try lookup(handle, requiring: .duplicate)
         guard existing.isSuperset(of: rights) else { throw .accessDenied }
         return try insert(object, rights: rights)
+    }
+}
+
+extension HandleTable where Object: AnyObject {
+    /// The object behind `handle`, if the handle is current and holds every right in `required`,
+    /// without counting a reference: for a caller that uses it only while the table holds it
+    /// (the IPC fast path). An optional class reference and an optional `Unmanaged` have the
+    /// same representation, so the entry is read as the latter, which takes no reference.
+    @inline(__always)
+    public func unretainedObject(for handle: Handle, requiring required: Rights) -> Unmanaged<Object>? {
+        guard let entry = entry(for: handle, requiring: required),
+              let offset = MemoryLayout<Entry>.offset(of: \.object) else { return nil }
+        return UnsafeRawPointer(entry).load(fromByteOffset: offset, as: Unmanaged<Object>?.self)
     }
 }

@@ -16,9 +16,10 @@ public protocol WaiterWaking {
 /// How many messages a port queues before `send` and `call` get `queueFull`.
 public let portQueueCapacity = 16
 
-public final class MessagePort<Object, Waking: WaiterWaking> {
+public final class MessagePort<Waking: WaiterWaking>: KernelObject, KernelObjectType {
+    public static var objectKind: KernelObjectKind { .port }
     public typealias Waiter = Waking.Waiter
-    public typealias Message = InFlightMessage<Object>
+    public typealias Message = InFlightMessage<KernelObject>
 
     public var queue = MessageRing<Message>(capacity: portQueueCapacity)
     /// One payload buffer per queue slot; a queued message points into the buffer of its slot.
@@ -34,7 +35,7 @@ public final class MessagePort<Object, Waking: WaiterWaking> {
     /// What the port's creator paid for it (given back when the port goes).
     public var charge = MemoryCharge()
 
-    public init() {}
+    public init() { super.init(kind: Self.objectKind) }
 
     /// The buffer for the message the next `enqueue` will queue.
     @inline(__always)
@@ -61,7 +62,7 @@ public final class MessagePort<Object, Waking: WaiterWaking> {
             slotPayload.copyMemory(from: payload, byteCount: message.length)
         }
         message.payload = slotPayload
-        try? queue.push(message)
+        try? queue.push(Self.take(&message))
     }
 
     /// Gives back a message taken with `queue.pop()` that its receiver could not take: it goes
@@ -72,25 +73,37 @@ public final class MessagePort<Object, Waking: WaiterWaking> {
             slotPayload.copyMemory(from: payload, byteCount: message.length)
         }
         message.payload = slotPayload
-        try? queue.pushFront(message)
+        try? queue.pushFront(Self.take(&message))
+    }
+
+    /// `message` moved out, an empty one left in its place: queued without a reference counted
+    /// up for every object it holds, and counted down again when the caller's copy goes.
+    @inline(__always)
+    static func take(_ message: inout Message) -> Message {
+        var taken = Message()
+        swap(&taken, &message)
+        return taken
     }
 
     /// A new capability with the receive right (created or duplicated; moving one changes nothing).
-    public func receiveRightAdded() { receiveRights += 1 }
-
-    /// A capability with the receive right left every table for good; the last one closes the port.
-    public func receiveRightReleased(releasing release: (MovedHandle<Object>) -> Void) {
-        receiveRights -= 1
-        if receiveRights == 0 { close(releasing: release) }
+    public override func capabilityAdded(rights: Rights) {
+        if rights.contains(.receive) { receiveRights += 1 }
     }
 
-    /// No receiver is left: queued messages are dropped, their handles handed to `release`, and
+    /// A capability with the receive right left every table for good; the last one closes the port.
+    public override func capabilityReleased(rights: Rights) {
+        guard rights.contains(.receive) else { return }
+        receiveRights -= 1
+        if receiveRights == 0 { close() }
+    }
+
+    /// No receiver is left: queued messages are dropped, every handle they carry released, and
     /// every waiter is woken to find the port closed.
-    public func close(releasing release: (MovedHandle<Object>) -> Void) {
+    public func close() {
         isClosed = true
         queue.drain { message in
             var message = message
-            message.releaseAll(release)
+            message.releaseAll()
         }
         receivers.removeAll { waiter in Waking.wake(waiter.takeUnretainedValue()) }
     }

@@ -22,30 +22,41 @@ public struct MovedHandle<Object> {
 }
 
 /// Up to four handles moving with a message. Plain fields rather than an inline array: indexing
-/// an inline array stored in a struct can copy the whole array, on every access.
+/// an inline array stored in a struct can copy the whole array, on every access. The fields sit
+/// in an optional that stays nil until a handle is stored, so dropping a message that never
+/// carried one (most do not) tests one word instead of releasing four empty fields.
 public struct MovedHandles<Object> {
-    var first: MovedHandle<Object>?
-    var second: MovedHandle<Object>?
-    var third: MovedHandle<Object>?
-    var fourth: MovedHandle<Object>?
+    struct Fields {
+        var first: MovedHandle<Object>?
+        var second: MovedHandle<Object>?
+        var third: MovedHandle<Object>?
+        var fourth: MovedHandle<Object>?
+    }
+
+    var fields: Fields?
 
     public init() {}
 
     public subscript(index: Int) -> MovedHandle<Object>? {
         get {
+            guard let fields else { return nil }
             switch index {
-            case 0: return first
-            case 1: return second
-            case 2: return third
-            default: return fourth
+            case 0: return fields.first
+            case 1: return fields.second
+            case 2: return fields.third
+            default: return fields.fourth
             }
         }
         set {
+            if fields == nil {
+                guard newValue != nil else { return }
+                fields = Fields()
+            }
             switch index {
-            case 0: first = newValue
-            case 1: second = newValue
-            case 2: third = newValue
-            default: fourth = newValue
+            case 0: fields!.first = newValue
+            case 1: fields!.second = newValue
+            case 2: fields!.third = newValue
+            default: fields!.fourth = newValue
             }
         }
     }
@@ -78,6 +89,12 @@ public struct InFlightMessage<Object> {
         if let reply { release(MovedHandle(object: reply, rights: .reply)) }
         reply = nil
     }
+}
+
+extension InFlightMessage where Object == KernelObject {
+    /// Releases every handle the message still holds, and its reply capability: the message is
+    /// dropped.
+    public mutating func releaseAll() { releaseAll { $0.release() } }
 }
 
 extension KernelError {

@@ -29,23 +29,33 @@ struct UserDevice {
 
 /// The authority to open devices (`deviceOpen`, with the open right): the devices it names, by
 /// index.
-final class DeviceAccessCapability {
+final class DeviceAccessCapability: KernelObject, KernelObjectType {
+    static var objectKind: KernelObjectKind { .deviceAccess }
+
     let devices: [UserDevice]
 
-    init(devices: [UserDevice]) { self.devices = devices }
+    init(devices: [UserDevice]) {
+        self.devices = devices
+        super.init(kind: Self.objectKind)
+    }
 }
 
 /// A device's interrupt as a capability: a handle with the bind right may bind it to a
 /// notification and acknowledge it. Each `deviceOpen` makes a new one; of the objects for one
 /// line, one at a time may be bound.
-final class InterruptLine: ChargedObject {
+final class InterruptLine: KernelObject, KernelObjectType, ChargedObject {
+    static var objectKind: KernelObjectKind { .interrupt }
+
     let identifier: UInt32
     /// Whether `interruptBind` went through this object, so its end must unbind the line.
     fileprivate(set) var isBound = false
     /// What the opener paid for it.
     var charge = MemoryCharge()
 
-    init(identifier: UInt32) { self.identifier = identifier }
+    init(identifier: UInt32) {
+        self.identifier = identifier
+        super.init(kind: Self.objectKind)
+    }
 
     /// The last handle went (closed, dropped with a message, or with its process): nothing may
     /// signal a driver that let go of its interrupt.
@@ -104,8 +114,8 @@ enum DeviceAccess {
 
     /// Device `index` of the capability behind `handle`, which must have the open right.
     static func device(_ index: UInt64, through handle: Handle, process: Process) throws(KernelError) -> UserDevice {
-        let (object, rights) = try IPC.lookup(handle, in: process, requiring: [])
-        guard case .deviceAccess(let capability) = object else { throw .invalidHandle }
+        let (object, rights) = try Handles.lookup(handle, in: process, requiring: [])
+        guard let capability = object.downcast(to: DeviceAccessCapability.self) else { throw .invalidHandle }
         guard rights.contains(.open) else { throw .accessDenied }
         guard index < UInt64(capability.devices.count) else { throw .notFound }
         return capability.devices[Int(index)]
@@ -121,12 +131,12 @@ enum DeviceAccess {
         }
         let window = try KernelMemory.make(.memoryObject(pages: MemoryObject.pageCount(of: device.registers)),
                                            for: process.account) { MemoryObject(device: device.registers) }
-        let registers = try IPC.install(.memory(window), rights: registerRights, in: process)
+        let registers = try Handles.install(window, rights: registerRights, in: process)
         do throws(KernelError) {
-            let interrupt = try IPC.install(.interrupt(line), rights: interruptRights, in: process)
+            let interrupt = try Handles.install(line, rights: interruptRights, in: process)
             return (registers, interrupt)
         } catch {
-            try? IPC.close(registers, in: process)
+            try? Handles.close(registers, in: process)
             throw error
         }
     }
@@ -145,7 +155,7 @@ enum DeviceAccess {
             charge.release()
             throw .outOfMemory
         }
-        let memory = try IPC.install(.memory(object), rights: .newMemory, in: process, isNew: true)
+        let memory = try Handles.install(object, rights: .newMemory, in: process, isNew: true)
         return (memory, object.physicalStart)
     }
 
@@ -213,8 +223,8 @@ enum DeviceAccess {
     /// The interrupt line behind `handle`: invalid if it names anything else, denied without the
     /// bind right.
     private static func interruptLine(_ handle: Handle, in process: Process) throws(KernelError) -> InterruptLine {
-        let (object, rights) = try IPC.lookup(handle, in: process, requiring: [])
-        guard case .interrupt(let line) = object else { throw .invalidHandle }
+        let (object, rights) = try Handles.lookup(handle, in: process, requiring: [])
+        guard let line = object.downcast(to: InterruptLine.self) else { throw .invalidHandle }
         guard rights.contains(.bind) else { throw .accessDenied }
         return line
     }

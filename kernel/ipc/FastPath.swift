@@ -49,7 +49,7 @@ enum IPCFastPath {
         let payload = port.nextPayload
         guard copyPayload(from: address, length: length, to: payload) else { return .notTaken }
         return reusableReplyCapability(of: thread)._withUnsafeGuaranteedRef { reply in
-            guard let replyHandle = try? serverProcess.handles.insert(.reply(reply), rights: .reply) else {
+            guard let replyHandle = try? serverProcess.handles.insert(reply, rights: .reply) else {
                 return .notTaken
             }
             server.translationBase.activate()
@@ -157,12 +157,12 @@ enum IPCFastPath {
     /// The port `handle` names with `rights`, unretained: its table entry holds it.
     @inline(__always)
     private static func port(_ handle: Handle, in process: Process, requiring rights: Rights) -> Unmanaged<Port>? {
-        process.handles.entry(for: handle, requiring: rights)?.pointee.object?.unretainedPort
+        process.handles.unretainedObject(for: handle, requiring: rights)?.downcast(to: Port.self)
     }
 
     @inline(__always)
     private static func replyCapability(_ handle: Handle, in process: Process) -> Unmanaged<ReplyCapability>? {
-        process.handles.entry(for: handle, requiring: .reply)?.pointee.object?.unretainedReply
+        process.handles.unretainedObject(for: handle, requiring: .reply)?.downcast(to: ReplyCapability.self)
     }
 
     /// Reads the label, length and handle count at `address` into `header`; the payload length
@@ -197,16 +197,12 @@ enum IPCFastPath {
 
 // What only the fast path uses: objects borrowed in place, without counting a reference.
 
-extension KernelObject {
-    /// The port named: the handle table entry it is read from keeps holding it.
-    fileprivate var unretainedPort: Unmanaged<Port>? {
-        if case .port(let port) = self { return Unmanaged.passUnretained(port) }
-        return nil
-    }
-
-    fileprivate var unretainedReply: Unmanaged<ReplyCapability>? {
-        if case .reply(let reply) = self { return Unmanaged.passUnretained(reply) }
-        return nil
+extension Unmanaged where Instance == KernelObject {
+    /// The object as a `Kind`, if it is one, still without counting a reference.
+    @inline(__always)
+    fileprivate func downcast<Kind: KernelObjectType>(to type: Kind.Type) -> Unmanaged<Kind>? {
+        guard _withUnsafeGuaranteedRef({ $0.isKind(type) }) else { return nil }
+        return Unmanaged<Kind>.fromOpaque(toOpaque())
     }
 }
 

@@ -11,7 +11,9 @@
 import Synchronization
 
 /// The reader of the kernel log and its queue.
-final class KernelLogReader: ChargedObject {
+final class KernelLogReader: KernelObject, KernelObjectType, ChargedObject {
+    static var objectKind: KernelObjectKind { .kernelLog }
+
     /// Room for about a hundred lines written while the console service is busy.
     static let queueBytes = 16 * 1024
     var queue = LogRing(capacity: KernelLogReader.queueBytes)
@@ -22,6 +24,7 @@ final class KernelLogReader: ChargedObject {
     init(notification: Notification, bits: UInt64) {
         self.notification = notification
         self.bits = bits
+        super.init(kind: Self.objectKind)
     }
 
     deinit {
@@ -42,8 +45,8 @@ enum KernelLog {
     /// device-access capability behind `accessHandle` (open right).
     static func open(through accessHandle: Handle, notification notificationHandle: Handle, bits: UInt64,
                      process: Process) throws(KernelError) -> Handle {
-        let (object, rights) = try IPC.lookup(accessHandle, in: process, requiring: [])
-        guard case .deviceAccess = object else { throw .invalidHandle }
+        let (object, rights) = try Handles.lookup(accessHandle, in: process, requiring: [])
+        guard object.isKind(DeviceAccessCapability.self) else { throw .invalidHandle }
         guard rights.contains(.open) else { throw .accessDenied }
         guard bits != 0 else { throw .invalidArgument }
         let notification = try IPC.notification(notificationHandle, in: process, requiring: .signal)
@@ -51,7 +54,7 @@ enum KernelLog {
         let reader = try KernelMemory.make(.kernelLogReader, for: process.account) {
             KernelLogReader(notification: notification, bits: bits)
         }
-        let handle = try IPC.install(.kernelLog(reader), rights: readerRights, in: process)
+        let handle = try Handles.install(reader, rights: readerRights, in: process)
         Console.attach(reader)
         return handle
     }
@@ -61,8 +64,8 @@ enum KernelLog {
     /// the caller (a bad buffer) stay queued.
     static func read(_ handle: Handle, into buffer: UserAddress, capacity: UInt64,
                      process: Process) throws(KernelError) -> UInt64 {
-        let (object, rights) = try IPC.lookup(handle, in: process, requiring: [])
-        guard case .kernelLog(let reader) = object else { throw .invalidHandle }
+        let (object, rights) = try Handles.lookup(handle, in: process, requiring: [])
+        guard let reader = object.downcast(to: KernelLogReader.self) else { throw .invalidHandle }
         guard rights.contains(.receive) else { throw .accessDenied }
         guard capacity >= UInt64(LogRing.maximumRecord) else { throw .invalidArgument }
         guard UserMemory.isUserRange(buffer, capacity) else { throw .badAddress }

@@ -4,6 +4,9 @@
 // system calls that move messages (send, receive, call, reply, replyReceive) are here too;
 // IPCFastPath does call and replyReceive without the general machinery when it can.
 
+/// The IPC system calls and the rules that apply the core's to the kernel's threads.
+enum IPC {}
+
 /// A message inside the kernel, between the copy from the sender and the copy to the receiver.
 typealias KernelMessage = InFlightMessage<KernelObject>
 
@@ -138,9 +141,9 @@ extension IPC {
     /// otherwise its caller would wait for as long as that table stays full. Whether `message`
     /// was such a call; any other message is left to wait in the queue.
     static func refuseCall(_ message: inout KernelMessage, because error: KernelError) -> Bool {
-        guard error == .handleTableFull, case .reply(let capability)? = message.reply else { return false }
+        guard error == .handleTableFull, let capability = message.reply?.downcast(to: ReplyCapability.self) else { return false }
         message.reply = nil
-        message.releaseAll(released)
+        message.releaseAll()
         capability.fail(error)
         return true
     }
@@ -151,7 +154,7 @@ extension IPC {
         try copyIn(&message, from: address, sender: caller, thread: thread, payload: port.nextPayload)
         let reply = replyCapability(of: thread)
         reply.call.arm()
-        message.reply = .reply(reply)
+        message.reply = reply
         IPCStatistics.calls &+= 1
         thread.callAddress = address
         // A server waiting in `receive` has the message already and runs next.
@@ -191,24 +194,22 @@ extension IPC {
     /// caller's buffer. Returns the caller, answered but not yet woken; `peerClosed` when the
     /// caller no longer waits (the capability is used up all the same).
     static func answer(_ handle: Handle, message address: UserAddress, thread: Thread, server: Process) throws(KernelError) -> Thread {
-        guard case .reply(let capability) = try lookup(handle, in: server, requiring: .reply).object else {
-            throw .invalidHandle
-        }
+        let capability = try Handles.object(handle, of: ReplyCapability.self, in: server, requiring: .reply)
         let caller = capability.caller
         guard capability.isAwaited else {
             // The caller was killed while waiting: nobody to answer, and its buffer is gone.
-            released(try uninstall(handle, from: server))
+            try Handles.uninstall(handle, from: server).release()
             throw .peerClosed
         }
         var message = KernelMessage()
         try copyIn(&message, from: address, sender: server, thread: thread, payload: caller.messageBuffer)
-        _ = try uninstall(handle, from: server)
+        _ = try Handles.uninstall(handle, from: server)
         do throws(KernelError) {
             try deliver(&message, to: caller.callAddress, of: caller, by: thread)
             capability.call.finish(failure: nil)
         } catch {
             // The caller gets the error; handles it could not take are closed.
-            message.releaseAll(released)
+            message.releaseAll()
             capability.call.finish(failure: error)
         }
         return caller

@@ -1,15 +1,9 @@
 // Ports: the core's MessagePort (core/MessagePort.swift: queue order, receive rights, closing)
 // with the kernel's threads as waiters, woken by the scheduler.
 
-typealias Port = MessagePort<KernelObject, SchedulerWaking>
+typealias Port = MessagePort<SchedulerWaking>
 
 extension MessagePort: ChargedObject where Waking == SchedulerWaking {}
-
-/// Wakes a waiting thread for the IPC rules of the core.
-enum SchedulerWaking: WaiterWaking {
-    @inline(__always)
-    static func wake(_ waiter: Thread) { Scheduler.wake(waiter) }
-}
 
 extension MessagePort where Waking == SchedulerWaking {
     /// `thread` waits here in `receive`, ready to take a message straight into `address`.
@@ -29,8 +23,7 @@ extension MessagePort where Waking == SchedulerWaking {
 
 extension IPC {
     static func port(_ handle: Handle, in process: Process, requiring rights: Rights) throws(KernelError) -> Port {
-        guard case .port(let port) = try lookup(handle, in: process, requiring: rights).object else { throw .invalidHandle }
-        return port
+        try Handles.object(handle, of: Port.self, in: process, requiring: rights)
     }
 
     /// The port behind send handle `handle`, if it can take one more message: a receiver is left

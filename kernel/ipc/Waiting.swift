@@ -5,11 +5,9 @@ extension IPC {
 
     /// Whether `object` has something for the caller: a message (or a closed port), or bits.
     static func isReady(_ object: KernelObject) -> Bool {
-        switch object {
-        case .port(let port): return port.isReady
-        case .notification(let notification): return notification.bits != 0
-        default: return false
-        }
+        if let port = object.downcast(to: Port.self) { return port.isReady }
+        if let notification = object.downcast(to: Notification.self) { return notification.bits != 0 }
+        return false
     }
 
     /// `waitAny`: the index of the first ready object among up to 8 handles (ports need receive,
@@ -25,13 +23,14 @@ extension IPC {
         var objects = InlineArray<8, KernelObject?>(repeating: nil)
         let count = Int(count)
         for index in 0..<count {
-            let (object, rights) = try lookup(Handle(values[index]), in: process, requiring: [])
-            switch object {
-            case .port: guard rights.contains(.receive) else { throw .accessDenied }
-            case .notification(let notification):
+            let (object, rights) = try Handles.lookup(Handle(values[index]), in: process, requiring: [])
+            if object.isKind(Port.self) {
+                guard rights.contains(.receive) else { throw .accessDenied }
+            } else if let notification = object.downcast(to: Notification.self) {
                 guard rights.contains(.wait) else { throw .accessDenied }
                 guard notification.waiter == nil || notification.waiter === thread else { throw .accessDenied }
-            default: throw .invalidHandle
+            } else {
+                throw .invalidHandle
             }
             objects[index] = object
         }
@@ -46,19 +45,18 @@ extension IPC {
         while ready == nil && !thread.sleepExpired && !thread.killed {
             // Wait on all of them; whichever becomes ready first wakes this thread.
             for index in 0..<count {
-                switch objects[index]! {
-                case .port(let port):
+                if let port = objects[index]?.downcast(to: Port.self) {
                     port.receivers.append(thread.waitLinks + index)
-                case .notification(let notification): notification.waiter = thread
-                default: break
+                } else if let notification = objects[index]?.downcast(to: Notification.self) {
+                    notification.waiter = thread
                 }
             }
             Scheduler.block()
             for index in 0..<count {
-                switch objects[index]! {
-                case .port(let port): removeWaiter(thread, from: port)
-                case .notification(let notification): if notification.waiter === thread { notification.waiter = nil }
-                default: break
+                if let port = objects[index]?.downcast(to: Port.self) {
+                    removeWaiter(thread, from: port)
+                } else if let notification = objects[index]?.downcast(to: Notification.self), notification.waiter === thread {
+                    notification.waiter = nil
                 }
             }
             ready = firstReady()

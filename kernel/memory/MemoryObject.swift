@@ -3,7 +3,9 @@
 
 /// Physical memory that can be mapped into several address spaces: for data too large for a
 /// message. Its frames are freed when the last handle and the last mapping are gone.
-final class MemoryObject: ChargedObject {
+final class MemoryObject: KernelObject, KernelObjectType, ChargedObject {
+    static var objectKind: KernelObjectKind { .memory }
+
     static let maximumPages = 256 // 1 MiB
 
     enum Kind {
@@ -39,6 +41,7 @@ final class MemoryObject: ChargedObject {
         frames = UnsafeMutablePointer<UInt64>.allocate(capacity: pageCount)
         for page in 0..<pageCount { frames[page] = first + UInt64(page) * pageSize }
         kind = .deviceRegisters
+        super.init(kind: Self.objectKind)
     }
 
     /// The initial ramdisk's pages (`range` starts on a page), for init to read programs from:
@@ -48,6 +51,7 @@ final class MemoryObject: ChargedObject {
         frames = UnsafeMutablePointer<UInt64>.allocate(capacity: pageCount)
         for page in 0..<pageCount { frames[page] = range.start.value + UInt64(page) * pageSize }
         kind = .ramdisk
+        super.init(kind: Self.objectKind)
     }
 
     private init(frames: UnsafeMutablePointer<UInt64>, pages: Int, kind: Kind, charge: MemoryCharge) {
@@ -55,6 +59,7 @@ final class MemoryObject: ChargedObject {
         pageCount = pages
         self.kind = kind
         self.charge = charge
+        super.init(kind: Self.objectKind)
     }
 
     /// Device registers, which only their own mapping may reach.
@@ -139,36 +144,5 @@ final class MemoryObject: ChargedObject {
         }
         frames.deallocate()
         charge.release()
-    }
-}
-
-extension MemoryObject {
-    /// A zeroed memory object of `bytes` (rounded up to pages), installed in `process`'s table and
-    /// paid for by `payer`'s account (a memory manager's clients pay for what it gives them).
-    static func create(bytes: UInt64, in process: Process, chargedTo payer: Process) throws(KernelError) -> Handle {
-        guard bytes > 0, let size = alignUp(bytes, to: pageSize), size / pageSize <= UInt64(MemoryObject.maximumPages) else {
-            throw .invalidArgument
-        }
-        let pages = Int(size / pageSize)
-        guard payer.state == .alive else { throw .notFound }
-        var charge = try KernelMemory.charge(.memoryObject(pages: pages), to: payer.account)
-        guard let object = MemoryObject.allocate(pages: pages, charge: charge) else {
-            charge.release()
-            throw .outOfMemory
-        }
-        return try IPC.install(.memory(object), rights: .newMemory, in: process, isNew: true)
-    }
-
-    /// Maps memory object `handle` (needs map; writable also needs write; never executable):
-    /// where, and how many bytes.
-    static func map(_ handle: Handle, access: MemoryAccess, in process: Process) throws(KernelError)
-        -> (address: UserAddress, bytes: UInt64) {
-        guard access.isSubset(of: .write), let space = process.addressSpace else { throw .invalidArgument }
-        let needed: Rights = access.contains(.write) ? [.map, .write] : [.map]
-        guard case .memory(let object) = try IPC.lookup(handle, in: process, requiring: needed).object else {
-            throw .invalidHandle
-        }
-        let address = try space.mapShared(object, permissions: access.contains(.write) ? .readWrite : .readOnly)
-        return (address, UInt64(object.pageCount) * pageSize)
     }
 }

@@ -8,7 +8,9 @@ enum ProcessState: Equatable {
     case zombie
 }
 
-final class Process: ChargedObject {
+final class Process: KernelObject, KernelObjectType, ChargedObject {
+    static var objectKind: KernelObjectKind { .process }
+
     let id: UInt64
     var parentID: UInt64
     var name = InlineArray<24, UInt8>(repeating: 0)
@@ -26,7 +28,7 @@ final class Process: ChargedObject {
     var exitCode: UInt64 = 0
     /// The parent's thread, while it waits in `wait` for this process to end.
     var waiter: Thread?
-    var handles = HandleTable<KernelObject>(capacity: IPC.handleTableCapacity)
+    var handles = HandleTable<KernelObject>(capacity: Handles.tableCapacity)
     /// Pays for everything the kernel holds for this process and its descendants.
     let account: MemoryAccount
     /// What the process object itself cost (`ObjectCost.process`), charged to its own account.
@@ -54,6 +56,7 @@ final class Process: ChargedObject {
             self.name[nameLength] = byte
             nameLength += 1
         }
+        super.init(kind: Self.objectKind)
     }
 
     func describeName<Output: TextOutput>(into output: inout Output) {
@@ -71,21 +74,22 @@ final class Process: ChargedObject {
         if state == .zombie { Processes.wakeThreadsAwaitingRelease() }
     }
 
-    deinit {
-        handles.destroy()
-        charge.release()
-    }
-}
+    /// A new process handle names it (`processCreate` made it, or it was duplicated).
+    override func capabilityAdded(rights: Rights) { handleCount += 1 }
 
-extension Process {
     /// A process handle left every table. With the last one, a process that never started ends
     /// (nobody could start it any more), and one that has ended leaves the table unless its
     /// parent may still collect it by id (`wait`): then it stays until the parent does, or ends.
-    func handleReleased() {
+    override func capabilityReleased(rights: Rights) {
         handleCount -= 1
         guard handleCount == 0 else { return }
         if !started && state == .alive { Processes.end(self, reason: .killed, code: 0) }
         if state == .zombie && (parentID == 0 || !started) { Processes.remove(self) }
+    }
+
+    deinit {
+        handles.destroy()
+        charge.release()
     }
 }
 
@@ -271,7 +275,7 @@ enum Processes {
         process.state = .zombie
         process.addressSpace?.destroy()
         process.addressSpace = nil
-        IPC.closeAll(in: process)
+        Handles.closeAll(in: process)
         remove(process)
     }
 
@@ -284,7 +288,7 @@ enum Processes {
                                  ramdisk: Handle = .none) throws(KernelError) -> UInt64 {
         guard process.state == .alive, !process.started else { throw .invalidArgument }
         if case .moved(let handle) = start {
-            guard let holder, (try? IPC.lookup(handle, in: holder, requiring: .transfer)) != nil else { throw .invalidHandle }
+            guard let holder, (try? Handles.lookup(handle, in: holder, requiring: .transfer)) != nil else { throw .invalidHandle }
         }
         var charge = try KernelMemory.charge(.thread, to: process.account)
         guard let kernelStack = KernelStacks.allocate(for: process.account) else {
@@ -294,16 +298,16 @@ enum Processes {
         var moved: TransferredHandle?
         switch start {
         case .none: break
-        case .moved(let handle): moved = holder.flatMap { try? IPC.uninstall(handle, from: $0, requiring: .transfer) }
+        case .moved(let handle): moved = holder.flatMap { try? Handles.uninstall(handle, from: $0, requiring: .transfer) }
         case .granted(let capability): moved = capability
         }
         var startHandle = Handle.none
         if let moved {
             // No room in the new table: the handle is closed, as a message's would be.
             do throws(KernelError) {
-                startHandle = try IPC.install(moved.object, rights: moved.rights, in: process)
+                startHandle = try Handles.install(moved.object, rights: moved.rights, in: process)
             } catch {
-                IPC.released(moved)
+                moved.release()
             }
         }
         let thread = Thread(id: takeThreadID(), process: process, stack: kernelStack, priority: Scheduler.defaultPriority)
@@ -345,7 +349,7 @@ enum Processes {
             try space.mapZeroed(at: UserSpace.stackTop - UserSpace.stackSize, size: UserSpace.stackSize,
                                 permissions: .readWrite, kind: .program)
             let ramdiskHandle = try ramdisk.map { ramdisk throws(KernelError) in
-                try IPC.install(ramdisk.object, rights: ramdisk.rights, in: process)
+                try Handles.install(ramdisk.object, rights: ramdisk.rights, in: process)
             } ?? .none
             _ = try startFirstThread(of: process, entry: image.entry.value, stack: UserSpace.stackTop,
                                      argument: argument, start: start, from: parent, ramdisk: ramdiskHandle)
@@ -401,7 +405,7 @@ enum Processes {
             process.addressSpace?.destroy()
         }
         process.addressSpace = nil
-        IPC.closeAll(in: process)
+        Handles.closeAll(in: process)
         // Its children lose their parent (zombies among them are reaped), and it leaves the table
         // now if no parent will wait for it. A zombie freed here under the lock only gives back
         // heap memory: its handles were closed when it ended.

@@ -5,10 +5,7 @@
 enum ProcessCalls {
     /// The process `handle` names in `caller`'s table, if the handle holds `rights`.
     static func process(_ handle: Handle, in caller: Process, requiring rights: Rights) throws(KernelError) -> Process {
-        guard case .process(let process) = try IPC.lookup(handle, in: caller, requiring: rights).object else {
-            throw .invalidHandle
-        }
-        return process
+        try Handles.object(handle, of: Process.self, in: caller, requiring: rights)
     }
 
     static func create(_ call: SystemCall.ProcessCreate, caller: Process) throws(KernelError) -> SystemCall.ProcessCreate.Result {
@@ -25,7 +22,7 @@ enum ProcessCalls {
         }
         process.createdByHandle = true
         do throws(KernelError) {
-            let handle = try IPC.install(.process(process), rights: .newProcess, in: caller, isNew: true)
+            let handle = try Handles.install(process, rights: .newProcess, in: caller, isNew: true)
             return .init(handle: handle, process: process.id)
         } catch {
             Processes.discard(process)
@@ -37,9 +34,8 @@ enum ProcessCalls {
         guard call.access.isSubset(of: [.write, .execute]), call.access != [.write, .execute] else { throw .invalidArgument }
         let target = try process(call.process, in: caller, requiring: .control)
         let needed: Rights = call.access.contains(.write) ? [.map, .write] : [.map]
-        guard case .memory(let object) = try IPC.lookup(call.memory, in: caller, requiring: needed).object, object.isRAM else {
-            throw .invalidHandle
-        }
+        let object = try Handles.object(call.memory, of: MemoryObject.self, in: caller, requiring: needed)
+        guard object.isRAM else { throw .invalidHandle }
         guard target.state == .alive, let space = target.addressSpace else { throw .notFound }
         var permissions: MappingPermissions = []
         if call.access.contains(.write) { permissions.insert(.write) }
@@ -73,10 +69,10 @@ enum ProcessCalls {
     static func give(_ call: SystemCall.ProcessGive, caller: Process) throws(KernelError) -> Handle {
         let target = try process(call.process, in: caller, requiring: .control)
         guard target.state == .alive else { throw .notFound }
-        _ = try IPC.lookup(call.handle, in: caller, requiring: .transfer)
+        _ = try Handles.lookup(call.handle, in: caller, requiring: .transfer)
         guard target.handles.freeSlots > 0 else { throw .handleTableFull }
-        let moved = try IPC.uninstall(call.handle, from: caller, requiring: .transfer)
-        return try IPC.install(moved.object, rights: moved.rights, in: target)
+        let moved = try Handles.uninstall(call.handle, from: caller, requiring: .transfer)
+        return try Handles.install(moved.object, rights: moved.rights, in: target)
     }
 
     static func wait(_ call: SystemCall.ProcessWait, thread: Thread,
@@ -110,13 +106,6 @@ enum ProcessCalls {
             guard let free else { throw .queueFull }
             target.endNotifications[free] = (notification, call.bits)
         }
-    }
-
-    /// `memoryCreate`: the object is paid for by the caller, or by the process its account handle names.
-    @inline(never)
-    static func createMemory(_ call: SystemCall.MemoryCreate, caller: Process) throws(KernelError) -> Handle {
-        let payer = call.account == .none ? caller : try process(call.account, in: caller, requiring: .account)
-        return try MemoryObject.create(bytes: call.bytes, in: caller, chargedTo: payer)
     }
 
     /// `memoryAccount`: the caller's account, or that of the process its handle names.

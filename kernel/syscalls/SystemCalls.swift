@@ -164,23 +164,23 @@ enum SystemCalls {
             serve(frame, SystemCall.PortCreate.self) { _ throws(KernelError) in
                 let process = try caller()
                 let port = try KernelMemory.make(.port, for: process.account) { Port() }
-                return .init(handle: try IPC.install(.port(port), rights: .newPort, in: process, isNew: true))
+                return .init(handle: try Handles.install(port, rights: .newPort, in: process, isNew: true))
             }
         case .notificationCreate:
             serve(frame, SystemCall.NotificationCreate.self) { _ throws(KernelError) in
                 let process = try caller()
                 let notification = try KernelMemory.make(.notification, for: process.account) { Notification() }
-                return .init(handle: try IPC.install(.notification(notification), rights: .newNotification, in: process, isNew: true))
+                return .init(handle: try Handles.install(notification, rights: .newNotification, in: process, isNew: true))
             }
         case .handleClose:
             serve(frame, SystemCall.HandleClose.self) { call throws(KernelError) in
-                try IPC.close(call.handle, in: try caller())
+                try Handles.close(call.handle, in: try caller())
                 return NoValues()
             }
         case .handleDuplicate:
             serve(frame, SystemCall.HandleDuplicate.self) { call throws(KernelError) in
                 guard call.rights.isSubset(of: .all) else { throw .invalidArgument }
-                return .init(handle: try IPC.duplicate(call.handle, rights: call.rights, in: try caller()))
+                return .init(handle: try Handles.duplicate(call.handle, rights: call.rights, in: try caller()))
             }
         case .send:
             serve(frame, SystemCall.Send.self) { call throws(KernelError) in
@@ -221,12 +221,11 @@ enum SystemCalls {
             }
         case .memoryCreate:
             serve(frame, SystemCall.MemoryCreate.self) { call throws(KernelError) in
-                .init(handle: try ProcessCalls.createMemory(call, caller: try caller()))
+                .init(handle: try MemoryCalls.create(call, caller: try caller()))
             }
         case .memoryMap:
             serve(frame, SystemCall.MemoryMap.self) { call throws(KernelError) in
-                let mapped = try MemoryObject.map(call.memory, access: call.access, in: try caller())
-                return .init(address: mapped.address, bytes: mapped.bytes)
+                try MemoryCalls.map(call, caller: try caller())
             }
         case .waitAny:
             serve(frame, SystemCall.WaitAny.self) { call throws(KernelError) in

@@ -243,6 +243,26 @@ enum CountingWaking: WaiterWaking {
     static func wake(_ waiter: PortWaiter) { waiter.wakes += 1 }
 }
 
+/// Where test objects record their capabilities, in order.
+final class CapabilityLog {
+    var added: [(label: Int, rights: Rights)] = []
+    var released: [(label: Int, rights: Rights)] = []
+}
+
+/// A kernel object of no particular kind, named by a label, that logs what happens to its
+/// capabilities.
+final class LabelledObject: KernelObject {
+    let label: Int
+    let log: CapabilityLog
+    init(_ label: Int, log: CapabilityLog) {
+        self.label = label
+        self.log = log
+        super.init(kind: .memory)
+    }
+    override func capabilityAdded(rights: Rights) { log.added.append((label, rights)) }
+    override func capabilityReleased(rights: Rights) { log.released.append((label, rights)) }
+}
+
 @Suite struct MessagePortTests {
     /// Random sends, receives, receives that fail and give their message back, waiters coming
     /// and going, wake-ups and receive rights, against a model: messages come out in the order
@@ -251,13 +271,13 @@ enum CountingWaking: WaiterWaking {
     /// queued messages carried exactly once and wakes every waiter exactly once.
     @Test func matchesAModel() async {
         await propertyCheck(count: 300, input: Gen.int(in: 0...Int.max).array(of: 1...120)) { codes in
-            let port = MessagePort<Int, CountingWaking>()
+            let port = MessagePort<CountingWaking>()
             let waiters = (0..<4).map { _ in PortWaiter() }
             var queued: [Int] = [] // labels, oldest first
             var waiting: [Int] = [] // waiter indexes, oldest first
             var rights = 1
-            port.receiveRightAdded()
-            var released: [Int] = []
+            port.capabilityAdded(rights: .newPort)
+            let log = CapabilityLog()
             var nextLabel = 1
             var expectedWakes = [0, 0, 0, 0]
             let scratch = UnsafeMutableRawPointer.allocate(byteCount: 256, alignment: 16)
@@ -269,13 +289,13 @@ enum CountingWaking: WaiterWaking {
                     do throws(KernelError) {
                         try port.checkCanSend()
                         #expect(queued.count < portQueueCapacity)
-                        var message = InFlightMessage<Int>()
+                        var message = InFlightMessage<KernelObject>()
                         message.label = UInt64(nextLabel)
                         message.length = 16
                         for index in 0..<16 { scratch.storeBytes(of: UInt8(truncatingIfNeeded: nextLabel + index), toByteOffset: index, as: UInt8.self) }
                         message.payload = scratch
                         message.handleCount = 1
-                        message.handles[0] = MovedHandle(object: nextLabel, rights: .send)
+                        message.handles[0] = MovedHandle(object: LabelledObject(nextLabel, log: log), rights: .send)
                         port.enqueue(&message)
                         queued.append(nextLabel)
                         nextLabel += 1
@@ -317,14 +337,19 @@ enum CountingWaking: WaiterWaking {
                         }
                     }
                 default: // receive rights come and go; the last one closes the port
+                    // Capabilities without the receive right change nothing.
+                    port.capabilityAdded(rights: .send)
+                    port.capabilityReleased(rights: [.send, .duplicate])
                     if code / 8 % 2 == 0 {
-                        port.receiveRightAdded()
+                        port.capabilityAdded(rights: [.receive, .duplicate])
                         rights += 1
                     } else {
-                        port.receiveRightReleased { released.append($0.object) }
+                        port.capabilityReleased(rights: .receive)
                         rights -= 1
+                        #expect(port.isClosed == (rights == 0))
                         if rights == 0 {
-                            #expect(released.sorted() == queued.sorted())
+                            #expect(log.released.map(\.label).sorted() == queued.sorted())
+                            #expect(log.released.allSatisfy { $0.rights == .send } && log.added.isEmpty)
                             for index in waiting { expectedWakes[index] += 1 }
                             waiting.removeAll()
                             queued.removeAll()
@@ -344,19 +369,32 @@ enum CountingWaking: WaiterWaking {
 
     /// Closing drops messages with their reply capabilities too (so their callers fail).
     @Test func closingReleasesHandlesAndReplies() {
-        let port = MessagePort<Int, CountingWaking>()
-        port.receiveRightAdded()
-        var message = InFlightMessage<Int>()
+        let port = MessagePort<CountingWaking>()
+        port.capabilityAdded(rights: .receive)
+        let log = CapabilityLog()
+        var message = InFlightMessage<KernelObject>()
         message.handleCount = 2
-        message.handles[0] = MovedHandle(object: 1, rights: .send)
-        message.handles[1] = MovedHandle(object: 2, rights: .receive)
-        message.reply = 3
+        message.handles[0] = MovedHandle(object: LabelledObject(1, log: log), rights: .send)
+        message.handles[1] = MovedHandle(object: LabelledObject(2, log: log), rights: .receive)
+        message.reply = LabelledObject(3, log: log)
         port.enqueue(&message)
-        var released: [(Int, Rights)] = []
-        port.receiveRightReleased { released.append(($0.object, $0.rights)) }
+        port.capabilityReleased(rights: .receive)
         #expect(port.isClosed && port.isReady)
-        #expect(released.map(\.0) == [1, 2, 3])
-        #expect(released.map(\.1) == [.send, .receive, .reply])
+        #expect(log.released.map(\.label) == [1, 2, 3])
+        #expect(log.released.map(\.rights) == [.send, .receive, .reply])
+    }
+
+    /// A port queued in its own message closes all the same when its receive handles go: the
+    /// message holds a send capability only, and closing releases it.
+    @Test func aPortInItsOwnQueueStillCloses() {
+        let port = MessagePort<CountingWaking>()
+        port.capabilityAdded(rights: .newPort)
+        var message = InFlightMessage<KernelObject>()
+        message.handleCount = 1
+        message.handles[0] = MovedHandle(object: port, rights: .send)
+        port.enqueue(&message)
+        port.capabilityReleased(rights: .newPort)
+        #expect(port.isClosed && port.queue.isEmpty && port.receiveRights == 0)
     }
 }
 
@@ -434,5 +472,89 @@ enum CountingWaking: WaiterWaking {
                 #expect(seen == (ended ? result : .peerClosed))
             }
         }
+    }
+}
+
+/// Waiters for notifications and reply capabilities: each counts how often it was woken.
+final class CountedWaiter {
+    var wakes = 0
+}
+
+enum CountedWaking: WaiterWaking {
+    static func wake(_ waiter: CountedWaiter) { waiter.wakes += 1 }
+}
+
+@Suite struct NotificationWordTests {
+    /// Random signals, waiters arriving and takes, against a model: bits accumulate until taken,
+    /// taking clears them, and a waiter is woken once by the first signal after it arrived.
+    @Test func bitsAccumulateUntilTaken() async {
+        await propertyCheck(count: 200, input: Gen.int(in: 0...Int.max).array(of: 1...80)) { codes in
+            let word = NotificationWord<CountedWaking>()
+            let waiter = CountedWaiter()
+            var bits: UInt64 = 0
+            var waiting = false
+            var wakes = 0
+            for code in codes {
+                switch code % 3 {
+                case 0:
+                    let signalled = UInt64(1) << UInt64(code / 3 % 64)
+                    word.signal(signalled)
+                    bits |= signalled
+                    if waiting { wakes += 1 }
+                    waiting = false
+                case 1:
+                    word.waiter = waiter
+                    waiting = true
+                default:
+                    #expect(word.take() == bits)
+                    bits = 0
+                }
+                #expect(word.bits == bits && waiter.wakes == wakes && (word.waiter != nil) == waiting)
+            }
+        }
+    }
+}
+
+@Suite struct CallReplyTests {
+    /// A reply capability let go unanswered fails its call with `peerClosed` and wakes the caller
+    /// once; once answered, letting it go (or dropping it) changes nothing.
+    @Test func lettingGoFailsOnlyAnUnansweredCall() {
+        let caller = CountedWaiter()
+        do {
+            let reply = CallReply<CountedWaking>(caller: caller)
+            reply.call.arm()
+            reply.capabilityReleased(rights: .reply)
+            #expect(caller.wakes == 1 && reply.call.failure == .peerClosed)
+            reply.capabilityReleased(rights: .reply)
+            #expect(caller.wakes == 1)
+            reply.call.arm()
+            reply.call.finish(failure: nil)
+            reply.capabilityReleased(rights: .reply)
+            #expect(caller.wakes == 1 && reply.call.failure == nil)
+            reply.call.arm()
+        }
+        // The last reference went with the call armed: the caller is not left waiting.
+        #expect(caller.wakes == 2)
+    }
+}
+
+
+@Suite struct KernelObjectTests {
+    /// Each class of object carries its own kind, and a downcast finds only that class.
+    @Test func eachObjectIsOfItsOwnKindOnly() {
+        let objects: [KernelObject] = [MessagePort<CountingWaking>(), NotificationWord<CountedWaking>(),
+                                       CallReply<CountedWaking>(caller: CountedWaiter())]
+        #expect(objects.map(\.objectKind) == [.port, .notification, .reply])
+        #expect(objects.map { $0.downcast(to: MessagePort<CountingWaking>.self) != nil } == [true, false, false])
+        #expect(objects.map { $0.downcast(to: NotificationWord<CountedWaking>.self) != nil } == [false, true, false])
+        #expect(objects.map { $0.isKind(CallReply<CountedWaking>.self) } == [false, false, true])
+        #expect(objects[0].downcast(to: MessagePort<CountingWaking>.self) === objects[0])
+    }
+
+    /// Moved handles release their objects with the rights they carried.
+    @Test func aMovedHandleReleasesWithItsRights() {
+        let log = CapabilityLog()
+        MovedHandle<KernelObject>(object: LabelledObject(7, log: log), rights: [.send, .transfer]).release()
+        #expect(log.released.count == 1 && log.released[0].label == 7 && log.released[0].rights == [.send, .transfer])
     }
 }

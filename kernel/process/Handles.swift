@@ -1,63 +1,38 @@
-// Kernel objects as processes name them: through handles in their own table, each with rights
+// Handles: how a process names kernel objects, through its own table, each with rights
 // (core/HandleTable.swift). Objects live as long as a handle or a queued message refers to them
-// (reference counting); a handle that leaves every table for good may end something: the last
-// receive right closes its port, an unanswered reply capability fails its call.
+// (reference counting). The table holds them as `KernelObject` (core/KernelObject.swift), so this
+// layer needs no kind of object: a handle that leaves every table for good tells its object,
+// which may end something (the last receive right closes its port, an unanswered reply
+// capability fails its call, the last handle to a process never started ends it).
 
-/// What a handle can name.
-enum KernelObject {
-    case port(Port)
-    case notification(Notification)
-    case reply(ReplyCapability)
-    case memory(MemoryObject)
-    case deviceAccess(DeviceAccessCapability)
-    case interrupt(InterruptLine)
-    case process(Process)
-    case kernelLog(KernelLogReader)
-}
-
-/// A handle moved with a message: the object and the rights it had in the sender's table.
+/// A handle moved with a message or given to a new process: the object and the rights it had in
+/// the table it left.
 typealias TransferredHandle = MovedHandle<KernelObject>
 
-enum IPC {
-    static let handleTableCapacity = 64
+enum Handles {
+    static let tableCapacity = 64
 
-    /// Installs `object` in `process`'s table. A port counts its receive-right capabilities wherever
-    /// they are (in a table, or on the way to a new process as its start handle), so only a new
-    /// capability (created or duplicated, not moved) adds to the count, and only a final release
-    /// takes from it.
+    /// Installs `object` in `process`'s table. A new capability (created or duplicated, not
+    /// moved) is counted by its object: a port counts its receive rights wherever they are (in a
+    /// table, or on the way to a new process as its start handle), and only a final release
+    /// takes one away.
     static func install(_ object: KernelObject, rights: Rights, in process: Process, isNew: Bool = false) throws(KernelError) -> Handle {
         do throws(HandleError) {
             let handle = try process.handles.insert(object, rights: rights)
-            if isNew, case .port(let port) = object, rights.contains(.receive) { port.receiveRightAdded() }
-            if isNew, case .process(let target) = object { target.handleCount += 1 }
+            if isNew { object.capabilityAdded(rights: rights) }
             return handle
         } catch {
             throw KernelError(error)
         }
     }
 
-    /// Takes `handle` out of `process`'s table, closing a port whose last receiver this was.
+    /// Takes `handle` out of `process`'s table, to move it or to release it.
     static func uninstall(_ handle: Handle, from process: Process, requiring rights: Rights = []) throws(KernelError) -> TransferredHandle {
         do throws(HandleError) {
             let (object, held) = try process.handles.remove(handle, requiring: rights)
             return TransferredHandle(object: object, rights: held)
         } catch {
             throw KernelError(error)
-        }
-    }
-
-    /// A handle leaving every table for good (closed, dropped with a message, or with its
-    /// process): a port loses a receiver; an unanswered call fails.
-    static func released(_ transferred: TransferredHandle) {
-        switch transferred.object {
-        case .port(let port) where transferred.rights.contains(.receive):
-            port.receiveRightReleased(releasing: released)
-        case .reply(let capability):
-            capability.fail()
-        case .process(let target):
-            target.handleReleased()
-        default:
-            break
         }
     }
 
@@ -70,23 +45,34 @@ enum IPC {
     }
 
     static func close(_ handle: Handle, in process: Process) throws(KernelError) {
-        released(try uninstall(handle, from: process))
+        try uninstall(handle, from: process).release()
     }
 
     /// Closes every handle of an ending process, one at a time: ending a process must not need
     /// memory.
     static func closeAll(in process: Process) {
         while let (object, rights) = process.handles.removeAny() {
-            released(TransferredHandle(object: object, rights: rights))
+            object.capabilityReleased(rights: rights)
         }
     }
 
     /// The object behind `handle` in `process`'s table and the handle's rights, if it holds `rights`.
+    @inline(__always)
     static func lookup(_ handle: Handle, in process: Process, requiring rights: Rights) throws(KernelError) -> (object: KernelObject, rights: Rights) {
         do throws(HandleError) {
             return try process.handles.lookup(handle, requiring: rights)
         } catch {
             throw KernelError(error)
         }
+    }
+
+    /// The object of kind `Kind` behind `handle`, if the handle holds `rights`; `invalidHandle`
+    /// when it names another kind. Inlined: every system call on an object starts here.
+    @inline(__always)
+    static func object<Kind: KernelObjectType>(_ handle: Handle, of kind: Kind.Type, in process: Process,
+                                               requiring rights: Rights) throws(KernelError) -> Kind {
+        let object = try lookup(handle, in: process, requiring: rights).object
+        guard let object = object.downcast(to: Kind.self) else { throw .invalidHandle }
+        return object
     }
 }

@@ -1,0 +1,18 @@
+// The core's waiting objects (core/MessagePort.swift, NotificationWord.swift, CallState.swift)
+// with the kernel's threads as their waiters: a waiting thread is blocked in the scheduler, and
+// waking it makes it ready. Processes and threads hold notifications and reply capabilities
+// themselves (what a process's end signals; the capability a thread's calls reuse), so these
+// names live here, below IPC, which gives them their system calls.
+
+/// Wakes a waiting thread for the IPC rules of the core.
+enum SchedulerWaking: WaiterWaking {
+    @inline(__always)
+    static func wake(_ waiter: Thread) { Scheduler.wake(waiter) }
+}
+
+/// A word of bits to signal and wait on: for events without data (device interrupts, process
+/// ends, wake-ups).
+typealias Notification = NotificationWord<SchedulerWaking>
+
+/// The one-time right to answer a call of a thread, made with the thread and reused.
+typealias ReplyCapability = CallReply<SchedulerWaking>
