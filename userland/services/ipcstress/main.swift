@@ -31,13 +31,41 @@ struct IPCStress {
         }
         var errors: UInt64 = 0
         for client in clientIDs {
-            guard let status = try? System.wait(client), status.reason == .exited else { errors += 1; continue }
+            guard let status = try? System.wait(client), status.reason == .exited else {
+                System.print("ipcstress: a client did not exit")
+                errors += 1
+                continue
+            }
             errors += status.code
         }
         for (port, server) in zip(ports, serverIDs) {
+            // The clients' floods may still fill the queue (a server whose CPU the host runs
+            // seldom drains it late): a call meeting a full queue fails at once, so try again a
+            // while, as the clients do. A server that was never stopped is killed, not waited for.
             var stop = IPCMessage(label: 0)
-            if (try? IPC.call(port, &stop)) == nil { errors += 1 }
-            if (try? System.wait(server))?.code != 0 { errors += 1 }
+            var stopped = false
+            for _ in 0..<maximumAttempts where !stopped {
+                do throws(KernelError) {
+                    try IPC.call(port, &stop)
+                    stopped = true
+                } catch {
+                    if error != .queueFull {
+                        System.print("ipcstress: the stop call to a server failed: \(error)")
+                        break
+                    }
+                    System.sleep(nanoseconds: 1_000_000)
+                }
+            }
+            if !stopped {
+                System.print("ipcstress: a server could not be stopped")
+                errors += 1
+                try? System.kill(server)
+            }
+            let status = try? System.wait(server)
+            if stopped && status?.code != 0 {
+                System.print("ipcstress: a server ended with code \(status?.code ?? 999)")
+                errors += 1
+            }
             try? IPC.close(port)
         }
         System.exit(errors)
@@ -54,7 +82,7 @@ struct IPCStress {
             // Another client's flood may fill the shared queue: a call then fails with queue full
             // (calls never block on a full queue), and the client backs off and tries again.
             var attempts = 0
-            var failed = false
+            var failure: KernelError?
             while true {
                 do throws(KernelError) {
                     try IPC.call(port, &request)
@@ -62,18 +90,24 @@ struct IPCStress {
                 } catch {
                     attempts += 1
                     if error != .queueFull || attempts == maximumAttempts {
-                        failed = true
+                        failure = error
                         break
                     }
                     System.yield()
                 }
             }
-            if failed {
+            if let failure {
+                System.print("ipcstress: process \(me) call \(round) failed after \(attempts) attempts: \(failure)")
                 errors += 1
                 continue
             }
-            if request.label != 11 || request.length != size { errors += 1; continue }
+            if request.label != 11 || request.length != size {
+                System.print("ipcstress: process \(me) call \(round): answer label \(request.label), length \(request.length), not 11 and \(size)")
+                errors += 1
+                continue
+            }
             for index in 0..<size where request[byte: index] != UInt8(truncatingIfNeeded: index &* 3 &+ round &+ Int(me)) {
+                System.print("ipcstress: process \(me) call \(round): answer byte \(index) differs")
                 errors += 1
                 break
             }
@@ -87,7 +121,10 @@ struct IPCStress {
                 try IPC.send(port, &flood)
                 sent += 1
             } catch {
-                if error != .queueFull { errors += 1 }
+                if error != .queueFull {
+                    System.print("ipcstress: process \(me) flood send \(sent) failed: \(error)")
+                    errors += 1
+                }
                 break
             }
         }

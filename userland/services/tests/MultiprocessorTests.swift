@@ -143,14 +143,19 @@ func killedAcrossCPUs(_ cpus: UInt64) -> Bool {
     }
     let holdings = KernelHoldings.steady
     guard let spinner = try? System.spawn("spinner", argument: cpus) else { return false }
-    // Busy: two readings 20 ms apart in which each CPU ticked and none of its ticks was idle.
-    var busy = false
-    for _ in 0..<50 where !busy {
+    // Busy: for each CPU, two readings 20 ms apart in which it ticked and none of its ticks was
+    // idle. The spinning threads never block, so a CPU seen busy stays busy; each CPU is looked
+    // at on its own, since with more vCPUs than host cores one may not run in a given 20 ms.
+    var seenBusy: UInt64 = 0
+    for _ in 0..<100 where seenBusy != cpus {
         read(into: &before)
         System.sleep(nanoseconds: 20_000_000)
         read(into: &after)
-        busy = indices.allSatisfy { after[$0].ticks > before[$0].ticks && after[$0].idleTicks == before[$0].idleTicks }
+        for cpu in indices where after[cpu].ticks > before[cpu].ticks && after[cpu].idleTicks == before[cpu].idleTicks {
+            seenBusy |= 1 << UInt64(cpu)
+        }
     }
+    let busy = seenBusy == cpus
     let killed = (try? System.kill(spinner)) != nil && (try? System.wait(spinner))?.reason == .killed
     // Idle again: each CPU finds its idle thread running at a tick.
     var idle = false

@@ -393,7 +393,7 @@ func testIPC(_ suite: inout Suite) {
     suite.check(stressStatus?.reason == .exited && stressStatus?.code == 0 && heapAfter.blocks == heapBefore.blocks
                 && framesBeforeStress + heapBefore.pages == framesAfterStress + heapAfter.pages
                 && System.processes.live == processesBefore,
-                "IPC stress (3 servers, 6 clients, 900 calls, floods) without error; kernel heap blocks \(heapBefore.blocks) before, \(heapAfter.blocks) after; free frames \(framesBeforeStress) + heap pages \(heapBefore.pages) before, \(framesAfterStress) + \(heapAfter.pages) after")
+                "IPC stress (3 servers, 6 clients, 900 calls, floods) without error (exit code \(stressStatus?.code ?? 999), live processes \(processesBefore) before, \(System.processes.live) after); kernel heap blocks \(heapBefore.blocks) before, \(heapAfter.blocks) after; free frames \(framesBeforeStress) + heap pages \(heapBefore.pages) before, \(framesAfterStress) + \(heapAfter.pages) after")
 
     // Filling the handle table is an error; closing everything gives all memory back. Two equal
     // rounds: the first also warms the kernel heap's slabs, so the second must end exactly where
