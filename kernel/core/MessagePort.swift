@@ -76,8 +76,8 @@ public final class MessagePort<Waking: WaiterWaking>: KernelObject, KernelObject
         try? queue.pushFront(Self.take(&message))
     }
 
-    /// `message` moved out, an empty one left in its place: queued without a reference counted
-    /// up for every object it holds, and counted down again when the caller's copy goes.
+    /// `message` moved out, an empty one left in its place. A copy would count a reference up for
+    /// every object the message holds, and down again when the caller's message goes.
     @inline(__always)
     static func take(_ message: inout Message) -> Message {
         var taken = Message()
