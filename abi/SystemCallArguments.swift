@@ -1178,6 +1178,44 @@ extension SystemCall {
         }
     }
 
+    /// The priority of a thread of the caller's process: `thread` is its id (0: the calling
+    /// thread), `priority` the level to set, from 0 (background) up to `highest`
+    /// (`UInt64.max`: leave it, only read it). Above `highest` is `accessDenied`; a level the
+    /// scheduler does not have (4 or more) `invalidArgument`; a thread not of the caller's
+    /// process `notFound`. Threads start at `highest`, the default level (1): a thread may go
+    /// below it, to let others go first, and back, never above.
+    public struct ThreadPriority: SystemCallArguments {
+        public static let number = SystemCallNumber.threadPriority
+        public var thread: UInt64
+        public var priority: UInt64
+        @inline(__always) public init(thread: UInt64, priority: UInt64) {
+            self.thread = thread
+            self.priority = priority
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(thread: registers.x0, priority: registers.x1)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: thread, x1: priority)
+        }
+
+        /// The level before the call, and the highest the caller may set.
+        public struct Result: SystemCallResult {
+            public var previous: UInt64
+            public var highest: UInt64
+            @inline(__always) public init(previous: UInt64, highest: UInt64) {
+                self.previous = previous
+                self.highest = highest
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(previous: registers.x1, highest: registers.x2)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: previous, x2: highest)
+            }
+        }
+    }
+
     /// Where a thread of the caller's process may run: `thread` is its id (0: the calling
     /// thread), `cpus` one bit per CPU index (0: leave it, only read it). A mask naming no CPU
     /// that runs threads is `invalidArgument`; a thread not of the caller's process `notFound`.

@@ -61,6 +61,7 @@ public enum SystemCallNumber: UInt64, CaseIterable, Sendable {
     case cpuStatistics = 49
     case deviceInfo = 50
     case dmaCreate = 51
+    case threadPriority = 52
 }
 
 /// The status a successful call leaves in x0; any other value is a `KernelError`.

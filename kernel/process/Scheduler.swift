@@ -17,6 +17,9 @@ import AArch64
 enum Scheduler {
     static let priorityLevels = 4
     static let defaultPriority = 1
+    /// The highest level a user thread may set itself (`threadPriority`): the default. The levels
+    /// above are for threads a grant would raise, which no call makes yet.
+    static let highestUserPriority = defaultPriority
     /// Time slice in timer ticks (20 ms at 100 Hz).
     static let sliceTicks = 2
     /// The software-generated interrupt that makes another CPU look at its run queue; its
@@ -524,6 +527,36 @@ extension Scheduler {
             requestReschedule(of: thread.cpu, from: PerCPU.current.index)
         case .blocked, .dead:
             break // woken, it goes where it may run (`homeCPU`)
+        }
+        return previous
+    }
+
+    /// `threadPriority`: `thread` runs at `priority` from now on (`UInt64.max`: unchanged); the
+    /// level it had. A ready thread moves to its new level's queue; a thread lowered below a
+    /// ready one, or a ready one raised above the running one, makes its CPU reschedule, which
+    /// happens on the way out of this call.
+    static func setPriority(of thread: Thread, to priority: UInt64) throws(KernelError) -> Int {
+        let previous = thread.priority
+        guard priority != UInt64.max else { return previous }
+        guard priority < UInt64(priorityLevels) else { throw .invalidArgument }
+        guard priority <= UInt64(highestUserPriority) else { throw .accessDenied }
+        let level = Int(priority)
+        guard level != previous else { return previous }
+        switch thread.state {
+        case .ready:
+            removeFromQueue(thread)
+            thread.state = .blocked
+            thread.priority = level
+            makeReady(thread)
+        case .running:
+            thread.priority = level
+            if thread === current {
+                if hasReadyThreads(above: level) { PerCPU.current.scheduler.rescheduleNeeded = true }
+            } else {
+                requestReschedule(of: thread.cpu, from: PerCPU.current.index)
+            }
+        case .blocked, .dead:
+            thread.priority = level
         }
         return previous
     }

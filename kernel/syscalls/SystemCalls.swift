@@ -329,6 +329,12 @@ enum SystemCalls {
                 let thread = call.thread == 0 ? try callingThread() : try Processes.thread(call.thread, of: try caller())
                 return .init(previous: try Scheduler.setAffinity(of: thread, to: call.cpus), online: Scheduler.onlineCPUs)
             }
+        case .threadPriority:
+            serve(frame, SystemCall.ThreadPriority.self) { call throws(KernelError) in
+                let thread = call.thread == 0 ? try callingThread() : try Processes.thread(call.thread, of: try caller())
+                let previous = try Scheduler.setPriority(of: thread, to: call.priority)
+                return .init(previous: UInt64(previous), highest: UInt64(Scheduler.highestUserPriority))
+            }
         case .cpuStatistics:
             serve(frame, SystemCall.CPUStatisticsRead.self) { call throws(KernelError) in
                 try Scheduler.copyStatistics(of: call.cpu, to: call.buffer, capacity: call.capacity)

@@ -236,6 +236,15 @@ public enum System {
         return (result.previous, result.online)
     }
 
+    /// Sets the priority of `thread` (0: the calling thread) of this process to `priority`, from
+    /// 0 (background) up to the default level (`nil`: only reads it). Returns the level it had and
+    /// the highest this process may set.
+    @discardableResult
+    public static func setPriority(_ priority: Int?, thread: UInt64 = 0) throws(KernelError) -> (previous: Int, highest: Int) {
+        let result = try invoke(SystemCall.ThreadPriority(thread: thread, priority: priority.map { UInt64(truncatingIfNeeded: $0) } ?? .max))
+        return (Int(truncatingIfNeeded: result.previous), Int(truncatingIfNeeded: result.highest))
+    }
+
     /// The CPUs that run threads, one bit per CPU index.
     public static var onlineCPUs: UInt64 { (try? setAffinity(0))?.online ?? 1 }
 

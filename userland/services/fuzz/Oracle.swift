@@ -236,6 +236,7 @@ func name(of number: UInt64) -> StaticString {
     case .cpuStatistics: return "cpuStatistics"
     case .deviceInfo: return "deviceInfo"
     case .dmaCreate: return "dmaCreate"
+    case .threadPriority: return "threadPriority"
     }
 }
 

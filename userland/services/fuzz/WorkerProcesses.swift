@@ -393,6 +393,13 @@ extension Worker {
             // thread (0) answers; another number is a thread of another process, or of this one.
             registers[1] = 0
             expectation = registers[0] == 0 ? .success : .any
+        case .threadPriority:
+            // Reads, or levels no thread may set: a worker lowered by chance would change what the
+            // campaign does. Its own thread (0) answers; another number is a thread of another
+            // process, or of this one.
+            let levels: InlineArray<4, UInt64> = [UInt64.max, 2, 3, random.between(4, 1 << 20)]
+            registers[1] = levels[random.below(4)]
+            expectation = registers[0] == 0 ? (registers[1] == UInt64.max ? .success : .failure) : .any
         case .cpuStatistics:
             registers[1] = invalidAddress()
         case .processCreate:

@@ -170,3 +170,44 @@ func killedAcrossCPUs(_ cpus: UInt64) -> Bool {
     if !left.holdsNoMoreThan(holdings) { left.printChange(from: holdings, in: "kill across CPUs") }
     return busy && killed && idle && left.holdsNoMoreThan(holdings)
 }
+
+/// `threadPriority`: threads start at the default level, which is also the highest a thread may
+/// set; below it is background. A thread woken at a level above the running one's runs at once:
+/// on one CPU, a thread that lowered itself and signals a waiting thread finds that thread's work
+/// done when its signal returns.
+func testThreadPriority(_ suite: inout Suite) {
+    guard let (level, highest) = try? System.setPriority(nil) else {
+        suite.check(false, "threadPriority reads the calling thread's level")
+        return
+    }
+    let above = catching { () throws(KernelError) in _ = try System.setPriority(highest + 1) }
+    let beyond = catching { () throws(KernelError) in _ = try System.setPriority(4) }
+    let unknownThread = catching { () throws(KernelError) in _ = try System.setPriority(0, thread: UInt64.max - 1) }
+    var ranFirst = false
+    var restored = false
+    onOneCPU {
+        guard let bell = try? IPC.createNotification(),
+              let block = try? System.map(bytes: 4096, access: .write) else { return }
+        let shared = block.bindMemory(to: UInt64.self, capacity: 2)
+        shared[0] = bell.value
+        shared[1] = 0
+        let waiter = try? System.createThread(argument: UInt64(UInt(bitPattern: shared))) { argument in
+            let shared = UnsafeMutablePointer<UInt64>(bitPattern: UInt(argument))!
+            _ = try? IPC.wait(Handle(shared[0]))
+            shared[1] = 1
+        }
+        if waiter != nil {
+            System.sleep(nanoseconds: 2_000_000) // the waiter runs and waits
+            let lowered = (try? System.setPriority(0))?.previous == level
+            _ = try? IPC.signal(bell, bits: 1)
+            ranFirst = lowered && shared[1] == 1
+            restored = (try? System.setPriority(level))?.previous == 0 && (try? System.setPriority(nil))?.previous == level
+            while shared[1] == 0 { System.yield() }
+        }
+        try? IPC.close(bell)
+        try? System.unmap(block, bytes: 4096)
+    }
+    suite.check(level == 1 && highest == 1 && above == .accessDenied && beyond == .invalidArgument && unknownThread == .notFound
+                && ranFirst && restored,
+                "thread priority: default 1, the highest a thread may set; above it denied, level 4 invalid, an unknown thread not found; a thread woken above the signaller's level runs before the signal returns")
+}

@@ -185,6 +185,7 @@ struct Tests {
         testMemoryManager(&suite)
         testSharedRegions(&suite)
         testMultiprocessor(&suite)
+        testThreadPriority(&suite)
 
         System.print("tests: \(suite.passed) passed, \(suite.failed) failed")
         System.exit(UInt64(suite.failed))
