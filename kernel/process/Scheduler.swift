@@ -552,7 +552,9 @@ extension Scheduler {
             thread.priority = level
             if thread === current {
                 if hasReadyThreads(above: level) { PerCPU.current.scheduler.rescheduleNeeded = true }
-            } else {
+            } else if level < previous {
+                // Running on another CPU, lowered: that CPU looks whether a ready thread now
+                // outranks it.
                 requestReschedule(of: thread.cpu, from: PerCPU.current.index)
             }
         case .blocked, .dead:

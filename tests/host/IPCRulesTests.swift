@@ -249,8 +249,8 @@ final class CapabilityLog {
     var released: [(label: Int, rights: Rights)] = []
 }
 
-/// A kernel object of no particular kind, named by a label, that logs what happens to its
-/// capabilities.
+/// A kernel object named by a label that logs what happens to its capabilities. It says it is
+/// memory, a kind no class of these tests has: nothing downcasts it.
 final class LabelledObject: KernelObject {
     let label: Int
     let log: CapabilityLog

@@ -238,10 +238,10 @@ public enum System {
 
     /// Sets the priority of `thread` (0: the calling thread) of this process to `priority`, from
     /// 0 (background) up to the default level (`nil`: only reads it). Returns the level it had and
-    /// the highest this process may set.
+    /// the highest this process may set. A negative level is `invalidArgument`.
     @discardableResult
     public static func setPriority(_ priority: Int?, thread: UInt64 = 0) throws(KernelError) -> (previous: Int, highest: Int) {
-        let result = try invoke(SystemCall.ThreadPriority(thread: thread, priority: priority.map { UInt64(truncatingIfNeeded: $0) } ?? .max))
+        let result = try invoke(SystemCall.ThreadPriority(thread: thread, priority: priority.map { $0 < 0 ? UInt64(Int.max) : UInt64($0) } ?? .max))
         return (Int(truncatingIfNeeded: result.previous), Int(truncatingIfNeeded: result.highest))
     }
 
