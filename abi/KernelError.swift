@@ -22,6 +22,9 @@ public enum KernelError: UInt64, Error, Equatable, CaseIterable, Sendable {
     /// A device reported that it could not carry out the request: the answer of services that
     /// drive devices (the block service); no system call returns it.
     case deviceFailed = 13
+    /// A message does not fit where it must go: one for a thread that takes its messages in
+    /// registers carries handles or more than 64 bytes.
+    case messageTooLong = 14
 
     /// The error a status in x0 reports, or nil for success. A status no error has (never sent
     /// by this kernel) reads as `invalidArgument`.
@@ -47,6 +50,7 @@ public enum KernelError: UInt64, Error, Equatable, CaseIterable, Sendable {
         case .wouldBlock: return "would block"
         case .handleTableFull: return "handle table full"
         case .deviceFailed: return "device failed"
+        case .messageTooLong: return "message too long"
         }
     }
 }

@@ -845,6 +845,74 @@ public enum SystemCall {
             ArgumentRegisters(x0: reply.value, x1: message.value, x2: port.value, x3: timeout)
         }
     }
+
+    /// A message that came back in registers (`RegisterMessageLayout`): its label and payload
+    /// length; the payload is in x9-x16.
+    public struct RegisterMessageHeader: SystemCallResult {
+        public var label: UInt64
+        public var length: UInt64
+        @inline(__always) public init(label: UInt64, length: UInt64) {
+            self.label = label
+            self.length = length
+        }
+        @inline(__always) public init(registers: ResultRegisters) {
+            self.init(label: registers.x1, length: registers.x2)
+        }
+        @inline(__always) public var registers: ResultRegisters {
+            ResultRegisters(x1: label, x2: length)
+        }
+    }
+
+    /// `Call` with the message in registers (`RegisterMessageLayout`): `label`, `length` (at most
+    /// 64) and the payload in x9-x16 go to `port` (needs send), and the answer comes back the same
+    /// way. An answer with handles or more than 64 bytes fails the call with `messageTooLong`.
+    public struct CallRegisters: SystemCallArguments {
+        public typealias Result = RegisterMessageHeader
+        public static let number = SystemCallNumber.callRegisters
+        public var port: Handle
+        public var label: UInt64
+        public var length: UInt64
+        @inline(__always) public init(port: Handle, label: UInt64, length: UInt64) {
+            self.port = port
+            self.label = label
+            self.length = length
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(port: Handle(registers.x0), label: registers.x1, length: registers.x2)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: port.value, x1: label, x2: length)
+        }
+    }
+
+    /// `ReplyReceive` with both messages in registers: answers `reply` (none: 0) with `label`,
+    /// `length` and the payload in x9-x16, then takes the next message from `port` the same way,
+    /// waiting up to `timeout` nanoseconds; x3 then holds its reply handle (0 for a plain send)
+    /// and x4 its sender's id. A message with handles or more than 64 bytes is `messageTooLong`
+    /// and stays first in the queue, for `receive` to take.
+    public struct ReplyReceiveRegisters: SystemCallArguments {
+        public typealias Result = RegisterMessageHeader
+        public static let number = SystemCallNumber.replyReceiveRegisters
+        public var reply: Handle
+        public var label: UInt64
+        public var length: UInt64
+        public var port: Handle
+        public var timeout: UInt64
+        @inline(__always) public init(reply: Handle, label: UInt64, length: UInt64, port: Handle, timeout: UInt64) {
+            self.reply = reply
+            self.label = label
+            self.length = length
+            self.port = port
+            self.timeout = timeout
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(reply: Handle(registers.x0), label: registers.x1, length: registers.x2, port: Handle(registers.x3),
+                      timeout: registers.x4)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: reply.value, x1: label, x2: length, x3: port.value, x4: timeout)
+        }
+    }
 }
 
 // MARK: Building processes

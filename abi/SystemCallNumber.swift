@@ -62,6 +62,8 @@ public enum SystemCallNumber: UInt64, CaseIterable, Sendable {
     case deviceInfo = 50
     case dmaCreate = 51
     case threadPriority = 52
+    case callRegisters = 53
+    case replyReceiveRegisters = 54
 }
 
 /// The status a successful call leaves in x0; any other value is a `KernelError`.

@@ -94,6 +94,24 @@ public enum IPCMessageLayout {
     public static let words = size / 8
 }
 
+/// A message in registers (`callRegisters`, `replyReceiveRegisters`): a label and up to 64 bytes
+/// of payload, no handles, moved from the sender's registers to the receiver's without passing
+/// through memory. The payload's words travel in x9-x16, past x8 (the call number); words past
+/// the length arrive as zero.
+public enum RegisterMessageLayout {
+    /// The registers of a message's fields (x0 holds the handle going in and the status coming out).
+    public static let label = 1
+    public static let length = 2
+    /// Coming out of `replyReceiveRegisters`: the reply handle of a call (0 for a plain send).
+    public static let replyHandle = 3
+    /// Coming out of `replyReceiveRegisters`: the sender's process id, written by the kernel.
+    public static let sender = 4
+    /// The first payload register; the payload's word `n` is in x(9 + n).
+    public static let payload = 9
+    public static let payloadWords = 8
+    public static let maximumPayload = payloadWords * 8
+}
+
 /// Storage for one whole message, for user programs' message buffers (a host test checks its
 /// size against `IPCMessageLayout.size`).
 public typealias IPCMessageWords = InlineArray<41, UInt64>

@@ -61,6 +61,10 @@ public struct ExceptionSyndrome: Equatable {
 
     public var exceptionClassValue: UInt8 { UInt8(truncatingIfNeeded: value >> 26) & 0x3F }
     public var exceptionClass: ExceptionClass? { ExceptionClass(rawValue: exceptionClassValue) }
+    /// Whether the class is `kind`: a compare of the raw field, where `exceptionClass` would make
+    /// the enum from it (a call) first. For the exception paths.
+    @inline(__always)
+    public func isClass(_ kind: ExceptionClass) -> Bool { exceptionClassValue == kind.rawValue }
     public var instructionSpecificSyndrome: UInt32 { UInt32(truncatingIfNeeded: value) & 0x01FF_FFFF }
 
     public var isAbort: Bool {

@@ -213,3 +213,62 @@ public enum MessageTransfer {
         message.reply = nil
     }
 }
+
+// Messages in registers (`RegisterMessageLayout`): the short messages of `callRegisters` and
+// `replyReceiveRegisters`, read from the sender's saved registers and written into the
+// receiver's, never through user memory. `registers` points at a thread's saved x0.
+extension MessageTransfer {
+    /// Reads the message in `registers` into `message`, its payload into `payload` (at least
+    /// `RegisterMessageLayout.maximumPayload` bytes). A length over 64 is `invalidArgument`.
+    @inline(__always)
+    public static func readIn<Object>(_ message: inout InFlightMessage<Object>, fromRegisters registers: UnsafePointer<UInt64>,
+                                      senderID: UInt64, payload: UnsafeMutableRawPointer) throws(KernelError) {
+        let length = registers[RegisterMessageLayout.length]
+        guard length <= UInt64(RegisterMessageLayout.maximumPayload) else { throw .invalidArgument }
+        let words = payload.assumingMemoryBound(to: UInt64.self)
+        for index in 0..<Int((length + 7) / 8) { words[index] = registers[RegisterMessageLayout.payload + index] }
+        message.label = registers[RegisterMessageLayout.label]
+        message.length = Int(length)
+        message.sender = senderID
+        message.payload = payload
+    }
+
+    /// Writes `message` into `registers`, installing its reply capability (if it is a call) in
+    /// `receiver`: label, length, reply handle (0: none), sender and the payload words, the words
+    /// past its length zero. A message with handles or more than 64 bytes is `messageTooLong`,
+    /// and one whose reply capability finds no room `handleTableFull`; either way nothing
+    /// changed and the message keeps everything.
+    @inline(__always)
+    public static func writeOut<Object>(_ message: inout InFlightMessage<Object>,
+                                        toRegisters registers: UnsafeMutablePointer<UInt64>,
+                                        receiver: inout HandleTable<Object>) throws(KernelError) {
+        guard message.handleCount == 0, message.length <= RegisterMessageLayout.maximumPayload else {
+            throw .messageTooLong
+        }
+        var replyHandle: UInt64 = 0
+        if let reply = message.reply {
+            do throws(HandleError) {
+                replyHandle = try receiver.insert(reply, rights: .reply).value
+            } catch {
+                throw KernelError(error)
+            }
+            message.reply = nil
+        }
+        registers[RegisterMessageLayout.label] = message.label
+        registers[RegisterMessageLayout.length] = UInt64(message.length)
+        registers[RegisterMessageLayout.replyHandle] = replyHandle
+        registers[RegisterMessageLayout.sender] = message.sender
+        copyPayload(from: message.payload, length: message.length, to: registers)
+    }
+
+    /// The payload words of a `length`-byte message from `payload` into `registers`' payload
+    /// registers, zero past the length (the receiver sees none of the sender's other words).
+    @inline(__always)
+    public static func copyPayload(from payload: UnsafeRawPointer?, length: Int, to registers: UnsafeMutablePointer<UInt64>) {
+        let words = (length + 7) / 8
+        let source = payload?.assumingMemoryBound(to: UInt64.self)
+        for index in 0..<RegisterMessageLayout.payloadWords {
+            registers[RegisterMessageLayout.payload + index] = index < words ? source.unsafelyUnwrapped[index] : 0
+        }
+    }
+}

@@ -28,8 +28,8 @@ enum IPCFastPath {
         return port._withUnsafeGuaranteedRef { port in
             guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return .notTaken }
             return server._withUnsafeGuaranteedRef { server in
-                guard server.isAwaitingDirectMessage, server.translationBase != .none, Scheduler.mayRunHere(server),
-                      let serverProcess = server.processReference else { return .notTaken }
+                guard server.isAwaitingDirectMessage, server.receiveAddress != .registers, server.translationBase != .none,
+                      Scheduler.mayRunHere(server), let serverProcess = server.processReference else { return .notTaken }
                 return serverProcess._withUnsafeGuaranteedRef { serverProcess in
                     transferCall(call.message, thread: thread, process: process, port: port, server: server,
                                  serverProcess: serverProcess)
@@ -61,23 +61,32 @@ enum IPCFastPath {
                 return .notTaken
             }
             // Commit point: the message is in the server's buffer.
-            port.takeFirstReceiver()
-            IPCStatistics.messages &+= 1
-            IPCStatistics.calls &+= 1
-            server.finishReceive(.delivered)
-            reply.call.arm()
-            thread.callAddress = address
-            thread.state = .blocked
-            Scheduler.switchDirectly(from: thread, to: server)
-            // Answered (by either path), or killed while waiting.
-            while !reply.call.finished && !thread.killed { Scheduler.block() }
-            thread.callAddress = .none
-            do throws(KernelError) {
-                try reply.call.outcome()
-                return .completed
-            } catch {
-                return .failed(error)
-            }
+            return handOff(port: port, to: server, awaiting: reply, at: address, thread: thread)
+        }
+    }
+
+    /// A call's second half, once its message is in the waiting server's buffer or registers:
+    /// the server leaves the port's waiters with its message, this thread waits for the answer
+    /// (at `address`), and the CPU passes straight to the server.
+    @inline(__always)
+    private static func handOff(port: Port, to server: Thread, awaiting reply: ReplyCapability, at address: UserAddress,
+                                thread: Thread) -> FastPathOutcome {
+        port.takeFirstReceiver()
+        IPCStatistics.messages &+= 1
+        IPCStatistics.calls &+= 1
+        server.finishReceive(.delivered)
+        reply.call.arm()
+        thread.callAddress = address
+        thread.state = .blocked
+        Scheduler.switchDirectly(from: thread, to: server)
+        // Answered (by either path), or killed while waiting.
+        while !reply.call.finished && !thread.killed { Scheduler.block() }
+        thread.callAddress = .none
+        do throws(KernelError) {
+            try reply.call.outcome()
+            return .completed
+        } catch {
+            return .failed(error)
         }
     }
 
@@ -93,12 +102,20 @@ enum IPCFastPath {
             reply._withUnsafeGuaranteedRef { reply in
                 guard !port.isClosed, port.queue.isEmpty, reply.isAwaited else { return false }
                 return reply.unretainedCaller._withUnsafeGuaranteedRef { caller in
-                    transferReply(call, thread: thread, process: process, port: port, reply: reply, caller: caller)
+                    caller.callAddress != .registers
+                        && transferReply(call, thread: thread, process: process, port: port, reply: reply, caller: caller)
                 }
             }
         }
         guard answered else { return .notTaken }
-        // Back from the wait that followed the answer.
+        return received(on: call.port, into: call.message, thread: thread, process: process)
+    }
+
+    /// After `replyReceive`'s answer and wait on the port: the message a sender delivered, or
+    /// else a receive again by the general path.
+    @inline(__always)
+    private static func received(on handle: Handle, into address: UserAddress, thread: Thread,
+                                 process: Process) -> FastPathOutcome {
         switch thread.takeReceiveResult() {
         case .delivered: return .completed
         case .failed(let error): return .failed(error)
@@ -107,12 +124,12 @@ enum IPCFastPath {
         // Woken for another reason (the port closed, a message queued, the process ended). Off
         // the waiter list first: the handle may be gone while the port lives on elsewhere.
         WaitLink.unlink(thread.receiveLink)
-        guard let again = IPCFastPath.port(call.port, in: process, requiring: .receive) else {
+        guard let again = IPCFastPath.port(handle, in: process, requiring: .receive) else {
             return .failed(.peerClosed)
         }
         let reopened = again.takeUnretainedValue() // counted: it is held across the waits below
         do throws(KernelError) {
-            try IPC.receive(from: reopened, into: call.message, timeout: .max, thread: thread, receiver: process)
+            try IPC.receive(from: reopened, into: address, timeout: .max, thread: thread, receiver: process)
             return .completed
         } catch {
             return .failed(error)
@@ -137,16 +154,106 @@ enum IPCFastPath {
             return false
         }
         // Commit point: the answer is in the caller's buffer.
+        finishAnswer(reply, handle: call.reply, to: caller, thenWaitOn: port, at: call.message, thread: thread,
+                     process: process)
+        return true
+    }
+
+    /// An answer's second half, once it is in the caller's buffer or registers: the call is
+    /// finished, the reply handle used up, and this thread waits on `port` for its next message
+    /// (at `address`) while the CPU passes straight to the caller.
+    @inline(__always)
+    private static func finishAnswer(_ reply: ReplyCapability, handle: Handle, to caller: Thread, thenWaitOn port: Port,
+                                 at address: UserAddress, thread: Thread, process: Process) {
         reply.call.finish(failure: nil)
         IPCStatistics.messages &+= 1
         // Drops the table's reference; the caller thread still holds its capability.
-        process.handles.discard(call.reply)
+        process.handles.discard(handle)
         // Wait on the port for the next message, as `receive` does.
         thread.sleepExpired = false
-        port.addReceiver(thread, buffer: call.message)
+        port.addReceiver(thread, buffer: address)
         thread.state = .blocked
         Scheduler.switchDirectly(from: thread, to: caller)
-        return true
+    }
+
+    /// `callRegisters` to a server blocked in `replyReceiveRegisters`: the message goes from this
+    /// thread's saved registers (`registers`) to the server's, and nothing passes through memory
+    /// but the two register frames. Borrowing as in `call`.
+    static func callRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread,
+                              process: Process) -> FastPathOutcome {
+        guard let port = port(Handle(registers[0]), in: process, requiring: .send) else { return .notTaken }
+        return port._withUnsafeGuaranteedRef { port in
+            guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return .notTaken }
+            return server._withUnsafeGuaranteedRef { server in
+                guard server.isAwaitingDirectMessage, server.receiveAddress == .registers, server.translationBase != .none,
+                      Scheduler.mayRunHere(server), let serverProcess = server.processReference else { return .notTaken }
+                return serverProcess._withUnsafeGuaranteedRef { serverProcess in
+                    transferCallRegisters(registers, thread: thread, process: process, port: port, server: server,
+                                          serverProcess: serverProcess)
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    private static func transferCallRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process,
+                                              port: Port, server: Thread, serverProcess: Process) -> FastPathOutcome {
+        // Checks.
+        let length = registers[RegisterMessageLayout.length]
+        guard length <= UInt64(RegisterMessageLayout.maximumPayload),
+              serverProcess.handles.count < serverProcess.handles.capacity,
+              !Scheduler.hasReadyThreads(above: server.priority) else { return .notTaken }
+        return reusableReplyCapability(of: thread)._withUnsafeGuaranteedRef { reply in
+            guard let replyHandle = try? serverProcess.handles.insert(reply, rights: .reply) else { return .notTaken }
+            // Commit point: nothing below fails.
+            write(label: registers[RegisterMessageLayout.label], length: length, reply: replyHandle.value,
+                  sender: process.id, payload: registers, to: server.userRegisters)
+            return handOff(port: port, to: server, awaiting: reply, at: .registers, thread: thread)
+        }
+    }
+
+    /// `replyReceiveRegisters` to a caller blocked in `callRegisters`, waiting for ever on a port
+    /// with nothing queued: the answer goes from this thread's registers to the caller's.
+    static func replyReceiveRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread,
+                                      process: Process) -> FastPathOutcome {
+        let call = SystemCall.ReplyReceiveRegisters(registers: ArgumentRegisters(
+            x0: registers[0], x3: registers[3], x4: registers[4]))
+        guard call.timeout == UInt64.max, call.reply != .none,
+              let port = port(call.port, in: process, requiring: .receive),
+              let reply = replyCapability(call.reply, in: process) else { return .notTaken }
+        let answered: Bool = port._withUnsafeGuaranteedRef { port in
+            reply._withUnsafeGuaranteedRef { reply in
+                guard !port.isClosed, port.queue.isEmpty, reply.isAwaited else { return false }
+                return reply.unretainedCaller._withUnsafeGuaranteedRef { caller in
+                    // Checks.
+                    let length = registers[RegisterMessageLayout.length]
+                    guard caller.callAddress == .registers, length <= UInt64(RegisterMessageLayout.maximumPayload),
+                          caller.translationBase != .none, !Scheduler.hasReadyThreads(above: caller.priority),
+                          Scheduler.mayRunHere(caller) else { return false }
+                    // Commit point: the answer goes into the caller's registers.
+                    write(label: registers[RegisterMessageLayout.label], length: length, reply: 0, sender: process.id,
+                          payload: registers, to: caller.userRegisters)
+                    finishAnswer(reply, handle: call.reply, to: caller, thenWaitOn: port, at: .registers, thread: thread,
+                                 process: process)
+                    return true
+                }
+            }
+        }
+        guard answered else { return .notTaken }
+        return received(on: call.port, into: .registers, thread: thread, process: process)
+    }
+
+    /// A message in registers from `payload`'s payload registers into `registers`, as
+    /// `MessageTransfer.writeOut(_:toRegisters:receiver:)` writes one.
+    @inline(__always)
+    private static func write(label: UInt64, length: UInt64, reply: UInt64, sender: UInt64,
+                              payload: UnsafeMutablePointer<UInt64>, to registers: UnsafeMutablePointer<UInt64>) {
+        registers[RegisterMessageLayout.label] = label
+        registers[RegisterMessageLayout.length] = length
+        registers[RegisterMessageLayout.replyHandle] = reply
+        registers[RegisterMessageLayout.sender] = sender
+        MessageTransfer.copyPayload(from: UnsafeRawPointer(payload + RegisterMessageLayout.payload), length: Int(length),
+                                    to: registers)
     }
 
     /// `IPC.replyCapability(of:)` unretained (the thread holds it).

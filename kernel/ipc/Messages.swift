@@ -10,6 +10,13 @@ enum IPC {}
 /// A message inside the kernel, between the copy from the sender and the copy to the receiver.
 typealias KernelMessage = InFlightMessage<KernelObject>
 
+extension UserAddress {
+    /// Not an address: the message is in the thread's saved registers (`RegisterMessageLayout`),
+    /// for `callRegisters` and `replyReceiveRegisters`. No message address (it is not aligned):
+    /// the dispatcher refuses it where a program passes an address (`SystemCalls.messageAddress`).
+    static let registers = UserAddress(1)
+}
+
 /// The current address space's user memory (TTBR0), reached with unprivileged copies.
 struct CurrentUserMemory: UserMemoryAccess {
     @inline(__always)
@@ -27,19 +34,52 @@ extension IPC {
     /// Reads a message from the current user memory and takes the handles it lists out of the
     /// sender's table, all or nothing (MessageTransfer.readIn). The header passes through the
     /// current thread's `messageHeader`; the payload goes to `payload`.
+    @inline(__always)
     static func copyIn(_ message: inout KernelMessage, from address: UserAddress, sender: Process, thread: Thread,
                        payload: UnsafeMutableRawPointer) throws(KernelError) {
         try MessageTransfer.readIn(&message, from: address, memory: CurrentUserMemory(), sender: &sender.handles,
                                    senderID: sender.id, header: thread.messageHeader, payload: payload)
     }
 
-    /// Writes a message to the current user memory, installing its handles (and reply
-    /// capability) in the receiver's table, all or nothing (MessageTransfer.writeOut). Handles
-    /// that reach the receiver were moved, so receive-right counts stay as they are.
-    static func deliver(_ message: inout KernelMessage, to address: UserAddress, receiver: Process,
+    /// A message in `thread`'s registers. Out of line, so that the paths of messages in memory,
+    /// into which `copyIn` is inlined, stay as short as they were.
+    @inline(never)
+    static func copyIn(_ message: inout KernelMessage, fromRegistersOf thread: Thread, sender: Process,
+                       payload: UnsafeMutableRawPointer) throws(KernelError) {
+        try MessageTransfer.readIn(&message, fromRegisters: thread.userRegisters, senderID: sender.id, payload: payload)
+    }
+
+    /// `copyIn` from memory, or from `thread`'s registers for `.registers`: for the calls that take
+    /// either (`call`, `reply` and their register forms); `send` reads memory only.
+    @inline(__always)
+    static func read(_ message: inout KernelMessage, from address: UserAddress, sender: Process, thread: Thread,
+                     payload: UnsafeMutableRawPointer) throws(KernelError) {
+        if address == .registers {
+            try copyIn(&message, fromRegistersOf: thread, sender: sender, payload: payload)
+        } else {
+            try copyIn(&message, from: address, sender: sender, thread: thread, payload: payload)
+        }
+    }
+
+    /// Writes `message` into `target`'s registers; out of line as `copyIn(_:fromRegistersOf:)`.
+    @inline(never)
+    static func deliver(_ message: inout KernelMessage, toRegistersOf target: Thread,
+                        receiver: Process) throws(KernelError) {
+        try MessageTransfer.writeOut(&message, toRegisters: target.userRegisters, receiver: &receiver.handles)
+    }
+
+    /// Writes a message to the current user memory, or to `target`'s saved registers, installing
+    /// its handles (and reply capability) in the receiver's table, all or nothing
+    /// (MessageTransfer.writeOut). Handles that reach the receiver were moved, so receive-right
+    /// counts stay as they are.
+    static func deliver(_ message: inout KernelMessage, to address: UserAddress, of target: Thread, receiver: Process,
                         header: UnsafeMutablePointer<UInt64>) throws(KernelError) {
-        try MessageTransfer.writeOut(&message, to: address, memory: CurrentUserMemory(), receiver: &receiver.handles,
-                                     header: header)
+        if address == .registers {
+            try deliver(&message, toRegistersOf: target, receiver: receiver)
+        } else {
+            try MessageTransfer.writeOut(&message, to: address, memory: CurrentUserMemory(), receiver: &receiver.handles,
+                                         header: header)
+        }
         IPCStatistics.messages &+= 1
     }
 
@@ -48,9 +88,14 @@ extension IPC {
     static func deliver(_ message: inout KernelMessage, to address: UserAddress, of target: Thread,
                         by thread: Thread) throws(KernelError) {
         guard let process = target.process, target.translationBase != .none else { throw .peerClosed }
+        if address == .registers {
+            // Kernel memory: no other address space needed.
+            try deliver(&message, to: address, of: target, receiver: process, header: thread.messageHeader)
+            return
+        }
         target.translationBase.activate()
         defer { thread.translationBase.activate() }
-        try deliver(&message, to: address, receiver: process, header: thread.messageHeader)
+        try deliver(&message, to: address, of: target, receiver: process, header: thread.messageHeader)
     }
 
     /// Gives a message to the first thread blocked in `receive` on `port`, straight into its
@@ -86,6 +131,9 @@ extension IPC {
 
     static func receive(port handle: Handle, message address: UserAddress, timeout: UInt64, thread: Thread,
                         receiver: Process) throws(KernelError) {
+        // An address that cannot be user memory is refused before waiting; one that is not
+        // mapped is found when a message is delivered, which then stays queued.
+        guard MessageTransfer.isMessageAddress(address) else { throw .badAddress }
         let port = try port(handle, in: receiver, requiring: .receive)
         try receive(from: port, into: address, timeout: timeout, thread: thread, receiver: receiver)
     }
@@ -93,13 +141,12 @@ extension IPC {
     /// Takes the next message from `port` into `address`, waiting up to `timeout` nanoseconds.
     /// While the thread waits, a sender delivers straight into its buffer (`post`). `partner`, a
     /// caller just answered by `replyReceive`, runs next if this thread waits, or is woken.
+    /// `address` is a message address (`MessageTransfer.isMessageAddress`, which the callers
+    /// check) or `.registers`.
     static func receive(from port: Port, into address: UserAddress, timeout: UInt64, thread: Thread, receiver: Process,
                         handingOffTo partner: Thread? = nil) throws(KernelError) {
         var partner = partner
         defer { if let partner { Scheduler.wake(partner) } }
-        // An address that cannot be user memory is refused before waiting; one that is not
-        // mapped is found when a message is delivered, which then stays queued.
-        guard MessageTransfer.isMessageAddress(address) else { throw .badAddress }
         var armed = false
         defer { if armed { Clock.cancelDeadline(token: thread.id) } }
         while true {
@@ -107,7 +154,7 @@ extension IPC {
             if thread.killed { throw .peerClosed }
             if var message = port.queue.pop() {
                 do throws(KernelError) {
-                    try deliver(&message, to: address, receiver: receiver, header: thread.messageHeader)
+                    try deliver(&message, to: address, of: thread, receiver: receiver, header: thread.messageHeader)
                     return
                 } catch {
                     // Not taken: the message goes back to the head, so the port's order is kept
@@ -151,7 +198,7 @@ extension IPC {
     static func call(port handle: Handle, message address: UserAddress, thread: Thread, caller: Process) throws(KernelError) {
         let port = try portForSending(handle, in: caller)
         var message = KernelMessage()
-        try copyIn(&message, from: address, sender: caller, thread: thread, payload: port.nextPayload)
+        try read(&message, from: address, sender: caller, thread: thread, payload: port.nextPayload)
         let reply = replyCapability(of: thread)
         reply.call.arm()
         message.reply = reply
@@ -178,6 +225,7 @@ extension IPC {
     /// caller that died meanwhile is no error for the server, which goes on to receive.
     static func replyReceive(reply handle: Handle, message address: UserAddress, port portHandle: Handle,
                              timeout: UInt64, thread: Thread, server: Process) throws(KernelError) {
+        guard address == .registers || MessageTransfer.isMessageAddress(address) else { throw .badAddress }
         let port = try port(portHandle, in: server, requiring: .receive)
         var caller: Thread?
         if handle != .none {
@@ -202,7 +250,7 @@ extension IPC {
             throw .peerClosed
         }
         var message = KernelMessage()
-        try copyIn(&message, from: address, sender: server, thread: thread, payload: caller.messageBuffer)
+        try read(&message, from: address, sender: server, thread: thread, payload: caller.messageBuffer)
         _ = try Handles.uninstall(handle, from: server)
         do throws(KernelError) {
             try deliver(&message, to: caller.callAddress, of: caller, by: thread)

@@ -254,8 +254,12 @@ enum Scheduler {
 
     static var hasReadyThreads: Bool { hasReadyThreads(above: -1) }
 
+    /// `priority` is a thread's level (0 up to `priorityLevels - 1`) or -1, so the shift is 0 to
+    /// 4 places: a plain shift, with no clamping or overflow test (the IPC fast path asks on
+    /// every leg).
+    @inline(__always)
     static func hasReadyThreads(above priority: Int) -> Bool {
-        PerCPU.current.scheduler.readyLevels >> UInt64(min(max(priority + 1, 0), priorityLevels)) != 0
+        PerCPU.current.scheduler.readyLevels &>> UInt64(truncatingIfNeeded: priority &+ 1) != 0
     }
 
     /// Whether `thread`'s affinity lets it run on this CPU: for the switches that take a blocked

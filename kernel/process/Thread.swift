@@ -37,6 +37,10 @@ enum ThreadState: Equatable {
     case dead
 }
 
+/// What the idle thread, which has no user registers, points `userRegisters` at: a frame's worth
+/// of words nothing reads, since only a thread in a system call from EL0 has a message in registers.
+private let noUserRegisters = UnsafeMutablePointer<UInt64>.allocate(capacity: ExceptionFrame.size / 8)
+
 final class Thread: ChargedObject {
     let id: UInt64
     /// Nil for the idle thread, which runs only in the kernel.
@@ -72,11 +76,17 @@ final class Thread: ChargedObject {
     /// kernel's message (`IPCMessageLayout` up to the payload).
     let messageHeader = UnsafeMutablePointer<UInt64>.allocate(capacity: IPCMessageLayout.headerWords)
     /// While blocked in `receive`: the user address a sender may deliver a message straight
-    /// into (`.none` when not receiving). Its result is then `receiveResult`.
+    /// into (`.none` when not receiving; `.registers` for its saved registers). Its result is
+    /// then `receiveResult`.
     var receiveAddress = UserAddress.none
     var receiveResult: DeliveryOutcome?
-    /// While waiting in `call`: the user address the reply is written to (`.none` when not calling).
+    /// While waiting in `call`: the user address the reply is written to (`.none` when not
+    /// calling; `.registers` for its saved registers).
     var callAddress = UserAddress.none
+    /// Its saved x0-x30 while it is in a system call from EL0 (`userFrame`'s registers): where a
+    /// message in registers is read from and written to (`RegisterMessageLayout`). Kept, not
+    /// computed, since both IPC fast paths read it for each thread they pass between.
+    let userRegisters: UnsafeMutablePointer<UInt64>
     /// This thread's places in ports' waiter lists: the first for `receive`, one per handle for
     /// `waitAny`. Off every list before the thread is released.
     let waitLinks: UnsafeMutablePointer<WaitLink<Thread>>
@@ -97,6 +107,7 @@ final class Thread: ChargedObject {
         self.priority = priority
         cpu = PerCPU.current.index
         translationBase = process?.addressSpace?.translationBase ?? .none
+        userRegisters = ExceptionFrame(base: Self.frameBase(on: stack)).registers
         context = UnsafeMutablePointer<SwitchContext>.allocate(capacity: 1)
         context.initialize(to: SwitchContext())
         floatingPoint = UnsafeMutableRawPointer.allocate(byteCount: LazyFloatingPoint.saveAreaBytes, alignment: 16)
@@ -113,9 +124,8 @@ final class Thread: ChargedObject {
     /// `ramdisk` (the program start convention, userland/runtime/start.S), and points the context at it.
     func prepareUserEntry(entry: UInt64, userStack: UInt64, argument: UInt64, handle: UInt64, startBlock: UInt64 = 0,
                           ramdisk: UInt64 = 0) {
-        guard let stack else { return }
-        let frameAddress = stack.top - UInt64(ExceptionFrame.size)
-        let frame = ExceptionFrame(base: UnsafeMutablePointer<UInt64>(bitPattern: UInt(frameAddress))!)
+        guard stack != nil else { return }
+        let frame = userFrame
         frame.base.initialize(repeating: 0, count: ExceptionFrame.size / MemoryLayout<UInt64>.size)
         frame.setRegister(0, argument)
         frame.setRegister(1, handle)
@@ -125,8 +135,19 @@ final class Thread: ChargedObject {
         frame.exceptionLinkRegister = entry
         frame.savedProgramStatus = 0 // EL0t, interrupts unmasked
         context.pointee.linkRegister = aarch64_address_of_thread_enter_user()
-        context.pointee.stackPointer = frameAddress
+        context.pointee.stackPointer = UInt64(UInt(bitPattern: frame.base))
     }
+
+    /// The exception frame at the top of its kernel stack: its user registers while it is in a
+    /// system call from EL0 (or before it first enters EL0), since every entry from EL0 starts
+    /// with an empty kernel stack. A user thread only: the idle thread has no stack of its own.
+    var userFrame: ExceptionFrame { ExceptionFrame(base: Self.frameBase(on: stack)) }
+
+    private static func frameBase(on stack: KernelStacks.Stack?) -> UnsafeMutablePointer<UInt64> {
+        guard let stack else { return noUserRegisters }
+        return UnsafeMutablePointer<UInt64>(bitPattern: UInt(stack.top) - UInt(ExceptionFrame.size)).unsafelyUnwrapped
+    }
+
 
     /// Blocked in a plain `receive`, so a sender may write a message straight into its buffer.
     var isAwaitingDirectMessage: Bool { state == .blocked && receiveAddress != .none && !killed }

@@ -19,8 +19,10 @@ enum SystemCalls {
     /// Swift call frame on its way to the fast path.
     @inline(__always)
     static func dispatch(_ frame: ExceptionFrame) {
+        // The running thread first: the count's store would make the compiler read TPIDR_EL1 again.
+        let running = Scheduler.running
         PerCPU.current.systemCalls &+= 1
-        guard let running = Scheduler.running else {
+        guard let running else {
             // No thread before the scheduler starts (the boot self-tests' system calls).
             perform(frame, thread: nil)
             return
@@ -41,13 +43,28 @@ enum SystemCalls {
     @inline(__always)
     private static func fastPath(_ frame: ExceptionFrame, thread: Thread) -> Bool {
         let number = frame.register(8)
-        guard number == SystemCallNumber.call.rawValue || number == SystemCallNumber.replyReceive.rawValue,
+        // The register calls are the last two numbers: one compare finds both (a larger number is
+        // unknown, and `perform` says so).
+        guard number >= SystemCallNumber.callRegisters.rawValue || number == SystemCallNumber.call.rawValue
+                || number == SystemCallNumber.replyReceive.rawValue,
               let process = thread.processReference else { return false }
-        let outcome = process._withUnsafeGuaranteedRef { process in
-            number == SystemCallNumber.call.rawValue
-                ? IPCFastPath.call(SystemCall.Call(registers: frame.systemCallArguments), thread: thread, process: process)
-                : IPCFastPath.replyReceive(SystemCall.ReplyReceive(registers: frame.systemCallArguments),
-                                           thread: thread, process: process)
+        let outcome: FastPathOutcome = process._withUnsafeGuaranteedRef { process in
+            switch number {
+            case SystemCallNumber.callRegisters.rawValue:
+                // From EL0 only: the registers must be the thread's own (see `serveInRegisters`).
+                guard frame.registers == thread.userRegisters else { return .notTaken }
+                return IPCFastPath.callRegisters(frame.registers, thread: thread, process: process)
+            case SystemCallNumber.replyReceiveRegisters.rawValue:
+                guard frame.registers == thread.userRegisters else { return .notTaken }
+                return IPCFastPath.replyReceiveRegisters(frame.registers, thread: thread, process: process)
+            case SystemCallNumber.call.rawValue:
+                return IPCFastPath.call(SystemCall.Call(registers: frame.systemCallArguments), thread: thread, process: process)
+            case SystemCallNumber.replyReceive.rawValue:
+                return IPCFastPath.replyReceive(SystemCall.ReplyReceive(registers: frame.systemCallArguments),
+                                                thread: thread, process: process)
+            default:
+                return .notTaken
+            }
         }
         switch outcome {
         case .notTaken: return false
@@ -71,6 +88,35 @@ enum SystemCalls {
         } catch {
             frame.setStatus(error.rawValue)
         }
+    }
+
+    /// `serve` for the calls whose message comes and goes in registers (`RegisterMessageLayout`):
+    /// the handler has written the message it took into the frame, so only the status is set
+    /// here. `thread` is the caller, whose frame this must be: a call from EL1 (the kernel's
+    /// own) has no user registers to take a message from.
+    @inline(__always)
+    private static func serveInRegisters<Call: SystemCallArguments>(
+        _ frame: ExceptionFrame, _ thread: Thread?, _: Call.Type, _ handler: (Call, Thread) throws(KernelError) -> Void
+    ) {
+        do throws(KernelError) {
+            guard let thread, thread.process != nil, frame.registers == thread.userRegisters else {
+                throw .accessDenied
+            }
+            try handler(Call(registers: frame.systemCallArguments), thread)
+            frame.setStatus(systemCallSuccess)
+        } catch {
+            frame.setStatus(error.rawValue)
+        }
+    }
+
+    /// A message address a program passed to the calls that also serve the register forms
+    /// (`call`, `reply`, `replyReceive`): never `UserAddress.registers`, which stands for the
+    /// caller's registers inside the kernel (the copies check the rest). `send` and `receive`
+    /// take memory only, and their checks refuse it as they refuse any unaligned address.
+    @inline(__always)
+    private static func messageAddress(_ address: UserAddress) throws(KernelError) -> UserAddress {
+        guard address != .registers else { throw .badAddress }
+        return address
     }
 
     private static func perform(_ frame: ExceptionFrame, thread: Thread?) {
@@ -195,19 +241,28 @@ enum SystemCalls {
             }
         case .call:
             serve(frame, SystemCall.Call.self) { call throws(KernelError) in
-                try IPC.call(port: call.port, message: call.message, thread: try callingThread(), caller: try caller())
+                try IPC.call(port: call.port, message: try messageAddress(call.message), thread: try callingThread(), caller: try caller())
                 return NoValues()
             }
         case .reply:
             serve(frame, SystemCall.Reply.self) { call throws(KernelError) in
-                try IPC.reply(call.reply, message: call.message, thread: try callingThread(), server: try caller())
+                try IPC.reply(call.reply, message: try messageAddress(call.message), thread: try callingThread(), server: try caller())
                 return NoValues()
             }
         case .replyReceive:
             serve(frame, SystemCall.ReplyReceive.self) { call throws(KernelError) in
-                try IPC.replyReceive(reply: call.reply, message: call.message, port: call.port, timeout: call.timeout,
+                try IPC.replyReceive(reply: call.reply, message: try messageAddress(call.message), port: call.port, timeout: call.timeout,
                                      thread: try callingThread(), server: try caller())
                 return NoValues()
+            }
+        case .callRegisters:
+            serveInRegisters(frame, thread, SystemCall.CallRegisters.self) { call, thread throws(KernelError) in
+                try IPC.call(port: call.port, message: .registers, thread: thread, caller: try caller())
+            }
+        case .replyReceiveRegisters:
+            serveInRegisters(frame, thread, SystemCall.ReplyReceiveRegisters.self) { call, thread throws(KernelError) in
+                try IPC.replyReceive(reply: call.reply, message: .registers, port: call.port, timeout: call.timeout,
+                                     thread: thread, server: try caller())
             }
         case .notificationSignal:
             serve(frame, SystemCall.NotificationSignal.self) { call throws(KernelError) in

@@ -224,6 +224,80 @@ func sameContents(_ a: [UInt64: (object: Int, rights: Rights)], _ b: [UInt64: (o
     }
 }
 
+@Suite struct RegisterMessageTests {
+    /// Random register files, lengths (some over 64), handle counts, replies and table fill: a
+    /// message read in carries exactly the label and the payload's words; written out, it puts
+    /// label, length, reply handle, sender and payload in their registers with whole words past
+    /// the length zero and every other register untouched, or it fails with the first rule it
+    /// broke and changes nothing.
+    @Test func registersCarryExactlyTheMessage() async {
+        await propertyCheck(count: 400, input: Gen.int(in: 0...Int.max).array(of: 6)) { codes in
+            var sender = [UInt64](repeating: 0, count: 31)
+            for index in 0..<31 { sender[index] = UInt64(codes[index % 6]) &* 0x9e37_79b9_7f4a_7c15 &+ UInt64(index) }
+            let length = UInt64(codes[0] % 80)
+            sender[RegisterMessageLayout.length] = length
+            let payload = UnsafeMutableRawPointer.allocate(byteCount: 256, alignment: 16)
+            defer { payload.deallocate() }
+            var message = InFlightMessage<Int>()
+            do throws(KernelError) {
+                try sender.withUnsafeBufferPointer { registers throws(KernelError) in
+                    try MessageTransfer.readIn(&message, fromRegisters: registers.baseAddress!, senderID: 7, payload: payload)
+                }
+                #expect(length <= 64)
+            } catch {
+                #expect(length > 64 && error == .invalidArgument)
+                return
+            }
+            let words = payload.assumingMemoryBound(to: UInt64.self)
+            #expect(message.label == sender[RegisterMessageLayout.label] && message.length == Int(length) && message.sender == 7)
+            #expect((0..<Int((length + 7) / 8)).allSatisfy { words[$0] == sender[RegisterMessageLayout.payload + $0] })
+
+            var table = HandleTable<Int>(capacity: 4)
+            defer { table.destroy() }
+            for object in 0..<(codes[1] % 5) { _ = try? table.insert(500 + object, rights: .all) }
+            let hasReply = codes[2] % 2 == 0
+            if hasReply { message.reply = 999 }
+            let handleCount = codes[3] % 4 == 0 ? 1 : 0
+            if handleCount == 1 {
+                message.handles[0] = MovedHandle(object: 900, rights: [.send, .transfer])
+                message.handleCount = 1
+            }
+            if codes[4] % 5 == 0 { message.length = 65 + codes[4] % 192 }
+            var receiver = [UInt64](repeating: 0xdead, count: 31)
+            let before = contents(table)
+            var expected: KernelError?
+            if handleCount > 0 || message.length > 64 {
+                expected = .messageTooLong
+            } else if hasReply && before.count == 4 {
+                expected = .handleTableFull
+            }
+            do throws(KernelError) {
+                try receiver.withUnsafeMutableBufferPointer { registers throws(KernelError) in
+                    try MessageTransfer.writeOut(&message, toRegisters: registers.baseAddress!, receiver: &table)
+                }
+                #expect(expected == nil)
+                #expect(receiver[RegisterMessageLayout.label] == sender[RegisterMessageLayout.label])
+                #expect(receiver[RegisterMessageLayout.length] == length && receiver[RegisterMessageLayout.sender] == 7)
+                let replyHandle = Handle(receiver[RegisterMessageLayout.replyHandle])
+                #expect(hasReply ? (try? table.lookup(replyHandle, requiring: .reply))?.object == 999 : replyHandle.value == 0)
+                #expect(message.reply == nil && table.count == before.count + (hasReply ? 1 : 0))
+                let full = Int((length + 7) / 8)
+                for index in 0..<RegisterMessageLayout.payloadWords {
+                    let expectedWord = index < full ? sender[RegisterMessageLayout.payload + index] : 0
+                    #expect(receiver[RegisterMessageLayout.payload + index] == expectedWord)
+                }
+                let written = Set([RegisterMessageLayout.label, RegisterMessageLayout.length, RegisterMessageLayout.replyHandle,
+                                   RegisterMessageLayout.sender] + (0..<8).map { RegisterMessageLayout.payload + $0 })
+                #expect((0..<31).allSatisfy { written.contains($0) || receiver[$0] == 0xdead })
+            } catch {
+                #expect(error == expected)
+                #expect(receiver.allSatisfy { $0 == 0xdead })
+                #expect(sameContents(contents(table), before) && (message.reply != nil) == hasReply)
+            }
+        }
+    }
+}
+
 /// Port waiters for the rules: each counts how often it was woken.
 final class PortWaiter {
     let link: UnsafeMutablePointer<WaitLink<PortWaiter>>

@@ -39,7 +39,8 @@ import ABI
         SystemCall.ProcessWait.self, SystemCall.ProcessKill.self, SystemCall.ProcessNotify.self,
         SystemCall.IPCStatistics.self, SystemCall.ProcessInfo.self, SystemCall.LogOpen.self, SystemCall.LogRead.self,
         SystemCall.ThreadAffinity.self, SystemCall.CPUStatisticsRead.self, SystemCall.DeviceInfo.self,
-        SystemCall.DMACreate.self, SystemCall.ThreadPriority.self,
+        SystemCall.DMACreate.self, SystemCall.ThreadPriority.self, SystemCall.CallRegisters.self,
+        SystemCall.ReplyReceiveRegisters.self,
     ]
 
     /// The word a field puts in its register.

@@ -57,6 +57,64 @@ public struct IPCMessage {
     public mutating func setRawHandle(_ index: Int, _ value: UInt64) { words[IPCMessageLayout.handles / 8 + index] = value }
 }
 
+/// A message that travels in registers (`callRegisters`, `replyReceiveRegisters`): a label and up
+/// to 64 payload bytes, no handles. The kernel moves it from one thread's registers to the
+/// other's; the words past its length arrive as zero. A server also gets `replyHandle` (for a
+/// call) and `sender`.
+public struct RegisterMessage {
+    /// x0-x4, then the payload's x9-x16: what `user_system_call_registers` loads and stores.
+    var words = InlineArray<13, UInt64>(repeating: 0)
+    static let firstPayloadWord = 5
+
+    public init(label: UInt64 = 0) { self.label = label }
+
+    public var label: UInt64 {
+        get { words[RegisterMessageLayout.label] }
+        set { words[RegisterMessageLayout.label] = newValue }
+    }
+    public var length: Int {
+        get { Int(words[RegisterMessageLayout.length]) }
+        set { words[RegisterMessageLayout.length] = UInt64(newValue) }
+    }
+    public var replyHandle: Handle? {
+        let value = words[RegisterMessageLayout.replyHandle]
+        return value == 0 ? nil : Handle(value)
+    }
+    public var sender: ProcessID { ProcessID(words[RegisterMessageLayout.sender]) }
+
+    /// The payload's word `index` (0-7), little-endian bytes `8 * index` up.
+    public func word(_ index: Int) -> UInt64 { words[Self.firstPayloadWord + index] }
+    public mutating func setWord(_ index: Int, _ value: UInt64) { words[Self.firstPayloadWord + index] = value }
+
+    public subscript(byte index: Int) -> UInt8 {
+        get { UInt8(truncatingIfNeeded: word(index / 8) >> (UInt64(index % 8) * 8)) }
+        set {
+            let shift = UInt64(index % 8) * 8
+            setWord(index / 8, word(index / 8) & ~(0xff << shift) | UInt64(newValue) << shift)
+        }
+    }
+
+    /// Sets the payload to `count` bytes (at most 64) made by `byte(index)`.
+    public mutating func fill(count: Int, _ byte: (Int) -> UInt8) {
+        length = count
+        for index in 0..<count { self[byte: index] = byte(index) }
+    }
+
+    /// Makes the call with the argument registers `call` gives (x0-x4) and the payload; the status.
+    mutating func invoke<Call: SystemCallArguments>(_ call: Call) throws(KernelError) {
+        let registers = call.registers
+        (words[0], words[1], words[2], words[3], words[4]) = (registers.x0, registers.x1, registers.x2, registers.x3,
+                                                              registers.x4)
+        withUnsafeMutablePointer(to: &words) { words in
+            words.withMemoryRebound(to: UInt64.self, capacity: 13) { user_system_call_registers(Call.number.rawValue, $0) }
+        }
+        if let error = KernelError(status: words[0]) {
+            if error == .outOfMemory { System.outOfMemoryResults &+= 1 }
+            throw error
+        }
+    }
+}
+
 public enum IPC {
     /// Runs `body` with the address of `message`'s words, for the calls that read or write it.
     @inline(__always)
@@ -110,6 +168,22 @@ public enum IPC {
         _ = try withMessage(&message) { address throws(KernelError) in
             try System.invoke(SystemCall.ReplyReceive(reply: reply ?? .none, message: address, port: port, timeout: timeout))
         }
+    }
+
+    /// `call` with the message in registers: `message` goes to `port`, and the answer replaces
+    /// it. An answer that does not fit in registers fails the call with `messageTooLong`.
+    public static func callInRegisters(_ port: Handle, _ message: inout RegisterMessage) throws(KernelError) {
+        try message.invoke(SystemCall.CallRegisters(port: port, label: message.label, length: UInt64(message.length)))
+    }
+
+    /// `replyAndReceive` with both messages in registers: answers `reply` (if any) with `message`,
+    /// then waits up to `timeout` nanoseconds for the next message on `port`, which replaces it.
+    /// A message that does not fit in registers is `messageTooLong` and stays first in the
+    /// queue, for `receive` to take.
+    public static func replyAndReceiveInRegisters(_ reply: Handle?, _ port: Handle, _ message: inout RegisterMessage,
+                                                  timeout: UInt64 = .max) throws(KernelError) {
+        try message.invoke(SystemCall.ReplyReceiveRegisters(reply: reply ?? .none, label: message.label,
+                                                            length: UInt64(message.length), port: port, timeout: timeout))
     }
 
     /// A zeroed memory object of `bytes` (rounded up to pages, at most 1 MiB) to share by handle.

@@ -15,6 +15,8 @@ struct ExceptionFrame {
         base + Int(offset) / MemoryLayout<UInt64>.size
     }
 
+    /// The saved x0-x30, in order.
+    var registers: UnsafeMutablePointer<UInt64> { word(at: EXCEPTION_FRAME_REGISTERS) }
     func register(_ index: Int) -> UInt64 { word(at: EXCEPTION_FRAME_REGISTERS)[index] }
     func setRegister(_ index: Int, _ value: UInt64) { word(at: EXCEPTION_FRAME_REGISTERS)[index] = value }
     var stackPointerEL0: UInt64 {
@@ -110,12 +112,12 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
         return
     }
     let kind = VectorKind(value: kindValue)
-    if kind.isSynchronous, syndrome.exceptionClass == .breakInstruction, syndrome.immediate == 0x5354 {
+    if kind.isSynchronous, syndrome.isClass(.breakInstruction), syndrome.immediate == 0x5354 {
         PerCPU.current.exceptions.selfTestTraps += 1
         frame.exceptionLinkRegister += 4 // resume after the BRK
         return
     }
-    let isSystemCall = syndrome.exceptionClass == .supervisorCall
+    let isSystemCall = syndrome.isClass(.supervisorCall)
     switch kindValue {
     case 16...31: // the multiprocessor table: the same, under the big kernel lock
         lockedExceptionDispatch(frameBase, kindValue - 16)
@@ -131,7 +133,7 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
         SystemCalls.dispatch(frame)
         Scheduler.preemptIfNeeded()
         return
-    case 8 where syndrome.exceptionClass == .trappedFloatingPoint: // lazy FP/SIMD switch
+    case 8 where syndrome.isClass(.trappedFloatingPoint): // lazy FP/SIMD switch
         if let thread = Scheduler.current, thread.process != nil { LazyFloatingPoint.claim(for: thread.floatingPoint) }
         return
     case 8...15: // anything else from EL0 is the program's fault, not the kernel's
@@ -141,7 +143,7 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
     default:
         break
     }
-    if kind.isSynchronous, syndrome.exceptionClass == .dataAbortSameLevel,
+    if kind.isSynchronous, syndrome.isClass(.dataAbortSameLevel),
        MemoryProbe.recover(frame) || UserMemory.recover(frame) {
         return
     }

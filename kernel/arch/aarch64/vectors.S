@@ -65,9 +65,11 @@
 // ELR, SPSR and ESR; x19-x28 stay in their registers, because the AAPCS64 makes every function
 // the dispatcher calls give them back as it found them, and a thread switch in between keeps
 // them in the thread's SwitchContext. So the frame's x19-x28 words mean nothing here, and nothing
-// reads them. The dispatcher (SystemCalls.swift) reads the arguments from x0-x8 and writes
-// results to x0-x2; FAR means nothing for an SVC.
-.macro system_call_path dispatcher
+// reads them. The dispatcher (SystemCalls.swift) reads the arguments from x0-x8 (and x9-x16 for
+// a message in registers) and writes results to x0-x4 and x9-x16; FAR means nothing for an SVC.
+// ESR is stored only for the multiprocessor dispatcher, which goes through exception_dispatch
+// and reads it there; the single-CPU one knows it has a system call.
+.macro system_call_path dispatcher, store_syndrome
     save_x2_to_x17
     str     x18, [sp, #EXCEPTION_FRAME_REGISTER(18)]
     str     x29, [sp, #EXCEPTION_FRAME_REGISTER(29)]
@@ -76,7 +78,9 @@
     mrs     x2, elr_el1
     mrs     x3, spsr_el1
     stp     x2, x3, [sp, #EXCEPTION_FRAME_ELR]
+    .if \store_syndrome
     str     x0, [sp, #EXCEPTION_FRAME_ESR]
+    .endif
     add     x29, sp, #EXCEPTION_FRAME_REGISTER(29)
     mov     x0, sp
     bl      \dispatcher
@@ -169,9 +173,9 @@ exception_return:
 
 // System calls from EL0: with one CPU online, and under the big kernel lock.
 system_call_entry:
-    system_call_path system_call_dispatch
+    system_call_path system_call_dispatch, 0
 system_call_entry_smp:
-    system_call_path locked_system_call_dispatch
+    system_call_path locked_system_call_dispatch, 1
 
 // A new thread's first switch lands in thread_enter_user with sp at a frame built for its first
 // entry to EL0; it releases what the switch left (thread_first_entry), then returns from that

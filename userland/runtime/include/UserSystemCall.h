@@ -19,6 +19,43 @@ static inline user_system_call_result user_system_call(user_u64 number, user_u64
     return result;
 }
 
+// A system call whose message travels in registers (RegisterMessageLayout): `words` holds x0-x4
+// and then x9-x16, the payload, 13 words in all, given to the call and replaced by what it left.
+static inline void user_system_call_registers(user_u64 number, user_u64 *words) {
+    register user_u64 x0 __asm__("x0") = words[0];
+    register user_u64 x1 __asm__("x1") = words[1];
+    register user_u64 x2 __asm__("x2") = words[2];
+    register user_u64 x3 __asm__("x3") = words[3];
+    register user_u64 x4 __asm__("x4") = words[4];
+    register user_u64 x9 __asm__("x9") = words[5];
+    register user_u64 x10 __asm__("x10") = words[6];
+    register user_u64 x11 __asm__("x11") = words[7];
+    register user_u64 x12 __asm__("x12") = words[8];
+    register user_u64 x13 __asm__("x13") = words[9];
+    register user_u64 x14 __asm__("x14") = words[10];
+    register user_u64 x15 __asm__("x15") = words[11];
+    register user_u64 x16 __asm__("x16") = words[12];
+    register user_u64 x8 __asm__("x8") = number;
+    __asm__ volatile("svc #0"
+                     : "+r"(x0), "+r"(x1), "+r"(x2), "+r"(x3), "+r"(x4), "+r"(x9), "+r"(x10), "+r"(x11), "+r"(x12),
+                       "+r"(x13), "+r"(x14), "+r"(x15), "+r"(x16)
+                     : "r"(x8)
+                     : "memory");
+    words[0] = x0;
+    words[1] = x1;
+    words[2] = x2;
+    words[3] = x3;
+    words[4] = x4;
+    words[5] = x9;
+    words[6] = x10;
+    words[7] = x11;
+    words[8] = x12;
+    words[9] = x13;
+    words[10] = x14;
+    words[11] = x15;
+    words[12] = x16;
+}
+
 // Deliberate faults, for the programs that test the kernel's fault isolation.
 static inline void user_illegal_instruction(void) { __asm__ volatile("udf #1"); }
 static inline user_u64 user_read(user_u64 address) { return *(volatile user_u64 *)address; }

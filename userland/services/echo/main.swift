@@ -5,7 +5,9 @@
 // (N in the first payload word), answered in the first payload word. With start argument 2 the
 // handle is a notification instead, which it signals (bit 1) after 20 ms. With start argument 1 it
 // exits on its first call without replying, to show that callers of a dead server are not left
-// waiting. With start argument 3 it serves from CPU 1 (the cross-core benchmark's server).
+// waiting. With start argument 3 it serves from CPU 1 (the cross-core benchmark's server). Label 6
+// is answered with 256 bytes (an answer too long for a caller that takes it in registers). With
+// start argument 4 it serves with messages in registers (`serveInRegisters`).
 
 @main
 struct Echo {
@@ -21,6 +23,7 @@ struct Echo {
         if System.startArgument == 3 && (try? System.setAffinity(1 << 1)) == nil {
             System.panic("echo: CPU 1 does not run threads")
         }
+        if System.startArgument == 4 { serveInRegisters(port) }
         var message = IPCMessage()
         var shared: UnsafeMutableRawPointer?
         // Each answer goes out with the wait for the next request: one system call per request.
@@ -47,6 +50,8 @@ struct Echo {
                 let words = shared.assumingMemoryBound(to: UInt64.self)
                 for index in 0..<min(count, 1 << 20) / 8 { sum &+= words[index] }
                 message.fill(count: 8) { UInt8(truncatingIfNeeded: sum >> (8 * UInt64($0))) }
+            } else if label == 6 {
+                message.fill(count: IPCMessageLayout.maximumPayload) { UInt8(truncatingIfNeeded: $0) }
             }
             message.label = label + 1
             message.handleCount = 0
@@ -55,6 +60,50 @@ struct Echo {
                 System.exit(0)
             }
             answer = reply
+        }
+    }
+
+    /// Serves with messages in registers: the same answers (label + 1, the same payload; label 2
+    /// the sender's id; label 0 ends it), and label 4 is answered with all 64 bytes of the
+    /// payload registers as they arrived, to show the words past the length came as zero. A
+    /// message that does not fit in registers stays queued (`messageTooLong`): it is taken with
+    /// `receive` and answered in memory, label + 1, its handles closed.
+    static func serveInRegisters(_ port: Handle) -> Never {
+        var message = RegisterMessage()
+        var answer: Handle?
+        while true {
+            do throws(KernelError) {
+                try IPC.replyAndReceiveInRegisters(answer, port, &message)
+            } catch {
+                answer = nil
+                guard error == .messageTooLong else { System.panic("echo: receive in registers failed: \(error)") }
+                var long = IPCMessage()
+                do throws(KernelError) {
+                    try IPC.receive(port, into: &long, timeout: 0)
+                } catch {
+                    System.panic("echo: a message too long for registers was not queued: \(error)")
+                }
+                for index in 0..<long.handleCount { try? IPC.close(long.handle(index)) }
+                long.handleCount = 0
+                long.label += 1
+                if let reply = long.replyHandle { try? IPC.reply(reply, &long) }
+                continue
+            }
+            answer = message.replyHandle
+            guard let reply = answer else { continue } // a plain send: nothing to answer
+            let label = message.label
+            if label == 2 {
+                message.length = 8
+                message.setWord(0, message.sender.value)
+            } else if label == 4 {
+                message.length = RegisterMessageLayout.maximumPayload
+            }
+            message.label = label + 1
+            if label == 0 {
+                var last = IPCMessage(label: 1)
+                try? IPC.reply(reply, &last)
+                System.exit(0)
+            }
         }
     }
 }

@@ -237,6 +237,8 @@ func name(of number: UInt64) -> StaticString {
     case .deviceInfo: return "deviceInfo"
     case .dmaCreate: return "dmaCreate"
     case .threadPriority: return "threadPriority"
+    case .callRegisters: return "callRegisters"
+    case .replyReceiveRegisters: return "replyReceiveRegisters"
     }
 }
 

@@ -386,6 +386,9 @@ extension Worker {
         case .replyReceive:
             registers[3] %= Self.shortTimeout
             if registers[0] == 0 { registers[0] = 1 }
+        case .replyReceiveRegisters:
+            registers[4] %= Self.shortTimeout
+            if registers[0] == 0 { registers[0] = 1 }
         case .threadCreate:
             registers[0] = invalidAddress() | 1 << 63
         case .threadAffinity:

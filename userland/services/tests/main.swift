@@ -174,6 +174,7 @@ struct Tests {
 
         testThreads(&suite)
         testIPC(&suite)
+        testRegisterMessages(&suite)
         testNameService(&suite)
         onOneCPU { testDirectDelivery(&suite) }
         onOneCPU { testServerPortClosedWhileWaiting(&suite) }

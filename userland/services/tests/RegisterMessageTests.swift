@@ -1,0 +1,158 @@
+// Messages in registers (`callRegisters`, `replyReceiveRegisters`; docs/IPC.md): calls and
+// answers of up to 64 bytes between a client's registers and a server's, alone and mixed with
+// messages in memory, and what does not fit.
+
+/// A register message of `count` bytes whose byte `index` is `index * 3 + seed`.
+private func pattern(_ count: Int, seed: Int, label: UInt64) -> RegisterMessage {
+    var message = RegisterMessage(label: label)
+    message.fill(count: count) { UInt8(truncatingIfNeeded: $0 * 3 + seed) }
+    return message
+}
+
+private func holdsPattern(_ message: RegisterMessage, _ count: Int, seed: Int) -> Bool {
+    message.length == count && (0..<count).allSatisfy { message[byte: $0] == UInt8(truncatingIfNeeded: $0 * 3 + seed) }
+}
+
+func testRegisterMessages(_ suite: inout Suite) {
+    let framesBefore = framesAvailable()
+    let objectsBefore = System.kernelObjects.objects
+    let port = try? IPC.createPort()
+    let serverSide = port.flatMap { try? IPC.duplicate($0, rights: [.receive, .transfer]) }
+    guard let port, let serverSide, let server = try? System.spawn("echo", argument: 4, handle: serverSide) else {
+        if let serverSide { try? IPC.close(serverSide) }
+        if let port { try? IPC.close(port) }
+        suite.check(false, "an echo server that serves in registers started")
+        return
+    }
+
+    // Both sides in registers: the fast path when the server waits on this CPU.
+    var wrongSize: Int?
+    for size in [0, 1, 31, 32, 64] where wrongSize == nil {
+        var message = pattern(size, seed: size, label: 10)
+        let error = catching { () throws(KernelError) in try IPC.callInRegisters(port, &message) }
+        if error != nil || message.label != 11 || !holdsPattern(message, size, seed: size) { wrongSize = size }
+    }
+    if let wrongSize {
+        suite.check(false, "calls in registers to a server answering in registers: the answer to \(wrongSize) bytes is wrong")
+    } else {
+        suite.check(true, "calls in registers to a server answering in registers: label + 1 and the same 0, 1, 31, 32 and 64 bytes back")
+    }
+
+    var who = RegisterMessage(label: 2)
+    let asked = catching { () throws(KernelError) in try IPC.callInRegisters(port, &who) }
+    suite.check(asked == nil && who.label == 3 && who.length == 8 && who.word(0) == System.processID.value,
+                "a call in registers carries the kernel-reported sender id to the server (\(who.word(0)) for \(System.processID.value))")
+
+    // Whole words past the length arrive as zero: the server answers with all 8 payload words.
+    var spill = RegisterMessage(label: 4)
+    for index in 0..<8 { spill.setWord(index, 0xa5a5_a5a5_a5a5_a5a5) }
+    spill.length = 20
+    let spilled = catching { () throws(KernelError) in try IPC.callInRegisters(port, &spill) }
+    suite.check(spilled == nil && spill.label == 5 && spill.length == 64
+                    && (0..<3).allSatisfy { spill.word($0) == 0xa5a5_a5a5_a5a5_a5a5 } && (3..<8).allSatisfy { spill.word($0) == 0 },
+                "a 20-byte message in registers reaches the server with its three words and five words of zero, never the sender's other registers")
+
+    // What the kernel refuses before anything moves.
+    var tooLong = RegisterMessage(label: 10)
+    tooLong.length = 65
+    let lengthError = catching { () throws(KernelError) in try IPC.callInRegisters(port, &tooLong) }
+    var forged = RegisterMessage(label: 10)
+    let forgedError = catching { () throws(KernelError) in try IPC.callInRegisters(Handle(0x7777_0003), &forged) }
+    let receiveOnly = try? IPC.duplicate(port, rights: [.receive])
+    var unsendable = RegisterMessage(label: 10)
+    let rightsError = catching { () throws(KernelError) in try IPC.callInRegisters(receiveOnly ?? Handle(0), &unsendable) }
+    if let receiveOnly { try? IPC.close(receiveOnly) }
+    suite.check(lengthError == .invalidArgument && forgedError == .invalidHandle && rightsError == .accessDenied,
+                "a call in registers with 65 bytes is invalid argument, on a forged handle invalid handle, without the send right access denied")
+
+    // Mixed: a call in memory to the server in registers (the general path writes its registers,
+    // and its answer goes into this buffer).
+    var fromMemory = IPCMessage(label: 30)
+    fromMemory.fill(count: 64) { UInt8(truncatingIfNeeded: 255 - $0) }
+    let memoryCall = catching { () throws(KernelError) in try IPC.call(port, &fromMemory) }
+    suite.check(memoryCall == nil && fromMemory.label == 31 && fromMemory.length == 64
+                    && (0..<64).allSatisfy { fromMemory[byte: $0] == UInt8(truncatingIfNeeded: 255 - $0) },
+                "a call in memory to a server waiting in registers: the 64 bytes reach its registers and its answer this buffer")
+
+    // A message that does not fit in registers stays first in the queue: the server's
+    // `replyReceiveRegisters` fails with message too long, and its `receive` takes it.
+    var long = IPCMessage(label: 40)
+    long.fill(count: 100) { UInt8(truncatingIfNeeded: $0) }
+    let longCall = catching { () throws(KernelError) in try IPC.call(port, &long) }
+    var carrying = IPCMessage(label: 50)
+    let carried = try? IPC.createNotification()
+    if let carried { carrying.attach(carried) }
+    let carryingCall = catching { () throws(KernelError) in try IPC.call(port, &carrying) }
+    suite.check(longCall == nil && long.label == 41 && long.length == 100 && carryingCall == nil && carrying.label == 51,
+                "messages with 100 bytes or with a handle wait in the queue for a server that receives in registers, which takes them with receive and answers")
+
+    var stop = RegisterMessage(label: 0)
+    let stopped = catching { () throws(KernelError) in try IPC.callInRegisters(port, &stop) }
+    let serverEnd = try? System.wait(server)
+    suite.check(stopped == nil && stop.label == 1 && serverEnd?.code == 0,
+                "a server in registers answered in memory, to a call in registers, and exited")
+
+    // The other way round: calls in registers to a server that receives in memory.
+    let memoryPort = try? IPC.createPort()
+    let memorySide = memoryPort.flatMap { try? IPC.duplicate($0, rights: [.receive, .transfer]) }
+    if let memoryPort, let memorySide, let memoryServer = try? System.spawn("echo", handle: memorySide) {
+        var message = pattern(48, seed: 9, label: 60)
+        let call = catching { () throws(KernelError) in try IPC.callInRegisters(memoryPort, &message) }
+        var askLong = RegisterMessage(label: 6)
+        let longAnswer = catching { () throws(KernelError) in try IPC.callInRegisters(memoryPort, &askLong) }
+        var after = pattern(8, seed: 1, label: 70)
+        let afterCall = catching { () throws(KernelError) in try IPC.callInRegisters(memoryPort, &after) }
+        var end = IPCMessage(label: 0)
+        _ = try? IPC.call(memoryPort, &end)
+        let ended = try? System.wait(memoryServer)
+        suite.check(call == nil && message.label == 61 && holdsPattern(message, 48, seed: 9)
+                        && longAnswer == .messageTooLong && afterCall == nil && after.label == 71 && ended?.code == 0,
+                    "calls in registers to a server receiving in memory: answered in registers; a 256-byte answer fails the call with message too long, and the server goes on")
+    } else {
+        // The receive side stays here if the server did not start.
+        if let memorySide { try? IPC.close(memorySide) }
+        suite.check(false, "an echo server that receives in memory started")
+    }
+    if let memoryPort { try? IPC.close(memoryPort) }
+
+    // A server that dies holding a call in registers: the caller gets peer closed.
+    let dyingPort = try? IPC.createPort()
+    let clientSide = dyingPort.flatMap { try? IPC.duplicate($0, rights: [.send]) }
+    if let dyingPort, let clientSide, let dying = try? System.spawn("echo", argument: 1, handle: dyingPort) {
+        var request = RegisterMessage(label: 5)
+        let result = catching { () throws(KernelError) in try IPC.callInRegisters(clientSide, &request) }
+        let status = try? System.wait(dying)
+        suite.check(result == .peerClosed && status?.code == 3,
+                    "a server dies holding a call in registers: the caller gets peer closed")
+    } else {
+        if let dyingPort { try? IPC.close(dyingPort) }
+        suite.check(false, "an echo server that dies on its first call started")
+    }
+    if let clientSide { try? IPC.close(clientSide) }
+
+    // Receiving in registers from a queue: a plain send, then a wait with nothing queued.
+    if let local = try? IPC.createPort() {
+        var sent = IPCMessage(label: 80)
+        sent.fill(count: 16) { UInt8($0 + 1) }
+        let queued = catching { () throws(KernelError) in try IPC.send(local, &sent) }
+        var taken = RegisterMessage()
+        let received = catching { () throws(KernelError) in try IPC.replyAndReceiveInRegisters(nil, local, &taken, timeout: 0) }
+        var nothing = RegisterMessage()
+        let empty = catching { () throws(KernelError) in try IPC.replyAndReceiveInRegisters(nil, local, &nothing, timeout: 0) }
+        let timed = catching { () throws(KernelError) in try IPC.replyAndReceiveInRegisters(nil, local, &nothing, timeout: 1_000_000) }
+        suite.check(queued == nil && received == nil && taken.label == 80 && taken.length == 16 && taken.replyHandle == nil
+                        && taken.sender == System.processID && (0..<16).allSatisfy { taken[byte: $0] == UInt8($0 + 1) }
+                        && empty == .wouldBlock && timed == .timedOut,
+                    "a queued send taken in registers: label, 16 bytes, no reply handle, the sender; then would block, and timed out")
+        try? IPC.close(local)
+    } else {
+        suite.check(false, "a port to receive in registers from created")
+    }
+
+    // Moved to the server by the call that carried it, unless that call failed.
+    if let carried { try? IPC.close(carried) }
+    try? IPC.close(port)
+    let framesAfter = framesAvailable()
+    suite.check(framesAfter == framesBefore && System.kernelObjects.objects == objectsBefore,
+                "messages in registers leave frames (free and kernel heap) and kernel objects as they were (frames \(framesBefore) -> \(framesAfter), objects \(objectsBefore) -> \(System.kernelObjects.objects))")
+}
