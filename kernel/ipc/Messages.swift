@@ -131,10 +131,10 @@ extension IPC {
 
     static func receive(port handle: Handle, message address: UserAddress, timeout: UInt64, thread: Thread,
                         receiver: Process) throws(KernelError) {
+        let port = try port(handle, in: receiver, requiring: .receive)
         // An address that cannot be user memory is refused before waiting; one that is not
         // mapped is found when a message is delivered, which then stays queued.
         guard MessageTransfer.isMessageAddress(address) else { throw .badAddress }
-        let port = try port(handle, in: receiver, requiring: .receive)
         try receive(from: port, into: address, timeout: timeout, thread: thread, receiver: receiver)
     }
 
@@ -225,8 +225,8 @@ extension IPC {
     /// caller that died meanwhile is no error for the server, which goes on to receive.
     static func replyReceive(reply handle: Handle, message address: UserAddress, port portHandle: Handle,
                              timeout: UInt64, thread: Thread, server: Process) throws(KernelError) {
-        guard address == .registers || MessageTransfer.isMessageAddress(address) else { throw .badAddress }
         let port = try port(portHandle, in: server, requiring: .receive)
+        guard address == .registers || MessageTransfer.isMessageAddress(address) else { throw .badAddress }
         var caller: Thread?
         if handle != .none {
             do throws(KernelError) {

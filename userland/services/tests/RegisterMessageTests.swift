@@ -65,6 +65,21 @@ func testRegisterMessages(_ suite: inout Suite) {
     suite.check(lengthError == .invalidArgument && forgedError == .invalidHandle && rightsError == .accessDenied,
                 "a call in registers with 65 bytes is invalid argument, on a forged handle invalid handle, without the send right access denied")
 
+    // Inside the kernel, address 1 stands for a thread's registers: passed where a message
+    // address goes, it is a bad address, never a message in registers.
+    let one = UserAddress(1)
+    let probes = [
+        catching { () throws(KernelError) in _ = try System.invoke(SystemCall.Call(port: port, message: one)) },
+        catching { () throws(KernelError) in _ = try System.invoke(SystemCall.Send(port: port, message: one)) },
+        catching { () throws(KernelError) in _ = try System.invoke(SystemCall.Receive(port: port, message: one, timeout: 0)) },
+        catching { () throws(KernelError) in _ = try System.invoke(SystemCall.Reply(reply: Handle(0x7777_0003), message: one)) },
+        catching { () throws(KernelError) in
+            _ = try System.invoke(SystemCall.ReplyReceive(reply: .none, message: one, port: port, timeout: 0))
+        },
+    ]
+    suite.check(probes.allSatisfy { $0 == .badAddress },
+                "call, send, receive, reply and replyReceive with message address 1 (the kernel's mark for registers) are bad addresses")
+
     // Mixed: a call in memory to the server in registers (the general path writes its registers,
     // and its answer goes into this buffer).
     var fromMemory = IPCMessage(label: 30)
