@@ -179,7 +179,8 @@ func testProcessBuilding(_ suite: inout Suite) {
         let stillRunning = raw(SystemCallNumber.processWait.rawValue, spinner.value, 1).status == error(.wouldBlock)
         let quiet = raw(SystemCallNumber.notificationWait.rawValue, bell.value, 0).status == error(.wouldBlock)
         try? ProcessHandles.kill(spinner)
-        let bits = try? IPC.wait(bell)
+        // Bounded: a binding that a refused request for memory never made would never signal.
+        let bits = try? IPC.wait(bell, timeout: 1_000_000_000)
         let secondBits = try? IPC.wait(second, timeout: 0)
         let status = try? ProcessHandles.wait(spinner)
         ends = unstartedEnded && started && startedTwice && stillRunning && quiet && bits == 0b100 && secondBits == 0b10
