@@ -95,20 +95,30 @@ enum IPCFastPath {
     /// this process's table, the caller by the capability; after the switch the port is looked
     /// up again, since it may have been closed meanwhile.
     static func replyReceive(_ call: SystemCall.ReplyReceive, thread: Thread, process: Process) -> FastPathOutcome {
-        guard call.timeout == UInt64.max, call.reply != .none,
-              let port = port(call.port, in: process, requiring: .receive),
-              let reply = replyCapability(call.reply, in: process) else { return .notTaken }
-        let answered: Bool = port._withUnsafeGuaranteedRef { port in
-            reply._withUnsafeGuaranteedRef { reply in
-                guard !port.isClosed, port.queue.isEmpty, reply.isAwaited else { return false }
-                return reply.unretainedCaller._withUnsafeGuaranteedRef { caller in
-                    caller.callAddress != .registers
-                        && transferReply(call, thread: thread, process: process, port: port, reply: reply, caller: caller)
-                }
-            }
+        let answered = answer(call.reply, port: call.port, timeout: call.timeout, process: process) { port, reply, caller in
+            caller.callAddress != .registers
+                && transferReply(call, thread: thread, process: process, port: port, reply: reply, caller: caller)
         }
         guard answered else { return .notTaken }
         return received(on: call.port, into: call.message, thread: thread, process: process)
+    }
+
+    /// What both `replyReceive` fast paths check first: a wait for ever, a reply handle and a
+    /// receive handle that name what they should, nothing queued on the port, a caller still
+    /// waiting. Then `transfer` answers it (false: it did not apply, nothing changed). Objects
+    /// are borrowed as `replyReceive` says.
+    @inline(__always)
+    private static func answer(_ replyHandle: Handle, port portHandle: Handle, timeout: UInt64, process: Process,
+                               _ transfer: (Port, ReplyCapability, Thread) -> Bool) -> Bool {
+        guard timeout == UInt64.max, replyHandle != .none,
+              let port = port(portHandle, in: process, requiring: .receive),
+              let reply = replyCapability(replyHandle, in: process) else { return false }
+        return port._withUnsafeGuaranteedRef { port in
+            reply._withUnsafeGuaranteedRef { reply in
+                guard !port.isClosed, port.queue.isEmpty, reply.isAwaited else { return false }
+                return reply.unretainedCaller._withUnsafeGuaranteedRef { caller in transfer(port, reply, caller) }
+            }
+        }
     }
 
     /// After `replyReceive`'s answer and wait on the port: the message a sender delivered, or
@@ -218,26 +228,18 @@ enum IPCFastPath {
                                       process: Process) -> FastPathOutcome {
         let call = SystemCall.ReplyReceiveRegisters(registers: ArgumentRegisters(
             x0: registers[0], x3: registers[3], x4: registers[4]))
-        guard call.timeout == UInt64.max, call.reply != .none,
-              let port = port(call.port, in: process, requiring: .receive),
-              let reply = replyCapability(call.reply, in: process) else { return .notTaken }
-        let answered: Bool = port._withUnsafeGuaranteedRef { port in
-            reply._withUnsafeGuaranteedRef { reply in
-                guard !port.isClosed, port.queue.isEmpty, reply.isAwaited else { return false }
-                return reply.unretainedCaller._withUnsafeGuaranteedRef { caller in
-                    // Checks.
-                    let length = registers[RegisterMessageLayout.length]
-                    guard caller.callAddress == .registers, length <= UInt64(RegisterMessageLayout.maximumPayload),
-                          caller.translationBase != .none, !Scheduler.hasReadyThreads(above: caller.priority),
-                          Scheduler.mayRunHere(caller) else { return false }
-                    // Commit point: the answer goes into the caller's registers.
-                    write(label: registers[RegisterMessageLayout.label], length: length, reply: 0, sender: process.id,
-                          payload: registers, to: caller.userRegisters)
-                    finishAnswer(reply, handle: call.reply, to: caller, thenWaitOn: port, at: .registers, thread: thread,
-                                 process: process)
-                    return true
-                }
-            }
+        let answered = answer(call.reply, port: call.port, timeout: call.timeout, process: process) { port, reply, caller in
+            // Checks.
+            let length = registers[RegisterMessageLayout.length]
+            guard caller.callAddress == .registers, length <= UInt64(RegisterMessageLayout.maximumPayload),
+                  caller.translationBase != .none, !Scheduler.hasReadyThreads(above: caller.priority),
+                  Scheduler.mayRunHere(caller) else { return false }
+            // Commit point: the answer goes into the caller's registers.
+            write(label: registers[RegisterMessageLayout.label], length: length, reply: 0, sender: process.id,
+                  payload: registers, to: caller.userRegisters)
+            finishAnswer(reply, handle: call.reply, to: caller, thenWaitOn: port, at: .registers, thread: thread,
+                         process: process)
+            return true
         }
         guard answered else { return .notTaken }
         return received(on: call.port, into: .registers, thread: thread, process: process)
