@@ -98,7 +98,7 @@ ASM_OBJECTS  := $(patsubst kernel/arch/aarch64/%.S,$(BUILD)/%.o,$(KERNEL_ASM))
 # reader, and for the program loader the cpio reader and the ELF validator (with the virtual
 # address and permission types it uses, VirtualMemory.swift; nothing of the page tables).
 USER_PROGRAMS := $(notdir $(wildcard userland/services/*))
-USER_SHARED   := $(ABI_SWIFT) support/CRuntime.swift kernel/core/FormattedText.swift kernel/core/KernelHeap.swift \
+USER_SHARED   := $(ABI_SWIFT) support/CRuntime.swift kernel/core/FormattedText.swift kernel/core/KernelHeap.swift kernel/core/AlignedStores.swift \
                  kernel/core/ServiceManifest.swift kernel/core/CPIOArchive.swift kernel/core/ELFImage.swift kernel/core/LittleEndian.swift \
                  kernel/core/VirtualMemory.swift
 USER_RUNTIME  := $(wildcard userland/runtime/*.swift)

@@ -44,7 +44,7 @@ class Target:
 TARGETS = [
     Target("device-tree", "DeviceTreeTarget.swift",
            ["DeviceTree", "Platform", "BootArguments", "PhysicalAddress", "PhysicalMemory", "VirtualMemory",
-            "FormattedText", "ErrorDescriptions", "FrameAllocator", "PageTable", "CPUIdentity"],
+            "FormattedText", "ErrorDescriptions", "FrameAllocator", "PageTable", "CPUIdentity", "AlignedStores"],
            ["tests/fixtures/dtb/*.dtb"], 16384),
     Target("elf", "ELFImageTarget.swift",
            ["ELFImage", "LittleEndian", "VirtualMemory", "FormattedText"],

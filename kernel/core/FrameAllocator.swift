@@ -209,7 +209,7 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
     }
 
     func setZone(_ index: Int, _ zone: Zone) {
-        memory.pointer(to: PhysicalAddress(zoneTable + UInt64(index * MemoryLayout<Zone>.stride))).storeBytes(of: zone, as: Zone.self)
+        memory.pointer(to: PhysicalAddress(zoneTable + UInt64(index * MemoryLayout<Zone>.stride))).storeAligned(zone)
     }
 
     /// An allocator with no memory: every request fails with `.outOfMemory` until it is replaced.
@@ -287,7 +287,7 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
         var zone = zone(index)
         // One pointer per record: `PhysicalMemory` promises contiguity only within a page.
         for frame in 0..<zone.frameCount {
-            memory.pointer(to: PhysicalAddress(zone.recordsAddress + frame * 8)).storeBytes(of: 0, as: UInt64.self)
+            memory.pointer(to: PhysicalAddress(zone.recordsAddress + frame * 8)).storeAligned(UInt64(0))
         }
         for level in 0..<zone.levelCount {
             let bits = level == 0 ? zone.frameCount : UInt64(zone.levelWords(level - 1))
@@ -321,7 +321,7 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
 
     @inline(__always)
     private func storeWord(level: Int, index: Int, zone: Zone, _ value: UInt64) {
-        memory.pointer(to: PhysicalAddress(zone.levelAddress(level) + UInt64(index) * 8)).storeBytes(of: value, as: UInt64.self)
+        memory.pointer(to: PhysicalAddress(zone.levelAddress(level) + UInt64(index) * 8)).storeAligned(value)
     }
 
     func record(of frame: UInt64, zone: Zone) -> FrameRecord {
@@ -329,7 +329,7 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
     }
 
     private func setRecord(_ record: FrameRecord, of frame: UInt64, zone: Zone) {
-        memory.pointer(to: PhysicalAddress(zone.recordsAddress + (frame - zone.baseFrame) * 8)).storeBytes(of: record.raw, as: UInt64.self)
+        memory.pointer(to: PhysicalAddress(zone.recordsAddress + (frame - zone.baseFrame) * 8)).storeAligned(record.raw)
     }
 
     func zoneIndex(of frame: UInt64) -> Int? {

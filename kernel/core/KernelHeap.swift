@@ -79,7 +79,7 @@ public struct KernelHeap<Backend: HeapBackend> {
 
         var magic: UInt32 {
             get { base.load(fromByteOffset: 0, as: UInt32.self) }
-            nonmutating set { base.storeBytes(of: newValue, toByteOffset: 0, as: UInt32.self) }
+            nonmutating set { base.storeAligned(newValue, toByteOffset: 0) }
         }
         var classIndex: Int {
             get { Int(base.load(fromByteOffset: 4, as: UInt8.self)) }
@@ -87,23 +87,23 @@ public struct KernelHeap<Backend: HeapBackend> {
         }
         var capacity: Int {
             get { Int(base.load(fromByteOffset: 6, as: UInt16.self)) }
-            nonmutating set { base.storeBytes(of: UInt16(newValue), toByteOffset: 6, as: UInt16.self) }
+            nonmutating set { base.storeAligned(UInt16(newValue), toByteOffset: 6) }
         }
         var inUse: Int {
             get { Int(base.load(fromByteOffset: 8, as: UInt16.self)) }
-            nonmutating set { base.storeBytes(of: UInt16(newValue), toByteOffset: 8, as: UInt16.self) }
+            nonmutating set { base.storeAligned(UInt16(newValue), toByteOffset: 8) }
         }
         var freeHead: UInt16 {
             get { base.load(fromByteOffset: 10, as: UInt16.self) }
-            nonmutating set { base.storeBytes(of: newValue, toByteOffset: 10, as: UInt16.self) }
+            nonmutating set { base.storeAligned(newValue, toByteOffset: 10) }
         }
         var next: UInt {
             get { base.load(fromByteOffset: 16, as: UInt.self) }
-            nonmutating set { base.storeBytes(of: newValue, toByteOffset: 16, as: UInt.self) }
+            nonmutating set { base.storeAligned(newValue, toByteOffset: 16) }
         }
         var previous: UInt {
             get { base.load(fromByteOffset: 24, as: UInt.self) }
-            nonmutating set { base.storeBytes(of: newValue, toByteOffset: 24, as: UInt.self) }
+            nonmutating set { base.storeAligned(newValue, toByteOffset: 24) }
         }
 
         func isAllocated(_ index: Int) -> Bool {
@@ -114,7 +114,7 @@ public struct KernelHeap<Backend: HeapBackend> {
             let offset = 32 + (index / 64) * 8
             var word = base.load(fromByteOffset: offset, as: UInt64.self)
             if allocated { word |= UInt64(1) << UInt64(index % 64) } else { word &= ~(UInt64(1) << UInt64(index % 64)) }
-            base.storeBytes(of: word, toByteOffset: offset, as: UInt64.self)
+            base.storeAligned(word, toByteOffset: offset)
         }
     }
 
@@ -185,7 +185,7 @@ public struct KernelHeap<Backend: HeapBackend> {
         guard let base = backend.allocatePages(count: pages, alignment: 1, kind: .slab) else { return nil }
         statistics.slabPages += UInt64(pages)
         let slab = Slab(base: base)
-        for offset in stride(from: 0, to: Self.headerSize, by: 8) { base.storeBytes(of: UInt64(0), toByteOffset: offset, as: UInt64.self) }
+        base.zeroWords(bytes: Self.headerSize)
         slab.magic = Self.slabMagic
         slab.classIndex = classIndex
         let capacity = Self.capacity(classIndex)
@@ -193,7 +193,7 @@ public struct KernelHeap<Backend: HeapBackend> {
         for index in 0..<capacity {
             let object = Self.object(slab, index)
             if poisoning { fillPoison(object, size: Self.classSizes[classIndex]) }
-            object.storeBytes(of: index + 1 < capacity ? UInt16(index + 1) : Self.noObject, as: UInt16.self)
+            object.storeAligned(index + 1 < capacity ? UInt16(index + 1) : Self.noObject)
         }
         slab.freeHead = 0
         return slab
@@ -236,7 +236,7 @@ public struct KernelHeap<Backend: HeapBackend> {
         guard slab.isAllocated(index) else { throw .doubleFree }
         slab.setAllocated(index, false)
         if poisoning { fillPoison(pointer, size: size) }
-        pointer.storeBytes(of: slab.freeHead, as: UInt16.self)
+        pointer.storeAligned(slab.freeHead)
         slab.freeHead = UInt16(index)
         let wasFull = slab.inUse == slab.capacity
         slab.inUse -= 1

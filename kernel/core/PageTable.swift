@@ -177,12 +177,11 @@ public struct PageTable<Memory: PhysicalMemory> {
     }
 
     func store(_ entry: PhysicalAddress, _ value: UInt64) {
-        memory.pointer(to: entry).storeBytes(of: value, as: UInt64.self)
+        memory.pointer(to: entry).storeAligned(value)
     }
 
     func zeroTable(_ table: PhysicalAddress) {
-        let pointer = memory.pointer(to: table)
-        for index in 0..<Self.entriesPerTable { pointer.storeBytes(of: 0, toByteOffset: index * 8, as: UInt64.self) }
+        memory.zeroPage(table)
     }
 
     func checkRange(_ address: VirtualAddress) -> Bool {
@@ -521,7 +520,7 @@ public struct PageTable<Memory: PhysicalMemory> {
         for index in 0..<Self.entriesPerTable {
             var descriptor = (base + UInt64(index) * childSize) | attributes
             if childLevel == 3 { descriptor |= DescriptorBits.tableOrPage }
-            pointer.storeBytes(of: descriptor, toByteOffset: index * 8, as: UInt64.self)
+            pointer.storeAligned(descriptor, toByteOffset: index * 8)
         }
         store(entry, 0)
         maintenance.publishTableWrites()
@@ -555,17 +554,26 @@ public struct PageTable<Memory: PhysicalMemory> {
     /// Frees every table below the root (not the leaves' memory). For tearing down an address
     /// space whose TLB entries the caller invalidates by ASID.
     public func freeTables<Frames: TableFrameSource>(frames: inout Frames, includingRoot: Bool) {
-        freeChildren(of: root, level: 0, frames: &frames)
+        freeChildren(of: root, level: 0, entries: Self.entriesPerTable, frames: &frames)
         if includingRoot { frames.freeTable(root) } else { zeroTable(root) }
     }
 
-    private func freeChildren<Frames: TableFrameSource>(of table: PhysicalAddress, level: Int, frames: inout Frames) {
+    /// Frees the tables below `table`, which holds `entries` valid entries (the count its
+    /// descriptor keeps; unknown for the root, which is searched whole): the search of a table
+    /// stops at its last valid entry, so a sparse space costs its entries, not 512 per table.
+    private func freeChildren<Frames: TableFrameSource>(of table: PhysicalAddress, level: Int, entries: Int,
+                                                        frames: inout Frames) {
         guard level < 3 else { return }
-        for index in 0..<Self.entriesPerTable {
+        var left = entries
+        var index = 0
+        while left > 0 && index < Self.entriesPerTable {
             let descriptor = load(entryAddress(table: table, index: index))
+            index += 1
+            guard Self.isValid(descriptor) else { continue }
+            left -= 1
             if Self.isTable(descriptor, level: level) {
                 let child = PhysicalAddress(descriptor & DescriptorBits.outputAddress)
-                freeChildren(of: child, level: level + 1, frames: &frames)
+                freeChildren(of: child, level: level + 1, entries: childCount(descriptor), frames: &frames)
                 frames.freeTable(child)
             }
         }

@@ -7,6 +7,15 @@
 public protocol PhysicalMemory {
     /// A pointer through which `address` can be read and written; valid for the whole page.
     func pointer(to address: PhysicalAddress) -> UnsafeMutableRawPointer
+    /// Fills the page at `address` (page-aligned) with zeros: a new translation table.
+    func zeroPage(_ address: PhysicalAddress)
+}
+
+extension PhysicalMemory {
+    /// Word by word; the kernel's memory zeroes a page with cache-block stores instead.
+    public func zeroPage(_ address: PhysicalAddress) {
+        pointer(to: address).zeroWords(bytes: Int(pageSize))
+    }
 }
 
 /// A page frame: the physical page with number `number` (address / 4096).

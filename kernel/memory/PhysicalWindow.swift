@@ -51,4 +51,14 @@ struct LinearMap: PhysicalMemory {
     func pointer(to address: PhysicalAddress) -> UnsafeMutableRawPointer {
         PhysicalWindow.pointer(to: address)
     }
+
+    /// Cache-block zeroing (DC ZVA) needs Normal memory, which there is only once the MMU is
+    /// on; before that, the tables of the first address space are zeroed word by word.
+    func zeroPage(_ address: PhysicalAddress) {
+        if PhysicalWindow.isLinearMapActive {
+            CPU.zeroPages(PhysicalWindow.pointer(to: address), size: Int(pageSize))
+        } else {
+            PhysicalWindow.pointer(to: address).zeroWords(bytes: Int(pageSize))
+        }
+    }
 }

@@ -111,9 +111,7 @@ final class Thread: ChargedObject {
         context = UnsafeMutablePointer<SwitchContext>.allocate(capacity: 1)
         context.initialize(to: SwitchContext())
         floatingPoint = UnsafeMutableRawPointer.allocate(byteCount: LazyFloatingPoint.saveAreaBytes, alignment: 16)
-        for offset in stride(from: 0, to: LazyFloatingPoint.saveAreaBytes, by: 8) {
-            floatingPoint.storeBytes(of: UInt64(0), toByteOffset: offset, as: UInt64.self)
-        }
+        floatingPoint.zeroWords(bytes: LazyFloatingPoint.saveAreaBytes)
         waitLinks = UnsafeMutablePointer<WaitLink<Thread>>.allocate(capacity: Self.waitLinkCount)
         for index in 0..<Self.waitLinkCount { (waitLinks + index).initialize(to: WaitLink(waiter: self)) }
         replyCapability = ReplyCapability(caller: self)

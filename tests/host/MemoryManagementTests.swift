@@ -372,6 +372,23 @@ private final class Invalidations: TranslationMaintenance {
         #expect(ram.accesses == 512)
     }
 
+    /// Tearing a hierarchy down frees every table below the root, found through the counts the
+    /// table descriptors keep (a table is searched only up to its last valid entry), so those
+    /// counts must be right after maps, unmaps and a block split.
+    @Test func freeTablesFreesEveryTableOfASparseHierarchy() throws {
+        var (table, frames, tlb) = try Self.setUp()
+        let tablesAtStart = frames.allocated
+        try Self.mapScattered(&table, &frames, tlb)
+        // One page out of the 2 MiB block: it is split into a full level-3 table (512 entries).
+        try table.unmap(VirtualAddress(0x1_0000_1000), size: 0x1000, frames: &frames, maintenance: tlb)
+        #expect(frames.allocated > tablesAtStart + 6)
+        table.freeTables(frames: &frames, includingRoot: false)
+        #expect(frames.allocated == tablesAtStart)
+        for mapping in Self.scattered {
+            #expect(table.translate(VirtualAddress(mapping.virtual)) == nil)
+        }
+    }
+
     @Test func unmapPresentRefusesWhatUnmapWould() throws {
         var (table, frames, tlb) = try Self.setUp()
         #expect(throws: PageTableError.misaligned) {

@@ -39,4 +39,19 @@ public struct KernelFootprint: Equatable {
     public static var now: KernelFootprint {
         KernelFootprint(frames: System.memory.freeFrames + System.kernelHeap.pages, objects: System.kernelObjects.objects)
     }
+
+    /// The footprint once it is back to `expected`, or the last of `looks` readings 10 ms apart.
+    /// The counts are the whole machine's: a program running beside the caller (the disk test
+    /// restarts its driver a hundred times) holds objects and frames for moments, and a reading
+    /// can fall inside one. A leak is what stays.
+    public static func settled(toward expected: KernelFootprint, looks: Int = 100) -> KernelFootprint {
+        var reading = now
+        var look = 1
+        while reading != expected && look < looks {
+            System.sleep(nanoseconds: 10_000_000)
+            reading = now
+            look += 1
+        }
+        return reading
+    }
 }

@@ -54,8 +54,8 @@ enum CPU {
 
     /// Writes zeros over `[start, start + size)` of Normal memory, both multiples of 4 KiB. DC ZVA
     /// zeroes a whole block per instruction (DCZID_EL0.BS gives log2 of its size in words, at most
-    /// 2 KiB, so a page is always a whole number of blocks); where DCZID_EL0.DZP forbids it, stores
-    /// of pairs of words do.
+    /// 2 KiB, so a page is always a whole number of blocks); where DCZID_EL0.DZP forbids it, word
+    /// stores do.
     static func zeroPages(_ start: UnsafeMutableRawPointer, size: Int) {
         let identification = aarch64_read_dczid()
         let first = UInt64(UInt(bitPattern: start))
@@ -63,17 +63,23 @@ enum CPU {
         if identification & 0x10 == 0 {
             let block = UInt64(4) << (identification & 0xF)
             var address = first
+            // Four blocks a step where a page holds at least four (blocks of up to 1 KiB): a
+            // quarter of the loop's tests.
+            if block <= 1024 {
+                while address < end {
+                    aarch64_dc_zva(address)
+                    aarch64_dc_zva(address &+ block)
+                    aarch64_dc_zva(address &+ 2 &* block)
+                    aarch64_dc_zva(address &+ 3 &* block)
+                    address &+= 4 &* block
+                }
+            }
             while address < end {
                 aarch64_dc_zva(address)
                 address += block
             }
         } else {
-            var offset = 0
-            while offset < size {
-                start.storeBytes(of: UInt64(0), toByteOffset: offset, as: UInt64.self)
-                start.storeBytes(of: UInt64(0), toByteOffset: offset + 8, as: UInt64.self)
-                offset += 16
-            }
+            start.zeroWords(bytes: size)
         }
     }
 

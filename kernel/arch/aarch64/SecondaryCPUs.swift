@@ -92,7 +92,7 @@ enum SecondaryCPUs {
         records = PhysicalWindow.pointer(to: first.address)
         recordCount = storage.count
         for offset in stride..<(stride * storage.count) where offset % 8 == 0 {
-            records!.storeBytes(of: UInt64(0), toByteOffset: offset, as: UInt64.self)
+            records!.storeAligned(UInt64(0), toByteOffset: offset)
         }
 
         // The device tree's CPUs in its order, the boot CPU left out; indices follow that order.

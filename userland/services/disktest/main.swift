@@ -229,7 +229,7 @@ struct DiskTest {
             }
             disk.close()
         }
-        let after = crashAndMeasure(manager, nameBytes) ?? KernelFootprint(frames: 0, objects: .max)
+        let after = crashAndMeasure(manager, nameBytes, settlingToward: before) ?? KernelFootprint(frames: 0, objects: .max)
         Shared.store(Shared.release, 1)
         let leakedFrames = after.frames < before.frames ? before.frames - after.frames : 0
         let leakedObjects = after.objects > before.objects ? after.objects - before.objects : 0
@@ -243,12 +243,16 @@ struct DiskTest {
                      "nothing leaked across the crashes (frames \(before.frames) → \(after.frames), objects \(before.objects) → \(after.objects))")
     }
 
-    /// Crashes the driver, has the new instance answer once, and measures what the kernel holds.
-    static func crashAndMeasure(_ manager: ProcessManager, _ name: UnsafeRawBufferPointer) -> KernelFootprint? {
+    /// Crashes the driver, has the new instance answer once, and measures what the kernel holds
+    /// (given `expected`, once it is back there or after a second of looking: other tests run
+    /// beside this one).
+    static func crashAndMeasure(_ manager: ProcessManager, _ name: UnsafeRawBufferPointer,
+                                settlingToward expected: KernelFootprint? = nil) -> KernelFootprint? {
         guard (try? manager.crashService(name)) != nil, var probe = try? BlockDevice(lookingFor: 40),
               (try? probe.info()) != nil else { return nil }
         probe.close()
-        return KernelFootprint.now
+        guard let expected else { return KernelFootprint.now }
+        return KernelFootprint.settled(toward: expected)
     }
 
     /// The copying thread: until told to stop (and at least one pass), copies chunk after chunk

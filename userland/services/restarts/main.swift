@@ -99,7 +99,7 @@ struct Restarts {
         // Every service back and answering, then what the kernel holds.
         var back = true
         for index in 0..<3 { back = back && use(Target(rawValue: index)!, ports[index]) }
-        let after = KernelFootprint.now
+        let after = KernelFootprint.settled(toward: before)
         let leakedFrames = after.frames < before.frames ? before.frames - after.frames : 0
         let leakedObjects = after.objects > before.objects ? after.objects - before.objects : 0
         System.print("soak: \(kills + 6) restarts, \(recovered) recovered, leaked frames \(leakedFrames), leaked objects \(leakedObjects)")
