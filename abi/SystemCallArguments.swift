@@ -28,6 +28,11 @@ public protocol SystemCallArguments {
     var registers: ArgumentRegisters { get }
 }
 
+/// Which way a `SystemCall.MemoryCopy` goes: its call number.
+public protocol MemoryCopyDirection {
+    static var number: SystemCallNumber { get }
+}
+
 /// A call's values on success, to and from registers.
 public protocol SystemCallResult {
     init(registers: ResultRegisters)
@@ -569,6 +574,44 @@ public enum SystemCall {
             @inline(__always) public var registers: ResultRegisters {
                 ResultRegisters(x1: address.value, x2: bytes)
             }
+        }
+    }
+
+    /// Copies `bytes` from `address` in the caller into memory object `memory` (needs write; RAM
+    /// only) at byte `offset`, without mapping it: how a loader fills a program's pages.
+    public typealias MemoryWrite = MemoryCopy<IntoObject>
+    /// Copies `bytes` of memory object `memory` (needs map; RAM only) from byte `offset` to
+    /// `address` in the caller, without mapping it.
+    public typealias MemoryRead = MemoryCopy<OutOfObject>
+
+    public enum IntoObject: MemoryCopyDirection {
+        public static var number: SystemCallNumber { .memoryWrite }
+    }
+    public enum OutOfObject: MemoryCopyDirection {
+        public static var number: SystemCallNumber { .memoryRead }
+    }
+
+    /// `memoryWrite` and `memoryRead`, which differ only in direction: an object, a byte offset
+    /// in it, an address in the caller and a length.
+    public struct MemoryCopy<Direction: MemoryCopyDirection>: SystemCallArguments {
+        public typealias Result = NoValues
+        public static var number: SystemCallNumber { Direction.number }
+        public var memory: Handle
+        public var offset: UInt64
+        public var address: UserAddress
+        public var bytes: UInt64
+        @inline(__always) public init(memory: Handle, offset: UInt64, address: UserAddress, bytes: UInt64) {
+            self.memory = memory
+            self.offset = offset
+            self.address = address
+            self.bytes = bytes
+        }
+        @inline(__always) public init(registers: ArgumentRegisters) {
+            self.init(memory: Handle(registers.x0), offset: registers.x1, address: UserAddress(registers.x2),
+                      bytes: registers.x3)
+        }
+        @inline(__always) public var registers: ArgumentRegisters {
+            ArgumentRegisters(x0: memory.value, x1: offset, x2: address.value, x3: bytes)
         }
     }
 

@@ -64,6 +64,8 @@ public enum SystemCallNumber: UInt64, CaseIterable, Sendable {
     case threadPriority = 52
     case callRegisters = 53
     case replyReceiveRegisters = 54
+    case memoryWrite = 55
+    case memoryRead = 56
 }
 
 /// The status a successful call leaves in x0; any other value is a `KernelError`.

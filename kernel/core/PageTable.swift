@@ -566,7 +566,13 @@ public struct PageTable<Memory: PhysicalMemory> {
         guard level < 3 else { return }
         var left = entries
         var index = 0
+        let words = memory.pointer(to: table).assumingMemoryBound(to: UInt64.self)
         while left > 0 && index < Self.entriesPerTable {
+            // Four at a time while all four are invalid: most of the root's search.
+            if index & 3 == 0, (words[index] | words[index + 1] | words[index + 2] | words[index + 3]) & DescriptorBits.valid == 0 {
+                index += 4
+                continue
+            }
             let descriptor = load(entryAddress(table: table, index: index))
             index += 1
             guard Self.isValid(descriptor) else { continue }

@@ -1,5 +1,6 @@
-// The calls that make and map memory objects (docs/SYSCALLS.md, "Memory"): a zeroed object
-// installed as a handle, and a handle's object mapped where the caller's address space has room.
+// The calls that make, map and fill memory objects (docs/SYSCALLS.md, "Memory"): a zeroed
+// object installed as a handle, a handle's object mapped where the caller's address space has
+// room, and bytes copied between an object and the caller without a mapping.
 
 enum MemoryCalls {
     /// `memoryCreate`: a zeroed memory object of `bytes` (rounded up to pages), installed in the
@@ -28,5 +29,37 @@ enum MemoryCalls {
         let object = try Handles.object(call.memory, of: MemoryObject.self, in: caller, requiring: needed)
         let address = try space.mapShared(object, permissions: call.access.contains(.write) ? .readWrite : .readOnly)
         return .init(address: address, bytes: UInt64(object.pageCount) * pageSize)
+    }
+
+    /// `memoryWrite` (`intoObject`) and `memoryRead`: copies `bytes` between the caller's memory
+    /// at `address` and the object's, from byte `offset`, through the kernel's linear map. No
+    /// mapping is made or removed, so no table changes and no TLB entry is invalidated: for a
+    /// loader, a few pages written this way cost a fraction of a window mapped, filled and
+    /// unmapped. Only RAM objects (device registers and DMA memory are mapped with other memory
+    /// types, which an alias through the linear map would contradict). A source or destination
+    /// that faults part-way is `badAddress`; bytes before the fault may have been copied (the
+    /// copy moves up to 64 bytes a step).
+    static func copy(_ memory: Handle, offset: UInt64, address: UserAddress, bytes: UInt64, intoObject: Bool,
+                     caller: Process) throws(KernelError) {
+        let object = try Handles.object(memory, of: MemoryObject.self, in: caller, requiring: intoObject ? .write : .map)
+        let size = UInt64(object.pageCount) * pageSize
+        guard object.isRAM, offset <= size, bytes <= size - offset else { throw .invalidArgument }
+        guard UserMemory.isUserRange(address, bytes) else { throw .badAddress }
+        var done: UInt64 = 0
+        var pages: UInt64 = 0
+        while done < bytes {
+            let position = offset + done
+            let inPage = min(pageSize - (position & (pageSize - 1)), bytes - done)
+            let frame = PhysicalAddress(object.frames[Int(position >> pageShift)])
+            let kernel = PhysicalWindow.pointer(to: frame) + Int(position & (pageSize - 1))
+            if intoObject {
+                try UserMemory.copyIn(to: kernel, from: address.advanced(by: done), count: inPage)
+            } else {
+                try UserMemory.copyOut(to: address.advanced(by: done), from: kernel, count: inPage)
+            }
+            done += inPage
+            pages += 1
+            if Interrupts.isTimeToServe(afterPages: pages) { Interrupts.servePending() }
+        }
     }
 }

@@ -43,8 +43,9 @@ enum SystemCalls {
     @inline(__always)
     private static func fastPath(_ frame: ExceptionFrame, thread: Thread) -> Bool {
         let number = frame.register(8)
-        // The register calls are the last two numbers: one compare finds both (a larger number is
-        // unknown, and `perform` says so).
+        // The register calls are 53 and 54: one compare lets both through, with the rarer calls
+        // numbered above them, which the switch below leaves to `perform` (as it does unknown
+        // numbers).
         guard number >= SystemCallNumber.callRegisters.rawValue || number == SystemCallNumber.call.rawValue
                 || number == SystemCallNumber.replyReceive.rawValue,
               let process = thread.processReference else { return false }
@@ -281,6 +282,18 @@ enum SystemCalls {
         case .memoryMap:
             serve(frame, SystemCall.MemoryMap.self) { call throws(KernelError) in
                 try MemoryCalls.map(call, caller: try caller())
+            }
+        case .memoryWrite:
+            serve(frame, SystemCall.MemoryWrite.self) { call throws(KernelError) in
+                try MemoryCalls.copy(call.memory, offset: call.offset, address: call.address, bytes: call.bytes,
+                                     intoObject: true, caller: try caller())
+                return NoValues()
+            }
+        case .memoryRead:
+            serve(frame, SystemCall.MemoryRead.self) { call throws(KernelError) in
+                try MemoryCalls.copy(call.memory, offset: call.offset, address: call.address, bytes: call.bytes,
+                                     intoObject: false, caller: try caller())
+                return NoValues()
             }
         case .waitAny:
             serve(frame, SystemCall.WaitAny.self) { call throws(KernelError) in

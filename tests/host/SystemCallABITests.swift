@@ -40,7 +40,7 @@ import ABI
         SystemCall.IPCStatistics.self, SystemCall.ProcessInfo.self, SystemCall.LogOpen.self, SystemCall.LogRead.self,
         SystemCall.ThreadAffinity.self, SystemCall.CPUStatisticsRead.self, SystemCall.DeviceInfo.self,
         SystemCall.DMACreate.self, SystemCall.ThreadPriority.self, SystemCall.CallRegisters.self,
-        SystemCall.ReplyReceiveRegisters.self,
+        SystemCall.ReplyReceiveRegisters.self, SystemCall.MemoryWrite.self, SystemCall.MemoryRead.self,
     ]
 
     /// The word a field puts in its register.

@@ -204,6 +204,22 @@ public enum IPC {
         return (pointer, Int(mapped.bytes))
     }
 
+    /// Copies `bytes` into memory object `memory` (needs write) at byte `offset`, without
+    /// mapping it.
+    public static func writeMemory(_ memory: Handle, at offset: UInt64, from bytes: UnsafeRawBufferPointer) throws(KernelError) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        _ = try System.invoke(SystemCall.MemoryWrite(memory: memory, offset: offset, address: UserAddress(base),
+                                                     bytes: UInt64(bytes.count)))
+    }
+
+    /// Copies `bytes.count` bytes of memory object `memory` (needs map) from byte `offset` into
+    /// `bytes`, without mapping it.
+    public static func readMemory(_ memory: Handle, at offset: UInt64, into bytes: UnsafeMutableRawBufferPointer) throws(KernelError) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        _ = try System.invoke(SystemCall.MemoryRead(memory: memory, offset: offset, address: UserAddress(base),
+                                                    bytes: UInt64(bytes.count)))
+    }
+
     /// The index of the first of `handles` (ports and notifications, at most 8) that is ready,
     /// waiting up to `timeout` nanoseconds; then `receive` or `wait` on it does not block.
     public static func waitAny(_ handles: [Handle], timeout: UInt64 = .max) throws(KernelError) -> Int {

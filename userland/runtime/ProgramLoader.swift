@@ -145,8 +145,9 @@ public struct ProgramLoader {
         return (process, id.value)
     }
 
-    /// Places one segment: a memory object per megabyte of its pages, each filled here with its
-    /// share of the file bytes (the rest stays zero) and then mapped in `process` only.
+    /// Places one segment: a memory object per megabyte of its pages, each given its share of
+    /// the file bytes with `memoryWrite` (the rest stays zero; the loader never maps it) and then
+    /// mapped in `process` only.
     static func load(_ segment: ELFSegment, from file: UnsafeRawBufferPointer, into process: Handle) throws(KernelError) {
         let (start, bytes) = pageSpan(segment)
         let access: MemoryAccess = segment.permissions.contains(.write) ? .write
@@ -161,10 +162,9 @@ public struct ProgramLoader {
             let copyStart = max(chunk, dataStart)
             let copyEnd = min(chunk + chunkBytes, dataEnd)
             if copyStart < copyEnd {
-                let window = try IPC.map(memory, writable: true)
                 let source = file.baseAddress! + Int(segment.fileOffset + (copyStart - dataStart))
-                (window + Int(copyStart - chunk)).copyMemory(from: source, byteCount: Int(copyEnd - copyStart))
-                try System.unmap(window, bytes: chunkBytes)
+                try IPC.writeMemory(memory, at: copyStart - chunk,
+                                    from: UnsafeRawBufferPointer(start: source, count: Int(copyEnd - copyStart)))
             }
             try ProcessHandles.map(memory, into: process, at: chunk, access: access)
             chunk += chunkBytes
@@ -185,27 +185,32 @@ public struct ProgramLoader {
         try ProcessHandles.map(memory, into: process, at: address, access: access)
     }
 
-    /// Writes the start block and maps it read-only in `process`, then moves `handles` there,
-    /// writing each one's value in the new process: the moves come last, so a failure before
-    /// them leaves the caller its handles.
+    /// Writes the start block and maps it read-only in `process`, then moves `handles` there and
+    /// writes each one's value in the new process: the moves come last, so a failure before
+    /// them leaves the caller its handles. The block is written with `memoryWrite`, never mapped
+    /// here: the arguments first, then its first words (magic, count, a tag and a value per
+    /// handle: `handleCountOffset` follows `magicOffset`, `handlesOffset` the count) in one call.
     static func giveStartBlock(handles: StartHandles, arguments: UnsafeRawBufferPointer,
                                to process: Handle) throws(KernelError) {
         let memory = try createMemory(bytes: UInt64(ProgramStart.blockSize), for: process)
         defer { try? IPC.close(memory) }
-        let block = try IPC.map(memory, writable: true)
-        defer { try? System.unmap(block, bytes: UInt64(ProgramStart.blockSize)) }
-        block.storeBytes(of: ProgramStart.magic, toByteOffset: ProgramStart.magicOffset, as: UInt64.self)
-        block.storeBytes(of: UInt64(arguments.count), toByteOffset: ProgramStart.argumentsLengthOffset, as: UInt64.self)
-        if let text = arguments.baseAddress {
-            (block + ProgramStart.argumentsOffset).copyMemory(from: text, byteCount: arguments.count)
+        var length = UInt64(arguments.count)
+        try withUnsafeBytes(of: &length) { bytes throws(KernelError) in
+            try IPC.writeMemory(memory, at: UInt64(ProgramStart.argumentsLengthOffset), from: bytes)
         }
+        try IPC.writeMemory(memory, at: UInt64(ProgramStart.argumentsOffset), from: arguments)
         try ProcessHandles.map(memory, into: process, at: ProgramStart.blockAddress, access: [])
+        var words = InlineArray<18, UInt64>(repeating: 0)
+        words[0] = ProgramStart.magic
         for index in 0..<handles.count {
             let given = try ProcessHandles.give(handles.handle(index), to: process)
-            let offset = ProgramStart.handlesOffset + index * 16
-            block.storeBytes(of: handles.tag(index), toByteOffset: offset, as: UInt64.self)
-            block.storeBytes(of: given.value, toByteOffset: offset + 8, as: UInt64.self)
-            block.storeBytes(of: UInt64(index + 1), toByteOffset: ProgramStart.handleCountOffset, as: UInt64.self)
+            words[1] = UInt64(index + 1)
+            words[2 + 2 * index] = handles.tag(index)
+            words[3 + 2 * index] = given.value
+        }
+        try withUnsafeBytes(of: &words) { bytes throws(KernelError) in
+            try IPC.writeMemory(memory, at: UInt64(ProgramStart.magicOffset),
+                                from: UnsafeRawBufferPointer(rebasing: bytes[0..<(16 + 16 * handles.count)]))
         }
     }
 }

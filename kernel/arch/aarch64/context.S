@@ -78,11 +78,11 @@ fp_state_restore:
     msr     fpsr, x2
     ret
 
-// copy_from_user(kernel, user, count) and copy_to_user(user, kernel, count): byte copies whose
-// user side uses LDTRB/STTRB, the unprivileged forms, so the MMU checks EL0's permissions (a
-// kernel-only or read-only page faults exactly as it would for the program). Return 0, or the
-// ESR of the fault: the exception handler resumes a fault inside [user_copy_start,
-// user_copy_end) at user_copy_fixup with x0 = ESR.
+// copy_from_user(kernel, user, count) and copy_to_user(user, kernel, count): copies whose user
+// side uses LDTR/STTR, the unprivileged forms, so the MMU checks EL0's permissions (a kernel-only
+// or read-only page faults exactly as it would for the program). Return 0, or the ESR of the
+// fault: the exception handler resumes a fault inside [user_copy_start, user_copy_end) at
+// user_copy_fixup with x0 = ESR.
     .global copy_from_user
     .global copy_to_user
     .global read_message_header
@@ -90,15 +90,14 @@ fp_state_restore:
     .global user_copy_start
     .global user_copy_end
     .global user_copy_fixup
-// When both addresses and the count are multiples of 8 they move eight words a step, then two at
-// a time (LDTR/STTR with an offset), then a last word if one is left: x2 runs 64 (then 16) below
-// the bytes left, so after the two-word loop it is -16 or -8, and bit 3 says which.
+// They move eight words a step, then two at a time (LDTR/STTR with an offset), then a word if
+// eight bytes are left, then the last bytes one by one: x2 runs 64 (then 16) below the bytes
+// left, so after the two-word loop it is -16 to -1, bit 3 says whether a word is left and its
+// low three bits are the bytes after it. Neither address need be aligned: they run with the
+// MMU on, where both sides are Normal memory and SCTLR_EL1.A is clear, so a word access at any
+// address is allowed (one into a device's registers faults, and the caller gets the error).
 user_copy_start:
 copy_from_user:
-    orr     x3, x0, x1
-    orr     x3, x3, x2
-    tst     x3, #7
-    b.ne    2f
     subs    x2, x2, #64
     b.lo    6f
 7:  ldtr    x3, [x1]
@@ -125,11 +124,12 @@ copy_from_user:
     stp     x3, x4, [x0], #16
     subs    x2, x2, #16
     b.hs    1b
-5:  tbz     x2, #3, 4f
+5:  tbz     x2, #3, 2f
     ldtr    x3, [x1]
-    str     x3, [x0]
-    b       4f
-2:  cbz     x2, 4f
+    add     x1, x1, #8
+    str     x3, [x0], #8
+2:  ands    x2, x2, #7
+    b.eq    4f
 3:  ldtrb   w3, [x1]
     strb    w3, [x0], #1
     add     x1, x1, #1
@@ -138,10 +138,6 @@ copy_from_user:
 4:  mov     x0, #0
     ret
 copy_to_user:
-    orr     x3, x0, x1
-    orr     x3, x3, x2
-    tst     x3, #7
-    b.ne    2f
     subs    x2, x2, #64
     b.lo    6f
 7:  ldp     x3, x4, [x1]
@@ -168,11 +164,12 @@ copy_to_user:
     add     x0, x0, #16
     subs    x2, x2, #16
     b.hs    1b
-5:  tbz     x2, #3, 4f
-    ldr     x3, [x1]
+5:  tbz     x2, #3, 2f
+    ldr     x3, [x1], #8
     sttr    x3, [x0]
-    b       4f
-2:  cbz     x2, 4f
+    add     x0, x0, #8
+2:  ands    x2, x2, #7
+    b.eq    4f
 3:  ldrb    w3, [x1], #1
     sttrb   w3, [x0]
     add     x0, x0, #1

@@ -239,6 +239,8 @@ func name(of number: UInt64) -> StaticString {
     case .threadPriority: return "threadPriority"
     case .callRegisters: return "callRegisters"
     case .replyReceiveRegisters: return "replyReceiveRegisters"
+    case .memoryWrite: return "memoryWrite"
+    case .memoryRead: return "memoryRead"
     }
 }
 

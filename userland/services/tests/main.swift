@@ -175,6 +175,7 @@ struct Tests {
         testThreads(&suite)
         testIPC(&suite)
         testRegisterMessages(&suite)
+        testMemoryCopies(&suite)
         testNameService(&suite)
         onOneCPU { testDirectDelivery(&suite) }
         onOneCPU { testServerPortClosedWhileWaiting(&suite) }
