@@ -320,6 +320,11 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
     }
 
     @inline(__always)
+    private func word(at levelStart: UInt64, index: Int) -> UInt64 {
+        memory.pointer(to: PhysicalAddress(levelStart + UInt64(index) * 8)).load(as: UInt64.self)
+    }
+
+    @inline(__always)
     private func storeWord(level: Int, index: Int, zone: Zone, _ value: UInt64) {
         memory.pointer(to: PhysicalAddress(zone.levelAddress(level) + UInt64(index) * 8)).storeAligned(value)
     }
@@ -381,28 +386,35 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
     }
 
     /// The first free frame at or after `start` (zone-relative), found through the summary levels.
+    /// Each level's start is carried from one level to the next (the levels lie back to back),
+    /// not recomputed from the bottom for every word read: this runs on every allocation.
     func nextFree(in zone: Zone, from start: UInt64) -> UInt64? {
         guard start < zone.frameCount else { return nil }
         var level = 0
+        var levelStart = zone.bitmapAddress
+        var levelWords = zone.levelWords(0)
         var position = Int(start)
         // Climb while the rest of the current word at this level is empty.
         while true {
-            let wordIndex = position / 64
-            guard wordIndex < zone.levelWords(level) else { return nil }
-            let masked = word(level: level, index: wordIndex, zone: zone) & (UInt64.max << UInt64(position % 64))
+            let wordIndex = position &>> 6
+            guard wordIndex < levelWords else { return nil }
+            let masked = word(at: levelStart, index: wordIndex) & (UInt64.max &<< UInt64(position & 63))
             if masked != 0 {
-                position = wordIndex * 64 + masked.trailingZeroBitCount
+                position = wordIndex &<< 6 | masked.trailingZeroBitCount
                 break
             }
             if level + 1 == zone.levelCount { return nil }
+            levelStart += UInt64(levelWords) * 8
             level += 1
+            levelWords = zone.levelWords(level)
             position = wordIndex + 1
         }
         // Descend to level 0 taking the first free bit of each word.
         while level > 0 {
             level -= 1
-            let value = word(level: level, index: position, zone: zone)
-            position = position * 64 + value.trailingZeroBitCount
+            levelStart -= UInt64(zone.levelWords(level)) * 8
+            let value = word(at: levelStart, index: position)
+            position = position &<< 6 | value.trailingZeroBitCount
         }
         return UInt64(position)
     }
