@@ -316,7 +316,7 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
 
     @inline(__always)
     private func word(level: Int, index: Int, zone: Zone) -> UInt64 {
-        memory.pointer(to: PhysicalAddress(zone.levelAddress(level) + UInt64(index) * 8)).load(as: UInt64.self)
+        word(at: zone.levelAddress(level), index: index)
     }
 
     @inline(__always)

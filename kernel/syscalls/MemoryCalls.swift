@@ -31,7 +31,7 @@ enum MemoryCalls {
         return .init(address: address, bytes: UInt64(object.pageCount) * pageSize)
     }
 
-    /// `memoryWrite` (`intoObject`) and `memoryRead`: copies `bytes` between the caller's memory
+    /// `memoryWrite` and `memoryRead`: copies `bytes` between the caller's memory
     /// at `address` and the object's, from byte `offset`, through the kernel's linear map. No
     /// mapping is made or removed, so no table changes and no TLB entry is invalidated: for a
     /// loader, a few pages written this way cost a fraction of a window mapped, filled and
@@ -39,8 +39,9 @@ enum MemoryCalls {
     /// types, which an alias through the linear map would contradict). A source or destination
     /// that faults part-way is `badAddress`; bytes before the fault may have been copied (the
     /// copy moves up to 64 bytes a step).
-    static func copy(_ memory: Handle, offset: UInt64, address: UserAddress, bytes: UInt64, intoObject: Bool,
-                     caller: Process) throws(KernelError) {
+    static func copy<Direction>(_ call: SystemCall.MemoryCopy<Direction>, caller: Process) throws(KernelError) {
+        let (memory, offset, address, bytes) = (call.memory, call.offset, call.address, call.bytes)
+        let intoObject = Direction.number == .memoryWrite
         let object = try Handles.object(memory, of: MemoryObject.self, in: caller, requiring: intoObject ? .write : .map)
         let size = UInt64(object.pageCount) * pageSize
         guard object.isRAM, offset <= size, bytes <= size - offset else { throw .invalidArgument }

@@ -285,14 +285,12 @@ enum SystemCalls {
             }
         case .memoryWrite:
             serve(frame, SystemCall.MemoryWrite.self) { call throws(KernelError) in
-                try MemoryCalls.copy(call.memory, offset: call.offset, address: call.address, bytes: call.bytes,
-                                     intoObject: true, caller: try caller())
+                try MemoryCalls.copy(call, caller: try caller())
                 return NoValues()
             }
         case .memoryRead:
             serve(frame, SystemCall.MemoryRead.self) { call throws(KernelError) in
-                try MemoryCalls.copy(call.memory, offset: call.offset, address: call.address, bytes: call.bytes,
-                                     intoObject: false, caller: try caller())
+                try MemoryCalls.copy(call, caller: try caller())
                 return NoValues()
             }
         case .waitAny:
