@@ -12,17 +12,17 @@
 # (tools/make_help.py) and README's tables are checked against that output (`make test`). For a
 # variable it reads `## TARGETS: meaning`, the targets that use it first.
 
-## run run-uefi debug bench fuzz: `cortex-a53`, `cortex-a57`, `cortex-a72`, `max`, ...
+## run run-uefi debug bench profile fuzz: `cortex-a53`, `cortex-a57`, `cortex-a72`, `max`, ...
 CPU      ?= cortex-a72
-## run run-uefi debug bench fuzz: RAM size (`128M` ... `8G`), read by the kernel from the device tree; `bench` runs at `256M` and `8G` unless it is given
+## run run-uefi debug bench profile fuzz: RAM size (`128M` ... `8G`), read by the kernel from the device tree; `bench` runs at `256M` and `8G`, `profile` at `256M`, unless it is given
 MEMORY   ?= 1G
 ## run run-uefi debug bench fuzz: cores described to the kernel; every one comes online and runs threads
 SMP      ?= 1
-## run run-uefi debug bench fuzz: interrupt controller version, `2` or `3`
+## run run-uefi debug bench profile fuzz: interrupt controller version, `2` or `3`
 GIC      ?= 2
-## run run-uefi debug bench fuzz: `1` enters the kernel at EL2 (`virtualization=on`); it drops to EL1 itself
+## run run-uefi debug bench profile fuzz: `1` enters the kernel at EL2 (`virtualization=on`); it drops to EL1 itself
 EL2      ?= 0
-## run run-uefi debug bench fuzz: kernel command line: `test` runs the self-tests and powers off, `bench` the benchmarks (`bench=cores` and `bench=scaling` only the multi-core ones), `tick=N` sets the timer tick (Hz, default 100); `bench` and `fuzz` add it after their own
+## run run-uefi debug bench profile fuzz: kernel command line: `test` runs the self-tests and powers off, `bench` the benchmarks (`bench=cores` and `bench=scaling` only the multi-core ones), `tick=N` sets the timer tick (Hz, default 100); `bench`, `profile` and `fuzz` add it after their own
 APPEND   ?=
 ## run run-uefi debug bench fuzz: any further QEMU arguments
 QEMU_EXTRA ?=
@@ -31,7 +31,7 @@ DISK     ?= build/disk.img
 ## debug gdb: the TCP port of QEMU's GDB stub
 GDB_PORT ?= 1234
 
-## run run-uefi debug bench fuzz test soak: the QEMU binary
+## run run-uefi debug bench profile fuzz test soak: the QEMU binary
 QEMU     ?= qemu-system-aarch64
 comma    := ,
 MACHINE   = virt,gic-version=$(GIC)$(if $(filter 1,$(EL2)),$(comma)virtualization=on)
@@ -181,7 +181,7 @@ fuzz: install-deps build $(DISK)
 APT_PACKAGES := qemu-system-arm gdb-multiarch device-tree-compiler cpio u-boot-qemu qemu-efi-aarch64 mtools dosfstools
 
 # In this order `make help` lists the targets.
-.PHONY: help all build run run-uefi debug gdb test test-host test-boot test-docs bench fuzz soak fixtures fault-kernel debug-kernel clean \
+.PHONY: help all build run run-uefi debug gdb test test-host test-boot test-docs bench profile fuzz soak fixtures fault-kernel debug-kernel clean \
         install-deps check-deps check-toolchain
 
 ## the same as build
@@ -326,6 +326,24 @@ test-docs: install-deps build
 bench: install-deps build
 	python3 tools/bench.py --machine $(MACHINE) --cpu $(CPU) --smp $(SMP) --append "$(strip bench $(APPEND))" \
 	    $(if $(filter command line,$(origin MEMORY)),--memory $(MEMORY)) $(if $(QEMU_EXTRA),-- $(QEMU_EXTRA))
+
+# Where the instructions of one bench row go, function by function (tools/profile.py and
+# docs/BENCHMARKS.md, "Profiling a row"): the bench under QEMU with a TCG plugin built here.
+## profile: the `make bench` row to break down, such as `ipc-call-reply-registers-0`; empty: list the rows
+ROW      ?=
+## profile: how many functions are listed (those with the most instructions per operation first)
+TOP      ?= 40
+## profile: a function (its symbol or part of its demangled name) whose instructions are also listed with their counts
+FUNCTION ?=
+## the instructions of one `make bench` row per function, counted by a QEMU plugin inside its measured loop (at MEMORY, default 256 MiB)
+profile: install-deps build $(BUILD)/instruction_profile.so
+	python3 tools/profile.py $(if $(ROW),$(ROW),--list) --machine $(MACHINE) --cpu $(CPU) --append "$(strip bench $(APPEND))" \
+	    --top $(TOP) $(if $(FUNCTION),--function '$(FUNCTION)') $(if $(filter command line,$(origin MEMORY)),--memory $(MEMORY))
+
+# A shared object for the host's QEMU, built with the toolchain's clang for the host.
+$(BUILD)/instruction_profile.so: tools/profile/instruction_profile.c
+	@mkdir -p $(@D)
+	$(CLANG) -shared -fPIC -O2 -fvisibility=hidden -Wall -Wextra -o $@ $<
 
 ## regenerate the device-tree fixtures from QEMU (tests/fixtures/dtb)
 fixtures: install-deps

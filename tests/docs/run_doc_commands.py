@@ -490,6 +490,7 @@ VARIABLE_SAMPLES = {
     "FUZZ_SEED": ("77", "seed=77"), "FUZZ_FLAGS": ("5", "fuzzflags=5"), "FUZZ_TIMEOUT": ("99", "timeout 99"),
     "SOAK_RESTARTS": ("55", "--restarts 55"), "SOAK_TIMEOUT": ("66", "--timeout 66"), "LOAD_ADDRESS": ("0x40200000", "-o 0x40200000"),
     "GDB_ARGS": ("-batch", "-batch"), "FUZZ_SECONDS": ("3", "--seconds 3"),
+    "ROW": ("yield-switch", "profile.py yield-switch"), "TOP": ("7", "--top 7"), "FUNCTION": ("Scheduler", "--function 'Scheduler'"),
     "DISK": ("build/sample-disk.img", "file=build/sample-disk.img"),
 }
 
@@ -509,7 +510,7 @@ def check_variables(docs: Docs) -> None:
                 if target == "test":
                     continue    # the same harness as soak's and bench's, checked there
                 words = ["make", "-s", target, "QEMU=echo", "SOAK_TIMEOUT=30"]
-            elif variable.name == "QEMU" and target == "bench":
+            elif variable.name == "QEMU" and target in ("bench", "profile"):
                 words = ["make", "-s", target, "QEMU=echo"]
             else:
                 with tempfile.TemporaryDirectory() as scratch:
@@ -536,6 +537,36 @@ def check_bench(docs: Docs) -> None:
     block = docs.blocks[("README.md", "bench: null-syscall-el1@256M 136 insns/op")]
     missing = match_lines([(n, t) for n, t in block.lines if t.strip() not in ("", "...")], lines, block.path)
     require(not missing, "\n    ".join(["README's figures:"] + missing), output)
+
+
+PROFILE_BLOCK = "profile: null-syscall-el0@256M: 120 insns/op in make bench; 2000 operations; counted 120.0 per operation (kernel 114.0, user 6.0)"
+
+
+def check_profile(docs: Docs) -> None:
+    """`make profile`: every row of the bench is listed, and the instructions counted inside its
+    loop agree with its figure (within the loop's own and the counter reads, a few per operation,
+    or 2 %); a row broken down as docs/BENCHMARKS.md shows, its functions summing to its count."""
+    code, output = run(["make", "-s", "profile"], timeout=300)
+    require(code == 0, f"make profile: exit code {code}", output)
+    rows = re.findall(r"^profile: (\S+)@256M (\d+) insns/op, counted ([\d.]+)$", output, re.MULTILINE)
+    require(len(rows) >= 20, f"make profile listed {len(rows)} rows", output)
+    for name, figure, counted in rows:
+        require(abs(float(counted) - int(figure)) <= max(8, 0.02 * int(figure)),
+                f"make profile: {name} counted {counted} per operation against {figure} in make bench", output)
+    words = ["make", "-s", "profile", "ROW=null-syscall-el0", "FUNCTION=systemCallDispatch"]
+    code, output = run(words, timeout=300)
+    require(code == 0, f"{' '.join(words)}: exit code {code}", output)
+    block = docs.blocks[("BENCHMARKS.md", PROFILE_BLOCK)]
+    missing = match_lines([(n, t) for n, t in block.lines if t.strip() not in ("", "...")], output.splitlines(), block.path)
+    require(not missing, "\n    ".join(["docs/BENCHMARKS.md's profile:"] + missing), output)
+    total = float(re.search(r"counted ([\d.]+) per operation", output)[1])
+    listed = sum(float(value) for value in re.findall(r"^\s+([\d.]+)\s+[\d.]+%\s+\S+\s+\S", output, re.MULTILINE))
+    require(abs(listed - total) < 1, f"{' '.join(words)}: its functions sum to {listed}, not {total}", output)
+    executed = re.findall(r"^\s+([\d.]+)\s+ffff[0-9a-f]+\s+\S", output, re.MULTILINE)
+    require(any(float(value) > 0 for value in executed), f"{' '.join(words)}: no instruction of the function counted", output)
+    words = ["make", "-s", "profile", "ROW=ipc-call-reply-registers-0"]
+    code, output = run(words, timeout=300)
+    require(code == 0 and "profile: ipc-call-reply-registers-0@256M: " in output, f"{' '.join(words)}: exit code {code}", output)
 
 
 # The campaigns the docs show, with FUZZ_CALLS made small: each runs through make and its log.
@@ -661,6 +692,7 @@ CHECKS: dict[str, Callable[[Docs], None]] = {
     "make help and README's tables": check_help,
     "each variable reaches the targets the table names": check_variables,
     "make bench, and README's figures": check_bench,
+    "make profile: every row accounted for, and docs/BENCHMARKS.md's breakdown": check_profile,
     f"make fuzz with FUZZ_CALLS={FUZZ_SMALL}, and the summary docs/FUZZING.md shows": check_fuzz,
     "the host fuzzing commands, 1 s per target": check_fuzz_host,
     "make -n test": dry_run(["test"], "python3 tests/run.py"),
@@ -708,6 +740,10 @@ COMMANDS: dict[str, Check | NotRun] = {
     "cpio -t < build/initrd.cpio": Check("cpio -t lists every program and the manifest"),
     "make help": Check("make help and README's tables", "each variable reaches the targets the table names"),
     "make bench": Check("make bench, and README's figures"),
+    "make profile": Check("make profile: every row accounted for, and docs/BENCHMARKS.md's breakdown"),
+    "make profile ROW=null-syscall-el0 FUNCTION=systemCallDispatch":
+        Check("make profile: every row accounted for, and docs/BENCHMARKS.md's breakdown"),
+    "make profile ROW=ipc-call-reply-registers-0": Check("make profile: every row accounted for, and docs/BENCHMARKS.md's breakdown"),
     **{command: Check(FUZZ_CHECK) for command in FUZZ_COMMANDS},
     "make fuzz-host": Check("the host fuzzing commands, 1 s per target"),
     "make fuzz-host FUZZ_SECONDS=600": Check("the host fuzzing commands, 1 s per target"),
@@ -744,6 +780,7 @@ BLOCKS: dict[tuple[str, str], Check | NotRun] = {
     ("README.md", SHELL_BLOCK): Check(RUN_TRANSCRIPTS[0]),
     ("README.md", TEST_MODE_BLOCK): Check("make run APPEND=test, and README's test-mode output"),
     ("README.md", "bench: null-syscall-el1@256M 136 insns/op"): Check("make bench, and README's figures"),
+    ("BENCHMARKS.md", PROFILE_BLOCK): Check("make profile: every row accounted for, and docs/BENCHMARKS.md's breakdown"),
     ("README.md", PANIC_BLOCK): Check('make run APPEND="test selftest=panic"'),
     ("README.md", UEFI_BLOCK): Check(UEFI_CHECK),
     ("ARCHITECTURE.md", UEFI_ARCHITECTURE_BLOCK): Check(UEFI_CHECK),

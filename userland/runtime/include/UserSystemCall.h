@@ -92,6 +92,13 @@ static inline user_u64 user_instruction_count(void) {
     return value;
 }
 
+// Markers for `make profile` (tools/profile): hint instructions that the CPU executes as NOPs
+// and the instruction-profile plugin watches for. A measured region starts and stops; a report
+// marks its row's operations by executing the third marker once per operation.
+static inline void user_profile_region_start(void) { __asm__ volatile("hint #0x70" ::: "memory"); }
+static inline void user_profile_region_stop(void) { __asm__ volatile("hint #0x71" ::: "memory"); }
+static inline void user_profile_operation(void) { __asm__ volatile("hint #0x72" ::: "memory"); }
+
 extern char user_thread_start;
 static inline user_u64 user_thread_start_address(void) { return (user_u64)&user_thread_start; }
 

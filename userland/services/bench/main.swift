@@ -12,14 +12,22 @@
 
 import UserSystemCall
 
+/// The loop's count; `profiled` also marks it as a region for `make profile` (tools/profile), outside
+/// the counted span (the empty loops that give the overhead are not).
 @inline(never)
-func measure(_ iterations: Int, _ body: () -> Void) -> UInt64 {
+func measure(_ iterations: Int, profiled: Bool = true, _ body: () -> Void) -> UInt64 {
+    if profiled { user_profile_region_start() }
     let begin = user_cycle_count()
     for _ in 0..<iterations { body() }
-    return user_cycle_count() - begin
+    let total = user_cycle_count() - begin
+    if profiled { user_profile_region_stop() }
+    return total
 }
 
 func report(_ name: StaticString, _ total: UInt64, overhead: UInt64, operations: UInt64) {
+    // The row's operations, for `make profile`: the marker once for each.
+    user_profile_region_stop()
+    for _ in 0..<operations { user_profile_operation() }
     System.print("bench: \(name) \(total > overhead ? (total - overhead) / operations : 0) insns/op")
 }
 
@@ -50,7 +58,7 @@ struct Bench {
         case .operations:
             break
         }
-        let overhead = measure(iterations) {}
+        let overhead = measure(iterations, profiled: false) {}
         report("null-syscall-el0", measure(iterations) { _ = user_system_call(0, 0, 0, 0, 0, 0, 0) },
                overhead: overhead, operations: UInt64(iterations))
 
@@ -350,18 +358,26 @@ func benchmarkBlock(overhead: UInt64) {
     var failed = !request(.read, 0)
     /// `rounds` requests of `kind`: the virtual time they took and the instructions run meanwhile.
     func run(_ kind: BlockServiceRequest) -> (time: UInt64, instructions: UInt64) {
+        user_profile_region_start()
         let time = user_cycle_count(), instructions = user_instruction_count()
         for index in 0..<rounds where !request(kind, index) { failed = true }
-        return (user_cycle_count() - time, user_instruction_count() - instructions)
+        let spent = (user_cycle_count() - time, user_instruction_count() - instructions)
+        user_profile_region_stop()
+        return spent
     }
+    let loop = overhead * UInt64(rounds) / UInt64(Bench.iterations)
+    // Each kind reported as soon as it has run, so that `make profile` gives each its own loop.
     let reads = run(.read)
-    let writes = run(.write)
     guard !failed, reads.instructions > 0 else {
         System.print("bench: block-read-4k not measured: \(failed ? "a request failed" : "no instruction counter")")
         return
     }
-    let loop = overhead * UInt64(rounds) / UInt64(Bench.iterations)
     report("block-read-4k", reads.instructions, overhead: loop, operations: UInt64(rounds))
+    let writes = run(.write)
+    guard !failed else {
+        System.print("bench: block-write-4k not measured: a request failed")
+        return
+    }
     report("block-write-4k", writes.instructions, overhead: loop, operations: UInt64(rounds))
     System.print("bench: block-read-4k-time \(reads.time / UInt64(rounds)) ns/op")
     System.print("bench: block-write-4k-time \(writes.time / UInt64(rounds)) ns/op")
@@ -375,9 +391,11 @@ func benchmarkLargeUnmap() {
     var total: UInt64 = 0
     for _ in 0..<rounds {
         guard let region = try? System.map(bytes: bytes, access: .write) else { return }
+        user_profile_region_start()
         let begin = user_cycle_count()
         try? System.unmap(region, bytes: bytes)
         total += user_cycle_count() - begin
+        user_profile_region_stop()
     }
     report("unmap-16m", total, overhead: 0, operations: UInt64(rounds))
 }
@@ -411,6 +429,7 @@ let interruptHandler: System.ThreadBody = { _ in
     while true {
         let bits = (try? IPC.wait(InterruptBench.bell, timeout: .max)) ?? 0
         let now = user_cycle_count()
+        user_profile_region_stop()
         if bits & InterruptBench.interruptBit != 0 {
             InterruptBench.total &+= now &- InterruptBench.raisedAt
             user_write32(InterruptBench.uart + InterruptBench.interruptMask, InterruptBench.restingMask)
@@ -484,6 +503,7 @@ func benchmarkInterrupt() {
     // A first round warms up the path and is not counted.
     for round in 0...rounds {
         let before = InterruptBench.handled
+        if round > 0 { user_profile_region_start() } // from the counter's read to the handler's
         InterruptBench.raisedAt = user_cycle_count()
         user_write32(uart + InterruptBench.interruptMask, InterruptBench.restingMask | InterruptBench.transmitInterrupt)
         // With one CPU the handler has run to its next wait by now; with more, it may run
@@ -522,7 +542,7 @@ func benchmarkCrossCore() {
         System.print("bench: ipc-call-reply-cross-core not measured: no server")
         return
     }
-    let overhead = measure(Bench.iterations) {}
+    let overhead = measure(Bench.iterations, profiled: false) {}
     let rounds = 500
     for size in [0, 64] {
         var message = IPCMessage(label: 10)

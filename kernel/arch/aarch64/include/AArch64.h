@@ -96,6 +96,12 @@ static inline __attribute__((always_inline)) void aarch64_tlbi_vmalle1(void) { _
 // Every stage 1 EL1&0 entry, every ASID, inner shareable domain.
 static inline __attribute__((always_inline)) void aarch64_tlbi_vmalle1is(void) { __asm__ volatile("tlbi vmalle1is" ::: "memory"); }
 
+// Markers for `make profile` (tools/profile), as the user runtime's: NOPs to the CPU, seen by
+// the instruction-profile plugin (region start, region stop, one operation of a report).
+static inline __attribute__((always_inline)) void aarch64_profile_region_start(void) { __asm__ volatile("hint #0x70" ::: "memory"); }
+static inline __attribute__((always_inline)) void aarch64_profile_region_stop(void) { __asm__ volatile("hint #0x71" ::: "memory"); }
+static inline __attribute__((always_inline)) void aarch64_profile_operation(void) { __asm__ volatile("hint #0x72" ::: "memory"); }
+
 static inline __attribute__((always_inline)) void aarch64_wfe(void) { __asm__ volatile("wfe"); }
 // A hint that this CPU is spinning, so that a host running it lets another vCPU go first.
 static inline __attribute__((always_inline)) void aarch64_yield(void) { __asm__ volatile("yield" ::: "memory"); }
