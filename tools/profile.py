@@ -65,6 +65,14 @@ class Program:
                 start = int(parts[0], 16) + base
                 self.starts.append(start)
                 self.symbols.append((start, int(parts[1], 16), parts[3]))
+            elif len(parts) == 3 and parts[1] in "tT":
+                # An assembly label, with no size: its code runs to the next symbol.
+                start = int(parts[0], 16) + base
+                self.starts.append(start)
+                self.symbols.append((start, 0, parts[2]))
+        for index, (start, size, name) in enumerate(self.symbols):
+            if size == 0 and index + 1 < len(self.symbols):
+                self.symbols[index] = (start, self.symbols[index + 1][0] - start, name)
 
     def word(self, address: int) -> int | None:
         for start, data in self.segments:
@@ -80,7 +88,7 @@ class Program:
         # Assembly labels have no size: their code runs to the next symbol.
         if index >= 0:
             start, size, name = self.symbols[index]
-            if size == 0 or address < start + size:
+            if address < start + size:
                 return name
         return f"?{address:#x}"
 

@@ -5,6 +5,15 @@
 // it and how long its allocation is, which lets `free` reject double frees, frames that were never
 // handed out and pointers into the middle of an allocation, and keeps statistics by purpose.
 // All metadata lives in RAM the allocator manages itself, reached through `PhysicalMemory`.
+//
+// Single frames freed are kept, up to `FrameAllocator.cacheCapacity`, in a stack beside the zone
+// table instead of going back to the bitmap, and single-frame requests take from it first: most
+// frames a kernel frees are single pages (page tables, a memory object's pages, slabs) that are
+// asked for again soon, and the stack makes both a push or a pop and a record write, with no
+// bitmap search or update. A cached frame is free in every other sense (its record says so, the
+// statistics count it free, freeing it again is a double free); its bitmap bit stays clear, so
+// the search never finds it, and a contiguous request that finds no run puts the stack back into
+// the bitmap and searches again.
 
 public enum FramePurpose: UInt8, CaseIterable {
     case free = 0
@@ -203,6 +212,13 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
     var zoneTable: UInt64 = 0
     var zoneCount = 0
     public private(set) var statistics = FrameStatistics()
+    /// The cache of free single frames: `cacheCount` entries from `cacheAddress`, each a frame
+    /// number shifted left by 4 with its zone's index in the low bits.
+    var cacheAddress: UInt64 = 0
+    var cacheCount = 0
+    /// Enough for a process's worth of page tables and small objects; 512 bytes of metadata.
+    public static var cacheCapacity: Int { 64 }
+    public var cachedFramesForTesting: Int { cacheCount }
 
     func zone(_ index: Int) -> Zone {
         memory.pointer(to: PhysicalAddress(zoneTable + UInt64(index * MemoryLayout<Zone>.stride))).load(as: Zone.self)
@@ -235,7 +251,7 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
             metadataBytes += Zone.metadataBytes(frames: zone.frameCount)
         }
         let tableBytes = UInt64(count * MemoryLayout<Zone>.stride + 7) & ~7
-        metadataBytes += tableBytes
+        metadataBytes += tableBytes + UInt64(Self.cacheCapacity * 8)
         let metadataPages = (metadataBytes + pageSize - 1) >> pageShift
         guard let metadataStart = Self.findFreeRun(pages: metadataPages, zones: zones, zoneCount: count, map: map) else {
             throw .noRoomForMetadata
@@ -243,7 +259,8 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
 
         zoneTable = metadataStart
         zoneCount = count
-        var cursor = metadataStart + tableBytes
+        cacheAddress = metadataStart + tableBytes
+        var cursor = cacheAddress + UInt64(Self.cacheCapacity * 8)
         for index in 0..<count {
             var zone = zones[index]
             zone.bitmapAddress = cursor
@@ -337,9 +354,45 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
         memory.pointer(to: PhysicalAddress(zone.recordsAddress + (frame - zone.baseFrame) * 8)).storeAligned(record.raw)
     }
 
+    /// The zone in place, for reading a field or two without copying all of it.
+    @inline(__always)
+    private func zonePointer(_ index: Int) -> UnsafeMutablePointer<Zone> {
+        memory.pointer(to: PhysicalAddress(zoneTable + UInt64(index * MemoryLayout<Zone>.stride)))
+            .assumingMemoryBound(to: Zone.self)
+    }
+
+    /// Inlined: called on a mutating path, a call would copy the whole allocator to pass it.
+    @inline(__always)
     func zoneIndex(of frame: UInt64) -> Int? {
-        for index in 0..<zoneCount where zone(index).contains(frame) { return index }
+        for index in 0..<zoneCount {
+            let zone = zonePointer(index)
+            if frame &- zone.pointee.baseFrame < zone.pointee.frameCount { return index }
+        }
         return nil
+    }
+
+    /// The record word of `frame` in zone `index`, in place.
+    @inline(__always)
+    private func recordPointer(of frame: UInt64, zone index: Int) -> UnsafeMutablePointer<UInt64> {
+        let zone = zonePointer(index)
+        return memory.pointer(to: PhysicalAddress(zone.pointee.recordsAddress + (frame &- zone.pointee.baseFrame) &* 8))
+            .assumingMemoryBound(to: UInt64.self)
+    }
+
+    // MARK: The cache of free single frames
+
+    @inline(__always)
+    private func cacheSlot(_ slot: Int) -> UnsafeMutablePointer<UInt64> {
+        memory.pointer(to: PhysicalAddress(cacheAddress + UInt64(slot) * 8)).assumingMemoryBound(to: UInt64.self)
+    }
+
+    /// Puts every cached frame back into its zone's bitmap (each is counted free already).
+    private mutating func drainCache() {
+        while cacheCount > 0 {
+            cacheCount -= 1
+            let entry = cacheSlot(cacheCount).pointee
+            setBits(of: entry >> 4, zone: Int(entry & 15))
+        }
     }
 
     /// Clears the frame's bit (it must be free) and propagates emptiness upwards.
@@ -366,10 +419,9 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
         setRecord(record, of: frame, zone: zone)
     }
 
-    /// Sets the frame's bit and propagates availability upwards.
-    private mutating func releaseFrame(_ frame: UInt64, zone index: Int) {
+    /// Sets the frame's bit and propagates availability upwards; the zone counts one more free.
+    private mutating func setBits(of frame: UInt64, zone index: Int) {
         var zone = zone(index)
-        let old = record(of: frame, zone: zone)
         var bit = Int(frame - zone.baseFrame)
         for level in 0..<zone.levelCount {
             let wordIndex = bit / 64
@@ -378,11 +430,21 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
             if value != 0 { break }
             bit = wordIndex
         }
-        statistics.perPurpose[Int(old.purpose.rawValue)] -= 1
         zone.freeCount += 1
         setZone(index, zone)
+    }
+
+    /// Marks the frame free: its record, the statistics, and the bitmap or the cache.
+    private mutating func releaseFrame(_ frame: UInt64, zone index: Int, purpose: FramePurpose, cache: Bool) {
+        statistics.perPurpose[Int(purpose.rawValue)] -= 1
         statistics.freeFrames += 1
-        setRecord(FrameRecord(raw: 0), of: frame, zone: zone)
+        recordPointer(of: frame, zone: index).pointee = 0
+        if cache && cacheCount < Self.cacheCapacity {
+            cacheSlot(cacheCount).pointee = frame &<< 4 | UInt64(index)
+            cacheCount += 1
+        } else {
+            setBits(of: frame, zone: index)
+        }
     }
 
     /// The first free frame at or after `start` (zone-relative), found through the summary levels.
@@ -424,6 +486,15 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
     /// One frame.
     public mutating func allocate(_ purpose: FramePurpose) throws(FrameAllocatorError) -> PageFrame {
         guard purpose != .free else { throw .invalidRequest }
+        if cacheCount > 0 {
+            cacheCount -= 1
+            let entry = cacheSlot(cacheCount).pointee
+            let frame = entry >> 4
+            recordPointer(of: frame, zone: Int(entry & 15)).pointee = FrameRecord(purpose: purpose, isHead: true, value: 1).raw
+            statistics.freeFrames -= 1
+            statistics.perPurpose[Int(purpose.rawValue)] += 1
+            return PageFrame(number: frame)
+        }
         for index in 0..<zoneCount {
             let zone = zone(index)
             guard zone.freeCount > 0, let offset = nextFree(in: zone, from: 0) else { continue }
@@ -441,8 +512,16 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
             throw .invalidRequest
         }
         if count == 1 && alignment == 1 { return try allocate(purpose) }
-        let length = UInt64(count)
-        let align = UInt64(alignment)
+        if let first = takeRun(count: UInt64(count), alignment: UInt64(alignment), purpose) { return first }
+        // The run may need frames that wait in the cache.
+        guard cacheCount > 0 else { throw .outOfMemory }
+        drainCache()
+        guard let first = takeRun(count: UInt64(count), alignment: UInt64(alignment), purpose) else { throw .outOfMemory }
+        return first
+    }
+
+    /// The first run of `length` free frames (in the bitmap) aligned to `align`, taken.
+    private mutating func takeRun(count length: UInt64, alignment align: UInt64, _ purpose: FramePurpose) -> PageFrame? {
         for index in 0..<zoneCount {
             let zone = zone(index)
             guard zone.freeCount >= length else { continue }
@@ -465,7 +544,7 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
                 return PageFrame(number: first)
             }
         }
-        throw .outOfMemory
+        return nil
     }
 
     /// The first used frame in `[start, start + count)` (zone-relative), checking whole words.
@@ -487,31 +566,32 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
     /// Frees the allocation that starts at `frame`, however many frames it has.
     public mutating func free(_ frame: PageFrame) throws(FrameAllocatorError) {
         guard let index = zoneIndex(of: frame.number) else { throw .outsideRAM(frame) }
-        let zone = zone(index)
-        let head = record(of: frame.number, zone: zone)
+        let head = FrameRecord(raw: recordPointer(of: frame.number, zone: index).pointee)
         if head.purpose == .free { throw .doubleFree(frame) }
         if head.purpose.isBootReservation { throw .notAllocated(frame) }
         guard head.isHead else { throw .notAllocationStart(frame) }
+        // A single frame may wait in the cache for the next request.
+        let single = head.value == 1
         for offset in 0..<UInt64(head.value) {
-            releaseFrame(frame.number + offset, zone: index)
+            releaseFrame(frame.number + offset, zone: index, purpose: head.purpose, cache: single)
         }
     }
 
     /// The purpose of `frame`, or nil outside RAM.
     public func purpose(of frame: PageFrame) -> FramePurpose? {
         guard let index = zoneIndex(of: frame.number) else { return nil }
-        return record(of: frame.number, zone: zone(index)).purpose
+        return FrameRecord(raw: recordPointer(of: frame.number, zone: index).pointee).purpose
     }
 
-    /// The first frame and length of the allocation containing `frame`, or nil if it is free,
-    /// reserved at boot or outside RAM.
-    public func allocation(containing frame: PageFrame) -> (first: PageFrame, count: Int)? {
+    /// The first frame, length and purpose of the allocation containing `frame`, or nil if it is
+    /// free, reserved at boot or outside RAM.
+    public func allocation(containing frame: PageFrame) -> (first: PageFrame, count: Int, purpose: FramePurpose)? {
         guard let index = zoneIndex(of: frame.number) else { return nil }
-        let zone = zone(index)
-        let found = record(of: frame.number, zone: zone)
+        let found = FrameRecord(raw: recordPointer(of: frame.number, zone: index).pointee)
         guard found.purpose != .free, !found.purpose.isBootReservation else { return nil }
         let first = found.isHead ? frame.number : frame.number - UInt64(found.value)
-        return (PageFrame(number: first), Int(record(of: first, zone: zone).value))
+        return (PageFrame(number: first), Int(FrameRecord(raw: recordPointer(of: first, zone: index).pointee).value),
+                found.purpose)
     }
 
     public var zoneCountForTesting: Int { zoneCount }

@@ -49,11 +49,7 @@ enum PhysicalFrames {
     }
 
     static func allocation(containing frame: PageFrame) -> (first: PageFrame, count: Int, purpose: FramePurpose)? {
-        lock.withLock {
-            guard let found = allocator.allocation(containing: frame),
-                  let purpose = allocator.purpose(of: found.first) else { return nil }
-            return (found.first, found.count, purpose)
-        }
+        lock.withLock { allocator.allocation(containing: frame) }
     }
 
     static var freeFrames: UInt64 {

@@ -33,9 +33,13 @@ enum Scheduler {
     /// `startMultiprocessing`; a single CPU never pays for the paths it guards.
     nonisolated(unsafe) static var multiprocessor = false
 
+    /// A FIFO of ready threads linked through `Thread.queueNext`. Not counted: a queued thread is
+    /// held by its process (`Process.threads`) until it has left every queue (`Processes.end`
+    /// unlinks a ready thread before it lets it go; a thread only dies while it runs), and the idle
+    /// thread is never queued. So queueing and dequeueing cost no reference counting.
     struct Queue {
-        var head: Thread?
-        var tail: Thread?
+        var head: Unmanaged<Thread>?
+        var tail: Unmanaged<Thread>?
     }
 
     /// One CPU's scheduling state, in its per-CPU block.
@@ -99,15 +103,26 @@ enum Scheduler {
     private static func makeReadyHere(_ thread: Thread) {
         guard let queues = PerCPU.current.scheduler.queues, thread.state != .dead else { return }
         thread.state = .ready
-        thread.next = nil
         let level = min(max(thread.priority, 0), priorityLevels - 1)
-        if let tail = queues[level].tail { tail.next = thread } else { queues[level].head = thread }
-        queues[level].tail = thread
+        append(thread, to: queues + level)
         PerCPU.current.scheduler.readyLevels |= 1 << UInt64(level)
-        if let current, current !== thread,
-           thread.priority > current.priority || current === PerCPU.current.scheduler.idle {
+        if let running = PerCPU.current.scheduler.running, running.toOpaque() != Unmanaged.passUnretained(thread).toOpaque(),
+           isIdle(running) || running._withUnsafeGuaranteedRef({ thread.priority > $0.priority }) {
             PerCPU.current.scheduler.rescheduleNeeded = true
         }
+    }
+
+    /// `thread` at the back of `queue`.
+    @inline(__always)
+    private static func append(_ thread: Thread, to queue: UnsafeMutablePointer<Queue>) {
+        let link = Unmanaged.passUnretained(thread)
+        thread.queueNext = nil
+        if let tail = queue.pointee.tail {
+            tail._withUnsafeGuaranteedRef { $0.queueNext = link }
+        } else {
+            queue.pointee.head = link
+        }
+        queue.pointee.tail = link
     }
 
     /// The multiprocessor `makeReady`: the thread goes to the queue of the CPU it last ran on (or
@@ -119,11 +134,9 @@ enum Scheduler {
         let block = PerCPU.block(home)
         guard let queues = block.pointee.scheduler.queues else { return }
         thread.state = .ready
-        thread.next = nil
         thread.cpu = home
         let level = min(max(thread.priority, 0), priorityLevels - 1)
-        if let tail = queues[level].tail { tail.next = thread } else { queues[level].head = thread }
-        queues[level].tail = thread
+        append(thread, to: queues + level)
         block.pointee.scheduler.readyLevels |= 1 << UInt64(level)
         if let running = block.pointee.scheduler.running?.takeUnretainedValue(), running !== thread,
            thread.priority > running.priority || running === block.pointee.scheduler.idle {
@@ -184,14 +197,15 @@ enum Scheduler {
                 guard block.pointee.scheduler.readyLevels & (1 << UInt64(level)) != 0,
                       let queues = block.pointee.scheduler.queues else { continue }
                 var cursor = queues[level].head
-                while let candidate = cursor {
+                while let link = cursor {
+                    let candidate = link.takeUnretainedValue()
                     if candidate.affinity & (1 << UInt64(here)) != 0 {
                         unlink(candidate, level: level, from: block)
                         candidate.cpu = here
                         PerCPU.current.scheduler.steals &+= 1
                         return candidate
                     }
-                    cursor = candidate.next
+                    cursor = candidate.queueNext
                 }
             }
             level -= 1
@@ -219,37 +233,45 @@ enum Scheduler {
 
     private static func unlink(_ thread: Thread, level: Int, from block: UnsafeMutablePointer<PerCPU>) {
         guard let queues = block.pointee.scheduler.queues else { return }
-        var previous: Thread?
+        let target = Unmanaged.passUnretained(thread).toOpaque()
+        var previous: Unmanaged<Thread>?
         var cursor = queues[level].head
-        while let candidate = cursor {
-            if candidate === thread {
-                if let previous { previous.next = candidate.next } else { queues[level].head = candidate.next }
-                if queues[level].tail === candidate { queues[level].tail = previous }
+        while let link = cursor {
+            let following = link._withUnsafeGuaranteedRef { $0.queueNext }
+            if link.toOpaque() == target {
+                if let previous {
+                    previous._withUnsafeGuaranteedRef { $0.queueNext = following }
+                } else {
+                    queues[level].head = following
+                }
+                if queues[level].tail?.toOpaque() == target { queues[level].tail = previous }
                 if queues[level].head == nil { block.pointee.scheduler.readyLevels &= ~(1 << UInt64(level)) }
-                candidate.next = nil
+                thread.queueNext = nil
                 return
             }
-            previous = candidate
-            cursor = candidate.next
+            previous = link
+            cursor = following
         }
     }
 
-    private static func takeNext() -> Thread? {
+    /// The first thread of the highest non-empty queue, taken off it (uncounted: see `Queue`).
+    private static func takeNext() -> Unmanaged<Thread>? {
         guard let queues = PerCPU.current.scheduler.queues else { return nil }
-        var level = priorityLevels - 1
-        while level >= 0 {
-            if let thread = queues[level].head {
-                queues[level].head = thread.next
-                if queues[level].head == nil {
-                    queues[level].tail = nil
-                    PerCPU.current.scheduler.readyLevels &= ~(1 << UInt64(level))
-                }
-                thread.next = nil
-                return thread
-            }
-            level -= 1
+        let levels = PerCPU.current.scheduler.readyLevels
+        guard levels != 0 else { return nil }
+        let level = 63 - levels.leadingZeroBitCount
+        guard level < priorityLevels, let link = queues[level].head else { return nil }
+        let following = link._withUnsafeGuaranteedRef { thread in
+            let following = thread.queueNext
+            thread.queueNext = nil
+            return following
         }
-        return nil
+        queues[level].head = following
+        if following == nil {
+            queues[level].tail = nil
+            PerCPU.current.scheduler.readyLevels &= ~(1 << UInt64(level))
+        }
+        return link
     }
 
     static var hasReadyThreads: Bool { hasReadyThreads(above: -1) }
@@ -288,24 +310,35 @@ enum Scheduler {
         if PerCPU.current.scheduler.dead != nil { releaseDeadThreads() }
     }
 
+    /// Threads are borrowed here, not counted: the running thread is held while it runs (see
+    /// `CPUState.running`), a queued one by its process (see `Queue`), the idle thread by `idle`.
     private static func prepareSwitch(preferring preferred: Thread?) -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer)? {
-        guard let previous = current else { return nil }
-        let next: Thread
+        guard let previousLink = running else { return nil }
+        let nextLink: Unmanaged<Thread>
         if let preferred, preferred.state == .blocked, !hasReadyThreads(above: preferred.priority), mayRunHere(preferred) {
-            next = preferred
+            nextLink = Unmanaged.passUnretained(preferred)
         } else {
             if let preferred, preferred.state == .blocked { makeReady(preferred) }
-            guard let chosen = takeNext() ?? (multiprocessor ? steal() : nil)
-                    ?? (previous.state == .running ? previous : PerCPU.current.scheduler.idle)
-            else { return nil }
-            next = chosen
+            if let taken = takeNext() {
+                nextLink = taken
+            } else if multiprocessor, let stolen = steal() {
+                nextLink = Unmanaged.passUnretained(stolen)
+            } else if previousLink._withUnsafeGuaranteedRef({ $0.state == .running }) {
+                nextLink = previousLink
+            } else if let idle = PerCPU.current.scheduler.idle {
+                nextLink = Unmanaged.passUnretained(idle)
+            } else {
+                return nil
+            }
         }
-        if next === previous {
-            PerCPU.current.scheduler.rescheduleNeeded = false
-            previous.state = .running
-            return nil
+        return previousLink._withUnsafeGuaranteedRef { previous in
+            if nextLink.toOpaque() == previousLink.toOpaque() {
+                PerCPU.current.scheduler.rescheduleNeeded = false
+                previous.state = .running
+                return nil
+            }
+            return nextLink._withUnsafeGuaranteedRef { next in enter(next, leaving: previous) }
         }
-        return enter(next, leaving: previous)
     }
 
     /// The IPC fast path's switch: the current thread has just blocked, and `next`, blocked until
@@ -352,14 +385,14 @@ enum Scheduler {
             yieldOnMultiprocessor()
             return
         }
-        // The reference is dropped before the switch (see schedule()).
-        if let thread = current, thread !== PerCPU.current.scheduler.idle { makeReadyHere(thread) }
+        // Borrowed, so nothing is held across the switch (see schedule()).
+        if let running, !isIdle(running) { running._withUnsafeGuaranteedRef { makeReadyHere($0) } }
         schedule()
     }
 
     @inline(never)
     private static func yieldOnMultiprocessor() {
-        if let thread = current, thread !== PerCPU.current.scheduler.idle { makeReadyOnItsCPU(thread) }
+        if let running, !isIdle(running) { running._withUnsafeGuaranteedRef { makeReadyOnItsCPU($0) } }
         schedule()
     }
 
@@ -369,8 +402,16 @@ enum Scheduler {
     /// against the switch's hundreds.
     @inline(never)
     static func block(handingOffTo target: Thread? = nil) {
-        current?.state = .blocked
+        running?._withUnsafeGuaranteedRef { $0.state = .blocked }
         schedule(preferring: target)
+    }
+
+    /// Whether `thread` is this CPU's idle thread, compared by address (no reference taken).
+    @inline(__always)
+    static func isIdle(_ thread: Unmanaged<Thread>) -> Bool {
+        withExtendedLifetime(PerCPU.current.scheduler.idle) { idle in
+            idle.map { Unmanaged.passUnretained($0).toOpaque() } == thread.toOpaque()
+        }
     }
 
     static func wake(_ thread: Thread) {
@@ -401,7 +442,7 @@ enum Scheduler {
         thread.state = .dead
         PerCPU.current.scheduler.rescheduleNeeded = true
         // Last: the list takes over the reference `current` gave, with no count in between.
-        thread.next = PerCPU.current.scheduler.dead
+        thread.nextDead = PerCPU.current.scheduler.dead
         PerCPU.current.scheduler.dead = thread
     }
 
@@ -410,7 +451,7 @@ enum Scheduler {
     @inline(never)
     static func releaseDeadThreads() {
         while let thread = PerCPU.current.scheduler.dead, thread !== current {
-            PerCPU.current.scheduler.dead = thread.next
+            PerCPU.current.scheduler.dead = thread.nextDead
             LazyFloatingPoint.forget(thread.floatingPoint)
             thread.process?.threadReleased(thread)
             thread.release()

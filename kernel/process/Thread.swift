@@ -55,8 +55,10 @@ final class Thread: ChargedObject {
     var translationBase: TranslationBase
     var priority: Int
     var sliceRemaining = 0
-    /// Run-queue link.
-    var next: Thread?
+    /// Run-queue link, not counted (see `Scheduler.Queue`).
+    var queueNext: Unmanaged<Thread>?
+    /// Link in this CPU's list of dead threads waiting to be released, which holds them.
+    var nextDead: Thread?
     /// Set by a deadline while sleeping.
     var sleepExpired = false
     /// Inside a system call: its kernel stack holds frames that must unwind before it can go.
@@ -177,7 +179,8 @@ final class Thread: ChargedObject {
         waitLinks.deinitialize(count: Self.waitLinkCount)
         waitLinks.deallocate()
         replyCapability = nil
-        next = nil
+        queueNext = nil
+        nextDead = nil
     }
 
     deinit { charge.release() }

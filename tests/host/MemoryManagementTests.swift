@@ -110,6 +110,52 @@ private func allocator(ram: [PhysicalRange], reserved: [(PhysicalRange, FramePur
         #expect(frames.statistics == before)
     }
 
+    /// A freed single frame waits in the cache: it is free in every sense the allocator shows
+    /// (statistics, purpose, a second free is a double free), and the next single request gets it.
+    @Test func freedSingleFramesComeBackFirstAndCountAsFree() throws {
+        var frames = try allocator(ram: [range(Self.base, 16 << 20)])
+        let before = frames.statistics
+        let first = try frames.allocate(.user)
+        let second = try frames.allocate(.pageTables)
+        try frames.free(first)
+        #expect(frames.cachedFramesForTesting == 1)
+        #expect(frames.statistics.freeFrames == before.freeFrames - 1)
+        #expect(frames.statistics.frames(for: .user) == 0)
+        #expect(frames.purpose(of: first) == .free)
+        #expect(frames.allocation(containing: first) == nil)
+        #expect(throws: FrameAllocatorError.doubleFree(first)) { try frames.free(first) }
+        let again = try frames.allocate(.heap)
+        #expect(again == first)
+        #expect(frames.cachedFramesForTesting == 0)
+        #expect(frames.allocation(containing: again)?.purpose == .heap)
+        try frames.free(again)
+        try frames.free(second)
+        #expect(frames.statistics == before)
+    }
+
+    /// Every frame of a small machine taken one by one and freed (the cache fills, the rest goes
+    /// back to the bitmap): a request for all of them at once still succeeds, by putting the
+    /// cached frames back, and the cache never holds more than its capacity.
+    @Test func contiguousRequestsTakeBackCachedFrames() throws {
+        var frames = try allocator(ram: [range(Self.base, 2 << 20)])
+        let initial = frames.statistics
+        var taken: [PageFrame] = []
+        while let frame = try? frames.allocate(.user) { taken.append(frame) }
+        #expect(UInt64(taken.count) == initial.freeFrames)
+        for frame in taken { try frames.free(frame) }
+        #expect(frames.cachedFramesForTesting == FrameAllocator<RAM>.cacheCapacity)
+        #expect(frames.statistics == initial)
+        let run = try frames.allocate(count: taken.count, .general)
+        #expect(frames.cachedFramesForTesting == 0)
+        #expect(frames.statistics.freeFrames == 0)
+        #expect(frames.allocation(containing: PageFrame(number: run.number + UInt64(taken.count) - 1))?.first == run)
+        #expect(throws: FrameAllocatorError.outOfMemory) { try frames.allocate(.general) }
+        try frames.free(run)
+        #expect(frames.statistics == initial)
+        // A run freed goes back to the bitmap, not the cache.
+        #expect(frames.cachedFramesForTesting == 0)
+    }
+
     @Test func capacityAndMetadataLimits() throws {
         var map = MemoryMap()
         for index in 0..<MemoryMap.maximumRegions { try map.addRAM(range(UInt64(index) << 32, 1 << 20)) }
