@@ -577,14 +577,17 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
         }
     }
 
-    /// The purpose of `frame`, or nil outside RAM.
+    /// The purpose of `frame`, or nil outside RAM. Inlined, as `allocation(containing:)`.
+    @inline(__always)
     public func purpose(of frame: PageFrame) -> FramePurpose? {
         guard let index = zoneIndex(of: frame.number) else { return nil }
         return FrameRecord(raw: recordPointer(of: frame.number, zone: index).pointee).purpose
     }
 
     /// The first frame, length and purpose of the allocation containing `frame`, or nil if it is
-    /// free, reserved at boot or outside RAM.
+    /// free, reserved at boot or outside RAM. Inlined: called on the kernel's allocator (a
+    /// global), a call would copy all of it to pass it; inlined, only the fields it reads are.
+    @inline(__always)
     public func allocation(containing frame: PageFrame) -> (first: PageFrame, count: Int, purpose: FramePurpose)? {
         guard let index = zoneIndex(of: frame.number) else { return nil }
         let found = FrameRecord(raw: recordPointer(of: frame.number, zone: index).pointee)

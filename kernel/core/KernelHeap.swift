@@ -44,11 +44,15 @@ public struct HeapStatistics: Equatable {
 }
 
 public struct KernelHeap<Backend: HeapBackend> {
-    /// Object sizes of the slab classes; anything larger is a page allocation.
-    public static var classSizes: InlineArray<8, Int> { [16, 32, 64, 128, 256, 512, 1024, 2048] }
+    /// The slab classes: objects of 16 bytes doubling to 2 KiB (`classSize`); anything larger is a
+    /// page allocation. Sizes and capacities are computed with shifts, not read from tables: they
+    /// are on every allocation and free.
+    static var classCount: Int { 8 }
+    @inline(__always)
+    static func classSize(_ classIndex: Int) -> Int { 16 &<< classIndex }
     /// One page per slab, for every class: the heap then never needs contiguous frames for small
     /// blocks, so any free frame lets it grow (KernelMemory counts on that when it admits an object).
-    static var pagesPerSlab: InlineArray<8, Int> { [1, 1, 1, 1, 1, 1, 1, 1] }
+    static var pagesPerSlab: Int { 1 }
     public static var largestSlabObject: Int { 2048 }
     static var headerSize: Int { 64 }
     static var slabMagic: UInt32 { 0x534C_4142 }
@@ -118,24 +122,29 @@ public struct KernelHeap<Backend: HeapBackend> {
         }
     }
 
+    /// Objects start after the header, or at the first multiple of their size past it.
+    @inline(__always)
     static func firstObjectOffset(_ classIndex: Int) -> Int {
-        max(headerSize, classSizes[classIndex])
+        max(headerSize, classSize(classIndex))
     }
 
+    @inline(__always)
     static func capacity(_ classIndex: Int) -> Int {
-        (pagesPerSlab[classIndex] * Int(pageSize) - firstObjectOffset(classIndex)) / classSizes[classIndex]
+        (pagesPerSlab * Int(pageSize) - firstObjectOffset(classIndex)) &>> (4 + classIndex)
     }
 
+    @inline(__always)
     static func object(_ slab: Slab, _ index: Int) -> UnsafeMutableRawPointer {
-        slab.base + firstObjectOffset(slab.classIndex) + index * classSizes[slab.classIndex]
+        slab.base + firstObjectOffset(slab.classIndex) + index &<< (4 + slab.classIndex)
     }
 
-    /// The slab class for a request, or nil when it needs whole pages.
+    /// The slab class for a request, or nil when it needs whole pages: the smallest power of two
+    /// from 16 that holds it.
     static func classIndex(size: Int, alignment: Int) -> Int? {
         let needed = max(size, alignment, 1)
         guard needed <= largestSlabObject else { return nil }
-        for index in 0..<8 where classSizes[index] >= needed { return index }
-        return nil
+        // ceil(log2(needed)) - 4, at least 0.
+        return max(0, Int.bitWidth - (needed - 1).leadingZeroBitCount - 4)
     }
 
     // MARK: Allocation
@@ -167,7 +176,7 @@ public struct KernelHeap<Backend: HeapBackend> {
         let object = Self.object(slab, index)
         if poisoning {
             // A freed block holds its free-list link, then poison; anything else was written after free.
-            for offset in 2..<Self.classSizes[classIndex] where object.load(fromByteOffset: offset, as: UInt8.self) != Self.poison {
+            for offset in 2..<Self.classSize(classIndex) where object.load(fromByteOffset: offset, as: UInt8.self) != Self.poison {
                 detectedCorruption = true
                 return nil
             }
@@ -176,12 +185,12 @@ public struct KernelHeap<Backend: HeapBackend> {
         slab.setAllocated(index, true)
         slab.inUse += 1
         if slab.inUse == slab.capacity { removePartial(slab) }
-        statistics.bytesInUse += UInt64(Self.classSizes[classIndex])
+        statistics.bytesInUse += UInt64(Self.classSize(classIndex))
         return object
     }
 
     private mutating func newSlab(classIndex: Int) -> Slab? {
-        let pages = Self.pagesPerSlab[classIndex]
+        let pages = Self.pagesPerSlab
         guard let base = backend.allocatePages(count: pages, alignment: 1, kind: .slab) else { return nil }
         statistics.slabPages += UInt64(pages)
         let slab = Slab(base: base)
@@ -192,7 +201,7 @@ public struct KernelHeap<Backend: HeapBackend> {
         slab.capacity = capacity
         for index in 0..<capacity {
             let object = Self.object(slab, index)
-            if poisoning { fillPoison(object, size: Self.classSizes[classIndex]) }
+            if poisoning { fillPoison(object, size: Self.classSize(classIndex)) }
             object.storeAligned(index + 1 < capacity ? UInt16(index + 1) : Self.noObject)
         }
         slab.freeHead = 0
@@ -225,14 +234,14 @@ public struct KernelHeap<Backend: HeapBackend> {
     }
 
     private mutating func freeObject(_ pointer: UnsafeMutableRawPointer, slab: Slab, pages: Int) throws(HeapError) {
-        guard slab.magic == Self.slabMagic, slab.classIndex < 8,
-              Self.pagesPerSlab[slab.classIndex] == pages, slab.capacity == Self.capacity(slab.classIndex) else {
+        guard slab.magic == Self.slabMagic, slab.classIndex < Self.classCount,
+              Self.pagesPerSlab == pages, slab.capacity == Self.capacity(slab.classIndex) else {
             throw .corrupted
         }
-        let size = Self.classSizes[slab.classIndex]
+        let size = Self.classSize(slab.classIndex)
         let offset = pointer - slab.base - Self.firstObjectOffset(slab.classIndex)
-        guard offset >= 0, offset % size == 0, offset / size < slab.capacity else { throw .notBlockStart }
-        let index = offset / size
+        let index = offset &>> (4 + slab.classIndex)
+        guard offset >= 0, offset & (size - 1) == 0, index < slab.capacity else { throw .notBlockStart }
         guard slab.isAllocated(index) else { throw .doubleFree }
         slab.setAllocated(index, false)
         if poisoning { fillPoison(pointer, size: size) }
@@ -284,8 +293,8 @@ public struct KernelHeap<Backend: HeapBackend> {
         case .large: return run.start == pointer ? run.count * Int(pageSize) : nil
         case .slab:
             let slab = Slab(base: run.start)
-            guard slab.magic == Self.slabMagic, slab.classIndex < 8 else { return nil }
-            return Self.classSizes[slab.classIndex]
+            guard slab.magic == Self.slabMagic, slab.classIndex < Self.classCount else { return nil }
+            return Self.classSize(slab.classIndex)
         }
     }
 }

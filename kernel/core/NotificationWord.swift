@@ -5,8 +5,10 @@
 public final class NotificationWord<Waking: WaiterWaking>: KernelObject, KernelObjectType {
     public static var objectKind: KernelObjectKind { .notification }
     public var bits: UInt64 = 0
-    /// The one thread waiting for bits, if any.
-    public var waiter: Waking.Waiter?
+    /// The one thread waiting for bits, if any. Not counted: a waiter is held elsewhere while it
+    /// waits (a thread by its process), and takes itself off before it leaves its wait, woken or
+    /// not, so signalling and waiting cost no reference counting.
+    public var waiter: Unmanaged<Waking.Waiter>?
     /// What its creator paid for it.
     public var charge = MemoryCharge()
 
@@ -22,8 +24,14 @@ public final class NotificationWord<Waking: WaiterWaking>: KernelObject, KernelO
         self.bits |= bits
         if let waiter {
             self.waiter = nil
-            Waking.wake(waiter)
+            waiter._withUnsafeGuaranteedRef { Waking.wake($0) }
         }
+    }
+
+    /// Whether `thread` is the waiter.
+    @inline(__always)
+    public func isWaiter(_ thread: Waking.Waiter) -> Bool {
+        waiter?.toOpaque() == Unmanaged.passUnretained(thread).toOpaque()
     }
 
     /// The bits set since the last take, now clear.

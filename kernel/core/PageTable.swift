@@ -284,6 +284,54 @@ public struct PageTable<Memory: PhysicalMemory> {
         maintenance.publishTableWrites()
     }
 
+    /// Maps `count` pages from `virtual` on, page `i` to `frame(i)`, with pages only (no blocks):
+    /// a memory object's frames, which need not be contiguous. The walk is made once per leaf
+    /// table, and each table's entries are written in one pass with one change to its count, where
+    /// `map` would walk again for every page. All or nothing, as `map`.
+    public mutating func mapPages<Frames: TableFrameSource>(
+        _ virtual: VirtualAddress, count: Int, frame: (Int) -> PhysicalAddress,
+        permissions: MappingPermissions, type: MemoryType, global: Bool,
+        frames: inout Frames, maintenance: some TranslationMaintenance
+    ) throws(PageTableError) {
+        guard virtual.isPageAligned, count > 0, count <= Int(UInt32.max) else { throw .misaligned }
+        guard !(permissions.contains(.write) && permissions.contains(.execute)) else { throw .writableAndExecutable }
+        let (last, overflow) = virtual.value.addingReportingOverflow(UInt64(count) * pageSize - 1)
+        guard !overflow, checkRange(virtual), checkRange(VirtualAddress(last)) else { throw .addressOutOfRange(virtual) }
+        let entriesPerTable = Int(pageSize / 8)
+        var page = 0
+        while page < count {
+            let address = VirtualAddress(virtual.value + UInt64(page) * pageSize)
+            do throws(PageTableError) {
+                let (entry, parent, reached) = try walk(to: address, level: 3, create: true, frames: &frames, maintenance: maintenance)
+                guard reached == 3 else { throw PageTableError.alreadyMapped(address) }
+                // The rest of this leaf table, or of the pages.
+                let index = Int(address.value >> Self.shift(3)) & (entriesPerTable - 1)
+                let run = min(entriesPerTable - index, count - page)
+                var written = 0
+                defer {
+                    adjustChildCount(parent, by: written)
+                    page += written
+                }
+                while written < run {
+                    let slot = PhysicalAddress(entry.value + UInt64(written) * 8)
+                    guard !Self.isValid(load(slot)) else {
+                        throw PageTableError.alreadyMapped(VirtualAddress(address.value + UInt64(written) * pageSize))
+                    }
+                    store(slot, Self.leafDescriptor(frame(page + written), level: 3, permissions: permissions, type: type,
+                                                    global: global))
+                    written += 1
+                }
+            } catch {
+                // What this call mapped is `[virtual, virtual + page pages)`, all of it pages.
+                if page > 0 {
+                    _ = try? unmapPresent(virtual, size: UInt64(page) * pageSize, frames: &frames, maintenance: maintenance) { _, _ in }
+                }
+                throw error
+            }
+        }
+        maintenance.publishTableWrites()
+    }
+
     /// Removes the translations of `[virtual, virtual + size)`, splitting blocks it covers only in
     /// part and freeing tables that become empty. Stops with `.notMapped` at the first hole.
     public mutating func unmap<Frames: TableFrameSource>(
@@ -551,6 +599,40 @@ public struct PageTable<Memory: PhysicalMemory> {
         }
     }
 
+    /// Calls `body` with the physical address and size of each translation in
+    /// `[virtual, virtual + size)`, in address order, changing nothing; absent tables are skipped
+    /// whole, and a block the range covers in part is given for the part inside. For tearing a
+    /// whole space down, where no entry needs clearing before its table is freed.
+    public func forEachPresent(_ virtual: VirtualAddress, size: UInt64, _ body: (PhysicalAddress, UInt64) -> Void) {
+        guard size > 0, virtual.isPageAligned, size & (pageSize - 1) == 0 else { return }
+        let (last, overflow) = virtual.value.addingReportingOverflow(size - 1)
+        guard !overflow, checkRange(virtual), checkRange(VirtualAddress(last)) else { return }
+        visit(table: root, level: 0, first: virtual.value, last: last, body)
+    }
+
+    private func visit(table: PhysicalAddress, level: Int, first: UInt64, last: UInt64,
+                       _ body: (PhysicalAddress, UInt64) -> Void) {
+        let span = UInt64(1) << Self.shift(level)
+        let lastIndex = Self.index(of: VirtualAddress(last), level: level)
+        var index = Self.index(of: VirtualAddress(first), level: level)
+        var entryStart = first & ~(span - 1)
+        while index <= lastIndex {
+            let entryLast = entryStart + (span - 1)
+            let descriptor = load(entryAddress(table: table, index: index))
+            let from = max(first, entryStart), to = min(last, entryLast)
+            if Self.isTable(descriptor, level: level) {
+                visit(table: PhysicalAddress(descriptor & DescriptorBits.outputAddress), level: level + 1, first: from,
+                      last: to, body)
+            } else if level > 0 && Self.isValid(descriptor) {
+                body(PhysicalAddress((descriptor & DescriptorBits.outputAddress & ~(span - 1)) + (from - entryStart)),
+                     to - from + 1)
+            }
+            if entryLast >= last { break }
+            entryStart = entryLast + 1
+            index += 1
+        }
+    }
+
     /// Frees every table below the root (not the leaves' memory). For tearing down an address
     /// space whose TLB entries the caller invalidates by ASID.
     public func freeTables<Frames: TableFrameSource>(frames: inout Frames, includingRoot: Bool) {
@@ -559,30 +641,47 @@ public struct PageTable<Memory: PhysicalMemory> {
     }
 
     /// Frees the tables below `table`, which holds `entries` valid entries (the count its
-    /// descriptor keeps; unknown for the root, which is searched whole): the search of a table
-    /// stops at its last valid entry, so a sparse space costs its entries, not 512 per table.
+    /// descriptor keeps; unknown for the root, which is searched whole). The search of a table
+    /// runs from both ends at once and stops when it has met them all, so a sparse space costs its
+    /// entries, not 512 per table, even where they lie at both ends (a program's image low in the
+    /// address space and its stack high), as in a process's tables.
     private func freeChildren<Frames: TableFrameSource>(of table: PhysicalAddress, level: Int, entries: Int,
                                                         frames: inout Frames) {
         guard level < 3 else { return }
         var left = entries
-        var index = 0
+        var low = 0
+        var high = Self.entriesPerTable
         let words = memory.pointer(to: table).assumingMemoryBound(to: UInt64.self)
-        while left > 0 && index < Self.entriesPerTable {
-            // Four at a time while all four are invalid: most of the root's search.
-            if index & 3 == 0, (words[index] | words[index + 1] | words[index + 2] | words[index + 3]) & DescriptorBits.valid == 0 {
-                index += 4
-                continue
+        while left > 0 && low < high {
+            // Four at a time from either end while all four are invalid: most of a sparse table.
+            if low & 3 == 0, high - low >= 4,
+               (words[low] | words[low + 1] | words[low + 2] | words[low + 3]) & DescriptorBits.valid == 0 {
+                low += 4
+            } else {
+                if freeChild(words[low], level: level, frames: &frames) { left -= 1 }
+                low += 1
             }
-            let descriptor = load(entryAddress(table: table, index: index))
-            index += 1
-            guard Self.isValid(descriptor) else { continue }
-            left -= 1
-            if Self.isTable(descriptor, level: level) {
-                let child = PhysicalAddress(descriptor & DescriptorBits.outputAddress)
-                freeChildren(of: child, level: level + 1, entries: childCount(descriptor), frames: &frames)
-                frames.freeTable(child)
+            guard left > 0 && low < high else { break }
+            if high & 3 == 0, high - low >= 4,
+               (words[high - 1] | words[high - 2] | words[high - 3] | words[high - 4]) & DescriptorBits.valid == 0 {
+                high -= 4
+            } else {
+                high -= 1
+                if freeChild(words[high], level: level, frames: &frames) { left -= 1 }
             }
         }
+    }
+
+    /// For `freeChildren`: whether `descriptor` is valid; a table's own tables are freed, then it.
+    @inline(__always)
+    private func freeChild<Frames: TableFrameSource>(_ descriptor: UInt64, level: Int, frames: inout Frames) -> Bool {
+        guard Self.isValid(descriptor) else { return false }
+        if Self.isTable(descriptor, level: level) {
+            let child = PhysicalAddress(descriptor & DescriptorBits.outputAddress)
+            freeChildren(of: child, level: level + 1, entries: childCount(descriptor), frames: &frames)
+            frames.freeTable(child)
+        }
+        return true
     }
 }
 

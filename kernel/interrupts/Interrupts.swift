@@ -1,8 +1,8 @@
 // Interrupt dispatch: a handler per interrupt identifier, acknowledged and ended at the GIC
 // around each call, spurious identifiers ignored, and counts kept for the statistics (per CPU
-// where the interrupt is per CPU, see `CPUState`). A userspace driver is bound here
-// (kernel/ipc/DeviceAccess.swift) by registering a handler that signals its notification and
-// leaves the line masked until the driver acknowledges.
+// where the interrupt is per CPU, see `CPUState`). A userspace driver's line is bound here to its
+// notification (kernel/ipc/DeviceAccess.swift): the IRQ path masks the line, which stays masked
+// until the driver acknowledges, and signals the notification itself, with no handler between.
 
 /// Called with interrupts masked, with the interrupt identifier.
 typealias InterruptHandler = @convention(c) (UInt32) -> Void
@@ -11,6 +11,10 @@ enum Interrupts {
     struct Entry {
         /// Written under `lock`; the IRQ path reads it without, one word.
         var handler: InterruptHandler?
+        /// A user driver's binding (`bind`), in place of a handler. Not counted: the binding
+        /// (`DeviceAccess.bindings`) holds the notification and clears this, through
+        /// `unregister`, before it lets go. Written under `lock`, read by the IRQ path without.
+        var notification: Unmanaged<Notification>?
         /// For shared peripheral interrupts only: written by the CPU that acknowledged the
         /// interrupt, before it ends it, and the GIC delivers an active interrupt to no other CPU.
         var count: UInt64
@@ -52,7 +56,7 @@ enum Interrupts {
         driver.start()
         lineCount = driver.lineCount
         let entries = UnsafeMutablePointer<Entry>.allocate(capacity: lineCount)
-        entries.initialize(repeating: Entry(handler: nil, count: 0), count: lineCount)
+        entries.initialize(repeating: Entry(handler: nil, notification: nil, count: 0), count: lineCount)
         table = entries
         controller = driver
         return true
@@ -63,8 +67,22 @@ enum Interrupts {
     @discardableResult
     static func register(_ id: UInt32, _ handler: @escaping InterruptHandler) -> Bool {
         lock.withLock {
-            guard let table, let controller, Int(id) < lineCount, table[Int(id)].handler == nil else { return false }
+            guard let table, let controller, Int(id) < lineCount, table[Int(id)].handler == nil,
+                  table[Int(id)].notification == nil else { return false }
             table[Int(id)].handler = handler
+            controller.setEnabled(id, true)
+            return true
+        }
+    }
+
+    /// Binds `id` to `notification`, which its interrupts signal (bit 0), and unmasks it; each
+    /// interrupt masks the line again until the driver acknowledges. The caller holds
+    /// `notification` until it calls `unregister`. False as for `register`.
+    static func bind(_ id: UInt32, to notification: Notification) -> Bool {
+        lock.withLock {
+            guard let table, let controller, Int(id) < lineCount, table[Int(id)].handler == nil,
+                  table[Int(id)].notification == nil else { return false }
+            table[Int(id)].notification = Unmanaged.passUnretained(notification)
             controller.setEnabled(id, true)
             return true
         }
@@ -75,6 +93,7 @@ enum Interrupts {
             guard let table, let controller, Int(id) < lineCount else { return }
             controller.setEnabled(id, false)
             table[Int(id)].handler = nil
+            table[Int(id)].notification = nil
         }
     }
 
@@ -126,7 +145,14 @@ enum Interrupts {
             }
             drained += 1
             PerCPU.current.interrupts.handled += 1
-            if Int(id) < lineCount, let handler = table[Int(id)].handler {
+            if Int(id) < lineCount, let bound = table[Int(id)].notification {
+                // A user driver's line: masked until the driver has served it and acknowledges,
+                // then ended, and the driver's notification signalled straight from here.
+                table[Int(id)].count += 1
+                controller.setEnabled(id, false)
+                controller.endOfInterrupt(acknowledged)
+                bound._withUnsafeGuaranteedRef { $0.signal(1) }
+            } else if Int(id) < lineCount, let handler = table[Int(id)].handler {
                 if id < privateInterrupts {
                     PerCPU.current.interrupts.privateCounts[Int(id)] += 1
                 } else {

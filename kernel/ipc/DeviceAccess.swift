@@ -206,7 +206,7 @@ enum DeviceAccess {
         // recorded.
         try lock.withLock { () throws(KernelError) in
             guard !bindings.contains(where: { $0.interrupt == line.identifier }),
-                  Interrupts.register(line.identifier, deliver) else { throw .accessDenied }
+                  Interrupts.bind(line.identifier, to: notification) else { throw .accessDenied }
             bindings.append(Binding(interrupt: line.identifier, notification: notification))
         }
         line.isBound = true
@@ -227,14 +227,6 @@ enum DeviceAccess {
         guard let line = object.downcast(to: InterruptLine.self) else { throw .invalidHandle }
         guard rights.contains(.bind) else { throw .accessDenied }
         return line
-    }
-
-    /// A bound interrupt: signal the driver, mask the line until it acknowledges.
-    static let deliver: InterruptHandler = { id in
-        Interrupts.controller?.setEnabled(id, false)
-        DeviceAccess.lock.withLock {
-            for binding in DeviceAccess.bindings where binding.interrupt == id { binding.notification.signal(1) }
-        }
     }
 
     /// The bound line object ended: the line is masked and signals no one.

@@ -12,6 +12,7 @@
 enum FastPathOutcome {
     /// It did not apply; nothing changed, and the general path does the call.
     case notTaken
+    /// Done; any values it returns are in the caller's registers.
     case completed
     case failed(KernelError)
 }
@@ -301,6 +302,61 @@ enum IPCFastPath {
         guard length > 0 else { return true }
         return UserMemory.copyOut(toChecked: address.advanced(by: UInt64(IPCMessageLayout.payload)), from: payload,
                                   count: UInt64((length + 7) & ~7))
+    }
+}
+
+// Notifications: `notificationSignal`, and `notificationWait` with bits there or waiting for
+// ever, without the general dispatch and with the objects borrowed. A timed wait, a handle that
+// does not name a notification with the right, or a notification someone else waits on takes
+// the general path (ipc/Notification.swift), which reports the error.
+
+extension IPCFastPath {
+    /// `registers` are the caller's saved x0-x18: its arguments, and where the values go, as the
+    /// general path puts them (x1 and x2, here nothing and the bits).
+    static func signal(_ registers: UnsafeMutablePointer<UInt64>, process: Process) -> FastPathOutcome {
+        let call = SystemCall.NotificationSignal(registers: ArgumentRegisters(x0: registers[0], x1: registers[1]))
+        guard let found = notification(call.notification, in: process, requiring: .signal) else { return .notTaken }
+        found._withUnsafeGuaranteedRef { $0.signal(call.bits) }
+        returning(NoValues(), in: registers)
+        return .completed
+    }
+
+    /// The bits, taken; a wait for ever blocks first as `IPC.wait` does.
+    static func wait(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) -> FastPathOutcome {
+        let call = SystemCall.NotificationWait(registers: ArgumentRegisters(x0: registers[0], x1: registers[1]))
+        guard let found = notification(call.notification, in: process, requiring: .wait) else { return .notTaken }
+        return found._withUnsafeGuaranteedRef { notification in
+            if notification.bits != 0 {
+                returning(SystemCall.NotificationWait.Result(bits: notification.take()), in: registers)
+                return .completed
+            }
+            guard call.timeout == .max, notification.waiter == nil else { return .notTaken }
+            // Counted while this thread waits: its handle may be closed meanwhile.
+            _ = found.retain()
+            defer { found.release() }
+            thread.sleepExpired = false
+            while notification.bits == 0 && !thread.sleepExpired && !thread.killed {
+                notification.waiter = Unmanaged.passUnretained(thread)
+                Scheduler.block()
+            }
+            notification.waiter = nil
+            guard notification.bits != 0 else { return .failed(.timedOut) }
+            returning(SystemCall.NotificationWait.Result(bits: notification.take()), in: registers)
+            return .completed
+        }
+    }
+
+    /// A call's values in x1 and x2, as `SystemCalls.serve` leaves them.
+    @inline(__always)
+    private static func returning<Result: SystemCallResult>(_ result: Result, in registers: UnsafeMutablePointer<UInt64>) {
+        let values = result.registers
+        registers[1] = values.x1
+        registers[2] = values.x2
+    }
+
+    @inline(__always)
+    private static func notification(_ handle: Handle, in process: Process, requiring rights: Rights) -> Unmanaged<Notification>? {
+        process.handles.unretainedObject(for: handle, requiring: rights)?.downcast(to: Notification.self)
     }
 }
 

@@ -20,7 +20,7 @@ extension IPC {
             guard notification.waiter == nil else { throw .accessDenied }
             let armed = try armTimeout(timeout, for: thread)
             while notification.bits == 0 && !thread.sleepExpired && !thread.killed {
-                notification.waiter = thread
+                notification.waiter = Unmanaged.passUnretained(thread)
                 Scheduler.block()
             }
             notification.waiter = nil

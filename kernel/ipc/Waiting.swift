@@ -28,7 +28,7 @@ extension IPC {
                 guard rights.contains(.receive) else { throw .accessDenied }
             } else if let notification = object.downcast(to: Notification.self) {
                 guard rights.contains(.wait) else { throw .accessDenied }
-                guard notification.waiter == nil || notification.waiter === thread else { throw .accessDenied }
+                guard notification.waiter == nil || notification.isWaiter(thread) else { throw .accessDenied }
             } else {
                 throw .invalidHandle
             }
@@ -48,14 +48,14 @@ extension IPC {
                 if let port = objects[index]?.downcast(to: Port.self) {
                     port.receivers.append(thread.waitLinks + index)
                 } else if let notification = objects[index]?.downcast(to: Notification.self) {
-                    notification.waiter = thread
+                    notification.waiter = Unmanaged.passUnretained(thread)
                 }
             }
             Scheduler.block()
             for index in 0..<count {
                 if let port = objects[index]?.downcast(to: Port.self) {
                     removeWaiter(thread, from: port)
-                } else if let notification = objects[index]?.downcast(to: Notification.self), notification.waiter === thread {
+                } else if let notification = objects[index]?.downcast(to: Notification.self), notification.isWaiter(thread) {
                     notification.waiter = nil
                 }
             }

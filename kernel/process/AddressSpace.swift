@@ -178,16 +178,15 @@ final class AddressSpace {
                            kind: Region.Kind) throws(KernelError) {
         let size = UInt64(object.pageCount) * pageSize
         var frames = UserTableFrames(account: account)
-        for page in 0..<object.pageCount {
-            do throws(PageTableError) {
-                try table.map(VirtualAddress(start + UInt64(page) * pageSize), to: PhysicalAddress(object.frames[page]),
-                              size: pageSize, permissions: permissions.union(.user),
-                              type: object.memoryType, global: false,
-                              frames: &frames, maintenance: maintenance)
-            } catch {
-                releasePages(start, UInt64(page) * pageSize, freeingFrames: false)
-                throw error == .writableAndExecutable ? .invalidArgument : .outOfMemory
+        do throws(PageTableError) {
+            // All or nothing: a failure leaves none of the object's pages mapped.
+            if object.pageCount > 0 {
+                try table.mapPages(VirtualAddress(start), count: object.pageCount, frame: { PhysicalAddress(object.frames[$0]) },
+                                   permissions: permissions.union(.user), type: object.memoryType, global: false,
+                                   frames: &frames, maintenance: maintenance)
             }
+        } catch {
+            throw error == .writableAndExecutable ? .invalidArgument : .outOfMemory
         }
         regions[regionCount] = Region(start: start, size: size, kind: kind, writable: permissions.contains(.write))
         regionCount += 1
@@ -281,14 +280,28 @@ final class AddressSpace {
         account.release(freed * pageSize)
     }
 
-    /// Frees every page, every table and the ASID. The space must not be live in TTBR0.
+    /// Frees every page, every table and the ASID. The space must not be live in TTBR0 on any
+    /// CPU, so no entry needs clearing first: the ASID's translations are dropped once, then the
+    /// regions' own frames are freed as the tables are read, then the tables, and last the
+    /// memory objects mapped are let go.
     func destroy() {
-        while regionCount > 0 { removeRegion(regionCount - 1) }
+        maintenance.invalidateAll()
+        var freed: UInt64 = 0
+        for index in 0..<regionCount where !regions[index].kind.isObject {
+            table.forEachPresent(VirtualAddress(regions[index].start), size: regions[index].size) { physical, _ in
+                KernelMemory.freePaidFrame(PageFrame(containing: physical))
+                freed += 1
+                if Interrupts.isTimeToServe(afterPages: freed) { Interrupts.servePending() }
+            }
+        }
+        // Given back to the account in one step, as `releasePages` does.
+        account.release(freed * pageSize)
         var frames = UserTableFrames(account: account)
         table.freeTables(frames: &frames, includingRoot: true)
-        maintenance.invalidateAll()
         ASIDs.free(asid)
         regions.deinitialize(count: Self.maximumRegions)
         regions.deallocate()
+        regionCount = 0
+        mappedBytes = 0
     }
 }

@@ -484,7 +484,7 @@ enum Scheduler {
     /// Out of line: its panic message would otherwise grow the exception dispatcher's frame.
     @inline(never)
     private static func preempt() {
-        if current?.state == .dead {
+        if running?._withUnsafeGuaranteedRef({ $0.state == .dead }) == true {
             schedule()
             kernelPanic("a dead thread was scheduled")
         }

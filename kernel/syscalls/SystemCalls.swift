@@ -38,33 +38,46 @@ enum SystemCalls {
         if thread.killed { Scheduler.markCurrentDead() }
     }
 
-    /// The IPC fast path (ipc/FastPath.swift) for `call` and `replyReceive`, when it applies:
-    /// whether it did the call.
+    /// The calls numbered below the register forms that have a fast path, one bit each by
+    /// number. Computed from constants, so the compiler folds it into one: testing it reads no
+    /// variable.
+    @inline(__always)
+    private static var fastPathCalls: UInt64 {
+        1 << SystemCallNumber.call.rawValue | 1 << SystemCallNumber.replyReceive.rawValue
+            | 1 << SystemCallNumber.notificationSignal.rawValue | 1 << SystemCallNumber.notificationWait.rawValue
+    }
+
+    /// The fast paths (ipc/FastPath.swift) for `call`, `replyReceive`, their register forms and
+    /// the notification calls, when they apply: whether one did the call.
     @inline(__always)
     private static func fastPath(_ frame: ExceptionFrame, thread: Thread) -> Bool {
         let number = frame.register(8)
-        // The register calls are 53 and 54: one compare lets both through, with the rarer calls
-        // numbered above them, which the switch below leaves to `perform` (as it does unknown
-        // numbers).
-        guard number >= SystemCallNumber.callRegisters.rawValue || number == SystemCallNumber.call.rawValue
-                || number == SystemCallNumber.replyReceive.rawValue,
-              let process = thread.processReference else { return false }
-        let outcome: FastPathOutcome = process._withUnsafeGuaranteedRef { process in
-            switch number {
-            case SystemCallNumber.callRegisters.rawValue:
-                // From EL0 only: the registers must be the thread's own (see `serveInRegisters`).
-                guard frame.registers == thread.userRegisters else { return .notTaken }
-                return IPCFastPath.callRegisters(frame.registers, thread: thread, process: process)
-            case SystemCallNumber.replyReceiveRegisters.rawValue:
-                guard frame.registers == thread.userRegisters else { return .notTaken }
-                return IPCFastPath.replyReceiveRegisters(frame.registers, thread: thread, process: process)
-            case SystemCallNumber.call.rawValue:
-                return IPCFastPath.call(SystemCall.Call(registers: frame.systemCallArguments), thread: thread, process: process)
-            case SystemCallNumber.replyReceive.rawValue:
-                return IPCFastPath.replyReceive(SystemCall.ReplyReceive(registers: frame.systemCallArguments),
-                                                thread: thread, process: process)
-            default:
-                return .notTaken
+        let outcome: FastPathOutcome
+        if number >= SystemCallNumber.callRegisters.rawValue {
+            // The register forms, with one compare; the calls numbered above them have no fast path.
+            // From EL0 only: the registers must be the thread's own (see `serveInRegisters`).
+            guard number <= SystemCallNumber.replyReceiveRegisters.rawValue, let process = thread.processReference,
+                  frame.registers == thread.userRegisters else { return false }
+            outcome = process._withUnsafeGuaranteedRef { process in
+                number == SystemCallNumber.callRegisters.rawValue
+                    ? IPCFastPath.callRegisters(frame.registers, thread: thread, process: process)
+                    : IPCFastPath.replyReceiveRegisters(frame.registers, thread: thread, process: process)
+            }
+        } else {
+            // Below 53 a shift and a test pick the others.
+            guard fastPathCalls &>> number & 1 != 0, let process = thread.processReference else { return false }
+            outcome = process._withUnsafeGuaranteedRef { process in
+                switch number {
+                case SystemCallNumber.call.rawValue:
+                    return IPCFastPath.call(SystemCall.Call(registers: frame.systemCallArguments), thread: thread, process: process)
+                case SystemCallNumber.replyReceive.rawValue:
+                    return IPCFastPath.replyReceive(SystemCall.ReplyReceive(registers: frame.systemCallArguments),
+                                                    thread: thread, process: process)
+                case SystemCallNumber.notificationSignal.rawValue:
+                    return IPCFastPath.signal(frame.registers, process: process)
+                default:
+                    return IPCFastPath.wait(frame.registers, thread: thread, process: process)
+                }
             }
         }
         switch outcome {

@@ -577,7 +577,7 @@ enum CountedWaking: WaiterWaking {
                     if waiting { wakes += 1 }
                     waiting = false
                 case 1:
-                    word.waiter = waiter
+                    word.waiter = Unmanaged.passUnretained(waiter)
                     waiting = true
                 default:
                     #expect(word.take() == bits)

@@ -418,6 +418,71 @@ private final class Invalidations: TranslationMaintenance {
         #expect(ram.accesses == 512)
     }
 
+    /// `mapPages` maps scattered frames page by page across leaf tables, counts each table's
+    /// entries right (unmapping everything frees every table), and is all or nothing: a page
+    /// already mapped in the middle leaves nothing of the call behind and the old page as it was.
+    @Test func mapPagesMapsScatteredFramesAcrossTablesAllOrNothing() throws {
+        var (table, frames, tlb) = try Self.setUp()
+        let tablesAtStart = frames.allocated
+        // 40 pages from the 500th entry of a leaf table: into the next table.
+        let start: UInt64 = 0x40_0000 + 500 * 0x1000
+        let frame = { (page: Int) in PhysicalAddress(0x4100_0000 + UInt64((page * 7) % 40) * 0x1000) }
+        try table.mapPages(VirtualAddress(start), count: 40, frame: frame, permissions: .readWrite, type: .normal,
+                           global: false, frames: &frames, maintenance: tlb)
+        for page in 0..<40 {
+            #expect(table.translate(VirtualAddress(start + UInt64(page) * 0x1000 + 0x123))?.physical.value
+                    == frame(page).value + 0x123)
+        }
+        #expect(table.translate(VirtualAddress(start - 0x1000)) == nil)
+        #expect(table.translate(VirtualAddress(start + 40 * 0x1000)) == nil)
+        var visited: [UInt64] = []
+        table.forEachPresent(VirtualAddress(0), size: 0x1_0000_0000) { physical, size in
+            #expect(size == 0x1000)
+            visited.append(physical.value)
+        }
+        #expect(visited == (0..<40).map { frame($0).value })
+        // A page in the way: the call fails naming it, and undoes its own pages.
+        let other: UInt64 = 0x80_0000
+        try table.map(VirtualAddress(other + 10 * 0x1000), to: PhysicalAddress(0x4200_0000), size: 0x1000,
+                      permissions: .readOnly, type: .normal, frames: &frames, maintenance: tlb)
+        #expect(throws: PageTableError.alreadyMapped(VirtualAddress(other + 10 * 0x1000))) {
+            try table.mapPages(VirtualAddress(other), count: 20, frame: frame, permissions: .readWrite, type: .normal,
+                               global: false, frames: &frames, maintenance: tlb)
+        }
+        for page in 0..<20 where page != 10 { #expect(table.translate(VirtualAddress(other + UInt64(page) * 0x1000)) == nil) }
+        #expect(table.translate(VirtualAddress(other + 10 * 0x1000))?.physical.value == 0x4200_0000)
+        #expect(throws: PageTableError.writableAndExecutable) {
+            try table.mapPages(VirtualAddress(0x100_0000), count: 1, frame: frame, permissions: [.write, .execute],
+                               type: .normal, global: false, frames: &frames, maintenance: tlb)
+        }
+        try table.unmap(VirtualAddress(other + 10 * 0x1000), size: 0x1000, frames: &frames, maintenance: tlb)
+        try table.unmap(VirtualAddress(start), size: 40 * 0x1000, frames: &frames, maintenance: tlb)
+        #expect(frames.allocated == tablesAtStart)
+    }
+
+    /// `forEachPresent` reads what a range holds, in order, skipping absent tables and giving the
+    /// part of a block inside the range, and changes nothing.
+    @Test func forEachPresentVisitsLeavesInOrderAndChangesNothing() throws {
+        var (table, frames, tlb) = try Self.setUp()
+        try Self.mapScattered(&table, &frames, tlb)
+        var all: [(UInt64, UInt64)] = []
+        table.forEachPresent(VirtualAddress(0), size: 0x1_0000_0000_0000) { all.append(($0.value, $1)) }
+        let mappedBytes = Self.scattered.map(\.size).reduce(0, +)
+        #expect(all.map(\.1).reduce(0, +) == mappedBytes)
+        var again: [(UInt64, UInt64)] = []
+        table.forEachPresent(VirtualAddress(0), size: 0x1_0000_0000_0000) { again.append(($0.value, $1)) }
+        #expect(again.map(\.0) == all.map(\.0))
+        // The middle 8 KiB of the 2 MiB block at 0x1_0000_0000.
+        var part: [(UInt64, UInt64)] = []
+        table.forEachPresent(VirtualAddress(0x1_0000_1000), size: 0x2000) { part.append(($0.value, $1)) }
+        #expect(part.count == 1 && part[0].1 == 0x2000)
+        #expect(part.first?.0 == table.translate(VirtualAddress(0x1_0000_1000))?.physical.value)
+        var none = 0
+        table.forEachPresent(VirtualAddress(0x1000), size: 0) { _, _ in none += 1 }
+        table.forEachPresent(VirtualAddress(0x1800), size: 0x1000) { _, _ in none += 1 }
+        #expect(none == 0)
+    }
+
     /// Tearing a hierarchy down frees every table below the root, found through the counts the
     /// table descriptors keep (a table is searched only up to its last valid entry), so those
     /// counts must be right after maps, unmaps and a block split.
