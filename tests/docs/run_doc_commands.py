@@ -544,14 +544,15 @@ PROFILE_BLOCK = "profile: null-syscall-el0@256M: 120 insns/op in make bench; 200
 
 def check_profile(docs: Docs) -> None:
     """`make profile`: every row of the bench is listed, and the instructions counted inside its
-    loop agree with its figure (within the loop's own and the counter reads, a few per operation,
-    or 2 %); a row broken down as docs/BENCHMARKS.md shows, its functions summing to its count."""
+    loop agree with its figure (within the loop's own instructions and the counter reads, which
+    the bench takes off: at most 25 per operation, or 2 %); a row broken down as
+    docs/BENCHMARKS.md shows, its functions summing to its count."""
     code, output = run(["make", "-s", "profile"], timeout=300)
     require(code == 0, f"make profile: exit code {code}", output)
     rows = re.findall(r"^profile: (\S+)@256M (\d+) insns/op, counted ([\d.]+)$", output, re.MULTILINE)
     require(len(rows) >= 20, f"make profile listed {len(rows)} rows", output)
     for name, figure, counted in rows:
-        require(abs(float(counted) - int(figure)) <= max(8, 0.02 * int(figure)),
+        require(abs(float(counted) - int(figure)) <= max(25, 0.02 * int(figure)),
                 f"make profile: {name} counted {counted} per operation against {figure} in make bench", output)
     words = ["make", "-s", "profile", "ROW=null-syscall-el0", "FUNCTION=systemCallDispatch"]
     code, output = run(words, timeout=300)
