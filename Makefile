@@ -335,10 +335,12 @@ ROW      ?=
 TOP      ?= 40
 ## profile: a function (its symbol or part of its demangled name) whose instructions are also listed with their counts
 FUNCTION ?=
+## profile: a function (as FUNCTION) whose calls that ran are also listed by call site, such as `swift_release`
+CALLERS  ?=
 ## the instructions of one `make bench` row per function, counted by a QEMU plugin inside its measured loop (at MEMORY, default 256 MiB)
 profile: install-deps build $(BUILD)/instruction_profile.so
 	python3 tools/profile.py $(if $(ROW),$(ROW),--list) --machine $(MACHINE) --cpu $(CPU) --append "$(strip bench $(APPEND))" \
-	    --top $(TOP) $(if $(FUNCTION),--function '$(FUNCTION)') $(if $(filter command line,$(origin MEMORY)),--memory $(MEMORY))
+	    --top $(TOP) $(if $(FUNCTION),--function '$(FUNCTION)') $(if $(CALLERS),--callers '$(CALLERS)') $(if $(filter command line,$(origin MEMORY)),--memory $(MEMORY))
 
 # A shared object for the host's QEMU, built with the toolchain's clang for the host.
 $(BUILD)/instruction_profile.so: tools/profile/instruction_profile.c

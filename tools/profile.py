@@ -115,6 +115,8 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=40, help="functions listed")
     parser.add_argument("--function", help="also list this function's instructions with their counts "
                                            "(its symbol or a piece of its demangled name)")
+    parser.add_argument("--callers", help="also list the calls to this function that ran in the row, by call site "
+                                          "(its symbol or a piece of its demangled name, such as swift_release)")
     parser.add_argument("--list", action="store_true", help="list the rows with their totals")
     parser.add_argument("--plugin", default=str(BUILD / "instruction_profile.so"))
     parser.add_argument("--tools", default="/opt/swift/usr/bin", help="where llvm-nm and swift-demangle are")
@@ -206,7 +208,38 @@ def main() -> int:
 
     if options.function:
         show_function(options.function, kernel, programs, per_instruction, per, tools)
+    if options.callers:
+        show_callers(options.callers, kernel, programs, per_instruction, per, tools)
     return 0
+
+
+def show_callers(wanted: str, kernel: Program, programs: list[Program], counts: collections.Counter,
+                 operations: int, tools: Path) -> None:
+    """Each call (`bl`) to a function whose symbol is `wanted`, or whose demangled name holds it,
+    that ran in the row: executions per operation, where it is, and the function it is in."""
+    sites: collections.Counter[tuple[str, int]] = collections.Counter()
+    for owner in [kernel] + programs:
+        path = BUILD / "kernel.elf" if owner is kernel else BUILD / "user" / f"{owner.name}.elf"
+        listing = subprocess.run([str(tools / "llvm-objdump"), "-d", "--no-show-raw-insn", str(path)],
+                                 capture_output=True, text=True, check=True).stdout
+        targets = {symbol for _, _, symbol in owner.symbols}
+        readable = demangle(sorted(targets), tools)
+        matching = {symbol for symbol in targets if symbol == wanted or wanted in readable[symbol]}
+        for line in listing.splitlines():
+            match = re.match(r"\s*([0-9a-f]+):\s*bl\s+0x[0-9a-f]+ <([^>+]+)>", line)
+            if match and match[2] in matching:
+                address = int(match[1], 16) + owner.base
+                if counts[(owner.name, address)]:
+                    sites[(owner.name, address)] += counts[(owner.name, address)]
+    if not sites:
+        print(f"\nprofile: no call to {wanted!r} ran in this row")
+        return
+    print(f"\ncalls to {wanted}:")
+    owners = {owner.name: owner for owner in [kernel] + programs}
+    callers = {site: owners[site[0]].function(site[1]) for site in sites}
+    readable = demangle(sorted(set(callers.values())), tools)
+    for site, value in sites.most_common():
+        print(f"{value / operations:8.2f}  {site[0]} {site[1]:x}  {readable.get(callers[site], callers[site])[:110]}")
 
 
 def show_function(wanted: str, kernel: Program, programs: list[Program], counts: collections.Counter,

@@ -386,6 +386,8 @@ public struct PageTable<Memory: PhysicalMemory> {
 
     /// Clears the entries of `table` (at `level`) that `[first, last]` touches; both lie in the
     /// span `table` translates. `parent` is the descriptor pointing at `table`, nil for the root.
+    /// Its loop is `forEachEntry`'s, written out: through the closure, the removal batch and the
+    /// frame source it changes went through memory, and a 16 MiB unmap cost 2.6 % more.
     private func clear<Frames: TableFrameSource>(
         table: PhysicalAddress, level: Int, parent: PhysicalAddress?, first: UInt64, last: UInt64,
         removal: inout RemovalBatch, frames: inout Frames, maintenance: some TranslationMaintenance,
@@ -425,6 +427,26 @@ public struct PageTable<Memory: PhysicalMemory> {
                        released: released)
             }
             // An absent entry (or a level-0 block, which cannot exist) skips its whole span.
+            if entryLast >= last { break }
+            entryStart = entryLast + 1
+            index += 1
+        }
+    }
+
+    /// Each entry of `table` (at `level`) that `[first, last]` touches, in order, with the first
+    /// and last virtual address it translates; both ends lie in the span `table` translates.
+    @inline(__always)
+    private func forEachEntry<Failure: Error>(
+        of table: PhysicalAddress, level: Int, first: UInt64, last: UInt64,
+        _ body: (_ entry: PhysicalAddress, _ entryStart: UInt64, _ entryLast: UInt64) throws(Failure) -> Void
+    ) throws(Failure) {
+        let span = UInt64(1) << Self.shift(level)
+        let lastIndex = Self.index(of: VirtualAddress(last), level: level)
+        var index = Self.index(of: VirtualAddress(first), level: level)
+        var entryStart = first & ~(span - 1)
+        while index <= lastIndex {
+            let entryLast = entryStart + (span - 1)
+            try body(entryAddress(table: table, index: index), entryStart, entryLast)
             if entryLast >= last { break }
             entryStart = entryLast + 1
             index += 1
@@ -612,24 +634,17 @@ public struct PageTable<Memory: PhysicalMemory> {
 
     private func visit(table: PhysicalAddress, level: Int, first: UInt64, last: UInt64,
                        _ body: (PhysicalAddress, UInt64) -> Void) {
-        let span = UInt64(1) << Self.shift(level)
-        let lastIndex = Self.index(of: VirtualAddress(last), level: level)
-        var index = Self.index(of: VirtualAddress(first), level: level)
-        var entryStart = first & ~(span - 1)
-        while index <= lastIndex {
-            let entryLast = entryStart + (span - 1)
-            let descriptor = load(entryAddress(table: table, index: index))
+        forEachEntry(of: table, level: level, first: first, last: last) { entry, entryStart, entryLast in
+            let descriptor = load(entry)
             let from = max(first, entryStart), to = min(last, entryLast)
             if Self.isTable(descriptor, level: level) {
                 visit(table: PhysicalAddress(descriptor & DescriptorBits.outputAddress), level: level + 1, first: from,
                       last: to, body)
             } else if level > 0 && Self.isValid(descriptor) {
+                let span = entryLast - entryStart + 1
                 body(PhysicalAddress((descriptor & DescriptorBits.outputAddress & ~(span - 1)) + (from - entryStart)),
                      to - from + 1)
             }
-            if entryLast >= last { break }
-            entryStart = entryLast + 1
-            index += 1
         }
     }
 

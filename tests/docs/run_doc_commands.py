@@ -491,6 +491,7 @@ VARIABLE_SAMPLES = {
     "SOAK_RESTARTS": ("55", "--restarts 55"), "SOAK_TIMEOUT": ("66", "--timeout 66"), "LOAD_ADDRESS": ("0x40200000", "-o 0x40200000"),
     "GDB_ARGS": ("-batch", "-batch"), "FUZZ_SECONDS": ("3", "--seconds 3"),
     "ROW": ("yield-switch", "profile.py yield-switch"), "TOP": ("7", "--top 7"), "FUNCTION": ("Scheduler", "--function 'Scheduler'"),
+    "CALLERS": ("swift_release", "--callers 'swift_release'"),
     "DISK": ("build/sample-disk.img", "file=build/sample-disk.img"),
 }
 
