@@ -657,7 +657,8 @@ public struct PageTable<Memory: PhysicalMemory> {
 
     /// Frees the tables below `table`, which holds `entries` valid entries (the count its
     /// descriptor keeps; unknown for the root, which is searched whole). The search of a table
-    /// runs from both ends at once and stops when it has met them all, so a sparse space costs its
+    /// runs from both ends at once, eight entries a step across empty stretches, and stops when
+    /// it has met them all, so a sparse space costs its
     /// entries, not 512 per table, even where they lie at both ends (a program's image low in the
     /// address space and its stack high), as in a process's tables.
     private func freeChildren<Frames: TableFrameSource>(of table: PhysicalAddress, level: Int, entries: Int,
@@ -668,23 +669,27 @@ public struct PageTable<Memory: PhysicalMemory> {
         var high = Self.entriesPerTable
         let words = memory.pointer(to: table).assumingMemoryBound(to: UInt64.self)
         while left > 0 && low < high {
-            // Four at a time from either end while all four are invalid: most of a sparse table.
-            if low & 3 == 0, high - low >= 4,
-               (words[low] | words[low + 1] | words[low + 2] | words[low + 3]) & DescriptorBits.valid == 0 {
-                low += 4
+            // Eight at a time from either end while all eight are invalid: most of a sparse table.
+            if low & 7 == 0, high - low >= 8, Self.noneValid(words + low) {
+                low += 8
             } else {
                 if freeChild(words[low], level: level, frames: &frames) { left -= 1 }
                 low += 1
             }
             guard left > 0 && low < high else { break }
-            if high & 3 == 0, high - low >= 4,
-               (words[high - 1] | words[high - 2] | words[high - 3] | words[high - 4]) & DescriptorBits.valid == 0 {
-                high -= 4
+            if high & 7 == 0, high - low >= 8, Self.noneValid(words + high - 8) {
+                high -= 8
             } else {
                 high -= 1
                 if freeChild(words[high], level: level, frames: &frames) { left -= 1 }
             }
         }
+    }
+
+    /// Whether none of the eight descriptors from `words` is valid.
+    @inline(__always)
+    private static func noneValid(_ words: UnsafeMutablePointer<UInt64>) -> Bool {
+        (words[0] | words[1] | words[2] | words[3] | words[4] | words[5] | words[6] | words[7]) & DescriptorBits.valid == 0
     }
 
     /// For `freeChildren`: whether `descriptor` is valid; a table's own tables are freed, then it.

@@ -79,6 +79,8 @@ final class AddressSpace {
     let asid: UInt16
     /// Pays for the pages and translation tables: the process's account.
     let account: MemoryAccount
+    /// The first `regionCount` are initialized, the rest raw memory: a space starts with none
+    /// to initialize (and a spawn with no 64 records to write).
     let regions: UnsafeMutablePointer<Region>
     var regionCount = 0
     var nextMapAddress = UserSpace.mapBase
@@ -89,7 +91,6 @@ final class AddressSpace {
         self.asid = asid
         self.account = account
         regions = UnsafeMutablePointer<Region>.allocate(capacity: Self.maximumRegions)
-        regions.initialize(repeating: Region(start: 0, size: 0, kind: .anonymous, writable: false), count: Self.maximumRegions)
     }
 
     /// An empty address space whose tables and pages `account` pays for.
@@ -137,7 +138,7 @@ final class AddressSpace {
             offset += pageSize
             if Interrupts.isTimeToServe(afterPages: offset >> pageShift) { Interrupts.servePending() }
         }
-        regions[regionCount] = Region(start: start, size: size, kind: kind, writable: permissions.contains(.write))
+        (regions + regionCount).initialize(to: Region(start: start, size: size, kind: kind, writable: permissions.contains(.write)))
         regionCount += 1
         mappedBytes += size
     }
@@ -188,7 +189,7 @@ final class AddressSpace {
         } catch {
             throw error == .writableAndExecutable ? .invalidArgument : .outOfMemory
         }
-        regions[regionCount] = Region(start: start, size: size, kind: kind, writable: permissions.contains(.write))
+        (regions + regionCount).initialize(to: Region(start: start, size: size, kind: kind, writable: permissions.contains(.write)))
         regionCount += 1
         mappedBytes += size
     }
@@ -228,8 +229,12 @@ final class AddressSpace {
         let region = regions[index]
         releasePages(region.start, region.size, freeingFrames: !region.kind.isObject)
         regionCount -= 1
-        regions[index] = regions[regionCount]
-        regions[regionCount] = Region(start: 0, size: 0, kind: .anonymous, writable: false)
+        // The last record takes the removed one's place; its own slot is raw memory again.
+        if index == regionCount {
+            (regions + index).deinitialize(count: 1)
+        } else {
+            (regions + index).moveUpdate(from: regions + regionCount, count: 1)
+        }
         mappedBytes -= region.size
     }
 
@@ -299,7 +304,7 @@ final class AddressSpace {
         var frames = UserTableFrames(account: account)
         table.freeTables(frames: &frames, includingRoot: true)
         ASIDs.free(asid)
-        regions.deinitialize(count: Self.maximumRegions)
+        regions.deinitialize(count: regionCount)
         regions.deallocate()
         regionCount = 0
         mappedBytes = 0
