@@ -24,7 +24,7 @@ enum SystemCalls {
         PerCPU.current.systemCalls &+= 1
         guard let running else {
             // No thread before the scheduler starts (the boot self-tests' system calls).
-            perform(frame, thread: nil)
+            perform(frame, thread: nil, process: nil)
             return
         }
         running._withUnsafeGuaranteedRef { thread in dispatch(frame, thread: thread) }
@@ -33,7 +33,15 @@ enum SystemCalls {
     @inline(__always)
     private static func dispatch(_ frame: ExceptionFrame, thread: Thread) {
         thread.inSystemCall = true
-        if !fastPath(frame, thread: thread) { perform(frame, thread: thread) }
+        if !fastPath(frame, thread: thread) {
+            // The process borrowed, not counted: the thread holds it for its whole life
+            // (Thread.processReference), so calls that need no process pay nothing for it either.
+            if let process = thread.processReference {
+                process._withUnsafeGuaranteedRef { perform(frame, thread: thread, process: $0) }
+            } else {
+                perform(frame, thread: thread, process: nil)
+            }
+        }
         thread.inSystemCall = false
         if thread.killed { Scheduler.markCurrentDead() }
     }
@@ -133,18 +141,15 @@ enum SystemCalls {
         return address
     }
 
-    private static func perform(_ frame: ExceptionFrame, thread: Thread?) {
+    private static func perform(_ frame: ExceptionFrame, thread: Thread?, process: Process?) {
         guard let number = SystemCallNumber(rawValue: frame.register(8)) else {
             frame.setStatus(KernelError.unknownSystemCall.rawValue)
             return
         }
-        // Not counted: the thread holds its process for its whole life (Thread.processReference),
-        // so calls that need no process pay nothing for it.
-        let process = thread?.processReference
         /// The calling process: every call but a few needs one (the idle thread has none).
         func caller() throws(KernelError) -> Process {
             guard let process else { throw .accessDenied }
-            return process.takeUnretainedValue()
+            return process
         }
         func callingThread() throws(KernelError) -> Thread {
             guard let thread, thread.process != nil else { throw .accessDenied }
@@ -213,7 +218,7 @@ enum SystemCalls {
             }
         case .processStatistics:
             serve(frame, SystemCall.ProcessStatistics.self) { _ in
-                .init(liveProcesses: UInt64(Processes.liveCount), mappedBytes: process?.takeUnretainedValue().addressSpace?.mappedBytes ?? 0)
+                .init(liveProcesses: UInt64(Processes.liveCount), mappedBytes: process?.addressSpace?.mappedBytes ?? 0)
             }
         case .kernelStatistics:
             serve(frame, SystemCall.KernelStatistics.self) { _ in
