@@ -148,7 +148,11 @@ enum Interrupts {
             if Int(id) < lineCount, let bound = table[Int(id)].notification {
                 // A user driver's line: masked until the driver has served it and acknowledges,
                 // then ended, and the driver's notification signalled straight from here.
-                table[Int(id)].count += 1
+                if id < privateInterrupts {
+                    PerCPU.current.interrupts.privateCounts[Int(id)] += 1
+                } else {
+                    table[Int(id)].count += 1
+                }
                 controller.setEnabled(id, false)
                 controller.endOfInterrupt(acknowledged)
                 bound._withUnsafeGuaranteedRef { $0.signal(1) }

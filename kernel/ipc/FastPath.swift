@@ -325,15 +325,19 @@ extension IPCFastPath {
     static func wait(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) -> FastPathOutcome {
         let call = SystemCall.NotificationWait(registers: ArgumentRegisters(x0: registers[0], x1: registers[1]))
         guard let found = notification(call.notification, in: process, requiring: .wait) else { return .notTaken }
-        return found._withUnsafeGuaranteedRef { notification in
+        let ready: FastPathOutcome? = found._withUnsafeGuaranteedRef { notification in
             if notification.bits != 0 {
                 returning(SystemCall.NotificationWait.Result(bits: notification.take()), in: registers)
                 return .completed
             }
             guard call.timeout == .max, notification.waiter == nil else { return .notTaken }
-            // Counted while this thread waits: its handle may be closed meanwhile.
-            _ = found.retain()
-            defer { found.release() }
+            return nil
+        }
+        if let ready { return ready }
+        // Counted while this thread waits, outside any borrowed scope: its handle may be closed
+        // meanwhile.
+        let notification = found.takeUnretainedValue()
+        return withExtendedLifetime(notification) {
             thread.sleepExpired = false
             while notification.bits == 0 && !thread.sleepExpired && !thread.killed {
                 notification.waiter = Unmanaged.passUnretained(thread)
