@@ -25,7 +25,7 @@ enum IPCFastPath {
     /// thread, and nothing else runs on this CPU meanwhile. After the switch only `thread` and
     /// its own reply capability are touched.
     static func call(_ call: SystemCall.Call, thread: Thread, process: Process) -> FastPathOutcome {
-        guard let port = port(call.port, in: process, requiring: .send) else { return .notTaken }
+        guard let port = borrowed(call.port, of: Port.self, in: process, requiring: .send) else { return .notTaken }
         return port._withUnsafeGuaranteedRef { port in
             guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return .notTaken }
             return server._withUnsafeGuaranteedRef { server in
@@ -112,8 +112,8 @@ enum IPCFastPath {
     private static func answer(_ replyHandle: Handle, port portHandle: Handle, timeout: UInt64, process: Process,
                                _ transfer: (Port, ReplyCapability, Thread) -> Bool) -> Bool {
         guard timeout == UInt64.max, replyHandle != .none,
-              let port = port(portHandle, in: process, requiring: .receive),
-              let reply = replyCapability(replyHandle, in: process) else { return false }
+              let port = borrowed(portHandle, of: Port.self, in: process, requiring: .receive),
+              let reply = borrowed(replyHandle, of: ReplyCapability.self, in: process, requiring: .reply) else { return false }
         return port._withUnsafeGuaranteedRef { port in
             reply._withUnsafeGuaranteedRef { reply in
                 guard !port.isClosed, port.queue.isEmpty, reply.isAwaited else { return false }
@@ -135,7 +135,7 @@ enum IPCFastPath {
         // Woken for another reason (the port closed, a message queued, the process ended). Off
         // the waiter list first: the handle may be gone while the port lives on elsewhere.
         WaitLink.unlink(thread.receiveLink)
-        guard let again = IPCFastPath.port(handle, in: process, requiring: .receive) else {
+        guard let again = borrowed(handle, of: Port.self, in: process, requiring: .receive) else {
             return .failed(.peerClosed)
         }
         let reopened = again.takeUnretainedValue() // counted: it is held across the waits below
@@ -192,7 +192,7 @@ enum IPCFastPath {
     /// but the two register frames. Borrowing as in `call`.
     static func callRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread,
                               process: Process) -> FastPathOutcome {
-        guard let port = port(Handle(registers[0]), in: process, requiring: .send) else { return .notTaken }
+        guard let port = borrowed(Handle(registers[0]), of: Port.self, in: process, requiring: .send) else { return .notTaken }
         return port._withUnsafeGuaranteedRef { port in
             guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return .notTaken }
             return server._withUnsafeGuaranteedRef { server in
@@ -264,15 +264,11 @@ enum IPCFastPath {
         Unmanaged.passUnretained(IPC.replyCapability(of: thread))
     }
 
-    /// The port `handle` names with `rights`, unretained: its table entry holds it.
+    /// The `Kind` object `handle` names with `rights`, unretained: its table entry holds it.
     @inline(__always)
-    private static func port(_ handle: Handle, in process: Process, requiring rights: Rights) -> Unmanaged<Port>? {
-        process.handles.unretainedObject(for: handle, requiring: rights)?.downcast(to: Port.self)
-    }
-
-    @inline(__always)
-    private static func replyCapability(_ handle: Handle, in process: Process) -> Unmanaged<ReplyCapability>? {
-        process.handles.unretainedObject(for: handle, requiring: .reply)?.downcast(to: ReplyCapability.self)
+    private static func borrowed<Kind: KernelObjectType>(_ handle: Handle, of kind: Kind.Type, in process: Process,
+                                                         requiring rights: Rights) -> Unmanaged<Kind>? {
+        process.handles.unretainedObject(for: handle, requiring: rights)?.downcast(to: kind)
     }
 
     /// Reads the label, length and handle count at `address` into `header`; the payload length
@@ -315,7 +311,7 @@ extension IPCFastPath {
     /// general path puts them (x1 and x2, here nothing and the bits).
     static func signal(_ registers: UnsafeMutablePointer<UInt64>, process: Process) -> FastPathOutcome {
         let call = SystemCall.NotificationSignal(registers: ArgumentRegisters(x0: registers[0], x1: registers[1]))
-        guard let found = notification(call.notification, in: process, requiring: .signal) else { return .notTaken }
+        guard let found = borrowed(call.notification, of: Notification.self, in: process, requiring: .signal) else { return .notTaken }
         found._withUnsafeGuaranteedRef { $0.signal(call.bits) }
         returning(NoValues(), in: registers)
         return .completed
@@ -324,7 +320,7 @@ extension IPCFastPath {
     /// The bits, taken; a wait for ever blocks first as `IPC.wait` does.
     static func wait(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) -> FastPathOutcome {
         let call = SystemCall.NotificationWait(registers: ArgumentRegisters(x0: registers[0], x1: registers[1]))
-        guard let found = notification(call.notification, in: process, requiring: .wait) else { return .notTaken }
+        guard let found = borrowed(call.notification, of: Notification.self, in: process, requiring: .wait) else { return .notTaken }
         let ready: FastPathOutcome? = found._withUnsafeGuaranteedRef { notification in
             if notification.bits != 0 {
                 returning(SystemCall.NotificationWait.Result(bits: notification.take()), in: registers)
@@ -339,11 +335,7 @@ extension IPCFastPath {
         let notification = found.takeUnretainedValue()
         return withExtendedLifetime(notification) {
             thread.sleepExpired = false
-            while notification.bits == 0 && !thread.sleepExpired && !thread.killed {
-                notification.waiter = Unmanaged.passUnretained(thread)
-                Scheduler.block()
-            }
-            notification.waiter = nil
+            IPC.awaitBits(on: notification, thread: thread)
             guard notification.bits != 0 else { return .failed(.timedOut) }
             returning(SystemCall.NotificationWait.Result(bits: notification.take()), in: registers)
             return .completed
@@ -356,11 +348,6 @@ extension IPCFastPath {
         let values = result.registers
         registers[1] = values.x1
         registers[2] = values.x2
-    }
-
-    @inline(__always)
-    private static func notification(_ handle: Handle, in process: Process, requiring rights: Rights) -> Unmanaged<Notification>? {
-        process.handles.unretainedObject(for: handle, requiring: rights)?.downcast(to: Notification.self)
     }
 }
 

@@ -12,6 +12,17 @@ extension IPC {
         try notification(handle, in: process, requiring: .signal).signal(bits)
     }
 
+    /// Blocks `thread` until `notification` has bits, its deadline passes (`sleepExpired`) or it
+    /// is killed: its waiter meanwhile, and not after (the waiter is not counted).
+    @inline(__always)
+    static func awaitBits(on notification: Notification, thread: Thread) {
+        while notification.bits == 0 && !thread.sleepExpired && !thread.killed {
+            notification.waiter = Unmanaged.passUnretained(thread)
+            Scheduler.block()
+        }
+        notification.waiter = nil
+    }
+
     /// Waits up to `timeout` nanoseconds for bits on notification `handle`; returns them, now clear.
     static func wait(_ handle: Handle, timeout: UInt64, thread: Thread, process: Process) throws(KernelError) -> UInt64 {
         let notification = try notification(handle, in: process, requiring: .wait)
@@ -19,11 +30,7 @@ extension IPC {
             guard timeout > 0 else { throw .wouldBlock }
             guard notification.waiter == nil else { throw .accessDenied }
             let armed = try armTimeout(timeout, for: thread)
-            while notification.bits == 0 && !thread.sleepExpired && !thread.killed {
-                notification.waiter = Unmanaged.passUnretained(thread)
-                Scheduler.block()
-            }
-            notification.waiter = nil
+            awaitBits(on: notification, thread: thread)
             if armed { Clock.cancelDeadline(token: thread.id) }
             if notification.bits == 0 { throw .timedOut }
         }
