@@ -7,6 +7,15 @@
 // Each operation reads straight down: every check first, each one falling back to the general
 // path (Messages.swift) having changed nothing; then the commit point, after which the operation
 // cannot fail back; then the transfer and the switch. The state it leaves is the general code's.
+//
+// The register forms (`callRegisters`, `replyReceiveRegisters`) go further. Their entry saves
+// every register in the frame (vectors.S, register_form_entry), so the thread that blocks waits
+// in its frame, with nothing on its kernel stack to come back to (`Thread.frameWait`), and its
+// registers are not saved at the switch. The thread it passes to, if it waits in its own frame,
+// has its wait finished here and returns to user space straight from that frame: nothing runs
+// after the switch on either side. A thread that waits in its frame and is switched to the
+// general way (woken by the general path, a closed port, its process's end) finishes its wait
+// in `finishFrameWait` instead.
 
 /// What the fast path did with a system call.
 enum FastPathOutcome {
@@ -66,21 +75,51 @@ enum IPCFastPath {
         }
     }
 
-    /// A call's second half, once its message is in the waiting server's buffer or registers:
-    /// the server leaves the port's waiters with its message, this thread waits for the answer
-    /// (at `address`), and the CPU passes straight to the server.
+    /// A call's second half, once its message is in the waiting server's buffer: the server
+    /// leaves the port's waiters with its message, this thread waits for the answer (at
+    /// `address`), and the CPU passes straight to the server.
     @inline(__always)
     private static func handOff(port: Port, to server: Thread, awaiting reply: ReplyCapability, at address: UserAddress,
                                 thread: Thread) -> FastPathOutcome {
+        commitCall(port: port, awaiting: reply, at: address, thread: thread)
+        server.finishReceive(.delivered)
+        Scheduler.switchDirectly(from: thread, to: server)
+        return awaitAnswer(reply, thread: thread)
+    }
+
+    /// `handOff` for a call in registers: this thread waits in its user frame, and the server,
+    /// if it waits in its own, returns to user space from there.
+    @inline(__always)
+    private static func handOffLeavingFrame(port: Port, to server: Thread, awaiting reply: ReplyCapability,
+                                            thread: Thread) -> Never {
+        commitCall(port: port, awaiting: reply, at: .registers, thread: thread)
+        thread.waitInFrame(for: .answer)
+        if server.frameWait != .none {
+            // Its wait ends here: the message is in its registers.
+            server.receiveAddress = .none
+            finishedInFrame(server)
+            Scheduler.switchLeavingFrame(from: thread, to: server, resumingFrame: true)
+        }
+        server.finishReceive(.delivered)
+        Scheduler.switchLeavingFrame(from: thread, to: server, resumingFrame: false)
+    }
+
+    /// What both hand-offs change: the server is off the port's waiters, and this thread waits
+    /// for the answer at `address`.
+    @inline(__always)
+    private static func commitCall(port: Port, awaiting reply: ReplyCapability, at address: UserAddress, thread: Thread) {
         port.takeFirstReceiver()
         IPCStatistics.messages &+= 1
         IPCStatistics.calls &+= 1
-        server.finishReceive(.delivered)
         reply.call.arm()
         thread.callAddress = address
         thread.state = .blocked
-        Scheduler.switchDirectly(from: thread, to: server)
-        // Answered (by either path), or killed while waiting.
+    }
+
+    /// What the code after a call's switch does, by either path: waits until the call is
+    /// answered (or the thread killed), and gives its outcome.
+    @inline(__always)
+    private static func awaitAnswer(_ reply: ReplyCapability, thread: Thread) -> FastPathOutcome {
         while !reply.call.finished && !thread.killed { Scheduler.block() }
         thread.callAddress = .none
         do throws(KernelError) {
@@ -88,6 +127,37 @@ enum IPCFastPath {
             return .completed
         } catch {
             return .failed(error)
+        }
+    }
+
+    /// A thread that waited in its user frame, whose wait a fast path has just finished with
+    /// success, as the dispatcher would have left it on its way out.
+    @inline(__always)
+    private static func finishedInFrame(_ waiter: Thread) {
+        waiter.frameWait = .none
+        waiter.inSystemCall = false
+        waiter.userRegisters[0] = systemCallSuccess
+    }
+
+    /// A thread that waited in its user frame, switched to the general way
+    /// (thread_resume_frame_wait): finishes its wait as the code after `switchDirectly` would
+    /// have (which may wait again), and leaves the outcome in x0.
+    static func finishFrameWait(_ thread: Thread) {
+        let wait = thread.frameWait
+        thread.frameWait = .none
+        let outcome: FastPathOutcome
+        switch wait {
+        case .none:
+            return
+        case .answer:
+            outcome = awaitAnswer(IPC.replyCapability(of: thread), thread: thread)
+        case .message(let port):
+            guard let process = thread.processReference else { return }
+            outcome = process._withUnsafeGuaranteedRef { received(on: port, into: .registers, thread: thread, process: $0) }
+        }
+        switch outcome {
+        case .notTaken, .completed: thread.userRegisters[0] = systemCallSuccess
+        case .failed(let error): thread.userRegisters[0] = error.rawValue
         }
     }
 
@@ -170,12 +240,39 @@ enum IPCFastPath {
         return true
     }
 
-    /// An answer's second half, once it is in the caller's buffer or registers: the call is
-    /// finished, the reply handle used up, and this thread waits on `port` for its next message
-    /// (at `address`) while the CPU passes straight to the caller.
+    /// An answer's second half, once it is in the caller's buffer: the call is finished, the
+    /// reply handle used up, and this thread waits on `port` for its next message (at
+    /// `address`) while the CPU passes straight to the caller.
     @inline(__always)
     private static func finishAnswer(_ reply: ReplyCapability, handle: Handle, to caller: Thread, thenWaitOn port: Port,
-                                 at address: UserAddress, thread: Thread, process: Process) {
+                                     at address: UserAddress, thread: Thread, process: Process) {
+        commitAnswer(reply, handle: handle, thenWaitOn: port, at: address, thread: thread, process: process)
+        Scheduler.switchDirectly(from: thread, to: caller)
+    }
+
+    /// `finishAnswer` for an answer in registers: this thread waits in its user frame for a
+    /// message on the port `portHandle` names, and the caller, if it waits in its own, returns
+    /// to user space from there.
+    @inline(__always)
+    private static func finishAnswerLeavingFrame(_ reply: ReplyCapability, handle: Handle, to caller: Thread,
+                                                 thenWaitOn port: Port, named portHandle: Handle, thread: Thread,
+                                                 process: Process) -> Never {
+        commitAnswer(reply, handle: handle, thenWaitOn: port, at: .registers, thread: thread, process: process)
+        thread.waitInFrame(for: .message(on: portHandle))
+        if caller.frameWait == .answer {
+            // Its wait ends here: the answer is in its registers.
+            caller.callAddress = .none
+            finishedInFrame(caller)
+            Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: true)
+        }
+        Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: false)
+    }
+
+    /// What both answers change: the call is finished, the reply handle gone, and this thread
+    /// waits on `port` at `address`.
+    @inline(__always)
+    private static func commitAnswer(_ reply: ReplyCapability, handle: Handle, thenWaitOn port: Port,
+                                     at address: UserAddress, thread: Thread, process: Process) {
         reply.call.finish(failure: nil)
         IPCStatistics.messages &+= 1
         // Drops the table's reference; the caller thread still holds its capability.
@@ -184,21 +281,26 @@ enum IPCFastPath {
         thread.sleepExpired = false
         port.addReceiver(thread, buffer: address)
         thread.state = .blocked
-        Scheduler.switchDirectly(from: thread, to: caller)
     }
 
     /// `callRegisters` to a server blocked in `replyReceiveRegisters`: the message goes from this
     /// thread's saved registers (`registers`) to the server's, and nothing passes through memory
-    /// but the two register frames. Borrowing as in `call`.
-    static func callRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread,
-                              process: Process) -> FastPathOutcome {
-        guard let port = borrowed(Handle(registers[0]), of: Port.self, in: process, requiring: .send) else { return .notTaken }
-        return port._withUnsafeGuaranteedRef { port in
-            guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return .notTaken }
-            return server._withUnsafeGuaranteedRef { server in
+    /// but the two register frames. Borrowing as in `call`. This thread waits in its frame: the
+    /// call returns only when the fast path does not apply, having changed nothing.
+    static func callRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) {
+        // One step removed, so that the closures below are inlined into this function.
+        lookUpCallRegisters(registers, thread: thread, process: process)
+    }
+
+    @inline(__always)
+    private static func lookUpCallRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) {
+        guard let port = borrowed(Handle(registers[0]), of: Port.self, in: process, requiring: .send) else { return }
+        port._withUnsafeGuaranteedRef { port in
+            guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return }
+            server._withUnsafeGuaranteedRef { server in
                 guard server.isAwaitingDirectMessage, server.receiveAddress == .registers, server.translationBase != .none,
-                      Scheduler.mayRunHere(server), let serverProcess = server.processReference else { return .notTaken }
-                return serverProcess._withUnsafeGuaranteedRef { serverProcess in
+                      Scheduler.mayRunHere(server), let serverProcess = server.processReference else { return }
+                serverProcess._withUnsafeGuaranteedRef { serverProcess in
                     transferCallRegisters(registers, thread: thread, process: process, port: port, server: server,
                                           serverProcess: serverProcess)
                 }
@@ -208,28 +310,29 @@ enum IPCFastPath {
 
     @inline(__always)
     private static func transferCallRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process,
-                                              port: Port, server: Thread, serverProcess: Process) -> FastPathOutcome {
+                                              port: Port, server: Thread, serverProcess: Process) {
         // Checks.
         let length = registers[RegisterMessageLayout.length]
         guard length <= UInt64(RegisterMessageLayout.maximumPayload),
               serverProcess.handles.count < serverProcess.handles.capacity,
-              !Scheduler.hasReadyThreads(above: server.priority) else { return .notTaken }
-        return reusableReplyCapability(of: thread)._withUnsafeGuaranteedRef { reply in
-            guard let replyHandle = try? serverProcess.handles.insert(reply, rights: .reply) else { return .notTaken }
+              !Scheduler.hasReadyThreads(above: server.priority) else { return }
+        reusableReplyCapability(of: thread)._withUnsafeGuaranteedRef { reply in
+            guard let replyHandle = try? serverProcess.handles.insert(reply, rights: .reply) else { return }
             // Commit point: nothing below fails.
             write(label: registers[RegisterMessageLayout.label], length: length, reply: replyHandle.value,
                   sender: process.id, payload: registers, to: server.userRegisters)
-            return handOff(port: port, to: server, awaiting: reply, at: .registers, thread: thread)
+            handOffLeavingFrame(port: port, to: server, awaiting: reply, thread: thread)
         }
     }
 
     /// `replyReceiveRegisters` to a caller blocked in `callRegisters`, waiting for ever on a port
     /// with nothing queued: the answer goes from this thread's registers to the caller's.
-    static func replyReceiveRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread,
-                                      process: Process) -> FastPathOutcome {
+    /// This thread then waits in its frame, as in `callRegisters`, and the call returns only
+    /// when the fast path does not apply.
+    static func replyReceiveRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) {
         let call = SystemCall.ReplyReceiveRegisters(registers: ArgumentRegisters(
             x0: registers[0], x3: registers[3], x4: registers[4]))
-        let answered = answer(call.reply, port: call.port, timeout: call.timeout, process: process) { port, reply, caller in
+        _ = answer(call.reply, port: call.port, timeout: call.timeout, process: process) { port, reply, caller in
             // Checks.
             let length = registers[RegisterMessageLayout.length]
             guard caller.callAddress == .registers, length <= UInt64(RegisterMessageLayout.maximumPayload),
@@ -238,12 +341,9 @@ enum IPCFastPath {
             // Commit point: the answer goes into the caller's registers.
             write(label: registers[RegisterMessageLayout.label], length: length, reply: 0, sender: process.id,
                   payload: registers, to: caller.userRegisters)
-            finishAnswer(reply, handle: call.reply, to: caller, thenWaitOn: port, at: .registers, thread: thread,
-                         process: process)
-            return true
+            finishAnswerLeavingFrame(reply, handle: call.reply, to: caller, thenWaitOn: port, named: call.port,
+                                     thread: thread, process: process)
         }
-        guard answered else { return .notTaken }
-        return received(on: call.port, into: .registers, thread: thread, process: process)
     }
 
     /// A message in registers from `payload`'s payload registers into `registers`, as

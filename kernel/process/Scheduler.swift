@@ -350,6 +350,21 @@ enum Scheduler {
         if PerCPU.current.scheduler.dead != nil { releaseDeadThreads() }
     }
 
+    /// `switchDirectly` for a thread that waits in its user frame (`Thread.waitInFrame`): nothing
+    /// on its stack is returned to, so its registers are not saved. `next`, if it waits in its
+    /// frame too and the caller has finished its wait, returns to user space from there (giving
+    /// up the big kernel lock on a multiprocessor, as its dispatcher would have); else its
+    /// context is loaded, and it runs on under the lock as after any switch.
+    static func switchLeavingFrame(from previous: Thread, to next: Thread, resumingFrame: Bool) -> Never {
+        let (_, to) = enter(next, leaving: previous)
+        if PerCPU.current.scheduler.dead != nil { releaseDeadThreads() }
+        if resumingFrame {
+            if multiprocessor { resume_user_frame_unlocking(next.userRegisters) }
+            resume_user_frame(next.userRegisters)
+        }
+        load_context(to)
+    }
+
     /// Makes `next` the running thread (its address space, FP trap, a fresh slice) and gives the
     /// two contexts for `switch_context`; `previous` is already where it belongs.
     @inline(__always)

@@ -30,6 +30,15 @@ enum DeliveryOutcome {
     case failed(KernelError)
 }
 
+/// What a thread waiting in its user frame waits for (`Thread.frameWait`).
+enum FrameWait: Equatable {
+    case none
+    /// The answer to its `callRegisters`.
+    case answer
+    /// A message on the port `replyReceiveRegisters` named, after answering.
+    case message(on: Handle)
+}
+
 enum ThreadState: Equatable {
     case ready
     case running
@@ -85,6 +94,11 @@ final class Thread: ChargedObject {
     /// While waiting in `call`: the user address the reply is written to (`.none` when not
     /// calling; `.registers` for its saved registers).
     var callAddress = UserAddress.none
+    /// Not `.none` while it waits in its user frame: in a register-form call, the IPC fast path
+    /// left nothing on its kernel stack but the exception frame (all of x0-x30), and its context
+    /// resumes in thread_resume_frame_wait, which finishes the wait (`IPCFastPath.finishFrameWait`).
+    /// A fast path that finishes the wait itself returns to user space from the frame.
+    var frameWait = FrameWait.none
     /// Its saved x0-x30 while it is in a system call from EL0 (`userFrame`'s registers): where a
     /// message in registers is read from and written to (`RegisterMessageLayout`). Kept, not
     /// computed, since both IPC fast paths read it for each thread they pass between.
@@ -136,6 +150,15 @@ final class Thread: ChargedObject {
         frame.savedProgramStatus = 0 // EL0t, interrupts unmasked
         context.pointee.linkRegister = aarch64_address_of_thread_enter_user()
         context.pointee.stackPointer = UInt64(UInt(bitPattern: frame.base))
+    }
+
+    /// The running thread, in a register-form call whose frame holds all its registers, waits in
+    /// that frame for `wait` from now on: a switch to it lands in thread_resume_frame_wait with SP
+    /// at the frame, and nothing it has on its kernel stack now is ever returned to.
+    func waitInFrame(for wait: FrameWait) {
+        frameWait = wait
+        context.pointee.linkRegister = aarch64_address_of_thread_resume_frame_wait()
+        context.pointee.stackPointer = UInt64(UInt(bitPattern: userRegisters))
     }
 
     /// The exception frame at the top of its kernel stack: its user registers while it is in a

@@ -120,6 +120,12 @@ func lockedExceptionDispatch(_ frame: UnsafeMutablePointer<UInt64>, _ kind: UInt
     if taken { BigKernelLock.release() }
 }
 
+/// For resume_user_frame_unlocking (vectors.S), on the stack of the thread it returns to.
+@_cdecl("big_kernel_lock_release")
+func bigKernelLockRelease() {
+    BigKernelLock.release()
+}
+
 /// A new thread's first instructions in the kernel (vectors.S, thread_enter_user). Like a thread
 /// resuming in `Scheduler.schedule`, it releases the threads that ended on this CPU (the one
 /// switched away from may be one), then gives up the big kernel lock it was switched to under.

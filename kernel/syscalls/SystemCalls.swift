@@ -15,10 +15,22 @@ enum SystemCalls {
     /// Largest single `debugWrite`.
     static let maximumWriteBytes: UInt64 = 1 << 20
 
-    /// Inlined into the exception dispatcher, with the two steps below: a system call costs one
+    /// Which entry a system call came in by, and so what the dispatcher knows of it.
+    enum Entry {
+        /// vectors.S, system_call_entry on one CPU: numbered below the register forms.
+        case belowRegisterForms
+        /// vectors.S, register_form_entry (and its multiprocessor twin, under the big kernel
+        /// lock): a register form or a call numbered above them, with every register in the frame.
+        case registerForms
+        /// The full exception path: any number, from EL0 (the multiprocessor table's calls
+        /// below the register forms) or EL1 (the boot self-tests).
+        case any
+    }
+
+    /// Inlined into the exception dispatchers, with the two steps below: a system call costs one
     /// Swift call frame on its way to the fast path.
     @inline(__always)
-    static func dispatch(_ frame: ExceptionFrame) {
+    static func dispatch(_ frame: ExceptionFrame, from entry: Entry = .any) {
         // The running thread first: the count's store would make the compiler read TPIDR_EL1 again.
         let running = Scheduler.running
         PerCPU.current.systemCalls &+= 1
@@ -27,13 +39,13 @@ enum SystemCalls {
             perform(frame, thread: nil, process: nil)
             return
         }
-        running._withUnsafeGuaranteedRef { thread in dispatch(frame, thread: thread) }
+        running._withUnsafeGuaranteedRef { thread in dispatch(frame, thread: thread, from: entry) }
     }
 
     @inline(__always)
-    private static func dispatch(_ frame: ExceptionFrame, thread: Thread) {
+    private static func dispatch(_ frame: ExceptionFrame, thread: Thread, from entry: Entry) {
         thread.inSystemCall = true
-        if !fastPath(frame, thread: thread) {
+        if !fastPath(frame, thread: thread, from: entry) {
             // The process borrowed, not counted: the thread holds it for its whole life
             // (Thread.processReference), so calls that need no process pay nothing for it either.
             if let process = thread.processReference {
@@ -56,21 +68,27 @@ enum SystemCalls {
     }
 
     /// The fast paths (ipc/FastPath.swift) for `call`, `replyReceive`, their register forms and
-    /// the notification calls, when they apply: whether one did the call.
+    /// the notification calls, when they apply: whether one did the call. The register forms'
+    /// return only when they do not apply (they leave the thread waiting in its frame).
     @inline(__always)
-    private static func fastPath(_ frame: ExceptionFrame, thread: Thread) -> Bool {
+    private static func fastPath(_ frame: ExceptionFrame, thread: Thread, from entry: Entry) -> Bool {
         let number = frame.register(8)
         let outcome: FastPathOutcome
-        if number >= SystemCallNumber.callRegisters.rawValue {
-            // The register forms, with one compare; the calls numbered above them have no fast path.
-            // From EL0 only: the registers must be the thread's own (see `serveInRegisters`).
+        if entry == .registerForms {
+            // The registers must be the thread's own, as `serveInRegisters` checks.
             guard number <= SystemCallNumber.replyReceiveRegisters.rawValue, let process = thread.processReference,
                   frame.registers == thread.userRegisters else { return false }
-            outcome = process._withUnsafeGuaranteedRef { process in
-                number == SystemCallNumber.callRegisters.rawValue
-                    ? IPCFastPath.callRegisters(frame.registers, thread: thread, process: process)
-                    : IPCFastPath.replyReceiveRegisters(frame.registers, thread: thread, process: process)
+            process._withUnsafeGuaranteedRef { process in
+                if number == SystemCallNumber.callRegisters.rawValue {
+                    IPCFastPath.callRegisters(frame.registers, thread: thread, process: process)
+                } else {
+                    IPCFastPath.replyReceiveRegisters(frame.registers, thread: thread, process: process)
+                }
             }
+            return false
+        } else if entry == .any && number >= SystemCallNumber.callRegisters.rawValue {
+            // From EL1 (every EL0 call this high comes by register_form_entry): the general path.
+            return false
         } else {
             // Below 53 a shift and a test pick the others.
             guard fastPathCalls &>> number & 1 != 0, let process = thread.processReference else { return false }

@@ -6,8 +6,11 @@
 // switch_context(from, to): saves the callee-saved registers, the frame pointer, the link
 // register and SP into *from (a SwitchContext: x19-x28, x29, x30, sp) and loads them from *to,
 // so the call returns in the other thread. Everything else is caller-saved by the AAPCS64.
+// load_context(to) is its second half alone, for a thread that left nothing on its stack to
+// come back to (it waits in its user frame, see thread_resume_frame_wait).
     .text
     .global switch_context
+    .global load_context
 switch_context:
     mov     x9, sp
     stp     x19, x20, [x0, #SWITCH_CONTEXT_REGISTER(19)]
@@ -17,13 +20,15 @@ switch_context:
     stp     x27, x28, [x0, #SWITCH_CONTEXT_REGISTER(27)]
     stp     x29, x30, [x0, #SWITCH_CONTEXT_X29]
     str     x9, [x0, #SWITCH_CONTEXT_SP]
-    ldp     x19, x20, [x1, #SWITCH_CONTEXT_REGISTER(19)]
-    ldp     x21, x22, [x1, #SWITCH_CONTEXT_REGISTER(21)]
-    ldp     x23, x24, [x1, #SWITCH_CONTEXT_REGISTER(23)]
-    ldp     x25, x26, [x1, #SWITCH_CONTEXT_REGISTER(25)]
-    ldp     x27, x28, [x1, #SWITCH_CONTEXT_REGISTER(27)]
-    ldp     x29, x30, [x1, #SWITCH_CONTEXT_X29]
-    ldr     x9, [x1, #SWITCH_CONTEXT_SP]
+    mov     x0, x1
+load_context:
+    ldp     x19, x20, [x0, #SWITCH_CONTEXT_REGISTER(19)]
+    ldp     x21, x22, [x0, #SWITCH_CONTEXT_REGISTER(21)]
+    ldp     x23, x24, [x0, #SWITCH_CONTEXT_REGISTER(23)]
+    ldp     x25, x26, [x0, #SWITCH_CONTEXT_REGISTER(25)]
+    ldp     x27, x28, [x0, #SWITCH_CONTEXT_REGISTER(27)]
+    ldp     x29, x30, [x0, #SWITCH_CONTEXT_X29]
+    ldr     x9, [x0, #SWITCH_CONTEXT_SP]
     mov     sp, x9
     ret
 

@@ -9,7 +9,10 @@
 // the lock, not even a test.
 //
 // A system call from EL0 takes a shorter path (system_call_entry below): it saves only the
-// registers the Swift code it calls may change, not the callee-saved x19-x28.
+// registers the Swift code it calls may change, not the callee-saved x19-x28. The register forms
+// of call and replyReceive, and the calls numbered above them, save them all: the IPC fast path
+// may leave such a thread waiting with nothing on its kernel stack but the frame, and return to
+// user space from another thread's frame (ipc/FastPath.swift).
 
 // The frame's layout is defined once, in include/Layouts.h.
 #include "Layouts.h"
@@ -25,6 +28,23 @@
     stp     x12, x13, [sp, #EXCEPTION_FRAME_REGISTER(12)]
     stp     x14, x15, [sp, #EXCEPTION_FRAME_REGISTER(14)]
     stp     x16, x17, [sp, #EXCEPTION_FRAME_REGISTER(16)]
+.endm
+
+// x2-x30, SP_EL0, ELR and SPSR into the frame at sp: everything but x0/x1 (saved by the vector
+// entry), ESR and FAR.
+.macro save_x2_to_x30_and_state
+    save_x2_to_x17
+    stp     x18, x19, [sp, #EXCEPTION_FRAME_REGISTER(18)]
+    stp     x20, x21, [sp, #EXCEPTION_FRAME_REGISTER(20)]
+    stp     x22, x23, [sp, #EXCEPTION_FRAME_REGISTER(22)]
+    stp     x24, x25, [sp, #EXCEPTION_FRAME_REGISTER(24)]
+    stp     x26, x27, [sp, #EXCEPTION_FRAME_REGISTER(26)]
+    stp     x28, x29, [sp, #EXCEPTION_FRAME_REGISTER(28)]
+    mrs     x2, sp_el0
+    stp     x30, x2, [sp, #EXCEPTION_FRAME_REGISTER(30)]
+    mrs     x2, elr_el1
+    mrs     x3, spsr_el1
+    stp     x2, x3, [sp, #EXCEPTION_FRAME_ELR]
 .endm
 
 .macro load_x0_to_x17
@@ -132,18 +152,7 @@ exception_vectors_smp:
 // x0 = frame, x1 = kind, then restores everything (the handler may have edited the frame,
 // e.g. ELR to skip an instruction) and returns with eret.
 exception_entry:
-    save_x2_to_x17
-    stp     x18, x19, [sp, #EXCEPTION_FRAME_REGISTER(18)]
-    stp     x20, x21, [sp, #EXCEPTION_FRAME_REGISTER(20)]
-    stp     x22, x23, [sp, #EXCEPTION_FRAME_REGISTER(22)]
-    stp     x24, x25, [sp, #EXCEPTION_FRAME_REGISTER(24)]
-    stp     x26, x27, [sp, #EXCEPTION_FRAME_REGISTER(26)]
-    stp     x28, x29, [sp, #EXCEPTION_FRAME_REGISTER(28)]
-    mrs     x2, sp_el0
-    stp     x30, x2, [sp, #EXCEPTION_FRAME_REGISTER(30)]
-    mrs     x2, elr_el1
-    mrs     x3, spsr_el1
-    stp     x2, x3, [sp, #EXCEPTION_FRAME_ELR]
+    save_x2_to_x30_and_state
     mrs     x2, esr_el1
     mrs     x3, far_el1
     stp     x2, x3, [sp, #EXCEPTION_FRAME_ESR]
@@ -155,6 +164,7 @@ exception_entry:
     bl      exception_dispatch
 
 // Restores the ExceptionFrame at sp and returns from the exception.
+    .global exception_return
 exception_return:
     ldp     x2, x3, [sp, #EXCEPTION_FRAME_ELR]
     msr     elr_el1, x2
@@ -171,11 +181,28 @@ exception_return:
     add     sp, sp, #EXCEPTION_FRAME_SIZE
     eret
 
-// System calls from EL0: with one CPU online, and under the big kernel lock.
+// System calls from EL0: with one CPU online, and under the big kernel lock. The register forms
+// and the calls after them save the whole frame (see the top of this file).
 system_call_entry:
+    cmp     x8, #SYSTEM_CALL_REGISTER_FORMS
+    b.hs    register_form_entry
     system_call_path system_call_dispatch, 0
+register_form_entry:
+    save_x2_to_x30_and_state
+    add     x29, sp, #EXCEPTION_FRAME_REGISTER(29)
+    mov     x0, sp
+    bl      register_form_dispatch
+    b       exception_return
 system_call_entry_smp:
+    cmp     x8, #SYSTEM_CALL_REGISTER_FORMS
+    b.hs    register_form_entry_smp
     system_call_path locked_system_call_dispatch, 1
+register_form_entry_smp:
+    save_x2_to_x30_and_state
+    add     x29, sp, #EXCEPTION_FRAME_REGISTER(29)
+    mov     x0, sp
+    bl      locked_register_form_dispatch
+    b       exception_return
 
 // A new thread's first switch lands in thread_enter_user with sp at a frame built for its first
 // entry to EL0; it releases what the switch left (thread_first_entry), then returns from that
@@ -183,4 +210,29 @@ system_call_entry_smp:
     .global thread_enter_user
 thread_enter_user:
     bl      thread_first_entry
+    b       exception_return
+
+// A thread that waits in its user frame (IPCFastPath's register calls) has a context whose SP is
+// its frame and whose link register is here: a switch to it finishes its wait in Swift
+// (frame_wait_resume), then returns to user space from the frame. The frame record links a
+// backtrace into the user code, as the entry's does.
+    .global thread_resume_frame_wait
+thread_resume_frame_wait:
+    add     x29, sp, #EXCEPTION_FRAME_REGISTER(29)
+    bl      frame_wait_resume
+    b       exception_return
+
+// resume_user_frame(frame): returns to user space from the exception frame at `frame`, the top
+// of another thread's kernel stack, leaving this one's: the IPC fast path's switch to a thread
+// that waited in its user frame, whose wait it has finished. resume_user_frame_unlocking also
+// gives up the big kernel lock, once off this stack: the thread this stack belongs to waits in
+// its frame, and another CPU that takes the lock may run it at once.
+    .global resume_user_frame
+    .global resume_user_frame_unlocking
+resume_user_frame:
+    mov     sp, x0
+    b       exception_return
+resume_user_frame_unlocking:
+    mov     sp, x0
+    bl      big_kernel_lock_release
     b       exception_return

@@ -7,7 +7,9 @@
 // exits on its first call without replying, to show that callers of a dead server are not left
 // waiting. With start argument 3 it serves from CPU 1 (the cross-core benchmark's server). Label 6
 // is answered with 256 bytes (an answer too long for a caller that takes it in registers). With
-// start argument 4 it serves with messages in registers (`serveInRegisters`).
+// start argument 4 it serves with messages in registers (`serveInRegisters`). With start argument
+// 5 it is a client instead: one call in registers (label 9) to the port, waiting for the answer
+// for as long as it takes (the tests kill it while it waits).
 
 @main
 struct Echo {
@@ -24,6 +26,11 @@ struct Echo {
             System.panic("echo: CPU 1 does not run threads")
         }
         if System.startArgument == 4 { serveInRegisters(port) }
+        if System.startArgument == 5 {
+            var call = RegisterMessage(label: 9)
+            let failed = (try? IPC.callInRegisters(port, &call)) == nil
+            System.exit(failed ? 1 : 0)
+        }
         var message = IPCMessage()
         var shared: UnsafeMutableRawPointer?
         // Each answer goes out with the wait for the next request: one system call per request.
@@ -65,7 +72,8 @@ struct Echo {
 
     /// Serves with messages in registers: the same answers (label + 1, the same payload; label 2
     /// the sender's id; label 0 ends it), and label 4 is answered with all 64 bytes of the
-    /// payload registers as they arrived, to show the words past the length came as zero. A
+    /// payload registers as they arrived, to show the words past the length came as zero. Label 8
+    /// ends it (exit code 3) without an answer, holding the call. A
     /// message that does not fit in registers stays queued (`messageTooLong`): it is taken with
     /// `receive` and answered in memory, label + 1, its handles closed.
     static func serveInRegisters(_ port: Handle) -> Never {
@@ -92,6 +100,7 @@ struct Echo {
             answer = message.replyHandle
             guard let reply = answer else { continue } // a plain send: nothing to answer
             let label = message.label
+            if label == 8 { System.exit(3) }
             if label == 2 {
                 message.length = 8
                 message.setWord(0, message.sender.value)

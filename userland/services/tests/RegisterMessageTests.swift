@@ -164,10 +164,73 @@ func testRegisterMessages(_ suite: inout Suite) {
         suite.check(false, "a port to receive in registers from created")
     }
 
+    testRegisterWaitsEnded(&suite)
+
     // Moved to the server by the call that carried it, unless that call failed.
     if let carried { try? IPC.close(carried) }
     try? IPC.close(port)
     let framesAfter = framesAvailable()
     suite.check(framesAfter == framesBefore && System.kernelObjects.objects == objectsBefore,
                 "messages in registers leave frames (free and kernel heap) and kernel objects as they were (frames \(framesBefore) -> \(framesAfter), objects \(objectsBefore) -> \(System.kernelObjects.objects))")
+}
+
+/// On one CPU, both sides of a call in registers taken by the fast path wait in their exception
+/// frames, with nothing else on their kernel stacks (ipc/FastPath.swift). Each way such a wait can
+/// end other than by the answer or message: the server dies holding the call, a server waiting
+/// for its next message is killed, a caller waiting for its answer is killed. (On more CPUs the
+/// same calls wait as any other, and the checks hold the same.)
+private func testRegisterWaitsEnded(_ suite: inout Suite) {
+    // A server in registers that dies holding a call: the caller gets peer closed.
+    if let port = try? IPC.createPort(), let serverSide = try? IPC.duplicate(port, rights: [.receive, .transfer]),
+       let server = try? System.spawn("echo", argument: 4, handle: serverSide) {
+        var first = RegisterMessage(label: 10)
+        let answered = catching { () throws(KernelError) in try IPC.callInRegisters(port, &first) }
+        var fatal = RegisterMessage(label: 8)
+        let result = catching { () throws(KernelError) in try IPC.callInRegisters(port, &fatal) }
+        let status = try? System.wait(server)
+        suite.check(answered == nil && first.label == 11 && result == .peerClosed && status?.code == 3,
+                    "a server in registers that dies holding a call in registers: the caller gets peer closed")
+        try? IPC.close(port)
+    } else {
+        suite.check(false, "an echo server that serves in registers started (to die holding a call)")
+    }
+
+    // A server in registers killed while it waits for its next message. It holds the port's only
+    // receive handle.
+    if let port = try? IPC.createPort(), let clientSide = try? IPC.duplicate(port, rights: [.send]),
+       let server = try? System.spawn("echo", argument: 4, handle: port) {
+        var message = pattern(16, seed: 4, label: 10)
+        let answered = catching { () throws(KernelError) in try IPC.callInRegisters(clientSide, &message) }
+        let killed = (try? System.kill(server)) != nil
+        let status = try? System.wait(server)
+        var after = RegisterMessage(label: 10)
+        let afterKill = catching { () throws(KernelError) in try IPC.callInRegisters(clientSide, &after) }
+        suite.check(answered == nil && holdsPattern(message, 16, seed: 4) && killed && status?.reason == .killed
+                        && afterKill == .peerClosed,
+                    "a server waiting in registers for its next message is killed: it ends, and a call to its port gets peer closed")
+        try? IPC.close(clientSide)
+    } else {
+        suite.check(false, "an echo server that serves in registers started (to be killed)")
+    }
+
+    // A caller in registers killed while it waits for its answer: this thread is its server.
+    if let port = try? IPC.createPort(), let clientSide = try? IPC.duplicate(port, rights: [.send, .transfer]),
+       let client = try? System.spawn("echo", argument: 5, handle: clientSide) {
+        var request = RegisterMessage()
+        let received = catching { () throws(KernelError) in
+            try IPC.replyAndReceiveInRegisters(nil, port, &request, timeout: 5_000_000_000)
+        }
+        let killed = (try? System.kill(client)) != nil
+        let status = try? System.wait(client)
+        var answer = RegisterMessage(label: 10)
+        let late = request.replyHandle.map { reply in
+            catching { () throws(KernelError) in try IPC.replyAndReceiveInRegisters(reply, port, &answer, timeout: 0) }
+        }
+        suite.check(received == nil && request.label == 9 && request.replyHandle != nil && killed
+                        && status?.reason == .killed && late == .peerClosed,
+                    "a caller waiting in registers for its answer is killed: it ends, and the late answer is refused with peer closed")
+        try? IPC.close(port)
+    } else {
+        suite.check(false, "an echo client that calls in registers started")
+    }
 }

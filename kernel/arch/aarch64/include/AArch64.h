@@ -140,6 +140,7 @@ static inline __attribute__((always_inline)) void aarch64_undefined_instruction(
 
 // Routines in context.S.
 void switch_context(void *from, void *to);
+void load_context(void *to) __attribute__((noreturn));
 void fp_state_save(void *area);
 void fp_state_restore(void *area);
 aarch64_u64 copy_from_user(void *kernel, aarch64_u64 user, aarch64_u64 count);
@@ -149,6 +150,10 @@ aarch64_u64 read_message_header(void *kernel, aarch64_u64 user);
 aarch64_u64 write_message_header(aarch64_u64 user, aarch64_u64 label, aarch64_u64 length, aarch64_u64 sender,
                                  aarch64_u64 reply);
 extern char thread_enter_user, user_copy_start, user_copy_end, user_copy_fixup;
+// Routines in vectors.S.
+void resume_user_frame(void *frame) __attribute__((noreturn));
+void resume_user_frame_unlocking(void *frame) __attribute__((noreturn));
+extern char thread_resume_frame_wait;
 
 // TLB maintenance and translation base for user address spaces.
 static inline __attribute__((always_inline)) void aarch64_tlbi_aside1is(aarch64_u64 asid) {
@@ -238,6 +243,7 @@ AARCH64_SYMBOL_ADDRESS(memory_probe_store_instruction, memory_probe_store_instru
 AARCH64_SYMBOL_ADDRESS(memory_probe_fixup, memory_probe_fixup)
 AARCH64_SYMBOL_ADDRESS(secondary_entry, secondary_entry)
 AARCH64_SYMBOL_ADDRESS(thread_enter_user, thread_enter_user)
+AARCH64_SYMBOL_ADDRESS(thread_resume_frame_wait, thread_resume_frame_wait)
 AARCH64_SYMBOL_ADDRESS(user_copy_start, user_copy_start)
 AARCH64_SYMBOL_ADDRESS(user_copy_end, user_copy_end)
 AARCH64_SYMBOL_ADDRESS(user_copy_fixup, user_copy_fixup)

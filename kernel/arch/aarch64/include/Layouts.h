@@ -24,6 +24,11 @@
 #define ESR_EXCEPTION_CLASS_BITS 6
 #define ESR_EXCEPTION_CLASS_SVC64 0x15
 
+// ---- System call numbers: the test system_call_entry makes in vectors.S -----------------------
+// SystemCallNumber.callRegisters (abi/SystemCallNumber.swift), the first register form; the
+// boot self-test compares the two.
+#define SYSTEM_CALL_REGISTER_FORMS 53
+
 // ---- Switch context: switch_context in context.S, SwitchContext in Thread.swift ---------------
 // The registers the AAPCS64 makes a callee keep: x19-x28, the frame record x29/x30, and SP.
 #define SWITCH_CONTEXT_WORDS 13
