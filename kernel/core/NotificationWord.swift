@@ -21,10 +21,16 @@ public final class NotificationWord<Waking: WaiterWaking>: KernelObject, KernelO
     /// retained across it (about 30 instructions).
     @inline(__always)
     public func signal(_ bits: UInt64) {
+        signal(bits) { Waking.wake($0) }
+    }
+
+    /// `signal` with the waiter woken by `wake` (the kernel's interrupt path hands it the CPU).
+    @inline(__always)
+    public func signal(_ bits: UInt64, wakingWith wake: (Waking.Waiter) -> Void) {
         self.bits |= bits
         if let waiter {
             self.waiter = nil
-            waiter._withUnsafeGuaranteedRef { Waking.wake($0) }
+            waiter._withUnsafeGuaranteedRef { wake($0) }
         }
     }
 

@@ -143,19 +143,19 @@ enum Interrupts {
                 if drained == 0 { PerCPU.current.interrupts.spurious += 1 }
                 return
             }
-            drained += 1
-            PerCPU.current.interrupts.handled += 1
+            drained &+= 1
+            PerCPU.current.interrupts.handled &+= 1
             if Int(id) < lineCount, let bound = table[Int(id)].notification {
                 // A user driver's line: masked until the driver has served it and acknowledges,
                 // then ended, and the driver's notification signalled straight from here.
                 if id < privateInterrupts {
-                    PerCPU.current.interrupts.privateCounts[Int(id)] += 1
+                    PerCPU.current.interrupts.privateCounts[Int(id)] &+= 1
                 } else {
-                    table[Int(id)].count += 1
+                    table[Int(id)].count &+= 1
                 }
                 controller.setEnabled(id, false)
                 controller.endOfInterrupt(acknowledged)
-                bound._withUnsafeGuaranteedRef { $0.signal(1) }
+                bound._withUnsafeGuaranteedRef { $0.signal(1) { Scheduler.wakeForInterrupt($0) } }
             } else if Int(id) < lineCount, let handler = table[Int(id)].handler {
                 if id < privateInterrupts {
                     PerCPU.current.interrupts.privateCounts[Int(id)] += 1

@@ -58,6 +58,10 @@ enum Scheduler {
         /// Threads that died on their own stack; released after the switch away from them.
         var dead: Thread?
         var rescheduleNeeded = false
+        /// A thread an interrupt woke that runs next, straight from its wait and not through the
+        /// run queue (`wakeForInterrupt`); still blocked until the switch. Not counted: it is held
+        /// by its process, and stays blocked (so alive) until this CPU's next `preempt`.
+        var handoff: Unmanaged<Thread>?
         var switches: UInt64 = 0
         /// Ticks this CPU counted while its idle thread ran.
         var idleTicks: UInt64 = 0
@@ -433,6 +437,24 @@ enum Scheduler {
         if thread.state == .blocked { makeReady(thread) }
     }
 
+    /// `wake` from the interrupt path, for a driver's handler thread: if it should preempt the
+    /// running thread (a higher priority than it and every ready thread, and this CPU may run
+    /// it), it stays off the run queue and the switch on the way out of the interrupt
+    /// (`preempt`) goes straight to it. Only for an interrupt that switches on its way out (from
+    /// EL0 or the idle thread, not one served inside a system call), and on one CPU: otherwise
+    /// it is woken as any.
+    static func wakeForInterrupt(_ thread: Thread) {
+        guard !multiprocessor, !Interrupts.isServingPending, thread.state == .blocked,
+              PerCPU.current.scheduler.handoff == nil,
+              let running = PerCPU.current.scheduler.running, !hasReadyThreads(above: thread.priority),
+              isIdle(running) || running._withUnsafeGuaranteedRef({ thread.priority > $0.priority }) else {
+            wake(thread)
+            return
+        }
+        PerCPU.current.scheduler.handoff = Unmanaged.passUnretained(thread)
+        PerCPU.current.scheduler.rescheduleNeeded = true
+    }
+
     /// Whether the running thread was killed by another CPU while it ran in user space (a thread
     /// killed inside a system call unwinds it instead). Its references end with the call.
     @inline(never)
@@ -499,11 +521,43 @@ enum Scheduler {
     /// Out of line: its panic message would otherwise grow the exception dispatcher's frame.
     @inline(never)
     private static func preempt() {
+        let handoff = takeHandoff()
         if running?._withUnsafeGuaranteedRef({ $0.state == .dead }) == true {
+            handoff?._withUnsafeGuaranteedRef { wake($0) }
             schedule()
             kernelPanic("a dead thread was scheduled")
         }
-        yield()
+        guard let handoff, let previousLink = running else {
+            yield()
+            return
+        }
+        handoff._withUnsafeGuaranteedRef { next in
+            // Still blocked, and still first (the rest of a system call that served pending
+            // interrupts may have woken it, or readied a thread above it): straight to it.
+            guard next.state == .blocked, !hasReadyThreads(above: next.priority) else {
+                wake(next)
+                yield()
+                return
+            }
+            if !isIdle(previousLink) { previousLink._withUnsafeGuaranteedRef { makeReadyHere($0) } }
+            let (from, to) = previousLink._withUnsafeGuaranteedRef { enter(next, leaving: $0) }
+            switch_context(from, to)
+        }
+        // Running again as the preempted thread.
+        if PerCPU.current.scheduler.dead != nil { releaseDeadThreads() }
+    }
+
+    /// An interrupt that does not switch on its way out leaves no hand-off behind: its thread is
+    /// woken as any (`wakeForInterrupt` makes none then; this keeps it so).
+    static func wakeHandedOff() {
+        takeHandoff()?._withUnsafeGuaranteedRef { wake($0) }
+    }
+
+    /// The interrupt's hand-off (`wakeForInterrupt`), cleared.
+    @inline(__always)
+    private static func takeHandoff() -> Unmanaged<Thread>? {
+        defer { PerCPU.current.scheduler.handoff = nil }
+        return PerCPU.current.scheduler.handoff
     }
 
     /// The idle loop: waits for interrupts; the IRQ path switches to whatever became ready. With

@@ -163,7 +163,11 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
         // At EL1 only the idle thread switches here, and not inside Interrupts.servePending: that
         // interrupted a system call (or the idle thread's releasing of ended threads), which goes
         // on and switches on its way out.
-        if kindValue == 9 || (Scheduler.isIdle && !Interrupts.isServingPending) { Scheduler.preemptIfNeeded() }
+        if kindValue == 9 || (Scheduler.isIdle && !Interrupts.isServingPending) {
+            Scheduler.preemptIfNeeded()
+        } else {
+            Scheduler.wakeHandedOff()
+        }
         return
     case 4 where isSystemCall, 8 where isSystemCall: // SVC from EL1 (self-tests) or EL0
         SystemCalls.dispatch(frame)

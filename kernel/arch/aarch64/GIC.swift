@@ -11,7 +11,9 @@ import _Volatile
 struct RegisterBlock {
     let base: PhysicalAddress
 
-    private func address(_ offset: Int) -> UInt { UInt(PhysicalWindow.virtualAddress(of: base)) + UInt(offset) }
+    /// Wrapping: a block lies inside the physical window, so its registers' addresses cannot
+    /// overflow, and the interrupt path reads and writes some on every interrupt.
+    private func address(_ offset: Int) -> UInt { UInt(PhysicalWindow.virtualAddress(of: base)) &+ UInt(bitPattern: offset) }
 
     func read32(_ offset: Int) -> UInt32 { VolatileMappedRegister<UInt32>(unsafeBitPattern: address(offset)).load() }
     func write32(_ offset: Int, _ value: UInt32) { VolatileMappedRegister<UInt32>(unsafeBitPattern: address(offset)).store(value) }

@@ -180,6 +180,7 @@ struct Tests {
         onOneCPU { testDirectDelivery(&suite) }
         onOneCPU { testServerPortClosedWhileWaiting(&suite) }
         testDeviceAccess(&suite)
+        testInterruptPreemption(&suite)
         testKernelLog(&suite)
         testProcessManager(&suite)
         testReliability(&suite)
@@ -594,6 +595,83 @@ struct UARTTransmitInterrupt {
 
     func raise() { user_write32(base + Self.maskRegister, user_read32(base + Self.maskRegister) | Self.transmit) }
     func lower() { user_write32(base + Self.maskRegister, user_read32(base + Self.maskRegister) & ~Self.transmit) }
+}
+
+/// What the handler thread of `testInterruptPreemptsForHandler` shares with the test.
+enum PreemptingHandler {
+    nonisolated(unsafe) static var bell = Handle(0)
+    nonisolated(unsafe) static var woken = 0
+    nonisolated(unsafe) static var ended = false
+    static let stopBit: UInt64 = 1 << 1
+}
+
+/// Waits on the bell; counts each interrupt signal until told to stop.
+let preemptingHandlerBody: System.ThreadBody = { _ in
+    while true {
+        let bits = (try? IPC.wait(PreemptingHandler.bell, timeout: .max)) ?? PreemptingHandler.stopBit
+        if bits & 1 != 0 { PreemptingHandler.woken += 1 }
+        if bits & PreemptingHandler.stopBit != 0 {
+            PreemptingHandler.ended = true
+            System.exitThread()
+        }
+    }
+}
+
+/// A device interrupt for a handler thread above the running thread's priority preempts it: on
+/// one CPU the handler has run (and counted it) after a short spin that makes no system call, so
+/// the kernel switched to it on the way out of the interrupt, not at a later tick or yield. With
+/// more CPUs it may run on another, so there it only has to run soon. The console UART's
+/// transmit interrupt, as in `testDeviceAccess`; the handler's stack is mapped here, so that it
+/// can be given back once the thread has ended, and nothing is left behind.
+func testInterruptPreemption(_ suite: inout Suite) {
+    let framesBefore = System.memory.freeFrames
+    let objectsBefore = System.kernelObjects.objects
+    let stackBytes: UInt64 = 16 * 1024
+    guard let access = System.startHandle, let uart = try? System.openDevice(0, through: access),
+          let registers = try? IPC.map(uart.registers, writable: true), let bell = try? IPC.createNotification(),
+          (try? System.bindInterrupt(uart.interrupt, to: bell)) != nil,
+          let stack = try? System.map(bytes: stackBytes, access: .write),
+          let (level, _) = try? System.setPriority(nil) else {
+        suite.check(false, "the console UART, a notification bound to its interrupt and a handler stack for the preemption test")
+        return
+    }
+    let transmit = UARTTransmitInterrupt(registers: registers)
+    PreemptingHandler.bell = bell
+    PreemptingHandler.woken = 0
+    PreemptingHandler.ended = false
+    let body = preemptingHandlerBody
+    let started = (try? System.invoke(SystemCall.ThreadCreate(
+        entry: UserAddress(user_thread_start_address()), stackTop: UserAddress(stack).advanced(by: stackBytes),
+        argument0: 0, argument1: UInt64(UInt(bitPattern: unsafeBitCast(body, to: UnsafeRawPointer.self)))))) != nil
+    // The handler reaches its wait; then this thread runs below it.
+    System.sleep(nanoseconds: 2_000_000)
+    let lowered = started && (try? System.setPriority(0)) != nil
+    transmit.raise()
+    var spin: UInt64 = 0
+    for step in 0..<2000 { spin = spin &* 31 &+ UInt64(step) }
+    let wokenAtOnce = PreemptingHandler.woken
+    var waits = 0
+    while started && PreemptingHandler.woken == 0 && waits < 500 {
+        System.sleep(nanoseconds: 1_000_000)
+        waits += 1
+    }
+    let woken = PreemptingHandler.woken
+    transmit.lower()
+    let acknowledged = (try? System.acknowledgeInterrupt(uart.interrupt)) != nil
+    _ = try? System.setPriority(level)
+    try? IPC.signal(bell, bits: PreemptingHandler.stopBit)
+    for _ in 0..<500 where started && !PreemptingHandler.ended { System.sleep(nanoseconds: 1_000_000) }
+    // Ended: its stack can go.
+    if PreemptingHandler.ended { try? System.unmap(stack, bytes: stackBytes) }
+    try? IPC.close(uart.interrupt)
+    try? IPC.close(bell)
+    try? System.unmap(registers, bytes: 4096)
+    try? IPC.close(uart.registers)
+    let oneCPU = System.onlineCPUs == 1
+    let framesAfter = System.memory.freeFrames
+    suite.check(lowered && woken == 1 && (!oneCPU || wokenAtOnce == 1) && acknowledged && PreemptingHandler.ended
+                    && spin != 1 && framesAfter == framesBefore && System.kernelObjects.objects == objectsBefore,
+                "an interrupt for a handler thread above the running one: the handler runs \(oneCPU ? "before a 2000-step spin of the interrupted thread is over" : "soon"), once, and ends; frames \(framesBefore) -> \(framesAfter)")
 }
 
 /// Device access by capability. Without the device-access capability nothing opens, and without an
