@@ -8,20 +8,18 @@
 // path (Messages.swift) having changed nothing; then the commit point, after which the operation
 // cannot fail back; then the transfer and the switch. The state it leaves is the general code's.
 //
-// The register forms (`callRegisters`, `replyReceiveRegisters`) go further. Their entry saves
-// every register in the frame (vectors.S, register_form_entry), so the thread that blocks waits
-// in its frame, with nothing on its kernel stack to come back to (`Thread.frameWait`), and its
-// registers are not saved at the switch. The thread it passes to, if it waits in its own frame,
-// has its wait finished here and returns to user space straight from that frame: nothing runs
-// after the switch on either side. A thread that waits in its frame and is switched to the
-// general way (woken by the general path, a closed port, its process's end) finishes its wait
-// in `finishFrameWait` instead.
+// The thread that blocks waits in its exception frame: the calls that may wait come in by an
+// entry that saves every register (vectors.S, SYSTEM_CALLS_WAITING_IN_FRAME), so nothing on its
+// kernel stack is needed again (`Thread.frameWait`), and its registers are not saved at the
+// switch. The thread it passes to, if it waits in its own frame, has its wait finished here and
+// returns to user space straight from that frame: nothing runs after the switch on either side.
+// A thread that waits in its frame and is switched to the general way (woken by the general
+// path, a closed port, its process's end) finishes its wait in `finishFrameWait` instead. Since
+// the stack is left for good, nothing counted may be held at these switches.
 
-/// What the fast path did with a system call.
-enum FastPathOutcome {
-    /// It did not apply; nothing changed, and the general path does the call.
-    case notTaken
-    /// Done; any values it returns are in the caller's registers.
+/// How a wait in the frame ended, once finished the general way (`IPCFastPath.finishFrameWait`).
+enum FrameWaitOutcome {
+    /// Done; any values it returns are in the thread's registers.
     case completed
     case failed(KernelError)
 }
@@ -31,16 +29,22 @@ enum IPCFastPath {
     ///
     /// Objects are borrowed, not counted (`_withUnsafeGuaranteedRef`): the port is held by the
     /// caller's handle table, the server by the port's waiter list, its process by the server
-    /// thread, and nothing else runs on this CPU meanwhile. After the switch only `thread` and
-    /// its own reply capability are touched.
-    static func call(_ call: SystemCall.Call, thread: Thread, process: Process) -> FastPathOutcome {
-        guard let port = borrowed(call.port, of: Port.self, in: process, requiring: .send) else { return .notTaken }
-        return port._withUnsafeGuaranteedRef { port in
-            guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return .notTaken }
-            return server._withUnsafeGuaranteedRef { server in
+    /// thread, and nothing else runs on this CPU meanwhile. This thread waits in its frame (see
+    /// the top): the call returns only when the fast path does not apply, having changed nothing.
+    static func call(_ call: SystemCall.Call, thread: Thread, process: Process) {
+        // One step removed, so that the closures below are inlined into this function.
+        lookUpCall(call, thread: thread, process: process)
+    }
+
+    @inline(__always)
+    private static func lookUpCall(_ call: SystemCall.Call, thread: Thread, process: Process) {
+        guard let port = borrowed(call.port, of: Port.self, in: process, requiring: .send) else { return }
+        port._withUnsafeGuaranteedRef { port in
+            guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return }
+            server._withUnsafeGuaranteedRef { server in
                 guard server.isAwaitingDirectMessage, server.receiveAddress != .registers, server.translationBase != .none,
-                      Scheduler.mayRunHere(server), let serverProcess = server.processReference else { return .notTaken }
-                return serverProcess._withUnsafeGuaranteedRef { serverProcess in
+                      Scheduler.mayRunHere(server), let serverProcess = server.processReference else { return }
+                serverProcess._withUnsafeGuaranteedRef { serverProcess in
                     transferCall(call.message, thread: thread, process: process, port: port, server: server,
                                  serverProcess: serverProcess)
                 }
@@ -50,52 +54,40 @@ enum IPCFastPath {
 
     @inline(__always)
     private static func transferCall(_ address: UserAddress, thread: Thread, process: Process, port: Port,
-                                     server: Thread, serverProcess: Process) -> FastPathOutcome {
+                                     server: Thread, serverProcess: Process) {
         // Checks.
         guard serverProcess.handles.count < serverProcess.handles.capacity,
               !Scheduler.hasReadyThreads(above: server.priority),
-              let length = readHeader(at: address, into: thread.messageHeader) else { return .notTaken }
+              let length = readHeader(at: address, into: thread.messageHeader) else { return }
         // The payload waits in the buffer of the queue slot the message would otherwise take.
         let payload = port.nextPayload
-        guard copyPayload(from: address, length: length, to: payload) else { return .notTaken }
-        return reusableReplyCapability(of: thread)._withUnsafeGuaranteedRef { reply in
-            guard let replyHandle = try? serverProcess.handles.insert(reply, rights: .reply) else {
-                return .notTaken
-            }
+        guard copyPayload(from: address, length: length, to: payload) else { return }
+        reusableReplyCapability(of: thread)._withUnsafeGuaranteedRef { reply in
+            guard let replyHandle = try? serverProcess.handles.insert(reply, rights: .reply) else { return }
             server.translationBase.activate()
             guard write(label: thread.messageHeader[IPCMessageLayout.label / 8], sender: process.id,
                         reply: replyHandle.value, payload: payload, length: length, to: server.receiveAddress) else {
                 // The server's buffer is not writable: undo, and let the general path report it.
                 serverProcess.handles.discard(replyHandle)
                 thread.translationBase.activate()
-                return .notTaken
+                return
             }
             // Commit point: the message is in the server's buffer.
-            return handOff(port: port, to: server, awaiting: reply, at: address, thread: thread)
+            handOffLeavingFrame(port: port, to: server, awaiting: reply, at: address, thread: thread)
         }
     }
 
-    /// A call's second half, once its message is in the waiting server's buffer: the server
-    /// leaves the port's waiters with its message, this thread waits for the answer (at
-    /// `address`), and the CPU passes straight to the server.
-    @inline(__always)
-    private static func handOff(port: Port, to server: Thread, awaiting reply: ReplyCapability, at address: UserAddress,
-                                thread: Thread) -> FastPathOutcome {
-        commitCall(port: port, awaiting: reply, at: address, thread: thread)
-        server.finishReceive(.delivered)
-        Scheduler.switchDirectly(from: thread, to: server)
-        return awaitAnswer(reply, thread: thread)
-    }
-
-    /// `handOff` for a call in registers: this thread waits in its user frame, and the server,
-    /// if it waits in its own, returns to user space from there.
+    /// A call's second half, once its message is in the waiting server's buffer or registers:
+    /// the server leaves the port's waiters with its message, this thread waits in its frame for
+    /// the answer (at `address`), and the CPU passes straight to the server, which returns to user
+    /// space from its own frame if it waits in one.
     @inline(__always)
     private static func handOffLeavingFrame(port: Port, to server: Thread, awaiting reply: ReplyCapability,
-                                            thread: Thread) -> Never {
-        commitCall(port: port, awaiting: reply, at: .registers, thread: thread)
+                                            at address: UserAddress, thread: Thread) -> Never {
+        commitCall(port: port, awaiting: reply, at: address, thread: thread)
         thread.waitInFrame(for: .answer)
-        if server.frameWait != .none {
-            // Its wait ends here: the message is in its registers.
+        if server.waitsInFrame {
+            // Its wait ends here: the message is in its buffer or registers.
             server.receiveAddress = .none
             finishedInFrame(server)
             Scheduler.switchLeavingFrame(from: thread, to: server, resumingFrame: true)
@@ -104,8 +96,8 @@ enum IPCFastPath {
         Scheduler.switchLeavingFrame(from: thread, to: server, resumingFrame: false)
     }
 
-    /// What both hand-offs change: the server is off the port's waiters, and this thread waits
-    /// for the answer at `address`.
+    /// What a hand-off changes: the server is off the port's waiters, and this thread waits for
+    /// the answer at `address`.
     @inline(__always)
     private static func commitCall(port: Port, awaiting reply: ReplyCapability, at address: UserAddress, thread: Thread) {
         port.takeFirstReceiver()
@@ -119,7 +111,7 @@ enum IPCFastPath {
     /// What the code after a call's switch does, by either path: waits until the call is
     /// answered (or the thread killed), and gives its outcome.
     @inline(__always)
-    private static func awaitAnswer(_ reply: ReplyCapability, thread: Thread) -> FastPathOutcome {
+    private static func awaitAnswer(_ reply: ReplyCapability, thread: Thread) -> FrameWaitOutcome {
         while !reply.call.finished && !thread.killed { Scheduler.block() }
         thread.callAddress = .none
         do throws(KernelError) {
@@ -140,38 +132,93 @@ enum IPCFastPath {
     }
 
     /// A thread that waited in its user frame, switched to the general way
-    /// (thread_resume_frame_wait): finishes its wait as the code after `switchDirectly` would
-    /// have (which may wait again), and leaves the outcome in x0.
+    /// (thread_resume_frame_wait): finishes its wait as the code after a switch in the general
+    /// path would have (which may wait again), and leaves the outcome in x0 (and a
+    /// notification's bits in x1).
     static func finishFrameWait(_ thread: Thread) {
         let wait = thread.frameWait
         thread.frameWait = .none
-        let outcome: FastPathOutcome
+        let outcome: FrameWaitOutcome
         switch wait {
         case .none:
             return
         case .answer:
             outcome = awaitAnswer(IPC.replyCapability(of: thread), thread: thread)
-        case .message(let port):
+        case .message(let port, let address):
             guard let process = thread.processReference else { return }
-            outcome = process._withUnsafeGuaranteedRef { received(on: port, into: .registers, thread: thread, process: $0) }
+            outcome = process._withUnsafeGuaranteedRef { received(on: port, into: address, thread: thread, process: $0) }
+        case .bits(let counted):
+            // The wait's own reference, given back once the bits are taken.
+            let notification = counted.takeRetainedValue()
+            IPC.awaitBits(on: notification, thread: thread)
+            if notification.bits != 0 {
+                returning(SystemCall.NotificationWait.Result(bits: notification.take()), in: thread.userRegisters)
+                outcome = .completed
+            } else {
+                outcome = .failed(.timedOut)
+            }
         }
         switch outcome {
-        case .notTaken, .completed: thread.userRegisters[0] = systemCallSuccess
+        case .completed: thread.userRegisters[0] = systemCallSuccess
         case .failed(let error): thread.userRegisters[0] = error.rawValue
         }
     }
 
+    /// `finishFrameWait` when the wait is over, so nothing waits again: an answered call, a
+    /// delivered message, a notification with bits, and the thread not killed. Whether it did;
+    /// if not, nothing changed, and the thread is switched to the general way.
+    static func finishFrameWaitAtOnce(_ thread: Thread) -> Bool {
+        // A killed thread ends on its way out, which only the general way does.
+        guard !thread.killed else { return false }
+        switch thread.frameWait {
+        case .none:
+            return false
+        case .answer:
+            let reply = IPC.replyCapability(of: thread)
+            guard reply.call.finished else { return false }
+            thread.callAddress = .none
+            thread.userRegisters[0] = reply.call.failure?.rawValue ?? systemCallSuccess
+        case .message:
+            guard case .delivered = thread.receiveResult else { return false }
+            thread.receiveAddress = .none
+            thread.receiveResult = nil
+            thread.userRegisters[0] = systemCallSuccess
+        case .bits:
+            return finishBitsWaitAtOnce(thread)
+        }
+        thread.frameWait = .none
+        thread.inSystemCall = false
+        return true
+    }
+
+    /// `finishFrameWaitAtOnce` for a thread that waits in its frame for bits, as an interrupt's
+    /// handler does (`Scheduler.preempt` takes it straight to one); false for any other.
+    @inline(__always)
+    static func finishBitsWaitAtOnce(_ thread: Thread) -> Bool {
+        guard case .bits(let counted) = thread.frameWait, !thread.killed else { return false }
+        let bits = counted._withUnsafeGuaranteedRef { notification -> UInt64 in
+            guard notification.bits != 0 else { return 0 }
+            notification.waiter = nil
+            return notification.take()
+        }
+        guard bits != 0 else { return false }
+        counted.release()
+        returning(SystemCall.NotificationWait.Result(bits: bits), in: thread.userRegisters)
+        thread.userRegisters[0] = systemCallSuccess
+        thread.frameWait = .none
+        thread.inSystemCall = false
+        return true
+    }
+
     /// `replyReceive` to a caller blocked in `call`, waiting for ever on a port with nothing
     /// queued. Objects are borrowed as in `call`: the port and the reply capability are held by
-    /// this process's table, the caller by the capability; after the switch the port is looked
-    /// up again, since it may have been closed meanwhile.
-    static func replyReceive(_ call: SystemCall.ReplyReceive, thread: Thread, process: Process) -> FastPathOutcome {
-        let answered = answer(call.reply, port: call.port, timeout: call.timeout, process: process) { port, reply, caller in
+    /// this process's table, the caller by the capability. This thread then waits in its frame
+    /// (see the top): the call returns only when the fast path does not apply.
+    static func replyReceive(_ call: SystemCall.ReplyReceive, thread: Thread, process: Process) {
+        _ = answer(call.reply, port: call.port, timeout: call.timeout, process: process) { port, reply, caller in
             caller.callAddress != .registers
                 && transferReply(call, thread: thread, process: process, port: port, reply: reply, caller: caller)
         }
-        guard answered else { return .notTaken }
-        return received(on: call.port, into: call.message, thread: thread, process: process)
     }
 
     /// What both `replyReceive` fast paths check first: a wait for ever, a reply handle and a
@@ -192,11 +239,11 @@ enum IPCFastPath {
         }
     }
 
-    /// After `replyReceive`'s answer and wait on the port: the message a sender delivered, or
-    /// else a receive again by the general path.
+    /// After `replyReceive`'s answer and wait on the port, once switched to the general way: the
+    /// message a sender delivered, or else a receive again by the general path.
     @inline(__always)
     private static func received(on handle: Handle, into address: UserAddress, thread: Thread,
-                                 process: Process) -> FastPathOutcome {
+                                 process: Process) -> FrameWaitOutcome {
         switch thread.takeReceiveResult() {
         case .delivered: return .completed
         case .failed(let error): return .failed(error)
@@ -217,8 +264,8 @@ enum IPCFastPath {
         }
     }
 
-    /// The answer and the wait: false to take the general path (nothing changed); true once this
-    /// thread, having answered, waited on the port and was woken.
+    /// The answer and the wait: false to take the general path (nothing changed); else it does
+    /// not return.
     @inline(__always)
     private static func transferReply(_ call: SystemCall.ReplyReceive, thread: Thread, process: Process, port: Port,
                                       reply: ReplyCapability, caller: Thread) -> Bool {
@@ -235,32 +282,22 @@ enum IPCFastPath {
             return false
         }
         // Commit point: the answer is in the caller's buffer.
-        finishAnswer(reply, handle: call.reply, to: caller, thenWaitOn: port, at: call.message, thread: thread,
-                     process: process)
-        return true
+        finishAnswerLeavingFrame(reply, handle: call.reply, to: caller, thenWaitOn: port, named: call.port,
+                                 at: call.message, thread: thread, process: process)
     }
 
-    /// An answer's second half, once it is in the caller's buffer: the call is finished, the
-    /// reply handle used up, and this thread waits on `port` for its next message (at
-    /// `address`) while the CPU passes straight to the caller.
-    @inline(__always)
-    private static func finishAnswer(_ reply: ReplyCapability, handle: Handle, to caller: Thread, thenWaitOn port: Port,
-                                     at address: UserAddress, thread: Thread, process: Process) {
-        commitAnswer(reply, handle: handle, thenWaitOn: port, at: address, thread: thread, process: process)
-        Scheduler.switchDirectly(from: thread, to: caller)
-    }
-
-    /// `finishAnswer` for an answer in registers: this thread waits in its user frame for a
-    /// message on the port `portHandle` names, and the caller, if it waits in its own, returns
-    /// to user space from there.
+    /// An answer's second half, once it is in the caller's buffer or registers: the call is
+    /// finished, the reply handle used up, this thread waits in its frame for a message on the
+    /// port `portHandle` names (into `address`), and the CPU passes straight to the caller, which
+    /// returns to user space from its own frame if it waits in one.
     @inline(__always)
     private static func finishAnswerLeavingFrame(_ reply: ReplyCapability, handle: Handle, to caller: Thread,
-                                                 thenWaitOn port: Port, named portHandle: Handle, thread: Thread,
-                                                 process: Process) -> Never {
-        commitAnswer(reply, handle: handle, thenWaitOn: port, at: .registers, thread: thread, process: process)
-        thread.waitInFrame(for: .message(on: portHandle))
-        if caller.frameWait == .answer {
-            // Its wait ends here: the answer is in its registers.
+                                                 thenWaitOn port: Port, named portHandle: Handle,
+                                                 at address: UserAddress, thread: Thread, process: Process) -> Never {
+        commitAnswer(reply, handle: handle, thenWaitOn: port, at: address, thread: thread, process: process)
+        thread.waitInFrame(for: .message(on: portHandle, into: address))
+        if caller.isAwaitingAnswerInFrame {
+            // Its wait ends here: the answer is in its buffer or registers.
             caller.callAddress = .none
             finishedInFrame(caller)
             Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: true)
@@ -268,7 +305,7 @@ enum IPCFastPath {
         Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: false)
     }
 
-    /// What both answers change: the call is finished, the reply handle gone, and this thread
+    /// What an answer changes: the call is finished, the reply handle gone, and this thread
     /// waits on `port` at `address`.
     @inline(__always)
     private static func commitAnswer(_ reply: ReplyCapability, handle: Handle, thenWaitOn port: Port,
@@ -321,7 +358,7 @@ enum IPCFastPath {
             // Commit point: nothing below fails.
             write(label: registers[RegisterMessageLayout.label], length: length, reply: replyHandle.value,
                   sender: process.id, payload: registers, to: server.userRegisters)
-            handOffLeavingFrame(port: port, to: server, awaiting: reply, thread: thread)
+            handOffLeavingFrame(port: port, to: server, awaiting: reply, at: .registers, thread: thread)
         }
     }
 
@@ -342,7 +379,7 @@ enum IPCFastPath {
             write(label: registers[RegisterMessageLayout.label], length: length, reply: 0, sender: process.id,
                   payload: registers, to: caller.userRegisters)
             finishAnswerLeavingFrame(reply, handle: call.reply, to: caller, thenWaitOn: port, named: call.port,
-                                     thread: thread, process: process)
+                                     at: .registers, thread: thread, process: process)
         }
     }
 
@@ -408,38 +445,38 @@ enum IPCFastPath {
 
 extension IPCFastPath {
     /// `registers` are the caller's saved x0-x18: its arguments, and where the values go, as the
-    /// general path puts them (x1 and x2, here nothing and the bits).
-    static func signal(_ registers: UnsafeMutablePointer<UInt64>, process: Process) -> FastPathOutcome {
+    /// general path puts them (x1 and x2, here nothing and the bits). Whether it did the call.
+    static func signal(_ registers: UnsafeMutablePointer<UInt64>, process: Process) -> Bool {
         let call = SystemCall.NotificationSignal(registers: ArgumentRegisters(x0: registers[0], x1: registers[1]))
-        guard let found = borrowed(call.notification, of: Notification.self, in: process, requiring: .signal) else { return .notTaken }
+        guard let found = borrowed(call.notification, of: Notification.self, in: process, requiring: .signal) else { return false }
         found._withUnsafeGuaranteedRef { $0.signal(call.bits) }
         returning(NoValues(), in: registers)
-        return .completed
+        return true
     }
 
-    /// The bits, taken; a wait for ever blocks first as `IPC.wait` does.
-    static func wait(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) -> FastPathOutcome {
+    /// The bits, taken (true: done). A wait for ever with no bits there waits in the thread's
+    /// frame (see the top) and does not return; anything else is the general path's (false).
+    static func wait(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) -> Bool {
         let call = SystemCall.NotificationWait(registers: ArgumentRegisters(x0: registers[0], x1: registers[1]))
-        guard let found = borrowed(call.notification, of: Notification.self, in: process, requiring: .wait) else { return .notTaken }
-        let ready: FastPathOutcome? = found._withUnsafeGuaranteedRef { notification in
+        guard let found = borrowed(call.notification, of: Notification.self, in: process, requiring: .wait) else { return false }
+        let waits: Bool = found._withUnsafeGuaranteedRef { notification in
             if notification.bits != 0 {
                 returning(SystemCall.NotificationWait.Result(bits: notification.take()), in: registers)
-                return .completed
+                return false
             }
-            guard call.timeout == .max, notification.waiter == nil else { return .notTaken }
-            return nil
+            return true
         }
-        if let ready { return ready }
-        // Counted while this thread waits, outside any borrowed scope: its handle may be closed
-        // meanwhile.
-        let notification = found.takeUnretainedValue()
-        return withExtendedLifetime(notification) {
-            thread.sleepExpired = false
-            IPC.awaitBits(on: notification, thread: thread)
-            guard notification.bits != 0 else { return .failed(.timedOut) }
-            returning(SystemCall.NotificationWait.Result(bits: notification.take()), in: registers)
-            return .completed
-        }
+        guard waits else { return true }
+        guard call.timeout == .max, found._withUnsafeGuaranteedRef({ $0.waiter == nil }) else { return false }
+        // Counted while this thread waits (its handle may be closed meanwhile); the reference
+        // goes with the wait and is given back when it ends. Nothing else counted may be held
+        // from here on: this stack is never returned to.
+        let counted = found.retain()
+        counted._withUnsafeGuaranteedRef { $0.waiter = Unmanaged.passUnretained(thread) }
+        thread.sleepExpired = false
+        thread.state = .blocked
+        thread.waitInFrame(for: .bits(counted))
+        Scheduler.blockLeavingFrame(thread)
     }
 
     /// A call's values in x1 and x2, as `SystemCalls.serve` leaves them.

@@ -345,20 +345,15 @@ enum Scheduler {
         }
     }
 
-    /// The IPC fast path's switch: the current thread has just blocked, and `next`, blocked until
-    /// now and given work by it (its priority checked against the ready threads), runs at once.
-    static func switchDirectly(from previous: Thread, to next: Thread) {
-        guard next !== previous else { return }
-        let (from, to) = enter(next, leaving: previous)
-        switch_context(from, to)
-        if PerCPU.current.scheduler.dead != nil { releaseDeadThreads() }
-    }
-
-    /// `switchDirectly` for a thread that waits in its user frame (`Thread.waitInFrame`): nothing
-    /// on its stack is returned to, so its registers are not saved. `next`, if it waits in its
+    /// The IPC fast path's switch: the current thread has just blocked, waiting in its user
+    /// frame (`Thread.waitInFrame`), and `next`, blocked until now and given work by it (its
+    /// priority checked against the ready threads), runs at once. Nothing on the current
+    /// thread's stack is returned to, so its registers are not saved. `next`, if it waits in its
     /// frame too and the caller has finished its wait, returns to user space from there (giving
     /// up the big kernel lock on a multiprocessor, as its dispatcher would have); else its
-    /// context is loaded, and it runs on under the lock as after any switch.
+    /// context is loaded, and it runs on under the lock as after any switch. Inlined: its
+    /// callers have frames of their own, and it leaves them for good.
+    @inline(__always)
     static func switchLeavingFrame(from previous: Thread, to next: Thread, resumingFrame: Bool) -> Never {
         let (_, to) = enter(next, leaving: previous)
         if PerCPU.current.scheduler.dead != nil { releaseDeadThreads() }
@@ -367,6 +362,28 @@ enum Scheduler {
             resume_user_frame(next.userRegisters)
         }
         load_context(to)
+    }
+
+    /// The running thread, blocked and waiting in its user frame (`Thread.waitInFrame`), gives
+    /// up the CPU: the next thread is the one `schedule` would take, and returns to user space
+    /// straight from its own frame if it waits in one and its wait is over.
+    ///
+    /// Nothing counted may be held here: this thread's stack is never returned to, so a
+    /// reference on it would never be given back. The next thread is borrowed.
+    static func blockLeavingFrame(_ previous: Thread) -> Never {
+        guard let nextLink = nextToRun() else { kernelPanic("no thread to run, not even the idle one") }
+        nextLink._withUnsafeGuaranteedRef { next -> Never in
+            if IPCFastPath.finishFrameWaitAtOnce(next) { switchLeavingFrame(from: previous, to: next, resumingFrame: true) }
+            switchLeavingFrame(from: previous, to: next, resumingFrame: false)
+        }
+    }
+
+    /// What runs when the running thread stops: the first ready thread, one taken from another
+    /// CPU, or the idle thread. Not counted: each is held by its process, or by `idle`.
+    private static func nextToRun() -> Unmanaged<Thread>? {
+        if let taken = takeNext() { return taken }
+        if multiprocessor, let stolen = steal() { return Unmanaged.passUnretained(stolen) }
+        return PerCPU.current.scheduler.idle.map { Unmanaged.passUnretained($0) }
     }
 
     /// Makes `next` the running thread (its address space, FP trap, a fresh slice) and gives the
@@ -540,8 +557,15 @@ enum Scheduler {
                 return
             }
             if !isIdle(previousLink) { previousLink._withUnsafeGuaranteedRef { makeReadyHere($0) } }
+            // A handler waiting in its frame (notificationWait) takes its bits here and returns
+            // to user space from there.
+            let finished = IPCFastPath.finishBitsWaitAtOnce(next)
             let (from, to) = previousLink._withUnsafeGuaranteedRef { enter(next, leaving: $0) }
-            switch_context(from, to)
+            if finished {
+                switch_to_user_frame(from, next.userRegisters)
+            } else {
+                switch_context(from, to)
+            }
         }
         // Running again as the preempted thread.
         if PerCPU.current.scheduler.dead != nil { releaseDeadThreads() }

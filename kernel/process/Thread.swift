@@ -31,12 +31,16 @@ enum DeliveryOutcome {
 }
 
 /// What a thread waiting in its user frame waits for (`Thread.frameWait`).
-enum FrameWait: Equatable {
+enum FrameWait {
     case none
-    /// The answer to its `callRegisters`.
+    /// The answer to its `call` or `callRegisters`.
     case answer
-    /// A message on the port `replyReceiveRegisters` named, after answering.
-    case message(on: Handle)
+    /// A message on the port `replyReceive` or `replyReceiveRegisters` named, into its buffer
+    /// (`UserAddress.registers`: its registers), after answering.
+    case message(on: Handle, into: UserAddress)
+    /// Bits on a notification (`notificationWait`), counted while it waits: its handle may be
+    /// closed meanwhile.
+    case bits(Unmanaged<Notification>)
 }
 
 enum ThreadState: Equatable {
@@ -99,6 +103,14 @@ final class Thread: ChargedObject {
     /// resumes in thread_resume_frame_wait, which finishes the wait (`IPCFastPath.finishFrameWait`).
     /// A fast path that finishes the wait itself returns to user space from the frame.
     var frameWait = FrameWait.none
+    var waitsInFrame: Bool {
+        if case .none = frameWait { return false }
+        return true
+    }
+    var isAwaitingAnswerInFrame: Bool {
+        if case .answer = frameWait { return true }
+        return false
+    }
     /// Its saved x0-x30 while it is in a system call from EL0 (`userFrame`'s registers): where a
     /// message in registers is read from and written to (`RegisterMessageLayout`). Kept, not
     /// computed, since both IPC fast paths read it for each thread they pass between.

@@ -68,7 +68,7 @@ func runBootSelfTests(tree: DeviceTree, platform: Platform, entryLevel: UInt, lo
     run.check(memoryCopiesAtEveryAlignment(),
               "memcpy and memmove at every alignment of source and destination (8 x 8 x 14 lengths) move exactly their bytes")
     run.check(exceptionFrameMatchesLayouts(),
-              "Exception frame: \(ExceptionFrame.size) bytes, each ExceptionFrame accessor at its Layouts.h offset, the SVC class and call number vectors.S tests")
+              "Exception frame: \(ExceptionFrame.size) bytes, each ExceptionFrame accessor at its Layouts.h offset, the SVC class and call numbers vectors.S tests")
     run.check(switchContextMatchesLayouts(),
               "Switch context: SwitchContext is \(MemoryLayout<SwitchContext>.size) bytes, link register and SP at their Layouts.h offsets")
     run.check(messageHeaderMatchesLayouts(),
@@ -140,8 +140,7 @@ func exceptionFrameMatchesLayouts() -> Bool {
         && frame.faultAddress == UInt64(EXCEPTION_FRAME_FAR)
         && ExceptionSyndrome(UInt64(ESR_EXCEPTION_CLASS_SVC64) << UInt64(ESR_EXCEPTION_CLASS_SHIFT)).exceptionClass
             == .supervisorCall
-        && UInt64(SYSTEM_CALL_REGISTER_FORMS) == SystemCallNumber.callRegisters.rawValue
-        && SystemCallNumber.replyReceiveRegisters.rawValue == SystemCallNumber.callRegisters.rawValue + 1
+        && UInt64(SYSTEM_CALLS_WAITING_IN_FRAME) == SystemCalls.frameWaitCalls
 }
 
 /// SwitchContext's word count is a literal generic argument, so only this run-time check ties it

@@ -17,14 +17,24 @@ enum SystemCalls {
 
     /// Which entry a system call came in by, and so what the dispatcher knows of it.
     enum Entry {
-        /// vectors.S, system_call_entry on one CPU: numbered below the register forms.
-        case belowRegisterForms
-        /// vectors.S, register_form_entry (and its multiprocessor twin, under the big kernel
-        /// lock): a register form or a call numbered above them, with every register in the frame.
-        case registerForms
-        /// The full exception path: any number, from EL0 (the multiprocessor table's calls
-        /// below the register forms) or EL1 (the boot self-tests).
+        /// vectors.S, system_call_entry (either CPU table), a call outside `frameWaitCalls`:
+        /// x19-x28 are not in the frame.
+        case shortFrame
+        /// vectors.S, system_call_entry (either table), a call in `frameWaitCalls`: every
+        /// register is in the frame, and its fast path may leave the thread waiting there.
+        case wholeFrame
+        /// The full exception path: the multiprocessor table's calls outside `frameWaitCalls`,
+        /// or EL1's (the boot self-tests).
         case any
+    }
+
+    /// The calls whose fast path may leave the caller waiting in its exception frame (ipc/FastPath.swift),
+    /// one bit per number: vectors.S saves every register for them (SYSTEM_CALLS_WAITING_IN_FRAME
+    /// in Layouts.h, which the boot self-test compares with this).
+    static var frameWaitCalls: UInt64 {
+        1 << SystemCallNumber.call.rawValue | 1 << SystemCallNumber.replyReceive.rawValue
+            | 1 << SystemCallNumber.notificationWait.rawValue | 1 << SystemCallNumber.callRegisters.rawValue
+            | 1 << SystemCallNumber.replyReceiveRegisters.rawValue
     }
 
     /// Inlined into the exception dispatchers, with the two steps below: a system call costs one
@@ -58,59 +68,41 @@ enum SystemCalls {
         if thread.killed { Scheduler.markCurrentDead() }
     }
 
-    /// The calls numbered below the register forms that have a fast path, one bit each by
-    /// number. Computed from constants, so the compiler folds it into one: testing it reads no
-    /// variable.
-    @inline(__always)
-    private static var fastPathCalls: UInt64 {
-        1 << SystemCallNumber.call.rawValue | 1 << SystemCallNumber.replyReceive.rawValue
-            | 1 << SystemCallNumber.notificationSignal.rawValue | 1 << SystemCallNumber.notificationWait.rawValue
-    }
-
-    /// The fast paths (ipc/FastPath.swift) for `call`, `replyReceive`, their register forms and
-    /// the notification calls, when they apply: whether one did the call. The register forms'
-    /// return only when they do not apply (they leave the thread waiting in its frame).
+    /// The fast paths (ipc/FastPath.swift), when they apply: whether one did the call. From the
+    /// whole frame, the fast paths of the calls that may wait return only when they do not apply
+    /// (they leave the thread waiting in its frame) or when they did not wait (a notification
+    /// with bits there); from a short one only `notificationSignal` has one.
     @inline(__always)
     private static func fastPath(_ frame: ExceptionFrame, thread: Thread, from entry: Entry) -> Bool {
         let number = frame.register(8)
-        let outcome: FastPathOutcome
-        if entry == .registerForms {
+        if entry == .wholeFrame {
             // The registers must be the thread's own, as `serveInRegisters` checks.
-            guard number <= SystemCallNumber.replyReceiveRegisters.rawValue, let process = thread.processReference,
-                  frame.registers == thread.userRegisters else { return false }
-            process._withUnsafeGuaranteedRef { process in
-                if number == SystemCallNumber.callRegisters.rawValue {
-                    IPCFastPath.callRegisters(frame.registers, thread: thread, process: process)
-                } else {
-                    IPCFastPath.replyReceiveRegisters(frame.registers, thread: thread, process: process)
-                }
-            }
-            return false
-        } else if entry == .any && number >= SystemCallNumber.callRegisters.rawValue {
-            // From EL1 (every EL0 call this high comes by register_form_entry): the general path.
-            return false
-        } else {
-            // Below 53 a shift and a test pick the others.
-            guard fastPathCalls &>> number & 1 != 0, let process = thread.processReference else { return false }
-            outcome = process._withUnsafeGuaranteedRef { process in
+            guard let process = thread.processReference, frame.registers == thread.userRegisters else { return false }
+            return process._withUnsafeGuaranteedRef { process in
                 switch number {
+                case SystemCallNumber.callRegisters.rawValue:
+                    IPCFastPath.callRegisters(frame.registers, thread: thread, process: process)
+                case SystemCallNumber.replyReceiveRegisters.rawValue:
+                    IPCFastPath.replyReceiveRegisters(frame.registers, thread: thread, process: process)
                 case SystemCallNumber.call.rawValue:
-                    return IPCFastPath.call(SystemCall.Call(registers: frame.systemCallArguments), thread: thread, process: process)
+                    IPCFastPath.call(SystemCall.Call(registers: frame.systemCallArguments), thread: thread, process: process)
                 case SystemCallNumber.replyReceive.rawValue:
-                    return IPCFastPath.replyReceive(SystemCall.ReplyReceive(registers: frame.systemCallArguments),
-                                                    thread: thread, process: process)
-                case SystemCallNumber.notificationSignal.rawValue:
-                    return IPCFastPath.signal(frame.registers, process: process)
+                    IPCFastPath.replyReceive(SystemCall.ReplyReceive(registers: frame.systemCallArguments),
+                                             thread: thread, process: process)
+                case SystemCallNumber.notificationWait.rawValue:
+                    if IPCFastPath.wait(frame.registers, thread: thread, process: process) {
+                        frame.setStatus(systemCallSuccess)
+                        return true
+                    }
                 default:
-                    return IPCFastPath.wait(frame.registers, thread: thread, process: process)
+                    break
                 }
+                return false
             }
         }
-        switch outcome {
-        case .notTaken: return false
-        case .completed: frame.setStatus(systemCallSuccess)
-        case .failed(let error): frame.setStatus(error.rawValue)
-        }
+        guard number == SystemCallNumber.notificationSignal.rawValue, let process = thread.processReference,
+              process._withUnsafeGuaranteedRef({ IPCFastPath.signal(frame.registers, process: $0) }) else { return false }
+        frame.setStatus(systemCallSuccess)
         return true
     }
 

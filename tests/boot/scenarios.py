@@ -53,7 +53,7 @@ def expect_standard_boot(result: BootResult, cpu: str, memory: str, gic: int, en
     expect_cores_online(result, cpus)
     result.expect_line(r"^Boot: Generic timer at 62500000 Hz")
     result.expect_line(r"^Boot Test: ✓ Running at EL1 after entry at EL" + str(entry_level))
-    result.expect_line(r"^Boot Test: ✓ Exception frame: 288 bytes, each ExceptionFrame accessor at its Layouts\.h offset, the SVC class and call number vectors\.S tests$")
+    result.expect_line(r"^Boot Test: ✓ Exception frame: 288 bytes, each ExceptionFrame accessor at its Layouts\.h offset, the SVC class and call numbers vectors\.S tests$")
     result.expect_line(r"^Boot Test: ✓ Switch context: SwitchContext is 104 bytes, link register and SP at their Layouts\.h offsets$")
     result.expect_line(r"^Boot Test: ✓ IPC message header: the Layouts\.h offsets context\.S uses match IPCMessageLayout$")
     result.expect_no_line(r"FAILED|Kernel panic")

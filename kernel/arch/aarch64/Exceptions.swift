@@ -87,30 +87,31 @@ enum Exceptions {
     static var vectorTableAddress: UInt64 { KernelImage.exceptionVectors }
 }
 
-/// A system call from EL0 numbered below the register forms (vectors.S, system_call_entry): the
-/// frame holds x0-x18, x29 and x30, with x19-x28 still in their registers.
+/// A system call from EL0 outside `SystemCalls.frameWaitCalls` (vectors.S, system_call_entry):
+/// the frame holds x0-x18, x29 and x30, with x19-x28 still in their registers.
 @_cdecl("system_call_dispatch")
 func systemCallDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
-    SystemCalls.dispatch(ExceptionFrame(base: frameBase), from: .belowRegisterForms)
+    SystemCalls.dispatch(ExceptionFrame(base: frameBase), from: .shortFrame)
     Scheduler.preemptIfNeeded()
 }
 
-/// A register form, or a call numbered above them, from EL0 (vectors.S, register_form_entry): the
-/// frame holds every register. The fast path may leave the thread waiting in it.
-@_cdecl("register_form_dispatch")
-func registerFormDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
-    SystemCalls.dispatch(ExceptionFrame(base: frameBase), from: .registerForms)
+/// A call that may wait in its frame (`SystemCalls.frameWaitCalls`) from EL0 (vectors.S,
+/// system_call_entry): the frame holds every register. The fast path may leave the thread
+/// waiting in it.
+@_cdecl("frame_call_dispatch")
+func frameCallDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
+    SystemCalls.dispatch(ExceptionFrame(base: frameBase), from: .wholeFrame)
     Scheduler.preemptIfNeeded()
 }
 
 /// The same from the multiprocessor table, under the big kernel lock as `lockedExceptionDispatch`
 /// takes it. A fast path that returns to user space from another thread's frame gives the lock
 /// up on the way (resume_user_frame_unlocking).
-@_cdecl("locked_register_form_dispatch")
-func lockedRegisterFormDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
+@_cdecl("locked_frame_call_dispatch")
+func lockedFrameCallDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
     let taken = BigKernelLock.acquireUnlessHeld()
     if Scheduler.currentKilledInUserSpace { Scheduler.endKilledThread() }
-    SystemCalls.dispatch(ExceptionFrame(base: frameBase), from: .registerForms)
+    SystemCalls.dispatch(ExceptionFrame(base: frameBase), from: .wholeFrame)
     Scheduler.preemptIfNeeded()
     if Scheduler.currentKilledInUserSpace { Scheduler.endKilledThread() }
     if taken { BigKernelLock.release() }

@@ -7,11 +7,10 @@
 // register and SP into *from (a SwitchContext: x19-x28, x29, x30, sp) and loads them from *to,
 // so the call returns in the other thread. Everything else is caller-saved by the AAPCS64.
 // load_context(to) is its second half alone, for a thread that left nothing on its stack to
-// come back to (it waits in its user frame, see thread_resume_frame_wait).
-    .text
-    .global switch_context
-    .global load_context
-switch_context:
+// come back to (it waits in its user frame, see thread_resume_frame_wait), and
+// switch_to_user_frame(from, frame) its first half, then a return to user space from another
+// thread's exception frame (one whose wait in its frame the caller has finished).
+.macro save_context
     mov     x9, sp
     stp     x19, x20, [x0, #SWITCH_CONTEXT_REGISTER(19)]
     stp     x21, x22, [x0, #SWITCH_CONTEXT_REGISTER(21)]
@@ -20,6 +19,14 @@ switch_context:
     stp     x27, x28, [x0, #SWITCH_CONTEXT_REGISTER(27)]
     stp     x29, x30, [x0, #SWITCH_CONTEXT_X29]
     str     x9, [x0, #SWITCH_CONTEXT_SP]
+.endm
+
+    .text
+    .global switch_context
+    .global load_context
+    .global switch_to_user_frame
+switch_context:
+    save_context
     mov     x0, x1
 load_context:
     ldp     x19, x20, [x0, #SWITCH_CONTEXT_REGISTER(19)]
@@ -31,6 +38,10 @@ load_context:
     ldr     x9, [x0, #SWITCH_CONTEXT_SP]
     mov     sp, x9
     ret
+switch_to_user_frame:
+    save_context
+    mov     sp, x1
+    b       exception_return
 
 // fp_state_save(area) / fp_state_restore(area): q0-q31, FPCR and FPSR of user code; FP_STATE_SIZE
 // bytes (Layouts.h), 16-byte aligned. The kernel itself is built without FP/SIMD, so only user

@@ -9,10 +9,10 @@
 // the lock, not even a test.
 //
 // A system call from EL0 takes a shorter path (system_call_entry below): it saves only the
-// registers the Swift code it calls may change, not the callee-saved x19-x28. The register forms
-// of call and replyReceive, and the calls numbered above them, save them all: the IPC fast path
-// may leave such a thread waiting with nothing on its kernel stack but the frame, and return to
-// user space from another thread's frame (ipc/FastPath.swift).
+// registers the Swift code it calls may change, not the callee-saved x19-x28. The calls that may
+// wait (call, replyReceive, their register forms, notificationWait) save them all: their fast
+// paths may leave the thread waiting with nothing on its kernel stack but the frame, and return
+// to user space from another thread's frame (ipc/FastPath.swift).
 
 // The frame's layout is defined once, in include/Layouts.h.
 #include "Layouts.h"
@@ -181,28 +181,26 @@ exception_return:
     add     sp, sp, #EXCEPTION_FRAME_SIZE
     eret
 
-// System calls from EL0: with one CPU online, and under the big kernel lock. The register forms
-// and the calls after them save the whole frame (see the top of this file).
+// System calls from EL0: with one CPU online, and under the big kernel lock. One bit per number
+// picks the calls that save the whole frame (see the top of this file); the shift takes the
+// number modulo 64, so a number past the table may go either way, and both ways refuse it.
+.macro system_call_entries dispatcher, frame_dispatcher, store_syndrome
+    ldr     x1, =SYSTEM_CALLS_WAITING_IN_FRAME  // x1 is saved already (and x0 holds the ESR)
+    lsr     x1, x1, x8
+    tbnz    x1, #0, 1f
+    system_call_path \dispatcher, \store_syndrome
+1:  save_x2_to_x30_and_state
+    add     x29, sp, #EXCEPTION_FRAME_REGISTER(29)
+    mov     x0, sp
+    bl      \frame_dispatcher
+    b       exception_return
+.endm
+
 system_call_entry:
-    cmp     x8, #SYSTEM_CALL_REGISTER_FORMS
-    b.hs    register_form_entry
-    system_call_path system_call_dispatch, 0
-register_form_entry:
-    save_x2_to_x30_and_state
-    add     x29, sp, #EXCEPTION_FRAME_REGISTER(29)
-    mov     x0, sp
-    bl      register_form_dispatch
-    b       exception_return
+    system_call_entries system_call_dispatch, frame_call_dispatch, 0
 system_call_entry_smp:
-    cmp     x8, #SYSTEM_CALL_REGISTER_FORMS
-    b.hs    register_form_entry_smp
-    system_call_path locked_system_call_dispatch, 1
-register_form_entry_smp:
-    save_x2_to_x30_and_state
-    add     x29, sp, #EXCEPTION_FRAME_REGISTER(29)
-    mov     x0, sp
-    bl      locked_register_form_dispatch
-    b       exception_return
+    system_call_entries locked_system_call_dispatch, locked_frame_call_dispatch, 1
+    .ltorg
 
 // A new thread's first switch lands in thread_enter_user with sp at a frame built for its first
 // entry to EL0; it releases what the switch left (thread_first_entry), then returns from that

@@ -141,6 +141,7 @@ static inline __attribute__((always_inline)) void aarch64_undefined_instruction(
 // Routines in context.S.
 void switch_context(void *from, void *to);
 void load_context(void *to) __attribute__((noreturn));
+void switch_to_user_frame(void *from, void *frame);
 void fp_state_save(void *area);
 void fp_state_restore(void *area);
 aarch64_u64 copy_from_user(void *kernel, aarch64_u64 user, aarch64_u64 count);

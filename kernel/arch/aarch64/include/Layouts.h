@@ -25,9 +25,11 @@
 #define ESR_EXCEPTION_CLASS_SVC64 0x15
 
 // ---- System call numbers: the test system_call_entry makes in vectors.S -----------------------
-// SystemCallNumber.callRegisters (abi/SystemCallNumber.swift), the first register form; the
-// boot self-test compares the two.
-#define SYSTEM_CALL_REGISTER_FORMS 53
+// The calls whose fast path may leave the caller waiting in its exception frame, one bit per
+// number (abi/SystemCallNumber.swift): call 21, notificationWait 24, replyReceive 34,
+// callRegisters 53, replyReceiveRegisters 54. Their entry saves every register. The boot
+// self-test compares it with SystemCalls.frameWaitCalls.
+#define SYSTEM_CALLS_WAITING_IN_FRAME 0x0060000401200000
 
 // ---- Switch context: switch_context in context.S, SwitchContext in Thread.swift ---------------
 // The registers the AAPCS64 makes a callee keep: x19-x28, the frame record x29/x30, and SP.
