@@ -158,9 +158,9 @@ enum Interrupts {
                 bound._withUnsafeGuaranteedRef { $0.signal(1) { Scheduler.wakeForInterrupt($0) } }
             } else if Int(id) < lineCount, let handler = table[Int(id)].handler {
                 if id < privateInterrupts {
-                    PerCPU.current.interrupts.privateCounts[Int(id)] += 1
+                    PerCPU.current.interrupts.privateCounts[Int(id)] &+= 1
                 } else {
-                    table[Int(id)].count += 1
+                    table[Int(id)].count &+= 1
                 }
                 controller.endOfInterrupt(acknowledged)
                 handler(id)

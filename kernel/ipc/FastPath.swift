@@ -164,52 +164,6 @@ enum IPCFastPath {
         }
     }
 
-    /// `finishFrameWait` when the wait is over, so nothing waits again: an answered call, a
-    /// delivered message, a notification with bits, and the thread not killed. Whether it did;
-    /// if not, nothing changed, and the thread is switched to the general way.
-    static func finishFrameWaitAtOnce(_ thread: Thread) -> Bool {
-        // A killed thread ends on its way out, which only the general way does.
-        guard !thread.killed else { return false }
-        switch thread.frameWait {
-        case .none:
-            return false
-        case .answer:
-            let reply = IPC.replyCapability(of: thread)
-            guard reply.call.finished else { return false }
-            thread.callAddress = .none
-            thread.userRegisters[0] = reply.call.failure?.rawValue ?? systemCallSuccess
-        case .message:
-            guard case .delivered = thread.receiveResult else { return false }
-            thread.receiveAddress = .none
-            thread.receiveResult = nil
-            thread.userRegisters[0] = systemCallSuccess
-        case .bits:
-            return finishBitsWaitAtOnce(thread)
-        }
-        thread.frameWait = .none
-        thread.inSystemCall = false
-        return true
-    }
-
-    /// `finishFrameWaitAtOnce` for a thread that waits in its frame for bits, as an interrupt's
-    /// handler does (`Scheduler.preempt` takes it straight to one); false for any other.
-    @inline(__always)
-    static func finishBitsWaitAtOnce(_ thread: Thread) -> Bool {
-        guard case .bits(let counted) = thread.frameWait, !thread.killed else { return false }
-        let bits = counted._withUnsafeGuaranteedRef { notification -> UInt64 in
-            guard notification.bits != 0 else { return 0 }
-            notification.waiter = nil
-            return notification.take()
-        }
-        guard bits != 0 else { return false }
-        counted.release()
-        returning(SystemCall.NotificationWait.Result(bits: bits), in: thread.userRegisters)
-        thread.userRegisters[0] = systemCallSuccess
-        thread.frameWait = .none
-        thread.inSystemCall = false
-        return true
-    }
-
     /// `replyReceive` to a caller blocked in `call`, waiting for ever on a port with nothing
     /// queued. Objects are borrowed as in `call`: the port and the reply capability are held by
     /// this process's table, the caller by the capability. This thread then waits in its frame

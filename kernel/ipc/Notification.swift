@@ -20,7 +20,9 @@ extension IPC {
             notification.waiter = Unmanaged.passUnretained(thread)
             Scheduler.block()
         }
-        notification.waiter = nil
+        // A signal clears the waiter as it wakes it, and another thread may wait there since;
+        // a wait that ends otherwise (killed, timed out) takes only itself off.
+        if notification.isWaiter(thread) { notification.waiter = nil }
     }
 
     /// Waits up to `timeout` nanoseconds for bits on notification `handle`; returns them, now clear.

@@ -356,7 +356,13 @@ enum Scheduler {
     @inline(__always)
     static func switchLeavingFrame(from previous: Thread, to next: Thread, resumingFrame: Bool) -> Never {
         let (_, to) = enter(next, leaving: previous)
-        if PerCPU.current.scheduler.dead != nil { releaseDeadThreads() }
+        if PerCPU.current.scheduler.dead != nil {
+            releaseDeadThreads()
+            // Releasing may have readied a thread above `next` (or served an interrupt that did):
+            // then `next` goes the general way, whose epilogue preempts (its wait is finished, so
+            // `frame_wait_resume` only returns).
+            if resumingFrame && PerCPU.current.scheduler.rescheduleNeeded { load_context(to) }
+        }
         if resumingFrame {
             if multiprocessor { resume_user_frame_unlocking(next.userRegisters) }
             resume_user_frame(next.userRegisters)
@@ -373,7 +379,7 @@ enum Scheduler {
     static func blockLeavingFrame(_ previous: Thread) -> Never {
         guard let nextLink = nextToRun() else { kernelPanic("no thread to run, not even the idle one") }
         nextLink._withUnsafeGuaranteedRef { next -> Never in
-            if IPCFastPath.finishFrameWaitAtOnce(next) { switchLeavingFrame(from: previous, to: next, resumingFrame: true) }
+            if next.finishWaitAtOnce() { switchLeavingFrame(from: previous, to: next, resumingFrame: true) }
             switchLeavingFrame(from: previous, to: next, resumingFrame: false)
         }
     }
@@ -455,11 +461,11 @@ enum Scheduler {
     }
 
     /// `wake` from the interrupt path, for a driver's handler thread: if it should preempt the
-    /// running thread (a higher priority than it and every ready thread, and this CPU may run
-    /// it), it stays off the run queue and the switch on the way out of the interrupt
-    /// (`preempt`) goes straight to it. Only for an interrupt that switches on its way out (from
-    /// EL0 or the idle thread, not one served inside a system call), and on one CPU: otherwise
-    /// it is woken as any.
+    /// running thread (a higher priority than it, and no ready thread above it: one of its own
+    /// level queued earlier waits, as it would for any preemption), it stays off the run queue
+    /// and the switch on the way out of the interrupt (`preempt`) goes straight to it. Only for an
+    /// interrupt that switches on its way out (from EL0 or the idle thread, not one served inside
+    /// a system call), and on one CPU, so this CPU may run it: otherwise it is woken as any.
     static func wakeForInterrupt(_ thread: Thread) {
         guard !multiprocessor, !Interrupts.isServingPending, thread.state == .blocked,
               PerCPU.current.scheduler.handoff == nil,
@@ -559,7 +565,7 @@ enum Scheduler {
             if !isIdle(previousLink) { previousLink._withUnsafeGuaranteedRef { makeReadyHere($0) } }
             // A handler waiting in its frame (notificationWait) takes its bits here and returns
             // to user space from there.
-            let finished = IPCFastPath.finishBitsWaitAtOnce(next)
+            let finished = next.finishBitsWaitAtOnce()
             let (from, to) = previousLink._withUnsafeGuaranteedRef { enter(next, leaving: $0) }
             if finished {
                 switch_to_user_frame(from, next.userRegisters)

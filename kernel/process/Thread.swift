@@ -98,7 +98,7 @@ final class Thread: ChargedObject {
     /// While waiting in `call`: the user address the reply is written to (`.none` when not
     /// calling; `.registers` for its saved registers).
     var callAddress = UserAddress.none
-    /// Not `.none` while it waits in its user frame: in a register-form call, the IPC fast path
+    /// Not `.none` while it waits in its user frame: in a call that may wait, the IPC fast path
     /// left nothing on its kernel stack but the exception frame (all of x0-x30), and its context
     /// resumes in thread_resume_frame_wait, which finishes the wait (`IPCFastPath.finishFrameWait`).
     /// A fast path that finishes the wait itself returns to user space from the frame.
@@ -164,13 +164,65 @@ final class Thread: ChargedObject {
         context.pointee.stackPointer = UInt64(UInt(bitPattern: frame.base))
     }
 
-    /// The running thread, in a register-form call whose frame holds all its registers, waits in
+    /// The running thread, in a call whose frame holds all its registers, waits in
     /// that frame for `wait` from now on: a switch to it lands in thread_resume_frame_wait with SP
     /// at the frame, and nothing it has on its kernel stack now is ever returned to.
     func waitInFrame(for wait: FrameWait) {
         frameWait = wait
         context.pointee.linkRegister = aarch64_address_of_thread_resume_frame_wait()
         context.pointee.stackPointer = UInt64(UInt(bitPattern: userRegisters))
+    }
+
+    /// Its wait in its frame finished the way the general code after a switch would, when that
+    /// wait is over so that nothing waits again: an answered call, a delivered message, a
+    /// notification with bits, and the thread not killed (a killed thread ends on its way out,
+    /// which only the general way does, `IPCFastPath.finishFrameWait`). Whether it did; if not,
+    /// nothing changed. Here, below IPC, for the scheduler's switches to such a thread.
+    func finishWaitAtOnce() -> Bool {
+        guard !killed else { return false }
+        switch frameWait {
+        case .none:
+            return false
+        case .answer:
+            let reply = replyCapability.unsafelyUnwrapped
+            guard reply.call.finished else { return false }
+            callAddress = .none
+            userRegisters[0] = reply.call.failure?.rawValue ?? systemCallSuccess
+        case .message:
+            guard case .delivered = receiveResult else { return false }
+            receiveAddress = .none
+            receiveResult = nil
+            userRegisters[0] = systemCallSuccess
+        case .bits:
+            return finishBitsWaitAtOnce()
+        }
+        frameWait = .none
+        inSystemCall = false
+        return true
+    }
+
+    /// `finishWaitAtOnce` for a thread that waits in its frame for bits, as an interrupt's
+    /// handler does (`Scheduler.preempt` takes it straight to one); false for any other. The
+    /// bits go where `notificationWait` returns them (x1), and the wait's count on the
+    /// notification is given back.
+    @inline(__always)
+    func finishBitsWaitAtOnce() -> Bool {
+        guard case .bits(let counted) = frameWait, !killed else { return false }
+        let bits = counted._withUnsafeGuaranteedRef { notification -> UInt64 in
+            guard notification.bits != 0 else { return 0 }
+            // A signal cleared the waiter; another thread may wait there since.
+            if notification.isWaiter(self) { notification.waiter = nil }
+            return notification.take()
+        }
+        guard bits != 0 else { return false }
+        counted.release()
+        let values = SystemCall.NotificationWait.Result(bits: bits).registers
+        userRegisters[1] = values.x1
+        userRegisters[2] = values.x2
+        userRegisters[0] = systemCallSuccess
+        frameWait = .none
+        inSystemCall = false
+        return true
     }
 
     /// The exception frame at the top of its kernel stack: its user registers while it is in a

@@ -17,14 +17,15 @@ enum SystemCalls {
 
     /// Which entry a system call came in by, and so what the dispatcher knows of it.
     enum Entry {
-        /// vectors.S, system_call_entry (either CPU table), a call outside `frameWaitCalls`:
-        /// x19-x28 are not in the frame.
+        /// vectors.S, system_call_entry on one CPU, a call outside `frameWaitCalls`: x19-x28 are
+        /// not in the frame.
         case shortFrame
         /// vectors.S, system_call_entry (either table), a call in `frameWaitCalls`: every
         /// register is in the frame, and its fast path may leave the thread waiting there.
         case wholeFrame
-        /// The full exception path: the multiprocessor table's calls outside `frameWaitCalls`,
-        /// or EL1's (the boot self-tests).
+        /// Through `exception_dispatch`: the multiprocessor table's calls outside
+        /// `frameWaitCalls` (a short frame, as `shortFrame`), or EL1's (the boot self-tests). Only
+        /// `notificationSignal` has a fast path here, as from a short frame.
         case any
     }
 

@@ -85,8 +85,9 @@
 // ELR, SPSR and ESR; x19-x28 stay in their registers, because the AAPCS64 makes every function
 // the dispatcher calls give them back as it found them, and a thread switch in between keeps
 // them in the thread's SwitchContext. So the frame's x19-x28 words mean nothing here, and nothing
-// reads them. The dispatcher (SystemCalls.swift) reads the arguments from x0-x8 (and x9-x16 for
-// a message in registers) and writes results to x0-x4 and x9-x16; FAR means nothing for an SVC.
+// reads them. The dispatcher (SystemCalls.swift) reads the arguments from x0-x8 and writes
+// results to x0-x2 (the calls with a message in registers take the whole-frame entry below);
+// FAR means nothing for an SVC.
 // ESR is stored only for the multiprocessor dispatcher, which goes through exception_dispatch
 // and reads it there; the single-CPU one knows it has a system call.
 .macro system_call_path dispatcher, store_syndrome
@@ -210,7 +211,8 @@ thread_enter_user:
     bl      thread_first_entry
     b       exception_return
 
-// A thread that waits in its user frame (IPCFastPath's register calls) has a context whose SP is
+// A thread that waits in its user frame (the IPC fast paths of the calls that may wait) has a
+// context whose SP is
 // its frame and whose link register is here: a switch to it finishes its wait in Swift
 // (frame_wait_resume), then returns to user space from the frame. The frame record links a
 // backtrace into the user code, as the entry's does.
@@ -232,5 +234,6 @@ resume_user_frame:
     b       exception_return
 resume_user_frame_unlocking:
     mov     sp, x0
+    add     x29, sp, #EXCEPTION_FRAME_REGISTER(29)  // a backtrace from the release stays on this stack
     bl      big_kernel_lock_release
     b       exception_return

@@ -174,11 +174,11 @@ func testRegisterMessages(_ suite: inout Suite) {
                 "messages in registers leave frames (free and kernel heap) and kernel objects as they were (frames \(framesBefore) -> \(framesAfter), objects \(objectsBefore) -> \(System.kernelObjects.objects))")
 }
 
-/// On one CPU, both sides of a call in registers taken by the fast path wait in their exception
-/// frames, with nothing else on their kernel stacks (ipc/FastPath.swift). Each way such a wait can
-/// end other than by the answer or message: the server dies holding the call, a server waiting
-/// for its next message is killed, a caller waiting for its answer is killed. (On more CPUs the
-/// same calls wait as any other, and the checks hold the same.)
+/// Both sides of a call in registers taken by the fast path wait in their exception frames, with
+/// nothing else on their kernel stacks (ipc/FastPath.swift). Each way such a wait can end other
+/// than by the answer or message: the server dies holding the call, a server waiting for its next
+/// message is killed, a caller waiting for its answer is killed. (On more CPUs the fast path
+/// applies only between threads on the same one; the checks hold either way.)
 private func testRegisterWaitsEnded(_ suite: inout Suite) {
     // A server in registers that dies holding a call: the caller gets peer closed.
     if let port = try? IPC.createPort(), let serverSide = try? IPC.duplicate(port, rights: [.receive, .transfer]),
