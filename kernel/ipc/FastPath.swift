@@ -89,7 +89,7 @@ enum IPCFastPath {
         if server.waitsInFrame {
             // Its wait ends here: the message is in its buffer or registers.
             server.receiveAddress = .none
-            finishedInFrame(server)
+            server.endFrameWait(status: systemCallSuccess)
             Scheduler.switchLeavingFrame(from: thread, to: server, resumingFrame: true)
         }
         server.finishReceive(.delivered)
@@ -120,15 +120,6 @@ enum IPCFastPath {
         } catch {
             return .failed(error)
         }
-    }
-
-    /// A thread that waited in its user frame, whose wait a fast path has just finished with
-    /// success, as the dispatcher would have left it on its way out.
-    @inline(__always)
-    private static func finishedInFrame(_ waiter: Thread) {
-        waiter.frameWait = .none
-        waiter.inSystemCall = false
-        waiter.userRegisters[0] = systemCallSuccess
     }
 
     /// A thread that waited in its user frame, switched to the general way
@@ -253,7 +244,7 @@ enum IPCFastPath {
         if caller.isAwaitingAnswerInFrame {
             // Its wait ends here: the answer is in its buffer or registers.
             caller.callAddress = .none
-            finishedInFrame(caller)
+            caller.endFrameWait(status: systemCallSuccess)
             Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: true)
         }
         Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: false)

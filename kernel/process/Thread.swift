@@ -187,17 +187,15 @@ final class Thread: ChargedObject {
             let reply = replyCapability.unsafelyUnwrapped
             guard reply.call.finished else { return false }
             callAddress = .none
-            userRegisters[0] = reply.call.failure?.rawValue ?? systemCallSuccess
+            endFrameWait(status: reply.call.failure?.rawValue ?? systemCallSuccess)
         case .message:
             guard case .delivered = receiveResult else { return false }
             receiveAddress = .none
             receiveResult = nil
-            userRegisters[0] = systemCallSuccess
+            endFrameWait(status: systemCallSuccess)
         case .bits:
             return finishBitsWaitAtOnce()
         }
-        frameWait = .none
-        inSystemCall = false
         return true
     }
 
@@ -219,10 +217,17 @@ final class Thread: ChargedObject {
         let values = SystemCall.NotificationWait.Result(bits: bits).registers
         userRegisters[1] = values.x1
         userRegisters[2] = values.x2
-        userRegisters[0] = systemCallSuccess
+        endFrameWait(status: systemCallSuccess)
+        return true
+    }
+
+    /// A wait in its frame over, as the dispatcher would have left the thread on its way out:
+    /// `status` in x0 (any values already in their registers), and out of the system call.
+    @inline(__always)
+    func endFrameWait(status: UInt64) {
+        userRegisters[0] = status
         frameWait = .none
         inSystemCall = false
-        return true
     }
 
     /// The exception frame at the top of its kernel stack: its user registers while it is in a
