@@ -11,6 +11,19 @@
 public protocol WaiterWaking {
     associatedtype Waiter: AnyObject
     static func wake(_ waiter: Waiter)
+    /// A signal hands `bits` to the notification's waiter as it wakes it, if that waiter takes
+    /// them at once (true: they are the waiter's now, and the notification's word is cleared).
+    /// By default none does, and the waiter takes them from the word when it runs.
+    static func takesBitsAtOnce(_ bits: UInt64, _ waiter: Waiter) -> Bool
+    /// The notification `waiter` waits on ends (its last reference went) before any signal woke
+    /// it. Only a waiter that does not count the notification can be left waiting so; by default
+    /// there is none.
+    static func notificationEnded(waiter: Waiter)
+}
+
+extension WaiterWaking {
+    public static func takesBitsAtOnce(_ bits: UInt64, _ waiter: Waiter) -> Bool { false }
+    public static func notificationEnded(waiter: Waiter) {}
 }
 
 /// How many messages a port queues before `send` and `call` get `queueFull`.

@@ -7,30 +7,55 @@ public final class NotificationWord<Waking: WaiterWaking>: KernelObject, KernelO
     public var bits: UInt64 = 0
     /// The one thread waiting for bits, if any. Not counted: a waiter is held elsewhere while it
     /// waits (a thread by its process), and takes itself off before it leaves its wait, woken or
-    /// not, so signalling and waiting cost no reference counting.
+    /// not, so signalling and waiting cost no reference counting. A waiter need not count the
+    /// notification either: one that takes its bits at once (`WaiterWaking.takesBitsAtOnce`) is
+    /// done with it when a signal wakes it, and one still waiting when the notification ends is
+    /// told so (`WaiterWaking.notificationEnded`).
     public var waiter: Unmanaged<Waking.Waiter>?
     /// What its creator paid for it.
     public var charge = MemoryCharge()
 
     public init() { super.init(kind: Self.objectKind) }
 
-    deinit { charge.release() }
+    deinit {
+        if let waiter {
+            self.waiter = nil
+            waiter._withUnsafeGuaranteedRef { Waking.notificationEnded(waiter: $0) }
+        }
+        charge.release()
+    }
 
-    /// Sets `bits` and wakes the waiter, which takes the bits when it runs. Inlined: out of line,
-    /// the signal system call also pays for the call and for keeping the caller's process
-    /// retained across it (about 30 instructions).
+    /// Sets `bits` and wakes the waiter, which takes the bits when it runs (or here, if it takes
+    /// them at once). Inlined, with the waking out of line: out of line, the signal system call
+    /// also pays for the call and for keeping the caller's process retained across it (about 30
+    /// instructions), and with the waking inlined, for a larger frame when nothing waits.
     @inline(__always)
     public func signal(_ bits: UInt64) {
-        signal(bits) { Waking.wake($0) }
+        self.bits |= bits
+        if waiter != nil { Self.wakeWaiter(of: self) }
     }
 
     /// `signal` with the waiter woken by `wake` (the kernel's interrupt path hands it the CPU).
     @inline(__always)
     public func signal(_ bits: UInt64, wakingWith wake: (Waking.Waiter) -> Void) {
         self.bits |= bits
-        if let waiter {
-            self.waiter = nil
-            waiter._withUnsafeGuaranteedRef { wake($0) }
+        wakeWaiter(wakingWith: wake)
+    }
+
+    /// Static, so that the signal's caller need not set aside its own `self` register for it.
+    @inline(never)
+    static func wakeWaiter(of word: NotificationWord) {
+        word.wakeWaiter { Waking.wake($0) }
+    }
+
+    /// The waiter, if any, off and woken, with the bits if it takes them at once.
+    @inline(__always)
+    func wakeWaiter(wakingWith wake: (Waking.Waiter) -> Void) {
+        guard let waiter else { return }
+        self.waiter = nil
+        waiter._withUnsafeGuaranteedRef { waiter in
+            if Waking.takesBitsAtOnce(bits, waiter) { bits = 0 }
+            wake(waiter)
         }
     }
 

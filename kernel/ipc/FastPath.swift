@@ -138,9 +138,13 @@ enum IPCFastPath {
         case .message(let port, let address):
             guard let process = thread.processReference else { return }
             outcome = process._withUnsafeGuaranteedRef { received(on: port, into: address, thread: thread, process: $0) }
-        case .bits(let counted):
-            // The wait's own reference, given back once the bits are taken.
-            let notification = counted.takeRetainedValue()
+        case .finished:
+            // Its values are in its frame already.
+            return
+        case .bits(let waitedOn):
+            // Still its waiter, so the notification is there (`FrameWait.bits`); counted from
+            // here, since the general wait may block again.
+            let notification = waitedOn.takeUnretainedValue()
             IPC.awaitBits(on: notification, thread: thread)
             if notification.bits != 0 {
                 returning(SystemCall.NotificationWait.Result(bits: notification.take()), in: thread.userRegisters)
@@ -394,8 +398,9 @@ extension IPCFastPath {
     static func signal(_ registers: UnsafeMutablePointer<UInt64>, process: Process) -> Bool {
         let call = SystemCall.NotificationSignal(registers: ArgumentRegisters(x0: registers[0], x1: registers[1]))
         guard let found = borrowed(call.notification, of: Notification.self, in: process, requiring: .signal) else { return false }
-        found._withUnsafeGuaranteedRef { $0.signal(call.bits) }
+        // Its values first: nothing is then kept across the waking, which is a call.
         returning(NoValues(), in: registers)
+        found._withUnsafeGuaranteedRef { $0.signal(call.bits) }
         return true
     }
 
@@ -413,14 +418,13 @@ extension IPCFastPath {
         }
         guard waits else { return true }
         guard call.timeout == .max, found._withUnsafeGuaranteedRef({ $0.waiter == nil }) else { return false }
-        // Counted while this thread waits (its handle may be closed meanwhile); the reference
-        // goes with the wait and is given back when it ends. Nothing else counted may be held
-        // from here on: this stack is never returned to.
-        let counted = found.retain()
-        counted._withUnsafeGuaranteedRef { $0.waiter = Unmanaged.passUnretained(thread) }
+        // Not counted, though its handle may be closed meanwhile: the signal that wakes this
+        // thread hands it the bits, and the notification's end tells it (`FrameWait.bits`).
+        // Nothing counted may be held from here on: this stack is never returned to.
+        found._withUnsafeGuaranteedRef { $0.waiter = Unmanaged.passUnretained(thread) }
         thread.sleepExpired = false
         thread.state = .blocked
-        thread.waitInFrame(for: .bits(counted))
+        thread.waitInFrame(for: .bits(found))
         Scheduler.blockLeavingFrame(thread)
     }
 

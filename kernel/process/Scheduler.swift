@@ -563,9 +563,9 @@ enum Scheduler {
                 return
             }
             if !isIdle(previousLink) { previousLink._withUnsafeGuaranteedRef { makeReadyHere($0) } }
-            // A handler waiting in its frame (notificationWait) takes its bits here and returns
-            // to user space from there.
-            let finished = next.finishBitsWaitAtOnce()
+            // A handler waiting in its frame (notificationWait) was handed its bits by the
+            // signal, and returns to user space from there.
+            let finished = next.finishHandedWaitAtOnce()
             let (from, to) = previousLink._withUnsafeGuaranteedRef { enter(next, leaving: $0) }
             if finished {
                 switch_to_user_frame(from, next.userRegisters)

@@ -38,9 +38,14 @@ enum FrameWait {
     /// A message on the port `replyReceive` or `replyReceiveRegisters` named, into its buffer
     /// (`UserAddress.registers`: its registers), after answering.
     case message(on: Handle, into: UserAddress)
-    /// Bits on a notification (`notificationWait`), counted while it waits: its handle may be
-    /// closed meanwhile.
+    /// Bits on a notification (`notificationWait`). Not counted, though its handle may be closed
+    /// meanwhile: while this is its wait, the thread is the notification's waiter, which a signal
+    /// hands its bits to and which the notification's end tells (`Thread.takeBitsAtOnce`,
+    /// `Thread.notificationEnded`), either one leaving `.finished`. So while it is `.bits`,
+    /// the notification is there.
     case bits(Unmanaged<Notification>)
+    /// Over before the thread ran again: what the call returns is in its frame already.
+    case finished
 }
 
 enum ThreadState: Equatable {
@@ -174,14 +179,14 @@ final class Thread: ChargedObject {
     }
 
     /// Its wait in its frame finished the way the general code after a switch would, when that
-    /// wait is over so that nothing waits again: an answered call, a delivered message, a
-    /// notification with bits, and the thread not killed (a killed thread ends on its way out,
-    /// which only the general way does, `IPCFastPath.finishFrameWait`). Whether it did; if not,
-    /// nothing changed. Here, below IPC, for the scheduler's switches to such a thread.
+    /// wait is over so that nothing waits again: an answered call, a delivered message, bits
+    /// handed over, and the thread not killed (a killed thread ends on its way out, which only
+    /// the general way does, `IPCFastPath.finishFrameWait`). Whether it did; if not, nothing
+    /// changed. Here, below IPC, for the scheduler's switches to such a thread.
     func finishWaitAtOnce() -> Bool {
         guard !killed else { return false }
         switch frameWait {
-        case .none:
+        case .none, .bits:
             return false
         case .answer:
             let reply = replyCapability.unsafelyUnwrapped
@@ -193,32 +198,42 @@ final class Thread: ChargedObject {
             receiveAddress = .none
             receiveResult = nil
             endFrameWait(status: systemCallSuccess)
-        case .bits:
-            return finishBitsWaitAtOnce()
+        case .finished:
+            leaveFrameWait()
         }
         return true
     }
 
-    /// `finishWaitAtOnce` for a thread that waits in its frame for bits, as an interrupt's
-    /// handler does (`Scheduler.preempt` takes it straight to one); false for any other. The
-    /// bits go where `notificationWait` returns them (x1), and the wait's count on the
-    /// notification is given back.
+    /// `finishWaitAtOnce` for a thread whose wait a signal finished (`takeBitsAtOnce`), as an
+    /// interrupt's handler's is when `Scheduler.preempt` takes it straight to it; false for any other.
     @inline(__always)
-    func finishBitsWaitAtOnce() -> Bool {
-        guard case .bits(let counted) = frameWait, !killed else { return false }
-        let bits = counted._withUnsafeGuaranteedRef { notification -> UInt64 in
-            guard notification.bits != 0 else { return 0 }
-            // A signal cleared the waiter; another thread may wait there since.
-            if notification.isWaiter(self) { notification.waiter = nil }
-            return notification.take()
-        }
-        guard bits != 0 else { return false }
-        counted.release()
+    func finishHandedWaitAtOnce() -> Bool {
+        guard case .finished = frameWait, !killed else { return false }
+        leaveFrameWait()
+        return true
+    }
+
+    /// A signal wakes this thread, its notification's waiter, with `bits` (SchedulerWaking): if
+    /// it waits in its frame, they are its now, where `notificationWait` returns them (x1), and
+    /// its wait is over. Then it no longer needs the notification, which it does not count.
+    @inline(__always)
+    func takeBitsAtOnce(_ bits: UInt64) -> Bool {
+        guard case .bits = frameWait else { return false }
         let values = SystemCall.NotificationWait.Result(bits: bits).registers
+        userRegisters[0] = systemCallSuccess
         userRegisters[1] = values.x1
         userRegisters[2] = values.x2
-        endFrameWait(status: systemCallSuccess)
+        frameWait = .finished
         return true
+    }
+
+    /// The notification this thread waits on in its frame ended, unsignalled: no handle to it is
+    /// left, so nothing can signal it again. The wait ends with `peerClosed`.
+    func notificationEnded() {
+        guard case .bits = frameWait else { return }
+        userRegisters[0] = KernelError.peerClosed.rawValue
+        frameWait = .finished
+        Scheduler.wake(self)
     }
 
     /// A wait in its frame over, as the dispatcher would have left the thread on its way out:
@@ -226,6 +241,12 @@ final class Thread: ChargedObject {
     @inline(__always)
     func endFrameWait(status: UInt64) {
         userRegisters[0] = status
+        leaveFrameWait()
+    }
+
+    /// Out of its wait in the frame and of the system call, its values in their registers.
+    @inline(__always)
+    func leaveFrameWait() {
         frameWait = .none
         inSystemCall = false
     }

@@ -8,6 +8,12 @@
 enum SchedulerWaking: WaiterWaking {
     @inline(__always)
     static func wake(_ waiter: Thread) { Scheduler.wake(waiter) }
+
+    /// A thread waiting in its frame takes them: it does not count the notification.
+    @inline(__always)
+    static func takesBitsAtOnce(_ bits: UInt64, _ waiter: Thread) -> Bool { waiter.takeBitsAtOnce(bits) }
+
+    static func notificationEnded(waiter: Thread) { waiter.notificationEnded() }
 }
 
 /// A word of bits to signal and wait on: for events without data (device interrupts, process

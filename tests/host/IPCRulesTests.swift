@@ -558,6 +558,25 @@ enum CountedWaking: WaiterWaking {
     static func wake(_ waiter: CountedWaiter) { waiter.wakes += 1 }
 }
 
+/// Waiters that take a signal's bits at once when `takes` says so, as a kernel thread waiting in
+/// its frame does, and that learn when their notification ends under them.
+final class TakingWaiter {
+    var takes = true
+    var wakes = 0
+    var taken: [UInt64] = []
+    var ended = 0
+}
+
+enum TakingWaking: WaiterWaking {
+    static func wake(_ waiter: TakingWaiter) { waiter.wakes += 1 }
+    static func takesBitsAtOnce(_ bits: UInt64, _ waiter: TakingWaiter) -> Bool {
+        guard waiter.takes else { return false }
+        waiter.taken.append(bits)
+        return true
+    }
+    static func notificationEnded(waiter: TakingWaiter) { waiter.ended += 1 }
+}
+
 @Suite struct NotificationWordTests {
     /// Random signals, waiters arriving and takes, against a model: bits accumulate until taken,
     /// taking clears them, and a waiter is woken once by the first signal after it arrived.
@@ -586,6 +605,43 @@ enum CountedWaking: WaiterWaking {
                 #expect(word.bits == bits && waiter.wakes == wakes && (word.waiter != nil) == waiting)
             }
         }
+    }
+
+    /// A waiter that takes the bits at once gets all that are set when a signal wakes it (those
+    /// set before it came too), and the word is left clear; one that does not leaves them there.
+    /// Signals with nobody waiting only accumulate.
+    @Test func aWaiterThatTakesAtOnceGetsEveryBitSet() {
+        let word = NotificationWord<TakingWaking>()
+        let waiter = TakingWaiter()
+        word.signal(0b001)
+        word.waiter = Unmanaged.passUnretained(waiter)
+        word.signal(0b100)
+        #expect(waiter.taken == [0b101] && waiter.wakes == 1 && word.bits == 0 && word.waiter == nil)
+        word.signal(0b010)
+        #expect(waiter.taken == [0b101] && waiter.wakes == 1 && word.bits == 0b010)
+        waiter.takes = false
+        word.waiter = Unmanaged.passUnretained(waiter)
+        word.signal(0b001, wakingWith: { TakingWaking.wake($0) })
+        #expect(waiter.taken == [0b101] && waiter.wakes == 2 && word.bits == 0b011 && word.waiter == nil)
+    }
+
+    /// A notification that ends with a waiter tells it, once; one that ends after its waiter was
+    /// woken (or with none) tells nobody.
+    @Test func anEndingNotificationTellsOnlyAWaiterStillWaiting() {
+        let waiter = TakingWaiter()
+        do {
+            let word = NotificationWord<TakingWaking>()
+            word.waiter = Unmanaged.passUnretained(waiter)
+        }
+        #expect(waiter.ended == 1 && waiter.wakes == 0)
+        do {
+            let word = NotificationWord<TakingWaking>()
+            word.waiter = Unmanaged.passUnretained(waiter)
+            word.signal(1)
+        }
+        #expect(waiter.ended == 1 && waiter.wakes == 1 && waiter.taken == [1])
+        do { _ = NotificationWord<TakingWaking>() }
+        #expect(waiter.ended == 1)
     }
 }
 

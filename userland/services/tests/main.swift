@@ -179,6 +179,7 @@ struct Tests {
         testNameService(&suite)
         onOneCPU { testDirectDelivery(&suite) }
         onOneCPU { testServerPortClosedWhileWaiting(&suite) }
+        testNotificationClosedUnderWaiter(&suite)
         testDeviceAccess(&suite)
         testInterruptPreemption(&suite)
         testKernelLog(&suite)
@@ -581,6 +582,54 @@ func testServerPortClosedWhileWaiting(_ suite: inout Suite) {
     while shared[2] == 0 && System.clock.milliseconds(since: start) < 1000 { System.yield() }
     suite.check(server != nil && answered && closed && shared[2] == 1 && shared[1] == KernelError.peerClosed.rawValue,
                 "a server waiting in replyReceive after a fast-path answer wakes with peer closed when its port is closed")
+}
+
+/// A thread waiting for ever on a notification holds no count on it (it waits in its frame). So
+/// when another thread closes the notification's only handle, nothing can signal it again, and
+/// the wait ends with `peerClosed`; and a waiter a signal has woken, whose handle is closed before
+/// it runs, still returns its bits, which the signal handed it. Nothing is left behind.
+func testNotificationClosedUnderWaiter(_ suite: inout Suite) {
+    guard let block = try? System.map(bytes: 4096, access: .write) else {
+        suite.check(false, "memory for the closed-notification test")
+        return
+    }
+    let shared = block.bindMemory(to: UInt64.self, capacity: 4)
+    let waiterBody: System.ThreadBody = { argument in
+        let shared = UnsafeMutablePointer<UInt64>(bitPattern: UInt(argument))!
+        var bits: UInt64 = 0
+        let status = catching { () throws(KernelError) in bits = try IPC.wait(Handle(shared[0]), timeout: .max) }
+        shared[1] = status?.rawValue ?? 0
+        shared[2] = bits
+        shared[3] = 1
+    }
+    // Round 0 closes the handle under the waiting thread; round 1 signals first, then closes it.
+    var outcomes: [(status: UInt64, bits: UInt64, done: Bool)] = []
+    let before = KernelFootprint.now
+    for round in 0..<2 {
+        guard let bell = try? IPC.createNotification() else { break }
+        shared[0] = bell.value
+        shared[1] = .max
+        shared[2] = 0
+        shared[3] = 0
+        guard (try? System.createThread(stackBytes: 16 * 1024, argument: UInt64(UInt(bitPattern: shared)), waiterBody)) != nil else {
+            try? IPC.close(bell)
+            break
+        }
+        System.sleep(nanoseconds: 2_000_000) // it is waiting now
+        if round == 1 { try? IPC.signal(bell, bits: 0x5A) }
+        try? IPC.close(bell)
+        let start = System.clock
+        while shared[3] == 0 && System.clock.milliseconds(since: start) < 1000 { System.yield() }
+        outcomes.append((shared[1], shared[2], shared[3] == 1))
+    }
+    // The waiter threads have ended; their stacks stay with this process.
+    let after = KernelFootprint.settled(toward: KernelFootprint(frames: before.frames, objects: before.objects))
+    let closed = outcomes.count == 2 && outcomes[0].done && outcomes[0].status == KernelError.peerClosed.rawValue
+    let handed = outcomes.count == 2 && outcomes[1].done && outcomes[1].status == 0 && outcomes[1].bits == 0x5A
+    suite.check(closed && after.objects == before.objects,
+                "a thread waiting for ever on a notification whose only handle another thread closes wakes with peer closed; kernel objects \(before.objects) -> \(after.objects)")
+    suite.check(handed, "a waiter woken by a signal gets its bits though the notification's handle is closed before it runs")
+    try? System.unmap(block, bytes: 4096)
 }
 
 /// The console UART's transmit interrupt, to make the UART's line fire at will: the PL011 raises it
