@@ -131,44 +131,43 @@ enum Interrupts {
     @inline(__always)
     static func isTimeToServe(afterPages pages: UInt64) -> Bool { pages & (pagesBetweenServing - 1) == 0 }
 
-    /// The IRQ exception path: drains every pending interrupt. An IRQ exception that finds
-    /// nothing to acknowledge is spurious; reading "none pending" after handling some is not.
+    /// The IRQ exception path: one interrupt per exception, as seL4 takes them. Another one
+    /// pending raises the exception again once this one has returned (or, at EL1 with interrupts
+    /// masked, at the next `servePending` or idle wait), so one read of the acknowledge register
+    /// is all an interrupt costs, and the path keeps few values live. An IRQ exception that finds
+    /// nothing to acknowledge is spurious.
     static func handleIRQ() {
         guard let controller, let table else { return }
-        var drained = 0
-        while true {
-            let acknowledged = controller.acknowledge()
-            let id = acknowledged & 0x3FF
-            if spuriousRange.contains(id) {
-                if drained == 0 { PerCPU.current.interrupts.spurious += 1 }
-                return
-            }
-            drained &+= 1
-            PerCPU.current.interrupts.handled &+= 1
-            if Int(id) < lineCount, let bound = table[Int(id)].notification {
-                // A user driver's line: masked until the driver has served it and acknowledges,
-                // then ended, and the driver's notification signalled straight from here.
-                if id < privateInterrupts {
-                    PerCPU.current.interrupts.privateCounts[Int(id)] &+= 1
-                } else {
-                    table[Int(id)].count &+= 1
-                }
-                controller.setEnabled(id, false)
-                controller.endOfInterrupt(acknowledged)
-                bound._withUnsafeGuaranteedRef { $0.signal(1) { Scheduler.wakeForInterrupt($0) } }
-            } else if Int(id) < lineCount, let handler = table[Int(id)].handler {
-                if id < privateInterrupts {
-                    PerCPU.current.interrupts.privateCounts[Int(id)] &+= 1
-                } else {
-                    table[Int(id)].count &+= 1
-                }
-                controller.endOfInterrupt(acknowledged)
-                handler(id)
-            } else {
-                // Enabled but unclaimed: mask it so it cannot storm.
-                controller.setEnabled(id, false)
-                controller.endOfInterrupt(acknowledged)
-            }
+        let acknowledged = controller.acknowledge()
+        let id = acknowledged & 0x3FF
+        guard !spuriousRange.contains(id) else {
+            PerCPU.current.interrupts.spurious &+= 1
+            return
+        }
+        PerCPU.current.interrupts.handled &+= 1
+        guard Int(id) < lineCount else {
+            controller.setEnabled(id, false)
+            controller.endOfInterrupt(acknowledged)
+            return
+        }
+        if id < privateInterrupts {
+            PerCPU.current.interrupts.privateCounts[Int(id)] &+= 1
+        } else {
+            table[Int(id)].count &+= 1
+        }
+        if let bound = table[Int(id)].notification {
+            // A user driver's line: masked until the driver has served it and acknowledges,
+            // then ended, and the driver's notification signalled straight from here.
+            controller.setEnabled(id, false)
+            controller.endOfInterrupt(acknowledged)
+            bound._withUnsafeGuaranteedRef { $0.signal(1) { Scheduler.wakeForInterrupt($0) } }
+        } else if let handler = table[Int(id)].handler {
+            controller.endOfInterrupt(acknowledged)
+            handler(id)
+        } else {
+            // Enabled but unclaimed: mask it so it cannot storm.
+            controller.setEnabled(id, false)
+            controller.endOfInterrupt(acknowledged)
         }
     }
 }

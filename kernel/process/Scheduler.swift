@@ -105,15 +105,23 @@ enum Scheduler {
     /// `makeReady` with one CPU: this CPU's queue.
     @inline(__always)
     private static func makeReadyHere(_ thread: Thread) {
-        guard let queues = PerCPU.current.scheduler.queues, thread.state != .dead else { return }
-        thread.state = .ready
-        let level = min(max(thread.priority, 0), priorityLevels - 1)
-        append(thread, to: queues + level)
-        PerCPU.current.scheduler.readyLevels |= 1 << UInt64(level)
+        guard thread.state != .dead, queueHere(thread) else { return }
         if let running = PerCPU.current.scheduler.running, running.toOpaque() != Unmanaged.passUnretained(thread).toOpaque(),
            isIdle(running) || running._withUnsafeGuaranteedRef({ thread.priority > $0.priority }) {
             PerCPU.current.scheduler.rescheduleNeeded = true
         }
+    }
+
+    /// `thread` ready, at the back of its level's queue on this CPU (false: no queues yet).
+    @inline(__always)
+    @discardableResult
+    private static func queueHere(_ thread: Thread) -> Bool {
+        guard let queues = PerCPU.current.scheduler.queues else { return false }
+        thread.state = .ready
+        let level = min(max(thread.priority, 0), priorityLevels - 1)
+        append(thread, to: queues + level)
+        PerCPU.current.scheduler.readyLevels |= 1 << UInt64(level)
+        return true
     }
 
     /// `thread` at the back of `queue`.
@@ -562,7 +570,8 @@ enum Scheduler {
                 yield()
                 return
             }
-            if !isIdle(previousLink) { previousLink._withUnsafeGuaranteedRef { makeReadyHere($0) } }
+            // Queued as `makeReadyHere` would, without asking for the switch under way.
+            if !isIdle(previousLink) { previousLink._withUnsafeGuaranteedRef { queueHere($0) } }
             // A handler waiting in its frame (notificationWait) was handed its bits by the
             // signal, and returns to user space from there.
             let finished = next.finishHandedWaitAtOnce()
