@@ -55,6 +55,15 @@ enum SystemCalls {
 
     @inline(__always)
     private static func dispatch(_ frame: ExceptionFrame, thread: Thread, from entry: Entry) {
+        // The calls served without checks (`serveWithoutChecks`) but `yield` neither block nor
+        // switch: they leave nothing on the stack that a kill would have to unwind, so they are
+        // served before the thread counts as inside a system call. `yield`, which switches, is
+        // served in the fast path below, inside one.
+        let number = frame.register(8)
+        if entry != .wholeFrame && number <= SystemCallNumber.threadID.rawValue && number != SystemCallNumber.yield.rawValue
+            && serveWithoutChecks(number, frame, thread: thread) {
+            return
+        }
         thread.inSystemCall = true
         if !fastPath(frame, thread: thread, from: entry) {
             // The process borrowed, not counted: the thread holds it for its whole life
@@ -72,7 +81,8 @@ enum SystemCalls {
     /// The fast paths (ipc/FastPath.swift), when they apply: whether one did the call. From the
     /// whole frame, the fast paths of the calls that may wait return only when they do not apply
     /// (they leave the thread waiting in its frame) or when they did not wait (a notification
-    /// with bits there); from a short one only `notificationSignal` has one.
+    /// with bits there); from a short one `notificationSignal` has one, and `yield` is served
+    /// without `perform` (the other calls below it that `serveWithoutChecks` takes came earlier).
     @inline(__always)
     private static func fastPath(_ frame: ExceptionFrame, thread: Thread, from entry: Entry) -> Bool {
         let number = frame.register(8)
@@ -101,9 +111,33 @@ enum SystemCalls {
                 return false
             }
         }
+        if number <= SystemCallNumber.threadID.rawValue { return serveWithoutChecks(number, frame, thread: thread) }
         guard number == SystemCallNumber.notificationSignal.rawValue, let process = thread.processReference,
               process._withUnsafeGuaranteedRef({ IPCFastPath.signal(frame.registers, process: $0) }) else { return false }
         frame.setStatus(systemCallSuccess)
+        return true
+    }
+
+    /// The calls that take no argument to check and cannot fail, served here: by the dispatcher
+    /// without `perform`, whose frame saves a dozen registers, and by `perform` for the calls
+    /// made before the scheduler runs. Whether `number` was one.
+    @inline(__always)
+    private static func serveWithoutChecks(_ number: UInt64, _ frame: ExceptionFrame, thread: Thread?) -> Bool {
+        switch number {
+        case SystemCallNumber.null.rawValue:
+            serve(frame, SystemCall.Null.self) { _ in NoValues() }
+        case SystemCallNumber.clock.rawValue:
+            serve(frame, SystemCall.Clock.self) { _ in .init(ticks: Clock.uptime, frequency: Clock.frequency) }
+        case SystemCallNumber.yield.rawValue:
+            serve(frame, SystemCall.Yield.self) { _ in
+                Scheduler.yield()
+                return NoValues()
+            }
+        case SystemCallNumber.threadID.rawValue:
+            serve(frame, SystemCall.ThreadID.self) { _ in .init(thread: thread?.id ?? 0) }
+        default:
+            return false
+        }
         return true
     }
 
@@ -167,10 +201,8 @@ enum SystemCalls {
             return thread
         }
         switch number {
-        case .null:
-            serve(frame, SystemCall.Null.self) { _ in NoValues() }
-        case .clock:
-            serve(frame, SystemCall.Clock.self) { _ in .init(ticks: Clock.uptime, frequency: Clock.frequency) }
+        case .null, .clock, .yield, .threadID:
+            _ = serveWithoutChecks(number.rawValue, frame, thread: thread)
         case .debugWrite:
             serve(frame, SystemCall.DebugWrite.self) { call throws(KernelError) in
                 .init(written: try debugWrite(call.text, length: call.length))
@@ -178,11 +210,6 @@ enum SystemCalls {
         case .exit:
             serve(frame, SystemCall.Exit.self) { call throws(KernelError) in
                 Processes.end(try caller(), reason: .exited, code: call.code)
-                return NoValues()
-            }
-        case .yield:
-            serve(frame, SystemCall.Yield.self) { _ in
-                Scheduler.yield()
                 return NoValues()
             }
         case .sleep:
@@ -195,8 +222,6 @@ enum SystemCalls {
                 let process = try caller()
                 return .init(process: process.id, parent: process.parentID)
             }
-        case .threadID:
-            serve(frame, SystemCall.ThreadID.self) { _ in .init(thread: Scheduler.current?.id ?? 0) }
         case .retired8:
             frame.setStatus(KernelError.unknownSystemCall.rawValue)
         case .wait:
