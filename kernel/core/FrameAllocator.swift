@@ -434,17 +434,13 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
         setZone(index, zone)
     }
 
-    /// Marks the frame free: its record, the statistics, and the bitmap or the cache.
-    private mutating func releaseFrame(_ frame: UInt64, zone index: Int, purpose: FramePurpose, cache: Bool) {
+    /// Marks one frame of a run free: its record, the statistics and the bitmap (the cache holds
+    /// single frames only, which `free` releases itself).
+    private mutating func releaseFrame(_ frame: UInt64, zone index: Int, purpose: FramePurpose) {
         statistics.perPurpose[Int(purpose.rawValue)] -= 1
         statistics.freeFrames += 1
         recordPointer(of: frame, zone: index).pointee = 0
-        if cache && cacheCount < Self.cacheCapacity {
-            cacheSlot(cacheCount).pointee = frame &<< 4 | UInt64(index)
-            cacheCount += 1
-        } else {
-            setBits(of: frame, zone: index)
-        }
+        setBits(of: frame, zone: index)
     }
 
     /// The first free frame at or after `start` (zone-relative), found through the summary levels.
@@ -487,12 +483,13 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
     public mutating func allocate(_ purpose: FramePurpose) throws(FrameAllocatorError) -> PageFrame {
         guard purpose != .free else { throw .invalidRequest }
         if cacheCount > 0 {
-            cacheCount -= 1
+            // A cached frame is counted free, so neither count can wrap.
+            cacheCount &-= 1
             let entry = cacheSlot(cacheCount).pointee
             let frame = entry >> 4
             recordPointer(of: frame, zone: Int(entry & 15)).pointee = FrameRecord(purpose: purpose, isHead: true, value: 1).raw
-            statistics.freeFrames -= 1
-            statistics.perPurpose[Int(purpose.rawValue)] += 1
+            statistics.freeFrames &-= 1
+            statistics.perPurpose[Int(purpose.rawValue)] &+= 1
             return PageFrame(number: frame)
         }
         for index in 0..<zoneCount {
@@ -566,14 +563,28 @@ public struct FrameAllocator<Memory: PhysicalMemory> {
     /// Frees the allocation that starts at `frame`, however many frames it has.
     public mutating func free(_ frame: PageFrame) throws(FrameAllocatorError) {
         guard let index = zoneIndex(of: frame.number) else { throw .outsideRAM(frame) }
-        let head = FrameRecord(raw: recordPointer(of: frame.number, zone: index).pointee)
+        let record = recordPointer(of: frame.number, zone: index)
+        let head = FrameRecord(raw: record.pointee)
         if head.purpose == .free { throw .doubleFree(frame) }
         if head.purpose.isBootReservation { throw .notAllocated(frame) }
         guard head.isHead else { throw .notAllocationStart(frame) }
-        // A single frame may wait in the cache for the next request.
-        let single = head.value == 1
+        if head.value == 1 {
+            // Most frames freed are single ones, and may wait in the cache for the next request:
+            // `releaseFrame` written out for one, with no loop. The counts cannot wrap: the frame
+            // was counted in its purpose, and free frames are fewer than all frames.
+            statistics.perPurpose[Int(head.purpose.rawValue)] &-= 1
+            statistics.freeFrames &+= 1
+            record.pointee = 0
+            if cacheCount < Self.cacheCapacity {
+                cacheSlot(cacheCount).pointee = frame.number &<< 4 | UInt64(index)
+                cacheCount &+= 1
+            } else {
+                setBits(of: frame.number, zone: index)
+            }
+            return
+        }
         for offset in 0..<UInt64(head.value) {
-            releaseFrame(frame.number + offset, zone: index, purpose: head.purpose, cache: single)
+            releaseFrame(frame.number + offset, zone: index, purpose: head.purpose)
         }
     }
 
