@@ -571,7 +571,7 @@ enum Scheduler {
                 return
             }
             // Queued as `makeReadyHere` would, without asking for the switch under way.
-            if !isIdle(previousLink) { previousLink._withUnsafeGuaranteedRef { queueHere($0) } }
+            if !isIdle(previousLink) { _ = previousLink._withUnsafeGuaranteedRef { queueHere($0) } }
             // A handler waiting in its frame (notificationWait) was handed its bits by the
             // signal, and returns to user space from there.
             let finished = next.finishHandedWaitAtOnce()
