@@ -131,6 +131,15 @@ enum Interrupts {
     @inline(__always)
     static func isTimeToServe(afterPages pages: UInt64) -> Bool { pages & (pagesBetweenServing - 1) == 0 }
 
+    @inline(__always)
+    private static func count(_ id: UInt32, in table: UnsafeMutablePointer<Entry>) {
+        if id < privateInterrupts {
+            PerCPU.current.interrupts.privateCounts[Int(id)] &+= 1
+        } else {
+            table[Int(id)].count &+= 1
+        }
+    }
+
     /// The IRQ exception path: one interrupt per exception, as seL4 takes them. Another one
     /// pending raises the exception again once this one has returned (or, at EL1 with interrupts
     /// masked, at the next `servePending` or idle wait), so one read of the acknowledge register
@@ -150,12 +159,8 @@ enum Interrupts {
             controller.endOfInterrupt(acknowledged)
             return
         }
-        if id < privateInterrupts {
-            PerCPU.current.interrupts.privateCounts[Int(id)] &+= 1
-        } else {
-            table[Int(id)].count &+= 1
-        }
         if let bound = table[Int(id)].notification {
+            count(id, in: table)
             // A user driver's line: masked until the driver has served it and acknowledges,
             // then ended, and the driver's notification signalled straight from here.
             controller.setEnabled(id, false)
@@ -164,7 +169,11 @@ enum Interrupts {
         } else if let handler = table[Int(id)].handler {
             controller.endOfInterrupt(acknowledged)
             handler(id)
+            // Counted after the handler, so that this frame stays under it (a backtrace from a
+            // handler, a panic's, names the IRQ path) rather than the call becoming a jump.
+            count(id, in: table)
         } else {
+            count(id, in: table)
             // Enabled but unclaimed: mask it so it cannot storm.
             controller.setEnabled(id, false)
             controller.endOfInterrupt(acknowledged)
