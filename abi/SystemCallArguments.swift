@@ -529,15 +529,17 @@ public enum SystemCall {
         public var bytes: UInt64
         /// The process whose memory account pays for the object (needs account), or none: the caller.
         public var account: Handle
-        @inline(__always) public init(bytes: UInt64, account: Handle = .none) {
+        public var options: MemoryOptions
+        @inline(__always) public init(bytes: UInt64, account: Handle = .none, options: MemoryOptions = []) {
             self.bytes = bytes
             self.account = account
+            self.options = options
         }
         @inline(__always) public init(registers: ArgumentRegisters) {
-            self.init(bytes: registers.x0, account: Handle(registers.x1))
+            self.init(bytes: registers.x0, account: Handle(registers.x1), options: MemoryOptions(rawValue: registers.x2))
         }
         @inline(__always) public var registers: ArgumentRegisters {
-            ArgumentRegisters(x0: bytes, x1: account.value)
+            ArgumentRegisters(x0: bytes, x1: account.value, x2: options.rawValue)
         }
     }
 

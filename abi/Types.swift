@@ -142,6 +142,17 @@ public struct MemoryAccess: OptionSet, Equatable, Sendable {
     public static let execute = MemoryAccess(rawValue: 1 << 1)
 }
 
+/// How `memoryCreate` makes a memory object's pages.
+public struct MemoryOptions: OptionSet, Equatable, Sendable {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    /// Each page is taken and zeroed when it is first touched (by a mapping's load or store, a
+    /// system call reaching it, `memoryWrite` or `memoryRead`), not when the object is made: for
+    /// memory that may stay mostly untouched, such as a stack. Its pages are charged and set
+    /// aside at once all the same, so a touch never fails. Never executable.
+    public static let onDemand = MemoryOptions(rawValue: 1 << 0)
+}
+
 /// The start argument the kernel gives init: what the kernel command line asked the system to do.
 public struct StartFlags: OptionSet, Equatable, Sendable {
     public let rawValue: UInt64

@@ -242,7 +242,7 @@ func startInterrupts(_ platform: Platform, arguments: BootArguments) {
 func finishRun() -> Never {
     // Everything processes held is back by now but init's own process and thread, and what
     // processes still alive hold: a leak shows here.
-    log("Memory: at the end: \(KernelMemory.root.objects) kernel objects, \(KernelMemory.root.used) bytes charged to processes")
+    log("Memory: at the end: \(KernelMemory.root.objects) kernel objects, \(KernelMemory.root.used) bytes charged to processes, \(PhysicalFrames.promisedFrames) frames set aside for pages on demand")
     Processes.reportSurvivors()
     SecondaryCPUs.reportTicks()
     if FaultInjection.oneIn > 0 {

@@ -332,6 +332,40 @@ public struct PageTable<Memory: PhysicalMemory> {
         maintenance.publishTableWrites()
     }
 
+    /// Makes every table down to the leaf tables that `count` pages from `virtual` on need, and
+    /// maps nothing: so that pages mapped there later, one by one, need no table then (pages
+    /// taken on demand). A table left without entries is freed by the next `unmapPresent` over it,
+    /// or with the rest. On failure (no memory for a table, or a block in the way) the leaf tables
+    /// made here are freed again.
+    public mutating func prepareTables<Frames: TableFrameSource>(
+        _ virtual: VirtualAddress, count: Int, frames: inout Frames, maintenance: some TranslationMaintenance
+    ) throws(PageTableError) {
+        guard virtual.isPageAligned, count > 0, count <= Int(UInt32.max) else { throw .misaligned }
+        let (last, overflow) = virtual.value.addingReportingOverflow(UInt64(count) * pageSize - 1)
+        guard !overflow, checkRange(virtual), checkRange(VirtualAddress(last)) else { throw .addressOutOfRange(virtual) }
+        let leafSpan = UInt64(1) << Self.shift(2)
+        var address = virtual.value
+        while true {
+            do throws(PageTableError) {
+                let (_, _, reached) = try walk(to: VirtualAddress(address), level: 3, create: true, frames: &frames,
+                                               maintenance: maintenance)
+                guard reached == 3 else { throw PageTableError.alreadyMapped(VirtualAddress(address)) }
+            } catch {
+                // The tables made for the leaf tables before this one, empty: none of what was
+                // there before (a block in the way stays).
+                if address > virtual.value {
+                    _ = try? unmapPresent(virtual, size: address - virtual.value, frames: &frames, maintenance: maintenance) { _, _ in }
+                }
+                throw error
+            }
+            // The next leaf table's first address, if the range goes on into it.
+            let next = (address & ~(leafSpan - 1)) &+ leafSpan
+            guard next > address, next <= last else { break }
+            address = next
+        }
+        maintenance.publishTableWrites()
+    }
+
     /// Removes the translations of `[virtual, virtual + size)`, splitting blocks it covers only in
     /// part and freeing tables that become empty. Stops with `.notMapped` at the first hole.
     public mutating func unmap<Frames: TableFrameSource>(

@@ -67,7 +67,7 @@ enum KernelMemory {
     /// account it charges first.
     static func checkRoom(for cost: ObjectCost) throws(KernelError) {
         try FaultInjection.check()
-        guard PhysicalFrames.freeFrames >= reserveFrames + cost.heapPages else { throw .outOfMemory }
+        guard PhysicalFrames.unpromisedFrames >= reserveFrames + cost.heapPages else { throw .outOfMemory }
     }
 
     /// `make()`'s object, after its `cost` is charged to `account` (see `charge`); the object
@@ -97,9 +97,28 @@ enum KernelMemory {
     /// cannot be met should not zero and map most of it before finding out.
     static func chargeFrames(_ count: UInt64, to account: MemoryAccount) throws(KernelError) {
         try FaultInjection.check()
-        guard PhysicalFrames.freeFrames >= reserveFrames + count else { throw .outOfMemory }
+        guard PhysicalFrames.unpromisedFrames >= reserveFrames + count else { throw .outOfMemory }
         try account.charge(count * pageSize)
     }
+
+    /// `chargeFrames` for pages taken on demand: `count` frames are charged to `account` and set
+    /// aside now, so that taking one later (`takePromisedFrame`) cannot fail. Each taken is given
+    /// back by `freeFrame`; any never taken, with `withdrawPromise` and `release`.
+    static func promiseFrames(_ count: UInt64, to account: MemoryAccount) throws(KernelError) {
+        try FaultInjection.check()
+        try account.charge(count * pageSize)
+        guard PhysicalFrames.promise(count, keepingFree: reserveFrames) else {
+            account.release(count * pageSize)
+            throw .outOfMemory
+        }
+    }
+
+    /// A frame `promiseFrames` set aside, for a page touched now (nil only if the kernel's own
+    /// allocations have gone through the reserve).
+    static func takePromisedFrame(_ purpose: FramePurpose) -> PageFrame? { PhysicalFrames.takePromised(purpose) }
+
+    /// Gives back `count` frames `promiseFrames` set aside and never took.
+    static func withdrawPromise(_ count: UInt64) { PhysicalFrames.withdrawPromise(count) }
 
     /// A frame already charged with `chargeFrames`: never one of the reserve's.
     static func allocatePaidFrame(_ purpose: FramePurpose) throws(KernelError) -> PageFrame {

@@ -2,7 +2,8 @@
 // (DMA), that processes map by handle.
 
 /// Physical memory that can be mapped into several address spaces: for data too large for a
-/// message. Its frames are freed when the last handle and the last mapping are gone.
+/// message. Its frames are freed when the last handle and the last mapping are gone. Its pages
+/// are there from the start, or, for an on-demand object, each from its first touch.
 final class MemoryObject: KernelObject, KernelObjectType, ChargedObject {
     static var objectKind: KernelObjectKind { .memory }
 
@@ -21,9 +22,16 @@ final class MemoryObject: KernelObject, KernelObjectType, ChargedObject {
         case dma(UserDevice, epoch: UInt64)
     }
 
+    /// The physical address of each page; `absent` for a page of an on-demand object not yet
+    /// touched (`page(_:)` takes it).
     let frames: UnsafeMutablePointer<UInt64>
     let pageCount: Int
     let kind: Kind
+    /// Its pages are taken and zeroed on first touch (`MemoryOptions.onDemand`): each absent one
+    /// has a frame set aside for it (`KernelMemory.promiseFrames`) and is charged already.
+    let onDemand: Bool
+    /// What `frames` holds for a page not yet taken: no page's address, which is page-aligned.
+    static let absent: UInt64 = 1
     /// The object's own cost, paid by its creator; its frames are charged to the same account.
     var charge = MemoryCharge()
 
@@ -41,6 +49,7 @@ final class MemoryObject: KernelObject, KernelObjectType, ChargedObject {
         frames = UnsafeMutablePointer<UInt64>.allocate(capacity: pageCount)
         for page in 0..<pageCount { frames[page] = first + UInt64(page) * pageSize }
         kind = .deviceRegisters
+        onDemand = false
         super.init(kind: Self.objectKind)
     }
 
@@ -51,14 +60,16 @@ final class MemoryObject: KernelObject, KernelObjectType, ChargedObject {
         frames = UnsafeMutablePointer<UInt64>.allocate(capacity: pageCount)
         for page in 0..<pageCount { frames[page] = range.start.value + UInt64(page) * pageSize }
         kind = .ramdisk
+        onDemand = false
         super.init(kind: Self.objectKind)
     }
 
-    private init(frames: UnsafeMutablePointer<UInt64>, pages: Int, kind: Kind, charge: MemoryCharge) {
+    private init(frames: UnsafeMutablePointer<UInt64>, pages: Int, kind: Kind, charge: MemoryCharge, onDemand: Bool = false) {
         self.frames = frames
         pageCount = pages
         self.kind = kind
         self.charge = charge
+        self.onDemand = onDemand
         super.init(kind: Self.objectKind)
     }
 
@@ -110,6 +121,29 @@ final class MemoryObject: KernelObject, KernelObjectType, ChargedObject {
         return MemoryObject(frames: frames, pages: pages, kind: .memory, charge: charge)
     }
 
+    /// `pages` pages taken and zeroed on first touch, charged to `charge`'s account, which the
+    /// object keeps, and each set aside now; nil when the account or memory is short (the caller
+    /// still holds the charge then).
+    static func allocateOnDemand(pages: Int, charge: MemoryCharge) -> MemoryObject? {
+        guard pages > 0, pages <= maximumPages, let account = charge.account,
+              (try? KernelMemory.promiseFrames(UInt64(pages), to: account)) != nil else { return nil }
+        let frames = UnsafeMutablePointer<UInt64>.allocate(capacity: pages)
+        frames.initialize(repeating: absent, count: pages)
+        return MemoryObject(frames: frames, pages: pages, kind: .memory, charge: charge, onDemand: true)
+    }
+
+    /// The physical address of page `page`, taken and zeroed now if it is the first touch of an
+    /// on-demand page; nil only if the frame set aside for it is gone (the kernel's own
+    /// allocations went through the reserve).
+    func page(_ page: Int) -> PhysicalAddress? {
+        let present = frames[page]
+        if present != Self.absent { return PhysicalAddress(present) }
+        guard let frame = KernelMemory.takePromisedFrame(.user) else { return nil }
+        PhysicalWindow.zero(frame)
+        frames[page] = frame.address.value
+        return frame.address
+    }
+
     /// `pages` zeroed, physically contiguous pages for `device`'s transfers, charged like
     /// `allocate`'s; nil when the account or memory is short, or no run of free frames is long
     /// enough.
@@ -133,7 +167,18 @@ final class MemoryObject: KernelObject, KernelObjectType, ChargedObject {
         if let account = charge.account {
             switch kind {
             case .memory:
-                for page in 0..<pageCount { KernelMemory.freeFrame(PageFrame(number: frames[page] >> pageShift), for: account) }
+                var untouched: UInt64 = 0
+                for page in 0..<pageCount {
+                    if frames[page] == Self.absent {
+                        untouched += 1
+                    } else {
+                        KernelMemory.freeFrame(PageFrame(number: frames[page] >> pageShift), for: account)
+                    }
+                }
+                if untouched > 0 {
+                    KernelMemory.withdrawPromise(untouched)
+                    account.release(untouched * pageSize)
+                }
             case .dma(let device, let epoch):
                 DeviceAccess.releasingMemory(of: device, epoch: epoch)
                 KernelMemory.freePaidFrame(PageFrame(number: frames[0] >> pageShift))

@@ -11,6 +11,11 @@ enum PhysicalFrames {
     /// taken under it but the console's.
     static let lock = SpinLock(.physicalFrames)
 
+    /// Free frames set aside for pages of on-demand memory objects not yet touched
+    /// (KernelMemory.promiseFrames): requests made for processes leave them alone, as they leave
+    /// the reserve, so that taking one (`takePromised`) cannot fail. Under `lock`.
+    nonisolated(unsafe) static var promised: UInt64 = 0
+
     static func start(map: MemoryMap) throws(FrameAllocatorError) {
         let created = try FrameAllocator(memory: LinearMap(), map: map)
         lock.withLock { allocator = created }
@@ -24,8 +29,36 @@ enum PhysicalFrames {
     /// processes leave the reserve to the kernel (KernelMemory).
     static func allocate(_ purpose: FramePurpose, keepingFree reserve: UInt64) throws(FrameAllocatorError) -> PageFrame {
         try lock.withLock { () throws(FrameAllocatorError) -> PageFrame in
-            guard allocator.statistics.freeFrames > reserve else { throw .outOfMemory }
+            guard allocator.statistics.freeFrames > reserve &+ promised else { throw .outOfMemory }
             return try allocator.allocate(purpose)
+        }
+    }
+
+    /// Sets `count` free frames aside for later `takePromised` calls, if more than `reserve` stay
+    /// free beside them and the frames already set aside; whether it did.
+    static func promise(_ count: UInt64, keepingFree reserve: UInt64) -> Bool {
+        lock.withLock {
+            guard allocator.statistics.freeFrames >= reserve &+ promised &+ count else { return false }
+            promised &+= count
+            return true
+        }
+    }
+
+    /// Gives back `count` frames set aside and never taken.
+    static func withdrawPromise(_ count: UInt64) {
+        lock.withLock {
+            guard promised >= count else { kernelPanic("more frames withdrawn than were set aside") }
+            promised &-= count
+        }
+    }
+
+    /// One of the frames set aside, for `purpose`. Every frame set aside is free unless the
+    /// kernel's own allocations went through the reserve and beyond it; nil then.
+    static func takePromised(_ purpose: FramePurpose) -> PageFrame? {
+        lock.withLock {
+            guard promised > 0, let frame = try? allocator.allocate(purpose) else { return nil }
+            promised &-= 1
+            return frame
         }
     }
 
@@ -39,7 +72,7 @@ enum PhysicalFrames {
     static func allocate(count: Int, alignment: Int, _ purpose: FramePurpose,
                          keepingFree reserve: UInt64) throws(FrameAllocatorError) -> PageFrame {
         try lock.withLock { () throws(FrameAllocatorError) -> PageFrame in
-            guard allocator.statistics.freeFrames >= reserve + UInt64(count) else { throw .outOfMemory }
+            guard allocator.statistics.freeFrames >= reserve &+ promised &+ UInt64(count) else { throw .outOfMemory }
             return try allocator.allocate(count: count, alignment: alignment, purpose)
         }
     }
@@ -54,6 +87,16 @@ enum PhysicalFrames {
 
     static var freeFrames: UInt64 {
         lock.withLock { allocator.statistics.freeFrames }
+    }
+
+    static var promisedFrames: UInt64 { lock.withLock { promised } }
+
+    /// `statistics` and `promised`, read together.
+    static var statisticsAndPromised: (FrameStatistics, UInt64) { lock.withLock { (allocator.statistics, promised) } }
+
+    /// Free frames not set aside for pages on demand: what requests made for processes may take.
+    static var unpromisedFrames: UInt64 {
+        lock.withLock { allocator.statistics.freeFrames &- promised }
     }
 
     static var statistics: FrameStatistics {

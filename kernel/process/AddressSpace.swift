@@ -24,6 +24,18 @@ enum ASIDs {
     static func free(_ asid: UInt16) {
         lock.withLock { inUse[Int(asid) / 64] &= ~(1 << UInt64(asid % 64)) }
     }
+
+    /// The address space holding each ASID in use, not counted (a space clears its entry as it
+    /// is destroyed): for a fault inside a user-memory copy, whose space is the one TTBR0 holds,
+    /// not always the running thread's. Written and read under the big kernel lock.
+    nonisolated(unsafe) static var owners = InlineArray<256, UInt>(repeating: 0)
+
+    /// The address space live in TTBR0 on this CPU, if one is.
+    static var liveSpace: AddressSpace? {
+        let owner = owners[Int(TranslationBase.live.asid) & 255]
+        guard owner != 0, let pointer = UnsafeRawPointer(bitPattern: owner) else { return nil }
+        return Unmanaged<AddressSpace>.fromOpaque(pointer).takeUnretainedValue()
+    }
 }
 
 /// TTBR0 when no user address space is live: a table with no valid entry, tagged ASID 0.
@@ -101,7 +113,9 @@ final class AddressSpace {
             ASIDs.free(asid)
             return nil
         }
-        return AddressSpace(table: table, asid: asid, account: account)
+        let space = AddressSpace(table: table, asid: asid, account: account)
+        ASIDs.owners[Int(asid)] = UInt(bitPattern: Unmanaged.passUnretained(space).toOpaque())
+        return space
     }
 
     /// What TTBR0_EL1 holds while this space is live.
@@ -181,7 +195,22 @@ final class AddressSpace {
         var frames = UserTableFrames(account: account)
         do throws(PageTableError) {
             // All or nothing: a failure leaves none of the object's pages mapped.
-            if object.pageCount > 0 {
+            if object.onDemand {
+                // Its tables now, so that a page's first touch needs none (`mapOnDemand`), and the
+                // pages touched already.
+                try table.prepareTables(VirtualAddress(start), count: object.pageCount, frames: &frames,
+                                        maintenance: maintenance)
+                for page in 0..<object.pageCount where object.frames[page] != MemoryObject.absent {
+                    do throws(PageTableError) {
+                        try table.map(VirtualAddress(start + UInt64(page) * pageSize), to: PhysicalAddress(object.frames[page]),
+                                      size: pageSize, permissions: permissions.union(.user), type: object.memoryType,
+                                      global: false, allowBlocks: false, frames: &frames, maintenance: maintenance)
+                    } catch {
+                        _ = try? table.unmapPresent(VirtualAddress(start), size: size, frames: &frames, maintenance: maintenance) { _, _ in }
+                        throw error
+                    }
+                }
+            } else if object.pageCount > 0 {
                 try table.mapPages(VirtualAddress(start), count: object.pageCount, frame: { PhysicalAddress(object.frames[$0]) },
                                    permissions: permissions.union(.user), type: object.memoryType, global: false,
                                    frames: &frames, maintenance: maintenance)
@@ -192,6 +221,36 @@ final class AddressSpace {
         (regions + regionCount).initialize(to: Region(start: start, size: size, kind: kind, writable: permissions.contains(.write)))
         regionCount += 1
         mappedBytes += size
+    }
+
+    /// A translation fault at `address` in this space, on a page of an on-demand memory object
+    /// mapped here: the page (taken and zeroed now if this is its first touch anywhere) is mapped
+    /// as the region maps the object, and true says the access may be made again. False for any
+    /// other address: the fault is the program's, or the copy's.
+    func mapOnDemand(at address: UInt64) -> Bool {
+        for index in 0..<regionCount where address >= regions[index].start && address < regions[index].end {
+            let region = regions[index]
+            let object: MemoryObject
+            switch region.kind {
+            case .shared(let mapped), .placed(let mapped): object = mapped
+            case .program, .anonymous: return false
+            }
+            guard object.onDemand else { return false }
+            let pageStart = address & ~(pageSize - 1)
+            // Mapped since the fault was taken (by another CPU's fault on it): made again, it works.
+            if table.translate(VirtualAddress(pageStart)) != nil { return true }
+            guard let frame = object.page(Int((pageStart - region.start) >> pageShift)) else { return false }
+            var frames = UserTableFrames(account: account)
+            do throws(PageTableError) {
+                try table.map(VirtualAddress(pageStart), to: frame, size: pageSize,
+                              permissions: (region.writable ? MappingPermissions.readWrite : .readOnly).union(.user),
+                              type: .normal, global: false, allowBlocks: false, frames: &frames, maintenance: maintenance)
+            } catch {
+                return false
+            }
+            return true
+        }
+        return false
     }
 
     /// Copies `bytes` into the (mapped) page range starting at `address`, through the frames'
@@ -303,6 +362,7 @@ final class AddressSpace {
         account.release(freed * pageSize)
         var frames = UserTableFrames(account: account)
         table.freeTables(frames: &frames, includingRoot: true)
+        ASIDs.owners[Int(asid)] = 0
         ASIDs.free(asid)
         regions.deinitialize(count: regionCount)
         regions.deallocate()

@@ -45,14 +45,27 @@ enum UserMemory {
         copy_to_user(user.value, kernel, count) == 0
     }
 
-    /// The exception handler's hook: a fault inside the copy routines resumes at their fixup.
+    /// The exception handler's hook: a fault inside the copy routines resumes at their fixup,
+    /// unless it was the first touch of an on-demand page, which is mapped and the copy goes on.
     static func recover(_ frame: ExceptionFrame) -> Bool {
         let faulting = frame.exceptionLinkRegister
         guard faulting >= aarch64_address_of_user_copy_start(), faulting < aarch64_address_of_user_copy_end() else {
             return false
         }
+        if mapOnDemand(frame) { return true }
         frame.setRegister(0, frame.syndrome.value)
         frame.exceptionLinkRegister = aarch64_address_of_user_copy_fixup()
         return true
+    }
+
+    /// A translation fault on a user address, from EL0 or inside a copy, that was a page of an
+    /// on-demand memory object mapped in the address space TTBR0 holds: that page is mapped now,
+    /// and the faulting access may be made again. The space TTBR0 holds is the faulting thread's
+    /// for EL0, and the one a copy reaches into (an IPC path may have switched to another's).
+    static func mapOnDemand(_ frame: ExceptionFrame) -> Bool {
+        guard case .translation = frame.syndrome.faultKind, let space = ASIDs.liveSpace else { return false }
+        let address = frame.faultAddress
+        guard UserSpace.contains(UserAddress(address), count: 1) else { return false }
+        return space.mapOnDemand(at: address)
     }
 }

@@ -36,6 +36,8 @@ enum ProcessCalls {
         let needed: Rights = call.access.contains(.write) ? [.map, .write] : [.map]
         let object = try Handles.object(call.memory, of: MemoryObject.self, in: caller, requiring: needed)
         guard object.isRAM else { throw .invalidHandle }
+        // Instructions are written before they are mapped, so an on-demand page would be empty.
+        guard !(object.onDemand && call.access.contains(.execute)) else { throw .invalidArgument }
         guard target.state == .alive, let space = target.addressSpace else { throw .notFound }
         var permissions: MappingPermissions = []
         if call.access.contains(.write) { permissions.insert(.write) }

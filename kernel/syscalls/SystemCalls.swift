@@ -249,8 +249,9 @@ enum SystemCalls {
             }
         case .memoryStatistics:
             serve(frame, SystemCall.MemoryStatistics.self) { _ in
-                let statistics = PhysicalFrames.statistics
-                return .init(freeFrames: statistics.freeFrames, totalFrames: statistics.totalFrames)
+                // Free for a new request: the frames set aside for pages on demand are spoken for.
+                let (statistics, promised) = PhysicalFrames.statisticsAndPromised
+                return .init(freeFrames: statistics.freeFrames &- promised, totalFrames: statistics.totalFrames)
             }
         case .processStatistics:
             serve(frame, SystemCall.ProcessStatistics.self) { _ in

@@ -513,11 +513,15 @@ def expect_prices_and_no_leak(result: BootResult) -> None:
     price = result.expect_line(r"^Boot: init's process and thread took (\d+) heap bytes \(price (\d+)\) and (\d+) new heap pages \(bound (\d+)\)$")
     result.expect_equal(int(price[1]) <= int(price[2]) and int(price[3]) <= int(price[4]), True,
                         "a process and thread within their price")
-    end = result.expect_line(r"^Memory: at the end: (\d+) kernel objects, (\d+) bytes charged to processes$")
+    end = result.expect_line(r"^Memory: at the end: (\d+) kernel objects, (\d+) bytes charged to processes, (\d+) frames set aside for pages on demand$")
     alive = result.lines_matching(r"^Memory: still alive: process \d+ \([^;()]+; threads:(?: (?:running|ready|blocked|ended))*\), (\d+) kernel objects, (\d+) bytes$")
     result.expect_equal((int(end[1]), int(end[2])),
                         (2 + sum(int(m[1]) for m in alive), INIT_CHARGE + sum(int(m[2]) for m in alive)),
                         "kernel objects and bytes charged at the end (init's, and those of processes still alive)")
+    # Pages on demand are set aside only for memory objects, which a process ends with: with none
+    # alive, none may be left.
+    if not alive:
+        result.expect_equal(int(end[3]), 0, "frames set aside for pages on demand at the end")
 
 
 FAULT_IMAGE = ROOT_BUILD / "faults" / "kernel.img"

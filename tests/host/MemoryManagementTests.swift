@@ -460,6 +460,44 @@ private final class Invalidations: TranslationMaintenance {
         #expect(frames.allocated == tablesAtStart)
     }
 
+    /// `prepareTables` makes the tables a range of pages needs and maps nothing: pages mapped
+    /// there afterwards need no new table, and `unmapPresent` over the range frees them again.
+    /// A block in the way fails it, and it undoes its own tables.
+    @Test func preparedTablesHoldNoPageAndGoWithTheRange() throws {
+        var (table, frames, tlb) = try Self.setUp()
+        let tablesAtStart = frames.allocated
+        // 20 pages from the 500th entry of a leaf table: two leaf tables under one level-2 table.
+        let start: UInt64 = 0x7FFF_0000_0000 + 500 * 0x1000
+        try table.prepareTables(VirtualAddress(start), count: 20, frames: &frames, maintenance: tlb)
+        #expect(frames.allocated == tablesAtStart + 4) // levels 1 and 2, and two leaf tables
+        var present = 0
+        table.forEachPresent(VirtualAddress(0), size: 0x1_0000_0000_0000) { _, _ in present += 1 }
+        #expect(present == 0)
+        let prepared = frames.allocated
+        for page in [0, 11, 19] {
+            try table.map(VirtualAddress(start + UInt64(page) * 0x1000), to: PhysicalAddress(0x4100_0000 + UInt64(page) * 0x1000),
+                          size: 0x1000, permissions: .readWrite, type: .normal, global: false, allowBlocks: false,
+                          frames: &frames, maintenance: tlb)
+        }
+        #expect(frames.allocated == prepared)
+        #expect(table.translate(VirtualAddress(start + 11 * 0x1000 + 8))?.physical.value == 0x4100_B008)
+        #expect(try table.unmapPresent(VirtualAddress(start), size: 20 * 0x1000, frames: &frames, maintenance: tlb) { _, _ in } == 3)
+        #expect(frames.allocated == tablesAtStart)
+        // Untouched, the prepared tables go the same way.
+        try table.prepareTables(VirtualAddress(start), count: 20, frames: &frames, maintenance: tlb)
+        try table.unmapPresent(VirtualAddress(start), size: 20 * 0x1000, frames: &frames, maintenance: tlb) { _, _ in }
+        #expect(frames.allocated == tablesAtStart)
+        // A 2 MiB block where a leaf table would go.
+        try table.map(VirtualAddress(0x4000_0000), to: PhysicalAddress(0x4020_0000), size: 0x20_0000, permissions: .readOnly,
+                      type: .normal, frames: &frames, maintenance: tlb)
+        let withBlock = frames.allocated
+        #expect(throws: PageTableError.alreadyMapped(VirtualAddress(0x4000_0000))) {
+            try table.prepareTables(VirtualAddress(0x3FFF_F000), count: 2, frames: &frames, maintenance: tlb)
+        }
+        #expect(table.translate(VirtualAddress(0x4000_0000))?.physical.value == 0x4020_0000)
+        #expect(frames.allocated == withBlock)
+    }
+
     /// `forEachPresent` reads what a range holds, in order, skipping absent tables and giving the
     /// part of a block inside the range, and changes nothing.
     @Test func forEachPresentVisitsLeavesInOrderAndChangesNothing() throws {

@@ -51,6 +51,7 @@ import ABI
         case let value as UserAddress: return value.value
         case let value as Rights: return value.rawValue
         case let value as MemoryAccess: return value.rawValue
+        case let value as MemoryOptions: return value.rawValue
         case let value as ExitReason: return value.rawValue
         case let value as ProcessWaitOptions: return value.rawValue
         default: return nil

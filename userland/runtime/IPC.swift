@@ -186,9 +186,10 @@ public enum IPC {
                                                             length: UInt64(message.length), port: port, timeout: timeout))
     }
 
-    /// A zeroed memory object of `bytes` (rounded up to pages, at most 1 MiB) to share by handle.
-    public static func createMemory(bytes: UInt64) throws(KernelError) -> Handle {
-        try System.invoke(SystemCall.MemoryCreate(bytes: bytes)).handle
+    /// A zeroed memory object of `bytes` (rounded up to pages, at most 1 MiB) to share by handle;
+    /// with `.onDemand`, each page is taken when first touched.
+    public static func createMemory(bytes: UInt64, options: MemoryOptions = []) throws(KernelError) -> Handle {
+        try System.invoke(SystemCall.MemoryCreate(bytes: bytes, options: options)).handle
     }
 
     /// Maps a memory object (the handle needs `map`, and `write` for a writable mapping).

@@ -132,7 +132,10 @@ public struct ProgramLoader {
                 if let own { given.append(.ownProcess, own) }
             }
             for index in 0..<image.segmentCount { try load(image.segment(index), from: file, into: process) }
-            try mapZeroed(UserSpace.stackSize, at: UserSpace.stackTop - UserSpace.stackSize, access: .write, in: process)
+            // The stack's pages are taken as the program first touches them: most programs use
+            // a few of its 64 KiB.
+            try mapZeroed(UserSpace.stackSize, at: UserSpace.stackTop - UserSpace.stackSize, access: .write,
+                          options: .onDemand, in: process)
             try giveStartBlock(handles: given, arguments: arguments, to: process)
             try ProcessHandles.start(process, entry: image.entry.value, stackTop: UserSpace.stackTop, argument: argument,
                                      handle: startHandle, startBlock: ProgramStart.blockAddress)
@@ -174,13 +177,14 @@ public struct ProgramLoader {
     /// A zeroed memory object charged to `process`'s own account (the process handle's account
     /// right): a program pays for its image and stack, within the limit it was made with, and
     /// the loader pays nothing once it has closed its handles.
-    static func createMemory(bytes: UInt64, for process: Handle) throws(KernelError) -> Handle {
-        try System.invoke(SystemCall.MemoryCreate(bytes: bytes, account: process)).handle
+    static func createMemory(bytes: UInt64, options: MemoryOptions = [], for process: Handle) throws(KernelError) -> Handle {
+        try System.invoke(SystemCall.MemoryCreate(bytes: bytes, account: process, options: options)).handle
     }
 
     /// Maps `bytes` of fresh zeroed memory at `address` in `process`.
-    static func mapZeroed(_ bytes: UInt64, at address: UInt64, access: MemoryAccess, in process: Handle) throws(KernelError) {
-        let memory = try createMemory(bytes: bytes, for: process)
+    static func mapZeroed(_ bytes: UInt64, at address: UInt64, access: MemoryAccess, options: MemoryOptions = [],
+                          in process: Handle) throws(KernelError) {
+        let memory = try createMemory(bytes: bytes, options: options, for: process)
         defer { try? IPC.close(memory) }
         try ProcessHandles.map(memory, into: process, at: address, access: access)
     }

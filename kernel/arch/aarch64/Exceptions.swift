@@ -177,6 +177,8 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
     case 8 where syndrome.isClass(.trappedFloatingPoint): // lazy FP/SIMD switch
         if let thread = Scheduler.current, thread.process != nil { LazyFloatingPoint.claim(for: thread.floatingPoint) }
         return
+    case 8 where syndrome.isClass(.dataAbortLowerLevel) && UserMemory.mapOnDemand(frame): // a page's first touch
+        return
     case 8...15: // anything else from EL0 is the program's fault, not the kernel's
         Processes.fault(frame, kind: kind)
         Scheduler.preemptIfNeeded()

@@ -15,6 +15,11 @@ struct TranslationBase: Equatable {
 
     init(root: PhysicalAddress, asid: UInt16) { value = root.value | UInt64(asid) << 48 }
 
+    /// What TTBR0_EL1 holds on this CPU now.
+    static var live: TranslationBase { TranslationBase(value: aarch64_read_ttbr0()) }
+
+    var asid: UInt16 { UInt16(truncatingIfNeeded: value >> 48) }
+
     /// Makes user addresses translate through this space from the next instruction on. TLB
     /// entries are tagged with the ASID, so nothing needs invalidating.
     @inline(__always)

@@ -173,7 +173,9 @@ extension Worker {
             var bytes: UInt64 = random.oneIn(4) ? random.between(1, 1 << 20) : random.between(1, Self.wholeCheckBytes)
             if random.oneIn(6) { bytes = edgeLength(limit: 1 << 20) }
             let valid = bytes >= 1 && bytes <= 1 << 20
-            let outcome = caller.make(SystemCallNumber.memoryCreate.rawValue, bytes,
+            // A third of them on demand: their pages are taken as the worker touches them.
+            let options = random.below(3) == 0 ? MemoryOptions.onDemand.rawValue : 0
+            let outcome = caller.make(SystemCallNumber.memoryCreate.rawValue, bytes, 0, options,
                                       expect: valid && model.freeSlots > 0 ? .successUnlessShort : .failure)
             guard outcome.succeeded else { return }
             adopt(outcome.value1, kind: .memory, rights: .newMemory, pages: Int((alignUp(bytes, to: pageSize) ?? 0) / pageSize))

@@ -422,10 +422,12 @@ extension Worker {
         case .portCreate, .notificationCreate:
             expectation = model.freeSlots > 0 ? .successUnlessShort : .failure
         case .memoryCreate:
+            // Options: none, on demand, or (half the time) whatever came, which only 0 and 1 are.
+            registers[2] = random.oneIn(2) ? registers[2] : random.below(2)
             if registers[0] >= 1 && registers[0] <= 1 << 20 {
                 registers[1] = 0 // paid by this process
                 guard mayCreateMemoryObject() else { return }
-                expectation = model.freeSlots > 0 ? .successUnlessShort : .failure
+                expectation = registers[2] > 1 ? .failure : model.freeSlots > 0 ? .successUnlessShort : .failure
             }
         default:
             break

@@ -97,3 +97,78 @@ func testMemoryCopies(_ suite: inout Suite) {
     suite.check(framesAvailable() == framesBefore && System.kernelObjects.objects == objectsBefore,
                 "after the memory copies every frame and kernel object is back")
 }
+
+/// On-demand memory objects (`MemoryOptions.onDemand`): their pages are set aside when the object
+/// is made (free frames, as `memoryStatistics` counts them, drop by all of them at once) and
+/// taken, zeroed, at their first touch, which then changes no count: a store or a load through a
+/// mapping, the kernel writing into one for a system call (a copy that faults there goes on),
+/// `memoryWrite` or `memoryRead`. Two mappings of the object share its pages; it is never mapped
+/// executable, and other option bits are refused. Everything goes back when it goes.
+func testOnDemandMemory(_ suite: inout Suite) {
+    let before = framesAvailable()
+    let objectsBefore = System.kernelObjects.objects
+    let pages = 16
+    guard let plain = try? IPC.createMemory(bytes: 4096) else {
+        suite.check(false, "a plain memory object")
+        return
+    }
+    let withPlain = framesAvailable()
+    guard let memory = try? IPC.createMemory(bytes: UInt64(pages) * 4096, options: .onDemand) else {
+        suite.check(false, "an on-demand memory object of 16 pages")
+        try? IPC.close(plain)
+        return
+    }
+    let afterCreate = framesAvailable()
+    guard let view = try? IPC.map(memory, writable: true), let second = try? IPC.map(memory, writable: false) else {
+        suite.check(false, "two mappings of the on-demand object")
+        try? IPC.close(memory)
+        try? IPC.close(plain)
+        return
+    }
+    let afterMap = framesAvailable()
+    // Through the mapping: a store to page 0, a load from page 5.
+    view.storeBytes(of: 0x0123_4567_89AB_CDEF as UInt64, toByteOffset: 8, as: UInt64.self)
+    let loaded = view.load(fromByteOffset: 5 * 4096 + 16, as: UInt64.self)
+    // The kernel writes into page 9 for memoryRead (from the plain object), memoryWrite fills page
+    // 12, and memoryRead takes page 14 to read its zeros.
+    var pattern = InlineArray<64, UInt8>(repeating: 0)
+    for index in 0..<64 { pattern[index] = UInt8(truncatingIfNeeded: index &* 13 &+ 1) }
+    var copied = false
+    var readZeros = false
+    var back = InlineArray<64, UInt8>(repeating: 0xFF)
+    withUnsafeBytes(of: &pattern) { bytes in
+        copied = (try? IPC.writeMemory(plain, at: 0, from: bytes)) != nil
+            && (try? IPC.readMemory(plain, at: 0, into: UnsafeMutableRawBufferPointer(start: view + 9 * 4096 + 32, count: 64))) != nil
+            && (try? IPC.writeMemory(memory, at: 12 * 4096 + 100, from: bytes)) != nil
+    }
+    withUnsafeMutableBytes(of: &back) { bytes in
+        readZeros = (try? IPC.readMemory(memory, at: 14 * 4096, into: bytes)) != nil && bytes.allSatisfy { $0 == 0 }
+    }
+    let seen = (0..<64).allSatisfy { view.load(fromByteOffset: 9 * 4096 + 32 + $0, as: UInt8.self) == pattern[$0] }
+        && (0..<64).allSatisfy { second.load(fromByteOffset: 12 * 4096 + 100 + $0, as: UInt8.self) == pattern[$0] }
+        && second.load(fromByteOffset: 8, as: UInt64.self) == 0x0123_4567_89AB_CDEF
+        && second.load(fromByteOffset: 3 * 4096, as: UInt64.self) == 0
+    let afterTouches = framesAvailable()
+    suite.check(copied && readZeros && seen && loaded == 0 && withPlain - afterCreate == UInt64(pages) && afterTouches == afterMap,
+                "an on-demand object's 16 pages are set aside when it is made (\(withPlain - afterCreate)); touches through two mappings, a kernel copy, memoryWrite and memoryRead find them zeroed and shared, and change no count (\(afterMap - afterTouches))")
+
+    // Never executable; no other option bit.
+    var executable: KernelError?
+    if let process = try? ProcessHandles.create("on-demand").handle {
+        executable = catching { () throws(KernelError) in
+            try ProcessHandles.map(memory, into: process, at: 0x40_0000, access: .execute)
+        }
+        ProcessHandles.discard(process)
+    }
+    let unknownOption = catching { () throws(KernelError) in
+        _ = try IPC.createMemory(bytes: 4096, options: MemoryOptions(rawValue: 1 << 1))
+    }
+    try? System.unmap(view, bytes: UInt64(pages) * 4096)
+    try? System.unmap(second, bytes: UInt64(pages) * 4096)
+    try? IPC.close(memory)
+    try? IPC.close(plain)
+    let after = KernelFootprint.settled(toward: KernelFootprint(frames: before, objects: objectsBefore))
+    suite.check(executable == .invalidArgument && unknownOption == .invalidArgument && after.frames == before
+                    && after.objects == objectsBefore,
+                "an on-demand object is refused an executable mapping, an unknown option bit is refused, and its pages, tables and objects all go back (frames \(before) -> \(after.frames))")
+}

@@ -176,6 +176,7 @@ struct Tests {
         testIPC(&suite)
         testRegisterMessages(&suite)
         testMemoryCopies(&suite)
+        testOnDemandMemory(&suite)
         testNameService(&suite)
         onOneCPU { testDirectDelivery(&suite) }
         onOneCPU { testServerPortClosedWhileWaiting(&suite) }
