@@ -540,7 +540,7 @@ def check_bench(docs: Docs) -> None:
     require(not missing, "\n    ".join(["README's figures:"] + missing), output)
 
 
-PROFILE_BLOCK = "profile: null-syscall-el0@256M: 115 insns/op in make bench; 2000 operations; counted 115.0 per operation (kernel 109.0, user 6.0)"
+PROFILE_BLOCK = "profile: null-syscall-el0@256M: 78 insns/op in make bench; 2000 operations; counted 78.0 per operation (kernel 72.0, user 6.0)"
 
 
 def check_profile(docs: Docs) -> None:
