@@ -334,36 +334,62 @@ public struct PageTable<Memory: PhysicalMemory> {
 
     /// Makes every table down to the leaf tables that `count` pages from `virtual` on need, and
     /// maps nothing: so that pages mapped there later, one by one, need no table then (pages
-    /// taken on demand). A table left without entries is freed by the next `unmapPresent` over it,
-    /// or with the rest. On failure (no memory for a table, or a block in the way) the leaf tables
-    /// made here are freed again.
+    /// taken on demand). Each of those leaf tables is pinned: it counts one entry more than it
+    /// holds, so that no removal of its pages or its neighbours' frees it, until `unpinTables`
+    /// over the same range. On failure (no memory for a table, or a block in the way) what it
+    /// pinned is unpinned again.
     public mutating func prepareTables<Frames: TableFrameSource>(
         _ virtual: VirtualAddress, count: Int, frames: inout Frames, maintenance: some TranslationMaintenance
     ) throws(PageTableError) {
         guard virtual.isPageAligned, count > 0, count <= Int(UInt32.max) else { throw .misaligned }
         let (last, overflow) = virtual.value.addingReportingOverflow(UInt64(count) * pageSize - 1)
         guard !overflow, checkRange(virtual), checkRange(VirtualAddress(last)) else { throw .addressOutOfRange(virtual) }
-        let leafSpan = UInt64(1) << Self.shift(2)
         var address = virtual.value
         while true {
             do throws(PageTableError) {
-                let (_, _, reached) = try walk(to: VirtualAddress(address), level: 3, create: true, frames: &frames,
-                                               maintenance: maintenance)
+                let (_, parent, reached) = try walk(to: VirtualAddress(address), level: 3, create: true, frames: &frames,
+                                                    maintenance: maintenance)
                 guard reached == 3 else { throw PageTableError.alreadyMapped(VirtualAddress(address)) }
+                adjustChildCount(parent, by: 1)
             } catch {
-                // The tables made for the leaf tables before this one, empty: none of what was
-                // there before (a block in the way stays).
+                // The leaf tables pinned before this one (a table a failed walk made on the way
+                // stays, empty, for the next removal over it or the end of the space).
                 if address > virtual.value {
-                    _ = try? unmapPresent(virtual, size: address - virtual.value, frames: &frames, maintenance: maintenance) { _, _ in }
+                    unpinTables(virtual, count: Int((address - virtual.value) / pageSize), frames: &frames,
+                                maintenance: maintenance)
                 }
                 throw error
             }
-            // The next leaf table's first address, if the range goes on into it.
-            let next = (address & ~(leafSpan - 1)) &+ leafSpan
-            guard next > address, next <= last else { break }
+            guard let next = Self.nextLeafTable(after: address, last: last) else { break }
             address = next
         }
         maintenance.publishTableWrites()
+    }
+
+    /// Takes the pins `prepareTables` put on the leaf tables of the same range, freeing each that
+    /// holds no page then (and the tables above it that empty with it).
+    public mutating func unpinTables<Frames: TableFrameSource>(
+        _ virtual: VirtualAddress, count: Int, frames: inout Frames, maintenance: some TranslationMaintenance
+    ) {
+        guard virtual.isPageAligned, count > 0 else { return }
+        let last = virtual.value &+ (UInt64(count) * pageSize - 1)
+        var address = virtual.value
+        while true {
+            if let (_, _, reached) = try? walk(to: VirtualAddress(address), level: 3, create: false, frames: &frames,
+                                               maintenance: maintenance), reached == 3 {
+                releaseEmptyTables(above: VirtualAddress(address), level: 3, frames: &frames, maintenance: maintenance)
+            }
+            guard let next = Self.nextLeafTable(after: address, last: last) else { break }
+            address = next
+        }
+    }
+
+    /// The first address of the leaf table after the one `address` is in, if `last` lies in it or
+    /// beyond.
+    private static func nextLeafTable(after address: UInt64, last: UInt64) -> UInt64? {
+        let leafSpan = UInt64(1) << shift(2)
+        let next = (address & ~(leafSpan - 1)) &+ leafSpan
+        return next > address && next <= last ? next : nil
     }
 
     /// Removes the translations of `[virtual, virtual + size)`, splitting blocks it covers only in

@@ -145,8 +145,9 @@ enum IPCFastPath {
             // Still its waiter, so the notification is there (`FrameWait.bits`); counted from
             // here, since the general wait may block again.
             let notification = waitedOn.takeUnretainedValue()
-            IPC.awaitBits(on: notification, thread: thread)
-            if notification.bits != 0 {
+            if !IPC.awaitBits(on: notification, thread: thread) {
+                outcome = .failed(.accessDenied)
+            } else if notification.bits != 0 {
                 returning(SystemCall.NotificationWait.Result(bits: notification.take()), in: thread.userRegisters)
                 outcome = .completed
             } else {

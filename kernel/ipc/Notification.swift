@@ -13,16 +13,20 @@ extension IPC {
     }
 
     /// Blocks `thread` until `notification` has bits, its deadline passes (`sleepExpired`) or it
-    /// is killed: its waiter meanwhile, and not after (the waiter is not counted).
+    /// is killed: its waiter meanwhile, and not after (the waiter is not counted). False if
+    /// another thread began waiting there while this one was woken without bits (a signal clears
+    /// the waiter as it wakes it, and another thread took the bits first): that thread keeps the
+    /// notification, which may be one waiting in its frame, which relies on staying the waiter.
     @inline(__always)
-    static func awaitBits(on notification: Notification, thread: Thread) {
+    static func awaitBits(on notification: Notification, thread: Thread) -> Bool {
         while notification.bits == 0 && !thread.sleepExpired && !thread.killed {
+            guard notification.waiter == nil || notification.isWaiter(thread) else { return false }
             notification.waiter = Unmanaged.passUnretained(thread)
             Scheduler.block()
         }
-        // A signal clears the waiter as it wakes it, and another thread may wait there since;
-        // a wait that ends otherwise (killed, timed out) takes only itself off.
+        // A wait that ends otherwise than by a signal (killed, timed out) takes only itself off.
         if notification.isWaiter(thread) { notification.waiter = nil }
+        return true
     }
 
     /// Waits up to `timeout` nanoseconds for bits on notification `handle`; returns them, now clear.
@@ -32,8 +36,9 @@ extension IPC {
             guard timeout > 0 else { throw .wouldBlock }
             guard notification.waiter == nil else { throw .accessDenied }
             let armed = try armTimeout(timeout, for: thread)
-            awaitBits(on: notification, thread: thread)
+            let kept = awaitBits(on: notification, thread: thread)
             if armed { Clock.cancelDeadline(token: thread.id) }
+            guard kept else { throw .accessDenied }
             if notification.bits == 0 { throw .timedOut }
         }
         return notification.take()

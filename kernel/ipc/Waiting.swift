@@ -43,6 +43,16 @@ extension IPC {
         let armed = try armTimeout(timeout, for: thread)
         var ready = firstReady()
         while ready == nil && !thread.sleepExpired && !thread.killed {
+            // A signal clears a notification's waiter as it wakes it: another thread may have
+            // begun waiting on one since (and taken its bits). That thread keeps it, as the first
+            // look did; nothing of this wait is registered at this point.
+            for index in 0..<count {
+                if let notification = objects[index]?.downcast(to: Notification.self),
+                   notification.waiter != nil && !notification.isWaiter(thread) {
+                    if armed { Clock.cancelDeadline(token: thread.id) }
+                    throw .accessDenied
+                }
+            }
             // Wait on all of them; whichever becomes ready first wakes this thread.
             for index in 0..<count {
                 if let port = objects[index]?.downcast(to: Port.self) {

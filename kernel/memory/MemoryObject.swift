@@ -140,6 +140,9 @@ final class MemoryObject: KernelObject, KernelObjectType, ChargedObject {
         if present != Self.absent { return PhysicalAddress(present) }
         guard let frame = KernelMemory.takePromisedFrame(.user) else { return nil }
         PhysicalWindow.zero(frame)
+        // The zeros before any translation to the page: another CPU running a thread of the
+        // same space may use the translation as soon as it is written.
+        CPU.publishStores()
         frames[page] = frame.address.value
         return frame.address
     }

@@ -96,7 +96,9 @@ enum PhysicalFrames {
 
     /// Free frames not set aside for pages on demand: what requests made for processes may take.
     static var unpromisedFrames: UInt64 {
-        lock.withLock { allocator.statistics.freeFrames &- promised }
+        // None, not a wrapped count, should the kernel's own allocations have gone past the
+        // reserve into the frames set aside.
+        lock.withLock { allocator.statistics.freeFrames > promised ? allocator.statistics.freeFrames - promised : 0 }
     }
 
     static var statistics: FrameStatistics {

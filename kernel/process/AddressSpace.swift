@@ -76,6 +76,14 @@ final class AddressSpace {
                 case .program, .anonymous: return false
                 }
             }
+
+            /// A mapping of an on-demand object, whose leaf tables are pinned while it lasts.
+            var isOnDemand: Bool {
+                switch self {
+                case .shared(let object), .placed(let object): return object.onDemand
+                case .program, .anonymous: return false
+                }
+            }
         }
         var start: UInt64
         var size: UInt64
@@ -196,8 +204,9 @@ final class AddressSpace {
         do throws(PageTableError) {
             // All or nothing: a failure leaves none of the object's pages mapped.
             if object.onDemand {
-                // Its tables now, so that a page's first touch needs none (`mapOnDemand`), and the
-                // pages touched already.
+                // Its tables now, pinned until the region goes (`removeRegion`), so that a page's
+                // first touch needs none (`mapOnDemand`) and cannot fail; and the pages touched
+                // already.
                 try table.prepareTables(VirtualAddress(start), count: object.pageCount, frames: &frames,
                                         maintenance: maintenance)
                 for page in 0..<object.pageCount where object.frames[page] != MemoryObject.absent {
@@ -207,6 +216,7 @@ final class AddressSpace {
                                       global: false, allowBlocks: false, frames: &frames, maintenance: maintenance)
                     } catch {
                         _ = try? table.unmapPresent(VirtualAddress(start), size: size, frames: &frames, maintenance: maintenance) { _, _ in }
+                        table.unpinTables(VirtualAddress(start), count: object.pageCount, frames: &frames, maintenance: maintenance)
                         throw error
                     }
                 }
@@ -287,6 +297,11 @@ final class AddressSpace {
     private func removeRegion(_ index: Int) {
         let region = regions[index]
         releasePages(region.start, region.size, freeingFrames: !region.kind.isObject)
+        if region.kind.isOnDemand {
+            var frames = UserTableFrames(account: account)
+            table.unpinTables(VirtualAddress(region.start), count: Int(region.size / pageSize), frames: &frames,
+                              maintenance: maintenance)
+        }
         regionCount -= 1
         // The last record takes the removed one's place; its own slot is raw memory again.
         if index == regionCount {

@@ -251,7 +251,8 @@ enum SystemCalls {
             serve(frame, SystemCall.MemoryStatistics.self) { _ in
                 // Free for a new request: the frames set aside for pages on demand are spoken for.
                 let (statistics, promised) = PhysicalFrames.statisticsAndPromised
-                return .init(freeFrames: statistics.freeFrames &- promised, totalFrames: statistics.totalFrames)
+                let free = statistics.freeFrames > promised ? statistics.freeFrames - promised : 0
+                return .init(freeFrames: free, totalFrames: statistics.totalFrames)
             }
         case .processStatistics:
             serve(frame, SystemCall.ProcessStatistics.self) { _ in

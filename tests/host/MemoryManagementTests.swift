@@ -461,9 +461,10 @@ private final class Invalidations: TranslationMaintenance {
     }
 
     /// `prepareTables` makes the tables a range of pages needs and maps nothing: pages mapped
-    /// there afterwards need no new table, and `unmapPresent` over the range frees them again.
-    /// A block in the way fails it, and it undoes its own tables.
-    @Test func preparedTablesHoldNoPageAndGoWithTheRange() throws {
+    /// there afterwards need no new table, and no removal of pages (its own or a neighbour's in
+    /// the same leaf table) frees those tables until `unpinTables`. A block in the way fails it,
+    /// and it undoes its own pins and tables.
+    @Test func preparedTablesStayUntilUnpinned() throws {
         var (table, frames, tlb) = try Self.setUp()
         let tablesAtStart = frames.allocated
         // 20 pages from the 500th entry of a leaf table: two leaf tables under one level-2 table.
@@ -482,12 +483,22 @@ private final class Invalidations: TranslationMaintenance {
         #expect(frames.allocated == prepared)
         #expect(table.translate(VirtualAddress(start + 11 * 0x1000 + 8))?.physical.value == 0x4100_B008)
         #expect(try table.unmapPresent(VirtualAddress(start), size: 20 * 0x1000, frames: &frames, maintenance: tlb) { _, _ in } == 3)
+        #expect(frames.allocated == prepared)
+        // A neighbour in the same leaf table, mapped and removed: the pinned table stays.
+        try table.map(VirtualAddress(start - 0x2000), to: PhysicalAddress(0x4200_0000), size: 0x1000, permissions: .readOnly,
+                      type: .normal, global: false, frames: &frames, maintenance: tlb)
+        try table.unmap(VirtualAddress(start - 0x2000), size: 0x1000, frames: &frames, maintenance: tlb)
+        #expect(frames.allocated == prepared)
+        try table.map(VirtualAddress(start + 5 * 0x1000), to: PhysicalAddress(0x4100_5000), size: 0x1000,
+                      permissions: .readWrite, type: .normal, global: false, allowBlocks: false, frames: &frames, maintenance: tlb)
+        #expect(frames.allocated == prepared)
+        // Unpinned with a page still there, the tables stay for it; without, they go.
+        table.unpinTables(VirtualAddress(start), count: 20, frames: &frames, maintenance: tlb)
+        #expect(frames.allocated == tablesAtStart + 3)
+        #expect(table.translate(VirtualAddress(start + 5 * 0x1000))?.physical.value == 0x4100_5000)
+        try table.unmap(VirtualAddress(start + 5 * 0x1000), size: 0x1000, frames: &frames, maintenance: tlb)
         #expect(frames.allocated == tablesAtStart)
-        // Untouched, the prepared tables go the same way.
-        try table.prepareTables(VirtualAddress(start), count: 20, frames: &frames, maintenance: tlb)
-        try table.unmapPresent(VirtualAddress(start), size: 20 * 0x1000, frames: &frames, maintenance: tlb) { _, _ in }
-        #expect(frames.allocated == tablesAtStart)
-        // A 2 MiB block where a leaf table would go.
+        // A 2 MiB block where the second leaf table would go: nothing of the call is left.
         try table.map(VirtualAddress(0x4000_0000), to: PhysicalAddress(0x4020_0000), size: 0x20_0000, permissions: .readOnly,
                       type: .normal, frames: &frames, maintenance: tlb)
         let withBlock = frames.allocated

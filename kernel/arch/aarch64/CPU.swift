@@ -52,6 +52,10 @@ enum CPU {
         aarch64_dsb_sy()
     }
 
+    /// Makes this CPU's stores so far visible to every CPU before any store after it (DSB ISHST).
+    @inline(__always)
+    static func publishStores() { aarch64_dsb_ishst() }
+
     /// Writes zeros over `[start, start + size)` of Normal memory, both multiples of 4 KiB. DC ZVA
     /// zeroes a whole block per instruction (DCZID_EL0.BS gives log2 of its size in words, at most
     /// 2 KiB, so a page is always a whole number of blocks); where DCZID_EL0.DZP forbids it, word

@@ -181,6 +181,7 @@ struct Tests {
         onOneCPU { testDirectDelivery(&suite) }
         onOneCPU { testServerPortClosedWhileWaiting(&suite) }
         testNotificationClosedUnderWaiter(&suite)
+        onOneCPU { testDisplacedNotificationWaiter(&suite) }
         testDeviceAccess(&suite)
         testInterruptPreemption(&suite)
         testKernelLog(&suite)
@@ -630,6 +631,43 @@ func testNotificationClosedUnderWaiter(_ suite: inout Suite) {
     suite.check(closed && after.objects == before.objects,
                 "a thread waiting for ever on a notification whose only handle another thread closes wakes with peer closed; kernel objects \(before.objects) -> \(after.objects)")
     suite.check(handed, "a waiter woken by a signal gets its bits though the notification's handle is closed before it runs")
+    try? System.unmap(block, bytes: 4096)
+}
+
+/// A thread woken without bits in a timed wait finds that another thread took the bits and began
+/// waiting on the notification itself: it leaves the notification to that thread (`accessDenied`)
+/// rather than take the waiter's place, which would leave the other waiting unknown to it (a wait
+/// for ever in its frame counts on being the waiter). The other gets the next signal's bits. On
+/// one CPU, where the order is the scheduler's: the signal readies the timed waiter, this thread
+/// takes the bits and waits again before it runs.
+func testDisplacedNotificationWaiter(_ suite: inout Suite) {
+    guard let bell = try? IPC.createNotification(), let block = try? System.map(bytes: 4096, access: .write) else {
+        suite.check(false, "a notification and memory for the displaced-waiter test")
+        return
+    }
+    let shared = block.bindMemory(to: UInt64.self, capacity: 4)
+    shared[0] = bell.value
+    shared[1] = .max
+    shared[2] = 0
+    let body: System.ThreadBody = { argument in
+        let shared = UnsafeMutablePointer<UInt64>(bitPattern: UInt(argument))!
+        _ = try? System.setAffinity(1)
+        let status = catching { () throws(KernelError) in _ = try IPC.wait(Handle(shared[0]), timeout: 2_000_000_000) }
+        shared[1] = status?.rawValue ?? 0
+        // The main thread waits on the bell now: this wakes it.
+        try? IPC.signal(Handle(shared[0]), bits: 0x40)
+        shared[2] = 1
+    }
+    let started = (try? System.createThread(stackBytes: 16 * 1024, argument: UInt64(UInt(bitPattern: shared)), body)) != nil
+    System.sleep(nanoseconds: 2_000_000) // it waits, with a timeout
+    try? IPC.signal(bell, bits: 1)
+    let first = try? IPC.wait(bell, timeout: .max) // there: taken at once
+    let second = try? IPC.wait(bell, timeout: 2_000_000_000)
+    let start = System.clock
+    while shared[2] == 0 && System.clock.milliseconds(since: start) < 1000 { System.yield() }
+    suite.check(started && first == 1 && second == 0x40 && shared[1] == KernelError.accessDenied.rawValue,
+                "a timed waiter woken after another thread took the bits and began waiting leaves it the notification (access denied) and its next signal's bits reach it")
+    try? IPC.close(bell)
     try? System.unmap(block, bytes: 4096)
 }
 
