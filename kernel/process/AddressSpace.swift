@@ -326,10 +326,11 @@ final class AddressSpace {
         var page = alignDown(start, to: pageSize)
         while page < start + size {
             if let translation = table.translate(VirtualAddress(page)) {
-                CPU.synchronizeInstructionCache(PhysicalWindow.pointer(to: translation.physical), size: Int(pageSize))
+                CPU.cleanToPointOfUnification(PhysicalWindow.pointer(to: translation.physical), size: Int(pageSize))
             }
             page += pageSize
         }
+        CPU.invalidateInstructionCaches()
     }
 
     /// A place for `size` bytes of anonymous memory, above everything `map` handed out before.

@@ -46,9 +46,10 @@ enum ProcessCalls {
         if call.access.contains(.execute) {
             // Its builder wrote the instructions through a data mapping of its own.
             for page in 0..<object.pageCount {
-                CPU.synchronizeInstructionCache(PhysicalWindow.pointer(to: PhysicalAddress(object.frames[page])),
-                                                size: Int(pageSize))
+                CPU.cleanToPointOfUnification(PhysicalWindow.pointer(to: PhysicalAddress(object.frames[page])),
+                                              size: Int(pageSize))
             }
+            CPU.invalidateInstructionCaches()
         }
     }
 

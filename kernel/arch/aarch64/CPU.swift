@@ -14,28 +14,42 @@ enum CPU {
         return log2Words == 0 ? 2048 : 4 << Int(log2Words)
     }
 
-    /// Makes instructions written as data to `[start, start + size)` (kernel addresses) visible to
-    /// instruction fetches on every CPU: clean each data cache line to the point of unification,
-    /// then invalidate each instruction cache line (CTR_EL0.DminLine and IminLine give the
-    /// smallest line sizes, so no line is skipped).
-    static func synchronizeInstructionCache(_ start: UnsafeRawPointer, size: Int) {
+    /// Instructions written as data to kernel addresses are made visible to instruction fetches on
+    /// every CPU in two steps: this one for each range written, then `invalidateInstructionCaches`
+    /// once. This one cleans each data cache line of `[start, start + size)` to the point of
+    /// unification (CTR_EL0.DminLine gives the smallest line, so none is skipped), four a step;
+    /// nothing where CTR_EL0.IDC says the instruction side sees the data side there without it.
+    static func cleanToPointOfUnification(_ start: UnsafeRawPointer, size: Int) {
         let cacheType = aarch64_read_cache_type()
+        guard cacheType & (1 << 28) == 0 else { return }
         let dataLine = UInt64(4) << ((cacheType >> 16) & 0xF)
-        let instructionLine = UInt64(4) << (cacheType & 0xF)
         let first = UInt64(UInt(bitPattern: start))
-        let end = first + UInt64(size)
+        let end = first &+ UInt64(size)
         var line = first & ~(dataLine - 1)
+        while line &+ 3 &* dataLine < end {
+            aarch64_dc_cvau(line)
+            aarch64_dc_cvau(line &+ dataLine)
+            aarch64_dc_cvau(line &+ 2 &* dataLine)
+            aarch64_dc_cvau(line &+ 3 &* dataLine)
+            line &+= 4 &* dataLine
+        }
         while line < end {
             aarch64_dc_cvau(line)
-            line += dataLine
+            line &+= dataLine
         }
+    }
+
+    /// The second step: once the cleaning is complete (DSB), every instruction cache of the
+    /// inner shareable domain invalidated at once (IC IALLUIS), where a line at a time would be
+    /// 64 instructions a page; skipped where CTR_EL0.DIC says instruction caches need no
+    /// invalidation for this. Then this CPU's pipeline is resynchronized; another CPU's is at its
+    /// next exception return.
+    static func invalidateInstructionCaches() {
         aarch64_dsb_ish()
-        line = first & ~(instructionLine - 1)
-        while line < end {
-            aarch64_ic_ivau(line)
-            line += instructionLine
+        if aarch64_read_cache_type() & (1 << 29) == 0 {
+            aarch64_ic_ialluis()
+            aarch64_dsb_ish()
         }
-        aarch64_dsb_ish()
         aarch64_isb()
     }
 

@@ -175,14 +175,13 @@ AARCH64_WRITE(pmevtyper0, pmevtyper0_el0)
 AARCH64_READ(pmcntenset, pmcntenset_el0)
 AARCH64_READ(cache_type, ctr_el0)
 
-// Data cache clean and instruction cache invalidate of one line, to the point of unification
-// (Arm ARM D7.5.9): after writing instructions through a data mapping.
+// Data cache clean of one line to the point of unification, then every instruction cache of the
+// inner shareable domain invalidated (Arm ARM D7.5.9): after writing instructions through a data
+// mapping.
 static inline __attribute__((always_inline)) void aarch64_dc_cvau(aarch64_u64 address) {
     __asm__ volatile("dc cvau, %0" ::"r"(address) : "memory");
 }
-static inline __attribute__((always_inline)) void aarch64_ic_ivau(aarch64_u64 address) {
-    __asm__ volatile("ic ivau, %0" ::"r"(address) : "memory");
-}
+static inline __attribute__((always_inline)) void aarch64_ic_ialluis(void) { __asm__ volatile("ic ialluis" ::: "memory"); }
 // Data cache clean of one line to the point of coherency: for memory a CPU with its MMU and
 // caches still off is about to read.
 static inline __attribute__((always_inline)) void aarch64_dc_cvac(aarch64_u64 address) {
