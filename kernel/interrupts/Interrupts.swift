@@ -131,6 +131,7 @@ enum Interrupts {
     @inline(__always)
     static func isTimeToServe(afterPages pages: UInt64) -> Bool { pages & (pagesBetweenServing - 1) == 0 }
 
+    /// One more of interrupt `id` handled: on this CPU for an SGI or PPI, in the table for an SPI.
     @inline(__always)
     private static func count(_ id: UInt32, in table: UnsafeMutablePointer<Entry>) {
         if id < privateInterrupts {
@@ -154,26 +155,20 @@ enum Interrupts {
             return
         }
         PerCPU.current.interrupts.handled &+= 1
-        guard Int(id) < lineCount else {
-            controller.setEnabled(id, false)
-            controller.endOfInterrupt(acknowledged)
-            return
-        }
-        if let bound = table[Int(id)].notification {
+        if Int(id) < lineCount, let bound = table[Int(id)].notification {
             count(id, in: table)
             // A user driver's line: masked until the driver has served it and acknowledges,
             // then ended, and the driver's notification signalled straight from here.
             controller.setEnabled(id, false)
             controller.endOfInterrupt(acknowledged)
             bound._withUnsafeGuaranteedRef { $0.signal(1) { Scheduler.wakeForInterrupt($0) } }
-        } else if let handler = table[Int(id)].handler {
+        } else if Int(id) < lineCount, let handler = table[Int(id)].handler {
             controller.endOfInterrupt(acknowledged)
             handler(id)
             // Counted after the handler, so that this frame stays under it (a backtrace from a
             // handler, a panic's, names the IRQ path) rather than the call becoming a jump.
             count(id, in: table)
         } else {
-            count(id, in: table)
             // Enabled but unclaimed: mask it so it cannot storm.
             controller.setEnabled(id, false)
             controller.endOfInterrupt(acknowledged)

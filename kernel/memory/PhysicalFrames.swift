@@ -91,14 +91,18 @@ enum PhysicalFrames {
 
     static var promisedFrames: UInt64 { lock.withLock { promised } }
 
-    /// `statistics` and `promised`, read together.
-    static var statisticsAndPromised: (FrameStatistics, UInt64) { lock.withLock { (allocator.statistics, promised) } }
-
     /// Free frames not set aside for pages on demand: what requests made for processes may take.
-    static var unpromisedFrames: UInt64 {
-        // None, not a wrapped count, should the kernel's own allocations have gone past the
-        // reserve into the frames set aside.
-        lock.withLock { allocator.statistics.freeFrames > promised ? allocator.statistics.freeFrames - promised : 0 }
+    static var unpromisedFrames: UInt64 { lock.withLock { unpromisedLocked } }
+
+    /// `unpromisedFrames` and all frames, read together (`memoryStatistics`).
+    static var unpromisedAndTotalFrames: (free: UInt64, total: UInt64) {
+        lock.withLock { (unpromisedLocked, allocator.statistics.totalFrames) }
+    }
+
+    /// Under `lock`. None, not a wrapped count, should the kernel's own allocations have gone past
+    /// the reserve into the frames set aside.
+    private static var unpromisedLocked: UInt64 {
+        allocator.statistics.freeFrames > promised ? allocator.statistics.freeFrames - promised : 0
     }
 
     static var statistics: FrameStatistics {

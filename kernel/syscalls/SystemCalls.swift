@@ -82,7 +82,9 @@ enum SystemCalls {
     /// whole frame, the fast paths of the calls that may wait return only when they do not apply
     /// (they leave the thread waiting in its frame) or when they did not wait (a notification
     /// with bits there); from a short one `notificationSignal` has one, and `yield` is served
-    /// without `perform` (the other calls below it that `serveWithoutChecks` takes came earlier).
+    /// without `perform` (`dispatch` served the other calls `serveWithoutChecks` takes; the test is
+    /// that one's again, which the compiler folds into it, where a test for `yield` alone costs
+    /// the calls after it one compare more).
     @inline(__always)
     private static func fastPath(_ frame: ExceptionFrame, thread: Thread, from entry: Entry) -> Bool {
         let number = frame.register(8)
@@ -250,9 +252,8 @@ enum SystemCalls {
         case .memoryStatistics:
             serve(frame, SystemCall.MemoryStatistics.self) { _ in
                 // Free for a new request: the frames set aside for pages on demand are spoken for.
-                let (statistics, promised) = PhysicalFrames.statisticsAndPromised
-                let free = statistics.freeFrames > promised ? statistics.freeFrames - promised : 0
-                return .init(freeFrames: free, totalFrames: statistics.totalFrames)
+                let frames = PhysicalFrames.unpromisedAndTotalFrames
+                return .init(freeFrames: frames.free, totalFrames: frames.total)
             }
         case .processStatistics:
             serve(frame, SystemCall.ProcessStatistics.self) { _ in
