@@ -1220,6 +1220,32 @@ extension SystemCall {
         }
     }
 
+    /// The ports alive machine-wide, and how many of them are closed: their receiver is gone while
+    /// send rights still name them (each such right answers `peerClosed`). A closed port ends with
+    /// the last right; until its holder uses or closes that right it is no leak, and leak checks
+    /// across restarts set such ports apart.
+    public struct PortStatistics: SystemCallArguments {
+        public static let number = SystemCallNumber.portStatistics
+        @inline(__always) public init() {}
+        @inline(__always) public init(registers: ArgumentRegisters) {}
+        @inline(__always) public var registers: ArgumentRegisters { ArgumentRegisters() }
+
+        public struct Result: SystemCallResult {
+            public var ports: UInt64
+            public var closed: UInt64
+            @inline(__always) public init(ports: UInt64, closed: UInt64) {
+                self.ports = ports
+                self.closed = closed
+            }
+            @inline(__always) public init(registers: ResultRegisters) {
+                self.init(ports: registers.x1, closed: registers.x2)
+            }
+            @inline(__always) public var registers: ResultRegisters {
+                ResultRegisters(x1: ports, x2: closed)
+            }
+        }
+    }
+
     /// Takes over the kernel log (kernel/ipc/KernelLog.swift) through the device-access
     /// capability `access` (needs open): from now on the kernel's lines and programs' debug
     /// writes queue for the returned reader, and `notification` (needs signal) gets `bits` when

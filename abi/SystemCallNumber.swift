@@ -66,6 +66,7 @@ public enum SystemCallNumber: UInt64, CaseIterable, Sendable {
     case replyReceiveRegisters = 54
     case memoryWrite = 55
     case memoryRead = 56
+    case portStatistics = 57
 }
 
 /// The status a successful call leaves in x0; any other value is a `KernelError`.

@@ -19,11 +19,17 @@ public protocol WaiterWaking {
     /// it. Only a waiter that does not count the notification can be left waiting so; by default
     /// there is none.
     static func notificationEnded(waiter: Waiter)
+    /// The machine's count of ports moved: `alive` ports made (+1) or ended (-1), and `closed`
+    /// ones, whose receiver is gone while send rights still name them, closed (+1) or ended (-1).
+    /// A closed port is no leak while it is named, and a client that has not yet used its send
+    /// right since the receiver went still names it; leak checks set such ports apart.
+    static func portsCounted(alive: Int, closed: Int)
 }
 
 extension WaiterWaking {
     public static func takesBitsAtOnce(_ bits: UInt64, _ waiter: Waiter) -> Bool { false }
     public static func notificationEnded(waiter: Waiter) {}
+    public static func portsCounted(alive: Int, closed: Int) {}
 }
 
 /// How many messages a port queues before `send` and `call` get `queueFull`.
@@ -48,7 +54,10 @@ public final class MessagePort<Waking: WaiterWaking>: KernelObject, KernelObject
     /// What the port's creator paid for it (given back when the port goes).
     public var charge = MemoryCharge()
 
-    public init() { super.init(kind: Self.objectKind) }
+    public init() {
+        super.init(kind: Self.objectKind)
+        Waking.portsCounted(alive: 1, closed: 0)
+    }
 
     /// The buffer for the message the next `enqueue` will queue.
     @inline(__always)
@@ -113,7 +122,9 @@ public final class MessagePort<Waking: WaiterWaking>: KernelObject, KernelObject
     /// No receiver is left: queued messages are dropped, every handle they carry released, and
     /// every waiter is woken to find the port closed.
     public func close() {
+        guard !isClosed else { return }
         isClosed = true
+        Waking.portsCounted(alive: 0, closed: 1)
         queue.drain { message in
             var message = message
             message.releaseAll()
@@ -157,5 +168,6 @@ public final class MessagePort<Waking: WaiterWaking>: KernelObject, KernelObject
         receivers.destroy()
         payloads.deallocate()
         charge.release()
+        Waking.portsCounted(alive: -1, closed: isClosed ? -1 : 0)
     }
 }

@@ -14,6 +14,19 @@ enum SchedulerWaking: WaiterWaking {
     static func takesBitsAtOnce(_ bits: UInt64, _ waiter: Thread) -> Bool { waiter.takeBitsAtOnce(bits) }
 
     static func notificationEnded(waiter: Thread) { waiter.notificationEnded() }
+
+    static func portsCounted(alive: Int, closed: Int) {
+        PortCensus.alive &+= UInt64(bitPattern: Int64(alive))
+        PortCensus.closed &+= UInt64(bitPattern: Int64(closed))
+    }
+}
+
+/// The machine's ports, for `portStatistics`: alive, and closed ones still named by send rights.
+/// Changed only by ports being made, closed and ended, all under the big kernel lock (or with one
+/// CPU and interrupts masked), like the IPC counters.
+enum PortCensus {
+    nonisolated(unsafe) static var alive: UInt64 = 0
+    nonisolated(unsafe) static var closed: UInt64 = 0
 }
 
 /// A word of bits to signal and wait on: for events without data (device interrupts, process

@@ -378,6 +378,10 @@ enum SystemCalls {
             serve(frame, SystemCall.IPCStatistics.self) { _ in
                 .init(messages: IPCStatistics.messages, calls: IPCStatistics.calls)
             }
+        case .portStatistics:
+            serve(frame, SystemCall.PortStatistics.self) { _ in
+                .init(ports: PortCensus.alive, closed: PortCensus.closed)
+            }
         case .processInfo:
             serve(frame, SystemCall.ProcessInfo.self) { call throws(KernelError) in
                 let target = try ProcessCalls.process(call.process, in: try caller(), requiring: .wait)

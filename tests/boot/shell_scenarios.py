@@ -36,14 +36,18 @@ def command(session: Session, text: str, *patterns: str, timeout: float = 20.0) 
 
 def figures(session: Session) -> dict[str, int]:
     """The kernel's figures from `mem`, once two readings in a row agree (a process that just
-    ended may still be being torn down): kernel objects, bytes charged, and free frames counted
-    with the pages the kernel heap holds (which it takes and gives back as it needs)."""
+    ended may still be being torn down): kernel objects other than closed ports still named (from
+    `ipc`: a long-lived client keeps its send right to a service instance that has ended until it
+    next reaches for the service, and whether it has yet depends on timing), bytes charged, and
+    free frames counted with the pages the kernel heap holds (which it takes and gives back as it
+    needs)."""
     previous: dict[str, int] = {}
     for _ in range(6):
         frames, objects, heap = command(session, "mem\r", r"mem: frames (\d+) free of (\d+)",
                                         r"mem: kernel objects (\d+), (\d+) bytes charged to processes",
                                         r"mem: kernel heap \d+ blocks in (\d+) pages")
-        reading = {"free frames": int(frames[1]) + int(heap[1]), "objects": int(objects[1]),
+        ports, = command(session, "ipc\r", r"ipc: ports (\d+), of them (\d+) closed but still named\r?\n")
+        reading = {"free frames": int(frames[1]) + int(heap[1]), "objects": int(objects[1]) - int(ports[2]),
                    "charged": int(objects[2])}
         if reading == previous:
             break
@@ -52,7 +56,13 @@ def figures(session: Session) -> dict[str, int]:
 
 
 def ipc_counters(session: Session) -> tuple[int, int]:
-    counters, = command(session, "ipc\r", r"ipc: messages delivered (\d+), calls (\d+)\r?\n")
+    """The kernel's message and call counters from `ipc`; its port census must be sane: every
+    service has a port, and the closed ones still named are among the ports alive."""
+    counters, ports = command(session, "ipc\r", r"ipc: messages delivered (\d+), calls (\d+)\r?\n",
+                              r"ipc: ports (\d+), of them (\d+) closed but still named\r?\n")
+    session.checks += 1
+    if not (int(ports[1]) >= 5 and int(ports[2]) <= int(ports[1])):
+        session.fail(f"ipc's port census: {ports[1]} ports alive, {ports[2]} of them closed")
     return int(counters[1]), int(counters[2])
 
 
@@ -207,10 +217,10 @@ def restarts_under_use(rounds: int) -> BootResult:
     `rounds` times each: every instance comes back, the shell answers, the programs run on and
     no printed line is lost, and the kernel holds at the end exactly what it held before.
 
-    Before the baseline, each service is crashed twice in the same order: a long-lived service
-    keeps its send right to a memory manager that has ended (a closed port, one per holder) until
-    it next needs memory, so the first restarts raise the count of ports once; a leak grows with
-    the restarts instead."""
+    Before the baseline, each service is crashed twice in the same order, so that the services'
+    heaps and tables are warm. A long-lived service keeps its send right to a memory manager that
+    has ended (a closed port, one per holder) until it next needs memory; `figures` counts such
+    ports apart, and a leak grows with the restarts instead."""
     with default_session(deadline=60 + rounds * 6) as session:
         for _ in range(2):
             command(session, "crash console\r", r"crash: ended console \(process \d+\)")

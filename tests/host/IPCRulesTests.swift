@@ -470,6 +470,41 @@ final class LabelledObject: KernelObject {
         port.capabilityReleased(rights: .newPort)
         #expect(port.isClosed && port.queue.isEmpty && port.receiveRights == 0)
     }
+
+    /// The census the kernel reports (`portStatistics`): a port counts alive from its making to
+    /// its end, and closed from its last receive right's release until the last reference to it
+    /// (a send right) goes; a port that ends open was never closed.
+    @Test func portsAreCountedAliveAndClosed() {
+        CensusWaking.reset()
+        var held: MessagePort<CensusWaking>? = MessagePort<CensusWaking>()
+        var other: MessagePort<CensusWaking>? = MessagePort<CensusWaking>()
+        held!.capabilityAdded(rights: .newPort)
+        held!.capabilityAdded(rights: .send)
+        #expect(CensusWaking.counts == (2, 0))
+        held!.capabilityReleased(rights: .newPort)
+        #expect(held!.isClosed && CensusWaking.counts == (2, 1))
+        held!.close()
+        #expect(CensusWaking.counts == (2, 1))
+        other = nil
+        #expect(other == nil && CensusWaking.counts == (1, 1))
+        held!.capabilityReleased(rights: .send)
+        held = nil
+        #expect(CensusWaking.counts == (0, 0))
+    }
+}
+
+/// Ports that count themselves as the kernel's census does; used by one test only, since the
+/// counts are shared.
+enum CensusWaking: WaiterWaking {
+    nonisolated(unsafe) static var alive = 0
+    nonisolated(unsafe) static var closed = 0
+    static var counts: (Int, Int) { (alive, closed) }
+    static func reset() { (alive, closed) = (0, 0) }
+    static func wake(_ waiter: PortWaiter) {}
+    static func portsCounted(alive: Int, closed: Int) {
+        Self.alive += alive
+        Self.closed += closed
+    }
 }
 
 @Suite struct MessageRingOrderTests {

@@ -41,6 +41,7 @@ import ABI
         SystemCall.ThreadAffinity.self, SystemCall.CPUStatisticsRead.self, SystemCall.DeviceInfo.self,
         SystemCall.DMACreate.self, SystemCall.ThreadPriority.self, SystemCall.CallRegisters.self,
         SystemCall.ReplyReceiveRegisters.self, SystemCall.MemoryWrite.self, SystemCall.MemoryRead.self,
+        SystemCall.PortStatistics.self,
     ]
 
     /// The word a field puts in its register.

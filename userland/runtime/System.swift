@@ -137,6 +137,12 @@ public enum System {
         return (result.objects, result.chargedBytes)
     }
 
+    /// Ports alive machine-wide, and how many are closed (their receiver gone) but still named.
+    public static var ports: (alive: UInt64, closed: UInt64) {
+        guard let result = try? invoke(SystemCall.PortStatistics()) else { return (0, 0) }
+        return (result.ports, result.closed)
+    }
+
     public static var processes: (live: UInt64, mappedBytes: UInt64) {
         guard let result = try? invoke(SystemCall.ProcessStatistics()) else { return (0, 0) }
         return (result.liveProcesses, result.mappedBytes)

@@ -241,6 +241,7 @@ func name(of number: UInt64) -> StaticString {
     case .replyReceiveRegisters: return "replyReceiveRegisters"
     case .memoryWrite: return "memoryWrite"
     case .memoryRead: return "memoryRead"
+    case .portStatistics: return "portStatistics"
     }
 }
 

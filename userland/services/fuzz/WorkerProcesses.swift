@@ -361,7 +361,7 @@ extension Worker {
         var expectation = Expectation.failure
         switch call {
         case .null, .clock, .yield, .processID, .threadID, .memoryStatistics, .processStatistics, .kernelStatistics,
-             .kernelObjects, .ipcStatistics:
+             .kernelObjects, .ipcStatistics, .portStatistics:
             expectation = .success
         case .memoryAccount:
             // This process's own account, or another handle's (not a process: refused).

@@ -72,6 +72,8 @@ enum SystemCommands {
             return
         }
         System.print("ipc: messages delivered \(counters.messages), calls \(counters.calls)")
+        let ports = System.ports
+        System.print("ipc: ports \(ports.alive), of them \(ports.closed) closed but still named")
         if let console = ConsoleOutput.current, let figures = try? Console(console).statistics() {
             System.print("ipc: console service: \(figures.requests) requests, \(figures.written) bytes written, \(figures.read) bytes read (held back \(figures.heldBack) times, \(figures.dropped) dropped), \(figures.interrupts) interrupts")
         }

@@ -423,6 +423,26 @@ func testIPC(_ suite: inout Suite) {
     let framesAfter = System.memory.freeFrames
     suite.check(framesAfter + 64 > framesBefore,
                 "IPC objects freed: \(framesBefore) frames free before the IPC tests, \(framesAfter) after (kernel heap keeps warm slabs)")
+
+    // The port census (`portStatistics`): a port counts alive while anything names it, and closed
+    // from its receive handle's close until its last send right goes.
+    let census = System.ports
+    var steps: [(alive: UInt64, closed: UInt64)] = []
+    var sendAfterClose: KernelError?
+    if let port = try? IPC.createPort(), let sender = try? IPC.duplicate(port, rights: [.send]) {
+        steps.append(System.ports)
+        try? IPC.close(port)
+        steps.append(System.ports)
+        var message = IPCMessage(label: 1)
+        sendAfterClose = catching { () throws(KernelError) in try IPC.send(sender, &message) }
+        try? IPC.close(sender)
+        steps.append(System.ports)
+    }
+    let expected: [(alive: UInt64, closed: UInt64)] = [(census.alive + 1, census.closed), (census.alive + 1, census.closed + 1),
+                                                       (census.alive, census.closed)]
+    suite.check(steps.count == 3 && zip(steps, expected).allSatisfy { $0.alive == $1.alive && $0.closed == $1.closed }
+                && sendAfterClose == .peerClosed,
+                "portStatistics: a new port counts alive (\(census.alive) -> \(steps.first?.alive ?? 0)); its receive handle closed, it counts closed (\(census.closed) -> \(steps.count > 1 ? steps[1].closed : 0)) and a send gets peer closed; its last send right closed, it is gone")
 }
 
 /// The error `body` threw, or nil if it succeeded.
