@@ -586,6 +586,35 @@ enum Scheduler {
         if PerCPU.current.scheduler.dead != nil { releaseDeadThreads() }
     }
 
+    /// `preemptIfNeeded` after an interrupt taken from EL0 on one CPU (`userInterruptDispatch`),
+    /// for the interrupt's hand-off to a handler thread: the interrupted thread has nothing on
+    /// its kernel stack but its frame, so it is queued to return to user space from that frame
+    /// later (`Thread.leaveInFrame`), and nothing is saved for it or unwound when it runs again.
+    /// The handler's wait, if it waits in its frame, was finished by the signal, and it returns
+    /// to user space from there. Anything else (no hand-off, ended threads to release, a handler
+    /// no longer blocked) goes the general way.
+    static func preemptAtUserInterrupt() {
+        guard PerCPU.current.scheduler.rescheduleNeeded else { return }
+        guard let handoff = PerCPU.current.scheduler.handoff, PerCPU.current.scheduler.dead == nil,
+              let previousLink = running, !isIdle(previousLink) else {
+            preempt()
+            return
+        }
+        handoff._withUnsafeGuaranteedRef { next in
+            previousLink._withUnsafeGuaranteedRef { previous in
+                // Nothing ran since `wakeForInterrupt` chose it but this interrupt's path.
+                guard next.state == .blocked, queueHere(previous) else { return }
+                PerCPU.current.scheduler.handoff = nil
+                previous.leaveInFrame()
+                let finished = next.finishHandedWaitAtOnce()
+                let (_, to) = enter(next, leaving: previous)
+                if finished { resume_user_frame(next.userRegisters) }
+                load_context(to)
+            }
+        }
+        preempt()
+    }
+
     /// An interrupt that does not switch on its way out leaves no hand-off behind: its thread is
     /// woken as any (`wakeForInterrupt` makes none then; this keeps it so).
     static func wakeHandedOff() {

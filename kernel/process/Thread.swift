@@ -44,7 +44,9 @@ enum FrameWait {
     /// `Thread.notificationEnded`), either one leaving `.finished`. So while it is `.bits`,
     /// the notification is there.
     case bits(Unmanaged<Notification>)
-    /// Over before the thread ran again: what the call returns is in its frame already.
+    /// Over before the thread ran again: what the call returns is in its frame already. Also
+    /// a thread preempted in user space by an interrupt's hand-off (`Thread.leaveInFrame`): its
+    /// registers are all in its frame, and it is in no call.
     case finished
 }
 
@@ -177,6 +179,12 @@ final class Thread: ChargedObject {
         context.pointee.linkRegister = aarch64_address_of_thread_resume_frame_wait()
         context.pointee.stackPointer = UInt64(UInt(bitPattern: userRegisters))
     }
+
+    /// Interrupted in user space with nothing on its kernel stack but its frame, it is switched
+    /// away from without saving anything more: it comes back to user space from the frame, the
+    /// way a thread whose wait in its frame is over does (`FrameWait.finished`).
+    @inline(__always)
+    func leaveInFrame() { waitInFrame(for: .finished) }
 
     /// Its wait in its frame finished the way the general code after a switch would, when that
     /// wait is over so that nothing waits again: an answered call, a delivered message, bits

@@ -104,6 +104,16 @@ func frameCallDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
     Scheduler.preemptIfNeeded()
 }
 
+/// An IRQ from EL0 while one CPU runs (vectors.S, user_interrupt_entry): the frame holds every
+/// register of the interrupted thread, and nothing else is on its kernel stack, so a switch away
+/// may leave the frame (`Scheduler.preemptAtUserInterrupt`). From the multiprocessor table an
+/// IRQ goes the general way, under the big kernel lock.
+@_cdecl("user_interrupt_dispatch")
+func userInterruptDispatch() {
+    Interrupts.handleIRQ()
+    Scheduler.preemptAtUserInterrupt()
+}
+
 /// The same from the multiprocessor table, under the big kernel lock as `lockedExceptionDispatch`
 /// takes it. A fast path that returns to user space from another thread's frame gives the lock
 /// up on the way (resume_user_frame_unlocking).

@@ -8,8 +8,9 @@
 // takes the big kernel lock for those (BigKernelLock.swift). So a single CPU pays nothing for
 // the lock, not even a test.
 //
-// A system call from EL0 takes a shorter path (system_call_entry below): it saves only the
-// registers the Swift code it calls may change, not the callee-saved x19-x28. The calls that may
+// An IRQ from EL0 on one CPU has a dispatcher of its own (user_interrupt_entry below). A system
+// call from EL0 takes a shorter path (system_call_entry below): it saves only the registers the
+// Swift code it calls may change, not the callee-saved x19-x28. The calls that may
 // wait (call, replyReceive, their register forms, notificationWait) save them all: their fast
 // paths may leave the thread waiting with nothing on its kernel stack but the frame, and return
 // to user space from another thread's frame (ipc/FastPath.swift).
@@ -65,6 +66,15 @@
     stp     x0, x1, [sp, #EXCEPTION_FRAME_REGISTER(0)]
     mov     x0, #\kind
     b       exception_entry
+.endm
+
+// An IRQ from EL0 while one CPU runs: the full frame, without ESR and FAR (which an interrupt
+// does not set), and its own dispatcher (user_interrupt_entry below).
+.macro lower_irq_entry
+    .balign 0x80
+    sub     sp, sp, #EXCEPTION_FRAME_SIZE
+    stp     x0, x1, [sp, #EXCEPTION_FRAME_REGISTER(0)]
+    b       user_interrupt_entry
 .endm
 
 // A synchronous exception from EL0: an SVC (exception class 0x15 in ESR_EL1) goes to
@@ -130,7 +140,7 @@ exception_vectors:
     vector_entry 6      //                     FIQ
     vector_entry 7      //                     SError
     lower_synchronous_entry 8, system_call_entry   // lower EL, AArch64: synchronous
-    vector_entry 9      //                     IRQ
+    lower_irq_entry     //                     IRQ
     vector_entry 10     //                     FIQ
     vector_entry 11     //                     SError
     vector_entry 12     // lower EL, AArch32:  synchronous
@@ -181,6 +191,17 @@ exception_return:
     ldp     x28, x29, [sp, #EXCEPTION_FRAME_REGISTER(28)]
     add     sp, sp, #EXCEPTION_FRAME_SIZE
     eret
+
+// An IRQ from EL0 with one CPU online: the thread it interrupted has nothing on its kernel stack
+// but this frame, so a switch away from it may leave the frame (Scheduler.preemptAtUserInterrupt)
+// and the thread comes back to user space from it later. ESR and FAR are zero in the frame: an
+// interrupt has no syndrome.
+user_interrupt_entry:
+    save_x2_to_x30_and_state
+    stp     xzr, xzr, [sp, #EXCEPTION_FRAME_ESR]
+    add     x29, sp, #EXCEPTION_FRAME_REGISTER(29)
+    bl      user_interrupt_dispatch
+    b       exception_return
 
 // System calls from EL0: with one CPU online, and under the big kernel lock. One bit per number
 // picks the calls that save the whole frame (see the top of this file); the shift takes the
