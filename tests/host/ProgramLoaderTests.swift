@@ -181,6 +181,38 @@ private func cpioResult(_ bytes: [UInt8]) -> Result<[(name: String, size: Int, r
         }
     }
 
+    /// The header fields' word-at-a-time decoding against a digit-by-digit model: every byte
+    /// value at every position, over random words (a third made of hex digits of either case, so
+    /// that most decode), gives the model's value or, for any byte that is not a hex digit, nil.
+    @Test func hexFieldsDecodeAsTheModelDoes() async {
+        func model(_ word: UInt64) -> UInt32? {
+            var value: UInt32 = 0
+            for index in 0..<8 {
+                let byte = UInt8(truncatingIfNeeded: word >> (8 * UInt64(index)))
+                guard let digit = Int(String(UnicodeScalar(byte)), radix: 16), byte < 0x80 else { return nil }
+                value = value << 4 | UInt32(digit)
+            }
+            return value
+        }
+        let digits = Array("0123456789abcdefABCDEF".utf8)
+        await propertyCheck(count: 3000, input: Gen.uint64(in: 0...UInt64.max), Gen.int(in: 0...2), Gen.int(in: 0...255)) { random, kind, byte in
+            var word = random
+            if kind < 2 {
+                // Hex digits throughout; for kind 1, one byte then replaced by any value.
+                word = 0
+                for index in 0..<8 { word |= UInt64(digits[Int(random >> (8 * UInt64(index)) & 0xFF) % digits.count]) << (8 * UInt64(index)) }
+                if kind == 1 {
+                    let shift = 8 * (random >> 61)
+                    word = word & ~(0xFF << shift) | UInt64(byte) << shift
+                }
+            }
+            #expect(CPIOArchive.hexValue(word) == model(word), "word \(String(word, radix: 16))")
+        }
+        #expect(CPIOArchive.hexValue(0x3030_3030_3030_3030) == 0)
+        #expect(CPIOArchive.hexValue(0x6666_6666_4646_4646) == 0xFFFF_FFFF)
+        #expect(CPIOArchive.hexValue(0x3837_3635_3433_3231) == 0x1234_5678)
+    }
+
     /// Names stored with "./" (as `find . | cpio` writes some) are found without it, and the reverse.
     @Test func dotSlashNames() {
         func entry(_ name: String, _ data: [UInt8], mode: UInt32 = 0o100644) -> [UInt8] {
