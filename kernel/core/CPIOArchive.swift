@@ -135,3 +135,44 @@ public struct CPIOArchive: Sequence {
 
     public func makeIterator() -> Iterator { Iterator(bytes: bytes) }
 }
+
+/// The regular files of an archive by name, read once: a lookup compares names only, where a
+/// search of the archive parses every header it passes. For a loader that looks up programs
+/// again and again (a spawn each time). Its table is allocated once and lives until `release`;
+/// the archive's bytes must stay mapped while it is used.
+public struct CPIODirectory {
+    struct Entry {
+        /// Without a leading "./".
+        let name: UnsafeRawBufferPointer
+        let data: UnsafeRawBufferPointer
+    }
+
+    let entries: UnsafeMutableBufferPointer<Entry>
+
+    public init(_ archive: CPIOArchive) {
+        let table = UnsafeMutablePointer<Entry>.allocate(capacity: max(archive.fileCount, 1))
+        var count = 0
+        for file in archive where file.isRegularFile && count < archive.fileCount {
+            (table + count).initialize(to: Entry(name: CPIOFile.withoutDotSlash(file.name), data: file.data))
+            count += 1
+        }
+        entries = UnsafeMutableBufferPointer(start: table, count: count)
+    }
+
+    /// Frees the table; the directory may not be used afterwards.
+    public func release() { entries.baseAddress?.deallocate() }
+
+    /// The bytes of the first regular file named `name` (with or without a leading "./").
+    public func file(named name: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        let wanted = CPIOFile.withoutDotSlash(name)
+        for entry in entries where entry.name.count == wanted.count && Self.same(entry.name, wanted) {
+            return entry.data
+        }
+        return nil
+    }
+
+    private static func same(_ left: UnsafeRawBufferPointer, _ right: UnsafeRawBufferPointer) -> Bool {
+        for index in 0..<left.count where left[index] != right[index] { return false }
+        return true
+    }
+}

@@ -178,6 +178,16 @@ private func cpioResult(_ bytes: [UInt8]) -> Result<[(name: String, size: Int, r
             #expect(archive.file(named: "etc") == nil) // a directory is not a file
             #expect(archive.file(named: "hell") == nil && archive.file(named: "hello2") == nil)
             #expect(hello?.nameEquals("hello") == true && hello?.nameEquals("crasher") == false)
+            // The directory finds what a search of the archive finds, and nothing else.
+            let directory = CPIODirectory(archive)
+            for name in ["hello", "./hello", "crasher", "etc/motd", "./etc/motd", "etc", ".", "hell", "hello2", "", "TRAILER!!!"] {
+                let bytes = Array(name.utf8)
+                bytes.withUnsafeBytes { name in
+                    let found = directory.file(named: name)
+                    let searched = archive.file(named: name)?.data
+                    #expect(found?.baseAddress == searched?.baseAddress && found?.count == searched?.count, "\(name)")
+                }
+            }
         }
     }
 

@@ -39,7 +39,8 @@ public struct ProgramLoader {
 
     /// The archive's bytes, mapped read-only in this process.
     public let ramdisk: UnsafeRawBufferPointer
-    let archive: CPIOArchive
+    /// The archive's regular files by name, read once: each spawn looks its program up here.
+    let directory: CPIODirectory
 
     /// Maps the initial ramdisk (a memory object handle; needs map) and validates its archive.
     public init(ramdisk handle: Handle) throws(KernelError) {
@@ -54,18 +55,19 @@ public struct ProgramLoader {
             throw .invalidArgument
         }
         self.ramdisk = bytes
-        self.archive = archive
+        self.directory = CPIODirectory(archive)
     }
 
     /// Unmaps the ramdisk; the loader may not be used afterwards.
     public func close() {
+        directory.release()
         guard let base = ramdisk.baseAddress else { return }
         try? System.unmap(UnsafeMutableRawPointer(mutating: base), bytes: UInt64(ramdisk.count))
     }
 
     /// The bytes of program `name` in the ramdisk, if it holds one.
     public func file(named name: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
-        archive.file(named: name)?.data
+        directory.file(named: name)
     }
 
     /// Checks `file` as a static ELF64 AArch64 program this loader can place: its segments below
