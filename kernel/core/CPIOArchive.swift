@@ -138,8 +138,9 @@ public struct CPIOArchive: Sequence {
 
 /// The regular files of an archive by name, read once: a lookup compares names only, where a
 /// search of the archive parses every header it passes. For a loader that looks up programs
-/// again and again (a spawn each time). Its table is allocated once and lives until `release`;
-/// the archive's bytes must stay mapped while it is used.
+/// again and again (a spawn each time). Its table lives in storage the caller provides
+/// (`storageBytes`, 8-byte aligned), so that making one allocates nothing and cannot fail; the
+/// storage and the archive's bytes must stay while it is used.
 public struct CPIODirectory {
     struct Entry {
         /// Without a leading "./".
@@ -149,8 +150,13 @@ public struct CPIODirectory {
 
     let entries: UnsafeMutableBufferPointer<Entry>
 
-    public init(_ archive: CPIOArchive) {
-        let table = UnsafeMutablePointer<Entry>.allocate(capacity: max(archive.fileCount, 1))
+    /// The bytes of storage a directory of `archive` takes.
+    public static func storageBytes(for archive: CPIOArchive) -> Int {
+        max(archive.fileCount, 1) * MemoryLayout<Entry>.stride
+    }
+
+    public init(_ archive: CPIOArchive, storage: UnsafeMutableRawPointer) {
+        let table = storage.bindMemory(to: Entry.self, capacity: max(archive.fileCount, 1))
         var count = 0
         for file in archive where file.isRegularFile && count < archive.fileCount {
             (table + count).initialize(to: Entry(name: CPIOFile.withoutDotSlash(file.name), data: file.data))
@@ -159,8 +165,8 @@ public struct CPIODirectory {
         entries = UnsafeMutableBufferPointer(start: table, count: count)
     }
 
-    /// Frees the table; the directory may not be used afterwards.
-    public func release() { entries.baseAddress?.deallocate() }
+    /// The storage it was made in.
+    public var storage: UnsafeMutableRawPointer? { entries.baseAddress.map { UnsafeMutableRawPointer($0) } }
 
     /// The bytes of the first regular file named `name` (with or without a leading "./").
     public func file(named name: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {

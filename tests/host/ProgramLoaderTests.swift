@@ -179,7 +179,9 @@ private func cpioResult(_ bytes: [UInt8]) -> Result<[(name: String, size: Int, r
             #expect(archive.file(named: "hell") == nil && archive.file(named: "hello2") == nil)
             #expect(hello?.nameEquals("hello") == true && hello?.nameEquals("crasher") == false)
             // The directory finds what a search of the archive finds, and nothing else.
-            let directory = CPIODirectory(archive)
+            let storage = UnsafeMutableRawPointer.allocate(byteCount: CPIODirectory.storageBytes(for: archive), alignment: 8)
+            defer { storage.deallocate() }
+            let directory = CPIODirectory(archive, storage: storage)
             for name in ["hello", "./hello", "crasher", "etc/motd", "./etc/motd", "etc", ".", "hell", "hello2", "", "TRAILER!!!"] {
                 let bytes = Array(name.utf8)
                 bytes.withUnsafeBytes { name in

@@ -39,8 +39,11 @@ public struct ProgramLoader {
 
     /// The archive's bytes, mapped read-only in this process.
     public let ramdisk: UnsafeRawBufferPointer
-    /// The archive's regular files by name, read once: each spawn looks its program up here.
-    let directory: CPIODirectory
+    let archive: CPIOArchive
+    /// The archive's regular files by name, read once into a page of their own: each spawn looks
+    /// its program up here. Without memory for the page, lookups search the archive instead.
+    let directory: CPIODirectory?
+    let directoryBytes: UInt64
 
     /// Maps the initial ramdisk (a memory object handle; needs map) and validates its archive.
     public init(ramdisk handle: Handle) throws(KernelError) {
@@ -55,19 +58,28 @@ public struct ProgramLoader {
             throw .invalidArgument
         }
         self.ramdisk = bytes
-        self.directory = CPIODirectory(archive)
+        self.archive = archive
+        directoryBytes = alignUp(UInt64(CPIODirectory.storageBytes(for: archive)), to: pageSize) ?? pageSize
+        if let storage = try? System.map(bytes: directoryBytes, access: .write) {
+            directory = CPIODirectory(archive, storage: storage)
+        } else {
+            directory = nil
+        }
     }
 
-    /// Unmaps the ramdisk; the loader may not be used afterwards.
+    /// Unmaps the ramdisk and the directory's page; the loader may not be used afterwards.
     public func close() {
-        directory.release()
+        if let storage = directory?.storage {
+            try? System.unmap(storage, bytes: directoryBytes)
+        }
         guard let base = ramdisk.baseAddress else { return }
         try? System.unmap(UnsafeMutableRawPointer(mutating: base), bytes: UInt64(ramdisk.count))
     }
 
     /// The bytes of program `name` in the ramdisk, if it holds one.
     public func file(named name: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
-        directory.file(named: name)
+        guard let directory else { return archive.file(named: name)?.data }
+        return directory.file(named: name)
     }
 
     /// Checks `file` as a static ELF64 AArch64 program this loader can place: its segments below
