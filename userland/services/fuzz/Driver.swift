@@ -159,7 +159,9 @@ struct Driver {
     /// Per slot: a status memory object mapped here, a notification to start its waiter, and
     /// the waiter; one notification for all waiters to report on.
     mutating func setUp() -> Bool {
-        guard let done = try? IPC.createNotification() else { return false }
+        // The loader the workers are spawned with (the ramdisk mapped, its directory's page) is
+        // kept for the campaign: made now, it is in the baseline.
+        guard System.prepareSpawn(), let done = try? IPC.createNotification() else { return false }
         Self.done = done
         for slot in 0..<slotCount {
             guard let memory = try? IPC.createMemory(bytes: pageSize), let page = try? IPC.map(memory, writable: true),
