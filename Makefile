@@ -125,13 +125,14 @@ $(BUILD)/user/%.elf: $(BUILD)/user/%.o $(BUILD)/user/start.o userland/runtime/us
 # Beside the programs, the ramdisk holds the service manifest (userland/manifest) as `manifest`.
 # The programs are stripped of their debug information; their symbol tables, for the kernel's
 # fault reports, follow the archive in one of their own (docs/ARCHITECTURE.md, "Symbol tables").
-$(INITRD): $(USER_ELVES) userland/manifest tools/symbol-table.py
+# Every file's bytes start on a page, so that loaders map read-only segments from the ramdisk.
+$(INITRD): $(USER_ELVES) userland/manifest tools/symbol-table.py tools/pack-ramdisk.py
 	@rm -rf $(BUILD)/initrd $(BUILD)/symbols && mkdir -p $(BUILD)/initrd $(BUILD)/symbols
 	@for program in $(USER_PROGRAMS); do \
 	    $(OBJCOPY) --strip-debug $(BUILD)/user/$$program.elf $(BUILD)/initrd/$$program && \
 	    $(SYMBOL_TABLE) --blob $(BUILD)/symbols/$$program $(BUILD)/user/$$program.elf || exit 1; done
 	@cp userland/manifest $(BUILD)/initrd/manifest
-	cd $(BUILD)/initrd && ls | cpio --quiet -o -H newc > ../initrd.cpio
+	python3 tools/pack-ramdisk.py $(BUILD)/initrd $@
 	cd $(BUILD)/symbols && ls | cpio --quiet -o -H newc > ../symbols.cpio
 	$(SYMBOL_TABLE) --bundle $@ $(BUILD)/symbols.cpio
 

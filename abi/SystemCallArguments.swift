@@ -1004,9 +1004,11 @@ extension SystemCall {
         }
     }
 
-    /// Maps every page of memory object `memory` (needs map; writable also needs write) at
+    /// Maps pages of memory object `memory` (needs map; writable also needs write) at
     /// page-aligned `address` in `process` (needs control) with `access` (never writable and
-    /// executable). The process cannot unmap it itself: it is part of its program.
+    /// executable): from byte `offset` (page-aligned) of the object, `bytes` of it (rounded up to
+    /// pages; 0: through its end), which must lie in it. The process cannot unmap them itself:
+    /// they are part of its program.
     public struct ProcessMap: SystemCallArguments {
         public typealias Result = NoValues
         public static let number = SystemCallNumber.processMap
@@ -1014,18 +1016,24 @@ extension SystemCall {
         public var memory: Handle
         public var address: UserAddress
         public var access: MemoryAccess
-        @inline(__always) public init(process: Handle, memory: Handle, address: UserAddress, access: MemoryAccess) {
+        public var offset: UInt64
+        public var bytes: UInt64
+        @inline(__always) public init(process: Handle, memory: Handle, address: UserAddress, access: MemoryAccess,
+                                      offset: UInt64 = 0, bytes: UInt64 = 0) {
             self.process = process
             self.memory = memory
             self.address = address
             self.access = access
+            self.offset = offset
+            self.bytes = bytes
         }
         @inline(__always) public init(registers: ArgumentRegisters) {
             self.init(process: Handle(registers.x0), memory: Handle(registers.x1), address: UserAddress(registers.x2),
-                      access: MemoryAccess(rawValue: registers.x3))
+                      access: MemoryAccess(rawValue: registers.x3), offset: registers.x4, bytes: registers.x5)
         }
         @inline(__always) public var registers: ArgumentRegisters {
-            ArgumentRegisters(x0: process.value, x1: memory.value, x2: address.value, x3: access.rawValue)
+            ArgumentRegisters(x0: process.value, x1: memory.value, x2: address.value, x3: access.rawValue, x4: offset,
+                              x5: bytes)
         }
     }
 

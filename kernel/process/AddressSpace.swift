@@ -89,6 +89,9 @@ final class AddressSpace {
         var size: UInt64
         var kind: Kind
         var writable: Bool
+        /// For a memory object's mapping, the object's page mapped at `start`: a placed region
+        /// may map a range of the object's pages (a program segment out of the ramdisk).
+        var firstPage: UInt32 = 0
 
         var end: UInt64 { start + size }
     }
@@ -182,24 +185,27 @@ final class AddressSpace {
         guard regionCount < Self.maximumRegions else { throw .outOfMemory }
         let size = UInt64(object.pageCount) * pageSize
         guard let start = reserveMapAddress(size: size) else { throw .outOfMemory }
-        try mapObject(object, at: start, permissions: permissions, kind: .shared(object))
+        try mapObject(object, pages: 0..<object.pageCount, at: start, permissions: permissions, kind: .shared(object))
         return UserAddress(start)
     }
 
-    /// `processMap`: every page of `object` at `start`, chosen by the process's builder, as part of
-    /// the program. Not inside the range `map` hands out, so the two never meet.
-    func place(_ object: MemoryObject, at start: UInt64, permissions: MappingPermissions) throws(KernelError) {
-        let size = UInt64(object.pageCount) * pageSize
+    /// `processMap`: `pages` of `object` (a range of its page indices, checked by the caller) at
+    /// `start`, chosen by the process's builder, as part of the program. Not inside the range
+    /// `map` hands out, so the two never meet.
+    func place(_ object: MemoryObject, pages: Range<Int>, at start: UInt64,
+               permissions: MappingPermissions) throws(KernelError) {
+        let size = UInt64(pages.count) * pageSize
         try checkFree(start: start, size: size)
         guard start + size <= UserSpace.mapBase || start >= UserSpace.stackTop - UserSpace.stackSize else {
             throw .invalidArgument
         }
-        try mapObject(object, at: start, permissions: permissions, kind: .placed(object))
+        try mapObject(object, pages: pages, at: start, permissions: permissions, kind: .placed(object))
     }
 
-    private func mapObject(_ object: MemoryObject, at start: UInt64, permissions: MappingPermissions,
+    private func mapObject(_ object: MemoryObject, pages: Range<Int>, at start: UInt64, permissions: MappingPermissions,
                            kind: Region.Kind) throws(KernelError) {
-        let size = UInt64(object.pageCount) * pageSize
+        let size = UInt64(pages.count) * pageSize
+        let first = pages.lowerBound
         var frames = UserTableFrames(account: account)
         do throws(PageTableError) {
             // All or nothing: a failure leaves none of the object's pages mapped.
@@ -207,28 +213,29 @@ final class AddressSpace {
                 // Its tables now, pinned until the region goes (`removeRegion`), so that a page's
                 // first touch needs none (`mapOnDemand`) and cannot fail; and the pages touched
                 // already.
-                try table.prepareTables(VirtualAddress(start), count: object.pageCount, frames: &frames,
-                                        maintenance: maintenance)
-                for page in 0..<object.pageCount where object.frames[page] != MemoryObject.absent {
+                try table.prepareTables(VirtualAddress(start), count: pages.count, frames: &frames, maintenance: maintenance)
+                for page in pages where object.frames[page] != MemoryObject.absent {
                     do throws(PageTableError) {
-                        try table.map(VirtualAddress(start + UInt64(page) * pageSize), to: PhysicalAddress(object.frames[page]),
+                        try table.map(VirtualAddress(start + UInt64(page - first) * pageSize),
+                                      to: PhysicalAddress(object.frames[page]),
                                       size: pageSize, permissions: permissions.union(.user), type: object.memoryType,
                                       global: false, allowBlocks: false, frames: &frames, maintenance: maintenance)
                     } catch {
                         _ = try? table.unmapPresent(VirtualAddress(start), size: size, frames: &frames, maintenance: maintenance) { _, _ in }
-                        table.unpinTables(VirtualAddress(start), count: object.pageCount, frames: &frames, maintenance: maintenance)
+                        table.unpinTables(VirtualAddress(start), count: pages.count, frames: &frames, maintenance: maintenance)
                         throw error
                     }
                 }
-            } else if object.pageCount > 0 {
-                try table.mapPages(VirtualAddress(start), count: object.pageCount, frame: { PhysicalAddress(object.frames[$0]) },
+            } else if !pages.isEmpty {
+                try table.mapPages(VirtualAddress(start), count: pages.count, frame: { PhysicalAddress(object.frames[first + $0]) },
                                    permissions: permissions.union(.user), type: object.memoryType, global: false,
                                    frames: &frames, maintenance: maintenance)
             }
         } catch {
             throw error == .writableAndExecutable ? .invalidArgument : .outOfMemory
         }
-        (regions + regionCount).initialize(to: Region(start: start, size: size, kind: kind, writable: permissions.contains(.write)))
+        (regions + regionCount).initialize(to: Region(start: start, size: size, kind: kind, writable: permissions.contains(.write),
+                                                      firstPage: UInt32(first)))
         regionCount += 1
         mappedBytes += size
     }
@@ -249,7 +256,9 @@ final class AddressSpace {
             let pageStart = address & ~(pageSize - 1)
             // Mapped since the fault was taken (by another CPU's fault on it): made again, it works.
             if table.translate(VirtualAddress(pageStart)) != nil { return true }
-            guard let frame = object.page(Int((pageStart - region.start) >> pageShift)) else { return false }
+            guard let frame = object.page(Int(region.firstPage) + Int((pageStart - region.start) >> pageShift)) else {
+                return false
+            }
             var frames = UserTableFrames(account: account)
             do throws(PageTableError) {
                 try table.map(VirtualAddress(pageStart), to: frame, size: pageSize,

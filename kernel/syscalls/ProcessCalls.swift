@@ -38,19 +38,31 @@ enum ProcessCalls {
         guard object.isRAM else { throw .invalidHandle }
         // Instructions are written before they are mapped, so an on-demand page would be empty.
         guard !(object.onDemand && call.access.contains(.execute)) else { throw .invalidArgument }
+        let pages = try pageRange(of: object, offset: call.offset, bytes: call.bytes)
         guard target.state == .alive, let space = target.addressSpace else { throw .notFound }
         var permissions: MappingPermissions = []
         if call.access.contains(.write) { permissions.insert(.write) }
         if call.access.contains(.execute) { permissions.insert(.execute) }
-        try space.place(object, at: call.address.value, permissions: permissions)
+        try space.place(object, pages: pages, at: call.address.value, permissions: permissions)
         if call.access.contains(.execute) {
             // Its builder wrote the instructions through a data mapping of its own.
-            for page in 0..<object.pageCount {
+            for page in pages {
                 CPU.cleanToPointOfUnification(PhysicalWindow.pointer(to: PhysicalAddress(object.frames[page])),
                                               size: Int(pageSize))
             }
             CPU.invalidateInstructionCaches()
         }
+    }
+
+    /// The pages `processMap` maps: from byte `offset` (page-aligned) of `object`, `bytes` of it
+    /// rounded up to pages, or through its end for 0; `invalidArgument` unless they lie in it.
+    static func pageRange(of object: MemoryObject, offset: UInt64, bytes: UInt64) throws(KernelError) -> Range<Int> {
+        let size = UInt64(object.pageCount) * pageSize
+        guard offset & (pageSize - 1) == 0, offset < size else { throw .invalidArgument }
+        let length = bytes == 0 ? size - offset : bytes
+        guard let rounded = alignUp(length, to: pageSize), rounded <= size - offset else { throw .invalidArgument }
+        let first = Int(offset >> pageShift)
+        return first..<(first + Int(rounded >> pageShift))
     }
 
     static func start(_ call: SystemCall.ProcessStart, caller: Process) throws(KernelError) -> UInt64 {

@@ -658,7 +658,8 @@ def check_build(docs: Docs) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         code, output = run(["make", "-n", f"BUILD={scratch}/build"], timeout=120)
     require(code == 0, f"make -n: exit code {code}", output)
-    for product in (f"{scratch}/build/kernel.img", f"{scratch}/build/user/hello.elf", "> ../initrd.cpio"):
+    for product in (f"{scratch}/build/kernel.img", f"{scratch}/build/user/hello.elf",
+                    f"tools/pack-ramdisk.py {scratch}/build/initrd {scratch}/build/initrd.cpio"):
         require(product in output, f"make does not build {product}", output)
 
 

@@ -32,6 +32,10 @@ extension System {
     @discardableResult
     public static func prepareSpawn() -> Bool { (try? ProgramSource.prepared()) != nil }
 
+    /// The handle `spawn`'s loader keeps to the ramdisk, once prepared (nil if it has none): for
+    /// a program that accounts for every handle it holds.
+    public static var spawnHandle: Handle? { ProgramSource.loader?.shared }
+
     /// Unmaps the ramdisk `spawn` loaded from (the next spawn maps it again).
     public static func releaseSpawn() {
         ProgramSource.loader?.close()

@@ -15,10 +15,12 @@ public enum ProcessHandles {
         try create(UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount), memoryLimit: memoryLimit)
     }
 
-    /// Maps every page of memory object `memory` at `address` in `process`.
-    public static func map(_ memory: Handle, into process: Handle, at address: UInt64, access: MemoryAccess) throws(KernelError) {
+    /// Maps memory object `memory` at `address` in `process`: from byte `offset` (page-aligned),
+    /// `bytes` of it (0: through its end).
+    public static func map(_ memory: Handle, into process: Handle, at address: UInt64, access: MemoryAccess,
+                           offset: UInt64 = 0, bytes: UInt64 = 0) throws(KernelError) {
         _ = try System.invoke(SystemCall.ProcessMap(process: process, memory: memory, address: UserAddress(address),
-                                                    access: access))
+                                                    access: access, offset: offset, bytes: bytes))
     }
 
     /// Moves `handle` into `process`'s table; its value there.

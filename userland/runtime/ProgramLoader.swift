@@ -39,6 +39,9 @@ public struct ProgramLoader {
 
     /// The archive's bytes, mapped read-only in this process.
     public let ramdisk: UnsafeRawBufferPointer
+    /// The loader's own handle to the ramdisk's memory object (nil if it could not have one):
+    /// read-only segments are mapped from it rather than copied (`SharedSource`).
+    let shared: Handle?
     let archive: CPIOArchive
     /// The archive's regular files by name, read once into a page of their own: each spawn looks
     /// its program up here. Without memory for the page, lookups search the archive instead.
@@ -59,6 +62,8 @@ public struct ProgramLoader {
         }
         self.ramdisk = bytes
         self.archive = archive
+        // Its own copy of the handle: the caller may close or give away the one it passed.
+        shared = try? IPC.duplicate(handle, rights: .map)
         directoryBytes = alignUp(UInt64(CPIODirectory.storageBytes(for: archive)), to: pageSize) ?? pageSize
         if let storage = try? System.map(bytes: directoryBytes, access: .write) {
             directory = CPIODirectory(archive, storage: storage)
@@ -69,6 +74,7 @@ public struct ProgramLoader {
 
     /// Unmaps the ramdisk and the directory's page; the loader may not be used afterwards.
     public func close() {
+        if let shared { try? IPC.close(shared) }
         if let storage = directory?.storage {
             try? System.unmap(storage, bytes: directoryBytes)
         }
@@ -112,8 +118,11 @@ public struct ProgramLoader {
                       memoryLimit: UInt64 = 0) throws(KernelError) -> (process: Handle, id: UInt64) {
         guard let file = file(named: name) else { throw .notFound }
         return try Self.spawn(file: file, name: name, argument: argument, startHandle: startHandle, handles: handles,
-                              arguments: arguments, memoryLimit: memoryLimit)
+                              arguments: arguments, memoryLimit: memoryLimit, sharing: sharedSource)
     }
+
+    /// The ramdisk, for `spawn(file:)` of a file in it to map read-only segments from.
+    public var sharedSource: SharedSource? { shared.map { SharedSource(memory: $0, bytes: ramdisk) } }
 
     public func spawn(_ name: StaticString, argument: UInt64 = 0, startHandle: Handle? = nil,
                       handles: StartHandles = StartHandles(), memoryLimit: UInt64 = 0) throws(KernelError)
@@ -122,11 +131,13 @@ public struct ProgramLoader {
                   startHandle: startHandle, handles: handles, memoryLimit: memoryLimit)
     }
 
-    /// Starts the program in `file` (any bytes: they are validated first) under `name`.
+    /// Starts the program in `file` (any bytes: they are validated first) under `name`; read-only
+    /// segments that `sharing` holds page for page are mapped from it, the rest copied.
     public static func spawn(file: UnsafeRawBufferPointer, name: UnsafeRawBufferPointer, argument: UInt64 = 0,
                              startHandle: Handle? = nil, handles: StartHandles = StartHandles(),
                              arguments: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
-                             memoryLimit: UInt64 = 0) throws(KernelError) -> (process: Handle, id: UInt64) {
+                             memoryLimit: UInt64 = 0, sharing: SharedSource? = nil) throws(KernelError)
+        -> (process: Handle, id: UInt64) {
         let image: ELFImage
         do throws(ELFError) {
             image = try validate(file)
@@ -145,7 +156,9 @@ public struct ProgramLoader {
                 own = try IPC.duplicate(process, rights: [.account, .wait, .duplicate, .transfer])
                 if let own { given.append(.ownProcess, own) }
             }
-            for index in 0..<image.segmentCount { try load(image.segment(index), from: file, into: process) }
+            for index in 0..<image.segmentCount {
+                try load(image.segment(index), from: file, into: process, sharing: sharing)
+            }
             // The stack's pages are taken as the program first touches them: most programs use
             // a few of its 64 KiB.
             try mapZeroed(UserSpace.stackSize, at: UserSpace.stackTop - UserSpace.stackSize, access: .write,
@@ -162,18 +175,27 @@ public struct ProgramLoader {
         return (process, id.value)
     }
 
-    /// Places one segment: a memory object per megabyte of its pages, each given its share of
-    /// the file bytes with `memoryWrite` (the rest stays zero; the loader never maps it) and then
-    /// mapped in `process` only.
-    static func load(_ segment: ELFSegment, from file: UnsafeRawBufferPointer, into process: Handle) throws(KernelError) {
+    /// Places one segment, a megabyte of its pages at a time: mapped straight from `sharing` if
+    /// it holds them (`SharedSource.pageOffset`), else a memory object per megabyte, each given
+    /// its share of the file bytes with `memoryWrite` (the rest stays zero; the loader never maps
+    /// it) and then mapped in `process` only.
+    static func load(_ segment: ELFSegment, from file: UnsafeRawBufferPointer, into process: Handle,
+                     sharing: SharedSource? = nil) throws(KernelError) {
         let (start, bytes) = pageSpan(segment)
         let access: MemoryAccess = segment.permissions.contains(.write) ? .write
             : segment.permissions.contains(.execute) ? .execute : []
+        let shared = sharing.flatMap { source in source.pageOffset(of: segment, in: file).map { (source.memory, $0) } }
         let dataStart = segment.virtualAddress.value
         let dataEnd = dataStart + segment.fileSize
         var chunk = start
         while chunk < start + bytes {
             let chunkBytes = min(maximumObjectBytes, start + bytes - chunk)
+            if let (memory, offset) = shared {
+                try ProcessHandles.map(memory, into: process, at: chunk, access: access, offset: offset + (chunk - start),
+                                       bytes: chunkBytes)
+                chunk += chunkBytes
+                continue
+            }
             let memory = try createMemory(bytes: chunkBytes, for: process)
             defer { try? IPC.close(memory) }
             let copyStart = max(chunk, dataStart)
@@ -185,6 +207,32 @@ public struct ProgramLoader {
             }
             try ProcessHandles.map(memory, into: process, at: chunk, access: access)
             chunk += chunkBytes
+        }
+    }
+
+    /// Memory that holds programs' files page for page, whose read-only segments a loader may map
+    /// instead of copying: the initial ramdisk, whose archive starts every file on a page
+    /// (tools/pack-ramdisk.py). Nobody can write it, so every child sees what the file says.
+    public struct SharedSource {
+        /// A memory object of the bytes (needs map).
+        let memory: Handle
+        /// The same bytes, mapped in this process.
+        let bytes: UnsafeRawBufferPointer
+
+        /// Where `segment`'s page span starts in the object, if the object holds exactly its
+        /// pages: a segment never writable, with no zeroed tail, whose bytes lie in `bytes` at
+        /// the same place within a page as in the program, and whose whole pages lie in `file`
+        /// (a mapping shows no byte of another file).
+        func pageOffset(of segment: ELFSegment, in file: UnsafeRawBufferPointer) -> UInt64? {
+            guard !segment.permissions.contains(.write), segment.fileSize == segment.memorySize,
+                  let base = bytes.baseAddress, let fileBase = file.baseAddress,
+                  fileBase >= base, fileBase + file.count <= base + bytes.count else { return nil }
+            let (start, span) = pageSpan(segment)
+            let lead = segment.virtualAddress.value - start
+            // The validator keeps a segment's file bytes inside the file.
+            guard segment.fileOffset >= lead, segment.fileOffset - lead + span <= UInt64(file.count) else { return nil }
+            let offset = UInt64(fileBase - base) + segment.fileOffset - lead
+            return offset & (pageSize - 1) == 0 ? offset : nil
         }
     }
 

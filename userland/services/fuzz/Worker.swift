@@ -73,6 +73,7 @@ struct Worker {
         if let ramdisk = ProgramStart.handle(.ramdisk) { model.reserve(ramdisk.value) }
         if let own = ProgramStart.handle(.ownProcess) { model.reserve(own.value) }
         System.prepareSpawn()
+        if let loaderCopy = System.spawnHandle { model.reserve(loaderCopy.value) }
         guard let area = try? System.map(bytes: Self.messageAreaBytes, access: .write),
               let backing = try? IPC.createMemory(bytes: pageSize),
               let writable = try? IPC.map(backing, writable: true),

@@ -295,7 +295,8 @@ enum Manager {
         let id: UInt64
         do throws(KernelError) {
             (process, id) = try ProgramLoader.spawn(file: file, name: program, argument: argument, startHandle: start,
-                                                    handles: given, arguments: arguments, memoryLimit: memoryLimit)
+                                                    handles: given, arguments: arguments, memoryLimit: memoryLimit,
+                                                    sharing: loader.sharedSource)
         } catch {
             for index in 0..<added.count { try? IPC.close(added.handle(index)) }
             throw error

@@ -41,13 +41,13 @@ enum HandBuiltProgram {
         return memory
     }
 
-    /// A new process with the code and a one-page stack mapped, not yet started.
-    static func build(_ name: StaticString = "handmade") throws(KernelError) -> Handle {
+    /// A new process with the code (at `codeAt`) and a one-page stack mapped, not yet started.
+    static func build(_ name: StaticString = "handmade", withCodeAt codeAt: UInt64 = codeAddress) throws(KernelError) -> Handle {
         let process = try ProcessHandles.create(name).handle
         do throws(KernelError) {
             let code = try code()
             defer { try? IPC.close(code) }
-            try ProcessHandles.map(code, into: process, at: codeAddress, access: .execute)
+            try ProcessHandles.map(code, into: process, at: codeAt, access: .execute)
             let stack = try System.invoke(SystemCall.MemoryCreate(bytes: 4096)).handle
             defer { try? IPC.close(stack) }
             try ProcessHandles.map(stack, into: process, at: stackTop - 4096, access: .write)
@@ -65,6 +65,7 @@ func testProcessBuilding(_ suite: inout Suite) {
     if let process = try? HandBuiltProgram.build() { try? IPC.close(process) }
     let before = KernelHoldings.now
     let liveBefore = System.processes.live
+    let refusalsBefore = System.outOfMemoryResults
 
     // A hand-built program runs and ends with what it was given.
     var ran = false
@@ -153,6 +154,36 @@ func testProcessBuilding(_ suite: inout Suite) {
     for handle in [made.0, made.1, made.2, made.3, readOnly3, waitOnly3] { if let handle { try? IPC.close(handle) } }
     suite.check(refusals, "processMap, processStart, processKill, processWait, processNotify, processGive and processCreate refuse bad arguments, handles and rights (first wrong: case \(firstWrong >> 8), status \(firstWrong & 0xFF))")
 
+    // processMap of part of an object: its middle page alone, the code (the pages around it are
+    // zero, no instruction), then its last page beside it ("through its end"); ranges that do
+    // not lie in the object on pages are refused.
+    var ranged = false
+    var firstWrongRange = -1
+    let (process5, memory5) = (try? HandBuiltProgram.build(withCodeAt: 0x60_0000),
+                               try? System.invoke(SystemCall.MemoryCreate(bytes: 3 * 4096)).handle)
+    if let process = process5, let memory = memory5 {
+        let written = HandBuiltProgram.instructions.withUnsafeBytes { bytes in
+            (try? IPC.writeMemory(memory, at: 4096, from: bytes)) != nil
+        }
+        let map = SystemCallNumber.processMap.rawValue
+        let code = HandBuiltProgram.codeAddress
+        let refused: [UInt64] = [
+            user_system_call(map, process.value, memory.value, code, 2, 0x800, 0).status,        // offset not on a page
+            user_system_call(map, process.value, memory.value, code, 2, 3 * 4096, 0).status,     // offset at its end
+            user_system_call(map, process.value, memory.value, code, 2, 4096, 3 * 4096).status,  // past its end
+            user_system_call(map, process.value, memory.value, code, 2, 4096, .max).status,      // a size that wraps
+        ]
+        firstWrongRange = refused.firstIndex { $0 != error(.invalidArgument) } ?? -1
+        let middle = (try? ProcessHandles.map(memory, into: process, at: code, access: .execute, offset: 4096, bytes: 1)) != nil
+        let last = (try? ProcessHandles.map(memory, into: process, at: code + 4096, access: [], offset: 2 * 4096)) != nil
+        let started = middle && (try? ProcessHandles.start(process, entry: code + HandBuiltProgram.exitWithArgument,
+                                                            stackTop: HandBuiltProgram.stackTop, argument: 0x5EED)) != nil
+        let status = started ? try? ProcessHandles.wait(process) : nil
+        ranged = written && firstWrongRange < 0 && middle && last && status?.reason == .exited && status?.code == 0x5EED
+    }
+    for handle in [process5, memory5] { if let handle { try? IPC.close(handle) } }
+    suite.check(ranged, "processMap maps part of a memory object: one page from its middle runs there, its last page fits beside it; offsets off a page or past its end are refused (first wrong: \(firstWrongRange))")
+
     // A process closed before it starts ends; one killed while running is reported killed, and
     // its end signals every notification bound to it (a second binding does not displace the
     // first; a fifth is refused); a started one cannot be started again.
@@ -214,6 +245,8 @@ func testProcessBuilding(_ suite: inout Suite) {
     suite.check(charged, "with the account right a memory object is charged to another process, within its limit, and its account is read")
 
     let after = KernelHoldings.now
-    suite.check(after.holdsNoMoreThan(before) && System.processes.live <= liveBefore,
-                "building processes by handle leaks nothing (objects \(before.objects) → \(after.objects), free frames \(before.freeFrames) → \(after.freeFrames))")
+    let kept = after.holdsNoMoreThan(before)
+    if !kept { after.printChange(from: before, in: "building processes") }
+    suite.check(kept && System.processes.live <= liveBefore,
+                "building processes by handle leaks nothing (objects \(before.objects) → \(after.objects), free frames \(before.freeFrames) → \(after.freeFrames))", since: refusalsBefore)
 }

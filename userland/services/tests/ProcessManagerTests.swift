@@ -22,6 +22,7 @@ func testProcessManager(_ suite: inout Suite) {
         try? IPC.close(hello.process)
     }
     suite.check(loaded, "the program loader starts hello from the ramdisk with the process-building calls; it exits 0")
+    testSharedSegments(&suite, loader)
 
     if let manager = try? ProcessManager.start(with: loader, ramdisk: ramdisk) {
         let client = manager.client
@@ -39,6 +40,37 @@ func testProcessManager(_ suite: inout Suite) {
     let objectsAfter = System.kernelObjects.objects
     suite.check(objectsAfter == objectsBefore && framesBefore + heapBefore.pages == framesAfter + heapAfter.pages,
                 "the loader and process manager leave nothing behind: kernel objects \(objectsBefore) before, \(objectsAfter) after; free frames \(framesBefore) + heap pages \(heapBefore.pages) before, \(framesAfter) + \(heapAfter.pages) after")
+}
+
+/// The loader maps a program's read-only segments from the ramdisk (every file starts on a page
+/// there) and copies the rest: a spinner started so is charged for none of those pages, one
+/// started from the same bytes copied is charged for all of them; both run until killed.
+func testSharedSegments(_ suite: inout Suite, _ loader: ProgramLoader) {
+    let name = UnsafeRawBufferPointer("spinner")
+    guard let file = loader.file(named: name), let image = try? ProgramLoader.validate(file) else {
+        suite.check(false, "spinner in the ramdisk, a valid program")
+        return
+    }
+    var sharedPages: UInt64 = 0
+    for index in 0..<image.segmentCount where loader.sharedSource?.pageOffset(of: image.segment(index), in: file) != nil {
+        sharedPages += ProgramLoader.pageSpan(image.segment(index)).bytes / 4096
+    }
+    var children: [(process: Handle, used: UInt64)] = []
+    for sharing in [loader.sharedSource, nil] {
+        guard let child = try? ProgramLoader.spawn(file: file, name: name, sharing: sharing) else { continue }
+        let used = (try? System.invoke(SystemCall.MemoryAccount(process: child.process)))?.used ?? 0
+        children.append((child.process, used))
+    }
+    var killed = 0
+    for child in children {
+        if (try? ProcessHandles.kill(child.process)) != nil, (try? ProcessHandles.wait(child.process))?.reason == .killed {
+            killed += 1
+        }
+        try? IPC.close(child.process)
+    }
+    let saved = children.count == 2 ? children[1].used &- children[0].used : 0
+    suite.check(killed == 2 && sharedPages >= 2 && children[0].used > 0 && saved >= sharedPages * 4096 && saved < 1 << 20,
+                "the loader maps spinner's read-only segments (\(sharedPages) pages) from the ramdisk: its account holds \(children.first?.used ?? 0) bytes, a copy's \(saved) more; both run until killed")
 }
 
 /// Truncated, garbage and damaged ELF data, placed in a memory object, is refused by the loader

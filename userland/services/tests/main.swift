@@ -15,9 +15,13 @@ struct Suite {
     /// injection such failures are expected; any other is a real one.
     var outOfMemorySeen: UInt64 = 0
 
-    mutating func check(_ condition: Bool, _ description: FormattedText) {
+    /// `since`: for a check over several cases (a leak check of a whole group), the
+    /// `System.outOfMemoryResults` at the group's start: its failure then says whether memory
+    /// was refused anywhere in the group, whose cases may have ended part-way for it (and this
+    /// process's heap or stack grown meanwhile).
+    mutating func check(_ condition: Bool, _ description: FormattedText, since mark: UInt64? = nil) {
         var line = TextLine()
-        let refusals = System.outOfMemoryResults - outOfMemorySeen
+        let refusals = System.outOfMemoryResults - min(outOfMemorySeen, mark ?? outOfMemorySeen)
         if condition { outOfMemorySeen = System.outOfMemoryResults }
         line.write(condition ? "tests: \u{2713} " : "tests: \u{2717} FAILED: ")
         if !condition && refusals > 0 {
