@@ -16,6 +16,7 @@ private func holdsPattern(_ message: RegisterMessage, _ count: Int, seed: Int) -
 func testRegisterMessages(_ suite: inout Suite) {
     let framesBefore = framesAvailable()
     let objectsBefore = System.kernelObjects.objects
+    let refusalsBefore = System.outOfMemoryResults
     let port = try? IPC.createPort()
     let serverSide = port.flatMap { try? IPC.duplicate($0, rights: [.receive, .transfer]) }
     guard let port, let serverSide, let server = try? System.spawn("echo", argument: 4, handle: serverSide) else {
@@ -171,7 +172,7 @@ func testRegisterMessages(_ suite: inout Suite) {
     try? IPC.close(port)
     let framesAfter = framesAvailable()
     suite.check(framesAfter == framesBefore && System.kernelObjects.objects == objectsBefore,
-                "messages in registers leave frames (free and kernel heap) and kernel objects as they were (frames \(framesBefore) -> \(framesAfter), objects \(objectsBefore) -> \(System.kernelObjects.objects))")
+                "messages in registers leave frames (free and kernel heap) and kernel objects as they were (frames \(framesBefore) -> \(framesAfter), objects \(objectsBefore) -> \(System.kernelObjects.objects))", since: refusalsBefore)
 }
 
 /// Both sides of a call in registers taken by the fast path wait in their exception frames, with
@@ -179,10 +180,25 @@ func testRegisterMessages(_ suite: inout Suite) {
 /// than by the answer or message: the server dies holding the call, a server waiting for its next
 /// message is killed, a caller waiting for its answer is killed. (On more CPUs the fast path
 /// applies only between threads on the same one; the checks hold either way.)
+/// A port, a copy of it with `copyRights`, and echo started with `argument` and one of the two
+/// (the copy if `givingCopy`): the other one and the process, or nil with nothing left behind.
+private func startEcho(_ argument: UInt64, copyRights: Rights, givingCopy: Bool) -> (kept: Handle, server: ChildProcess)? {
+    guard let port = try? IPC.createPort() else { return nil }
+    guard let copy = try? IPC.duplicate(port, rights: copyRights) else {
+        try? IPC.close(port)
+        return nil
+    }
+    guard let server = try? System.spawn("echo", argument: argument, handle: givingCopy ? copy : port) else {
+        try? IPC.close(copy)
+        try? IPC.close(port)
+        return nil
+    }
+    return (givingCopy ? port : copy, server)
+}
+
 private func testRegisterWaitsEnded(_ suite: inout Suite) {
     // A server in registers that dies holding a call: the caller gets peer closed.
-    if let port = try? IPC.createPort(), let serverSide = try? IPC.duplicate(port, rights: [.receive, .transfer]),
-       let server = try? System.spawn("echo", argument: 4, handle: serverSide) {
+    if let (port, server) = startEcho(4, copyRights: [.receive, .transfer], givingCopy: true) {
         var first = RegisterMessage(label: 10)
         let answered = catching { () throws(KernelError) in try IPC.callInRegisters(port, &first) }
         var fatal = RegisterMessage(label: 8)
@@ -197,8 +213,7 @@ private func testRegisterWaitsEnded(_ suite: inout Suite) {
 
     // A server in registers killed while it waits for its next message. It holds the port's only
     // receive handle.
-    if let port = try? IPC.createPort(), let clientSide = try? IPC.duplicate(port, rights: [.send]),
-       let server = try? System.spawn("echo", argument: 4, handle: port) {
+    if let (clientSide, server) = startEcho(4, copyRights: [.send], givingCopy: false) {
         var message = pattern(16, seed: 4, label: 10)
         let answered = catching { () throws(KernelError) in try IPC.callInRegisters(clientSide, &message) }
         let killed = (try? System.kill(server)) != nil
@@ -214,8 +229,7 @@ private func testRegisterWaitsEnded(_ suite: inout Suite) {
     }
 
     // A caller in registers killed while it waits for its answer: this thread is its server.
-    if let port = try? IPC.createPort(), let clientSide = try? IPC.duplicate(port, rights: [.send, .transfer]),
-       let client = try? System.spawn("echo", argument: 5, handle: clientSide) {
+    if let (port, client) = startEcho(5, copyRights: [.send, .transfer], givingCopy: true) {
         var request = RegisterMessage()
         let received = catching { () throws(KernelError) in
             try IPC.replyAndReceiveInRegisters(nil, port, &request, timeout: 5_000_000_000)
