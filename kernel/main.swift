@@ -215,6 +215,10 @@ func ramdiskObject(_ platform: Platform) -> TransferredHandle? {
         let programs = UInt64(SymbolTable.splitRamdisk(ramdisk).programs.count)
         if programs > 0 { range.size = min(range.size, (programs + pageSize - 1) & ~(pageSize - 1)) }
     }
+    // Its programs' text is mapped straight from it (`processMap` of a range): made fetchable
+    // here once, as a loader's written instructions are at each mapping. Nothing writes it later.
+    CPU.cleanToPointOfUnification(PhysicalWindow.pointer(to: range.start), size: Int(range.size))
+    CPU.invalidateInstructionCaches()
     return TransferredHandle(object: MemoryObject(ramdisk: range), rights: [.map, .duplicate, .transfer])
 }
 

@@ -44,7 +44,7 @@ enum ProcessCalls {
         if call.access.contains(.write) { permissions.insert(.write) }
         if call.access.contains(.execute) { permissions.insert(.execute) }
         try space.place(object, pages: pages, at: call.address.value, permissions: permissions)
-        if call.access.contains(.execute) {
+        if call.access.contains(.execute) && !object.isFetchable {
             // Its builder wrote the instructions through a data mapping of its own.
             for page in pages {
                 CPU.cleanToPointOfUnification(PhysicalWindow.pointer(to: PhysicalAddress(object.frames[page])),
