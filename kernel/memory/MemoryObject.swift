@@ -73,9 +73,9 @@ final class MemoryObject: KernelObject, KernelObjectType, ChargedObject {
         super.init(kind: Self.objectKind)
     }
 
-    /// Whether instructions in its pages may be fetched through a new mapping as they are: the
-    /// ramdisk's bytes never change after boot, where they were made fetchable once
-    /// (`ramdiskObject`), so no mapping of them needs the data cache cleaned again.
+    /// Whether its pages' instructions are fetchable from the point of unification already: the
+    /// ramdisk's bytes never change after boot, where they were cleaned once (`ramdiskObject`),
+    /// so no mapping of them needs the data cache cleaned again.
     var isFetchable: Bool {
         if case .ramdisk = kind { return true }
         return false

@@ -44,12 +44,17 @@ enum ProcessCalls {
         if call.access.contains(.write) { permissions.insert(.write) }
         if call.access.contains(.execute) { permissions.insert(.execute) }
         try space.place(object, pages: pages, at: call.address.value, permissions: permissions)
-        if call.access.contains(.execute) && !object.isFetchable {
-            // Its builder wrote the instructions through a data mapping of its own.
-            for page in pages {
-                CPU.cleanToPointOfUnification(PhysicalWindow.pointer(to: PhysicalAddress(object.frames[page])),
-                                              size: Int(pageSize))
+        if call.access.contains(.execute) {
+            // Its builder wrote the instructions through a data mapping of its own; the ramdisk's
+            // were made fetchable at boot, and nothing writes them since.
+            if !object.isFetchable {
+                for page in pages {
+                    CPU.cleanToPointOfUnification(PhysicalWindow.pointer(to: PhysicalAddress(object.frames[page])),
+                                                  size: Int(pageSize))
+                }
             }
+            // Even for those: an instruction cache tagged by ASID and address (AIVIVT) may hold an
+            // earlier program's lines for this ASID and address.
             CPU.invalidateInstructionCaches()
         }
     }
