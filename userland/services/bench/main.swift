@@ -278,9 +278,13 @@ func benchmarkMemoryManager(overhead: UInt64) {
 /// spawn+exit+wait of the same program through the process manager, started here with the
 /// loader: the requests' IPC and the manager's bookkeeping on top of the loading.
 func benchmarkProcessManager(overhead: UInt64, rounds: Int) {
-    guard let ramdisk = ProgramStart.handle(.ramdisk), let loader = try? ProgramLoader(ramdisk: ramdisk),
-          let started = try? ProcessManager.start(with: loader, ramdisk: ramdisk) else {
+    guard let ramdisk = ProgramStart.handle(.ramdisk), let loader = try? ProgramLoader(ramdisk: ramdisk) else {
         System.print("bench: process manager setup failed")
+        return
+    }
+    guard let started = try? ProcessManager.start(with: loader, ramdisk: ramdisk) else {
+        System.print("bench: process manager setup failed")
+        loader.close()
         return
     }
     let manager = started.client

@@ -109,7 +109,7 @@ final class Model {
     var unmappedAddress: UInt64 = 0
     /// Handles outside the model (the server's port, the read-only message's memory), which
     /// hostile values must never hit; and how many slots they take.
-    var reserved = InlineArray<8, UInt64>(repeating: 0)
+    var reserved = InlineArray<12, UInt64>(repeating: 0)
     var reservedCount = 0
 
     init() {

@@ -72,7 +72,9 @@ struct Worker {
         // model; the ramdisk `spawn` loads from is mapped now, before the model knows any mapping.
         if let ramdisk = ProgramStart.handle(.ramdisk) { model.reserve(ramdisk.value) }
         if let own = ProgramStart.handle(.ownProcess) { model.reserve(own.value) }
-        System.prepareSpawn()
+        // The loader keeps a handle of its own to the ramdisk: outside the model too, so it is
+        // made now, and a worker that cannot make it does not start.
+        guard System.prepareSpawn() else { return nil }
         if let loaderCopy = System.spawnHandle { model.reserve(loaderCopy.value) }
         guard let area = try? System.map(bytes: Self.messageAreaBytes, access: .write),
               let backing = try? IPC.createMemory(bytes: pageSize),

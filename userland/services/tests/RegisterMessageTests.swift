@@ -175,11 +175,6 @@ func testRegisterMessages(_ suite: inout Suite) {
                 "messages in registers leave frames (free and kernel heap) and kernel objects as they were (frames \(framesBefore) -> \(framesAfter), objects \(objectsBefore) -> \(System.kernelObjects.objects))", since: refusalsBefore)
 }
 
-/// Both sides of a call in registers taken by the fast path wait in their exception frames, with
-/// nothing else on their kernel stacks (ipc/FastPath.swift). Each way such a wait can end other
-/// than by the answer or message: the server dies holding the call, a server waiting for its next
-/// message is killed, a caller waiting for its answer is killed. (On more CPUs the fast path
-/// applies only between threads on the same one; the checks hold either way.)
 /// A port, a copy of it with `copyRights`, and echo started with `argument` and one of the two
 /// (the copy if `givingCopy`): the other one and the process, or nil with nothing left behind.
 private func startEcho(_ argument: UInt64, copyRights: Rights, givingCopy: Bool) -> (kept: Handle, server: ChildProcess)? {
@@ -196,6 +191,11 @@ private func startEcho(_ argument: UInt64, copyRights: Rights, givingCopy: Bool)
     return (givingCopy ? port : copy, server)
 }
 
+/// Both sides of a call in registers taken by the fast path wait in their exception frames, with
+/// nothing else on their kernel stacks (ipc/FastPath.swift). Each way such a wait can end other
+/// than by the answer or message: the server dies holding the call, a server waiting for its next
+/// message is killed, a caller waiting for its answer is killed. (On more CPUs the fast path
+/// applies only between threads on the same one; the checks hold either way.)
 private func testRegisterWaitsEnded(_ suite: inout Suite) {
     // A server in registers that dies holding a call: the caller gets peer closed.
     if let (port, server) = startEcho(4, copyRights: [.receive, .transfer], givingCopy: true) {
