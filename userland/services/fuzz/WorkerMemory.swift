@@ -1,6 +1,7 @@
-// A worker's memory calls: anonymous mappings, memory objects and their mappings, and unmaps
-// exact and inexact. New memory must read as zero; what the worker writes must read back
-// unchanged for as long as it stays mapped, through every mapping of the same object.
+// A worker's memory calls: anonymous mappings, memory objects and their mappings, the copies
+// into and out of objects without a mapping (`memoryWrite`, `memoryRead`), and unmaps exact and
+// inexact. New memory must read as zero; what the worker writes must read back unchanged for as
+// long as it stays mapped, through every mapping of the same object and through `memoryRead`.
 
 extension Worker {
     /// Largest anonymous mapping outside the exhaustion episode.
@@ -165,6 +166,62 @@ extension Worker {
     mutating func mayCreateMemoryObject() -> Bool {
         guard options.flags.contains(.noMemoryObjectsWhenOut) else { return true }
         return caller.make(SystemCallNumber.memoryStatistics.rawValue, expect: .success).value1 >= 4096
+    }
+
+    /// The byte at `offset` of an object whose checked ranges hold `pattern` (0: all zero), as
+    /// `fill` writes it: word `offset / 8` is `pattern ^ (offset / 8)`, little-endian.
+    static func patternByte(_ pattern: UInt64, at offset: UInt64) -> UInt8 {
+        pattern == 0 ? 0 : UInt8(truncatingIfNeeded: (pattern ^ (offset / 8)) >> (8 * (offset % 8)))
+    }
+
+    /// `memoryWrite` or `memoryRead` of up to 256 bytes in a checked range of an object the
+    /// worker holds (or, now and then, past its end, from or to an address no byte may be read or
+    /// written at, through a foreign handle). What is written is the object's own pattern at that
+    /// offset, so every mapping of it still reads as the model says (and `checkMappings` finds a
+    /// byte put anywhere else); what is read must be the pattern.
+    mutating func memoryCopy() {
+        guard let index = pickHandle(random.below(8) == 0 ? nil : .memory, service: nil) else { return }
+        let handle = model.handles[index]
+        let object = model.objects[handle.object]
+        let size = UInt64(object.pages) * pageSize
+        let writing = random.oneIn(2)
+        let length = random.oneIn(8) ? 0 : random.between(1, 256)
+        // Inside what `fill` writes and `checkContents` reads: all of it up to 64 KiB, else its
+        // first or its last page.
+        var offset: UInt64 = 0
+        if size > 0 {
+            let span = size <= Self.wholeCheckBytes ? size : pageSize
+            offset = span > length ? random.below(span - length + 1) : 0
+            if size > Self.wholeCheckBytes && random.oneIn(2) { offset += size - pageSize }
+        }
+        var hostileAddress = false
+        switch random.below(10) {
+        case 0: offset = size - min(size, length) + random.between(1, pageSize) // past its end
+        case 1: offset = UInt64.max - random.below(pageSize)
+        case 2 where length > 0: hostileAddress = true
+        default: break
+        }
+        let value = random.below(10) == 0 ? foreignHandle() : handle.value
+        let right: Rights = writing ? .write : .map
+        let (end, overflow) = offset.addingReportingOverflow(length)
+        let valid = value == handle.value && object.kind == .memory && handle.rights.contains(right) && !overflow
+            && end <= size && !hostileAddress
+        var buffer = InlineArray<32, UInt64>(repeating: 0)
+        withUnsafeMutableBytes(of: &buffer) { bytes in
+            let address = hostileAddress ? invalidAddress() : UInt64(UInt(bitPattern: bytes.baseAddress!))
+            if writing {
+                for byte in 0..<Int(length) { bytes[byte] = Self.patternByte(object.pattern, at: offset &+ UInt64(byte)) }
+            }
+            let number = writing ? SystemCallNumber.memoryWrite.rawValue : SystemCallNumber.memoryRead.rawValue
+            // On-demand pages are set aside already: a valid copy runs out of memory only if the
+            // kernel's own allocations took the reserve.
+            let outcome = caller.make(number, value, offset, address, length, expect: valid ? .successUnlessShort : .failure)
+            guard outcome.succeeded, valid, !writing else { return }
+            for byte in 0..<Int(length) where bytes[byte] != Self.patternByte(object.pattern, at: offset + UInt64(byte)) {
+                Report.violation("memoryRead of \(length) bytes at offset \(offset) of an object: byte \(byte) holds \(bytes[byte]), expected the pattern")
+                return
+            }
+        }
     }
 
     mutating func memoryObject() {
