@@ -31,10 +31,15 @@ public struct CPIOFile {
     }
 
     public func nameEquals(_ other: UnsafeRawBufferPointer) -> Bool {
-        let mine = Self.withoutDotSlash(name)
-        let other = Self.withoutDotSlash(other)
-        guard mine.count == other.count else { return false }
-        for index in 0..<mine.count where mine[index] != other[index] { return false }
+        Self.sameBytes(Self.withoutDotSlash(name), Self.withoutDotSlash(other))
+    }
+
+    /// Whether two names hold the same bytes. Inlined: a directory's lookup tests every entry's
+    /// length with it.
+    @inline(__always)
+    static func sameBytes(_ left: UnsafeRawBufferPointer, _ right: UnsafeRawBufferPointer) -> Bool {
+        guard left.count == right.count else { return false }
+        for index in 0..<left.count where left[index] != right[index] { return false }
         return true
     }
 }
@@ -171,14 +176,7 @@ public struct CPIODirectory {
     /// The bytes of the first regular file named `name` (with or without a leading "./").
     public func file(named name: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
         let wanted = CPIOFile.withoutDotSlash(name)
-        for entry in entries where entry.name.count == wanted.count && Self.same(entry.name, wanted) {
-            return entry.data
-        }
+        for entry in entries where CPIOFile.sameBytes(entry.name, wanted) { return entry.data }
         return nil
-    }
-
-    private static func same(_ left: UnsafeRawBufferPointer, _ right: UnsafeRawBufferPointer) -> Bool {
-        for index in 0..<left.count where left[index] != right[index] { return false }
-        return true
     }
 }
