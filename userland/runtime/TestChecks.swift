@@ -60,6 +60,32 @@ public struct KernelFootprint: Equatable {
 
     public static func == (left: KernelFootprint, right: KernelFootprint) -> Bool { left.matches(right) }
 
+    /// The reading the machine keeps to: the most frequent of `looks` readings 10 ms apart (the
+    /// earliest of them on a tie). A baseline read once can fall inside a moment when a program
+    /// beside the caller holds more than usual, or less (between one instance of a restarting
+    /// service and the next), and a later reading would then seem to leak, or to give back.
+    public static func steady(looks: Int = 9, closedPortsApart: Bool = false) -> KernelFootprint {
+        var readings = InlineArray<16, KernelFootprint>(repeating: KernelFootprint(frames: 0, objects: 0))
+        let count = max(1, min(looks, readings.count))
+        for look in 0..<count {
+            if look > 0 { System.sleep(nanoseconds: 10_000_000) }
+            readings[look] = now
+        }
+        var best = 0
+        var bestSeen = 0
+        for candidate in 0..<count {
+            var seen = 0
+            for other in 0..<count where readings[other].matches(readings[candidate], closedPortsApart: closedPortsApart) {
+                seen += 1
+            }
+            if seen > bestSeen {
+                best = candidate
+                bestSeen = seen
+            }
+        }
+        return readings[best]
+    }
+
     /// The footprint once it is back to `expected`, or the last of `looks` readings 10 ms apart.
     /// The counts are the whole machine's: a program running beside the caller (the disk test
     /// restarts its driver a hundred times) holds objects and frames for moments, and a reading

@@ -244,14 +244,14 @@ struct DiskTest {
     }
 
     /// Crashes the driver, has the new instance answer once, and measures what the kernel holds
-    /// (given `expected`, once it is back there or after a second of looking: other tests run
-    /// beside this one).
+    /// (given `expected`, once it is back there or after a second of looking; without, the
+    /// steady reading: other tests run beside this one).
     static func crashAndMeasure(_ manager: ProcessManager, _ name: UnsafeRawBufferPointer,
                                 settlingToward expected: KernelFootprint? = nil) -> KernelFootprint? {
         guard (try? manager.crashService(name)) != nil, var probe = try? BlockDevice(lookingFor: 40),
               (try? probe.info()) != nil else { return nil }
         probe.close()
-        guard let expected else { return KernelFootprint.now }
+        guard let expected else { return KernelFootprint.steady() }
         return KernelFootprint.settled(toward: expected)
     }
 
