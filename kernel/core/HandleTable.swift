@@ -125,6 +125,12 @@ public struct HandleTable<Object> {
         vacate(slot)
     }
 
+    /// `discard` of a handle the caller has just found current (`unretainedObject`), with the
+    /// table unchanged since: its slot is vacated without being looked up again.
+    public mutating func discard(current handle: Handle) {
+        vacate(handle.slot)
+    }
+
     /// Frees a used slot: its object released, its generation moved on.
     private mutating func vacate(_ slot: Int) {
         entries[slot].object = nil

@@ -262,8 +262,9 @@ enum IPCFastPath {
                                      at address: UserAddress, thread: Thread, process: Process) {
         reply.call.finish(failure: nil)
         IPCStatistics.messages &+= 1
-        // Drops the table's reference; the caller thread still holds its capability.
-        process.handles.discard(handle)
+        // Drops the table's reference; the caller thread still holds its capability. The handle
+        // was found current in `answer`, and nothing has touched the table since.
+        process.handles.discard(current: handle)
         // Wait on the port for the next message, as `receive` does.
         thread.sleepExpired = false
         port.addReceiver(thread, buffer: address)

@@ -89,26 +89,27 @@ enum SystemCalls {
     private static func fastPath(_ frame: ExceptionFrame, thread: Thread, from entry: Entry) -> Bool {
         let number = frame.register(8)
         if entry == .wholeFrame {
-            // The registers must be the thread's own, as `serveInRegisters` checks.
-            guard let process = thread.processReference, frame.registers == thread.userRegisters else { return false }
+            // This entry is from EL0 only, so the frame is the top of this thread's kernel stack:
+            // its `userRegisters`, which the calls in registers read and write.
+            guard let process = thread.processReference else { return false }
             return process._withUnsafeGuaranteedRef { process in
-                switch number {
-                case SystemCallNumber.callRegisters.rawValue:
-                    IPCFastPath.callRegisters(frame.registers, thread: thread, process: process)
-                case SystemCallNumber.replyReceiveRegisters.rawValue:
-                    IPCFastPath.replyReceiveRegisters(frame.registers, thread: thread, process: process)
-                case SystemCallNumber.call.rawValue:
+                // The calls in registers first, one compare each: the other calls here move their
+                // message through memory, which costs more than the compares they wait for.
+                if number &- SystemCallNumber.callRegisters.rawValue < 2 {
+                    if number == SystemCallNumber.callRegisters.rawValue {
+                        IPCFastPath.callRegisters(frame.registers, thread: thread, process: process)
+                    } else {
+                        IPCFastPath.replyReceiveRegisters(frame.registers, thread: thread, process: process)
+                    }
+                } else if number == SystemCallNumber.call.rawValue {
                     IPCFastPath.call(SystemCall.Call(registers: frame.systemCallArguments), thread: thread, process: process)
-                case SystemCallNumber.replyReceive.rawValue:
+                } else if number == SystemCallNumber.replyReceive.rawValue {
                     IPCFastPath.replyReceive(SystemCall.ReplyReceive(registers: frame.systemCallArguments),
                                              thread: thread, process: process)
-                case SystemCallNumber.notificationWait.rawValue:
-                    if IPCFastPath.wait(frame.registers, thread: thread, process: process) {
-                        frame.setStatus(systemCallSuccess)
-                        return true
-                    }
-                default:
-                    break
+                } else if number == SystemCallNumber.notificationWait.rawValue,
+                          IPCFastPath.wait(frame.registers, thread: thread, process: process) {
+                    frame.setStatus(systemCallSuccess)
+                    return true
                 }
                 return false
             }
