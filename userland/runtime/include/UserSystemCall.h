@@ -21,7 +21,9 @@ static inline user_system_call_result user_system_call(user_u64 number, user_u64
 
 // A system call whose message travels in registers (RegisterMessageLayout): `words` holds x0-x4
 // and then x9-x16, the payload, 13 words in all, given to the call and replaced by what it left.
-static inline void user_system_call_registers(user_u64 number, user_u64 *words) {
+// Always inlined: called out of line it loads and stores all 13 words through memory, where
+// inlined the compiler keeps the words the caller set or reads next in registers.
+static inline __attribute__((always_inline)) void user_system_call_registers(user_u64 number, user_u64 *words) {
     register user_u64 x0 __asm__("x0") = words[0];
     register user_u64 x1 __asm__("x1") = words[1];
     register user_u64 x2 __asm__("x2") = words[2];
