@@ -60,6 +60,13 @@ public struct HandleTable<Object> {
     }
 
     public mutating func insert(_ object: Object, rights: Rights) throws(HandleError) -> Handle {
+        try insertInline(object, rights: rights)
+    }
+
+    /// `insert`, inlined where it is called: for the IPC fast path, which saves the call and the
+    /// registers it spills around it. Everywhere else calls `insert`, one copy of it.
+    @inline(__always)
+    public mutating func insertInline(_ object: Object, rights: Rights) throws(HandleError) -> Handle {
         var slot = firstFreeCandidate
         while slot < capacity {
             if entries[slot].object == nil {

@@ -63,7 +63,7 @@ enum IPCFastPath {
         let payload = port.nextPayload
         guard copyPayload(from: address, length: length, to: payload) else { return }
         reusableReplyCapability(of: thread)._withUnsafeGuaranteedRef { reply in
-            guard let replyHandle = try? serverProcess.handles.insert(reply, rights: .reply) else { return }
+            guard let replyHandle = try? serverProcess.handles.insertInline(reply, rights: .reply) else { return }
             server.translationBase.activate()
             guard write(label: thread.messageHeader[IPCMessageLayout.label / 8], sender: process.id,
                         reply: replyHandle.value, payload: payload, length: length, to: server.receiveAddress) else {
@@ -305,7 +305,7 @@ enum IPCFastPath {
               serverProcess.handles.count < serverProcess.handles.capacity,
               !Scheduler.hasReadyThreads(above: server.priority) else { return }
         reusableReplyCapability(of: thread)._withUnsafeGuaranteedRef { reply in
-            guard let replyHandle = try? serverProcess.handles.insert(reply, rights: .reply) else { return }
+            guard let replyHandle = try? serverProcess.handles.insertInline(reply, rights: .reply) else { return }
             // Commit point: nothing below fails.
             write(label: registers[RegisterMessageLayout.label], length: length, reply: replyHandle.value,
                   sender: process.id, payload: registers, to: server.userRegisters)
