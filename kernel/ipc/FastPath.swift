@@ -244,8 +244,12 @@ enum IPCFastPath {
     private static func finishAnswerLeavingFrame(_ reply: ReplyCapability, handle: Handle, to caller: Thread,
                                                  thenWaitOn port: Port, named portHandle: Handle,
                                                  at address: UserAddress, thread: Thread, process: Process) -> Never {
-        commitAnswer(reply, handle: handle, thenWaitOn: port, at: address, thread: thread, process: process)
+        commitAnswer(reply, thenWaitOn: port, at: address, thread: thread)
         thread.waitInFrame(for: .message(on: portHandle, into: address))
+        // Drops the table's reference; the caller thread still holds its capability. The handle
+        // was found current in `answer`, and nothing has touched the table since. Last, as it
+        // is a call: what is kept across it would be saved and loaded again.
+        process.handles.discard(current: handle)
         if caller.isAwaitingAnswerInFrame {
             // Its wait ends here: the answer is in its buffer or registers.
             caller.callAddress = .none
@@ -255,16 +259,13 @@ enum IPCFastPath {
         Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: false)
     }
 
-    /// What an answer changes: the call is finished, the reply handle gone, and this thread
-    /// waits on `port` at `address`.
+    /// What an answer changes but the reply handle: the call is finished, and this thread waits
+    /// on `port` at `address`.
     @inline(__always)
-    private static func commitAnswer(_ reply: ReplyCapability, handle: Handle, thenWaitOn port: Port,
-                                     at address: UserAddress, thread: Thread, process: Process) {
+    private static func commitAnswer(_ reply: ReplyCapability, thenWaitOn port: Port, at address: UserAddress,
+                                     thread: Thread) {
         reply.call.finish(failure: nil)
         IPCStatistics.messages &+= 1
-        // Drops the table's reference; the caller thread still holds its capability. The handle
-        // was found current in `answer`, and nothing has touched the table since.
-        process.handles.discard(current: handle)
         // Wait on the port for the next message, as `receive` does.
         thread.sleepExpired = false
         port.addReceiver(thread, buffer: address)
