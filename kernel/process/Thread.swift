@@ -109,15 +109,41 @@ final class Thread: ChargedObject {
     /// left nothing on its kernel stack but the exception frame (all of x0-x30), and its context
     /// resumes in thread_resume_frame_wait, which finishes the wait (`IPCFastPath.finishFrameWait`).
     /// A fast path that finishes the wait itself returns to user space from the frame.
-    var frameWait = FrameWait.none
-    var waitsInFrame: Bool {
-        if case .none = frameWait { return false }
-        return true
+    var frameWait: FrameWait {
+        get {
+            switch frameWaitKind {
+            case .none: return .none
+            case .answer: return .answer
+            case .message: return .message(on: Handle(frameWaitWords.0), into: UserAddress(frameWaitWords.1))
+            case .bits:
+                return .bits(Unmanaged.fromOpaque(UnsafeRawPointer(bitPattern: UInt(frameWaitWords.0)).unsafelyUnwrapped))
+            case .finished: return .finished
+            }
+        }
+        set {
+            switch newValue {
+            case .none: frameWaitKind = .none
+            case .answer: frameWaitKind = .answer
+            case .message(let port, let address):
+                frameWaitKind = .message
+                frameWaitWords = (port.value, address.value)
+            case .bits(let notification):
+                frameWaitKind = .bits
+                frameWaitWords.0 = UInt64(UInt(bitPattern: notification.toOpaque()))
+            case .finished: frameWaitKind = .finished
+            }
+        }
     }
-    var isAwaitingAnswerInFrame: Bool {
-        if case .answer = frameWait { return true }
-        return false
+    /// `frameWait` as stored: which wait in a byte of its own, and the words of its values. A
+    /// `FrameWait` packs its cases without payload into its payload's words, so telling them
+    /// apart reads three fields; the fast paths test the kind at every hand-off.
+    private var frameWaitKind = FrameWaitKind.none
+    private var frameWaitWords: (UInt64, UInt64) = (0, 0)
+    private enum FrameWaitKind: UInt8 {
+        case none, answer, message, bits, finished
     }
+    var waitsInFrame: Bool { frameWaitKind != .none }
+    var isAwaitingAnswerInFrame: Bool { frameWaitKind == .answer }
     /// Its saved x0-x30 while it is in a system call from EL0 (`userFrame`'s registers): where a
     /// message in registers is read from and written to (`RegisterMessageLayout`). Kept, not
     /// computed, since both IPC fast paths read it for each thread they pass between.
@@ -216,7 +242,7 @@ final class Thread: ChargedObject {
     /// interrupt's handler's is when `Scheduler.preempt` takes it straight to it; false for any other.
     @inline(__always)
     func finishHandedWaitAtOnce() -> Bool {
-        guard case .finished = frameWait, !killed else { return false }
+        guard frameWaitKind == .finished, !killed else { return false }
         leaveFrameWait()
         return true
     }
@@ -226,7 +252,7 @@ final class Thread: ChargedObject {
     /// its wait is over. Then it no longer needs the notification, which it does not count.
     @inline(__always)
     func takeBitsAtOnce(_ bits: UInt64) -> Bool {
-        guard case .bits = frameWait else { return false }
+        guard frameWaitKind == .bits else { return false }
         let values = SystemCall.NotificationWait.Result(bits: bits).registers
         userRegisters[0] = systemCallSuccess
         userRegisters[1] = values.x1
@@ -238,7 +264,7 @@ final class Thread: ChargedObject {
     /// The notification this thread waits on in its frame ended, unsignalled: no handle to it is
     /// left, so nothing can signal it again. The wait ends with `peerClosed`.
     func notificationEnded() {
-        guard case .bits = frameWait else { return }
+        guard frameWaitKind == .bits else { return }
         userRegisters[0] = KernelError.peerClosed.rawValue
         frameWait = .finished
         Scheduler.wake(self)
