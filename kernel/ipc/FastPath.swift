@@ -101,8 +101,8 @@ enum IPCFastPath {
     @inline(__always)
     private static func commitCall(port: Port, awaiting reply: ReplyCapability, at address: UserAddress, thread: Thread) {
         port.takeFirstReceiver()
-        IPCStatistics.messages &+= 1
-        IPCStatistics.calls &+= 1
+        IPCStatistics.counters.messages &+= 1
+        IPCStatistics.counters.calls &+= 1
         reply.call.arm()
         thread.callAddress = address
         thread.state = .blocked
@@ -265,7 +265,7 @@ enum IPCFastPath {
     private static func commitAnswer(_ reply: ReplyCapability, thenWaitOn port: Port, at address: UserAddress,
                                      thread: Thread) {
         reply.call.finish(failure: nil)
-        IPCStatistics.messages &+= 1
+        IPCStatistics.counters.messages &+= 1
         // Wait on the port for the next message, as `receive` does.
         thread.sleepExpired = false
         port.addReceiver(thread, buffer: address)
@@ -287,7 +287,7 @@ enum IPCFastPath {
         port._withUnsafeGuaranteedRef { port in
             guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return }
             server._withUnsafeGuaranteedRef { server in
-                guard server.isAwaitingDirectMessage, server.receiveAddress == .registers, server.translationBase != .none,
+                guard server.isAwaitingMessageInRegisters, server.translationBase != .none,
                       Scheduler.mayRunHere(server), let serverProcess = server.processReference else { return }
                 serverProcess._withUnsafeGuaranteedRef { serverProcess in
                     transferCallRegisters(registers, thread: thread, process: process, port: port, server: server,

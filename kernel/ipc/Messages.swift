@@ -80,7 +80,7 @@ extension IPC {
             try MessageTransfer.writeOut(&message, to: address, memory: CurrentUserMemory(), receiver: &receiver.handles,
                                          header: header)
         }
-        IPCStatistics.messages &+= 1
+        IPCStatistics.counters.messages &+= 1
     }
 
     /// Delivers `message` into `target`'s memory at `address` while `thread` runs: with the
@@ -202,7 +202,7 @@ extension IPC {
         let reply = replyCapability(of: thread)
         reply.call.arm()
         message.reply = reply
-        IPCStatistics.calls &+= 1
+        IPCStatistics.counters.calls &+= 1
         thread.callAddress = address
         // A server waiting in `receive` has the message already and runs next.
         var server = post(&message, on: port, by: thread)

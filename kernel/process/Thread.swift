@@ -298,6 +298,8 @@ final class Thread: ChargedObject {
 
     /// Blocked in a plain `receive`, so a sender may write a message straight into its buffer.
     var isAwaitingDirectMessage: Bool { state == .blocked && receiveAddress != .none && !killed }
+    /// `isAwaitingDirectMessage`, into its registers.
+    var isAwaitingMessageInRegisters: Bool { state == .blocked && receiveAddress == .registers && !killed }
 
     /// A sender wrote (or failed to write) a message into this waiting thread's buffer.
     func finishReceive(_ outcome: DeliveryOutcome) {

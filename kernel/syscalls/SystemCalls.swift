@@ -377,7 +377,7 @@ enum SystemCalls {
             }
         case .ipcStatistics:
             serve(frame, SystemCall.IPCStatistics.self) { _ in
-                .init(messages: IPCStatistics.messages, calls: IPCStatistics.calls)
+                .init(messages: IPCStatistics.counters.messages, calls: IPCStatistics.counters.calls)
             }
         case .portStatistics:
             serve(frame, SystemCall.PortStatistics.self) { _ in
