@@ -29,6 +29,14 @@ public struct ELFSegment: Equatable {
     public var fileSize: UInt64
     /// Always includes `.user`.
     public var permissions: MappingPermissions
+
+    /// The whole pages the segment occupies: the first one's address and their bytes. (An
+    /// `ELFImage`'s segments end inside user space, so the rounding cannot overflow.)
+    public var pageSpan: (start: UInt64, bytes: UInt64) {
+        let start = alignDown(virtualAddress.value, to: pageSize)
+        let end = alignUp(virtualAddress.value + memorySize, to: pageSize) ?? start
+        return (start, end - start)
+    }
 }
 
 public struct ELFImage {
@@ -38,13 +46,19 @@ public struct ELFImage {
 
     public let entry: VirtualAddress
     public private(set) var segmentCount = 0
+    /// The whole pages of all the segments, in bytes: what placing the image takes.
+    public private(set) var pageBytes: UInt64 = 0
     var segments = InlineArray<16, ELFSegment>(repeating: ELFSegment(virtualAddress: VirtualAddress(0), memorySize: 0,
                                                                       fileOffset: 0, fileSize: 0, permissions: []))
 
-    public func segment(_ index: Int) -> ELFSegment { segments[index] }
+    /// Read through the array's span: its subscript copies all 16 segments (640 bytes) to
+    /// read one.
+    public func segment(_ index: Int) -> ELFSegment { segments.span[index] }
 
+    /// Validates `file`: its segments must lie in `userSpaceStart..<userSpaceEnd` and their
+    /// whole pages take at most `maximumPageBytes` (else `segmentOutsideUserSpace`).
     public init(_ file: UnsafeRawBufferPointer, userSpaceStart: UInt64 = 0x1000,
-                userSpaceEnd: UInt64 = 0x0000_8000_0000_0000) throws(ELFError) {
+                userSpaceEnd: UInt64 = 0x0000_8000_0000_0000, maximumPageBytes: UInt64 = .max) throws(ELFError) {
         guard file.count >= Self.headerSize else { throw .truncated }
         guard file[0] == 0x7F, file[1] == UInt8(ascii: "E"), file[2] == UInt8(ascii: "L"), file[3] == UInt8(ascii: "F") else {
             throw .badMagic
@@ -92,8 +106,12 @@ public struct ELFImage {
                 let otherLast = alignDown(existing.virtualAddress.value + existing.memorySize - 1, to: pageSize)
                 if firstPage <= otherLast && otherFirst <= lastPage { throw .segmentsOverlap }
             }
-            segments[segmentCount] = ELFSegment(virtualAddress: VirtualAddress(address), memorySize: memorySize,
-                                                fileOffset: offset, fileSize: fileSize, permissions: permissions)
+            let added = ELFSegment(virtualAddress: VirtualAddress(address), memorySize: memorySize, fileOffset: offset,
+                                   fileSize: fileSize, permissions: permissions)
+            // Each span is below `userSpaceEnd`, so 16 of them cannot overflow the sum.
+            pageBytes += added.pageSpan.bytes
+            guard pageBytes <= maximumPageBytes else { throw .segmentOutsideUserSpace }
+            segments[segmentCount] = added
             segmentCount += 1
         }
         guard segmentCount > 0 else { throw .noLoadableSegments }

@@ -339,12 +339,11 @@ enum Processes {
             guard let space = process.addressSpace else { throw .outOfMemory }
             for index in 0..<image.segmentCount {
                 let segment = image.segment(index)
-                let start = alignDown(segment.virtualAddress.value, to: pageSize)
-                let end = alignUp(segment.virtualAddress.value + segment.memorySize, to: pageSize) ?? start
-                try space.mapZeroed(at: start, size: end - start, permissions: segment.permissions, kind: .program)
+                let (start, size) = segment.pageSpan
+                try space.mapZeroed(at: start, size: size, permissions: segment.permissions, kind: .program)
                 let bytes = UnsafeRawBufferPointer(rebasing: file.data[Int(segment.fileOffset)..<Int(segment.fileOffset + segment.fileSize)])
                 space.fill(at: segment.virtualAddress.value, from: bytes)
-                if segment.permissions.contains(.execute) { space.synchronizeInstructions(start: start, size: end - start) }
+                if segment.permissions.contains(.execute) { space.synchronizeInstructions(start: start, size: size) }
             }
             try space.mapZeroed(at: UserSpace.stackTop - UserSpace.stackSize, size: UserSpace.stackSize,
                                 permissions: .readWrite, kind: .program)

@@ -72,6 +72,24 @@ private func loadHeaders(_ bytes: [UInt8]) -> [Int] {
         #expect(segments.contains { $0.permissions == [.user, .write] && $0.memorySize > $0.fileSize }) // data + bss
         let entry = withBuffer(Self.hello) { (try? ELFImage($0))?.entry }
         #expect(entry == VirtualAddress(little64(Self.hello, 24)))
+        // The whole pages of the segments, summed here from the headers: what the image takes,
+        // and the most a bound on it may be set below and still pass.
+        let pages = headers.reduce(UInt64(0)) { total, header in
+            let start = little64(Self.hello, header + 16) & ~0xFFF
+            let end = (little64(Self.hello, header + 16) + little64(Self.hello, header + 40) + 0xFFF) & ~0xFFF
+            return total + (end - start)
+        }
+        #expect(withBuffer(Self.hello) { (try? ELFImage($0))?.pageBytes } == pages)
+        #expect(withBuffer(Self.hello) { (try? ELFImage($0, maximumPageBytes: pages)) != nil })
+        let bounded = withBuffer(Self.hello) { buffer -> ELFError? in
+            do throws(ELFError) {
+                _ = try ELFImage(buffer, maximumPageBytes: pages - 1)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        #expect(bounded == .segmentOutsideUserSpace)
         #expect(elfError(fixture("elf/crasher.elf")) == nil)
     }
 

@@ -91,20 +91,8 @@ public struct ProgramLoader {
     /// Checks `file` as a static ELF64 AArch64 program this loader can place: its segments below
     /// the map area (the stack and start block lie above it) and within `maximumImageBytes`.
     public static func validate(_ file: UnsafeRawBufferPointer) throws(ELFError) -> ELFImage {
-        let image = try ELFImage(file, userSpaceStart: UserSpace.start, userSpaceEnd: UserSpace.mapBase)
-        var total: UInt64 = 0
-        for index in 0..<image.segmentCount {
-            total += pageSpan(image.segment(index)).bytes
-            if total > maximumImageBytes { throw .segmentOutsideUserSpace }
-        }
-        return image
-    }
-
-    /// The whole pages a segment occupies (validation guarantees no overflow).
-    static func pageSpan(_ segment: ELFSegment) -> (start: UInt64, bytes: UInt64) {
-        let start = alignDown(segment.virtualAddress.value, to: pageSize)
-        let end = alignUp(segment.virtualAddress.value + segment.memorySize, to: pageSize) ?? start
-        return (start, end - start)
+        try ELFImage(file, userSpaceStart: UserSpace.start, userSpaceEnd: UserSpace.mapBase,
+                     maximumPageBytes: maximumImageBytes)
     }
 
     /// Starts program `name` from the ramdisk as a new child of this process: `argument` in its
@@ -179,9 +167,10 @@ public struct ProgramLoader {
     /// it holds them (`SharedSource.pageOffset`), else a memory object per megabyte, each given
     /// its share of the file bytes with `memoryWrite` (the rest stays zero; the loader never maps
     /// it) and then mapped in `process` only.
+    @inline(__always)
     static func load(_ segment: ELFSegment, from file: UnsafeRawBufferPointer, into process: Handle,
                      sharing: SharedSource? = nil) throws(KernelError) {
-        let (start, bytes) = pageSpan(segment)
+        let (start, bytes) = segment.pageSpan
         let access: MemoryAccess = segment.permissions.contains(.write) ? .write
             : segment.permissions.contains(.execute) ? .execute : []
         let shared = sharing.flatMap { source in source.pageOffset(of: segment, in: file).map { (source.memory, $0) } }
@@ -227,7 +216,7 @@ public struct ProgramLoader {
             guard !segment.permissions.contains(.write), segment.fileSize == segment.memorySize,
                   let base = bytes.baseAddress, let fileBase = file.baseAddress,
                   fileBase >= base, fileBase + file.count <= base + bytes.count else { return nil }
-            let (start, span) = pageSpan(segment)
+            let (start, span) = segment.pageSpan
             let lead = segment.virtualAddress.value - start
             // The validator keeps a segment's file bytes inside the file.
             guard segment.fileOffset >= lead, segment.fileOffset - lead + span <= UInt64(file.count) else { return nil }

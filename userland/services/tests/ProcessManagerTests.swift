@@ -53,7 +53,7 @@ func testSharedSegments(_ suite: inout Suite, _ loader: ProgramLoader) {
     }
     var sharedPages: UInt64 = 0
     for index in 0..<image.segmentCount where loader.sharedSource?.pageOffset(of: image.segment(index), in: file) != nil {
-        sharedPages += ProgramLoader.pageSpan(image.segment(index)).bytes / 4096
+        sharedPages += image.segment(index).pageSpan.bytes / 4096
     }
     var children: [(process: Handle, used: UInt64)] = []
     for sharing in [loader.sharedSource, nil] {
