@@ -101,6 +101,8 @@ public struct ELFImage {
             let firstPage = alignDown(address, to: pageSize)
             let lastPage = alignDown(end - 1, to: pageSize)
             for other in 0..<segmentCount {
+                // The subscript, not `segment(_:)`: a span of the array while it is being filled
+                // had the compiler copy it at each read.
                 let existing = segments[other]
                 let otherFirst = alignDown(existing.virtualAddress.value, to: pageSize)
                 let otherLast = alignDown(existing.virtualAddress.value + existing.memorySize - 1, to: pageSize)

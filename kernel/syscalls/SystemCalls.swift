@@ -93,8 +93,9 @@ enum SystemCalls {
             // its `userRegisters`, which the calls in registers read and write.
             guard let process = thread.processReference else { return false }
             return process._withUnsafeGuaranteedRef { process in
-                // The calls in registers first, one compare each: the other calls here move their
-                // message through memory, which costs more than the compares they wait for.
+                // The calls in registers first (one range compare for both, one to tell them
+                // apart): the other calls here move their message through memory, which costs
+                // more than the compares they wait for.
                 if number &- SystemCallNumber.callRegisters.rawValue < 2 {
                     if number == SystemCallNumber.callRegisters.rawValue {
                         IPCFastPath.callRegisters(frame.registers, thread: thread, process: process)
