@@ -7,10 +7,11 @@
 
 public final class MemoryAccount {
     /// Keeps the parent alive as long as this account (a descendant's charges pass through it).
-    public let parent: MemoryAccount?
+    /// Let go only by `deinit`.
+    public private(set) var parent: MemoryAccount?
     /// The same parent, for walking up without counting references on every step: a charge
     /// walks the whole chain, and counting cost more than the walk.
-    let parentLink: Unmanaged<MemoryAccount>?
+    private(set) var parentLink: Unmanaged<MemoryAccount>?
     /// The most this account and its descendants may hold, in bytes (`unlimited`: only the
     /// ancestors' limits apply).
     public let limit: UInt64
@@ -26,6 +27,21 @@ public final class MemoryAccount {
         self.limit = limit
         self.parent = parent
         parentLink = parent.map { Unmanaged.passUnretained($0) }
+    }
+
+    /// Lets the parent go without a recursion as deep as the chain: the accounts of ended
+    /// processes stay as long as a descendant's does, so a chain may be thousands long, and
+    /// letting the last one go would otherwise free each ancestor from inside the one below it,
+    /// on a kernel stack of 16 KiB. Each ancestor this chain was the last to hold gives up its
+    /// own parent before it goes, so every one is freed from this loop.
+    deinit {
+        var next = parent.take()
+        // Taken, not copied: the loop's reference must be the only one left for the test.
+        while var account = next.take() {
+            guard isKnownUniquelyReferenced(&account) else { return }
+            account.parentLink = nil
+            next = account.parent.take()
+        }
     }
 
     /// Calls `body` with this account and each ancestor, nearest first, until it returns false.

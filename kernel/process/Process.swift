@@ -40,6 +40,10 @@ final class Process: KernelObject, KernelObjectType, ChargedObject {
     var createdByHandle = false
     /// Process handles naming it, wherever they are: the last one closed before it started ends it.
     var handleCount = 0
+    /// The next process whose end waits its turn (`Processes.endsWaiting`), while this one's does.
+    var nextToEnd: Process?
+    /// Whether its end waits its turn there.
+    var endWaiting = false
     /// What its end signals (`processNotify`): a binding per notification, so that a client
     /// given a process handle cannot take away its supervisor's.
     static let maximumEndNotifications = 4
@@ -125,6 +129,14 @@ enum Processes {
     /// process loses its last thread they are all woken, and each looks at its own again: such
     /// waits are short and rare, so one list serves every process. Under the big kernel lock.
     nonisolated(unsafe) static var awaitingRelease: WaitList<Thread>?
+
+    /// Ends asked for while another end is under way, oldest first, and whether one is. Ending a
+    /// process closes its handles, and closing the last handle to a process that never started
+    /// ends that one too: a chain of such processes, each holding the next one's handle, would
+    /// otherwise end in a recursion as deep as the chain, on a kernel stack of 16 KiB. The
+    /// outermost `end` ends them in turn instead. Under the big kernel lock.
+    nonisolated(unsafe) static var endsWaiting: (first: Process, last: Process)?
+    nonisolated(unsafe) static var ending = false
 
     static func start(ramdisk: UnsafeRawBufferPointer?) {
         let entries = UnsafeMutablePointer<Process?>.allocate(capacity: capacity)
@@ -289,6 +301,9 @@ enum Processes {
         guard process.state == .alive, !process.started else { throw .invalidArgument }
         if case .moved(let handle) = start {
             guard let holder, (try? Handles.lookup(handle, in: holder, requiring: .transfer)) != nil else { throw .invalidHandle }
+            // Refused before the handle moves: closing it instead could end the process itself
+            // (when it is the last handle to it), which would then start with nothing.
+            guard process.handles.freeSlots > 0 else { throw .handleTableFull }
         }
         var charge = try KernelMemory.charge(.thread, to: process.account)
         guard let kernelStack = KernelStacks.allocate(for: process.account) else {
@@ -303,12 +318,19 @@ enum Processes {
         }
         var startHandle = Handle.none
         if let moved {
-            // No room in the new table: the handle is closed, as a message's would be.
+            // There is room for a moved handle (checked above); a granted one goes into the
+            // empty table of a process the kernel itself builds.
             do throws(KernelError) {
                 startHandle = try Handles.install(moved.object, rights: moved.rights, in: process)
             } catch {
                 moved.release()
             }
+        }
+        // Nothing above may have ended it; if something did, it does not start.
+        guard process.state == .alive else {
+            KernelStacks.free(kernelStack, for: process.account)
+            charge.release()
+            throw .peerClosed
         }
         let thread = Thread(id: takeThreadID(), process: process, stack: kernelStack, priority: Scheduler.defaultPriority)
         thread.charge = charge
@@ -365,10 +387,42 @@ enum Processes {
     /// reaped when they end), wakes a waiting parent. If it is the running process, its thread is
     /// marked dead and the switch away happens when the exception returns.
     static func end(_ process: Process, reason: ExitReason, code: UInt64) {
-        guard process.state == .alive else { return }
-        process.state = .zombie
+        guard process.state == .alive, !process.endWaiting else { return }
         process.exitReason = reason
         process.exitCode = code
+        guard !ending else {
+            // Within another end: this one waits its turn (see `endsWaiting`).
+            endLater(process)
+            return
+        }
+        ending = true
+        endNow(process)
+        while let (next, last) = endsWaiting {
+            endsWaiting = next === last ? nil : (next.nextToEnd.unsafelyUnwrapped, last)
+            next.nextToEnd = nil
+            next.endWaiting = false
+            endNow(next)
+        }
+        ending = false
+    }
+
+    /// Puts `process`, its reason and code set, last among the ends that wait their turn.
+    private static func endLater(_ process: Process) {
+        process.endWaiting = true
+        if let waiting = endsWaiting {
+            waiting.last.nextToEnd = process
+            endsWaiting = (waiting.first, process)
+        } else {
+            endsWaiting = (process, process)
+        }
+    }
+
+    /// `end`'s work for one process, whose reason and code are set.
+    private static func endNow(_ process: Process) {
+        guard process.state == .alive else { return }
+        let reason = process.exitReason
+        let code = process.exitCode
+        process.state = .zombie
         let isCurrent = Scheduler.current?.process === process
         var runningElsewhere = false
         for thread in process.threads where thread !== Scheduler.current {
@@ -407,12 +461,24 @@ enum Processes {
         Handles.closeAll(in: process)
         // Its children lose their parent (zombies among them are reaped), and it leaves the table
         // now if no parent will wait for it. A zombie freed here under the lock only gives back
-        // heap memory: its handles were closed when it ended.
+        // heap memory: its handles were closed when it ended. A child it never started ends
+        // with it (after this loop: ending takes the lock): nobody is left to start it, and
+        // handles that keep it alive may be in its own table, or in a cycle of such children.
         lock.withLock {
             guard let table else { return }
             for index in 0..<slotsInUse {
                 guard let child = table[index], child.parentID == process.id else { continue }
-                if child.state == .zombie { table[index] = nil } else { child.parentID = 0 }
+                if child.state == .zombie {
+                    table[index] = nil
+                } else if !child.started {
+                    if !child.endWaiting {
+                        child.exitReason = .killed
+                        child.exitCode = 0
+                        endLater(child)
+                    }
+                } else {
+                    child.parentID = 0
+                }
             }
             if process.parentID == 0 || findLocked(process.parentID) == nil
                 || (process.createdByHandle && !process.started && process.handleCount == 0) {
@@ -453,6 +519,12 @@ enum Processes {
             function.forEachByte { line.write(byte: $0) }
         }
         Console.write(line)
+        guard process.state == .alive else {
+            // A thread of a process that has ended already (`end` would do nothing) must not
+            // return to fault again.
+            if Scheduler.current?.state != .dead { Scheduler.markCurrentDead() }
+            return
+        }
         end(process, reason: .faulted, code: frame.syndrome.value)
     }
 

@@ -55,6 +55,29 @@ import PropertyBased
         #expect(child.used == 0 && child.objects == 0 && root.used == 0 && root.objects == 0)
         #expect(child.peak == 1000)
     }
+
+    /// A chain of accounts far deeper than a kernel stack could free recursively goes when its
+    /// last account does, all of it; an account still held elsewhere stays with its ancestors.
+    @Test func aLongChainGoesWithItsLastAccount() {
+        weak var root: MemoryAccount?
+        weak var middleSeen: MemoryAccount?
+        var middle: MemoryAccount?
+        var leaf: MemoryAccount?
+        do {
+            var current = MemoryAccount(limit: MemoryAccount.unlimited, parent: nil)
+            root = current
+            for level in 1...400_000 {
+                current = MemoryAccount(limit: MemoryAccount.unlimited, parent: current)
+                if level == 200_000 { middle = current }
+            }
+            leaf = current
+        }
+        middleSeen = middle
+        leaf = nil
+        #expect(root != nil && middleSeen != nil && middle?.parent != nil)
+        middle = nil
+        #expect(root == nil && middleSeen == nil)
+    }
 }
 
 @Suite struct HandleTableEmptyingTests {

@@ -2,7 +2,8 @@
 // kernel isolates the failure. 0 exits with code 42; 7 exits while another thread spins; 8 maps
 // memory until refused and exits with the KiB it got; 9 exits leaving a port that holds its own
 // send handle in its queue; 10 serves its start block's service port until a call labelled 3
-// makes it fault; the others fault.
+// makes it fault; 11 exits leaving children it never started that only they hold (one holds its
+// own handle, two hold each other's); the others fault.
 
 import UserSystemCall
 
@@ -64,6 +65,26 @@ struct Crasher {
                 message.length = 0
                 message.handleCount = 0
             }
+        case 11:
+            // Nothing but the children themselves keeps them: the kernel must end them with us.
+            // The exit code is how many it left, plus 16 for each request for memory refused.
+            var left: UInt64 = 0
+            var refused: UInt64 = 0
+            do throws(KernelError) {
+                let selfHeld = try ProcessHandles.create("held-by-itself").handle
+                _ = try ProcessHandles.give(selfHeld, to: selfHeld)
+                left += 1
+                let first = try ProcessHandles.create("cycle").handle
+                let second = try ProcessHandles.create("cycle").handle
+                let firstCopy = try IPC.duplicate(first, rights: [.control, .transfer])
+                _ = try ProcessHandles.give(firstCopy, to: second)
+                _ = try ProcessHandles.give(second, to: first)
+                left += 2
+                // `first` closes at the exit; its copy in `second` keeps the cycle.
+            } catch {
+                if error == .outOfMemory { refused += 1 }
+            }
+            System.exit(left + 16 * refused)
         default: System.exit(1)
         }
         System.exit(2)

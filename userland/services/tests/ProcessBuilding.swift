@@ -244,6 +244,63 @@ func testProcessBuilding(_ suite: inout Suite) {
     }
     suite.check(charged, "with the account right a memory object is charged to another process, within its limit, and its account is read")
 
+    // Processes that never started and that only unstarted processes hold. A chain of them,
+    // each holding the next one's only handle, ends link by link when its head is closed (the
+    // kernel ends them in a loop: as a recursion it would overrun its stack); one holding its
+    // own handle, and two holding each other's, end with the process that made them.
+    var chainEnded = false
+    let liveBeforeChain = System.processes.live
+    // The kernel's process table has 256 slots; some stay free for the services.
+    let links = Int(max(0, min(160, 256 - Int64(liveBeforeChain) - 24)))
+    var head: Handle?
+    var linked = 0
+    for _ in 0..<links {
+        guard let link = try? ProcessHandles.create("link").handle else { break }
+        if let previous = head, (try? ProcessHandles.give(previous, to: link)) == nil {
+            try? IPC.close(link)
+            break
+        }
+        head = link
+        linked += 1
+    }
+    let chainLive = System.processes.live
+    if let head { try? IPC.close(head) }
+    chainEnded = chainLive == liveBeforeChain + UInt64(linked) && System.processes.live == liveBeforeChain
+    let orphans = run("crasher", 11)
+    // Its exit code: how many it left (3), plus 16 for each request for memory it was refused.
+    let orphansEnded = orphans?.reason == .exited && (orphans?.code == 3 || (orphans?.code ?? 0) >= 16)
+        && System.processes.live == liveBeforeChain
+    suite.check(chainEnded && orphansEnded && linked == links,
+                "a chain of \(linked) unstarted processes, each holding the next one's only handle, ends when its head is closed; unstarted children holding their own handle or each other's end with their parent (\((orphans?.code ?? 0) % 16) left)",
+                since: refusalsBefore)
+
+    // A start handle that would not fit in the new process's table is refused before it moves,
+    // even the process's own last handle (closing it there would end the process it starts).
+    var fullRefused = false
+    if let target = try? HandBuiltProgram.build() {
+        var given = 0
+        while given < 64, let filler = try? IPC.createNotification() {
+            guard (try? ProcessHandles.give(filler, to: target)) != nil else {
+                try? IPC.close(filler)
+                break
+            }
+            given += 1
+        }
+        // Only with the table full: else the start would succeed, and the process would spin
+        // for ever holding its own last handle.
+        if given == 64 {
+            let liveFull = System.processes.live
+            let refused = catching { () throws(KernelError) in
+                try ProcessHandles.start(target, entry: HandBuiltProgram.codeAddress + HandBuiltProgram.spin,
+                                         stackTop: HandBuiltProgram.stackTop, handle: target)
+            }
+            let stillThere = raw(SystemCallNumber.processWait.rawValue, target.value, 1).status == KernelError.wouldBlock.rawValue
+            fullRefused = refused == .handleTableFull && stillThere && System.processes.live == liveFull
+        }
+        try? IPC.close(target)
+    }
+    suite.check(fullRefused, "processStart refuses a start handle the new process has no room for (its own last handle among them), and the process stays unstarted")
+
     let after = KernelHoldings.now
     let kept = after.holdsNoMoreThan(before)
     if !kept { after.printChange(from: before, in: "building processes") }
