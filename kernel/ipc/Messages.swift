@@ -231,8 +231,11 @@ extension IPC {
         if handle != .none {
             do throws(KernelError) {
                 caller = try answer(handle, message: address, thread: thread, server: server)
-            } catch where error != .peerClosed {
-                throw error
+            } catch {
+                // A caller that died meanwhile is no error here (a `catch where` clause would let
+                // this one through instead: the server would stop to handle an error it cannot
+                // act on, and a memory manager took it for its port's end).
+                guard error == .peerClosed else { throw error }
             }
         }
         try receive(from: port, into: address, timeout: timeout, thread: thread, receiver: server, handingOffTo: caller)
@@ -247,6 +250,16 @@ extension IPC {
         guard capability.isAwaited else {
             // The caller was killed while waiting: nobody to answer, and its buffer is gone.
             try Handles.uninstall(handle, from: server).release()
+            // The answer is dropped with the handles it carries, as with a port that closes: a
+            // server in `replyReceive` is not told (it goes on to receive), and would keep them
+            // for good. This thread is in no call of its own, so its answer buffer is free to
+            // take the payload. A message that cannot be read moves nothing.
+            if address != .registers {
+                var dropped = KernelMessage()
+                if (try? copyIn(&dropped, from: address, sender: server, thread: thread, payload: thread.messageBuffer)) != nil {
+                    dropped.releaseAll()
+                }
+            }
             throw .peerClosed
         }
         var message = KernelMessage()

@@ -242,8 +242,9 @@ struct NamesProgram {
             do throws(KernelError) {
                 try IPC.reply(reply, &answer)
             } catch {
-                // The caller is gone (or the answer could not be sent): nothing moved, so the copy
-                // made for it and the reply capability are still here.
+                // The answer could not be sent: nothing moved, so the copy made for it and the
+                // reply capability are still here. (When the caller is gone, the kernel has
+                // closed both already, and these find nothing.)
                 if let attached { try? IPC.close(attached) }
                 try? IPC.close(reply)
             }
