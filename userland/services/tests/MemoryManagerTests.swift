@@ -33,6 +33,10 @@ func testMemoryManager(_ suite: inout Suite) {
     var statisticsRight = false
     var intactAfterCrash = false
     var refusals = false
+    var firstWrongRefusal: (Int, UInt64)?
+    // A port or a duplicate refused for memory makes a refusal case fail; the checks before it,
+    // made after those calls, must not take the refusal off its count.
+    var refusalsMark: UInt64?
     if let client = try? ProcessHandles.create("mm-client", memoryLimit: 256 * 1024).handle {
         let startUsed = (try? System.invoke(SystemCall.MemoryAccount(process: client)))?.used ?? 0
         var region: UnsafeMutableRawPointer?
@@ -67,6 +71,7 @@ func testMemoryManager(_ suite: inout Suite) {
         }
 
         // Hostile requests: each an error, every handle that came with it closed.
+        refusalsMark = System.outOfMemoryResults
         let objectsBefore = System.kernelObjects.objects
         func status(_ label: UInt64, length: Int = 8, word: UInt64 = 4096, attach: Handle? = nil) -> UInt64 {
             var message = IPCMessage(label: label)
@@ -79,18 +84,21 @@ func testMemoryManager(_ suite: inout Suite) {
         let port = try? IPC.createPort()
         let portSend = port.flatMap { try? IPC.duplicate($0, rights: [.send, .transfer]) }
         let bell = try? IPC.createNotification()
-        refusals = status(99) == error(.invalidArgument)
-            && status(1) == error(.invalidArgument)                                               // no handle to pay
-            && status(1, word: 0, attach: try? IPC.duplicate(client, rights: [.account, .transfer])) == error(.invalidArgument)
-            && status(1, word: 2 << 20, attach: try? IPC.duplicate(client, rights: [.account, .transfer])) == error(.invalidArgument)
-            && status(1, attach: portSend) == error(.accessDenied)                                  // not a process
-            && status(1, attach: try? IPC.duplicate(client, rights: [.wait, .transfer])) == error(.accessDenied)
-            && status(3, length: 0, attach: bell.flatMap { try? IPC.duplicate($0, rights: [.signal, .transfer]) }) == error(.accessDenied)
-            && status(2, length: 3) == error(.invalidArgument)
+        let answers = [
+            (status(99), error(.invalidArgument)),
+            (status(1), error(.invalidArgument)),                                                // no handle to pay
+            (status(1, word: 0, attach: try? IPC.duplicate(client, rights: [.account, .transfer])), error(.invalidArgument)),
+            (status(1, word: 2 << 20, attach: try? IPC.duplicate(client, rights: [.account, .transfer])), error(.invalidArgument)),
+            (status(1, attach: portSend), error(.accessDenied)),                                  // not a process
+            (status(1, attach: try? IPC.duplicate(client, rights: [.wait, .transfer])), error(.accessDenied)),
+            (status(3, length: 0, attach: bell.flatMap { try? IPC.duplicate($0, rights: [.signal, .transfer]) }), error(.accessDenied)),
+            (status(2, length: 3), error(.invalidArgument)),
+        ]
         for handle in [port, bell] { if let handle { try? IPC.close(handle) } }
-        refusals = refusals && System.kernelObjects.objects == objectsBefore
+        firstWrongRefusal = answers.firstIndex { $0.0 != $0.1 }.map { ($0, answers[$0].0) }
+        refusals = firstWrongRefusal == nil && System.kernelObjects.objects == objectsBefore
         // Checked now, so that a refusal of memory in the cases below is counted against them.
-        checkServing(&suite, served, statisticsRight, refusals)
+        checkServing(&suite, served, statisticsRight, refusals, firstWrongRefusal, since: refusalsMark)
 
         // Kill it: the memory it gave stays, intact; the dead instance answers peer closed; a new
         // one serves at once.
@@ -125,7 +133,7 @@ func testMemoryManager(_ suite: inout Suite) {
         if let region { try? System.unmap(region, bytes: 64 * 1024) }
         try? IPC.close(client)
     } else {
-        checkServing(&suite, served, statisticsRight, refusals)
+        checkServing(&suite, served, statisticsRight, refusals, firstWrongRefusal, since: refusalsMark)
         try? System.kill(first.process)
         _ = try? System.wait(first.process)
     }
@@ -136,10 +144,12 @@ func testMemoryManager(_ suite: inout Suite) {
                 "the memory manager leaves nothing behind (objects \(before.objects) → \(after.objects), free frames \(before.freeFrames) → \(after.freeFrames))")
 }
 
-func checkServing(_ suite: inout Suite, _ served: Bool, _ statisticsRight: Bool, _ refusals: Bool) {
+func checkServing(_ suite: inout Suite, _ served: Bool, _ statisticsRight: Bool, _ refusals: Bool,
+                  _ firstWrong: (Int, UInt64)?, since mark: UInt64?) {
     suite.check(served, "the memory manager gives memory charged to the process whose handle comes with the request; over its limit: out of memory, nothing charged")
     suite.check(statisticsRight, "the memory manager's statistics name the client: one grant of 64 KiB, its account's use and limit")
-    suite.check(refusals, "the memory manager refuses bad labels, sizes, missing or wrong handles, and closes every handle it does not keep")
+    suite.check(refusals, "the memory manager refuses bad labels, sizes, missing or wrong handles, and closes every handle it does not keep (first wrong: case \(firstWrong?.0 ?? -1), status \(hex: firstWrong?.1 ?? 0))",
+                since: mark)
 }
 
 /// Named shared regions: a creator shares memory it pays for under a name, another client opens
