@@ -59,10 +59,20 @@ struct Driver {
     var lastProgress = InlineArray<4, UInt64>(repeating: 0)
     var progressAt = InlineArray<4, UInt64>(repeating: 0)
     var killed = InlineArray<4, Bool>(repeating: false)
+    var workerAttempts = InlineArray<4, Int>(repeating: 0)
     var calls: UInt64 = 0
     var processes: UInt64 = 0
     var hangs: UInt64 = 0
     var failures: UInt64 = 0
+    /// The next worker that has not been tried.
+    var next: UInt64 = 0
+    /// Workers to start again, with the attempts made: those that found memory out, at their
+    /// start or in their set-up (another worker's exhaustion episode runs the machine out on
+    /// purpose). A worker that has found it out `maximumAttempts` times is a failure.
+    var retries = InlineArray<8, (index: UInt64, attempts: Int)>(repeating: (0, 0))
+    var retryCount = 0
+    /// About 30 s of looking every 100 ms: far longer than an exhaustion episode lasts.
+    static let maximumAttempts = 300
 
     static func run(_ options: FuzzOptions) -> UInt64 {
         var driver = Driver(options)
@@ -90,14 +100,25 @@ struct Driver {
         let objectsBefore = Self.kernelObjects()
         let started = System.clock.ticks
 
-        var next: UInt64 = 0
         var running = 0
-        while next < workers || running > 0 {
-            for slot in 0..<slotCount where Self.pids[slot] == 0 && next < workers {
-                if start(next, in: slot) { running += 1 }
-                next += 1
+        while next < workers || retryCount > 0 || running > 0 {
+            var deferred = false
+            for slot in 0..<slotCount where Self.pids[slot] == 0 {
+                guard let (index, attempts) = takeWorker() else { break }
+                switch start(index, attempt: attempts, in: slot) {
+                case .started: running += 1
+                case .failed: break
+                case .deferred:
+                    retry(index, attempts: attempts + 1)
+                    deferred = true
+                }
+                if deferred { break }
             }
-            guard running > 0 else { continue }
+            guard running > 0 else {
+                // Nothing runs to give memory back: wait a little before the next attempt.
+                if deferred { System.sleep(nanoseconds: 100_000_000) }
+                continue
+            }
             // Looks every 100 ms at the workers. Not with a timed wait: when the kernel's queue
             // of deadlines is full, a timed wait may never end (a deadline flood makes it so),
             // where a sleep says it could not be armed and returns.
@@ -191,8 +212,40 @@ struct Driver {
         }
     }
 
-    /// Starts worker `index` in `slot`; false if it could not be started (a failure).
-    mutating func start(_ index: UInt64, in slot: Int) -> Bool {
+    enum StartOutcome {
+        case started
+        /// Counted as a failure.
+        case failed
+        /// Memory was out: to be tried again.
+        case deferred
+    }
+
+    /// The worker to start next, and the attempts made at it: one to try again first.
+    mutating func takeWorker() -> (UInt64, Int)? {
+        if retryCount > 0 {
+            retryCount -= 1
+            let (index, attempts) = retries[retryCount]
+            return (index, attempts)
+        }
+        guard next < workers else { return nil }
+        next += 1
+        return (next - 1, 0)
+    }
+
+    /// Keeps worker `index` to start again, unless it has been tried often enough (a failure).
+    mutating func retry(_ index: UInt64, attempts: Int) {
+        guard attempts < Self.maximumAttempts, retryCount < retries.count else {
+            System.print("fuzz: worker \(index) found memory out \(attempts) times; given up")
+            failures += 1
+            return
+        }
+        if attempts == 1 { System.print("fuzz: worker \(index) found memory out; started again later") }
+        retries[retryCount] = (index, attempts)
+        retryCount += 1
+    }
+
+    /// Starts worker `index` in `slot`, `attempt` times tried before.
+    mutating func start(_ index: UInt64, attempt: Int, in slot: Int) -> StartOutcome {
         let single = options.flags.contains(.singleWorker)
         let seed = single ? options.seed : derivedSeed(options.seed, index) & FuzzOptions.replayableSeedMask
         let total = max(options.calls, 1)
@@ -201,14 +254,29 @@ struct Driver {
         var flags = options.flags
         if index % UInt64(Self.slots) != 0 { flags.insert(.noExhaustion) }
         let argument = FuzzOptions(role: .worker, flags: flags, calls: share, seed: seed).argument
-        guard let page = statusPages[slot] else { return false }
+        guard let page = statusPages[slot] else { return .failed }
         for word in 0..<Self.recorderStart + Self.recorderEntries * Self.recorderWords { page[word] = 0 }
+        let worker: ChildProcess
         do throws(KernelError) {
             let handle = try IPC.duplicate(statusMemory[slot], rights: [.map, .write, .transfer])
-            let worker = try System.spawn("fuzz", argument: argument, handle: handle)
+            do throws(KernelError) {
+                worker = try System.spawn("fuzz", argument: argument, handle: handle)
+            } catch {
+                // The handle that was to move stays here.
+                try? IPC.close(handle)
+                throw error
+            }
+        } catch {
+            if error == .outOfMemory { return .deferred }
+            System.print("fuzz: worker \(index) (seed \(seed)) could not start: \(error)")
+            failures += 1
+            return .failed
+        }
+        do throws(KernelError) {
             // Known by id from here: the waiter threads collect workers with `wait`.
             try? IPC.close(worker.process)
             workerIndex[slot] = index
+            workerAttempts[slot] = attempt
             workerSeeds[slot] = seed
             workerCalls[slot] = share
             workerFlags[slot] = flags
@@ -220,11 +288,11 @@ struct Driver {
                 * (frequency / 1_000_000)
             Self.pids[slot] = worker.id.value
             try IPC.signal(Self.bells[slot], bits: 1)
-            return true
+            return .started
         } catch {
-            System.print("fuzz: worker \(index) (seed \(seed)) could not start: \(error)")
+            System.print("fuzz: worker \(index) (seed \(seed)) started, but its waiter could not be told: \(error)")
             failures += 1
-            return false
+            return .failed
         }
     }
 
@@ -242,6 +310,12 @@ struct Driver {
             failures += 1
         } else if killed[slot] {
             hangs += 1
+        } else if reason == ExitReason.exited.rawValue && violations == 0
+                    && (code == Worker.setUpFailed
+                        || code == System.outOfMemoryExitCode && page[StatusWord.calls.rawValue] == 0) {
+            // Memory was out while it set itself up (its heap could not grow, or a call failed):
+            // not a finding; it runs again.
+            retry(workerIndex[slot], attempts: workerAttempts[slot] + 1)
         } else if reason == ExitReason.faulted.rawValue {
             System.print("fuzz: worker seed \(seed) (\(share) calls) faulted, ESR \(hex: code), at call \(page[StatusWord.calls.rawValue]): \(callText(page)); \(replay(slot))")
             printRecorder(page)

@@ -42,10 +42,14 @@ struct Worker {
     var fullServerAt: UInt64 = 0
     var floodAt: UInt64 = 0
 
+    /// The exit code of a worker that could not set itself up: memory was out (another
+    /// worker's exhaustion episode, say), so the driver runs it again later.
+    static let setUpFailed: UInt64 = 1 << 16
+
     static func run(_ options: FuzzOptions) -> UInt64 {
         guard var worker = Worker(options) else {
             System.print("fuzz: worker with seed \(options.seed) could not set itself up")
-            return 1 << 16
+            return setUpFailed
         }
         worker.fuzz()
         worker.finish()
