@@ -3,7 +3,7 @@
 // memory until refused and exits with the KiB it got; 9 exits leaving a port that holds its own
 // send handle in its queue; 10 serves its start block's service port until a call labelled 3
 // makes it fault; 11 exits leaving children it never started that only they hold (one holds its
-// own handle, two hold each other's); the others fault.
+// own handle, two hold each other's); 12 sleeps until killed, taking no CPU time; the others fault.
 
 import UserSystemCall
 
@@ -85,6 +85,8 @@ struct Crasher {
                 if error == .outOfMemory { refused += 1 }
             }
             System.exit(left + 16 * refused)
+        case 12:
+            while true { System.sleep(nanoseconds: 1_000_000_000) }
         default: System.exit(1)
         }
         System.exit(2)

@@ -98,6 +98,10 @@ enum Supervision {
 enum Manager {
     /// Every slot is a bit of `bell` (64 at most); services take one each for their instance.
     static let slotCapacity = 48
+    /// At most this many slots hold processes clients asked for (until collected): each holds a
+    /// handle here, and a client that could take them all would leave no room in this server's
+    /// table (64 handles) for the service instances it restarts or the requests it answers.
+    static let clientSlotCapacity = 24
     /// As many as a manifest may name.
     static let serviceCapacity = 32
     nonisolated(unsafe) static var loader: ProgramLoader!
@@ -237,6 +241,7 @@ enum Manager {
         var text = InlineArray<208, UInt8>(repeating: 0)
         for index in 0..<Int(nameLength) { name[index] = message[byte: 48 + index] }
         for index in 0..<Int(textLength) { text[index] = message[byte: 48 + Int(nameLength) + index] }
+        guard slots.count(where: { $0.inUse && $0.service < 0 }) < clientSlotCapacity else { throw .queueFull }
         // The client's authority over the child is the handle it gets back, made first so that
         // a spawn that cannot answer with one is undone.
         let slot = try withBytes(&name, Int(nameLength)) { program throws(KernelError) in

@@ -211,6 +211,37 @@ func testHostileRequests(_ suite: inout Suite, _ manager: ProcessManager) {
                 && startRefused == .accessDenied && crashRefused == KernelError.accessDenied.rawValue
                 && alive && System.kernelObjects.objects == objects,
                 "process-manager refuses an unknown label, bad lengths, a bad handle tag (closing the handle), a missing program and a missing service, and service control on the client port; it keeps serving")
+
+    // Clients cannot take the manager's whole table: at most 24 processes they asked for at a
+    // time (queueFull beyond), and room again once they end; services keep restarting.
+    var sleepers = InlineArray<30, ChildProcess?>(repeating: nil)
+    var started = 0
+    var refusal: KernelError?
+    var attempts = 0
+    while started < 30 && refusal == nil && attempts < 300 {
+        attempts += 1
+        do throws(KernelError) {
+            sleepers[started] = try manager.spawn("crasher", argument: 12, memoryLimit: 1 << 20)
+            started += 1
+        } catch {
+            // A refusal of memory (under fault injection) is tried again; anything else stops.
+            if error != .outOfMemory { refusal = error }
+        }
+    }
+    var ended = true
+    for index in 0..<started {
+        guard let sleeper = sleepers[index] else { continue }
+        ended = ended && (try? System.kill(sleeper)) != nil && (try? System.wait(sleeper))?.reason == .killed
+    }
+    // The manager collects the ends on its own, a moment later.
+    var again: ChildProcess?
+    for _ in 0..<200 where again == nil {
+        again = try? manager.spawn("hello")
+        if again == nil { System.sleep(nanoseconds: 1_000_000) }
+    }
+    let helloRan = again.flatMap { try? System.wait($0) }?.code == 0
+    suite.check(refusal == .queueFull && started >= 20 && started <= 24 && ended && helloRan,
+                "process-manager starts at most 24 programs for clients at once (\(started) here, then queue full), and starts them again once those end")
 }
 
 /// A service that faults at once is restarted after 10, 20, 40, 80 and 160 ms, then left
