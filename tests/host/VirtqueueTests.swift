@@ -258,6 +258,27 @@ private func payload(of request: BlockRequest) -> [UInt8] {
         }
     }
 
+    /// The size chosen for a device's maximum: the largest power of two up to it and to what the
+    /// driver wants, never below what one request takes.
+    @Test func theQueueSizeIsAPowerOfTwoThatHoldsARequest() {
+        #expect(SplitVirtqueue.size(deviceMaximum: 1024, wanted: 128, descriptorsPerRequest: 3) == 128)
+        #expect(SplitVirtqueue.size(deviceMaximum: 100, wanted: 128, descriptorsPerRequest: 3) == 64)
+        #expect(SplitVirtqueue.size(deviceMaximum: 128, wanted: 100, descriptorsPerRequest: 3) == 64)
+        #expect(SplitVirtqueue.size(deviceMaximum: 5, wanted: 128, descriptorsPerRequest: 3) == 4)
+        #expect(SplitVirtqueue.size(deviceMaximum: 3, wanted: 128, descriptorsPerRequest: 3) == nil)
+        #expect(SplitVirtqueue.size(deviceMaximum: 2, wanted: 128, descriptorsPerRequest: 3) == nil)
+        #expect(SplitVirtqueue.size(deviceMaximum: 0, wanted: 128, descriptorsPerRequest: 3) == nil)
+        #expect(SplitVirtqueue.size(deviceMaximum: .max, wanted: .max, descriptorsPerRequest: 3) == UInt16(SplitVirtqueue.maximumSize))
+        for maximum in UInt32(1)...1000 {
+            guard let size = SplitVirtqueue.size(deviceMaximum: maximum, wanted: 128, descriptorsPerRequest: 3) else {
+                #expect(maximum < 4)
+                continue
+            }
+            #expect(size & (size - 1) == 0 && UInt32(size) <= maximum && size <= 128 && size >= 4
+                    && (UInt32(size) * 2 > min(maximum, 128)))
+        }
+    }
+
     @Test func unusableSizesAndMemoryAreRefused() {
         let memory = GuardedMemory(pages: 4, busAddress: 0x1000_0000)
         let needed = SplitVirtqueue.bytesNeeded(size: 64)

@@ -12,7 +12,8 @@
 // | 5 flush | what was written reaches the disk | nothing | none | nothing |
 //
 // Data moves through the buffer a client attaches once (the service keeps one per client process,
-// by the sender id the kernel reports). A read or write names sectors inside the disk and bytes
+// by the sender id the kernel reports, for a few processes at a time: an idle client's may be let
+// go for another's, and `BlockDevice` then attaches it again). A read or write names sectors inside the disk and bytes
 // inside the buffer, at most `BlockProtocol.maximumTransfer` at once. Errors: `invalidArgument`
 // for an unknown label or a range outside the disk or the buffer; `notFound` for a transfer
 // before attach; `accessDenied` for a write to a read-only disk; `deviceFailed` for an I/O error
@@ -144,6 +145,7 @@ public struct BlockDevice {
     /// service's own checks.
     public mutating func perform(_ request: IPCMessage) throws(KernelError) -> IPCMessage {
         var lostConnections = 0
+        var reattached = 0
         while true {
             if port == nil { try connect(lookups: 40) }
             guard let port else { throw .notFound }
@@ -161,6 +163,15 @@ public struct BlockDevice {
                 reissued += 1
                 // A service that dies at every request is not coming back.
                 guard lostConnections < 100 else { throw error }
+                continue
+            }
+            // The service let this buffer go for another client's (it keeps a few): attach it
+            // again, through the same lookup, and send the request once more.
+            if message.label == KernelError.notFound.rawValue && request.label != BlockServiceRequest.attach.rawValue
+                && reattached < 8 {
+                reattached += 1
+                try? IPC.close(port)
+                self.port = nil
                 continue
             }
             if message.label != 0 { throw KernelError(rawValue: message.label) ?? .invalidArgument }

@@ -137,6 +137,18 @@ public struct SplitVirtqueue {
         return (availableEnd + usedRingAlignment - 1) / usedRingAlignment * usedRingAlignment
     }
 
+    /// The size to give a queue the device holds at most `deviceMaximum` descriptors in (its
+    /// QueueNumMax, which need not be a power of two), when the driver wants at most `wanted`:
+    /// the largest power of two up to both (a split ring's size is one). Nil when that cannot
+    /// hold `descriptorsPerRequest`, the most one request takes: a request that never fits
+    /// would wait for ever.
+    public static func size(deviceMaximum: UInt32, wanted: Int, descriptorsPerRequest: Int) -> UInt16? {
+        var size = min(UInt32(clamping: min(wanted, maximumSize)), deviceMaximum)
+        while size & (size &- 1) != 0 { size &= size &- 1 }
+        guard size >= UInt32(max(descriptorsPerRequest, 1)) else { return nil }
+        return UInt16(size)
+    }
+
     /// Lays out an empty queue of `size` descriptors in `memory`. Nil when the size is not a power
     /// of two up to `maximumSize` (ring slots wrap with the 16-bit indices only then), when the
     /// memory is smaller than `bytesNeeded(size:)`, or when its start is not 16-byte aligned on

@@ -100,7 +100,7 @@ struct VirtioBlock {
               (try? System.bindInterrupt(device.interrupt, to: notification)) != nil else {
             System.panic("virtio-blk: cannot bind the device's interrupt")
         }
-        System.print("virtio-blk: \(Driver.capacity) sectors (\(Driver.capacity / 2048) MiB)\(Driver.features.contains(.readOnly) ? ", read-only" : "")\(Driver.features.contains(.flush) ? ", write cache" : ""), queue of \(Layout.queueSize)")
+        System.print("virtio-blk: \(Driver.capacity) sectors (\(Driver.capacity / 2048) MiB)\(Driver.features.contains(.readOnly) ? ", read-only" : "")\(Driver.features.contains(.flush) ? ", write cache" : ""), queue of \(Driver.queue.size)")
         serve(port: port, notification: notification, interrupt: device.interrupt)
     }
 
@@ -159,7 +159,10 @@ struct VirtioBlock {
         guard registers.read(.queueReady) == 0 else { return fail("queue 0 is already in use") }
         let maximum = registers.read(.queueSizeMaximum)
         guard maximum > 0 else { return fail("the device has no queue 0") }
-        let size = UInt16(min(UInt32(Layout.queueSize), maximum))
+        // A read or write takes three descriptors (header, data, status).
+        guard let size = SplitVirtqueue.size(deviceMaximum: maximum, wanted: Int(Layout.queueSize), descriptorsPerRequest: 3) else {
+            return fail("the device's queue 0 is too small for a request")
+        }
         let memory = VirtqueueMemory(base: Driver.dma + Layout.queueOffset, deviceAddress: Driver.dmaAddress + UInt64(Layout.queueOffset),
                                      size: Layout.slotsOffset - Layout.queueOffset)
         guard let queue = SplitVirtqueue(size: size, memory: memory) else { return fail("no room for the queue") }
