@@ -318,19 +318,14 @@ enum Processes {
         }
         var startHandle = Handle.none
         if let moved {
-            // There is room for a moved handle (checked above); a granted one goes into the
-            // empty table of a process the kernel itself builds.
+            // There is room for a moved handle (checked above), and a granted one goes into the
+            // empty table of a process the kernel itself builds: this never fails. (Were it to,
+            // the release could end the process, were it its own last handle: hence the check.)
             do throws(KernelError) {
                 startHandle = try Handles.install(moved.object, rights: moved.rights, in: process)
             } catch {
                 moved.release()
             }
-        }
-        // Nothing above may have ended it; if something did, it does not start.
-        guard process.state == .alive else {
-            KernelStacks.free(kernelStack, for: process.account)
-            charge.release()
-            throw .peerClosed
         }
         let thread = Thread(id: takeThreadID(), process: process, stack: kernelStack, priority: Scheduler.defaultPriority)
         thread.charge = charge
@@ -417,6 +412,22 @@ enum Processes {
         }
     }
 
+    /// Puts the children `process` never started last among the ends that wait their turn.
+    /// Rare, and out of line: `end`'s own loop over the table stays as short as it was.
+    @inline(never)
+    private static func endUnstartedChildren(of process: Process) {
+        lock.withLock {
+            guard let table else { return }
+            for index in 0..<slotsInUse {
+                guard let child = table[index], child.parentID == process.id, !child.started, child.state == .alive,
+                      !child.endWaiting else { continue }
+                child.exitReason = .killed
+                child.exitCode = 0
+                endLater(child)
+            }
+        }
+    }
+
     /// `end`'s work for one process, whose reason and code are set.
     private static func endNow(_ process: Process) {
         guard process.state == .alive else { return }
@@ -462,8 +473,9 @@ enum Processes {
         // Its children lose their parent (zombies among them are reaped), and it leaves the table
         // now if no parent will wait for it. A zombie freed here under the lock only gives back
         // heap memory: its handles were closed when it ended. A child it never started ends
-        // with it (after this loop: ending takes the lock): nobody is left to start it, and
-        // handles that keep it alive may be in its own table, or in a cycle of such children.
+        // with it (`endUnstartedChildren`): nobody is left to start it, and handles that keep it
+        // alive may be in its own table, or in a cycle of such children.
+        var unstartedChildren = false
         lock.withLock {
             guard let table else { return }
             for index in 0..<slotsInUse {
@@ -471,11 +483,7 @@ enum Processes {
                 if child.state == .zombie {
                     table[index] = nil
                 } else if !child.started {
-                    if !child.endWaiting {
-                        child.exitReason = .killed
-                        child.exitCode = 0
-                        endLater(child)
-                    }
+                    unstartedChildren = true
                 } else {
                     child.parentID = 0
                 }
@@ -485,6 +493,7 @@ enum Processes {
                 removeLocked(process)
             }
         }
+        if unstartedChildren { endUnstartedChildren(of: process) }
         if let waiter = process.waiter {
             process.waiter = nil
             Scheduler.wake(waiter)

@@ -102,6 +102,8 @@ enum Manager {
     /// handle here, and a client that could take them all would leave no room in this server's
     /// table (64 handles) for the service instances it restarts or the requests it answers.
     static let clientSlotCapacity = 24
+    /// Slots in use by processes clients asked for.
+    nonisolated(unsafe) static var clientSlotsInUse = 0
     /// As many as a manifest may name.
     static let serviceCapacity = 32
     nonisolated(unsafe) static var loader: ProgramLoader!
@@ -241,7 +243,7 @@ enum Manager {
         var text = InlineArray<208, UInt8>(repeating: 0)
         for index in 0..<Int(nameLength) { name[index] = message[byte: 48 + index] }
         for index in 0..<Int(textLength) { text[index] = message[byte: 48 + Int(nameLength) + index] }
-        guard slots.count(where: { $0.inUse && $0.service < 0 }) < clientSlotCapacity else { throw .queueFull }
+        guard clientSlotsInUse < clientSlotCapacity else { throw .queueFull }
         // The client's authority over the child is the handle it gets back, made first so that
         // a spawn that cannot answer with one is undone.
         let slot = try withBytes(&name, Int(nameLength)) { program throws(KernelError) in
@@ -323,6 +325,7 @@ enum Manager {
         entry.service = service
         entry.memoryLimit = memoryLimit
         slots[slot] = entry
+        if service < 0 { clientSlotsInUse += 1 }
         return slot
     }
 
@@ -408,6 +411,7 @@ enum Manager {
             slots[slot].state = end.reason == .exited ? .exited : end.reason == .faulted ? .faulted : .killed
             let service = slots[slot].service
             slots[slot] = Slot()
+            if service < 0 { clientSlotsInUse -= 1 }
             if service >= 0 { serviceEnded(service, end.reason, end.code) }
         }
     }
