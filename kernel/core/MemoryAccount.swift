@@ -22,9 +22,17 @@ public final class MemoryAccount {
     public private(set) var peak: UInt64 = 0
 
     public static let unlimited = UInt64.max
+    /// How many accounts are above this one (the root's is 0).
+    public let depth: Int
+    /// The deepest an account may be. Every charge walks the chain up to the root, and an ended
+    /// process's account stays as long as a descendant's does, unpaid once the process is gone:
+    /// a lineage that starts its successor and ends, generation after generation, would make both
+    /// grow without bound.
+    public static let maximumDepth = 64
 
     public init(limit: UInt64, parent: MemoryAccount?) {
         self.limit = limit
+        depth = parent.map { $0.depth + 1 } ?? 0
         self.parent = parent
         parentLink = parent.map { Unmanaged.passUnretained($0) }
     }

@@ -68,8 +68,29 @@ struct PL011 {
         control.store(Control([.enable, .transmitEnable, .receiveEnable]).rawValue)
     }
 
+    /// How long a byte waits for room in the transmit FIFO: far longer than a byte takes to go
+    /// at any baud rate.
+    static let transmitWaitLimit = 1_000_000
+    /// Set when a byte found the FIFO full for the whole wait: the UART does not send (a driver
+    /// given its registers may have turned transmission off, or a flow control holds it). Until
+    /// it has room again, bytes are dropped at once rather than waited for each time.
+    nonisolated(unsafe) static var stalled = false
+
+    /// Sends `byte`, or drops it when the UART has sent nothing for the whole wait: the kernel
+    /// writes its log under its lock, and must not spin there for ever.
     func write(byte: UInt8) {
-        while flags.contains(.transmitFIFOFull) {}
+        if Self.stalled {
+            guard !flags.contains(.transmitFIFOFull) else { return }
+            Self.stalled = false
+        }
+        var waited = 0
+        while flags.contains(.transmitFIFOFull) {
+            waited += 1
+            if waited == Self.transmitWaitLimit {
+                Self.stalled = true
+                return
+            }
+        }
         data.store(UInt32(byte))
     }
 

@@ -171,6 +171,10 @@ final class MemoryObject: KernelObject, KernelObjectType, ChargedObject {
             PhysicalWindow.zero(frame)
             frames[page] = frame.address.value
         }
+        // Zeroed through the cacheable linear map, but reached without the caches (the device,
+        // and the driver's non-cacheable mapping): the zeros must be in memory, where the frames'
+        // earlier contents still are, and no line left to be written back over the device's data.
+        CPU.flushToPointOfCoherency(PhysicalWindow.pointer(to: first.address), size: pages * Int(pageSize))
         return MemoryObject(frames: frames, pages: pages, kind: .dma(device, epoch: epoch), charge: charge)
     }
 

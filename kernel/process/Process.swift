@@ -265,8 +265,11 @@ enum Processes {
     /// holds, the process object first.
     static func create(name: UnsafeRawBufferPointer, parent: Process?, memoryLimit: UInt64) throws(KernelError) -> Process {
         try KernelMemory.checkRoom(for: .process)
+        let parentAccount = parent?.account ?? KernelMemory.root
+        // A lineage is at most this deep, ended ancestors included (MemoryAccount.maximumDepth).
+        guard parentAccount.depth < MemoryAccount.maximumDepth else { throw .outOfMemory }
         let account = MemoryAccount(limit: memoryLimit == 0 ? MemoryAccount.unlimited : memoryLimit,
-                                    parent: parent?.account ?? KernelMemory.root)
+                                    parent: parentAccount)
         var charge = try MemoryCharge(ObjectCost.process.bytes, to: account)
         guard let space = AddressSpace.create(account: account) else {
             charge.release()

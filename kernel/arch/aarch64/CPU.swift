@@ -66,6 +66,20 @@ enum CPU {
         aarch64_dsb_sy()
     }
 
+    /// Cleans and invalidates the data cache lines covering `[start, start + size)` to the point
+    /// of coherency (DC CIVAC): what was written through the cacheable linear map reaches memory,
+    /// and no line stays to be written back over a device's data later, or read in its place.
+    static func flushToPointOfCoherency(_ start: UnsafeRawPointer, size: Int) {
+        let dataLine = UInt64(4) << ((aarch64_read_cache_type() >> 16) & 0xF)
+        let first = UInt64(UInt(bitPattern: start))
+        var line = first & ~(dataLine - 1)
+        while line < first + UInt64(size) {
+            aarch64_dc_civac(line)
+            line += dataLine
+        }
+        aarch64_dsb_sy()
+    }
+
     /// Makes this CPU's stores so far visible to every CPU before any store after it (DSB ISHST).
     @inline(__always)
     static func publishStores() { aarch64_dsb_ishst() }

@@ -3,14 +3,16 @@
 // memory until refused and exits with the KiB it got; 9 exits leaving a port that holds its own
 // send handle in its queue; 10 serves its start block's service port until a call labelled 3
 // makes it fault; 11 exits leaving children it never started that only they hold (one holds its
-// own handle, two hold each other's); 12 sleeps until killed, taking no CPU time; the others fault.
+// own handle, two hold each other's); 12 sleeps until killed, taking no CPU time; 13 is a
+// lineage: generation N (start argument 13 + 256 N) starts generation N + 1 and waits for it, and
+// the last exits with its generation when the kernel refuses it a child; the others fault.
 
 import UserSystemCall
 
 @main
 struct Crasher {
     static func main() {
-        switch System.startArgument {
+        switch System.startArgument & 0xFF {
         case 0: System.exit(42)
         case 1: _ = user_read(0)                                // null pointer
         case 2: _ = user_read(0xFFFF_0000_4020_0000)            // kernel memory
@@ -85,6 +87,22 @@ struct Crasher {
                 if error == .outOfMemory { refused += 1 }
             }
             System.exit(left + 16 * refused)
+        case 13:
+            let generation = System.startArgument >> 8
+            var refusals = 0
+            while true {
+                do throws(KernelError) {
+                    let child = try System.spawn("crasher", argument: 13 | (generation + 1) << 8)
+                    let status = try System.wait(child)
+                    System.exit(status.reason == .exited ? status.code : 0)
+                } catch {
+                    // Refused for good (the lineage's depth) or by chance (fault injection, which
+                    // refuses one request in a few): only a refusal that stays is the answer.
+                    refusals += 1
+                    guard error == .outOfMemory else { System.exit(0) }
+                    if refusals == 60 { System.exit(generation) }
+                }
+            }
         case 12:
             while true { System.sleep(nanoseconds: 1_000_000_000) }
         default: System.exit(1)

@@ -274,6 +274,14 @@ func testProcessBuilding(_ suite: inout Suite) {
                 "a chain of \(linked) unstarted processes, each holding the next one's only handle, ends when its head is closed; unstarted children holding their own handle or each other's end with their parent (\((orphans?.code ?? 0) % 16) left)",
                 since: refusalsBefore)
 
+    // A lineage is at most 64 accounts deep (the root's, init's, this suite's, then its own):
+    // generation 61 of crasher 13, each waiting for the next, is refused a child; all of it ends.
+    let liveBeforeLineage = System.processes.live
+    let lineage = run("crasher", 13)
+    suite.check(lineage?.reason == .exited && lineage?.code == 61 && System.processes.live == liveBeforeLineage,
+                "a lineage in which each process starts the next is refused its generation 62 (64 accounts deep) with out of memory, and ends whole (the last generation: \(lineage?.code ?? 0))",
+                since: refusalsBefore)
+
     // A start handle that would not fit in the new process's table is refused before it moves,
     // even the process's own last handle (closing it there would end the process it starts).
     var fullRefused = false

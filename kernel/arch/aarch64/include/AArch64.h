@@ -187,6 +187,11 @@ static inline __attribute__((always_inline)) void aarch64_ic_ialluis(void) { __a
 static inline __attribute__((always_inline)) void aarch64_dc_cvac(aarch64_u64 address) {
     __asm__ volatile("dc cvac, %0" ::"r"(address) : "memory");
 }
+// Data cache clean and invalidate of one line to the point of coherency: for memory a device or a
+// non-cacheable mapping will reach next, with no line of it left in any cache.
+static inline __attribute__((always_inline)) void aarch64_dc_civac(aarch64_u64 address) {
+    __asm__ volatile("dc civac, %0" ::"r"(address) : "memory");
+}
 
 // Data cache zero by address (Arm ARM D7.5.9): writes zeros to one whole block of DCZID_EL0's
 // size without reading it first; only for Normal memory.
