@@ -17,8 +17,11 @@ extension MessagePort where Waking == SchedulerWaking {
     /// straight into its buffer. (Threads in `waitAny` only learn that something is queued.)
     func takeDirectReceiver() -> Thread? { takeReceiver { $0.isAwaitingDirectMessage } }
 
-    /// Wakes the oldest live waiter; threads killed while waiting are dropped on the way.
-    func wakeOneReceiver() { wakeOneReceiver { $0.state == .dead } }
+    /// Wakes the oldest waiter still blocked here; those killed meanwhile (woken to unwind, not
+    /// yet gone) and those already woken for another reason (which look at the queue when they
+    /// run) are dropped on the way: the one wake-up must reach a thread that would take the
+    /// message, or it waits behind them for ever.
+    func wakeOneReceiver() { wakeOneReceiver { $0.killed || $0.state != .blocked } }
 }
 
 extension IPC {

@@ -442,8 +442,11 @@ enum Processes {
         for thread in process.threads where thread !== Scheduler.current {
             Clock.cancelDeadline(token: thread.id)
             if thread.inSystemCall {
-                // Its stack holds system call frames: let it wake and unwind, then it ends.
+                // Its stack holds system call frames: let it wake and unwind, then it ends. At
+                // least at the default level: the process's end (its waiter, its stack) waits
+                // for it, and below that it might never run.
                 thread.killed = true
+                Scheduler.raiseToDefault(thread)
                 Scheduler.wake(thread)
             } else if thread.state == .running {
                 // In user space on another CPU (or waiting there for the big kernel lock): it ends

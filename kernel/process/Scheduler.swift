@@ -713,6 +713,19 @@ extension Scheduler {
         return previous
     }
 
+    /// A killed thread that must still run to unwind runs at least at the default level.
+    static func raiseToDefault(_ thread: Thread) {
+        guard thread.priority < defaultPriority else { return }
+        if thread.state == .ready {
+            removeFromQueue(thread)
+            thread.state = .blocked
+            thread.priority = defaultPriority
+            makeReady(thread)
+        } else {
+            thread.priority = defaultPriority
+        }
+    }
+
     /// `threadPriority`: `thread` runs at `priority` from now on (`UInt64.max`: unchanged); the
     /// level it had. A ready thread moves to its new level's queue; a thread lowered below a
     /// ready one, or a ready one raised above the running one, makes its CPU reschedule, which

@@ -252,7 +252,8 @@ final class Thread: ChargedObject {
     /// its wait is over. Then it no longer needs the notification, which it does not count.
     @inline(__always)
     func takeBitsAtOnce(_ bits: UInt64) -> Bool {
-        guard frameWaitKind == .bits else { return false }
+        // Not for a thread killed while it waited: it would take the bits with it as it ends.
+        guard frameWaitKind == .bits, !killed else { return false }
         let values = SystemCall.NotificationWait.Result(bits: bits).registers
         userRegisters[0] = systemCallSuccess
         userRegisters[1] = values.x1

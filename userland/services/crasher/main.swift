@@ -5,7 +5,8 @@
 // makes it fault; 11 exits leaving children it never started that only they hold (one holds its
 // own handle, two hold each other's); 12 sleeps until killed, taking no CPU time; 13 is a
 // lineage: generation N (start argument 13 + 256 N) starts generation N + 1 and waits for it, and
-// the last exits with its generation when the kernel refuses it a child; the others fault.
+// the last exits with its generation when the kernel refuses it a child; 14 waits for ever on its
+// start handle, a notification or else a port, until killed; the others fault.
 
 import UserSystemCall
 
@@ -103,6 +104,13 @@ struct Crasher {
                     if refusals == 60 { System.exit(generation) }
                 }
             }
+        case 14:
+            guard let handle = System.startHandle else { System.exit(14) }
+            if (try? IPC.wait(handle)) == nil {
+                var message = IPCMessage()
+                _ = try? IPC.receive(handle, into: &message)
+            }
+            System.exit(14)
         case 12:
             while true { System.sleep(nanoseconds: 1_000_000_000) }
         default: System.exit(1)

@@ -186,6 +186,7 @@ struct Tests {
         onOneCPU { testServerPortClosedWhileWaiting(&suite) }
         testNotificationClosedUnderWaiter(&suite)
         onOneCPU { testDisplacedNotificationWaiter(&suite) }
+        onOneCPU { testKilledWaiters(&suite) }
         testDeviceAccess(&suite)
         testInterruptPreemption(&suite)
         testKernelLog(&suite)
@@ -569,6 +570,59 @@ func testDirectDelivery(_ suite: inout Suite) {
                 "a call to a receiver waiting with an unmapped buffer: its receive fails, the call stays queued and is answered; replyReceive with a bad port answers nothing")
     try? IPC.close(port)
     try? IPC.close(callPort)
+}
+
+/// A thread killed while it waits is woken to unwind, and runs only later: until then it must not
+/// take what arrives for the waiters that stay. A signal to a notification it waited on leaves
+/// the bits there; a message queued on a port it waited on wakes the next waiter.
+func testKilledWaiters(_ suite: inout Suite) {
+    var bitsKept = false
+    if let bell = try? IPC.createNotification(), let copy = try? IPC.duplicate(bell, rights: [.wait, .transfer]) {
+        if let child = try? System.spawn("crasher", argument: 14, handle: copy) {
+            System.sleep(nanoseconds: 20_000_000) // it waits on the notification, in its frame
+            let killed = (try? System.kill(child)) != nil
+            try? IPC.signal(bell, bits: 0b101)
+            let bits = try? IPC.wait(bell, timeout: 0)
+            let status = try? System.wait(child)
+            bitsKept = killed && bits == 0b101 && status?.reason == .killed
+        } else {
+            try? IPC.close(copy)
+        }
+        try? IPC.close(bell)
+    }
+    suite.check(bitsKept, "a signal to a notification whose waiter was killed (woken, not yet gone) leaves the bits for the next wait")
+
+    var nextWoken = false
+    if let port = try? IPC.createPort(), let copy = try? IPC.duplicate(port, rights: [.receive, .transfer]),
+       let block = try? System.map(bytes: 4096, access: .write) {
+        let shared = block.bindMemory(to: UInt64.self, capacity: 4)
+        (shared[0], shared[1], shared[2]) = (port.value, 0, 0)
+        if let child = try? System.spawn("crasher", argument: 14, handle: copy) {
+            System.sleep(nanoseconds: 20_000_000) // it waits in receive, first on the port's list
+            // A thread of this process waits on the same port in waitAny, behind it.
+            let waiter = try? System.createThread(argument: UInt64(UInt(bitPattern: shared))) { argument in
+                let shared = UnsafeMutablePointer<UInt64>(bitPattern: UInt(argument))!
+                let outcome = catching { () throws(KernelError) in _ = try IPC.waitAny([Handle(shared[0])], timeout: 2_000_000_000) }
+                shared[1] = outcome == nil ? 1 : 2
+            }
+            System.sleep(nanoseconds: 20_000_000)
+            let killed = (try? System.kill(child)) != nil
+            var message = IPCMessage(label: 5)
+            let sent = (try? IPC.send(port, &message)) != nil
+            let start = System.clock
+            while waiter != nil && shared[1] == 0 && System.clock.milliseconds(since: start) < 3000 { System.sleep(nanoseconds: 1_000_000) }
+            let woken = shared[1] == 1 && System.clock.milliseconds(since: start) < 1000
+            var taken = IPCMessage()
+            let queued = (try? IPC.receive(port, into: &taken, timeout: 0)) != nil && taken.label == 5
+            let status = try? System.wait(child)
+            nextWoken = waiter != nil && killed && sent && woken && queued && status?.reason == .killed
+        } else {
+            try? IPC.close(copy)
+        }
+        try? System.unmap(block, bytes: 4096)
+        try? IPC.close(port)
+    }
+    suite.check(nextWoken, "a message queued on a port whose first waiter was killed (woken, not yet gone) wakes the waiter behind it")
 }
 
 /// A server thread that answered on the fast path and waits there again (`replyReceive`) wakes
