@@ -22,8 +22,18 @@ public final class MemoryAccount {
     public private(set) var peak: UInt64 = 0
 
     public static let unlimited = UInt64.max
-    /// How many accounts are above this one (the root's is 0).
-    public let depth: Int
+    /// How many accounts are above this one (the root's is 0), counted up to `maximumDepth`.
+    /// Walked rather than kept: a stored count made the object 8 bytes larger than the 64 of
+    /// its heap class.
+    public var depth: Int {
+        var count = 0
+        var level = parentLink
+        while let current = level, count < Self.maximumDepth {
+            count += 1
+            level = current._withUnsafeGuaranteedRef { $0.parentLink }
+        }
+        return count
+    }
     /// The deepest an account may be. Every charge walks the chain up to the root, and an ended
     /// process's account stays as long as a descendant's does, unpaid once the process is gone:
     /// a lineage that starts its successor and ends, generation after generation, would make both
@@ -32,7 +42,6 @@ public final class MemoryAccount {
 
     public init(limit: UInt64, parent: MemoryAccount?) {
         self.limit = limit
-        depth = parent.map { $0.depth + 1 } ?? 0
         self.parent = parent
         parentLink = parent.map { Unmanaged.passUnretained($0) }
     }
