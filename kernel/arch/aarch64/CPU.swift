@@ -56,25 +56,25 @@ enum CPU {
     /// Cleans the data cache lines covering `[start, start + size)` to the point of coherency
     /// (DC CVAC), for memory another CPU will read with its caches off.
     static func cleanToPointOfCoherency(_ start: UnsafeRawPointer, size: Int) {
-        let dataLine = UInt64(4) << ((aarch64_read_cache_type() >> 16) & 0xF)
-        let first = UInt64(UInt(bitPattern: start))
-        var line = first & ~(dataLine - 1)
-        while line < first + UInt64(size) {
-            aarch64_dc_cvac(line)
-            line += dataLine
-        }
-        aarch64_dsb_sy()
+        forEachDataLine(start, size: size) { aarch64_dc_cvac($0) }
     }
 
     /// Cleans and invalidates the data cache lines covering `[start, start + size)` to the point
     /// of coherency (DC CIVAC): what was written through the cacheable linear map reaches memory,
     /// and no line stays to be written back over a device's data later, or read in its place.
     static func flushToPointOfCoherency(_ start: UnsafeRawPointer, size: Int) {
+        forEachDataLine(start, size: size) { aarch64_dc_civac($0) }
+    }
+
+    /// `maintain` with the address of each data cache line (CTR_EL0.DminLine) covering
+    /// `[start, start + size)`, then a full-system barrier.
+    @inline(__always)
+    private static func forEachDataLine(_ start: UnsafeRawPointer, size: Int, _ maintain: (UInt64) -> Void) {
         let dataLine = UInt64(4) << ((aarch64_read_cache_type() >> 16) & 0xF)
         let first = UInt64(UInt(bitPattern: start))
         var line = first & ~(dataLine - 1)
         while line < first + UInt64(size) {
-            aarch64_dc_civac(line)
+            maintain(line)
             line += dataLine
         }
         aarch64_dsb_sy()
