@@ -6,7 +6,8 @@
 // own handle, two hold each other's); 12 sleeps until killed, taking no CPU time; 13 is a
 // lineage: generation N (start argument 13 + 256 N) starts generation N + 1 and waits for it, and
 // the last exits with its generation when the kernel refuses it a child; 14 waits for ever on its
-// start handle, a notification or else a port, until killed; the others fault.
+// start handle, a notification or else a port, until killed (14 + 256: first kept to CPU 0 at
+// the lowest level); the others fault.
 
 import UserSystemCall
 
@@ -106,6 +107,10 @@ struct Crasher {
             }
         case 14:
             guard let handle = System.startHandle else { System.exit(14) }
+            if System.startArgument >> 8 == 1 {
+                _ = try? System.setAffinity(1)
+                _ = try? System.setPriority(0)
+            }
             if (try? IPC.wait(handle)) == nil {
                 var message = IPCMessage()
                 _ = try? IPC.receive(handle, into: &message)

@@ -623,6 +623,33 @@ func testKilledWaiters(_ suite: inout Suite) {
         try? IPC.close(port)
     }
     suite.check(nextWoken, "a message queued on a port whose first waiter was killed (woken, not yet gone) wakes the waiter behind it")
+
+    // A thread killed below the default level, on a CPU kept busy at that level, still unwinds
+    // and is gone: it runs at the default level from its kill.
+    var unwound = false
+    if let bell = try? IPC.createNotification(), let copy = try? IPC.duplicate(bell, rights: [.wait, .transfer]) {
+        if let child = try? System.spawn("crasher", argument: 14 | 1 << 8, handle: copy) {
+            System.sleep(nanoseconds: 20_000_000) // kept to CPU 0 at level 0, it waits
+            if let spinner = try? System.spawn("spinner", argument: 1) {
+                let killed = (try? System.kill(child)) != nil
+                let held = System.kernelObjects.objects
+                let start = System.clock
+                var gone = false
+                while !gone && System.clock.milliseconds(since: start) < 500 {
+                    System.yield()
+                    gone = System.kernelObjects.objects < held
+                }
+                try? System.kill(spinner)
+                _ = try? System.wait(spinner)
+                unwound = killed && gone
+            }
+            _ = try? System.wait(child)
+        } else {
+            try? IPC.close(copy)
+        }
+        try? IPC.close(bell)
+    }
+    suite.check(unwound, "a thread killed while waiting at the lowest level, its CPU busy at the default level, still unwinds and is gone within 500 ms")
 }
 
 /// A server thread that answered on the fast path and waits there again (`replyReceive`) wakes
