@@ -26,13 +26,12 @@ public final class MemoryAccount {
     /// Walked rather than kept: a stored count made the object 8 bytes larger than the 64 of
     /// its heap class.
     public var depth: Int {
-        var count = 0
-        var level = parentLink
-        while let current = level, count < Self.maximumDepth {
-            count += 1
-            level = current._withUnsafeGuaranteedRef { $0.parentLink }
+        var levels = 0
+        forEachLevel { _ in
+            levels += 1
+            return levels <= Self.maximumDepth
         }
-        return count
+        return levels - 1
     }
     /// The deepest an account may be. Every charge walks the chain up to the root, and an ended
     /// process's account stays as long as a descendant's does, unpaid once the process is gone:

@@ -713,17 +713,13 @@ extension Scheduler {
         return previous
     }
 
-    /// A killed thread that must still run to unwind runs at least at the default level.
+    /// A killed thread that must still run to unwind runs at least at the default level (which a
+    /// thread may always ask for, so `setPriority` cannot refuse it). Out of line: inlined into
+    /// `Processes.end`, it made every end longer.
+    @inline(never)
     static func raiseToDefault(_ thread: Thread) {
         guard thread.priority < defaultPriority else { return }
-        if thread.state == .ready {
-            removeFromQueue(thread)
-            thread.state = .blocked
-            thread.priority = defaultPriority
-            makeReady(thread)
-        } else {
-            thread.priority = defaultPriority
-        }
+        _ = try? setPriority(of: thread, to: UInt64(defaultPriority))
     }
 
     /// `threadPriority`: `thread` runs at `priority` from now on (`UInt64.max`: unchanged); the

@@ -411,8 +411,7 @@ enum Manager {
             slots[slot].state = end.reason == .exited ? .exited : end.reason == .faulted ? .faulted : .killed
             let service = slots[slot].service
             slots[slot] = Slot()
-            if service < 0 { clientSlotsInUse -= 1 }
-            if service >= 0 { serviceEnded(service, end.reason, end.code) }
+            if service >= 0 { serviceEnded(service, end.reason, end.code) } else { clientSlotsInUse -= 1 }
         }
     }
 

@@ -76,6 +76,8 @@ public struct BlockRequest: Equatable {
 
 /// The two or three buffers of one request, without allocating.
 public struct BlockRequestBuffers: RandomAccessCollection {
+    /// The most a request takes: header, data, status (the storage below has as many).
+    public static let maximumCount = 3
     private var buffers = InlineArray<3, VirtqueueBuffer>(repeating: VirtqueueBuffer(deviceAddress: 0, length: 0, deviceWrites: false))
     public private(set) var count = 0
 

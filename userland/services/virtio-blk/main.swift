@@ -159,8 +159,8 @@ struct VirtioBlock {
         guard registers.read(.queueReady) == 0 else { return fail("queue 0 is already in use") }
         let maximum = registers.read(.queueSizeMaximum)
         guard maximum > 0 else { return fail("the device has no queue 0") }
-        // A read or write takes three descriptors (header, data, status).
-        guard let size = SplitVirtqueue.size(deviceMaximum: maximum, wanted: Int(Layout.queueSize), descriptorsPerRequest: 3) else {
+        guard let size = SplitVirtqueue.size(deviceMaximum: maximum, wanted: Int(Layout.queueSize),
+                                             descriptorsPerRequest: BlockRequestBuffers.maximumCount) else {
             return fail("the device's queue 0 is too small for a request")
         }
         let memory = VirtqueueMemory(base: Driver.dma + Layout.queueOffset, deviceAddress: Driver.dmaAddress + UInt64(Layout.queueOffset),
