@@ -133,6 +133,9 @@ public struct DeviceSet: OptionSet, Equatable, Sendable {
     /// Not a device either: a send right to the process manager's control port, the authority
     /// to start, stop and crash services.
     public static let services = DeviceSet(rawValue: 1 << 62)
+    /// Nor this: a send right to the terminal, the private port of the service given the
+    /// console (which serves it), the authority to read what is typed and to hear Ctrl-C.
+    public static let terminal = DeviceSet(rawValue: 1 << 61)
 
     /// The device a manifest names `name`, if there is one.
     public static func named(_ name: UnsafeRawBufferPointer) -> DeviceSet? {
@@ -140,6 +143,7 @@ public struct DeviceSet: OptionSet, Equatable, Sendable {
         if matches(name, "virtio") { return .virtio }
         if matches(name, "power") { return .power }
         if matches(name, "services") { return .services }
+        if matches(name, "terminal") { return .terminal }
         return nil
     }
 }

@@ -71,6 +71,15 @@ def background(session: Session, text: str, name: str) -> int:
     return int(started[1])
 
 
+def ctrl_c_ends_spinner(session: Session) -> None:
+    """A spinner in the foreground, and Ctrl-C typed a second later: the shell ends it."""
+    command(session, "spawn spinner\r")
+    time.sleep(1.0)
+    session.type(CTRL_C)
+    ended = session.expect(r"shell: Ctrl-C: ending process (\d+)\r?\n")
+    session.expect(rf"\[{ended[1]}\] spinner was killed")
+
+
 def shell_at_the_terminal() -> BootResult:
     """Boot to the prompt; help, ps, spawn, kill, jobs, mem, ipc, uptime, bench, bad input,
     Ctrl-C, a program reading lines, a restart of the shell itself and shutdown, typed with
@@ -149,11 +158,7 @@ def shell_at_the_terminal() -> BootResult:
         command(session, "disk read 8192\r", r"disk: usage: disk \| disk read SECTOR \| disk write SECTOR TEXT \(SECTOR below 8192\)")
 
         # Ctrl-C ends the foreground program.
-        command(session, "spawn spinner\r")
-        time.sleep(1.0)
-        session.type(CTRL_C)
-        ended = session.expect(r"shell: Ctrl-C: ending process (\d+)\r?\n")
-        session.expect(rf"\[{ended[1]}\] spinner was killed")
+        ctrl_c_ends_spinner(session)
         # A Ctrl-C typed in the same burst as the command is for the program (typed once the
         # shell reads: a Ctrl-C typed ahead of any read drops the input before it, as a
         # terminal's interrupt does).
@@ -190,14 +195,26 @@ def shell_at_the_terminal() -> BootResult:
         session.expect(r"chatter: end of input after 2 lines")
         session.expect(r"\[\d+\] chatter exited with code 0")
 
+        # The terminal is the shell's: a program that looks the console up by name, run in the
+        # background while the shell waits for input, is refused a read, a Ctrl-C notification of
+        # its own and the foreground; one in the background is not lent the terminal. The shell
+        # still gets what is typed and still hears Ctrl-C.
+        job = background(session, "spawn chatter steal &\r", "chatter")
+        session.expect(r"chatter: through the console's public port: read refused \(access denied\), "
+                       r"interrupt notification refused \(access denied\), foreground refused \(access denied\)")
+        time.sleep(0.5)
+        session.type("jobs\r")
+        session.expect(rf"\[{job}\] chatter exited with code 0")
+        # (It may end before the shell says it runs, and is collected at the next prompt.)
+        command(session, "spawn chatter read &\r", r"chatter: no terminal to read from",
+                r"\[\d+\] chatter exited with code 1")
+        command(session, "uptime\r", r"uptime: \d+\.\d{3} s since boot")
+        ctrl_c_ends_spinner(session)
+
         # The shell itself restarts: a new one answers, hears Ctrl-C and still holds power control.
         command(session, "crash shell\r", r"process-manager: started shell \(process \d+\)",
                 r"shell: SwiftKernel shell; type help for the commands")
-        command(session, "spawn spinner\r")
-        time.sleep(1.0)
-        session.type(CTRL_C)
-        ended = session.expect(r"shell: Ctrl-C: ending process (\d+)\r?\n")
-        session.expect(rf"\[{ended[1]}\] spinner was killed")
+        ctrl_c_ends_spinner(session)
 
         command(session, "shutdown\r", r"init: shutdown requested by process \d+; stopping the services",
                 r"Boot: shutdown, powering off")

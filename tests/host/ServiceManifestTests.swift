@@ -54,7 +54,7 @@ private func describe(_ problem: ManifestProblem) -> String {
             service names program=names restart=always
             service console program=echo after=names restart=on-failure devices=console args="-v  --port  7" memory=4M
             \tservice  idle   program=spinner memory=65536   # trailing comment
-            service quiet program=hello restart=never memory=64k args=one devices=power,console,services
+            service quiet program=hello restart=never memory=64k args=one devices=power,console,services,terminal
             """)
         #expect(manifest.problemCount == 0, "\(problems(manifest))")
         #expect(names(manifest) == ["names", "console", "idle", "quiet"])
@@ -69,7 +69,7 @@ private func describe(_ problem: ManifestProblem) -> String {
         #expect(manifest[0].restart == .always && manifest[0].memoryLimit == 0 && manifest[0].devices.isEmpty)
         #expect(manifest[2].restart == .never && manifest[2].memoryLimit == 65536 && manifest[2].line == 5)
         #expect(manifest[3].memoryLimit == 64 << 10 && string(manifest[3].arguments) == "one")
-        #expect(manifest[3].devices == [.console, .power, .services])
+        #expect(manifest[3].devices == [.console, .power, .services, .terminal])
         #expect(order(manifest) == ["names", "console", "idle", "quiet"])
     }
 

@@ -12,6 +12,11 @@
 // | 5 statistics | the driver's counters | nothing | none | words 0-6: bytes written, bytes read, interrupts, requests, Ctrl-C interrupts, bytes dropped, hold-backs |
 // | 6 foreground | the terminal goes to a program: Ctrl-C interrupts again | nothing | none | nothing |
 //
+// Reads (2, 3), set interrupt (4) and foreground (6) are served only on the terminal, the
+// console's private port (start tag `.terminal` for its holders): on the public port, the one
+// registered as `console`, they are answered `accessDenied`. Writes and statistics are served on
+// both.
+//
 // One read waits at a time: a newer read answers the older one `wouldBlock`. While the terminal
 // is raw (from a raw read until a line read or `foreground`), Ctrl-C is a byte like any other,
 // kept in order with what is typed around it. Otherwise it is not input: it sets bit 0 of the
@@ -28,6 +33,14 @@ public enum ConsoleRequest: UInt64, Sendable {
     case setInterrupt = 4
     case statistics = 5
     case foreground = 6
+
+    /// Whether only the terminal (the private port) takes it.
+    public var needsTerminal: Bool {
+        switch self {
+        case .readLine, .readRaw, .setInterrupt, .foreground: return true
+        case .write, .statistics: return false
+        }
+    }
 }
 
 public enum ConsoleReadResult: UInt64, Sendable {
@@ -39,7 +52,8 @@ public enum ConsoleReadResult: UInt64, Sendable {
     case interrupted = 2
 }
 
-/// A client of the console service at `port`.
+/// A client of the console service at `port`: the public port (writes, statistics) or the
+/// terminal (everything).
 public struct Console {
     /// Where the bytes of a read's answer start.
     public static let dataOffset = 8

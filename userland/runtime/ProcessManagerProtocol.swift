@@ -18,10 +18,12 @@ public enum ProcessManagerRequest: UInt64, Sendable {
     /// how many follow (at most `ProcessEntry.perReply`), from byte 16, `ProcessEntry.size`
     /// bytes each: the spawned processes, then the supervised services.
     case list = 4
-    /// Starts a supervised service (control port only). Words: 0 start argument, 1 memory limit, 2 `RestartPolicy`,
-    /// 3 tags of the attached handles (as for spawn; each handle needs duplicate, for restarts),
-    /// 4 service name length (1-24), 5 program name length, 6 argument text length; the three
-    /// texts from byte 56. Reply: word 0 the process id; a send right to the service's port.
+    /// Starts a supervised service (control port only). Words: 0 start argument, 1 memory limit,
+    /// 2 the `RestartPolicy` in bits 0-7 and `ServiceOptions` from bit 8, 3 tags of the attached
+    /// handles (as for spawn; each handle needs duplicate, for restarts), 4 service name length
+    /// (1-24), 5 program name length, 6 argument text length; the three texts from byte 56.
+    /// Reply: word 0 the process id; a send right to the service's port, and with
+    /// `ServiceOptions.privatePort` a second one to its private port.
     case startService = 5
     /// Word 0 the service name's length, the name from byte 8. Reply: word 0 the id of its
     /// running instance, and a send right to that instance's port; `notFound` if none runs.
@@ -40,6 +42,18 @@ public enum ProcessManagerRequest: UInt64, Sendable {
         case .spawn, .list, .serviceEndpoint: return false
         }
     }
+}
+
+/// What a service is started with, beyond its port (startService's word 2, from bit 8).
+public struct ServiceOptions: OptionSet, Sendable {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    /// A private port besides the public one, made once and kept by the process manager across
+    /// restarts: every instance gets its receive right (`.privateService`), and send rights go
+    /// only to the service's starter, who hands them on. The console serves the terminal there.
+    public static let privatePort = ServiceOptions(rawValue: 1)
+    public static let known: ServiceOptions = [.privatePort]
+    public static let shift: UInt64 = 8
 }
 
 /// What a list entry says of a process or service.
@@ -281,15 +295,16 @@ public struct ProcessManager {
     }
 
     /// Starts service `name` running `program`, restarted by `policy`; returns its first
-    /// instance's id and a send right to its port.
+    /// instance's id, a send right to its port and, with `.privatePort`, one to its private port.
     public func startService(_ name: UnsafeRawBufferPointer, program: UnsafeRawBufferPointer, argument: UInt64 = 0,
                              arguments: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
-                             policy: RestartPolicy, handles: ClientHandles = ClientHandles(),
-                             memoryLimit: UInt64 = 0) throws(KernelError) -> (id: UInt64, port: Handle) {
+                             policy: RestartPolicy, options: ServiceOptions = [], handles: ClientHandles = ClientHandles(),
+                             memoryLimit: UInt64 = 0) throws(KernelError)
+        -> (id: UInt64, port: Handle, privatePort: Handle?) {
         var message = IPCMessage(label: ProcessManagerRequest.startService.rawValue)
         message.setWord(atByte: 0, argument)
         message.setWord(atByte: 8, memoryLimit)
-        message.setWord(atByte: 16, policy.rawValue)
+        message.setWord(atByte: 16, policy.rawValue | options.rawValue << ServiceOptions.shift)
         message.setWord(atByte: 32, UInt64(name.count))
         message.setWord(atByte: 40, UInt64(program.count))
         message.setWord(atByte: 48, UInt64(arguments.count))
@@ -297,8 +312,12 @@ public struct ProcessManager {
               message.setBytes(atByte: 56 + name.count + program.count, arguments) else { throw .invalidArgument }
         message.length = 56 + name.count + program.count + arguments.count
         let reply = try call(&message, handles.tagged, control: true)
-        guard reply.handleCount == 1 else { throw .invalidArgument }
-        return (reply.word(atByte: 0), reply.handle(0))
+        let expected = options.contains(.privatePort) ? 2 : 1
+        guard reply.handleCount == expected else {
+            for index in 0..<min(reply.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(reply.handle(index)) }
+            throw .invalidArgument
+        }
+        return (reply.word(atByte: 0), reply.handle(0), expected == 2 ? reply.handle(1) : nil)
     }
 
     /// The running instance of service `name` and a send right to its port.

@@ -33,6 +33,12 @@ public enum StartTag: UInt64, CaseIterable, Sendable {
     /// The process manager's control port: a send right is the authority to start, stop and
     /// crash services (the process manager itself gets the receive right).
     case serviceControl = 12
+    /// A service's private port (receive right), for services started with one: where the
+    /// requests arrive that only the holders of its send rights may make (the console's terminal).
+    case privateService = 13
+    /// A send right to the console service's private port: the terminal, the authority to read
+    /// what is typed and to hear Ctrl-C (ConsoleProtocol.swift).
+    case terminal = 14
 }
 
 /// The layout of the start block. All fields are little-endian 64-bit words, except the

@@ -102,3 +102,13 @@ public struct KernelFootprint: Equatable {
         return reading
     }
 }
+
+/// The error `body` threw, or nil if it succeeded.
+public func catching(_ body: () throws(KernelError) -> Void) -> KernelError? {
+    do throws(KernelError) {
+        try body()
+        return nil
+    } catch {
+        return error
+    }
+}

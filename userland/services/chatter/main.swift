@@ -2,8 +2,10 @@
 // numbered line every 10 ms (through the console service, when started by the shell);
 // `chatter alloc [N]` takes 16 KiB from the memory manager, writes it and gives it back, every
 // 2 ms. N rounds (without N: until killed); at the end a summary line. `chatter read` reads
-// lines from the console (its line discipline: echo, backspace, Ctrl-U) and prints each, until
-// Ctrl-D.
+// lines from the terminal the shell lends its foreground program (the console's line discipline:
+// echo, backspace, Ctrl-U) and prints each, until Ctrl-D. `chatter steal` tries what the terminal
+// alone may do through the console's public port, which anyone may look up: a read, its own
+// Ctrl-C notification, `foreground`; each should be refused.
 
 @main
 struct Chatter {
@@ -34,17 +36,19 @@ struct Chatter {
             System.print("chatter: \(round) allocations, \(HeapPageSource.managedRuns) from the memory manager, \(HeapPageSource.directRuns) mapped directly, \(failed) refused")
         } else if words.equals(0, "read") {
             readLines()
+        } else if words.equals(0, "steal") {
+            steal()
         } else {
-            System.print("usage: chatter print|alloc [N] or chatter read")
+            System.print("usage: chatter print|alloc [N], chatter read or chatter steal")
             System.exit(2)
         }
     }
 }
 
-/// Reads lines until the end of input, printing each.
+/// Reads lines from the terminal until the end of input, printing each.
 func readLines() {
-    guard let port = ConsoleOutput.current else {
-        System.print("chatter: no console to read from")
+    guard let port = ProgramStart.handle(.terminal) else {
+        System.print("chatter: no terminal to read from (the shell lends it to a program in the foreground)")
         System.exit(1)
     }
     var buffer = InlineArray<248, UInt8>(repeating: 0)
@@ -74,6 +78,30 @@ func readLines() {
             System.print(FormattedText(line: line))
         }
     }
+}
+
+/// The terminal's requests on the console's public port (looked up by name, as any program
+/// can): each outcome is printed; exit code 0 if all three were refused with `accessDenied`.
+func steal() {
+    guard let port = try? SystemServices.lookup("console").port else {
+        System.print("chatter: no console to look up")
+        System.exit(1)
+    }
+    var buffer = InlineArray<248, UInt8>(repeating: 0)
+    let read = catching { () throws(KernelError) in _ = try Console(port).read(raw: true, into: &buffer) }
+    let interrupt = catching { () throws(KernelError) in
+        try Console(port).setInterrupt(try IPC.createNotification())
+    }
+    let foreground = catching { () throws(KernelError) in try Console(port).foreground() }
+    System.print("chatter: through the console's public port: read \(said(read)), interrupt notification \(said(interrupt)), foreground \(said(foreground))")
+    try? IPC.close(port)
+    System.exit(read == .accessDenied && interrupt == .accessDenied && foreground == .accessDenied ? 0 : 1)
+}
+
+/// How a request ended, for the line `steal` prints.
+func said(_ error: KernelError?) -> StaticString {
+    guard let error else { return "served" }
+    return error == .accessDenied ? "refused (access denied)" : "failed otherwise"
 }
 
 /// The words of the argument text.

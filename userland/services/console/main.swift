@@ -8,6 +8,12 @@
 // kernel's lines and the debug writes of programs without a console (the services started before
 // it, init) wait in the kernel until it writes them out between the lines it writes itself; a line
 // it was in the middle of (a prompt, a line being typed) is written again below them.
+//
+// Reading the terminal is an authority: the requests that read, give the terminal to a program or
+// say who hears Ctrl-C are served only on the private port (`.privateService`, the terminal), whose
+// send rights init hands to the services the manifest gives `terminal` (the shell, which lends one
+// to its foreground program). On the public port, which anyone may look up, they are refused with
+// `accessDenied`: no program can take the shell's input or its Ctrl-C.
 
 import UserSystemCall
 
@@ -76,8 +82,10 @@ struct ConsoleService {
         } catch {
             System.print("console: the kernel log stays with the kernel: \(error)")
         }
+        let terminal = ProgramStart.handle(.privateService)
+        if terminal == nil { System.print("console: started without a private port: nobody may read the terminal") }
         System.print("console: ready (PL011, interrupt \(identifier)\(server.kernelLog != nil ? ", kernel log" : ""))")
-        server.serve(port: port, bell: bell, interrupt: device.interrupt)
+        server.serve(port: port, terminal: terminal, bell: bell, interrupt: device.interrupt)
     }
 }
 
@@ -133,7 +141,7 @@ struct ConsoleServer {
 
     init(uart: PL011) { self.uart = uart }
 
-    mutating func serve(port: Handle, bell: Handle, interrupt: Handle) {
+    mutating func serve(port: Handle, terminal: Handle?, bell: Handle, interrupt: Handle) {
         var message = IPCMessage()
         // Bytes typed while no driver ran (before this one, or between instances) wait in the FIFO.
         drain()
@@ -147,13 +155,21 @@ struct ConsoleServer {
                 drain()
                 continue
             }
-            var handles = InlineArray<2, UInt64>(repeating: 0)
-            handles[0] = port.value
-            handles[1] = bell.value
+            // The terminal, if there is one, then the public port, then the bell: a client
+            // flooding the public port cannot hold the terminal's requests back.
+            var handles = InlineArray<3, UInt64>(repeating: 0)
+            var count = 0
+            if let terminal {
+                handles[count] = terminal.value
+                count += 1
+            }
+            handles[count] = port.value
+            handles[count + 1] = bell.value
+            count += 2
             guard let ready = try? withUnsafeMutablePointer(to: &handles, { words throws(KernelError) in
-                try System.invoke(SystemCall.WaitAny(handles: UserAddress(words), count: 2, timeout: holdBackLeft))
+                try System.invoke(SystemCall.WaitAny(handles: UserAddress(words), count: UInt64(count), timeout: holdBackLeft))
             }).index else { continue }
-            if ready == 1 {
+            if ready == count - 1 {
                 let bits = (try? IPC.wait(bell, timeout: 0)) ?? 0
                 if bits & Self.logBit != 0 { writeKernelLog() }
                 if bits & Self.interruptBit != 0 {
@@ -165,13 +181,14 @@ struct ConsoleServer {
                 }
                 continue
             }
+            let fromTerminal = terminal != nil && ready == 0
             do throws(KernelError) {
-                try IPC.receive(port, into: &message, timeout: 0)
+                try IPC.receive(fromTerminal ? terminal ?? port : port, into: &message, timeout: 0)
             } catch {
                 continue
             }
             requests &+= 1
-            handle(&message)
+            handle(&message, fromTerminal: fromTerminal)
             // A read made room: take what waits in the UART, held back again (not dropped) if
             // the queue fills once more.
             if (holdingBack || overflowing) && inputCount < Self.inputCapacity {
@@ -241,13 +258,18 @@ struct ConsoleServer {
         if let notification = interruptNotification { try? IPC.signal(notification, bits: 1) }
     }
 
-    mutating func handle(_ message: inout IPCMessage) {
+    /// Serves a request from the public port or (`fromTerminal`) the terminal.
+    mutating func handle(_ message: inout IPCMessage, fromTerminal: Bool) {
         guard let reply = message.replyHandle else {
             closeHandles(message)
             return
         }
         let request = ConsoleRequest(rawValue: message.label)
-        if request != .setInterrupt { closeHandles(message) }
+        if request != .setInterrupt || !fromTerminal { closeHandles(message) }
+        if let request, request.needsTerminal && !fromTerminal {
+            answer(reply, &message, label: KernelError.accessDenied.rawValue)
+            return
+        }
         switch request {
         case .write:
             let count = min(max(message.length, 0), IPCMessageLayout.maximumPayload)

@@ -58,8 +58,19 @@ struct Crasher {
         case 10:
             // A service: answers calls on the port its start block gives under `.service` with
             // label + 1; label 3 makes it fault while holding the call.
+            // Given a private port (`.privateService`) too, it answers there with label + 101.
             guard let port = ProgramStart.handle(.service) else { System.exit(10) }
             var message = IPCMessage()
+            if let privatePort = ProgramStart.handle(.privateService) {
+                while true {
+                    guard let ready = try? IPC.waitAny([port, privatePort]),
+                          (try? IPC.receive(ready == 1 ? privatePort : port, into: &message, timeout: 0)) != nil else { System.exit(10) }
+                    guard let answer = message.replyHandle else { continue }
+                    if message.label == 3 { _ = user_read(0) }
+                    var reply = IPCMessage(label: message.label + (ready == 1 ? 101 : 1))
+                    try? IPC.reply(answer, &reply)
+                }
+            }
             var answer: Handle?
             while true {
                 guard (try? IPC.replyAndReceive(answer, port, &message)) != nil else { System.exit(10) }

@@ -14,6 +14,9 @@ enum SystemStart {
     nonisolated(unsafe) static var interactive = false
     /// The receive right of init's power control port, made when a service asks for power.
     nonisolated(unsafe) static var powerControl: Handle?
+    /// A send right to the terminal: the private port of the service given the console device,
+    /// whose copies go to the services given `terminal` (so they start after it).
+    nonisolated(unsafe) static var terminal: Handle?
     /// The services started, to stop them at the end of a test run.
     nonisolated(unsafe) static var startedNames = InlineArray<32, ServiceName>(repeating: ServiceName())
     nonisolated(unsafe) static var startedCount = 0
@@ -80,7 +83,7 @@ enum SystemStart {
         for index in 0..<order.problemCount { System.print("init: manifest \(order.problem(index))") }
         for position in 0..<order.count {
             let entry = manifest[order[position]]
-            if !interactive && (entry.devices.contains(.console) || entry.devices.contains(.power)) { continue }
+            if !interactive && !entry.devices.intersection([.console, .power, .terminal]).isEmpty { continue }
             startService(entry, through: manager, deviceAccess: deviceAccess)
         }
         return true
@@ -111,16 +114,30 @@ enum SystemStart {
            let copy = try? IPC.duplicate(port, rights: [.send, .duplicate, .transfer]) {
             handles.append(.powerControl, copy)
         }
+        if entry.devices.contains(.terminal) {
+            if let terminal, let copy = try? IPC.duplicate(terminal, rights: [.send, .duplicate, .transfer]) {
+                handles.append(.terminal, copy)
+            } else {
+                System.print("init: \(entry.name) is given the terminal, but no console service started before it")
+            }
+        }
+        // The console driver serves the terminal on a private port: only those it is handed to
+        // may read what is typed or hear Ctrl-C.
+        let options: ServiceOptions = entry.devices.contains(.console) ? .privatePort : []
         do throws(KernelError) {
             let started = try entry.name.withBytes { name throws(KernelError) in
                 try entry.program.withBytes { program throws(KernelError) in
                     try entry.arguments.withBytes { arguments throws(KernelError) in
                         try manager.startService(name, program: program, arguments: arguments, policy: entry.restart,
-                                                 handles: handles, memoryLimit: entry.memoryLimit)
+                                                 options: options, handles: handles, memoryLimit: entry.memoryLimit)
                     }
                 }
             }
             try? IPC.close(started.port)
+            if let privatePort = started.privatePort {
+                if let terminal { try? IPC.close(terminal) }
+                terminal = privatePort
+            }
             if startedCount < startedNames.count {
                 startedNames[startedCount] = entry.name
                 startedCount += 1

@@ -66,6 +66,9 @@ struct Service {
     var rights = InlineArray<4, Rights>(repeating: [])
     /// A send right to the current instance's port.
     var port = Handle.none
+    /// Its private port, if started with one (`ServiceOptions.privatePort`): made once, every
+    /// right held here, so that it outlives its instances; each gets a receive right.
+    var privatePort = Handle.none
     var slot = -1
     var lastID: UInt64 = 0
     var state = ManagedState.stopped
@@ -423,7 +426,10 @@ enum Manager {
         let nameLength = Int(clamping: message.word(atByte: 32))
         let programLength = Int(clamping: message.word(atByte: 40))
         let textLength = Int(clamping: message.word(atByte: 48))
-        guard let policy = RestartPolicy(rawValue: message.word(atByte: 16)), start == nil,
+        let policyWord = message.word(atByte: 16)
+        let options = ServiceOptions(rawValue: policyWord >> ServiceOptions.shift)
+        guard let policy = RestartPolicy(rawValue: policyWord & 0xFF), ServiceOptions.known.isSuperset(of: options),
+              start == nil,
               nameLength >= 1, nameLength <= 24, programLength >= 1, programLength <= 64, textLength <= 192,
               message.length == 56 + nameLength + programLength + textLength else { throw .invalidArgument }
         var service = Service()
@@ -443,9 +449,15 @@ enum Manager {
         service.handles = tagged
         taken = true
         services[index] = service
+        var privateSendRight: Handle?
         do throws(KernelError) {
+            if options.contains(.privatePort) {
+                services[index].privatePort = try IPC.createPort()
+                privateSendRight = try IPC.duplicate(services[index].privatePort, rights: [.send, .duplicate, .transfer])
+            }
             try startInstance(index)
         } catch {
+            if let privateSendRight { try? IPC.close(privateSendRight) }
             forget(index)
             throw error
         }
@@ -453,6 +465,7 @@ enum Manager {
         message.setWord(atByte: 0, services[index].lastID)
         message.length = 8
         message.attach(try IPC.duplicate(services[index].port, rights: [.send, .duplicate, .transfer]))
+        if let privateSendRight { message.attach(privateSendRight) }
     }
 
     /// The rights `handle` holds, found by duplicating it with one right at a time (it needs
@@ -501,6 +514,9 @@ enum Manager {
             if handles.count > 0 && services[index].slot < 0 {
                 for copy in 0..<handles.count { try? IPC.close(handles.handle(copy)) }
             }
+        }
+        if services[index].privatePort != .none {
+            handles.append(.privateService, try IPC.duplicate(services[index].privatePort, rights: [.receive, .transfer]))
         }
         let kept = services[index].handles
         for handle in 0..<kept.count {
@@ -607,6 +623,7 @@ enum Manager {
         guard services[index].policy.restarts(after: reason, code: code) else {
             deregister(service: index, restarting: false)
             services[index].state = .stopped
+            closePrivatePort(index)
             line.write("; not restarted")
             System.print(FormattedText(line: line))
             return
@@ -618,6 +635,7 @@ enum Manager {
             System.print(FormattedText(line: line))
             deregister(service: index, restarting: false)
             services[index].state = .stopped
+            closePrivatePort(index)
             log(index, "restarted too often; left stopped", id: nil)
             return
         }
@@ -712,8 +730,18 @@ enum Manager {
             try? ProcessHandles.kill(slots[slot].process)
         }
         if services[index].port != .none { try? IPC.close(services[index].port) }
+        closePrivatePort(index)
         for handle in 0..<services[index].handles.count { try? IPC.close(services[index].handles.handle(handle)) }
         services[index] = Service()
+    }
+
+    /// Lets service `index`'s private port go, once no instance will run again: with its last
+    /// receive right gone it closes, and the calls waiting there fail (`peerClosed`) instead of
+    /// waiting for ever.
+    static func closePrivatePort(_ index: Int) {
+        guard services[index].privatePort != .none else { return }
+        try? IPC.close(services[index].privatePort)
+        services[index].privatePort = .none
     }
 
     static func namedService(_ message: IPCMessage) throws(KernelError) -> Int {

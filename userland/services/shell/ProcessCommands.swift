@@ -100,10 +100,15 @@ enum ProcessCommands {
             System.print("spawn: \(jobs.count) background programs already; kill one first")
             return
         }
-        // The program writes to the console this shell writes to.
+        // The program writes to the console this shell writes to; in the foreground it may also
+        // read the terminal (a copy it cannot duplicate: it ends with the program, or with the
+        // programs it hands it to).
         var handles = ClientHandles()
         if let console = ConsoleOutput.current, let copy = try? IPC.duplicate(console, rights: [.send, .duplicate, .transfer]) {
             handles.append(.console, copy)
+        }
+        if !background, let copy = try? IPC.duplicate(ShellState.terminalPort, rights: [.send, .transfer]) {
+            handles.append(.terminal, copy)
         }
         let result: ChildProcess
         do throws(KernelError) {

@@ -1,12 +1,19 @@
 // shell: the interactive shell, a service (`userland/manifest`) that talks to the console service.
 // It reads raw bytes, edits the line itself (LineEditor.swift), splits it into words and runs a
-// command (Commands.swift). Programs it starts get a send right to the console for their output;
-// a foreground program is waited for on a second thread while the main thread listens for Ctrl-C.
-// A console that restarts is found again by name; no input ends the shell. docs/SHELL.md.
+// command (Commands.swift). It reads and hears Ctrl-C through the terminal, the console's private
+// port, which init gives it (start tag `.terminal`, the manifest's `devices=terminal`) and which
+// outlives the console's restarts. Programs it starts get a send right to the console's public
+// port for their output, and the one in the foreground a loan of the terminal; it is waited for
+// while the shell listens for Ctrl-C. A console that restarts is found again by name; no input
+// ends the shell. docs/SHELL.md.
 
 @main
 struct Shell {
     static func main() {
+        guard let terminal = ProgramStart.handle(.terminal) else {
+            System.panic("shell: started without the terminal (the manifest gives it with devices=terminal)")
+        }
+        ShellState.terminalPort = terminal
         guard ShellState.start() else { System.panic("shell: cannot make its notifications") }
         ShellState.connect()
         System.print("shell: SwiftKernel shell; type help for the commands")
@@ -46,7 +53,11 @@ struct Terminal {
 /// notification a foreground program's end rings.
 enum ShellState {
     nonisolated(unsafe) static var editor = LineEditor()
-    /// The console port that has our interrupt notification.
+    /// The terminal: a send right to the console's private port, where reads, `foreground` and
+    /// the interrupt notification go.
+    nonisolated(unsafe) static var terminalPort = Handle.none
+    /// The console's public port when our interrupt notification was last given: a new one
+    /// means a new console instance, which needs it again.
     nonisolated(unsafe) static var registered: Handle?
     /// Set (bit 0) by the console when Ctrl-C is typed.
     nonisolated(unsafe) static var interrupt = Handle.none
@@ -73,7 +84,7 @@ enum ShellState {
         while true {
             if let port = ConsoleOutput.reconnect(replacing: stale) {
                 if port != registered, let copy = try? IPC.duplicate(interrupt, rights: [.signal, .transfer]) {
-                    try? Console(port).setInterrupt(copy)
+                    try? Console(terminalPort).setInterrupt(copy)
                     registered = port
                 }
                 return
@@ -121,12 +132,14 @@ enum ShellState {
         if port != registered { connect(replacing: registered) }
         var buffer = InlineArray<248, UInt8>(repeating: 0)
         do throws(KernelError) {
-            let (_, count) = try Console(port).read(raw: true, into: &buffer)
+            let (_, count) = try Console(terminalPort).read(raw: true, into: &buffer)
             pending = buffer
             pendingStart = 0
             pendingCount = count
         } catch {
-            if error == .peerClosed || error == .invalidHandle {
+            if error == .peerClosed {
+                // The console ended holding the read: find the new one (our notification goes to
+                // it through the terminal, which outlives it).
                 connect(replacing: port)
                 var terminal = Terminal()
                 terminal.add("\n(console restarted)\nswiftkernel> ")
@@ -160,7 +173,7 @@ enum ShellState {
         // (in the typed-ahead bytes) or still in the console, which `foreground` turns into an
         // interrupt; from now on Ctrl-C is one. What was signalled before is not for this program.
         _ = try? IPC.wait(interrupt, timeout: 0)
-        if let port = ConsoleOutput.current { try? Console(port).foreground() }
+        try? Console(terminalPort).foreground()
         if takeTypedInterrupt() {
             System.print("shell: Ctrl-C: ending process \(child.id.value)")
             try? System.kill(child)

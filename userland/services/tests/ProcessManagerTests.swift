@@ -254,7 +254,7 @@ func testSupervision(_ suite: inout Suite, _ manager: ProcessManager) {
     var final: ProcessEntry?
     var requested: UInt64 = 0
     var stoppedSeen: UInt64 = 0
-    if let (_, port) = try? manager.startService(UnsafeRawBufferPointer("flaky"), program: UnsafeRawBufferPointer("crasher"),
+    if let (_, port, _) = try? manager.startService(UnsafeRawBufferPointer("flaky"), program: UnsafeRawBufferPointer("crasher"),
                                                    argument: 1, policy: .onFailure) {
         try? IPC.close(port)
         let start = milliseconds()
@@ -297,7 +297,7 @@ func testSupervision(_ suite: inout Suite, _ manager: ProcessManager) {
     suite.check(growing && final?.restarts == 5 && final?.restartDelayMilliseconds == 160, FormattedText(line: description))
 
     var restartedOK = false
-    if let (first, port) = try? manager.startService(UnsafeRawBufferPointer("answering"),
+    if let (first, port, _) = try? manager.startService(UnsafeRawBufferPointer("answering"),
                                                        program: UnsafeRawBufferPointer("crasher"), argument: 10,
                                                        policy: .always) {
         var message = IPCMessage(label: 1)
@@ -326,6 +326,49 @@ func testSupervision(_ suite: inout Suite, _ manager: ProcessManager) {
     let forgotten = absent(manager, "answering")
     suite.check(restartedOK && forgotten,
                 "a service that faults holding a call: the caller and the old port get peer closed; the new instance answers on a fresh port; stopped, it is forgotten")
+
+    // A private port outlives the instances: the same send right reaches the next one, and
+    // once the service is stopped a call there fails instead of waiting for ever.
+    let objectsBefore = System.kernelObjects.objects
+    let mark = System.outOfMemoryResults
+    var privateOK = false
+    if let (first, port, privatePort) = try? manager.startService(UnsafeRawBufferPointer("private"),
+                                                                   program: UnsafeRawBufferPointer("crasher"), argument: 10,
+                                                                   policy: .always, options: .privatePort),
+       let privatePort {
+        var message = IPCMessage(label: 1)
+        let publicAnswer = (try? IPC.call(port, &message)) != nil ? message.label : 0
+        message = IPCMessage(label: 1)
+        let privateAnswer = (try? IPC.call(privatePort, &message)) != nil ? message.label : 0
+        message = IPCMessage(label: 3)
+        let died = catching { () throws(KernelError) in try IPC.call(privatePort, &message) }
+        // The same send right, while the manager restarts the service: the call waits on the
+        // port for the next instance, which answers it.
+        message = IPCMessage(label: 1)
+        let afterRestart = (try? IPC.call(privatePort, &message)) != nil ? message.label : 0
+        let second = (try? manager.serviceEndpoint(UnsafeRawBufferPointer("private")))
+        if let second { try? IPC.close(second.port) }
+        try? IPC.close(port)
+        try? manager.stopService(UnsafeRawBufferPointer("private"))
+        message = IPCMessage(label: 1)
+        let afterStop = catching { () throws(KernelError) in try IPC.call(privatePort, &message) }
+        try? IPC.close(privatePort)
+        privateOK = publicAnswer == 2 && privateAnswer == 102 && died == .peerClosed && afterRestart == 102
+            && second != nil && second?.id != first && afterStop == .peerClosed
+        if !privateOK {
+            System.print("tests: private port: answers \(publicAnswer) and \(privateAnswer), the fault \(died?.rawValue ?? 0), after the restart \(afterRestart) (new instance \(second != nil && second?.id != first)), after the stop \(afterStop?.rawValue ?? 0)")
+        }
+    }
+    let privateForgotten = absent(manager, "private")
+    // The stopped instance may still be leaving the kernel.
+    var settled = false
+    for _ in 0..<100 where !settled {
+        settled = System.kernelObjects.objects == objectsBefore
+        if !settled { System.sleep(nanoseconds: 10_000_000) }
+    }
+    suite.check(privateOK && privateForgotten && settled,
+                "a service's private port outlives its instances: the same send right reaches the next one, and a call there fails with peer closed once the service is stopped; nothing is left",
+                since: mark)
 }
 
 /// Whether the manager answers a list and has no entry named `name`.

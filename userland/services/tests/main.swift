@@ -450,15 +450,6 @@ func testIPC(_ suite: inout Suite) {
                 "portStatistics: a new port counts alive (\(census.alive) -> \(steps.first?.alive ?? 0)); its receive handle closed, it counts closed (\(census.closed) -> \(steps.count > 1 ? steps[1].closed : 0)) and a send gets peer closed; its last send right closed, it is gone")
 }
 
-/// The error `body` threw, or nil if it succeeded.
-func catching(_ body: () throws(KernelError) -> Void) -> KernelError? {
-    do throws(KernelError) {
-        try body()
-        return nil
-    } catch {
-        return error
-    }
-}
 
 /// Per-worker results, written by the worker threads through the pointer they are given.
 struct WorkerSlot {
