@@ -342,13 +342,45 @@ final class AddressSpace {
         CPU.invalidateInstructionCaches()
     }
 
-    /// A place for `size` bytes of anonymous memory, above everything `map` handed out before.
+    /// A place for `size` bytes of `map` or `memoryMap`, with an unmapped page after it: above
+    /// everything handed out before while there is room (one addition), and once the top is
+    /// reached the lowest gap between the regions that fits, so that a process that maps and
+    /// unmaps for ever never runs out of addresses.
+    /// (`size` is at most 1 GiB: the callers' bound.)
     func reserveMapAddress(size: UInt64) -> UInt64? {
         let start = nextMapAddress
-        let (end, overflow) = start.addingReportingOverflow(size + pageSize) // one unmapped page between
-        guard !overflow, end <= UserSpace.stackTop - UserSpace.stackSize else { return nil }
-        nextMapAddress = end
-        return start
+        let (end, overflow) = start.addingReportingOverflow(size + pageSize)
+        if !overflow && end <= Self.mapLimit {
+            nextMapAddress = end
+            return start
+        }
+        return lowestGap(span: size + pageSize)
+    }
+
+    /// Where `map`'s addresses end: the initial stack's place.
+    static var mapLimit: UInt64 { UserSpace.stackTop - UserSpace.stackSize }
+
+    /// The lowest address from `UserSpace.mapBase` where `span` bytes end by `mapLimit` and meet
+    /// no region or a region's guard page. First fit: every region in the way moves the candidate
+    /// past it and its guard page, so each pass but the last moves it up, and a pass with no move
+    /// ends. Out of line: rarely reached, and kept off `map`'s path.
+    @inline(never)
+    private func lowestGap(span: UInt64) -> UInt64? {
+        let limit = Self.mapLimit
+        var candidate = UserSpace.mapBase
+        var moved = true
+        while moved {
+            guard candidate <= limit && span <= limit - candidate else { return nil }
+            moved = false
+            for index in 0..<regionCount {
+                let region = regions[index]
+                if region.start < candidate + span && region.end + pageSize > candidate {
+                    candidate = region.end + pageSize
+                    moved = true
+                }
+            }
+        }
+        return candidate
     }
 
     /// Unmaps what is mapped in `[start, start + size)`, visiting only the tables that exist, and

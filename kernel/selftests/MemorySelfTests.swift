@@ -121,6 +121,7 @@ func runMemorySelfTests() {
               "Exhaustion is reported: a 1 TiB heap request gets ENOMEM, 4 TiB of frames gets out-of-memory")
 
     checkObjectPrices(&run)
+    checkMapAddressReuse(&run)
     // Under UEFI: none of what the firmware keeps (runtime services, ACPI, reserved) may be free
     // or allocated. (The boot tests check that edk2 and U-Boot keep some RAM, so that this checks
     // something.)
@@ -159,6 +160,38 @@ func checkObjectPrices(_ run: inout SelfTestRun) {
               && within(logReader, .kernelLogReader)
               && within(largest, .memoryObject(pages: MemoryObject.maximumPages)) && account.used == 0,
               "Object prices cover the heap: port \(port.bytes) of \(ObjectCost.port.bytes) bytes, notification \(notification.bytes), interrupt line \(line.bytes), log reader \(logReader.bytes) of \(ObjectCost.kernelLogReader.bytes), 1 MiB memory object \(largest.bytes) of \(ObjectCost.memoryObject(pages: MemoryObject.maximumPages).bytes)")
+}
+
+/// `map`'s addresses in a fresh address space: forward while there is room; once the top is
+/// reached, the lowest gap that fits a mapping and its guard page; nothing when none does.
+func checkMapAddressReuse(_ run: inout SelfTestRun) {
+    let account = MemoryAccount(limit: MemoryAccount.unlimited, parent: nil)
+    let framesBefore = PhysicalFrames.statistics
+    guard let space = AddressSpace.create(account: account) else {
+        run.check(false, "map reuses freed addresses once it reaches the top (no address space)")
+        return
+    }
+    let base = UserSpace.mapBase
+    let top = UserSpace.stackTop - UserSpace.stackSize
+    func mapped(_ size: UInt64) -> UInt64 {
+        guard let start = space.reserveMapAddress(size: size),
+              (try? space.mapZeroed(at: start, size: size, permissions: .write)) != nil else { return 0 }
+        return start
+    }
+    let first = mapped(pageSize)
+    let second = mapped(pageSize)
+    // Room for one more page and its guard at the top, then none.
+    space.nextMapAddress = top - 2 * pageSize
+    let last = mapped(pageSize)
+    let unmapped = (try? space.unmapRegion(start: first, size: pageSize)) != nil
+    let again = mapped(pageSize)            // the first's place
+    let larger = mapped(2 * pageSize)       // above the second and its guard page
+    let tooLarge = space.reserveMapAddress(size: top - base)
+    space.destroy()
+    let placed = first == base && second == base + 2 * pageSize && last == top - 2 * pageSize && unmapped
+        && again == base && larger == base + 4 * pageSize && tooLarge == nil
+    run.check(placed && account.used == 0 && PhysicalFrames.statistics == framesBefore,
+              "map reuses freed addresses once it reaches the top: the lowest gap that fits a mapping and its guard page (\(hex: again) after an unmap, \(hex: larger) for two pages), none when no gap fits; all freed")
 }
 
 extension FormattedText.StringInterpolation {
