@@ -975,16 +975,22 @@ extension SystemCall {
         public var name: UserAddress
         public var nameLength: UInt64
         public var memoryLimit: UInt64
-        @inline(__always) public init(name: UserAddress, nameLength: UInt64, memoryLimit: UInt64 = 0) {
+        /// The process whose memory account the new one's hangs under and pays through (needs
+        /// account), or none: the caller.
+        public var account: Handle
+        @inline(__always) public init(name: UserAddress, nameLength: UInt64, memoryLimit: UInt64 = 0,
+                                      account: Handle = .none) {
             self.name = name
             self.nameLength = nameLength
             self.memoryLimit = memoryLimit
+            self.account = account
         }
         @inline(__always) public init(registers: ArgumentRegisters) {
-            self.init(name: UserAddress(registers.x0), nameLength: registers.x1, memoryLimit: registers.x2)
+            self.init(name: UserAddress(registers.x0), nameLength: registers.x1, memoryLimit: registers.x2,
+                      account: Handle(registers.x3))
         }
         @inline(__always) public var registers: ArgumentRegisters {
-            ArgumentRegisters(x0: name.value, x1: nameLength, x2: memoryLimit)
+            ArgumentRegisters(x0: name.value, x1: nameLength, x2: memoryLimit, x3: account.value)
         }
 
         /// A process handle (`Rights.newProcess`) and the new process's id, for reports.

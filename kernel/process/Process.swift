@@ -263,9 +263,12 @@ enum Processes {
     /// and no thread. It gets a memory account under its parent's (the root's for init) limited
     /// to `memoryLimit` bytes (0: only the ancestors' limits), which pays for everything it
     /// holds, the process object first.
-    static func create(name: UnsafeRawBufferPointer, parent: Process?, memoryLimit: UInt64) throws(KernelError) -> Process {
+    /// A new process, a child of `parent`, whose account hangs under `account` (the parent's if
+    /// nil, the root's without a parent) with `memoryLimit` of its own (0: none).
+    static func create(name: UnsafeRawBufferPointer, parent: Process?, account: MemoryAccount? = nil,
+                       memoryLimit: UInt64) throws(KernelError) -> Process {
         try KernelMemory.checkRoom(for: .process)
-        let parentAccount = parent?.account ?? KernelMemory.root
+        let parentAccount = account ?? parent?.account ?? KernelMemory.root
         // A lineage is at most this deep, ended ancestors included (MemoryAccount.maximumDepth).
         guard parentAccount.depth < MemoryAccount.maximumDepth else { throw .outOfMemory }
         let account = MemoryAccount(limit: memoryLimit == 0 ? MemoryAccount.unlimited : memoryLimit,

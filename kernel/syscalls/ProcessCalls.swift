@@ -14,11 +14,15 @@ enum ProcessCalls {
         try withUnsafeMutableBytes(of: &name) { bytes throws(KernelError) in
             try UserMemory.copyIn(to: bytes.baseAddress!, from: call.name, count: call.nameLength)
         }
+        // Whose account it hangs under: a process manager starts its clients' programs on their
+        // accounts, not its own.
+        let payer = call.account == .none ? caller : try process(call.account, in: caller, requiring: .account)
+        guard payer.state == .alive else { throw .notFound }
         // Room in the caller's table first: a process nobody holds would be made for nothing.
         guard caller.handles.freeSlots > 0 else { throw .handleTableFull }
         let process = try withUnsafeBytes(of: &name) { bytes throws(KernelError) in
             try Processes.create(name: UnsafeRawBufferPointer(rebasing: bytes[0..<Int(call.nameLength)]), parent: caller,
-                                 memoryLimit: call.memoryLimit)
+                                 account: payer.account, memoryLimit: call.memoryLimit)
         }
         process.createdByHandle = true
         do throws(KernelError) {

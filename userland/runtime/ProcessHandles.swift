@@ -3,16 +3,20 @@
 
 public enum ProcessHandles {
     /// A new empty process named `name`: its handle (control, wait, duplicate, transfer) and id.
-    public static func create(_ name: UnsafeRawBufferPointer, memoryLimit: UInt64 = 0) throws(KernelError)
-        -> (handle: Handle, id: ProcessID) {
+    /// Its memory account hangs under `account`'s (a process handle with the account right), or
+    /// under this process's.
+    public static func create(_ name: UnsafeRawBufferPointer, memoryLimit: UInt64 = 0,
+                              account: Handle = .none) throws(KernelError) -> (handle: Handle, id: ProcessID) {
         guard let base = name.baseAddress else { throw .invalidArgument }
         let result = try System.invoke(SystemCall.ProcessCreate(name: UserAddress(base), nameLength: UInt64(name.count),
-                                                                memoryLimit: memoryLimit))
+                                                                memoryLimit: memoryLimit, account: account))
         return (result.handle, ProcessID(result.process))
     }
 
-    public static func create(_ name: StaticString, memoryLimit: UInt64 = 0) throws(KernelError) -> (handle: Handle, id: ProcessID) {
-        try create(UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount), memoryLimit: memoryLimit)
+    public static func create(_ name: StaticString, memoryLimit: UInt64 = 0,
+                              account: Handle = .none) throws(KernelError) -> (handle: Handle, id: ProcessID) {
+        try create(UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount), memoryLimit: memoryLimit,
+                   account: account)
     }
 
     /// Maps memory object `memory` at `address` in `process`: from byte `offset` (page-aligned),

@@ -10,7 +10,10 @@ public enum ProcessManagerRequest: UInt64, Sendable {
     /// Starts a program. Words: 0 start argument, 1 memory limit, 2 options (0), 3 the tags of
     /// the attached handles (byte i for handle i: 0 makes it the start handle, else a
     /// `StartTag`), 4 name length, 5 argument text length; the name, then the text, from byte
-    /// 48. Reply: word 0 the process id, and the process handle (wait, control, transfer): the
+    /// 48. One handle must be the client's own process handle with the account right, tagged
+    /// `.ownProcess`: the program's memory account hangs under the client's, so the client's
+    /// limit bounds it (`accessDenied` without one; it stays with the manager, which closes it).
+    /// Reply: word 0 the process id, and the process handle (wait, control, transfer): the
     /// caller waits for the program and ends it with that. (Labels 2 and 3, wait and kill by
     /// process id, are retired: they took the sender's id as authority.)
     case spawn = 1
@@ -243,11 +246,17 @@ public struct ProcessManager {
     }
 
     /// Starts `program` with `argument` in x0, `arguments` as its argument text, and `handles`
-    /// (at most 4, moved; `startHandle` ones become x1) as its tagged handles. Returns the child:
-    /// `System.wait` and `System.kill` take it, as they take one `System.spawn` started.
+    /// (at most 3, moved; `startHandle` ones become x1) as its tagged handles. It is paid for by
+    /// this program: a copy of its own process handle (`.ownProcess`, the account right) goes with
+    /// the request, and the child's account hangs under this program's, within its limit. Returns
+    /// the child: `System.wait` and `System.kill` take it, as they take one `System.spawn` started.
     public func spawn(_ program: UnsafeRawBufferPointer, argument: UInt64 = 0,
                       arguments: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
                       handles: ClientHandles = ClientHandles(), memoryLimit: UInt64 = 0) throws(KernelError) -> ChildProcess {
+        var handles = handles
+        if let own = ProgramStart.handle(.ownProcess), let copy = try? IPC.duplicate(own, rights: [.account, .transfer]) {
+            handles.append(.ownProcess, copy)
+        }
         var message = IPCMessage(label: ProcessManagerRequest.spawn.rawValue)
         message.setWord(atByte: 0, argument)
         message.setWord(atByte: 8, memoryLimit)

@@ -97,16 +97,17 @@ public struct ProgramLoader {
 
     /// Starts program `name` from the ramdisk as a new child of this process: `argument` in its
     /// x0, `startHandle` (moved; needs transfer) in its x1, `handles` (moved) in its start block
-    /// with `arguments` as its argument text. Returns a process handle (control, wait,
+    /// with `arguments` as its argument text, its memory account under `account`'s (a process
+    /// handle with the account right) or this process's. Returns a process handle (control, wait,
     /// duplicate, transfer) and its id. `notFound` if the ramdisk has no such program,
     /// `invalidArgument` if it is not a program this loader can place.
     public func spawn(_ name: UnsafeRawBufferPointer, argument: UInt64 = 0, startHandle: Handle? = nil,
                       handles: StartHandles = StartHandles(),
                       arguments: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
-                      memoryLimit: UInt64 = 0) throws(KernelError) -> (process: Handle, id: UInt64) {
+                      memoryLimit: UInt64 = 0, account: Handle = .none) throws(KernelError) -> (process: Handle, id: UInt64) {
         guard let file = file(named: name) else { throw .notFound }
         return try Self.spawn(file: file, name: name, argument: argument, startHandle: startHandle, handles: handles,
-                              arguments: arguments, memoryLimit: memoryLimit, sharing: sharedSource)
+                              arguments: arguments, memoryLimit: memoryLimit, account: account, sharing: sharedSource)
     }
 
     /// The ramdisk, for `spawn(file:)` of a file in it to map read-only segments from.
@@ -124,7 +125,7 @@ public struct ProgramLoader {
     public static func spawn(file: UnsafeRawBufferPointer, name: UnsafeRawBufferPointer, argument: UInt64 = 0,
                              startHandle: Handle? = nil, handles: StartHandles = StartHandles(),
                              arguments: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
-                             memoryLimit: UInt64 = 0, sharing: SharedSource? = nil) throws(KernelError)
+                             memoryLimit: UInt64 = 0, account: Handle = .none, sharing: SharedSource? = nil) throws(KernelError)
         -> (process: Handle, id: UInt64) {
         let image: ELFImage
         do throws(ELFError) {
@@ -134,7 +135,7 @@ public struct ProgramLoader {
         }
         guard handles.count <= ProgramStart.maximumHandles, arguments.count <= ProgramStart.maximumArgumentsLength,
               name.count >= 1, name.count <= 64 else { throw .invalidArgument }
-        let (process, id) = try ProcessHandles.create(name, memoryLimit: memoryLimit)
+        let (process, id) = try ProcessHandles.create(name, memoryLimit: memoryLimit, account: account)
         // The program's own process handle, to pay the memory manager with (`ownProcess`), where
         // the start block has room for it.
         var given = handles

@@ -129,6 +129,24 @@ struct Crasher {
             System.exit(14)
         case 12:
             while true { System.sleep(nanoseconds: 1_000_000_000) }
+        case 15:
+            // Asks the process manager (`.processManager`) for crasher 16 with the same bytes,
+            // paid by this program, and ends with its code: 0 mapped, 12 refused; 13 if the
+            // manager could not start it for want of memory, 14 for any other refusal.
+            guard let manager = SystemServices.processManager else { System.exit(14) }
+            do throws(KernelError) {
+                let child = try manager.spawn("crasher", argument: 16 | (System.startArgument >> 8) << 8)
+                let end = try System.wait(child)
+                System.exit(end.reason == .exited ? end.code : 14)
+            } catch {
+                System.exit(error == .outOfMemory ? 13 : 14)
+            }
+        case 16:
+            // Maps `argument >> 8` bytes and touches them: 0 done, 12 refused.
+            let bytes = System.startArgument >> 8
+            guard let memory = try? System.map(bytes: bytes, access: .write) else { System.exit(12) }
+            for offset in stride(from: 0, to: Int(bytes), by: 4096) { memory.storeBytes(of: 1, toByteOffset: offset, as: UInt8.self) }
+            System.exit(0)
         default: System.exit(1)
         }
         System.exit(2)

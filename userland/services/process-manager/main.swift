@@ -237,11 +237,25 @@ enum Manager {
         let argument = message.word(atByte: 0)
         let memoryLimit = message.word(atByte: 8)
         let options = message.word(atByte: 16)
-        let (start, tagged) = try sortHandles(attached, count, tags: message.word(atByte: 24))
+        let (start, attachedTagged) = try sortHandles(attached, count, tags: message.word(atByte: 24))
         let nameLength = message.word(atByte: 32)
         let textLength = message.word(atByte: 40)
         guard nameLength >= 1, nameLength <= 64, textLength <= 208, options == 0,
               message.length == 48 + Int(nameLength + textLength) else { throw .invalidArgument }
+        // The client pays: its own process handle (tag `.ownProcess`, the account right) is
+        // where the program's account hangs, so the client's limit bounds what it starts here.
+        // It stays here; the program gets its own.
+        var tagged = StartHandles()
+        var payer: Handle?
+        for index in 0..<attachedTagged.count {
+            if attachedTagged.tag(index) == StartTag.ownProcess.rawValue {
+                guard payer == nil else { throw .invalidArgument }
+                payer = attachedTagged.handle(index)
+            } else {
+                tagged.appendRaw(attachedTagged.tag(index), attachedTagged.handle(index))
+            }
+        }
+        guard let payer else { throw .accessDenied }
         var name = InlineArray<64, UInt8>(repeating: 0)
         var text = InlineArray<208, UInt8>(repeating: 0)
         for index in 0..<Int(nameLength) { name[index] = message[byte: 48 + index] }
@@ -249,12 +263,20 @@ enum Manager {
         guard clientSlotsInUse < clientSlotCapacity else { throw .queueFull }
         // The client's authority over the child is the handle it gets back, made first so that
         // a spawn that cannot answer with one is undone.
-        let slot = try withBytes(&name, Int(nameLength)) { program throws(KernelError) in
-            try withBytes(&text, Int(textLength)) { arguments throws(KernelError) in
-                try launch(program, argument: argument, start: start, handles: tagged, arguments: arguments,
-                           memoryLimit: memoryLimit, service: -1, taken: &taken)
+        let slot: Int
+        do throws(KernelError) {
+            slot = try withBytes(&name, Int(nameLength)) { program throws(KernelError) in
+                try withBytes(&text, Int(textLength)) { arguments throws(KernelError) in
+                    try launch(program, argument: argument, start: start, handles: tagged, arguments: arguments,
+                               memoryLimit: memoryLimit, account: payer, service: -1, taken: &taken)
+                }
             }
+        } catch {
+            // Not taken, it is closed with the other attached handles.
+            if taken { try? IPC.close(payer) }
+            throw error
         }
+        try? IPC.close(payer)
         slots[slot].requester = message.sender.value
         let handle: Handle
         do throws(KernelError) {
@@ -281,7 +303,7 @@ enum Manager {
     /// Starts `program` in a free slot (one whose process ended and was never waited for is
     /// reused if none is free) and asks for its end to ring `bell`. Returns the slot.
     static func launch(_ program: UnsafeRawBufferPointer, argument: UInt64, start: Handle?, handles: StartHandles,
-                       arguments: UnsafeRawBufferPointer, memoryLimit: UInt64, service: Int,
+                       arguments: UnsafeRawBufferPointer, memoryLimit: UInt64, account: Handle = .none, service: Int,
                        taken: inout Bool) throws(KernelError) -> Int {
         guard let slot = freeSlot() else { throw .queueFull }
         guard let file = loader.file(named: program) else { throw .notFound }
@@ -306,7 +328,7 @@ enum Manager {
         do throws(KernelError) {
             (process, id) = try ProgramLoader.spawn(file: file, name: program, argument: argument, startHandle: start,
                                                     handles: given, arguments: arguments, memoryLimit: memoryLimit,
-                                                    sharing: loader.sharedSource)
+                                                    account: account, sharing: loader.sharedSource)
         } catch {
             for index in 0..<added.count { try? IPC.close(added.handle(index)) }
             throw error

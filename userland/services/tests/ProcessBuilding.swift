@@ -237,12 +237,22 @@ func testProcessBuilding(_ suite: inout Suite) {
                 && raw(SystemCallNumber.memoryAccount.rawValue, handle.value).status == error(.accessDenied)
         } ?? false
         if let object { try? IPC.close(object) }
+        // A process made on its account (processCreate's `account`) is paid through it too.
+        let beforeChild = try? System.invoke(SystemCall.MemoryAccount(process: process))
+        let child = try? ProcessHandles.create("paid", account: process).handle
+        let withChild = try? System.invoke(SystemCall.MemoryAccount(process: process))
+        if let child { try? IPC.close(child) }
+        let childPaid = child != nil && withChild.map { $0.used > (beforeChild?.used ?? .max) } == true
+        let childNoRight = (try? IPC.duplicate(process, rights: [.wait, .control])).map { handle in
+            defer { try? IPC.close(handle) }
+            return catching { () throws(KernelError) in _ = try ProcessHandles.create("unpaid", account: handle) } == .accessDenied
+        } ?? false
         let end = try? System.invoke(SystemCall.MemoryAccount(process: process))
         charged = object != nil && start?.limit == 256 * 1024 && during.map { $0.used >= (start?.used ?? 0) + 64 * 1024 } == true
-            && end?.used == start?.used && tooMuch && noRight
+            && end?.used == start?.used && tooMuch && noRight && childPaid && childNoRight
         try? IPC.close(process)
     }
-    suite.check(charged, "with the account right a memory object is charged to another process, within its limit, and its account is read")
+    suite.check(charged, "with the account right a memory object or a new process (processCreate's account) is charged to another process, within its limit, and its account is read; without it both are refused")
 
     // Processes that never started and that only unstarted processes hold. A chain of them,
     // each holding the next one's only handle, ends link by link when its head is closed (the

@@ -27,6 +27,7 @@ func testProcessManager(_ suite: inout Suite) {
     if let manager = try? ProcessManager.start(with: loader, ramdisk: ramdisk) {
         let client = manager.client
         testManagedPrograms(&suite, client)
+        testSpawnsArePaid(&suite, client, loader)
         testHostileRequests(&suite, client)
         testSupervision(&suite, client)
         ProcessHandles.discard(manager.process)
@@ -40,6 +41,30 @@ func testProcessManager(_ suite: inout Suite) {
     let objectsAfter = System.kernelObjects.objects
     suite.check(objectsAfter == objectsBefore && framesBefore + heapBefore.pages == framesAfter + heapAfter.pages,
                 "the loader and process manager leave nothing behind: kernel objects \(objectsBefore) before, \(objectsAfter) after; free frames \(framesBefore) + heap pages \(heapBefore.pages) before, \(framesAfter) + \(heapAfter.pages) after")
+}
+
+/// What a client asks the process manager for is paid from the client's account, within its
+/// limit: crasher 15, started here with a limit of 1 MiB or none, asks the manager for crasher 16,
+/// which maps 2 MiB. Under the limit the mapping is refused (or the program not even started);
+/// without it, it is made. (The manager used to start every program on its own account, which
+/// no client's limit bounds.)
+func testSpawnsArePaid(_ suite: inout Suite, _ manager: ProcessManager, _ loader: ProgramLoader) {
+    let mark = System.outOfMemoryResults
+    var codes = InlineArray<2, UInt64>(repeating: 99)
+    for (index, limit) in [UInt64(0), 1 << 20].enumerated() {
+        var handles = StartHandles()
+        guard let port = try? IPC.duplicate(manager.port, rights: [.send, .duplicate, .transfer]) else { continue }
+        handles.append(.processManager, port)
+        guard let child = try? loader.spawn("crasher", argument: 15 | (2 << 20) << 8, handles: handles, memoryLimit: limit) else {
+            try? IPC.close(port)
+            continue
+        }
+        if let end = try? ProcessHandles.wait(child.process), end.reason == .exited { codes[index] = end.code }
+        try? IPC.close(child.process)
+    }
+    suite.check(codes[0] == 0 && (codes[1] == 12 || codes[1] == 13),
+                "a program started through the process manager is paid by its client: 2 MiB mapped when the client has no limit (code \(codes[0])), refused under the client's 1 MiB (code \(codes[1]))",
+                since: mark)
 }
 
 /// The loader maps a program's read-only segments from the ramdisk (every file starts on a page
