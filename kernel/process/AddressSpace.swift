@@ -354,7 +354,10 @@ final class AddressSpace {
             nextMapAddress = end
             return start
         }
-        return lowestGap(span: size + pageSize)
+        guard let start = lowestGap(span: size + pageSize) else { return nil }
+        // The cursor stays past it, so that the forward step never hands out a place it overlaps.
+        nextMapAddress = max(nextMapAddress, start + size + pageSize)
+        return start
     }
 
     /// Where `map`'s addresses end: the initial stack's place.

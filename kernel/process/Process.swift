@@ -260,11 +260,9 @@ enum Processes {
     // MARK: Starting programs
 
     /// A new process named `name`, a child of `parent` (none: init), with an empty address space
-    /// and no thread. It gets a memory account under its parent's (the root's for init) limited
-    /// to `memoryLimit` bytes (0: only the ancestors' limits), which pays for everything it
-    /// holds, the process object first.
-    /// A new process, a child of `parent`, whose account hangs under `account` (the parent's if
-    /// nil, the root's without a parent) with `memoryLimit` of its own (0: none).
+    /// and no thread. It gets a memory account under `account` (nil: its parent's, the root's for
+    /// init) limited to `memoryLimit` bytes (0: only the ancestors' limits), which pays for
+    /// everything it holds, the process object first.
     static func create(name: UnsafeRawBufferPointer, parent: Process?, account: MemoryAccount? = nil,
                        memoryLimit: UInt64) throws(KernelError) -> Process {
         try KernelMemory.checkRoom(for: .process)

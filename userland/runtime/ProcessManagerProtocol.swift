@@ -12,7 +12,9 @@ public enum ProcessManagerRequest: UInt64, Sendable {
     /// `StartTag`), 4 name length, 5 argument text length; the name, then the text, from byte
     /// 48. One handle must be the client's own process handle with the account right, tagged
     /// `.ownProcess`: the program's memory account hangs under the client's, so the client's
-    /// limit bounds it (`accessDenied` without one; it stays with the manager, which closes it).
+    /// limit bounds it (it stays with the manager, which closes it). Without one the request is
+    /// refused (`accessDenied`) but on the control port, where the program runs on the manager's
+    /// account as a service does (init, which has no handle to itself, spawns so).
     /// Reply: word 0 the process id, and the process handle (wait, control, transfer): the
     /// caller waits for the program and ends it with that. (Labels 2 and 3, wait and kill by
     /// process id, are retired: they took the sender's id as authority.)
@@ -225,7 +227,10 @@ public struct ProcessManager {
     /// in word 3) to the control port if `control` (refused without one), else to the manager's
     /// port, and checks the reply.
     func call(_ message: inout IPCMessage, _ handles: StartHandles, control: Bool = false) throws(KernelError) -> IPCMessage {
-        guard handles.count <= IPCMessageLayout.maximumHandles else { throw .invalidArgument }
+        guard handles.count <= IPCMessageLayout.maximumHandles else {
+            for index in 0..<handles.count { try? IPC.close(handles.handle(index)) }
+            throw .invalidArgument
+        }
         var tags: UInt64 = 0
         for index in 0..<handles.count {
             message.attach(handles.handle(index))
@@ -254,8 +259,11 @@ public struct ProcessManager {
                       arguments: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
                       handles: ClientHandles = ClientHandles(), memoryLimit: UInt64 = 0) throws(KernelError) -> ChildProcess {
         var handles = handles
-        if let own = ProgramStart.handle(.ownProcess), let copy = try? IPC.duplicate(own, rights: [.account, .transfer]) {
+        var paid: Handle?
+        if handles.tagged.count < IPCMessageLayout.maximumHandles, let own = ProgramStart.handle(.ownProcess),
+           let copy = try? IPC.duplicate(own, rights: [.account, .transfer]) {
             handles.append(.ownProcess, copy)
+            paid = copy
         }
         var message = IPCMessage(label: ProcessManagerRequest.spawn.rawValue)
         message.setWord(atByte: 0, argument)
@@ -263,10 +271,12 @@ public struct ProcessManager {
         message.setWord(atByte: 32, UInt64(program.count))
         message.setWord(atByte: 40, UInt64(arguments.count))
         guard message.setBytes(atByte: 48, program), message.setBytes(atByte: 48 + program.count, arguments) else {
+            if let paid { try? IPC.close(paid) }
             throw .invalidArgument
         }
         message.length = 48 + program.count + arguments.count
-        let reply = try call(&message, handles.tagged)
+        // Without a handle to pay with (init has none), only the control port may take it.
+        let reply = try call(&message, handles.tagged, control: paid == nil && control != nil)
         guard reply.handleCount == 1 else {
             for index in 0..<min(reply.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(reply.handle(index)) }
             throw .invalidArgument

@@ -191,7 +191,7 @@ enum Manager {
             let request = ProcessManagerRequest(rawValue: message.label)
             if let request, request.needsControl, !control { throw .accessDenied }
             switch request {
-            case .spawn: try spawn(&message, attached, count, taken: &taken)
+            case .spawn: try spawn(&message, attached, count, control: control, taken: &taken)
             case .list: list(&message)
             case .startService: try startService(&message, attached, count, taken: &taken)
             case .serviceEndpoint: try serviceEndpoint(&message)
@@ -232,7 +232,7 @@ enum Manager {
         return (start, tagged)
     }
 
-    static func spawn(_ message: inout IPCMessage, _ attached: InlineArray<4, Handle>, _ count: Int,
+    static func spawn(_ message: inout IPCMessage, _ attached: InlineArray<4, Handle>, _ count: Int, control: Bool,
                       taken: inout Bool) throws(KernelError) {
         let argument = message.word(atByte: 0)
         let memoryLimit = message.word(atByte: 8)
@@ -244,7 +244,9 @@ enum Manager {
               message.length == 48 + Int(nameLength + textLength) else { throw .invalidArgument }
         // The client pays: its own process handle (tag `.ownProcess`, the account right) is
         // where the program's account hangs, so the client's limit bounds what it starts here.
-        // It stays here; the program gets its own.
+        // It stays here; the program gets its own. Only on the control port may a spawn go
+        // without one (init has no handle to itself): the program then runs on this server's
+        // account, as services do.
         var tagged = StartHandles()
         var payer: Handle?
         for index in 0..<attachedTagged.count {
@@ -255,7 +257,7 @@ enum Manager {
                 tagged.appendRaw(attachedTagged.tag(index), attachedTagged.handle(index))
             }
         }
-        guard let payer else { throw .accessDenied }
+        guard payer != nil || control else { throw .accessDenied }
         var name = InlineArray<64, UInt8>(repeating: 0)
         var text = InlineArray<208, UInt8>(repeating: 0)
         for index in 0..<Int(nameLength) { name[index] = message[byte: 48 + index] }
@@ -268,15 +270,15 @@ enum Manager {
             slot = try withBytes(&name, Int(nameLength)) { program throws(KernelError) in
                 try withBytes(&text, Int(textLength)) { arguments throws(KernelError) in
                     try launch(program, argument: argument, start: start, handles: tagged, arguments: arguments,
-                               memoryLimit: memoryLimit, account: payer, service: -1, taken: &taken)
+                               memoryLimit: memoryLimit, account: payer ?? .none, service: -1, taken: &taken)
                 }
             }
         } catch {
             // Not taken, it is closed with the other attached handles.
-            if taken { try? IPC.close(payer) }
+            if taken, let payer { try? IPC.close(payer) }
             throw error
         }
-        try? IPC.close(payer)
+        if let payer { try? IPC.close(payer) }
         slots[slot].requester = message.sender.value
         let handle: Handle
         do throws(KernelError) {
@@ -483,10 +485,17 @@ enum Manager {
             forget(index)
             throw error
         }
+        let publicSendRight: Handle
+        do throws(KernelError) {
+            publicSendRight = try IPC.duplicate(services[index].port, rights: [.send, .duplicate, .transfer])
+        } catch {
+            if let privateSendRight { try? IPC.close(privateSendRight) }
+            throw error
+        }
         clear(&message, label: 0)
         message.setWord(atByte: 0, services[index].lastID)
         message.length = 8
-        message.attach(try IPC.duplicate(services[index].port, rights: [.send, .duplicate, .transfer]))
+        message.attach(publicSendRight)
         if let privateSendRight { message.attach(privateSendRight) }
     }
 

@@ -101,8 +101,8 @@ enum ProcessCommands {
             return
         }
         // The program writes to the console this shell writes to; in the foreground it may also
-        // read the terminal (a copy it cannot duplicate: it ends with the program, or with the
-        // programs it hands it to).
+        // read the terminal (a copy it cannot duplicate: it ends with the program, or with a
+        // program it moves it to).
         var handles = ClientHandles()
         if let console = ConsoleOutput.current, let copy = try? IPC.duplicate(console, rights: [.send, .duplicate, .transfer]) {
             handles.append(.console, copy)

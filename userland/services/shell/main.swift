@@ -83,10 +83,7 @@ enum ShellState {
         var reported = false
         while true {
             if let port = ConsoleOutput.reconnect(replacing: stale) {
-                if port != registered, let copy = try? IPC.duplicate(interrupt, rights: [.signal, .transfer]) {
-                    try? Console(terminalPort).setInterrupt(copy)
-                    registered = port
-                }
+                if port != registered, reclaimInterrupt() { registered = port }
                 return
             }
             if !reported {
@@ -96,6 +93,15 @@ enum ShellState {
             }
             System.sleep(nanoseconds: 100_000_000)
         }
+    }
+
+    /// Gives the console our interrupt notification (again), through the terminal; false if no
+    /// copy of it could be made.
+    @discardableResult
+    static func reclaimInterrupt() -> Bool {
+        guard let copy = try? IPC.duplicate(interrupt, rights: [.signal, .transfer]) else { return false }
+        try? Console(terminalPort).setInterrupt(copy)
+        return true
     }
 
     /// Reads and edits a line; false if it was abandoned (Ctrl-C).
@@ -166,6 +172,9 @@ enum ShellState {
     /// Waits for foreground program `child` to end; Ctrl-C kills it. Its end, if known; its
     /// process handle is closed.
     static func waitForeground(_ child: ChildProcess) -> (reason: ExitReason, code: UInt64)? {
+        // The program held the terminal and may have named a Ctrl-C notification of its own:
+        // Ctrl-C comes back to the shell when it is done.
+        defer { reclaimInterrupt() }
         _ = try? IPC.wait(ended, timeout: 0)
         var killed = false
         // The terminal goes to the program. A Ctrl-C typed after the command's line is for it:
