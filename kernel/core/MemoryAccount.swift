@@ -1,8 +1,9 @@
 // Memory accounts: who pays for the memory the kernel holds on a process's behalf. Every process
 // has an account with a limit, set by whoever created it, and its account is a child of its
 // creator's (or of the account of a process whose handle with the account right the creator
-// named, as a process manager does for its clients): a charge is taken from the account and from every ancestor at once, or from none,
-// so a process can never hold more than any ancestor's limit allows for its whole subtree.
+// named, as a process manager does for its clients): a charge is taken from the account and from
+// every ancestor at once, or from none, so a process can never hold more than any ancestor's
+// limit allows for its whole subtree.
 // User pages, translation tables, kernel stacks and kernel objects are all charged, by size;
 // each is released when the memory goes back.
 

@@ -348,15 +348,16 @@ final class AddressSpace {
     /// unmaps for ever never runs out of addresses.
     /// (`size` is at most 1 GiB: the callers' bound.)
     func reserveMapAddress(size: UInt64) -> UInt64? {
+        let span = size + pageSize
         let start = nextMapAddress
-        let (end, overflow) = start.addingReportingOverflow(size + pageSize)
+        let (end, overflow) = start.addingReportingOverflow(span)
         if !overflow && end <= Self.mapLimit {
             nextMapAddress = end
             return start
         }
-        guard let start = lowestGap(span: size + pageSize) else { return nil }
+        guard let start = lowestGap(span: span) else { return nil }
         // The cursor stays past it, so that the forward step never hands out a place it overlaps.
-        nextMapAddress = max(nextMapAddress, start + size + pageSize)
+        nextMapAddress = max(nextMapAddress, start + span)
         return start
     }
 

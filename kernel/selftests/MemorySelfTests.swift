@@ -172,7 +172,7 @@ func checkMapAddressReuse(_ run: inout SelfTestRun) {
         return
     }
     let base = UserSpace.mapBase
-    let top = UserSpace.stackTop - UserSpace.stackSize
+    let top = AddressSpace.mapLimit
     func mapped(_ size: UInt64) -> UInt64 {
         guard let start = space.reserveMapAddress(size: size),
               (try? space.mapZeroed(at: start, size: size, permissions: .write)) != nil else { return 0 }

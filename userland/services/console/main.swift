@@ -181,14 +181,14 @@ struct ConsoleServer {
                 }
                 continue
             }
-            let fromTerminal = terminal != nil && ready == 0
+            let fromTerminal = ready == 0 ? terminal : nil
             do throws(KernelError) {
-                try IPC.receive(fromTerminal ? terminal ?? port : port, into: &message, timeout: 0)
+                try IPC.receive(fromTerminal ?? port, into: &message, timeout: 0)
             } catch {
                 continue
             }
             requests &+= 1
-            handle(&message, fromTerminal: fromTerminal)
+            handle(&message, fromTerminal: fromTerminal != nil)
             // A read made room: take what waits in the UART, held back again (not dropped) if
             // the queue fills once more.
             if (holdingBack || overflowing) && inputCount < Self.inputCapacity {

@@ -138,15 +138,15 @@ struct DiskTest {
                      "the device got each of the \(requests) requests once: \(submitted) chains handed over, \(completed) returned")
 
         // 2. Refusals.
-        let pastEnd = refusal { () throws(KernelError) in try disk.read(sector: info.sectors, count: 1) }
-        let straddling = refusal { () throws(KernelError) in try disk.write(sector: info.sectors - 1, count: 2) }
+        let pastEnd = catching { () throws(KernelError) in try disk.read(sector: info.sectors, count: 1) }
+        let straddling = catching { () throws(KernelError) in try disk.write(sector: info.sectors - 1, count: 2) }
         var raw = IPCMessage(label: BlockServiceRequest.read.rawValue)
         raw.setWord(atByte: 8, 0)
         raw.length = 24
-        let noSectors = refusal { () throws(KernelError) in _ = try disk.perform(raw) }
+        let noSectors = catching { () throws(KernelError) in _ = try disk.perform(raw) }
         raw.setWord(atByte: 8, 1)
         raw.setWord(atByte: 16, UInt64(disk.bufferBytes))
-        let pastBuffer = refusal { () throws(KernelError) in _ = try disk.perform(raw) }
+        let pastBuffer = catching { () throws(KernelError) in _ = try disk.perform(raw) }
         checks.check(pastEnd == .invalidArgument && straddling == .invalidArgument && noSectors == .invalidArgument
                      && pastBuffer == .invalidArgument,
                      "refused with invalid argument: a read past the end, a write across it, 0 sectors, bytes past the buffer")
@@ -155,15 +155,6 @@ struct DiskTest {
         // 3. Crashes under a copy.
         crashesUnderCopy(sectors: info.sectors, &checks)
         checks.finish()
-    }
-
-    static func refusal(_ body: () throws(KernelError) -> Void) -> KernelError? {
-        do throws(KernelError) {
-            try body()
-            return nil
-        } catch {
-            return error
-        }
     }
 
     static func crashesUnderCopy(sectors: UInt64, _ checks: inout TestChecks) {

@@ -652,9 +652,7 @@ enum Manager {
             return
         }
         guard services[index].policy.restarts(after: reason, code: code) else {
-            deregister(service: index, restarting: false)
-            services[index].state = .stopped
-            closePrivatePort(index)
+            leaveStopped(index)
             line.write("; not restarted")
             System.print(FormattedText(line: line))
             return
@@ -664,9 +662,7 @@ enum Manager {
             && time - services[index].recent[0] < ticks(milliseconds: Supervision.window)
         if tooOften {
             System.print(FormattedText(line: line))
-            deregister(service: index, restarting: false)
-            services[index].state = .stopped
-            closePrivatePort(index)
+            leaveStopped(index)
             log(index, "restarted too often; left stopped", id: nil)
             return
         }
@@ -764,6 +760,13 @@ enum Manager {
         closePrivatePort(index)
         for handle in 0..<services[index].handles.count { try? IPC.close(services[index].handles.handle(handle)) }
         services[index] = Service()
+    }
+
+    /// Service `index` is not started again: its name goes, and its private port.
+    static func leaveStopped(_ index: Int) {
+        deregister(service: index, restarting: false)
+        services[index].state = .stopped
+        closePrivatePort(index)
     }
 
     /// Lets service `index`'s private port go, once no instance will run again: with its last
