@@ -18,13 +18,14 @@ LEFT, RIGHT, UP, DOWN = "\x1b[D", "\x1b[C", "\x1b[A", "\x1b[B"
 BACKSPACE, CTRL_C, CTRL_U = "\x7f", "\x03", "\x15"
 
 
-def default_session(deadline: float = 120.0) -> Session:
-    """`make run`'s machine: no command line, and a fresh 4 MiB disk (removed at exit)."""
+def default_session(deadline: float = 120.0, smp: int = 1) -> Session:
+    """`make run`'s machine (with `smp` CPUs): no command line, and a fresh 4 MiB disk (removed at
+    exit)."""
     descriptor, name = tempfile.mkstemp(suffix=".img")
     os.ftruncate(descriptor, 4 << 20)
     os.close(descriptor)
     atexit.register(os.remove, name)
-    return Session(qemu_command(append="", initrd=INITRD, extra=disk_arguments(name)), deadline=deadline)
+    return Session(qemu_command(append="", initrd=INITRD, smp=smp, extra=disk_arguments(name)), deadline=deadline)
 
 
 def command(session: Session, text: str, *patterns: str, timeout: float = 20.0) -> list[re.Match]:
@@ -208,6 +209,12 @@ def shell_at_the_terminal() -> BootResult:
         # (It may end before the shell says it runs, and is collected at the next prompt.)
         command(session, "spawn chatter read &\r", r"chatter: no terminal to read from",
                 r"\[\d+\] chatter exited with code 1")
+        # The terminal a foreground program gets is a loan that ends with it: a child it moved
+        # the loan to before ending fails to read (the console closed the loan), and what is
+        # typed next goes to the shell.
+        command(session, "spawn chatter pass\r", r"chatter: passed the terminal to process \d+",
+                r"\[\d+\] chatter exited with code 0")
+        session.expect(r"chatter: read failed: peer closed")
         command(session, "uptime\r", r"uptime: \d+\.\d{3} s since boot")
         ctrl_c_ends_spinner(session)
 
@@ -226,6 +233,29 @@ def shell_at_the_terminal() -> BootResult:
     result.expect_in_order(r"^console: ready \(PL011, interrupt 33, kernel log\)$", r"^init: started console \(process \d+\)$",
                            r"^init: started shell \(process \d+\)$", r"^shell: SwiftKernel shell; type help for the commands$")
     result.expect_no_line(r"Kernel panic|faulted")
+    return result
+
+
+def console_under_flood() -> BootResult:
+    """The console takes its sources in turn. On two CPUs, two programs asking its public port
+    for statistics without a pause keep a request always waiting there, yet what is typed gets
+    through: the shell reads commands and hears Ctrl-C. A foreground program flooding the
+    terminal lent it is still ended by Ctrl-C."""
+    with default_session(smp=2) as session:
+        flooders = [background(session, "spawn chatter flood &\r", "chatter") for _ in range(2)]
+        time.sleep(1.0)
+        command(session, "uptime\r", r"uptime: \d+\.\d{3} s since boot")
+        ctrl_c_ends_spinner(session)
+        for flooder in flooders:
+            command(session, f"kill {flooder}\r", rf"\[{flooder}\] chatter was killed")
+        command(session, "spawn chatter flood terminal\r", r"chatter: flooding the terminal")
+        time.sleep(1.0)
+        session.type(CTRL_C)
+        ended = session.expect(r"shell: Ctrl-C: ending process (\d+)\r?\n")
+        session.expect(rf"\[{ended[1]}\] chatter was killed")
+        command(session, "uptime\r", r"uptime: \d+\.\d{3} s since boot")
+    result = session.result()
+    result.expect_no_line(r"Kernel panic|faulted|a request failed")
     return result
 
 

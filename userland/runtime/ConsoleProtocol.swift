@@ -11,11 +11,15 @@
 // | 4 set interrupt | who hears Ctrl-C | nothing | a notification (signal) | nothing |
 // | 5 statistics | the driver's counters | nothing | none | words 0-6: bytes written, bytes read, interrupts, requests, Ctrl-C interrupts, bytes dropped, hold-backs |
 // | 6 foreground | the terminal goes to a program: Ctrl-C interrupts again | nothing | none | nothing |
+// | 7 lend | a loan of the terminal for a program; ends the one before | nothing | none | a send right (send, transfer) to the loan |
+// | 8 end loan | the loan ends: its port closes, a read waiting through it fails `peerClosed` | nothing | none | nothing |
 //
-// Reads (2, 3), set interrupt (4) and foreground (6) are served only on the terminal, the
-// console's private port (start tag `.terminal` for its holders): on the public port, the one
-// registered as `console`, they are answered `accessDenied`. Writes and statistics are served on
-// both.
+// Reads (2, 3), set interrupt (4), foreground (6) and the loans (7, 8) are served only on the
+// terminal, the console's private port (start tag `.terminal` for its holders): on the public
+// port, the one registered as `console`, they are answered `accessDenied`. Writes and statistics
+// are served on both. A loan is a port of the console's served as the terminal, but for the loans
+// themselves, until the holder of the terminal ends it: the program it was lent to may move it
+// on, and whoever holds it then loses it with the loan.
 //
 // One read waits at a time: a newer read answers the older one `wouldBlock`. While the terminal
 // is raw (from a raw read until a line read or `foreground`), Ctrl-C is a byte like any other,
@@ -33,14 +37,19 @@ public enum ConsoleRequest: UInt64, Sendable {
     case setInterrupt = 4
     case statistics = 5
     case foreground = 6
+    case lend = 7
+    case endLoan = 8
 
-    /// Whether only the terminal (the private port) takes it.
+    /// Whether only the terminal (the private port) or a loan of it takes it.
     public var needsTerminal: Bool {
         switch self {
-        case .readLine, .readRaw, .setInterrupt, .foreground: return true
+        case .readLine, .readRaw, .setInterrupt, .foreground, .lend, .endLoan: return true
         case .write, .statistics: return false
         }
     }
+
+    /// Whether only the terminal itself takes it, not a loan.
+    public var needsOwnTerminal: Bool { self == .lend || self == .endLoan }
 }
 
 public enum ConsoleReadResult: UInt64, Sendable {
@@ -112,6 +121,27 @@ public struct Console {
     /// read, and one typed while the terminal was raw and not read yet interrupts now.
     public func foreground() throws(KernelError) {
         var message = IPCMessage(label: ConsoleRequest.foreground.rawValue)
+        try IPC.call(port, &message)
+        try Self.check(message)
+    }
+
+    /// A loan of the terminal for a program (moved to it): served as the terminal until
+    /// `endLoan` or the next `lend`.
+    public func lend() throws(KernelError) -> Handle {
+        var message = IPCMessage(label: ConsoleRequest.lend.rawValue)
+        try IPC.call(port, &message)
+        let handles = min(message.handleCount, IPCMessageLayout.maximumHandles)
+        guard message.label == 0, handles == 1 else {
+            for index in 0..<handles { try? IPC.close(message.handle(index)) }
+            try Self.check(message)
+            throw .invalidArgument
+        }
+        return message.handle(0)
+    }
+
+    /// Ends the loan of the terminal: whoever holds it can use it no more.
+    public func endLoan() throws(KernelError) {
+        var message = IPCMessage(label: ConsoleRequest.endLoan.rawValue)
         try IPC.call(port, &message)
         try Self.check(message)
     }

@@ -5,7 +5,11 @@
 // lines from the terminal the shell lends its foreground program (the console's line discipline:
 // echo, backspace, Ctrl-U) and prints each, until Ctrl-D. `chatter steal` tries what the terminal
 // alone may do through the console's public port, which anyone may look up: a read, its own
-// Ctrl-C notification, `foreground`; each should be refused.
+// Ctrl-C notification, `foreground`; each should be refused. `chatter flood` asks the console for
+// its statistics as fast as it answers, through the public port (`chatter flood terminal`: through
+// the terminal lent it), until killed: typed input and Ctrl-C must still get through.
+// `chatter pass` moves the terminal lent it to a child, `chatter read`, and ends at once: the loan
+// ends with it, so the child's read fails.
 
 @main
 struct Chatter {
@@ -38,8 +42,12 @@ struct Chatter {
             readLines()
         } else if words.equals(0, "steal") {
             steal()
+        } else if words.equals(0, "pass") {
+            passTerminal()
+        } else if words.equals(0, "flood") {
+            flood(throughTerminal: words.equals(1, "terminal"))
         } else {
-            System.print("usage: chatter print|alloc [N], chatter read or chatter steal")
+            System.print("usage: chatter print|alloc [N], chatter read, chatter steal, chatter flood [terminal] or chatter pass")
             System.exit(2)
         }
     }
@@ -96,6 +104,50 @@ func steal() {
     System.print("chatter: through the console's public port: read \(said(read)), interrupt notification \(said(interrupt)), foreground \(said(foreground))")
     try? IPC.close(port)
     System.exit(read == .accessDenied && interrupt == .accessDenied && foreground == .accessDenied ? 0 : 1)
+}
+
+/// Moves the terminal lent to this program to a child that reads from it (`chatter read`, which
+/// writes where this program does), and ends without waiting for it.
+func passTerminal() {
+    guard let terminal = ProgramStart.handle(.terminal), let manager = SystemServices.processManager else {
+        System.print("chatter: no terminal or no process manager to pass it on with")
+        System.exit(1)
+    }
+    var handles = ClientHandles()
+    handles.append(.terminal, terminal)
+    if let console = ConsoleOutput.current, let copy = try? IPC.duplicate(console, rights: [.send, .duplicate, .transfer]) {
+        handles.append(.console, copy)
+    }
+    do throws(KernelError) {
+        let child = try manager.spawn(UnsafeRawBufferPointer("chatter"), arguments: UnsafeRawBufferPointer("read"),
+                                      handles: handles)
+        System.print("chatter: passed the terminal to process \(child.id.value)")
+        try? IPC.close(child.process)
+    } catch {
+        System.print("chatter: could not pass the terminal on: \(error)")
+        System.exit(1)
+    }
+    System.exit(0)
+}
+
+/// Requests without a pause, each answered before the next, until killed (or refused).
+func flood(throughTerminal: Bool) {
+    let port = throughTerminal ? ProgramStart.handle(.terminal) : try? SystemServices.lookup("console").port
+    guard let port else {
+        System.print(throughTerminal ? "chatter: no terminal to flood" : "chatter: no console to look up")
+        System.exit(1)
+    }
+    System.print(throughTerminal ? "chatter: flooding the terminal" : "chatter: flooding the console's public port")
+    var answered: UInt64 = 0
+    while true {
+        do throws(KernelError) {
+            _ = try Console(port).statistics()
+            answered &+= 1
+        } catch {
+            System.print("chatter: a request failed after \(answered) answered: \(error)")
+            System.exit(1)
+        }
+    }
 }
 
 /// How a request ended, for the line `steal` prints.

@@ -116,9 +116,14 @@ struct ConsoleServer {
     var inputStart = 0
     var inputCount = 0
     var line = LineDiscipline()
-    /// The reply capability of the read waiting, and whether it is raw.
+    /// The reply capability of the read waiting, whether it is raw, and whether it came through
+    /// the loan (which, ended, fails it).
     var reader: Handle?
     var readerRaw = false
+    var readerFromLoan = false
+    /// The terminal lent to a program (`lend`): a port of this driver's, served as the terminal
+    /// but for lending, until `endLoan`, the next `lend`, or this instance's end closes it.
+    var loan: Handle?
     /// Whether the terminal is raw: from a raw read until a line read or `foreground`. Ctrl-C is
     /// then a byte like any other.
     var rawMode = false
@@ -143,6 +148,7 @@ struct ConsoleServer {
 
     mutating func serve(port: Handle, terminal: Handle?, bell: Handle, interrupt: Handle) {
         var message = IPCMessage()
+        var turn = 0
         // Bytes typed while no driver ran (before this one, or between instances) wait in the FIFO.
         drain()
         while true {
@@ -155,21 +161,29 @@ struct ConsoleServer {
                 drain()
                 continue
             }
-            // The terminal, if there is one, then the public port, then the bell: a client
-            // flooding the public port cannot hold the terminal's requests back.
-            var handles = InlineArray<3, UInt64>(repeating: 0)
-            var count = 0
+            // Taken in turn: each wait starts with the source after the one served last, so none
+            // holds the others back. A client flooding the public port cannot starve typed input
+            // (the bell) or the terminal, nor a program flooding the terminal Ctrl-C. The sources:
+            // the terminal and its loan, when there are, the bell, the public port.
+            var sources = InlineArray<4, UInt64>(repeating: 0)
+            var sourceCount = 0
             if let terminal {
-                handles[count] = terminal.value
-                count += 1
+                sources[sourceCount] = terminal.value
+                sourceCount += 1
             }
-            handles[count] = port.value
-            handles[count + 1] = bell.value
-            count += 2
-            guard let ready = try? withUnsafeMutablePointer(to: &handles, { words throws(KernelError) in
-                try System.invoke(SystemCall.WaitAny(handles: UserAddress(words), count: UInt64(count), timeout: holdBackLeft))
-            }).index else { continue }
-            if ready == count - 1 {
+            if let loan {
+                sources[sourceCount] = loan.value
+                sourceCount += 1
+            }
+            sources[sourceCount] = bell.value
+            sources[sourceCount + 1] = port.value
+            sourceCount += 2
+            let source = nextReady(among: sources, count: sourceCount, startingAt: turn % sourceCount,
+                                   timeout: holdBackLeft)
+            guard let source else { continue }
+            turn = source + 1
+            let ready = Handle(sources[source])
+            if ready == bell {
                 let bits = (try? IPC.wait(bell, timeout: 0)) ?? 0
                 if bits & Self.logBit != 0 { writeKernelLog() }
                 if bits & Self.interruptBit != 0 {
@@ -181,14 +195,13 @@ struct ConsoleServer {
                 }
                 continue
             }
-            let fromTerminal = ready == 0 ? terminal : nil
             do throws(KernelError) {
-                try IPC.receive(fromTerminal ?? port, into: &message, timeout: 0)
+                try IPC.receive(ready, into: &message, timeout: 0)
             } catch {
                 continue
             }
             requests &+= 1
-            handle(&message, fromTerminal: fromTerminal != nil)
+            handle(&message, from: ready == terminal ? .terminal : ready == loan ? .loan : .publicPort)
             // A read made room: take what waits in the UART, held back again (not dropped) if
             // the queue fills once more.
             if (holdingBack || overflowing) && inputCount < Self.inputCapacity {
@@ -196,6 +209,18 @@ struct ConsoleServer {
                 drain()
             }
         }
+    }
+
+    /// The index in `sources` of one ready to be served, waiting at most `timeout` ns (nil: none
+    /// was, or the wait failed): the first ready in order from `start`, round the end.
+    func nextReady(among sources: InlineArray<4, UInt64>, count: Int, startingAt start: Int,
+                   timeout: UInt64) -> Int? {
+        var order = InlineArray<4, UInt64>(repeating: 0)
+        for position in 0..<count { order[position] = sources[(start + position) % count] }
+        guard let ready = try? withUnsafeMutablePointer(to: &order, { words throws(KernelError) in
+            try System.invoke(SystemCall.WaitAny(handles: UserAddress(words), count: UInt64(count), timeout: timeout))
+        }).index else { return nil }
+        return (start + Int(ready)) % count
     }
 
     /// Nanoseconds left before holding back turns into dropping.
@@ -258,18 +283,34 @@ struct ConsoleServer {
         if let notification = interruptNotification { try? IPC.signal(notification, bits: 1) }
     }
 
-    /// Serves a request from the public port or (`fromTerminal`) the terminal.
-    mutating func handle(_ message: inout IPCMessage, fromTerminal: Bool) {
+    /// Where a request came from, which decides what it may ask.
+    enum RequestSource {
+        case terminal
+        case loan
+        case publicPort
+
+        func allows(_ request: ConsoleRequest) -> Bool {
+            switch self {
+            case .terminal: return true
+            case .loan: return !request.needsOwnTerminal
+            case .publicPort: return !request.needsTerminal
+            }
+        }
+    }
+
+    /// Serves a request from `source`.
+    mutating func handle(_ message: inout IPCMessage, from source: RequestSource) {
         guard let reply = message.replyHandle else {
             closeHandles(message)
             return
         }
         let request = ConsoleRequest(rawValue: message.label)
-        if request != .setInterrupt || !fromTerminal { closeHandles(message) }
-        if let request, request.needsTerminal && !fromTerminal {
+        if let request, !source.allows(request) {
+            closeHandles(message)
             answer(reply, &message, label: KernelError.accessDenied.rawValue)
             return
         }
+        if request != .setInterrupt { closeHandles(message) }
         switch request {
         case .write:
             let count = min(max(message.length, 0), IPCMessageLayout.maximumPayload)
@@ -283,6 +324,7 @@ struct ConsoleServer {
             }
             reader = reply
             readerRaw = request == .readRaw
+            readerFromLoan = source == .loan
             rawMode = readerRaw
             if !readerRaw { line.clear() }
             serveReader()
@@ -314,8 +356,44 @@ struct ConsoleServer {
             }
             if typedAhead { interruptTyped() }
             answer(reply, &message, label: 0)
+        case .lend:
+            endLoan()
+            do throws(KernelError) {
+                let made = try IPC.createPort()
+                let lent: Handle
+                do throws(KernelError) {
+                    lent = try IPC.duplicate(made, rights: [.send, .transfer])
+                } catch {
+                    try? IPC.close(made)
+                    throw error
+                }
+                loan = made
+                message = IPCMessage(label: 0)
+                message.attach(lent)
+                // Not delivered (the caller is gone): the loan's send right goes with the answer.
+                try? IPC.reply(reply, &message)
+            } catch {
+                answer(reply, &message, label: error.rawValue)
+            }
+        case .endLoan:
+            endLoan()
+            answer(reply, &message, label: 0)
         case nil:
             answer(reply, &message, label: KernelError.invalidArgument.rawValue)
+        }
+    }
+
+    /// Ends the loan of the terminal, if any: its port closes, so every copy of its send right
+    /// fails from now on (`peerClosed`), and a read waiting through it is failed the same way.
+    mutating func endLoan() {
+        guard let lent = loan else { return }
+        loan = nil
+        try? IPC.close(lent)
+        if readerFromLoan, let waiting = reader {
+            reader = nil
+            readerFromLoan = false
+            var refusal = IPCMessage(label: KernelError.peerClosed.rawValue)
+            try? IPC.reply(waiting, &refusal)
         }
     }
 

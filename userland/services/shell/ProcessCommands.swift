@@ -101,15 +101,16 @@ enum ProcessCommands {
             return
         }
         // The program writes to the console this shell writes to; in the foreground it may also
-        // read the terminal (a copy it cannot duplicate: it ends with the program, or with a
-        // program it moves it to).
+        // read the terminal, through a loan the shell ends when the program does (whoever holds
+        // it then, if the program moved it on, loses it).
         var handles = ClientHandles()
         if let console = ConsoleOutput.current, let copy = try? IPC.duplicate(console, rights: [.send, .duplicate, .transfer]) {
             handles.append(.console, copy)
         }
-        if !background, let copy = try? IPC.duplicate(ShellState.terminalPort, rights: [.send, .transfer]) {
-            handles.append(.terminal, copy)
+        if !background, let loan = try? Console(ShellState.terminalPort).lend() {
+            handles.append(.terminal, loan)
         }
+        defer { if !background { try? Console(ShellState.terminalPort).endLoan() } }
         let result: ChildProcess
         do throws(KernelError) {
             result = try words.with(1) { name throws(KernelError) in
