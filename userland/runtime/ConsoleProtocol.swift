@@ -12,14 +12,15 @@
 // | 5 statistics | the driver's counters | nothing | none | words 0-6: bytes written, bytes read, interrupts, requests, Ctrl-C interrupts, bytes dropped, hold-backs |
 // | 6 foreground | the terminal goes to a program: Ctrl-C interrupts again | nothing | none | nothing |
 // | 7 lend | a loan of the terminal for a program; ends the one before | nothing | none | a send right (send, transfer) to the loan |
-// | 8 end loan | the loan ends: its port closes, a read waiting through it fails `peerClosed` | nothing | none | nothing |
+// | 8 end loan | the loan ends: its port closes, a read waiting through it fails `peerClosed`, a notification named through it is dropped | nothing | none | nothing |
 //
 // Reads (2, 3), set interrupt (4), foreground (6) and the loans (7, 8) are served only on the
 // terminal, the console's private port (start tag `.terminal` for its holders): on the public
 // port, the one registered as `console`, they are answered `accessDenied`. Writes and statistics
 // are served on both. A loan is a port of the console's served as the terminal, but for the loans
 // themselves, until the holder of the terminal ends it: the program it was lent to may move it
-// on, and whoever holds it then loses it with the loan.
+// on, and whoever holds it then loses it with the loan. A Ctrl-C notification named through the
+// loan is told instead of the terminal's while the loan lasts.
 //
 // One read waits at a time: a newer read answers the older one `wouldBlock`. While the terminal
 // is raw (from a raw read until a line read or `foreground`), Ctrl-C is a byte like any other,
@@ -125,8 +126,8 @@ public struct Console {
         try Self.check(message)
     }
 
-    /// A loan of the terminal for a program (moved to it): served as the terminal until
-    /// `endLoan` or the next `lend`.
+    /// A loan of the terminal for a program (moved to it): served as the terminal, but for loans,
+    /// until `endLoan`, the next `lend` or the end of the console instance that made it.
     public func lend() throws(KernelError) -> Handle {
         var message = IPCMessage(label: ConsoleRequest.lend.rawValue)
         try IPC.call(port, &message)

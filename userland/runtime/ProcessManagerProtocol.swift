@@ -237,14 +237,17 @@ public struct ProcessManager {
             tags |= (handles.tag(index) & 0xFF) << (8 * UInt64(index))
         }
         if handles.count > 0 { message.setWord(atByte: 24, tags) }
-        if control {
-            guard let controlPort = self.control else {
-                for index in 0..<handles.count { try? IPC.close(handles.handle(index)) }
-                throw .accessDenied
-            }
-            try IPC.call(controlPort, &message)
-        } else {
-            try IPC.call(port, &message)
+        guard let target = control ? self.control : port else {
+            for index in 0..<handles.count { try? IPC.close(handles.handle(index)) }
+            throw .accessDenied
+        }
+        do throws(KernelError) {
+            try IPC.call(target, &message)
+        } catch {
+            // Not sent (a full queue, a manager gone): the handles are still here. Sent, they
+            // are gone, and their numbers name nothing (a slot taken again has a new generation).
+            for index in 0..<handles.count { try? IPC.close(handles.handle(index)) }
+            throw error
         }
         try Self.check(message)
         return message

@@ -8,8 +8,9 @@
 // Ctrl-C notification, `foreground`; each should be refused. `chatter flood` asks the console for
 // its statistics as fast as it answers, through the public port (`chatter flood terminal`: through
 // the terminal lent it), until killed: typed input and Ctrl-C must still get through.
-// `chatter pass` moves the terminal lent it to a child, `chatter read`, and ends at once: the loan
-// ends with it, so the child's read fails.
+// `chatter pass` moves the terminal lent it to a child, `chatter hold`, and ends at once. The child
+// names Ctrl-C notifications of its own and reads through it, again and again: the loan ends with
+// its parent, so the child's requests fail and Ctrl-C is the shell's again.
 
 @main
 struct Chatter {
@@ -44,6 +45,8 @@ struct Chatter {
             steal()
         } else if words.equals(0, "pass") {
             passTerminal()
+        } else if words.equals(0, "hold") {
+            holdTerminal()
         } else if words.equals(0, "flood") {
             flood(throughTerminal: words.equals(1, "terminal"))
         } else {
@@ -106,7 +109,7 @@ func steal() {
     System.exit(read == .accessDenied && interrupt == .accessDenied && foreground == .accessDenied ? 0 : 1)
 }
 
-/// Moves the terminal lent to this program to a child that reads from it (`chatter read`, which
+/// Moves the terminal lent to this program to a child that holds on to it (`chatter hold`, which
 /// writes where this program does), and ends without waiting for it.
 func passTerminal() {
     guard let terminal = ProgramStart.handle(.terminal), let manager = SystemServices.processManager else {
@@ -119,7 +122,7 @@ func passTerminal() {
         handles.append(.console, copy)
     }
     do throws(KernelError) {
-        let child = try manager.spawn(UnsafeRawBufferPointer("chatter"), arguments: UnsafeRawBufferPointer("read"),
+        let child = try manager.spawn(UnsafeRawBufferPointer("chatter"), arguments: UnsafeRawBufferPointer("hold"),
                                       handles: handles)
         System.print("chatter: passed the terminal to process \(child.id.value)")
         try? IPC.close(child.process)
@@ -128,6 +131,27 @@ func passTerminal() {
         System.exit(1)
     }
     System.exit(0)
+}
+
+/// Names a Ctrl-C notification of its own through the terminal it was given, then reads, again
+/// and again until a request fails, and says how.
+func holdTerminal() {
+    guard let port = ProgramStart.handle(.terminal), let notification = try? IPC.createNotification() else {
+        System.print("chatter: no terminal to hold")
+        System.exit(1)
+    }
+    var buffer = InlineArray<248, UInt8>(repeating: 0)
+    var rounds: UInt64 = 0
+    while true {
+        do throws(KernelError) {
+            try Console(port).setInterrupt(try IPC.duplicate(notification, rights: [.signal, .transfer]))
+            _ = try Console(port).read(raw: true, into: &buffer)
+            rounds &+= 1
+        } catch {
+            System.print("chatter: lost the terminal after \(rounds) reads: \(error)")
+            System.exit(error == .peerClosed ? 0 : 1)
+        }
+    }
 }
 
 /// Requests without a pause, each answered before the next, until killed (or refused).

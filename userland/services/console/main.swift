@@ -11,8 +11,9 @@
 //
 // Reading the terminal is an authority: the requests that read, give the terminal to a program or
 // say who hears Ctrl-C are served only on the private port (`.privateService`, the terminal), whose
-// send rights init hands to the services the manifest gives `terminal` (the shell, which lends one
-// to its foreground program). On the public port, which anyone may look up, they are refused with
+// send rights init hands to the services the manifest gives `terminal` (the shell), and on a loan
+// of it (`lend`), a port of this driver's that the shell gives its foreground program and closes
+// when that program ends. On the public port, which anyone may look up, they are refused with
 // `accessDenied`: no program can take the shell's input or its Ctrl-C.
 
 import UserSystemCall
@@ -127,7 +128,10 @@ struct ConsoleServer {
     /// Whether the terminal is raw: from a raw read until a line read or `foreground`. Ctrl-C is
     /// then a byte like any other.
     var rawMode = false
+    /// Who hears Ctrl-C: the notification named through the terminal, and one named through the
+    /// loan, which comes first while the loan lasts and goes with it.
     var interruptNotification: Handle?
+    var loanInterrupt: Handle?
     var bytesWritten: UInt64 = 0
     var bytesRead: UInt64 = 0
     var interrupts: UInt64 = 0
@@ -280,7 +284,7 @@ struct ConsoleServer {
             answerReader(.interrupted, raw: false)
         }
         interruptsTyped &+= 1
-        if let notification = interruptNotification { try? IPC.signal(notification, bits: 1) }
+        if let notification = loanInterrupt ?? interruptNotification { try? IPC.signal(notification, bits: 1) }
     }
 
     /// Where a request came from, which decides what it may ask.
@@ -334,8 +338,13 @@ struct ConsoleServer {
                 answer(reply, &message, label: KernelError.invalidArgument.rawValue)
                 return
             }
-            if let old = interruptNotification { try? IPC.close(old) }
-            interruptNotification = message.handle(0)
+            if source == .loan {
+                if let old = loanInterrupt { try? IPC.close(old) }
+                loanInterrupt = message.handle(0)
+            } else {
+                if let old = interruptNotification { try? IPC.close(old) }
+                interruptNotification = message.handle(0)
+            }
             answer(reply, &message, label: 0)
         case .statistics:
             message = IPCMessage(label: 0)
@@ -384,11 +393,16 @@ struct ConsoleServer {
     }
 
     /// Ends the loan of the terminal, if any: its port closes, so every copy of its send right
-    /// fails from now on (`peerClosed`), and a read waiting through it is failed the same way.
+    /// fails from now on (`peerClosed`), a read waiting through it is failed the same way, and
+    /// Ctrl-C goes to the terminal's notification again.
     mutating func endLoan() {
         guard let lent = loan else { return }
         loan = nil
         try? IPC.close(lent)
+        if let notification = loanInterrupt {
+            loanInterrupt = nil
+            try? IPC.close(notification)
+        }
         if readerFromLoan, let waiting = reader {
             reader = nil
             readerFromLoan = false

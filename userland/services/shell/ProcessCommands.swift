@@ -110,7 +110,6 @@ enum ProcessCommands {
         if !background, let loan = try? Console(ShellState.terminalPort).lend() {
             handles.append(.terminal, loan)
         }
-        defer { if !background { try? Console(ShellState.terminalPort).endLoan() } }
         let result: ChildProcess
         do throws(KernelError) {
             result = try words.with(1) { name throws(KernelError) in
@@ -122,6 +121,7 @@ enum ProcessCommands {
                 return try manager.spawn(name, handles: handles)
             }
         } catch {
+            if !background { try? Console(ShellState.terminalPort).endLoan() }
             let reason: StaticString = error == .notFound ? "no such program" : "cannot start it"
             System.print("spawn: \(words.text(1)): \(reason) (\(error))")
             return

@@ -15,6 +15,8 @@ struct Shell {
         }
         ShellState.terminalPort = terminal
         guard ShellState.start() else { System.panic("shell: cannot make its notifications") }
+        // A shell before this one may have ended while a program held a loan of the terminal.
+        try? Console(terminal).endLoan()
         ShellState.connect()
         System.print("shell: SwiftKernel shell; type help for the commands")
         while true {
@@ -172,9 +174,13 @@ enum ShellState {
     /// Waits for foreground program `child` to end; Ctrl-C kills it. Its end, if known; its
     /// process handle is closed.
     static func waitForeground(_ child: ChildProcess) -> (reason: ExitReason, code: UInt64)? {
-        // The program held the terminal and may have named a Ctrl-C notification of its own:
-        // Ctrl-C comes back to the shell when it is done.
-        defer { reclaimInterrupt() }
+        // The program's loan of the terminal ends with it (whoever holds the loan then, and any
+        // Ctrl-C notification named through it); and Ctrl-C comes back to the shell, in case the
+        // console restarted meanwhile and knows none.
+        defer {
+            try? Console(terminalPort).endLoan()
+            reclaimInterrupt()
+        }
         _ = try? IPC.wait(ended, timeout: 0)
         var killed = false
         // The terminal goes to the program. A Ctrl-C typed after the command's line is for it:
@@ -211,8 +217,10 @@ enum ShellState {
                     killed = true
                 }
             }
-            // The console may have restarted meanwhile; the new one needs our notification.
-            if ConsoleOutput.current != registered { connect(replacing: registered) }
+            // The console may have restarted meanwhile, and the new one know nobody to tell of
+            // Ctrl-C: it is given our notification again, once a second (a program's own,
+            // named through its loan, comes first all the same while the loan lasts).
+            if ready == nil { reclaimInterrupt() }
         }
     }
 }
