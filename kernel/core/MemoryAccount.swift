@@ -6,6 +6,13 @@
 // limit allows for its whole subtree.
 // User pages, translation tables, kernel stacks and kernel objects are all charged, by size;
 // each is released when the memory goes back.
+//
+// Two of the kernel's tables are fixed, whatever the memory: the process table and the kernel
+// stacks (one per thread). Bytes alone would let a program with a modest limit fill them (a few
+// MiB of processes or threads), and then nobody could start a program or restart a service. So
+// each account also counts the slots its subtree holds, and one with a limit of its own may hold
+// at most a share of each table (`takeSlot`), checked at every limited level on the way up as
+// bytes are.
 
 public final class MemoryAccount {
     /// Keeps the parent alive as long as this account (a descendant's charges pass through it).
@@ -18,10 +25,27 @@ public final class MemoryAccount {
     /// ancestors' limits apply).
     public let limit: UInt64
     public private(set) var used: UInt64 = 0
-    /// Kernel objects charged here and below that are still alive.
-    public private(set) var objects: UInt64 = 0
+    /// Kernel objects charged here and below that are still alive; and the process table's slots
+    /// and the kernel stacks held here and below. In one word, so that the account stays within
+    /// the 64 bytes of its heap class.
+    private var objectCount: UInt32 = 0
+    private var slots = InlineArray<2, UInt16>(repeating: 0)
     /// The most `used` has been.
     public private(set) var peak: UInt64 = 0
+
+    /// Kernel objects charged here and below that are still alive.
+    public var objects: UInt64 { UInt64(objectCount) }
+
+    /// A slot of one of the kernel's fixed tables.
+    public enum Slot: Int {
+        /// An entry of the process table.
+        case process = 0
+        /// A kernel stack: one per thread.
+        case thread = 1
+    }
+
+    /// `slot`s held here and below.
+    public func held(_ slot: Slot) -> Int { Int(slots[slot.rawValue]) }
 
     public static let unlimited = UInt64.max
     /// How many accounts are above this one (the root's is 0), counted up to `maximumDepth`.
@@ -84,8 +108,33 @@ public final class MemoryAccount {
         guard fits else { throw .outOfMemory }
         forEachLevel { account in
             account.used += bytes
-            account.objects += objects
+            account.objectCount &+= UInt32(truncatingIfNeeded: objects)
             account.peak = max(account.peak, account.used)
+            return true
+        }
+    }
+
+    /// Takes one `slot` for this account and every ancestor, or throws `outOfMemory` and takes
+    /// nothing when an account with a limit of its own already holds `share` of them (the
+    /// unlimited ones, the root's, init's, are bounded by the table alone).
+    public func takeSlot(_ slot: Slot, share: Int) throws(KernelError) {
+        var fits = true
+        forEachLevel { account in
+            fits = account.limit == Self.unlimited || Int(account.slots[slot.rawValue]) < share
+            return fits
+        }
+        guard fits else { throw .outOfMemory }
+        forEachLevel { account in
+            account.slots[slot.rawValue] &+= 1
+            return true
+        }
+    }
+
+    /// Gives back a slot `takeSlot` took. Giving back more than was taken is a kernel bug.
+    public func giveBackSlot(_ slot: Slot) {
+        forEachLevel { account in
+            precondition(account.slots[slot.rawValue] > 0, "memory account gave back a slot it did not hold")
+            account.slots[slot.rawValue] -= 1
             return true
         }
     }
@@ -96,7 +145,7 @@ public final class MemoryAccount {
             precondition(account.used >= bytes && account.objects >= objects,
                          "memory account released more than it was charged")
             account.used -= bytes
-            account.objects -= objects
+            account.objectCount -= UInt32(truncatingIfNeeded: objects)
             return true
         }
     }

@@ -48,10 +48,11 @@ public final class NotificationWord<Waking: WaiterWaking>: KernelObject, KernelO
         word.wakeWaiter { Waking.wake($0) }
     }
 
-    /// The waiter, if any, off and woken, with the bits if it takes them at once.
+    /// The waiter, if any, off and woken, with the bits if it takes them at once. Not while no
+    /// bit is set: a signal of no bits changes nothing, and its waiter waits on.
     @inline(__always)
     func wakeWaiter(wakingWith wake: (Waking.Waiter) -> Void) {
-        guard let waiter else { return }
+        guard bits != 0, let waiter else { return }
         self.waiter = nil
         waiter._withUnsafeGuaranteedRef { waiter in
             if Waking.takesBitsAtOnce(bits, waiter) { bits = 0 }

@@ -28,8 +28,14 @@ enum KernelStacks {
         var top: UInt64 { bottom + KernelStacks.pages * pageSize }
     }
 
-    /// A stack for a thread of the process with `account`, which pays for its pages.
+    /// The most of the slots that an account with a limit of its own may hold, with its
+    /// descendants (`MemoryAccount.takeSlot`): a quarter.
+    static let slotShare = slotCount / 4
+
+    /// A stack for a thread of the process with `account`, which pays for its pages and holds
+    /// its slot (within `slotShare`) until `free`.
     static func allocate(for account: MemoryAccount) -> Stack? {
+        guard (try? account.takeSlot(.thread, share: slotShare)) != nil else { return nil }
         let slot: Int? = lock.withLock {
             for word in 0..<16 where used[word] != .max {
                 let bit = (~used[word]).trailingZeroBitCount
@@ -38,7 +44,10 @@ enum KernelStacks {
             }
             return nil
         }
-        guard let slot else { return nil }
+        guard let slot else {
+            account.giveBackSlot(.thread)
+            return nil
+        }
         let stack = Stack(slot: slot)
         // Charged at once; each page is given back as it is freed, those never taken here.
         guard (try? KernelMemory.chargeFrames(pages, to: account)) != nil else {
@@ -75,5 +84,6 @@ enum KernelStacks {
             }
         }
         lock.withLock { used[stack.slot / 64] &= ~(1 << UInt64(stack.slot % 64)) }
+        account.giveBackSlot(.thread)
     }
 }

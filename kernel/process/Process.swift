@@ -218,10 +218,20 @@ enum Processes {
     private static func removeLocked(_ process: Process) {
         guard let table else { return }
         for index in 0..<slotsInUse where table[index] === process {
-            table[index] = nil
+            vacate(index, in: table)
             return
         }
     }
+
+    /// Empties slot `index`, whose process's account gives the slot back.
+    private static func vacate(_ index: Int, in table: UnsafeMutablePointer<Process?>) {
+        table[index]?.account.giveBackSlot(.process)
+        table[index] = nil
+    }
+
+    /// The most of the table that an account with a limit of its own may hold, with its
+    /// descendants (`MemoryAccount.takeSlot`): a quarter.
+    static let slotShare = capacity / 4
 
     /// Logs every process still alive whose parent is gone (their accounts hold their
     /// descendants' charges too), with what its account holds: for the leak check at the end of
@@ -272,12 +282,21 @@ enum Processes {
         let account = MemoryAccount(limit: memoryLimit == 0 ? MemoryAccount.unlimited : memoryLimit,
                                     parent: parentAccount)
         var charge = try MemoryCharge(ObjectCost.process.bytes, to: account)
+        // Its slot in the table, which it holds until it leaves the table (`vacate`).
+        do throws(KernelError) {
+            try account.takeSlot(.process, share: slotShare)
+        } catch {
+            charge.release()
+            throw error
+        }
         guard let space = AddressSpace.create(account: account) else {
+            account.giveBackSlot(.process)
             charge.release()
             throw .outOfMemory
         }
         guard let process = insert(parentID: parent?.id ?? 0, name: name, addressSpace: space) else {
             space.destroy()
+            account.giveBackSlot(.process)
             charge.release()
             throw .outOfMemory
         }
@@ -488,7 +507,7 @@ enum Processes {
             for index in 0..<slotsInUse {
                 guard let child = table[index], child.parentID == process.id else { continue }
                 if child.state == .zombie {
-                    table[index] = nil
+                    vacate(index, in: table)
                 } else if !child.started {
                     unstartedChildren = true
                 } else {

@@ -660,6 +660,19 @@ enum TakingWaking: WaiterWaking {
         #expect(waiter.taken == [0b101] && waiter.wakes == 2 && word.bits == 0b011 && word.waiter == nil)
     }
 
+    /// A signal of no bits wakes nobody: the waiter stays, and the next signal with bits wakes
+    /// it with them.
+    @Test func aSignalWithNoBitsWakesNobody() {
+        let word = NotificationWord<TakingWaking>()
+        let waiter = TakingWaiter()
+        word.waiter = Unmanaged.passUnretained(waiter)
+        word.signal(0)
+        word.signal(0, wakingWith: { TakingWaking.wake($0) })
+        #expect(waiter.wakes == 0 && waiter.taken.isEmpty && word.waiter != nil)
+        word.signal(0b10)
+        #expect(waiter.wakes == 1 && waiter.taken == [0b10] && word.waiter == nil && word.bits == 0)
+    }
+
     /// A notification that ends with a waiter tells it, once; one that ends after its waiter was
     /// woken (or with none) tells nobody.
     @Test func anEndingNotificationTellsOnlyAWaiterStillWaiting() {

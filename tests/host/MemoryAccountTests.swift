@@ -43,6 +43,35 @@ import PropertyBased
 
     /// An object's charge counts one object up the chain and goes back once, however often it
     /// is released.
+    /// Slots of the fixed tables: an account with a limit of its own holds at most its share,
+    /// counted with its descendants; unlimited ones only count; a refusal takes nothing; giving
+    /// back makes room again. Processes and threads count apart.
+    @Test func aLimitedSubtreeHoldsAShareOfEachTable() throws {
+        let root = MemoryAccount(limit: MemoryAccount.unlimited, parent: nil)
+        let limited = MemoryAccount(limit: 1 << 30, parent: root)
+        let child = MemoryAccount(limit: MemoryAccount.unlimited, parent: limited)
+        let grandchild = MemoryAccount(limit: 1 << 20, parent: child)
+        let other = MemoryAccount(limit: 1 << 30, parent: root)
+        for _ in 0..<2 { try limited.takeSlot(.process, share: 4) }
+        for _ in 0..<2 { try grandchild.takeSlot(.process, share: 4) }
+        #expect(throws: KernelError.outOfMemory) { try child.takeSlot(.process, share: 4) }
+        #expect(throws: KernelError.outOfMemory) { try grandchild.takeSlot(.process, share: 4) }
+        #expect(limited.held(.process) == 4 && child.held(.process) == 2 && grandchild.held(.process) == 2
+                && root.held(.process) == 4)
+        // Another limited subtree has a share of its own, and the unlimited root is bounded only
+        // by the table.
+        for _ in 0..<4 { try other.takeSlot(.process, share: 4) }
+        for _ in 0..<20 { try root.takeSlot(.process, share: 4) }
+        #expect(root.held(.process) == 28)
+        // Threads are counted apart.
+        try grandchild.takeSlot(.thread, share: 1)
+        #expect(throws: KernelError.outOfMemory) { try child.takeSlot(.thread, share: 1) }
+        #expect(limited.held(.thread) == 1 && grandchild.held(.process) == 2)
+        grandchild.giveBackSlot(.process)
+        try child.takeSlot(.process, share: 4)
+        #expect(limited.held(.process) == 4 && child.held(.process) == 2 && grandchild.held(.process) == 1)
+    }
+
     @Test func anObjectChargeIsReleasedOnce() throws {
         let root = MemoryAccount(limit: MemoryAccount.unlimited, parent: nil)
         let child = MemoryAccount(limit: 4096, parent: root)

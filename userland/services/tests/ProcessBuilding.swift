@@ -178,11 +178,16 @@ func testProcessBuilding(_ suite: inout Suite) {
         let last = (try? ProcessHandles.map(memory, into: process, at: code + 4096, access: [], offset: 2 * 4096)) != nil
         let started = middle && (try? ProcessHandles.start(process, entry: code + HandBuiltProgram.exitWithArgument,
                                                             stackTop: HandBuiltProgram.stackTop, argument: 0x5EED)) != nil
+        // Started, it is built: no more is mapped into it.
+        let afterStart = started ? catching { () throws(KernelError) in
+            try ProcessHandles.map(memory, into: process, at: code + 2 * 4096, access: [], offset: 0, bytes: 4096)
+        } : nil
         let status = started ? try? ProcessHandles.wait(process) : nil
-        ranged = written && firstWrongRange < 0 && middle && last && status?.reason == .exited && status?.code == 0x5EED
+        ranged = written && firstWrongRange < 0 && middle && last && afterStart == .invalidArgument
+            && status?.reason == .exited && status?.code == 0x5EED
     }
     for handle in [process5, memory5] { if let handle { try? IPC.close(handle) } }
-    suite.check(ranged, "processMap maps part of a memory object: one page from its middle runs there, its last page fits beside it; offsets off a page or past its end are refused (first wrong: \(firstWrongRange))")
+    suite.check(ranged, "processMap maps part of a memory object: one page from its middle runs there, its last page fits beside it; offsets off a page or past its end are refused (first wrong: \(firstWrongRange)), and so is any mapping once the process started")
 
     // A process closed before it starts ends; one killed while running is reported killed, and
     // its end signals every notification bound to it (a second binding does not displace the
@@ -253,6 +258,38 @@ func testProcessBuilding(_ suite: inout Suite) {
         try? IPC.close(process)
     }
     suite.check(charged, "with the account right a memory object or a new process (processCreate's account) is charged to another process, within its limit, and its account is read; without it both are refused")
+
+    // The process table is fixed: a process with a limit of its own holds at most a quarter of
+    // it (64 slots), itself and its descendants together, however much memory its limit leaves.
+    // (Each new process's handle is given to the holder, whose table has room for them all.)
+    // Slots come back as processes leave the table: here all at once, with the holder.
+    var shared = false
+    var madeInShare = 0
+    var shareRefusal: KernelError?
+    if let holder = try? ProcessHandles.create("holder", memoryLimit: 16 << 20).handle {
+        let before = (try? System.invoke(SystemCall.ProcessStatistics()))?.liveProcesses ?? 0
+        while madeInShare < 64 {
+            do throws(KernelError) {
+                let made = try ProcessHandles.create("share", account: holder).handle
+                guard (try? ProcessHandles.give(made, to: holder)) != nil else {
+                    try? IPC.close(made)
+                    break
+                }
+                madeInShare += 1
+            } catch {
+                shareRefusal = error
+                break
+            }
+        }
+        let room = try? System.invoke(SystemCall.MemoryAccount(process: holder))
+        let outside = try? ProcessHandles.create("outside").handle
+        if let outside { try? IPC.close(outside) }
+        try? IPC.close(holder)
+        let after = (try? System.invoke(SystemCall.ProcessStatistics()))?.liveProcesses ?? 0
+        shared = madeInShare == 63 && shareRefusal == .outOfMemory && outside != nil && after == before - 1
+            && room.map { $0.limit - $0.used > 8 << 20 } == true
+    }
+    suite.check(shared, "a process with a memory limit holds at most a quarter of the process table with its descendants (it and 63 more; made \(madeInShare), then refused with status \(shareRefusal.map { UInt64($0.rawValue) } ?? 0)), with most of its memory left, while others still make processes; they leave the table with it")
 
     // Processes that never started and that only unstarted processes hold. A chain of them,
     // each holding the next one's only handle, ends link by link when its head is closed (the
