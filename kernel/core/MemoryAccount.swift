@@ -10,9 +10,8 @@
 // Two of the kernel's tables are fixed, whatever the memory: the process table and the kernel
 // stacks (one per thread). Bytes alone would let a program with a modest limit fill them (a few
 // MiB of processes or threads), and then nobody could start a program or restart a service. So
-// each account also counts the slots its subtree holds, and one with a limit of its own may hold
-// at most a share of each table (`takeSlot`), checked at every limited level on the way up as
-// bytes are.
+// each account with a limit of its own also counts the slots its subtree holds, and may hold at
+// most a share of each table (`takeSlot`), checked at every such level on the way up as bytes are.
 
 public final class MemoryAccount {
     /// Keeps the parent alive as long as this account (a descendant's charges pass through it).
@@ -44,7 +43,8 @@ public final class MemoryAccount {
         case thread = 1
     }
 
-    /// `slot`s held here and below.
+    /// `slot`s held here and below, counted where the account has a limit of its own (0 where
+    /// it has none).
     public func held(_ slot: Slot) -> Int { Int(slots[slot.rawValue]) }
 
     public static let unlimited = UInt64.max
@@ -114,25 +114,35 @@ public final class MemoryAccount {
         }
     }
 
-    /// Takes one `slot` for this account and every ancestor, or throws `outOfMemory` and takes
-    /// nothing when an account with a limit of its own already holds `share` of them (the
-    /// unlimited ones, the root's, init's, are bounded by the table alone).
+    /// Takes one `slot` at each level with a limit of its own, or throws `outOfMemory` and takes
+    /// nothing when one of them already holds `share` of them. The unlimited levels (the root's,
+    /// init's) are bounded by the table alone, and count nothing: a spawn walks the chain twice
+    /// for this (a process and its first thread) and twice to give back, so each step is short.
     public func takeSlot(_ slot: Slot, share: Int) throws(KernelError) {
-        var fits = true
+        var refusedAt: MemoryAccount?
         forEachLevel { account in
-            fits = account.limit == Self.unlimited || Int(account.slots[slot.rawValue]) < share
-            return fits
-        }
-        guard fits else { throw .outOfMemory }
-        forEachLevel { account in
+            guard account.limit != Self.unlimited else { return true }
+            guard Int(account.slots[slot.rawValue]) < share else {
+                refusedAt = account
+                return false
+            }
             account.slots[slot.rawValue] &+= 1
             return true
         }
+        guard let refusedAt else { return }
+        // Undo the levels below the one that refused.
+        forEachLevel { account in
+            guard account !== refusedAt else { return false }
+            if account.limit != Self.unlimited { account.slots[slot.rawValue] -= 1 }
+            return true
+        }
+        throw .outOfMemory
     }
 
     /// Gives back a slot `takeSlot` took. Giving back more than was taken is a kernel bug.
     public func giveBackSlot(_ slot: Slot) {
         forEachLevel { account in
+            guard account.limit != Self.unlimited else { return true }
             precondition(account.slots[slot.rawValue] > 0, "memory account gave back a slot it did not hold")
             account.slots[slot.rawValue] -= 1
             return true
