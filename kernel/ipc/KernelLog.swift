@@ -61,7 +61,8 @@ enum KernelLog {
 
     /// Moves whole records into the caller's buffer at `buffer` (`capacity` bytes, at least
     /// `LogRing.maximumRecord`); the bytes moved, 0 when none wait. Records that do not reach
-    /// the caller (a bad buffer) stay queued.
+    /// the caller (a bad buffer) stay queued; a buffer that faults after some did reach it ends
+    /// the read with those (`badAddress` only when none did).
     static func read(_ handle: Handle, into buffer: UserAddress, capacity: UInt64,
                      process: Process) throws(KernelError) -> UInt64 {
         let (object, rights) = try Handles.lookup(handle, in: process, requiring: [])
@@ -76,8 +77,15 @@ enum KernelLog {
         while true {
             let length = withUnsafeMutableBytes(of: &staging) { bytes in Console.copyFirstRecord(of: reader, into: bytes) }
             guard length > 0, moved + UInt64(length) <= capacity else { break }
-            try withUnsafeBytes(of: &staging) { bytes throws(KernelError) in
-                try UserMemory.copyOut(to: buffer.advanced(by: moved), from: bytes.baseAddress!, count: UInt64(length))
+            do throws(KernelError) {
+                try withUnsafeBytes(of: &staging) { bytes throws(KernelError) in
+                    try UserMemory.copyOut(to: buffer.advanced(by: moved), from: bytes.baseAddress!, count: UInt64(length))
+                }
+            } catch {
+                // The records before this one reached the caller and left the queue: it must
+                // hear of them, so a fault past them ends the read there instead of failing it.
+                guard moved > 0 else { throw error }
+                break
             }
             Console.dropFirstRecord(of: reader)
             moved += UInt64(length)
