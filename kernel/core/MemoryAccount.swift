@@ -108,7 +108,7 @@ public final class MemoryAccount {
         guard fits else { throw .outOfMemory }
         forEachLevel { account in
             account.used += bytes
-            account.objectCount &+= UInt32(truncatingIfNeeded: objects)
+            account.objectCount += UInt32(truncatingIfNeeded: objects)
             account.peak = max(account.peak, account.used)
             return true
         }

@@ -6,7 +6,7 @@
 /// Address-space identifiers: 8-bit on every CPU here, 16-bit where available; 0 is never used.
 enum ASIDs {
     /// One bit per ASID, set while an address space has it (ASID 0 is reserved). Under `lock`.
-    nonisolated(unsafe) static var inUse = InlineArray<4, UInt64>(repeating: 1)
+    nonisolated(unsafe) static var inUse: InlineArray<4, UInt64> = [1, 0, 0, 0]
     /// `inUse`. A leaf in the lock order (LockOrder.asids).
     static let lock = SpinLock(.asids)
 

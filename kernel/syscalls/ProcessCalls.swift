@@ -37,8 +37,8 @@ enum ProcessCalls {
     static func map(_ call: SystemCall.ProcessMap, caller: Process) throws(KernelError) {
         guard call.access.isSubset(of: [.write, .execute]), call.access != [.write, .execute] else { throw .invalidArgument }
         let target = try process(call.process, in: caller, requiring: .control)
-        // A program is built before it runs: once started, its memory is its own (and an object
-        // mapped writable elsewhere cannot become code it is already running).
+        // A program is built before it runs: once started, nothing more is placed in it. (What
+        // was placed stays shared: its builder may still write an object it mapped executable.)
         guard !target.started else { throw .invalidArgument }
         let needed: Rights = call.access.contains(.write) ? [.map, .write] : [.map]
         let object = try Handles.object(call.memory, of: MemoryObject.self, in: caller, requiring: needed)

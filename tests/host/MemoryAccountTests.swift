@@ -41,11 +41,10 @@ import PropertyBased
         }
     }
 
-    /// An object's charge counts one object up the chain and goes back once, however often it
-    /// is released.
     /// Slots of the fixed tables: an account with a limit of its own holds at most its share,
-    /// counted with its descendants; unlimited ones only count; a refusal takes nothing; giving
-    /// back makes room again. Processes and threads count apart.
+    /// counted with its descendants; unlimited ones count nothing; a refusal, at the first level
+    /// or higher up, takes nothing; giving back makes room again. Processes and threads count
+    /// apart.
     @Test func aLimitedSubtreeHoldsAShareOfEachTable() throws {
         let root = MemoryAccount(limit: MemoryAccount.unlimited, parent: nil)
         let limited = MemoryAccount(limit: 1 << 30, parent: root)
@@ -74,8 +73,13 @@ import PropertyBased
         let deep = MemoryAccount(limit: 1 << 20, parent: limited)
         #expect(throws: KernelError.outOfMemory) { try deep.takeSlot(.process, share: 4) }
         #expect(deep.held(.process) == 0 && limited.held(.process) == 4)
+        let full = MemoryAccount(limit: 1 << 20, parent: root)
+        #expect(throws: KernelError.outOfMemory) { try full.takeSlot(.thread, share: 0) }
+        #expect(full.held(.thread) == 0)
     }
 
+    /// An object's charge counts one object up the chain and goes back once, however often it
+    /// is released.
     @Test func anObjectChargeIsReleasedOnce() throws {
         let root = MemoryAccount(limit: MemoryAccount.unlimited, parent: nil)
         let child = MemoryAccount(limit: 4096, parent: root)

@@ -254,7 +254,8 @@ public struct ProcessManager {
     }
 
     /// Starts `program` with `argument` in x0, `arguments` as its argument text, and `handles`
-    /// (at most 3, moved; `startHandle` ones become x1) as its tagged handles. It is paid for by
+    /// (at most 3, moved, or closed if the request is refused; `startHandle` ones become x1) as
+    /// its tagged handles. It is paid for by
     /// this program: a copy of its own process handle (`.ownProcess`, the account right) goes with
     /// the request, and the child's account hangs under this program's, within its limit. Returns
     /// the child: `System.wait` and `System.kill` take it, as they take one `System.spawn` started.
@@ -262,11 +263,22 @@ public struct ProcessManager {
                       arguments: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
                       handles: ClientHandles = ClientHandles(), memoryLimit: UInt64 = 0) throws(KernelError) -> ChildProcess {
         var handles = handles
+        func refuse(_ error: KernelError) -> KernelError {
+            for index in 0..<handles.tagged.count { try? IPC.close(handles.tagged.handle(index)) }
+            return error
+        }
+        // A program that has its own handle pays, or asks nothing: a copy it cannot make or
+        // attach does not send the request unpaid on the control port instead.
         var paid: Handle?
-        if handles.tagged.count < IPCMessageLayout.maximumHandles, let own = ProgramStart.handle(.ownProcess),
-           let copy = try? IPC.duplicate(own, rights: [.account, .transfer]) {
-            handles.append(.ownProcess, copy)
-            paid = copy
+        if let own = ProgramStart.handle(.ownProcess) {
+            guard handles.tagged.count < IPCMessageLayout.maximumHandles else { throw refuse(.invalidArgument) }
+            do throws(KernelError) {
+                let copy = try IPC.duplicate(own, rights: [.account, .transfer])
+                handles.append(.ownProcess, copy)
+                paid = copy
+            } catch {
+                throw refuse(error)
+            }
         }
         var message = IPCMessage(label: ProcessManagerRequest.spawn.rawValue)
         message.setWord(atByte: 0, argument)
@@ -274,8 +286,7 @@ public struct ProcessManager {
         message.setWord(atByte: 32, UInt64(program.count))
         message.setWord(atByte: 40, UInt64(arguments.count))
         guard message.setBytes(atByte: 48, program), message.setBytes(atByte: 48 + program.count, arguments) else {
-            if let paid { try? IPC.close(paid) }
-            throw .invalidArgument
+            throw refuse(.invalidArgument)
         }
         message.length = 48 + program.count + arguments.count
         // Without a handle to pay with (init has none), only the control port may take it.
