@@ -489,8 +489,15 @@ enum SystemCalls {
         var written: UInt64 = 0
         while written < length {
             let piece = min(length - written, 256)
-            try withUnsafeMutableBytes(of: &buffer) { bytes throws(KernelError) in
-                try UserMemory.copyIn(to: bytes.baseAddress!, from: text.advanced(by: written), count: piece)
+            do throws(KernelError) {
+                try withUnsafeMutableBytes(of: &buffer) { bytes throws(KernelError) in
+                    try UserMemory.copyIn(to: bytes.baseAddress!, from: text.advanced(by: written), count: piece)
+                }
+            } catch {
+                // What went out before the fault went out: the caller hears how much, and only
+                // a write of which nothing went out fails.
+                guard written > 0 else { throw error }
+                break
             }
             withUnsafeBytes(of: &buffer) { bytes in Console.writeRaw(UnsafeRawBufferPointer(rebasing: bytes[0..<Int(piece)])) }
             written += piece

@@ -81,6 +81,19 @@ struct Tests {
                     "write from unmapped user memory is a bad address")
         suite.check(raw(SystemCallNumber.debugWrite.rawValue, 0x40_0000, UInt64.max).status == error(.badAddress),
                     "write with a length that wraps the address space is a bad address")
+        // A text whose second piece of 256 bytes lies on an unmapped page: the first goes out
+        // (one line of the log) and is counted; only a write of which nothing goes out fails.
+        var partialWritten: UInt64 = 0
+        if let page = try? System.map(bytes: 4096, access: [.write]) {
+            let start = page + 4096 - 300
+            let line: StaticString = "tests: a debug write that faults after its first 256 bytes writes those "
+            for index in 0..<256 { start.storeBytes(of: index < line.utf8CodeUnitCount ? line.utf8Start[index] : 0x20, toByteOffset: index, as: UInt8.self) }
+            start.storeBytes(of: 0x0A, toByteOffset: 255, as: UInt8.self)
+            let result = raw(SystemCallNumber.debugWrite.rawValue, UInt64(UInt(bitPattern: start)), 600)
+            partialWritten = result.status == systemCallSuccess ? result.value0 : 0
+            try? System.unmap(page, bytes: 4096)
+        }
+        suite.check(partialWritten == 256, "a write that faults part-way reports the \(partialWritten) bytes that went out before the fault")
         suite.check(raw(8, 0x40_0000, 5).status == error(.unknownSystemCall),
                     "system call 8 (spawn by name, retired: programs load in user space) is unknown")
         let missing = catching { () throws(KernelError) in _ = try System.spawn("no-such-program") }
