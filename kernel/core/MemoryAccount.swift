@@ -11,7 +11,8 @@
 // stacks (one per thread). Bytes alone would let a program with a modest limit fill them (a few
 // MiB of processes or threads), and then nobody could start a program or restart a service. So
 // each account with a limit of its own also counts the slots its subtree holds, and may hold at
-// most a share of each table (`takeSlot`), checked at every such level on the way up as bytes are.
+// most a quarter of each table (`takeSlot`), checked at every such level on the way up as bytes
+// are.
 
 public final class MemoryAccount {
     /// Keeps the parent alive as long as this account (a descendant's charges pass through it).
@@ -114,11 +115,17 @@ public final class MemoryAccount {
         }
     }
 
-    /// Takes one `slot` at each level with a limit of its own, or throws `outOfMemory` and takes
-    /// nothing when one of them already holds `share` of them. The unlimited levels (the root's,
-    /// init's) are bounded by the table alone, and count nothing: a spawn walks the chain twice
-    /// for this (a process and its first thread) and twice to give back, so each step is short.
-    public func takeSlot(_ slot: Slot, share: Int) throws(KernelError) {
+    /// The most of a fixed table of `capacity` slots that an account with a limit of its own may
+    /// hold with its descendants: a quarter.
+    public static func share(ofTable capacity: Int) -> Int { capacity / 4 }
+
+    /// Takes one `slot` of a table of `capacity` at each level with a limit of its own, or throws
+    /// `outOfMemory` and takes nothing when one of them already holds its share
+    /// (`share(ofTable:)`). The unlimited levels (the root's, init's) are bounded by the table
+    /// alone, and count nothing: a spawn walks the chain twice for this (a process and its first
+    /// thread) and twice to give back, so each step is short.
+    public func takeSlot(_ slot: Slot, ofTable capacity: Int) throws(KernelError) {
+        let share = Self.share(ofTable: capacity)
         var refusedAt: MemoryAccount?
         forEachLevel { account in
             guard account.limit != Self.unlimited else { return true }

@@ -28,14 +28,10 @@ enum KernelStacks {
         var top: UInt64 { bottom + KernelStacks.pages * pageSize }
     }
 
-    /// The most of the slots that an account with a limit of its own may hold, with its
-    /// descendants (`MemoryAccount.takeSlot`): a quarter.
-    static let slotShare = slotCount / 4
-
     /// A stack for a thread of the process with `account`, which pays for its pages and holds
-    /// its slot (within `slotShare`) until `free`.
+    /// its slot (within the account's share, `MemoryAccount.takeSlot`) until `free`.
     static func allocate(for account: MemoryAccount) -> Stack? {
-        guard (try? account.takeSlot(.thread, share: slotShare)) != nil else { return nil }
+        guard (try? account.takeSlot(.thread, ofTable: slotCount)) != nil else { return nil }
         let slot: Int? = lock.withLock {
             for word in 0..<16 where used[word] != .max {
                 let bit = (~used[word]).trailingZeroBitCount

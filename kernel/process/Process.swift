@@ -229,10 +229,6 @@ enum Processes {
         table[index] = nil
     }
 
-    /// The most of the table that an account with a limit of its own may hold, with its
-    /// descendants (`MemoryAccount.takeSlot`): a quarter.
-    static let slotShare = capacity / 4
-
     /// Logs every process still alive whose parent is gone (their accounts hold their
     /// descendants' charges too), with what its account holds: for the leak check at the end of
     /// a test run, where all else must be back.
@@ -284,7 +280,7 @@ enum Processes {
         var charge = try MemoryCharge(ObjectCost.process.bytes, to: account)
         // Its slot in the table, which it holds until it leaves the table (`vacate`).
         do throws(KernelError) {
-            try account.takeSlot(.process, share: slotShare)
+            try account.takeSlot(.process, ofTable: capacity)
         } catch {
             charge.release()
             throw error

@@ -51,30 +51,30 @@ import PropertyBased
         let child = MemoryAccount(limit: MemoryAccount.unlimited, parent: limited)
         let grandchild = MemoryAccount(limit: 1 << 20, parent: child)
         let other = MemoryAccount(limit: 1 << 30, parent: root)
-        for _ in 0..<2 { try limited.takeSlot(.process, share: 4) }
-        for _ in 0..<2 { try grandchild.takeSlot(.process, share: 4) }
-        #expect(throws: KernelError.outOfMemory) { try child.takeSlot(.process, share: 4) }
-        #expect(throws: KernelError.outOfMemory) { try grandchild.takeSlot(.process, share: 4) }
+        for _ in 0..<2 { try limited.takeSlot(.process, ofTable: 16) }
+        for _ in 0..<2 { try grandchild.takeSlot(.process, ofTable: 16) }
+        #expect(throws: KernelError.outOfMemory) { try child.takeSlot(.process, ofTable: 16) }
+        #expect(throws: KernelError.outOfMemory) { try grandchild.takeSlot(.process, ofTable: 16) }
         #expect(limited.held(.process) == 4 && child.held(.process) == 0 && grandchild.held(.process) == 2
                 && root.held(.process) == 0)
         // Another limited subtree has a share of its own, and the unlimited root is bounded only
         // by the table.
-        for _ in 0..<4 { try other.takeSlot(.process, share: 4) }
-        for _ in 0..<20 { try root.takeSlot(.process, share: 4) }
+        for _ in 0..<4 { try other.takeSlot(.process, ofTable: 16) }
+        for _ in 0..<20 { try root.takeSlot(.process, ofTable: 16) }
         #expect(other.held(.process) == 4 && root.held(.process) == 0)
         // Threads are counted apart.
-        try grandchild.takeSlot(.thread, share: 1)
-        #expect(throws: KernelError.outOfMemory) { try child.takeSlot(.thread, share: 1) }
+        try grandchild.takeSlot(.thread, ofTable: 4)
+        #expect(throws: KernelError.outOfMemory) { try child.takeSlot(.thread, ofTable: 4) }
         #expect(limited.held(.thread) == 1 && grandchild.held(.process) == 2)
         grandchild.giveBackSlot(.process)
-        try child.takeSlot(.process, share: 4)
+        try child.takeSlot(.process, ofTable: 16)
         #expect(limited.held(.process) == 4 && grandchild.held(.process) == 1)
         // A refusal higher up takes nothing below it.
         let deep = MemoryAccount(limit: 1 << 20, parent: limited)
-        #expect(throws: KernelError.outOfMemory) { try deep.takeSlot(.process, share: 4) }
+        #expect(throws: KernelError.outOfMemory) { try deep.takeSlot(.process, ofTable: 16) }
         #expect(deep.held(.process) == 0 && limited.held(.process) == 4)
         let full = MemoryAccount(limit: 1 << 20, parent: root)
-        #expect(throws: KernelError.outOfMemory) { try full.takeSlot(.thread, share: 0) }
+        #expect(throws: KernelError.outOfMemory) { try full.takeSlot(.thread, ofTable: 0) }
         #expect(full.held(.thread) == 0)
     }
 

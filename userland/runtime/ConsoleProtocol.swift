@@ -131,9 +131,8 @@ public struct Console {
     public func lend() throws(KernelError) -> Handle {
         var message = IPCMessage(label: ConsoleRequest.lend.rawValue)
         try IPC.call(port, &message)
-        let handles = min(message.handleCount, IPCMessageLayout.maximumHandles)
-        guard message.label == 0, handles == 1 else {
-            for index in 0..<handles { try? IPC.close(message.handle(index)) }
+        guard message.label == 0, message.handleCount == 1 else {
+            message.closeHandles()
             try Self.check(message)
             throw .invalidArgument
         }

@@ -29,6 +29,11 @@ public struct IPCMessage {
     }
     public func handle(_ index: Int) -> Handle { Handle(words[IPCMessageLayout.handles / 8 + index]) }
 
+    /// Closes the handles the message carries (a received one whose handles are not kept).
+    public func closeHandles() {
+        for index in 0..<min(handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(handle(index)) }
+    }
+
     /// Adds a handle to move with the message.
     public mutating func attach(_ handle: Handle) {
         words[IPCMessageLayout.handles / 8 + handleCount] = handle.value

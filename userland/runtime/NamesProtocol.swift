@@ -93,7 +93,7 @@ public enum NamesProtocol {
     static func call(_ port: Handle, _ message: inout IPCMessage) throws(KernelError) {
         try IPC.call(port, &message)
         guard message.label == success else {
-            for index in 0..<min(message.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(message.handle(index)) }
+            message.closeHandles()
             throw KernelError(rawValue: message.label) ?? .invalidArgument
         }
     }
@@ -115,7 +115,7 @@ public struct Names {
         var message = try NamesProtocol.request(NamesProtocol.lookup, name: name)
         try NamesProtocol.call(handle, &message)
         guard message.handleCount == 1 else {
-            for index in 0..<min(message.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(message.handle(index)) }
+            message.closeHandles()
             throw .invalidArgument
         }
         return (message.handle(0), message.word(atByte: 0))

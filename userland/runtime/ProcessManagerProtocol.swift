@@ -228,7 +228,7 @@ public struct ProcessManager {
     /// port, and checks the reply.
     func call(_ message: inout IPCMessage, _ handles: StartHandles, control: Bool = false) throws(KernelError) -> IPCMessage {
         guard handles.count <= IPCMessageLayout.maximumHandles else {
-            for index in 0..<handles.count { try? IPC.close(handles.handle(index)) }
+            handles.closeAll()
             throw .invalidArgument
         }
         var tags: UInt64 = 0
@@ -238,7 +238,7 @@ public struct ProcessManager {
         }
         if handles.count > 0 { message.setWord(atByte: 24, tags) }
         guard let target = control ? self.control : port else {
-            for index in 0..<handles.count { try? IPC.close(handles.handle(index)) }
+            handles.closeAll()
             throw .accessDenied
         }
         do throws(KernelError) {
@@ -246,7 +246,7 @@ public struct ProcessManager {
         } catch {
             // Not sent (a full queue, a manager gone): the handles are still here. Sent, they
             // are gone, and their numbers name nothing (a slot taken again has a new generation).
-            for index in 0..<handles.count { try? IPC.close(handles.handle(index)) }
+            handles.closeAll()
             throw error
         }
         try Self.check(message)
@@ -264,7 +264,7 @@ public struct ProcessManager {
                       handles: ClientHandles = ClientHandles(), memoryLimit: UInt64 = 0) throws(KernelError) -> ChildProcess {
         var handles = handles
         func refuse(_ error: KernelError) -> KernelError {
-            for index in 0..<handles.tagged.count { try? IPC.close(handles.tagged.handle(index)) }
+            handles.tagged.closeAll()
             return error
         }
         // A program that has its own handle pays, or asks nothing: a copy it cannot make or
@@ -292,7 +292,7 @@ public struct ProcessManager {
         // Without a handle to pay with (init has none), only the control port may take it.
         let reply = try call(&message, handles.tagged, control: paid == nil && control != nil)
         guard reply.handleCount == 1 else {
-            for index in 0..<min(reply.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(reply.handle(index)) }
+            reply.closeHandles()
             throw .invalidArgument
         }
         return ChildProcess(process: reply.handle(0), id: ProcessID(reply.word(atByte: 0)))
@@ -347,7 +347,7 @@ public struct ProcessManager {
         let reply = try call(&message, handles.tagged, control: true)
         let expected = options.contains(.privatePort) ? 2 : 1
         guard reply.handleCount == expected else {
-            for index in 0..<min(reply.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(reply.handle(index)) }
+            reply.closeHandles()
             throw .invalidArgument
         }
         return (reply.word(atByte: 0), reply.handle(0), expected == 2 ? reply.handle(1) : nil)

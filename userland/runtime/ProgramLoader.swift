@@ -28,6 +28,12 @@ public struct StartHandles {
 
     public func tag(_ index: Int) -> UInt64 { tags[index] }
     public func handle(_ index: Int) -> Handle { Handle(handles[index]) }
+
+    /// Closes every handle held (those appended past the capacity were never kept): for a set
+    /// that will not reach the program it was for.
+    public func closeAll() {
+        for index in 0..<min(count, handles.count) { try? IPC.close(handle(index)) }
+    }
 }
 
 public struct ProgramLoader {

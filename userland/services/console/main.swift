@@ -305,16 +305,16 @@ struct ConsoleServer {
     /// Serves a request from `source`.
     mutating func handle(_ message: inout IPCMessage, from source: RequestSource) {
         guard let reply = message.replyHandle else {
-            closeHandles(message)
+            message.closeHandles()
             return
         }
         let request = ConsoleRequest(rawValue: message.label)
         if let request, !source.allows(request) {
-            closeHandles(message)
+            message.closeHandles()
             answer(reply, &message, label: KernelError.accessDenied.rawValue)
             return
         }
-        if request != .setInterrupt { closeHandles(message) }
+        if request != .setInterrupt { message.closeHandles() }
         switch request {
         case .write:
             let count = min(max(message.length, 0), IPCMessageLayout.maximumPayload)
@@ -334,7 +334,7 @@ struct ConsoleServer {
             serveReader()
         case .setInterrupt:
             guard message.handleCount == 1 else {
-                closeHandles(message)
+                message.closeHandles()
                 answer(reply, &message, label: KernelError.invalidArgument.rawValue)
                 return
             }
@@ -409,10 +409,6 @@ struct ConsoleServer {
             var refusal = IPCMessage(label: KernelError.peerClosed.rawValue)
             try? IPC.reply(waiting, &refusal)
         }
-    }
-
-    func closeHandles(_ message: IPCMessage) {
-        for index in 0..<min(message.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(message.handle(index)) }
     }
 
     func answer(_ reply: Handle, _ message: inout IPCMessage, label: UInt64) {

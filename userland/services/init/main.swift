@@ -118,7 +118,7 @@ extension Init {
                 System.sleep(nanoseconds: 10_000_000)
                 continue
             }
-            for index in 0..<min(message.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(message.handle(index)) }
+            message.closeHandles()
             let shutdown = message.label == PowerControl.shutdown
             if let reply = message.replyHandle {
                 var answer = IPCMessage(label: shutdown ? 0 : KernelError.invalidArgument.rawValue)

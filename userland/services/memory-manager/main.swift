@@ -247,7 +247,7 @@ struct MemoryManagerService {
         }
         // A refusal: handles still in the request (none once it was taken apart) are closed.
         if let status {
-            for index in 0..<min(message.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(message.handle(index)) }
+            message.closeHandles()
             message = IPCMessage(label: status.rawValue)
         }
     }
@@ -275,7 +275,7 @@ struct MemoryManagerProgram {
             answer = message.replyHandle
             guard answer != nil else {
                 // A send, not a call: nothing to answer; its handles are not kept.
-                for index in 0..<min(message.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(message.handle(index)) }
+                message.closeHandles()
                 continue
             }
             service.serve(&message)

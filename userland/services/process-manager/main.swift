@@ -332,7 +332,7 @@ enum Manager {
                                                     handles: given, arguments: arguments, memoryLimit: memoryLimit,
                                                     account: account, sharing: loader.sharedSource)
         } catch {
-            for index in 0..<added.count { try? IPC.close(added.handle(index)) }
+            added.closeAll()
             throw error
         }
         taken = true
@@ -543,7 +543,7 @@ enum Manager {
         defer {
             // Whatever did not reach the instance.
             if handles.count > 0 && services[index].slot < 0 {
-                for copy in 0..<handles.count { try? IPC.close(handles.handle(copy)) }
+                handles.closeAll()
             }
         }
         if services[index].privatePort != .none {
@@ -758,7 +758,7 @@ enum Manager {
         }
         if services[index].port != .none { try? IPC.close(services[index].port) }
         closePrivatePort(index)
-        for handle in 0..<services[index].handles.count { try? IPC.close(services[index].handles.handle(handle)) }
+        services[index].handles.closeAll()
         services[index] = Service()
     }
 

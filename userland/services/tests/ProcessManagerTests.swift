@@ -354,7 +354,7 @@ func testSupervision(_ suite: inout Suite, _ manager: ProcessManager) {
 
     // A private port outlives the instances: the same send right reaches the next one, and
     // once the service is stopped a call there fails instead of waiting for ever.
-    let objectsBefore = System.kernelObjects.objects
+    let before = KernelFootprint.now
     let mark = System.outOfMemoryResults
     var privateOK = false
     if let (first, port, privatePort) = try? manager.startService(UnsafeRawBufferPointer("private"),
@@ -386,11 +386,7 @@ func testSupervision(_ suite: inout Suite, _ manager: ProcessManager) {
     }
     let privateForgotten = absent(manager, "private")
     // The stopped instance may still be leaving the kernel.
-    var settled = false
-    for _ in 0..<100 where !settled {
-        settled = System.kernelObjects.objects == objectsBefore
-        if !settled { System.sleep(nanoseconds: 10_000_000) }
-    }
+    let settled = KernelFootprint.settled(toward: before).objects == before.objects
     suite.check(privateOK && privateForgotten && settled,
                 "a service's private port outlives its instances: the same send right reaches the next one, and a call there fails with peer closed once the service is stopped; nothing is left",
                 since: mark)

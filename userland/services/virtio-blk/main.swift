@@ -266,7 +266,7 @@ extension VirtioBlock {
     }
 
     static func closeHandles(of message: IPCMessage) {
-        for index in 0..<min(message.handleCount, IPCMessageLayout.maximumHandles) { try? IPC.close(message.handle(index)) }
+        message.closeHandles()
     }
 
     /// Maps the client's transfer buffer in place of its earlier one. With every place taken, an
