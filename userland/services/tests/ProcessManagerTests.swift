@@ -156,17 +156,21 @@ func testManagedPrograms(_ suite: inout Suite, _ manager: ProcessManager) {
     var listed = false
     var killed = false
     if let spinner = try? manager.spawn("spinner", memoryLimit: 1 << 20) {
-        System.sleep(nanoseconds: 20_000_000)
-        if let entry = try? manager.entry(named: "spinner") {
-            listed = entry.id == spinner.id.value && entry.state == .running && !entry.isService
-                && entry.memoryLimit == 1 << 20 && entry.memoryInUse > UserSpace.stackSize && entry.threads == 1
-                && entry.cpuNanoseconds > 0 && entry.requester == System.processID.value
+        // Read until it has run (on a machine with several CPUs it may not have been picked up
+        // yet), for a second at most.
+        for _ in 0..<100 where !listed {
+            System.sleep(nanoseconds: 10_000_000)
+            if let entry = try? manager.entry(named: "spinner") {
+                listed = entry.id == spinner.id.value && entry.state == .running && !entry.isService
+                    && entry.memoryLimit == 1 << 20 && entry.memoryInUse > UserSpace.stackSize && entry.threads == 1
+                    && entry.cpuNanoseconds > 0 && entry.requester == System.processID.value
+            }
         }
         killed = (try? System.kill(spinner)) != nil && (try? System.wait(spinner))?.reason == .killed
     }
-    // The manager collects the end on its own, a moment later.
+    // The manager collects the end on its own, a moment later (a second at most).
     var gone = false
-    for _ in 0..<100 where !gone {
+    for _ in 0..<1000 where !gone {
         gone = absent(manager, "spinner")
         if !gone { System.sleep(nanoseconds: 1_000_000) }
     }
