@@ -196,6 +196,14 @@ public struct MemoryCharge {
         self.bytes = bytes
     }
 
+    /// Gives back all but `bytes` of the charge (nothing when it is no more than that): for an
+    /// object that frees part of itself and lives on. It still counts as one object.
+    public mutating func shrink(to bytes: UInt64) {
+        guard let account, self.bytes > bytes else { return }
+        account.release(self.bytes - bytes)
+        self.bytes = bytes
+    }
+
     /// Gives the charge back; a second call does nothing.
     public mutating func release() {
         account?.release(bytes, objects: 1)

@@ -24,12 +24,16 @@ public protocol WaiterWaking {
     /// A closed port is no leak while it is named, and a client that has not yet used its send
     /// right since the receiver went still names it; leak checks set such ports apart.
     static func portsCounted(alive: Int, closed: Int)
+    /// What a port's charge comes down to once it closes, when its queue and payload buffers
+    /// are freed (`MessagePort.close`): the object alone. By default the charge stays whole.
+    static var closedPortCharge: UInt64 { get }
 }
 
 extension WaiterWaking {
     public static func takesBitsAtOnce(_ bits: UInt64, _ waiter: Waiter) -> Bool { false }
     public static func notificationEnded(waiter: Waiter) {}
     public static func portsCounted(alive: Int, closed: Int) {}
+    public static var closedPortCharge: UInt64 { .max }
 }
 
 /// How many messages a port queues before `send` and `call` get `queueFull`.
@@ -42,8 +46,9 @@ public final class MessagePort<Waking: WaiterWaking>: KernelObject, KernelObject
 
     public var queue = MessageRing<Message>(capacity: portQueueCapacity)
     /// One payload buffer per queue slot; a queued message points into the buffer of its slot.
-    let payloads = UnsafeMutableRawPointer.allocate(byteCount: portQueueCapacity * IPCMessageLayout.maximumPayload,
-                                                    alignment: 16)
+    /// Freed when the port closes (nil after): nothing is queued on a closed port again.
+    private var payloads: UnsafeMutableRawPointer? = UnsafeMutableRawPointer.allocate(
+        byteCount: portQueueCapacity * IPCMessageLayout.maximumPayload, alignment: 16)
     /// Threads blocked in `receive` or `waitAny` here, oldest first, linked through their own
     /// wait links.
     public let receivers = WaitList<Waiter>()
@@ -64,7 +69,11 @@ public final class MessagePort<Waking: WaiterWaking>: KernelObject, KernelObject
     public var nextPayload: UnsafeMutableRawPointer { payload(ofSlot: queue.nextIndex) }
 
     @inline(__always)
-    func payload(ofSlot slot: Int) -> UnsafeMutableRawPointer { payloads + slot * IPCMessageLayout.maximumPayload }
+    func payload(ofSlot slot: Int) -> UnsafeMutableRawPointer {
+        // Unchecked: every caller found the port open first (a send checks, a receive's message
+        // came from the queue), and the check cost the IPC paths an instruction.
+        payloads.unsafelyUnwrapped + slot * IPCMessageLayout.maximumPayload
+    }
 
     /// Whether one more message may be sent: a receiver is left and the queue has room.
     public func checkCanSend() throws(KernelError) {
@@ -120,7 +129,9 @@ public final class MessagePort<Waking: WaiterWaking>: KernelObject, KernelObject
     }
 
     /// No receiver is left: queued messages are dropped, every handle they carry released, and
-    /// every waiter is woken to find the port closed.
+    /// every waiter is woken to find the port closed. The queue and payload buffers go at once,
+    /// and with them most of the charge: send rights may keep a closed port for as long as their
+    /// holders like, and its creator should not pay more than the object for it meanwhile.
     public func close() {
         guard !isClosed else { return }
         isClosed = true
@@ -129,6 +140,10 @@ public final class MessagePort<Waking: WaiterWaking>: KernelObject, KernelObject
             var message = message
             message.releaseAll()
         }
+        queue.destroy()
+        payloads?.deallocate()
+        payloads = nil
+        charge.shrink(to: Waking.closedPortCharge)
         receivers.removeAll { waiter in Waking.wake(waiter.takeUnretainedValue()) }
     }
 
@@ -166,7 +181,7 @@ public final class MessagePort<Waking: WaiterWaking>: KernelObject, KernelObject
     deinit {
         queue.destroy()
         receivers.destroy()
-        payloads.deallocate()
+        payloads?.deallocate()
         charge.release()
         Waking.portsCounted(alive: -1, closed: isClosed ? -1 : 0)
     }

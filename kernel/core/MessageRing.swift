@@ -3,7 +3,8 @@
 
 public struct MessageRing<Element> {
     let storage: UnsafeMutablePointer<Element?>
-    public let capacity: Int
+    /// 0 once destroyed: nothing fits then, and the storage is gone.
+    public private(set) var capacity: Int
     var head = 0
     public private(set) var count = 0
 
@@ -17,9 +18,14 @@ public struct MessageRing<Element> {
         storage.initialize(repeating: nil, count: capacity)
     }
 
+    /// Drops the elements left and frees the storage; the ring is then empty and full at once
+    /// (capacity 0), so a push is refused. A second call does nothing.
     public mutating func destroy() {
+        guard capacity > 0 else { return }
         storage.deinitialize(count: capacity)
         storage.deallocate()
+        capacity = 0
+        head = 0
         count = 0
     }
 

@@ -20,6 +20,9 @@ struct ObjectCost {
 
     /// A port: the object, its waiter list, its message ring and a page of payload buffers.
     static let port = ObjectCost(bytes: 8 * 1024, heapPages: 4)
+    /// What a port comes down to once closed (MessagePort.close frees its queue and buffers),
+    /// while send rights keep it: the object and its waiter list. Bytes only: it takes no page.
+    static let closedPort = ObjectCost(bytes: 256, heapPages: 0)
     static let notification = ObjectCost(bytes: 64, heapPages: 1)
     /// A thread's heap part: the object, its saved context and FP/SIMD registers, its message
     /// buffers, wait links and reply capability (its kernel stack is charged by the page). The

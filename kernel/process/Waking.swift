@@ -19,6 +19,8 @@ enum SchedulerWaking: WaiterWaking {
         PortCensus.alive &+= UInt64(bitPattern: Int64(alive))
         PortCensus.closed &+= UInt64(bitPattern: Int64(closed))
     }
+
+    static var closedPortCharge: UInt64 { ObjectCost.closedPort.bytes }
 }
 
 /// The machine's ports, for `portStatistics`: alive, and closed ones still named by send rights.

@@ -147,6 +147,11 @@ func heapGrowth(_ make: () -> AnyObject) -> (bytes: UInt64, pages: UInt64) {
 func checkObjectPrices(_ run: inout SelfTestRun) {
     let account = MemoryAccount(limit: MemoryAccount.unlimited, parent: nil)
     let port = heapGrowth { Port() }
+    let closedPort = heapGrowth {
+        let port = Port()
+        port.close()
+        return port
+    }
     let notification = heapGrowth { Notification() }
     let line = heapGrowth { InterruptLine(identifier: 0) }
     let logReader = heapGrowth { KernelLogReader(notification: Notification(), bits: 1) }
@@ -156,10 +161,10 @@ func checkObjectPrices(_ run: inout SelfTestRun) {
     let within = { (measured: (bytes: UInt64, pages: UInt64), price: ObjectCost) in
         measured.bytes <= price.bytes && measured.pages <= price.heapPages
     }
-    run.check(within(port, .port) && within(notification, .notification) && within(line, .interruptLine)
+    run.check(within(port, .port) && closedPort.bytes <= ObjectCost.closedPort.bytes && within(notification, .notification) && within(line, .interruptLine)
               && within(logReader, .kernelLogReader)
               && within(largest, .memoryObject(pages: MemoryObject.maximumPages)) && account.used == 0,
-              "Object prices cover the heap: port \(port.bytes) of \(ObjectCost.port.bytes) bytes, notification \(notification.bytes), interrupt line \(line.bytes), log reader \(logReader.bytes) of \(ObjectCost.kernelLogReader.bytes), 1 MiB memory object \(largest.bytes) of \(ObjectCost.memoryObject(pages: MemoryObject.maximumPages).bytes)")
+              "Object prices cover the heap: port \(port.bytes) of \(ObjectCost.port.bytes) bytes (closed \(closedPort.bytes) of \(ObjectCost.closedPort.bytes)), notification \(notification.bytes), interrupt line \(line.bytes), log reader \(logReader.bytes) of \(ObjectCost.kernelLogReader.bytes), 1 MiB memory object \(largest.bytes) of \(ObjectCost.memoryObject(pages: MemoryObject.maximumPages).bytes)")
 }
 
 /// `map`'s addresses in a fresh address space: forward while there is room; once the top is

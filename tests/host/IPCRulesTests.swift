@@ -491,6 +491,33 @@ final class LabelledObject: KernelObject {
         held = nil
         #expect(CensusWaking.counts == (0, 0))
     }
+
+    /// A port that closes frees its queue and payload buffers and gives back all of its charge
+    /// but the object's (`WaiterWaking.closedPortCharge`), however long send rights keep it;
+    /// the rest goes with it. Its queue then takes nothing more.
+    @Test func aClosedPortKeepsOnlyTheObjectsCharge() throws {
+        let account = MemoryAccount(limit: 1 << 20, parent: nil)
+        var port: MessagePort<SmallClosedWaking>? = MessagePort<SmallClosedWaking>()
+        port!.charge = try MemoryCharge(8192, to: account)
+        port!.capabilityAdded(rights: .newPort)
+        var message = InFlightMessage<KernelObject>()
+        message.length = 8
+        port!.enqueue(&message)
+        port!.capabilityReleased(rights: .newPort)
+        #expect(port!.isClosed && port!.queue.isEmpty && port!.queue.isFull)
+        #expect(account.used == SmallClosedWaking.closedPortCharge && account.objects == 1)
+        #expect(throws: MessageRing<InFlightMessage<KernelObject>>.Failure.full) {
+            try port!.queue.push(InFlightMessage<KernelObject>())
+        }
+        port = nil
+        #expect(account.used == 0 && account.objects == 0)
+    }
+}
+
+/// Ports whose closed charge is a small sum, for the test of what closing gives back.
+enum SmallClosedWaking: WaiterWaking {
+    static func wake(_ waiter: PortWaiter) {}
+    static var closedPortCharge: UInt64 { 96 }
 }
 
 /// Ports that count themselves as the kernel's census does; used by one test only, since the

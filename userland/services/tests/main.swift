@@ -443,24 +443,29 @@ func testIPC(_ suite: inout Suite) {
                 "IPC objects freed: \(framesBefore) frames free before the IPC tests, \(framesAfter) after (kernel heap keeps warm slabs)")
 
     // The port census (`portStatistics`): a port counts alive while anything names it, and closed
-    // from its receive handle's close until its last send right goes.
+    // from its receive handle's close until its last send right goes. Closed, it frees its queue
+    // and buffers and keeps only the object's part of its charge for the send rights left.
     let census = System.ports
-    var steps: [(alive: UInt64, closed: UInt64)] = []
+    let chargedBefore = System.memoryAccount.used
+    var steps: [(alive: UInt64, closed: UInt64, charged: UInt64)] = []
     var sendAfterClose: KernelError?
     if let port = try? IPC.createPort(), let sender = try? IPC.duplicate(port, rights: [.send]) {
-        steps.append(System.ports)
+        steps.append((System.ports.alive, System.ports.closed, System.memoryAccount.used))
         try? IPC.close(port)
-        steps.append(System.ports)
+        steps.append((System.ports.alive, System.ports.closed, System.memoryAccount.used))
         var message = IPCMessage(label: 1)
         sendAfterClose = catching { () throws(KernelError) in try IPC.send(sender, &message) }
         try? IPC.close(sender)
-        steps.append(System.ports)
+        steps.append((System.ports.alive, System.ports.closed, System.memoryAccount.used))
     }
     let expected: [(alive: UInt64, closed: UInt64)] = [(census.alive + 1, census.closed), (census.alive + 1, census.closed + 1),
                                                        (census.alive, census.closed)]
+    let openCharge = (steps.first?.charged ?? 0) &- chargedBefore
+    let closedCharge = steps.count > 1 ? steps[1].charged &- chargedBefore : 0
     suite.check(steps.count == 3 && zip(steps, expected).allSatisfy { $0.alive == $1.alive && $0.closed == $1.closed }
-                && sendAfterClose == .peerClosed,
-                "portStatistics: a new port counts alive (\(census.alive) -> \(steps.first?.alive ?? 0)); its receive handle closed, it counts closed (\(census.closed) -> \(steps.count > 1 ? steps[1].closed : 0)) and a send gets peer closed; its last send right closed, it is gone")
+                && sendAfterClose == .peerClosed && openCharge > 0 && openCharge < 1 << 20 && closedCharge > 0
+                && closedCharge <= openCharge / 8 && steps[2].charged == chargedBefore,
+                "portStatistics: a new port counts alive (\(census.alive) -> \(steps.first?.alive ?? 0)); its receive handle closed, it counts closed (\(census.closed) -> \(steps.count > 1 ? steps[1].closed : 0)), its charge falls from \(openCharge) to \(closedCharge) bytes and a send gets peer closed; its last send right closed, it is gone and so is its charge (\(steps.count > 2 ? steps[2].charged &- chargedBefore : 1) left)")
 }
 
 
