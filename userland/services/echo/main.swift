@@ -10,12 +10,20 @@
 // start argument 4 it serves with messages in registers (`serveInRegisters`). With start argument
 // 5 it is a client instead: one call in registers (label 9) to the port, waiting for the answer
 // for as long as it takes (the tests kill it while it waits).
+//
+// Started as a service (its port in the start block), anyone may look it up and call it, so there
+// label 0 is answered like any other and ends nothing, every handle a message carries is closed
+// (label 20's once its object is mapped, in place of the one mapped before), and label 21 sums
+// no further than the mapped object.
 
 @main
 struct Echo {
     static func main() {
         // As a service its port comes in the start block; the tests start it with the port as start handle.
-        guard let port = ProgramStart.handle(.service) ?? System.startHandle else { System.panic("echo: started without a port") }
+        let servicePort = ProgramStart.handle(.service)
+        guard let port = servicePort ?? System.startHandle else { System.panic("echo: started without a port") }
+        // Only the tests' own instances end when a caller asks.
+        let endsOnRequest = servicePort == nil
         if System.startArgument == 2 {
             // Signal mode: the handle is a notification; set bit 1 after 20 ms.
             System.sleep(nanoseconds: 20_000_000)
@@ -32,7 +40,7 @@ struct Echo {
             System.exit(failed ? 1 : 0)
         }
         var message = IPCMessage()
-        var shared: UnsafeMutableRawPointer?
+        var shared: (address: UnsafeMutableRawPointer, bytes: Int)?
         // Each answer goes out with the wait for the next request: one system call per request.
         var answer: Handle?
         while true {
@@ -49,20 +57,25 @@ struct Echo {
                 let sender = message.sender.value
                 message.fill(count: 8) { UInt8(truncatingIfNeeded: sender >> (8 * UInt64($0))) }
             } else if label == 20, message.handleCount == 1 {
-                shared = try? IPC.map(message.handle(0), writable: false)
+                // One mapping at a time: the mapping keeps the object, the handle is closed below.
+                if let old = shared { try? System.unmap(old.address, bytes: UInt64(old.bytes)) }
+                shared = try? IPC.mapWithSize(message.handle(0), writable: false)
             } else if label == 21, let shared {
-                var count = 0
-                for index in 0..<8 { count |= Int(message[byte: index]) << (8 * index) }
+                // At most the object: its size is the mapping's, whatever the caller asks.
+                let count = Int(min(message.word(atByte: 0), UInt64(shared.bytes)))
                 var sum: UInt64 = 0
-                let words = shared.assumingMemoryBound(to: UInt64.self)
-                for index in 0..<min(count, 1 << 20) / 8 { sum &+= words[index] }
+                let words = shared.address.assumingMemoryBound(to: UInt64.self)
+                for index in 0..<count / 8 { sum &+= words[index] }
                 message.fill(count: 8) { UInt8(truncatingIfNeeded: sum >> (8 * UInt64($0))) }
             } else if label == 6 {
                 message.fill(count: IPCMessageLayout.maximumPayload) { UInt8(truncatingIfNeeded: $0) }
             }
-            message.label = label + 1
-            message.handleCount = 0
-            if label == 0 {
+            message.label = label &+ 1
+            if message.handleCount != 0 {
+                message.closeHandles()
+                message.handleCount = 0
+            }
+            if label == 0 && endsOnRequest {
                 try? IPC.reply(reply, &message)
                 System.exit(0)
             }
@@ -91,9 +104,11 @@ struct Echo {
                 } catch {
                     System.panic("echo: a message too long for registers was not queued: \(error)")
                 }
+                // Written out: `closeHandles()` here changed the registers of the serving loop
+                // above and cost each call in registers 16 instructions.
                 for index in 0..<long.handleCount { try? IPC.close(long.handle(index)) }
                 long.handleCount = 0
-                long.label += 1
+                long.label &+= 1
                 if let reply = long.replyHandle { try? IPC.reply(reply, &long) }
                 continue
             }
@@ -107,7 +122,7 @@ struct Echo {
             } else if label == 4 {
                 message.length = RegisterMessageLayout.maximumPayload
             }
-            message.label = label + 1
+            message.label = label &+ 1
             if label == 0 {
                 var last = IPCMessage(label: 1)
                 try? IPC.reply(reply, &last)

@@ -42,8 +42,11 @@ struct Slot {
     var state = ManagedState.running
     var reason = ExitReason.exited
     var code: UInt64 = 0
-    /// The service this is an instance of, or -1.
-    var service = -1
+    /// The service this is an instance of; `Slot.client` for a program a client asked for, and
+    /// `Slot.forgotten` for the instance of a service stopped, until its end is collected.
+    var service = Slot.client
+    static let client = -1
+    static let forgotten = -2
     var memoryLimit: UInt64 = 0
     var inUse: Bool { id != 0 }
 }
@@ -270,7 +273,7 @@ enum Manager {
             slot = try withBytes(&name, Int(nameLength)) { program throws(KernelError) in
                 try withBytes(&text, Int(textLength)) { arguments throws(KernelError) in
                     try launch(program, argument: argument, start: start, handles: tagged, arguments: arguments,
-                               memoryLimit: memoryLimit, account: payer ?? .none, service: -1, taken: &taken)
+                               memoryLimit: memoryLimit, account: payer ?? .none, service: Slot.client, taken: &taken)
                 }
             }
         } catch {
@@ -352,7 +355,7 @@ enum Manager {
         entry.service = service
         entry.memoryLimit = memoryLimit
         slots[slot] = entry
-        if service < 0 { clientSlotsInUse += 1 }
+        if service == Slot.client { clientSlotsInUse += 1 }
         return slot
     }
 
@@ -370,7 +373,7 @@ enum Manager {
             }
             index += 1
         }
-        for slot in slots where slot.inUse && slot.service < 0 {
+        for slot in slots where slot.inUse && slot.service == Slot.client {
             var entry = ProcessEntry()
             entry.id = slot.id
             entry.requester = slot.requester
@@ -438,7 +441,11 @@ enum Manager {
             slots[slot].state = end.reason == .exited ? .exited : end.reason == .faulted ? .faulted : .killed
             let service = slots[slot].service
             slots[slot] = Slot()
-            if service >= 0 { serviceEnded(service, end.reason, end.code) } else { clientSlotsInUse -= 1 }
+            if service >= 0 {
+                serviceEnded(service, end.reason, end.code)
+            } else if service == Slot.client {
+                clientSlotsInUse -= 1
+            }
         }
     }
 
@@ -753,7 +760,8 @@ enum Manager {
         if services[index].state != .stopped { deregister(service: index, restarting: false) }
         let slot = services[index].slot
         if slot >= 0 {
-            slots[slot].service = -1
+            // Not a client's: its end must not give back a client slot it never took.
+            slots[slot].service = Slot.forgotten
             try? ProcessHandles.kill(slots[slot].process)
         }
         if services[index].port != .none { try? IPC.close(services[index].port) }

@@ -78,6 +78,9 @@ struct Restarts {
             // Without all three there is nothing to kill and bring back.
             checks.finish()
         }
+        let hostile = callsAnyoneMayMake(ports[Target.echo.rawValue])
+        checks.check(hostile.sum && hostile.wrapped && hostile.handlesClosed && hostile.stillServing,
+                     "the echo service outlives what any caller may send: label 0 ends nothing, the largest label wraps (\(hostile.wrapped)), a sum asked past its object stops at the object (\(hostile.sum)), handles sent are closed (\(hostile.handlesClosed)), and it answers after (\(hostile.stillServing))")
 
         // Two kills of each first, so that what the kernel holds afterwards is the steady state
         // (the first restarts warm the services' heaps and the process manager's tables).
@@ -109,6 +112,47 @@ struct Restarts {
                      "nothing leaked across the restarts (frames \(before.frames) → \(after.frames), objects \(before.objects) → \(after.objects), of them closed ports still named \(before.closedPorts) → \(after.closedPorts), at most one per process: \(processes))")
         for index in 0..<3 where ports[index] != .none { try? IPC.close(ports[index]) }
         checks.finish()
+    }
+
+    /// What any caller of the echo service may send it: it ends on no request and closes the
+    /// handles it is sent (the tests' own instances end on label 0), its label arithmetic wraps,
+    /// and a sum is bounded by the object it mapped. Each result is whether that held.
+    static func callsAnyoneMayMake(_ port: Handle) -> (sum: Bool, wrapped: Bool, handlesClosed: Bool, stillServing: Bool) {
+        var stop = IPCMessage(label: 0)
+        let stopAnswered = (try? IPC.call(port, &stop)) != nil && stop.label == 1
+        var largest = IPCMessage(label: UInt64.max)
+        let wrapped = (try? IPC.call(port, &largest)) != nil && largest.label == 0
+        // A notification whose only other handle goes to the service: once that is closed, it
+        // ends with ours.
+        let objects = System.kernelObjects.objects
+        var handlesClosed = false
+        if let notification = try? IPC.createNotification(), let copy = try? IPC.duplicate(notification, rights: [.signal, .transfer]) {
+            var carrying = IPCMessage(label: 30)
+            carrying.attach(copy)
+            handlesClosed = (try? IPC.call(port, &carrying)) != nil && carrying.label == 31
+            try? IPC.close(notification)
+            handlesClosed = handlesClosed && System.kernelObjects.objects == objects
+        }
+        // A 4 KiB object mapped by the service, then a sum of far more than it holds.
+        var sum = false
+        if let memory = try? IPC.createMemory(bytes: 4096), let words = try? IPC.map(memory, writable: true),
+           let readOnly = try? IPC.duplicate(memory, rights: [.map, .transfer]) {
+            var expected: UInt64 = 0
+            for index in 0..<512 {
+                words.storeBytes(of: UInt64(index) &* 977, toByteOffset: index * 8, as: UInt64.self)
+                expected &+= UInt64(index) &* 977
+            }
+            var hand = IPCMessage(label: 20)
+            hand.attach(readOnly)
+            var ask = IPCMessage(label: 21)
+            ask.fill(count: 8) { _ in 0xFF }
+            if (try? IPC.call(port, &hand)) != nil, (try? IPC.call(port, &ask)) != nil {
+                sum = ask.word(atByte: 0) == expected
+            }
+            try? System.unmap(words, bytes: 4096)
+            try? IPC.close(memory)
+        }
+        return (sum, wrapped, handlesClosed, stopAnswered && use(.echo, port))
     }
 
     /// Kills `target` through the process manager while holding its port, then checks the old

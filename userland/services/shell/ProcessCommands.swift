@@ -167,7 +167,7 @@ enum ProcessCommands {
         let name = jobNames[job]
         jobs[job] = .none
         jobIDs[job] = 0
-        if let end = try? System.wait(child) {
+        if let end = ShellState.collect(child) {
             report(id, name, end)
         } else {
             System.print("[\(id)] killed")

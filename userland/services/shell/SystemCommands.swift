@@ -106,7 +106,7 @@ enum SystemCommands {
             report("spawn, kill and wait of spinner", 10) {
                 if let child = try? manager.spawn("spinner") {
                     try? System.kill(child)
-                    _ = try? System.wait(child)
+                    _ = ShellState.collect(child)
                 }
             }
         }

@@ -171,6 +171,13 @@ enum ShellState {
         return false
     }
 
+    /// The end of `child`, waited for; its process handle is closed whatever the wait says
+    /// (another process may be waiting for it already, which the kernel refuses).
+    static func collect(_ child: ChildProcess) -> (reason: ExitReason, code: UInt64)? {
+        defer { try? IPC.close(child.process) }
+        return try? ProcessHandles.wait(child.process)
+    }
+
     /// Waits for foreground program `child` to end; Ctrl-C kills it. Its end, if known; its
     /// process handle is closed.
     static func waitForeground(_ child: ChildProcess) -> (reason: ExitReason, code: UInt64)? {
@@ -194,20 +201,33 @@ enum ShellState {
             try? System.kill(child)
             killed = true
         }
-        guard (try? ProcessHandles.notify(ended, bits: 1, whenEnds: child.process)) != nil else {
-            // Without the notification Ctrl-C cannot be watched for: just wait.
-            return try? System.wait(child)
-        }
+        // Without the notification of its end (a process has four, and the program may have taken
+        // them all) the end is looked for every 50 ms instead, so that Ctrl-C still works.
+        let watched = (try? ProcessHandles.notify(ended, bits: 1, whenEnds: child.process)) != nil
         while true {
             var handles = InlineArray<2, UInt64>(repeating: 0)
             handles[0] = ended.value
             handles[1] = interrupt.value
             let ready = (try? withUnsafeMutablePointer(to: &handles) { words throws(KernelError) in
-                try System.invoke(SystemCall.WaitAny(handles: UserAddress(words), count: 2, timeout: 1_000_000_000))
+                try System.invoke(SystemCall.WaitAny(handles: UserAddress(words), count: 2,
+                                                     timeout: watched ? 1_000_000_000 : 50_000_000))
             })?.index
             if ready == 0 {
                 _ = try? IPC.wait(ended, timeout: 0)
-                return try? System.wait(child)
+                return collect(child)
+            }
+            if !watched {
+                do throws(KernelError) {
+                    let end = try ProcessHandles.wait(child.process, poll: true)
+                    try? IPC.close(child.process)
+                    return end
+                } catch {
+                    // Still running (or its threads still leaving the kernel): look again later.
+                    if error != .wouldBlock {
+                        try? IPC.close(child.process)
+                        return nil
+                    }
+                }
             }
             if ready == 1 {
                 _ = try? IPC.wait(interrupt, timeout: 0)

@@ -242,7 +242,13 @@ func testHostileRequests(_ suite: inout Suite, _ manager: ProcessManager) {
                 "process-manager refuses an unknown label, bad lengths, a bad handle tag (closing the handle), a missing program and a missing service, and service control on the client port; it keeps serving")
 
     // Clients cannot take the manager's whole table: at most 24 processes they asked for at a
-    // time (queueFull beyond), and room again once they end; services keep restarting.
+    // time (queueFull beyond), and room again once they end; services keep restarting. A service
+    // stopped while it runs first: its instance's end is no client's, and makes no more room.
+    if let (_, port, _) = try? manager.startService(UnsafeRawBufferPointer("stopped"), program: UnsafeRawBufferPointer("crasher"),
+                                                   argument: 12, policy: .never) {
+        try? IPC.close(port)
+        try? manager.stopService(UnsafeRawBufferPointer("stopped"))
+    }
     var sleepers = InlineArray<30, ChildProcess?>(repeating: nil)
     var started = 0
     var refusal: KernelError?
