@@ -147,6 +147,9 @@ enum IPCFastPath {
             let notification = waitedOn.takeUnretainedValue()
             if !IPC.awaitBits(on: notification, thread: thread) {
                 outcome = .failed(.accessDenied)
+            } else if thread.killed {
+                // It only unwinds: the bits stay for the waiters that live on.
+                outcome = .failed(.peerClosed)
             } else if notification.bits != 0 {
                 returning(SystemCall.NotificationWait.Result(bits: notification.take()), in: thread.userRegisters)
                 outcome = .completed

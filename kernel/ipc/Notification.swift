@@ -39,6 +39,8 @@ extension IPC {
             let kept = awaitBits(on: notification, thread: thread)
             if armed { Clock.cancelDeadline(token: thread.id) }
             guard kept else { throw .accessDenied }
+            // A thread killed meanwhile only unwinds: the bits stay for the waiters that live on.
+            if thread.killed { throw .peerClosed }
             if notification.bits == 0 { throw .timedOut }
         }
         return notification.take()

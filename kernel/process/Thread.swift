@@ -252,8 +252,16 @@ final class Thread: ChargedObject {
     /// its wait is over. Then it no longer needs the notification, which it does not count.
     @inline(__always)
     func takeBitsAtOnce(_ bits: UInt64) -> Bool {
-        // Not for a thread killed while it waited: it would take the bits with it as it ends.
-        guard frameWaitKind == .bits, !killed else { return false }
+        guard frameWaitKind == .bits else { return false }
+        guard !killed else {
+            // Killed while it waited: the bits stay for the next waiter, and its wait is over
+            // all the same. It no longer is the waiter, and it does not count the notification,
+            // which may end before it runs to unwind (its process's end signals it, and may drop
+            // the last reference); so nothing of the wait may lead back to it.
+            userRegisters[0] = KernelError.peerClosed.rawValue
+            frameWait = .finished
+            return false
+        }
         let values = SystemCall.NotificationWait.Result(bits: bits).registers
         userRegisters[0] = systemCallSuccess
         userRegisters[1] = values.x1

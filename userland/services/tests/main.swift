@@ -601,6 +601,38 @@ func testKilledWaiters(_ suite: inout Suite) {
     }
     suite.check(bitsKept, "a signal to a notification whose waiter was killed (woken, not yet gone) leaves the bits for the next wait")
 
+    // The same, when the signal is the waiter's own process's end and the notification ends with
+    // it: the child's copy goes as it is killed, and the end's binding is the last reference. The
+    // killed thread, which does not count what it waited on, must not touch it when it unwinds.
+    let footprint = KernelFootprint.now
+    var endedUntouched = false
+    for _ in 0..<3 {
+        guard let bell = try? IPC.createNotification(), let copy = try? IPC.duplicate(bell, rights: [.wait, .transfer]) else { break }
+        guard let child = try? System.spawn("crasher", argument: 14, handle: copy) else {
+            try? IPC.close(copy)
+            try? IPC.close(bell)
+            break
+        }
+        let bound = (try? ProcessHandles.notify(bell, bits: 1, whenEnds: child.process)) != nil
+        try? IPC.close(bell)
+        System.sleep(nanoseconds: 20_000_000) // it waits on the notification, in its frame
+        let killed = (try? System.kill(child)) != nil
+        // Notifications made before it unwinds take the freed one's memory; their bits must be
+        // theirs still once it is gone.
+        let fillers = (0..<4).compactMap { _ in try? IPC.createNotification() }
+        for filler in fillers { try? IPC.signal(filler, bits: 0b110) }
+        let status = try? System.wait(child)
+        var intact = true
+        for filler in fillers {
+            intact = intact && (try? IPC.wait(filler, timeout: 0)) == 0b110
+            try? IPC.close(filler)
+        }
+        endedUntouched = bound && killed && status?.reason == .killed && fillers.count == 4 && intact
+        guard endedUntouched else { break }
+    }
+    endedUntouched = endedUntouched && KernelFootprint.settled(toward: footprint).objects == footprint.objects
+    suite.check(endedUntouched, "a thread killed waiting on a notification that its process's end signals and ends leaves it alone as it unwinds; objects made after it are intact")
+
     var nextWoken = false
     if let port = try? IPC.createPort(), let copy = try? IPC.duplicate(port, rights: [.receive, .transfer]),
        let block = try? System.map(bytes: 4096, access: .write) {
