@@ -142,7 +142,7 @@ def shell_at_the_terminal() -> BootResult:
         # Bad input gets a clear message, and the shell carries on.
         command(session, "frobnicate now\r", r"shell: unknown command 'frobnicate'; type help for the list")
         command(session, "kill\r", r"usage: kill PID")
-        command(session, "kill 1\r", r"kill: 1 is not a program this shell started")
+        command(session, "kill 1\r", r"kill: 1 is not a running program")
         command(session, "kill 99x\r", r"usage: kill PID")
         command(session, "spawn no-such-program\r", r"spawn: no-such-program: no such program")
         command(session, "crash nothing\r", r"crash: nothing: no such service running")

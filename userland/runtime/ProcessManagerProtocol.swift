@@ -39,11 +39,16 @@ public enum ProcessManagerRequest: UInt64, Sendable {
     /// it is started again at once, whatever its policy, and the restart counts against no cap.
     /// Reply: word 0 the id of the instance ended. Control port only.
     case crashService = 8
+    /// Word 0: the process id of a program a client asked for, still running. It is ended as its
+    /// process handle would end it; its client sees it killed. Control port only: the holder of
+    /// the control right may end any program (its client may have ended long ago, the only other
+    /// holder of a handle to it). `notFound` for no such program (a service's instance included).
+    case endProgram = 9
 
     /// Whether only the control port takes the request: startService (5) is one too.
     public var needsControl: Bool {
         switch self {
-        case .startService, .stopService, .crashService: return true
+        case .startService, .stopService, .crashService, .endProgram: return true
         case .spawn, .list, .serviceEndpoint: return false
         }
     }
@@ -372,6 +377,14 @@ public struct ProcessManager {
     public func crashService(_ name: UnsafeRawBufferPointer) throws(KernelError) -> UInt64 {
         var message = IPCMessage(label: ProcessManagerRequest.crashService.rawValue)
         return try serviceCall(&message, name, control: true).word(atByte: 0)
+    }
+
+    /// Ends program `id`, started for any client (`ProcessManagerRequest.endProgram`).
+    public func endProgram(_ id: UInt64) throws(KernelError) {
+        var message = IPCMessage(label: ProcessManagerRequest.endProgram.rawValue)
+        message.setWord(atByte: 0, id)
+        message.length = 8
+        _ = try call(&message, StartHandles(), control: true)
     }
 
     func serviceCall(_ message: inout IPCMessage, _ name: UnsafeRawBufferPointer,

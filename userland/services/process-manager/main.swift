@@ -200,6 +200,7 @@ enum Manager {
             case .serviceEndpoint: try serviceEndpoint(&message)
             case .stopService: try stopService(&message)
             case .crashService: try crashService(&message)
+            case .endProgram: try endProgram(&message)
             case nil: throw .invalidArgument
             }
         } catch {
@@ -747,6 +748,18 @@ enum Manager {
             return services[index].port
         }
         return nil
+    }
+
+    /// Ends a program a client asked for, by its id (control port only): once its client has
+    /// ended, nobody else holds a handle to it, and without this it would hold its client slot for
+    /// as long as it ran.
+    static func endProgram(_ message: inout IPCMessage) throws(KernelError) {
+        guard message.length == 8 else { throw .invalidArgument }
+        let id = message.word(atByte: 0)
+        guard let slot = slots.firstIndex(where: { $0.inUse && $0.service == Slot.client && $0.state == .running && $0.id == id })
+        else { throw .notFound }
+        try ProcessHandles.kill(slots[slot].process)
+        clear(&message, label: 0)
     }
 
     static func stopService(_ message: inout IPCMessage) throws(KernelError) {

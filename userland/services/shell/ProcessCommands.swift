@@ -149,11 +149,23 @@ enum ProcessCommands {
 
     static func kill(_ words: inout Words) {
         guard words.count == 2, let id = words.number(1) else {
-            System.print("usage: kill PID (a program this shell started)")
+            System.print("usage: kill PID (a program started through the process manager)")
             return
         }
         guard let job = jobIndex(id) else {
-            System.print("kill: \(id) is not a program this shell started")
+            // Not one of ours: a program another client started (which may have ended and left
+            // it running), ended through the process manager's control port.
+            guard let manager = SystemServices.processManager else {
+                System.print("kill: \(id) is not a program this shell started, and no process manager answers")
+                return
+            }
+            do throws(KernelError) {
+                try manager.endProgram(UInt64(id))
+                System.print("kill: ended process \(id)")
+            } catch {
+                System.print(error == .notFound ? "kill: \(id) is not a running program (a service's instance is restarted with crash)"
+                                                : "kill: \(id): \(error)")
+            }
             return
         }
         let child = ChildProcess(process: jobs[job], id: ProcessID(id))

@@ -277,6 +277,28 @@ func testHostileRequests(_ suite: inout Suite, _ manager: ProcessManager) {
     let helloRan = again.flatMap { try? System.wait($0) }?.code == 0
     suite.check(refusal == .queueFull && started >= 20 && started <= 24 && ended && helloRan,
                 "process-manager starts at most 24 programs for clients at once (\(started) here, then queue full), and starts them again once those end")
+
+    // A program whose client has gone is held by nobody else: the control port ends any program a
+    // client asked for, by id. Not on the client port, not a service's instance, not an unknown id.
+    var endedByID = false
+    var endings = InlineArray<4, UInt64>(repeating: 99)
+    if let sleeper = try? manager.spawn("crasher", argument: 12, memoryLimit: 1 << 20) {
+        let refused = catching { () throws(KernelError) in try uncontrolled.endProgram(sleeper.id.value) }
+        var instance: KernelError?
+        if let (id, port, _) = try? manager.startService(UnsafeRawBufferPointer("instance"), program: UnsafeRawBufferPointer("crasher"),
+                                                        argument: 12, policy: .never) {
+            try? IPC.close(port)
+            instance = catching { () throws(KernelError) in try manager.endProgram(id) }
+            try? manager.stopService(UnsafeRawBufferPointer("instance"))
+        }
+        let unknown = catching { () throws(KernelError) in try manager.endProgram(0xFFFF_FFFF) }
+        let ended = catching { () throws(KernelError) in try manager.endProgram(sleeper.id.value) }
+        let status = try? System.wait(sleeper)
+        endings = [refused?.rawValue ?? 0, instance?.rawValue ?? 0, unknown?.rawValue ?? 0, ended?.rawValue ?? 0]
+        endedByID = refused == .accessDenied && instance == .notFound && unknown == .notFound && ended == nil
+            && status?.reason == .killed
+    }
+    suite.check(endedByID, "process-manager ends a client's program by id on the control port (its client sees it killed); refused on the client port, not found for a service's instance or an unknown id (statuses \(endings[0]), \(endings[1]), \(endings[2]), \(endings[3]))")
 }
 
 /// A service that faults at once is restarted after 10, 20, 40, 80 and 160 ms, then left
