@@ -31,10 +31,16 @@ struct SharedRegion {
 }
 
 struct MemoryManagerService {
-    static let capacity = 48
     static let regionCapacity = 16
+    /// Client records kept (a client past them is served, not recorded). Each record keeps a
+    /// handle, as each region keeps two, and with the start block's handles (8 at most), a
+    /// request's (4 at most) and its reply capability they must fit the 64 of this process's
+    /// handle table: else a client could fill it with records made from copies of a live
+    /// process's handle (one per helper process that asks once), and no request carrying a
+    /// handle, every allocation among them, could be received any more.
+    static let capacity = 64 - 8 - IPCMessageLayout.maximumHandles - 1 - 2 * regionCapacity
     static let largestObject: UInt64 = 1 << 20
-    var clients = InlineArray<48, Client>(repeating: Client())
+    var clients = InlineArray<19, Client>(repeating: Client())
     var count = 0
     var regions = InlineArray<16, SharedRegion>(repeating: SharedRegion())
     var regionCount = 0
