@@ -258,8 +258,7 @@ final class Thread: ChargedObject {
             // all the same. It no longer is the waiter, and it does not count the notification,
             // which may end before it runs to unwind (its process's end signals it, and may drop
             // the last reference); so nothing of the wait may lead back to it.
-            userRegisters[0] = KernelError.peerClosed.rawValue
-            frameWait = .finished
+            endBitsWaitUnsignalled()
             return false
         }
         let values = SystemCall.NotificationWait.Result(bits: bits).registers
@@ -274,9 +273,16 @@ final class Thread: ChargedObject {
     /// left, so nothing can signal it again. The wait ends with `peerClosed`.
     func notificationEnded() {
         guard frameWaitKind == .bits else { return }
+        endBitsWaitUnsignalled()
+        Scheduler.wake(self)
+    }
+
+    /// Its wait in the frame on a notification over without bits (`peerClosed`), leaving nothing
+    /// that leads back to the notification: the notification ended, or the thread was killed.
+    @inline(__always)
+    private func endBitsWaitUnsignalled() {
         userRegisters[0] = KernelError.peerClosed.rawValue
         frameWait = .finished
-        Scheduler.wake(self)
     }
 
     /// A wait in its frame over, as the dispatcher would have left the thread on its way out:

@@ -40,6 +40,7 @@ struct MemoryManagerService {
     /// handle, every allocation among them, could be received any more.
     static let capacity = 64 - 8 - IPCMessageLayout.maximumHandles - 1 - 2 * regionCapacity
     static let largestObject: UInt64 = 1 << 20
+    /// `capacity` records, its value written out (an inline array's size is a literal).
     var clients = InlineArray<19, Client>(repeating: Client())
     var count = 0
     var regions = InlineArray<16, SharedRegion>(repeating: SharedRegion())
