@@ -785,21 +785,27 @@ func testNotificationClosedUnderWaiter(_ suite: inout Suite) {
 /// A thread woken without bits in a timed wait finds that another thread took the bits and began
 /// waiting on the notification itself: it leaves the notification to that thread (`accessDenied`)
 /// rather than take the waiter's place, which would leave the other waiting unknown to it (a wait
-/// for ever in its frame counts on being the waiter). The other gets the next signal's bits. On
-/// one CPU, where the order is the scheduler's: the signal readies the timed waiter, this thread
-/// takes the bits and waits again before it runs.
+/// for ever in its frame counts on being the waiter). The other gets the next signal's bits. Both
+/// threads on CPU 0, where the order is the scheduler's: the signal readies the timed waiter, this
+/// thread takes the bits and waits again before it runs. (With this thread on another CPU, a host
+/// running many virtual CPUs on one core could hold it between its two waits, and the other
+/// would begin its wait first.)
 func testDisplacedNotificationWaiter(_ suite: inout Suite) {
     guard let bell = try? IPC.createNotification(), let block = try? System.map(bytes: 4096, access: .write) else {
         suite.check(false, "a notification and memory for the displaced-waiter test")
         return
     }
+    let previous = (try? System.setAffinity(1))?.previous
+    defer { if let previous { _ = try? System.setAffinity(previous) } }
     let shared = block.bindMemory(to: UInt64.self, capacity: 4)
     shared[0] = bell.value
     shared[1] = .max
     shared[2] = 0
+    shared[3] = 0
     let body: System.ThreadBody = { argument in
         let shared = UnsafeMutablePointer<UInt64>(bitPattern: UInt(argument))!
         _ = try? System.setAffinity(1)
+        shared[3] = 1
         let status = catching { () throws(KernelError) in _ = try IPC.wait(Handle(shared[0]), timeout: 2_000_000_000) }
         shared[1] = status?.rawValue ?? 0
         // The main thread waits on the bell now: this wakes it.
@@ -807,6 +813,8 @@ func testDisplacedNotificationWaiter(_ suite: inout Suite) {
         shared[2] = 1
     }
     let started = (try? System.createThread(stackBytes: 16 * 1024, argument: UInt64(UInt(bitPattern: shared)), body)) != nil
+    let announced = System.clock
+    while started && shared[3] == 0 && System.clock.milliseconds(since: announced) < 1000 { System.yield() }
     System.sleep(nanoseconds: 2_000_000) // it waits, with a timeout
     try? IPC.signal(bell, bits: 1)
     let first = try? IPC.wait(bell, timeout: .max) // there: taken at once
