@@ -136,6 +136,9 @@ public struct DeviceSet: OptionSet, Equatable, Sendable {
     /// Nor this: a send right to the terminal, the private port of the service given the
     /// console (which serves it), the authority to read what is typed and to hear Ctrl-C.
     public static let terminal = DeviceSet(rawValue: 1 << 61)
+    /// Nor this: a send right to the disk, the private port of the service given the virtio
+    /// devices (the block service), the authority to read and write sectors.
+    public static let disk = DeviceSet(rawValue: 1 << 60)
 
     /// The device a manifest names `name`, if there is one.
     public static func named(_ name: UnsafeRawBufferPointer) -> DeviceSet? {
@@ -144,6 +147,7 @@ public struct DeviceSet: OptionSet, Equatable, Sendable {
         if matches(name, "power") { return .power }
         if matches(name, "services") { return .services }
         if matches(name, "terminal") { return .terminal }
+        if matches(name, "disk") { return .disk }
         return nil
     }
 }

@@ -54,7 +54,7 @@ private func describe(_ problem: ManifestProblem) -> String {
             service names program=names restart=always
             service console program=echo after=names restart=on-failure devices=console args="-v  --port  7" memory=4M
             \tservice  idle   program=spinner memory=65536   # trailing comment
-            service quiet program=hello restart=never memory=64k args=one devices=power,console,services,terminal
+            service quiet program=hello restart=never memory=64k args=one devices=power,console,services,terminal,disk
             """)
         #expect(manifest.problemCount == 0, "\(problems(manifest))")
         #expect(names(manifest) == ["names", "console", "idle", "quiet"])
@@ -69,7 +69,7 @@ private func describe(_ problem: ManifestProblem) -> String {
         #expect(manifest[0].restart == .always && manifest[0].memoryLimit == 0 && manifest[0].devices.isEmpty)
         #expect(manifest[2].restart == .never && manifest[2].memoryLimit == 65536 && manifest[2].line == 5)
         #expect(manifest[3].memoryLimit == 64 << 10 && string(manifest[3].arguments) == "one")
-        #expect(manifest[3].devices == [.console, .power, .services, .terminal])
+        #expect(manifest[3].devices == [.console, .power, .services, .terminal, .disk])
         #expect(order(manifest) == ["names", "console", "idle", "quiet"])
     }
 
@@ -111,7 +111,7 @@ private func describe(_ problem: ManifestProblem) -> String {
         ("service a program=x after=b1,b2,b3,b4,b5,b6,b7,b8,b9", .tooManyDependencies, "b9"),
         ("service a program=x restart=sometimes", .badPolicy, "sometimes"),
         ("service a program=x restart=Always", .badPolicy, "Always"),
-        ("service a program=x devices=console,disk", .unknownDevice, "disk"),
+        ("service a program=x devices=console,floppy", .unknownDevice, "floppy"),
         ("service a program=x memory=0", .badMemory, "0"),
         ("service a program=x memory=4T", .badMemory, "4T"),
         ("service a program=x memory=M", .badMemory, "M"),

@@ -6,24 +6,34 @@
 // | label | request | payload in | handles in | answer payload |
 // |---|---|---|---|---|
 // | 1 info | what the disk is | nothing | none | words: capacity (sectors), `BlockFeatures`, requests served, device resets, chains handed to the device, chains it returned |
-// | 2 attach | the caller's transfer buffer | nothing | a memory object (map, write) | word 0: its size in bytes |
-// | 3 read | sectors into the buffer | words: first sector, count, buffer offset | none | nothing |
-// | 4 write | sectors from the buffer | words: first sector, count, buffer offset | none | nothing |
+// | 2 attach | the caller's transfer buffer | word 0: its key | a memory object (map, write) | word 0: its size in bytes |
+// | 3 read | sectors into the buffer | words: first sector, count, buffer offset, the buffer's key | none | nothing |
+// | 4 write | sectors from the buffer | words: first sector, count, buffer offset, the buffer's key | none | nothing |
 // | 5 flush | what was written reaches the disk | nothing | none | nothing |
 //
-// Data moves through the buffer a client attaches once (the service keeps one per client process,
-// by the sender id the kernel reports, for a few processes at a time: an idle client's may be let
-// go for another's, and `BlockDevice` then attaches it again). A read or write names sectors inside the disk and bytes
-// inside the buffer, at most `BlockProtocol.maximumTransfer` at once. Errors: `invalidArgument`
-// for an unknown label or a range outside the disk or the buffer; `notFound` for a transfer
-// before attach; `accessDenied` for a write to a read-only disk; `deviceFailed` for an I/O error
-// the device reported.
+// Who may: the service answers `info` on its public port, which anyone may look up by name, and
+// refuses the rest there with `accessDenied`. Every request is served on its private port, the disk:
+// the process manager keeps that port for the service across restarts, init hands send rights to
+// it to the services the manifest gives `devices=disk` (and to the disk test), and they may pass
+// copies on. A driver started with one port only (as the benchmark starts it) serves everything
+// there: its starter chose who may send to it.
+//
+// Data moves through the buffer a client attaches once. The service keeps buffers by the sender
+// id the kernel reports and a key the client picks (`BlockDevice` uses its memory object's handle
+// value), so a process may have several and never reaches another's; a key left out is 0. It
+// keeps a few at a time: an idle client's may be let go for another's, and `BlockDevice` then
+// attaches it again. A read or write names sectors
+// inside the disk and bytes inside the buffer, at most `BlockProtocol.maximumTransfer` at once.
+// Errors: `invalidArgument` for an unknown label or a range outside the disk or the buffer;
+// `notFound` for a transfer before attach; `accessDenied` for a write to a read-only disk, or any
+// request but `info` on the public port; `deviceFailed` for an I/O error the device reported.
 //
 // Crashes: the service is the driver, and the process manager restarts it when it dies. A client
-// sees its call answered `peerClosed`; `BlockDevice` then looks the service up again, attaches its
-// buffer to the new instance and sends the same request once more. Reading or writing the same
-// sectors with the same bytes twice leaves the disk as once, so a request the dead instance had
-// already carried out is not doubled by being sent again, and one it had not is not lost.
+// sees its call answered `peerClosed`; `BlockDevice` sends the same request once more on the same
+// port, where it waits for the next instance, and attaches its buffer again when that instance
+// answers `notFound`. Reading or writing the same sectors with the same bytes twice leaves the
+// disk as once, so a request the dead instance had already carried out is not doubled by being
+// sent again, and one it had not is not lost.
 
 public enum BlockServiceRequest: UInt64, Sendable {
     case info = 1
@@ -64,45 +74,58 @@ public struct BlockInfo: Equatable, Sendable {
     public var chainsCompleted: UInt64
 }
 
-/// A client of the block service, with a transfer buffer of its own.
+/// A client of the block service, with a transfer buffer of its own, through a send right to the
+/// disk: the service's private port (start tag `.disk`, given by the manifest's `devices=disk`).
+/// The process manager keeps that port across the service's restarts, so requests sent while no
+/// instance runs wait in its queue for the next one.
 public struct BlockDevice {
     /// The buffer reads fill and writes take their bytes from.
     public let buffer: UnsafeMutableRawPointer
     public let bufferBytes: Int
-    /// The service's registration generation, one more at each restart.
-    public private(set) var generation: UInt64 = 0
     /// Requests sent again because the instance they were sent to died.
     public private(set) var reissued: UInt64 = 0
     let memory: Handle
-    var port: Handle?
-    /// Lookups of the service before the first connection gives up (`SystemServices.lookup`).
+    /// The key the service knows the buffer by (word 3 of a read or write).
+    public var bufferKey: UInt64 { memory.value }
+    /// This client's own copy of the send right it was made with.
+    let port: Handle
 
     /// Makes a buffer of `bufferBytes` (a multiple of the sector size) and attaches it to the
-    /// service, waiting out a restart. Fails with `notFound` if no disk service is registered
-    /// after `attempts` lookups (the pauses between them grow from 1 to 64 ms).
-    public init(bufferBytes: Int = BlockProtocol.maximumTransfer, lookingFor attempts: Int = 40) throws(KernelError) {
+    /// service through `disk` (a send right to the disk; by default the one this program was
+    /// given under `.disk`). Fails with `accessDenied` without one, and with `peerClosed` if no
+    /// instance of the service will run again (no disk was found, or it was stopped).
+    public init(disk: Handle? = ProgramStart.handle(.disk), bufferBytes: Int = BlockProtocol.maximumTransfer)
+        throws(KernelError) {
         guard bufferBytes > 0, bufferBytes % BlockProtocol.sectorSize == 0 else { throw .invalidArgument }
-        memory = try IPC.createMemory(bytes: UInt64(bufferBytes))
+        guard let disk else { throw .accessDenied }
+        port = try IPC.duplicate(disk, rights: [.send])
+        do throws(KernelError) {
+            memory = try IPC.createMemory(bytes: UInt64(bufferBytes))
+        } catch {
+            try? IPC.close(port)
+            throw error
+        }
         do throws(KernelError) {
             buffer = try IPC.map(memory, writable: true)
         } catch {
             try? IPC.close(memory)
+            try? IPC.close(port)
             throw error
         }
         self.bufferBytes = bufferBytes
         do throws(KernelError) {
-            try connect(lookups: attempts)
+            try attach()
         } catch {
             try? System.unmap(buffer, bytes: UInt64(bufferBytes))
             try? IPC.close(memory)
+            try? IPC.close(port)
             throw error
         }
     }
 
     /// Lets go of the buffer and the connection.
     public mutating func close() {
-        if let port { try? IPC.close(port) }
-        port = nil
+        try? IPC.close(port)
         try? System.unmap(buffer, bytes: UInt64(bufferBytes))
         try? IPC.close(memory)
     }
@@ -136,42 +159,40 @@ public struct BlockDevice {
         message.setWord(atByte: 0, sector)
         message.setWord(atByte: 8, UInt64(count))
         message.setWord(atByte: 16, UInt64(offset))
-        message.length = 24
+        message.setWord(atByte: 24, bufferKey)
+        message.length = 32
         return message
     }
 
+    /// The most requests sent again in a row: a service that dies at every request (or whose
+    /// port is closed for good, which answers every send at once) is not coming back.
+    static let patience = 100
+
     /// Sends `request` until an instance of the service answers it: a dead one's `peerClosed`
-    /// means looking the service up again and sending it once more. Public for tests of the
-    /// service's own checks.
+    /// means sending it once more, to the next instance. Public for tests of the service's own
+    /// checks.
     public mutating func perform(_ request: IPCMessage) throws(KernelError) -> IPCMessage {
-        var lostConnections = 0
+        var lostInstances = 0
         var reattached = 0
         while true {
-            if port == nil { try connect(lookups: 40) }
-            guard let port else { throw .notFound }
             var message = request
             do throws(KernelError) {
                 try IPC.call(port, &message)
                 // The service never answers this itself: the instance went away with the request.
                 if message.label == KernelError.peerClosed.rawValue { throw .peerClosed }
             } catch {
-                guard error == .peerClosed || error == .invalidHandle else { throw error }
-                // The instance died with the request (or before it): find the next one.
-                try? IPC.close(port)
-                self.port = nil
-                lostConnections += 1
+                guard error == .peerClosed else { throw error }
+                lostInstances += 1
                 reissued += 1
-                // A service that dies at every request is not coming back.
-                guard lostConnections < 100 else { throw error }
+                guard lostInstances < Self.patience else { throw error }
                 continue
             }
-            // The service let this buffer go for another client's (it keeps a few): attach it
-            // again, through the same lookup, and send the request once more.
+            // A new instance, or one that let this buffer go for another client's (it keeps a
+            // few): attach it again and send the request once more.
             if message.label == KernelError.notFound.rawValue && request.label != BlockServiceRequest.attach.rawValue
                 && reattached < 8 {
                 reattached += 1
-                try? IPC.close(port)
-                self.port = nil
+                try attach()
                 continue
             }
             if message.label != 0 { throw KernelError(rawValue: message.label) ?? .invalidArgument }
@@ -179,34 +200,30 @@ public struct BlockDevice {
         }
     }
 
-    /// Finds the service's running instance and attaches the buffer to it.
-    mutating func connect(lookups: Int) throws(KernelError) {
-        var attempts = 0
+    /// Attaches the buffer to the running instance (or the next, if this one dies first).
+    mutating func attach() throws(KernelError) {
+        var lostInstances = 0
         while true {
-            attempts += 1
-            let found = try SystemServices.lookup(BlockProtocol.serviceName, attempts: lookups)
             var message = IPCMessage(label: BlockServiceRequest.attach.rawValue)
+            message.setWord(atByte: 0, bufferKey)
+            message.length = 8
             let copy = try IPC.duplicate(memory, rights: [.map, .write, .transfer])
             message.attach(copy)
             do throws(KernelError) {
-                try IPC.call(found.port, &message)
+                try IPC.call(port, &message)
             } catch {
+                // Not sent, the copy is still here; sent, its number names nothing now.
                 try? IPC.close(copy)
-                try? IPC.close(found.port)
-                // Died again before it answered: look once more, a few times. The name service
-                // names the dead instance until the process manager has registered the next one,
-                // so wait between looks as `lookup` does (1 ms, growing to 64 ms); without the
-                // pause a client on another CPU used up its looks within that moment.
-                guard (error == .peerClosed || error == .invalidHandle) && attempts < 100 else { throw error }
-                System.sleep(nanoseconds: 1_000_000 << UInt64(min(attempts, 6)))
+                lostInstances += 1
+                guard error == .peerClosed && lostInstances < Self.patience else { throw error }
                 continue
             }
-            if message.label != 0 {
-                try? IPC.close(found.port)
-                throw KernelError(rawValue: message.label) ?? .invalidArgument
+            if message.label == KernelError.peerClosed.rawValue {
+                lostInstances += 1
+                guard lostInstances < Self.patience else { throw .peerClosed }
+                continue
             }
-            port = found.port
-            generation = found.generation
+            if message.label != 0 { throw KernelError(rawValue: message.label) ?? .invalidArgument }
             return
         }
     }

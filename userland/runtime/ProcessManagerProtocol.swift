@@ -231,7 +231,7 @@ public struct ProcessManager {
     /// Sends `message` (attaching `handles`, which move to the process manager, with their tags
     /// in word 3) to the control port if `control` (refused without one), else to the manager's
     /// port, and checks the reply.
-    func call(_ message: inout IPCMessage, _ handles: StartHandles, control: Bool = false) throws(KernelError) -> IPCMessage {
+    func call(_ message: inout IPCMessage, _ handles: ClientHandles, control: Bool = false) throws(KernelError) -> IPCMessage {
         guard handles.count <= IPCMessageLayout.maximumHandles else {
             handles.closeAll()
             throw .invalidArgument
@@ -269,14 +269,14 @@ public struct ProcessManager {
                       handles: ClientHandles = ClientHandles(), memoryLimit: UInt64 = 0) throws(KernelError) -> ChildProcess {
         var handles = handles
         func refuse(_ error: KernelError) -> KernelError {
-            handles.tagged.closeAll()
+            handles.closeAll()
             return error
         }
         // A program that has its own handle pays, or asks nothing: a copy it cannot make or
         // attach does not send the request unpaid on the control port instead.
         var paid: Handle?
         if let own = ProgramStart.handle(.ownProcess) {
-            guard handles.tagged.count < IPCMessageLayout.maximumHandles else { throw refuse(.invalidArgument) }
+            guard handles.count < IPCMessageLayout.maximumHandles else { throw refuse(.invalidArgument) }
             do throws(KernelError) {
                 let copy = try IPC.duplicate(own, rights: [.account, .transfer])
                 handles.append(.ownProcess, copy)
@@ -295,7 +295,7 @@ public struct ProcessManager {
         }
         message.length = 48 + program.count + arguments.count
         // Without a handle to pay with (init has none), only the control port may take it.
-        let reply = try call(&message, handles.tagged, control: paid == nil && control != nil)
+        let reply = try call(&message, handles, control: paid == nil && control != nil)
         guard reply.handleCount == 1 else {
             reply.closeHandles()
             throw .invalidArgument
@@ -314,7 +314,7 @@ public struct ProcessManager {
         var message = IPCMessage(label: ProcessManagerRequest.list.rawValue)
         message.setWord(atByte: 0, UInt64(first))
         message.length = 8
-        let reply = try call(&message, StartHandles())
+        let reply = try call(&message, ClientHandles())
         let count = min(Int(reply.word(atByte: 8)), ProcessEntry.perReply)
         for index in 0..<count { entries[index] = ProcessEntry(from: reply, at: 16 + index * ProcessEntry.size) }
         return (count, Int(reply.word(atByte: 0)))
@@ -349,7 +349,7 @@ public struct ProcessManager {
         guard message.setBytes(atByte: 56, name), message.setBytes(atByte: 56 + name.count, program),
               message.setBytes(atByte: 56 + name.count + program.count, arguments) else { throw .invalidArgument }
         message.length = 56 + name.count + program.count + arguments.count
-        let reply = try call(&message, handles.tagged, control: true)
+        let reply = try call(&message, handles, control: true)
         let expected = options.contains(.privatePort) ? 2 : 1
         guard reply.handleCount == expected else {
             reply.closeHandles()
@@ -384,7 +384,7 @@ public struct ProcessManager {
         var message = IPCMessage(label: ProcessManagerRequest.endProgram.rawValue)
         message.setWord(atByte: 0, id)
         message.length = 8
-        _ = try call(&message, StartHandles(), control: true)
+        _ = try call(&message, ClientHandles(), control: true)
     }
 
     func serviceCall(_ message: inout IPCMessage, _ name: UnsafeRawBufferPointer,
@@ -392,17 +392,37 @@ public struct ProcessManager {
         message.setWord(atByte: 0, UInt64(name.count))
         guard message.setBytes(atByte: 8, name) else { throw .invalidArgument }
         message.length = 8 + name.count
-        return try call(&message, StartHandles(), control: control)
+        return try call(&message, ClientHandles(), control: control)
     }
 }
 
 /// The handles a client attaches to a spawn or startService request (at most 4): an optional
 /// start handle and tagged ones.
 public struct ClientHandles {
-    var tagged = StartHandles()
+    var tags = InlineArray<4, UInt64>(repeating: 0)
+    var handles = InlineArray<4, UInt64>(repeating: 0)
+    /// Handles appended, those past the capacity (which were never kept) included: a request
+    /// with more is refused.
+    public private(set) var count = 0
     public init() {}
 
     /// `handle` becomes the program's start handle (x1).
-    public mutating func start(_ handle: Handle) { tagged.appendRaw(0, handle) }
-    public mutating func append(_ tag: StartTag, _ handle: Handle) { tagged.append(tag, handle) }
+    public mutating func start(_ handle: Handle) { appendRaw(0, handle) }
+    public mutating func append(_ tag: StartTag, _ handle: Handle) { appendRaw(tag.rawValue, handle) }
+
+    mutating func appendRaw(_ tag: UInt64, _ handle: Handle) {
+        if count < handles.count {
+            tags[count] = tag
+            handles[count] = handle.value
+        }
+        count += 1
+    }
+
+    func tag(_ index: Int) -> UInt64 { tags[index] }
+    func handle(_ index: Int) -> Handle { Handle(handles[index]) }
+
+    /// Closes every handle kept: for a request that will not be sent.
+    func closeAll() {
+        for index in 0..<min(count, handles.count) { try? IPC.close(handle(index)) }
+    }
 }

@@ -4,10 +4,11 @@
 // (ProgramStart.swift) are decided here. Every file is validated by `ELFImage` before anything is
 // made, and a failure at any step ends the half-built process: nothing is left behind.
 
-/// Up to `ProgramStart.maximumHandles` handles for a new program, each under its tag.
+/// Up to `ProgramStart.maximumHandles` handles for a new program, each under its tag, kept as the
+/// start block's first words will hold them (magic, count, then a tag and a value per handle), so
+/// that the loader writes them out from here with each value replaced by the program's.
 public struct StartHandles {
-    var tags = InlineArray<8, UInt64>(repeating: 0)
-    var handles = InlineArray<8, UInt64>(repeating: 0)
+    var words = InlineArray<26, UInt64>(repeating: 0)
     public private(set) var count = 0
 
     public init() {}
@@ -19,20 +20,20 @@ public struct StartHandles {
     public mutating func append(_ tag: StartTag, _ handle: Handle) { appendRaw(tag.rawValue, handle) }
 
     mutating func appendRaw(_ tag: UInt64, _ handle: Handle) {
-        if count < 8 {
-            tags[count] = tag
-            handles[count] = handle.value
+        if count < ProgramStart.maximumHandles {
+            words[2 + 2 * count] = tag
+            words[3 + 2 * count] = handle.value
         }
         count += 1
     }
 
-    public func tag(_ index: Int) -> UInt64 { tags[index] }
-    public func handle(_ index: Int) -> Handle { Handle(handles[index]) }
+    public func tag(_ index: Int) -> UInt64 { words[2 + 2 * index] }
+    public func handle(_ index: Int) -> Handle { Handle(words[3 + 2 * index]) }
 
     /// Closes every handle held (those appended past the capacity were never kept): for a set
     /// that will not reach the program it was for.
     public func closeAll() {
-        for index in 0..<min(count, handles.count) { try? IPC.close(handle(index)) }
+        for index in 0..<min(count, ProgramStart.maximumHandles) { try? IPC.close(handle(index)) }
     }
 }
 
@@ -158,7 +159,7 @@ public struct ProgramLoader {
             // a few of its 64 KiB.
             try mapZeroed(UserSpace.stackSize, at: UserSpace.stackTop - UserSpace.stackSize, access: .write,
                           options: .onDemand, in: process)
-            try giveStartBlock(handles: given, arguments: arguments, to: process)
+            try giveStartBlock(handles: &given, arguments: arguments, to: process)
             try ProcessHandles.start(process, entry: image.entry.value, stackTop: UserSpace.stackTop, argument: argument,
                                      handle: startHandle, startBlock: ProgramStart.blockAddress)
         } catch {
@@ -251,8 +252,9 @@ public struct ProgramLoader {
     /// writes each one's value in the new process: the moves come last, so a failure before
     /// them leaves the caller its handles. The block is written with `memoryWrite`, never mapped
     /// here: the arguments first, then its first words (magic, count, a tag and a value per
-    /// handle: `handleCountOffset` follows `magicOffset`, `handlesOffset` the count) in one call.
-    static func giveStartBlock(handles: StartHandles, arguments: UnsafeRawBufferPointer,
+    /// handle: `handleCountOffset` follows `magicOffset`, `handlesOffset` the count) in one call,
+    /// from `handles` itself, which is left holding the program's values.
+    static func giveStartBlock(handles: inout StartHandles, arguments: UnsafeRawBufferPointer,
                                to process: Handle) throws(KernelError) {
         let memory = try createMemory(bytes: UInt64(ProgramStart.blockSize), for: process)
         defer { try? IPC.close(memory) }
@@ -262,17 +264,19 @@ public struct ProgramLoader {
         }
         try IPC.writeMemory(memory, at: UInt64(ProgramStart.argumentsOffset), from: arguments)
         try ProcessHandles.map(memory, into: process, at: ProgramStart.blockAddress, access: [])
-        var words = InlineArray<18, UInt64>(repeating: 0)
-        words[0] = ProgramStart.magic
-        for index in 0..<handles.count {
+        // The magic, the count, then a tag and a handle for each, written out from `handles`
+        // (which keeps them so) with each value replaced by the program's.
+        let count = min(handles.count, ProgramStart.maximumHandles)
+        handles.words[0] = ProgramStart.magic
+        handles.words[1] = 0
+        for index in 0..<count {
             let given = try ProcessHandles.give(handles.handle(index), to: process)
-            words[1] = UInt64(index + 1)
-            words[2 + 2 * index] = handles.tag(index)
-            words[3 + 2 * index] = given.value
+            handles.words[1] = UInt64(index + 1)
+            handles.words[3 + 2 * index] = given.value
         }
-        try withUnsafeBytes(of: &words) { bytes throws(KernelError) in
+        try withUnsafeBytes(of: &handles.words) { bytes throws(KernelError) in
             try IPC.writeMemory(memory, at: UInt64(ProgramStart.magicOffset),
-                                from: UnsafeRawBufferPointer(rebasing: bytes[0..<(16 + 16 * handles.count)]))
+                                from: UnsafeRawBufferPointer(rebasing: bytes[0..<(16 + 16 * count)]))
         }
     }
 }

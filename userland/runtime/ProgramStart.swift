@@ -39,6 +39,9 @@ public enum StartTag: UInt64, CaseIterable, Sendable {
     /// A send right to the console service's private port: the terminal, the authority to read
     /// what is typed and to hear Ctrl-C (ConsoleProtocol.swift).
     case terminal = 14
+    /// A send right to the block service's private port: the authority to read and write the
+    /// disk (BlockProtocol.swift).
+    case disk = 15
 }
 
 /// The layout of the start block. All fields are little-endian 64-bit words, except the
@@ -53,7 +56,7 @@ public enum ProgramStart {
     public static let handleCountOffset = 8
     /// `maximumHandles` pairs of words: the tag, then the handle's value in the program.
     public static let handlesOffset = 16
-    public static let maximumHandles = 8
+    public static let maximumHandles = 12
     public static let argumentsLengthOffset = handlesOffset + maximumHandles * 16
     public static let argumentsOffset = argumentsLengthOffset + 8
     /// Argument text: words separated by single spaces, no terminator.

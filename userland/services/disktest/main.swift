@@ -73,7 +73,7 @@ struct DiskTest {
         var checks = TestChecks("disktest")
         var disk: BlockDevice
         do throws(KernelError) {
-            disk = try BlockDevice(lookingFor: 3)
+            disk = try BlockDevice()
         } catch {
             System.print("disktest: no disk (\(error)): nothing to test")
             checks.finish()
@@ -142,7 +142,8 @@ struct DiskTest {
         let straddling = catching { () throws(KernelError) in try disk.write(sector: info.sectors - 1, count: 2) }
         var raw = IPCMessage(label: BlockServiceRequest.read.rawValue)
         raw.setWord(atByte: 8, 0)
-        raw.length = 24
+        raw.setWord(atByte: 24, disk.bufferKey)
+        raw.length = 32
         let noSectors = catching { () throws(KernelError) in _ = try disk.perform(raw) }
         raw.setWord(atByte: 8, 1)
         raw.setWord(atByte: 16, UInt64(disk.bufferBytes))
@@ -151,10 +152,54 @@ struct DiskTest {
                      && pastBuffer == .invalidArgument,
                      "refused with invalid argument: a read past the end, a write across it, 0 sectors, bytes past the buffer")
         disk.close()
+        publicPort(sectors: info.sectors, &checks)
 
         // 3. Crashes under a copy.
         crashesUnderCopy(sectors: info.sectors, &checks)
         checks.finish()
+    }
+
+    /// The service's public port, which any program may look up by name: `info` is answered,
+    /// and attach, read, write and flush are refused `accessDenied`. The disk is only for the
+    /// programs given its private port.
+    static func publicPort(sectors: UInt64, _ checks: inout TestChecks) {
+        guard let found = try? SystemServices.lookup(BlockProtocol.serviceName, attempts: 40) else {
+            checks.check(false, "the block service is registered under its name")
+            return
+        }
+        defer { try? IPC.close(found.port) }
+        /// The answer's label and first word, or the call's error as a label.
+        func ask(_ request: BlockServiceRequest) -> (label: UInt64, word: UInt64) {
+            var message = IPCMessage(label: request.rawValue)
+            message.setWord(atByte: 0, 0)
+            message.setWord(atByte: 8, 1)
+            message.setWord(atByte: 16, 0)
+            message.length = 24
+            if request == .attach {
+                guard let memory = try? IPC.createMemory(bytes: 4096) else { return (.max, 0) }
+                message.attach(memory)
+            }
+            do throws(KernelError) {
+                try IPC.call(found.port, &message)
+            } catch {
+                if request == .attach { message.closeHandles() }
+                return (error.rawValue, 0)
+            }
+            return (message.label, message.word(atByte: 0))
+        }
+        let info = ask(.info)
+        let denied = KernelError.accessDenied.rawValue
+        var refused = 0
+        for request in [BlockServiceRequest.attach, .read, .write, .flush] {
+            let answer = ask(request).label
+            if answer == denied {
+                refused += 1
+            } else {
+                System.print("disktest: request \(request.rawValue) on the public port answered \(answer), not access denied")
+            }
+        }
+        checks.check(info.label == 0 && info.word == sectors && refused == 4,
+                     "on the public port, info answered (\(info.word) sectors) and \(refused) of attach, read, write and flush refused with access denied")
     }
 
     static func crashesUnderCopy(sectors: UInt64, _ checks: inout TestChecks) {
@@ -205,7 +250,7 @@ struct DiskTest {
         let copied = Shared.load(Shared.chunksCopied)
         var counter: UInt64 = .max
         var copyIntact = false
-        if var disk = try? BlockDevice(lookingFor: 40) {
+        if var disk = try? BlockDevice() {
             if (try? disk.read(sector: sectors - 1, count: 1)) != nil {
                 counter = disk.buffer.load(as: UInt64.self)
             }
@@ -239,7 +284,7 @@ struct DiskTest {
     /// steady reading: other tests run beside this one).
     static func crashAndMeasure(_ manager: ProcessManager, _ name: UnsafeRawBufferPointer,
                                 settlingToward expected: KernelFootprint? = nil) -> KernelFootprint? {
-        guard (try? manager.crashService(name)) != nil, var probe = try? BlockDevice(lookingFor: 40),
+        guard (try? manager.crashService(name)) != nil, var probe = try? BlockDevice(),
               (try? probe.info()) != nil else { return nil }
         probe.close()
         guard let expected else { return KernelFootprint.steady() }
@@ -255,7 +300,7 @@ struct DiskTest {
             if Shared.load(Shared.failures) == 0 { Shared.store(Shared.firstFailure, step) }
             Shared.store(Shared.failures, Shared.load(Shared.failures) + 1)
         }
-        guard var disk = try? BlockDevice(lookingFor: 40) else {
+        guard var disk = try? BlockDevice() else {
             fail(7)
             Shared.store(Shared.ready, 1)
             Shared.store(Shared.done, 1)

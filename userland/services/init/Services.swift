@@ -17,6 +17,10 @@ enum SystemStart {
     /// A send right to the terminal: the private port of the service given the console device,
     /// whose copies go to the services given `terminal` (so they start after it).
     nonisolated(unsafe) static var terminal: Handle?
+    /// A send right to the disk: the private port of the service given the virtio devices (the
+    /// block service), whose copies go to the services given `disk` (so they start after it)
+    /// and to the disk test.
+    nonisolated(unsafe) static var disk: Handle?
     /// The services started, to stop them at the end of a test run.
     nonisolated(unsafe) static var startedNames = InlineArray<32, ServiceName>(repeating: ServiceName())
     nonisolated(unsafe) static var startedCount = 0
@@ -121,9 +125,18 @@ enum SystemStart {
                 System.print("init: \(entry.name) is given the terminal, but no console service started before it")
             }
         }
-        // The console driver serves the terminal on a private port: only those it is handed to
-        // may read what is typed or hear Ctrl-C.
-        let options: ServiceOptions = entry.devices.contains(.console) ? .privatePort : []
+        if entry.devices.contains(.disk) {
+            if let disk, let copy = try? IPC.duplicate(disk, rights: [.send, .duplicate, .transfer]) {
+                handles.append(.disk, copy)
+            } else {
+                System.print("init: \(entry.name) is given the disk, but no block service started before it")
+            }
+        }
+        // The console driver serves the terminal, and the block service the disk, on a private
+        // port: only those it is handed to may read what is typed or hear Ctrl-C, or read and
+        // write sectors.
+        let servesTerminal = entry.devices.contains(.console), servesDisk = entry.devices.contains(.virtio)
+        let options: ServiceOptions = servesTerminal || servesDisk ? .privatePort : []
         do throws(KernelError) {
             let started = try entry.name.withBytes { name throws(KernelError) in
                 try entry.program.withBytes { program throws(KernelError) in
@@ -135,8 +148,13 @@ enum SystemStart {
             }
             try? IPC.close(started.port)
             if let privatePort = started.privatePort {
-                if let terminal { try? IPC.close(terminal) }
-                terminal = privatePort
+                if servesTerminal {
+                    if let terminal { try? IPC.close(terminal) }
+                    terminal = privatePort
+                } else {
+                    if let disk { try? IPC.close(disk) }
+                    disk = privatePort
+                }
             }
             if startedCount < startedNames.count {
                 startedNames[startedCount] = entry.name

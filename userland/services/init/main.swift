@@ -21,7 +21,7 @@ struct Init {
             let failures = runTests(deviceAccess: deviceAccess)
             SystemStart.start(deviceAccess: deviceAccess, interactive: false)
             let serviceFailures = runServiceTests("restarts", rounds: System.startFlags.serviceKills)
-            let diskFailures = runServiceTests("disktest", rounds: System.startFlags.serviceKills)
+            let diskFailures = runServiceTests("disktest", rounds: System.startFlags.serviceKills, disk: true)
             SystemStart.stop()
             System.exit(failures + serviceFailures + diskFailures)
         }
@@ -51,16 +51,21 @@ struct Init {
 
 extension Init {
     /// Runs a test of the services (`restarts`, `disktest`) through the process manager, with
-    /// `rounds` kills of a service (0: its default); its exit code, 255 if it could not run.
-    static func runServiceTests(_ program: StaticString, rounds: UInt64) -> UInt64 {
+    /// `rounds` kills of a service (0: its default), and a copy of the disk if `disk`; its exit
+    /// code, 255 if it could not run.
+    static func runServiceTests(_ program: StaticString, rounds: UInt64, disk: Bool = false) -> UInt64 {
         guard let manager = SystemStart.processManager else {
             System.print("init: no process manager: the services' tests cannot run")
             return 255
         }
         do throws(KernelError) {
-            // It crashes services on purpose: it needs the control right.
+            // It crashes services on purpose: it needs the control right. The disk test also
+            // gets the disk, if a block service started.
             var handles = ClientHandles()
             manager.grantControl(to: &handles)
+            if disk, let disk = SystemStart.disk, let copy = try? IPC.duplicate(disk, rights: [.send, .duplicate, .transfer]) {
+                handles.append(.disk, copy)
+            }
             let child = try manager.spawn(program, argument: rounds, handles: handles)
             let status = try System.wait(child)
             return status.reason == .exited ? status.code : 255

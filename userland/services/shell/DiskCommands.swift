@@ -4,9 +4,13 @@
 enum DiskCommands {
     /// `disk`, `disk read SECTOR`, `disk write SECTOR TEXT...`.
     static func disk(_ words: inout Words) {
+        guard let disk = ProgramStart.handle(.disk) else {
+            System.print("disk: this shell was not given the disk (the manifest's devices=disk)")
+            return
+        }
         var device: BlockDevice
         do throws(KernelError) {
-            device = try BlockDevice(bufferBytes: BlockProtocol.sectorSize, lookingFor: 3)
+            device = try BlockDevice(disk: disk, bufferBytes: BlockProtocol.sectorSize)
         } catch {
             System.print("disk: no block service (\(error)): is a disk attached?")
             return
@@ -17,7 +21,13 @@ enum DiskCommands {
             return
         }
         if words.count == 1 {
-            let restarts = device.generation > 0 ? device.generation - 1 : 0
+            // The service's registration under its public name counts its instances.
+            var generation: UInt64 = 0
+            if let found = try? SystemServices.lookup(BlockProtocol.serviceName, attempts: 1) {
+                try? IPC.close(found.port)
+                generation = found.generation
+            }
+            let restarts = generation > 0 ? generation - 1 : 0
             System.print("disk: \(info.sectors) sectors of 512 bytes (\(info.sectors / 2048) MiB)\(info.features.contains(.readOnly) ? ", read-only" : "")\(info.features.contains(.flush) ? ", write cache" : "")")
             System.print("disk: block service restarted \(restarts) times; this instance served \(info.served) requests and reset the device \(info.resets) times")
             return

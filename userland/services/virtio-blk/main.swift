@@ -44,9 +44,11 @@ enum Layout {
     static let totalBytes = buffersOffset + concurrentRequests * BlockProtocol.maximumTransfer
 }
 
-/// A client's transfer buffer, mapped here.
+/// A client's transfer buffer, mapped here: one of its process's, told apart by the key the
+/// client chose for it (BlockProtocol.swift).
 struct Client {
     var process: UInt64 = 0
+    var key: UInt64 = 0
     var memory = Handle.none
     var buffer: UnsafeMutableRawPointer?
     var bytes = 0
@@ -85,6 +87,11 @@ struct VirtioBlock {
     static func main() {
         guard let access = ProgramStart.handle(.deviceAccess) else { System.panic("virtio-blk: no device access") }
         guard let port = ProgramStart.handle(.service) else { System.panic("virtio-blk: started without a port") }
+        // Started as the system's block service, it has a private port too (the disk, given to
+        // the programs the manifest names): reads, writes and attachments are served there, and
+        // its public port answers `info` only. Started with one port (as the benchmark starts
+        // it), it serves everything there: its starter chose who may send to it.
+        let disk = ProgramStart.handle(.privateService)
         guard let device = findDevice(through: access) else {
             System.print("virtio-blk: no virtio block device")
             System.exit(0)
@@ -101,7 +108,8 @@ struct VirtioBlock {
             System.panic("virtio-blk: cannot bind the device's interrupt")
         }
         System.print("virtio-blk: \(Driver.capacity) sectors (\(Driver.capacity / 2048) MiB)\(Driver.features.contains(.readOnly) ? ", read-only" : "")\(Driver.features.contains(.flush) ? ", write cache" : ""), queue of \(Driver.queue.size)")
-        serve(port: port, notification: notification, interrupt: device.interrupt)
+        serve(Ports(open: disk ?? port, infoOnly: disk == nil ? nil : port), notification: notification,
+              interrupt: device.interrupt)
     }
 
     /// Opens each virtio-mmio transport until one has a modern block device behind it; the
@@ -195,13 +203,24 @@ struct VirtioBlock {
 
 // MARK: - Serving clients
 
+/// Where requests arrive: every request on `open`; only `info` on `infoOnly`, whose send right
+/// anyone may look up by name (the rest are refused `accessDenied`).
+struct Ports {
+    let open: Handle
+    let infoOnly: Handle?
+}
+
 extension VirtioBlock {
-    static func serve(port: Handle, notification: Handle, interrupt: Handle) -> Never {
+    static func serve(_ ports: Ports, notification: Handle, interrupt: Handle) -> Never {
         var message = IPCMessage()
         while true {
-            // Requests wait in the port's queue while every transfer buffer is taken.
-            let sources = Driver.table.count < Layout.concurrentRequests ? [notification, port] : [notification]
-            guard let ready = try? IPC.waitAny(sources) else { continue }
+            // Requests wait in the ports' queues while every transfer buffer is taken; `info`,
+            // which takes none, is answered meanwhile. The open port comes first, so that
+            // requests anyone may send cannot hold back the disk's own.
+            let room = Driver.table.count < Layout.concurrentRequests
+            var sources = room ? [notification, ports.open] : [notification]
+            if let infoOnly = ports.infoOnly { sources.append(infoOnly) }
+            guard let ready = try? IPC.waitAny(sources), ready < sources.count else { continue }
             if ready == 0 {
                 _ = try? IPC.wait(notification, timeout: 0)
                 let cause = Driver.registers.read(.interruptStatus)
@@ -210,18 +229,20 @@ extension VirtioBlock {
                 collectCompletions()
                 continue
             }
+            let source = sources[ready]
+            let onOpenPort = source == ports.open
             do throws(KernelError) {
-                try IPC.receive(port, into: &message, timeout: 0)
+                try IPC.receive(source, into: &message, timeout: 0)
             } catch {
                 continue
             }
-            handle(&message)
+            handle(&message, authorized: onOpenPort)
         }
     }
 
     /// Takes one request: answers it at once, or hands it to the device and answers it when the
-    /// device is done.
-    static func handle(_ message: inout IPCMessage) {
+    /// device is done. Unless `authorized` (it came on the open port), only `info` is served.
+    static func handle(_ message: inout IPCMessage, authorized: Bool) {
         guard let reply = message.replyHandle else {
             closeHandles(of: message)
             return
@@ -229,9 +250,10 @@ extension VirtioBlock {
         let request = BlockServiceRequest(rawValue: message.label)
         // Only attach brings a handle the service keeps; any other is closed at once, so a
         // client cannot fill the service's handle table.
-        if request != .attach { closeHandles(of: message) }
+        if request != .attach || !authorized { closeHandles(of: message) }
         var answer = IPCMessage(label: 0)
         do throws(KernelError) {
+            if !authorized && request != .info && request != nil { throw .accessDenied }
             switch request {
             case .info:
                 answer.setWord(atByte: 0, Driver.capacity)
@@ -258,7 +280,7 @@ extension VirtioBlock {
                 throw .invalidArgument
             }
         } catch {
-            if request == .attach { closeHandles(of: message) }
+            if request == .attach && authorized { closeHandles(of: message) }
             answer = IPCMessage(label: error.rawValue)
         }
         Driver.served += 1
@@ -275,7 +297,8 @@ extension VirtioBlock {
     static func attach(_ message: inout IPCMessage) throws(KernelError) -> Int {
         guard message.handleCount == 1 else { throw .invalidArgument }
         let memory = message.handle(0)
-        var place = Driver.clients.indices.first { Driver.clients[$0].process == message.sender.value }
+        let key = message.length >= 8 ? message.word(atByte: 0) : 0
+        var place = clientIndex(process: message.sender.value, key: key)
         if let place, isBusy(place) { throw .wouldBlock }
         if place == nil { place = Driver.clients.indices.first { Driver.clients[$0].buffer == nil } }
         if place == nil {
@@ -288,8 +311,15 @@ extension VirtioBlock {
         guard let index = place else { throw .queueFull }
         let mapped = try IPC.mapWithSize(memory, writable: true)
         release(client: index)
-        Driver.clients[index] = Client(process: message.sender.value, memory: memory, buffer: mapped.address, bytes: mapped.bytes)
+        Driver.clients[index] = Client(process: message.sender.value, key: key, memory: memory, buffer: mapped.address,
+                                       bytes: mapped.bytes)
         return mapped.bytes
+    }
+
+    /// The place of the buffer process `process` attached under `key`, if it is here. The
+    /// process is the kernel's word for who sent a request, so no client reaches another's.
+    static func clientIndex(process: UInt64, key: UInt64) -> Int? {
+        Driver.clients.indices.first { Driver.clients[$0].process == process && Driver.clients[$0].key == key }
     }
 
     /// Whether a request in flight reads from or writes to client `index`'s buffer.
@@ -314,8 +344,8 @@ extension VirtioBlock {
         var owner = -1
         if kind != .flush {
             let sector = message.word(atByte: 0), count = message.word(atByte: 8), offset = message.word(atByte: 16)
-            guard let found = Driver.clients.indices.first(where: { Driver.clients[$0].process == message.sender.value }),
-                  let buffer = Driver.clients[found].buffer else { throw .notFound }
+            let key = message.length >= 32 ? message.word(atByte: 24) : 0
+            guard let found = clientIndex(process: message.sender.value, key: key), let buffer = Driver.clients[found].buffer else { throw .notFound }
             owner = found
             let bytes = count &* UInt64(BlockProtocol.sectorSize)
             guard count > 0, count <= UInt64(BlockProtocol.maximumTransfer / BlockProtocol.sectorSize),
