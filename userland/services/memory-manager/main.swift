@@ -28,20 +28,25 @@ struct SharedRegion {
     var object = Handle.none
     var creator = Handle.none
     var othersMayWrite = false
+    /// The process that asked for it (the kernel's sender id): each may hold a share of the names.
+    var sender: UInt64 = 0
 }
 
 struct MemoryManagerService {
     static let regionCapacity = 16
+    /// The names one process may have made at once: a quarter, so that no one client takes them
+    /// all.
+    static let regionsPerClient = regionCapacity / 4
     /// Client records kept (a client past them is served, not recorded). Each record keeps a
-    /// handle, as each region keeps two, and with the start block's handles (8 at most), a
+    /// handle, as each region keeps two, and with the start block's handles (12 at most), a
     /// request's (4 at most) and its reply capability they must fit the 64 of this process's
     /// handle table: else a client could fill it with records made from copies of a live
     /// process's handle (one per helper process that asks once), and no request carrying a
     /// handle, every allocation among them, could be received any more.
-    static let capacity = 64 - 8 - IPCMessageLayout.maximumHandles - 1 - 2 * regionCapacity
+    static let capacity = 64 - ProgramStart.maximumHandles - IPCMessageLayout.maximumHandles - 1 - 2 * regionCapacity
     static let largestObject: UInt64 = 1 << 20
     /// `capacity` records, its value written out (an inline array's size is a literal).
-    var clients = InlineArray<19, Client>(repeating: Client())
+    var clients = InlineArray<15, Client>(repeating: Client())
     var count = 0
     var regions = InlineArray<16, SharedRegion>(repeating: SharedRegion())
     var regionCount = 0
@@ -202,7 +207,9 @@ struct MemoryManagerService {
                 status = .invalidArgument
                 break
             }
-            guard regionCount < Self.regionCapacity else {
+            var ownRegions = 0
+            for index in 0..<regionCount where regions[index].sender == message.sender.value { ownRegions += 1 }
+            guard regionCount < Self.regionCapacity, ownRegions < Self.regionsPerClient else {
                 status = .queueFull
                 break
             }
@@ -210,6 +217,7 @@ struct MemoryManagerService {
             for byte in 0..<length { made.name[byte] = message[byte: 24 + byte] }
             made.nameLength = length
             made.othersMayWrite = flags & 1 != 0
+            made.sender = message.sender.value
             let creator = message.handle(0)
             message = IPCMessage()
             do throws(KernelError) {

@@ -203,7 +203,16 @@ func testSharedRegions(_ suite: inout Suite) {
                 try IPC.call(manager.port, &message)
                 if let error = KernelError(status: message.label) { throw error }
             }
+            // Two more names make this client's share (a quarter of the 16); a fifth is refused,
+            // and its creator handle closed, not kept.
+            let third = try? client.share(UnsafeRawBufferPointer("third"), bytes: 4096, writable: false, account: payer())
+            let fourth = try? client.share(UnsafeRawBufferPointer("fourth"), bytes: 4096, writable: false, account: payer())
+            let fifth = catching { () throws(KernelError) in
+                _ = try client.share(UnsafeRawBufferPointer("fifth"), bytes: 4096, writable: false, account: payer())
+            }
+            for handle in [third, fourth] { if let handle { try? IPC.close(handle) } }
             refused = again == .invalidArgument && missing == .notFound && tooBig == .outOfMemory && noCreator == .invalidArgument
+                && third != nil && fourth != nil && fifth == .queueFull
 
             // The creator ends: the names go, the memory mapped here stays.
             try? ProcessHandles.kill(creator)
@@ -220,7 +229,7 @@ func testSharedRegions(_ suite: inout Suite) {
     try? IPC.close(manager.port)
     let after = KernelHoldings.now
     suite.check(shared, "a named shared region: the opener sees the creator's bytes and the creator its writes; charged to the creator; read-only when it says so")
-    suite.check(refused, "shared regions refuse a name in use, a missing name, a region over the creator's limit and a share without a creator")
+    suite.check(refused, "shared regions refuse a name in use, a missing name, a region over the creator's limit, a share without a creator, and a client's fifth name (queue full: a quarter of the 16 each)")
     suite.check(endsWithCreator && after.holdsNoMoreThan(before),
                 "a shared region's name goes with its creator while mappings stay valid; nothing is left behind (objects \(before.objects) → \(after.objects), free frames \(before.freeFrames) → \(after.freeFrames))")
 }
