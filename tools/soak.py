@@ -39,7 +39,7 @@ def main() -> int:
         print("\n".join(result.lines[-30:]))
         return 1
     print(disk[-1])
-    if not any(line.startswith("disktest: 7 passed, 0 failed") for line in result.lines):
+    if not any(line.startswith("disktest: 8 passed, 0 failed") for line in result.lines):
         print("soak: the disk test FAILED; its lines were:")
         print("\n".join(line for line in result.lines if line.startswith("disktest: ")))
         return 1

@@ -499,8 +499,9 @@ def check_disk_test(result: BootResult, image: Path) -> None:
                            r"^disktest: ✓ all 16384 sectors written, flushed and read back",
                            r"^disktest: ✓ the device got each of the 257 requests once: 257 chains handed over, 257 returned$",
                            r"^disktest: ✓ refused with invalid argument",
+                           r"^disktest: ✓ 3 clients made, served and closed in turn leave nothing behind in the service",
                            r"^disktest: ✓ on the public port, info answered \(16384 sectors\) and 4 of attach, read, write and flush refused with access denied$",
-                           r"^disktest: 7 passed, 0 failed$")
+                           r"^disktest: 8 passed, 0 failed$")
     summary = result.expect_line(r"^disk: (\d+) crashes, (\d+) requests sent again, counter (\d+), "
                                  r"leaked frames (\d+), leaked objects (\d+)$")
     result.expect_equal((summary[1], int(summary[2]) > 0, summary[4], summary[5]), ("100", True, "0", "0"),

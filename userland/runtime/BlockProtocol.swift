@@ -10,6 +10,7 @@
 // | 3 read | sectors into the buffer | words: first sector, count, buffer offset, the buffer's key | none | nothing |
 // | 4 write | sectors from the buffer | words: first sector, count, buffer offset, the buffer's key | none | nothing |
 // | 5 flush | what was written reaches the disk | nothing | none | nothing |
+// | 6 detach | the caller's transfer buffer is let go | word 0: its key | none | nothing |
 //
 // Who may: the service answers `info` on its public port, which anyone may look up by name, and
 // refuses the rest there with `accessDenied`. Every request is served on its private port, the disk:
@@ -41,6 +42,7 @@ public enum BlockServiceRequest: UInt64, Sendable {
     case read = 3
     case write = 4
     case flush = 5
+    case detach = 6
 }
 
 public enum BlockProtocol {
@@ -87,29 +89,24 @@ public struct BlockDevice {
     let memory: Handle
     /// The key the service knows the buffer by (word 3 of a read or write).
     public var bufferKey: UInt64 { memory.value }
-    /// This client's own copy of the send right it was made with.
+    /// The send right it was made with, borrowed: it stays its holder's.
     let port: Handle
 
     /// Makes a buffer of `bufferBytes` (a multiple of the sector size) and attaches it to the
-    /// service through `disk` (a send right to the disk; by default the one this program was
-    /// given under `.disk`). Fails with `accessDenied` without one, and with `peerClosed` if no
-    /// instance of the service will run again (no disk was found, or it was stopped).
+    /// service through `disk`, a send right to the disk that it borrows (by default the one this
+    /// program was given under `.disk`). Fails with `accessDenied` without one, and with
+    /// `peerClosed` if no instance of the service will run again (no disk was found, or it was
+    /// stopped).
     public init(disk: Handle? = ProgramStart.handle(.disk), bufferBytes: Int = BlockProtocol.maximumTransfer)
         throws(KernelError) {
         guard bufferBytes > 0, bufferBytes % BlockProtocol.sectorSize == 0 else { throw .invalidArgument }
         guard let disk else { throw .accessDenied }
-        port = try IPC.duplicate(disk, rights: [.send])
-        do throws(KernelError) {
-            memory = try IPC.createMemory(bytes: UInt64(bufferBytes))
-        } catch {
-            try? IPC.close(port)
-            throw error
-        }
+        port = disk
+        memory = try IPC.createMemory(bytes: UInt64(bufferBytes))
         do throws(KernelError) {
             buffer = try IPC.map(memory, writable: true)
         } catch {
             try? IPC.close(memory)
-            try? IPC.close(port)
             throw error
         }
         self.bufferBytes = bufferBytes
@@ -118,14 +115,18 @@ public struct BlockDevice {
         } catch {
             try? System.unmap(buffer, bytes: UInt64(bufferBytes))
             try? IPC.close(memory)
-            try? IPC.close(port)
             throw error
         }
     }
 
-    /// Lets go of the buffer and the connection.
+    /// Lets go of the buffer, here and in the service (`detach`, once: a service that does not
+    /// answer it lets the buffer go when it restarts or needs the place). The send right stays
+    /// its holder's.
     public mutating func close() {
-        try? IPC.close(port)
+        var message = IPCMessage(label: BlockServiceRequest.detach.rawValue)
+        message.setWord(atByte: 0, bufferKey)
+        message.length = 8
+        try? IPC.call(port, &message)
         try? System.unmap(buffer, bytes: UInt64(bufferBytes))
         try? IPC.close(memory)
     }

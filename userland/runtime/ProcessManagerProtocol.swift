@@ -401,8 +401,8 @@ public struct ProcessManager {
 public struct ClientHandles {
     var tags = InlineArray<4, UInt64>(repeating: 0)
     var handles = InlineArray<4, UInt64>(repeating: 0)
-    /// Handles appended, those past the capacity (which were never kept) included: a request
-    /// with more is refused.
+    /// Handles appended, those past the capacity (closed at once) included: a request with more
+    /// is refused.
     public private(set) var count = 0
     public init() {}
 
@@ -414,6 +414,8 @@ public struct ClientHandles {
         if count < handles.count {
             tags[count] = tag
             handles[count] = handle.value
+        } else {
+            try? IPC.close(handle)
         }
         count += 1
     }

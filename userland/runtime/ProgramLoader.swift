@@ -15,14 +15,16 @@ public struct StartHandles {
 
     public init(_ tag: StartTag, _ handle: Handle) { append(tag, handle) }
 
-    /// Adds `handle` under `tag`; ignored past `ProgramStart.maximumHandles` (the loader then
-    /// refuses the set).
+    /// Adds `handle` under `tag`; past `ProgramStart.maximumHandles` it is closed at once (the
+    /// loader then refuses the set).
     public mutating func append(_ tag: StartTag, _ handle: Handle) { appendRaw(tag.rawValue, handle) }
 
     mutating func appendRaw(_ tag: UInt64, _ handle: Handle) {
         if count < ProgramStart.maximumHandles {
             words[2 + 2 * count] = tag
             words[3 + 2 * count] = handle.value
+        } else {
+            try? IPC.close(handle)
         }
         count += 1
     }
@@ -30,8 +32,8 @@ public struct StartHandles {
     public func tag(_ index: Int) -> UInt64 { words[2 + 2 * index] }
     public func handle(_ index: Int) -> Handle { Handle(words[3 + 2 * index]) }
 
-    /// Closes every handle held (those appended past the capacity were never kept): for a set
-    /// that will not reach the program it was for.
+    /// Closes every handle held (those appended past the capacity were closed already): for a
+    /// set that will not reach the program it was for.
     public func closeAll() {
         for index in 0..<min(count, ProgramStart.maximumHandles) { try? IPC.close(handle(index)) }
     }

@@ -6,7 +6,8 @@
 //    read back and compared. The pattern stays on the disk for the harness, which checks the image
 //    file after power-off.
 // 2. Requests the service must refuse are refused: sectors past the end, a count of 0, bytes
-//    past the buffer.
+//    past the buffer; on its public port, everything but `info`. Clients that close leave
+//    nothing behind in it.
 // 3. A worker thread copies the first 512 KiB of the disk to its second half, chunk by chunk,
 //    reading each copy back, and adds one to a counter kept in the disk's last sector with every
 //    chunk (read, add, write): while the main thread crashes the driver (the process manager's
@@ -152,11 +153,28 @@ struct DiskTest {
                      && pastBuffer == .invalidArgument,
                      "refused with invalid argument: a read past the end, a write across it, 0 sectors, bytes past the buffer")
         disk.close()
+        closedClients(&checks)
         publicPort(sectors: info.sectors, &checks)
 
         // 3. Crashes under a copy.
         crashesUnderCopy(sectors: info.sectors, &checks)
         checks.finish()
+    }
+
+    /// Clients that close let their buffers go in the service too (`detach`): after three made
+    /// and closed in turn, the kernel holds what it held before (a buffer the service kept would
+    /// be a memory object and its frames, mapped there).
+    static func closedClients(_ checks: inout TestChecks) {
+        let before = KernelFootprint.steady()
+        var served = 0
+        for _ in 0..<3 {
+            guard var client = try? BlockDevice(bufferBytes: 16 * 1024) else { continue }
+            if (try? client.read(sector: 0, count: 1)) != nil { served += 1 }
+            client.close()
+        }
+        let after = KernelFootprint.settled(toward: before)
+        checks.check(served == 3 && after == before,
+                     "\(served) clients made, served and closed in turn leave nothing behind in the service (frames \(before.frames) → \(after.frames), objects \(before.objects) → \(after.objects))")
     }
 
     /// The service's public port, which any program may look up by name: `info` is answered,

@@ -266,6 +266,8 @@ extension VirtioBlock {
             case .attach:
                 answer.setWord(atByte: 0, UInt64(try attach(&message)))
                 answer.length = 8
+            case .detach:
+                try detach(message)
             case .read:
                 try start(.read, message, reply: reply)
                 return
@@ -314,6 +316,15 @@ extension VirtioBlock {
         Driver.clients[index] = Client(process: message.sender.value, key: key, memory: memory, buffer: mapped.address,
                                        bytes: mapped.bytes)
         return mapped.bytes
+    }
+
+    /// Lets go of the buffer the sender attached under the key in word 0: `notFound` if it has
+    /// none here, `wouldBlock` while a request uses it.
+    static func detach(_ message: IPCMessage) throws(KernelError) {
+        guard let index = clientIndex(process: message.sender.value, key: message.length >= 8 ? message.word(atByte: 0) : 0),
+              Driver.clients[index].buffer != nil else { throw .notFound }
+        if isBusy(index) { throw .wouldBlock }
+        release(client: index)
     }
 
     /// The place of the buffer process `process` attached under `key`, if it is here. The
