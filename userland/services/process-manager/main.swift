@@ -108,6 +108,9 @@ enum Manager {
     /// handle here, and a client that could take them all would leave no room in this server's
     /// table (64 handles) for the service instances it restarts or the requests it answers.
     static let clientSlotCapacity = 24
+    /// At most this many of them for one client (by the sender id the kernel reports), so that
+    /// one client, or its children left running after it ended, cannot take them all.
+    static let slotsPerClient = clientSlotCapacity / 2
     /// Slots in use by processes clients asked for.
     nonisolated(unsafe) static var clientSlotsInUse = 0
     /// As many as a manifest may name.
@@ -266,7 +269,9 @@ enum Manager {
         var text = InlineArray<208, UInt8>(repeating: 0)
         for index in 0..<Int(nameLength) { name[index] = message[byte: 48 + index] }
         for index in 0..<Int(textLength) { text[index] = message[byte: 48 + Int(nameLength) + index] }
-        guard clientSlotsInUse < clientSlotCapacity else { throw .queueFull }
+        guard clientSlotsInUse < clientSlotCapacity,
+              slots.count(where: { $0.inUse && $0.service == Slot.client && $0.requester == message.sender.value })
+                < slotsPerClient else { throw .queueFull }
         // The client's authority over the child is the handle it gets back, made first so that
         // a spawn that cannot answer with one is undone.
         let slot: Int
