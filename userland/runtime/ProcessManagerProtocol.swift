@@ -410,15 +410,20 @@ public struct ClientHandles {
     public mutating func start(_ handle: Handle) { appendRaw(0, handle) }
     public mutating func append(_ tag: StartTag, _ handle: Handle) { appendRaw(tag.rawValue, handle) }
 
+    @inline(__always)
     mutating func appendRaw(_ tag: UInt64, _ handle: Handle) {
         if count < handles.count {
             tags[count] = tag
             handles[count] = handle.value
         } else {
-            try? IPC.close(handle)
+            closeOverflow(handle)
         }
         count += 1
     }
+
+    /// A handle past the capacity: not kept, so closed here (out of line, as it is rare).
+    @inline(never)
+    func closeOverflow(_ handle: Handle) { try? IPC.close(handle) }
 
     func tag(_ index: Int) -> UInt64 { tags[index] }
     func handle(_ index: Int) -> Handle { Handle(handles[index]) }

@@ -19,15 +19,20 @@ public struct StartHandles {
     /// loader then refuses the set).
     public mutating func append(_ tag: StartTag, _ handle: Handle) { appendRaw(tag.rawValue, handle) }
 
+    @inline(__always)
     mutating func appendRaw(_ tag: UInt64, _ handle: Handle) {
         if count < ProgramStart.maximumHandles {
             words[2 + 2 * count] = tag
             words[3 + 2 * count] = handle.value
         } else {
-            try? IPC.close(handle)
+            closeOverflow(handle)
         }
         count += 1
     }
+
+    /// A handle past the capacity: not kept, so closed here (out of line, as it is rare).
+    @inline(never)
+    func closeOverflow(_ handle: Handle) { try? IPC.close(handle) }
 
     public func tag(_ index: Int) -> UInt64 { words[2 + 2 * index] }
     public func handle(_ index: Int) -> Handle { Handle(words[3 + 2 * index]) }

@@ -269,9 +269,11 @@ enum Manager {
         var text = InlineArray<208, UInt8>(repeating: 0)
         for index in 0..<Int(nameLength) { name[index] = message[byte: 48 + index] }
         for index in 0..<Int(textLength) { text[index] = message[byte: 48 + Int(nameLength) + index] }
+        // Counted only when the clients together hold a client's share: no one can hold it before.
         guard clientSlotsInUse < clientSlotCapacity,
-              slots.count(where: { $0.inUse && $0.service == Slot.client && $0.requester == message.sender.value })
-                < slotsPerClient else { throw .queueFull }
+              clientSlotsInUse < slotsPerClient
+                || slots.count(where: { $0.inUse && $0.service == Slot.client && $0.requester == message.sender.value })
+                    < slotsPerClient else { throw .queueFull }
         // The client's authority over the child is the handle it gets back, made first so that
         // a spawn that cannot answer with one is undone.
         let slot: Int
