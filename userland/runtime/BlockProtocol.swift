@@ -13,18 +13,19 @@
 // | 6 detach | the caller's transfer buffer is let go | word 0: its key | none | nothing |
 //
 // Who may: the service answers `info` on its public port, which anyone may look up by name, and
-// refuses the rest there with `accessDenied`. Every request is served on its private port, the disk:
-// the process manager keeps that port for the service across restarts, init hands send rights to
-// it to the services the manifest gives `devices=disk` (and to the disk test), and they may pass
-// copies on. A driver started with one port only (as the benchmark starts it) serves everything
-// there: its starter chose who may send to it.
+// refuses the rest there with `accessDenied`. Every request is served on its private port, the
+// disk: the process manager keeps that port for the service across restarts, init hands send
+// rights to it to the services the manifest gives `devices=disk` (and to the disk test), and
+// they may lend it (`BlockDevice` borrows the handle it is given) or pass copies on. A driver
+// started with one port only (as the benchmark starts it) serves everything there: its starter
+// chose who may send to it.
 //
 // Data moves through the buffer a client attaches once. The service keeps buffers by the sender
 // id the kernel reports and a key the client picks (`BlockDevice` uses its memory object's handle
 // value), so a process may have several and never reaches another's; a key left out is 0. It
 // keeps a few at a time: an idle client's may be let go for another's, and `BlockDevice` then
-// attaches it again. A read or write names sectors
-// inside the disk and bytes inside the buffer, at most `BlockProtocol.maximumTransfer` at once.
+// attaches it again; a client that is done sends `detach`. A read or write names sectors inside
+// the disk and bytes inside the buffer, at most `BlockProtocol.maximumTransfer` at once.
 // Errors: `invalidArgument` for an unknown label or a range outside the disk or the buffer;
 // `notFound` for a transfer before attach; `accessDenied` for a write to a read-only disk, or any
 // request but `info` on the public port; `deviceFailed` for an I/O error the device reported.
