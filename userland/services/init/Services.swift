@@ -114,19 +114,18 @@ enum SystemStart {
         }
         // Services keep what they are given across restarts: their copy needs duplicate too.
         if entry.devices.contains(.services) { manager.grantControl(to: &handles, rights: [.send, .duplicate, .transfer]) }
-        if entry.devices.contains(.power), let port = powerControlPort(),
-           let copy = try? IPC.duplicate(port, rights: [.send, .duplicate, .transfer]) {
+        if entry.devices.contains(.power), let copy = sendRight(to: powerControlPort()) {
             handles.append(.powerControl, copy)
         }
         if entry.devices.contains(.terminal) {
-            if let terminal, let copy = try? IPC.duplicate(terminal, rights: [.send, .duplicate, .transfer]) {
+            if let copy = sendRight(to: terminal) {
                 handles.append(.terminal, copy)
             } else {
                 System.print("init: \(entry.name) is given the terminal, but no console service started before it")
             }
         }
         if entry.devices.contains(.disk) {
-            if let disk, let copy = try? IPC.duplicate(disk, rights: [.send, .duplicate, .transfer]) {
+            if let copy = sendRight(to: disk) {
                 handles.append(.disk, copy)
             } else {
                 System.print("init: \(entry.name) is given the disk, but no block service started before it")
@@ -164,6 +163,12 @@ enum SystemStart {
         } catch {
             System.print("init: cannot start \(entry.name): \(error)")
         }
+    }
+
+    /// A send right to `port` for a service or test, which keeps it across restarts (so it may
+    /// duplicate it) and may pass it on; nil without a port or a copy.
+    static func sendRight(to port: Handle?) -> Handle? {
+        port.flatMap { try? IPC.duplicate($0, rights: [.send, .duplicate, .transfer]) }
     }
 
     /// Init's power control port (its receive right kept here), made on first use.

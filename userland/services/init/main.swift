@@ -63,9 +63,7 @@ extension Init {
             // gets the disk, if a block service started.
             var handles = ClientHandles()
             manager.grantControl(to: &handles)
-            if disk, let disk = SystemStart.disk, let copy = try? IPC.duplicate(disk, rights: [.send, .duplicate, .transfer]) {
-                handles.append(.disk, copy)
-            }
+            if disk, let copy = SystemStart.sendRight(to: SystemStart.disk) { handles.append(.disk, copy) }
             let child = try manager.spawn(program, argument: rounds, handles: handles)
             let status = try System.wait(child)
             return status.reason == .exited ? status.code : 255
