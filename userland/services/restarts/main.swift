@@ -123,14 +123,21 @@ struct Restarts {
         var largest = IPCMessage(label: UInt64.max)
         let wrapped = (try? IPC.call(port, &largest)) != nil && largest.label == 0
         // A notification whose only other handle goes to the service: once that is closed, it
-        // ends with ours.
-        let objects = System.kernelObjects.objects
+        // ends with ours. The count is the whole machine's, and other programs hold objects for
+        // moments (on several CPUs, at the same time as this): the steady reading before, and
+        // the count once back to it after (or after a second of looking).
+        let objects = KernelFootprint.steady().objects
         var handlesClosed = false
         if let notification = try? IPC.createNotification(), let copy = try? IPC.duplicate(notification, rights: [.signal, .transfer]) {
             var carrying = IPCMessage(label: 30)
             carrying.attach(copy)
             handlesClosed = (try? IPC.call(port, &carrying)) != nil && carrying.label == 31
             try? IPC.close(notification)
+            var looks = 1
+            while System.kernelObjects.objects != objects && looks < 100 {
+                System.sleep(nanoseconds: 10_000_000)
+                looks += 1
+            }
             handlesClosed = handlesClosed && System.kernelObjects.objects == objects
         }
         // A 4 KiB object mapped by the service, then a sum of far more than it holds.
