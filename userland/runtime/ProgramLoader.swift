@@ -64,12 +64,11 @@ public struct ProgramLoader {
 
     /// Maps the initial ramdisk (a memory object handle; needs map) and validates its archive.
     public init(ramdisk handle: Handle) throws(KernelError) {
-        // The call returns only the address: the mapping's size is what it added to this
-        // process's mapped bytes.
-        let before = System.processes.mappedBytes
-        let base = try IPC.map(handle, writable: false)
-        let size = System.processes.mappedBytes &- before
-        let bytes = UnsafeRawBufferPointer(start: base, count: Int(size))
+        // The size is the kernel's answer, not this process's mapped bytes before and after:
+        // another of its threads may map or unmap meanwhile.
+        let (base, mappedBytes) = try IPC.mapWithSize(handle, writable: false)
+        let size = UInt64(mappedBytes)
+        let bytes = UnsafeRawBufferPointer(start: base, count: mappedBytes)
         guard size > 0, size < 1 << 40, let archive = try? CPIOArchive(bytes) else {
             try? System.unmap(base, bytes: size)
             throw .invalidArgument

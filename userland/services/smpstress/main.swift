@@ -29,7 +29,11 @@ struct SMPStress {
         shared.ports = (first.value, second.value)
         let callers = 2 * cpus
         let mappers = cpus
-        var errors: UInt64 = 0
+        // Errors by where they were found, for the report of a failed run.
+        var setup: UInt64 = 0, kills: UInt64 = 0, exits: UInt64 = 0, unfinished: UInt64 = 0, counts: UInt64 = 0
+        // The first kill round that went wrong: 0x1EE spawn refused with error EE, 0x2EE kill
+        // refused, 0x3EE wait refused, 0x4RC ended otherwise (reason R, exit code C).
+        var firstKillFailure: UInt64 = 0
         var started = 0
         for server in 0..<2 {
             if (try? System.createThread(argument: shared.argument(server)) { SMPStress.serve(Shared(argument: $0)) }) != nil { started += 1 }
@@ -44,21 +48,33 @@ struct SMPStress {
                 started += 1
             }
         }
-        if started != 2 + callers + mappers { errors += 100 }
+        if started != 2 + callers + mappers { setup += 100 }
 
         // The main thread's share: children killed while they run, and children that exit.
         for _ in 0..<killRounds {
-            guard let spinner = try? System.spawn("spinner") else {
-                errors += 1
+            let spinner: ChildProcess
+            do throws(KernelError) { spinner = try System.spawn("spinner") } catch {
+                kills += 1
+                if firstKillFailure == 0 { firstKillFailure = 0x100 | error.rawValue }
                 continue
             }
             System.sleep(nanoseconds: 2_000_000)
-            if (try? System.kill(spinner)) == nil || (try? System.wait(spinner))?.reason != .killed { errors += 1 }
+            let killError = catching { () throws(KernelError) in try System.kill(spinner) }
+            var status: (reason: ExitReason, code: UInt64)?
+            let waitError = catching { () throws(KernelError) in status = try System.wait(spinner) }
+            guard killError == nil, waitError == nil, let status, status.reason == .killed else {
+                kills += 1
+                if firstKillFailure == 0 {
+                    firstKillFailure = killError.map { 0x200 | $0.rawValue } ?? waitError.map { 0x300 | $0.rawValue }
+                        ?? status.map { 0x400 | $0.reason.rawValue << 4 | $0.code & 0xf } ?? 0x500
+                }
+                continue
+            }
         }
         for _ in 0..<exitRounds {
             guard let child = try? System.spawn("crasher", argument: 9), let status = try? System.wait(child),
                   status.reason == .exited, status.code == 9 else {
-                errors += 1
+                exits += 1
                 continue
             }
         }
@@ -70,21 +86,29 @@ struct SMPStress {
         }
         for port in [first, second] {
             var stop = IPCMessage(label: Shared.stopLabel)
-            if (try? IPC.send(port, &stop)) == nil { errors += 1 }
+            if (try? IPC.send(port, &stop)) == nil { setup += 1 }
         }
         while (shared.done(0) == 0 || shared.done(1) == 0) && System.clock.ticks < deadline {
             System.sleep(nanoseconds: 1_000_000)
         }
-        for index in 0..<(2 + callers + mappers) where shared.done(index) == 0 { errors += 1 }
+        for index in 0..<(2 + callers + mappers) where shared.done(index) == 0 { unfinished += 1 }
 
         var answered: UInt64 = 0
         for index in 0..<callers { answered += shared.count(2 + index) }
         let received = shared.count(0) + shared.count(1)
         let expected = UInt64(callers) * callsPerCaller
-        if answered != expected || received != expected { errors += 1 }
-        for index in 0..<mappers where shared.count(2 + callers + index) != mapRounds { errors += 1 }
-        for index in 0..<(2 + callers + mappers) { errors += shared.errors(index) }
+        if answered != expected || received != expected { counts += 1 }
+        for index in 0..<mappers where shared.count(2 + callers + index) != mapRounds { counts += 1 }
+        let servers = shared.errors(0) + shared.errors(1)
+        var calling: UInt64 = 0
+        for index in 0..<callers { calling += shared.errors(2 + index) }
+        var mapping: UInt64 = 0
+        for index in 0..<mappers { mapping += shared.errors(2 + callers + index) }
+        let errors = setup + kills + exits + unfinished + counts + servers + calling + mapping
         System.print("smpstress: \(callers) callers, \(mappers) mappers on \(cpus) CPUs: \(answered) calls answered, \(received) received, \(killRounds) children killed while running, \(exitRounds) exited; \(errors) errors")
+        if errors > 0 {
+            System.print("smpstress: errors: setup \(setup), kills \(kills) (first 0x\(hex: UInt(firstKillFailure))), exits \(exits), unfinished \(unfinished), counts \(counts), servers \(servers), callers \(calling), mappers \(mapping)")
+        }
         try? IPC.close(first)
         try? IPC.close(second)
         System.exit(errors)
@@ -112,7 +136,8 @@ struct SMPStress {
         for _ in 0..<2000 where user_read(counter) < 10_000 { System.sleep(nanoseconds: 1_000_000) }
         guard user_read(counter) >= 10_000 else { System.exit(98) }
         try? System.unmap(page, bytes: 4096)
-        System.sleep(nanoseconds: 200_000_000)
+        // The fault ends the process at once; the time is for a CPU the host seldom runs.
+        System.sleep(nanoseconds: 2_000_000_000)
         System.exit(99)
     }
 
