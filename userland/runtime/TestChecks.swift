@@ -86,6 +86,24 @@ public struct KernelFootprint: Equatable {
         return readings[best]
     }
 
+    /// The machine-wide count of kernel objects as `steady` reads it: the baseline of a check
+    /// of objects alone. Read once, it can fall while an ended program's objects are still on
+    /// their way back (another CPU releases a thread at its next switch).
+    public static var steadyObjects: UInt64 { steady().objects }
+
+    /// The machine-wide count of kernel objects once it is back to `expected`, or the last of
+    /// `looks` readings 10 ms apart (see `settled`).
+    public static func objectsSettled(toward expected: UInt64, looks: Int = 100) -> UInt64 {
+        var objects = System.kernelObjects.objects
+        var look = 1
+        while objects != expected && look < looks {
+            System.sleep(nanoseconds: 10_000_000)
+            objects = System.kernelObjects.objects
+            look += 1
+        }
+        return objects
+    }
+
     /// The footprint once it is back to `expected`, or the last of `looks` readings 10 ms apart.
     /// The counts are the whole machine's: a program running beside the caller (the disk test
     /// restarts its driver a hundred times) holds objects and frames for moments, and a reading

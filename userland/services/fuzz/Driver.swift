@@ -156,10 +156,22 @@ struct Driver {
             System.sleep(nanoseconds: 20_000_000)
             waited += 1
         }
-        let framesAfter = System.memory.freeFrames
-        let heapAfter = System.kernelHeap
+        // The last workers' threads go back as their CPUs next switch: looked at until all is
+        // back, for up to a second. A leak is what stays.
+        var framesAfter = System.memory.freeFrames
+        var heapAfter = System.kernelHeap
+        var objectsAfter = Self.kernelObjects()
+        var looks = 0
+        while looks < 100 && (framesAfter &+ heapAfter.pages != framesBefore &+ heapBefore.pages
+                              || heapAfter.blocks != heapBefore.blocks || objectsAfter.objects != objectsBefore.objects
+                              || objectsAfter.charged != objectsBefore.charged) {
+            System.sleep(nanoseconds: 10_000_000)
+            framesAfter = System.memory.freeFrames
+            heapAfter = System.kernelHeap
+            objectsAfter = Self.kernelObjects()
+            looks += 1
+        }
         let processesAfter = System.processes.live
-        let objectsAfter = Self.kernelObjects()
         // A frame is free or held by the kernel heap (as warm slabs, say): any other is leaked.
         let leakedFrames = Int64(bitPattern: framesBefore &+ heapBefore.pages &- framesAfter &- heapAfter.pages)
         let leakedObjects = Int64(bitPattern: heapAfter.blocks &- heapBefore.blocks)

@@ -126,19 +126,14 @@ struct Restarts {
         // ends with ours. The count is the whole machine's, and other programs hold objects for
         // moments (on several CPUs, at the same time as this): the steady reading before, and
         // the count once back to it after (or after a second of looking).
-        let objects = KernelFootprint.steady().objects
+        let objects = KernelFootprint.steadyObjects
         var handlesClosed = false
         if let notification = try? IPC.createNotification(), let copy = try? IPC.duplicate(notification, rights: [.signal, .transfer]) {
             var carrying = IPCMessage(label: 30)
             carrying.attach(copy)
             handlesClosed = (try? IPC.call(port, &carrying)) != nil && carrying.label == 31
             try? IPC.close(notification)
-            var looks = 1
-            while System.kernelObjects.objects != objects && looks < 100 {
-                System.sleep(nanoseconds: 10_000_000)
-                looks += 1
-            }
-            handlesClosed = handlesClosed && System.kernelObjects.objects == objects
+            handlesClosed = handlesClosed && KernelFootprint.objectsSettled(toward: objects) == objects
         }
         // A 4 KiB object mapped by the service, then a sum of far more than it holds.
         var sum = false

@@ -6,8 +6,7 @@
 /// its bell; a buffer too small or not the caller's is refused and loses nothing; closing the
 /// reader gives the log back, so it opens again; nothing is left behind.
 func testKernelLog(_ suite: inout Suite) {
-    let framesBefore = System.memory.freeFrames
-    let heapBefore = System.kernelHeap
+    let before = KernelHoldings.steady
     guard let access = System.startHandle, let port = try? IPC.createPort(), let bell = try? IPC.createNotification(),
           let withoutOpen = try? IPC.duplicate(access, rights: [.duplicate, .transfer]),
           let waitOnly = try? IPC.duplicate(bell, rights: [.wait]) else {
@@ -88,8 +87,7 @@ func testKernelLog(_ suite: inout Suite) {
     let reopened = open(access, bell)
     suite.check(reopened == nil, "closing the reader gives the log back: it opens again")
     for handle in [port, bell, withoutOpen, waitOnly] { try? IPC.close(handle) }
-    let framesAfter = System.memory.freeFrames
-    let heapAfter = System.kernelHeap
-    suite.check(heapAfter.blocks == heapBefore.blocks && framesBefore + heapBefore.pages == framesAfter + heapAfter.pages,
-                "the kernel log leaves nothing behind: kernel heap blocks \(heapBefore.blocks) before, \(heapAfter.blocks) after; free frames \(framesBefore) + heap pages \(heapBefore.pages) before, \(framesAfter) + \(heapAfter.pages) after")
+    let after = KernelHoldings.settled(toNoMoreThan: before)
+    suite.check(after.heapBlocks == before.heapBlocks && after.framesAvailable == before.framesAvailable,
+                "the kernel log leaves nothing behind: kernel heap blocks \(before.heapBlocks) before, \(after.heapBlocks) after; free frames \(before.freeFrames) + heap pages \(before.heapPages) before, \(after.freeFrames) + \(after.heapPages) after")
 }

@@ -19,8 +19,7 @@ private func copyError(_ number: SystemCallNumber, _ memory: Handle, offset: UIn
 }
 
 func testMemoryCopies(_ suite: inout Suite) {
-    let framesBefore = framesAvailable()
-    let objectsBefore = System.kernelObjects.objects
+    let before = KernelFootprint.steady()
     guard let memory = try? IPC.createMemory(bytes: 8192), let view = try? IPC.map(memory, writable: false) else {
         suite.check(false, "a memory object to copy into, mapped read-only to look at it")
         return
@@ -94,7 +93,7 @@ func testMemoryCopies(_ suite: inout Suite) {
 
     try? System.unmap(view, bytes: 8192)
     for handle in [memory, mapOnly, writeOnly, port] { if let handle { try? IPC.close(handle) } }
-    suite.check(framesAvailable() == framesBefore && System.kernelObjects.objects == objectsBefore,
+    suite.check(KernelFootprint.settled(toward: before) == before,
                 "after the memory copies every frame and kernel object is back")
 }
 
@@ -105,8 +104,10 @@ func testMemoryCopies(_ suite: inout Suite) {
 /// `memoryWrite` or `memoryRead`. Two mappings of the object share its pages; it is never mapped
 /// executable, and other option bits are refused. Everything goes back when it goes.
 func testOnDemandMemory(_ suite: inout Suite) {
-    let before = framesAvailable()
-    let objectsBefore = System.kernelObjects.objects
+    // Steady first: the counts below are the machine's, read in a window that nothing else
+    // giving back frames may cross.
+    let footprintBefore = KernelFootprint.steady()
+    let (before, objectsBefore) = (footprintBefore.frames, footprintBefore.objects)
     let pages = 16
     guard let plain = try? IPC.createMemory(bytes: 4096) else {
         suite.check(false, "a plain memory object")
@@ -149,8 +150,8 @@ func testOnDemandMemory(_ suite: inout Suite) {
         && second.load(fromByteOffset: 8, as: UInt64.self) == 0x0123_4567_89AB_CDEF
         && second.load(fromByteOffset: 3 * 4096, as: UInt64.self) == 0
     let afterTouches = framesAvailable()
-    suite.check(copied && readZeros && seen && loaded == 0 && withPlain - afterCreate == UInt64(pages) && afterTouches == afterMap,
-                "an on-demand object's 16 pages are set aside when it is made (\(withPlain - afterCreate)); touches through two mappings, a kernel copy, memoryWrite and memoryRead find them zeroed and shared, and change no count (\(afterMap - afterTouches))")
+    suite.check(copied && readZeros && seen && loaded == 0 && withPlain &- afterCreate == UInt64(pages) && afterTouches == afterMap,
+                "an on-demand object's 16 pages are set aside when it is made (\(Int64(bitPattern: withPlain &- afterCreate))); touches through two mappings, a kernel copy, memoryWrite and memoryRead find them zeroed and shared, and change no count (\(Int64(bitPattern: afterMap &- afterTouches)))")
 
     // Never executable; no other option bit.
     var executable: KernelError?
@@ -167,7 +168,7 @@ func testOnDemandMemory(_ suite: inout Suite) {
     try? System.unmap(second, bytes: UInt64(pages) * 4096)
     try? IPC.close(memory)
     try? IPC.close(plain)
-    let after = KernelFootprint.settled(toward: KernelFootprint(frames: before, objects: objectsBefore))
+    let after = KernelFootprint.settled(toward: footprintBefore)
     suite.check(executable == .invalidArgument && unknownOption == .invalidArgument && after.frames == before
                     && after.objects == objectsBefore,
                 "an on-demand object is refused an executable mapping, an unknown option bit is refused, and its pages, tables and objects all go back (frames \(before) -> \(after.frames))")

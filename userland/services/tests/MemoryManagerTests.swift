@@ -23,7 +23,7 @@ func startMemoryManager() -> (port: Handle, process: ChildProcess)? {
 
 func testMemoryManager(_ suite: inout Suite) {
     let error = { (code: KernelError) in code.rawValue }
-    let before = KernelHoldings.now
+    let before = KernelHoldings.steady
     guard let first = startMemoryManager() else {
         suite.check(false, "the memory manager starts")
         return
@@ -72,7 +72,7 @@ func testMemoryManager(_ suite: inout Suite) {
 
         // Hostile requests: each an error, every handle that came with it closed.
         refusalsMark = System.outOfMemoryResults
-        let objectsBefore = System.kernelObjects.objects
+        let objectsBefore = KernelFootprint.steadyObjects
         func status(_ label: UInt64, length: Int = 8, word: UInt64 = 4096, attach: Handle? = nil) -> UInt64 {
             var message = IPCMessage(label: label)
             message.length = length
@@ -96,7 +96,7 @@ func testMemoryManager(_ suite: inout Suite) {
         ]
         for handle in [port, bell] { if let handle { try? IPC.close(handle) } }
         firstWrongRefusal = answers.firstIndex { $0.0 != $0.1 }.map { ($0, answers[$0].0) }
-        refusals = firstWrongRefusal == nil && System.kernelObjects.objects == objectsBefore
+        refusals = firstWrongRefusal == nil && KernelFootprint.objectsSettled(toward: objectsBefore) == objectsBefore
         // Checked now, so that a refusal of memory in the cases below is counted against them.
         checkServing(&suite, served, statisticsRight, refusals, firstWrongRefusal, since: refusalsMark)
 
@@ -139,7 +139,7 @@ func testMemoryManager(_ suite: inout Suite) {
     }
     try? IPC.close(first.port)
     suite.check(intactAfterCrash, "killed, the memory manager leaves given memory mapped and intact; its dead port answers peer closed; a new instance serves at once")
-    let after = KernelHoldings.now
+    let after = KernelHoldings.settled(toNoMoreThan: before)
     suite.check(after.holdsNoMoreThan(before),
                 "the memory manager leaves nothing behind (objects \(before.objects) → \(after.objects), free frames \(before.freeFrames) → \(after.freeFrames))")
 }
@@ -156,7 +156,7 @@ func checkServing(_ suite: inout Suite, _ served: Bool, _ statisticsRight: Bool,
 /// it and sees the same bytes, read-only when the creator says so; bad requests are refused; the
 /// name goes when its creator ends, while mappings stay valid; and nothing is left behind.
 func testSharedRegions(_ suite: inout Suite) {
-    let before = KernelHoldings.now
+    let before = KernelHoldings.steady
     guard let manager = startMemoryManager() else {
         suite.check(false, "a memory manager for shared regions starts")
         return
@@ -227,7 +227,7 @@ func testSharedRegions(_ suite: inout Suite) {
     try? System.kill(manager.process)
     _ = try? System.wait(manager.process)
     try? IPC.close(manager.port)
-    let after = KernelHoldings.now
+    let after = KernelHoldings.settled(toNoMoreThan: before)
     suite.check(shared, "a named shared region: the opener sees the creator's bytes and the creator its writes; charged to the creator; read-only when it says so")
     suite.check(refused, "shared regions refuse a name in use, a missing name, a region over the creator's limit, a share without a creator, and a client's fifth name (queue full: a quarter of the 16 each)")
     suite.check(endsWithCreator && after.holdsNoMoreThan(before),

@@ -50,8 +50,7 @@ private func closeAll(_ handles: Handle?...) {
 }
 
 func testNameService(_ suite: inout Suite) {
-    let objectsBefore = System.kernelObjects
-    let framesBefore = framesAvailable()
+    let before = KernelHoldings.steady
     let port = try? IPC.createPort()
     let serverSide = port.flatMap { try? IPC.duplicate($0, rights: [.receive, .transfer]) }
     guard let port, let serverSide, let server = try? System.spawn("names", handle: serverSide) else {
@@ -161,15 +160,15 @@ func testNameService(_ suite: inout Suite) {
 
     let stopped = (try? System.kill(server)) != nil && (try? System.wait(server))?.reason == .killed
     try? IPC.close(port)
-    let objectsAfter = System.kernelObjects
-    suite.check(stopped && objectsAfter.objects == objectsBefore.objects && objectsAfter.chargedBytes == objectsBefore.chargedBytes
-                && framesAvailable() == framesBefore,
-                "names leaves nothing behind: kernel objects \(objectsBefore.objects) before, \(objectsAfter.objects) after; frames \(framesBefore), \(framesAvailable())")
+    let after = KernelHoldings.settled(toNoMoreThan: before)
+    suite.check(stopped && after.objects == before.objects && after.chargedBytes == before.chargedBytes
+                && after.framesAvailable == before.framesAvailable,
+                "names leaves nothing behind: kernel objects \(before.objects) before, \(after.objects) after; frames \(before.framesAvailable), \(after.framesAvailable)")
 }
 
 /// 48 names fill the table; the 49th is refused with outOfMemory; the list pages through all.
 private func testFullNameTable(_ suite: inout Suite, _ names: Names, _ registrar: NameRegistrar) {
-    let objectsBefore = System.kernelObjects.objects
+    let objectsBefore = KernelFootprint.steadyObjects
     var registered = 0
     var refusal: KernelError?
     for index in 0..<(NamesProtocol.maximumNames + 1) {
@@ -196,7 +195,7 @@ private func testFullNameTable(_ suite: inout Suite, _ names: Names, _ registrar
     var left: [NameRecord] = []
     try? names.list { left.append($0) }
     suite.check(registered == NamesProtocol.maximumNames && refusal == .outOfMemory && listing == nil && inOrder
-                && removed == registered && left.isEmpty && System.kernelObjects.objects == objectsBefore,
+                && removed == registered && left.isEmpty && KernelFootprint.objectsSettled(toward: objectsBefore) == objectsBefore,
                 "names: \(registered) names fill the table, one more is out of memory; the list pages through all \(listed.count); removed, their ports are freed")
 }
 
@@ -229,7 +228,7 @@ private func testHostileNameRequests(_ suite: inout Suite, _ port: Handle, _ nam
                 "names: unknown labels, empty, long and malformed names, bad list cursors are invalid arguments; a length past 256 never leaves")
 
     // Handles where none belong, too many or too few, and rights that will not do.
-    let objectsBefore = System.kernelObjects.objects
+    let objectsBefore = KernelFootprint.steadyObjects
     var refusals = 0
     var attempts = 0
     for round in 0..<20 {
@@ -270,7 +269,7 @@ private func testHostileNameRequests(_ suite: inout Suite, _ port: Handle, _ nam
     let stillServes = lookupStatus(names, "beta") == KernelError.notFound.rawValue
     suite.check(attempts > 0 && refusals == attempts && noHandle == invalid && notificationStatus == KernelError.accessDenied.rawValue
                 && sendOnlyStatus == KernelError.accessDenied.rawValue && sent == 8 && stillServes
-                && System.kernelObjects.objects == objectsBefore,
+                && KernelFootprint.objectsSettled(toward: objectsBefore) == objectsBefore,
                 "names: handles on a lookup, two or none on a register, a notification or a send right without duplicate are refused; plain sends ignored; every handle closed (objects \(objectsBefore) → \(System.kernelObjects.objects))")
 
     // A client whose handle table is full cannot take the send right it asked for: its call fails
@@ -279,7 +278,7 @@ private func testHostileNameRequests(_ suite: inout Suite, _ port: Handle, _ nam
     let service = try? IPC.createPort()
     if let service, let toService = try? IPC.duplicate(service, rights: NamesProtocol.portRights),
        (try? registrar.register("gamma", port: toService)) != nil {
-        let objects = System.kernelObjects.objects
+        let objects = KernelFootprint.steadyObjects
         var fillers: [Handle] = []
         fillers.reserveCapacity(64)
         while let filler = try? IPC.duplicate(service, rights: [.send]) { fillers.append(filler) }
@@ -290,7 +289,7 @@ private func testHostileNameRequests(_ suite: inout Suite, _ port: Handle, _ nam
             reachedAfter = reaches(answer.port, service, label: 74)
             try? IPC.close(answer.port)
         }
-        fullTable = refused == .handleTableFull && reachedAfter && System.kernelObjects.objects == objects
+        fullTable = refused == .handleTableFull && reachedAfter && KernelFootprint.objectsSettled(toward: objects) == objects
         try? registrar.unregister("gamma")
     }
     closeAll(service)

@@ -63,7 +63,7 @@ func testProcessBuilding(_ suite: inout Suite) {
     let error = { (code: KernelError) in code.rawValue }
     // Warm the slabs these objects come from.
     if let process = try? HandBuiltProgram.build() { try? IPC.close(process) }
-    let before = KernelHoldings.now
+    let before = KernelHoldings.steady
     let liveBefore = System.processes.live
     let refusalsBefore = System.outOfMemoryResults
 
@@ -371,7 +371,7 @@ func testProcessBuilding(_ suite: inout Suite) {
     }
     suite.check(fullRefused, "processStart refuses a start handle the new process has no room for (its own last handle among them), and the process stays unstarted")
 
-    let after = KernelHoldings.now
+    let after = KernelHoldings.settled(toNoMoreThan: before)
     let kept = after.holdsNoMoreThan(before)
     if !kept { after.printChange(from: before, in: "building processes") }
     suite.check(kept && System.processes.live <= liveBefore,

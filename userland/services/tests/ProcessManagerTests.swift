@@ -8,9 +8,7 @@ func testProcessManager(_ suite: inout Suite) {
         suite.check(false, "started with the ramdisk under its start block's .ramdisk tag")
         return
     }
-    let framesBefore = System.memory.freeFrames
-    let heapBefore = System.kernelHeap
-    let objectsBefore = System.kernelObjects.objects
+    let before = KernelFootprint.steady()
     guard let loader = try? ProgramLoader(ramdisk: ramdisk) else {
         suite.check(false, "the program loader maps the ramdisk")
         return
@@ -36,11 +34,9 @@ func testProcessManager(_ suite: inout Suite) {
         suite.check(false, "process-manager started with its service port and the ramdisk")
     }
     loader.close()
-    let heapAfter = System.kernelHeap
-    let framesAfter = System.memory.freeFrames
-    let objectsAfter = System.kernelObjects.objects
-    suite.check(objectsAfter == objectsBefore && framesBefore + heapBefore.pages == framesAfter + heapAfter.pages,
-                "the loader and process manager leave nothing behind: kernel objects \(objectsBefore) before, \(objectsAfter) after; free frames \(framesBefore) + heap pages \(heapBefore.pages) before, \(framesAfter) + \(heapAfter.pages) after")
+    let after = KernelFootprint.settled(toward: before)
+    suite.check(after == before,
+                "the loader and process manager leave nothing behind: kernel objects \(before.objects) before, \(after.objects) after; free frames and kernel heap pages \(before.frames) before, \(after.frames) after")
 }
 
 /// What a client asks the process manager for is paid from the client's account, within its
@@ -112,7 +108,7 @@ func testHostileProgram(_ suite: inout Suite, _ loader: ProgramLoader) {
         return
     }
     defer { try? System.unmap(window, bytes: 1 << 20) }
-    let objects = System.kernelObjects.objects
+    let objects = KernelFootprint.steadyObjects
     func attempt(_ count: Int, _ damage: (UnsafeMutableRawPointer) -> Void) -> (ELFError?, KernelError?) {
         window.copyMemory(from: hello.baseAddress!, byteCount: hello.count)
         damage(window)
@@ -138,7 +134,7 @@ func testHostileProgram(_ suite: inout Suite, _ loader: ProgramLoader) {
     let invalid = KernelError.invalidArgument
     suite.check(truncated == (.truncated, invalid) && cut.0 == .segmentOutsideFile && cut.1 == invalid
                 && garbage == (.badMagic, invalid) && machine == (.wrongMachine, invalid)
-                && table == (.badProgramHeaderTable, invalid) && System.kernelObjects.objects == objects,
+                && table == (.badProgramHeaderTable, invalid) && KernelFootprint.objectsSettled(toward: objects) == objects,
                 "the loader refuses truncated, cut, garbage, wrong-machine and bad-table ELF data in a memory object; nothing made")
 }
 
@@ -212,7 +208,7 @@ func testHostileRequests(_ suite: inout Suite, _ manager: ProcessManager) {
     mismatched.length = 200
     var shortList = IPCMessage(label: ProcessManagerRequest.serviceEndpoint.rawValue)
     shortList.length = 3
-    let objects = System.kernelObjects.objects
+    let objects = KernelFootprint.steadyObjects
     var badTag = IPCMessage(label: ProcessManagerRequest.spawn.rawValue)
     if let notification = try? IPC.createNotification() { badTag.attach(notification) }
     badTag.setWord(atByte: 24, 77)
@@ -238,7 +234,7 @@ func testHostileRequests(_ suite: inout Suite, _ manager: ProcessManager) {
     let alive = absent(manager, "nothing") && absent(manager, "sneaky")
     suite.check(statuses == (invalid, invalid, invalid, invalid, invalid) && missing == .notFound && noService == .notFound
                 && startRefused == .accessDenied && crashRefused == KernelError.accessDenied.rawValue
-                && alive && System.kernelObjects.objects == objects,
+                && alive && KernelFootprint.objectsSettled(toward: objects) == objects,
                 "process-manager refuses an unknown label, bad lengths, a bad handle tag (closing the handle), a missing program and a missing service, and service control on the client port; it keeps serving")
 
     // Clients cannot take the manager's whole table: at most 24 processes they asked for at a
@@ -271,7 +267,8 @@ func testHostileRequests(_ suite: inout Suite, _ manager: ProcessManager) {
     }
     // The manager collects the ends on its own, a moment later.
     var again: ChildProcess?
-    for _ in 0..<200 where again == nil {
+    let sleepersEnded = System.clock
+    while again == nil && System.clock.milliseconds(since: sleepersEnded) < 2000 {
         again = try? manager.spawn("hello")
         if again == nil { System.sleep(nanoseconds: 1_000_000) }
     }
@@ -367,12 +364,13 @@ func testSupervision(_ suite: inout Suite, _ manager: ProcessManager) {
         try? IPC.close(port)
         // Until the manager has seen the fault it still names the old instance: wait for a new one.
         var endpoint: (id: UInt64, port: Handle)?
-        for _ in 0..<100 where endpoint == nil {
+        let faulted = System.clock
+        while endpoint == nil && System.clock.milliseconds(since: faulted) < 2000 {
             System.sleep(nanoseconds: 5_000_000)
             guard let found = try? manager.serviceEndpoint(UnsafeRawBufferPointer("answering")) else { continue }
             if found.id != first { endpoint = found } else { try? IPC.close(found.port) }
         }
-        if endpoint == nil { System.print("tests: the manager named no new instance of answering within 500 ms") }
+        if endpoint == nil { System.print("tests: the manager named no new instance of answering within 2 s") }
         if let endpoint {
             message = IPCMessage(label: 1)
             restartedOK = answered && died == .peerClosed && stale == .peerClosed && endpoint.id != first
@@ -387,7 +385,7 @@ func testSupervision(_ suite: inout Suite, _ manager: ProcessManager) {
 
     // A private port outlives the instances: the same send right reaches the next one, and
     // once the service is stopped a call there fails instead of waiting for ever.
-    let before = KernelFootprint.now
+    let objectsBefore = KernelFootprint.steadyObjects
     let mark = System.outOfMemoryResults
     var privateOK = false
     if let (first, port, privatePort) = try? manager.startService(UnsafeRawBufferPointer("private"),
@@ -419,7 +417,7 @@ func testSupervision(_ suite: inout Suite, _ manager: ProcessManager) {
     }
     let privateForgotten = absent(manager, "private")
     // The stopped instance may still be leaving the kernel.
-    let settled = KernelFootprint.settled(toward: before).objects == before.objects
+    let settled = KernelFootprint.objectsSettled(toward: objectsBefore) == objectsBefore
     suite.check(privateOK && privateForgotten && settled,
                 "a service's private port outlives its instances: the same send right reaches the next one, and a call there fails with peer closed once the service is stopped; nothing is left",
                 since: mark)

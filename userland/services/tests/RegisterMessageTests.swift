@@ -14,8 +14,7 @@ private func holdsPattern(_ message: RegisterMessage, _ count: Int, seed: Int) -
 }
 
 func testRegisterMessages(_ suite: inout Suite) {
-    let framesBefore = framesAvailable()
-    let objectsBefore = System.kernelObjects.objects
+    let before = KernelFootprint.steady()
     let refusalsBefore = System.outOfMemoryResults
     let port = try? IPC.createPort()
     let serverSide = port.flatMap { try? IPC.duplicate($0, rights: [.receive, .transfer]) }
@@ -170,9 +169,9 @@ func testRegisterMessages(_ suite: inout Suite) {
     // Moved to the server by the call that carried it, unless that call failed.
     if let carried { try? IPC.close(carried) }
     try? IPC.close(port)
-    let framesAfter = framesAvailable()
-    suite.check(framesAfter == framesBefore && System.kernelObjects.objects == objectsBefore,
-                "messages in registers leave frames (free and kernel heap) and kernel objects as they were (frames \(framesBefore) -> \(framesAfter), objects \(objectsBefore) -> \(System.kernelObjects.objects))", since: refusalsBefore)
+    let after = KernelFootprint.settled(toward: before)
+    suite.check(after == before,
+                "messages in registers leave frames (free and kernel heap) and kernel objects as they were (frames \(before.frames) -> \(after.frames), objects \(before.objects) -> \(after.objects))", since: refusalsBefore)
 }
 
 /// A port, a copy of it with `copyRights`, and echo started with `argument` and one of the two

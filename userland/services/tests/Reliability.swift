@@ -45,17 +45,27 @@ struct KernelHoldings: Equatable {
 
     /// The holdings once nothing is being given back any more: threads that ended on another
     /// CPU are released by that CPU at its next switch, so for a moment after a test's processes
-    /// have ended, their frames and objects may still be on the way back. Reads until two
-    /// readings 2 ms apart agree, for at most about half a second.
+    /// have ended, their frames and objects may still be on the way back. The most frequent of
+    /// nine readings 10 ms apart (the latest of them on a tie): two equal readings close together
+    /// can both fall before a CPU the host seldom runs gives back what it holds.
     static var steady: KernelHoldings {
-        var last = now
-        for _ in 0..<250 {
-            System.sleep(nanoseconds: 2_000_000)
-            let next = now
-            if next == last { return next }
-            last = next
+        // Kept inline: a heap page this process took meanwhile would count as the kernel's.
+        var readings = InlineArray<9, KernelHoldings>(repeating: KernelHoldings(objects: 0, chargedBytes: 0, freeFrames: 0, heapBlocks: 0))
+        for look in 0..<9 {
+            if look > 0 { System.sleep(nanoseconds: 10_000_000) }
+            readings[look] = now
         }
-        return last
+        var best = 8
+        var bestSeen = 0
+        for candidate in stride(from: 8, through: 0, by: -1) {
+            var seen = 0
+            for other in 0..<9 where readings[other] == readings[candidate] { seen += 1 }
+            if seen > bestSeen {
+                best = candidate
+                bestSeen = seen
+            }
+        }
+        return readings[best]
     }
 
     /// The holdings once they hold no more than `earlier`, or after about half a second: what a
@@ -98,7 +108,7 @@ func testReliability(_ suite: inout Suite) {
 func testPortCycles(_ suite: inout Suite) {
     // Warm up the slabs these objects use, so that the figures compare like with like.
     if let port = try? IPC.createPort() { try? IPC.close(port) }
-    let before = KernelHoldings.now
+    let before = KernelHoldings.steady
     var selfCycle = false
     var receiveRefused: KernelError?
     if let port = try? IPC.createPort(), let sender = try? IPC.duplicate(port, rights: [.send, .transfer]) {
@@ -123,7 +133,7 @@ func testPortCycles(_ suite: inout Suite) {
         try? IPC.close(second)
     }
     let child = run("crasher", 9)
-    let after = KernelHoldings.now
+    let after = KernelHoldings.settled(toNoMoreThan: before)
     suite.check(receiveRefused == .accessDenied && selfCycle && mutualCycle && child?.code == 9 && after == before,
                 "receive handles stay out of messages; ports queuing their own or each other's send handles, or left so by a child, are freed (objects \(before.objects) → \(after.objects), heap blocks \(before.heapBlocks) → \(after.heapBlocks), frames \(before.framesAvailable) → \(after.framesAvailable))")
 }
@@ -225,7 +235,7 @@ func testMappingContracts(_ suite: inout Suite) {
 /// not once per page, so it is quick; the time is reported, not judged.
 func testLargeUnmap(_ suite: inout Suite) {
     if let warm = try? System.map(bytes: 4096, access: .write) { try? System.unmap(warm, bytes: 4096) }
-    let before = KernelHoldings.now
+    let before = KernelHoldings.steady
     let bytes: UInt64 = 16 << 20
     let debugWrite = SystemCallNumber.debugWrite.rawValue
     var neighboursKept = false
@@ -252,7 +262,7 @@ func testLargeUnmap(_ suite: inout Suite) {
         neighboursKept = low.load(as: UInt64.self) == 0x10 && high.load(as: UInt64.self) == 0x20
         try? System.unmap(low, bytes: 4096)
         try? System.unmap(high, bytes: 4096)
-        returned = KernelHoldings.now == before
+        returned = KernelHoldings.settled(toNoMoreThan: before) == before
     }
     suite.check(pagesGone && neighboursKept && returned,
                 "unmap of 16 MiB between two pages: its pages gone, the neighbours intact, every frame back (\(microseconds) µs)")
@@ -261,6 +271,8 @@ func testLargeUnmap(_ suite: inout Suite) {
 /// A long system call serves the interrupts that come meanwhile: while `map` zeroes 256 MiB, each
 /// of this CPU's timer ticks is taken as an interrupt of its own, rather than all of them
 /// counted late in one when the call ends (the kernel takes pending interrupts every 256 pages).
+/// A tick taken late counts every period that passed, and a host that does not run this CPU for a
+/// while makes several periods one interrupt: so at least an eighth of the ticks, not each.
 func testLongCallsServeInterrupts(_ suite: inout Suite) {
     var outcome: (ticks: UInt64, interrupts: UInt64, mebibytes: UInt64)?
     onOneCPU {
@@ -279,7 +291,7 @@ func testLongCallsServeInterrupts(_ suite: inout Suite) {
         suite.check(false, "a map of 16 to 256 MiB, to time a long system call")
         return
     }
-    suite.check(outcome.ticks >= 3 && outcome.interrupts * 2 >= outcome.ticks,
+    suite.check(outcome.ticks >= 3 && outcome.interrupts >= 3 && outcome.interrupts * 8 >= outcome.ticks,
                 "a \(outcome.mebibytes) MiB map (each page zeroed) lasted \(outcome.ticks) ticks; this CPU took \(outcome.interrupts) interrupts meanwhile, not one when it ended")
 }
 
@@ -288,7 +300,7 @@ func testLongCallsServeInterrupts(_ suite: inout Suite) {
 /// comes back.
 func testMemoryLimits(_ suite: inout Suite) {
     _ = run("crasher", 0) // warm-up
-    let before = KernelHoldings.now
+    let before = KernelHoldings.steady
     let own = System.memoryAccount
     let tooSmall = catching { () throws(KernelError) in _ = try System.spawn("hello", memoryLimit: 32 * 1024) }
     var mapped: UInt64 = 0
@@ -296,7 +308,7 @@ func testMemoryLimits(_ suite: inout Suite) {
        let status = try? System.wait(child), status.reason == .exited {
         mapped = status.code
     }
-    let after = KernelHoldings.now
+    let after = KernelHoldings.settled(toNoMoreThan: before)
     suite.check(own.used > 0 && own.limit == UInt64.max && tooSmall == .outOfMemory && mapped > 0 && mapped < 1024
                 && after == before,
                 "memory limits: 32 KiB refuses spawn; under 1 MiB a child mapped \(mapped) KiB, then out of memory; all returned (charged \(before.chargedBytes) → \(after.chargedBytes) bytes, this process \(own.used))")
@@ -341,7 +353,8 @@ func testMemoryExhaustion(_ suite: inout Suite) {
                                                       stackTop: UserAddress(spareStack).advanced(by: 16384), argument0: 0,
                                                       argument1: UInt64(UInt(bitPattern: unsafeBitCast(body, to: UnsafeRawPointer.self)))))
     }
-    let unchanged = KernelHoldings.now == exhausted
+    // No more held than before (another CPU may give back something meanwhile).
+    let unchanged = KernelHoldings.now.holdsNoMoreThan(exhausted)
     for index in 0..<fillerCount { try? IPC.close(fillers[index]) }
     var mappedKiB: UInt64 = 0
     for (block, bytes) in blocks {
