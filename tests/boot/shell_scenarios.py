@@ -15,7 +15,7 @@ from harness import INITRD, BootResult, Session, disk_arguments, qemu_command
 
 PROMPT = r"swiftkernel> "
 LEFT, RIGHT, UP, DOWN = "\x1b[D", "\x1b[C", "\x1b[A", "\x1b[B"
-BACKSPACE, CTRL_C, CTRL_U = "\x7f", "\x03", "\x15"
+BACKSPACE, CTRL_C, CTRL_U, CTRL_BACKSLASH = "\x7f", "\x03", "\x15", "\x1c"
 
 
 def default_session(deadline: float = 120.0, smp: int = 1) -> Session:
@@ -217,6 +217,16 @@ def shell_at_the_terminal() -> BootResult:
         command(session, "spawn chatter pass\r", r"chatter: passed the terminal to process \d+",
                 rf"(?s)(?:{lost}.*{ended}|{ended}.*{lost})")
         command(session, "uptime\r", r"uptime: \d+\.\d{3} s since boot")
+        # A foreground program may take Ctrl-C for itself (a notification of its own named
+        # through the loan, raw reads): Ctrl-C reaches it and ends nothing. Ctrl-\ is the shell's
+        # whatever the program does, and ends it. (Had Ctrl-C ended it, Ctrl-\ would find no
+        # loan and be a byte for the shell's editor: no line below.)
+        command(session, "spawn chatter hold\r", r"chatter: holding the terminal \(Ctrl-C is mine\)")
+        session.type(CTRL_C)
+        time.sleep(1.0)
+        session.type(CTRL_BACKSLASH)
+        ended = session.expect(r"shell: Ctrl-\\: ending process (\d+)\r?\n")
+        session.expect(rf"\[{ended[1]}\] chatter was killed")
         ctrl_c_ends_spinner(session)
         ctrl_c_ends_spinner(session)
 

@@ -27,6 +27,9 @@
 // kept in order with what is typed around it. Otherwise it is not input: it sets bit 0 of the
 // interrupt notification, drops the typed input and answers a waiting line read `.interrupted`;
 // and `foreground` turns a Ctrl-C typed while the terminal was raw, still unread, into one.
+// While the terminal is lent, Ctrl-\ is never input, raw or not, and sets bit 1 of the
+// terminal's interrupt notification, not the loan's: a program may take Ctrl-C for itself (name
+// its own notification, or read raw), and its lender can still end it.
 // Typed input waits in a queue of 1 KiB; while it is full the driver holds the sender back, and
 // drops what does not fit (never a Ctrl-C) only when it has stayed full, no read taking from it,
 // for a second.
@@ -105,7 +108,8 @@ public struct Console {
     }
 
     /// Makes the console set bit 0 of `notification` (moved with the request; needs signal and
-    /// transfer) when Ctrl-C is typed.
+    /// transfer) when Ctrl-C is typed; named through the terminal, also bit 1 when Ctrl-\ is
+    /// typed while the terminal is lent.
     public func setInterrupt(_ notification: Handle) throws(KernelError) {
         var message = IPCMessage(label: ConsoleRequest.setInterrupt.rawValue)
         message.attach(notification)

@@ -11,6 +11,8 @@ public enum TerminalKey {
     public static let bell: UInt8 = 0x07
     public static let backspace: UInt8 = 0x08
     public static let ctrlU: UInt8 = 0x15
+    /// Ctrl-\: while a program holds the terminal's loan, always the shell's (ConsoleProtocol).
+    public static let quit: UInt8 = 0x1C
     public static let escape: UInt8 = 0x1B
     public static let delete: UInt8 = 0x7F
     /// The bytes that end an escape sequence (ECMA-48 final bytes).

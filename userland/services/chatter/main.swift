@@ -10,7 +10,9 @@
 // the terminal lent it), until killed: typed input and Ctrl-C must still get through.
 // `chatter pass` moves the terminal lent it to a child, `chatter hold`, and ends at once. The child
 // names Ctrl-C notifications of its own and reads through it, again and again: the loan ends with
-// its parent, so the child's requests fail and Ctrl-C is the shell's again.
+// its parent, so the child's requests fail and Ctrl-C is the shell's again. Run in the foreground
+// itself, `chatter hold` takes Ctrl-C for itself (its own notification, raw reads): only Ctrl-\,
+// which is always the shell's, ends it.
 
 @main
 struct Chatter {
@@ -50,7 +52,7 @@ struct Chatter {
         } else if words.equals(0, "flood") {
             flood(throughTerminal: words.equals(1, "terminal"))
         } else {
-            System.print("usage: chatter print|alloc [N], chatter read, chatter steal, chatter flood [terminal] or chatter pass")
+            System.print("usage: chatter print|alloc [N], chatter read, chatter steal, chatter flood [terminal], chatter pass or chatter hold")
             System.exit(2)
         }
     }
@@ -142,6 +144,7 @@ func holdTerminal() {
     }
     var buffer = InlineArray<248, UInt8>(repeating: 0)
     var rounds: UInt64 = 0
+    System.print("chatter: holding the terminal (Ctrl-C is mine)")
     while true {
         do throws(KernelError) {
             try Console(port).setInterrupt(try IPC.duplicate(notification, rights: [.signal, .transfer]))

@@ -136,7 +136,7 @@ struct ConsoleServer {
     var bytesRead: UInt64 = 0
     var interrupts: UInt64 = 0
     var requests: UInt64 = 0
-    /// Ctrl-C interrupts signalled.
+    /// Ctrl-C (and Ctrl-\) interrupts signalled.
     var interruptsTyped: UInt64 = 0
     /// Whether received bytes wait in the UART, its receive interrupt masked, for room in the queue.
     var holdingBack = false
@@ -240,6 +240,10 @@ struct ConsoleServer {
         while true {
             while inputCount < Self.inputCapacity || overflowing, let byte = uart.receive() {
                 bytesRead &+= 1
+                if byte == TerminalKey.quit && loan != nil {
+                    interruptTyped(quit: true)
+                    continue
+                }
                 if byte == TerminalKey.ctrlC && !rawMode {
                     interruptTyped()
                     continue
@@ -275,16 +279,20 @@ struct ConsoleServer {
     }
 
     /// Ctrl-C: the typed input is dropped, a waiting line read is told, and so is the holder of
-    /// the interrupt notification (the shell, which ends its foreground program).
-    mutating func interruptTyped() {
+    /// the interrupt notification (the shell, which ends its foreground program), or the one
+    /// named through the loan while there is one. Ctrl-\ while the terminal is lent (`quit`):
+    /// the same, but always the terminal's notification, with bit 1: the program that borrowed
+    /// the terminal may have taken Ctrl-C for itself, and its lender can still end it.
+    mutating func interruptTyped(quit: Bool = false) {
         inputCount = 0
         if reader != nil && !readerRaw {
             line.clear()
-            writeOut("^C\n")
+            writeOut(quit ? "^\\\n" : "^C\n")
             answerReader(.interrupted, raw: false)
         }
         interruptsTyped &+= 1
-        if let notification = loanInterrupt ?? interruptNotification { try? IPC.signal(notification, bits: 1) }
+        let notification = quit ? interruptNotification : loanInterrupt ?? interruptNotification
+        if let notification { try? IPC.signal(notification, bits: quit ? 2 : 1) }
     }
 
     /// Where a request came from, which decides what it may ask.

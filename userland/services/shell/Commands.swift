@@ -141,6 +141,6 @@ enum Commands {
             line.write(command.summary)
             System.print(FormattedText(line: line))
         }
-        System.print("  keys: left/right move, up/down history, backspace, Ctrl-U clears, Ctrl-C ends the program")
+        System.print("  keys: left/right move, up/down history, backspace, Ctrl-U clears, Ctrl-C ends the program (Ctrl-\\ one that took Ctrl-C)")
     }
 }

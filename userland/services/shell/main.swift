@@ -230,9 +230,10 @@ enum ShellState {
                 }
             }
             if ready == 1 {
-                _ = try? IPC.wait(interrupt, timeout: 0)
+                // Bit 1: Ctrl-\, which the program cannot take for itself.
+                let bits = (try? IPC.wait(interrupt, timeout: 0)) ?? 1
                 if !killed {
-                    System.print("shell: Ctrl-C: ending process \(child.id.value)")
+                    System.print("shell: \(bits & 2 != 0 ? "Ctrl-\\" : "Ctrl-C"): ending process \(child.id.value)")
                     try? System.kill(child)
                     killed = true
                 }
