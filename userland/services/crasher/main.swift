@@ -7,7 +7,9 @@
 // lineage: generation N (start argument 13 + 256 N) starts generation N + 1 and waits for it, and
 // the last exits with its generation when the kernel refuses it a child; 14 waits for ever on its
 // start handle, a notification or else a port, until killed (14 + 256: first kept to CPU 0 at
-// the lowest level); the others fault.
+// the lowest level); 17 asks the memory manager under `.memoryManager` for 4 KiB paid by itself,
+// reports on its start handle (a port: label 1 served, 2 refused) and sleeps until killed; the
+// others fault.
 
 import UserSystemCall
 
@@ -147,6 +149,18 @@ struct Crasher {
             guard let memory = try? System.map(bytes: bytes, access: .write) else { System.exit(12) }
             for offset in stride(from: 0, to: Int(bytes), by: 4096) { memory.storeBytes(of: 1, toByteOffset: offset, as: UInt8.self) }
             System.exit(0)
+        case 17:
+            guard let report = System.startHandle, let port = ProgramStart.handle(.memoryManager),
+                  let own = ProgramStart.handle(.ownProcess) else { System.exit(17) }
+            var served = false
+            if let payer = try? IPC.duplicate(own, rights: [.account, .wait, .transfer]),
+               let object = try? MemoryManager(port).allocate(bytes: 4096, account: payer) {
+                served = true
+                try? IPC.close(object)
+            }
+            var message = IPCMessage(label: served ? 1 : 2)
+            _ = try? IPC.send(report, &message)
+            while true { System.sleep(nanoseconds: 1_000_000_000) }
         default: System.exit(1)
         }
         System.exit(2)

@@ -144,6 +144,73 @@ func testMemoryManager(_ suite: inout Suite) {
                 "the memory manager leaves nothing behind (objects \(before.objects) → \(after.objects), free frames \(before.freeFrames) → \(after.freeFrames))")
 }
 
+/// More clients than the manager keeps records for: 24 processes, alive together, each ask once
+/// (crasher 17), paying themselves. Each is served all the same; the records stop at 15 (a
+/// record keeps a handle to its client's process, and the records are bounded so that the
+/// manager's handle table never fills); and once those processes have ended, the next new
+/// client's request clears their records out.
+func testManyMemoryClients(_ suite: inout Suite) {
+    let before = KernelHoldings.steady
+    let refusalsBefore = System.outOfMemoryResults
+    guard let ramdisk = ProgramStart.handle(.ramdisk), let loader = try? ProgramLoader(ramdisk: ramdisk),
+          let report = try? IPC.createPort() else {
+        suite.check(false, "the loader and a port, for the memory manager's many clients")
+        return
+    }
+    guard let started = startMemoryManager() else {
+        suite.check(false, "the memory manager starts, for its many clients")
+        try? IPC.close(report)
+        loader.close()
+        return
+    }
+    let manager = MemoryManager(started.port)
+    let clients = 24
+    var children: [Handle] = []
+    children.reserveCapacity(clients)
+    var served = 0
+    var refused = 0
+    for _ in 0..<clients {
+        guard let reportRight = try? IPC.duplicate(report, rights: [.send, .transfer]) else { continue }
+        guard let managerRight = try? IPC.duplicate(started.port, rights: [.send, .transfer]) else {
+            try? IPC.close(reportRight)
+            continue
+        }
+        guard let child = try? loader.spawn("crasher", argument: 17, startHandle: reportRight,
+                                            handles: StartHandles(.memoryManager, managerRight)) else { continue }
+        children.append(child.process)
+        // It has asked once it reports (one at a time: the port's queue is shorter than 24); it
+        // stays, so that all are live clients together.
+        var message = IPCMessage()
+        guard (try? IPC.receive(report, into: &message, timeout: 5_000_000_000)) != nil else { break }
+        if message.label == 1 { served += 1 } else { refused += 1 }
+    }
+    var entries = InlineArray<6, MemoryClientEntry>(repeating: MemoryClientEntry())
+    let recorded = (try? manager.statistics(from: 0, into: &entries))?.clients ?? -1
+    for child in children {
+        try? ProcessHandles.kill(child)
+        _ = try? ProcessHandles.wait(child)
+        try? IPC.close(child)
+    }
+    // This process is a new client: its request clears the ended ones' records.
+    var lateServed = false
+    if let payer = try? IPC.duplicate(ProgramStart.handle(.ownProcess) ?? .none, rights: [.account, .wait, .transfer]),
+       let object = try? manager.allocate(bytes: 4096, account: payer) {
+        lateServed = true
+        try? IPC.close(object)
+    }
+    let recordedAfter = (try? manager.statistics(from: 0, into: &entries))?.clients ?? -1
+    try? System.kill(started.process)
+    _ = try? System.wait(started.process)
+    try? IPC.close(started.port)
+    try? IPC.close(report)
+    loader.close()
+    let after = KernelHoldings.settled(toNoMoreThan: before)
+    suite.check(children.count == clients && served == clients && recorded == 15 && lateServed && recordedAfter == 1
+                && after.holdsNoMoreThan(before),
+                "the memory manager serves \(served) of \(clients) live clients (\(refused) refused, \(children.count) started) and keeps \(recorded) records (15 at most); once they ended, a new client's request leaves \(recordedAfter); nothing left behind",
+                since: refusalsBefore)
+}
+
 func checkServing(_ suite: inout Suite, _ served: Bool, _ statisticsRight: Bool, _ refusals: Bool,
                   _ firstWrong: (Int, UInt64)?, since mark: UInt64?) {
     suite.check(served, "the memory manager gives memory charged to the process whose handle comes with the request; over its limit: out of memory, nothing charged")

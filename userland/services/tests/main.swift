@@ -208,6 +208,7 @@ struct Tests {
         testReliability(&suite)
         testProcessBuilding(&suite)
         testMemoryManager(&suite)
+        testManyMemoryClients(&suite)
         testSharedRegions(&suite)
         testMultiprocessor(&suite)
         testThreadPriority(&suite)
