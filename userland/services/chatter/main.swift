@@ -144,10 +144,11 @@ func holdTerminal() {
     }
     var buffer = InlineArray<248, UInt8>(repeating: 0)
     var rounds: UInt64 = 0
-    System.print("chatter: holding the terminal (Ctrl-C is mine)")
     while true {
         do throws(KernelError) {
             try Console(port).setInterrupt(try IPC.duplicate(notification, rights: [.signal, .transfer]))
+            // Said once the console tells this program of Ctrl-C: from then on it is not the shell's.
+            if rounds == 0 { System.print("chatter: holding the terminal (Ctrl-C is mine)") }
             _ = try Console(port).read(raw: true, into: &buffer)
             rounds &+= 1
         } catch {
