@@ -227,6 +227,9 @@ def shell_at_the_terminal() -> BootResult:
         session.type(CTRL_BACKSLASH)
         ended = session.expect(r"shell: Ctrl-\\: ending process (\d+)\r?\n")
         session.expect(rf"\[{ended[1]}\] chatter was killed")
+        # Typed in the same burst as the command, it ends the program all the same.
+        ended, = command(session, "spawn chatter hold\r" + CTRL_BACKSLASH, r"shell: Ctrl-\\: ending process (\d+)\r?\n")
+        session.expect(rf"\[{ended[1]}\] chatter was killed")
         ctrl_c_ends_spinner(session)
         ctrl_c_ends_spinner(session)
 

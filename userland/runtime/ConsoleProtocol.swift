@@ -8,8 +8,8 @@
 // | 1 write | bytes to the terminal, written whole before any other client's | the bytes (up to 256) | none | nothing |
 // | 2 read line | a line, edited with echo (backspace, Ctrl-U; Ctrl-C, Ctrl-D) | nothing | none | word 0 `ConsoleReadResult`, the line from byte 8 |
 // | 3 read raw | bytes as typed (at least one), no echo; the terminal is raw until a line read or 6 | nothing | none | word 0 `.data`, the bytes from byte 8 |
-// | 4 set interrupt | who hears Ctrl-C | nothing | a notification (signal) | nothing |
-// | 5 statistics | the driver's counters | nothing | none | words 0-6: bytes written, bytes read, interrupts, requests, Ctrl-C interrupts, bytes dropped, hold-backs |
+// | 4 set interrupt | who hears Ctrl-C (and Ctrl-\, through the terminal) | nothing | a notification (signal) | nothing |
+// | 5 statistics | the driver's counters | nothing | none | words 0-6: bytes written, bytes read, interrupts, requests, Ctrl-C and Ctrl-\ interrupts, bytes dropped, hold-backs |
 // | 6 foreground | the terminal goes to a program: Ctrl-C interrupts again | nothing | none | nothing |
 // | 7 lend | a loan of the terminal for a program; ends the one before | nothing | none | a send right (send, transfer) to the loan |
 // | 8 end loan | the loan ends: its port closes, a read waiting through it fails `peerClosed`, a notification named through it is dropped | nothing | none | nothing |
@@ -27,9 +27,11 @@
 // kept in order with what is typed around it. Otherwise it is not input: it sets bit 0 of the
 // interrupt notification, drops the typed input and answers a waiting line read `.interrupted`;
 // and `foreground` turns a Ctrl-C typed while the terminal was raw, still unread, into one.
-// While the terminal is lent, Ctrl-\ is never input, raw or not, and sets bit 1 of the
-// terminal's interrupt notification, not the loan's: a program may take Ctrl-C for itself (name
-// its own notification, or read raw), and its lender can still end it.
+// While the terminal is lent, Ctrl-\ is never input, raw or not: it does what Ctrl-C does (drops
+// the typed input, answers a waiting line read `.interrupted`), but sets bit 1 of the terminal's
+// interrupt notification, never the loan's: a program may take Ctrl-C for itself (name its own
+// notification, or read raw), and its lender can still end it. `foreground` turns one typed
+// while the terminal was raw, still unread, into one too.
 // Typed input waits in a queue of 1 KiB; while it is full the driver holds the sender back, and
 // drops what does not fit (never a Ctrl-C) only when it has stayed full, no read taking from it,
 // for a second.

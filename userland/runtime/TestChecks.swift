@@ -86,10 +86,29 @@ public struct KernelFootprint: Equatable {
         return readings[best]
     }
 
-    /// The machine-wide count of kernel objects as `steady` reads it: the baseline of a check
-    /// of objects alone. Read once, it can fall while an ended program's objects are still on
-    /// their way back (another CPU releases a thread at its next switch).
-    public static var steadyObjects: UInt64 { steady().objects }
+    /// The machine-wide count of kernel objects the machine keeps to: the most frequent of nine
+    /// readings 10 ms apart (the latest on a tie), the baseline of a check of objects alone.
+    /// Read once, it can fall while an ended program's objects are still on their way back
+    /// (another CPU releases a thread at its next switch). Frames are not looked at: they may
+    /// move in every reading while the objects keep still.
+    public static var steadyObjects: UInt64 {
+        var readings = InlineArray<9, UInt64>(repeating: 0)
+        for look in 0..<9 {
+            if look > 0 { System.sleep(nanoseconds: 10_000_000) }
+            readings[look] = System.kernelObjects.objects
+        }
+        var best = readings[8]
+        var bestSeen = 0
+        for candidate in stride(from: 8, through: 0, by: -1) {
+            var seen = 0
+            for other in 0..<9 where readings[other] == readings[candidate] { seen += 1 }
+            if seen > bestSeen {
+                best = readings[candidate]
+                bestSeen = seen
+            }
+        }
+        return best
+    }
 
     /// The machine-wide count of kernel objects once it is back to `expected`, or the last of
     /// `looks` readings 10 ms apart (see `settled`).

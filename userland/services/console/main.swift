@@ -366,12 +366,21 @@ struct ConsoleServer {
             message.setWord(atByte: 48, holdBacks)
             try? IPC.reply(reply, &message)
         case .foreground:
+            // A Ctrl-C, or while the terminal is lent a Ctrl-\, typed while it was raw and not
+            // read yet becomes the interrupt it would be now (Ctrl-\ first: it is the lender's).
             rawMode = false
-            var typedAhead = false
-            for index in 0..<inputCount where input[(inputStart + index) % Self.inputCapacity] == TerminalKey.ctrlC {
-                typedAhead = true
+            var ctrlC = false
+            var quit = false
+            for index in 0..<inputCount {
+                let byte = input[(inputStart + index) % Self.inputCapacity]
+                if byte == TerminalKey.ctrlC { ctrlC = true }
+                if byte == TerminalKey.quit && loan != nil { quit = true }
             }
-            if typedAhead { interruptTyped() }
+            if quit {
+                interruptTyped(quit: true)
+            } else if ctrlC {
+                interruptTyped()
+            }
             answer(reply, &message, label: 0)
         case .lend:
             endLoan()

@@ -61,7 +61,8 @@ enum ShellState {
     /// The console's public port when our interrupt notification was last given: a new one
     /// means a new console instance, which needs it again.
     nonisolated(unsafe) static var registered: Handle?
-    /// Set (bit 0) by the console when Ctrl-C is typed.
+    /// Set by the console: bit 0 when Ctrl-C is typed, bit 1 when Ctrl-\ is typed while the
+    /// terminal is lent to a foreground program.
     nonisolated(unsafe) static var interrupt = Handle.none
     nonisolated(unsafe) static var pending = InlineArray<248, UInt8>(repeating: 0)
     nonisolated(unsafe) static var pendingStart = 0
@@ -160,15 +161,17 @@ enum ShellState {
         }
     }
 
-    /// Whether the bytes typed ahead hold a Ctrl-C; if so, it and what was typed before it are
-    /// dropped, as a terminal's interrupt drops its input.
-    static func takeTypedInterrupt() -> Bool {
-        for offset in 0..<pendingCount where pending[pendingStart + offset] == TerminalKey.ctrlC {
+    /// The first Ctrl-C or Ctrl-\ among the bytes typed ahead, if any; it and what was typed
+    /// before it are dropped, as a terminal's interrupt drops its input.
+    static func takeTypedInterrupt() -> UInt8? {
+        for offset in 0..<pendingCount {
+            let byte = pending[pendingStart + offset]
+            guard byte == TerminalKey.ctrlC || byte == TerminalKey.quit else { continue }
             pendingStart += offset + 1
             pendingCount -= offset + 1
-            return true
+            return byte
         }
-        return false
+        return nil
     }
 
     /// The end of `child`, waited for; its process handle is closed whatever the wait says
@@ -178,7 +181,7 @@ enum ShellState {
         return try? ProcessHandles.wait(child.process)
     }
 
-    /// Waits for foreground program `child` to end; Ctrl-C kills it. Its end, if known; its
+    /// Waits for foreground program `child` to end; Ctrl-C (or Ctrl-\) kills it. Its end, if known; its
     /// process handle is closed.
     static func waitForeground(_ child: ChildProcess) -> (reason: ExitReason, code: UInt64)? {
         // The program's loan of the terminal ends with it (whoever holds the loan then, and any
@@ -193,11 +196,14 @@ enum ShellState {
         // The terminal goes to the program. A Ctrl-C typed after the command's line is for it:
         // while the shell's terminal was raw, Ctrl-C came as a byte in order, either read already
         // (in the typed-ahead bytes) or still in the console, which `foreground` turns into an
-        // interrupt; from now on Ctrl-C is one. What was signalled before is not for this program.
-        _ = try? IPC.wait(interrupt, timeout: 0)
+        // interrupt; from now on Ctrl-C is one. What was signalled before is not for this program,
+        // but for a Ctrl-\ (bit 1): that is signalled only while the terminal is lent, and it was
+        // lent for this program before it was started. The same goes for Ctrl-\ as for Ctrl-C.
+        let early = (try? IPC.wait(interrupt, timeout: 0)) ?? 0
         try? Console(terminalPort).foreground()
-        if takeTypedInterrupt() {
-            System.print("shell: Ctrl-C: ending process \(child.id.value)")
+        let typed = takeTypedInterrupt()
+        if early & 2 != 0 || typed != nil {
+            System.print("shell: \(early & 2 != 0 || typed == TerminalKey.quit ? "Ctrl-\\" : "Ctrl-C"): ending process \(child.id.value)")
             try? System.kill(child)
             killed = true
         }

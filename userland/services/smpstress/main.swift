@@ -61,7 +61,8 @@ struct SMPStress {
             System.sleep(nanoseconds: 2_000_000)
             let killError = catching { () throws(KernelError) in try System.kill(spinner) }
             var status: (reason: ExitReason, code: UInt64)?
-            let waitError = catching { () throws(KernelError) in status = try System.wait(spinner) }
+            // Waited for only once killed: a spinner that was not would be waited for for ever.
+            let waitError = killError == nil ? catching { () throws(KernelError) in status = try System.wait(spinner) } : nil
             guard killError == nil, waitError == nil, let status, status.reason == .killed else {
                 kills += 1
                 if firstKillFailure == 0 {

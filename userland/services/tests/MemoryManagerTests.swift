@@ -152,9 +152,13 @@ func testMemoryManager(_ suite: inout Suite) {
 func testManyMemoryClients(_ suite: inout Suite) {
     let before = KernelHoldings.steady
     let refusalsBefore = System.outOfMemoryResults
-    guard let ramdisk = ProgramStart.handle(.ramdisk), let loader = try? ProgramLoader(ramdisk: ramdisk),
-          let report = try? IPC.createPort() else {
-        suite.check(false, "the loader and a port, for the memory manager's many clients")
+    guard let ramdisk = ProgramStart.handle(.ramdisk), let loader = try? ProgramLoader(ramdisk: ramdisk) else {
+        suite.check(false, "the loader, for the memory manager's many clients")
+        return
+    }
+    guard let report = try? IPC.createPort() else {
+        suite.check(false, "a port, for the memory manager's many clients")
+        loader.close()
         return
     }
     guard let started = startMemoryManager() else {
@@ -176,7 +180,12 @@ func testManyMemoryClients(_ suite: inout Suite) {
             continue
         }
         guard let child = try? loader.spawn("crasher", argument: 17, startHandle: reportRight,
-                                            handles: StartHandles(.memoryManager, managerRight)) else { continue }
+                                            handles: StartHandles(.memoryManager, managerRight)) else {
+            // Moved only when the spawn succeeds.
+            try? IPC.close(reportRight)
+            try? IPC.close(managerRight)
+            continue
+        }
         children.append(child.process)
         // It has asked once it reports (one at a time: the port's queue is shorter than 24); it
         // stays, so that all are live clients together.

@@ -272,7 +272,7 @@ func testLargeUnmap(_ suite: inout Suite) {
 /// of this CPU's timer ticks is taken as an interrupt of its own, rather than all of them
 /// counted late in one when the call ends (the kernel takes pending interrupts every 256 pages).
 /// A tick taken late counts every period that passed, and a host that does not run this CPU for a
-/// while makes several periods one interrupt: so at least an eighth of the ticks, not each.
+/// while makes several periods one interrupt: so at least a quarter of the ticks, not each.
 func testLongCallsServeInterrupts(_ suite: inout Suite) {
     var outcome: (ticks: UInt64, interrupts: UInt64, mebibytes: UInt64)?
     onOneCPU {
@@ -291,7 +291,7 @@ func testLongCallsServeInterrupts(_ suite: inout Suite) {
         suite.check(false, "a map of 16 to 256 MiB, to time a long system call")
         return
     }
-    suite.check(outcome.ticks >= 3 && outcome.interrupts >= 3 && outcome.interrupts * 8 >= outcome.ticks,
+    suite.check(outcome.ticks >= 3 && outcome.interrupts >= 3 && outcome.interrupts * 4 >= outcome.ticks,
                 "a \(outcome.mebibytes) MiB map (each page zeroed) lasted \(outcome.ticks) ticks; this CPU took \(outcome.interrupts) interrupts meanwhile, not one when it ended")
 }
 
@@ -353,8 +353,7 @@ func testMemoryExhaustion(_ suite: inout Suite) {
                                                       stackTop: UserAddress(spareStack).advanced(by: 16384), argument0: 0,
                                                       argument1: UInt64(UInt(bitPattern: unsafeBitCast(body, to: UnsafeRawPointer.self)))))
     }
-    // No more held than before (another CPU may give back something meanwhile).
-    let unchanged = KernelHoldings.now.holdsNoMoreThan(exhausted)
+    let unchanged = KernelHoldings.now == exhausted
     for index in 0..<fillerCount { try? IPC.close(fillers[index]) }
     var mappedKiB: UInt64 = 0
     for (block, bytes) in blocks {

@@ -423,7 +423,7 @@ func testIPC(_ suite: inout Suite) {
     // Filling the handle table is an error; closing everything gives all memory back. Two equal
     // rounds: the first also warms the kernel heap's slabs, so the second must end exactly where
     // it began.
-    var rounds: [(created: Int, overflow: KernelError?, closedTwice: KernelError?, before: UInt64, after: UInt64)] = []
+    var rounds: [(created: Int, overflow: KernelError?, closedTwice: KernelError?, before: KernelFootprint, after: KernelFootprint)] = []
     for _ in 0..<2 {
         let before = KernelFootprint.steady()
         var created: [Handle] = []
@@ -431,11 +431,11 @@ func testIPC(_ suite: inout Suite) {
         let overflow = catching { () throws(KernelError) in _ = try IPC.createNotification() }
         for handle in created { try? IPC.close(handle) }
         let closedTwice = catching { () throws(KernelError) in try IPC.close(created[0]) }
-        rounds.append((created.count, overflow, closedTwice, before.frames, KernelFootprint.settled(toward: before).frames))
+        rounds.append((created.count, overflow, closedTwice, before, KernelFootprint.settled(toward: before)))
     }
     suite.check(rounds[1].overflow == .handleTableFull && rounds[1].created > 50 && rounds[1].closedTwice == .invalidHandle
                 && rounds[1].after == rounds[1].before,
-                "handle table full after \(rounds[1].created) ports; closing twice is invalid; free frames and kernel heap pages \(rounds[1].before) before, \(rounds[1].after) after")
+                "handle table full after \(rounds[1].created) ports; closing twice is invalid; objects \(rounds[1].before.objects) before, \(rounds[1].after.objects) after; free frames and kernel heap pages \(rounds[1].before.frames) before, \(rounds[1].after.frames) after")
     // Fewer by at most the heap's warm slabs. More is no leak: with several CPUs, an idle one may
     // release a thread that ended in an earlier test (its kernel stack) only now.
     let framesAfter = System.memory.freeFrames
@@ -678,7 +678,8 @@ func testKilledWaiters(_ suite: inout Suite) {
                 var gone = false
                 while !gone && System.clock.milliseconds(since: start) < 2000 {
                     System.yield()
-                    gone = (try? ProcessHandles.wait(child.process, poll: true))?.reason == .killed
+                    // Its threads, not `wait`: a wait on a killed process blocks until they are gone.
+                    gone = (try? ProcessHandles.info(child.process))?.threads == 0
                 }
                 try? System.kill(spinner)
                 _ = try? System.wait(spinner)
