@@ -65,25 +65,7 @@ public struct KernelFootprint: Equatable {
     /// beside the caller holds more than usual, or less (between one instance of a restarting
     /// service and the next), and a later reading would then seem to leak, or to give back.
     public static func steady(looks: Int = 9, closedPortsApart: Bool = false) -> KernelFootprint {
-        var readings = InlineArray<16, KernelFootprint>(repeating: KernelFootprint(frames: 0, objects: 0))
-        let count = max(1, min(looks, readings.count))
-        for look in 0..<count {
-            if look > 0 { System.sleep(nanoseconds: 10_000_000) }
-            readings[look] = now
-        }
-        var best = 0
-        var bestSeen = 0
-        for candidate in 0..<count {
-            var seen = 0
-            for other in 0..<count where readings[other].matches(readings[candidate], closedPortsApart: closedPortsApart) {
-                seen += 1
-            }
-            if seen > bestSeen {
-                best = candidate
-                bestSeen = seen
-            }
-        }
-        return readings[best]
+        MachineReading.steady(looks: looks, same: { $0.matches($1, closedPortsApart: closedPortsApart) }) { now }
     }
 
     /// The machine-wide count of kernel objects the machine keeps to: the most frequent of nine
@@ -92,35 +74,13 @@ public struct KernelFootprint: Equatable {
     /// (another CPU releases a thread at its next switch). Frames are not looked at: they may
     /// move in every reading while the objects keep still.
     public static var steadyObjects: UInt64 {
-        var readings = InlineArray<9, UInt64>(repeating: 0)
-        for look in 0..<9 {
-            if look > 0 { System.sleep(nanoseconds: 10_000_000) }
-            readings[look] = System.kernelObjects.objects
-        }
-        var best = readings[8]
-        var bestSeen = 0
-        for candidate in stride(from: 8, through: 0, by: -1) {
-            var seen = 0
-            for other in 0..<9 where readings[other] == readings[candidate] { seen += 1 }
-            if seen > bestSeen {
-                best = readings[candidate]
-                bestSeen = seen
-            }
-        }
-        return best
+        MachineReading.steady(latestOnTie: true, same: ==) { System.kernelObjects.objects }
     }
 
     /// The machine-wide count of kernel objects once it is back to `expected`, or the last of
     /// `looks` readings 10 ms apart (see `settled`).
     public static func objectsSettled(toward expected: UInt64, looks: Int = 100) -> UInt64 {
-        var objects = System.kernelObjects.objects
-        var look = 1
-        while objects != expected && look < looks {
-            System.sleep(nanoseconds: 10_000_000)
-            objects = System.kernelObjects.objects
-            look += 1
-        }
-        return objects
+        MachineReading.settled(looks: looks, until: { $0 == expected }) { System.kernelObjects.objects }
     }
 
     /// The footprint once it is back to `expected`, or the last of `looks` readings 10 ms apart.
@@ -129,11 +89,47 @@ public struct KernelFootprint: Equatable {
     /// can fall inside one. A leak is what stays.
     public static func settled(toward expected: KernelFootprint, looks: Int = 100,
                                closedPortsApart: Bool = false) -> KernelFootprint {
-        var reading = now
-        var look = 1
-        while !reading.matches(expected, closedPortsApart: closedPortsApart) && look < looks {
+        MachineReading.settled(looks: looks, until: { $0.matches(expected, closedPortsApart: closedPortsApart) }) { now }
+    }
+}
+
+/// How the leak checks read what the whole machine holds (`KernelFootprint`, the test suite's
+/// `KernelHoldings`, the fuzzing driver): a baseline steady, and an after-reading once settled.
+public enum MachineReading {
+    /// The most frequent of `looks` readings (at most 16) 10 ms apart, `same` telling equal
+    /// ones; on a tie the earliest, or the latest if `latestOnTie`.
+    public static func steady<Value>(looks: Int = 9, latestOnTie: Bool = false, same: (Value, Value) -> Bool,
+                                     _ read: () -> Value) -> Value {
+        // Kept inline: a heap page the caller took meanwhile would count as the kernel's.
+        var readings = InlineArray<16, Value>(repeating: read())
+        let count = max(1, min(looks, readings.count))
+        for look in 1..<count {
             System.sleep(nanoseconds: 10_000_000)
-            reading = now
+            readings[look] = read()
+        }
+        var best = latestOnTie ? count - 1 : 0
+        var bestSeen = 0
+        for step in 0..<count {
+            let candidate = latestOnTie ? count - 1 - step : step
+            var seen = 0
+            for other in 0..<count where same(readings[other], readings[candidate]) { seen += 1 }
+            if seen > bestSeen {
+                best = candidate
+                bestSeen = seen
+            }
+        }
+        return readings[best]
+    }
+
+    /// The first reading `done` accepts, or the last of `looks` readings `interval` nanoseconds
+    /// apart.
+    public static func settled<Value>(looks: Int = 100, interval: UInt64 = 10_000_000, until done: (Value) -> Bool,
+                                      _ read: () -> Value) -> Value {
+        var reading = read()
+        var look = 1
+        while !done(reading) && look < looks {
+            System.sleep(nanoseconds: interval)
+            reading = read()
             look += 1
         }
         return reading

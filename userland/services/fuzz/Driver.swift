@@ -158,19 +158,10 @@ struct Driver {
         }
         // The last workers' threads go back as their CPUs next switch: looked at until all is
         // back, for up to a second. A leak is what stays.
-        var framesAfter = System.memory.freeFrames
-        var heapAfter = System.kernelHeap
-        var objectsAfter = Self.kernelObjects()
-        var looks = 0
-        while looks < 100 && (framesAfter &+ heapAfter.pages != framesBefore &+ heapBefore.pages
-                              || heapAfter.blocks != heapBefore.blocks || objectsAfter.objects != objectsBefore.objects
-                              || objectsAfter.charged != objectsBefore.charged) {
-            System.sleep(nanoseconds: 10_000_000)
-            framesAfter = System.memory.freeFrames
-            heapAfter = System.kernelHeap
-            objectsAfter = Self.kernelObjects()
-            looks += 1
-        }
+        let (framesAfter, heapAfter, objectsAfter) = MachineReading.settled(looks: 101, until: { reading in
+            reading.0 &+ reading.1.pages == framesBefore &+ heapBefore.pages && reading.1.blocks == heapBefore.blocks
+                && reading.2.objects == objectsBefore.objects && reading.2.charged == objectsBefore.charged
+        }) { (System.memory.freeFrames, System.kernelHeap, Self.kernelObjects()) }
         let processesAfter = System.processes.live
         // A frame is free or held by the kernel heap (as warm slabs, say): any other is leaked.
         let leakedFrames = Int64(bitPattern: framesBefore &+ heapBefore.pages &- framesAfter &- heapAfter.pages)

@@ -48,35 +48,12 @@ struct KernelHoldings: Equatable {
     /// have ended, their frames and objects may still be on the way back. The most frequent of
     /// nine readings 10 ms apart (the latest of them on a tie): two equal readings close together
     /// can both fall before a CPU the host seldom runs gives back what it holds.
-    static var steady: KernelHoldings {
-        // Kept inline: a heap page this process took meanwhile would count as the kernel's.
-        var readings = InlineArray<9, KernelHoldings>(repeating: KernelHoldings(objects: 0, chargedBytes: 0, freeFrames: 0, heapBlocks: 0))
-        for look in 0..<9 {
-            if look > 0 { System.sleep(nanoseconds: 10_000_000) }
-            readings[look] = now
-        }
-        var best = 8
-        var bestSeen = 0
-        for candidate in stride(from: 8, through: 0, by: -1) {
-            var seen = 0
-            for other in 0..<9 where readings[other] == readings[candidate] { seen += 1 }
-            if seen > bestSeen {
-                best = candidate
-                bestSeen = seen
-            }
-        }
-        return readings[best]
-    }
+    static var steady: KernelHoldings { MachineReading.steady(latestOnTie: true, same: ==) { now } }
 
     /// The holdings once they hold no more than `earlier`, or after about half a second: what a
     /// test's check reads after its processes ended (see `steady`).
     static func settled(toNoMoreThan earlier: KernelHoldings) -> KernelHoldings {
-        var reading = now
-        for _ in 0..<250 where !reading.holdsNoMoreThan(earlier) {
-            System.sleep(nanoseconds: 2_000_000)
-            reading = now
-        }
-        return reading
+        MachineReading.settled(looks: 251, interval: 2_000_000, until: { $0.holdsNoMoreThan(earlier) }) { now }
     }
 
     static var now: KernelHoldings {
