@@ -192,7 +192,14 @@ enum ShellState {
             reclaimInterrupt()
         }
         _ = try? IPC.wait(ended, timeout: 0)
+        // Ends the program once, by the key that asked (`quit`: Ctrl-\, else Ctrl-C).
         var killed = false
+        func end(quit: Bool) {
+            guard !killed else { return }
+            System.print("shell: \(quit ? "Ctrl-\\" : "Ctrl-C"): ending process \(child.id.value)")
+            try? System.kill(child)
+            killed = true
+        }
         // The terminal goes to the program. A Ctrl-C typed after the command's line is for it:
         // while the shell's terminal was raw, Ctrl-C came as a byte in order, either read already
         // (in the typed-ahead bytes) or still in the console, which `foreground` turns into an
@@ -202,11 +209,7 @@ enum ShellState {
         let early = (try? IPC.wait(interrupt, timeout: 0)) ?? 0
         try? Console(terminalPort).foreground()
         let typed = takeTypedInterrupt()
-        if early & 2 != 0 || typed != nil {
-            System.print("shell: \(early & 2 != 0 || typed == TerminalKey.quit ? "Ctrl-\\" : "Ctrl-C"): ending process \(child.id.value)")
-            try? System.kill(child)
-            killed = true
-        }
+        if early & 2 != 0 || typed != nil { end(quit: early & 2 != 0 || typed == TerminalKey.quit) }
         // Without the notification of its end (a process has four, and the program may have taken
         // them all) the end is looked for every 50 ms instead, so that Ctrl-C still works.
         let watched = (try? ProcessHandles.notify(ended, bits: 1, whenEnds: child.process)) != nil
@@ -238,11 +241,7 @@ enum ShellState {
             if ready == 1 {
                 // Bit 1: Ctrl-\, which the program cannot take for itself.
                 let bits = (try? IPC.wait(interrupt, timeout: 0)) ?? 1
-                if !killed {
-                    System.print("shell: \(bits & 2 != 0 ? "Ctrl-\\" : "Ctrl-C"): ending process \(child.id.value)")
-                    try? System.kill(child)
-                    killed = true
-                }
+                end(quit: bits & 2 != 0)
             }
             // The console may have restarted meanwhile, and the new one know nobody to tell of
             // Ctrl-C: it is given our notification again, once a second (a program's own,
