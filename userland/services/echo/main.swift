@@ -51,7 +51,11 @@ struct Echo {
             }
             answer = nil
             if System.startArgument == 1 { System.exit(3) }
-            guard let reply = message.replyHandle else { continue } // a plain send: nothing to answer
+            guard let reply = message.replyHandle else {
+                // A plain send: nothing to answer, and nothing kept of what it carries.
+                if message.handleCount != 0 { message.closeHandles() }
+                continue
+            }
             let label = message.label
             if label == 2 { // "who am I": the sender's id as the kernel reported it
                 let sender = message.sender.value

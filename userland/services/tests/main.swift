@@ -328,10 +328,22 @@ func testIPC(_ suite: inout Suite) {
             callsOK = callsOK && (try? IPC.call(port, &request)) != nil && request.label == 11 && request.length == size
                 && (0..<size).allSatisfy { request[byte: $0] == UInt8(truncatingIfNeeded: $0 * 7 + size) }
         }
+        // Plain sends carrying handles: the server closes them too, or its table (64) would fill
+        // and its next receive fail. Three sends of four handles, then a call behind them, six
+        // times: 72 handles in all.
+        for _ in 0..<6 {
+            for _ in 0..<3 {
+                var carrying = IPCMessage(label: 30)
+                for _ in 0..<4 { if let bell = try? IPC.createNotification() { carrying.attach(bell) } }
+                callsOK = callsOK && carrying.handleCount == 4 && (try? IPC.send(port, &carrying)) != nil
+            }
+            var behind = IPCMessage(label: 10)
+            callsOK = callsOK && (try? IPC.call(port, &behind)) != nil && behind.label == 11
+        }
         var stop = IPCMessage(label: 0)
         callsOK = callsOK && (try? IPC.call(port, &stop)) != nil && (try? System.wait(echo))?.code == 0
     }
-    suite.check(callsOK, "calls to an echo server: replies with 0, 64 and 256-byte payloads, and the kernel-reported sender id")
+    suite.check(callsOK, "calls to an echo server: replies with 0, 64 and 256-byte payloads, the kernel-reported sender id, and 72 handles sent to it without a call closed there")
 
     // A server that dies mid-call: the caller gets an error, not a hang.
     var deadServer = false
