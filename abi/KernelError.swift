@@ -20,7 +20,8 @@ public enum KernelError: UInt64, Error, Equatable, CaseIterable, Sendable {
     /// The caller's handle table has no free slot.
     case handleTableFull = 12
     /// A device reported that it could not carry out the request: the answer of services that
-    /// drive devices (the block service); no system call returns it.
+    /// drive devices (the block service). From the kernel only for a sleep or a timed wait while
+    /// it runs without a tick, where no deadline would ever pass.
     case deviceFailed = 13
     /// A message does not fit where it must go: one for a thread that takes its messages in
     /// registers carries handles or more than 64 bytes.

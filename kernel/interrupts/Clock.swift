@@ -48,14 +48,17 @@ enum Clock {
         tickHz = hz
         period = frequency / hz
         interrupt = id
-        let storage = UnsafeMutablePointer<TimerQueue>.allocate(capacity: 1)
-        storage.initialize(to: TimerQueue())
-        queue = storage
+        // The queue last, once its deadlines can fire: without it, a deadline is refused
+        // (`addDeadline`) rather than armed and never met.
+        guard Interrupts.register(id, handleInterrupt) else { return false }
         bootCount = now
         PerCPU.current.clock.nextTick = bootCount + period
         GenericTimer.setCompare(PerCPU.current.clock.nextTick)
         GenericTimer.enable()
-        return Interrupts.register(id, handleInterrupt)
+        let storage = UnsafeMutablePointer<TimerQueue>.allocate(capacity: 1)
+        storage.initialize(to: TimerQueue())
+        queue = storage
+        return true
     }
 
     /// A secondary CPU's tick, started on that CPU once `start` has run on the boot CPU. It counts
@@ -98,10 +101,18 @@ enum Clock {
         return overflow ? UInt64.max / 4 : min(scaled / 1_000_000_000, UInt64.max / 4)
     }
 
-    /// Arms a one-shot deadline; `.full` when too many are pending.
-    static func addDeadline(at deadline: UInt64, token: UInt64) throws(TimerQueue.Failure) {
-        try lock.withLock { () throws(TimerQueue.Failure) in
-            try queue!.pointee.insert(deadline: deadline, token: token)
+    /// Arms a one-shot deadline: `outOfMemory` when too many are pending (the queue has room for
+    /// every thread's, so this does not happen), `deviceFailed` when the kernel runs without a
+    /// tick (booted with `tick=0`, or no usable timer or interrupt controller), where no deadline
+    /// would ever pass.
+    static func addDeadline(at deadline: UInt64, token: UInt64) throws(KernelError) {
+        try lock.withLock { () throws(KernelError) in
+            guard let queue else { throw .deviceFailed }
+            do throws(TimerQueue.Failure) {
+                try queue.pointee.insert(deadline: deadline, token: token)
+            } catch {
+                throw .outOfMemory
+            }
             reprogram()
         }
     }

@@ -77,18 +77,14 @@ extension IPC {
     }
 
     /// Arms a deadline `nanoseconds` from now unless it is "for ever"; returns whether it did.
-    /// A deadline that cannot be armed fails the wait (`outOfMemory`) instead of letting it
-    /// wait for ever; the queue has room for every thread's, so this does not happen.
+    /// A deadline that cannot be armed fails the wait (`Clock.addDeadline` says why) instead of
+    /// letting it wait for ever.
     static func armTimeout(_ nanoseconds: UInt64, for thread: Thread) throws(KernelError) -> Bool {
         thread.sleepExpired = false
         guard nanoseconds != UInt64.max else { return false }
         let ticks = max(Clock.ticks(forNanoseconds: nanoseconds), 1)
-        do throws(TimerQueue.Failure) {
-            try Clock.addDeadline(at: Clock.now &+ ticks, token: thread.id)
-            return true
-        } catch {
-            throw .outOfMemory
-        }
+        try Clock.addDeadline(at: Clock.now &+ ticks, token: thread.id)
+        return true
     }
 
     static func removeWaiter(_ thread: Thread, from port: Port) {

@@ -511,11 +511,7 @@ enum SystemCalls {
         let ticks = Clock.ticks(forNanoseconds: nanoseconds)
         guard ticks > 0 else { return }
         thread.sleepExpired = false
-        do throws(TimerQueue.Failure) {
-            try Clock.addDeadline(at: Clock.now &+ ticks, token: thread.id)
-        } catch {
-            throw .outOfMemory
-        }
+        try Clock.addDeadline(at: Clock.now &+ ticks, token: thread.id)
         while !thread.sleepExpired && !thread.killed { Scheduler.block() }
     }
 

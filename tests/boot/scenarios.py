@@ -881,6 +881,8 @@ SCENARIOS: list[Scenario] = [
              "allocates; nothing leaks", lambda: shell_scenarios.restarts_under_use(50)),
     Scenario("shell: garbage on the serial line (random bytes, long lines, cut escape sequences)",
              shell_scenarios.garbage_on_the_line),
+    Scenario("shell: booted without a tick (tick=0), a program's sleep and timed wait are refused, not a kernel panic",
+             shell_scenarios.without_a_tick),
     Scenario("user space: init with a wrong-machine ELF header is refused", corrupted_elf),
     Scenario("user space: init with a writable+executable segment is refused", writable_executable_elf),
     Scenario("user space: a corrupt ramdisk is refused", corrupted_ramdisk),

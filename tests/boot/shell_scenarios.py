@@ -18,14 +18,14 @@ LEFT, RIGHT, UP, DOWN = "\x1b[D", "\x1b[C", "\x1b[A", "\x1b[B"
 BACKSPACE, CTRL_C, CTRL_U, CTRL_BACKSLASH = "\x7f", "\x03", "\x15", "\x1c"
 
 
-def default_session(deadline: float = 120.0, smp: int = 1) -> Session:
-    """`make run`'s machine (with `smp` CPUs): no command line, and a fresh 4 MiB disk (removed at
-    exit)."""
+def default_session(deadline: float = 120.0, smp: int = 1, append: str = "") -> Session:
+    """`make run`'s machine (with `smp` CPUs): no command line unless `append`, and a fresh 4 MiB
+    disk (removed at exit)."""
     descriptor, name = tempfile.mkstemp(suffix=".img")
     os.ftruncate(descriptor, 4 << 20)
     os.close(descriptor)
     atexit.register(os.remove, name)
-    return Session(qemu_command(append="", initrd=INITRD, smp=smp, extra=disk_arguments(name)), deadline=deadline)
+    return Session(qemu_command(append=append, initrd=INITRD, smp=smp, extra=disk_arguments(name)), deadline=deadline)
 
 
 def command(session: Session, text: str, *patterns: str, timeout: float = 20.0) -> list[re.Match]:
@@ -232,6 +232,9 @@ def shell_at_the_terminal() -> BootResult:
         session.expect(rf"\[{ended[1]}\] chatter was killed")
         ctrl_c_ends_spinner(session)
         ctrl_c_ends_spinner(session)
+        # With a tick, a sleep sleeps and a timed wait times out (without one: without_a_tick).
+        command(session, "spawn chatter time\r", r"chatter: sleep of 10 ms: ok; wait of 10 ms: timed out\r?\n",
+                r"\[\d+\] chatter exited with code 0")
 
         # The shell itself restarts: a new one answers, hears Ctrl-C and still holds power control.
         command(session, "crash shell\r", r"process-manager: started shell \(process \d+\)",
@@ -247,6 +250,20 @@ def shell_at_the_terminal() -> BootResult:
     result = session.result()
     result.expect_in_order(r"^console: ready \(PL011, interrupt 33, kernel log\)$", r"^init: started console \(process \d+\)$",
                            r"^init: started shell \(process \d+\)$", r"^shell: SwiftKernel shell; type help for the commands$")
+    result.expect_no_line(r"Kernel panic|faulted")
+    return result
+
+
+def without_a_tick() -> BootResult:
+    """Booted with `tick=0`, the kernel runs without a timer interrupt: the system still comes up
+    to the shell, and a program's sleep and timed wait are refused (`deviceFailed`) at once
+    instead of waiting for a deadline that never passes (or, before, a kernel panic)."""
+    with default_session(deadline=60.0, append="tick=0") as session:
+        command(session, "spawn chatter time\r", r"chatter: sleep of 10 ms: device failed; wait of 10 ms: device failed\r?\n",
+                r"\[\d+\] chatter exited with code 0", timeout=30.0)
+        command(session, "spawn chatter print 2\r", r"chatter: printed 2 lines\r?\n", r"\[\d+\] chatter exited with code 0")
+    result = session.result()
+    result.expect_line(r"^Interrupts: generic timer unavailable \(tick=0\); running without a tick$")
     result.expect_no_line(r"Kernel panic|faulted")
     return result
 

@@ -8,6 +8,8 @@
 // Ctrl-C notification, `foreground`; each should be refused. `chatter flood` asks the console for
 // its statistics as fast as it answers, through the public port (`chatter flood terminal`: through
 // the terminal lent it), until killed: typed input and Ctrl-C must still get through.
+// `chatter time` sleeps 10 ms and waits 10 ms on a notification nobody signals, and says what
+// each gave: `ok` and `timed out`, or `device failed` for both on a kernel that runs without a tick.
 // `chatter pass` moves the terminal lent it to a child, `chatter hold`, and ends at once. The child
 // names Ctrl-C notifications of its own and reads through it, again and again: the loan ends with
 // its parent, so the child's requests fail and Ctrl-C is the shell's again. Run in the foreground
@@ -51,8 +53,10 @@ struct Chatter {
             holdTerminal()
         } else if words.equals(0, "flood") {
             flood(throughTerminal: words.equals(1, "terminal"))
+        } else if words.equals(0, "time") {
+            timedCalls()
         } else {
-            System.print("usage: chatter print|alloc [N], chatter read, chatter steal, chatter flood [terminal], chatter pass or chatter hold")
+            System.print("usage: chatter print|alloc [N], chatter read, chatter steal, chatter flood [terminal], chatter pass, chatter hold or chatter time")
             System.exit(2)
         }
     }
@@ -218,5 +222,29 @@ struct Arguments {
             value = value * 10 + UInt64(text[index] - 0x30)
         }
         return value
+    }
+}
+
+/// A sleep and a timed wait, 10 ms each, and what each gave (exit code 0 if both gave what the
+/// kernel should: with a tick, the sleep returns and the wait times out; without one, both are
+/// refused with `deviceFailed` at once).
+func timedCalls() {
+    let slept = catching { () throws(KernelError) in _ = try System.invoke(SystemCall.Sleep(nanoseconds: 10_000_000)) }
+    var waited: KernelError? = .invalidArgument
+    if let bell = try? IPC.createNotification() {
+        waited = catching { () throws(KernelError) in _ = try IPC.wait(bell, timeout: 10_000_000) }
+        try? IPC.close(bell)
+    }
+    System.print("chatter: sleep of 10 ms: \(outcome(slept)); wait of 10 ms: \(outcome(waited))")
+    let consistent = (slept == nil && waited == .timedOut) || (slept == .deviceFailed && waited == .deviceFailed)
+    System.exit(consistent ? 0 : 1)
+}
+
+func outcome(_ error: KernelError?) -> StaticString {
+    switch error {
+    case nil: return "ok"
+    case .timedOut?: return "timed out"
+    case .deviceFailed?: return "device failed"
+    default: return "failed otherwise"
     }
 }
