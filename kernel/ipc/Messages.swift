@@ -196,6 +196,10 @@ extension IPC {
     }
 
     static func call(port handle: Handle, message address: UserAddress, thread: Thread, caller: Process) throws(KernelError) {
+        // The answer may fill the whole message, so all of it must be user space, as for a
+        // receive buffer (and as the fast path asks): the answer's writes are checked against
+        // that bound alone (`UserMemory`'s checked copies), not against the request's length.
+        guard address == .registers || MessageTransfer.isMessageAddress(address) else { throw .badAddress }
         let port = try portForSending(handle, in: caller)
         var message = KernelMessage()
         try read(&message, from: address, sender: caller, thread: thread, payload: port.nextPayload)

@@ -18,12 +18,21 @@ enum HandBuiltProgram {
     static let exitWithStartBlock: UInt64 = 20
     /// Spins for ever.
     static let spin: UInt64 = 32
+    /// call(x1, `topMessage`), then exit with the call's status: a call whose message lies in
+    /// the last 72 bytes of user space, its header alone.
+    static let callAtTop: UInt64 = 36
+    static let topMessage: UInt64 = UserSpace.end - 72
 
     static let instructions: [UInt32] = [
         0xD280_0068, 0xD400_0001,              // mov x8, #3; svc #0
         0xAA01_03E0, 0xD280_0068, 0xD400_0001, // mov x0, x1; mov x8, #3; svc #0
         0xAA02_03E0, 0xD280_0068, 0xD400_0001, // mov x0, x2; mov x8, #3; svc #0
         0x1400_0000,                           // b .
+        0xAA01_03E0,                           // mov x0, x1
+        0xD29F_F701, 0xF2BF_FFE1,              // mov x1, #0xffb8; movk x1, #0xffff, lsl #16
+        0xF2CF_FFE1,                           // movk x1, #0x7fff, lsl #32
+        0xD280_02A8, 0xD400_0001,              // mov x8, #21 (call); svc #0
+        0xD280_0068, 0xD400_0001,              // mov x8, #3; svc #0
     ]
 
     /// A memory object holding the instructions (map, duplicate, transfer only: no write).
@@ -104,6 +113,34 @@ func testProcessBuilding(_ suite: inout Suite) {
         for handle in [process2, token, given] { if let handle { try? IPC.close(handle) } }
     }
     suite.check(registers, "processGive moves a handle into the new process; its start handle arrives in x1 and its start block in x2")
+
+    // A call whose message does not lie whole in user space is refused before it is sent: its
+    // answer may fill the whole message. The program's last page (mapped here) holds the
+    // header; the 256 bytes of payload would lie past the end of user space.
+    var topRefused = false
+    if let port = try? IPC.createPort(), let sendRight = try? IPC.duplicate(port, rights: [.send, .transfer]) {
+        if let process = try? HandBuiltProgram.build(), let top = try? System.invoke(SystemCall.MemoryCreate(bytes: 4096)).handle {
+            let mapped = (try? ProcessHandles.map(top, into: process, at: UserSpace.end - 4096, access: .write)) != nil
+            try? IPC.close(top)
+            let started = mapped && (try? ProcessHandles.start(process, entry: HandBuiltProgram.codeAddress + HandBuiltProgram.callAtTop,
+                                                               stackTop: HandBuiltProgram.stackTop, handle: sendRight)) != nil
+            if !started { try? IPC.close(sendRight) }
+            // Had it been sent, it would be here: answered, so that the caller ends.
+            var request = IPCMessage()
+            let sent = started && (try? IPC.receive(port, into: &request, timeout: 200_000_000)) != nil
+            if sent, let reply = request.replyHandle {
+                request.fill(count: IPCMessageLayout.maximumPayload) { UInt8(truncatingIfNeeded: $0) }
+                try? IPC.reply(reply, &request)
+            }
+            let end = started ? try? ProcessHandles.wait(process) : nil
+            topRefused = !sent && end?.reason == .exited && end?.code == KernelError.badAddress.rawValue
+            try? IPC.close(process)
+        } else {
+            try? IPC.close(sendRight)
+        }
+        try? IPC.close(port)
+    }
+    suite.check(topRefused, "a call whose 328-byte message runs past the end of user space is refused with bad address before it is sent, though its header alone fits")
 
     // Refusals: each changes nothing. The first that does not get its error is named.
     var refusals = false
