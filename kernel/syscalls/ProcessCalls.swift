@@ -107,7 +107,9 @@ enum ProcessCalls {
         guard call.options.isSubset(of: .poll) else { throw .invalidArgument }
         let target = try process(call.process, in: caller, requiring: .wait)
         guard target !== caller else { throw .invalidArgument }
-        if call.options.contains(.poll) && target.state != .zombie { throw .wouldBlock }
+        // A poll does not wait, not even for the threads of an ended process still leaving the
+        // kernel (a short wait, which `Processes.wait` makes before it reports).
+        if call.options.contains(.poll) && (target.state != .zombie || !target.threads.isEmpty) { throw .wouldBlock }
         return try Processes.wait(for: target, thread: thread, collecting: target.parentID == caller.id)
     }
 
