@@ -148,6 +148,16 @@ public struct HandleTable<Object> {
         firstFreeCandidate = min(firstFreeCandidate, slot)
     }
 
+    /// Whether some entry's object and rights satisfy `predicate`.
+    public func contains(where predicate: (Object, Rights) -> Bool) -> Bool {
+        var slot = 0
+        while slot < capacity {
+            if let object = entries[slot].object, predicate(object, entries[slot].rights) { return true }
+            slot += 1
+        }
+        return false
+    }
+
     /// A second handle to the same object with `rights`, which must be a subset of the original's;
     /// the original must hold `.duplicate`.
     public mutating func duplicate(_ handle: Handle, rights: Rights) throws(HandleError) -> Handle {

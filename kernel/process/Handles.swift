@@ -26,14 +26,22 @@ enum Handles {
         }
     }
 
-    /// Takes `handle` out of `process`'s table, to move it or to release it.
+    /// Takes `handle` out of `process`'s table, to move it or to release it. A port's last
+    /// receive right in the table takes with it the process's threads waiting to receive there
+    /// (`Port.dismissReceivers`).
     static func uninstall(_ handle: Handle, from process: Process, requiring rights: Rights = []) throws(KernelError) -> TransferredHandle {
+        let object: KernelObject
+        let held: Rights
         do throws(HandleError) {
-            let (object, held) = try process.handles.remove(handle, requiring: rights)
-            return TransferredHandle(object: object, rights: held)
+            (object, held) = try process.handles.remove(handle, requiring: rights)
         } catch {
             throw KernelError(error)
         }
+        if held.contains(.receive), let port = object.downcast(to: Port.self), port.receivers.first != nil,
+           !process.handles.contains(where: { $0 === object && $1.contains(.receive) }) {
+            port.dismissReceivers(of: process)
+        }
+        return TransferredHandle(object: object, rights: held)
     }
 
     /// A second handle to the same object with `rights`, a subset of the original's (which must

@@ -31,6 +31,19 @@ import PropertyBased
         #expect(try table.lookup(second, requiring: []).object == 2)
     }
 
+    @Test func containsLooksAtTheLiveEntriesOnly() throws {
+        var table = HandleTable<String>(capacity: 4)
+        defer { table.destroy() }
+        let receive = try table.insert("port", rights: [.send, .receive])
+        let send = try table.insert("port", rights: [.send])
+        #expect(table.contains { $0 == "port" && $1.contains(.receive) })
+        try table.remove(receive)
+        #expect(!table.contains { $0 == "port" && $1.contains(.receive) })
+        #expect(table.contains { $0 == "port" && $1 == [.send] })
+        try table.remove(send)
+        #expect(!table.contains { _, _ in true })
+    }
+
     /// Random inserts, removes (with the object back, or discarded as known current), duplicates
     /// and lookups of forged handles against a dictionary model.
     @Test func matchesAModel() async {

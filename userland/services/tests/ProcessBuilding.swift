@@ -142,6 +142,38 @@ func testProcessBuilding(_ suite: inout Suite) {
     }
     suite.check(topRefused, "a call whose 328-byte message runs past the end of user space is refused with bad address before it is sent, though its header alone fits")
 
+    // A receive right moved to another process while a thread here waits on it: the wait ends
+    // (peer closed), and a message sent afterwards is left for the new holder, not taken here on
+    // the authority this process gave away.
+    var dismissed = false
+    let waiterStackBytes: UInt64 = 16 * 1024
+    if let port = try? IPC.createPort(), let sendRight = try? IPC.duplicate(port, rights: [.send]),
+       let holder = try? HandBuiltProgram.build(), let stack = try? System.map(bytes: waiterStackBytes, access: .write) {
+        MovedRightWaiter.port = port
+        MovedRightWaiter.waiting = false
+        MovedRightWaiter.outcome = .max
+        let body = movedRightWaiterBody
+        let started = (try? System.invoke(SystemCall.ThreadCreate(
+            entry: UserAddress(user_thread_start_address()), stackTop: UserAddress(stack).advanced(by: waiterStackBytes),
+            argument0: 0, argument1: UInt64(UInt(bitPattern: unsafeBitCast(body, to: UnsafeRawPointer.self)))))) != nil
+        for _ in 0..<2000 where started && !MovedRightWaiter.waiting { System.sleep(nanoseconds: 1_000_000) }
+        // Into its receive (it says so just before).
+        System.sleep(nanoseconds: 20_000_000)
+        let given = started && (try? ProcessHandles.give(port, to: holder)) != nil
+        var note = IPCMessage(label: 77)
+        let sent = given && (try? IPC.send(sendRight, &note)) != nil
+        for _ in 0..<2000 where started && MovedRightWaiter.outcome == .max { System.sleep(nanoseconds: 1_000_000) }
+        dismissed = sent && MovedRightWaiter.outcome == KernelError.peerClosed.rawValue
+        // Never started, the holder ends when closed, and the port with its right (and the
+        // waiter, were it still waiting, with peer closed).
+        try? IPC.close(holder)
+        if !given { try? IPC.close(port) }
+        try? IPC.close(sendRight)
+        for _ in 0..<2000 where started && MovedRightWaiter.outcome == .max { System.sleep(nanoseconds: 1_000_000) }
+        if !started || MovedRightWaiter.outcome != .max { try? System.unmap(stack, bytes: waiterStackBytes) }
+    }
+    suite.check(dismissed, "a receive right moved to another process while a thread here waits to receive on it: the wait ends with peer closed (\(MovedRightWaiter.outcome)), and a message sent then is not taken here")
+
     // Refusals: each changes nothing. The first that does not get its error is named.
     var refusals = false
     var firstWrong: UInt64 = 0xFF00
@@ -413,4 +445,21 @@ func testProcessBuilding(_ suite: inout Suite) {
     if !kept { after.printChange(from: before, in: "building processes") }
     suite.check(kept && System.processes.live <= liveBefore,
                 "building processes by handle leaks nothing (objects \(before.objects) → \(after.objects), free frames \(before.freeFrames) → \(after.freeFrames))", since: refusalsBefore)
+}
+
+/// What the waiting thread of the moved receive right's test shares with it.
+enum MovedRightWaiter {
+    nonisolated(unsafe) static var port = Handle(0)
+    nonisolated(unsafe) static var waiting = false
+    /// How its receive ended: 0 with a message, else the error; `.max` while it waits.
+    nonisolated(unsafe) static var outcome = UInt64.max
+}
+
+/// Receives on `MovedRightWaiter.port` for ever, once, and says how that ended.
+let movedRightWaiterBody: System.ThreadBody = { _ in
+    var message = IPCMessage()
+    MovedRightWaiter.waiting = true
+    let error = catching { () throws(KernelError) in try IPC.receive(MovedRightWaiter.port, into: &message, timeout: .max) }
+    MovedRightWaiter.outcome = error?.rawValue ?? 0
+    System.exitThread()
 }
