@@ -30,18 +30,23 @@ enum Handles {
     /// receive right in the table takes with it the process's threads waiting to receive there
     /// (`Port.dismissReceivers`).
     static func uninstall(_ handle: Handle, from process: Process, requiring rights: Rights = []) throws(KernelError) -> TransferredHandle {
-        let object: KernelObject
-        let held: Rights
         do throws(HandleError) {
-            (object, held) = try process.handles.remove(handle, requiring: rights)
+            let (object, held) = try process.handles.remove(handle, requiring: rights)
+            if held.contains(.receive) { receiveRightLeft(object, process) }
+            return TransferredHandle(object: object, rights: held)
         } catch {
             throw KernelError(error)
         }
-        if held.contains(.receive), let port = object.downcast(to: Port.self), port.receivers.first != nil,
-           !process.handles.contains(where: { $0 === object && $1.contains(.receive) }) {
-            port.dismissReceivers(of: process)
-        }
-        return TransferredHandle(object: object, rights: held)
+    }
+
+    /// A receive right to `object` left `process`'s table: if it was the last there, the
+    /// process's threads waiting to receive on the port stop. Out of line: rare, and the many
+    /// callers of `uninstall` stay as short as they were.
+    @inline(never)
+    private static func receiveRightLeft(_ object: KernelObject, _ process: Process) {
+        guard let port = object.downcast(to: Port.self), port.receivers.first != nil,
+              !process.handles.contains(where: { $0 === object && $1.contains(.receive) }) else { return }
+        port.dismissReceivers(of: process)
     }
 
     /// A second handle to the same object with `rights`, a subset of the original's (which must

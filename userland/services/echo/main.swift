@@ -53,7 +53,7 @@ struct Echo {
             if System.startArgument == 1 { System.exit(3) }
             guard let reply = message.replyHandle else {
                 // A plain send: nothing to answer, and nothing kept of what it carries.
-                if message.handleCount != 0 { message.closeHandles() }
+                for index in 0..<message.handleCount { try? IPC.close(message.handle(index)) }
                 continue
             }
             let label = message.label
