@@ -107,9 +107,10 @@ enum ProcessCalls {
         guard call.options.isSubset(of: .poll) else { throw .invalidArgument }
         let target = try process(call.process, in: caller, requiring: .wait)
         guard target !== caller else { throw .invalidArgument }
-        // A poll does not wait, not even for the threads of an ended process still leaving the
-        // kernel (a short wait, which `Processes.wait` makes before it reports).
-        if call.options.contains(.poll) && (target.state != .zombie || !target.threads.isEmpty) { throw .wouldBlock }
+        // A poll of an ended process still waits for its threads to leave the kernel (a short
+        // wait, `Processes.wait`): a caller told `wouldBlock` then would have to try again, and a
+        // retry loop above the priority of the killed threads would keep them from leaving.
+        if call.options.contains(.poll) && target.state != .zombie { throw .wouldBlock }
         return try Processes.wait(for: target, thread: thread, collecting: target.parentID == caller.id)
     }
 
