@@ -197,7 +197,7 @@ public struct BlockDevice {
                 try attach()
                 continue
             }
-            if message.label != 0 { throw KernelError(rawValue: message.label) ?? .invalidArgument }
+            if let error = System.answered(message.label) { throw error }
             return message
         }
     }
@@ -225,7 +225,7 @@ public struct BlockDevice {
                 guard lostInstances < Self.patience else { throw .peerClosed }
                 continue
             }
-            if message.label != 0 { throw KernelError(rawValue: message.label) ?? .invalidArgument }
+            if let error = System.answered(message.label) { throw error }
             return
         }
     }

@@ -77,7 +77,7 @@ public struct Console {
     public init(_ port: Handle) { self.port = port }
 
     static func check(_ message: IPCMessage) throws(KernelError) {
-        if message.label != 0 { throw KernelError(rawValue: message.label) ?? .invalidArgument }
+        if let error = System.answered(message.label) { throw error }
     }
 
     /// Writes `bytes`, in messages of up to 256 bytes (each written whole).

@@ -89,7 +89,7 @@ public struct MemoryManager {
             try? IPC.close(account)
             throw error
         }
-        if let error = KernelError(status: message.label) { throw error }
+        if let error = System.answered(message.label) { throw error }
         guard message.handleCount == 1 else { throw .invalidArgument }
         return message.handle(0)
     }
@@ -128,7 +128,7 @@ public struct MemoryManager {
             if let handle { try? IPC.close(handle) }
             throw error
         }
-        if let error = KernelError(status: message.label) { throw error }
+        if let error = System.answered(message.label) { throw error }
         guard message.handleCount == 1 else { throw .invalidArgument }
         return message.handle(0)
     }
@@ -141,7 +141,7 @@ public struct MemoryManager {
         message.length = 8
         message.setWord(atByte: 0, UInt64(first))
         try IPC.call(port, &message)
-        if let error = KernelError(status: message.label) { throw error }
+        if let error = System.answered(message.label) { throw error }
         let count = min(Int(message.word(atByte: 8)), MemoryClientEntry.perAnswer)
         for index in 0..<count { entries[index] = MemoryClientEntry(message, at: 16 + index * MemoryClientEntry.size) }
         return (Int(message.word(atByte: 0)), count)

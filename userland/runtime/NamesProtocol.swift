@@ -92,9 +92,9 @@ public enum NamesProtocol {
     /// carries is closed.
     static func call(_ port: Handle, _ message: inout IPCMessage) throws(KernelError) {
         try IPC.call(port, &message)
-        guard message.label == success else {
+        if let error = System.answered(message.label) {
             message.closeHandles()
-            throw KernelError(rawValue: message.label) ?? .invalidArgument
+            throw error
         }
     }
 }

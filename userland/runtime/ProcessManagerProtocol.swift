@@ -225,7 +225,7 @@ public struct ProcessManager {
 
     /// The reply's status as an error.
     static func check(_ reply: IPCMessage) throws(KernelError) {
-        if reply.label != 0 { throw KernelError(rawValue: reply.label) ?? .invalidArgument }
+        if let error = System.answered(reply.label) { throw error }
     }
 
     /// Sends `message` (attaching `handles`, which move to the process manager, with their tags

@@ -10,9 +10,19 @@ public struct ProcessID: Equatable {
 }
 
 public enum System {
-    /// How many calls the kernel refused with `outOfMemory` in this process: a program can tell
-    /// a failure caused by memory pressure from any other.
+    /// How many calls the kernel refused with `outOfMemory` in this process, and requests a
+    /// service answered so (`answered`): a program can tell a failure caused by memory pressure
+    /// from any other.
     nonisolated(unsafe) public static var outOfMemoryResults: UInt64 = 0
+
+    /// The error a service answered with, from its answer's label (0: served; a label no error
+    /// has reads as `invalidArgument`). `outOfMemory` counts in `outOfMemoryResults` as the
+    /// kernel's refusals do: the service was refused memory for this request.
+    public static func answered(_ label: UInt64) -> KernelError? {
+        guard let error = KernelError(status: label) else { return nil }
+        if error == .outOfMemory { outOfMemoryResults &+= 1 }
+        return error
+    }
 
     /// Makes the system call `call` describes: its result, or the error the kernel returned.
     @inline(__always)
