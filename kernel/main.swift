@@ -82,6 +82,7 @@ nonisolated(unsafe) var identityRoot = PhysicalAddress(0)
 @_cdecl("kernel_main_high")
 func kernelMainHigh(_ deviceTreeAddress: UInt, _ entryLevel: UInt, _ loadAddress: UInt) -> Never {
     Exceptions.install()
+    GenericTimer.closeToUserSpace()
     MMU.disableLowerHalf()
     KernelAddressSpace.releaseIdentityMap(identityRoot)
     let deviceTreeVirtual = UInt(PhysicalWindow.virtualAddress(of: PhysicalAddress(UInt64(deviceTreeAddress))))

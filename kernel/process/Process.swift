@@ -467,7 +467,11 @@ enum Processes {
             } else if thread.state == .running {
                 // In user space on another CPU (or waiting there for the big kernel lock): it ends
                 // as that CPU enters the kernel, which the reschedule interrupt makes it do now.
+                // That may first put it back in its queue (the interrupt preempts it), so it too
+                // goes to the default level at least: below, ready threads above it could keep
+                // it from ever running to its end.
                 thread.killed = true
+                Scheduler.raiseToDefault(thread)
                 runningElsewhere = true
                 Scheduler.requestReschedule(of: thread.cpu, from: PerCPU.current.index)
             } else {

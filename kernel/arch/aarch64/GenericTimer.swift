@@ -22,6 +22,12 @@ enum GenericTimer {
     /// CNTP_CTL_EL0.ISTATUS: the timer condition is met (its interrupt is pending unless masked).
     static let controlStatus: UInt64 = 1 << 2
 
+    /// No EL0 access to the counters or the timers (CNTKCTL_EL1 all zero; its reset value is
+    /// unknown, and firmware may leave it open): a program that could stop this CPU's timer would
+    /// stop its tick and every deadline. User space reads the time with the `clock` call. Each
+    /// CPU, once.
+    static func closeToUserSpace() { aarch64_write_timer_user_access(0) }
+
     /// Starts the timer with its interrupt unmasked.
     static func enable() { aarch64_write_timer_control(controlEnable) }
 

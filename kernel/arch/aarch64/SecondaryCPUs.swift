@@ -232,6 +232,7 @@ enum SecondaryCPUs {
     /// for user space and joins the scheduler.
     static func run(_ record: Record) -> Never {
         Exceptions.install(multiprocessor: true)
+        GenericTimer.closeToUserSpace()
         MMU.disableLowerHalf()
         guard let controller = Interrupts.controller else { CPU.halt() }
         let driver = controller.forCPU(redistributor: PhysicalAddress(record.read(SECONDARY_START_REDISTRIBUTOR)))

@@ -8,8 +8,8 @@
 // the last exits with its generation when the kernel refuses it a child; 14 waits for ever on its
 // start handle, a notification or else a port, until killed (14 + 256: first kept to CPU 0 at
 // the lowest level); 17 asks the memory manager under `.memoryManager` for 4 KiB paid by itself,
-// reports on its start handle (a port: label 1 served, 2 refused) and sleeps until killed; the
-// others fault.
+// reports on its start handle (a port: label 1 served, 2 refused) and sleeps until killed; 18
+// tries to stop the timer of the kernel's tick; the others fault.
 
 import UserSystemCall
 
@@ -22,6 +22,7 @@ struct Crasher {
         case 2: _ = user_read(0xFFFF_0000_4020_0000)            // kernel memory
         case 3: user_write(0x40_0000, 0)                        // its own text
         case 4: user_illegal_instruction()
+        case 18: user_stop_physical_timer()                     // the kernel's tick
         case 5: _ = overflow(1)                                 // its stack
         case 7:
             // A second thread spins; the first exits, which must end the whole process.

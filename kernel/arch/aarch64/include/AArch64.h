@@ -54,6 +54,7 @@ AARCH64_READ(timer_control, cntp_ctl_el0)
 AARCH64_WRITE(timer_control, cntp_ctl_el0)
 AARCH64_READ(timer_compare, cntp_cval_el0)
 AARCH64_WRITE(timer_compare, cntp_cval_el0)
+AARCH64_WRITE(timer_user_access, cntkctl_el1)
 
 // GICv3 CPU interface system registers (by encoding, so any assembler accepts them).
 AARCH64_READ(icc_sre, S3_0_C12_C12_5)
