@@ -47,6 +47,11 @@ open class KernelObject {
     /// A capability with `rights` left every table for good: closed, dropped with a message, or
     /// closed with its process. A port loses a receiver, an unanswered call fails.
     open func capabilityReleased(rights: Rights) {}
+
+    /// `holder` let go of a capability with the receive right here (moved or closed);
+    /// `holdsAnother` tells whether it still has one. A port ends the receives its holder's
+    /// threads wait in, once it has none left.
+    open func receiveRightLeft(holder: AnyObject, holdsAnother: () -> Bool) {}
 }
 
 extension MovedHandle where Object == KernelObject {

@@ -27,6 +27,11 @@ public protocol WaiterWaking {
     /// What a port's charge comes down to once it closes, when its queue and payload buffers
     /// are freed (`MessagePort.close`): the object alone. By default the charge stays whole.
     static var closedPortCharge: UInt64 { get }
+    /// Whether `waiter` is one of `holder`'s, waiting to take a message straight into its buffer
+    /// (`MessagePort.receiveRightLeft`). By default none is.
+    static func receives(_ waiter: Waiter, for holder: AnyObject) -> Bool
+    /// Such a waiter, taken off the port's waiters: its receive ends (`peerClosed`) as it wakes.
+    static func dismiss(_ waiter: Waiter)
 }
 
 extension WaiterWaking {
@@ -34,6 +39,8 @@ extension WaiterWaking {
     public static func notificationEnded(waiter: Waiter) {}
     public static func portsCounted(alive: Int, closed: Int) {}
     public static var closedPortCharge: UInt64 { .max }
+    public static func receives(_ waiter: Waiter, for holder: AnyObject) -> Bool { false }
+    public static func dismiss(_ waiter: Waiter) { wake(waiter) }
 }
 
 /// How many messages a port queues before `send` and `call` get `queueFull`.
@@ -119,6 +126,14 @@ public final class MessagePort<Waking: WaiterWaking>: KernelObject, KernelObject
     /// A new capability with the receive right (created or duplicated; moving one changes nothing).
     public override func capabilityAdded(rights: Rights) {
         if rights.contains(.receive) { receiveRights += 1 }
+    }
+
+    /// `holder` has no receive right here any more (moved or closed): its threads waiting to
+    /// receive stop, so that no message goes on into their buffers on the authority it gave up.
+    /// (Threads in `waitAny` take nothing: they only learn that something is queued.)
+    public override func receiveRightLeft(holder: AnyObject, holdsAnother: () -> Bool) {
+        guard receivers.first != nil, !holdsAnother() else { return }
+        while let waiter = takeReceiver(where: { Waking.receives($0, for: holder) }) { Waking.dismiss(waiter) }
     }
 
     /// A capability with the receive right left every table for good; the last one closes the port.

@@ -23,16 +23,6 @@ extension MessagePort where Waking == SchedulerWaking {
     /// message, or it waits behind them for ever.
     func wakeOneReceiver() { wakeOneReceiver { $0.killed || $0.state != .blocked } }
 
-    /// `process` no longer holds a receive right here (it moved or closed its last): its threads
-    /// blocked in `receive` on this port stop with `peerClosed`, so that no message goes on into
-    /// their buffers on the authority they had. (Threads in `waitAny` take nothing: they only
-    /// learn that something is queued, and their `receive` then needs a handle.)
-    func dismissReceivers(of process: Process) {
-        while let thread = takeReceiver(where: { $0.process === process && $0.isAwaitingDirectMessage }) {
-            thread.receiveResult = .failed(.peerClosed)
-            Scheduler.wake(thread)
-        }
-    }
 }
 
 extension IPC {

@@ -28,7 +28,7 @@ enum Handles {
 
     /// Takes `handle` out of `process`'s table, to move it or to release it. A port's last
     /// receive right in the table takes with it the process's threads waiting to receive there
-    /// (`Port.dismissReceivers`).
+    /// (`KernelObject.receiveRightLeft`).
     static func uninstall(_ handle: Handle, from process: Process, requiring rights: Rights = []) throws(KernelError) -> TransferredHandle {
         do throws(HandleError) {
             let (object, held) = try process.handles.remove(handle, requiring: rights)
@@ -40,13 +40,13 @@ enum Handles {
     }
 
     /// A receive right to `object` left `process`'s table: if it was the last there, the
-    /// process's threads waiting to receive on the port stop. Out of line: rare, and the many
-    /// callers of `uninstall` stay as short as they were.
+    /// process's threads waiting to receive on the port stop (`KernelObject.receiveRightLeft`).
+    /// Out of line: rare, and the many callers of `uninstall` stay as short as they were.
     @inline(never)
     private static func receiveRightLeft(_ object: KernelObject, _ process: Process) {
-        guard let port = object.downcast(to: Port.self), port.receivers.first != nil,
-              !process.handles.contains(where: { $0 === object && $1.contains(.receive) }) else { return }
-        port.dismissReceivers(of: process)
+        object.receiveRightLeft(holder: process) {
+            process.handles.contains { $0 === object && $1.contains(.receive) }
+        }
     }
 
     /// A second handle to the same object with `rights`, a subset of the original's (which must

@@ -21,6 +21,15 @@ enum SchedulerWaking: WaiterWaking {
     }
 
     static var closedPortCharge: UInt64 { ObjectCost.closedPort.bytes }
+
+    static func receives(_ waiter: Thread, for holder: AnyObject) -> Bool {
+        waiter.process === holder && waiter.isAwaitingDirectMessage
+    }
+
+    static func dismiss(_ waiter: Thread) {
+        waiter.receiveResult = .failed(.peerClosed)
+        Scheduler.wake(waiter)
+    }
 }
 
 /// The machine's ports, for `portStatistics`: alive, and closed ones still named by send rights.
