@@ -18,10 +18,9 @@ enum HandBuiltProgram {
     static let exitWithStartBlock: UInt64 = 20
     /// Spins for ever.
     static let spin: UInt64 = 32
-    /// call(x1, `topMessage`), then exit with the call's status: a call whose message lies in
-    /// the last 72 bytes of user space, its header alone.
+    /// call(x1, `UserSpace.end` - 72), then exit with the call's status: a call whose message
+    /// lies in the last 72 bytes of user space, its header alone.
     static let callAtTop: UInt64 = 36
-    static let topMessage: UInt64 = UserSpace.end - 72
 
     static let instructions: [UInt32] = [
         0xD280_0068, 0xD400_0001,              // mov x8, #3; svc #0
@@ -152,10 +151,7 @@ func testProcessBuilding(_ suite: inout Suite) {
         MovedRightWaiter.port = port
         MovedRightWaiter.waiting = false
         MovedRightWaiter.outcome = .max
-        let body = movedRightWaiterBody
-        let started = (try? System.invoke(SystemCall.ThreadCreate(
-            entry: UserAddress(user_thread_start_address()), stackTop: UserAddress(stack).advanced(by: waiterStackBytes),
-            argument0: 0, argument1: UInt64(UInt(bitPattern: unsafeBitCast(body, to: UnsafeRawPointer.self)))))) != nil
+        let started = (try? createThread(onStack: stack, bytes: waiterStackBytes, movedRightWaiterBody)) != nil
         for _ in 0..<2000 where started && !MovedRightWaiter.waiting { System.sleep(nanoseconds: 1_000_000) }
         // Into its receive (it says so just before).
         System.sleep(nanoseconds: 20_000_000)

@@ -325,10 +325,7 @@ func testMemoryExhaustion(_ suite: inout Suite) {
     let spawnRefused = catching { () throws(KernelError) in _ = try System.spawn("hello") }
     let threadRefused = catching { () throws(KernelError) in
         guard let spareStack else { throw .outOfMemory }
-        let body: System.ThreadBody = { _ in }
-        _ = try System.invoke(SystemCall.ThreadCreate(entry: UserAddress(user_thread_start_address()),
-                                                      stackTop: UserAddress(spareStack).advanced(by: 16384), argument0: 0,
-                                                      argument1: UInt64(UInt(bitPattern: unsafeBitCast(body, to: UnsafeRawPointer.self)))))
+        try createThread(onStack: spareStack, bytes: 16384) { _ in }
     }
     let unchanged = KernelHoldings.now == exhausted
     for index in 0..<fillerCount { try? IPC.close(fillers[index]) }

@@ -902,10 +902,7 @@ func testInterruptPreemption(_ suite: inout Suite) {
     PreemptingHandler.bell = bell
     PreemptingHandler.woken = 0
     PreemptingHandler.ended = false
-    let body = preemptingHandlerBody
-    let started = (try? System.invoke(SystemCall.ThreadCreate(
-        entry: UserAddress(user_thread_start_address()), stackTop: UserAddress(stack).advanced(by: stackBytes),
-        argument0: 0, argument1: UInt64(UInt(bitPattern: unsafeBitCast(body, to: UnsafeRawPointer.self)))))) != nil
+    let started = (try? createThread(onStack: stack, bytes: stackBytes, preemptingHandlerBody)) != nil
     // The handler reaches its wait; then this thread runs below it.
     System.sleep(nanoseconds: 2_000_000)
     let lowered = started && (try? System.setPriority(0)) != nil
@@ -1127,4 +1124,12 @@ func stopEcho(_ echo: ChildProcess, on port: Handle) -> Bool {
     let asked = (try? IPC.call(port, &stop)) != nil
     if !asked { try? System.kill(echo) }
     return (try? System.wait(echo))?.code == 0 && asked
+}
+
+/// Starts `body(0)` on a new thread whose stack is the `bytes` at `stack`, mapped by the caller,
+/// which can then give it back once the thread has ended (`System.createThread` keeps its own).
+func createThread(onStack stack: UnsafeMutableRawPointer, bytes: UInt64, _ body: System.ThreadBody) throws(KernelError) {
+    _ = try System.invoke(SystemCall.ThreadCreate(
+        entry: UserAddress(user_thread_start_address()), stackTop: UserAddress(stack).advanced(by: bytes),
+        argument0: 0, argument1: UInt64(UInt(bitPattern: unsafeBitCast(body, to: UnsafeRawPointer.self)))))
 }
