@@ -209,7 +209,8 @@ public struct KernelHeap<Backend: HeapBackend> {
     }
 
     private mutating func allocateLarge(size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
-        let pages = (size + Int(pageSize) - 1) / Int(pageSize)
+        // Rounded up without adding first: a size near `Int.max` must be refused, not overflow.
+        let pages = size / Int(pageSize) + (size % Int(pageSize) == 0 ? 0 : 1)
         let alignmentPages = max(1, alignment / Int(pageSize))
         guard let start = backend.allocatePages(count: max(pages, 1), alignment: alignmentPages, kind: .large) else { return nil }
         statistics.largePages += UInt64(max(pages, 1))

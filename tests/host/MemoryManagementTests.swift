@@ -776,6 +776,20 @@ extension KernelHeap {
         #expect(heap.allocate(size: 1000, alignment: 8) != nil)
     }
 
+    /// Sizes and alignments whose page rounding would overflow are refused, and the heap goes on.
+    @Test func sizesNearTheLimitAreRefused() throws {
+        let backend = HostPages()
+        backend.book.limit = 1 << 20
+        var heap = KernelHeap(backend: backend, poisoning: false)
+        for size in [Int.max, Int.max - 4095, Int.max - 4096, Int.max / 2 + 1] {
+            #expect(heap.allocate(size: size, alignment: 8) == nil)
+        }
+        #expect(heap.statistics.failedAllocations == 4)
+        let block = try heap.take(8192, 8)
+        try heap.free(block)
+        #expect(heap.statistics.blocksInUse == 0 && heap.statistics.largePages == 0)
+    }
+
     /// Random allocations and frees against a model of live blocks and their contents.
     @Test func matchesAModel() async {
         let operations = Gen.int(in: 0...1_000_000).array(of: 1...300)
