@@ -94,13 +94,25 @@ enum HeapPageSource {
     /// be reached (its restarts show here).
     nonisolated(unsafe) static var managedRuns: UInt64 = 0
     nonisolated(unsafe) static var directRuns: UInt64 = 0
-    /// How long to wait for a restarting memory manager before mapping directly.
-    static let patience = 20
+    /// Requests to the memory manager that found no instance to answer them.
+    nonisolated(unsafe) static var unansweredRequests: UInt64 = 0
+    /// How many requests to make, with a pause that doubles after each, while a memory manager
+    /// restarts, before mapping directly.
+    nonisolated(unsafe) static var patience = 20
+    /// Set when `patience` requests went unanswered: the manager is stopped, not restarting (the
+    /// process manager leaves a service that keeps failing stopped). Until one is answered again,
+    /// each growth makes one request and one look for a new instance, without pauses, before it
+    /// maps directly: a manager stopped for good costs a request, not `patience` pauses each time.
+    nonisolated(unsafe) static var unreachable = false
+    /// Where a new instance is looked for (tests put a private one in its place), with how many
+    /// tries of the name service.
+    nonisolated(unsafe) static var findAgain: (_ attempts: Int) -> MemoryManager? = MemoryManager.reconnect(attempts:)
 
     static func obtain(bytes: UInt64) -> UnsafeMutableRawPointer? {
         if manager != nil, bytes <= 1 << 20, let own = ProgramStart.handle(.ownProcess) {
+            let tries = unreachable ? 1 : patience
             var attempt = 0
-            while let current = manager, attempt < patience {
+            while let current = manager, attempt < tries {
                 attempt += 1
                 guard let payer = try? IPC.duplicate(own, rights: [.account, .wait, .transfer]) else { break }
                 do throws(KernelError) {
@@ -108,14 +120,20 @@ enum HeapPageSource {
                     defer { try? IPC.close(object) }
                     let pointer = try IPC.map(object, writable: true)
                     managedRuns &+= 1
+                    unreachable = false
                     return pointer
                 } catch {
                     // The limit, or no memory: the kernel would refuse `map` as well.
                     if error == .outOfMemory { return nil }
                     if error != .peerClosed && error != .invalidHandle { break }
-                    // Restarting: find the new instance, after a pause that doubles.
-                    System.sleep(nanoseconds: 1_000_000 << UInt64(min(attempt, 7)))
-                    if let found = MemoryManager.reconnect() {
+                    unansweredRequests &+= 1
+                    if attempt == tries {
+                        unreachable = true
+                    } else {
+                        // Restarting: find the new instance, after a pause that doubles.
+                        System.sleep(nanoseconds: 1_000_000 << UInt64(min(attempt, 7)))
+                    }
+                    if let found = findAgain(unreachable ? 1 : 3) {
                         try? IPC.close(current.port)
                         manager = found
                     }
@@ -129,10 +147,10 @@ enum HeapPageSource {
 }
 
 extension MemoryManager {
-    /// The running instance, found again after a restart through the name service (a few tries:
-    /// the caller waits between its own), if any.
-    static func reconnect() -> MemoryManager? {
-        (try? SystemServices.lookup("memory-manager", attempts: 3)).map { MemoryManager($0.port) }
+    /// The running instance, found again after a restart through the name service (`attempts`
+    /// tries: the caller waits between its own), if any.
+    static func reconnect(attempts: Int) -> MemoryManager? {
+        (try? SystemServices.lookup("memory-manager", attempts: attempts)).map { MemoryManager($0.port) }
     }
 }
 

@@ -316,3 +316,65 @@ func testSharedRegions(_ suite: inout Suite) {
     suite.check(endsWithCreator && after.holdsNoMoreThan(before),
                 "a shared region's name goes with its creator while mappings stay valid; nothing is left behind (objects \(before.objects) → \(after.objects), free frames \(before.freeFrames) → \(after.freeFrames))")
 }
+
+/// Heap growth when its memory manager is gone for good: the first growth asks `patience` times
+/// (with pauses, as for a restart) before it maps directly; each growth after asks once, without
+/// a pause, until an instance answers again, and then uses it. A private instance stands in for
+/// the system's, and the look for a new one finds none until one is given.
+func testHeapGrowthWithoutItsManager(_ suite: inout Suite) {
+    guard let instance = startMemoryManager() else {
+        suite.check(false, "the memory manager starts")
+        return
+    }
+    let saved = (manager: HeapPageSource.manager, patience: HeapPageSource.patience,
+                 findAgain: HeapPageSource.findAgain)
+    var replacement: MemoryManager?
+    HeapPageSource.manager = MemoryManager(instance.port)
+    HeapPageSource.patience = 3
+    HeapPageSource.findAgain = { _ in replacement }
+    // Nothing between the counts below allocates: a growth of this program's own heap would ask
+    // the same manager.
+    let runs = HeapPageSource.managedRuns
+    let served = HeapPageSource.obtain(bytes: 4096)
+    let servedRuns = HeapPageSource.managedRuns &- runs
+    try? System.kill(instance.process)
+    _ = try? System.wait(instance.process)
+    let unanswered = HeapPageSource.unansweredRequests
+    let direct = HeapPageSource.directRuns
+    let first = HeapPageSource.obtain(bytes: 4096)
+    let firstAsked = HeapPageSource.unansweredRequests &- unanswered
+    let second = HeapPageSource.obtain(bytes: 4096)
+    let secondAsked = HeapPageSource.unansweredRequests &- unanswered &- firstAsked
+    let directRuns = HeapPageSource.directRuns &- direct
+    let wasUnreachable = HeapPageSource.unreachable
+    // A new instance: found on the next growth's one look, and used from the one after.
+    var third: UnsafeMutableRawPointer?
+    var fourth: UnsafeMutableRawPointer?
+    var backRuns: UInt64 = 0
+    let again = startMemoryManager()
+    if let again {
+        replacement = MemoryManager(again.port)
+        let before = HeapPageSource.managedRuns
+        third = HeapPageSource.obtain(bytes: 4096)
+        fourth = HeapPageSource.obtain(bytes: 4096)
+        backRuns = HeapPageSource.managedRuns &- before
+    }
+    let reachableAgain = !HeapPageSource.unreachable
+    if let current = HeapPageSource.manager, current.port != saved.manager?.port { try? IPC.close(current.port) }
+    HeapPageSource.manager = saved.manager
+    HeapPageSource.patience = saved.patience
+    HeapPageSource.findAgain = saved.findAgain
+    HeapPageSource.unreachable = false
+    for run in [served, first, second, third, fourth] {
+        if let run { try? System.unmap(run, bytes: 4096) }
+    }
+    if let again {
+        try? System.kill(again.process)
+        _ = try? System.wait(again.process)
+    }
+    suite.check(served != nil && servedRuns == 1 && first != nil && second != nil && directRuns == 2
+                    && firstAsked == 3 && secondAsked == 1 && wasUnreachable,
+                "heap growth with its memory manager gone: served first (\(servedRuns)), then mapped directly (\(directRuns) of 2) after 3 unanswered requests (\(firstAsked)), then after 1 (\(secondAsked))")
+    suite.check(third != nil && fourth != nil && backRuns == 1 && reachableAgain,
+                "a new memory manager is found by the next growth and serves the one after (\(backRuns) of 1)")
+}

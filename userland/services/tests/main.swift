@@ -213,6 +213,7 @@ struct Tests {
         testMemoryManager(&suite)
         testManyMemoryClients(&suite)
         testSharedRegions(&suite)
+        testHeapGrowthWithoutItsManager(&suite)
         testMultiprocessor(&suite)
         testThreadPriority(&suite)
 
