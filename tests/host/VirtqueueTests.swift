@@ -933,6 +933,15 @@ private struct WriteOnceDisk {
         #expect(BlockStatus(deviceByte: 0) == .ok)
         #expect(BlockStatus(deviceByte: 2) == .unsupported)
         #expect(BlockStatus(deviceByte: 0x7F) == .ioError)
+        // A read is whole only when the device wrote its data and the status byte.
+        let twoSectors = BlockRequest(kind: .read, sector: 0, count: 2, tag: 0)
+        #expect(twoSectors.outcome(deviceByte: 0, written: 1025) == .ok)
+        #expect(twoSectors.outcome(deviceByte: 0, written: 1024) == .ioError)
+        #expect(twoSectors.outcome(deviceByte: 0, written: 1) == .ioError)
+        #expect(twoSectors.outcome(deviceByte: 1, written: 1025) == .ioError)
+        #expect(twoSectors.outcome(deviceByte: 2, written: 1) == .unsupported)
+        #expect(request.outcome(deviceByte: 0, written: 1) == .ok) // a write's data is the device's to read
+        #expect(BlockRequest(kind: .flush, sector: 0, count: 0, tag: 0).outcome(deviceByte: 0, written: 1) == .ok)
 
         let features = VirtioFeatures(low: 1 << 9 | 1 << 5, high: 1)
         #expect(features == [.version1, .blockFlush, .blockReadOnly])

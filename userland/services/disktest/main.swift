@@ -149,9 +149,15 @@ struct DiskTest {
         raw.setWord(atByte: 8, 1)
         raw.setWord(atByte: 16, UInt64(disk.bufferBytes))
         let pastBuffer = catching { () throws(KernelError) in _ = try disk.perform(raw) }
+        // A message too short for its words, after a good read: refused, not carried out with the
+        // words the read left in the service's buffer.
+        _ = try? disk.read(sector: 0, count: 1)
+        var short = IPCMessage(label: BlockServiceRequest.write.rawValue)
+        short.length = 16
+        let tooShort = catching { () throws(KernelError) in _ = try disk.perform(short) }
         checks.check(pastEnd == .invalidArgument && straddling == .invalidArgument && noSectors == .invalidArgument
-                     && pastBuffer == .invalidArgument,
-                     "refused with invalid argument: a read past the end, a write across it, 0 sectors, bytes past the buffer")
+                     && pastBuffer == .invalidArgument && tooShort == .invalidArgument,
+                     "refused with invalid argument: a read past the end, a write across it, 0 sectors, bytes past the buffer, a write of 16 bytes (\(tooShort == .invalidArgument))")
         disk.close()
         closedClients(&checks)
         publicPort(sectors: info.sectors, &checks)

@@ -53,6 +53,15 @@ public struct BlockRequest: Equatable {
         }
     }
 
+    /// How the request ended, by its status byte and the bytes the device says it wrote (the used
+    /// ring's length: the data and the status byte). A read that claims success but wrote less
+    /// than its data failed: its transfer buffer still holds an earlier request's bytes.
+    public func outcome(deviceByte: UInt8, written: UInt32) -> BlockStatus {
+        let status = BlockStatus(deviceByte: deviceByte)
+        guard status == .ok, kind == .read, let length = dataLength else { return status }
+        return written > length ? .ok : .ioError
+    }
+
     /// Writes the request header (type, reserved, sector) at `header`.
     public func storeHeader(at header: UnsafeMutableRawPointer) {
         header.storeBytes(of: kind.rawValue.littleEndian, toByteOffset: 0, as: UInt32.self)

@@ -354,6 +354,9 @@ extension VirtioBlock {
         var client: UnsafeMutableRawPointer?
         var owner = -1
         if kind != .flush {
+            // Sector, count and offset, and the buffer's key (none: 0); a shorter message would
+            // leave words of an earlier one in their place.
+            guard message.length == 24 || message.length == 32 else { throw .invalidArgument }
             let sector = message.word(atByte: 0), count = message.word(atByte: 8), offset = message.word(atByte: 16)
             let key = message.length >= 32 ? message.word(atByte: 24) : 0
             guard let found = clientIndex(process: message.sender.value, key: key), let buffer = Driver.clients[found].buffer else { throw .notFound }
@@ -401,11 +404,11 @@ extension VirtioBlock {
     static func collectCompletions() {
         while let event = Driver.queue.nextCompletion() {
             switch event {
-            case .completed(let head, _):
+            case .completed(let head, let written):
                 Driver.chainsCompleted += 1
                 guard let (request, slot) = Driver.table.complete(head: head) else { continue }
-                let status = BlockStatus(deviceByte: UInt8(truncatingIfNeeded: virtio_load16(
-                    Driver.dma + Layout.slotsOffset + slot * Layout.slotBytes + Layout.statusInSlot)))
+                let status = request.outcome(deviceByte: UInt8(truncatingIfNeeded: virtio_load16(
+                    Driver.dma + Layout.slotsOffset + slot * Layout.slotBytes + Layout.statusInSlot)), written: written)
                 finish(request, status: status)
             case .deviceFault(let fault):
                 System.print("virtio-blk: the device broke the queue's rules (\(describe(fault))); resetting it")
