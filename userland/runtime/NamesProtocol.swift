@@ -50,7 +50,8 @@ public enum NamesProtocol {
     public static let register: UInt64 = 16
     public static let markDown: UInt64 = 17
     public static let unregister: UInt64 = 18
-    /// As register, with the generation given by the registrar: word 0, then the name from byte 8.
+    /// As register, with the generation given by the registrar (not 0, below 2^62): word 0, then
+    /// the name from byte 8.
     public static let registerGeneration: UInt64 = 19
 
     /// The status label of a successful answer.

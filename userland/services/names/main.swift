@@ -96,7 +96,8 @@ struct NameService {
             if request.label == NamesProtocol.registerGeneration {
                 guard request.length > 8 else { throw .invalidArgument }
                 given = request.word(atByte: 0)
-                guard given != 0 else { throw .invalidArgument }
+                // Below 2^62: a later registration adds one to it, and may never wrap.
+                guard given != 0, given < 1 << 62 else { throw .invalidArgument }
                 var named = IPCMessage(label: request.label)
                 let original = request
                 named.fill(count: request.length - 8) { original[byte: 8 + $0] }
@@ -217,20 +218,26 @@ struct NamesProgram {
         var service = NameService()
         var request = IPCMessage()
         System.print("names: ready (\(NamesProtocol.maximumNames) names max)")
+        // The ports in the order they are looked at: `waitAny` gives the first that has a
+        // message, so the one just served goes last, and a flood of lookups on the public port
+        // cannot keep the process manager's registrations waiting.
+        var order = ports
         while true {
-            guard let ready = try? IPC.waitAny(ports), ready >= 0, ready < ports.count else {
+            guard let ready = try? IPC.waitAny(order), ready >= 0, ready < order.count else {
                 System.sleep(nanoseconds: 1_000_000) // not expected; never spin on it
                 continue
             }
+            let port = order[ready]
+            order.append(order.remove(at: ready))
             // A message that cannot be taken (a call whose reply capability found no room, now failed)
             // is not this service's to answer.
-            guard (try? IPC.receive(ports[ready], into: &request, timeout: 0)) != nil else { continue }
+            guard (try? IPC.receive(port, into: &request, timeout: 0)) != nil else { continue }
             var handles = ReceivedHandles(request)
             guard let reply = request.replyHandle else {
                 handles.closeAll() // a plain send expects no answer: it is no request
                 continue
             }
-            let mayRegister = ready >= registering
+            let mayRegister = registering == 0 || port != ports[0]
             var answer = IPCMessage(label: NamesProtocol.success)
             var attached: Handle?
             do throws(KernelError) {

@@ -137,9 +137,24 @@ func testNameService(_ suite: inout Suite) {
             zeroRefused = error == .invalidArgument
         }
     }
+    // One that a later registration could not add one to is refused too (the service would trap).
+    var hugeRefused = [false, false]
+    for (index, generation) in [UInt64.max, 1 << 62].enumerated() {
+        guard let lone = loneSendRight() else { continue }
+        do throws(KernelError) {
+            _ = try registrar.register(UnsafeRawBufferPointer(start: ("gamma" as StaticString).utf8Start, count: 5),
+                                       port: lone, generation: generation)
+        } catch {
+            hugeRefused[index] = error == .invalidArgument
+        }
+    }
+    let afterHuge = (try? names.lookup("gamma")).map { answer in
+        try? IPC.close(answer.port)
+        return answer.generation
+    }
     try? registrar.unregister("gamma")
-    suite.check(given == 41 && lookedUp == 41 && zeroRefused,
-                "names: a registration with the registrar's own generation (41) is answered with it; generation 0 is refused")
+    suite.check(given == 41 && lookedUp == 41 && zeroRefused && hugeRefused == [true, true] && afterHuge == 41,
+                "names: a registration with the registrar's own generation (41) is answered with it; generations 0, 2^64-1 and 2^62 are refused (\(hugeRefused[0]), \(hugeRefused[1])) and the name stays at 41 (\(afterHuge ?? 0))")
 
     // Removed: gone for lookups and for the registrar; a new registration starts at 1 again.
     let removed = failure { () throws(KernelError) in try registrar.unregister("alpha") }
