@@ -875,8 +875,8 @@ SCENARIOS: list[Scenario] = [
     fault_injection(100, 3),
     Scenario("shell: help, ps, spawn, kill, mem, ipc, bad input, Ctrl-C and shutdown, typed with editing keys",
              shell_scenarios.shell_at_the_terminal),
-    Scenario("shell: on two CPUs, programs flooding the console's public port and its terminal hold back "
-             "neither typed input nor Ctrl-C", shell_scenarios.console_under_flood),
+    Scenario("shell: on two CPUs, programs flooding the console's public port, its terminal and the kernel "
+             "log hold back neither typed input nor Ctrl-C", shell_scenarios.console_under_flood),
     Scenario("shell: 50 crashes of the console while a program prints, 50 of the memory manager while one "
              "allocates; nothing leaks", lambda: shell_scenarios.restarts_under_use(50)),
     Scenario("shell: garbage on the serial line (random bytes, long lines, cut escape sequences)",

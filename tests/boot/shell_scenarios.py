@@ -272,7 +272,8 @@ def console_under_flood() -> BootResult:
     """The console takes its sources in turn. On two CPUs, two programs asking its public port
     for statistics without a pause keep a request always waiting there, yet what is typed gets
     through: the shell reads commands and hears Ctrl-C. A foreground program flooding the
-    terminal lent it is still ended by Ctrl-C."""
+    terminal lent it is still ended by Ctrl-C, and a program writing to the kernel log without a
+    pause keeps neither the shell's commands nor `kill` from getting through."""
     with default_session(smp=2) as session:
         flooders = [background(session, "spawn chatter flood &\r", "chatter") for _ in range(2)]
         time.sleep(1.0)
@@ -280,6 +281,13 @@ def console_under_flood() -> BootResult:
         ctrl_c_ends_spinner(session)
         for flooder in flooders:
             command(session, f"kill {flooder}\r", rf"\[{flooder}\] chatter was killed")
+        # A program writing to the kernel log without a pause: the console writes the log out a
+        # few records a turn, and still takes what is typed.
+        flooder = background(session, "spawn chatter flood log &\r", "chatter")
+        session.expect(r"~{31}")
+        time.sleep(1.0)
+        command(session, "uptime\r", r"uptime: \d+\.\d{3} s since boot")
+        command(session, f"kill {flooder}\r", rf"\[{flooder}\] chatter was killed")
         command(session, "spawn chatter flood terminal\r", r"chatter: flooding the terminal")
         time.sleep(1.0)
         session.type(CTRL_C)

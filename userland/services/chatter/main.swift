@@ -8,6 +8,8 @@
 // Ctrl-C notification, `foreground`; each should be refused. `chatter flood` asks the console for
 // its statistics as fast as it answers, through the public port (`chatter flood terminal`: through
 // the terminal lent it), until killed: typed input and Ctrl-C must still get through.
+// `chatter flood log` writes to the kernel log without a pause, until killed: the console writes
+// it out, and typed input must still get through.
 // `chatter time` sleeps 10 ms and waits 10 ms on a notification nobody signals, and says what
 // each gave: `ok` and `timed out`, or `device failed` for both on a kernel that runs without a tick.
 // `chatter pass` moves the terminal lent it to a child, `chatter hold`, and ends at once. The child
@@ -51,12 +53,14 @@ struct Chatter {
             passTerminal()
         } else if words.equals(0, "hold") {
             holdTerminal()
+        } else if words.equals(0, "flood") && words.equals(1, "log") {
+            floodKernelLog()
         } else if words.equals(0, "flood") {
             flood(throughTerminal: words.equals(1, "terminal"))
         } else if words.equals(0, "time") {
             timedCalls()
         } else {
-            System.print("usage: chatter print|alloc [N], chatter read, chatter steal, chatter flood [terminal], chatter pass, chatter hold or chatter time")
+            System.print("usage: chatter print|alloc [N], chatter read, chatter steal, chatter flood [terminal|log], chatter pass, chatter hold or chatter time")
             System.exit(2)
         }
     }
@@ -178,6 +182,19 @@ func flood(throughTerminal: Bool) {
         } catch {
             System.print("chatter: a request failed after \(answered) answered: \(error)")
             System.exit(1)
+        }
+    }
+}
+
+/// Writes lines to the kernel log (the debug write, which any program may make) without a
+/// pause, until killed: the console writes them out, and must still take typed input meanwhile.
+func floodKernelLog() {
+    System.print("chatter: flooding the kernel log")
+    var line = InlineArray<32, UInt8>(repeating: UInt8(ascii: "~"))
+    line[31] = UInt8(ascii: "\n")
+    while true {
+        withUnsafeBytes(of: &line) { bytes in
+            _ = try? System.invoke(SystemCall.DebugWrite(text: UserAddress(bytes.baseAddress!), length: UInt64(bytes.count)))
         }
     }
 }

@@ -189,7 +189,8 @@ struct ConsoleServer {
             let ready = Handle(sources[source])
             if ready == bell {
                 let bits = (try? IPC.wait(bell, timeout: 0)) ?? 0
-                if bits & Self.logBit != 0 { writeKernelLog() }
+                // More records than a turn takes: the bit again, for a later turn.
+                if bits & Self.logBit != 0 && writeKernelLog() { try? IPC.signal(bell, bits: Self.logBit) }
                 if bits & Self.interruptBit != 0 {
                     interrupts &+= 1
                     // Clear the interrupt before draining: a byte that arrives meanwhile raises it again.
@@ -505,18 +506,28 @@ struct ConsoleServer {
         }
     }
 
+    /// Reads of the kernel log in one turn at most (512 bytes each): a program that writes to
+    /// the log without a pause, faster than the UART takes it, must not hold back typed input,
+    /// Ctrl-C or the clients.
+    static let logReadsPerTurn = 8
+
     /// Writes out the kernel log's waiting records, on lines of their own: below the line the
-    /// console was on, which is then written again.
-    mutating func writeKernelLog() {
-        guard let kernelLog else { return }
+    /// console was on, which is then written again. Whether it stopped at `logReadsPerTurn` with
+    /// records perhaps still waiting.
+    mutating func writeKernelLog() -> Bool {
+        guard let kernelLog else { return false }
         var buffer = InlineArray<512, UInt8>(repeating: 0)
         var movedDown = false
         var lastByte = UInt8(ascii: "\n")
-        while true {
+        var drained = false
+        for _ in 0..<Self.logReadsPerTurn {
             let count = (try? withUnsafeMutableBytes(of: &buffer) { bytes throws(KernelError) in
                 try System.readLog(kernelLog, into: bytes)
             }) ?? 0
-            guard count > 0 else { break }
+            guard count > 0 else {
+                drained = true
+                break
+            }
             if !movedDown && currentLineLength > 0 {
                 uart.put(UInt8(ascii: "\n"))
                 movedDown = true
@@ -528,5 +539,6 @@ struct ConsoleServer {
         if movedDown && currentLineLength <= Self.lineCapacity {
             for index in 0..<currentLineLength { uart.put(currentLine[index]) }
         }
+        return !drained
     }
 }
