@@ -93,7 +93,15 @@ public struct MemoryMap {
 
     public mutating func addRAM(_ range: PhysicalRange) throws(FrameAllocatorError) {
         guard regionCount < Self.maximumRegions else { throw .tooManyRanges }
-        regions[regionCount] = range
+        // Frame 0 is never used: before the MMU the kernel reaches RAM (its page tables, the
+        // allocator's records) at physical addresses, and address 0 is no pointer.
+        var usable = range
+        if usable.start.value < pageSize {
+            let cut = min(pageSize - usable.start.value, usable.size)
+            usable = PhysicalRange(start: PhysicalAddress(pageSize), size: usable.size - cut)
+        }
+        guard usable.size > 0 else { return }
+        regions[regionCount] = usable
         regionCount += 1
     }
 

@@ -31,6 +31,11 @@ public struct PhysicalRange: Equatable, Sendable {
     public func contains(_ address: PhysicalAddress) -> Bool {
         address >= start && address.value - start.value < size
     }
+
+    /// Whether the two share a byte (neither may wrap past 2^64).
+    public func overlaps(_ other: PhysicalRange) -> Bool {
+        size > 0 && other.size > 0 && (contains(other.start) || other.contains(start))
+    }
 }
 
 extension FormattedText.StringInterpolation {

@@ -139,14 +139,28 @@ public struct Platform {
     /// is readable and of non-zero size.
     public static func consoleRegisters(in tree: DeviceTree) -> PhysicalRange? {
         guard let node = consoleNode(in: tree, chosen: tree.node(atPath: "/chosen")),
-              let registers = try? node.firstRegister(), registers.size > 0 else { return nil }
+              let registers = try? node.firstRegister(), isUsableConsole(registers) else { return nil }
         return registers
+    }
+
+    /// A PL011's registers take 4 KiB; a larger window (up to 64 KiB is allowed) would give the
+    /// console's driver other devices' registers.
+    static func isUsableConsole(_ registers: PhysicalRange) -> Bool {
+        registers.size > 0 && registers.size <= 0x1_0000 && isAddressable(registers)
+    }
+
+    /// The end of the physical addresses the kernel maps: the MMU's 44 bits (MMU.swift). RAM and
+    /// device registers must lie below it, and a range must not wrap past it.
+    public static let physicalAddressLimit: UInt64 = 1 << 44
+
+    static func isAddressable(_ range: PhysicalRange) -> Bool {
+        range.start.value <= physicalAddressLimit && range.size <= physicalAddressLimit - range.start.value
     }
 
     static func findConsole(in tree: DeviceTree, chosen: DeviceTreeNode?) throws(PlatformDefect) -> Console? {
         guard let node = consoleNode(in: tree, chosen: chosen) else { return nil }
         var registers = try registers(of: node).makeIterator()
-        guard let first = registers.next(), first.size > 0 else { return nil }
+        guard let first = registers.next(), isUsableConsole(first) else { return nil }
         return Console(registers: first, interrupt: try firstInterrupt(of: node, in: tree))
     }
 
@@ -185,6 +199,8 @@ public struct Platform {
             throw PlatformDefect(gic, .tooFewRegisterBlocks(needed: 2))
         }
         guard distributor.size > 0, second.size > 0 else { throw PlatformDefect(gic, .noUsableRegisters) }
+        guard isAddressable(distributor) else { throw PlatformDefect(gic, .unaddressable(distributor)) }
+        guard isAddressable(second) else { throw PlatformDefect(gic, .unaddressable(second)) }
         return InterruptController(kind: kind, distributor: distributor, cpuInterfaceOrRedistributor: second)
     }
 
@@ -204,7 +220,7 @@ public struct Platform {
 
     /// The end of the physical addresses a transport's registers may lie below: the MMU's 44 bits
     /// (MMU.swift), which the kernel's linear map of them must reach.
-    public static let transportAddressLimit: UInt64 = 1 << 44
+    public static let transportAddressLimit = physicalAddressLimit
 
     /// Whether `range` touches RAM the tree describes (or the RAM cannot be read): device
     /// registers there would give a driver memory that is not its own.
@@ -301,7 +317,16 @@ extension Platform {
         try Self.checkMemory(in: tree)
         try Self.checkPlacement(of: kernelImage, .kernelImage, in: tree)
         try Self.checkPlacement(of: deviceTree, .deviceTree, in: tree)
-        if let initialRamdisk { try Self.checkPlacement(of: initialRamdisk, .initialRamdisk, in: tree) }
+        if let initialRamdisk {
+            try Self.checkPlacement(of: initialRamdisk, .initialRamdisk, in: tree)
+            // Given to init as a memory object: it must hold nothing of the kernel's.
+            if initialRamdisk.overlaps(kernelImage) {
+                throw PlatformDefect(nil, .overlapping(.initialRamdisk, .kernelImage))
+            }
+            if initialRamdisk.overlaps(deviceTree) {
+                throw PlatformDefect(nil, .overlapping(.initialRamdisk, .deviceTree))
+            }
+        }
         try Self.checkReservations(in: tree)
         guard interruptController != nil else { throw PlatformDefect(nil, .missing(.interruptController)) }
         guard timer != nil else { throw PlatformDefect(nil, .missing(.timer)) }
@@ -314,7 +339,10 @@ extension Platform {
         var usable = false
         for node in tree.root.children where node.hasDeviceType("memory") && node.isEnabled {
             var nodeUsable = false
-            for region in try registers(of: node) where region.size > 0 { nodeUsable = true }
+            for region in try registers(of: node) where region.size > 0 {
+                guard isAddressable(region) else { throw PlatformDefect(node, .unaddressable(region)) }
+                nodeUsable = true
+            }
             if !nodeUsable && empty == nil { empty = node }
             usable = usable || nodeUsable
         }
@@ -325,18 +353,26 @@ extension Platform {
     }
 
     /// `range` must lie in RAM: the kernel reaches it through the linear map, which covers RAM only.
-    /// Its first and last bytes are checked, so adjacent regions (NUMA nodes) may share it.
+    /// Every byte is: adjacent regions (NUMA nodes) may share it, but no hole may lie inside it.
     static func checkPlacement(of range: PhysicalRange, _ what: PlatformDefect.Placed,
                                in tree: DeviceTree) throws(PlatformDefect) {
         guard range.size > 0 else { return }
-        let last = PhysicalAddress(range.start.value &+ (range.size - 1))
-        var firstInRAM = false
-        var lastInRAM = false
-        try? tree.forEachMemoryRegion { region in
-            if region.contains(range.start) { firstInRAM = true }
-            if region.contains(last) { lastInRAM = true }
+        guard isAddressable(range) else { throw PlatformDefect(nil, .outsideMemory(what, range)) }
+        let end = range.start.value + range.size
+        // Advanced to the end of the region that holds it, until past the range or in no region;
+        // each step passes at least one region, so it ends.
+        var covered = range.start.value
+        var advanced = true
+        while covered < end && advanced {
+            advanced = false
+            try? tree.forEachMemoryRegion { region in
+                if region.contains(PhysicalAddress(covered)) && isAddressable(region) {
+                    covered = region.start.value + region.size
+                    advanced = true
+                }
+            }
         }
-        guard firstInRAM && lastInRAM else { throw PlatformDefect(nil, .outsideMemory(what, range)) }
+        guard covered >= end else { throw PlatformDefect(nil, .outsideMemory(what, range)) }
     }
 
     /// /reserved-memory children must be readable: an unreadable one would hand firmware memory
@@ -377,8 +413,12 @@ public struct PlatformDefect: Error {
         case tooFewInterrupts(needed: Int)
         /// An `interrupts` entry that is neither an SPI nor a PPI.
         case unsupportedInterrupt(type: UInt32, number: UInt32)
-        /// A range the kernel must reach that no memory region holds.
+        /// A range the kernel must reach that the memory regions do not hold whole.
         case outsideMemory(Placed, PhysicalRange)
+        /// RAM or registers that wrap or lie past `Platform.physicalAddressLimit`.
+        case unaddressable(PhysicalRange)
+        /// Two ranges the kernel needs apart that share bytes.
+        case overlapping(Placed, Placed)
     }
 
     /// The node at fault, or nil when the problem is something missing from the whole tree.
@@ -436,6 +476,24 @@ extension PlatformDefect: TextDescribable {
             output.writeHex(range.start.value)
             output.write(" - ")
             output.writeHex(range.start.value &+ range.size)
+        case .unaddressable(let range):
+            output.write(" reg ")
+            output.writeHex(range.start.value)
+            output.write(" size ")
+            output.writeHex(range.size)
+            output.write(" lies past the physical addresses the kernel maps (2^44)")
+        case .overlapping(let first, let second):
+            output.write(Self.name(of: first))
+            output.write(" overlaps ")
+            output.write(Self.name(of: second))
+        }
+    }
+
+    static func name(of placed: Placed) -> StaticString {
+        switch placed {
+        case .kernelImage: return "the kernel image"
+        case .deviceTree: return "the device tree"
+        case .initialRamdisk: return "the initial ramdisk"
         }
     }
 }

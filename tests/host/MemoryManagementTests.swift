@@ -53,6 +53,18 @@ private func allocator(ram: [PhysicalRange], reserved: [(PhysicalRange, FramePur
         #expect(statistics.freeFrames == statistics.totalFrames - 64 - metadata)
     }
 
+    /// RAM at physical 0 (as on some boards): frame 0 is left out, for neither the allocator's
+    /// records nor any frame handed out, since before the MMU address 0 is no pointer.
+    @Test func frameZeroIsNeverUsed() throws {
+        var frames = try allocator(ram: [range(0, 16 << 20)])
+        #expect(frames.zoneTable == 4096)
+        #expect(frames.statistics.totalFrames == 4095)
+        var lowest = UInt64.max
+        while let frame = try? frames.allocate(.general) { lowest = min(lowest, frame.address.value) }
+        #expect(lowest > frames.zoneTable && lowest != .max)
+        #expect(try allocator(ram: [range(0, 0x800), range(Self.base, 1 << 20)]).statistics.totalFrames == 256)
+    }
+
     @Test func unalignedRegionEdgesAreTrimmedAndRegionsCombine() throws {
         let frames = try allocator(ram: [range(Self.base + 0x800, 0x10_0000), range(0x1_0000_0000, 0x8000_0000)])
         #expect(frames.statistics.totalFrames == 255 + 0x8_0000)

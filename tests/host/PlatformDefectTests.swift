@@ -203,3 +203,70 @@ private func defect(in edited: EditedTree, kernelImage image: PhysicalRange = ke
         }
     }
 }
+
+/// Ranges the kernel could not map or must keep apart: each a clear stop, naming the node.
+@Suite struct PlatformAddressTests {
+    @Test func memoryPastTheMappedAddressesIsRefused() throws {
+        var edited = EditedTree(fixture: "a72-128m-gicv2")
+        try edited.setCell("/memory@40000000", "reg", index: 0, to: 0x1_0000) // 2^48 + 1 GiB
+        let found = try #require(try defect(in: edited))
+        #expect(found.problem == .unaddressable(PhysicalRange(start: PhysicalAddress(1 << 48 | ramBase), size: 128 << 20)))
+        #expect(found.text == "/memory@40000000 reg 0x0001000040000000 size 0x0000000008000000 lies past the physical addresses the kernel maps (2^44)")
+    }
+
+    @Test func memoryThatWrapsIsRefused() throws {
+        var edited = EditedTree(fixture: "a72-128m-gicv2")
+        try edited.setCell("/memory@40000000", "reg", index: 2, to: 0xFFFF_FFFF)
+        try edited.setCell("/memory@40000000", "reg", index: 3, to: 0xFFFF_FFFF)
+        #expect(try defect(in: edited)?.problem
+            == .unaddressable(PhysicalRange(start: PhysicalAddress(ramBase), size: .max)))
+    }
+
+    @Test func interruptControllerPastTheMappedAddressesIsRefused() throws {
+        var edited = EditedTree(fixture: "a72-128m-gicv2")
+        try edited.setCell("/intc@8000000", "reg", index: 0, to: 0x10_0000)
+        let found = try #require(try defect(in: edited))
+        #expect(found.problem == .unaddressable(PhysicalRange(start: PhysicalAddress(1 << 52 | 0x800_0000), size: 0x1_0000)))
+        #expect(found.text.hasPrefix("/intc@8000000 reg "))
+    }
+
+    @Test func aConsoleWindowTooLargeOrUnmappableIsNoConsole() throws {
+        for (index, value) in [(3, UInt32(0x100_0000)), (0, 0x10_0000)] {
+            var edited = EditedTree(fixture: "a72-128m-gicv2")
+            try edited.setCell("/pl011@9000000", "reg", index: index, to: value)
+            try edited.withTree { tree throws in
+                #expect(Platform.consoleRegisters(in: tree) == nil)
+                let console = try Platform.discover(in: tree).console
+                #expect(console == nil)
+            }
+        }
+    }
+
+    @Test func aRangeAcrossAHoleBetweenRegionsIsOutsideMemory() throws {
+        // Two adjacent regions (0x40000000 and 0x80000000, 1 GiB each) hold a range across their
+        // meeting point; once the second starts 1 MiB later, the same range spans a hole, though
+        // its first and last bytes are both in RAM.
+        let across = PhysicalRange(start: PhysicalAddress(0x8000_0000 - 0x1000), size: 0x10_2000)
+        #expect(try defect(in: EditedTree(fixture: "a72-2g-numa"), kernelImage: across) == nil)
+        var holed = EditedTree(fixture: "a72-2g-numa")
+        try holed.setCell("/memory@80000000", "reg", index: 1, to: 0x8010_0000)
+        #expect(try defect(in: holed, kernelImage: across)?.problem == .outsideMemory(.kernelImage, across))
+    }
+
+    @Test func aRamdiskOverTheKernelImageIsRefused() throws {
+        let edited = EditedTree(fixture: "a72-128m-gicv2")
+        try edited.withTree { tree in
+            var platform = try Platform.discover(in: tree)
+            platform.initialRamdisk = PhysicalRange(start: PhysicalAddress(ramBase), size: 0x40_0000)
+            do throws(PlatformDefect) {
+                try platform.checkRequirements(in: tree, kernelImage: kernelImage, deviceTree: deviceTreeRange)
+                Issue.record("a ramdisk over the kernel image was accepted")
+            } catch {
+                var line = TextLine()
+                error.describe(into: &line)
+                #expect(error.problem == .overlapping(.initialRamdisk, .kernelImage))
+                #expect(line.withUnsafeBytes { String(decoding: $0, as: UTF8.self) } == "the initial ramdisk overlaps the kernel image")
+            }
+        }
+    }
+}
