@@ -447,7 +447,7 @@ def user_space_tests() -> BootResult:
     reports = result.lines_matching(r"^Process (\d+) \(crasher\) killed: (.+) at 0x[0-9a-f]{16}, ELR 0x[0-9a-f]{16}"
                                      r" in static Crasher\.(main\(\)|overflow\(_:\))\+0x[0-9a-f]+"
                                      r" \(userland/services/crasher/main\.swift:\d+\)$")
-    result.expect_equal(len(reports), 19, "one report per faulting crasher (7 kinds, 3 leak-check rounds; through "
+    result.expect_equal(len(reports), 20, "one report per faulting crasher (8 kinds, 3 leak-check rounds; through "
                         "process-manager: 1 spawned, 6 instances of a supervised service, 1 service faulting in a call, "
                         "1 faulting in a call on its private port)")
     result.expect_line(r"^process-manager: started flaky \(process \d+\)$")

@@ -159,7 +159,9 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
         return
     }
     let kind = VectorKind(value: kindValue)
-    if kind.isSynchronous, syndrome.isClass(.breakInstruction), syndrome.immediate == 0x5354 {
+    // The self-test's breakpoint, from the kernel only (kinds 0-7 and 16-23 are EL1's): from a
+    // program it is a fault like any other.
+    if kindValue & 8 == 0, kind.isSynchronous, syndrome.isClass(.breakInstruction), syndrome.immediate == 0x5354 {
         PerCPU.current.exceptions.selfTestTraps += 1
         frame.exceptionLinkRegister += 4 // resume after the BRK
         return

@@ -62,6 +62,8 @@ static inline __attribute__((always_inline)) void user_system_call_registers(use
 static inline void user_illegal_instruction(void) { __asm__ volatile("udf #1"); }
 // Stops the EL1 physical timer, the kernel's tick, if EL0 may reach it (it may not: it traps).
 static inline void user_stop_physical_timer(void) { __asm__ volatile("msr cntp_ctl_el0, xzr"); }
+/* The breakpoint the kernel's own self-test raises at EL1 (immediate 0x5354), from EL0. */
+static inline void user_self_test_breakpoint(void) { __asm__ volatile("brk #0x5354"); }
 static inline user_u64 user_read(user_u64 address) { return *(volatile user_u64 *)address; }
 static inline void user_write(user_u64 address, user_u64 value) { *(volatile user_u64 *)address = value; }
 // For words threads of one process share across CPUs: a store that other CPUs see only after

@@ -9,7 +9,8 @@
 // start handle, a notification or else a port, until killed (14 + 256: first kept to CPU 0 at
 // the lowest level); 17 asks the memory manager under `.memoryManager` for 4 KiB paid by itself,
 // reports on its start handle (a port: label 1 served, 2 refused) and sleeps until killed; 18
-// tries to stop the timer of the kernel's tick; the others fault.
+// tries to stop the timer of the kernel's tick; 19 raises the breakpoint of the kernel's self-test,
+// which the kernel skips only at EL1; the others fault.
 
 import UserSystemCall
 
@@ -23,6 +24,7 @@ struct Crasher {
         case 3: user_write(0x40_0000, 0)                        // its own text
         case 4: user_illegal_instruction()
         case 18: user_stop_physical_timer()                     // the kernel's tick
+        case 19: user_self_test_breakpoint()                    // the kernel's self-test trap
         case 5: _ = overflow(1)                                 // its stack
         case 7:
             // A second thread spins; the first exits, which must end the whole process.

@@ -139,6 +139,7 @@ struct Tests {
             (1, "null pointer read", 0x24), (2, "kernel memory read", 0x24), (3, "write to its own text", 0x24),
             (4, "illegal instruction", 0x00), (5, "stack overflow", 0x24), (6, "fault with 1 MiB mapped", 0x24),
             (18, "a write to the timer of the kernel's tick, which EL0 may not reach", 0x18),
+            (19, "the breakpoint of the kernel's self-test, skipped only at EL1", 0x3C),
         ]
         for (kind, name, expectedClass) in faults {
             let beforeCrash = KernelFootprint.steady()
