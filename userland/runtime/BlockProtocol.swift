@@ -155,8 +155,9 @@ public struct BlockDevice {
     }
 
     func transfer(_ request: BlockServiceRequest, sector: UInt64, count: Int, offset: Int) throws(KernelError) -> IPCMessage {
-        guard count > 0, offset >= 0, offset % BlockProtocol.sectorSize == 0,
-              count * BlockProtocol.sectorSize <= bufferBytes - offset else { throw .invalidArgument }
+        // Divided, not multiplied: a count near Int.max is refused, not an overflow.
+        guard count > 0, offset >= 0, offset % BlockProtocol.sectorSize == 0, offset <= bufferBytes,
+              count <= (bufferBytes - offset) / BlockProtocol.sectorSize else { throw .invalidArgument }
         var message = IPCMessage(label: request.rawValue)
         message.setWord(atByte: 0, sector)
         message.setWord(atByte: 8, UInt64(count))

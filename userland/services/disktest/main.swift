@@ -140,6 +140,7 @@ struct DiskTest {
 
         // 2. Refusals.
         let pastEnd = catching { () throws(KernelError) in try disk.read(sector: info.sectors, count: 1) }
+        let hugeCount = catching { () throws(KernelError) in try disk.read(sector: 0, count: Int.max / 256) }
         let straddling = catching { () throws(KernelError) in try disk.write(sector: info.sectors - 1, count: 2) }
         var raw = IPCMessage(label: BlockServiceRequest.read.rawValue)
         raw.setWord(atByte: 8, 0)
@@ -156,8 +157,8 @@ struct DiskTest {
         short.length = 16
         let tooShort = catching { () throws(KernelError) in _ = try disk.perform(short) }
         checks.check(pastEnd == .invalidArgument && straddling == .invalidArgument && noSectors == .invalidArgument
-                     && pastBuffer == .invalidArgument && tooShort == .invalidArgument,
-                     "refused with invalid argument: a read past the end, a write across it, 0 sectors, bytes past the buffer, a write of 16 bytes (\(tooShort == .invalidArgument))")
+                     && pastBuffer == .invalidArgument && tooShort == .invalidArgument && hugeCount == .invalidArgument,
+                     "refused with invalid argument: a read past the end, a write across it, 0 sectors, bytes past the buffer, a write of 16 bytes (\(tooShort == .invalidArgument)), a count of 2^55 (\(hugeCount == .invalidArgument))")
         disk.close()
         closedClients(&checks)
         publicPort(sectors: info.sectors, &checks)

@@ -76,6 +76,11 @@ enum Driver {
     nonisolated(unsafe) static var features = BlockFeatures()
     nonisolated(unsafe) static var served: UInt64 = 0
     nonisolated(unsafe) static var resets: UInt64 = 0
+    /// Resets since the device last completed a request. A device that breaks the queue's rules
+    /// again at once after each would keep its requests (and its clients) waiting for ever;
+    /// past `maximumResetsInARow` the driver gives up, and ends as a failed service does.
+    nonisolated(unsafe) static var resetsInARow = 0
+    static let maximumResetsInARow = 8
     /// Chains handed to the device and taken back from it: one per request, and one more for
     /// each request handed over again after a reset (`info` reports them; disktest checks them).
     nonisolated(unsafe) static var chainsSubmitted: UInt64 = 0
@@ -407,6 +412,7 @@ extension VirtioBlock {
             case .completed(let head, let written):
                 Driver.chainsCompleted += 1
                 guard let (request, slot) = Driver.table.complete(head: head) else { continue }
+                Driver.resetsInARow = 0
                 let status = request.outcome(deviceByte: UInt8(truncatingIfNeeded: virtio_load16(
                     Driver.dma + Layout.slotsOffset + slot * Layout.slotBytes + Layout.statusInSlot)), written: written)
                 finish(request, status: status)
@@ -431,6 +437,10 @@ extension VirtioBlock {
     /// Resets and restarts the device, then hands it every request it held, in arrival order.
     static func recover() {
         Driver.resets += 1
+        Driver.resetsInARow += 1
+        guard Driver.resetsInARow <= Driver.maximumResetsInARow else {
+            System.panic("virtio-blk: the device broke the queue's rules after \(Driver.maximumResetsInARow) resets in a row")
+        }
         guard startDevice() else { System.panic("virtio-blk: the device did not come back after a reset") }
         Driver.table.requeueInFlight()
         submitWaiting()
