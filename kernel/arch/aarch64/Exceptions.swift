@@ -66,6 +66,11 @@ struct VectorKind {
     static let lowerSynchronous: UInt64 = 8
 }
 
+extension ExceptionSyndrome {
+    /// The BRK the boot self-test raises to see exceptions taken and returned from.
+    var isSelfTestBreak: Bool { isClass(.breakInstruction) && immediate == 0x5354 }
+}
+
 enum Exceptions {
     /// What one CPU's exceptions leave for the self-tests, in its per-CPU block.
     struct CPUState {
@@ -159,13 +164,6 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
         return
     }
     let kind = VectorKind(value: kindValue)
-    // The self-test's breakpoint, from the kernel only (kinds 0-7 and 16-23 are EL1's): from a
-    // program it is a fault like any other.
-    if kindValue & 8 == 0, kind.isSynchronous, syndrome.isClass(.breakInstruction), syndrome.immediate == 0x5354 {
-        PerCPU.current.exceptions.selfTestTraps += 1
-        frame.exceptionLinkRegister += 4 // resume after the BRK
-        return
-    }
     let isSystemCall = syndrome.isClass(.supervisorCall)
     switch kindValue {
     case 16...31: // the multiprocessor table: the same, under the big kernel lock
@@ -185,6 +183,12 @@ func exceptionDispatch(_ frameBase: UnsafeMutablePointer<UInt64>, _ kindValue: U
     case 4 where isSystemCall, 8 where isSystemCall: // SVC from EL1 (self-tests) or EL0
         SystemCalls.dispatch(frame)
         Scheduler.preemptIfNeeded()
+        return
+    case 0 where syndrome.isSelfTestBreak, 4 where syndrome.isSelfTestBreak:
+        // The self-test's breakpoint, from the kernel only: from a program it is a fault like
+        // any other.
+        PerCPU.current.exceptions.selfTestTraps += 1
+        frame.exceptionLinkRegister += 4 // resume after the BRK
         return
     case 8 where syndrome.isClass(.trappedFloatingPoint): // lazy FP/SIMD switch
         if let thread = Scheduler.current, thread.process != nil { LazyFloatingPoint.claim(for: thread.floatingPoint) }
