@@ -235,7 +235,7 @@ func startInterrupts(_ platform: Platform, arguments: BootArguments) {
     log("Interrupts: GICv\(controller.version) with \(Interrupts.lineCount) interrupt identifiers, distributor \(description.distributor.start)")
     let hz = arguments.number(of: "tick") ?? 100
     guard let timer = platform.timer, Clock.start(interrupt: timer.physicalInterrupt, hz: hz) else {
-        log("Interrupts: generic timer unavailable (tick=\(hz)); running without a tick")
+        log("Interrupts: generic timer unavailable (tick=\(hz); 1 to \(Clock.maximumHz) Hz); running without a tick")
         return
     }
     log("Interrupts: Generic timer at \(Clock.frequency) Hz, configured for \(hz)Hz on interrupt \(timer.physicalInterrupt)")

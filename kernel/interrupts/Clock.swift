@@ -42,9 +42,13 @@ enum Clock {
     /// Counter ticks since `start`.
     static var uptime: UInt64 { now - bootCount }
 
+    /// The fastest tick `tick=` may ask for: a faster one leaves a CPU little time but for its own
+    /// interrupt (at the counter's frequency the next tick would be due before this one returned).
+    static let maximumHz: UInt64 = 10_000
+
     static func start(interrupt id: UInt32, hz: UInt64) -> Bool {
         frequency = GenericTimer.frequency
-        guard frequency > 0, hz > 0, hz <= frequency else { return false }
+        guard frequency > 0, hz > 0, hz <= maximumHz, hz <= frequency else { return false }
         tickHz = hz
         period = frequency / hz
         interrupt = id
