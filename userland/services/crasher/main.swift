@@ -10,7 +10,9 @@
 // the lowest level); 17 asks the memory manager under `.memoryManager` for 4 KiB paid by itself,
 // reports on its start handle (a port: label 1 served, 2 refused) and sleeps until killed; 18
 // tries to stop the timer of the kernel's tick; 19 raises the breakpoint of the kernel's self-test,
-// which the kernel skips only at EL1; the others fault.
+// which the kernel skips only at EL1; 20 starts sleepers (crasher 12) through the process manager
+// until it is refused, ends them, and exits with how many it started (or 1000 + the error's code
+// if the refusal was not `queueFull`); the others fault.
 
 import UserSystemCall
 
@@ -25,6 +27,7 @@ struct Crasher {
         case 4: user_illegal_instruction()
         case 18: user_stop_physical_timer()                     // the kernel's tick
         case 19: user_self_test_breakpoint()                    // the kernel's self-test trap
+        case 20: System.exit(spawnSleepersUntilRefused())
         case 5: _ = overflow(1)                                 // its stack
         case 7:
             // A second thread spins; the first exits, which must end the whole process.
@@ -181,4 +184,30 @@ struct Crasher {
         withUnsafeMutablePointer(to: &frame) { pointer in user_write(UInt64(UInt(bitPattern: pointer)), depth) }
         return overflow(depth &+ 1) &+ frame[5]
     }
+}
+
+/// Crasher 20: sleepers through the process manager, as many as it will start at once.
+func spawnSleepersUntilRefused() -> UInt64 {
+    guard let manager = SystemServices.processManager else { return 2000 }
+    var sleepers = InlineArray<24, ChildProcess?>(repeating: nil)
+    var started = 0
+    var refusal = KernelError.invalidArgument
+    var attempts = 0
+    while started < 24 && attempts < 200 {
+        attempts += 1
+        do throws(KernelError) {
+            sleepers[started] = try manager.spawn("crasher", argument: 12, memoryLimit: 1 << 20)
+            started += 1
+        } catch {
+            // A refusal of memory (under fault injection) is tried again; anything else stops.
+            refusal = error
+            if error != .outOfMemory { break }
+        }
+    }
+    for index in 0..<started {
+        guard let sleeper = sleepers[index] else { continue }
+        try? System.kill(sleeper)
+        _ = try? System.wait(sleeper)
+    }
+    return refusal == .queueFull ? UInt64(started) : 1000 + refusal.rawValue
 }

@@ -37,6 +37,8 @@ struct Slot {
     var id: UInt64 = 0
     /// Who asked for it (for `list`; no authority comes of it).
     var requester: UInt64 = 0
+    /// The client whose share of the client slots it counts against (`Manager.share(of:)`).
+    var share: UInt64 = 0
     var name = InlineArray<24, UInt8>(repeating: 0)
     var nameLength = 0
     var state = ManagedState.running
@@ -108,8 +110,9 @@ enum Manager {
     /// handle here, and a client that could take them all would leave no room in this server's
     /// table (64 handles) for the service instances it restarts or the requests it answers.
     static let clientSlotCapacity = 24
-    /// At most this many of them for one client (by the sender id the kernel reports), so that
-    /// one client, or its children left running after it ended, cannot take them all.
+    /// At most this many of them for one client (by the sender id the kernel reports, its
+    /// programs started here counting as the client: `share(of:)`), so that one client, or its
+    /// children left running after it ended, cannot take them all.
     static let slotsPerClient = clientSlotCapacity / 2
     /// Slots in use by processes clients asked for.
     nonisolated(unsafe) static var clientSlotsInUse = 0
@@ -270,9 +273,10 @@ enum Manager {
         for index in 0..<Int(nameLength) { name[index] = message[byte: 48 + index] }
         for index in 0..<Int(textLength) { text[index] = message[byte: 48 + Int(nameLength) + index] }
         // Counted only when the clients together hold a client's share: no one can hold it before.
+        let share = share(of: message.sender.value)
         guard clientSlotsInUse < clientSlotCapacity,
               clientSlotsInUse < slotsPerClient
-                || slots.count(where: { $0.inUse && $0.service == Slot.client && $0.requester == message.sender.value })
+                || slots.count(where: { $0.inUse && $0.service == Slot.client && $0.share == share })
                     < slotsPerClient else { throw .queueFull }
         // The client's authority over the child is the handle it gets back, made first so that
         // a spawn that cannot answer with one is undone.
@@ -291,6 +295,7 @@ enum Manager {
         }
         if let payer { try? IPC.close(payer) }
         slots[slot].requester = message.sender.value
+        slots[slot].share = share
         let handle: Handle
         do throws(KernelError) {
             handle = try IPC.duplicate(slots[slot].process, rights: [.wait, .control, .transfer])
@@ -303,6 +308,24 @@ enum Manager {
         message.setWord(atByte: 0, slots[slot].id)
         message.length = 8
         message.attach(handle)
+    }
+
+    /// The client whose share a request from `sender` counts against: the sender's own, unless it
+    /// is a program started here for a client, whose share it is then (kept with its slot, so it
+    /// holds after that client ends). Else each program a client started here would bring half
+    /// the client slots anew, and a client's children together could take them all.
+    static func share(of sender: UInt64) -> UInt64 {
+        // Only as far as the last client slot in use.
+        var clientSlotsLeft = clientSlotsInUse
+        var index = 0
+        while clientSlotsLeft > 0 && index < slots.count {
+            if slots[index].service == Slot.client && slots[index].inUse {
+                if slots[index].id == sender { return slots[index].share }
+                clientSlotsLeft -= 1
+            }
+            index += 1
+        }
+        return sender
     }
 
     static func withBytes<Size: BitwiseCopyable, Value>(_ storage: inout Size, _ count: Int,

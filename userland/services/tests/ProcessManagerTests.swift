@@ -276,6 +276,32 @@ func testHostileRequests(_ suite: inout Suite, _ manager: ProcessManager) {
     suite.check(refusal == .queueFull && started == 12 && ended && helloRan,
                 "process-manager starts at most 12 programs at once for one client (\(started) here, then queue full; 24 for all), and starts them again once those end")
 
+    // The programs a client started there share its twelve when they ask for more: six sleepers
+    // of this suite, then a crasher that starts sleepers until refused gets the five left (not
+    // twelve of its own, which would let a client's children take every slot).
+    System.sleep(nanoseconds: 50_000_000) // the manager collects the ends above
+    var mine = InlineArray<6, ChildProcess?>(repeating: nil)
+    var mineStarted = 0
+    var tries = 0
+    while mineStarted < 6 && tries < 100 {
+        tries += 1
+        if let sleeper = try? manager.spawn("crasher", argument: 12, memoryLimit: 1 << 20) {
+            mine[mineStarted] = sleeper
+            mineStarted += 1
+        }
+    }
+    var childStarted: UInt64?
+    if mineStarted == 6, let spawner = try? manager.spawn("crasher", argument: 20, memoryLimit: 16 << 20) {
+        childStarted = (try? System.wait(spawner)).map { $0.code }
+    }
+    for index in 0..<mineStarted {
+        guard let sleeper = mine[index] else { continue }
+        try? System.kill(sleeper)
+        _ = try? System.wait(sleeper)
+    }
+    suite.check(mineStarted == 6 && childStarted == 5,
+                "a program a client started through process-manager shares that client's 12: with 6 of the client's running, it starts \(childStarted ?? 0) (5) before queue full")
+
     // A program whose client has gone is held by nobody else: the control port ends any program a
     // client asked for, by id. Not on the client port, not a service's instance, not an unknown id.
     var endedByID = false
