@@ -196,6 +196,16 @@ def shell_at_the_terminal() -> BootResult:
         session.expect(r"chatter: end of input after 2 lines")
         session.expect(r"\[\d+\] chatter exited with code 0")
 
+        # Typed ahead in one burst with the command: the lines after it are the program's input,
+        # not the shell's next commands (the shell had read them; it gives them back with the
+        # terminal).
+        session.expect(PROMPT)
+        session.type("spawn chatter read\rfirst\rsecond\r\x04")
+        session.expect(r"chatter: read 'first'")
+        session.expect(r"chatter: read 'second'")
+        session.expect(r"chatter: end of input after 2 lines")
+        session.expect(r"\[\d+\] chatter exited with code 0")
+
         # The terminal is the shell's: a program that looks the console up by name, run in the
         # background while the shell waits for input, is refused a read, a Ctrl-C notification of
         # its own and the foreground; one in the background is not lent the terminal. The shell

@@ -367,6 +367,18 @@ struct ConsoleServer {
             message.setWord(atByte: 48, holdBacks)
             try? IPC.reply(reply, &message)
         case .foreground:
+            // Bytes the lender read ahead were typed before those queued here: they go first, as
+            // many as there is room for (the oldest of the queued ones make way, as at overflow).
+            let given = min(message.length, Self.inputCapacity)
+            for index in stride(from: given - 1, through: 0, by: -1) {
+                if inputCount == Self.inputCapacity {
+                    inputCount -= 1
+                    bytesDropped &+= 1
+                }
+                inputStart = (inputStart + Self.inputCapacity - 1) % Self.inputCapacity
+                input[inputStart] = message[byte: index]
+                inputCount += 1
+            }
             // A Ctrl-C, or while the terminal is lent a Ctrl-\, typed while it was raw and not
             // read yet becomes the interrupt it would be now (Ctrl-\ first: it is the lender's).
             rawMode = false
@@ -383,6 +395,8 @@ struct ConsoleServer {
                 interruptTyped()
             }
             answer(reply, &message, label: 0)
+            // A read already waiting through the loan takes what was given.
+            serveReader()
         case .lend:
             endLoan()
             do throws(KernelError) {

@@ -206,10 +206,20 @@ enum ShellState {
         // interrupt; from now on Ctrl-C is one. What was signalled before is not for this program,
         // but for a Ctrl-\ (bit 1): that is signalled only while the terminal is lent, and it was
         // lent for this program before it was started. The same goes for Ctrl-\ as for Ctrl-C.
+        // What was typed ahead after the command's line is the program's input: it goes back to
+        // the console with the terminal, unless an interrupt among it ends the program.
         let early = (try? IPC.wait(interrupt, timeout: 0)) ?? 0
-        try? Console(terminalPort).foreground()
         let typed = takeTypedInterrupt()
-        if early & 2 != 0 || typed != nil { end(quit: early & 2 != 0 || typed == TerminalKey.quit) }
+        if early & 2 != 0 || typed != nil {
+            try? Console(terminalPort).foreground()
+            end(quit: early & 2 != 0 || typed == TerminalKey.quit)
+        } else {
+            withUnsafeBytes(of: &pending) { bytes in
+                try? Console(terminalPort).foreground(typedAhead: UnsafeRawBufferPointer(
+                    rebasing: bytes[pendingStart..<(pendingStart + pendingCount)]))
+            }
+            pendingCount = 0
+        }
         // Without the notification of its end (a process has four, and the program may have taken
         // them all) the end is looked for every 50 ms instead, so that Ctrl-C still works.
         let watched = (try? ProcessHandles.notify(ended, bits: 1, whenEnds: child.process)) != nil
