@@ -205,6 +205,12 @@ def shell_at_the_terminal() -> BootResult:
         session.expect(r"chatter: read 'second'")
         session.expect(r"chatter: end of input after 2 lines")
         session.expect(r"\[\d+\] chatter exited with code 0")
+        # Only the shell may give bytes back: a program cannot, through its loan, put a line of
+        # its own before the shell's next one.
+        command(session, "spawn chatter inject\r", r"chatter: a line put before the shell's through the loan: "
+                                                   r"refused \(access denied\)")
+        session.expect(r"\[\d+\] chatter exited with code 0")
+        command(session, "uptime\r", r"uptime: \d+\.\d{3} s since boot")
 
         # The terminal is the shell's: a program that looks the console up by name, run in the
         # background while the shell waits for input, is refused a read, a Ctrl-C notification of

@@ -10,7 +10,7 @@
 // | 3 read raw | bytes as typed (at least one), no echo; the terminal is raw until a line read or 6 | nothing | none | word 0 `.data`, the bytes from byte 8 |
 // | 4 set interrupt | who hears Ctrl-C (and Ctrl-\, through the terminal) | nothing | a notification (signal) | nothing |
 // | 5 statistics | the driver's counters | nothing | none | words 0-6: bytes written, bytes read, interrupts, requests, Ctrl-C and Ctrl-\ interrupts, bytes dropped, hold-backs |
-// | 6 foreground | the terminal goes to a program: Ctrl-C interrupts again; bytes the lender read ahead go back to the input, before those typed since | the bytes (up to 248) | none | nothing |
+// | 6 foreground | the terminal goes to a program: Ctrl-C interrupts again; bytes the lender read ahead go back to the input, before those typed since (from the terminal only: through a loan, `accessDenied`) | the bytes (up to 248) | none | nothing |
 // | 7 lend | a loan of the terminal for a program; ends the one before | nothing | none | a send right (send, transfer) to the loan |
 // | 8 end loan | the loan ends: its port closes, a read waiting through it fails `peerClosed`, a notification named through it is dropped | nothing | none | nothing |
 //

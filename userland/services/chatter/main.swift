@@ -10,6 +10,8 @@
 // the terminal lent it), until killed: typed input and Ctrl-C must still get through.
 // `chatter flood log` writes to the kernel log without a pause, until killed: the console writes
 // it out, and typed input must still get through.
+// `chatter inject`, in the foreground, tries to put a line before the shell's next one through the
+// terminal lent it (`foreground` with bytes, which only the lender may send); it must be refused.
 // `chatter time` sleeps 10 ms and waits 10 ms on a notification nobody signals, and says what
 // each gave: `ok` and `timed out`, or `device failed` for both on a kernel that runs without a tick.
 // `chatter pass` moves the terminal lent it to a child, `chatter hold`, and ends at once. The child
@@ -59,8 +61,10 @@ struct Chatter {
             flood(throughTerminal: words.equals(1, "terminal"))
         } else if words.equals(0, "time") {
             timedCalls()
+        } else if words.equals(0, "inject") {
+            injectThroughLoan()
         } else {
-            System.print("usage: chatter print|alloc [N], chatter read, chatter steal, chatter flood [terminal|log], chatter pass, chatter hold or chatter time")
+            System.print("usage: chatter print|alloc [N], chatter read, chatter steal, chatter flood [terminal|log], chatter pass, chatter hold, chatter time or chatter inject")
             System.exit(2)
         }
     }
@@ -197,6 +201,22 @@ func floodKernelLog() {
             _ = try? System.invoke(SystemCall.DebugWrite(text: UserAddress(bytes.baseAddress!), length: UInt64(bytes.count)))
         }
     }
+}
+
+/// Through the terminal lent it, tries to give the console bytes as if typed ahead (`foreground`
+/// with bytes, the lender's alone): they would come before the shell's next command line. Exit
+/// code 0 if refused with `accessDenied`.
+func injectThroughLoan() {
+    guard let loan = ProgramStart.handle(.terminal) else {
+        System.print("chatter: no terminal lent to inject through")
+        System.exit(1)
+    }
+    let bytes: StaticString = "shutdown\r"
+    let outcome = catching { () throws(KernelError) in
+        try Console(loan).foreground(typedAhead: UnsafeRawBufferPointer(start: bytes.utf8Start, count: bytes.utf8CodeUnitCount))
+    }
+    System.print("chatter: a line put before the shell's through the loan: \(said(outcome))")
+    System.exit(outcome == .accessDenied ? 0 : 1)
 }
 
 /// How a request ended, for the line `steal` prints.

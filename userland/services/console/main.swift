@@ -369,6 +369,12 @@ struct ConsoleServer {
         case .foreground:
             // Bytes the lender read ahead were typed before those queued here: they go first, as
             // many as there is room for (the oldest of the queued ones make way, as at overflow).
+            // Only from the terminal itself: through a loan, a program could put input in front
+            // of the shell's next command line.
+            guard source == .terminal || message.length == 0 else {
+                answer(reply, &message, label: KernelError.accessDenied.rawValue)
+                return
+            }
             let given = min(message.length, Self.inputCapacity)
             for index in stride(from: given - 1, through: 0, by: -1) {
                 if inputCount == Self.inputCapacity {
