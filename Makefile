@@ -22,7 +22,7 @@ SMP      ?= 1
 GIC      ?= 2
 ## run run-uefi debug bench profile fuzz: `1` enters the kernel at EL2 (`virtualization=on`); it drops to EL1 itself
 EL2      ?= 0
-## run run-uefi debug bench profile fuzz: kernel command line: `test` runs the self-tests and powers off, `bench` the benchmarks (`bench=cores` and `bench=scaling` only the multi-core ones), `tick=N` sets the timer tick (Hz, default 100); `bench`, `profile` and `fuzz` add it after their own
+## run run-uefi debug bench profile fuzz: kernel command line: `test` runs the self-tests and powers off, `bench` the benchmarks (`bench=cores` and `bench=scaling` only the multi-core ones), `tick=N` sets the timer tick (1 to 10000 Hz, default 100); `bench`, `profile` and `fuzz` add it after their own
 APPEND   ?=
 ## run run-uefi debug bench fuzz: any further QEMU arguments
 QEMU_EXTRA ?=
