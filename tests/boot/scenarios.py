@@ -889,6 +889,8 @@ SCENARIOS: list[Scenario] = [
              shell_scenarios.garbage_on_the_line),
     Scenario("shell: booted without a tick (tick=0), a program's sleep and timed wait are refused, not a kernel panic",
              shell_scenarios.without_a_tick),
+    Scenario("shell: a disk that holds a read for 25 s is reset by its driver after 10 s, and the read served again",
+             shell_scenarios.a_disk_that_stops_answering),
     Scenario("user space: init with a wrong-machine ELF header is refused", corrupted_elf),
     Scenario("user space: init with a writable+executable segment is refused", writable_executable_elf),
     Scenario("user space: a corrupt ramdisk is refused", corrupted_ramdisk),

@@ -12,6 +12,7 @@ import tempfile
 import time
 
 from harness import INITRD, BootResult, Session, disk_arguments, qemu_command
+from stalling_disk import StallingDisk
 
 PROMPT = r"swiftkernel> "
 LEFT, RIGHT, UP, DOWN = "\x1b[D", "\x1b[C", "\x1b[A", "\x1b[B"
@@ -281,6 +282,37 @@ def without_a_tick() -> BootResult:
     result = session.result()
     result.expect_line(r"^Interrupts: generic timer unavailable \(tick=0; 1 to 10000 Hz\); running without a tick$")
     result.expect_no_line(r"Kernel panic|faulted")
+    return result
+
+
+def a_disk_that_stops_answering() -> BootResult:
+    """The disk is an NBD server (stalling_disk.py) that holds the first read of sector 5 for
+    25 s, as a hung device would. The block driver, having had no completion for 10 s, resets the
+    device and hands it the read again (QEMU's reset waits for the held read, so the second one
+    comes after it); that one is answered, and the shell shows the sector. Before the watchdog
+    the shell waited for ever."""
+    image = bytearray(4 << 20)
+    image[5 * 512:5 * 512 + 16] = b"held, then freed"
+    with StallingDisk(image, stalled_offset=5 * 512, hold=25.0) as disk:
+        with Session(qemu_command(append="", initrd=INITRD, extra=disk.qemu_arguments()), deadline=120.0) as session:
+            command(session, "disk\r", r"disk: 8192 sectors of 512 bytes \(4 MiB\)",
+                    r"this instance served \d+ requests and reset the device 0 times")
+            command(session, "disk read 5\r",
+                    r"virtio-blk: the device completed no request in 10 s \(1 held\); resetting it",
+                    r"  68 65 6c 64 2c 20 74 68 65 6e 20 66 72 65 65 64 +held, then freed", timeout=60.0)
+            command(session, "disk\r", r"reset the device 1 times")
+            # The disk still works.
+            command(session, "disk write 6 still here\r", r"disk: wrote 10 bytes to sector 6")
+            command(session, "disk read 6\r", r"  73 74 69 6c 6c 20 68 65 72 65 00")
+        result = session.result()
+        result.checks += 3
+        if disk.error:
+            result._fail(disk.error)
+        if disk.reads_of_stalled != 2:
+            result._fail(f"sector 5 was read {disk.reads_of_stalled} times by the device, not twice")
+        if image[6 * 512:6 * 512 + 11] != b"still here\0":
+            result._fail(f"sector 6 holds {bytes(image[6 * 512:6 * 512 + 11])!r}")
+    result.expect_no_line(r"Kernel panic|faulted|failed")
     return result
 
 

@@ -905,13 +905,64 @@ private struct WriteOnceDisk {
                     for index in model.indices { model[index].head = nil }
                 }
                 #expect(table.count == model.count)
+                #expect(table.heldByDevice == model.filter { $0.head != nil }.count)
             }
             var remaining: [UInt64] = []
             table.removeAll { remaining.append($0.tag) }
             #expect(remaining == model.map(\.request.tag))
             #expect(table.count == 0)
+            #expect(table.heldByDevice == 0)
             #expect(Set(completed + remaining).count == Int(nextTag))
         }
+    }
+
+    /// A device counts as stalled only after holding requests for the whole limit with no
+    /// completion: checked against a model that keeps the time of every event, at random events.
+    @Test func aStallIsTheLimitWithoutACompletionWhileRequestsAreHeld() async {
+        await propertyCheck(count: 300, input: Gen.int(in: 0...Int.max).array(of: 1...200)) { input in
+            var codes = Codes(input)
+            let limit = UInt64(1 + codes.next(1000))
+            var watch = StallWatch(limit: limit)
+            var now: UInt64 = UInt64(codes.next(1 << 20))
+            var held = 0
+            // The model: when the device last completed something or went from idle to busy.
+            var busySince: UInt64?
+            for _ in 0..<input.count {
+                now += UInt64(codes.next(Int(limit) * 2))
+                let completed = held > 0 && codes.next(3) == 0
+                if completed { held -= 1 + codes.next(held) }
+                if codes.next(2) == 0 { held += codes.next(4) }
+                if held == 0 {
+                    busySince = nil
+                } else if completed || busySince == nil {
+                    busySince = now
+                }
+                watch.observe(held: held, progressed: completed, now: now)
+                #expect(watch.since == busySince)
+                #expect(watch.deadline == busySince.map { $0 + limit })
+                let later = now + UInt64(codes.next(Int(limit) * 2))
+                #expect(watch.isStalled(at: later) == (busySince.map { later - $0 >= limit } ?? false))
+                if completed || held == 0 { #expect(!watch.isStalled(at: now)) }
+            }
+        }
+    }
+
+    @Test func aStallDeadlineNeverWrapsAndNewRequestsDoNotPutItOff() {
+        var watch = StallWatch(limit: .max - 5)
+        watch.observe(held: 1, progressed: false, now: 100)
+        #expect(watch.deadline == .max)
+        #expect(!watch.isStalled(at: .max - 1))
+        var busy = StallWatch(limit: 50)
+        busy.observe(held: 1, progressed: false, now: 10)
+        busy.observe(held: 2, progressed: false, now: 40)
+        busy.observe(held: 9, progressed: false, now: 59)
+        #expect(busy.deadline == 60)
+        #expect(busy.isStalled(at: 60))
+        busy.observe(held: 8, progressed: true, now: 61)
+        #expect(busy.deadline == 111)
+        busy.observe(held: 0, progressed: true, now: 70)
+        #expect(busy.deadline == nil)
+        #expect(!busy.isStalled(at: .max))
     }
 
     @Test func headersAndChainsFollowTheBlockDeviceLayout() {

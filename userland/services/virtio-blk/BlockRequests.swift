@@ -127,6 +127,8 @@ public struct BlockRequestTable {
     private var slots = InlineArray<64, Slot>(repeating: Slot())
     private var arrivals: UInt64 = 0
     public private(set) var count = 0
+    /// How many of them the device holds: handed over and not yet completed.
+    public private(set) var heldByDevice = 0
 
     public init() {}
 
@@ -152,6 +154,7 @@ public struct BlockRequestTable {
             slots[index].head = head
             submitted += 1
         }
+        heldByDevice += submitted
         return submitted
     }
 
@@ -161,6 +164,7 @@ public struct BlockRequestTable {
         guard let index = slot(head: head) else { return nil }
         slots[index].phase = .free
         count -= 1
+        heldByDevice -= 1
         return (slots[index].request, index)
     }
 
@@ -174,6 +178,7 @@ public struct BlockRequestTable {
             slots[index].phase = .waiting
             requeued += 1
         }
+        heldByDevice = 0
         return requeued
     }
 
@@ -181,6 +186,7 @@ public struct BlockRequestTable {
     /// gone, so that each client still gets a reply.
     public mutating func removeAll(_ answer: (BlockRequest) -> Void) {
         while let index = earliest(where: { $0 != .free }) {
+            if slots[index].phase == .inFlight { heldByDevice -= 1 }
             slots[index].phase = .free
             count -= 1
             answer(slots[index].request)
@@ -206,6 +212,47 @@ public struct BlockRequestTable {
             found = index
         }
         return found
+    }
+}
+
+// MARK: A device that stops answering
+
+/// When a device counts as stalled: it has held requests for `limit` ticks of the system clock
+/// and completed none of them meanwhile. The time runs from the later of the last completion and
+/// the moment an idle device was given work, so a busy device that keeps completing requests is
+/// never stalled however long its queue, and one that completes nothing is, however the driver
+/// keeps adding to it. The driver looks after each event (`observe`; a reset counts as
+/// progress) and waits no later than `deadline`.
+public struct StallWatch: Equatable {
+    public let limit: UInt64
+    /// Since when the device has held requests without completing one; nil while it holds none.
+    public private(set) var since: UInt64?
+
+    public init(limit: UInt64) {
+        self.limit = limit
+    }
+
+    /// The device holds `held` requests at tick `now`, and completed at least one since the last
+    /// look if `progressed`.
+    public mutating func observe(held: Int, progressed: Bool, now: UInt64) {
+        if held == 0 {
+            since = nil
+        } else if progressed || since == nil {
+            since = now
+        }
+    }
+
+    /// The tick from which the device counts as stalled; nil while it holds no request.
+    public var deadline: UInt64? {
+        guard let since else { return nil }
+        let (sum, carry) = since.addingReportingOverflow(limit)
+        return carry ? .max : sum
+    }
+
+    /// Whether the device counts as stalled at tick `now`.
+    public func isStalled(at now: UInt64) -> Bool {
+        guard let deadline else { return false }
+        return now >= deadline
     }
 }
 

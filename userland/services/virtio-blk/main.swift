@@ -5,8 +5,10 @@
 // and flushes sectors through it. Requests from several clients are in flight at once; the
 // device's interrupt, bound to a notification, says when some completed.
 //
-// Failure: a device that breaks the virtqueue's rules (Virtqueue.swift lists what it checks) is
-// reset and set up again, and every request it held is given to it once more. If this process
+// Failure: a device that breaks the virtqueue's rules (Virtqueue.swift lists what it checks), or
+// holds requests for 10 s without completing one (`Watchdog`), is reset and set up again, and every request
+// it held is given to it once more; after eight resets with no completion between, the driver
+// ends. If this process
 // dies, the kernel resets the device before its DMA memory is reused, the process manager starts
 // a new instance, and clients send their unanswered request again (BlockDevice).
 
@@ -81,6 +83,8 @@ enum Driver {
     /// past `maximumResetsInARow` the driver gives up, and ends as a failed service does.
     nonisolated(unsafe) static var resetsInARow = 0
     static let maximumResetsInARow = 8
+    /// Completions and resets so far: what the watchdog thread calls progress (`Watchdog`).
+    nonisolated(unsafe) static var progress: UInt64 = 0
     /// Chains handed to the device and taken back from it: one per request, and one more for
     /// each request handed over again after a reset (`info` reports them; disktest checks them).
     nonisolated(unsafe) static var chainsSubmitted: UInt64 = 0
@@ -112,6 +116,7 @@ struct VirtioBlock {
               (try? System.bindInterrupt(device.interrupt, to: notification)) != nil else {
             System.panic("virtio-blk: cannot bind the device's interrupt")
         }
+        Watchdog.start(notification: notification)
         System.print("virtio-blk: \(Driver.capacity) sectors (\(Driver.capacity / 2048) MiB)\(Driver.features.contains(.readOnly) ? ", read-only" : "")\(Driver.features.contains(.flush) ? ", write cache" : ""), queue of \(Driver.queue.size)")
         serve(Ports(open: disk ?? port, infoOnly: disk == nil ? nil : port), notification: notification,
               interrupt: device.interrupt)
@@ -218,23 +223,34 @@ struct Ports {
 extension VirtioBlock {
     static func serve(_ ports: Ports, notification: Handle, interrupt: Handle) -> Never {
         var message = IPCMessage()
+        // After a turn for the device, the ports come first: a device that raises its interrupt
+        // without pause must not keep the clients' requests (and the answers to them) waiting.
+        var portsFirst = false
+        // Made once, refilled each turn: no allocation on the way to each wait.
+        var sources: [Handle] = []
+        sources.reserveCapacity(3)
         while true {
             // Requests wait in the ports' queues while every transfer buffer is taken; `info`,
-            // which takes none, is answered meanwhile. The open port comes first, so that
-            // requests anyone may send cannot hold back the disk's own.
-            let room = Driver.table.count < Layout.concurrentRequests
-            var sources = room ? [notification, ports.open] : [notification]
+            // which takes none, is answered meanwhile. The open port comes before the public
+            // one, so that requests anyone may send cannot hold back the disk's own.
+            sources.removeAll(keepingCapacity: true)
+            if Driver.table.count < Layout.concurrentRequests { sources.append(ports.open) }
             if let infoOnly = ports.infoOnly { sources.append(infoOnly) }
+            if portsFirst { sources.append(notification) } else { sources.insert(notification, at: 0) }
             guard let ready = try? IPC.waitAny(sources), ready < sources.count else { continue }
-            if ready == 0 {
-                _ = try? IPC.wait(notification, timeout: 0)
-                let cause = Driver.registers.read(.interruptStatus)
-                Driver.registers.write(.interruptAcknowledge, cause)
-                try? System.acknowledgeInterrupt(interrupt)
-                collectCompletions()
+            let source = sources[ready]
+            portsFirst = source == notification
+            if source == notification {
+                let bits = (try? IPC.wait(notification, timeout: 0)) ?? 0
+                if bits & Watchdog.stallBit == 0 || bits & Watchdog.interruptBit != 0 {
+                    let cause = Driver.registers.read(.interruptStatus)
+                    Driver.registers.write(.interruptAcknowledge, cause)
+                    try? System.acknowledgeInterrupt(interrupt)
+                    collectCompletions()
+                }
+                if bits & Watchdog.stallBit != 0 { resetIfStalled() }
                 continue
             }
-            let source = sources[ready]
             let onOpenPort = source == ports.open
             do throws(KernelError) {
                 try IPC.receive(source, into: &message, timeout: 0)
@@ -243,6 +259,15 @@ extension VirtioBlock {
             }
             handle(&message, authorized: onOpenPort)
         }
+    }
+
+    /// The watchdog found the device stalled: reset it, unless it completed a request since the
+    /// watchdog looked or holds none now.
+    static func resetIfStalled() {
+        let held = Driver.table.heldByDevice
+        guard held > 0, Watchdog.load(.suspected) == Driver.progress else { return }
+        System.print("virtio-blk: the device completed no request in \(Watchdog.limitMilliseconds / 1000) s (\(held) held); resetting it")
+        recover()
     }
 
     /// Takes one request: answers it at once, or hands it to the device and answers it when the
@@ -402,6 +427,7 @@ extension VirtioBlock {
         }
         Driver.chainsSubmitted += UInt64(submitted)
         if submitted > 0 && Driver.queue.publish() { Driver.registers.write(.queueNotify, 0) }
+        Watchdog.publish()
     }
 
     /// Answers every request the device completed; a device that broke the queue's rules is
@@ -413,6 +439,7 @@ extension VirtioBlock {
                 Driver.chainsCompleted += 1
                 guard let (request, slot) = Driver.table.complete(head: head) else { continue }
                 Driver.resetsInARow = 0
+                Driver.progress += 1
                 let status = request.outcome(deviceByte: UInt8(truncatingIfNeeded: virtio_load16(
                     Driver.dma + Layout.slotsOffset + slot * Layout.slotBytes + Layout.statusInSlot)), written: written)
                 finish(request, status: status)
@@ -439,10 +466,12 @@ extension VirtioBlock {
         Driver.resets += 1
         Driver.resetsInARow += 1
         guard Driver.resetsInARow <= Driver.maximumResetsInARow else {
-            System.panic("virtio-blk: the device broke the queue's rules after \(Driver.maximumResetsInARow) resets in a row")
+            System.panic("virtio-blk: the device failed again after \(Driver.maximumResetsInARow) resets in a row")
         }
         guard startDevice() else { System.panic("virtio-blk: the device did not come back after a reset") }
         Driver.table.requeueInFlight()
+        // The device's time to complete them runs from here.
+        Driver.progress += 1
         submitWaiting()
     }
 
@@ -456,5 +485,87 @@ extension VirtioBlock {
         }
         Driver.served += 1
         try? IPC.reply(pending.reply, &answer)
+    }
+}
+
+// MARK: - The watchdog
+
+/// A device that holds requests and completes none for `limitMilliseconds` is reset as one that
+/// broke the queue's rules is, and its requests are handed to it again: a request never answered
+/// would keep its client waiting for ever. The limit is far beyond any request's time on a
+/// working device, which completes each in well under a second even on a busy host.
+///
+/// A thread of its own looks once a second, so that the serving loop waits without a deadline
+/// (a timed wait on every request would cost it a deadline armed and cancelled each time). The
+/// loop publishes what it holds and its progress in `words`; the thread keeps a `StallWatch`
+/// over them, and when it runs out sets `stallBit` in the loop's notification. The loop resets
+/// the device only if it has made no progress since (`resetIfStalled`), so a completion that
+/// raced the thread's look is never answered with a reset.
+enum Watchdog {
+    static let limitMilliseconds: UInt64 = 10_000
+    static let periodNanoseconds: UInt64 = 1_000_000_000
+    /// The device's interrupt sets bit 0 of the loop's notification (`bindInterrupt`); this one
+    /// is the watchdog's.
+    static let interruptBit: UInt64 = 1 << 0
+    static let stallBit: UInt64 = 1 << 1
+
+    enum Word: Int {
+        /// Requests the device holds, and `Driver.progress`: written by the loop.
+        case held, progress
+        /// The progress the watchdog saw when it found the device stalled.
+        case suspected
+    }
+
+    nonisolated(unsafe) static let words: UnsafeMutablePointer<UInt64> = {
+        let words = UnsafeMutablePointer<UInt64>.allocate(capacity: 3)
+        words.initialize(repeating: 0, count: 3)
+        return words
+    }()
+
+    static func load(_ word: Word) -> UInt64 { user_load_acquire(UInt64(UInt(bitPattern: words + word.rawValue))) }
+    static func store(_ word: Word, _ value: UInt64) {
+        user_store_release(UInt64(UInt(bitPattern: words + word.rawValue)), value)
+    }
+
+    /// The loop's part: what the device holds and the progress so far, after each change.
+    static func publish() {
+        store(.progress, Driver.progress)
+        store(.held, UInt64(Driver.table.heldByDevice))
+    }
+
+    /// Starts the thread. Without one (no memory for its stack) the driver serves on unwatched.
+    static func start(notification: Handle) {
+        _ = words
+        if (try? System.createThread(stackBytes: 16 * 1024, argument: notification.value, watch)) == nil {
+            System.print("virtio-blk: no watchdog thread; a device that stops answering will not be reset")
+        }
+    }
+}
+
+/// The watchdog thread (`Watchdog`); `argument` is the loop's notification. It ends if the system
+/// has no clock to time its looks by (booted with tick=0).
+private func watch(_ argument: UInt64) {
+    let notification = Handle(argument)
+    guard let timer = try? IPC.createNotification() else { return }
+    var stall = StallWatch(limit: System.clock.ticks(milliseconds: Watchdog.limitMilliseconds))
+    var seen = UInt64.max
+    while true {
+        do throws(KernelError) {
+            _ = try IPC.wait(timer, timeout: Watchdog.periodNanoseconds)
+        } catch {
+            guard error == .timedOut else {
+                System.print("virtio-blk: no timer for the watchdog (\(error)); a device that stops answering will not be reset")
+                return
+            }
+        }
+        let progress = Watchdog.load(.progress)
+        let now = System.clock.ticks
+        stall.observe(held: Int(Watchdog.load(.held)), progressed: progress != seen, now: now)
+        seen = progress
+        guard stall.isStalled(at: now) else { continue }
+        Watchdog.store(.suspected, progress)
+        try? IPC.signal(notification, bits: Watchdog.stallBit)
+        // The time runs again from here, whether the loop resets the device or not.
+        stall.observe(held: Int(Watchdog.load(.held)), progressed: true, now: now)
     }
 }
