@@ -321,7 +321,9 @@ def console_under_flood() -> BootResult:
     for statistics without a pause keep a request always waiting there, yet what is typed gets
     through: the shell reads commands and hears Ctrl-C. A foreground program flooding the
     terminal lent it is still ended by Ctrl-C, and a program writing to the kernel log without a
-    pause keeps neither the shell's commands nor `kill` from getting through."""
+    pause keeps neither the shell's commands nor `kill` from getting through. A program keeping
+    the process manager's public queue full keeps neither `crash` nor `kill` (its control port)
+    from being served."""
     with default_session(smp=2) as session:
         flooders = [background(session, "spawn chatter flood &\r", "chatter") for _ in range(2)]
         time.sleep(1.0)
@@ -336,6 +338,12 @@ def console_under_flood() -> BootResult:
         time.sleep(1.0)
         command(session, "uptime\r", r"uptime: \d+\.\d{3} s since boot")
         command(session, f"kill {flooder}\r", rf"\[{flooder}\] chatter was killed")
+        # A program keeping the process manager's public queue full with plain sends from two
+        # threads: the requests on its control port (`crash`, and `kill`) are still served.
+        flooder = background(session, "spawn chatter flood manager &\r", "chatter")
+        time.sleep(1.0)
+        command(session, "crash echo\r", r"crash: ended echo \(process \d+\); the process manager restarts it")
+        command(session, f"kill {flooder}\r", rf"\[{flooder}\] chatter was killed")
         command(session, "spawn chatter flood terminal\r", r"chatter: flooding the terminal")
         time.sleep(1.0)
         session.type(CTRL_C)
@@ -343,7 +351,8 @@ def console_under_flood() -> BootResult:
         session.expect(rf"\[{ended[1]}\] chatter was killed")
         command(session, "uptime\r", r"uptime: \d+\.\d{3} s since boot")
     result = session.result()
-    result.expect_no_line(r"Kernel panic|faulted|a request failed")
+    result.expect_line(r"chatter: flooding the process manager's public port")
+    result.expect_no_line(r"Kernel panic|faulted|a request failed|a send failed")
     return result
 
 

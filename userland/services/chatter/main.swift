@@ -57,6 +57,8 @@ struct Chatter {
             holdTerminal()
         } else if words.equals(0, "flood") && words.equals(1, "log") {
             floodKernelLog()
+        } else if words.equals(0, "flood") && words.equals(1, "manager") {
+            floodManager()
         } else if words.equals(0, "flood") {
             flood(throughTerminal: words.equals(1, "terminal"))
         } else if words.equals(0, "time") {
@@ -64,7 +66,7 @@ struct Chatter {
         } else if words.equals(0, "inject") {
             injectThroughLoan()
         } else {
-            System.print("usage: chatter print|alloc [N], chatter read, chatter steal, chatter flood [terminal|log], chatter pass, chatter hold, chatter time or chatter inject")
+            System.print("usage: chatter print|alloc [N], chatter read, chatter steal, chatter flood [terminal|log|manager], chatter pass, chatter hold, chatter time or chatter inject")
             System.exit(2)
         }
     }
@@ -199,6 +201,34 @@ func floodKernelLog() {
     while true {
         withUnsafeBytes(of: &line) { bytes in
             _ = try? System.invoke(SystemCall.DebugWrite(text: UserAddress(bytes.baseAddress!), length: UInt64(bytes.count)))
+        }
+    }
+}
+
+/// Plain sends to the process manager's public port without a pause, from two threads, until
+/// killed: its queue stays full, and the requests on its control port (the shell's `crash`)
+/// must still be served.
+func floodManager() {
+    guard let port = ProgramStart.handle(.processManager) else {
+        System.print("chatter: no process manager to flood")
+        System.exit(1)
+    }
+    System.print("chatter: flooding the process manager's public port")
+    _ = try? System.createThread(argument: port.value, sendWithoutPause)
+    sendWithoutPause(port.value)
+}
+
+/// The loop of `floodManager`'s threads; `argument` is the port.
+func sendWithoutPause(_ argument: UInt64) {
+    while true {
+        var message = IPCMessage(label: 0)
+        do throws(KernelError) {
+            try IPC.send(Handle(argument), &message)
+        } catch {
+            guard error == .queueFull else {
+                System.print("chatter: a send failed: \(error)")
+                System.exit(1)
+            }
         }
     }
 }

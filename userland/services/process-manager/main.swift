@@ -87,8 +87,11 @@ struct Service {
     var startedAt: UInt64 = 0
     /// Its instance was ended on request (`crashService`): start it again at once, uncounted.
     var crashRequested = false
-    /// The next restart is one `crashService` asked for: no delay, outside the rate cap.
+    /// The next restart is one `crashService` asked for (no delay), or the retry of a start
+    /// refused for want of room (`tryStart`): outside the rate cap either way.
     var uncountedRestart = false
+    /// Its last start was refused for want of room, and said so; the retries say nothing more.
+    var startDeferred = false
     var inUse: Bool { nameLength != 0 }
 }
 
@@ -138,19 +141,39 @@ enum Manager {
 
     // MARK: The loop
 
+    /// Public requests taken in a row before the control port gets a turn.
+    static let publicRequestsPerTurn = 8
+
     /// Answers each request with the wait for the next (the IPC fast path); when none is queued,
     /// takes one from the control port, or else collects ended processes, restarts services that
-    /// are due and waits for a request, an end or the next restart.
+    /// are due and waits for a request, an end or the next restart. After
+    /// `publicRequestsPerTurn` public requests in a row the control port is looked at first, so
+    /// that a client keeping the public queue full (anyone may send there) cannot hold back
+    /// init's and the shell's requests to start, stop and crash services.
     static func serve() {
         clock = System.clock
         var message = IPCMessage()
         var answer: Handle?
+        var publicInARow = 0
         while true {
+            if publicInARow >= publicRequestsPerTurn && controlPort != .none {
+                publicInARow = 0
+                if let pending = answer { try? IPC.reply(pending, &message) }
+                answer = nil
+                if (try? IPC.receive(controlPort, into: &message, timeout: 0)) != nil {
+                    answer = handle(&message, control: true)
+                    collectEnds()
+                    restartDue()
+                    continue
+                }
+            }
             do throws(KernelError) {
                 try IPC.replyAndReceive(answer, port, &message, timeout: 0)
                 answer = handle(&message, control: false)
+                publicInARow += 1
             } catch {
                 answer = nil
+                publicInARow = 0
                 if controlPort != .none, (try? IPC.receive(controlPort, into: &message, timeout: 0)) != nil {
                     answer = handle(&message, control: true)
                 } else {
@@ -572,6 +595,9 @@ enum Manager {
         var registrar: Handle?
         defer { if let registrar { try? IPC.close(registrar) } }
         var newRegistration: Handle?
+        var adopted = false
+        // Closed unless the start succeeds and it replaces `registration`.
+        defer { if !adopted, let newRegistration { try? IPC.close(newRegistration) } }
         if SystemRole(program: services[index].program, services[index].programLength) == .names {
             let made = try IPC.createPort()
             registrar = made
@@ -605,12 +631,12 @@ enum Manager {
             }
         } catch {
             try? IPC.close(clientSide)
-            if let newRegistration { try? IPC.close(newRegistration) }
             throw error
         }
-        if let newRegistration {
+        if let made = newRegistration {
             if let registration { try? IPC.close(registration) }
-            registration = newRegistration
+            registration = made
+            adopted = true
         }
         if services[index].port != .none { try? IPC.close(services[index].port) }
         services[index].port = clientSide
@@ -726,12 +752,7 @@ enum Manager {
             && services[index].due <= time {
             if services[index].uncountedRestart {
                 services[index].uncountedRestart = false
-                do throws(KernelError) {
-                    try startInstance(index)
-                } catch {
-                    log(index, "could not be restarted", id: nil)
-                    serviceEnded(index, .killed, 0)
-                }
+                tryStart(index, counted: false)
                 continue
             }
             if services[index].recentCount == Supervision.maximumRestarts {
@@ -741,12 +762,39 @@ enum Manager {
             services[index].recent[services[index].recentCount] = time
             services[index].recentCount += 1
             services[index].restarts += 1
-            do throws(KernelError) {
-                try startInstance(index)
-            } catch {
+            tryStart(index, counted: true)
+        }
+    }
+
+    /// Starts service `index`'s next instance. A start refused for want of room, here or in the
+    /// kernel (this server's handle table, memory, a full queue), is not the service's failure:
+    /// it is tried again after the longest delay and counted against nothing (`counted`: the
+    /// attempt was, and is taken back), so that a moment of pressure, which a client can cause,
+    /// cannot leave a service stopped for good. Any other failure counts as an end.
+    static func tryStart(_ index: Int, counted: Bool) {
+        do throws(KernelError) {
+            try startInstance(index)
+            services[index].startDeferred = false
+        } catch {
+            guard error == .handleTableFull || error == .outOfMemory || error == .queueFull else {
+                services[index].startDeferred = false
                 log(index, "could not be restarted", id: nil)
                 serviceEnded(index, .killed, 0)
+                return
             }
+            if counted && services[index].recentCount > 0 { services[index].recentCount -= 1 }
+            if !services[index].startDeferred {
+                services[index].startDeferred = true
+                var line = TextLine()
+                line.write("process-manager: ")
+                for byte in 0..<services[index].nameLength { line.write(byte: services[index].name[byte]) }
+                line.write(" could not be started for want of room (")
+                line.write(error.summary)
+                line.write("); trying again every second")
+                System.print(FormattedText(line: line))
+            }
+            services[index].due = now + ticks(milliseconds: Supervision.longestDelay)
+            services[index].uncountedRestart = true
         }
     }
 
