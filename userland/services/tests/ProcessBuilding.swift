@@ -170,6 +170,41 @@ func testProcessBuilding(_ suite: inout Suite) {
     }
     suite.check(dismissed, "a receive right moved to another process while a thread here waits to receive on it: the wait ends with peer closed (\(MovedRightWaiter.outcome)), and a message sent then is not taken here")
 
+    // The same, but the waiter's timeout has fired and it has not run yet (a lower priority, on
+    // this thread's CPU, which spins): it is no longer waiting when the right goes, so nothing
+    // dismisses it, and when it runs the message sent meanwhile must still not be taken here.
+    var notTakenAfterTimeout = false
+    if let port = try? IPC.createPort(), let sendRight = try? IPC.duplicate(port, rights: [.send]),
+       let holder = try? HandBuiltProgram.build(), let stack = try? System.map(bytes: waiterStackBytes, access: .write),
+       let level = (try? System.setPriority(nil))?.previous, level > 0, let pinned = try? System.setAffinity(1) {
+        MovedRightWaiter.port = port
+        MovedRightWaiter.waiting = false
+        MovedRightWaiter.outcome = .max
+        MovedRightWaiter.timeout = 30_000_000
+        let thread = try? createThread(onStack: stack, bytes: waiterStackBytes, movedRightWaiterBody)
+        let ready = thread.map { (try? System.setAffinity(1, thread: $0)) != nil
+            && (try? System.setPriority(level - 1, thread: $0)) != nil } ?? false
+        // It runs while this thread sleeps, into its receive.
+        for _ in 0..<2000 where ready && !MovedRightWaiter.waiting { System.sleep(nanoseconds: 1_000_000) }
+        System.sleep(nanoseconds: 5_000_000)
+        // Past its timeout: it is made ready, and waits for this CPU.
+        let start = System.clock
+        while ready && System.clock.milliseconds(since: start) < 100 {}
+        let given = ready && (try? ProcessHandles.give(port, to: holder)) != nil
+        var note = IPCMessage(label: 78)
+        let sent = given && (try? IPC.send(sendRight, &note)) != nil
+        for _ in 0..<2000 where ready && MovedRightWaiter.outcome == .max { System.sleep(nanoseconds: 1_000_000) }
+        notTakenAfterTimeout = sent && MovedRightWaiter.outcome == KernelError.peerClosed.rawValue
+        try? System.setAffinity(pinned.previous)
+        try? IPC.close(holder)
+        if !given { try? IPC.close(port) }
+        try? IPC.close(sendRight)
+        for _ in 0..<2000 where thread != nil && MovedRightWaiter.outcome == .max { System.sleep(nanoseconds: 1_000_000) }
+        if thread == nil || MovedRightWaiter.outcome != .max { try? System.unmap(stack, bytes: waiterStackBytes) }
+        MovedRightWaiter.timeout = .max
+    }
+    suite.check(notTakenAfterTimeout, "a receive right moved away after a waiter's timeout fired but before it ran: the waiter ends with peer closed (\(MovedRightWaiter.outcome)), and the message sent meanwhile is not taken here")
+
     // Refusals: each changes nothing. The first that does not get its error is named.
     var refusals = false
     var firstWrong: UInt64 = 0xFF00
@@ -449,13 +484,15 @@ enum MovedRightWaiter {
     nonisolated(unsafe) static var waiting = false
     /// How its receive ended: 0 with a message, else the error; `.max` while it waits.
     nonisolated(unsafe) static var outcome = UInt64.max
+    /// How long it waits (ns).
+    nonisolated(unsafe) static var timeout = UInt64.max
 }
 
 /// Receives on `MovedRightWaiter.port` for ever, once, and says how that ended.
 let movedRightWaiterBody: System.ThreadBody = { _ in
     var message = IPCMessage()
     MovedRightWaiter.waiting = true
-    let error = catching { () throws(KernelError) in try IPC.receive(MovedRightWaiter.port, into: &message, timeout: .max) }
+    let error = catching { () throws(KernelError) in try IPC.receive(MovedRightWaiter.port, into: &message, timeout: MovedRightWaiter.timeout) }
     MovedRightWaiter.outcome = error?.rawValue ?? 0
     System.exitThread()
 }

@@ -1130,8 +1130,9 @@ func stopEcho(_ echo: ChildProcess, on port: Handle) -> Bool {
 
 /// Starts `body(0)` on a new thread whose stack is the `bytes` at `stack`, mapped by the caller,
 /// which can then give it back once the thread has ended (`System.createThread` keeps its own).
-func createThread(onStack stack: UnsafeMutableRawPointer, bytes: UInt64, _ body: System.ThreadBody) throws(KernelError) {
-    _ = try System.invoke(SystemCall.ThreadCreate(
+@discardableResult
+func createThread(onStack stack: UnsafeMutableRawPointer, bytes: UInt64, _ body: System.ThreadBody) throws(KernelError) -> UInt64 {
+    try System.invoke(SystemCall.ThreadCreate(
         entry: UserAddress(user_thread_start_address()), stackTop: UserAddress(stack).advanced(by: bytes),
-        argument0: 0, argument1: UInt64(UInt(bitPattern: unsafeBitCast(body, to: UnsafeRawPointer.self)))))
+        argument0: 0, argument1: UInt64(UInt(bitPattern: unsafeBitCast(body, to: UnsafeRawPointer.self))))).thread
 }
