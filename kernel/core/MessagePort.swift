@@ -27,8 +27,8 @@ public protocol WaiterWaking {
     /// What a port's charge comes down to once it closes, when its queue and payload buffers
     /// are freed (`MessagePort.close`): the object alone. By default the charge stays whole.
     static var closedPortCharge: UInt64 { get }
-    /// Whether `waiter` is one of `holder`'s, waiting to take a message straight into its buffer,
-    /// or woken from that wait and not yet run (`MessagePort.receiveRightLeft`). By default none is.
+    /// Whether `waiter` is one of `holder`'s, waiting to take a message straight into its buffer
+    /// (`MessagePort.receiveRightLeft`). By default none is.
     static func receives(_ waiter: Waiter, for holder: AnyObject) -> Bool
     /// Such a waiter, taken off the port's waiters: its receive ends (`peerClosed`) as it wakes.
     static func dismiss(_ waiter: Waiter)

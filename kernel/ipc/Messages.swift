@@ -178,9 +178,21 @@ extension IPC {
             switch thread.takeReceiveResult() {
             case .delivered: return
             case .failed(let error): throw error
-            case nil: removeWaiter(thread, from: port)
+            case nil: guard leaveWaiting(thread, port) else { throw .peerClosed }
             }
         }
+    }
+
+    /// After a wake without a message (its timeout, a message queued): takes `thread` off
+    /// `port`'s waiters, and tells whether its process still holds a receive right there. It may
+    /// have given the right up meanwhile, and that dismisses only the receives still on the
+    /// port's waiters (`receiveRightLeft`): a send takes a receive it finds no longer blocked off
+    /// them. A message there now is then the new holder's.
+    @inline(never)
+    static func leaveWaiting(_ thread: Thread, _ port: Port) -> Bool {
+        removeWaiter(thread, from: port)
+        guard let process = thread.process else { return false }
+        return process.handles.contains(where: { $0 === port && $1.contains(.receive) })
     }
 
     /// A call whose receiver's handle table has no room for it (its handles and the reply

@@ -22,10 +22,8 @@ enum SchedulerWaking: WaiterWaking {
 
     static var closedPortCharge: UInt64 { ObjectCost.closedPort.bytes }
 
-    /// Blocked, or made ready (by its timeout) and not yet run: its link is on the port until it
-    /// runs, and once the right is gone it must not take what the port holds then.
     static func receives(_ waiter: Thread, for holder: AnyObject) -> Bool {
-        waiter.process === holder && waiter.receiveAddress != .none && !waiter.killed
+        waiter.process === holder && waiter.isAwaitingDirectMessage
     }
 
     static func dismiss(_ waiter: Thread) {

@@ -860,9 +860,10 @@ private struct WriteOnceDisk {
         await propertyCheck(count: 300, input: Gen.int(in: 0...Int.max).array(of: 1...300)) { input in
             var codes = Codes(input)
             var table = BlockRequestTable()
-            var model: [(request: BlockRequest, head: UInt16?)] = []
+            var model: [(request: BlockRequest, head: UInt16?, stamp: UInt64)] = []
             var nextTag: UInt64 = 0
             var nextHead: UInt16 = 0
+            var now: UInt64 = 0
             var completed: [UInt64] = []
             for _ in 0..<input.count {
                 switch codes.next(5) {
@@ -871,13 +872,14 @@ private struct WriteOnceDisk {
                     let added = table.add(request)
                     #expect(added == (model.count < BlockRequestTable.capacity))
                     if added {
-                        model.append((request, nil))
+                        model.append((request, nil, 0))
                         nextTag += 1
                     }
                 case 2:
                     var room = codes.next(8)
                     var handed: [UInt64] = []
-                    let count = table.submitWaiting { _, request in
+                    now += UInt64(codes.next(3))
+                    let count = table.submitWaiting(stamp: now) { _, request in
                         guard room > 0 else { return nil }
                         room -= 1
                         handed.append(request.tag)
@@ -887,7 +889,10 @@ private struct WriteOnceDisk {
                     let waiting = model.indices.filter { model[$0].head == nil }.prefix(handed.count)
                     #expect(handed == waiting.map { model[$0].request.tag })
                     #expect(count == handed.count)
-                    for (offset, index) in waiting.enumerated() { model[index].head = nextHead &- UInt16(handed.count - 1 - offset) }
+                    for (offset, index) in waiting.enumerated() {
+                        model[index].head = nextHead &- UInt16(handed.count - 1 - offset)
+                        model[index].stamp = now
+                    }
                 case 3:
                     let inFlight = model.indices.filter { model[$0].head != nil }
                     let head = inFlight.isEmpty || codes.next(4) == 0
@@ -906,6 +911,7 @@ private struct WriteOnceDisk {
                 }
                 #expect(table.count == model.count)
                 #expect(table.heldByDevice == model.filter { $0.head != nil }.count)
+                #expect(table.oldestStamp() == model.filter { $0.head != nil }.map(\.stamp).min())
             }
             var remaining: [UInt64] = []
             table.removeAll { remaining.append($0.tag) }

@@ -295,12 +295,13 @@ enum Manager {
         var text = InlineArray<208, UInt8>(repeating: 0)
         for index in 0..<Int(nameLength) { name[index] = message[byte: 48 + index] }
         for index in 0..<Int(textLength) { text[index] = message[byte: 48 + Int(nameLength) + index] }
-        // Counted only when the clients together hold a client's share: no one can hold it before.
         let share = share(of: message.sender.value)
-        guard clientSlotsInUse < clientSlotCapacity,
-              clientSlotsInUse < slotsPerClient
-                || slots.count(where: { $0.inUse && $0.service == Slot.client && $0.share == share })
-                    < slotsPerClient else { throw .queueFull }
+        // Programs that ended may not be collected yet (their bell rings behind this request, and
+        // a client that waited for one's end may ask at once for the next): before refusing, look.
+        if !hasClientSlot(forShare: share) {
+            collectEnds()
+            guard hasClientSlot(forShare: share) else { throw .queueFull }
+        }
         // The client's authority over the child is the handle it gets back, made first so that
         // a spawn that cannot answer with one is undone.
         let slot: Int
@@ -357,6 +358,15 @@ enum Manager {
         try withUnsafeBytes(of: &storage) { bytes throws(KernelError) in
             try body(UnsafeRawBufferPointer(rebasing: bytes[0..<count]))
         }
+    }
+
+    /// Whether a client whose programs count against `share` may have one more. Counted only when
+    /// the clients together hold a client's share: no one can hold it before.
+    @inline(__always)
+    static func hasClientSlot(forShare share: UInt64) -> Bool {
+        clientSlotsInUse < clientSlotCapacity
+            && (clientSlotsInUse < slotsPerClient
+                || slots.count(where: { $0.inUse && $0.service == Slot.client && $0.share == share }) < slotsPerClient)
     }
 
     /// Starts `program` in a free slot (one whose process ended and was never waited for is

@@ -122,6 +122,8 @@ public struct BlockRequestTable {
         var request = BlockRequest(kind: .flush, sector: 0, count: 0, tag: 0)
         /// Arrival number: the order requests are handed to the queue, the first time and after a reset.
         var arrival: UInt64 = 0
+        /// When it was last handed to the queue, in the caller's units (`submitWaiting(stamp:)`).
+        var stamp: UInt64 = 0
     }
 
     private var slots = InlineArray<64, Slot>(repeating: Slot())
@@ -147,11 +149,13 @@ public struct BlockRequestTable {
     /// in the queue; those left wait for the next call). `submit` gets the request's slot, which
     /// stays the same until the request leaves the table (a home for its header and status
     /// byte), and returns the head of the chain it submitted. Returns how many were handed over.
-    public mutating func submitWaiting(_ submit: (_ slot: Int, _ request: BlockRequest) -> UInt16?) -> Int {
+    /// `stamp` marks when they were handed over (`oldestStamp`).
+    public mutating func submitWaiting(stamp: UInt64 = 0, _ submit: (_ slot: Int, _ request: BlockRequest) -> UInt16?) -> Int {
         var submitted = 0
         while let index = earliestWaiting(), let head = submit(index, slots[index].request) {
             slots[index].phase = .inFlight
             slots[index].head = head
+            slots[index].stamp = stamp
             submitted += 1
         }
         heldByDevice += submitted
@@ -191,6 +195,17 @@ public struct BlockRequestTable {
             count -= 1
             answer(slots[index].request)
         }
+    }
+
+    /// The earliest stamp among the requests the device holds (the one it has held longest);
+    /// nil when it holds none. `mutating` for the reason `earliest` is.
+    public mutating func oldestStamp() -> UInt64? {
+        var oldest: UInt64?
+        for index in slots.indices where slots[index].phase == .inFlight {
+            if let found = oldest, found <= slots[index].stamp { continue }
+            oldest = slots[index].stamp
+        }
+        return oldest
     }
 
     /// The slot of the request in flight at `head`, if any. `mutating` for the reason `earliest`

@@ -248,7 +248,11 @@ extension VirtioBlock {
                     try? System.acknowledgeInterrupt(interrupt)
                     collectCompletions()
                 }
-                if bits & Watchdog.stallBit != 0 { resetIfStalled() }
+                if bits & (Watchdog.stallBit | Watchdog.ageBit) != 0 {
+                    // What the device completed since its last interrupt counts first.
+                    collectCompletions()
+                    resetIfStalled(bits)
+                }
                 continue
             }
             let onOpenPort = source == ports.open
@@ -261,13 +265,20 @@ extension VirtioBlock {
         }
     }
 
-    /// The watchdog found the device stalled: reset it, unless it completed a request since the
-    /// watchdog looked or holds none now.
-    static func resetIfStalled() {
+    /// The watchdog's bits: with `stallBit`, reset a device that completed nothing since the
+    /// watchdog looked, if it holds requests; with `ageBit`, one that has held a request for
+    /// `Watchdog.ageLimitLooks` looks, though it completes others.
+    static func resetIfStalled(_ bits: UInt64) {
         let held = Driver.table.heldByDevice
-        guard held > 0, Watchdog.load(.suspected) == Driver.progress else { return }
-        System.print("virtio-blk: the device completed no request in \(Watchdog.limitMilliseconds / 1000) s (\(held) held); resetting it")
-        recover()
+        guard held > 0 else { return }
+        if bits & Watchdog.stallBit != 0 && Watchdog.load(.suspected) == Driver.progress {
+            System.print("virtio-blk: the device completed no request in \(Watchdog.limitMilliseconds / 1000) s (\(held) held); resetting it")
+            recover()
+        } else if bits & Watchdog.ageBit != 0, let oldest = Driver.table.oldestStamp(),
+                  Watchdog.load(.looks) &- oldest >= Watchdog.ageLimitLooks {
+            System.print("virtio-blk: the device has held a request for \(Watchdog.ageLimitLooks) s while completing others; resetting it")
+            recover()
+        }
     }
 
     /// Takes one request: answers it at once, or hands it to the device and answers it when the
@@ -415,7 +426,7 @@ extension VirtioBlock {
 
     /// Puts every waiting request on the queue (header, data, status) and tells the device.
     static func submitWaiting() {
-        let submitted = Driver.table.submitWaiting { slot, request in
+        let submitted = Driver.table.submitWaiting(stamp: Watchdog.load(.looks)) { slot, request in
             let header = Layout.slotsOffset + slot * Layout.slotBytes
             request.storeHeader(at: Driver.dma + header)
             virtio_store16(Driver.dma + header + Layout.statusInSlot, 0xFF)
@@ -492,15 +503,20 @@ extension VirtioBlock {
 
 /// A device that holds requests and completes none for `limitMilliseconds` is reset as one that
 /// broke the queue's rules is, and its requests are handed to it again: a request never answered
-/// would keep its client waiting for ever. The limit is far beyond any request's time on a
-/// working device, which completes each in well under a second even on a busy host.
+/// would keep its client waiting for ever. So is one that has held a request for
+/// `ageLimitLooks` seconds while it completes others (it lost that one). The limits are far
+/// beyond any request's time on a working device, which completes each in well under a second
+/// even on a busy host.
 ///
 /// A thread of its own looks once a second, so that the serving loop waits without a deadline
 /// (a timed wait on every request would cost it a deadline armed and cancelled each time). The
 /// loop publishes what it holds and its progress in `words`; the thread keeps a `StallWatch`
 /// over them, and when it runs out sets `stallBit` in the loop's notification. The loop resets
 /// the device only if it has made no progress since (`resetIfStalled`), so a completion that
-/// raced the thread's look is never answered with a reset.
+/// raced the thread's look is never answered with a reset. The thread also counts its looks
+/// (`looks`), the loop stamps each request handed over with that count, and every
+/// `ageCheckLooks` looks while requests are held the thread sets `ageBit`: the loop then
+/// compares the oldest request's stamp with the count.
 enum Watchdog {
     static let limitMilliseconds: UInt64 = 10_000
     static let periodNanoseconds: UInt64 = 1_000_000_000
@@ -508,24 +524,28 @@ enum Watchdog {
     /// is the watchdog's.
     static let interruptBit: UInt64 = 1 << 0
     static let stallBit: UInt64 = 1 << 1
+    static let ageBit: UInt64 = 1 << 2
+    /// A request held this many looks (seconds) is taken for lost.
+    static let ageLimitLooks: UInt64 = 30
+    static let ageCheckLooks: UInt64 = 10
 
     enum Word: Int {
         /// Requests the device holds, and `Driver.progress`: written by the loop.
         case held, progress
         /// The progress the watchdog saw when it found the device stalled.
         case suspected
+        /// The watchdog's looks so far.
+        case looks
     }
 
-    nonisolated(unsafe) static let words: UnsafeMutablePointer<UInt64> = {
-        let words = UnsafeMutablePointer<UInt64>.allocate(capacity: 3)
-        words.initialize(repeating: 0, count: 3)
-        return words
-    }()
+    /// Statically initialized, so that no access pays for a lazy initialization.
+    nonisolated(unsafe) static var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
 
-    static func load(_ word: Word) -> UInt64 { user_load_acquire(UInt64(UInt(bitPattern: words + word.rawValue))) }
-    static func store(_ word: Word, _ value: UInt64) {
-        user_store_release(UInt64(UInt(bitPattern: words + word.rawValue)), value)
+    static func address(_ word: Word) -> UInt64 {
+        withUnsafeMutablePointer(to: &words) { UInt64(UInt(bitPattern: $0)) + UInt64(word.rawValue * 8) }
     }
+    static func load(_ word: Word) -> UInt64 { user_load_acquire(address(word)) }
+    static func store(_ word: Word, _ value: UInt64) { user_store_release(address(word), value) }
 
     /// The loop's part: what the device holds and the progress so far, after each change.
     static func publish() {
@@ -535,7 +555,6 @@ enum Watchdog {
 
     /// Starts the thread. Without one (no memory for its stack) the driver serves on unwatched.
     static func start(notification: Handle) {
-        _ = words
         if (try? System.createThread(stackBytes: 16 * 1024, argument: notification.value, watch)) == nil {
             System.print("virtio-blk: no watchdog thread; a device that stops answering will not be reset")
         }
@@ -549,6 +568,7 @@ private func watch(_ argument: UInt64) {
     guard let timer = try? IPC.createNotification() else { return }
     var stall = StallWatch(limit: System.clock.ticks(milliseconds: Watchdog.limitMilliseconds))
     var seen = UInt64.max
+    var looks: UInt64 = 0
     while true {
         do throws(KernelError) {
             _ = try IPC.wait(timer, timeout: Watchdog.periodNanoseconds)
@@ -558,10 +578,14 @@ private func watch(_ argument: UInt64) {
                 return
             }
         }
+        looks &+= 1
+        Watchdog.store(.looks, looks)
         let progress = Watchdog.load(.progress)
+        let held = Watchdog.load(.held)
         let now = System.clock.ticks
-        stall.observe(held: Int(Watchdog.load(.held)), progressed: progress != seen, now: now)
+        stall.observe(held: Int(held), progressed: progress != seen, now: now)
         seen = progress
+        if held > 0 && looks % Watchdog.ageCheckLooks == 0 { try? IPC.signal(notification, bits: Watchdog.ageBit) }
         guard stall.isStalled(at: now) else { continue }
         Watchdog.store(.suspected, progress)
         try? IPC.signal(notification, bits: Watchdog.stallBit)
