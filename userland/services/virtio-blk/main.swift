@@ -6,11 +6,10 @@
 // device's interrupt, bound to a notification, says when some completed.
 //
 // Failure: a device that breaks the virtqueue's rules (Virtqueue.swift lists what it checks), or
-// holds requests for 10 s without completing one (`Watchdog`), is reset and set up again, and every request
-// it held is given to it once more; after eight resets with no completion between, the driver
-// ends. If this process
-// dies, the kernel resets the device before its DMA memory is reused, the process manager starts
-// a new instance, and clients send their unanswered request again (BlockDevice).
+// stops completing requests (`Watchdog`), is reset and set up again, and every request it held
+// is given to it once more; after eight resets with no completion between, the driver ends. If
+// this process dies, the kernel resets the device before its DMA memory is reused, the process
+// manager starts a new instance, and clients send their unanswered request again (BlockDevice).
 
 import UserSystemCall
 import VirtioMemory
