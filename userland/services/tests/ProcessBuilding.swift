@@ -201,7 +201,7 @@ func testProcessBuilding(_ suite: inout Suite) {
         let sent = given && (try? IPC.send(sendRight, &note)) != nil
         for _ in 0..<2000 where ready && MovedRightWaiter.outcome == .max { System.sleep(nanoseconds: 1_000_000) }
         if sent { lateOutcomes[round] = MovedRightWaiter.outcome }
-        try? System.setAffinity(pinned.previous)
+        _ = try? System.setAffinity(pinned.previous)
         try? IPC.close(holder)
         if !given { try? IPC.close(port) }
         try? IPC.close(sendRight)
