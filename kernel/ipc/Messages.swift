@@ -192,7 +192,7 @@ extension IPC {
     static func leaveWaiting(_ thread: Thread, _ port: Port) -> Bool {
         removeWaiter(thread, from: port)
         guard let process = thread.process else { return false }
-        return process.handles.contains(where: { $0 === port && $1.contains(.receive) })
+        return Handles.holdsReceiveRight(to: port, in: process)
     }
 
     /// A call whose receiver's handle table has no room for it (its handles and the reply

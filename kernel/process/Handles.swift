@@ -44,9 +44,12 @@ enum Handles {
     /// Out of line: rare, and the many callers of `uninstall` stay as short as they were.
     @inline(never)
     private static func receiveRightLeft(_ object: KernelObject, _ process: Process) {
-        object.receiveRightLeft(holder: process) {
-            process.handles.contains { $0 === object && $1.contains(.receive) }
-        }
+        object.receiveRightLeft(holder: process) { holdsReceiveRight(to: object, in: process) }
+    }
+
+    /// Whether `process` holds a receive right to `object` (a port) in any of its handles.
+    static func holdsReceiveRight(to object: KernelObject, in process: Process) -> Bool {
+        process.handles.contains { $0 === object && $1.contains(.receive) }
     }
 
     /// A second handle to the same object with `rights`, a subset of the original's (which must

@@ -305,13 +305,9 @@ def a_disk_that_stops_answering() -> BootResult:
             command(session, "disk write 6 still here\r", r"disk: wrote 10 bytes to sector 6")
             command(session, "disk read 6\r", r"  73 74 69 6c 6c 20 68 65 72 65 00")
         result = session.result()
-        result.checks += 3
-        if disk.error:
-            result._fail(disk.error)
-        if disk.reads_of_stalled != 2:
-            result._fail(f"sector 5 was read {disk.reads_of_stalled} times by the device, not twice")
-        if image[6 * 512:6 * 512 + 11] != b"still here\0":
-            result._fail(f"sector 6 holds {bytes(image[6 * 512:6 * 512 + 11])!r}")
+        result.expect_equal(disk.error, None, "the NBD server's view of the protocol")
+        result.expect_equal(disk.reads_of_stalled, 2, "reads of sector 5 by the device")
+        result.expect_equal(bytes(image[6 * 512:6 * 512 + 11]), b"still here\0", "sector 6 on the disk")
     result.expect_no_line(r"Kernel panic|faulted|failed")
     return result
 

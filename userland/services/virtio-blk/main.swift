@@ -241,17 +241,15 @@ extension VirtioBlock {
             portsFirst = source == notification
             if source == notification {
                 let bits = (try? IPC.wait(notification, timeout: 0)) ?? 0
-                if bits & Watchdog.stallBit == 0 || bits & Watchdog.interruptBit != 0 {
+                let watchdogBits = bits & (Watchdog.stallBit | Watchdog.ageBit)
+                if bits & Watchdog.interruptBit != 0 || watchdogBits == 0 {
                     let cause = Driver.registers.read(.interruptStatus)
                     Driver.registers.write(.interruptAcknowledge, cause)
                     try? System.acknowledgeInterrupt(interrupt)
-                    collectCompletions()
                 }
-                if bits & (Watchdog.stallBit | Watchdog.ageBit) != 0 {
-                    // What the device completed since its last interrupt counts first.
-                    collectCompletions()
-                    resetIfStalled(bits)
-                }
+                // What the device completed counts before the watchdog's look.
+                collectCompletions()
+                if watchdogBits != 0 { resetIfStalled(bits) }
                 continue
             }
             let onOpenPort = source == ports.open
