@@ -8,6 +8,10 @@ public struct Handle: Equatable, Sendable {
     public let value: UInt64
     public init(_ value: UInt64) { self.value = value }
     public static let none = Handle(0)
+    /// The reply handle of a call a thread took in registers while its reply slot was empty: it
+    /// names that thread's slot, not a table entry (generation 0, which no table gives). Only
+    /// that thread answers or closes it; no other call takes it. The kernel's ReplySlot has why.
+    public static let replySlot = Handle(0xFFFF_FFFF)
 }
 
 /// What a handle allows. Rights only shrink when a handle is duplicated. Each call checks the
@@ -102,7 +106,8 @@ public enum RegisterMessageLayout {
     /// The registers of a message's fields (x0 holds the handle going in and the status coming out).
     public static let label = 1
     public static let length = 2
-    /// Coming out of `replyReceiveRegisters`: the reply handle of a call (0 for a plain send).
+    /// Coming out of `replyReceiveRegisters`: the reply handle of a call (0 for a plain send;
+    /// `Handle.replySlot` when the call went to the receiving thread's reply slot).
     public static let replyHandle = 3
     /// Coming out of `replyReceiveRegisters`: the sender's process id, written by the kernel.
     public static let sender = 4

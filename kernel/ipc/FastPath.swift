@@ -2,7 +2,9 @@
 // caller waiting for its answer, when the message carries no handles. The message goes straight
 // from one user buffer to the other through one kernel buffer, the CPU passes straight to the
 // other thread (no run queue; only when that thread's affinity allows this CPU), and nothing is
-// allocated (a thread's reply capability is made on its first call and reused after).
+// allocated (a thread's reply capability is made with it and reused for every call). The forms
+// with the message in registers pass the call through the server's reply slot (`ReplySlot`)
+// rather than its handle table.
 //
 // Each operation reads straight down: every check first, each one falling back to the general
 // path (Messages.swift) having changed nothing; then the commit point, after which the operation
@@ -174,7 +176,7 @@ enum IPCFastPath {
         }
     }
 
-    /// What both `replyReceive` fast paths check first: a wait for ever, a reply handle and a
+    /// What `replyReceive`'s fast path checks first: a wait for ever, a reply handle and a
     /// receive handle that name what they should, nothing queued on the port, a caller still
     /// waiting. Then `transfer` answers it (false: it did not apply, nothing changed). Objects
     /// are borrowed as `replyReceive` says.
@@ -235,24 +237,27 @@ enum IPCFastPath {
             return false
         }
         // Commit point: the answer is in the caller's buffer.
-        finishAnswerLeavingFrame(reply, handle: call.reply, to: caller, thenWaitOn: port, named: call.port,
-                                 at: call.message, thread: thread, process: process)
+        finishAnswerLeavingFrame(reply, to: caller, thenWaitOn: port, named: call.port, at: call.message,
+                                 thread: thread) {
+            // The table's reference dropped; the caller thread still holds its capability. The
+            // handle was found current in `answer`, and nothing has touched the table since.
+            process.handles.discard(current: call.reply)
+        }
     }
 
     /// An answer's second half, once it is in the caller's buffer or registers: the call is
-    /// finished, the reply handle used up, this thread waits in its frame for a message on the
-    /// port `portHandle` names (into `address`), and the CPU passes straight to the caller, which
-    /// returns to user space from its own frame if it waits in one.
+    /// finished, the reply handle used up (`useUp`), this thread waits in its frame for a message
+    /// on the port `portHandle` names (into `address`), and the CPU passes straight to the
+    /// caller, which returns to user space from its own frame if it waits in one.
     @inline(__always)
-    private static func finishAnswerLeavingFrame(_ reply: ReplyCapability, handle: Handle, to caller: Thread,
+    private static func finishAnswerLeavingFrame(_ reply: ReplyCapability, to caller: Thread,
                                                  thenWaitOn port: Port, named portHandle: Handle,
-                                                 at address: UserAddress, thread: Thread, process: Process) -> Never {
+                                                 at address: UserAddress, thread: Thread,
+                                                 useUp: () -> Void) -> Never {
         commitAnswer(reply, thenWaitOn: port, at: address, thread: thread)
         thread.waitInFrame(for: .message(on: portHandle, into: address))
-        // Drops the table's reference; the caller thread still holds its capability. The handle
-        // was found current in `answer`, and nothing has touched the table since. Last, as it
-        // is a call: what is kept across it would be saved and loaded again.
-        process.handles.discard(current: handle)
+        // Last, as it may be a call: what is kept across it would be saved and loaded again.
+        useUp()
         if caller.isAwaitingAnswerInFrame {
             // Its wait ends here: the answer is in its buffer or registers.
             caller.callAddress = .none
@@ -303,38 +308,48 @@ enum IPCFastPath {
     @inline(__always)
     private static func transferCallRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process,
                                               port: Port, server: Thread, serverProcess: Process) {
-        // Checks.
+        // Checks. The call goes to the server's reply slot, which must be empty (`ReplySlot`).
         let length = registers[RegisterMessageLayout.length]
-        guard length <= UInt64(RegisterMessageLayout.maximumPayload),
-              serverProcess.handles.count < serverProcess.handles.capacity,
+        guard length <= UInt64(RegisterMessageLayout.maximumPayload), server.replySlot == nil,
               !Scheduler.hasReadyThreads(above: server.priority) else { return }
         reusableReplyCapability(of: thread)._withUnsafeGuaranteedRef { reply in
-            guard let replyHandle = try? serverProcess.handles.insertInline(reply, rights: .reply) else { return }
             // Commit point: nothing below fails.
-            write(label: registers[RegisterMessageLayout.label], length: length, reply: replyHandle.value,
+            ReplySlot.fill(server, with: reply, of: thread)
+            write(label: registers[RegisterMessageLayout.label], length: length, reply: Handle.replySlot.value,
                   sender: process.id, payload: registers, to: server.userRegisters)
             handOffLeavingFrame(port: port, to: server, awaiting: reply, at: .registers, thread: thread)
         }
     }
 
-    /// `replyReceiveRegisters` to a caller blocked in `callRegisters`, waiting for ever on a port
-    /// with nothing queued: the answer goes from this thread's registers to the caller's.
-    /// This thread then waits in its frame, as in `callRegisters`, and the call returns only
-    /// when the fast path does not apply.
+    /// `replyReceiveRegisters` answering the call in this thread's reply slot (`ReplySlot`), to a
+    /// caller blocked in `callRegisters`, then waiting for ever on a port with nothing queued:
+    /// the answer goes from this thread's registers to the caller's. This thread then waits in
+    /// its frame, as in `callRegisters`, and the call returns only when the fast path does not
+    /// apply. An answer through a table handle goes the general way: a call taken in registers
+    /// gets one only when the slot was full.
     static func replyReceiveRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) {
         let call = SystemCall.ReplyReceiveRegisters(registers: ArgumentRegisters(
             x0: registers[0], x3: registers[3], x4: registers[4]))
-        _ = answer(call.reply, port: call.port, timeout: call.timeout, process: process) { port, reply, caller in
-            // Checks.
-            let length = registers[RegisterMessageLayout.length]
-            guard caller.callAddress == .registers, length <= UInt64(RegisterMessageLayout.maximumPayload),
-                  caller.translationBase != .none, !Scheduler.hasReadyThreads(above: caller.priority),
-                  Scheduler.mayRunHere(caller) else { return false }
-            // Commit point: the answer goes into the caller's registers.
-            write(label: registers[RegisterMessageLayout.label], length: length, reply: 0, sender: process.id,
-                  payload: registers, to: caller.userRegisters)
-            finishAnswerLeavingFrame(reply, handle: call.reply, to: caller, thenWaitOn: port, named: call.port,
-                                     at: .registers, thread: thread, process: process)
+        guard call.timeout == UInt64.max, call.reply == .replySlot, let slot = thread.replySlot,
+              let port = borrowed(call.port, of: Port.self, in: process, requiring: .receive) else { return }
+        port._withUnsafeGuaranteedRef { port in
+            slot._withUnsafeGuaranteedRef { reply in
+                guard !port.isClosed, port.queue.isEmpty, reply.isAwaited else { return }
+                reply.unretainedCaller._withUnsafeGuaranteedRef { caller in
+                    // Checks.
+                    let length = registers[RegisterMessageLayout.length]
+                    guard caller.callAddress == .registers, length <= UInt64(RegisterMessageLayout.maximumPayload),
+                          caller.translationBase != .none, !Scheduler.hasReadyThreads(above: caller.priority),
+                          Scheduler.mayRunHere(caller) else { return }
+                    // Commit point: the answer goes into the caller's registers.
+                    write(label: registers[RegisterMessageLayout.label], length: length, reply: 0, sender: process.id,
+                          payload: registers, to: caller.userRegisters)
+                    finishAnswerLeavingFrame(reply, to: caller, thenWaitOn: port, named: call.port, at: .registers,
+                                             thread: thread) {
+                        ReplySlot.emptyAnswered(thread, caller: caller)
+                    }
+                }
+            }
         }
     }
 

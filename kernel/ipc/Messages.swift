@@ -62,10 +62,24 @@ extension IPC {
     }
 
     /// Writes `message` into `target`'s registers; out of line as `copyIn(_:fromRegistersOf:)`.
+    /// A call goes to the target's reply slot when that is empty (`ReplySlot`), else to its
+    /// process's table.
     @inline(never)
     static func deliver(_ message: inout KernelMessage, toRegistersOf target: Thread,
                         receiver: Process) throws(KernelError) {
-        try MessageTransfer.writeOut(&message, toRegisters: target.userRegisters, receiver: &receiver.handles)
+        guard target.replySlot == nil, let reply = message.reply?.downcast(to: ReplyCapability.self) else {
+            try MessageTransfer.writeOut(&message, toRegisters: target.userRegisters, receiver: &receiver.handles)
+            return
+        }
+        message.reply = nil
+        do throws(KernelError) {
+            try MessageTransfer.writeOut(&message, toRegisters: target.userRegisters, receiver: &receiver.handles)
+        } catch {
+            message.reply = reply
+            throw error
+        }
+        ReplySlot.fill(target, with: reply, of: reply.caller)
+        target.userRegisters[RegisterMessageLayout.replyHandle] = Handle.replySlot.value
     }
 
     /// Writes a message to the current user memory, or to `target`'s saved registers, installing
@@ -231,6 +245,19 @@ extension IPC {
         try reply.call.outcome()
     }
 
+    /// Takes reply handle `handle` (found current) away from `thread` of `server`: from the
+    /// thread's reply slot for `Handle.replySlot`, else from the table. `lettingGo` fails the
+    /// call, as closing the handle does; an answer uses it up without.
+    private static func useUp(_ handle: Handle, of thread: Thread, in server: Process, lettingGo: Bool) throws(KernelError) {
+        if handle == .replySlot {
+            try ReplySlot.empty(thread, lettingGo: lettingGo)
+        } else if lettingGo {
+            try Handles.uninstall(handle, from: server).release()
+        } else {
+            _ = try Handles.uninstall(handle, from: server)
+        }
+    }
+
     static func reply(_ handle: Handle, message address: UserAddress, thread: Thread, server: Process) throws(KernelError) {
         Scheduler.wake(try answer(handle, message: address, thread: thread, server: server))
     }
@@ -261,11 +288,12 @@ extension IPC {
     /// caller's buffer. Returns the caller, answered but not yet woken; `peerClosed` when the
     /// caller no longer waits (the capability is used up all the same).
     static func answer(_ handle: Handle, message address: UserAddress, thread: Thread, server: Process) throws(KernelError) -> Thread {
-        let capability = try Handles.object(handle, of: ReplyCapability.self, in: server, requiring: .reply)
+        let capability = handle == .replySlot ? try ReplySlot.capability(of: thread)
+                                : try Handles.object(handle, of: ReplyCapability.self, in: server, requiring: .reply)
         let caller = capability.caller
         guard capability.isAwaited else {
             // The caller was killed while waiting: nobody to answer, and its buffer is gone.
-            try Handles.uninstall(handle, from: server).release()
+            try useUp(handle, of: thread, in: server, lettingGo: true)
             // The answer is dropped with the handles it carries, as with a port that closes: a
             // server in `replyReceive` is not told (it goes on to receive), and would keep them
             // for good. This thread is in no call of its own, so its answer buffer is free to
@@ -280,7 +308,7 @@ extension IPC {
         }
         var message = KernelMessage()
         try read(&message, from: address, sender: server, thread: thread, payload: caller.messageBuffer)
-        _ = try Handles.uninstall(handle, from: server)
+        try useUp(handle, of: thread, in: server, lettingGo: false)
         do throws(KernelError) {
             try deliver(&message, to: caller.callAddress, of: caller, by: thread)
             capability.call.finish(failure: nil)

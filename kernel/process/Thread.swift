@@ -89,6 +89,14 @@ final class Thread: ChargedObject {
     /// Reused for every call this thread makes (see IPC.call); made with the thread, dropped
     /// when it is released (the capability holds the thread, so this breaks the cycle).
     var replyCapability: ReplyCapability?
+    /// The call this thread took in registers and has not answered, if it went to the slot
+    /// (`ReplySlot`): its caller's reply capability, not counted.
+    var replySlot: Unmanaged<ReplyCapability>?
+    /// The thread whose reply slot holds this thread's call, while one does.
+    var replySlotHolder: Unmanaged<Thread>?
+    /// Whether `replySlot` counts its capability: once its caller was released before the
+    /// answer, which handed the slot its reference; the caller holds it until then.
+    var replySlotCounts = false
     /// What the thread's process paid for its heap part; its kernel stack is charged by the page.
     var charge = MemoryCharge()
     /// Where the payload of a reply to this thread's call waits between the server's memory and
@@ -342,6 +350,7 @@ final class Thread: ChargedObject {
         for index in 0..<Self.waitLinkCount { WaitLink.unlink(waitLinks + index) }
         waitLinks.deinitialize(count: Self.waitLinkCount)
         waitLinks.deallocate()
+        if replySlot != nil || replySlotHolder != nil { ReplySlot.threadReleased(self) }
         replyCapability = nil
         queueNext = nil
         nextDead = nil

@@ -28,6 +28,8 @@ import PropertyBased
         #expect(throws: HandleError.tableFull) { try table.insert(3, rights: []) }
         #expect(throws: HandleError.invalidHandle) { try table.lookup(Handle(0), requiring: []) }
         #expect(throws: HandleError.invalidHandle) { try table.lookup(Handle(UInt64.max), requiring: []) }
+        // A thread's reply slot, never a table's (generation 0).
+        #expect(throws: HandleError.invalidHandle) { try table.lookup(Handle.replySlot, requiring: []) }
         #expect(try table.lookup(second, requiring: []).object == 2)
     }
 
@@ -57,7 +59,7 @@ import PropertyBased
                 case 0, 1:
                     let rights = Rights(rawValue: UInt64(code) & Rights.all.rawValue)
                     if let handle = try? table.insert(code, rights: rights) {
-                        #expect(model[handle.value] == nil)
+                        #expect(model[handle.value] == nil && handle != .replySlot && handle.generation != 0)
                         model[handle.value] = (code, rights)
                     } else {
                         #expect(model.count == 16)

@@ -165,6 +165,7 @@ func testRegisterMessages(_ suite: inout Suite) {
     }
 
     testRegisterWaitsEnded(&suite)
+    testReplySlot(&suite)
 
     // Moved to the server by the call that carried it, unless that call failed.
     if let carried { try? IPC.close(carried) }
@@ -270,4 +271,95 @@ private func testRegisterWaitsEnded(_ suite: inout Suite) {
     } else {
         suite.check(false, "an echo client that calls in registers started (to be answered in memory)")
     }
+}
+
+/// echo as a caller (start argument 5: one call in registers, label 9, to the port it is given;
+/// exit code 0 when answered, 1 when the call failed), with a send right to `port` of its own.
+private func startCaller(_ port: Handle) -> ChildProcess? {
+    guard let right = try? IPC.duplicate(port, rights: [.send, .transfer]) else { return nil }
+    guard let caller = try? System.spawn("echo", argument: 5, handle: right) else {
+        try? IPC.close(right)
+        return nil
+    }
+    return caller
+}
+
+/// What `ReplySlotProbe.body` found: how its `handleClose(.replySlot)` ended (0: closed; `.max`
+/// until it has run).
+enum ReplySlotProbe {
+    nonisolated(unsafe) static var outcome = UInt64.max
+    static let stackBytes: UInt64 = 16 * 1024
+
+    /// Another thread of this process closes `.replySlot`, which names its own slot.
+    static let body: System.ThreadBody = { _ in
+        outcome = catching { () throws(KernelError) in try IPC.close(.replySlot) }?.rawValue ?? 0
+        System.exitThread()
+    }
+}
+
+/// The reply slot (docs/IPC.md, "Reply slots"): this thread serves, echo processes call. A call
+/// taken in registers goes to the receiving thread's slot while that is empty, a second one to
+/// the table; each is answered through its own handle, in either order. `.replySlot` names the
+/// slot of the thread that uses it, so another thread's is empty; closing the slot fails its
+/// call, and an empty slot is no handle.
+private func testReplySlot(_ suite: inout Suite) {
+    guard let port = try? IPC.createPort() else {
+        suite.check(false, "a port for the reply slot's callers created")
+        return
+    }
+    defer { try? IPC.close(port) }
+    guard let firstCaller = startCaller(port), let secondCaller = startCaller(port) else {
+        suite.check(false, "two echo callers started (for the reply slot)")
+        return
+    }
+    var first = RegisterMessage()
+    var second = RegisterMessage()
+    let received = catching { () throws(KernelError) in
+        try IPC.replyAndReceiveInRegisters(nil, port, &first, timeout: 5_000_000_000)
+        try IPC.replyAndReceiveInRegisters(nil, port, &second, timeout: 5_000_000_000)
+    }
+    let secondHandle = second.replyHandle ?? .none
+    // Another thread's `.replySlot` is its own slot, empty.
+    ReplySlotProbe.outcome = .max
+    if let stack = try? System.map(bytes: ReplySlotProbe.stackBytes, access: .write) {
+        if (try? createThread(onStack: stack, bytes: ReplySlotProbe.stackBytes, ReplySlotProbe.body)) != nil {
+            for _ in 0..<2000 where ReplySlotProbe.outcome == .max { System.sleep(nanoseconds: 1_000_000) }
+            System.sleep(nanoseconds: 5_000_000) // on to its exit
+        }
+        if ReplySlotProbe.outcome != .max { try? System.unmap(stack, bytes: ReplySlotProbe.stackBytes) }
+    }
+    // The second call first, through the table; then the slot's, with the general path's
+    // `replyReceiveRegisters` (a timeout), which goes on to receive: nothing there.
+    var answer = IPCMessage(label: 10)
+    let secondAnswered = catching { () throws(KernelError) in try IPC.reply(secondHandle, &answer) }
+    var slotAnswer = RegisterMessage(label: 10)
+    let firstAnswered = catching { () throws(KernelError) in
+        try IPC.replyAndReceiveInRegisters(.replySlot, port, &slotAnswer, timeout: 1_000_000)
+    }
+    let firstStatus = try? System.wait(firstCaller)
+    let secondStatus = try? System.wait(secondCaller)
+    let emptyAfterAnswer = catching { () throws(KernelError) in try IPC.close(.replySlot) }
+    suite.check(received == nil && first.label == 9 && first.replyHandle == .replySlot && second.label == 9
+                    && secondHandle != .none && secondHandle != .replySlot
+                    && ReplySlotProbe.outcome == KernelError.invalidHandle.rawValue
+                    && secondAnswered == nil && firstAnswered == .timedOut && firstStatus?.code == 0 && secondStatus?.code == 0
+                    && emptyAfterAnswer == .invalidHandle,
+                "two calls taken in registers: the first in this thread's reply slot (\(first.replyHandle?.value ?? 0)), the second in the table; another thread's slot is empty (\(ReplySlotProbe.outcome)); answered second first, both callers get their answers, and the slot is empty after")
+
+    // Closing the slot fails its call, as closing a reply handle does.
+    var closedOutcome: KernelError?? = .none
+    var thirdStatus: (reason: ExitReason, code: UInt64)?
+    if let thirdCaller = startCaller(port) {
+        var third = RegisterMessage()
+        let taken = catching { () throws(KernelError) in
+            try IPC.replyAndReceiveInRegisters(nil, port, &third, timeout: 5_000_000_000)
+        }
+        if taken == nil && third.replyHandle == .replySlot {
+            closedOutcome = .some(catching { () throws(KernelError) in try IPC.close(.replySlot) })
+        }
+        thirdStatus = try? System.wait(thirdCaller)
+    }
+    let emptyAfterClose = catching { () throws(KernelError) in try IPC.close(.replySlot) }
+    suite.check(closedOutcome == .some(nil) && thirdStatus?.code == 1 && emptyAfterClose == .invalidHandle,
+                "closing the reply slot fails the call in it (its caller's call fails), and leaves it empty")
 }
