@@ -78,7 +78,7 @@ extension IPC {
             message.reply = reply
             throw error
         }
-        ReplySlot.fill(target, with: reply, of: reply.caller)
+        ReplySlot.fillGeneral(target, with: reply)
         target.userRegisters[RegisterMessageLayout.replyHandle] = Handle.replySlot.value
     }
 

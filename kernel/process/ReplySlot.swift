@@ -22,6 +22,19 @@ enum ReplySlot {
         caller.replySlotHolder = Unmanaged.passUnretained(server)
     }
 
+    /// `fill` by the general path, for a call that may have waited in a port's queue: its
+    /// caller may have been released meanwhile (killed), and then nothing but the message held
+    /// the capability, so the slot counts it, as `threadReleased` would have had it.
+    static func fillGeneral(_ server: Thread, with reply: ReplyCapability) {
+        let caller = reply.caller
+        guard caller.replyCapability == nil else {
+            fill(server, with: reply, of: caller)
+            return
+        }
+        server.replySlot = Unmanaged.passRetained(reply)
+        server.replySlotCounts = true
+    }
+
     /// Empties `server`'s slot, whose call the answer used up, while its caller still waits for
     /// the answer (so nothing is kept).
     @inline(__always)

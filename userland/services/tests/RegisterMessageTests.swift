@@ -362,4 +362,27 @@ private func testReplySlot(_ suite: inout Suite) {
     let emptyAfterClose = catching { () throws(KernelError) in try IPC.close(.replySlot) }
     suite.check(closedOutcome == .some(nil) && thirdStatus?.code == 1 && emptyAfterClose == .invalidHandle,
                 "closing the reply slot fails the call in it (its caller's call fails), and leaves it empty")
+
+    // A call that waits in the queue while its caller is killed and released: then only the
+    // queued message holds its reply capability, and the slot that takes it must count it.
+    var late: (ready: Int?, killed: Bool, taken: KernelError?, handle: Handle?, answered: KernelError?, empty: KernelError?)
+    late = (nil, false, nil, nil, nil, nil)
+    if let lateCaller = startCaller(port) {
+        // Ready means queued: this thread is not receiving.
+        late.ready = try? IPC.waitAny([port], timeout: 5_000_000_000)
+        late.killed = (try? System.kill(lateCaller)) != nil && (try? System.wait(lateCaller))?.reason == .killed
+        var queued = RegisterMessage()
+        late.taken = catching { () throws(KernelError) in
+            try IPC.replyAndReceiveInRegisters(nil, port, &queued, timeout: 5_000_000_000)
+        }
+        late.handle = queued.replyHandle
+        var dropped = RegisterMessage(label: 10)
+        late.answered = catching { () throws(KernelError) in
+            try IPC.replyAndReceiveInRegisters(.replySlot, port, &dropped, timeout: 1_000_000)
+        }
+        late.empty = catching { () throws(KernelError) in try IPC.close(.replySlot) }
+    }
+    suite.check(late.ready == 0 && late.killed && late.taken == nil && late.handle == .replySlot
+                    && late.answered == .timedOut && late.empty == .invalidHandle,
+                "a call queued by a caller killed before this thread took it: it arrives in the reply slot, the late answer is dropped (replyReceive goes on to receive), and the slot is empty after")
 }
