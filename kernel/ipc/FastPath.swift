@@ -328,6 +328,12 @@ enum IPCFastPath {
     /// apply. An answer through a table handle goes the general way: a call taken in registers
     /// gets one only when the slot was full.
     static func replyReceiveRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) {
+        // One step removed, so that the closures below are inlined into this function.
+        answerSlot(registers, thread: thread, process: process)
+    }
+
+    @inline(__always)
+    private static func answerSlot(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) {
         let call = SystemCall.ReplyReceiveRegisters(registers: ArgumentRegisters(
             x0: registers[0], x3: registers[3], x4: registers[4]))
         guard call.timeout == UInt64.max, call.reply == .replySlot, let slot = thread.replySlot,
