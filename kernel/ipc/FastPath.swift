@@ -296,18 +296,15 @@ enum IPCFastPath {
             guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return }
             server._withUnsafeGuaranteedRef { server in
                 guard server.isAwaitingMessageInRegisters, server.translationBase != .none,
-                      Scheduler.mayRunHere(server), let serverProcess = server.processReference else { return }
-                serverProcess._withUnsafeGuaranteedRef { serverProcess in
-                    transferCallRegisters(registers, thread: thread, process: process, port: port, server: server,
-                                          serverProcess: serverProcess)
-                }
+                      Scheduler.mayRunHere(server), server.process != nil else { return }
+                transferCallRegisters(registers, thread: thread, process: process, port: port, server: server)
             }
         }
     }
 
     @inline(__always)
     private static func transferCallRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process,
-                                              port: Port, server: Thread, serverProcess: Process) {
+                                              port: Port, server: Thread) {
         // Checks. The call goes to the server's reply slot, which must be empty (`ReplySlot`).
         let length = registers[RegisterMessageLayout.length]
         guard length <= UInt64(RegisterMessageLayout.maximumPayload), server.replySlot == nil,

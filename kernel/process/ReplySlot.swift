@@ -49,7 +49,7 @@ enum ReplySlot {
         return slot.takeUnretainedValue()
     }
 
-    /// Empties `thread`'s slot; `letGo` also fails its call, as closing a reply handle does
+    /// Empties `thread`'s slot; `lettingGo` also fails its call, as closing a reply handle does
     /// (the answer uses it up instead). `invalidHandle` when the slot is empty.
     static func empty(_ thread: Thread, lettingGo: Bool) throws(KernelError) {
         let reply = try capability(of: thread)
