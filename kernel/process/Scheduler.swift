@@ -363,6 +363,7 @@ enum Scheduler {
     /// callers have frames of their own, and it leaves them for good.
     @inline(__always)
     static func switchLeavingFrame(from previous: Thread, to next: Thread, resumingFrame: Bool) -> Never {
+        let frame = next.userRegisters // read first, as in `enter`
         let (_, to) = enter(next, leaving: previous)
         if PerCPU.current.scheduler.dead != nil {
             releaseDeadThreads()
@@ -372,8 +373,8 @@ enum Scheduler {
             if resumingFrame && PerCPU.current.scheduler.rescheduleNeeded { load_context(to) }
         }
         if resumingFrame {
-            if multiprocessor { resume_user_frame_unlocking(next.userRegisters) }
-            resume_user_frame(next.userRegisters)
+            if multiprocessor { resume_user_frame_unlocking(frame) }
+            resume_user_frame(frame)
         }
         load_context(to)
     }
@@ -408,16 +409,21 @@ enum Scheduler {
         // The next thread would run with them held, and this CPU could wait on its own lock.
         if PerCPU.current.locksHeld & ~LockOrder.bigKernel.bit != 0 { kernelPanic("thread switch with spin locks held") }
         #endif
-        if next.translationBase != .none {
-            next.translationBase.activate()
-        } else {
-            NoAddressSpace.activate()
-        }
-        if LazyFloatingPoint.switched(to: next.floatingPoint) { switchCarefully(from: previous, to: next) }
+        // What is read of the threads, first: a borrowed reference is kept in memory, and every
+        // store below (to the per-CPU block, to `next`) would make the compiler load it again.
+        let base = next.translationBase
+        let area = next.floatingPoint
+        let contexts = (UnsafeMutableRawPointer(previous.context), UnsafeMutableRawPointer(next.context))
         next.state = .running
         next.sliceRemaining = sliceTicks
         PerCPU.current.scheduler.recordSwitch(to: next)
-        return (UnsafeMutableRawPointer(previous.context), UnsafeMutableRawPointer(next.context))
+        if base != .none {
+            base.install()
+        } else {
+            NoAddressSpace.base.install()
+        }
+        if LazyFloatingPoint.switched(to: area) { switchCarefully(from: previous, to: next) }
+        return contexts
     }
 
     /// A switch's multiprocessor part, out of line, which a single CPU's switch never reaches

@@ -48,24 +48,28 @@ enum LazyFloatingPoint {
     /// A switch to the thread whose save area is `area` (nil: a kernel-only thread): arms or
     /// disarms the trap if that changes. True on a multiprocessor, where the caller takes its
     /// own path, which ends in `switchedCarefully`.
+    ///
+    /// No ISB follows the write: FPEN is only ever 0b01 or 0b11, neither of which traps EL1, so
+    /// the change matters only to EL0, and the way back there is an eret, which synchronizes
+    /// (SCTLR_EL1.EOS is set).
     @inline(__always)
     static func switched(to area: UnsafeMutableRawPointer?) -> Bool {
-        let trap: UInt8 = area != PerCPU.current.floatingPoint.ownerArea ? 1 : 0
+        // Compared as addresses: nil is 0, which no save area is.
+        let owner = PerCPU.current.floatingPoint.ownerArea
+        let trap: UInt8 = UInt(bitPattern: area) != UInt(bitPattern: owner) ? 1 : 0
         let state = PerCPU.current.floatingPoint.trapping
         guard trap != state else { return false }
         guard state != everySwitch else { return true }
         aarch64_write_cpacr(trap != 0 ? trapEL0 : noTraps)
-        aarch64_isb()
         PerCPU.current.floatingPoint.trapping = trap
         return false
     }
 
-    /// `switched` on a multiprocessor.
+    /// `switched` on a multiprocessor (no ISB either, for the same reason).
     static func switchedCarefully(to area: UnsafeMutableRawPointer?) {
         let trap = area != PerCPU.current.floatingPoint.ownerArea
         guard trap != PerCPU.current.floatingPoint.trapArmed else { return }
         aarch64_write_cpacr(trap ? trapEL0 : noTraps)
-        aarch64_isb()
         PerCPU.current.floatingPoint.trapArmed = trap
     }
 

@@ -27,6 +27,15 @@ struct TranslationBase: Equatable {
         aarch64_write_ttbr0(value)
         aarch64_isb()
     }
+
+    /// Makes user addresses translate through this space from the next context synchronization
+    /// on, for a thread switch: no user address is used before it, which is either the `eret`
+    /// to user space (SCTLR_EL1.EOS is set, so it synchronizes) or the ISB in `load_context`,
+    /// before the next thread's kernel code runs. Saves the switch an ISB of its own.
+    @inline(__always)
+    func install() {
+        aarch64_write_ttbr0(value)
+    }
 }
 
 /// TLB maintenance for one address space: by address within its ASID.

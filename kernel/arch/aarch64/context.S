@@ -10,6 +10,8 @@
 // come back to (it waits in its user frame, see thread_resume_frame_wait), and
 // switch_to_user_frame(from, frame) its first half, then a return to user space from another
 // thread's exception frame (one whose wait in its frame the caller has finished).
+// A switch writes TTBR0 and CPACR_EL1 without an ISB: the next thread's kernel code runs only
+// after the ISB in load_context, and a return to user space is an eret, which synchronizes too.
 .macro save_context
     mov     x9, sp
     stp     x19, x20, [x0, #SWITCH_CONTEXT_REGISTER(19)]
@@ -29,6 +31,7 @@ switch_context:
     save_context
     mov     x0, x1
 load_context:
+    isb                                 // the switch's TTBR0 write (TranslationBase.install)
     ldp     x19, x20, [x0, #SWITCH_CONTEXT_REGISTER(19)]
     ldp     x21, x22, [x0, #SWITCH_CONTEXT_REGISTER(21)]
     ldp     x23, x24, [x0, #SWITCH_CONTEXT_REGISTER(23)]
