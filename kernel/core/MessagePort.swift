@@ -174,11 +174,11 @@ public final class MessagePort<Waking: WaiterWaking>: KernelObject, KernelObject
     @inline(__always)
     public var firstReceiver: Unmanaged<Waiter>? { receivers.first?.pointee.waiter }
 
-    /// Drops the oldest waiter from the list (the fast path has just handed it a message). Left to
-    /// the compiler to keep out of line: inlined, it pushed the fast path's call over the inlining
-    /// limit and cost 27 instructions per round trip.
+    /// Drops the oldest waiter from the list (the fast path has just handed it a message, having
+    /// found it there with `firstReceiver`).
+    @inline(__always)
     public func takeFirstReceiver() {
-        _ = receivers.removeFirst()
+        if let head = receivers.first { receivers.removeFirst(head) }
     }
 
     /// Wakes the oldest waiter that `isGone` does not reject; the rejected ones (threads that

@@ -82,6 +82,17 @@ public struct WaitList<Waiter: AnyObject> {
         return head.pointee.waiter
     }
 
+    /// Takes `head`, the first link, off: `remove` without its tests, for the IPC fast path, which
+    /// has just read it as `first`.
+    @inline(__always)
+    public func removeFirst(_ head: Link) {
+        let next = head.pointee.next
+        ends.pointee.head = next
+        if let next { next.pointee.previous = nil } else { ends.pointee.tail = nil }
+        head.pointee.next = nil
+        head.pointee.list = nil
+    }
+
     /// The oldest link whose waiter satisfies `predicate`.
     public func first(where predicate: (Unmanaged<Waiter>) -> Bool) -> Link? {
         var cursor = ends.pointee.head

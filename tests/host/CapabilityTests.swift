@@ -170,7 +170,7 @@ import PropertyBased
             for code in codes {
                 let list = code % 3, waiter = (code / 3) % 5, link = (code / 15) % 2
                 let pointer = waiters[waiter].links + link
-                switch (code / 30) % 4 {
+                switch (code / 30) % 5 {
                 case 0, 1:
                     lists[list].append(pointer) // moves it here from any other list
                     for index in 0..<3 { model[index].removeAll { $0 == (waiter, link) } }
@@ -178,16 +178,26 @@ import PropertyBased
                 case 2:
                     WaitLink.unlink(pointer)
                     for index in 0..<3 { model[index].removeAll { $0 == (waiter, link) } }
-                default:
+                case 3:
                     #expect(lists[list].removeFirst()?.takeUnretainedValue().id == model[list].first?.waiter)
                     if !model[list].isEmpty { model[list].removeFirst() }
+                default:
+                    // The fast path's form: the head, read first, taken off without the tests.
+                    if let head = lists[list].first {
+                        lists[list].removeFirst(head)
+                        #expect(!head.pointee.isLinked && head.pointee.next == nil && head.pointee.previous == nil)
+                        model[list].removeFirst()
+                    }
                 }
                 for index in 0..<3 {
                     var seen: [(waiter: Int, link: Int)] = []
                     var cursor = lists[index].first
+                    var behind: WaitList<Waiter>.Link? = nil
                     while let node = cursor {
                         let id = node.pointee.waiter.takeUnretainedValue().id
                         seen.append((id, node == waiters[id].links ? 0 : 1))
+                        #expect(node.pointee.previous == behind) // the links back agree with those forward
+                        behind = node
                         cursor = node.pointee.next
                     }
                     #expect(seen.count == model[index].count && lists[index].count == seen.count)
