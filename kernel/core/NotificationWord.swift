@@ -14,6 +14,10 @@ public final class NotificationWord<Waking: WaiterWaking>: KernelObject, KernelO
     public var waiter: Unmanaged<Waking.Waiter>?
     /// What its creator paid for it.
     public var charge = MemoryCharge()
+    /// Handles with the wait right, wherever they are: created or duplicated ones, until each
+    /// leaves every table for good (a move changes nothing). A wait needs one, so once none is
+    /// left no wait can begin, and the one under way ends (`isEnded`).
+    public private(set) var waitRights = 0
 
     public init() { super.init(kind: Self.objectKind) }
 
@@ -23,6 +27,28 @@ public final class NotificationWord<Waking: WaiterWaking>: KernelObject, KernelO
             waiter._withUnsafeGuaranteedRef { Waking.notificationEnded(waiter: $0) }
         }
         charge.release()
+    }
+
+    /// Whether waiting here is over for good: no handle with the wait right is left, though
+    /// something else keeps the notification (a thread in a timed wait or `waitAny`, an interrupt
+    /// or a process's end bound to it), and signals may still set bits. For `waitAny` it is
+    /// ready, as a closed port is; a plain wait ends with `peerClosed`.
+    public var isEnded: Bool { waitRights == 0 }
+
+    public override func capabilityAdded(rights: Rights) {
+        if rights.contains(.wait) { waitRights += 1 }
+    }
+
+    /// The last wait right gone, the waiter (if any) is told, as when the notification itself
+    /// ends: nothing could wake it otherwise unless a signal came, and it waits on authority its
+    /// process no longer holds.
+    public override func capabilityReleased(rights: Rights) {
+        guard rights.contains(.wait) else { return }
+        waitRights -= 1
+        if waitRights == 0, let waiter {
+            self.waiter = nil
+            waiter._withUnsafeGuaranteedRef { Waking.notificationEnded(waiter: $0) }
+        }
     }
 
     /// Sets `bits` and wakes the waiter, which takes the bits when it runs (or here, if it takes

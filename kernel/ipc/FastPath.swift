@@ -156,7 +156,7 @@ enum IPCFastPath {
                 returning(SystemCall.NotificationWait.Result(bits: notification.take()), in: thread.userRegisters)
                 outcome = .completed
             } else {
-                outcome = .failed(.timedOut)
+                outcome = .failed(notification.isEnded ? .peerClosed : .timedOut)
             }
         }
         switch outcome {

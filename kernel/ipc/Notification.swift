@@ -12,14 +12,15 @@ extension IPC {
         try notification(handle, in: process, requiring: .signal).signal(bits)
     }
 
-    /// Blocks `thread` until `notification` has bits, its deadline passes (`sleepExpired`) or it
-    /// is killed: its waiter meanwhile, and not after (the waiter is not counted). False if
+    /// Blocks `thread` until `notification` has bits, its deadline passes (`sleepExpired`), it
+    /// is killed, or no wait right is left (`isEnded`): its waiter meanwhile, and not after (the
+    /// waiter is not counted). False if
     /// another thread began waiting there while this one was woken without bits (a signal clears
     /// the waiter as it wakes it, and another thread took the bits first): that thread keeps the
     /// notification, which may be one waiting in its frame, which relies on staying the waiter.
     @inline(__always)
     static func awaitBits(on notification: Notification, thread: Thread) -> Bool {
-        while notification.bits == 0 && !thread.sleepExpired && !thread.killed {
+        while notification.bits == 0 && !thread.sleepExpired && !thread.killed && !notification.isEnded {
             guard notification.waiter == nil || notification.isWaiter(thread) else { return false }
             notification.waiter = Unmanaged.passUnretained(thread)
             Scheduler.block()
@@ -41,7 +42,7 @@ extension IPC {
             guard kept else { throw .accessDenied }
             // A thread killed meanwhile only unwinds: the bits stay for the waiters that live on.
             if thread.killed { throw .peerClosed }
-            if notification.bits == 0 { throw .timedOut }
+            if notification.bits == 0 { throw notification.isEnded ? .peerClosed : .timedOut }
         }
         return notification.take()
     }

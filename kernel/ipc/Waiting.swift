@@ -3,10 +3,11 @@
 extension IPC {
     static let maximumWaitHandles = Thread.waitLinkCount
 
-    /// Whether `object` has something for the caller: a message (or a closed port), or bits.
+    /// Whether `object` has something for the caller: a message (or a closed port), or bits (or
+    /// a notification no handle can wait on any more, `isEnded`).
     static func isReady(_ object: KernelObject) -> Bool {
         if let port = object.downcast(to: Port.self) { return port.isReady }
-        if let notification = object.downcast(to: Notification.self) { return notification.bits != 0 }
+        if let notification = object.downcast(to: Notification.self) { return notification.bits != 0 || notification.isEnded }
         return false
     }
 
@@ -34,6 +35,8 @@ extension IPC {
             }
             objects[index] = object
         }
+        // Inlined: a call for each look costs the wait more than the code it repeats.
+        @inline(__always)
         func firstReady() -> Int? {
             for index in 0..<count where isReady(objects[index]!) { return index }
             return nil

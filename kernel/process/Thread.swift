@@ -277,11 +277,12 @@ final class Thread: ChargedObject {
         return true
     }
 
-    /// The notification this thread waits on in its frame ended, unsignalled: no handle to it is
-    /// left, so nothing can signal it again. The wait ends with `peerClosed`.
+    /// The notification this thread waits on ended, unsignalled: the object itself (only a wait
+    /// in the frame does not keep it), or the last handle with the wait right
+    /// (`NotificationWord.isEnded`). A wait in its frame ends here with `peerClosed`; any other
+    /// wait sees `isEnded` when it runs.
     func notificationEnded() {
-        guard frameWaitKind == .bits else { return }
-        endBitsWaitUnsignalled()
+        if frameWaitKind == .bits { endBitsWaitUnsignalled() }
         Scheduler.wake(self)
     }
 

@@ -718,6 +718,26 @@ enum TakingWaking: WaiterWaking {
         do { _ = NotificationWord<TakingWaking>() }
         #expect(waiter.ended == 1)
     }
+
+    /// Only handles with the wait right count: it ends for waiting (`isEnded`) when the last of
+    /// them is released, telling the waiter there is, once, though the object lives on and
+    /// signals still set bits; other rights change nothing.
+    @Test func theLastWaitRightEndsTheWait() {
+        let word = NotificationWord<TakingWaking>()
+        let waiter = TakingWaiter()
+        word.capabilityAdded(rights: [.wait, .signal])
+        word.capabilityAdded(rights: [.signal])
+        word.capabilityAdded(rights: [.wait])
+        #expect(word.waitRights == 2 && !word.isEnded)
+        word.waiter = Unmanaged.passUnretained(waiter)
+        word.capabilityReleased(rights: [.signal])
+        word.capabilityReleased(rights: [.wait, .signal])
+        #expect(word.waitRights == 1 && !word.isEnded && waiter.ended == 0 && word.waiter != nil)
+        word.capabilityReleased(rights: [.wait])
+        #expect(word.isEnded && waiter.ended == 1 && word.waiter == nil && waiter.wakes == 0)
+        word.signal(0b1)
+        #expect(word.bits == 0b1 && waiter.ended == 1 && waiter.wakes == 0)
+    }
 }
 
 @Suite struct CallReplyTests {

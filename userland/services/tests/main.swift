@@ -754,32 +754,49 @@ func testServerPortClosedWhileWaiting(_ suite: inout Suite) {
 /// A thread waiting for ever on a notification holds no count on it (it waits in its frame). So
 /// when another thread closes the notification's only handle, nothing can signal it again, and
 /// the wait ends with `peerClosed`; and a waiter a signal has woken, whose handle is closed before
-/// it runs, still returns its bits, which the signal handed it. Nothing is left behind.
+/// it runs, still returns its bits, which the signal handed it. A timed wait and `waitAny` do
+/// keep the notification while they wait; they end too when the last handle that could wait
+/// there is closed: the timed wait with `peerClosed`, `waitAny` with the notification ready, as
+/// a closed port is. Nothing is left behind.
 func testNotificationClosedUnderWaiter(_ suite: inout Suite) {
     guard let block = try? System.map(bytes: 4096, access: .write) else {
         suite.check(false, "memory for the closed-notification test")
         return
     }
-    let shared = block.bindMemory(to: UInt64.self, capacity: 5)
+    let shared = block.bindMemory(to: UInt64.self, capacity: 6)
     let waiterBody: System.ThreadBody = { argument in
         let shared = UnsafeMutablePointer<UInt64>(bitPattern: UInt(argument))!
         var bits: UInt64 = 0
         shared[4] = 1
-        let status = catching { () throws(KernelError) in bits = try IPC.wait(Handle(shared[0]), timeout: .max) }
+        let status = catching { () throws(KernelError) in
+            switch shared[5] {
+            case 2: bits = try IPC.wait(Handle(shared[0]), timeout: 10_000_000_000)
+            case 3:
+                // waitAny's index, marked apart from any bits.
+                var handles = InlineArray<1, UInt64>(repeating: shared[0])
+                let result = try withUnsafeMutablePointer(to: &handles) { words throws(KernelError) in
+                    try System.invoke(SystemCall.WaitAny(handles: UserAddress(words), count: 1, timeout: .max))
+                }
+                bits = 0x100 | result.index
+            default: bits = try IPC.wait(Handle(shared[0]), timeout: .max)
+            }
+        }
         shared[1] = status?.rawValue ?? 0
         shared[2] = bits
         shared[3] = 1
     }
-    // Round 0 closes the handle under the waiting thread; round 1 signals first, then closes it.
+    // Round 0 closes the handle under the waiting thread; round 1 signals first, then closes it;
+    // rounds 2 and 3 close it under a timed wait and under `waitAny`.
     var outcomes: [(status: UInt64, bits: UInt64, done: Bool)] = []
     let before = KernelFootprint.steady()
-    for round in 0..<2 {
+    for round in 0..<4 {
         guard let bell = try? IPC.createNotification() else { break }
         shared[0] = bell.value
         shared[1] = .max
         shared[2] = 0
         shared[3] = 0
         shared[4] = 0
+        shared[5] = UInt64(round)
         guard (try? System.createThread(stackBytes: 16 * 1024, argument: UInt64(UInt(bitPattern: shared)), waiterBody)) != nil else {
             try? IPC.close(bell)
             break
@@ -796,11 +813,15 @@ func testNotificationClosedUnderWaiter(_ suite: inout Suite) {
     }
     // The waiter threads have ended; their stacks stay with this process.
     let after = KernelFootprint.settled(toward: KernelFootprint(frames: before.frames, objects: before.objects))
-    let closed = outcomes.count == 2 && outcomes[0].done && outcomes[0].status == KernelError.peerClosed.rawValue
-    let handed = outcomes.count == 2 && outcomes[1].done && outcomes[1].status == 0 && outcomes[1].bits == 0x5A
+    let closed = outcomes.count == 4 && outcomes[0].done && outcomes[0].status == KernelError.peerClosed.rawValue
+    let handed = outcomes.count == 4 && outcomes[1].done && outcomes[1].status == 0 && outcomes[1].bits == 0x5A
+    let timedClosed = outcomes.count == 4 && outcomes[2].done && outcomes[2].status == KernelError.peerClosed.rawValue
+    let anyReady = outcomes.count == 4 && outcomes[3].done && outcomes[3].status == 0 && outcomes[3].bits == 0x100
     suite.check(closed && after.objects == before.objects,
                 "a thread waiting for ever on a notification whose only handle another thread closes wakes with peer closed; kernel objects \(before.objects) -> \(after.objects)")
     suite.check(handed, "a waiter woken by a signal gets its bits though the notification's handle is closed before it runs")
+    suite.check(timedClosed && anyReady,
+                "a timed wait and waitAny on a notification whose only handle another thread closes end at once: peer closed, and the notification ready")
     try? System.unmap(block, bytes: 4096)
 }
 
