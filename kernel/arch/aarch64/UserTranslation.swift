@@ -1,6 +1,6 @@
 // The lower half of the address space, as the MMU sees it: which user address space TTBR0_EL1
 // names, and the TLB maintenance of one address space. Processes and IPC switch spaces only
-// through `TranslationBase.activate()`.
+// through `TranslationBase.activate()`, and thread switches through `install()`.
 
 import AArch64
 
@@ -31,7 +31,9 @@ struct TranslationBase: Equatable {
     /// Makes user addresses translate through this space from the next context synchronization
     /// on, for a thread switch: no user address is used before it, which is either the `eret`
     /// to user space (SCTLR_EL1.EOS is set, so it synchronizes) or the ISB in `load_context`,
-    /// before the next thread's kernel code runs. Saves the switch an ISB of its own.
+    /// before the next thread's kernel code runs; on a multiprocessor, an ISB also comes before
+    /// the big kernel lock is let go on the way out (resume_user_frame_unlocking), as another
+    /// CPU may then free the space this one had. Saves the switch an ISB of its own.
     @inline(__always)
     func install() {
         aarch64_write_ttbr0(value)

@@ -248,6 +248,9 @@ thread_resume_frame_wait:
 // that waited in its user frame, whose wait it has finished. resume_user_frame_unlocking also
 // gives up the big kernel lock, once off this stack: the thread this stack belongs to waits in
 // its frame, and another CPU that takes the lock may run it at once.
+// The switch wrote TTBR0 without a barrier (TranslationBase.install): here the ISB comes before
+// the lock goes, since once another CPU holds it, it may end the process whose space this CPU
+// had in TTBR0 and free its tables and ASID (AddressSpace.destroy), which no CPU may still use.
     .global resume_user_frame
     .global resume_user_frame_unlocking
 resume_user_frame:
@@ -256,5 +259,6 @@ resume_user_frame:
 resume_user_frame_unlocking:
     mov     sp, x0
     add     x29, sp, #EXCEPTION_FRAME_REGISTER(29)  // a backtrace from the release stays on this stack
+    isb
     bl      big_kernel_lock_release
     b       exception_return
