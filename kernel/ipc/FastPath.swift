@@ -33,8 +33,9 @@ enum IPCFastPath {
     /// caller's handle table, the server by the port's waiter list, its process by the server
     /// thread, and nothing else runs on this CPU meanwhile. This thread waits in its frame (see
     /// the top): the call returns only when the fast path does not apply, having changed nothing.
+    @inline(__always)
     static func call(_ call: SystemCall.Call, thread: Thread, process: Process) {
-        // One step removed, so that the closures below are inlined into this function.
+        // One step removed, so that the closures below are inlined into the caller.
         lookUpCall(call, thread: thread, process: process)
     }
 
@@ -87,7 +88,7 @@ enum IPCFastPath {
     private static func handOffLeavingFrame(port: Port, to server: Thread, awaiting reply: ReplyCapability,
                                             at address: UserAddress, thread: Thread) -> Never {
         commitCall(port: port, awaiting: reply, at: address, thread: thread)
-        thread.waitInFrame(for: .answer)
+        enterFrameWait(thread, for: .answer)
         if server.waitsInFrame {
             // Its wait ends here: the message is in its buffer or registers.
             server.receiveAddress = .none
@@ -169,6 +170,7 @@ enum IPCFastPath {
     /// queued. Objects are borrowed as in `call`: the port and the reply capability are held by
     /// this process's table, the caller by the capability. This thread then waits in its frame
     /// (see the top): the call returns only when the fast path does not apply.
+    @inline(__always)
     static func replyReceive(_ call: SystemCall.ReplyReceive, thread: Thread, process: Process) {
         _ = answer(call.reply, port: call.port, timeout: call.timeout, process: process) { port, reply, caller in
             caller.callAddress != .registers
@@ -255,7 +257,7 @@ enum IPCFastPath {
                                                  at address: UserAddress, thread: Thread,
                                                  useUp: () -> Void) -> Never {
         commitAnswer(reply, thenWaitOn: port, at: address, thread: thread)
-        thread.waitInFrame(for: .message(on: portHandle, into: address))
+        enterFrameWait(thread, for: .message(on: portHandle, into: address))
         // Last, as it may be a call: what is kept across it would be saved and loaded again.
         useUp()
         if caller.isAwaitingAnswerInFrame {
@@ -284,8 +286,9 @@ enum IPCFastPath {
     /// thread's saved registers (`registers`) to the server's, and nothing passes through memory
     /// but the two register frames. Borrowing as in `call`. This thread waits in its frame: the
     /// call returns only when the fast path does not apply, having changed nothing.
+    @inline(__always)
     static func callRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) {
-        // One step removed, so that the closures below are inlined into this function.
+        // One step removed, so that the closures below are inlined into the caller.
         lookUpCallRegisters(registers, thread: thread, process: process)
     }
 
@@ -321,11 +324,12 @@ enum IPCFastPath {
     /// `replyReceiveRegisters` answering the call in this thread's reply slot (`ReplySlot`), to a
     /// caller blocked in `callRegisters`, then waiting for ever on a port with nothing queued:
     /// the answer goes from this thread's registers to the caller's. This thread then waits in
-    /// its frame, as in `callRegisters`, and the call returns only when the fast path does not
-    /// apply. An answer through a table handle goes the general way: a call taken in registers
-    /// gets one only when the slot was full.
+    /// its frame, as in `callRegisters`, and the call returns only when the fast path does
+    /// not apply. An answer through a table handle goes the general way: a call taken in
+    /// registers gets one only when the slot was full.
+    @inline(__always)
     static func replyReceiveRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) {
-        // One step removed, so that the closures below are inlined into this function.
+        // One step removed, so that the closures below are inlined into the caller.
         answerSlot(registers, thread: thread, process: process)
     }
 
@@ -367,6 +371,17 @@ enum IPCFastPath {
         registers[RegisterMessageLayout.sender] = sender
         MessageTransfer.copyPayload(from: UnsafeRawPointer(payload + RegisterMessageLayout.payload), length: Int(length),
                                     to: registers)
+    }
+
+    /// The running thread, its call committed, waits in its frame from now on
+    /// (`Thread.waitInFrame`). The call counts from here, and the thread is in it: the fast paths
+    /// are tried before the dispatcher, which does both for the calls they leave to it
+    /// (`SystemCalls.dispatchWaitingInFrame`).
+    @inline(__always)
+    private static func enterFrameWait(_ thread: Thread, for wait: FrameWait) {
+        PerCPU.current.systemCalls &+= 1
+        thread.inSystemCall = true
+        thread.waitInFrame(for: wait)
     }
 
     /// `IPC.replyCapability(of:)` unretained (the thread holds it).
@@ -428,8 +443,11 @@ extension IPCFastPath {
         return true
     }
 
-    /// The bits, taken (true: done). A wait for ever with no bits there waits in the thread's
-    /// frame (see the top) and does not return; anything else is the general path's (false).
+    /// The bits, taken (true: done, counted, the status and bits in the registers). A wait for
+    /// ever with no bits there waits in the thread's frame (see the top) and does not return;
+    /// anything else is the general path's (false). Nothing here wakes a thread, so no switch
+    /// can be due after it: the entry returns to user space at once.
+    @inline(__always)
     static func wait(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) -> Bool {
         let call = SystemCall.NotificationWait(registers: ArgumentRegisters(x0: registers[0], x1: registers[1]))
         guard let found = borrowed(call.notification, of: Notification.self, in: process, requiring: .wait) else { return false }
@@ -440,7 +458,11 @@ extension IPCFastPath {
             }
             return true
         }
-        guard waits else { return true }
+        guard waits else {
+            PerCPU.current.systemCalls &+= 1
+            registers[0] = systemCallSuccess
+            return true
+        }
         guard call.timeout == .max, found._withUnsafeGuaranteedRef({ $0.waiter == nil }) else { return false }
         // Not counted, though its handle may be closed meanwhile: the signal that wakes this
         // thread hands it the bits, and the notification's end tells it (`FrameWait.bits`).
@@ -448,7 +470,7 @@ extension IPCFastPath {
         found._withUnsafeGuaranteedRef { $0.waiter = Unmanaged.passUnretained(thread) }
         thread.sleepExpired = false
         thread.state = .blocked
-        thread.waitInFrame(for: .bits(found))
+        enterFrameWait(thread, for: .bits(found))
         Scheduler.blockLeavingFrame(thread)
     }
 

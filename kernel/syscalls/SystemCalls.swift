@@ -78,43 +78,144 @@ enum SystemCalls {
         if thread.killed { Scheduler.markCurrentDead() }
     }
 
-    /// The fast paths (ipc/FastPath.swift), when they apply: whether one did the call. From the
-    /// whole frame, the fast paths of the calls that may wait return only when they do not apply
-    /// (they leave the thread waiting in its frame) or when they did not wait (a notification
-    /// with bits there); from a short one `notificationSignal` has one, and `yield` is served
-    /// without `perform` (`dispatch` served the other calls `serveWithoutChecks` takes; the test is
-    /// that one's again, which the compiler folds into it, where a test for `yield` alone costs
-    /// the calls after it one compare more).
+    /// A call that may wait in its frame (`frameWaitCalls`), from EL0 (vectors.S on one CPU,
+    /// `lockedFrameCallDispatch` on several): its fast path, and the general way when that does
+    /// not apply. Each fast path is a function of its own, which returns only when it does not
+    /// apply, having changed nothing; one that leaves the thread waiting in its frame never
+    /// returns. The fast paths count the call and mark the thread as in one only once they
+    /// commit (`IPCFastPath.enterFrameWait`). The frame is the top of the running thread's
+    /// kernel stack (this entry is from EL0 only): its `userRegisters`, which the calls in
+    /// registers read and write.
+    ///
+    /// `Way` says where a fast path that does not apply goes. On one CPU (`Directly`) each one
+    /// ends in the general dispatch as its last call, so this function is only a few compares
+    /// and a branch. On several (`Back`) each one returns here, and the general dispatch is
+    /// inlined after it, in the frame the dispatcher has for the big kernel lock anyway.
     @inline(__always)
-    private static func fastPath(_ frame: ExceptionFrame, thread: Thread, from entry: Entry) -> Bool {
-        let number = frame.register(8)
-        if entry == .wholeFrame {
-            // This entry is from EL0 only, so the frame is the top of this thread's kernel stack:
-            // its `userRegisters`, which the calls in registers read and write.
-            guard let process = thread.processReference else { return false }
-            return process._withUnsafeGuaranteedRef { process in
+    static func dispatchWaitingInFrame<Way: FallbackWay>(_ frame: ExceptionFrame, _ way: Way.Type) {
+        guard let running = Scheduler.running, running._withUnsafeGuaranteedRef({ $0.processReference }) != nil else {
+            // Not from a thread of a process (which no call from EL0 is): as any call.
+            return dispatchWithoutProcess(frame)
+        }
+        running._withUnsafeGuaranteedRef { thread in
+            thread.processReference.unsafelyUnwrapped._withUnsafeGuaranteedRef { process in
+                let number = frame.register(8)
                 // The calls in registers first (one range compare for both, one to tell them
                 // apart): the other calls here move their message through memory, which costs
                 // more than the compares they wait for.
                 if number &- SystemCallNumber.callRegisters.rawValue < 2 {
                     if number == SystemCallNumber.callRegisters.rawValue {
-                        IPCFastPath.callRegisters(frame.registers, thread: thread, process: process)
+                        callRegisters(frame, thread, process, way)
                     } else {
-                        IPCFastPath.replyReceiveRegisters(frame.registers, thread: thread, process: process)
+                        replyReceiveRegisters(frame, thread, process, way)
                     }
                 } else if number == SystemCallNumber.call.rawValue {
-                    IPCFastPath.call(SystemCall.Call(registers: frame.systemCallArguments), thread: thread, process: process)
+                    call(frame, thread, process, SystemCall.Call(registers: frame.systemCallArguments), way)
                 } else if number == SystemCallNumber.replyReceive.rawValue {
-                    IPCFastPath.replyReceive(SystemCall.ReplyReceive(registers: frame.systemCallArguments),
-                                             thread: thread, process: process)
-                } else if number == SystemCallNumber.notificationWait.rawValue,
-                          IPCFastPath.wait(frame.registers, thread: thread, process: process) {
-                    frame.setStatus(systemCallSuccess)
-                    return true
+                    replyReceive(frame, thread, process, SystemCall.ReplyReceive(registers: frame.systemCallArguments),
+                                 way)
+                } else if number == SystemCallNumber.notificationWait.rawValue {
+                    let done = notificationWait(frame, thread, process, way)
+                    if Way.self == Back.self && done { return }
+                } else {
+                    // A number past 63 that the entry's bit test took for one of them.
+                    if Way.self == Directly.self { return dispatchWaitingInFrameGenerally() }
+                    return performWaitingInFrame(thread: thread, process: process)
                 }
-                return false
+                if Way.self == Back.self { performWaitingInFrame(thread: thread, process: process) }
             }
         }
+    }
+
+    /// Where a fast path that does not apply goes (`dispatchWaitingInFrame`).
+    protocol FallbackWay {}
+    /// To the general dispatch, as the fast path's last call.
+    enum Directly: FallbackWay {}
+    /// Back to the dispatcher, which then takes the call the general way.
+    enum Back: FallbackWay {}
+
+    @inline(never)
+    private static func dispatchWithoutProcess(_ frame: ExceptionFrame) {
+        dispatch(frame, from: .wholeFrame)
+        Scheduler.preemptIfNeeded()
+    }
+
+    // Each fast path's function. All take the frame, the thread and the process first, in that
+    // order, so that the dispatcher's branch to any of them finds them in the same registers;
+    // `call` and `replyReceive` take their arguments read from the frame, after them.
+
+    @inline(never)
+    private static func callRegisters<Way: FallbackWay>(_ frame: ExceptionFrame, _ thread: Thread, _ process: Process,
+                                                        _: Way.Type) {
+        IPCFastPath.callRegisters(frame.registers, thread: thread, process: process)
+        if Way.self == Directly.self { dispatchWaitingInFrameGenerally() }
+    }
+
+    @inline(never)
+    private static func replyReceiveRegisters<Way: FallbackWay>(_ frame: ExceptionFrame, _ thread: Thread,
+                                                                _ process: Process, _: Way.Type) {
+        IPCFastPath.replyReceiveRegisters(frame.registers, thread: thread, process: process)
+        if Way.self == Directly.self { dispatchWaitingInFrameGenerally() }
+    }
+
+    @inline(never)
+    private static func call<Way: FallbackWay>(_: ExceptionFrame, _ thread: Thread, _ process: Process,
+                                               _ call: SystemCall.Call, _: Way.Type) {
+        IPCFastPath.call(call, thread: thread, process: process)
+        if Way.self == Directly.self { dispatchWaitingInFrameGenerally() }
+    }
+
+    @inline(never)
+    private static func replyReceive<Way: FallbackWay>(_: ExceptionFrame, _ thread: Thread, _ process: Process,
+                                                       _ call: SystemCall.ReplyReceive, _: Way.Type) {
+        IPCFastPath.replyReceive(call, thread: thread, process: process)
+        if Way.self == Directly.self { dispatchWaitingInFrameGenerally() }
+    }
+
+    /// Bits taken at once end the call here, counted: nothing in that wakes a thread, so no
+    /// switch can be due.
+    @inline(never)
+    private static func notificationWait<Way: FallbackWay>(_ frame: ExceptionFrame, _ thread: Thread,
+                                                           _ process: Process, _: Way.Type) -> Bool {
+        if IPCFastPath.wait(frame.registers, thread: thread, process: process) { return true }
+        if Way.self == Directly.self { dispatchWaitingInFrameGenerally() }
+        return false
+    }
+
+    /// The general way for a call that may wait in its frame, once its fast path did not apply,
+    /// as `dispatch` would. It takes nothing, so that the fast paths need keep nothing for it:
+    /// the thread is the running one, which has a process (`dispatchWaitingInFrame`), and the
+    /// frame is the one its `userRegisters` begin (the entry is from EL0, and the registers are
+    /// the frame's first words: EXCEPTION_FRAME_REGISTERS is 0, which the boot self-test checks).
+    @inline(never)
+    private static func dispatchWaitingInFrameGenerally() {
+        guard let running = Scheduler.running else { return }
+        running._withUnsafeGuaranteedRef { thread in
+            guard let process = thread.processReference else { return }
+            process._withUnsafeGuaranteedRef { process in performWaitingInFrame(thread: thread, process: process) }
+        }
+    }
+
+    @inline(__always)
+    private static func performWaitingInFrame(thread: Thread, process: Process) {
+        PerCPU.current.systemCalls &+= 1
+        thread.inSystemCall = true
+        perform(ExceptionFrame(base: thread.userRegisters), thread: thread, process: process)
+        thread.inSystemCall = false
+        if thread.killed { Scheduler.markCurrentDead() }
+        Scheduler.preemptIfNeeded()
+    }
+
+    /// The fast paths of the calls outside `frameWaitCalls`, when they apply: whether one did
+    /// the call. From a short frame `notificationSignal` has one, and `yield` is served without
+    /// `perform` (`dispatch` served the other calls `serveWithoutChecks` takes; the test is that
+    /// one's again, which the compiler folds into it, where a test for `yield` alone costs the
+    /// calls after it one compare more). From the whole frame, `dispatchWaitingInFrame` tried
+    /// the fast paths already.
+    @inline(__always)
+    private static func fastPath(_ frame: ExceptionFrame, thread: Thread, from entry: Entry) -> Bool {
+        if entry == .wholeFrame { return false }
+        let number = frame.register(8)
         if number <= SystemCallNumber.threadID.rawValue { return serveWithoutChecks(number, frame, thread: thread) }
         guard number == SystemCallNumber.notificationSignal.rawValue, let process = thread.processReference,
               process._withUnsafeGuaranteedRef({ IPCFastPath.signal(frame.registers, process: $0) }) else { return false }

@@ -105,8 +105,7 @@ func systemCallDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
 /// waiting in it.
 @_cdecl("frame_call_dispatch")
 func frameCallDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
-    SystemCalls.dispatch(ExceptionFrame(base: frameBase), from: .wholeFrame)
-    Scheduler.preemptIfNeeded()
+    SystemCalls.dispatchWaitingInFrame(ExceptionFrame(base: frameBase), SystemCalls.Directly.self)
 }
 
 /// An IRQ from EL0 while one CPU runs (vectors.S, user_interrupt_entry): the frame holds every
@@ -126,8 +125,7 @@ func userInterruptDispatch() {
 func lockedFrameCallDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
     let taken = BigKernelLock.acquireUnlessHeld()
     if Scheduler.currentKilledInUserSpace { Scheduler.endKilledThread() }
-    SystemCalls.dispatch(ExceptionFrame(base: frameBase), from: .wholeFrame)
-    Scheduler.preemptIfNeeded()
+    SystemCalls.dispatchWaitingInFrame(ExceptionFrame(base: frameBase), SystemCalls.Back.self)
     if Scheduler.currentKilledInUserSpace { Scheduler.endKilledThread() }
     if taken { BigKernelLock.release() }
 }
