@@ -290,10 +290,12 @@ enum Scheduler {
 
     /// `priority` is a thread's level (0 up to `priorityLevels - 1`) or -1, so the shift is 0 to
     /// 4 places: a plain shift, with no clamping or overflow test (the IPC fast path asks on
-    /// every leg).
+    /// every leg). No ready thread at all is tested first, without the thread's level: the
+    /// common case when threads hand the CPU to each other.
     @inline(__always)
     static func hasReadyThreads(above priority: Int) -> Bool {
-        PerCPU.current.scheduler.readyLevels &>> UInt64(truncatingIfNeeded: priority &+ 1) != 0
+        let levels = PerCPU.current.scheduler.readyLevels
+        return levels != 0 && levels &>> UInt64(truncatingIfNeeded: priority &+ 1) != 0
     }
 
     /// Whether `thread`'s affinity lets it run on this CPU: for the switches that take a blocked
