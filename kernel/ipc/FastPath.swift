@@ -445,8 +445,7 @@ extension IPCFastPath {
 
     /// The bits, taken (true: done, counted, the status and bits in the registers). A wait for
     /// ever with no bits there waits in the thread's frame (see the top) and does not return;
-    /// anything else is the general path's (false). Nothing here wakes a thread, so no switch
-    /// can be due after it: the entry returns to user space at once.
+    /// anything else is the general path's (false).
     @inline(__always)
     static func wait(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) -> Bool {
         let call = SystemCall.NotificationWait(registers: ArgumentRegisters(x0: registers[0], x1: registers[1]))

@@ -132,7 +132,8 @@ func exceptionFrameMatchesLayouts() -> Bool {
     for index in 0..<wordCount { scratch[index] = UInt64(index * MemoryLayout<UInt64>.size) }
     let frame = ExceptionFrame(base: scratch)
     let registersMatch = (0...30).allSatisfy { frame.register($0) == UInt64(Int(EXCEPTION_FRAME_REGISTERS) + 8 * $0) }
-    return ExceptionFrame.size == Int(EXCEPTION_FRAME_SIZE) && registersMatch
+    // The registers are the frame's first words: a thread's `userRegisters` is its frame's base.
+    return ExceptionFrame.size == Int(EXCEPTION_FRAME_SIZE) && EXCEPTION_FRAME_REGISTERS == 0 && registersMatch
         && frame.stackPointerEL0 == UInt64(EXCEPTION_FRAME_SP_EL0)
         && frame.exceptionLinkRegister == UInt64(EXCEPTION_FRAME_ELR)
         && frame.savedProgramStatus == UInt64(EXCEPTION_FRAME_SPSR)

@@ -21,7 +21,9 @@ enum SystemCalls {
         /// not in the frame.
         case shortFrame
         /// vectors.S, system_call_entry (either table), a call in `frameWaitCalls`: every
-        /// register is in the frame, and its fast path may leave the thread waiting there.
+        /// register is in the frame. Only from a thread without a process
+        /// (`dispatchWithoutProcess`): the others go through `dispatchWaitingInFrame`, which has
+        /// their fast paths.
         case wholeFrame
         /// Through `exception_dispatch`: the multiprocessor table's calls outside
         /// `frameWaitCalls` (a short frame, as `shortFrame`), or EL1's (the boot self-tests). Only
@@ -172,12 +174,17 @@ enum SystemCalls {
         if Way.self == Directly.self { dispatchWaitingInFrameGenerally() }
     }
 
-    /// Bits taken at once end the call here, counted: nothing in that wakes a thread, so no
-    /// switch can be due.
+    /// Bits taken at once end the call here, counted (`IPCFastPath.wait`). Taking them wakes no
+    /// thread, but a switch may be due from before the call (a thread this one released after
+    /// its own switch here may have woken one above it), so the way out tests for it as the
+    /// general one does.
     @inline(never)
     private static func notificationWait<Way: FallbackWay>(_ frame: ExceptionFrame, _ thread: Thread,
                                                            _ process: Process, _: Way.Type) -> Bool {
-        if IPCFastPath.wait(frame.registers, thread: thread, process: process) { return true }
+        if IPCFastPath.wait(frame.registers, thread: thread, process: process) {
+            Scheduler.preemptIfNeeded()
+            return true
+        }
         if Way.self == Directly.self { dispatchWaitingInFrameGenerally() }
         return false
     }
@@ -186,7 +193,8 @@ enum SystemCalls {
     /// as `dispatch` would. It takes nothing, so that the fast paths need keep nothing for it:
     /// the thread is the running one, which has a process (`dispatchWaitingInFrame`), and the
     /// frame is the one its `userRegisters` begin (the entry is from EL0, and the registers are
-    /// the frame's first words: EXCEPTION_FRAME_REGISTERS is 0, which the boot self-test checks).
+    /// the frame's first words: EXCEPTION_FRAME_REGISTERS is 0, which the boot self-test checks,
+    /// as `Thread.waitInFrame` relies on it too).
     @inline(never)
     private static func dispatchWaitingInFrameGenerally() {
         guard let running = Scheduler.running else { return }
@@ -210,8 +218,8 @@ enum SystemCalls {
     /// the call. From a short frame `notificationSignal` has one, and `yield` is served without
     /// `perform` (`dispatch` served the other calls `serveWithoutChecks` takes; the test is that
     /// one's again, which the compiler folds into it, where a test for `yield` alone costs the
-    /// calls after it one compare more). From the whole frame, `dispatchWaitingInFrame` tried
-    /// the fast paths already.
+    /// calls after it one compare more). From the whole frame (a thread without a process,
+    /// `dispatchWithoutProcess`) there is none.
     @inline(__always)
     private static func fastPath(_ frame: ExceptionFrame, thread: Thread, from entry: Entry) -> Bool {
         if entry == .wholeFrame { return false }
