@@ -56,7 +56,12 @@ public struct WaitList<Waiter: AnyObject> {
     public func contains(_ link: Link) -> Bool { link.pointee.list == UnsafeMutableRawPointer(ends) }
 
     /// Adds `link` at the back, first taking it off any list it is on.
-    public func append(_ link: Link) {
+    public func append(_ link: Link) { appendInline(link) }
+
+    /// `append`, inlined: for the IPC fast path, whose call to it cost more in the registers it
+    /// had to keep across the call than the few stores it makes.
+    @inline(__always)
+    public func appendInline(_ link: Link) {
         WaitLink.unlink(link)
         link.pointee.list = UnsafeMutableRawPointer(ends)
         link.pointee.next = nil

@@ -33,34 +33,41 @@ enum IPCFastPath {
     /// caller's handle table, the server by the port's waiter list, its process by the server
     /// thread, and nothing else runs on this CPU meanwhile. This thread waits in its frame (see
     /// the top): the call returns only when the fast path does not apply, having changed nothing.
+    ///
+    /// `CPUs` says what the dispatcher knows of the CPUs online (`Scheduler.CPUsOnline`); this
+    /// CPU's block is read once (`PerCPU.here`) and passed on, as nothing here switches threads
+    /// before the end.
     @inline(__always)
-    static func call(_ call: SystemCall.Call, thread: Thread, process: Process) {
+    static func call<CPUs: Scheduler.CPUsOnline>(_ call: SystemCall.Call, thread: Thread, process: Process,
+                                                 _ cpus: CPUs.Type) {
         // One step removed, so that the closures below are inlined into the caller.
-        lookUpCall(call, thread: thread, process: process)
+        lookUpCall(call, thread: thread, process: process, on: PerCPU.here, cpus)
     }
 
     @inline(__always)
-    private static func lookUpCall(_ call: SystemCall.Call, thread: Thread, process: Process) {
+    private static func lookUpCall<CPUs: Scheduler.CPUsOnline>(_ call: SystemCall.Call, thread: Thread, process: Process,
+                                                               on cpu: UnsafeMutablePointer<PerCPU>, _ cpus: CPUs.Type) {
         guard let port = borrowed(call.port, of: Port.self, in: process, requiring: .send) else { return }
         port._withUnsafeGuaranteedRef { port in
             guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return }
             server._withUnsafeGuaranteedRef { server in
                 guard server.isAwaitingDirectMessage, server.receiveAddress != .registers, server.translationBase != .none,
-                      Scheduler.mayRunHere(server), let serverProcess = server.processReference else { return }
+                      Scheduler.mayRunHere(server, on: cpu, cpus), let serverProcess = server.processReference else { return }
                 serverProcess._withUnsafeGuaranteedRef { serverProcess in
                     transferCall(call.message, thread: thread, process: process, port: port, server: server,
-                                 serverProcess: serverProcess)
+                                 serverProcess: serverProcess, on: cpu, cpus)
                 }
             }
         }
     }
 
     @inline(__always)
-    private static func transferCall(_ address: UserAddress, thread: Thread, process: Process, port: Port,
-                                     server: Thread, serverProcess: Process) {
+    private static func transferCall<CPUs: Scheduler.CPUsOnline>(_ address: UserAddress, thread: Thread, process: Process,
+                                                                 port: Port, server: Thread, serverProcess: Process,
+                                                                 on cpu: UnsafeMutablePointer<PerCPU>, _ cpus: CPUs.Type) {
         // Checks.
         guard serverProcess.handles.count < serverProcess.handles.capacity,
-              !Scheduler.hasReadyThreads(above: server.priority),
+              !Scheduler.hasReadyThreads(above: server.priority, on: cpu),
               let length = readHeader(at: address, into: thread.messageHeader) else { return }
         // The payload waits in the buffer of the queue slot the message would otherwise take.
         let payload = port.nextPayload
@@ -76,7 +83,7 @@ enum IPCFastPath {
                 return
             }
             // Commit point: the message is in the server's buffer.
-            handOffLeavingFrame(port: port, to: server, awaiting: reply, at: address, thread: thread)
+            handOffLeavingFrame(port: port, to: server, awaiting: reply, at: address, thread: thread, on: cpu, cpus)
         }
     }
 
@@ -85,18 +92,20 @@ enum IPCFastPath {
     /// the answer (at `address`), and the CPU passes straight to the server, which returns to user
     /// space from its own frame if it waits in one.
     @inline(__always)
-    private static func handOffLeavingFrame(port: Port, to server: Thread, awaiting reply: ReplyCapability,
-                                            at address: UserAddress, thread: Thread) -> Never {
+    private static func handOffLeavingFrame<CPUs: Scheduler.CPUsOnline>(
+        port: Port, to server: Thread, awaiting reply: ReplyCapability, at address: UserAddress, thread: Thread,
+        on cpu: UnsafeMutablePointer<PerCPU>, _ cpus: CPUs.Type
+    ) -> Never {
         commitCall(port: port, awaiting: reply, at: address, thread: thread)
-        enterFrameWait(thread, for: .answer)
+        enterFrameWait(thread, for: .answer, on: cpu)
         if server.waitsInFrame {
             // Its wait ends here: the message is in its buffer or registers.
             server.receiveAddress = .none
             server.endFrameWait(status: systemCallSuccess)
-            Scheduler.switchLeavingFrame(from: thread, to: server, resumingFrame: true)
+            Scheduler.switchLeavingFrame(from: thread, to: server, resumingFrame: true, on: cpu, cpus)
         }
         server.finishReceive(.delivered)
-        Scheduler.switchLeavingFrame(from: thread, to: server, resumingFrame: false)
+        Scheduler.switchLeavingFrame(from: thread, to: server, resumingFrame: false, on: cpu, cpus)
     }
 
     /// What a hand-off changes: the server is off the port's waiters, and this thread waits for
@@ -171,10 +180,13 @@ enum IPCFastPath {
     /// this process's table, the caller by the capability. This thread then waits in its frame
     /// (see the top): the call returns only when the fast path does not apply.
     @inline(__always)
-    static func replyReceive(_ call: SystemCall.ReplyReceive, thread: Thread, process: Process) {
+    static func replyReceive<CPUs: Scheduler.CPUsOnline>(_ call: SystemCall.ReplyReceive, thread: Thread,
+                                                         process: Process, _ cpus: CPUs.Type) {
+        let cpu = PerCPU.here
         _ = answer(call.reply, port: call.port, timeout: call.timeout, process: process) { port, reply, caller in
             caller.callAddress != .registers
-                && transferReply(call, thread: thread, process: process, port: port, reply: reply, caller: caller)
+                && transferReply(call, thread: thread, process: process, port: port, reply: reply, caller: caller,
+                                 on: cpu, cpus)
         }
     }
 
@@ -224,11 +236,13 @@ enum IPCFastPath {
     /// The answer and the wait: false to take the general path (nothing changed); else it does
     /// not return.
     @inline(__always)
-    private static func transferReply(_ call: SystemCall.ReplyReceive, thread: Thread, process: Process, port: Port,
-                                      reply: ReplyCapability, caller: Thread) -> Bool {
+    private static func transferReply<CPUs: Scheduler.CPUsOnline>(
+        _ call: SystemCall.ReplyReceive, thread: Thread, process: Process, port: Port, reply: ReplyCapability,
+        caller: Thread, on cpu: UnsafeMutablePointer<PerCPU>, _ cpus: CPUs.Type
+    ) -> Bool {
         // Checks.
-        guard caller.translationBase != .none, !Scheduler.hasReadyThreads(above: caller.priority),
-              Scheduler.mayRunHere(caller),
+        guard caller.translationBase != .none, !Scheduler.hasReadyThreads(above: caller.priority, on: cpu),
+              Scheduler.mayRunHere(caller, on: cpu, cpus),
               let length = readHeader(at: call.message, into: thread.messageHeader) else { return false }
         let payload = caller.messageBuffer
         guard copyPayload(from: call.message, length: length, to: payload) else { return false }
@@ -240,7 +254,7 @@ enum IPCFastPath {
         }
         // Commit point: the answer is in the caller's buffer.
         finishAnswerLeavingFrame(reply, to: caller, thenWaitOn: port, named: call.port, at: call.message,
-                                 thread: thread) {
+                                 thread: thread, on: cpu, cpus) {
             // The table's reference dropped; the caller thread still holds its capability. The
             // handle was found current in `answer`, and nothing has touched the table since.
             process.handles.discard(current: call.reply)
@@ -252,21 +266,22 @@ enum IPCFastPath {
     /// on the port `portHandle` names (into `address`), and the CPU passes straight to the
     /// caller, which returns to user space from its own frame if it waits in one.
     @inline(__always)
-    private static func finishAnswerLeavingFrame(_ reply: ReplyCapability, to caller: Thread,
-                                                 thenWaitOn port: Port, named portHandle: Handle,
-                                                 at address: UserAddress, thread: Thread,
-                                                 useUp: () -> Void) -> Never {
+    private static func finishAnswerLeavingFrame<CPUs: Scheduler.CPUsOnline>(
+        _ reply: ReplyCapability, to caller: Thread, thenWaitOn port: Port, named portHandle: Handle,
+        at address: UserAddress, thread: Thread, on cpu: UnsafeMutablePointer<PerCPU>, _ cpus: CPUs.Type,
+        useUp: () -> Void
+    ) -> Never {
         commitAnswer(reply, thenWaitOn: port, at: address, thread: thread)
-        enterFrameWait(thread, for: .message(on: portHandle, into: address))
+        enterFrameWait(thread, for: .message(on: portHandle, into: address), on: cpu)
         // Last, as it may be a call: what is kept across it would be saved and loaded again.
         useUp()
         if caller.isAwaitingAnswerInFrame {
             // Its wait ends here: the answer is in its buffer or registers.
             caller.callAddress = .none
             caller.endFrameWait(status: systemCallSuccess)
-            Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: true)
+            Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: true, on: cpu, cpus)
         }
-        Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: false)
+        Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: false, on: cpu, cpus)
     }
 
     /// What an answer changes but the reply handle: the call is finished, and this thread waits
@@ -278,7 +293,7 @@ enum IPCFastPath {
         IPCStatistics.counters.messages &+= 1
         // Wait on the port for the next message, as `receive` does.
         thread.sleepExpired = false
-        port.addReceiver(thread, buffer: address)
+        port.addReceiverInline(thread, buffer: address)
         thread.state = .blocked
     }
 
@@ -287,37 +302,44 @@ enum IPCFastPath {
     /// but the two register frames. Borrowing as in `call`. This thread waits in its frame: the
     /// call returns only when the fast path does not apply, having changed nothing.
     @inline(__always)
-    static func callRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) {
+    static func callRegisters<CPUs: Scheduler.CPUsOnline>(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread,
+                                                          process: Process, _ cpus: CPUs.Type) {
         // One step removed, so that the closures below are inlined into the caller.
-        lookUpCallRegisters(registers, thread: thread, process: process)
+        lookUpCallRegisters(registers, thread: thread, process: process, on: PerCPU.here, cpus)
     }
 
     @inline(__always)
-    private static func lookUpCallRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) {
+    private static func lookUpCallRegisters<CPUs: Scheduler.CPUsOnline>(
+        _ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process,
+        on cpu: UnsafeMutablePointer<PerCPU>, _ cpus: CPUs.Type
+    ) {
         guard let port = borrowed(Handle(registers[0]), of: Port.self, in: process, requiring: .send) else { return }
         port._withUnsafeGuaranteedRef { port in
             guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return }
             server._withUnsafeGuaranteedRef { server in
                 guard server.isAwaitingMessageInRegisters, server.translationBase != .none,
-                      Scheduler.mayRunHere(server), server.process != nil else { return }
-                transferCallRegisters(registers, thread: thread, process: process, port: port, server: server)
+                      Scheduler.mayRunHere(server, on: cpu, cpus), server.process != nil else { return }
+                transferCallRegisters(registers, thread: thread, process: process, port: port, server: server,
+                                      on: cpu, cpus)
             }
         }
     }
 
     @inline(__always)
-    private static func transferCallRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process,
-                                              port: Port, server: Thread) {
+    private static func transferCallRegisters<CPUs: Scheduler.CPUsOnline>(
+        _ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process, port: Port, server: Thread,
+        on cpu: UnsafeMutablePointer<PerCPU>, _ cpus: CPUs.Type
+    ) {
         // Checks. The call goes to the server's reply slot, which must be empty (`ReplySlot`).
         let length = registers[RegisterMessageLayout.length]
         guard length <= UInt64(RegisterMessageLayout.maximumPayload), server.replySlot == nil,
-              !Scheduler.hasReadyThreads(above: server.priority) else { return }
+              !Scheduler.hasReadyThreads(above: server.priority, on: cpu) else { return }
         reusableReplyCapability(of: thread)._withUnsafeGuaranteedRef { reply in
             // Commit point: nothing below fails.
             ReplySlot.fill(server, with: reply, of: thread)
             write(label: registers[RegisterMessageLayout.label], length: length, reply: Handle.replySlot.value,
                   sender: process.id, payload: registers, to: server.userRegisters)
-            handOffLeavingFrame(port: port, to: server, awaiting: reply, at: .registers, thread: thread)
+            handOffLeavingFrame(port: port, to: server, awaiting: reply, at: .registers, thread: thread, on: cpu, cpus)
         }
     }
 
@@ -328,13 +350,17 @@ enum IPCFastPath {
     /// not apply. An answer through a table handle goes the general way: a call taken in
     /// registers gets one only when the slot was full.
     @inline(__always)
-    static func replyReceiveRegisters(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) {
+    static func replyReceiveRegisters<CPUs: Scheduler.CPUsOnline>(_ registers: UnsafeMutablePointer<UInt64>,
+                                                                  thread: Thread, process: Process,
+                                                                  _ cpus: CPUs.Type) {
         // One step removed, so that the closures below are inlined into the caller.
-        answerSlot(registers, thread: thread, process: process)
+        answerSlot(registers, thread: thread, process: process, on: PerCPU.here, cpus)
     }
 
     @inline(__always)
-    private static func answerSlot(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) {
+    private static func answerSlot<CPUs: Scheduler.CPUsOnline>(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread,
+                                                               process: Process, on cpu: UnsafeMutablePointer<PerCPU>,
+                                                               _ cpus: CPUs.Type) {
         let call = SystemCall.ReplyReceiveRegisters(registers: ArgumentRegisters(
             x0: registers[0], x3: registers[3], x4: registers[4]))
         guard call.timeout == UInt64.max, call.reply == .replySlot, let slot = thread.replySlot,
@@ -346,13 +372,13 @@ enum IPCFastPath {
                     // Checks.
                     let length = registers[RegisterMessageLayout.length]
                     guard caller.callAddress == .registers, length <= UInt64(RegisterMessageLayout.maximumPayload),
-                          caller.translationBase != .none, !Scheduler.hasReadyThreads(above: caller.priority),
-                          Scheduler.mayRunHere(caller) else { return }
+                          caller.translationBase != .none, !Scheduler.hasReadyThreads(above: caller.priority, on: cpu),
+                          Scheduler.mayRunHere(caller, on: cpu, cpus) else { return }
                     // Commit point: the answer goes into the caller's registers.
                     write(label: registers[RegisterMessageLayout.label], length: length, reply: 0, sender: process.id,
                           payload: registers, to: caller.userRegisters)
                     finishAnswerLeavingFrame(reply, to: caller, thenWaitOn: port, named: call.port, at: .registers,
-                                             thread: thread) {
+                                             thread: thread, on: cpu, cpus) {
                         ReplySlot.emptyAnswered(thread, caller: caller)
                     }
                 }
@@ -378,8 +404,8 @@ enum IPCFastPath {
     /// are tried before the dispatcher, which does both for the calls they leave to it
     /// (`SystemCalls.dispatchWaitingInFrame`).
     @inline(__always)
-    private static func enterFrameWait(_ thread: Thread, for wait: FrameWait) {
-        PerCPU.current.systemCalls &+= 1
+    private static func enterFrameWait(_ thread: Thread, for wait: FrameWait, on cpu: UnsafeMutablePointer<PerCPU>) {
+        cpu.pointee.systemCalls &+= 1
         thread.inSystemCall = true
         thread.waitInFrame(for: wait)
     }
@@ -447,7 +473,8 @@ extension IPCFastPath {
     /// ever with no bits there waits in the thread's frame (see the top) and does not return;
     /// anything else is the general path's (false).
     @inline(__always)
-    static func wait(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread, process: Process) -> Bool {
+    static func wait<CPUs: Scheduler.CPUsOnline>(_ registers: UnsafeMutablePointer<UInt64>, thread: Thread,
+                                                 process: Process, _ cpus: CPUs.Type) -> Bool {
         let call = SystemCall.NotificationWait(registers: ArgumentRegisters(x0: registers[0], x1: registers[1]))
         guard let found = borrowed(call.notification, of: Notification.self, in: process, requiring: .wait) else { return false }
         let waits: Bool = found._withUnsafeGuaranteedRef { notification in
@@ -469,8 +496,8 @@ extension IPCFastPath {
         found._withUnsafeGuaranteedRef { $0.waiter = Unmanaged.passUnretained(thread) }
         thread.sleepExpired = false
         thread.state = .blocked
-        enterFrameWait(thread, for: .bits(found))
-        Scheduler.blockLeavingFrame(thread)
+        enterFrameWait(thread, for: .bits(found), on: PerCPU.here)
+        Scheduler.blockLeavingFrame(thread, cpus)
     }
 
     /// A call's values in x1 and x2, as `SystemCalls.serve` leaves them.

@@ -13,6 +13,14 @@ extension MessagePort where Waking == SchedulerWaking {
         receivers.append(thread.receiveLink)
     }
 
+    /// `addReceiver` with the list's work inlined, for the IPC fast path (`WaitList.appendInline`).
+    @inline(__always)
+    func addReceiverInline(_ thread: Thread, buffer address: UserAddress) {
+        thread.receiveAddress = address
+        thread.receiveResult = nil
+        receivers.appendInline(thread.receiveLink)
+    }
+
     /// The first thread blocked in a plain `receive` here, taken off the list: a message can go
     /// straight into its buffer. (Threads in `waitAny` only learn that something is queued.)
     func takeDirectReceiver() -> Thread? { takeReceiver { $0.isAwaitingDirectMessage } }

@@ -33,6 +33,16 @@ enum Scheduler {
     /// `startMultiprocessing`; a single CPU never pays for the paths it guards.
     nonisolated(unsafe) static var multiprocessor = false
 
+    /// What a path knows of `multiprocessor` when it is compiled. The system call and interrupt
+    /// entries of one CPU and of several are apart (vectors.S), and `multiprocessor` is set
+    /// before any thread enters user space, so a path behind one of them is specialized for it
+    /// (`OneCPU`, `SeveralCPUs`) and skips the tests only the other needs; any other path asks
+    /// (`CPUsNow`).
+    protocol CPUsOnline { static var several: Bool { get } }
+    enum OneCPU: CPUsOnline { static var several: Bool { false } }
+    enum SeveralCPUs: CPUsOnline { static var several: Bool { true } }
+    enum CPUsNow: CPUsOnline { static var several: Bool { multiprocessor } }
+
     /// A FIFO of ready threads linked through `Thread.queueNext`. Not counted: a queued thread is
     /// held by its process (`Process.threads`) until it has left every queue (`Processes.end`
     /// unlinks a ready thread before it lets it go; a thread only dies while it runs), and the idle
@@ -293,8 +303,12 @@ enum Scheduler {
     /// every leg). No ready thread at all is tested first, without the thread's level: the
     /// common case when threads hand the CPU to each other.
     @inline(__always)
-    static func hasReadyThreads(above priority: Int) -> Bool {
-        let levels = PerCPU.current.scheduler.readyLevels
+    static func hasReadyThreads(above priority: Int) -> Bool { hasReadyThreads(above: priority, on: PerCPU.here) }
+
+    /// `hasReadyThreads(above:)` on `cpu`, this CPU's block (`PerCPU.here`).
+    @inline(__always)
+    static func hasReadyThreads(above priority: Int, on cpu: UnsafeMutablePointer<PerCPU>) -> Bool {
+        let levels = cpu.pointee.scheduler.readyLevels
         return levels != 0 && levels &>> UInt64(truncatingIfNeeded: priority &+ 1) != 0
     }
 
@@ -302,8 +316,14 @@ enum Scheduler {
     /// thread straight to this CPU (the IPC fast path, `schedule(preferring:)`) instead of
     /// queueing it where it may run. Every CPU (the default) is tested first, without the CPU's index.
     @inline(__always)
-    static func mayRunHere(_ thread: Thread) -> Bool {
-        thread.affinity == .max || thread.affinity & 1 << UInt64(PerCPU.current.index) != 0
+    static func mayRunHere(_ thread: Thread) -> Bool { mayRunHere(thread, on: PerCPU.here, CPUsNow.self) }
+
+    /// `mayRunHere` on `cpu`, this CPU's block. One CPU alone needs no test: an affinity always
+    /// includes an online CPU (`setAffinity`), so there CPU 0.
+    @inline(__always)
+    static func mayRunHere<CPUs: CPUsOnline>(_ thread: Thread, on cpu: UnsafeMutablePointer<PerCPU>, _: CPUs.Type)
+        -> Bool {
+        !CPUs.several || thread.affinity == .max || thread.affinity & 1 << UInt64(cpu.pointee.index) != 0
     }
 
     /// Runs the next ready thread (or idle). The caller has already put the current thread where
@@ -363,11 +383,16 @@ enum Scheduler {
     /// up the big kernel lock on a multiprocessor, as its dispatcher would have); else its
     /// context is loaded, and it runs on under the lock as after any switch. Inlined: its
     /// callers have frames of their own, and it leaves them for good.
+    ///
+    /// `cpu` is this CPU's block (`PerCPU.here`), read once by the fast path, and `CPUs` what it
+    /// knows of the CPUs online.
     @inline(__always)
-    static func switchLeavingFrame(from previous: Thread, to next: Thread, resumingFrame: Bool) -> Never {
+    static func switchLeavingFrame<CPUs: CPUsOnline>(from previous: Thread, to next: Thread, resumingFrame: Bool,
+                                                     on cpu: UnsafeMutablePointer<PerCPU>, _ cpus: CPUs.Type)
+        -> Never {
         let frame = next.userRegisters // read first, as in `enter`
-        let (_, to) = enter(next, leaving: previous)
-        if PerCPU.current.scheduler.dead != nil {
+        let (_, to) = enter(next, leaving: previous, on: cpu, cpus)
+        if cpu.pointee.scheduler.dead != nil {
             releaseDeadThreads()
             // Releasing may have readied a thread above `next` (or served an interrupt that did):
             // then `next` goes the general way, whose epilogue preempts (its wait is finished, so
@@ -375,7 +400,7 @@ enum Scheduler {
             if resumingFrame && PerCPU.current.scheduler.rescheduleNeeded { load_context(to) }
         }
         if resumingFrame {
-            if multiprocessor { resume_user_frame_unlocking(frame) }
+            if CPUs.several { resume_user_frame_unlocking(frame) }
             resume_user_frame(frame)
         }
         load_context(to)
@@ -386,12 +411,16 @@ enum Scheduler {
     /// straight from its own frame if it waits in one and its wait is over.
     ///
     /// Nothing counted may be held here: this thread's stack is never returned to, so a
-    /// reference on it would never be given back. The next thread is borrowed.
-    static func blockLeavingFrame(_ previous: Thread) -> Never {
+    /// reference on it would never be given back. The next thread is borrowed. Out of line:
+    /// inlined, it gave the fast path that calls it a larger frame, which the calls that do not
+    /// wait paid for too.
+    @inline(never)
+    static func blockLeavingFrame<CPUs: CPUsOnline>(_ previous: Thread, _ cpus: CPUs.Type) -> Never {
         guard let nextLink = nextToRun() else { kernelPanic("no thread to run, not even the idle one") }
         nextLink._withUnsafeGuaranteedRef { next -> Never in
-            if next.finishWaitAtOnce() { switchLeavingFrame(from: previous, to: next, resumingFrame: true) }
-            switchLeavingFrame(from: previous, to: next, resumingFrame: false)
+            let cpu = PerCPU.here
+            if next.finishWaitAtOnce() { switchLeavingFrame(from: previous, to: next, resumingFrame: true, on: cpu, cpus) }
+            switchLeavingFrame(from: previous, to: next, resumingFrame: false, on: cpu, cpus)
         }
     }
 
@@ -407,9 +436,18 @@ enum Scheduler {
     /// two contexts for `switch_context`; `previous` is already where it belongs.
     @inline(__always)
     private static func enter(_ next: Thread, leaving previous: Thread) -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer) {
+        enter(next, leaving: previous, on: PerCPU.here, CPUsNow.self)
+    }
+
+    /// `enter` on `cpu`, this CPU's block, with what is known of the CPUs online.
+    @inline(__always)
+    private static func enter<CPUs: CPUsOnline>(_ next: Thread, leaving previous: Thread,
+                                                on cpu: UnsafeMutablePointer<PerCPU>, _: CPUs.Type)
+        -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer) {
         #if KERNEL_DEBUG
         // The next thread would run with them held, and this CPU could wait on its own lock.
-        if PerCPU.current.locksHeld & ~LockOrder.bigKernel.bit != 0 { kernelPanic("thread switch with spin locks held") }
+        if cpu.pointee.locksHeld & ~LockOrder.bigKernel.bit != 0 { kernelPanic("thread switch with spin locks held") }
+        if CPUs.several != multiprocessor { kernelPanic("a switch specialized for the wrong number of CPUs") }
         #endif
         // What is read of the threads, first: a borrowed reference is kept in memory, and every
         // store below (to the per-CPU block, to `next`) would make the compiler load it again.
@@ -418,19 +456,23 @@ enum Scheduler {
         let contexts = (UnsafeMutableRawPointer(previous.context), UnsafeMutableRawPointer(next.context))
         next.state = .running
         next.sliceRemaining = sliceTicks
-        PerCPU.current.scheduler.recordSwitch(to: next)
+        cpu.pointee.scheduler.recordSwitch(to: next)
         if base != .none {
             base.install()
         } else {
             NoAddressSpace.base.install()
         }
-        if LazyFloatingPoint.switched(to: area) { switchCarefully(from: previous, to: next) }
+        if CPUs.several {
+            switchCarefully(from: previous, to: next)
+        } else {
+            LazyFloatingPoint.switched(to: area, on: cpu)
+        }
         return contexts
     }
 
-    /// A switch's multiprocessor part, out of line, which a single CPU's switch never reaches
-    /// (LazyFloatingPoint.CPUState.trapping says how): `previous` may run on another CPU next,
-    /// so its FP/SIMD state goes to memory now, and `next` is recorded as running here.
+    /// A switch's multiprocessor part, out of line, which a single CPU's switch never reaches:
+    /// `previous` may run on another CPU next, so its FP/SIMD state goes to memory now, and
+    /// `next` is recorded as running here.
     @inline(never)
     private static func switchCarefully(from previous: Thread, to next: Thread) {
         LazyFloatingPoint.leave(previous.floatingPoint)
@@ -615,7 +657,7 @@ enum Scheduler {
                 PerCPU.current.scheduler.handoff = nil
                 previous.leaveInFrame()
                 let finished = next.finishHandedWaitAtOnce()
-                let (_, to) = enter(next, leaving: previous)
+                let (_, to) = enter(next, leaving: previous, on: PerCPU.here, OneCPU.self) // one CPU's entry only
                 if finished { resume_user_frame(next.userRegisters) }
                 load_context(to)
             }
@@ -685,7 +727,7 @@ enum Scheduler {
         CPU.disableInterrupts()
         BigKernelLock.acquire()
         Exceptions.install(multiprocessor: true)
-        LazyFloatingPoint.examineEverySwitch()
+        LazyFloatingPoint.startSwitchingCarefully()
         multiprocessor = true
     }
 

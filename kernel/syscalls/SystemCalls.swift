@@ -130,11 +130,14 @@ enum SystemCalls {
     }
 
     /// Where a fast path that does not apply goes (`dispatchWaitingInFrame`).
-    protocol FallbackWay {}
-    /// To the general dispatch, as the fast path's last call.
-    enum Directly: FallbackWay {}
-    /// Back to the dispatcher, which then takes the call the general way.
-    enum Back: FallbackWay {}
+    /// Each way serves one entry (vectors.S), so it also says what the fast paths may know of the
+    /// CPUs online (`CPUs`).
+    protocol FallbackWay { associatedtype CPUs: Scheduler.CPUsOnline }
+    /// To the general dispatch, as the fast path's last call: one CPU's.
+    enum Directly: FallbackWay { typealias CPUs = Scheduler.OneCPU }
+    /// Back to the dispatcher, which then takes the call the general way: under the big kernel
+    /// lock, on a multiprocessor.
+    enum Back: FallbackWay { typealias CPUs = Scheduler.SeveralCPUs }
 
     @inline(never)
     private static func dispatchWithoutProcess(_ frame: ExceptionFrame) {
@@ -149,28 +152,28 @@ enum SystemCalls {
     @inline(never)
     private static func callRegisters<Way: FallbackWay>(_ frame: ExceptionFrame, _ thread: Thread, _ process: Process,
                                                         _: Way.Type) {
-        IPCFastPath.callRegisters(frame.registers, thread: thread, process: process)
+        IPCFastPath.callRegisters(frame.registers, thread: thread, process: process, Way.CPUs.self)
         if Way.self == Directly.self { dispatchWaitingInFrameGenerally() }
     }
 
     @inline(never)
     private static func replyReceiveRegisters<Way: FallbackWay>(_ frame: ExceptionFrame, _ thread: Thread,
                                                                 _ process: Process, _: Way.Type) {
-        IPCFastPath.replyReceiveRegisters(frame.registers, thread: thread, process: process)
+        IPCFastPath.replyReceiveRegisters(frame.registers, thread: thread, process: process, Way.CPUs.self)
         if Way.self == Directly.self { dispatchWaitingInFrameGenerally() }
     }
 
     @inline(never)
     private static func call<Way: FallbackWay>(_: ExceptionFrame, _ thread: Thread, _ process: Process,
                                                _ call: SystemCall.Call, _: Way.Type) {
-        IPCFastPath.call(call, thread: thread, process: process)
+        IPCFastPath.call(call, thread: thread, process: process, Way.CPUs.self)
         if Way.self == Directly.self { dispatchWaitingInFrameGenerally() }
     }
 
     @inline(never)
     private static func replyReceive<Way: FallbackWay>(_: ExceptionFrame, _ thread: Thread, _ process: Process,
                                                        _ call: SystemCall.ReplyReceive, _: Way.Type) {
-        IPCFastPath.replyReceive(call, thread: thread, process: process)
+        IPCFastPath.replyReceive(call, thread: thread, process: process, Way.CPUs.self)
         if Way.self == Directly.self { dispatchWaitingInFrameGenerally() }
     }
 
@@ -181,7 +184,7 @@ enum SystemCalls {
     @inline(never)
     private static func notificationWait<Way: FallbackWay>(_ frame: ExceptionFrame, _ thread: Thread,
                                                            _ process: Process, _: Way.Type) -> Bool {
-        if IPCFastPath.wait(frame.registers, thread: thread, process: process) {
+        if IPCFastPath.wait(frame.registers, thread: thread, process: process, Way.CPUs.self) {
             Scheduler.preemptIfNeeded()
             return true
         }

@@ -15,18 +15,12 @@ enum LazyFloatingPoint {
         /// The save area of the thread whose state the registers hold (an address, not a
         /// reference, so that a switch costs no reference counting).
         var ownerArea: UnsafeMutableRawPointer?
-        /// Whether EL0's FP/SIMD instructions trap now (CPACR_EL1.FPEN): 0 no, 1 yes, so a
-        /// switch between threads that do not own the registers leaves the register alone. On a
-        /// CPU of a multiprocessor it is `everySwitch` for good, which no switch matches:
-        /// every switch then takes the multiprocessor path (`switchedCarefully`), and a single
-        /// CPU's switch pays nothing for it.
-        var trapping: UInt8 = 0
-        /// Whether EL0's FP/SIMD instructions trap now, once `trapping` is `everySwitch`.
+        /// Whether EL0's FP/SIMD instructions trap now (CPACR_EL1.FPEN), for the switches of a
+        /// multiprocessor, which write the register only when that changes
+        /// (`switchedCarefully`). One CPU alone writes it at every switch and keeps nothing.
         var trapArmed = false
         var restores: UInt64 = 0
     }
-
-    static let everySwitch: UInt8 = 2
 
     static let trapEL0: UInt64 = 0b01 << 20
     static let noTraps: UInt64 = 0b11 << 20
@@ -36,33 +30,32 @@ enum LazyFloatingPoint {
     static func start() {
         aarch64_write_cpacr(trapEL0)
         aarch64_isb()
-        PerCPU.current.floatingPoint.trapping = 1
+        PerCPU.current.floatingPoint.trapArmed = true
     }
 
-    /// From now on every switch on this CPU takes the multiprocessor path (see `trapping`).
-    static func examineEverySwitch() {
-        PerCPU.current.floatingPoint.trapArmed = PerCPU.current.floatingPoint.trapping == 1
-        PerCPU.current.floatingPoint.trapping = everySwitch
+    /// From now on this CPU switches the multiprocessor way (`switchedCarefully`), which trusts
+    /// `trapArmed`: the switches of one CPU did not keep it, so the trap is armed here, before
+    /// any thread of user space runs (`Scheduler.startMultiprocessing`).
+    static func startSwitchingCarefully() {
+        aarch64_write_cpacr(trapEL0)
+        aarch64_isb()
+        PerCPU.current.floatingPoint.trapArmed = true
     }
 
-    /// A switch to the thread whose save area is `area` (nil: a kernel-only thread): arms or
-    /// disarms the trap if that changes. True on a multiprocessor, where the caller takes its
-    /// own path, which ends in `switchedCarefully`.
+    /// A switch on a CPU that runs alone, to the thread whose save area is `area` (nil: a
+    /// kernel-only thread): the trap armed unless the thread owns the registers. The register is
+    /// written at every switch: a compare first would cost more than the write it saves, as a
+    /// thread that uses FP/SIMD and one that does not, handing the CPU to each other, flip it
+    /// at every switch. `cpu` is this CPU's block.
     ///
     /// No ISB follows the write: FPEN is only ever 0b01 or 0b11, neither of which traps EL1, so
     /// the change matters only to EL0, and the way back there is an eret, which synchronizes
     /// (SCTLR_EL1.EOS is set).
     @inline(__always)
-    static func switched(to area: UnsafeMutableRawPointer?) -> Bool {
+    static func switched(to area: UnsafeMutableRawPointer?, on cpu: UnsafeMutablePointer<PerCPU>) {
         // Compared as addresses: nil is 0, which no save area is.
-        let owner = PerCPU.current.floatingPoint.ownerArea
-        let trap: UInt8 = UInt(bitPattern: area) != UInt(bitPattern: owner) ? 1 : 0
-        let state = PerCPU.current.floatingPoint.trapping
-        guard trap != state else { return false }
-        guard state != everySwitch else { return true }
-        aarch64_write_cpacr(trap != 0 ? trapEL0 : noTraps)
-        PerCPU.current.floatingPoint.trapping = trap
-        return false
+        let owns = UInt(bitPattern: area) == UInt(bitPattern: cpu.pointee.floatingPoint.ownerArea)
+        aarch64_write_cpacr(owns ? noTraps : trapEL0)
     }
 
     /// `switched` on a multiprocessor (no ISB either, for the same reason).
@@ -78,7 +71,6 @@ enum LazyFloatingPoint {
     static func claim(for area: UnsafeMutableRawPointer) {
         aarch64_write_cpacr(noTraps)
         aarch64_isb()
-        if PerCPU.current.floatingPoint.trapping != everySwitch { PerCPU.current.floatingPoint.trapping = 0 }
         PerCPU.current.floatingPoint.trapArmed = false
         if let previous = PerCPU.current.floatingPoint.ownerArea, previous != area { fp_state_save(previous) }
         fp_state_restore(area)

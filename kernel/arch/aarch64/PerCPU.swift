@@ -46,6 +46,12 @@ struct PerCPU {
         unsafeMutableAddress { aarch64_per_cpu_block().assumingMemoryBound(to: PerCPU.self) }
     }
 
+    /// This CPU's block, for a path that reads TPIDR_EL1 once and passes the block on (the IPC
+    /// fast paths and their switch): valid until that code switches threads, which it does last.
+    static var here: UnsafeMutablePointer<PerCPU> {
+        @inline(__always) get { aarch64_per_cpu_block().assumingMemoryBound(to: PerCPU.self) }
+    }
+
     /// TPIDR_EL1 is UNKNOWN at reset: it holds 0 until `start` installs a block (the heap must
     /// be up first), so that a use before then faults at address 0.
     static func clearCurrent() { aarch64_write_tpidr_el1(0) }

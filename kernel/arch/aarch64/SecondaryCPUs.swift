@@ -266,8 +266,7 @@ enum SecondaryCPUs {
         }
         // The user-space registers the boot CPU set for itself in startUserSpace.
         MMU.enableLowerHalf(emptyRoot: NoAddressSpace.root)
-        LazyFloatingPoint.start()
-        LazyFloatingPoint.examineEverySwitch()
+        LazyFloatingPoint.start() // the trap armed, as the multiprocessor switches expect
         _ = CPU.enablePrivilegedAccessNever()
         if CPU.userCountersAllowed { CPU.allowUserCounters() }
         BigKernelLock.acquire()
