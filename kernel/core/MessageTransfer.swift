@@ -261,14 +261,41 @@ extension MessageTransfer {
         copyPayload(from: message.payload, length: message.length, to: registers)
     }
 
-    /// The payload words of a `length`-byte message from `payload` into `registers`' payload
-    /// registers, zero past the length (the receiver sees none of the sender's other words).
+    /// The payload words of a `length`-byte message (at most `RegisterMessageLayout.maximumPayload`)
+    /// from `payload` into `registers`' payload registers, zero past the length (the receiver
+    /// sees none of the sender's other words).
+    ///
+    /// One straight copy per number of words, picked by a jump table: the loop's own form
+    /// compared and branched at every word. No words at all, the commonest, is tested first.
     @inline(__always)
     public static func copyPayload(from payload: UnsafeRawPointer?, length: Int, to registers: UnsafeMutablePointer<UInt64>) {
-        let words = (length + 7) / 8
         let source = payload?.assumingMemoryBound(to: UInt64.self)
-        for index in 0..<RegisterMessageLayout.payloadWords {
-            registers[RegisterMessageLayout.payload + index] = index < words ? source.unsafelyUnwrapped[index] : 0
+        let payloadRegisters = registers + RegisterMessageLayout.payload
+        guard length > 0 else { return copyWords(0, from: source, to: payloadRegisters) }
+        switch (length + 7) / 8 {
+        case 1: copyWords(1, from: source, to: payloadRegisters)
+        case 2: copyWords(2, from: source, to: payloadRegisters)
+        case 3: copyWords(3, from: source, to: payloadRegisters)
+        case 4: copyWords(4, from: source, to: payloadRegisters)
+        case 5: copyWords(5, from: source, to: payloadRegisters)
+        case 6: copyWords(6, from: source, to: payloadRegisters)
+        case 7: copyWords(7, from: source, to: payloadRegisters)
+        default: copyWords(8, from: source, to: payloadRegisters)
+        }
+    }
+
+    /// `count` words from `source`, then zeros, into the `RegisterMessageLayout.payloadWords`
+    /// words at `destination`; `count` a constant, so that it unrolls into loads and stores. Two
+    /// words at a time, both loaded before either is stored: the two places may overlap as far
+    /// as the compiler knows, and a store between two loads would keep them from pairing.
+    @inline(__always)
+    private static func copyWords(_ count: Int, from source: UnsafePointer<UInt64>?,
+                                  to destination: UnsafeMutablePointer<UInt64>) {
+        for index in stride(from: 0, to: RegisterMessageLayout.payloadWords, by: 2) {
+            let first = index < count ? source.unsafelyUnwrapped[index] : 0
+            let second = index + 1 < count ? source.unsafelyUnwrapped[index + 1] : 0
+            destination[index] = first
+            destination[index + 1] = second
         }
     }
 }

@@ -97,7 +97,7 @@ enum IPCFastPath {
         on cpu: UnsafeMutablePointer<PerCPU>, _ cpus: CPUs.Type
     ) -> Never {
         commitCall(port: port, awaiting: reply, at: address, thread: thread)
-        enterFrameWait(thread, for: .answer, on: cpu)
+        enterFrameWait(thread, for: .answer, on: cpu, messages: 1, calls: 1)
         if server.waitsInFrame {
             // Its wait ends here: the message is in its buffer or registers.
             server.receiveAddress = .none
@@ -113,8 +113,6 @@ enum IPCFastPath {
     @inline(__always)
     private static func commitCall(port: Port, awaiting reply: ReplyCapability, at address: UserAddress, thread: Thread) {
         port.takeFirstReceiver()
-        IPCStatistics.counters.messages &+= 1
-        IPCStatistics.counters.calls &+= 1
         reply.call.arm()
         thread.callAddress = address
         thread.state = .blocked
@@ -272,7 +270,7 @@ enum IPCFastPath {
         useUp: () -> Void
     ) -> Never {
         commitAnswer(reply, thenWaitOn: port, at: address, thread: thread)
-        enterFrameWait(thread, for: .message(on: portHandle, into: address), on: cpu)
+        enterFrameWait(thread, for: .message(on: portHandle, into: address), on: cpu, messages: 1, calls: 0)
         // Last, as it may be a call: what is kept across it would be saved and loaded again.
         useUp()
         if caller.isAwaitingAnswerInFrame {
@@ -290,7 +288,6 @@ enum IPCFastPath {
     private static func commitAnswer(_ reply: ReplyCapability, thenWaitOn port: Port, at address: UserAddress,
                                      thread: Thread) {
         reply.call.finish(failure: nil)
-        IPCStatistics.counters.messages &+= 1
         // Wait on the port for the next message, as `receive` does.
         thread.sleepExpired = false
         port.addReceiverInline(thread, buffer: address)
@@ -400,12 +397,16 @@ enum IPCFastPath {
     }
 
     /// The running thread, its call committed, waits in its frame from now on
-    /// (`Thread.waitInFrame`). The call counts from here, and the thread is in it: the fast paths
-    /// are tried before the dispatcher, which does both for the calls they leave to it
+    /// (`Thread.waitInFrame`). The call counts from here, with the `messages` and `calls` it
+    /// made (`IPCStatistics`), and the thread is in it: the fast paths are tried before the
+    /// dispatcher, which does both for the calls they leave to it
     /// (`SystemCalls.dispatchWaitingInFrame`).
     @inline(__always)
-    private static func enterFrameWait(_ thread: Thread, for wait: FrameWait, on cpu: UnsafeMutablePointer<PerCPU>) {
+    private static func enterFrameWait(_ thread: Thread, for wait: FrameWait, on cpu: UnsafeMutablePointer<PerCPU>,
+                                       messages: UInt64, calls: UInt64) {
         cpu.pointee.systemCalls &+= 1
+        cpu.pointee.ipc.messages &+= messages
+        cpu.pointee.ipc.calls &+= calls
         thread.inSystemCall = true
         thread.waitInFrame(for: wait)
     }
@@ -496,7 +497,7 @@ extension IPCFastPath {
         found._withUnsafeGuaranteedRef { $0.waiter = Unmanaged.passUnretained(thread) }
         thread.sleepExpired = false
         thread.state = .blocked
-        enterFrameWait(thread, for: .bits(found), on: PerCPU.here)
+        enterFrameWait(thread, for: .bits(found), on: PerCPU.here, messages: 0, calls: 0)
         Scheduler.blockLeavingFrame(thread, cpus)
     }
 

@@ -94,7 +94,7 @@ extension IPC {
             try MessageTransfer.writeOut(&message, to: address, memory: CurrentUserMemory(), receiver: &receiver.handles,
                                          header: header)
         }
-        IPCStatistics.counters.messages &+= 1
+        PerCPU.current.ipc.messages &+= 1
     }
 
     /// Delivers `message` into `target`'s memory at `address` while `thread` runs: with the
@@ -232,7 +232,7 @@ extension IPC {
         let reply = replyCapability(of: thread)
         reply.call.arm()
         message.reply = reply
-        IPCStatistics.counters.calls &+= 1
+        PerCPU.current.ipc.calls &+= 1
         thread.callAddress = address
         // A server waiting in `receive` has the message already and runs next.
         var server = post(&message, on: port, by: thread)

@@ -1,7 +1,7 @@
-// The kernel's IPC counters, read by the `ipcStatistics` call (the shell's `ipc`). Shared, behind
-// the big kernel lock: every path that counts is a system call, which runs under it once more
-// than one CPU runs threads (with one CPU, interrupts are masked in the kernel). So plain
-// increments suffice.
+// The kernel's IPC counters, read by the `ipcStatistics` call (the shell's `ipc`). Each CPU
+// counts its own, in its per-CPU block beside its system calls (`PerCPU.ipc`): a fast path then
+// counts its call and its message with the one address it has for that block, and no two CPUs
+// write the same line. The call reads their sum.
 
 enum IPCStatistics {
     struct Counters {
@@ -11,6 +11,15 @@ enum IPCStatistics {
         var calls: UInt64 = 0
     }
 
-    /// Both in one variable, side by side: a call's fast path counts both with one address.
-    nonisolated(unsafe) static var counters = Counters()
+    /// Every CPU's counters, added up.
+    static var total: Counters {
+        var sum = Counters()
+        guard let storage = PerCPU.storage else { return sum }
+        for index in 0..<storage.count {
+            let counters = PerCPU.block(index).pointee.ipc
+            sum.messages &+= counters.messages
+            sum.calls &+= counters.calls
+        }
+        return sum
+    }
 }

@@ -34,7 +34,7 @@ enum SchedulerWaking: WaiterWaking {
 
 /// The machine's ports, for `portStatistics`: alive, and closed ones still named by send rights.
 /// Changed only by ports being made, closed and ended, all under the big kernel lock (or with one
-/// CPU and interrupts masked), like the IPC counters.
+/// CPU and interrupts masked).
 enum PortCensus {
     nonisolated(unsafe) static var alive: UInt64 = 0
     nonisolated(unsafe) static var closed: UInt64 = 0

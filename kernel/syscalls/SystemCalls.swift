@@ -496,7 +496,8 @@ enum SystemCalls {
             }
         case .ipcStatistics:
             serve(frame, SystemCall.IPCStatistics.self) { _ in
-                .init(messages: IPCStatistics.counters.messages, calls: IPCStatistics.counters.calls)
+                let total = IPCStatistics.total
+                return .init(messages: total.messages, calls: total.calls)
             }
         case .portStatistics:
             serve(frame, SystemCall.PortStatistics.self) { _ in

@@ -16,6 +16,9 @@ struct PerCPU {
     var exceptions = Exceptions.CPUState()
     /// System calls taken on this CPU.
     var systemCalls: UInt64 = 0
+    /// The IPC this CPU did (`IPCStatistics`), right after `systemCalls`: an IPC fast path
+    /// counts its call and its message together.
+    var ipc = IPCStatistics.Counters()
     /// A secondary CPU's own stack (its idle thread's, in the linear map), for panic
     /// backtraces; empty for the boot CPU, whose boot stack lies in the kernel image.
     var ownStack: Range<UInt64> = 0..<0
