@@ -92,9 +92,15 @@ enum Exceptions {
     static var vectorTableAddress: UInt64 { KernelImage.exceptionVectors }
 }
 
+// The three entries one CPU takes most (system calls and interrupts from EL0) are named for
+// vectors.S with `@_silgen_name` rather than `@_cdecl`: the Swift function itself then has the
+// name, where `@_cdecl` adds a C entry that only branches to it, an instruction on every entry.
+// Their Swift convention is the C one for what they take and give (a pointer or nothing in, nothing
+// out), and vectors.S counts on nothing in the registers they return with.
+
 /// A system call from EL0 outside `SystemCalls.frameWaitCalls` (vectors.S, system_call_entry):
 /// the frame holds x0-x18, x29 and x30, with x19-x28 still in their registers.
-@_cdecl("system_call_dispatch")
+@_silgen_name("system_call_dispatch")
 func systemCallDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
     SystemCalls.dispatch(ExceptionFrame(base: frameBase), from: .shortFrame)
     Scheduler.preemptIfNeeded()
@@ -103,7 +109,7 @@ func systemCallDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
 /// A call that may wait in its frame (`SystemCalls.frameWaitCalls`) from EL0 (vectors.S,
 /// system_call_entry): the frame holds every register. The fast path may leave the thread
 /// waiting in it.
-@_cdecl("frame_call_dispatch")
+@_silgen_name("frame_call_dispatch")
 func frameCallDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
     SystemCalls.dispatchWaitingInFrame(ExceptionFrame(base: frameBase), SystemCalls.Directly.self)
 }
@@ -112,7 +118,7 @@ func frameCallDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
 /// register of the interrupted thread, and nothing else is on its kernel stack, so a switch away
 /// may leave the frame (`Scheduler.preemptAtUserInterrupt`). From the multiprocessor table an
 /// IRQ goes the general way, under the big kernel lock.
-@_cdecl("user_interrupt_dispatch")
+@_silgen_name("user_interrupt_dispatch")
 func userInterruptDispatch() {
     Interrupts.handleIRQ()
     Scheduler.preemptAtUserInterrupt()
