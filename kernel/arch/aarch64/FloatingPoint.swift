@@ -42,8 +42,8 @@ enum LazyFloatingPoint {
         PerCPU.current.floatingPoint.trapArmed = true
     }
 
-    /// A switch on a CPU that runs alone, to the thread whose save area is `area` (nil: a
-    /// kernel-only thread): the trap armed unless the thread owns the registers. The register is
+    /// A switch on a CPU that runs alone, to the thread whose save area is `area` (every thread
+    /// has one, the idle thread too): the trap armed unless the thread owns the registers. The register is
     /// written at every switch: a compare first would cost more than the write it saves, as a
     /// thread that uses FP/SIMD and one that does not, handing the CPU to each other, flip it
     /// at every switch. `cpu` is this CPU's block.

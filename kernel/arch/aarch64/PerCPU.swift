@@ -82,8 +82,8 @@ struct PerCPU {
         aarch64_write_tpidr_el1(UInt64(UInt(bitPattern: block(0))))
     }
 
-    /// CPU `index`'s block, for the code that starts that CPU; code running on a CPU uses
-    /// `current`.
+    /// CPU `index`'s block, for the code that starts that CPU and the statistics that read every
+    /// CPU's; code running on a CPU uses `current`.
     static func block(_ index: Int) -> UnsafeMutablePointer<PerCPU> {
         guard let storage, index < storage.count else { kernelPanic("no per-CPU block for CPU \(index)") }
         return (storage.base + index * storage.stride).assumingMemoryBound(to: PerCPU.self)
