@@ -18,15 +18,26 @@ public enum HandleError: Error, Equatable {
 }
 
 public struct HandleTable<Object> {
+    /// 16 bytes, so that finding a slot's entry is one shifted add. Its size equals its stride:
+    /// the compiler reads every field of an element with tail padding byte by byte when the
+    /// kernel is built with strict alignment (as it is, for its MMU-off start).
     struct Entry {
         var object: Object?
-        var rights: Rights
+        /// The rights, in 32 bits: every right there is fits (`Rights.all`).
+        var rightsBits: UInt32
         /// Bumped when the slot is freed, so old handle numbers stop matching.
         var generation: UInt32
-        /// Fills the tail, so that an entry's size equals its stride: the compiler reads every
-        /// field of an element with tail padding byte by byte when the kernel is built with
-        /// strict alignment (as it is, for its MMU-off start).
-        var unused: UInt32 = 0
+
+        init(object: Object?, rights: Rights, generation: UInt32) {
+            self.object = object
+            rightsBits = UInt32(truncatingIfNeeded: rights.rawValue)
+            self.generation = generation
+        }
+
+        var rights: Rights {
+            get { Rights(rawValue: UInt64(rightsBits)) }
+            set { rightsBits = UInt32(truncatingIfNeeded: newValue.rawValue) }
+        }
     }
 
     let entries: UnsafeMutablePointer<Entry>
