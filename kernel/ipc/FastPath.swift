@@ -97,15 +97,16 @@ enum IPCFastPath {
         on cpu: UnsafeMutablePointer<PerCPU>, _ cpus: CPUs.Type
     ) -> Never {
         commitCall(port: port, awaiting: reply, at: address, thread: thread)
-        enterFrameWait(thread, for: .answer, on: cpu, messages: 1, calls: 1)
+        enterFrameWait(thread, for: .answer)
+        cpu.pointee.ipc.fastCalls &+= 1
         if server.waitsInFrame {
             // Its wait ends here: the message is in its buffer or registers.
             server.receiveAddress = .none
             server.endFrameWait(status: systemCallSuccess)
-            Scheduler.switchLeavingFrame(from: thread, to: server, resumingFrame: true, on: cpu, cpus)
+            Scheduler.switchLeavingFrame(from: thread, to: server, resumingFrame: true, counted: true, on: cpu, cpus)
         }
         server.finishReceive(.delivered)
-        Scheduler.switchLeavingFrame(from: thread, to: server, resumingFrame: false, on: cpu, cpus)
+        Scheduler.switchLeavingFrame(from: thread, to: server, resumingFrame: false, counted: true, on: cpu, cpus)
     }
 
     /// What a hand-off changes: the server is off the port's waiters, and this thread waits for
@@ -270,16 +271,17 @@ enum IPCFastPath {
         useUp: () -> Void
     ) -> Never {
         commitAnswer(reply, thenWaitOn: port, at: address, thread: thread)
-        enterFrameWait(thread, for: .message(on: portHandle, into: address), on: cpu, messages: 1, calls: 0)
+        enterFrameWait(thread, for: .message(on: portHandle, into: address))
+        cpu.pointee.ipc.fastAnswers &+= 1
         // Last, as it may be a call: what is kept across it would be saved and loaded again.
         useUp()
         if caller.isAwaitingAnswerInFrame {
             // Its wait ends here: the answer is in its buffer or registers.
             caller.callAddress = .none
             caller.endFrameWait(status: systemCallSuccess)
-            Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: true, on: cpu, cpus)
+            Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: true, counted: true, on: cpu, cpus)
         }
-        Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: false, on: cpu, cpus)
+        Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: false, counted: true, on: cpu, cpus)
     }
 
     /// What an answer changes but the reply handle: the call is finished, and this thread waits
@@ -397,16 +399,13 @@ enum IPCFastPath {
     }
 
     /// The running thread, its call committed, waits in its frame from now on
-    /// (`Thread.waitInFrame`). The call counts from here, with the `messages` and `calls` it
-    /// made (`IPCStatistics`), and the thread is in it: the fast paths are tried before the
-    /// dispatcher, which does both for the calls they leave to it
-    /// (`SystemCalls.dispatchWaitingInFrame`).
+    /// (`Thread.waitInFrame`), and is in the call: the fast paths are tried before the
+    /// dispatcher, which does this (and counts the call) for the calls they leave to it
+    /// (`SystemCalls.dispatchWaitingInFrame`). Each fast path counts its own call: a leg of a
+    /// call or an answer adds 1 to its counter, which stands for all the leg did
+    /// (`IPCStatistics.Counters`).
     @inline(__always)
-    private static func enterFrameWait(_ thread: Thread, for wait: FrameWait, on cpu: UnsafeMutablePointer<PerCPU>,
-                                       messages: UInt64, calls: UInt64) {
-        cpu.pointee.systemCalls &+= 1
-        cpu.pointee.ipc.messages &+= messages
-        cpu.pointee.ipc.calls &+= calls
+    private static func enterFrameWait(_ thread: Thread, for wait: FrameWait) {
         thread.inSystemCall = true
         thread.waitInFrame(for: wait)
     }
@@ -497,7 +496,8 @@ extension IPCFastPath {
         found._withUnsafeGuaranteedRef { $0.waiter = Unmanaged.passUnretained(thread) }
         thread.sleepExpired = false
         thread.state = .blocked
-        enterFrameWait(thread, for: .bits(found), on: PerCPU.here, messages: 0, calls: 0)
+        enterFrameWait(thread, for: .bits(found))
+        PerCPU.current.systemCalls &+= 1
         Scheduler.blockLeavingFrame(thread, cpus)
     }
 

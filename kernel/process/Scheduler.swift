@@ -72,7 +72,6 @@ enum Scheduler {
         /// run queue (`wakeForInterrupt`); still blocked until the switch. Not counted: it is held
         /// by its process, and stays blocked (so alive) until this CPU's next `preempt`.
         var handoff: Unmanaged<Thread>?
-        var switches: UInt64 = 0
         /// Ticks this CPU counted while its idle thread ran.
         var idleTicks: UInt64 = 0
         /// Threads this CPU took from other CPUs' queues.
@@ -80,11 +79,17 @@ enum Scheduler {
         /// Reschedule interrupts this CPU sent to others.
         var reschedulesSent: UInt64 = 0
 
-        /// `next` runs from now on, and no switch is pending. One method, so that the three
-        /// writes share one read of TPIDR_EL1.
-        mutating func recordSwitch(to next: Thread) {
+        /// Switches made here but those of the IPC fast paths' legs, which count theirs with the
+        /// leg (`IPCStatistics.Counters`); `switchesMade` adds them in.
+        var switches: UInt64 = 0
+
+        /// `next` runs from now on, and no switch is pending; `counting` is false for the switch
+        /// of an IPC fast path's leg, counted already. One method, so that the writes share one
+        /// read of TPIDR_EL1.
+        @inline(__always)
+        mutating func recordSwitch(to next: Thread, counting: Bool) {
             rescheduleNeeded = false
-            switches &+= 1
+            if counting { switches &+= 1 }
             running = Unmanaged.passUnretained(next)
         }
     }
@@ -385,13 +390,14 @@ enum Scheduler {
     /// callers have frames of their own, and it leaves them for good.
     ///
     /// `cpu` is this CPU's block (`PerCPU.here`), read once by the fast path, and `CPUs` what it
-    /// knows of the CPUs online.
+    /// knows of the CPUs online. `counted`: the switch is a fast path's leg's, which counted it
+    /// (`IPCStatistics.Counters`).
     @inline(__always)
     static func switchLeavingFrame<CPUs: CPUsOnline>(from previous: Thread, to next: Thread, resumingFrame: Bool,
-                                                     on cpu: UnsafeMutablePointer<PerCPU>, _ cpus: CPUs.Type)
-        -> Never {
+                                                     counted: Bool = false, on cpu: UnsafeMutablePointer<PerCPU>,
+                                                     _ cpus: CPUs.Type) -> Never {
         let frame = next.userRegisters // read first, as in `enter`
-        let (_, to) = enter(next, leaving: previous, on: cpu, cpus)
+        let (_, to) = enter(next, leaving: previous, counted: counted, on: cpu, cpus)
         if cpu.pointee.scheduler.dead != nil {
             releaseDeadThreads()
             // Releasing may have readied a thread above `next` (or served an interrupt that did):
@@ -441,7 +447,7 @@ enum Scheduler {
 
     /// `enter` on `cpu`, this CPU's block, with what is known of the CPUs online.
     @inline(__always)
-    private static func enter<CPUs: CPUsOnline>(_ next: Thread, leaving previous: Thread,
+    private static func enter<CPUs: CPUsOnline>(_ next: Thread, leaving previous: Thread, counted: Bool = false,
                                                 on cpu: UnsafeMutablePointer<PerCPU>, _: CPUs.Type)
         -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer) {
         #if KERNEL_DEBUG
@@ -456,7 +462,7 @@ enum Scheduler {
         let contexts = (UnsafeMutableRawPointer(previous.context), UnsafeMutableRawPointer(next.context))
         next.state = .running
         next.sliceRemaining = sliceTicks
-        cpu.pointee.scheduler.recordSwitch(to: next)
+        cpu.pointee.scheduler.recordSwitch(to: next, counting: !counted)
         if base != .none {
             base.install()
         } else {
@@ -813,7 +819,7 @@ extension Scheduler {
         let block = PerCPU.block(Int(cpu))
         let figures = CPUStatistics(
             ticks: block.pointee.clock.ticks, idleTicks: block.pointee.scheduler.idleTicks,
-            switches: block.pointee.scheduler.switches, systemCalls: block.pointee.systemCalls,
+            switches: block.pointee.switchesMade, systemCalls: block.pointee.systemCallsTaken,
             interrupts: block.pointee.interrupts.handled, reschedulesSent: block.pointee.scheduler.reschedulesSent,
             reschedulesReceived: block.pointee.interrupts.privateCounts[Int(rescheduleInterrupt)],
             steals: block.pointee.scheduler.steals)

@@ -142,6 +142,8 @@ func exceptionFrameMatchesLayouts() -> Bool {
         && ExceptionSyndrome(UInt64(ESR_EXCEPTION_CLASS_SVC64) << UInt64(ESR_EXCEPTION_CLASS_SHIFT)).exceptionClass
             == .supervisorCall
         && UInt64(SYSTEM_CALLS_WAITING_IN_FRAME) == SystemCalls.frameWaitCalls
+        && UInt64(SYSTEM_CALL_CALL_REGISTERS) == SystemCallNumber.callRegisters.rawValue
+        && SystemCallNumber.replyReceiveRegisters.rawValue == SystemCallNumber.callRegisters.rawValue + 1
 }
 
 /// SwitchContext's word count is a literal generic argument, so only this run-time check ties it

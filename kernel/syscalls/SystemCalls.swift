@@ -7,7 +7,7 @@
 
 enum SystemCalls {
     /// System calls taken on this CPU.
-    static var count: UInt64 { PerCPU.current.systemCalls }
+    static var count: UInt64 { PerCPU.current.systemCallsTaken }
     /// Longest process name `processCreate` accepts.
     static let maximumNameLength = 64
     /// Largest single `map`.
@@ -93,39 +93,67 @@ enum SystemCalls {
     /// ends in the general dispatch as its last call, so this function is only a few compares
     /// and a branch. On several (`Back`) each one returns here, and the general dispatch is
     /// inlined after it, in the frame the dispatcher has for the big kernel lock anyway.
+    ///
+    /// On one CPU the calls in registers do not come here: the entry sends them to
+    /// `dispatchInRegisters`.
     @inline(__always)
     static func dispatchWaitingInFrame<Way: FallbackWay>(_ frame: ExceptionFrame, _ way: Way.Type) {
+        fromProcess(frame) { thread, process in
+            let number = frame.register(8)
+            // On several CPUs the calls in registers first (one range compare for both, one to
+            // tell them apart): the other calls here move their message through memory, which
+            // costs more than the compares they wait for. On one, where the entry took those
+            // apart, `notificationWait` first (`_fastPath`, or the compiler orders the compares
+            // by number): its wait with bits there is the shortest call here.
+            if Way.self == Back.self && number &- SystemCallNumber.callRegisters.rawValue < 2 {
+                if number == SystemCallNumber.callRegisters.rawValue {
+                    callRegisters(frame, thread, process, way)
+                } else {
+                    replyReceiveRegisters(frame, thread, process, way)
+                }
+            } else if Way.self == Directly.self && _fastPath(number == SystemCallNumber.notificationWait.rawValue) {
+                _ = notificationWait(frame, thread, process, way)
+            } else if _fastPath(number == SystemCallNumber.call.rawValue) {
+                call(frame, thread, process, SystemCall.Call(registers: frame.systemCallArguments), way)
+            } else if number == SystemCallNumber.replyReceive.rawValue {
+                replyReceive(frame, thread, process, SystemCall.ReplyReceive(registers: frame.systemCallArguments),
+                             way)
+            } else if Way.self == Back.self && number == SystemCallNumber.notificationWait.rawValue {
+                if notificationWait(frame, thread, process, way) { return }
+            } else {
+                // A number past 63 that the entry's bit test took for one of them.
+                if Way.self == Directly.self { return dispatchWaitingInFrameGenerally() }
+                return performWaitingInFrame(thread: thread, process: process)
+            }
+            if Way.self == Back.self { performWaitingInFrame(thread: thread, process: process) }
+        }
+    }
+
+    /// `callRegisters`, or `replyReceiveRegisters` when `answering`, from one CPU's entry, which
+    /// told them apart by number (vectors.S): as `dispatchWaitingInFrame` serves them, without
+    /// its compares.
+    @inline(__always)
+    static func dispatchInRegisters(_ frame: ExceptionFrame, answering: Bool) {
+        fromProcess(frame) { thread, process in
+            if answering {
+                IPCFastPath.replyReceiveRegisters(frame.registers, thread: thread, process: process, Directly.CPUs.self)
+            } else {
+                IPCFastPath.callRegisters(frame.registers, thread: thread, process: process, Directly.CPUs.self)
+            }
+            dispatchWaitingInFrameGenerally()
+        }
+    }
+
+    /// `body` with the running thread and its process, borrowed (the process holds the thread,
+    /// and the thread its process); a call from a thread without one (which no call from EL0 is)
+    /// goes as any call.
+    @inline(__always)
+    private static func fromProcess(_ frame: ExceptionFrame, _ body: (Thread, Process) -> Void) {
         guard let running = Scheduler.running, running._withUnsafeGuaranteedRef({ $0.processReference }) != nil else {
-            // Not from a thread of a process (which no call from EL0 is): as any call.
             return dispatchWithoutProcess(frame)
         }
         running._withUnsafeGuaranteedRef { thread in
-            thread.processReference.unsafelyUnwrapped._withUnsafeGuaranteedRef { process in
-                let number = frame.register(8)
-                // The calls in registers first (one range compare for both, one to tell them
-                // apart): the other calls here move their message through memory, which costs
-                // more than the compares they wait for.
-                if number &- SystemCallNumber.callRegisters.rawValue < 2 {
-                    if number == SystemCallNumber.callRegisters.rawValue {
-                        callRegisters(frame, thread, process, way)
-                    } else {
-                        replyReceiveRegisters(frame, thread, process, way)
-                    }
-                } else if number == SystemCallNumber.call.rawValue {
-                    call(frame, thread, process, SystemCall.Call(registers: frame.systemCallArguments), way)
-                } else if number == SystemCallNumber.replyReceive.rawValue {
-                    replyReceive(frame, thread, process, SystemCall.ReplyReceive(registers: frame.systemCallArguments),
-                                 way)
-                } else if number == SystemCallNumber.notificationWait.rawValue {
-                    let done = notificationWait(frame, thread, process, way)
-                    if Way.self == Back.self && done { return }
-                } else {
-                    // A number past 63 that the entry's bit test took for one of them.
-                    if Way.self == Directly.self { return dispatchWaitingInFrameGenerally() }
-                    return performWaitingInFrame(thread: thread, process: process)
-                }
-                if Way.self == Back.self { performWaitingInFrame(thread: thread, process: process) }
-            }
+            thread.processReference.unsafelyUnwrapped._withUnsafeGuaranteedRef { process in body(thread, process) }
         }
     }
 

@@ -117,6 +117,19 @@ func frameCallDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
     SystemCalls.dispatchWaitingInFrame(ExceptionFrame(base: frameBase), SystemCalls.Directly.self)
 }
 
+/// `callRegisters` and `replyReceiveRegisters` from EL0 while one CPU runs: the entry
+/// (vectors.S, system_call_entry) tells them apart by number, and saved every register, as for
+/// `frame_call_dispatch`.
+@_silgen_name("call_registers_dispatch")
+func callRegistersDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
+    SystemCalls.dispatchInRegisters(ExceptionFrame(base: frameBase), answering: false)
+}
+
+@_silgen_name("reply_receive_registers_dispatch")
+func replyReceiveRegistersDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
+    SystemCalls.dispatchInRegisters(ExceptionFrame(base: frameBase), answering: true)
+}
+
 /// An IRQ from EL0 while one CPU runs (vectors.S, user_interrupt_entry): the frame holds every
 /// register of the interrupted thread, and nothing else is on its kernel stack, so a switch away
 /// may leave the frame (`Scheduler.preemptAtUserInterrupt`). From the multiprocessor table an

@@ -14,10 +14,9 @@ struct PerCPU {
     var interrupts = Interrupts.CPUState()
     var floatingPoint = LazyFloatingPoint.CPUState()
     var exceptions = Exceptions.CPUState()
-    /// System calls taken on this CPU.
+    /// System calls taken on this CPU, but the IPC fast paths' legs (`systemCallsTaken`).
     var systemCalls: UInt64 = 0
-    /// The IPC this CPU did (`IPCStatistics`), right after `systemCalls`: an IPC fast path
-    /// counts its call and its message together.
+    /// The IPC this CPU did (`IPCStatistics`), the fast paths' legs among it.
     var ipc = IPCStatistics.Counters()
     /// A secondary CPU's own stack (its idle thread's, in the linear map), for panic
     /// backtraces; empty for the boot CPU, whose boot stack lies in the kernel image.
@@ -28,6 +27,13 @@ struct PerCPU {
     #endif
 
     init(index: Int) { self.index = index }
+
+    /// Every system call taken on this CPU: an IPC fast path's leg counts as one
+    /// (`IPCStatistics.Counters`).
+    var systemCallsTaken: UInt64 { systemCalls &+ ipc.fastLegs }
+
+    /// Every thread switch made on this CPU, the fast paths' legs' among them.
+    var switchesMade: UInt64 { scheduler.switches &+ ipc.fastLegs }
 
     static let maximumCPUs = 8
 

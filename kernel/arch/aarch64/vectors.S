@@ -206,7 +206,9 @@ user_interrupt_entry:
 // System calls from EL0: with one CPU online, and under the big kernel lock. One bit per number
 // picks the calls that save the whole frame (see the top of this file); the shift takes the
 // number modulo 64, so a number past the table may go either way, and both ways refuse it.
-.macro system_call_entries dispatcher, frame_dispatcher, store_syndrome
+// With one CPU, the two calls with the message in registers go on to dispatchers of their own,
+// told apart here by their number (still in x8), which saves the general one's tests.
+.macro system_call_entries dispatcher, frame_dispatcher, store_syndrome, register_dispatchers
     ldr     x1, =SYSTEM_CALLS_WAITING_IN_FRAME  // x1 is saved already (and x0 holds the ESR)
     lsr     x1, x1, x8
     tbnz    x1, #0, 1f
@@ -214,14 +216,25 @@ user_interrupt_entry:
 1:  save_x2_to_x30_and_state
     add     x29, sp, #EXCEPTION_FRAME_REGISTER(29)
     mov     x0, sp
-    bl      \frame_dispatcher
+    .if \register_dispatchers
+    cmp     x8, #SYSTEM_CALL_CALL_REGISTERS
+    b.lo    2f                  // call, notificationWait, replyReceive
+    b.ne    3f
+    bl      call_registers_dispatch
+    b       exception_return
+3:  cmp     x8, #(SYSTEM_CALL_CALL_REGISTERS + 1)
+    b.ne    2f                  // a number past 63 that the bit test took for one of them
+    bl      reply_receive_registers_dispatch
+    b       exception_return
+    .endif
+2:  bl      \frame_dispatcher
     b       exception_return
 .endm
 
 system_call_entry:
-    system_call_entries system_call_dispatch, frame_call_dispatch, 0
+    system_call_entries system_call_dispatch, frame_call_dispatch, 0, 1
 system_call_entry_smp:
-    system_call_entries locked_system_call_dispatch, locked_frame_call_dispatch, 1
+    system_call_entries locked_system_call_dispatch, locked_frame_call_dispatch, 1, 0
     .ltorg
 
 // A new thread's first switch lands in thread_enter_user with sp at a frame built for its first

@@ -30,6 +30,9 @@
 // callRegisters 53, replyReceiveRegisters 54. Their entry saves every register. The boot
 // self-test compares it with SystemCalls.frameWaitCalls.
 #define SYSTEM_CALLS_WAITING_IN_FRAME 0x0060000401200000
+// callRegisters, and replyReceiveRegisters right after it: the single-CPU entry sends these two
+// straight to their own dispatchers (call_registers_dispatch, reply_receive_registers_dispatch).
+#define SYSTEM_CALL_CALL_REGISTERS 53
 
 // ---- Switch context: switch_context in context.S, SwitchContext in Thread.swift ---------------
 // The registers the AAPCS64 makes a callee keep: x19-x28, the frame record x29/x30, and SP.
