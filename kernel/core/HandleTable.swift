@@ -38,6 +38,9 @@ public struct HandleTable<Object> {
             get { Rights(rawValue: UInt64(rightsBits)) }
             set { rightsBits = UInt32(truncatingIfNeeded: newValue.rawValue) }
         }
+
+        /// Whether an entry is 16 bytes, as the comment above says.
+        static var isSixteenBytes: Bool { MemoryLayout<Entry>.size == 16 && MemoryLayout<Entry>.stride == 16 }
     }
 
     let entries: UnsafeMutablePointer<Entry>

@@ -3,6 +3,11 @@ import PropertyBased
 @testable import KernelCore
 
 @Suite struct HandleTableTests {
+    @Test func entriesAreSixteenBytes() {
+        // Finding one is then a shift (`HandleTable.Entry`).
+        #expect(HandleTable<AnyObject>.Entry.isSixteenBytes)
+    }
+
     @Test func rightsAreCheckedAndOnlyShrink() throws {
         var table = HandleTable<String>(capacity: 8)
         defer { table.destroy() }
@@ -13,7 +18,27 @@ import PropertyBased
         #expect(throws: HandleError.accessDenied) { try table.lookup(sendOnly, requiring: .receive) }
         #expect(throws: HandleError.accessDenied) { try table.duplicate(sendOnly, rights: [.send]) } // no .duplicate
         #expect(throws: HandleError.accessDenied) { try table.duplicate(port, rights: [.send, .signal]) } // wider
+        // A right past the 32 bits an entry keeps is one no handle holds.
+        #expect(throws: HandleError.accessDenied) { try table.duplicate(port, rights: Rights(rawValue: 1 << 40 | 1)) }
         #expect(table.count == 2)
+    }
+
+    @Test func theInPlaceLookupChecksGenerationAndRights() throws {
+        final class Box {}
+        var table = HandleTable<Box>(capacity: 4)
+        defer { table.destroy() }
+        let box = Box()
+        let handle = try table.insert(box, rights: [.send, .duplicate])
+        #expect(table.unretainedObject(for: handle, requiring: .send)?.takeUnretainedValue() === box)
+        #expect(table.unretainedObject(for: handle, requiring: [.send, .duplicate]) != nil)
+        #expect(table.unretainedObject(for: handle, requiring: .receive) == nil)
+        #expect(table.unretainedObject(for: handle, requiring: Rights(rawValue: 1 << 32 | 1)) == nil)
+        // The same slot under another generation, and a slot past the table.
+        #expect(table.unretainedObject(for: Handle(handle.value &+ (1 << 32)), requiring: []) == nil)
+        #expect(table.unretainedObject(for: Handle(handle.value ^ 1), requiring: []) == nil)
+        #expect(table.unretainedObject(for: Handle(UInt64(4) | handle.value & ~0xFFFF_FFFF), requiring: []) == nil)
+        try table.remove(handle)
+        #expect(table.unretainedObject(for: handle, requiring: []) == nil)
     }
 
     @Test func closedHandlesStayInvalidWhenTheSlotIsReused() throws {
