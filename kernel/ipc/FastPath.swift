@@ -103,10 +103,10 @@ enum IPCFastPath {
             // Its wait ends here: the message is in its buffer or registers.
             server.receiveAddress = .none
             server.endFrameWait(status: systemCallSuccess)
-            Scheduler.switchLeavingFrame(from: thread, to: server, resumingFrame: true, counted: true, on: cpu, cpus)
+            Scheduler.switchLeavingFrame(from: thread, to: server, resumingFrame: true, fastLeg: true, on: cpu, cpus)
         }
         server.finishReceive(.delivered)
-        Scheduler.switchLeavingFrame(from: thread, to: server, resumingFrame: false, counted: true, on: cpu, cpus)
+        Scheduler.switchLeavingFrame(from: thread, to: server, resumingFrame: false, fastLeg: true, on: cpu, cpus)
     }
 
     /// What a hand-off changes: the server is off the port's waiters, and this thread waits for
@@ -279,9 +279,9 @@ enum IPCFastPath {
             // Its wait ends here: the answer is in its buffer or registers.
             caller.callAddress = .none
             caller.endFrameWait(status: systemCallSuccess)
-            Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: true, counted: true, on: cpu, cpus)
+            Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: true, fastLeg: true, on: cpu, cpus)
         }
-        Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: false, counted: true, on: cpu, cpus)
+        Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: false, fastLeg: true, on: cpu, cpus)
     }
 
     /// What an answer changes but the reply handle: the call is finished, and this thread waits

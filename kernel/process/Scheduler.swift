@@ -390,26 +390,37 @@ enum Scheduler {
     /// callers have frames of their own, and it leaves them for good.
     ///
     /// `cpu` is this CPU's block (`PerCPU.here`), read once by the fast path, and `CPUs` what it
-    /// knows of the CPUs online. `counted`: the switch is a fast path's leg's, which counted it
-    /// (`IPCStatistics.Counters`).
+    /// knows of the CPUs online. `fastLeg`: the switch is an IPC fast path's leg's, which counted
+    /// it (`IPCStatistics.Counters`) and found that `next` has an address space.
     @inline(__always)
     static func switchLeavingFrame<CPUs: CPUsOnline>(from previous: Thread, to next: Thread, resumingFrame: Bool,
-                                                     counted: Bool = false, on cpu: UnsafeMutablePointer<PerCPU>,
+                                                     fastLeg: Bool = false, on cpu: UnsafeMutablePointer<PerCPU>,
                                                      _ cpus: CPUs.Type) -> Never {
         let frame = next.userRegisters // read first, as in `enter`
-        let (_, to) = enter(next, leaving: previous, counted: counted, on: cpu, cpus)
-        if cpu.pointee.scheduler.dead != nil {
-            releaseDeadThreads()
-            // Releasing may have readied a thread above `next` (or served an interrupt that did):
-            // then `next` goes the general way, whose epilogue preempts (its wait is finished, so
-            // `frame_wait_resume` only returns).
-            if resumingFrame && PerCPU.current.scheduler.rescheduleNeeded { load_context(to) }
-        }
+        let (_, to) = enter(next, leaving: previous, fastLeg: fastLeg, on: cpu, cpus)
+        if cpu.pointee.scheduler.dead != nil { releaseDeadThreads(thenResume: frame, or: to, resumingFrame, cpus) }
         if resumingFrame {
             if CPUs.several { resume_user_frame_unlocking(frame) }
             resume_user_frame(frame)
         }
         load_context(to)
+    }
+
+    /// `switchLeavingFrame`'s end when threads died before the switch: out of line, so that the
+    /// switch keeps nothing across a call and its callers need no registers saved for it.
+    /// Releasing may ready a thread above `next` (or serve an interrupt that does): then `next`
+    /// goes the general way, whose epilogue preempts (its wait is finished, so
+    /// `frame_wait_resume` only returns).
+    @inline(never)
+    private static func releaseDeadThreads<CPUs: CPUsOnline>(thenResume frame: UnsafeMutablePointer<UInt64>,
+                                                             or context: UnsafeMutableRawPointer,
+                                                             _ resumingFrame: Bool, _: CPUs.Type) -> Never {
+        releaseDeadThreads()
+        if resumingFrame && !PerCPU.current.scheduler.rescheduleNeeded {
+            if CPUs.several { resume_user_frame_unlocking(frame) }
+            resume_user_frame(frame)
+        }
+        load_context(context)
     }
 
     /// The running thread, blocked and waiting in its user frame (`Thread.waitInFrame`), gives
@@ -438,7 +449,8 @@ enum Scheduler {
         return PerCPU.current.scheduler.idle.map { Unmanaged.passUnretained($0) }
     }
 
-    /// Makes `next` the running thread (its address space, FP trap, a fresh slice) and gives the
+    /// Makes `next` the running thread (its address space, FP trap; its slice is what it has
+    /// left, `Thread.sliceRemaining`) and gives the
     /// two contexts for `switch_context`; `previous` is already where it belongs.
     @inline(__always)
     private static func enter(_ next: Thread, leaving previous: Thread) -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer) {
@@ -447,7 +459,7 @@ enum Scheduler {
 
     /// `enter` on `cpu`, this CPU's block, with what is known of the CPUs online.
     @inline(__always)
-    private static func enter<CPUs: CPUsOnline>(_ next: Thread, leaving previous: Thread, counted: Bool = false,
+    private static func enter<CPUs: CPUsOnline>(_ next: Thread, leaving previous: Thread, fastLeg: Bool = false,
                                                 on cpu: UnsafeMutablePointer<PerCPU>, _: CPUs.Type)
         -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer) {
         #if KERNEL_DEBUG
@@ -461,9 +473,8 @@ enum Scheduler {
         let area = next.floatingPoint
         let contexts = (UnsafeMutableRawPointer(previous.context), UnsafeMutableRawPointer(next.context))
         next.state = .running
-        next.sliceRemaining = sliceTicks
-        cpu.pointee.scheduler.recordSwitch(to: next, counting: !counted)
-        if base != .none {
+        cpu.pointee.scheduler.recordSwitch(to: next, counting: !fastLeg)
+        if fastLeg || base != .none {
             base.install()
         } else {
             NoAddressSpace.base.install()
@@ -595,7 +606,13 @@ enum Scheduler {
         guard periods > 0 else { return }
         thread.process?.ticks &+= periods
         thread.sliceRemaining -= Int(truncatingIfNeeded: min(periods, UInt64(sliceTicks)))
-        if thread.sliceRemaining <= 0 && hasReadyThreads { PerCPU.current.scheduler.rescheduleNeeded = true }
+        if thread.sliceRemaining <= 0 {
+            // Spent: filled again for the thread's next turn, which comes after the ready
+            // threads'. Filled here and not at each switch, which would let two threads calling
+            // each other never spend one (`Thread.sliceRemaining`).
+            thread.sliceRemaining = sliceTicks
+            if hasReadyThreads { PerCPU.current.scheduler.rescheduleNeeded = true }
+        }
     }
 
     /// On the way out of an exception: switch if a tick or a wake asked for it, or away for good

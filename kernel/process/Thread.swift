@@ -74,7 +74,10 @@ final class Thread: ChargedObject {
     /// space is gone, or for the idle thread.
     var translationBase: TranslationBase
     var priority: Int
-    var sliceRemaining = 0
+    /// Ticks left of its time slice: its own, spent across switches and blocking, and filled
+    /// again only once spent (`Scheduler.tick`), so that threads passing the CPU to each other
+    /// (IPC) use theirs up like any other and leave their level's other threads their turns.
+    var sliceRemaining = Scheduler.sliceTicks
     /// Run-queue link, not counted (see `Scheduler.Queue`).
     var queueNext: Unmanaged<Thread>?
     /// Link in this CPU's list of dead threads waiting to be released, which holds them.

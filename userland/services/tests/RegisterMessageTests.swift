@@ -386,3 +386,36 @@ private func testReplySlot(_ suite: inout Suite) {
                     && late.answered == .timedOut && late.empty == .invalidHandle,
                 "a call queued by a caller killed before this thread took it: it arrives in the reply slot, the late answer is dropped (replyReceive goes on to receive), and the slot is empty after")
 }
+
+/// A thread's time slice is its own, spent across the switches of IPC and filled again only once
+/// spent. A client and a server passing the CPU back and forth by fast IPC, hundreds of times a
+/// tick, leave a thread of their priority its turns: were every switch a fresh slice, neither
+/// would ever use one up, and the spinner would not run while they went on. On one CPU, where
+/// all three compete (the spinner is kept to CPU 0, start argument 1).
+func testSliceAcrossIPC(_ suite: inout Suite) {
+    let port = try? IPC.createPort()
+    let serverSide = port.flatMap { try? IPC.duplicate($0, rights: [.receive, .transfer]) }
+    guard let port, let serverSide, let server = try? System.spawn("echo", argument: 4, handle: serverSide) else {
+        if let serverSide { try? IPC.close(serverSide) }
+        if let port { try? IPC.close(port) }
+        suite.check(false, "an echo server that serves in registers started")
+        return
+    }
+    let spinner = try? System.spawn("spinner", argument: 1)
+    let start = System.clock
+    var calls = 0
+    var failed = false
+    while !failed && System.clock.milliseconds(since: start) < 200 {
+        var message = RegisterMessage(label: 7)
+        failed = (try? IPC.callInRegisters(port, &message)) == nil || message.label != 8
+        calls += 1
+    }
+    let spun = spinner.flatMap { try? ProcessHandles.info($0.process) }?.cpuNanoseconds ?? 0
+    let spinnerEnded = spinner.map { (try? System.kill($0)) != nil && (try? System.wait($0))?.reason == .killed }
+    var stop = RegisterMessage(label: 0)
+    _ = try? IPC.callInRegisters(port, &stop)
+    let serverEnd = try? System.wait(server)
+    try? IPC.close(port)
+    suite.check(spinner != nil && !failed && spun >= 20_000_000 && spinnerEnded == true && serverEnd?.code == 0,
+                "a client and a server calling back and forth for 200 ms (\(calls) calls) leave a spinning thread of their priority its turns (it ran \(spun / 1_000_000) ms)")
+}

@@ -197,6 +197,7 @@ struct Tests {
         testThreads(&suite)
         testIPC(&suite)
         testRegisterMessages(&suite)
+        onOneCPU { testSliceAcrossIPC(&suite) }
         testMemoryCopies(&suite)
         testOnDemandMemory(&suite)
         testNameService(&suite)
