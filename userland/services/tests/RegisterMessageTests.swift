@@ -13,17 +13,25 @@ private func holdsPattern(_ message: RegisterMessage, _ count: Int, seed: Int) -
     message.length == count && (0..<count).allSatisfy { message[byte: $0] == UInt8(truncatingIfNeeded: $0 * 3 + seed) }
 }
 
-func testRegisterMessages(_ suite: inout Suite) {
-    let before = KernelFootprint.steady()
-    let refusalsBefore = System.outOfMemoryResults
+/// An echo server that serves in registers (its start argument 4), and the port to call it on;
+/// nil, reported, when it could not start.
+private func startEchoInRegisters(_ suite: inout Suite) -> (port: Handle, server: ChildProcess)? {
     let port = try? IPC.createPort()
     let serverSide = port.flatMap { try? IPC.duplicate($0, rights: [.receive, .transfer]) }
     guard let port, let serverSide, let server = try? System.spawn("echo", argument: 4, handle: serverSide) else {
         if let serverSide { try? IPC.close(serverSide) }
         if let port { try? IPC.close(port) }
         suite.check(false, "an echo server that serves in registers started")
-        return
+        return nil
     }
+    return (port, server)
+}
+
+func testRegisterMessages(_ suite: inout Suite) {
+    let before = KernelFootprint.steady()
+    let refusalsBefore = System.outOfMemoryResults
+    guard let started = startEchoInRegisters(&suite) else { return }
+    let (port, server) = started
 
     // Both sides in registers: the fast path when the server waits on this CPU.
     var wrongSize: Int?
@@ -393,14 +401,8 @@ private func testReplySlot(_ suite: inout Suite) {
 /// would ever use one up, and the spinner would not run while they went on. On one CPU, where
 /// all three compete (the spinner is kept to CPU 0, start argument 1).
 func testSliceAcrossIPC(_ suite: inout Suite) {
-    let port = try? IPC.createPort()
-    let serverSide = port.flatMap { try? IPC.duplicate($0, rights: [.receive, .transfer]) }
-    guard let port, let serverSide, let server = try? System.spawn("echo", argument: 4, handle: serverSide) else {
-        if let serverSide { try? IPC.close(serverSide) }
-        if let port { try? IPC.close(port) }
-        suite.check(false, "an echo server that serves in registers started")
-        return
-    }
+    guard let started = startEchoInRegisters(&suite) else { return }
+    let (port, server) = started
     let spinner = try? System.spawn("spinner", argument: 1)
     let start = System.clock
     var calls = 0
