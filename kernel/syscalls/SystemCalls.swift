@@ -22,8 +22,8 @@ enum SystemCalls {
         case shortFrame
         /// vectors.S, system_call_entry (either table), a call in `frameWaitCalls`: every
         /// register is in the frame. Only from a thread without a process
-        /// (`dispatchWithoutProcess`): the others go through `dispatchWaitingInFrame`, which has
-        /// their fast paths.
+        /// (`dispatchWithoutProcess`): the others go through `dispatchWaitingInFrame` (or, for
+        /// the calls in registers on one CPU, `dispatchInRegisters`), which has their fast paths.
         case wholeFrame
         /// Through `exception_dispatch`: the multiprocessor table's calls outside
         /// `frameWaitCalls` (a short frame, as `shortFrame`), or EL1's (the boot self-tests). Only
@@ -84,8 +84,9 @@ enum SystemCalls {
     /// `lockedFrameCallDispatch` on several): its fast path, and the general way when that does
     /// not apply. Each fast path is a function of its own, which returns only when it does not
     /// apply, having changed nothing; one that leaves the thread waiting in its frame never
-    /// returns. The fast paths count the call and mark the thread as in one only once they
-    /// commit (`IPCFastPath.enterFrameWait`). The frame is the top of the running thread's
+    /// returns. The fast paths count the call (a leg's counter, `IPCStatistics.Counters`) and mark
+    /// the thread as in one (`IPCFastPath.enterFrameWait`) only once they commit. The frame is
+    /// the top of the running thread's
     /// kernel stack (this entry is from EL0 only): its `userRegisters`, which the calls in
     /// registers read and write.
     ///

@@ -6,6 +6,8 @@ import PropertyBased
     @Test func entriesAreSixteenBytes() {
         // Finding one is then a shift (`HandleTable.Entry`).
         #expect(HandleTable<AnyObject>.Entry.isSixteenBytes)
+        // Which holds only while every right fits the entry's 32 bits.
+        #expect(Rights.all.rawValue <= UInt64(UInt32.max))
     }
 
     @Test func rightsAreCheckedAndOnlyShrink() throws {

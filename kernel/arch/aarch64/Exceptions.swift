@@ -92,14 +92,14 @@ enum Exceptions {
     static var vectorTableAddress: UInt64 { KernelImage.exceptionVectors }
 }
 
-// The three entries one CPU takes most (system calls and interrupts from EL0) are named for
+// The entries one CPU takes most (system calls and interrupts from EL0) are named for
 // vectors.S with `@_silgen_name` rather than `@_cdecl`: the Swift function itself then has the
 // name, where `@_cdecl` adds a C entry that only branches to it, an instruction on every entry.
 // Their Swift convention is the C one for what they take and give (a pointer or nothing in, nothing
 // out), and vectors.S counts on nothing in the registers they return with but x19-x28, which the
 // short system call entry does not save. Swift gives those back as C does as long as a function
 // neither throws (its error comes back in x21) nor is `async` (its context is in x22): these
-// three must stay so.
+// five must stay so.
 
 /// A system call from EL0 outside `SystemCalls.frameWaitCalls` (vectors.S, system_call_entry):
 /// the frame holds x0-x18, x29 and x30, with x19-x28 still in their registers.

@@ -398,8 +398,9 @@ private func testReplySlot(_ suite: inout Suite) {
 /// A thread's time slice is its own, spent across the switches of IPC and filled again only once
 /// spent. A client and a server passing the CPU back and forth by fast IPC, hundreds of times a
 /// tick, leave a thread of their priority its turns: were every switch a fresh slice, neither
-/// would ever use one up, and the spinner would not run while they went on. On one CPU, where
-/// all three compete (the spinner is kept to CPU 0, start argument 1).
+/// would ever use one up, and the spinner would not run while they went on. This thread and the
+/// spinner are kept to CPU 0 (`onOneCPU`, start argument 1); with several CPUs the server may be
+/// taken by another, which only gives the spinner more time (the next call brings it back).
 func testSliceAcrossIPC(_ suite: inout Suite) {
     guard let started = startEchoInRegisters(&suite) else { return }
     let (port, server) = started

@@ -833,7 +833,10 @@ func testNotificationClosedUnderWaiter(_ suite: inout Suite) {
 /// threads on CPU 0, where the order is the scheduler's: the signal readies the timed waiter, this
 /// thread takes the bits and waits again before it runs. (With this thread on another CPU, a host
 /// running many virtual CPUs on one core could hold it between its two waits, and the other
-/// would begin its wait first.)
+/// would begin its wait first.) The waiter runs at the background level, below this thread: a
+/// tick that ends this thread's slice between its signal and its wait then cannot let the waiter
+/// in first (a slice is spent across waits, so this thread may start the window with one tick of
+/// it left).
 func testDisplacedNotificationWaiter(_ suite: inout Suite) {
     guard let bell = try? IPC.createNotification(), let block = try? System.map(bytes: 4096, access: .write) else {
         suite.check(false, "a notification and memory for the displaced-waiter test")
@@ -850,6 +853,8 @@ func testDisplacedNotificationWaiter(_ suite: inout Suite) {
         let shared = UnsafeMutablePointer<UInt64>(bitPattern: UInt(argument))!
         _ = try? System.setAffinity(1)
         shared[3] = 1
+        // From here it runs only while the main thread is blocked.
+        _ = try? System.setPriority(0)
         let status = catching { () throws(KernelError) in _ = try IPC.wait(Handle(shared[0]), timeout: 2_000_000_000) }
         shared[1] = status?.rawValue ?? 0
         // The main thread waits on the bell now: this wakes it.
@@ -864,7 +869,8 @@ func testDisplacedNotificationWaiter(_ suite: inout Suite) {
     let first = try? IPC.wait(bell, timeout: .max) // there: taken at once
     let second = try? IPC.wait(bell, timeout: 2_000_000_000)
     let start = System.clock
-    while shared[2] == 0 && System.clock.milliseconds(since: start) < 1000 { System.yield() }
+    // Sleeping, not yielding: the waiter, below this thread, runs only while it is blocked.
+    while shared[2] == 0 && System.clock.milliseconds(since: start) < 1000 { System.sleep(nanoseconds: 1_000_000) }
     suite.check(started && first == 1 && second == 0x40 && shared[1] == KernelError.accessDenied.rawValue,
                 "a timed waiter woken after another thread took the bits and began waiting leaves it the notification (access denied) and its next signal's bits reach it")
     try? IPC.close(bell)
