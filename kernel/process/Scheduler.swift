@@ -399,11 +399,16 @@ enum Scheduler {
         let frame = next.userRegisters // read first, as in `enter`
         let (_, to) = enter(next, leaving: previous, fastLeg: fastLeg, on: cpu, cpus)
         if cpu.pointee.scheduler.dead != nil { releaseDeadThreads(thenResume: frame, or: to, resumingFrame, cpus) }
-        if resumingFrame {
-            if CPUs.several { resume_user_frame_unlocking(frame) }
-            resume_user_frame(frame)
-        }
+        if resumingFrame { resumeUserFrame(frame, cpus) }
         load_context(to)
+    }
+
+    /// Back to user space from `frame`, another thread's, leaving this stack; on a multiprocessor
+    /// giving up the big kernel lock on the way, as that thread's dispatcher would have.
+    @inline(__always)
+    private static func resumeUserFrame<CPUs: CPUsOnline>(_ frame: UnsafeMutablePointer<UInt64>, _: CPUs.Type) -> Never {
+        if CPUs.several { resume_user_frame_unlocking(frame) }
+        resume_user_frame(frame)
     }
 
     /// `switchLeavingFrame`'s end when threads died before the switch: out of line, so that the
@@ -416,10 +421,7 @@ enum Scheduler {
                                                              or context: UnsafeMutableRawPointer,
                                                              _ resumingFrame: Bool, _: CPUs.Type) -> Never {
         releaseDeadThreads()
-        if resumingFrame && !PerCPU.current.scheduler.rescheduleNeeded {
-            if CPUs.several { resume_user_frame_unlocking(frame) }
-            resume_user_frame(frame)
-        }
+        if resumingFrame && !PerCPU.current.scheduler.rescheduleNeeded { resumeUserFrame(frame, CPUs.self) }
         load_context(context)
     }
 

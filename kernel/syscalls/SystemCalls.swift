@@ -86,9 +86,8 @@ enum SystemCalls {
     /// apply, having changed nothing; one that leaves the thread waiting in its frame never
     /// returns. The fast paths count the call (a leg's counter, `IPCStatistics.Counters`) and mark
     /// the thread as in one (`IPCFastPath.enterFrameWait`) only once they commit. The frame is
-    /// the top of the running thread's
-    /// kernel stack (this entry is from EL0 only): its `userRegisters`, which the calls in
-    /// registers read and write.
+    /// the top of the running thread's kernel stack (this entry is from EL0 only): its
+    /// `userRegisters`, which the calls in registers read and write.
     ///
     /// `Way` says where a fast path that does not apply goes. On one CPU (`Directly`) each one
     /// ends in the general dispatch as its last call, so this function is only a few compares
