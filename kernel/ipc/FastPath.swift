@@ -116,6 +116,8 @@ enum IPCFastPath {
         port.takeFirstReceiver()
         reply.call.arm()
         thread.callAddress = address
+        // Cleared as any wait for ever does; written with `state` as one word (`Thread.state`).
+        thread.sleepExpired = false
         thread.state = .blocked
     }
 
@@ -290,9 +292,10 @@ enum IPCFastPath {
     private static func commitAnswer(_ reply: ReplyCapability, thenWaitOn port: Port, at address: UserAddress,
                                      thread: Thread) {
         reply.call.finish(failure: nil)
-        // Wait on the port for the next message, as `receive` does.
-        thread.sleepExpired = false
+        // Wait on the port for the next message, as `receive` does (`sleepExpired` last, written
+        // with `state` as one word).
         port.addReceiverInline(thread, buffer: address)
+        thread.sleepExpired = false
         thread.state = .blocked
     }
 
@@ -315,9 +318,10 @@ enum IPCFastPath {
         guard let port = borrowed(Handle(registers[0]), of: Port.self, in: process, requiring: .send) else { return }
         port._withUnsafeGuaranteedRef { port in
             guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return }
+            // A port's receivers are threads of processes (the idle thread never receives).
             server._withUnsafeGuaranteedRef { server in
                 guard server.isAwaitingMessageInRegisters, server.translationBase != .none,
-                      Scheduler.mayRunHere(server, on: cpu, cpus), server.process != nil else { return }
+                      Scheduler.mayRunHere(server, on: cpu, cpus) else { return }
                 transferCallRegisters(registers, thread: thread, process: process, port: port, server: server,
                                       on: cpu, cpus)
             }
@@ -366,11 +370,11 @@ enum IPCFastPath {
               let port = borrowed(call.port, of: Port.self, in: process, requiring: .receive) else { return }
         port._withUnsafeGuaranteedRef { port in
             slot._withUnsafeGuaranteedRef { reply in
-                guard !port.isClosed, port.queue.isEmpty, reply.isAwaited else { return }
+                guard !port.isClosed, port.queue.isEmpty, reply.isAwaitedInRegisters else { return }
                 reply.unretainedCaller._withUnsafeGuaranteedRef { caller in
                     // Checks.
                     let length = registers[RegisterMessageLayout.length]
-                    guard caller.callAddress == .registers, length <= UInt64(RegisterMessageLayout.maximumPayload),
+                    guard length <= UInt64(RegisterMessageLayout.maximumPayload),
                           caller.translationBase != .none, !Scheduler.hasReadyThreads(above: caller.priority, on: cpu),
                           Scheduler.mayRunHere(caller, on: cpu, cpus) else { return }
                     // Commit point: the answer goes into the caller's registers.

@@ -7,6 +7,11 @@ extension CallReply where Waking == SchedulerWaking {
     var isAwaited: Bool {
         !call.finished && caller.callAddress != .none && caller.state == .blocked && !caller.killed
     }
+
+    /// `isAwaited`, by a caller that waits for the answer in its registers: one compare for both.
+    var isAwaitedInRegisters: Bool {
+        !call.finished && caller.callAddress == .registers && caller.state == .blocked && !caller.killed
+    }
 }
 
 extension IPC {

@@ -752,7 +752,7 @@ enum Scheduler {
         CPU.disableInterrupts()
         BigKernelLock.acquire()
         Exceptions.install(multiprocessor: true)
-        LazyFloatingPoint.startSwitchingCarefully()
+        LazyFloatingPoint.start()
         multiprocessor = true
     }
 

@@ -68,8 +68,18 @@ final class Thread: ChargedObject {
     let context: UnsafeMutablePointer<SwitchContext>
     /// Its user FP/SIMD registers while another thread's are live (see LazyFloatingPoint).
     let floatingPoint: UnsafeMutableRawPointer
-    let stack: KernelStacks.Stack?
+    // The four bytes the IPC fast paths write together at each hand-off, side by side so that
+    // the compiler merges their stores (one or two instead of three or four).
     var state = ThreadState.ready
+    /// Inside a system call: its kernel stack holds frames that must unwind before it can go.
+    var inSystemCall = false
+    /// `frameWait` as stored: which wait in a byte of its own (its words are `frameWaitWords`).
+    /// A `FrameWait` packs its cases without payload into its payload's words, so telling them
+    /// apart reads three fields; the fast paths test the kind at every hand-off.
+    private var frameWaitKind = FrameWaitKind.none
+    /// Set by a deadline while sleeping.
+    var sleepExpired = false
+    let stack: KernelStacks.Stack?
     /// TTBR0_EL1 for this thread (its process's tables and ASID); 0 once the process's address
     /// space is gone, or for the idle thread.
     var translationBase: TranslationBase
@@ -82,10 +92,6 @@ final class Thread: ChargedObject {
     var queueNext: Unmanaged<Thread>?
     /// Link in this CPU's list of dead threads waiting to be released, which holds them.
     var nextDead: Thread?
-    /// Set by a deadline while sleeping.
-    var sleepExpired = false
-    /// Inside a system call: its kernel stack holds frames that must unwind before it can go.
-    var inSystemCall = false
     /// Its process ended while it was inside a system call: it wakes, unwinds, and ends on the
     /// way out of the exception instead of returning to user space.
     var killed = false
@@ -145,10 +151,6 @@ final class Thread: ChargedObject {
             }
         }
     }
-    /// `frameWait` as stored: which wait in a byte of its own, and the words of its values. A
-    /// `FrameWait` packs its cases without payload into its payload's words, so telling them
-    /// apart reads three fields; the fast paths test the kind at every hand-off.
-    private var frameWaitKind = FrameWaitKind.none
     private var frameWaitWords: (UInt64, UInt64) = (0, 0)
     private enum FrameWaitKind: UInt8 {
         case none, answer, message, bits, finished
@@ -183,7 +185,7 @@ final class Thread: ChargedObject {
         context = UnsafeMutablePointer<SwitchContext>.allocate(capacity: 1)
         context.initialize(to: SwitchContext())
         floatingPoint = UnsafeMutableRawPointer.allocate(byteCount: LazyFloatingPoint.saveAreaBytes, alignment: 16)
-        floatingPoint.zeroWords(bytes: LazyFloatingPoint.saveAreaBytes)
+        LazyFloatingPoint.prepare(floatingPoint)
         waitLinks = UnsafeMutablePointer<WaitLink<Thread>>.allocate(capacity: Self.waitLinkCount)
         for index in 0..<Self.waitLinkCount { (waitLinks + index).initialize(to: WaitLink(waiter: self)) }
         replyCapability = ReplyCapability(caller: self)
@@ -306,10 +308,13 @@ final class Thread: ChargedObject {
     }
 
     /// Out of its wait in the frame and of the system call, its values in their registers.
+    /// `sleepExpired` is cleared with the rest, which no wait in the frame reads (they all wait
+    /// for ever), so that the fast paths write these bytes as one word with `state`.
     @inline(__always)
     func leaveFrameWait() {
         frameWait = .none
         inSystemCall = false
+        sleepExpired = false
     }
 
     /// The exception frame at the top of its kernel stack: its user registers while it is in a

@@ -143,6 +143,8 @@ func exceptionFrameMatchesLayouts() -> Bool {
             == .supervisorCall
         && UInt64(SYSTEM_CALLS_WAITING_IN_FRAME) == SystemCalls.frameWaitCalls
         && UInt64(SYSTEM_CALL_CALL_REGISTERS) == SystemCallNumber.callRegisters.rawValue
+        && UInt64(ESR_SVC64_IMMEDIATE_ZERO)
+            == UInt64(ESR_EXCEPTION_CLASS_SVC64) << UInt64(ESR_EXCEPTION_CLASS_SHIFT) | 1 << 25
         && SystemCallNumber.replyReceiveRegisters.rawValue == SystemCallNumber.callRegisters.rawValue + 1
 }
 

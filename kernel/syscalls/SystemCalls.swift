@@ -94,17 +94,17 @@ enum SystemCalls {
     /// and a branch. On several (`Back`) each one returns here, and the general dispatch is
     /// inlined after it, in the frame the dispatcher has for the big kernel lock anyway.
     ///
-    /// On one CPU the calls in registers do not come here: the entry sends them to
-    /// `dispatchInRegisters`.
+    /// On one CPU the calls in registers come here only when made by `svc #0`: `svc #1` and
+    /// `svc #2`, which the runtime uses, go from the entry to `dispatchInRegisters`.
     @inline(__always)
     static func dispatchWaitingInFrame<Way: FallbackWay>(_ frame: ExceptionFrame, _ way: Way.Type) {
         fromProcess(frame) { thread, process in
             let number = frame.register(8)
             // On several CPUs the calls in registers first (one range compare for both, one to
             // tell them apart): the other calls here move their message through memory, which
-            // costs more than the compares they wait for. On one, where the entry took those
-            // apart, `notificationWait` first (`_fastPath`, or the compiler orders the compares
-            // by number): its wait with bits there is the shortest call here.
+            // costs more than the compares they wait for. On one, where the entry takes those
+            // by their own SVCs, `notificationWait` first (`_fastPath`, or the compiler orders the
+            // compares by number): its wait with bits there is the shortest call here.
             if Way.self == Back.self && number &- SystemCallNumber.callRegisters.rawValue < 2 {
                 if number == SystemCallNumber.callRegisters.rawValue {
                     callRegisters(frame, thread, process, way)
@@ -120,6 +120,10 @@ enum SystemCalls {
                              way)
             } else if Way.self == Back.self && number == SystemCallNumber.notificationWait.rawValue {
                 if notificationWait(frame, thread, process, way) { return }
+            } else if Way.self == Directly.self && number == SystemCallNumber.callRegisters.rawValue {
+                callRegisters(frame, thread, process, way)
+            } else if Way.self == Directly.self && number == SystemCallNumber.replyReceiveRegisters.rawValue {
+                replyReceiveRegisters(frame, thread, process, way)
             } else {
                 // A number past 63 that the entry's bit test took for one of them.
                 if Way.self == Directly.self { return dispatchWaitingInFrameGenerally() }
@@ -130,18 +134,27 @@ enum SystemCalls {
     }
 
     /// `callRegisters`, or `replyReceiveRegisters` when `answering`, from one CPU's entry, which
-    /// told them apart by number (vectors.S): as `dispatchWaitingInFrame` serves them, without
-    /// its compares.
+    /// told them apart by their SVC's immediate (vectors.S): as `dispatchWaitingInFrame` serves
+    /// them, without its compares. Every call from EL0 has a running thread with a process, so
+    /// this does not look for the call without one, as `fromProcess` does (`DEBUG=1` checks).
     @inline(__always)
     static func dispatchInRegisters(_ frame: ExceptionFrame, answering: Bool) {
-        fromProcess(frame) { thread, process in
-            if answering {
-                IPCFastPath.replyReceiveRegisters(frame.registers, thread: thread, process: process, Directly.CPUs.self)
-            } else {
-                IPCFastPath.callRegisters(frame.registers, thread: thread, process: process, Directly.CPUs.self)
-            }
-            dispatchWaitingInFrameGenerally()
+        #if KERNEL_DEBUG
+        if Scheduler.running?._withUnsafeGuaranteedRef({ $0.processReference }) == nil {
+            kernelPanic("a call in registers from a thread without a process")
         }
+        #endif
+        Scheduler.running.unsafelyUnwrapped._withUnsafeGuaranteedRef { thread in
+            thread.processReference.unsafelyUnwrapped._withUnsafeGuaranteedRef { process in
+                if answering {
+                    IPCFastPath.replyReceiveRegisters(frame.registers, thread: thread, process: process,
+                                                      Directly.CPUs.self)
+                } else {
+                    IPCFastPath.callRegisters(frame.registers, thread: thread, process: process, Directly.CPUs.self)
+                }
+            }
+        }
+        dispatchWaitingInFrameGenerally()
     }
 
     /// `body` with the running thread and its process, borrowed (the process holds the thread,

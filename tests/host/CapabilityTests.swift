@@ -39,8 +39,24 @@ import PropertyBased
         #expect(table.unretainedObject(for: Handle(handle.value &+ (1 << 32)), requiring: []) == nil)
         #expect(table.unretainedObject(for: Handle(handle.value ^ 1), requiring: []) == nil)
         #expect(table.unretainedObject(for: Handle(UInt64(4) | handle.value & ~0xFFFF_FFFF), requiring: []) == nil)
+        #expect(table.unretainedObject(for: Handle(handle.value &+ (1 << 32)), requiring: .send) == nil)
+        #expect(table.unretainedObject(for: Handle(UInt64(4) | handle.value & ~0xFFFF_FFFF), requiring: .send) == nil)
+        // A slot never used, under the generation every slot starts with: found free by its
+        // rights when some right is asked for, by its object when none is.
+        let unused = Handle(UInt64(handle.slot + 1) | handle.value & ~0xFFFF_FFFF)
+        #expect(table.unretainedObject(for: unused, requiring: .send) == nil)
+        #expect(table.unretainedObject(for: unused, requiring: []) == nil)
         try table.remove(handle)
         #expect(table.unretainedObject(for: handle, requiring: []) == nil)
+        #expect(table.unretainedObject(for: handle, requiring: .send) == nil)
+        // The freed slot under the generation it moved on to, which the next handle there gets.
+        let freedNow = Handle(handle.value &+ (1 << 32))
+        #expect(table.unretainedObject(for: freedNow, requiring: .send) == nil)
+        #expect(table.unretainedObject(for: freedNow, requiring: []) == nil)
+        // An object held with no rights at all is found only by a lookup that asks for none.
+        let bare = try table.insert(box, rights: [])
+        #expect(table.unretainedObject(for: bare, requiring: .send) == nil)
+        #expect(table.unretainedObject(for: bare, requiring: [])?.takeUnretainedValue() === box)
     }
 
     @Test func closedHandlesStayInvalidWhenTheSlotIsReused() throws {

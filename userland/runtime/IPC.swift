@@ -118,6 +118,20 @@ public struct RegisterMessage {
             throw error
         }
     }
+
+    /// `invoke` by `svc #immediate` with the number in x8, whatever the call: for the tests that
+    /// `svc #0` and an immediate the kernel does not name a call by (3) reach the same call.
+    mutating func invoke<Call: SystemCallArguments>(_ call: Call, svc immediate: UInt64) throws(KernelError) {
+        let registers = call.registers
+        (words[0], words[1], words[2], words[3], words[4]) = (registers.x0, registers.x1, registers.x2, registers.x3,
+                                                              registers.x4)
+        withUnsafeMutablePointer(to: &words) { words in
+            words.withMemoryRebound(to: UInt64.self, capacity: 13) {
+                user_system_call_registers_by(immediate == 3 ? 3 : 0, Call.number.rawValue, $0)
+            }
+        }
+        if let error = KernelError(status: words[0]) { throw error }
+    }
 }
 
 public enum IPC {

@@ -2,8 +2,9 @@
 // CPU's `ownerArea`, in its per-CPU block); a switch to any other thread only arms the trap
 // (CPACR_EL1.FPEN = EL0 traps), and the first FP/SIMD instruction that thread executes traps to
 // `claim`: the owner's registers are saved, the thread's restored, and the instruction runs
-// again. Threads that never touch FP/SIMD, like most servers, cost nothing. Save areas are 528
-// bytes, 16-byte aligned: q0-q31, FPCR, FPSR (FP_STATE_SIZE, include/Layouts.h).
+// again. Threads that never touch FP/SIMD, like most servers, cost nothing. Save areas are 544
+// bytes, 16-byte aligned: q0-q31, FPCR, FPSR, and the word a switch on a CPU alone writes to
+// CPACR_EL1 (FP_STATE_SIZE, include/Layouts.h).
 
 import AArch64
 
@@ -26,36 +27,47 @@ enum LazyFloatingPoint {
     static let noTraps: UInt64 = 0b11 << 20
 
     /// User code may use FP/SIMD from now on, starting trapped. CPACR_EL1 is written whole: FPEN
-    /// only, no SVE, SME or trace traps that could linger from firmware.
+    /// only, no SVE, SME or trace traps that could linger from firmware. Also where a CPU starts
+    /// switching the multiprocessor way (`switchedCarefully`), which trusts `trapArmed`: the
+    /// switches of one CPU do not keep it, so the boot CPU arms the trap again then, before any
+    /// thread of user space runs (`Scheduler.startMultiprocessing`).
     static func start() {
         aarch64_write_cpacr(trapEL0)
         aarch64_isb()
         PerCPU.current.floatingPoint.trapArmed = true
     }
 
-    /// From now on this CPU switches the multiprocessor way (`switchedCarefully`), which trusts
-    /// `trapArmed`: the switches of one CPU did not keep it, so the trap is armed here, before
-    /// any thread of user space runs (`Scheduler.startMultiprocessing`).
-    static func startSwitchingCarefully() {
-        aarch64_write_cpacr(trapEL0)
-        aarch64_isb()
-        PerCPU.current.floatingPoint.trapArmed = true
+    /// A new save area: its thread owns no CPU's registers, so it runs trapped.
+    static func prepare(_ area: UnsafeMutableRawPointer) {
+        area.zeroWords(bytes: saveAreaBytes)
+        setTrap(trapEL0, in: area)
     }
 
     /// A switch on a CPU that runs alone, to the thread whose save area is `area` (every thread
-    /// has one, the idle thread too): the trap armed unless the thread owns the registers. The register is
-    /// written at every switch: a compare first would cost more than the write it saves, as a
-    /// thread that uses FP/SIMD and one that does not, handing the CPU to each other, flip it
-    /// at every switch. `cpu` is this CPU's block.
+    /// has one, the idle thread too): the trap armed unless the thread owns the registers. That
+    /// answer is kept in the area itself (`FP_STATE_TRAP`), set whenever a CPU's owner changes
+    /// (`claim`, `leave`), so the switch loads one word and writes it, with no compare. The
+    /// register is written at every switch: a compare first would cost more than the write it
+    /// saves, as a thread that uses FP/SIMD and one that does not, handing the CPU to each other,
+    /// flip it at every switch. `cpu` is this CPU's block.
     ///
     /// No ISB follows the write: FPEN is only ever 0b01 or 0b11, neither of which traps EL1, so
     /// the change matters only to EL0, and the way back there is an eret, which synchronizes
     /// (SCTLR_EL1.EOS is set).
     @inline(__always)
-    static func switched(to area: UnsafeMutableRawPointer?, on cpu: UnsafeMutablePointer<PerCPU>) {
-        // Compared as addresses: nil is 0, which no save area is.
-        let owns = UInt(bitPattern: area) == UInt(bitPattern: cpu.pointee.floatingPoint.ownerArea)
-        aarch64_write_cpacr(owns ? noTraps : trapEL0)
+    static func switched(to area: UnsafeMutableRawPointer, on cpu: UnsafeMutablePointer<PerCPU>) {
+        let trap = area.load(fromByteOffset: Int(FP_STATE_TRAP), as: UInt64.self)
+        #if KERNEL_DEBUG
+        if trap != (area == cpu.pointee.floatingPoint.ownerArea ? noTraps : trapEL0) {
+            kernelPanic("an FP/SIMD save area's trap word disagrees with its CPU's owner")
+        }
+        #endif
+        aarch64_write_cpacr(trap)
+    }
+
+    /// Whether `area`'s thread runs with EL0's FP/SIMD trapped (`switched`).
+    private static func setTrap(_ value: UInt64, in area: UnsafeMutableRawPointer) {
+        area.storeBytes(of: value, toByteOffset: Int(FP_STATE_TRAP), as: UInt64.self)
     }
 
     /// `switched` on a multiprocessor (no ISB either, for the same reason).
@@ -72,9 +84,13 @@ enum LazyFloatingPoint {
         aarch64_write_cpacr(noTraps)
         aarch64_isb()
         PerCPU.current.floatingPoint.trapArmed = false
-        if let previous = PerCPU.current.floatingPoint.ownerArea, previous != area { fp_state_save(previous) }
+        if let previous = PerCPU.current.floatingPoint.ownerArea, previous != area {
+            fp_state_save(previous)
+            setTrap(trapEL0, in: previous)
+        }
         fp_state_restore(area)
         PerCPU.current.floatingPoint.ownerArea = area
+        setTrap(noTraps, in: area)
         PerCPU.current.floatingPoint.restores += 1
     }
 
@@ -87,6 +103,7 @@ enum LazyFloatingPoint {
         guard PerCPU.current.floatingPoint.ownerArea == area else { return }
         fp_state_save(area)
         PerCPU.current.floatingPoint.ownerArea = nil
+        setTrap(trapEL0, in: area)
     }
 
     /// A save area about to be freed no longer owns the registers. Only this CPU's can: with

@@ -77,16 +77,23 @@
     b       user_interrupt_entry
 .endm
 
-// A synchronous exception from EL0: an SVC (exception class 0x15 in ESR_EL1) goes to
-// `system_call`, anything else (a fault, a trapped FP/SIMD access) the full way.
-.macro lower_synchronous_entry kind, system_call
+// A synchronous exception from EL0: `svc #0` (exception class 0x15 in ESR_EL1, immediate 0) goes
+// to `system_call`, anything else (a fault, a trapped FP/SIMD access) the full way.
+// `svc #1` and `svc #2` (callRegisters and replyReceiveRegisters, docs/SYSCALLS.md) go to
+// `register_call` with x1 = the immediate, which skips the number tests of the system call entry;
+// an SVC with any other immediate goes the full way, where the dispatcher takes it as `svc #0`.
+// The subtraction leaves 0, 1 or 2 for those three SVCs alone: any other syndrome differs in its
+// class, its length bit or its upper bits, and so leaves something else, or below zero.
+.macro lower_synchronous_entry kind, system_call, register_call
     .balign 0x80
     sub     sp, sp, #EXCEPTION_FRAME_SIZE
     stp     x0, x1, [sp, #EXCEPTION_FRAME_REGISTER(0)]
     mrs     x0, esr_el1
-    ubfx    x1, x0, #ESR_EXCEPTION_CLASS_SHIFT, #ESR_EXCEPTION_CLASS_BITS
-    cmp     x1, #ESR_EXCEPTION_CLASS_SVC64
-    b.eq    \system_call
+    mov     x1, #ESR_SVC64_IMMEDIATE_ZERO
+    sub     x1, x0, x1
+    cbz     x1, \system_call
+    cmp     x1, #2
+    b.ls    \register_call
     mov     x0, #\kind
     b       exception_entry
 .endm
@@ -139,7 +146,7 @@ exception_vectors:
     vector_entry 5      //                     IRQ
     vector_entry 6      //                     FIQ
     vector_entry 7      //                     SError
-    lower_synchronous_entry 8, system_call_entry   // lower EL, AArch64: synchronous
+    lower_synchronous_entry 8, system_call_entry, register_call_entry   // lower EL, AArch64: synchronous
     lower_irq_entry     //                     IRQ
     vector_entry 10     //                     FIQ
     vector_entry 11     //                     SError
@@ -154,7 +161,7 @@ exception_vectors_smp:
     .irp kind, 16, 17, 18, 19, 20, 21, 22, 23
     vector_entry \kind
     .endr
-    lower_synchronous_entry 24, system_call_entry_smp
+    lower_synchronous_entry 24, system_call_entry_smp, register_call_entry_smp
     .irp kind, 25, 26, 27, 28, 29, 30, 31
     vector_entry \kind
     .endr
@@ -203,12 +210,11 @@ user_interrupt_entry:
     bl      user_interrupt_dispatch
     b       exception_return
 
-// System calls from EL0: with one CPU online, and under the big kernel lock. One bit per number
-// picks the calls that save the whole frame (see the top of this file); the shift takes the
-// number modulo 64, so a number past the table may go either way, and both ways refuse it.
-// With one CPU, the two calls with the message in registers go on to dispatchers of their own,
-// told apart here by their number (still in x8), which saves the general one's tests.
-.macro system_call_entries dispatcher, frame_dispatcher, store_syndrome, register_dispatchers
+// System calls from EL0 by `svc #0`: with one CPU online, and under the big kernel lock. One bit
+// per number picks the calls that save the whole frame (see the top of this file); the shift
+// takes the number modulo 64, so a number past the table may go either way, and both ways
+// refuse it.
+.macro system_call_entries dispatcher, frame_dispatcher, store_syndrome
     ldr     x1, =SYSTEM_CALLS_WAITING_IN_FRAME  // x1 is saved already (and x0 holds the ESR)
     lsr     x1, x1, x8
     tbnz    x1, #0, 1f
@@ -216,26 +222,37 @@ user_interrupt_entry:
 1:  save_x2_to_x30_and_state
     add     x29, sp, #EXCEPTION_FRAME_REGISTER(29)
     mov     x0, sp
-    .if \register_dispatchers
-    cmp     x8, #SYSTEM_CALL_CALL_REGISTERS
-    b.lo    2f                  // call, notificationWait, replyReceive
-    b.ne    3f
-    bl      call_registers_dispatch
-    b       exception_return
-3:  cmp     x8, #(SYSTEM_CALL_CALL_REGISTERS + 1)
-    b.ne    2f                  // a number past 63 that the bit test took for one of them
-    bl      reply_receive_registers_dispatch
-    b       exception_return
-    .endif
-2:  bl      \frame_dispatcher
+    bl      \frame_dispatcher
     b       exception_return
 .endm
 
 system_call_entry:
-    system_call_entries system_call_dispatch, frame_call_dispatch, 0, 1
+    system_call_entries system_call_dispatch, frame_call_dispatch, 0
 system_call_entry_smp:
-    system_call_entries locked_system_call_dispatch, locked_frame_call_dispatch, 1, 0
+    system_call_entries locked_system_call_dispatch, locked_frame_call_dispatch, 1
     .ltorg
+
+// `svc #1` (callRegisters) and `svc #2` (replyReceiveRegisters), x1 = the immediate, x0 = the ESR:
+// the number goes to x8, so that the frame says which call it is to every path after this one,
+// and the caller finds it there. With one CPU, each has a dispatcher of its own; under the big
+// kernel lock both go to the frame dispatcher, which tests them first.
+register_call_entry:
+    add     x8, x1, #(SYSTEM_CALL_CALL_REGISTERS - 1)
+    save_x2_to_x30_and_state
+    add     x29, sp, #EXCEPTION_FRAME_REGISTER(29)
+    mov     x0, sp
+    tbnz    x1, #1, 1f
+    bl      call_registers_dispatch
+    b       exception_return
+1:  bl      reply_receive_registers_dispatch
+    b       exception_return
+register_call_entry_smp:
+    add     x8, x1, #(SYSTEM_CALL_CALL_REGISTERS - 1)
+    save_x2_to_x30_and_state
+    add     x29, sp, #EXCEPTION_FRAME_REGISTER(29)
+    mov     x0, sp
+    bl      locked_frame_call_dispatch
+    b       exception_return
 
 // A new thread's first switch lands in thread_enter_user with sp at a frame built for its first
 // entry to EL0; it releases what the switch left (thread_first_entry), then returns from that
@@ -256,19 +273,16 @@ thread_resume_frame_wait:
     bl      frame_wait_resume
     b       exception_return
 
-// resume_user_frame(frame): returns to user space from the exception frame at `frame`, the top
-// of another thread's kernel stack, leaving this one's: the IPC fast path's switch to a thread
-// that waited in its user frame, whose wait it has finished. resume_user_frame_unlocking also
-// gives up the big kernel lock, once off this stack: the thread this stack belongs to waits in
-// its frame, and another CPU that takes the lock may run it at once.
+// resume_user_frame_unlocking(frame): returns to user space from the exception frame at `frame`,
+// the top of another thread's kernel stack, leaving this one's: the IPC fast path's switch to a
+// thread that waited in its user frame, whose wait it has finished, on a multiprocessor (with one
+// CPU, resume_user_frame in AArch64.h does the same, inlined). It gives up the big kernel lock
+// once off this stack: the thread this stack belongs to waits in its frame, and another CPU that
+// takes the lock may run it at once.
 // The switch wrote TTBR0 without a barrier (TranslationBase.install): here the ISB comes before
 // the lock goes, since once another CPU holds it, it may end the process whose space this CPU
 // had in TTBR0 and free its tables and ASID (AddressSpace.destroy), which no CPU may still use.
-    .global resume_user_frame
     .global resume_user_frame_unlocking
-resume_user_frame:
-    mov     sp, x0
-    b       exception_return
 resume_user_frame_unlocking:
     mov     sp, x0
     add     x29, sp, #EXCEPTION_FRAME_REGISTER(29)  // a backtrace from the release stays on this stack

@@ -21,9 +21,14 @@ static inline user_system_call_result user_system_call(user_u64 number, user_u64
 
 // A system call whose message travels in registers (RegisterMessageLayout): `words` holds x0-x4
 // and then x9-x16, the payload, 13 words in all, given to the call and replaced by what it left.
+// callRegisters and replyReceiveRegisters are made by `svc #1` and `svc #2`, which name the call
+// themselves (docs/SYSCALLS.md): the kernel's entry goes straight to them, and x8 comes back
+// holding their number. Any other number goes by `svc #0`.
 // Always inlined: called out of line it loads and stores all 13 words through memory, where
-// inlined the compiler keeps the words the caller set or reads next in registers.
-static inline __attribute__((always_inline)) void user_system_call_registers(user_u64 number, user_u64 *words) {
+// inlined the compiler keeps the words the caller set or reads next in registers, and the
+// number, a constant there, picks one instruction.
+static inline __attribute__((always_inline)) void user_system_call_registers_by(user_u64 immediate, user_u64 number,
+                                                                               user_u64 *words) {
     register user_u64 x0 __asm__("x0") = words[0];
     register user_u64 x1 __asm__("x1") = words[1];
     register user_u64 x2 __asm__("x2") = words[2];
@@ -38,11 +43,19 @@ static inline __attribute__((always_inline)) void user_system_call_registers(use
     register user_u64 x15 __asm__("x15") = words[11];
     register user_u64 x16 __asm__("x16") = words[12];
     register user_u64 x8 __asm__("x8") = number;
-    __asm__ volatile("svc #0"
-                     : "+r"(x0), "+r"(x1), "+r"(x2), "+r"(x3), "+r"(x4), "+r"(x9), "+r"(x10), "+r"(x11), "+r"(x12),
-                       "+r"(x13), "+r"(x14), "+r"(x15), "+r"(x16)
-                     : "r"(x8)
-                     : "memory");
+#define USER_REGISTER_MESSAGE_OUTPUTS                                                                       \
+    "+r"(x0), "+r"(x1), "+r"(x2), "+r"(x3), "+r"(x4), "+r"(x9), "+r"(x10), "+r"(x11), "+r"(x12), "+r"(x13), \
+        "+r"(x14), "+r"(x15), "+r"(x16)
+    if (immediate == 1) {
+        __asm__ volatile("svc #1" : USER_REGISTER_MESSAGE_OUTPUTS, "=r"(x8) : : "memory");
+    } else if (immediate == 2) {
+        __asm__ volatile("svc #2" : USER_REGISTER_MESSAGE_OUTPUTS, "=r"(x8) : : "memory");
+    } else if (immediate == 3) { // for the test that any other immediate is `svc #0`
+        __asm__ volatile("svc #3" : USER_REGISTER_MESSAGE_OUTPUTS, "+r"(x8) : : "memory");
+    } else {
+        __asm__ volatile("svc #0" : USER_REGISTER_MESSAGE_OUTPUTS, "+r"(x8) : : "memory");
+    }
+#undef USER_REGISTER_MESSAGE_OUTPUTS
     words[0] = x0;
     words[1] = x1;
     words[2] = x2;
@@ -56,6 +69,10 @@ static inline __attribute__((always_inline)) void user_system_call_registers(use
     words[10] = x14;
     words[11] = x15;
     words[12] = x16;
+}
+
+static inline __attribute__((always_inline)) void user_system_call_registers(user_u64 number, user_u64 *words) {
+    user_system_call_registers_by(number == 53 ? 1 : number == 54 ? 2 : 0, number, words);
 }
 
 // Deliberate faults, for the programs that test the kernel's fault isolation.

@@ -51,6 +51,18 @@ func testRegisterMessages(_ suite: inout Suite) {
     suite.check(asked == nil && who.label == 3 && who.length == 8 && who.word(0) == System.processID.value,
                 "a call in registers carries the kernel-reported sender id to the server (\(who.word(0)) for \(System.processID.value))")
 
+    // The runtime calls by `svc #1`; `svc #0` with the number in x8, and an SVC whose immediate
+    // names no call, reach the same call (docs/SYSCALLS.md).
+    let byNumber = [0, 3].map { immediate in
+        var message = pattern(32, seed: 7 + immediate, label: 10)
+        let error = catching { () throws(KernelError) in
+            try message.invoke(SystemCall.CallRegisters(port: port, label: message.label, length: 32), svc: UInt64(immediate))
+        }
+        return error == nil && message.label == 11 && holdsPattern(message, 32, seed: 7 + immediate)
+    }
+    suite.check(byNumber == [true, true],
+                "callRegisters by `svc #0` and by `svc #3` with its number in x8 answers as by `svc #1`")
+
     // Whole words past the length arrive as zero: the server answers with all 8 payload words.
     var spill = RegisterMessage(label: 4)
     for index in 0..<8 { spill.setWord(index, 0xa5a5_a5a5_a5a5_a5a5) }

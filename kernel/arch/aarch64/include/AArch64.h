@@ -153,8 +153,16 @@ aarch64_u64 write_message_header(aarch64_u64 user, aarch64_u64 label, aarch64_u6
                                  aarch64_u64 reply);
 extern char thread_enter_user, user_copy_start, user_copy_end, user_copy_fixup;
 // Routines in vectors.S.
-void resume_user_frame(void *frame) __attribute__((noreturn));
 void resume_user_frame_unlocking(void *frame) __attribute__((noreturn));
+// resume_user_frame(frame): returns to user space from the exception frame at `frame`, the top of
+// another thread's kernel stack, leaving this one's (vectors.S, exception_return). A branch, not
+// a call, and inlined: a fast path that ends here makes no call on its way, so the function it
+// is inlined into needs no frame record for it (the compiler sets one up only on the paths that
+// call).
+static inline __attribute__((always_inline, noreturn)) void resume_user_frame(void *frame) {
+    __asm__ volatile("mov sp, %0\n\tb exception_return" : : "r"(frame) : "memory");
+    __builtin_unreachable();
+}
 extern char thread_resume_frame_wait;
 
 // TLB maintenance and translation base for user address spaces.

@@ -30,9 +30,12 @@
 // callRegisters 53, replyReceiveRegisters 54. Their entry saves every register. The boot
 // self-test compares it with SystemCalls.frameWaitCalls.
 #define SYSTEM_CALLS_WAITING_IN_FRAME 0x0060000401200000
-// callRegisters, and replyReceiveRegisters right after it: the single-CPU entry sends these two
-// straight to their own dispatchers (call_registers_dispatch, reply_receive_registers_dispatch).
+// callRegisters, and replyReceiveRegisters right after it: `svc #1` and `svc #2` name these two
+// (docs/SYSCALLS.md), and the entry writes their number to x8 before saving it.
 #define SYSTEM_CALL_CALL_REGISTERS 53
+// ESR_EL1 of `svc #0` from AArch64 (EC 0x15, IL 1, ISS the immediate, ISS2 0): subtracted from the
+// ESR, it leaves an SVC's immediate, and anything else for another exception.
+#define ESR_SVC64_IMMEDIATE_ZERO 0x56000000
 
 // ---- Switch context: switch_context in context.S, SwitchContext in Thread.swift ---------------
 // The registers the AAPCS64 makes a callee keep: x19-x28, the frame record x29/x30, and SP.
@@ -46,9 +49,11 @@
 #define SWITCH_CONTEXT_REGISTER(n) (SWITCH_CONTEXT_X19 + 8 * ((n) - 19))
 
 // ---- FP/SIMD save area: fp_state_save and fp_state_restore in context.S, FloatingPoint.swift ----
-// q0-q31 (16 bytes each), then FPCR and FPSR as one pair; 16-byte aligned.
+// q0-q31 (16 bytes each), then FPCR and FPSR as one pair, then the CPACR_EL1 value the area's
+// thread runs with while one CPU runs alone (LazyFloatingPoint.switched); 16-byte aligned.
 #define FP_STATE_FPCR 512
-#define FP_STATE_SIZE 528
+#define FP_STATE_TRAP 528
+#define FP_STATE_SIZE 544
 
 // ---- IPC message header: read_message_header and write_message_header in context.S ------------
 // The fixed part of IPCMessageLayout (abi/Types.swift), which the boot self-test
@@ -74,7 +79,8 @@ _Static_assert(SWITCH_CONTEXT_REGISTER(29) == SWITCH_CONTEXT_X29, "x29 follows x
 _Static_assert(SWITCH_CONTEXT_X30 == SWITCH_CONTEXT_X29 + 8, "x29 and x30 are one pair");
 _Static_assert(SWITCH_CONTEXT_SP + 8 == SWITCH_CONTEXT_SIZE, "SP is the last word");
 _Static_assert(IPC_MESSAGE_HANDLE(4) == IPC_MESSAGE_PAYLOAD, "four handle words before the payload");
-_Static_assert(FP_STATE_FPCR == 32 * 16 && FP_STATE_SIZE == FP_STATE_FPCR + 16, "q0-q31, then FPCR and FPSR");
+_Static_assert(FP_STATE_FPCR == 32 * 16 && FP_STATE_TRAP == FP_STATE_FPCR + 16, "q0-q31, then FPCR and FPSR");
+_Static_assert(FP_STATE_SIZE == FP_STATE_TRAP + 16, "the trap word, and the area stays 16-byte aligned");
 #endif
 
 // ---- Secondary CPU start record: secondary_entry in boot.S, SecondaryCPUs.swift ---------------
