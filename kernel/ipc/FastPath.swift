@@ -90,11 +90,13 @@ enum IPCFastPath {
     /// A call's second half, once its message is in the waiting server's buffer or registers:
     /// the server leaves the port's waiters with its message, this thread waits in its frame for
     /// the answer (at `address`), and the CPU passes straight to the server, which returns to user
-    /// space from its own frame if it waits in one.
+    /// space from its own frame if it waits in one. `checked`: the caller made sure before its
+    /// commit point that no ended thread waits to be released
+    /// (`Scheduler.switchLeavingFrameWithNothingToRelease`), as the calls in registers do.
     @inline(__always)
     private static func handOffLeavingFrame<CPUs: Scheduler.CPUsOnline>(
         port: Port, to server: Thread, awaiting reply: ReplyCapability, at address: UserAddress, thread: Thread,
-        on cpu: UnsafeMutablePointer<PerCPU>, _ cpus: CPUs.Type
+        on cpu: UnsafeMutablePointer<PerCPU>, _ cpus: CPUs.Type, checked: Bool = false
     ) -> Never {
         commitCall(port: port, awaiting: reply, at: address, thread: thread)
         enterFrameWait(thread, for: .answer)
@@ -103,10 +105,26 @@ enum IPCFastPath {
             // Its wait ends here: the message is in its buffer or registers.
             server.receiveAddress = .none
             server.endFrameWait(status: systemCallSuccess)
-            Scheduler.switchLeavingFrame(from: thread, to: server, resumingFrame: true, fastLeg: true, on: cpu, cpus)
+            switchLeaving(thread, to: server, resumingFrame: true, on: cpu, cpus, checked: checked)
         }
         server.finishReceive(.delivered)
-        Scheduler.switchLeavingFrame(from: thread, to: server, resumingFrame: false, fastLeg: true, on: cpu, cpus)
+        switchLeaving(thread, to: server, resumingFrame: false, on: cpu, cpus, checked: checked)
+    }
+
+    /// The switch that ends a fast leg, by `Scheduler.switchLeavingFrameWithNothingToRelease`
+    /// when the leg `checked` there was nothing to release.
+    @inline(__always)
+    private static func switchLeaving<CPUs: Scheduler.CPUsOnline>(_ thread: Thread, to next: Thread, resumingFrame: Bool,
+                                                                  on cpu: UnsafeMutablePointer<PerCPU>, _ cpus: CPUs.Type,
+                                                                  checked: Bool) -> Never {
+        if checked {
+            Scheduler.switchLeavingFrameWithNothingToRelease(from: thread, to: next, resumingFrame: resumingFrame,
+                                                             on: cpu, cpus)
+        }
+        if resumingFrame {
+            Scheduler.switchLeavingFrame(from: thread, to: next, resumingFrame: true, fastLeg: true, on: cpu, cpus)
+        }
+        Scheduler.switchLeavingFrame(from: thread, to: next, resumingFrame: false, fastLeg: true, on: cpu, cpus)
     }
 
     /// What a hand-off changes: the server is off the port's waiters, and this thread waits for
@@ -265,12 +283,13 @@ enum IPCFastPath {
     /// An answer's second half, once it is in the caller's buffer or registers: the call is
     /// finished, the reply handle used up (`useUp`), this thread waits in its frame for a message
     /// on the port `portHandle` names (into `address`), and the CPU passes straight to the
-    /// caller, which returns to user space from its own frame if it waits in one.
+    /// caller, which returns to user space from its own frame if it waits in one. `checked` as
+    /// in `handOffLeavingFrame`, for the caller.
     @inline(__always)
     private static func finishAnswerLeavingFrame<CPUs: Scheduler.CPUsOnline>(
         _ reply: ReplyCapability, to caller: Thread, thenWaitOn port: Port, named portHandle: Handle,
         at address: UserAddress, thread: Thread, on cpu: UnsafeMutablePointer<PerCPU>, _ cpus: CPUs.Type,
-        useUp: () -> Void
+        checked: Bool = false, useUp: () -> Void
     ) -> Never {
         commitAnswer(reply, thenWaitOn: port, at: address, thread: thread)
         enterFrameWait(thread, for: .message(on: portHandle, into: address))
@@ -281,9 +300,9 @@ enum IPCFastPath {
             // Its wait ends here: the answer is in its buffer or registers.
             caller.callAddress = .none
             caller.endFrameWait(status: systemCallSuccess)
-            Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: true, fastLeg: true, on: cpu, cpus)
+            switchLeaving(thread, to: caller, resumingFrame: true, on: cpu, cpus, checked: checked)
         }
-        Scheduler.switchLeavingFrame(from: thread, to: caller, resumingFrame: false, fastLeg: true, on: cpu, cpus)
+        switchLeaving(thread, to: caller, resumingFrame: false, on: cpu, cpus, checked: checked)
     }
 
     /// What an answer changes but the reply handle: the call is finished, and this thread waits
@@ -318,10 +337,13 @@ enum IPCFastPath {
         guard let port = borrowed(Handle(registers[0]), of: Port.self, in: process, requiring: .send) else { return }
         port._withUnsafeGuaranteedRef { port in
             guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return }
-            // A port's receivers are threads of processes (the idle thread never receives).
+            // A port's receivers are threads of processes (the idle thread never receives). A
+            // switch that has ended threads to release is left to the general path, which
+            // releases them: the switch here then makes no call
+            // (`Scheduler.switchLeavingFrameWithNothingToRelease`).
             server._withUnsafeGuaranteedRef { server in
                 guard server.isAwaitingMessageInRegisters, server.translationBase != .none,
-                      Scheduler.mayRunHere(server, on: cpu, cpus) else { return }
+                      Scheduler.mayRunHere(server, on: cpu, cpus), Scheduler.hasNothingToRelease(on: cpu) else { return }
                 transferCallRegisters(registers, thread: thread, process: process, port: port, server: server,
                                       on: cpu, cpus)
             }
@@ -342,7 +364,8 @@ enum IPCFastPath {
             ReplySlot.fill(server, with: reply, of: thread)
             write(label: registers[RegisterMessageLayout.label], length: length, reply: Handle.replySlot.value,
                   sender: process.id, payload: registers, to: server.userRegisters)
-            handOffLeavingFrame(port: port, to: server, awaiting: reply, at: .registers, thread: thread, on: cpu, cpus)
+            handOffLeavingFrame(port: port, to: server, awaiting: reply, at: .registers, thread: thread, on: cpu, cpus,
+                                checked: true)
         }
     }
 
@@ -374,14 +397,15 @@ enum IPCFastPath {
                 reply.unretainedCaller._withUnsafeGuaranteedRef { caller in
                     // Checks.
                     let length = registers[RegisterMessageLayout.length]
+                    // Ended threads to release: the general path's, as in `callRegisters`.
                     guard length <= UInt64(RegisterMessageLayout.maximumPayload),
                           caller.translationBase != .none, !Scheduler.hasReadyThreads(above: caller.priority, on: cpu),
-                          Scheduler.mayRunHere(caller, on: cpu, cpus) else { return }
+                          Scheduler.mayRunHere(caller, on: cpu, cpus), Scheduler.hasNothingToRelease(on: cpu) else { return }
                     // Commit point: the answer goes into the caller's registers.
                     write(label: registers[RegisterMessageLayout.label], length: length, reply: 0, sender: process.id,
                           payload: registers, to: caller.userRegisters)
                     finishAnswerLeavingFrame(reply, to: caller, thenWaitOn: port, named: call.port, at: .registers,
-                                             thread: thread, on: cpu, cpus) {
+                                             thread: thread, on: cpu, cpus, checked: true) {
                         ReplySlot.emptyAnswered(thread, caller: caller)
                     }
                 }

@@ -403,6 +403,25 @@ enum Scheduler {
         load_context(to)
     }
 
+    /// `switchLeavingFrame` of a fast leg, when the caller made sure before its commit point that
+    /// no ended thread waits to be released on this CPU (`hasNothingToRelease`): then the switch
+    /// makes no call (resume_user_frame and load_context_branching are branches), and with one
+    /// CPU a fast path that ends here needs no stack frame of its own.
+    @inline(__always)
+    static func switchLeavingFrameWithNothingToRelease<CPUs: CPUsOnline>(
+        from previous: Thread, to next: Thread, resumingFrame: Bool, on cpu: UnsafeMutablePointer<PerCPU>,
+        _ cpus: CPUs.Type
+    ) -> Never {
+        let frame = next.userRegisters // read first, as in `enter`
+        let (_, to) = enter(next, leaving: previous, fastLeg: true, on: cpu, cpus)
+        if resumingFrame { resumeUserFrame(frame, cpus) }
+        load_context_branching(to)
+    }
+
+    /// Whether no ended thread waits on `cpu` (this CPU's block) to be released by the next switch.
+    @inline(__always)
+    static func hasNothingToRelease(on cpu: UnsafeMutablePointer<PerCPU>) -> Bool { cpu.pointee.scheduler.dead == nil }
+
     /// Back to user space from `frame`, another thread's, leaving this stack; on a multiprocessor
     /// giving up the big kernel lock on the way, as that thread's dispatcher would have.
     @inline(__always)
