@@ -51,7 +51,7 @@ enum IPCFastPath {
         port._withUnsafeGuaranteedRef { port in
             guard !port.isClosed, port.queue.isEmpty, let server = port.firstReceiver else { return }
             server._withUnsafeGuaranteedRef { server in
-                guard server.isAwaitingDirectMessage, server.receiveAddress != .registers, server.translationBase != .none,
+                guard server.isAwaitingDirectMessage, server.receiveAddress != .registers, hasAddressSpace(server),
                       Scheduler.mayRunHere(server, on: cpu, cpus), let serverProcess = server.processReference else { return }
                 serverProcess._withUnsafeGuaranteedRef { serverProcess in
                     transferCall(call.message, thread: thread, process: process, port: port, server: server,
@@ -260,7 +260,7 @@ enum IPCFastPath {
         caller: Thread, on cpu: UnsafeMutablePointer<PerCPU>, _ cpus: CPUs.Type
     ) -> Bool {
         // Checks.
-        guard caller.translationBase != .none, !Scheduler.hasReadyThreads(above: caller.priority, on: cpu),
+        guard hasAddressSpace(caller), !Scheduler.hasReadyThreads(above: caller.priority, on: cpu),
               Scheduler.mayRunHere(caller, on: cpu, cpus),
               let length = readHeader(at: call.message, into: thread.messageHeader) else { return false }
         let payload = caller.messageBuffer
@@ -342,7 +342,7 @@ enum IPCFastPath {
             // releases them: the switch here then makes no call
             // (`Scheduler.switchLeavingFrameWithNothingToRelease`).
             server._withUnsafeGuaranteedRef { server in
-                guard server.isAwaitingMessageInRegisters, server.translationBase != .none,
+                guard server.isAwaitingMessageInRegisters, hasAddressSpace(server),
                       Scheduler.mayRunHere(server, on: cpu, cpus), Scheduler.hasNothingToRelease(on: cpu) else { return }
                 transferCallRegisters(registers, thread: thread, process: process, port: port, server: server,
                                       on: cpu, cpus)
@@ -399,7 +399,7 @@ enum IPCFastPath {
                     let length = registers[RegisterMessageLayout.length]
                     // Ended threads to release: the general path's, as in `callRegisters`.
                     guard length <= UInt64(RegisterMessageLayout.maximumPayload),
-                          caller.translationBase != .none, !Scheduler.hasReadyThreads(above: caller.priority, on: cpu),
+                          hasAddressSpace(caller), !Scheduler.hasReadyThreads(above: caller.priority, on: cpu),
                           Scheduler.mayRunHere(caller, on: cpu, cpus), Scheduler.hasNothingToRelease(on: cpu) else { return }
                     // Commit point: the answer goes into the caller's registers.
                     write(label: registers[RegisterMessageLayout.label], length: length, reply: 0, sender: process.id,
@@ -436,6 +436,18 @@ enum IPCFastPath {
     private static func enterFrameWait(_ thread: Thread, for wait: FrameWait) {
         thread.inSystemCall = true
         thread.waitInFrame(for: wait)
+    }
+
+    /// Whether `thread`, found blocked and not killed, still has its address space to switch to:
+    /// always. A process's end kills and wakes each of its threads inside a system call (every
+    /// blocked thread is) before it drops the space and sets their `translationBase` to `.none`
+    /// (`Processes.endNow`), so the fast paths need not test it; `DEBUG=1` does.
+    @inline(__always)
+    private static func hasAddressSpace(_ thread: Thread) -> Bool {
+        #if KERNEL_DEBUG
+        if thread.translationBase == .none { kernelPanic("a thread waiting in IPC without its address space") }
+        #endif
+        return true
     }
 
     /// `IPC.replyCapability(of:)` unretained (the thread holds it).

@@ -391,7 +391,8 @@ enum Scheduler {
     ///
     /// `cpu` is this CPU's block (`PerCPU.here`), read once by the fast path, and `CPUs` what it
     /// knows of the CPUs online. `fastLeg`: the switch is an IPC fast path's leg's, which counted
-    /// it (`IPCStatistics.Counters`) and found that `next` has an address space.
+    /// it (`IPCStatistics.Counters`) and found `next` blocked and not killed, so with its
+    /// address space (`IPCFastPath.hasAddressSpace`).
     @inline(__always)
     static func switchLeavingFrame<CPUs: CPUsOnline>(from previous: Thread, to next: Thread, resumingFrame: Bool,
                                                      fastLeg: Bool = false, on cpu: UnsafeMutablePointer<PerCPU>,

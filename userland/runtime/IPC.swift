@@ -81,6 +81,8 @@ public struct RegisterMessage {
         get { Int(words[RegisterMessageLayout.length]) }
         set { words[RegisterMessageLayout.length] = UInt64(newValue) }
     }
+    /// The length word as it is, for the calls: `length` converts it, a test more on every call.
+    var rawLength: UInt64 { words[RegisterMessageLayout.length] }
     public var replyHandle: Handle? {
         let value = words[RegisterMessageLayout.replyHandle]
         return value == 0 ? nil : Handle(value)
@@ -192,7 +194,7 @@ public enum IPC {
     /// `call` with the message in registers: `message` goes to `port`, and the answer replaces
     /// it. An answer that does not fit in registers fails the call with `messageTooLong`.
     public static func callInRegisters(_ port: Handle, _ message: inout RegisterMessage) throws(KernelError) {
-        try message.invoke(SystemCall.CallRegisters(port: port, label: message.label, length: UInt64(message.length)))
+        try message.invoke(SystemCall.CallRegisters(port: port, label: message.label, length: message.rawLength))
     }
 
     /// `replyAndReceive` with both messages in registers: answers `reply` (if any) with `message`,
@@ -202,7 +204,7 @@ public enum IPC {
     public static func replyAndReceiveInRegisters(_ reply: Handle?, _ port: Handle, _ message: inout RegisterMessage,
                                                   timeout: UInt64 = .max) throws(KernelError) {
         try message.invoke(SystemCall.ReplyReceiveRegisters(reply: reply ?? .none, label: message.label,
-                                                            length: UInt64(message.length), port: port, timeout: timeout))
+                                                            length: message.rawLength, port: port, timeout: timeout))
     }
 
     /// A zeroed memory object of `bytes` (rounded up to pages, at most 1 MiB) to share by handle;

@@ -264,10 +264,18 @@ AARCH64_SYMBOL_ADDRESS(memory_probe_store_instruction, memory_probe_store_instru
 AARCH64_SYMBOL_ADDRESS(memory_probe_fixup, memory_probe_fixup)
 AARCH64_SYMBOL_ADDRESS(secondary_entry, secondary_entry)
 AARCH64_SYMBOL_ADDRESS(thread_enter_user, thread_enter_user)
-AARCH64_SYMBOL_ADDRESS(thread_resume_frame_wait, thread_resume_frame_wait)
 AARCH64_SYMBOL_ADDRESS(user_copy_start, user_copy_start)
 AARCH64_SYMBOL_ADDRESS(user_copy_end, user_copy_end)
 AARCH64_SYMBOL_ADDRESS(user_copy_fixup, user_copy_fixup)
+// thread_resume_frame_wait's address, PC-relative in one instruction where the others load it:
+// the IPC fast paths set it as the return address of a thread that starts to wait in its frame,
+// at every wait. ADR reaches 1 MiB either way, far more than the kernel's text, and the linker
+// refuses a reference it cannot reach.
+static inline __attribute__((always_inline)) aarch64_u64 aarch64_address_of_thread_resume_frame_wait(void) {
+    aarch64_u64 address;
+    __asm__("adr %0, thread_resume_frame_wait" : "=r"(address));
+    return address;
+}
 
 // Not volatile: it changes once, in enter_linear_map, which no Swift function runs across.
 __attribute__((always_inline)) static inline __attribute__((always_inline)) aarch64_u64 aarch64_physical_window_offset(void) {
