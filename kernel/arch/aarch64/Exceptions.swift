@@ -117,9 +117,10 @@ func frameCallDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
     SystemCalls.dispatchWaitingInFrame(ExceptionFrame(base: frameBase), SystemCalls.Directly.self)
 }
 
-/// `callRegisters` and `replyReceiveRegisters` from EL0 while one CPU runs: the entry
-/// (vectors.S, system_call_entry) tells them apart by number, and saved every register, as for
-/// `frame_call_dispatch`.
+/// `callRegisters` and `replyReceiveRegisters` from EL0 while one CPU runs, made by `svc #1` and
+/// `svc #2`: the entry (vectors.S, register_call_entry) tells them apart by the immediate, wrote
+/// the number to x8 and saved every register, as for `frame_call_dispatch`. Their fast legs make
+/// no call, so these functions have no stack frame of their own on the way to the switch.
 @_silgen_name("call_registers_dispatch")
 func callRegistersDispatch(_ frameBase: UnsafeMutablePointer<UInt64>) {
     SystemCalls.dispatchInRegisters(ExceptionFrame(base: frameBase), answering: false)

@@ -37,9 +37,11 @@ enum LazyFloatingPoint {
         PerCPU.current.floatingPoint.trapArmed = true
     }
 
-    /// A new save area: its thread owns no CPU's registers, so it runs trapped.
+    /// A new save area: the registers zero (a thread starts with nothing of another's), and the
+    /// trap armed, as its thread owns no CPU's registers. The word after the trap word is padding,
+    /// which nothing reads.
     static func prepare(_ area: UnsafeMutableRawPointer) {
-        area.zeroWords(bytes: saveAreaBytes)
+        area.zeroWords(bytes: Int(FP_STATE_TRAP))
         setTrap(trapEL0, in: area)
     }
 
@@ -67,7 +69,7 @@ enum LazyFloatingPoint {
 
     /// Whether `area`'s thread runs with EL0's FP/SIMD trapped (`switched`).
     private static func setTrap(_ value: UInt64, in area: UnsafeMutableRawPointer) {
-        area.storeBytes(of: value, toByteOffset: Int(FP_STATE_TRAP), as: UInt64.self)
+        area.storeAligned(value, toByteOffset: Int(FP_STATE_TRAP))
     }
 
     /// `switched` on a multiprocessor (no ISB either, for the same reason).
