@@ -405,6 +405,27 @@ private func testReplySlot(_ suite: inout Suite) {
     suite.check(late.ready == 0 && late.killed && late.taken == nil && late.handle == .replySlot
                     && late.answered == .timedOut && late.empty == .invalidHandle,
                 "a call queued by a caller killed before this thread took it: it arrives in the reply slot, the late answer is dropped (replyReceive goes on to receive), and the slot is empty after")
+
+    // The runtime serves by `svc #2`; `svc #0` with the number in x8 takes and answers a call the
+    // same way (the answer's wait then times out, as above).
+    var bySVC0: (taken: KernelError?, label: UInt64, handle: Handle?, answered: KernelError?, code: UInt64?)
+    bySVC0 = (.invalidArgument, 0, nil, nil, nil)
+    if let caller = startCaller(port) {
+        var served = RegisterMessage()
+        bySVC0.taken = catching { () throws(KernelError) in
+            try served.invoke(SystemCall.ReplyReceiveRegisters(reply: .none, label: 0, length: 0, port: port,
+                                                              timeout: 5_000_000_000), svc: 0)
+        }
+        (bySVC0.label, bySVC0.handle) = (served.label, served.replyHandle)
+        bySVC0.answered = catching { () throws(KernelError) in
+            try served.invoke(SystemCall.ReplyReceiveRegisters(reply: .replySlot, label: 10, length: 0, port: port,
+                                                              timeout: 1_000_000), svc: 0)
+        }
+        bySVC0.code = (try? System.wait(caller))?.code
+    }
+    suite.check(bySVC0.taken == nil && bySVC0.label == 9 && bySVC0.handle == .replySlot && bySVC0.answered == .timedOut
+                    && bySVC0.code == 0,
+                "replyReceiveRegisters by `svc #0` with its number in x8 takes a call in the reply slot and answers it, as by `svc #2`")
 }
 
 /// A thread's time slice is its own, spent across the switches of IPC and filled again only once
