@@ -85,7 +85,7 @@ public struct WaitList<Waiter: AnyObject> {
     /// Takes the oldest link off and gives its waiter.
     public func removeFirst() -> Unmanaged<Waiter>? {
         guard let head = ends.pointee.head else { return nil }
-        remove(head)
+        removeFirst(head)
         return head.pointee.waiter
     }
 

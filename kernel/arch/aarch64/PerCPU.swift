@@ -51,8 +51,8 @@ struct PerCPU {
     /// store (see aarch64_per_cpu_block). Never keep its address: after a thread switch the code
     /// may run on another CPU.
     static var current: PerCPU {
-        unsafeAddress { UnsafePointer(aarch64_per_cpu_block().assumingMemoryBound(to: PerCPU.self)) }
-        unsafeMutableAddress { aarch64_per_cpu_block().assumingMemoryBound(to: PerCPU.self) }
+        unsafeAddress { UnsafePointer(here) }
+        unsafeMutableAddress { here }
     }
 
     /// This CPU's block, for a path that reads TPIDR_EL1 once and passes the block on (the IPC
