@@ -19,14 +19,11 @@ final class KernelLogReader: KernelObject, KernelObjectType, ChargedObject {
     var queue = LogRing(capacity: KernelLogReader.queueBytes)
     let notification: Notification
     let bits: UInt64
-    /// The process that opened it (`Console.isRead(by:)`).
-    let readerProcess: UInt64
     var charge = MemoryCharge()
 
-    init(notification: Notification, bits: UInt64, readerProcess: UInt64) {
+    init(notification: Notification, bits: UInt64) {
         self.notification = notification
         self.bits = bits
-        self.readerProcess = readerProcess
         super.init(kind: Self.objectKind)
     }
 
@@ -34,48 +31,6 @@ final class KernelLogReader: KernelObject, KernelObjectType, ChargedObject {
         Console.detach(self)
         queue.destroy()
         charge.release()
-        // Writes that waited for room go straight to the UART now.
-        KernelLog.wakeRoomWaiters()
-    }
-}
-
-/// A program's `debugWrite` waiting for room in the reader's queue: the thread waits on
-/// `KernelLog.roomWaiters` until the reader takes records (`KernelLog.read`) or goes, up to
-/// `KernelLog.roomWaitNanoseconds` for the whole write. Past that, or once killed, it no longer
-/// waits (`mayWait`), and what is left goes straight to the UART as when there is no reader: a
-/// console service that stops reading slows programs' output down, and loses none of it.
-struct LogRoomWait {
-    let thread: Thread
-    private(set) var mayWait: Bool
-    private var armed = false
-
-    init(thread: Thread, mayWait: Bool) {
-        self.thread = thread
-        self.mayWait = mayWait
-    }
-
-    /// One wait, until woken, the deadline or a kill. Through the thread's first wait link, which
-    /// a thread inside `debugWrite` uses for nothing else.
-    mutating func wait() {
-        // The reader may not have heard of the records yet (`KernelLog.signalPending`).
-        KernelLog.deliverPending()
-        if !armed {
-            guard (try? IPC.armTimeout(KernelLog.roomWaitNanoseconds, for: thread)) == true else {
-                mayWait = false
-                return
-            }
-            armed = true
-        }
-        let link = thread.receiveLink
-        KernelLog.roomWaiters.append(link)
-        while link.pointee.isLinked && !thread.sleepExpired && !thread.killed { Scheduler.block() }
-        WaitLink.unlink(link)
-        if thread.sleepExpired || thread.killed { mayWait = false }
-    }
-
-    /// The write is over: its deadline, if one is still due, goes.
-    func end() {
-        if armed && !thread.sleepExpired { Clock.cancelDeadline(token: thread.id) }
     }
 }
 
@@ -97,7 +52,7 @@ enum KernelLog {
         let notification = try IPC.notification(notificationHandle, in: process, requiring: .signal)
         guard !Console.hasReader else { throw .accessDenied }
         let reader = try KernelMemory.make(.kernelLogReader, for: process.account) {
-            KernelLogReader(notification: notification, bits: bits, readerProcess: process.id)
+            KernelLogReader(notification: notification, bits: bits)
         }
         let handle = try Handles.install(reader, rights: readerRights, in: process)
         Console.attach(reader)
@@ -135,22 +90,7 @@ enum KernelLog {
             Console.dropFirstRecord(of: reader)
             moved += UInt64(length)
         }
-        // Writers waiting for room go on once half the queue is free: woken at every read, each
-        // would write a piece and wait again, a switch for every few records.
-        if moved > 0 && !roomWaiters.isEmpty && Console.isHalfEmpty(reader) { wakeRoomWaiters() }
         return moved
-    }
-
-    /// Threads whose `debugWrite` found the queue full (`LogRoomWait`), through their wait links.
-    /// Touched only inside system calls, so under the big kernel lock on a multiprocessor.
-    nonisolated(unsafe) static let roomWaiters = WaitList<Thread>()
-
-    /// How long one `debugWrite` waits for room, all its waits together.
-    static let roomWaitNanoseconds: UInt64 = 1_000_000_000
-
-    /// The reader took records, or went: every writer waiting for room tries again.
-    static func wakeRoomWaiters() {
-        roomWaiters.removeAll { Scheduler.wake($0.takeUnretainedValue()) }
     }
 
     /// Signals the reader if records were queued where it could not be (see `signalPending`).

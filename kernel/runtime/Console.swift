@@ -1,9 +1,8 @@
 // The kernel log: whole lines formatted without allocation, written to the boot console under
 // a lock so that lines from different cores never interleave. Once the console service has opened
 // the log (ipc/KernelLog.swift), lines and programs' debug writes queue for it instead, and it
-// writes them out between its own. A program's write that finds the queue full waits for room
-// (`writeRaw(_:unlessFull:)`, `LogRoomWait`); a kernel line that does, a reader that went away and
-// a panic send everything straight to the UART again, oldest first.
+// writes them out between its own; a queue that is full, a reader that went away and a panic send
+// everything straight to the UART again, oldest first.
 
 import Synchronization
 
@@ -28,28 +27,13 @@ enum Console {
         }
     }
 
-    /// Bytes as they are (a program's output), with "\n" sent as "\r\n". With `unlessFull`,
-    /// bytes that find the reader's queue full are not written at all (false): the caller waits
-    /// for room and tries again (`LogRoomWait`), so that a program writing faster than the
-    /// console service reads is slowed down, and its bytes do not reach the UART beside what the
-    /// console service writes there. Otherwise they go out straight, after what waits.
-    @discardableResult
-    static func writeRaw(_ bytes: UnsafeRawBufferPointer, unlessFull: Bool = false) -> Bool {
+    /// Bytes as they are (a program's output), with "\n" sent as "\r\n".
+    static func writeRaw(_ bytes: UnsafeRawBufferPointer) {
         lock.withLock {
-            if unlessFull, let reader, !Panic.started.load(ordering: .relaxed) {
-                guard reader.queue.append(bytes, terminator: nil) else { return false }
-                KernelLog.signalPending.store(true, ordering: .releasing)
-                return true
-            }
-            guard !enqueue(bytes, terminator: nil), let device else { return true }
+            guard !enqueue(bytes, terminator: nil), let device else { return }
             for byte in bytes { emit(byte, to: device) }
-            return true
         }
     }
-
-    /// Whether the process `id` reads the log: its own writes never wait for room, which only
-    /// it could make.
-    static func isRead(by id: UInt64) -> Bool { lock.withLock { reader?.readerProcess == id } }
 
     /// One byte for a terminal: a line feed goes out as CR LF.
     private static func emit(_ byte: UInt8, to device: PL011) {
@@ -104,11 +88,6 @@ enum Console {
 
     static func copyFirstRecord(of reader: KernelLogReader, into buffer: UnsafeMutableRawBufferPointer) -> Int {
         lock.withLock { reader.queue.copyFirst(into: buffer) }
-    }
-
-    /// Whether at least half of `reader`'s queue is free.
-    static func isHalfEmpty(_ reader: KernelLogReader) -> Bool {
-        lock.withLock { reader.queue.used <= reader.queue.capacity / 2 }
     }
 
     static func dropFirstRecord(of reader: KernelLogReader) {

@@ -154,7 +154,7 @@ func checkObjectPrices(_ run: inout SelfTestRun) {
     }
     let notification = heapGrowth { Notification() }
     let line = heapGrowth { InterruptLine(identifier: 0) }
-    let logReader = heapGrowth { KernelLogReader(notification: Notification(), bits: 1, readerProcess: 0) }
+    let logReader = heapGrowth { KernelLogReader(notification: Notification(), bits: 1) }
     let largest = heapGrowth {
         MemoryObject.allocate(pages: MemoryObject.maximumPages, charge: try! MemoryCharge(0, to: account))!
     }

@@ -362,7 +362,7 @@ enum SystemCalls {
             _ = serveWithoutChecks(number.rawValue, frame, thread: thread)
         case .debugWrite:
             serve(frame, SystemCall.DebugWrite.self) { call throws(KernelError) in
-                .init(written: try debugWrite(call.text, length: call.length, thread: thread, process: process))
+                .init(written: try debugWrite(call.text, length: call.length))
             }
         case .exit:
             serve(frame, SystemCall.Exit.self) { call throws(KernelError) in
@@ -642,17 +642,11 @@ enum SystemCalls {
         return space
     }
 
-    /// Copies the text in pieces through a kernel buffer; stops at the first bad page. A piece
-    /// that finds the console service's queue full waits for room (`LogRoomWait`), unless the
-    /// caller is the console service itself.
-    private static func debugWrite(_ text: UserAddress, length: UInt64, thread: Thread?,
-                                   process: Process?) throws(KernelError) -> UInt64 {
+    /// Copies the text in pieces through a kernel buffer; stops at the first bad page.
+    private static func debugWrite(_ text: UserAddress, length: UInt64) throws(KernelError) -> UInt64 {
         guard length <= maximumWriteBytes, UserMemory.isUserRange(text, length) else { throw .badAddress }
         var buffer = InlineArray<256, UInt8>(repeating: 0)
         var written: UInt64 = 0
-        var room: LogRoomWait?
-        if let thread, let process, !Console.isRead(by: process.id) { room = LogRoomWait(thread: thread, mayWait: true) }
-        defer { room?.end() }
         while written < length {
             let piece = min(length - written, 256)
             do throws(KernelError) {
@@ -665,14 +659,8 @@ enum SystemCalls {
                 guard written > 0 else { throw error }
                 break
             }
-            while !withUnsafeBytes(of: &buffer, { bytes in
-                Console.writeRaw(UnsafeRawBufferPointer(rebasing: bytes[0..<Int(piece)]), unlessFull: room?.mayWait == true)
-            }) {
-                room?.wait()
-            }
+            withUnsafeBytes(of: &buffer) { bytes in Console.writeRaw(UnsafeRawBufferPointer(rebasing: bytes[0..<Int(piece)])) }
             written += piece
-            // Killed while it waited: what is left is not written.
-            if thread?.killed == true { break }
         }
         // Queued for the console service: it hears of it now (a system call is a safe place).
         KernelLog.deliverPending()
